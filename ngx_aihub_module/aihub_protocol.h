@@ -1,0 +1,104 @@
+/*
+ * aihub wire contracts shared by ngx_aihub_module (the writer) and
+ * aihub-worker (the reader): the API key format, the Redis keyspace and the
+ * usage event.  Plain C11, no nginx and no hiredis types, so both programs
+ * and the unit tests include it.  README.md ("Contracts") documents the same
+ * thing for humans; change both together.
+ */
+
+#ifndef AIHUB_PROTOCOL_H
+#define AIHUB_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/*
+ * API keys: "ai-hub-" + 32 random base62 characters + 6 base62 characters
+ * of checksum (CRC-32 of the random part, big-endian base62, zero padded).
+ * A key of the wrong length, alphabet or checksum is refused with no I/O.
+ * Stored only as the lowercase hex SHA-256 of the whole key.  The display
+ * prefix ("ai-hub-" + the first 8 random characters) names the key in
+ * listings, logs, usage events and the developer API.
+ */
+
+#define AIHUB_KEY_TAG           "ai-hub-"
+#define AIHUB_KEY_TAG_LEN       7
+#define AIHUB_KEY_RANDOM_LEN    32
+#define AIHUB_KEY_CHECK_LEN     6
+#define AIHUB_KEY_LEN                                                        \
+    (AIHUB_KEY_TAG_LEN + AIHUB_KEY_RANDOM_LEN + AIHUB_KEY_CHECK_LEN)
+#define AIHUB_KEY_PREFIX_LEN    (AIHUB_KEY_TAG_LEN + 8)
+#define AIHUB_SHA256_HEX_LEN    64
+
+
+/*
+ * Redis keyspace.  Every name starts with a configurable prefix, "aihub:"
+ * by default; the names below follow it.
+ *
+ *   key:<sha256hex>        HASH  the key record (fields AIHUB_KF_*), written
+ *                                by the worker from MySQL, read by nginx
+ *   model:<public id>      HASH  provider, upstream, tier, price_in, price_out
+ *   models                 SET   public ids of all enabled models
+ *   usage                  STREAM usage events, field "event" = JSON
+ *   usage:dead             STREAM events the worker could not store
+ *   invalidate             CHANNEL "key:<sha256hex>", "account:<id>", "all"
+ */
+
+#define AIHUB_REDIS_PREFIX_DEFAULT   "aihub:"
+#define AIHUB_RK_KEY                 "key:"
+#define AIHUB_RK_MODEL               "model:"
+#define AIHUB_RK_MODELS              "models"
+#define AIHUB_RK_USAGE               "usage"
+#define AIHUB_RK_USAGE_DEAD          "usage:dead"
+#define AIHUB_RK_INVALIDATE          "invalidate"
+#define AIHUB_USAGE_GROUP            "aihub-drain"
+#define AIHUB_USAGE_FIELD            "event"
+
+/* fields of the key record HASH */
+#define AIHUB_KF_ACCOUNT     "account"      /* account id (decimal) */
+#define AIHUB_KF_PREFIX      "prefix"       /* display prefix */
+#define AIHUB_KF_PLAN        "plan"         /* plan name */
+#define AIHUB_KF_STATUS      "status"       /* active | revoked | suspended */
+#define AIHUB_KF_SCOPES      "scopes"       /* "chat" or "chat,admin" */
+#define AIHUB_KF_EXPIRES     "expires"      /* unix seconds, 0 = never */
+
+
+/*
+ * The usage event: one JSON object per call that reached a provider, XADDed
+ * by nginx to <prefix>usage as field "event", validated and stored by the
+ * worker.  Version 1 members, all present:
+ *
+ *   v                  1
+ *   id                 32 lowercase hex chars, random per request (unique
+ *                      across nodes and restarts); UNIQUE in MySQL
+ *   ts                 request start, unix milliseconds
+ *   node               the nginx host name
+ *   account            account id (integer)
+ *   key                key display prefix
+ *   plan               plan name at the time of the call
+ *   model              public model id ("" when none was parsed)
+ *   provider           provider name
+ *   prompt_tokens      integer >= 0
+ *   completion_tokens  integer >= 0
+ *   total_tokens       integer >= prompt + completion
+ *   cost_micros        integer micro-dollars (real-time figure)
+ *   status             HTTP status the client got
+ *   streamed           boolean
+ *   aborted            boolean, the client went away before the end
+ *   estimated          boolean, tokens estimated or clamped
+ *   latency_ms         integer
+ */
+
+#define AIHUB_EVENT_VERSION  1
+#define AIHUB_EVENT_ID_LEN   32
+
+
+/* key format helpers (aihub_key_format.c) */
+
+int aihub_key_check(const char *key, size_t len);
+void aihub_key_checksum(const char *random, char *out);
+int aihub_key_make(const unsigned char *entropy, size_t n, char *out);
+
+
+#endif /* AIHUB_PROTOCOL_H */

@@ -1,0 +1,81 @@
+/*
+ * Errors in the shape the OpenAI SDKs parse:
+ *   {"error":{"message":"...","type":"...","param":null,"code":"..."}}
+ */
+
+#include "ngx_http_aihub_module.h"
+
+
+ngx_int_t
+ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *code, const char *message)
+{
+    size_t        len, mlen, esc;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    static u_char  head[] = "{\"error\":{\"message\":\"";
+    static u_char  mid1[] = "\",\"type\":\"";
+    static u_char  mid2[] = "\",\"param\":null,\"code\":\"";
+    static u_char  tail[] = "\"}}\n";
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    mlen = ngx_strlen(message);
+    esc = ngx_escape_json(NULL, (u_char *) message, mlen);
+
+    len = sizeof(head) - 1 + mlen + esc + sizeof(mid1) - 1
+          + ngx_strlen(type) + sizeof(mid2) - 1 + ngx_strlen(code)
+          + sizeof(tail) - 1;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, head, sizeof(head) - 1);
+    b->last = (u_char *) ngx_escape_json(b->last, (u_char *) message, mlen);
+    b->last = ngx_cpymem(b->last, mid1, sizeof(mid1) - 1);
+    b->last = ngx_cpymem(b->last, type, ngx_strlen(type));
+    b->last = ngx_cpymem(b->last, mid2, sizeof(mid2) - 1);
+    b->last = ngx_cpymem(b->last, code, ngx_strlen(code));
+    b->last = ngx_cpymem(b->last, tail, sizeof(tail) - 1);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* sends the error and ends the request; for phase handlers: return this */
+
+ngx_int_t
+ngx_http_aihub_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *code, const char *message)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_aihub_send_error(r, status, type, code, message);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}

@@ -1,0 +1,323 @@
+/*
+ * Filters on answers of "aihub on" locations: a header filter that notes
+ * what the provider answered and turns provider failures into OpenAI-shaped
+ * errors, and a body filter that reads the usage as the answer passes.
+ */
+
+#include "ngx_http_aihub_module.h"
+
+#include <cjson/cJSON.h>
+
+
+#define NGX_HTTP_AIHUB_CAPTURE_MAX   (4 * 1024 * 1024)
+
+
+static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aihub_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_aihub_replace(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
+    const char *code, const char *message);
+static ngx_int_t ngx_http_aihub_capture(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_buf_t *b);
+static void ngx_http_aihub_parse_usage(ngx_http_aihub_ctx_t *ctx);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_aihub_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_aihub_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_aihub_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t             status;
+    ngx_table_elt_t       *h;
+    ngx_http_upstream_t   *u;
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "x-request-id");
+    h->value.data = ctx->event_id;
+    h->value.len = AIHUB_EVENT_ID_LEN;
+
+    if (!ctx->forwarded || ctx->replace != NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    u = r->upstream;
+    status = r->headers_out.status;
+
+    if (u == NULL || u->headers_in.status_n == 0) {
+
+        /* nginx's own answer: the provider could not be reached */
+
+        if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+            return ngx_http_aihub_replace(r, ctx, NGX_HTTP_GATEWAY_TIME_OUT,
+                                          "server_error", "upstream_timeout",
+                                          "The model provider did not answer "
+                                          "in time.");
+        }
+
+        if (status >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                          "server_error", "upstream_error",
+                                          "The model provider could not be "
+                                          "reached.");
+        }
+
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->provider_status = u->headers_in.status_n;
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        return ngx_http_aihub_replace(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
+                                      "requests", "rate_limit_exceeded",
+                                      "The model provider is rate limiting "
+                                      "requests. Please retry shortly.");
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED || status == NGX_HTTP_FORBIDDEN
+        || status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+    {
+        return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "server_error", "upstream_error",
+                                      "The model provider failed to answer "
+                                      "the request.");
+    }
+
+    if (status == NGX_HTTP_OK) {
+        if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
+            && ngx_strncasecmp(r->headers_out.content_type.data,
+                               (u_char *) "text/event-stream",
+                               sizeof("text/event-stream") - 1) == 0)
+        {
+            ctx->streamed = 1;
+
+        } else {
+            ctx->capturing = 1;
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * The provider's failure becomes our error; its body (which may say
+ * anything, credentials included) is dropped by the body filter.
+ */
+
+static ngx_int_t
+ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
+    len = ngx_strlen(message);
+
+    b = ngx_create_temp_buf(r->pool, len + 128);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last,
+                          "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
+                          "\"param\":null,\"code\":\"%s\"}}\n",
+                          message, type, code);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    ctx->replace = b;
+    ctx->failed = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.status_line.len = 0;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    if (r->headers_out.content_encoding) {
+        r->headers_out.content_encoding->hash = 0;
+        r->headers_out.content_encoding = NULL;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_uint_t             last;
+    ngx_chain_t           *cl, out;
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || r != r->main || !ctx->forwarded) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->replace != NULL) {
+        last = 0;
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+
+            if (cl->buf->last_buf || cl->buf->last_in_chain) {
+                last = 1;
+            }
+        }
+
+        if (!last || ctx->replace_sent) {
+            return ngx_http_next_body_filter(r, NULL);
+        }
+
+        ctx->replace_sent = 1;
+
+        out.buf = ctx->replace;
+        out.next = NULL;
+
+        return ngx_http_next_body_filter(r, &out);
+    }
+
+    if (ctx->capturing) {
+        for (cl = in; cl; cl = cl->next) {
+            if (ngx_http_aihub_capture(r, ctx, cl->buf) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            if (cl->buf->last_buf) {
+                ctx->capturing = 0;
+                ctx->complete = 1;
+                ngx_http_aihub_parse_usage(ctx);
+                break;
+            }
+        }
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+static ngx_int_t
+ngx_http_aihub_capture(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_buf_t *b)
+{
+    size_t      n, size;
+    ngx_buf_t  *nb;
+
+    if (!ngx_buf_in_memory(b) || ngx_buf_size(b) == 0) {
+        return NGX_OK;
+    }
+
+    n = b->last - b->pos;
+
+    if (ctx->capture == NULL) {
+        ctx->capture = ngx_create_temp_buf(r->pool, ngx_max(n, 4096));
+        if (ctx->capture == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if ((size_t) (ctx->capture->end - ctx->capture->last) < n) {
+        size = 2 * (ctx->capture->end - ctx->capture->start) + n;
+
+        if (size > NGX_HTTP_AIHUB_CAPTURE_MAX) {
+            ctx->capture_overflow = 1;
+            return NGX_OK;
+        }
+
+        nb = ngx_create_temp_buf(r->pool, size);
+        if (nb == NULL) {
+            return NGX_ERROR;
+        }
+
+        nb->last = ngx_cpymem(nb->last, ctx->capture->pos,
+                              ctx->capture->last - ctx->capture->pos);
+        ctx->capture = nb;
+    }
+
+    ctx->capture->last = ngx_cpymem(ctx->capture->last, b->pos, n);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aihub_parse_usage(ngx_http_aihub_ctx_t *ctx)
+{
+    cJSON  *root, *usage, *n;
+
+    if (ctx->capture == NULL || ctx->capture_overflow) {
+        return;
+    }
+
+    root = cJSON_ParseWithLength((const char *) ctx->capture->pos,
+                                 ctx->capture->last - ctx->capture->pos);
+    if (root == NULL) {
+        return;
+    }
+
+    usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
+
+    if (cJSON_IsObject(usage)) {
+        n = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+        if (cJSON_IsNumber(n)) {
+            ctx->tokens.prompt = (int64_t) n->valuedouble;
+            ctx->tokens.found = 1;
+        }
+
+        n = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+        if (cJSON_IsNumber(n)) {
+            ctx->tokens.completion = (int64_t) n->valuedouble;
+        }
+
+        n = cJSON_GetObjectItemCaseSensitive(usage, "total_tokens");
+        if (cJSON_IsNumber(n)) {
+            ctx->tokens.total = (int64_t) n->valuedouble;
+        }
+    }
+
+    cJSON_Delete(root);
+}

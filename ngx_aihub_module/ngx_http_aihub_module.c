@@ -1,0 +1,518 @@
+/*
+ * ngx_http_aihub_module: directives, configuration and the module's hooks.
+ * The request path itself starts in ngx_http_aihub_auth.c.
+ */
+
+#include "ngx_http_aihub_module.h"
+
+
+static ngx_int_t ngx_http_aihub_init(ngx_conf_t *cf);
+static void *ngx_http_aihub_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_aihub_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_aihub_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_aihub_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_aihub_enable(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_aihub_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_aihub_init_process(ngx_cycle_t *cycle);
+static void ngx_http_aihub_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_aihub_failure_modes[] = {
+    { ngx_string("closed"), NGX_HTTP_AIHUB_FAIL_CLOSED },
+    { ngx_string("open"), NGX_HTTP_AIHUB_FAIL_OPEN },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_aihub_commands[] = {
+
+    { ngx_string("aihub_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_aihub_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aihub_redis_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, redis_prefix),
+      NULL },
+
+    { ngx_string("aihub_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("aihub_cache_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_aihub_cache_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aihub_provider"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_aihub_provider_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("aihub_node"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, node),
+      NULL },
+
+    { ngx_string("aihub_event_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, event_buffer),
+      NULL },
+
+    { ngx_string("aihub"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_aihub_enable,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aihub_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("aihub_failure_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aihub_loc_conf_t, failure_mode),
+      &ngx_http_aihub_failure_modes },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_aihub_module_ctx = {
+    ngx_http_aihub_add_variables,          /* preconfiguration */
+    ngx_http_aihub_init,                   /* postconfiguration */
+
+    ngx_http_aihub_create_main_conf,       /* create main configuration */
+    ngx_http_aihub_init_main_conf,         /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_aihub_create_loc_conf,        /* create location configuration */
+    ngx_http_aihub_merge_loc_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_aihub_module = {
+    NGX_MODULE_V1,
+    &ngx_http_aihub_module_ctx,            /* module context */
+    ngx_http_aihub_commands,               /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_aihub_init_process,           /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_aihub_exit_process,           /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_aihub_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     amcf->redis_host = { 0, NULL };
+     *     amcf->redis_prefix = { 0, NULL };
+     *     amcf->node = { 0, NULL };
+     *     amcf->shm_zone = NULL;
+     *     amcf->used = 0;
+     */
+
+    amcf->redis_port = NGX_CONF_UNSET;
+    amcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    amcf->event_buffer = NGX_CONF_UNSET_UINT;
+
+    if (ngx_array_init(&amcf->providers, cf->pool, 4,
+                       sizeof(ngx_http_aihub_provider_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return amcf;
+}
+
+
+static char *
+ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_aihub_main_conf_t *amcf = conf;
+
+    if (amcf->redis_prefix.data == NULL) {
+        ngx_str_set(&amcf->redis_prefix, AIHUB_REDIS_PREFIX_DEFAULT);
+    }
+
+    ngx_conf_init_msec_value(amcf->redis_timeout, 300);
+    ngx_conf_init_uint_value(amcf->event_buffer, 10000);
+
+    if (amcf->node.data == NULL) {
+        amcf->node = cf->cycle->hostname;
+
+        if (amcf->node.len == 0) {
+            ngx_str_set(&amcf->node, "nginx");
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_aihub_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_aihub_loc_conf_t));
+    if (alcf == NULL) {
+        return NULL;
+    }
+
+    alcf->enable = NGX_CONF_UNSET;
+    alcf->failure_mode = NGX_CONF_UNSET_UINT;
+
+    return alcf;
+}
+
+
+static char *
+ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_aihub_loc_conf_t *prev = parent;
+    ngx_http_aihub_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_uint_value(conf->failure_mode, prev->failure_mode,
+                              NGX_HTTP_AIHUB_FAIL_CLOSED);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * "aihub_redis 127.0.0.1:6379", "aihub_redis unix:/run/redis.sock".  A host
+ * name is resolved here, at configuration time, because hiredis would
+ * resolve it with a blocking getaddrinfo() inside a worker process.
+ */
+
+static char *
+ngx_http_aihub_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_aihub_main_conf_t *amcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+    ngx_url_t   u;
+
+    if (amcf->redis_host.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+
+        if (value[1].len <= 5) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid Redis address \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        amcf->redis_host.len = value[1].len - 5;
+        amcf->redis_host.data = ngx_pnalloc(cf->pool, value[1].len - 4);
+        if (amcf->redis_host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_cpymem(amcf->redis_host.data, value[1].data + 5,
+                       amcf->redis_host.len);
+        *p = '\0';
+        amcf->redis_port = 0;
+
+        return NGX_CONF_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in Redis address \"%V\"", u.err, &value[1]);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0 || u.uri.len != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid Redis address \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the text form of the first address, without its port */
+
+    amcf->redis_host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (amcf->redis_host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->redis_host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                         u.addrs[0].socklen,
+                                         amcf->redis_host.data,
+                                         NGX_SOCKADDR_STRLEN, 0);
+    amcf->redis_host.data[amcf->redis_host.len] = '\0';
+    amcf->redis_port = u.port;
+
+    return NGX_CONF_OK;
+}
+
+
+/* "aihub_cache_zone aihub:10m" */
+
+static char *
+ngx_http_aihub_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_aihub_main_conf_t *amcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (amcf->shm_zone != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected NAME:SIZE",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                           &ngx_http_aihub_module);
+    if (amcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->shm_zone->init = ngx_http_aihub_init_zone;
+    amcf->shm_zone->data = amcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t  *shpool;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists || data) {
+        /* reload: the zone keeps its contents */
+        return NGX_OK;
+    }
+
+    shpool->log_ctx = ngx_slab_alloc(shpool,
+                                     sizeof(" in aihub zone \"\"")
+                                     + shm_zone->shm.name.len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in aihub zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_aihub_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                        *rv;
+    ngx_http_aihub_loc_conf_t   *alcf = conf;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (alcf->enable) {
+        amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aihub_module);
+        amcf->used = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt         *h;
+    ngx_http_core_main_conf_t   *cmcf;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aihub_module);
+
+    if (!amcf->used) {
+        return NGX_OK;
+    }
+
+    if (amcf->redis_host.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"aihub on\" requires \"aihub_redis\" "
+                           "in the http block");
+        return NGX_ERROR;
+    }
+
+    if (amcf->providers.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"aihub on\" requires at least one "
+                           "\"aihub_provider\" in the http block");
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_aihub_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_aihub_log_handler;
+
+    return ngx_http_aihub_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_aihub_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_aihub_module);
+
+    if (amcf == NULL || !amcf->used) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_aihub_provider_init_process(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_aihub_usage_init_process(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_aihub_redis_init_process(cycle, amcf);
+}
+
+
+static void
+ngx_http_aihub_exit_process(ngx_cycle_t *cycle)
+{
+    /* unconfirmed events come back to the buffer before it is counted */
+
+    ngx_http_aihub_redis_exit_process();
+    ngx_http_aihub_usage_exit_process();
+}
+
+
+ngx_http_aihub_ctx_t *
+ngx_http_aihub_get_ctx(ngx_http_request_t *r)
+{
+    return ngx_http_get_module_ctx(r, ngx_http_aihub_module);
+}
+
+
+ngx_msec_t
+ngx_http_aihub_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (ngx_msec_t) tp->sec * 1000 + tp->msec;
+}

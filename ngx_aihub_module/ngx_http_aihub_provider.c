@@ -1,0 +1,416 @@
+/*
+ * Providers: what an operator declares with "aihub_provider", where its
+ * credential comes from, and what a request sent to it looks like (the
+ * proxy URL, the Host, the Authorization header).  nginx's proxy module does
+ * the proxying; this file only prepares it.
+ */
+
+#include "ngx_http_aihub_module.h"
+
+
+static ngx_int_t ngx_http_aihub_provider_headers(ngx_http_request_t *r,
+    ngx_http_aihub_provider_t *p);
+static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+
+
+/*
+ * aihub_provider NAME url=URL [kind=openai|gemini] [host=HOST]
+ *                [key_env=VAR | key_file=PATH];
+ */
+
+char *
+ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_aihub_main_conf_t *amcf = conf;
+
+    u_char                     *s, *e;
+    ssize_t                     n;
+    ngx_str_t                  *value, v, path;
+    ngx_uint_t                  i;
+    ngx_file_t                  file;
+    ngx_file_info_t             fi;
+    ngx_http_aihub_provider_t  *p;
+    u_char                      buf[4096];
+
+    value = cf->args->elts;
+
+    p = amcf->providers.elts;
+
+    for (i = 0; i < amcf->providers.nelts; i++) {
+        if (p[i].name.len == value[1].len
+            && ngx_strncmp(p[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate aihub provider \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    p = ngx_array_push(&amcf->providers);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(p, sizeof(ngx_http_aihub_provider_t));
+
+    p->name = value[1];
+    p->kind = NGX_HTTP_AIHUB_KIND_OPENAI;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "url=", 4) == 0) {
+            v.data = value[i].data + 4;
+            v.len = value[i].len - 4;
+
+            if (v.len > 8 && ngx_strncmp(v.data, "https://", 8) == 0) {
+                s = v.data + 8;
+
+            } else if (v.len > 7 && ngx_strncmp(v.data, "http://", 7) == 0) {
+                s = v.data + 7;
+
+            } else {
+                goto invalid;
+            }
+
+            /* no trailing slash: the request path is appended */
+
+            while (v.len && v.data[v.len - 1] == '/') {
+                v.len--;
+            }
+
+            p->url = v;
+
+            if (p->host.len == 0) {
+                for (e = s; e < v.data + v.len && *e != '/'; e++) {
+                    /* void */
+                }
+
+                p->host.data = s;
+                p->host.len = e - s;
+
+                if (p->host.len == 0) {
+                    goto invalid;
+                }
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "host=", 5) == 0) {
+            p->host.data = value[i].data + 5;
+            p->host.len = value[i].len - 5;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "kind=openai") == 0) {
+            p->kind = NGX_HTTP_AIHUB_KIND_OPENAI;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "kind=gemini") == 0) {
+            p->kind = NGX_HTTP_AIHUB_KIND_GEMINI;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key_env=", 8) == 0
+            && value[i].len > 8)
+        {
+            p->key_env.data = value[i].data + 8;
+            p->key_env.len = value[i].len - 8;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key_file=", 9) == 0
+            && value[i].len > 9)
+        {
+            p->key_file.data = value[i].data + 9;
+            p->key_file.len = value[i].len - 9;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (p->url.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aihub provider \"%V\" has no \"url=\"",
+                           &p->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (p->key_env.len && p->key_file.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aihub provider \"%V\" has both \"key_env=\" "
+                           "and \"key_file=\"", &p->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (p->key_file.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    /* the file is read once, here, by the master: no disk I/O later */
+
+    path = p->key_file;
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = path;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open key file \"%V\" of aihub provider "
+                           "\"%V\"", &path, &p->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) >= (off_t) sizeof(buf))
+    {
+        ngx_close_file(file.fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "key file \"%V\" of aihub provider \"%V\" is "
+                           "unreadable or too large", &path, &p->name);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf) - 1, 0);
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'
+                     || buf[n - 1] == ' '))
+    {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "key file \"%V\" of aihub provider \"%V\" "
+                           "is empty", &path, &p->name);
+        return NGX_CONF_ERROR;
+    }
+
+    p->authorization.len = sizeof("Bearer ") - 1 + n;
+    p->authorization.data = ngx_pnalloc(cf->pool, p->authorization.len);
+    if (p->authorization.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(p->authorization.data, "Bearer ", 7), buf, n);
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" of aihub provider \"%V\"",
+                       &value[i], &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* environment credentials: nginx's "env" directive passes them to workers */
+
+ngx_int_t
+ngx_http_aihub_provider_init_process(ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf)
+{
+    u_char                     *name, *val;
+    size_t                      len;
+    ngx_uint_t                  i;
+    ngx_http_aihub_provider_t  *p;
+
+    p = amcf->providers.elts;
+
+    for (i = 0; i < amcf->providers.nelts; i++) {
+
+        if (p[i].key_env.len == 0) {
+            continue;
+        }
+
+        name = ngx_pnalloc(cycle->pool, p[i].key_env.len + 1);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(name, p[i].key_env.data, p[i].key_env.len + 1);
+
+        val = (u_char *) getenv((char *) name);
+
+        if (val == NULL || *val == '\0') {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "aihub provider \"%V\": environment variable "
+                          "\"%s\" is not set (is it passed with the "
+                          "\"env\" directive?)", &p[i].name, name);
+            continue;
+        }
+
+        len = ngx_strlen(val);
+
+        p[i].authorization.len = sizeof("Bearer ") - 1 + len;
+        p[i].authorization.data = ngx_pnalloc(cycle->pool,
+                                              p[i].authorization.len);
+        if (p[i].authorization.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(p[i].authorization.data, "Bearer ", 7),
+                   val, len);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_aihub_provider_select(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    /* the model catalog chooses among several; the first is the default */
+
+    ctx->provider = amcf->providers.elts;
+
+    if (ngx_http_aihub_proxy_url(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_aihub_provider_headers(r, ctx->provider);
+}
+
+
+/*
+ * The client's credential never reaches the provider: the request headers
+ * are copied without Authorization and x-api-key, and the provider's own
+ * Authorization is added.
+ */
+
+static ngx_int_t
+ngx_http_aihub_provider_headers(ngx_http_request_t *r,
+    ngx_http_aihub_provider_t *p)
+{
+    ngx_uint_t        i;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if ((h[i].key.len == sizeof("authorization") - 1
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "authorization",
+                                sizeof("authorization") - 1) == 0)
+            || (h[i].key.len == sizeof("x-api-key") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key",
+                                   sizeof("x-api-key") - 1) == 0))
+        {
+            continue;
+        }
+
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    r->headers_in.authorization = NULL;
+
+    if (p->authorization.len) {
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        nh->hash = 1;
+        ngx_str_set(&nh->key, "Authorization");
+        nh->value = p->authorization;
+        nh->lowcase_key = (u_char *) "authorization";
+#if (nginx_version >= 1023000)
+        nh->next = NULL;
+#endif
+
+        r->headers_in.authorization = nh;
+    }
+
+    r->headers_in.headers = headers;
+
+    return NGX_OK;
+}
+
+
+/* "/v1/chat/completions" -> "<url>/chat/completions", args kept */
+
+static ngx_int_t
+ngx_http_aihub_proxy_url(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char                     *p;
+    ngx_str_t                   tail;
+    ngx_http_aihub_provider_t  *pv = ctx->provider;
+
+    static ngx_str_t  developer_chat = ngx_string("/api/v1/developer/chat");
+
+    tail = r->uri;
+
+    if (tail.len >= developer_chat.len
+        && ngx_strncmp(tail.data, developer_chat.data, developer_chat.len)
+           == 0)
+    {
+        ngx_str_set(&tail, "/chat/completions");
+
+    } else if (tail.len > 3 && ngx_strncmp(tail.data, "/v1/", 4) == 0) {
+        tail.data += 3;
+        tail.len -= 3;
+    }
+
+    ctx->proxy_url.len = pv->url.len + tail.len
+                         + (r->args.len ? 1 + r->args.len : 0);
+
+    ctx->proxy_url.data = ngx_pnalloc(r->pool, ctx->proxy_url.len);
+    if (ctx->proxy_url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->proxy_url.data, pv->url.data, pv->url.len);
+    p = ngx_cpymem(p, tail.data, tail.len);
+
+    if (r->args.len) {
+        *p++ = '?';
+        ngx_memcpy(p, r->args.data, r->args.len);
+    }
+
+    return NGX_OK;
+}

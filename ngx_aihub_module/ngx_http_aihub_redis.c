@@ -1,0 +1,607 @@
+/*
+ * One asynchronous hiredis connection per nginx worker process, driven by
+ * nginx's event loop: connected in init_process, reconnected with backoff,
+ * with our own connect and reply timeouts (hiredis 0.14 has none).
+ *
+ * A request waiting for a reply holds a call; the call, not the request,
+ * is what hiredis gets as privdata, so a request finalized while its reply
+ * is in flight is simply forgotten by the call (see the pool cleanup).
+ */
+
+#include "ngx_http_aihub_module.h"
+
+
+#define NGX_HTTP_AIHUB_BACKOFF_MIN   100
+#define NGX_HTTP_AIHUB_BACKOFF_MAX   5000
+#define NGX_HTTP_AIHUB_WATCHDOG      1000
+
+
+struct ngx_http_aihub_redis_call_s {
+    ngx_http_request_t               *r;       /* NULL once it is gone */
+    ngx_http_aihub_redis_handler_pt   handler;
+    ngx_event_t                       timer;
+    unsigned                          answered:1;
+};
+
+
+typedef struct {
+    redisAsyncContext                *ac;
+    ngx_uint_t                        connected;
+    ngx_uint_t                        exiting;
+    ngx_msec_t                        backoff;
+    ngx_msec_t                        last_reply;
+    ngx_uint_t                        inflight;
+    ngx_event_t                       reconnect;
+    ngx_event_t                       connect_timeout;
+    ngx_event_t                       watchdog;
+    ngx_log_t                        *log;
+    ngx_http_aihub_main_conf_t       *amcf;
+    void                            (*on_connect)(void);
+} ngx_http_aihub_redis_t;
+
+
+static void ngx_http_aihub_redis_connect(void);
+static void ngx_http_aihub_redis_schedule(void);
+static void ngx_http_aihub_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_aihub_redis_connect_timeout_handler(ngx_event_t *ev);
+static void ngx_http_aihub_redis_watchdog_handler(ngx_event_t *ev);
+static void ngx_http_aihub_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_aihub_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_aihub_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_aihub_redis_add_read(void *data);
+static void ngx_http_aihub_redis_del_read(void *data);
+static void ngx_http_aihub_redis_add_write(void *data);
+static void ngx_http_aihub_redis_del_write(void *data);
+static void ngx_http_aihub_redis_cleanup(void *data);
+static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
+static void ngx_http_aihub_redis_request_cleanup(void *data);
+
+
+static ngx_http_aihub_redis_t  ngx_http_aihub_redis;
+
+
+ngx_int_t
+ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    rd->log = cycle->log;
+    rd->amcf = amcf;
+    rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
+
+    rd->reconnect.handler = ngx_http_aihub_redis_reconnect_handler;
+    rd->reconnect.log = cycle->log;
+    rd->reconnect.data = rd;
+    rd->reconnect.cancelable = 1;
+
+    rd->connect_timeout.handler = ngx_http_aihub_redis_connect_timeout_handler;
+    rd->connect_timeout.log = cycle->log;
+    rd->connect_timeout.data = rd;
+    rd->connect_timeout.cancelable = 1;
+
+    rd->watchdog.handler = ngx_http_aihub_redis_watchdog_handler;
+    rd->watchdog.log = cycle->log;
+    rd->watchdog.data = rd;
+    rd->watchdog.cancelable = 1;
+
+    ngx_add_timer(&rd->watchdog, NGX_HTTP_AIHUB_WATCHDOG);
+
+    ngx_http_aihub_redis_connect();
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_aihub_redis_exit_process(void)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    rd->exiting = 1;
+
+    if (rd->reconnect.timer_set) {
+        ngx_del_timer(&rd->reconnect);
+    }
+
+    if (rd->connect_timeout.timer_set) {
+        ngx_del_timer(&rd->connect_timeout);
+    }
+
+    if (rd->watchdog.timer_set) {
+        ngx_del_timer(&rd->watchdog);
+    }
+
+    if (rd->ac) {
+        redisAsyncFree(rd->ac);
+        rd->ac = NULL;
+    }
+}
+
+
+void
+ngx_http_aihub_redis_on_connect(void (*handler)(void))
+{
+    ngx_http_aihub_redis.on_connect = handler;
+}
+
+
+ngx_int_t
+ngx_http_aihub_redis_ready(void)
+{
+    return ngx_http_aihub_redis.connected && ngx_http_aihub_redis.ac != NULL;
+}
+
+
+static void
+ngx_http_aihub_redis_connect(void)
+{
+    redisAsyncContext           *ac;
+    ngx_connection_t            *c;
+    ngx_http_aihub_redis_t      *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_main_conf_t  *amcf = rd->amcf;
+
+    if (amcf->redis_port == 0) {
+        ac = redisAsyncConnectUnix((char *) amcf->redis_host.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) amcf->redis_host.data,
+                               (int) amcf->redis_port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "aihub: redis connect to \"%s\" failed: out of memory",
+                      amcf->redis_host.data);
+        ngx_http_aihub_redis_schedule();
+        return;
+    }
+
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "aihub: redis connect to \"%s\" failed: %s",
+                      amcf->redis_host.data, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_aihub_redis_schedule();
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_aihub_redis_schedule();
+        return;
+    }
+
+    c->data = ac;
+    c->read->handler = ngx_http_aihub_redis_read_handler;
+    c->write->handler = ngx_http_aihub_redis_write_handler;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_aihub_redis_add_read;
+    ac->ev.delRead = ngx_http_aihub_redis_del_read;
+    ac->ev.addWrite = ngx_http_aihub_redis_add_write;
+    ac->ev.delWrite = ngx_http_aihub_redis_del_write;
+    ac->ev.cleanup = ngx_http_aihub_redis_cleanup;
+
+    rd->ac = ac;
+    rd->connected = 0;
+
+    /* the connect callback arms the write event that completes connect() */
+
+    redisAsyncSetConnectCallback(ac, ngx_http_aihub_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_aihub_redis_disconnected);
+
+    ngx_add_timer(&rd->connect_timeout, rd->amcf->redis_timeout);
+}
+
+
+static void
+ngx_http_aihub_redis_schedule(void)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (rd->exiting) {
+        return;
+    }
+
+    if (!rd->reconnect.timer_set) {
+        ngx_add_timer(&rd->reconnect, rd->backoff);
+    }
+
+    rd->backoff *= 2;
+
+    if (rd->backoff > NGX_HTTP_AIHUB_BACKOFF_MAX) {
+        rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MAX;
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_reconnect_handler(ngx_event_t *ev)
+{
+    if (ngx_http_aihub_redis.ac == NULL) {
+        ngx_http_aihub_redis_connect();
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_connect_timeout_handler(ngx_event_t *ev)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (rd->ac == NULL || rd->connected) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "aihub: redis connect to \"%s\" timed out",
+                  rd->amcf->redis_host.data);
+
+    /* not connected yet: hiredis calls no disconnect callback */
+
+    redisAsyncFree(rd->ac);
+    rd->ac = NULL;
+
+    ngx_http_aihub_redis_schedule();
+}
+
+
+/*
+ * A connection that stopped answering (a half-open socket, a Redis stuck
+ * for far longer than our timeout) is dropped and made again, so that
+ * buffered events find a working connection; their callbacks run with a
+ * NULL reply and put them back in the buffer.
+ */
+
+static void
+ngx_http_aihub_redis_watchdog_handler(ngx_event_t *ev)
+{
+    ngx_msec_t               limit;
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (rd->exiting) {
+        return;
+    }
+
+    limit = 10 * rd->amcf->redis_timeout + 5000;
+
+    if (rd->connected && rd->ac && rd->inflight
+        && ngx_http_aihub_now_ms() - rd->last_reply > limit)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "aihub: redis at \"%s\" sent nothing for %M ms "
+                      "with %ui commands waiting, reconnecting",
+                      rd->amcf->redis_host.data, limit, rd->inflight);
+
+        redisAsyncFree(rd->ac);
+    }
+
+    ngx_add_timer(&rd->watchdog, NGX_HTTP_AIHUB_WATCHDOG);
+}
+
+
+static void
+ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (rd->connect_timeout.timer_set) {
+        ngx_del_timer(&rd->connect_timeout);
+    }
+
+    if (status != REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "aihub: redis connect to \"%s\" failed: %s",
+                      rd->amcf->redis_host.data, ac->errstr);
+
+        /* hiredis frees the context after this callback */
+
+        rd->ac = NULL;
+        rd->connected = 0;
+        ngx_http_aihub_redis_schedule();
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "aihub: redis connected to \"%s\"",
+                  rd->amcf->redis_host.data);
+
+    rd->connected = 1;
+    rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
+    rd->last_reply = ngx_http_aihub_now_ms();
+    rd->inflight = 0;
+
+    if (rd->on_connect) {
+        rd->on_connect();
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (!rd->exiting) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "aihub: redis connection to \"%s\" lost%s%s",
+                      rd->amcf->redis_host.data,
+                      ac->errstr[0] ? ": " : "", ac->errstr);
+    }
+
+    rd->ac = NULL;
+    rd->connected = 0;
+    rd->inflight = 0;
+
+    ngx_http_aihub_redis_schedule();
+}
+
+
+/* the event adapter: the Redis socket is level-triggered */
+
+static void
+ngx_http_aihub_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    /* the context may be gone when this returns: touch nothing after */
+
+    redisAsyncHandleRead(c->data);
+}
+
+
+static void
+ngx_http_aihub_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    redisAsyncHandleWrite(c->data);
+}
+
+
+static void
+ngx_http_aihub_redis_add_read(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (!c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                          "aihub: cannot watch the redis socket");
+        }
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_del_read(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_add_write(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (!c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                          "aihub: cannot watch the redis socket");
+        }
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_del_write(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis closes the socket itself right after this */
+
+static void
+ngx_http_aihub_redis_cleanup(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    ngx_http_aihub_redis_del_read(c);
+    ngx_http_aihub_redis_del_write(c);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+}
+
+
+/*
+ * A command for a request: the handler runs exactly once, with the reply,
+ * or with NULL when Redis failed or the timeout passed first.  Returns
+ * NGX_DECLINED when Redis is not connected (nothing is sent).
+ */
+
+ngx_int_t
+ngx_http_aihub_redis_call(ngx_http_request_t *r,
+    ngx_http_aihub_redis_handler_pt handler, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_aihub_ctx_t         *ctx;
+    ngx_http_aihub_redis_t       *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_call_t  *call;
+
+    if (!ngx_http_aihub_redis_ready()) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx->call == NULL && !ctx->cleanup_added) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_aihub_redis_request_cleanup;
+        cln->data = ctx;
+        ctx->cleanup_added = 1;
+    }
+
+    call = ngx_calloc(sizeof(ngx_http_aihub_redis_call_t), rd->log);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    call->r = r;
+    call->handler = handler;
+    call->timer.handler = ngx_http_aihub_redis_call_timeout;
+    call->timer.data = call;
+    call->timer.log = r->connection->log;
+    call->timer.cancelable = 1;
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_aihub_redis_reply, call,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(call);
+        return NGX_DECLINED;
+    }
+
+    rd->inflight++;
+    ctx->call = call;
+
+    ngx_add_timer(&call->timer, rd->amcf->redis_timeout);
+
+    return NGX_OK;
+}
+
+
+/* a command with its own hiredis callback (the callback always runs) */
+
+ngx_int_t
+ngx_http_aihub_redis_send(redisCallbackFn *fn, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (!ngx_http_aihub_redis_ready()) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncCommandArgv(rd->ac, fn, data, argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_request_t           *r;
+    ngx_http_aihub_ctx_t         *ctx;
+    ngx_http_aihub_redis_t       *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_call_t  *call = privdata;
+
+    if (rd->inflight) {
+        rd->inflight--;
+    }
+
+    if (reply) {
+        rd->last_reply = ngx_http_aihub_now_ms();
+    }
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+
+    r = call->r;
+
+    if (r != NULL && !call->answered) {
+        call->answered = 1;
+
+        ctx = ngx_http_aihub_get_ctx(r);
+        ctx->call = NULL;
+
+        call->handler(r, reply);
+    }
+
+    ngx_free(call);
+}
+
+
+static void
+ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
+{
+    ngx_http_request_t           *r;
+    ngx_http_aihub_ctx_t         *ctx;
+    ngx_http_aihub_redis_call_t  *call = ev->data;
+
+    r = call->r;
+
+    /* the call stays allocated until hiredis runs its callback */
+
+    call->answered = 1;
+    call->r = NULL;
+
+    if (r == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aihub: redis did not answer within %M ms",
+                  ngx_http_aihub_redis.amcf->redis_timeout);
+
+    ctx = ngx_http_aihub_get_ctx(r);
+    ctx->call = NULL;
+
+    call->handler(r, NULL);
+}
+
+
+static void
+ngx_http_aihub_redis_request_cleanup(void *data)
+{
+    ngx_http_aihub_ctx_t  *ctx = data;
+
+    if (ctx->call) {
+        ctx->call->r = NULL;
+
+        if (ctx->call->timer.timer_set) {
+            ngx_del_timer(&ctx->call->timer);
+        }
+
+        ctx->call = NULL;
+    }
+}
