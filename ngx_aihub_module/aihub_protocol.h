@@ -42,7 +42,21 @@
  *   models                 SET   public ids of all enabled models
  *   usage                  STREAM usage events, field "event" = JSON
  *   usage:dead             STREAM events the worker could not store
- *   invalidate             CHANNEL "key:<sha256hex>", "account:<id>", "all"
+ *   invalidate             CHANNEL "key:<sha256hex>", "account:<id>",
+ *                                "models", "all"
+ *   period:<account>:<YYYYMMDD>  HASH calls, prompt, completion, total,
+ *                                cost (micro-dollars) of the billing period
+ *                                starting that UTC day
+ *   rl:<sha256hex>         STRING Redis-global rate limit state of a key
+ *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
+ *                                an account
+ *   admin                  STREAM key changes made through the developer
+ *                                API, field "event" = JSON
+ *                                {"type":"key.created","account":N,
+ *                                 "hash":..,"prefix":..,"scopes":..,
+ *                                 "label":..,"ts":ms} or
+ *                                {"type":"key.revoked","account":N,
+ *                                 "prefix":..,"ts":ms}
  */
 
 #define AIHUB_REDIS_PREFIX_DEFAULT   "aihub:"
@@ -52,6 +66,9 @@
 #define AIHUB_RK_USAGE               "usage"
 #define AIHUB_RK_USAGE_DEAD          "usage:dead"
 #define AIHUB_RK_INVALIDATE          "invalidate"
+#define AIHUB_RK_PERIOD              "period:"
+#define AIHUB_RK_ACCOUNT_KEYS        "account-keys:"
+#define AIHUB_RK_ADMIN               "admin"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
 
@@ -62,6 +79,18 @@
 #define AIHUB_KF_STATUS      "status"       /* active | revoked | suspended */
 #define AIHUB_KF_SCOPES      "scopes"       /* "chat" or "chat,admin" */
 #define AIHUB_KF_EXPIRES     "expires"      /* unix seconds, 0 = never */
+#define AIHUB_KF_RPM         "rpm"          /* requests/minute, 0 = none */
+#define AIHUB_KF_TPM         "tpm"          /* tokens/minute, 0 = none */
+#define AIHUB_KF_INCLUDED    "included"     /* calls per period */
+#define AIHUB_KF_OVERAGE     "overage"      /* 1: calls beyond included
+                                               go on, billed per token */
+#define AIHUB_KF_SPEND_CAP   "spend_cap"    /* micro-dollars/period, 0 none */
+#define AIHUB_KF_MAX_TOKENS  "max_tokens"   /* per request, 0 = none */
+#define AIHUB_KF_MODELS      "models"       /* "*", or a comma list of ids
+                                               and "tier:<tier>" entries */
+#define AIHUB_KF_ANCHOR      "anchor"       /* period anchor, unix seconds */
+#define AIHUB_KF_LABEL       "label"
+#define AIHUB_KF_CREATED     "created"      /* unix seconds */
 
 
 /*

@@ -1,9 +1,17 @@
 /*
- * The access phase of an "aihub on" location: take the key, check its
- * format with no I/O, look its hash up without blocking, and give the
- * verdict.  Waiting for Redis suspends the phase; the reply handler records
- * the verdict and runs the phases again, so this handler sees its own
- * answer on re-entry (ctx->state).
+ * The access phase of an "aihub on" location, as a sequence of steps:
+ *
+ *   KEY    the key from the headers, its checksum (no I/O), the shared
+ *          cache, else Redis
+ *   CHECK  status, expiry, scope, which endpoint is asked for
+ *   BODY   the JSON body, read without blocking and parsed once
+ *   LIMIT  model access, per-request caps, the per-key rate limits
+ *   QUOTA  the monthly call reserved in Redis (one round trip)
+ *   PROXY  the body rewritten for the provider, its credential set
+ *
+ * A step that waits (Redis, the body) suspends the phase; its completion
+ * records the result and runs the phases again, so this handler carries on
+ * from ctx->step.  A verdict, once given, is final (ctx->state DONE).
  */
 
 #include "ngx_http_aihub_module.h"
@@ -12,8 +20,15 @@
 #include <openssl/sha.h>
 
 
-static ngx_int_t ngx_http_aihub_start(ngx_http_request_t *r,
+static ngx_int_t ngx_http_aihub_step_key(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_step_check(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_step_limit(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_step_proxy(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_uint_t ngx_http_aihub_endpoint(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_find_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static void ngx_http_aihub_lookup_done(ngx_http_request_t *r,
@@ -22,12 +37,8 @@ static ngx_int_t ngx_http_aihub_read_record(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, redisReply *reply);
 static ngx_int_t ngx_http_aihub_unavailable(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-static void ngx_http_aihub_deny(ngx_http_aihub_ctx_t *ctx, ngx_uint_t status,
-    const char *type, const char *code, const char *message);
 static ngx_int_t ngx_http_aihub_verdict(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-static void ngx_http_aihub_resume(ngx_http_request_t *r);
-static void ngx_http_aihub_sha256_hex(u_char *dst, u_char *src, size_t len);
 
 
 ngx_int_t
@@ -47,15 +58,15 @@ ngx_http_aihub_access_handler(ngx_http_request_t *r)
 
     if (ctx != NULL) {
 
-        switch (ctx->state) {
-
-        case NGX_HTTP_AIHUB_STATE_DONE:
-            return ngx_http_aihub_verdict(r, ctx);
-
-        default:
-            /* still waiting for Redis */
+        if (ctx->state == NGX_HTTP_AIHUB_STATE_WAIT) {
             return NGX_AGAIN;
         }
+
+        if (ctx->state == NGX_HTTP_AIHUB_STATE_DONE) {
+            return ngx_http_aihub_verdict(r, ctx);
+        }
+
+        return ngx_http_aihub_continue(r, ctx);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_aihub_ctx_t));
@@ -74,12 +85,76 @@ ngx_http_aihub_access_handler(ngx_http_request_t *r)
 
     ngx_hex_dump(ctx->event_id, rnd, sizeof(rnd));
 
-    return ngx_http_aihub_start(r, ctx);
+    return ngx_http_aihub_continue(r, ctx);
+}
+
+
+/* runs the steps until one waits or a verdict is given */
+
+ngx_int_t
+ngx_http_aihub_continue(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    for ( ;; ) {
+
+        if (ctx->state == NGX_HTTP_AIHUB_STATE_DONE) {
+            return ngx_http_aihub_verdict(r, ctx);
+        }
+
+        switch (ctx->step) {
+
+        case NGX_HTTP_AIHUB_STEP_KEY:
+            rc = ngx_http_aihub_step_key(r, ctx);
+            break;
+
+        case NGX_HTTP_AIHUB_STEP_CHECK:
+            rc = ngx_http_aihub_step_check(r, ctx);
+            break;
+
+        case NGX_HTTP_AIHUB_STEP_BODY:
+            rc = ngx_http_aihub_body_read(r, ctx);
+            break;
+
+        case NGX_HTTP_AIHUB_STEP_LIMIT:
+            rc = ngx_http_aihub_step_limit(r, ctx);
+            break;
+
+        case NGX_HTTP_AIHUB_STEP_QUOTA:
+            rc = ngx_http_aihub_quota_reserve(r, ctx);
+            break;
+
+        case NGX_HTTP_AIHUB_STEP_PROXY:
+            rc = ngx_http_aihub_step_proxy(r, ctx);
+            break;
+
+        default: /* NGX_HTTP_AIHUB_STEP_SERVE */
+            rc = ngx_http_aihub_developer_serve(r, ctx);
+            break;
+        }
+
+        if (rc == NGX_AGAIN) {
+            ctx->state = NGX_HTTP_AIHUB_STATE_WAIT;
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_DONE) {
+            /* the step answered the request itself */
+            return NGX_DONE;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                "server_error", "internal_error",
+                                "The gateway failed to process the "
+                                "request.");
+        }
+    }
 }
 
 
 static ngx_int_t
-ngx_http_aihub_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+ngx_http_aihub_step_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     size_t                       len;
     u_char                      *p;
@@ -96,7 +171,7 @@ ngx_http_aihub_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                             "invalid_request_error", "invalid_api_key",
                             "You didn't provide an API key. Send it as "
                             "\"Authorization: Bearer ai-hub-...\".");
-        return ngx_http_aihub_verdict(r, ctx);
+        return NGX_OK;
     }
 
     if (rc == NGX_ABORT) {
@@ -104,7 +179,7 @@ ngx_http_aihub_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                             "invalid_request_error", "invalid_api_key",
                             "The Authorization header must be "
                             "\"Bearer ai-hub-...\".");
-        return ngx_http_aihub_verdict(r, ctx);
+        return NGX_OK;
     }
 
     if (!aihub_key_check((const char *) key.data, key.len)) {
@@ -112,10 +187,27 @@ ngx_http_aihub_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                             "invalid_request_error", "invalid_api_key",
                             "Incorrect API key provided: it is not a "
                             "valid ai-hub key.");
-        return ngx_http_aihub_verdict(r, ctx);
+        return NGX_OK;
     }
 
-    ngx_http_aihub_sha256_hex(ctx->key_hash, key.data, key.len);
+    SHA256(key.data, key.len, ctx->key_bin);
+    ngx_hex_dump(ctx->key_hash, ctx->key_bin, sizeof(ctx->key_bin));
+
+    rc = ngx_http_aihub_cache_get(r, ctx->key_bin, &ctx->key);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ctx->key_known = 1;
+        ctx->step = NGX_HTTP_AIHUB_STEP_CHECK;
+        return NGX_OK;
+    }
+
+    /* NGX_AGAIN: a stale record, kept for failing open */
+
+    ctx->from_stale = (rc == NGX_AGAIN);
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
@@ -124,7 +216,7 @@ ngx_http_aihub_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     argv[0] = "HGETALL";
@@ -140,14 +232,12 @@ ngx_http_aihub_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                                    2, argv, argvlen);
 
     if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
         return ngx_http_aihub_unavailable(r, ctx);
     }
-
-    ctx->state = NGX_HTTP_AIHUB_STATE_LOOKUP;
 
     return NGX_AGAIN;
 }
@@ -221,6 +311,7 @@ ngx_http_aihub_lookup_done(ngx_http_request_t *r, redisReply *reply)
     ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
+    ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
 
@@ -235,13 +326,11 @@ ngx_http_aihub_lookup_done(ngx_http_request_t *r, redisReply *reply)
         rc = ngx_http_aihub_read_record(r, ctx, reply);
     }
 
-    if (rc == NGX_ERROR) {
+    if (rc != NGX_OK) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                             "server_error", "internal_error",
                             "The gateway failed to process the request.");
     }
-
-    ctx->state = NGX_HTTP_AIHUB_STATE_DONE;
 
     ngx_http_aihub_resume(r);
 }
@@ -251,9 +340,10 @@ static ngx_int_t
 ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     redisReply *reply)
 {
-    size_t                 i;
-    ngx_str_t              field, value, *dst;
-    ngx_http_aihub_key_t  *k = &ctx->key;
+    size_t                    i;
+    int64_t                   n;
+    ngx_str_t                 field, value;
+    ngx_http_aihub_record_t  *rec;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
@@ -261,6 +351,9 @@ ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
                             "Incorrect API key provided.");
         return NGX_OK;
     }
+
+    ngx_memzero(&ctx->key, sizeof(ngx_http_aihub_key_t));
+    rec = &ctx->key.rec;
 
     for (i = 0; i + 1 < reply->elements; i += 2) {
 
@@ -275,90 +368,380 @@ ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         value.data = (u_char *) reply->element[i + 1]->str;
         value.len = reply->element[i + 1]->len;
 
+        n = ngx_atoi(value.data, value.len);
+
 #define AIHUB_FIELD_IS(name)                                                 \
         (field.len == sizeof(name) - 1                                       \
          && ngx_strncmp(field.data, name, sizeof(name) - 1) == 0)
 
-        dst = NULL;
+#define AIHUB_NUMBER  (n == NGX_ERROR ? 0 : (uint64_t) n)
 
         if (AIHUB_FIELD_IS(AIHUB_KF_ACCOUNT)) {
-            dst = &k->account;
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            rec->account_id = n;
 
         } else if (AIHUB_FIELD_IS(AIHUB_KF_PREFIX)) {
-            dst = &k->prefix;
+            if (value.len > sizeof(rec->prefix)) {
+                goto invalid;
+            }
+
+            rec->prefix_len = value.len;
+            ngx_memcpy(rec->prefix, value.data, value.len);
 
         } else if (AIHUB_FIELD_IS(AIHUB_KF_PLAN)) {
-            dst = &k->plan;
+            rec->plan_len = ngx_min(value.len, sizeof(rec->plan));
+            ngx_memcpy(rec->plan, value.data, rec->plan_len);
 
         } else if (AIHUB_FIELD_IS(AIHUB_KF_SCOPES)) {
-            dst = &k->scopes;
+            rec->chat = ngx_strlcasestrn(value.data, value.data + value.len,
+                                         (u_char *) "chat", 3) != NULL;
+            rec->admin = ngx_strlcasestrn(value.data, value.data + value.len,
+                                          (u_char *) "admin", 4) != NULL;
 
         } else if (AIHUB_FIELD_IS(AIHUB_KF_STATUS)) {
-            k->active = (value.len == 6
-                         && ngx_strncmp(value.data, "active", 6) == 0);
+            rec->active = (value.len == 6
+                           && ngx_strncmp(value.data, "active", 6) == 0);
 
         } else if (AIHUB_FIELD_IS(AIHUB_KF_EXPIRES)) {
-            k->expires = ngx_atotm(value.data, value.len);
+            rec->expires = AIHUB_NUMBER;
 
-            if (k->expires == NGX_ERROR) {
-                k->expires = 0;
-            }
-        }
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_ANCHOR)) {
+            rec->anchor = AIHUB_NUMBER;
 
-#undef AIHUB_FIELD_IS
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_RPM)) {
+            rec->rpm = AIHUB_NUMBER;
 
-        if (dst != NULL) {
-            dst->data = ngx_pstrdup(r->pool, &value);
-            if (dst->data == NULL) {
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_TPM)) {
+            rec->tpm = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_INCLUDED)) {
+            rec->included = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_OVERAGE)) {
+            rec->overage = (AIHUB_NUMBER != 0);
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_SPEND_CAP)) {
+            rec->spend_cap = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_MAX_TOKENS)) {
+            rec->max_tokens = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_MODELS)) {
+            ctx->key.models.data = ngx_pstrdup(r->pool, &value);
+            if (ctx->key.models.data == NULL) {
                 return NGX_ERROR;
             }
 
-            dst->len = value.len;
+            ctx->key.models.len = value.len;
         }
+
+#undef AIHUB_NUMBER
+#undef AIHUB_FIELD_IS
     }
 
-    if (k->account.len == 0 || k->prefix.len == 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "aihub: key record without account or prefix");
-        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
-                            "invalid_request_error", "invalid_api_key",
-                            "Incorrect API key provided.");
+    if (rec->account_id == 0 || rec->prefix_len == 0) {
+        goto invalid;
+    }
+
+    ngx_http_aihub_key_strings(&ctx->key);
+
+    if (ngx_http_aihub_cache_put(r, ctx->key_bin, &ctx->key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->key_known = 1;
+    ctx->from_stale = 0;
+    ctx->step = NGX_HTTP_AIHUB_STEP_CHECK;
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aihub: invalid key record \"%*s\" in redis",
+                  (size_t) AIHUB_SHA256_HEX_LEN, ctx->key_hash);
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                        "invalid_request_error", "invalid_api_key",
+                        "Incorrect API key provided.");
+    return NGX_OK;
+}
+
+
+void
+ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key)
+{
+    key->account.data = key->account_text;
+    key->account.len = ngx_sprintf(key->account_text, "%uL",
+                                   key->rec.account_id)
+                       - key->account_text;
+
+    key->prefix.data = key->rec.prefix;
+    key->prefix.len = key->rec.prefix_len;
+    key->plan.data = key->rec.plan;
+    key->plan.len = key->rec.plan_len;
+}
+
+
+/* Redis cannot be asked: fail open on a cached record, or closed */
+
+static ngx_int_t
+ngx_http_aihub_unavailable(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (ctx->from_stale && alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: redis unavailable, key %V served from the "
+                      "cache (failing open)", &ctx->key.prefix);
+
+        ctx->key_known = 1;
+        ctx->step = NGX_HTTP_AIHUB_STEP_CHECK;
         return NGX_OK;
     }
 
-    if (!k->active) {
+    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                        "server_error", "service_unavailable",
+                        "The gateway cannot check API keys right now. "
+                        "Please retry shortly.");
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_step_check(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_record_t  *rec = &ctx->key.rec;
+
+    if (!rec->active) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
                             "invalid_request_error", "invalid_api_key",
                             "This API key has been revoked.");
         return NGX_OK;
     }
 
-    if (k->expires && k->expires <= ngx_time()) {
+    if (rec->expires && rec->expires <= ngx_http_aihub_time(r)) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
                             "invalid_request_error", "invalid_api_key",
                             "This API key has expired.");
         return NGX_OK;
     }
 
-    return ngx_http_aihub_provider_select(r, ctx);
+    ctx->endpoint = ngx_http_aihub_endpoint(r);
+
+    switch (ctx->endpoint) {
+
+    case NGX_HTTP_AIHUB_EP_CHAT:
+
+        if (!rec->chat) {
+            ngx_http_aihub_deny(ctx, NGX_HTTP_FORBIDDEN,
+                                "invalid_request_error", "insufficient_scope",
+                                "This API key lacks the \"chat\" scope.");
+            return NGX_OK;
+        }
+
+        if (r->method != NGX_HTTP_POST) {
+            ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_ALLOWED,
+                                "invalid_request_error",
+                                "method_not_allowed",
+                                "Chat completions take POST.");
+            return NGX_OK;
+        }
+
+        ctx->step = NGX_HTTP_AIHUB_STEP_BODY;
+        return NGX_OK;
+
+    case NGX_HTTP_AIHUB_EP_UNKNOWN:
+        ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND,
+                            "invalid_request_error", "unknown_url",
+                            "Unknown request URL. See the gateway's API "
+                            "documentation for the endpoints it serves.");
+        return NGX_OK;
+
+    default:
+        ctx->step = NGX_HTTP_AIHUB_STEP_SERVE;
+        return NGX_OK;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_aihub_endpoint(ngx_http_request_t *r)
+{
+    ngx_str_t  *uri = &r->uri;
+
+#define AIHUB_URI_IS(s)                                                      \
+    (uri->len == sizeof(s) - 1 && ngx_strncmp(uri->data, s, uri->len) == 0)
+
+#define AIHUB_URI_STARTS(s)                                                  \
+    (uri->len >= sizeof(s) - 1                                               \
+     && ngx_strncmp(uri->data, s, sizeof(s) - 1) == 0)
+
+    if (AIHUB_URI_IS("/v1/chat/completions")
+        || AIHUB_URI_IS("/api/v1/developer/chat"))
+    {
+        return NGX_HTTP_AIHUB_EP_CHAT;
+    }
+
+    if (AIHUB_URI_IS("/v1/models") || AIHUB_URI_IS("/api/v1/developer/models"))
+    {
+        return NGX_HTTP_AIHUB_EP_MODELS;
+    }
+
+    if (AIHUB_URI_IS("/api/v1/developer/usage")) {
+        return NGX_HTTP_AIHUB_EP_USAGE;
+    }
+
+    if (AIHUB_URI_IS("/api/v1/developer/api-keys")
+        || AIHUB_URI_STARTS("/api/v1/developer/api-keys/"))
+    {
+        return NGX_HTTP_AIHUB_EP_KEYS;
+    }
+
+#undef AIHUB_URI_IS
+#undef AIHUB_URI_STARTS
+
+    return NGX_HTTP_AIHUB_EP_UNKNOWN;
+}
+
+
+/*
+ * Model access and per-request caps (the body is parsed), then the local
+ * per-key rate limits; the quota step follows.
+ */
+
+static ngx_int_t
+ngx_http_aihub_step_limit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char                     *msg;
+    ngx_http_aihub_model_t     *m, *copy;
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    m = ngx_http_aihub_model_find(&ctx->model);
+
+    if (m == NULL) {
+        if (!ngx_http_aihub_models_loaded()) {
+            ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "server_error", "service_unavailable",
+                                "The gateway has not loaded its model "
+                                "catalog yet. Please retry shortly.");
+            return NGX_OK;
+        }
+
+        msg = ngx_pnalloc(r->pool, ctx->model.len + 64);
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(msg, "The model \"%V\" does not exist.%Z", &ctx->model);
+
+        ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND,
+                            "invalid_request_error", "model_not_found",
+                            (const char *) msg);
+        return NGX_OK;
+    }
+
+    if (!ngx_http_aihub_model_allowed(&ctx->key, m)) {
+        msg = ngx_pnalloc(r->pool, ctx->model.len + ctx->key.plan.len + 64);
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(msg, "The model \"%V\" is not available on the "
+                    "\"%V\" plan.%Z", &ctx->model, &ctx->key.plan);
+
+        ngx_http_aihub_deny(ctx, NGX_HTTP_FORBIDDEN,
+                            "invalid_request_error", "model_not_allowed",
+                            (const char *) msg);
+        return NGX_OK;
+    }
+
+    /* the catalog may be reloaded while the call runs: keep a copy */
+
+    copy = ngx_palloc(r->pool, sizeof(ngx_http_aihub_model_t));
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    *copy = *m;
+
+    if (ngx_http_aihub_copy_model_strings(r->pool, copy) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->model_entry = copy;
+
+    if (ctx->key.rec.max_tokens && ctx->max_tokens > 0
+        && (uint64_t) ctx->max_tokens > ctx->key.rec.max_tokens)
+    {
+        msg = ngx_pnalloc(r->pool, 128);
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(msg, "max_tokens is limited to %uL on the \"%V\" "
+                    "plan.%Z", ctx->key.rec.max_tokens, &ctx->key.plan);
+
+        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
+                            "invalid_request_error", "max_tokens_exceeded",
+                            (const char *) msg);
+        return NGX_OK;
+    }
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (!alcf->global_rate_limit) {
+        (void) ngx_http_aihub_cache_limit(r, ctx->key_bin, &ctx->key,
+                                          &ctx->rl_requests, &ctx->rl_tokens);
+
+        if (!ctx->rl_requests.allowed || !ctx->rl_tokens.allowed) {
+            ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS,
+                                "requests", "rate_limit_exceeded",
+                                ctx->rl_requests.allowed
+                                ? "Rate limit reached for tokens per "
+                                  "minute. Please retry after the time in "
+                                  "Retry-After."
+                                : "Rate limit reached for requests per "
+                                  "minute. Please retry after the time in "
+                                  "Retry-After.");
+            return NGX_OK;
+        }
+    }
+
+    ctx->step = NGX_HTTP_AIHUB_STEP_QUOTA;
+
+    return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_aihub_unavailable(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+ngx_http_aihub_step_proxy(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                        "server_error", "service_unavailable",
-                        "The gateway cannot check API keys right now. "
-                        "Please retry shortly.");
+    ngx_int_t  rc;
 
+    rc = ngx_http_aihub_provider_select(r, ctx);
+
+    if (rc != NGX_OK || ctx->state == NGX_HTTP_AIHUB_STATE_DONE) {
+        return rc;
+    }
+
+    if (ngx_http_aihub_body_rewrite(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->rc = NGX_OK;
     ctx->state = NGX_HTTP_AIHUB_STATE_DONE;
 
-    return ngx_http_aihub_verdict(r, ctx);
+    return NGX_OK;
 }
 
 
-static void
+void
 ngx_http_aihub_deny(ngx_http_aihub_ctx_t *ctx, ngx_uint_t status,
     const char *type, const char *code, const char *message)
 {
@@ -378,12 +761,23 @@ ngx_http_aihub_verdict(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    if (ctx->rc == NGX_DONE) {
+        /* answered by a developer endpoint */
+        return NGX_DONE;
+    }
+
+    /* a rejected request gives back what it reserved */
+
+    if (ctx->reserved) {
+        ngx_http_aihub_quota_settle(r, ctx, 0);
+    }
+
     return ngx_http_aihub_finalize_error(r, ctx->rc, ctx->err_type,
                                          ctx->err_code, ctx->err_message);
 }
 
 
-static void
+void
 ngx_http_aihub_resume(ngx_http_request_t *r)
 {
     ngx_connection_t  *c;
@@ -395,11 +789,32 @@ ngx_http_aihub_resume(ngx_http_request_t *r)
 }
 
 
-static void
-ngx_http_aihub_sha256_hex(u_char *dst, u_char *src, size_t len)
+ngx_int_t
+ngx_http_aihub_hex_decode(u_char *dst, u_char *src, size_t len)
 {
-    u_char  md[SHA256_DIGEST_LENGTH];
+    ngx_int_t  hi, lo;
 
-    SHA256(src, len, md);
-    ngx_hex_dump(dst, md, sizeof(md));
+    for ( /* void */ ; len >= 2; len -= 2) {
+        hi = ngx_hextoi(src++, 1);
+        lo = ngx_hextoi(src++, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *dst++ = (u_char) (hi * 16 + lo);
+    }
+
+    return NGX_OK;
+}
+
+
+time_t
+ngx_http_aihub_time(ngx_http_request_t *r)
+{
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    return ngx_time() + amcf->time_offset;
 }

@@ -21,6 +21,10 @@ static ngx_int_t ngx_http_aihub_replace(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_capture(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_buf_t *b);
 static void ngx_http_aihub_parse_usage(ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_rate_headers(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -44,7 +48,6 @@ static ngx_int_t
 ngx_http_aihub_header_filter(ngx_http_request_t *r)
 {
     ngx_uint_t             status;
-    ngx_table_elt_t       *h;
     ngx_http_upstream_t   *u;
     ngx_http_aihub_ctx_t  *ctx;
 
@@ -54,15 +57,16 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_aihub_add_header(r, "x-request-id", ctx->event_id,
+                                  AIHUB_EVENT_ID_LEN)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-request-id");
-    h->value.data = ctx->event_id;
-    h->value.len = AIHUB_EVENT_ID_LEN;
+    if (ctx->key_known && ngx_http_aihub_rate_headers(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (!ctx->forwarded || ctx->replace != NULL) {
         return ngx_http_next_header_filter(r);
@@ -124,6 +128,107 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * x-ratelimit-{limit,remaining,reset}-{requests,tokens} as OpenAI sends
+ * them, and Retry-After on our own 429.
+ */
+
+static ngx_int_t
+ngx_http_aihub_rate_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char             *p;
+    size_t              len;
+    ngx_uint_t          i;
+    aihub_rl_result_t  *res;
+    uint64_t            limit, retry;
+
+    static const char  *names[2][3] = {
+        { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+          "x-ratelimit-reset-requests" },
+        { "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+          "x-ratelimit-reset-tokens" }
+    };
+
+    retry = 0;
+
+    for (i = 0; i < 2; i++) {
+        res = (i == 0) ? &ctx->rl_requests : &ctx->rl_tokens;
+        limit = (i == 0) ? ctx->key.rec.rpm : ctx->key.rec.tpm;
+
+        if (limit == 0 || res->limit == 0) {
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN + AIHUB_DURATION_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sprintf(p, "%uL", res->limit) - p;
+        if (ngx_http_aihub_add_header(r, names[i][0], p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p += len;
+        len = ngx_sprintf(p, "%uL", res->remaining) - p;
+        if (ngx_http_aihub_add_header(r, names[i][1], p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p += len;
+        len = aihub_fmt_duration(res->reset_ms, (char *) p);
+        if (ngx_http_aihub_add_header(r, names[i][2], p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (!res->allowed && res->retry_after_ms > retry) {
+            retry = res->retry_after_ms;
+        }
+    }
+
+    if (retry && r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sprintf(p, "%uL", retry == AIHUB_RL_NEVER
+                                    ? 60 : aihub_rl_retry_after_sec(retry))
+              - p;
+
+        if (ngx_http_aihub_add_header(r, "Retry-After", p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = value;
+    h->value.len = len;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
 }
 
 

@@ -18,15 +18,21 @@ static char *ngx_http_aihub_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_aihub_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_aihub_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
 static ngx_int_t ngx_http_aihub_init_process(ngx_cycle_t *cycle);
 static void ngx_http_aihub_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_aihub_redis_connected(redisAsyncContext *ac);
 
 
 static ngx_conf_enum_t  ngx_http_aihub_failure_modes[] = {
     { ngx_string("closed"), NGX_HTTP_AIHUB_FAIL_CLOSED },
     { ngx_string("open"), NGX_HTTP_AIHUB_FAIL_OPEN },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_aihub_rate_limit_modes[] = {
+    { ngx_string("local"), 0 },
+    { ngx_string("global"), 1 },
     { ngx_null_string, 0 }
 };
 
@@ -68,6 +74,20 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       0,
       NULL },
 
+    { ngx_string("aihub_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, cache_ttl),
+      NULL },
+
+    { ngx_string("aihub_time_offset"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, time_offset),
+      NULL },
+
     { ngx_string("aihub_node"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -95,6 +115,20 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aihub_loc_conf_t, failure_mode),
       &ngx_http_aihub_failure_modes },
+
+    { ngx_string("aihub_body_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aihub_loc_conf_t, body_max),
+      NULL },
+
+    { ngx_string("aihub_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aihub_loc_conf_t, global_rate_limit),
+      &ngx_http_aihub_rate_limit_modes },
 
       ngx_null_command
 };
@@ -154,6 +188,8 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->redis_port = NGX_CONF_UNSET;
     amcf->redis_timeout = NGX_CONF_UNSET_MSEC;
     amcf->event_buffer = NGX_CONF_UNSET_UINT;
+    amcf->cache_ttl = NGX_CONF_UNSET_MSEC;
+    amcf->time_offset = NGX_CONF_UNSET;
 
     if (ngx_array_init(&amcf->providers, cf->pool, 4,
                        sizeof(ngx_http_aihub_provider_t))
@@ -177,6 +213,8 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(amcf->redis_timeout, 300);
     ngx_conf_init_uint_value(amcf->event_buffer, 10000);
+    ngx_conf_init_msec_value(amcf->cache_ttl, 30000);
+    ngx_conf_init_value(amcf->time_offset, 0);
 
     if (amcf->node.data == NULL) {
         amcf->node = cf->cycle->hostname;
@@ -202,6 +240,8 @@ ngx_http_aihub_create_loc_conf(ngx_conf_t *cf)
 
     alcf->enable = NGX_CONF_UNSET;
     alcf->failure_mode = NGX_CONF_UNSET_UINT;
+    alcf->body_max = NGX_CONF_UNSET_SIZE;
+    alcf->global_rate_limit = NGX_CONF_UNSET_UINT;
 
     return alcf;
 }
@@ -216,6 +256,9 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->failure_mode, prev->failure_mode,
                               NGX_HTTP_AIHUB_FAIL_CLOSED);
+    ngx_conf_merge_size_value(conf->body_max, prev->body_max, 1024 * 1024);
+    ngx_conf_merge_uint_value(conf->global_rate_limit,
+                              prev->global_rate_limit, 0);
 
     return NGX_CONF_OK;
 }
@@ -360,36 +403,14 @@ ngx_http_aihub_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    amcf->shm_zone->init = ngx_http_aihub_init_zone;
-    amcf->shm_zone->data = amcf;
+    amcf->shm_zone->init = ngx_http_aihub_cache_init_zone;
+    amcf->shm_zone->data = ngx_http_aihub_cache_create(cf);
+
+    if (amcf->shm_zone->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_http_aihub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_slab_pool_t  *shpool;
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists || data) {
-        /* reload: the zone keeps its contents */
-        return NGX_OK;
-    }
-
-    shpool->log_ctx = ngx_slab_alloc(shpool,
-                                     sizeof(" in aihub zone \"\"")
-                                     + shm_zone->shm.name.len);
-    if (shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(shpool->log_ctx, " in aihub zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    return NGX_OK;
 }
 
 
@@ -430,6 +451,13 @@ ngx_http_aihub_init(ngx_conf_t *cf)
     if (amcf->redis_host.data == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"aihub on\" requires \"aihub_redis\" "
+                           "in the http block");
+        return NGX_ERROR;
+    }
+
+    if (amcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"aihub on\" requires \"aihub_cache_zone\" "
                            "in the http block");
         return NGX_ERROR;
     }
@@ -486,7 +514,24 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_aihub_models_init_process(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_aihub_subscribe_init_process(amcf);
+    ngx_http_aihub_redis_on_connect(ngx_http_aihub_redis_connected);
+
     return ngx_http_aihub_redis_init_process(cycle, amcf);
+}
+
+
+/* the command connection is (again) up */
+
+static void
+ngx_http_aihub_redis_connected(redisAsyncContext *ac)
+{
+    ngx_http_aihub_usage_flush();
+    ngx_http_aihub_models_load(ac);
 }
 
 

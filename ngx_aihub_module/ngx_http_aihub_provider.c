@@ -277,13 +277,54 @@ ngx_int_t
 ngx_http_aihub_provider_select(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx)
 {
+    ngx_uint_t                   i;
+    ngx_str_t                   *name;
+    ngx_http_aihub_provider_t   *p;
     ngx_http_aihub_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
-    /* the model catalog chooses among several; the first is the default */
+    /* the model's provider; without one, the first declared */
 
-    ctx->provider = amcf->providers.elts;
+    p = amcf->providers.elts;
+    ctx->provider = NULL;
+
+    if (ctx->model_entry == NULL || ctx->model_entry->provider.len == 0) {
+        ctx->provider = &p[0];
+
+    } else {
+        name = &ctx->model_entry->provider;
+
+        for (i = 0; i < amcf->providers.nelts; i++) {
+            if (p[i].name.len == name->len
+                && ngx_strncmp(p[i].name.data, name->data, name->len) == 0)
+            {
+                ctx->provider = &p[i];
+                break;
+            }
+        }
+    }
+
+    if (ctx->provider == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aihub: model \"%V\" needs provider \"%V\", which "
+                      "no \"aihub_provider\" declares", &ctx->model,
+                      &ctx->model_entry->provider);
+        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_GATEWAY, "server_error",
+                            "upstream_error", "The provider of this model "
+                            "is not configured on this gateway.");
+        return NGX_OK;
+    }
+
+    if (ctx->provider->authorization.len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aihub: provider \"%V\" has no credential",
+                      &ctx->provider->name);
+        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_GATEWAY, "server_error",
+                            "upstream_error", "The provider of this model "
+                            "is not configured on this gateway.");
+        return NGX_OK;
+    }
 
     if (ngx_http_aihub_proxy_url(r, ctx) != NGX_OK) {
         return NGX_ERROR;

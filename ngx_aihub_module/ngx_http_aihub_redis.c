@@ -36,12 +36,16 @@ typedef struct {
     ngx_event_t                       watchdog;
     ngx_log_t                        *log;
     ngx_http_aihub_main_conf_t       *amcf;
-    void                            (*on_connect)(void);
+    void                            (*on_connect)(redisAsyncContext *ac);
+    const char                       *name;
 } ngx_http_aihub_redis_t;
 
 
-static void ngx_http_aihub_redis_connect(void);
-static void ngx_http_aihub_redis_schedule(void);
+static void ngx_http_aihub_redis_init_conn(ngx_http_aihub_redis_t *rd,
+    ngx_cycle_t *cycle, ngx_http_aihub_main_conf_t *amcf, const char *name);
+static void ngx_http_aihub_redis_connect(ngx_http_aihub_redis_t *rd);
+static void ngx_http_aihub_redis_schedule(ngx_http_aihub_redis_t *rd);
+static void ngx_http_aihub_redis_close(ngx_http_aihub_redis_t *rd);
 static void ngx_http_aihub_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_aihub_redis_connect_timeout_handler(ngx_event_t *ev);
 static void ngx_http_aihub_redis_watchdog_handler(ngx_event_t *ev);
@@ -62,17 +66,37 @@ static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
 static void ngx_http_aihub_redis_request_cleanup(void *data);
 
 
+/* commands, and a second connection in subscribe mode */
+
 static ngx_http_aihub_redis_t  ngx_http_aihub_redis;
+static ngx_http_aihub_redis_t  ngx_http_aihub_redis_sub;
 
 
 ngx_int_t
 ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf)
 {
-    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_init_conn(&ngx_http_aihub_redis, cycle, amcf,
+                                   "redis");
+    ngx_http_aihub_redis_init_conn(&ngx_http_aihub_redis_sub, cycle, amcf,
+                                   "redis subscriber");
 
+    ngx_add_timer(&ngx_http_aihub_redis.watchdog, NGX_HTTP_AIHUB_WATCHDOG);
+
+    ngx_http_aihub_redis_connect(&ngx_http_aihub_redis);
+    ngx_http_aihub_redis_connect(&ngx_http_aihub_redis_sub);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aihub_redis_init_conn(ngx_http_aihub_redis_t *rd, ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf, const char *name)
+{
     rd->log = cycle->log;
     rd->amcf = amcf;
+    rd->name = name;
     rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
 
     rd->reconnect.handler = ngx_http_aihub_redis_reconnect_handler;
@@ -89,20 +113,20 @@ ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
     rd->watchdog.log = cycle->log;
     rd->watchdog.data = rd;
     rd->watchdog.cancelable = 1;
-
-    ngx_add_timer(&rd->watchdog, NGX_HTTP_AIHUB_WATCHDOG);
-
-    ngx_http_aihub_redis_connect();
-
-    return NGX_OK;
 }
 
 
 void
 ngx_http_aihub_redis_exit_process(void)
 {
-    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_close(&ngx_http_aihub_redis);
+    ngx_http_aihub_redis_close(&ngx_http_aihub_redis_sub);
+}
 
+
+static void
+ngx_http_aihub_redis_close(ngx_http_aihub_redis_t *rd)
+{
     rd->exiting = 1;
 
     if (rd->reconnect.timer_set) {
@@ -125,9 +149,16 @@ ngx_http_aihub_redis_exit_process(void)
 
 
 void
-ngx_http_aihub_redis_on_connect(void (*handler)(void))
+ngx_http_aihub_redis_on_connect(void (*handler)(redisAsyncContext *ac))
 {
     ngx_http_aihub_redis.on_connect = handler;
+}
+
+
+void
+ngx_http_aihub_redis_sub_on_connect(void (*handler)(redisAsyncContext *ac))
+{
+    ngx_http_aihub_redis_sub.on_connect = handler;
 }
 
 
@@ -139,11 +170,10 @@ ngx_http_aihub_redis_ready(void)
 
 
 static void
-ngx_http_aihub_redis_connect(void)
+ngx_http_aihub_redis_connect(ngx_http_aihub_redis_t *rd)
 {
     redisAsyncContext           *ac;
     ngx_connection_t            *c;
-    ngx_http_aihub_redis_t      *rd = &ngx_http_aihub_redis;
     ngx_http_aihub_main_conf_t  *amcf = rd->amcf;
 
     if (amcf->redis_port == 0) {
@@ -156,25 +186,25 @@ ngx_http_aihub_redis_connect(void)
 
     if (ac == NULL) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "aihub: redis connect to \"%s\" failed: out of memory",
-                      amcf->redis_host.data);
-        ngx_http_aihub_redis_schedule();
+                      "aihub: %s connect to \"%s\" failed: out of memory",
+                      rd->name, amcf->redis_host.data);
+        ngx_http_aihub_redis_schedule(rd);
         return;
     }
 
     if (ac->err) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "aihub: redis connect to \"%s\" failed: %s",
-                      amcf->redis_host.data, ac->errstr);
+                      "aihub: %s connect to \"%s\" failed: %s",
+                      rd->name, amcf->redis_host.data, ac->errstr);
         redisAsyncFree(ac);
-        ngx_http_aihub_redis_schedule();
+        ngx_http_aihub_redis_schedule(rd);
         return;
     }
 
     c = ngx_get_connection(ac->c.fd, rd->log);
     if (c == NULL) {
         redisAsyncFree(ac);
-        ngx_http_aihub_redis_schedule();
+        ngx_http_aihub_redis_schedule(rd);
         return;
     }
 
@@ -184,6 +214,7 @@ ngx_http_aihub_redis_connect(void)
     c->read->log = rd->log;
     c->write->log = rd->log;
 
+    ac->data = rd;
     ac->ev.data = c;
     ac->ev.addRead = ngx_http_aihub_redis_add_read;
     ac->ev.delRead = ngx_http_aihub_redis_del_read;
@@ -204,10 +235,8 @@ ngx_http_aihub_redis_connect(void)
 
 
 static void
-ngx_http_aihub_redis_schedule(void)
+ngx_http_aihub_redis_schedule(ngx_http_aihub_redis_t *rd)
 {
-    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
-
     if (rd->exiting) {
         return;
     }
@@ -227,8 +256,10 @@ ngx_http_aihub_redis_schedule(void)
 static void
 ngx_http_aihub_redis_reconnect_handler(ngx_event_t *ev)
 {
-    if (ngx_http_aihub_redis.ac == NULL) {
-        ngx_http_aihub_redis_connect();
+    ngx_http_aihub_redis_t  *rd = ev->data;
+
+    if (rd->ac == NULL && !rd->exiting) {
+        ngx_http_aihub_redis_connect(rd);
     }
 }
 
@@ -236,22 +267,22 @@ ngx_http_aihub_redis_reconnect_handler(ngx_event_t *ev)
 static void
 ngx_http_aihub_redis_connect_timeout_handler(ngx_event_t *ev)
 {
-    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_t  *rd = ev->data;
 
     if (rd->ac == NULL || rd->connected) {
         return;
     }
 
     ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                  "aihub: redis connect to \"%s\" timed out",
-                  rd->amcf->redis_host.data);
+                  "aihub: %s connect to \"%s\" timed out",
+                  rd->name, rd->amcf->redis_host.data);
 
     /* not connected yet: hiredis calls no disconnect callback */
 
     redisAsyncFree(rd->ac);
     rd->ac = NULL;
 
-    ngx_http_aihub_redis_schedule();
+    ngx_http_aihub_redis_schedule(rd);
 }
 
 
@@ -266,7 +297,7 @@ static void
 ngx_http_aihub_redis_watchdog_handler(ngx_event_t *ev)
 {
     ngx_msec_t               limit;
-    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_t  *rd = ev->data;
 
     if (rd->exiting) {
         return;
@@ -292,7 +323,7 @@ ngx_http_aihub_redis_watchdog_handler(ngx_event_t *ev)
 static void
 ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
 {
-    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_t  *rd = ac->data;
 
     if (rd->connect_timeout.timer_set) {
         ngx_del_timer(&rd->connect_timeout);
@@ -300,20 +331,20 @@ ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "aihub: redis connect to \"%s\" failed: %s",
-                      rd->amcf->redis_host.data, ac->errstr);
+                      "aihub: %s connect to \"%s\" failed: %s",
+                      rd->name, rd->amcf->redis_host.data, ac->errstr);
 
         /* hiredis frees the context after this callback */
 
         rd->ac = NULL;
         rd->connected = 0;
-        ngx_http_aihub_redis_schedule();
+        ngx_http_aihub_redis_schedule(rd);
         return;
     }
 
     ngx_log_error(NGX_LOG_INFO, rd->log, 0,
-                  "aihub: redis connected to \"%s\"",
-                  rd->amcf->redis_host.data);
+                  "aihub: %s connected to \"%s\"",
+                  rd->name, rd->amcf->redis_host.data);
 
     rd->connected = 1;
     rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
@@ -321,7 +352,7 @@ ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
     rd->inflight = 0;
 
     if (rd->on_connect) {
-        rd->on_connect();
+        rd->on_connect(rd->ac);
     }
 }
 
@@ -329,12 +360,12 @@ ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
 static void
 ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
 {
-    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+    ngx_http_aihub_redis_t  *rd = ac->data;
 
     if (!rd->exiting) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "aihub: redis connection to \"%s\" lost%s%s",
-                      rd->amcf->redis_host.data,
+                      "aihub: %s connection to \"%s\" lost%s%s",
+                      rd->name, rd->amcf->redis_host.data,
                       ac->errstr[0] ? ": " : "", ac->errstr);
     }
 
@@ -342,7 +373,7 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
     rd->connected = 0;
     rd->inflight = 0;
 
-    ngx_http_aihub_redis_schedule();
+    ngx_http_aihub_redis_schedule(rd);
 }
 
 

@@ -75,8 +75,6 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     us->flush.log = cycle->log;
     us->flush.data = us;
 
-    ngx_http_aihub_redis_on_connect(ngx_http_aihub_usage_send);
-
     return NGX_OK;
 }
 
@@ -109,31 +107,54 @@ ngx_http_aihub_usage_exit_process(void)
 }
 
 
+/*
+ * The log phase settles a call: a call the provider answered successfully
+ * keeps its reserved quota and adds its tokens and cost; anything else
+ * gives the reservation back.  Every call the provider answered becomes a
+ * usage event.
+ */
+
 ngx_int_t
 ngx_http_aihub_log_handler(ngx_http_request_t *r)
 {
+    ngx_uint_t               success;
     ngx_http_aihub_ctx_t    *ctx;
     ngx_http_aihub_event_t  *ev;
     ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    if (ctx == NULL || r != r->main || !ctx->forwarded || ctx->emitted
-        || ctx->provider_status == 0)
-    {
+    if (ctx == NULL || r != r->main || !ctx->forwarded || ctx->emitted) {
         return NGX_OK;
     }
 
     ctx->emitted = 1;
 
-    if (!ctx->tokens.found || ctx->failed) {
-        if (!ctx->failed) {
-            ctx->tokens.estimated = 1;
-        }
-    }
+    success = (ctx->provider_status >= 200 && ctx->provider_status < 300
+               && !ctx->failed);
 
-    if (ctx->tokens.total < ctx->tokens.prompt + ctx->tokens.completion) {
-        ctx->tokens.total = ctx->tokens.prompt + ctx->tokens.completion;
+    if (!success) {
+        ngx_memzero(&ctx->tokens, sizeof(ngx_http_aihub_tokens_t));
+        ctx->cost_micros = 0;
+        ngx_http_aihub_quota_settle(r, ctx, 0);
+
+        if (ctx->provider_status == 0) {
+            /* the provider was never reached: nothing to record */
+            return NGX_OK;
+        }
+
+    } else {
+        if (!ctx->complete) {
+            ctx->aborted = 1;
+        }
+
+        ngx_http_aihub_tokens_settle(ctx);
+        ctx->cost_micros = ngx_http_aihub_cost(ctx->model_entry,
+                                               &ctx->tokens);
+
+        ngx_http_aihub_quota_settle(r, ctx, 1);
+        ngx_http_aihub_cache_charge(r, ctx->key_bin, &ctx->key,
+                                    (uint64_t) ctx->tokens.total, 0);
     }
 
     if (us->npending + us->ninflight >= us->limit) {
@@ -159,6 +180,47 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
     ngx_http_aihub_usage_arm();
 
     return NGX_OK;
+}
+
+
+/*
+ * The numbers billed.  What the provider reported, with total at least
+ * prompt + completion (a larger total, such as Gemini's thinking tokens,
+ * is kept).  When the provider sent no usage, the documented estimate:
+ * ceil(characters / 4) of the prompt's text and of the text delivered,
+ * flagged "estimated".  Negative or absurd numbers are clamped, flagged.
+ */
+
+void
+ngx_http_aihub_tokens_settle(ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_tokens_t  *t = &ctx->tokens;
+
+    if (!t->found) {
+        t->prompt = (ctx->prompt_estimate + 3) / 4;
+        t->completion = (int64_t) (ctx->delivered_chars + 3) / 4;
+        t->total = 0;
+        t->estimated = 1;
+    }
+
+    if (t->prompt < 0 || t->prompt > AIHUB_TOKENS_MAX) {
+        t->prompt = t->prompt < 0 ? 0 : AIHUB_TOKENS_MAX;
+        t->estimated = 1;
+    }
+
+    if (t->completion < 0 || t->completion > AIHUB_TOKENS_MAX) {
+        t->completion = t->completion < 0 ? 0 : AIHUB_TOKENS_MAX;
+        t->estimated = 1;
+    }
+
+    if (t->total < 0 || t->total > 2 * AIHUB_TOKENS_MAX) {
+        t->total = 0;
+        t->estimated = 1;
+    }
+
+    if (t->total < t->prompt + t->completion) {
+        t->total = t->prompt + t->completion;
+    }
 }
 
 
@@ -244,6 +306,13 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ev->len = p - ev->data;
 
     return ev;
+}
+
+
+void
+ngx_http_aihub_usage_flush(void)
+{
+    ngx_http_aihub_usage_send();
 }
 
 

@@ -1,0 +1,584 @@
+/*
+ * The key cache: an nginx shared zone ("aihub_cache_zone") shared by all
+ * worker processes, an rbtree keyed by the key's SHA-256 with an LRU queue,
+ * like limit_req's.  A node holds the key record read from Redis and the
+ * key's rate limiter state.  Records go stale after the TTL, or at once on
+ * an invalidation from Redis pub/sub; a stale record is read again from
+ * Redis, but still serves when Redis is down and the location fails open.
+ * The lock is held only around lookups and updates, never across I/O.
+ */
+
+#include "ngx_http_aihub_module.h"
+
+
+typedef struct {
+    ngx_rbtree_node_t             node;
+    ngx_queue_t                   queue;
+    u_char                        hash[32];
+    ngx_msec_t                    fetched;
+    ngx_uint_t                    generation;
+    ngx_uint_t                    stale;
+    aihub_rl_state_t              rl_requests;
+    aihub_rl_state_t              rl_tokens;
+    ngx_http_aihub_record_t       rec;
+    size_t                        models_len;
+    u_char                        models[1];
+} ngx_http_aihub_cache_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                  rbtree;
+    ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   queue;
+    ngx_uint_t                    generation;
+    ngx_uint_t                    entries;
+} ngx_http_aihub_cache_sh_t;
+
+
+typedef struct {
+    ngx_http_aihub_cache_sh_t    *sh;
+    ngx_slab_pool_t              *shpool;
+} ngx_http_aihub_cache_t;
+
+
+static void ngx_http_aihub_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_aihub_cache_node_t *ngx_http_aihub_cache_find(
+    ngx_http_aihub_cache_t *cache, u_char *hash);
+static ngx_http_aihub_cache_node_t *ngx_http_aihub_cache_alloc(
+    ngx_http_aihub_cache_t *cache, size_t size);
+static void ngx_http_aihub_cache_free(ngx_http_aihub_cache_t *cache,
+    ngx_http_aihub_cache_node_t *cn);
+static void ngx_http_aihub_cache_copy_out(ngx_http_request_t *r,
+    ngx_http_aihub_cache_node_t *cn, ngx_http_aihub_key_t *key);
+
+
+ngx_int_t
+ngx_http_aihub_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_aihub_cache_t  *ocache = data;
+
+    size_t                   len;
+    ngx_http_aihub_cache_t  *cache;
+
+    cache = shm_zone->data;
+
+    if (ocache) {
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_alloc(cache->shpool,
+                               sizeof(ngx_http_aihub_cache_sh_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_http_aihub_cache_rbtree_insert);
+    ngx_queue_init(&cache->sh->queue);
+
+    len = sizeof(" in aihub_cache_zone \"\"") + shm_zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in aihub_cache_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+void *
+ngx_http_aihub_cache_create(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_aihub_cache_t));
+}
+
+
+static void
+ngx_http_aihub_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t            **p;
+    ngx_http_aihub_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            cn = (ngx_http_aihub_cache_node_t *) node;
+            cnt = (ngx_http_aihub_cache_node_t *) temp;
+
+            p = (ngx_memcmp(cn->hash, cnt->hash, 32) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_rbtree_key_t
+ngx_http_aihub_cache_key(u_char *hash)
+{
+    /* a SHA-256 is uniform: its first bytes are a fine tree key */
+
+    return ((ngx_rbtree_key_t) hash[0] << 24)
+           | ((ngx_rbtree_key_t) hash[1] << 16)
+           | ((ngx_rbtree_key_t) hash[2] << 8)
+           | (ngx_rbtree_key_t) hash[3];
+}
+
+
+static ngx_http_aihub_cache_node_t *
+ngx_http_aihub_cache_find(ngx_http_aihub_cache_t *cache, u_char *hash)
+{
+    ngx_int_t                     rc;
+    ngx_rbtree_key_t              key;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_aihub_cache_node_t  *cn;
+
+    key = ngx_http_aihub_cache_key(hash);
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = (ngx_http_aihub_cache_node_t *) node;
+
+        rc = ngx_memcmp(hash, cn->hash, 32);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Looks a key up.  NGX_OK: a fresh record; NGX_AGAIN: a stale one (the key
+ * is filled in all the same, for fail-open); NGX_DECLINED: none.
+ */
+
+ngx_int_t
+ngx_http_aihub_cache_get(ngx_http_request_t *r, u_char *hash,
+    ngx_http_aihub_key_t *key)
+{
+    ngx_int_t                     rc;
+    ngx_http_aihub_cache_t       *cache;
+    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_main_conf_t   *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    if (amcf->shm_zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cache = amcf->shm_zone->data;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_aihub_cache_find(cache, hash);
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+
+    rc = (cn->stale || cn->generation != cache->sh->generation
+          || ngx_current_msec - cn->fetched >= amcf->cache_ttl)
+         ? NGX_AGAIN : NGX_OK;
+
+    ngx_http_aihub_cache_copy_out(r, cn, key);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return key->models.data == NULL && key->models.len ? NGX_ERROR : rc;
+}
+
+
+static void
+ngx_http_aihub_cache_copy_out(ngx_http_request_t *r,
+    ngx_http_aihub_cache_node_t *cn, ngx_http_aihub_key_t *key)
+{
+    key->rec = cn->rec;
+    key->models.len = cn->models_len;
+    key->models.data = ngx_pnalloc(r->pool, cn->models_len + 1);
+
+    if (key->models.data) {
+        ngx_memcpy(key->models.data, cn->models, cn->models_len);
+    }
+
+    ngx_http_aihub_key_strings(key);
+}
+
+
+/* stores a record read from Redis; the rate limiter state is kept */
+
+ngx_int_t
+ngx_http_aihub_cache_put(ngx_http_request_t *r, u_char *hash,
+    ngx_http_aihub_key_t *key)
+{
+    size_t                        size;
+    aihub_rl_state_t              req, tok;
+    ngx_http_aihub_cache_t       *cache;
+    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_main_conf_t   *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    if (amcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    cache = amcf->shm_zone->data;
+
+    ngx_memzero(&req, sizeof(aihub_rl_state_t));
+    ngx_memzero(&tok, sizeof(aihub_rl_state_t));
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_aihub_cache_find(cache, hash);
+
+    if (cn != NULL && cn->models_len >= key->models.len) {
+        goto fill;
+    }
+
+    if (cn != NULL) {
+        req = cn->rl_requests;
+        tok = cn->rl_tokens;
+        ngx_http_aihub_cache_free(cache, cn);
+    }
+
+    size = offsetof(ngx_http_aihub_cache_node_t, models) + key->models.len;
+
+    cn = ngx_http_aihub_cache_alloc(cache, size);
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aihub: could not cache key %V: the zone \"%V\" "
+                      "is too small", &key->prefix,
+                      &amcf->shm_zone->shm.name);
+        return NGX_OK;
+    }
+
+    ngx_memcpy(cn->hash, hash, 32);
+    cn->node.key = ngx_http_aihub_cache_key(hash);
+    cn->rl_requests = req;
+    cn->rl_tokens = tok;
+
+    ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    cache->sh->entries++;
+
+fill:
+
+    cn->rec = key->rec;
+    cn->models_len = key->models.len;
+    ngx_memcpy(cn->models, key->models.data, key->models.len);
+    cn->fetched = ngx_current_msec;
+    cn->generation = cache->sh->generation;
+    cn->stale = 0;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* evicts the least recently used nodes until the allocation fits */
+
+static ngx_http_aihub_cache_node_t *
+ngx_http_aihub_cache_alloc(ngx_http_aihub_cache_t *cache, size_t size)
+{
+    ngx_uint_t                    n;
+    ngx_queue_t                  *q;
+    ngx_http_aihub_cache_node_t  *cn;
+
+    for (n = 0; n < 64; n++) {
+
+        cn = ngx_slab_alloc_locked(cache->shpool, size);
+        if (cn != NULL) {
+            return cn;
+        }
+
+        if (ngx_queue_empty(&cache->sh->queue)) {
+            return NULL;
+        }
+
+        q = ngx_queue_last(&cache->sh->queue);
+        ngx_http_aihub_cache_free(cache,
+            ngx_queue_data(q, ngx_http_aihub_cache_node_t, queue));
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_aihub_cache_free(ngx_http_aihub_cache_t *cache,
+    ngx_http_aihub_cache_node_t *cn)
+{
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&cache->sh->rbtree, &cn->node);
+    ngx_slab_free_locked(cache->shpool, cn);
+    cache->sh->entries--;
+}
+
+
+/*
+ * An invalidation from Redis: "key:<sha256hex>", "account:<id>" or "all".
+ * The records go stale; the rate limiter state stays.
+ */
+
+void
+ngx_http_aihub_cache_invalidate(ngx_shm_zone_t *zone, u_char *msg,
+    size_t len)
+{
+    u_char                        hash[32];
+    uint64_t                      account;
+    ngx_int_t                     n;
+    ngx_queue_t                  *q;
+    ngx_http_aihub_cache_t       *cache;
+    ngx_http_aihub_cache_node_t  *cn;
+
+    if (zone == NULL) {
+        return;
+    }
+
+    cache = zone->data;
+
+    if (len == 3 && ngx_strncmp(msg, "all", 3) == 0) {
+        ngx_shmtx_lock(&cache->shpool->mutex);
+        cache->sh->generation++;
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
+    }
+
+    if (len == 4 + 64 && ngx_strncmp(msg, "key:", 4) == 0) {
+
+        if (ngx_http_aihub_hex_decode(hash, msg + 4, 64) != NGX_OK) {
+            return;
+        }
+
+        ngx_shmtx_lock(&cache->shpool->mutex);
+
+        cn = ngx_http_aihub_cache_find(cache, hash);
+        if (cn) {
+            cn->stale = 1;
+        }
+
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
+    }
+
+    if (len > 8 && ngx_strncmp(msg, "account:", 8) == 0) {
+        n = ngx_atoi(msg + 8, len - 8);
+        if (n == NGX_ERROR) {
+            return;
+        }
+
+        account = (uint64_t) n;
+
+        ngx_shmtx_lock(&cache->shpool->mutex);
+
+        for (q = ngx_queue_head(&cache->sh->queue);
+             q != ngx_queue_sentinel(&cache->sh->queue);
+             q = ngx_queue_next(q))
+        {
+            cn = ngx_queue_data(q, ngx_http_aihub_cache_node_t, queue);
+
+            if (cn->rec.account_id == account) {
+                cn->stale = 1;
+            }
+        }
+
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+    }
+}
+
+
+/*
+ * The per-key rate limits, exact for this node: requests per minute are
+ * taken at once, tokens per minute only checked here (the bucket must not
+ * be overdrawn) and charged when the usage is known.
+ */
+
+ngx_int_t
+ngx_http_aihub_cache_limit(ngx_http_request_t *r, u_char *hash,
+    ngx_http_aihub_key_t *key, aihub_rl_result_t *req,
+    aihub_rl_result_t *tok)
+{
+    uint64_t                      now;
+    aihub_rl_state_t              local_req, local_tok;
+    aihub_rl_state_t             *sreq, *stok;
+    ngx_http_aihub_cache_t       *cache;
+    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_main_conf_t   *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+    now = ngx_http_aihub_now_ms();
+
+    ngx_memzero(req, sizeof(aihub_rl_result_t));
+    ngx_memzero(tok, sizeof(aihub_rl_result_t));
+    req->allowed = 1;
+    tok->allowed = 1;
+
+    if (amcf->shm_zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cache = amcf->shm_zone->data;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_aihub_cache_find(cache, hash);
+
+    if (cn) {
+        sreq = &cn->rl_requests;
+        stok = &cn->rl_tokens;
+
+    } else {
+        /* evicted meanwhile: limit this request on its own */
+        ngx_memzero(&local_req, sizeof(aihub_rl_state_t));
+        ngx_memzero(&local_tok, sizeof(aihub_rl_state_t));
+        sreq = &local_req;
+        stok = &local_tok;
+    }
+
+    if (key->rec.tpm) {
+        aihub_rl_check(stok, now, key->rec.tpm, 1, tok);
+
+        /* a check, not a charge: give the probe unit back */
+        if (tok->allowed) {
+            aihub_rl_refund(stok, now, key->rec.tpm, 1);
+            tok->remaining++;
+
+            if (tok->remaining >= key->rec.tpm) {
+                tok->remaining = key->rec.tpm;
+                tok->reset_ms = 0;
+            }
+        }
+    }
+
+    if (key->rec.rpm && tok->allowed) {
+        aihub_rl_check(sreq, now, key->rec.rpm, 1, req);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_aihub_cache_charge(ngx_http_request_t *r, u_char *hash,
+    ngx_http_aihub_key_t *key, uint64_t tokens, ngx_uint_t refund_request)
+{
+    uint64_t                      now;
+    ngx_http_aihub_cache_t       *cache;
+    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_main_conf_t   *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    if (amcf->shm_zone == NULL) {
+        return;
+    }
+
+    cache = amcf->shm_zone->data;
+    now = ngx_http_aihub_now_ms();
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_aihub_cache_find(cache, hash);
+
+    if (cn) {
+        if (key->rec.tpm && tokens) {
+            aihub_rl_charge(&cn->rl_tokens, now, key->rec.tpm, tokens);
+        }
+
+        if (key->rec.rpm && refund_request) {
+            aihub_rl_refund(&cn->rl_requests, now, key->rec.rpm, 1);
+        }
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* zone statistics for the metrics endpoint */
+
+void
+ngx_http_aihub_cache_stats(ngx_shm_zone_t *zone, ngx_uint_t *entries,
+    size_t *size)
+{
+    ngx_http_aihub_cache_t  *cache;
+
+    *entries = 0;
+    *size = 0;
+
+    if (zone == NULL) {
+        return;
+    }
+
+    cache = zone->data;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    *entries = cache->sh->entries;
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    *size = zone->shm.size;
+}
