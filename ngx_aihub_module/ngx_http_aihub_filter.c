@@ -6,10 +6,7 @@
 
 #include "ngx_http_aihub_module.h"
 
-#include <cjson/cJSON.h>
-
-
-#define NGX_HTTP_AIHUB_CAPTURE_MAX   (4 * 1024 * 1024)
+#include "aihub_sse.h"
 
 
 static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
@@ -18,9 +15,10 @@ static ngx_int_t ngx_http_aihub_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_replace(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
     const char *code, const char *message);
-static ngx_int_t ngx_http_aihub_capture(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, ngx_buf_t *b);
-static void ngx_http_aihub_parse_usage(ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_scan_stream(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
+static ngx_int_t ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_rate_headers(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r,
@@ -47,6 +45,7 @@ ngx_http_aihub_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_aihub_header_filter(ngx_http_request_t *r)
 {
+    u_char                *hold;
     ngx_uint_t             status;
     ngx_http_upstream_t   *u;
     ngx_http_aihub_ctx_t  *ctx;
@@ -114,18 +113,49 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
                                       "the request.");
     }
 
-    if (status == NGX_HTTP_OK) {
-        if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
-            && ngx_strncasecmp(r->headers_out.content_type.data,
-                               (u_char *) "text/event-stream",
-                               sizeof("text/event-stream") - 1) == 0)
-        {
-            ctx->streamed = 1;
+    if (status < NGX_HTTP_OK || status >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
+        && ngx_strncasecmp(r->headers_out.content_type.data,
+                           (u_char *) "text/event-stream",
+                           sizeof("text/event-stream") - 1) == 0)
+    {
+        ctx->streamed = 1;
+
+        ctx->sse = ngx_palloc(r->pool, sizeof(aihub_sse_t));
+        if (ctx->sse == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* the usage chunk we asked for on the client's behalf goes */
+
+        if (ctx->stream_requested && !ctx->include_usage) {
+            hold = ngx_palloc(r->pool, AIHUB_SSE_HOLD_SIZE);
+            if (hold == NULL) {
+                return NGX_ERROR;
+            }
+
+            aihub_sse_init(ctx->sse, hold, AIHUB_SSE_HOLD_SIZE);
+
+            /* the length changes: the answer goes out chunked */
+            ngx_http_clear_content_length(r);
 
         } else {
-            ctx->capturing = 1;
+            aihub_sse_init(ctx->sse, NULL, 0);
         }
+
+    } else {
+        ctx->json_scan = ngx_palloc(r->pool, sizeof(aihub_usage_json_t));
+        if (ctx->json_scan == NULL) {
+            return NGX_ERROR;
+        }
+
+        aihub_usage_json_init(ctx->json_scan);
     }
+
+    ctx->scanning = 1;
 
     return ngx_http_next_header_filter(r);
 }
@@ -326,103 +356,153 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, &out);
     }
 
-    if (ctx->capturing) {
-        for (cl = in; cl; cl = cl->next) {
-            if (ngx_http_aihub_capture(r, ctx, cl->buf) != NGX_OK) {
-                return NGX_ERROR;
-            }
+    if (!ctx->scanning || in == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
 
-            if (cl->buf->last_buf) {
-                ctx->capturing = 0;
-                ctx->complete = 1;
-                ngx_http_aihub_parse_usage(ctx);
-                break;
-            }
+    if (ctx->sse) {
+        if (ngx_http_aihub_scan_stream(r, ctx, in, &in) != NGX_OK) {
+            return NGX_ERROR;
         }
+
+    } else if (ngx_http_aihub_scan_json(ctx, in) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_http_next_body_filter(r, in);
 }
 
 
-static ngx_int_t
-ngx_http_aihub_capture(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    ngx_buf_t *b)
-{
-    size_t      n, size;
-    ngx_buf_t  *nb;
+/*
+ * A streamed answer is scanned as it passes, never buffered.  Without
+ * stripping the buffers go on untouched; with it, each buffer's bytes go on
+ * less the usage chunk, held back only while the event they belong to could
+ * still be that chunk.
+ */
 
-    if (!ngx_buf_in_memory(b) || ngx_buf_size(b) == 0) {
+static ngx_int_t
+ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in, ngx_chain_t **out)
+{
+    size_t        n;
+    ngx_buf_t    *b, *nb;
+    ngx_chain_t  *cl, *head, **ll;
+
+    if (ctx->sse->hold == NULL) {
+        for (cl = in; cl; cl = cl->next) {
+            b = cl->buf;
+
+            if (ngx_buf_in_memory(b) && b->last > b->pos) {
+                (void) aihub_sse_feed(ctx->sse, b->pos, b->last - b->pos,
+                                      NULL);
+            }
+
+            if (b->last_buf) {
+                ctx->last_seen = 1;
+            }
+        }
+
+        *out = in;
         return NGX_OK;
     }
 
-    n = b->last - b->pos;
+    head = NULL;
+    ll = &head;
 
-    if (ctx->capture == NULL) {
-        ctx->capture = ngx_create_temp_buf(r->pool, ngx_max(n, 4096));
-        if (ctx->capture == NULL) {
-            return NGX_ERROR;
-        }
-    }
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
 
-    if ((size_t) (ctx->capture->end - ctx->capture->last) < n) {
-        size = 2 * (ctx->capture->end - ctx->capture->start) + n;
-
-        if (size > NGX_HTTP_AIHUB_CAPTURE_MAX) {
-            ctx->capture_overflow = 1;
-            return NGX_OK;
-        }
-
-        nb = ngx_create_temp_buf(r->pool, size);
+        nb = ngx_calloc_buf(r->pool);
         if (nb == NULL) {
             return NGX_ERROR;
         }
 
-        nb->last = ngx_cpymem(nb->last, ctx->capture->pos,
-                              ctx->capture->last - ctx->capture->pos);
-        ctx->capture = nb;
+        n = ngx_buf_in_memory(b) ? (size_t) (b->last - b->pos) : 0;
+
+        if (n || b->last_buf) {
+            nb->start = ngx_pnalloc(r->pool,
+                                    aihub_sse_out_size(ctx->sse, n) + 1);
+            if (nb->start == NULL) {
+                return NGX_ERROR;
+            }
+
+            nb->pos = nb->start;
+            nb->last = nb->start;
+            nb->end = nb->start + aihub_sse_out_size(ctx->sse, n) + 1;
+            nb->temporary = 1;
+
+            if (n) {
+                nb->last += aihub_sse_feed(ctx->sse, b->pos, n, nb->last);
+            }
+
+            if (b->last_buf) {
+                nb->last += aihub_sse_finish(ctx->sse, nb->last);
+                ctx->last_seen = 1;
+            }
+        }
+
+        /* the provider's buffer is consumed: upstream may reuse it */
+        b->pos = b->last;
+
+        if (nb->last == nb->pos) {
+            /* all of it held or stripped: only the flags go on */
+
+            if (!b->last_buf && !b->flush && !b->last_in_chain) {
+                continue;
+            }
+
+            nb->start = NULL;
+            nb->pos = NULL;
+            nb->last = NULL;
+            nb->end = NULL;
+            nb->temporary = 0;
+            nb->flush = b->flush || !b->last_buf;
+
+        } else {
+            nb->flush = 1;
+        }
+
+        nb->last_buf = b->last_buf;
+        nb->last_in_chain = b->last_in_chain;
+
+        *ll = ngx_alloc_chain_link(r->pool);
+        if (*ll == NULL) {
+            return NGX_ERROR;
+        }
+
+        (*ll)->buf = nb;
+        (*ll)->next = NULL;
+        ll = &(*ll)->next;
     }
 
-    ctx->capture->last = ngx_cpymem(ctx->capture->last, b->pos, n);
+    *out = head;
 
     return NGX_OK;
 }
 
 
-static void
-ngx_http_aihub_parse_usage(ngx_http_aihub_ctx_t *ctx)
+static ngx_int_t
+ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in)
 {
-    cJSON  *root, *usage, *n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
-    if (ctx->capture == NULL || ctx->capture_overflow) {
-        return;
-    }
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
 
-    root = cJSON_ParseWithLength((const char *) ctx->capture->pos,
-                                 ctx->capture->last - ctx->capture->pos);
-    if (root == NULL) {
-        return;
-    }
+        if (ngx_buf_in_memory(b) && b->last > b->pos) {
+            (void) aihub_usage_json_feed(ctx->json_scan, b->pos,
+                                         b->last - b->pos);
 
-    usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
-
-    if (cJSON_IsObject(usage)) {
-        n = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-        if (cJSON_IsNumber(n)) {
-            ctx->tokens.prompt = (int64_t) n->valuedouble;
-            ctx->tokens.found = 1;
+        } else if (b->in_file && b->file_last > b->file_pos) {
+            /* buffered to disk (proxy_buffering on): not read again */
+            ctx->unscanned = 1;
         }
 
-        n = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
-        if (cJSON_IsNumber(n)) {
-            ctx->tokens.completion = (int64_t) n->valuedouble;
-        }
-
-        n = cJSON_GetObjectItemCaseSensitive(usage, "total_tokens");
-        if (cJSON_IsNumber(n)) {
-            ctx->tokens.total = (int64_t) n->valuedouble;
+        if (b->last_buf) {
+            ctx->last_seen = 1;
         }
     }
 
-    cJSON_Delete(root);
+    return NGX_OK;
 }

@@ -33,6 +33,8 @@
 #include "aihub_protocol.h"
 #include "aihub_ratelimit.h"
 #include "aihub_period.h"
+#include "aihub_usage_json.h"
+#include "aihub_sse.h"
 
 
 #define AIHUB_TOKENS_MAX              1000000000
@@ -157,7 +159,6 @@ typedef struct {
     aihub_rl_result_t             rl_tokens;
     int64_t                       max_tokens;
     int64_t                       prompt_estimate; /* characters */
-    uint64_t                      delivered_chars;
 
     ngx_http_aihub_provider_t    *provider;
     ngx_str_t                     proxy_url;
@@ -172,7 +173,8 @@ typedef struct {
     ngx_http_aihub_tokens_t       tokens;
     int64_t                       cost_micros;
     ngx_uint_t                    provider_status;
-    ngx_buf_t                    *capture;      /* JSON answer, bounded */
+    aihub_sse_t                  *sse;          /* streamed answer */
+    aihub_usage_json_t           *json_scan;    /* JSON answer */
     ngx_buf_t                    *replace;      /* our error instead */
 
     void                         *json;         /* the parsed body */
@@ -200,9 +202,9 @@ typedef struct {
     unsigned                      streamed:1;
     unsigned                      forwarded:1;  /* reached the provider */
     unsigned                      emitted:1;
-    unsigned                      capturing:1;
-    unsigned                      capture_overflow:1;
-    unsigned                      complete:1;
+    unsigned                      scanning:1;
+    unsigned                      unscanned:1;
+    unsigned                      last_seen:1;
     unsigned                      failed:1;
     unsigned                      aborted:1;
     unsigned                      replace_sent:1;
@@ -350,7 +352,8 @@ ngx_int_t ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
 void ngx_http_aihub_usage_exit_process(void);
 void ngx_http_aihub_usage_flush(void);
-void ngx_http_aihub_tokens_settle(ngx_http_aihub_ctx_t *ctx);
+void ngx_http_aihub_tokens_settle(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 ngx_int_t ngx_http_aihub_log_handler(ngx_http_request_t *r);
 
 /* helpers shared by several files */

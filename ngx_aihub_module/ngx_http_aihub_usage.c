@@ -130,6 +130,12 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
 
     ctx->emitted = 1;
 
+    if (ctx->provider_status >= 200 && ctx->provider_status < 300
+        && !ctx->failed)
+    {
+        ngx_http_aihub_tokens_settle(r, ctx);
+    }
+
     success = (ctx->provider_status >= 200 && ctx->provider_status < 300
                && !ctx->failed);
 
@@ -144,11 +150,10 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
         }
 
     } else {
-        if (!ctx->complete) {
+        if (!ctx->last_seen || r->connection->error) {
             ctx->aborted = 1;
         }
 
-        ngx_http_aihub_tokens_settle(ctx);
         ctx->cost_micros = ngx_http_aihub_cost(ctx->model_entry,
                                                &ctx->tokens);
 
@@ -184,43 +189,45 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
 
 
 /*
- * The numbers billed.  What the provider reported, with total at least
- * prompt + completion (a larger total, such as Gemini's thinking tokens,
- * is kept).  When the provider sent no usage, the documented estimate:
- * ceil(characters / 4) of the prompt's text and of the text delivered,
- * flagged "estimated".  Negative or absurd numbers are clamped, flagged.
+ * The numbers billed (aihub_usage_finalize() has the rule, README.md
+ * "Metering" documents it): what the provider reported, total at least
+ * prompt + completion; estimated from the text when the provider sent
+ * nothing; clamped and flagged when absurd.  A provider error object sent
+ * in place of an answer bills nothing.
  */
 
 void
-ngx_http_aihub_tokens_settle(ngx_http_aihub_ctx_t *ctx)
+ngx_http_aihub_tokens_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_http_aihub_tokens_t  *t = &ctx->tokens;
+    aihub_usage_t  *u;
 
-    if (!t->found) {
-        t->prompt = (ctx->prompt_estimate + 3) / 4;
-        t->completion = (int64_t) (ctx->delivered_chars + 3) / 4;
-        t->total = 0;
-        t->estimated = 1;
+    if (ctx->sse) {
+        if (!ctx->last_seen) {
+            /* cut short: what the current event held counts too */
+            (void) aihub_sse_finish(ctx->sse, NULL);
+        }
+
+        u = &ctx->sse->usage;
+
+    } else if (ctx->json_scan) {
+        u = &ctx->json_scan->usage;
+
+    } else {
+        return;
     }
 
-    if (t->prompt < 0 || t->prompt > AIHUB_TOKENS_MAX) {
-        t->prompt = t->prompt < 0 ? 0 : AIHUB_TOKENS_MAX;
-        t->estimated = 1;
+    if (u->error && !u->found) {
+        ctx->failed = 1;
+        return;
     }
 
-    if (t->completion < 0 || t->completion > AIHUB_TOKENS_MAX) {
-        t->completion = t->completion < 0 ? 0 : AIHUB_TOKENS_MAX;
-        t->estimated = 1;
-    }
+    aihub_usage_finalize(u, (ctx->prompt_estimate + 3) / 4);
 
-    if (t->total < 0 || t->total > 2 * AIHUB_TOKENS_MAX) {
-        t->total = 0;
-        t->estimated = 1;
-    }
-
-    if (t->total < t->prompt + t->completion) {
-        t->total = t->prompt + t->completion;
-    }
+    ctx->tokens.prompt = u->prompt;
+    ctx->tokens.completion = u->completion;
+    ctx->tokens.total = u->total;
+    ctx->tokens.found = u->found;
+    ctx->tokens.estimated = u->estimated || ctx->unscanned;
 }
 
 
