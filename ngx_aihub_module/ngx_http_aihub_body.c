@@ -401,7 +401,7 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     if (r->headers_in.content_length) {
         r->headers_in.content_length->value.data = ngx_pnalloc(r->pool,
-                                                               NGX_OFF_T_LEN);
+                                                               NGX_INT64_LEN);
         if (r->headers_in.content_length->value.data == NULL) {
             return NGX_ERROR;
         }

@@ -32,6 +32,7 @@ typedef struct {
     ngx_queue_t                   queue;
     ngx_uint_t                    generation;
     ngx_uint_t                    entries;
+    ngx_http_aihub_metrics_t      metrics;
 } ngx_http_aihub_cache_sh_t;
 
 
@@ -76,8 +77,8 @@ ngx_http_aihub_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    cache->sh = ngx_slab_alloc(cache->shpool,
-                               sizeof(ngx_http_aihub_cache_sh_t));
+    cache->sh = ngx_slab_calloc(cache->shpool,
+                                sizeof(ngx_http_aihub_cache_sh_t));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
@@ -556,6 +557,21 @@ ngx_http_aihub_cache_charge(ngx_http_request_t *r, u_char *hash,
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+ngx_http_aihub_metrics_t *
+ngx_http_aihub_cache_metrics(ngx_shm_zone_t *zone)
+{
+    ngx_http_aihub_cache_t  *cache;
+
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    cache = zone->data;
+
+    return &cache->sh->metrics;
 }
 
 

@@ -109,6 +109,13 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       offsetof(ngx_http_aihub_loc_conf_t, enable),
       NULL },
 
+    { ngx_string("aihub_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_aihub_metrics_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("aihub_failure_mode"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -485,6 +492,13 @@ ngx_http_aihub_init(ngx_conf_t *cf)
 
     *h = ngx_http_aihub_log_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_aihub_metrics_log_handler;
+
     return ngx_http_aihub_filter_init(cf);
 }
 
@@ -505,6 +519,9 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
     if (amcf == NULL || !amcf->used) {
         return NGX_OK;
     }
+
+    ngx_http_aihub_metrics_init_process(
+        ngx_http_aihub_cache_metrics(amcf->shm_zone));
 
     if (ngx_http_aihub_provider_init_process(cycle, amcf) != NGX_OK) {
         return NGX_ERROR;

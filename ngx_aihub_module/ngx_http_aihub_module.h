@@ -139,6 +139,19 @@ typedef struct {
 } ngx_http_aihub_tokens_t;
 
 
+/* counters shared by the worker processes (in the cache zone) */
+
+typedef struct {
+    ngx_atomic_t                  requests[13]; /* by status, metrics.c */
+    ngx_atomic_t                  failed_open;
+    ngx_atomic_t                  events_emitted;
+    ngx_atomic_t                  events_confirmed;
+    ngx_atomic_t                  events_dropped;
+    ngx_atomic_t                  events_refused;
+    ngx_atomic_t                  events_lost;
+} ngx_http_aihub_metrics_t;
+
+
 typedef struct ngx_http_aihub_redis_call_s  ngx_http_aihub_redis_call_t;
 
 typedef struct {
@@ -312,6 +325,16 @@ ngx_int_t ngx_http_aihub_period_key(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 int64_t ngx_http_aihub_cost(ngx_http_aihub_model_t *m,
     ngx_http_aihub_tokens_t *t);
+
+/* ngx_http_aihub_metrics.c */
+
+void ngx_http_aihub_metrics_init_process(ngx_http_aihub_metrics_t *m);
+ngx_http_aihub_metrics_t *ngx_http_aihub_metrics(void);
+ngx_int_t ngx_http_aihub_metrics_log_handler(ngx_http_request_t *r);
+char *ngx_http_aihub_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_http_aihub_metrics_t *ngx_http_aihub_cache_metrics(
+    ngx_shm_zone_t *zone);
 
 /* ngx_http_aihub_subscribe.c */
 

@@ -97,6 +97,9 @@ ngx_http_aihub_usage_exit_process(void)
                       us->npending + us->ninflight, us->npending);
     }
 
+    (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_lost,
+                                us->npending + us->ninflight);
+
     while (!ngx_queue_empty(&us->pending)) {
         q = ngx_queue_head(&us->pending);
         ngx_queue_remove(q);
@@ -150,7 +153,13 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
         }
 
     } else {
-        if (!ctx->last_seen || r->connection->error) {
+        /*
+         * the client went away: its connection failed (a write error, or
+         * the upstream module saw it close); a stream the provider cut
+         * short is estimated but not aborted
+         */
+
+        if (r->connection->error) {
             ctx->aborted = 1;
         }
 
@@ -164,6 +173,8 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
 
     if (us->npending + us->ninflight >= us->limit) {
         us->dropped++;
+        (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_dropped,
+                                    1);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aihub: usage event buffer full (%ui events), "
                       "event %*s of key %V dropped, %ui dropped so far",
@@ -180,6 +191,7 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
     ngx_queue_insert_tail(&us->pending, &ev->queue);
     us->npending++;
     us->emitted++;
+    (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_emitted, 1);
 
     ngx_http_aihub_usage_send();
     ngx_http_aihub_usage_arm();
@@ -388,9 +400,16 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (rep->type == REDIS_REPLY_ERROR) {
         us->failed++;
+        (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_refused,
+                                    1);
         ngx_log_error(NGX_LOG_ERR, us->log, 0,
                       "aihub: redis refused usage event: %s; event: %*s",
                       rep->str, ev->len, ev->data);
+    }
+
+    if (rep->type != REDIS_REPLY_ERROR) {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_aihub_metrics()->events_confirmed, 1);
     }
 
     ngx_free(ev);

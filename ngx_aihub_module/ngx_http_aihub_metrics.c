@@ -1,0 +1,187 @@
+/*
+ * Counters for operators, kept in the shared zone so that every worker
+ * process adds to the same numbers, and served in Prometheus text format
+ * by a location with "aihub_metrics;".
+ */
+
+#include "ngx_http_aihub_module.h"
+
+
+static ngx_int_t ngx_http_aihub_metrics_handler(ngx_http_request_t *r);
+
+
+static ngx_uint_t  ngx_http_aihub_metrics_codes[] = {
+    200, 400, 401, 403, 404, 405, 413, 429, 500, 502, 503, 504, 0
+};
+
+/* used until the zone is known, and without one */
+static ngx_http_aihub_metrics_t   ngx_http_aihub_metrics_local;
+static ngx_http_aihub_metrics_t  *ngx_http_aihub_metrics_shared
+    = &ngx_http_aihub_metrics_local;
+
+
+void
+ngx_http_aihub_metrics_init_process(ngx_http_aihub_metrics_t *m)
+{
+    if (m) {
+        ngx_http_aihub_metrics_shared = m;
+    }
+}
+
+
+ngx_http_aihub_metrics_t *
+ngx_http_aihub_metrics(void)
+{
+    return ngx_http_aihub_metrics_shared;
+}
+
+
+/* the log phase of every aihub request: its answer, by status */
+
+ngx_int_t
+ngx_http_aihub_metrics_log_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t                 i, status;
+    ngx_http_aihub_ctx_t      *ctx;
+    ngx_http_aihub_metrics_t  *m;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || r != r->main) {
+        return NGX_OK;
+    }
+
+    m = ngx_http_aihub_metrics_shared;
+    status = r->headers_out.status;
+
+    if (status >= 200 && status < 300) {
+        status = 200;
+    }
+
+    for (i = 0; ngx_http_aihub_metrics_codes[i]; i++) {
+        if (ngx_http_aihub_metrics_codes[i] == status) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&m->requests[i], 1);
+
+    if (ctx->from_stale) {
+        (void) ngx_atomic_fetch_add(&m->failed_open, 1);
+    }
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_aihub_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_aihub_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
+{
+    size_t                       len;
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_buf_t                   *b;
+    ngx_uint_t                   i, entries;
+    ngx_chain_t                  out;
+    size_t                       zone_size;
+    ngx_http_aihub_metrics_t    *m;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+    m = ngx_http_aihub_metrics_shared;
+
+    ngx_http_aihub_cache_stats(amcf->shm_zone, &entries, &zone_size);
+
+    len = 2048 + 13 * 96;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+
+    p = ngx_sprintf(p, "# HELP aihub_requests_total Answers of aihub "
+                    "locations, by status (\"other\": any other).\n"
+                    "# TYPE aihub_requests_total counter\n");
+
+    for (i = 0; ngx_http_aihub_metrics_codes[i]; i++) {
+        p = ngx_sprintf(p, "aihub_requests_total{status=\"%s%ui\"} %uA\n",
+                        ngx_http_aihub_metrics_codes[i] == 200 ? "2xx:" : "",
+                        ngx_http_aihub_metrics_codes[i], m->requests[i]);
+    }
+
+    p = ngx_sprintf(p, "aihub_requests_total{status=\"other\"} %uA\n",
+                    m->requests[i]);
+
+    p = ngx_sprintf(p,
+        "# HELP aihub_failed_open_total Requests served without Redis "
+        "(aihub_failure_mode open).\n"
+        "# TYPE aihub_failed_open_total counter\n"
+        "aihub_failed_open_total %uA\n"
+        "# HELP aihub_usage_events_total Usage events: emitted, confirmed by "
+        "Redis, dropped (buffer full), refused by Redis.\n"
+        "# TYPE aihub_usage_events_total counter\n"
+        "aihub_usage_events_total{state=\"emitted\"} %uA\n"
+        "aihub_usage_events_total{state=\"confirmed\"} %uA\n"
+        "aihub_usage_events_total{state=\"dropped\"} %uA\n"
+        "aihub_usage_events_total{state=\"refused\"} %uA\n"
+        "aihub_usage_events_total{state=\"lost_at_exit\"} %uA\n"
+        "# HELP aihub_usage_events_buffered Usage events waiting for Redis "
+        "in all worker processes.\n"
+        "# TYPE aihub_usage_events_buffered gauge\n"
+        "aihub_usage_events_buffered %A\n"
+        "# HELP aihub_cache_keys Key records in the shared cache.\n"
+        "# TYPE aihub_cache_keys gauge\n"
+        "aihub_cache_keys %ui\n"
+        "# HELP aihub_cache_zone_bytes Size of the shared cache zone.\n"
+        "# TYPE aihub_cache_zone_bytes gauge\n"
+        "aihub_cache_zone_bytes %uz\n",
+        m->failed_open, m->events_emitted, m->events_confirmed,
+        m->events_dropped, m->events_refused, m->events_lost,
+        (ngx_atomic_int_t) (m->events_emitted - m->events_confirmed
+                            - m->events_refused - m->events_lost),
+        entries, zone_size);
+
+    b->last = p;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
