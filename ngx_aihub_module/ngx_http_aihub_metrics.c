@@ -128,8 +128,13 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
                     "# TYPE aihub_requests_total counter\n");
 
     for (i = 0; ngx_http_aihub_metrics_codes[i]; i++) {
-        p = ngx_sprintf(p, "aihub_requests_total{status=\"%s%ui\"} %uA\n",
-                        ngx_http_aihub_metrics_codes[i] == 200 ? "2xx:" : "",
+        if (ngx_http_aihub_metrics_codes[i] == 200) {
+            p = ngx_sprintf(p, "aihub_requests_total{status=\"2xx\"} %uA\n",
+                            m->requests[i]);
+            continue;
+        }
+
+        p = ngx_sprintf(p, "aihub_requests_total{status=\"%ui\"} %uA\n",
                         ngx_http_aihub_metrics_codes[i], m->requests[i]);
     }
 
@@ -142,7 +147,8 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
         "# TYPE aihub_failed_open_total counter\n"
         "aihub_failed_open_total %uA\n"
         "# HELP aihub_usage_events_total Usage events: emitted, confirmed by "
-        "Redis, dropped (buffer full), refused by Redis.\n"
+        "Redis, dropped (buffer full), refused by Redis, unconfirmed when a "
+        "worker process exited.\n"
         "# TYPE aihub_usage_events_total counter\n"
         "aihub_usage_events_total{state=\"emitted\"} %uA\n"
         "aihub_usage_events_total{state=\"confirmed\"} %uA\n"
