@@ -96,6 +96,8 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     cJSON                       *root, *model, *stream, *max, *opts, *inc;
     cJSON                       *messages;
+    u_char                      *p;
+    const char                  *end;
     ngx_str_t                    body;
     ngx_int_t                    rc;
     ngx_pool_cleanup_t          *cln;
@@ -122,7 +124,20 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    root = cJSON_ParseWithLength((const char *) body.data, body.len);
+    root = cJSON_ParseWithLengthOpts((const char *) body.data, body.len,
+                                     &end, 0);
+
+    /* one JSON value and nothing but white space after it */
+
+    if (root != NULL) {
+        for (p = (u_char *) end; p < body.data + body.len; p++) {
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+                cJSON_Delete(root);
+                root = NULL;
+                break;
+            }
+        }
+    }
 
     if (root == NULL) {
         ngx_http_aihub_bad_request(ctx, "We could not parse the JSON body "

@@ -260,12 +260,29 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_aihub_loc_conf_t *prev = parent;
     ngx_http_aihub_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->failure_mode, prev->failure_mode,
                               NGX_HTTP_AIHUB_FAIL_CLOSED);
     ngx_conf_merge_size_value(conf->body_max, prev->body_max, 1024 * 1024);
     ngx_conf_merge_uint_value(conf->global_rate_limit,
                               prev->global_rate_limit, 0);
+
+    /*
+     * The body is parsed from memory: a body nginx wrote to a temporary
+     * file would be refused.  The core module is merged already; its
+     * buffer grows to aihub_body_max (a body with a Content-Length gets
+     * a buffer of its own length, not more).
+     */
+
+    if (conf->enable) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        if (clcf->client_body_buffer_size < conf->body_max) {
+            clcf->client_body_buffer_size = conf->body_max;
+        }
+    }
 
     return NGX_CONF_OK;
 }

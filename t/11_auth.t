@@ -1,0 +1,170 @@
+#!/usr/bin/perl
+
+# Keys: every way of not having a valid one is a 401 in the OpenAI error
+# shape with nothing forwarded; a valid one (Bearer or x-api-key) reaches
+# the provider with the provider's credential only, and the client gets
+# the provider's answer unchanged.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my $t = Aihub->new(redis => 1, mock => 1);
+
+seed_models($t);
+my $key = seed_full_key($t, account => 11);
+my $revoked = seed_full_key($t, account => 11, status => 'revoked');
+my $expired = seed_full_key($t, account => 11, expires => time - 60);
+
+$t->nginx($t->aihub_http)->start_nginx;
+ok(wait_ready($t, $key), 'catalog loaded');
+
+my $chat = { model => 'test-basic',
+             messages => [ { role => 'user', content => 'hello' } ] };
+
+
+sub hgetall_calls {
+    my $info = $t->redis('INFO', 'commandstats');
+    return $info =~ /cmdstat_hgetall:calls=(\d+)/ ? $1 : 0;
+}
+
+
+# --- refused keys -----------------------------------------------------------
+
+my $good = Aihub::make_key();
+(my $bad_check = $good) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
+
+my @refused = (
+    [ 'no key',                   {} ],
+    [ 'malformed key',            { authorization => 'Bearer ai-hub-short' } ],
+    [ 'foreign key shape',        { authorization => 'Bearer sk-' . 'x' x 45 } ],
+    [ 'right shape, bad checksum', { authorization => "Bearer $bad_check" } ],
+    [ 'bad alphabet',
+      { authorization => 'Bearer ai-hub-' . ('-' x 32) . 'AAAAAA' } ],
+    [ 'key too long',             { authorization => "Bearer ${good}x" } ],
+    [ 'Authorization without Bearer', { authorization => $good } ],
+    [ 'Authorization Basic',
+      { authorization => 'Basic dXNlcjpwYXNzd29yZA==' } ],
+    [ 'empty Bearer',             { authorization => 'Bearer ' } ],
+    [ 'Bearer and spaces only',   { authorization => 'Bearer     ' } ],
+    [ 'bad key in x-api-key',     { 'x-api-key' => $bad_check } ],
+);
+
+my $hgetall = hgetall_calls();
+
+for my $case (@refused) {
+    my ($name, $h) = @$case;
+    my $r = $t->http(POST => '/v1/chat/completions', headers => $h,
+                     body => $chat);
+    is_error($r, 401, 'invalid_api_key', $name);
+    is($r->{json}{error}{type}, 'invalid_request_error', "$name: type");
+}
+
+is(hgetall_calls(), $hgetall,
+   'refused without touching Redis: no HGETALL for any of them');
+
+my @dbrefused = (
+    [ 'unknown key (valid checksum, no record)', Aihub::make_key() ],
+    [ 'revoked key', $revoked ],
+    [ 'expired key', $expired ],
+);
+
+for my $case (@dbrefused) {
+    my ($name, $k) = @$case;
+    my $r = $t->http(POST => '/v1/chat/completions', key => $k,
+                     body => $chat);
+    is_error($r, 401, 'invalid_api_key', $name);
+}
+
+like($t->http(POST => '/v1/chat/completions', key => $revoked,
+              body => $chat)->{json}{error}{message}, qr/revoked/,
+     'revoked key: the message says so');
+
+# the other endpoints are guarded the same way
+for my $path ('/v1/models', '/api/v1/developer/usage',
+              '/api/v1/developer/models', '/api/v1/developer/api-keys') {
+    is_error($t->http(GET => $path), 401, 'invalid_api_key',
+             "GET $path without a key");
+}
+
+is(mock_count($t), 0, 'nothing at all was forwarded to the provider');
+
+
+# --- a valid key -------------------------------------------------------------
+
+my $r = $t->http(POST => '/v1/chat/completions', key => $key,
+                 body => $chat);
+is($r->{status}, 200, 'valid key: 200');
+
+my @log = $t->mock_log;
+is(scalar @log, 1, 'valid key: exactly one request reached the provider');
+my $seen = $log[0];
+
+is($seen->{authorization}, 'Bearer ' . $t->mock_key,
+   'the provider got its own credential');
+ok(!exists $seen->{headers}{'x-api-key'}, 'no x-api-key sent upstream');
+unlike(JSON::PP->new->canonical->encode($seen), qr/\Q$key\E/,
+       'the client key appears nowhere in what the provider received');
+unlike(JSON::PP->new->canonical->encode($seen),
+       qr/\Q${\ Aihub::key_hash($key)}\E/, 'nor its hash');
+
+# the answer is the provider's, unchanged
+is($r->{json}{object}, 'chat.completion', 'answer: object');
+like($r->{json}{id}, qr/^chatcmpl-mock/, 'answer: the provider id');
+is($r->{json}{model}, 'mock-basic', 'answer: the provider model');
+is_deeply($r->{json}{usage}, $seen->{usage},
+          'answer: usage exactly as the provider sent it');
+is($r->{json}{choices}[0]{message}{content}, join(' ', ('tok') x 7),
+   'answer: content exactly as the provider sent it');
+is($r->{headers}{'content-length'}, length $r->{content},
+   'answer: Content-Length matches the body');
+
+my @rid = ref $r->{headers}{'x-request-id'}
+          ? @{ $r->{headers}{'x-request-id'} }
+          : ($r->{headers}{'x-request-id'} // ());
+ok((grep { /^[0-9a-f]{32}$/ } @rid), 'x-request-id: 32 lowercase hex')
+    or diag("x-request-id: @rid");
+is(scalar @rid, 1, 'exactly one x-request-id header (the provider\'s own '
+                   . 'is not passed through next to ours)')
+    or diag("x-request-id: @rid");
+
+# x-api-key
+$r = $t->http(POST => '/v1/chat/completions',
+              headers => { 'x-api-key' => $key }, body => $chat);
+is($r->{status}, 200, 'x-api-key: 200');
+@log = $t->mock_log;
+is(scalar @log, 2, 'x-api-key: forwarded once');
+is($log[1]{authorization}, 'Bearer ' . $t->mock_key,
+   'x-api-key: provider credential upstream');
+ok(!exists $log[1]{headers}{'x-api-key'},
+   'x-api-key: the client key header is not forwarded');
+unlike(JSON::PP->new->encode($log[1]), qr/\Q$key\E/,
+       'x-api-key: the client key appears nowhere upstream');
+
+# a bad Authorization header is not rescued by a good x-api-key
+$r = $t->http(POST => '/v1/chat/completions',
+              headers => { authorization => 'Basic Zm9vOmJhcg==',
+                           'x-api-key' => $key }, body => $chat);
+is_error($r, 401, 'invalid_api_key', 'Basic Authorization + good x-api-key');
+
+# Bearer is case-insensitive, extra spaces are tolerated
+$r = $t->http(POST => '/v1/chat/completions',
+              headers => { authorization => "bearer   $key" }, body => $chat);
+is($r->{status}, 200, 'lowercase "bearer" with extra spaces: 200');
+
+is(mock_count($t), 3, 'three requests forwarded in all');
+
+# the full key is never written to nginx's logs
+for my $f (qw(error.log access.log)) {
+    my $text = Aihub::read_file($t->nginx_dir . "/$f");
+    unlike($text, qr/\Q$key\E/, "$f does not contain the key");
+}
+
+$t->done;

@@ -1,0 +1,156 @@
+#!/usr/bin/perl
+
+# Per-key rate limits: exact requests per minute in shared memory, the
+# OpenAI headers on every answer, 429 rate_limit_exceeded with
+# Retry-After, nothing forwarded or counted for a 429; "aihub_rate_limit
+# global" shares one limit between nginx nodes through Redis.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my $t = Aihub->new(redis => 1, mock => 1);
+
+seed_models($t);
+my $k3 = seed_full_key($t, account => 1401, rpm => 3);
+my $tk = seed_full_key($t, account => 1402, rpm => 100, tpm => 10000);
+my $none = seed_full_key($t, account => 1403);
+
+# two local nodes, and two "global" nodes sharing Redis
+my %loc = (location => '            aihub_rate_limit global;');
+$t->nginx($t->aihub_http)->start_nginx;
+$t->nginx($t->aihub_http, name => 'l2')->start_nginx('l2');
+$t->nginx($t->aihub_http(%loc), name => 'g1')->start_nginx('g1');
+$t->nginx($t->aihub_http(%loc), name => 'g2')->start_nginx('g2');
+
+for my $n (qw(nginx l2 g1 g2)) {
+    ok(wait_ready($t, $none, name => $n), "$n: catalog loaded");
+}
+
+my $DURATION = qr/^(?:\d+(?:\.\d+)?(?:ms|s)|\d+m\d+(?:\.\d+)?s|\d+h\d+m\d+(?:\.\d+)?s)$/;
+
+# --- rpm 3 on one node ----------------------------------------------------------
+
+my @remaining;
+
+for my $i (1 .. 3) {
+    my $r = $t->chat($k3, model => 'test-basic');
+    is($r->{status}, 200, "rpm 3: request $i passes");
+    is($r->{headers}{'x-ratelimit-limit-requests'}, 3,
+       "request $i: x-ratelimit-limit-requests 3");
+    push @remaining, $r->{headers}{'x-ratelimit-remaining-requests'};
+    like($r->{headers}{'x-ratelimit-reset-requests'} // '', $DURATION,
+         "request $i: x-ratelimit-reset-requests is a duration");
+    ok(!exists $r->{headers}{'x-ratelimit-limit-tokens'},
+       "request $i: no token headers without a token limit");
+}
+
+is_deeply(\@remaining, [ 2, 1, 0 ], 'remaining requests: 2, 1, 0');
+
+my $forwarded = mock_count($t);
+
+my $r = $t->chat($k3, model => 'test-basic');
+is_error($r, 429, 'rate_limit_exceeded', 'rpm 3: the fourth request');
+is($r->{json}{error}{type}, 'requests', '429: type "requests" as OpenAI');
+like($r->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/,
+     '429: Retry-After in whole seconds, at least 1');
+cmp_ok($r->{headers}{'retry-after'} // 99, '<=', 20,
+       '429: Retry-After no more than one emission interval (20 s)');
+is($r->{headers}{'x-ratelimit-limit-requests'}, 3, '429: limit header');
+is($r->{headers}{'x-ratelimit-remaining-requests'}, 0,
+   '429: remaining 0');
+like($r->{headers}{'x-ratelimit-reset-requests'} // '', $DURATION,
+     '429: reset header');
+
+is(mock_count($t), $forwarded, 'the 429 reached nothing');
+is($t->redis('HGET', 'aihub:period:1401:' . period_id(), 'calls'), 3,
+   'the 429 was not counted against the quota');
+
+# other keys are not affected
+is($t->chat($none, model => 'test-basic')->{status}, 200,
+   'another key is not limited');
+
+# a request refused before the limit step (unknown model) takes no slot
+my $k1 = seed_full_key($t, account => 1404, rpm => 1);
+is_error($t->chat($k1, model => 'no-such-model'), 404, 'model_not_found',
+         'rpm 1: an unknown model first');
+is($t->chat($k1, model => 'test-basic')->{status}, 200,
+   'rpm 1: the rejected request did not use the one slot');
+
+
+# --- token headers ---------------------------------------------------------------
+
+$r = $t->chat($tk, model => 'test-basic');
+is($r->{status}, 200, 'tpm key: 200');
+is($r->{headers}{'x-ratelimit-limit-tokens'}, 10000, 'limit-tokens 10000');
+like($r->{headers}{'x-ratelimit-remaining-tokens'} // '', qr/^\d+$/,
+     'remaining-tokens present');
+cmp_ok($r->{headers}{'x-ratelimit-remaining-tokens'} // 1e9, '<=', 10000,
+       'remaining-tokens within the limit');
+like($r->{headers}{'x-ratelimit-reset-tokens'} // '', $DURATION,
+     'reset-tokens is a duration');
+is($r->{headers}{'x-ratelimit-limit-requests'}, 100,
+   'tpm key: request headers too');
+
+my $r2 = $t->chat($tk, model => 'test-basic');
+cmp_ok($r2->{headers}{'x-ratelimit-remaining-tokens'}, '<',
+       10000, 'tokens of the first call were charged to the limiter')
+    or diag("remaining-tokens: $r2->{headers}{'x-ratelimit-remaining-tokens'}");
+
+# a key with a tiny token limit is refused once it is used up
+my $tiny = seed_full_key($t, account => 1405, tpm => 15);
+my @st = map { $t->chat($tiny, model => 'test-basic')->{status} } 1 .. 3;
+is($st[0], 200, 'tpm 15: the first call (12 tokens) passes');
+ok((grep { $_ == 429 } @st), 'tpm 15: a later call is refused')
+    or diag("statuses: @st");
+$r = $t->chat($tiny, model => 'test-basic');
+is_error($r, 429, 'rate_limit_exceeded', 'tpm exhausted');
+like($r->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/,
+     'tpm 429: Retry-After');
+
+
+# --- local vs global across two nodes ----------------------------------------------
+
+my $kl = seed_full_key($t, account => 1406, rpm => 2);
+my %ok;
+for my $i (0 .. 7) {
+    my $n = $i % 2 ? 'l2' : 'nginx';
+    $ok{$n}++ if $t->chat($kl, model => 'test-basic', name => $n)
+                   ->{status} == 200;
+}
+is_deeply(\%ok, { nginx => 2, l2 => 2 },
+          'local limit, rpm 2: each node allows 2 of its own');
+
+my $kg = seed_full_key($t, account => 1407, rpm => 4);
+my (@gs, %gok);
+for my $i (0 .. 9) {
+    my $n = $i % 2 ? 'g2' : 'g1';
+    my $r = $t->chat($kg, model => 'test-basic', name => $n);
+    push @gs, $r;
+    $gok{$n}++ if $r->{status} == 200;
+}
+my @statuses = map { $_->{status} } @gs;
+is(scalar(grep { $_ == 200 } @statuses), 4,
+   'global limit, rpm 4: exactly 4 pass across both nodes')
+    or diag("statuses: @statuses");
+is_deeply(\%gok, { g1 => 2, g2 => 2 }, 'global: two on each node');
+is_deeply([ @statuses[4 .. 9] ], [ (429) x 6 ], 'global: the rest 429');
+is_error($gs[4], 429, 'rate_limit_exceeded', 'global 429');
+like($gs[4]{headers}{'retry-after'} // '', qr/^[1-9]\d*$/,
+     'global 429: Retry-After');
+is($gs[0]{headers}{'x-ratelimit-limit-requests'}, 4,
+   'global: limit header');
+is_deeply([ map { $_->{headers}{'x-ratelimit-remaining-requests'} }
+            @gs[0 .. 3] ], [ 3, 2, 1, 0 ],
+          'global: remaining 3, 2, 1, 0 across the nodes');
+is($t->redis('HGET', 'aihub:period:1407:' . period_id(), 'calls'), 4,
+   'global: the 429s were not counted');
+
+$t->done;

@@ -1,0 +1,122 @@
+#!/usr/bin/perl
+
+# The request path end to end into the ledger: a key made by
+# "aihub-worker key create", one call through nginx, and with
+# "aihub-worker run" draining the usage stream, exactly one usage_events
+# row with the right account, model and tokens within 2 s; the same stream
+# entry added again inserts nothing.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+plan(skip_all => 'aihub-worker not built') unless Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
+
+$t->migrate;
+my $key = $t->create_key(account => 'ledger-co', plan => 'free');
+like($key, qr/^ai-hub-[0-9A-Za-z]{38}$/, 'key create printed a key');
+
+my $account = $t->sql_value("SELECT id FROM accounts WHERE name = 'ledger-co'");
+ok($account, "account ledger-co has id $account");
+is($t->redis('HGET', 'aihub:key:' . Aihub::key_hash($key), 'account'),
+   $account, 'the key record in Redis names that account');
+is($t->sql_value("SELECT COUNT(*) FROM api_keys WHERE key_hash = '"
+                 . Aihub::key_hash($key) . "'"), 1,
+   'MySQL holds the key by its hash');
+is($t->sql_value("SELECT COUNT(*) FROM api_keys"
+                 . " WHERE key_hash = '$key' OR prefix = '$key'"), 0,
+   'and not the key itself');
+
+$t->nginx($t->aihub_http)->start_nginx;
+ok(wait_ready($t, $key), 'catalog loaded (synced by migrate)');
+$t->start_worker;
+
+my $start = time;
+my $r = $t->chat($key, model => 'mock-basic', content => 'abcdefgh',
+                 headers => { 'x-mock-completion-tokens' => 9 });
+is($r->{status}, 200, 'one call: 200');
+is_deeply($r->{json}{usage}, { prompt_tokens => 5, completion_tokens => 9,
+                               total_tokens => 14 }, 'the mock usage');
+my ($rid) = grep { /^[0-9a-f]{32}$/ }
+            ref $r->{headers}{'x-request-id'}
+            ? @{ $r->{headers}{'x-request-id'} }
+            : ($r->{headers}{'x-request-id'} // ());
+
+my $row = $t->wait_for(sub {
+    my @rows = $t->sql('SELECT event_id, account, key_prefix, plan, model, '
+                       . 'provider, prompt_tokens, completion_tokens, '
+                       . 'total_tokens, cost_micros, status, streamed '
+                       . 'FROM usage_events');
+    return @rows ? \@rows : undef;
+}, timeout => 2, interval => 0.05);
+my $took = time - $start;
+
+ok($row, sprintf('a usage_events row within 2 s (%.2f s)', $took));
+$row //= [];
+is(scalar @$row, 1, 'exactly one row');
+my %got;
+@got{qw(event_id account key_prefix plan model provider prompt completion
+        total cost status streamed)} = @{ $row->[0] // [] };
+
+is($got{account}, $account, 'row: the account');
+is($got{model}, 'mock-basic', 'row: the model');
+is($got{provider}, 'mock', 'row: the provider');
+is($got{key_prefix}, Aihub::key_prefix($key), 'row: the key prefix');
+is($got{plan}, 'free', 'row: the plan');
+is_deeply([ @got{qw(prompt completion total)} ], [ 5, 9, 14 ],
+          'row: token counts as the provider reported them');
+# mock-basic: 150000 in, 600000 out per 1M: 5 * 0.15 + 9 * 0.6 = 6.15 -> 6
+is($got{cost}, 6, 'row: cost in micro-dollars');
+is($got{status}, 200, 'row: status');
+is($got{streamed}, 0, 'row: not streamed');
+is($got{event_id}, $rid, 'row: the event id is the x-request-id');
+
+# the same stream entry again: nothing new
+my $entries = $t->redis('XRANGE', 'aihub:usage', '-', '+') // [];
+my ($entry) = grep { my %f = @{ $_->[1] }; ($f{event} // '') =~ /\Q$rid\E/ }
+              @$entries;
+
+SKIP: {
+    skip 'the drained entry is no longer in the stream', 3 unless $entry;
+
+    my %f = @{ $entry->[1] };
+    $t->redis('XADD', 'aihub:usage', '*', 'event', $f{event});
+    $t->redis('XADD', 'aihub:usage', '*', 'event', $f{event});
+
+    ok($t->wait_for(sub {
+        my $p = $t->redis('XPENDING', 'aihub:usage', 'aihub-drain');
+        my $len = $t->redis('XINFO', 'GROUPS', 'aihub:usage');
+        my %g = @{ $len->[0] // [] };
+        return $p->[0] == 0 && ($g{'last-delivered-id'} // '') ne $entry->[0];
+    }, timeout => 3), 'the replayed entries were read and acknowledged');
+
+    is($t->sql_value('SELECT COUNT(*) FROM usage_events'), 1,
+       'replay: still exactly one row');
+    is($t->sql_value('SELECT COUNT(*) FROM usage_events WHERE event_id = '
+                     . "'$rid'"), 1, 'replay: the one row for the event');
+}
+
+# a second call: a second row
+$r = $t->chat($key, model => 'mock-basic');
+is($r->{status}, 200, 'a second call');
+ok($t->wait_for(sub {
+    $t->sql_value('SELECT COUNT(*) FROM usage_events') == 2
+}, timeout => 2), 'a second row within 2 s');
+
+# a refused call leaves nothing in the ledger
+is_error($t->chat($key, model => 'mock-premium'), 403, 'model_not_allowed',
+         'free key, premium model');
+sleep 0.5;
+is($t->sql_value('SELECT COUNT(*) FROM usage_events'), 2,
+   'the refused call is not in the ledger');
+
+$t->done;

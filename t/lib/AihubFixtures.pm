@@ -1,0 +1,262 @@
+package AihubFixtures;
+
+=head1 NAME
+
+AihubFixtures - shared fixtures for the request-path tests (t/1*.t): the
+model catalog and full key records seeded straight into Redis, OpenAI
+error checks, mock-log helpers and concurrent requests
+
+=head1 SYNOPSIS
+
+    use lib 't/lib';
+    use Aihub;
+    use AihubFixtures qw(:all);
+
+    my $t = Aihub->new(redis => 1, mock => 1);
+    seed_models($t);
+    my $free = seed_full_key($t, account => 7, plan => 'free');
+    $t->nginx($t->aihub_http)->start_nginx;
+    wait_ready($t, $free);
+
+    my $r = $t->chat($free, model => 'test-premium');
+    is_error($r, 403, 'model_not_allowed', 'free: premium refused');
+
+=head1 FUNCTIONS
+
+    seed_models($t, %models)  the catalog: HASH aihub:model:<id> + SET
+                              aihub:models, then PUBLISH aihub:invalidate
+                              "models".  Default %MODELS: test-basic
+                              (upstream mock-basic, tier basic) and
+                              test-premium (upstream mock-premium, tier
+                              premium), provider mock.
+    seed_full_key($t, %f)     a key record with every field (defaults: free
+                              plan, rpm/tpm 0, included 1000, overage 0,
+                              models "tier:basic"), plus the account's
+                              account-keys index; returns the key
+    wait_ready($t, $key, %o)  polls GET /v1/models until the catalog is
+                              loaded (name => instance); true when ready
+    is_error($r, $status, $code, $name)
+                              status, the OpenAI error shape and its code
+    mock_count($t)            requests the mock provider received so far
+    mock_since($t, $n)        its log entries after the first $n
+    parallel_chat($t, $n, $key, %opt)
+                              $n requests at once (forked children, each
+                              one blocking HTTP request, all released
+                              together); returns a list of hash refs
+                              {status, code, body}; opt: model, headers,
+                              names => [instances to alternate], path
+    period_id($time)          "YYYYMMDD" of the calendar month of $time
+                              (UTC), as the module names period hashes for
+                              a key without anchor
+    worker_processes($t, $n, $name)
+                              rewrites the instance's nginx.conf (written
+                              by $t->nginx) to run $n worker processes
+
+=cut
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use JSON::PP;
+use POSIX qw(strftime);
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
+                    mock_count mock_since parallel_chat period_id
+                    worker_processes
+                    %MODELS $PREFIX);
+our %EXPORT_TAGS = (all => \@EXPORT_OK);
+
+our $PREFIX = 'aihub:';
+
+our %MODELS = (
+    'test-basic'   => { provider => 'mock', upstream => 'mock-basic',
+                        tier => 'basic', price_in => 1000000,
+                        price_out => 2000000 },
+    'test-premium' => { provider => 'mock', upstream => 'mock-premium',
+                        tier => 'premium', price_in => 10000000,
+                        price_out => 30000000 },
+);
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+
+sub seed_models {
+    my ($t, %models) = @_;
+
+    %models = %MODELS unless %models;
+
+    my $old = $t->redis('SMEMBERS', "${PREFIX}models") // [];
+    $t->redis('DEL', "${PREFIX}model:$_") for @$old;
+    $t->redis('DEL', "${PREFIX}models");
+
+    for my $id (sort keys %models) {
+        $t->redis('HSET', "${PREFIX}model:$id", %{ $models{$id} });
+        $t->redis('SADD', "${PREFIX}models", $id);
+    }
+
+    $t->redis('PUBLISH', "${PREFIX}invalidate", 'models');
+}
+
+
+my $ACCOUNT_SEQ = 100;
+
+sub seed_full_key {
+    my ($t, %f) = @_;
+
+    my $account = $f{account} // ++$ACCOUNT_SEQ;
+
+    my %rec = (
+        account    => $account,
+        plan       => 'free',
+        status     => 'active',
+        scopes     => 'chat',
+        expires    => 0,
+        rpm        => 0,
+        tpm        => 0,
+        included   => 1000,
+        overage    => 0,
+        spend_cap  => 0,
+        max_tokens => 0,
+        models     => 'tier:basic',
+        anchor     => 0,
+        %f,
+    );
+
+    my $key = $t->seed_key(%rec);
+
+    $t->redis('HSET', "${PREFIX}account-keys:$account",
+              Aihub::key_prefix($key), Aihub::key_hash($key));
+
+    return $key;
+}
+
+
+sub wait_ready {
+    my ($t, $key, %o) = @_;
+
+    return $t->wait_for(sub {
+        my $r = $t->http(GET => '/v1/models', key => $key,
+                         (name => $o{name}) x!! $o{name}, timeout => 2);
+        return $r->{status} == 200 && $r->{json}
+               && @{ $r->{json}{data} // [] };
+    }, timeout => $o{timeout} // 5);
+}
+
+
+sub is_error {
+    my ($r, $status, $code, $name) = @_;
+
+    my $e = ref $r->{json} eq 'HASH' ? $r->{json}{error} : undef;
+
+    my $ok = $r->{status} == $status
+             && ref $e eq 'HASH'
+             && defined $e->{message} && length $e->{message}
+             && defined $e->{type} && length $e->{type}
+             && exists $e->{param}
+             && defined $e->{code} && $e->{code} eq $code
+             && ($r->{headers}{'content-type'} // '') =~ m{^application/json};
+
+    ok($ok, "$name: $status $code")
+        or diag("got $r->{status}: " . ($r->{content} // ''));
+
+    return $ok;
+}
+
+
+sub mock_count { scalar(my @l = $_[0]->mock_log) }
+
+
+sub mock_since {
+    my ($t, $n) = @_;
+
+    my @l = $t->mock_log;
+    return @l[$n .. $#l];
+}
+
+
+sub period_id {
+    my ($time) = @_;
+
+    return strftime('%Y%m01', gmtime($time // time));
+}
+
+
+sub worker_processes {
+    my ($t, $n, $name) = @_;
+
+    my $file = $t->nginx_dir($name) . '/nginx.conf';
+    my $conf = Aihub::read_file($file);
+    $conf =~ s/^worker_processes \d+;/worker_processes $n;/m
+        or die "no worker_processes in $file\n";
+    Aihub::write_file($file, $conf);
+}
+
+
+# $n children, each blocked on a pipe until all are forked, then one
+# request each; results come back as one JSON line per child
+
+sub parallel_chat {
+    my ($t, $n, $key, %o) = @_;
+
+    my @names = @{ $o{names} // [ undef ] };
+    my $dir = $t->dir . "/par" . int(rand 1e9);
+    mkdir $dir;
+
+    pipe(my $go_r, my $go_w) or die "pipe: $!\n";
+
+    my @pids;
+
+    for my $i (0 .. $n - 1) {
+        my $pid = fork;
+        die "fork: $!\n" unless defined $pid;
+
+        if ($pid == 0) {
+            close $go_w;
+            my $buf;
+            sysread($go_r, $buf, 1);    # EOF once the parent closes it
+
+            my $name = $names[$i % @names];
+            my $r = eval {
+                $t->chat($key, model => $o{model} // 'test-basic',
+                         headers => $o{headers} // {},
+                         (path => $o{path}) x!! $o{path},
+                         (name => $name) x!! defined $name,
+                         timeout => $o{timeout} // 20);
+            };
+            my $res = $r ? { status => $r->{status},
+                             code => ($r->{json}
+                                      && ref $r->{json}{error}
+                                      ? $r->{json}{error}{code} : undef) }
+                         : { status => 0, code => "$@" };
+
+            if (open my $fh, '>', "$dir/$i") {
+                print $fh $JSON->encode($res);
+                close $fh;
+            }
+            POSIX::_exit(0);
+        }
+
+        push @pids, $pid;
+    }
+
+    close $go_r;
+    close $go_w;    # releases every child at once
+
+    waitpid($_, 0) for @pids;
+
+    my @res;
+
+    for my $i (0 .. $n - 1) {
+        my $s = Aihub::read_file("$dir/$i");
+        push @res, length $s ? $JSON->decode($s)
+                             : { status => 0, code => 'no result' };
+    }
+
+    return @res;
+}
+
+
+1;
