@@ -41,7 +41,8 @@ DEMO_MOCK_KEY='mock-provider-secret'
 
 PACKAGES=(nginx-core nginx-dev libhiredis-dev libcjson-dev
           libcurl4-openssl-dev libmariadb-dev libssl-dev mariadb-server
-          redis-server perl wrk curl ca-certificates gcc make pkg-config)
+          redis-server perl wrk curl ca-certificates gcc make pkg-config
+          chromium)
 
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -190,7 +191,11 @@ build_module() {
     fi
 
     mkdir -p "$BUILD/modules"
-    cp "$copy/objs/ngx_http_aihub_module.so" "$BUILD/modules/"
+    # a new file, renamed into place: a running nginx keeps its mapping
+    cp "$copy/objs/ngx_http_aihub_module.so" \
+        "$BUILD/modules/.ngx_http_aihub_module.so.$$"
+    mv -f "$BUILD/modules/.ngx_http_aihub_module.so.$$" \
+        "$BUILD/modules/ngx_http_aihub_module.so"
 }
 
 
@@ -243,6 +248,15 @@ cmd_test() {
                 tests+=("${f#"$REPO"/}")
             fi
         done
+    fi
+
+    # the official OpenAI SDK for t/24, pinned by t/node/package-lock.json
+    if [ -f t/node/package-lock.json ] && command -v npm >/dev/null; then
+        if [ ! -d t/node/node_modules/openai ]; then
+            say "installing the OpenAI SDK for the tests (npm ci)"
+            npm ci --prefix t/node --no-audit --no-fund --loglevel=error \
+                || warn "npm ci failed: t/24 will skip"
+        fi
     fi
 
     say "running ${#tests[@]} test files"

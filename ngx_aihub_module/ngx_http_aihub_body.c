@@ -16,6 +16,7 @@ static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
 static int64_t ngx_http_aihub_body_prompt_chars(cJSON *messages);
+static int64_t ngx_http_aihub_utf8_chars(const char *s);
 static void ngx_http_aihub_body_cleanup(void *data);
 
 
@@ -295,7 +296,7 @@ ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-/* characters of text in the messages, for the documented estimate */
+/* characters (not bytes) of text in the messages, for the estimate */
 
 static int64_t
 ngx_http_aihub_body_prompt_chars(cJSON *messages)
@@ -309,7 +310,7 @@ ngx_http_aihub_body_prompt_chars(cJSON *messages)
         content = cJSON_GetObjectItemCaseSensitive(msg, "content");
 
         if (cJSON_IsString(content)) {
-            n += ngx_strlen(content->valuestring);
+            n += ngx_http_aihub_utf8_chars(content->valuestring);
             continue;
         }
 
@@ -318,10 +319,28 @@ ngx_http_aihub_body_prompt_chars(cJSON *messages)
                 text = cJSON_GetObjectItemCaseSensitive(part, "text");
 
                 if (cJSON_IsString(text)) {
-                    n += ngx_strlen(text->valuestring);
+                    n += ngx_http_aihub_utf8_chars(text->valuestring);
                 }
             }
         }
+    }
+
+    return n;
+}
+
+
+/* UTF-8 continuation bytes (10xxxxxx) do not start a character */
+
+static int64_t
+ngx_http_aihub_utf8_chars(const char *s)
+{
+    int64_t        n;
+    const u_char  *p;
+
+    n = 0;
+
+    for (p = (const u_char *) s; *p; p++) {
+        n += ((*p & 0xc0) != 0x80);
     }
 
     return n;

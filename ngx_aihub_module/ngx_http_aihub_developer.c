@@ -205,7 +205,7 @@ static void
 ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
 {
     size_t                 i, j;
-    int64_t                v[5];
+    int64_t                v[6];
     ngx_int_t              n;
     cJSON                 *root, *o;
     u_char                 buf[64], when[32];
@@ -213,7 +213,7 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
     ngx_http_aihub_ctx_t  *ctx;
 
     static const char  *fields[] = {
-        "calls", "prompt", "completion", "total", "cost"
+        "calls", "prompt", "completion", "total", "cost", "overage"
     };
 
     ctx = ngx_http_aihub_get_ctx(r);
@@ -231,7 +231,7 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
     ngx_memzero(v, sizeof(v));
 
     for (i = 0; i + 1 < reply->elements; i += 2) {
-        for (j = 0; j < 5; j++) {
+        for (j = 0; j < 6; j++) {
             if (reply->element[i]->len == ngx_strlen(fields[j])
                 && ngx_strncmp(reply->element[i]->str, fields[j],
                                reply->element[i]->len) == 0)
@@ -281,6 +281,7 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
     cJSON_AddNumberToObject(o, "micros", (double) v[4]);
     ngx_sprintf(buf, "%L.%06L%Z", v[4] / 1000000, v[4] % 1000000);
     cJSON_AddStringToObject(o, "usd", (char *) buf);
+    cJSON_AddNumberToObject(o, "overage_micros", (double) v[5]);
 
     o = cJSON_AddObjectToObject(root, "limits");
     cJSON_AddNumberToObject(o, "requests_per_minute",
@@ -937,6 +938,8 @@ ngx_http_aihub_dev_send_json(ngx_http_request_t *r, ngx_uint_t status,
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;
     }
+
+    ngx_http_aihub_get_ctx(r)->own_answer = 1;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;

@@ -10,15 +10,22 @@ ngx_int_t
 ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, const char *code, const char *message)
 {
-    size_t        len, mlen, esc;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    size_t                 len, mlen, esc;
+    ngx_int_t              rc;
+    ngx_buf_t             *b;
+    ngx_chain_t            out;
+    ngx_http_aihub_ctx_t  *ctx;
 
     static u_char  head[] = "{\"error\":{\"message\":\"";
     static u_char  mid1[] = "\",\"type\":\"";
     static u_char  mid2[] = "\",\"param\":null,\"code\":\"";
     static u_char  tail[] = "\"}}\n";
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx) {
+        ctx->own_answer = 1;
+    }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;

@@ -23,6 +23,10 @@ static ngx_int_t ngx_http_aihub_rate_headers(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
+static void ngx_http_aihub_hide_header(ngx_http_request_t *r,
+    const char *name);
+static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -50,11 +54,19 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
     ngx_http_upstream_t   *u;
     ngx_http_aihub_ctx_t  *ctx;
 
-    ctx = ngx_http_aihub_get_ctx(r);
-
-    if (ctx == NULL || r != r->main) {
+    if (r != r->main) {
         return ngx_http_next_header_filter(r);
     }
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || (!ctx->forwarded && !ctx->own_answer)) {
+        return ngx_http_aihub_nginx_error(r, ctx);
+    }
+
+    /* ours replaces the provider's: one x-request-id, the event id */
+
+    ngx_http_aihub_hide_header(r, "x-request-id");
 
     if (ngx_http_aihub_add_header(r, "x-request-id", ctx->event_id,
                                   AIHUB_EVENT_ID_LEN)
@@ -162,6 +174,81 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
 
 
 /*
+ * An error nginx answered itself in an aihub location (a body over
+ * client_max_body_size, a malformed request, a body nginx failed to read)
+ * goes out in the OpenAI shape too, not as nginx's HTML page.
+ */
+
+static ngx_int_t
+ngx_http_aihub_nginx_error(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_uint_t                  status;
+    const char                 *type, *code, *msg;
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+    status = r->headers_out.status;
+
+    if (!alcf->enable || status < NGX_HTTP_BAD_REQUEST) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_aihub_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
+    }
+
+    type = "invalid_request_error";
+
+    switch (status) {
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        code = "request_too_large";
+        msg = "The request body is too large.";
+        break;
+
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+    case NGX_HTTP_REQUEST_HEADER_TOO_LARGE:
+        code = "request_too_large";
+        msg = "The request line or its headers are too large.";
+        break;
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        code = "request_timeout";
+        msg = "The request was not received in time.";
+        break;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        code = "method_not_allowed";
+        msg = "This method is not allowed here.";
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        code = "unknown_url";
+        msg = "Unknown request URL.";
+        break;
+
+    default:
+        if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            type = "server_error";
+            code = "internal_error";
+            msg = "The gateway failed to process the request.";
+
+        } else {
+            code = "invalid_request_error";
+            msg = "The request could not be read.";
+        }
+    }
+
+    return ngx_http_aihub_replace(r, ctx, status, type, code, msg);
+}
+
+
+/*
  * x-ratelimit-{limit,remaining,reset}-{requests,tokens} as OpenAI sends
  * them, and Retry-After on our own 429.
  */
@@ -262,6 +349,39 @@ ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
 }
 
 
+static void
+ngx_http_aihub_hide_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0 && h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            h[i].hash = 0;
+        }
+    }
+}
+
+
 /*
  * The provider's failure becomes our error; its body (which may say
  * anything, credentials included) is dropped by the body filter.
@@ -328,7 +448,7 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    if (ctx == NULL || r != r->main || !ctx->forwarded) {
+    if (ctx == NULL || r != r->main) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -356,7 +476,7 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, &out);
     }
 
-    if (!ctx->scanning || in == NULL) {
+    if (!ctx->forwarded || !ctx->scanning || in == NULL) {
         return ngx_http_next_body_filter(r, in);
     }
 

@@ -462,6 +462,7 @@ ngx_http_aihub_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_aihub_init(ngx_conf_t *cf)
 {
+    ngx_array_t                 *a;
     ngx_http_handler_pt         *h;
     ngx_http_core_main_conf_t   *cmcf;
     ngx_http_aihub_main_conf_t  *amcf;
@@ -502,19 +503,22 @@ ngx_http_aihub_init(ngx_conf_t *cf)
 
     *h = ngx_http_aihub_access_handler;
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
-    if (h == NULL) {
+    /*
+     * The log phase calls its handlers in array order: ours go first, so
+     * that the access log sees the settled tokens and cost.
+     */
+
+    a = &cmcf->phases[NGX_HTTP_LOG_PHASE].handlers;
+
+    if (ngx_array_push_n(a, 2) == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_aihub_log_handler;
+    h = a->elts;
+    ngx_memmove(&h[2], &h[0], (a->nelts - 2) * sizeof(ngx_http_handler_pt));
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_aihub_metrics_log_handler;
+    h[0] = ngx_http_aihub_log_handler;
+    h[1] = ngx_http_aihub_metrics_log_handler;
 
     return ngx_http_aihub_filter_init(cf);
 }

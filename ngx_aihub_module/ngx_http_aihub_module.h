@@ -204,11 +204,13 @@ typedef struct {
     const char                   *err_message;
 
     unsigned                      cleanup_added:1;
+    unsigned                      own_answer:1; /* an error or endpoint */
     unsigned                      key_known:1;
     unsigned                      body_read:1;
     unsigned                      body_waiting:1;
     unsigned                      body_sync:1;
     unsigned                      reserved:1;   /* a quota call is held */
+    unsigned                      overage_call:1;
     unsigned                      from_stale:1; /* served failing open */
     unsigned                      include_usage:1; /* the client asked */
     unsigned                      stream_requested:1;

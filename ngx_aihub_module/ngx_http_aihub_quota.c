@@ -1,7 +1,8 @@
 /*
  * Monthly quotas.  One Redis hash per account and billing period,
  * "<prefix>period:<account>:<YYYYMMDD>", holds calls, prompt, completion,
- * total and cost (micro-dollars).  A call is reserved by one Lua script
+ * total, cost and overage (the cost of the calls beyond the included ones,
+ * which an optional spend cap limits), in micro-dollars.  A call is reserved by one Lua script
  * that checks and increments in one step, so concurrent requests can never
  * pass a hard quota; the same script applies the Redis-global rate limit
  * when a location asks for one.  The reservation is released when the call
@@ -30,8 +31,8 @@ static const char  ngx_http_aihub_reserve_script[] =
     "  return {0, calls, 'quota', 0, 0, 0} end "
     "local cap = tonumber(ARGV[3]) "
     "if cap > 0 and calls >= included then "
-    "  local cost = tonumber(redis.call('HGET', KEYS[1], 'cost') or '0') "
-    "  if cost >= cap then return {0, calls, 'spend', 0, 0, 0} end "
+    "  local o = tonumber(redis.call('HGET', KEYS[1], 'overage') or '0') "
+    "  if o >= cap then return {0, calls, 'spend', 0, 0, 0} end "
     "end "
     "if rpm > 0 then "
     "  local t = redis.call('TIME') "
@@ -240,6 +241,11 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
         ctx->reserved = 1;
         ctx->step = NGX_HTTP_AIHUB_STEP_PROXY;
 
+        /* a call beyond the included ones: its cost counts as overage */
+        ctx->overage_call = (reply->element[1]->type == REDIS_REPLY_INTEGER
+                             && (uint64_t) reply->element[1]->integer
+                                > ctx->key.rec.included);
+
         if (alcf->global_rate_limit && ctx->key.rec.rpm) {
             ctx->rl_requests.allowed = 1;
             ctx->rl_requests.limit = ctx->key.rec.rpm;
@@ -287,14 +293,14 @@ void
 ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_uint_t success)
 {
-    ngx_uint_t   i, n;
-    const char  *argv[14];
-    size_t       argvlen[14];
-    int64_t      v[5];
-    u_char       nums[5][NGX_INT64_LEN + 1];
+    ngx_uint_t   i, n, last;
+    const char  *argv[16];
+    size_t       argvlen[16];
+    int64_t      v[6];
+    u_char       nums[6][NGX_INT64_LEN + 1];
 
     static const char  *fields[] = {
-        "calls", "prompt", "completion", "total", "cost"
+        "calls", "prompt", "completion", "total", "cost", "overage"
     };
 
     if (!ctx->reserved || ctx->period_key.len == 0) {
@@ -317,12 +323,15 @@ ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     v[2] = ctx->tokens.completion;
     v[3] = ctx->tokens.total;
     v[4] = ctx->cost_micros;
+    v[5] = ctx->cost_micros;
 
-    /* success: the four sums; failure: the call given back */
+    /* success: the sums (overage too for a call beyond the included
+     * ones); failure: the call given back */
 
     n = 4;
+    last = success ? (ctx->overage_call ? 6 : 5) : 1;
 
-    for (i = success ? 1 : 0; i < (success ? 5 : 1); i++) {
+    for (i = success ? 1 : 0; i < last; i++) {
         argv[n] = fields[i];
         argvlen[n++] = ngx_strlen(fields[i]);
         argv[n] = (const char *) nums[i];

@@ -1,0 +1,166 @@
+#!/usr/bin/perl
+
+# A provider that fails: 500/503 -> 502 upstream_error, 429 -> 429
+# rate_limit_exceeded, connection refused -> 502, too slow -> 504
+# upstream_timeout, a provider refusing our credential -> 502; each in the
+# OpenAI error shape, the quota reservation given back and nothing billed.
+# A 200 whose body is not JSON passes as sent, metered as estimated.  The
+# provider's key never reaches the client.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(:all);
+
+my $t = Aihub->new;
+$t->skip_unless_built;
+$t->start_redis;
+$t->start_mock;
+
+my $closed = Aihub::free_port();               # nothing listens there
+
+seed_models($t, %MODELS,
+    'test-down'   => { provider => 'down', upstream => 'mock-basic',
+                       tier => 'basic', price_in => 1000000,
+                       price_out => 2000000 },
+    'test-badkey' => { provider => 'badkey', upstream => 'mock-basic',
+                       tier => 'basic', price_in => 1000000,
+                       price_out => 2000000 });
+
+my $ACCOUNT = 22;
+my $key = seed_full_key($t, account => $ACCOUNT, models => '*');
+
+$t->nginx($t->aihub_http(
+    http => "    aihub_provider down url=http://127.0.0.1:$closed/v1 "
+            . "key_env=AIHUB_MOCK_KEY;\n"
+            . "    aihub_provider badkey url=%%MOCK_URL%% "
+            . "key_file=%%DIR%%/bad.key;\n",
+    location => '            proxy_read_timeout 1s;',
+));
+Aihub::write_file($t->nginx_dir . '/bad.key', "not-the-mock-key\n");
+$t->start_nginx;
+ok(wait_ready($t, $key), 'gateway ready');
+
+my $secret = $t->mock_key;
+my $nev = () = usage_events($t);
+my $period = sub { period_calls($t, $ACCOUNT) };
+
+sub check_failure {
+    my ($name, $status, $code, %o) = @_;
+
+    my $calls = $period->();
+    my $n0 = mock_count($t);
+    my $r = raw_request($t, key => $key, timeout => 15,
+                        body => chat_body(model => $o{model} // 'test-basic',
+                                          stream => $o{stream}),
+                        headers => $o{headers} // {});
+
+    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+    is_error($r, $status, $code, $name);
+
+    like($r->{head}, qr/^x-request-id: [0-9a-f]{32}\r?$/mi,
+         "$name: our request id");
+    is(index($r->{raw}, $secret), -1,
+       "$name: the provider's key is not in the answer");
+    unlike($r->{body}, qr/mock|The server had an error|overloaded
+                          |Incorrect API key/x,
+           "$name: the provider's error text is not passed on");
+
+    if ($o{reached}) {
+        ok(mock_count($t) > $n0, "$name: the provider was asked");
+    }
+
+    # the log phase has run once the answer is complete
+    $t->wait_for(sub { $period->() == $calls }, timeout => 1);
+    is($period->(), $calls, "$name: the quota reservation is given back");
+
+    sleep 0.2;
+    my @ev = usage_events($t);
+    my @new = @ev[$nev .. $#ev];
+    $nev = @ev;
+
+    my @billed = grep { $_->{total_tokens} || $_->{prompt_tokens}
+                        || $_->{completion_tokens} || $_->{cost_micros} }
+                 @new;
+    is(scalar @billed, 0, "$name: nothing billed");
+
+    if ($o{reached}) {
+        is(scalar @new, 1, "$name: one event for the call that reached "
+                           . 'the provider');
+        is($new[0]{status}, $status, "$name: the event has our status")
+            if @new;
+    } else {
+        is(scalar @new, 0, "$name: no event (the provider was not reached)");
+    }
+
+    return $r;
+}
+
+
+check_failure('500', 502, 'upstream_error', reached => 1,
+              headers => { 'x-mock-status' => 500 });
+check_failure('503', 502, 'upstream_error', reached => 1,
+              headers => { 'x-mock-status' => 503 });
+check_failure('500 streamed', 502, 'upstream_error', reached => 1,
+              stream => 1, headers => { 'x-mock-status' => 500 });
+my $r429 = check_failure('429', 429, 'rate_limit_exceeded', reached => 1,
+                         headers => { 'x-mock-status' => 429 });
+check_failure('credential refused', 502, 'upstream_error', reached => 1,
+              model => 'test-badkey');
+check_failure('connection refused', 502, 'upstream_error',
+              model => 'test-down');
+
+{
+    my $start = Time::HiRes::time();
+    # the provider never answered: like a refused connection, no event
+    # (the module records calls the provider answered)
+    check_failure('timeout', 504, 'upstream_timeout',
+                  headers => { 'x-mock-delay-ms' => 2500 });
+    my $took = Time::HiRes::time() - $start;
+    ok($took < 2.4, sprintf 'timeout: answered after proxy_read_timeout '
+                            . '(%.1f s), not after the provider', $took);
+}
+
+
+# --- a 200 that is not JSON --------------------------------------------------
+
+{
+    my $calls = $period->();
+    my $r = raw_request($t, key => $key, body => chat_body(),
+                        headers => { 'x-mock-garbage' => 1 });
+
+    is($r->{status}, 200, 'garbage: 200, as the provider answered');
+    is($r->{body}, "<html>this is not JSON {\"usage\": oops\n",
+       'garbage: the body as the provider sent it');
+    is(index($r->{raw}, $secret), -1, "garbage: the provider's key is not "
+                                      . 'in the answer');
+
+    my @ev = wait_usage($t, $nev + 1);
+    my $e = $ev[-1];
+    $nev = @ev;
+
+    ok($e->{estimated}, 'garbage: the event is estimated');
+    is($e->{prompt_tokens}, ceil4(length 'hello'),
+       'garbage: prompt estimated from the request');
+    is($e->{completion_tokens}, 0, 'garbage: no content delivered');
+    is($period->(), $calls + 1, 'garbage: a 200 counts as a call');
+}
+
+
+# --- nothing crashed, a good call still works --------------------------------
+
+{
+    my $r = $t->chat($key, model => 'test-basic');
+    is($r->{status}, 200, 'a good call after the failures');
+    is(index(join('', %{ $r->{headers} }, $r->{content}), $secret), -1,
+       "a good call: the provider's key is not in the answer");
+}
+
+$t->allow_log(qr/upstream timed out|Connection refused|connect\(\) failed/);
+
+$t->done;

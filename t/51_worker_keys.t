@@ -1,0 +1,224 @@
+#!/usr/bin/perl
+
+# aihub-worker key and account commands: the key is printed once and kept
+# only as a hash; Redis gets the full key record; revocation, plan changes,
+# overrides and suspension rewrite the records and publish invalidations.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use IO::Select;
+use Time::Local qw(timegm);
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+
+plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1);
+$t->migrate;
+
+# a subscriber on the invalidation channel
+
+my $sub = $t->redis_connect;
+my $subbuf = '';
+print $sub Aihub::resp_encode('SUBSCRIBE', 'aihub:invalidate');
+Aihub::resp_read($sub, \$subbuf);
+
+sub next_invalidation {
+    return undef unless length $subbuf
+                        || IO::Select->new($sub)->can_read(2);
+    my $m = Aihub::resp_read($sub, \$subbuf);
+    return $m->[2];
+}
+
+# --- key create ------------------------------------------------------------
+
+my ($rc, $out, $err) = $t->worker('key', 'create', '--account', 'acme',
+                                  '--plan', 'pro', '--label', 'ci key');
+is($rc, 0, 'key create exits 0') or diag($err);
+my @lines = split /\n/, $out;
+is(scalar @lines, 1, 'stdout is the key alone');
+my $key = $lines[0];
+like($key, qr/^ai-hub-[0-9A-Za-z]{38}$/, 'key has the ai-hub- format');
+ok(Aihub::make_key(substr($key, 7, 32)) eq $key, 'checksum matches');
+unlike($err, qr/\Q$key\E/, 'the key is not repeated on stderr');
+
+my $hash = sha256_hex($key);
+my $prefix = substr($key, 0, 15);
+
+is($t->sql_value("SELECT COUNT(*) FROM api_keys WHERE key_hash = '$hash' "
+                 . "AND prefix = '$prefix'"), 1,
+   'MySQL has the hash and the prefix');
+is($t->sql_value("SELECT COUNT(*) FROM api_keys WHERE key_hash LIKE "
+                 . "'%$key%' OR prefix = '$key' OR label LIKE '%$key%'"), 0,
+   'MySQL does not have the key itself');
+
+my $acct = $t->sql_value("SELECT id FROM accounts WHERE name = 'acme'");
+ok($acct, 'account created');
+is($t->sql_value("SELECT p.name FROM subscriptions s JOIN plans p ON "
+                 . "p.id = s.plan WHERE s.account = $acct AND "
+                 . "s.ended_at IS NULL"), 'pro', 'subscribed to pro');
+
+my %rec = @{ $t->redis('HGETALL', "aihub:key:$hash") };
+is_deeply({ map { $_ => $rec{$_} } qw(account account_name prefix plan status
+                                     scopes expires rpm tpm included overage
+                                     spend_cap max_tokens models) },
+          { account => $acct, account_name => 'acme', prefix => $prefix,
+            plan => 'pro', status => 'active', scopes => 'chat',
+            expires => 0, rpm => 600, tpm => 1000000, included => 10000,
+            overage => 1, spend_cap => 0, max_tokens => 0, models => '*' },
+          'Redis key record for a pro key');
+my @g = gmtime;
+is($rec{anchor}, timegm(0, 0, 0, 1, $g[4], $g[5]),
+   'anchor: the first second of the subscription month (UTC)');
+is($rec{label}, 'ci key', 'label in the record');
+ok(abs($rec{created} - time) < 60, 'created in the record');
+is($t->redis('HGET', "aihub:account-keys:$acct", $prefix), $hash,
+   'account-keys maps the prefix to the hash');
+
+# a free key: basic models only, listed
+
+my $free = $t->create_key(account => 'tiny', plan => 'free',
+                          scopes => 'chat,admin');
+my %frec = @{ $t->redis('HGETALL', 'aihub:key:' . sha256_hex($free)) };
+is($frec{plan}, 'free', 'free plan');
+is($frec{scopes}, 'chat,admin', 'admin scope');
+is($frec{included}, 1000, 'free includes 1000 calls');
+is($frec{overage}, 0, 'free has no overage');
+is($frec{models}, 'tier:basic', 'free: basic models only');
+
+# --- bad arguments ----------------------------------------------------------
+
+($rc, $out, $err) = $t->worker('key', 'create');
+is($rc, 2, 'key create without --account exits 2');
+like($err, qr/--account is required/, 'and says so');
+($rc) = $t->worker('key', 'create', '--account', 'x', '--plan', 'gold');
+is($rc, 2, 'unknown plan exits 2');
+($rc) = $t->worker('key', 'create', '--account', 'x', '--expires', 'soon');
+is($rc, 2, 'bad --expires exits 2');
+($rc) = $t->worker('key', 'revoke', 'nope');
+is($rc, 2, 'malformed prefix exits 2');
+($rc) = $t->worker('key', 'revoke', 'ai-hub-zzzzzzzz');
+is($rc, 1, 'unknown prefix exits 1');
+($rc, $out) = $t->worker('key', 'create', '--help');
+is($rc, 0, 'key create --help exits 0');
+($rc) = $t->worker('account', 'frobnicate');
+is($rc, 2, 'unknown account command exits 2');
+
+# --- key list: masked -------------------------------------------------------
+
+($rc, $out) = $t->worker('key', 'list', '--account', 'acme');
+is($rc, 0, 'key list exits 0');
+like($out, qr/\Q$prefix\E\x{e2}\x{80}\x{a6}/, 'listed masked');
+unlike($out, qr/\Q$key\E/, 'the key itself is not listed');
+like($out, qr/ci key/, 'label listed');
+
+# --- plan change: record rewritten, account invalidated ---------------------
+
+($rc, $out, $err) = $t->worker('account', 'plan', 'acme', '--plan', 'free');
+is($rc, 0, 'account plan exits 0') or diag($err);
+is(next_invalidation(), "account:$acct", 'published account:<id>');
+is($t->redis('HGET', "aihub:key:$hash", 'plan'), 'free',
+   'key record follows the new plan');
+is($t->redis('HGET', "aihub:key:$hash", 'included'), 1000,
+   'with the new plan\'s quota');
+is($t->sql_value("SELECT COUNT(*) FROM subscriptions WHERE account = $acct"),
+   2, 'old subscription kept, new one added');
+is($t->sql_value("SELECT COUNT(*) FROM subscriptions WHERE account = $acct "
+                 . "AND ended_at IS NULL"), 1, 'one open subscription');
+
+# --- enterprise overrides ---------------------------------------------------
+
+$t->worker('account', 'plan', 'acme', '--plan', 'enterprise');
+next_invalidation();
+($rc, $out, $err) = $t->worker('account', 'override', 'acme', '--rpm', 42,
+                               '--included', 50000, '--models',
+                               'mock-basic,mock-premium', '--spend-cap',
+                               '250.50', '--base-fee', '990');
+is($rc, 0, 'account override exits 0') or diag($err);
+is(next_invalidation(), "account:$acct", 'override published');
+%rec = @{ $t->redis('HGETALL', "aihub:key:$hash") };
+is_deeply([ @rec{qw(plan rpm included models spend_cap tpm)} ],
+          [ 'enterprise', 42, 50000, 'mock-basic,mock-premium', 250500000,
+            10000000 ], 'overrides in the key record, plan values else');
+is($t->sql_value("SELECT base_fee_cents FROM account_overrides "
+                 . "WHERE account = $acct"), 99000, 'contract price in cents');
+
+($rc) = $t->worker('account', 'override', 'acme', '--rpm', 'default');
+next_invalidation();
+is($t->redis('HGET', "aihub:key:$hash", 'rpm'), 3000,
+   '"default" restores the plan value');
+
+# --- suspend / resume -------------------------------------------------------
+
+($rc) = $t->worker('account', 'suspend', 'acme');
+is($rc, 0, 'suspend exits 0');
+is(next_invalidation(), "account:$acct", 'suspend published');
+is($t->redis('HGET', "aihub:key:$hash", 'status'), 'suspended',
+   'key record suspended');
+($rc) = $t->worker('account', 'resume', 'acme');
+next_invalidation();
+is($t->redis('HGET', "aihub:key:$hash", 'status'), 'active', 'resumed');
+
+# --- account show / list ------------------------------------------------------
+
+($rc, $out) = $t->worker('account', 'show', 'acme');
+is($rc, 0, 'account show exits 0');
+like($out, qr/^plan\s+enterprise$/m, 'show names the plan');
+($rc, $out) = $t->worker('account', 'list');
+like($out, qr/acme.*enterprise/, 'list shows acme');
+like($out, qr/tiny.*free/, 'list shows tiny');
+($rc) = $t->worker('account', 'show', 'nobody');
+is($rc, 1, 'show of an unknown account exits 1');
+
+# --- revoke ---------------------------------------------------------------
+
+my $t0 = time;
+($rc, $out, $err) = $t->worker('key', 'revoke', $prefix);
+is($rc, 0, 'revoke exits 0') or diag($err);
+is(next_invalidation(), "key:$hash", 'published key:<hash>');
+ok(time - $t0 < 1, 'revocation published within a second');
+is($t->redis('HGET', "aihub:key:$hash", 'status'), 'revoked',
+   'Redis record revoked');
+is($t->sql_value("SELECT status FROM api_keys WHERE key_hash = '$hash'"),
+   'revoked', 'MySQL row revoked');
+ok($t->sql_value("SELECT revoked_at IS NOT NULL FROM api_keys "
+                 . "WHERE key_hash = '$hash'"), 'revoked_at set');
+
+# --- sync after Redis lost everything ---------------------------------------
+
+$t->redis('FLUSHALL');
+($rc, $out) = $t->worker('sync');
+is($rc, 0, 'sync exits 0');
+is($t->redis('HGET', "aihub:key:$hash", 'status'), 'revoked',
+   'sync restores the revoked record');
+is($t->redis('HGET', 'aihub:key:' . sha256_hex($free), 'plan'), 'free',
+   'sync restores the free key');
+is($t->redis('HGET', 'aihub:model:openai/gpt-4o', 'price_out'), 10000000,
+   'sync restores model prices');
+is(next_invalidation(), 'all', 'sync publishes "all"');
+
+# --- config file and environment precedence --------------------------------
+
+Aihub::write_file($t->dir . '/w.conf', "# test\nredis = 127.0.0.1:1\n"
+                  . "mysql_db = nosuchdb\n");
+($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+    '--config', $t->dir . '/w.conf', '--mysql-socket', $t->mysql_socket,
+    'account', 'list' ]);
+is($rc, 1, 'config file value used (unknown database)');
+like($err, qr/nosuchdb/, 'names the database from the file');
+($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+    '--config', $t->dir . '/w.conf', '--mysql-socket', $t->mysql_socket,
+    'account', 'list' ], env => { AIHUB_MYSQL_DB => 'aihub' });
+is($rc, 0, 'environment beats the config file');
+($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+    '--config', $t->dir . '/w.conf', '--mysql-socket', $t->mysql_socket,
+    'account', 'list', '--mysql-db', 'aihub' ],
+    env => { AIHUB_MYSQL_DB => 'nosuchdb' });
+is($rc, 0, 'a flag after the command beats the environment');
+
+$t->done;

@@ -1,0 +1,306 @@
+package AihubStream;
+
+=head1 NAME
+
+AihubStream - helpers for the provider, streaming and metering tests
+(t/2*.t): a raw HTTP client that timestamps every SSE event as it arrives
+(and can hang up mid-stream), the usage events in Redis, a keep-alive
+client, the billing rule written out once for the tests
+
+=head1 SYNOPSIS
+
+    use lib 't/lib';
+    use Aihub;
+    use AihubFixtures qw(:all);
+    use AihubStream qw(:all);
+
+    my $r = raw_request($t, body => chat_body(stream => 1), key => $key,
+                        headers => { 'x-mock-chunk-delay-ms' => 200 });
+    # $r->{events}[$i]{t}: when event $i was complete at the client
+
+    my @ev = usage_events($t);    # decoded events of aihub:usage
+
+=head1 FUNCTIONS
+
+    raw_request($t, %o)   one request on a fresh socket (Connection:
+                          close).  o: port (default the "nginx"
+                          instance), method (POST), path
+                          (/v1/chat/completions), key, headers {},
+                          body (string, or ref: JSON-encoded),
+                          abort_after => N (close the socket once N SSE
+                          events arrived), timeout (10 s).  Returns
+                          { status, headers (lower-case names, repeated
+                          ones joined with ", "), head (the raw status line
+                          and headers), raw (every byte received),
+                          body (de-chunked), events => [ { data, t } ]
+                          (t: Time::HiRes time the event's blank line
+                          arrived), sent (time the request was written),
+                          first (time of the first body byte), closed
+                          (true if the peer closed) }
+    chat_body(%o)         a chat request body: model (test-basic),
+                          content ('hello'), stream, include_usage,
+                          messages, extra {}
+    usage_events($t)      every event of aihub:usage, decoded, oldest first
+    wait_usage($t, $n, timeout => 5)
+                          waits until aihub:usage holds at least $n events;
+                          returns the events (possibly fewer)
+    cost_of($m, $prompt, $total)
+                          round_half_up((prompt*price_in
+                          + (total-prompt)*price_out) / 10^6), $m a model
+                          hash of %AihubFixtures::MODELS
+    ceil4($n)             ceil($n / 4): the documented estimate
+    sse_data(@events)     the data: payloads of raw_request events, decoded
+                          ('[DONE]' kept as a string)
+    normalize_stream($s)  an SSE body with the per-answer "id" and
+                          "created" members replaced by fixed values, so
+                          two streams of the mock provider compare equal
+    dechunk($s)           the body of a chunked transfer encoding
+    ka_client()           HTTP::Tiny with keep-alive
+    period_calls($t, $account)
+                          field calls of the account's period hash (0 when
+                          absent)
+
+=cut
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use IO::Select;
+use IO::Socket::IP;
+use HTTP::Tiny;
+use JSON::PP;
+use POSIX qw(ceil);
+use Time::HiRes qw(time sleep);
+
+our @EXPORT_OK = qw(raw_request chat_body usage_events wait_usage cost_of
+                    ceil4 sse_data normalize_stream dechunk ka_client
+                    period_calls);
+our %EXPORT_TAGS = (all => \@EXPORT_OK);
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+
+sub chat_body {
+    my (%o) = @_;
+
+    my $b = {
+        model    => $o{model} // 'test-basic',
+        messages => $o{messages}
+                    // [ { role => 'user', content => $o{content}
+                                                       // 'hello' } ],
+    };
+
+    if ($o{stream}) {
+        $b->{stream} = JSON::PP::true;
+        $b->{stream_options} = { include_usage => JSON::PP::true }
+            if $o{include_usage};
+    }
+
+    %$b = (%$b, %{ $o{extra} }) if $o{extra};
+
+    return $b;
+}
+
+
+sub raw_request {
+    my ($t, %o) = @_;
+
+    my $port = $o{port} // $t->port($o{name});
+    my $body = $o{body} // '';
+    my %h = %{ $o{headers} // {} };
+
+    $body = $JSON->encode($body) if ref $body;
+    $h{'content-type'} //= 'application/json' if length $body;
+    $h{authorization} = "Bearer $o{key}" if defined $o{key};
+
+    my $req = ($o{method} // 'POST') . ' '
+              . ($o{path} // '/v1/chat/completions') . " HTTP/1.1\r\n"
+              . "Host: 127.0.0.1:$port\r\nConnection: close\r\n"
+              . join('', map { "$_: $h{$_}\r\n" } sort keys %h)
+              . (length $body ? 'Content-Length: ' . length($body) . "\r\n"
+                              : '')
+              . "\r\n" . $body;
+
+    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port,
+                                Timeout => 5)
+        or die "connect $port: $@\n";
+
+    my $r = { raw => '', body => '', events => [], headers => {},
+              status => 0, closed => 0 };
+
+    my ($hdone, $chunked, $clen, $cbuf, $ebuf) = (0, 0, undef, '', '');
+    my $deadline = time + ($o{timeout} // 10);
+
+    $r->{sent} = time;
+    syswrite($s, $req) == length $req or die "write: $!\n";
+
+    my $sel = IO::Select->new($s);
+
+    while (time < $deadline) {
+        last if defined $o{abort_after} && @{ $r->{events} }
+                                           >= $o{abort_after};
+
+        next unless $sel->can_read(0.05);
+
+        my $n = sysread($s, my $in, 65536);
+        my $now = time;
+
+        unless ($n) {
+            $r->{closed} = 1;
+            last;
+        }
+
+        $r->{raw} .= $in;
+
+        unless ($hdone) {
+            my $i = index($r->{raw}, "\r\n\r\n");
+            next if $i < 0;
+
+            $hdone = 1;
+            $r->{head} = substr($r->{raw}, 0, $i);
+            $in = substr($r->{raw}, $i + 4);
+
+            my ($sl, @lines) = split /\r\n/, $r->{head};
+            ($r->{status}) = $sl =~ m{^HTTP/1\.\d (\d+)};
+
+            for (@lines) {
+                my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+                $k = lc $k;
+                $r->{headers}{$k} = exists $r->{headers}{$k}
+                                    ? "$r->{headers}{$k}, $v" : $v;
+            }
+
+            $chunked = ($r->{headers}{'transfer-encoding'} // '')
+                       =~ /chunked/i;
+            $clen = $r->{headers}{'content-length'};
+        }
+
+        next unless length $in;
+
+        $r->{first} //= $now;
+
+        my $data = '';
+
+        if ($chunked) {
+            $cbuf .= $in;
+
+            for (;;) {
+                my $i = index($cbuf, "\r\n");
+                last if $i < 0;
+                my $size = hex substr($cbuf, 0, $i);
+                last if length($cbuf) < $i + 2 + $size + 2;
+                $data .= substr($cbuf, $i + 2, $size);
+                substr($cbuf, 0, $i + 2 + $size + 2) = '';
+                if ($size == 0) {
+                    $r->{complete} = 1;
+                    last;
+                }
+            }
+
+        } else {
+            $data = $in;
+        }
+
+        $r->{body} .= $data;
+        $ebuf .= $data;
+
+        while ($ebuf =~ s/^(.*?)(?:\r?\n){2}//s) {
+            my $block = $1;
+            my $d = join "\n", map { /^data: ?(.*)$/ ? $1 : () }
+                               split /\r?\n/, $block;
+            push @{ $r->{events} }, { data => $d, t => $now, block => $block }
+                if length $d;
+        }
+
+        last if $r->{complete};
+        last if !$chunked && defined $clen && length $r->{body} >= $clen;
+    }
+
+    close $s;
+
+    return $r;
+}
+
+
+sub sse_data {
+    return map { $_->{data} eq '[DONE]' ? '[DONE]'
+                 : (eval { $JSON->decode($_->{data}) }
+                    // { unparsed => $_->{data} }) } @_;
+}
+
+
+sub dechunk {
+    my ($s) = @_;
+
+    my $out = '';
+
+    for (;;) {
+        my $i = index($s, "\r\n");
+        last if $i < 0;
+        my $size = hex substr($s, 0, $i);
+        last if $size == 0;
+        $out .= substr($s, $i + 2, $size);
+        substr($s, 0, $i + 2 + $size + 2) = '';
+    }
+
+    return $out;
+}
+
+
+sub normalize_stream {
+    my ($s) = @_;
+
+    $s =~ s/"id":"chatcmpl-[^"]*"/"id":"X"/g;
+    $s =~ s/"created":\d+/"created":0/g;
+    return $s;
+}
+
+
+sub usage_events {
+    my ($t) = @_;
+
+    my $x = $t->redis('XRANGE', 'aihub:usage', '-', '+') // [];
+
+    return map { my %f = @{ $_->[1] }; $JSON->decode($f{event}) } @$x;
+}
+
+
+sub wait_usage {
+    my ($t, $n, %o) = @_;
+
+    $t->wait_for(sub { ($t->redis('XLEN', 'aihub:usage') // 0) >= $n },
+                 timeout => $o{timeout} // 5);
+
+    return usage_events($t);
+}
+
+
+sub cost_of {
+    my ($m, $prompt, $total) = @_;
+
+    my $num = $prompt * $m->{price_in} + ($total - $prompt) * $m->{price_out};
+
+    return int(($num + 500000) / 1000000);
+}
+
+
+sub ceil4 { ceil($_[0] / 4) }
+
+
+sub ka_client {
+    return HTTP::Tiny->new(keep_alive => 1, timeout => 10);
+}
+
+
+sub period_calls {
+    my ($t, $account) = @_;
+
+    my $keys = $t->redis('KEYS', "aihub:period:$account:*") // [];
+    return 0 unless @$keys;
+
+    return $t->redis('HGET', $keys->[0], 'calls') // 0;
+}
+
+
+1;

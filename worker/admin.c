@@ -1,0 +1,324 @@
+/*
+ * Key changes made through the developer API: nginx creates and revokes
+ * keys in Redis at once and XADDs an event to <prefix>admin; the drain
+ * persists them here so MySQL stays the source of truth, then rewrites
+ * the key record from MySQL.  Same consumer group and ACK-after-commit
+ * rule as the usage stream; a change that cannot be applied goes to the
+ * dead-letter stream with the reason.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+static int
+aw_hex64(const char *s)
+{
+    size_t  i;
+
+    for (i = 0; i < AIHUB_SHA256_HEX_LEN; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+        {
+            return 0;
+        }
+    }
+
+    return s[i] == '\0';
+}
+
+
+static int
+aw_prefix_ok(const char *s)
+{
+    return strlen(s) == AIHUB_KEY_PREFIX_LEN
+           && strncmp(s, AIHUB_KEY_TAG, AIHUB_KEY_TAG_LEN) == 0
+           && strspn(s + AIHUB_KEY_TAG_LEN, "0123456789ABCDEFGHIJKLMNOPQRS"
+                     "TUVWXYZabcdefghijklmnopqrstuvwxyz") == 8;
+}
+
+
+static const char *
+aw_jstr(cJSON *o, const char *name)
+{
+    cJSON  *v;
+
+    v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+
+/*
+ * Applies one admin event.  0: applied (or nothing to do); 1: invalid,
+ * *reason set (dead-letter it); -1: MySQL failed (retry later).
+ */
+
+static int
+aw_admin_apply(MYSQL *db, redisContext *rc, const char *json, size_t len,
+    const char **reason)
+{
+    cJSON        *o, *acc, *ts;
+    const char   *type, *hash, *prefix, *scopes, *label;
+    long long     account, ms;
+    aw_buf_t      q;
+    char          where[128], msg[128], h[AIHUB_SHA256_HEX_LEN + 1];
+    int           rc_;
+    MYSQL_RES    *res;
+    MYSQL_ROW     row;
+
+    o = cJSON_ParseWithLength(json, len);
+
+    if (o == NULL || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        *reason = "admin event: not a JSON object";
+        return 1;
+    }
+
+    rc_ = 1;
+    type = aw_jstr(o, "type");
+    prefix = aw_jstr(o, "prefix");
+    acc = cJSON_GetObjectItemCaseSensitive(o, "account");
+    ts = cJSON_GetObjectItemCaseSensitive(o, "ts");
+
+    if (type == NULL || prefix == NULL || !aw_prefix_ok(prefix)
+        || !cJSON_IsNumber(acc) || acc->valuedouble < 1)
+    {
+        *reason = "admin event: bad type, prefix or account";
+        goto done;
+    }
+
+    account = (long long) acc->valuedouble;
+    ms = cJSON_IsNumber(ts) ? (long long) ts->valuedouble : 0;
+
+    aw_buf_init(&q);
+
+    if (strcmp(type, "key.created") == 0) {
+        hash = aw_jstr(o, "hash");
+        scopes = aw_jstr(o, "scopes");
+        label = aw_jstr(o, "label");
+
+        if (hash == NULL || !aw_hex64(hash)) {
+            *reason = "admin event: bad hash";
+            aw_buf_free(&q);
+            goto done;
+        }
+
+        if (scopes == NULL || (strcmp(scopes, "chat") != 0
+                               && strcmp(scopes, "admin") != 0
+                               && strcmp(scopes, "chat,admin") != 0))
+        {
+            scopes = "chat";
+        }
+
+        aw_buf_printf(&q, "INSERT IGNORE INTO api_keys (account, key_hash, "
+                      "prefix, label, scopes, source, created_at) SELECT "
+                      "id, '%s', '%s', ", hash, prefix);
+        aw_buf_sql_str(&q, db, label ? label : "");
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, db, scopes);
+
+        if (ms > 0) {
+            aw_buf_printf(&q, ", 'api', FROM_UNIXTIME(%lld / 1000) FROM "
+                          "accounts WHERE id = %lld", ms, account);
+
+        } else {
+            aw_buf_printf(&q, ", 'api', UTC_TIMESTAMP() FROM accounts "
+                          "WHERE id = %lld", account);
+        }
+
+        if (aw_db_buf_exec(db, &q) != 0) {
+            rc_ = aw_db_conn_error(db) ? -1 : 1;
+            *reason = "admin event: MySQL refused the key";
+            aw_buf_free(&q);
+            goto done;
+        }
+
+        aw_buf_free(&q);
+
+        if (aw_db_scalar(db, 0, "SELECT COUNT(*) FROM api_keys WHERE "
+                         "key_hash = '%s' AND account = %lld", hash,
+                         account) != 1)
+        {
+            *reason = "admin event: unknown account or prefix taken";
+            goto done;
+        }
+
+        snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
+        aw_sync_keys(db, rc, where);
+
+        aw_log(AW_LOG_INFO, "key %s of account %lld created through the "
+               "developer API stored", prefix, account);
+
+    } else if (strcmp(type, "key.revoked") == 0) {
+        aw_buf_printf(&q, "UPDATE api_keys SET status = 'revoked', "
+                      "revoked_at = IFNULL(revoked_at, UTC_TIMESTAMP()) "
+                      "WHERE prefix = '%s' AND account = %lld", prefix,
+                      account);
+
+        if (aw_db_buf_exec(db, &q) != 0) {
+            rc_ = aw_db_conn_error(db) ? -1 : 1;
+            *reason = "admin event: MySQL refused the revocation";
+            aw_buf_free(&q);
+            goto done;
+        }
+
+        aw_buf_free(&q);
+
+        res = aw_db_query(db, "SELECT key_hash FROM api_keys WHERE prefix "
+                          "= '%s' AND account = %lld", prefix, account);
+        row = res ? mysql_fetch_row(res) : NULL;
+
+        if (row == NULL) {
+            if (res) {
+                mysql_free_result(res);
+            }
+            *reason = "admin event: no such key in this account";
+            goto done;
+        }
+
+        snprintf(h, sizeof(h), "%s", row[0]);
+        mysql_free_result(res);
+
+        snprintf(where, sizeof(where), "k.key_hash = '%s'", h);
+        snprintf(msg, sizeof(msg), "key:%s", h);
+        aw_sync_keys(db, rc, where);
+        aw_publish(rc, msg);
+
+        aw_log(AW_LOG_INFO, "key %s of account %lld revoked through the "
+               "developer API stored", prefix, account);
+
+    } else {
+        aw_buf_free(&q);
+        *reason = "admin event: unknown type";
+        goto done;
+    }
+
+    rc_ = 0;
+
+done:
+
+    cJSON_Delete(o);
+
+    return rc_;
+}
+
+
+/*
+ * One non-blocking pass over <prefix>admin.  *pending: read our own
+ * pending entries first.  Returns 0, 1 if MySQL failed, -1 if Redis
+ * failed.
+ */
+
+int
+aw_admin_drain(redisContext *rc, MYSQL *db, const char *consumer,
+    int *pending)
+{
+    char          stream[128], dead[128];
+    const char   *argv[9], *reason, *raw;
+    size_t        i, j, rawlen;
+    int           r;
+    redisReply   *reply, *list, *e, *f, *x;
+
+    aw_rkey(stream, sizeof(stream), AIHUB_RK_ADMIN, NULL);
+    aw_rkey(dead, sizeof(dead), AIHUB_RK_USAGE_DEAD, NULL);
+
+    argv[0] = "XREADGROUP";
+    argv[1] = "GROUP";
+    argv[2] = AIHUB_USAGE_GROUP;
+    argv[3] = consumer;
+    argv[4] = "COUNT";
+    argv[5] = "100";
+    argv[6] = "STREAMS";
+    argv[7] = stream;
+    argv[8] = *pending ? "0" : ">";
+
+    reply = redisCommandArgv(rc, 9, argv, NULL);
+
+    if (reply == NULL) {
+        return -1;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* NOGROUP: create it (stream made if missing) and come back */
+        freeReplyObject(reply);
+        reply = redisCommand(rc, "XGROUP CREATE %s %s 0 MKSTREAM", stream,
+                             AIHUB_USAGE_GROUP);
+        if (reply == NULL) {
+            return -1;
+        }
+        freeReplyObject(reply);
+        return 0;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+        || reply->element[0]->elements < 2)
+    {
+        *pending = 0;
+        freeReplyObject(reply);
+        return 0;
+    }
+
+    list = reply->element[0]->element[1];
+
+    if (list->elements == 0) {
+        *pending = 0;
+    }
+
+    for (i = 0; i < list->elements; i++) {
+        e = list->element[i];
+        raw = NULL;
+        rawlen = 0;
+        f = e->element[1];
+
+        for (j = 0; f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements;
+             j += 2)
+        {
+            if (strcmp(f->element[j]->str, AIHUB_USAGE_FIELD) == 0) {
+                raw = f->element[j + 1]->str;
+                rawlen = f->element[j + 1]->len;
+            }
+        }
+
+        reason = "admin event: no \"event\" field";
+        r = raw ? aw_admin_apply(db, rc, raw, rawlen, &reason) : 1;
+
+        if (r < 0) {
+            /* MySQL failed: leave it pending, the caller reconnects */
+            freeReplyObject(reply);
+            *pending = 1;
+            return 1;
+        }
+
+        if (r > 0) {
+            aw_log(AW_LOG_WARN, "dead-lettering %s entry %s: %s", stream,
+                   e->element[0]->str, reason);
+            x = redisCommand(rc, "XADD %s * event %b reason %s stream_id %s",
+                             dead, raw ? raw : "", rawlen, reason,
+                             e->element[0]->str);
+            if (x == NULL) {
+                freeReplyObject(reply);
+                return -1;
+            }
+            freeReplyObject(x);
+        }
+
+        x = redisCommand(rc, "XACK %s %s %s", stream, AIHUB_USAGE_GROUP,
+                         e->element[0]->str);
+        if (x == NULL) {
+            freeReplyObject(reply);
+            return -1;
+        }
+        freeReplyObject(x);
+    }
+
+    freeReplyObject(reply);
+
+    return 0;
+}

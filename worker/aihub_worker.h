@@ -1,0 +1,251 @@
+/*
+ * aihub-worker: the ledger daemon and admin CLI.  One header for the whole
+ * program: configuration, logging, the MySQL and Redis helpers, and the
+ * commands.  Pure functions (money, events, periods) are declared here too
+ * and take and return plain values, so the unit tests need no server.
+ */
+
+#ifndef AIHUB_WORKER_H
+#define AIHUB_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <time.h>
+
+#include "aihub_protocol.h"
+
+
+#define AW_NAME        "aihub-worker"
+
+#define AW_EXIT_OK      0
+#define AW_EXIT_FAIL    1
+#define AW_EXIT_USAGE   2
+
+
+/* config.c */
+
+typedef struct {
+    char  *redis;            /* host:port or unix:/path */
+    char  *redis_prefix;
+    char  *mysql_host;
+    int    mysql_port;
+    char  *mysql_socket;
+    char  *mysql_user;
+    char  *mysql_password;
+    char  *mysql_db;
+    char  *webhook_url;
+    char  *webhook_secret;
+    char  *log_file;
+} aw_config_t;
+
+extern aw_config_t  aw_cfg;
+
+int aw_config_load(int *argc, char **argv);
+
+
+/* log.c */
+
+enum {
+    AW_LOG_DEBUG = 0,
+    AW_LOG_INFO,
+    AW_LOG_WARN,
+    AW_LOG_ERROR
+};
+
+void aw_log_init(int daemon_mode, const char *file, int level);
+int aw_log_reopen(void);
+void aw_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+
+/* buf.c: a growing string */
+
+typedef struct {
+    char    *data;
+    size_t   len;
+    size_t   cap;
+} aw_buf_t;
+
+void aw_buf_init(aw_buf_t *b);
+void aw_buf_free(aw_buf_t *b);
+void aw_buf_reset(aw_buf_t *b);
+void aw_buf_append(aw_buf_t *b, const char *s, size_t n);
+void aw_buf_puts(aw_buf_t *b, const char *s);
+void aw_buf_printf(aw_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void *aw_xmalloc(size_t n);
+char *aw_xstrdup(const char *s);
+
+
+/* opts.c: command line options of one command */
+
+typedef struct {
+    const char   *name;      /* "--batch" */
+    int           has_arg;
+    const char  **value;     /* set to the argument, or to "1" */
+} aw_opt_t;
+
+/* returns 0, 1 for --help (usage printed), -1 on error (message printed) */
+int aw_opts_parse(int argc, char **argv, aw_opt_t *opts, char **pos,
+    int max_pos, int *npos, const char *usage);
+int aw_parse_int(const char *s, long long min, long long max,
+    long long *out);
+int aw_usage_error(const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+
+/* db.c */
+
+typedef struct st_mysql  MYSQL;
+typedef struct st_mysql_res  MYSQL_RES;
+
+MYSQL *aw_db_connect(int with_db, int multi);
+void aw_db_close(MYSQL *db);
+int aw_db_exec(MYSQL *db, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+MYSQL_RES *aw_db_query(MYSQL *db, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int aw_db_buf_exec(MYSQL *db, aw_buf_t *q);
+void aw_buf_sql_str(aw_buf_t *b, MYSQL *db, const char *s);
+int aw_db_conn_error(MYSQL *db);
+long long aw_db_scalar(MYSQL *db, long long dflt, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+
+/* redis.c */
+
+typedef struct redisContext  redisContext;
+typedef struct redisReply  redisReply;
+
+redisContext *aw_redis_connect(int timeout_ms);
+void aw_redis_close(redisContext *c);
+char *aw_rkey(char *buf, size_t size, const char *name, const char *arg);
+redisReply *aw_redis_argv(redisContext *c, int argc, const char **argv);
+
+
+/* sync.c: MySQL -> Redis */
+
+int aw_sync_keys(MYSQL *db, redisContext *rc, const char *where);
+int aw_sync_models(MYSQL *db, redisContext *rc);
+int aw_sync_plans(MYSQL *db, redisContext *rc);
+int aw_publish(redisContext *rc, const char *msg);
+int aw_sync_after_change(MYSQL *db, const char *where, const char *inval);
+
+
+/* event.c: the usage event (pure) */
+
+typedef struct {
+    char       id[AIHUB_EVENT_ID_LEN + 1];
+    long long  ts_ms;
+    char       node[256];
+    long long  account;
+    char       key[33];
+    char       plan[33];
+    char       model[129];
+    char       provider[33];
+    long long  prompt_tokens;
+    long long  completion_tokens;
+    long long  total_tokens;
+    long long  cost_micros;
+    int        status;
+    int        streamed;
+    int        aborted;
+    int        estimated;
+    long long  latency_ms;
+} aw_event_t;
+
+/* 0 if valid; else -1 and *reason names the problem */
+int aw_event_parse(const char *json, size_t len, aw_event_t *ev,
+    const char **reason);
+void aw_ts_format(long long ts_ms, char *out, size_t size);
+void aw_day_format(long long ts_ms, char *out, size_t size);
+
+
+/* period.c (pure) */
+
+int aw_period_parse(const char *s, int *year, int *month);
+int aw_period_bounds(const char *s, time_t *start, time_t *end);
+void aw_period_of(time_t t, char *out, size_t size);
+void aw_period_prev(const char *s, char *out, size_t size);
+
+
+/* money.c (pure) */
+
+long long aw_money_line_cents(long long prompt_tokens,
+    long long completion_tokens, long long price_in_micros,
+    long long price_out_micros);
+long long aw_money_micros_to_cents(long long micros);
+void aw_money_format(long long cents, char *out, size_t size);
+int aw_money_cents_parse(const char *s, long long *cents);
+int aw_money_price_per_token(const char *s, long long *micros_per_m);
+
+
+/* billing.c (pure) */
+
+typedef struct {
+    char       model[129];
+    long long  price_in;
+    long long  price_out;
+    long long  prompt_tokens;
+    long long  completion_tokens;
+    long long  calls;
+    long long  amount_cents;
+} aw_usage_line_t;
+
+typedef struct {
+    long long         included;
+    long long         calls;
+    long long         over_calls;
+    long long         unbilled_calls;
+    long long         prompt_tokens;
+    long long         completion_tokens;
+    aw_usage_line_t  *lines;
+    size_t            nlines;
+    size_t            cap;
+} aw_billing_t;
+
+void aw_billing_init(aw_billing_t *b, long long included);
+void aw_billing_free(aw_billing_t *b);
+int aw_billing_call(aw_billing_t *b, const char *model, int overage_allowed,
+    long long price_in, long long price_out, long long prompt_tokens,
+    long long completion_tokens);
+long long aw_billing_finish(aw_billing_t *b);
+
+
+/* key helpers (keygen.c) */
+
+void aw_sha256_hex(const char *s, size_t len, char *out);
+int aw_key_generate(char *key);
+
+
+/* account_util.c */
+
+long long aw_account_id(MYSQL *db, const char *name);
+long long aw_plan_id(MYSQL *db, const char *name);
+int aw_account_name_ok(const char *name);
+long long aw_account_create(MYSQL *db, const char *name, const char *plan);
+
+
+/* commands */
+
+int aw_cmd_migrate(int argc, char **argv);
+int aw_cmd_key(int argc, char **argv);
+int aw_cmd_account(int argc, char **argv);
+int aw_cmd_sync(int argc, char **argv);
+int aw_cmd_run(int argc, char **argv);
+int aw_cmd_invoice(int argc, char **argv);
+int aw_cmd_report(int argc, char **argv);
+int aw_cmd_prices(int argc, char **argv);
+int aw_cmd_rebuild(int argc, char **argv);
+
+/* admin.c: developer API key changes, persisted by the drain */
+int aw_admin_drain(redisContext *rc, MYSQL *db, const char *consumer,
+    int *pending);
+
+
+/* invoice.c, used by the close and check commands and the webhook */
+int aw_webhook_deliver(MYSQL *db, const char *period);
+
+
+#endif /* AIHUB_WORKER_H */

@@ -1,0 +1,564 @@
+/*
+ * "aihub-worker account create | show | list | plan | override | suspend
+ * | resume".  Every change is made in MySQL first, then the account's key
+ * records are rewritten in Redis and "account:<id>" is published so the
+ * change takes effect at once on every nginx node.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+static const char  aw_account_usage[] =
+    "usage: " AW_NAME " account create NAME [--plan free|pro|enterprise]\n"
+    "       " AW_NAME " account show NAME\n"
+    "       " AW_NAME " account list\n"
+    "       " AW_NAME " account plan NAME --plan PLAN\n"
+    "       " AW_NAME " account override NAME [--included N] [--rpm N]"
+    " [--tpm N]\n"
+    "             [--models LIST|*] [--base-fee DOLLARS] [--spend-cap "
+    "DOLLARS]\n"
+    "             [--max-tokens N] [--overage 0|1]   (value \"default\" "
+    "clears)\n"
+    "       " AW_NAME " account suspend NAME\n"
+    "       " AW_NAME " account resume NAME\n"
+    "\n"
+    "plan     changes the plan now: the old subscription ends, a new one\n"
+    "         starts; every key of the account follows at once\n"
+    "override sets enterprise contract values; unset ones follow the plan\n";
+
+
+static int
+aw_account_sync(MYSQL *db, long long id)
+{
+    char  where[64], msg[64];
+
+    snprintf(where, sizeof(where), "k.account = %lld", id);
+    snprintf(msg, sizeof(msg), "account:%lld", id);
+
+    return aw_sync_after_change(db, where, msg);
+}
+
+
+/* parses NAME, connects, looks the account up; returns the id or <= 0 */
+
+static long long
+aw_account_open(int argc, char **argv, aw_opt_t *opts, MYSQL **dbp,
+    const char **name, int *exit_code)
+{
+    char      *pos[1];
+    int        rc, npos;
+    long long  id;
+
+    *dbp = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, pos, 1, &npos, aw_account_usage);
+    if (rc != 0) {
+        *exit_code = rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+        return 0;
+    }
+
+    if (npos != 1) {
+        aw_usage_error(aw_account_usage, "the account name is required");
+        *exit_code = AW_EXIT_USAGE;
+        return 0;
+    }
+
+    *name = pos[0];
+    *exit_code = AW_EXIT_FAIL;
+
+    *dbp = aw_db_connect(1, 0);
+    if (*dbp == NULL) {
+        return 0;
+    }
+
+    id = aw_account_id(*dbp, pos[0]);
+
+    if (id == 0) {
+        aw_log(AW_LOG_ERROR, "no account \"%s\"", pos[0]);
+    }
+
+    return id;
+}
+
+
+static int
+aw_account_create_cmd(int argc, char **argv)
+{
+    const char  *plan;
+    char        *pos[1];
+    int          rc, npos;
+    long long    id;
+    MYSQL       *db;
+    aw_opt_t     opts[] = {
+        { "--plan", 1, &plan },
+        { NULL, 0, NULL }
+    };
+
+    plan = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, pos, 1, &npos, aw_account_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (npos != 1 || !aw_account_name_ok(pos[0])) {
+        aw_usage_error(aw_account_usage, "account create: a valid NAME is "
+                       "required");
+        return AW_EXIT_USAGE;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+    id = aw_account_id(db, pos[0]);
+
+    if (id > 0) {
+        aw_log(AW_LOG_ERROR, "account \"%s\" exists (id %lld)", pos[0], id);
+
+    } else if (id == 0) {
+        if (plan && aw_plan_id(db, plan) <= 0) {
+            aw_db_close(db);
+            aw_usage_error(aw_account_usage, "unknown plan \"%s\"", plan);
+            return AW_EXIT_USAGE;
+        }
+
+        id = aw_account_create(db, pos[0], plan ? plan : "free");
+
+        if (id > 0) {
+            printf("%lld\n", id);
+            rc = AW_EXIT_OK;
+        }
+    }
+
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+static void
+aw_print_rows(MYSQL_RES *res)
+{
+    MYSQL_ROW      row;
+    MYSQL_FIELD   *f;
+    unsigned int   i, n;
+
+    n = mysql_num_fields(res);
+    f = mysql_fetch_fields(res);
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        for (i = 0; i < n; i++) {
+            printf("%-16s %s\n", f[i].name, row[i] ? row[i] : "-");
+        }
+    }
+}
+
+
+static int
+aw_account_show(int argc, char **argv)
+{
+    const char  *name;
+    int          rc;
+    long long    id;
+    MYSQL       *db;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+
+    id = aw_account_open(argc, argv, NULL, &db, &name, &rc);
+
+    if (id <= 0) {
+        aw_db_close(db);
+        return rc;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    res = aw_db_query(db, "SELECT a.id, a.name, a.status, p.name AS plan, "
+                      "s.started_at AS plan_since, a.created_at, "
+                      "IFNULL(o.included_calls, p.included_calls) "
+                      "AS included_calls, IFNULL(o.rpm, p.rpm) AS rpm, "
+                      "IFNULL(o.tpm, p.tpm) AS tpm, "
+                      "IFNULL(o.base_fee_cents, p.base_fee_cents) "
+                      "AS base_fee_cents, IFNULL(o.overage, p.overage) "
+                      "AS overage, o.spend_cap_micros, "
+                      "IFNULL(o.max_tokens, p.max_tokens) AS max_tokens, "
+                      "IFNULL(o.models, IF(p.model_tier = 'all', '*', "
+                      "'basic')) AS models, "
+                      "(SELECT COUNT(*) FROM api_keys k WHERE k.account = "
+                      "a.id AND k.status = 'active') AS active_keys "
+                      "FROM accounts a JOIN subscriptions s ON s.account = "
+                      "a.id AND s.ended_at IS NULL JOIN plans p ON p.id = "
+                      "s.plan LEFT JOIN account_overrides o ON o.account = "
+                      "a.id WHERE a.id = %lld", id);
+    if (res == NULL) {
+        goto done;
+    }
+
+    aw_print_rows(res);
+    mysql_free_result(res);
+
+    res = aw_db_query(db, "SELECT COUNT(*), IFNULL(SUM(total_tokens), 0), "
+                      "IFNULL(SUM(cost_micros), 0) FROM usage_events "
+                      "WHERE account = %lld AND status BETWEEN 200 AND 299 "
+                      "AND ts >= DATE_FORMAT(UTC_TIMESTAMP(), "
+                      "'%%Y-%%m-01')", id);
+    if (res == NULL) {
+        goto done;
+    }
+
+    row = mysql_fetch_row(res);
+
+    if (row) {
+        printf("%-16s %s\n%-16s %s\n%-16s %s\n", "calls_this_month", row[0],
+               "tokens_month", row[1], "cost_micros", row[2]);
+    }
+
+    mysql_free_result(res);
+    rc = AW_EXIT_OK;
+
+done:
+
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+static int
+aw_account_list(int argc, char **argv)
+{
+    int         rc, npos;
+    MYSQL      *db;
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+
+    rc = aw_opts_parse(argc, argv, NULL, NULL, 0, &npos, aw_account_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    res = aw_db_query(db, "SELECT a.id, a.name, a.status, p.name, "
+                      "a.created_at, (SELECT COUNT(*) FROM api_keys k "
+                      "WHERE k.account = a.id AND k.status = 'active') "
+                      "FROM accounts a JOIN subscriptions s ON s.account = "
+                      "a.id AND s.ended_at IS NULL JOIN plans p ON p.id = "
+                      "s.plan ORDER BY a.id");
+    if (res == NULL) {
+        aw_db_close(db);
+        return AW_EXIT_FAIL;
+    }
+
+    printf("%-6s %-24s %-10s %-11s %-19s %s\n", "ID", "NAME", "STATUS",
+           "PLAN", "CREATED", "KEYS");
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        printf("%-6s %-24s %-10s %-11s %-19s %s\n", row[0], row[1], row[2],
+               row[3], row[4], row[5]);
+    }
+
+    mysql_free_result(res);
+    aw_db_close(db);
+
+    return AW_EXIT_OK;
+}
+
+
+static int
+aw_account_plan(int argc, char **argv)
+{
+    const char  *plan, *name;
+    int          rc;
+    long long    id, plan_id, cur;
+    MYSQL       *db;
+    aw_opt_t     opts[] = {
+        { "--plan", 1, &plan },
+        { NULL, 0, NULL }
+    };
+
+    plan = NULL;
+
+    id = aw_account_open(argc, argv, opts, &db, &name, &rc);
+
+    if (id <= 0) {
+        aw_db_close(db);
+        return rc;
+    }
+
+    if (plan == NULL) {
+        aw_db_close(db);
+        aw_usage_error(aw_account_usage, "account plan: --plan is required");
+        return AW_EXIT_USAGE;
+    }
+
+    plan_id = aw_plan_id(db, plan);
+
+    if (plan_id <= 0) {
+        aw_db_close(db);
+        aw_usage_error(aw_account_usage, "unknown plan \"%s\"", plan);
+        return AW_EXIT_USAGE;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    cur = aw_db_scalar(db, -1, "SELECT plan FROM subscriptions WHERE "
+                       "account = %lld AND ended_at IS NULL", id);
+
+    if (cur == plan_id) {
+        printf("account \"%s\" is already on plan %s\n", name, plan);
+        rc = AW_EXIT_OK;
+        goto done;
+    }
+
+    if (aw_db_exec(db, "START TRANSACTION") != 0
+        || aw_db_exec(db, "UPDATE subscriptions SET ended_at = "
+                      "UTC_TIMESTAMP() WHERE account = %lld AND ended_at "
+                      "IS NULL", id) != 0
+        || aw_db_exec(db, "INSERT INTO subscriptions (account, plan, "
+                      "started_at) VALUES (%lld, %lld, UTC_TIMESTAMP())",
+                      id, plan_id) != 0
+        || aw_db_exec(db, "COMMIT") != 0)
+    {
+        aw_db_exec(db, "ROLLBACK");
+        goto done;
+    }
+
+    if (aw_account_sync(db, id) != 0) {
+        goto done;
+    }
+
+    printf("account \"%s\" is now on plan %s\n", name, plan);
+    rc = AW_EXIT_OK;
+
+done:
+
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+static int
+aw_account_status(int argc, char **argv, const char *status)
+{
+    const char  *name;
+    int          rc;
+    long long    id;
+    MYSQL       *db;
+
+    id = aw_account_open(argc, argv, NULL, &db, &name, &rc);
+
+    if (id <= 0) {
+        aw_db_close(db);
+        return rc;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    if (aw_db_exec(db, "UPDATE accounts SET status = '%s' WHERE id = %lld",
+                   status, id) == 0
+        && aw_account_sync(db, id) == 0)
+    {
+        printf("account \"%s\" is %s\n", name, status);
+        rc = AW_EXIT_OK;
+    }
+
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+/* one override value into the SET list: a number, "default" (NULL) */
+
+static int
+aw_override_num(aw_buf_t *b, const char *col, const char *v, long long max,
+    int money)
+{
+    long long  n;
+
+    if (v == NULL) {
+        return 0;
+    }
+
+    if (b->len) {
+        aw_buf_puts(b, ", ");
+    }
+
+    if (strcmp(v, "default") == 0) {
+        aw_buf_printf(b, "%s = NULL", col);
+        return 0;
+    }
+
+    if (money == 1) {
+        if (aw_money_cents_parse(v, &n) != 0 || n < 0) {
+            return -1;
+        }
+
+    } else if (money == 2) {
+        /* dollars to micros via cents */
+        if (aw_money_cents_parse(v, &n) != 0 || n < 0) {
+            return -1;
+        }
+        n *= 10000;
+
+    } else if (aw_parse_int(v, 0, max, &n) != 0) {
+        return -1;
+    }
+
+    aw_buf_printf(b, "%s = %lld", col, n);
+
+    return 0;
+}
+
+
+static int
+aw_account_override(int argc, char **argv)
+{
+    const char  *name, *included, *rpm, *tpm, *models, *fee, *cap, *maxt;
+    const char  *overage;
+    int          rc;
+    long long    id;
+    aw_buf_t     set, q;
+    MYSQL       *db;
+    aw_opt_t     opts[] = {
+        { "--included", 1, &included },
+        { "--rpm", 1, &rpm },
+        { "--tpm", 1, &tpm },
+        { "--models", 1, &models },
+        { "--base-fee", 1, &fee },
+        { "--spend-cap", 1, &cap },
+        { "--max-tokens", 1, &maxt },
+        { "--overage", 1, &overage },
+        { NULL, 0, NULL }
+    };
+
+    included = rpm = tpm = models = fee = cap = maxt = overage = NULL;
+
+    id = aw_account_open(argc, argv, opts, &db, &name, &rc);
+
+    if (id <= 0) {
+        aw_db_close(db);
+        return rc;
+    }
+
+    aw_buf_init(&set);
+
+    if (aw_override_num(&set, "included_calls", included, 1LL << 50, 0)
+        || aw_override_num(&set, "rpm", rpm, 4294967295LL, 0)
+        || aw_override_num(&set, "tpm", tpm, 4294967295LL, 0)
+        || aw_override_num(&set, "base_fee_cents", fee, 0, 1)
+        || aw_override_num(&set, "spend_cap_micros", cap, 0, 2)
+        || aw_override_num(&set, "max_tokens", maxt, 4294967295LL, 0)
+        || aw_override_num(&set, "overage", overage, 1, 0))
+    {
+        aw_buf_free(&set);
+        aw_db_close(db);
+        aw_usage_error(aw_account_usage, "account override: invalid value");
+        return AW_EXIT_USAGE;
+    }
+
+    if (models) {
+        if (set.len) {
+            aw_buf_puts(&set, ", ");
+        }
+
+        if (strcmp(models, "default") == 0) {
+            aw_buf_puts(&set, "models = NULL");
+
+        } else {
+            aw_buf_puts(&set, "models = ");
+            aw_buf_sql_str(&set, db, models);
+        }
+    }
+
+    if (set.len == 0) {
+        aw_buf_free(&set);
+        aw_db_close(db);
+        aw_usage_error(aw_account_usage, "account override: nothing to "
+                       "set");
+        return AW_EXIT_USAGE;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    aw_buf_init(&q);
+    aw_buf_printf(&q, "INSERT INTO account_overrides (account) VALUES "
+                  "(%lld) ON DUPLICATE KEY UPDATE account = account", id);
+
+    if (aw_db_buf_exec(db, &q) == 0
+        && aw_db_exec(db, "UPDATE account_overrides SET %s WHERE account "
+                      "= %lld", set.data, id) == 0
+        && aw_account_sync(db, id) == 0)
+    {
+        printf("account \"%s\" overrides updated\n", name);
+        rc = AW_EXIT_OK;
+    }
+
+    aw_buf_free(&q);
+    aw_buf_free(&set);
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+int
+aw_cmd_account(int argc, char **argv)
+{
+    if (argc < 1) {
+        fputs(aw_account_usage, stderr);
+        return AW_EXIT_USAGE;
+    }
+
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(aw_account_usage, stdout);
+        return AW_EXIT_OK;
+    }
+
+    if (strcmp(argv[0], "create") == 0) {
+        return aw_account_create_cmd(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "show") == 0) {
+        return aw_account_show(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "list") == 0) {
+        return aw_account_list(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "plan") == 0) {
+        return aw_account_plan(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "override") == 0) {
+        return aw_account_override(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "suspend") == 0) {
+        return aw_account_status(argc - 1, argv + 1, "suspended");
+    }
+
+    if (strcmp(argv[0], "resume") == 0) {
+        return aw_account_status(argc - 1, argv + 1, "active");
+    }
+
+    aw_usage_error(aw_account_usage, "unknown account command \"%s\"",
+                   argv[0]);
+
+    return AW_EXIT_USAGE;
+}

@@ -1,0 +1,424 @@
+/*
+ * "aihub-worker key create | list | revoke".  A key is shown once, on
+ * stdout, at creation; MySQL and Redis keep only its SHA-256 and its
+ * display prefix.  Nothing here logs a key.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+static const char  aw_key_usage[] =
+    "usage: " AW_NAME " key create --account NAME [--plan free|pro|"
+    "enterprise]\n"
+    "                            [--scopes chat|chat,admin] [--label TEXT]"
+    "\n"
+    "                            [--expires UNIX]\n"
+    "       " AW_NAME " key list --account NAME\n"
+    "       " AW_NAME " key revoke PREFIX\n"
+    "\n"
+    "create  makes the account (on --plan, default free) if missing and\n"
+    "        prints the new key once, alone on the first line of stdout\n"
+    "list    shows the account's keys, masked\n"
+    "revoke  revokes a key by its display prefix (ai-hub-XXXXXXXX), at\n"
+    "        once on every nginx node\n";
+
+
+static int
+aw_scopes_ok(const char *s)
+{
+    return strcmp(s, "chat") == 0 || strcmp(s, "chat,admin") == 0
+           || strcmp(s, "admin") == 0;
+}
+
+
+static int
+aw_key_create(int argc, char **argv)
+{
+    const char  *account, *plan, *scopes, *label, *expires;
+    char         key[AIHUB_KEY_LEN + 1], hash[AIHUB_SHA256_HEX_LEN + 1];
+    char         prefix[AIHUB_KEY_PREFIX_LEN + 1], where[128], cur[33];
+    int          rc, npos, tries;
+    long long    account_id, exp;
+    aw_buf_t     q;
+    MYSQL       *db;
+    aw_opt_t     opts[] = {
+        { "--account", 1, &account },
+        { "--plan", 1, &plan },
+        { "--scopes", 1, &scopes },
+        { "--label", 1, &label },
+        { "--expires", 1, &expires },
+        { NULL, 0, NULL }
+    };
+
+    account = plan = scopes = label = expires = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_key_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (account == NULL) {
+        aw_usage_error(aw_key_usage, "key create: --account is required");
+        return AW_EXIT_USAGE;
+    }
+
+    if (!aw_account_name_ok(account)) {
+        aw_usage_error(aw_key_usage, "invalid account name");
+        return AW_EXIT_USAGE;
+    }
+
+    if (plan && strcmp(plan, "free") != 0 && strcmp(plan, "pro") != 0
+        && strcmp(plan, "enterprise") != 0)
+    {
+        aw_usage_error(aw_key_usage, "unknown plan \"%s\"", plan);
+        return AW_EXIT_USAGE;
+    }
+
+    if (scopes == NULL) {
+        scopes = "chat";
+
+    } else if (!aw_scopes_ok(scopes)) {
+        aw_usage_error(aw_key_usage, "invalid scopes \"%s\" (chat or "
+                       "chat,admin)", scopes);
+        return AW_EXIT_USAGE;
+    }
+
+    if (label && strlen(label) > 255) {
+        aw_usage_error(aw_key_usage, "label longer than 255 bytes");
+        return AW_EXIT_USAGE;
+    }
+
+    exp = 0;
+
+    if (expires && aw_parse_int(expires, 0, 253402300799LL, &exp) != 0) {
+        aw_usage_error(aw_key_usage, "invalid --expires \"%s\" (unix "
+                       "seconds, 0 = never)", expires);
+        return AW_EXIT_USAGE;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    account_id = aw_account_id(db, account);
+    if (account_id < 0) {
+        goto done;
+    }
+
+    if (account_id == 0) {
+        account_id = aw_account_create(db, account, plan ? plan : "free");
+        if (account_id < 0) {
+            goto done;
+        }
+
+        aw_log(AW_LOG_INFO, "created account \"%s\" (id %lld) on plan %s",
+               account, account_id, plan ? plan : "free");
+
+    } else if (plan) {
+        aw_buf_init(&q);
+        aw_buf_printf(&q, "SELECT p.name FROM subscriptions s JOIN plans p "
+                      "ON p.id = s.plan WHERE s.account = %lld "
+                      "AND s.ended_at IS NULL", account_id);
+        cur[0] = '\0';
+
+        if (aw_db_buf_exec(db, &q) == 0) {
+            MYSQL_RES  *res;
+            MYSQL_ROW   row;
+
+            res = mysql_store_result(db);
+            if (res && (row = mysql_fetch_row(res)) && row[0]) {
+                snprintf(cur, sizeof(cur), "%s", row[0]);
+            }
+            if (res) {
+                mysql_free_result(res);
+            }
+        }
+
+        aw_buf_free(&q);
+
+        if (strcmp(cur, plan) != 0) {
+            aw_log(AW_LOG_WARN, "account \"%s\" exists on plan %s; --plan "
+                   "%s ignored (use \"" AW_NAME " account plan\")", account,
+                   cur, plan);
+        }
+    }
+
+    for (tries = 0; ; tries++) {
+        if (aw_key_generate(key) != 0) {
+            goto done;
+        }
+
+        aw_sha256_hex(key, AIHUB_KEY_LEN, hash);
+        memcpy(prefix, key, AIHUB_KEY_PREFIX_LEN);
+        prefix[AIHUB_KEY_PREFIX_LEN] = '\0';
+
+        aw_buf_init(&q);
+        aw_buf_printf(&q, "INSERT INTO api_keys (account, key_hash, prefix, "
+                      "label, scopes, expires_at) VALUES (%lld, '%s', '%s', ",
+                      account_id, hash, prefix);
+        aw_buf_sql_str(&q, db, label ? label : "");
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, db, scopes);
+
+        if (exp) {
+            aw_buf_printf(&q, ", FROM_UNIXTIME(%lld))", exp);
+
+        } else {
+            aw_buf_puts(&q, ", NULL)");
+        }
+
+        if (mysql_real_query(db, q.data, q.len) == 0) {
+            aw_buf_free(&q);
+            break;
+        }
+
+        aw_buf_free(&q);
+
+        /* a prefix collision (1 in 62^8) gets a fresh key */
+
+        if (mysql_errno(db) != 1062 || tries >= 3) {
+            aw_log(AW_LOG_ERROR, "MySQL: %s", mysql_error(db));
+            goto done;
+        }
+    }
+
+    snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
+
+    if (aw_sync_after_change(db, where, NULL) != 0) {
+        aw_db_exec(db, "DELETE FROM api_keys WHERE key_hash = '%s'", hash);
+        aw_log(AW_LOG_ERROR, "key not created");
+        goto done;
+    }
+
+    printf("%s\n", key);
+    fflush(stdout);
+    memset(key, 0, sizeof(key));
+
+    aw_log(AW_LOG_INFO, "key %s created for account \"%s\" (id %lld), "
+           "scopes %s", prefix, account, account_id, scopes);
+
+    rc = AW_EXIT_OK;
+
+done:
+
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+static int
+aw_key_list(int argc, char **argv)
+{
+    const char  *account;
+    int          rc, npos;
+    long long    account_id;
+    MYSQL       *db;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    aw_opt_t     opts[] = {
+        { "--account", 1, &account },
+        { NULL, 0, NULL }
+    };
+
+    account = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_key_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (account == NULL) {
+        aw_usage_error(aw_key_usage, "key list: --account is required");
+        return AW_EXIT_USAGE;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    account_id = aw_account_id(db, account);
+
+    if (account_id == 0) {
+        aw_log(AW_LOG_ERROR, "no account \"%s\"", account);
+    }
+
+    if (account_id <= 0) {
+        goto done;
+    }
+
+    res = aw_db_query(db, "SELECT prefix, status, scopes, created_at, "
+                      "IFNULL(expires_at, 'never'), "
+                      "IFNULL(revoked_at, '-'), source, label "
+                      "FROM api_keys WHERE account = %lld ORDER BY id",
+                      account_id);
+    if (res == NULL) {
+        goto done;
+    }
+
+    printf("%-20s %-8s %-11s %-19s %-19s %-19s %-6s %s\n", "KEY", "STATUS",
+           "SCOPES", "CREATED", "EXPIRES", "REVOKED", "SOURCE", "LABEL");
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        printf("%s\xe2\x80\xa6%-3s %-8s %-11s %-19s %-19s %-19s %-6s %s\n",
+               row[0], "", row[1], row[2], row[3], row[4], row[5], row[6],
+               row[7]);
+    }
+
+    mysql_free_result(res);
+    rc = AW_EXIT_OK;
+
+done:
+
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+static int
+aw_key_revoke(int argc, char **argv)
+{
+    char          prefix[64], hash[AIHUB_SHA256_HEX_LEN + 1];
+    char          where[128], msg[128];
+    char         *pos[1];
+    int           rc, npos;
+    size_t        n;
+    aw_buf_t      q;
+    MYSQL        *db;
+    MYSQL_RES    *res;
+    MYSQL_ROW     row;
+
+    rc = aw_opts_parse(argc, argv, NULL, pos, 1, &npos, aw_key_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (npos != 1) {
+        aw_usage_error(aw_key_usage, "key revoke: the key prefix is "
+                       "required");
+        return AW_EXIT_USAGE;
+    }
+
+    /* accept "ai-hub-XXXXXXXX", the masked "ai-hub-XXXXXXXX…", a full key */
+
+    n = strlen(pos[0]);
+
+    if (n == AIHUB_KEY_LEN && aihub_key_check(pos[0], n)) {
+        n = AIHUB_KEY_PREFIX_LEN;
+
+    } else if (n == AIHUB_KEY_PREFIX_LEN + 3
+               && strcmp(pos[0] + AIHUB_KEY_PREFIX_LEN, "\xe2\x80\xa6") == 0)
+    {
+        n = AIHUB_KEY_PREFIX_LEN;
+    }
+
+    if (n != AIHUB_KEY_PREFIX_LEN
+        || strncmp(pos[0], AIHUB_KEY_TAG, AIHUB_KEY_TAG_LEN) != 0
+        || strspn(pos[0] + AIHUB_KEY_TAG_LEN,
+                  "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "abcdefghijklmnopqrstuvwxyz") < 8)
+    {
+        aw_usage_error(aw_key_usage, "invalid key prefix (expected "
+                       AIHUB_KEY_TAG "XXXXXXXX)");
+        return AW_EXIT_USAGE;
+    }
+
+    memcpy(prefix, pos[0], n);
+    prefix[n] = '\0';
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    aw_buf_init(&q);
+    aw_buf_printf(&q, "SELECT key_hash, status FROM api_keys "
+                  "WHERE prefix = '%s'", prefix);
+    res = aw_db_query(db, "%s", q.data);
+    aw_buf_free(&q);
+
+    if (res == NULL) {
+        goto done;
+    }
+
+    row = mysql_fetch_row(res);
+
+    if (row == NULL) {
+        mysql_free_result(res);
+        aw_log(AW_LOG_ERROR, "no key %s", prefix);
+        goto done;
+    }
+
+    snprintf(hash, sizeof(hash), "%s", row[0]);
+    mysql_free_result(res);
+
+    if (aw_db_exec(db, "UPDATE api_keys SET status = 'revoked', "
+                   "revoked_at = IFNULL(revoked_at, UTC_TIMESTAMP()) "
+                   "WHERE key_hash = '%s'", hash) != 0)
+    {
+        goto done;
+    }
+
+    snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
+    snprintf(msg, sizeof(msg), "key:%s", hash);
+
+    if (aw_sync_after_change(db, where, msg) != 0) {
+        goto done;
+    }
+
+    printf("revoked %s\n", prefix);
+    rc = AW_EXIT_OK;
+
+done:
+
+    aw_db_close(db);
+
+    return rc;
+}
+
+
+int
+aw_cmd_key(int argc, char **argv)
+{
+    if (argc < 1) {
+        fputs(aw_key_usage, stderr);
+        return AW_EXIT_USAGE;
+    }
+
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(aw_key_usage, stdout);
+        return AW_EXIT_OK;
+    }
+
+    if (strcmp(argv[0], "create") == 0) {
+        return aw_key_create(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "list") == 0) {
+        return aw_key_list(argc - 1, argv + 1);
+    }
+
+    if (strcmp(argv[0], "revoke") == 0) {
+        return aw_key_revoke(argc - 1, argv + 1);
+    }
+
+    aw_usage_error(aw_key_usage, "unknown key command \"%s\"", argv[0]);
+
+    return AW_EXIT_USAGE;
+}

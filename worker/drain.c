@@ -1,0 +1,1049 @@
+/*
+ * "aihub-worker run": the drain.  Reads the usage stream with the consumer
+ * group, stores each batch in MySQL in one transaction (INSERT IGNORE on
+ * the UNIQUE event_id; daily rollups for the newly inserted rows only),
+ * commits, and only then ACKs.  At-least-once delivery from Redis plus the
+ * idempotent insert stores every event exactly once.
+ *
+ *   - one multi-row INSERT per batch; row by row only when MySQL refuses
+ *     the batch, to find the event it refuses
+ *   - invalid events, and events MySQL refuses, go to <prefix>usage:dead
+ *     with the reason and are ACKed; nothing is dropped silently
+ *   - MySQL down: retry with backoff, ACK nothing
+ *   - Redis down: reconnect with backoff, re-read our own pending entries
+ *   - entries pending on a dead consumer are claimed after --claim-idle-ms
+ *   - SIGTERM/SIGINT finish the batch and exit 0; SIGHUP reopens the log
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+#include <openssl/rand.h>
+
+#include "aihub_worker.h"
+
+
+#define AW_BACKOFF_MIN_MS   100
+#define AW_BACKOFF_MAX_MS   5000
+
+
+typedef struct {
+    const char  *stream_id;      /* points into the reply */
+    const char  *raw;            /* the "event" field, or NULL */
+    size_t       raw_len;
+    aw_event_t   ev;
+    const char  *reason;         /* NULL: valid and not yet refused */
+    char         reason_buf[256];
+} aw_entry_t;
+
+
+typedef struct {
+    long long    account;
+    char         day[11];
+    const char  *model;
+    long long    requests;
+    long long    calls;
+    long long    prompt_tokens;
+    long long    completion_tokens;
+    long long    total_tokens;
+    long long    cost_micros;
+} aw_rollup_t;
+
+
+typedef struct {
+    redisContext  *rc;
+    MYSQL         *db;
+    long long      batch;
+    long long      block_ms;
+    long long      claim_idle_ms;
+    const char    *consumer;
+    char           stream[128];
+    char           dead[128];
+    int            read_pending;
+    int            admin_pending;
+    int            synced;
+    char           claim_cursor[64];
+    long long      last_claim_ms;
+    long long      last_db_try_ms;
+    unsigned       redis_backoff;
+    unsigned       db_backoff;
+    long long      stored;
+    long long      duplicates;
+    long long      dead_count;
+    aw_entry_t    *entries;
+    aw_rollup_t   *rollups;
+} aw_drain_t;
+
+
+static volatile sig_atomic_t  aw_stop;
+static volatile sig_atomic_t  aw_reopen;
+
+
+static const char  aw_run_usage[] =
+    "usage: " AW_NAME " run [--batch 500] [--block-ms 1000] [--consumer "
+    "NAME]\n"
+    "                     [--claim-idle-ms 30000] [--log FILE] [--pidfile "
+    "FILE]\n"
+    "\n"
+    "Drains the usage stream into MySQL (consumer group " AIHUB_USAGE_GROUP
+    ").\n"
+    "Several workers may run at once with different --consumer names\n"
+    "(default: the host name).  SIGTERM finishes the batch and exits,\n"
+    "SIGHUP reopens the log file.\n";
+
+
+static void
+aw_signal(int signo)
+{
+    if (signo == SIGHUP) {
+        aw_reopen = 1;
+
+    } else {
+        aw_stop = 1;
+    }
+}
+
+
+static long long
+aw_now_ms(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+/* sleeps in slices so a signal ends the wait; doubles *backoff */
+
+static void
+aw_backoff(unsigned *backoff)
+{
+    unsigned  ms;
+
+    if (*backoff < AW_BACKOFF_MIN_MS) {
+        *backoff = AW_BACKOFF_MIN_MS;
+    }
+
+    for (ms = 0; ms < *backoff && !aw_stop; ms += 50) {
+        usleep(50 * 1000);
+    }
+
+    *backoff *= 2;
+
+    if (*backoff > AW_BACKOFF_MAX_MS) {
+        *backoff = AW_BACKOFF_MAX_MS;
+    }
+}
+
+
+static void
+aw_drain_redis_lost(aw_drain_t *d)
+{
+    aw_redis_close(d->rc);
+    d->rc = NULL;
+    d->read_pending = 1;
+}
+
+
+static int
+aw_drain_redis_open(aw_drain_t *d)
+{
+    struct timeval  tv;
+    const char     *argv[7];
+    redisReply     *r;
+
+    d->rc = aw_redis_connect(3000);
+    if (d->rc == NULL) {
+        return -1;
+    }
+
+    /* the blocking read must outlast BLOCK */
+
+    tv.tv_sec = (d->block_ms + 5000) / 1000;
+    tv.tv_usec = ((d->block_ms + 5000) % 1000) * 1000;
+    redisSetTimeout(d->rc, tv);
+
+    argv[0] = "XGROUP";
+    argv[1] = "CREATE";
+    argv[2] = d->stream;
+    argv[3] = AIHUB_USAGE_GROUP;
+    argv[4] = "0";
+    argv[5] = "MKSTREAM";
+
+    r = redisCommandArgv(d->rc, 6, argv, NULL);
+
+    if (r == NULL) {
+        aw_log(AW_LOG_ERROR, "Redis XGROUP: %s", d->rc->errstr);
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
+    {
+        aw_log(AW_LOG_ERROR, "Redis XGROUP CREATE: %s", r->str);
+        freeReplyObject(r);
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    aw_log(AW_LOG_INFO, "draining %s as consumer \"%s\" of group \"%s\" "
+           "(Redis %s)", d->stream, d->consumer, AIHUB_USAGE_GROUP,
+           aw_cfg.redis);
+
+    d->read_pending = 1;
+    d->admin_pending = 1;
+    d->synced = 0;
+    d->redis_backoff = 0;
+
+    return 0;
+}
+
+
+/* fills d->entries from an array of [id, [field, value, ...]] */
+
+static size_t
+aw_drain_collect(aw_drain_t *d, redisReply *list)
+{
+    size_t        i, j, n;
+    redisReply   *e, *f;
+    aw_entry_t   *en;
+
+    n = 0;
+
+    for (i = 0; i < list->elements && n < (size_t) d->batch; i++) {
+        e = list->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2
+            || e->element[0]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        en = &d->entries[n++];
+        memset(en, 0, sizeof(*en));
+        en->stream_id = e->element[0]->str;
+        f = e->element[1];
+
+        if (f->type != REDIS_REPLY_ARRAY) {
+            /* the entry was deleted from the stream: nothing to store */
+            snprintf(en->reason_buf, sizeof(en->reason_buf),
+                     "entry deleted from the stream");
+            en->reason = en->reason_buf;
+            continue;
+        }
+
+        for (j = 0; j + 1 < f->elements; j += 2) {
+            if (f->element[j]->type == REDIS_REPLY_STRING
+                && strcmp(f->element[j]->str, AIHUB_USAGE_FIELD) == 0
+                && f->element[j + 1]->type == REDIS_REPLY_STRING)
+            {
+                en->raw = f->element[j + 1]->str;
+                en->raw_len = f->element[j + 1]->len;
+                break;
+            }
+        }
+
+        if (en->raw == NULL) {
+            en->reason = "no \"" AIHUB_USAGE_FIELD "\" field";
+
+        } else if (aw_event_parse(en->raw, en->raw_len, &en->ev,
+                                  &en->reason) != 0)
+        {
+            snprintf(en->reason_buf, sizeof(en->reason_buf), "%s",
+                     en->reason);
+            en->reason = en->reason_buf;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * Next batch: our own pending entries first (after a start or a Redis
+ * reconnect), then entries of dead consumers, then new ones.  Returns the
+ * reply that owns the entries (the caller frees it), or NULL with
+ * *n = 0 when there is nothing or Redis failed (d->rc is then NULL).
+ */
+
+static redisReply *
+aw_drain_fetch(aw_drain_t *d, size_t *n)
+{
+    char          count[32], block[32], idle[32];
+    const char   *argv[12];
+    redisReply   *r, *list;
+    long long     now;
+
+    *n = 0;
+
+    snprintf(count, sizeof(count), "%lld", d->batch);
+    snprintf(block, sizeof(block), "%lld", d->block_ms);
+    snprintf(idle, sizeof(idle), "%lld", d->claim_idle_ms);
+
+    now = aw_now_ms();
+
+    if (!d->read_pending && now - d->last_claim_ms >= d->claim_idle_ms / 2)
+    {
+        argv[0] = "XAUTOCLAIM";
+        argv[1] = d->stream;
+        argv[2] = AIHUB_USAGE_GROUP;
+        argv[3] = d->consumer;
+        argv[4] = idle;
+        argv[5] = d->claim_cursor;
+        argv[6] = "COUNT";
+        argv[7] = count;
+
+        r = redisCommandArgv(d->rc, 8, argv, NULL);
+
+        if (r == NULL) {
+            aw_log(AW_LOG_ERROR, "Redis XAUTOCLAIM: %s", d->rc->errstr);
+            aw_drain_redis_lost(d);
+            return NULL;
+        }
+
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2
+            && r->element[0]->type == REDIS_REPLY_STRING
+            && r->element[1]->type == REDIS_REPLY_ARRAY)
+        {
+            snprintf(d->claim_cursor, sizeof(d->claim_cursor), "%s",
+                     r->element[0]->str);
+
+            if (strcmp(d->claim_cursor, "0-0") == 0) {
+                d->last_claim_ms = now;
+            }
+
+            *n = aw_drain_collect(d, r->element[1]);
+
+            if (*n > 0) {
+                aw_log(AW_LOG_INFO, "claimed %zu entries idle for more than "
+                       "%lld ms", *n, d->claim_idle_ms);
+                return r;
+            }
+
+        } else {
+            if (r->type == REDIS_REPLY_ERROR) {
+                aw_log(AW_LOG_ERROR, "Redis XAUTOCLAIM: %s", r->str);
+            }
+
+            d->last_claim_ms = now;
+        }
+
+        freeReplyObject(r);
+    }
+
+    argv[0] = "XREADGROUP";
+    argv[1] = "GROUP";
+    argv[2] = AIHUB_USAGE_GROUP;
+    argv[3] = d->consumer;
+    argv[4] = "COUNT";
+    argv[5] = count;
+
+    if (d->read_pending) {
+        argv[6] = "STREAMS";
+        argv[7] = d->stream;
+        argv[8] = "0";
+        r = redisCommandArgv(d->rc, 9, argv, NULL);
+
+    } else {
+        argv[6] = "BLOCK";
+        argv[7] = block;
+        argv[8] = "STREAMS";
+        argv[9] = d->stream;
+        argv[10] = ">";
+        r = redisCommandArgv(d->rc, 11, argv, NULL);
+    }
+
+    if (r == NULL) {
+        if (aw_stop) {
+            return NULL;
+        }
+
+        aw_log(AW_LOG_ERROR, "Redis XREADGROUP: %s", d->rc->errstr);
+        aw_drain_redis_lost(d);
+        return NULL;
+    }
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        aw_log(AW_LOG_ERROR, "Redis XREADGROUP: %s", r->str);
+        freeReplyObject(r);
+
+        /* NOGROUP: the stream was deleted (Redis wiped): create again */
+        aw_drain_redis_lost(d);
+        return NULL;
+    }
+
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0
+        && r->element[0]->type == REDIS_REPLY_ARRAY
+        && r->element[0]->elements >= 2)
+    {
+        list = r->element[0]->element[1];
+
+        if (list->type == REDIS_REPLY_ARRAY) {
+            *n = aw_drain_collect(d, list);
+        }
+    }
+
+    if (d->read_pending && *n == 0) {
+        d->read_pending = 0;
+    }
+
+    if (*n == 0) {
+        freeReplyObject(r);
+        return NULL;
+    }
+
+    return r;
+}
+
+
+static void
+aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev)
+{
+    size_t        i;
+    aw_rollup_t  *ro;
+    char          day[11];
+
+    aw_day_format(ev->ts_ms, day, sizeof(day));
+
+    for (i = 0; i < *nroll; i++) {
+        ro = &d->rollups[i];
+
+        if (ro->account == ev->account && strcmp(ro->day, day) == 0
+            && strcmp(ro->model, ev->model) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == *nroll) {
+        ro = &d->rollups[(*nroll)++];
+        memset(ro, 0, sizeof(*ro));
+        ro->account = ev->account;
+        memcpy(ro->day, day, sizeof(day));
+        ro->model = ev->model;
+    }
+
+    ro = &d->rollups[i];
+    ro->requests++;
+    ro->calls += (ev->status >= 200 && ev->status < 300);
+    ro->prompt_tokens += ev->prompt_tokens;
+    ro->completion_tokens += ev->completion_tokens;
+    ro->total_tokens += ev->total_tokens;
+    ro->cost_micros += ev->cost_micros;
+}
+
+
+static void
+aw_drain_db_lost(aw_drain_t *d)
+{
+    if (d->db) {
+        mysql_query(d->db, "ROLLBACK");
+        aw_db_close(d->db);
+        d->db = NULL;
+    }
+}
+
+
+/*
+ * The batch as one multi-row INSERT IGNORE tagged with a random batch id;
+ * the rows carrying the id are the new ones, and the rollups are summed
+ * from them in SQL.  0: committed; 2: MySQL refused the statement (rolled
+ * back: store row by row to find the event it refuses); -1: the
+ * connection failed.
+ */
+
+static int
+aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
+    long long *dups)
+{
+    size_t               i, valid;
+    aw_buf_t             q, ids;
+    aw_entry_t          *en;
+    char                 ts[32];
+    unsigned long long   tag;
+
+    *inserted = *dups = 0;
+
+    if (RAND_bytes((unsigned char *) &tag, sizeof(tag)) != 1) {
+        return 2;
+    }
+
+    tag = (tag >> 1) | 1;
+
+    if (mysql_query(d->db, "START TRANSACTION") != 0) {
+        goto failed;
+    }
+
+    aw_buf_init(&q);
+    aw_buf_init(&ids);
+    aw_buf_puts(&q, "INSERT IGNORE INTO usage_events (event_id, ts, "
+                "account, key_prefix, plan, model, provider, prompt_tokens, "
+                "completion_tokens, total_tokens, cost_micros, status, "
+                "streamed, aborted, estimated, latency_ms, node, "
+                "drain_batch) VALUES ");
+    valid = 0;
+
+    for (i = 0; i < n; i++) {
+        en = &d->entries[i];
+
+        if (en->reason) {
+            continue;
+        }
+
+        aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
+
+        aw_buf_printf(&q, "%s('%s', '%s', %lld, ", valid ? ", " : "",
+                      en->ev.id, ts, en->ev.account);
+        aw_buf_sql_str(&q, d->db, en->ev.key);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.plan);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.model);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.provider);
+        aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
+                      en->ev.prompt_tokens, en->ev.completion_tokens,
+                      en->ev.total_tokens, en->ev.cost_micros,
+                      en->ev.status, en->ev.streamed, en->ev.aborted,
+                      en->ev.estimated, en->ev.latency_ms);
+        aw_buf_sql_str(&q, d->db, en->ev.node);
+        aw_buf_printf(&q, ", %llu)", tag);
+
+        aw_buf_printf(&ids, "%s'%s'", valid ? ", " : "", en->ev.id);
+        valid++;
+    }
+
+    if (valid > 0) {
+        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+            aw_buf_free(&q);
+            aw_buf_free(&ids);
+
+            if (aw_db_conn_error(d->db)) {
+                goto failed;
+            }
+
+            aw_log(AW_LOG_WARN, "MySQL refused the batch (%s); storing it "
+                   "event by event", mysql_error(d->db));
+            mysql_query(d->db, "ROLLBACK");
+
+            return 2;
+        }
+
+        *inserted = (long long) mysql_affected_rows(d->db);
+        *dups = (long long) valid - *inserted;
+    }
+
+    if (*inserted > 0) {
+        aw_buf_reset(&q);
+        aw_buf_printf(&q, "INSERT INTO usage_daily (account, day, model, "
+                      "requests, calls, prompt_tokens, completion_tokens, "
+                      "total_tokens, cost_micros) SELECT account, DATE(ts), "
+                      "model, COUNT(*), SUM(status BETWEEN 200 AND 299), "
+                      "SUM(prompt_tokens), SUM(completion_tokens), "
+                      "SUM(total_tokens), SUM(cost_micros) FROM usage_events "
+                      "WHERE event_id IN (%s) AND drain_batch = %llu "
+                      "GROUP BY account, DATE(ts), model "
+                      "ON DUPLICATE KEY UPDATE "
+                      "requests = requests + VALUES(requests), "
+                      "calls = calls + VALUES(calls), "
+                      "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
+                      "completion_tokens = completion_tokens + "
+                      "VALUES(completion_tokens), "
+                      "total_tokens = total_tokens + VALUES(total_tokens), "
+                      "cost_micros = cost_micros + VALUES(cost_micros)",
+                      ids.data, tag);
+
+        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+            aw_buf_free(&q);
+            aw_buf_free(&ids);
+            goto failed;
+        }
+    }
+
+    aw_buf_free(&q);
+    aw_buf_free(&ids);
+
+    if (mysql_query(d->db, "COMMIT") != 0) {
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    aw_log(AW_LOG_ERROR, "MySQL: %s (%u); batch rolled back, nothing ACKed",
+           mysql_error(d->db), mysql_errno(d->db));
+
+    return -1;
+}
+
+
+/*
+ * The batch event by event (after MySQL refused the whole): finds the
+ * event it refuses.  0: committed; 1: an entry was refused (marked, rolled
+ * back: try again without it); -1: the connection failed.
+ */
+
+static int
+aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
+    long long *dups)
+{
+    size_t        i, nroll;
+    aw_buf_t      q;
+    aw_entry_t   *en;
+    aw_rollup_t  *ro;
+    char          ts[32];
+
+    *inserted = *dups = 0;
+    nroll = 0;
+
+    if (mysql_query(d->db, "START TRANSACTION") != 0) {
+        goto failed;
+    }
+
+    aw_buf_init(&q);
+
+    for (i = 0; i < n; i++) {
+        en = &d->entries[i];
+
+        if (en->reason) {
+            continue;
+        }
+
+        aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
+
+        aw_buf_reset(&q);
+        aw_buf_printf(&q, "INSERT IGNORE INTO usage_events (event_id, ts, "
+                      "account, key_prefix, plan, model, provider, "
+                      "prompt_tokens, completion_tokens, total_tokens, "
+                      "cost_micros, status, streamed, aborted, estimated, "
+                      "latency_ms, node) VALUES ('%s', '%s', %lld, ",
+                      en->ev.id, ts, en->ev.account);
+        aw_buf_sql_str(&q, d->db, en->ev.key);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.plan);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.model);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.provider);
+        aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
+                      en->ev.prompt_tokens, en->ev.completion_tokens,
+                      en->ev.total_tokens, en->ev.cost_micros,
+                      en->ev.status, en->ev.streamed, en->ev.aborted,
+                      en->ev.estimated, en->ev.latency_ms);
+        aw_buf_sql_str(&q, d->db, en->ev.node);
+        aw_buf_puts(&q, ")");
+
+        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+            if (aw_db_conn_error(d->db)) {
+                aw_buf_free(&q);
+                goto failed;
+            }
+
+            snprintf(en->reason_buf, sizeof(en->reason_buf),
+                     "MySQL refused the event: %s", mysql_error(d->db));
+            en->reason = en->reason_buf;
+            aw_buf_free(&q);
+            mysql_query(d->db, "ROLLBACK");
+
+            return 1;
+        }
+
+        if (mysql_affected_rows(d->db) == 1) {
+            (*inserted)++;
+            aw_rollup_add(d, &nroll, &en->ev);
+
+        } else {
+            (*dups)++;
+        }
+    }
+
+    if (nroll > 0) {
+        aw_buf_reset(&q);
+        aw_buf_puts(&q, "INSERT INTO usage_daily (account, day, model, "
+                    "requests, calls, prompt_tokens, completion_tokens, "
+                    "total_tokens, cost_micros) VALUES ");
+
+        for (i = 0; i < nroll; i++) {
+            ro = &d->rollups[i];
+            aw_buf_printf(&q, "%s(%lld, '%s', ", i ? ", " : "", ro->account,
+                          ro->day);
+            aw_buf_sql_str(&q, d->db, ro->model);
+            aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %lld, %lld)",
+                          ro->requests, ro->calls, ro->prompt_tokens,
+                          ro->completion_tokens, ro->total_tokens,
+                          ro->cost_micros);
+        }
+
+        aw_buf_puts(&q, " ON DUPLICATE KEY UPDATE "
+                    "requests = requests + VALUES(requests), "
+                    "calls = calls + VALUES(calls), "
+                    "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
+                    "completion_tokens = completion_tokens + "
+                    "VALUES(completion_tokens), "
+                    "total_tokens = total_tokens + VALUES(total_tokens), "
+                    "cost_micros = cost_micros + VALUES(cost_micros)");
+
+        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+            aw_buf_free(&q);
+            goto failed;
+        }
+    }
+
+    aw_buf_free(&q);
+
+    if (mysql_query(d->db, "COMMIT") != 0) {
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    aw_log(AW_LOG_ERROR, "MySQL: %s (%u); batch rolled back, nothing ACKed",
+           mysql_error(d->db), mysql_errno(d->db));
+
+    return -1;
+}
+
+
+/* 0 committed, -1 stopping before it could commit */
+
+static int
+aw_drain_store(aw_drain_t *d, size_t n)
+{
+    int        rc, by_row;
+    long long  inserted, dups;
+
+    by_row = 0;
+
+    for ( ;; ) {
+        if (d->db == NULL) {
+            if (aw_stop) {
+                return -1;
+            }
+
+            d->db = aw_db_connect(1, 0);
+
+            if (d->db == NULL) {
+                aw_backoff(&d->db_backoff);
+                continue;
+            }
+
+            aw_log(AW_LOG_INFO, "connected to MySQL");
+        }
+
+        if (by_row) {
+            rc = aw_drain_store_rows(d, n, &inserted, &dups);
+
+        } else {
+            rc = aw_drain_store_batch(d, n, &inserted, &dups);
+
+            if (rc == 2) {
+                by_row = 1;
+                continue;
+            }
+        }
+
+        if (rc == 0) {
+            d->db_backoff = 0;
+            d->stored += inserted;
+            d->duplicates += dups;
+
+            if (dups) {
+                aw_log(AW_LOG_INFO, "batch: %lld stored, %lld already "
+                       "stored", inserted, dups);
+            }
+
+            return 0;
+        }
+
+        if (rc > 0) {
+            continue;
+        }
+
+        aw_drain_db_lost(d);
+
+        if (aw_stop) {
+            return -1;
+        }
+
+        aw_backoff(&d->db_backoff);
+    }
+}
+
+
+/* dead-letters the refused entries, then ACKs the whole batch */
+
+static int
+aw_drain_finish(aw_drain_t *d, size_t n)
+{
+    size_t        i, acks;
+    const char  **argv;
+    redisReply   *r;
+    aw_entry_t   *en;
+
+    for (i = 0; i < n; i++) {
+        en = &d->entries[i];
+
+        if (en->reason == NULL) {
+            continue;
+        }
+
+        aw_log(AW_LOG_WARN, "dead-lettering stream entry %s: %s",
+               en->stream_id, en->reason);
+
+        r = redisCommand(d->rc, "XADD %s * event %b reason %s stream_id %s",
+                         d->dead, en->raw ? en->raw : "",
+                         en->raw ? en->raw_len : (size_t) 0, en->reason,
+                         en->stream_id);
+
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            aw_log(AW_LOG_ERROR, "Redis XADD %s: %s", d->dead,
+                   r ? r->str : d->rc->errstr);
+            if (r) {
+                freeReplyObject(r);
+            }
+            aw_drain_redis_lost(d);
+            return -1;
+        }
+
+        freeReplyObject(r);
+        d->dead_count++;
+    }
+
+    argv = aw_xmalloc((n + 3) * sizeof(char *));
+    argv[0] = "XACK";
+    argv[1] = d->stream;
+    argv[2] = AIHUB_USAGE_GROUP;
+    acks = 3;
+
+    for (i = 0; i < n; i++) {
+        argv[acks++] = d->entries[i].stream_id;
+    }
+
+    r = redisCommandArgv(d->rc, (int) acks, argv, NULL);
+    free(argv);
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        aw_log(AW_LOG_ERROR, "Redis XACK: %s", r ? r->str : d->rc->errstr);
+        if (r) {
+            freeReplyObject(r);
+        }
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+static int
+aw_pidfile_write(const char *path)
+{
+    FILE  *fp;
+
+    fp = fopen(path, "w");
+    if (fp == NULL) {
+        aw_log(AW_LOG_ERROR, "cannot write pid file \"%s\": %s", path,
+               strerror(errno));
+        return -1;
+    }
+
+    fprintf(fp, "%d\n", (int) getpid());
+    fclose(fp);
+
+    return 0;
+}
+
+
+int
+aw_cmd_run(int argc, char **argv)
+{
+    const char        *batch, *block, *consumer, *idle, *log, *pidfile;
+    char               host[256];
+    int                rc, npos;
+    size_t             n;
+    long long          last_report;
+    aw_drain_t         d;
+    redisReply        *r;
+    struct sigaction   sa;
+    aw_opt_t           opts[] = {
+        { "--batch", 1, &batch },
+        { "--block-ms", 1, &block },
+        { "--consumer", 1, &consumer },
+        { "--claim-idle-ms", 1, &idle },
+        { "--log", 1, &log },
+        { "--pidfile", 1, &pidfile },
+        { NULL, 0, NULL }
+    };
+
+    batch = block = consumer = idle = log = pidfile = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_run_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    memset(&d, 0, sizeof(d));
+    d.batch = 500;
+    d.block_ms = 1000;
+    d.claim_idle_ms = 30000;
+
+    if ((batch && aw_parse_int(batch, 1, 100000, &d.batch) != 0)
+        || (block && aw_parse_int(block, 1, 600000, &d.block_ms) != 0)
+        || (idle && aw_parse_int(idle, 1, 86400000, &d.claim_idle_ms) != 0))
+    {
+        aw_usage_error(aw_run_usage, "invalid number in --batch, --block-ms "
+                       "or --claim-idle-ms");
+        return AW_EXIT_USAGE;
+    }
+
+    if (consumer == NULL) {
+        if (gethostname(host, sizeof(host)) != 0) {
+            snprintf(host, sizeof(host), "worker");
+        }
+
+        host[sizeof(host) - 1] = '\0';
+        consumer = host;
+
+    } else if (*consumer == '\0') {
+        aw_usage_error(aw_run_usage, "empty --consumer");
+        return AW_EXIT_USAGE;
+    }
+
+    if (log == NULL && aw_cfg.log_file[0]) {
+        log = aw_cfg.log_file;
+    }
+
+    aw_log_init(1, log, AW_LOG_INFO);
+
+    if (pidfile && aw_pidfile_write(pidfile) != 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = aw_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    d.consumer = consumer;
+    aw_rkey(d.stream, sizeof(d.stream), AIHUB_RK_USAGE, NULL);
+    aw_rkey(d.dead, sizeof(d.dead), AIHUB_RK_USAGE_DEAD, NULL);
+    snprintf(d.claim_cursor, sizeof(d.claim_cursor), "0-0");
+    d.entries = aw_xmalloc((size_t) d.batch * sizeof(aw_entry_t));
+    d.rollups = aw_xmalloc((size_t) d.batch * sizeof(aw_rollup_t));
+
+    aw_log(AW_LOG_INFO, AW_NAME " started (batch %lld, block %lld ms, "
+           "claim idle %lld ms)", d.batch, d.block_ms, d.claim_idle_ms);
+
+    last_report = aw_now_ms();
+
+    while (!aw_stop) {
+        if (aw_reopen) {
+            aw_reopen = 0;
+
+            if (aw_log_reopen() != 0) {
+                aw_log(AW_LOG_ERROR, "cannot reopen log file: %s",
+                       strerror(errno));
+            }
+
+            aw_log(AW_LOG_INFO, "log file reopened");
+        }
+
+        if (d.rc == NULL && aw_drain_redis_open(&d) != 0) {
+            aw_backoff(&d.redis_backoff);
+            continue;
+        }
+
+        /* MySQL between batches: tried at most every 5 s */
+
+        if (d.db == NULL && aw_now_ms() - d.last_db_try_ms >= 5000) {
+            d.last_db_try_ms = aw_now_ms();
+            d.db = aw_db_connect(1, 0);
+        }
+
+        /* Redis in step with MySQL at start (and after Redis came back) */
+
+        if (!d.synced && d.db != NULL) {
+            if (aw_sync_keys(d.db, d.rc, NULL) >= 0
+                && aw_sync_models(d.db, d.rc) == 0
+                && aw_sync_plans(d.db, d.rc) == 0
+                && aw_publish(d.rc, "all") == 0)
+            {
+                aw_log(AW_LOG_INFO, "key records, models and plans synced "
+                       "to Redis");
+            }
+
+            d.synced = 1;
+        }
+
+        /* key changes from the developer API, when MySQL is there */
+
+        if (d.db != NULL) {
+            rc = aw_admin_drain(d.rc, d.db, d.consumer, &d.admin_pending);
+
+            if (rc < 0) {
+                aw_log(AW_LOG_ERROR, "Redis: %s", d.rc->errstr);
+                aw_drain_redis_lost(&d);
+                continue;
+            }
+
+            if (rc > 0) {
+                aw_drain_db_lost(&d);
+            }
+        }
+
+        r = aw_drain_fetch(&d, &n);
+
+        if (r == NULL) {
+            if (d.rc == NULL && !aw_stop) {
+                aw_backoff(&d.redis_backoff);
+            }
+            continue;
+        }
+
+        if (aw_drain_store(&d, n) == 0) {
+            aw_drain_finish(&d, n);
+        }
+
+        freeReplyObject(r);
+
+        if (aw_now_ms() - last_report >= 60000) {
+            last_report = aw_now_ms();
+            aw_log(AW_LOG_INFO, "stored %lld events, %lld duplicates, %lld "
+                   "dead-lettered", d.stored, d.duplicates, d.dead_count);
+        }
+    }
+
+    aw_log(AW_LOG_INFO, "stopping: stored %lld events, %lld duplicates, "
+           "%lld dead-lettered", d.stored, d.duplicates, d.dead_count);
+
+    aw_redis_close(d.rc);
+    aw_drain_db_lost(&d);
+    free(d.entries);
+    free(d.rollups);
+
+    if (pidfile) {
+        unlink(pidfile);
+    }
+
+    return AW_EXIT_OK;
+}

@@ -1,0 +1,235 @@
+/*
+ * The usage event (aihub_protocol.h): parsing and validation.  Pure: takes
+ * the JSON text and fills a struct, or names the first problem found.
+ * Sizes match the usage_events columns so a valid event always fits.
+ */
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "aihub_worker.h"
+
+
+#define AW_MAX_SAFE_INT  9007199254740991LL     /* 2^53 - 1 */
+
+
+static int
+aw_event_int(const cJSON *o, const char *name, long long min, long long max,
+    long long *out, const char **reason)
+{
+    const cJSON  *v;
+    static char   msg[96];
+
+    v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    if (v == NULL) {
+        snprintf(msg, sizeof(msg), "missing member \"%s\"", name);
+        *reason = msg;
+        return -1;
+    }
+
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble)
+        || fabs(v->valuedouble) > (double) AW_MAX_SAFE_INT
+        || v->valuedouble < (double) min || v->valuedouble > (double) max)
+    {
+        snprintf(msg, sizeof(msg), "member \"%s\" is not an integer in "
+                 "range", name);
+        *reason = msg;
+        return -1;
+    }
+
+    *out = (long long) v->valuedouble;
+
+    return 0;
+}
+
+
+static int
+aw_event_str(const cJSON *o, const char *name, int may_be_empty,
+    char *out, size_t size, const char **reason)
+{
+    const cJSON  *v;
+    size_t        n;
+    static char   msg[96];
+
+    v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    if (v == NULL) {
+        snprintf(msg, sizeof(msg), "missing member \"%s\"", name);
+        *reason = msg;
+        return -1;
+    }
+
+    if (!cJSON_IsString(v) || v->valuestring == NULL) {
+        snprintf(msg, sizeof(msg), "member \"%s\" is not a string", name);
+        *reason = msg;
+        return -1;
+    }
+
+    n = strlen(v->valuestring);
+
+    if (n >= size || (n == 0 && !may_be_empty)) {
+        snprintf(msg, sizeof(msg), "member \"%s\" has a bad length", name);
+        *reason = msg;
+        return -1;
+    }
+
+    memcpy(out, v->valuestring, n + 1);
+
+    return 0;
+}
+
+
+static int
+aw_event_bool(const cJSON *o, const char *name, int *out,
+    const char **reason)
+{
+    const cJSON  *v;
+    static char   msg[96];
+
+    v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    if (v == NULL || !cJSON_IsBool(v)) {
+        snprintf(msg, sizeof(msg), "member \"%s\" is %s", name,
+                 v ? "not a boolean" : "missing");
+        *reason = msg;
+        return -1;
+    }
+
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+
+    return 0;
+}
+
+
+int
+aw_event_parse(const char *json, size_t len, aw_event_t *ev,
+    const char **reason)
+{
+    cJSON      *o;
+    long long   v, status;
+    size_t      i;
+    int         rc;
+
+    memset(ev, 0, sizeof(*ev));
+
+    o = cJSON_ParseWithLength(json, len);
+
+    if (o == NULL) {
+        *reason = "not valid JSON";
+        return -1;
+    }
+
+    rc = -1;
+
+    if (!cJSON_IsObject(o)) {
+        *reason = "not a JSON object";
+        goto done;
+    }
+
+    if (aw_event_int(o, "v", 0, 1000, &v, reason) != 0) {
+        goto done;
+    }
+
+    if (v != AIHUB_EVENT_VERSION) {
+        *reason = "unsupported event version";
+        goto done;
+    }
+
+    if (aw_event_str(o, "id", 0, ev->id, sizeof(ev->id), reason) != 0) {
+        goto done;
+    }
+
+    for (i = 0; ev->id[i]; i++) {
+        if (!((ev->id[i] >= '0' && ev->id[i] <= '9')
+              || (ev->id[i] >= 'a' && ev->id[i] <= 'f')))
+        {
+            break;
+        }
+    }
+
+    if (i != AIHUB_EVENT_ID_LEN || ev->id[i] != '\0') {
+        *reason = "member \"id\" is not 32 lowercase hex characters";
+        goto done;
+    }
+
+    /* 2000-01-01 .. 2200-01-01 in unix milliseconds */
+
+    if (aw_event_int(o, "ts", 946684800000LL, 7258118400000LL, &ev->ts_ms,
+                     reason) != 0
+        || aw_event_str(o, "node", 1, ev->node, sizeof(ev->node), reason)
+           != 0
+        || aw_event_int(o, "account", 1, AW_MAX_SAFE_INT, &ev->account,
+                        reason) != 0
+        || aw_event_str(o, "key", 0, ev->key, sizeof(ev->key), reason) != 0
+        || aw_event_str(o, "plan", 1, ev->plan, sizeof(ev->plan), reason)
+           != 0
+        || aw_event_str(o, "model", 1, ev->model, sizeof(ev->model), reason)
+           != 0
+        || aw_event_str(o, "provider", 1, ev->provider,
+                        sizeof(ev->provider), reason) != 0
+        || aw_event_int(o, "prompt_tokens", 0, AW_MAX_SAFE_INT,
+                        &ev->prompt_tokens, reason) != 0
+        || aw_event_int(o, "completion_tokens", 0, AW_MAX_SAFE_INT,
+                        &ev->completion_tokens, reason) != 0
+        || aw_event_int(o, "total_tokens", 0, AW_MAX_SAFE_INT,
+                        &ev->total_tokens, reason) != 0
+        || aw_event_int(o, "cost_micros", 0, AW_MAX_SAFE_INT,
+                        &ev->cost_micros, reason) != 0
+        || aw_event_int(o, "status", 100, 599, &status, reason) != 0
+        || aw_event_bool(o, "streamed", &ev->streamed, reason) != 0
+        || aw_event_bool(o, "aborted", &ev->aborted, reason) != 0
+        || aw_event_bool(o, "estimated", &ev->estimated, reason) != 0
+        || aw_event_int(o, "latency_ms", 0, 4294967295LL, &ev->latency_ms,
+                        reason) != 0)
+    {
+        goto done;
+    }
+
+    ev->status = (int) status;
+
+    if (ev->total_tokens < ev->prompt_tokens + ev->completion_tokens) {
+        *reason = "total_tokens is less than prompt + completion";
+        goto done;
+    }
+
+    rc = 0;
+
+done:
+
+    cJSON_Delete(o);
+
+    return rc;
+}
+
+
+/* "YYYY-MM-DD HH:MM:SS.mmm", UTC, for DATETIME(3) */
+
+void
+aw_ts_format(long long ts_ms, char *out, size_t size)
+{
+    time_t     t;
+    struct tm  tm;
+    char       s[32];
+
+    t = (time_t) (ts_ms / 1000);
+    gmtime_r(&t, &tm);
+    strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(out, size, "%s.%03d", s, (int) (ts_ms % 1000));
+}
+
+
+void
+aw_day_format(long long ts_ms, char *out, size_t size)
+{
+    time_t     t;
+    struct tm  tm;
+
+    t = (time_t) (ts_ms / 1000);
+    gmtime_r(&t, &tm);
+    strftime(out, size, "%Y-%m-%d", &tm);
+}

@@ -1,0 +1,324 @@
+/*
+ * "aihub-worker migrate": create the database if missing, apply the
+ * pending sql/NNN_*.sql files in order, each once, recorded in
+ * schema_migrations; then write the model catalog to Redis if reachable.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+static const char  aw_migrate_usage[] =
+    "usage: " AW_NAME " migrate [--sql-dir DIR]\n"
+    "\n"
+    "Creates the database if missing and applies pending migrations\n"
+    "(files NNN_name.sql, in order, each once, recorded in the\n"
+    "schema_migrations table), then syncs models and plans to Redis.\n"
+    "  --sql-dir DIR   default: ../../sql from the binary, then ./sql\n";
+
+
+static int
+aw_migration_name_ok(const char *name)
+{
+    size_t  n;
+
+    n = strlen(name);
+
+    return n > 8 && name[0] >= '0' && name[0] <= '9' && name[1] >= '0'
+           && name[1] <= '9' && name[2] >= '0' && name[2] <= '9'
+           && name[3] == '_' && strcmp(name + n - 4, ".sql") == 0;
+}
+
+
+static int
+aw_strcmp_p(const void *a, const void *b)
+{
+    return strcmp(*(char * const *) a, *(char * const *) b);
+}
+
+
+static char *
+aw_read_file(const char *path, size_t *len)
+{
+    FILE    *fp;
+    char    *data;
+    long     n;
+
+    fp = fopen(path, "rb");
+    if (fp == NULL) {
+        return NULL;
+    }
+
+    fseek(fp, 0, SEEK_END);
+    n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+
+    data = aw_xmalloc((size_t) n + 1);
+
+    if (n < 0 || fread(data, 1, (size_t) n, fp) != (size_t) n) {
+        free(data);
+        fclose(fp);
+        return NULL;
+    }
+
+    data[n] = '\0';
+    *len = (size_t) n;
+    fclose(fp);
+
+    return data;
+}
+
+
+static void
+aw_default_sql_dir(char *out, size_t size)
+{
+    char     exe[PATH_MAX], *dir;
+    ssize_t  n;
+
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+    if (n > 0) {
+        exe[n] = '\0';
+        dir = dirname(exe);
+
+        if (strlen(dir) + sizeof("/../../sql") <= size) {
+            strcpy(out, dir);
+            strcat(out, "/../../sql");
+
+            if (access(out, R_OK) == 0) {
+                return;
+            }
+        }
+    }
+
+    snprintf(out, size, "sql");
+}
+
+
+static int
+aw_migrate_apply(MYSQL *db, const char *dir, const char *name)
+{
+    char        path[PATH_MAX];
+    char       *sql;
+    size_t      len;
+    int         status;
+    aw_buf_t    q;
+    MYSQL_RES  *res;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+
+    sql = aw_read_file(path, &len);
+    if (sql == NULL) {
+        aw_log(AW_LOG_ERROR, "cannot read \"%s\": %s", path, strerror(errno));
+        return -1;
+    }
+
+    status = mysql_real_query(db, sql, (unsigned long) len);
+    free(sql);
+
+    /* consume every result of the multi-statement file */
+
+    for ( ;; ) {
+        if (status != 0) {
+            aw_log(AW_LOG_ERROR, "migration %s failed: %s", name,
+                   mysql_error(db));
+            return -1;
+        }
+
+        res = mysql_store_result(db);
+        if (res) {
+            mysql_free_result(res);
+        }
+
+        status = mysql_next_result(db);
+
+        if (status == -1) {
+            break;
+        }
+
+        if (status > 0) {
+            status = 1;
+        }
+    }
+
+    aw_buf_init(&q);
+    aw_buf_puts(&q, "INSERT INTO schema_migrations (version) VALUES (");
+    aw_buf_sql_str(&q, db, name);
+    aw_buf_puts(&q, ")");
+
+    status = aw_db_buf_exec(db, &q);
+    aw_buf_free(&q);
+
+    return status;
+}
+
+
+int
+aw_cmd_migrate(int argc, char **argv)
+{
+    const char    *sql_dir;
+    char           dir[PATH_MAX], **names;
+    int            npos, rc, applied;
+    size_t         n, cap, i;
+    DIR           *d;
+    struct dirent *de;
+    MYSQL         *db;
+    MYSQL_RES     *res;
+    redisContext  *rc_redis;
+    aw_buf_t       q;
+    aw_opt_t       opts[] = {
+        { "--sql-dir", 1, &sql_dir },
+        { NULL, 0, NULL }
+    };
+
+    sql_dir = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_migrate_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (sql_dir == NULL) {
+        aw_default_sql_dir(dir, sizeof(dir));
+
+    } else {
+        snprintf(dir, sizeof(dir), "%s", sql_dir);
+    }
+
+    d = opendir(dir);
+    if (d == NULL) {
+        aw_log(AW_LOG_ERROR, "cannot open migrations directory \"%s\": %s",
+               dir, strerror(errno));
+        return AW_EXIT_FAIL;
+    }
+
+    names = NULL;
+    n = cap = 0;
+
+    while ((de = readdir(d)) != NULL) {
+        if (!aw_migration_name_ok(de->d_name)) {
+            continue;
+        }
+
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            names = realloc(names, cap * sizeof(char *));
+            if (names == NULL) {
+                abort();
+            }
+        }
+
+        names[n++] = aw_xstrdup(de->d_name);
+    }
+
+    closedir(d);
+
+    if (n > 0) {
+        qsort(names, n, sizeof(char *), aw_strcmp_p);
+    }
+
+    rc = AW_EXIT_FAIL;
+    applied = 0;
+
+    db = aw_db_connect(0, 1);
+    if (db == NULL) {
+        goto done;
+    }
+
+    aw_buf_init(&q);
+    aw_buf_printf(&q, "CREATE DATABASE IF NOT EXISTS `%s` "
+                  "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+                  aw_cfg.mysql_db);
+
+    if (strchr(aw_cfg.mysql_db, '`') != NULL
+        || aw_db_buf_exec(db, &q) != 0
+        || mysql_select_db(db, aw_cfg.mysql_db) != 0
+        || aw_db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                      "version VARCHAR(255) NOT NULL PRIMARY KEY, "
+                      "applied_at DATETIME NOT NULL "
+                      "DEFAULT CURRENT_TIMESTAMP) "
+                      "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4") != 0)
+    {
+        aw_log(AW_LOG_ERROR, "cannot prepare database \"%s\": %s",
+               aw_cfg.mysql_db, mysql_error(db));
+        aw_buf_free(&q);
+        goto done;
+    }
+
+    aw_buf_free(&q);
+
+    for (i = 0; i < n; i++) {
+        aw_buf_init(&q);
+        aw_buf_puts(&q, "SELECT 1 FROM schema_migrations WHERE version = ");
+        aw_buf_sql_str(&q, db, names[i]);
+
+        if (aw_db_buf_exec(db, &q) != 0
+            || (res = mysql_store_result(db)) == NULL)
+        {
+            aw_buf_free(&q);
+            goto done;
+        }
+
+        aw_buf_free(&q);
+
+        if (mysql_num_rows(res) > 0) {
+            mysql_free_result(res);
+            continue;
+        }
+
+        mysql_free_result(res);
+
+        if (aw_migrate_apply(db, dir, names[i]) != 0) {
+            goto done;
+        }
+
+        printf("applied %s\n", names[i]);
+        applied++;
+    }
+
+    if (applied == 0) {
+        printf("database \"%s\" is up to date\n", aw_cfg.mysql_db);
+    }
+
+    fflush(stdout);
+    rc = AW_EXIT_OK;
+
+    rc_redis = aw_redis_connect(2000);
+
+    if (rc_redis == NULL) {
+        aw_log(AW_LOG_WARN, "Redis at %s unreachable: models not synced "
+               "(run \"" AW_NAME " sync\" later)", aw_cfg.redis);
+
+    } else {
+        if (aw_sync_models(db, rc_redis) != 0
+            || aw_sync_plans(db, rc_redis) != 0
+            || aw_publish(rc_redis, "all") != 0)
+        {
+            aw_log(AW_LOG_WARN, "syncing models to Redis failed");
+        }
+
+        aw_redis_close(rc_redis);
+    }
+
+done:
+
+    aw_db_close(db);
+
+    for (i = 0; i < n; i++) {
+        free(names[i]);
+    }
+
+    free(names);
+
+    return rc;
+}

@@ -1,0 +1,315 @@
+/*
+ * "aihub-worker prices sync --url URL": fetch a provider catalog in
+ * OpenRouter's /api/v1/models format ({"data":[{"id":..., "pricing":
+ * {"prompt": "$/token", "completion": "$/token"}}]}) with libcurl and
+ * update the prices of the models we sell.  Each change is a new
+ * model_prices row valid from now, so invoices keep using the price in
+ * force when a call happened.  Redis gets the new catalog afterwards.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+#define AW_CATALOG_MAX  (64 * 1024 * 1024)
+
+
+static const char  aw_prices_usage[] =
+    "usage: " AW_NAME " prices sync --url URL [--provider openrouter] "
+    "[--dry-run]\n"
+    "\n"
+    "Fetches the catalog (OpenRouter /api/v1/models format) and updates\n"
+    "the prices of our models whose public id, or upstream id at that\n"
+    "provider, matches.  Price history is kept in model_prices.\n"
+    "  --url       e.g. https://openrouter.ai/api/v1/models\n"
+    "  --provider  whose upstream ids to match (default openrouter)\n"
+    "  --dry-run   print the changes, write nothing\n";
+
+
+static size_t
+aw_curl_collect(char *p, size_t size, size_t n, void *data)
+{
+    aw_buf_t  *b;
+
+    b = data;
+
+    if (b->len + size * n > AW_CATALOG_MAX) {
+        return 0;
+    }
+
+    aw_buf_append(b, p, size * n);
+
+    return size * n;
+}
+
+
+static int
+aw_fetch(const char *url, aw_buf_t *body)
+{
+    CURL      *c;
+    CURLcode   rc;
+    long       status;
+    char       err[CURL_ERROR_SIZE];
+
+    c = curl_easy_init();
+    if (c == NULL) {
+        return -1;
+    }
+
+    err[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, aw_curl_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, AW_NAME);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+
+    rc = curl_easy_perform(c);
+    status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+
+    if (rc != CURLE_OK) {
+        aw_log(AW_LOG_ERROR, "fetching %s: %s", url,
+               err[0] ? err : curl_easy_strerror(rc));
+        return -1;
+    }
+
+    if (status != 200) {
+        aw_log(AW_LOG_ERROR, "fetching %s: HTTP %ld", url, status);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+aw_prices_sync(int argc, char **argv)
+{
+    const char    *url, *provider, *dry;
+    int            rc, npos;
+    long long      checked, updated, pin, pout, cur_in, cur_out;
+    aw_buf_t       body, q;
+    cJSON         *root, *data, *m, *id, *pricing, *p, *c;
+    MYSQL         *db;
+    MYSQL_RES     *res;
+    MYSQL_ROW      row;
+    redisContext  *r;
+    aw_opt_t       opts[] = {
+        { "--url", 1, &url },
+        { "--provider", 1, &provider },
+        { "--dry-run", 0, &dry },
+        { NULL, 0, NULL }
+    };
+
+    url = provider = dry = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_prices_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (url == NULL) {
+        aw_usage_error(aw_prices_usage, "prices sync: --url is required");
+        return AW_EXIT_USAGE;
+    }
+
+    if (provider == NULL) {
+        provider = "openrouter";
+    }
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    aw_buf_init(&body);
+
+    rc = aw_fetch(url, &body);
+    curl_global_cleanup();
+
+    if (rc != 0) {
+        aw_buf_free(&body);
+        return AW_EXIT_FAIL;
+    }
+
+    root = cJSON_ParseWithLength(body.data ? body.data : "", body.len);
+    aw_buf_free(&body);
+
+    data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
+
+    if (!cJSON_IsArray(data)) {
+        aw_log(AW_LOG_ERROR, "%s: not a model catalog (no \"data\" array)",
+               url);
+        cJSON_Delete(root);
+        return AW_EXIT_FAIL;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        cJSON_Delete(root);
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+    checked = updated = 0;
+
+    if (!dry && aw_db_exec(db, "START TRANSACTION") != 0) {
+        goto done;
+    }
+
+    cJSON_ArrayForEach(m, data) {
+        id = cJSON_GetObjectItemCaseSensitive(m, "id");
+        pricing = cJSON_GetObjectItemCaseSensitive(m, "pricing");
+
+        if (!cJSON_IsString(id) || !cJSON_IsObject(pricing)) {
+            continue;
+        }
+
+        p = cJSON_GetObjectItemCaseSensitive(pricing, "prompt");
+        c = cJSON_GetObjectItemCaseSensitive(pricing, "completion");
+
+        if (!cJSON_IsString(p) || !cJSON_IsString(c)
+            || aw_money_price_per_token(p->valuestring, &pin) != 0
+            || aw_money_price_per_token(c->valuestring, &pout) != 0)
+        {
+            continue;
+        }
+
+        aw_buf_init(&q);
+        aw_buf_puts(&q, "SELECT public_id, price_in_micros, "
+                    "price_out_micros FROM models WHERE public_id = ");
+        aw_buf_sql_str(&q, db, id->valuestring);
+        aw_buf_puts(&q, " OR (upstream_id = ");
+        aw_buf_sql_str(&q, db, id->valuestring);
+        aw_buf_puts(&q, " AND provider = ");
+        aw_buf_sql_str(&q, db, provider);
+        aw_buf_puts(&q, ")");
+
+        res = aw_db_query(db, "%s", q.data);
+        aw_buf_free(&q);
+
+        if (res == NULL) {
+            goto failed;
+        }
+
+        while ((row = mysql_fetch_row(res)) != NULL) {
+            checked++;
+            cur_in = strtoll(row[1], NULL, 10);
+            cur_out = strtoll(row[2], NULL, 10);
+
+            if (cur_in == pin && cur_out == pout) {
+                continue;
+            }
+
+            printf("%s: %lld/%lld -> %lld/%lld micro-dollars per M tokens "
+                   "(in/out)\n", row[0], cur_in, cur_out, pin, pout);
+            updated++;
+
+            if (dry) {
+                continue;
+            }
+
+            aw_buf_init(&q);
+            aw_buf_printf(&q, "UPDATE models SET price_in_micros = %lld, "
+                          "price_out_micros = %lld WHERE public_id = ", pin,
+                          pout);
+            aw_buf_sql_str(&q, db, row[0]);
+
+            if (aw_db_buf_exec(db, &q) != 0) {
+                aw_buf_free(&q);
+                mysql_free_result(res);
+                goto failed;
+            }
+
+            aw_buf_reset(&q);
+            aw_buf_puts(&q, "INSERT INTO model_prices (model, "
+                        "price_in_micros, price_out_micros, valid_from, "
+                        "source) VALUES (");
+            aw_buf_sql_str(&q, db, row[0]);
+            aw_buf_printf(&q, ", %lld, %lld, UTC_TIMESTAMP(3), ", pin, pout);
+            aw_buf_sql_str(&q, db, provider);
+            aw_buf_puts(&q, ")");
+
+            if (aw_db_buf_exec(db, &q) != 0) {
+                aw_buf_free(&q);
+                mysql_free_result(res);
+                goto failed;
+            }
+
+            aw_buf_free(&q);
+        }
+
+        mysql_free_result(res);
+    }
+
+    if (!dry && aw_db_exec(db, "COMMIT") != 0) {
+        goto failed;
+    }
+
+    printf("prices: %lld models matched, %lld %s\n", checked, updated,
+           dry ? "would change" : "updated");
+
+    rc = AW_EXIT_OK;
+
+    if (!dry && updated > 0) {
+        r = aw_redis_connect(3000);
+
+        if (r == NULL) {
+            aw_log(AW_LOG_WARN, "Redis unreachable: run \"" AW_NAME " sync\""
+                   " to publish the new prices");
+
+        } else {
+            if (aw_sync_models(db, r) != 0 || aw_publish(r, "all") != 0) {
+                aw_log(AW_LOG_WARN, "publishing the new prices failed");
+            }
+
+            aw_redis_close(r);
+        }
+    }
+
+    goto done;
+
+failed:
+
+    aw_db_exec(db, "ROLLBACK");
+
+done:
+
+    aw_db_close(db);
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+int
+aw_cmd_prices(int argc, char **argv)
+{
+    if (argc < 1) {
+        fputs(aw_prices_usage, stderr);
+        return AW_EXIT_USAGE;
+    }
+
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(aw_prices_usage, stdout);
+        return AW_EXIT_OK;
+    }
+
+    if (strcmp(argv[0], "sync") == 0) {
+        return aw_prices_sync(argc - 1, argv + 1);
+    }
+
+    aw_usage_error(aw_prices_usage, "unknown prices command \"%s\"",
+                   argv[0]);
+
+    return AW_EXIT_USAGE;
+}

@@ -1,0 +1,145 @@
+/*
+ * "aihub-worker rebuild": restores Redis from MySQL after Redis lost its
+ * data: every key record, plan and model (as "sync"), and the current
+ * period's counters per account, recomputed from usage_events.  Counters
+ * are merged upward (max of Redis and MySQL per field), so running it on
+ * a Redis that did not lose anything never lowers a live counter.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+static const char  aw_rebuild_usage[] =
+    "usage: " AW_NAME " rebuild\n"
+    "\n"
+    "Writes every key record, plan and model from MySQL to Redis and\n"
+    "restores the current period's counters (" AIHUB_RK_PERIOD
+    "<account>:<YYYYMMDD>)\n"
+    "from usage_events, then publishes \"all\".  Run it after Redis lost\n"
+    "its data, once the drain has stored what was left in the stream.\n";
+
+
+static const char  aw_max_merge[] =
+    "for i = 1, #ARGV, 2 do "
+    "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') "
+    "if tonumber(ARGV[i + 1]) > cur then "
+    "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end "
+    "end "
+    "return 1";
+
+
+int
+aw_cmd_rebuild(int argc, char **argv)
+{
+    int            rc, npos, keys;
+    long long      counters;
+    time_t         now, start, end;
+    char           period[8], id[16], key[128];
+    struct tm      tm;
+    MYSQL         *db;
+    MYSQL_RES     *res;
+    MYSQL_ROW      row;
+    redisContext  *r;
+    redisReply    *reply;
+    const char    *cargv[14];
+
+    rc = aw_opts_parse(argc, argv, NULL, NULL, 0, &npos, aw_rebuild_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    r = aw_redis_connect(5000);
+    if (r == NULL) {
+        aw_db_close(db);
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    keys = aw_sync_keys(db, r, NULL);
+
+    if (keys < 0 || aw_sync_models(db, r) != 0 || aw_sync_plans(db, r) != 0)
+    {
+        goto done;
+    }
+
+    /* the current calendar month: key anchors are month starts */
+
+    now = time(NULL);
+    aw_period_of(now, period, sizeof(period));
+    aw_period_bounds(period, &start, &end);
+    gmtime_r(&start, &tm);
+    strftime(id, sizeof(id), "%Y%m%d", &tm);
+
+    res = aw_db_query(db, "SELECT account, COUNT(*), SUM(prompt_tokens), "
+                      "SUM(completion_tokens), SUM(total_tokens), "
+                      "SUM(cost_micros) FROM usage_events WHERE ts >= "
+                      "FROM_UNIXTIME(%lld) AND ts < FROM_UNIXTIME(%lld) AND "
+                      "status BETWEEN 200 AND 299 GROUP BY account",
+                      (long long) start, (long long) end);
+    if (res == NULL) {
+        goto done;
+    }
+
+    counters = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        snprintf(key, sizeof(key), "%s%s%s:%s", aw_cfg.redis_prefix,
+                 AIHUB_RK_PERIOD, row[0], id);
+
+        cargv[0] = "EVAL";
+        cargv[1] = aw_max_merge;
+        cargv[2] = "1";
+        cargv[3] = key;
+        cargv[4] = "calls";
+        cargv[5] = row[1];
+        cargv[6] = "prompt";
+        cargv[7] = row[2];
+        cargv[8] = "completion";
+        cargv[9] = row[3];
+        cargv[10] = "total";
+        cargv[11] = row[4];
+        cargv[12] = "cost";
+        cargv[13] = row[5];
+
+        reply = aw_redis_argv(r, 14, cargv);
+
+        if (reply == NULL) {
+            mysql_free_result(res);
+            goto done;
+        }
+
+        freeReplyObject(reply);
+        counters++;
+    }
+
+    mysql_free_result(res);
+
+    if (aw_publish(r, "all") != 0) {
+        goto done;
+    }
+
+    printf("rebuilt %d key records, models, plans and %lld period counters "
+           "(%s) in %s\n", keys, counters, period, aw_cfg.redis);
+    rc = AW_EXIT_OK;
+
+done:
+
+    aw_redis_close(r);
+    aw_db_close(db);
+
+    return rc;
+}

@@ -1,0 +1,566 @@
+/*
+ * "aihub-worker report --period YYYY-MM --out DIR": the billing report for
+ * finance, from the ledger:
+ *   invoices.csv   one row per invoice line (RFC 4180, header row)
+ *   report.json    the same invoices plus the summaries below
+ *   report.html    self-contained (inline CSS and SVG, no network): revenue
+ *                  by plan, top accounts, usage by model, calls per day
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+cJSON *aw_invoice_json(MYSQL *db, long long id);
+
+
+typedef struct {
+    char       label[136];
+    long long  value;
+    long long  extra;
+} aw_bar_t;
+
+
+static const char  aw_report_usage[] =
+    "usage: " AW_NAME " report --period YYYY-MM --out DIR\n"
+    "\n"
+    "Writes DIR/invoices.csv, DIR/report.json and DIR/report.html (self-\n"
+    "contained, charts included) for the period's issued invoices and\n"
+    "usage.\n";
+
+
+static void
+aw_csv_field(aw_buf_t *b, const char *s)
+{
+    const char  *p;
+
+    if (strpbrk(s, ",\"\r\n") == NULL && s[0] != '=' && s[0] != '+'
+        && s[0] != '-' && s[0] != '@')
+    {
+        aw_buf_puts(b, s);
+        return;
+    }
+
+    aw_buf_puts(b, "\"");
+
+    /* a leading formula character is neutralized for spreadsheets */
+    if (s[0] == '=' || s[0] == '+' || s[0] == '@'
+        || (s[0] == '-' && !(s[1] >= '0' && s[1] <= '9')))
+    {
+        aw_buf_puts(b, "'");
+    }
+
+    for (p = s; *p; p++) {
+        if (*p == '"') {
+            aw_buf_puts(b, "\"\"");
+
+        } else {
+            aw_buf_append(b, p, 1);
+        }
+    }
+
+    aw_buf_puts(b, "\"");
+}
+
+
+static void
+aw_html_esc(aw_buf_t *b, const char *s)
+{
+    for ( ; *s; s++) {
+        switch (*s) {
+        case '<': aw_buf_puts(b, "&lt;"); break;
+        case '>': aw_buf_puts(b, "&gt;"); break;
+        case '&': aw_buf_puts(b, "&amp;"); break;
+        case '"': aw_buf_puts(b, "&quot;"); break;
+        case '\'': aw_buf_puts(b, "&#39;"); break;
+        default: aw_buf_append(b, s, 1);
+        }
+    }
+}
+
+
+static int
+aw_write_file(const char *dir, const char *name, const aw_buf_t *b)
+{
+    char   path[4096];
+    FILE  *fp;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+
+    fp = fopen(path, "w");
+    if (fp == NULL || fwrite(b->data, 1, b->len, fp) != b->len) {
+        aw_log(AW_LOG_ERROR, "cannot write \"%s\": %s", path,
+               strerror(errno));
+        if (fp) {
+            fclose(fp);
+        }
+        return -1;
+    }
+
+    if (fclose(fp) != 0) {
+        aw_log(AW_LOG_ERROR, "cannot write \"%s\": %s", path,
+               strerror(errno));
+        return -1;
+    }
+
+    printf("wrote %s\n", path);
+
+    return 0;
+}
+
+
+static size_t
+aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static size_t
+aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *fmt, ...)
+{
+    va_list     ap;
+    char        q[4096];
+    size_t      n;
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof(q), fmt, ap);
+    va_end(ap);
+
+    *bars = NULL;
+
+    res = aw_db_query(db, "%s", q);
+    if (res == NULL) {
+        return 0;
+    }
+
+    *bars = aw_xmalloc((mysql_num_rows(res) + 1) * sizeof(aw_bar_t));
+    n = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        snprintf((*bars)[n].label, sizeof((*bars)[0].label), "%s",
+                 row[0] ? row[0] : "");
+        (*bars)[n].value = row[1] ? strtoll(row[1], NULL, 10) : 0;
+        (*bars)[n].extra = row[2] ? strtoll(row[2], NULL, 10) : 0;
+        n++;
+    }
+
+    mysql_free_result(res);
+
+    return n;
+}
+
+
+static void
+aw_json_bars(cJSON *o, const char *name, const char *vname,
+    const char *xname, aw_bar_t *bars, size_t n)
+{
+    cJSON   *a, *e;
+    size_t   i;
+
+    a = cJSON_AddArrayToObject(o, name);
+
+    for (i = 0; i < n; i++) {
+        e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", bars[i].label);
+        cJSON_AddNumberToObject(e, vname, (double) bars[i].value);
+        if (xname) {
+            cJSON_AddNumberToObject(e, xname, (double) bars[i].extra);
+        }
+        cJSON_AddItemToArray(a, e);
+    }
+}
+
+
+/* a horizontal bar chart as inline SVG; money: values are cents */
+
+static void
+aw_svg_hbars(aw_buf_t *b, const char *id, const char *title, aw_bar_t *bars,
+    size_t n, int money)
+{
+    size_t     i;
+    long long  max;
+    double     w;
+    char       v[48];
+
+    max = 1;
+
+    for (i = 0; i < n; i++) {
+        if (bars[i].value > max) {
+            max = bars[i].value;
+        }
+    }
+
+    aw_buf_printf(b, "<section><h2>%s</h2>\n<svg id=\"%s\" class=\"chart\" "
+                  "xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" "
+                  "height=\"%zu\" role=\"img\" aria-label=\"%s\">\n",
+                  title, id, n * 28 + 10, title);
+
+    for (i = 0; i < n; i++) {
+        w = 420.0 * (double) bars[i].value / (double) max;
+
+        if (money) {
+            aw_money_format(bars[i].value, v + 1, sizeof(v) - 1);
+            v[0] = '$';
+
+        } else {
+            snprintf(v, sizeof(v), "%lld", bars[i].value);
+        }
+
+        aw_buf_printf(b, "<text x=\"0\" y=\"%zu\" class=\"l\">",
+                      i * 28 + 22);
+        aw_html_esc(b, bars[i].label);
+        aw_buf_printf(b, "</text><rect class=\"bar\" x=\"200\" y=\"%zu\" "
+                      "width=\"%.1f\" height=\"20\"><title>", i * 28 + 6,
+                      w < 1 && bars[i].value > 0 ? 1.0 : w);
+        aw_html_esc(b, bars[i].label);
+        aw_buf_printf(b, ": %s</title></rect><text x=\"%.1f\" y=\"%zu\" "
+                      "class=\"v\">%s</text>\n", v, 206 + w, i * 28 + 22, v);
+    }
+
+    if (n == 0) {
+        aw_buf_puts(b, "<text x=\"0\" y=\"20\">no data</text>\n");
+    }
+
+    aw_buf_puts(b, "</svg></section>\n");
+}
+
+
+/* calls per day: vertical bars over the days of the month */
+
+static void
+aw_svg_days(aw_buf_t *b, aw_bar_t *bars, size_t n)
+{
+    size_t     i;
+    long long  max;
+    double     h, x, bw;
+
+    max = 1;
+
+    for (i = 0; i < n; i++) {
+        if (bars[i].value > max) {
+            max = bars[i].value;
+        }
+    }
+
+    bw = n ? 680.0 / (double) n : 680.0;
+
+    aw_buf_printf(b, "<section><h2>Calls per day</h2>\n<svg id=\"chart-days\""
+                  " class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" "
+                  "width=\"720\" height=\"260\" role=\"img\" aria-label=\""
+                  "Calls per day\">\n<line x1=\"30\" y1=\"220\" x2=\"710\" "
+                  "y2=\"220\" stroke=\"#888\"/>\n<text x=\"0\" y=\"20\" "
+                  "class=\"v\">%lld</text>\n", max);
+
+    for (i = 0; i < n; i++) {
+        h = 200.0 * (double) bars[i].value / (double) max;
+        x = 30 + (double) i * bw;
+
+        aw_buf_printf(b, "<text x=\"%.1f\" y=\"238\" class=\"d\">%s</text>\n",
+                      x + bw / 2, bars[i].label + 8);
+
+        if (bars[i].value == 0) {
+            continue;
+        }
+
+        aw_buf_printf(b, "<rect class=\"bar\" x=\"%.1f\" y=\"%.1f\" "
+                      "width=\"%.1f\" height=\"%.1f\"><title>%s: %lld "
+                      "calls</title></rect>", x + 1, 220 - h,
+                      bw > 3 ? bw - 2 : 1, h, bars[i].label, bars[i].value);
+    }
+
+    if (n == 0) {
+        aw_buf_puts(b, "<text x=\"40\" y=\"120\">no data</text>\n");
+    }
+
+    aw_buf_puts(b, "</svg></section>\n");
+}
+
+
+static void
+aw_html_table(aw_buf_t *b, const char *title, const char *h1,
+    const char *h2, aw_bar_t *bars, size_t n, int money)
+{
+    size_t  i;
+    char    v[48];
+
+    aw_buf_printf(b, "<table><caption>%s</caption><tr><th>%s</th>"
+                  "<th>%s</th></tr>\n", title, h1, h2);
+
+    for (i = 0; i < n; i++) {
+        if (money) {
+            aw_money_format(bars[i].value, v, sizeof(v));
+
+        } else {
+            snprintf(v, sizeof(v), "%lld", bars[i].value);
+        }
+
+        aw_buf_puts(b, "<tr><td>");
+        aw_html_esc(b, bars[i].label);
+        aw_buf_printf(b, "</td><td class=\"n\">%s%s</td></tr>\n",
+                      money ? "$" : "", v);
+    }
+
+    aw_buf_puts(b, "</table>\n");
+}
+
+
+int
+aw_cmd_report(int argc, char **argv)
+{
+    const char  *period, *out;
+    int          rc, npos;
+    time_t       start, end;
+    size_t       nplan, nacct, nmodel, nday, i;
+    long long    total, ninv;
+    char         money[32], stamp[32];
+    aw_bar_t    *plan, *acct, *model, *day;
+    aw_buf_t     csv, html;
+    MYSQL       *db;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    cJSON       *json, *invs, *one;
+    char        *text;
+    time_t       now;
+    aw_opt_t     opts[] = {
+        { "--period", 1, &period },
+        { "--out", 1, &out },
+        { NULL, 0, NULL }
+    };
+
+    period = out = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_report_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (period == NULL || aw_period_bounds(period, &start, &end) != 0) {
+        aw_usage_error(aw_report_usage, "--period YYYY-MM is required");
+        return AW_EXIT_USAGE;
+    }
+
+    if (out == NULL || *out == '\0') {
+        aw_usage_error(aw_report_usage, "--out DIR is required");
+        return AW_EXIT_USAGE;
+    }
+
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        aw_log(AW_LOG_ERROR, "cannot create \"%s\": %s", out,
+               strerror(errno));
+        return AW_EXIT_FAIL;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+    aw_buf_init(&csv);
+    aw_buf_init(&html);
+    json = cJSON_CreateObject();
+    plan = acct = model = day = NULL;
+
+    /* CSV: one row per invoice line */
+
+    res = aw_db_query(db, "SELECT i.id, i.period, a.id, a.name, i.plan, "
+                      "l.kind, l.model, l.price_in_micros, "
+                      "l.price_out_micros, l.calls, l.prompt_tokens, "
+                      "l.completion_tokens, l.amount_cents, l.ref_period, "
+                      "l.description, i.total_cents FROM invoices i JOIN "
+                      "accounts a ON a.id = i.account JOIN invoice_lines l "
+                      "ON l.invoice = i.id WHERE i.period = '%s' "
+                      "ORDER BY i.id, l.id", period);
+    if (res == NULL) {
+        goto done;
+    }
+
+    aw_buf_puts(&csv, "invoice_id,period,account_id,account,plan,kind,model,"
+                "price_in_micros_per_m,price_out_micros_per_m,calls,"
+                "prompt_tokens,completion_tokens,amount_cents,amount_usd,"
+                "ref_period,description,invoice_total_usd\r\n");
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        for (i = 0; i < 13; i++) {
+            aw_csv_field(&csv, row[i]);
+            aw_buf_puts(&csv, ",");
+        }
+
+        aw_money_format(strtoll(row[12], NULL, 10), money, sizeof(money));
+        aw_buf_printf(&csv, "%s,", money);
+        aw_csv_field(&csv, row[13]);
+        aw_buf_puts(&csv, ",");
+        aw_csv_field(&csv, row[14]);
+        aw_money_format(strtoll(row[15], NULL, 10), money, sizeof(money));
+        aw_buf_printf(&csv, ",%s\r\n", money);
+    }
+
+    mysql_free_result(res);
+
+    /* summaries */
+
+    nplan = aw_bars_load(db, &plan, "SELECT i.plan, SUM(i.total_cents), "
+                         "COUNT(*) FROM invoices i WHERE i.period = '%s' "
+                         "GROUP BY i.plan ORDER BY 2 DESC, 1", period);
+    nacct = aw_bars_load(db, &acct, "SELECT a.name, i.total_cents, i.calls "
+                         "FROM invoices i JOIN accounts a ON a.id = "
+                         "i.account WHERE i.period = '%s' ORDER BY "
+                         "i.total_cents DESC, a.name LIMIT 10", period);
+    nmodel = aw_bars_load(db, &model, "SELECT model, SUM(total_tokens), "
+                          "SUM(calls) FROM usage_daily WHERE day >= "
+                          "FROM_UNIXTIME(%lld) AND day < FROM_UNIXTIME(%lld) "
+                          "GROUP BY model ORDER BY 2 DESC, 1",
+                          (long long) start, (long long) end);
+    nday = aw_bars_load(db, &day, "SELECT DATE_FORMAT(day, '%%Y-%%m-%%d'), "
+                        "SUM(calls), SUM(total_tokens) FROM usage_daily "
+                        "WHERE day >= FROM_UNIXTIME(%lld) AND day < "
+                        "FROM_UNIXTIME(%lld) GROUP BY day ORDER BY day",
+                        (long long) start, (long long) end);
+
+    total = 0;
+
+    for (i = 0; i < nplan; i++) {
+        total += plan[i].value;
+    }
+
+    ninv = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM invoices WHERE period "
+                        "= '%s'", period);
+
+    now = time(NULL);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+
+    /* JSON */
+
+    cJSON_AddStringToObject(json, "period", period);
+    cJSON_AddStringToObject(json, "generated_at", stamp);
+    cJSON_AddStringToObject(json, "currency", "USD");
+    cJSON_AddNumberToObject(json, "invoice_count", (double) ninv);
+    cJSON_AddNumberToObject(json, "total_cents", (double) total);
+    aw_json_bars(json, "revenue_by_plan", "total_cents", "invoices", plan,
+                 nplan);
+    aw_json_bars(json, "top_accounts", "total_cents", "calls", acct, nacct);
+    aw_json_bars(json, "usage_by_model", "total_tokens", "calls", model,
+                 nmodel);
+    aw_json_bars(json, "calls_per_day", "calls", "total_tokens", day, nday);
+
+    invs = cJSON_AddArrayToObject(json, "invoices");
+    res = aw_db_query(db, "SELECT id FROM invoices WHERE period = '%s' "
+                      "ORDER BY id", period);
+    if (res == NULL) {
+        goto done;
+    }
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        one = aw_invoice_json(db, strtoll(row[0], NULL, 10));
+        if (one) {
+            cJSON_AddItemToArray(invs, one);
+        }
+    }
+
+    mysql_free_result(res);
+
+    /* HTML */
+
+    aw_money_format(total, money, sizeof(money));
+
+    aw_buf_printf(&html, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
+                  "<meta charset=\"utf-8\"><title>aihub billing report "
+                  "%s</title>\n<style>\nbody{font:14px/1.4 system-ui,sans-"
+                  "serif;margin:2em;color:#222;max-width:960px}\n"
+                  "h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.5em}\n"
+                  ".kpi{display:inline-block;margin-right:2em;padding:.6em 1em;"
+                  "background:#f3f5f8;border-radius:6px}\n"
+                  ".kpi b{display:block;font-size:1.4em}\n"
+                  ".chart .bar{fill:#3b6fd8}.chart text{font-size:12px;"
+                  "fill:#333}.chart .d{font-size:9px;text-anchor:middle}\n"
+                  "table{border-collapse:collapse;margin:1em 0}td,th{border:"
+                  "1px solid #ddd;padding:.3em .6em}td.n{text-align:right}\n"
+                  "caption{text-align:left;font-weight:bold}\n</style>"
+                  "</head>\n<body>\n<h1>aihub billing report &mdash; %s</h1>\n"
+                  "<p>Generated %s from the ledger (MySQL).  Amounts in USD."
+                  "</p>\n<div class=\"kpi\">Invoices<b id=\"kpi-invoices\">"
+                  "%lld</b></div><div class=\"kpi\">Revenue<b id=\"kpi-"
+                  "revenue\">$%s</b></div>\n", period, period, stamp, ninv,
+                  money);
+
+    aw_svg_hbars(&html, "chart-plans", "Revenue by plan", plan, nplan, 1);
+    aw_svg_hbars(&html, "chart-accounts", "Top accounts", acct, nacct, 1);
+    aw_svg_hbars(&html, "chart-models", "Usage by model (tokens)", model,
+                 nmodel, 0);
+    /* every day of the month on the axis, days without calls at zero */
+
+    {
+        size_t     ndays, k;
+        aw_bar_t  *all;
+
+        ndays = (size_t) ((end - start) / 86400);
+        all = aw_xmalloc(ndays * sizeof(aw_bar_t));
+
+        for (k = 0; k < ndays; k++) {
+            snprintf(all[k].label, sizeof(all[k].label), "%s-%02zu", period,
+                     k + 1);
+            all[k].value = 0;
+            all[k].extra = 0;
+        }
+
+        for (i = 0; i < nday; i++) {
+            k = (size_t) atoi(day[i].label + 8);
+
+            if (k >= 1 && k <= ndays) {
+                all[k - 1] = day[i];
+            }
+        }
+
+        aw_svg_days(&html, all, ndays);
+        free(all);
+    }
+
+    aw_html_table(&html, "Revenue by plan", "plan", "revenue", plan, nplan,
+                  1);
+    aw_html_table(&html, "Top accounts", "account", "total", acct, nacct, 1);
+    aw_html_table(&html, "Usage by model", "model", "tokens", model, nmodel,
+                  0);
+    aw_buf_puts(&html, "</body></html>\n");
+
+    text = cJSON_Print(json);
+
+    {
+        aw_buf_t  j;
+
+        aw_buf_init(&j);
+        aw_buf_puts(&j, text);
+        aw_buf_puts(&j, "\n");
+        free(text);
+
+        if (aw_write_file(out, "invoices.csv", &csv) == 0
+            && aw_write_file(out, "report.json", &j) == 0
+            && aw_write_file(out, "report.html", &html) == 0)
+        {
+            rc = AW_EXIT_OK;
+        }
+
+        aw_buf_free(&j);
+    }
+
+done:
+
+    cJSON_Delete(json);
+    aw_buf_free(&csv);
+    aw_buf_free(&html);
+    free(plan);
+    free(acct);
+    free(model);
+    free(day);
+    aw_db_close(db);
+
+    return rc;
+}

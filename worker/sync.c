@@ -1,0 +1,390 @@
+/*
+ * MySQL -> Redis: key records, plans and the model catalog, written so
+ * nginx reads one HASH per lookup; an invalidation message on
+ * <prefix>invalidate tells every node to drop its cached copy.
+ *
+ * Each record is replaced atomically (MULTI, DEL, HSET, EXEC) so a reader
+ * never sees a half-written record and stale fields disappear.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+#define AW_KEY_FIELDS  17
+
+static const char  *aw_key_fields[AW_KEY_FIELDS] = {
+    AIHUB_KF_PREFIX, AIHUB_KF_SCOPES, AIHUB_KF_STATUS, AIHUB_KF_EXPIRES,
+    AIHUB_KF_ACCOUNT, "account_name", AIHUB_KF_PLAN, AIHUB_KF_RPM,
+    AIHUB_KF_TPM, AIHUB_KF_INCLUDED, AIHUB_KF_OVERAGE, AIHUB_KF_SPEND_CAP,
+    AIHUB_KF_MAX_TOKENS, AIHUB_KF_MODELS, AIHUB_KF_ANCHOR, AIHUB_KF_LABEL,
+    AIHUB_KF_CREATED
+};
+
+
+/*
+ * The effective record of every key: plan values unless overridden.
+ * Models: "*", the account's own list, or "tier:basic" so a catalog change
+ * needs no key rewrite.  The anchor is the first second of the
+ * subscription's month (UTC), so the module's anchored quota periods are
+ * the calendar months invoices use.
+ */
+
+static const char  aw_key_select[] =
+    "SELECT k.key_hash, k.prefix, k.scopes, "
+    "IF(k.status = 'revoked', 'revoked', "
+    "IF(a.status = 'suspended', 'suspended', 'active')), "
+    "IFNULL(UNIX_TIMESTAMP(k.expires_at), 0), "
+    "a.id, a.name, p.name, "
+    "IFNULL(o.rpm, p.rpm), IFNULL(o.tpm, p.tpm), "
+    "IFNULL(o.included_calls, p.included_calls), "
+    "IFNULL(o.overage, p.overage), IFNULL(o.spend_cap_micros, 0), "
+    "IFNULL(o.max_tokens, p.max_tokens), "
+    "IFNULL(o.models, IF(p.model_tier = 'all', '*', "
+    "CONCAT('tier:', p.model_tier))), "
+    "UNIX_TIMESTAMP(DATE_FORMAT(s.started_at, '%Y-%m-01')), "
+    "k.label, UNIX_TIMESTAMP(k.created_at) "
+    "FROM api_keys k "
+    "JOIN accounts a ON a.id = k.account "
+    "JOIN subscriptions s ON s.account = a.id AND s.ended_at IS NULL "
+    "JOIN plans p ON p.id = s.plan "
+    "LEFT JOIN account_overrides o ON o.account = a.id ";
+
+
+/* reads n queued replies; -1 if any failed */
+
+static int
+aw_redis_drain_replies(redisContext *rc, int n)
+{
+    int          i, failed;
+    void        *r;
+    redisReply  *reply;
+
+    failed = 0;
+
+    for (i = 0; i < n; i++) {
+        if (redisGetReply(rc, &r) != REDIS_OK) {
+            aw_log(AW_LOG_ERROR, "Redis: %s", rc->errstr);
+            return -1;
+        }
+
+        reply = r;
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            aw_log(AW_LOG_ERROR, "Redis: %s", reply->str);
+            failed = 1;
+        }
+
+        freeReplyObject(reply);
+    }
+
+    return failed ? -1 : 0;
+}
+
+
+static int
+aw_append(redisContext *rc, int argc, const char **argv)
+{
+    return redisAppendCommandArgv(rc, argc, argv, NULL) == REDIS_OK ? 1 : 0;
+}
+
+
+int
+aw_sync_keys(MYSQL *db, redisContext *rc, const char *where)
+{
+    aw_buf_t     q;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    int          i, queued, argc, rows;
+    char         key[128], akeys[128];
+    const char  *argv[2 + 2 * AW_KEY_FIELDS];
+
+    aw_buf_init(&q);
+    aw_buf_puts(&q, aw_key_select);
+
+    if (where && *where) {
+        aw_buf_printf(&q, "WHERE %s", where);
+    }
+
+    if (aw_db_buf_exec(db, &q) != 0
+        || (res = mysql_store_result(db)) == NULL)
+    {
+        aw_buf_free(&q);
+        return -1;
+    }
+
+    aw_buf_free(&q);
+
+    queued = 0;
+    rows = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        aw_rkey(key, sizeof(key), AIHUB_RK_KEY, row[0]);
+
+        argv[0] = "MULTI";
+        queued += aw_append(rc, 1, argv);
+
+        argv[0] = "DEL";
+        argv[1] = key;
+        queued += aw_append(rc, 2, argv);
+
+        argv[0] = "HSET";
+        argv[1] = key;
+        argc = 2;
+
+        for (i = 0; i < AW_KEY_FIELDS; i++) {
+            argv[argc++] = aw_key_fields[i];
+            argv[argc++] = row[i + 1] ? row[i + 1] : "";
+        }
+
+        queued += aw_append(rc, argc, argv);
+
+        argv[0] = "EXEC";
+        queued += aw_append(rc, 1, argv);
+
+        /* account-keys:<id>: display prefix -> hash, for the developer API */
+
+        argv[0] = "HSET";
+        argv[1] = aw_rkey(akeys, sizeof(akeys), AIHUB_RK_ACCOUNT_KEYS,
+                          row[5]);
+        argv[2] = row[1];
+        argv[3] = row[0];
+        queued += aw_append(rc, 4, argv);
+
+        rows++;
+
+        if (queued >= 400) {
+            if (aw_redis_drain_replies(rc, queued) != 0) {
+                mysql_free_result(res);
+                return -1;
+            }
+            queued = 0;
+        }
+    }
+
+    mysql_free_result(res);
+
+    if (aw_redis_drain_replies(rc, queued) != 0) {
+        return -1;
+    }
+
+    return rows;
+}
+
+
+int
+aw_sync_models(MYSQL *db, redisContext *rc)
+{
+    MYSQL_RES    *res;
+    MYSQL_ROW     row;
+    int           queued;
+    char          key[256], set[128];
+    const char   *argv[14];
+
+    res = aw_db_query(db, "SELECT public_id, provider, upstream_id, tier, "
+                      "price_in_micros, price_out_micros, enabled "
+                      "FROM models ORDER BY public_id");
+    if (res == NULL) {
+        return -1;
+    }
+
+    aw_rkey(set, sizeof(set), AIHUB_RK_MODELS, NULL);
+
+    argv[0] = "MULTI";
+    queued = aw_append(rc, 1, argv);
+
+    argv[0] = "DEL";
+    argv[1] = set;
+    queued += aw_append(rc, 2, argv);
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        aw_rkey(key, sizeof(key), AIHUB_RK_MODEL, row[0]);
+
+        argv[0] = "DEL";
+        argv[1] = key;
+        queued += aw_append(rc, 2, argv);
+
+        if (row[6][0] == '0') {
+            continue;
+        }
+
+        argv[0] = "HSET";
+        argv[1] = key;
+        argv[2] = "provider";
+        argv[3] = row[1];
+        argv[4] = "upstream";
+        argv[5] = row[2];
+        argv[6] = "tier";
+        argv[7] = row[3];
+        argv[8] = "price_in";
+        argv[9] = row[4];
+        argv[10] = "price_out";
+        argv[11] = row[5];
+        queued += aw_append(rc, 12, argv);
+
+        argv[0] = "SADD";
+        argv[1] = set;
+        argv[2] = row[0];
+        queued += aw_append(rc, 3, argv);
+    }
+
+    mysql_free_result(res);
+
+    argv[0] = "EXEC";
+    queued += aw_append(rc, 1, argv);
+
+    return aw_redis_drain_replies(rc, queued);
+}
+
+
+int
+aw_sync_plans(MYSQL *db, redisContext *rc)
+{
+    MYSQL_RES    *res;
+    MYSQL_ROW     row;
+    int           queued, i;
+    char          key[128];
+    const char   *argv[2 + 2 * 9];
+    static const char  *fields[9] = {
+        "base_fee_cents", "included", "hard_quota", "overage", "rpm",
+        "tpm", "max_tokens", "model_tier", "priority"
+    };
+
+    res = aw_db_query(db, "SELECT name, base_fee_cents, included_calls, "
+                      "hard_quota, overage, rpm, tpm, max_tokens, "
+                      "model_tier, priority FROM plans");
+    if (res == NULL) {
+        return -1;
+    }
+
+    queued = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        aw_rkey(key, sizeof(key), "plan:", row[0]);
+
+        argv[0] = "HSET";
+        argv[1] = key;
+
+        for (i = 0; i < 9; i++) {
+            argv[2 + 2 * i] = fields[i];
+            argv[3 + 2 * i] = row[i + 1];
+        }
+
+        queued += aw_append(rc, 20, argv);
+    }
+
+    mysql_free_result(res);
+
+    return aw_redis_drain_replies(rc, queued);
+}
+
+
+int
+aw_publish(redisContext *rc, const char *msg)
+{
+    char          channel[128];
+    const char   *argv[3];
+    redisReply   *r;
+
+    argv[0] = "PUBLISH";
+    argv[1] = aw_rkey(channel, sizeof(channel), AIHUB_RK_INVALIDATE, NULL);
+    argv[2] = msg;
+
+    r = aw_redis_argv(rc, 3, argv);
+    if (r == NULL) {
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+/*
+ * After an admin change in MySQL: rewrite the affected key records and
+ * publish the invalidation.  Failure leaves MySQL right and Redis stale:
+ * say how to repair.
+ */
+
+int
+aw_sync_after_change(MYSQL *db, const char *where, const char *inval)
+{
+    redisContext  *rc;
+    int            n;
+
+    rc = aw_redis_connect(3000);
+
+    if (rc == NULL) {
+        aw_log(AW_LOG_ERROR, "MySQL is updated but Redis is not: run \""
+               AW_NAME " sync\" when Redis is back");
+        return -1;
+    }
+
+    n = aw_sync_keys(db, rc, where);
+
+    if (n < 0 || (inval && aw_publish(rc, inval) != 0)) {
+        aw_redis_close(rc);
+        aw_log(AW_LOG_ERROR, "MySQL is updated but Redis is not: run \""
+               AW_NAME " sync\"");
+        return -1;
+    }
+
+    aw_redis_close(rc);
+
+    return 0;
+}
+
+
+static const char  aw_sync_usage[] =
+    "usage: " AW_NAME " sync\n"
+    "\n"
+    "Writes every key record, plan and model from MySQL to Redis and\n"
+    "publishes the invalidation \"all\".\n";
+
+
+int
+aw_cmd_sync(int argc, char **argv)
+{
+    int            rc, npos, n;
+    MYSQL         *db;
+    redisContext  *r;
+
+    rc = aw_opts_parse(argc, argv, NULL, NULL, 0, &npos, aw_sync_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    db = aw_db_connect(1, 0);
+    if (db == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    r = aw_redis_connect(3000);
+    if (r == NULL) {
+        aw_db_close(db);
+        return AW_EXIT_FAIL;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    n = aw_sync_keys(db, r, NULL);
+
+    if (n >= 0 && aw_sync_models(db, r) == 0 && aw_sync_plans(db, r) == 0
+        && aw_publish(r, "all") == 0)
+    {
+        printf("synced %d keys, models and plans to %s\n", n, aw_cfg.redis);
+        rc = AW_EXIT_OK;
+    }
+
+    aw_redis_close(r);
+    aw_db_close(db);
+
+    return rc;
+}

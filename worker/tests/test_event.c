@@ -1,0 +1,109 @@
+/* usage event validation (aihub_protocol.h) */
+
+#include <stdio.h>
+
+#include "aihub_worker.h"
+#include "tap.h"
+
+
+#define GOOD                                                                 \
+    "{\"v\":1,\"id\":\"0123456789abcdef0123456789abcdef\","                  \
+    "\"ts\":1793491200123,\"node\":\"n1\",\"account\":7,"                    \
+    "\"key\":\"ai-hub-AbCdEfGh\",\"plan\":\"pro\",\"model\":\"mock-basic\"," \
+    "\"provider\":\"mock\",\"prompt_tokens\":10,\"completion_tokens\":5,"    \
+    "\"total_tokens\":15,\"cost_micros\":4,\"status\":200,"                  \
+    "\"streamed\":false,\"aborted\":true,\"estimated\":false,"               \
+    "\"latency_ms\":12}"
+
+
+static int
+bad(const char *json, const char *name)
+{
+    aw_event_t   ev;
+    const char  *reason;
+    int          rc;
+
+    reason = NULL;
+    rc = aw_event_parse(json, strlen(json), &ev, &reason);
+    tap_ok(rc == -1 && reason != NULL, "refused: %s (%s)", name,
+           reason ? reason : "no reason");
+
+    return rc;
+}
+
+
+static void
+replace(char *out, size_t size, const char *from, const char *to)
+{
+    const char  *p;
+    char         src[] = GOOD;
+
+    p = strstr(src, from);
+    snprintf(out, size, "%.*s%s%s", (int) (p - src), src, to,
+             p + strlen(from));
+}
+
+
+int
+main(void)
+{
+    aw_event_t   ev;
+    const char  *reason;
+    char         j[1024], ts[32];
+
+    tap_ok(aw_event_parse(GOOD, strlen(GOOD), &ev, &reason) == 0,
+           "a good event parses");
+    tap_is_str(ev.id, "0123456789abcdef0123456789abcdef", "id");
+    tap_is_ll(ev.ts_ms, 1793491200123LL, "ts");
+    tap_is_ll(ev.account, 7, "account");
+    tap_is_str(ev.model, "mock-basic", "model");
+    tap_is_ll(ev.total_tokens, 15, "total_tokens");
+    tap_is_ll(ev.aborted, 1, "aborted");
+    tap_is_ll(ev.status, 200, "status");
+
+    aw_ts_format(ev.ts_ms, ts, sizeof(ts));
+    tap_is_str(ts, "2026-11-01 00:00:00.123", "DATETIME(3) in UTC");
+    aw_day_format(ev.ts_ms, ts, sizeof(ts));
+    tap_is_str(ts, "2026-11-01", "day in UTC");
+
+    bad("not json", "not JSON");
+    bad("[1,2]", "an array");
+    bad("{}", "empty object");
+
+    replace(j, sizeof(j), "\"v\":1", "\"v\":2");
+    bad(j, "version 2");
+    replace(j, sizeof(j), "0123456789abcdef0123456789abcdef",
+            "0123456789ABCDEF0123456789abcdef");
+    bad(j, "upper case id");
+    replace(j, sizeof(j), "0123456789abcdef0123456789abcdef", "0123");
+    bad(j, "short id");
+    replace(j, sizeof(j), "\"account\":7", "\"account\":\"7\"");
+    bad(j, "account as a string");
+    replace(j, sizeof(j), "\"account\":7", "\"account\":0");
+    bad(j, "account 0");
+    replace(j, sizeof(j), "\"prompt_tokens\":10", "\"prompt_tokens\":-1");
+    bad(j, "negative tokens");
+    replace(j, sizeof(j), "\"prompt_tokens\":10", "\"prompt_tokens\":1.5");
+    bad(j, "fractional tokens");
+    replace(j, sizeof(j), "\"total_tokens\":15", "\"total_tokens\":14");
+    bad(j, "total below prompt + completion");
+    replace(j, sizeof(j), "\"streamed\":false", "\"streamed\":0");
+    bad(j, "streamed as a number");
+    replace(j, sizeof(j), "\"status\":200,", "");
+    bad(j, "missing status");
+    replace(j, sizeof(j), "\"ts\":1793491200123", "\"ts\":1793491200");
+    bad(j, "ts in seconds, not milliseconds");
+    replace(j, sizeof(j), "\"key\":\"ai-hub-AbCdEfGh\"",
+            "\"key\":\"ai-hub-AbCdEfGh0123456789012345678901234\"");
+    bad(j, "key longer than a prefix column");
+
+    replace(j, sizeof(j), "\"total_tokens\":15", "\"total_tokens\":40");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
+           "total above prompt + completion is fine (thinking tokens)");
+
+    replace(j, sizeof(j), "\"model\":\"mock-basic\"", "\"model\":\"\"");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
+           "empty model is allowed");
+
+    return tap_done();
+}

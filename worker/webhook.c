@@ -1,0 +1,232 @@
+/*
+ * Invoice delivery: each issued invoice is POSTed as JSON to the
+ * configured webhook, signed with HMAC-SHA256 over the exact body
+ * ("X-Aihub-Signature: sha256=<hex>"), with a stable idempotency key
+ * ("Idempotency-Key: aihub-invoice-<id>") so the receiver can drop
+ * repeats.  Retried with backoff; every attempt is recorded in
+ * webhook_deliveries.  Runs from "invoice close" and "invoice deliver",
+ * never from the drain, so a failing webhook cannot block it.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <mysql.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "aihub_worker.h"
+
+
+#define AW_WEBHOOK_ATTEMPTS  4
+
+
+cJSON *aw_invoice_json(MYSQL *db, long long id);
+
+
+void
+aw_hmac_sha256_hex(const char *key, const char *data, size_t len, char *out)
+{
+    unsigned char  md[EVP_MAX_MD_SIZE];
+    unsigned int   n, i;
+    static const char  hex[] = "0123456789abcdef";
+
+    n = 0;
+    HMAC(EVP_sha256(), key, (int) strlen(key), (const unsigned char *) data,
+         len, md, &n);
+
+    for (i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+
+    out[2 * n] = '\0';
+}
+
+
+static size_t
+aw_curl_discard(char *p, size_t size, size_t n, void *data)
+{
+    (void) p;
+    (void) data;
+
+    return size * n;
+}
+
+
+/* one POST; returns the HTTP status, 0 on a transport error (in err) */
+
+static long
+aw_webhook_post(const char *body, long long id, int attempt, char *err,
+    size_t errsize)
+{
+    CURL               *c;
+    CURLcode            rc;
+    struct curl_slist  *h;
+    long                status;
+    char                line[256], sig[2 * EVP_MAX_MD_SIZE + 1];
+    char                cerr[CURL_ERROR_SIZE];
+
+    c = curl_easy_init();
+    if (c == NULL) {
+        snprintf(err, errsize, "curl_easy_init() failed");
+        return 0;
+    }
+
+    aw_hmac_sha256_hex(aw_cfg.webhook_secret, body, strlen(body), sig);
+
+    h = curl_slist_append(NULL, "Content-Type: application/json");
+    snprintf(line, sizeof(line), "X-Aihub-Signature: sha256=%s", sig);
+    h = curl_slist_append(h, line);
+    snprintf(line, sizeof(line), "Idempotency-Key: aihub-invoice-%lld", id);
+    h = curl_slist_append(h, line);
+    h = curl_slist_append(h, "X-Aihub-Event: invoice.issued");
+    snprintf(line, sizeof(line), "X-Aihub-Delivery-Attempt: %d", attempt);
+    h = curl_slist_append(h, line);
+
+    cerr[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, aw_cfg.webhook_url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, AW_NAME);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, aw_curl_discard);
+
+    status = 0;
+    rc = curl_easy_perform(c);
+
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        snprintf(err, errsize, "%s", status >= 200 && status < 300 ? ""
+                                     : "non-2xx answer");
+
+    } else {
+        snprintf(err, errsize, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
+    }
+
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+
+    return status;
+}
+
+
+/* delivers every issued invoice (of the period, if given) not yet taken */
+
+int
+aw_webhook_deliver(MYSQL *db, const char *period)
+{
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    long long   *ids, id, done;
+    size_t       n, i;
+    int          attempt, failed, tries;
+    long         status;
+    unsigned     backoff;
+    char         err[CURL_ERROR_SIZE + 32], filter[64], *body;
+    cJSON       *json;
+    aw_buf_t     q;
+
+    filter[0] = '\0';
+
+    if (period) {
+        snprintf(filter, sizeof(filter), "AND i.period = '%s'", period);
+    }
+
+    res = aw_db_query(db, "SELECT i.id FROM invoices i WHERE i.status = "
+                      "'issued' %s AND NOT EXISTS (SELECT 1 FROM "
+                      "webhook_deliveries d WHERE d.invoice = i.id AND "
+                      "d.delivered = 1) ORDER BY i.id", filter);
+    if (res == NULL) {
+        return -1;
+    }
+
+    n = (size_t) mysql_num_rows(res);
+    ids = aw_xmalloc((n + 1) * sizeof(long long));
+
+    for (i = 0; (row = mysql_fetch_row(res)) != NULL; i++) {
+        ids[i] = strtoll(row[0], NULL, 10);
+    }
+
+    mysql_free_result(res);
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    failed = 0;
+    done = 0;
+
+    for (i = 0; i < n; i++) {
+        id = ids[i];
+        json = aw_invoice_json(db, id);
+
+        if (json == NULL) {
+            failed++;
+            continue;
+        }
+
+        body = cJSON_PrintUnformatted(json);
+        cJSON_Delete(json);
+
+        attempt = (int) aw_db_scalar(db, 0, "SELECT COUNT(*) FROM "
+                                     "webhook_deliveries WHERE invoice = "
+                                     "%lld", id);
+        backoff = 500;
+
+        for (tries = 0; tries < AW_WEBHOOK_ATTEMPTS; tries++) {
+            attempt++;
+            status = aw_webhook_post(body, id, attempt, err, sizeof(err));
+
+            aw_buf_init(&q);
+            aw_buf_printf(&q, "INSERT INTO webhook_deliveries (invoice, url,"
+                          " idempotency_key, attempt, http_status, error, "
+                          "delivered) VALUES (%lld, ", id);
+            aw_buf_sql_str(&q, db, aw_cfg.webhook_url);
+            aw_buf_printf(&q, ", 'aihub-invoice-%lld', %d, %ld, ", id,
+                          attempt, status);
+            err[200] = '\0';
+            aw_buf_sql_str(&q, db, err);
+            aw_buf_printf(&q, ", %d)", status >= 200 && status < 300);
+            aw_db_buf_exec(db, &q);
+            aw_buf_free(&q);
+
+            if (status >= 200 && status < 300) {
+                done++;
+                break;
+            }
+
+            aw_log(AW_LOG_WARN, "webhook delivery of invoice %lld, attempt "
+                   "%d: %s%s%ld", id, attempt, err, status ? ", HTTP " : "",
+                   status);
+
+            if (tries + 1 < AW_WEBHOOK_ATTEMPTS) {
+                usleep(backoff * 1000);
+                backoff *= 2;
+            }
+        }
+
+        if (tries == AW_WEBHOOK_ATTEMPTS) {
+            failed++;
+        }
+
+        free(body);
+    }
+
+    curl_global_cleanup();
+    free(ids);
+
+    printf("webhook: %lld invoices delivered, %d failed\n", done, failed);
+
+    if (failed) {
+        aw_log(AW_LOG_ERROR, "%d invoices not delivered; \"" AW_NAME
+               " invoice deliver\" retries", failed);
+        return -1;
+    }
+
+    return 0;
+}
