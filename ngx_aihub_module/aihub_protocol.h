@@ -40,13 +40,19 @@
  *                                by the worker from MySQL, read by nginx
  *   model:<public id>      HASH  provider, upstream, tier, price_in, price_out
  *   models                 SET   public ids of all enabled models
+ *   plan:<name>            HASH  base_fee_cents, included, hard_quota,
+ *                                overage, rpm, tpm, max_tokens,
+ *                                model_tier, priority; written by the
+ *                                worker from MySQL (sync, rebuild)
  *   usage                  STREAM usage events, field "event" = JSON
  *   usage:dead             STREAM events the worker could not store
  *   invalidate             CHANNEL "key:<sha256hex>", "account:<id>",
  *                                "models", "all"
  *   period:<account>:<YYYYMMDD>  HASH calls, prompt, completion, total,
- *                                cost (micro-dollars) of the billing period
- *                                starting that UTC day
+ *                                cost and overage (micro-dollars; overage:
+ *                                the cost of calls beyond the included
+ *                                ones) of the billing period starting
+ *                                that UTC day
  *   rl:<sha256hex>         STRING Redis-global rate limit state of a key
  *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
  *                                an account

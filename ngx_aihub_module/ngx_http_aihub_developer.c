@@ -33,8 +33,11 @@ static void ngx_http_aihub_dev_keys_done(ngx_http_request_t *r,
     redisReply *reply);
 static ngx_int_t ngx_http_aihub_dev_send_json(ngx_http_request_t *r,
     ngx_uint_t status, cJSON *json);
+static ngx_int_t ngx_http_aihub_dev_no_store(ngx_http_request_t *r);
 static ngx_str_t *ngx_http_aihub_dev_key_name(ngx_http_request_t *r,
     const char *kind, ngx_str_t *id);
+static void ngx_http_aihub_dev_unavailable(ngx_http_aihub_ctx_t *ctx,
+    const char *message);
 
 
 /* KEYS: caller's record, new record, account index, admin stream */
@@ -117,10 +120,9 @@ ngx_http_aihub_dev_models(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_http_aihub_model_t  *models;
 
     if (!ngx_http_aihub_models_loaded()) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "server_error", "service_unavailable",
-                            "The gateway has not loaded its model catalog "
-                            "yet. Please retry shortly.");
+        ngx_http_aihub_dev_unavailable(ctx,
+            "The gateway has not loaded its model catalog yet. Please retry "
+            "shortly.");
         return NGX_OK;
     }
 
@@ -190,10 +192,8 @@ ngx_http_aihub_dev_usage(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "server_error", "service_unavailable",
-                            "Usage is not available right now. Please "
-                            "retry shortly.");
+        ngx_http_aihub_dev_unavailable(ctx,
+            "Usage is not available right now. Please retry shortly.");
         return NGX_OK;
     }
 
@@ -220,10 +220,8 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
     ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "server_error", "service_unavailable",
-                            "Usage is not available right now. Please "
-                            "retry shortly.");
+        ngx_http_aihub_dev_unavailable(ctx,
+            "Usage is not available right now. Please retry shortly.");
         ngx_http_aihub_resume(r);
         return;
     }
@@ -453,10 +451,8 @@ sent:
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "server_error", "service_unavailable",
-                            "API keys cannot be managed right now. Please "
-                            "retry shortly.");
+        ngx_http_aihub_dev_unavailable(ctx,
+            "API keys cannot be managed right now. Please retry shortly.");
         return NGX_OK;
     }
 
@@ -739,10 +735,8 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "server_error", "service_unavailable",
-                            "API keys cannot be managed right now. Please "
-                            "retry shortly.");
+        ngx_http_aihub_dev_unavailable(ctx,
+            "API keys cannot be managed right now. Please retry shortly.");
         goto resume;
     }
 
@@ -777,10 +771,8 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
     ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                            "server_error", "service_unavailable",
-                            "API keys cannot be managed right now. Please "
-                            "retry shortly.");
+        ngx_http_aihub_dev_unavailable(ctx,
+            "API keys cannot be managed right now. Please retry shortly.");
         ngx_http_aihub_resume(r);
         return;
     }
@@ -904,11 +896,10 @@ static ngx_int_t
 ngx_http_aihub_dev_send_json(ngx_http_request_t *r, ngx_uint_t status,
     cJSON *json)
 {
-    char         *out;
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   cl;
+    char       *out;
+    size_t      len;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
 
     out = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);
@@ -941,27 +932,39 @@ ngx_http_aihub_dev_send_json(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_http_aihub_get_ctx(r)->own_answer = 1;
 
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    /* a new key is a secret: no cache keeps a copy of this answer */
 
-    /* a new key is a secret: nobody keeps a copy of this answer */
-
-    r->headers_out.last_modified_time = -1;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc != NGX_ERROR && rc <= NGX_OK && !r->header_only) {
-        cl.buf = b;
-        cl.next = NULL;
-        rc = ngx_http_output_filter(r, &cl);
+    if (ngx_http_aihub_dev_no_store(r) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
     }
+
+    rc = ngx_http_aihub_send_buf(r, status, "application/json", b);
 
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_dev_no_store(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
 }
 
 
@@ -999,4 +1002,12 @@ ngx_http_aihub_dev_key_name(ngx_http_request_t *r, const char *kind,
     }
 
     return s;
+}
+
+
+static void
+ngx_http_aihub_dev_unavailable(ngx_http_aihub_ctx_t *ctx, const char *message)
+{
+    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
+                        "service_unavailable", message);
 }

@@ -1,6 +1,8 @@
 /*
- * Errors in the shape the OpenAI SDKs parse:
+ * The answers the module writes itself: errors in the shape the OpenAI
+ * SDKs parse,
  *   {"error":{"message":"...","type":"...","param":null,"code":"..."}}
+ * and the one function that sends any such answer.
  */
 
 #include "ngx_http_aihub_module.h"
@@ -11,9 +13,7 @@ ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, const char *code, const char *message)
 {
     size_t                 len, mlen, esc;
-    ngx_int_t              rc;
     ngx_buf_t             *b;
-    ngx_chain_t            out;
     ngx_http_aihub_ctx_t  *ctx;
 
     static u_char  head[] = "{\"error\":{\"message\":\"";
@@ -53,9 +53,23 @@ ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
+    return ngx_http_aihub_send_buf(r, status, "application/json", b);
+}
+
+
+/* sends a whole answer from one buffer; returns what nginx's output gave */
+
+ngx_int_t
+ngx_http_aihub_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+    const char *content_type, ngx_buf_t *b)
+{
+    ngx_int_t     rc;
+    ngx_chain_t   out;
+
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type.data = (u_char *) content_type;
+    r->headers_out.content_type.len = ngx_strlen(content_type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 

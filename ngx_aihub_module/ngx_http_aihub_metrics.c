@@ -95,7 +95,6 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
     ngx_int_t                    rc;
     ngx_buf_t                   *b;
     ngx_uint_t                   i, entries;
-    ngx_chain_t                  out;
     size_t                       zone_size;
     ngx_http_aihub_metrics_t    *m;
     ngx_http_aihub_main_conf_t  *amcf;
@@ -175,19 +174,7 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
     b->last_buf = 1;
     b->last_in_chain = 1;
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type,
-                "text/plain; version=0.0.4; charset=utf-8");
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_aihub_send_buf(r, NGX_HTTP_OK,
+                                   "text/plain; version=0.0.4; charset=utf-8",
+                                   b);
 }

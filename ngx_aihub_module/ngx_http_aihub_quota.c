@@ -1,12 +1,13 @@
 /*
  * Monthly quotas.  One Redis hash per account and billing period,
  * "<prefix>period:<account>:<YYYYMMDD>", holds calls, prompt, completion,
- * total, cost and overage (the cost of the calls beyond the included ones,
- * which an optional spend cap limits), in micro-dollars.  A call is reserved by one Lua script
- * that checks and increments in one step, so concurrent requests can never
- * pass a hard quota; the same script applies the Redis-global rate limit
- * when a location asks for one.  The reservation is released when the call
- * fails; the tokens and cost are added when it succeeded.
+ * total, cost and overage in micro-dollars (overage: the cost of the calls
+ * beyond the included ones, which an optional spend cap limits).  A call
+ * is reserved by one Lua script that checks and increments in one step, so
+ * concurrent requests can never pass a hard quota; the same script applies
+ * the Redis-global rate limit when a location asks for one.  The
+ * reservation is released when the call fails; the tokens and cost are
+ * added when it succeeded.
  */
 
 #include "ngx_http_aihub_module.h"

@@ -15,6 +15,8 @@ static ngx_int_t ngx_http_aihub_variable_num(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_aihub_variable_request_id(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_aihub_variable_set(ngx_http_variable_value_t *v,
+    u_char *data, size_t len);
 
 
 #define NGX_HTTP_AIHUB_VAR_PROVIDER_NAME   0
@@ -116,13 +118,7 @@ ngx_http_aihub_variable_str(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = s->len;
-    v->data = s->data;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_http_aihub_variable_set(v, s->data, s->len);
 }
 
 
@@ -143,13 +139,7 @@ ngx_http_aihub_variable_provider(ngx_http_request_t *r,
     s = (data == NGX_HTTP_AIHUB_VAR_PROVIDER_NAME) ? &ctx->provider->name
                                                    : &ctx->provider->host;
 
-    v->len = s->len;
-    v->data = s->data;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_http_aihub_variable_set(v, s->data, s->len);
 }
 
 
@@ -196,13 +186,7 @@ ngx_http_aihub_variable_num(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%L", n) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_http_aihub_variable_set(v, p, ngx_sprintf(p, "%L", n) - p);
 }
 
 
@@ -219,8 +203,16 @@ ngx_http_aihub_variable_request_id(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = AIHUB_EVENT_ID_LEN;
-    v->data = ctx->event_id;
+    return ngx_http_aihub_variable_set(v, ctx->event_id, AIHUB_EVENT_ID_LEN);
+}
+
+
+static ngx_int_t
+ngx_http_aihub_variable_set(ngx_http_variable_value_t *v, u_char *data,
+    size_t len)
+{
+    v->len = len;
+    v->data = data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -2,7 +2,7 @@
 
 # aihub-worker report (CSV, JSON, self-contained HTML with charts), prices
 # sync from an OpenRouter-format catalog (with price history), rebuild of
-# Redis after a data loss, and developer-API key changes persisted from
+# Redis after a data loss (counters with the overage), and developer-API key changes persisted from
 # the admin stream.
 
 use strict;
@@ -269,5 +269,37 @@ $t->redis('HSET', "aihub:period:$acct{globex}:$pid_", 'calls', 9);
 $t->worker('rebuild');
 is($t->redis('HGET', "aihub:period:$acct{globex}:$pid_", 'calls'), 9,
    'rebuild never lowers a live counter');
+
+# overage: the cost of the 2xx calls beyond the allowance, in time order.
+# initech may make 2 calls; its 4 successful calls were stored newest
+# first (so row order is not time order), costs 1, 2, 4, 8 by time, plus
+# a failed call: the overage is 4 + 8.
+
+$t->create_key(account => 'initech', plan => 'pro');
+my $initech = $t->sql_value("SELECT id FROM accounts WHERE name = 'initech'");
+($rc, $out, $err) = $t->worker('account', 'override', 'initech',
+                               '--included', 2);
+is($rc, 0, 'override --included 2') or diag($err);
+for my $s ([ 1, 8, 200 ], [ 2, 4, 200 ], [ 3, 100, 500 ], [ 4, 2, 200 ],
+           [ 5, 1, 200 ])
+{
+    my ($ago, $cost, $status) = @$s;
+    $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
+            . "plan, model, provider, prompt_tokens, completion_tokens, "
+            . "total_tokens, cost_micros, status, streamed, aborted, "
+            . "estimated, latency_ms, node) VALUES (MD5('initech$ago'), "
+            . "FROM_UNIXTIME(($now_ms - $ago) / 1000), $initech, 'p', 'pro',"
+            . " 'mock-basic', 'mock', 1, 1, 2, $cost, $status, 0, 0, 0, 1, "
+            . "'n')");
+}
+$t->restart_redis;
+($rc, $out, $err) = $t->worker('rebuild');
+is($rc, 0, 'rebuild exits 0 (overage)') or diag($err);
+%c = @{ $t->redis('HGETALL', "aihub:period:$initech:$pid_") };
+is_deeply(\%c, { calls => 4, prompt => 4, completion => 4, total => 8,
+                 cost => 15, overage => 12 },
+          'overage recomputed: the calls beyond the allowance, by time');
+is($t->redis('HGET', "aihub:period:$acct{globex}:$pid_", 'overage'), undef,
+   'no overage within the allowance');
 
 $t->done;

@@ -246,6 +246,8 @@ int aw_admin_drain(redisContext *rc, MYSQL *db, const char *consumer,
 
 /* invoice.c, used by the close and check commands and the webhook */
 int aw_webhook_deliver(MYSQL *db, const char *period);
+long long aw_account_allowance(MYSQL *db, long long account, time_t start,
+    time_t end);
 
 
 #endif /* AIHUB_WORKER_H */

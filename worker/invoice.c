@@ -110,6 +110,27 @@ aw_invoice_free(aw_invoice_t *inv)
 
 
 /*
+ * The account's allowance for a period [start, end): the largest
+ * included-calls of the plans in force during it (each with the account's
+ * override).  Used by invoices and by "rebuild" (the overage counter).
+ * Returns it, 0 if no subscription was in force, or -1.
+ */
+
+long long
+aw_account_allowance(MYSQL *db, long long account, time_t start, time_t end)
+{
+    return aw_db_scalar(db, -1, "SELECT IFNULL(MAX(IFNULL(o.included_calls, "
+                        "p.included_calls)), 0) "
+                        "FROM subscriptions s JOIN plans p ON p.id = s.plan "
+                        "LEFT JOIN account_overrides o ON o.account = "
+                        "s.account WHERE s.account = %lld AND s.started_at < "
+                        "FROM_UNIXTIME(%lld) AND (s.ended_at IS NULL OR "
+                        "s.ended_at > FROM_UNIXTIME(%lld))", account,
+                        (long long) end, (long long) start);
+}
+
+
+/*
  * Computes the invoice of one account for one period from usage_events.
  * which: AW_EVENTS_ALL, AW_EVENTS_BILLED, or an invoice id (its events).
  * Returns 0, 1 if the account had no subscription in the period, -1.
@@ -139,11 +160,15 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
         return -1;
     }
 
-    /* plans in force during the period: base fees and the allowance */
+    /* plans in force during the period: the allowance and base fees */
+
+    inv->included = aw_account_allowance(db, account, start, end);
+    if (inv->included < 0) {
+        return -1;
+    }
 
     res = aw_db_query(db, "SELECT p.id, p.name, "
-                      "IFNULL(o.base_fee_cents, p.base_fee_cents), "
-                      "IFNULL(o.included_calls, p.included_calls) "
+                      "IFNULL(o.base_fee_cents, p.base_fee_cents) "
                       "FROM subscriptions s JOIN plans p ON p.id = s.plan "
                       "LEFT JOIN account_overrides o ON o.account = "
                       "s.account WHERE s.account = %lld AND s.started_at < "
@@ -158,17 +183,12 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
     nseen = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL) {
-        long long  id, fee, included;
+        long long  id, fee;
 
         id = strtoll(row[0], NULL, 10);
         fee = strtoll(row[2], NULL, 10);
-        included = strtoll(row[3], NULL, 10);
 
         snprintf(inv->plan, sizeof(inv->plan), "%s", row[1]);
-
-        if (included > inv->included) {
-            inv->included = included;
-        }
 
         for (i = 0; i < nseen; i++) {
             if (seen[i] == id) {

@@ -1,7 +1,9 @@
 /*
  * "aihub-worker rebuild": restores Redis from MySQL after Redis lost its
  * data: every key record, plan and model (as "sync"), and the current
- * period's counters per account, recomputed from usage_events.  Counters
+ * period's counters per account, recomputed from usage_events: calls,
+ * tokens, cost and overage (the cost of the successful calls beyond the
+ * account's allowance, in time order, as invoices count them).  Counters
  * are merged upward (max of Redis and MySQL per field), so running it on
  * a Redis that did not lose anything never lowers a live counter.
  */
@@ -22,8 +24,9 @@ static const char  aw_rebuild_usage[] =
     "\n"
     "Writes every key record, plan and model from MySQL to Redis and\n"
     "restores the current period's counters (" AIHUB_RK_PERIOD
-    "<account>:<YYYYMMDD>)\n"
-    "from usage_events, then publishes \"all\".  Run it after Redis lost\n"
+    "<account>:<YYYYMMDD>:\n"
+    "calls, prompt, completion, total, cost, overage) from usage_events,\n"
+    "then publishes \"all\".  Run it after Redis lost\n"
     "its data, once the drain has stored what was left in the stream.\n";
 
 
@@ -40,16 +43,16 @@ int
 aw_cmd_rebuild(int argc, char **argv)
 {
     int            rc, npos, keys;
-    long long      counters;
+    long long      counters, account, calls, included, overage;
     time_t         now, start, end;
-    char           period[8], id[16], key[128];
+    char           period[8], id[16], key[128], over[32];
     struct tm      tm;
     MYSQL         *db;
     MYSQL_RES     *res;
     MYSQL_ROW      row;
     redisContext  *r;
     redisReply    *reply;
-    const char    *cargv[14];
+    const char    *cargv[16];
 
     rc = aw_opts_parse(argc, argv, NULL, NULL, 0, &npos, aw_rebuild_usage);
     if (rc != 0) {
@@ -100,6 +103,33 @@ aw_cmd_rebuild(int argc, char **argv)
         snprintf(key, sizeof(key), "%s%s%s:%s", aw_cfg.redis_prefix,
                  AIHUB_RK_PERIOD, row[0], id);
 
+        /* overage: the cost of the calls beyond the allowance, in time
+         * order (the allowance is the invoices' own rule) */
+
+        account = strtoll(row[0], NULL, 10);
+        calls = strtoll(row[1], NULL, 10);
+        included = aw_account_allowance(db, account, start, end);
+        overage = 0;
+
+        if (included >= 0 && calls > included) {
+            overage = aw_db_scalar(db, -1, "SELECT IFNULL(SUM(cost_micros), "
+                                   "0) FROM (SELECT cost_micros FROM "
+                                   "usage_events WHERE account = %lld AND "
+                                   "ts >= FROM_UNIXTIME(%lld) AND ts < "
+                                   "FROM_UNIXTIME(%lld) AND status BETWEEN "
+                                   "200 AND 299 ORDER BY ts, id LIMIT %lld, "
+                                   "18446744073709551615) beyond", account,
+                                   (long long) start, (long long) end,
+                                   included);
+        }
+
+        if (included < 0 || overage < 0) {
+            mysql_free_result(res);
+            goto done;
+        }
+
+        snprintf(over, sizeof(over), "%lld", overage);
+
         cargv[0] = "EVAL";
         cargv[1] = aw_max_merge;
         cargv[2] = "1";
@@ -114,8 +144,10 @@ aw_cmd_rebuild(int argc, char **argv)
         cargv[11] = row[4];
         cargv[12] = "cost";
         cargv[13] = row[5];
+        cargv[14] = "overage";
+        cargv[15] = over;
 
-        reply = aw_redis_argv(r, 14, cargv);
+        reply = aw_redis_argv(r, 16, cargv);
 
         if (reply == NULL) {
             mysql_free_result(res);
