@@ -129,12 +129,38 @@ aihub_json_reset(aihub_json_t *j)
 int
 aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
 {
-    size_t  i;
+    size_t  i, k;
 
     for (i = 0; i < len; i++) {
 
         if (j->state >= J_END) {
             break;
+        }
+
+        /*
+         * Most of a document is the text of strings whose bytes matter
+         * only as a count: run through them up to the next quote or
+         * backslash without the byte machine.
+         */
+
+        if (j->state == J_STRING
+            && (j->str_role == S_OTHER || j->str_role == S_CONTENT))
+        {
+            k = i;
+
+            while (i < len && p[i] != '"' && p[i] != '\\') {
+                i++;
+            }
+
+            if (j->str_role == S_CONTENT) {
+                for ( /* void */ ; k < i; k++) {
+                    j->chars += ((p[k] & 0xc0) != 0x80);
+                }
+            }
+
+            if (i == len) {
+                break;
+            }
         }
 
         /* a number ends on the byte after it, which is then read again */

@@ -556,6 +556,7 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_http_aihub_scripts_init();
     ngx_http_aihub_subscribe_init_process(amcf);
     ngx_http_aihub_redis_on_connect(ngx_http_aihub_redis_connected);
 
@@ -568,6 +569,9 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_aihub_redis_connected(redisAsyncContext *ac)
 {
+    /* first on the connection: every EVALSHA after it finds its script */
+    ngx_http_aihub_scripts_load();
+
     ngx_http_aihub_usage_flush();
     ngx_http_aihub_models_load(ac);
 }

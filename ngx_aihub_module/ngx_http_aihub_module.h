@@ -319,6 +319,8 @@ ngx_int_t ngx_http_aihub_copy_model_strings(ngx_pool_t *pool,
 
 /* ngx_http_aihub_quota.c */
 
+void ngx_http_aihub_scripts_init(void);
+void ngx_http_aihub_scripts_load(void);
 ngx_int_t ngx_http_aihub_quota_reserve(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 void ngx_http_aihub_quota_settle(ngx_http_request_t *r,

@@ -12,9 +12,16 @@
 
 #include "ngx_http_aihub_module.h"
 
+#include <openssl/sha.h>
+
 
 static void ngx_http_aihub_quota_done(ngx_http_request_t *r,
     redisReply *reply);
+static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_aihub_scripts_check(redisReply *reply);
+static void ngx_http_aihub_settled(redisAsyncContext *ac, void *reply,
+    void *privdata);
 
 
 /*
@@ -60,6 +67,110 @@ static const char  ngx_http_aihub_settle_script[] =
     "  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) "
     "end "
     "return 1";
+
+
+/*
+ * The scripts run by their SHA1 (EVALSHA): Redis neither parses nor hashes
+ * the text on every call.  They are loaded on every new connection, before
+ * anything else is sent on it, so a restarted Redis has them again.
+ */
+
+typedef struct {
+    const char                   *text;
+    size_t                        len;
+    u_char                        sha[2 * SHA_DIGEST_LENGTH];
+} ngx_http_aihub_script_t;
+
+
+static ngx_http_aihub_script_t  ngx_http_aihub_scripts[] = {
+    { ngx_http_aihub_reserve_script,
+      sizeof(ngx_http_aihub_reserve_script) - 1, "" },
+    { ngx_http_aihub_settle_script,
+      sizeof(ngx_http_aihub_settle_script) - 1, "" },
+};
+
+#define ngx_http_aihub_reserve  (&ngx_http_aihub_scripts[0])
+#define ngx_http_aihub_settle   (&ngx_http_aihub_scripts[1])
+
+
+void
+ngx_http_aihub_scripts_init(void)
+{
+    u_char      md[SHA_DIGEST_LENGTH];
+    ngx_uint_t  i;
+
+    for (i = 0; i < sizeof(ngx_http_aihub_scripts)
+                    / sizeof(ngx_http_aihub_script_t); i++)
+    {
+        SHA1((u_char *) ngx_http_aihub_scripts[i].text,
+             ngx_http_aihub_scripts[i].len, md);
+        ngx_hex_dump(ngx_http_aihub_scripts[i].sha, md, sizeof(md));
+    }
+}
+
+
+void
+ngx_http_aihub_scripts_load(void)
+{
+    ngx_uint_t   i;
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    argv[0] = "SCRIPT";
+    argvlen[0] = sizeof("SCRIPT") - 1;
+    argv[1] = "LOAD";
+    argvlen[1] = sizeof("LOAD") - 1;
+
+    for (i = 0; i < sizeof(ngx_http_aihub_scripts)
+                    / sizeof(ngx_http_aihub_script_t); i++)
+    {
+        argv[2] = ngx_http_aihub_scripts[i].text;
+        argvlen[2] = ngx_http_aihub_scripts[i].len;
+
+        (void) ngx_http_aihub_redis_send(ngx_http_aihub_scripts_loaded,
+                                         &ngx_http_aihub_scripts[i],
+                                         3, argv, argvlen);
+    }
+}
+
+
+static void
+ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply               *rep = reply;
+    ngx_http_aihub_script_t  *script = privdata;
+
+    if (rep == NULL) {
+        return;
+    }
+
+    if (rep->type != REDIS_REPLY_STRING
+        || rep->len != sizeof(script->sha)
+        || ngx_strncmp(rep->str, script->sha, sizeof(script->sha)) != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "aihub: redis did not load a script: %s",
+                      rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                     : "unexpected reply");
+    }
+}
+
+
+/* NOSCRIPT: someone flushed the scripts; load them again */
+
+static void
+ngx_http_aihub_scripts_check(redisReply *reply)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "aihub: redis lost the quota scripts, loading them "
+                      "again");
+        ngx_http_aihub_scripts_load();
+    }
+}
 
 
 ngx_int_t
@@ -149,10 +260,10 @@ ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
            + 40 * 86400;
     v[4] = alcf->global_rate_limit ? ctx->key.rec.rpm : 0;
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_http_aihub_reserve_script;
-    argvlen[1] = sizeof(ngx_http_aihub_reserve_script) - 1;
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *) ngx_http_aihub_reserve->sha;
+    argvlen[1] = sizeof(ngx_http_aihub_reserve->sha);
     argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (const char *) ctx->period_key.data;
@@ -216,6 +327,7 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "aihub: quota script failed: %s", reply->str);
+            ngx_http_aihub_scripts_check(reply);
         }
 
         if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
@@ -310,10 +422,10 @@ ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     ctx->reserved = 0;
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_http_aihub_settle_script;
-    argvlen[1] = sizeof(ngx_http_aihub_settle_script) - 1;
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *) ngx_http_aihub_settle->sha;
+    argvlen[1] = sizeof(ngx_http_aihub_settle->sha);
     argv[2] = "1";
     argvlen[2] = 1;
     argv[3] = (const char *) ctx->period_key.data;
@@ -339,7 +451,23 @@ ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         argvlen[n++] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
     }
 
-    (void) ngx_http_aihub_redis_send(NULL, NULL, (int) n, argv, argvlen);
+    (void) ngx_http_aihub_redis_send(ngx_http_aihub_settled, NULL, (int) n,
+                                     argv, argvlen);
+}
+
+
+static void
+ngx_http_aihub_settled(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *rep = reply;
+
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "aihub: settling a call in redis failed: %s; "
+                      "\"aihub-worker rebuild\" restores the counters",
+                      rep->str);
+        ngx_http_aihub_scripts_check(rep);
+    }
 }
 
 
