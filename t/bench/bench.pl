@@ -1,0 +1,1205 @@
+#!/usr/bin/perl
+#
+# aihub benchmark driver, started by t/bench/run.sh (./build.sh bench).
+# Reuses t/lib/Aihub.pm for Redis, MariaDB, aihub-worker and process
+# handling; writes its own nginx configurations (access_log off, more
+# connections) for the stub and the systems under test.
+#
+# CPU 1: the system under test (one nginx worker, or Portkey's node).
+# CPU 0: wrk, the stub upstream, Redis, MariaDB and aihub-worker run.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
+use List::Util qw(sum max min);
+use POSIX qw(ceil floor strftime);
+use Time::HiRes qw(time sleep);
+use Compress::Zlib ();
+use Digest::SHA qw(sha256_hex);
+
+our $BENCH;
+BEGIN { $BENCH = abs_path(dirname(__FILE__)); }
+use lib "$BENCH/../lib";
+use Aihub;
+
+$| = 1;
+
+my $ROOT = abs_path("$BENCH/../..");
+my $OUT = $ENV{BENCH_OUT} // "$BENCH/out";
+my $QUICK = $ENV{BENCH_QUICK} ? 1 : 0;
+my $NGINX = '/usr/sbin/nginx';
+my $HZ = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+my $SUT_CPU = $ENV{BENCH_SUT_CPU} // 1;
+my $LOAD_CPU = $ENV{BENCH_LOAD_CPU} // 0;
+my $AUX_CPU = $ENV{BENCH_AUX_CPU} // $LOAD_CPU;    # Redis, MariaDB, worker
+
+my %C = $QUICK
+    ? (conns => [32], rounds => 2, dur => 3, warm => 2, rate_conns => 64,
+       drain_events => 50_000, mem_requests => 100_000, mem_keys => 10_000,
+       zone => '1m', mem_sample => 1000)
+    : (conns => [16, 64, 256], rounds => 3, dur => 5, warm => 3,
+       rate_conns => 64, drain_events => 200_000,
+       mem_requests => 1_000_000, mem_keys => 100_000, zone => '1m',
+       mem_sample => 1000);
+
+for my $k (qw(rounds dur warm drain_events mem_requests mem_keys)) {
+    my $e = 'BENCH_' . uc $k;
+    $C{$k} = $ENV{$e} if defined $ENV{$e};
+}
+$C{conns} = [ split /,/, $ENV{BENCH_CONNS} ] if $ENV{BENCH_CONNS};
+my %ONLY = map { $_ => 1 } split /,/, ($ENV{BENCH_ONLY} // '');
+
+make_path($OUT);
+open my $LOG, '>', "$OUT/bench.log" or die "$OUT/bench.log: $!\n";
+$LOG->autoflush(1);
+
+my $T0 = time;
+my $LOAD0 = (split ' ', Aihub::read_file('/proc/loadavg'))[0];
+my @FAIL;
+
+sub say { my $m = join '', @_; printf "[%5.0fs] %s\n", time - $T0, $m;
+          printf $LOG "[%5.0fs] %s\n", time - $T0, $m; }
+sub logf { print $LOG @_, "\n"; }
+sub fail { my $m = join '', @_; push @FAIL, $m; say("FAIL: $m"); }
+
+sub slurp { Aihub::read_file($_[0]) }
+sub spew { Aihub::write_file(@_) }
+
+# --- the stack -------------------------------------------------------------
+
+my $t = Aihub->new;
+$t->{done} = 1;    # Aihub's END: stop everything, no test output
+say("state directory: ", $t->dir, $ENV{AIHUB_KEEP} ? ' (kept)' : '');
+
+# private copies of the module and the worker: a rebuild during the run
+# (cp over the .so nginx has mapped) would crash the nginx workers
+make_path($t->dir . '/bin');
+system('cp', "$ROOT/build/modules/ngx_http_aihub_module.so",
+       "$ROOT/build/bin/aihub-worker", $t->dir . '/bin/') == 0
+    or die "copying the module and the worker failed\n";
+my $MODULE = $t->dir . '/bin/ngx_http_aihub_module.so';
+$Aihub::WORKER = $t->dir . '/bin/aihub-worker';
+
+$t->start_redis('--save', '', '--appendonly', 'no');
+$t->start_mariadb;
+pin($t->{procs}{redis}{pid}, $AUX_CPU);
+pin($t->{procs}{mariadb}{pid}, $AUX_CPU);
+$t->migrate;
+say("Redis ", $t->redis_addr, ", MariaDB ", $t->mysql_socket, ", migrated");
+
+sub pin {
+    my ($pid, $cpu) = @_;
+    system("taskset -a -p -c $cpu $pid > /dev/null") == 0
+        or die "taskset $pid: failed\n";
+}
+
+sub worker_ok {
+    my (@args) = @_;
+    my ($rc, $out, $err) = $t->worker(@args);
+    die "aihub-worker @args: exit $rc\n$out$err\n" if $rc;
+    return $out;
+}
+
+# keys: G (unthrottled pro account), G-429 (rpm 1), G-401 (bad checksum)
+
+my $KEY = $t->create_key(account => 'bench', plan => 'pro');
+worker_ok(qw(account override bench --included 2000000000 --rpm 0 --tpm 0
+             --overage 1));
+my $KEY429 = $t->create_key(account => 'bench429', plan => 'pro');
+worker_ok(qw(account override bench429 --included 2000000000 --rpm 1
+             --tpm 0 --overage 1));
+
+my $BADKEY = $KEY;
+substr($BADKEY, -1, 1) = substr($BADKEY, -1) eq 'A' ? 'B' : 'A';
+
+my $ACCOUNT = $t->sql_value("SELECT account FROM api_keys WHERE key_hash = '"
+                            . Aihub::key_hash($KEY) . "'")
+    // die "bench key not in api_keys\n";
+
+# whatever the plan says, make sure the Redis records are what we want
+my $khash = Aihub::key_hash($KEY);
+$t->redis('HSET', "aihub:key:$khash", rpm => 0, tpm => 0,
+          included => 2000000000, overage => 1, spend_cap => 0);
+my $k429 = Aihub::key_hash($KEY429);
+$t->redis('HSET', "aihub:key:$k429", rpm => 1, tpm => 0,
+          included => 2000000000, overage => 1);
+$t->redis('PUBLISH', 'aihub:invalidate', "key:$khash");
+$t->redis('PUBLISH', 'aihub:invalidate', "key:$k429");
+logf("key record: ", join ' ',
+     @{ $t->redis('HGETALL', "aihub:key:$khash") });
+
+# --- nginx instances ------------------------------------------------------
+
+my $CANNED = slurp("$BENCH/canned.json");
+chomp $CANNED;
+my $SSE = slurp("$BENCH/canned.sse");
+
+sub ngx_quote {
+    my ($s) = @_;
+    $s =~ s/\\/\\\\/g;
+    $s =~ s/"/\\"/g;
+    $s =~ s/\n/\\n/g;
+    $s =~ s/\$/\${dollar}/g if $s =~ /\$/;
+    return qq{"$s"};
+}
+
+my %NG;    # name -> {port, dir}
+
+sub nginx_conf {
+    my ($name, %o) = @_;
+
+    my $d = $t->dir . "/$name";
+    make_path($d);
+    my $port = $NG{$name}{port} //= Aihub::free_port();
+    $NG{$name}{dir} = $d;
+
+    my $main = $o{main} // '';
+    my $http = $o{http} // '';
+
+    my $conf = <<"END";
+$main
+env AIHUB_MOCK_KEY;
+user root;
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_core 2g;
+working_directory $d;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+
+events {
+    worker_connections 16384;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $d/client_body_temp;
+    proxy_temp_path $d/proxy_temp;
+    fastcgi_temp_path $d/fastcgi_temp;
+    uwsgi_temp_path $d/uwsgi_temp;
+    scgi_temp_path $d/scgi_temp;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+    client_body_buffer_size 16k;
+
+$http
+}
+END
+    $conf =~ s/%%PORT%%/$port/g;
+    $conf =~ s/%%DIR%%/$d/g;
+    spew("$d/nginx.conf", $conf);
+    return $port;
+}
+
+sub start_ngx {
+    my ($name, $cpu) = @_;
+
+    my $d = $NG{$name}{dir};
+    my @argv = ($NGINX, '-p', "$d/", '-c', "$d/nginx.conf",
+                '-e', "$d/error.log");
+
+    my ($rc, $o, $e) = $t->run_cmd([ @argv, '-t' ],
+                                   env => { AIHUB_MOCK_KEY => 'stub-secret' });
+    die "nginx -t $name failed:\n$o$e\n" if $rc;
+
+    $t->spawn("nginx:$name", [ 'taskset', '-c', $cpu, @argv ],
+              env => { AIHUB_MOCK_KEY => 'stub-secret' },
+              out => "$d/stderr.log");
+    $t->wait_port("nginx:$name", $NG{$name}{port}, 10)
+        or die "nginx $name did not start:\n" . slurp("$d/error.log")
+               . slurp("$d/stderr.log");
+    my @w;
+    $t->wait_for(sub { @w = $t->nginx_worker_pids($name) }, timeout => 5);
+    die "nginx $name: no worker process\n" unless @w;
+    $NG{$name}{workers} = [@w];
+    $NG{$name}{master} = $t->{procs}{"nginx:$name"}{pid};
+    return $NG{$name}{port};
+}
+
+sub stop_ngx { $t->stop_nginx($_[0]) }
+
+# the stub upstream: canned JSON, or the canned SSE with x-bench-stream: 1
+
+my $STUB = nginx_conf('stub', http => <<"END");
+    server {
+        listen 127.0.0.1:%%PORT%% backlog=4096;
+
+        location = /v1/chat/completions {
+            if (\$http_x_bench_stream) {
+                rewrite ^ /sse last;
+            }
+            default_type application/json;
+            return 200 ${\ ngx_quote($CANNED)};
+        }
+
+        location = /sse {
+            internal;
+            default_type text/event-stream;
+            return 200 ${\ ngx_quote($SSE)};
+        }
+    }
+END
+start_ngx('stub', $LOAD_CPU);
+
+my $PROXY = <<'END';
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+END
+
+my $UPSTREAM = <<"END";
+    upstream stub {
+        server 127.0.0.1:$STUB;
+        keepalive 512;
+        keepalive_requests 10000000;
+    }
+END
+
+# B0: the canned answer from nginx itself
+
+nginx_conf('B0', http => <<"END");
+    server {
+        listen 127.0.0.1:%%PORT%% backlog=4096;
+        location = /v1/chat/completions {
+            default_type application/json;
+            return 200 ${\ ngx_quote($CANNED)};
+        }
+    }
+END
+
+# B1: bare proxy_pass with keepalive
+
+nginx_conf('B1', http => <<"END");
+$UPSTREAM
+    server {
+        listen 127.0.0.1:%%PORT%% backlog=4096;
+        location /v1/ {
+            proxy_pass http://stub;
+$PROXY        }
+    }
+END
+
+# L: B1 + the OpenResty way (key lookup in a shared dict by SHA-1 of the
+# key, a quota counter, a per-key per-minute rate check)
+
+my $lua_keys = join '', map {
+    sprintf "        keys:set(ngx.sha1_bin(%s), '%s')\n", lua_str($_->[0]),
+            $_->[1]
+} ([ $KEY, "$ACCOUNT|pro|0" ], [ $KEY429, "$ACCOUNT|pro|1" ]);
+
+sub lua_str { my $s = shift; return "'$s'"; }
+
+nginx_conf('L',
+    main => "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
+          . "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+    http => <<"END");
+$UPSTREAM
+    lua_shared_dict bench_keys 16m;
+    lua_shared_dict bench_quota 16m;
+    lua_shared_dict bench_rate 16m;
+
+    init_by_lua_block {
+        local keys = ngx.shared.bench_keys
+$lua_keys    }
+
+    server {
+        listen 127.0.0.1:%%PORT%% backlog=4096;
+        location /v1/ {
+            access_by_lua_block {
+                local auth = ngx.var.http_authorization
+                if not auth or #auth < 8 then
+                    return ngx.exit(401)
+                end
+                local rec = ngx.shared.bench_keys:get(
+                                ngx.sha1_bin(auth:sub(8)))
+                if not rec then
+                    return ngx.exit(401)
+                end
+                local account, plan, rpm = rec:match("^(%d+)|(%w+)|(%d+)\$")
+                rpm = tonumber(rpm)
+                local q = ngx.shared.bench_quota:incr("q:" .. account, 1, 0)
+                if q > 2000000000 then
+                    return ngx.exit(429)
+                end
+                if rpm > 0 then
+                    local w = "r:" .. auth .. ":" .. math.floor(ngx.now() / 60)
+                    local n = ngx.shared.bench_rate:incr(w, 1, 0, 120)
+                    if n > rpm then
+                        return ngx.exit(429)
+                    end
+                end
+            }
+            proxy_pass http://stub;
+$PROXY        }
+    }
+END
+
+# G: aihub on the full path
+
+sub aihub_conf {
+    my ($name, $zone) = @_;
+    nginx_conf($name,
+        main => "load_module $MODULE;",
+        http => <<"END");
+$UPSTREAM
+    aihub_redis ${\ $t->redis_addr };
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:$zone;
+    aihub_provider mock url=http://stub/v1 key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%% backlog=4096;
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+$PROXY        }
+        location = /metrics {
+            aihub_metrics;
+        }
+    }
+END
+}
+
+aihub_conf('G', '16m');
+
+for my $n (qw(B0 B1 L G)) {
+    start_ngx($n, $SUT_CPU);
+}
+
+# aihub-worker drains while G runs
+$t->start_worker;
+pin($t->{procs}{worker}{pid}, $AUX_CPU);
+
+# Portkey, pinned to the SUT core, loopback only (preload.mjs)
+
+my $PK_PORT = Aihub::free_port();
+my $PK_DIR = "$BENCH/portkey/node_modules/\@portkey-ai/gateway";
+my $HAVE_PK = -f "$PK_DIR/build/start-server.js";
+
+if ($HAVE_PK && !$ENV{BENCH_NO_PORTKEY}) {
+    $t->spawn('portkey', [ 'taskset', '-c', $SUT_CPU, 'node',
+                           '--import', "$BENCH/portkey/preload.mjs",
+                           "$PK_DIR/build/start-server.js",
+                           "--port=$PK_PORT", '--headless' ],
+              env => { NODE_ENV => 'production',
+                       BENCH_LOOPBACK_ONLY => 1 },
+              out => $t->dir . '/portkey.log');
+    $t->wait_port('portkey', $PK_PORT, 30)
+        or die "portkey did not start:\n" . slurp($t->dir . '/portkey.log');
+    $NG{P} = { port => $PK_PORT, workers => [ $t->{procs}{portkey}{pid} ] };
+} else {
+    say("Portkey not installed or disabled: no P rows");
+}
+
+# --- sanity: every system answers what it should ------------------------
+
+sub curl {
+    my ($port, %o) = @_;
+    my @h;
+    push @h, '-H', "Authorization: Bearer $o{key}" if $o{key};
+    push @h, '-H', 'x-bench-stream: 1' if $o{stream};
+    if ($o{portkey}) {
+        push @h, '-H', 'x-portkey-provider: openai', '-H',
+                 "x-portkey-custom-host: http://127.0.0.1:$STUB/v1",
+                 '-H', 'Authorization: Bearer sk-bench-stub';
+    }
+    my $body = '{"model":"mock-basic","messages":[{"role":"user",'
+             . '"content":"hi"}]'
+             . ($o{stream} ? ',"stream":true,"stream_options":'
+                             . '{"include_usage":true}' : '') . '}';
+    my ($rc, $out) = $t->run_cmd([ 'curl', '-sS', '-o', $t->dir . '/curl.body',
+        '-w', '%{http_code}', '-H', 'Content-Type: application/json', @h,
+        '--data-binary', $body,
+        "http://127.0.0.1:$port/v1/chat/completions" ], timeout => 20);
+    return ($out, slurp($t->dir . '/curl.body'));
+}
+
+my %EXPECT = (B0 => 200, B1 => 200, G => 200, L => 200);
+my @checks = (
+    [ 'B0', $NG{B0}{port}, {}, 200 ],
+    [ 'B1', $NG{B1}{port}, {}, 200 ],
+    [ 'B1-stream', $NG{B1}{port}, { stream => 1 }, 200 ],
+    [ 'L', $NG{L}{port}, { key => $KEY }, 200 ],
+    [ 'L-401', $NG{L}{port}, { key => $BADKEY }, 401 ],
+    [ 'G', $NG{G}{port}, { key => $KEY }, 200 ],
+    [ 'G-stream', $NG{G}{port}, { key => $KEY, stream => 1 }, 200 ],
+    [ 'G-401', $NG{G}{port}, { key => $BADKEY }, 401 ],
+    [ 'G-429 (1st)', $NG{G}{port}, { key => $KEY429 }, 200 ],
+    [ 'G-429', $NG{G}{port}, { key => $KEY429 }, 429 ],
+    ($NG{P} ? [ 'P', $PK_PORT, { portkey => 1 }, 200 ] : ()),
+);
+
+my $G_CURL_OK = 0;
+
+for my $c (@checks) {
+    my ($name, $port, $o, $want) = @$c;
+    my ($code, $body) = curl($port, %$o);
+    logf("check $name: $code " . substr($body, 0, 300));
+    if ($code != $want) {
+        die "sanity check $name: HTTP $code, expected $want\n$body\n";
+    }
+    if ($want == 200 && $body !~ /"usage"/) {
+        die "sanity check $name: no usage in the answer\n$body\n";
+    }
+    $G_CURL_OK++ if $name =~ /^G/ && $code == 200;
+}
+say("sanity checks passed (", scalar @checks, ")");
+
+if ($ENV{BENCH_HOLD}) {
+    my %p = map { $_ => $NG{$_}{port} } grep { $NG{$_}{port} } keys %NG;
+    spew("$OUT/hold.env", join('', map { "PORT_$_=$p{$_}\n" } sort keys %p)
+         . "KEY=$KEY\nKEY429=$KEY429\nBADKEY=$BADKEY\nREDIS="
+         . $t->redis_port . "\nDIR=" . $t->dir . "\n"
+         . join('', map { "PID_$_=@{ $NG{$_}{workers} }\n" }
+                grep { $NG{$_}{workers} } sort keys %NG));
+    say("holding (BENCH_HOLD): $OUT/hold.env; kill -TERM $$ to stop");
+    $SIG{TERM} = $SIG{INT} = sub { $t->stop_all; exit 0 };
+    sleep 3600 while 1;
+}
+
+# --- measuring ----------------------------------------------------------
+
+sub proc_ticks {
+    my ($pid) = @_;
+    my $s = slurp("/proc/$pid/stat") or return 0;
+    $s =~ s/^.*\) //s;
+    my @f = split / /, $s;
+    return $f[11] + $f[12];    # utime + stime (fields 14, 15)
+}
+
+sub cpu_line {
+    my ($cpu) = @_;
+    for (split /\n/, slurp('/proc/stat')) {
+        next unless /^cpu$cpu /;
+        my @f = (split ' ')[1 .. 8];
+        my $idle = $f[3] + $f[4];
+        return (sum(@f) - $idle, sum(@f));
+    }
+    return (0, 0);
+}
+
+my @AUX = qw(redis mariadb worker);
+
+sub aux_ticks {
+    return map { my $p = $t->{procs}{$_};
+                 $p && !$p->{exited} ? proc_ticks($p->{pid}) : 0 } @AUX;
+}
+
+# one wrk run; returns a result hash
+sub wrk {
+    my (%o) = @_;
+
+    my $name = $o{name};
+    my $sys = $o{sys} // $name;
+    my $n = $NG{$sys} or die "no system $sys\n";
+    my $url = "http://127.0.0.1:$n->{port}/v1/chat/completions";
+    my %env = (BENCH_KEY => $o{key} // '', %{ $o{env} // {} });
+
+    my @sut = @{ $n->{workers} };
+    my $s0 = sum(map { proc_ticks($_) } @sut);
+    my @a0 = aux_ticks();
+    my ($b0, $t0) = cpu_line($SUT_CPU);
+
+    my ($rc, $out, $err) = $t->run_cmd(
+        [ 'taskset', '-c', $LOAD_CPU, 'wrk', '-t1', "-c$o{conns}",
+          "-d$o{dur}s", '--timeout', $sys eq 'P' ? '30s' : '5s',
+          '-s', "$BENCH/chat.lua", $url ],
+        env => \%env, timeout => $o{dur} + 60);
+
+    my $s1 = sum(map { proc_ticks($_) } @sut);
+    my @a1 = aux_ticks();
+    my ($b1, $t1) = cpu_line($SUT_CPU);
+
+    logf("wrk $name c=$o{conns} d=$o{dur}: $out$err");
+    my ($line) = $out =~ /^BENCH (.*)$/m
+        or die "wrk $name: no result (exit $rc)\n$out$err\n";
+    my %r = map { split /=/, $_, 2 } split ' ', $line;
+
+    my $req = $r{requests} || 1;
+    $r{name} = $name;
+    $r{conns} = $o{conns};
+    $r{rps} = $r{requests} / ($r{duration_us} / 1e6);
+    $r{cpu_us} = ($s1 - $s0) / $HZ * 1e6 / $req;
+    $r{core_us} = ($b1 - $b0) / $HZ * 1e6 / $req;
+    $r{core_busy} = ($t1 - $t0) ? ($b1 - $b0) / ($t1 - $t0) : 0;
+    for my $i (0 .. $#AUX) {
+        $r{"aux_$AUX[$i]"} = ($a1[$i] - $a0[$i]) / $HZ * 1e6 / $req;
+    }
+    $r{aux_us} = sum(map { $r{"aux_$_"} } @AUX);
+    $r{sockerr} = $r{connect} + $r{read} + $r{write} + $r{timeout};
+    $r{ok} = $r{requests} - $r{status};
+    $r{rate} = $o{rate} if $o{rate};
+
+    my $expect = $o{expect} // 200;
+
+    if ($r{requests} == 0) {
+        fail("$name c=$o{conns}: no requests completed");
+    } elsif ($expect == 200 && ($r{status} || $r{sockerr})) {
+        fail("$name c=$o{conns}: $r{status} non-2xx and $r{sockerr} socket"
+             . " errors in $r{requests} requests");
+    } elsif ($expect != 200 && $r{sockerr}) {
+        fail("$name c=$o{conns}: $r{sockerr} socket errors");
+    } elsif ($expect != 200 && $r{ok} > 1) {
+        fail("$name c=$o{conns}: $r{ok} answers were not $expect");
+    }
+
+    if ($sys eq 'G' || $sys eq 'Gmem') {
+        $o{count_ok} //= ($expect == 200);
+        if ($o{count_ok}) {
+            $main::G_OK += $r{ok};
+        } else {
+            $main::G_OK += $r{ok};    # the 1st G-429 request of a minute
+        }
+        $main::G_INFLIGHT += $o{conns};
+    }
+
+    logf(sprintf "  -> %.0f req/s, %.2f us/req SUT, %.2f us/req core, "
+         . "p50 %d p99 %d p999 %d, err %d/%d", $r{rps}, $r{cpu_us},
+         $r{core_us}, $r{p50}, $r{p99}, $r{p999}, $r{status}, $r{sockerr});
+
+    return \%r;
+}
+
+sub metrics {
+    my ($name) = @_;
+    my ($rc, $out) = $t->run_cmd([ 'curl', '-sS',
+        "http://127.0.0.1:$NG{$name}{port}/metrics" ], timeout => 10);
+    my %m;
+    for (split /\n/, $out) {
+        next if /^#/;
+        $m{$1} = $2 if /^(\S+)\s+(\S+)$/;
+    }
+    return \%m;
+}
+
+sub commandstats {
+    my $info = $t->redis('INFO', 'commandstats');
+    my %c;
+    while ($info =~ /^cmdstat_(\S+?):calls=(\d+),usec=(\d+)/mg) {
+        $c{$1} = { calls => $2, usec => $3 };
+    }
+    return \%c;
+}
+
+our $G_OK = 0;
+our $G_INFLIGHT = 0;
+
+# the closed-loop systems, in the order of each round
+my @SYS = (
+    [ 'B0',       sys => 'B0' ],
+    [ 'B1',       sys => 'B1' ],
+    [ 'G',        sys => 'G', key => $KEY ],
+    [ 'L',        sys => 'L', key => $KEY ],
+    ($NG{P} ? [ 'P', sys => 'P',
+                env => { BENCH_PORTKEY => "http://127.0.0.1:$STUB/v1" } ]
+            : ()),
+    [ 'B1-stream', sys => 'B1', env => { BENCH_STREAM => 1 } ],
+    [ 'G-stream', sys => 'G', key => $KEY, env => { BENCH_STREAM => 1 } ],
+    [ 'G-401',    sys => 'G', key => $BADKEY, expect => 401 ],
+    [ 'G-429',    sys => 'G', key => $KEY429, expect => 429 ],
+);
+@SYS = grep { !%ONLY || $ONLY{ $_->[0] } } @SYS;
+@SYS = () if $ENV{BENCH_DRAIN_ONLY};
+
+my %RES;    # "name|conns" -> [results]
+
+say("warm-up: ", join(' ', map { $_->[0] } @SYS), ", $C{warm}s each");
+for my $s (@SYS) {
+    my ($name, %o) = @$s;
+    wrk(name => $name, %o, conns => $C{conns}[0], dur => $C{warm});
+}
+
+for my $c (@{ $C{conns} }) {
+    for my $round (1 .. $C{rounds}) {
+        say("closed loop c=$c round $round/$C{rounds}");
+        for my $s (@SYS) {
+            my ($name, %o) = @$s;
+            push @{ $RES{"$name|$c"} },
+                 wrk(name => $name, %o, conns => $c, dur => $C{dur});
+        }
+    }
+}
+
+# --- fixed rate: half of B1's peak -----------------------------------
+
+sub med {
+    my @v = sort { $a <=> $b } @_;
+    return undef unless @v;
+    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+my $b1_peak = max(map { med(map { $_->{rps} } @{ $RES{"B1|$_"} // [] }) // 0 }
+                  @{ $C{conns} }) || 20000;
+my $g_peak = max(map { med(map { $_->{rps} } @{ $RES{"G|$_"} // [] }) // 0 }
+                 @{ $C{conns} }) || $b1_peak;
+my $RATE_CAPPED = $g_peak < $b1_peak;
+my $RATE = int(min($b1_peak, $g_peak) / 2 / 500) * 500 || 500;
+my $rc_ = $C{rate_conns};
+my $delay = $rc_ * 1000 / $RATE;
+
+my @RSYS = grep { $_->[0] =~ /^(B0|B1|G|L|B1-stream|G-stream)$/ } @SYS;
+my $RLABEL = "rate";
+
+say("fixed rate: ~$RATE req/s (half of " . ($RATE_CAPPED ? "G" : "B1")
+    . "'s peak; $rc_ connections, mean pause "
+    . sprintf('%.2f', $delay) . " ms)");
+for my $round (1 .. $C{rounds}) {
+    for my $s (@RSYS) {
+        my ($name, %o) = @$s;
+        my %env = (%{ $o{env} // {} }, BENCH_DELAY_MS => $delay);
+        push @{ $RES{"$name|$RLABEL"} },
+             wrk(name => $name, %o, env => \%env, conns => $rc_,
+                 dur => $C{dur}, rate => $RATE);
+    }
+}
+
+# --- profile G if it misses its CPU target ---------------------------
+
+sub agg {
+    my ($k) = @_;
+    my $l = $RES{$k} or return undef;
+    my %a = (n => scalar @$l);
+    for my $f (qw(rps cpu_us core_us aux_us aux_redis aux_mariadb aux_worker
+                  p50 p99 p999 core_busy)) {
+        my @v = map { $_->{$f} } @$l;
+        $a{$f} = med(@v);
+        $a{"${f}_min"} = min(@v);
+        $a{"${f}_max"} = max(@v);
+    }
+    $a{status} = sum(map { $_->{status} } @$l);
+    $a{sockerr} = sum(map { $_->{sockerr} } @$l);
+    $a{requests} = sum(map { $_->{requests} } @$l);
+    return \%a;
+}
+
+my $HEAD = $C{conns}[ @{ $C{conns} } > 1 ? 1 : 0 ];    # 64, or 32 quick
+my ($gA, $b1A) = (agg("G|$HEAD"), agg("B1|$HEAD"));
+my $PROFILE = '';
+
+if (!$ENV{BENCH_NO_PROFILE} && $gA && $b1A
+    && ($b1A->{cpu_us} / $gA->{cpu_us} < 0.85 || $ENV{BENCH_PROFILE}))
+{
+    say("G misses G/B1 >= 0.85 by CPU: perf record on the G worker");
+    my $pid = $NG{G}{workers}[0];
+    my $pd = "$OUT/perf-G.data";
+    $t->spawn('perf', [ 'perf', 'record', '-F', '2999', '-g', '-p', $pid,
+                        '-o', $pd ], out => $t->dir . '/perf.out');
+    sleep 1;
+    my $c0 = commandstats();
+    my $pr = wrk(name => 'G-profiled', sys => 'G', key => $KEY,
+                 conns => $HEAD, dur => $QUICK ? 5 : 10);
+    my $c1 = commandstats();
+    my $req = $pr->{requests} || 1;
+    my @cs;
+    for my $cmd (sort keys %$c1) {
+        my $dc = $c1->{$cmd}{calls} - ($c0->{$cmd}{calls} // 0);
+        my $du = $c1->{$cmd}{usec} - ($c0->{$cmd}{usec} // 0);
+        next unless $dc > 0;
+        push @cs, sprintf('%-12s %6.3f calls/req  %6.2f µs/call  %6.2f µs/req',
+                          $cmd, $dc / $req, $du / $dc, $du / $req);
+    }
+    $main::REDIS_CMDS = join "\n", "Redis commands during the profiled G "
+        . "run ($req requests, INFO commandstats; Redis on CPU $LOAD_CPU):",
+        @cs, sprintf('SUT %.1f µs/req; aux: Redis %.1f, MariaDB %.1f, '
+                     . 'aihub-worker %.1f µs/req', $pr->{cpu_us},
+                     $pr->{aux_redis}, $pr->{aux_mariadb},
+                     $pr->{aux_worker});
+    say($main::REDIS_CMDS);
+    $t->stop_proc('perf', signal => 'INT', grace => 30);
+    system("perf report -i $pd --no-children --percent-limit 0.7 --stdio "
+           . "--sort symbol,dso -g none 2>/dev/null > $OUT/perf-G.txt");
+    system("perf report -i $pd --children --percent-limit 2 --stdio "
+           . "--sort symbol -g none 2>/dev/null > $OUT/perf-G-children.txt");
+    $PROFILE = join "\n", grep { /%/ && !/^#/ }
+               split /\n/, slurp("$OUT/perf-G.txt");
+    my @top = (split /\n/, $PROFILE)[0 .. 24];
+    $PROFILE = join "\n", grep { defined } @top;
+    say("profile (self time, top 25):\n$PROFILE");
+}
+
+# --- usage events of the G runs: all in MariaDB -------------------------
+
+sub xinfo_added {
+    my $r = eval { $t->redis('XINFO', 'STREAM', 'aihub:usage') } or return 0;
+    my %h = @$r;
+    return $h{'entries-added'} // $h{length};
+}
+
+sub wait_drain {
+    my ($label) = @_;
+    my $added = xinfo_added();
+    my $rows;
+    my $t0 = time;
+    for (;;) {
+        $rows = $t->sql_value('SELECT COUNT(*) FROM usage_events');
+        last if $rows >= $added || time - $t0 > 180;
+        sleep 0.5;
+        $added = xinfo_added();
+    }
+    my $dead = eval { $t->redis('XLEN', 'aihub:usage:dead') } // 0;
+    say(sprintf "%s: %d events emitted, %d rows in usage_events, %d dead, "
+        . "%d G 2xx answers counted by wrk (+ <= %d in flight), drained in "
+        . "%.1fs", $label, $added, $rows, $dead, $G_OK + $G_CURL_OK,
+        $G_INFLIGHT, time - $t0);
+    fail("$label: $added events emitted but $rows in MariaDB")
+        if $rows != $added;
+    fail("$label: $dead events in the dead-letter stream") if $dead;
+    fail("$label: $added events < " . ($G_OK + $G_CURL_OK)
+         . " successful G requests") if $added < $G_OK + $G_CURL_OK;
+    fail("$label: $added events > successful + in-flight")
+        if $added > $G_OK + $G_CURL_OK + $G_INFLIGHT;
+    return ($added, $rows);
+}
+
+my ($EV_ADDED, $EV_ROWS) = wait_drain('events after the G runs');
+
+# --- memory: 1M requests over 100k keys, small zone ---------------------
+
+my %MEM;
+my @B62 = ("0" .. "9", "A" .. "Z", "a" .. "z");
+
+unless ($ENV{BENCH_NO_MEMORY} || $ENV{BENCH_DRAIN_ONLY}) {
+    stop_ngx('G');
+    aihub_conf('Gmem', $C{zone});
+    start_ngx('Gmem', $SUT_CPU);
+
+    say("memory: seeding $C{mem_keys} keys into Redis");
+    my @keys;
+    my $resp = '';
+    for my $i (1 .. $C{mem_keys}) {
+        my $random = join '', map { $B62[rand 62] } 1 .. 32;
+        my $crc = Compress::Zlib::crc32($random);
+        my $check = '';
+        for (1 .. 6) { $check = $B62[$crc % 62] . $check;
+                       $crc = int($crc / 62); }
+        my $k = "ai-hub-$random$check";
+        push @keys, $k;
+        $resp .= Aihub::resp_encode('HSET', 'aihub:key:' . sha256_hex($k),
+            account => $ACCOUNT, prefix => substr($k, 0, 15), plan => 'pro',
+            status => 'active', scopes => 'chat', expires => 0,
+            models => '*', included => 2000000000, overage => 1, rpm => 0,
+            tpm => 0, spend_cap => 0, max_tokens => 0, anchor => 0,
+            created => time);
+    }
+    die "crc32 mismatch\n" unless Aihub::make_key(substr($keys[0], 7, 32))
+                                  eq $keys[0];
+    spew($t->dir . '/seed.resp', $resp);
+    system("redis-cli -p " . $t->redis_port . " --pipe < " . $t->dir
+           . "/seed.resp > " . $t->dir . "/seed.out 2>&1") == 0
+        or die "redis-cli --pipe failed: " . slurp($t->dir . '/seed.out');
+    spew($t->dir . '/keys.txt', join("\n", @keys) . "\n");
+    spew($t->dir . '/keys-sample.txt',
+         join("\n", @keys[0 .. $C{mem_sample} - 1]) . "\n");
+
+    my $pid = $NG{Gmem}{workers}[0];
+    my $zone_kb = zone_kb($C{zone});
+    my %m0 = (rss => rss_kb($pid), zone => zone_rss_kb($pid, $zone_kb),
+              keys => metrics('Gmem')->{aihub_cache_keys} // 0);
+
+    # a few distinct keys (fit in the zone): bytes per cached key
+    my $r = wrk(name => 'Gmem-sample', sys => 'Gmem', conns => 8,
+                dur => 2, env => { BENCH_KEYS_FILE =>
+                                   $t->dir . '/keys-sample.txt' });
+    my %m1 = (rss => rss_kb($pid), zone => zone_rss_kb($pid, $zone_kb),
+              keys => metrics('Gmem')->{aihub_cache_keys} // 0);
+
+    say("memory: $C{mem_requests} requests over $C{mem_keys} keys, "
+        . "zone $C{zone}");
+    my $done = 0;
+    my $rate = $r->{rps} || 5000;
+    my @runs;
+    my $t0 = time;
+    while ($done < $C{mem_requests}) {
+        my $d = ceil(($C{mem_requests} - $done) / $rate);
+        $d = 30 if $d > 30;
+        $d = 1 if $d < 1;
+        my $x = wrk(name => 'Gmem', sys => 'Gmem', conns => 64, dur => $d,
+                    env => { BENCH_KEYS_FILE => $t->dir . '/keys.txt' });
+        push @runs, $x;
+        $done += $x->{requests};
+        $rate = $x->{rps} || $rate;
+    }
+    my $mm = metrics('Gmem');
+    my %m2 = (rss => rss_kb($pid), zone => zone_rss_kb($pid, $zone_kb),
+              keys => $mm->{aihub_cache_keys} // 0);
+    $MEM{zone_bytes} = $mm->{aihub_cache_zone_bytes};
+    $MEM{dropped} = $mm->{'aihub_usage_events_total{state="dropped"}'};
+    logf("Gmem metrics: ", join ' ', map { "$_=$mm->{$_}" } sort keys %$mm);
+    %MEM = (%MEM, m0 => \%m0, m1 => \%m1, m2 => \%m2, zone_kb => $zone_kb,
+            requests => $done, rps => $done / (time - $t0),
+            cpu_us => sum(map { $_->{cpu_us} * $_->{requests} } @runs)
+                      / $done,
+            p99 => med(map { $_->{p99} } @runs),
+            sample => $C{mem_sample},
+            per_key_pages => ($m1{zone} - $m0{zone}) * 1024 / $C{mem_sample},
+            per_key => $m2{keys} ? ($MEM{zone_bytes} // $zone_kb * 1024)
+                                   / $m2{keys} : 0);
+    say(sprintf "memory: RSS %d -> %d -> %d kB, zone touched %d -> %d -> %d"
+        . " kB of %d kB, keys cached %d -> %d -> %d, %.0f bytes per cached "
+        . "key (zone / keys when full)", $m0{rss}, $m1{rss},
+        $m2{rss}, $m0{zone}, $m1{zone}, $m2{zone}, $zone_kb, $m0{keys},
+        $m1{keys}, $m2{keys}, $MEM{per_key});
+    fail("memory: $MEM{dropped} usage events dropped") if $MEM{dropped};
+    fail("memory: zone grew beyond its size") if $m2{zone} > $zone_kb;
+
+    ($EV_ADDED, $EV_ROWS) = wait_drain('events after the memory run');
+}
+
+sub rss_kb {
+    my ($pid) = @_;
+    return (slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)/m)[0] // 0;
+}
+
+sub zone_kb {
+    my ($z) = @_;
+    my ($n, $u) = $z =~ /^(\d+)([km]?)$/i;
+    return $u =~ /m/i ? $n * 1024 : $u =~ /k/i ? $n : $n / 1024;
+}
+
+# Rss of the shared mappings of exactly the zone's size
+sub zone_rss_kb {
+    my ($pid, $kb) = @_;
+    my $sm = slurp("/proc/$pid/smaps");
+    my $tot = 0;
+    for my $blk (split /\n(?=[0-9a-f]+-[0-9a-f]+ )/, $sm) {
+        next unless $blk =~ /^\S+ rw-s .*(?:zero|SYSV)/;
+        my ($size) = $blk =~ /^Size:\s+(\d+) kB/m;
+        next unless $size && $size >= $kb && $size <= $kb + 8;
+        my ($rss) = $blk =~ /^Rss:\s+(\d+) kB/m;
+        $tot += $rss;
+    }
+    return $tot;
+}
+
+# --- worker drain vs a batched INSERT ------------------------------------
+
+my %DRAIN;
+
+unless ($ENV{BENCH_NO_DRAIN}) {
+    $t->stop_worker;
+    my $n = $C{drain_events};
+    say("drain: pre-filling $n events");
+    $t->sql_root('CREATE DATABASE IF NOT EXISTS aihub_drain '
+                 . 'CHARACTER SET utf8mb4');
+    $t->sql_root('CREATE DATABASE IF NOT EXISTS aihub_base '
+                 . 'CHARACTER SET utf8mb4');
+    my @fl = ('--redis', $t->redis_addr, '--redis-prefix', 'drain:',
+              '--mysql-socket', $t->mysql_socket, '--mysql-user', 'root');
+    for my $db (qw(aihub_drain aihub_base)) {
+        my ($rc, $o, $e) = $t->run_cmd([ $Aihub::WORKER, @fl,
+            '--mysql-db', $db, 'migrate', '--sql-dir', "$ROOT/sql" ],
+            timeout => 120);
+        die "migrate $db: $o$e\n" if $rc;
+    }
+
+    my $now = int(time * 1000);
+    my ($resp, $sql) = ('', '');
+    my @rows;
+    for my $i (1 .. $n) {
+        my $id = sprintf '%032x', $i;
+        substr($id, 0, 8) = sprintf '%08x', int rand 0xffffffff;
+        my $ev = sprintf '{"v":1,"id":"%s","ts":%d,"node":"bench",'
+            . '"account":%d,"key":"ai-hub-bench000","plan":"pro",'
+            . '"model":"mock-basic","provider":"mock","prompt_tokens":24,'
+            . '"completion_tokens":27,"total_tokens":51,"cost_micros":20,'
+            . '"status":200,"streamed":false,"aborted":false,'
+            . '"estimated":false,"latency_ms":1}', $id, $now + $i,
+            $ACCOUNT;
+        $resp .= Aihub::resp_encode('XADD', 'drain:usage', '*', 'event', $ev);
+        my $ts = strftime('%Y-%m-%d %H:%M:%S', gmtime(($now + $i) / 1000))
+                 . sprintf('.%03d', ($now + $i) % 1000);
+        push @rows, "('$id','$ts',$ACCOUNT,'ai-hub-bench000','pro',"
+                  . "'mock-basic','mock',24,27,51,20,200,0,0,0,1,'bench')";
+    }
+    for (my $i = 0; $i < @rows; $i += 500) {
+        my $e = min($i + 499, $#rows);
+        $sql .= 'INSERT INTO usage_events (event_id, ts, account, key_prefix,'
+              . ' plan, model, provider, prompt_tokens, completion_tokens,'
+              . ' total_tokens, cost_micros, status, streamed, aborted,'
+              . " estimated, latency_ms, node) VALUES\n"
+              . join(",\n", @rows[$i .. $e]) . ";\n";
+    }
+    spew($t->dir . '/drain.resp', $resp);
+    spew($t->dir . '/baseline.sql', $sql);
+    system("redis-cli -p " . $t->redis_port . " --pipe < " . $t->dir
+           . "/drain.resp > " . $t->dir . "/drain.out 2>&1") == 0
+        or die "redis-cli --pipe: " . slurp($t->dir . '/drain.out');
+
+    # aihub-worker run until every row is in
+    my $t0 = time;
+    my $my0 = proc_ticks($t->{procs}{mariadb}{pid});
+    my $rd0 = proc_ticks($t->{procs}{redis}{pid});
+    my $batch = $ENV{BENCH_DRAIN_BATCH};
+    $t->spawn('drainer', [ $Aihub::WORKER, @fl,
+                           '--mysql-db', 'aihub_drain', 'run',
+                           ($batch ? ('--batch', $batch) : ()) ],
+              out => $t->dir . '/drainer.log');
+    my $wpid = $t->{procs}{drainer}{pid};
+    my $wt = 0;
+    my $rows = 0;
+    while (time - $t0 < 300) {
+        $rows = ($t->sql_in('aihub_drain', 'SELECT COUNT(*) FROM usage_events'))[0][0] // 0;
+        $wt = proc_ticks($wpid) || $wt;
+        last if $rows >= $n;
+        sleep 0.1;
+    }
+    my $dt = time - $t0;
+    $wt = proc_ticks($wpid) || $wt;
+    my $my1 = proc_ticks($t->{procs}{mariadb}{pid});
+    my $rd1 = proc_ticks($t->{procs}{redis}{pid});
+    my %cpu_ev = (worker => $wt / $HZ * 1e6 / $n,
+                  mariadb => ($my1 - $my0) / $HZ * 1e6 / $n,
+                  redis => ($rd1 - $rd0) / $HZ * 1e6 / $n);
+    $t->stop_proc('drainer', grace => 10);
+    fail("drain: only $rows of $n events stored in 300 s") if $rows < $n;
+
+    # the baseline: the same rows, batched INSERTs of 500, autocommit
+    my $bm0 = proc_ticks($t->{procs}{mariadb}{pid});
+    my $b0 = time;
+    system("mariadb --no-defaults -uroot --socket=" . $t->mysql_socket
+           . " aihub_base < " . $t->dir . "/baseline.sql") == 0
+        or fail("baseline INSERT failed");
+    my $bt = time - $b0;
+    my $bcpu = (proc_ticks($t->{procs}{mariadb}{pid}) - $bm0) / $HZ * 1e6 / $n;
+    my $brows = ($t->sql_in('aihub_base', 'SELECT COUNT(*) FROM usage_events'))[0][0];
+    %DRAIN = (n => $n, worker_s => $dt, worker_eps => $rows / $dt,
+              base_s => $bt, base_eps => $brows / $bt, cpu => \%cpu_ev,
+              base_cpu => $bcpu, batch => $batch // 'default (500)');
+    say(sprintf "drain: aihub-worker %.0f events/s (%.1f s), batched INSERT"
+        . " %.0f rows/s (%.1f s), ratio %.2f; CPU µs/event: worker %.1f, "
+        . "MariaDB %.1f, Redis %.1f; baseline MariaDB %.1f",
+        $DRAIN{worker_eps}, $dt, $DRAIN{base_eps}, $bt,
+        $DRAIN{worker_eps} / $DRAIN{base_eps}, $cpu_ev{worker},
+        $cpu_ev{mariadb}, $cpu_ev{redis}, $bcpu);
+}
+
+# --- error logs ---------------------------------------------------------
+
+for my $name (sort keys %NG) {
+    next unless $NG{$name}{dir};
+    for (split /\n/, slurp("$NG{$name}{dir}/error.log")) {
+        fail("nginx $name error log: $_") if /\[(alert|crit|emerg)\]/;
+    }
+}
+
+# --- the table ------------------------------------------------------------
+
+my @md;
+my $when = strftime('%Y-%m-%d %H:%M UTC', gmtime);
+my $cpu = (grep { /^model name/ } split /\n/, slurp('/proc/cpuinfo'))[0]
+          // '';
+$cpu =~ s/^model name\s*:\s*//;
+my $kernel = `uname -r`; chomp $kernel;
+my $nver = `$NGINX -v 2>&1`; chomp $nver; $nver =~ s/^.*\///;
+
+push @md, "# aihub benchmark results", '',
+    "Run: $when, " . ($QUICK ? '**quick** (BENCH_QUICK=1)' : '**full**')
+    . " mode, `./build.sh bench`. Machine: " . `nproc` =~ s/\s+//r
+    . " cores, $cpu, Linux $kernel, nginx $nver (Debian), "
+    . "wrk 4.1 (1 thread). Load average before the run: $LOAD0, after: "
+    . (split ' ', slurp('/proc/loadavg'))[0]
+    . ($LOAD0 > 0.5 ? ' (**other work was running on this machine**: '
+       . 'req/s and latencies are disturbed; CPU µs/req of the SUT '
+       . 'process is the robust figure)' : '') . '.', '',
+    "Each system under test has one nginx worker (Portkey: one node "
+    . "process) pinned to CPU $SUT_CPU; wrk and the stub upstream run on "
+    . "CPU $LOAD_CPU, Redis, MariaDB and aihub-worker on CPU $AUX_CPU "
+    . "(BENCH_AUX_CPU). Closed loop: "
+    . "$C{rounds} interleaved rounds of $C{dur} s per connection count "
+    . "after a $C{warm} s warm-up; figures are medians over rounds, "
+    . "[min–max] where shown. **CPU µs/req** = utime+stime of the SUT "
+    . "process(es) from /proc/PID/stat over the run, divided by the "
+    . "requests wrk counted (the primary figure: CPU $LOAD_CPU saturates "
+    . "first, so req/s understates the differences); *core* = all busy "
+    . "time of CPU $SUT_CPU from /proc/stat (includes softirq/loopback "
+    . "work); *aux* = Redis + MariaDB + aihub-worker CPU per request "
+    . "(on CPU $AUX_CPU). Latencies from wrk, µs; wrk's timeout is 5 s "
+    . "(30 s for Portkey, whose p99 at 256 connections is seconds).", '';
+
+push @md, '| system | conns | req/s [min–max] | CPU µs/req [min–max] '
+    . '| core µs/req | aux µs/req (Redis/MariaDB/worker) | p50 | p99 '
+    . '| p99.9 | non-2xx '
+    . '| socket err |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
+
+my @order = map { $_->[0] } @SYS;
+
+for my $c (@{ $C{conns} }, $RLABEL) {
+    for my $name (@order) {
+        my $a = agg("$name|$c") or next;
+        my $exp = $name =~ /401|429/ ? ' (expected)' : '';
+        push @md, sprintf '| %s | %s | %s [%s–%s] | %.1f [%.1f–%.1f] | %.1f '
+            . '| %.1f (%.1f/%.1f/%.1f) | %d | %d | %d | %d%s | %d |',
+            $name, $c eq $RLABEL ? "$rc_ @ ~$RATE/s" : $c,
+            fmt_n($a->{rps}), fmt_n($a->{rps_min}), fmt_n($a->{rps_max}),
+            $a->{cpu_us}, $a->{cpu_us_min}, $a->{cpu_us_max},
+            $a->{core_us}, $a->{aux_us}, $a->{aux_redis}, $a->{aux_mariadb},
+            $a->{aux_worker}, $a->{p50}, $a->{p99}, $a->{p999},
+            $a->{status}, $exp, $a->{sockerr};
+    }
+}
+
+sub fmt_n { my $n = sprintf '%.0f', shift; 1 while $n =~ s/^(\d+)(\d{3})/$1,$2/; $n }
+
+# ratios
+
+my @TG;    # target lines
+
+sub ratio_row {
+    my ($num, $den, $c) = @_;
+    my ($x, $y) = (agg("$num|$c"), agg("$den|$c"));
+    return unless $x && $y;
+    return ($x->{rps} / $y->{rps}, $y->{cpu_us} / $x->{cpu_us});
+}
+
+push @md, '', '## Ratios (medians; by CPU = CPU/req of the other / CPU/req'
+    . ' of G, so higher is better for G)', '',
+    '| ratio | ' . join(' | ', map { "c=$_ req/s | c=$_ CPU" }
+                             @{ $C{conns} }) . ' |',
+    '|---|' . join('', map { '---:|---:|' } @{ $C{conns} });
+
+for my $p ([ 'G', 'B1' ], [ 'G', 'B0' ], [ 'G', 'L' ], [ 'G', 'P' ],
+           [ 'G-401', 'B0' ], [ 'G-429', 'B0' ], [ 'G-stream', 'B1-stream' ],
+           [ 'L', 'B1' ])
+{
+    my @cells;
+    for my $c (@{ $C{conns} }) {
+        my @r = ratio_row(@$p, $c);
+        push @cells, @r ? (sprintf('%.3f', $r[0]), sprintf('%.3f', $r[1]))
+                        : ('–', '–');
+    }
+    push @md, "| $p->[0] / $p->[1] | " . join(' | ', @cells) . ' |';
+}
+
+# added latency at the fixed rate
+
+my ($gr, $br) = (agg("G|$RLABEL"), agg("B1|$RLABEL"));
+my ($gsr, $bsr) = (agg("G-stream|$RLABEL"), agg("B1-stream|$RLABEL"));
+push @md, '', "## Added latency of G over B1 at ~$RATE req/s (half of "
+    . ($RATE_CAPPED ? sprintf("G's peak of %.0f req/s: half of B1's peak, "
+                              . "%.0f, would overload G", $g_peak,
+                              $b1_peak / 2)
+                    : "B1's peak")
+    . "; wrk with a randomised per-connection pause, $rc_ connections; "
+    . "the req/s column above shows the rate reached)",
+    '', '| pair | added p50 µs | added p99 µs | added p99.9 µs |',
+    '|---|---:|---:|---:|';
+for my $pp ([ 'G − B1', $gr, $br ], [ 'G-stream − B1-stream', $gsr, $bsr ]) {
+    my ($l, $x, $y) = @$pp;
+    next unless $x && $y;
+    push @md, sprintf '| %s | %d | %d | %d |', $l, $x->{p50} - $y->{p50},
+        $x->{p99} - $y->{p99}, $x->{p999} - $y->{p999};
+}
+
+# targets
+
+my $H = $HEAD;
+my @rG = ratio_row('G', 'B1', $H);
+my @rP = ratio_row('G', 'P', $H);
+my @r401 = ratio_row('G-401', 'B0', $H);
+my @r429 = ratio_row('G-429', 'B0', $H);
+
+sub tgt {
+    my ($what, $ok, $val) = @_;
+    push @TG, sprintf '| %s | %s | %s |', $what, $val,
+        !defined $ok ? 'n/a' : $ok ? 'met' : '**missed**';
+}
+
+tgt('G/B1 ≥ 0.85 by req/s', @rG ? $rG[0] >= 0.85 : undef,
+    @rG ? sprintf('%.3f', $rG[0]) : '–');
+tgt('G/B1 ≥ 0.85 by CPU/req', @rG ? $rG[1] >= 0.85 : undef,
+    @rG ? sprintf('%.3f', $rG[1]) : '–');
+tgt('added p50 ≤ 100 µs at half load', $gr && $br ? $gr->{p50} - $br->{p50}
+    <= 100 : undef, $gr && $br ? ($gr->{p50} - $br->{p50}) . ' µs' : '–');
+tgt('added p99 ≤ 500 µs at half load', $gr && $br ? $gr->{p99} - $br->{p99}
+    <= 500 : undef, $gr && $br ? ($gr->{p99} - $br->{p99}) . ' µs' : '–');
+tgt('G/P ≥ 40 (req/s)', @rP ? $rP[0] >= 40 : undef,
+    @rP ? sprintf('%.1f (CPU: %.1f)', @rP) : '–');
+tgt('G-401 ≥ 0.8 of B0 (req/s; CPU)', @r401 ? min(@r401) >= 0.8 : undef,
+    @r401 ? sprintf('%.3f; %.3f', @r401) : '–');
+tgt('G-429 ≥ 0.8 of B0 (req/s; CPU)', @r429 ? min(@r429) >= 0.8 : undef,
+    @r429 ? sprintf('%.3f; %.3f', @r429) : '–');
+tgt('streaming adds ≤ 1 ms p99 (G-stream − B1-stream, half load)',
+    $gsr && $bsr ? $gsr->{p99} - $bsr->{p99} <= 1000 : undef,
+    $gsr && $bsr ? ($gsr->{p99} - $bsr->{p99}) . ' µs' : '–');
+if (%DRAIN) {
+    tgt('worker drain ≥ 0.5 of batched INSERT',
+        $DRAIN{worker_eps} / $DRAIN{base_eps} >= 0.5,
+        sprintf('%.2f', $DRAIN{worker_eps} / $DRAIN{base_eps}));
+    tgt('worker drain ≥ 20,000 events/s', $DRAIN{worker_eps} >= 20000,
+        fmt_n($DRAIN{worker_eps}) . ' events/s');
+}
+
+push @md, '', "## Targets (issue 6; closed loop at c=$H)", '',
+    '| target | value | |', '|---|---:|---|', @TG;
+
+push @md, '', '## Usage events', '',
+    "$EV_ADDED usage events emitted by the G runs (XINFO entries-added), "
+    . "$EV_ROWS rows in usage_events after the drain; " . ($G_OK + $G_CURL_OK)
+    . " successful G answers counted by wrk/curl (wrk does not count the "
+    . "requests in flight when it stops, at most $G_INFLIGHT).";
+
+if (%DRAIN) {
+    push @md, '', '## Worker drain', '',
+        "| | events | seconds | events/s | CPU µs/event |",
+        '|---|---:|---:|---:|---|',
+        sprintf('| aihub-worker run, batch %s (pre-filled stream → MariaDB) '
+                . '| %d | %.2f | %s | worker %.1f, MariaDB %.1f, Redis %.1f |',
+                $DRAIN{batch}, $DRAIN{n}, $DRAIN{worker_s},
+                fmt_n($DRAIN{worker_eps}), $DRAIN{cpu}{worker},
+                $DRAIN{cpu}{mariadb}, $DRAIN{cpu}{redis}),
+        sprintf('| baseline: batched INSERT, 500 rows/statement, autocommit '
+                . '| %d | %.2f | %s | MariaDB %.1f |', $DRAIN{n},
+                $DRAIN{base_s}, fmt_n($DRAIN{base_eps}), $DRAIN{base_cpu});
+}
+
+if (%MEM) {
+    push @md, '', '## Memory (G, small cache zone)', '',
+        "$MEM{requests} requests over $C{mem_keys} distinct keys through "
+        . "`aihub_cache_zone aihub:$C{zone}` (so entries are evicted); "
+        . sprintf("%.0f req/s, %.1f CPU µs/req, p99 %d µs (misses go to "
+                  . "Redis).", $MEM{rps}, $MEM{cpu_us}, $MEM{p99}), '',
+        '| | worker RSS kB | zone pages touched kB (of '
+        . "$MEM{zone_kb}) | keys cached (aihub_metrics) |", '|---|---:|---:|---:|',
+        "| start | $MEM{m0}{rss} | $MEM{m0}{zone} | $MEM{m0}{keys} |",
+        "| after $MEM{sample} distinct keys | $MEM{m1}{rss} | $MEM{m1}{zone} "
+        . "| $MEM{m1}{keys} |",
+        "| after $MEM{requests} requests | $MEM{m2}{rss} | $MEM{m2}{zone} "
+        . "| $MEM{m2}{keys} |",
+        '', sprintf('Bytes per cached key: %.0f (zone size / keys cached '
+                    . 'once full); %.0f by pages touched for the first %d '
+                    . 'keys.', $MEM{per_key}, $MEM{per_key_pages},
+                    $MEM{sample});
+}
+
+if ($PROFILE) {
+    push @md, '', "## Profile of the G worker (perf, c=$H, self time)", '',
+        '```', $PROFILE, '```';
+}
+if ($main::REDIS_CMDS) {
+    push @md, '', '```', $main::REDIS_CMDS, '```';
+}
+
+if (@FAIL) {
+    push @md, '', '## FAILURES', '', map { "- $_" } @FAIL;
+}
+
+my $md = join("\n", @md) . "\n";
+spew("$OUT/RESULTS.md", $md);
+spew("$BENCH/RESULTS.md", $md) unless $ENV{BENCH_NO_RESULTS};
+print "\n$md\n";
+
+$t->stop_all;
+
+if (@FAIL) {
+    print STDERR "bench: FAILED:\n", map { "  $_\n" } @FAIL;
+    exit 1;
+}
+say("done");
+exit 0;
