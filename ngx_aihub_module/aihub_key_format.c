@@ -12,21 +12,36 @@ static const char  aihub_base62[] =
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 
+/* CRC-32 (IEEE, reflected), a byte at a time, table made on first use */
+
 static uint32_t
 aihub_crc32(const unsigned char *p, size_t len)
 {
-    size_t    i;
-    uint32_t  crc;
-    int       k;
+    size_t           i;
+    uint32_t         crc, c;
+    int              k, n;
+
+    static uint32_t  table[256];
+    static int       ready;
+
+    if (!ready) {
+        for (n = 0; n < 256; n++) {
+            c = (uint32_t) n;
+
+            for (k = 0; k < 8; k++) {
+                c = (c >> 1) ^ (0xedb88320 & (0 - (c & 1)));
+            }
+
+            table[n] = c;
+        }
+
+        ready = 1;
+    }
 
     crc = 0xffffffff;
 
     for (i = 0; i < len; i++) {
-        crc ^= p[i];
-
-        for (k = 0; k < 8; k++) {
-            crc = (crc >> 1) ^ (0xedb88320 & (0 - (crc & 1)));
-        }
+        crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
     }
 
     return crc ^ 0xffffffff;

@@ -5,7 +5,8 @@
  *          cache, else Redis
  *   CHECK  status, expiry, scope, which endpoint is asked for
  *   BODY   the JSON body, read without blocking and parsed once
- *   LIMIT  model access, per-request caps, the per-key rate limits
+ *   LIMIT  model access and per-request caps (the per-key rate limits
+ *          are checked in CHECK, before the body is read)
  *   QUOTA  the monthly call reserved in Redis (one round trip)
  *   PROXY  the body rewritten for the provider, its credential set
  *
@@ -16,6 +17,7 @@
 
 #include "ngx_http_aihub_module.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -27,6 +29,8 @@ static ngx_int_t ngx_http_aihub_step_check(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_step_limit(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_step_proxy(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_local_limit(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_uint_t ngx_http_aihub_endpoint(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_find_key(ngx_http_request_t *r,
@@ -44,7 +48,6 @@ static ngx_int_t ngx_http_aihub_verdict(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_aihub_access_handler(ngx_http_request_t *r)
 {
-    u_char                      rnd[AIHUB_EVENT_ID_LEN / 2];
     ngx_http_aihub_ctx_t       *ctx;
     ngx_http_aihub_loc_conf_t  *alcf;
 
@@ -79,11 +82,7 @@ ngx_http_aihub_access_handler(ngx_http_request_t *r)
     ctx->start_ms = ngx_http_aihub_now_ms();
     ctx->start_sec = ngx_time();
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_hex_dump(ctx->event_id, rnd, sizeof(rnd));
+    ngx_http_aihub_request_id(ctx->event_id);
 
     return ngx_http_aihub_continue(r, ctx);
 }
@@ -190,7 +189,7 @@ ngx_http_aihub_step_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    SHA256(key.data, key.len, ctx->key_bin);
+    ngx_http_aihub_sha256(ctx->key_bin, key.data, key.len);
     ngx_hex_dump(ctx->key_hash, ctx->key_bin, sizeof(ctx->key_bin));
 
     rc = ngx_http_aihub_cache_get(r, ctx->key_bin, &ctx->key);
@@ -553,6 +552,12 @@ ngx_http_aihub_step_check(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
             return NGX_OK;
         }
 
+        /* before the body: a key over its limit costs no parsing */
+
+        if (ngx_http_aihub_local_limit(r, ctx) != NGX_OK) {
+            return NGX_OK;
+        }
+
         ctx->step = NGX_HTTP_AIHUB_STEP_BODY;
         return NGX_OK;
 
@@ -618,9 +623,8 @@ ngx_http_aihub_endpoint(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aihub_step_limit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    u_char                     *msg;
-    ngx_http_aihub_model_t     *m, *copy;
-    ngx_http_aihub_loc_conf_t  *alcf;
+    u_char                  *msg;
+    ngx_http_aihub_model_t  *m, *copy;
 
     m = ngx_http_aihub_model_find(&ctx->model);
 
@@ -693,29 +697,47 @@ ngx_http_aihub_step_limit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
-
-    if (!alcf->global_rate_limit) {
-        (void) ngx_http_aihub_cache_limit(r, ctx->key_bin, &ctx->key,
-                                          &ctx->rl_requests, &ctx->rl_tokens);
-
-        if (!ctx->rl_requests.allowed || !ctx->rl_tokens.allowed) {
-            ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS,
-                                "requests", "rate_limit_exceeded",
-                                ctx->rl_requests.allowed
-                                ? "Rate limit reached for tokens per "
-                                  "minute. Please retry after the time in "
-                                  "Retry-After."
-                                : "Rate limit reached for requests per "
-                                  "minute. Please retry after the time in "
-                                  "Retry-After.");
-            return NGX_OK;
-        }
-    }
-
     ctx->step = NGX_HTTP_AIHUB_STEP_QUOTA;
 
     return NGX_OK;
+}
+
+
+/*
+ * The per-key rate limits kept in the shared zone (exact for this node).
+ * NGX_DECLINED: the key is over a limit, the verdict is given.  With
+ * "aihub_rate_limit global" the quota script applies the limit instead.
+ */
+
+static ngx_int_t
+ngx_http_aihub_local_limit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (alcf->global_rate_limit) {
+        return NGX_OK;
+    }
+
+    (void) ngx_http_aihub_cache_limit(r, ctx->key_bin, &ctx->key,
+                                      &ctx->rl_requests, &ctx->rl_tokens);
+
+    if (ctx->rl_requests.allowed && ctx->rl_tokens.allowed) {
+        /* given back if the request is refused later (verdict) */
+        ctx->rate_taken = (ctx->key.rec.rpm != 0);
+        return NGX_OK;
+    }
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS, "requests",
+                        "rate_limit_exceeded",
+                        ctx->rl_requests.allowed
+                        ? "Rate limit reached for tokens per minute. "
+                          "Please retry after the time in Retry-After."
+                        : "Rate limit reached for requests per minute. "
+                          "Please retry after the time in Retry-After.");
+
+    return NGX_DECLINED;
 }
 
 
@@ -766,10 +788,15 @@ ngx_http_aihub_verdict(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_DONE;
     }
 
-    /* a rejected request gives back what it reserved */
+    /* a rejected request gives back what it reserved or took */
 
     if (ctx->reserved) {
         ngx_http_aihub_quota_settle(r, ctx, 0);
+    }
+
+    if (ctx->rate_taken) {
+        ctx->rate_taken = 0;
+        ngx_http_aihub_cache_charge(r, ctx->key_bin, &ctx->key, 0, 1);
     }
 
     return ngx_http_aihub_finalize_error(r, ctx->rc, ctx->err_type,
@@ -817,4 +844,83 @@ ngx_http_aihub_time(ngx_http_request_t *r)
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
     return ngx_time() + amcf->time_offset;
+}
+
+
+/*
+ * Per worker process: the SHA-256 implementation fetched once (OpenSSL 3
+ * looks the algorithm up by name on every SHA256() call), and the random
+ * half of request ids.
+ */
+
+static EVP_MD       *ngx_http_aihub_md;
+static EVP_MD_CTX   *ngx_http_aihub_md_ctx;
+static u_char        ngx_http_aihub_id_salt[AIHUB_EVENT_ID_LEN / 2];
+static uint64_t      ngx_http_aihub_id_next;
+
+
+ngx_int_t
+ngx_http_aihub_auth_init_process(ngx_cycle_t *cycle)
+{
+    u_char  salt[AIHUB_EVENT_ID_LEN / 4];
+
+    ngx_http_aihub_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ngx_http_aihub_md_ctx = EVP_MD_CTX_new();
+
+    if (ngx_http_aihub_md == NULL || ngx_http_aihub_md_ctx == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "aihub: OpenSSL has no SHA-256");
+        return NGX_ERROR;
+    }
+
+    if (RAND_bytes(salt, sizeof(salt)) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "aihub: no random bytes for request ids");
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(ngx_http_aihub_id_salt, salt, sizeof(salt));
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_aihub_auth_exit_process(void)
+{
+    EVP_MD_CTX_free(ngx_http_aihub_md_ctx);
+    EVP_MD_free(ngx_http_aihub_md);
+    ngx_http_aihub_md_ctx = NULL;
+    ngx_http_aihub_md = NULL;
+}
+
+
+void
+ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len)
+{
+    unsigned int  n;
+
+    if (ngx_http_aihub_md_ctx == NULL
+        || EVP_DigestInit_ex2(ngx_http_aihub_md_ctx, ngx_http_aihub_md, NULL)
+           != 1
+        || EVP_DigestUpdate(ngx_http_aihub_md_ctx, src, len) != 1
+        || EVP_DigestFinal_ex(ngx_http_aihub_md_ctx, dst, &n) != 1)
+    {
+        SHA256(src, len, dst);
+    }
+}
+
+
+/*
+ * A request id, unique across nodes and restarts: 64 random bits drawn
+ * when the worker process started, then a 64-bit counter (32 hex digits,
+ * the usage event's id).
+ */
+
+void
+ngx_http_aihub_request_id(u_char *dst)
+{
+    dst = ngx_cpymem(dst, ngx_http_aihub_id_salt,
+                     sizeof(ngx_http_aihub_id_salt));
+    (void) ngx_sprintf(dst, "%016xL", ngx_http_aihub_id_next++);
 }

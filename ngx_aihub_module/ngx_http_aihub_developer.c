@@ -15,7 +15,6 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 
 static ngx_int_t ngx_http_aihub_dev_models(ngx_http_request_t *r,
@@ -623,7 +622,7 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
 
     } while (aihub_key_make(entropy, sizeof(entropy), key) != 0);
 
-    SHA256((u_char *) key, AIHUB_KEY_LEN, md);
+    ngx_http_aihub_sha256(md, (u_char *) key, AIHUB_KEY_LEN);
     ngx_hex_dump(hash, md, sizeof(md));
 
     hstr.data = hash;

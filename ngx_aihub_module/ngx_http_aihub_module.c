@@ -544,6 +544,10 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
     ngx_http_aihub_metrics_init_process(
         ngx_http_aihub_cache_metrics(amcf->shm_zone));
 
+    if (ngx_http_aihub_auth_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_aihub_provider_init_process(cycle, amcf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -584,6 +588,7 @@ ngx_http_aihub_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_aihub_redis_exit_process();
     ngx_http_aihub_usage_exit_process();
+    ngx_http_aihub_auth_exit_process();
 }
 
 

@@ -211,6 +211,7 @@ typedef struct {
     unsigned                      body_sync:1;
     unsigned                      reserved:1;   /* a quota call is held */
     unsigned                      overage_call:1;
+    unsigned                      rate_taken:1; /* a local rpm slot */
     unsigned                      from_stale:1; /* served failing open */
     unsigned                      include_usage:1; /* the client asked */
     unsigned                      stream_requested:1;
@@ -275,6 +276,10 @@ void ngx_http_aihub_resume(ngx_http_request_t *r);
 ngx_int_t ngx_http_aihub_continue(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 void ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key);
+ngx_int_t ngx_http_aihub_auth_init_process(ngx_cycle_t *cycle);
+void ngx_http_aihub_auth_exit_process(void);
+void ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len);
+void ngx_http_aihub_request_id(u_char *dst);
 ngx_int_t ngx_http_aihub_hex_decode(u_char *dst, u_char *src, size_t len);
 time_t ngx_http_aihub_time(ngx_http_request_t *r);
 
