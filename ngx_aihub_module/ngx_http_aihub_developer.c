@@ -32,6 +32,10 @@ static void ngx_http_aihub_dev_keys_done(ngx_http_request_t *r,
     redisReply *reply);
 static ngx_int_t ngx_http_aihub_dev_send_json(ngx_http_request_t *r,
     ngx_uint_t status, cJSON *json);
+static void ngx_http_aihub_dev_answer(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, cJSON *json);
+static void ngx_http_aihub_dev_failed(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_dev_no_store(ngx_http_request_t *r);
 static ngx_str_t *ngx_http_aihub_dev_key_name(ngx_http_request_t *r,
     const char *kind, ngx_str_t *id);
@@ -208,7 +212,6 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
     ngx_int_t              n;
     cJSON                 *root, *o;
     u_char                 buf[64], when[32];
-    ngx_connection_t      *c;
     ngx_http_aihub_ctx_t  *ctx;
 
     static const char  *fields[] = {
@@ -293,20 +296,12 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
     ngx_sprintf(buf, "%*s%Z", (size_t) 29, when);
     cJSON_AddStringToObject(root, "resets_at", (char *) buf);
 
-    ctx->state = NGX_HTTP_AIHUB_STATE_DONE;
-    ctx->rc = NGX_DONE;
-
-    c = r->connection;
-    (void) ngx_http_aihub_dev_send_json(r, NGX_HTTP_OK, root);
-    ngx_http_run_posted_requests(c);
+    ngx_http_aihub_dev_answer(r, ctx, NGX_HTTP_OK, root);
     return;
 
 failed:
 
-    ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",
-                        "internal_error", "The gateway failed to process "
-                        "the request.");
-    ngx_http_aihub_resume(r);
+    ngx_http_aihub_dev_failed(r, ctx);
 }
 
 
@@ -763,7 +758,6 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
     u_char                 buf[256];
     ngx_int_t              n;
     redisReply            *f;
-    ngx_connection_t      *c;
     ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
@@ -870,18 +864,37 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
         break;
     }
 
-    ctx->state = NGX_HTTP_AIHUB_STATE_DONE;
-    ctx->rc = NGX_DONE;
-
-    c = r->connection;
-    (void) ngx_http_aihub_dev_send_json(r, ctx->dev_op == 3
-                                           ? NGX_HTTP_CREATED : NGX_HTTP_OK,
-                                        root);
-    ngx_http_run_posted_requests(c);
+    ngx_http_aihub_dev_answer(r, ctx, ctx->dev_op == 3 ? NGX_HTTP_CREATED
+                                                       : NGX_HTTP_OK,
+                              root);
     return;
 
 failed:
 
+    ngx_http_aihub_dev_failed(r, ctx);
+}
+
+
+/* a Redis reply completed an endpoint: answer, outside the phases */
+
+static void
+ngx_http_aihub_dev_answer(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t status, cJSON *json)
+{
+    ngx_connection_t  *c;
+
+    ctx->state = NGX_HTTP_AIHUB_STATE_DONE;
+    ctx->rc = NGX_DONE;
+
+    c = r->connection;
+    (void) ngx_http_aihub_dev_send_json(r, status, json);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_aihub_dev_failed(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
     ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",
                         "internal_error", "The gateway failed to process "
                         "the request.");
