@@ -80,6 +80,8 @@ typedef struct {
     long long      dead_count;
     aw_entry_t    *entries;
     aw_rollup_t   *rollups;
+    unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
+    size_t         rollup_hash_size; /* a power of two, >= 2 * batch */
 } aw_drain_t;
 
 
@@ -409,16 +411,45 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
 
 
 static void
+aw_rollup_reset(aw_drain_t *d, size_t *nroll)
+{
+    *nroll = 0;
+    memset(d->rollup_hash, 0, d->rollup_hash_size * sizeof(unsigned));
+}
+
+
+/* adds the event to its (account, day, model) rollup; FNV-1a hashed */
+
+static void
 aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev)
 {
-    size_t        i;
-    aw_rollup_t  *ro;
-    char          day[11];
+    size_t          h, mask;
+    unsigned        idx;
+    aw_rollup_t    *ro;
+    char            day[11];
+    const char     *p;
+    unsigned long   fnv;
 
     aw_day_format(ev->ts_ms, day, sizeof(day));
 
-    for (i = 0; i < *nroll; i++) {
-        ro = &d->rollups[i];
+    fnv = 2166136261UL;
+    fnv = (fnv ^ (unsigned long) (ev->account & 0xffffffff)) * 16777619UL;
+    fnv = (fnv ^ (unsigned long) ((unsigned long long) ev->account >> 32))
+          * 16777619UL;
+
+    for (p = day; *p; p++) {
+        fnv = (fnv ^ (unsigned char) *p) * 16777619UL;
+    }
+
+    for (p = ev->model; *p; p++) {
+        fnv = (fnv ^ (unsigned char) *p) * 16777619UL;
+    }
+
+    mask = d->rollup_hash_size - 1;
+
+    for (h = fnv & mask; (idx = d->rollup_hash[h]) != 0; h = (h + 1) & mask)
+    {
+        ro = &d->rollups[idx - 1];
 
         if (ro->account == ev->account && strcmp(ro->day, day) == 0
             && strcmp(ro->model, ev->model) == 0)
@@ -427,21 +458,84 @@ aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev)
         }
     }
 
-    if (i == *nroll) {
+    if (idx == 0) {
         ro = &d->rollups[(*nroll)++];
         memset(ro, 0, sizeof(*ro));
         ro->account = ev->account;
         memcpy(ro->day, day, sizeof(day));
         ro->model = ev->model;
+        d->rollup_hash[h] = (unsigned) *nroll;
     }
 
-    ro = &d->rollups[i];
     ro->requests++;
     ro->calls += (ev->status >= 200 && ev->status < 300);
     ro->prompt_tokens += ev->prompt_tokens;
     ro->completion_tokens += ev->completion_tokens;
     ro->total_tokens += ev->total_tokens;
     ro->cost_micros += ev->cost_micros;
+}
+
+
+static int
+aw_rollup_cmp(const void *a, const void *b)
+{
+    const aw_rollup_t  *x = a, *y = b;
+    int                 c;
+
+    if (x->account != y->account) {
+        return x->account < y->account ? -1 : 1;
+    }
+
+    c = strcmp(x->day, y->day);
+
+    return c ? c : strcmp(x->model, y->model);
+}
+
+
+/*
+ * The rollups summed in C as one multi-row INSERT ... ON DUPLICATE KEY
+ * UPDATE, in key order (the same lock order in every worker).  Reuses q.
+ * 0: done; -1: MySQL failed (the caller rolls back).
+ */
+
+static int
+aw_rollup_apply(aw_drain_t *d, size_t nroll, aw_buf_t *q)
+{
+    size_t        i;
+    aw_rollup_t  *ro;
+
+    if (nroll == 0) {
+        return 0;
+    }
+
+    qsort(d->rollups, nroll, sizeof(aw_rollup_t), aw_rollup_cmp);
+
+    aw_buf_reset(q);
+    aw_buf_puts(q, "INSERT INTO usage_daily (account, day, model, "
+                "requests, calls, prompt_tokens, completion_tokens, "
+                "total_tokens, cost_micros) VALUES ");
+
+    for (i = 0; i < nroll; i++) {
+        ro = &d->rollups[i];
+        aw_buf_printf(q, "%s(%lld, '%s', ", i ? ", " : "", ro->account,
+                      ro->day);
+        aw_buf_sql_str(q, d->db, ro->model);
+        aw_buf_printf(q, ", %lld, %lld, %lld, %lld, %lld, %lld)",
+                      ro->requests, ro->calls, ro->prompt_tokens,
+                      ro->completion_tokens, ro->total_tokens,
+                      ro->cost_micros);
+    }
+
+    aw_buf_puts(q, " ON DUPLICATE KEY UPDATE "
+                "requests = requests + VALUES(requests), "
+                "calls = calls + VALUES(calls), "
+                "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
+                "completion_tokens = completion_tokens + "
+                "VALUES(completion_tokens), "
+                "total_tokens = total_tokens + VALUES(total_tokens), "
+                "cost_micros = cost_micros + VALUES(cost_micros)");
+
+    return mysql_real_query(d->db, q->data, q->len) == 0 ? 0 : -1;
 }
 
 
@@ -457,18 +551,22 @@ aw_drain_db_lost(aw_drain_t *d)
 
 
 /*
- * The batch as one multi-row INSERT IGNORE tagged with a random batch id;
- * the rows carrying the id are the new ones, and the rollups are summed
- * from them in SQL.  0: committed; 2: MySQL refused the statement (rolled
- * back: store row by row to find the event it refuses); -1: the
- * connection failed.
+ * The batch as one multi-row INSERT IGNORE tagged with a random batch id.
+ * When MySQL stored every valid event as sent (affected rows == valid
+ * events, no warnings: the normal case) the rollups are summed in C and
+ * applied with one multi-row upsert; otherwise (duplicates, or MySQL
+ * adjusted a value) the rows carrying the id are the new ones and the
+ * rollups are summed from them in SQL.  Either way each stored event is
+ * counted once, in the same transaction.  0: committed; 2: MySQL refused
+ * the statement (rolled back: store row by row to find the event it
+ * refuses); -1: the connection failed.
  */
 
 static int
 aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups)
 {
-    size_t               i, valid;
+    size_t               i, valid, nroll;
     aw_buf_t             q, ids;
     aw_entry_t          *en;
     char                 ts[32];
@@ -488,6 +586,7 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
 
     aw_buf_init(&q);
     aw_buf_init(&ids);
+    aw_rollup_reset(d, &nroll);
     aw_buf_puts(&q, "INSERT IGNORE INTO usage_events (event_id, ts, "
                 "account, key_prefix, plan, model, provider, prompt_tokens, "
                 "completion_tokens, total_tokens, cost_micros, status, "
@@ -520,8 +619,6 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
                       en->ev.estimated, en->ev.latency_ms);
         aw_buf_sql_str(&q, d->db, en->ev.node);
         aw_buf_printf(&q, ", %llu)", tag);
-
-        aw_buf_printf(&ids, "%s'%s'", valid ? ", " : "", en->ev.id);
         valid++;
     }
 
@@ -545,7 +642,35 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
         *dups = (long long) valid - *inserted;
     }
 
-    if (*inserted > 0) {
+    if (*inserted > 0 && *inserted == (long long) valid
+        && mysql_warning_count(d->db) == 0)
+    {
+        /* every valid event is a new row, stored as sent */
+
+        for (i = 0; i < n; i++) {
+            if (d->entries[i].reason == NULL) {
+                aw_rollup_add(d, &nroll, &d->entries[i].ev);
+            }
+        }
+
+        if (aw_rollup_apply(d, nroll, &q) != 0) {
+            aw_buf_free(&q);
+            aw_buf_free(&ids);
+            goto failed;
+        }
+
+    } else if (*inserted > 0) {
+        valid = 0;
+
+        for (i = 0; i < n; i++) {
+            en = &d->entries[i];
+
+            if (en->reason == NULL) {
+                aw_buf_printf(&ids, "%s'%s'", valid++ ? ", " : "",
+                              en->ev.id);
+            }
+        }
+
         aw_buf_reset(&q);
         aw_buf_printf(&q, "INSERT INTO usage_daily (account, day, model, "
                       "requests, calls, prompt_tokens, completion_tokens, "
@@ -603,11 +728,10 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
     size_t        i, nroll;
     aw_buf_t      q;
     aw_entry_t   *en;
-    aw_rollup_t  *ro;
     char          ts[32];
 
     *inserted = *dups = 0;
-    nroll = 0;
+    aw_rollup_reset(d, &nroll);
 
     if (mysql_query(d->db, "START TRANSACTION") != 0) {
         goto failed;
@@ -670,36 +794,9 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
         }
     }
 
-    if (nroll > 0) {
-        aw_buf_reset(&q);
-        aw_buf_puts(&q, "INSERT INTO usage_daily (account, day, model, "
-                    "requests, calls, prompt_tokens, completion_tokens, "
-                    "total_tokens, cost_micros) VALUES ");
-
-        for (i = 0; i < nroll; i++) {
-            ro = &d->rollups[i];
-            aw_buf_printf(&q, "%s(%lld, '%s', ", i ? ", " : "", ro->account,
-                          ro->day);
-            aw_buf_sql_str(&q, d->db, ro->model);
-            aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %lld, %lld)",
-                          ro->requests, ro->calls, ro->prompt_tokens,
-                          ro->completion_tokens, ro->total_tokens,
-                          ro->cost_micros);
-        }
-
-        aw_buf_puts(&q, " ON DUPLICATE KEY UPDATE "
-                    "requests = requests + VALUES(requests), "
-                    "calls = calls + VALUES(calls), "
-                    "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
-                    "completion_tokens = completion_tokens + "
-                    "VALUES(completion_tokens), "
-                    "total_tokens = total_tokens + VALUES(total_tokens), "
-                    "cost_micros = cost_micros + VALUES(cost_micros)");
-
-        if (mysql_real_query(d->db, q.data, q.len) != 0) {
-            aw_buf_free(&q);
-            goto failed;
-        }
+    if (aw_rollup_apply(d, nroll, &q) != 0) {
+        aw_buf_free(&q);
+        goto failed;
     }
 
     aw_buf_free(&q);
@@ -951,6 +1048,13 @@ aw_cmd_run(int argc, char **argv)
     d.entries = aw_xmalloc((size_t) d.batch * sizeof(aw_entry_t));
     d.rollups = aw_xmalloc((size_t) d.batch * sizeof(aw_rollup_t));
 
+    for (d.rollup_hash_size = 16;
+         d.rollup_hash_size < 2 * (size_t) d.batch;
+         d.rollup_hash_size *= 2)
+    { /* void */ }
+
+    d.rollup_hash = aw_xmalloc(d.rollup_hash_size * sizeof(unsigned));
+
     aw_log(AW_LOG_INFO, AW_NAME " started (batch %lld, block %lld ms, "
            "claim idle %lld ms)", d.batch, d.block_ms, d.claim_idle_ms);
 
@@ -1040,6 +1144,7 @@ aw_cmd_run(int argc, char **argv)
     aw_drain_db_lost(&d);
     free(d.entries);
     free(d.rollups);
+    free(d.rollup_hash);
 
     if (pidfile) {
         unlink(pidfile);
