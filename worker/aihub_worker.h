@@ -129,6 +129,7 @@ redisReply *aw_redis_argv(redisContext *c, int argc, const char **argv);
 int aw_sync_keys(MYSQL *db, redisContext *rc, const char *where);
 int aw_sync_models(MYSQL *db, redisContext *rc);
 int aw_sync_plans(MYSQL *db, redisContext *rc);
+int aw_sync_all(MYSQL *db, redisContext *rc);
 int aw_publish(redisContext *rc, const char *msg);
 int aw_sync_after_change(MYSQL *db, const char *where, const char *inval);
 

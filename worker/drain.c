@@ -1087,9 +1087,7 @@ aw_cmd_run(int argc, char **argv)
         /* Redis in step with MySQL at start (and after Redis came back) */
 
         if (!d.synced && d.db != NULL) {
-            if (aw_sync_keys(d.db, d.rc, NULL) >= 0
-                && aw_sync_models(d.db, d.rc) == 0
-                && aw_sync_plans(d.db, d.rc) == 0
+            if (aw_sync_all(d.db, d.rc) >= 0
                 && aw_publish(d.rc, "all") == 0)
             {
                 aw_log(AW_LOG_INFO, "key records, models and plans synced "

@@ -72,10 +72,9 @@ aw_cmd_rebuild(int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    keys = aw_sync_keys(db, r, NULL);
+    keys = aw_sync_all(db, r);
 
-    if (keys < 0 || aw_sync_models(db, r) != 0 || aw_sync_plans(db, r) != 0)
-    {
+    if (keys < 0) {
         goto done;
     }
 

@@ -349,6 +349,23 @@ static const char  aw_sync_usage[] =
     "publishes the invalidation \"all\".\n";
 
 
+/* every key record, model and plan; returns the number of keys or -1 */
+
+int
+aw_sync_all(MYSQL *db, redisContext *rc)
+{
+    int  n;
+
+    n = aw_sync_keys(db, rc, NULL);
+
+    if (n < 0 || aw_sync_models(db, rc) != 0 || aw_sync_plans(db, rc) != 0) {
+        return -1;
+    }
+
+    return n;
+}
+
+
 int
 aw_cmd_sync(int argc, char **argv)
 {
@@ -374,10 +391,9 @@ aw_cmd_sync(int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    n = aw_sync_keys(db, r, NULL);
+    n = aw_sync_all(db, r);
 
-    if (n >= 0 && aw_sync_models(db, r) == 0 && aw_sync_plans(db, r) == 0
-        && aw_publish(r, "all") == 0)
+    if (n >= 0 && aw_publish(r, "all") == 0)
     {
         printf("synced %d keys, models and plans to %s\n", n, aw_cfg.redis);
         rc = AW_EXIT_OK;
