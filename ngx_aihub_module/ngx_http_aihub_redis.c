@@ -64,6 +64,9 @@ static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
 static void ngx_http_aihub_redis_request_cleanup(void *data);
+static int ngx_http_aihub_redis_command(redisAsyncContext *ac,
+    redisCallbackFn *fn, void *data, int argc, const char **argv,
+    const size_t *argvlen);
 
 
 /* commands, and a second connection in subscribe mode */
@@ -517,8 +520,8 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
     call->timer.log = r->connection->log;
     call->timer.cancelable = 1;
 
-    if (redisAsyncCommandArgv(rd->ac, ngx_http_aihub_redis_reply, call,
-                              argc, argv, argvlen)
+    if (ngx_http_aihub_redis_command(rd->ac, ngx_http_aihub_redis_reply, call,
+                                     argc, argv, argvlen)
         != REDIS_OK)
     {
         ngx_free(call);
@@ -546,7 +549,7 @@ ngx_http_aihub_redis_send(redisCallbackFn *fn, void *data, int argc,
         return NGX_DECLINED;
     }
 
-    if (redisAsyncCommandArgv(rd->ac, fn, data, argc, argv, argvlen)
+    if (ngx_http_aihub_redis_command(rd->ac, fn, data, argc, argv, argvlen)
         != REDIS_OK)
     {
         return NGX_DECLINED;
@@ -635,4 +638,51 @@ ngx_http_aihub_redis_request_cleanup(void *data)
 
         ctx->call = NULL;
     }
+}
+
+
+/*
+ * The command in the Redis protocol, written into one buffer that this
+ * worker process reuses (hiredis copies it into its output buffer): the
+ * hot path then allocates nothing to format a command.
+ */
+
+static int
+ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
+    void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    int      i;
+    size_t   len;
+    u_char  *p;
+
+    static u_char  *buf;
+    static size_t   size;
+
+    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
+
+    for (i = 0; i < argc; i++) {
+        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
+    }
+
+    if (len > size) {
+        p = ngx_alloc(len, ngx_cycle->log);
+        if (p == NULL) {
+            return REDIS_ERR;
+        }
+
+        ngx_free(buf);
+        buf = p;
+        size = len;
+    }
+
+    p = ngx_sprintf(buf, "*%d\r\n", argc);
+
+    for (i = 0; i < argc; i++) {
+        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+
+    return redisAsyncFormattedCommand(ac, fn, data, (char *) buf, p - buf);
 }
