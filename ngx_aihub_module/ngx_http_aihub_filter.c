@@ -232,6 +232,11 @@ ngx_http_aihub_nginx_error(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         msg = "Unknown request URL.";
         break;
 
+    case NGX_HTTP_FORBIDDEN:
+        code = "forbidden";
+        msg = "The gateway's configuration does not allow this request.";
+        break;
+
     default:
         if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
             type = "server_error";
