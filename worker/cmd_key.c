@@ -273,7 +273,7 @@ aw_key_list(int argc, char **argv)
            "SCOPES", "CREATED", "EXPIRES", "REVOKED", "SOURCE", "LABEL");
 
     while ((row = mysql_fetch_row(res)) != NULL) {
-        printf("%s\xe2\x80\xa6%-3s %-8s %-11s %-19s %-19s %-19s %-6s %s\n",
+        printf("%s\xe2\x80\xa6%-4s %-8s %-11s %-19s %-19s %-19s %-6s %s\n",
                row[0], "", row[1], row[2], row[3], row[4], row[5], row[6],
                row[7]);
     }
