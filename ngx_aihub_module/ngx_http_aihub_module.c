@@ -291,7 +291,7 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 /*
  * "aihub_redis 127.0.0.1:6379", "aihub_redis unix:/run/redis.sock".  A host
  * name is resolved here, at configuration time, because hiredis would
- * resolve it with a blocking getaddrinfo() inside a worker process.
+ * resolve it with a blocking resolver call inside a worker process.
  */
 
 static char *
