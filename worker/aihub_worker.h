@@ -94,6 +94,15 @@ int aw_parse_int(const char *s, long long min, long long max,
 int aw_usage_error(const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* "aihub-worker GROUP COMMAND ...": the commands of a group, by name */
+typedef struct {
+    const char  *name;
+    int        (*run)(int argc, char **argv);
+} aw_subcmd_t;
+
+int aw_subcommand(int argc, char **argv, const char *group,
+    const char *usage, const aw_subcmd_t *cmds);
+
 
 /* db.c */
 

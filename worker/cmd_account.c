@@ -516,49 +516,33 @@ aw_account_override(int argc, char **argv)
 }
 
 
+static int
+aw_account_suspend(int argc, char **argv)
+{
+    return aw_account_status(argc, argv, "suspended");
+}
+
+
+static int
+aw_account_resume(int argc, char **argv)
+{
+    return aw_account_status(argc, argv, "active");
+}
+
+
 int
 aw_cmd_account(int argc, char **argv)
 {
-    if (argc < 1) {
-        fputs(aw_account_usage, stderr);
-        return AW_EXIT_USAGE;
-    }
+    static const aw_subcmd_t  cmds[] = {
+        { "create", aw_account_create_cmd },
+        { "show", aw_account_show },
+        { "list", aw_account_list },
+        { "plan", aw_account_plan },
+        { "override", aw_account_override },
+        { "suspend", aw_account_suspend },
+        { "resume", aw_account_resume },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fputs(aw_account_usage, stdout);
-        return AW_EXIT_OK;
-    }
-
-    if (strcmp(argv[0], "create") == 0) {
-        return aw_account_create_cmd(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "show") == 0) {
-        return aw_account_show(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "list") == 0) {
-        return aw_account_list(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "plan") == 0) {
-        return aw_account_plan(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "override") == 0) {
-        return aw_account_override(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "suspend") == 0) {
-        return aw_account_status(argc - 1, argv + 1, "suspended");
-    }
-
-    if (strcmp(argv[0], "resume") == 0) {
-        return aw_account_status(argc - 1, argv + 1, "active");
-    }
-
-    aw_usage_error(aw_account_usage, "unknown account command \"%s\"",
-                   argv[0]);
-
-    return AW_EXIT_USAGE;
+    return aw_subcommand(argc, argv, "account", aw_account_usage, cmds);
 }

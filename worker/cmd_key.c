@@ -396,29 +396,12 @@ done:
 int
 aw_cmd_key(int argc, char **argv)
 {
-    if (argc < 1) {
-        fputs(aw_key_usage, stderr);
-        return AW_EXIT_USAGE;
-    }
+    static const aw_subcmd_t  cmds[] = {
+        { "create", aw_key_create },
+        { "list", aw_key_list },
+        { "revoke", aw_key_revoke },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fputs(aw_key_usage, stdout);
-        return AW_EXIT_OK;
-    }
-
-    if (strcmp(argv[0], "create") == 0) {
-        return aw_key_create(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "list") == 0) {
-        return aw_key_list(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "revoke") == 0) {
-        return aw_key_revoke(argc - 1, argv + 1);
-    }
-
-    aw_usage_error(aw_key_usage, "unknown key command \"%s\"", argv[0]);
-
-    return AW_EXIT_USAGE;
+    return aw_subcommand(argc, argv, "key", aw_key_usage, cmds);
 }

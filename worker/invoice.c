@@ -1146,34 +1146,13 @@ aw_invoice_deliver(int argc, char **argv)
 int
 aw_cmd_invoice(int argc, char **argv)
 {
-    if (argc < 1) {
-        fputs(aw_invoice_usage, stderr);
-        return AW_EXIT_USAGE;
-    }
+    static const aw_subcmd_t  cmds[] = {
+        { "close", aw_invoice_close },
+        { "show", aw_invoice_show },
+        { "check", aw_invoice_check },
+        { "deliver", aw_invoice_deliver },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fputs(aw_invoice_usage, stdout);
-        return AW_EXIT_OK;
-    }
-
-    if (strcmp(argv[0], "close") == 0) {
-        return aw_invoice_close(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "show") == 0) {
-        return aw_invoice_show(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "check") == 0) {
-        return aw_invoice_check(argc - 1, argv + 1);
-    }
-
-    if (strcmp(argv[0], "deliver") == 0) {
-        return aw_invoice_deliver(argc - 1, argv + 1);
-    }
-
-    aw_usage_error(aw_invoice_usage, "unknown invoice command \"%s\"",
-                   argv[0]);
-
-    return AW_EXIT_USAGE;
+    return aw_subcommand(argc, argv, "invoice", aw_invoice_usage, cmds);
 }

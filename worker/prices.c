@@ -294,22 +294,10 @@ done:
 int
 aw_cmd_prices(int argc, char **argv)
 {
-    if (argc < 1) {
-        fputs(aw_prices_usage, stderr);
-        return AW_EXIT_USAGE;
-    }
+    static const aw_subcmd_t  cmds[] = {
+        { "sync", aw_prices_sync },
+        { NULL, NULL }
+    };
 
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fputs(aw_prices_usage, stdout);
-        return AW_EXIT_OK;
-    }
-
-    if (strcmp(argv[0], "sync") == 0) {
-        return aw_prices_sync(argc - 1, argv + 1);
-    }
-
-    aw_usage_error(aw_prices_usage, "unknown prices command \"%s\"",
-                   argv[0]);
-
-    return AW_EXIT_USAGE;
+    return aw_subcommand(argc, argv, "prices", aw_prices_usage, cmds);
 }
