@@ -139,6 +139,7 @@ int aw_sync_keys(MYSQL *db, redisContext *rc, const char *where);
 int aw_sync_models(MYSQL *db, redisContext *rc);
 int aw_sync_plans(MYSQL *db, redisContext *rc);
 int aw_sync_all(MYSQL *db, redisContext *rc);
+int aw_connect_both(MYSQL **db, redisContext **r);
 int aw_publish(redisContext *rc, const char *msg);
 int aw_sync_after_change(MYSQL *db, const char *where, const char *inval);
 

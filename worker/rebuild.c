@@ -59,14 +59,7 @@ aw_cmd_rebuild(int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
-        return AW_EXIT_FAIL;
-    }
-
-    r = aw_redis_connect(5000);
-    if (r == NULL) {
-        aw_db_close(db);
+    if (aw_connect_both(&db, &r) != 0) {
         return AW_EXIT_FAIL;
     }
 

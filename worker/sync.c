@@ -349,6 +349,26 @@ static const char  aw_sync_usage[] =
     "publishes the invalidation \"all\".\n";
 
 
+/* MySQL and Redis both, for the commands that copy one into the other */
+
+int
+aw_connect_both(MYSQL **db, redisContext **r)
+{
+    *db = aw_db_connect(1, 0);
+    if (*db == NULL) {
+        return -1;
+    }
+
+    *r = aw_redis_connect(5000);
+    if (*r == NULL) {
+        aw_db_close(*db);
+        return -1;
+    }
+
+    return 0;
+}
+
+
 /* every key record, model and plan; returns the number of keys or -1 */
 
 int
@@ -378,14 +398,7 @@ aw_cmd_sync(int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
-        return AW_EXIT_FAIL;
-    }
-
-    r = aw_redis_connect(3000);
-    if (r == NULL) {
-        aw_db_close(db);
+    if (aw_connect_both(&db, &r) != 0) {
         return AW_EXIT_FAIL;
     }
 
