@@ -550,6 +550,18 @@ aw_drain_db_lost(aw_drain_t *d)
 }
 
 
+/* MySQL refused the batch: the transaction is gone, nothing is ACKed */
+
+static int
+aw_drain_rolled_back(aw_drain_t *d)
+{
+    aw_log(AW_LOG_ERROR, "MySQL: %s (%u); batch rolled back, nothing ACKed",
+           mysql_error(d->db), mysql_errno(d->db));
+
+    return -1;
+}
+
+
 /*
  * The batch as one multi-row INSERT IGNORE tagged with a random batch id.
  * When MySQL stored every valid event as sent (affected rows == valid
@@ -708,10 +720,7 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
 
 failed:
 
-    aw_log(AW_LOG_ERROR, "MySQL: %s (%u); batch rolled back, nothing ACKed",
-           mysql_error(d->db), mysql_errno(d->db));
-
-    return -1;
+    return aw_drain_rolled_back(d);
 }
 
 
@@ -809,10 +818,7 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
 
 failed:
 
-    aw_log(AW_LOG_ERROR, "MySQL: %s (%u); batch rolled back, nothing ACKed",
-           mysql_error(d->db), mysql_errno(d->db));
-
-    return -1;
+    return aw_drain_rolled_back(d);
 }
 
 
