@@ -41,6 +41,8 @@ static ngx_str_t *ngx_http_aihub_dev_key_name(ngx_http_request_t *r,
     const char *kind, ngx_str_t *id);
 static void ngx_http_aihub_dev_unavailable(ngx_http_aihub_ctx_t *ctx,
     const char *message);
+static ngx_int_t ngx_http_aihub_dev_sent(ngx_http_aihub_ctx_t *ctx,
+    ngx_int_t rc, const char *unavailable);
 
 
 /* KEYS: caller's record, new record, account index, admin stream */
@@ -190,17 +192,8 @@ ngx_http_aihub_dev_usage(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     rc = ngx_http_aihub_redis_call(r, ngx_http_aihub_dev_usage_done,
                                    2, argv, argvlen);
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_aihub_dev_unavailable(ctx,
-            "Usage is not available right now. Please retry shortly.");
-        return NGX_OK;
-    }
-
-    return NGX_AGAIN;
+    return ngx_http_aihub_dev_sent(ctx, rc, "Usage is not available right "
+                                   "now. Please retry shortly.");
 }
 
 
@@ -440,17 +433,8 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
 sent:
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_aihub_dev_unavailable(ctx,
-            "API keys cannot be managed right now. Please retry shortly.");
-        return NGX_OK;
-    }
-
-    return NGX_AGAIN;
+    return ngx_http_aihub_dev_sent(ctx, rc, "API keys cannot be managed "
+                                   "right now. Please retry shortly.");
 }
 
 
@@ -1014,6 +998,21 @@ ngx_http_aihub_dev_key_name(ngx_http_request_t *r, const char *kind,
     }
 
     return s;
+}
+
+
+/* what a step returns once its Redis command went out (or could not) */
+
+static ngx_int_t
+ngx_http_aihub_dev_sent(ngx_http_aihub_ctx_t *ctx, ngx_int_t rc,
+    const char *unavailable)
+{
+    if (rc == NGX_DECLINED) {
+        ngx_http_aihub_dev_unavailable(ctx, unavailable);
+        return NGX_OK;
+    }
+
+    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
 }
 
 
