@@ -946,21 +946,8 @@ ngx_http_aihub_dev_send_json(ngx_http_request_t *r, ngx_uint_t status,
 static ngx_int_t
 ngx_http_aihub_dev_no_store(ngx_http_request_t *r)
 {
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
+    return ngx_http_aihub_add_header(r, "Cache-Control", (u_char *) "no-store",
+                                     sizeof("no-store") - 1);
 }
 
 

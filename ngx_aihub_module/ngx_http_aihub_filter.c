@@ -21,8 +21,6 @@ static ngx_int_t ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_rate_headers(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-static ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r,
-    const char *name, u_char *value, size_t len);
 static void ngx_http_aihub_hide_header(ngx_http_request_t *r,
     const char *name);
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
@@ -330,7 +328,7 @@ ngx_http_aihub_rate_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
     u_char *value, size_t len)
 {

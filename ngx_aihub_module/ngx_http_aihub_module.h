@@ -379,6 +379,8 @@ ngx_int_t ngx_http_aihub_add_variables(ngx_conf_t *cf);
 /* ngx_http_aihub_filter.c */
 
 ngx_int_t ngx_http_aihub_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len);
 
 /* ngx_http_aihub_usage.c */
 
