@@ -75,8 +75,42 @@
 #define AIHUB_RK_PERIOD              "period:"
 #define AIHUB_RK_ACCOUNT_KEYS        "account-keys:"
 #define AIHUB_RK_ADMIN               "admin"
+#define AIHUB_RK_PLAN                "plan:"
+#define AIHUB_RK_RATE                "rl:"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
+
+/* messages on the invalidation channel: a prefix + id, or a whole word */
+#define AIHUB_INV_KEY                "key:"         /* + sha256hex */
+#define AIHUB_INV_ACCOUNT            "account:"     /* + account id */
+#define AIHUB_INV_MODELS             "models"
+#define AIHUB_INV_ALL                "all"
+
+/* fields of the model record HASH (model:<public id>) */
+#define AIHUB_MF_PROVIDER    "provider"
+#define AIHUB_MF_UPSTREAM    "upstream"
+#define AIHUB_MF_TIER        "tier"
+#define AIHUB_MF_PRICE_IN    "price_in"     /* micro-dollars per 1M tokens */
+#define AIHUB_MF_PRICE_OUT   "price_out"
+
+/* fields of the plan record HASH (plan:<name>) */
+#define AIHUB_PF_BASE_FEE    "base_fee_cents"
+#define AIHUB_PF_INCLUDED    "included"
+#define AIHUB_PF_HARD_QUOTA  "hard_quota"
+#define AIHUB_PF_OVERAGE     "overage"
+#define AIHUB_PF_RPM         "rpm"
+#define AIHUB_PF_TPM         "tpm"
+#define AIHUB_PF_MAX_TOKENS  "max_tokens"
+#define AIHUB_PF_MODEL_TIER  "model_tier"
+#define AIHUB_PF_PRIORITY    "priority"
+
+/* fields of the period counter HASH (period:<account>:<YYYYMMDD>) */
+#define AIHUB_CF_CALLS       "calls"
+#define AIHUB_CF_PROMPT      "prompt"
+#define AIHUB_CF_COMPLETION  "completion"
+#define AIHUB_CF_TOTAL       "total"
+#define AIHUB_CF_COST        "cost"         /* micro-dollars */
+#define AIHUB_CF_OVERAGE     "overage"      /* micro-dollars */
 
 /* fields of the key record HASH */
 #define AIHUB_KF_ACCOUNT     "account"      /* account id (decimal) */
@@ -127,6 +161,26 @@
 
 #define AIHUB_EVENT_VERSION  1
 #define AIHUB_EVENT_ID_LEN   32
+
+/* the event's member names, as the module writes and the worker reads them */
+#define AIHUB_EV_V                  "v"
+#define AIHUB_EV_ID                 "id"
+#define AIHUB_EV_TS                 "ts"
+#define AIHUB_EV_NODE               "node"
+#define AIHUB_EV_ACCOUNT            "account"
+#define AIHUB_EV_KEY                "key"
+#define AIHUB_EV_PLAN               "plan"
+#define AIHUB_EV_MODEL              "model"
+#define AIHUB_EV_PROVIDER           "provider"
+#define AIHUB_EV_PROMPT_TOKENS      "prompt_tokens"
+#define AIHUB_EV_COMPLETION_TOKENS  "completion_tokens"
+#define AIHUB_EV_TOTAL_TOKENS       "total_tokens"
+#define AIHUB_EV_COST_MICROS        "cost_micros"
+#define AIHUB_EV_STATUS             "status"
+#define AIHUB_EV_STREAMED           "streamed"
+#define AIHUB_EV_ABORTED            "aborted"
+#define AIHUB_EV_ESTIMATED          "estimated"
+#define AIHUB_EV_LATENCY_MS         "latency_ms"
 
 
 /* key format helpers (aihub_key_format.c) */

@@ -11,6 +11,7 @@
  */
 
 #include "ngx_http_aihub_module.h"
+#include "aihub_money.h"
 
 #include <openssl/sha.h>
 
@@ -481,15 +482,11 @@ ngx_http_aihub_settled(redisAsyncContext *ac, void *reply, void *privdata)
 int64_t
 ngx_http_aihub_cost(ngx_http_aihub_model_t *m, ngx_http_aihub_tokens_t *t)
 {
-    uint64_t  prompt, output;
-
     if (m == NULL) {
         return 0;
     }
 
-    prompt = (uint64_t) t->prompt;
-    output = (uint64_t) (t->total - t->prompt);
-
-    return (int64_t) ((prompt * m->price_in + output * m->price_out
-                       + 500000) / 1000000);
+    return aihub_money_call_micros((uint64_t) t->prompt,
+                                   (uint64_t) (t->total - t->prompt),
+                                   m->price_in, m->price_out);
 }
