@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <time.h>
 
+#include "aihub_money.h"
 #include "aihub_protocol.h"
 
 
@@ -181,12 +182,27 @@ void aw_period_of(time_t t, char *out, size_t size);
 void aw_period_prev(const char *s, char *out, size_t size);
 
 
-/* money.c (pure) */
+/*
+ * money.c: money strings (pure).  The cost rule is aihub_money.c's; the
+ * two inline names below are the worker's spelling of it (its unit test
+ * checks the rule through them), not a second rule.
+ */
 
-long long aw_money_line_cents(long long prompt_tokens,
-    long long completion_tokens, long long price_in_micros,
-    long long price_out_micros);
-long long aw_money_micros_to_cents(long long micros);
+static inline long long
+aw_money_line_cents(long long prompt_tokens, long long completion_tokens,
+    long long price_in_micros, long long price_out_micros)
+{
+    return aihub_money_line_cents(prompt_tokens, completion_tokens,
+                                  price_in_micros, price_out_micros);
+}
+
+
+static inline long long
+aw_money_micros_to_cents(long long micros)
+{
+    return aihub_money_micros_to_cents(micros);
+}
+
 void aw_money_format(long long cents, char *out, size_t size);
 int aw_money_cents_parse(const char *s, long long *cents);
 int aw_money_price_per_token(const char *s, long long *micros_per_m);

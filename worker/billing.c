@@ -2,7 +2,7 @@
  * Billing arithmetic for one account and one period (pure): successful
  * calls are fed in time order; the calls beyond the included allowance
  * whose plan allows overage are summed per (model, price) line; each line
- * is rounded once, to cents, half up (money.c).
+ * is rounded once, to cents, half up (aihub_money.c).
  */
 
 #include <stdio.h>
@@ -108,7 +108,7 @@ aw_billing_finish(aw_billing_t *b)
     total = 0;
 
     for (i = 0; i < b->nlines; i++) {
-        b->lines[i].amount_cents = aw_money_line_cents(
+        b->lines[i].amount_cents = aihub_money_line_cents(
             b->lines[i].prompt_tokens, b->lines[i].completion_tokens,
             b->lines[i].price_in, b->lines[i].price_out);
         total += b->lines[i].amount_cents;

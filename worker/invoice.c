@@ -325,7 +325,7 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
 
     aw_billing_free(&b);
 
-    cap_cents = aw_money_micros_to_cents(cap_micros);
+    cap_cents = aihub_money_micros_to_cents(cap_micros);
 
     if (cap_micros > 0 && over > cap_cents) {
         l = aw_invoice_add(inv, "adjustment");

@@ -1,52 +1,14 @@
 /*
- * Money: integers only.  Prices are micro-dollars per million tokens;
- * per-event costs are micro-dollars; invoices are cents.  An invoice line
- * sums its tokens first and rounds once, to cents, half up.
+ * Money strings: cents to "12.34" and back, a provider's dollars per token
+ * to micro-dollars per million tokens.  Integers only.  The cost rule
+ * itself (tokens x prices -> micro-dollars, cents) is aihub_money.c's,
+ * shared with the module.
  */
 
 #include <stdio.h>
 #include <string.h>
 
 #include "aihub_worker.h"
-
-
-/*
- * cents = (prompt * price_in + completion * price_out) / 10^6 tokens
- *         / 10^4 micro-dollars per cent, rounded half up.  128-bit
- *         intermediate: 10^12 tokens at 10^9 micros/M do not overflow.
- */
-
-long long
-aw_money_line_cents(long long prompt_tokens, long long completion_tokens,
-    long long price_in_micros, long long price_out_micros)
-{
-    __int128  num, q;
-
-    num = (__int128) prompt_tokens * price_in_micros
-          + (__int128) completion_tokens * price_out_micros;
-
-    if (num >= 0) {
-        q = (num + 5000000000LL) / 10000000000LL;
-
-    } else {
-        q = -((-num + 5000000000LL) / 10000000000LL);
-    }
-
-    return (long long) q;
-}
-
-
-/* micro-dollars to cents, half up (away from zero for negatives) */
-
-long long
-aw_money_micros_to_cents(long long micros)
-{
-    if (micros >= 0) {
-        return (micros + 5000) / 10000;
-    }
-
-    return -((-micros + 5000) / 10000);
-}
 
 
 /* "12.34", "-0.05" */

@@ -1,12 +1,15 @@
 /*
- * Billing periods: calendar months in UTC, named "YYYY-MM".  A period is
- * [start, end) in unix seconds.  Pure functions.
+ * Invoice periods as the worker names them: calendar months in UTC,
+ * "YYYY-MM", [start, end) in unix seconds.  The calendar arithmetic is
+ * aihub_period.c's; this file only reads and writes the month names.
+ * Pure functions.
  */
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "aihub_period.h"
 #include "aihub_worker.h"
 
 
@@ -15,11 +18,11 @@ aw_period_parse(const char *s, int *year, int *month)
 {
     int  i;
 
-    if (s == NULL || strlen(s) != 7 || s[4] != '-') {
+    if (s == NULL || strlen(s) != AIHUB_PERIOD_MONTH_LEN || s[4] != '-') {
         return -1;
     }
 
-    for (i = 0; i < 7; i++) {
+    for (i = 0; i < AIHUB_PERIOD_MONTH_LEN; i++) {
         if (i != 4 && (s[i] < '0' || s[i] > '9')) {
             return -1;
         }
@@ -37,32 +40,21 @@ aw_period_parse(const char *s, int *year, int *month)
 }
 
 
-static time_t
-aw_month_start(int year, int month)
-{
-    struct tm  tm;
-
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = year - 1900;
-    tm.tm_mon = month - 1;
-    tm.tm_mday = 1;
-
-    return timegm(&tm);
-}
-
-
 int
 aw_period_bounds(const char *s, time_t *start, time_t *end)
 {
-    int  year, month;
+    int      year, month;
+    int64_t  s64, e64;
 
     if (aw_period_parse(s, &year, &month) != 0) {
         return -1;
     }
 
-    *start = aw_month_start(year, month);
-    *end = month == 12 ? aw_month_start(year + 1, 1)
-                       : aw_month_start(year, month + 1);
+    aihub_period_calendar(aihub_days_from_civil(year, (unsigned) month, 1)
+                          * 86400, &s64, &e64);
+
+    *start = (time_t) s64;
+    *end = (time_t) e64;
 
     return 0;
 }
@@ -71,27 +63,22 @@ aw_period_bounds(const char *s, time_t *start, time_t *end)
 void
 aw_period_of(time_t t, char *out, size_t size)
 {
-    struct tm  tm;
+    char  month[AIHUB_PERIOD_MONTH_LEN + 1];
 
-    gmtime_r(&t, &tm);
-    snprintf(out, size, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    aihub_period_month(t, month);
+    snprintf(out, size, "%s", month);
 }
 
 
 void
 aw_period_prev(const char *s, char *out, size_t size)
 {
-    int  year, month;
+    time_t  start, end;
 
-    if (aw_period_parse(s, &year, &month) != 0) {
+    if (aw_period_bounds(s, &start, &end) != 0) {
         snprintf(out, size, "%s", "");
         return;
     }
 
-    if (--month == 0) {
-        month = 12;
-        year--;
-    }
-
-    snprintf(out, size, "%04d-%02d", year, month);
+    aw_period_of(start - 1, out, size);
 }

@@ -16,6 +16,7 @@
 #include <hiredis/hiredis.h>
 #include <mysql.h>
 
+#include "aihub_period.h"
 #include "aihub_worker.h"
 
 
@@ -44,9 +45,9 @@ aw_cmd_rebuild(int argc, char **argv)
 {
     int            rc, npos, keys;
     long long      counters, account, calls, included, overage;
-    time_t         now, start, end;
-    char           period[8], id[16], key[128], over[32];
-    struct tm      tm;
+    int64_t        start, end;
+    char           id[AIHUB_PERIOD_ID_LEN + 1], key[128], over[32];
+    char           period[AIHUB_PERIOD_MONTH_LEN + 1];
     MYSQL         *db;
     MYSQL_RES     *res;
     MYSQL_ROW      row;
@@ -73,11 +74,9 @@ aw_cmd_rebuild(int argc, char **argv)
 
     /* the current calendar month: key anchors are month starts */
 
-    now = time(NULL);
-    aw_period_of(now, period, sizeof(period));
-    aw_period_bounds(period, &start, &end);
-    gmtime_r(&start, &tm);
-    strftime(id, sizeof(id), "%Y%m%d", &tm);
+    aihub_period_calendar(time(NULL), &start, &end);
+    aihub_period_id(start, id);
+    aihub_period_month(start, period);
 
     res = aw_db_query(db, "SELECT account, COUNT(*), SUM(prompt_tokens), "
                       "SUM(completion_tokens), SUM(total_tokens), "
