@@ -271,8 +271,11 @@ int aw_admin_drain(redisContext *rc, MYSQL *db, const char *consumer,
     int *pending);
 
 
-/* invoice.c, used by the close and check commands and the webhook */
-int aw_webhook_deliver(MYSQL *db, const char *period);
+/* webhook.c: POSTs one rendered invoice; 0 once delivered */
+int aw_webhook_send(MYSQL *db, long long id, const char *body);
+
+/* invoice.c */
+int aw_invoice_deliver_all(MYSQL *db, const char *period);
 long long aw_account_allowance(MYSQL *db, long long account, time_t start,
     time_t end);
 

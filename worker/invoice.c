@@ -130,42 +130,33 @@ aw_account_allowance(MYSQL *db, long long account, time_t start, time_t end)
 }
 
 
-/*
- * Computes the invoice of one account for one period from usage_events.
- * which: AW_EVENTS_ALL, AW_EVENTS_BILLED, or an invoice id (its events).
- * Returns 0, 1 if the account had no subscription in the period, -1.
- */
+/* the overage rule of each plan name, with the account's override */
 
-static int
-aw_invoice_compute(MYSQL *db, long long account, const char *period,
-    long long which, aw_invoice_t *inv)
-{
-    time_t        start, end;
-    MYSQL_RES    *res;
-    MYSQL_ROW     row;
-    aw_line_t    *l;
-    aw_billing_t  b;
-    long long     seen[16], cap_micros, over, cap_cents;
-    size_t        nseen, i, nplans;
-    char          filter[64], money[32];
+typedef struct {
     struct {
         char  name[33];
         int   overage;
-    }             plans[32];
+    }           plans[32];
+    size_t      nplans;
+    long long   cap_micros;
+} aw_rules_t;
 
-    memset(inv, 0, sizeof(*inv));
-    inv->account = account;
 
-    if (aw_period_bounds(period, &start, &end) != 0) {
-        return -1;
-    }
+/*
+ * Plans in force during [start, end): one base line per plan (its fee, or
+ * the account's contract price).  Returns how many, or -1.
+ */
 
-    /* plans in force during the period: the allowance and base fees */
-
-    inv->included = aw_account_allowance(db, account, start, end);
-    if (inv->included < 0) {
-        return -1;
-    }
+static int
+aw_invoice_base(MYSQL *db, aw_invoice_t *inv, const char *period,
+    time_t start, time_t end)
+{
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+    aw_line_t  *l;
+    long long   seen[16], id, fee;
+    size_t      nseen, i;
+    char        money[32];
 
     res = aw_db_query(db, "SELECT p.id, p.name, "
                       "IFNULL(o.base_fee_cents, p.base_fee_cents) "
@@ -174,7 +165,7 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
                       "s.account WHERE s.account = %lld AND s.started_at < "
                       "FROM_UNIXTIME(%lld) AND (s.ended_at IS NULL OR "
                       "s.ended_at > FROM_UNIXTIME(%lld)) "
-                      "ORDER BY s.started_at, s.id", account,
+                      "ORDER BY s.started_at, s.id", inv->account,
                       (long long) end, (long long) start);
     if (res == NULL) {
         return -1;
@@ -183,8 +174,6 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
     nseen = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL) {
-        long long  id, fee;
-
         id = strtoll(row[0], NULL, 10);
         fee = strtoll(row[2], NULL, 10);
 
@@ -211,31 +200,79 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
 
     mysql_free_result(res);
 
-    if (nseen == 0) {
-        return 1;
-    }
+    return (int) nseen;
+}
 
-    /* overage policy per plan name, with the account's override */
+
+static int
+aw_invoice_rules(MYSQL *db, long long account, aw_rules_t *r)
+{
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
 
     res = aw_db_query(db, "SELECT p.name, IFNULL(o.overage, p.overage), "
                       "IFNULL(o.spend_cap_micros, 0) FROM plans p "
                       "LEFT JOIN account_overrides o ON o.account = %lld",
                       account);
     if (res == NULL) {
-        aw_invoice_free(inv);
         return -1;
     }
 
-    nplans = 0;
-    cap_micros = 0;
+    r->nplans = 0;
+    r->cap_micros = 0;
 
-    while ((row = mysql_fetch_row(res)) != NULL && nplans < 32) {
-        snprintf(plans[nplans].name, sizeof(plans[0].name), "%s", row[0]);
-        plans[nplans++].overage = row[1][0] == '1';
-        cap_micros = strtoll(row[2], NULL, 10);
+    while ((row = mysql_fetch_row(res)) != NULL && r->nplans < 32) {
+        snprintf(r->plans[r->nplans].name, sizeof(r->plans[0].name), "%s",
+                 row[0]);
+        r->plans[r->nplans++].overage = row[1][0] == '1';
+        r->cap_micros = strtoll(row[2], NULL, 10);
     }
 
     mysql_free_result(res);
+
+    return 0;
+}
+
+
+/* whether a call recorded under plan may go beyond the allowance */
+
+static int
+aw_rules_overage(const aw_rules_t *r, const char *plan, const char *current)
+{
+    size_t  i;
+    int     allowed;
+
+    allowed = -1;
+
+    for (i = 0; i < r->nplans; i++) {
+        if (strcmp(r->plans[i].name, plan) == 0) {
+            allowed = r->plans[i].overage;
+            break;
+        }
+    }
+
+    if (allowed < 0) {
+        /* a plan name MySQL does not know: the current plan's rule */
+        for (i = 0; i < r->nplans; i++) {
+            if (strcmp(r->plans[i].name, current) == 0) {
+                allowed = r->plans[i].overage;
+            }
+        }
+    }
+
+    return allowed > 0;
+}
+
+
+/* feeds the successful calls of [start, end), in time order, to b */
+
+static int
+aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_rules_t *r,
+    long long which, time_t start, time_t end, aw_billing_t *b)
+{
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+    char        filter[64];
 
     if (which == AW_EVENTS_ALL) {
         filter[0] = '\0';
@@ -259,71 +296,60 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
                       "AND e.ts >= FROM_UNIXTIME(%lld) "
                       "AND e.ts < FROM_UNIXTIME(%lld) "
                       "AND e.status BETWEEN 200 AND 299 %s "
-                      "ORDER BY e.ts, e.event_id", account,
+                      "ORDER BY e.ts, e.event_id", inv->account,
                       (long long) start, (long long) end, filter);
     if (res == NULL) {
-        aw_invoice_free(inv);
         return -1;
     }
 
-    aw_billing_init(&b, inv->included);
-
     while ((row = mysql_fetch_row(res)) != NULL) {
-        int  allowed;
-
-        allowed = -1;
-
-        for (i = 0; i < nplans; i++) {
-            if (strcmp(plans[i].name, row[1]) == 0) {
-                allowed = plans[i].overage;
-                break;
-            }
-        }
-
-        if (allowed < 0) {
-            /* a plan name MySQL does not know: the current plan's rule */
-            for (i = 0; i < nplans; i++) {
-                if (strcmp(plans[i].name, inv->plan) == 0) {
-                    allowed = plans[i].overage;
-                }
-            }
-        }
-
-        aw_billing_call(&b, row[0], allowed > 0, strtoll(row[4], NULL, 10),
-                        strtoll(row[5], NULL, 10), strtoll(row[2], NULL, 10),
-                        strtoll(row[3], NULL, 10));
+        aw_billing_call(b, row[0], aw_rules_overage(r, row[1], inv->plan),
+                        strtoll(row[4], NULL, 10), strtoll(row[5], NULL, 10),
+                        strtoll(row[2], NULL, 10), strtoll(row[3], NULL, 10));
     }
 
     mysql_free_result(res);
 
-    over = aw_billing_finish(&b);
-    inv->calls = b.calls;
+    return 0;
+}
+
+
+/* the usage line, the overage lines, the spend cap, the total */
+
+static void
+aw_invoice_lines(aw_invoice_t *inv, aw_billing_t *b, long long cap_micros)
+{
+    aw_line_t  *l;
+    long long   over, cap_cents;
+    size_t      i;
+    char        money[32];
+
+    over = aw_billing_finish(b);
+    inv->calls = b->calls;
 
     l = aw_invoice_add(inv, "usage");
-    l->calls = b.calls;
-    l->prompt_tokens = b.prompt_tokens;
-    l->completion_tokens = b.completion_tokens;
+    l->calls = b->calls;
+    l->prompt_tokens = b->prompt_tokens;
+    l->completion_tokens = b->completion_tokens;
     snprintf(l->description, sizeof(l->description),
              "%lld calls (%lld included), %lld prompt + %lld completion "
-             "tokens", b.calls, inv->included, b.prompt_tokens,
-             b.completion_tokens);
+             "tokens", b->calls, inv->included, b->prompt_tokens,
+             b->completion_tokens);
 
-    for (i = 0; i < b.nlines; i++) {
+    for (i = 0; i < b->nlines; i++) {
         l = aw_invoice_add(inv, "overage");
-        snprintf(l->model, sizeof(l->model), "%s", b.lines[i].model);
-        l->price_in = b.lines[i].price_in;
-        l->price_out = b.lines[i].price_out;
-        l->prompt_tokens = b.lines[i].prompt_tokens;
-        l->completion_tokens = b.lines[i].completion_tokens;
-        l->calls = b.lines[i].calls;
-        l->amount_cents = b.lines[i].amount_cents;
+        snprintf(l->model, sizeof(l->model), "%s", b->lines[i].model);
+        l->price_in = b->lines[i].price_in;
+        l->price_out = b->lines[i].price_out;
+        l->prompt_tokens = b->lines[i].prompt_tokens;
+        l->completion_tokens = b->lines[i].completion_tokens;
+        l->calls = b->lines[i].calls;
+        l->amount_cents = b->lines[i].amount_cents;
         snprintf(l->description, sizeof(l->description),
                  "overage %s: %lld calls beyond the %lld included, "
                  "%lld in / %lld out tokens", l->model, l->calls,
                  inv->included, l->prompt_tokens, l->completion_tokens);
     }
-
-    aw_billing_free(&b);
 
     cap_cents = aihub_money_micros_to_cents(cap_micros);
 
@@ -338,6 +364,61 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
     for (i = 0; i < inv->nlines; i++) {
         inv->total_cents += inv->lines[i].amount_cents;
     }
+}
+
+
+/*
+ * Computes the invoice of one account for one period from usage_events.
+ * which: AW_EVENTS_ALL, AW_EVENTS_BILLED, or an invoice id (its events).
+ * Returns 0, 1 if the account had no subscription in the period, -1.
+ */
+
+int
+aw_invoice_compute(MYSQL *db, long long account, const char *period,
+    long long which, aw_invoice_t *inv)
+{
+    time_t        start, end;
+    int           nplans;
+    aw_rules_t    rules;
+    aw_billing_t  b;
+
+    memset(inv, 0, sizeof(*inv));
+    inv->account = account;
+
+    if (aw_period_bounds(period, &start, &end) != 0) {
+        return -1;
+    }
+
+    inv->included = aw_account_allowance(db, account, start, end);
+    if (inv->included < 0) {
+        return -1;
+    }
+
+    nplans = aw_invoice_base(db, inv, period, start, end);
+
+    if (nplans < 0) {
+        return -1;
+    }
+
+    if (nplans == 0) {
+        return 1;
+    }
+
+    if (aw_invoice_rules(db, account, &rules) != 0) {
+        aw_invoice_free(inv);
+        return -1;
+    }
+
+    aw_billing_init(&b, inv->included);
+
+    if (aw_invoice_events(db, inv, &rules, which, start, end, &b) != 0) {
+        aw_billing_free(&b);
+        aw_invoice_free(inv);
+        return -1;
+    }
+
+    aw_invoice_lines(inv, &b, rules.cap_micros);
+    aw_billing_free(&b);
 
     return 0;
 }
@@ -712,7 +793,7 @@ aw_invoice_close(int argc, char **argv)
     rc = AW_EXIT_OK;
 
     if (aw_cfg.webhook_url[0]) {
-        aw_webhook_deliver(db, period);
+        aw_invoice_deliver_all(db, period);
     }
 
     goto done;
@@ -815,6 +896,83 @@ aw_invoice_json(MYSQL *db, long long id)
     mysql_free_result(res);
 
     return o;
+}
+
+
+/*
+ * Renders and delivers every issued invoice (of the period, if given) that
+ * the webhook has not taken yet.
+ */
+
+int
+aw_invoice_deliver_all(MYSQL *db, const char *period)
+{
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    long long   *ids, done;
+    size_t       n, i;
+    int          failed;
+    char         filter[64], *body;
+    cJSON       *json;
+
+    filter[0] = '\0';
+
+    if (period) {
+        snprintf(filter, sizeof(filter), "AND i.period = '%s'", period);
+    }
+
+    res = aw_db_query(db, "SELECT i.id FROM invoices i WHERE i.status = "
+                      "'issued' %s AND NOT EXISTS (SELECT 1 FROM "
+                      "webhook_deliveries d WHERE d.invoice = i.id AND "
+                      "d.delivered = 1) ORDER BY i.id", filter);
+    if (res == NULL) {
+        return -1;
+    }
+
+    n = (size_t) mysql_num_rows(res);
+    ids = aw_xmalloc((n + 1) * sizeof(long long));
+
+    for (i = 0; (row = mysql_fetch_row(res)) != NULL; i++) {
+        ids[i] = strtoll(row[0], NULL, 10);
+    }
+
+    mysql_free_result(res);
+
+    failed = 0;
+    done = 0;
+
+    for (i = 0; i < n; i++) {
+        json = aw_invoice_json(db, ids[i]);
+
+        if (json == NULL) {
+            failed++;
+            continue;
+        }
+
+        body = cJSON_PrintUnformatted(json);
+        cJSON_Delete(json);
+
+        if (aw_webhook_send(db, ids[i], body) == 0) {
+            done++;
+
+        } else {
+            failed++;
+        }
+
+        free(body);
+    }
+
+    free(ids);
+
+    printf("webhook: %lld invoices delivered, %d failed\n", done, failed);
+
+    if (failed) {
+        aw_log(AW_LOG_ERROR, "%d invoices not delivered; \"" AW_NAME
+               " invoice deliver\" retries", failed);
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -1136,7 +1294,7 @@ aw_invoice_deliver(int argc, char **argv)
         return AW_EXIT_FAIL;
     }
 
-    rc = aw_webhook_deliver(db, period) == 0 ? AW_EXIT_OK : AW_EXIT_FAIL;
+    rc = aw_invoice_deliver_all(db, period) == 0 ? AW_EXIT_OK : AW_EXIT_FAIL;
     aw_db_close(db);
 
     return rc;

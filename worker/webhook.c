@@ -4,8 +4,10 @@
  * ("X-Aihub-Signature: sha256=<hex>"), with a stable idempotency key
  * ("Idempotency-Key: aihub-invoice-<id>") so the receiver can drop
  * repeats.  Retried with backoff; every attempt is recorded in
- * webhook_deliveries.  Runs from "invoice close" and "invoice deliver",
- * never from the drain, so a failing webhook cannot block it.
+ * webhook_deliveries.  Takes the invoice already rendered (invoice.c
+ * renders it and calls this file, never the other way); runs from "invoice
+ * close" and "invoice deliver", never from the drain, so a failing webhook
+ * cannot block it.
  */
 
 #include <stdio.h>
@@ -13,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <mysql.h>
 #include <openssl/evp.h>
@@ -23,9 +24,6 @@
 
 
 #define AW_WEBHOOK_ATTEMPTS  4
-
-
-cJSON *aw_invoice_json(MYSQL *db, long long id);
 
 
 void
@@ -118,115 +116,59 @@ aw_webhook_post(const char *body, long long id, int attempt, char *err,
 }
 
 
-/* delivers every issued invoice (of the period, if given) not yet taken */
+/*
+ * POSTs one rendered invoice, retrying with backoff; records every attempt.
+ * Returns 0 once delivered, -1 when every attempt failed.
+ */
 
 int
-aw_webhook_deliver(MYSQL *db, const char *period)
+aw_webhook_send(MYSQL *db, long long id, const char *body)
 {
-    MYSQL_RES   *res;
-    MYSQL_ROW    row;
-    long long   *ids, id, done;
-    size_t       n, i;
-    int          attempt, failed, tries;
-    long         status;
-    unsigned     backoff;
-    char         err[CURL_ERROR_SIZE + 32], filter[64], *body;
-    cJSON       *json;
-    aw_buf_t     q;
+    int        attempt, tries;
+    long       status;
+    unsigned   backoff;
+    char       err[CURL_ERROR_SIZE + 32];
+    aw_buf_t   q;
 
-    filter[0] = '\0';
-
-    if (period) {
-        snprintf(filter, sizeof(filter), "AND i.period = '%s'", period);
-    }
-
-    res = aw_db_query(db, "SELECT i.id FROM invoices i WHERE i.status = "
-                      "'issued' %s AND NOT EXISTS (SELECT 1 FROM "
-                      "webhook_deliveries d WHERE d.invoice = i.id AND "
-                      "d.delivered = 1) ORDER BY i.id", filter);
-    if (res == NULL) {
-        return -1;
-    }
-
-    n = (size_t) mysql_num_rows(res);
-    ids = aw_xmalloc((n + 1) * sizeof(long long));
-
-    for (i = 0; (row = mysql_fetch_row(res)) != NULL; i++) {
-        ids[i] = strtoll(row[0], NULL, 10);
-    }
-
-    mysql_free_result(res);
+    attempt = (int) aw_db_scalar(db, 0, "SELECT COUNT(*) FROM "
+                                 "webhook_deliveries WHERE invoice = "
+                                 "%lld", id);
+    backoff = 500;
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    failed = 0;
-    done = 0;
 
-    for (i = 0; i < n; i++) {
-        id = ids[i];
-        json = aw_invoice_json(db, id);
+    for (tries = 0; tries < AW_WEBHOOK_ATTEMPTS; tries++) {
+        attempt++;
+        status = aw_webhook_post(body, id, attempt, err, sizeof(err));
 
-        if (json == NULL) {
-            failed++;
-            continue;
+        aw_buf_init(&q);
+        aw_buf_printf(&q, "INSERT INTO webhook_deliveries (invoice, url,"
+                      " idempotency_key, attempt, http_status, error, "
+                      "delivered) VALUES (%lld, ", id);
+        aw_buf_sql_str(&q, db, aw_cfg.webhook_url);
+        aw_buf_printf(&q, ", 'aihub-invoice-%lld', %d, %ld, ", id,
+                      attempt, status);
+        err[200] = '\0';
+        aw_buf_sql_str(&q, db, err);
+        aw_buf_printf(&q, ", %d)", status >= 200 && status < 300);
+        aw_db_buf_exec(db, &q);
+        aw_buf_free(&q);
+
+        if (status >= 200 && status < 300) {
+            break;
         }
 
-        body = cJSON_PrintUnformatted(json);
-        cJSON_Delete(json);
+        aw_log(AW_LOG_WARN, "webhook delivery of invoice %lld, attempt "
+               "%d: %s%s%ld", id, attempt, err, status ? ", HTTP " : "",
+               status);
 
-        attempt = (int) aw_db_scalar(db, 0, "SELECT COUNT(*) FROM "
-                                     "webhook_deliveries WHERE invoice = "
-                                     "%lld", id);
-        backoff = 500;
-
-        for (tries = 0; tries < AW_WEBHOOK_ATTEMPTS; tries++) {
-            attempt++;
-            status = aw_webhook_post(body, id, attempt, err, sizeof(err));
-
-            aw_buf_init(&q);
-            aw_buf_printf(&q, "INSERT INTO webhook_deliveries (invoice, url,"
-                          " idempotency_key, attempt, http_status, error, "
-                          "delivered) VALUES (%lld, ", id);
-            aw_buf_sql_str(&q, db, aw_cfg.webhook_url);
-            aw_buf_printf(&q, ", 'aihub-invoice-%lld', %d, %ld, ", id,
-                          attempt, status);
-            err[200] = '\0';
-            aw_buf_sql_str(&q, db, err);
-            aw_buf_printf(&q, ", %d)", status >= 200 && status < 300);
-            aw_db_buf_exec(db, &q);
-            aw_buf_free(&q);
-
-            if (status >= 200 && status < 300) {
-                done++;
-                break;
-            }
-
-            aw_log(AW_LOG_WARN, "webhook delivery of invoice %lld, attempt "
-                   "%d: %s%s%ld", id, attempt, err, status ? ", HTTP " : "",
-                   status);
-
-            if (tries + 1 < AW_WEBHOOK_ATTEMPTS) {
-                usleep(backoff * 1000);
-                backoff *= 2;
-            }
+        if (tries + 1 < AW_WEBHOOK_ATTEMPTS) {
+            usleep(backoff * 1000);
+            backoff *= 2;
         }
-
-        if (tries == AW_WEBHOOK_ATTEMPTS) {
-            failed++;
-        }
-
-        free(body);
     }
 
     curl_global_cleanup();
-    free(ids);
 
-    printf("webhook: %lld invoices delivered, %d failed\n", done, failed);
-
-    if (failed) {
-        aw_log(AW_LOG_ERROR, "%d invoices not delivered; \"" AW_NAME
-               " invoice deliver\" retries", failed);
-        return -1;
-    }
-
-    return 0;
+    return tries == AW_WEBHOOK_ATTEMPTS ? -1 : 0;
 }
