@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <time.h>
 
 #include "aihub_money.h"
@@ -95,14 +96,6 @@ int aw_parse_int(const char *s, long long min, long long max,
 int aw_usage_error(const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* "aihub-worker GROUP COMMAND ...": the commands of a group, by name */
-typedef struct {
-    const char  *name;
-    int        (*run)(int argc, char **argv);
-} aw_subcmd_t;
-
-int aw_subcommand(int argc, char **argv, const char *group,
-    const char *usage, const aw_subcmd_t *cmds);
 
 
 /* db.c */
@@ -140,7 +133,6 @@ int aw_sync_keys(MYSQL *db, redisContext *rc, const char *where);
 int aw_sync_models(MYSQL *db, redisContext *rc);
 int aw_sync_plans(MYSQL *db, redisContext *rc);
 int aw_sync_all(MYSQL *db, redisContext *rc);
-int aw_connect_both(MYSQL **db, redisContext **r);
 int aw_publish(redisContext *rc, const char *msg);
 int aw_sync_after_change(MYSQL *db, const char *where, const char *inval);
 
@@ -254,17 +246,64 @@ int aw_account_name_ok(const char *name);
 long long aw_account_create(MYSQL *db, const char *name, const char *plan);
 
 
-/* commands */
+/* ledger.c: the usage stream into MySQL, one round at a time */
 
-int aw_cmd_migrate(int argc, char **argv);
-int aw_cmd_key(int argc, char **argv);
-int aw_cmd_account(int argc, char **argv);
-int aw_cmd_sync(int argc, char **argv);
-int aw_cmd_run(int argc, char **argv);
-int aw_cmd_invoice(int argc, char **argv);
-int aw_cmd_report(int argc, char **argv);
-int aw_cmd_prices(int argc, char **argv);
-int aw_cmd_rebuild(int argc, char **argv);
+typedef struct aw_drain_s  aw_drain_t;
+
+aw_drain_t *aw_drain_create(long long batch, long long block_ms,
+    long long claim_idle_ms, const char *consumer,
+    volatile sig_atomic_t *stop);
+void aw_drain_step(aw_drain_t *d);
+void aw_drain_destroy(aw_drain_t *d);
+
+
+/*
+ * command.c: the command tables and their one dispatcher.  A command
+ * reads its arguments, then calls aw_cmd_connect() for what its entry
+ * needs; the dispatcher closes it afterwards.
+ */
+
+#define AW_NEEDS_DB      0x1     /* MySQL, the aihub schema */
+#define AW_NEEDS_SERVER  0x2     /* MySQL, no schema yet, multi statements */
+#define AW_NEEDS_REDIS   0x4
+
+typedef struct {
+    unsigned        needs;
+    MYSQL          *db;
+    redisContext   *rc;
+} aw_cmd_ctx_t;
+
+typedef struct aw_group_s  aw_group_t;
+
+typedef struct {
+    const char        *name;
+    int              (*run)(aw_cmd_ctx_t *ctx, int argc, char **argv);
+    unsigned           needs;
+    const aw_group_t  *group;       /* or a group of commands */
+} aw_cmd_t;
+
+struct aw_group_s {
+    const char        *name;        /* NULL: the top level */
+    const char        *usage;
+    const aw_cmd_t    *cmds;        /* ends with a NULL name */
+};
+
+int aw_cmd_dispatch(const aw_group_t *group, int argc, char **argv);
+int aw_cmd_connect(aw_cmd_ctx_t *ctx);
+
+
+/* the commands (cmd_*.c, daemon.c) */
+
+extern const aw_group_t  aw_key_group;
+extern const aw_group_t  aw_account_group;
+extern const aw_group_t  aw_invoice_group;
+extern const aw_group_t  aw_prices_group;
+
+int aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv);
+int aw_cmd_sync(aw_cmd_ctx_t *ctx, int argc, char **argv);
+int aw_cmd_rebuild(aw_cmd_ctx_t *ctx, int argc, char **argv);
+int aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv);
+int aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv);
 
 /* admin.c: developer API key changes, persisted by the drain */
 int aw_admin_drain(redisContext *rc, MYSQL *db, const char *consumer,

@@ -48,7 +48,7 @@ aw_account_sync(MYSQL *db, long long id)
 /* parses NAME, connects, looks the account up; returns the id or <= 0 */
 
 static long long
-aw_account_open(int argc, char **argv, aw_opt_t *opts, MYSQL **dbp,
+aw_account_open(aw_cmd_ctx_t *ctx, int argc, char **argv, aw_opt_t *opts, MYSQL **dbp,
     const char **name, int *exit_code)
 {
     char      *pos[1];
@@ -72,10 +72,11 @@ aw_account_open(int argc, char **argv, aw_opt_t *opts, MYSQL **dbp,
     *name = pos[0];
     *exit_code = AW_EXIT_FAIL;
 
-    *dbp = aw_db_connect(1, 0);
-    if (*dbp == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return 0;
     }
+
+    *dbp = ctx->db;
 
     id = aw_account_id(*dbp, pos[0]);
 
@@ -88,7 +89,7 @@ aw_account_open(int argc, char **argv, aw_opt_t *opts, MYSQL **dbp,
 
 
 static int
-aw_account_create_cmd(int argc, char **argv)
+aw_account_create_cmd(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *plan;
     char        *pos[1];
@@ -113,10 +114,11 @@ aw_account_create_cmd(int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     rc = AW_EXIT_FAIL;
     id = aw_account_id(db, pos[0]);
@@ -126,7 +128,6 @@ aw_account_create_cmd(int argc, char **argv)
 
     } else if (id == 0) {
         if (plan && aw_plan_id(db, plan) <= 0) {
-            aw_db_close(db);
             aw_usage_error(aw_account_usage, "unknown plan \"%s\"", plan);
             return AW_EXIT_USAGE;
         }
@@ -139,7 +140,6 @@ aw_account_create_cmd(int argc, char **argv)
         }
     }
 
-    aw_db_close(db);
 
     return rc;
 }
@@ -164,7 +164,7 @@ aw_print_rows(MYSQL_RES *res)
 
 
 static int
-aw_account_show(int argc, char **argv)
+aw_account_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *name;
     int          rc;
@@ -173,10 +173,9 @@ aw_account_show(int argc, char **argv)
     MYSQL_RES   *res;
     MYSQL_ROW    row;
 
-    id = aw_account_open(argc, argv, NULL, &db, &name, &rc);
+    id = aw_account_open(ctx, argc, argv, NULL, &db, &name, &rc);
 
     if (id <= 0) {
-        aw_db_close(db);
         return rc;
     }
 
@@ -227,14 +226,13 @@ aw_account_show(int argc, char **argv)
 
 done:
 
-    aw_db_close(db);
 
     return rc;
 }
 
 
 static int
-aw_account_list(int argc, char **argv)
+aw_account_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int         rc, npos;
     MYSQL      *db;
@@ -246,10 +244,11 @@ aw_account_list(int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     res = aw_db_query(db, "SELECT a.id, a.name, a.status, p.name, "
                       "a.created_at, (SELECT COUNT(*) FROM api_keys k "
@@ -258,7 +257,6 @@ aw_account_list(int argc, char **argv)
                       "a.id AND s.ended_at IS NULL JOIN plans p ON p.id = "
                       "s.plan ORDER BY a.id");
     if (res == NULL) {
-        aw_db_close(db);
         return AW_EXIT_FAIL;
     }
 
@@ -271,14 +269,13 @@ aw_account_list(int argc, char **argv)
     }
 
     mysql_free_result(res);
-    aw_db_close(db);
 
     return AW_EXIT_OK;
 }
 
 
 static int
-aw_account_plan(int argc, char **argv)
+aw_account_plan(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *plan, *name;
     int          rc;
@@ -291,15 +288,13 @@ aw_account_plan(int argc, char **argv)
 
     plan = NULL;
 
-    id = aw_account_open(argc, argv, opts, &db, &name, &rc);
+    id = aw_account_open(ctx, argc, argv, opts, &db, &name, &rc);
 
     if (id <= 0) {
-        aw_db_close(db);
         return rc;
     }
 
     if (plan == NULL) {
-        aw_db_close(db);
         aw_usage_error(aw_account_usage, "account plan: --plan is required");
         return AW_EXIT_USAGE;
     }
@@ -307,7 +302,6 @@ aw_account_plan(int argc, char **argv)
     plan_id = aw_plan_id(db, plan);
 
     if (plan_id <= 0) {
-        aw_db_close(db);
         aw_usage_error(aw_account_usage, "unknown plan \"%s\"", plan);
         return AW_EXIT_USAGE;
     }
@@ -345,24 +339,22 @@ aw_account_plan(int argc, char **argv)
 
 done:
 
-    aw_db_close(db);
 
     return rc;
 }
 
 
 static int
-aw_account_status(int argc, char **argv, const char *status)
+aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
 {
     const char  *name;
     int          rc;
     long long    id;
     MYSQL       *db;
 
-    id = aw_account_open(argc, argv, NULL, &db, &name, &rc);
+    id = aw_account_open(ctx, argc, argv, NULL, &db, &name, &rc);
 
     if (id <= 0) {
-        aw_db_close(db);
         return rc;
     }
 
@@ -376,7 +368,6 @@ aw_account_status(int argc, char **argv, const char *status)
         rc = AW_EXIT_OK;
     }
 
-    aw_db_close(db);
 
     return rc;
 }
@@ -426,7 +417,7 @@ aw_override_num(aw_buf_t *b, const char *col, const char *v, long long max,
 
 
 static int
-aw_account_override(int argc, char **argv)
+aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *name, *included, *rpm, *tpm, *models, *fee, *cap, *maxt;
     const char  *overage;
@@ -448,10 +439,9 @@ aw_account_override(int argc, char **argv)
 
     included = rpm = tpm = models = fee = cap = maxt = overage = NULL;
 
-    id = aw_account_open(argc, argv, opts, &db, &name, &rc);
+    id = aw_account_open(ctx, argc, argv, opts, &db, &name, &rc);
 
     if (id <= 0) {
-        aw_db_close(db);
         return rc;
     }
 
@@ -466,7 +456,6 @@ aw_account_override(int argc, char **argv)
         || aw_override_num(&set, "overage", overage, 1, 0))
     {
         aw_buf_free(&set);
-        aw_db_close(db);
         aw_usage_error(aw_account_usage, "account override: invalid value");
         return AW_EXIT_USAGE;
     }
@@ -487,7 +476,6 @@ aw_account_override(int argc, char **argv)
 
     if (set.len == 0) {
         aw_buf_free(&set);
-        aw_db_close(db);
         aw_usage_error(aw_account_usage, "account override: nothing to "
                        "set");
         return AW_EXIT_USAGE;
@@ -510,39 +498,37 @@ aw_account_override(int argc, char **argv)
 
     aw_buf_free(&q);
     aw_buf_free(&set);
-    aw_db_close(db);
 
     return rc;
 }
 
 
 static int
-aw_account_suspend(int argc, char **argv)
+aw_account_suspend(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
-    return aw_account_status(argc, argv, "suspended");
+    return aw_account_status(ctx, argc, argv, "suspended");
 }
 
 
 static int
-aw_account_resume(int argc, char **argv)
+aw_account_resume(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
-    return aw_account_status(argc, argv, "active");
+    return aw_account_status(ctx, argc, argv, "active");
 }
 
 
-int
-aw_cmd_account(int argc, char **argv)
-{
-    static const aw_subcmd_t  cmds[] = {
-        { "create", aw_account_create_cmd },
-        { "show", aw_account_show },
-        { "list", aw_account_list },
-        { "plan", aw_account_plan },
-        { "override", aw_account_override },
-        { "suspend", aw_account_suspend },
-        { "resume", aw_account_resume },
-        { NULL, NULL }
-    };
+static const aw_cmd_t  aw_account_cmds[] = {
+    { "create", aw_account_create_cmd, AW_NEEDS_DB, NULL },
+    { "show", aw_account_show, AW_NEEDS_DB, NULL },
+    { "list", aw_account_list, AW_NEEDS_DB, NULL },
+    { "plan", aw_account_plan, AW_NEEDS_DB, NULL },
+    { "override", aw_account_override, AW_NEEDS_DB, NULL },
+    { "suspend", aw_account_suspend, AW_NEEDS_DB, NULL },
+    { "resume", aw_account_resume, AW_NEEDS_DB, NULL },
+    { NULL, NULL, 0, NULL }
+};
 
-    return aw_subcommand(argc, argv, "account", aw_account_usage, cmds);
-}
+
+const aw_group_t  aw_account_group = {
+    "account", aw_account_usage, aw_account_cmds
+};

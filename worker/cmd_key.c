@@ -39,7 +39,7 @@ aw_scopes_ok(const char *s)
 
 
 static int
-aw_key_create(int argc, char **argv)
+aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *account, *plan, *scopes, *label, *expires;
     char         key[AIHUB_KEY_LEN + 1], hash[AIHUB_SHA256_HEX_LEN + 1];
@@ -103,10 +103,11 @@ aw_key_create(int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     rc = AW_EXIT_FAIL;
 
@@ -211,14 +212,13 @@ aw_key_create(int argc, char **argv)
 
 done:
 
-    aw_db_close(db);
 
     return rc;
 }
 
 
 static int
-aw_key_list(int argc, char **argv)
+aw_key_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *account;
     int          rc, npos;
@@ -243,10 +243,11 @@ aw_key_list(int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     rc = AW_EXIT_FAIL;
 
@@ -283,14 +284,13 @@ aw_key_list(int argc, char **argv)
 
 done:
 
-    aw_db_close(db);
 
     return rc;
 }
 
 
 static int
-aw_key_revoke(int argc, char **argv)
+aw_key_revoke(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     char          prefix[64], hash[AIHUB_SHA256_HEX_LEN + 1];
     char          where[128], msg[128];
@@ -340,10 +340,11 @@ aw_key_revoke(int argc, char **argv)
     memcpy(prefix, pos[0], n);
     prefix[n] = '\0';
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     rc = AW_EXIT_FAIL;
 
@@ -387,21 +388,19 @@ aw_key_revoke(int argc, char **argv)
 
 done:
 
-    aw_db_close(db);
 
     return rc;
 }
 
 
-int
-aw_cmd_key(int argc, char **argv)
-{
-    static const aw_subcmd_t  cmds[] = {
-        { "create", aw_key_create },
-        { "list", aw_key_list },
-        { "revoke", aw_key_revoke },
-        { NULL, NULL }
-    };
+static const aw_cmd_t  aw_key_cmds[] = {
+    { "create", aw_key_create, AW_NEEDS_DB, NULL },
+    { "list", aw_key_list, AW_NEEDS_DB, NULL },
+    { "revoke", aw_key_revoke, AW_NEEDS_DB, NULL },
+    { NULL, NULL, 0, NULL }
+};
 
-    return aw_subcommand(argc, argv, "key", aw_key_usage, cmds);
-}
+
+const aw_group_t  aw_key_group = {
+    "key", aw_key_usage, aw_key_cmds
+};

@@ -634,7 +634,7 @@ aw_invoice_drained(time_t end, const char *period)
 
 
 static int
-aw_invoice_close(int argc, char **argv)
+aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char    *period, *force;
     int            rc, npos, r;
@@ -671,10 +671,11 @@ aw_invoice_close(int argc, char **argv)
         return AW_EXIT_FAIL;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     rc = AW_EXIT_FAIL;
     accounts = NULL;
@@ -806,7 +807,6 @@ failed:
 done:
 
     free(accounts);
-    aw_db_close(db);
 
     return rc;
 }
@@ -977,7 +977,7 @@ aw_invoice_deliver_all(MYSQL *db, const char *period)
 
 
 static int
-aw_invoice_show(int argc, char **argv)
+aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period, *account, *json;
     int          rc, npos;
@@ -1007,10 +1007,11 @@ aw_invoice_show(int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     aw_buf_init(&q);
     aw_buf_puts(&q, "SELECT i.id, a.name, i.period, i.plan, i.calls, "
@@ -1032,7 +1033,6 @@ aw_invoice_show(int argc, char **argv)
     aw_buf_free(&q);
 
     if (res == NULL) {
-        aw_db_close(db);
         return AW_EXIT_FAIL;
     }
 
@@ -1076,7 +1076,6 @@ aw_invoice_show(int argc, char **argv)
         cJSON_Delete(all);
     }
 
-    aw_db_close(db);
 
     return AW_EXIT_OK;
 }
@@ -1102,7 +1101,7 @@ aw_line_same(const aw_line_t *a, MYSQL_ROW row)
  */
 
 static int
-aw_invoice_check(int argc, char **argv)
+aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char    *period;
     int            rc, npos, bad, y, m;
@@ -1130,10 +1129,11 @@ aw_invoice_check(int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     where[0] = '\0';
 
@@ -1144,7 +1144,6 @@ aw_invoice_check(int argc, char **argv)
     res = aw_db_query(db, "SELECT id, account, period, total_cents FROM "
                       "invoices %s ORDER BY period, account", where);
     if (res == NULL) {
-        aw_db_close(db);
         return AW_EXIT_FAIL;
     }
 
@@ -1251,7 +1250,6 @@ aw_invoice_check(int argc, char **argv)
     }
 
     mysql_free_result(res);
-    aw_db_close(db);
 
     if (bad) {
         printf("%d difference%s in %lld invoices\n", bad, bad == 1 ? "" : "s",
@@ -1266,7 +1264,7 @@ aw_invoice_check(int argc, char **argv)
 
 
 static int
-aw_invoice_deliver(int argc, char **argv)
+aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period;
     int          rc, npos;
@@ -1289,28 +1287,27 @@ aw_invoice_deliver(int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
 
+    db = ctx->db;
+
     rc = aw_invoice_deliver_all(db, period) == 0 ? AW_EXIT_OK : AW_EXIT_FAIL;
-    aw_db_close(db);
 
     return rc;
 }
 
 
-int
-aw_cmd_invoice(int argc, char **argv)
-{
-    static const aw_subcmd_t  cmds[] = {
-        { "close", aw_invoice_close },
-        { "show", aw_invoice_show },
-        { "check", aw_invoice_check },
-        { "deliver", aw_invoice_deliver },
-        { NULL, NULL }
-    };
+static const aw_cmd_t  aw_invoice_cmds[] = {
+    { "close", aw_invoice_close, AW_NEEDS_DB, NULL },
+    { "show", aw_invoice_show, AW_NEEDS_DB, NULL },
+    { "check", aw_invoice_check, AW_NEEDS_DB, NULL },
+    { "deliver", aw_invoice_deliver, AW_NEEDS_DB, NULL },
+    { NULL, NULL, 0, NULL }
+};
 
-    return aw_subcommand(argc, argv, "invoice", aw_invoice_usage, cmds);
-}
+
+const aw_group_t  aw_invoice_group = {
+    "invoice", aw_invoice_usage, aw_invoice_cmds
+};

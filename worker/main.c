@@ -1,6 +1,7 @@
 /*
  * aihub-worker: the life of the process.  Read the global options and
- * the config file, pick the command, run it, exit with its code: 0 done,
+ * the config file, pick the command from the table (command.c dispatches
+ * and opens what the command needs), run it, exit with its code: 0 done,
  * 1 runtime failure, 2 bad arguments.
  */
 
@@ -46,61 +47,33 @@ static const char  aw_usage[] =
     "\"" AW_NAME " COMMAND --help\" describes a command.\n";
 
 
-typedef struct {
-    const char  *name;
-    int        (*run)(int argc, char **argv);
-} aw_command_t;
-
-
-static aw_command_t  aw_commands[] = {
-    { "migrate", aw_cmd_migrate },
-    { "key", aw_cmd_key },
-    { "keys", aw_cmd_key },
-    { "account", aw_cmd_account },
-    { "accounts", aw_cmd_account },
-    { "sync", aw_cmd_sync },
-    { "rebuild", aw_cmd_rebuild },
-    { "run", aw_cmd_run },
-    { "invoice", aw_cmd_invoice },
-    { "report", aw_cmd_report },
-    { "prices", aw_cmd_prices },
-    { NULL, NULL }
+static const aw_cmd_t  aw_commands[] = {
+    { "migrate", aw_cmd_migrate, AW_NEEDS_SERVER, NULL },
+    { "key", NULL, 0, &aw_key_group },
+    { "keys", NULL, 0, &aw_key_group },
+    { "account", NULL, 0, &aw_account_group },
+    { "accounts", NULL, 0, &aw_account_group },
+    { "sync", aw_cmd_sync, AW_NEEDS_DB | AW_NEEDS_REDIS, NULL },
+    { "rebuild", aw_cmd_rebuild, AW_NEEDS_DB | AW_NEEDS_REDIS, NULL },
+    { "run", aw_cmd_run, 0, NULL },
+    { "invoice", NULL, 0, &aw_invoice_group },
+    { "report", aw_cmd_report, AW_NEEDS_DB, NULL },
+    { "prices", NULL, 0, &aw_prices_group },
+    { NULL, NULL, 0, NULL }
 };
+
+
+static const aw_group_t  aw_top = { NULL, aw_usage, aw_commands };
 
 
 int
 main(int argc, char **argv)
 {
-    aw_command_t  *cmd;
-    int            rc;
+    int  rc;
 
     aw_log_init(0, NULL, AW_LOG_INFO);
 
     if (aw_config_load(&argc, argv) != 0) {
-        return AW_EXIT_USAGE;
-    }
-
-    if (argc < 2) {
-        fputs(aw_usage, stderr);
-        return AW_EXIT_USAGE;
-    }
-
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
-        || strcmp(argv[1], "help") == 0)
-    {
-        fputs(aw_usage, stdout);
-        return AW_EXIT_OK;
-    }
-
-    for (cmd = aw_commands; cmd->name; cmd++) {
-        if (strcmp(cmd->name, argv[1]) == 0) {
-            break;
-        }
-    }
-
-    if (cmd->name == NULL) {
-        fprintf(stderr, AW_NAME ": unknown command \"%s\"\n\n%s", argv[1],
-                aw_usage);
         return AW_EXIT_USAGE;
     }
 
@@ -109,7 +82,7 @@ main(int argc, char **argv)
         return AW_EXIT_FAIL;
     }
 
-    rc = cmd->run(argc - 2, argv + 2);
+    rc = aw_cmd_dispatch(&aw_top, argc - 1, argv + 1);
 
     mysql_library_end();
 

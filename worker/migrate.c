@@ -164,7 +164,7 @@ aw_migrate_apply(MYSQL *db, const char *dir, const char *name)
 
 
 int
-aw_cmd_migrate(int argc, char **argv)
+aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char    *sql_dir;
     char           dir[PATH_MAX], **names;
@@ -230,10 +230,11 @@ aw_cmd_migrate(int argc, char **argv)
     rc = AW_EXIT_FAIL;
     applied = 0;
 
-    db = aw_db_connect(0, 1);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         goto done;
     }
+
+    db = ctx->db;
 
     aw_buf_init(&q);
     aw_buf_printf(&q, "CREATE DATABASE IF NOT EXISTS `%s` "
@@ -311,8 +312,6 @@ aw_cmd_migrate(int argc, char **argv)
     }
 
 done:
-
-    aw_db_close(db);
 
     for (i = 0; i < n; i++) {
         free(names[i]);

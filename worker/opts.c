@@ -126,35 +126,3 @@ aw_parse_int(const char *s, long long min, long long max, long long *out)
 
     return 0;
 }
-
-
-/*
- * Runs the command of a group named by argv[0] ("--help" prints the
- * group's usage); an unknown or missing one is a usage error.
- */
-
-int
-aw_subcommand(int argc, char **argv, const char *group, const char *usage,
-    const aw_subcmd_t *cmds)
-{
-    if (argc < 1) {
-        fputs(usage, stderr);
-        return AW_EXIT_USAGE;
-    }
-
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fputs(usage, stdout);
-        return AW_EXIT_OK;
-    }
-
-    for ( /* void */ ; cmds->name != NULL; cmds++) {
-        if (strcmp(argv[0], cmds->name) == 0) {
-            return cmds->run(argc - 1, argv + 1);
-        }
-    }
-
-    (void) aw_usage_error(usage, "unknown %s command \"%s\"", group,
-                          argv[0]);
-
-    return AW_EXIT_USAGE;
-}

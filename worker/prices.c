@@ -96,7 +96,7 @@ aw_fetch(const char *url, aw_buf_t *body)
 
 
 static int
-aw_prices_sync(int argc, char **argv)
+aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char    *url, *provider, *dry;
     int            rc, npos;
@@ -153,11 +153,12 @@ aw_prices_sync(int argc, char **argv)
         return AW_EXIT_FAIL;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         cJSON_Delete(root);
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     rc = AW_EXIT_FAIL;
     checked = updated = 0;
@@ -284,20 +285,18 @@ failed:
 
 done:
 
-    aw_db_close(db);
     cJSON_Delete(root);
 
     return rc;
 }
 
 
-int
-aw_cmd_prices(int argc, char **argv)
-{
-    static const aw_subcmd_t  cmds[] = {
-        { "sync", aw_prices_sync },
-        { NULL, NULL }
-    };
+static const aw_cmd_t  aw_prices_cmds[] = {
+    { "sync", aw_prices_sync, AW_NEEDS_DB, NULL },
+    { NULL, NULL, 0, NULL }
+};
 
-    return aw_subcommand(argc, argv, "prices", aw_prices_usage, cmds);
-}
+
+const aw_group_t  aw_prices_group = {
+    "prices", aw_prices_usage, aw_prices_cmds
+};

@@ -41,7 +41,7 @@ static const char  aw_max_merge[] =
 
 
 int
-aw_cmd_rebuild(int argc, char **argv)
+aw_cmd_rebuild(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int            rc, npos, keys;
     long long      counters, account, calls, included, overage;
@@ -60,9 +60,12 @@ aw_cmd_rebuild(int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    if (aw_connect_both(&db, &r) != 0) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
+    r = ctx->rc;
 
     rc = AW_EXIT_FAIL;
 
@@ -160,9 +163,6 @@ aw_cmd_rebuild(int argc, char **argv)
     rc = AW_EXIT_OK;
 
 done:
-
-    aw_redis_close(r);
-    aw_db_close(db);
 
     return rc;
 }

@@ -314,7 +314,7 @@ aw_html_table(aw_buf_t *b, const char *title, const char *h1,
 
 
 int
-aw_cmd_report(int argc, char **argv)
+aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period, *out;
     int          rc, npos;
@@ -359,10 +359,11 @@ aw_cmd_report(int argc, char **argv)
         return AW_EXIT_FAIL;
     }
 
-    db = aw_db_connect(1, 0);
-    if (db == NULL) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
 
     rc = AW_EXIT_FAIL;
     aw_buf_init(&csv);
@@ -560,7 +561,6 @@ done:
     free(acct);
     free(model);
     free(day);
-    aw_db_close(db);
 
     return rc;
 }

@@ -349,26 +349,6 @@ static const char  aw_sync_usage[] =
     "publishes the invalidation \"all\".\n";
 
 
-/* MySQL and Redis both, for the commands that copy one into the other */
-
-int
-aw_connect_both(MYSQL **db, redisContext **r)
-{
-    *db = aw_db_connect(1, 0);
-    if (*db == NULL) {
-        return -1;
-    }
-
-    *r = aw_redis_connect(5000);
-    if (*r == NULL) {
-        aw_db_close(*db);
-        return -1;
-    }
-
-    return 0;
-}
-
-
 /* every key record, model and plan; returns the number of keys or -1 */
 
 int
@@ -387,7 +367,7 @@ aw_sync_all(MYSQL *db, redisContext *rc)
 
 
 int
-aw_cmd_sync(int argc, char **argv)
+aw_cmd_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int            rc, npos, n;
     MYSQL         *db;
@@ -398,9 +378,12 @@ aw_cmd_sync(int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    if (aw_connect_both(&db, &r) != 0) {
+    if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
     }
+
+    db = ctx->db;
+    r = ctx->rc;
 
     rc = AW_EXIT_FAIL;
 
@@ -411,9 +394,6 @@ aw_cmd_sync(int argc, char **argv)
         printf("synced %d keys, models and plans to %s\n", n, aw_cfg.redis);
         rc = AW_EXIT_OK;
     }
-
-    aw_redis_close(r);
-    aw_db_close(db);
 
     return rc;
 }

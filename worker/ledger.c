@@ -1,5 +1,6 @@
 /*
- * "aihub-worker run": the drain.  Reads the usage stream with the consumer
+ * The ledger: the drain of the usage stream into MySQL, one round at a
+ * time (daemon.c runs the rounds and owns the process).  Reads the usage stream with the consumer
  * group, stores each batch in MySQL in one transaction (INSERT IGNORE on
  * the UNIQUE event_id; daily rollups for the newly inserted rows only),
  * commits, and only then ACKs.  At-least-once delivery from Redis plus the
@@ -12,7 +13,8 @@
  *   - MySQL down: retry with backoff, ACK nothing
  *   - Redis down: reconnect with backoff, re-read our own pending entries
  *   - entries pending on a dead consumer are claimed after --claim-idle-ms
- *   - SIGTERM/SIGINT finish the batch and exit 0; SIGHUP reopens the log
+ *   - a stop request (the daemon's flag) ends every wait; the batch in
+ *     hand is finished first
  */
 
 #include <errno.h>
@@ -58,7 +60,8 @@ typedef struct {
 } aw_rollup_t;
 
 
-typedef struct {
+struct aw_drain_s {
+    volatile sig_atomic_t  *stop;    /* the daemon's stop request */
     redisContext  *rc;
     MYSQL         *db;
     long long      batch;
@@ -82,36 +85,8 @@ typedef struct {
     aw_rollup_t   *rollups;
     unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
     size_t         rollup_hash_size; /* a power of two, >= 2 * batch */
-} aw_drain_t;
-
-
-static volatile sig_atomic_t  aw_stop;
-static volatile sig_atomic_t  aw_reopen;
-
-
-static const char  aw_run_usage[] =
-    "usage: " AW_NAME " run [--batch 500] [--block-ms 1000] [--consumer "
-    "NAME]\n"
-    "                     [--claim-idle-ms 30000] [--log FILE] [--pidfile "
-    "FILE]\n"
-    "\n"
-    "Drains the usage stream into MySQL (consumer group " AIHUB_USAGE_GROUP
-    ").\n"
-    "Several workers may run at once with different --consumer names\n"
-    "(default: the host name).  SIGTERM finishes the batch and exits,\n"
-    "SIGHUP reopens the log file.\n";
-
-
-static void
-aw_signal(int signo)
-{
-    if (signo == SIGHUP) {
-        aw_reopen = 1;
-
-    } else {
-        aw_stop = 1;
-    }
-}
+    long long      last_report;
+};
 
 
 static long long
@@ -128,7 +103,7 @@ aw_now_ms(void)
 /* sleeps in slices so a signal ends the wait; doubles *backoff */
 
 static void
-aw_backoff(unsigned *backoff)
+aw_backoff(aw_drain_t *d, unsigned *backoff)
 {
     unsigned  ms;
 
@@ -136,7 +111,7 @@ aw_backoff(unsigned *backoff)
         *backoff = AW_BACKOFF_MIN_MS;
     }
 
-    for (ms = 0; ms < *backoff && !aw_stop; ms += 50) {
+    for (ms = 0; ms < *backoff && !*d->stop; ms += 50) {
         usleep(50 * 1000);
     }
 
@@ -368,7 +343,7 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
     }
 
     if (r == NULL) {
-        if (aw_stop) {
+        if (*d->stop) {
             return NULL;
         }
 
@@ -834,14 +809,14 @@ aw_drain_store(aw_drain_t *d, size_t n)
 
     for ( ;; ) {
         if (d->db == NULL) {
-            if (aw_stop) {
+            if (*d->stop) {
                 return -1;
             }
 
             d->db = aw_db_connect(1, 0);
 
             if (d->db == NULL) {
-                aw_backoff(&d->db_backoff);
+                aw_backoff(d, &d->db_backoff);
                 continue;
             }
 
@@ -879,11 +854,11 @@ aw_drain_store(aw_drain_t *d, size_t n)
 
         aw_drain_db_lost(d);
 
-        if (aw_stop) {
+        if (*d->stop) {
             return -1;
         }
 
-        aw_backoff(&d->db_backoff);
+        aw_backoff(d, &d->db_backoff);
     }
 }
 
@@ -955,204 +930,127 @@ aw_drain_finish(aw_drain_t *d, size_t n)
 }
 
 
-static int
-aw_pidfile_write(const char *path)
+aw_drain_t *
+aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
+    const char *consumer, volatile sig_atomic_t *stop)
 {
-    FILE  *fp;
+    aw_drain_t  *d;
 
-    fp = fopen(path, "w");
-    if (fp == NULL) {
-        aw_log(AW_LOG_ERROR, "cannot write pid file \"%s\": %s", path,
-               strerror(errno));
-        return -1;
-    }
+    d = aw_xmalloc(sizeof(aw_drain_t));
+    memset(d, 0, sizeof(*d));
 
-    fprintf(fp, "%d\n", (int) getpid());
-    fclose(fp);
+    d->stop = stop;
+    d->batch = batch;
+    d->block_ms = block_ms;
+    d->claim_idle_ms = claim_idle_ms;
+    d->consumer = consumer;
+    aw_rkey(d->stream, sizeof(d->stream), AIHUB_RK_USAGE, NULL);
+    aw_rkey(d->dead, sizeof(d->dead), AIHUB_RK_USAGE_DEAD, NULL);
+    snprintf(d->claim_cursor, sizeof(d->claim_cursor), "0-0");
+    d->entries = aw_xmalloc((size_t) d->batch * sizeof(aw_entry_t));
+    d->rollups = aw_xmalloc((size_t) d->batch * sizeof(aw_rollup_t));
 
-    return 0;
+    for (d->rollup_hash_size = 16;
+         d->rollup_hash_size < 2 * (size_t) d->batch;
+         d->rollup_hash_size *= 2)
+    { /* void */ }
+
+    d->rollup_hash = aw_xmalloc(d->rollup_hash_size * sizeof(unsigned));
+    d->last_report = aw_now_ms();
+
+    return d;
 }
 
 
-int
-aw_cmd_run(int argc, char **argv)
+/*
+ * One round: (re)connect what is missing, keep Redis in step with MySQL,
+ * apply the developer API's key changes, store and ACK one batch.  Waits
+ * (the stream's BLOCK, backoffs) end early on a stop request.
+ */
+
+void
+aw_drain_step(aw_drain_t *d)
 {
-    const char        *batch, *block, *consumer, *idle, *log, *pidfile;
-    char               host[256];
-    int                rc, npos;
-    size_t             n;
-    long long          last_report;
-    aw_drain_t         d;
-    redisReply        *r;
-    struct sigaction   sa;
-    aw_opt_t           opts[] = {
-        { "--batch", 1, &batch },
-        { "--block-ms", 1, &block },
-        { "--consumer", 1, &consumer },
-        { "--claim-idle-ms", 1, &idle },
-        { "--log", 1, &log },
-        { "--pidfile", 1, &pidfile },
-        { NULL, 0, NULL }
-    };
+    int          rc;
+    size_t       n;
+    redisReply  *r;
 
-    batch = block = consumer = idle = log = pidfile = NULL;
-
-    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_run_usage);
-    if (rc != 0) {
-        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    if (d->rc == NULL && aw_drain_redis_open(d) != 0) {
+        aw_backoff(d, &d->redis_backoff);
+        return;
     }
 
-    memset(&d, 0, sizeof(d));
-    d.batch = 500;
-    d.block_ms = 1000;
-    d.claim_idle_ms = 30000;
+    /* MySQL between batches: tried at most every 5 s */
 
-    if ((batch && aw_parse_int(batch, 1, 100000, &d.batch) != 0)
-        || (block && aw_parse_int(block, 1, 600000, &d.block_ms) != 0)
-        || (idle && aw_parse_int(idle, 1, 86400000, &d.claim_idle_ms) != 0))
-    {
-        aw_usage_error(aw_run_usage, "invalid number in --batch, --block-ms "
-                       "or --claim-idle-ms");
-        return AW_EXIT_USAGE;
+    if (d->db == NULL && aw_now_ms() - d->last_db_try_ms >= 5000) {
+        d->last_db_try_ms = aw_now_ms();
+        d->db = aw_db_connect(1, 0);
     }
 
-    if (consumer == NULL) {
-        if (gethostname(host, sizeof(host)) != 0) {
-            snprintf(host, sizeof(host), "worker");
+    /* Redis in step with MySQL at start (and after Redis came back) */
+
+    if (!d->synced && d->db != NULL) {
+        if (aw_sync_all(d->db, d->rc) >= 0
+            && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
+        {
+            aw_log(AW_LOG_INFO, "key records, models and plans synced "
+                   "to Redis");
         }
 
-        host[sizeof(host) - 1] = '\0';
-        consumer = host;
-
-    } else if (*consumer == '\0') {
-        aw_usage_error(aw_run_usage, "empty --consumer");
-        return AW_EXIT_USAGE;
+        d->synced = 1;
     }
 
-    if (log == NULL && aw_cfg.log_file[0]) {
-        log = aw_cfg.log_file;
-    }
+    /* key changes from the developer API, when MySQL is there */
 
-    aw_log_init(1, log, AW_LOG_INFO);
+    if (d->db != NULL) {
+        rc = aw_admin_drain(d->rc, d->db, d->consumer, &d->admin_pending);
 
-    if (pidfile && aw_pidfile_write(pidfile) != 0) {
-        return AW_EXIT_FAIL;
-    }
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = aw_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    d.consumer = consumer;
-    aw_rkey(d.stream, sizeof(d.stream), AIHUB_RK_USAGE, NULL);
-    aw_rkey(d.dead, sizeof(d.dead), AIHUB_RK_USAGE_DEAD, NULL);
-    snprintf(d.claim_cursor, sizeof(d.claim_cursor), "0-0");
-    d.entries = aw_xmalloc((size_t) d.batch * sizeof(aw_entry_t));
-    d.rollups = aw_xmalloc((size_t) d.batch * sizeof(aw_rollup_t));
-
-    for (d.rollup_hash_size = 16;
-         d.rollup_hash_size < 2 * (size_t) d.batch;
-         d.rollup_hash_size *= 2)
-    { /* void */ }
-
-    d.rollup_hash = aw_xmalloc(d.rollup_hash_size * sizeof(unsigned));
-
-    aw_log(AW_LOG_INFO, AW_NAME " started (batch %lld, block %lld ms, "
-           "claim idle %lld ms)", d.batch, d.block_ms, d.claim_idle_ms);
-
-    last_report = aw_now_ms();
-
-    while (!aw_stop) {
-        if (aw_reopen) {
-            aw_reopen = 0;
-
-            if (aw_log_reopen() != 0) {
-                aw_log(AW_LOG_ERROR, "cannot reopen log file: %s",
-                       strerror(errno));
-            }
-
-            aw_log(AW_LOG_INFO, "log file reopened");
+        if (rc < 0) {
+            aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
+            aw_drain_redis_lost(d);
+            return;
         }
 
-        if (d.rc == NULL && aw_drain_redis_open(&d) != 0) {
-            aw_backoff(&d.redis_backoff);
-            continue;
-        }
-
-        /* MySQL between batches: tried at most every 5 s */
-
-        if (d.db == NULL && aw_now_ms() - d.last_db_try_ms >= 5000) {
-            d.last_db_try_ms = aw_now_ms();
-            d.db = aw_db_connect(1, 0);
-        }
-
-        /* Redis in step with MySQL at start (and after Redis came back) */
-
-        if (!d.synced && d.db != NULL) {
-            if (aw_sync_all(d.db, d.rc) >= 0
-                && aw_publish(d.rc, "all") == 0)
-            {
-                aw_log(AW_LOG_INFO, "key records, models and plans synced "
-                       "to Redis");
-            }
-
-            d.synced = 1;
-        }
-
-        /* key changes from the developer API, when MySQL is there */
-
-        if (d.db != NULL) {
-            rc = aw_admin_drain(d.rc, d.db, d.consumer, &d.admin_pending);
-
-            if (rc < 0) {
-                aw_log(AW_LOG_ERROR, "Redis: %s", d.rc->errstr);
-                aw_drain_redis_lost(&d);
-                continue;
-            }
-
-            if (rc > 0) {
-                aw_drain_db_lost(&d);
-            }
-        }
-
-        r = aw_drain_fetch(&d, &n);
-
-        if (r == NULL) {
-            if (d.rc == NULL && !aw_stop) {
-                aw_backoff(&d.redis_backoff);
-            }
-            continue;
-        }
-
-        if (aw_drain_store(&d, n) == 0) {
-            aw_drain_finish(&d, n);
-        }
-
-        freeReplyObject(r);
-
-        if (aw_now_ms() - last_report >= 60000) {
-            last_report = aw_now_ms();
-            aw_log(AW_LOG_INFO, "stored %lld events, %lld duplicates, %lld "
-                   "dead-lettered", d.stored, d.duplicates, d.dead_count);
+        if (rc > 0) {
+            aw_drain_db_lost(d);
         }
     }
 
+    r = aw_drain_fetch(d, &n);
+
+    if (r == NULL) {
+        if (d->rc == NULL && !*d->stop) {
+            aw_backoff(d, &d->redis_backoff);
+        }
+        return;
+    }
+
+    if (aw_drain_store(d, n) == 0) {
+        aw_drain_finish(d, n);
+    }
+
+    freeReplyObject(r);
+
+    if (aw_now_ms() - d->last_report >= 60000) {
+        d->last_report = aw_now_ms();
+        aw_log(AW_LOG_INFO, "stored %lld events, %lld duplicates, %lld "
+               "dead-lettered", d->stored, d->duplicates, d->dead_count);
+    }
+}
+
+
+/* logs the totals, closes both connections */
+
+void
+aw_drain_destroy(aw_drain_t *d)
+{
     aw_log(AW_LOG_INFO, "stopping: stored %lld events, %lld duplicates, "
-           "%lld dead-lettered", d.stored, d.duplicates, d.dead_count);
+           "%lld dead-lettered", d->stored, d->duplicates, d->dead_count);
 
-    aw_redis_close(d.rc);
-    aw_drain_db_lost(&d);
-    free(d.entries);
-    free(d.rollups);
-    free(d.rollup_hash);
-
-    if (pidfile) {
-        unlink(pidfile);
-    }
-
-    return AW_EXIT_OK;
+    aw_redis_close(d->rc);
+    aw_drain_db_lost(d);
+    free(d->entries);
+    free(d->rollups);
+    free(d->rollup_hash);
+    free(d);
 }
