@@ -1,0 +1,482 @@
+/*
+ * "aihub-worker invoice close | show | check | deliver": the commands.
+ * The rules and the arithmetic are invoice.c's; this file reads the
+ * arguments, holds the transaction of a close and prints.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+static const char  aw_invoice_usage[] =
+    "usage: " AW_NAME " invoice close --period YYYY-MM [--force]\n"
+    "       " AW_NAME " invoice show --period YYYY-MM [--account NAME] "
+    "[--json]\n"
+    "       " AW_NAME " invoice check [--period YYYY-MM]\n"
+    "       " AW_NAME " invoice deliver [--period YYYY-MM]\n"
+    "\n"
+    "close    issues one invoice per account for an ended month (UTC):\n"
+    "         base fees, overage lines per (model, price), adjustments for\n"
+    "         late usage of earlier closed months; idempotent.  Refuses\n"
+    "         while usage of the month is still in the stream (--force\n"
+    "         skips that check).  Delivers to the webhook if configured.\n"
+    "show     prints issued invoices (or their JSON)\n"
+    "check    recomputes every issued invoice from usage_events; exit 1\n"
+    "         and a report of each difference if any\n"
+    "deliver  retries webhook deliveries that have not succeeded\n";
+
+
+/*
+ * The drain has passed the end of the period: nothing at or before the
+ * period's end is pending or still unread in the usage stream.
+ */
+
+static int
+aw_invoice_drained(time_t end, const char *period)
+{
+    redisContext  *rc;
+    redisReply    *r, *g;
+    char           stream[128], last[64], endid[48], from[72];
+    size_t         i, j;
+    int            ok;
+
+    rc = aw_redis_connect(3000);
+    if (rc == NULL) {
+        aw_log(AW_LOG_ERROR, "cannot check the usage stream; pass --force "
+               "to close without the check");
+        return 0;
+    }
+
+    aw_rkey(stream, sizeof(stream), AIHUB_RK_USAGE, NULL);
+    snprintf(endid, sizeof(endid), "%lld", (long long) end * 1000);
+    last[0] = '\0';
+    ok = 1;
+
+    r = redisCommand(rc, "XINFO GROUPS %s", stream);
+
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < r->elements; i++) {
+            g = r->element[i];
+            int  mine = 0;
+
+            for (j = 0; j + 1 < g->elements; j += 2) {
+                if (strcmp(g->element[j]->str, "name") == 0
+                    && strcmp(g->element[j + 1]->str, AIHUB_USAGE_GROUP)
+                       == 0)
+                {
+                    mine = 1;
+                }
+            }
+
+            for (j = 0; mine && j + 1 < g->elements; j += 2) {
+                if (strcmp(g->element[j]->str, "last-delivered-id") == 0) {
+                    snprintf(last, sizeof(last), "%s",
+                             g->element[j + 1]->str);
+                }
+            }
+        }
+    }
+
+    if (r) {
+        freeReplyObject(r);
+    }
+
+    /* unread entries up to the end */
+
+    snprintf(from, sizeof(from), last[0] ? "(%s" : "-", last);
+    r = redisCommand(rc, "XRANGE %s %s %s COUNT 1", stream, from, endid);
+
+    if (r == NULL || (r->type == REDIS_REPLY_ARRAY && r->elements > 0)) {
+        ok = 0;
+    }
+
+    if (r) {
+        freeReplyObject(r);
+    }
+
+    /* delivered but not yet stored */
+
+    if (ok && last[0]) {
+        r = redisCommand(rc, "XPENDING %s %s - %s 1", stream,
+                         AIHUB_USAGE_GROUP, endid);
+
+        if (r == NULL || (r->type == REDIS_REPLY_ARRAY && r->elements > 0)) {
+            ok = 0;
+        }
+
+        if (r) {
+            freeReplyObject(r);
+        }
+    }
+
+    aw_redis_close(rc);
+
+    if (!ok) {
+        aw_log(AW_LOG_ERROR, "usage of %s is still in the stream %s: let "
+               "the drain catch up (or pass --force)", period, stream);
+    }
+
+    return ok;
+}
+
+
+static int
+aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
+{
+    const char  *period, *force;
+    int          rc, npos, r;
+    time_t       start, end;
+    long long    total, count;
+    size_t       i, nacc;
+    long long   *accounts;
+    char         money[32];
+    MYSQL       *db;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    aw_opt_t     opts[] = {
+        { "--period", 1, &period },
+        { "--force", 0, &force },
+        { NULL, 0, NULL }
+    };
+
+    period = force = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_invoice_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (period == NULL || aw_period_bounds(period, &start, &end) != 0) {
+        aw_usage_error(aw_invoice_usage, "invoice close: --period YYYY-MM "
+                       "is required");
+        return AW_EXIT_USAGE;
+    }
+
+    if (end > time(NULL)) {
+        aw_log(AW_LOG_ERROR, "period %s has not ended yet", period);
+        return AW_EXIT_FAIL;
+    }
+
+    if (aw_cmd_connect(ctx) != 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    db = ctx->db;
+
+    rc = AW_EXIT_FAIL;
+    accounts = NULL;
+
+    if (aw_db_scalar(db, -1, "SELECT COUNT(*) FROM billing_periods WHERE "
+                     "period = '%s'", period) > 0)
+    {
+        printf("period %s is already closed\n", period);
+        rc = AW_EXIT_OK;
+        goto done;
+    }
+
+    if (!force && !aw_invoice_drained(end, period)) {
+        goto done;
+    }
+
+    if (aw_db_exec(db, "START TRANSACTION") != 0) {
+        goto done;
+    }
+
+    /* the period row first: a concurrent close waits here, then finds it */
+
+    if (aw_db_exec(db, "INSERT INTO billing_periods (period) VALUES ('%s')",
+                   period) != 0)
+    {
+        goto failed;
+    }
+
+    res = aw_db_query(db, "SELECT id FROM accounts WHERE created_at < "
+                      "FROM_UNIXTIME(%lld) ORDER BY id", (long long) end);
+    if (res == NULL) {
+        goto failed;
+    }
+
+    nacc = (size_t) mysql_num_rows(res);
+    accounts = aw_xmalloc((nacc + 1) * sizeof(long long));
+
+    for (i = 0; (row = mysql_fetch_row(res)) != NULL; i++) {
+        accounts[i] = strtoll(row[0], NULL, 10);
+    }
+
+    mysql_free_result(res);
+
+    count = total = 0;
+
+    for (i = 0; i < nacc; i++) {
+        r = aw_invoice_issue(db, accounts[i], period, start, end, &total);
+        if (r < 0) {
+            goto failed;
+        }
+
+        count += r;
+    }
+
+    if (aw_db_exec(db, "COMMIT") != 0) {
+        goto failed;
+    }
+
+    aw_money_format(total, money, sizeof(money));
+    printf("closed %s: %lld invoices, total $%s\n", period, count, money);
+    fflush(stdout);
+
+    rc = AW_EXIT_OK;
+
+    if (aw_cfg.webhook_url[0]) {
+        aw_invoice_deliver_all(db, period);
+    }
+
+    goto done;
+
+failed:
+
+    aw_db_exec(db, "ROLLBACK");
+    aw_log(AW_LOG_ERROR, "closing %s failed; nothing was issued", period);
+
+done:
+
+    free(accounts);
+
+    return rc;
+}
+
+
+static int
+aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
+{
+    const char  *period, *account, *json;
+    int          rc, npos;
+    aw_buf_t     q;
+    MYSQL       *db;
+    MYSQL_RES   *res, *lres;
+    MYSQL_ROW    row, lrow;
+    cJSON       *all, *one;
+    char        *text, money[32];
+    aw_opt_t     opts[] = {
+        { "--period", 1, &period },
+        { "--account", 1, &account },
+        { "--json", 0, &json },
+        { NULL, 0, NULL }
+    };
+    int          y, m;
+
+    period = account = json = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_invoice_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (period && aw_period_parse(period, &y, &m) != 0) {
+        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+        return AW_EXIT_USAGE;
+    }
+
+    if (aw_cmd_connect(ctx) != 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    db = ctx->db;
+
+    aw_buf_init(&q);
+    aw_buf_puts(&q, "SELECT i.id, a.name, i.period, i.plan, i.calls, "
+                "i.included_calls, i.total_cents FROM invoices i JOIN "
+                "accounts a ON a.id = i.account WHERE 1 = 1");
+
+    if (period) {
+        aw_buf_printf(&q, " AND i.period = '%s'", period);
+    }
+
+    if (account) {
+        aw_buf_puts(&q, " AND a.name = ");
+        aw_buf_sql_str(&q, db, account);
+    }
+
+    aw_buf_puts(&q, " ORDER BY i.period, a.name");
+
+    res = aw_db_query(db, "%s", q.data);
+    aw_buf_free(&q);
+
+    if (res == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    all = json ? cJSON_CreateArray() : NULL;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        if (json) {
+            one = aw_invoice_json(db, strtoll(row[0], NULL, 10));
+            if (one) {
+                cJSON_AddItemToArray(all, one);
+            }
+            continue;
+        }
+
+        aw_money_format(strtoll(row[6], NULL, 10), money, sizeof(money));
+        printf("invoice %s  %s  %s  plan %s  calls %s/%s  total $%s\n",
+               row[0], row[2], row[1], row[3], row[4], row[5], money);
+
+        lres = aw_db_query(db, "SELECT kind, amount_cents, description "
+                           "FROM invoice_lines WHERE invoice = %s "
+                           "ORDER BY id", row[0]);
+        if (lres == NULL) {
+            continue;
+        }
+
+        while ((lrow = mysql_fetch_row(lres)) != NULL) {
+            aw_money_format(strtoll(lrow[1], NULL, 10), money,
+                            sizeof(money));
+            printf("  %-10s %12s  %s\n", lrow[0], money, lrow[2]);
+        }
+
+        mysql_free_result(lres);
+    }
+
+    mysql_free_result(res);
+
+    if (json) {
+        text = cJSON_Print(all);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(all);
+    }
+
+
+    return AW_EXIT_OK;
+}
+
+
+/* recomputes every issued invoice (of the period, if given) */
+
+static int
+aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
+{
+    const char  *period;
+    int          rc, npos, bad, y, m;
+    long long    id, account, total, checked;
+    char         where[64], p[8];
+    MYSQL       *db;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    aw_opt_t     opts[] = {
+        { "--period", 1, &period },
+        { NULL, 0, NULL }
+    };
+
+    period = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_invoice_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (period && aw_period_parse(period, &y, &m) != 0) {
+        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+        return AW_EXIT_USAGE;
+    }
+
+    if (aw_cmd_connect(ctx) != 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    db = ctx->db;
+
+    where[0] = '\0';
+
+    if (period) {
+        snprintf(where, sizeof(where), "WHERE period = '%s'", period);
+    }
+
+    res = aw_db_query(db, "SELECT id, account, period, total_cents FROM "
+                      "invoices %s ORDER BY period, account", where);
+    if (res == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    bad = 0;
+    checked = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        id = strtoll(row[0], NULL, 10);
+        account = strtoll(row[1], NULL, 10);
+        snprintf(p, sizeof(p), "%s", row[2]);
+        total = strtoll(row[3], NULL, 10);
+        checked++;
+
+        bad += aw_invoice_check_one(db, id, account, p, total);
+    }
+
+    mysql_free_result(res);
+
+    if (bad) {
+        printf("%d difference%s in %lld invoices\n", bad, bad == 1 ? "" : "s",
+               checked);
+        return AW_EXIT_FAIL;
+    }
+
+    printf("ok: %lld invoices match usage_events\n", checked);
+
+    return AW_EXIT_OK;
+}
+
+
+static int
+aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
+{
+    const char  *period;
+    int          rc, npos;
+    MYSQL       *db;
+    aw_opt_t     opts[] = {
+        { "--period", 1, &period },
+        { NULL, 0, NULL }
+    };
+
+    period = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_invoice_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (aw_cfg.webhook_url[0] == '\0') {
+        aw_usage_error(aw_invoice_usage, "no webhook configured "
+                       "(--webhook-url or webhook_url in the config)");
+        return AW_EXIT_USAGE;
+    }
+
+    if (aw_cmd_connect(ctx) != 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    db = ctx->db;
+
+    rc = aw_invoice_deliver_all(db, period) == 0 ? AW_EXIT_OK : AW_EXIT_FAIL;
+
+    return rc;
+}
+
+
+static const aw_cmd_t  aw_invoice_cmds[] = {
+    { "close", aw_invoice_close, AW_NEEDS_DB, NULL },
+    { "show", aw_invoice_show, AW_NEEDS_DB, NULL },
+    { "check", aw_invoice_check, AW_NEEDS_DB, NULL },
+    { "deliver", aw_invoice_deliver, AW_NEEDS_DB, NULL },
+    { NULL, NULL, 0, NULL }
+};
+
+
+const aw_group_t  aw_invoice_group = {
+    "invoice", aw_invoice_usage, aw_invoice_cmds
+};

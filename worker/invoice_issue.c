@@ -1,0 +1,333 @@
+/*
+ * Issuing and checking invoices (the rules are invoice.c's): an issued
+ * invoice never changes; events arriving late for a closed period are
+ * billed in the next close as an adjustment line naming that period.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mysql.h>
+
+#include "aihub_worker.h"
+
+
+static int
+aw_invoice_insert_line(MYSQL *db, long long invoice, const aw_line_t *l)
+{
+    aw_buf_t  q;
+    int       rc;
+
+    aw_buf_init(&q);
+    aw_buf_printf(&q, "INSERT INTO invoice_lines (invoice, kind, model, "
+                  "price_in_micros, price_out_micros, prompt_tokens, "
+                  "completion_tokens, calls, amount_cents, ref_period, "
+                  "description) VALUES (%lld, '%s', ", invoice, l->kind);
+    aw_buf_sql_str(&q, db, l->model);
+    aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %lld, %lld, '%s', ",
+                  l->price_in, l->price_out, l->prompt_tokens,
+                  l->completion_tokens, l->calls, l->amount_cents,
+                  l->ref_period);
+    aw_buf_sql_str(&q, db, l->description);
+    aw_buf_puts(&q, ")");
+
+    rc = aw_db_buf_exec(db, &q);
+    aw_buf_free(&q);
+
+    return rc;
+}
+
+
+/*
+ * What was billed so far for (account, period): the period's own invoice
+ * lines plus adjustments naming the period in later invoices.
+ */
+
+static long long
+aw_invoice_billed(MYSQL *db, long long account, const char *period)
+{
+    return aw_db_scalar(db, 0, "SELECT IFNULL(SUM(l.amount_cents), 0) FROM "
+                        "invoice_lines l JOIN invoices i ON i.id = l.invoice "
+                        "WHERE i.account = %lld AND ((i.period = '%s' AND "
+                        "l.ref_period = '') OR l.ref_period = '%s')",
+                        account, period, period);
+}
+
+
+/*
+ * Late usage: events of earlier closed periods that no invoice billed yet
+ * become adjustment lines on this invoice, one per period.
+ */
+
+static int
+aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
+    time_t start, aw_invoice_t *inv)
+{
+    MYSQL_RES     *res;
+    MYSQL_ROW      row;
+    char           periods[64][8];
+    size_t         n, i;
+    long long      late, billed;
+    time_t         qs, qe;
+    aw_invoice_t   q;
+    aw_line_t     *l;
+
+    res = aw_db_query(db, "SELECT DISTINCT DATE_FORMAT(e.ts, '%%Y-%%m') "
+                      "FROM usage_events e JOIN billing_periods bp ON "
+                      "bp.period = DATE_FORMAT(e.ts, '%%Y-%%m') "
+                      "WHERE e.account = %lld AND e.ts < FROM_UNIXTIME(%lld)"
+                      " AND e.invoice IS NULL ORDER BY 1", account,
+                      (long long) start);
+    if (res == NULL) {
+        return -1;
+    }
+
+    n = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL && n < 64) {
+        snprintf(periods[n++], 8, "%s", row[0]);
+    }
+
+    mysql_free_result(res);
+
+    for (i = 0; i < n; i++) {
+        aw_period_bounds(periods[i], &qs, &qe);
+
+        if (aw_db_exec(db, "UPDATE usage_events SET invoice = %lld WHERE "
+                       "account = %lld AND ts >= FROM_UNIXTIME(%lld) AND "
+                       "ts < FROM_UNIXTIME(%lld) AND invoice IS NULL",
+                       invoice, account, (long long) qs, (long long) qe)
+            != 0)
+        {
+            return -1;
+        }
+
+        late = (long long) mysql_affected_rows(db);
+        billed = aw_invoice_billed(db, account, periods[i]);
+
+        if (aw_invoice_compute(db, account, periods[i], AW_EVENTS_BILLED,
+                               &q) < 0)
+        {
+            return -1;
+        }
+
+        l = aw_invoice_add(inv, "adjustment");
+        snprintf(l->ref_period, sizeof(l->ref_period), "%.7s", periods[i]);
+        l->calls = late;
+        l->amount_cents = q.total_cents - billed;
+        snprintf(l->description, sizeof(l->description),
+                 "adjustment for %.7s: %lld late usage events", periods[i],
+                 late);
+        inv->total_cents += l->amount_cents;
+
+        aw_invoice_free(&q);
+    }
+
+    return 0;
+}
+
+
+/*
+ * Issues the invoice of one account for an ended period, inside the
+ * caller's transaction: marks the events it bills, computes it from
+ * exactly those, adds the adjustments for late usage of earlier closed
+ * periods, writes it.  Returns 1 and adds to *total when issued, 0 when
+ * the account had no subscription in the period, -1 on error.
+ */
+
+int
+aw_invoice_issue(MYSQL *db, long long account, const char *period,
+    time_t start, time_t end, long long *total)
+{
+    int            r;
+    long long      id;
+    size_t         k;
+    aw_invoice_t   inv;
+
+    /* is there anything to bill?  the plan row tells */
+
+    r = aw_invoice_compute(db, account, period, AW_EVENTS_ALL, &inv);
+    if (r < 0) {
+        return -1;
+    }
+
+    aw_invoice_free(&inv);
+
+    if (r == 1) {
+        return 0;
+    }
+
+    if (aw_db_exec(db, "INSERT INTO invoices (account, period, plan) "
+                   "VALUES (%lld, '%s', '')", account, period) != 0)
+    {
+        return -1;
+    }
+
+    id = (long long) mysql_insert_id(db);
+
+    /* mark what this invoice bills, then compute from exactly that */
+
+    if (aw_db_exec(db, "UPDATE usage_events SET invoice = %lld WHERE "
+                   "account = %lld AND ts >= FROM_UNIXTIME(%lld) AND "
+                   "ts < FROM_UNIXTIME(%lld) AND invoice IS NULL", id,
+                   account, (long long) start, (long long) end) != 0
+        || aw_invoice_compute(db, account, period, id, &inv) != 0)
+    {
+        return -1;
+    }
+
+    if (aw_invoice_adjustments(db, account, id, start, &inv) != 0) {
+        aw_invoice_free(&inv);
+        return -1;
+    }
+
+    for (k = 0; k < inv.nlines; k++) {
+        if (aw_invoice_insert_line(db, id, &inv.lines[k]) != 0) {
+            aw_invoice_free(&inv);
+            return -1;
+        }
+    }
+
+    if (aw_db_exec(db, "UPDATE invoices SET plan = '%s', calls = %lld, "
+                   "included_calls = %lld, subtotal_cents = %lld, "
+                   "total_cents = %lld WHERE id = %lld", inv.plan,
+                   inv.calls, inv.included, inv.total_cents,
+                   inv.total_cents, id) != 0)
+    {
+        aw_invoice_free(&inv);
+        return -1;
+    }
+
+    *total += inv.total_cents;
+    aw_invoice_free(&inv);
+
+    return 1;
+}
+
+
+static int
+aw_line_same(const aw_line_t *a, MYSQL_ROW row)
+{
+    return strcmp(a->kind, row[0]) == 0 && strcmp(a->model, row[1]) == 0
+           && a->price_in == strtoll(row[2], NULL, 10)
+           && a->price_out == strtoll(row[3], NULL, 10)
+           && a->prompt_tokens == strtoll(row[4], NULL, 10)
+           && a->completion_tokens == strtoll(row[5], NULL, 10)
+           && a->calls == strtoll(row[6], NULL, 10)
+           && a->amount_cents == strtoll(row[7], NULL, 10);
+}
+
+
+/*
+ * Recomputes one issued invoice: its total from its lines, its own lines
+ * from the events it billed, and its (account, period) from all billed
+ * events against invoice + later adjustments.  Prints each difference;
+ * returns how many.
+ */
+
+int
+aw_invoice_check_one(MYSQL *db, long long id, long long account,
+    const char *p, long long total)
+{
+    int            bad;
+    long long      sum, billed, late;
+    size_t         k;
+    char           a[32], b[32];
+    MYSQL_RES     *lres;
+    MYSQL_ROW      lrow;
+    aw_invoice_t   inv;
+
+    bad = 0;
+
+    /* 1. the total is the sum of the lines */
+
+    sum = aw_db_scalar(db, 0, "SELECT IFNULL(SUM(amount_cents), 0) FROM "
+                       "invoice_lines WHERE invoice = %lld", id);
+
+    if (sum != total) {
+        aw_money_format(total, a, sizeof(a));
+        aw_money_format(sum, b, sizeof(b));
+        printf("MISMATCH invoice %lld (account %lld, %s): total $%s, "
+               "lines sum to $%s\n", id, account, p, a, b);
+        bad++;
+    }
+
+    /* 2. its own lines, recomputed from the events it billed */
+
+    if (aw_invoice_compute(db, account, p, id, &inv) < 0) {
+        return bad + 1;
+    }
+
+    lres = aw_db_query(db, "SELECT kind, model, price_in_micros, "
+                       "price_out_micros, prompt_tokens, "
+                       "completion_tokens, calls, amount_cents, "
+                       "description FROM invoice_lines WHERE invoice = "
+                       "%lld AND ref_period = '' ORDER BY id", id);
+
+    if (lres == NULL) {
+        aw_invoice_free(&inv);
+        return bad + 1;
+    }
+
+    k = 0;
+
+    while ((lrow = mysql_fetch_row(lres)) != NULL) {
+        if (k >= inv.nlines || !aw_line_same(&inv.lines[k], lrow)) {
+            aw_money_format(strtoll(lrow[7], NULL, 10), a, sizeof(a));
+
+            if (k < inv.nlines) {
+                aw_money_format(inv.lines[k].amount_cents, b, sizeof(b));
+            } else {
+                snprintf(b, sizeof(b), "(no such line)");
+            }
+
+            printf("MISMATCH invoice %lld (account %lld, %s) line %zu "
+                   "\"%s\": issued $%s, recomputed $%s\n", id, account,
+                   p, k + 1, lrow[8], a, b);
+            bad++;
+        }
+
+        k++;
+    }
+
+    if (k != inv.nlines) {
+        printf("MISMATCH invoice %lld (account %lld, %s): %zu lines "
+               "issued, %zu recomputed\n", id, account, p, k,
+               inv.nlines);
+        bad++;
+    }
+
+    mysql_free_result(lres);
+    aw_invoice_free(&inv);
+
+    /* 3. the period as a whole: all billed usage = all charges */
+
+    if (aw_invoice_compute(db, account, p, AW_EVENTS_BILLED, &inv) < 0) {
+        return bad + 1;
+    }
+
+    billed = aw_invoice_billed(db, account, p);
+
+    if (inv.total_cents != billed) {
+        aw_money_format(billed, a, sizeof(a));
+        aw_money_format(inv.total_cents, b, sizeof(b));
+        printf("MISMATCH account %lld %s: charged $%s with "
+               "adjustments, usage comes to $%s\n", account, p, a, b);
+        bad++;
+    }
+
+    aw_invoice_free(&inv);
+
+    late = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM usage_events WHERE "
+                        "account = %lld AND invoice IS NULL AND "
+                        "DATE_FORMAT(ts, '%%Y-%%m') = '%s'", account, p);
+
+    if (late > 0) {
+        printf("note: account %lld %s: %lld late events not billed "
+               "yet (next close adjusts)\n", account, p, late);
+    }
+
+    return bad;
+}
