@@ -249,10 +249,10 @@ long long aw_account_create(MYSQL *db, const char *name, const char *plan);
 /* ledger.c: the usage stream into MySQL, one round at a time */
 
 typedef struct aw_drain_s  aw_drain_t;
+typedef volatile sig_atomic_t  aw_flag_t;     /* set by a signal handler */
 
 aw_drain_t *aw_drain_create(long long batch, long long block_ms,
-    long long claim_idle_ms, const char *consumer,
-    volatile sig_atomic_t *stop);
+    long long claim_idle_ms, const char *consumer, aw_flag_t *stop);
 void aw_drain_step(aw_drain_t *d);
 void aw_drain_destroy(aw_drain_t *d);
 

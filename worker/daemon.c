@@ -16,8 +16,8 @@
 #include "aihub_worker.h"
 
 
-static volatile sig_atomic_t  aw_stop;
-static volatile sig_atomic_t  aw_reopen;
+static aw_flag_t  aw_stop;
+static aw_flag_t  aw_reopen;
 
 
 static const char  aw_run_usage[] =

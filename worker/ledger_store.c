@@ -1,0 +1,429 @@
+/*
+ * The ledger's MySQL side: one batch of usage events in one transaction,
+ * INSERT IGNORE on the UNIQUE event_id, daily rollups for the rows newly
+ * inserted only; row by row when MySQL refuses the batch, to find the
+ * event it refuses.  ledger.c retries, commits and ACKs around it.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+#include <openssl/rand.h>
+
+#include "aihub_worker.h"
+#include "ledger.h"
+
+
+static void
+aw_rollup_reset(aw_drain_t *d, size_t *nroll)
+{
+    *nroll = 0;
+    memset(d->rollup_hash, 0, d->rollup_hash_size * sizeof(unsigned));
+}
+
+
+/* adds the event to its (account, day, model) rollup; FNV-1a hashed */
+
+static void
+aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev)
+{
+    size_t          h, mask;
+    unsigned        idx;
+    aw_rollup_t    *ro;
+    char            day[11];
+    const char     *p;
+    unsigned long   fnv;
+
+    aw_day_format(ev->ts_ms, day, sizeof(day));
+
+    fnv = 2166136261UL;
+    fnv = (fnv ^ (unsigned long) (ev->account & 0xffffffff)) * 16777619UL;
+    fnv = (fnv ^ (unsigned long) ((unsigned long long) ev->account >> 32))
+          * 16777619UL;
+
+    for (p = day; *p; p++) {
+        fnv = (fnv ^ (unsigned char) *p) * 16777619UL;
+    }
+
+    for (p = ev->model; *p; p++) {
+        fnv = (fnv ^ (unsigned char) *p) * 16777619UL;
+    }
+
+    mask = d->rollup_hash_size - 1;
+
+    for (h = fnv & mask; (idx = d->rollup_hash[h]) != 0; h = (h + 1) & mask)
+    {
+        ro = &d->rollups[idx - 1];
+
+        if (ro->account == ev->account && strcmp(ro->day, day) == 0
+            && strcmp(ro->model, ev->model) == 0)
+        {
+            break;
+        }
+    }
+
+    if (idx == 0) {
+        ro = &d->rollups[(*nroll)++];
+        memset(ro, 0, sizeof(*ro));
+        ro->account = ev->account;
+        memcpy(ro->day, day, sizeof(day));
+        ro->model = ev->model;
+        d->rollup_hash[h] = (unsigned) *nroll;
+    }
+
+    ro->requests++;
+    ro->calls += (ev->status >= 200 && ev->status < 300);
+    ro->prompt_tokens += ev->prompt_tokens;
+    ro->completion_tokens += ev->completion_tokens;
+    ro->total_tokens += ev->total_tokens;
+    ro->cost_micros += ev->cost_micros;
+}
+
+
+static int
+aw_rollup_cmp(const void *a, const void *b)
+{
+    const aw_rollup_t  *x = a, *y = b;
+    int                 c;
+
+    if (x->account != y->account) {
+        return x->account < y->account ? -1 : 1;
+    }
+
+    c = strcmp(x->day, y->day);
+
+    return c ? c : strcmp(x->model, y->model);
+}
+
+
+/*
+ * The rollups summed in C as one multi-row INSERT ... ON DUPLICATE KEY
+ * UPDATE, in key order (the same lock order in every worker).  Reuses q.
+ * 0: done; -1: MySQL failed (the caller rolls back).
+ */
+
+static int
+aw_rollup_apply(aw_drain_t *d, size_t nroll, aw_buf_t *q)
+{
+    size_t        i;
+    aw_rollup_t  *ro;
+
+    if (nroll == 0) {
+        return 0;
+    }
+
+    qsort(d->rollups, nroll, sizeof(aw_rollup_t), aw_rollup_cmp);
+
+    aw_buf_reset(q);
+    aw_buf_puts(q, "INSERT INTO usage_daily (account, day, model, "
+                "requests, calls, prompt_tokens, completion_tokens, "
+                "total_tokens, cost_micros) VALUES ");
+
+    for (i = 0; i < nroll; i++) {
+        ro = &d->rollups[i];
+        aw_buf_printf(q, "%s(%lld, '%s', ", i ? ", " : "", ro->account,
+                      ro->day);
+        aw_buf_sql_str(q, d->db, ro->model);
+        aw_buf_printf(q, ", %lld, %lld, %lld, %lld, %lld, %lld)",
+                      ro->requests, ro->calls, ro->prompt_tokens,
+                      ro->completion_tokens, ro->total_tokens,
+                      ro->cost_micros);
+    }
+
+    aw_buf_puts(q, " ON DUPLICATE KEY UPDATE "
+                "requests = requests + VALUES(requests), "
+                "calls = calls + VALUES(calls), "
+                "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
+                "completion_tokens = completion_tokens + "
+                "VALUES(completion_tokens), "
+                "total_tokens = total_tokens + VALUES(total_tokens), "
+                "cost_micros = cost_micros + VALUES(cost_micros)");
+
+    return mysql_real_query(d->db, q->data, q->len) == 0 ? 0 : -1;
+}
+
+
+void
+aw_drain_db_lost(aw_drain_t *d)
+{
+    if (d->db) {
+        mysql_query(d->db, "ROLLBACK");
+        aw_db_close(d->db);
+        d->db = NULL;
+    }
+}
+
+
+/* MySQL refused the batch: the transaction is gone, nothing is ACKed */
+
+static int
+aw_drain_rolled_back(aw_drain_t *d)
+{
+    aw_log(AW_LOG_ERROR, "MySQL: %s (%u); batch rolled back, nothing ACKed",
+           mysql_error(d->db), mysql_errno(d->db));
+
+    return -1;
+}
+
+
+/*
+ * The batch as one multi-row INSERT IGNORE tagged with a random batch id.
+ * When MySQL stored every valid event as sent (affected rows == valid
+ * events, no warnings: the normal case) the rollups are summed in C and
+ * applied with one multi-row upsert; otherwise (duplicates, or MySQL
+ * adjusted a value) the rows carrying the id are the new ones and the
+ * rollups are summed from them in SQL.  Either way each stored event is
+ * counted once, in the same transaction.  0: committed; 2: MySQL refused
+ * the statement (rolled back: store row by row to find the event it
+ * refuses); -1: the connection failed.
+ */
+
+int
+aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
+    long long *dups)
+{
+    size_t               i, valid, nroll;
+    aw_buf_t             q, ids;
+    aw_entry_t          *en;
+    char                 ts[32];
+    unsigned long long   tag;
+
+    *inserted = *dups = 0;
+
+    if (RAND_bytes((unsigned char *) &tag, sizeof(tag)) != 1) {
+        return 2;
+    }
+
+    tag = (tag >> 1) | 1;
+
+    if (mysql_query(d->db, "START TRANSACTION") != 0) {
+        goto failed;
+    }
+
+    aw_buf_init(&q);
+    aw_buf_init(&ids);
+    aw_rollup_reset(d, &nroll);
+    aw_buf_puts(&q, "INSERT IGNORE INTO usage_events (event_id, ts, "
+                "account, key_prefix, plan, model, provider, prompt_tokens, "
+                "completion_tokens, total_tokens, cost_micros, status, "
+                "streamed, aborted, estimated, latency_ms, node, "
+                "drain_batch) VALUES ");
+    valid = 0;
+
+    for (i = 0; i < n; i++) {
+        en = &d->entries[i];
+
+        if (en->reason) {
+            continue;
+        }
+
+        aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
+
+        aw_buf_printf(&q, "%s('%s', '%s', %lld, ", valid ? ", " : "",
+                      en->ev.id, ts, en->ev.account);
+        aw_buf_sql_str(&q, d->db, en->ev.key);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.plan);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.model);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.provider);
+        aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
+                      en->ev.prompt_tokens, en->ev.completion_tokens,
+                      en->ev.total_tokens, en->ev.cost_micros,
+                      en->ev.status, en->ev.streamed, en->ev.aborted,
+                      en->ev.estimated, en->ev.latency_ms);
+        aw_buf_sql_str(&q, d->db, en->ev.node);
+        aw_buf_printf(&q, ", %llu)", tag);
+        valid++;
+    }
+
+    if (valid > 0) {
+        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+            aw_buf_free(&q);
+            aw_buf_free(&ids);
+
+            if (aw_db_conn_error(d->db)) {
+                goto failed;
+            }
+
+            aw_log(AW_LOG_WARN, "MySQL refused the batch (%s); storing it "
+                   "event by event", mysql_error(d->db));
+            mysql_query(d->db, "ROLLBACK");
+
+            return 2;
+        }
+
+        *inserted = (long long) mysql_affected_rows(d->db);
+        *dups = (long long) valid - *inserted;
+    }
+
+    if (*inserted > 0 && *inserted == (long long) valid
+        && mysql_warning_count(d->db) == 0)
+    {
+        /* every valid event is a new row, stored as sent */
+
+        for (i = 0; i < n; i++) {
+            if (d->entries[i].reason == NULL) {
+                aw_rollup_add(d, &nroll, &d->entries[i].ev);
+            }
+        }
+
+        if (aw_rollup_apply(d, nroll, &q) != 0) {
+            aw_buf_free(&q);
+            aw_buf_free(&ids);
+            goto failed;
+        }
+
+    } else if (*inserted > 0) {
+        valid = 0;
+
+        for (i = 0; i < n; i++) {
+            en = &d->entries[i];
+
+            if (en->reason == NULL) {
+                aw_buf_printf(&ids, "%s'%s'", valid++ ? ", " : "",
+                              en->ev.id);
+            }
+        }
+
+        aw_buf_reset(&q);
+        aw_buf_printf(&q, "INSERT INTO usage_daily (account, day, model, "
+                      "requests, calls, prompt_tokens, completion_tokens, "
+                      "total_tokens, cost_micros) SELECT account, DATE(ts), "
+                      "model, COUNT(*), SUM(status BETWEEN 200 AND 299), "
+                      "SUM(prompt_tokens), SUM(completion_tokens), "
+                      "SUM(total_tokens), SUM(cost_micros) FROM usage_events "
+                      "WHERE event_id IN (%s) AND drain_batch = %llu "
+                      "GROUP BY account, DATE(ts), model "
+                      "ON DUPLICATE KEY UPDATE "
+                      "requests = requests + VALUES(requests), "
+                      "calls = calls + VALUES(calls), "
+                      "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
+                      "completion_tokens = completion_tokens + "
+                      "VALUES(completion_tokens), "
+                      "total_tokens = total_tokens + VALUES(total_tokens), "
+                      "cost_micros = cost_micros + VALUES(cost_micros)",
+                      ids.data, tag);
+
+        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+            aw_buf_free(&q);
+            aw_buf_free(&ids);
+            goto failed;
+        }
+    }
+
+    aw_buf_free(&q);
+    aw_buf_free(&ids);
+
+    if (mysql_query(d->db, "COMMIT") != 0) {
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    return aw_drain_rolled_back(d);
+}
+
+
+/*
+ * The batch event by event (after MySQL refused the whole): finds the
+ * event it refuses.  0: committed; 1: an entry was refused (marked, rolled
+ * back: try again without it); -1: the connection failed.
+ */
+
+int
+aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
+    long long *dups)
+{
+    size_t        i, nroll;
+    aw_buf_t      q;
+    aw_entry_t   *en;
+    char          ts[32];
+
+    *inserted = *dups = 0;
+    aw_rollup_reset(d, &nroll);
+
+    if (mysql_query(d->db, "START TRANSACTION") != 0) {
+        goto failed;
+    }
+
+    aw_buf_init(&q);
+
+    for (i = 0; i < n; i++) {
+        en = &d->entries[i];
+
+        if (en->reason) {
+            continue;
+        }
+
+        aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
+
+        aw_buf_reset(&q);
+        aw_buf_printf(&q, "INSERT IGNORE INTO usage_events (event_id, ts, "
+                      "account, key_prefix, plan, model, provider, "
+                      "prompt_tokens, completion_tokens, total_tokens, "
+                      "cost_micros, status, streamed, aborted, estimated, "
+                      "latency_ms, node) VALUES ('%s', '%s', %lld, ",
+                      en->ev.id, ts, en->ev.account);
+        aw_buf_sql_str(&q, d->db, en->ev.key);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.plan);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.model);
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, d->db, en->ev.provider);
+        aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
+                      en->ev.prompt_tokens, en->ev.completion_tokens,
+                      en->ev.total_tokens, en->ev.cost_micros,
+                      en->ev.status, en->ev.streamed, en->ev.aborted,
+                      en->ev.estimated, en->ev.latency_ms);
+        aw_buf_sql_str(&q, d->db, en->ev.node);
+        aw_buf_puts(&q, ")");
+
+        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+            if (aw_db_conn_error(d->db)) {
+                aw_buf_free(&q);
+                goto failed;
+            }
+
+            snprintf(en->reason_buf, sizeof(en->reason_buf),
+                     "MySQL refused the event: %s", mysql_error(d->db));
+            en->reason = en->reason_buf;
+            aw_buf_free(&q);
+            mysql_query(d->db, "ROLLBACK");
+
+            return 1;
+        }
+
+        if (mysql_affected_rows(d->db) == 1) {
+            (*inserted)++;
+            aw_rollup_add(d, &nroll, &en->ev);
+
+        } else {
+            (*dups)++;
+        }
+    }
+
+    if (aw_rollup_apply(d, nroll, &q) != 0) {
+        aw_buf_free(&q);
+        goto failed;
+    }
+
+    aw_buf_free(&q);
+
+    if (mysql_query(d->db, "COMMIT") != 0) {
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    return aw_drain_rolled_back(d);
+}
