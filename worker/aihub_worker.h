@@ -363,6 +363,11 @@ int aw_invoice_check_one(MYSQL *db, long long id, long long account,
     const char *period, long long total);
 cJSON *aw_invoice_json(MYSQL *db, long long id);
 int aw_invoice_deliver_all(MYSQL *db, const char *period);
+
+
+/* report.c: the billing report's three files */
+int aw_report_write(MYSQL *db, const char *period, time_t start, time_t end,
+    const char *out);
 long long aw_account_allowance(MYSQL *db, long long account, time_t start,
     time_t end);
 

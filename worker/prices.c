@@ -95,19 +95,125 @@ aw_fetch(const char *url, aw_buf_t *body)
 }
 
 
+/*
+ * The models one catalog entry prices (by public id, or by upstream id at
+ * this provider): prints each change and, unless dry, writes it with its
+ * price history row.  0, or -1 when MySQL failed.
+ */
+
+static int
+aw_prices_apply(MYSQL *db, const char *id, const char *provider,
+    long long pin, long long pout, int dry, long long *checked,
+    long long *updated)
+{
+    long long   cur_in, cur_out;
+    aw_buf_t    q;
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+
+    aw_buf_init(&q);
+    aw_buf_puts(&q, "SELECT public_id, price_in_micros, "
+                "price_out_micros FROM models WHERE public_id = ");
+    aw_buf_sql_str(&q, db, id);
+    aw_buf_puts(&q, " OR (upstream_id = ");
+    aw_buf_sql_str(&q, db, id);
+    aw_buf_puts(&q, " AND provider = ");
+    aw_buf_sql_str(&q, db, provider);
+    aw_buf_puts(&q, ")");
+
+    res = aw_db_query(db, "%s", q.data);
+    aw_buf_free(&q);
+
+    if (res == NULL) {
+        return -1;
+    }
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        (*checked)++;
+        cur_in = strtoll(row[1], NULL, 10);
+        cur_out = strtoll(row[2], NULL, 10);
+
+        if (cur_in == pin && cur_out == pout) {
+            continue;
+        }
+
+        printf("%s: %lld/%lld -> %lld/%lld micro-dollars per M tokens "
+               "(in/out)\n", row[0], cur_in, cur_out, pin, pout);
+        (*updated)++;
+
+        if (dry) {
+            continue;
+        }
+
+        aw_buf_init(&q);
+        aw_buf_printf(&q, "UPDATE models SET price_in_micros = %lld, "
+                      "price_out_micros = %lld WHERE public_id = ", pin,
+                      pout);
+        aw_buf_sql_str(&q, db, row[0]);
+
+        if (aw_db_buf_exec(db, &q) != 0) {
+            aw_buf_free(&q);
+            mysql_free_result(res);
+            return -1;
+        }
+
+        aw_buf_reset(&q);
+        aw_buf_puts(&q, "INSERT INTO model_prices (model, "
+                    "price_in_micros, price_out_micros, valid_from, "
+                    "source) VALUES (");
+        aw_buf_sql_str(&q, db, row[0]);
+        aw_buf_printf(&q, ", %lld, %lld, UTC_TIMESTAMP(3), ", pin, pout);
+        aw_buf_sql_str(&q, db, provider);
+        aw_buf_puts(&q, ")");
+
+        if (aw_db_buf_exec(db, &q) != 0) {
+            aw_buf_free(&q);
+            mysql_free_result(res);
+            return -1;
+        }
+
+        aw_buf_free(&q);
+    }
+
+    mysql_free_result(res);
+
+    return 0;
+}
+
+
+/* the new prices to Redis; MySQL is right whatever happens here */
+
+static void
+aw_prices_publish(MYSQL *db)
+{
+    redisContext  *r;
+
+    r = aw_redis_connect(3000);
+
+    if (r == NULL) {
+        aw_log(AW_LOG_WARN, "Redis unreachable: run \"" AW_NAME " sync\""
+               " to publish the new prices");
+        return;
+    }
+
+    if (aw_sync_models(db, r) != 0 || aw_publish(r, AIHUB_INV_ALL) != 0) {
+        aw_log(AW_LOG_WARN, "publishing the new prices failed");
+    }
+
+    aw_redis_close(r);
+}
+
+
 static int
 aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
-    const char    *url, *provider, *dry;
-    int            rc, npos;
-    long long      checked, updated, pin, pout, cur_in, cur_out;
-    aw_buf_t       body, q;
-    cJSON         *root, *data, *m, *id, *pricing, *p, *c;
-    MYSQL         *db;
-    MYSQL_RES     *res;
-    MYSQL_ROW      row;
-    redisContext  *r;
-    aw_opt_t       opts[] = {
+    const char  *url, *provider, *dry;
+    int          rc, npos;
+    long long    checked, updated, pin, pout;
+    aw_buf_t     body;
+    cJSON       *root, *data, *m, *id, *pricing, *p, *c;
+    MYSQL       *db;
+    aw_opt_t     opts[] = {
         { "--url", 1, &url },
         { "--provider", 1, &provider },
         { "--dry-run", 0, &dry },
@@ -185,71 +291,11 @@ aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
             continue;
         }
 
-        aw_buf_init(&q);
-        aw_buf_puts(&q, "SELECT public_id, price_in_micros, "
-                    "price_out_micros FROM models WHERE public_id = ");
-        aw_buf_sql_str(&q, db, id->valuestring);
-        aw_buf_puts(&q, " OR (upstream_id = ");
-        aw_buf_sql_str(&q, db, id->valuestring);
-        aw_buf_puts(&q, " AND provider = ");
-        aw_buf_sql_str(&q, db, provider);
-        aw_buf_puts(&q, ")");
-
-        res = aw_db_query(db, "%s", q.data);
-        aw_buf_free(&q);
-
-        if (res == NULL) {
+        if (aw_prices_apply(db, id->valuestring, provider, pin, pout,
+                            dry != NULL, &checked, &updated) != 0)
+        {
             goto failed;
         }
-
-        while ((row = mysql_fetch_row(res)) != NULL) {
-            checked++;
-            cur_in = strtoll(row[1], NULL, 10);
-            cur_out = strtoll(row[2], NULL, 10);
-
-            if (cur_in == pin && cur_out == pout) {
-                continue;
-            }
-
-            printf("%s: %lld/%lld -> %lld/%lld micro-dollars per M tokens "
-                   "(in/out)\n", row[0], cur_in, cur_out, pin, pout);
-            updated++;
-
-            if (dry) {
-                continue;
-            }
-
-            aw_buf_init(&q);
-            aw_buf_printf(&q, "UPDATE models SET price_in_micros = %lld, "
-                          "price_out_micros = %lld WHERE public_id = ", pin,
-                          pout);
-            aw_buf_sql_str(&q, db, row[0]);
-
-            if (aw_db_buf_exec(db, &q) != 0) {
-                aw_buf_free(&q);
-                mysql_free_result(res);
-                goto failed;
-            }
-
-            aw_buf_reset(&q);
-            aw_buf_puts(&q, "INSERT INTO model_prices (model, "
-                        "price_in_micros, price_out_micros, valid_from, "
-                        "source) VALUES (");
-            aw_buf_sql_str(&q, db, row[0]);
-            aw_buf_printf(&q, ", %lld, %lld, UTC_TIMESTAMP(3), ", pin, pout);
-            aw_buf_sql_str(&q, db, provider);
-            aw_buf_puts(&q, ")");
-
-            if (aw_db_buf_exec(db, &q) != 0) {
-                aw_buf_free(&q);
-                mysql_free_result(res);
-                goto failed;
-            }
-
-            aw_buf_free(&q);
-        }
-
-        mysql_free_result(res);
     }
 
     if (!dry && aw_db_exec(db, "COMMIT") != 0) {
@@ -262,19 +308,7 @@ aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_OK;
 
     if (!dry && updated > 0) {
-        r = aw_redis_connect(3000);
-
-        if (r == NULL) {
-            aw_log(AW_LOG_WARN, "Redis unreachable: run \"" AW_NAME " sync\""
-                   " to publish the new prices");
-
-        } else {
-            if (aw_sync_models(db, r) != 0 || aw_publish(r, "all") != 0) {
-                aw_log(AW_LOG_WARN, "publishing the new prices failed");
-            }
-
-            aw_redis_close(r);
-        }
+        aw_prices_publish(db);
     }
 
     goto done;

@@ -1,6 +1,6 @@
 /*
- * "aihub-worker report --period YYYY-MM --out DIR": the billing report for
- * finance, from the ledger:
+ * The billing report for finance, from the ledger (cmd_report.c is the
+ * command):
  *   invoices.csv   one row per invoice line (RFC 4180, header row)
  *   report.json    the same invoices plus the summaries below
  *   report.html    self-contained (inline CSS and SVG, no network): revenue
@@ -20,9 +20,6 @@
 #include "aihub_worker.h"
 
 
-cJSON *aw_invoice_json(MYSQL *db, long long id);
-
-
 typedef struct {
     char       label[136];
     long long  value;
@@ -30,12 +27,24 @@ typedef struct {
 } aw_bar_t;
 
 
-static const char  aw_report_usage[] =
-    "usage: " AW_NAME " report --period YYYY-MM --out DIR\n"
-    "\n"
-    "Writes DIR/invoices.csv, DIR/report.json and DIR/report.html (self-\n"
-    "contained, charts included) for the period's issued invoices and\n"
-    "usage.\n";
+/* what the three files show */
+
+typedef struct {
+    const char  *period;
+    time_t       start;
+    time_t       end;
+    char         stamp[32];
+    long long    ninv;
+    long long    total;
+    aw_bar_t    *plan;
+    aw_bar_t    *acct;
+    aw_bar_t    *model;
+    aw_bar_t    *day;
+    size_t       nplan;
+    size_t       nacct;
+    size_t       nmodel;
+    size_t       nday;
+} aw_report_t;
 
 
 static void
@@ -313,65 +322,15 @@ aw_html_table(aw_buf_t *b, const char *title, const char *h1,
 }
 
 
-int
-aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv)
+/* invoices.csv: one row per invoice line */
+
+static int
+aw_report_csv(MYSQL *db, const char *period, aw_buf_t *csv)
 {
-    const char  *period, *out;
-    int          rc, npos;
-    time_t       start, end;
-    size_t       nplan, nacct, nmodel, nday, i;
-    long long    total, ninv;
-    char         money[32], stamp[32];
-    aw_bar_t    *plan, *acct, *model, *day;
-    aw_buf_t     csv, html;
-    MYSQL       *db;
-    MYSQL_RES   *res;
-    MYSQL_ROW    row;
-    cJSON       *json, *invs, *one;
-    char        *text;
-    time_t       now;
-    aw_opt_t     opts[] = {
-        { "--period", 1, &period },
-        { "--out", 1, &out },
-        { NULL, 0, NULL }
-    };
-
-    period = out = NULL;
-
-    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_report_usage);
-    if (rc != 0) {
-        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
-    }
-
-    if (period == NULL || aw_period_bounds(period, &start, &end) != 0) {
-        aw_usage_error(aw_report_usage, "--period YYYY-MM is required");
-        return AW_EXIT_USAGE;
-    }
-
-    if (out == NULL || *out == '\0') {
-        aw_usage_error(aw_report_usage, "--out DIR is required");
-        return AW_EXIT_USAGE;
-    }
-
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        aw_log(AW_LOG_ERROR, "cannot create \"%s\": %s", out,
-               strerror(errno));
-        return AW_EXIT_FAIL;
-    }
-
-    if (aw_cmd_connect(ctx) != 0) {
-        return AW_EXIT_FAIL;
-    }
-
-    db = ctx->db;
-
-    rc = AW_EXIT_FAIL;
-    aw_buf_init(&csv);
-    aw_buf_init(&html);
-    json = cJSON_CreateObject();
-    plan = acct = model = day = NULL;
-
-    /* CSV: one row per invoice line */
+    size_t      i;
+    char        money[32];
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
 
     res = aw_db_query(db, "SELECT i.id, i.period, a.id, a.name, i.plan, "
                       "l.kind, l.model, l.price_in_micros, "
@@ -382,82 +341,111 @@ aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv)
                       "ON l.invoice = i.id WHERE i.period = '%s' "
                       "ORDER BY i.id, l.id", period);
     if (res == NULL) {
-        goto done;
+        return -1;
     }
 
-    aw_buf_puts(&csv, "invoice_id,period,account_id,account,plan,kind,model,"
+    aw_buf_puts(csv, "invoice_id,period,account_id,account,plan,kind,model,"
                 "price_in_micros_per_m,price_out_micros_per_m,calls,"
                 "prompt_tokens,completion_tokens,amount_cents,amount_usd,"
                 "ref_period,description,invoice_total_usd\r\n");
 
     while ((row = mysql_fetch_row(res)) != NULL) {
         for (i = 0; i < 13; i++) {
-            aw_csv_field(&csv, row[i]);
-            aw_buf_puts(&csv, ",");
+            aw_csv_field(csv, row[i]);
+            aw_buf_puts(csv, ",");
         }
 
         aw_money_format(strtoll(row[12], NULL, 10), money, sizeof(money));
-        aw_buf_printf(&csv, "%s,", money);
-        aw_csv_field(&csv, row[13]);
-        aw_buf_puts(&csv, ",");
-        aw_csv_field(&csv, row[14]);
+        aw_buf_printf(csv, "%s,", money);
+        aw_csv_field(csv, row[13]);
+        aw_buf_puts(csv, ",");
+        aw_csv_field(csv, row[14]);
         aw_money_format(strtoll(row[15], NULL, 10), money, sizeof(money));
-        aw_buf_printf(&csv, ",%s\r\n", money);
+        aw_buf_printf(csv, ",%s\r\n", money);
     }
 
     mysql_free_result(res);
 
-    /* summaries */
+    return 0;
+}
 
-    nplan = aw_bars_load(db, &plan, "SELECT i.plan, SUM(i.total_cents), "
-                         "COUNT(*) FROM invoices i WHERE i.period = '%s' "
-                         "GROUP BY i.plan ORDER BY 2 DESC, 1", period);
-    nacct = aw_bars_load(db, &acct, "SELECT a.name, i.total_cents, i.calls "
-                         "FROM invoices i JOIN accounts a ON a.id = "
-                         "i.account WHERE i.period = '%s' ORDER BY "
-                         "i.total_cents DESC, a.name LIMIT 10", period);
-    nmodel = aw_bars_load(db, &model, "SELECT model, SUM(total_tokens), "
-                          "SUM(calls) FROM usage_daily WHERE day >= "
-                          "FROM_UNIXTIME(%lld) AND day < FROM_UNIXTIME(%lld) "
-                          "GROUP BY model ORDER BY 2 DESC, 1",
-                          (long long) start, (long long) end);
-    nday = aw_bars_load(db, &day, "SELECT DATE_FORMAT(day, '%%Y-%%m-%%d'), "
-                        "SUM(calls), SUM(total_tokens) FROM usage_daily "
-                        "WHERE day >= FROM_UNIXTIME(%lld) AND day < "
-                        "FROM_UNIXTIME(%lld) GROUP BY day ORDER BY day",
-                        (long long) start, (long long) end);
 
-    total = 0;
+/* the summaries: revenue by plan, top accounts, models, days */
 
-    for (i = 0; i < nplan; i++) {
-        total += plan[i].value;
+static void
+aw_report_load(MYSQL *db, aw_report_t *r)
+{
+    size_t  i;
+    time_t  now;
+
+    r->nplan = aw_bars_load(db, &r->plan, "SELECT i.plan, "
+                            "SUM(i.total_cents), COUNT(*) FROM invoices i "
+                            "WHERE i.period = '%s' GROUP BY i.plan ORDER BY "
+                            "2 DESC, 1", r->period);
+    r->nacct = aw_bars_load(db, &r->acct, "SELECT a.name, i.total_cents, "
+                            "i.calls FROM invoices i JOIN accounts a ON "
+                            "a.id = i.account WHERE i.period = '%s' ORDER BY "
+                            "i.total_cents DESC, a.name LIMIT 10",
+                            r->period);
+    r->nmodel = aw_bars_load(db, &r->model, "SELECT model, "
+                             "SUM(total_tokens), SUM(calls) FROM usage_daily "
+                             "WHERE day >= FROM_UNIXTIME(%lld) AND day < "
+                             "FROM_UNIXTIME(%lld) GROUP BY model ORDER BY 2 "
+                             "DESC, 1", (long long) r->start,
+                             (long long) r->end);
+    r->nday = aw_bars_load(db, &r->day, "SELECT DATE_FORMAT(day, "
+                           "'%%Y-%%m-%%d'), SUM(calls), SUM(total_tokens) "
+                           "FROM usage_daily WHERE day >= FROM_UNIXTIME(%lld)"
+                           " AND day < FROM_UNIXTIME(%lld) GROUP BY day "
+                           "ORDER BY day", (long long) r->start,
+                           (long long) r->end);
+
+    r->total = 0;
+
+    for (i = 0; i < r->nplan; i++) {
+        r->total += r->plan[i].value;
     }
 
-    ninv = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM invoices WHERE period "
-                        "= '%s'", period);
+    r->ninv = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM invoices WHERE "
+                           "period = '%s'", r->period);
 
     now = time(NULL);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    strftime(r->stamp, sizeof(r->stamp), "%Y-%m-%dT%H:%M:%SZ",
+             gmtime(&now));
+}
 
-    /* JSON */
 
-    cJSON_AddStringToObject(json, "period", period);
-    cJSON_AddStringToObject(json, "generated_at", stamp);
+/* report.json: the summaries and every invoice of the period */
+
+static cJSON *
+aw_report_json(MYSQL *db, const aw_report_t *r)
+{
+    cJSON      *json, *invs, *one;
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+
+    json = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(json, "period", r->period);
+    cJSON_AddStringToObject(json, "generated_at", r->stamp);
     cJSON_AddStringToObject(json, "currency", "USD");
-    cJSON_AddNumberToObject(json, "invoice_count", (double) ninv);
-    cJSON_AddNumberToObject(json, "total_cents", (double) total);
-    aw_json_bars(json, "revenue_by_plan", "total_cents", "invoices", plan,
-                 nplan);
-    aw_json_bars(json, "top_accounts", "total_cents", "calls", acct, nacct);
-    aw_json_bars(json, "usage_by_model", "total_tokens", "calls", model,
-                 nmodel);
-    aw_json_bars(json, "calls_per_day", "calls", "total_tokens", day, nday);
+    cJSON_AddNumberToObject(json, "invoice_count", (double) r->ninv);
+    cJSON_AddNumberToObject(json, "total_cents", (double) r->total);
+    aw_json_bars(json, "revenue_by_plan", "total_cents", "invoices", r->plan,
+                 r->nplan);
+    aw_json_bars(json, "top_accounts", "total_cents", "calls", r->acct,
+                 r->nacct);
+    aw_json_bars(json, "usage_by_model", "total_tokens", "calls", r->model,
+                 r->nmodel);
+    aw_json_bars(json, "calls_per_day", "calls", "total_tokens", r->day,
+                 r->nday);
 
     invs = cJSON_AddArrayToObject(json, "invoices");
     res = aw_db_query(db, "SELECT id FROM invoices WHERE period = '%s' "
-                      "ORDER BY id", period);
+                      "ORDER BY id", r->period);
     if (res == NULL) {
-        goto done;
+        cJSON_Delete(json);
+        return NULL;
     }
 
     while ((row = mysql_fetch_row(res)) != NULL) {
@@ -469,11 +457,51 @@ aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     mysql_free_result(res);
 
-    /* HTML */
+    return json;
+}
 
-    aw_money_format(total, money, sizeof(money));
 
-    aw_buf_printf(&html, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
+/* every day of the month on the axis, days without calls at zero */
+
+static void
+aw_report_days(aw_buf_t *html, const aw_report_t *r)
+{
+    size_t     ndays, k, i;
+    aw_bar_t  *all;
+
+    ndays = (size_t) ((r->end - r->start) / 86400);
+    all = aw_xmalloc(ndays * sizeof(aw_bar_t));
+
+    for (k = 0; k < ndays; k++) {
+        snprintf(all[k].label, sizeof(all[k].label), "%s-%02zu", r->period,
+                 k + 1);
+        all[k].value = 0;
+        all[k].extra = 0;
+    }
+
+    for (i = 0; i < r->nday; i++) {
+        k = (size_t) atoi(r->day[i].label + 8);
+
+        if (k >= 1 && k <= ndays) {
+            all[k - 1] = r->day[i];
+        }
+    }
+
+    aw_svg_days(html, all, ndays);
+    free(all);
+}
+
+
+/* report.html: self-contained, inline CSS and SVG */
+
+static void
+aw_report_html(aw_buf_t *html, const aw_report_t *r)
+{
+    char  money[32];
+
+    aw_money_format(r->total, money, sizeof(money));
+
+    aw_buf_printf(html, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
                   "<meta charset=\"utf-8\"><title>aihub billing report "
                   "%s</title>\n<style>\nbody{font:14px/1.4 system-ui,sans-"
                   "serif;margin:2em;color:#222;max-width:960px}\n"
@@ -490,66 +518,76 @@ aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv)
                   "<p>Generated %s from the ledger (MySQL).  Amounts in USD."
                   "</p>\n<div class=\"kpi\">Invoices<b id=\"kpi-invoices\">"
                   "%lld</b></div><div class=\"kpi\">Revenue<b id=\"kpi-"
-                  "revenue\">$%s</b></div>\n", period, period, stamp, ninv,
-                  money);
+                  "revenue\">$%s</b></div>\n", r->period, r->period,
+                  r->stamp, r->ninv, money);
 
-    aw_svg_hbars(&html, "chart-plans", "Revenue by plan", plan, nplan, 1);
-    aw_svg_hbars(&html, "chart-accounts", "Top accounts", acct, nacct, 1);
-    aw_svg_hbars(&html, "chart-models", "Usage by model (tokens)", model,
-                 nmodel, 0);
-    /* every day of the month on the axis, days without calls at zero */
+    aw_svg_hbars(html, "chart-plans", "Revenue by plan", r->plan, r->nplan,
+                 1);
+    aw_svg_hbars(html, "chart-accounts", "Top accounts", r->acct, r->nacct,
+                 1);
+    aw_svg_hbars(html, "chart-models", "Usage by model (tokens)", r->model,
+                 r->nmodel, 0);
+    aw_report_days(html, r);
 
-    {
-        size_t     ndays, k;
-        aw_bar_t  *all;
+    aw_html_table(html, "Revenue by plan", "plan", "revenue", r->plan,
+                  r->nplan, 1);
+    aw_html_table(html, "Top accounts", "account", "total", r->acct,
+                  r->nacct, 1);
+    aw_html_table(html, "Usage by model", "model", "tokens", r->model,
+                  r->nmodel, 0);
+    aw_buf_puts(html, "</body></html>\n");
+}
 
-        ndays = (size_t) ((end - start) / 86400);
-        all = aw_xmalloc(ndays * sizeof(aw_bar_t));
 
-        for (k = 0; k < ndays; k++) {
-            snprintf(all[k].label, sizeof(all[k].label), "%s-%02zu", period,
-                     k + 1);
-            all[k].value = 0;
-            all[k].extra = 0;
-        }
+/*
+ * Writes DIR/invoices.csv, DIR/report.json and DIR/report.html for the
+ * period [start, end).  0, or -1 with the error logged.
+ */
 
-        for (i = 0; i < nday; i++) {
-            k = (size_t) atoi(day[i].label + 8);
+int
+aw_report_write(MYSQL *db, const char *period, time_t start, time_t end,
+    const char *out)
+{
+    int           rc;
+    char         *text;
+    aw_buf_t      csv, html, j;
+    cJSON        *json;
+    aw_report_t   r;
 
-            if (k >= 1 && k <= ndays) {
-                all[k - 1] = day[i];
-            }
-        }
+    memset(&r, 0, sizeof(r));
+    r.period = period;
+    r.start = start;
+    r.end = end;
 
-        aw_svg_days(&html, all, ndays);
-        free(all);
+    rc = -1;
+    json = NULL;
+    aw_buf_init(&csv);
+    aw_buf_init(&html);
+    aw_buf_init(&j);
+
+    if (aw_report_csv(db, period, &csv) != 0) {
+        goto done;
     }
 
-    aw_html_table(&html, "Revenue by plan", "plan", "revenue", plan, nplan,
-                  1);
-    aw_html_table(&html, "Top accounts", "account", "total", acct, nacct, 1);
-    aw_html_table(&html, "Usage by model", "model", "tokens", model, nmodel,
-                  0);
-    aw_buf_puts(&html, "</body></html>\n");
+    aw_report_load(db, &r);
+
+    json = aw_report_json(db, &r);
+    if (json == NULL) {
+        goto done;
+    }
+
+    aw_report_html(&html, &r);
 
     text = cJSON_Print(json);
+    aw_buf_puts(&j, text);
+    aw_buf_puts(&j, "\n");
+    free(text);
 
+    if (aw_write_file(out, "invoices.csv", &csv) == 0
+        && aw_write_file(out, "report.json", &j) == 0
+        && aw_write_file(out, "report.html", &html) == 0)
     {
-        aw_buf_t  j;
-
-        aw_buf_init(&j);
-        aw_buf_puts(&j, text);
-        aw_buf_puts(&j, "\n");
-        free(text);
-
-        if (aw_write_file(out, "invoices.csv", &csv) == 0
-            && aw_write_file(out, "report.json", &j) == 0
-            && aw_write_file(out, "report.html", &html) == 0)
-        {
-            rc = AW_EXIT_OK;
-        }
-
-        aw_buf_free(&j);
+        rc = 0;
     }
 
 done:
@@ -557,10 +595,11 @@ done:
     cJSON_Delete(json);
     aw_buf_free(&csv);
     aw_buf_free(&html);
-    free(plan);
-    free(acct);
-    free(model);
-    free(day);
+    aw_buf_free(&j);
+    free(r.plan);
+    free(r.acct);
+    free(r.model);
+    free(r.day);
 
     return rc;
 }
