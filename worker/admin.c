@@ -187,7 +187,7 @@ aw_admin_apply(MYSQL *db, redisContext *rc, const char *json, size_t len,
         mysql_free_result(res);
 
         snprintf(where, sizeof(where), "k.key_hash = '%s'", h);
-        snprintf(msg, sizeof(msg), "key:%s", h);
+        snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", h);
         aw_sync_keys(db, rc, where);
         aw_publish(rc, msg);
 

@@ -39,7 +39,7 @@ aw_account_sync(MYSQL *db, long long id)
     char  where[64], msg[64];
 
     snprintf(where, sizeof(where), "k.account = %lld", id);
-    snprintf(msg, sizeof(msg), "account:%lld", id);
+    snprintf(msg, sizeof(msg), AIHUB_INV_ACCOUNT "%lld", id);
 
     return aw_sync_after_change(db, where, msg);
 }
@@ -48,8 +48,8 @@ aw_account_sync(MYSQL *db, long long id)
 /* parses NAME, connects, looks the account up; returns the id or <= 0 */
 
 static long long
-aw_account_open(aw_cmd_ctx_t *ctx, int argc, char **argv, aw_opt_t *opts, MYSQL **dbp,
-    const char **name, int *exit_code)
+aw_account_open(aw_cmd_ctx_t *ctx, int argc, char **argv, aw_opt_t *opts,
+    MYSQL **dbp, const char **name, int *exit_code)
 {
     char      *pos[1];
     int        rc, npos;

@@ -38,15 +38,125 @@ aw_scopes_ok(const char *s)
 }
 
 
+/*
+ * The account a new key goes to, created on plan (default free) if
+ * missing; an existing account keeps its plan.  Its id, or -1.
+ */
+
+static long long
+aw_key_account(MYSQL *db, const char *account, const char *plan)
+{
+    long long  account_id;
+    char       cur[33];
+    aw_buf_t   q;
+
+    account_id = aw_account_id(db, account);
+    if (account_id < 0) {
+        return -1;
+    }
+
+    if (account_id == 0) {
+        account_id = aw_account_create(db, account, plan ? plan : "free");
+        if (account_id < 0) {
+            return -1;
+        }
+
+        aw_log(AW_LOG_INFO, "created account \"%s\" (id %lld) on plan %s",
+               account, account_id, plan ? plan : "free");
+
+    } else if (plan) {
+        aw_buf_init(&q);
+        aw_buf_printf(&q, "SELECT p.name FROM subscriptions s JOIN plans p "
+                      "ON p.id = s.plan WHERE s.account = %lld "
+                      "AND s.ended_at IS NULL", account_id);
+        cur[0] = '\0';
+
+        if (aw_db_buf_exec(db, &q) == 0) {
+            MYSQL_RES  *res;
+            MYSQL_ROW   row;
+
+            res = mysql_store_result(db);
+            if (res && (row = mysql_fetch_row(res)) && row[0]) {
+                snprintf(cur, sizeof(cur), "%s", row[0]);
+            }
+            if (res) {
+                mysql_free_result(res);
+            }
+        }
+
+        aw_buf_free(&q);
+
+        if (strcmp(cur, plan) != 0) {
+            aw_log(AW_LOG_WARN, "account \"%s\" exists on plan %s; --plan "
+                   "%s ignored (use \"" AW_NAME " account plan\")", account,
+                   cur, plan);
+        }
+    }
+
+    return account_id;
+}
+
+
+/* a fresh key for the account in MySQL; 0, or -1 with the error logged */
+
+static int
+aw_key_insert(MYSQL *db, long long account_id, const char *label,
+    const char *scopes, long long exp, char *key, char *hash, char *prefix)
+{
+    int       tries;
+    aw_buf_t  q;
+
+    for (tries = 0; ; tries++) {
+        if (aw_key_generate(key) != 0) {
+            return -1;
+        }
+
+        aw_sha256_hex(key, AIHUB_KEY_LEN, hash);
+        memcpy(prefix, key, AIHUB_KEY_PREFIX_LEN);
+        prefix[AIHUB_KEY_PREFIX_LEN] = '\0';
+
+        aw_buf_init(&q);
+        aw_buf_printf(&q, "INSERT INTO api_keys (account, key_hash, prefix, "
+                      "label, scopes, expires_at) VALUES (%lld, '%s', '%s', ",
+                      account_id, hash, prefix);
+        aw_buf_sql_str(&q, db, label ? label : "");
+        aw_buf_puts(&q, ", ");
+        aw_buf_sql_str(&q, db, scopes);
+
+        if (exp) {
+            aw_buf_printf(&q, ", FROM_UNIXTIME(%lld))", exp);
+
+        } else {
+            aw_buf_puts(&q, ", NULL)");
+        }
+
+        if (mysql_real_query(db, q.data, q.len) == 0) {
+            aw_buf_free(&q);
+            break;
+        }
+
+        aw_buf_free(&q);
+
+        /* a prefix collision (1 in 62^8) gets a fresh key */
+
+        if (mysql_errno(db) != 1062 || tries >= 3) {
+            aw_log(AW_LOG_ERROR, "MySQL: %s", mysql_error(db));
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *account, *plan, *scopes, *label, *expires;
     char         key[AIHUB_KEY_LEN + 1], hash[AIHUB_SHA256_HEX_LEN + 1];
-    char         prefix[AIHUB_KEY_PREFIX_LEN + 1], where[128], cur[33];
-    int          rc, npos, tries;
+    char         prefix[AIHUB_KEY_PREFIX_LEN + 1], where[128];
+    int          rc, npos;
     long long    account_id, exp;
-    aw_buf_t     q;
     MYSQL       *db;
     aw_opt_t     opts[] = {
         { "--account", 1, &account },
@@ -111,86 +221,15 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    account_id = aw_account_id(db, account);
+    account_id = aw_key_account(db, account, plan);
     if (account_id < 0) {
         goto done;
     }
 
-    if (account_id == 0) {
-        account_id = aw_account_create(db, account, plan ? plan : "free");
-        if (account_id < 0) {
-            goto done;
-        }
-
-        aw_log(AW_LOG_INFO, "created account \"%s\" (id %lld) on plan %s",
-               account, account_id, plan ? plan : "free");
-
-    } else if (plan) {
-        aw_buf_init(&q);
-        aw_buf_printf(&q, "SELECT p.name FROM subscriptions s JOIN plans p "
-                      "ON p.id = s.plan WHERE s.account = %lld "
-                      "AND s.ended_at IS NULL", account_id);
-        cur[0] = '\0';
-
-        if (aw_db_buf_exec(db, &q) == 0) {
-            MYSQL_RES  *res;
-            MYSQL_ROW   row;
-
-            res = mysql_store_result(db);
-            if (res && (row = mysql_fetch_row(res)) && row[0]) {
-                snprintf(cur, sizeof(cur), "%s", row[0]);
-            }
-            if (res) {
-                mysql_free_result(res);
-            }
-        }
-
-        aw_buf_free(&q);
-
-        if (strcmp(cur, plan) != 0) {
-            aw_log(AW_LOG_WARN, "account \"%s\" exists on plan %s; --plan "
-                   "%s ignored (use \"" AW_NAME " account plan\")", account,
-                   cur, plan);
-        }
-    }
-
-    for (tries = 0; ; tries++) {
-        if (aw_key_generate(key) != 0) {
-            goto done;
-        }
-
-        aw_sha256_hex(key, AIHUB_KEY_LEN, hash);
-        memcpy(prefix, key, AIHUB_KEY_PREFIX_LEN);
-        prefix[AIHUB_KEY_PREFIX_LEN] = '\0';
-
-        aw_buf_init(&q);
-        aw_buf_printf(&q, "INSERT INTO api_keys (account, key_hash, prefix, "
-                      "label, scopes, expires_at) VALUES (%lld, '%s', '%s', ",
-                      account_id, hash, prefix);
-        aw_buf_sql_str(&q, db, label ? label : "");
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, db, scopes);
-
-        if (exp) {
-            aw_buf_printf(&q, ", FROM_UNIXTIME(%lld))", exp);
-
-        } else {
-            aw_buf_puts(&q, ", NULL)");
-        }
-
-        if (mysql_real_query(db, q.data, q.len) == 0) {
-            aw_buf_free(&q);
-            break;
-        }
-
-        aw_buf_free(&q);
-
-        /* a prefix collision (1 in 62^8) gets a fresh key */
-
-        if (mysql_errno(db) != 1062 || tries >= 3) {
-            aw_log(AW_LOG_ERROR, "MySQL: %s", mysql_error(db));
-            goto done;
-        }
+    if (aw_key_insert(db, account_id, label, scopes, exp, key, hash, prefix)
+        != 0)
+    {
+        goto done;
     }
 
     snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
@@ -211,7 +250,6 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_OK;
 
 done:
-
 
     return rc;
 }
@@ -283,7 +321,6 @@ aw_key_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_OK;
 
 done:
-
 
     return rc;
 }
@@ -377,7 +414,7 @@ aw_key_revoke(aw_cmd_ctx_t *ctx, int argc, char **argv)
     }
 
     snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
-    snprintf(msg, sizeof(msg), "key:%s", hash);
+    snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", hash);
 
     if (aw_sync_after_change(db, where, msg) != 0) {
         goto done;
@@ -387,7 +424,6 @@ aw_key_revoke(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_OK;
 
 done:
-
 
     return rc;
 }

@@ -131,7 +131,7 @@ aw_event_parse(const char *json, size_t len, aw_event_t *ev,
         goto done;
     }
 
-    if (aw_event_int(o, "v", 0, 1000, &v, reason) != 0) {
+    if (aw_event_int(o, AIHUB_EV_V, 0, 1000, &v, reason) != 0) {
         goto done;
     }
 
@@ -140,7 +140,7 @@ aw_event_parse(const char *json, size_t len, aw_event_t *ev,
         goto done;
     }
 
-    if (aw_event_str(o, "id", 0, ev->id, sizeof(ev->id), reason) != 0) {
+    if (aw_event_str(o, AIHUB_EV_ID, 0, ev->id, sizeof(ev->id), reason) != 0) {
         goto done;
     }
 
@@ -153,39 +153,41 @@ aw_event_parse(const char *json, size_t len, aw_event_t *ev,
     }
 
     if (i != AIHUB_EVENT_ID_LEN || ev->id[i] != '\0') {
-        *reason = "member \"id\" is not 32 lowercase hex characters";
+        *reason = "member \"" AIHUB_EV_ID "\" is not 32 lowercase hex "
+                  "characters";
         goto done;
     }
 
     /* 2000-01-01 .. 2200-01-01 in unix milliseconds */
 
-    if (aw_event_int(o, "ts", 946684800000LL, 7258118400000LL, &ev->ts_ms,
-                     reason) != 0
-        || aw_event_str(o, "node", 1, ev->node, sizeof(ev->node), reason)
-           != 0
-        || aw_event_int(o, "account", 1, AW_MAX_SAFE_INT, &ev->account,
+    if (aw_event_int(o, AIHUB_EV_TS, 946684800000LL, 7258118400000LL,
+                     &ev->ts_ms, reason) != 0
+        || aw_event_str(o, AIHUB_EV_NODE, 1, ev->node, sizeof(ev->node),
                         reason) != 0
-        || aw_event_str(o, "key", 0, ev->key, sizeof(ev->key), reason) != 0
-        || aw_event_str(o, "plan", 1, ev->plan, sizeof(ev->plan), reason)
-           != 0
-        || aw_event_str(o, "model", 1, ev->model, sizeof(ev->model), reason)
-           != 0
-        || aw_event_str(o, "provider", 1, ev->provider,
+        || aw_event_int(o, AIHUB_EV_ACCOUNT, 1, AW_MAX_SAFE_INT, &ev->account,
+                        reason) != 0
+        || aw_event_str(o, AIHUB_EV_KEY, 0, ev->key, sizeof(ev->key),
+                        reason) != 0
+        || aw_event_str(o, AIHUB_EV_PLAN, 1, ev->plan, sizeof(ev->plan),
+                        reason) != 0
+        || aw_event_str(o, AIHUB_EV_MODEL, 1, ev->model, sizeof(ev->model),
+                        reason) != 0
+        || aw_event_str(o, AIHUB_EV_PROVIDER, 1, ev->provider,
                         sizeof(ev->provider), reason) != 0
-        || aw_event_int(o, "prompt_tokens", 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_PROMPT_TOKENS, 0, AW_MAX_SAFE_INT,
                         &ev->prompt_tokens, reason) != 0
-        || aw_event_int(o, "completion_tokens", 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_COMPLETION_TOKENS, 0, AW_MAX_SAFE_INT,
                         &ev->completion_tokens, reason) != 0
-        || aw_event_int(o, "total_tokens", 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_TOTAL_TOKENS, 0, AW_MAX_SAFE_INT,
                         &ev->total_tokens, reason) != 0
-        || aw_event_int(o, "cost_micros", 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_COST_MICROS, 0, AW_MAX_SAFE_INT,
                         &ev->cost_micros, reason) != 0
-        || aw_event_int(o, "status", 100, 599, &status, reason) != 0
-        || aw_event_bool(o, "streamed", &ev->streamed, reason) != 0
-        || aw_event_bool(o, "aborted", &ev->aborted, reason) != 0
-        || aw_event_bool(o, "estimated", &ev->estimated, reason) != 0
-        || aw_event_int(o, "latency_ms", 0, 4294967295LL, &ev->latency_ms,
-                        reason) != 0)
+        || aw_event_int(o, AIHUB_EV_STATUS, 100, 599, &status, reason) != 0
+        || aw_event_bool(o, AIHUB_EV_STREAMED, &ev->streamed, reason) != 0
+        || aw_event_bool(o, AIHUB_EV_ABORTED, &ev->aborted, reason) != 0
+        || aw_event_bool(o, AIHUB_EV_ESTIMATED, &ev->estimated, reason) != 0
+        || aw_event_int(o, AIHUB_EV_LATENCY_MS, 0, 4294967295LL,
+                        &ev->latency_ms, reason) != 0)
     {
         goto done;
     }
@@ -193,7 +195,7 @@ aw_event_parse(const char *json, size_t len, aw_event_t *ev,
     ev->status = (int) status;
 
     if (ev->total_tokens < ev->prompt_tokens + ev->completion_tokens) {
-        *reason = "total_tokens is less than prompt + completion";
+        *reason = AIHUB_EV_TOTAL_TOKENS " is less than prompt + completion";
         goto done;
     }
 

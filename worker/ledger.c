@@ -1,10 +1,11 @@
 /*
  * The ledger: the drain of the usage stream into MySQL, one round at a
- * time (daemon.c runs the rounds and owns the process).  Reads the usage stream with the consumer
- * group, stores each batch in MySQL in one transaction (INSERT IGNORE on
- * the UNIQUE event_id; daily rollups for the newly inserted rows only),
- * commits, and only then ACKs.  At-least-once delivery from Redis plus the
- * idempotent insert stores every event exactly once.
+ * time (daemon.c runs the rounds and owns the process).  Reads the usage
+ * stream with the consumer group, stores each batch in MySQL in one
+ * transaction (ledger_store.c: INSERT IGNORE on the UNIQUE event_id; daily
+ * rollups for the newly inserted rows only), commits, and only then ACKs.
+ * At-least-once delivery from Redis plus the idempotent insert stores
+ * every event exactly once.
  *
  *   - one multi-row INSERT per batch; row by row only when MySQL refuses
  *     the batch, to find the event it refuses

@@ -163,43 +163,21 @@ aw_migrate_apply(MYSQL *db, const char *dir, const char *name)
 }
 
 
-int
-aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
+/* the migration files of dir, sorted by name; 0, or -1 logged */
+
+static int
+aw_migrations_list(const char *dir, char ***list, size_t *count)
 {
-    const char    *sql_dir;
-    char           dir[PATH_MAX], **names;
-    int            npos, rc, applied;
-    size_t         n, cap, i;
-    DIR           *d;
-    struct dirent *de;
-    MYSQL         *db;
-    MYSQL_RES     *res;
-    redisContext  *rc_redis;
-    aw_buf_t       q;
-    aw_opt_t       opts[] = {
-        { "--sql-dir", 1, &sql_dir },
-        { NULL, 0, NULL }
-    };
-
-    sql_dir = NULL;
-
-    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_migrate_usage);
-    if (rc != 0) {
-        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
-    }
-
-    if (sql_dir == NULL) {
-        aw_default_sql_dir(dir, sizeof(dir));
-
-    } else {
-        snprintf(dir, sizeof(dir), "%s", sql_dir);
-    }
+    char           **names;
+    size_t           n, cap;
+    DIR             *d;
+    struct dirent   *de;
 
     d = opendir(dir);
     if (d == NULL) {
         aw_log(AW_LOG_ERROR, "cannot open migrations directory \"%s\": %s",
                dir, strerror(errno));
-        return AW_EXIT_FAIL;
+        return -1;
     }
 
     names = NULL;
@@ -225,6 +203,47 @@ aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     if (n > 0) {
         qsort(names, n, sizeof(char *), aw_strcmp_p);
+    }
+
+    *list = names;
+    *count = n;
+
+    return 0;
+}
+
+
+int
+aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
+{
+    const char    *sql_dir;
+    char           dir[PATH_MAX], **names;
+    int            npos, rc, applied;
+    size_t         n, i;
+    MYSQL         *db;
+    MYSQL_RES     *res;
+    redisContext  *rc_redis;
+    aw_buf_t       q;
+    aw_opt_t       opts[] = {
+        { "--sql-dir", 1, &sql_dir },
+        { NULL, 0, NULL }
+    };
+
+    sql_dir = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_migrate_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (sql_dir == NULL) {
+        aw_default_sql_dir(dir, sizeof(dir));
+
+    } else {
+        snprintf(dir, sizeof(dir), "%s", sql_dir);
+    }
+
+    if (aw_migrations_list(dir, &names, &n) != 0) {
+        return AW_EXIT_FAIL;
     }
 
     rc = AW_EXIT_FAIL;
@@ -303,7 +322,7 @@ aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
     } else {
         if (aw_sync_models(db, rc_redis) != 0
             || aw_sync_plans(db, rc_redis) != 0
-            || aw_publish(rc_redis, "all") != 0)
+            || aw_publish(rc_redis, AIHUB_INV_ALL) != 0)
         {
             aw_log(AW_LOG_WARN, "syncing models to Redis failed");
         }

@@ -128,17 +128,17 @@ aw_cmd_rebuild(aw_cmd_ctx_t *ctx, int argc, char **argv)
         cargv[1] = aw_max_merge;
         cargv[2] = "1";
         cargv[3] = key;
-        cargv[4] = "calls";
+        cargv[4] = AIHUB_CF_CALLS;
         cargv[5] = row[1];
-        cargv[6] = "prompt";
+        cargv[6] = AIHUB_CF_PROMPT;
         cargv[7] = row[2];
-        cargv[8] = "completion";
+        cargv[8] = AIHUB_CF_COMPLETION;
         cargv[9] = row[3];
-        cargv[10] = "total";
+        cargv[10] = AIHUB_CF_TOTAL;
         cargv[11] = row[4];
-        cargv[12] = "cost";
+        cargv[12] = AIHUB_CF_COST;
         cargv[13] = row[5];
-        cargv[14] = "overage";
+        cargv[14] = AIHUB_CF_OVERAGE;
         cargv[15] = over;
 
         reply = aw_redis_argv(r, 16, cargv);
@@ -154,7 +154,7 @@ aw_cmd_rebuild(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     mysql_free_result(res);
 
-    if (aw_publish(r, "all") != 0) {
+    if (aw_publish(r, AIHUB_INV_ALL) != 0) {
         goto done;
     }
 

@@ -216,15 +216,15 @@ aw_sync_models(MYSQL *db, redisContext *rc)
 
         argv[0] = "HSET";
         argv[1] = key;
-        argv[2] = "provider";
+        argv[2] = AIHUB_MF_PROVIDER;
         argv[3] = row[1];
-        argv[4] = "upstream";
+        argv[4] = AIHUB_MF_UPSTREAM;
         argv[5] = row[2];
-        argv[6] = "tier";
+        argv[6] = AIHUB_MF_TIER;
         argv[7] = row[3];
-        argv[8] = "price_in";
+        argv[8] = AIHUB_MF_PRICE_IN;
         argv[9] = row[4];
-        argv[10] = "price_out";
+        argv[10] = AIHUB_MF_PRICE_OUT;
         argv[11] = row[5];
         queued += aw_append(rc, 12, argv);
 
@@ -252,8 +252,9 @@ aw_sync_plans(MYSQL *db, redisContext *rc)
     char          key[128];
     const char   *argv[2 + 2 * 9];
     static const char  *fields[9] = {
-        "base_fee_cents", "included", "hard_quota", "overage", "rpm",
-        "tpm", "max_tokens", "model_tier", "priority"
+        AIHUB_PF_BASE_FEE, AIHUB_PF_INCLUDED, AIHUB_PF_HARD_QUOTA,
+        AIHUB_PF_OVERAGE, AIHUB_PF_RPM, AIHUB_PF_TPM, AIHUB_PF_MAX_TOKENS,
+        AIHUB_PF_MODEL_TIER, AIHUB_PF_PRIORITY
     };
 
     res = aw_db_query(db, "SELECT name, base_fee_cents, included_calls, "
@@ -266,7 +267,7 @@ aw_sync_plans(MYSQL *db, redisContext *rc)
     queued = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL) {
-        aw_rkey(key, sizeof(key), "plan:", row[0]);
+        aw_rkey(key, sizeof(key), AIHUB_RK_PLAN, row[0]);
 
         argv[0] = "HSET";
         argv[1] = key;
@@ -389,7 +390,7 @@ aw_cmd_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     n = aw_sync_all(db, r);
 
-    if (n >= 0 && aw_publish(r, "all") == 0)
+    if (n >= 0 && aw_publish(r, AIHUB_INV_ALL) == 0)
     {
         printf("synced %d keys, models and plans to %s\n", n, aw_cfg.redis);
         rc = AW_EXIT_OK;
