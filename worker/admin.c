@@ -16,6 +16,10 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "admin.h"
+#include "db.h"
+#include "redis.h"
+#include "sync.h"
 
 
 static int

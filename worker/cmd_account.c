@@ -12,6 +12,10 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "account.h"
+#include "command.h"
+#include "db.h"
+#include "sync.h"
 
 
 static const char  aw_account_usage[] =

@@ -14,6 +14,10 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "command.h"
+#include "db.h"
+#include "invoice.h"
+#include "redis.h"
 
 
 static const char  aw_invoice_usage[] =

@@ -14,6 +14,8 @@
 #include <time.h>
 
 #include "aihub_worker.h"
+#include "command.h"
+#include "report.h"
 
 
 static const char  aw_report_usage[] =

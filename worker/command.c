@@ -13,6 +13,9 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "command.h"
+#include "db.h"
+#include "redis.h"
 
 
 #define AW_REDIS_TIMEOUT_MS  5000

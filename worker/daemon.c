@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "aihub_worker.h"
+#include "command.h"
+#include "ledger.h"
 
 
 static aw_flag_t  aw_stop;

@@ -11,6 +11,7 @@
 #include <errmsg.h>
 
 #include "aihub_worker.h"
+#include "db.h"
 
 
 MYSQL *

@@ -29,6 +29,9 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "db.h"
+#include "invoice.h"
+#include "webhook.h"
 
 
 aw_line_t *

@@ -12,6 +12,8 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "db.h"
+#include "invoice.h"
 
 
 static int

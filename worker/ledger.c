@@ -31,7 +31,11 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
-#include "ledger.h"
+#include "admin.h"
+#include "db.h"
+#include "redis.h"
+#include "sync.h"
+#include "ledger_state.h"
 
 
 #define AW_BACKOFF_MIN_MS   100

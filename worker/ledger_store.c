@@ -14,7 +14,8 @@
 #include <openssl/rand.h>
 
 #include "aihub_worker.h"
-#include "ledger.h"
+#include "db.h"
+#include "ledger_state.h"
 
 
 static void

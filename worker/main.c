@@ -12,6 +12,7 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "command.h"
 
 
 static const char  aw_usage[] =

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "aihub_worker.h"
+#include "redis.h"
 
 
 redisContext *

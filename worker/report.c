@@ -18,6 +18,9 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "db.h"
+#include "invoice.h"
+#include "report.h"
 
 
 typedef struct {

@@ -21,6 +21,8 @@
 #include <openssl/hmac.h>
 
 #include "aihub_worker.h"
+#include "db.h"
+#include "webhook.h"
 
 
 #define AW_WEBHOOK_ATTEMPTS  4

@@ -18,6 +18,11 @@
 
 #include "aihub_period.h"
 #include "aihub_worker.h"
+#include "command.h"
+#include "db.h"
+#include "invoice.h"
+#include "redis.h"
+#include "sync.h"
 
 
 static const char  aw_rebuild_usage[] =

@@ -17,6 +17,10 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "command.h"
+#include "db.h"
+#include "redis.h"
+#include "sync.h"
 
 
 #define AW_CATALOG_MAX  (64 * 1024 * 1024)

@@ -9,6 +9,8 @@
 #include <mysql.h>
 
 #include "aihub_worker.h"
+#include "account.h"
+#include "db.h"
 
 
 /* account id by name; 0 if none, -1 on error */

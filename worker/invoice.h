@@ -1,0 +1,69 @@
+/*
+ * Invoices (invoice.c, invoice_issue.c).
+ */
+
+#ifndef AW_INVOICE_H
+#define AW_INVOICE_H
+
+#include <time.h>
+
+#include "db.h"
+
+
+/*
+ * invoice.c: the invoice of one account and period, computed from
+ * usage_events, and its JSON; invoice_issue.c: issuing and checking;
+ * cmd_invoice.c: the commands.
+ */
+
+typedef struct {
+    char       kind[12];
+    char       model[129];
+    long long  price_in;
+    long long  price_out;
+    long long  prompt_tokens;
+    long long  completion_tokens;
+    long long  calls;
+    long long  amount_cents;
+    char       ref_period[8];
+    char       description[256];
+} aw_line_t;
+
+
+typedef struct {
+    long long   account;
+    char        plan[33];
+    long long   included;
+    long long   calls;
+    long long   total_cents;
+    aw_line_t  *lines;
+    size_t      nlines;
+    size_t      cap;
+} aw_invoice_t;
+
+
+/* which events a computation reads */
+#define AW_EVENTS_ALL     -1LL     /* every event of the period */
+#define AW_EVENTS_BILLED   0LL     /* events some invoice billed */
+
+
+/* the largest included-calls of the plans in force during [start, end) */
+long long aw_account_allowance(MYSQL *db, long long account, time_t start,
+    time_t end);
+
+aw_line_t *aw_invoice_add(aw_invoice_t *inv, const char *kind);
+void aw_invoice_free(aw_invoice_t *inv);
+int aw_invoice_compute(MYSQL *db, long long account, const char *period,
+    long long which, aw_invoice_t *inv);
+
+typedef struct cJSON  cJSON;
+
+int aw_invoice_issue(MYSQL *db, long long account, const char *period,
+    time_t start, time_t end, long long *total);
+int aw_invoice_check_one(MYSQL *db, long long id, long long account,
+    const char *period, long long total);
+cJSON *aw_invoice_json(MYSQL *db, long long id);
+int aw_invoice_deliver_all(MYSQL *db, const char *period);
+
+
+#endif /* AW_INVOICE_H */

@@ -1,0 +1,74 @@
+/*
+ * The ledger's state, shared by ledger.c (the stream side, the rounds)
+ * and ledger_store.c (the MySQL side).  Private to those two files.
+ */
+
+#ifndef AW_LEDGER_STATE_H
+#define AW_LEDGER_STATE_H
+
+#include "db.h"
+#include "ledger.h"
+#include "redis.h"
+
+
+typedef struct {
+    const char  *stream_id;      /* points into the reply */
+    const char  *raw;            /* the "event" field, or NULL */
+    size_t       raw_len;
+    aw_event_t   ev;
+    const char  *reason;         /* NULL: valid and not yet refused */
+    char         reason_buf[256];
+} aw_entry_t;
+
+
+typedef struct {
+    long long    account;
+    char         day[11];
+    const char  *model;
+    long long    requests;
+    long long    calls;
+    long long    prompt_tokens;
+    long long    completion_tokens;
+    long long    total_tokens;
+    long long    cost_micros;
+} aw_rollup_t;
+
+
+struct aw_drain_s {
+    aw_flag_t     *stop;             /* the daemon's stop request */
+    redisContext  *rc;
+    MYSQL         *db;
+    long long      batch;
+    long long      block_ms;
+    long long      claim_idle_ms;
+    const char    *consumer;
+    char           stream[128];
+    char           dead[128];
+    int            read_pending;
+    int            admin_pending;
+    int            synced;
+    char           claim_cursor[64];
+    long long      last_claim_ms;
+    long long      last_db_try_ms;
+    unsigned       redis_backoff;
+    unsigned       db_backoff;
+    long long      stored;
+    long long      duplicates;
+    long long      dead_count;
+    aw_entry_t    *entries;
+    aw_rollup_t   *rollups;
+    unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
+    size_t         rollup_hash_size; /* a power of two, >= 2 * batch */
+    long long      last_report;
+};
+
+
+/* ledger_store.c (each returns as its comment there says) */
+int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
+    long long *dups);
+int aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
+    long long *dups);
+void aw_drain_db_lost(aw_drain_t *d);
+
+
+#endif /* AW_LEDGER_STATE_H */
