@@ -144,7 +144,6 @@ aw_account_create_cmd(aw_cmd_ctx_t *ctx, int argc, char **argv)
         }
     }
 
-
     return rc;
 }
 
@@ -229,7 +228,6 @@ aw_account_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_OK;
 
 done:
-
 
     return rc;
 }
@@ -343,7 +341,6 @@ aw_account_plan(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
 done:
 
-
     return rc;
 }
 
@@ -371,7 +368,6 @@ aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
         printf("account \"%s\" is %s\n", name, status);
         rc = AW_EXIT_OK;
     }
-
 
     return rc;
 }

@@ -357,7 +357,6 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
         cJSON_Delete(all);
     }
 
-
     return AW_EXIT_OK;
 }
 
