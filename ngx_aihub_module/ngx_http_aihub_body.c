@@ -5,7 +5,10 @@
  * provider's model id, stream_options.include_usage for streams).
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_body.h"
 
 #include <cjson/cJSON.h>
 
@@ -26,7 +29,7 @@ ngx_http_aihub_body_read(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_int_t                   rc;
     ngx_http_aihub_loc_conf_t  *alcf;
 
-    if (ctx->body_read) {
+    if (ctx->body.read) {
         return ngx_http_aihub_body_parse(r, ctx);
     }
 
@@ -59,7 +62,7 @@ ngx_http_aihub_body_read(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_AGAIN) {
-        ctx->body_waiting = 1;
+        ctx->body.waiting = 1;
         return NGX_AGAIN;
     }
 
@@ -76,12 +79,12 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    ctx->body_read = 1;
+    ctx->body.read = 1;
     r->main->count--;
 
-    if (ctx->body_waiting) {
-        ctx->body_waiting = 0;
-        ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
+    if (ctx->body.waiting) {
+        ctx->body.waiting = 0;
+        ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
         ngx_http_aihub_resume(r);
     }
 }
@@ -154,7 +157,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     cln->handler = ngx_http_aihub_body_cleanup;
     cln->data = root;
-    ctx->json = root;
+    ctx->body.json = root;
 
     if (!cJSON_IsObject(root)) {
         ngx_http_aihub_bad_request(ctx, "The request body must be a JSON "
@@ -176,13 +179,13 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->model.len = ngx_strlen(model->valuestring);
-    ctx->model.data = ngx_pnalloc(r->pool, ctx->model.len);
-    if (ctx->model.data == NULL) {
+    ctx->body.model.len = ngx_strlen(model->valuestring);
+    ctx->body.model.data = ngx_pnalloc(r->pool, ctx->body.model.len);
+    if (ctx->body.model.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(ctx->model.data, model->valuestring, ctx->model.len);
+    ngx_memcpy(ctx->body.model.data, model->valuestring, ctx->body.model.len);
 
     messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
 
@@ -192,7 +195,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->prompt_estimate = ngx_http_aihub_body_prompt_chars(messages);
+    ctx->body.prompt_estimate = ngx_http_aihub_body_prompt_chars(messages);
 
     stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
 
@@ -202,7 +205,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->stream_requested = cJSON_IsTrue(stream);
+    ctx->body.stream = cJSON_IsTrue(stream);
 
     opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
 
@@ -213,7 +216,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
-    ctx->include_usage = cJSON_IsTrue(inc);
+    ctx->body.include_usage = cJSON_IsTrue(inc);
 
     max = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
     if (max == NULL || cJSON_IsNull(max)) {
@@ -230,10 +233,10 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
             return NGX_OK;
         }
 
-        ctx->max_tokens = (int64_t) max->valuedouble;
+        ctx->body.max_tokens = (int64_t) max->valuedouble;
     }
 
-    ctx->step = NGX_HTTP_AIHUB_STEP_LIMIT;
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_MODEL;
 
     return NGX_OK;
 }
@@ -361,15 +364,15 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_buf_t               *b;
     ngx_chain_t             *cl;
     ngx_uint_t               rename, usage;
-    ngx_http_aihub_model_t  *m = ctx->model_entry;
+    ngx_http_aihub_model_t  *m = ctx->route.model;
 
-    root = ctx->json;
+    root = ctx->body.json;
 
-    rename = (m->upstream.len != ctx->model.len
-              || ngx_strncmp(m->upstream.data, ctx->model.data,
-                             ctx->model.len) != 0);
+    rename = (m->upstream.len != ctx->body.model.len
+              || ngx_strncmp(m->upstream.data, ctx->body.model.data,
+                             ctx->body.model.len) != 0);
 
-    usage = ctx->stream_requested && !ctx->include_usage;
+    usage = ctx->body.stream && !ctx->body.include_usage;
 
     if (!rename && !usage) {
         return NGX_OK;

@@ -6,7 +6,9 @@
  * running call.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_models.h"
 
 
 #define NGX_HTTP_AIHUB_MODELS_REFRESH  60000

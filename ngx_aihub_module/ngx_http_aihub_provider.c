@@ -5,7 +5,8 @@
  * the proxying; this file only prepares it.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_provider.h"
 
 
 static ngx_int_t ngx_http_aihub_provider_headers(ngx_http_request_t *r,
@@ -287,50 +288,44 @@ ngx_http_aihub_provider_select(ngx_http_request_t *r,
     /* the model's provider; without one, the first declared */
 
     p = amcf->providers.elts;
-    ctx->provider = NULL;
+    ctx->route.provider = NULL;
 
-    if (ctx->model_entry == NULL || ctx->model_entry->provider.len == 0) {
-        ctx->provider = &p[0];
+    if (ctx->route.model == NULL || ctx->route.model->provider.len == 0) {
+        ctx->route.provider = &p[0];
 
     } else {
-        name = &ctx->model_entry->provider;
+        name = &ctx->route.model->provider;
 
         for (i = 0; i < amcf->providers.nelts; i++) {
             if (p[i].name.len == name->len
                 && ngx_strncmp(p[i].name.data, name->data, name->len) == 0)
             {
-                ctx->provider = &p[i];
+                ctx->route.provider = &p[i];
                 break;
             }
         }
     }
 
-    if (ctx->provider == NULL) {
+    if (ctx->route.provider == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aihub: model \"%V\" needs provider \"%V\", which "
-                      "no \"aihub_provider\" declares", &ctx->model,
-                      &ctx->model_entry->provider);
-        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_GATEWAY, "server_error",
-                            "upstream_error", "The provider of this model "
-                            "is not configured on this gateway.");
-        return NGX_OK;
+                      "no \"aihub_provider\" declares", &ctx->body.model,
+                      &ctx->route.model->provider);
+        return NGX_DECLINED;
     }
 
-    if (ctx->provider->authorization.len == 0) {
+    if (ctx->route.provider->authorization.len == 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aihub: provider \"%V\" has no credential",
-                      &ctx->provider->name);
-        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_GATEWAY, "server_error",
-                            "upstream_error", "The provider of this model "
-                            "is not configured on this gateway.");
-        return NGX_OK;
+                      &ctx->route.provider->name);
+        return NGX_DECLINED;
     }
 
     if (ngx_http_aihub_proxy_url(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_aihub_provider_headers(r, ctx->provider);
+    return ngx_http_aihub_provider_headers(r, ctx->route.provider);
 }
 
 
@@ -420,7 +415,7 @@ ngx_http_aihub_proxy_url(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                     *p;
     ngx_str_t                   tail;
-    ngx_http_aihub_provider_t  *pv = ctx->provider;
+    ngx_http_aihub_provider_t  *pv = ctx->route.provider;
 
     static ngx_str_t  developer_chat = ngx_string("/api/v1/developer/chat");
 
@@ -437,15 +432,15 @@ ngx_http_aihub_proxy_url(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         tail.len -= 3;
     }
 
-    ctx->proxy_url.len = pv->url.len + tail.len
+    ctx->route.proxy_url.len = pv->url.len + tail.len
                          + (r->args.len ? 1 + r->args.len : 0);
 
-    ctx->proxy_url.data = ngx_pnalloc(r->pool, ctx->proxy_url.len);
-    if (ctx->proxy_url.data == NULL) {
+    ctx->route.proxy_url.data = ngx_pnalloc(r->pool, ctx->route.proxy_url.len);
+    if (ctx->route.proxy_url.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(ctx->proxy_url.data, pv->url.data, pv->url.len);
+    p = ngx_cpymem(ctx->route.proxy_url.data, pv->url.data, pv->url.len);
     p = ngx_cpymem(p, tail.data, tail.len);
 
     if (r->args.len) {

@@ -1,9 +1,7 @@
 /*
- * The developer endpoints the module answers itself, after the key check:
+ * The api-keys endpoints (admin scope):
  *
- *   GET    /v1/models, /api/v1/developer/models   the models this key may use
- *   GET    /api/v1/developer/usage                 the current period
- *   POST   /api/v1/developer/api-keys              create (admin scope)
+ *   POST   /api/v1/developer/api-keys              create
  *   GET    /api/v1/developer/api-keys              list, masked
  *   DELETE /api/v1/developer/api-keys/{prefix}     revoke
  *
@@ -11,38 +9,22 @@
  * are queued on "<prefix>admin" for the worker to write to MySQL.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_dev.h"
+#include "ngx_http_aihub_dev_keys.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/rand.h>
 
 
-static ngx_int_t ngx_http_aihub_dev_models(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
-static ngx_int_t ngx_http_aihub_dev_usage(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
-static void ngx_http_aihub_dev_usage_done(ngx_http_request_t *r,
-    redisReply *reply);
-static ngx_int_t ngx_http_aihub_dev_keys(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_dev_key_create(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r);
 static void ngx_http_aihub_dev_keys_done(ngx_http_request_t *r,
     redisReply *reply);
-static ngx_int_t ngx_http_aihub_dev_send_json(ngx_http_request_t *r,
-    ngx_uint_t status, cJSON *json);
-static void ngx_http_aihub_dev_answer(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, cJSON *json);
-static void ngx_http_aihub_dev_failed(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
-static ngx_int_t ngx_http_aihub_dev_no_store(ngx_http_request_t *r);
-static ngx_str_t *ngx_http_aihub_dev_key_name(ngx_http_request_t *r,
-    const char *kind, ngx_str_t *id);
-static void ngx_http_aihub_dev_unavailable(ngx_http_aihub_ctx_t *ctx,
-    const char *message);
-static ngx_int_t ngx_http_aihub_dev_sent(ngx_http_aihub_ctx_t *ctx,
-    ngx_int_t rc, const char *unavailable);
 
 
 /* KEYS: caller's record, new record, account index, admin stream */
@@ -85,220 +67,6 @@ static const char  ngx_http_aihub_key_revoke_script[] =
 
 
 ngx_int_t
-ngx_http_aihub_developer_serve(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx)
-{
-    switch (ctx->endpoint) {
-
-    case NGX_HTTP_AIHUB_EP_MODELS:
-        if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
-            break;
-        }
-
-        return ngx_http_aihub_dev_models(r, ctx);
-
-    case NGX_HTTP_AIHUB_EP_USAGE:
-        if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
-            break;
-        }
-
-        return ngx_http_aihub_dev_usage(r, ctx);
-
-    default: /* NGX_HTTP_AIHUB_EP_KEYS */
-        return ngx_http_aihub_dev_keys(r, ctx);
-    }
-
-    ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_ALLOWED, "invalid_request_error",
-                        "method_not_allowed",
-                        "This endpoint takes GET.");
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_aihub_dev_models(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    char                    *id;
-    cJSON                   *root, *data, *m;
-    ngx_uint_t               i;
-    ngx_array_t             *all;
-    ngx_http_aihub_model_t  *models;
-
-    if (!ngx_http_aihub_models_loaded()) {
-        ngx_http_aihub_dev_unavailable(ctx,
-            "The gateway has not loaded its model catalog yet. Please retry "
-            "shortly.");
-        return NGX_OK;
-    }
-
-    root = cJSON_CreateObject();
-    if (root == NULL) {
-        return NGX_ERROR;
-    }
-
-    cJSON_AddStringToObject(root, "object", "list");
-    data = cJSON_AddArrayToObject(root, "data");
-
-    all = ngx_http_aihub_models_all();
-    models = all->elts;
-
-    for (i = 0; i < all->nelts; i++) {
-
-        if (!ngx_http_aihub_model_allowed(&ctx->key, &models[i])) {
-            continue;
-        }
-
-        m = cJSON_CreateObject();
-        if (m == NULL) {
-            cJSON_Delete(root);
-            return NGX_ERROR;
-        }
-
-        id = (char *) models[i].id.data;   /* NUL-terminated copies */
-
-        cJSON_AddStringToObject(m, "id", id);
-        cJSON_AddStringToObject(m, "object", "model");
-        cJSON_AddNumberToObject(m, "created", 0);
-        cJSON_AddStringToObject(m, "owned_by",
-                                (char *) models[i].provider.data);
-        cJSON_AddStringToObject(m, "tier", (char *) models[i].tier.data);
-        cJSON_AddNumberToObject(m, "input_price_per_million_micros",
-                                (double) models[i].price_in);
-        cJSON_AddNumberToObject(m, "output_price_per_million_micros",
-                                (double) models[i].price_out);
-        cJSON_AddItemToArray(data, m);
-    }
-
-    return ngx_http_aihub_dev_send_json(r, NGX_HTTP_OK, root);
-}
-
-
-static ngx_int_t
-ngx_http_aihub_dev_usage(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    ngx_int_t    rc;
-    const char  *argv[2];
-    size_t       argvlen[2];
-
-    if (ngx_http_aihub_period_key(r, ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    argv[0] = "HGETALL";
-    argvlen[0] = 7;
-    argv[1] = (const char *) ctx->period_key.data;
-    argvlen[1] = ctx->period_key.len;
-
-    rc = ngx_http_aihub_redis_call(r, ngx_http_aihub_dev_usage_done,
-                                   2, argv, argvlen);
-
-    return ngx_http_aihub_dev_sent(ctx, rc, "Usage is not available right "
-                                   "now. Please retry shortly.");
-}
-
-
-static void
-ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
-{
-    size_t                 i, j;
-    int64_t                v[6];
-    ngx_int_t              n;
-    cJSON                 *root, *o;
-    u_char                 buf[64], when[32];
-    ngx_http_aihub_ctx_t  *ctx;
-
-    static const char  *fields[] = {
-        "calls", "prompt", "completion", "total", "cost", "overage"
-    };
-
-    ctx = ngx_http_aihub_get_ctx(r);
-    ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        ngx_http_aihub_dev_unavailable(ctx,
-            "Usage is not available right now. Please retry shortly.");
-        ngx_http_aihub_resume(r);
-        return;
-    }
-
-    ngx_memzero(v, sizeof(v));
-
-    for (i = 0; i + 1 < reply->elements; i += 2) {
-        for (j = 0; j < 6; j++) {
-            if (reply->element[i]->len == ngx_strlen(fields[j])
-                && ngx_strncmp(reply->element[i]->str, fields[j],
-                               reply->element[i]->len) == 0)
-            {
-                n = ngx_atoi((u_char *) reply->element[i + 1]->str,
-                             reply->element[i + 1]->len);
-                v[j] = (n == NGX_ERROR) ? 0 : n;
-            }
-        }
-    }
-
-    root = cJSON_CreateObject();
-    if (root == NULL) {
-        goto failed;
-    }
-
-    cJSON_AddStringToObject(root, "object", "usage");
-    cJSON_AddNumberToObject(root, "account", (double) ctx->key.rec.account_id);
-
-    ngx_sprintf(buf, "%V%Z", &ctx->key.plan);
-    cJSON_AddStringToObject(root, "plan", (char *) buf);
-
-    o = cJSON_AddObjectToObject(root, "period");
-    ngx_http_time(when, ctx->period_start);
-    ngx_sprintf(buf, "%*s%Z", (size_t) 29, when);
-    cJSON_AddStringToObject(o, "start", (char *) buf);
-    ngx_http_time(when, ctx->period_end);
-    ngx_sprintf(buf, "%*s%Z", (size_t) 29, when);
-    cJSON_AddStringToObject(o, "end", (char *) buf);
-    cJSON_AddNumberToObject(o, "start_unix", (double) ctx->period_start);
-    cJSON_AddNumberToObject(o, "end_unix", (double) ctx->period_end);
-
-    o = cJSON_AddObjectToObject(root, "calls");
-    cJSON_AddNumberToObject(o, "used", (double) v[0]);
-    cJSON_AddNumberToObject(o, "included", (double) ctx->key.rec.included);
-    cJSON_AddNumberToObject(o, "remaining",
-                            (double) ((uint64_t) v[0] < ctx->key.rec.included
-                                      ? ctx->key.rec.included - v[0] : 0));
-    cJSON_AddBoolToObject(o, "overage_allowed", ctx->key.rec.overage);
-
-    o = cJSON_AddObjectToObject(root, "tokens");
-    cJSON_AddNumberToObject(o, "prompt", (double) v[1]);
-    cJSON_AddNumberToObject(o, "completion", (double) v[2]);
-    cJSON_AddNumberToObject(o, "total", (double) v[3]);
-
-    o = cJSON_AddObjectToObject(root, "cost");
-    cJSON_AddNumberToObject(o, "micros", (double) v[4]);
-    ngx_sprintf(buf, "%L.%06L%Z", v[4] / 1000000, v[4] % 1000000);
-    cJSON_AddStringToObject(o, "usd", (char *) buf);
-    cJSON_AddNumberToObject(o, "overage_micros", (double) v[5]);
-
-    o = cJSON_AddObjectToObject(root, "limits");
-    cJSON_AddNumberToObject(o, "requests_per_minute",
-                            (double) ctx->key.rec.rpm);
-    cJSON_AddNumberToObject(o, "tokens_per_minute",
-                            (double) ctx->key.rec.tpm);
-    cJSON_AddNumberToObject(o, "max_tokens",
-                            (double) ctx->key.rec.max_tokens);
-    cJSON_AddNumberToObject(o, "spend_cap_micros",
-                            (double) ctx->key.rec.spend_cap);
-
-    ngx_sprintf(buf, "%*s%Z", (size_t) 29, when);
-    cJSON_AddStringToObject(root, "resets_at", (char *) buf);
-
-    ngx_http_aihub_dev_answer(r, ctx, NGX_HTTP_OK, root);
-    return;
-
-failed:
-
-    ngx_http_aihub_dev_failed(r, ctx);
-}
-
-
-static ngx_int_t
 ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                      *p;
@@ -311,7 +79,7 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     static ngx_str_t  base = ngx_string("/api/v1/developer/api-keys");
 
-    if (!ctx->key.rec.admin) {
+    if (!ctx->caller.key.rec.admin) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_FORBIDDEN, "invalid_request_error",
                             "insufficient_scope",
                             "Managing API keys needs a key with the "
@@ -322,7 +90,7 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
     index = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ACCOUNT_KEYS,
-                                        &ctx->key.account);
+                                        &ctx->caller.key.account);
     if (index == NULL) {
         return NGX_ERROR;
     }
@@ -361,9 +129,9 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         argv[4] = (const char *) rec_prefix.data;
         argvlen[4] = rec_prefix.len;
 
-        ctx->dev_op = 1;
+        ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_LIST;
 
-        rc = ngx_http_aihub_redis_call(r, ngx_http_aihub_dev_keys_done,
+        rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_dev_keys_done,
                                        5, argv, argvlen);
         goto sent;
     }
@@ -390,7 +158,7 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->dev_prefix = prefix;
+    ctx->dev.prefix = prefix;
 
     stream = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ADMIN, NULL);
     channel = ngx_http_aihub_dev_key_name(r, AIHUB_RK_INVALIDATE, NULL);
@@ -403,7 +171,7 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     event.len = ngx_sprintf(event.data,
                             "{\"type\":\"key.revoked\",\"account\":%V,"
                             "\"prefix\":\"%V\",\"ts\":%M}",
-                            &ctx->key.account, &prefix,
+                            &ctx->caller.key.account, &prefix,
                             ngx_http_aihub_now_ms())
                 - event.data;
 
@@ -426,9 +194,9 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argv[8] = (const char *) event.data;
     argvlen[8] = event.len;
 
-    ctx->dev_op = 2;
+    ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_REVOKE;
 
-    rc = ngx_http_aihub_redis_call(r, ngx_http_aihub_dev_keys_done,
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_dev_keys_done,
                                    9, argv, argvlen);
 
 sent:
@@ -444,25 +212,25 @@ ngx_http_aihub_dev_key_create(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
-    if (ctx->body_read) {
+    if (ctx->body.read) {
         /* the phases ran again while the key was being stored */
         return NGX_AGAIN;
     }
 
     r->request_body_in_single_buf = 1;
 
-    ctx->body_sync = 1;
+    ctx->body.sync = 1;
 
     rc = ngx_http_read_client_request_body(r,
                                            ngx_http_aihub_dev_key_create_body);
 
-    ctx->body_sync = 0;
+    ctx->body.sync = 0;
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    if (ctx->state == NGX_HTTP_AIHUB_STATE_DONE) {
+    if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
         /* read at once and refused */
         return NGX_OK;
     }
@@ -493,12 +261,12 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    if (!ctx->body_read) {
-        ctx->body_read = 1;
+    if (!ctx->body.read) {
+        ctx->body.read = 1;
         r->main->count--;
     }
 
-    ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
 
     root = NULL;
     chat = 1;
@@ -607,19 +375,19 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     hstr.data = hash;
     hstr.len = AIHUB_SHA256_HEX_LEN;
 
-    ctx->dev_key.len = AIHUB_KEY_LEN;
-    ctx->dev_key.data = ngx_pnalloc(r->pool, AIHUB_KEY_LEN);
-    if (ctx->dev_key.data == NULL) {
+    ctx->dev.key.len = AIHUB_KEY_LEN;
+    ctx->dev.key.data = ngx_pnalloc(r->pool, AIHUB_KEY_LEN);
+    if (ctx->dev.key.data == NULL) {
         goto failed;
     }
 
-    ngx_memcpy(ctx->dev_key.data, key, AIHUB_KEY_LEN);
+    ngx_memcpy(ctx->dev.key.data, key, AIHUB_KEY_LEN);
     ngx_explicit_memzero(key, sizeof(key));
 
-    ctx->dev_prefix.data = ctx->dev_key.data;
-    ctx->dev_prefix.len = AIHUB_KEY_PREFIX_LEN;
-    ctx->dev_label = lab;
-    ctx->dev_scopes = sc;
+    ctx->dev.prefix.data = ctx->dev.key.data;
+    ctx->dev.prefix.len = AIHUB_KEY_PREFIX_LEN;
+    ctx->dev.label = lab;
+    ctx->dev.scopes = sc;
 
     hstr.data = ngx_pnalloc(r->pool, AIHUB_SHA256_HEX_LEN);
     if (hstr.data == NULL) {
@@ -631,21 +399,21 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     {
         ngx_str_t  caller;
 
-        caller.data = ctx->key_hash;
+        caller.data = ctx->caller.hash;
         caller.len = AIHUB_SHA256_HEX_LEN;
 
         rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &caller);
-        ctx->dev_rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &hstr);
+        ctx->dev.rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &hstr);
     }
 
     index = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ACCOUNT_KEYS,
-                                        &ctx->key.account);
+                                        &ctx->caller.key.account);
     stream = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ADMIN, NULL);
 
     created_len = ngx_sprintf(created, "%T", ngx_time()) - created;
 
     event.data = ngx_pnalloc(r->pool, 256 + 2 * lab.len * 6);
-    if (rec == NULL || ctx->dev_rec == NULL || index == NULL
+    if (rec == NULL || ctx->dev.rec == NULL || index == NULL
         || stream == NULL || event.data == NULL)
     {
         goto failed;
@@ -654,8 +422,8 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     p = ngx_sprintf(event.data,
                     "{\"type\":\"key.created\",\"account\":%V,"
                     "\"hash\":\"%V\",\"prefix\":\"%V\",\"scopes\":\"%V\","
-                    "\"label\":\"", &ctx->key.account, &hstr,
-                    &ctx->dev_prefix, &sc);
+                    "\"label\":\"", &ctx->caller.key.account, &hstr,
+                    &ctx->dev.prefix, &sc);
     p = (u_char *) ngx_escape_json(p, lab.data, lab.len);
     p = ngx_sprintf(p, "\",\"ts\":%M}", ngx_http_aihub_now_ms());
     event.len = p - event.data;
@@ -668,8 +436,8 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     argvlen[2] = 1;
     argv[3] = (const char *) rec->data;
     argvlen[3] = rec->len;
-    argv[4] = (const char *) ctx->dev_rec->data;
-    argvlen[4] = ctx->dev_rec->len;
+    argv[4] = (const char *) ctx->dev.rec->data;
+    argvlen[4] = ctx->dev.rec->len;
     argv[5] = (const char *) index->data;
     argvlen[5] = index->len;
     argv[6] = (const char *) stream->data;
@@ -677,8 +445,8 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
 
     /* ARGV: prefix, scopes, label, hash, created, event */
 
-    argv[7] = (const char *) ctx->dev_prefix.data;
-    argvlen[7] = ctx->dev_prefix.len;
+    argv[7] = (const char *) ctx->dev.prefix.data;
+    argvlen[7] = ctx->dev.prefix.len;
     argv[8] = (const char *) sc.data;
     argvlen[8] = sc.len;
     argv[9] = lab.len ? (const char *) lab.data : "";
@@ -701,14 +469,14 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
         argv2[12] = (const char *) event.data;
         argvlen2[12] = event.len;
 
-        ctx->dev_op = 3;
+        ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
 
-        rc = ngx_http_aihub_redis_call(r, ngx_http_aihub_dev_keys_done,
+        rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_dev_keys_done,
                                        13, argv2, argvlen2);
     }
 
     if (rc == NGX_OK) {
-        ctx->state = NGX_HTTP_AIHUB_STATE_WAIT;
+        ctx->flow.state = NGX_HTTP_AIHUB_STATE_WAIT;
         return;
     }
 
@@ -726,7 +494,7 @@ failed:
 
 resume:
 
-    if (ctx->body_sync) {
+    if (ctx->body.sync) {
         return;
     }
 
@@ -745,7 +513,7 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
     ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
-    ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         ngx_http_aihub_dev_unavailable(ctx,
@@ -759,9 +527,9 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
         goto failed;
     }
 
-    switch (ctx->dev_op) {
+    switch (ctx->dev.op) {
 
-    case 1: /* list */
+    case NGX_HTTP_AIHUB_DEV_KEY_LIST:
         cJSON_AddStringToObject(root, "object", "list");
         data = cJSON_AddArrayToObject(root, "data");
 
@@ -813,7 +581,7 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
 
         break;
 
-    case 2: /* revoke */
+    case NGX_HTTP_AIHUB_DEV_KEY_REVOKE:
         if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
             cJSON_Delete(root);
             ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND,
@@ -823,189 +591,37 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
             return;
         }
 
-        ngx_sprintf(buf, "%V%Z", &ctx->dev_prefix);
+        ngx_sprintf(buf, "%V%Z", &ctx->dev.prefix);
         cJSON_AddStringToObject(root, "object", "api_key");
         cJSON_AddStringToObject(root, "prefix", (char *) buf);
         cJSON_AddStringToObject(root, "status", "revoked");
         break;
 
-    default: /* 3: create */
+    default: /* NGX_HTTP_AIHUB_DEV_KEY_CREATE */
         cJSON_AddStringToObject(root, "object", "api_key");
 
-        ngx_sprintf(buf, "%V%Z", &ctx->dev_key);
+        ngx_sprintf(buf, "%V%Z", &ctx->dev.key);
         cJSON_AddStringToObject(root, "key", (char *) buf);
         ngx_explicit_memzero(buf, sizeof(buf));
 
-        ngx_sprintf(buf, "%V%Z", &ctx->dev_prefix);
+        ngx_sprintf(buf, "%V%Z", &ctx->dev.prefix);
         cJSON_AddStringToObject(root, "prefix", (char *) buf);
-        ngx_sprintf(buf, "%V%Z", &ctx->dev_scopes);
+        ngx_sprintf(buf, "%V%Z", &ctx->dev.scopes);
         cJSON_AddStringToObject(root, "scopes", (char *) buf);
-        ngx_sprintf(buf, "%*s%Z", ngx_min(ctx->dev_label.len, 200),
-                    ctx->dev_label.data);
+        ngx_sprintf(buf, "%*s%Z", ngx_min(ctx->dev.label.len, 200),
+                    ctx->dev.label.data);
         cJSON_AddStringToObject(root, "label", (char *) buf);
         cJSON_AddStringToObject(root, "note", "Store this key now: it is "
                                 "shown only once.");
         break;
     }
 
-    ngx_http_aihub_dev_answer(r, ctx, ctx->dev_op == 3 ? NGX_HTTP_CREATED
-                                                       : NGX_HTTP_OK,
-                              root);
+    ngx_http_aihub_dev_answer(r, ctx,
+                              ctx->dev.op == NGX_HTTP_AIHUB_DEV_KEY_CREATE
+                              ? NGX_HTTP_CREATED : NGX_HTTP_OK, root);
     return;
 
 failed:
 
     ngx_http_aihub_dev_failed(r, ctx);
-}
-
-
-/* a Redis reply completed an endpoint: answer, outside the phases */
-
-static void
-ngx_http_aihub_dev_answer(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    ngx_uint_t status, cJSON *json)
-{
-    ngx_connection_t  *c;
-
-    ctx->state = NGX_HTTP_AIHUB_STATE_DONE;
-    ctx->rc = NGX_DONE;
-
-    c = r->connection;
-    (void) ngx_http_aihub_dev_send_json(r, status, json);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_aihub_dev_failed(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",
-                        "internal_error", "The gateway failed to process "
-                        "the request.");
-    ngx_http_aihub_resume(r);
-}
-
-
-/* sends the JSON and ends the request; the JSON is freed */
-
-static ngx_int_t
-ngx_http_aihub_dev_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    cJSON *json)
-{
-    char       *out;
-    size_t      len;
-    ngx_int_t   rc;
-    ngx_buf_t  *b;
-
-    out = cJSON_PrintUnformatted(json);
-    cJSON_Delete(json);
-
-    if (out == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return NGX_DONE;
-    }
-
-    len = ngx_strlen(out);
-
-    b = ngx_create_temp_buf(r->pool, len + 1);
-    if (b == NULL) {
-        cJSON_free(out);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return NGX_DONE;
-    }
-
-    b->last = ngx_cpymem(b->last, out, len);
-    *b->last++ = '\n';
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    ngx_explicit_memzero(out, len);
-    cJSON_free(out);
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
-
-    ngx_http_aihub_get_ctx(r)->own_answer = 1;
-
-    /* a new key is a secret: no cache keeps a copy of this answer */
-
-    if (ngx_http_aihub_dev_no_store(r) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return NGX_DONE;
-    }
-
-    rc = ngx_http_aihub_send_buf(r, status, "application/json", b);
-
-    ngx_http_finalize_request(r, rc);
-
-    return NGX_DONE;
-}
-
-
-static ngx_int_t
-ngx_http_aihub_dev_no_store(ngx_http_request_t *r)
-{
-    return ngx_http_aihub_add_header(r, "Cache-Control", (u_char *) "no-store",
-                                     sizeof("no-store") - 1);
-}
-
-
-/* "<prefix><kind><id>" in the request pool */
-
-static ngx_str_t *
-ngx_http_aihub_dev_key_name(ngx_http_request_t *r, const char *kind,
-    ngx_str_t *id)
-{
-    u_char                      *p;
-    size_t                       klen;
-    ngx_str_t                   *s;
-    ngx_http_aihub_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-
-    klen = ngx_strlen(kind);
-
-    s = ngx_palloc(r->pool, sizeof(ngx_str_t));
-    if (s == NULL) {
-        return NULL;
-    }
-
-    s->len = amcf->redis_prefix.len + klen + (id ? id->len : 0);
-    s->data = ngx_pnalloc(r->pool, s->len);
-    if (s->data == NULL) {
-        return NULL;
-    }
-
-    p = ngx_cpymem(s->data, amcf->redis_prefix.data, amcf->redis_prefix.len);
-    p = ngx_cpymem(p, kind, klen);
-
-    if (id) {
-        ngx_memcpy(p, id->data, id->len);
-    }
-
-    return s;
-}
-
-
-/* what a step returns once its Redis command went out (or could not) */
-
-static ngx_int_t
-ngx_http_aihub_dev_sent(ngx_http_aihub_ctx_t *ctx, ngx_int_t rc,
-    const char *unavailable)
-{
-    if (rc == NGX_DECLINED) {
-        ngx_http_aihub_dev_unavailable(ctx, unavailable);
-        return NGX_OK;
-    }
-
-    return (rc == NGX_OK) ? NGX_AGAIN : NGX_ERROR;
-}
-
-
-static void
-ngx_http_aihub_dev_unavailable(ngx_http_aihub_ctx_t *ctx, const char *message)
-{
-    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
-                        "service_unavailable", message);
 }
