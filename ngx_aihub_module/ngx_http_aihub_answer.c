@@ -116,6 +116,7 @@ ngx_http_aihub_deny(ngx_http_aihub_ctx_t *ctx, ngx_uint_t status,
     ctx->flow.state = NGX_HTTP_AIHUB_STATE_DONE;
 }
 
+
 ngx_int_t
 ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
     u_char *value, size_t len)

@@ -16,6 +16,8 @@
 static void ngx_http_aihub_body_done(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx,
+    cJSON *root);
 static ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
 static int64_t ngx_http_aihub_body_prompt_chars(cJSON *messages);
@@ -62,6 +64,8 @@ ngx_http_aihub_body_read(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_AGAIN) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub body: reading");
         ctx->body.waiting = 1;
         return NGX_AGAIN;
     }
@@ -98,8 +102,7 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    cJSON                       *root, *model, *stream, *max, *opts, *inc;
-    cJSON                       *messages;
+    cJSON                       *root, *model, *messages;
     u_char                      *p;
     const char                  *end;
     ngx_str_t                    body;
@@ -197,12 +200,37 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ctx->body.prompt_estimate = ngx_http_aihub_body_prompt_chars(messages);
 
+    if (ngx_http_aihub_body_options(ctx, root) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub body: %uz bytes, model \"%V\", stream %ui, "
+                   "max_tokens %L", body.len, &ctx->body.model,
+                   (ngx_uint_t) ctx->body.stream, ctx->body.max_tokens);
+
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_MODEL;
+
+    return NGX_OK;
+}
+
+
+/*
+ * stream, stream_options.include_usage, max_tokens (or
+ * max_completion_tokens).  NGX_DECLINED: refused, the verdict is given.
+ */
+
+static ngx_int_t
+ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx, cJSON *root)
+{
+    cJSON  *stream, *max, *opts, *inc;
+
     stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
 
     if (stream != NULL && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
         ngx_http_aihub_bad_request(ctx, "The stream parameter must be a "
                                         "boolean.");
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     ctx->body.stream = cJSON_IsTrue(stream);
@@ -212,7 +240,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     if (opts != NULL && !cJSON_IsObject(opts) && !cJSON_IsNull(opts)) {
         ngx_http_aihub_bad_request(ctx, "The stream_options parameter must "
                                         "be an object.");
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
@@ -230,13 +258,11 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         {
             ngx_http_aihub_bad_request(ctx, "max_tokens must be a positive "
                                             "integer.");
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         ctx->body.max_tokens = (int64_t) max->valuedouble;
     }
-
-    ctx->flow.step = NGX_HTTP_AIHUB_STEP_MODEL;
 
     return NGX_OK;
 }

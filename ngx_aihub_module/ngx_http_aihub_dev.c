@@ -82,6 +82,9 @@ ngx_http_aihub_dev_models(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         cJSON_AddItemToArray(data, m);
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub dev: models, %d allowed", cJSON_GetArraySize(data));
+
     return ngx_http_aihub_dev_send_json(r, NGX_HTTP_OK, root);
 }
 
@@ -102,7 +105,11 @@ ngx_http_aihub_dev_usage(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argv[1] = (const char *) ctx->quota.period_key.data;
     argvlen[1] = ctx->quota.period_key.len;
 
-    rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_dev_usage_done,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub dev: usage of \"%V\"", &ctx->quota.period_key);
+
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait,
+                                   ngx_http_aihub_dev_usage_done,
                                    2, argv, argvlen);
 
     return ngx_http_aihub_dev_sent(ctx, rc, "Usage is not available right "
@@ -156,7 +163,8 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
     }
 
     cJSON_AddStringToObject(root, "object", "usage");
-    cJSON_AddNumberToObject(root, "account", (double) ctx->caller.key.rec.account_id);
+    cJSON_AddNumberToObject(root, "account",
+                            (double) ctx->caller.key.rec.account_id);
 
     ngx_sprintf(buf, "%V%Z", &ctx->caller.key.plan);
     cJSON_AddStringToObject(root, "plan", (char *) buf);
@@ -173,10 +181,13 @@ ngx_http_aihub_dev_usage_done(ngx_http_request_t *r, redisReply *reply)
 
     o = cJSON_AddObjectToObject(root, "calls");
     cJSON_AddNumberToObject(o, "used", (double) v[0]);
-    cJSON_AddNumberToObject(o, "included", (double) ctx->caller.key.rec.included);
+    cJSON_AddNumberToObject(o, "included",
+                            (double) ctx->caller.key.rec.included);
     cJSON_AddNumberToObject(o, "remaining",
-                            (double) ((uint64_t) v[0] < ctx->caller.key.rec.included
-                                      ? ctx->caller.key.rec.included - v[0] : 0));
+                            (double) ((uint64_t) v[0]
+                                      < ctx->caller.key.rec.included
+                                      ? ctx->caller.key.rec.included - v[0]
+                                      : 0));
     cJSON_AddBoolToObject(o, "overage_allowed", ctx->caller.key.rec.overage);
 
     o = cJSON_AddObjectToObject(root, "tokens");

@@ -20,9 +20,17 @@
 #include <openssl/rand.h>
 
 
+/* "member": of the admin event, its name from aihub_protocol.h */
+#define M(name)  "\"" name "\":"
+
+
 static ngx_int_t ngx_http_aihub_dev_key_create(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_dev_key_store(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_dev_keys_done(ngx_http_request_t *r,
     redisReply *reply);
 
@@ -33,11 +41,12 @@ static const char  ngx_http_aihub_key_create_script[] =
     "local rec = redis.call('HGETALL', KEYS[1]) "
     "if #rec == 0 then return redis.error_reply('caller record gone') end "
     "redis.call('HSET', KEYS[2], unpack(rec)) "
-    "redis.call('HSET', KEYS[2], 'prefix', ARGV[1], 'scopes', ARGV[2], "
-    "           'status', 'active', 'expires', '0', 'label', ARGV[3], "
-    "           'created', ARGV[5]) "
+    "redis.call('HSET', KEYS[2], '" AIHUB_KF_PREFIX "', ARGV[1], '"
+        AIHUB_KF_SCOPES "', ARGV[2], '" AIHUB_KF_STATUS "', 'active', '"
+        AIHUB_KF_EXPIRES "', '0', '" AIHUB_KF_LABEL "', ARGV[3], '"
+        AIHUB_KF_CREATED "', ARGV[5]) "
     "redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) "
-    "redis.call('XADD', KEYS[4], '*', 'event', ARGV[6]) "
+    "redis.call('XADD', KEYS[4], '*', '" AIHUB_ADMIN_FIELD "', ARGV[6]) "
     "return 1";
 
 /* KEYS: account index; ARGV: key record prefix */
@@ -46,8 +55,9 @@ static const char  ngx_http_aihub_key_list_script[] =
     "local idx = redis.call('HGETALL', KEYS[1]) "
     "local out = {} "
     "for i = 1, #idx, 2 do "
-    "  local f = redis.call('HMGET', ARGV[1] .. idx[i + 1], 'prefix', "
-    "                       'scopes', 'status', 'label', 'created') "
+    "  local f = redis.call('HMGET', ARGV[1] .. idx[i + 1], '"
+        AIHUB_KF_PREFIX "', '" AIHUB_KF_SCOPES "', '" AIHUB_KF_STATUS "', '"
+        AIHUB_KF_LABEL "', '" AIHUB_KF_CREATED "') "
     "  if f[1] then out[#out + 1] = f end "
     "end "
     "return out";
@@ -60,9 +70,9 @@ static const char  ngx_http_aihub_key_list_script[] =
 static const char  ngx_http_aihub_key_revoke_script[] =
     "local h = redis.call('HGET', KEYS[1], ARGV[1]) "
     "if not h then return 0 end "
-    "redis.call('HSET', ARGV[2] .. h, 'status', 'revoked') "
-    "redis.call('PUBLISH', ARGV[3], 'key:' .. h) "
-    "redis.call('XADD', KEYS[2], '*', 'event', ARGV[4]) "
+    "redis.call('HSET', ARGV[2] .. h, '" AIHUB_KF_STATUS "', 'revoked') "
+    "redis.call('PUBLISH', ARGV[3], '" AIHUB_INV_KEY "' .. h) "
+    "redis.call('XADD', KEYS[2], '*', '" AIHUB_ADMIN_FIELD "', ARGV[4]) "
     "return 1";
 
 
@@ -131,7 +141,8 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
         ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_LIST;
 
-        rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_dev_keys_done,
+        rc = ngx_http_aihub_redis_call(r, &ctx->wait,
+                                       ngx_http_aihub_dev_keys_done,
                                        5, argv, argvlen);
         goto sent;
     }
@@ -169,8 +180,9 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     event.len = ngx_sprintf(event.data,
-                            "{\"type\":\"key.revoked\",\"account\":%V,"
-                            "\"prefix\":\"%V\",\"ts\":%M}",
+                            "{" M(AIHUB_AE_TYPE) "\"" AIHUB_AE_KEY_REVOKED
+                            "\"," M(AIHUB_AE_ACCOUNT) "%V,"
+                            M(AIHUB_AE_PREFIX) "\"%V\"," M(AIHUB_AE_TS) "%M}",
                             &ctx->caller.key.account, &prefix,
                             ngx_http_aihub_now_ms())
                 - event.data;
@@ -244,20 +256,8 @@ ngx_http_aihub_dev_key_create(ngx_http_request_t *r,
 static void
 ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
 {
-    u_char                      *p;
-    cJSON                       *root, *label, *scopes, *s;
-    ngx_int_t                    rc;
-    ngx_str_t                   *rec, *index, *stream, event, lab, sc;
-    ngx_uint_t                   chat, admin;
-    const char                  *argv[10];
-    size_t                       argvlen[10];
-    u_char                       entropy[64], md[32];
-    u_char                       hash[AIHUB_SHA256_HEX_LEN];
-    u_char                       created[NGX_INT64_LEN];
-    size_t                       created_len;
-    char                         key[AIHUB_KEY_LEN + 1];
-    ngx_str_t                    hstr;
-    ngx_http_aihub_ctx_t        *ctx;
+    ngx_int_t              rc;
+    ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
 
@@ -267,6 +267,49 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     }
 
     ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
+
+    rc = ngx_http_aihub_dev_key_options(r, ctx);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_aihub_dev_key_store(r, ctx);
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub dev: storing key %V", &ctx->dev.prefix);
+
+        ctx->flow.state = NGX_HTTP_AIHUB_STATE_WAIT;
+        return;
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                            "server_error", "internal_error",
+                            "The gateway failed to process the request.");
+    }
+
+    /* NGX_DECLINED: refused or unavailable, the verdict is given */
+
+    if (ctx->body.sync) {
+        return;
+    }
+
+    ngx_http_aihub_resume(r);
+}
+
+
+/*
+ * The label and scopes asked for, into ctx->dev.  NGX_DECLINED: the body
+ * is refused, the verdict is given.
+ */
+
+static ngx_int_t
+ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    cJSON       *root, *label, *scopes, *s;
+    ngx_str_t    lab, sc;
+    ngx_uint_t   chat, admin;
 
     root = NULL;
     chat = 1;
@@ -289,7 +332,7 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
                                 "invalid_request_error",
                                 "The body must be a JSON object such as "
                                 "{\"label\":\"ci\",\"scopes\":[\"chat\"]}.");
-            goto resume;
+            return NGX_DECLINED;
         }
 
         label = cJSON_GetObjectItemCaseSensitive(root, "label");
@@ -304,7 +347,7 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
                                 "invalid_request_error",
                                 "\"label\" must be a string and \"scopes\" "
                                 "an array of \"chat\" and \"admin\".");
-            goto resume;
+            return NGX_DECLINED;
         }
 
         if (label) {
@@ -312,7 +355,7 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
             lab.data = ngx_pnalloc(r->pool, lab.len);
             if (lab.data == NULL) {
                 cJSON_Delete(root);
-                goto failed;
+                return NGX_ERROR;
             }
 
             ngx_memcpy(lab.data, label->valuestring, lab.len);
@@ -339,7 +382,7 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
                                         "invalid_request_error",
                                         "Scopes are \"chat\" and "
                                         "\"admin\".");
-                    goto resume;
+                    return NGX_DECLINED;
                 }
             }
         }
@@ -362,9 +405,32 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
         }
     }
 
+    ctx->dev.label = lab;
+    ctx->dev.scopes = sc;
+
+    return NGX_OK;
+}
+
+
+/* a new key, stored in Redis with the caller's record as its template */
+
+static ngx_int_t
+ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_str_t    *rec, *index, *stream, event, hstr, caller;
+    const char   *argv[13];
+    size_t        argvlen[13];
+    u_char        entropy[64], md[32];
+    u_char        hash[AIHUB_SHA256_HEX_LEN];
+    u_char        created[NGX_INT64_LEN];
+    size_t        created_len;
+    char          key[AIHUB_KEY_LEN + 1];
+
     do {
         if (RAND_bytes(entropy, sizeof(entropy)) != 1) {
-            goto failed;
+            return NGX_ERROR;
         }
 
     } while (aihub_key_make(entropy, sizeof(entropy), key) != 0);
@@ -378,7 +444,7 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     ctx->dev.key.len = AIHUB_KEY_LEN;
     ctx->dev.key.data = ngx_pnalloc(r->pool, AIHUB_KEY_LEN);
     if (ctx->dev.key.data == NULL) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     ngx_memcpy(ctx->dev.key.data, key, AIHUB_KEY_LEN);
@@ -386,25 +452,19 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
 
     ctx->dev.prefix.data = ctx->dev.key.data;
     ctx->dev.prefix.len = AIHUB_KEY_PREFIX_LEN;
-    ctx->dev.label = lab;
-    ctx->dev.scopes = sc;
 
     hstr.data = ngx_pnalloc(r->pool, AIHUB_SHA256_HEX_LEN);
     if (hstr.data == NULL) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     ngx_memcpy(hstr.data, hash, AIHUB_SHA256_HEX_LEN);
 
-    {
-        ngx_str_t  caller;
+    caller.data = ctx->caller.hash;
+    caller.len = AIHUB_SHA256_HEX_LEN;
 
-        caller.data = ctx->caller.hash;
-        caller.len = AIHUB_SHA256_HEX_LEN;
-
-        rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &caller);
-        ctx->dev.rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &hstr);
-    }
+    rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &caller);
+    ctx->dev.rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &hstr);
 
     index = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ACCOUNT_KEYS,
                                         &ctx->caller.key.account);
@@ -412,20 +472,22 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
 
     created_len = ngx_sprintf(created, "%T", ngx_time()) - created;
 
-    event.data = ngx_pnalloc(r->pool, 256 + 2 * lab.len * 6);
+    event.data = ngx_pnalloc(r->pool, 256 + 2 * ctx->dev.label.len * 6);
     if (rec == NULL || ctx->dev.rec == NULL || index == NULL
         || stream == NULL || event.data == NULL)
     {
-        goto failed;
+        return NGX_ERROR;
     }
 
     p = ngx_sprintf(event.data,
-                    "{\"type\":\"key.created\",\"account\":%V,"
-                    "\"hash\":\"%V\",\"prefix\":\"%V\",\"scopes\":\"%V\","
-                    "\"label\":\"", &ctx->caller.key.account, &hstr,
-                    &ctx->dev.prefix, &sc);
-    p = (u_char *) ngx_escape_json(p, lab.data, lab.len);
-    p = ngx_sprintf(p, "\",\"ts\":%M}", ngx_http_aihub_now_ms());
+                    "{" M(AIHUB_AE_TYPE) "\"" AIHUB_AE_KEY_CREATED "\","
+                    M(AIHUB_AE_ACCOUNT) "%V," M(AIHUB_AE_HASH) "\"%V\","
+                    M(AIHUB_AE_PREFIX) "\"%V\"," M(AIHUB_AE_SCOPES) "\"%V\","
+                    M(AIHUB_AE_LABEL) "\"", &ctx->caller.key.account, &hstr,
+                    &ctx->dev.prefix, &ctx->dev.scopes);
+    p = (u_char *) ngx_escape_json(p, ctx->dev.label.data,
+                                   ctx->dev.label.len);
+    p = ngx_sprintf(p, "\"," M(AIHUB_AE_TS) "%M}", ngx_http_aihub_now_ms());
     event.len = p - event.data;
 
     argv[0] = "EVAL";
@@ -447,58 +509,30 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
 
     argv[7] = (const char *) ctx->dev.prefix.data;
     argvlen[7] = ctx->dev.prefix.len;
-    argv[8] = (const char *) sc.data;
-    argvlen[8] = sc.len;
-    argv[9] = lab.len ? (const char *) lab.data : "";
-    argvlen[9] = lab.len;
+    argv[8] = (const char *) ctx->dev.scopes.data;
+    argvlen[8] = ctx->dev.scopes.len;
+    argv[9] = ctx->dev.label.len ? (const char *) ctx->dev.label.data : "";
+    argvlen[9] = ctx->dev.label.len;
+    argv[10] = (const char *) hstr.data;
+    argvlen[10] = hstr.len;
+    argv[11] = (const char *) created;
+    argvlen[11] = created_len;
+    argv[12] = (const char *) event.data;
+    argvlen[12] = event.len;
 
-    {
-        const char  *argv2[13];
-        size_t       argvlen2[13];
-        ngx_uint_t   i;
+    ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
 
-        for (i = 0; i < 10; i++) {
-            argv2[i] = argv[i];
-            argvlen2[i] = argvlen[i];
-        }
-
-        argv2[10] = (const char *) hstr.data;
-        argvlen2[10] = hstr.len;
-        argv2[11] = (const char *) created;
-        argvlen2[11] = created_len;
-        argv2[12] = (const char *) event.data;
-        argvlen2[12] = event.len;
-
-        ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
-
-        rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_dev_keys_done,
-                                       13, argv2, argvlen2);
-    }
-
-    if (rc == NGX_OK) {
-        ctx->flow.state = NGX_HTTP_AIHUB_STATE_WAIT;
-        return;
-    }
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait,
+                                   ngx_http_aihub_dev_keys_done,
+                                   13, argv, argvlen);
 
     if (rc == NGX_DECLINED) {
         ngx_http_aihub_dev_unavailable(ctx,
             "API keys cannot be managed right now. Please retry shortly.");
-        goto resume;
     }
 
-failed:
+    return rc;
 
-    ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR, "server_error",
-                        "internal_error", "The gateway failed to process "
-                        "the request.");
-
-resume:
-
-    if (ctx->body.sync) {
-        return;
-    }
-
-    ngx_http_aihub_resume(r);
 }
 
 

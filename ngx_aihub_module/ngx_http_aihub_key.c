@@ -71,6 +71,10 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub key: %V from the shared cache",
+                       &ctx->caller.key.prefix);
+
         ctx->caller.known = 1;
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_CHECK;
         return NGX_OK;
@@ -109,6 +113,11 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     if (rc == NGX_DECLINED) {
         return ngx_http_aihub_unavailable(r, ctx);
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub key: %s, asking redis",
+                   ctx->caller.from_stale ? "stale in the cache"
+                                          : "not in the cache");
 
     return NGX_AGAIN;
 }
@@ -319,9 +328,14 @@ ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     ngx_http_aihub_key_strings(&ctx->caller.key);
 
-    if (ngx_http_aihub_zone_put(r, ctx->caller.bin, &ctx->caller.key) != NGX_OK) {
+    if (ngx_http_aihub_zone_put(r, ctx->caller.bin, &ctx->caller.key)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub key: %V read from redis", &ctx->caller.key.prefix);
 
     ctx->caller.known = 1;
     ctx->caller.from_stale = 0;
@@ -351,7 +365,9 @@ ngx_http_aihub_unavailable(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
-    if (ctx->caller.from_stale && alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
+    if (ctx->caller.from_stale
+        && alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN)
+    {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "aihub: redis unavailable, key %V served from the "
                       "cache (failing open)", &ctx->caller.key.prefix);
@@ -389,6 +405,10 @@ ngx_http_aihub_key_check(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     ctx->flow.endpoint = ngx_http_aihub_endpoint(r);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub check: key %V active, endpoint %ui",
+                   &ctx->caller.key.prefix, (ngx_uint_t) ctx->flow.endpoint);
 
     switch (ctx->flow.endpoint) {
 

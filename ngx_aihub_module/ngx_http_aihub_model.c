@@ -37,7 +37,8 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        ngx_sprintf(msg, "The model \"%V\" does not exist.%Z", &ctx->body.model);
+        ngx_sprintf(msg, "The model \"%V\" does not exist.%Z",
+                    &ctx->body.model);
 
         ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND,
                             "invalid_request_error", "model_not_found",
@@ -46,7 +47,8 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (!ngx_http_aihub_model_allowed(&ctx->caller.key, m)) {
-        msg = ngx_pnalloc(r->pool, ctx->body.model.len + ctx->caller.key.plan.len + 64);
+        msg = ngx_pnalloc(r->pool, ctx->body.model.len
+                                   + ctx->caller.key.plan.len + 64);
         if (msg == NULL) {
             return NGX_ERROR;
         }
@@ -84,13 +86,18 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         }
 
         ngx_sprintf(msg, "max_tokens is limited to %uL on the \"%V\" "
-                    "plan.%Z", ctx->caller.key.rec.max_tokens, &ctx->caller.key.plan);
+                    "plan.%Z", ctx->caller.key.rec.max_tokens,
+                    &ctx->caller.key.plan);
 
         ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
                             "invalid_request_error", "max_tokens_exceeded",
                             (const char *) msg);
         return NGX_OK;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub model: \"%V\" allowed, upstream \"%V\"",
+                   &ctx->body.model, &copy->upstream);
 
     ctx->flow.step = NGX_HTTP_AIHUB_STEP_QUOTA;
 

@@ -9,6 +9,8 @@
 #include "ngx_http_aihub_provider.h"
 
 
+static char *ngx_http_aihub_provider_key_file(ngx_conf_t *cf,
+    ngx_http_aihub_provider_t *p);
 static ngx_int_t ngx_http_aihub_provider_headers(ngx_http_request_t *r,
     ngx_http_aihub_provider_t *p);
 static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
@@ -27,13 +29,9 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_aihub_main_conf_t *amcf = conf;
 
     u_char                     *s, *e;
-    ssize_t                     n;
-    ngx_str_t                  *value, v, path;
+    ngx_str_t                  *value, v;
     ngx_uint_t                  i;
-    ngx_file_t                  file;
-    ngx_file_info_t             fi;
     ngx_http_aihub_provider_t  *p;
-    u_char                      buf[4096];
 
     value = cf->args->elts;
 
@@ -152,7 +150,30 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_OK;
     }
 
-    /* the file is read once, here, by the master: no disk I/O later */
+    return ngx_http_aihub_provider_key_file(cf, p);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" of aihub provider \"%V\"",
+                       &value[i], &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * "key_file=": read once, at configuration time, by the master (no disk
+ * I/O in a worker process).
+ */
+
+static char *
+ngx_http_aihub_provider_key_file(ngx_conf_t *cf, ngx_http_aihub_provider_t *p)
+{
+    ssize_t           n;
+    ngx_str_t         path;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+    u_char            buf[4096];
 
     path = p->key_file;
 
@@ -211,13 +232,6 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_memcpy(ngx_cpymem(p->authorization.data, "Bearer ", 7), buf, n);
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" of aihub provider \"%V\"",
-                       &value[i], &value[1]);
-    return NGX_CONF_ERROR;
 }
 
 

@@ -182,7 +182,8 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     now = ngx_http_aihub_time(r);
 
     if (ctx->caller.key.rec.anchor > 0 && ctx->caller.key.rec.anchor <= now) {
-        (void) aihub_period_current(ctx->caller.key.rec.anchor, now, &start, &end);
+        (void) aihub_period_current(ctx->caller.key.rec.anchor, now,
+                                    &start, &end);
 
     } else {
         aihub_period_calendar(now, &start, &end);
@@ -196,7 +197,8 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->quota.period_key.len = amcf->redis_prefix.len
                                 + sizeof(AIHUB_RK_PERIOD ":") - 1
                           + ctx->caller.key.account.len + AIHUB_PERIOD_ID_LEN;
-    ctx->quota.period_key.data = ngx_pnalloc(r->pool, ctx->quota.period_key.len);
+    ctx->quota.period_key.data = ngx_pnalloc(r->pool,
+                                             ctx->quota.period_key.len);
     if (ctx->quota.period_key.data == NULL) {
         return NGX_ERROR;
     }
@@ -223,6 +225,8 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_http_aihub_loc_conf_t   *alcf;
 
     if (ctx->quota.reserved) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: already reserved");
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
         return NGX_OK;
     }
@@ -269,6 +273,9 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: reserving in \"%V\"",
+                       &ctx->quota.period_key);
         return NGX_AGAIN;
     }
 
@@ -340,9 +347,15 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
 
         /* a call beyond the included ones: its cost counts as overage */
-        ctx->quota.overage_call = (reply->element[1]->type == REDIS_REPLY_INTEGER
-                             && (uint64_t) reply->element[1]->integer
-                                > ctx->caller.key.rec.included);
+        ctx->quota.overage_call =
+            (reply->element[1]->type == REDIS_REPLY_INTEGER
+             && (uint64_t) reply->element[1]->integer
+                > ctx->caller.key.rec.included);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: call %L of %uL included reserved",
+                       reply->element[1]->integer,
+                       ctx->caller.key.rec.included);
 
         ngx_http_aihub_limit_global_passed(r, ctx,
                                            reply->element[3]->integer,
@@ -365,6 +378,12 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
                             "You exceeded your monthly quota of calls for "
                             "your plan. Upgrade your plan or wait for the "
                             "next billing period.");
+    }
+
+    if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: refused (%*s)", (size_t) e->len,
+                       e->str);
     }
 
     ngx_http_aihub_resume(r);

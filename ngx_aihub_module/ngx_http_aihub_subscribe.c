@@ -69,7 +69,8 @@ ngx_http_aihub_subscribe(redisAsyncContext *ac)
     /* anything published while we were away may be missed: start fresh */
 
     ngx_http_aihub_zone_invalidate(ngx_http_aihub_subscribe_zone,
-                                    (u_char *) "all", 3);
+                                   (u_char *) AIHUB_INV_ALL,
+                                   sizeof(AIHUB_INV_ALL) - 1);
 }
 
 
@@ -97,8 +98,12 @@ ngx_http_aihub_subscribe_message(redisAsyncContext *ac, void *reply,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "aihub: invalidation \"%s\"", msg->str);
 
-    if ((msg->len == 6 && ngx_strncmp(msg->str, "models", 6) == 0)
-        || (msg->len == 3 && ngx_strncmp(msg->str, "all", 3) == 0))
+    if ((msg->len == sizeof(AIHUB_INV_MODELS) - 1
+         && ngx_strncmp(msg->str, AIHUB_INV_MODELS,
+                        sizeof(AIHUB_INV_MODELS) - 1) == 0)
+        || (msg->len == sizeof(AIHUB_INV_ALL) - 1
+            && ngx_strncmp(msg->str, AIHUB_INV_ALL,
+                           sizeof(AIHUB_INV_ALL) - 1) == 0))
     {
         ngx_http_aihub_models_load(NULL);
     }

@@ -151,6 +151,9 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 }
 
 
+/* "member": of the usage event, its name from aihub_protocol.h */
+#define M(name)  "\"" name "\":"
+
 #define ngx_http_aihub_json_str_len(s)                                       \
     ((s)->len + ngx_escape_json(NULL, (s)->data, (s)->len))
 
@@ -177,13 +180,15 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         latency = 0;
     }
 
-    len = sizeof("{\"v\":1,\"id\":\"\",\"ts\":,\"node\":\"\",\"account\":,"
-                 "\"key\":\"\",\"plan\":\"\",\"model\":\"\","
-                 "\"provider\":\"\",\"prompt_tokens\":,"
-                 "\"completion_tokens\":,\"total_tokens\":,"
-                 "\"cost_micros\":,\"status\":,\"streamed\":false,"
-                 "\"aborted\":false,\"estimated\":false,"
-                 "\"latency_ms\":}")
+    len = sizeof("{" M(AIHUB_EV_V) "1," M(AIHUB_EV_ID) "\"\","
+                 M(AIHUB_EV_TS) "," M(AIHUB_EV_NODE) "\"\","
+                 M(AIHUB_EV_ACCOUNT) "," M(AIHUB_EV_KEY) "\"\","
+                 M(AIHUB_EV_PLAN) "\"\"," M(AIHUB_EV_MODEL) "\"\","
+                 M(AIHUB_EV_PROVIDER) "\"\"," M(AIHUB_EV_PROMPT_TOKENS) ","
+                 M(AIHUB_EV_COMPLETION_TOKENS) "," M(AIHUB_EV_TOTAL_TOKENS) ","
+                 M(AIHUB_EV_COST_MICROS) "," M(AIHUB_EV_STATUS) ","
+                 M(AIHUB_EV_STREAMED) "false," M(AIHUB_EV_ABORTED) "false,"
+                 M(AIHUB_EV_ESTIMATED) "false," M(AIHUB_EV_LATENCY_MS) "}")
           + AIHUB_EVENT_ID_LEN + 6 * NGX_INT64_LEN
           + NGX_INT64_LEN + NGX_INT_T_LEN
           + ngx_http_aihub_json_str_len(&us->node)
@@ -200,28 +205,36 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     p = ev->data;
 
-    p = ngx_sprintf(p, "{\"v\":%d,\"id\":\"%*s\",\"ts\":%M,\"node\":\"",
+    p = ngx_sprintf(p, "{" M(AIHUB_EV_V) "%d," M(AIHUB_EV_ID) "\"%*s\","
+                    M(AIHUB_EV_TS) "%M," M(AIHUB_EV_NODE) "\"",
                     AIHUB_EVENT_VERSION, (size_t) AIHUB_EVENT_ID_LEN,
                     ctx->event_id, ctx->start_ms);
     p = (u_char *) ngx_escape_json(p, us->node.data, us->node.len);
 
     /* the account id is digits: checked when the record was read */
 
-    p = ngx_sprintf(p, "\",\"account\":%V,\"key\":\"", &ctx->caller.key.account);
+    p = ngx_sprintf(p, "\"," M(AIHUB_EV_ACCOUNT) "%V," M(AIHUB_EV_KEY) "\"",
+                    &ctx->caller.key.account);
     p = (u_char *) ngx_escape_json(p, ctx->caller.key.prefix.data,
                                    ctx->caller.key.prefix.len);
-    p = ngx_cpymem(p, "\",\"plan\":\"", sizeof("\",\"plan\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->caller.key.plan.data, ctx->caller.key.plan.len);
-    p = ngx_cpymem(p, "\",\"model\":\"", sizeof("\",\"model\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->body.model.data, ctx->body.model.len);
-    p = ngx_cpymem(p, "\",\"provider\":\"",
-                   sizeof("\",\"provider\":\"") - 1);
+    p = ngx_cpymem(p, "\"," M(AIHUB_EV_PLAN) "\"",
+                   sizeof("\"," M(AIHUB_EV_PLAN) "\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ctx->caller.key.plan.data,
+                                   ctx->caller.key.plan.len);
+    p = ngx_cpymem(p, "\"," M(AIHUB_EV_MODEL) "\"",
+                   sizeof("\"," M(AIHUB_EV_MODEL) "\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ctx->body.model.data,
+                                   ctx->body.model.len);
+    p = ngx_cpymem(p, "\"," M(AIHUB_EV_PROVIDER) "\"",
+                   sizeof("\"," M(AIHUB_EV_PROVIDER) "\"") - 1);
     p = (u_char *) ngx_escape_json(p, provider.data, provider.len);
 
-    p = ngx_sprintf(p, "\",\"prompt_tokens\":%L,\"completion_tokens\":%L,"
-                    "\"total_tokens\":%L,\"cost_micros\":%L,\"status\":%ui,"
-                    "\"streamed\":%s,\"aborted\":%s,\"estimated\":%s,"
-                    "\"latency_ms\":%M}",
+    p = ngx_sprintf(p, "\"," M(AIHUB_EV_PROMPT_TOKENS) "%L,"
+                    M(AIHUB_EV_COMPLETION_TOKENS) "%L,"
+                    M(AIHUB_EV_TOTAL_TOKENS) "%L,"
+                    M(AIHUB_EV_COST_MICROS) "%L," M(AIHUB_EV_STATUS) "%ui,"
+                    M(AIHUB_EV_STREAMED) "%s," M(AIHUB_EV_ABORTED) "%s,"
+                    M(AIHUB_EV_ESTIMATED) "%s," M(AIHUB_EV_LATENCY_MS) "%M}",
                     ctx->usage.tokens.prompt, ctx->usage.tokens.completion,
                     ctx->usage.tokens.total, ctx->usage.cost_micros,
                     r->headers_out.status,
@@ -234,6 +247,9 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     return ev;
 }
+
+
+#undef M
 
 
 void

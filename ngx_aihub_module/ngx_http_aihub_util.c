@@ -42,6 +42,7 @@ ngx_http_aihub_now_ms(void)
     return (ngx_msec_t) tp->sec * 1000 + tp->msec;
 }
 
+
 time_t
 ngx_http_aihub_time(ngx_http_request_t *r)
 {

@@ -34,7 +34,8 @@ static ngx_int_t ngx_http_aihub_variable_set(ngx_http_variable_value_t *v,
 static ngx_http_variable_t  ngx_http_aihub_vars[] = {
 
     { ngx_string("aihub_proxy_url"), NULL, ngx_http_aihub_variable_str,
-      offsetof(ngx_http_aihub_ctx_t, route.proxy_url), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      offsetof(ngx_http_aihub_ctx_t, route.proxy_url),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_account"), NULL, ngx_http_aihub_variable_str,
       offsetof(ngx_http_aihub_ctx_t, caller.key.account),
@@ -45,7 +46,8 @@ static ngx_http_variable_t  ngx_http_aihub_vars[] = {
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_plan"), NULL, ngx_http_aihub_variable_str,
-      offsetof(ngx_http_aihub_ctx_t, caller.key.plan), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      offsetof(ngx_http_aihub_ctx_t, caller.key.plan),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_model"), NULL, ngx_http_aihub_variable_str,
       offsetof(ngx_http_aihub_ctx_t, body.model), NGX_HTTP_VAR_NOCACHEABLE, 0 },

@@ -405,16 +405,25 @@ ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
 
     cache = zone->data;
 
-    if (len == 3 && ngx_strncmp(msg, "all", 3) == 0) {
+#define AIHUB_MSG_IS(m)                                                      \
+    (len == sizeof(m) - 1 && ngx_strncmp(msg, m, sizeof(m) - 1) == 0)
+#define AIHUB_MSG_STARTS(m)                                                  \
+    (len > sizeof(m) - 1 && ngx_strncmp(msg, m, sizeof(m) - 1) == 0)
+
+    if (AIHUB_MSG_IS(AIHUB_INV_ALL)) {
         ngx_shmtx_lock(&cache->shpool->mutex);
         cache->sh->generation++;
         ngx_shmtx_unlock(&cache->shpool->mutex);
         return;
     }
 
-    if (len == 4 + 64 && ngx_strncmp(msg, "key:", 4) == 0) {
-
-        if (ngx_http_aihub_hex_decode(hash, msg + 4, 64) != NGX_OK) {
+    if (AIHUB_MSG_STARTS(AIHUB_INV_KEY)
+        && len == sizeof(AIHUB_INV_KEY) - 1 + AIHUB_SHA256_HEX_LEN)
+    {
+        if (ngx_http_aihub_hex_decode(hash, msg + sizeof(AIHUB_INV_KEY) - 1,
+                                      AIHUB_SHA256_HEX_LEN)
+            != NGX_OK)
+        {
             return;
         }
 
@@ -429,8 +438,9 @@ ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
         return;
     }
 
-    if (len > 8 && ngx_strncmp(msg, "account:", 8) == 0) {
-        n = ngx_atoi(msg + 8, len - 8);
+    if (AIHUB_MSG_STARTS(AIHUB_INV_ACCOUNT)) {
+        n = ngx_atoi(msg + sizeof(AIHUB_INV_ACCOUNT) - 1,
+                     len - (sizeof(AIHUB_INV_ACCOUNT) - 1));
         if (n == NGX_ERROR) {
             return;
         }
@@ -452,6 +462,9 @@ ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
 
         ngx_shmtx_unlock(&cache->shpool->mutex);
     }
+
+#undef AIHUB_MSG_IS
+#undef AIHUB_MSG_STARTS
 }
 
 
