@@ -40,6 +40,12 @@
 #include "aihub_sse.h"
 
 
+#define NGX_HTTP_AIHUB_SHA256_LEN     32  /* a SHA-256, binary */
+#define NGX_HTTP_AIHUB_PLAN_LEN       32  /* a plan name, as cached */
+
+/* answers counted by status: the codes metrics.c lists, and the rest */
+#define NGX_HTTP_AIHUB_STATUSES       13
+
 #define NGX_HTTP_AIHUB_FAIL_CLOSED    0
 #define NGX_HTTP_AIHUB_FAIL_OPEN      1
 
@@ -106,7 +112,7 @@ typedef struct {
     u_char                        prefix_len;
     u_char                        plan_len;
     u_char                        prefix[AIHUB_KEY_PREFIX_LEN];
-    u_char                        plan[32];
+    u_char                        plan[NGX_HTTP_AIHUB_PLAN_LEN];
 } ngx_http_aihub_record_t;
 
 
@@ -146,7 +152,7 @@ typedef struct {
 /* counters shared by the worker processes (in the cache zone) */
 
 typedef struct {
-    ngx_atomic_t                  requests[13]; /* by status, metrics.c */
+    ngx_atomic_t                  requests[NGX_HTTP_AIHUB_STATUSES];
     ngx_atomic_t                  failed_open;
     ngx_atomic_t                  events_emitted;
     ngx_atomic_t                  events_confirmed;
@@ -222,7 +228,7 @@ typedef struct {
 
 typedef struct {
     u_char                        hash[AIHUB_SHA256_HEX_LEN];
-    u_char                        bin[32];
+    u_char                        bin[NGX_HTTP_AIHUB_SHA256_LEN];
     ngx_http_aihub_key_t          key;
     unsigned                      known:1;
     unsigned                      from_stale:1; /* served failing open */

@@ -14,7 +14,9 @@
 static ngx_int_t ngx_http_aihub_metrics_handler(ngx_http_request_t *r);
 
 
-static ngx_uint_t  ngx_http_aihub_metrics_codes[] = {
+/* NGX_HTTP_AIHUB_STATUSES - 1 codes, then 0: any other status */
+
+static ngx_uint_t  ngx_http_aihub_metrics_codes[NGX_HTTP_AIHUB_STATUSES] = {
     200, 400, 401, 403, 404, 405, 413, 429, 500, 502, 503, 504, 0
 };
 

@@ -18,7 +18,7 @@
 typedef struct {
     ngx_rbtree_node_t             node;
     ngx_queue_t                   queue;
-    u_char                        hash[32];
+    u_char                        hash[NGX_HTTP_AIHUB_SHA256_LEN];
     ngx_msec_t                    fetched;
     ngx_uint_t                    generation;
     ngx_uint_t                    stale;
@@ -136,8 +136,8 @@ ngx_http_aihub_zone_rbtree_insert(ngx_rbtree_node_t *temp,
             cn = (ngx_http_aihub_zone_node_t *) node;
             cnt = (ngx_http_aihub_zone_node_t *) temp;
 
-            p = (ngx_memcmp(cn->hash, cnt->hash, 32) < 0)
-                ? &temp->left : &temp->right;
+            p = (ngx_memcmp(cn->hash, cnt->hash, NGX_HTTP_AIHUB_SHA256_LEN)
+                 < 0) ? &temp->left : &temp->right;
         }
 
         if (*p == sentinel) {
@@ -194,7 +194,7 @@ ngx_http_aihub_zone_find(ngx_http_aihub_zone_t *cache, u_char *hash)
 
         cn = (ngx_http_aihub_zone_node_t *) node;
 
-        rc = ngx_memcmp(hash, cn->hash, 32);
+        rc = ngx_memcmp(hash, cn->hash, NGX_HTTP_AIHUB_SHA256_LEN);
 
         if (rc == 0) {
             return cn;
@@ -319,7 +319,7 @@ ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
         return NGX_OK;
     }
 
-    ngx_memcpy(cn->hash, hash, 32);
+    ngx_memcpy(cn->hash, hash, NGX_HTTP_AIHUB_SHA256_LEN);
     cn->node.key = ngx_http_aihub_zone_key(hash);
     cn->rl_requests = req;
     cn->rl_tokens = tok;
@@ -392,7 +392,7 @@ void
 ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
     size_t len)
 {
-    u_char                        hash[32];
+    u_char                        hash[NGX_HTTP_AIHUB_SHA256_LEN];
     uint64_t                      account;
     ngx_int_t                     n;
     ngx_queue_t                  *q;
