@@ -79,12 +79,24 @@
 #define AIHUB_RK_RATE                "rl:"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
+#define AIHUB_ADMIN_FIELD            "event"        /* of the admin stream */
 
 /* messages on the invalidation channel: a prefix + id, or a whole word */
 #define AIHUB_INV_KEY                "key:"         /* + sha256hex */
 #define AIHUB_INV_ACCOUNT            "account:"     /* + account id */
 #define AIHUB_INV_MODELS             "models"
 #define AIHUB_INV_ALL                "all"
+
+/* members of the admin stream's event JSON, and its types */
+#define AIHUB_AE_TYPE                "type"
+#define AIHUB_AE_ACCOUNT             "account"
+#define AIHUB_AE_HASH                "hash"
+#define AIHUB_AE_PREFIX              "prefix"
+#define AIHUB_AE_SCOPES              "scopes"
+#define AIHUB_AE_LABEL               "label"
+#define AIHUB_AE_TS                  "ts"
+#define AIHUB_AE_KEY_CREATED         "key.created"
+#define AIHUB_AE_KEY_REVOKED         "key.revoked"
 
 /* fields of the model record HASH (model:<public id>) */
 #define AIHUB_MF_PROVIDER    "provider"

@@ -5,7 +5,10 @@
  * provider's model id, stream_options.include_usage for streams).
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_body.h"
 
 #include <cjson/cJSON.h>
 
@@ -13,6 +16,8 @@
 static void ngx_http_aihub_body_done(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx,
+    cJSON *root);
 static ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
 static int64_t ngx_http_aihub_body_prompt_chars(cJSON *messages);
@@ -26,7 +31,7 @@ ngx_http_aihub_body_read(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_int_t                   rc;
     ngx_http_aihub_loc_conf_t  *alcf;
 
-    if (ctx->body_read) {
+    if (ctx->body.read) {
         return ngx_http_aihub_body_parse(r, ctx);
     }
 
@@ -59,7 +64,9 @@ ngx_http_aihub_body_read(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_AGAIN) {
-        ctx->body_waiting = 1;
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub body: reading");
+        ctx->body.waiting = 1;
         return NGX_AGAIN;
     }
 
@@ -76,12 +83,12 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    ctx->body_read = 1;
+    ctx->body.read = 1;
     r->main->count--;
 
-    if (ctx->body_waiting) {
-        ctx->body_waiting = 0;
-        ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
+    if (ctx->body.waiting) {
+        ctx->body.waiting = 0;
+        ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
         ngx_http_aihub_resume(r);
     }
 }
@@ -95,8 +102,7 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    cJSON                       *root, *model, *stream, *max, *opts, *inc;
-    cJSON                       *messages;
+    cJSON                       *root, *model, *messages;
     u_char                      *p;
     const char                  *end;
     ngx_str_t                    body;
@@ -154,7 +160,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     cln->handler = ngx_http_aihub_body_cleanup;
     cln->data = root;
-    ctx->json = root;
+    ctx->body.json = root;
 
     if (!cJSON_IsObject(root)) {
         ngx_http_aihub_bad_request(ctx, "The request body must be a JSON "
@@ -176,13 +182,13 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->model.len = ngx_strlen(model->valuestring);
-    ctx->model.data = ngx_pnalloc(r->pool, ctx->model.len);
-    if (ctx->model.data == NULL) {
+    ctx->body.model.len = ngx_strlen(model->valuestring);
+    ctx->body.model.data = ngx_pnalloc(r->pool, ctx->body.model.len);
+    if (ctx->body.model.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(ctx->model.data, model->valuestring, ctx->model.len);
+    ngx_memcpy(ctx->body.model.data, model->valuestring, ctx->body.model.len);
 
     messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
 
@@ -192,28 +198,53 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->prompt_estimate = ngx_http_aihub_body_prompt_chars(messages);
+    ctx->body.prompt_estimate = ngx_http_aihub_body_prompt_chars(messages);
+
+    if (ngx_http_aihub_body_options(ctx, root) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub body: %uz bytes, model \"%V\", stream %ui, "
+                   "max_tokens %L", body.len, &ctx->body.model,
+                   (ngx_uint_t) ctx->body.stream, ctx->body.max_tokens);
+
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_MODEL;
+
+    return NGX_OK;
+}
+
+
+/*
+ * stream, stream_options.include_usage, max_tokens (or
+ * max_completion_tokens).  NGX_DECLINED: refused, the verdict is given.
+ */
+
+static ngx_int_t
+ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx, cJSON *root)
+{
+    cJSON  *stream, *max, *opts, *inc;
 
     stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
 
     if (stream != NULL && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
         ngx_http_aihub_bad_request(ctx, "The stream parameter must be a "
                                         "boolean.");
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
-    ctx->stream_requested = cJSON_IsTrue(stream);
+    ctx->body.stream = cJSON_IsTrue(stream);
 
     opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
 
     if (opts != NULL && !cJSON_IsObject(opts) && !cJSON_IsNull(opts)) {
         ngx_http_aihub_bad_request(ctx, "The stream_options parameter must "
                                         "be an object.");
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
-    ctx->include_usage = cJSON_IsTrue(inc);
+    ctx->body.include_usage = cJSON_IsTrue(inc);
 
     max = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
     if (max == NULL || cJSON_IsNull(max)) {
@@ -227,13 +258,11 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         {
             ngx_http_aihub_bad_request(ctx, "max_tokens must be a positive "
                                             "integer.");
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
-        ctx->max_tokens = (int64_t) max->valuedouble;
+        ctx->body.max_tokens = (int64_t) max->valuedouble;
     }
-
-    ctx->step = NGX_HTTP_AIHUB_STEP_LIMIT;
 
     return NGX_OK;
 }
@@ -361,15 +390,15 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_buf_t               *b;
     ngx_chain_t             *cl;
     ngx_uint_t               rename, usage;
-    ngx_http_aihub_model_t  *m = ctx->model_entry;
+    ngx_http_aihub_model_t  *m = ctx->route.model;
 
-    root = ctx->json;
+    root = ctx->body.json;
 
-    rename = (m->upstream.len != ctx->model.len
-              || ngx_strncmp(m->upstream.data, ctx->model.data,
-                             ctx->model.len) != 0);
+    rename = (m->upstream.len != ctx->body.model.len
+              || ngx_strncmp(m->upstream.data, ctx->body.model.data,
+                             ctx->body.model.len) != 0);
 
-    usage = ctx->stream_requested && !ctx->include_usage;
+    usage = ctx->body.stream && !ctx->body.include_usage;
 
     if (!rename && !usage) {
         return NGX_OK;

@@ -4,9 +4,11 @@
  * errors, and a body filter that reads the usage as the answer passes.
  */
 
-#include "ngx_http_aihub_module.h"
-
-#include "aihub_sse.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_limit.h"
+#include "ngx_http_aihub_filter.h"
 
 
 static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
@@ -19,8 +21,6 @@ static ngx_int_t ngx_http_aihub_scan_stream(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
 static ngx_int_t ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_aihub_rate_headers(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_hide_header(ngx_http_request_t *r,
     const char *name);
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
@@ -58,7 +58,7 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    if (ctx == NULL || (!ctx->forwarded && !ctx->own_answer)) {
+    if (ctx == NULL || (!ctx->flow.forwarded && !ctx->flow.own_answer)) {
         return ngx_http_aihub_nginx_error(r, ctx);
     }
 
@@ -73,11 +73,11 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (ctx->key_known && ngx_http_aihub_rate_headers(r, ctx) != NGX_OK) {
+    if (ctx->caller.known && ngx_http_aihub_limit_headers(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (!ctx->forwarded || ctx->replace != NULL) {
+    if (!ctx->flow.forwarded || ctx->reply.replace != NULL) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -105,7 +105,7 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    ctx->provider_status = u->headers_in.status_n;
+    ctx->reply.status = u->headers_in.status_n;
 
     if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
         return ngx_http_aihub_replace(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
@@ -132,40 +132,40 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
                            (u_char *) "text/event-stream",
                            sizeof("text/event-stream") - 1) == 0)
     {
-        ctx->streamed = 1;
+        ctx->reply.streamed = 1;
 
-        ctx->sse = ngx_palloc(r->pool, sizeof(aihub_sse_t));
-        if (ctx->sse == NULL) {
+        ctx->reply.sse = ngx_palloc(r->pool, sizeof(aihub_sse_t));
+        if (ctx->reply.sse == NULL) {
             return NGX_ERROR;
         }
 
         /* the usage chunk we asked for on the client's behalf goes */
 
-        if (ctx->stream_requested && !ctx->include_usage) {
+        if (ctx->body.stream && !ctx->body.include_usage) {
             hold = ngx_palloc(r->pool, AIHUB_SSE_HOLD_SIZE);
             if (hold == NULL) {
                 return NGX_ERROR;
             }
 
-            aihub_sse_init(ctx->sse, hold, AIHUB_SSE_HOLD_SIZE);
+            aihub_sse_init(ctx->reply.sse, hold, AIHUB_SSE_HOLD_SIZE);
 
             /* the length changes: the answer goes out chunked */
             ngx_http_clear_content_length(r);
 
         } else {
-            aihub_sse_init(ctx->sse, NULL, 0);
+            aihub_sse_init(ctx->reply.sse, NULL, 0);
         }
 
     } else {
-        ctx->json_scan = ngx_palloc(r->pool, sizeof(aihub_usage_json_t));
-        if (ctx->json_scan == NULL) {
+        ctx->reply.json = ngx_palloc(r->pool, sizeof(aihub_usage_json_t));
+        if (ctx->reply.json == NULL) {
             return NGX_ERROR;
         }
 
-        aihub_usage_json_init(ctx->json_scan);
+        aihub_usage_json_init(ctx->reply.json);
     }
 
-    ctx->scanning = 1;
+    ctx->reply.scanning = 1;
 
     return ngx_http_next_header_filter(r);
 }
@@ -251,107 +251,6 @@ ngx_http_aihub_nginx_error(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 }
 
 
-/*
- * x-ratelimit-{limit,remaining,reset}-{requests,tokens} as OpenAI sends
- * them, and Retry-After on our own 429.
- */
-
-static ngx_int_t
-ngx_http_aihub_rate_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    u_char             *p;
-    size_t              len;
-    ngx_uint_t          i;
-    aihub_rl_result_t  *res;
-    uint64_t            limit, retry;
-
-    static const char  *names[2][3] = {
-        { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
-          "x-ratelimit-reset-requests" },
-        { "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-          "x-ratelimit-reset-tokens" }
-    };
-
-    retry = 0;
-
-    for (i = 0; i < 2; i++) {
-        res = (i == 0) ? &ctx->rl_requests : &ctx->rl_tokens;
-        limit = (i == 0) ? ctx->key.rec.rpm : ctx->key.rec.tpm;
-
-        if (limit == 0 || res->limit == 0) {
-            continue;
-        }
-
-        p = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN + AIHUB_DURATION_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        len = ngx_sprintf(p, "%uL", res->limit) - p;
-        if (ngx_http_aihub_add_header(r, names[i][0], p, len) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        p += len;
-        len = ngx_sprintf(p, "%uL", res->remaining) - p;
-        if (ngx_http_aihub_add_header(r, names[i][1], p, len) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        p += len;
-        len = aihub_fmt_duration(res->reset_ms, (char *) p);
-        if (ngx_http_aihub_add_header(r, names[i][2], p, len) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (!res->allowed && res->retry_after_ms > retry) {
-            retry = res->retry_after_ms;
-        }
-    }
-
-    if (retry && r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        len = ngx_sprintf(p, "%uL", retry == AIHUB_RL_NEVER
-                                    ? 60 : aihub_rl_retry_after_sec(retry))
-              - p;
-
-        if (ngx_http_aihub_add_header(r, "Retry-After", p, len) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
-    u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.data = value;
-    h->value.len = len;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_aihub_hide_header(ngx_http_request_t *r, const char *name)
 {
@@ -412,8 +311,8 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     b->last_buf = 1;
     b->last_in_chain = 1;
 
-    ctx->replace = b;
-    ctx->failed = 1;
+    ctx->reply.replace = b;
+    ctx->reply.failed = 1;
 
     r->headers_out.status = status;
     r->headers_out.status_line.len = 0;
@@ -455,7 +354,7 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
-    if (ctx->replace != NULL) {
+    if (ctx->reply.replace != NULL) {
         last = 0;
 
         for (cl = in; cl; cl = cl->next) {
@@ -467,23 +366,23 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             }
         }
 
-        if (!last || ctx->replace_sent) {
+        if (!last || ctx->reply.replace_sent) {
             return ngx_http_next_body_filter(r, NULL);
         }
 
-        ctx->replace_sent = 1;
+        ctx->reply.replace_sent = 1;
 
-        out.buf = ctx->replace;
+        out.buf = ctx->reply.replace;
         out.next = NULL;
 
         return ngx_http_next_body_filter(r, &out);
     }
 
-    if (!ctx->forwarded || !ctx->scanning || in == NULL) {
+    if (!ctx->flow.forwarded || !ctx->reply.scanning || in == NULL) {
         return ngx_http_next_body_filter(r, in);
     }
 
-    if (ctx->sse) {
+    if (ctx->reply.sse) {
         if (ngx_http_aihub_scan_stream(r, ctx, in, &in) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -511,17 +410,17 @@ ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_buf_t    *b, *nb;
     ngx_chain_t  *cl, *head, **ll;
 
-    if (ctx->sse->hold == NULL) {
+    if (ctx->reply.sse->hold == NULL) {
         for (cl = in; cl; cl = cl->next) {
             b = cl->buf;
 
             if (ngx_buf_in_memory(b) && b->last > b->pos) {
-                (void) aihub_sse_feed(ctx->sse, b->pos, b->last - b->pos,
+                (void) aihub_sse_feed(ctx->reply.sse, b->pos, b->last - b->pos,
                                       NULL);
             }
 
             if (b->last_buf) {
-                ctx->last_seen = 1;
+                ctx->reply.last_seen = 1;
             }
         }
 
@@ -544,23 +443,23 @@ ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
         if (n || b->last_buf) {
             nb->start = ngx_pnalloc(r->pool,
-                                    aihub_sse_out_size(ctx->sse, n) + 1);
+                                    aihub_sse_out_size(ctx->reply.sse, n) + 1);
             if (nb->start == NULL) {
                 return NGX_ERROR;
             }
 
             nb->pos = nb->start;
             nb->last = nb->start;
-            nb->end = nb->start + aihub_sse_out_size(ctx->sse, n) + 1;
+            nb->end = nb->start + aihub_sse_out_size(ctx->reply.sse, n) + 1;
             nb->temporary = 1;
 
             if (n) {
-                nb->last += aihub_sse_feed(ctx->sse, b->pos, n, nb->last);
+                nb->last += aihub_sse_feed(ctx->reply.sse, b->pos, n, nb->last);
             }
 
             if (b->last_buf) {
-                nb->last += aihub_sse_finish(ctx->sse, nb->last);
-                ctx->last_seen = 1;
+                nb->last += aihub_sse_finish(ctx->reply.sse, nb->last);
+                ctx->reply.last_seen = 1;
             }
         }
 
@@ -614,16 +513,16 @@ ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in)
         b = cl->buf;
 
         if (ngx_buf_in_memory(b) && b->last > b->pos) {
-            (void) aihub_usage_json_feed(ctx->json_scan, b->pos,
+            (void) aihub_usage_json_feed(ctx->reply.json, b->pos,
                                          b->last - b->pos);
 
         } else if (b->in_file && b->file_last > b->file_pos) {
             /* buffered to disk (proxy_buffering on): not read again */
-            ctx->unscanned = 1;
+            ctx->reply.unscanned = 1;
         }
 
         if (b->last_buf) {
-            ctx->last_seen = 1;
+            ctx->reply.last_seen = 1;
         }
     }
 

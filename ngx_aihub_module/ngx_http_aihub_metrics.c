@@ -4,13 +4,19 @@
  * by a location with "aihub_metrics;".
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_zone.h"
+#include "ngx_http_aihub_metrics.h"
 
 
 static ngx_int_t ngx_http_aihub_metrics_handler(ngx_http_request_t *r);
 
 
-static ngx_uint_t  ngx_http_aihub_metrics_codes[] = {
+/* NGX_HTTP_AIHUB_STATUSES - 1 codes, then 0: any other status */
+
+static ngx_uint_t  ngx_http_aihub_metrics_codes[NGX_HTTP_AIHUB_STATUSES] = {
     200, 400, 401, 403, 404, 405, 413, 429, 500, 502, 503, 504, 0
 };
 
@@ -21,8 +27,12 @@ static ngx_http_aihub_metrics_t  *ngx_http_aihub_metrics_shared
 
 
 void
-ngx_http_aihub_metrics_init_process(ngx_http_aihub_metrics_t *m)
+ngx_http_aihub_metrics_init_process(ngx_http_aihub_main_conf_t *amcf)
 {
+    ngx_http_aihub_metrics_t  *m;
+
+    m = ngx_http_aihub_zone_metrics(amcf->shm_zone);
+
     if (m) {
         ngx_http_aihub_metrics_shared = m;
     }
@@ -66,7 +76,7 @@ ngx_http_aihub_metrics_log_handler(ngx_http_request_t *r)
 
     (void) ngx_atomic_fetch_add(&m->requests[i], 1);
 
-    if (ctx->from_stale) {
+    if (ctx->caller.from_stale) {
         (void) ngx_atomic_fetch_add(&m->failed_open, 1);
     }
 
@@ -111,7 +121,7 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     m = ngx_http_aihub_metrics_shared;
 
-    ngx_http_aihub_cache_stats(amcf->shm_zone, &entries, &zone_size);
+    ngx_http_aihub_zone_stats(amcf->shm_zone, &entries, &zone_size);
 
     len = 2048 + 13 * 96;
 

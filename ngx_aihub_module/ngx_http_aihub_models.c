@@ -6,7 +6,9 @@
  * running call.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_models.h"
 
 
 #define NGX_HTTP_AIHUB_MODELS_REFRESH  60000
@@ -219,30 +221,30 @@ ngx_http_aihub_models_loaded_cb(redisAsyncContext *ac, void *reply,
             (f->len == sizeof(name) - 1                                      \
              && ngx_strncmp(f->str, name, sizeof(name) - 1) == 0)
 
-            if (AIHUB_IS("provider")) {
+            if (AIHUB_IS(AIHUB_MF_PROVIDER)) {
                 if (ngx_http_aihub_models_str(pool, &m->provider, v)
                     != NGX_OK)
                 {
                     goto failed;
                 }
 
-            } else if (AIHUB_IS("upstream")) {
+            } else if (AIHUB_IS(AIHUB_MF_UPSTREAM)) {
                 if (ngx_http_aihub_models_str(pool, &m->upstream, v)
                     != NGX_OK)
                 {
                     goto failed;
                 }
 
-            } else if (AIHUB_IS("tier")) {
+            } else if (AIHUB_IS(AIHUB_MF_TIER)) {
                 if (ngx_http_aihub_models_str(pool, &m->tier, v) != NGX_OK) {
                     goto failed;
                 }
 
-            } else if (AIHUB_IS("price_in")) {
+            } else if (AIHUB_IS(AIHUB_MF_PRICE_IN)) {
                 n = ngx_atoi((u_char *) v->str, v->len);
                 m->price_in = (n == NGX_ERROR) ? 0 : (uint64_t) n;
 
-            } else if (AIHUB_IS("price_out")) {
+            } else if (AIHUB_IS(AIHUB_MF_PRICE_OUT)) {
                 n = ngx_atoi((u_char *) v->str, v->len);
                 m->price_out = (n == NGX_ERROR) ? 0 : (uint64_t) n;
             }

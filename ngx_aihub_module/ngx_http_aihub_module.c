@@ -1,9 +1,22 @@
 /*
  * ngx_http_aihub_module: directives, configuration and the module's hooks.
- * The request path itself starts in ngx_http_aihub_auth.c.
+ * The request path itself starts in ngx_http_aihub_access.c.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_zone.h"
+#include "ngx_http_aihub_metrics.h"
+#include "ngx_http_aihub_models.h"
+#include "ngx_http_aihub_provider.h"
+#include "ngx_http_aihub_variables.h"
+#include "ngx_http_aihub_subscribe.h"
+#include "ngx_http_aihub_usage.h"
+#include "ngx_http_aihub_quota.h"
+#include "ngx_http_aihub_access.h"
+#include "ngx_http_aihub_log.h"
+#include "ngx_http_aihub_filter.h"
 
 
 static ngx_int_t ngx_http_aihub_init(ngx_conf_t *cf);
@@ -14,7 +27,7 @@ static char *ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_aihub_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_aihub_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_aihub_zone_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_aihub_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -31,8 +44,8 @@ static ngx_conf_enum_t  ngx_http_aihub_failure_modes[] = {
 
 
 static ngx_conf_enum_t  ngx_http_aihub_rate_limit_modes[] = {
-    { ngx_string("local"), 0 },
-    { ngx_string("global"), 1 },
+    { ngx_string("local"), NGX_HTTP_AIHUB_RATE_LOCAL },
+    { ngx_string("global"), NGX_HTTP_AIHUB_RATE_GLOBAL },
     { ngx_null_string, 0 }
 };
 
@@ -62,7 +75,7 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
 
     { ngx_string("aihub_cache_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_aihub_cache_zone,
+      ngx_http_aihub_zone_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -267,7 +280,8 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_AIHUB_FAIL_CLOSED);
     ngx_conf_merge_size_value(conf->body_max, prev->body_max, 1024 * 1024);
     ngx_conf_merge_uint_value(conf->global_rate_limit,
-                              prev->global_rate_limit, 0);
+                              prev->global_rate_limit,
+                              NGX_HTTP_AIHUB_RATE_LOCAL);
 
     /*
      * The body is parsed from memory: a body nginx wrote to a temporary
@@ -372,7 +386,7 @@ ngx_http_aihub_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 /* "aihub_cache_zone aihub:10m" */
 
 static char *
-ngx_http_aihub_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_aihub_zone_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_aihub_main_conf_t *amcf = conf;
 
@@ -427,8 +441,8 @@ ngx_http_aihub_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    amcf->shm_zone->init = ngx_http_aihub_cache_init_zone;
-    amcf->shm_zone->data = ngx_http_aihub_cache_create(cf);
+    amcf->shm_zone->init = ngx_http_aihub_zone_init_zone;
+    amcf->shm_zone->data = ngx_http_aihub_zone_create(cf);
 
     if (amcf->shm_zone->data == NULL) {
         return NGX_CONF_ERROR;
@@ -541,10 +555,9 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_aihub_metrics_init_process(
-        ngx_http_aihub_cache_metrics(amcf->shm_zone));
+    ngx_http_aihub_metrics_init_process(amcf);
 
-    if (ngx_http_aihub_auth_init_process(cycle) != NGX_OK) {
+    if (ngx_http_aihub_util_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -588,23 +601,6 @@ ngx_http_aihub_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_aihub_redis_exit_process();
     ngx_http_aihub_usage_exit_process();
-    ngx_http_aihub_auth_exit_process();
+    ngx_http_aihub_util_exit_process();
 }
 
-
-ngx_http_aihub_ctx_t *
-ngx_http_aihub_get_ctx(ngx_http_request_t *r)
-{
-    return ngx_http_get_module_ctx(r, ngx_http_aihub_module);
-}
-
-
-ngx_msec_t
-ngx_http_aihub_now_ms(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (ngx_msec_t) tp->sec * 1000 + tp->msec;
-}

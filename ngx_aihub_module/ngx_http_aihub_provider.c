@@ -5,9 +5,12 @@
  * the proxying; this file only prepares it.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_provider.h"
 
 
+static char *ngx_http_aihub_provider_key_file(ngx_conf_t *cf,
+    ngx_http_aihub_provider_t *p);
 static ngx_int_t ngx_http_aihub_provider_headers(ngx_http_request_t *r,
     ngx_http_aihub_provider_t *p);
 static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
@@ -26,13 +29,9 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_aihub_main_conf_t *amcf = conf;
 
     u_char                     *s, *e;
-    ssize_t                     n;
-    ngx_str_t                  *value, v, path;
+    ngx_str_t                  *value, v;
     ngx_uint_t                  i;
-    ngx_file_t                  file;
-    ngx_file_info_t             fi;
     ngx_http_aihub_provider_t  *p;
-    u_char                      buf[4096];
 
     value = cf->args->elts;
 
@@ -151,7 +150,30 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_OK;
     }
 
-    /* the file is read once, here, by the master: no disk I/O later */
+    return ngx_http_aihub_provider_key_file(cf, p);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" of aihub provider \"%V\"",
+                       &value[i], &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * "key_file=": read once, at configuration time, by the master (no disk
+ * I/O in a worker process).
+ */
+
+static char *
+ngx_http_aihub_provider_key_file(ngx_conf_t *cf, ngx_http_aihub_provider_t *p)
+{
+    ssize_t           n;
+    ngx_str_t         path;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+    u_char            buf[4096];
 
     path = p->key_file;
 
@@ -210,13 +232,6 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_memcpy(ngx_cpymem(p->authorization.data, "Bearer ", 7), buf, n);
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" of aihub provider \"%V\"",
-                       &value[i], &value[1]);
-    return NGX_CONF_ERROR;
 }
 
 
@@ -287,50 +302,44 @@ ngx_http_aihub_provider_select(ngx_http_request_t *r,
     /* the model's provider; without one, the first declared */
 
     p = amcf->providers.elts;
-    ctx->provider = NULL;
+    ctx->route.provider = NULL;
 
-    if (ctx->model_entry == NULL || ctx->model_entry->provider.len == 0) {
-        ctx->provider = &p[0];
+    if (ctx->route.model == NULL || ctx->route.model->provider.len == 0) {
+        ctx->route.provider = &p[0];
 
     } else {
-        name = &ctx->model_entry->provider;
+        name = &ctx->route.model->provider;
 
         for (i = 0; i < amcf->providers.nelts; i++) {
             if (p[i].name.len == name->len
                 && ngx_strncmp(p[i].name.data, name->data, name->len) == 0)
             {
-                ctx->provider = &p[i];
+                ctx->route.provider = &p[i];
                 break;
             }
         }
     }
 
-    if (ctx->provider == NULL) {
+    if (ctx->route.provider == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aihub: model \"%V\" needs provider \"%V\", which "
-                      "no \"aihub_provider\" declares", &ctx->model,
-                      &ctx->model_entry->provider);
-        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_GATEWAY, "server_error",
-                            "upstream_error", "The provider of this model "
-                            "is not configured on this gateway.");
-        return NGX_OK;
+                      "no \"aihub_provider\" declares", &ctx->body.model,
+                      &ctx->route.model->provider);
+        return NGX_DECLINED;
     }
 
-    if (ctx->provider->authorization.len == 0) {
+    if (ctx->route.provider->authorization.len == 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "aihub: provider \"%V\" has no credential",
-                      &ctx->provider->name);
-        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_GATEWAY, "server_error",
-                            "upstream_error", "The provider of this model "
-                            "is not configured on this gateway.");
-        return NGX_OK;
+                      &ctx->route.provider->name);
+        return NGX_DECLINED;
     }
 
     if (ngx_http_aihub_proxy_url(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_aihub_provider_headers(r, ctx->provider);
+    return ngx_http_aihub_provider_headers(r, ctx->route.provider);
 }
 
 
@@ -420,7 +429,7 @@ ngx_http_aihub_proxy_url(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                     *p;
     ngx_str_t                   tail;
-    ngx_http_aihub_provider_t  *pv = ctx->provider;
+    ngx_http_aihub_provider_t  *pv = ctx->route.provider;
 
     static ngx_str_t  developer_chat = ngx_string("/api/v1/developer/chat");
 
@@ -437,15 +446,15 @@ ngx_http_aihub_proxy_url(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         tail.len -= 3;
     }
 
-    ctx->proxy_url.len = pv->url.len + tail.len
+    ctx->route.proxy_url.len = pv->url.len + tail.len
                          + (r->args.len ? 1 + r->args.len : 0);
 
-    ctx->proxy_url.data = ngx_pnalloc(r->pool, ctx->proxy_url.len);
-    if (ctx->proxy_url.data == NULL) {
+    ctx->route.proxy_url.data = ngx_pnalloc(r->pool, ctx->route.proxy_url.len);
+    if (ctx->route.proxy_url.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(ctx->proxy_url.data, pv->url.data, pv->url.len);
+    p = ngx_cpymem(ctx->route.proxy_url.data, pv->url.data, pv->url.len);
     p = ngx_cpymem(p, tail.data, tail.len);
 
     if (r->args.len) {

@@ -10,8 +10,14 @@
  * added when it succeeded.
  */
 
-#include "ngx_http_aihub_module.h"
-#include "aihub_money.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_limit.h"
+#include "ngx_http_aihub_quota.h"
+
+#include "aihub_period.h"
 
 #include <openssl/sha.h>
 
@@ -26,13 +32,15 @@ static void ngx_http_aihub_settled(redisAsyncContext *ac, void *reply,
 
 
 /*
- * KEYS[1] period hash, KEYS[2] rate limit state (may be unused)
+ * KEYS[1] period hash, KEYS[2] global rate limit state (may be unused;
+ * ngx_http_aihub_limit.h has that part)
  * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none)
  * Returns {allowed, calls, reason, remaining, retry_ms, reset_ms}.
  */
 
 static const char  ngx_http_aihub_reserve_script[] =
-    "local calls = tonumber(redis.call('HGET', KEYS[1], 'calls') or '0') "
+    "local calls = tonumber(redis.call('HGET', KEYS[1], '"
+        AIHUB_CF_CALLS "') or '0') "
     "local included = tonumber(ARGV[1]) "
     "local rpm = tonumber(ARGV[5]) "
     "local remaining, reset = 0, 0 "
@@ -40,25 +48,12 @@ static const char  ngx_http_aihub_reserve_script[] =
     "  return {0, calls, 'quota', 0, 0, 0} end "
     "local cap = tonumber(ARGV[3]) "
     "if cap > 0 and calls >= included then "
-    "  local o = tonumber(redis.call('HGET', KEYS[1], 'overage') or '0') "
+    "  local o = tonumber(redis.call('HGET', KEYS[1], '"
+        AIHUB_CF_OVERAGE "') or '0') "
     "  if o >= cap then return {0, calls, 'spend', 0, 0, 0} end "
     "end "
-    "if rpm > 0 then "
-    "  local t = redis.call('TIME') "
-    "  local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-    "  local interval = 60000 / rpm "
-    "  local tat = tonumber(redis.call('GET', KEYS[2]) or '0') "
-    "  if tat < now then tat = now end "
-    "  if tat + interval - now > 60000 then "
-    "    return {0, calls, 'rate', 0, "
-    "            math.ceil(tat + interval - now - 60000), "
-    "            math.ceil(tat - now)} end "
-    "  tat = tat + interval "
-    "  redis.call('SET', KEYS[2], tostring(tat), 'PX', 60000) "
-    "  remaining = math.floor((60000 - (tat - now)) / interval) "
-    "  reset = math.ceil(tat - now) "
-    "end "
-    "calls = redis.call('HINCRBY', KEYS[1], 'calls', 1) "
+    NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
+    "calls = redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) "
     "if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end "
     "return {1, calls, 'ok', remaining, 0, reset}";
 
@@ -186,28 +181,31 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     now = ngx_http_aihub_time(r);
 
-    if (ctx->key.rec.anchor > 0 && ctx->key.rec.anchor <= now) {
-        (void) aihub_period_current(ctx->key.rec.anchor, now, &start, &end);
+    if (ctx->caller.key.rec.anchor > 0 && ctx->caller.key.rec.anchor <= now) {
+        (void) aihub_period_current(ctx->caller.key.rec.anchor, now,
+                                    &start, &end);
 
     } else {
         aihub_period_calendar(now, &start, &end);
     }
 
-    ctx->period_start = start;
-    ctx->period_end = end;
+    ctx->quota.start = start;
+    ctx->quota.end = end;
 
     (void) aihub_period_id(start, id);
 
-    ctx->period_key.len = amcf->redis_prefix.len + sizeof("period::") - 1
-                          + ctx->key.account.len + AIHUB_PERIOD_ID_LEN;
-    ctx->period_key.data = ngx_pnalloc(r->pool, ctx->period_key.len);
-    if (ctx->period_key.data == NULL) {
+    ctx->quota.period_key.len = amcf->redis_prefix.len
+                                + sizeof(AIHUB_RK_PERIOD ":") - 1
+                          + ctx->caller.key.account.len + AIHUB_PERIOD_ID_LEN;
+    ctx->quota.period_key.data = ngx_pnalloc(r->pool,
+                                             ctx->quota.period_key.len);
+    if (ctx->quota.period_key.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(ctx->period_key.data, amcf->redis_prefix.data,
+    p = ngx_cpymem(ctx->quota.period_key.data, amcf->redis_prefix.data,
                    amcf->redis_prefix.len);
-    ngx_sprintf(p, "period:%V:%*s", &ctx->key.account,
+    ngx_sprintf(p, AIHUB_RK_PERIOD "%V:%*s", &ctx->caller.key.account,
                 (size_t) AIHUB_PERIOD_ID_LEN, id);
 
     return NGX_OK;
@@ -215,9 +213,8 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
 
 ngx_int_t
-ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    u_char                      *p;
     ngx_int_t                    rc;
     ngx_str_t                    rl_key;
     const char                  *argv[10];
@@ -226,10 +223,11 @@ ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_uint_t                   i;
     uint64_t                     v[5];
     ngx_http_aihub_loc_conf_t   *alcf;
-    ngx_http_aihub_main_conf_t  *amcf;
 
-    if (ctx->reserved) {
-        ctx->step = NGX_HTTP_AIHUB_STEP_PROXY;
+    if (ctx->quota.reserved) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: already reserved");
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
         return NGX_OK;
     }
 
@@ -237,29 +235,19 @@ ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
-    rl_key.len = amcf->redis_prefix.len + sizeof("rl:") - 1
-                 + AIHUB_SHA256_HEX_LEN;
-    rl_key.data = ngx_pnalloc(r->pool, rl_key.len);
-    if (rl_key.data == NULL) {
+    if (ngx_http_aihub_limit_global_args(r, ctx, &rl_key, &v[4]) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(rl_key.data, amcf->redis_prefix.data,
-                   amcf->redis_prefix.len);
-    p = ngx_cpymem(p, "rl:", 3);
-    ngx_memcpy(p, ctx->key_hash, AIHUB_SHA256_HEX_LEN);
-
-    v[0] = ctx->key.rec.included;
-    v[1] = ctx->key.rec.overage ? 0 : 1;
-    v[2] = ctx->key.rec.spend_cap;
+    v[0] = ctx->caller.key.rec.included;
+    v[1] = ctx->caller.key.rec.overage ? 0 : 1;
+    v[2] = ctx->caller.key.rec.spend_cap;
 
     /* the counters outlive the period by 40 days, for the worker */
-    v[3] = (uint64_t) (ctx->period_end - ngx_http_aihub_time(r))
+    v[3] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r))
            + 40 * 86400;
-    v[4] = alcf->global_rate_limit ? ctx->key.rec.rpm : 0;
 
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
@@ -267,8 +255,8 @@ ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argvlen[1] = sizeof(ngx_http_aihub_reserve->sha);
     argv[2] = "2";
     argvlen[2] = 1;
-    argv[3] = (const char *) ctx->period_key.data;
-    argvlen[3] = ctx->period_key.len;
+    argv[3] = (const char *) ctx->quota.period_key.data;
+    argvlen[3] = ctx->quota.period_key.len;
     argv[4] = (const char *) rl_key.data;
     argvlen[4] = rl_key.len;
 
@@ -277,7 +265,7 @@ ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         argvlen[5 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
-    rc = ngx_http_aihub_redis_call(r, ngx_http_aihub_quota_done,
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_quota_done,
                                    10, argv, argvlen);
 
     if (rc == NGX_ERROR) {
@@ -285,6 +273,9 @@ ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: reserving in \"%V\"",
+                       &ctx->quota.period_key);
         return NGX_AGAIN;
     }
 
@@ -294,9 +285,9 @@ ngx_http_aihub_quota_reserve(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "aihub: redis unavailable, call of key %V passed "
                       "without a quota reservation (failing open)",
-                      &ctx->key.prefix);
-        ctx->from_stale = 1;
-        ctx->step = NGX_HTTP_AIHUB_STEP_PROXY;
+                      &ctx->caller.key.prefix);
+        ctx->caller.from_stale = 1;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
         return NGX_OK;
     }
 
@@ -316,7 +307,7 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     ngx_http_aihub_loc_conf_t  *alcf;
 
     ctx = ngx_http_aihub_get_ctx(r);
-    ctx->state = NGX_HTTP_AIHUB_STATE_NEW;
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
@@ -334,9 +325,9 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
         if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "aihub: no quota answer from redis, call of key "
-                          "%V passed (failing open)", &ctx->key.prefix);
-            ctx->from_stale = 1;
-            ctx->step = NGX_HTTP_AIHUB_STEP_PROXY;
+                          "%V passed (failing open)", &ctx->caller.key.prefix);
+            ctx->caller.from_stale = 1;
+            ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
 
         } else {
             ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -352,32 +343,28 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     e = reply->element[2];
 
     if (reply->element[0]->integer == 1) {
-        ctx->reserved = 1;
-        ctx->step = NGX_HTTP_AIHUB_STEP_PROXY;
+        ctx->quota.reserved = 1;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
 
         /* a call beyond the included ones: its cost counts as overage */
-        ctx->overage_call = (reply->element[1]->type == REDIS_REPLY_INTEGER
-                             && (uint64_t) reply->element[1]->integer
-                                > ctx->key.rec.included);
+        ctx->quota.overage_call =
+            (reply->element[1]->type == REDIS_REPLY_INTEGER
+             && (uint64_t) reply->element[1]->integer
+                > ctx->caller.key.rec.included);
 
-        if (alcf->global_rate_limit && ctx->key.rec.rpm) {
-            ctx->rl_requests.allowed = 1;
-            ctx->rl_requests.limit = ctx->key.rec.rpm;
-            ctx->rl_requests.remaining = reply->element[3]->integer;
-            ctx->rl_requests.reset_ms = reply->element[5]->integer;
-        }
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: call %L of %uL included reserved",
+                       reply->element[1]->integer,
+                       ctx->caller.key.rec.included);
+
+        ngx_http_aihub_limit_global_passed(r, ctx,
+                                           reply->element[3]->integer,
+                                           reply->element[5]->integer);
 
     } else if (e->len == 4 && ngx_strncmp(e->str, "rate", 4) == 0) {
-        ctx->rl_requests.allowed = 0;
-        ctx->rl_requests.limit = ctx->key.rec.rpm;
-        ctx->rl_requests.remaining = 0;
-        ctx->rl_requests.retry_after_ms = reply->element[4]->integer;
-        ctx->rl_requests.reset_ms = reply->element[5]->integer;
-
-        ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS, "requests",
-                            "rate_limit_exceeded",
-                            "Rate limit reached for requests per minute. "
-                            "Please retry after the time in Retry-After.");
+        ngx_http_aihub_limit_global_refused(r, ctx,
+                                            reply->element[4]->integer,
+                                            reply->element[5]->integer);
 
     } else if (e->len == 5 && ngx_strncmp(e->str, "spend", 5) == 0) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS,
@@ -391,6 +378,12 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
                             "You exceeded your monthly quota of calls for "
                             "your plan. Upgrade your plan or wait for the "
                             "next billing period.");
+    }
+
+    if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: refused (%*s)", (size_t) e->len,
+                       e->str);
     }
 
     ngx_http_aihub_resume(r);
@@ -414,14 +407,15 @@ ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     u_char       nums[6][NGX_INT64_LEN + 1];
 
     static const char  *fields[] = {
-        "calls", "prompt", "completion", "total", "cost", "overage"
+        AIHUB_CF_CALLS, AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION, AIHUB_CF_TOTAL,
+        AIHUB_CF_COST, AIHUB_CF_OVERAGE
     };
 
-    if (!ctx->reserved || ctx->period_key.len == 0) {
+    if (!ctx->quota.reserved || ctx->quota.period_key.len == 0) {
         return;
     }
 
-    ctx->reserved = 0;
+    ctx->quota.reserved = 0;
 
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
@@ -429,21 +423,21 @@ ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     argvlen[1] = sizeof(ngx_http_aihub_settle->sha);
     argv[2] = "1";
     argvlen[2] = 1;
-    argv[3] = (const char *) ctx->period_key.data;
-    argvlen[3] = ctx->period_key.len;
+    argv[3] = (const char *) ctx->quota.period_key.data;
+    argvlen[3] = ctx->quota.period_key.len;
 
     v[0] = -1;
-    v[1] = ctx->tokens.prompt;
-    v[2] = ctx->tokens.completion;
-    v[3] = ctx->tokens.total;
-    v[4] = ctx->cost_micros;
-    v[5] = ctx->cost_micros;
+    v[1] = ctx->usage.tokens.prompt;
+    v[2] = ctx->usage.tokens.completion;
+    v[3] = ctx->usage.tokens.total;
+    v[4] = ctx->usage.cost_micros;
+    v[5] = ctx->usage.cost_micros;
 
     /* success: the sums (overage too for a call beyond the included
      * ones); failure: the call given back */
 
     n = 4;
-    last = success ? (ctx->overage_call ? 6 : 5) : 1;
+    last = success ? (ctx->quota.overage_call ? 6 : 5) : 1;
 
     for (i = success ? 1 : 0; i < last; i++) {
         argv[n] = fields[i];
@@ -471,22 +465,3 @@ ngx_http_aihub_settled(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
-
-/*
- * Cost in micro-dollars from prices per million tokens: prompt tokens at
- * the input price, everything else the provider counted (completion and,
- * when total exceeds prompt + completion, thinking tokens) at the output
- * price; rounded once, half up.
- */
-
-int64_t
-ngx_http_aihub_cost(ngx_http_aihub_model_t *m, ngx_http_aihub_tokens_t *t)
-{
-    if (m == NULL) {
-        return 0;
-    }
-
-    return aihub_money_call_micros((uint64_t) t->prompt,
-                                   (uint64_t) (t->total - t->prompt),
-                                   m->price_in, m->price_out);
-}

@@ -6,9 +6,13 @@
  * A request waiting for a reply holds a call; the call, not the request,
  * is what hiredis gets as privdata, so a request finalized while its reply
  * is in flight is simply forgotten by the call (see the pool cleanup).
+ * The caller keeps the call in a wait of its own: this file never reads
+ * the request context.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_redis.h"
 
 
 #define NGX_HTTP_AIHUB_BACKOFF_MIN   100
@@ -18,6 +22,7 @@
 
 struct ngx_http_aihub_redis_call_s {
     ngx_http_request_t               *r;       /* NULL once it is gone */
+    ngx_http_aihub_redis_wait_t      *wait;
     ngx_http_aihub_redis_handler_pt   handler;
     ngx_event_t                       timer;
     unsigned                          answered:1;
@@ -483,11 +488,10 @@ ngx_http_aihub_redis_cleanup(void *data)
 
 ngx_int_t
 ngx_http_aihub_redis_call(ngx_http_request_t *r,
-    ngx_http_aihub_redis_handler_pt handler, int argc, const char **argv,
-    const size_t *argvlen)
+    ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
+    int argc, const char **argv, const size_t *argvlen)
 {
     ngx_pool_cleanup_t           *cln;
-    ngx_http_aihub_ctx_t         *ctx;
     ngx_http_aihub_redis_t       *rd = &ngx_http_aihub_redis;
     ngx_http_aihub_redis_call_t  *call;
 
@@ -495,17 +499,15 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_aihub_get_ctx(r);
-
-    if (ctx->call == NULL && !ctx->cleanup_added) {
+    if (wait->call == NULL && !wait->cleanup_added) {
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
             return NGX_ERROR;
         }
 
         cln->handler = ngx_http_aihub_redis_request_cleanup;
-        cln->data = ctx;
-        ctx->cleanup_added = 1;
+        cln->data = wait;
+        wait->cleanup_added = 1;
     }
 
     call = ngx_calloc(sizeof(ngx_http_aihub_redis_call_t), rd->log);
@@ -514,6 +516,7 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
     }
 
     call->r = r;
+    call->wait = wait;
     call->handler = handler;
     call->timer.handler = ngx_http_aihub_redis_call_timeout;
     call->timer.data = call;
@@ -529,7 +532,7 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
     }
 
     rd->inflight++;
-    ctx->call = call;
+    wait->call = call;
 
     ngx_add_timer(&call->timer, rd->amcf->redis_timeout);
 
@@ -564,7 +567,6 @@ ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
     ngx_http_request_t           *r;
-    ngx_http_aihub_ctx_t         *ctx;
     ngx_http_aihub_redis_t       *rd = &ngx_http_aihub_redis;
     ngx_http_aihub_redis_call_t  *call = privdata;
 
@@ -584,9 +586,7 @@ ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
 
     if (r != NULL && !call->answered) {
         call->answered = 1;
-
-        ctx = ngx_http_aihub_get_ctx(r);
-        ctx->call = NULL;
+        call->wait->call = NULL;
 
         call->handler(r, reply);
     }
@@ -599,7 +599,6 @@ static void
 ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
 {
     ngx_http_request_t           *r;
-    ngx_http_aihub_ctx_t         *ctx;
     ngx_http_aihub_redis_call_t  *call = ev->data;
 
     r = call->r;
@@ -617,8 +616,7 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
                   "aihub: redis did not answer within %M ms",
                   ngx_http_aihub_redis.amcf->redis_timeout);
 
-    ctx = ngx_http_aihub_get_ctx(r);
-    ctx->call = NULL;
+    call->wait->call = NULL;
 
     call->handler(r, NULL);
 }
@@ -627,16 +625,16 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
 static void
 ngx_http_aihub_redis_request_cleanup(void *data)
 {
-    ngx_http_aihub_ctx_t  *ctx = data;
+    ngx_http_aihub_redis_wait_t  *wait = data;
 
-    if (ctx->call) {
-        ctx->call->r = NULL;
+    if (wait->call) {
+        wait->call->r = NULL;
 
-        if (ctx->call->timer.timer_set) {
-            ngx_del_timer(&ctx->call->timer);
+        if (wait->call->timer.timer_set) {
+            ngx_del_timer(&wait->call->timer);
         }
 
-        ctx->call = NULL;
+        wait->call = NULL;
     }
 }
 

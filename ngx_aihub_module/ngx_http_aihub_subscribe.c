@@ -8,9 +8,14 @@
  * safety net for messages published while it was down.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_zone.h"
+#include "ngx_http_aihub_models.h"
+#include "ngx_http_aihub_subscribe.h"
 
 
+static void ngx_http_aihub_subscribe(redisAsyncContext *ac);
 static void ngx_http_aihub_subscribe_message(redisAsyncContext *ac,
     void *reply, void *privdata);
 
@@ -26,7 +31,7 @@ ngx_http_aihub_subscribe_init_process(ngx_http_aihub_main_conf_t *amcf)
 }
 
 
-void
+static void
 ngx_http_aihub_subscribe(redisAsyncContext *ac)
 {
     u_char                      *p;
@@ -63,8 +68,9 @@ ngx_http_aihub_subscribe(redisAsyncContext *ac)
 
     /* anything published while we were away may be missed: start fresh */
 
-    ngx_http_aihub_cache_invalidate(ngx_http_aihub_subscribe_zone,
-                                    (u_char *) "all", 3);
+    ngx_http_aihub_zone_invalidate(ngx_http_aihub_subscribe_zone,
+                                   (u_char *) AIHUB_INV_ALL,
+                                   sizeof(AIHUB_INV_ALL) - 1);
 }
 
 
@@ -92,12 +98,16 @@ ngx_http_aihub_subscribe_message(redisAsyncContext *ac, void *reply,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "aihub: invalidation \"%s\"", msg->str);
 
-    if ((msg->len == 6 && ngx_strncmp(msg->str, "models", 6) == 0)
-        || (msg->len == 3 && ngx_strncmp(msg->str, "all", 3) == 0))
+    if ((msg->len == sizeof(AIHUB_INV_MODELS) - 1
+         && ngx_strncmp(msg->str, AIHUB_INV_MODELS,
+                        sizeof(AIHUB_INV_MODELS) - 1) == 0)
+        || (msg->len == sizeof(AIHUB_INV_ALL) - 1
+            && ngx_strncmp(msg->str, AIHUB_INV_ALL,
+                           sizeof(AIHUB_INV_ALL) - 1) == 0))
     {
         ngx_http_aihub_models_load(NULL);
     }
 
-    ngx_http_aihub_cache_invalidate(ngx_http_aihub_subscribe_zone,
+    ngx_http_aihub_zone_invalidate(ngx_http_aihub_subscribe_zone,
                                     (u_char *) msg->str, msg->len);
 }

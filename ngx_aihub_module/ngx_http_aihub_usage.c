@@ -6,7 +6,11 @@
  * worker stores each event id once).  Overflow is counted and logged.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_metrics.h"
+#include "ngx_http_aihub_usage.h"
 
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
@@ -33,7 +37,7 @@ typedef struct {
     ngx_event_t                   flush;        /* shutdown: keeps the */
     ngx_msec_t                    flush_until;  /* worker alive a while */
     ngx_log_t                    *log;
-} ngx_http_aihub_usage_t;
+} ngx_http_aihub_event_buffer_t;
 
 
 static void ngx_http_aihub_usage_send(void);
@@ -45,7 +49,7 @@ static ngx_http_aihub_event_t *ngx_http_aihub_usage_build(
     ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx);
 
 
-static ngx_http_aihub_usage_t  ngx_http_aihub_usage;
+static ngx_http_aihub_event_buffer_t  ngx_http_aihub_usage;
 
 
 ngx_int_t
@@ -53,7 +57,7 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf)
 {
     u_char                  *p;
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     ngx_queue_init(&us->pending);
 
@@ -83,7 +87,7 @@ void
 ngx_http_aihub_usage_exit_process(void)
 {
     ngx_queue_t             *q;
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     if (us->log == NULL) {
         return;
@@ -110,66 +114,13 @@ ngx_http_aihub_usage_exit_process(void)
 }
 
 
-/*
- * The log phase settles a call: a call the provider answered successfully
- * keeps its reserved quota and adds its tokens and cost; anything else
- * gives the reservation back.  Every call the provider answered becomes a
- * usage event.
- */
+/* a settled call's event goes into the buffer, and out when it can */
 
 ngx_int_t
-ngx_http_aihub_log_handler(ngx_http_request_t *r)
+ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_uint_t               success;
-    ngx_http_aihub_ctx_t    *ctx;
-    ngx_http_aihub_event_t  *ev;
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
-
-    ctx = ngx_http_aihub_get_ctx(r);
-
-    if (ctx == NULL || r != r->main || !ctx->forwarded || ctx->emitted) {
-        return NGX_OK;
-    }
-
-    ctx->emitted = 1;
-
-    if (ctx->provider_status >= 200 && ctx->provider_status < 300
-        && !ctx->failed)
-    {
-        ngx_http_aihub_tokens_settle(r, ctx);
-    }
-
-    success = (ctx->provider_status >= 200 && ctx->provider_status < 300
-               && !ctx->failed);
-
-    if (!success) {
-        ngx_memzero(&ctx->tokens, sizeof(ngx_http_aihub_tokens_t));
-        ctx->cost_micros = 0;
-        ngx_http_aihub_quota_settle(r, ctx, 0);
-
-        if (ctx->provider_status == 0) {
-            /* the provider was never reached: nothing to record */
-            return NGX_OK;
-        }
-
-    } else {
-        /*
-         * the client went away: its connection failed (a write error, or
-         * the upstream module saw it close); a stream the provider cut
-         * short is estimated but not aborted
-         */
-
-        if (r->connection->error) {
-            ctx->aborted = 1;
-        }
-
-        ctx->cost_micros = ngx_http_aihub_cost(ctx->model_entry,
-                                               &ctx->tokens);
-
-        ngx_http_aihub_quota_settle(r, ctx, 1);
-        ngx_http_aihub_cache_charge(r, ctx->key_bin, &ctx->key,
-                                    (uint64_t) ctx->tokens.total, 0);
-    }
+    ngx_http_aihub_event_t         *ev;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     if (us->npending + us->ninflight >= us->limit) {
         us->dropped++;
@@ -179,7 +130,7 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
                       "aihub: usage event buffer full (%ui events), "
                       "event %*s of key %V dropped, %ui dropped so far",
                       us->limit, (size_t) AIHUB_EVENT_ID_LEN, ctx->event_id,
-                      &ctx->key.prefix, us->dropped);
+                      &ctx->caller.key.prefix, us->dropped);
         return NGX_OK;
     }
 
@@ -200,48 +151,8 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
 }
 
 
-/*
- * The numbers billed (aihub_usage_finalize() has the rule, README.md
- * "Metering" documents it): what the provider reported, total at least
- * prompt + completion; estimated from the text when the provider sent
- * nothing; clamped and flagged when absurd.  A provider error object sent
- * in place of an answer bills nothing.
- */
-
-void
-ngx_http_aihub_tokens_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    aihub_usage_t  *u;
-
-    if (ctx->sse) {
-        if (!ctx->last_seen) {
-            /* cut short: what the current event held counts too */
-            (void) aihub_sse_finish(ctx->sse, NULL);
-        }
-
-        u = &ctx->sse->usage;
-
-    } else if (ctx->json_scan) {
-        u = &ctx->json_scan->usage;
-
-    } else {
-        return;
-    }
-
-    if (u->error && !u->found) {
-        ctx->failed = 1;
-        return;
-    }
-
-    aihub_usage_finalize(u, (ctx->prompt_estimate + 3) / 4);
-
-    ctx->tokens.prompt = u->prompt;
-    ctx->tokens.completion = u->completion;
-    ctx->tokens.total = u->total;
-    ctx->tokens.found = u->found;
-    ctx->tokens.estimated = u->estimated || ctx->unscanned;
-}
-
+/* "member": of the usage event, its name from aihub_protocol.h */
+#define M(name)  "\"" name "\":"
 
 #define ngx_http_aihub_json_str_len(s)                                       \
     ((s)->len + ngx_escape_json(NULL, (s)->data, (s)->len))
@@ -255,10 +166,10 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_str_t                provider;
     ngx_msec_int_t           latency;
     ngx_http_aihub_event_t  *ev;
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    if (ctx->provider) {
-        provider = ctx->provider->name;
+    if (ctx->route.provider) {
+        provider = ctx->route.provider->name;
 
     } else {
         ngx_str_null(&provider);
@@ -269,20 +180,22 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         latency = 0;
     }
 
-    len = sizeof("{\"v\":1,\"id\":\"\",\"ts\":,\"node\":\"\",\"account\":,"
-                 "\"key\":\"\",\"plan\":\"\",\"model\":\"\","
-                 "\"provider\":\"\",\"prompt_tokens\":,"
-                 "\"completion_tokens\":,\"total_tokens\":,"
-                 "\"cost_micros\":,\"status\":,\"streamed\":false,"
-                 "\"aborted\":false,\"estimated\":false,"
-                 "\"latency_ms\":}")
+    len = sizeof("{" M(AIHUB_EV_V) "1," M(AIHUB_EV_ID) "\"\","
+                 M(AIHUB_EV_TS) "," M(AIHUB_EV_NODE) "\"\","
+                 M(AIHUB_EV_ACCOUNT) "," M(AIHUB_EV_KEY) "\"\","
+                 M(AIHUB_EV_PLAN) "\"\"," M(AIHUB_EV_MODEL) "\"\","
+                 M(AIHUB_EV_PROVIDER) "\"\"," M(AIHUB_EV_PROMPT_TOKENS) ","
+                 M(AIHUB_EV_COMPLETION_TOKENS) "," M(AIHUB_EV_TOTAL_TOKENS) ","
+                 M(AIHUB_EV_COST_MICROS) "," M(AIHUB_EV_STATUS) ","
+                 M(AIHUB_EV_STREAMED) "false," M(AIHUB_EV_ABORTED) "false,"
+                 M(AIHUB_EV_ESTIMATED) "false," M(AIHUB_EV_LATENCY_MS) "}")
           + AIHUB_EVENT_ID_LEN + 6 * NGX_INT64_LEN
           + NGX_INT64_LEN + NGX_INT_T_LEN
           + ngx_http_aihub_json_str_len(&us->node)
-          + ngx_http_aihub_json_str_len(&ctx->key.account)
-          + ngx_http_aihub_json_str_len(&ctx->key.prefix)
-          + ngx_http_aihub_json_str_len(&ctx->key.plan)
-          + ngx_http_aihub_json_str_len(&ctx->model)
+          + ngx_http_aihub_json_str_len(&ctx->caller.key.account)
+          + ngx_http_aihub_json_str_len(&ctx->caller.key.prefix)
+          + ngx_http_aihub_json_str_len(&ctx->caller.key.plan)
+          + ngx_http_aihub_json_str_len(&ctx->body.model)
           + ngx_http_aihub_json_str_len(&provider);
 
     ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data) + len, us->log);
@@ -292,40 +205,51 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     p = ev->data;
 
-    p = ngx_sprintf(p, "{\"v\":%d,\"id\":\"%*s\",\"ts\":%M,\"node\":\"",
+    p = ngx_sprintf(p, "{" M(AIHUB_EV_V) "%d," M(AIHUB_EV_ID) "\"%*s\","
+                    M(AIHUB_EV_TS) "%M," M(AIHUB_EV_NODE) "\"",
                     AIHUB_EVENT_VERSION, (size_t) AIHUB_EVENT_ID_LEN,
                     ctx->event_id, ctx->start_ms);
     p = (u_char *) ngx_escape_json(p, us->node.data, us->node.len);
 
     /* the account id is digits: checked when the record was read */
 
-    p = ngx_sprintf(p, "\",\"account\":%V,\"key\":\"", &ctx->key.account);
-    p = (u_char *) ngx_escape_json(p, ctx->key.prefix.data,
-                                   ctx->key.prefix.len);
-    p = ngx_cpymem(p, "\",\"plan\":\"", sizeof("\",\"plan\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->key.plan.data, ctx->key.plan.len);
-    p = ngx_cpymem(p, "\",\"model\":\"", sizeof("\",\"model\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->model.data, ctx->model.len);
-    p = ngx_cpymem(p, "\",\"provider\":\"",
-                   sizeof("\",\"provider\":\"") - 1);
+    p = ngx_sprintf(p, "\"," M(AIHUB_EV_ACCOUNT) "%V," M(AIHUB_EV_KEY) "\"",
+                    &ctx->caller.key.account);
+    p = (u_char *) ngx_escape_json(p, ctx->caller.key.prefix.data,
+                                   ctx->caller.key.prefix.len);
+    p = ngx_cpymem(p, "\"," M(AIHUB_EV_PLAN) "\"",
+                   sizeof("\"," M(AIHUB_EV_PLAN) "\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ctx->caller.key.plan.data,
+                                   ctx->caller.key.plan.len);
+    p = ngx_cpymem(p, "\"," M(AIHUB_EV_MODEL) "\"",
+                   sizeof("\"," M(AIHUB_EV_MODEL) "\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ctx->body.model.data,
+                                   ctx->body.model.len);
+    p = ngx_cpymem(p, "\"," M(AIHUB_EV_PROVIDER) "\"",
+                   sizeof("\"," M(AIHUB_EV_PROVIDER) "\"") - 1);
     p = (u_char *) ngx_escape_json(p, provider.data, provider.len);
 
-    p = ngx_sprintf(p, "\",\"prompt_tokens\":%L,\"completion_tokens\":%L,"
-                    "\"total_tokens\":%L,\"cost_micros\":%L,\"status\":%ui,"
-                    "\"streamed\":%s,\"aborted\":%s,\"estimated\":%s,"
-                    "\"latency_ms\":%M}",
-                    ctx->tokens.prompt, ctx->tokens.completion,
-                    ctx->tokens.total, ctx->cost_micros,
+    p = ngx_sprintf(p, "\"," M(AIHUB_EV_PROMPT_TOKENS) "%L,"
+                    M(AIHUB_EV_COMPLETION_TOKENS) "%L,"
+                    M(AIHUB_EV_TOTAL_TOKENS) "%L,"
+                    M(AIHUB_EV_COST_MICROS) "%L," M(AIHUB_EV_STATUS) "%ui,"
+                    M(AIHUB_EV_STREAMED) "%s," M(AIHUB_EV_ABORTED) "%s,"
+                    M(AIHUB_EV_ESTIMATED) "%s," M(AIHUB_EV_LATENCY_MS) "%M}",
+                    ctx->usage.tokens.prompt, ctx->usage.tokens.completion,
+                    ctx->usage.tokens.total, ctx->usage.cost_micros,
                     r->headers_out.status,
-                    ctx->streamed ? "true" : "false",
-                    ctx->aborted ? "true" : "false",
-                    ctx->tokens.estimated ? "true" : "false",
+                    ctx->reply.streamed ? "true" : "false",
+                    ctx->usage.aborted ? "true" : "false",
+                    ctx->usage.tokens.estimated ? "true" : "false",
                     (ngx_msec_t) latency);
 
     ev->len = p - ev->data;
 
     return ev;
 }
+
+
+#undef M
 
 
 void
@@ -344,7 +268,7 @@ ngx_http_aihub_usage_send(void)
     const char              *argv[5];
     size_t                   argvlen[5];
     ngx_http_aihub_event_t  *ev;
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     argv[0] = "XADD";
     argvlen[0] = sizeof("XADD") - 1;
@@ -386,7 +310,7 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply              *rep = reply;
     ngx_http_aihub_event_t  *ev = privdata;
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     us->ninflight--;
 
@@ -426,7 +350,7 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 static void
 ngx_http_aihub_usage_arm(void)
 {
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     if (!us->flush.timer_set && (us->npending || us->ninflight)) {
         ngx_add_timer(&us->flush, NGX_HTTP_AIHUB_FLUSH_STEP);
@@ -437,7 +361,7 @@ ngx_http_aihub_usage_arm(void)
 static void
 ngx_http_aihub_usage_flush_handler(ngx_event_t *ev)
 {
-    ngx_http_aihub_usage_t  *us = &ngx_http_aihub_usage;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     ngx_http_aihub_usage_send();
 

@@ -4,7 +4,9 @@
  * cost, the estimated flag, the request id).
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_variables.h"
 
 
 static ngx_int_t ngx_http_aihub_variable_str(ngx_http_request_t *r,
@@ -32,21 +34,23 @@ static ngx_int_t ngx_http_aihub_variable_set(ngx_http_variable_value_t *v,
 static ngx_http_variable_t  ngx_http_aihub_vars[] = {
 
     { ngx_string("aihub_proxy_url"), NULL, ngx_http_aihub_variable_str,
-      offsetof(ngx_http_aihub_ctx_t, proxy_url), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      offsetof(ngx_http_aihub_ctx_t, route.proxy_url),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_account"), NULL, ngx_http_aihub_variable_str,
-      offsetof(ngx_http_aihub_ctx_t, key.account),
+      offsetof(ngx_http_aihub_ctx_t, caller.key.account),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_key_prefix"), NULL, ngx_http_aihub_variable_str,
-      offsetof(ngx_http_aihub_ctx_t, key.prefix),
+      offsetof(ngx_http_aihub_ctx_t, caller.key.prefix),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_plan"), NULL, ngx_http_aihub_variable_str,
-      offsetof(ngx_http_aihub_ctx_t, key.plan), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      offsetof(ngx_http_aihub_ctx_t, caller.key.plan),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_model"), NULL, ngx_http_aihub_variable_str,
-      offsetof(ngx_http_aihub_ctx_t, model), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      offsetof(ngx_http_aihub_ctx_t, body.model), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("aihub_provider"), NULL, ngx_http_aihub_variable_provider,
       NGX_HTTP_AIHUB_VAR_PROVIDER_NAME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -131,13 +135,13 @@ ngx_http_aihub_variable_provider(ngx_http_request_t *r,
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    if (ctx == NULL || ctx->provider == NULL) {
+    if (ctx == NULL || ctx->route.provider == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    s = (data == NGX_HTTP_AIHUB_VAR_PROVIDER_NAME) ? &ctx->provider->name
-                                                   : &ctx->provider->host;
+    s = (data == NGX_HTTP_AIHUB_VAR_PROVIDER_NAME) ? &ctx->route.provider->name
+                                                   : &ctx->route.provider->host;
 
     return ngx_http_aihub_variable_set(v, s->data, s->len);
 }
@@ -153,7 +157,7 @@ ngx_http_aihub_variable_num(ngx_http_request_t *r,
 
     ctx = ngx_http_aihub_get_ctx(r);
 
-    if (ctx == NULL || !ctx->forwarded) {
+    if (ctx == NULL || !ctx->flow.forwarded) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -161,23 +165,23 @@ ngx_http_aihub_variable_num(ngx_http_request_t *r,
     switch (data) {
 
     case NGX_HTTP_AIHUB_VAR_PROMPT:
-        n = ctx->tokens.prompt;
+        n = ctx->usage.tokens.prompt;
         break;
 
     case NGX_HTTP_AIHUB_VAR_COMPLETION:
-        n = ctx->tokens.completion;
+        n = ctx->usage.tokens.completion;
         break;
 
     case NGX_HTTP_AIHUB_VAR_TOTAL:
-        n = ctx->tokens.total;
+        n = ctx->usage.tokens.total;
         break;
 
     case NGX_HTTP_AIHUB_VAR_COST:
-        n = ctx->cost_micros;
+        n = ctx->usage.cost_micros;
         break;
 
     default: /* NGX_HTTP_AIHUB_VAR_ESTIMATED */
-        n = ctx->tokens.estimated;
+        n = ctx->usage.tokens.estimated;
         break;
     }
 

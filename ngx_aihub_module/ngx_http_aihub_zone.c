@@ -6,15 +6,19 @@
  * an invalidation from Redis pub/sub; a stale record is read again from
  * Redis, but still serves when Redis is down and the location fails open.
  * The lock is held only around lookups and updates, never across I/O.
+ * What the rate state means is ngx_http_aihub_limit.c's business: this
+ * file only keeps it and lends it out under the lock.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_zone.h"
 
 
 typedef struct {
     ngx_rbtree_node_t             node;
     ngx_queue_t                   queue;
-    u_char                        hash[32];
+    u_char                        hash[NGX_HTTP_AIHUB_SHA256_LEN];
     ngx_msec_t                    fetched;
     ngx_uint_t                    generation;
     ngx_uint_t                    stale;
@@ -23,7 +27,7 @@ typedef struct {
     ngx_http_aihub_record_t       rec;
     size_t                        models_len;
     u_char                        models[1];
-} ngx_http_aihub_cache_node_t;
+} ngx_http_aihub_zone_node_t;
 
 
 typedef struct {
@@ -33,34 +37,34 @@ typedef struct {
     ngx_uint_t                    generation;
     ngx_uint_t                    entries;
     ngx_http_aihub_metrics_t      metrics;
-} ngx_http_aihub_cache_sh_t;
+} ngx_http_aihub_zone_sh_t;
 
 
 typedef struct {
-    ngx_http_aihub_cache_sh_t    *sh;
+    ngx_http_aihub_zone_sh_t    *sh;
     ngx_slab_pool_t              *shpool;
-} ngx_http_aihub_cache_t;
+} ngx_http_aihub_zone_t;
 
 
-static void ngx_http_aihub_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+static void ngx_http_aihub_zone_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_aihub_cache_node_t *ngx_http_aihub_cache_find(
-    ngx_http_aihub_cache_t *cache, u_char *hash);
-static ngx_http_aihub_cache_node_t *ngx_http_aihub_cache_alloc(
-    ngx_http_aihub_cache_t *cache, size_t size);
-static void ngx_http_aihub_cache_free(ngx_http_aihub_cache_t *cache,
-    ngx_http_aihub_cache_node_t *cn);
-static void ngx_http_aihub_cache_copy_out(ngx_http_request_t *r,
-    ngx_http_aihub_cache_node_t *cn, ngx_http_aihub_key_t *key);
+static ngx_http_aihub_zone_node_t *ngx_http_aihub_zone_find(
+    ngx_http_aihub_zone_t *cache, u_char *hash);
+static ngx_http_aihub_zone_node_t *ngx_http_aihub_zone_alloc(
+    ngx_http_aihub_zone_t *cache, size_t size);
+static void ngx_http_aihub_zone_free(ngx_http_aihub_zone_t *cache,
+    ngx_http_aihub_zone_node_t *cn);
+static void ngx_http_aihub_zone_copy_out(ngx_http_request_t *r,
+    ngx_http_aihub_zone_node_t *cn, ngx_http_aihub_key_t *key);
 
 
 ngx_int_t
-ngx_http_aihub_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+ngx_http_aihub_zone_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_aihub_cache_t  *ocache = data;
+    ngx_http_aihub_zone_t  *ocache = data;
 
     size_t                   len;
-    ngx_http_aihub_cache_t  *cache;
+    ngx_http_aihub_zone_t  *cache;
 
     cache = shm_zone->data;
 
@@ -78,7 +82,7 @@ ngx_http_aihub_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     cache->sh = ngx_slab_calloc(cache->shpool,
-                                sizeof(ngx_http_aihub_cache_sh_t));
+                                sizeof(ngx_http_aihub_zone_sh_t));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
@@ -86,7 +90,7 @@ ngx_http_aihub_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     cache->shpool->data = cache->sh;
 
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
-                    ngx_http_aihub_cache_rbtree_insert);
+                    ngx_http_aihub_zone_rbtree_insert);
     ngx_queue_init(&cache->sh->queue);
 
     len = sizeof(" in aihub_cache_zone \"\"") + shm_zone->shm.name.len;
@@ -106,18 +110,18 @@ ngx_http_aihub_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 void *
-ngx_http_aihub_cache_create(ngx_conf_t *cf)
+ngx_http_aihub_zone_create(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_http_aihub_cache_t));
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_aihub_zone_t));
 }
 
 
 static void
-ngx_http_aihub_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+ngx_http_aihub_zone_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
     ngx_rbtree_node_t            **p;
-    ngx_http_aihub_cache_node_t   *cn, *cnt;
+    ngx_http_aihub_zone_node_t   *cn, *cnt;
 
     for ( ;; ) {
 
@@ -129,11 +133,11 @@ ngx_http_aihub_cache_rbtree_insert(ngx_rbtree_node_t *temp,
 
         } else { /* node->key == temp->key */
 
-            cn = (ngx_http_aihub_cache_node_t *) node;
-            cnt = (ngx_http_aihub_cache_node_t *) temp;
+            cn = (ngx_http_aihub_zone_node_t *) node;
+            cnt = (ngx_http_aihub_zone_node_t *) temp;
 
-            p = (ngx_memcmp(cn->hash, cnt->hash, 32) < 0)
-                ? &temp->left : &temp->right;
+            p = (ngx_memcmp(cn->hash, cnt->hash, NGX_HTTP_AIHUB_SHA256_LEN)
+                 < 0) ? &temp->left : &temp->right;
         }
 
         if (*p == sentinel) {
@@ -152,7 +156,7 @@ ngx_http_aihub_cache_rbtree_insert(ngx_rbtree_node_t *temp,
 
 
 static ngx_rbtree_key_t
-ngx_http_aihub_cache_key(u_char *hash)
+ngx_http_aihub_zone_key(u_char *hash)
 {
     /* a SHA-256 is uniform: its first bytes are a fine tree key */
 
@@ -163,15 +167,15 @@ ngx_http_aihub_cache_key(u_char *hash)
 }
 
 
-static ngx_http_aihub_cache_node_t *
-ngx_http_aihub_cache_find(ngx_http_aihub_cache_t *cache, u_char *hash)
+static ngx_http_aihub_zone_node_t *
+ngx_http_aihub_zone_find(ngx_http_aihub_zone_t *cache, u_char *hash)
 {
     ngx_int_t                     rc;
     ngx_rbtree_key_t              key;
     ngx_rbtree_node_t            *node, *sentinel;
-    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_zone_node_t  *cn;
 
-    key = ngx_http_aihub_cache_key(hash);
+    key = ngx_http_aihub_zone_key(hash);
 
     node = cache->sh->rbtree.root;
     sentinel = cache->sh->rbtree.sentinel;
@@ -188,9 +192,9 @@ ngx_http_aihub_cache_find(ngx_http_aihub_cache_t *cache, u_char *hash)
             continue;
         }
 
-        cn = (ngx_http_aihub_cache_node_t *) node;
+        cn = (ngx_http_aihub_zone_node_t *) node;
 
-        rc = ngx_memcmp(hash, cn->hash, 32);
+        rc = ngx_memcmp(hash, cn->hash, NGX_HTTP_AIHUB_SHA256_LEN);
 
         if (rc == 0) {
             return cn;
@@ -209,12 +213,12 @@ ngx_http_aihub_cache_find(ngx_http_aihub_cache_t *cache, u_char *hash)
  */
 
 ngx_int_t
-ngx_http_aihub_cache_get(ngx_http_request_t *r, u_char *hash,
+ngx_http_aihub_zone_get(ngx_http_request_t *r, u_char *hash,
     ngx_http_aihub_key_t *key)
 {
     ngx_int_t                     rc;
-    ngx_http_aihub_cache_t       *cache;
-    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_zone_t       *cache;
+    ngx_http_aihub_zone_node_t  *cn;
     ngx_http_aihub_main_conf_t   *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
@@ -227,7 +231,7 @@ ngx_http_aihub_cache_get(ngx_http_request_t *r, u_char *hash,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cn = ngx_http_aihub_cache_find(cache, hash);
+    cn = ngx_http_aihub_zone_find(cache, hash);
 
     if (cn == NULL) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -241,7 +245,7 @@ ngx_http_aihub_cache_get(ngx_http_request_t *r, u_char *hash,
           || ngx_current_msec - cn->fetched >= amcf->cache_ttl)
          ? NGX_AGAIN : NGX_OK;
 
-    ngx_http_aihub_cache_copy_out(r, cn, key);
+    ngx_http_aihub_zone_copy_out(r, cn, key);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
@@ -250,8 +254,8 @@ ngx_http_aihub_cache_get(ngx_http_request_t *r, u_char *hash,
 
 
 static void
-ngx_http_aihub_cache_copy_out(ngx_http_request_t *r,
-    ngx_http_aihub_cache_node_t *cn, ngx_http_aihub_key_t *key)
+ngx_http_aihub_zone_copy_out(ngx_http_request_t *r,
+    ngx_http_aihub_zone_node_t *cn, ngx_http_aihub_key_t *key)
 {
     key->rec = cn->rec;
     key->models.len = cn->models_len;
@@ -268,13 +272,13 @@ ngx_http_aihub_cache_copy_out(ngx_http_request_t *r,
 /* stores a record read from Redis; the rate limiter state is kept */
 
 ngx_int_t
-ngx_http_aihub_cache_put(ngx_http_request_t *r, u_char *hash,
+ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
     ngx_http_aihub_key_t *key)
 {
     size_t                        size;
     aihub_rl_state_t              req, tok;
-    ngx_http_aihub_cache_t       *cache;
-    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_zone_t       *cache;
+    ngx_http_aihub_zone_node_t  *cn;
     ngx_http_aihub_main_conf_t   *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
@@ -290,7 +294,7 @@ ngx_http_aihub_cache_put(ngx_http_request_t *r, u_char *hash,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cn = ngx_http_aihub_cache_find(cache, hash);
+    cn = ngx_http_aihub_zone_find(cache, hash);
 
     if (cn != NULL && cn->models_len >= key->models.len) {
         goto fill;
@@ -299,12 +303,12 @@ ngx_http_aihub_cache_put(ngx_http_request_t *r, u_char *hash,
     if (cn != NULL) {
         req = cn->rl_requests;
         tok = cn->rl_tokens;
-        ngx_http_aihub_cache_free(cache, cn);
+        ngx_http_aihub_zone_free(cache, cn);
     }
 
-    size = offsetof(ngx_http_aihub_cache_node_t, models) + key->models.len;
+    size = offsetof(ngx_http_aihub_zone_node_t, models) + key->models.len;
 
-    cn = ngx_http_aihub_cache_alloc(cache, size);
+    cn = ngx_http_aihub_zone_alloc(cache, size);
 
     if (cn == NULL) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -315,8 +319,8 @@ ngx_http_aihub_cache_put(ngx_http_request_t *r, u_char *hash,
         return NGX_OK;
     }
 
-    ngx_memcpy(cn->hash, hash, 32);
-    cn->node.key = ngx_http_aihub_cache_key(hash);
+    ngx_memcpy(cn->hash, hash, NGX_HTTP_AIHUB_SHA256_LEN);
+    cn->node.key = ngx_http_aihub_zone_key(hash);
     cn->rl_requests = req;
     cn->rl_tokens = tok;
 
@@ -341,12 +345,12 @@ fill:
 
 /* evicts the least recently used nodes until the allocation fits */
 
-static ngx_http_aihub_cache_node_t *
-ngx_http_aihub_cache_alloc(ngx_http_aihub_cache_t *cache, size_t size)
+static ngx_http_aihub_zone_node_t *
+ngx_http_aihub_zone_alloc(ngx_http_aihub_zone_t *cache, size_t size)
 {
     ngx_uint_t                    n;
     ngx_queue_t                  *q;
-    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_zone_node_t  *cn;
 
     for (n = 0; n < 64; n++) {
 
@@ -360,8 +364,8 @@ ngx_http_aihub_cache_alloc(ngx_http_aihub_cache_t *cache, size_t size)
         }
 
         q = ngx_queue_last(&cache->sh->queue);
-        ngx_http_aihub_cache_free(cache,
-            ngx_queue_data(q, ngx_http_aihub_cache_node_t, queue));
+        ngx_http_aihub_zone_free(cache,
+            ngx_queue_data(q, ngx_http_aihub_zone_node_t, queue));
     }
 
     return NULL;
@@ -369,8 +373,8 @@ ngx_http_aihub_cache_alloc(ngx_http_aihub_cache_t *cache, size_t size)
 
 
 static void
-ngx_http_aihub_cache_free(ngx_http_aihub_cache_t *cache,
-    ngx_http_aihub_cache_node_t *cn)
+ngx_http_aihub_zone_free(ngx_http_aihub_zone_t *cache,
+    ngx_http_aihub_zone_node_t *cn)
 {
     ngx_queue_remove(&cn->queue);
     ngx_rbtree_delete(&cache->sh->rbtree, &cn->node);
@@ -385,15 +389,15 @@ ngx_http_aihub_cache_free(ngx_http_aihub_cache_t *cache,
  */
 
 void
-ngx_http_aihub_cache_invalidate(ngx_shm_zone_t *zone, u_char *msg,
+ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
     size_t len)
 {
-    u_char                        hash[32];
+    u_char                        hash[NGX_HTTP_AIHUB_SHA256_LEN];
     uint64_t                      account;
     ngx_int_t                     n;
     ngx_queue_t                  *q;
-    ngx_http_aihub_cache_t       *cache;
-    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_zone_t       *cache;
+    ngx_http_aihub_zone_node_t  *cn;
 
     if (zone == NULL) {
         return;
@@ -401,22 +405,31 @@ ngx_http_aihub_cache_invalidate(ngx_shm_zone_t *zone, u_char *msg,
 
     cache = zone->data;
 
-    if (len == 3 && ngx_strncmp(msg, "all", 3) == 0) {
+#define AIHUB_MSG_IS(m)                                                      \
+    (len == sizeof(m) - 1 && ngx_strncmp(msg, m, sizeof(m) - 1) == 0)
+#define AIHUB_MSG_STARTS(m)                                                  \
+    (len > sizeof(m) - 1 && ngx_strncmp(msg, m, sizeof(m) - 1) == 0)
+
+    if (AIHUB_MSG_IS(AIHUB_INV_ALL)) {
         ngx_shmtx_lock(&cache->shpool->mutex);
         cache->sh->generation++;
         ngx_shmtx_unlock(&cache->shpool->mutex);
         return;
     }
 
-    if (len == 4 + 64 && ngx_strncmp(msg, "key:", 4) == 0) {
-
-        if (ngx_http_aihub_hex_decode(hash, msg + 4, 64) != NGX_OK) {
+    if (AIHUB_MSG_STARTS(AIHUB_INV_KEY)
+        && len == sizeof(AIHUB_INV_KEY) - 1 + AIHUB_SHA256_HEX_LEN)
+    {
+        if (ngx_http_aihub_hex_decode(hash, msg + sizeof(AIHUB_INV_KEY) - 1,
+                                      AIHUB_SHA256_HEX_LEN)
+            != NGX_OK)
+        {
             return;
         }
 
         ngx_shmtx_lock(&cache->shpool->mutex);
 
-        cn = ngx_http_aihub_cache_find(cache, hash);
+        cn = ngx_http_aihub_zone_find(cache, hash);
         if (cn) {
             cn->stale = 1;
         }
@@ -425,8 +438,9 @@ ngx_http_aihub_cache_invalidate(ngx_shm_zone_t *zone, u_char *msg,
         return;
     }
 
-    if (len > 8 && ngx_strncmp(msg, "account:", 8) == 0) {
-        n = ngx_atoi(msg + 8, len - 8);
+    if (AIHUB_MSG_STARTS(AIHUB_INV_ACCOUNT)) {
+        n = ngx_atoi(msg + sizeof(AIHUB_INV_ACCOUNT) - 1,
+                     len - (sizeof(AIHUB_INV_ACCOUNT) - 1));
         if (n == NGX_ERROR) {
             return;
         }
@@ -439,7 +453,7 @@ ngx_http_aihub_cache_invalidate(ngx_shm_zone_t *zone, u_char *msg,
              q != ngx_queue_sentinel(&cache->sh->queue);
              q = ngx_queue_next(q))
         {
-            cn = ngx_queue_data(q, ngx_http_aihub_cache_node_t, queue);
+            cn = ngx_queue_data(q, ngx_http_aihub_zone_node_t, queue);
 
             if (cn->rec.account_id == account) {
                 cn->stale = 1;
@@ -448,34 +462,27 @@ ngx_http_aihub_cache_invalidate(ngx_shm_zone_t *zone, u_char *msg,
 
         ngx_shmtx_unlock(&cache->shpool->mutex);
     }
+
+#undef AIHUB_MSG_IS
+#undef AIHUB_MSG_STARTS
 }
 
 
 /*
- * The per-key rate limits, exact for this node: requests per minute are
- * taken at once, tokens per minute only checked here (the bucket must not
- * be overdrawn) and charged when the usage is known.
+ * Runs the handler under the zone's lock with the key's rate state, or with
+ * NULLs when the key is not in the zone (evicted).  NGX_DECLINED: there is
+ * no zone, the handler did not run.
  */
 
 ngx_int_t
-ngx_http_aihub_cache_limit(ngx_http_request_t *r, u_char *hash,
-    ngx_http_aihub_key_t *key, aihub_rl_result_t *req,
-    aihub_rl_result_t *tok)
+ngx_http_aihub_zone_rate(ngx_http_request_t *r, u_char *hash,
+    ngx_http_aihub_zone_rate_pt handler, void *data)
 {
-    uint64_t                      now;
-    aihub_rl_state_t              local_req, local_tok;
-    aihub_rl_state_t             *sreq, *stok;
-    ngx_http_aihub_cache_t       *cache;
-    ngx_http_aihub_cache_node_t  *cn;
+    ngx_http_aihub_zone_t       *cache;
+    ngx_http_aihub_zone_node_t  *cn;
     ngx_http_aihub_main_conf_t   *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-    now = ngx_http_aihub_now_ms();
-
-    ngx_memzero(req, sizeof(aihub_rl_result_t));
-    ngx_memzero(tok, sizeof(aihub_rl_result_t));
-    req->allowed = 1;
-    tok->allowed = 1;
 
     if (amcf->shm_zone == NULL) {
         return NGX_DECLINED;
@@ -485,37 +492,13 @@ ngx_http_aihub_cache_limit(ngx_http_request_t *r, u_char *hash,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cn = ngx_http_aihub_cache_find(cache, hash);
+    cn = ngx_http_aihub_zone_find(cache, hash);
 
     if (cn) {
-        sreq = &cn->rl_requests;
-        stok = &cn->rl_tokens;
+        handler(&cn->rl_requests, &cn->rl_tokens, data);
 
     } else {
-        /* evicted meanwhile: limit this request on its own */
-        ngx_memzero(&local_req, sizeof(aihub_rl_state_t));
-        ngx_memzero(&local_tok, sizeof(aihub_rl_state_t));
-        sreq = &local_req;
-        stok = &local_tok;
-    }
-
-    if (key->rec.tpm) {
-        aihub_rl_check(stok, now, key->rec.tpm, 1, tok);
-
-        /* a check, not a charge: give the probe unit back */
-        if (tok->allowed) {
-            aihub_rl_refund(stok, now, key->rec.tpm, 1);
-            tok->remaining++;
-
-            if (tok->remaining >= key->rec.tpm) {
-                tok->remaining = key->rec.tpm;
-                tok->reset_ms = 0;
-            }
-        }
-    }
-
-    if (key->rec.rpm && tok->allowed) {
-        aihub_rl_check(sreq, now, key->rec.rpm, 1, req);
+        handler(NULL, NULL, data);
     }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -524,46 +507,10 @@ ngx_http_aihub_cache_limit(ngx_http_request_t *r, u_char *hash,
 }
 
 
-void
-ngx_http_aihub_cache_charge(ngx_http_request_t *r, u_char *hash,
-    ngx_http_aihub_key_t *key, uint64_t tokens, ngx_uint_t refund_request)
-{
-    uint64_t                      now;
-    ngx_http_aihub_cache_t       *cache;
-    ngx_http_aihub_cache_node_t  *cn;
-    ngx_http_aihub_main_conf_t   *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-
-    if (amcf->shm_zone == NULL) {
-        return;
-    }
-
-    cache = amcf->shm_zone->data;
-    now = ngx_http_aihub_now_ms();
-
-    ngx_shmtx_lock(&cache->shpool->mutex);
-
-    cn = ngx_http_aihub_cache_find(cache, hash);
-
-    if (cn) {
-        if (key->rec.tpm && tokens) {
-            aihub_rl_charge(&cn->rl_tokens, now, key->rec.tpm, tokens);
-        }
-
-        if (key->rec.rpm && refund_request) {
-            aihub_rl_refund(&cn->rl_requests, now, key->rec.rpm, 1);
-        }
-    }
-
-    ngx_shmtx_unlock(&cache->shpool->mutex);
-}
-
-
 ngx_http_aihub_metrics_t *
-ngx_http_aihub_cache_metrics(ngx_shm_zone_t *zone)
+ngx_http_aihub_zone_metrics(ngx_shm_zone_t *zone)
 {
-    ngx_http_aihub_cache_t  *cache;
+    ngx_http_aihub_zone_t  *cache;
 
     if (zone == NULL) {
         return NULL;
@@ -578,10 +525,10 @@ ngx_http_aihub_cache_metrics(ngx_shm_zone_t *zone)
 /* zone statistics for the metrics endpoint */
 
 void
-ngx_http_aihub_cache_stats(ngx_shm_zone_t *zone, ngx_uint_t *entries,
+ngx_http_aihub_zone_stats(ngx_shm_zone_t *zone, ngx_uint_t *entries,
     size_t *size)
 {
-    ngx_http_aihub_cache_t  *cache;
+    ngx_http_aihub_zone_t  *cache;
 
     *entries = 0;
     *size = 0;

@@ -2,10 +2,13 @@
  * The answers the module writes itself: errors in the shape the OpenAI
  * SDKs parse,
  *   {"error":{"message":"...","type":"...","param":null,"code":"..."}}
- * and the one function that sends any such answer.
+ * the verdict a step gives when it refuses (deny), the one function that
+ * sends any such answer, and response headers.
  */
 
-#include "ngx_http_aihub_module.h"
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
 
 
 ngx_int_t
@@ -24,7 +27,7 @@ ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ctx = ngx_http_aihub_get_ctx(r);
 
     if (ctx) {
-        ctx->own_answer = 1;
+        ctx->flow.own_answer = 1;
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -99,4 +102,40 @@ ngx_http_aihub_finalize_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+void
+ngx_http_aihub_deny(ngx_http_aihub_ctx_t *ctx, ngx_uint_t status,
+    const char *type, const char *code, const char *message)
+{
+    ctx->flow.rc = status;
+    ctx->flow.err_type = type;
+    ctx->flow.err_code = code;
+    ctx->flow.err_message = message;
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_DONE;
+}
+
+
+ngx_int_t
+ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = value;
+    h->value.len = len;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
 }

@@ -1,0 +1,27 @@
+/*
+ * ngx_http_aihub_answer.c: OpenAI-shaped errors, the deny verdict, whole
+ * answers from one buffer, response headers.
+ */
+
+#ifndef NGX_HTTP_AIHUB_ANSWER_H
+#define NGX_HTTP_AIHUB_ANSWER_H
+
+
+#include "ngx_http_aihub_common.h"
+
+
+void ngx_http_aihub_deny(ngx_http_aihub_ctx_t *ctx, ngx_uint_t status,
+    const char *type, const char *code, const char *message);
+ngx_int_t ngx_http_aihub_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message);
+ngx_int_t ngx_http_aihub_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+    const char *content_type, ngx_buf_t *b);
+ngx_int_t ngx_http_aihub_finalize_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message);
+ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len);
+
+
+#endif /* NGX_HTTP_AIHUB_ANSWER_H */

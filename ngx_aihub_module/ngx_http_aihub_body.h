@@ -1,0 +1,19 @@
+/*
+ * ngx_http_aihub_body.c: the BODY step (read and parse the chat request
+ * body) and its rewrite for the provider.
+ */
+
+#ifndef NGX_HTTP_AIHUB_BODY_H
+#define NGX_HTTP_AIHUB_BODY_H
+
+
+#include "ngx_http_aihub_common.h"
+
+
+ngx_int_t ngx_http_aihub_body_read(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+ngx_int_t ngx_http_aihub_body_rewrite(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+
+
+#endif /* NGX_HTTP_AIHUB_BODY_H */

@@ -1,0 +1,341 @@
+/*
+ * ngx_http_aihub_module: the common header.  Types only: the configuration,
+ * the key record, the model, the shared counters and the request context,
+ * split by concern.  Functions are declared by the header of the file that
+ * defines them, so a file's #include lines say what it uses.
+ *
+ * The files, in layers; a file calls only files of a lower layer (or of
+ * its own, where the list says so):
+ *
+ *   engine    aihub_*.c            pure C11, no nginx types, unit tested
+ *   base      util                 context, clock, hashing, request ids
+ *             answer               OpenAI-shaped errors, deny, headers
+ *   services  redis                the transport (never reads a context)
+ *             zone                 the shared key cache and rate state
+ *             metrics, models, provider, variables
+ *             subscribe            invalidations (calls zone, models)
+ *             usage                the event buffer and its XADD
+ *   steps     key                  the key, its record, its status
+ *             limit                every per-key rate limit
+ *             body, model          the body; model access and max_tokens
+ *             quota                the monthly call (calls limit)
+ *             dev, dev_keys        developer endpoints (dev_keys calls dev)
+ *   top       access               the phase handler, the verdict, proxy
+ *             log                  settles a call in the log phase
+ *             filter               header and body filters
+ *             module               directives, configuration, hooks
+ */
+
+#ifndef NGX_HTTP_AIHUB_COMMON_H
+#define NGX_HTTP_AIHUB_COMMON_H
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "aihub_protocol.h"
+#include "aihub_ratelimit.h"
+#include "aihub_usage_json.h"
+#include "aihub_sse.h"
+
+
+#define NGX_HTTP_AIHUB_SHA256_LEN     32  /* a SHA-256, binary */
+#define NGX_HTTP_AIHUB_PLAN_LEN       32  /* a plan name, as cached */
+
+/* answers counted by status: the codes metrics.c lists, and the rest */
+#define NGX_HTTP_AIHUB_STATUSES       13
+
+#define NGX_HTTP_AIHUB_FAIL_CLOSED    0
+#define NGX_HTTP_AIHUB_FAIL_OPEN      1
+
+#define NGX_HTTP_AIHUB_RATE_LOCAL     0   /* aihub_rate_limit local */
+#define NGX_HTTP_AIHUB_RATE_GLOBAL    1   /* ... global: in Redis */
+
+#define NGX_HTTP_AIHUB_KIND_OPENAI    0
+#define NGX_HTTP_AIHUB_KIND_GEMINI    1
+
+
+typedef struct {
+    ngx_str_t                     name;
+    ngx_uint_t                    kind;
+    ngx_str_t                     url;          /* scheme://host[:port]/base */
+    ngx_str_t                     host;         /* Host header for it */
+    ngx_str_t                     key_env;
+    ngx_str_t                     key_file;
+    ngx_str_t                     authorization; /* "Bearer ..." */
+} ngx_http_aihub_provider_t;
+
+
+typedef struct {
+    ngx_str_t                     redis_host;   /* IP, or unix socket path */
+    ngx_int_t                     redis_port;   /* 0 for a unix socket */
+    ngx_str_t                     redis_prefix;
+    ngx_msec_t                    redis_timeout;
+
+    ngx_shm_zone_t               *shm_zone;
+    ngx_msec_t                    cache_ttl;
+    time_t                        time_offset;  /* tests: move the clock */
+
+    ngx_array_t                   providers;    /* ngx_http_aihub_provider_t */
+    ngx_str_t                     node;
+
+    ngx_uint_t                    event_buffer; /* events kept while down */
+
+    ngx_flag_t                    used;         /* "aihub on" somewhere */
+} ngx_http_aihub_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                    enable;
+    ngx_uint_t                    failure_mode;
+    size_t                        body_max;
+    ngx_uint_t                    global_rate_limit;
+} ngx_http_aihub_loc_conf_t;
+
+
+/* the key record as the cache holds it: fixed size, no pointers */
+
+typedef struct {
+    uint64_t                      account_id;
+    int64_t                       expires;      /* 0: never */
+    int64_t                       anchor;       /* period anchor */
+    uint64_t                      rpm;          /* 0: unlimited */
+    uint64_t                      tpm;
+    uint64_t                      included;     /* calls per period */
+    uint64_t                      spend_cap;    /* micro-dollars, 0: none */
+    uint64_t                      max_tokens;   /* per request, 0: none */
+    unsigned                      active:1;
+    unsigned                      overage:1;    /* calls beyond included */
+    unsigned                      admin:1;      /* scope admin */
+    unsigned                      chat:1;       /* scope chat */
+    u_char                        prefix_len;
+    u_char                        plan_len;
+    u_char                        prefix[AIHUB_KEY_PREFIX_LEN];
+    u_char                        plan[NGX_HTTP_AIHUB_PLAN_LEN];
+} ngx_http_aihub_record_t;
+
+
+/* what a key lookup found, with string views for variables and events */
+
+typedef struct {
+    ngx_http_aihub_record_t       rec;
+    ngx_str_t                     models;       /* "*", ids, "tier:basic" */
+    ngx_str_t                     account;      /* the id in decimal */
+    ngx_str_t                     prefix;
+    ngx_str_t                     plan;
+    u_char                        account_text[NGX_INT64_LEN];
+} ngx_http_aihub_key_t;
+
+
+/* a model of the catalog */
+
+typedef struct {
+    ngx_str_t                     id;
+    ngx_str_t                     provider;
+    ngx_str_t                     upstream;
+    ngx_str_t                     tier;
+    uint64_t                      price_in;     /* micro-$ per 1M tokens */
+    uint64_t                      price_out;
+} ngx_http_aihub_model_t;
+
+
+typedef struct {
+    int64_t                       prompt;
+    int64_t                       completion;
+    int64_t                       total;
+    unsigned                      found:1;
+    unsigned                      estimated:1;
+} ngx_http_aihub_tokens_t;
+
+
+/* counters shared by the worker processes (in the cache zone) */
+
+typedef struct {
+    ngx_atomic_t                  requests[NGX_HTTP_AIHUB_STATUSES];
+    ngx_atomic_t                  failed_open;
+    ngx_atomic_t                  events_emitted;
+    ngx_atomic_t                  events_confirmed;
+    ngx_atomic_t                  events_dropped;
+    ngx_atomic_t                  events_refused;
+    ngx_atomic_t                  events_lost;
+} ngx_http_aihub_metrics_t;
+
+
+typedef struct ngx_http_aihub_redis_call_s  ngx_http_aihub_redis_call_t;
+
+
+/* a request's Redis command in flight (ngx_http_aihub_redis.c owns it) */
+
+typedef struct {
+    ngx_http_aihub_redis_call_t  *call;         /* in flight, or NULL */
+    unsigned                      cleanup_added:1;
+} ngx_http_aihub_redis_wait_t;
+
+
+/* the access phase as a machine: where it is, and the verdict */
+
+typedef enum {
+    NGX_HTTP_AIHUB_STATE_NEW = 0,
+    NGX_HTTP_AIHUB_STATE_WAIT,                  /* Redis or the body */
+    NGX_HTTP_AIHUB_STATE_DONE
+} ngx_http_aihub_state_e;
+
+
+typedef enum {
+    NGX_HTTP_AIHUB_STEP_KEY = 0,                /* the key and its record */
+    NGX_HTTP_AIHUB_STEP_CHECK,                  /* status, scope, endpoint */
+    NGX_HTTP_AIHUB_STEP_LIMIT,                  /* the per-key rate limits */
+    NGX_HTTP_AIHUB_STEP_BODY,                   /* read and parse the body */
+    NGX_HTTP_AIHUB_STEP_MODEL,                  /* model access, max_tokens */
+    NGX_HTTP_AIHUB_STEP_QUOTA,                  /* the monthly call */
+    NGX_HTTP_AIHUB_STEP_PROXY,                  /* ready for the provider */
+    NGX_HTTP_AIHUB_STEP_SERVE                   /* a developer endpoint */
+} ngx_http_aihub_step_e;
+
+
+typedef enum {
+    NGX_HTTP_AIHUB_EP_CHAT = 0,
+    NGX_HTTP_AIHUB_EP_MODELS,
+    NGX_HTTP_AIHUB_EP_USAGE,
+    NGX_HTTP_AIHUB_EP_KEYS,
+    NGX_HTTP_AIHUB_EP_UNKNOWN
+} ngx_http_aihub_endpoint_e;
+
+
+typedef enum {
+    NGX_HTTP_AIHUB_DEV_NONE = 0,
+    NGX_HTTP_AIHUB_DEV_KEY_LIST,
+    NGX_HTTP_AIHUB_DEV_KEY_REVOKE,
+    NGX_HTTP_AIHUB_DEV_KEY_CREATE
+} ngx_http_aihub_dev_op_e;
+
+
+typedef struct {
+    ngx_http_aihub_state_e        state;
+    ngx_http_aihub_step_e         step;
+    ngx_int_t                     rc;           /* verdict once decided */
+    ngx_http_aihub_endpoint_e     endpoint;
+    const char                   *err_type;
+    const char                   *err_code;
+    const char                   *err_message;
+    unsigned                      own_answer:1; /* an error or endpoint */
+    unsigned                      forwarded:1;  /* reached the provider */
+} ngx_http_aihub_flow_t;
+
+
+/* who is calling: the key, hashed, and its record */
+
+typedef struct {
+    u_char                        hash[AIHUB_SHA256_HEX_LEN];
+    u_char                        bin[NGX_HTTP_AIHUB_SHA256_LEN];
+    ngx_http_aihub_key_t          key;
+    unsigned                      known:1;
+    unsigned                      from_stale:1; /* served failing open */
+} ngx_http_aihub_caller_t;
+
+
+/* the per-key rate limits (ngx_http_aihub_limit.c) */
+
+typedef struct {
+    aihub_rl_result_t             requests;
+    aihub_rl_result_t             tokens;
+    unsigned                      taken:1;      /* a local rpm slot */
+} ngx_http_aihub_limit_t;
+
+
+/* the chat request body, read and parsed once */
+
+typedef struct {
+    void                         *json;         /* the parsed body */
+    ngx_str_t                     model;
+    int64_t                       max_tokens;
+    int64_t                       prompt_estimate; /* characters */
+    unsigned                      read:1;
+    unsigned                      waiting:1;
+    unsigned                      sync:1;
+    unsigned                      stream:1;     /* the client asked */
+    unsigned                      include_usage:1; /* the client asked */
+} ngx_http_aihub_body_t;
+
+
+/* where the call goes */
+
+typedef struct {
+    ngx_http_aihub_model_t       *model;        /* copy, request pool */
+    ngx_http_aihub_provider_t    *provider;
+    ngx_str_t                     proxy_url;
+} ngx_http_aihub_route_t;
+
+
+/* the monthly quota: the period's counters and the reserved call */
+
+typedef struct {
+    ngx_str_t                     period_key;   /* Redis hash, or empty */
+    int64_t                       start;
+    int64_t                       end;
+    unsigned                      reserved:1;   /* a quota call is held */
+    unsigned                      overage_call:1;
+} ngx_http_aihub_quota_t;
+
+
+/* the provider's answer, as the filters see it pass */
+
+typedef struct {
+    ngx_uint_t                    status;
+    aihub_sse_t                  *sse;          /* streamed answer */
+    aihub_usage_json_t           *json;         /* JSON answer */
+    ngx_buf_t                    *replace;      /* our error instead */
+    unsigned                      replace_sent:1;
+    unsigned                      streamed:1;
+    unsigned                      scanning:1;
+    unsigned                      unscanned:1;
+    unsigned                      last_seen:1;
+    unsigned                      failed:1;
+} ngx_http_aihub_reply_t;
+
+
+/* what the call used, settled in the log phase */
+
+typedef struct {
+    ngx_http_aihub_tokens_t       tokens;
+    int64_t                       cost_micros;
+    unsigned                      emitted:1;
+    unsigned                      aborted:1;
+} ngx_http_aihub_usage_t;
+
+
+/* a developer endpoint's operation in flight */
+
+typedef struct {
+    ngx_http_aihub_dev_op_e       op;
+    ngx_str_t                     prefix;
+    ngx_str_t                     key;
+    ngx_str_t                     label;
+    ngx_str_t                     scopes;
+    ngx_str_t                    *rec;
+} ngx_http_aihub_dev_t;
+
+
+typedef struct {
+    ngx_msec_t                    start_ms;
+    time_t                        start_sec;
+    u_char                        event_id[AIHUB_EVENT_ID_LEN];
+
+    ngx_http_aihub_flow_t         flow;
+    ngx_http_aihub_caller_t       caller;
+    ngx_http_aihub_limit_t        limit;
+    ngx_http_aihub_body_t         body;
+    ngx_http_aihub_route_t        route;
+    ngx_http_aihub_quota_t        quota;
+    ngx_http_aihub_reply_t        reply;
+    ngx_http_aihub_usage_t        usage;
+    ngx_http_aihub_dev_t          dev;
+    ngx_http_aihub_redis_wait_t   wait;
+} ngx_http_aihub_ctx_t;
+
+
+extern ngx_module_t  ngx_http_aihub_module;
+
+
+#endif /* NGX_HTTP_AIHUB_COMMON_H */

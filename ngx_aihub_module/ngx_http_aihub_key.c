@@ -1,0 +1,488 @@
+/*
+ * The key steps.  KEY: the key from the headers, its checksum (no I/O),
+ * the shared cache, else its record from Redis (failing open on a stale
+ * record when the location says so).  CHECK: the key's status, expiry and
+ * scope, and which endpoint is asked for.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_zone.h"
+#include "ngx_http_aihub_key.h"
+
+
+static ngx_int_t ngx_http_aihub_find_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+static void ngx_http_aihub_lookup_done(ngx_http_request_t *r,
+    redisReply *reply);
+static ngx_int_t ngx_http_aihub_read_record(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_aihub_unavailable(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_uint_t ngx_http_aihub_endpoint(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    size_t                       len;
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_str_t                    key;
+    const char                  *argv[2];
+    size_t                       argvlen[2];
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    rc = ngx_http_aihub_find_key(r, &key);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                            "invalid_request_error", "invalid_api_key",
+                            "You didn't provide an API key. Send it as "
+                            "\"Authorization: Bearer ai-hub-...\".");
+        return NGX_OK;
+    }
+
+    if (rc == NGX_ABORT) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                            "invalid_request_error", "invalid_api_key",
+                            "The Authorization header must be "
+                            "\"Bearer ai-hub-...\".");
+        return NGX_OK;
+    }
+
+    if (!aihub_key_check((const char *) key.data, key.len)) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                            "invalid_request_error", "invalid_api_key",
+                            "Incorrect API key provided: it is not a "
+                            "valid ai-hub key.");
+        return NGX_OK;
+    }
+
+    ngx_http_aihub_sha256(ctx->caller.bin, key.data, key.len);
+    ngx_hex_dump(ctx->caller.hash, ctx->caller.bin, sizeof(ctx->caller.bin));
+
+    rc = ngx_http_aihub_zone_get(r, ctx->caller.bin, &ctx->caller.key);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub key: %V from the shared cache",
+                       &ctx->caller.key.prefix);
+
+        ctx->caller.known = 1;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_CHECK;
+        return NGX_OK;
+    }
+
+    /* NGX_AGAIN: a stale record, kept for failing open */
+
+    ctx->caller.from_stale = (rc == NGX_AGAIN);
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    len = amcf->redis_prefix.len + sizeof(AIHUB_RK_KEY) - 1
+          + AIHUB_SHA256_HEX_LEN;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "HGETALL";
+    argvlen[0] = sizeof("HGETALL") - 1;
+    argv[1] = (const char *) p;
+    argvlen[1] = len;
+
+    p = ngx_cpymem(p, amcf->redis_prefix.data, amcf->redis_prefix.len);
+    p = ngx_cpymem(p, AIHUB_RK_KEY, sizeof(AIHUB_RK_KEY) - 1);
+    ngx_memcpy(p, ctx->caller.hash, AIHUB_SHA256_HEX_LEN);
+
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_lookup_done,
+                                   2, argv, argvlen);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_aihub_unavailable(r, ctx);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub key: %s, asking redis",
+                   ctx->caller.from_stale ? "stale in the cache"
+                                          : "not in the cache");
+
+    return NGX_AGAIN;
+}
+
+
+/*
+ * The key from "Authorization: Bearer <key>" or "x-api-key: <key>".
+ * NGX_DECLINED: no key at all; NGX_ABORT: an Authorization header that is
+ * not a Bearer credential.
+ */
+
+static ngx_int_t
+ngx_http_aihub_find_key(ngx_http_request_t *r, ngx_str_t *key)
+{
+    u_char           *p, *last;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (r->headers_in.authorization != NULL) {
+        p = r->headers_in.authorization->value.data;
+        last = p + r->headers_in.authorization->value.len;
+
+        if (last - p < 7 || ngx_strncasecmp(p, (u_char *) "Bearer ", 7) != 0)
+        {
+            return NGX_ABORT;
+        }
+
+        for (p += 7; p < last && *p == ' '; p++) { /* void */ }
+        while (last > p && last[-1] == ' ') { last--; }
+
+        key->data = p;
+        key->len = last - p;
+
+        return key->len ? NGX_OK : NGX_DECLINED;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("x-api-key") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key",
+                               sizeof("x-api-key") - 1) == 0
+            && h[i].value.len)
+        {
+            *key = h[i].value;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_aihub_lookup_done(ngx_http_request_t *r, redisReply *reply)
+{
+    ngx_int_t              rc;
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "aihub: redis key lookup failed: %s", reply->str);
+        }
+
+        rc = ngx_http_aihub_unavailable(r, ctx);
+
+    } else {
+        rc = ngx_http_aihub_read_record(r, ctx, reply);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                            "server_error", "internal_error",
+                            "The gateway failed to process the request.");
+    }
+
+    ngx_http_aihub_resume(r);
+}
+
+
+static ngx_int_t
+ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    redisReply *reply)
+{
+    size_t                    i;
+    int64_t                   n;
+    ngx_str_t                 field, value;
+    ngx_http_aihub_record_t  *rec;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                            "invalid_request_error", "invalid_api_key",
+                            "Incorrect API key provided.");
+        return NGX_OK;
+    }
+
+    ngx_memzero(&ctx->caller.key, sizeof(ngx_http_aihub_key_t));
+    rec = &ctx->caller.key.rec;
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        field.data = (u_char *) reply->element[i]->str;
+        field.len = reply->element[i]->len;
+        value.data = (u_char *) reply->element[i + 1]->str;
+        value.len = reply->element[i + 1]->len;
+
+        n = ngx_atoi(value.data, value.len);
+
+#define AIHUB_FIELD_IS(name)                                                 \
+        (field.len == sizeof(name) - 1                                       \
+         && ngx_strncmp(field.data, name, sizeof(name) - 1) == 0)
+
+#define AIHUB_NUMBER  (n == NGX_ERROR ? 0 : (uint64_t) n)
+
+        if (AIHUB_FIELD_IS(AIHUB_KF_ACCOUNT)) {
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            rec->account_id = n;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_PREFIX)) {
+            if (value.len > sizeof(rec->prefix)) {
+                goto invalid;
+            }
+
+            rec->prefix_len = value.len;
+            ngx_memcpy(rec->prefix, value.data, value.len);
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_PLAN)) {
+            rec->plan_len = ngx_min(value.len, sizeof(rec->plan));
+            ngx_memcpy(rec->plan, value.data, rec->plan_len);
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_SCOPES)) {
+            rec->chat = ngx_strlcasestrn(value.data, value.data + value.len,
+                                         (u_char *) "chat", 3) != NULL;
+            rec->admin = ngx_strlcasestrn(value.data, value.data + value.len,
+                                          (u_char *) "admin", 4) != NULL;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_STATUS)) {
+            rec->active = (value.len == 6
+                           && ngx_strncmp(value.data, "active", 6) == 0);
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_EXPIRES)) {
+            rec->expires = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_ANCHOR)) {
+            rec->anchor = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_RPM)) {
+            rec->rpm = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_TPM)) {
+            rec->tpm = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_INCLUDED)) {
+            rec->included = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_OVERAGE)) {
+            rec->overage = (AIHUB_NUMBER != 0);
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_SPEND_CAP)) {
+            rec->spend_cap = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_MAX_TOKENS)) {
+            rec->max_tokens = AIHUB_NUMBER;
+
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_MODELS)) {
+            ctx->caller.key.models.data = ngx_pstrdup(r->pool, &value);
+            if (ctx->caller.key.models.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ctx->caller.key.models.len = value.len;
+        }
+
+#undef AIHUB_NUMBER
+#undef AIHUB_FIELD_IS
+    }
+
+    if (rec->account_id == 0 || rec->prefix_len == 0) {
+        goto invalid;
+    }
+
+    ngx_http_aihub_key_strings(&ctx->caller.key);
+
+    if (ngx_http_aihub_zone_put(r, ctx->caller.bin, &ctx->caller.key)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub key: %V read from redis", &ctx->caller.key.prefix);
+
+    ctx->caller.known = 1;
+    ctx->caller.from_stale = 0;
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_CHECK;
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aihub: invalid key record \"%*s\" in redis",
+                  (size_t) AIHUB_SHA256_HEX_LEN, ctx->caller.hash);
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                        "invalid_request_error", "invalid_api_key",
+                        "Incorrect API key provided.");
+    return NGX_OK;
+}
+
+
+/* Redis cannot be asked: fail open on a cached record, or closed */
+
+static ngx_int_t
+ngx_http_aihub_unavailable(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (ctx->caller.from_stale
+        && alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: redis unavailable, key %V served from the "
+                      "cache (failing open)", &ctx->caller.key.prefix);
+
+        ctx->caller.known = 1;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_CHECK;
+        return NGX_OK;
+    }
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                        "server_error", "service_unavailable",
+                        "The gateway cannot check API keys right now. "
+                        "Please retry shortly.");
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_aihub_key_check(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_record_t  *rec = &ctx->caller.key.rec;
+
+    if (!rec->active) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                            "invalid_request_error", "invalid_api_key",
+                            "This API key has been revoked.");
+        return NGX_OK;
+    }
+
+    if (rec->expires && rec->expires <= ngx_http_aihub_time(r)) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                            "invalid_request_error", "invalid_api_key",
+                            "This API key has expired.");
+        return NGX_OK;
+    }
+
+    ctx->flow.endpoint = ngx_http_aihub_endpoint(r);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub check: key %V active, endpoint %ui",
+                   &ctx->caller.key.prefix, (ngx_uint_t) ctx->flow.endpoint);
+
+    switch (ctx->flow.endpoint) {
+
+    case NGX_HTTP_AIHUB_EP_CHAT:
+
+        if (!rec->chat) {
+            ngx_http_aihub_deny(ctx, NGX_HTTP_FORBIDDEN,
+                                "invalid_request_error", "insufficient_scope",
+                                "This API key lacks the \"chat\" scope.");
+            return NGX_OK;
+        }
+
+        if (r->method != NGX_HTTP_POST) {
+            ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_ALLOWED,
+                                "invalid_request_error",
+                                "method_not_allowed",
+                                "Chat completions take POST.");
+            return NGX_OK;
+        }
+
+        /* the limit before the body: a key over it costs no parsing */
+
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_LIMIT;
+        return NGX_OK;
+
+    case NGX_HTTP_AIHUB_EP_UNKNOWN:
+        ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND,
+                            "invalid_request_error", "unknown_url",
+                            "Unknown request URL. See the gateway's API "
+                            "documentation for the endpoints it serves.");
+        return NGX_OK;
+
+    default:
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_SERVE;
+        return NGX_OK;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_aihub_endpoint(ngx_http_request_t *r)
+{
+    ngx_str_t  *uri = &r->uri;
+
+#define AIHUB_URI_IS(s)                                                      \
+    (uri->len == sizeof(s) - 1 && ngx_strncmp(uri->data, s, uri->len) == 0)
+
+#define AIHUB_URI_STARTS(s)                                                  \
+    (uri->len >= sizeof(s) - 1                                               \
+     && ngx_strncmp(uri->data, s, sizeof(s) - 1) == 0)
+
+    if (AIHUB_URI_IS("/v1/chat/completions")
+        || AIHUB_URI_IS("/api/v1/developer/chat"))
+    {
+        return NGX_HTTP_AIHUB_EP_CHAT;
+    }
+
+    if (AIHUB_URI_IS("/v1/models") || AIHUB_URI_IS("/api/v1/developer/models"))
+    {
+        return NGX_HTTP_AIHUB_EP_MODELS;
+    }
+
+    if (AIHUB_URI_IS("/api/v1/developer/usage")) {
+        return NGX_HTTP_AIHUB_EP_USAGE;
+    }
+
+    if (AIHUB_URI_IS("/api/v1/developer/api-keys")
+        || AIHUB_URI_STARTS("/api/v1/developer/api-keys/"))
+    {
+        return NGX_HTTP_AIHUB_EP_KEYS;
+    }
+
+#undef AIHUB_URI_IS
+#undef AIHUB_URI_STARTS
+
+    return NGX_HTTP_AIHUB_EP_UNKNOWN;
+}

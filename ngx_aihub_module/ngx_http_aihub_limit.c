@@ -1,0 +1,371 @@
+/*
+ * Every per-key rate limit, in one place: requests and tokens per minute.
+ *
+ * Local (the default, "aihub_rate_limit local"): exact for this node, the
+ * state in the shared zone, the arithmetic in aihub_ratelimit.c.  The limit
+ * step takes a request slot before the body is read, so a key over its
+ * limit costs no parsing; tokens per minute are only checked there (the
+ * bucket must not be overdrawn) and charged when the usage is known (the
+ * log phase); a request refused later gives its slot back (the verdict).
+ *
+ * Global ("aihub_rate_limit global"): requests per minute for the whole
+ * cluster, in Redis.  The check must be atomic with the quota reservation
+ * (a call refused by its quota takes no slot), so its Lua text below runs
+ * inside the quota script, and the quota step hands its answer here.
+ *
+ * Either way the answer carries the x-ratelimit-* headers, and Retry-After
+ * on our own 429.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_zone.h"
+#include "ngx_http_aihub_limit.h"
+
+
+typedef struct {
+    ngx_http_aihub_ctx_t         *ctx;
+    uint64_t                      now;
+    uint64_t                      tokens;
+    ngx_uint_t                    refund_request;
+} ngx_http_aihub_limit_op_t;
+
+
+static void ngx_http_aihub_limit_check(aihub_rl_state_t *sreq,
+    aihub_rl_state_t *stok, void *data);
+static void ngx_http_aihub_limit_update(aihub_rl_state_t *sreq,
+    aihub_rl_state_t *stok, void *data);
+
+
+/*
+ * The limit step.  NGX_OK always: over a limit, the verdict is given.  With
+ * "aihub_rate_limit global" the quota step applies the limit instead.
+ */
+
+ngx_int_t
+ngx_http_aihub_limit_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_limit_t     *lim = &ctx->limit;
+    ngx_http_aihub_limit_op_t   op;
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_BODY;
+
+    if (alcf->global_rate_limit == NGX_HTTP_AIHUB_RATE_GLOBAL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub limit: global, left to the quota step");
+        return NGX_OK;
+    }
+
+    ngx_memzero(&lim->requests, sizeof(aihub_rl_result_t));
+    ngx_memzero(&lim->tokens, sizeof(aihub_rl_result_t));
+    lim->requests.allowed = 1;
+    lim->tokens.allowed = 1;
+
+    op.ctx = ctx;
+    op.now = ngx_http_aihub_now_ms();
+
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+                                    ngx_http_aihub_limit_check, &op);
+
+    if (lim->requests.allowed && lim->tokens.allowed) {
+        /* given back if the request is refused later (verdict) */
+        lim->taken = (ctx->caller.key.rec.rpm != 0);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub limit: passed, %uL requests and %uL tokens "
+                       "left", lim->requests.remaining,
+                       lim->tokens.remaining);
+        return NGX_OK;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub limit: refused, %s per minute",
+                   lim->requests.allowed ? "tokens" : "requests");
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS, "requests",
+                        "rate_limit_exceeded",
+                        lim->requests.allowed
+                        ? "Rate limit reached for tokens per minute. "
+                          "Please retry after the time in Retry-After."
+                        : "Rate limit reached for requests per minute. "
+                          "Please retry after the time in Retry-After.");
+
+    return NGX_OK;
+}
+
+
+/* under the zone's lock */
+
+static void
+ngx_http_aihub_limit_check(aihub_rl_state_t *sreq, aihub_rl_state_t *stok,
+    void *data)
+{
+    ngx_http_aihub_limit_op_t  *op = data;
+
+    uint64_t                  now;
+    aihub_rl_state_t          local_req, local_tok;
+    aihub_rl_result_t        *req, *tok;
+    ngx_http_aihub_record_t  *rec;
+
+    now = op->now;
+    rec = &op->ctx->caller.key.rec;
+    req = &op->ctx->limit.requests;
+    tok = &op->ctx->limit.tokens;
+
+    if (sreq == NULL) {
+        /* evicted meanwhile: limit this request on its own */
+        ngx_memzero(&local_req, sizeof(aihub_rl_state_t));
+        ngx_memzero(&local_tok, sizeof(aihub_rl_state_t));
+        sreq = &local_req;
+        stok = &local_tok;
+    }
+
+    if (rec->tpm) {
+        aihub_rl_check(stok, now, rec->tpm, 1, tok);
+
+        /* a check, not a charge: give the probe unit back */
+        if (tok->allowed) {
+            aihub_rl_refund(stok, now, rec->tpm, 1);
+            tok->remaining++;
+
+            if (tok->remaining >= rec->tpm) {
+                tok->remaining = rec->tpm;
+                tok->reset_ms = 0;
+            }
+        }
+    }
+
+    if (rec->rpm && tok->allowed) {
+        aihub_rl_check(sreq, now, rec->rpm, 1, req);
+    }
+}
+
+
+/* a refused request gives its request slot back */
+
+void
+ngx_http_aihub_limit_refund(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_limit_op_t  op;
+
+    if (!ctx->limit.taken) {
+        return;
+    }
+
+    ctx->limit.taken = 0;
+
+    op.ctx = ctx;
+    op.now = ngx_http_aihub_now_ms();
+    op.tokens = 0;
+    op.refund_request = 1;
+
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+                                    ngx_http_aihub_limit_update, &op);
+}
+
+
+/* a settled call charges the tokens it used */
+
+void
+ngx_http_aihub_limit_charge(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    uint64_t tokens)
+{
+    ngx_http_aihub_limit_op_t  op;
+
+    op.ctx = ctx;
+    op.now = ngx_http_aihub_now_ms();
+    op.tokens = tokens;
+    op.refund_request = 0;
+
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+                                    ngx_http_aihub_limit_update, &op);
+}
+
+
+static void
+ngx_http_aihub_limit_update(aihub_rl_state_t *sreq, aihub_rl_state_t *stok,
+    void *data)
+{
+    ngx_http_aihub_limit_op_t  *op = data;
+
+    ngx_http_aihub_record_t  *rec;
+
+    if (sreq == NULL) {
+        return;
+    }
+
+    rec = &op->ctx->caller.key.rec;
+
+    if (rec->tpm && op->tokens) {
+        aihub_rl_charge(stok, op->now, rec->tpm, op->tokens);
+    }
+
+    if (rec->rpm && op->refund_request) {
+        aihub_rl_refund(sreq, op->now, rec->rpm, 1);
+    }
+}
+
+
+/*
+ * The global limit's arguments to the quota script: the key of its state in
+ * Redis, and the rate (0: no global limit for this call).
+ */
+
+ngx_int_t
+ngx_http_aihub_limit_global_args(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_str_t *key, uint64_t *rpm)
+{
+    u_char                      *p;
+    ngx_http_aihub_loc_conf_t   *alcf;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    key->len = amcf->redis_prefix.len + sizeof(AIHUB_RK_RATE) - 1
+               + AIHUB_SHA256_HEX_LEN;
+    key->data = ngx_pnalloc(r->pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key->data, amcf->redis_prefix.data,
+                   amcf->redis_prefix.len);
+    p = ngx_cpymem(p, AIHUB_RK_RATE, sizeof(AIHUB_RK_RATE) - 1);
+    ngx_memcpy(p, ctx->caller.hash, AIHUB_SHA256_HEX_LEN);
+
+    *rpm = (alcf->global_rate_limit == NGX_HTTP_AIHUB_RATE_GLOBAL)
+           ? ctx->caller.key.rec.rpm : 0;
+
+    return NGX_OK;
+}
+
+
+/* the quota script let the call pass: what the global limit has left */
+
+void
+ngx_http_aihub_limit_global_passed(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, int64_t remaining, int64_t reset_ms)
+{
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (alcf->global_rate_limit != NGX_HTTP_AIHUB_RATE_GLOBAL
+        || ctx->caller.key.rec.rpm == 0)
+    {
+        return;
+    }
+
+    ctx->limit.requests.allowed = 1;
+    ctx->limit.requests.limit = ctx->caller.key.rec.rpm;
+    ctx->limit.requests.remaining = remaining;
+    ctx->limit.requests.reset_ms = reset_ms;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub limit: global, passed, %L requests left",
+                   remaining);
+}
+
+
+/* the quota script refused the call on the global limit */
+
+void
+ngx_http_aihub_limit_global_refused(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, int64_t retry_ms, int64_t reset_ms)
+{
+    ctx->limit.requests.allowed = 0;
+    ctx->limit.requests.limit = ctx->caller.key.rec.rpm;
+    ctx->limit.requests.remaining = 0;
+    ctx->limit.requests.retry_after_ms = retry_ms;
+    ctx->limit.requests.reset_ms = reset_ms;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub limit: global, refused, retry in %L ms", retry_ms);
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS, "requests",
+                        "rate_limit_exceeded",
+                        "Rate limit reached for requests per minute. "
+                        "Please retry after the time in Retry-After.");
+}
+
+
+/*
+ * x-ratelimit-{limit,remaining,reset}-{requests,tokens} as OpenAI sends
+ * them, and Retry-After on our own 429.
+ */
+
+ngx_int_t
+ngx_http_aihub_limit_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char             *p;
+    size_t              len;
+    ngx_uint_t          i;
+    aihub_rl_result_t  *res;
+    uint64_t            limit, retry;
+
+    static const char  *names[2][3] = {
+        { "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+          "x-ratelimit-reset-requests" },
+        { "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+          "x-ratelimit-reset-tokens" }
+    };
+
+    retry = 0;
+
+    for (i = 0; i < 2; i++) {
+        res = (i == 0) ? &ctx->limit.requests : &ctx->limit.tokens;
+        limit = (i == 0) ? ctx->caller.key.rec.rpm : ctx->caller.key.rec.tpm;
+
+        if (limit == 0 || res->limit == 0) {
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN + AIHUB_DURATION_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sprintf(p, "%uL", res->limit) - p;
+        if (ngx_http_aihub_add_header(r, names[i][0], p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p += len;
+        len = ngx_sprintf(p, "%uL", res->remaining) - p;
+        if (ngx_http_aihub_add_header(r, names[i][1], p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p += len;
+        len = aihub_fmt_duration(res->reset_ms, (char *) p);
+        if (ngx_http_aihub_add_header(r, names[i][2], p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (!res->allowed && res->retry_after_ms > retry) {
+            retry = res->retry_after_ms;
+        }
+    }
+
+    if (retry && r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sprintf(p, "%uL", retry == AIHUB_RL_NEVER
+                                    ? 60 : aihub_rl_retry_after_sec(retry))
+              - p;
+
+        if (ngx_http_aihub_add_header(r, "Retry-After", p, len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,157 @@
+/*
+ * The log phase settles a call: a call the provider answered successfully
+ * keeps its reserved quota and adds its tokens and cost (and charges the
+ * tokens-per-minute limit); anything else gives the reservation back.
+ * Every call the provider answered becomes a usage event.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_usage.h"
+#include "ngx_http_aihub_limit.h"
+#include "ngx_http_aihub_quota.h"
+#include "ngx_http_aihub_log.h"
+#include "aihub_money.h"
+
+
+static void ngx_http_aihub_tokens_settle(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static int64_t ngx_http_aihub_cost(ngx_http_aihub_model_t *m,
+    ngx_http_aihub_tokens_t *t);
+
+
+/*
+ * The log phase settles a call: a call the provider answered successfully
+ * keeps its reserved quota and adds its tokens and cost; anything else
+ * gives the reservation back.  Every call the provider answered becomes a
+ * usage event.
+ */
+
+ngx_int_t
+ngx_http_aihub_log_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t             success;
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || r != r->main || !ctx->flow.forwarded
+        || ctx->usage.emitted)
+    {
+        return NGX_OK;
+    }
+
+    ctx->usage.emitted = 1;
+
+    if (ctx->reply.status >= 200 && ctx->reply.status < 300
+        && !ctx->reply.failed)
+    {
+        ngx_http_aihub_tokens_settle(r, ctx);
+    }
+
+    success = (ctx->reply.status >= 200 && ctx->reply.status < 300
+               && !ctx->reply.failed);
+
+    if (!success) {
+        ngx_memzero(&ctx->usage.tokens, sizeof(ngx_http_aihub_tokens_t));
+        ctx->usage.cost_micros = 0;
+        ngx_http_aihub_quota_settle(r, ctx, 0);
+
+        if (ctx->reply.status == 0) {
+            /* the provider was never reached: nothing to record */
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "aihub log: provider never reached, "
+                           "reservation given back");
+            return NGX_OK;
+        }
+
+    } else {
+        /*
+         * the client went away: its connection failed (a write error, or
+         * the upstream module saw it close); a stream the provider cut
+         * short is estimated but not aborted
+         */
+
+        if (r->connection->error) {
+            ctx->usage.aborted = 1;
+        }
+
+        ctx->usage.cost_micros = ngx_http_aihub_cost(ctx->route.model,
+                                                     &ctx->usage.tokens);
+
+        ngx_http_aihub_quota_settle(r, ctx, 1);
+        ngx_http_aihub_limit_charge(r, ctx,
+                                    (uint64_t) ctx->usage.tokens.total);
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub log: settled, %L tokens, %L micro-dollars, "
+                   "provider status %ui, success %ui",
+                   ctx->usage.tokens.total, ctx->usage.cost_micros,
+                   ctx->reply.status, success);
+
+    return ngx_http_aihub_usage_emit(r, ctx);
+}
+
+
+/*
+ * The numbers billed (aihub_usage_finalize() has the rule, README.md
+ * "Metering" documents it): what the provider reported, total at least
+ * prompt + completion; estimated from the text when the provider sent
+ * nothing; clamped and flagged when absurd.  A provider error object sent
+ * in place of an answer bills nothing.
+ */
+
+static void
+ngx_http_aihub_tokens_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    aihub_usage_t  *u;
+
+    if (ctx->reply.sse) {
+        if (!ctx->reply.last_seen) {
+            /* cut short: what the current event held counts too */
+            (void) aihub_sse_finish(ctx->reply.sse, NULL);
+        }
+
+        u = &ctx->reply.sse->usage;
+
+    } else if (ctx->reply.json) {
+        u = &ctx->reply.json->usage;
+
+    } else {
+        return;
+    }
+
+    if (u->error && !u->found) {
+        ctx->reply.failed = 1;
+        return;
+    }
+
+    aihub_usage_finalize(u, (ctx->body.prompt_estimate + 3) / 4);
+
+    ctx->usage.tokens.prompt = u->prompt;
+    ctx->usage.tokens.completion = u->completion;
+    ctx->usage.tokens.total = u->total;
+    ctx->usage.tokens.found = u->found;
+    ctx->usage.tokens.estimated = u->estimated || ctx->reply.unscanned;
+}
+
+
+/*
+ * Cost in micro-dollars from prices per million tokens: prompt tokens at
+ * the input price, everything else the provider counted (completion and,
+ * when total exceeds prompt + completion, thinking tokens) at the output
+ * price; rounded once, half up.
+ */
+
+static int64_t
+ngx_http_aihub_cost(ngx_http_aihub_model_t *m, ngx_http_aihub_tokens_t *t)
+{
+    if (m == NULL) {
+        return 0;
+    }
+
+    return aihub_money_call_micros((uint64_t) t->prompt,
+                                   (uint64_t) (t->total - t->prompt),
+                                   m->price_in, m->price_out);
+}

@@ -1,0 +1,34 @@
+/*
+ * ngx_http_aihub_redis.c: one asynchronous hiredis connection per worker
+ * process (and one in subscribe mode) on nginx's event loop.
+ */
+
+#ifndef NGX_HTTP_AIHUB_REDIS_H
+#define NGX_HTTP_AIHUB_REDIS_H
+
+
+#include "ngx_http_aihub_common.h"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+typedef void (*ngx_http_aihub_redis_handler_pt)(ngx_http_request_t *r,
+    redisReply *reply);
+
+
+ngx_int_t ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf);
+void ngx_http_aihub_redis_exit_process(void);
+void ngx_http_aihub_redis_on_connect(void (*handler)(redisAsyncContext *ac));
+void ngx_http_aihub_redis_sub_on_connect(
+    void (*handler)(redisAsyncContext *ac));
+ngx_int_t ngx_http_aihub_redis_ready(void);
+ngx_int_t ngx_http_aihub_redis_call(ngx_http_request_t *r,
+    ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
+    int argc, const char **argv, const size_t *argvlen);
+ngx_int_t ngx_http_aihub_redis_send(redisCallbackFn *fn, void *data,
+    int argc, const char **argv, const size_t *argvlen);
+
+
+#endif /* NGX_HTTP_AIHUB_REDIS_H */

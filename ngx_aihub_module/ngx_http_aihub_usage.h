@@ -1,0 +1,21 @@
+/*
+ * ngx_http_aihub_usage.c: the usage event, its per-worker buffer and its
+ * XADD to the usage stream.
+ */
+
+#ifndef NGX_HTTP_AIHUB_USAGE_H
+#define NGX_HTTP_AIHUB_USAGE_H
+
+
+#include "ngx_http_aihub_common.h"
+
+
+ngx_int_t ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf);
+void ngx_http_aihub_usage_exit_process(void);
+void ngx_http_aihub_usage_flush(void);
+ngx_int_t ngx_http_aihub_usage_emit(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+
+
+#endif /* NGX_HTTP_AIHUB_USAGE_H */

@@ -1,0 +1,168 @@
+/*
+ * The base every other file stands on: the request context, the clock
+ * (with the tests' offset), SHA-256 and request ids per worker process,
+ * hex, the key's string views, and resuming the phases after a wait.
+ * Nothing here calls another file of the module.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+
+/*
+ * Per worker process: the SHA-256 implementation fetched once (OpenSSL 3
+ * looks the algorithm up by name on every SHA256() call), and the random
+ * half of request ids.
+ */
+
+static EVP_MD       *ngx_http_aihub_md;
+static EVP_MD_CTX   *ngx_http_aihub_md_ctx;
+static u_char        ngx_http_aihub_id_salt[AIHUB_EVENT_ID_LEN / 2];
+static uint64_t      ngx_http_aihub_id_next;
+
+
+ngx_http_aihub_ctx_t *
+ngx_http_aihub_get_ctx(ngx_http_request_t *r)
+{
+    return ngx_http_get_module_ctx(r, ngx_http_aihub_module);
+}
+
+
+ngx_msec_t
+ngx_http_aihub_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (ngx_msec_t) tp->sec * 1000 + tp->msec;
+}
+
+
+time_t
+ngx_http_aihub_time(ngx_http_request_t *r)
+{
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    return ngx_time() + amcf->time_offset;
+}
+
+
+void
+ngx_http_aihub_resume(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+ngx_int_t
+ngx_http_aihub_hex_decode(u_char *dst, u_char *src, size_t len)
+{
+    ngx_int_t  hi, lo;
+
+    for ( /* void */ ; len >= 2; len -= 2) {
+        hi = ngx_hextoi(src++, 1);
+        lo = ngx_hextoi(src++, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *dst++ = (u_char) (hi * 16 + lo);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key)
+{
+    key->account.data = key->account_text;
+    key->account.len = ngx_sprintf(key->account_text, "%uL",
+                                   key->rec.account_id)
+                       - key->account_text;
+
+    key->prefix.data = key->rec.prefix;
+    key->prefix.len = key->rec.prefix_len;
+    key->plan.data = key->rec.plan;
+    key->plan.len = key->rec.plan_len;
+}
+
+
+ngx_int_t
+ngx_http_aihub_util_init_process(ngx_cycle_t *cycle)
+{
+    u_char  salt[AIHUB_EVENT_ID_LEN / 4];
+
+    ngx_http_aihub_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ngx_http_aihub_md_ctx = EVP_MD_CTX_new();
+
+    if (ngx_http_aihub_md == NULL || ngx_http_aihub_md_ctx == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "aihub: OpenSSL has no SHA-256");
+        return NGX_ERROR;
+    }
+
+    if (RAND_bytes(salt, sizeof(salt)) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "aihub: no random bytes for request ids");
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(ngx_http_aihub_id_salt, salt, sizeof(salt));
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_aihub_util_exit_process(void)
+{
+    EVP_MD_CTX_free(ngx_http_aihub_md_ctx);
+    EVP_MD_free(ngx_http_aihub_md);
+    ngx_http_aihub_md_ctx = NULL;
+    ngx_http_aihub_md = NULL;
+}
+
+
+void
+ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len)
+{
+    unsigned int  n;
+
+    if (ngx_http_aihub_md_ctx == NULL
+        || EVP_DigestInit_ex2(ngx_http_aihub_md_ctx, ngx_http_aihub_md, NULL)
+           != 1
+        || EVP_DigestUpdate(ngx_http_aihub_md_ctx, src, len) != 1
+        || EVP_DigestFinal_ex(ngx_http_aihub_md_ctx, dst, &n) != 1)
+    {
+        SHA256(src, len, dst);
+    }
+}
+
+
+/*
+ * A request id, unique across nodes and restarts: 64 random bits drawn
+ * when the worker process started, then a 64-bit counter (32 hex digits,
+ * the usage event's id).
+ */
+
+void
+ngx_http_aihub_request_id(u_char *dst)
+{
+    dst = ngx_cpymem(dst, ngx_http_aihub_id_salt,
+                     sizeof(ngx_http_aihub_id_salt));
+    (void) ngx_sprintf(dst, "%016xL", ngx_http_aihub_id_next++);
+}

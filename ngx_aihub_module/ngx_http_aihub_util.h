@@ -1,0 +1,27 @@
+/*
+ * ngx_http_aihub_util.c: the request context, the clock, hashing, request
+ * ids, resuming the phases.
+ */
+
+#ifndef NGX_HTTP_AIHUB_UTIL_H
+#define NGX_HTTP_AIHUB_UTIL_H
+
+
+#include "ngx_http_aihub_common.h"
+
+
+ngx_int_t ngx_http_aihub_util_init_process(ngx_cycle_t *cycle);
+void ngx_http_aihub_util_exit_process(void);
+
+ngx_http_aihub_ctx_t *ngx_http_aihub_get_ctx(ngx_http_request_t *r);
+ngx_msec_t ngx_http_aihub_now_ms(void);
+time_t ngx_http_aihub_time(ngx_http_request_t *r);
+void ngx_http_aihub_resume(ngx_http_request_t *r);
+
+void ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len);
+void ngx_http_aihub_request_id(u_char *dst);
+ngx_int_t ngx_http_aihub_hex_decode(u_char *dst, u_char *src, size_t len);
+void ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key);
+
+
+#endif /* NGX_HTTP_AIHUB_UTIL_H */
