@@ -21,10 +21,77 @@ my $t = Aihub->new(redis => 1, mock => 1);
 
 # "closed": the default failure mode; "open": fail open, and a short cache
 # TTL so its cached records are stale when Redis is gone (the harder case)
-$t->nginx($t->aihub_http(redis_timeout => '300ms'));
-$t->nginx($t->aihub_http(redis_timeout => '300ms', failure_mode => 'open',
-                         http => '    aihub_cache_ttl 200ms;'),
-          name => 'open');
+$t->nginx(<<'END');
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
+$t->nginx(<<'END', name => 'open');
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_cache_ttl 200ms;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode open;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode open;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
 $t->allow_log(qr/redis|Redis/);
 
 my (%keys, @accounts);

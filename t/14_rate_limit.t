@@ -24,11 +24,82 @@ my $tk = seed_full_key($t, account => 1402, rpm => 100, tpm => 10000);
 my $none = seed_full_key($t, account => 1403);
 
 # two local nodes, and two "global" nodes sharing Redis
-my %loc = (location => '            aihub_rate_limit global;');
-$t->nginx($t->aihub_http)->start_nginx;
-$t->nginx($t->aihub_http, name => 'l2')->start_nginx('l2');
-$t->nginx($t->aihub_http(%loc), name => 'g1')->start_nginx('g1');
-$t->nginx($t->aihub_http(%loc), name => 'g2')->start_nginx('g2');
+my $LOCAL = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
+my $GLOBAL = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            aihub_rate_limit global;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            aihub_rate_limit global;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
+$t->nginx($LOCAL)->start_nginx;
+$t->nginx($LOCAL, name => 'l2')->start_nginx('l2');
+$t->nginx($GLOBAL, name => 'g1')->start_nginx('g1');
+$t->nginx($GLOBAL, name => 'g2')->start_nginx('g2');
 
 for my $n (qw(nginx l2 g1 g2)) {
     ok(wait_ready($t, $none, name => $n), "$n: catalog loaded");

@@ -24,10 +24,46 @@ my $t = Aihub->new(redis => 1, mock => 1);
 seed_models($t);
 my $probe = seed_full_key($t, account => 1500, included => 1000000);
 
-$t->nginx($t->aihub_http)->start_nginx;
-$t->nginx($t->aihub_http, name => 'n2')->start_nginx('n2');
-$t->nginx($t->aihub_http(http => '    aihub_time_offset 40d;'),
-          name => 'future')->start_nginx('future');
+# two nodes with the same configuration, and a third living 40 days ahead
+my $HTTP = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
+$t->nginx($HTTP)->start_nginx;
+$t->nginx($HTTP, name => 'n2')->start_nginx('n2');
+$t->nginx("    aihub_time_offset 40d;\n" . $HTTP, name => 'future')
+  ->start_nginx('future');
 
 for my $n (qw(nginx n2 future)) {
     ok(wait_ready($t, $probe, name => $n), "$n: catalog loaded");

@@ -24,11 +24,45 @@ my $probe = seed_full_key($t, account => 1600);
 
 # two nodes, the first with two worker processes; a third with a short
 # cache TTL and no pub/sub help needed
-$t->nginx($t->aihub_http);
+my $HTTP = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
+$t->nginx($HTTP);
 worker_processes($t, 2);
-$t->nginx($t->aihub_http, name => 'n2');
-$t->nginx($t->aihub_http(http => '    aihub_cache_ttl 300ms;'),
-          name => 'ttl');
+$t->nginx($HTTP, name => 'n2');
+$t->nginx("    aihub_cache_ttl 300ms;\n" . $HTTP, name => 'ttl');
 $t->start_nginx($_) for qw(nginx n2 ttl);
 for my $n (qw(nginx n2 ttl)) {
     ok(wait_ready($t, $probe, name => $n), "$n: catalog loaded");

@@ -28,8 +28,44 @@ my $chat_only = seed_full_key($t, account => 1801, plan => 'pro',
                               models => '*', scopes => 'chat');
 my $other = seed_full_key($t, account => 1802, scopes => 'chat,admin');
 
-$t->nginx($t->aihub_http)->start_nginx;
-$t->nginx($t->aihub_http, name => 'n2')->start_nginx('n2');
+# two nodes with the same configuration
+my $HTTP = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
+$t->nginx($HTTP)->start_nginx;
+$t->nginx($HTTP, name => 'n2')->start_nginx('n2');
 ok(wait_ready($t, $admin), 'catalog loaded');
 ok(wait_ready($t, $admin, name => 'n2'), 'n2: catalog loaded');
 

@@ -36,7 +36,41 @@ is($t->sql_value("SELECT COUNT(*) FROM api_keys"
                  . " WHERE key_hash = '$key' OR prefix = '$key'"), 0,
    'and not the key itself');
 
-$t->nginx($t->aihub_http)->start_nginx;
+$t->nginx(<<'END')->start_nginx;
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
 ok(wait_ready($t, $key), 'catalog loaded (synced by migrate)');
 $t->start_worker;
 

@@ -36,19 +36,48 @@ ok($account && $account =~ /^\d+$/, "the key's account id ($account)");
 my %m = @{ $t->redis('HGETALL', 'aihub:model:mock-basic') };
 my $MODEL = 'mock-basic';
 
-my $logfmt = <<'END';
+$t->nginx(<<'END')->start_nginx;
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
     log_format aihub 'AIHUB acct=$aihub_account key=$aihub_key_prefix '
                      'plan=$aihub_plan model=$aihub_model '
                      'provider=$aihub_provider p=$aihub_prompt_tokens '
                      'c=$aihub_completion_tokens t=$aihub_total_tokens '
                      'cost=$aihub_cost_micros est=$aihub_estimated '
                      'id=$aihub_request_id';
-END
 
-$t->nginx($t->aihub_http(
-    http     => $logfmt,
-    location => '            access_log %%DIR%%/aihub.log aihub;',
-))->start_nginx;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            access_log %%DIR%%/aihub.log aihub;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            access_log %%DIR%%/aihub.log aihub;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
 
 ok($t->wait_for(sub { $t->chat($key, model => $MODEL)->{status} == 200 },
                 timeout => 5), 'gateway ready');

@@ -35,13 +35,47 @@ seed_models($t, %MODELS,
 my $ACCOUNT = 22;
 my $key = seed_full_key($t, account => $ACCOUNT, models => '*');
 
-$t->nginx($t->aihub_http(
-    http => "    aihub_provider down url=http://127.0.0.1:$closed/v1 "
-            . "key_env=AIHUB_MOCK_KEY;\n"
-            . "    aihub_provider badkey url=%%MOCK_URL%% "
-            . "key_file=%%DIR%%/bad.key;\n",
-    location => '            proxy_read_timeout 1s;',
-));
+# "down" on a port where nothing listens (%%CLOSED%%, filled in here);
+# "badkey" with a credential the mock refuses
+$t->nginx(<<'END' =~ s/%%CLOSED%%/$closed/r);
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider down url=http://127.0.0.1:%%CLOSED%%/v1 key_env=AIHUB_MOCK_KEY;
+    aihub_provider badkey url=%%MOCK_URL%% key_file=%%DIR%%/bad.key;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 1s;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 1s;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
 Aihub::write_file($t->nginx_dir . '/bad.key', "not-the-mock-key\n");
 $t->start_nginx;
 ok(wait_ready($t, $key), 'gateway ready');

@@ -24,11 +24,45 @@ $t->start_mock;
 seed_models($t);
 my $key = seed_full_key($t, account => 23);
 
-$t->nginx($t->aihub_http(failure_mode => 'open', redis_timeout => '200ms'))
-  ->start_nginx;
-$t->nginx($t->aihub_http(failure_mode => 'open', redis_timeout => '200ms',
-                         http => '    aihub_event_buffer 5;'),
-          name => 'small')->start_nginx('small');
+# failing open; the second node keeps at most 5 usage events in memory
+my $HTTP = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 200ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode open;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode open;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
+$t->nginx($HTTP)->start_nginx;
+$t->nginx("    aihub_event_buffer 5;\n" . $HTTP, name => 'small')
+  ->start_nginx('small');
 
 ok(wait_ready($t, $key), 'gateway ready');
 ok(wait_ready($t, $key, name => 'small'), 'small-buffer gateway ready');

@@ -35,7 +35,41 @@ my $key = seed_full_key($t, account => 24, plan => 'pro', models => '*');
 my $free = seed_full_key($t, account => 25, plan => 'free');
 my $spent = seed_full_key($t, account => 26, plan => 'free', included => 0);
 
-$t->nginx($t->aihub_http)->start_nginx;
+$t->nginx(<<'END')->start_nginx;
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+
 ok(wait_ready($t, $key), 'gateway ready');
 
 my ($rc, $out, $err) = $t->run_cmd(

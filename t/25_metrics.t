@@ -12,8 +12,42 @@ $t->seed_model('mock-basic', provider => 'mock', upstream => 'mock-basic',
                tier => 'basic', price_in => 150000, price_out => 600000);
 my $key = $t->seed_key(account => 5, models => '*');
 
-$t->nginx($t->aihub_http(server => 'location = /metrics { aihub_metrics; }'))
-  ->start_nginx;
+$t->nginx(<<'END')->start_nginx;
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+
+        location = /metrics { aihub_metrics; }
+    }
+END
 
 $t->wait_for(sub { $t->chat($key)->{status} == 200 }, timeout => 3)
     or BAIL_OUT('no 200 from the gateway');

@@ -15,7 +15,22 @@ nginx with ngx_http_aihub_module and aihub-worker, on free loopback ports
     $t->migrate;
     my $key = $t->create_key(account => 'acme', plan => 'free');
 
-    $t->nginx($t->aihub_http)->start_nginx;
+    # the contents of http{}, as this test runs them
+    $t->nginx(<<'END')->start_nginx;
+        aihub_redis %%REDIS%%;
+        aihub_cache_zone aihub:8m;
+        aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+        server {
+            listen 127.0.0.1:%%PORT%%;
+
+            location /v1/ {
+                aihub on;
+                proxy_pass $aihub_proxy_url;
+                proxy_set_header Host $aihub_provider_host;
+            }
+        }
+    END
     $t->start_worker;
 
     my $r = $t->http(POST => '/v1/chat/completions', key => $key,
@@ -113,21 +128,19 @@ Redis and MariaDB helpers work without the module or the worker being built.
 Several instances can run at once; each has a name (default "nginx"), its
 own directory C<< $t->dir/NAME >> and its own port.
 
-    $t->nginx($http, %opt)   writes NAME/nginx.conf: the standard preamble
-                             (load_module, env AIHUB_MOCK_KEY, user root,
-                             daemon off, pid, error_log, events, temp paths,
-                             access_log) around $http, the contents of the
-                             http{} block.  Options: name => 'n2',
-                             main => text for the main context,
-                             no_module => 1.  Returns $t.
-    $t->aihub_http(%opt)     the standard http{} contents for aihub:
-                             aihub_redis, aihub_cache_zone, aihub_provider
-                             mock, and a server with /v1/, /api/v1/developer/
-                             (aihub on, proxy_pass $aihub_proxy_url) and
-                             /plain.  Options: failure_mode => 'open',
-                             redis_timeout => '300ms', http => extra http
-                             text, server => extra server text,
-                             location => extra text in the aihub locations.
+As in nginx-tests, a test writes the configuration it runs in the test
+file: C<$http> is the whole contents of the http{} block (directives,
+servers, locations).  The harness adds only what every instance needs and
+no test is about: the module, the process settings, the paths.
+
+    $t->nginx($http, %opt)   writes NAME/nginx.conf: load_module, env
+                             AIHUB_MOCK_KEY (the mock's credential, see
+                             key_env=), user root, daemon off, one worker
+                             process, pid, error_log, events, and in
+                             http{} the access log and temp paths under
+                             the instance directory; then $http.
+                             Options: name => 'n2', main => text for the
+                             main context, no_module => 1.  Returns $t.
     Substitutions in $http and main: %%PORT%% (this instance's port),
     %%REDIS%% (127.0.0.1:PORT), %%MOCK%% (127.0.0.1:PORT), %%MOCK_URL%%,
     %%DIR%% (instance directory), %%MODULE%% (the .so), %%ROOT%%.
@@ -881,50 +894,6 @@ sub port {
     my $n = $self->{nginx}{ $name // 'nginx' }
         or die "nginx instance '" . ($name // 'nginx') . "' not configured\n";
     return $n->{port};
-}
-
-
-sub aihub_http {
-    my ($self, %o) = @_;
-
-    my $fm = $o{failure_mode} // 'closed';
-    my $rt = $o{redis_timeout} // '300ms';
-    my $http = $o{http} // '';
-    my $server = $o{server} // '';
-    my $loc = $o{location} // '';
-
-    my $aihub_loc = <<"END";
-            aihub on;
-            aihub_failure_mode $fm;
-            proxy_pass \$aihub_proxy_url;
-            proxy_set_header Host \$aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-$loc
-END
-
-    return <<"END";
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout $rt;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-$http
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-$aihub_loc        }
-
-        location /api/v1/developer/ {
-$aihub_loc        }
-
-        location = /plain {
-            return 200 "plain\\n";
-        }
-$server
-    }
-END
 }
 
 

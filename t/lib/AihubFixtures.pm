@@ -15,7 +15,7 @@ error checks, mock-log helpers and concurrent requests
     my $t = Aihub->new(redis => 1, mock => 1);
     seed_models($t);
     my $free = seed_full_key($t, account => 7, plan => 'free');
-    $t->nginx($t->aihub_http)->start_nginx;
+    $t->nginx($HTTP)->start_nginx;    # the test's http{} contents
     wait_ready($t, $free);
 
     my $r = $t->chat($free, model => 'test-premium');
