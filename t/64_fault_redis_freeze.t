@@ -55,7 +55,6 @@ END
     worker_processes($t, 2, $n);
 }
 
-$t->allow_log(qr/redis|Redis/);
 $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
 $t->start_nginx($_) for qw(n1 n2);
 for my $n (qw(n1 n2)) {
