@@ -84,7 +84,7 @@ diag("rows stored at each kill: @at; client statuses: "
 
 # --- what clients saw, what was stored --------------------------------------
 
-cmp_ok(scalar @res, '>=', 100, 'a steady load ran (' . @res . ' calls)');
+cmp_ok(scalar @res, '>=', 30, 'a steady load ran (' . @res . ' calls)');
 is($st{200} // 0, scalar @res, 'clients saw every call answered 200');
 ok($at[0] > 0 && !grep({ $at[$_] <= $at[$_ - 1] } 1 .. 4),
    "killed mid-drain: rows grew between kills (@at)");
