@@ -259,4 +259,173 @@ sub parallel_chat {
 }
 
 
+# --- steady load and the ledger check, for the fault tests (t/6x) ----------
+#
+# These are called fully qualified (AihubFixtures::load_start and so on).
+#
+#   $load = load_start($t, keys => [...], names => [...], clients => 4,
+#                      seconds => 20, max => 400, pause => 0.02,
+#                      headers => {...}, timeout => 30)
+#       forked children, each a loop of blocking chat requests (model
+#       mock-basic) alternating over the nginx instances and the keys,
+#       until load_stop, "seconds" or "max" requests per child; loopback
+#       only.  Each request is one line in the child's file.
+#   @res = load_stop($t, $load)
+#       stops the children and returns one hash per request: start (epoch
+#       seconds), elapsed, status (599 when HTTP::Tiny got no answer), node,
+#       key (index in keys), code (error code, "connect" when the
+#       connection was refused, "io" for any other transport failure)
+#   @res = load_results($load)   the same, while the load runs
+#   %n = status_counts(@res)     status => count
+#   chat_calls($t)               chat requests the mock provider received
+#   usage_rows($t)               rows in usage_events
+#   wait_drained($t, timeout => 30)
+#       until every chat call the provider received is a row and nothing
+#       is pending in the stream; true when it got there
+#   ledger_counters($t)
+#       { account id => [ calls in the Redis period hash(es), 2xx rows in
+#       usage_events ] } for every account with rows or a period hash
+
+sub load_start {
+    my ($t, %o) = @_;
+
+    my @keys = @{ $o{keys} };
+    my @names = @{ $o{names} };
+    my $clients = $o{clients} // 4;
+    my $dir = $t->dir . '/load' . int(rand 1e9);
+    mkdir $dir or die "mkdir $dir: $!\n";
+
+    my $deadline = time + ($o{seconds} // 30);
+    my @pids;
+
+    for my $c (0 .. $clients - 1) {
+        my $pid = fork;
+        die "fork: $!\n" unless defined $pid;
+
+        if ($pid == 0) {
+            srand($$ ^ time);
+            open my $fh, '>', "$dir/$c" or POSIX::_exit(1);
+            $fh->autoflush(1);
+
+            for my $i (0 .. ($o{max} // 1000) - 1) {
+                last if -e "$dir/stop" || time >= $deadline;
+
+                my $node = $names[($c + $i) % @names];
+                my $k = ($c * 7 + $i) % @keys;
+                my $start = time;
+                my $r = eval {
+                    $t->chat($keys[$k], model => $o{model} // 'mock-basic',
+                             name => $node, headers => $o{headers} // {},
+                             timeout => $o{timeout} // 30);
+                };
+                my $code = '-';
+
+                if (!$r) {
+                    $r = { status => 599, elapsed => time - $start };
+                    $code = 'io';
+                } elsif ($r->{status} == 599) {
+                    $code = ($r->{content} // '') =~ /Could not connect
+                                                      |Connection\ refused/x
+                            ? 'connect' : 'io';
+                } elsif (ref $r->{json} eq 'HASH'
+                         && ref $r->{json}{error} eq 'HASH') {
+                    $code = $r->{json}{error}{code} // '-';
+                }
+
+                printf $fh "%.4f %.4f %d %s %d %s\n", $start, $r->{elapsed},
+                       $r->{status}, $node, $k, $code;
+
+                sleep $o{pause} if $o{pause};
+            }
+
+            close $fh;
+            POSIX::_exit(0);
+        }
+
+        push @pids, $pid;
+    }
+
+    return { dir => $dir, pids => \@pids };
+}
+
+
+sub load_results {
+    my ($load) = @_;
+
+    my @res;
+
+    for my $file (sort glob "$load->{dir}/[0-9]*") {
+        for my $line (split /\n/, Aihub::read_file($file)) {
+            my @f = split / /, $line;
+            next unless @f == 6;
+            push @res, { start => $f[0], elapsed => $f[1], status => $f[2],
+                         node => $f[3], key => $f[4], code => $f[5] };
+        }
+    }
+
+    return sort { $a->{start} <=> $b->{start} } @res;
+}
+
+
+sub load_stop {
+    my ($t, $load) = @_;
+
+    Aihub::write_file("$load->{dir}/stop", '');
+    waitpid($_, 0) for @{ $load->{pids} };
+
+    return load_results($load);
+}
+
+
+sub status_counts {
+    my %n;
+    $n{ $_->{status} }++ for @_;
+    return %n;
+}
+
+
+sub chat_calls {
+    my ($t) = @_;
+
+    return scalar grep { ($_->{path} // '') =~ m{/chat/completions} }
+                  $t->mock_log;
+}
+
+
+sub usage_rows { $_[0]->sql_value('SELECT COUNT(*) FROM usage_events') }
+
+
+sub wait_drained {
+    my ($t, %o) = @_;
+
+    return $t->wait_for(sub {
+        my $p = eval { $t->redis('XPENDING', "${PREFIX}usage",
+                                 'aihub-drain')->[0] } // -1;
+        my $rows = eval { usage_rows($t) } // -1;
+        return $p == 0 && $rows == chat_calls($t);
+    }, timeout => $o{timeout} // 30, interval => 0.2);
+}
+
+
+sub ledger_counters {
+    my ($t) = @_;
+
+    my %c;
+
+    for my $row ($t->sql('SELECT account, COUNT(*) FROM usage_events'
+                         . ' WHERE status BETWEEN 200 AND 299'
+                         . ' GROUP BY account')) {
+        $c{ $row->[0] } = [ 0, $row->[1] + 0 ];
+    }
+
+    for my $hash (@{ $t->redis('KEYS', "${PREFIX}period:*") // [] }) {
+        my ($account) = $hash =~ /^\Q$PREFIX\Eperiod:(\d+):/ or next;
+        $c{$account} //= [ 0, 0 ];
+        $c{$account}[0] += $t->redis('HGET', $hash, 'calls') // 0;
+    }
+
+    return \%c;
+}
+
+
 1;

@@ -1,0 +1,114 @@
+#!/usr/bin/perl
+
+# Fault: MariaDB stopped for 15 s under a steady load on two nginx nodes,
+# then started again.  Clients see nothing (nginx never talks to MariaDB);
+# the events wait in the Redis stream while the worker retries, and once
+# MariaDB is back every call is one row, none twice, and the period
+# counters equal the ledger.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module or worker not built')
+    unless Aihub::have_module() && Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
+$t->migrate;
+
+my @keys = map { $t->create_key(account => "db$_", plan => 'pro') } 1 .. 3;
+$t->worker('account', 'override', "db$_", '--rpm', 0, '--tpm', 0) for 1 .. 3;
+
+for my $n (qw(n1 n2)) {
+    $t->nginx(<<'END', name => $n);
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 1s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+    worker_processes($t, 2, $n);
+}
+
+$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+$t->start_nginx($_) for qw(n1 n2);
+for my $n (qw(n1 n2)) {
+    ok(wait_ready($t, $keys[0], name => $n, timeout => 10), "$n: ready");
+}
+
+# --- the fault ----------------------------------------------------------------
+
+my $load = AihubFixtures::load_start($t, keys => \@keys, names => [qw(n1 n2)],
+                                     clients => 3, seconds => 40, max => 600,
+                                     pause => 0.05);
+sleep 1;
+my $before = AihubFixtures::usage_rows($t);
+$t->stop_mariadb;
+my $down_at = time;
+sleep 15;
+
+ok($t->alive('worker'), 'the worker survives 15 s without MariaDB');
+my $waiting = AihubFixtures::chat_calls($t) - $before;
+my $group = { @{ $t->redis('XINFO', 'GROUPS', 'aihub:usage')->[0] } };
+cmp_ok($waiting, '>', 0, "calls went on while MariaDB was down ($waiting)");
+cmp_ok($group->{pending} + $group->{lag}, '>', 0,
+       "their events wait in the stream ($group->{pending} pending, "
+       . "$group->{lag} not yet read)");
+
+$t->start_mariadb;
+my $up_at = time;
+sleep 2;
+my @res = AihubFixtures::load_stop($t, $load);
+my %st = AihubFixtures::status_counts(@res);
+my @during = grep { $_->{start} > $down_at && $_->{start} < $up_at } @res;
+diag(sprintf 'MariaDB down %.1f s, %d calls during; client statuses: %s',
+     $up_at - $down_at, scalar @during,
+     join ', ', map { "$_ x $st{$_}" } sort keys %st);
+
+# --- what clients saw, what was stored --------------------------------------
+
+cmp_ok(scalar @during, '>=', 30, 'the load went on during the outage');
+is($st{200} // 0, scalar @res, 'clients saw every call answered 200');
+
+ok(AihubFixtures::wait_drained($t, timeout => 40),
+   'the backlog drained once MariaDB was back');
+my $calls = AihubFixtures::chat_calls($t);
+is(AihubFixtures::usage_rows($t), $calls,
+   "one row per call that reached the provider ($calls)");
+is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
+   $calls, 'no event stored twice');
+is($t->sql_value('SELECT COUNT(*) FROM usage_events WHERE status = 200'),
+   $st{200} // 0, 'the 200 rows are the 200s clients saw');
+is($t->redis('XLEN', 'aihub:usage:dead'), 0, 'no dead letters');
+is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), $calls,
+   'the daily rollups count each event once');
+like($t->worker_log, qr/nothing ACKed/, 'the worker logged the outage');
+
+my $c = AihubFixtures::ledger_counters($t);
+is_deeply({ map { $_ => $c->{$_}[0] } keys %$c },
+          { map { $_ => $c->{$_}[1] } keys %$c },
+          'period counters equal the ledger');
+
+$t->done;

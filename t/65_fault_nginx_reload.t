@@ -1,0 +1,109 @@
+#!/usr/bin/perl
+
+# Fault: nginx reloaded (SIGHUP) five times under a steady load, on one of
+# two nodes.  Each call takes 200 ms at the provider, so calls are in
+# flight at every HUP.  Clients see every call answered 200 (the listening
+# socket stays open, old worker processes finish their requests and
+# confirm their events before they exit); every call is one row, none
+# twice, and the period counters equal the ledger.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module or worker not built')
+    unless Aihub::have_module() && Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
+$t->migrate;
+
+my @keys = map { $t->create_key(account => "hup$_", plan => 'pro') } 1 .. 3;
+$t->worker('account', 'override', "hup$_", '--rpm', 0, '--tpm', 0) for 1 .. 3;
+
+for my $n (qw(n1 n2)) {
+    $t->nginx(<<'END', name => $n);
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 1s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+    worker_processes($t, 2, $n);
+}
+
+$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+$t->start_nginx($_) for qw(n1 n2);
+for my $n (qw(n1 n2)) {
+    ok(wait_ready($t, $keys[0], name => $n, timeout => 10), "$n: ready");
+}
+
+# --- the fault ----------------------------------------------------------------
+
+my $load = AihubFixtures::load_start($t, keys => \@keys, names => [qw(n1 n2)],
+                                     clients => 4, seconds => 40, max => 400,
+                                     pause => 0.02,
+                                     headers => { 'x-mock-delay-ms' => 200 });
+my @took;
+
+for my $i (1 .. 5) {
+    sleep 1;
+    my @old = $t->nginx_worker_pids('n1');
+    my $t0 = time;
+    $t->reload_nginx('n1');
+    push @took, sprintf '%.2f', time - $t0;
+    my @new = $t->nginx_worker_pids('n1');
+    is(scalar @new, 2, "reload $i: two new worker processes (@old -> @new)");
+}
+
+sleep 1;
+my @res = AihubFixtures::load_stop($t, $load);
+my %st = AihubFixtures::status_counts(@res);
+diag("reloads took (s): @took; client statuses: "
+     . join ', ', map { "$_ x $st{$_}" } sort keys %st);
+
+# --- what clients saw, what was stored --------------------------------------
+
+cmp_ok(scalar(grep { $_->{node} eq 'n1' } @res), '>=', 20,
+       'the reloaded node had load');
+is($st{200} // 0, scalar @res, 'clients saw every call answered 200')
+    or diag(join "\n", map { "$_->{node} $_->{status} $_->{code}" }
+                       grep { $_->{status} != 200 } @res);
+
+ok(AihubFixtures::wait_drained($t), 'drained');
+my $calls = AihubFixtures::chat_calls($t);
+is(AihubFixtures::usage_rows($t), $calls,
+   "one row per call that reached the provider ($calls)");
+is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
+   AihubFixtures::usage_rows($t), 'no event stored twice');
+is($t->sql_value('SELECT COUNT(*) FROM usage_events WHERE status = 200'),
+   $st{200} // 0, 'the 200 rows are the 200s clients saw');
+is($t->redis('XLEN', 'aihub:usage:dead'), 0, 'no dead letters');
+
+my $c = AihubFixtures::ledger_counters($t);
+is_deeply({ map { $_ => $c->{$_}[0] } keys %$c },
+          { map { $_ => $c->{$_}[1] } keys %$c },
+          'period counters equal the ledger');
+
+$t->done;

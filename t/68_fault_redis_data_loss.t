@@ -1,0 +1,271 @@
+#!/usr/bin/perl
+
+# Fault: Redis restarted without its data (no persistence) under a steady
+# load on two nginx nodes, with the worker running and nobody running
+# "aihub-worker rebuild": the worker must heal Redis by itself.  What
+# issue 10 asks: no valid key ever gets 401, an account whose hard quota
+# is used up gets no further call, and the period counters equal the
+# ledger afterwards.  Then again with the worker stopped during the wipe
+# and started 3 s later.  Today's code fails these three (marked TODO with
+# what is missing); what holds today is asserted as is.
+
+use strict;
+use warnings;
+
+use List::Util qw(sum);
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module or worker not built')
+    unless Aihub::have_module() && Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
+$t->migrate;
+
+my @keys = map { $t->create_key(account => "loss$_", plan => 'pro') } 1 .. 3;
+$t->worker('account', 'override', "loss$_", '--rpm', 0, '--tpm', 0)
+    for 1 .. 3;
+
+# a free account (hard quota) with 5 calls included, used up below
+my $capped = $t->create_key(account => 'capped', plan => 'free');
+$t->worker('account', 'override', 'capped', '--included', 5, '--rpm', 0,
+           '--tpm', 0);
+
+for my $n (qw(n1 n2)) {
+    $t->nginx(<<'END', name => $n);
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 1s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\n";
+        }
+    }
+END
+    worker_processes($t, 2, $n);
+}
+
+$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+$t->start_nginx($_) for qw(n1 n2);
+for my $n (qw(n1 n2)) {
+    ok(wait_ready($t, $keys[0], name => $n, timeout => 10), "$n: ready");
+}
+
+is(scalar(grep { $t->chat($capped, name => 'n1')->{status} == 200 } 1 .. 5),
+   5, 'capped: 5 calls answered');
+is_error($t->chat($capped, name => 'n2'), 429, 'insufficient_quota',
+         'capped: the 6th is refused');
+
+# --- the fault ----------------------------------------------------------------
+
+my $load = AihubFixtures::load_start($t, keys => \@keys, names => [qw(n1 n2)],
+                                     clients => 3, seconds => 40, max => 400,
+                                     pause => 0.02);
+my $probe = AihubFixtures::load_start($t, keys => [ $capped ],
+                                      names => [qw(n1 n2)], clients => 1,
+                                      seconds => 40, max => 400,
+                                      pause => 0.05);
+sleep 3;
+
+my $calls_before = AihubFixtures::chat_calls($t);
+$t->restart_redis;
+my $wiped_at = time;
+
+# the worker writes the key records and the catalog back when it
+# reconnects
+my $hash = 'aihub:key:' . Aihub::key_hash($keys[0]);
+my $synced = $t->wait_for(sub {
+    eval { $t->redis('EXISTS', $hash)
+           && $t->redis('SISMEMBER', 'aihub:models', 'mock-basic') }
+}, timeout => 15, interval => 0.05);
+my $synced_at = time;
+ok($synced, sprintf 'the worker wrote key records and models back by '
+                    . 'itself (%.2f s after the wipe)',
+                    $synced_at - $wiped_at);
+
+sleep 4;
+my @cres = AihubFixtures::load_stop($t, $probe);
+my @res = AihubFixtures::load_stop($t, $load);
+my %st = AihubFixtures::status_counts(@res);
+my %cst = AihubFixtures::status_counts(@cres);
+
+my %code;
+$code{"$_->{status} $_->{code}"}++ for grep { $_->{status} != 200 } @res;
+diag('valid keys: ' . join(', ', map { "$_ x $code{$_}" } sort keys %code)
+     . "; 200 x " . ($st{200} // 0));
+diag('capped account after the wipe: '
+     . join ', ', map { "$_ x $cst{$_}" } sort keys %cst);
+
+# --- what clients saw --------------------------------------------------------
+
+my @after = grep { $_->{start} > $synced_at + 0.5 } @res;
+cmp_ok(scalar @after, '>=', 10, 'load went on after the resync');
+is(scalar(grep { $_->{status} == 401 } @after), 0,
+   'after the resync no valid key gets 401');
+TODO: {
+    local $TODO = 'issue 10: a worker process that loaded the catalog from '
+                  . 'the wiped Redis before the resync can keep it empty '
+                  . 'after the resync (404 model_not_found seen 0.6-1.8 s '
+                  . 'after the models were back in Redis)';
+    is(scalar(grep { $_->{status} != 200 } @after), 0,
+       'after the resync every valid key is answered 200')
+        or diag(join ', ', map { "$_->{status} $_->{code}" }
+                           grep { $_->{status} != 200 } @after);
+}
+
+my @bad = grep { $_->{status} != 200 && !($_->{status} == 503
+                 && $_->{code} eq 'service_unavailable') } @res;
+TODO: {
+    local $TODO = 'issue 10: until the worker has written key records and '
+                  . 'models back, valid keys get 401 invalid_api_key and '
+                  . 'listed models 404 model_not_found';
+    is(scalar @bad, 0, 'valid keys never got anything but 200 or 503');
+}
+
+TODO: {
+    local $TODO = 'issue 10: the wipe resets the period counters and '
+                  . 'nothing restores them, so a used-up hard quota '
+                  . 'serves again';
+    is($cst{200} // 0, 0, 'the account over its hard quota got no call');
+}
+
+# --- what was stored ---------------------------------------------------------
+
+ok(AihubFixtures::wait_drained($t, timeout => 20), 'drained');
+my $calls = AihubFixtures::chat_calls($t);
+my $rows = AihubFixtures::usage_rows($t);
+diag("calls that reached the provider: $calls, rows: $rows");
+# events the worker had not read yet when Redis lost them are gone with
+# it: at most one per client in flight (the worker reads within
+# milliseconds); none in our runs
+cmp_ok($rows, '<=', $calls, 'no row without a call');
+cmp_ok($calls - $rows, '<=', 4, 'at most the events in flight at the wipe '
+                                . 'were lost (' . ($calls - $rows) . ')');
+is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
+   $rows, 'no event stored twice');
+is($t->sql_value('SELECT COUNT(*) FROM usage_events WHERE status = 200')
+   + $calls - $rows, ($st{200} // 0) + ($cst{200} // 0) + 5,
+   'the 200 rows (and the lost events) are the 200s clients saw');
+is($t->redis('XLEN', 'aihub:usage:dead'), 0, 'no dead letters');
+
+my $c = AihubFixtures::ledger_counters($t);
+diag('period counters minus ledger: '
+     . join ', ', map { "account $_: " . ($c->{$_}[0] - $c->{$_}[1]) }
+                  sort keys %$c);
+TODO: {
+    local $TODO = 'issue 10: the worker writes key records back after a '
+                  . 'wipe but not the period counters (only "rebuild" '
+                  . 'does)';
+    is_deeply({ map { $_ => $c->{$_}[0] } keys %$c },
+              { map { $_ => $c->{$_}[1] } keys %$c },
+              'period counters equal the ledger');
+}
+
+
+# --- again, with the worker stopped during the wipe, then started ------------
+
+my $ok200 = $t->sql_value('SELECT COUNT(*) FROM usage_events '
+                          . 'WHERE status = 200');
+$load = AihubFixtures::load_start($t, keys => \@keys, names => [qw(n1 n2)],
+                                  clients => 3, seconds => 40, max => 400,
+                                  pause => 0.02);
+sleep 1;
+$t->stop_worker;
+my $calls_at_stop = AihubFixtures::chat_calls($t);
+$t->restart_redis;
+my $calls_at_wipe = AihubFixtures::chat_calls($t);
+sleep 3;
+$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+my $started_at = time;
+ok($t->wait_for(sub {
+    eval { $t->redis('EXISTS', $hash)
+           && $t->redis('SISMEMBER', 'aihub:models', 'mock-basic') }
+}, timeout => 15, interval => 0.05), 'worker started: key records and '
+                                    . 'models written back');
+$synced_at = time;
+sleep 3;
+@res = AihubFixtures::load_stop($t, $load);
+%st = AihubFixtures::status_counts(@res);
+%code = ();
+$code{"$_->{status} $_->{code}"}++ for grep { $_->{status} != 200 } @res;
+diag(sprintf 'worker down during the wipe, resync %.2f s after its start; '
+     . 'valid keys: %s; 200 x %d', $synced_at - $started_at,
+     join(', ', map { "$_ x $code{$_}" } sort keys %code), $st{200} // 0);
+
+@after = grep { $_->{start} > $synced_at + 0.5 } @res;
+cmp_ok(scalar @after, '>=', 10, 'worker down: load went on after the resync');
+is(scalar(grep { $_->{status} == 401 } @after), 0,
+   'worker down: after the resync no valid key gets 401');
+TODO: {
+    local $TODO = 'issue 10: a worker process can keep the empty catalog it '
+                  . 'loaded from the wiped Redis after the resync';
+    is(scalar(grep { $_->{status} != 200 } @after), 0,
+       'worker down: after the resync every valid key is answered 200')
+        or diag(join ', ', map { "$_->{status} $_->{code}" }
+                           grep { $_->{status} != 200 } @after);
+}
+@bad = grep { $_->{status} != 200 && !($_->{status} == 503
+              && $_->{code} eq 'service_unavailable') } @res;
+TODO: {
+    local $TODO = 'issue 10: while the worker is down nothing writes the '
+                  . 'key records back: valid keys get 401 invalid_api_key '
+                  . 'for the whole outage';
+    is(scalar @bad, 0, 'worker down: valid keys never got anything but 200 '
+                       . 'or 503');
+}
+
+# the events of the calls between the worker's stop and the wipe were
+# still in the stream, and are gone with it: that is the bound
+my $window = $calls_at_wipe - $calls_at_stop;
+$calls = AihubFixtures::chat_calls($t);
+ok($t->wait_for(sub {
+    my $g = eval { $t->redis('XINFO', 'GROUPS', 'aihub:usage') };
+    return 0 unless $g && @$g;
+    my %h = @{ $g->[0] };
+    return $h{pending} == 0 && defined $h{lag} && $h{lag} == 0;
+}, timeout => 20, interval => 0.2),
+   'worker down: the events sent while it was down were drained');
+$rows = AihubFixtures::usage_rows($t);
+diag("worker down: $calls calls reached the provider, $rows rows; $window "
+     . 'calls between the worker stop and the wipe');
+cmp_ok($rows, '<=', $calls, 'worker down: no row without a call');
+cmp_ok($calls - $rows, '<=', $window + 3,
+       'worker down: at most the events of the calls between the worker '
+       . 'stop and the wipe were lost (' . ($calls - $rows) . ')');
+is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
+   $rows, 'worker down: no event stored twice');
+is($t->sql_value('SELECT COUNT(*) FROM usage_events WHERE status = 200')
+   + $calls - $rows, $ok200 + ($st{200} // 0),
+   'worker down: the 200 rows (and the lost events) are the 200s clients '
+   . 'saw');
+
+$c = AihubFixtures::ledger_counters($t);
+diag('period counters minus ledger: '
+     . join ', ', map { "account $_: " . ($c->{$_}[0] - $c->{$_}[1]) }
+                  sort keys %$c);
+TODO: {
+    local $TODO = 'issue 10: nothing restores the period counters after '
+                  . 'a wipe but a manual "rebuild"';
+    is_deeply({ map { $_ => $c->{$_}[0] } keys %$c },
+              { map { $_ => $c->{$_}[1] } keys %$c },
+              'worker down: period counters equal the ledger');
+}
+
+$t->done;
