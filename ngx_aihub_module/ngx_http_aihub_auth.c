@@ -80,6 +80,7 @@ ngx_http_aihub_access_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
 
     ctx->start_ms = ngx_http_aihub_now_ms();
+    ctx->http_version = r->http_version;
     ctx->start_sec = ngx_time();
 
     ngx_http_aihub_request_id(ctx->event_id);
@@ -191,6 +192,10 @@ ngx_http_aihub_step_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_http_aihub_sha256(ctx->key_bin, key.data, key.len);
     ngx_hex_dump(ctx->key_hash, ctx->key_bin, sizeof(ctx->key_bin));
+
+    if (ngx_http_aihub_mask_key(r, key.data) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rc = ngx_http_aihub_cache_get(r, ctx->key_bin, &ctx->key);
 
@@ -623,7 +628,7 @@ ngx_http_aihub_endpoint(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_aihub_step_limit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    u_char                  *msg;
+    u_char                  *msg, *name;
     ngx_http_aihub_model_t  *m, *copy;
 
     m = ngx_http_aihub_model_find(&ctx->model);
@@ -637,12 +642,18 @@ ngx_http_aihub_step_limit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
             return NGX_OK;
         }
 
-        msg = ngx_pnalloc(r->pool, ctx->model.len + 64);
+        name = ngx_http_aihub_safe_text(r->pool, ctx->model.data,
+                                        ctx->model.len, 128);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+
+        msg = ngx_pnalloc(r->pool, 128 + 64);
         if (msg == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_sprintf(msg, "The model \"%V\" does not exist.%Z", &ctx->model);
+        ngx_sprintf(msg, "The model \"%s\" does not exist.%Z", name);
 
         ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND,
                             "invalid_request_error", "model_not_found",

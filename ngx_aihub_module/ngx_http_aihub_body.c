@@ -6,11 +6,14 @@
  */
 
 #include "ngx_http_aihub_module.h"
+#include "aihub_body_rules.h"
 
 #include <cjson/cJSON.h>
 
 
 static void ngx_http_aihub_body_done(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aihub_body_members(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, cJSON *obj);
 static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r,
@@ -92,6 +95,56 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
                         "invalid_request_error", msg)
 
 
+/*
+ * What the gateway checks is what the provider reads: no member twice
+ * (cJSON reads the first, providers the last), and nothing that routes or
+ * bills the call behind the gateway's back.  NGX_DECLINED: refused (the
+ * verdict is set).
+ */
+
+static ngx_int_t
+ngx_http_aihub_body_members(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    cJSON *obj)
+{
+    u_char      *msg, *name;
+    const char  *dup, *what;
+
+    if (!cJSON_IsObject(obj)) {
+        return NGX_OK;
+    }
+
+    dup = aihub_json_duplicate_member(obj);
+    what = "appears more than once";
+
+    if (dup == NULL && obj == ctx->json) {
+        dup = aihub_body_refused_member(obj);
+        what = "is not accepted by this gateway (it would change how the "
+               "provider routes or bills the call)";
+    }
+
+    if (dup == NULL) {
+        return NGX_OK;
+    }
+
+    name = ngx_http_aihub_safe_text(r->pool, (u_char *) dup,
+                                    ngx_strlen(dup), 64);
+    msg = ngx_pnalloc(r->pool, 64 + ngx_strlen(what) + 64);
+
+    if (name == NULL || msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(msg, "The member \"%s\" %s.%Z", name, what);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub body: refused: %s", msg);
+
+    ngx_http_aihub_bad_request(ctx, (const char *) msg);
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
@@ -122,6 +175,13 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     if (body.len == 0) {
         ngx_http_aihub_bad_request(ctx, "The request body is empty: send "
                                         "a JSON object.");
+        return NGX_OK;
+    }
+
+    if (aihub_json_has_nul_escape(body.data, body.len)) {
+        ngx_http_aihub_bad_request(ctx, "The request body holds the escape "
+                                        "\\u0000 (NUL), which the gateway "
+                                        "does not accept.");
         return NGX_OK;
     }
 
@@ -160,6 +220,12 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         ngx_http_aihub_bad_request(ctx, "The request body must be a JSON "
                                         "object.");
         return NGX_OK;
+    }
+
+    rc = ngx_http_aihub_body_members(r, ctx, root);
+
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
     }
 
     model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -210,6 +276,12 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         ngx_http_aihub_bad_request(ctx, "The stream_options parameter must "
                                         "be an object.");
         return NGX_OK;
+    }
+
+    rc = ngx_http_aihub_body_members(r, ctx, opts);
+
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
     }
 
     inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");

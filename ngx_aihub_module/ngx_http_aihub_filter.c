@@ -8,6 +8,14 @@
 
 #include "aihub_sse.h"
 
+#include <cjson/cJSON.h>
+
+
+#define NGX_HTTP_AIHUB_PROVIDER_RETRY  1     /* s, when the provider's 429
+                                                says no Retry-After */
+#define NGX_HTTP_AIHUB_REFUSAL_MAX     8192  /* bytes of a 4xx body read */
+#define NGX_HTTP_AIHUB_REFUSAL_TEXT    256   /* of its message passed on */
+
 
 static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_body_filter(ngx_http_request_t *r,
@@ -21,10 +29,20 @@ static ngx_int_t ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_rate_headers(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-static void ngx_http_aihub_hide_header(ngx_http_request_t *r,
-    const char *name);
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static ngx_uint_t ngx_http_aihub_is_json(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aihub_retry_after(ngx_http_request_t *r,
+    ngx_int_t sec);
+static ngx_int_t ngx_http_aihub_quota_headers(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aihub_send_replace(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
+    const char *code, const char *message);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -62,9 +80,11 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return ngx_http_aihub_nginx_error(r, ctx);
     }
 
-    /* ours replaces the provider's: one x-request-id, the event id */
+    /* the provider's headers stay behind, but an allow-list */
 
-    ngx_http_aihub_hide_header(r, "x-request-id");
+    if (ctx->forwarded) {
+        ngx_http_aihub_forward_answer_headers(r, ctx);
+    }
 
     if (ngx_http_aihub_add_header(r, "x-request-id", ctx->event_id,
                                   AIHUB_EVENT_ID_LEN)
@@ -77,12 +97,33 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    if (ctx->own_answer && ctx->err_code != NULL
+        && ngx_strcmp(ctx->err_code, "insufficient_quota") == 0
+        && ngx_http_aihub_quota_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (!ctx->forwarded || ctx->replace != NULL) {
         return ngx_http_next_header_filter(r);
     }
 
     u = r->upstream;
     status = r->headers_out.status;
+
+    if (u != NULL && u->headers_in.status_n == 0
+        && r->http_version == NGX_HTTP_VERSION_9
+        && ctx->http_version >= NGX_HTTP_VERSION_10)
+    {
+        /* a status line no parser accepts: never passed on raw */
+        r->http_version = ctx->http_version;
+        ctx->provider_status = NGX_HTTP_BAD_GATEWAY;
+
+        return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "server_error", "upstream_error",
+                                      "The model provider sent an answer "
+                                      "that is not HTTP.");
+    }
 
     if (u == NULL || u->headers_in.status_n == 0) {
 
@@ -108,23 +149,38 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
     ctx->provider_status = u->headers_in.status_n;
 
     if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        if (ngx_http_aihub_retry_after(r, ctx->provider_retry_after > 0
+                                          ? ctx->provider_retry_after
+                                          : NGX_HTTP_AIHUB_PROVIDER_RETRY)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_aihub_replace(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
                                       "requests", "rate_limit_exceeded",
                                       "The model provider is rate limiting "
                                       "requests. Please retry shortly.");
     }
 
-    if (status == NGX_HTTP_UNAUTHORIZED || status == NGX_HTTP_FORBIDDEN
-        || status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+    if (status == NGX_HTTP_BAD_REQUEST || status == NGX_HTTP_CONFLICT
+        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+        || status == 422)
     {
+        /* the developer's mistake, or the operator's: its body tells */
+        ctx->hold = NGX_HTTP_AIHUB_HOLD_REFUSAL;
+        ctx->failed = 1;
+        return NGX_OK;
+    }
+
+    if (status != NGX_HTTP_OK && status != NGX_HTTP_CREATED) {
+        /* a credential, account or catalog problem (401, 403, 404, ...),
+           a failure (5xx), or an answer no client can use (1xx, 204,
+           3xx): the developer is told the provider failed, no more */
         return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
                                       "server_error", "upstream_error",
                                       "The model provider failed to answer "
                                       "the request.");
-    }
-
-    if (status < NGX_HTTP_OK || status >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return ngx_http_next_header_filter(r);
     }
 
     if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
@@ -157,17 +213,82 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         }
 
     } else {
+        if (!ngx_http_aihub_is_json(r)) {
+            return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                          "server_error", "upstream_error",
+                                          "The model provider sent an "
+                                          "answer that is not JSON.");
+        }
+
         ctx->json_scan = ngx_palloc(r->pool, sizeof(aihub_usage_json_t));
         if (ctx->json_scan == NULL) {
             return NGX_ERROR;
         }
 
         aihub_usage_json_init(ctx->json_scan);
+
+        /* the header waits for the first byte: "{" or our 502 */
+        ctx->hold = NGX_HTTP_AIHUB_HOLD_FIRST;
+        ctx->scanning = 1;
+
+        return NGX_OK;
     }
 
     ctx->scanning = 1;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_uint_t
+ngx_http_aihub_is_json(ngx_http_request_t *r)
+{
+    ngx_str_t  *ct = &r->headers_out.content_type;
+
+    return ct->len >= sizeof("application/json") - 1
+           && ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                              sizeof("application/json") - 1) == 0;
+}
+
+
+/*
+ * A used-up quota or spend cap: retrying before the period ends cannot
+ * help, so the SDKs are told not to (they retry a 429 twice by default
+ * unless "x-should-retry: false"), and when it can.
+ */
+
+static ngx_int_t
+ngx_http_aihub_quota_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    time_t  sec;
+
+    if (ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
+                                  sizeof("false") - 1)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sec = ctx->period_end - ngx_http_aihub_time(r);
+
+    return ngx_http_aihub_retry_after(r, sec > 0 ? (ngx_int_t) sec : 1);
+}
+
+
+static ngx_int_t
+ngx_http_aihub_retry_after(ngx_http_request_t *r, ngx_int_t sec)
+{
+    u_char  *p;
+    size_t   len;
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_sprintf(p, "%i", sec) - p;
+
+    return ngx_http_aihub_add_header(r, "Retry-After", p, len);
 }
 
 
@@ -352,39 +473,6 @@ ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
 }
 
 
-static void
-ngx_http_aihub_hide_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0 && h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            h[i].hash = 0;
-        }
-    }
-}
-
-
 /*
  * The provider's failure becomes our error; its body (which may say
  * anything, credentials included) is dropped by the body filter.
@@ -395,20 +483,23 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_uint_t status, const char *type, const char *code,
     const char *message)
 {
-    size_t      len;
+    size_t      len, esc;
     ngx_buf_t  *b;
 
     len = ngx_strlen(message);
+    esc = ngx_escape_json(NULL, (u_char *) message, len);
 
-    b = ngx_create_temp_buf(r->pool, len + 128);
+    b = ngx_create_temp_buf(r->pool, len + esc + 128);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
+    b->last = ngx_cpymem(b->last, "{\"error\":{\"message\":\"",
+                         sizeof("{\"error\":{\"message\":\"") - 1);
+    b->last = (u_char *) ngx_escape_json(b->last, (u_char *) message, len);
     b->last = ngx_sprintf(b->last,
-                          "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                          "\"param\":null,\"code\":\"%s\"}}\n",
-                          message, type, code);
+                          "\",\"type\":\"%s\",\"param\":null,"
+                          "\"code\":\"%s\"}}\n", type, code);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
@@ -445,6 +536,7 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 static ngx_int_t
 ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
+    ngx_int_t              rc;
     ngx_uint_t             last;
     ngx_chain_t           *cl, out;
     ngx_http_aihub_ctx_t  *ctx;
@@ -477,6 +569,18 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         out.next = NULL;
 
         return ngx_http_next_body_filter(r, &out);
+    }
+
+    if (ctx->hold == NGX_HTTP_AIHUB_HOLD_REFUSAL) {
+        return ngx_http_aihub_hold_refusal(r, ctx, in);
+    }
+
+    if (ctx->hold == NGX_HTTP_AIHUB_HOLD_FIRST) {
+        rc = ngx_http_aihub_hold_first(r, ctx, in);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
     }
 
     if (!ctx->forwarded || !ctx->scanning || in == NULL) {
@@ -628,4 +732,236 @@ ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A JSON answer's header waits for its first byte: an object goes on as
+ * it came, anything else (an HTML page, nothing at all) becomes our 502
+ * and is never billed.  NGX_DECLINED: the header went on, go on.
+ */
+
+static ngx_int_t
+ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_uint_t    last;
+    ngx_chain_t  *cl;
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+
+        if (!ngx_buf_in_memory(cl->buf)) {
+            continue;
+        }
+
+        for (p = cl->buf->pos; p < cl->buf->last; p++) {
+
+            if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+                continue;
+            }
+
+            ctx->hold = NGX_HTTP_AIHUB_HOLD_NONE;
+
+            if (*p != '{') {
+                goto refuse;
+            }
+
+            rc = ngx_http_next_header_filter(r);
+
+            if (rc == NGX_ERROR || rc > NGX_OK) {
+                return rc;
+            }
+
+            return NGX_DECLINED;
+        }
+    }
+
+    if (!last) {
+        /* nothing but white space yet: it waits with the header */
+        if (in == NULL) {
+            return NGX_OK;
+        }
+
+        ctx->hold = NGX_HTTP_AIHUB_HOLD_NONE;
+
+        rc = ngx_http_next_header_filter(r);
+
+        if (rc == NGX_ERROR || rc > NGX_OK) {
+            return rc;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ctx->hold = NGX_HTTP_AIHUB_HOLD_NONE;
+
+refuse:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aihub: provider \"%V\" answered %ui with a body that is "
+                  "not a JSON object", &ctx->provider->name,
+                  ctx->provider_status);
+
+    ctx->scanning = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                       "server_error", "upstream_error",
+                                       "The model provider sent an answer "
+                                       "that is not JSON.");
+}
+
+
+/*
+ * A provider's 400, 409, 413 or 422 is read to its end (8 KB kept) and
+ * judged: an OpenAI-shaped error about the request itself is the
+ * developer's to see, as a 400 with the provider's message; anything that
+ * speaks of credentials, keys, accounts, billing or quota, and any other
+ * shape (Gemini answers a bad key with a 400 and a JSON array), is the
+ * operator's problem: a 502 that says no more.
+ */
+
+static ngx_int_t
+ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char       *text, *msg;
+    size_t        n;
+    cJSON        *root, *err, *m;
+    ngx_int_t     rc;
+    ngx_uint_t    last, i;
+    ngx_chain_t  *cl;
+
+    static const char  *operator_words[] = {
+        "key", "credential", "auth", "permission", "billing", "quota",
+        "organization", "project", "account", "payment", "credit", NULL
+    };
+
+    if (ctx->held == NULL) {
+        ctx->held = ngx_create_temp_buf(r->pool,
+                                        NGX_HTTP_AIHUB_REFUSAL_MAX + 1);
+        if (ctx->held == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            n = ngx_min((size_t) (cl->buf->last - cl->buf->pos),
+                        (size_t) (ctx->held->end - ctx->held->last - 1));
+            ctx->held->last = ngx_cpymem(ctx->held->last, cl->buf->pos, n);
+        }
+
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    ctx->hold = NGX_HTTP_AIHUB_HOLD_NONE;
+    *ctx->held->last = '\0';
+
+    msg = NULL;
+    root = cJSON_ParseWithLength((const char *) ctx->held->pos,
+                                 ctx->held->last - ctx->held->pos);
+
+    err = cJSON_IsObject(root)
+          ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
+    m = cJSON_IsObject(err)
+        ? cJSON_GetObjectItemCaseSensitive(err, "message") : NULL;
+
+    if (cJSON_IsString(m) && m->valuestring[0] != '\0') {
+        msg = (u_char *) m->valuestring;
+
+        for (i = 0; operator_words[i]; i++) {
+            if (ngx_strcasestrn(ctx->held->pos, (char *) operator_words[i],
+                                ngx_strlen(operator_words[i]) - 1)
+                != NULL)
+            {
+                msg = NULL;
+                break;
+            }
+        }
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aihub: provider \"%V\" refused the request with %ui%s",
+                  &ctx->provider->name, ctx->provider_status,
+                  msg ? "" : ", a problem of the gateway's own");
+
+    if (msg == NULL) {
+        cJSON_Delete(root);
+
+        return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                           "server_error", "upstream_error",
+                                           "The model provider failed to "
+                                           "answer the request.");
+    }
+
+    text = ngx_http_aihub_safe_text(r->pool, msg, ngx_strlen(msg),
+                                    NGX_HTTP_AIHUB_REFUSAL_TEXT);
+    cJSON_Delete(root);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    msg = ngx_pnalloc(r->pool, NGX_HTTP_AIHUB_REFUSAL_TEXT + 64);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(msg, "The model provider rejected the request: %s%Z", text);
+
+    rc = ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request_error",
+                                     "provider_rejected_request",
+                                     (const char *) msg);
+    return rc;
+}
+
+
+/* our answer instead of the provider's, from inside the body filter */
+
+static ngx_int_t
+ngx_http_aihub_send_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
+    rc = ngx_http_aihub_replace(r, ctx, status, type, code, message);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    ctx->replace_sent = 1;
+
+    out.buf = ctx->replace;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }

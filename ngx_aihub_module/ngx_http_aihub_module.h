@@ -81,6 +81,8 @@ typedef struct {
     ngx_uint_t                    failure_mode;
     size_t                        body_max;
     ngx_uint_t                    global_rate_limit;
+    ngx_array_t                  *pass_request_headers; /* ngx_str_t */
+    ngx_array_t                  *pass_answer_headers;
 } ngx_http_aihub_loc_conf_t;
 
 
@@ -189,6 +191,12 @@ typedef struct {
     aihub_sse_t                  *sse;          /* streamed answer */
     aihub_usage_json_t           *json_scan;    /* JSON answer */
     ngx_buf_t                    *replace;      /* our error instead */
+    ngx_buf_t                    *held;         /* a provider's refusal */
+    ngx_int_t                     provider_retry_after; /* seconds */
+    ngx_uint_t                    http_version; /* the client's */
+    ngx_uint_t                    hold;         /* NGX_HTTP_AIHUB_HOLD_* */
+    ngx_http_handler_pt           content_handler; /* the proxy module's */
+    ngx_list_t                    upstream_headers;
 
     void                         *json;         /* the parsed body */
 
@@ -230,6 +238,10 @@ typedef struct {
 #define NGX_HTTP_AIHUB_STATE_NEW       0
 #define NGX_HTTP_AIHUB_STATE_WAIT      1     /* Redis or the body */
 #define NGX_HTTP_AIHUB_STATE_DONE      2
+
+#define NGX_HTTP_AIHUB_HOLD_NONE       0
+#define NGX_HTTP_AIHUB_HOLD_FIRST      1     /* until the first byte */
+#define NGX_HTTP_AIHUB_HOLD_REFUSAL    2     /* a 4xx, read to its end */
 
 #define NGX_HTTP_AIHUB_STEP_KEY        0
 #define NGX_HTTP_AIHUB_STEP_CHECK      1
@@ -282,6 +294,16 @@ void ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len);
 void ngx_http_aihub_request_id(u_char *dst);
 ngx_int_t ngx_http_aihub_hex_decode(u_char *dst, u_char *src, size_t len);
 time_t ngx_http_aihub_time(ngx_http_request_t *r);
+
+/* ngx_http_aihub_forward.c */
+
+ngx_int_t ngx_http_aihub_forward_prepare(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+ngx_int_t ngx_http_aihub_mask_key(ngx_http_request_t *r, u_char *key);
+void ngx_http_aihub_forward_answer_headers(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+u_char *ngx_http_aihub_safe_text(ngx_pool_t *pool, u_char *src, size_t len,
+    size_t max);
 
 /* ngx_http_aihub_cache.c */
 

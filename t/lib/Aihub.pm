@@ -909,6 +909,7 @@ END
     aihub_redis_timeout $rt;
     aihub_cache_zone aihub:8m;
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
 $http
     server {
         listen 127.0.0.1:%%PORT%%;
