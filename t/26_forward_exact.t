@@ -237,6 +237,36 @@ for my $stream (0, 1) {
          'remaining requests is one number');
 }
 
+# --- what the SDKs need to stop retrying, and echoes kept short ---------------
+
+{
+    my $one = seed_full_key($t, account => 2603, models => '*',
+                            included => 1);
+    is($t->chat($one, model => 'test-basic')->{status}, 200,
+       'quota of one call: the call');
+
+    my $r = $t->chat($one, model => 'test-basic');
+    is_error($r, 429, 'insufficient_quota', 'quota used up');
+    is($r->{headers}{'x-should-retry'}, 'false',
+       'insufficient_quota: x-should-retry: false (the SDKs stop)');
+    like($r->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/,
+         'insufficient_quota: Retry-After, the seconds to the next period');
+    ok(($r->{headers}{'retry-after'} // 0) <= 31 * 86400,
+       'insufficient_quota: Retry-After within a month');
+}
+
+{
+    my $long = 'm' x 100000 . "\xff\xfe";
+    my $r = $t->http(POST => '/v1/chat/completions', key => $key,
+                     body => { model => $long,
+                               messages => [ { role => 'user',
+                                               content => 'hi' } ] });
+    is_error($r, 404, 'model_not_found', 'a 100 KB model name');
+    ok(length($r->{content}) < 1024, 'the answer does not echo it whole ('
+                                     . length($r->{content}) . ' bytes)');
+    ok(utf8::decode(my $copy = $r->{content}), 'the answer is valid UTF-8');
+}
+
 {
     $t->stop_nginx;                       # the logs are complete
 
