@@ -15,6 +15,7 @@
                                                 says no Retry-After */
 #define NGX_HTTP_AIHUB_REFUSAL_MAX     8192  /* bytes of a 4xx body read */
 #define NGX_HTTP_AIHUB_REFUSAL_TEXT    256   /* of its message passed on */
+#define NGX_HTTP_AIHUB_STREAM_BUF      16384 /* our copies of a stream */
 
 
 static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
@@ -538,7 +539,7 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_int_t              rc;
     ngx_uint_t             last;
-    ngx_chain_t           *cl, out;
+    ngx_chain_t           *cl, *out, one;
     ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
@@ -565,10 +566,10 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         ctx->replace_sent = 1;
 
-        out.buf = ctx->replace;
-        out.next = NULL;
+        one.buf = ctx->replace;
+        one.next = NULL;
 
-        return ngx_http_next_body_filter(r, &out);
+        return ngx_http_next_body_filter(r, &one);
     }
 
     if (ctx->hold == NGX_HTTP_AIHUB_HOLD_REFUSAL) {
@@ -585,6 +586,19 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (!ctx->forwarded || !ctx->scanning || in == NULL) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->sse && ctx->sse->hold != NULL) {
+        if (ngx_http_aihub_scan_stream(r, ctx, in, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_next_body_filter(r, out);
+
+        /* our copies are reused once sent: memory stays flat */
+        ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
+                                (ngx_buf_tag_t) &ngx_http_aihub_module);
+        return rc;
     }
 
     if (ctx->sse) {
@@ -604,16 +618,17 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
  * A streamed answer is scanned as it passes, never buffered.  Without
  * stripping the buffers go on untouched; with it, each buffer's bytes go on
  * less the usage chunk, held back only while the event they belong to could
- * still be that chunk.
+ * still be that chunk, in copies of ours that are reused once sent, so a
+ * stream of any length needs a few buffers.
  */
 
 static ngx_int_t
 ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_chain_t *in, ngx_chain_t **out)
 {
-    size_t        n;
+    size_t        n, size;
     ngx_buf_t    *b, *nb;
-    ngx_chain_t  *cl, *head, **ll;
+    ngx_chain_t  *cl, *ncl, *head, **ll;
 
     if (ctx->sse->hold == NULL) {
         for (cl = in; cl; cl = cl->next) {
@@ -639,33 +654,47 @@ ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
 
-        nb = ngx_calloc_buf(r->pool);
-        if (nb == NULL) {
+        n = ngx_buf_in_memory(b) ? (size_t) (b->last - b->pos) : 0;
+
+        if (n == 0 && !b->last_buf && !b->flush && !b->last_in_chain) {
+            continue;
+        }
+
+        /* a buffer of ours that has been sent, or a new one */
+
+        ncl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+        if (ncl == NULL) {
             return NGX_ERROR;
         }
 
-        n = ngx_buf_in_memory(b) ? (size_t) (b->last - b->pos) : 0;
+        nb = ncl->buf;
+        size = aihub_sse_out_size(ctx->sse, n) + 1;
 
-        if (n || b->last_buf) {
-            nb->start = ngx_pnalloc(r->pool,
-                                    aihub_sse_out_size(ctx->sse, n) + 1);
+        if (nb->start == NULL || (size_t) (nb->end - nb->start) < size) {
+            nb->start = ngx_palloc(r->pool,
+                                   ngx_max(size, NGX_HTTP_AIHUB_STREAM_BUF));
             if (nb->start == NULL) {
                 return NGX_ERROR;
             }
 
-            nb->pos = nb->start;
-            nb->last = nb->start;
-            nb->end = nb->start + aihub_sse_out_size(ctx->sse, n) + 1;
-            nb->temporary = 1;
+            nb->end = nb->start + ngx_max(size, NGX_HTTP_AIHUB_STREAM_BUF);
+        }
 
-            if (n) {
-                nb->last += aihub_sse_feed(ctx->sse, b->pos, n, nb->last);
-            }
+        nb->pos = nb->start;
+        nb->last = nb->start;
+        nb->tag = (ngx_buf_tag_t) &ngx_http_aihub_module;
+        nb->temporary = 1;
+        nb->flush = 0;
+        nb->last_buf = 0;
+        nb->last_in_chain = 0;
 
-            if (b->last_buf) {
-                nb->last += aihub_sse_finish(ctx->sse, nb->last);
-                ctx->last_seen = 1;
-            }
+        if (n) {
+            nb->last += aihub_sse_feed(ctx->sse, b->pos, n, nb->last);
+        }
+
+        if (b->last_buf) {
+            nb->last += aihub_sse_finish(ctx->sse, nb->last);
+            ctx->last_seen = 1;
         }
 
         /* the provider's buffer is consumed: upstream may reuse it */
@@ -675,13 +704,11 @@ ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
             /* all of it held or stripped: only the flags go on */
 
             if (!b->last_buf && !b->flush && !b->last_in_chain) {
+                ncl->next = ctx->free;
+                ctx->free = ncl;
                 continue;
             }
 
-            nb->start = NULL;
-            nb->pos = NULL;
-            nb->last = NULL;
-            nb->end = NULL;
             nb->temporary = 0;
             nb->flush = b->flush || !b->last_buf;
 
@@ -692,14 +719,9 @@ ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         nb->last_buf = b->last_buf;
         nb->last_in_chain = b->last_in_chain;
 
-        *ll = ngx_alloc_chain_link(r->pool);
-        if (*ll == NULL) {
-            return NGX_ERROR;
-        }
-
-        (*ll)->buf = nb;
-        (*ll)->next = NULL;
-        ll = &(*ll)->next;
+        ncl->next = NULL;
+        *ll = ncl;
+        ll = &ncl->next;
     }
 
     *out = head;

@@ -10,6 +10,8 @@
  *     log, mirror or other module ever sees it in the request's headers;
  *     the client's own key is shown to them as its display prefix only.
  *     Accept-Encoding is not passed: the gateway must read the answer.
+ *     The answer is never buffered to disk (proxy_buffering is off for
+ *     the call, whatever the location says).
  *
  *   - to the client go an allow-list of the provider's headers
  *     (Content-Type, Content-Length, Cache-Control, and what
@@ -152,6 +154,15 @@ ngx_http_aihub_forward_content(ngx_http_request_t *r)
 
     r->headers_in.headers = saved;
     r->headers_in.authorization = auth;
+
+    if (r->upstream) {
+        /*
+         * The answer is relayed as it comes, as "X-Accel-Buffering: no"
+         * would have it, whatever proxy_buffering says: every byte passes
+         * the usage scanner in memory, none waits in a temporary file.
+         */
+        r->upstream->buffering = 0;
+    }
 
     if (r->upstream && r->upstream->request_bufs == NULL
         && rc != NGX_ERROR && rc < NGX_HTTP_SPECIAL_RESPONSE)

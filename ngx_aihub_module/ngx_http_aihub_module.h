@@ -197,6 +197,8 @@ typedef struct {
     ngx_uint_t                    hold;         /* NGX_HTTP_AIHUB_HOLD_* */
     ngx_http_handler_pt           content_handler; /* the proxy module's */
     ngx_list_t                    upstream_headers;
+    ngx_chain_t                  *free;         /* stream buffers, reused */
+    ngx_chain_t                  *busy;
 
     void                         *json;         /* the parsed body */
 
