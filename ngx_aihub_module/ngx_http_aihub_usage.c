@@ -133,14 +133,34 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
 
     ctx->emitted = 1;
 
-    if (ctx->provider_status >= 200 && ctx->provider_status < 300
-        && !ctx->failed)
+    if (ctx->provider_status == 0 && r->upstream != NULL
+        && r->upstream->request_sent
+        && (r->connection->error
+            || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST))
     {
-        ngx_http_aihub_tokens_settle(r, ctx);
-    }
+        /*
+         * the client went away after the call reached the provider and
+         * before its answer began: the provider works (and bills) on, so
+         * the prompt is billed as estimated and the event flagged
+         */
+        ctx->aborted = 1;
+        ctx->tokens.prompt = (ctx->prompt_estimate + 3) / 4;
+        ctx->tokens.completion = 0;
+        ctx->tokens.total = ctx->tokens.prompt;
+        ctx->tokens.estimated = 1;
+        ctx->provider_status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        success = 1;
 
-    success = (ctx->provider_status >= 200 && ctx->provider_status < 300
-               && !ctx->failed);
+    } else {
+        if (ctx->provider_status >= 200 && ctx->provider_status < 300
+            && !ctx->failed)
+        {
+            ngx_http_aihub_tokens_settle(r, ctx);
+        }
+
+        success = (ctx->provider_status >= 200
+                   && ctx->provider_status < 300 && !ctx->failed);
+    }
 
     if (!success) {
         ngx_memzero(&ctx->tokens, sizeof(ngx_http_aihub_tokens_t));
@@ -205,7 +225,8 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
  * "Metering" documents it): what the provider reported, total at least
  * prompt + completion; estimated from the text when the provider sent
  * nothing; clamped and flagged when absurd.  A provider error object sent
- * in place of an answer bills nothing.
+ * in place of an answer bills nothing; one sent after content was
+ * delivered bills what was delivered.
  */
 
 void
@@ -228,10 +249,13 @@ ngx_http_aihub_tokens_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return;
     }
 
-    if (u->error && !u->found) {
+    if (u->error && !u->found && u->delivered_chars == 0) {
+        /* an error in place of an answer: nothing to bill */
         ctx->failed = 1;
         return;
     }
+
+    /* an error after content: what was delivered is billed, estimated */
 
     aihub_usage_finalize(u, (ctx->prompt_estimate + 3) / 4);
 
@@ -316,7 +340,8 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                     "\"latency_ms\":%M}",
                     ctx->tokens.prompt, ctx->tokens.completion,
                     ctx->tokens.total, ctx->cost_micros,
-                    r->headers_out.status,
+                    r->headers_out.status ? r->headers_out.status
+                                          : ctx->provider_status,
                     ctx->streamed ? "true" : "false",
                     ctx->aborted ? "true" : "false",
                     ctx->tokens.estimated ? "true" : "false",

@@ -51,6 +51,8 @@
 #   x-mock-completion-tokens: N  completion tokens (and words) to answer
 #   x-mock-retry-after: N        Retry-After on an error answer
 #   x-mock-raw-status: 1         a status line no HTTP parser accepts
+#   x-mock-error-after: N        a stream: N content chunks, then an error
+#                                object (as OpenRouter fails mid-stream)
 #   x-mock-incomplete: 1         Responses API: stop at max_output_tokens,
 #                                status "incomplete" (response.incomplete)
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
@@ -665,7 +667,7 @@ sub controls {
     }
 
     for (qw(status delay-ms chunk-delay-ms cut-after total-extra size
-            completion-tokens retry-after reasoning-tokens)) {
+            completion-tokens retry-after reasoning-tokens error-after)) {
         delete $ctl{$_} if defined $ctl{$_} && $ctl{$_} !~ /^\d+$/;
     }
 
@@ -889,6 +891,19 @@ sub stream {
         push @events, { %$base, choices => [ { index => 0,
             delta => { content => substr($s->{pad}, $p, 1024) },
             finish_reason => undef } ] };
+    }
+
+    if (defined(my $n = $ctl->{'error-after'})) {
+        # a provider failing mid-stream, as OpenRouter reports it: an
+        # error object in place of the next chunk, then the end
+        splice @events, $n;
+        push @events, { error => { message => 'Upstream provider failed '
+                                              . 'mid-stream (mock).',
+                                   code => 502 } };
+        @events = map { 'data: ' . $JSON->encode($_) . "\n\n" } @events;
+        push @events, "data: [DONE]\n\n";
+
+        return send_stream($c, $req, $entry, $ctl, \@events);
     }
 
     push @events, { %$base, choices => [ { index => 0, delta => {},
