@@ -18,7 +18,8 @@ static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
-static int64_t ngx_http_aihub_body_prompt_chars(cJSON *messages);
+static int64_t ngx_http_aihub_body_prompt_chars(cJSON *root,
+    cJSON *messages);
 static int64_t ngx_http_aihub_utf8_chars(const char *s);
 static void ngx_http_aihub_body_cleanup(void *data);
 
@@ -88,6 +89,11 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
         ngx_http_aihub_resume(r);
     }
 }
+
+
+/* an image or audio part counts as this many characters: 765 tokens, a
+   high-detail image at OpenAI */
+#define NGX_HTTP_AIHUB_MEDIA_CHARS  (765 * 4)
 
 
 #define ngx_http_aihub_bad_request(ctx, msg)                                 \
@@ -258,7 +264,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->prompt_estimate = ngx_http_aihub_body_prompt_chars(messages);
+    ctx->prompt_estimate = ngx_http_aihub_body_prompt_chars(root, messages);
 
     stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
 
@@ -371,10 +377,15 @@ ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 /* characters (not bytes) of text in the messages, for the estimate */
 
 static int64_t
-ngx_http_aihub_body_prompt_chars(cJSON *messages)
+ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
 {
+    char     *printed;
     int64_t   n;
-    cJSON    *msg, *content, *part, *text;
+    cJSON    *msg, *content, *part, *text, *type, *extra;
+
+    static const char  *extras[] = { "tools", "functions", "tool_choice",
+                                     "response_format", NULL };
+    const char        **name;
 
     n = 0;
 
@@ -383,17 +394,43 @@ ngx_http_aihub_body_prompt_chars(cJSON *messages)
 
         if (cJSON_IsString(content)) {
             n += ngx_http_aihub_utf8_chars(content->valuestring);
-            continue;
-        }
 
-        if (cJSON_IsArray(content)) {
+        } else if (cJSON_IsArray(content)) {
             cJSON_ArrayForEach(part, content) {
                 text = cJSON_GetObjectItemCaseSensitive(part, "text");
+                type = cJSON_GetObjectItemCaseSensitive(part, "type");
 
                 if (cJSON_IsString(text)) {
                     n += ngx_http_aihub_utf8_chars(text->valuestring);
+
+                } else if (cJSON_IsString(type)
+                           && ngx_strcmp(type->valuestring, "text") != 0)
+                {
+                    /* an image or audio part: a flat, high-detail cost */
+                    n += NGX_HTTP_AIHUB_MEDIA_CHARS;
                 }
             }
+        }
+
+        /* a tool call's arguments are prompt too */
+        extra = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+
+        if (extra != NULL && (printed = cJSON_PrintUnformatted(extra))) {
+            n += ngx_http_aihub_utf8_chars(printed);
+            cJSON_free(printed);
+        }
+    }
+
+    /* tool definitions and schemas reach the model as prompt */
+
+    for (name = extras; *name; name++) {
+        extra = cJSON_GetObjectItemCaseSensitive(root, *name);
+
+        if (extra != NULL && !cJSON_IsNull(extra)
+            && (printed = cJSON_PrintUnformatted(extra)))
+        {
+            n += ngx_http_aihub_utf8_chars(printed);
+            cJSON_free(printed);
         }
     }
 

@@ -67,19 +67,25 @@ my $nev = () = usage_events($t);
     print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
            . "Authorization: Bearer $key\r\n"
            . "Content-Type: application/json\r\n"
-           . "x-mock-delay-ms: 1500\r\n"
+           . "x-mock-delay-ms: 3000\r\n"
            . "Content-Length: " . length($body) . "\r\n\r\n$body";
+
+    # the quota call is reserved just before the call is forwarded; the
+    # provider answers after 3 s: the client leaves in between
+    ok($t->wait_for(sub { period_calls($t, $ACCOUNT) > $calls },
+                    timeout => 5), 'the call passed its checks');
+    sleep 0.5;
+    close $s;                                 # before any answer
 
     ok($t->wait_for(sub { mock_count($t) > $n0 }, timeout => 5),
        'the call reached the provider');
-    close $s;                                 # before any answer
 
     my @ev = wait_usage($t, $nev + 1, timeout => 5);
     is(scalar @ev, $nev + 1, 'aborted before the first byte: one event');
     my $e = $ev[-1];
     $nev = @ev;
 
-    ok($e->{aborted}, 'flagged aborted');
+    ok($e->{aborted}, "flagged aborted");
     ok($e->{estimated}, 'flagged estimated');
     is($e->{status}, 499, 'status 499 (the client closed)');
     is($e->{prompt_tokens}, ceil4(length $content),
@@ -89,6 +95,50 @@ my $nev = () = usage_events($t);
     $t->wait_for(sub { period_calls($t, $ACCOUNT) == $calls + 1 },
                  timeout => 2);
     is(period_calls($t, $ACCOUNT), $calls + 1, 'it counts as a call');
+}
+
+# --- an aborted call's prompt: tools and images count ------------------------
+
+{
+    my $tools = [ { type => 'function', function => {
+        name => 'lookup', description => 'd' x 2000,
+        parameters => { type => 'object', properties => {} } } } ];
+    my $body = JSON::PP->new->canonical->encode({
+        model => 'test-basic',
+        tools => $tools,
+        messages => [ { role => 'user', content => [
+            { type => 'text', text => 'what is this?' },
+            { type => 'image_url',
+              image_url => { url => 'data:image/png;base64,' . 'A' x 300000 } },
+        ] } ],
+    });
+    my $n0 = mock_count($t);
+
+    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                PeerPort => $t->port)
+        or die "connect: $!";
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+           . "Authorization: Bearer $key\r\n"
+           . "Content-Type: application/json\r\n"
+           . "x-mock-delay-ms: 3000\r\n"
+           . "Content-Length: " . length($body) . "\r\n\r\n$body";
+
+    my $calls = period_calls($t, $ACCOUNT);
+    ok($t->wait_for(sub { period_calls($t, $ACCOUNT) > $calls },
+                    timeout => 5), 'a call with tools and an image passed');
+    sleep 0.5;
+    close $s;
+
+    my @ev = wait_usage($t, $nev + 1, timeout => 5);
+    my $e = $ev[-1];
+    $nev = @ev;
+
+    my $tools_json = JSON::PP->new->canonical->encode($tools);
+    my $want = ceil4(length('what is this?') + 765 * 4 + length $tools_json);
+
+    ok(abs($e->{prompt_tokens} - $want) <= 5,
+       "aborted: the prompt estimate counts the text, the tools and the "
+       . "image ($e->{prompt_tokens}, about $want)");
 }
 
 # --- a provider error after content ------------------------------------------
