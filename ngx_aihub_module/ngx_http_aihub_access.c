@@ -85,6 +85,7 @@ ngx_http_aihub_access_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
 
     ctx->start_ms = ngx_http_aihub_now_ms();
+    ctx->forward.http_version = r->http_version;
     ctx->start_sec = ngx_time();
 
     ngx_http_aihub_request_id(ctx->event_id);

@@ -139,3 +139,61 @@ ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
 
     return NGX_OK;
 }
+
+
+/*
+ * Text from outside (a model name, a provider's message) for our own
+ * messages: at most max bytes, cut on a character boundary, each byte
+ * that is not valid UTF-8 shown as '?'.  NUL-terminated; the JSON
+ * escaping is the error writer's.
+ */
+
+u_char *
+ngx_http_aihub_safe_text(ngx_pool_t *pool, u_char *src, size_t len,
+    size_t max)
+{
+    u_char    *dst, *d, *p, *next, *end;
+    uint32_t   c;
+
+    if (len > max) {
+        len = max;
+    }
+
+    dst = ngx_pnalloc(pool, len + 1);
+    if (dst == NULL) {
+        return NULL;
+    }
+
+    d = dst;
+    p = src;
+    end = src + len;
+
+    while (p < end) {
+
+        if (*p < 0x80) {
+            *d++ = *p++;
+            continue;
+        }
+
+        next = p;
+        c = ngx_utf8_decode(&next, end - p);
+
+        if (c > 0x10ffff) {
+            if (c == 0xfffffffe) {
+                /* a character cut short by the end */
+                break;
+            }
+
+            *d++ = '?';
+            p++;
+            continue;
+        }
+
+        d = ngx_cpymem(d, p, next - p);
+        p = next;
+    }
+
+    *d = '\0';
+
+    return dst;
+}

@@ -23,5 +23,8 @@ ngx_int_t ngx_http_aihub_finalize_error(ngx_http_request_t *r,
 ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
     u_char *value, size_t len);
 
+u_char *ngx_http_aihub_safe_text(ngx_pool_t *pool, u_char *src, size_t len,
+    size_t max);
+
 
 #endif /* NGX_HTTP_AIHUB_ANSWER_H */

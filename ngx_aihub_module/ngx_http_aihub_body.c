@@ -9,8 +9,14 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
+#include "aihub_body_rules.h"
 
 #include <cjson/cJSON.h>
+
+
+/* an image or audio part counts as this many characters: 765 tokens, a
+   high-detail image at OpenAI */
+#define NGX_HTTP_AIHUB_MEDIA_CHARS  (765 * 4)
 
 
 static void ngx_http_aihub_body_done(ngx_http_request_t *r);
@@ -20,7 +26,10 @@ static ngx_int_t ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx,
     cJSON *root);
 static ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
-static int64_t ngx_http_aihub_body_prompt_chars(cJSON *messages);
+static ngx_int_t ngx_http_aihub_body_members(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, cJSON *obj);
+static int64_t ngx_http_aihub_body_prompt_chars(cJSON *root,
+    cJSON *messages);
 static int64_t ngx_http_aihub_utf8_chars(const char *s);
 static void ngx_http_aihub_body_cleanup(void *data);
 
@@ -99,6 +108,56 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
                         "invalid_request_error", msg)
 
 
+/*
+ * What the gateway checks is what the provider reads: no member twice
+ * (cJSON reads the first, providers the last), and nothing that routes or
+ * bills the call behind the gateway's back.  NGX_DECLINED: refused (the
+ * verdict is set).
+ */
+
+static ngx_int_t
+ngx_http_aihub_body_members(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    cJSON *obj)
+{
+    u_char      *msg, *name;
+    const char  *dup, *what;
+
+    if (!cJSON_IsObject(obj)) {
+        return NGX_OK;
+    }
+
+    dup = aihub_json_duplicate_member(obj);
+    what = "appears more than once";
+
+    if (dup == NULL && obj == ctx->body.json) {
+        dup = aihub_body_refused_member(obj);
+        what = "is not accepted by this gateway (it would change how the "
+               "provider routes or bills the call)";
+    }
+
+    if (dup == NULL) {
+        return NGX_OK;
+    }
+
+    name = ngx_http_aihub_safe_text(r->pool, (u_char *) dup,
+                                    ngx_strlen(dup), 64);
+    msg = ngx_pnalloc(r->pool, 64 + ngx_strlen(what) + 64);
+
+    if (name == NULL || msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(msg, "The member \"%s\" %s.%Z", name, what);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub body: refused: %s", msg);
+
+    ngx_http_aihub_bad_request(ctx, (const char *) msg);
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
@@ -128,6 +187,13 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     if (body.len == 0) {
         ngx_http_aihub_bad_request(ctx, "The request body is empty: send "
                                         "a JSON object.");
+        return NGX_OK;
+    }
+
+    if (aihub_json_has_nul_escape(body.data, body.len)) {
+        ngx_http_aihub_bad_request(ctx, "The request body holds the escape "
+                                        "\\u0000 (NUL), which the gateway "
+                                        "does not accept.");
         return NGX_OK;
     }
 
@@ -168,6 +234,17 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    rc = ngx_http_aihub_body_members(r, ctx, root);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_aihub_body_members(r, ctx,
+                 cJSON_GetObjectItemCaseSensitive(root, "stream_options"));
+    }
+
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
+    }
+
     model = cJSON_GetObjectItemCaseSensitive(root, "model");
 
     if (model == NULL) {
@@ -198,7 +275,8 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    ctx->body.prompt_estimate = ngx_http_aihub_body_prompt_chars(messages);
+    ctx->body.prompt_estimate = ngx_http_aihub_body_prompt_chars(root,
+                                                                 messages);
 
     if (ngx_http_aihub_body_options(ctx, root) != NGX_OK) {
         return NGX_OK;
@@ -328,10 +406,15 @@ ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 /* characters (not bytes) of text in the messages, for the estimate */
 
 static int64_t
-ngx_http_aihub_body_prompt_chars(cJSON *messages)
+ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
 {
+    char     *printed;
     int64_t   n;
-    cJSON    *msg, *content, *part, *text;
+    cJSON    *msg, *content, *part, *text, *type, *extra;
+
+    static const char  *extras[] = { "tools", "functions", "tool_choice",
+                                     "response_format", NULL };
+    const char        **name;
 
     n = 0;
 
@@ -340,17 +423,43 @@ ngx_http_aihub_body_prompt_chars(cJSON *messages)
 
         if (cJSON_IsString(content)) {
             n += ngx_http_aihub_utf8_chars(content->valuestring);
-            continue;
-        }
 
-        if (cJSON_IsArray(content)) {
+        } else if (cJSON_IsArray(content)) {
             cJSON_ArrayForEach(part, content) {
                 text = cJSON_GetObjectItemCaseSensitive(part, "text");
+                type = cJSON_GetObjectItemCaseSensitive(part, "type");
 
                 if (cJSON_IsString(text)) {
                     n += ngx_http_aihub_utf8_chars(text->valuestring);
+
+                } else if (cJSON_IsString(type)
+                           && ngx_strcmp(type->valuestring, "text") != 0)
+                {
+                    /* an image or audio part: a flat, high-detail cost */
+                    n += NGX_HTTP_AIHUB_MEDIA_CHARS;
                 }
             }
+        }
+
+        /* a tool call's arguments are prompt too */
+        extra = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+
+        if (extra != NULL && (printed = cJSON_PrintUnformatted(extra))) {
+            n += ngx_http_aihub_utf8_chars(printed);
+            cJSON_free(printed);
+        }
+    }
+
+    /* tool definitions and schemas reach the model as prompt */
+
+    for (name = extras; *name; name++) {
+        extra = cJSON_GetObjectItemCaseSensitive(root, *name);
+
+        if (extra != NULL && !cJSON_IsNull(extra)
+            && (printed = cJSON_PrintUnformatted(extra)))
+        {
+            n += ngx_http_aihub_utf8_chars(printed);
+            cJSON_free(printed);
         }
     }
 

@@ -91,6 +91,8 @@ typedef struct {
     ngx_uint_t                    failure_mode;
     size_t                        body_max;
     ngx_uint_t                    global_rate_limit;
+    ngx_array_t                  *pass_request_headers; /* ngx_str_t */
+    ngx_array_t                  *pass_answer_headers;
 } ngx_http_aihub_loc_conf_t;
 
 
@@ -203,6 +205,15 @@ typedef enum {
 } ngx_http_aihub_endpoint_e;
 
 
+/* a provider's answer whose header waits (ngx_http_aihub_filter.c) */
+
+typedef enum {
+    NGX_HTTP_AIHUB_HOLD_NONE = 0,
+    NGX_HTTP_AIHUB_HOLD_FIRST,                  /* until the first byte */
+    NGX_HTTP_AIHUB_HOLD_REFUSAL                 /* a 4xx, read to its end */
+} ngx_http_aihub_hold_e;
+
+
 typedef enum {
     NGX_HTTP_AIHUB_DEV_NONE = 0,
     NGX_HTTP_AIHUB_DEV_KEY_LIST,
@@ -286,6 +297,10 @@ typedef struct {
     aihub_sse_t                  *sse;          /* streamed answer */
     aihub_usage_json_t           *json;         /* JSON answer */
     ngx_buf_t                    *replace;      /* our error instead */
+    ngx_buf_t                    *held;         /* a provider's refusal */
+    ngx_http_aihub_hold_e         hold;
+    ngx_chain_t                  *free;         /* stream copies, reused */
+    ngx_chain_t                  *busy;
     unsigned                      replace_sent:1;
     unsigned                      streamed:1;
     unsigned                      scanning:1;
@@ -293,6 +308,16 @@ typedef struct {
     unsigned                      last_seen:1;
     unsigned                      failed:1;
 } ngx_http_aihub_reply_t;
+
+
+/* what crosses to the provider and back (ngx_http_aihub_forward.c) */
+
+typedef struct {
+    ngx_http_handler_pt           content_handler; /* the proxy module's */
+    ngx_list_t                    upstream_headers;
+    ngx_uint_t                    http_version; /* the client's */
+    ngx_int_t                     retry_after;  /* the provider's, s */
+} ngx_http_aihub_forward_t;
 
 
 /* what the call used, settled in the log phase */
@@ -327,6 +352,7 @@ typedef struct {
     ngx_http_aihub_limit_t        limit;
     ngx_http_aihub_body_t         body;
     ngx_http_aihub_route_t        route;
+    ngx_http_aihub_forward_t      forward;
     ngx_http_aihub_quota_t        quota;
     ngx_http_aihub_reply_t        reply;
     ngx_http_aihub_usage_t        usage;

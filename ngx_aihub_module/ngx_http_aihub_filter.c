@@ -8,7 +8,14 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_limit.h"
+#include "ngx_http_aihub_forward.h"
+#include "ngx_http_aihub_scan.h"
+#include "ngx_http_aihub_refusal.h"
 #include "ngx_http_aihub_filter.h"
+
+
+#define NGX_HTTP_AIHUB_PROVIDER_RETRY  1     /* s, when the provider's 429
+                                                says no Retry-After */
 
 
 static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
@@ -17,14 +24,20 @@ static ngx_int_t ngx_http_aihub_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_replace(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
     const char *code, const char *message);
-static ngx_int_t ngx_http_aihub_scan_stream(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
-static ngx_int_t ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx,
-    ngx_chain_t *in);
-static void ngx_http_aihub_hide_header(ngx_http_request_t *r,
-    const char *name);
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static ngx_uint_t ngx_http_aihub_is_json(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aihub_retry_after(ngx_http_request_t *r,
+    ngx_int_t sec);
+static ngx_int_t ngx_http_aihub_quota_headers(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aihub_send_replace(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
+    const char *code, const char *message);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -62,9 +75,11 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return ngx_http_aihub_nginx_error(r, ctx);
     }
 
-    /* ours replaces the provider's: one x-request-id, the event id */
+    /* the provider's headers stay behind, but an allow-list */
 
-    ngx_http_aihub_hide_header(r, "x-request-id");
+    if (ctx->flow.forwarded) {
+        ngx_http_aihub_forward_answer_headers(r, ctx);
+    }
 
     if (ngx_http_aihub_add_header(r, "x-request-id", ctx->event_id,
                                   AIHUB_EVENT_ID_LEN)
@@ -77,12 +92,33 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    if (ctx->flow.own_answer && ctx->flow.err_code != NULL
+        && ngx_strcmp(ctx->flow.err_code, "insufficient_quota") == 0
+        && ngx_http_aihub_quota_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (!ctx->flow.forwarded || ctx->reply.replace != NULL) {
         return ngx_http_next_header_filter(r);
     }
 
     u = r->upstream;
     status = r->headers_out.status;
+
+    if (u != NULL && u->headers_in.status_n == 0
+        && r->http_version == NGX_HTTP_VERSION_9
+        && ctx->forward.http_version >= NGX_HTTP_VERSION_10)
+    {
+        /* a status line no parser accepts: never passed on raw */
+        r->http_version = ctx->forward.http_version;
+        ctx->reply.status = NGX_HTTP_BAD_GATEWAY;
+
+        return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "server_error", "upstream_error",
+                                      "The model provider sent an answer "
+                                      "that is not HTTP.");
+    }
 
     if (u == NULL || u->headers_in.status_n == 0) {
 
@@ -108,23 +144,40 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
     ctx->reply.status = u->headers_in.status_n;
 
     if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        if (ngx_http_aihub_retry_after(r, ctx->forward.retry_after > 0
+                                          ? ctx->forward.retry_after
+                                          : NGX_HTTP_AIHUB_PROVIDER_RETRY)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_aihub_replace(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
                                       "requests", "rate_limit_exceeded",
                                       "The model provider is rate limiting "
                                       "requests. Please retry shortly.");
     }
 
-    if (status == NGX_HTTP_UNAUTHORIZED || status == NGX_HTTP_FORBIDDEN
-        || status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+    if (status == NGX_HTTP_BAD_REQUEST || status == NGX_HTTP_CONFLICT
+        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || status == 422)
     {
+        /* the developer's mistake, or the operator's: its body tells */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub filter: provider %ui held to be judged",
+                       status);
+        ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_REFUSAL;
+        ctx->reply.failed = 1;
+        return NGX_OK;
+    }
+
+    if (status != NGX_HTTP_OK && status != NGX_HTTP_CREATED) {
+        /* a credential, account or catalog problem (401, 403, 404, ...),
+           a failure (5xx), or an answer no client can use (1xx, 204,
+           3xx): the developer is told the provider failed, no more */
         return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
                                       "server_error", "upstream_error",
                                       "The model provider failed to answer "
                                       "the request.");
-    }
-
-    if (status < NGX_HTTP_OK || status >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return ngx_http_next_header_filter(r);
     }
 
     if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
@@ -157,17 +210,82 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         }
 
     } else {
+        if (!ngx_http_aihub_is_json(r)) {
+            return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                          "server_error", "upstream_error",
+                                          "The model provider sent an "
+                                          "answer that is not JSON.");
+        }
+
         ctx->reply.json = ngx_palloc(r->pool, sizeof(aihub_usage_json_t));
         if (ctx->reply.json == NULL) {
             return NGX_ERROR;
         }
 
         aihub_usage_json_init(ctx->reply.json);
+
+        /* the header waits for the first byte: "{" or our 502 */
+        ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_FIRST;
+        ctx->reply.scanning = 1;
+
+        return NGX_OK;
     }
 
     ctx->reply.scanning = 1;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_uint_t
+ngx_http_aihub_is_json(ngx_http_request_t *r)
+{
+    ngx_str_t  *ct = &r->headers_out.content_type;
+
+    return ct->len >= sizeof("application/json") - 1
+           && ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                              sizeof("application/json") - 1) == 0;
+}
+
+
+/*
+ * A used-up quota or spend cap: retrying before the period ends cannot
+ * help, so the SDKs are told not to (they retry a 429 twice by default
+ * unless "x-should-retry: false"), and when it can.
+ */
+
+static ngx_int_t
+ngx_http_aihub_quota_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    time_t  sec;
+
+    if (ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
+                                  sizeof("false") - 1)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sec = ctx->quota.end - ngx_http_aihub_time(r);
+
+    return ngx_http_aihub_retry_after(r, sec > 0 ? (ngx_int_t) sec : 1);
+}
+
+
+static ngx_int_t
+ngx_http_aihub_retry_after(ngx_http_request_t *r, ngx_int_t sec)
+{
+    u_char  *p;
+    size_t   len;
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_sprintf(p, "%i", sec) - p;
+
+    return ngx_http_aihub_add_header(r, "Retry-After", p, len);
 }
 
 
@@ -251,39 +369,6 @@ ngx_http_aihub_nginx_error(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 }
 
 
-static void
-ngx_http_aihub_hide_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0 && h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            h[i].hash = 0;
-        }
-    }
-}
-
-
 /*
  * The provider's failure becomes our error; its body (which may say
  * anything, credentials included) is dropped by the body filter.
@@ -294,20 +379,23 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_uint_t status, const char *type, const char *code,
     const char *message)
 {
-    size_t      len;
+    size_t      len, esc;
     ngx_buf_t  *b;
 
     len = ngx_strlen(message);
+    esc = ngx_escape_json(NULL, (u_char *) message, len);
 
-    b = ngx_create_temp_buf(r->pool, len + 128);
+    b = ngx_create_temp_buf(r->pool, len + esc + 128);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
+    b->last = ngx_cpymem(b->last, "{\"error\":{\"message\":\"",
+                         sizeof("{\"error\":{\"message\":\"") - 1);
+    b->last = (u_char *) ngx_escape_json(b->last, (u_char *) message, len);
     b->last = ngx_sprintf(b->last,
-                          "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                          "\"param\":null,\"code\":\"%s\"}}\n",
-                          message, type, code);
+                          "\",\"type\":\"%s\",\"param\":null,"
+                          "\"code\":\"%s\"}}\n", type, code);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
@@ -344,8 +432,9 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 static ngx_int_t
 ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
+    ngx_int_t              rc;
     ngx_uint_t             last;
-    ngx_chain_t           *cl, out;
+    ngx_chain_t           *cl, *out, one;
     ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
@@ -372,14 +461,39 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         ctx->reply.replace_sent = 1;
 
-        out.buf = ctx->reply.replace;
-        out.next = NULL;
+        one.buf = ctx->reply.replace;
+        one.next = NULL;
 
-        return ngx_http_next_body_filter(r, &out);
+        return ngx_http_next_body_filter(r, &one);
+    }
+
+    if (ctx->reply.hold == NGX_HTTP_AIHUB_HOLD_REFUSAL) {
+        return ngx_http_aihub_hold_refusal(r, ctx, in);
+    }
+
+    if (ctx->reply.hold == NGX_HTTP_AIHUB_HOLD_FIRST) {
+        rc = ngx_http_aihub_hold_first(r, ctx, in);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
     }
 
     if (!ctx->flow.forwarded || !ctx->reply.scanning || in == NULL) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->reply.sse && ctx->reply.sse->hold != NULL) {
+        if (ngx_http_aihub_scan_stream(r, ctx, in, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_next_body_filter(r, out);
+
+        /* our copies are reused once sent: memory stays flat */
+        ngx_chain_update_chains(r->pool, &ctx->reply.free, &ctx->reply.busy,
+                                &out, (ngx_buf_tag_t) &ngx_http_aihub_module);
+        return rc;
     }
 
     if (ctx->reply.sse) {
@@ -396,135 +510,185 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
 
 /*
- * A streamed answer is scanned as it passes, never buffered.  Without
- * stripping the buffers go on untouched; with it, each buffer's bytes go on
- * less the usage chunk, held back only while the event they belong to could
- * still be that chunk.
+ * A JSON answer's header waits for its first byte: an object goes on as
+ * it came, anything else (an HTML page, nothing at all) becomes our 502
+ * and is never billed.  NGX_DECLINED: the header went on, go on.
  */
 
 static ngx_int_t
-ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    ngx_chain_t *in, ngx_chain_t **out)
+ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in)
 {
-    size_t        n;
-    ngx_buf_t    *b, *nb;
-    ngx_chain_t  *cl, *head, **ll;
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_uint_t    last;
+    ngx_chain_t  *cl;
 
-    if (ctx->reply.sse->hold == NULL) {
-        for (cl = in; cl; cl = cl->next) {
-            b = cl->buf;
-
-            if (ngx_buf_in_memory(b) && b->last > b->pos) {
-                (void) aihub_sse_feed(ctx->reply.sse, b->pos, b->last - b->pos,
-                                      NULL);
-            }
-
-            if (b->last_buf) {
-                ctx->reply.last_seen = 1;
-            }
-        }
-
-        *out = in;
-        return NGX_OK;
-    }
-
-    head = NULL;
-    ll = &head;
+    last = 0;
 
     for (cl = in; cl; cl = cl->next) {
-        b = cl->buf;
 
-        nb = ngx_calloc_buf(r->pool);
-        if (nb == NULL) {
-            return NGX_ERROR;
+        if (cl->buf->last_buf) {
+            last = 1;
         }
 
-        n = ngx_buf_in_memory(b) ? (size_t) (b->last - b->pos) : 0;
-
-        if (n || b->last_buf) {
-            nb->start = ngx_pnalloc(r->pool,
-                                    aihub_sse_out_size(ctx->reply.sse, n) + 1);
-            if (nb->start == NULL) {
-                return NGX_ERROR;
-            }
-
-            nb->pos = nb->start;
-            nb->last = nb->start;
-            nb->end = nb->start + aihub_sse_out_size(ctx->reply.sse, n) + 1;
-            nb->temporary = 1;
-
-            if (n) {
-                nb->last += aihub_sse_feed(ctx->reply.sse, b->pos, n, nb->last);
-            }
-
-            if (b->last_buf) {
-                nb->last += aihub_sse_finish(ctx->reply.sse, nb->last);
-                ctx->reply.last_seen = 1;
-            }
+        if (!ngx_buf_in_memory(cl->buf)) {
+            continue;
         }
 
-        /* the provider's buffer is consumed: upstream may reuse it */
-        b->pos = b->last;
+        for (p = cl->buf->pos; p < cl->buf->last; p++) {
 
-        if (nb->last == nb->pos) {
-            /* all of it held or stripped: only the flags go on */
-
-            if (!b->last_buf && !b->flush && !b->last_in_chain) {
+            if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
                 continue;
             }
 
-            nb->start = NULL;
-            nb->pos = NULL;
-            nb->last = NULL;
-            nb->end = NULL;
-            nb->temporary = 0;
-            nb->flush = b->flush || !b->last_buf;
+            ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
 
-        } else {
-            nb->flush = 1;
+            if (*p != '{') {
+                goto refuse;
+            }
+
+            rc = ngx_http_next_header_filter(r);
+
+            if (rc == NGX_ERROR || rc > NGX_OK) {
+                return rc;
+            }
+
+            return NGX_DECLINED;
         }
-
-        nb->last_buf = b->last_buf;
-        nb->last_in_chain = b->last_in_chain;
-
-        *ll = ngx_alloc_chain_link(r->pool);
-        if (*ll == NULL) {
-            return NGX_ERROR;
-        }
-
-        (*ll)->buf = nb;
-        (*ll)->next = NULL;
-        ll = &(*ll)->next;
     }
 
-    *out = head;
+    if (!last) {
+        /* nothing but white space yet: it waits with the header */
+        if (in == NULL) {
+            return NGX_OK;
+        }
 
-    return NGX_OK;
+        ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
+
+        rc = ngx_http_next_header_filter(r);
+
+        if (rc == NGX_ERROR || rc > NGX_OK) {
+            return rc;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
+
+refuse:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aihub: provider \"%V\" answered %ui with a body that is "
+                  "not a JSON object", &ctx->route.provider->name,
+                  ctx->reply.status);
+
+    ctx->reply.scanning = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                       "server_error", "upstream_error",
+                                       "The model provider sent an answer "
+                                       "that is not JSON.");
 }
 
 
+/* a provider's 400-class answer, read to its end, then judged */
+
 static ngx_int_t
-ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in)
+ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in)
 {
-    ngx_buf_t    *b;
+    u_char       *msg;
+    size_t        n;
+    ngx_int_t     rc;
+    ngx_buf_t    *held;
+    ngx_uint_t    last;
     ngx_chain_t  *cl;
 
-    for (cl = in; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (ngx_buf_in_memory(b) && b->last > b->pos) {
-            (void) aihub_usage_json_feed(ctx->reply.json, b->pos,
-                                         b->last - b->pos);
-
-        } else if (b->in_file && b->file_last > b->file_pos) {
-            /* buffered to disk (proxy_buffering on): not read again */
-            ctx->reply.unscanned = 1;
-        }
-
-        if (b->last_buf) {
-            ctx->reply.last_seen = 1;
+    if (ctx->reply.held == NULL) {
+        ctx->reply.held = ngx_create_temp_buf(r->pool,
+                                              NGX_HTTP_AIHUB_REFUSAL_MAX + 1);
+        if (ctx->reply.held == NULL) {
+            return NGX_ERROR;
         }
     }
 
-    return NGX_OK;
+    held = ctx->reply.held;
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            n = ngx_min((size_t) (cl->buf->last - cl->buf->pos),
+                        (size_t) (held->end - held->last - 1));
+            held->last = ngx_cpymem(held->last, cl->buf->pos, n);
+        }
+
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
+
+    rc = ngx_http_aihub_refusal_message(r, held, &msg);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aihub: provider \"%V\" refused the request with %ui%s",
+                  &ctx->route.provider->name, ctx->reply.status,
+                  rc == NGX_OK ? "" : ", a problem of the gateway's own");
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                           "server_error", "upstream_error",
+                                           "The model provider failed to "
+                                           "answer the request.");
+    }
+
+    return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_request_error",
+                                       "provider_rejected_request",
+                                       (const char *) msg);
+}
+
+
+/* our answer instead of the provider's, from inside the body filter */
+
+static ngx_int_t
+ngx_http_aihub_send_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
+    rc = ngx_http_aihub_replace(r, ctx, status, type, code, message);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    ctx->reply.replace_sent = 1;
+
+    out.buf = ctx->reply.replace;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }

@@ -10,6 +10,7 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_zone.h"
+#include "ngx_http_aihub_forward.h"
 #include "ngx_http_aihub_key.h"
 
 
@@ -63,6 +64,10 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_http_aihub_sha256(ctx->caller.bin, key.data, key.len);
     ngx_hex_dump(ctx->caller.hash, ctx->caller.bin, sizeof(ctx->caller.bin));
+
+    if (ngx_http_aihub_mask_key(r, key.data) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rc = ngx_http_aihub_zone_get(r, ctx->caller.bin, &ctx->caller.key);
 

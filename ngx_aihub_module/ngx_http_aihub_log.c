@@ -43,14 +43,34 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
 
     ctx->usage.emitted = 1;
 
-    if (ctx->reply.status >= 200 && ctx->reply.status < 300
-        && !ctx->reply.failed)
+    if (ctx->reply.status == 0 && r->upstream != NULL
+        && r->upstream->request_sent
+        && (r->connection->error
+            || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST))
     {
-        ngx_http_aihub_tokens_settle(r, ctx);
-    }
+        /*
+         * the client went away after the call reached the provider and
+         * before its answer began: the provider works (and bills) on, so
+         * the prompt is billed as estimated and the event flagged
+         */
+        ctx->usage.aborted = 1;
+        ctx->usage.tokens.prompt = (ctx->body.prompt_estimate + 3) / 4;
+        ctx->usage.tokens.completion = 0;
+        ctx->usage.tokens.total = ctx->usage.tokens.prompt;
+        ctx->usage.tokens.estimated = 1;
+        ctx->reply.status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+        success = 1;
 
-    success = (ctx->reply.status >= 200 && ctx->reply.status < 300
-               && !ctx->reply.failed);
+    } else {
+        if (ctx->reply.status >= 200 && ctx->reply.status < 300
+            && !ctx->reply.failed)
+        {
+            ngx_http_aihub_tokens_settle(r, ctx);
+        }
+
+        success = (ctx->reply.status >= 200 && ctx->reply.status < 300
+                   && !ctx->reply.failed);
+    }
 
     if (!success) {
         ngx_memzero(&ctx->usage.tokens, sizeof(ngx_http_aihub_tokens_t));
@@ -99,7 +119,8 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
  * "Metering" documents it): what the provider reported, total at least
  * prompt + completion; estimated from the text when the provider sent
  * nothing; clamped and flagged when absurd.  A provider error object sent
- * in place of an answer bills nothing.
+ * in place of an answer bills nothing; one sent after content was
+ * delivered bills what was delivered.
  */
 
 static void
@@ -122,10 +143,13 @@ ngx_http_aihub_tokens_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return;
     }
 
-    if (u->error && !u->found) {
+    if (u->error && !u->found && u->delivered_chars == 0) {
+        /* an error in place of an answer: nothing to bill */
         ctx->reply.failed = 1;
         return;
     }
+
+    /* an error after content: what was delivered is billed, estimated */
 
     aihub_usage_finalize(u, (ctx->body.prompt_estimate + 3) / 4);
 

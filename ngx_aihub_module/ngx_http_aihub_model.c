@@ -18,7 +18,7 @@
 ngx_int_t
 ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    u_char                  *msg;
+    u_char                  *msg, *name;
     ngx_http_aihub_model_t  *m, *copy;
 
     m = ngx_http_aihub_model_find(&ctx->body.model);
@@ -32,13 +32,15 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
             return NGX_OK;
         }
 
-        msg = ngx_pnalloc(r->pool, ctx->body.model.len + 64);
-        if (msg == NULL) {
+        name = ngx_http_aihub_safe_text(r->pool, ctx->body.model.data,
+                                        ctx->body.model.len, 128);
+        msg = ngx_pnalloc(r->pool, 128 + 64);
+
+        if (name == NULL || msg == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_sprintf(msg, "The model \"%V\" does not exist.%Z",
-                    &ctx->body.model);
+        ngx_sprintf(msg, "The model \"%s\" does not exist.%Z", name);
 
         ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND,
                             "invalid_request_error", "model_not_found",

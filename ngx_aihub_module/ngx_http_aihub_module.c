@@ -150,6 +150,20 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       offsetof(ngx_http_aihub_loc_conf_t, global_rate_limit),
       &ngx_http_aihub_rate_limit_modes },
 
+    { ngx_string("aihub_pass_request_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aihub_loc_conf_t, pass_request_headers),
+      NULL },
+
+    { ngx_string("aihub_pass_answer_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aihub_loc_conf_t, pass_answer_headers),
+      NULL },
+
       ngx_null_command
 };
 
@@ -262,6 +276,8 @@ ngx_http_aihub_create_loc_conf(ngx_conf_t *cf)
     alcf->failure_mode = NGX_CONF_UNSET_UINT;
     alcf->body_max = NGX_CONF_UNSET_SIZE;
     alcf->global_rate_limit = NGX_CONF_UNSET_UINT;
+    alcf->pass_request_headers = NGX_CONF_UNSET_PTR;
+    alcf->pass_answer_headers = NGX_CONF_UNSET_PTR;
 
     return alcf;
 }
@@ -282,6 +298,10 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->global_rate_limit,
                               prev->global_rate_limit,
                               NGX_HTTP_AIHUB_RATE_LOCAL);
+    ngx_conf_merge_ptr_value(conf->pass_request_headers,
+                             prev->pass_request_headers, NULL);
+    ngx_conf_merge_ptr_value(conf->pass_answer_headers,
+                             prev->pass_answer_headers, NULL);
 
     /*
      * The body is parsed from memory: a body nginx wrote to a temporary

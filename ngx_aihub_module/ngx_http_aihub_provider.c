@@ -7,11 +7,10 @@
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_provider.h"
+#include "ngx_http_aihub_forward.h"
 
 
 static char *ngx_http_aihub_provider_key_file(ngx_conf_t *cf,
-    ngx_http_aihub_provider_t *p);
-static ngx_int_t ngx_http_aihub_provider_headers(ngx_http_request_t *r,
     ngx_http_aihub_provider_t *p);
 static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
@@ -339,86 +338,7 @@ ngx_http_aihub_provider_select(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    return ngx_http_aihub_provider_headers(r, ctx->route.provider);
-}
-
-
-/*
- * The client's credential never reaches the provider: the request headers
- * are copied without Authorization and x-api-key, and the provider's own
- * Authorization is added.
- */
-
-static ngx_int_t
-ngx_http_aihub_provider_headers(ngx_http_request_t *r,
-    ngx_http_aihub_provider_t *p)
-{
-    ngx_uint_t        i;
-    ngx_list_t        headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
-
-    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if ((h[i].key.len == sizeof("authorization") - 1
-             && ngx_strncasecmp(h[i].key.data, (u_char *) "authorization",
-                                sizeof("authorization") - 1) == 0)
-            || (h[i].key.len == sizeof("x-api-key") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key",
-                                   sizeof("x-api-key") - 1) == 0))
-        {
-            continue;
-        }
-
-        nh = ngx_list_push(&headers);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        *nh = h[i];
-    }
-
-    r->headers_in.authorization = NULL;
-
-    if (p->authorization.len) {
-        nh = ngx_list_push(&headers);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        nh->hash = 1;
-        ngx_str_set(&nh->key, "Authorization");
-        nh->value = p->authorization;
-        nh->lowcase_key = (u_char *) "authorization";
-#if (nginx_version >= 1023000)
-        nh->next = NULL;
-#endif
-
-        r->headers_in.authorization = nh;
-    }
-
-    r->headers_in.headers = headers;
-
-    return NGX_OK;
+    return ngx_http_aihub_forward_prepare(r, ctx);
 }
 
 

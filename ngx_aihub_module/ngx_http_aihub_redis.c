@@ -521,7 +521,13 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
     call->timer.handler = ngx_http_aihub_redis_call_timeout;
     call->timer.data = call;
     call->timer.log = r->connection->log;
-    call->timer.cancelable = 1;
+
+    /*
+     * not cancelable: a worker told to quit gracefully (a reload) waits for
+     * the reply or the timeout, so the request ends normally instead of
+     * being left open when the worker exits
+     */
+    call->timer.cancelable = 0;
 
     if (ngx_http_aihub_redis_command(rd->ac, ngx_http_aihub_redis_reply, call,
                                      argc, argv, argvlen)

@@ -237,7 +237,8 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                     M(AIHUB_EV_ESTIMATED) "%s," M(AIHUB_EV_LATENCY_MS) "%M}",
                     ctx->usage.tokens.prompt, ctx->usage.tokens.completion,
                     ctx->usage.tokens.total, ctx->usage.cost_micros,
-                    r->headers_out.status,
+                    r->headers_out.status ? r->headers_out.status
+                                          : ctx->reply.status,
                     ctx->reply.streamed ? "true" : "false",
                     ctx->usage.aborted ? "true" : "false",
                     ctx->usage.tokens.estimated ? "true" : "false",

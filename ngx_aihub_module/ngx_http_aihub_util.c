@@ -15,14 +15,18 @@
 
 /*
  * Per worker process: the SHA-256 implementation fetched once (OpenSSL 3
- * looks the algorithm up by name on every SHA256() call), and the random
- * half of request ids.
+ * looks the algorithm up by name on every SHA256() call), and a reserve of
+ * random bytes for request ids, drawn from OpenSSL's CSPRNG 4 KB at a time
+ * (one draw per 256 requests instead of one per request).
  */
+
+#define NGX_HTTP_AIHUB_RANDOM_RESERVE  4096
 
 static EVP_MD       *ngx_http_aihub_md;
 static EVP_MD_CTX   *ngx_http_aihub_md_ctx;
-static u_char        ngx_http_aihub_id_salt[AIHUB_EVENT_ID_LEN / 2];
-static uint64_t      ngx_http_aihub_id_next;
+static u_char        ngx_http_aihub_random[NGX_HTTP_AIHUB_RANDOM_RESERVE];
+static size_t        ngx_http_aihub_random_used =
+                                          NGX_HTTP_AIHUB_RANDOM_RESERVE;
 
 
 ngx_http_aihub_ctx_t *
@@ -104,8 +108,6 @@ ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key)
 ngx_int_t
 ngx_http_aihub_util_init_process(ngx_cycle_t *cycle)
 {
-    u_char  salt[AIHUB_EVENT_ID_LEN / 4];
-
     ngx_http_aihub_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     ngx_http_aihub_md_ctx = EVP_MD_CTX_new();
 
@@ -115,13 +117,17 @@ ngx_http_aihub_util_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (RAND_bytes(salt, sizeof(salt)) != 1) {
+    /* the reserve is drawn here, after fork: no two workers share it */
+
+    if (RAND_bytes(ngx_http_aihub_random, NGX_HTTP_AIHUB_RANDOM_RESERVE)
+        != 1)
+    {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "aihub: no random bytes for request ids");
         return NGX_ERROR;
     }
 
-    ngx_hex_dump(ngx_http_aihub_id_salt, salt, sizeof(salt));
+    ngx_http_aihub_random_used = 0;
 
     return NGX_OK;
 }
@@ -154,15 +160,35 @@ ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len)
 
 
 /*
- * A request id, unique across nodes and restarts: 64 random bits drawn
- * when the worker process started, then a 64-bit counter (32 hex digits,
- * the usage event's id).
+ * A request id, unique across nodes and restarts: 128 random bits (32 hex
+ * digits, the usage event's id).  It says nothing about the worker or how
+ * many requests it served.
  */
 
 void
 ngx_http_aihub_request_id(u_char *dst)
 {
-    dst = ngx_cpymem(dst, ngx_http_aihub_id_salt,
-                     sizeof(ngx_http_aihub_id_salt));
-    (void) ngx_sprintf(dst, "%016xL", ngx_http_aihub_id_next++);
+    size_t  n = AIHUB_EVENT_ID_LEN / 2;
+
+    if (ngx_http_aihub_random_used + n > NGX_HTTP_AIHUB_RANDOM_RESERVE) {
+        if (RAND_bytes(ngx_http_aihub_random, NGX_HTTP_AIHUB_RANDOM_RESERVE)
+            != 1)
+        {
+            /* OpenSSL's CSPRNG does not fail once seeded; if it ever
+               does, ids stay unique, if guessable */
+            for (n = 0; n < NGX_HTTP_AIHUB_RANDOM_RESERVE; n++) {
+                ngx_http_aihub_random[n] = (u_char) ngx_random();
+            }
+
+            n = AIHUB_EVENT_ID_LEN / 2;
+        }
+
+        ngx_http_aihub_random_used = 0;
+    }
+
+    ngx_hex_dump(dst, ngx_http_aihub_random + ngx_http_aihub_random_used, n);
+
+    /* used bytes are wiped: a later read of this memory finds no id */
+    ngx_memzero(ngx_http_aihub_random + ngx_http_aihub_random_used, n);
+    ngx_http_aihub_random_used += n;
 }

@@ -41,6 +41,7 @@ $t->nginx(<<'END')->start_nginx;
     aihub_redis_timeout 300ms;
     aihub_cache_zone aihub:8m;
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
     log_format aihub 'AIHUB acct=$aihub_account key=$aihub_key_prefix '
                      'plan=$aihub_plan model=$aihub_model '
                      'provider=$aihub_provider p=$aihub_prompt_tokens '

@@ -4,8 +4,11 @@
 # rate_limit_exceeded, connection refused -> 502, too slow -> 504
 # upstream_timeout, a provider refusing our credential -> 502; each in the
 # OpenAI error shape, the quota reservation given back and nothing billed.
-# A 200 whose body is not JSON passes as sent, metered as estimated.  The
-# provider's key never reaches the client.
+# A 200 that is not JSON, a status line that is not HTTP, a 204 or a
+# redirect: 502, never billed.  Each provider's refusal of the operator's
+# credential, in its own shape (Gemini: 400 with a JSON array): 502.  A
+# provider's 400 about the request itself: 400 with its message.  A 429
+# always carries Retry-After.  The provider's key never reaches the client.
 
 use strict;
 use warnings;
@@ -30,13 +33,20 @@ seed_models($t, %MODELS,
                        price_out => 2000000 },
     'test-badkey' => { provider => 'badkey', upstream => 'mock-basic',
                        tier => 'basic', price_in => 1000000,
+                       price_out => 2000000 },
+    'test-gembad' => { provider => 'gembad', upstream => 'mock-basic',
+                       tier => 'basic', price_in => 1000000,
+                       price_out => 2000000 },
+    'test-orbad'  => { provider => 'orbad', upstream => 'mock-basic',
+                       tier => 'basic', price_in => 1000000,
                        price_out => 2000000 });
 
 my $ACCOUNT = 22;
 my $key = seed_full_key($t, account => $ACCOUNT, models => '*');
 
 # "down" on a port where nothing listens (%%CLOSED%%, filled in here);
-# "badkey" with a credential the mock refuses
+# "badkey", "gembad" and "orbad" with a credential the mock refuses, each
+# answering in its provider's shape (OpenAI, Gemini, OpenRouter)
 $t->nginx(<<'END' =~ s/%%CLOSED%%/$closed/r);
     aihub_redis %%REDIS%%;
     aihub_redis_timeout 300ms;
@@ -44,6 +54,9 @@ $t->nginx(<<'END' =~ s/%%CLOSED%%/$closed/r);
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
     aihub_provider down url=http://127.0.0.1:%%CLOSED%%/v1 key_env=AIHUB_MOCK_KEY;
     aihub_provider badkey url=%%MOCK_URL%% key_file=%%DIR%%/bad.key;
+    aihub_provider gembad url=http://%%MOCK%%/v1beta/openai kind=gemini key_file=%%DIR%%/bad.key;
+    aihub_provider orbad url=http://%%MOCK%%/api/v1 key_file=%%DIR%%/bad.key;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
 
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -161,28 +174,62 @@ check_failure('connection refused', 502, 'upstream_error',
 }
 
 
-# --- a 200 that is not JSON --------------------------------------------------
+# --- answers no client can use: never passed on, never billed ---------------
+
+check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
+              headers => { 'x-mock-garbage' => 1 });
+check_failure('a status line that is not HTTP', 502, 'upstream_error',
+              reached => 1, headers => { 'x-mock-raw-status' => 1 });
+check_failure('204', 502, 'upstream_error', reached => 1,
+              headers => { 'x-mock-status' => 204 });
+{
+    my $r = check_failure('302', 502, 'upstream_error', reached => 1,
+                          headers => { 'x-mock-status' => 302 });
+    unlike($r->{head}, qr/^location:/mi, "302: the provider's Location "
+                                         . 'does not reach the client');
+}
+
+# the operator's credential refused, in each provider's own shape: Gemini
+# says 400 with a JSON array, OpenRouter 401 with a numeric code
+check_failure('Gemini refuses the credential (400, array)', 502,
+              'upstream_error', reached => 1, model => 'test-gembad');
+check_failure('OpenRouter refuses the credential', 502, 'upstream_error',
+              reached => 1, model => 'test-orbad');
+
+
+# --- the developer's own mistake, as the provider saw it ---------------------
 
 {
     my $calls = $period->();
     my $r = raw_request($t, key => $key, body => chat_body(),
-                        headers => { 'x-mock-garbage' => 1 });
+                        headers => { 'x-mock-status' => 400 });
 
-    is($r->{status}, 200, 'garbage: 200, as the provider answered');
-    is($r->{body}, "<html>this is not JSON {\"usage\": oops\n",
-       'garbage: the body as the provider sent it');
-    is(index($r->{raw}, $secret), -1, "garbage: the provider's key is not "
-                                      . 'in the answer');
+    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+    is_error($r, 400, 'provider_rejected_request',
+             "provider 400 about the request");
+    like($r->{json}{error}{message},
+         qr/^The model provider rejected the request: Invalid request/,
+         "provider 400: the provider's message, in our words");
+    $t->wait_for(sub { $period->() == $calls }, timeout => 1);
+    is($period->(), $calls, 'provider 400: not counted as a call');
 
     my @ev = wait_usage($t, $nev + 1);
-    my $e = $ev[-1];
     $nev = @ev;
+}
 
-    ok($e->{estimated}, 'garbage: the event is estimated');
-    is($e->{prompt_tokens}, ceil4(length 'hello'),
-       'garbage: prompt estimated from the request');
-    is($e->{completion_tokens}, 0, 'garbage: no content delivered');
-    is($period->(), $calls + 1, 'garbage: a 200 counts as a call');
+
+# --- 429: Retry-After always ---------------------------------------------------
+
+like($r429->{head}, qr/^retry-after: 1\r?$/mi,
+     'provider 429 without Retry-After: ours says 1 s');
+{
+    my $r = check_failure('429 with Retry-After', 429, 'rate_limit_exceeded',
+                          reached => 1,
+                          headers => { 'x-mock-status' => 429,
+                                       'x-mock-retry-after' => 7 });
+    like($r->{head}, qr/^retry-after: 7\r?$/mi,
+         "provider 429: the provider's Retry-After passed on");
+    is(() = $r->{head} =~ /^retry-after:/mgi, 1, 'one Retry-After');
 }
 
 
@@ -195,6 +242,7 @@ check_failure('connection refused', 502, 'upstream_error',
        "a good call: the provider's key is not in the answer");
 }
 
-$t->allow_log(qr/upstream timed out|Connection refused|connect\(\) failed/);
+$t->allow_log(qr/upstream timed out|Connection refused|connect\(\) failed
+                |upstream sent no valid HTTP/x);
 
 $t->done;

@@ -34,6 +34,7 @@ for my $n (qw(n1 n2)) {
     aihub_redis_timeout 1s;
     aihub_cache_zone aihub:8m;
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
 
     server {
         listen 127.0.0.1:%%PORT%%;

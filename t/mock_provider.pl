@@ -1,15 +1,33 @@
 #!/usr/bin/perl
 
-# A mock model provider speaking the OpenAI wire format, for tests and the
-# demo.  Core Perl only.
+# A mock model provider that behaves on the wire like the real ones
+# (OpenAI, OpenRouter, Gemini's OpenAI-compatible endpoint), for tests and
+# the demo.  Core Perl only.
 #
 #   perl t/mock_provider.pl --port P --key SECRET --log FILE [--pidfile F]
 #       [--host 127.0.0.1]
 #
-# Endpoints
-#   POST /v1/chat/completions   JSON, or SSE when "stream": true
-#   GET  /v1/models             OpenAI list shape
-# Both require "Authorization: Bearer SECRET" (401 OpenAI error otherwise).
+# The path prefix says which provider it plays, as the real base URLs do:
+#   /v1/...               OpenAI
+#   /api/v1/...           OpenRouter
+#   /v1beta/openai/...    Gemini (OpenAI-compatible endpoint)
+# Endpoints under each prefix:
+#   POST chat/completions   JSON, or SSE when "stream": true
+#   POST responses          the Responses API, JSON or SSE (typed events)
+#   POST embeddings         float arrays, or base64 ("encoding_format")
+#   GET  models, GET models/{id}
+# All require "Authorization: Bearer SECRET".  A bad credential is answered
+# in the provider's own shape: OpenAI 401 invalid_api_key; OpenRouter 401
+# {"error":{"code":401,"message":...}}; Gemini 400 with a JSON *array*
+# [{"error":{"code":400,...,"status":"INVALID_ARGUMENT",
+#   "details":[{"reason":"API_KEY_INVALID",...}]}}].  Errors of every kind
+# follow the same per-provider shapes.
+#
+# Like the real providers, every answer carries the provider's own headers
+# (openai-organization, openai-project, openai-processing-ms,
+# openai-version, set-cookie, cf-ray, x-ratelimit-*), and an answer is
+# compressed (gzip or deflate; streams too, flushed per event) when the
+# request's Accept-Encoding asks for it.
 #
 # Deterministic usage
 #   prompt_tokens     = ceil(characters of all message contents / 4)
@@ -31,6 +49,15 @@
 #   x-mock-choices-null: 1       usage chunk carries "choices": null
 #   x-mock-size: BYTES           pad the answer's content to BYTES characters
 #   x-mock-completion-tokens: N  completion tokens (and words) to answer
+#   x-mock-retry-after: N        Retry-After on an error answer
+#   x-mock-raw-status: 1         a status line no HTTP parser accepts
+#   x-mock-error-after: N        a stream: N content chunks, then an error
+#                                object (as OpenRouter fails mid-stream)
+#   x-mock-incomplete: 1         Responses API: stop at max_output_tokens,
+#                                status "incomplete" (response.incomplete)
+#   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
+#                                output_tokens_details.reasoning_tokens;
+#                                chat: total = prompt + completion + N)
 #
 # Every request is appended to the log as one JSON line, written with a
 # single write() on an O_APPEND descriptor before the response is sent:
@@ -44,7 +71,9 @@
 use strict;
 use warnings;
 
+use Compress::Raw::Zlib qw(Z_OK Z_SYNC_FLUSH Z_FINISH MAX_WBITS WANT_GZIP);
 use Encode qw(decode);
+use MIME::Base64 qw(encode_base64);
 use Fcntl qw(O_WRONLY O_APPEND O_CREAT);
 use Getopt::Long;
 use IO::Select;
@@ -63,7 +92,8 @@ GetOptions(\%opt, 'port=i', 'key=s', 'log=s', 'pidfile=s', 'host=s')
 my $JSON = JSON::PP->new->utf8->canonical;
 my $IDLE_TIMEOUT = 60;
 my @MODELS = qw(mock-basic mock-premium gpt-4o-mini gemini-2.0-flash
-                grok-beta);
+                grok-beta mock-embed text-embedding-3-small);
+my $EMBED_DIM = 8;
 
 sysopen(my $log, $opt{log}, O_WRONLY | O_APPEND | O_CREAT, 0644)
     or die "mock: cannot open $opt{log}: $!\n";
@@ -267,37 +297,46 @@ sub handle_request {
         streamed      => JSON::PP::false,
     );
 
+    # which provider this path plays, and the endpoint under its prefix
+    my ($kind, $ep) = ('openai', undef);
+
+    if ($req->{path} =~ m{^/v1beta/openai/(.+)$}) {
+        ($kind, $ep) = ('gemini', $1);
+    } elsif ($req->{path} =~ m{^/api/v1/(.+)$}) {
+        ($kind, $ep) = ('openrouter', $1);
+    } elsif ($req->{path} =~ m{^/v1/(.+)$}) {
+        $ep = $1;
+    }
+
+    $req->{kind} = $kind;
+
     my $auth_ok = ($h->{authorization} // '') eq "Bearer $opt{key}";
+    my %routes = (
+        'chat/completions' => ['POST', \&chat],
+        'responses'        => ['POST', \&responses],
+        'embeddings'       => ['POST', \&embeddings],
+        'models'           => ['GET', \&models],
+    );
+    my ($route, $model_id);
 
-    if ($req->{method} eq 'GET' && $req->{path} eq '/v1/models') {
-        return error($c, $req, \%entry, 401, 'invalid_request_error',
-                     'invalid_api_key', 'Incorrect API key provided.')
-            unless $auth_ok;
-
-        my $list = {
-            object => 'list',
-            data   => [ map { { id => $_, object => 'model',
-                                created => 1700000000,
-                                owned_by => 'aihub-mock' } } @MODELS ],
-        };
-
-        return respond($c, $req, \%entry, 200, $JSON->encode($list));
+    if (defined $ep && $ep =~ m{^models/(.+)$}) {
+        ($route, $model_id) = (['GET', \&model_one], $1);
+    } elsif (defined $ep) {
+        $route = $routes{$ep};
     }
 
-    if ($req->{path} ne '/v1/chat/completions') {
-        return error($c, $req, \%entry, 404, 'invalid_request_error',
-                     'unknown_url', "Unknown request URL: $req->{method} "
-                     . "$req->{path}");
-    }
+    return error($c, $req, \%entry, 404, 'invalid_request_error',
+                 'unknown_url', "Unknown request URL: $req->{method} "
+                 . "$req->{path}")
+        unless $route;
 
-    if ($req->{method} ne 'POST') {
-        return error($c, $req, \%entry, 405, 'invalid_request_error',
-                     'method_not_allowed', 'Use POST.');
-    }
+    return error($c, $req, \%entry, 405, 'invalid_request_error',
+                 'method_not_allowed', "Use $route->[0].")
+        if $req->{method} ne $route->[0];
 
-    return error($c, $req, \%entry, 401, 'invalid_request_error',
-                 'invalid_api_key', 'Incorrect API key provided.')
-        unless $auth_ok;
+    return bad_credential($c, $req, \%entry) unless $auth_ok;
+
+    return $route->[1]->($c, $req, \%entry, $model_id) if $route->[0] eq 'GET';
 
     my $in = eval { $JSON->decode($req->{body}) };
 
@@ -309,8 +348,20 @@ sub handle_request {
 
     sleep($ctl->{'delay-ms'} / 1000) if $ctl->{'delay-ms'};
 
+    if ($ctl->{'raw-status'}) {
+        $entry{status} = 0;
+        write_log(\%entry);
+        put($c, "HTTZ/9.9 2OO fine\r\nx-what: ever\r\n\r\n{\"no\":1}");
+        return 0;
+    }
+
     if (my $status = $ctl->{status}) {
-        my %type = (429 => ['requests', 'rate_limit_exceeded',
+        return special($c, $req, \%entry, $status, $ctl)
+            if $status == 204 || ($status >= 300 && $status < 400);
+
+        my %type = (400 => ['invalid_request_error', undef,
+                            'Invalid request (mock).'],
+                    429 => ['requests', 'rate_limit_exceeded',
                             'Rate limit reached for requests.'],
                     500 => ['server_error', undef,
                             'The server had an error while processing '
@@ -319,7 +370,8 @@ sub handle_request {
                             'The engine is currently overloaded.']);
         my $t = $type{$status} // ['server_error', undef, "mock $status"];
 
-        return error($c, $req, \%entry, $status, @$t);
+        return error($c, $req, \%entry, $status, @$t,
+                     $ctl->{'retry-after'});
     }
 
     if ($ctl->{garbage}) {
@@ -327,7 +379,44 @@ sub handle_request {
                        "<html>this is not JSON {\"usage\": oops\n");
     }
 
-    my $model = $in->{model} // 'mock-basic';
+    return $route->[1]->($c, $req, \%entry, $in, $ctl);
+}
+
+
+sub models {
+    my ($c, $req, $entry) = @_;
+
+    my $list = {
+        object => 'list',
+        data   => [ map { model_object($_) } @MODELS ],
+    };
+
+    return respond($c, $req, $entry, 200, $JSON->encode($list));
+}
+
+
+sub model_one {
+    my ($c, $req, $entry, $id) = @_;
+
+    return error($c, $req, $entry, 404, 'invalid_request_error',
+                 'model_not_found', "The model '$id' does not exist")
+        unless grep { $_ eq $id } @MODELS;
+
+    return respond($c, $req, $entry, 200, $JSON->encode(model_object($id)));
+}
+
+
+sub model_object {
+    return { id => $_[0], object => 'model', created => 1700000000,
+             owned_by => 'aihub-mock' };
+}
+
+
+# deterministic usage: see the top of this file
+
+sub chat_usage {
+    my ($in, $ctl) = @_;
+
     my $messages = ref $in->{messages} eq 'ARRAY' ? $in->{messages} : [];
     my $chars = 0;
 
@@ -335,12 +424,23 @@ sub handle_request {
 
     my $prompt = ceil($chars / 4) + 3 * @$messages;
     my $completion = $ctl->{'completion-tokens'} // 7;
-    my $usage = {
+
+    return {
         prompt_tokens     => $prompt + 0,
         completion_tokens => $completion + 0,
         total_tokens      => $prompt + $completion
-                             + ($ctl->{'total-extra'} // 0),
+                             + ($ctl->{'total-extra'} // 0)
+                             + ($ctl->{'reasoning-tokens'} // 0),
     };
+}
+
+
+sub chat {
+    my ($c, $req, $entry, $in, $ctl) = @_;
+
+    my $model = $in->{model} // 'mock-basic';
+    my $usage = chat_usage($in, $ctl);
+    my $completion = $usage->{completion_tokens};
 
     my @words = ('tok') x $completion;
     my $content = join ' ', @words;
@@ -358,9 +458,9 @@ sub handle_request {
                          && $in->{stream_options}{include_usage}
                          && !$ctl->{'no-usage'};
 
-        $entry{streamed} = JSON::PP::true;
+        $entry->{streamed} = JSON::PP::true;
 
-        return stream($c, $req, \%entry, $ctl, {
+        return stream($c, $req, $entry, $ctl, {
             id => $id, created => $created, model => $model,
             words => \@words, pad => $pad,
             usage => $want_usage ? $usage : undef,
@@ -383,10 +483,162 @@ sub handle_request {
 
     unless ($ctl->{'no-usage'}) {
         $answer->{usage} = $usage;
-        $entry{usage} = $usage;
+        $entry->{usage} = $usage;
     }
 
-    return respond($c, $req, \%entry, 200, $JSON->encode($answer));
+    return respond($c, $req, $entry, 200, $JSON->encode($answer));
+}
+
+
+# POST responses: input as a string or a list of message items;
+# instructions; max_output_tokens
+
+sub responses {
+    my ($c, $req, $entry, $in, $ctl) = @_;
+
+    my $chars = length($in->{instructions} // '');
+    my $items = 0;
+
+    if (ref $in->{input} eq 'ARRAY') {
+        for my $it (@{ $in->{input} }) {
+            next unless ref $it eq 'HASH';
+            $items++;
+            $chars += length content_text($it->{content});
+        }
+
+    } else {
+        $chars += length($in->{input} // '');
+        $items = 1;
+    }
+
+    my $input = ceil($chars / 4) + 3 * $items;
+    my $output = $ctl->{'completion-tokens'} // 7;
+    my $reasoning = $ctl->{'reasoning-tokens'} // 0;
+    my $status = 'completed';
+    my $incomplete;
+
+    if ($ctl->{incomplete}
+        || (defined $in->{max_output_tokens}
+            && $in->{max_output_tokens} =~ /^\d+$/
+            && $output + $reasoning > $in->{max_output_tokens}))
+    {
+        $status = 'incomplete';
+        $incomplete = { reason => 'max_output_tokens' };
+        my $max = $in->{max_output_tokens} // 3;
+        $output = $max > $reasoning ? $max - $reasoning : 1;
+    }
+
+    my $usage = {
+        input_tokens          => $input + 0,
+        input_tokens_details  => { cached_tokens => 0 },
+        output_tokens         => $output + $reasoning,
+        output_tokens_details => { reasoning_tokens => $reasoning + 0 },
+        total_tokens          => $input + $output + $reasoning,
+    };
+    my $text = join ' ', ('tok') x $output;
+    my $id = sprintf 'resp_mock%08x%04x', int(time), $$ & 0xffff;
+    my $msg_id = sprintf 'msg_mock%08x%04x', int(time), $$ & 0xffff;
+    my $base = {
+        id => $id, object => 'response', created_at => int time,
+        model => $in->{model} // 'mock-basic', status => 'in_progress',
+        error => undef, incomplete_details => undef,
+        instructions => $in->{instructions},
+        max_output_tokens => $in->{max_output_tokens},
+        output => [], usage => undef,
+    };
+    my $item = {
+        id => $msg_id, type => 'message', status => 'completed',
+        role => 'assistant',
+        content => [ { type => 'output_text', text => $text,
+                       annotations => [] } ],
+    };
+    my $final = { %$base, status => $status,
+                  incomplete_details => $incomplete,
+                  output => [ $item ], usage => $usage };
+
+    $entry->{usage} = $usage;
+
+    unless ($in->{stream} && $in->{stream} ne 'false') {
+        return respond($c, $req, $entry, 200, $JSON->encode($final));
+    }
+
+    $entry->{streamed} = JSON::PP::true;
+
+    my @ev;
+    my $seq = 0;
+    my $add = sub {
+        my ($type, %f) = @_;
+        push @ev, "event: $type\ndata: "
+                  . $JSON->encode({ type => $type,
+                                    sequence_number => $seq++, %f })
+                  . "\n\n";
+    };
+
+    $add->('response.created', response => $base);
+    $add->('response.in_progress', response => $base);
+    $add->('response.output_item.added', output_index => 0,
+           item => { %$item, status => 'in_progress', content => [] });
+    $add->('response.content_part.added', item_id => $msg_id,
+           output_index => 0, content_index => 0,
+           part => { type => 'output_text', text => '', annotations => [] });
+
+    my $i = 0;
+
+    for my $w (('tok') x $output) {
+        $add->('response.output_text.delta', item_id => $msg_id,
+               output_index => 0, content_index => 0,
+               delta => $i++ ? " $w" : $w);
+    }
+
+    $add->('response.output_text.done', item_id => $msg_id,
+           output_index => 0, content_index => 0, text => $text);
+    $add->('response.content_part.done', item_id => $msg_id,
+           output_index => 0, content_index => 0,
+           part => $item->{content}[0]);
+    $add->('response.output_item.done', output_index => 0, item => $item);
+    $add->($status eq 'completed' ? 'response.completed'
+                                  : 'response.incomplete',
+           response => $final);
+
+    return send_stream($c, $req, $entry, $ctl, \@ev);
+}
+
+
+# POST embeddings: input a string or a list of strings (or token arrays)
+
+sub embeddings {
+    my ($c, $req, $entry, $in, $ctl) = @_;
+
+    my @inputs = ref $in->{input} eq 'ARRAY' ? @{ $in->{input} }
+                                             : ($in->{input} // '');
+    @inputs = ([ @inputs ]) if @inputs && !ref $inputs[0]
+                               && $inputs[0] =~ /^\d+$/
+                               && ref $in->{input} eq 'ARRAY'
+                               && !grep { !/^\d+$/ } @inputs;
+
+    my ($tokens, @data) = (0);
+    my $b64 = ($in->{encoding_format} // 'float') eq 'base64';
+
+    for my $i (0 .. $#inputs) {
+        my $x = $inputs[$i];
+        $tokens += ref $x eq 'ARRAY' ? scalar @$x : ceil(length($x) / 4) || 1;
+
+        my @v = map { sprintf('%.4f', (($i + 1) * ($_ + 1) % 7) / 7) + 0 }
+                0 .. $EMBED_DIM - 1;
+
+        push @data, { object => 'embedding', index => $i,
+                      embedding => $b64
+                          ? encode_base64(pack('f<*', @v), '') : \@v };
+    }
+
+    my $usage = { prompt_tokens => $tokens, total_tokens => $tokens };
+
+    $entry->{usage} = $usage;
+
+    return respond($c, $req, $entry, 200, $JSON->encode({
+        object => 'list', data => \@data,
+        model => $in->{model} // 'mock-embed', usage => $usage,
+    }));
 }
 
 
@@ -415,7 +667,7 @@ sub controls {
     }
 
     for (qw(status delay-ms chunk-delay-ms cut-after total-extra size
-            completion-tokens)) {
+            completion-tokens retry-after reasoning-tokens error-after)) {
         delete $ctl{$_} if defined $ctl{$_} && $ctl{$_} !~ /^\d+$/;
     }
 
@@ -437,30 +689,179 @@ sub content_text {
 }
 
 
+# an error in the shape of the provider this path plays
+
 sub error {
-    my ($c, $req, $entry, $status, $type, $code, $message) = @_;
+    my ($c, $req, $entry, $status, $type, $code, $message, $retry) = @_;
 
-    my $body = $JSON->encode({ error => {
-        message => $message,
-        type    => $type,
-        param   => undef,
-        code    => $code,
-    } });
+    my $body;
 
-    return respond($c, $req, $entry, $status, $body);
+    if ($req->{kind} eq 'gemini') {
+        my %gs = (400 => 'INVALID_ARGUMENT', 401 => 'UNAUTHENTICATED',
+                  403 => 'PERMISSION_DENIED', 404 => 'NOT_FOUND',
+                  429 => 'RESOURCE_EXHAUSTED', 500 => 'INTERNAL',
+                  503 => 'UNAVAILABLE');
+        $body = $JSON->encode([ { error => {
+            code    => $status + 0,
+            message => $message,
+            status  => $gs{$status} // 'UNKNOWN',
+        } } ]);
+
+    } elsif ($req->{kind} eq 'openrouter') {
+        $body = $JSON->encode({ error => {
+            code     => $status + 0,
+            message  => $message,
+            metadata => { provider_name => 'MockUpstream' },
+        } });
+
+    } else {
+        $body = $JSON->encode({ error => {
+            message => $message,
+            type    => $type,
+            param   => undef,
+            code    => $code,
+        } });
+    }
+
+    return respond($c, $req, $entry, $status, $body,
+                   defined $retry ? ("Retry-After: $retry\r\n") : ());
 }
 
 
-sub respond {
-    my ($c, $req, $entry, $status, $body) = @_;
+sub bad_credential {
+    my ($c, $req, $entry) = @_;
+
+    if ($req->{kind} eq 'gemini') {
+        my $body = $JSON->encode([ { error => {
+            code    => 400,
+            message => 'API key not valid. Please pass a valid API key.',
+            status  => 'INVALID_ARGUMENT',
+            details => [ {
+                '@type'  => 'type.googleapis.com/google.rpc.ErrorInfo',
+                reason   => 'API_KEY_INVALID',
+                domain   => 'googleapis.com',
+                metadata => { service => 'generativelanguage.googleapis.com' },
+            } ],
+        } } ]);
+
+        return respond($c, $req, $entry, 400, $body);
+    }
+
+    if ($req->{kind} eq 'openrouter') {
+        return error($c, $req, $entry, 401, undef, undef,
+                     'No auth credentials found');
+    }
+
+    return error($c, $req, $entry, 401, 'invalid_request_error',
+                 'invalid_api_key', 'Incorrect API key provided.');
+}
+
+
+# 204, or a redirect to somewhere the client must never be sent
+
+sub special {
+    my ($c, $req, $entry, $status, $ctl) = @_;
 
     $entry->{status} = $status + 0;
     write_log($entry);
 
     my $head = "HTTP/1.1 $status " . reason($status) . "\r\n"
+             . provider_headers()
+             . ($status == 204 ? ''
+                : "Location: http://provider.internal/secret?org=1\r\n"
+                  . "Content-Length: 0\r\n")
+             . ($req->{keepalive} ? '' : "Connection: close\r\n")
+             . "\r\n";
+
+    put($c, $head) or return 0;
+
+    return 1;
+}
+
+
+# what real providers send with every answer (OpenAI behind Cloudflare)
+
+sub provider_headers {
+    return "openai-organization: user-mockorg0123\r\n"
+         . "openai-project: proj_mock0123\r\n"
+         . "openai-processing-ms: 42\r\n"
+         . "openai-version: 2020-10-01\r\n"
+         . "x-ratelimit-limit-requests: 10000\r\n"
+         . "x-ratelimit-remaining-requests: 9999\r\n"
+         . "x-ratelimit-reset-requests: 6ms\r\n"
+         . "x-ratelimit-limit-tokens: 30000000\r\n"
+         . "x-ratelimit-remaining-tokens: 29999000\r\n"
+         . "x-ratelimit-reset-tokens: 2ms\r\n"
+         . "set-cookie: __cf_bm=mockprovidercookie; path=/; "
+         . "domain=.provider.internal; HttpOnly; Secure; SameSite=None\r\n"
+         . "cf-ray: 8e0f00mock0000-SJC\r\n"
+         . "x-request-id: mock-$$-" . int(time * 1000) . "\r\n";
+}
+
+
+# the coding the request asks for, as real providers choose it
+
+sub encoding {
+    my ($req) = @_;
+
+    my $ae = lc($req->{headers}{'accept-encoding'} // '');
+    my %q;
+
+    for (split /\s*,\s*/, $ae) {
+        my ($name, $p) = split /\s*;\s*/, $_, 2;
+        my $qv = ($p // '') =~ /q=([0-9.]+)/ ? $1 : 1;
+        $q{$name} = $qv;
+    }
+
+    return 'gzip' if ($q{gzip} // 0) > 0;
+    return 'deflate' if ($q{deflate} // 0) > 0;
+    return undef;
+}
+
+
+sub deflater {
+    my ($enc) = @_;
+
+    my ($d, $st) = Compress::Raw::Zlib::Deflate->new(
+        -WindowBits => $enc eq 'gzip' ? WANT_GZIP : MAX_WBITS,
+        -AppendOutput => 0);
+
+    die "mock: deflate: $st\n" unless $st == Z_OK;
+
+    return $d;
+}
+
+
+sub compress_all {
+    my ($enc, $data) = @_;
+
+    my $d = deflater($enc);
+    my ($out, $tail);
+
+    $d->deflate($data, $out) == Z_OK or die "mock: deflate\n";
+    $d->flush($tail, Z_FINISH) == Z_OK or die "mock: deflate\n";
+
+    return $out . $tail;
+}
+
+
+sub respond {
+    my ($c, $req, $entry, $status, $body, @extra) = @_;
+
+    $entry->{status} = $status + 0;
+    write_log($entry);
+
+    my $enc = length $body ? encoding($req) : undef;
+
+    $body = compress_all($enc, $body) if $enc;
+
+    my $head = "HTTP/1.1 $status " . reason($status) . "\r\n"
              . "Content-Type: application/json\r\n"
              . "Content-Length: " . length($body) . "\r\n"
-             . "x-request-id: mock-$$-" . int(time * 1000) . "\r\n"
+             . ($enc ? "Content-Encoding: $enc\r\nVary: Accept-Encoding\r\n"
+                     : '')
+             . provider_headers()
+             . join('', @extra)
              . ($req->{keepalive} ? '' : "Connection: close\r\n")
              . "\r\n";
 
@@ -473,7 +874,6 @@ sub respond {
 sub stream {
     my ($c, $req, $entry, $ctl, $s) = @_;
 
-    my $chunked = $req->{version} eq 'HTTP/1.1';
     my $base = { id => $s->{id}, object => 'chat.completion.chunk',
                  created => $s->{created}, model => $s->{model} };
     my @events;
@@ -493,6 +893,19 @@ sub stream {
             finish_reason => undef } ] };
     }
 
+    if (defined(my $n = $ctl->{'error-after'})) {
+        # a provider failing mid-stream, as OpenRouter reports it: an
+        # error object in place of the next chunk, then the end
+        splice @events, $n;
+        push @events, { error => { message => 'Upstream provider failed '
+                                              . 'mid-stream (mock).',
+                                   code => 502 } };
+        @events = map { 'data: ' . $JSON->encode($_) . "\n\n" } @events;
+        push @events, "data: [DONE]\n\n";
+
+        return send_stream($c, $req, $entry, $ctl, \@events);
+    }
+
     push @events, { %$base, choices => [ { index => 0, delta => {},
                                            finish_reason => 'stop' } ] };
 
@@ -506,12 +919,29 @@ sub stream {
     @events = map { 'data: ' . $JSON->encode($_) . "\n\n" } @events;
     push @events, "data: [DONE]\n\n";
 
+    return send_stream($c, $req, $entry, $ctl, \@events);
+}
+
+
+# sends SSE events: chunked (HTTP/1.1) or to the end of the connection,
+# compressed when asked and flushed after every event, as real providers'
+# front ends do
+
+sub send_stream {
+    my ($c, $req, $entry, $ctl, $events) = @_;
+
+    my $chunked = $req->{version} eq 'HTTP/1.1';
+    my $enc = encoding($req);
+    my $d = $enc ? deflater($enc) : undef;
+
     $entry->{status} = 200;
     write_log($entry);
 
     put($c, "HTTP/1.1 200 OK\r\n"
-            . "Content-Type: text/event-stream\r\n"
+            . "Content-Type: text/event-stream; charset=utf-8\r\n"
             . "Cache-Control: no-cache\r\n"
+            . ($enc ? "Content-Encoding: $enc\r\n" : '')
+            . provider_headers()
             . ($chunked ? "Transfer-Encoding: chunked\r\n"
                         : "Connection: close\r\n")
             . "\r\n") or return 0;
@@ -520,7 +950,7 @@ sub stream {
     my $delay = ($ctl->{'chunk-delay-ms'} // 0) / 1000;
     my $n = 0;
 
-    for my $ev (@events) {
+    for my $ev (@$events) {
         if (defined $cut && $n == $cut) {
             # abrupt: no last chunk, no [DONE], just the end of the
             # connection
@@ -530,9 +960,23 @@ sub stream {
 
         sleep $delay if $delay && $n;
 
+        if ($d) {
+            my ($a, $b);
+            $d->deflate($ev, $a);
+            $d->flush($b, Z_SYNC_FLUSH);
+            $ev = $a . $b;
+        }
+
         put($c, $chunked ? sprintf("%x\r\n%s\r\n", length $ev, $ev) : $ev)
             or return 0;
         $n++;
+    }
+
+    if ($d) {
+        my $tail;
+        $d->flush($tail, Z_FINISH);
+        put($c, $chunked ? sprintf("%x\r\n%s\r\n", length $tail, $tail)
+                         : $tail) or return 0;
     }
 
     return 0 unless $chunked;
@@ -566,7 +1010,9 @@ sub write_log {
 
 
 sub reason {
-    my %r = (200 => 'OK', 400 => 'Bad Request', 401 => 'Unauthorized',
+    my %r = (200 => 'OK', 204 => 'No Content', 301 => 'Moved Permanently',
+             302 => 'Found', 307 => 'Temporary Redirect',
+             400 => 'Bad Request', 401 => 'Unauthorized',
              404 => 'Not Found', 405 => 'Method Not Allowed',
              429 => 'Too Many Requests', 500 => 'Internal Server Error',
              502 => 'Bad Gateway', 503 => 'Service Unavailable');

@@ -1,0 +1,148 @@
+/*
+ * Request body rules (see aihub_body_rules.h).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "aihub_body_rules.h"
+
+
+static int
+aihub_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+
+const char *
+aihub_json_duplicate_member(const cJSON *obj)
+{
+    size_t        n, i;
+    const char   *dup, *small[32], **names;
+    const cJSON  *it;
+
+    if (!cJSON_IsObject(obj)) {
+        return NULL;
+    }
+
+    n = 0;
+
+    for (it = obj->child; it != NULL; it = it->next) {
+        n++;
+    }
+
+    if (n < 2) {
+        return NULL;
+    }
+
+    /* sorted names side by side: O(n log n) whatever the body holds */
+
+    names = (n <= sizeof(small) / sizeof(small[0]))
+            ? small : malloc(n * sizeof(const char *));
+    if (names == NULL) {
+        return "";
+    }
+
+    i = 0;
+
+    for (it = obj->child; it != NULL; it = it->next) {
+        names[i++] = it->string != NULL ? it->string : "";
+    }
+
+    qsort(names, n, sizeof(const char *), aihub_name_cmp);
+
+    dup = NULL;
+
+    for (i = 1; i < n; i++) {
+        if (strcmp(names[i - 1], names[i]) == 0) {
+            dup = names[i];
+            break;
+        }
+    }
+
+    if (names != small) {
+        free(names);
+    }
+
+    return dup;
+}
+
+
+int
+aihub_json_has_nul_escape(const unsigned char *p, size_t n)
+{
+    size_t  i;
+    int     in_string;
+
+    in_string = 0;
+
+    for (i = 0; i < n; i++) {
+
+        if (!in_string) {
+            if (p[i] == '"') {
+                in_string = 1;
+            }
+
+            continue;
+        }
+
+        if (p[i] == '"') {
+            in_string = 0;
+            continue;
+        }
+
+        if (p[i] != '\\') {
+            continue;
+        }
+
+        /* an escape: \u0000 is the one that matters; skip the others */
+
+        if (i + 5 < n && p[i + 1] == 'u' && p[i + 2] == '0'
+            && p[i + 3] == '0' && p[i + 4] == '0' && p[i + 5] == '0')
+        {
+            return 1;
+        }
+
+        i++;
+    }
+
+    return 0;
+}
+
+
+const char *
+aihub_body_refused_member(const cJSON *root)
+{
+    const cJSON  *it;
+
+    static const char  *routing[] = { "models", "route", "provider",
+                                      "plugins", NULL };
+    const char        **name;
+
+    for (name = routing; *name; name++) {
+        if (cJSON_GetObjectItemCaseSensitive(root, *name) != NULL) {
+            return *name;
+        }
+    }
+
+    it = cJSON_GetObjectItemCaseSensitive(root, "service_tier");
+
+    if (it != NULL && !cJSON_IsNull(it)
+        && !(cJSON_IsString(it) && (strcmp(it->valuestring, "auto") == 0
+                                    || strcmp(it->valuestring, "default")
+                                       == 0)))
+    {
+        return "service_tier";
+    }
+
+    it = cJSON_GetObjectItemCaseSensitive(root, "n");
+
+    if (it != NULL && !cJSON_IsNull(it)
+        && !(cJSON_IsNumber(it) && it->valuedouble == 1))
+    {
+        return "n";
+    }
+
+    return NULL;
+}

@@ -1,0 +1,34 @@
+/*
+ * Rules for request bodies: what the gateway refuses so that what it
+ * forwards is exactly what it checked.  Providers' JSON parsers keep the
+ * last of two members with the same name while cJSON returns the first,
+ * and a "\u0000" cuts a C string short; both would let a body say one
+ * thing to the gateway and another to the provider.  Some members change
+ * routing or cost at the provider behind the gateway's back.  Plain C11
+ * and cJSON, no nginx types.
+ */
+
+#ifndef AIHUB_BODY_RULES_H
+#define AIHUB_BODY_RULES_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+
+/* the first member name that appears twice in an object, or NULL */
+const char *aihub_json_duplicate_member(const cJSON *obj);
+
+/* 1 if a string in the JSON text holds the escape \u0000 */
+int aihub_json_has_nul_escape(const unsigned char *p, size_t n);
+
+/*
+ * The first top-level member that changes routing or cost at the provider
+ * and is refused: OpenRouter's "models", "route", "provider" and
+ * "plugins", "service_tier" other than "auto"/"default", "n" other than 1.
+ * NULL when there is none.
+ */
+const char *aihub_body_refused_member(const cJSON *root);
+
+
+#endif /* AIHUB_BODY_RULES_H */

@@ -1,0 +1,368 @@
+/*
+ * What crosses between the two sides of the gateway.  The developer's
+ * client and the provider paid with the operator's credential see nothing
+ * of each other but the call itself:
+ *
+ *   - to the provider go an allow-list of the client's headers
+ *     (Content-Type, Accept, OpenAI-Beta, and what "aihub_pass_request_header"
+ *     adds) and the provider's credential.  The credential is put in only
+ *     while the proxy module builds the upstream request, so no variable,
+ *     log, mirror or other module ever sees it in the request's headers;
+ *     the client's own key is shown to them as its display prefix only.
+ *     Accept-Encoding is not passed: the gateway must read the answer.
+ *     The answer is never buffered to disk (proxy_buffering is off for
+ *     the call, whatever the location says).
+ *
+ *   - to the client go an allow-list of the provider's headers
+ *     (Content-Type, Content-Length, Cache-Control, and what
+ *     "aihub_pass_answer_header" adds); the provider's organization,
+ *     project, cookies, rate limits and tracing stay behind.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_forward.h"
+
+
+static ngx_int_t ngx_http_aihub_forward_content(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_aihub_header_listed(ngx_str_t *name,
+    ngx_str_t *fixed, ngx_array_t *more);
+
+
+static ngx_str_t  ngx_http_aihub_request_allowed[] = {
+    ngx_string("content-type"),
+    ngx_string("accept"),
+    ngx_string("openai-beta"),
+    ngx_null_string
+};
+
+
+static ngx_str_t  ngx_http_aihub_answer_allowed[] = {
+    ngx_string("content-type"),
+    ngx_string("content-length"),
+    ngx_string("content-encoding"),
+    ngx_string("cache-control"),
+    ngx_null_string
+};
+
+
+/*
+ * At the proxy step: the headers the provider will get, and the content
+ * handler that hands them to the proxy module.
+ */
+
+ngx_int_t
+ngx_http_aihub_forward_prepare(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h, *nh;
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (ngx_list_init(&ctx->forward.upstream_headers, r->pool, 8,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (!ngx_http_aihub_header_listed(&h[i].key,
+                                          ngx_http_aihub_request_allowed,
+                                          alcf->pass_request_headers))
+        {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "aihub forward: not passing \"%V\"", &h[i].key);
+            continue;
+        }
+
+        nh = ngx_list_push(&ctx->forward.upstream_headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+#if (nginx_version >= 1023000)
+        nh->next = NULL;
+#endif
+    }
+
+    nh = ngx_list_push(&ctx->forward.upstream_headers);
+    if (nh == NULL) {
+        return NGX_ERROR;
+    }
+
+    nh->hash = 1;
+    ngx_str_set(&nh->key, "Authorization");
+    nh->value = ctx->route.provider->authorization;
+    nh->lowcase_key = (u_char *) "authorization";
+#if (nginx_version >= 1023000)
+    nh->next = NULL;
+#endif
+
+    ctx->forward.content_handler = r->content_handler;
+    r->content_handler = ngx_http_aihub_forward_content;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The proxy module's content handler, given the provider's headers for as
+ * long as it runs.  The body has been read, so it builds the upstream
+ * request before it returns (ngx_http_read_client_request_body() calls
+ * ngx_http_upstream_init() at once), and the request's own headers are
+ * back before anything else can look at them.
+ */
+
+static ngx_int_t
+ngx_http_aihub_forward_content(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_list_t             saved;
+    ngx_table_elt_t       *auth;
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || ctx->forward.content_handler == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    saved = r->headers_in.headers;
+    auth = r->headers_in.authorization;
+
+    r->headers_in.headers = ctx->forward.upstream_headers;
+    r->headers_in.authorization = NULL;
+
+    rc = ctx->forward.content_handler(r);
+
+    r->headers_in.headers = saved;
+    r->headers_in.authorization = auth;
+
+    if (r->upstream) {
+        /*
+         * The answer is relayed as it comes, as "X-Accel-Buffering: no"
+         * would have it, whatever proxy_buffering says: every byte passes
+         * the usage scanner in memory, none waits in a temporary file.
+         */
+        r->upstream->buffering = 0;
+    }
+
+    if (r->upstream && r->upstream->request_bufs == NULL
+        && rc != NGX_ERROR && rc < NGX_HTTP_SPECIAL_RESPONSE)
+    {
+        /* not built yet: it would go out without our headers */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "aihub: the upstream request was not created at "
+                      "once; refusing to forward");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return rc;
+}
+
+
+/*
+ * A well-formed key, once hashed, is shown by the request's headers as its
+ * display prefix only, so no log format or other module sees a secret.
+ */
+
+ngx_int_t
+ngx_http_aihub_mask_key(ngx_http_request_t *r, u_char *key)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = sizeof("Bearer ...") - 1 + AIHUB_KEY_PREFIX_LEN;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(p, "Bearer %*s...", (size_t) AIHUB_KEY_PREFIX_LEN, key);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("authorization") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "authorization",
+                               h[i].key.len) == 0)
+        {
+            h[i].value.data = p;
+            h[i].value.len = len;
+
+        } else if (h[i].key.len == sizeof("x-api-key") - 1
+                   && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key",
+                                      h[i].key.len) == 0)
+        {
+            h[i].value.data = p + sizeof("Bearer ") - 1;
+            h[i].value.len = len - (sizeof("Bearer ") - 1);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The provider's answer headers that are not on the allow-list are hidden.
+ * Its Retry-After is kept aside for our own 429.
+ */
+
+void
+ngx_http_aihub_forward_answer_headers(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_int_t                   n;
+    ngx_uint_t                  i;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h;
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        if (h[i].key.len == sizeof("retry-after") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "retry-after",
+                               h[i].key.len) == 0)
+        {
+            n = ngx_atoi(h[i].value.data, h[i].value.len);
+            if (n > 0) {
+                ctx->forward.retry_after = n;
+            }
+        }
+
+        if (ngx_http_aihub_header_listed(&h[i].key,
+                                         ngx_http_aihub_answer_allowed,
+                                         alcf->pass_answer_headers))
+        {
+            continue;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub forward: hiding the provider's \"%V\"",
+                       &h[i].key);
+
+        h[i].hash = 0;
+    }
+
+    /* the special pointers nginx writes on its own */
+
+    if (r->headers_out.location) {
+        r->headers_out.location->hash = 0;
+        r->headers_out.location = NULL;
+    }
+
+    if (r->headers_out.refresh) {
+        r->headers_out.refresh->hash = 0;
+        r->headers_out.refresh = NULL;
+    }
+
+    if (r->headers_out.www_authenticate) {
+        r->headers_out.www_authenticate->hash = 0;
+        r->headers_out.www_authenticate = NULL;
+    }
+
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+}
+
+
+/* a name on a fixed list or the directive's; "x-foo-*" matches a prefix */
+
+static ngx_uint_t
+ngx_http_aihub_header_listed(ngx_str_t *name, ngx_str_t *fixed,
+    ngx_array_t *more)
+{
+    size_t      len;
+    ngx_str_t  *s;
+    ngx_uint_t  i;
+
+    for (s = fixed; s->len; s++) {
+        if (s->len == name->len
+            && ngx_strncasecmp(s->data, name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    if (more == NULL) {
+        return 0;
+    }
+
+    s = more->elts;
+
+    for (i = 0; i < more->nelts; i++) {
+        len = s[i].len;
+
+        if (len && s[i].data[len - 1] == '*') {
+            if (name->len >= len - 1
+                && ngx_strncasecmp(s[i].data, name->data, len - 1) == 0)
+            {
+                return 1;
+            }
+
+            continue;
+        }
+
+        if (len == name->len
+            && ngx_strncasecmp(s[i].data, name->data, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}

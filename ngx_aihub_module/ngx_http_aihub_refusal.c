@@ -1,0 +1,86 @@
+/*
+ * A provider's 400, 409, 413 or 422, read to its end (8 KB kept), is
+ * judged: an OpenAI-shaped error about the request itself is the
+ * developer's to see, as our 400 quoting the provider's message; anything
+ * that speaks of keys, credentials, authentication, permissions, accounts,
+ * projects, organizations, billing, payment, credit or quota, and any
+ * other shape (Gemini answers a bad credential with a 400 and a JSON
+ * array), is the operator's problem, never shown.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_refusal.h"
+
+#include <cjson/cJSON.h>
+
+
+#define NGX_HTTP_AIHUB_REFUSAL_TEXT  256     /* of its message passed on */
+
+
+static const char  *ngx_http_aihub_operator_words[] = {
+    "key", "credential", "auth", "permission", "billing", "quota",
+    "organization", "project", "account", "payment", "credit", NULL
+};
+
+
+/*
+ * NGX_OK: *message is ours to send in a 400; NGX_DECLINED: a 502 that says
+ * no more.  held must have a byte free after its data.
+ */
+
+ngx_int_t
+ngx_http_aihub_refusal_message(ngx_http_request_t *r, ngx_buf_t *held,
+    u_char **message)
+{
+    u_char      *text, *msg;
+    cJSON       *root, *err, *m;
+    ngx_uint_t   i;
+
+    *held->last = '\0';
+    *message = NULL;
+
+    root = cJSON_ParseWithLength((const char *) held->pos,
+                                 held->last - held->pos);
+
+    err = cJSON_IsObject(root)
+          ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
+    m = cJSON_IsObject(err)
+        ? cJSON_GetObjectItemCaseSensitive(err, "message") : NULL;
+
+    if (!cJSON_IsString(m) || m->valuestring[0] == '\0') {
+        cJSON_Delete(root);
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; ngx_http_aihub_operator_words[i]; i++) {
+        if (ngx_strcasestrn(held->pos,
+                            (char *) ngx_http_aihub_operator_words[i],
+                            ngx_strlen(ngx_http_aihub_operator_words[i]) - 1)
+            != NULL)
+        {
+            cJSON_Delete(root);
+            return NGX_DECLINED;
+        }
+    }
+
+    text = ngx_http_aihub_safe_text(r->pool, (u_char *) m->valuestring,
+                                    ngx_strlen(m->valuestring),
+                                    NGX_HTTP_AIHUB_REFUSAL_TEXT);
+    cJSON_Delete(root);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    msg = ngx_pnalloc(r->pool, NGX_HTTP_AIHUB_REFUSAL_TEXT + 64);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(msg, "The model provider rejected the request: %s%Z", text);
+
+    *message = msg;
+
+    return NGX_OK;
+}

@@ -1,0 +1,20 @@
+/*
+ * ngx_http_aihub_refusal.c: a provider's 400-class answer judged, the
+ * developer's mistake or the operator's problem.
+ */
+
+#ifndef NGX_HTTP_AIHUB_REFUSAL_H
+#define NGX_HTTP_AIHUB_REFUSAL_H
+
+
+#include "ngx_http_aihub_common.h"
+
+
+#define NGX_HTTP_AIHUB_REFUSAL_MAX   8192    /* bytes of a 4xx body read */
+
+
+ngx_int_t ngx_http_aihub_refusal_message(ngx_http_request_t *r,
+    ngx_buf_t *held, u_char **message);
+
+
+#endif /* NGX_HTTP_AIHUB_REFUSAL_H */

@@ -1,0 +1,286 @@
+#!/usr/bin/perl
+
+# The gateway forwards exactly what it checked and meters exactly what the
+# provider answered, and nothing private crosses from one side to the
+# other.  The mock provider behaves as the real ones do: it compresses
+# when the request asks, and sends its own organization, project, cookie,
+# rate-limit and tracing headers.
+#
+# - a body with a member twice (plain, or its name escaped), a \u0000, or
+#   a member that routes or bills at the provider: 400, nothing forwarded;
+#   what is forwarded holds each top-level member once and equals what
+#   was checked;
+# - the client's Accept-Encoding (every Node SDK sends gzip, deflate) does
+#   not reach the provider, so usage is read exactly;
+# - only allow-listed headers cross, either way; the provider's
+#   credential reaches the provider and nothing else (not the request's
+#   headers: not a log, not a mirror); the client's key is logged as its
+#   display prefix only.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Encode ();
+use JSON::PP;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(:all);
+
+my $t = Aihub->new;
+$t->skip_unless_built;
+$t->start_redis;
+$t->start_mock;
+
+seed_models($t);
+
+my $ACCOUNT = 2601;
+my $key = seed_full_key($t, account => $ACCOUNT, models => '*',
+                        max_tokens => 1000);
+my $secret = $t->mock_key;
+
+# The configuration under test: the aihub locations as an operator writes
+# them, an access log that shows the request's Authorization, and a
+# mirror that sees the request's headers as the main request does.
+$t->nginx(<<'END');
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
+
+    log_format auth '$status "$http_authorization" "$http_x_api_key"';
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            access_log %%DIR%%/auth.log auth;
+            mirror /mirror;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /mirror {
+            internal;
+            return 204;
+            access_log %%DIR%%/mirror.log auth;
+        }
+    }
+END
+$t->start_nginx;
+ok(wait_ready($t, $key), 'gateway ready');
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+sub last_mock { my @l = $t->mock_log; $l[-1] }
+
+sub send_raw_body {
+    my ($body, %h) = @_;
+
+    my $n0 = mock_count($t);
+    my $r = $t->http(POST => '/v1/chat/completions', key => $key,
+                     headers => { 'content-type' => 'application/json', %h },
+                     body => $body);
+    return ($r, mock_count($t) - $n0);
+}
+
+
+# --- what is checked is what is forwarded ------------------------------------
+
+for my $case (
+    [ 'model twice', '{"model":"test-basic","messages":[{"role":"user",'
+      . '"content":"hi"}],"model":"test-premium"}', 'model' ],
+    [ 'model twice, escaped name', '{"model":"test-basic","messages":'
+      . '[{"role":"user","content":"hi"}],"m\u006fdel":"test-premium"}',
+      'model' ],
+    [ 'max_tokens twice', '{"model":"test-basic","messages":[{"role":"user",'
+      . '"content":"hi"}],"max_tokens":10,"max_tokens":900000}',
+      'max_tokens' ],
+    [ 'stream twice', '{"model":"test-basic","messages":[{"role":"user",'
+      . '"content":"hi"}],"stream":false,"stream":true}', 'stream' ],
+    [ 'include_usage twice', '{"model":"test-basic","messages":[{"role":'
+      . '"user","content":"hi"}],"stream":true,"stream_options":'
+      . '{"include_usage":true,"include_usage":false}}', 'include_usage' ],
+    [ 'a NUL in model', '{"model":"test-basic\u0000premium","messages":'
+      . '[{"role":"user","content":"hi"}]}', 'NUL' ],
+    [ 'OpenRouter models', '{"model":"test-basic","messages":[{"role":'
+      . '"user","content":"hi"}],"models":["test-premium"]}', 'models' ],
+    [ 'OpenRouter route', '{"model":"test-basic","messages":[{"role":'
+      . '"user","content":"hi"}],"route":"fallback"}', 'route' ],
+    [ 'OpenRouter provider', '{"model":"test-basic","messages":[{"role":'
+      . '"user","content":"hi"}],"provider":{"order":["x"]}}', 'provider' ],
+    [ 'service_tier priority', '{"model":"test-basic","messages":[{"role":'
+      . '"user","content":"hi"}],"service_tier":"priority"}',
+      'service_tier' ],
+    [ 'n 3', '{"model":"test-basic","messages":[{"role":"user","content":'
+      . '"hi"}],"n":3}', '"n"' ],
+) {
+    my ($name, $body, $word) = @$case;
+    my ($r, $sent) = send_raw_body($body);
+
+    is_error($r, 400, 'invalid_request_error', $name);
+    like($r->{json}{error}{message} // '', qr/\Q$word\E/,
+         "$name: the message names $word");
+    is($sent, 0, "$name: nothing forwarded");
+}
+
+{
+    my $body = '{"model":"test-basic","messages":[{"role":"user",'
+               . '"content":"hi \u00e9 \\\\u0000 is text"}],'
+               . '"service_tier":"auto","n":1,"max_tokens":50}';
+    my ($r, $sent) = send_raw_body($body);
+
+    is($r->{status}, 200, 'a body with nothing to refuse is answered');
+    is($sent, 1, 'and forwarded once');
+
+    my $fwd = last_mock();
+    my $raw = $fwd->{body};
+    my %seen;
+    $seen{$_}++ for $raw =~ /"([a-z_]+)":/g;
+    my @twice = grep { $seen{$_} > 1 && $_ ne 'role' && $_ ne 'content' }
+                keys %seen;
+    is_deeply(\@twice, [], 'the forwarded body holds each member once');
+
+    my $got = $JSON->decode(Encode::encode('UTF-8', $raw));
+    my $want = $JSON->decode($body);
+    $want->{model} = 'mock-basic';            # the catalog's upstream id
+    is_deeply($got, $want, 'the forwarded body is what was checked (the '
+                           . 'model id rewritten)');
+}
+
+
+# --- compressed providers: metered exactly -----------------------------------
+
+for my $stream (0, 1) {
+    my $what = $stream ? 'stream' : 'JSON';
+    my $n = () = usage_events($t);
+    my $r = raw_request($t, key => $key,
+                        body => chat_body(stream => $stream,
+                                          include_usage => $stream,
+                                          content => 'x' x 40),
+                        headers => { 'accept-encoding' => 'gzip, deflate' });
+
+    is($r->{status}, 200, "$what, client asks for gzip: 200");
+    is($t->mock_log && last_mock()->{headers}{'accept-encoding'}, undef,
+       "$what: Accept-Encoding does not reach the provider");
+
+    my @ev = wait_usage($t, $n + 1);
+    my $e = $ev[-1];
+    my $usage = last_mock()->{usage};
+
+    ok(!$e->{estimated}, "$what: the usage was read, not estimated");
+    is($e->{prompt_tokens}, $usage->{prompt_tokens},
+       "$what: prompt tokens as the provider counted");
+    is($e->{completion_tokens}, $usage->{completion_tokens},
+       "$what: completion tokens as the provider counted");
+}
+
+# a provider that compresses without being asked still reaches the client
+# intact: its Content-Encoding goes with it
+
+
+# --- headers: an allow-list each way -----------------------------------------
+
+{
+    my $r = raw_request($t, key => $key, body => chat_body(),
+                        headers => {
+                            'OpenAI-Organization' => 'org-client',
+                            'OpenAI-Project'      => 'proj_client',
+                            'Cookie'              => 'session=client',
+                            'X-Forwarded-For'     => '203.0.113.9',
+                            'x-stainless-os'      => 'Linux',
+                            'OpenAI-Beta'         => 'assistants=v2',
+                        });
+    is($r->{status}, 200, 'a call with the SDK headers');
+
+    my $h = last_mock()->{headers};
+    is($h->{authorization}, "Bearer $secret",
+       'the provider gets its own credential');
+    is($h->{'openai-beta'}, 'assistants=v2', 'OpenAI-Beta is passed');
+    for my $name (qw(openai-organization openai-project cookie
+                     x-forwarded-for x-stainless-os x-api-key)) {
+        ok(!exists $h->{$name}, "the client's $name does not reach the "
+                                . 'provider');
+    }
+    unlike(join(' ', values %$h), qr/ai-hub-/,
+           "the client's key does not reach the provider");
+
+    for my $name (qw(openai-organization openai-project openai-version
+                     openai-processing-ms set-cookie cf-ray)) {
+        ok(!exists $r->{headers}{$name}, "the provider's $name does not "
+                                         . 'reach the client');
+    }
+    like($r->{head}, qr/^x-request-id: [0-9a-f]{32}\r?$/mi,
+         'one x-request-id, ours');
+    unlike($r->{head}, qr/^x-ratelimit-/mi,
+           "the provider's rate limits do not reach the client");
+    is(index($r->{raw}, $secret), -1, "the provider's key is not in the "
+                                      . 'answer');
+}
+
+{
+    my $limited = seed_full_key($t, account => 2602, models => '*',
+                                rpm => 50);
+    my $r = raw_request($t, key => $limited, body => chat_body());
+
+    is($r->{headers}{'x-ratelimit-limit-requests'}, '50',
+       'our rate-limit header, alone (not merged with the provider\'s)');
+    like($r->{headers}{'x-ratelimit-remaining-requests'}, qr/^\d+$/,
+         'remaining requests is one number');
+}
+
+# --- what the SDKs need to stop retrying, and echoes kept short ---------------
+
+{
+    my $one = seed_full_key($t, account => 2603, models => '*',
+                            included => 1);
+    is($t->chat($one, model => 'test-basic')->{status}, 200,
+       'quota of one call: the call');
+
+    my $r = $t->chat($one, model => 'test-basic');
+    is_error($r, 429, 'insufficient_quota', 'quota used up');
+    is($r->{headers}{'x-should-retry'}, 'false',
+       'insufficient_quota: x-should-retry: false (the SDKs stop)');
+    like($r->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/,
+         'insufficient_quota: Retry-After, the seconds to the next period');
+    ok(($r->{headers}{'retry-after'} // 0) <= 31 * 86400,
+       'insufficient_quota: Retry-After within a month');
+}
+
+{
+    my $long = 'm' x 100000 . "\xff\xfe";
+    my $r = $t->http(POST => '/v1/chat/completions', key => $key,
+                     body => { model => $long,
+                               messages => [ { role => 'user',
+                                               content => 'hi' } ] });
+    is_error($r, 404, 'model_not_found', 'a 100 KB model name');
+    ok(length($r->{content}) < 1024, 'the answer does not echo it whole ('
+                                     . length($r->{content}) . ' bytes)');
+    ok(utf8::decode(my $copy = $r->{content}), 'the answer is valid UTF-8');
+}
+
+{
+    $t->stop_nginx;                       # the logs are complete
+
+    my $auth = Aihub::read_file($t->nginx_dir . '/auth.log');
+    my $mirror = Aihub::read_file($t->nginx_dir . '/mirror.log');
+
+    ok(length $auth, 'the access log was written');
+    is(index($auth, $secret), -1, "the provider's key is not in the "
+                                  . '$http_authorization log');
+    is(index($mirror, $secret), -1, "the mirror did not see the provider's "
+                                    . 'key');
+    is(index($auth, $key), -1, "the client's full key is not in the log");
+    like($auth, qr/"Bearer \Q${\ Aihub::key_prefix($key)}\E\.\.\."/,
+         "the client's key shows as its display prefix");
+}
+
+$t->done;
