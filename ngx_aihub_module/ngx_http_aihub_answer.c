@@ -11,7 +11,7 @@
 #include "ngx_http_aihub_answer.h"
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, const char *code, const char *message)
 {

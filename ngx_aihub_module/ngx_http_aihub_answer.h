@@ -12,9 +12,6 @@
 
 void ngx_http_aihub_deny(ngx_http_aihub_ctx_t *ctx, ngx_uint_t status,
     const char *type, const char *code, const char *message);
-ngx_int_t ngx_http_aihub_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *type, const char *code,
-    const char *message);
 ngx_int_t ngx_http_aihub_send_buf(ngx_http_request_t *r, ngx_uint_t status,
     const char *content_type, ngx_buf_t *b);
 ngx_int_t ngx_http_aihub_finalize_error(ngx_http_request_t *r,

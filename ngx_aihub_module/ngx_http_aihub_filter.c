@@ -1,7 +1,8 @@
 /*
  * Filters on answers of "aihub on" locations: a header filter that notes
  * what the provider answered and turns provider failures into OpenAI-shaped
- * errors, and a body filter that reads the usage as the answer passes.
+ * errors (and adds x-request-id and, from limit.c, the x-ratelimit-*
+ * headers), and a body filter that reads the usage as the answer passes.
  */
 
 #include "ngx_http_aihub_common.h"
