@@ -197,3 +197,44 @@ ngx_http_aihub_safe_text(ngx_pool_t *pool, u_char *src, size_t len,
 
     return dst;
 }
+
+
+/*
+ * A used-up quota or spend cap: retrying before the period ends cannot
+ * help, so the SDKs are told not to (they retry a 429 twice by default
+ * unless "x-should-retry: false"), and when it can.
+ */
+
+ngx_int_t
+ngx_http_aihub_quota_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    time_t  sec;
+
+    if (ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
+                                  sizeof("false") - 1)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sec = ctx->quota.end - ngx_http_aihub_time(r);
+
+    return ngx_http_aihub_retry_after(r, sec > 0 ? (ngx_int_t) sec : 1);
+}
+
+
+ngx_int_t
+ngx_http_aihub_retry_after(ngx_http_request_t *r, ngx_int_t sec)
+{
+    u_char  *p;
+    size_t   len;
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_sprintf(p, "%i", sec) - p;
+
+    return ngx_http_aihub_add_header(r, "Retry-After", p, len);
+}

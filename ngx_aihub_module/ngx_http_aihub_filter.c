@@ -25,13 +25,11 @@ static ngx_int_t ngx_http_aihub_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_replace(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
     const char *code, const char *message);
+static ngx_int_t ngx_http_aihub_provider_answer(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_uint_t ngx_http_aihub_is_json(ngx_http_request_t *r);
-static ngx_int_t ngx_http_aihub_retry_after(ngx_http_request_t *r,
-    ngx_int_t sec);
-static ngx_int_t ngx_http_aihub_quota_headers(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
@@ -61,9 +59,6 @@ ngx_http_aihub_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_aihub_header_filter(ngx_http_request_t *r)
 {
-    u_char                *hold;
-    ngx_uint_t             status;
-    ngx_http_upstream_t   *u;
     ngx_http_aihub_ctx_t  *ctx;
 
     if (r != r->main) {
@@ -103,6 +98,25 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
     if (!ctx->flow.forwarded || ctx->reply.replace != NULL) {
         return ngx_http_next_header_filter(r);
     }
+
+    return ngx_http_aihub_provider_answer(r, ctx);
+}
+
+
+/*
+ * What the provider's answer becomes for the client: a failure in our
+ * words, a 400-class answer held to be judged, or the answer itself, read
+ * for its usage as it passes (a JSON answer's header held for its first
+ * byte).
+ */
+
+static ngx_int_t
+ngx_http_aihub_provider_answer(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    u_char               *hold;
+    ngx_uint_t            status;
+    ngx_http_upstream_t  *u;
 
     u = r->upstream;
     status = r->headers_out.status;
@@ -246,47 +260,6 @@ ngx_http_aihub_is_json(ngx_http_request_t *r)
     return ct->len >= sizeof("application/json") - 1
            && ngx_strncasecmp(ct->data, (u_char *) "application/json",
                               sizeof("application/json") - 1) == 0;
-}
-
-
-/*
- * A used-up quota or spend cap: retrying before the period ends cannot
- * help, so the SDKs are told not to (they retry a 429 twice by default
- * unless "x-should-retry: false"), and when it can.
- */
-
-static ngx_int_t
-ngx_http_aihub_quota_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    time_t  sec;
-
-    if (ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
-                                  sizeof("false") - 1)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    sec = ctx->quota.end - ngx_http_aihub_time(r);
-
-    return ngx_http_aihub_retry_after(r, sec > 0 ? (ngx_int_t) sec : 1);
-}
-
-
-static ngx_int_t
-ngx_http_aihub_retry_after(ngx_http_request_t *r, ngx_int_t sec)
-{
-    u_char  *p;
-    size_t   len;
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = ngx_sprintf(p, "%i", sec) - p;
-
-    return ngx_http_aihub_add_header(r, "Retry-After", p, len);
 }
 
 
