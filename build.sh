@@ -8,6 +8,8 @@
 #   ./build.sh demo     deps + build + a local stack in state/, on :8080
 #   ./build.sh stop     stop the demo stack
 #   ./build.sh bench    benchmarks (t/bench/run.sh)
+#   ./build.sh docs     the developer API reference: lint docs/openapi.yaml,
+#                       write build/docs/ (index.html, openapi.json/.yaml)
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build the module against that source
@@ -51,7 +53,7 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 
 usage() {
-    sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -259,8 +261,70 @@ cmd_test() {
         fi
     fi
 
+    # Redocly CLI, ajv and playwright-core for t/28, pinned by
+    # docs/package-lock.json
+    docs_npm || warn "npm ci in docs/ failed: t/28 will skip"
+
     say "running ${#tests[@]} test files"
     prove -j"${AIHUB_TEST_JOBS:-2}" --timer -I t/lib "${tests[@]}"
+}
+
+
+# --- docs --------------------------------------------------------------------
+
+# the npm packages of docs/package-lock.json, installed once
+
+docs_npm() {
+    command -v npm >/dev/null || return 1
+
+    if [ ! -f "$REPO/docs/node_modules/.bin/redocly" ] \
+       || [ "$REPO/docs/package-lock.json" \
+            -nt "$REPO/docs/node_modules/.package-lock.json" ]
+    then
+        say "installing the docs tools (npm ci in docs/)"
+        npm ci --prefix "$REPO/docs" --no-audit --no-fund --loglevel=error \
+            || return 1
+    fi
+}
+
+
+# the Node 20 end-of-life banner Redocly CLI prints on every run
+
+redocly() {
+    "$REPO/docs/node_modules/.bin/redocly" "$@" 2>&1 | grep -v '[║╔╚]' \
+        | sed '/^[[:space:]]*$/d'
+    return "${PIPESTATUS[0]}"
+}
+
+
+# ./build.sh docs [DIR]: lint docs/openapi.yaml (any error stops), then
+# DIR (default build/docs) gets openapi.yaml, openapi.json and index.html,
+# one HTML page with Redoc inlined: it loads nothing from the network
+
+cmd_docs() {
+    local out=${1:-$BUILD/docs}
+
+    command -v node >/dev/null || die "node is not installed (./build.sh deps)"
+    docs_npm || die "npm ci in docs/ failed"
+
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd)
+
+    cd "$REPO/docs"
+
+    say "linting docs/openapi.yaml (redocly.yaml: the recommended rules)"
+    redocly lint --format=stylish openapi.yaml \
+        || die "docs/openapi.yaml has lint errors"
+
+    say "writing ${out#"$REPO"/}/openapi.json"
+    cp openapi.yaml "$out/openapi.yaml"
+    redocly bundle openapi.yaml --ext json -o "$out/openapi.json" >/dev/null \
+        || die "redocly bundle failed"
+
+    say "writing ${out#"$REPO"/}/index.html"
+    redocly build-docs openapi.yaml --inlineBundle \
+        --title 'aihub developer API' -o "$out/index.html" >/dev/null \
+        || die "redocly build-docs failed"
 }
 
 
@@ -598,6 +662,7 @@ main() {
         demo)           cmd_demo ;;
         stop)           cmd_stop ;;
         bench)          cmd_bench "$@" ;;
+        docs)           cmd_docs "$@" ;;
         -h|--help|help) usage 0 ;;
         *)              usage 1 >&2 ;;
     esac
