@@ -298,8 +298,8 @@ redocly() {
 
 
 # ./build.sh docs [DIR]: lint docs/openapi.yaml (any error stops), then
-# DIR (default build/docs) gets openapi.yaml, openapi.json and index.html,
-# one HTML page with Redoc inlined: it loads nothing from the network
+# DIR (default build/docs) gets openapi.yaml, openapi.json, and index.html
+# with redoc.standalone.js, a page that loads nothing from the network
 
 cmd_docs() {
     local out=${1:-$BUILD/docs}
@@ -312,19 +312,16 @@ cmd_docs() {
 
     cd "$REPO/docs"
 
-    say "linting docs/openapi.yaml (redocly.yaml: the recommended rules)"
+    say "linting docs/openapi.yaml (docs/redocly.yaml: the recommended rules)"
     redocly lint --format=stylish openapi.yaml \
         || die "docs/openapi.yaml has lint errors"
 
-    say "writing ${out#"$REPO"/}/openapi.json"
+    say "writing ${out#"$REPO"/}/: openapi.json, openapi.yaml, index.html"
     cp openapi.yaml "$out/openapi.yaml"
     redocly bundle openapi.yaml --ext json -o "$out/openapi.json" >/dev/null \
         || die "redocly bundle failed"
-
-    say "writing ${out#"$REPO"/}/index.html"
-    redocly build-docs openapi.yaml --inlineBundle \
-        --title 'aihub developer API' -o "$out/index.html" >/dev/null \
-        || die "redocly build-docs failed"
+    node page.mjs "$out/openapi.json" "$out" >/dev/null \
+        || die "docs/page.mjs failed"
 }
 
 
