@@ -448,6 +448,7 @@ demo_nginx_conf() {
         -e "s|@DIR@|$STATE/nginx|g" \
         -e "s|@PORT@|$DEMO_PORT|g" \
         -e "s|@REDIS@|127.0.0.1:$DEMO_REDIS_PORT|g" \
+        -e "s|@DOCS@|$BUILD/docs|g" \
         "$REPO/conf/demo-nginx.conf.in" \
     | awk -v p="$providers" '/@PROVIDERS@/ { print p; next } { print }' \
         > "$STATE/nginx/nginx.conf"
@@ -552,6 +553,13 @@ cmd_demo() {
                   --mysql-socket "$STATE/mysql/mysqld.sock" \
                   --mysql-user root --mysql-db aihub run
 
+    # the API reference at /docs/ and /v1/openapi.json, if not built yet
+    if [ ! -f "$BUILD/docs/index.html" ] \
+       || [ "$REPO/docs/openapi.yaml" -nt "$BUILD/docs/index.html" ]
+    then
+        (cmd_docs) || warn "no API reference (./build.sh docs failed)"
+    fi
+
     say "starting nginx on 127.0.0.1:$DEMO_PORT"
     demo_nginx_conf
     "$NGINX_BIN" -p "$STATE/nginx/" -c "$STATE/nginx/nginx.conf" \
@@ -572,6 +580,8 @@ END
 
 aihub demo is running ($SHOWN/, logs in $SHOWN/logs/, stop: ./build.sh stop)
 Keys and URL: $SHOWN/demo.env
+API reference: http://127.0.0.1:$DEMO_PORT/docs/ (the document:
+http://127.0.0.1:$DEMO_PORT/v1/openapi.json)
 
 Try it:
 
