@@ -239,6 +239,9 @@ my %errors = (
                                      body => chat_body(max_tokens => 101) } ],
     'body too large'     => [ 413, { key => $free,
                                      body => chat_body(pad => 'x' x 20000) } ],
+    'body over client_max_body_size'
+                         => [ 413, { key => $free,
+                                     body => chat_body(pad => 'x' x 70000) } ],
     'quota used up'      => [ 429, { key => $spent, body => chat_body() } ],
     'provider 429'       => [ 429, { key => $free, body => chat_body(),
                                      headers => { 'x-mock-status' => 429 } } ],
