@@ -261,9 +261,9 @@ cmd_test() {
         fi
     fi
 
-    # Redocly CLI, ajv and playwright-core for t/28, pinned by
+    # Redocly CLI, Redoc, Ajv and playwright-core for t/28, pinned by
     # docs/package-lock.json
-    docs_npm || warn "npm ci in docs/ failed: t/28 will skip"
+    docs_npm || warn "npm ci in docs/ failed: t/28 will fail without it"
 
     say "running ${#tests[@]} test files"
     prove -j"${AIHUB_TEST_JOBS:-2}" --timer -I t/lib "${tests[@]}"
