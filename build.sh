@@ -8,6 +8,8 @@
 #   ./build.sh demo     deps + build + a local stack in state/, on :8080
 #   ./build.sh stop     stop the demo stack
 #   ./build.sh bench    benchmarks (t/bench/run.sh)
+#   ./build.sh docs     the developer API reference: lint docs/openapi.yaml,
+#                       write build/docs/ (index.html, openapi.json/.yaml)
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build the module against that source
@@ -51,7 +53,7 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 
 usage() {
-    sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -259,8 +261,67 @@ cmd_test() {
         fi
     fi
 
+    # Redocly CLI, Redoc, Ajv and playwright-core for t/28, pinned by
+    # docs/package-lock.json
+    docs_npm || warn "npm ci in docs/ failed: t/28 will fail without it"
+
     say "running ${#tests[@]} test files"
     prove -j"${AIHUB_TEST_JOBS:-2}" --timer -I t/lib "${tests[@]}"
+}
+
+
+# --- docs --------------------------------------------------------------------
+
+# the npm packages of docs/package-lock.json, installed once
+
+docs_npm() {
+    command -v npm >/dev/null || return 1
+
+    if [ ! -f "$REPO/docs/node_modules/.bin/redocly" ] \
+       || [ "$REPO/docs/package-lock.json" \
+            -nt "$REPO/docs/node_modules/.package-lock.json" ]
+    then
+        say "installing the docs tools (npm ci in docs/)"
+        npm ci --prefix "$REPO/docs" --no-audit --no-fund --loglevel=error \
+            || return 1
+    fi
+}
+
+
+# the Node 20 end-of-life banner Redocly CLI prints on every run
+
+redocly() {
+    "$REPO/docs/node_modules/.bin/redocly" "$@" 2>&1 | grep -v '[║╔╚]' \
+        | sed '/^[[:space:]]*$/d'
+    return "${PIPESTATUS[0]}"
+}
+
+
+# ./build.sh docs [DIR]: lint docs/openapi.yaml (any error stops), then
+# DIR (default build/docs) gets openapi.yaml, openapi.json, and index.html
+# with redoc.standalone.js, a page that loads nothing from the network
+
+cmd_docs() {
+    local out=${1:-$BUILD/docs}
+
+    command -v node >/dev/null || die "node is not installed (./build.sh deps)"
+    docs_npm || die "npm ci in docs/ failed"
+
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd)
+
+    cd "$REPO/docs"
+
+    say "linting docs/openapi.yaml (docs/redocly.yaml: the recommended rules)"
+    redocly lint --format=stylish openapi.yaml \
+        || die "docs/openapi.yaml has lint errors"
+
+    say "writing ${out#"$REPO"/}/: openapi.json, openapi.yaml, index.html"
+    cp openapi.yaml "$out/openapi.yaml"
+    redocly bundle openapi.yaml --ext json -o "$out/openapi.json" >/dev/null \
+        || die "redocly bundle failed"
+    node page.mjs "$out/openapi.json" "$out" >/dev/null \
+        || die "docs/page.mjs failed"
 }
 
 
@@ -387,6 +448,7 @@ demo_nginx_conf() {
         -e "s|@DIR@|$STATE/nginx|g" \
         -e "s|@PORT@|$DEMO_PORT|g" \
         -e "s|@REDIS@|127.0.0.1:$DEMO_REDIS_PORT|g" \
+        -e "s|@DOCS@|$BUILD/docs|g" \
         "$REPO/conf/demo-nginx.conf.in" \
     | awk -v p="$providers" '/@PROVIDERS@/ { print p; next } { print }' \
         > "$STATE/nginx/nginx.conf"
@@ -491,6 +553,13 @@ cmd_demo() {
                   --mysql-socket "$STATE/mysql/mysqld.sock" \
                   --mysql-user root --mysql-db aihub run
 
+    # the API reference at /docs/ and /v1/openapi.json, if not built yet
+    if [ ! -f "$BUILD/docs/index.html" ] \
+       || [ "$REPO/docs/openapi.yaml" -nt "$BUILD/docs/index.html" ]
+    then
+        (cmd_docs) || warn "no API reference (./build.sh docs failed)"
+    fi
+
     say "starting nginx on 127.0.0.1:$DEMO_PORT"
     demo_nginx_conf
     "$NGINX_BIN" -p "$STATE/nginx/" -c "$STATE/nginx/nginx.conf" \
@@ -511,6 +580,8 @@ END
 
 aihub demo is running ($SHOWN/, logs in $SHOWN/logs/, stop: ./build.sh stop)
 Keys and URL: $SHOWN/demo.env
+API reference: http://127.0.0.1:$DEMO_PORT/docs/ (the document:
+http://127.0.0.1:$DEMO_PORT/v1/openapi.json)
 
 Try it:
 
@@ -598,6 +669,7 @@ main() {
         demo)           cmd_demo ;;
         stop)           cmd_stop ;;
         bench)          cmd_bench "$@" ;;
+        docs)           cmd_docs "$@" ;;
         -h|--help|help) usage 0 ;;
         *)              usage 1 >&2 ;;
     esac
