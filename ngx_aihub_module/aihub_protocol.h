@@ -46,6 +46,9 @@
  *                                worker from MySQL (sync, rebuild)
  *   usage                  STREAM usage events, field "event" = JSON
  *   usage:dead             STREAM events the worker could not store
+ *   heartbeat:<node>:<pid> CHANNEL each nginx worker process publishes
+ *                                to its own channel every second and checks
+ *                                that its subscription hears it
  *   invalidate             CHANNEL "key:<sha256hex>", "account:<id>",
  *                                "models", "all"
  *   period:<account>:<YYYYMMDD>  HASH calls, prompt, completion, total,
@@ -72,6 +75,7 @@
 #define AIHUB_RK_USAGE               "usage"
 #define AIHUB_RK_USAGE_DEAD          "usage:dead"
 #define AIHUB_RK_INVALIDATE          "invalidate"
+#define AIHUB_RK_HEARTBEAT           "heartbeat:"   /* + node:pid, CHANNEL */
 #define AIHUB_RK_PERIOD              "period:"
 #define AIHUB_RK_ACCOUNT_KEYS        "account-keys:"
 #define AIHUB_RK_ADMIN               "admin"

@@ -85,7 +85,10 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    /* NGX_AGAIN: a stale record, kept for failing open */
+    /*
+     * NGX_AGAIN: a stale record, kept for failing open; NGX_BUSY: one
+     * changed at the source, which failing open must not serve
+     */
 
     ctx->caller.from_stale = (rc == NGX_AGAIN);
 

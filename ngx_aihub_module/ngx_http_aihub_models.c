@@ -36,11 +36,16 @@ typedef struct {
     ngx_array_t                  *models;       /* ngx_http_aihub_model_t */
     ngx_uint_t                    loaded;
     ngx_uint_t                    loading;
+    ngx_uint_t                    again;    /* asked for while loading */
     ngx_str_t                     set_key;
     ngx_str_t                     record_prefix;
     ngx_event_t                   refresh;
     ngx_log_t                    *log;
 } ngx_http_aihub_catalog_t;
+
+
+static void ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat,
+    void *reply);
 
 
 static ngx_http_aihub_catalog_t  ngx_http_aihub_catalog;
@@ -97,6 +102,8 @@ ngx_http_aihub_models_load(redisAsyncContext *ac)
     ngx_http_aihub_catalog_t  *cat = &ngx_http_aihub_catalog;
 
     if (cat->loading) {
+        /* the load in flight may have read what just changed */
+        cat->again = 1;
         return;
     }
 
@@ -152,15 +159,28 @@ static void
 ngx_http_aihub_models_loaded_cb(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
+    ngx_http_aihub_catalog_t  *cat = privdata;
+
+    cat->loading = 0;
+
+    ngx_http_aihub_models_apply(cat, reply);
+
+    if (cat->again) {
+        cat->again = 0;
+        ngx_http_aihub_models_load(NULL);
+    }
+}
+
+
+static void
+ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
+{
     size_t                     i, j;
     ngx_int_t                  n;
     ngx_pool_t                *pool;
     ngx_array_t               *models;
     redisReply                *rep = reply, *rec, *f, *v;
     ngx_http_aihub_model_t    *m;
-    ngx_http_aihub_catalog_t  *cat = privdata;
-
-    cat->loading = 0;
 
     if (rep == NULL) {
         return;

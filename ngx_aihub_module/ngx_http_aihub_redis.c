@@ -13,6 +13,7 @@
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_resp.h"
 
 
 #define NGX_HTTP_AIHUB_BACKOFF_MIN   100
@@ -69,9 +70,6 @@ static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
 static void ngx_http_aihub_redis_request_cleanup(void *data);
-static int ngx_http_aihub_redis_command(redisAsyncContext *ac,
-    redisCallbackFn *fn, void *data, int argc, const char **argv,
-    const size_t *argvlen);
 
 
 /* commands, and a second connection in subscribe mode */
@@ -167,6 +165,23 @@ void
 ngx_http_aihub_redis_sub_on_connect(void (*handler)(redisAsyncContext *ac))
 {
     ngx_http_aihub_redis_sub.on_connect = handler;
+}
+
+
+/* the subscription went deaf: the connection is dropped and made again */
+
+void
+ngx_http_aihub_redis_sub_reset(void)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis_sub;
+
+    if (rd->ac != NULL && rd->connected && !rd->exiting) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "aihub: %s at \"%s\" hears nothing, reconnecting",
+                      rd->name, rd->amcf->redis_host.data);
+
+        redisAsyncFree(rd->ac);
+    }
 }
 
 
@@ -651,42 +666,3 @@ ngx_http_aihub_redis_request_cleanup(void *data)
  * hot path then allocates nothing to format a command.
  */
 
-static int
-ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
-    void *data, int argc, const char **argv, const size_t *argvlen)
-{
-    int      i;
-    size_t   len;
-    u_char  *p;
-
-    static u_char  *buf;
-    static size_t   size;
-
-    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
-
-    for (i = 0; i < argc; i++) {
-        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
-    }
-
-    if (len > size) {
-        p = ngx_alloc(len, ngx_cycle->log);
-        if (p == NULL) {
-            return REDIS_ERR;
-        }
-
-        ngx_free(buf);
-        buf = p;
-        size = len;
-    }
-
-    p = ngx_sprintf(buf, "*%d\r\n", argc);
-
-    for (i = 0; i < argc; i++) {
-        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
-        p = ngx_cpymem(p, argv[i], argvlen[i]);
-        *p++ = '\r';
-        *p++ = '\n';
-    }
-
-    return redisAsyncFormattedCommand(ac, fn, data, (char *) buf, p - buf);
-}

@@ -21,6 +21,7 @@ ngx_int_t ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
 void ngx_http_aihub_redis_exit_process(void);
 void ngx_http_aihub_redis_on_connect(void (*handler)(redisAsyncContext *ac));
+void ngx_http_aihub_redis_sub_reset(void);
 void ngx_http_aihub_redis_sub_on_connect(
     void (*handler)(redisAsyncContext *ac));
 ngx_int_t ngx_http_aihub_redis_ready(void);

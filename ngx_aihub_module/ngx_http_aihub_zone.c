@@ -208,8 +208,32 @@ ngx_http_aihub_zone_find(ngx_http_aihub_zone_t *cache, u_char *hash)
 
 
 /*
+ * Whether this worker process's subscription hears invalidations; while it
+ * does not, no cached record counts as fresh (each is read again from
+ * Redis), so a revocation still takes effect at once.
+ */
+
+static ngx_uint_t  ngx_http_aihub_zone_trusted;
+
+
+void
+ngx_http_aihub_zone_trust(ngx_shm_zone_t *zone, ngx_uint_t trusted)
+{
+    if (trusted && !ngx_http_aihub_zone_trusted) {
+        /* what was published while it was deaf is unknown: start fresh */
+        ngx_http_aihub_zone_invalidate(zone, (u_char *) AIHUB_INV_ALL,
+                                       sizeof(AIHUB_INV_ALL) - 1);
+    }
+
+    ngx_http_aihub_zone_trusted = trusted;
+}
+
+
+/*
  * Looks a key up.  NGX_OK: a fresh record; NGX_AGAIN: a stale one (the key
- * is filled in all the same, for fail-open); NGX_DECLINED: none.
+ * is filled in all the same, for fail-open); NGX_BUSY: one invalidated at
+ * the source (revoked, changed), never to be served without Redis;
+ * NGX_DECLINED: none.
  */
 
 ngx_int_t
@@ -241,9 +265,19 @@ ngx_http_aihub_zone_get(ngx_http_request_t *r, u_char *hash,
     ngx_queue_remove(&cn->queue);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
 
-    rc = (cn->stale || cn->generation != cache->sh->generation
-          || ngx_current_msec - cn->fetched >= amcf->cache_ttl)
-         ? NGX_AGAIN : NGX_OK;
+    if (cn->stale) {
+        /* changed at the source: read again, never served failing open */
+        rc = NGX_BUSY;
+
+    } else if (cn->generation != cache->sh->generation
+               || ngx_current_msec - cn->fetched >= amcf->cache_ttl
+               || !ngx_http_aihub_zone_trusted)
+    {
+        rc = NGX_AGAIN;
+
+    } else {
+        rc = NGX_OK;
+    }
 
     ngx_http_aihub_zone_copy_out(r, cn, key);
 

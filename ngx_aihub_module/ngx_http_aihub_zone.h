@@ -23,6 +23,7 @@ ngx_int_t ngx_http_aihub_zone_get(ngx_http_request_t *r, u_char *hash,
     ngx_http_aihub_key_t *key);
 ngx_int_t ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
     ngx_http_aihub_key_t *key);
+void ngx_http_aihub_zone_trust(ngx_shm_zone_t *zone, ngx_uint_t trusted);
 void ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
     size_t len);
 ngx_int_t ngx_http_aihub_zone_rate(ngx_http_request_t *r, u_char *hash,

@@ -1,0 +1,49 @@
+/*
+ * A Redis command in RESP, formatted into one buffer reused by every
+ * command of the worker process (no allocation per command), handed to
+ * hiredis as it is.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_resp.h"
+
+
+int
+ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
+    void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    int      i;
+    size_t   len;
+    u_char  *p;
+
+    static u_char  *buf;
+    static size_t   size;
+
+    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
+
+    for (i = 0; i < argc; i++) {
+        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
+    }
+
+    if (len > size) {
+        p = ngx_alloc(len, ngx_cycle->log);
+        if (p == NULL) {
+            return REDIS_ERR;
+        }
+
+        ngx_free(buf);
+        buf = p;
+        size = len;
+    }
+
+    p = ngx_sprintf(buf, "*%d\r\n", argc);
+
+    for (i = 0; i < argc; i++) {
+        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+
+    return redisAsyncFormattedCommand(ac, fn, data, (char *) buf, p - buf);
+}
