@@ -6,7 +6,7 @@
 # issue 10 asks: no valid key ever gets 401, an account whose hard quota
 # is used up gets no further call, and the period counters equal the
 # ledger afterwards.  Then again with the worker stopped during the wipe
-# and started 3 s later.  Today's code fails these three (marked TODO with
+# and started 3 s later.  Today's code fails these (marked TODO with
 # what is missing); what holds today is asserted as is.
 
 use strict;
@@ -119,16 +119,12 @@ my @after = grep { $_->{start} > $synced_at + 0.5 } @res;
 cmp_ok(scalar @after, '>=', 10, 'load went on after the resync');
 is(scalar(grep { $_->{status} == 401 } @after), 0,
    'after the resync no valid key gets 401');
-TODO: {
-    local $TODO = 'issue 10: a worker process that loaded the catalog from '
-                  . 'the wiped Redis before the resync can keep it empty '
-                  . 'after the resync (404 model_not_found seen 0.6-1.8 s '
-                  . 'after the models were back in Redis)';
-    is(scalar(grep { $_->{status} != 200 } @after), 0,
-       'after the resync every valid key is answered 200')
-        or diag(join ', ', map { "$_->{status} $_->{code}" }
-                           grep { $_->{status} != 200 } @after);
-}
+# a worker process that loaded an empty catalog from the wiped Redis
+# reloads it when its subscription is made again
+is(scalar(grep { $_->{status} != 200 } @after), 0,
+   'after the resync every valid key is answered 200')
+    or diag(join ', ', map { "$_->{status} $_->{code}" }
+                       grep { $_->{status} != 200 } @after);
 
 my @bad = grep { $_->{status} != 200 && !($_->{status} == 503
                  && $_->{code} eq 'service_unavailable') } @res;
@@ -213,14 +209,10 @@ diag(sprintf 'worker down during the wipe, resync %.2f s after its start; '
 cmp_ok(scalar @after, '>=', 10, 'worker down: load went on after the resync');
 is(scalar(grep { $_->{status} == 401 } @after), 0,
    'worker down: after the resync no valid key gets 401');
-TODO: {
-    local $TODO = 'issue 10: a worker process can keep the empty catalog it '
-                  . 'loaded from the wiped Redis after the resync';
-    is(scalar(grep { $_->{status} != 200 } @after), 0,
-       'worker down: after the resync every valid key is answered 200')
-        or diag(join ', ', map { "$_->{status} $_->{code}" }
-                           grep { $_->{status} != 200 } @after);
-}
+is(scalar(grep { $_->{status} != 200 } @after), 0,
+   'worker down: after the resync every valid key is answered 200')
+    or diag(join ', ', map { "$_->{status} $_->{code}" }
+                       grep { $_->{status} != 200 } @after);
 @bad = grep { $_->{status} != 200 && !($_->{status} == 503
               && $_->{code} eq 'service_unavailable') } @res;
 TODO: {
