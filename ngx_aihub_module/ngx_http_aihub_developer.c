@@ -503,7 +503,7 @@ ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
     root = NULL;
     chat = 1;
     admin = 0;
-    ngx_str_null(&lab);
+    ngx_str_set(&lab, "");        /* not NULL: it is copied with %*s */
 
     if (r->request_body && r->request_body->bufs
         && r->request_body->bufs->buf->last > r->request_body->bufs->buf->pos
