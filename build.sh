@@ -767,7 +767,9 @@ for a in "\$@"; do
     case \$a in -t|-T|-s|-v|-V|-h|-q) leaks=0 ;; esac
 done
 export ASAN_OPTIONS="\$AIHUB_ASAN_OPTIONS:detect_leaks=\$leaks:log_path=\$log"
-export UBSAN_OPTIONS="\$AIHUB_UBSAN_OPTIONS"
+# (the same log_path for UBSan too: GCC's runtimes share the common flags
+# and the last one parsed wins)
+export UBSAN_OPTIONS="\$AIHUB_UBSAN_OPTIONS:log_path=\$log"
 export LSAN_OPTIONS="\$AIHUB_LSAN_OPTIONS"
 export LD_PRELOAD="\$AIHUB_ASAN_PRELOAD"
 exec $nginx "\$@"
@@ -819,8 +821,8 @@ cmd_test_asan() {
 
     say "test-asan: $(( $(date +%s) - start )) s"
 
-    [ "$rc" -eq 0 ] || die "test-asan failed (sanitizer reports:" \
-                           "build/asan/reports/)"
+    [ "$rc" -eq 0 ] || die "test-asan failed (the tests above; ASan and" \
+                           "LSan reports, if any: build/asan/reports/)"
     say "test-asan: the suite passed with no sanitizer report"
 }
 
@@ -863,7 +865,10 @@ fuzz_one() {
 
     mkdir -p "$FUZZ_OUT/corpus/$t" "$FUZZ_OUT/crashes"
 
-    opts=(-timeout=10 -artifact_prefix="$FUZZ_OUT/crashes/$t-"
+    # one input takes milliseconds; 60 s (not 10) so that a machine
+    # shared with other builds does not pass for a hang
+
+    opts=(-timeout=60 -artifact_prefix="$FUZZ_OUT/crashes/$t-"
           -dict="$FUZZ_SRC/dict/$t.dict")
 
     # every input of the repository's corpus, once
