@@ -10,6 +10,10 @@
 #   ./build.sh bench    benchmarks (t/bench/run.sh)
 #   ./build.sh docs     the developer API reference: lint docs/openapi.yaml,
 #                       write build/docs/ (index.html, openapi.json/.yaml)
+#   ./build.sh test-asan
+#                       the suite against nginx built with ASan+UBSan
+#   ./build.sh fuzz [SECONDS]
+#                       the libFuzzer targets, SECONDS each (default 30)
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build the module against that source
@@ -53,7 +57,7 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 
 usage() {
-    sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -655,6 +659,342 @@ cmd_bench() {
 }
 
 
+# --- test-asan ---------------------------------------------------------------
+#
+# nginx itself built with AddressSanitizer and UBSan, the module with the
+# same flags, and the whole suite run against them.  nginx's source is
+# Debian's (the same 1.22.1 as the installed nginx-core).  The built nginx
+# is kept under build/asan/ keyed by version and flags: a second run does
+# not rebuild it.
+
+ASAN_NGINX_VERSION=1.22.1
+ASAN_NGINX_SHA256=9ebb333a9e82b952acd3e2b4aeb1d4ff6406f72491bab6cd9fe69f0dea737f31
+ASAN_CC_OPT='-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined'
+ASAN_CC_OPT+=' -fno-sanitize=alignment -DNGX_DEBUG_PALLOC=1'
+ASAN_LD_OPT='-fsanitize=address,undefined'
+ASAN_DIR=$BUILD/asan
+ASAN_SRC_LIST=/etc/apt/sources.list.d/aihub-deb-src.sources
+
+
+# Debian's nginx_1.22.1.orig.tar.gz, checked; prints its path
+
+asan_fetch_nginx() {
+    local dl=$ASAN_DIR/download
+    local tarball=$dl/nginx_$ASAN_NGINX_VERSION.orig.tar.gz
+
+    if [ -f "$tarball" ] \
+       && echo "$ASAN_NGINX_SHA256  $tarball" | sha256sum -c --status
+    then
+        echo "$tarball"
+        return 0
+    fi
+
+    [ "$(id -u)" -eq 0 ] \
+        || die "fetching nginx's source needs root (apt-get update), or put" \
+               "nginx_$ASAN_NGINX_VERSION.orig.tar.gz in ${dl#"$REPO"/}/"
+
+    # deb-src entries for the same archives and suites as the installed
+    # sources
+    if [ ! -f "$ASAN_SRC_LIST" ]; then
+        say "adding deb-src entries ($ASAN_SRC_LIST)"
+        sed 's/^Types:.*/Types: deb-src/' \
+            /etc/apt/sources.list.d/debian.sources > "$ASAN_SRC_LIST"
+    fi
+
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q > "$ASAN_DIR/apt.log" 2>&1 \
+        || { tail -n 20 "$ASAN_DIR/apt.log" >&2; die "apt-get update failed"; }
+
+    rm -rf "$dl"
+    mkdir -p "$dl"
+
+    # the .dsc from the security suite may 404: the orig tarball is enough
+    say "apt-get source --download-only nginx"
+    (cd "$dl" && apt-get source --download-only nginx) \
+        >> "$ASAN_DIR/apt.log" 2>&1 || :
+
+    [ -f "$tarball" ] || {
+        tail -n 20 "$ASAN_DIR/apt.log" >&2
+        die "apt-get source did not fetch ${tarball##*/} (log: build/asan/apt.log)"
+    }
+
+    echo "$ASAN_NGINX_SHA256  $tarball" | sha256sum -c --status \
+        || die "${tarball##*/}: sha256 is not $ASAN_NGINX_SHA256"
+
+    echo "$tarball"
+}
+
+
+# builds nginx with the sanitizers once per version and flags; prints the
+# directory holding sbin/nginx and the configured source tree
+
+asan_build_nginx() {
+    local tarball key dir log
+
+    # shellcheck disable=SC1091
+    source "$DEBIAN_NGINX_SRC/conf_flags"
+
+    key=$({ printf '%s\n' "$ASAN_NGINX_VERSION" "$ASAN_NGINX_SHA256" \
+                   "${NGX_CONF_FLAGS[@]}" "$ASAN_CC_OPT" "$ASAN_LD_OPT"
+            cc --version | head -n 1; } | sha256sum | cut -c1-12)
+    dir=$ASAN_DIR/nginx-$ASAN_NGINX_VERSION-$key
+
+    if [ -x "$dir/sbin/nginx" ]; then
+        echo "$dir"
+        return 0
+    fi
+
+    tarball=$(asan_fetch_nginx)
+
+    rm -rf "$dir"
+    mkdir -p "$dir/sbin"
+    tar -xzf "$tarball" -C "$dir"
+    log=$dir/build.log
+
+    say "building nginx $ASAN_NGINX_VERSION with ASan+UBSan" \
+        "(several minutes; log ${log#"$REPO"/})"
+
+    if ! (cd "$dir/nginx-$ASAN_NGINX_VERSION" \
+          && ./configure "${NGX_CONF_FLAGS[@]}" \
+                 --builddir="$dir/objs-nginx" \
+                 --with-cc-opt="$ASAN_CC_OPT" --with-ld-opt="$ASAN_LD_OPT" \
+          && make -j"$JOBS" -f "$dir/objs-nginx/Makefile" binary) \
+            > "$log" 2>&1
+    then
+        tail -n 30 "$log" >&2
+        die "the sanitizer nginx build failed (log: ${log#"$REPO"/})"
+    fi
+
+    cp "$dir/objs-nginx/nginx" "$dir/sbin/nginx"
+    echo "$dir"
+}
+
+
+# the module, with the same flags, against that source tree
+
+asan_build_module() {
+    local dir=$1 src log stamp
+
+    src=$dir/nginx-$ASAN_NGINX_VERSION
+    log=$ASAN_DIR/module.log
+
+    # shellcheck disable=SC1091
+    source "$DEBIAN_NGINX_SRC/conf_flags"
+
+    # configure again only when the addon's config or the tree changes
+    stamp=$({ sha256sum < "$REPO/config"; echo "$dir $REPO"; } | sha256sum)
+
+    if [ "$(cat "$ASAN_DIR/objs-module/.aihub-configure" 2>/dev/null)" \
+         != "$stamp" ]
+    then
+        say "configuring the module for the sanitizer nginx"
+        rm -f "$ASAN_DIR/objs-module/.aihub-configure"
+
+        (cd "$src" && ./configure "${NGX_CONF_FLAGS[@]}" \
+             --builddir="$ASAN_DIR/objs-module" \
+             --with-cc-opt="$ASAN_CC_OPT" --with-ld-opt="$ASAN_LD_OPT" \
+             --add-dynamic-module="$REPO") > "$log" 2>&1 \
+            || { tail -n 25 "$log" >&2; die "module configure failed" \
+                                         "(log: build/asan/module.log)"; }
+
+        echo "$stamp" > "$ASAN_DIR/objs-module/.aihub-configure"
+    fi
+
+    say "building ngx_http_aihub_module.so with ASan+UBSan"
+
+    if ! (cd "$src" \
+          && make -j"$JOBS" -f "$ASAN_DIR/objs-module/Makefile" modules) \
+            >> "$log" 2>&1
+    then
+        grep -v -E '^[[:space:]]*(cc|gcc|clang) |^[[:space:]]+-' "$log" \
+            | tail -n 60 >&2
+        die "the sanitizer module build failed (log: build/asan/module.log)"
+    fi
+
+    mkdir -p "$ASAN_DIR/modules"
+    cp "$ASAN_DIR/objs-module/ngx_http_aihub_module.so" \
+        "$ASAN_DIR/modules/.ngx_http_aihub_module.so.$$"
+    mv -f "$ASAN_DIR/modules/.ngx_http_aihub_module.so.$$" \
+        "$ASAN_DIR/modules/ngx_http_aihub_module.so"
+}
+
+
+# the nginx the tests start: sets the sanitizer options, preloads the
+# module, and writes reports to build/asan/reports/<test>.nginx.<pid>
+
+asan_write_wrapper() {
+    local nginx=$1 wrapper=$ASAN_DIR/nginx
+
+    cat > "$wrapper.$$" <<END
+#!/bin/sh
+# generated by build.sh test-asan: the sanitizer nginx, as the tests run it
+test=\$(tr '\\0' '\\n' < /proc/\$PPID/cmdline 2>/dev/null \\
+       | grep -m 1 '\\.t\$' | sed 's|.*/||; s|\\.t\$||')
+log=$ASAN_DIR/reports/\${test:-nginx}.nginx
+# nginx -t, -s, -v return from main() without freeing the configuration
+# they read (by design; the master frees it when it exits): no leak check
+leaks=1
+for a in "\$@"; do
+    case \$a in -t|-T|-s|-v|-V|-h|-q) leaks=0 ;; esac
+done
+export ASAN_OPTIONS="\$AIHUB_ASAN_OPTIONS:detect_leaks=\$leaks:log_path=\$log"
+# (the same log_path for UBSan too: GCC's runtimes share the common flags
+# and the last one parsed wins)
+export UBSAN_OPTIONS="\$AIHUB_UBSAN_OPTIONS:log_path=\$log"
+export LSAN_OPTIONS="\$AIHUB_LSAN_OPTIONS"
+export LD_PRELOAD="\$AIHUB_ASAN_PRELOAD"
+exec $nginx "\$@"
+END
+    chmod 755 "$wrapper.$$"
+    mv -f "$wrapper.$$" "$wrapper"
+}
+
+
+cmd_test_asan() {
+    local dir supp=$REPO/ngx_aihub_module/sanitizers rc=0 f start
+
+    cmd_deps
+    start=$(date +%s)
+    mkdir -p "$ASAN_DIR"
+
+    dir=$(asan_build_nginx)
+    asan_build_module "$dir"
+    cmd_build
+    asan_write_wrapper "$dir/sbin/nginx"
+
+    rm -rf "$ASAN_DIR/reports"
+    mkdir -p "$ASAN_DIR/reports"
+
+    # why each option is there: ngx_aihub_module/sanitizers/README.  ASan
+    # and LSan reports go to build/asan/reports/ (checked below); UBSan
+    # (GCC's runtime ignores log_path) prints to nginx's stderr, which the
+    # harness checks, and halts, so a worker dies with an [alert]
+    export AIHUB_ASAN_OPTIONS="detect_odr_violation=0:halt_on_error=1"
+    export AIHUB_UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    AIHUB_UBSAN_OPTIONS+=":suppressions=$supp/ubsan.supp"
+    export AIHUB_LSAN_OPTIONS="suppressions=$supp/lsan.supp"
+    AIHUB_LSAN_OPTIONS+=":print_suppressions=0"
+    export AIHUB_ASAN_PRELOAD="$(cc -print-file-name=libasan.so)"
+    AIHUB_ASAN_PRELOAD+=" $(cc -print-file-name=libubsan.so)"
+    AIHUB_ASAN_PRELOAD+=" $ASAN_DIR/modules/ngx_http_aihub_module.so"
+
+    export AIHUB_NGINX=$ASAN_DIR/nginx
+    export AIHUB_MODULE=$ASAN_DIR/modules/ngx_http_aihub_module.so
+
+    say "nginx: ${AIHUB_NGINX#"$REPO"/} -> ${dir#"$REPO"/}/sbin/nginx"
+    (cmd_test "$@") || rc=$?
+
+    # a report, not the summary of suppressions LeakSanitizer may print
+    for f in "$ASAN_DIR"/reports/*; do
+        [ -e "$f" ] || continue
+        grep -q -E 'ERROR: [A-Za-z]+Sanitizer|runtime error|WARNING: ' "$f" \
+            || continue
+        printf '\n==> sanitizer report %s\n' "${f#"$REPO"/}" >&2
+        head -n 60 "$f" >&2
+        [ "$rc" -ne 0 ] || rc=1
+    done
+
+    say "test-asan: $(( $(date +%s) - start )) s"
+
+    [ "$rc" -eq 0 ] || die "test-asan failed (the tests above; ASan and" \
+                           "LSan reports, if any: build/asan/reports/)"
+    say "test-asan: the suite passed with no sanitizer report"
+}
+
+
+# --- fuzz --------------------------------------------------------------------
+#
+# libFuzzer targets for the pure engine files (ngx_aihub_module/fuzz/): each
+# replays the repository's corpus, then fuzzes for SECONDS with its
+# dictionary.  New inputs go to build/fuzz/corpus/, a failing input to
+# build/fuzz/crashes/, and fails the run.
+
+FUZZ_SRC=$REPO/ngx_aihub_module/fuzz
+FUZZ_OUT=$BUILD/fuzz
+FUZZ_TARGETS=(sse usage_json key_format period ratelimit)
+FUZZ_PACKAGES=(clang libclang-rt-14-dev)
+
+
+fuzz_deps() {
+    local missing=() p
+
+    for p in "${FUZZ_PACKAGES[@]}"; do
+        installed "$p" || missing+=("$p")
+    done
+
+    [ ${#missing[@]} -eq 0 ] && return 0
+
+    [ "$(id -u)" -eq 0 ] || die "fuzz needs Debian packages: ${missing[*]}
+(as root: apt-get install ${missing[*]})"
+
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+
+fuzz_one() {
+    local t=$1 secs=$2 bin=$FUZZ_OUT/bin/fuzz_$1 log=$FUZZ_OUT/$1.log
+    local opts
+
+    mkdir -p "$FUZZ_OUT/corpus/$t" "$FUZZ_OUT/crashes"
+
+    # one input takes milliseconds; 60 s (not 10) so that a machine
+    # shared with other builds does not pass for a hang
+
+    opts=(-timeout=60 -artifact_prefix="$FUZZ_OUT/crashes/$t-"
+          -dict="$FUZZ_SRC/dict/$t.dict")
+
+    # every input of the repository's corpus, once
+    if ! "$bin" "${opts[@]}" -runs=0 "$FUZZ_SRC/corpus/$t" > "$log" 2>&1
+    then
+        grep -E 'property|ERROR|SUMMARY|runtime error|Test unit' "$log" >&2
+        warn "fuzz_$t: the corpus replay failed (log: ${log#"$REPO"/})"
+        return 1
+    fi
+
+    # new inputs are written to the first directory only
+    if ! "$bin" "${opts[@]}" -max_total_time="$secs" -print_final_stats=1 \
+            "$FUZZ_OUT/corpus/$t" "$FUZZ_SRC/corpus/$t" >> "$log" 2>&1
+    then
+        grep -E 'property|ERROR|SUMMARY|runtime error|Test unit' "$log" >&2
+        warn "fuzz_$t failed (log: ${log#"$REPO"/})"
+        return 1
+    fi
+
+    printf '    fuzz_%-12s %s\n' "$t" \
+        "$(grep -E '^Done [0-9]+ runs' "$log" | tail -n 1)" >&2
+}
+
+
+cmd_fuzz() {
+    local secs=${1:-30} t failed=() start
+
+    case "$secs" in
+        ''|*[!0-9]*) die "usage: ./build.sh fuzz [SECONDS]" ;;
+    esac
+
+    fuzz_deps
+    start=$(date +%s)
+
+    say "building the fuzz targets (clang)"
+    make -s -j"$JOBS" -C "$FUZZ_SRC" BUILD="$BUILD"
+
+    say "replaying the corpus and fuzzing each target for ${secs}s"
+
+    for t in "${FUZZ_TARGETS[@]}"; do
+        fuzz_one "$t" "$secs" || failed+=("$t")
+    done
+
+    say "fuzz: $(( $(date +%s) - start )) s"
+
+    [ ${#failed[@]} -eq 0 ] || die "fuzz failed: ${failed[*]} (inputs in" \
+                                   "build/fuzz/crashes/)"
+    say "fuzz: no target failed"
+}
+
+
 # --- main --------------------------------------------------------------------
 
 main() {
@@ -670,6 +1010,8 @@ main() {
         stop)           cmd_stop ;;
         bench)          cmd_bench "$@" ;;
         docs)           cmd_docs "$@" ;;
+        test-asan)      cmd_test_asan "$@" ;;
+        fuzz)           cmd_fuzz "$@" ;;
         -h|--help|help) usage 0 ;;
         *)              usage 1 >&2 ;;
     esac

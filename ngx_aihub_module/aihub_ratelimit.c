@@ -146,7 +146,8 @@ aihub_rl_retry_after_sec(uint64_t ms)
         return AIHUB_RL_NEVER / 1000;
     }
 
-    ms = (ms + 999) / 1000;
+    /* rounded up without adding: ms + 999 would wrap near UINT64_MAX */
+    ms = ms / 1000 + (ms % 1000 != 0);
 
     return ms ? ms : 1;
 }

@@ -148,6 +148,7 @@ aihub_sse_feed(aihub_sse_t *s, const unsigned char *in, size_t len,
         case L_START:
             if (!s->event) {
                 s->event = 1;
+                s->event_len = 0;
                 s->mode = s->hold ? M_HOLD : M_PASS;
             }
 
@@ -282,6 +283,20 @@ static size_t
 aihub_sse_emit(aihub_sse_t *s, const unsigned char *p, size_t n,
     unsigned char *out, size_t o)
 {
+    /*
+     * An event longer than the hold buffer is overlong however the stream
+     * was cut, so it is counted here, not only when the hold overflows
+     * (a run of data bytes may be decided before it is held)
+     */
+
+    if (s->hold && s->event) {
+        s->event_len += n;
+
+        if (s->event_len > s->hold_size) {
+            s->usage.overlong = 1;
+        }
+    }
+
     if (s->mode == M_HOLD) {
 
         if (s->hold_size - s->held >= n) {
@@ -292,7 +307,6 @@ aihub_sse_emit(aihub_sse_t *s, const unsigned char *p, size_t n,
 
         /* too long to be a usage chunk we can strip */
 
-        s->usage.overlong = 1;
         o = aihub_sse_release(s, out, o);
     }
 
@@ -353,6 +367,8 @@ aihub_sse_event_end(aihub_sse_t *s, const unsigned char *p,
 {
     unsigned  invalid;
 
+    s->event = 0;                 /* its blank line is not counted */
+
     if (s->mode == M_HOLD && aihub_sse_strippable(s)) {
         s->held = 0;
         s->stripped++;
@@ -379,7 +395,6 @@ aihub_sse_event_end(aihub_sse_t *s, const unsigned char *p,
 
     aihub_json_reset(&s->json);
 
-    s->event = 0;
     s->data = 0;
     s->mode = M_IDLE;
 

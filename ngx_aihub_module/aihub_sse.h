@@ -53,6 +53,7 @@ typedef struct {
     unsigned char  *hold;            /* NULL: no stripping */
     size_t          hold_size;
     size_t          held;
+    size_t          event_len;       /* bytes of the current event */
     uint64_t        stripped;        /* events removed */
 
     uint8_t         line;            /* line state */

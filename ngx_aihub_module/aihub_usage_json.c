@@ -73,7 +73,11 @@ enum {
 };
 
 #define AIHUB_JSON_MANT_MAX  100000000000000000ULL    /* 10^17 */
-#define AIHUB_JSON_EXP_MAX   100000
+/*
+ * The digits counted into a number's exponent, both ways: far beyond any
+ * document that can exist (10^15 digits), and far from int64_t overflow
+ */
+#define AIHUB_JSON_EXP_MAX   1000000000000000LL
 
 
 static const struct {
@@ -411,8 +415,15 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
                 if (j->mant < AIHUB_JSON_MANT_MAX) {
                     j->mant = j->mant * 10 + d;
 
-                } else if (j->exp10 < AIHUB_JSON_EXP_MAX) {
-                    j->exp10++;
+                } else {
+                    /* a dropped digit that is not 0 is not exact */
+                    if (d) {
+                        j->num_inexact = 1;
+                    }
+
+                    if (j->exp10 < AIHUB_JSON_EXP_MAX) {
+                        j->exp10++;
+                    }
                 }
 
                 return 0;
@@ -421,7 +432,9 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
             case N_FRAC:
                 j->num_phase = N_FRAC;
 
-                if (j->mant < AIHUB_JSON_MANT_MAX) {
+                if (j->mant < AIHUB_JSON_MANT_MAX
+                    && j->exp10 > -AIHUB_JSON_EXP_MAX)
+                {
                     j->mant = j->mant * 10 + d;
                     j->exp10--;
 
@@ -435,7 +448,7 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
                 j->num_phase = N_EXP;
 
                 if (j->exp_val < AIHUB_JSON_EXP_MAX) {
-                    j->exp_val = j->exp_val * 10 + (int32_t) d;
+                    j->exp_val = j->exp_val * 10 + (int64_t) d;
                 }
 
                 return 0;
@@ -745,7 +758,7 @@ aihub_json_number_end(aihub_json_t *j)
     }
 
     v = j->mant;
-    e = (int64_t) j->exp10 + (j->num_exp_neg ? -j->exp_val : j->exp_val);
+    e = j->exp10 + (j->num_exp_neg ? -j->exp_val : j->exp_val);
     bad = j->num_inexact;
 
     while (e > 0 && v != 0) {

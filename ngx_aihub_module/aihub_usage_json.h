@@ -100,8 +100,8 @@ typedef struct {
     char       key_buf[AIHUB_JSON_KEY_LEN];
 
     uint64_t   mant;
-    int32_t    exp10;
-    int32_t    exp_val;
+    int64_t    exp10;
+    int64_t    exp_val;
     unsigned   num_neg:1;
     unsigned   num_exp_neg:1;
     unsigned   num_inexact:1;

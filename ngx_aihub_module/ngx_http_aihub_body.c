@@ -396,7 +396,10 @@ ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
     body->len = len;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        /* the last buffer of a chunked body may be empty, pos NULL */
+        if (cl->buf->last != cl->buf->pos) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
     }
 
     return NGX_OK;

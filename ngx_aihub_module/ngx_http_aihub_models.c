@@ -277,14 +277,16 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
         }
     }
 
-    if (cat->pool) {
-        ngx_destroy_pool(cat->pool);
-    }
+    /* the old catalog lives in the old pool: compare before freeing it */
 
     if (!cat->loaded || cat->models->nelts != models->nelts) {
         ngx_log_error(NGX_LOG_INFO, cat->log, 0,
                       "aihub: model catalog loaded, %ui models",
                       models->nelts);
+    }
+
+    if (cat->pool) {
+        ngx_destroy_pool(cat->pool);
     }
 
     cat->pool = pool;

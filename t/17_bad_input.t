@@ -311,4 +311,18 @@ unlike($t->error_log, qr/exited on signal|worker process \d+ exited/,
 $r = $t->chat($key, model => 'test-basic');
 is($r->{status}, 200, 'and a good request still works');
 
+# a valid chunked body in two chunks is read, joined and served (the
+# joined buffers end with nginx's empty last buffer, whose pos is NULL:
+# copying it was memcpy(dst, NULL, 0), which only ./build.sh test-asan
+# (UBSan) can see)
+my $doc = '{"model":"test-basic","messages":[{"role":"user","content":"hi"}]}';
+my $half = int(length($doc) / 2);
+$r = raw(post_head(extra => [ 'Transfer-Encoding: chunked' ]),
+         sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n",
+                 $half, substr($doc, 0, $half),
+                 length($doc) - $half, substr($doc, $half)),
+         timeout => 20);
+is($r->{status}, 200, 'a chat body in two chunks: 200')
+    or diag($r->{content});
+
 $t->done;

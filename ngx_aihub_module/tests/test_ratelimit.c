@@ -272,6 +272,13 @@ test_duration(void)
        && aihub_rl_retry_after_sec(1001) == 2
        && aihub_rl_retry_after_sec(60000) == 60,
        "Retry-After seconds round up, at least 1");
+
+    /* found by fuzz_ratelimit: (ms + 999) wrapped to a few seconds */
+    ok(aihub_rl_retry_after_sec(AIHUB_RL_NEVER - 1)
+           == (AIHUB_RL_NEVER - 1) / 1000 + 1
+       && aihub_rl_retry_after_sec(UINT64_MAX - 998)
+           == (UINT64_MAX - 998) / 1000 + 1,
+       "Retry-After seconds of a huge wait do not wrap");
 }
 
 

@@ -444,6 +444,37 @@ test_overlong(void)
     free(out);
     free(st.in);
 
+    /*
+     * found by fuzz_sse: an event decided (here: not JSON) before the hold
+     * filled was overlong when fed byte by byte but not in one piece
+     */
+
+    {
+        static const char  ev[] = "data: {x, this is not JSON at all}\n\n";
+        unsigned char      o1[64], o2[64], tiny[16];
+        aihub_sse_t        s2;
+
+        aihub_sse_init(&s, tiny, sizeof(tiny));
+        o = aihub_sse_feed(&s, (const unsigned char *) ev, sizeof(ev) - 1,
+                           o1);
+        o += aihub_sse_finish(&s, o1 + o);
+
+        aihub_sse_init(&s2, tiny, sizeof(tiny));
+        n = 0;
+
+        for (i = 0; i < sizeof(ev) - 1; i++) {
+            n += aihub_sse_feed(&s2, (const unsigned char *) ev + i, 1,
+                                o2 + n);
+        }
+
+        n += aihub_sse_finish(&s2, o2 + n);
+
+        ok(o == sizeof(ev) - 1 && n == o && memcmp(o1, o2, o) == 0
+           && s.usage.overlong && s2.usage.overlong
+           && s.usage.invalid && s2.usage.invalid,
+           "overlong: the same however the stream is cut");
+    }
+
     /* a 1 MB content line is parsed with no line buffer */
 
     len = 1 << 20;

@@ -117,6 +117,13 @@ static const case_t  cases[] = {
       AIHUB_JSON_DONE, 1, 1, 5, 100, 7, 0, 0, "", 0,
       0, 1, 5, 100, 0 },
 
+    /* found by fuzz_usage_json: the 19th digit was dropped unread */
+    { "an integer digit beyond the mantissa is not dropped silently",
+      "{\"usage\":{\"prompt_tokens\":1000000000000000005e-18,"
+      "\"completion_tokens\":2,\"total_tokens\":3}}",
+      AIHUB_JSON_DONE, 1, 1, 2, 3, 7, 1, 0, "", 0,
+      4, 4, 2, 6, 1 },
+
     { "usage null",
       "{\"choices\":[],\"usage\":null}",
       AIHUB_JSON_DONE, 0, 0, 0, 0, 0, 0, 0, "", 0,
@@ -296,7 +303,7 @@ test_limits(void)
     aihub_usage_json_t   uj;
     aihub_usage_t        u;
     char                *buf;
-    size_t               i, n;
+    size_t               i, k, n;
     int                  rc;
 
     /* nesting deeper than AIHUB_JSON_MAX_DEPTH is refused, not a crash */
@@ -318,6 +325,35 @@ test_limits(void)
     rc = aihub_usage_json_feed(&uj, (unsigned char *) buf + n - 255, 255);
     rc = aihub_usage_json_feed(&uj, (unsigned char *) buf + n, 255);
     ok(rc == AIHUB_JSON_DONE, "255 levels of nesting: read");
+    free(buf);
+
+    /*
+     * The exponent of a number is read in full in 64 bits.  It was an
+     * int32_t that every fraction digit decremented with no bound (signed
+     * overflow after 2^31 zeros after "0.": 2 GB, too slow to feed here),
+     * and the written exponent was cut at 6 digits, so that
+     * 0.<1000001 zeros>1e1000002, exactly 1, was read as a fraction.
+     */
+
+    n = 1000001;
+    buf = malloc(n + 128);
+    strcpy(buf, "{\"usage\":{\"prompt_tokens\":0.");
+    k = strlen(buf);
+    memset(buf + k, '0', n);
+    k += n;
+
+    i = k + (size_t) sprintf(buf + k, "1e1000002,\"completion_tokens\":2}}");
+    aihub_usage_json_init(&uj);
+    rc = aihub_usage_json_feed(&uj, (unsigned char *) buf, i);
+    ok(rc == AIHUB_JSON_DONE && uj.usage.has_prompt && !uj.usage.bad_prompt
+       && uj.usage.prompt == 1,
+       "0.(1000001 zeros)1e1000002 is exactly 1");
+
+    i = k + (size_t) sprintf(buf + k, "1e1000001,\"completion_tokens\":2}}");
+    aihub_usage_json_init(&uj);
+    rc = aihub_usage_json_feed(&uj, (unsigned char *) buf, i);
+    ok(rc == AIHUB_JSON_DONE && uj.usage.has_prompt && uj.usage.bad_prompt,
+       "0.(1000001 zeros)1e1000001 is a fraction");
     free(buf);
 
     /* a long error message is cut at a character boundary */

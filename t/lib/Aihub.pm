@@ -62,6 +62,8 @@ Redis and MariaDB helpers work without the module or the worker being built.
     AIHUB_KEEP=1        keep the temporary directory (its path is printed)
     AIHUB_BUILD=DIR     build output, default <repo>/build
     AIHUB_NGINX=PATH    nginx binary, default /usr/sbin/nginx
+    AIHUB_MODULE=PATH   the module .so, default
+                        <build>/modules/ngx_http_aihub_module.so
     AIHUB_VERBOSE=1     diag() each process started
 
 =head1 METHODS
@@ -222,7 +224,8 @@ use Time::HiRes qw(time sleep);
 our $ROOT  = abs_path(dirname(__FILE__) . '/../..');
 our $BUILD = $ENV{AIHUB_BUILD} // "$ROOT/build";
 our $NGINX = $ENV{AIHUB_NGINX} // '/usr/sbin/nginx';
-our $MODULE = "$BUILD/modules/ngx_http_aihub_module.so";
+our $MODULE = $ENV{AIHUB_MODULE}
+             // "$BUILD/modules/ngx_http_aihub_module.so";
 our $WORKER = "$BUILD/bin/aihub-worker";
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
