@@ -22,6 +22,8 @@
 #   AIHUB_CC_OPT                     module CFLAGS (default
 #                                    "-O2 -g -Wall -Wextra -Werror")
 #   AIHUB_TEST_JOBS                  parallel test files (default 2)
+#   AIHUB_FUZZ_SECONDS               seconds per fuzz target in the whole
+#                                    suite (default 30; 0 skips fuzzing)
 #   AIHUB_DEMO_PORT, AIHUB_DEMO_REDIS_PORT, AIHUB_DEMO_MOCK_PORT
 #                                    demo ports (8080, 16379, 18080)
 #   AIHUB_STATE                      the demo's directory (default state/)
@@ -268,6 +270,13 @@ cmd_test() {
     # Redocly CLI, Redoc, Ajv and playwright-core for t/28, pinned by
     # docs/package-lock.json
     docs_npm || warn "npm ci in docs/ failed: t/28 will fail without it"
+
+    # the whole suite also replays the fuzz corpus and fuzzes each target
+    # briefly (AIHUB_FUZZ_SECONDS, default 30; 0 skips), before the tests
+    # so that prove's summary is the last thing printed
+    if [ $# -eq 0 ] && [ "${AIHUB_FUZZ_SECONDS:-30}" != 0 ]; then
+        cmd_fuzz "${AIHUB_FUZZ_SECONDS:-30}"
+    fi
 
     say "running ${#tests[@]} test files"
     prove -j"${AIHUB_TEST_JOBS:-2}" --timer -I t/lib "${tests[@]}"
