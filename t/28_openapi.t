@@ -98,6 +98,7 @@ $t->nginx(<<"END")->start_nginx;
     aihub_redis_timeout 300ms;
     aihub_cache_zone aihub:8m;
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
 
     server {
         listen 127.0.0.1:%%PORT%%;
