@@ -11,7 +11,8 @@
 # - an account holds at most aihub_max_keys_per_account active keys:
 #   beyond, 409 key_limit_reached, nothing created;
 # - a body that arrives in several pieces (chunked) is read whole: its
-#   label and scopes are honoured.
+#   label and scopes are honoured; one in a temporary file is refused
+#   (413), not ignored.
 
 use strict;
 use warnings;
@@ -61,6 +62,10 @@ $t->nginx(<<'END');
         location /api/v1/developer/ {
             aihub on;
             aihub_failure_mode closed;
+            # bodies between 16k and 4m go to a temporary file
+            aihub_body_max 16k;
+            client_body_buffer_size 16k;
+            client_max_body_size 4m;
             proxy_pass $aihub_proxy_url;
             proxy_set_header Host $aihub_provider_host;
             proxy_http_version 1.1;
@@ -249,5 +254,24 @@ is($t->redis('HGET', 'aihub:key:' . Aihub::key_hash($r->{json}{key} // ''),
 
 $r = raw_chunked($multi, '{"label":', ' 5}');
 is($r->{status}, 400, 'chunked: a bad body in pieces is still refused');
+
+# an empty chunked body (only the last, empty, buffer) and a body without
+# a label: a chat key with an empty label; under the sanitizer build these
+# are where memcpy(NULL, 0) was reported
+$r = raw_chunked($multi);
+is($r->{status}, 201, 'empty chunked body: 201') or diag($r->{content});
+is($r->{json}{scopes}, 'chat', 'empty chunked body: a chat key');
+$r = create($multi, { scopes => [ 'chat' ] });
+is($r->{status}, 201, 'no label: 201');
+is($r->{json}{label}, '', 'no label: an empty label');
+
+# a body nginx wrote to a temporary file (beyond client_body_buffer_size,
+# within client_max_body_size) is not read: refused, not created with
+# defaults
+my $big = seed_full_key($t, account => 3140, scopes => 'chat,admin');
+my $events_before = admin_events();
+$r = create($big, { label => 'x' x 40000, scopes => [ 'admin' ] });
+is_error($r, 413, 'request_too_large', 'a body in a temporary file');
+is(admin_events(), $events_before, 'nothing created');
 
 $t->done;
