@@ -274,4 +274,18 @@ $r = create($big, { label => 'x' x 40000, scopes => [ 'admin' ] });
 is_error($r, 413, 'request_too_large', 'a body in a temporary file');
 is(admin_events(), $events_before, 'nothing created');
 
+
+# --- the directive -------------------------------------------------------------
+
+$t->nginx(<<'END', name => 'bad');
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:8m;
+    aihub_max_keys_per_account many;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+END
+my ($ok, $out) = $t->nginx_test('bad');
+ok(!$ok, 'aihub_max_keys_per_account many: nginx -t fails');
+like($out, qr/"aihub_max_keys_per_account" directive invalid number/,
+     'and names the directive') or diag($out);
+
 $t->done;
