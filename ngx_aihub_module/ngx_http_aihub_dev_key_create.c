@@ -384,9 +384,11 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     event.len = p - event.data;
 
     argv[0] = "EVAL";
+    argvlen[0] = 4;
     argv[1] = ngx_http_aihub_key_create_script;
     argvlen[1] = sizeof(ngx_http_aihub_key_create_script) - 1;
     argv[2] = "4";
+    argvlen[2] = 1;
     argv[3] = (const char *) rec->data;
     argvlen[3] = rec->len;
     argv[4] = (const char *) ctx->dev.rec->data;
@@ -414,9 +416,6 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argvlen[14] = ngx_sprintf(cap, "%ui", amcf->max_keys) - cap;
     argv[15] = (const char *) recs->data;
     argvlen[15] = recs->len;
-
-    argvlen[0] = 4;
-    argvlen[2] = 1;
 
     ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
 
