@@ -63,7 +63,8 @@
  *                                API, field "event" = JSON
  *                                {"type":"key.created","account":N,
  *                                 "hash":..,"prefix":..,"scopes":..,
- *                                 "label":..,"ts":ms} or
+ *                                 "label":..,"ts":ms,"expires":unix
+ *                                 seconds, 0 = never} or
  *                                {"type":"key.revoked","account":N,
  *                                 "prefix":..,"ts":ms}
  */
@@ -98,6 +99,7 @@
 #define AIHUB_AE_PREFIX              "prefix"
 #define AIHUB_AE_SCOPES              "scopes"
 #define AIHUB_AE_LABEL               "label"
+#define AIHUB_AE_EXPIRES             "expires"
 #define AIHUB_AE_TS                  "ts"
 #define AIHUB_AE_KEY_CREATED         "key.created"
 #define AIHUB_AE_KEY_REVOKED         "key.revoked"

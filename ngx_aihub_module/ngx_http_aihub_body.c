@@ -24,8 +24,6 @@ static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx,
     cJSON *root);
-static ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r,
-    ngx_str_t *body);
 static ngx_int_t ngx_http_aihub_body_members(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, cJSON *obj);
 static int64_t ngx_http_aihub_body_prompt_chars(cJSON *root,
@@ -351,7 +349,7 @@ ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx, cJSON *root)
  * file (larger than client_body_buffer_size), which we do not read.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 {
     size_t        len;

@@ -14,6 +14,7 @@ ngx_int_t ngx_http_aihub_body_read(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 ngx_int_t ngx_http_aihub_body_rewrite(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
 
 
 #endif /* NGX_HTTP_AIHUB_BODY_H */

@@ -81,6 +81,8 @@ typedef struct {
     ngx_str_t                     node;
 
     ngx_uint_t                    event_buffer; /* events kept while down */
+    ngx_uint_t                    max_keys;     /* active keys per account,
+                                                   0: no cap */
 
     ngx_flag_t                    used;         /* "aihub on" somewhere */
 } ngx_http_aihub_main_conf_t;

@@ -1,7 +1,7 @@
 /*
  * The api-keys endpoints (admin scope):
  *
- *   POST   /api/v1/developer/api-keys              create
+ *   POST   /api/v1/developer/api-keys              create (dev_key_create.c)
  *   GET    /api/v1/developer/api-keys              list, masked
  *   DELETE /api/v1/developer/api-keys/{prefix}     revoke
  *
@@ -17,37 +17,15 @@
 #include "ngx_http_aihub_dev_keys.h"
 
 #include <cjson/cJSON.h>
-#include <openssl/rand.h>
 
 
 /* "member": of the admin event, its name from aihub_protocol.h */
 #define M(name)  "\"" name "\":"
 
 
-static ngx_int_t ngx_http_aihub_dev_key_create(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
-static void ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
-static ngx_int_t ngx_http_aihub_dev_key_store(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_dev_keys_done(ngx_http_request_t *r,
     redisReply *reply);
 
-
-/* KEYS: caller's record, new record, account index, admin stream */
-
-static const char  ngx_http_aihub_key_create_script[] =
-    "local rec = redis.call('HGETALL', KEYS[1]) "
-    "if #rec == 0 then return redis.error_reply('caller record gone') end "
-    "redis.call('HSET', KEYS[2], unpack(rec)) "
-    "redis.call('HSET', KEYS[2], '" AIHUB_KF_PREFIX "', ARGV[1], '"
-        AIHUB_KF_SCOPES "', ARGV[2], '" AIHUB_KF_STATUS "', 'active', '"
-        AIHUB_KF_EXPIRES "', '0', '" AIHUB_KF_LABEL "', ARGV[3], '"
-        AIHUB_KF_CREATED "', ARGV[5]) "
-    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) "
-    "redis.call('XADD', KEYS[4], '*', '" AIHUB_ADMIN_FIELD "', ARGV[6]) "
-    "return 1";
 
 /* KEYS: account index; ARGV: key record prefix */
 
@@ -218,324 +196,6 @@ sent:
 }
 
 
-static ngx_int_t
-ngx_http_aihub_dev_key_create(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx)
-{
-    ngx_int_t  rc;
-
-    if (ctx->body.read) {
-        /* the phases ran again while the key was being stored */
-        return NGX_AGAIN;
-    }
-
-    r->request_body_in_single_buf = 1;
-
-    ctx->body.sync = 1;
-
-    rc = ngx_http_read_client_request_body(r,
-                                           ngx_http_aihub_dev_key_create_body);
-
-    ctx->body.sync = 0;
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
-        /* read at once and refused */
-        return NGX_OK;
-    }
-
-    return NGX_AGAIN;
-}
-
-
-/* the body (optional): {"label": "...", "scopes": ["chat", "admin"]} */
-
-static void
-ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
-{
-    ngx_int_t              rc;
-    ngx_http_aihub_ctx_t  *ctx;
-
-    ctx = ngx_http_aihub_get_ctx(r);
-
-    if (!ctx->body.read) {
-        ctx->body.read = 1;
-        r->main->count--;
-    }
-
-    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
-
-    rc = ngx_http_aihub_dev_key_options(r, ctx);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_aihub_dev_key_store(r, ctx);
-    }
-
-    if (rc == NGX_OK) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "aihub dev: storing key %V", &ctx->dev.prefix);
-
-        ctx->flow.state = NGX_HTTP_AIHUB_STATE_WAIT;
-        return;
-    }
-
-    if (rc == NGX_ERROR) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                            "server_error", "internal_error",
-                            "The gateway failed to process the request.");
-    }
-
-    /* NGX_DECLINED: refused or unavailable, the verdict is given */
-
-    if (ctx->body.sync) {
-        return;
-    }
-
-    ngx_http_aihub_resume(r);
-}
-
-
-/*
- * The label and scopes asked for, into ctx->dev.  NGX_DECLINED: the body
- * is refused, the verdict is given.
- */
-
-static ngx_int_t
-ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx)
-{
-    cJSON       *root, *label, *scopes, *s;
-    ngx_str_t    lab, sc;
-    ngx_uint_t   chat, admin;
-
-    root = NULL;
-    chat = 1;
-    admin = 0;
-    ngx_str_null(&lab);
-
-    if (r->request_body && r->request_body->bufs
-        && r->request_body->bufs->buf->last > r->request_body->bufs->buf->pos
-        && !r->request_body->temp_file)
-    {
-        root = cJSON_ParseWithLength(
-                   (const char *) r->request_body->bufs->buf->pos,
-                   r->request_body->bufs->buf->last
-                   - r->request_body->bufs->buf->pos);
-
-        if (root == NULL || !cJSON_IsObject(root)) {
-            cJSON_Delete(root);
-            ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
-                                "invalid_request_error",
-                                "invalid_request_error",
-                                "The body must be a JSON object such as "
-                                "{\"label\":\"ci\",\"scopes\":[\"chat\"]}.");
-            return NGX_DECLINED;
-        }
-
-        label = cJSON_GetObjectItemCaseSensitive(root, "label");
-        scopes = cJSON_GetObjectItemCaseSensitive(root, "scopes");
-
-        if ((label && !cJSON_IsString(label))
-            || (scopes && !cJSON_IsArray(scopes)))
-        {
-            cJSON_Delete(root);
-            ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
-                                "invalid_request_error",
-                                "invalid_request_error",
-                                "\"label\" must be a string and \"scopes\" "
-                                "an array of \"chat\" and \"admin\".");
-            return NGX_DECLINED;
-        }
-
-        if (label) {
-            lab.len = ngx_min(ngx_strlen(label->valuestring), 200);
-            lab.data = ngx_pnalloc(r->pool, lab.len);
-            if (lab.data == NULL) {
-                cJSON_Delete(root);
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(lab.data, label->valuestring, lab.len);
-        }
-
-        if (scopes) {
-            chat = 0;
-
-            cJSON_ArrayForEach(s, scopes) {
-                if (cJSON_IsString(s)
-                    && ngx_strcmp(s->valuestring, "chat") == 0)
-                {
-                    chat = 1;
-
-                } else if (cJSON_IsString(s)
-                           && ngx_strcmp(s->valuestring, "admin") == 0)
-                {
-                    admin = 1;
-
-                } else {
-                    cJSON_Delete(root);
-                    ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
-                                        "invalid_request_error",
-                                        "invalid_request_error",
-                                        "Scopes are \"chat\" and "
-                                        "\"admin\".");
-                    return NGX_DECLINED;
-                }
-            }
-        }
-
-        cJSON_Delete(root);
-    }
-
-    if (!chat && !admin) {
-        chat = 1;
-    }
-
-    ngx_str_set(&sc, "chat");
-
-    if (admin) {
-        if (chat) {
-            ngx_str_set(&sc, "chat,admin");
-
-        } else {
-            ngx_str_set(&sc, "admin");
-        }
-    }
-
-    ctx->dev.label = lab;
-    ctx->dev.scopes = sc;
-
-    return NGX_OK;
-}
-
-
-/* a new key, stored in Redis with the caller's record as its template */
-
-static ngx_int_t
-ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    u_char       *p;
-    ngx_int_t     rc;
-    ngx_str_t    *rec, *index, *stream, event, hstr, caller;
-    const char   *argv[13];
-    size_t        argvlen[13];
-    u_char        entropy[64], md[32];
-    u_char        hash[AIHUB_SHA256_HEX_LEN];
-    u_char        created[NGX_INT64_LEN];
-    size_t        created_len;
-    char          key[AIHUB_KEY_LEN + 1];
-
-    do {
-        if (RAND_bytes(entropy, sizeof(entropy)) != 1) {
-            return NGX_ERROR;
-        }
-
-    } while (aihub_key_make(entropy, sizeof(entropy), key) != 0);
-
-    ngx_http_aihub_sha256(md, (u_char *) key, AIHUB_KEY_LEN);
-    ngx_hex_dump(hash, md, sizeof(md));
-
-    hstr.data = hash;
-    hstr.len = AIHUB_SHA256_HEX_LEN;
-
-    ctx->dev.key.len = AIHUB_KEY_LEN;
-    ctx->dev.key.data = ngx_pnalloc(r->pool, AIHUB_KEY_LEN);
-    if (ctx->dev.key.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(ctx->dev.key.data, key, AIHUB_KEY_LEN);
-    ngx_explicit_memzero(key, sizeof(key));
-
-    ctx->dev.prefix.data = ctx->dev.key.data;
-    ctx->dev.prefix.len = AIHUB_KEY_PREFIX_LEN;
-
-    hstr.data = ngx_pnalloc(r->pool, AIHUB_SHA256_HEX_LEN);
-    if (hstr.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(hstr.data, hash, AIHUB_SHA256_HEX_LEN);
-
-    caller.data = ctx->caller.hash;
-    caller.len = AIHUB_SHA256_HEX_LEN;
-
-    rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &caller);
-    ctx->dev.rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &hstr);
-
-    index = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ACCOUNT_KEYS,
-                                        &ctx->caller.key.account);
-    stream = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ADMIN, NULL);
-
-    created_len = ngx_sprintf(created, "%T", ngx_time()) - created;
-
-    event.data = ngx_pnalloc(r->pool, 256 + 2 * ctx->dev.label.len * 6);
-    if (rec == NULL || ctx->dev.rec == NULL || index == NULL
-        || stream == NULL || event.data == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(event.data,
-                    "{" M(AIHUB_AE_TYPE) "\"" AIHUB_AE_KEY_CREATED "\","
-                    M(AIHUB_AE_ACCOUNT) "%V," M(AIHUB_AE_HASH) "\"%V\","
-                    M(AIHUB_AE_PREFIX) "\"%V\"," M(AIHUB_AE_SCOPES) "\"%V\","
-                    M(AIHUB_AE_LABEL) "\"", &ctx->caller.key.account, &hstr,
-                    &ctx->dev.prefix, &ctx->dev.scopes);
-    p = (u_char *) ngx_escape_json(p, ctx->dev.label.data,
-                                   ctx->dev.label.len);
-    p = ngx_sprintf(p, "\"," M(AIHUB_AE_TS) "%M}", ngx_http_aihub_now_ms());
-    event.len = p - event.data;
-
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_http_aihub_key_create_script;
-    argvlen[1] = sizeof(ngx_http_aihub_key_create_script) - 1;
-    argv[2] = "4";
-    argvlen[2] = 1;
-    argv[3] = (const char *) rec->data;
-    argvlen[3] = rec->len;
-    argv[4] = (const char *) ctx->dev.rec->data;
-    argvlen[4] = ctx->dev.rec->len;
-    argv[5] = (const char *) index->data;
-    argvlen[5] = index->len;
-    argv[6] = (const char *) stream->data;
-    argvlen[6] = stream->len;
-
-    /* ARGV: prefix, scopes, label, hash, created, event */
-
-    argv[7] = (const char *) ctx->dev.prefix.data;
-    argvlen[7] = ctx->dev.prefix.len;
-    argv[8] = (const char *) ctx->dev.scopes.data;
-    argvlen[8] = ctx->dev.scopes.len;
-    argv[9] = ctx->dev.label.len ? (const char *) ctx->dev.label.data : "";
-    argvlen[9] = ctx->dev.label.len;
-    argv[10] = (const char *) hstr.data;
-    argvlen[10] = hstr.len;
-    argv[11] = (const char *) created;
-    argvlen[11] = created_len;
-    argv[12] = (const char *) event.data;
-    argvlen[12] = event.len;
-
-    ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
-
-    rc = ngx_http_aihub_redis_call(r, &ctx->wait,
-                                   ngx_http_aihub_dev_keys_done,
-                                   13, argv, argvlen);
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_aihub_dev_unavailable(ctx,
-            "API keys cannot be managed right now. Please retry shortly.");
-    }
-
-    return rc;
-
-}
-
-
 static void
 ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
 {
@@ -631,28 +291,12 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
         cJSON_AddStringToObject(root, "status", "revoked");
         break;
 
-    default: /* NGX_HTTP_AIHUB_DEV_KEY_CREATE */
-        cJSON_AddStringToObject(root, "object", "api_key");
-
-        ngx_sprintf(buf, "%V%Z", &ctx->dev.key);
-        cJSON_AddStringToObject(root, "key", (char *) buf);
-        ngx_explicit_memzero(buf, sizeof(buf));
-
-        ngx_sprintf(buf, "%V%Z", &ctx->dev.prefix);
-        cJSON_AddStringToObject(root, "prefix", (char *) buf);
-        ngx_sprintf(buf, "%V%Z", &ctx->dev.scopes);
-        cJSON_AddStringToObject(root, "scopes", (char *) buf);
-        ngx_sprintf(buf, "%*s%Z", ngx_min(ctx->dev.label.len, 200),
-                    ctx->dev.label.data);
-        cJSON_AddStringToObject(root, "label", (char *) buf);
-        cJSON_AddStringToObject(root, "note", "Store this key now: it is "
-                                "shown only once.");
-        break;
+    default:
+        cJSON_Delete(root);
+        goto failed;
     }
 
-    ngx_http_aihub_dev_answer(r, ctx,
-                              ctx->dev.op == NGX_HTTP_AIHUB_DEV_KEY_CREATE
-                              ? NGX_HTTP_CREATED : NGX_HTTP_OK, root);
+    ngx_http_aihub_dev_answer(r, ctx, NGX_HTTP_OK, root);
     return;
 
 failed:

@@ -115,6 +115,13 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       offsetof(ngx_http_aihub_main_conf_t, event_buffer),
       NULL },
 
+    { ngx_string("aihub_max_keys_per_account"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, max_keys),
+      NULL },
+
     { ngx_string("aihub"),
       NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_http_aihub_enable,
@@ -222,6 +229,7 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->redis_port = NGX_CONF_UNSET;
     amcf->redis_timeout = NGX_CONF_UNSET_MSEC;
     amcf->event_buffer = NGX_CONF_UNSET_UINT;
+    amcf->max_keys = NGX_CONF_UNSET_UINT;
     amcf->cache_ttl = NGX_CONF_UNSET_MSEC;
     amcf->time_offset = NGX_CONF_UNSET;
 
@@ -247,6 +255,7 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(amcf->redis_timeout, 300);
     ngx_conf_init_uint_value(amcf->event_buffer, 10000);
+    ngx_conf_init_uint_value(amcf->max_keys, 100);
     ngx_conf_init_msec_value(amcf->cache_ttl, 30000);
     ngx_conf_init_value(amcf->time_offset, 0);
 

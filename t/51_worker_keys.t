@@ -8,6 +8,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use JSON::PP;
 use Digest::SHA qw(sha256_hex);
 use IO::Select;
 use Time::Local qw(timegm);
@@ -201,6 +202,59 @@ is($t->redis('HGET', 'aihub:key:' . sha256_hex($free), 'plan'), 'free',
 is($t->redis('HGET', 'aihub:model:openai/gpt-4o', 'price_out'), 10000000,
    'sync restores model prices');
 is(next_invalidation(), 'all', 'sync publishes "all"');
+
+# --- keys created through the developer API keep their expiry --------------
+
+# nginx queues key.created on the admin stream with the expiry it gave the
+# key (its creator's); the worker stores it in MySQL, and the record it
+# rewrites from MySQL keeps it
+
+my $json = JSON::PP->new->canonical;
+my $tiny = 0 + $t->sql_value("SELECT id FROM accounts WHERE name = "
+                             . "'tiny'");    # a JSON number
+my $until = int(time) + 7200;
+my %api;
+
+for my $case ([ 'expiring', $until ], [ 'never', 0 ], [ 'older nginx' ]) {
+    my ($name, $exp) = @$case;
+    my $k = Aihub::make_key();
+    $api{$name} = sha256_hex($k);
+    $t->redis('XADD', 'aihub:admin', '*', 'event', $json->encode({
+        type => 'key.created', account => $tiny, hash => $api{$name},
+        prefix => Aihub::key_prefix($k), scopes => 'chat', label => $name,
+        ts => int(time * 1000), (expires => $exp) x!! defined $exp }));
+}
+
+my $bad = Aihub::make_key();
+$t->redis('XADD', 'aihub:admin', '*', 'event', $json->encode({
+    type => 'key.created', account => $tiny, hash => sha256_hex($bad),
+    prefix => Aihub::key_prefix($bad), scopes => 'chat', label => 'bad',
+    ts => int(time * 1000), expires => 'tomorrow' }));
+
+$t->start_worker('--consumer', 'w', '--block-ms', 100);
+ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage:dead') == 1 },
+                timeout => 5), 'admin events drained');
+
+is($t->sql_value("SELECT UNIX_TIMESTAMP(expires_at) FROM api_keys WHERE "
+                 . "key_hash = '$api{expiring}'"), $until,
+   'API key with an expiry: MySQL keeps it');
+is($t->redis('HGET', "aihub:key:$api{expiring}", 'expires'), $until,
+   'and the record rewritten from MySQL keeps it');
+is($t->sql_value("SELECT expires_at IS NULL FROM api_keys WHERE "
+                 . "key_hash = '$api{never}'"), 1,
+   'expires 0: never expires in MySQL');
+is($t->redis('HGET', "aihub:key:$api{never}", 'expires'), 0,
+   'nor in Redis');
+is($t->sql_value("SELECT expires_at IS NULL FROM api_keys WHERE "
+                 . "key_hash = '$api{'older nginx'}'"), 1,
+   'an event without expires (older module): never expires');
+is($t->sql_value("SELECT COUNT(*) FROM api_keys WHERE key_hash = '"
+                 . sha256_hex($bad) . "'"), 0,
+   'an expiry that is not a number: not stored');
+my $dead = $t->redis('XRANGE', 'aihub:usage:dead', '-', '+');
+like({ @{ $dead->[0][1] // [] } }->{reason} // '', qr/expires/,
+     'dead-lettered, the reason names the expiry');
+$t->stop_worker;
 
 # --- config file and environment precedence --------------------------------
 

@@ -60,6 +60,152 @@ aw_jstr(cJSON *o, const char *name)
 
 
 /*
+ * key.created: the key into MySQL (the creator's account and plan; its
+ * expiry, unix seconds, 0 or absent from an older module: never), then
+ * its record rewritten from MySQL.  Returns as aw_admin_apply.
+ */
+
+static int
+aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
+    const char *prefix, long long account, long long ms,
+    const char **reason)
+{
+    cJSON       *exp;
+    const char  *hash, *scopes, *label;
+    long long    expires;
+    aw_buf_t     q;
+    char         where[128];
+
+    hash = aw_jstr(o, AIHUB_AE_HASH);
+    scopes = aw_jstr(o, AIHUB_AE_SCOPES);
+    label = aw_jstr(o, AIHUB_AE_LABEL);
+    exp = cJSON_GetObjectItemCaseSensitive(o, AIHUB_AE_EXPIRES);
+
+    if (hash == NULL || !aw_hex64(hash)) {
+        *reason = "admin event: bad hash";
+        return 1;
+    }
+
+    if (exp != NULL
+        && (!cJSON_IsNumber(exp) || exp->valuedouble < 0
+            || exp->valuedouble > 253402300799.0))
+    {
+        *reason = "admin event: bad expires";
+        return 1;
+    }
+
+    expires = exp ? (long long) exp->valuedouble : 0;
+
+    if (scopes == NULL || (strcmp(scopes, "chat") != 0
+                           && strcmp(scopes, "admin") != 0
+                           && strcmp(scopes, "chat,admin") != 0))
+    {
+        scopes = "chat";
+    }
+
+    aw_buf_init(&q);
+    aw_buf_printf(&q, "INSERT IGNORE INTO api_keys (account, key_hash, "
+                  "prefix, label, scopes, expires_at, source, created_at) "
+                  "SELECT id, '%s', '%s', ", hash, prefix);
+    aw_buf_sql_str(&q, db, label ? label : "");
+    aw_buf_puts(&q, ", ");
+    aw_buf_sql_str(&q, db, scopes);
+
+    if (expires > 0) {
+        aw_buf_printf(&q, ", FROM_UNIXTIME(%lld)", expires);
+
+    } else {
+        aw_buf_puts(&q, ", NULL");
+    }
+
+    if (ms > 0) {
+        aw_buf_printf(&q, ", 'api', FROM_UNIXTIME(%lld / 1000) FROM "
+                      "accounts WHERE id = %lld", ms, account);
+
+    } else {
+        aw_buf_printf(&q, ", 'api', UTC_TIMESTAMP() FROM accounts "
+                      "WHERE id = %lld", account);
+    }
+
+    if (aw_db_buf_exec(db, &q) != 0) {
+        aw_buf_free(&q);
+        *reason = "admin event: MySQL refused the key";
+        return aw_db_conn_error(db) ? -1 : 1;
+    }
+
+    aw_buf_free(&q);
+
+    if (aw_db_scalar(db, 0, "SELECT COUNT(*) FROM api_keys WHERE "
+                     "key_hash = '%s' AND account = %lld", hash,
+                     account) != 1)
+    {
+        *reason = "admin event: unknown account or prefix taken";
+        return 1;
+    }
+
+    snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
+    aw_sync_keys(db, rc, where);
+
+    aw_log(AW_LOG_INFO, "key %s of account %lld created through the "
+           "developer API stored", prefix, account);
+
+    return 0;
+}
+
+
+/* key.revoked: MySQL first, then the record and the invalidation */
+
+static int
+aw_admin_key_revoked(MYSQL *db, redisContext *rc, const char *prefix,
+    long long account, const char **reason)
+{
+    aw_buf_t    q;
+    char        where[128], msg[128], h[AIHUB_SHA256_HEX_LEN + 1];
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+
+    aw_buf_init(&q);
+    aw_buf_printf(&q, "UPDATE api_keys SET status = 'revoked', "
+                  "revoked_at = IFNULL(revoked_at, UTC_TIMESTAMP()) "
+                  "WHERE prefix = '%s' AND account = %lld", prefix,
+                  account);
+
+    if (aw_db_buf_exec(db, &q) != 0) {
+        aw_buf_free(&q);
+        *reason = "admin event: MySQL refused the revocation";
+        return aw_db_conn_error(db) ? -1 : 1;
+    }
+
+    aw_buf_free(&q);
+
+    res = aw_db_query(db, "SELECT key_hash FROM api_keys WHERE prefix "
+                      "= '%s' AND account = %lld", prefix, account);
+    row = res ? mysql_fetch_row(res) : NULL;
+
+    if (row == NULL) {
+        if (res) {
+            mysql_free_result(res);
+        }
+        *reason = "admin event: no such key in this account";
+        return 1;
+    }
+
+    snprintf(h, sizeof(h), "%s", row[0]);
+    mysql_free_result(res);
+
+    snprintf(where, sizeof(where), "k.key_hash = '%s'", h);
+    snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", h);
+    aw_sync_keys(db, rc, where);
+    aw_publish(rc, msg);
+
+    aw_log(AW_LOG_INFO, "key %s of account %lld revoked through the "
+           "developer API stored", prefix, account);
+
+    return 0;
+}
+
+
+/*
  * Applies one admin event.  0: applied (or nothing to do); 1: invalid,
  * *reason set (dead-letter it); -1: MySQL failed (retry later).
  */
@@ -68,14 +214,10 @@ static int
 aw_admin_apply(MYSQL *db, redisContext *rc, const char *json, size_t len,
     const char **reason)
 {
-    cJSON        *o, *acc, *ts;
-    const char   *type, *hash, *prefix, *scopes, *label;
-    long long     account, ms;
-    aw_buf_t      q;
-    char          where[128], msg[128], h[AIHUB_SHA256_HEX_LEN + 1];
-    int           rc_;
-    MYSQL_RES    *res;
-    MYSQL_ROW     row;
+    cJSON       *o, *acc, *ts;
+    const char  *type, *prefix;
+    long long    account, ms;
+    int          rc_;
 
     o = cJSON_ParseWithLength(json, len);
 
@@ -85,128 +227,33 @@ aw_admin_apply(MYSQL *db, redisContext *rc, const char *json, size_t len,
         return 1;
     }
 
-    rc_ = 1;
-    type = aw_jstr(o, "type");
-    prefix = aw_jstr(o, "prefix");
-    acc = cJSON_GetObjectItemCaseSensitive(o, "account");
-    ts = cJSON_GetObjectItemCaseSensitive(o, "ts");
+    type = aw_jstr(o, AIHUB_AE_TYPE);
+    prefix = aw_jstr(o, AIHUB_AE_PREFIX);
+    acc = cJSON_GetObjectItemCaseSensitive(o, AIHUB_AE_ACCOUNT);
+    ts = cJSON_GetObjectItemCaseSensitive(o, AIHUB_AE_TS);
 
     if (type == NULL || prefix == NULL || !aw_prefix_ok(prefix)
         || !cJSON_IsNumber(acc) || acc->valuedouble < 1)
     {
         *reason = "admin event: bad type, prefix or account";
-        goto done;
-    }
-
-    account = (long long) acc->valuedouble;
-    ms = cJSON_IsNumber(ts) ? (long long) ts->valuedouble : 0;
-
-    aw_buf_init(&q);
-
-    if (strcmp(type, "key.created") == 0) {
-        hash = aw_jstr(o, "hash");
-        scopes = aw_jstr(o, "scopes");
-        label = aw_jstr(o, "label");
-
-        if (hash == NULL || !aw_hex64(hash)) {
-            *reason = "admin event: bad hash";
-            aw_buf_free(&q);
-            goto done;
-        }
-
-        if (scopes == NULL || (strcmp(scopes, "chat") != 0
-                               && strcmp(scopes, "admin") != 0
-                               && strcmp(scopes, "chat,admin") != 0))
-        {
-            scopes = "chat";
-        }
-
-        aw_buf_printf(&q, "INSERT IGNORE INTO api_keys (account, key_hash, "
-                      "prefix, label, scopes, source, created_at) SELECT "
-                      "id, '%s', '%s', ", hash, prefix);
-        aw_buf_sql_str(&q, db, label ? label : "");
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, db, scopes);
-
-        if (ms > 0) {
-            aw_buf_printf(&q, ", 'api', FROM_UNIXTIME(%lld / 1000) FROM "
-                          "accounts WHERE id = %lld", ms, account);
-
-        } else {
-            aw_buf_printf(&q, ", 'api', UTC_TIMESTAMP() FROM accounts "
-                          "WHERE id = %lld", account);
-        }
-
-        if (aw_db_buf_exec(db, &q) != 0) {
-            rc_ = aw_db_conn_error(db) ? -1 : 1;
-            *reason = "admin event: MySQL refused the key";
-            aw_buf_free(&q);
-            goto done;
-        }
-
-        aw_buf_free(&q);
-
-        if (aw_db_scalar(db, 0, "SELECT COUNT(*) FROM api_keys WHERE "
-                         "key_hash = '%s' AND account = %lld", hash,
-                         account) != 1)
-        {
-            *reason = "admin event: unknown account or prefix taken";
-            goto done;
-        }
-
-        snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
-        aw_sync_keys(db, rc, where);
-
-        aw_log(AW_LOG_INFO, "key %s of account %lld created through the "
-               "developer API stored", prefix, account);
-
-    } else if (strcmp(type, "key.revoked") == 0) {
-        aw_buf_printf(&q, "UPDATE api_keys SET status = 'revoked', "
-                      "revoked_at = IFNULL(revoked_at, UTC_TIMESTAMP()) "
-                      "WHERE prefix = '%s' AND account = %lld", prefix,
-                      account);
-
-        if (aw_db_buf_exec(db, &q) != 0) {
-            rc_ = aw_db_conn_error(db) ? -1 : 1;
-            *reason = "admin event: MySQL refused the revocation";
-            aw_buf_free(&q);
-            goto done;
-        }
-
-        aw_buf_free(&q);
-
-        res = aw_db_query(db, "SELECT key_hash FROM api_keys WHERE prefix "
-                          "= '%s' AND account = %lld", prefix, account);
-        row = res ? mysql_fetch_row(res) : NULL;
-
-        if (row == NULL) {
-            if (res) {
-                mysql_free_result(res);
-            }
-            *reason = "admin event: no such key in this account";
-            goto done;
-        }
-
-        snprintf(h, sizeof(h), "%s", row[0]);
-        mysql_free_result(res);
-
-        snprintf(where, sizeof(where), "k.key_hash = '%s'", h);
-        snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", h);
-        aw_sync_keys(db, rc, where);
-        aw_publish(rc, msg);
-
-        aw_log(AW_LOG_INFO, "key %s of account %lld revoked through the "
-               "developer API stored", prefix, account);
+        rc_ = 1;
 
     } else {
-        aw_buf_free(&q);
-        *reason = "admin event: unknown type";
-        goto done;
+        account = (long long) acc->valuedouble;
+        ms = cJSON_IsNumber(ts) ? (long long) ts->valuedouble : 0;
+
+        if (strcmp(type, AIHUB_AE_KEY_CREATED) == 0) {
+            rc_ = aw_admin_key_created(db, rc, o, prefix, account, ms,
+                                       reason);
+
+        } else if (strcmp(type, AIHUB_AE_KEY_REVOKED) == 0) {
+            rc_ = aw_admin_key_revoked(db, rc, prefix, account, reason);
+
+        } else {
+            *reason = "admin event: unknown type";
+            rc_ = 1;
+        }
     }
-
-    rc_ = 0;
-
-done:
 
     cJSON_Delete(o);
 

@@ -1,0 +1,507 @@
+/*
+ * Creating a key (admin scope):
+ *
+ *   POST /api/v1/developer/api-keys     {"label": "...", "scopes": [...]}
+ *
+ * One Redis script re-reads the caller's record and refuses a caller that
+ * is no longer an active, unexpired admin key (this node's cache may
+ * still hold it as one), counts the account's active keys against
+ * aihub_max_keys_per_account, then writes the new record with the
+ * caller's as its template (same account, plan and limits; never an
+ * expiry later than the caller's), indexes it and queues "key.created"
+ * on "<prefix>admin" for the worker.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_body.h"
+#include "ngx_http_aihub_dev.h"
+#include "ngx_http_aihub_dev_keys.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/rand.h>
+
+
+/* "member": of the admin event, its name from aihub_protocol.h */
+#define M(name)  "\"" name "\":"
+
+/* what the script answers instead of the new key's expiry */
+#define NGX_HTTP_AIHUB_KEY_CALLER_INVALID  -1
+#define NGX_HTTP_AIHUB_KEY_LIMIT_REACHED   -2
+
+
+static void ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_dev_key_parse(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *chat,
+    ngx_uint_t *admin);
+static ngx_int_t ngx_http_aihub_dev_key_store(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static void ngx_http_aihub_dev_key_created(ngx_http_request_t *r,
+    redisReply *reply);
+
+
+/*
+ * KEYS: caller's record, new record, account index, admin stream.
+ * ARGV: prefix, scopes, label, hash, created, the event JSON without its
+ * closing brace (the script adds the expiry), now, the cap (0: none), the
+ * key record prefix.
+ * Returns the new key's expiry (0: never), or -1 (the caller may not
+ * create keys) or -2 (the account has its cap of active keys).
+ */
+
+static const char  ngx_http_aihub_key_create_script[] =
+    "local rec = redis.call('HGETALL', KEYS[1]) "
+    "if #rec == 0 then return -1 end "
+    "local f = {} "
+    "for i = 1, #rec, 2 do f[rec[i]] = rec[i + 1] end "
+    "local now = tonumber(ARGV[7]) "
+    "local exp = tonumber(f['" AIHUB_KF_EXPIRES "'] or '0') or 0 "
+    "if f['" AIHUB_KF_STATUS "'] ~= 'active' "
+    "   or (exp > 0 and exp <= now) "
+    "   or not string.find(f['" AIHUB_KF_SCOPES "'] or '', 'admin', 1, true) "
+    "then return -1 end "
+    "local cap = tonumber(ARGV[8]) "
+    "if cap > 0 then "
+    "  local n = 0 "
+    "  for _, h in ipairs(redis.call('HVALS', KEYS[3])) do "
+    "    local k = redis.call('HMGET', ARGV[9] .. h, '" AIHUB_KF_STATUS
+        "', '" AIHUB_KF_EXPIRES "') "
+    "    local e = tonumber(k[2] or '0') or 0 "
+    "    if k[1] == 'active' and (e == 0 or e > now) then n = n + 1 end "
+    "  end "
+    "  if n >= cap then return -2 end "
+    "end "
+    "local es = string.format('%d', exp) "
+    "redis.call('HSET', KEYS[2], unpack(rec)) "
+    "redis.call('HSET', KEYS[2], '" AIHUB_KF_PREFIX "', ARGV[1], '"
+        AIHUB_KF_SCOPES "', ARGV[2], '" AIHUB_KF_STATUS "', 'active', '"
+        AIHUB_KF_EXPIRES "', es, '" AIHUB_KF_LABEL "', ARGV[3], '"
+        AIHUB_KF_CREATED "', ARGV[5]) "
+    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) "
+    "redis.call('XADD', KEYS[4], '*', '" AIHUB_ADMIN_FIELD "', "
+    "           ARGV[6] .. '," M(AIHUB_AE_EXPIRES) "' .. es .. '}') "
+    "return exp";
+
+
+ngx_int_t
+ngx_http_aihub_dev_key_create(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (ctx->body.read) {
+        /* the phases ran again while the key was being stored */
+        return NGX_AGAIN;
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    ctx->body.sync = 1;
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_aihub_dev_key_create_body);
+
+    ctx->body.sync = 0;
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
+        /* read at once and refused */
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* the body (optional): {"label": "...", "scopes": ["chat", "admin"]} */
+
+static void
+ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (!ctx->body.read) {
+        ctx->body.read = 1;
+        r->main->count--;
+    }
+
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
+
+    rc = ngx_http_aihub_dev_key_options(r, ctx);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_aihub_dev_key_store(r, ctx);
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub dev: storing key %V", &ctx->dev.prefix);
+
+        ctx->flow.state = NGX_HTTP_AIHUB_STATE_WAIT;
+        return;
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                            "server_error", "internal_error",
+                            "The gateway failed to process the request.");
+    }
+
+    /* NGX_DECLINED: refused or unavailable, the verdict is given */
+
+    if (ctx->body.sync) {
+        return;
+    }
+
+    ngx_http_aihub_resume(r);
+}
+
+
+/*
+ * The label and scopes asked for, into ctx->dev, from the whole body
+ * however many buffers it came in.  NGX_DECLINED: the body is refused,
+ * the verdict is given.
+ */
+
+static ngx_int_t
+ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_int_t   rc;
+    ngx_str_t   body;
+    ngx_uint_t  chat, admin;
+
+    chat = 1;
+    admin = 0;
+
+    /* never a NULL label, not even an empty one: it is copied */
+    ngx_str_set(&ctx->dev.label, "");
+
+    rc = ngx_http_aihub_body_bytes(r, &body);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                            "invalid_request_error", "request_too_large",
+                            "The request body is too large.");
+        return NGX_DECLINED;
+    }
+
+    if (body.len) {
+        rc = ngx_http_aihub_dev_key_parse(r, ctx, &body, &chat, &admin);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (!chat && !admin) {
+        chat = 1;
+    }
+
+    ngx_str_set(&ctx->dev.scopes, "chat");
+
+    if (admin) {
+        if (chat) {
+            ngx_str_set(&ctx->dev.scopes, "chat,admin");
+
+        } else {
+            ngx_str_set(&ctx->dev.scopes, "admin");
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_dev_key_parse(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *chat,
+    ngx_uint_t *admin)
+{
+    u_char  *p;
+    size_t   len;
+    cJSON   *root, *label, *scopes, *s;
+
+    root = cJSON_ParseWithLength((const char *) body->data, body->len);
+
+    if (root == NULL || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
+                            "invalid_request_error", "invalid_request_error",
+                            "The body must be a JSON object such as "
+                            "{\"label\":\"ci\",\"scopes\":[\"chat\"]}.");
+        return NGX_DECLINED;
+    }
+
+    label = cJSON_GetObjectItemCaseSensitive(root, "label");
+    scopes = cJSON_GetObjectItemCaseSensitive(root, "scopes");
+
+    if ((label && !cJSON_IsString(label))
+        || (scopes && !cJSON_IsArray(scopes)))
+    {
+        cJSON_Delete(root);
+        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
+                            "invalid_request_error", "invalid_request_error",
+                            "\"label\" must be a string and \"scopes\" "
+                            "an array of \"chat\" and \"admin\".");
+        return NGX_DECLINED;
+    }
+
+    if (label) {
+        len = ngx_min(ngx_strlen(label->valuestring), 200);
+
+        if (len) {
+            p = ngx_pnalloc(r->pool, len);
+            if (p == NULL) {
+                cJSON_Delete(root);
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(p, label->valuestring, len);
+
+            ctx->dev.label.data = p;
+            ctx->dev.label.len = len;
+        }
+    }
+
+    if (scopes) {
+        *chat = 0;
+
+        cJSON_ArrayForEach(s, scopes) {
+            if (cJSON_IsString(s) && ngx_strcmp(s->valuestring, "chat") == 0)
+            {
+                *chat = 1;
+
+            } else if (cJSON_IsString(s)
+                       && ngx_strcmp(s->valuestring, "admin") == 0)
+            {
+                *admin = 1;
+
+            } else {
+                cJSON_Delete(root);
+                ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
+                                    "invalid_request_error",
+                                    "invalid_request_error",
+                                    "Scopes are \"chat\" and \"admin\".");
+                return NGX_DECLINED;
+            }
+        }
+    }
+
+    cJSON_Delete(root);
+
+    return NGX_OK;
+}
+
+
+/* a new key, stored in Redis with the caller's record as its template */
+
+static ngx_int_t
+ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_str_t                   *rec, *index, *stream, *recs, event, hstr;
+    ngx_str_t                    caller;
+    const char                  *argv[16];
+    size_t                       argvlen[16];
+    u_char                       entropy[64], md[32];
+    u_char                       created[NGX_INT64_LEN], now[NGX_INT64_LEN];
+    u_char                       cap[NGX_INT64_LEN];
+    char                         key[AIHUB_KEY_LEN + 1];
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    do {
+        if (RAND_bytes(entropy, sizeof(entropy)) != 1) {
+            return NGX_ERROR;
+        }
+
+    } while (aihub_key_make(entropy, sizeof(entropy), key) != 0);
+
+    ngx_http_aihub_sha256(md, (u_char *) key, AIHUB_KEY_LEN);
+
+    ctx->dev.key.len = AIHUB_KEY_LEN;
+    ctx->dev.key.data = ngx_pnalloc(r->pool, AIHUB_KEY_LEN);
+    hstr.len = AIHUB_SHA256_HEX_LEN;
+    hstr.data = ngx_pnalloc(r->pool, AIHUB_SHA256_HEX_LEN);
+
+    if (ctx->dev.key.data == NULL || hstr.data == NULL) {
+        ngx_explicit_memzero(key, sizeof(key));
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->dev.key.data, key, AIHUB_KEY_LEN);
+    ngx_explicit_memzero(key, sizeof(key));
+    ngx_hex_dump(hstr.data, md, sizeof(md));
+
+    ctx->dev.prefix.data = ctx->dev.key.data;
+    ctx->dev.prefix.len = AIHUB_KEY_PREFIX_LEN;
+
+    caller.data = ctx->caller.hash;
+    caller.len = AIHUB_SHA256_HEX_LEN;
+
+    rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &caller);
+    ctx->dev.rec = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, &hstr);
+    recs = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEY, NULL);
+
+    index = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ACCOUNT_KEYS,
+                                        &ctx->caller.key.account);
+    stream = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ADMIN, NULL);
+
+    /* the closing brace is the script's, after the expiry it decides */
+
+    event.data = ngx_pnalloc(r->pool, 256 + 2 * ctx->dev.label.len * 6);
+    if (rec == NULL || ctx->dev.rec == NULL || recs == NULL || index == NULL
+        || stream == NULL || event.data == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(event.data,
+                    "{" M(AIHUB_AE_TYPE) "\"" AIHUB_AE_KEY_CREATED "\","
+                    M(AIHUB_AE_ACCOUNT) "%V," M(AIHUB_AE_HASH) "\"%V\","
+                    M(AIHUB_AE_PREFIX) "\"%V\"," M(AIHUB_AE_SCOPES) "\"%V\","
+                    M(AIHUB_AE_LABEL) "\"", &ctx->caller.key.account, &hstr,
+                    &ctx->dev.prefix, &ctx->dev.scopes);
+    p = (u_char *) ngx_escape_json(p, ctx->dev.label.data,
+                                   ctx->dev.label.len);
+    p = ngx_sprintf(p, "\"," M(AIHUB_AE_TS) "%M", ngx_http_aihub_now_ms());
+    event.len = p - event.data;
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_aihub_key_create_script;
+    argvlen[1] = sizeof(ngx_http_aihub_key_create_script) - 1;
+    argv[2] = "4";
+    argvlen[2] = 1;
+    argv[3] = (const char *) rec->data;
+    argvlen[3] = rec->len;
+    argv[4] = (const char *) ctx->dev.rec->data;
+    argvlen[4] = ctx->dev.rec->len;
+    argv[5] = (const char *) index->data;
+    argvlen[5] = index->len;
+    argv[6] = (const char *) stream->data;
+    argvlen[6] = stream->len;
+
+    argv[7] = (const char *) ctx->dev.prefix.data;
+    argvlen[7] = ctx->dev.prefix.len;
+    argv[8] = (const char *) ctx->dev.scopes.data;
+    argvlen[8] = ctx->dev.scopes.len;
+    argv[9] = (const char *) ctx->dev.label.data;
+    argvlen[9] = ctx->dev.label.len;
+    argv[10] = (const char *) hstr.data;
+    argvlen[10] = hstr.len;
+    argv[11] = (const char *) created;
+    argvlen[11] = ngx_sprintf(created, "%T", ngx_time()) - created;
+    argv[12] = (const char *) event.data;
+    argvlen[12] = event.len;
+    argv[13] = (const char *) now;
+    argvlen[13] = ngx_sprintf(now, "%T", ngx_http_aihub_time(r)) - now;
+    argv[14] = (const char *) cap;
+    argvlen[14] = ngx_sprintf(cap, "%ui", amcf->max_keys) - cap;
+    argv[15] = (const char *) recs->data;
+    argvlen[15] = recs->len;
+
+    ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
+
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait,
+                                   ngx_http_aihub_dev_key_created,
+                                   16, argv, argvlen);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_aihub_dev_unavailable(ctx,
+            "API keys cannot be managed right now. Please retry shortly.");
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_aihub_dev_key_created(ngx_http_request_t *r, redisReply *reply)
+{
+    cJSON                       *root;
+    u_char                       buf[256], *msg;
+    ngx_http_aihub_ctx_t        *ctx;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_aihub_dev_unavailable(ctx,
+            "API keys cannot be managed right now. Please retry shortly.");
+        ngx_http_aihub_resume(r);
+        return;
+    }
+
+    if (reply->integer == NGX_HTTP_AIHUB_KEY_CALLER_INVALID) {
+        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                            "invalid_request_error", "invalid_api_key",
+                            "This API key may not create keys: it is "
+                            "revoked, suspended or expired, or no longer "
+                            "has the \"admin\" scope.");
+        ngx_http_aihub_resume(r);
+        return;
+    }
+
+    if (reply->integer == NGX_HTTP_AIHUB_KEY_LIMIT_REACHED) {
+        amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+        /* the verdict keeps the message: in the pool, not on the stack */
+
+        msg = ngx_pnalloc(r->pool, 128);
+        if (msg == NULL) {
+            ngx_http_aihub_dev_failed(r, ctx);
+            return;
+        }
+
+        ngx_sprintf(msg, "This account has %ui active API keys, the most "
+                    "it may have. Revoke one to create another.%Z",
+                    amcf->max_keys);
+        ngx_http_aihub_deny(ctx, NGX_HTTP_CONFLICT, "invalid_request_error",
+                            "key_limit_reached", (char *) msg);
+        ngx_http_aihub_resume(r);
+        return;
+    }
+
+    root = cJSON_CreateObject();
+    if (root == NULL) {
+        ngx_http_aihub_dev_failed(r, ctx);
+        return;
+    }
+
+    cJSON_AddStringToObject(root, "object", "api_key");
+
+    ngx_sprintf(buf, "%V%Z", &ctx->dev.key);
+    cJSON_AddStringToObject(root, "key", (char *) buf);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    ngx_sprintf(buf, "%V%Z", &ctx->dev.prefix);
+    cJSON_AddStringToObject(root, "prefix", (char *) buf);
+    ngx_sprintf(buf, "%V%Z", &ctx->dev.scopes);
+    cJSON_AddStringToObject(root, "scopes", (char *) buf);
+    ngx_sprintf(buf, "%V%Z", &ctx->dev.label);
+    cJSON_AddStringToObject(root, "label", (char *) buf);
+    cJSON_AddNumberToObject(root, "expires",
+                            (double) ngx_max(reply->integer, 0));
+    cJSON_AddStringToObject(root, "note", "Store this key now: it is "
+                            "shown only once.");
+
+    ngx_http_aihub_dev_answer(r, ctx, NGX_HTTP_CREATED, root);
+}
