@@ -102,6 +102,20 @@ sub account_keys {
 my $probe = seed_full_key($t, account => 3100, scopes => 'chat,admin');
 ok(wait_ready($t, $probe), 'catalog loaded');
 
+# The cases below need the gateway to trust its cache: it does once its
+# subscription has heard its own heartbeat (README, aihub_cache_ttl).
+# Trusted: a record changed in Redis without an invalidation is still
+# served from the cache.
+ok($t->wait_for(sub {
+    my $h = 'aihub:key:' . Aihub::key_hash($probe);
+    $t->redis('HSET', $h, 'status', 'active');
+    $t->http(GET => '/v1/models', key => $probe);
+    $t->redis('HSET', $h, 'status', 'suspended');
+    my $st = $t->http(GET => '/v1/models', key => $probe)->{status};
+    $t->redis('HSET', $h, 'status', 'active');
+    return $st == 200;
+}, timeout => 10), 'the gateway trusts its key cache');
+
 
 # --- 1. the caller's record is re-read when the key is created --------------
 
