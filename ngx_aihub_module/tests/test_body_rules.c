@@ -10,8 +10,10 @@
 #include "tap.h"
 
 
+/* what a rule names in a parsed document, "(none)" or "(parse error)" */
+
 static const char *
-dup_of(const char *json)
+named_by(const char *json, const char *(*rule)(const cJSON *))
 {
     static char   name[64];
     const char   *d;
@@ -22,7 +24,7 @@ dup_of(const char *json)
         return "(parse error)";
     }
 
-    d = aihub_json_duplicate_member(root);
+    d = rule(root);
     snprintf(name, sizeof(name), "%s", d ? d : "(none)");
     cJSON_Delete(root);
 
@@ -30,24 +32,8 @@ dup_of(const char *json)
 }
 
 
-static const char *
-refused_of(const char *json)
-{
-    static char   name[64];
-    const char   *d;
-    cJSON        *root;
-
-    root = cJSON_Parse(json);
-    if (root == NULL) {
-        return "(parse error)";
-    }
-
-    d = aihub_body_refused_member(root);
-    snprintf(name, sizeof(name), "%s", d ? d : "(none)");
-    cJSON_Delete(root);
-
-    return name;
-}
+#define dup_of(json)      named_by(json, aihub_json_duplicate_member)
+#define refused_of(json)  named_by(json, aihub_body_refused_member)
 
 
 static int
