@@ -38,7 +38,8 @@
  *
  *   key:<sha256hex>        HASH  the key record (fields AIHUB_KF_*), written
  *                                by the worker from MySQL, read by nginx
- *   model:<public id>      HASH  provider, upstream, tier, price_in, price_out
+ *   model:<public id>      HASH  provider, upstream, tier, price_in,
+ *                                price_out, kind, api, created, fallbacks
  *   models                 SET   public ids of all enabled models
  *   plan:<name>            HASH  base_fee_cents, included, hard_quota,
  *                                overage, rpm, tpm, max_tokens,
@@ -110,6 +111,13 @@
 #define AIHUB_MF_TIER        "tier"
 #define AIHUB_MF_PRICE_IN    "price_in"     /* micro-dollars per 1M tokens */
 #define AIHUB_MF_PRICE_OUT   "price_out"
+#define AIHUB_MF_KIND        "kind"         /* "chat" or "embedding" */
+#define AIHUB_MF_API         "api"          /* "chat": the provider speaks
+                                               chat completions only;
+                                               "responses": the Responses
+                                               API too */
+#define AIHUB_MF_CREATED     "created"      /* unix seconds */
+#define AIHUB_MF_FALLBACKS   "fallbacks"    /* comma list of public ids */
 
 /* fields of the plan record HASH (plan:<name>) */
 #define AIHUB_PF_BASE_FEE    "base_fee_cents"

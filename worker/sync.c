@@ -188,10 +188,11 @@ aw_sync_models(MYSQL *db, redisContext *rc)
     MYSQL_ROW     row;
     int           queued;
     char          key[256], set[128];
-    const char   *argv[14];
+    const char   *argv[20];
 
     res = aw_db_query(db, "SELECT public_id, provider, upstream_id, tier, "
-                      "price_in_micros, price_out_micros, enabled "
+                      "price_in_micros, price_out_micros, enabled, kind, "
+                      "api, UNIX_TIMESTAMP(created_at), fallbacks "
                       "FROM models ORDER BY public_id");
     if (res == NULL) {
         return -1;
@@ -229,7 +230,15 @@ aw_sync_models(MYSQL *db, redisContext *rc)
         argv[9] = row[4];
         argv[10] = AIHUB_MF_PRICE_OUT;
         argv[11] = row[5];
-        queued += aw_append(rc, 12, argv);
+        argv[12] = AIHUB_MF_KIND;
+        argv[13] = row[7];
+        argv[14] = AIHUB_MF_API;
+        argv[15] = row[8];
+        argv[16] = AIHUB_MF_CREATED;
+        argv[17] = row[9];
+        argv[18] = AIHUB_MF_FALLBACKS;
+        argv[19] = row[10];
+        queued += aw_append(rc, 20, argv);
 
         argv[0] = "SADD";
         argv[1] = set;
