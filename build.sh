@@ -922,7 +922,8 @@ cmd_test_asan() {
 
 FUZZ_SRC=$REPO/ngx_aihub_module/fuzz
 FUZZ_OUT=$BUILD/fuzz
-FUZZ_TARGETS=(sse usage_json key_format period ratelimit usage_event record)
+FUZZ_TARGETS=(sse usage_json key_format period ratelimit usage_event record
+              body)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 

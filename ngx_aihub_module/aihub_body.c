@@ -2,6 +2,7 @@
  * The chat request body, checked and rewritten (see aihub_body.h).
  */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "aihub_body_rules.h"
@@ -13,6 +14,8 @@
 #define AIHUB_BODY_MEDIA_CHARS  (765 * 4)
 
 
+static int aihub_body_bad_escape(const unsigned char *p, size_t n);
+static int aihub_json_hex(int c);
 static void aihub_body_parse(aihub_body_t *b, const unsigned char *p,
     size_t n);
 static int aihub_body_members(aihub_body_t *b, cJSON *obj);
@@ -37,6 +40,16 @@ aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
 
     if (aihub_json_has_nul_escape(p, n)) {
         b->verdict = AIHUB_BODY_NUL;
+        return;
+    }
+
+    if (memchr(p, '\0', n) != NULL) {
+        b->verdict = AIHUB_BODY_NUL_BYTE;
+        return;
+    }
+
+    if (aihub_body_bad_escape(p, n)) {
+        b->verdict = AIHUB_BODY_SYNTAX;
         return;
     }
 
@@ -86,6 +99,38 @@ aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
     b->prompt_chars = aihub_body_prompt_chars(root, messages);
 
     aihub_body_options(b, policy);
+}
+
+
+/*
+ * A \u not followed by four hex digits: invalid JSON, which cJSON reads
+ * as a NUL ("model\u0z0e9" is its member "model"), cutting the name short
+ * where the provider would not.
+ */
+
+static int
+aihub_body_bad_escape(const unsigned char *p, size_t n)
+{
+    size_t  i, k;
+
+    for (i = 0; i + 1 < n; i++) {
+
+        if (p[i] != '\\') {
+            continue;
+        }
+
+        if (p[i + 1] == 'u') {
+            for (k = 2; k < 6; k++) {
+                if (i + k >= n || aihub_json_hex(p[i + k]) < 0) {
+                    return 1;
+                }
+            }
+        }
+
+        i++;    /* the escaped character is not an escape itself */
+    }
+
+    return 0;
 }
 
 
@@ -289,14 +334,223 @@ aihub_body_utf8_chars(const char *s)
 }
 
 
+/*
+ * The rewrite edits the bytes the client sent, so that every other byte
+ * reaches the provider as it came: printing the parsed tree again would
+ * round numbers (cJSON keeps a double: 1.7976931348623157e308 came out as
+ * 1.79769313486232e+308, past the largest double) and respell strings.
+ * The text was parsed by cJSON already: it is one valid object, and these
+ * scanners only find where members are.
+ */
+
+/* what a stream is made to ask for; the comma goes when nothing precedes */
+#define AIHUB_BODY_USAGE_MEMBER    "\"include_usage\":true"
+#define AIHUB_BODY_OPTIONS         "{" AIHUB_BODY_USAGE_MEMBER "}"
+#define AIHUB_BODY_OPTIONS_MEMBER  "\"stream_options\":" AIHUB_BODY_OPTIONS
+
+
+typedef struct {
+    size_t                  at;         /* bytes [at, at + cut) become */
+    size_t                  cut;
+    const char             *text;       /* text */
+    size_t                  len;
+} aihub_body_edit_t;
+
+
+typedef struct {
+    size_t                  value;      /* the value's first byte */
+    size_t                  end;        /* one past its last */
+} aihub_json_span_t;
+
+
+/* cJSON skips every byte up to 32 as white space */
+
+static size_t
+aihub_json_ws(const unsigned char *p, size_t n, size_t i)
+{
+    while (i < n && p[i] <= 32) {
+        i++;
+    }
+
+    return i;
+}
+
+
+/* i at a value: one past it */
+
+static size_t
+aihub_json_skip(const unsigned char *p, size_t n, size_t i)
+{
+    size_t  depth;
+
+    depth = 0;
+
+    do {
+        if (i >= n) {
+            return n;
+        }
+
+        if (p[i] == '"') {
+            for (i++; i < n && p[i] != '"'; i++) {
+                if (p[i] == '\\') {
+                    i++;
+                }
+            }
+
+            i++;
+
+        } else if (p[i] == '{' || p[i] == '[') {
+            depth++;
+            i++;
+
+        } else if (p[i] == '}' || p[i] == ']') {
+            depth--;
+            i++;
+
+        } else if (depth == 0) {
+            /* a number, true, false or null: to what ends it */
+            while (i < n && p[i] > 32 && p[i] != ',' && p[i] != '}'
+                   && p[i] != ']')
+            {
+                i++;
+            }
+
+        } else {
+            i++;
+        }
+
+    } while (depth > 0);
+
+    return i < n ? i : n;
+}
+
+
+static int
+aihub_json_hex(int c)
+{
+    return (c >= '0' && c <= '9') ? c - '0'
+           : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+           : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+}
+
+
+/* the string at p[i] (a '"'), decoded, is name (ASCII) */
+
+static int
+aihub_json_key_is(const unsigned char *p, size_t n, size_t i,
+    const char *name)
+{
+    int     c, k, h;
+    size_t  j;
+
+    j = 0;
+
+    for (i++; i < n && p[i] != '"'; i++) {
+        c = p[i];
+
+        if (c == '\\' && i + 1 < n) {
+            i++;
+
+            switch (p[i]) {
+            case 'b':  c = '\b'; break;
+            case 'f':  c = '\f'; break;
+            case 'n':  c = '\n'; break;
+            case 'r':  c = '\r'; break;
+            case 't':  c = '\t'; break;
+            case 'u':
+                c = 0;
+
+                for (k = 1; k <= 4; k++) {
+                    h = (i + k < n) ? aihub_json_hex(p[i + k]) : -1;
+                    if (h < 0) {
+                        return 0;
+                    }
+
+                    c = c * 16 + h;
+                }
+
+                i += 4;
+
+                if (c >= 0x80) {
+                    return 0;       /* not ASCII: no name of ours */
+                }
+
+                break;
+
+            default:
+                c = p[i];           /* '"', '\\', '/' */
+            }
+        }
+
+        if (name[j] == '\0' || name[j] != c) {
+            return 0;
+        }
+
+        j++;
+    }
+
+    return name[j] == '\0';
+}
+
+
+/*
+ * The member name of the object at p[obj] (a '{'): 1 and where its value
+ * is, or 0.  *close: where the object's '}' is, and *empty whether it has
+ * no member.
+ */
+
+static int
+aihub_json_member(const unsigned char *p, size_t n, size_t obj,
+    const char *name, aihub_json_span_t *span, size_t *close, int *empty)
+{
+    int     found;
+    size_t  i, key;
+
+    found = 0;
+    *empty = 1;
+
+    i = aihub_json_ws(p, n, obj + 1);
+
+    while (i < n && p[i] == '"') {
+        *empty = 0;
+        key = i;
+
+        i = aihub_json_skip(p, n, i);
+        i = aihub_json_ws(p, n, i) + 1;         /* the ':' */
+        i = aihub_json_ws(p, n, i);
+
+        if (!found && aihub_json_key_is(p, n, key, name)) {
+            span->value = i;
+            span->end = aihub_json_skip(p, n, i);
+            found = 1;
+        }
+
+        i = aihub_json_skip(p, n, i);
+        i = aihub_json_ws(p, n, i);
+
+        if (i < n && p[i] == ',') {
+            i = aihub_json_ws(p, n, i + 1);
+        }
+    }
+
+    *close = i;
+
+    return found;
+}
+
+
 int
 aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
-    const char *upstream, char **out, size_t *len)
+    const unsigned char *p, size_t n, const char *upstream, char **out,
+    size_t *len)
 {
-    int     rename, usage;
-    cJSON  *root, *opts, *model;
-
-    root = b->json;
+    int                 rename, usage, empty, k, nedits;
+    char               *id, *o;
+    size_t              root, close, at, total;
+    const char         *text;
+    cJSON              *item;
+    aihub_body_edit_t   edits[2], t;
+    aihub_json_span_t   span, inc;
 
     rename = (strlen(upstream) != b->model_len
               || memcmp(upstream, b->model, b->model_len) != 0);
@@ -307,49 +561,102 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
         return 0;
     }
 
+    nedits = 0;
+    id = NULL;
+    root = aihub_json_ws(p, n, 0);
+
     if (rename) {
-        model = cJSON_CreateString(upstream);
+        /* the provider's id as a JSON string, as cJSON escapes it */
 
-        if (model == NULL) {
+        item = cJSON_CreateString(upstream);
+        id = item ? cJSON_PrintUnformatted(item) : NULL;
+        cJSON_Delete(item);
+
+        if (id == NULL
+            || !aihub_json_member(p, n, root, "model", &span, &close, &empty))
+        {
+            cJSON_free(id);
             return -1;
         }
 
-        if (!cJSON_ReplaceItemInObjectCaseSensitive(root, "model", model)) {
-            cJSON_Delete(model);
-            return -1;
-        }
-
-        b->model = model->valuestring;
-        b->model_len = strlen(model->valuestring);
+        edits[nedits++] = (aihub_body_edit_t) { span.value,
+                                                span.end - span.value,
+                                                id, strlen(id) };
     }
 
     if (usage) {
-        opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+        if (!aihub_json_member(p, n, root, "stream_options", &span, &close,
+                               &empty))
+        {
+            text = "," AIHUB_BODY_OPTIONS_MEMBER;
+            edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
+                                                    strlen(text + empty) };
 
-        if (!cJSON_IsObject(opts)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(root, "stream_options");
+        } else if (p[span.value] != '{') {
+            /* null */
+            text = AIHUB_BODY_OPTIONS;
+            edits[nedits++] = (aihub_body_edit_t) { span.value,
+                                                    span.end - span.value,
+                                                    text, strlen(text) };
 
-            opts = cJSON_AddObjectToObject(root, "stream_options");
-            if (opts == NULL) {
-                return -1;
-            }
+        } else if (aihub_json_member(p, n, span.value, "include_usage",
+                                     &inc, &close, &empty))
+        {
+            edits[nedits++] = (aihub_body_edit_t) { inc.value,
+                                                    inc.end - inc.value,
+                                                    "true", 4 };
+
+        } else {
+            text = "," AIHUB_BODY_USAGE_MEMBER;
+            edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
+                                                    strlen(text + empty) };
         }
-
-        cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
-
-        if (cJSON_AddTrueToObject(opts, "include_usage") == NULL) {
-            return -1;
-        }
-
-        b->include_usage = 1;
     }
 
-    *out = cJSON_PrintUnformatted(root);
-    if (*out == NULL) {
+    if (nedits == 2 && edits[1].at < edits[0].at) {
+        t = edits[0];
+        edits[0] = edits[1];
+        edits[1] = t;
+    }
+
+    total = n;
+
+    for (k = 0; k < nedits; k++) {
+        total = total - edits[k].cut + edits[k].len;
+    }
+
+    o = malloc(total + 1);
+    if (o == NULL) {
+        cJSON_free(id);
         return -1;
     }
 
-    *len = strlen(*out);
+    *out = o;
+    at = 0;
+
+    for (k = 0; k < nedits; k++) {
+        memcpy(o, p + at, edits[k].at - at);
+        o += edits[k].at - at;
+        memcpy(o, edits[k].text, edits[k].len);
+        o += edits[k].len;
+        at = edits[k].at + edits[k].cut;
+    }
+
+    memcpy(o, p + at, n - at);
+    o += n - at;
+    *o = '\0';
+    *len = total;
+
+    cJSON_free(id);
+
+    if (rename) {
+        b->model = upstream;
+        b->model_len = strlen(upstream);
+    }
+
+    if (usage) {
+        b->include_usage = 1;
+    }
 
     return 1;
 }
@@ -369,6 +676,10 @@ aihub_body_message(aihub_body_verdict_e verdict)
     case AIHUB_BODY_NUL:
         return "The request body holds the escape \\u0000 (NUL), which the "
                "gateway does not accept.";
+
+    case AIHUB_BODY_NUL_BYTE:
+        return "The request body holds a NUL byte, which the gateway does "
+               "not accept.";
 
     case AIHUB_BODY_SYNTAX:
         return "We could not parse the JSON body of your request.";

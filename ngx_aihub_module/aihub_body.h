@@ -20,6 +20,8 @@ typedef enum {
     AIHUB_BODY_OK = 0,
     AIHUB_BODY_EMPTY,
     AIHUB_BODY_NUL,                 /* a string holds \u0000 */
+    AIHUB_BODY_NUL_BYTE,            /* a NUL byte: cJSON's strings end
+                                       there, the provider's do not */
     AIHUB_BODY_SYNTAX,              /* not one JSON value */
     AIHUB_BODY_NOT_OBJECT,
     AIHUB_BODY_DUPLICATE,           /* member: the name given twice */
@@ -66,13 +68,16 @@ void aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
 
 /*
  * The body for the provider: its own model id (a C string), and for a
- * stream stream_options.include_usage when the policy wants it.
- * 0: nothing changes, forward the bytes that were checked; 1: *out holds
- * the body to forward (*len bytes, free it with cJSON_free()); -1: no
- * memory.  The check's fields then describe *out.
+ * stream stream_options.include_usage when the policy wants it.  p and n
+ * are the bytes b was checked from; only the bytes of what changes are
+ * edited, every other byte is forwarded as it came.
+ * 0: nothing changes, forward p as it is; 1: *out holds the body to
+ * forward (*len bytes and a NUL; free it with free()); -1: no memory.
+ * b's model and include_usage then describe *out (b->model is upstream).
  */
 int aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
-    const char *upstream, char **out, size_t *len);
+    const unsigned char *p, size_t n, const char *upstream, char **out,
+    size_t *len);
 
 /* the client's message for a verdict; for DUPLICATE and REFUSED, what
    follows "The member "<name>"" */

@@ -278,7 +278,8 @@ ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 
 /*
  * For the provider: its own model id, and for streams the usage chunk
- * asked for.  The body is left alone when neither changes anything.
+ * asked for.  The body is left alone when neither changes anything, and
+ * otherwise edited only where it changes (aihub_body_rewrite()).
  */
 
 ngx_int_t
@@ -287,6 +288,7 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     int                      rc;
     char                    *out;
     size_t                   len;
+    ngx_str_t                in;
     ngx_buf_t               *b;
     ngx_chain_t             *cl;
     aihub_body_t             body;
@@ -301,8 +303,15 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     body.stream = ctx->body.stream;
     body.include_usage = ctx->body.include_usage;
 
-    rc = aihub_body_rewrite(&body, &ngx_http_aihub_body_policy,
-                            (const char *) m->upstream.data, &out, &len);
+    /* the bytes that were checked, to be edited */
+
+    if (ngx_http_aihub_body_bytes(r, &in) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = aihub_body_rewrite(&body, &ngx_http_aihub_body_policy, in.data,
+                            in.len, (const char *) m->upstream.data, &out,
+                            &len);
 
     if (rc == 0) {
         return NGX_OK;
@@ -314,14 +323,14 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        cJSON_free(out);
+        ngx_free(out);
         return NGX_ERROR;
     }
 
     b->last = ngx_cpymem(b->last, out, len);
     b->last_buf = 1;
     b->last_in_chain = 1;
-    cJSON_free(out);
+    ngx_free(out);
 
     cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {

@@ -12,7 +12,8 @@
  *   - nothing rewritten => the provider gets the bytes as they came, and
  *     that is right: the model is the provider's id and no stream lacks
  *     the usage the policy wants;
- *   - rewritten => the output is accepted by the same check, holds each
+ *   - rewritten (by editing the input's bytes) => the output is accepted
+ *     by the same check, holds each
  *     member once, has the provider's id, the same stream, max_tokens and
  *     prompt estimate, include_usage where the policy wants it, every
  *     other member of the input unchanged (member by member, in order)
@@ -121,7 +122,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t               len;
     const char          *upstream;
     const cJSON         *it, *was;
-    aihub_body_t         b, again, fwd;
+    aihub_body_t         b, again, fwd, was_b;
     aihub_body_policy_t  pol;
 
     char                 model[256];
@@ -178,7 +179,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
 
-    rc = aihub_body_rewrite(&b, &pol, upstream, &out, &len);
+    memcpy(&was_b, &b, sizeof(aihub_body_t));
+
+    rc = aihub_body_rewrite(&b, &pol, data + 1, size - 1, upstream, &out,
+                            &len);
 
     FUZZ_CHECK(rc == 0 || rc == 1);
 
@@ -186,6 +190,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* nothing to change: right only if nothing had to */
         FUZZ_CHECK(strlen(upstream) == b.model_len
                    && memcmp(upstream, b.model, b.model_len) == 0);
+        FUZZ_CHECK(b.model == was_b.model && b.json == was_b.json);
         FUZZ_CHECK(!pol.stream_usage || !b.stream || b.include_usage);
         aihub_body_free(&b);
         return 0;
@@ -203,7 +208,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(fwd.stream == b.stream);
     FUZZ_CHECK(fwd.max_tokens == b.max_tokens);
     FUZZ_CHECK(fwd.include_usage
-               == (b.include_usage || (pol.stream_usage && b.stream)));
+               == (was_b.include_usage || (pol.stream_usage && b.stream)));
+    FUZZ_CHECK(b.include_usage == fwd.include_usage);
+    FUZZ_CHECK(b.model_len == fwd.model_len
+               && memcmp(b.model, fwd.model, b.model_len) == 0);
 
     /* every member but model and stream_options as it was, no other */
 
@@ -231,11 +239,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char    *out2;
         size_t   len2;
 
-        FUZZ_CHECK(aihub_body_rewrite(&fwd, &pol, upstream, &out2, &len2)
+        FUZZ_CHECK(aihub_body_rewrite(&fwd, &pol, (const unsigned char *) out,
+                                      len, upstream, &out2, &len2)
                    == 0);
     }
 
-    cJSON_free(out);
+    free(out);
     aihub_body_free(&fwd);
     aihub_body_free(&b);
 

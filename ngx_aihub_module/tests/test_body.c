@@ -5,6 +5,7 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "aihub_body.h"
@@ -15,17 +16,20 @@ static const aihub_body_policy_t  policy = { 1000000000, 1 };
 
 
 static aihub_body_verdict_e
-verdict_of(const char *json, const aihub_body_policy_t *pol)
+verdict_n(const char *json, size_t n, const aihub_body_policy_t *pol)
 {
     aihub_body_t          b;
     aihub_body_verdict_e  v;
 
-    aihub_body_check(&b, (const unsigned char *) json, strlen(json), pol);
+    aihub_body_check(&b, (const unsigned char *) json, n, pol);
     v = b.verdict;
     aihub_body_free(&b);
 
     return v;
 }
+
+
+#define verdict_of(json, pol)  verdict_n(json, strlen(json), pol)
 
 
 #define VERDICT(json, want)                                                  \
@@ -54,14 +58,15 @@ forwarded(const char *json, const char *upstream)
         return "(refused)";
     }
 
-    rc = aihub_body_rewrite(&b, &policy, upstream, &out, &len);
+    rc = aihub_body_rewrite(&b, &policy, (const unsigned char *) json,
+                            strlen(json), upstream, &out, &len);
 
     if (rc == 0) {
         snprintf(buf, sizeof(buf), "=");
 
     } else if (rc == 1) {
         snprintf(buf, sizeof(buf), "%.*s", (int) len, out);
-        cJSON_free(out);
+        free(out);
 
     } else {
         snprintf(buf, sizeof(buf), "(no memory)");
@@ -88,8 +93,19 @@ main(void)
 
     VERDICT("", AIHUB_BODY_EMPTY);
     VERDICT("{\"model\":\"a\\u0000b\"," MSG "}", AIHUB_BODY_NUL);
+    {
+        static const char  nul[] = "{\"model\":\"a\",\"stream_options\0\":"
+                                   "null,\"messages\":[]}";
+
+        ok(verdict_n(nul, sizeof(nul) - 1, &policy) == AIHUB_BODY_NUL_BYTE,
+           "a NUL byte in a member name (cJSON reads \"stream_options\")");
+    }
+
     VERDICT("{\"model\":", AIHUB_BODY_SYNTAX);
     VERDICT("{} {}", AIHUB_BODY_SYNTAX);
+    VERDICT("{\"model\\u0z0e9\":\"m\"," MSG "}", AIHUB_BODY_SYNTAX);
+    VERDICT("{\"model\":\"m\\u12\"," MSG "}", AIHUB_BODY_SYNTAX);
+    VERDICT("{\"model\":\"m\\\\u12\"," MSG "}", AIHUB_BODY_OK);
     VERDICT("[1]", AIHUB_BODY_NOT_OBJECT);
     VERDICT("{\"model\":\"a\",\"model\":\"b\"," MSG "}", AIHUB_BODY_DUPLICATE);
     VERDICT("{\"model\":\"a\",\"stream_options\":{\"include_usage\":false,"
@@ -168,14 +184,28 @@ main(void)
            "a stream: usage asked for");
     IS_STR(forwarded("{\"model\":\"a\",\"stream_options\":{\"include_usage\":"
                      "false,\"x\":1}," MSG ",\"stream\":true}", "a"),
-           "{\"model\":\"a\",\"stream_options\":{\"x\":1,"
-           "\"include_usage\":true},\"messages\":[],\"stream\":true}",
+           "{\"model\":\"a\",\"stream_options\":{\"include_usage\":true,"
+           "\"x\":1},\"messages\":[],\"stream\":true}",
            "include_usage false: set, the other options kept");
     IS_STR(forwarded("{\"model\":\"a\",\"stream_options\":null," MSG
                      ",\"stream\":true}", "q\"x"),
-           "{\"model\":\"q\\\"x\",\"messages\":[],\"stream\":true,"
-           "\"stream_options\":{\"include_usage\":true}}",
+           "{\"model\":\"q\\\"x\",\"stream_options\":{\"include_usage\":"
+           "true},\"messages\":[],\"stream\":true}",
            "stream_options null replaced; an upstream id with a quote");
+    IS_STR(forwarded("{\"model\":\"a\",\"stream_options\":{ }," MSG
+                     ",\"stream\":true}", "a"),
+           "{\"model\":\"a\",\"stream_options\":{ \"include_usage\":true},"
+           "\"messages\":[],\"stream\":true}",
+           "an empty stream_options gets include_usage");
+    IS_STR(forwarded(" { \"mod\\u0065l\" : \"a\" ,\t \"messages\" : [ ] ,"
+                     " \"seed\":9007199254740993, \"t\":1.7976931348623157e308,"
+                     " \"s\":\"\\u00e9\\/\", \"stream\" : true } ", "b"),
+           " { \"mod\\u0065l\" : \"b\" ,\t \"messages\" : [ ] ,"
+           " \"seed\":9007199254740993, \"t\":1.7976931348623157e308,"
+           " \"s\":\"\\u00e9\\/\", \"stream\" : true ,\"stream_options\":"
+           "{\"include_usage\":true}} ",
+           "every other byte as it came: white space, an escaped member "
+           "name, numbers a double cannot hold, escapes");
 
     /* the policy may leave streams alone */
 
@@ -186,7 +216,8 @@ main(void)
         char    *out;
         size_t   len;
 
-        ok(aihub_body_rewrite(&b, &small, "a", &out, &len) == 0,
+        ok(aihub_body_rewrite(&b, &small, (const unsigned char *) json,
+                              strlen(json), "a", &out, &len) == 0,
            "a policy without stream_usage forwards a stream as it came");
     }
     aihub_body_free(&b);
