@@ -709,11 +709,8 @@ aihub_body_message(aihub_body_verdict_e verdict)
     case AIHUB_BODY_BAD_STREAM_OPTIONS:
         return "The stream_options parameter must be an object.";
 
-    case AIHUB_BODY_BAD_MAX_TOKENS:
+    default: /* AIHUB_BODY_BAD_MAX_TOKENS */
         return "max_tokens must be a positive integer.";
-
-    default: /* AIHUB_BODY_NO_MEMORY */
-        return "The gateway failed to process the request.";
     }
 }
 

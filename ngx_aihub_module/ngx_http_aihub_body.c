@@ -186,10 +186,6 @@ ngx_http_aihub_body_refuse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     what = aihub_body_message(b->verdict);
 
-    if (b->verdict == AIHUB_BODY_NO_MEMORY) {
-        return NGX_ERROR;
-    }
-
     if (b->verdict != AIHUB_BODY_DUPLICATE
         && b->verdict != AIHUB_BODY_REFUSED)
     {
