@@ -13,11 +13,10 @@
  *     that is right: the model is the provider's id and no stream lacks
  *     the usage the policy wants;
  *   - rewritten (by editing the input's bytes) => the output is accepted
- *     by the same check, holds each
- *     member once, has the provider's id, the same stream, max_tokens and
- *     prompt estimate, include_usage where the policy wants it, every
- *     other member of the input unchanged (member by member, in order)
- *     and no other member; and a
+ *     by the same check, holds each member once, has the provider's id,
+ *     the same stream, max_tokens and prompt estimate, include_usage
+ *     where the policy wants it, every other member of the input
+ *     unchanged (member by member, in order) and no other member; and a
  *     second rewrite changes nothing (the checked body is the forwarded
  *     one).
  * The check takes the whole body (nginx reads it first), so there is no
