@@ -12,8 +12,9 @@
 #                       write build/docs/ (index.html, openapi.json/.yaml)
 #   ./build.sh test-asan
 #                       the suite against nginx built with ASan+UBSan
-#   ./build.sh fuzz [SECONDS]
-#                       the libFuzzer targets, SECONDS each (default 30)
+#   ./build.sh fuzz [SECONDS [TARGET...]]
+#                       the libFuzzer targets (or only those named),
+#                       SECONDS each (default 30)
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build the module against that source
@@ -921,7 +922,8 @@ cmd_test_asan() {
 
 FUZZ_SRC=$REPO/ngx_aihub_module/fuzz
 FUZZ_OUT=$BUILD/fuzz
-FUZZ_TARGETS=(sse usage_json key_format period ratelimit)
+FUZZ_TARGETS=(sse usage_json key_format period ratelimit usage_event record
+              body)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 
@@ -979,11 +981,21 @@ fuzz_one() {
 
 
 cmd_fuzz() {
-    local secs=${1:-30} t failed=() start
+    local secs=${1:-30} t failed=() start targets=()
 
     case "$secs" in
-        ''|*[!0-9]*) die "usage: ./build.sh fuzz [SECONDS]" ;;
+        ''|*[!0-9]*) die "usage: ./build.sh fuzz [SECONDS [TARGET...]]" ;;
     esac
+
+    [ $# -gt 0 ] && shift
+
+    for t in "$@"; do
+        [[ " ${FUZZ_TARGETS[*]} " == *" $t "* ]] \
+            || die "no fuzz target $t (targets: ${FUZZ_TARGETS[*]})"
+        targets+=("$t")
+    done
+
+    [ ${#targets[@]} -gt 0 ] || targets=("${FUZZ_TARGETS[@]}")
 
     fuzz_deps
     start=$(date +%s)
@@ -993,7 +1005,7 @@ cmd_fuzz() {
 
     say "replaying the corpus and fuzzing each target for ${secs}s"
 
-    for t in "${FUZZ_TARGETS[@]}"; do
+    for t in "${targets[@]}"; do
         fuzz_one "$t" "$secs" || failed+=("$t")
     done
 

@@ -2,33 +2,32 @@
  * The chat request body: read without blocking (at most aihub_body_max
  * bytes, in memory), parsed once for model, stream, max_tokens and
  * stream_options, and rewritten for the provider when it must change (the
- * provider's model id, stream_options.include_usage for streams).
+ * provider's model id, stream_options.include_usage for streams).  The
+ * decisions are the engine's (aihub_body.c); this step reads the body,
+ * asks, and acts on the answer.
  */
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
-#include "aihub_body_rules.h"
-
-#include <cjson/cJSON.h>
+#include "aihub_body.h"
 
 
-/* an image or audio part counts as this many characters: 765 tokens, a
-   high-detail image at OpenAI */
-#define NGX_HTTP_AIHUB_MEDIA_CHARS  (765 * 4)
+/* the largest max_tokens (or max_completion_tokens) a request may ask */
+#define NGX_HTTP_AIHUB_MAX_TOKENS_MAX  1000000000
+
+
+static const aihub_body_policy_t  ngx_http_aihub_body_policy = {
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1
+};
 
 
 static void ngx_http_aihub_body_done(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-static ngx_int_t ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx,
-    cJSON *root);
-static ngx_int_t ngx_http_aihub_body_members(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, cJSON *obj);
-static int64_t ngx_http_aihub_body_prompt_chars(cJSON *root,
-    cJSON *messages);
-static int64_t ngx_http_aihub_utf8_chars(const char *s);
+static ngx_int_t ngx_http_aihub_body_refuse(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, aihub_body_t *b);
 static void ngx_http_aihub_body_cleanup(void *data);
 
 
@@ -106,64 +105,12 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
                         "invalid_request_error", msg)
 
 
-/*
- * What the gateway checks is what the provider reads: no member twice
- * (cJSON reads the first, providers the last), and nothing that routes or
- * bills the call behind the gateway's back.  NGX_DECLINED: refused (the
- * verdict is set).
- */
-
-static ngx_int_t
-ngx_http_aihub_body_members(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    cJSON *obj)
-{
-    u_char      *msg, *name;
-    const char  *dup, *what;
-
-    if (!cJSON_IsObject(obj)) {
-        return NGX_OK;
-    }
-
-    dup = aihub_json_duplicate_member(obj);
-    what = "appears more than once";
-
-    if (dup == NULL && obj == ctx->body.json) {
-        dup = aihub_body_refused_member(obj);
-        what = "is not accepted by this gateway (it would change how the "
-               "provider routes or bills the call)";
-    }
-
-    if (dup == NULL) {
-        return NGX_OK;
-    }
-
-    name = ngx_http_aihub_safe_text(r->pool, (u_char *) dup,
-                                    ngx_strlen(dup), 64);
-    msg = ngx_pnalloc(r->pool, 64 + ngx_strlen(what) + 64);
-
-    if (name == NULL || msg == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(msg, "The member \"%s\" %s.%Z", name, what);
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "aihub body: refused: %s", msg);
-
-    ngx_http_aihub_bad_request(ctx, (const char *) msg);
-
-    return NGX_DECLINED;
-}
-
-
 static ngx_int_t
 ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    cJSON                       *root, *model, *messages;
-    u_char                      *p;
-    const char                  *end;
     ngx_str_t                    body;
     ngx_int_t                    rc;
+    aihub_body_t                 b;
     ngx_pool_cleanup_t          *cln;
     ngx_http_aihub_loc_conf_t   *alcf;
 
@@ -182,102 +129,39 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (body.len == 0) {
-        ngx_http_aihub_bad_request(ctx, "The request body is empty: send "
-                                        "a JSON object.");
-        return NGX_OK;
-    }
+    aihub_body_check(&b, body.data, body.len, &ngx_http_aihub_body_policy);
 
-    if (aihub_json_has_nul_escape(body.data, body.len)) {
-        ngx_http_aihub_bad_request(ctx, "The request body holds the escape "
-                                        "\\u0000 (NUL), which the gateway "
-                                        "does not accept.");
-        return NGX_OK;
-    }
-
-    root = cJSON_ParseWithLengthOpts((const char *) body.data, body.len,
-                                     &end, 0);
-
-    /* one JSON value and nothing but white space after it */
-
-    if (root != NULL) {
-        for (p = (u_char *) end; p < body.data + body.len; p++) {
-            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-                cJSON_Delete(root);
-                root = NULL;
-                break;
-            }
+    if (b.json != NULL) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            aihub_body_free(&b);
+            return NGX_ERROR;
         }
+
+        cln->handler = ngx_http_aihub_body_cleanup;
+        cln->data = b.json;
+        ctx->body.json = b.json;
     }
 
-    if (root == NULL) {
-        ngx_http_aihub_bad_request(ctx, "We could not parse the JSON body "
-                                        "of your request.");
-        return NGX_OK;
+    /* what was read before a refusal stays, for the log */
+
+    if (b.model != NULL) {
+        ctx->body.model.len = b.model_len;
+        ctx->body.model.data = ngx_pnalloc(r->pool, b.model_len);
+        if (ctx->body.model.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ctx->body.model.data, b.model, b.model_len);
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        cJSON_Delete(root);
-        return NGX_ERROR;
-    }
+    ctx->body.prompt_estimate = b.prompt_chars;
+    ctx->body.stream = b.stream;
+    ctx->body.include_usage = b.include_usage;
+    ctx->body.max_tokens = b.max_tokens;
 
-    cln->handler = ngx_http_aihub_body_cleanup;
-    cln->data = root;
-    ctx->body.json = root;
-
-    if (!cJSON_IsObject(root)) {
-        ngx_http_aihub_bad_request(ctx, "The request body must be a JSON "
-                                        "object.");
-        return NGX_OK;
-    }
-
-    rc = ngx_http_aihub_body_members(r, ctx, root);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_aihub_body_members(r, ctx,
-                 cJSON_GetObjectItemCaseSensitive(root, "stream_options"));
-    }
-
-    if (rc != NGX_OK) {
-        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
-    }
-
-    model = cJSON_GetObjectItemCaseSensitive(root, "model");
-
-    if (model == NULL) {
-        ngx_http_aihub_bad_request(ctx, "You must provide a model "
-                                        "parameter.");
-        return NGX_OK;
-    }
-
-    if (!cJSON_IsString(model) || model->valuestring[0] == '\0') {
-        ngx_http_aihub_bad_request(ctx, "The model parameter must be a "
-                                        "non-empty string.");
-        return NGX_OK;
-    }
-
-    ctx->body.model.len = ngx_strlen(model->valuestring);
-    ctx->body.model.data = ngx_pnalloc(r->pool, ctx->body.model.len);
-    if (ctx->body.model.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(ctx->body.model.data, model->valuestring, ctx->body.model.len);
-
-    messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
-
-    if (!cJSON_IsArray(messages)) {
-        ngx_http_aihub_bad_request(ctx, "The messages parameter must be an "
-                                        "array.");
-        return NGX_OK;
-    }
-
-    ctx->body.prompt_estimate = ngx_http_aihub_body_prompt_chars(root,
-                                                                 messages);
-
-    if (ngx_http_aihub_body_options(ctx, root) != NGX_OK) {
-        return NGX_OK;
+    if (b.verdict != AIHUB_BODY_OK) {
+        return ngx_http_aihub_body_refuse(r, ctx, &b);
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -291,54 +175,38 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 }
 
 
-/*
- * stream, stream_options.include_usage, max_tokens (or
- * max_completion_tokens).  NGX_DECLINED: refused, the verdict is given.
- */
+/* a refused body: 400 with the engine's message */
 
 static ngx_int_t
-ngx_http_aihub_body_options(ngx_http_aihub_ctx_t *ctx, cJSON *root)
+ngx_http_aihub_body_refuse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    aihub_body_t *b)
 {
-    cJSON  *stream, *max, *opts, *inc;
+    u_char      *msg, *name;
+    const char  *what;
 
-    stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    what = aihub_body_message(b->verdict);
 
-    if (stream != NULL && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
-        ngx_http_aihub_bad_request(ctx, "The stream parameter must be a "
-                                        "boolean.");
-        return NGX_DECLINED;
+    if (b->verdict != AIHUB_BODY_DUPLICATE
+        && b->verdict != AIHUB_BODY_REFUSED)
+    {
+        ngx_http_aihub_bad_request(ctx, what);
+        return NGX_OK;
     }
 
-    ctx->body.stream = cJSON_IsTrue(stream);
+    name = ngx_http_aihub_safe_text(r->pool, (u_char *) b->member,
+                                    ngx_strlen(b->member), 64);
+    msg = ngx_pnalloc(r->pool, 64 + ngx_strlen(what) + 64);
 
-    opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
-
-    if (opts != NULL && !cJSON_IsObject(opts) && !cJSON_IsNull(opts)) {
-        ngx_http_aihub_bad_request(ctx, "The stream_options parameter must "
-                                        "be an object.");
-        return NGX_DECLINED;
+    if (name == NULL || msg == NULL) {
+        return NGX_ERROR;
     }
 
-    inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
-    ctx->body.include_usage = cJSON_IsTrue(inc);
+    ngx_sprintf(msg, "The member \"%s\" %s.%Z", name, what);
 
-    max = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
-    if (max == NULL || cJSON_IsNull(max)) {
-        max = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
-    }
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub body: refused: %s", msg);
 
-    if (max != NULL && !cJSON_IsNull(max)) {
-        if (!cJSON_IsNumber(max) || max->valuedouble < 1
-            || max->valuedouble > 1e9
-            || max->valuedouble != (double) (int64_t) max->valuedouble)
-        {
-            ngx_http_aihub_bad_request(ctx, "max_tokens must be a positive "
-                                            "integer.");
-            return NGX_DECLINED;
-        }
-
-        ctx->body.max_tokens = (int64_t) max->valuedouble;
-    }
+    ngx_http_aihub_bad_request(ctx, (const char *) msg);
 
     return NGX_OK;
 }
@@ -404,161 +272,61 @@ ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-/* characters (not bytes) of text in the messages, for the estimate */
-
-static int64_t
-ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
-{
-    char     *printed;
-    int64_t   n;
-    cJSON    *msg, *content, *part, *text, *type, *extra;
-
-    static const char  *extras[] = { "tools", "functions", "tool_choice",
-                                     "response_format", NULL };
-    const char        **name;
-
-    n = 0;
-
-    cJSON_ArrayForEach(msg, messages) {
-        content = cJSON_GetObjectItemCaseSensitive(msg, "content");
-
-        if (cJSON_IsString(content)) {
-            n += ngx_http_aihub_utf8_chars(content->valuestring);
-
-        } else if (cJSON_IsArray(content)) {
-            cJSON_ArrayForEach(part, content) {
-                text = cJSON_GetObjectItemCaseSensitive(part, "text");
-                type = cJSON_GetObjectItemCaseSensitive(part, "type");
-
-                if (cJSON_IsString(text)) {
-                    n += ngx_http_aihub_utf8_chars(text->valuestring);
-
-                } else if (cJSON_IsString(type)
-                           && ngx_strcmp(type->valuestring, "text") != 0)
-                {
-                    /* an image or audio part: a flat, high-detail cost */
-                    n += NGX_HTTP_AIHUB_MEDIA_CHARS;
-                }
-            }
-        }
-
-        /* a tool call's arguments are prompt too */
-        extra = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
-
-        if (extra != NULL && (printed = cJSON_PrintUnformatted(extra))) {
-            n += ngx_http_aihub_utf8_chars(printed);
-            cJSON_free(printed);
-        }
-    }
-
-    /* tool definitions and schemas reach the model as prompt */
-
-    for (name = extras; *name; name++) {
-        extra = cJSON_GetObjectItemCaseSensitive(root, *name);
-
-        if (extra != NULL && !cJSON_IsNull(extra)
-            && (printed = cJSON_PrintUnformatted(extra)))
-        {
-            n += ngx_http_aihub_utf8_chars(printed);
-            cJSON_free(printed);
-        }
-    }
-
-    return n;
-}
-
-
-/* UTF-8 continuation bytes (10xxxxxx) do not start a character */
-
-static int64_t
-ngx_http_aihub_utf8_chars(const char *s)
-{
-    int64_t        n;
-    const u_char  *p;
-
-    n = 0;
-
-    for (p = (const u_char *) s; *p; p++) {
-        n += ((*p & 0xc0) != 0x80);
-    }
-
-    return n;
-}
-
-
 /*
  * For the provider: its own model id, and for streams the usage chunk
- * asked for.  The body is left alone when neither changes anything.
+ * asked for.  The body is left alone when neither changes anything, and
+ * otherwise edited only where it changes (aihub_body_rewrite()).
  */
 
 ngx_int_t
 ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
+    int                      rc;
     char                    *out;
     size_t                   len;
-    cJSON                   *root, *opts;
+    ngx_str_t                in;
     ngx_buf_t               *b;
     ngx_chain_t             *cl;
-    ngx_uint_t               rename, usage;
+    aihub_body_t             body;
     ngx_http_aihub_model_t  *m = ctx->route.model;
 
-    root = ctx->body.json;
+    /* what the check found, as the context keeps it */
 
-    rename = (m->upstream.len != ctx->body.model.len
-              || ngx_strncmp(m->upstream.data, ctx->body.model.data,
-                             ctx->body.model.len) != 0);
+    ngx_memzero(&body, sizeof(aihub_body_t));
+    body.json = ctx->body.json;
+    body.model = (const char *) ctx->body.model.data;
+    body.model_len = ctx->body.model.len;
+    body.stream = ctx->body.stream;
+    body.include_usage = ctx->body.include_usage;
 
-    usage = ctx->body.stream && !ctx->body.include_usage;
+    /* the bytes that were checked, to be edited */
 
-    if (!rename && !usage) {
-        return NGX_OK;
-    }
-
-    if (rename) {
-        if (cJSON_ReplaceItemInObjectCaseSensitive(root, "model",
-                cJSON_CreateString((const char *) m->upstream.data))
-            == 0)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (usage) {
-        opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
-
-        if (!cJSON_IsObject(opts)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(root, "stream_options");
-
-            opts = cJSON_AddObjectToObject(root, "stream_options");
-            if (opts == NULL) {
-                return NGX_ERROR;
-            }
-        }
-
-        cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
-
-        if (cJSON_AddTrueToObject(opts, "include_usage") == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    out = cJSON_PrintUnformatted(root);
-    if (out == NULL) {
+    if (ngx_http_aihub_body_bytes(r, &in) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    len = ngx_strlen(out);
+    rc = aihub_body_rewrite(&body, &ngx_http_aihub_body_policy, in.data,
+                            in.len, (const char *) m->upstream.data, &out,
+                            &len);
+
+    if (rc == 0) {
+        return NGX_OK;
+    }
+
+    if (rc == -1) {
+        return NGX_ERROR;
+    }
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        cJSON_free(out);
+        ngx_free(out);
         return NGX_ERROR;
     }
 
     b->last = ngx_cpymem(b->last, out, len);
     b->last_buf = 1;
     b->last_in_chain = 1;
-    cJSON_free(out);
+    ngx_free(out);
 
     cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {

@@ -9,6 +9,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_resp.h"
 #include "ngx_http_aihub_zone.h"
 #include "ngx_http_aihub_forward.h"
 #include "ngx_http_aihub_key.h"
@@ -228,9 +229,8 @@ static ngx_int_t
 ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     redisReply *reply)
 {
-    size_t                    i;
-    int64_t                   n;
-    ngx_str_t                 field, value;
+    aihub_rstr_t             *elts;
+    aihub_key_record_t        kr;
     ngx_http_aihub_record_t  *rec;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
@@ -243,95 +243,47 @@ ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_memzero(&ctx->caller.key, sizeof(ngx_http_aihub_key_t));
     rec = &ctx->caller.key.rec;
 
-    for (i = 0; i + 1 < reply->elements; i += 2) {
+    /* the fields are parsed in the engine (aihub_record.c) */
 
-        if (reply->element[i]->type != REDIS_REPLY_STRING
-            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
-        {
-            continue;
-        }
-
-        field.data = (u_char *) reply->element[i]->str;
-        field.len = reply->element[i]->len;
-        value.data = (u_char *) reply->element[i + 1]->str;
-        value.len = reply->element[i + 1]->len;
-
-        n = ngx_atoi(value.data, value.len);
-
-#define AIHUB_FIELD_IS(name)                                                 \
-        (field.len == sizeof(name) - 1                                       \
-         && ngx_strncmp(field.data, name, sizeof(name) - 1) == 0)
-
-#define AIHUB_NUMBER  (n == NGX_ERROR ? 0 : (uint64_t) n)
-
-        if (AIHUB_FIELD_IS(AIHUB_KF_ACCOUNT)) {
-            if (n == NGX_ERROR || n == 0) {
-                goto invalid;
-            }
-
-            rec->account_id = n;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_PREFIX)) {
-            if (value.len > sizeof(rec->prefix)) {
-                goto invalid;
-            }
-
-            rec->prefix_len = value.len;
-            ngx_memcpy(rec->prefix, value.data, value.len);
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_PLAN)) {
-            rec->plan_len = ngx_min(value.len, sizeof(rec->plan));
-            ngx_memcpy(rec->plan, value.data, rec->plan_len);
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_SCOPES)) {
-            rec->chat = ngx_strlcasestrn(value.data, value.data + value.len,
-                                         (u_char *) "chat", 3) != NULL;
-            rec->admin = ngx_strlcasestrn(value.data, value.data + value.len,
-                                          (u_char *) "admin", 4) != NULL;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_STATUS)) {
-            rec->active = (value.len == 6
-                           && ngx_strncmp(value.data, "active", 6) == 0);
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_EXPIRES)) {
-            rec->expires = AIHUB_NUMBER;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_ANCHOR)) {
-            rec->anchor = AIHUB_NUMBER;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_RPM)) {
-            rec->rpm = AIHUB_NUMBER;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_TPM)) {
-            rec->tpm = AIHUB_NUMBER;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_INCLUDED)) {
-            rec->included = AIHUB_NUMBER;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_OVERAGE)) {
-            rec->overage = (AIHUB_NUMBER != 0);
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_SPEND_CAP)) {
-            rec->spend_cap = AIHUB_NUMBER;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_MAX_TOKENS)) {
-            rec->max_tokens = AIHUB_NUMBER;
-
-        } else if (AIHUB_FIELD_IS(AIHUB_KF_MODELS)) {
-            ctx->caller.key.models.data = ngx_pstrdup(r->pool, &value);
-            if (ctx->caller.key.models.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ctx->caller.key.models.len = value.len;
-        }
-
-#undef AIHUB_NUMBER
-#undef AIHUB_FIELD_IS
+    elts = ngx_http_aihub_reply_strings(r->pool, reply);
+    if (elts == NULL) {
+        return NGX_ERROR;
     }
 
-    if (rec->account_id == 0 || rec->prefix_len == 0) {
+    if (aihub_key_record_parse(&kr, elts, reply->elements) != 0) {
         goto invalid;
+    }
+
+    rec->account_id = kr.account_id;
+    rec->expires = kr.expires;
+    rec->anchor = kr.anchor;
+    rec->rpm = kr.rpm;
+    rec->tpm = kr.tpm;
+    rec->included = kr.included;
+    rec->spend_cap = kr.spend_cap;
+    rec->max_tokens = kr.max_tokens;
+    rec->active = kr.active;
+    rec->overage = kr.overage;
+    rec->admin = kr.admin;
+    rec->chat = kr.chat;
+
+    rec->prefix_len = kr.prefix.len;
+    ngx_memcpy(rec->prefix, kr.prefix.data, kr.prefix.len);
+
+    rec->plan_len = ngx_min(kr.plan.len, sizeof(rec->plan));
+    if (rec->plan_len) {
+        ngx_memcpy(rec->plan, kr.plan.data, rec->plan_len);
+    }
+
+    if (kr.models.len) {
+        ctx->caller.key.models.data = ngx_pnalloc(r->pool, kr.models.len);
+        if (ctx->caller.key.models.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ctx->caller.key.models.data, kr.models.data,
+                   kr.models.len);
+        ctx->caller.key.models.len = kr.models.len;
     }
 
     ngx_http_aihub_key_strings(&ctx->caller.key);

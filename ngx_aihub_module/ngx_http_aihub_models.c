@@ -8,6 +8,7 @@
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_resp.h"
 #include "ngx_http_aihub_models.h"
 
 
@@ -139,17 +140,21 @@ ngx_http_aihub_models_timer(ngx_event_t *ev)
 
 
 static ngx_int_t
-ngx_http_aihub_models_str(ngx_pool_t *pool, ngx_str_t *dst, redisReply *r)
+ngx_http_aihub_models_str(ngx_pool_t *pool, ngx_str_t *dst,
+    const aihub_rstr_t *s)
 {
-    dst->len = r->len;
-    dst->data = ngx_pnalloc(pool, r->len + 1);
+    dst->len = s->len;
+    dst->data = ngx_pnalloc(pool, s->len + 1);
 
     if (dst->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(dst->data, r->str, r->len);
-    dst->data[r->len] = '\0';
+    if (s->len) {
+        ngx_memcpy(dst->data, s->data, s->len);
+    }
+
+    dst->data[s->len] = '\0';
 
     return NGX_OK;
 }
@@ -175,11 +180,12 @@ ngx_http_aihub_models_loaded_cb(redisAsyncContext *ac, void *reply,
 static void
 ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
 {
-    size_t                     i, j;
-    ngx_int_t                  n;
+    size_t                     i;
     ngx_pool_t                *pool;
     ngx_array_t               *models;
-    redisReply                *rep = reply, *rec, *f, *v;
+    redisReply                *rep = reply, *rec;
+    aihub_rstr_t              *elts, id;
+    aihub_model_record_t       mr;
     ngx_http_aihub_model_t    *m;
 
     if (rep == NULL) {
@@ -214,6 +220,20 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
             continue;
         }
 
+        /* the fields are parsed in the engine (aihub_record.c) */
+
+        elts = ngx_http_aihub_reply_strings(pool, rec);
+        if (elts == NULL) {
+            goto failed;
+        }
+
+        if (aihub_model_record_parse(&mr, elts, rec->elements) != 0) {
+            ngx_log_error(NGX_LOG_ERR, cat->log, 0,
+                          "aihub: invalid catalog entry \"%*s\" in redis",
+                          rep->element[i]->len, rep->element[i]->str);
+            continue;
+        }
+
         m = ngx_array_push(models);
         if (m == NULL) {
             goto failed;
@@ -221,56 +241,24 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
 
         ngx_memzero(m, sizeof(ngx_http_aihub_model_t));
 
-        if (ngx_http_aihub_models_str(pool, &m->id, rep->element[i])
-            != NGX_OK)
+        id.data = (const unsigned char *) rep->element[i]->str;
+        id.len = rep->element[i]->len;
+
+        if (ngx_http_aihub_models_str(pool, &m->id, &id) != NGX_OK) {
+            goto failed;
+        }
+
+        if (ngx_http_aihub_models_str(pool, &m->provider, &mr.provider)
+               != NGX_OK
+            || ngx_http_aihub_models_str(pool, &m->upstream, &mr.upstream)
+               != NGX_OK
+            || ngx_http_aihub_models_str(pool, &m->tier, &mr.tier) != NGX_OK)
         {
             goto failed;
         }
 
-        for (j = 0; j + 1 < rec->elements; j += 2) {
-            f = rec->element[j];
-            v = rec->element[j + 1];
-
-            if (f->type != REDIS_REPLY_STRING
-                || v->type != REDIS_REPLY_STRING)
-            {
-                continue;
-            }
-
-#define AIHUB_IS(name)                                                       \
-            (f->len == sizeof(name) - 1                                      \
-             && ngx_strncmp(f->str, name, sizeof(name) - 1) == 0)
-
-            if (AIHUB_IS(AIHUB_MF_PROVIDER)) {
-                if (ngx_http_aihub_models_str(pool, &m->provider, v)
-                    != NGX_OK)
-                {
-                    goto failed;
-                }
-
-            } else if (AIHUB_IS(AIHUB_MF_UPSTREAM)) {
-                if (ngx_http_aihub_models_str(pool, &m->upstream, v)
-                    != NGX_OK)
-                {
-                    goto failed;
-                }
-
-            } else if (AIHUB_IS(AIHUB_MF_TIER)) {
-                if (ngx_http_aihub_models_str(pool, &m->tier, v) != NGX_OK) {
-                    goto failed;
-                }
-
-            } else if (AIHUB_IS(AIHUB_MF_PRICE_IN)) {
-                n = ngx_atoi((u_char *) v->str, v->len);
-                m->price_in = (n == NGX_ERROR) ? 0 : (uint64_t) n;
-
-            } else if (AIHUB_IS(AIHUB_MF_PRICE_OUT)) {
-                n = ngx_atoi((u_char *) v->str, v->len);
-                m->price_out = (n == NGX_ERROR) ? 0 : (uint64_t) n;
-            }
-
-#undef AIHUB_IS
-        }
+        m->price_in = mr.price_in;
+        m->price_out = mr.price_out;
 
         if (m->upstream.len == 0) {
             m->upstream = m->id;

@@ -47,3 +47,33 @@ ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
 
     return redisAsyncFormattedCommand(ac, fn, data, (char *) buf, p - buf);
 }
+
+
+/*
+ * The elements of an array reply as byte strings for the engine's record
+ * parsers (aihub_record.h): an element that is not a string has data NULL.
+ */
+
+aihub_rstr_t *
+ngx_http_aihub_reply_strings(ngx_pool_t *pool, redisReply *reply)
+{
+    size_t         i;
+    redisReply    *e;
+    aihub_rstr_t  *s;
+
+    s = ngx_pcalloc(pool, (reply->elements + 1) * sizeof(aihub_rstr_t));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        if (e->type == REDIS_REPLY_STRING) {
+            s[i].data = (const unsigned char *) e->str;
+            s[i].len = e->len;
+        }
+    }
+
+    return s;
+}

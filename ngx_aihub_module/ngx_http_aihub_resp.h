@@ -1,5 +1,6 @@
 /*
- * ngx_http_aihub_resp.c: commands formatted in RESP for hiredis.
+ * ngx_http_aihub_resp.c: commands formatted in RESP for hiredis, and
+ * array replies read as the engine's byte strings.
  */
 
 #ifndef NGX_HTTP_AIHUB_RESP_H
@@ -11,9 +12,13 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
+#include "aihub_record.h"
+
 
 int ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
     void *data, int argc, const char **argv, const size_t *argvlen);
+aihub_rstr_t *ngx_http_aihub_reply_strings(ngx_pool_t *pool,
+    redisReply *reply);
 
 
 #endif /* NGX_HTTP_AIHUB_RESP_H */

@@ -11,6 +11,7 @@
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_metrics.h"
 #include "ngx_http_aihub_usage.h"
+#include "aihub_usage_event.h"
 
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
@@ -151,28 +152,21 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 }
 
 
-/* "member": of the usage event, its name from aihub_protocol.h */
-#define M(name)  "\"" name "\":"
-
-#define ngx_http_aihub_json_str_len(s)                                       \
-    ((s)->len + ngx_escape_json(NULL, (s)->data, (s)->len))
-
+/* the event's contents for the engine, which renders it */
 
 static ngx_http_aihub_event_t *
 ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    size_t                   len;
-    u_char                  *p;
-    ngx_str_t                provider;
-    ngx_msec_int_t           latency;
-    ngx_http_aihub_event_t  *ev;
+    ngx_msec_int_t                  latency;
+    aihub_usage_event_t             e;
+    ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    if (ctx->route.provider) {
-        provider = ctx->route.provider->name;
+    ngx_memzero(&e, sizeof(aihub_usage_event_t));
 
-    } else {
-        ngx_str_null(&provider);
+    if (ctx->route.provider) {
+        e.provider.data = ctx->route.provider->name.data;
+        e.provider.len = ctx->route.provider->name.len;
     }
 
     latency = (ngx_msec_int_t) (ngx_http_aihub_now_ms() - ctx->start_ms);
@@ -180,77 +174,39 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         latency = 0;
     }
 
-    len = sizeof("{" M(AIHUB_EV_V) "1," M(AIHUB_EV_ID) "\"\","
-                 M(AIHUB_EV_TS) "," M(AIHUB_EV_NODE) "\"\","
-                 M(AIHUB_EV_ACCOUNT) "," M(AIHUB_EV_KEY) "\"\","
-                 M(AIHUB_EV_PLAN) "\"\"," M(AIHUB_EV_MODEL) "\"\","
-                 M(AIHUB_EV_PROVIDER) "\"\"," M(AIHUB_EV_PROMPT_TOKENS) ","
-                 M(AIHUB_EV_COMPLETION_TOKENS) "," M(AIHUB_EV_TOTAL_TOKENS) ","
-                 M(AIHUB_EV_COST_MICROS) "," M(AIHUB_EV_STATUS) ","
-                 M(AIHUB_EV_STREAMED) "false," M(AIHUB_EV_ABORTED) "false,"
-                 M(AIHUB_EV_ESTIMATED) "false," M(AIHUB_EV_LATENCY_MS) "}")
-          + AIHUB_EVENT_ID_LEN + 6 * NGX_INT64_LEN
-          + NGX_INT64_LEN + NGX_INT_T_LEN
-          + ngx_http_aihub_json_str_len(&us->node)
-          + ngx_http_aihub_json_str_len(&ctx->caller.key.account)
-          + ngx_http_aihub_json_str_len(&ctx->caller.key.prefix)
-          + ngx_http_aihub_json_str_len(&ctx->caller.key.plan)
-          + ngx_http_aihub_json_str_len(&ctx->body.model)
-          + ngx_http_aihub_json_str_len(&provider);
+    e.id.data = ctx->event_id;
+    e.id.len = AIHUB_EVENT_ID_LEN;
+    e.ts_ms = ctx->start_ms;
+    e.node.data = us->node.data;
+    e.node.len = us->node.len;
+    e.account = ctx->caller.key.rec.account_id;
+    e.key.data = ctx->caller.key.prefix.data;
+    e.key.len = ctx->caller.key.prefix.len;
+    e.plan.data = ctx->caller.key.plan.data;
+    e.plan.len = ctx->caller.key.plan.len;
+    e.model.data = ctx->body.model.data;
+    e.model.len = ctx->body.model.len;
+    e.prompt_tokens = ctx->usage.tokens.prompt;
+    e.completion_tokens = ctx->usage.tokens.completion;
+    e.total_tokens = ctx->usage.tokens.total;
+    e.cost_micros = ctx->usage.cost_micros;
+    e.status = r->headers_out.status ? r->headers_out.status
+                                     : ctx->reply.status;
+    e.streamed = ctx->reply.streamed;
+    e.aborted = ctx->usage.aborted;
+    e.estimated = ctx->usage.tokens.estimated;
+    e.latency_ms = (uint64_t) latency;
 
-    ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data) + len, us->log);
+    ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data)
+                   + aihub_usage_event_len(&e), us->log);
     if (ev == NULL) {
         return NULL;
     }
 
-    p = ev->data;
-
-    p = ngx_sprintf(p, "{" M(AIHUB_EV_V) "%d," M(AIHUB_EV_ID) "\"%*s\","
-                    M(AIHUB_EV_TS) "%M," M(AIHUB_EV_NODE) "\"",
-                    AIHUB_EVENT_VERSION, (size_t) AIHUB_EVENT_ID_LEN,
-                    ctx->event_id, ctx->start_ms);
-    p = (u_char *) ngx_escape_json(p, us->node.data, us->node.len);
-
-    /* the account id is digits: checked when the record was read */
-
-    p = ngx_sprintf(p, "\"," M(AIHUB_EV_ACCOUNT) "%V," M(AIHUB_EV_KEY) "\"",
-                    &ctx->caller.key.account);
-    p = (u_char *) ngx_escape_json(p, ctx->caller.key.prefix.data,
-                                   ctx->caller.key.prefix.len);
-    p = ngx_cpymem(p, "\"," M(AIHUB_EV_PLAN) "\"",
-                   sizeof("\"," M(AIHUB_EV_PLAN) "\"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->caller.key.plan.data,
-                                   ctx->caller.key.plan.len);
-    p = ngx_cpymem(p, "\"," M(AIHUB_EV_MODEL) "\"",
-                   sizeof("\"," M(AIHUB_EV_MODEL) "\"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->body.model.data,
-                                   ctx->body.model.len);
-    p = ngx_cpymem(p, "\"," M(AIHUB_EV_PROVIDER) "\"",
-                   sizeof("\"," M(AIHUB_EV_PROVIDER) "\"") - 1);
-    p = (u_char *) ngx_escape_json(p, provider.data, provider.len);
-
-    p = ngx_sprintf(p, "\"," M(AIHUB_EV_PROMPT_TOKENS) "%L,"
-                    M(AIHUB_EV_COMPLETION_TOKENS) "%L,"
-                    M(AIHUB_EV_TOTAL_TOKENS) "%L,"
-                    M(AIHUB_EV_COST_MICROS) "%L," M(AIHUB_EV_STATUS) "%ui,"
-                    M(AIHUB_EV_STREAMED) "%s," M(AIHUB_EV_ABORTED) "%s,"
-                    M(AIHUB_EV_ESTIMATED) "%s," M(AIHUB_EV_LATENCY_MS) "%M}",
-                    ctx->usage.tokens.prompt, ctx->usage.tokens.completion,
-                    ctx->usage.tokens.total, ctx->usage.cost_micros,
-                    r->headers_out.status ? r->headers_out.status
-                                          : ctx->reply.status,
-                    ctx->reply.streamed ? "true" : "false",
-                    ctx->usage.aborted ? "true" : "false",
-                    ctx->usage.tokens.estimated ? "true" : "false",
-                    (ngx_msec_t) latency);
-
-    ev->len = p - ev->data;
+    ev->len = aihub_usage_event_render(ev->data, &e);
 
     return ev;
 }
-
-
-#undef M
 
 
 void

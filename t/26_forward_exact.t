@@ -6,8 +6,9 @@
 # when the request asks, and sends its own organization, project, cookie,
 # rate-limit and tracing headers.
 #
-# - a body with a member twice (plain, or its name escaped), a \u0000, or
-#   a member that routes or bills at the provider: 400, nothing forwarded;
+# - a body with a member twice (plain, or its name escaped), a \u0000, a
+#   NUL byte or a \u without four hex digits, or a member that routes or
+#   bills at the provider: 400, nothing forwarded;
 #   what is forwarded holds each top-level member once and equals what
 #   was checked;
 # - the client's Accept-Encoding (every Node SDK sends gzip, deflate) does
@@ -122,6 +123,12 @@ for my $case (
       'service_tier' ],
     [ 'n 3', '{"model":"test-basic","messages":[{"role":"user","content":'
       . '"hi"}],"n":3}', '"n"' ],
+    # cJSON ends a string at a NUL byte, and reads a \u without four hex
+    # digits as one: both would check "test-basic" and forward more
+    [ 'a NUL byte in model', '{"model":"test-basic' . "\0" . 'premium",'
+      . '"messages":[{"role":"user","content":"hi"}]}', 'NUL' ],
+    [ 'a bad \u escape in model', '{"model":"test-basic\u0zpremium",'
+      . '"messages":[{"role":"user","content":"hi"}]}', 'parse' ],
 ) {
     my ($name, $body, $word) = @$case;
     my ($r, $sent) = send_raw_body($body);

@@ -1,0 +1,723 @@
+/*
+ * The chat request body, checked and rewritten (see aihub_body.h).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "aihub_body_rules.h"
+#include "aihub_body.h"
+
+
+/* an image or audio part counts as this many characters: 765 tokens, a
+   high-detail image at OpenAI */
+#define AIHUB_BODY_MEDIA_CHARS  (765 * 4)
+
+
+static int aihub_body_bad_escape(const unsigned char *p, size_t n);
+static int aihub_json_hex(int c);
+static void aihub_body_parse(aihub_body_t *b, const unsigned char *p,
+    size_t n);
+static int aihub_body_members(aihub_body_t *b, cJSON *obj);
+static void aihub_body_options(aihub_body_t *b,
+    const aihub_body_policy_t *policy);
+static int64_t aihub_body_prompt_chars(cJSON *root, cJSON *messages);
+static int64_t aihub_body_utf8_chars(const char *s);
+
+
+void
+aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
+    const aihub_body_policy_t *policy)
+{
+    cJSON  *root, *model, *messages;
+
+    memset(b, 0, sizeof(aihub_body_t));
+
+    if (n == 0) {
+        b->verdict = AIHUB_BODY_EMPTY;
+        return;
+    }
+
+    if (aihub_json_has_nul_escape(p, n)) {
+        b->verdict = AIHUB_BODY_NUL;
+        return;
+    }
+
+    if (memchr(p, '\0', n) != NULL) {
+        b->verdict = AIHUB_BODY_NUL_BYTE;
+        return;
+    }
+
+    if (aihub_body_bad_escape(p, n)) {
+        b->verdict = AIHUB_BODY_SYNTAX;
+        return;
+    }
+
+    aihub_body_parse(b, p, n);
+
+    if (b->json == NULL) {
+        return;
+    }
+
+    root = b->json;
+
+    if (!cJSON_IsObject(root)) {
+        b->verdict = AIHUB_BODY_NOT_OBJECT;
+        return;
+    }
+
+    if (aihub_body_members(b, root) != 0
+        || aihub_body_members(b, cJSON_GetObjectItemCaseSensitive(
+                                     root, "stream_options"))
+           != 0)
+    {
+        return;
+    }
+
+    model = cJSON_GetObjectItemCaseSensitive(root, "model");
+
+    if (model == NULL) {
+        b->verdict = AIHUB_BODY_NO_MODEL;
+        return;
+    }
+
+    if (!cJSON_IsString(model) || model->valuestring[0] == '\0') {
+        b->verdict = AIHUB_BODY_BAD_MODEL;
+        return;
+    }
+
+    b->model = model->valuestring;
+    b->model_len = strlen(model->valuestring);
+
+    messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+
+    if (!cJSON_IsArray(messages)) {
+        b->verdict = AIHUB_BODY_BAD_MESSAGES;
+        return;
+    }
+
+    b->prompt_chars = aihub_body_prompt_chars(root, messages);
+
+    aihub_body_options(b, policy);
+}
+
+
+/*
+ * A \u not followed by four hex digits: invalid JSON, which cJSON reads
+ * as a NUL ("model\u0z0e9" is its member "model"), cutting the name short
+ * where the provider would not.
+ */
+
+static int
+aihub_body_bad_escape(const unsigned char *p, size_t n)
+{
+    size_t  i, k;
+
+    for (i = 0; i + 1 < n; i++) {
+
+        if (p[i] != '\\') {
+            continue;
+        }
+
+        if (p[i + 1] == 'u') {
+            for (k = 2; k < 6; k++) {
+                if (i + k >= n || aihub_json_hex(p[i + k]) < 0) {
+                    return 1;
+                }
+            }
+        }
+
+        i++;    /* the escaped character is not an escape itself */
+    }
+
+    return 0;
+}
+
+
+/* one JSON value and nothing but white space after it */
+
+static void
+aihub_body_parse(aihub_body_t *b, const unsigned char *p, size_t n)
+{
+    cJSON                *root;
+    const char           *end;
+    const unsigned char  *c;
+
+    root = cJSON_ParseWithLengthOpts((const char *) p, n, &end, 0);
+
+    if (root != NULL) {
+        for (c = (const unsigned char *) end; c < p + n; c++) {
+            if (*c != ' ' && *c != '\t' && *c != '\r' && *c != '\n') {
+                cJSON_Delete(root);
+                root = NULL;
+                break;
+            }
+        }
+    }
+
+    if (root == NULL) {
+        b->verdict = AIHUB_BODY_SYNTAX;
+        return;
+    }
+
+    b->json = root;
+}
+
+
+/*
+ * What the gateway checks is what the provider reads: no member twice
+ * (cJSON reads the first, providers the last), and at the top level
+ * nothing that routes or bills the call behind the gateway's back.
+ * -1: refused (the verdict is set).
+ */
+
+static int
+aihub_body_members(aihub_body_t *b, cJSON *obj)
+{
+    const char  *name;
+
+    if (!cJSON_IsObject(obj)) {
+        return 0;
+    }
+
+    name = aihub_json_duplicate_member(obj);
+
+    if (name != NULL) {
+        b->verdict = AIHUB_BODY_DUPLICATE;
+        b->member = name;
+        return -1;
+    }
+
+    if (obj != b->json) {
+        return 0;
+    }
+
+    name = aihub_body_refused_member(obj);
+
+    if (name != NULL) {
+        b->verdict = AIHUB_BODY_REFUSED;
+        b->member = name;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* stream, stream_options.include_usage, max_tokens (or
+   max_completion_tokens) */
+
+static void
+aihub_body_options(aihub_body_t *b, const aihub_body_policy_t *policy)
+{
+    cJSON  *root, *stream, *max, *opts, *inc;
+
+    root = b->json;
+
+    stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+
+    if (stream != NULL && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
+        b->verdict = AIHUB_BODY_BAD_STREAM;
+        return;
+    }
+
+    b->stream = cJSON_IsTrue(stream);
+
+    opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+
+    if (opts != NULL && !cJSON_IsObject(opts) && !cJSON_IsNull(opts)) {
+        b->verdict = AIHUB_BODY_BAD_STREAM_OPTIONS;
+        return;
+    }
+
+    inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
+    b->include_usage = cJSON_IsTrue(inc);
+
+    max = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
+    if (max == NULL || cJSON_IsNull(max)) {
+        max = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+    }
+
+    if (max != NULL && !cJSON_IsNull(max)) {
+        if (!cJSON_IsNumber(max) || max->valuedouble < 1
+            || max->valuedouble > (double) policy->max_tokens_max
+            || max->valuedouble != (double) (int64_t) max->valuedouble)
+        {
+            b->verdict = AIHUB_BODY_BAD_MAX_TOKENS;
+            return;
+        }
+
+        b->max_tokens = (int64_t) max->valuedouble;
+    }
+}
+
+
+/* characters (not bytes) of text in the messages, for the estimate */
+
+static int64_t
+aihub_body_prompt_chars(cJSON *root, cJSON *messages)
+{
+    char     *printed;
+    int64_t   n;
+    cJSON    *msg, *content, *part, *text, *type, *extra;
+
+    static const char  *extras[] = { "tools", "functions", "tool_choice",
+                                     "response_format", NULL };
+    const char        **name;
+
+    n = 0;
+
+    cJSON_ArrayForEach(msg, messages) {
+        content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+
+        if (cJSON_IsString(content)) {
+            n += aihub_body_utf8_chars(content->valuestring);
+
+        } else if (cJSON_IsArray(content)) {
+            cJSON_ArrayForEach(part, content) {
+                text = cJSON_GetObjectItemCaseSensitive(part, "text");
+                type = cJSON_GetObjectItemCaseSensitive(part, "type");
+
+                if (cJSON_IsString(text)) {
+                    n += aihub_body_utf8_chars(text->valuestring);
+
+                } else if (cJSON_IsString(type)
+                           && strcmp(type->valuestring, "text") != 0)
+                {
+                    /* an image or audio part: a flat, high-detail cost */
+                    n += AIHUB_BODY_MEDIA_CHARS;
+                }
+            }
+        }
+
+        /* a tool call's arguments are prompt too */
+        extra = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+
+        if (extra != NULL && (printed = cJSON_PrintUnformatted(extra))) {
+            n += aihub_body_utf8_chars(printed);
+            cJSON_free(printed);
+        }
+    }
+
+    /* tool definitions and schemas reach the model as prompt */
+
+    for (name = extras; *name; name++) {
+        extra = cJSON_GetObjectItemCaseSensitive(root, *name);
+
+        if (extra != NULL && !cJSON_IsNull(extra)
+            && (printed = cJSON_PrintUnformatted(extra)))
+        {
+            n += aihub_body_utf8_chars(printed);
+            cJSON_free(printed);
+        }
+    }
+
+    return n;
+}
+
+
+/* UTF-8 continuation bytes (10xxxxxx) do not start a character */
+
+static int64_t
+aihub_body_utf8_chars(const char *s)
+{
+    int64_t               n;
+    const unsigned char  *p;
+
+    n = 0;
+
+    for (p = (const unsigned char *) s; *p; p++) {
+        n += ((*p & 0xc0) != 0x80);
+    }
+
+    return n;
+}
+
+
+/*
+ * The rewrite edits the bytes the client sent, so that every other byte
+ * reaches the provider as it came: printing the parsed tree again would
+ * round numbers (cJSON keeps a double: 1.7976931348623157e308 came out as
+ * 1.79769313486232e+308, past the largest double) and respell strings.
+ * The text was parsed by cJSON already: it is one valid object, and these
+ * scanners only find where members are.
+ */
+
+/* what a stream is made to ask for; the comma goes when nothing precedes */
+#define AIHUB_BODY_USAGE_MEMBER    "\"include_usage\":true"
+#define AIHUB_BODY_OPTIONS         "{" AIHUB_BODY_USAGE_MEMBER "}"
+#define AIHUB_BODY_OPTIONS_MEMBER  "\"stream_options\":" AIHUB_BODY_OPTIONS
+
+
+typedef struct {
+    size_t                  at;         /* bytes [at, at + cut) become */
+    size_t                  cut;
+    const char             *text;       /* text */
+    size_t                  len;
+} aihub_body_edit_t;
+
+
+typedef struct {
+    size_t                  value;      /* the value's first byte */
+    size_t                  end;        /* one past its last */
+} aihub_json_span_t;
+
+
+/* cJSON skips every byte up to 32 as white space */
+
+static size_t
+aihub_json_ws(const unsigned char *p, size_t n, size_t i)
+{
+    while (i < n && p[i] <= 32) {
+        i++;
+    }
+
+    return i;
+}
+
+
+/* i at a value: one past it */
+
+static size_t
+aihub_json_skip(const unsigned char *p, size_t n, size_t i)
+{
+    size_t  depth;
+
+    depth = 0;
+
+    do {
+        if (i >= n) {
+            return n;
+        }
+
+        if (p[i] == '"') {
+            for (i++; i < n && p[i] != '"'; i++) {
+                if (p[i] == '\\') {
+                    i++;
+                }
+            }
+
+            i++;
+
+        } else if (p[i] == '{' || p[i] == '[') {
+            depth++;
+            i++;
+
+        } else if (p[i] == '}' || p[i] == ']') {
+            depth--;
+            i++;
+
+        } else if (depth == 0) {
+            /* a number, true, false or null: to what ends it */
+            while (i < n && p[i] > 32 && p[i] != ',' && p[i] != '}'
+                   && p[i] != ']')
+            {
+                i++;
+            }
+
+        } else {
+            i++;
+        }
+
+    } while (depth > 0);
+
+    return i < n ? i : n;
+}
+
+
+static int
+aihub_json_hex(int c)
+{
+    return (c >= '0' && c <= '9') ? c - '0'
+           : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+           : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+}
+
+
+/* the string at p[i] (a '"'), decoded, is name (ASCII) */
+
+static int
+aihub_json_key_is(const unsigned char *p, size_t n, size_t i,
+    const char *name)
+{
+    int     c, k, h;
+    size_t  j;
+
+    j = 0;
+
+    for (i++; i < n && p[i] != '"'; i++) {
+        c = p[i];
+
+        if (c == '\\' && i + 1 < n) {
+            i++;
+
+            switch (p[i]) {
+            case 'b':  c = '\b'; break;
+            case 'f':  c = '\f'; break;
+            case 'n':  c = '\n'; break;
+            case 'r':  c = '\r'; break;
+            case 't':  c = '\t'; break;
+            case 'u':
+                c = 0;
+
+                for (k = 1; k <= 4; k++) {
+                    h = (i + k < n) ? aihub_json_hex(p[i + k]) : -1;
+                    if (h < 0) {
+                        return 0;
+                    }
+
+                    c = c * 16 + h;
+                }
+
+                i += 4;
+
+                if (c >= 0x80) {
+                    return 0;       /* not ASCII: no name of ours */
+                }
+
+                break;
+
+            default:
+                c = p[i];           /* '"', '\\', '/' */
+            }
+        }
+
+        if (name[j] == '\0' || name[j] != c) {
+            return 0;
+        }
+
+        j++;
+    }
+
+    return name[j] == '\0';
+}
+
+
+/*
+ * The member name of the object at p[obj] (a '{'): 1 and where its value
+ * is, or 0.  *close: where the object's '}' is, and *empty whether it has
+ * no member.
+ */
+
+static int
+aihub_json_member(const unsigned char *p, size_t n, size_t obj,
+    const char *name, aihub_json_span_t *span, size_t *close, int *empty)
+{
+    int     found;
+    size_t  i, key;
+
+    found = 0;
+    *empty = 1;
+
+    i = aihub_json_ws(p, n, obj + 1);
+
+    while (i < n && p[i] == '"') {
+        *empty = 0;
+        key = i;
+
+        i = aihub_json_skip(p, n, i);
+        i = aihub_json_ws(p, n, i) + 1;         /* the ':' */
+        i = aihub_json_ws(p, n, i);
+
+        if (!found && aihub_json_key_is(p, n, key, name)) {
+            span->value = i;
+            span->end = aihub_json_skip(p, n, i);
+            found = 1;
+        }
+
+        i = aihub_json_skip(p, n, i);
+        i = aihub_json_ws(p, n, i);
+
+        if (i < n && p[i] == ',') {
+            i = aihub_json_ws(p, n, i + 1);
+        }
+    }
+
+    *close = i;
+
+    return found;
+}
+
+
+int
+aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
+    const unsigned char *p, size_t n, const char *upstream, char **out,
+    size_t *len)
+{
+    int                 rename, usage, empty, k, nedits;
+    char               *id, *o;
+    size_t              root, close, at, total;
+    const char         *text;
+    cJSON              *item;
+    aihub_body_edit_t   edits[2], t;
+    aihub_json_span_t   span, inc;
+
+    rename = (strlen(upstream) != b->model_len
+              || memcmp(upstream, b->model, b->model_len) != 0);
+
+    usage = policy->stream_usage && b->stream && !b->include_usage;
+
+    if (!rename && !usage) {
+        return 0;
+    }
+
+    nedits = 0;
+    id = NULL;
+    root = aihub_json_ws(p, n, 0);
+
+    if (rename) {
+        /* the provider's id as a JSON string, as cJSON escapes it */
+
+        item = cJSON_CreateString(upstream);
+        id = item ? cJSON_PrintUnformatted(item) : NULL;
+        cJSON_Delete(item);
+
+        if (id == NULL
+            || !aihub_json_member(p, n, root, "model", &span, &close, &empty))
+        {
+            cJSON_free(id);
+            return -1;
+        }
+
+        edits[nedits++] = (aihub_body_edit_t) { span.value,
+                                                span.end - span.value,
+                                                id, strlen(id) };
+    }
+
+    if (usage) {
+        if (!aihub_json_member(p, n, root, "stream_options", &span, &close,
+                               &empty))
+        {
+            text = "," AIHUB_BODY_OPTIONS_MEMBER;
+            edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
+                                                    strlen(text + empty) };
+
+        } else if (p[span.value] != '{') {
+            /* null */
+            text = AIHUB_BODY_OPTIONS;
+            edits[nedits++] = (aihub_body_edit_t) { span.value,
+                                                    span.end - span.value,
+                                                    text, strlen(text) };
+
+        } else if (aihub_json_member(p, n, span.value, "include_usage",
+                                     &inc, &close, &empty))
+        {
+            edits[nedits++] = (aihub_body_edit_t) { inc.value,
+                                                    inc.end - inc.value,
+                                                    "true", 4 };
+
+        } else {
+            text = "," AIHUB_BODY_USAGE_MEMBER;
+            edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
+                                                    strlen(text + empty) };
+        }
+    }
+
+    if (nedits == 2 && edits[1].at < edits[0].at) {
+        t = edits[0];
+        edits[0] = edits[1];
+        edits[1] = t;
+    }
+
+    total = n;
+
+    for (k = 0; k < nedits; k++) {
+        total = total - edits[k].cut + edits[k].len;
+    }
+
+    o = malloc(total + 1);
+    if (o == NULL) {
+        cJSON_free(id);
+        return -1;
+    }
+
+    *out = o;
+    at = 0;
+
+    for (k = 0; k < nedits; k++) {
+        memcpy(o, p + at, edits[k].at - at);
+        o += edits[k].at - at;
+        memcpy(o, edits[k].text, edits[k].len);
+        o += edits[k].len;
+        at = edits[k].at + edits[k].cut;
+    }
+
+    memcpy(o, p + at, n - at);
+    o += n - at;
+    *o = '\0';
+    *len = total;
+
+    cJSON_free(id);
+
+    if (rename) {
+        b->model = upstream;
+        b->model_len = strlen(upstream);
+    }
+
+    if (usage) {
+        b->include_usage = 1;
+    }
+
+    return 1;
+}
+
+
+const char *
+aihub_body_message(aihub_body_verdict_e verdict)
+{
+    switch (verdict) {
+
+    case AIHUB_BODY_OK:
+        return "";
+
+    case AIHUB_BODY_EMPTY:
+        return "The request body is empty: send a JSON object.";
+
+    case AIHUB_BODY_NUL:
+        return "The request body holds the escape \\u0000 (NUL), which the "
+               "gateway does not accept.";
+
+    case AIHUB_BODY_NUL_BYTE:
+        return "The request body holds a NUL byte, which the gateway does "
+               "not accept.";
+
+    case AIHUB_BODY_SYNTAX:
+        return "We could not parse the JSON body of your request.";
+
+    case AIHUB_BODY_NOT_OBJECT:
+        return "The request body must be a JSON object.";
+
+    case AIHUB_BODY_DUPLICATE:
+        return "appears more than once";
+
+    case AIHUB_BODY_REFUSED:
+        return "is not accepted by this gateway (it would change how the "
+               "provider routes or bills the call)";
+
+    case AIHUB_BODY_NO_MODEL:
+        return "You must provide a model parameter.";
+
+    case AIHUB_BODY_BAD_MODEL:
+        return "The model parameter must be a non-empty string.";
+
+    case AIHUB_BODY_BAD_MESSAGES:
+        return "The messages parameter must be an array.";
+
+    case AIHUB_BODY_BAD_STREAM:
+        return "The stream parameter must be a boolean.";
+
+    case AIHUB_BODY_BAD_STREAM_OPTIONS:
+        return "The stream_options parameter must be an object.";
+
+    default: /* AIHUB_BODY_BAD_MAX_TOKENS */
+        return "max_tokens must be a positive integer.";
+    }
+}
+
+
+void
+aihub_body_free(aihub_body_t *b)
+{
+    cJSON_Delete(b->json);
+    b->json = NULL;
+}

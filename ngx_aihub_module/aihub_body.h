@@ -1,0 +1,88 @@
+/*
+ * The chat request body, checked and rewritten: a pure function of the
+ * body's bytes and the gateway's policy, so that what the provider is
+ * sent is exactly what the gateway checked (aihub_body_rules.h has the
+ * rules).  The nginx body step reads the body, calls aihub_body_check(),
+ * acts on the verdict, and later aihub_body_rewrite() for the provider.
+ * Plain C11 and cJSON, no nginx types.
+ */
+
+#ifndef AIHUB_BODY_H
+#define AIHUB_BODY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+
+typedef enum {
+    AIHUB_BODY_OK = 0,
+    AIHUB_BODY_EMPTY,
+    AIHUB_BODY_NUL,                 /* a string holds \u0000 */
+    AIHUB_BODY_NUL_BYTE,            /* a NUL byte: cJSON's strings end
+                                       there, the provider's do not */
+    AIHUB_BODY_SYNTAX,              /* not one JSON value */
+    AIHUB_BODY_NOT_OBJECT,
+    AIHUB_BODY_DUPLICATE,           /* member: the name given twice */
+    AIHUB_BODY_REFUSED,             /* member: routes or bills */
+    AIHUB_BODY_NO_MODEL,
+    AIHUB_BODY_BAD_MODEL,
+    AIHUB_BODY_BAD_MESSAGES,
+    AIHUB_BODY_BAD_STREAM,
+    AIHUB_BODY_BAD_STREAM_OPTIONS,
+    AIHUB_BODY_BAD_MAX_TOKENS
+} aihub_body_verdict_e;
+
+
+typedef struct {
+    int64_t                 max_tokens_max;   /* the largest max_tokens */
+    unsigned                stream_usage:1;   /* a stream must ask for its
+                                                 usage chunk */
+} aihub_body_policy_t;
+
+
+/*
+ * What the check found.  The fields are filled in the order the checks
+ * run, so a refused body keeps what was read before the refusal (a model
+ * for the access log, say).
+ */
+
+typedef struct {
+    aihub_body_verdict_e    verdict;
+    const char             *member;         /* DUPLICATE, REFUSED */
+    cJSON                  *json;           /* the parsed body, or NULL */
+    const char             *model;          /* in json; NULL: none read */
+    size_t                  model_len;
+    int64_t                 prompt_chars;   /* characters of prompt text */
+    int64_t                 max_tokens;     /* 0: none asked */
+    unsigned                stream:1;
+    unsigned                include_usage:1;
+} aihub_body_t;
+
+
+/* b is filled; free it with aihub_body_free() whatever the verdict */
+void aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
+    const aihub_body_policy_t *policy);
+
+/*
+ * The body for the provider: its own model id (a C string), and for a
+ * stream stream_options.include_usage when the policy wants it.  p and n
+ * are the bytes b was checked from; only the bytes of what changes are
+ * edited, every other byte is forwarded as it came.
+ * 0: nothing changes, forward p as it is; 1: *out holds the body to
+ * forward (*len bytes and a NUL; free it with free()); -1: no memory.
+ * b's model and include_usage then describe *out (b->model is upstream).
+ */
+int aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
+    const unsigned char *p, size_t n, const char *upstream, char **out,
+    size_t *len);
+
+/* the client's message for a verdict; for DUPLICATE and REFUSED, what
+   follows "The member "<name>"" */
+const char *aihub_body_message(aihub_body_verdict_e verdict);
+
+void aihub_body_free(aihub_body_t *b);
+
+
+#endif /* AIHUB_BODY_H */

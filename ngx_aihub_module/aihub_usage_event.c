@@ -1,0 +1,206 @@
+/*
+ * The usage event as JSON (see aihub_usage_event.h).
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aihub_protocol.h"
+#include "aihub_usage_event.h"
+
+
+/* "member": of the usage event, its name from aihub_protocol.h */
+#define M(name)  "\"" name "\":"
+
+/* the longest decimal of a 64-bit integer, sign included */
+#define AIHUB_EVENT_INT_LEN  (sizeof("-9223372036854775808") - 1)
+
+
+static unsigned char *aihub_event_text(unsigned char *p, const char *s);
+static unsigned char *aihub_event_string(unsigned char *p, const char *name,
+    const aihub_event_str_t *s);
+
+
+size_t
+aihub_event_escaped_len(const unsigned char *s, size_t n)
+{
+    size_t  i, len;
+
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+
+        if (s[i] == '\\' || s[i] == '"') {
+            len += 2;
+
+        } else if (s[i] > 0x1f) {
+            len += 1;
+
+        } else if (s[i] == '\n' || s[i] == '\r' || s[i] == '\t'
+                   || s[i] == '\b' || s[i] == '\f')
+        {
+            len += 2;
+
+        } else {
+            len += sizeof("\\u001F") - 1;
+        }
+    }
+
+    return len;
+}
+
+
+unsigned char *
+aihub_event_escape(unsigned char *out, const unsigned char *s, size_t n)
+{
+    size_t         i;
+    unsigned char  ch;
+
+    static const char  hex[] = "0123456789ABCDEF";
+
+    for (i = 0; i < n; i++) {
+        ch = s[i];
+
+        if (ch > 0x1f) {
+            if (ch == '\\' || ch == '"') {
+                *out++ = '\\';
+            }
+
+            *out++ = ch;
+            continue;
+        }
+
+        *out++ = '\\';
+
+        switch (ch) {
+        case '\n':
+            *out++ = 'n';
+            break;
+
+        case '\r':
+            *out++ = 'r';
+            break;
+
+        case '\t':
+            *out++ = 't';
+            break;
+
+        case '\b':
+            *out++ = 'b';
+            break;
+
+        case '\f':
+            *out++ = 'f';
+            break;
+
+        default:
+            *out++ = 'u';
+            *out++ = '0';
+            *out++ = '0';
+            *out++ = hex[ch >> 4];
+            *out++ = hex[ch & 0xf];
+        }
+    }
+
+    return out;
+}
+
+
+size_t
+aihub_usage_event_len(const aihub_usage_event_t *ev)
+{
+    return sizeof("{" M(AIHUB_EV_V) "," M(AIHUB_EV_ID) "\"\","
+                  M(AIHUB_EV_TS) "," M(AIHUB_EV_NODE) "\"\","
+                  M(AIHUB_EV_ACCOUNT) "," M(AIHUB_EV_KEY) "\"\","
+                  M(AIHUB_EV_PLAN) "\"\"," M(AIHUB_EV_MODEL) "\"\","
+                  M(AIHUB_EV_PROVIDER) "\"\"," M(AIHUB_EV_PROMPT_TOKENS) ","
+                  M(AIHUB_EV_COMPLETION_TOKENS) ","
+                  M(AIHUB_EV_TOTAL_TOKENS) "," M(AIHUB_EV_COST_MICROS) ","
+                  M(AIHUB_EV_STATUS) "," M(AIHUB_EV_STREAMED) "false,"
+                  M(AIHUB_EV_ABORTED) "false," M(AIHUB_EV_ESTIMATED) "false,"
+                  M(AIHUB_EV_LATENCY_MS) "}")
+           + 10 * AIHUB_EVENT_INT_LEN
+           + aihub_event_escaped_len(ev->id.data, ev->id.len)
+           + aihub_event_escaped_len(ev->node.data, ev->node.len)
+           + aihub_event_escaped_len(ev->key.data, ev->key.len)
+           + aihub_event_escaped_len(ev->plan.data, ev->plan.len)
+           + aihub_event_escaped_len(ev->model.data, ev->model.len)
+           + aihub_event_escaped_len(ev->provider.data, ev->provider.len);
+}
+
+
+size_t
+aihub_usage_event_render(unsigned char *out, const aihub_usage_event_t *ev)
+{
+    char            num[128];
+    unsigned char  *p;
+
+    p = out;
+
+    snprintf(num, sizeof(num), "{" M(AIHUB_EV_V) "%d,", AIHUB_EVENT_VERSION);
+    p = aihub_event_text(p, num);
+    p = aihub_event_string(p, M(AIHUB_EV_ID), &ev->id);
+
+    snprintf(num, sizeof(num), "," M(AIHUB_EV_TS) "%" PRIu64 ",", ev->ts_ms);
+    p = aihub_event_text(p, num);
+    p = aihub_event_string(p, M(AIHUB_EV_NODE), &ev->node);
+
+    snprintf(num, sizeof(num), "," M(AIHUB_EV_ACCOUNT) "%" PRIu64 ",",
+             ev->account);
+    p = aihub_event_text(p, num);
+    p = aihub_event_string(p, M(AIHUB_EV_KEY), &ev->key);
+    p = aihub_event_string(p, "," M(AIHUB_EV_PLAN), &ev->plan);
+    p = aihub_event_string(p, "," M(AIHUB_EV_MODEL), &ev->model);
+    p = aihub_event_string(p, "," M(AIHUB_EV_PROVIDER), &ev->provider);
+
+    snprintf(num, sizeof(num), "," M(AIHUB_EV_PROMPT_TOKENS) "%" PRId64 ","
+             M(AIHUB_EV_COMPLETION_TOKENS) "%" PRId64 ",",
+             ev->prompt_tokens, ev->completion_tokens);
+    p = aihub_event_text(p, num);
+
+    snprintf(num, sizeof(num), M(AIHUB_EV_TOTAL_TOKENS) "%" PRId64 ","
+             M(AIHUB_EV_COST_MICROS) "%" PRId64 ",",
+             ev->total_tokens, ev->cost_micros);
+    p = aihub_event_text(p, num);
+
+    snprintf(num, sizeof(num), M(AIHUB_EV_STATUS) "%" PRIu64 ","
+             M(AIHUB_EV_STREAMED) "%s," M(AIHUB_EV_ABORTED) "%s,",
+             ev->status, ev->streamed ? "true" : "false",
+             ev->aborted ? "true" : "false");
+    p = aihub_event_text(p, num);
+
+    snprintf(num, sizeof(num), M(AIHUB_EV_ESTIMATED) "%s,"
+             M(AIHUB_EV_LATENCY_MS) "%" PRIu64 "}",
+             ev->estimated ? "true" : "false", ev->latency_ms);
+    p = aihub_event_text(p, num);
+
+    return (size_t) (p - out);
+}
+
+
+static unsigned char *
+aihub_event_text(unsigned char *p, const char *s)
+{
+    size_t  n;
+
+    n = strlen(s);
+    memcpy(p, s, n);
+
+    return p + n;
+}
+
+
+/* name (with what comes before it) and "escaped s" */
+
+static unsigned char *
+aihub_event_string(unsigned char *p, const char *name,
+    const aihub_event_str_t *s)
+{
+    p = aihub_event_text(p, name);
+    *p++ = '"';
+    p = aihub_event_escape(p, s->data, s->len);
+    *p++ = '"';
+
+    return p;
+}
