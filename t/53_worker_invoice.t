@@ -140,7 +140,8 @@ events(account => 'ent', n => 101, model => 'mock-premium',
        in => 1000000, out => 0, ts => "$P-25");
 
 # changer: 50 calls on free before the change, 50 on pro after:
-# base fees 0 + 1900, allowance 10000, total 1900
+# the plan in force at the month's end (pro) is charged once, 1900;
+# allowance 10000, total 1900
 
 events(account => 'changer', n => 50, plan => 'free', model => 'mock-basic',
        in => 10, out => 10, ts => "$P-05");
@@ -218,7 +219,8 @@ my ($usage) = $t->sql("SELECT l.calls, l.amount_cents FROM invoice_lines l "
 is_deeply($usage, [ 1000, 0 ], 'free invoice shows its usage at $0');
 is($t->sql_value("SELECT COUNT(*) FROM invoice_lines l JOIN invoices i ON "
                  . "i.id = l.invoice WHERE i.account = $id{changer} AND "
-                 . "l.kind = 'base'"), 2, 'plan change: two base lines');
+                 . "l.kind = 'base'"), 1,
+   'plan change: one base line, the plan in force at the end');
 is($t->sql_value("SELECT COUNT(*) FROM usage_events WHERE invoice IS NULL "
                  . "AND ts < '$N-01'"), 0, 'every event of P is billed');
 

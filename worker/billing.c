@@ -64,6 +64,25 @@ aw_billing_line(aw_billing_t *b, const char *model, long long price_in,
 }
 
 
+/*
+ * The output tokens a call is billed for at the output price: total -
+ * prompt, so thinking tokens a provider counts beyond the completion are
+ * billed (README "Cost", the module's rule); a total below prompt +
+ * completion (which the validator refuses) bills the completion.
+ */
+
+long long
+aw_billing_output_tokens(long long prompt_tokens, long long completion_tokens,
+    long long total_tokens)
+{
+    if (total_tokens - prompt_tokens < completion_tokens) {
+        return completion_tokens;
+    }
+
+    return total_tokens - prompt_tokens;
+}
+
+
 /* one successful call, in time order; returns 1 if billed as overage */
 
 int

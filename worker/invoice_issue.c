@@ -71,8 +71,10 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
     MYSQL_ROW      row;
     char           periods[64][8];
     size_t         n, i;
+    int            r;
     long long      late, billed;
     time_t         qs, qe;
+    aw_terms_t     terms;
     aw_invoice_t   q;
     aw_line_t     *l;
 
@@ -109,8 +111,20 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
         late = (long long) mysql_affected_rows(db);
         billed = aw_invoice_billed(db, account, periods[i]);
 
-        if (aw_invoice_compute(db, account, periods[i], AW_EVENTS_BILLED,
-                               &q) < 0)
+        /* the month recomputed on the terms its invoice was issued with */
+
+        r = aw_terms_of_invoice(db, account, periods[i], &terms);
+
+        if (r < 0) {
+            return -1;
+        }
+
+        if (r == 1) {
+            /* no subscription in that month: nothing to charge */
+            memset(&q, 0, sizeof(q));
+
+        } else if (aw_invoice_compute(db, account, periods[i],
+                                      AW_EVENTS_BILLED, &terms, &q) != 0)
         {
             return -1;
         }
@@ -146,23 +160,31 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     int            r;
     long long      id;
     size_t         k;
+    aw_buf_t       q;
+    aw_terms_t     terms;
     aw_invoice_t   inv;
+    char           text[1024];
 
-    /* is there anything to bill?  the plan row tells */
+    /* is there anything to bill?  the plan in force tells */
 
-    r = aw_invoice_compute(db, account, period, AW_EVENTS_ALL, &inv);
+    r = aw_terms_load(db, account, start, end, &terms);
     if (r < 0) {
         return -1;
     }
-
-    aw_invoice_free(&inv);
 
     if (r == 1) {
         return 0;
     }
 
+    if (aw_terms_format(&terms, text, sizeof(text)) != 0) {
+        aw_log(AW_LOG_ERROR, "account %lld, %s: the terms cannot be stored "
+               "(a plan name with a space, '=', ',' or ':')", account,
+               period);
+        return -1;
+    }
+
     if (aw_db_exec(db, "INSERT INTO invoices (account, period, plan) "
-                   "VALUES (%lld, '%s', '')", account, period) != 0)
+                   "VALUES (%lld, '%.7s', '')", account, period) != 0)
     {
         return -1;
     }
@@ -175,7 +197,7 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
                    "account = %lld AND ts >= FROM_UNIXTIME(%lld) AND "
                    "ts < FROM_UNIXTIME(%lld) AND invoice IS NULL", id,
                    account, (long long) start, (long long) end) != 0
-        || aw_invoice_compute(db, account, period, id, &inv) != 0)
+        || aw_invoice_compute(db, account, period, id, &terms, &inv) != 0)
     {
         return -1;
     }
@@ -192,12 +214,19 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
         }
     }
 
-    if (aw_db_exec(db, "UPDATE invoices SET plan = '%s', calls = %lld, "
-                   "included_calls = %lld, subtotal_cents = %lld, "
-                   "total_cents = %lld WHERE id = %lld", inv.plan,
-                   inv.calls, inv.included, inv.total_cents,
-                   inv.total_cents, id) != 0)
-    {
+    aw_buf_init(&q);
+    aw_buf_puts(&q, "UPDATE invoices SET plan = ");
+    aw_buf_sql_str(&q, db, inv.plan);
+    aw_buf_puts(&q, ", terms = ");
+    aw_buf_sql_str(&q, db, text);
+    aw_buf_printf(&q, ", calls = %lld, included_calls = %lld, "
+                  "subtotal_cents = %lld, total_cents = %lld WHERE id = "
+                  "%lld", inv.calls, inv.included, inv.total_cents,
+                  inv.total_cents, id);
+    r = aw_db_buf_exec(db, &q);
+    aw_buf_free(&q);
+
+    if (r != 0) {
         aw_invoice_free(&inv);
         return -1;
     }
@@ -236,12 +265,22 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
     int            bad;
     long long      sum, billed, late;
     size_t         k;
+    time_t         start, end;
     char           a[32], b[32];
     MYSQL_RES     *lres;
     MYSQL_ROW      lrow;
+    aw_terms_t     terms;
     aw_invoice_t   inv;
 
     bad = 0;
+
+    if (aw_period_bounds(p, &start, &end) != 0
+        || aw_terms_of_invoice(db, account, p, &terms) != 0)
+    {
+        printf("MISMATCH invoice %lld (account %lld, %s): its terms "
+               "cannot be read\n", id, account, p);
+        return 1;
+    }
 
     /* 1. the total is the sum of the lines */
 
@@ -258,7 +297,7 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     /* 2. its own lines, recomputed from the events it billed */
 
-    if (aw_invoice_compute(db, account, p, id, &inv) < 0) {
+    if (aw_invoice_compute(db, account, p, id, &terms, &inv) < 0) {
         return bad + 1;
     }
 
@@ -306,7 +345,9 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     /* 3. the period as a whole: all billed usage = all charges */
 
-    if (aw_invoice_compute(db, account, p, AW_EVENTS_BILLED, &inv) < 0) {
+    if (aw_invoice_compute(db, account, p, AW_EVENTS_BILLED, &terms, &inv)
+        < 0)
+    {
         return bad + 1;
     }
 
@@ -324,7 +365,9 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     late = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM usage_events WHERE "
                         "account = %lld AND invoice IS NULL AND "
-                        "DATE_FORMAT(ts, '%%Y-%%m') = '%s'", account, p);
+                        "ts >= FROM_UNIXTIME(%lld) AND "
+                        "ts < FROM_UNIXTIME(%lld)", account,
+                        (long long) start, (long long) end);
 
     if (late > 0) {
         printf("note: account %lld %s: %lld late events not billed "
