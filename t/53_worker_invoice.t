@@ -241,9 +241,16 @@ is(join(',', map { "@$_" } $t->sql(
 is($rc, 0, 'check passes on issued invoices') or diag($out);
 like($out, qr/ok: 7 invoices/, 'check reports seven invoices');
 
-$t->sql("UPDATE invoice_lines l JOIN invoices i ON i.id = l.invoice SET "
-        . "l.amount_cents = l.amount_cents + 1 WHERE i.account = "
-        . "$id{pro_over} AND l.kind = 'overage' AND l.model = 'mock-basic'");
+# the database refuses the change; someone who drops the triggers first
+# still gets caught by check
+
+my $tamper = "UPDATE invoice_lines l JOIN invoices i ON i.id = l.invoice "
+    . "SET l.amount_cents = l.amount_cents + 1 WHERE i.account = "
+    . "$id{pro_over} AND l.kind = 'overage' AND l.model = 'mock-basic'";
+ok(!eval { $t->sql($tamper); 1 }, 'the database refuses to change a line');
+like($@, qr/an issued invoice cannot change/, 'and says why');
+$t->sql("DROP TRIGGER invoice_lines_sealed_update");
+$t->sql($tamper);
 ($rc, $out) = $t->worker('invoice', 'check');
 is($rc, 1, 'check fails on a tampered line');
 like($out, qr/MISMATCH invoice \d+ \(account $id{pro_over}, \Q$P\E\) line/,
@@ -251,6 +258,10 @@ like($out, qr/MISMATCH invoice \d+ \(account $id{pro_over}, \Q$P\E\) line/,
 $t->sql("UPDATE invoice_lines l JOIN invoices i ON i.id = l.invoice SET "
         . "l.amount_cents = l.amount_cents - 1 WHERE i.account = "
         . "$id{pro_over} AND l.kind = 'overage' AND l.model = 'mock-basic'");
+$t->sql("DELETE FROM schema_migrations WHERE version = "
+        . "'003_billing_audit.sql'");
+$t->migrate;
+ok(!eval { $t->sql($tamper); 1 }, 'migrate re-run: the trigger is back');
 
 # --- a late event for P goes into N as an adjustment -------------------------
 

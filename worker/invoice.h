@@ -93,6 +93,14 @@ int aw_invoice_issue(MYSQL *db, long long account, const char *period,
 int aw_invoice_check_one(MYSQL *db, long long id, long long account,
     const char *period, long long total);
 cJSON *aw_invoice_json(MYSQL *db, long long id);
+
+/* invoice_audit.c: seals and their check */
+int aw_invoice_digest(MYSQL *db, long long id, char *hex);
+int aw_invoice_seal(MYSQL *db, long long id, const char *period);
+int aw_period_seal(MYSQL *db, const char *period);
+int aw_invoice_audit_one(MYSQL *db, long long id, long long account,
+    const char *p);
+int aw_period_audit(MYSQL *db, const char *period);
 int aw_invoice_deliver_all(MYSQL *db, const char *period);
 
 

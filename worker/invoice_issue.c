@@ -226,7 +226,7 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     r = aw_db_buf_exec(db, &q);
     aw_buf_free(&q);
 
-    if (r != 0) {
+    if (r != 0 || aw_invoice_seal(db, id, period) != 0) {
         aw_invoice_free(&inv);
         return -1;
     }
@@ -301,6 +301,54 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
         return bad + 1;
     }
 
+    /* 3. what its header states: plan, calls, allowance, subtotal */
+
+    lres = aw_db_query(db, "SELECT plan, calls, included_calls, "
+                       "subtotal_cents FROM invoices WHERE id = %lld", id);
+
+    if (lres == NULL) {
+        aw_invoice_free(&inv);
+        return bad + 1;
+    }
+
+    lrow = mysql_fetch_row(lres);
+
+    if (lrow != NULL) {
+        if (strcmp(lrow[0], inv.plan) != 0) {
+            printf("MISMATCH invoice %lld (account %lld, %s): plan %s, "
+                   "recomputed %s\n", id, account, p, lrow[0], inv.plan);
+            bad++;
+        }
+
+        if (strtoll(lrow[1], NULL, 10) != inv.calls) {
+            printf("MISMATCH invoice %lld (account %lld, %s): %s calls, "
+                   "recomputed %lld\n", id, account, p, lrow[1],
+                   inv.calls);
+            bad++;
+        }
+
+        if (strtoll(lrow[2], NULL, 10) != inv.included) {
+            printf("MISMATCH invoice %lld (account %lld, %s): %s calls "
+                   "included, recomputed %lld\n", id, account, p, lrow[2],
+                   inv.included);
+            bad++;
+        }
+
+        if (strtoll(lrow[3], NULL, 10) != total) {
+            aw_money_format(strtoll(lrow[3], NULL, 10), a, sizeof(a));
+            aw_money_format(total, b, sizeof(b));
+            printf("MISMATCH invoice %lld (account %lld, %s): subtotal "
+                   "$%s, total $%s\n", id, account, p, a, b);
+            bad++;
+        }
+    }
+
+    mysql_free_result(lres);
+
+    /* 4. what was issued: its digest and status */
+
+    bad += aw_invoice_audit_one(db, id, account, p);
+
     lres = aw_db_query(db, "SELECT kind, model, price_in_micros, "
                        "price_out_micros, prompt_tokens, "
                        "completion_tokens, calls, amount_cents, "
@@ -343,7 +391,7 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
     mysql_free_result(lres);
     aw_invoice_free(&inv);
 
-    /* 3. the period as a whole: all billed usage = all charges */
+    /* 5. the period as a whole: all billed usage = all charges */
 
     if (aw_invoice_compute(db, account, p, AW_EVENTS_BILLED, &terms, &inv)
         < 0)

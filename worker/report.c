@@ -383,11 +383,13 @@ aw_report_load(MYSQL *db, aw_report_t *r)
 
     r->nplan = aw_bars_load(db, &r->plan, "SELECT i.plan, "
                             "SUM(i.total_cents), COUNT(*) FROM invoices i "
-                            "WHERE i.period = '%s' GROUP BY i.plan ORDER BY "
+                            "WHERE i.period = '%s' AND i.status = 'issued' "
+                            "GROUP BY i.plan ORDER BY "
                             "2 DESC, 1", r->period);
     r->nacct = aw_bars_load(db, &r->acct, "SELECT a.name, i.total_cents, "
                             "i.calls FROM invoices i JOIN accounts a ON "
-                            "a.id = i.account WHERE i.period = '%s' ORDER BY "
+                            "a.id = i.account WHERE i.period = '%s' AND "
+                            "i.status = 'issued' ORDER BY "
                             "i.total_cents DESC, a.name LIMIT 10",
                             r->period);
     r->nmodel = aw_bars_load(db, &r->model, "SELECT model, "
@@ -409,8 +411,10 @@ aw_report_load(MYSQL *db, aw_report_t *r)
         r->total += r->plan[i].value;
     }
 
+    /* void invoices are no revenue: listed (with their status), not
+       counted */
     r->ninv = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM invoices WHERE "
-                           "period = '%s'", r->period);
+                           "period = '%s' AND status = 'issued'", r->period);
 
     now = time(NULL);
     strftime(r->stamp, sizeof(r->stamp), "%Y-%m-%dT%H:%M:%SZ",
