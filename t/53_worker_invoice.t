@@ -328,9 +328,12 @@ is($hooks[0]{code}, 500, 'the first attempt failed');
 my ($k0) = $hooks[0]{head} =~ /idempotency-key:\s*(\S+)/i;
 my ($k1) = $hooks[1]{head} =~ /idempotency-key:\s*(\S+)/i;
 is($k0, $k1, 'the retry carries the same idempotency key');
-my ($sig) = $hooks[1]{head} =~ /x-aihub-signature:\s*sha256=([0-9a-f]+)/i;
-is($sig, hmac_sha256_hex($hooks[1]{body}, 's3cret'),
-   'HMAC-SHA256 signature over the body');
+my ($ts, $sig) = $hooks[1]{head}
+    =~ /x-aihub-signature:\s*t=(\d+),v1=([0-9a-f]+)/i;
+is($sig, hmac_sha256_hex("$ts.$hooks[1]{body}", 's3cret'),
+   'HMAC-SHA256 signature over the timestamp and the body');
+# the receiver's tolerance check: the timestamp is within 5 minutes
+ok(defined $ts && abs(time - $ts) < 300, 'the timestamp is now');
 my $inv = JSON::PP->new->decode($hooks[1]{body});
 is($inv->{period}, $N, 'the body is the invoice JSON');
 is($t->sql_value('SELECT COUNT(*) FROM webhook_deliveries'), 8,

@@ -19,6 +19,7 @@
 #include "db.h"
 #include "invoice.h"
 #include "redis.h"
+#include "webhook.h"
 
 
 static const char  aw_invoice_usage[] =
@@ -243,7 +244,8 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_OK;
 
     if (aw_cfg.webhook_url[0]) {
-        aw_invoice_deliver_all(db, period);
+        /* bounded: close never waits long on a receiver */
+        aw_invoice_deliver_all(db, period, AW_WEBHOOK_CLOSE_MS);
     }
 
     goto done;
@@ -457,7 +459,7 @@ static int
 aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period;
-    int          rc, npos;
+    int          rc, npos, y, m;
     MYSQL       *db;
     aw_opt_t     opts[] = {
         { "--period", 1, &period },
@@ -469,6 +471,11 @@ aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_invoice_usage);
     if (rc != 0) {
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (period && aw_period_parse(period, &y, &m) != 0) {
+        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+        return AW_EXIT_USAGE;
     }
 
     if (aw_cfg.webhook_url[0] == '\0') {
@@ -483,7 +490,8 @@ aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
-    rc = aw_invoice_deliver_all(db, period) == 0 ? AW_EXIT_OK : AW_EXIT_FAIL;
+    rc = aw_invoice_deliver_all(db, period, AW_WEBHOOK_DELIVER_MS) == 0
+         ? AW_EXIT_OK : AW_EXIT_FAIL;
 
     return rc;
 }

@@ -595,24 +595,26 @@ aw_invoice_json(MYSQL *db, long long id)
 
 /*
  * Renders and delivers every issued invoice (of the period, if given) that
- * the webhook has not taken yet.
+ * the webhook has not taken yet, within budget_ms in all: what is left
+ * when the time is up waits for the next "invoice deliver".  period, if
+ * given, is a valid YYYY-MM (the caller checked).
  */
 
 int
-aw_invoice_deliver_all(MYSQL *db, const char *period)
+aw_invoice_deliver_all(MYSQL *db, const char *period, long long budget_ms)
 {
     MYSQL_RES   *res;
     MYSQL_ROW    row;
-    long long   *ids, done;
+    long long   *ids, done, deadline;
     size_t       n, i;
-    int          failed;
+    int          failed, left, r;
     char         filter[64], *body;
     cJSON       *json;
 
     filter[0] = '\0';
 
     if (period) {
-        snprintf(filter, sizeof(filter), "AND i.period = '%s'", period);
+        snprintf(filter, sizeof(filter), "AND i.period = '%.7s'", period);
     }
 
     res = aw_db_query(db, "SELECT i.id FROM invoices i WHERE i.status = "
@@ -633,7 +635,9 @@ aw_invoice_deliver_all(MYSQL *db, const char *period)
     mysql_free_result(res);
 
     failed = 0;
+    left = 0;
     done = 0;
+    deadline = aw_webhook_clock_ms() + budget_ms;
 
     for (i = 0; i < n; i++) {
         json = aw_invoice_json(db, ids[i]);
@@ -646,8 +650,13 @@ aw_invoice_deliver_all(MYSQL *db, const char *period)
         body = cJSON_PrintUnformatted(json);
         cJSON_Delete(json);
 
-        if (aw_webhook_send(db, ids[i], body) == 0) {
+        r = aw_webhook_send(db, ids[i], body, deadline);
+
+        if (r == 0) {
             done++;
+
+        } else if (r > 0) {
+            left++;
 
         } else {
             failed++;
@@ -658,11 +667,17 @@ aw_invoice_deliver_all(MYSQL *db, const char *period)
 
     free(ids);
 
-    printf("webhook: %lld invoices delivered, %d failed\n", done, failed);
+    printf("webhook: %lld invoices delivered, %d failed", done, failed);
 
-    if (failed) {
+    if (left) {
+        printf(", %d not attempted (out of time)", left);
+    }
+
+    printf("\n");
+
+    if (failed || left) {
         aw_log(AW_LOG_ERROR, "%d invoices not delivered; \"" AW_NAME
-               " invoice deliver\" retries", failed);
+               " invoice deliver\" retries", failed + left);
         return -1;
     }
 

@@ -101,7 +101,8 @@ int aw_period_seal(MYSQL *db, const char *period);
 int aw_invoice_audit_one(MYSQL *db, long long id, long long account,
     const char *p);
 int aw_period_audit(MYSQL *db, const char *period);
-int aw_invoice_deliver_all(MYSQL *db, const char *period);
+int aw_invoice_deliver_all(MYSQL *db, const char *period,
+    long long budget_ms);
 
 
 #endif /* AW_INVOICE_H */

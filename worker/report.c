@@ -50,24 +50,53 @@ typedef struct {
 } aw_report_t;
 
 
+/* "-497", "12", "-4.97": a number, which a spreadsheet reads as one */
+
+static int
+aw_csv_number(const char *s)
+{
+    int  digits;
+
+    s += *s == '-';
+
+    for (digits = 0; *s >= '0' && *s <= '9'; s++) {
+        digits++;
+    }
+
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++) {
+            /* void */
+        }
+    }
+
+    return digits > 0 && *s == '\0';
+}
+
+
+/*
+ * One RFC 4180 field.  A field a spreadsheet would evaluate as a formula
+ * (starting with =, +, -, @, a tab or a carriage return, unless it is a
+ * plain number such as "-497") is quoted with a leading ', so
+ * "-2+3+cmd|..." stays text.
+ */
+
 static void
 aw_csv_field(aw_buf_t *b, const char *s)
 {
     const char  *p;
+    int          formula;
 
-    if (strpbrk(s, ",\"\r\n") == NULL && s[0] != '=' && s[0] != '+'
-        && s[0] != '-' && s[0] != '@')
-    {
+    formula = s[0] != '\0' && strchr("=+-@\t\r", s[0]) != NULL
+              && !aw_csv_number(s);
+
+    if (strpbrk(s, ",\"\r\n\t") == NULL && !formula && s[0] != '-') {
         aw_buf_puts(b, s);
         return;
     }
 
     aw_buf_puts(b, "\"");
 
-    /* a leading formula character is neutralized for spreadsheets */
-    if (s[0] == '=' || s[0] == '+' || s[0] == '@'
-        || (s[0] == '-' && !(s[1] >= '0' && s[1] <= '9')))
-    {
+    if (formula) {
         aw_buf_puts(b, "'");
     }
 
