@@ -76,3 +76,8 @@ CREATE TRIGGER IF NOT EXISTS invoice_lines_sealed_delete BEFORE DELETE
         SIGNAL SQLSTATE '45000'
             SET MESSAGE_TEXT = 'an issued invoice cannot be deleted';
     END IF;
+
+-- close finds an account's late events (invoice IS NULL, before the month)
+-- without scanning its whole history
+CREATE INDEX IF NOT EXISTS usage_events_account_invoice_ts
+    ON usage_events (account, invoice, ts);

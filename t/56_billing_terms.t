@@ -4,8 +4,10 @@
 # worked out by hand: thinking tokens are billed as output, a plan change
 # within a month charges one base fee (the plan in force at the month's
 # end, or the contract price, once), late events are billed with the terms
-# the closed invoice was computed with, a model without a price refuses
-# the close, a spend cap that does not fit is refused.
+# the closed invoice was computed with, a price change mid-month and a
+# spend cap, a model without a price refuses the close, a spend cap that
+# does not fit is refused.  Every total matches to the cent in show
+# --json, the CSV, the JSON and the HTML report.
 
 use strict;
 use warnings;
@@ -38,7 +40,7 @@ my $B = month_back($y, $m, 3);
 my %id;
 
 for ([ think => 'pro' ], [ switch => 'pro' ], [ late => 'enterprise' ],
-     [ ghost => 'pro' ])
+     [ ghost => 'pro' ], [ capped => 'pro' ])
 {
     my ($name, $plan) = @$_;
     $t->create_key(account => $name, plan => $plan);
@@ -53,7 +55,7 @@ my ($rc, $out, $err);
 
 # no call included: every call is overage
 
-for my $name (qw(think switch late ghost)) {
+for my $name (qw(think switch late ghost capped)) {
     ($rc, $out, $err) = $t->worker('account', 'override', $name,
                                    '--included', 0);
     is($rc, 0, "$name: nothing included") or diag($err);
@@ -135,6 +137,27 @@ is($rc, 0, 'late: contract price $2,500');
 events(account => 'late', n => 1, model => 'mock-premium', plan =>
        'enterprise', in => 2000, out => 7500, ts => "$P-05");
 
+# --- a price change mid-month and a spend cap ---------------------------------
+
+# mock-basic goes from $0.15 / $0.60 to $0.30 / $1.20 per M on P-15;
+# capped (pro, cap $0.10 on overage) calls it with 100,000 in / 50,000 out
+# on P-10: 100,000 * 0.15 + 50,000 * 0.60 = 15,000 + 30,000 = 45,000
+#   micro-$ = 4.5 c -> 5 c (half up)
+# and on P-20: 100,000 * 0.30 + 50,000 * 1.20 = 30,000 + 60,000 = 90,000
+#   micro-$ = 9 c
+# overage 5 + 9 = 14 c, capped at 10 c: adjustment -4 c;
+# $19.00 + $0.14 - $0.04 = $19.10
+
+$t->sql("INSERT INTO model_prices (model, price_in_micros, price_out_micros,"
+        . " valid_from, source) VALUES ('mock-basic', 300000, 1200000, "
+        . "'$P-15 00:00:00', 'test')");
+($rc) = $t->worker('account', 'override', 'capped', '--spend-cap', '0.10');
+is($rc, 0, 'capped: spend cap $0.10');
+events(account => 'capped', n => 1, model => 'mock-basic', in => 100000,
+       out => 50000, ts => "$P-10");
+events(account => 'capped', n => 1, model => 'mock-basic', in => 100000,
+       out => 50000, ts => "$P-20");
+
 # --- a model without a price --------------------------------------------------
 
 # ghost-model has no price row: the close refuses, names it, issues nothing
@@ -178,6 +201,14 @@ is($t->sql_value("SELECT plan FROM invoices WHERE account = $id{switch}"),
 
 is(total('late', $P), 250008, 'late: $2,500.08 in P');
 is(total('ghost', $P), 1902, 'ghost-model at its price: $19.02');
+is(total('capped', $P), 1910, 'capped: $19.00 + $0.14 capped at $0.10');
+is_deeply([ $t->sql("SELECT l.kind, l.price_in_micros, l.amount_cents FROM "
+                    . "invoice_lines l JOIN invoices i ON i.id = l.invoice "
+                    . "WHERE i.account = $id{capped} AND l.kind IN "
+                    . "('overage', 'adjustment') ORDER BY l.id") ],
+          [ [ 'overage', 150000, 5 ], [ 'overage', 300000, 9 ],
+            [ 'adjustment', 0, -4 ] ],
+          'one line per price, each rounded once, then the cap');
 
 # --- the contract changes after the close -------------------------------------
 
@@ -207,5 +238,60 @@ is_deeply($adj, [ $P, 1, 8 ], 'the adjustment: P, one event, 8 cents');
 
 ($rc, $out) = $t->worker('invoice', 'check');
 is($rc, 0, 'check passes after the adjustment') or diag($out);
+
+# --- the same figures everywhere ----------------------------------------------
+
+# P: 1904 + 250000 + 250008 + 1902 + 1910 = 505724
+# N: think 1900 + switch 250000 (enterprise at the contract price) + late
+#    300008 + ghost 1900 + capped 1900 = 555708
+
+my %want = (
+    $P => { think => 1904, switch => 250000, late => 250008, ghost => 1902,
+            capped => 1910 },
+    $N => { think => 1900, switch => 250000, late => 300008, ghost => 1900,
+            capped => 1900 },
+);
+my %sum = ($P => 505724, $N => 555708);
+
+sub usd { my $c = shift; sprintf '%d.%02d', int($c / 100), $c % 100 }
+
+for my $per ($P, $N) {
+    my $w = $want{$per};
+
+    ($rc, $out) = $t->worker('invoice', 'show', '--period', $per, '--json');
+    my %show = map { $_->{account}{name} => $_->{total_cents} }
+               @{ JSON::PP->new->decode($out) };
+    is_deeply(\%show, $w, "$per: show --json totals");
+
+    my $dir = $t->dir . "/report-$per";
+    ($rc, $out, $err) = $t->worker('report', '--period', $per, '--out',
+                                   $dir);
+    is($rc, 0, "$per: report") or diag($err);
+
+    my $rep = JSON::PP->new->decode(Aihub::read_file("$dir/report.json"));
+    my %json = map { $_->{account}{name} => $_->{total_cents} }
+               @{ $rep->{invoices} };
+    is_deeply(\%json, $w, "$per: report.json totals");
+    is($rep->{total_cents}, $sum{$per}, "$per: report.json revenue");
+
+    my %csv;
+    my @rows = split /\r\n/, Aihub::read_file("$dir/invoices.csv");
+    shift @rows;
+    for (@rows) {
+        my @f = /("(?:[^"]|"")*"|[^,]*)(?:,|$)/g;
+        $csv{ $f[3] } = $f[-2];
+    }
+    is_deeply(\%csv, { map { $_ => usd($w->{$_}) } keys %$w },
+              "$per: invoices.csv totals");
+
+    my $html = Aihub::read_file("$dir/report.html");
+    my %html = $html =~ m{<tr><td>([a-z]+)</td><td class="n">\$([\d.]+)</td>}g;
+    delete $html{pro};
+    delete $html{enterprise};
+    is_deeply(\%html, { map { $_ => usd($w->{$_}) } keys %$w },
+              "$per: report.html top accounts");
+    like($html, qr/id="kpi-revenue">\$\Q${\ usd($sum{$per})}\E</,
+         "$per: report.html revenue");
+}
 
 $t->done;

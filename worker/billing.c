@@ -116,6 +116,32 @@ aw_billing_call(aw_billing_t *b, const char *model, int overage_allowed,
 }
 
 
+/*
+ * Calls beyond the allowance, summed already (invoice.c aggregates them in
+ * SQL per model, plan and price): n calls of one model at one price.
+ */
+
+void
+aw_billing_over(aw_billing_t *b, const char *model, int overage_allowed,
+    long long price_in, long long price_out, long long n,
+    long long prompt_tokens, long long output_tokens)
+{
+    aw_usage_line_t  *l;
+
+    b->over_calls += n;
+
+    if (!overage_allowed) {
+        b->unbilled_calls += n;
+        return;
+    }
+
+    l = aw_billing_line(b, model, price_in, price_out);
+    l->calls += n;
+    l->prompt_tokens += prompt_tokens;
+    l->completion_tokens += output_tokens;
+}
+
+
 /* rounds every line; returns the overage total in cents */
 
 long long

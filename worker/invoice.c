@@ -342,10 +342,20 @@ aw_terms_overage(const aw_terms_t *t, const char *plan)
 }
 
 
+/* output tokens in SQL: the rule of aw_billing_output_tokens() */
+#define AW_SQL_OUTPUT                                                        \
+    "GREATEST(CAST(e.completion_tokens AS SIGNED), "                         \
+    "CAST(e.total_tokens AS SIGNED) - CAST(e.prompt_tokens AS SIGNED))"
+
+
 /*
- * Feeds the successful calls of [start, end), in time order, to b.  A
- * call billed beyond the allowance whose model had no price at its time
- * is an error: billing it $0 would be silent.
+ * Sums the successful calls of [start, end) into b, in bounded memory:
+ * MySQL aggregates them.  1. all calls: count, prompt and output tokens;
+ * 2. the first call beyond the allowance, in time order (ts, event_id);
+ * 3. the calls from it on, per model, plan and price in force (the
+ * model_prices row with the latest valid_from at or before the call).  A
+ * group that may go beyond the allowance but whose model had no price at
+ * the time is an error: billing it $0 would be silent.
  */
 
 static int
@@ -354,9 +364,8 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
 {
     MYSQL_RES  *res;
     MYSQL_ROW   row;
-    char        filter[64];
-    int         rc;
-    long long   prompt, output;
+    char        filter[64], where[512], from[160];
+    int         rc, allowed;
 
     if (which == AW_EVENTS_ALL) {
         filter[0] = '\0';
@@ -368,21 +377,59 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
         snprintf(filter, sizeof(filter), "AND e.invoice = %lld", which);
     }
 
-    res = aw_db_query(db, "SELECT e.model, e.plan, e.prompt_tokens, "
-                      "e.completion_tokens, "
-                      "(SELECT mp.price_in_micros FROM model_prices "
-                      "mp WHERE mp.model = e.model AND mp.valid_from <= e.ts "
-                      "ORDER BY mp.valid_from DESC LIMIT 1), "
-                      "(SELECT mp.price_out_micros FROM model_prices "
-                      "mp WHERE mp.model = e.model AND mp.valid_from <= e.ts "
-                      "ORDER BY mp.valid_from DESC LIMIT 1), "
-                      "e.total_tokens, e.ts "
-                      "FROM usage_events e WHERE e.account = %lld "
-                      "AND e.ts >= FROM_UNIXTIME(%lld) "
-                      "AND e.ts < FROM_UNIXTIME(%lld) "
-                      "AND e.status BETWEEN 200 AND 299 %s "
-                      "ORDER BY e.ts, e.event_id", inv->account,
-                      (long long) start, (long long) end, filter);
+    snprintf(where, sizeof(where), "e.account = %lld AND e.ts >= "
+             "FROM_UNIXTIME(%lld) AND e.ts < FROM_UNIXTIME(%lld) AND "
+             "e.status BETWEEN 200 AND 299 %s", inv->account,
+             (long long) start, (long long) end, filter);
+
+    res = aw_db_query(db, "SELECT COUNT(*), IFNULL(SUM(e.prompt_tokens), 0), "
+                      "IFNULL(SUM(" AW_SQL_OUTPUT "), 0) FROM usage_events e "
+                      "WHERE %s", where);
+    if (res == NULL) {
+        return -1;
+    }
+
+    row = mysql_fetch_row(res);
+    b->calls = row ? strtoll(row[0], NULL, 10) : 0;
+    b->prompt_tokens = row ? strtoll(row[1], NULL, 10) : 0;
+    b->completion_tokens = row ? strtoll(row[2], NULL, 10) : 0;
+    mysql_free_result(res);
+
+    if (b->calls <= b->included) {
+        return 0;
+    }
+
+    res = aw_db_query(db, "SELECT e.ts, e.event_id FROM usage_events e "
+                      "WHERE %s ORDER BY e.ts, e.event_id LIMIT 1 "
+                      "OFFSET %lld", where, b->included);
+    if (res == NULL) {
+        return -1;
+    }
+
+    row = mysql_fetch_row(res);
+
+    if (row == NULL) {
+        mysql_free_result(res);
+        return -1;
+    }
+
+    /* a DATETIME(3) and 32 hex digits, as MySQL gave them */
+    snprintf(from, sizeof(from), "AND (e.ts > '%.23s' OR (e.ts = '%.23s' "
+             "AND e.event_id >= '%.32s'))", row[0], row[0], row[1]);
+    mysql_free_result(res);
+
+    res = aw_db_query(db, "SELECT g.model, g.plan, mp.price_in_micros, "
+                      "mp.price_out_micros, g.n, g.prompt, g.output, "
+                      "g.first FROM (SELECT e.model, e.plan, "
+                      "(SELECT MAX(p.valid_from) FROM model_prices p "
+                      "WHERE p.model = e.model AND p.valid_from <= e.ts) "
+                      "AS vf, COUNT(*) AS n, SUM(e.prompt_tokens) AS prompt, "
+                      "SUM(" AW_SQL_OUTPUT ") AS output, MIN(e.ts) AS first "
+                      "FROM usage_events e WHERE %s %s "
+                      "GROUP BY e.model, e.plan, vf) g "
+                      "LEFT JOIN model_prices mp ON mp.model = g.model AND "
+                      "mp.valid_from = g.vf ORDER BY g.first, g.model, "
+                      "g.plan", where, from);
     if (res == NULL) {
         return -1;
     }
@@ -390,16 +437,9 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
     rc = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL) {
-        prompt = strtoll(row[2], NULL, 10);
-        output = aw_billing_output_tokens(prompt, strtoll(row[3], NULL, 10),
-                                          strtoll(row[6], NULL, 10));
+        allowed = aw_terms_overage(t, row[1]);
 
-        if (aw_billing_call(b, row[0], aw_terms_overage(t, row[1]),
-                            row[4] ? strtoll(row[4], NULL, 10) : 0,
-                            row[5] ? strtoll(row[5], NULL, 10) : 0,
-                            prompt, output)
-            && (row[4] == NULL || row[5] == NULL))
-        {
+        if (allowed && (row[2] == NULL || row[3] == NULL)) {
             aw_log(AW_LOG_ERROR, "no price for model \"%s\" at %s (account "
                    "%lld): a call beyond the allowance cannot be billed; "
                    "add the model's price (model_prices) and close again",
@@ -407,6 +447,12 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
             rc = -1;
             break;
         }
+
+        aw_billing_over(b, row[0], allowed,
+                        row[2] ? strtoll(row[2], NULL, 10) : 0,
+                        row[3] ? strtoll(row[3], NULL, 10) : 0,
+                        strtoll(row[4], NULL, 10), strtoll(row[5], NULL, 10),
+                        strtoll(row[6], NULL, 10));
     }
 
     mysql_free_result(res);

@@ -99,5 +99,18 @@ main(void)
     tap_is_ll(aw_billing_finish(&b), 4, "a thinking call is 4 cents");
     aw_billing_free(&b);
 
+    /* aggregates: the same (model, price) from two plans is one line */
+    aw_billing_init(&b, 0);
+    aw_billing_over(&b, "m1", 1, 150000, 600000, 2, 4000, 1000);
+    aw_billing_over(&b, "m1", 0, 150000, 600000, 5, 100, 100);
+    aw_billing_over(&b, "m1", 1, 150000, 600000, 1, 96000, 0);
+    tap_is_ll((long long) b.nlines, 1, "one line for m1");
+    tap_is_ll(b.lines[0].calls, 3, "its calls");
+    tap_is_ll(b.over_calls, 8, "eight beyond the allowance");
+    tap_is_ll(b.unbilled_calls, 5, "five on a plan without overage");
+    /* 100000 * 0.15 + 1000 * 0.60 = 15000 + 600 micro-$ = 1.56c -> 2c */
+    tap_is_ll(aw_billing_finish(&b), 2, "summed, then rounded once");
+    aw_billing_free(&b);
+
     return tap_done();
 }
