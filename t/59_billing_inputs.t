@@ -11,6 +11,7 @@ use warnings;
 
 use Test::More;
 use IO::Socket::IP;
+use JSON::PP;
 use Time::HiRes qw(time);
 
 use lib 't/lib';
@@ -125,6 +126,60 @@ Aihub::write_file($cfg, "mysql_db = \"$db\n");
     '--config', $cfg, 'invoice', 'show' ], timeout => 30);
 is($rc, 2, 'an unclosed quote is refused');
 like($err, qr/:1: a quoted value must end/, 'with the line');
+
+# --- prices sync: "." is no price, a large drop needs --allow-drop ------------------
+
+my $srv = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
+                              Listen => 8, ReuseAddr => 1) or die $@;
+my $catalog_file = $t->dir . '/catalog.json';
+my $pid = fork;
+if ($pid == 0) {
+    while (my $c = $srv->accept) {
+        while (<$c>) { last if /^\r?\n$/ }
+        my $body = Aihub::read_file($catalog_file);
+        print $c "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            . "Content-Length: " . length($body) . "\r\n"
+            . "Connection: close\r\n\r\n$body";
+        close $c;
+    }
+    exit 0;
+}
+my $curl = 'http://127.0.0.1:' . $srv->sockport . '/api/v1/models';
+
+sub prices_of { [ $t->sql("SELECT price_in_micros, price_out_micros FROM "
+                          . "models WHERE public_id = '$_[0]'") ] }
+
+# mock-basic is $0.15 / $0.60 per M; "." for mock-premium
+
+Aihub::write_file($catalog_file, JSON::PP->new->encode({ data => [
+    { id => 'mock-premium', pricing => { prompt => '.',
+                                         completion => '.' } },
+] }));
+($rc, $out, $err) = $t->worker('prices', 'sync', '--url', $curl);
+is($rc, 0, 'prices sync with "." prices');
+like($err, qr/mock-premium: no readable prompt and completion price/,
+     '"." is not a price: said, and skipped');
+is_deeply(prices_of('mock-premium'), [ [ 2500000, 10000000 ] ],
+          'mock-premium keeps its price (not $0)');
+
+# a drop to $0.05 / $0.20 (to a third): refused without --allow-drop
+
+Aihub::write_file($catalog_file, JSON::PP->new->encode({ data => [
+    { id => 'mock-basic', pricing => { prompt => '0.00000005',
+                                       completion => '0.0000002' } },
+] }));
+($rc, $out, $err) = $t->worker('prices', 'sync', '--url', $curl);
+is($rc, 1, 'a drop to less than half is refused');
+like($err, qr/mock-basic: .* drop to less than half; pass --allow-drop/,
+     'and named');
+is_deeply(prices_of('mock-basic'), [ [ 150000, 600000 ] ],
+          'nothing written');
+($rc, $out, $err) = $t->worker('prices', 'sync', '--url', $curl,
+                               '--allow-drop');
+is($rc, 0, 'with --allow-drop it is taken') or diag($err);
+is_deeply(prices_of('mock-basic'), [ [ 50000, 200000 ] ], 'the new price');
+kill 'TERM', $pid;
+waitpid $pid, 0;
 
 # --- a migration that failed halfway is run again ---------------------------------
 
