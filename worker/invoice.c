@@ -2,22 +2,28 @@
  * Invoices: the rules and the arithmetic, from MySQL to MySQL (the
  * commands are cmd_invoice.c's).
  *
- * Rules (DESIGN.md 2 and 6), per account and calendar month (UTC):
- *   - every plan in force during the period is charged its base fee once
- *     (no proration; a per-account contract price overrides it);
- *   - the allowance is the largest included-calls of those plans (or the
- *     account's override);
+ * Rules (DESIGN.md 2 and 6, README "Invoices and reports"), per account
+ * and calendar month (UTC):
+ *   - the plan in force at the month's end is charged its base fee once
+ *     (no proration; a per-account contract price replaces it, once);
+ *   - the allowance is the largest included-calls of the plans in force
+ *     (or the account's override);
  *   - successful calls (2xx) are counted in time order; those beyond the
  *     allowance are billed per token at the model's price in force when
- *     the call happened, if the plan recorded on the call allows overage;
- *     one line per (model, price), rounded once, to cents, half up;
+ *     the call happened (none: the close fails), if the plan recorded on
+ *     the call allows overage: prompt tokens at the input price, total -
+ *     prompt at the output price; one line per (model, price), rounded
+ *     once, to cents, half up; MySQL does the sums, so memory does not
+ *     grow with the number of calls;
  *   - a spend cap limits the overage (an adjustment line);
  *   - every invoice has a usage line (calls and tokens, amount 0).
- * The events an invoice bills are marked with its id, so "check" can
- * recompute it exactly.  An issued invoice never changes: events arriving
- * late for a closed period are billed in the next close as an adjustment
- * line naming that period (the difference between the period recomputed
- * with them and what was billed for it).
+ * The terms (plan, base fee, allowance, cap, overage rules) are stored
+ * with the invoice; the events an invoice bills are marked with its id,
+ * so "check" can recompute it exactly, on its own terms.  An issued
+ * invoice never changes: events arriving late for a closed period are
+ * billed in the next close as an adjustment line naming that period (the
+ * difference between the period recomputed with them, on that period's
+ * terms, and what was billed for it).
  */
 
 #include <stdio.h>
