@@ -78,12 +78,13 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
     aw_invoice_t   q;
     aw_line_t     *l;
 
+    /* the (account, invoice, ts) index: this account's unbilled events
+       before the month, not its whole history */
+
     res = aw_db_query(db, "SELECT DISTINCT DATE_FORMAT(e.ts, '%%Y-%%m') "
-                      "FROM usage_events e JOIN billing_periods bp ON "
-                      "bp.period = DATE_FORMAT(e.ts, '%%Y-%%m') "
-                      "WHERE e.account = %lld AND e.ts < FROM_UNIXTIME(%lld)"
-                      " AND e.invoice IS NULL ORDER BY 1", account,
-                      (long long) start);
+                      "FROM usage_events e WHERE e.account = %lld AND "
+                      "e.invoice IS NULL AND e.ts < FROM_UNIXTIME(%lld) "
+                      "ORDER BY 1", account, (long long) start);
     if (res == NULL) {
         return -1;
     }
@@ -91,7 +92,18 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
     n = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL && n < 64) {
-        snprintf(periods[n++], 8, "%s", row[0]);
+        snprintf(periods[n], 8, "%s", row[0]);
+
+        /* only closed months: an open one is billed by its own close */
+        r = (int) aw_db_scalar(db, -1, "SELECT COUNT(*) FROM "
+                               "billing_periods WHERE period = '%.7s'",
+                               periods[n]);
+        if (r < 0) {
+            mysql_free_result(res);
+            return -1;
+        }
+
+        n += r > 0;
     }
 
     mysql_free_result(res);
