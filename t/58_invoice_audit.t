@@ -84,9 +84,12 @@ for my $q ("UPDATE invoices SET subtotal_cents = 0 WHERE id = " . inv('a2'),
 
 # --- a recorded void ----------------------------------------------------------
 
+my $reason = q{duplicate account's "twin" \'; DROP TABLE invoices; --};
 ($rc, $out, $err) = $t->worker('invoice', 'void', '--id', inv('a1'),
-                               '--reason', 'duplicate account');
+                               '--reason', $reason);
 is($rc, 0, 'invoice void') or diag($err);
+is($t->sql_value("SELECT reason FROM invoice_voids WHERE invoice = "
+                 . inv('a1')), $reason, 'the reason is stored as given');
 is($t->sql_value("SELECT status FROM invoices WHERE id = " . inv('a1')),
    'void', 'a1 is void');
 ($rc, $out) = $t->worker('invoice', 'check');

@@ -502,10 +502,10 @@ aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
 static int
 aw_invoice_void(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
-    const char  *idarg, *reason;
+    const char  *idarg, *reason, *v[2];
     int          rc, npos;
     long long    id;
-    aw_buf_t     q;
+    char         num[24];
     MYSQL       *db;
     aw_opt_t     opts[] = {
         { "--id", 1, &idarg },
@@ -546,13 +546,11 @@ aw_invoice_void(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return AW_EXIT_FAIL;
     }
 
-    aw_buf_init(&q);
-    aw_buf_printf(&q, "INSERT INTO invoice_voids (invoice, reason) VALUES "
-                  "(%lld, ", id);
-    aw_buf_sql_str(&q, db, reason);
-    aw_buf_puts(&q, ")");
-    rc = aw_db_buf_exec(db, &q);
-    aw_buf_free(&q);
+    snprintf(num, sizeof(num), "%lld", id);
+    v[0] = num;
+    v[1] = reason;
+    rc = aw_db_exec_params(db, "INSERT INTO invoice_voids (invoice, reason) "
+                           "VALUES (?, ?)", v, 2);
 
     if (rc != 0
         || aw_db_exec(db, "UPDATE invoices SET status = 'void' WHERE id = "

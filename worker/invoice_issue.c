@@ -19,26 +19,34 @@
 static int
 aw_invoice_insert_line(MYSQL *db, long long invoice, const aw_line_t *l)
 {
-    aw_buf_t  q;
-    int       rc;
+    char         n[8][24];
+    const char  *v[11];
 
-    aw_buf_init(&q);
-    aw_buf_printf(&q, "INSERT INTO invoice_lines (invoice, kind, model, "
-                  "price_in_micros, price_out_micros, prompt_tokens, "
-                  "completion_tokens, calls, amount_cents, ref_period, "
-                  "description) VALUES (%lld, '%s', ", invoice, l->kind);
-    aw_buf_sql_str(&q, db, l->model);
-    aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %lld, %lld, '%s', ",
-                  l->price_in, l->price_out, l->prompt_tokens,
-                  l->completion_tokens, l->calls, l->amount_cents,
-                  l->ref_period);
-    aw_buf_sql_str(&q, db, l->description);
-    aw_buf_puts(&q, ")");
+    snprintf(n[0], sizeof(n[0]), "%lld", invoice);
+    snprintf(n[1], sizeof(n[1]), "%lld", l->price_in);
+    snprintf(n[2], sizeof(n[2]), "%lld", l->price_out);
+    snprintf(n[3], sizeof(n[3]), "%lld", l->prompt_tokens);
+    snprintf(n[4], sizeof(n[4]), "%lld", l->completion_tokens);
+    snprintf(n[5], sizeof(n[5]), "%lld", l->calls);
+    snprintf(n[6], sizeof(n[6]), "%lld", l->amount_cents);
 
-    rc = aw_db_buf_exec(db, &q);
-    aw_buf_free(&q);
+    v[0] = n[0];
+    v[1] = l->kind;
+    v[2] = l->model;
+    v[3] = n[1];
+    v[4] = n[2];
+    v[5] = n[3];
+    v[6] = n[4];
+    v[7] = n[5];
+    v[8] = n[6];
+    v[9] = l->ref_period;
+    v[10] = l->description;
 
-    return rc;
+    return aw_db_exec_params(db, "INSERT INTO invoice_lines (invoice, kind, "
+                             "model, price_in_micros, price_out_micros, "
+                             "prompt_tokens, completion_tokens, calls, "
+                             "amount_cents, ref_period, description) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", v, 11);
 }
 
 
@@ -172,10 +180,10 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     int            r;
     long long      id;
     size_t         k;
-    aw_buf_t       q;
     aw_terms_t     terms;
     aw_invoice_t   inv;
-    char           text[1024];
+    char           text[1024], n[4][24];
+    const char    *v[7];
 
     /* is there anything to bill?  the plan in force tells */
 
@@ -226,17 +234,21 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
         }
     }
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "UPDATE invoices SET plan = ");
-    aw_buf_sql_str(&q, db, inv.plan);
-    aw_buf_puts(&q, ", terms = ");
-    aw_buf_sql_str(&q, db, text);
-    aw_buf_printf(&q, ", calls = %lld, included_calls = %lld, "
-                  "subtotal_cents = %lld, total_cents = %lld WHERE id = "
-                  "%lld", inv.calls, inv.included, inv.total_cents,
-                  inv.total_cents, id);
-    r = aw_db_buf_exec(db, &q);
-    aw_buf_free(&q);
+    snprintf(n[0], sizeof(n[0]), "%lld", inv.calls);
+    snprintf(n[1], sizeof(n[1]), "%lld", inv.included);
+    snprintf(n[2], sizeof(n[2]), "%lld", inv.total_cents);
+    snprintf(n[3], sizeof(n[3]), "%lld", id);
+    v[0] = inv.plan;
+    v[1] = text;
+    v[2] = n[0];
+    v[3] = n[1];
+    v[4] = n[2];
+    v[5] = n[2];
+    v[6] = n[3];
+
+    r = aw_db_exec_params(db, "UPDATE invoices SET plan = ?, terms = ?, "
+                          "calls = ?, included_calls = ?, subtotal_cents = "
+                          "?, total_cents = ? WHERE id = ?", v, 7);
 
     if (r != 0 || aw_invoice_seal(db, id, period) != 0) {
         aw_invoice_free(&inv);

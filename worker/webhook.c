@@ -155,8 +155,8 @@ aw_webhook_send(MYSQL *db, long long id, const char *body,
     int         attempt, tries;
     long        status;
     long long   left, backoff;
-    char        err[CURL_ERROR_SIZE + 32];
-    aw_buf_t    q;
+    char        err[CURL_ERROR_SIZE + 32], n[5][40];
+    const char *v[7];
 
     if (deadline_ms - aw_webhook_clock_ms() < 100) {
         return 1;
@@ -181,18 +181,22 @@ aw_webhook_send(MYSQL *db, long long id, const char *body,
         status = aw_webhook_post(body, id, attempt, (long) left, err,
                                  sizeof(err));
 
-        aw_buf_init(&q);
-        aw_buf_printf(&q, "INSERT INTO webhook_deliveries (invoice, url,"
-                      " idempotency_key, attempt, http_status, error, "
-                      "delivered) VALUES (%lld, ", id);
-        aw_buf_sql_str(&q, db, aw_cfg.webhook_url);
-        aw_buf_printf(&q, ", 'aihub-invoice-%lld', %d, %ld, ", id,
-                      attempt, status);
         err[200] = '\0';
-        aw_buf_sql_str(&q, db, err);
-        aw_buf_printf(&q, ", %d)", status >= 200 && status < 300);
-        aw_db_buf_exec(db, &q);
-        aw_buf_free(&q);
+        snprintf(n[0], sizeof(n[0]), "%lld", id);
+        snprintf(n[1], sizeof(n[1]), "aihub-invoice-%lld", id);
+        snprintf(n[2], sizeof(n[2]), "%d", attempt);
+        snprintf(n[3], sizeof(n[3]), "%ld", status);
+        snprintf(n[4], sizeof(n[4]), "%d", status >= 200 && status < 300);
+        v[0] = n[0];
+        v[1] = aw_cfg.webhook_url;
+        v[2] = n[1];
+        v[3] = n[2];
+        v[4] = n[3];
+        v[5] = err;
+        v[6] = n[4];
+        aw_db_exec_params(db, "INSERT INTO webhook_deliveries (invoice, url, "
+                          "idempotency_key, attempt, http_status, error, "
+                          "delivered) VALUES (?, ?, ?, ?, ?, ?, ?)", v, 7);
 
         if (status >= 200 && status < 300) {
             break;
