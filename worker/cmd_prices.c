@@ -112,10 +112,12 @@ aw_prices_apply(MYSQL *db, const char *id, const char *provider,
     long long pin, long long pout, int dry, int allow_drop,
     long long *checked, long long *updated, long long *refused)
 {
-    long long   cur_in, cur_out;
-    aw_buf_t    q;
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    long long    cur_in, cur_out;
+    aw_buf_t     q;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    char         nin[24], nout[24];
+    const char  *v[4];
 
     aw_buf_init(&q);
     aw_buf_puts(&q, "SELECT public_id, price_in_micros, "
@@ -164,34 +166,35 @@ aw_prices_apply(MYSQL *db, const char *id, const char *provider,
             continue;
         }
 
-        aw_buf_init(&q);
-        aw_buf_printf(&q, "UPDATE models SET price_in_micros = %lld, "
-                      "price_out_micros = %lld WHERE public_id = ", pin,
-                      pout);
-        aw_buf_sql_str(&q, db, row[0]);
+        /* the catalog's values as parameters, never as SQL text */
 
-        if (aw_db_buf_exec(db, &q) != 0) {
-            aw_buf_free(&q);
+        snprintf(nin, sizeof(nin), "%lld", pin);
+        snprintf(nout, sizeof(nout), "%lld", pout);
+        v[0] = nin;
+        v[1] = nout;
+        v[2] = row[0];
+
+        if (aw_db_exec_params(db, "UPDATE models SET price_in_micros = ?, "
+                              "price_out_micros = ? WHERE public_id = ?", v,
+                              3) != 0)
+        {
             mysql_free_result(res);
             return -1;
         }
 
-        aw_buf_reset(&q);
-        aw_buf_puts(&q, "INSERT INTO model_prices (model, "
-                    "price_in_micros, price_out_micros, valid_from, "
-                    "source) VALUES (");
-        aw_buf_sql_str(&q, db, row[0]);
-        aw_buf_printf(&q, ", %lld, %lld, UTC_TIMESTAMP(3), ", pin, pout);
-        aw_buf_sql_str(&q, db, provider);
-        aw_buf_puts(&q, ")");
+        v[0] = row[0];
+        v[1] = nin;
+        v[2] = nout;
+        v[3] = provider;
 
-        if (aw_db_buf_exec(db, &q) != 0) {
-            aw_buf_free(&q);
+        if (aw_db_exec_params(db, "INSERT INTO model_prices (model, "
+                              "price_in_micros, price_out_micros, "
+                              "valid_from, source) VALUES (?, ?, ?, "
+                              "UTC_TIMESTAMP(3), ?)", v, 4) != 0)
+        {
             mysql_free_result(res);
             return -1;
         }
-
-        aw_buf_free(&q);
     }
 
     mysql_free_result(res);
