@@ -1,9 +1,11 @@
 -- aihub schema, version 1: the ledger.  Applied by `aihub-worker migrate`.
+-- Re-runnable (IF NOT EXISTS, INSERT IGNORE on unique keys): a run that
+-- failed halfway is completed by the next one.
 -- All times are UTC (the worker sets time_zone = '+00:00' on connect).
 -- Money is integers only: cents for invoices, micro-dollars for per-event
 -- cost and for prices (micro-dollars per million tokens).
 
-CREATE TABLE plans (
+CREATE TABLE IF NOT EXISTS plans (
     id              INT UNSIGNED NOT NULL AUTO_INCREMENT,
     name            VARCHAR(32) NOT NULL,
     base_fee_cents  BIGINT NOT NULL DEFAULT 0,
@@ -19,13 +21,13 @@ CREATE TABLE plans (
     UNIQUE KEY plans_name (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-INSERT INTO plans (name, base_fee_cents, included_calls, hard_quota, overage,
-                   rpm, tpm, max_tokens, model_tier, priority)
+INSERT IGNORE INTO plans (name, base_fee_cents, included_calls, hard_quota,
+                          overage, rpm, tpm, max_tokens, model_tier, priority)
 VALUES ('free',          0,   1000, 1, 0,   60,   100000, 0, 'basic', 0),
        ('pro',        1900,  10000, 0, 1,  600,  1000000, 0, 'all',   1),
        ('enterprise',    0, 100000, 0, 1, 3000, 10000000, 0, 'all',   2);
 
-CREATE TABLE accounts (
+CREATE TABLE IF NOT EXISTS accounts (
     id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     name        VARCHAR(64) NOT NULL,
     status      ENUM('active','suspended') NOT NULL DEFAULT 'active',
@@ -35,7 +37,7 @@ CREATE TABLE accounts (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- one open row (ended_at NULL) per account: the plan in force
-CREATE TABLE subscriptions (
+CREATE TABLE IF NOT EXISTS subscriptions (
     id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     account     BIGINT UNSIGNED NOT NULL,
     plan        INT UNSIGNED NOT NULL,
@@ -49,7 +51,7 @@ CREATE TABLE subscriptions (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- enterprise contracts and caps; NULL = the plan's value
-CREATE TABLE account_overrides (
+CREATE TABLE IF NOT EXISTS account_overrides (
     account           BIGINT UNSIGNED NOT NULL,
     included_calls    BIGINT NULL,
     rpm               INT UNSIGNED NULL,
@@ -64,7 +66,7 @@ CREATE TABLE account_overrides (
         REFERENCES accounts (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-CREATE TABLE api_keys (
+CREATE TABLE IF NOT EXISTS api_keys (
     id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     account     BIGINT UNSIGNED NOT NULL,
     key_hash    CHAR(64) CHARACTER SET ascii NOT NULL,
@@ -85,7 +87,7 @@ CREATE TABLE api_keys (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- the catalog; prices are the current ones, model_prices keeps the history
-CREATE TABLE models (
+CREATE TABLE IF NOT EXISTS models (
     id                BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     public_id         VARCHAR(128) NOT NULL,
     provider          VARCHAR(32) NOT NULL,
@@ -100,7 +102,7 @@ CREATE TABLE models (
     UNIQUE KEY models_public_id (public_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-CREATE TABLE model_prices (
+CREATE TABLE IF NOT EXISTS model_prices (
     id                BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     model             VARCHAR(128) NOT NULL,
     price_in_micros   BIGINT NOT NULL,
@@ -111,8 +113,8 @@ CREATE TABLE model_prices (
     UNIQUE KEY model_prices_model_from (model, valid_from)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-INSERT INTO models (public_id, provider, upstream_id, tier,
-                    price_in_micros, price_out_micros)
+INSERT IGNORE INTO models (public_id, provider, upstream_id, tier,
+                           price_in_micros, price_out_micros)
 VALUES
     ('openai/gpt-4o-mini', 'openrouter', 'openai/gpt-4o-mini', 'basic',
      150000, 600000),
@@ -131,15 +133,15 @@ VALUES
     ('mock-basic', 'mock', 'mock-basic', 'basic', 150000, 600000),
     ('mock-premium', 'mock', 'mock-premium', 'premium', 2500000, 10000000);
 
-INSERT INTO model_prices (model, price_in_micros, price_out_micros,
-                          valid_from, source)
+INSERT IGNORE INTO model_prices (model, price_in_micros,
+                                 price_out_micros, valid_from, source)
 SELECT public_id, price_in_micros, price_out_micros,
        '2000-01-01 00:00:00.000', 'seed'
 FROM models;
 
 -- one row per call, written only by the drain; event_id makes it idempotent;
 -- drain_batch tells the rows a drain transaction inserted from duplicates
-CREATE TABLE usage_events (
+CREATE TABLE IF NOT EXISTS usage_events (
     id                 BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     event_id           CHAR(32) CHARACTER SET ascii NOT NULL,
     ts                 DATETIME(3) NOT NULL,
@@ -168,7 +170,7 @@ CREATE TABLE usage_events (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- daily rollups, updated in the drain's transaction for new rows only
-CREATE TABLE usage_daily (
+CREATE TABLE IF NOT EXISTS usage_daily (
     account            BIGINT UNSIGNED NOT NULL,
     day                DATE NOT NULL,
     model              VARCHAR(128) NOT NULL,
@@ -181,7 +183,7 @@ CREATE TABLE usage_daily (
     PRIMARY KEY (account, day, model)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-CREATE TABLE invoices (
+CREATE TABLE IF NOT EXISTS invoices (
     id              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     account         BIGINT UNSIGNED NOT NULL,
     period          CHAR(7) NOT NULL,
@@ -198,7 +200,7 @@ CREATE TABLE invoices (
         REFERENCES accounts (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-CREATE TABLE invoice_lines (
+CREATE TABLE IF NOT EXISTS invoice_lines (
     id                 BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     invoice            BIGINT UNSIGNED NOT NULL,
     kind               ENUM('base','overage','adjustment','usage') NOT NULL,
@@ -218,13 +220,13 @@ CREATE TABLE invoice_lines (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- a period is closed once; closing again is a no-op
-CREATE TABLE billing_periods (
+CREATE TABLE IF NOT EXISTS billing_periods (
     period     CHAR(7) NOT NULL,
     closed_at  DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
     PRIMARY KEY (period)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-CREATE TABLE webhook_deliveries (
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
     id               BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     invoice          BIGINT UNSIGNED NOT NULL,
     url              VARCHAR(1024) NOT NULL,

@@ -18,7 +18,7 @@ plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
 my $t = Aihub->new(redis => 1, mariadb => 1);
 
-# --- migrate: applies every migration once, records it, seeds plans and models
+# --- migrate: applies 001 once, records it, seeds plans and models ---------
 
 my ($rc, $out, $err) = $t->worker('migrate', '--sql-dir', $t->root . '/sql');
 is($rc, 0, 'migrate exits 0') or diag($err);
@@ -27,9 +27,11 @@ like($out, qr/applied 001_schema\.sql/, 'migrate applied 001_schema.sql');
 ($rc, $out, $err) = $t->worker('migrate', '--sql-dir', $t->root . '/sql');
 is($rc, 0, 'second migrate exits 0');
 unlike($out, qr/applied/, 'second migrate applies nothing');
-my @migrations = glob($t->root . '/sql/[0-9][0-9][0-9]_*.sql');
-is($t->sql_value('SELECT COUNT(*) FROM schema_migrations'),
-   scalar @migrations, 'each migration recorded once');
+my @files = sort grep { /^\d{3}_.*\.sql$/ }
+            map { s{.*/}{}r } glob($t->root . '/sql/*.sql');
+is_deeply([ map { $_->[0] } $t->sql('SELECT version FROM schema_migrations '
+                                    . 'ORDER BY version') ], \@files,
+          'each migration recorded once');
 is_deeply([ map { $_->[0] } $t->sql('SELECT name FROM plans ORDER BY id') ],
           [qw(free pro enterprise)], 'plans seeded');
 is($t->sql_value("SELECT included_calls FROM plans WHERE name = 'pro'"),

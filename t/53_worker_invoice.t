@@ -140,7 +140,8 @@ events(account => 'ent', n => 101, model => 'mock-premium',
        in => 1000000, out => 0, ts => "$P-25");
 
 # changer: 50 calls on free before the change, 50 on pro after:
-# base fees 0 + 1900, allowance 10000, total 1900
+# the plan in force at the month's end (pro) is charged once, 1900;
+# allowance 10000, total 1900
 
 events(account => 'changer', n => 50, plan => 'free', model => 'mock-basic',
        in => 10, out => 10, ts => "$P-05");
@@ -218,7 +219,8 @@ my ($usage) = $t->sql("SELECT l.calls, l.amount_cents FROM invoice_lines l "
 is_deeply($usage, [ 1000, 0 ], 'free invoice shows its usage at $0');
 is($t->sql_value("SELECT COUNT(*) FROM invoice_lines l JOIN invoices i ON "
                  . "i.id = l.invoice WHERE i.account = $id{changer} AND "
-                 . "l.kind = 'base'"), 2, 'plan change: two base lines');
+                 . "l.kind = 'base'"), 1,
+   'plan change: one base line, the plan in force at the end');
 is($t->sql_value("SELECT COUNT(*) FROM usage_events WHERE invoice IS NULL "
                  . "AND ts < '$N-01'"), 0, 'every event of P is billed');
 
@@ -239,9 +241,16 @@ is(join(',', map { "@$_" } $t->sql(
 is($rc, 0, 'check passes on issued invoices') or diag($out);
 like($out, qr/ok: 7 invoices/, 'check reports seven invoices');
 
-$t->sql("UPDATE invoice_lines l JOIN invoices i ON i.id = l.invoice SET "
-        . "l.amount_cents = l.amount_cents + 1 WHERE i.account = "
-        . "$id{pro_over} AND l.kind = 'overage' AND l.model = 'mock-basic'");
+# the database refuses the change; someone who drops the triggers first
+# still gets caught by check
+
+my $tamper = "UPDATE invoice_lines l JOIN invoices i ON i.id = l.invoice "
+    . "SET l.amount_cents = l.amount_cents + 1 WHERE i.account = "
+    . "$id{pro_over} AND l.kind = 'overage' AND l.model = 'mock-basic'";
+ok(!eval { $t->sql($tamper); 1 }, 'the database refuses to change a line');
+like($@, qr/an issued invoice cannot change/, 'and says why');
+$t->sql("DROP TRIGGER invoice_lines_sealed_update");
+$t->sql($tamper);
 ($rc, $out) = $t->worker('invoice', 'check');
 is($rc, 1, 'check fails on a tampered line');
 like($out, qr/MISMATCH invoice \d+ \(account $id{pro_over}, \Q$P\E\) line/,
@@ -249,6 +258,10 @@ like($out, qr/MISMATCH invoice \d+ \(account $id{pro_over}, \Q$P\E\) line/,
 $t->sql("UPDATE invoice_lines l JOIN invoices i ON i.id = l.invoice SET "
         . "l.amount_cents = l.amount_cents - 1 WHERE i.account = "
         . "$id{pro_over} AND l.kind = 'overage' AND l.model = 'mock-basic'");
+$t->sql("DELETE FROM schema_migrations WHERE version = "
+        . "'003_billing_audit.sql'");
+$t->migrate;
+ok(!eval { $t->sql($tamper); 1 }, 'migrate re-run: the trigger is back');
 
 # --- a late event for P goes into N as an adjustment -------------------------
 
@@ -315,9 +328,12 @@ is($hooks[0]{code}, 500, 'the first attempt failed');
 my ($k0) = $hooks[0]{head} =~ /idempotency-key:\s*(\S+)/i;
 my ($k1) = $hooks[1]{head} =~ /idempotency-key:\s*(\S+)/i;
 is($k0, $k1, 'the retry carries the same idempotency key');
-my ($sig) = $hooks[1]{head} =~ /x-aihub-signature:\s*sha256=([0-9a-f]+)/i;
-is($sig, hmac_sha256_hex($hooks[1]{body}, 's3cret'),
-   'HMAC-SHA256 signature over the body');
+my ($ts, $sig) = $hooks[1]{head}
+    =~ /x-aihub-signature:\s*t=(\d+),v1=([0-9a-f]+)/i;
+is($sig, hmac_sha256_hex("$ts.$hooks[1]{body}", 's3cret'),
+   'HMAC-SHA256 signature over the timestamp and the body');
+# the receiver's tolerance check: the timestamp is within 5 minutes
+ok(defined $ts && abs(time - $ts) < 300, 'the timestamp is now');
 my $inv = JSON::PP->new->decode($hooks[1]{body});
 is($inv->{period}, $N, 'the body is the invoice JSON');
 is($t->sql_value('SELECT COUNT(*) FROM webhook_deliveries'), 8,

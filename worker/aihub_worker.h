@@ -191,7 +191,12 @@ void aw_billing_free(aw_billing_t *b);
 int aw_billing_call(aw_billing_t *b, const char *model, int overage_allowed,
     long long price_in, long long price_out, long long prompt_tokens,
     long long completion_tokens);
+void aw_billing_over(aw_billing_t *b, const char *model, int overage_allowed,
+    long long price_in, long long price_out, long long n,
+    long long prompt_tokens, long long output_tokens);
 long long aw_billing_finish(aw_billing_t *b);
+long long aw_billing_output_tokens(long long prompt_tokens,
+    long long completion_tokens, long long total_tokens);
 
 
 /* key helpers (keygen.c) */

@@ -64,6 +64,25 @@ aw_billing_line(aw_billing_t *b, const char *model, long long price_in,
 }
 
 
+/*
+ * The output tokens a call is billed for at the output price: total -
+ * prompt, so thinking tokens a provider counts beyond the completion are
+ * billed (README "Cost", the module's rule); a total below prompt +
+ * completion (which the validator refuses) bills the completion.
+ */
+
+long long
+aw_billing_output_tokens(long long prompt_tokens, long long completion_tokens,
+    long long total_tokens)
+{
+    if (total_tokens - prompt_tokens < completion_tokens) {
+        return completion_tokens;
+    }
+
+    return total_tokens - prompt_tokens;
+}
+
+
 /* one successful call, in time order; returns 1 if billed as overage */
 
 int
@@ -94,6 +113,32 @@ aw_billing_call(aw_billing_t *b, const char *model, int overage_allowed,
     l->completion_tokens += completion_tokens;
 
     return 1;
+}
+
+
+/*
+ * Calls beyond the allowance, summed already (invoice.c aggregates them in
+ * SQL per model, plan and price): n calls of one model at one price.
+ */
+
+void
+aw_billing_over(aw_billing_t *b, const char *model, int overage_allowed,
+    long long price_in, long long price_out, long long n,
+    long long prompt_tokens, long long output_tokens)
+{
+    aw_usage_line_t  *l;
+
+    b->over_calls += n;
+
+    if (!overage_allowed) {
+        b->unbilled_calls += n;
+        return;
+    }
+
+    l = aw_billing_line(b, model, price_in, price_out);
+    l->calls += n;
+    l->prompt_tokens += prompt_tokens;
+    l->completion_tokens += output_tokens;
 }
 
 

@@ -5,6 +5,7 @@
  * change takes effect at once on every nginx node.
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,7 +402,9 @@ aw_override_num(aw_buf_t *b, const char *col, const char *v, long long max,
 
     } else if (money == 2) {
         /* dollars to micros via cents */
-        if (aw_money_cents_parse(v, &n) != 0 || n < 0) {
+        if (aw_money_cents_parse(v, &n) != 0 || n < 0
+            || n > LLONG_MAX / 10000)
+        {
             return -1;
         }
         n *= 10000;

@@ -4,6 +4,7 @@
  * arguments, holds the transaction of a close and prints.
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "db.h"
 #include "invoice.h"
 #include "redis.h"
+#include "webhook.h"
 
 
 static const char  aw_invoice_usage[] =
@@ -26,6 +28,7 @@ static const char  aw_invoice_usage[] =
     "[--json]\n"
     "       " AW_NAME " invoice check [--period YYYY-MM]\n"
     "       " AW_NAME " invoice deliver [--period YYYY-MM]\n"
+    "       " AW_NAME " invoice void --id N --reason TEXT\n"
     "\n"
     "close    issues one invoice per account for an ended month (UTC):\n"
     "         base fees, overage lines per (model, price), adjustments for\n"
@@ -35,7 +38,9 @@ static const char  aw_invoice_usage[] =
     "show     prints issued invoices (or their JSON)\n"
     "check    recomputes every issued invoice from usage_events; exit 1\n"
     "         and a report of each difference if any\n"
-    "deliver  retries webhook deliveries that have not succeeded\n";
+    "deliver  retries webhook deliveries that have not succeeded\n"
+    "void     marks an issued invoice void, with the reason (recorded;\n"
+    "         the invoice itself does not change, reports leave it out)\n";
 
 
 /*
@@ -228,7 +233,7 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
         count += r;
     }
 
-    if (aw_db_exec(db, "COMMIT") != 0) {
+    if (aw_period_seal(db, period) != 0 || aw_db_exec(db, "COMMIT") != 0) {
         goto failed;
     }
 
@@ -239,7 +244,8 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_OK;
 
     if (aw_cfg.webhook_url[0]) {
-        aw_invoice_deliver_all(db, period);
+        /* bounded: close never waits long on a receiver */
+        aw_invoice_deliver_all(db, period, AW_WEBHOOK_CLOSE_MS);
     }
 
     goto done;
@@ -423,6 +429,20 @@ aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     mysql_free_result(res);
 
+    /* every closed month's chain: deleted or added invoices */
+
+    res = aw_db_query(db, "SELECT period FROM billing_periods %s ORDER BY "
+                      "period", where);
+    if (res == NULL) {
+        return AW_EXIT_FAIL;
+    }
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        bad += aw_period_audit(db, row[0]);
+    }
+
+    mysql_free_result(res);
+
     if (bad) {
         printf("%d difference%s in %lld invoices\n", bad, bad == 1 ? "" : "s",
                checked);
@@ -439,7 +459,7 @@ static int
 aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period;
-    int          rc, npos;
+    int          rc, npos, y, m;
     MYSQL       *db;
     aw_opt_t     opts[] = {
         { "--period", 1, &period },
@@ -451,6 +471,11 @@ aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_invoice_usage);
     if (rc != 0) {
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (period && aw_period_parse(period, &y, &m) != 0) {
+        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+        return AW_EXIT_USAGE;
     }
 
     if (aw_cfg.webhook_url[0] == '\0') {
@@ -465,9 +490,80 @@ aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
-    rc = aw_invoice_deliver_all(db, period) == 0 ? AW_EXIT_OK : AW_EXIT_FAIL;
+    rc = aw_invoice_deliver_all(db, period, AW_WEBHOOK_DELIVER_MS) == 0
+         ? AW_EXIT_OK : AW_EXIT_FAIL;
 
     return rc;
+}
+
+
+/* issued -> void, recorded with its reason in invoice_voids */
+
+static int
+aw_invoice_void(aw_cmd_ctx_t *ctx, int argc, char **argv)
+{
+    const char  *idarg, *reason, *v[2];
+    int          rc, npos;
+    long long    id;
+    char         num[24];
+    MYSQL       *db;
+    aw_opt_t     opts[] = {
+        { "--id", 1, &idarg },
+        { "--reason", 1, &reason },
+        { NULL, 0, NULL }
+    };
+
+    idarg = reason = NULL;
+
+    rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_invoice_usage);
+    if (rc != 0) {
+        return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
+    }
+
+    if (idarg == NULL || aw_parse_int(idarg, 1, LLONG_MAX, &id) != 0
+        || reason == NULL || reason[0] == '\0' || strlen(reason) > 255)
+    {
+        aw_usage_error(aw_invoice_usage, "invoice void: --id N and --reason "
+                       "TEXT (at most 255 bytes) are required");
+        return AW_EXIT_USAGE;
+    }
+
+    if (aw_cmd_connect(ctx) != 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    db = ctx->db;
+
+    if (aw_db_exec(db, "START TRANSACTION") != 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    if (aw_db_scalar(db, 0, "SELECT COUNT(*) FROM invoices WHERE id = %lld "
+                     "AND status = 'issued' FOR UPDATE", id) != 1)
+    {
+        aw_db_exec(db, "ROLLBACK");
+        aw_log(AW_LOG_ERROR, "invoice %lld: no such issued invoice", id);
+        return AW_EXIT_FAIL;
+    }
+
+    snprintf(num, sizeof(num), "%lld", id);
+    v[0] = num;
+    v[1] = reason;
+    rc = aw_db_exec_params(db, "INSERT INTO invoice_voids (invoice, reason) "
+                           "VALUES (?, ?)", v, 2);
+
+    if (rc != 0
+        || aw_db_exec(db, "UPDATE invoices SET status = 'void' WHERE id = "
+                      "%lld", id) != 0
+        || aw_db_exec(db, "COMMIT") != 0)
+    {
+        aw_db_exec(db, "ROLLBACK");
+        return AW_EXIT_FAIL;
+    }
+
+    printf("invoice %lld is void\n", id);
+
+    return AW_EXIT_OK;
 }
 
 
@@ -476,6 +572,7 @@ static const aw_cmd_t  aw_invoice_cmds[] = {
     { "show", aw_invoice_show, AW_NEEDS_DB, NULL },
     { "check", aw_invoice_check, AW_NEEDS_DB, NULL },
     { "deliver", aw_invoice_deliver, AW_NEEDS_DB, NULL },
+    { "void", aw_invoice_void, AW_NEEDS_DB, NULL },
     { NULL, NULL, 0, NULL }
 };
 

@@ -28,14 +28,16 @@
 
 static const char  aw_prices_usage[] =
     "usage: " AW_NAME " prices sync --url URL [--provider openrouter] "
-    "[--dry-run]\n"
+    "[--dry-run] [--allow-drop]\n"
     "\n"
     "Fetches the catalog (OpenRouter /api/v1/models format) and updates\n"
     "the prices of our models whose public id, or upstream id at that\n"
     "provider, matches.  Price history is kept in model_prices.\n"
     "  --url       e.g. https://openrouter.ai/api/v1/models\n"
     "  --provider  whose upstream ids to match (default openrouter)\n"
-    "  --dry-run   print the changes, write nothing\n";
+    "  --dry-run   print the changes, write nothing\n"
+    "  --allow-drop  take prices that fall to less than half (or to 0);\n"
+    "              without it such a sync is refused and writes nothing\n";
 
 
 static size_t
@@ -107,13 +109,15 @@ aw_fetch(const char *url, aw_buf_t *body)
 
 static int
 aw_prices_apply(MYSQL *db, const char *id, const char *provider,
-    long long pin, long long pout, int dry, long long *checked,
-    long long *updated)
+    long long pin, long long pout, int dry, int allow_drop,
+    long long *checked, long long *updated, long long *refused)
 {
-    long long   cur_in, cur_out;
-    aw_buf_t    q;
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    long long    cur_in, cur_out;
+    aw_buf_t     q;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    char         nin[24], nout[24];
+    const char  *v[4];
 
     aw_buf_init(&q);
     aw_buf_puts(&q, "SELECT public_id, price_in_micros, "
@@ -141,6 +145,19 @@ aw_prices_apply(MYSQL *db, const char *id, const char *provider,
             continue;
         }
 
+        /* a fall to less than half is a mistake until someone says so */
+
+        if (!allow_drop && (pin < cur_in - cur_in / 2
+                            || pout < cur_out - cur_out / 2))
+        {
+            aw_log(AW_LOG_ERROR, "%s: %lld/%lld -> %lld/%lld micro-dollars "
+                   "per M tokens (in/out) is a drop to less than half; "
+                   "pass --allow-drop if it is meant", row[0], cur_in,
+                   cur_out, pin, pout);
+            (*refused)++;
+            continue;
+        }
+
         printf("%s: %lld/%lld -> %lld/%lld micro-dollars per M tokens "
                "(in/out)\n", row[0], cur_in, cur_out, pin, pout);
         (*updated)++;
@@ -149,34 +166,35 @@ aw_prices_apply(MYSQL *db, const char *id, const char *provider,
             continue;
         }
 
-        aw_buf_init(&q);
-        aw_buf_printf(&q, "UPDATE models SET price_in_micros = %lld, "
-                      "price_out_micros = %lld WHERE public_id = ", pin,
-                      pout);
-        aw_buf_sql_str(&q, db, row[0]);
+        /* the catalog's values as parameters, never as SQL text */
 
-        if (aw_db_buf_exec(db, &q) != 0) {
-            aw_buf_free(&q);
+        snprintf(nin, sizeof(nin), "%lld", pin);
+        snprintf(nout, sizeof(nout), "%lld", pout);
+        v[0] = nin;
+        v[1] = nout;
+        v[2] = row[0];
+
+        if (aw_db_exec_params(db, "UPDATE models SET price_in_micros = ?, "
+                              "price_out_micros = ? WHERE public_id = ?", v,
+                              3) != 0)
+        {
             mysql_free_result(res);
             return -1;
         }
 
-        aw_buf_reset(&q);
-        aw_buf_puts(&q, "INSERT INTO model_prices (model, "
-                    "price_in_micros, price_out_micros, valid_from, "
-                    "source) VALUES (");
-        aw_buf_sql_str(&q, db, row[0]);
-        aw_buf_printf(&q, ", %lld, %lld, UTC_TIMESTAMP(3), ", pin, pout);
-        aw_buf_sql_str(&q, db, provider);
-        aw_buf_puts(&q, ")");
+        v[0] = row[0];
+        v[1] = nin;
+        v[2] = nout;
+        v[3] = provider;
 
-        if (aw_db_buf_exec(db, &q) != 0) {
-            aw_buf_free(&q);
+        if (aw_db_exec_params(db, "INSERT INTO model_prices (model, "
+                              "price_in_micros, price_out_micros, "
+                              "valid_from, source) VALUES (?, ?, ?, "
+                              "UTC_TIMESTAMP(3), ?)", v, 4) != 0)
+        {
             mysql_free_result(res);
             return -1;
         }
-
-        aw_buf_free(&q);
     }
 
     mysql_free_result(res);
@@ -211,9 +229,9 @@ aw_prices_publish(MYSQL *db)
 static int
 aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
-    const char  *url, *provider, *dry;
+    const char  *url, *provider, *dry, *allow_drop;
     int          rc, npos;
-    long long    checked, updated, pin, pout;
+    long long    checked, updated, refused, pin, pout;
     aw_buf_t     body;
     cJSON       *root, *data, *m, *id, *pricing, *p, *c;
     MYSQL       *db;
@@ -221,10 +239,11 @@ aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
         { "--url", 1, &url },
         { "--provider", 1, &provider },
         { "--dry-run", 0, &dry },
+        { "--allow-drop", 0, &allow_drop },
         { NULL, 0, NULL }
     };
 
-    url = provider = dry = NULL;
+    url = provider = dry = allow_drop = NULL;
 
     rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_prices_usage);
     if (rc != 0) {
@@ -271,7 +290,7 @@ aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
     db = ctx->db;
 
     rc = AW_EXIT_FAIL;
-    checked = updated = 0;
+    checked = updated = refused = 0;
 
     if (!dry && aw_db_exec(db, "START TRANSACTION") != 0) {
         goto done;
@@ -292,14 +311,23 @@ aw_prices_sync(aw_cmd_ctx_t *ctx, int argc, char **argv)
             || aw_money_price_per_token(p->valuestring, &pin) != 0
             || aw_money_price_per_token(c->valuestring, &pout) != 0)
         {
+            aw_log(AW_LOG_WARN, "%s: no readable prompt and completion "
+                   "price in the catalog; skipped", id->valuestring);
             continue;
         }
 
         if (aw_prices_apply(db, id->valuestring, provider, pin, pout,
-                            dry != NULL, &checked, &updated) != 0)
+                            dry != NULL, allow_drop != NULL, &checked,
+                            &updated, &refused) != 0)
         {
             goto failed;
         }
+    }
+
+    if (refused) {
+        aw_log(AW_LOG_ERROR, "%lld price drops refused; nothing was %s",
+               refused, dry ? "changed" : "written");
+        goto failed;
     }
 
     if (!dry && aw_db_exec(db, "COMMIT") != 0) {

@@ -2,7 +2,10 @@
  * Configuration: global options may stand before or after the command.
  * Precedence: flag > environment > config file > default.  The config file
  * has "name = value" lines with the flag names written with underscores
- * (mysql_host, redis_prefix, ...) and "#" comments.
+ * (mysql_host, redis_prefix, ...) and "#" comments: a line starting with
+ * "#", or a "#" after a space or tab ending an unquoted value.  A value in
+ * double quotes is taken as written ("a # b" keeps its "#"), with \" and
+ * \\ for a quote and a backslash; only a comment may follow it.
  */
 
 #include <ctype.h>
@@ -75,6 +78,50 @@ aw_trim(char *s)
 }
 
 
+/*
+ * The value of a line, in place: quoted, or unquoted up to a comment.
+ * Returns it, or NULL if a quoted value is not closed or is followed by
+ * something other than a comment.
+ */
+
+static char *
+aw_config_value(char *v)
+{
+    char  *r, *w;
+
+    if (*v != '"') {
+        for (r = v; *r; r++) {
+            if (*r == '#' && (r == v || r[-1] == ' ' || r[-1] == '\t')) {
+                *r = '\0';
+                break;
+            }
+        }
+
+        return aw_trim(v);
+    }
+
+    for (r = v + 1, w = v; *r && *r != '"'; r++) {
+        if (*r == '\\' && (r[1] == '"' || r[1] == '\\')) {
+            r++;
+        }
+
+        *w++ = *r;
+    }
+
+    if (*r != '"') {
+        return NULL;
+    }
+
+    *w = '\0';
+
+    for (r++; *r == ' ' || *r == '\t'; r++) {
+        /* void */
+    }
+
+    return *r == '\0' || *r == '#' ? v : NULL;
+}
+
+
 static int
 aw_config_read_file(const char *path)
 {
@@ -110,7 +157,14 @@ aw_config_read_file(const char *path)
 
         *eq = '\0';
         name = aw_trim(p);
-        value = aw_trim(eq + 1);
+        value = aw_config_value(aw_trim(eq + 1));
+
+        if (value == NULL) {
+            fprintf(stderr, AW_NAME ": %s:%d: a quoted value must end with "
+                    "\" (and only a # comment may follow)\n", path, lineno);
+            fclose(fp);
+            return -1;
+        }
 
         for (s = aw_settings; s->file; s++) {
             if (strcmp(s->file, name) == 0) {
@@ -236,6 +290,14 @@ aw_config_load(int *argc, char **argv)
     }
 
     aw_cfg.mysql_port = (int) port;
+
+    /* an unsigned delivery could be forged by anyone */
+
+    if (aw_cfg.webhook_url[0] != '\0' && aw_cfg.webhook_secret[0] == '\0') {
+        fprintf(stderr, AW_NAME ": webhook_url is set but webhook_secret is "
+                "empty: deliveries must be signed\n");
+        return -1;
+    }
 
     return 0;
 }

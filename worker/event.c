@@ -16,6 +16,16 @@
 
 #define AW_MAX_SAFE_INT  9007199254740991LL     /* 2^53 - 1 */
 
+/*
+ * What one call may carry, so that sums stay far inside the schema's
+ * signed 64-bit columns: 10^9 tokens of each kind (no model has such a
+ * context) and $1,000,000 (10^12 micro-dollars).  9.2 million calls at
+ * these bounds still sum without overflow; anything larger is a broken
+ * or hostile event and goes to the dead letters.
+ */
+#define AW_EV_MAX_TOKENS  1000000000LL
+#define AW_EV_MAX_MICROS  1000000000000LL
+
 
 static int
 aw_event_int(const cJSON *o, const char *name, long long min, long long max,
@@ -174,13 +184,13 @@ aw_event_parse(const char *json, size_t len, aw_event_t *ev,
                         reason) != 0
         || aw_event_str(o, AIHUB_EV_PROVIDER, 1, ev->provider,
                         sizeof(ev->provider), reason) != 0
-        || aw_event_int(o, AIHUB_EV_PROMPT_TOKENS, 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_PROMPT_TOKENS, 0, AW_EV_MAX_TOKENS,
                         &ev->prompt_tokens, reason) != 0
-        || aw_event_int(o, AIHUB_EV_COMPLETION_TOKENS, 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_COMPLETION_TOKENS, 0, AW_EV_MAX_TOKENS,
                         &ev->completion_tokens, reason) != 0
-        || aw_event_int(o, AIHUB_EV_TOTAL_TOKENS, 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_TOTAL_TOKENS, 0, AW_EV_MAX_TOKENS,
                         &ev->total_tokens, reason) != 0
-        || aw_event_int(o, AIHUB_EV_COST_MICROS, 0, AW_MAX_SAFE_INT,
+        || aw_event_int(o, AIHUB_EV_COST_MICROS, 0, AW_EV_MAX_MICROS,
                         &ev->cost_micros, reason) != 0
         || aw_event_int(o, AIHUB_EV_STATUS, 100, 599, &status, reason) != 0
         || aw_event_bool(o, AIHUB_EV_STREAMED, &ev->streamed, reason) != 0

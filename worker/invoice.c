@@ -2,22 +2,28 @@
  * Invoices: the rules and the arithmetic, from MySQL to MySQL (the
  * commands are cmd_invoice.c's).
  *
- * Rules (DESIGN.md 2 and 6), per account and calendar month (UTC):
- *   - every plan in force during the period is charged its base fee once
- *     (no proration; a per-account contract price overrides it);
- *   - the allowance is the largest included-calls of those plans (or the
- *     account's override);
+ * Rules (DESIGN.md 2 and 6, README "Invoices and reports"), per account
+ * and calendar month (UTC):
+ *   - the plan in force at the month's end is charged its base fee once
+ *     (no proration; a per-account contract price replaces it, once);
+ *   - the allowance is the largest included-calls of the plans in force
+ *     (or the account's override);
  *   - successful calls (2xx) are counted in time order; those beyond the
  *     allowance are billed per token at the model's price in force when
- *     the call happened, if the plan recorded on the call allows overage;
- *     one line per (model, price), rounded once, to cents, half up;
+ *     the call happened (none: the close fails), if the plan recorded on
+ *     the call allows overage: prompt tokens at the input price, total -
+ *     prompt at the output price; one line per (model, price), rounded
+ *     once, to cents, half up; MySQL does the sums, so memory does not
+ *     grow with the number of calls;
  *   - a spend cap limits the overage (an adjustment line);
  *   - every invoice has a usage line (calls and tokens, amount 0).
- * The events an invoice bills are marked with its id, so "check" can
- * recompute it exactly.  An issued invoice never changes: events arriving
- * late for a closed period are billed in the next close as an adjustment
- * line naming that period (the difference between the period recomputed
- * with them and what was billed for it).
+ * The terms (plan, base fee, allowance, cap, overage rules) are stored
+ * with the invoice; the events an invoice bills are marked with its id,
+ * so "check" can recompute it exactly, on its own terms.  An issued
+ * invoice never changes: events arriving late for a closed period are
+ * billed in the next close as an adjustment line naming that period (the
+ * difference between the period recomputed with them, on that period's
+ * terms, and what was billed for it).
  */
 
 #include <stdio.h>
@@ -84,102 +90,67 @@ aw_account_allowance(MYSQL *db, long long account, time_t start, time_t end)
 }
 
 
-/* the overage rule of each plan name, with the account's override */
-
-typedef struct {
-    struct {
-        char  name[33];
-        int   overage;
-    }           plans[32];
-    size_t      nplans;
-    long long   cap_micros;
-} aw_rules_t;
-
-
 /*
- * Plans in force during [start, end): one base line per plan (its fee, or
- * the account's contract price).  Returns how many, or -1.
+ * The terms of an account for [start, end) from today's tables: the plan
+ * in force at the period's end (the last one that started before it) and
+ * its base fee or the contract price, the allowance, the spend cap, the
+ * overage rule of every plan.  Returns 0, 1 if no subscription was in
+ * force during the period, or -1.
  */
 
-static int
-aw_invoice_base(MYSQL *db, aw_invoice_t *inv, const char *period,
-    time_t start, time_t end)
+int
+aw_terms_load(MYSQL *db, long long account, time_t start, time_t end,
+    aw_terms_t *t)
 {
     MYSQL_RES  *res;
     MYSQL_ROW   row;
-    aw_line_t  *l;
-    long long   seen[16], id, fee;
-    size_t      nseen, i;
-    char        money[32];
 
-    res = aw_db_query(db, "SELECT p.id, p.name, "
+    memset(t, 0, sizeof(*t));
+
+    res = aw_db_query(db, "SELECT p.name, "
                       "IFNULL(o.base_fee_cents, p.base_fee_cents) "
                       "FROM subscriptions s JOIN plans p ON p.id = s.plan "
                       "LEFT JOIN account_overrides o ON o.account = "
                       "s.account WHERE s.account = %lld AND s.started_at < "
                       "FROM_UNIXTIME(%lld) AND (s.ended_at IS NULL OR "
                       "s.ended_at > FROM_UNIXTIME(%lld)) "
-                      "ORDER BY s.started_at, s.id", inv->account,
-                      (long long) end, (long long) start);
+                      "ORDER BY s.started_at DESC, s.id DESC LIMIT 1",
+                      account, (long long) end, (long long) start);
     if (res == NULL) {
         return -1;
     }
 
-    nseen = 0;
+    row = mysql_fetch_row(res);
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
-        id = strtoll(row[0], NULL, 10);
-        fee = strtoll(row[2], NULL, 10);
-
-        snprintf(inv->plan, sizeof(inv->plan), "%s", row[1]);
-
-        for (i = 0; i < nseen; i++) {
-            if (seen[i] == id) {
-                break;
-            }
-        }
-
-        if (i < nseen || nseen == 16) {
-            continue;
-        }
-
-        seen[nseen++] = id;
-
-        l = aw_invoice_add(inv, "base");
-        l->amount_cents = fee;
-        aw_money_format(fee, money, sizeof(money));
-        snprintf(l->description, sizeof(l->description),
-                 "%s plan, %s (base fee $%s)", row[1], period, money);
+    if (row == NULL) {
+        mysql_free_result(res);
+        return 1;
     }
 
+    snprintf(t->plan, sizeof(t->plan), "%s", row[0]);
+    t->base_cents = strtoll(row[1], NULL, 10);
     mysql_free_result(res);
 
-    return (int) nseen;
-}
-
-
-static int
-aw_invoice_rules(MYSQL *db, long long account, aw_rules_t *r)
-{
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    t->included = aw_account_allowance(db, account, start, end);
+    if (t->included < 0) {
+        return -1;
+    }
 
     res = aw_db_query(db, "SELECT p.name, IFNULL(o.overage, p.overage), "
                       "IFNULL(o.spend_cap_micros, 0) FROM plans p "
-                      "LEFT JOIN account_overrides o ON o.account = %lld",
-                      account);
+                      "LEFT JOIN account_overrides o ON o.account = %lld "
+                      "ORDER BY p.id", account);
     if (res == NULL) {
         return -1;
     }
 
-    r->nplans = 0;
-    r->cap_micros = 0;
-
-    while ((row = mysql_fetch_row(res)) != NULL && r->nplans < 32) {
-        snprintf(r->plans[r->nplans].name, sizeof(r->plans[0].name), "%s",
+    while ((row = mysql_fetch_row(res)) != NULL
+           && t->nplans < AW_TERMS_PLANS)
+    {
+        snprintf(t->plans[t->nplans].name, sizeof(t->plans[0].name), "%s",
                  row[0]);
-        r->plans[r->nplans++].overage = row[1][0] == '1';
-        r->cap_micros = strtoll(row[2], NULL, 10);
+        t->plans[t->nplans++].overage = row[1][0] == '1';
+        t->cap_micros = strtoll(row[2], NULL, 10);
     }
 
     mysql_free_result(res);
@@ -188,28 +159,187 @@ aw_invoice_rules(MYSQL *db, long long account, aw_rules_t *r)
 }
 
 
+/*
+ * The stored form, one line of words:
+ *   v1 plan=pro base_cents=1900 included=10000 cap_micros=0
+ *   overage=free:0,pro:1,enterprise:1
+ * Plan names are words without ' ', '=', ',' and ':'.  Returns 0, or -1
+ * if a name cannot be stored or out is too small.
+ */
+
+int
+aw_terms_format(const aw_terms_t *t, char *out, size_t size)
+{
+    size_t  i, n;
+    int     k;
+
+    k = snprintf(out, size, "v1 plan=%s base_cents=%lld included=%lld "
+                 "cap_micros=%lld overage=", t->plan, t->base_cents,
+                 t->included, t->cap_micros);
+
+    if (k < 0 || (size_t) k >= size
+        || strpbrk(t->plan, " =,:") != NULL || t->plan[0] == '\0')
+    {
+        return -1;
+    }
+
+    n = (size_t) k;
+
+    for (i = 0; i < t->nplans; i++) {
+        if (strpbrk(t->plans[i].name, " =,:") != NULL) {
+            return -1;
+        }
+
+        k = snprintf(out + n, size - n, "%s%s:%d", i ? "," : "",
+                     t->plans[i].name, t->plans[i].overage);
+
+        if (k < 0 || (size_t) k >= size - n) {
+            return -1;
+        }
+
+        n += (size_t) k;
+    }
+
+    return 0;
+}
+
+
+int
+aw_terms_parse(const char *s, aw_terms_t *t)
+{
+    const char  *p, *e;
+    size_t       len;
+    int          n;
+
+    memset(t, 0, sizeof(*t));
+
+    n = 0;
+
+    if (sscanf(s, "v1 plan=%32s base_cents=%lld included=%lld "
+               "cap_micros=%lld overage=%n", t->plan, &t->base_cents,
+               &t->included, &t->cap_micros, &n) != 4
+        || n == 0)
+    {
+        return -1;
+    }
+
+    for (p = s + n; *p != '\0' && t->nplans < AW_TERMS_PLANS; p = e + 1) {
+        e = strchr(p, ':');
+
+        if (e == NULL || (len = (size_t) (e - p)) == 0
+            || len >= sizeof(t->plans[0].name)
+            || (e[1] != '0' && e[1] != '1'))
+        {
+            return -1;
+        }
+
+        memcpy(t->plans[t->nplans].name, p, len);
+        t->plans[t->nplans].name[len] = '\0';
+        t->plans[t->nplans++].overage = e[1] == '1';
+
+        e += 2;
+
+        if (*e == '\0') {
+            break;
+        }
+
+        if (*e != ',') {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The terms the issued invoice of (account, period) was computed with; an
+ * invoice issued before they were stored (NULL), or no invoice at all,
+ * falls back to today's tables.  Returns 0, 1 (no subscription), -1.
+ */
+
+int
+aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
+    aw_terms_t *t)
+{
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
+    time_t      start, end;
+    int         rc;
+
+    if (aw_period_bounds(period, &start, &end) != 0) {
+        return -1;
+    }
+
+    /* period is YYYY-MM: aw_period_bounds accepted it */
+
+    res = aw_db_query(db, "SELECT terms FROM invoices WHERE account = %lld "
+                      "AND terms IS NOT NULL AND period = '%.7s'", account,
+                      period);
+    if (res == NULL) {
+        return -1;
+    }
+
+    row = mysql_fetch_row(res);
+
+    if (row != NULL) {
+        rc = aw_terms_parse(row[0], t);
+        mysql_free_result(res);
+
+        if (rc != 0) {
+            aw_log(AW_LOG_ERROR, "invoice of account %lld, %s: unreadable "
+                   "terms", account, period);
+        }
+
+        return rc;
+    }
+
+    mysql_free_result(res);
+
+    return aw_terms_load(db, account, start, end, t);
+}
+
+
+/* the base line: the plan's fee or the contract price, once */
+
+static void
+aw_invoice_base(aw_invoice_t *inv, const aw_terms_t *t, const char *period)
+{
+    aw_line_t  *l;
+    char        money[32];
+
+    snprintf(inv->plan, sizeof(inv->plan), "%s", t->plan);
+
+    l = aw_invoice_add(inv, "base");
+    l->amount_cents = t->base_cents;
+    aw_money_format(t->base_cents, money, sizeof(money));
+    snprintf(l->description, sizeof(l->description),
+             "%s plan, %s (base fee $%s)", t->plan, period, money);
+}
+
+
 /* whether a call recorded under plan may go beyond the allowance */
 
 static int
-aw_rules_overage(const aw_rules_t *r, const char *plan, const char *current)
+aw_terms_overage(const aw_terms_t *t, const char *plan)
 {
     size_t  i;
     int     allowed;
 
     allowed = -1;
 
-    for (i = 0; i < r->nplans; i++) {
-        if (strcmp(r->plans[i].name, plan) == 0) {
-            allowed = r->plans[i].overage;
+    for (i = 0; i < t->nplans; i++) {
+        if (strcmp(t->plans[i].name, plan) == 0) {
+            allowed = t->plans[i].overage;
             break;
         }
     }
 
     if (allowed < 0) {
-        /* a plan name MySQL does not know: the current plan's rule */
-        for (i = 0; i < r->nplans; i++) {
-            if (strcmp(r->plans[i].name, current) == 0) {
-                allowed = r->plans[i].overage;
+        /* a plan name MySQL does not know: the invoice plan's rule */
+        for (i = 0; i < t->nplans; i++) {
+            if (strcmp(t->plans[i].name, t->plan) == 0) {
+                allowed = t->plans[i].overage;
             }
         }
     }
@@ -218,15 +348,30 @@ aw_rules_overage(const aw_rules_t *r, const char *plan, const char *current)
 }
 
 
-/* feeds the successful calls of [start, end), in time order, to b */
+/* output tokens in SQL: the rule of aw_billing_output_tokens() */
+#define AW_SQL_OUTPUT                                                        \
+    "GREATEST(CAST(e.completion_tokens AS SIGNED), "                         \
+    "CAST(e.total_tokens AS SIGNED) - CAST(e.prompt_tokens AS SIGNED))"
+
+
+/*
+ * Sums the successful calls of [start, end) into b, in bounded memory:
+ * MySQL aggregates them.  1. all calls: count, prompt and output tokens;
+ * 2. the first call beyond the allowance, in time order (ts, event_id);
+ * 3. the calls from it on, per model, plan and price in force (the
+ * model_prices row with the latest valid_from at or before the call).  A
+ * group that may go beyond the allowance but whose model had no price at
+ * the time is an error: billing it $0 would be silent.
+ */
 
 static int
-aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_rules_t *r,
+aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
     long long which, time_t start, time_t end, aw_billing_t *b)
 {
     MYSQL_RES  *res;
     MYSQL_ROW   row;
-    char        filter[64];
+    char        filter[64], where[512], from[160];
+    int         rc, allowed;
 
     if (which == AW_EVENTS_ALL) {
         filter[0] = '\0';
@@ -238,33 +383,87 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_rules_t *r,
         snprintf(filter, sizeof(filter), "AND e.invoice = %lld", which);
     }
 
-    res = aw_db_query(db, "SELECT e.model, e.plan, e.prompt_tokens, "
-                      "e.completion_tokens, "
-                      "IFNULL((SELECT mp.price_in_micros FROM model_prices "
-                      "mp WHERE mp.model = e.model AND mp.valid_from <= e.ts "
-                      "ORDER BY mp.valid_from DESC LIMIT 1), 0), "
-                      "IFNULL((SELECT mp.price_out_micros FROM model_prices "
-                      "mp WHERE mp.model = e.model AND mp.valid_from <= e.ts "
-                      "ORDER BY mp.valid_from DESC LIMIT 1), 0) "
-                      "FROM usage_events e WHERE e.account = %lld "
-                      "AND e.ts >= FROM_UNIXTIME(%lld) "
-                      "AND e.ts < FROM_UNIXTIME(%lld) "
-                      "AND e.status BETWEEN 200 AND 299 %s "
-                      "ORDER BY e.ts, e.event_id", inv->account,
-                      (long long) start, (long long) end, filter);
+    snprintf(where, sizeof(where), "e.account = %lld AND e.ts >= "
+             "FROM_UNIXTIME(%lld) AND e.ts < FROM_UNIXTIME(%lld) AND "
+             "e.status BETWEEN 200 AND 299 %s", inv->account,
+             (long long) start, (long long) end, filter);
+
+    res = aw_db_query(db, "SELECT COUNT(*), IFNULL(SUM(e.prompt_tokens), 0), "
+                      "IFNULL(SUM(" AW_SQL_OUTPUT "), 0) FROM usage_events e "
+                      "WHERE %s", where);
     if (res == NULL) {
         return -1;
     }
 
+    row = mysql_fetch_row(res);
+    b->calls = row ? strtoll(row[0], NULL, 10) : 0;
+    b->prompt_tokens = row ? strtoll(row[1], NULL, 10) : 0;
+    b->completion_tokens = row ? strtoll(row[2], NULL, 10) : 0;
+    mysql_free_result(res);
+
+    if (b->calls <= b->included) {
+        return 0;
+    }
+
+    res = aw_db_query(db, "SELECT e.ts, e.event_id FROM usage_events e "
+                      "WHERE %s ORDER BY e.ts, e.event_id LIMIT 1 "
+                      "OFFSET %lld", where, b->included);
+    if (res == NULL) {
+        return -1;
+    }
+
+    row = mysql_fetch_row(res);
+
+    if (row == NULL) {
+        mysql_free_result(res);
+        return -1;
+    }
+
+    /* a DATETIME(3) and 32 hex digits, as MySQL gave them */
+    snprintf(from, sizeof(from), "AND (e.ts > '%.23s' OR (e.ts = '%.23s' "
+             "AND e.event_id >= '%.32s'))", row[0], row[0], row[1]);
+    mysql_free_result(res);
+
+    res = aw_db_query(db, "SELECT g.model, g.plan, mp.price_in_micros, "
+                      "mp.price_out_micros, g.n, g.prompt, g.output, "
+                      "g.first FROM (SELECT e.model, e.plan, "
+                      "(SELECT MAX(p.valid_from) FROM model_prices p "
+                      "WHERE p.model = e.model AND p.valid_from <= e.ts) "
+                      "AS vf, COUNT(*) AS n, SUM(e.prompt_tokens) AS prompt, "
+                      "SUM(" AW_SQL_OUTPUT ") AS output, MIN(e.ts) AS first "
+                      "FROM usage_events e WHERE %s %s "
+                      "GROUP BY e.model, e.plan, vf) g "
+                      "LEFT JOIN model_prices mp ON mp.model = g.model AND "
+                      "mp.valid_from = g.vf ORDER BY g.first, g.model, "
+                      "g.plan", where, from);
+    if (res == NULL) {
+        return -1;
+    }
+
+    rc = 0;
+
     while ((row = mysql_fetch_row(res)) != NULL) {
-        aw_billing_call(b, row[0], aw_rules_overage(r, row[1], inv->plan),
+        allowed = aw_terms_overage(t, row[1]);
+
+        if (allowed && (row[2] == NULL || row[3] == NULL)) {
+            aw_log(AW_LOG_ERROR, "no price for model \"%s\" at %s (account "
+                   "%lld): a call beyond the allowance cannot be billed; "
+                   "add the model's price (model_prices) and close again",
+                   row[0], row[7], inv->account);
+            rc = -1;
+            break;
+        }
+
+        aw_billing_over(b, row[0], allowed,
+                        row[2] ? strtoll(row[2], NULL, 10) : 0,
+                        row[3] ? strtoll(row[3], NULL, 10) : 0,
                         strtoll(row[4], NULL, 10), strtoll(row[5], NULL, 10),
-                        strtoll(row[2], NULL, 10), strtoll(row[3], NULL, 10));
+                        strtoll(row[6], NULL, 10));
     }
 
     mysql_free_result(res);
 
-    return 0;
+    return rc;
 }
 
 
@@ -286,7 +485,7 @@ aw_invoice_lines(aw_invoice_t *inv, aw_billing_t *b, long long cap_micros)
     l->prompt_tokens = b->prompt_tokens;
     l->completion_tokens = b->completion_tokens;
     snprintf(l->description, sizeof(l->description),
-             "%lld calls (%lld included), %lld prompt + %lld completion "
+             "%lld calls (%lld included), %lld prompt + %lld output "
              "tokens", b->calls, inv->included, b->prompt_tokens,
              b->completion_tokens);
 
@@ -322,18 +521,16 @@ aw_invoice_lines(aw_invoice_t *inv, aw_billing_t *b, long long cap_micros)
 
 
 /*
- * Computes the invoice of one account for one period from usage_events.
- * which: AW_EVENTS_ALL, AW_EVENTS_BILLED, or an invoice id (its events).
- * Returns 0, 1 if the account had no subscription in the period, -1.
+ * Computes the invoice of one account for one period from usage_events,
+ * with the given terms.  which: AW_EVENTS_ALL, AW_EVENTS_BILLED, or an
+ * invoice id (its events).  Returns 0 or -1 (logged).
  */
 
 int
 aw_invoice_compute(MYSQL *db, long long account, const char *period,
-    long long which, aw_invoice_t *inv)
+    long long which, const aw_terms_t *terms, aw_invoice_t *inv)
 {
     time_t        start, end;
-    int           nplans;
-    aw_rules_t    rules;
     aw_billing_t  b;
 
     memset(inv, 0, sizeof(*inv));
@@ -343,35 +540,18 @@ aw_invoice_compute(MYSQL *db, long long account, const char *period,
         return -1;
     }
 
-    inv->included = aw_account_allowance(db, account, start, end);
-    if (inv->included < 0) {
-        return -1;
-    }
-
-    nplans = aw_invoice_base(db, inv, period, start, end);
-
-    if (nplans < 0) {
-        return -1;
-    }
-
-    if (nplans == 0) {
-        return 1;
-    }
-
-    if (aw_invoice_rules(db, account, &rules) != 0) {
-        aw_invoice_free(inv);
-        return -1;
-    }
+    inv->included = terms->included;
+    aw_invoice_base(inv, terms, period);
 
     aw_billing_init(&b, inv->included);
 
-    if (aw_invoice_events(db, inv, &rules, which, start, end, &b) != 0) {
+    if (aw_invoice_events(db, inv, terms, which, start, end, &b) != 0) {
         aw_billing_free(&b);
         aw_invoice_free(inv);
         return -1;
     }
 
-    aw_invoice_lines(inv, &b, rules.cap_micros);
+    aw_invoice_lines(inv, &b, terms->cap_micros);
     aw_billing_free(&b);
 
     return 0;
@@ -467,24 +647,26 @@ aw_invoice_json(MYSQL *db, long long id)
 
 /*
  * Renders and delivers every issued invoice (of the period, if given) that
- * the webhook has not taken yet.
+ * the webhook has not taken yet, within budget_ms in all: what is left
+ * when the time is up waits for the next "invoice deliver".  period, if
+ * given, is a valid YYYY-MM (the caller checked).
  */
 
 int
-aw_invoice_deliver_all(MYSQL *db, const char *period)
+aw_invoice_deliver_all(MYSQL *db, const char *period, long long budget_ms)
 {
     MYSQL_RES   *res;
     MYSQL_ROW    row;
-    long long   *ids, done;
+    long long   *ids, done, deadline;
     size_t       n, i;
-    int          failed;
+    int          failed, left, r;
     char         filter[64], *body;
     cJSON       *json;
 
     filter[0] = '\0';
 
     if (period) {
-        snprintf(filter, sizeof(filter), "AND i.period = '%s'", period);
+        snprintf(filter, sizeof(filter), "AND i.period = '%.7s'", period);
     }
 
     res = aw_db_query(db, "SELECT i.id FROM invoices i WHERE i.status = "
@@ -505,7 +687,9 @@ aw_invoice_deliver_all(MYSQL *db, const char *period)
     mysql_free_result(res);
 
     failed = 0;
+    left = 0;
     done = 0;
+    deadline = aw_webhook_clock_ms() + budget_ms;
 
     for (i = 0; i < n; i++) {
         json = aw_invoice_json(db, ids[i]);
@@ -518,8 +702,13 @@ aw_invoice_deliver_all(MYSQL *db, const char *period)
         body = cJSON_PrintUnformatted(json);
         cJSON_Delete(json);
 
-        if (aw_webhook_send(db, ids[i], body) == 0) {
+        r = aw_webhook_send(db, ids[i], body, deadline);
+
+        if (r == 0) {
             done++;
+
+        } else if (r > 0) {
+            left++;
 
         } else {
             failed++;
@@ -530,11 +719,17 @@ aw_invoice_deliver_all(MYSQL *db, const char *period)
 
     free(ids);
 
-    printf("webhook: %lld invoices delivered, %d failed\n", done, failed);
+    printf("webhook: %lld invoices delivered, %d failed", done, failed);
 
-    if (failed) {
+    if (left) {
+        printf(", %d not attempted (out of time)", left);
+    }
+
+    printf("\n");
+
+    if (failed || left) {
         aw_log(AW_LOG_ERROR, "%d invoices not delivered; \"" AW_NAME
-               " invoice deliver\" retries", failed);
+               " invoice deliver\" retries", failed + left);
         return -1;
     }
 

@@ -30,6 +30,29 @@ typedef struct {
 } aw_line_t;
 
 
+/*
+ * The terms an invoice is computed with, stored with it (invoices.terms)
+ * so that late events and "check" use the terms of that month, not
+ * today's: the plan in force at the period's end, its base fee (or the
+ * account's contract price), the allowance, the spend cap, and which plan
+ * names may go beyond the allowance.
+ */
+
+#define AW_TERMS_PLANS  32
+
+typedef struct {
+    char        plan[33];
+    long long   base_cents;
+    long long   included;
+    long long   cap_micros;
+    struct {
+        char    name[33];
+        int     overage;
+    }           plans[AW_TERMS_PLANS];
+    size_t      nplans;
+} aw_terms_t;
+
+
 typedef struct {
     long long   account;
     char        plan[33];
@@ -51,10 +74,17 @@ typedef struct {
 long long aw_account_allowance(MYSQL *db, long long account, time_t start,
     time_t end);
 
+int aw_terms_load(MYSQL *db, long long account, time_t start, time_t end,
+    aw_terms_t *t);
+int aw_terms_format(const aw_terms_t *t, char *out, size_t size);
+int aw_terms_parse(const char *s, aw_terms_t *t);
+int aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
+    aw_terms_t *t);
+
 aw_line_t *aw_invoice_add(aw_invoice_t *inv, const char *kind);
 void aw_invoice_free(aw_invoice_t *inv);
 int aw_invoice_compute(MYSQL *db, long long account, const char *period,
-    long long which, aw_invoice_t *inv);
+    long long which, const aw_terms_t *terms, aw_invoice_t *inv);
 
 typedef struct cJSON  cJSON;
 
@@ -63,7 +93,16 @@ int aw_invoice_issue(MYSQL *db, long long account, const char *period,
 int aw_invoice_check_one(MYSQL *db, long long id, long long account,
     const char *period, long long total);
 cJSON *aw_invoice_json(MYSQL *db, long long id);
-int aw_invoice_deliver_all(MYSQL *db, const char *period);
+
+/* invoice_audit.c: seals and their check */
+int aw_invoice_digest(MYSQL *db, long long id, char *hex);
+int aw_invoice_seal(MYSQL *db, long long id, const char *period);
+int aw_period_seal(MYSQL *db, const char *period);
+int aw_invoice_audit_one(MYSQL *db, long long id, long long account,
+    const char *p);
+int aw_period_audit(MYSQL *db, const char *period);
+int aw_invoice_deliver_all(MYSQL *db, const char *period,
+    long long budget_ms);
 
 
 #endif /* AW_INVOICE_H */

@@ -19,26 +19,34 @@
 static int
 aw_invoice_insert_line(MYSQL *db, long long invoice, const aw_line_t *l)
 {
-    aw_buf_t  q;
-    int       rc;
+    char         n[8][24];
+    const char  *v[11];
 
-    aw_buf_init(&q);
-    aw_buf_printf(&q, "INSERT INTO invoice_lines (invoice, kind, model, "
-                  "price_in_micros, price_out_micros, prompt_tokens, "
-                  "completion_tokens, calls, amount_cents, ref_period, "
-                  "description) VALUES (%lld, '%s', ", invoice, l->kind);
-    aw_buf_sql_str(&q, db, l->model);
-    aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %lld, %lld, '%s', ",
-                  l->price_in, l->price_out, l->prompt_tokens,
-                  l->completion_tokens, l->calls, l->amount_cents,
-                  l->ref_period);
-    aw_buf_sql_str(&q, db, l->description);
-    aw_buf_puts(&q, ")");
+    snprintf(n[0], sizeof(n[0]), "%lld", invoice);
+    snprintf(n[1], sizeof(n[1]), "%lld", l->price_in);
+    snprintf(n[2], sizeof(n[2]), "%lld", l->price_out);
+    snprintf(n[3], sizeof(n[3]), "%lld", l->prompt_tokens);
+    snprintf(n[4], sizeof(n[4]), "%lld", l->completion_tokens);
+    snprintf(n[5], sizeof(n[5]), "%lld", l->calls);
+    snprintf(n[6], sizeof(n[6]), "%lld", l->amount_cents);
 
-    rc = aw_db_buf_exec(db, &q);
-    aw_buf_free(&q);
+    v[0] = n[0];
+    v[1] = l->kind;
+    v[2] = l->model;
+    v[3] = n[1];
+    v[4] = n[2];
+    v[5] = n[3];
+    v[6] = n[4];
+    v[7] = n[5];
+    v[8] = n[6];
+    v[9] = l->ref_period;
+    v[10] = l->description;
 
-    return rc;
+    return aw_db_exec_params(db, "INSERT INTO invoice_lines (invoice, kind, "
+                             "model, price_in_micros, price_out_micros, "
+                             "prompt_tokens, completion_tokens, calls, "
+                             "amount_cents, ref_period, description) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", v, 11);
 }
 
 
@@ -71,17 +79,20 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
     MYSQL_ROW      row;
     char           periods[64][8];
     size_t         n, i;
+    int            r;
     long long      late, billed;
     time_t         qs, qe;
+    aw_terms_t     terms;
     aw_invoice_t   q;
     aw_line_t     *l;
 
+    /* the (account, invoice, ts) index: this account's unbilled events
+       before the month, not its whole history */
+
     res = aw_db_query(db, "SELECT DISTINCT DATE_FORMAT(e.ts, '%%Y-%%m') "
-                      "FROM usage_events e JOIN billing_periods bp ON "
-                      "bp.period = DATE_FORMAT(e.ts, '%%Y-%%m') "
-                      "WHERE e.account = %lld AND e.ts < FROM_UNIXTIME(%lld)"
-                      " AND e.invoice IS NULL ORDER BY 1", account,
-                      (long long) start);
+                      "FROM usage_events e WHERE e.account = %lld AND "
+                      "e.invoice IS NULL AND e.ts < FROM_UNIXTIME(%lld) "
+                      "ORDER BY 1", account, (long long) start);
     if (res == NULL) {
         return -1;
     }
@@ -89,7 +100,18 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
     n = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL && n < 64) {
-        snprintf(periods[n++], 8, "%s", row[0]);
+        snprintf(periods[n], 8, "%s", row[0]);
+
+        /* only closed months: an open one is billed by its own close */
+        r = (int) aw_db_scalar(db, -1, "SELECT COUNT(*) FROM "
+                               "billing_periods WHERE period = '%.7s'",
+                               periods[n]);
+        if (r < 0) {
+            mysql_free_result(res);
+            return -1;
+        }
+
+        n += r > 0;
     }
 
     mysql_free_result(res);
@@ -109,8 +131,20 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
         late = (long long) mysql_affected_rows(db);
         billed = aw_invoice_billed(db, account, periods[i]);
 
-        if (aw_invoice_compute(db, account, periods[i], AW_EVENTS_BILLED,
-                               &q) < 0)
+        /* the month recomputed on the terms its invoice was issued with */
+
+        r = aw_terms_of_invoice(db, account, periods[i], &terms);
+
+        if (r < 0) {
+            return -1;
+        }
+
+        if (r == 1) {
+            /* no subscription in that month: nothing to charge */
+            memset(&q, 0, sizeof(q));
+
+        } else if (aw_invoice_compute(db, account, periods[i],
+                                      AW_EVENTS_BILLED, &terms, &q) != 0)
         {
             return -1;
         }
@@ -146,23 +180,31 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     int            r;
     long long      id;
     size_t         k;
+    aw_terms_t     terms;
     aw_invoice_t   inv;
+    char           text[1024], n[4][24];
+    const char    *v[7];
 
-    /* is there anything to bill?  the plan row tells */
+    /* is there anything to bill?  the plan in force tells */
 
-    r = aw_invoice_compute(db, account, period, AW_EVENTS_ALL, &inv);
+    r = aw_terms_load(db, account, start, end, &terms);
     if (r < 0) {
         return -1;
     }
-
-    aw_invoice_free(&inv);
 
     if (r == 1) {
         return 0;
     }
 
+    if (aw_terms_format(&terms, text, sizeof(text)) != 0) {
+        aw_log(AW_LOG_ERROR, "account %lld, %s: the terms cannot be stored "
+               "(a plan name with a space, '=', ',' or ':')", account,
+               period);
+        return -1;
+    }
+
     if (aw_db_exec(db, "INSERT INTO invoices (account, period, plan) "
-                   "VALUES (%lld, '%s', '')", account, period) != 0)
+                   "VALUES (%lld, '%.7s', '')", account, period) != 0)
     {
         return -1;
     }
@@ -175,7 +217,7 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
                    "account = %lld AND ts >= FROM_UNIXTIME(%lld) AND "
                    "ts < FROM_UNIXTIME(%lld) AND invoice IS NULL", id,
                    account, (long long) start, (long long) end) != 0
-        || aw_invoice_compute(db, account, period, id, &inv) != 0)
+        || aw_invoice_compute(db, account, period, id, &terms, &inv) != 0)
     {
         return -1;
     }
@@ -192,12 +234,23 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
         }
     }
 
-    if (aw_db_exec(db, "UPDATE invoices SET plan = '%s', calls = %lld, "
-                   "included_calls = %lld, subtotal_cents = %lld, "
-                   "total_cents = %lld WHERE id = %lld", inv.plan,
-                   inv.calls, inv.included, inv.total_cents,
-                   inv.total_cents, id) != 0)
-    {
+    snprintf(n[0], sizeof(n[0]), "%lld", inv.calls);
+    snprintf(n[1], sizeof(n[1]), "%lld", inv.included);
+    snprintf(n[2], sizeof(n[2]), "%lld", inv.total_cents);
+    snprintf(n[3], sizeof(n[3]), "%lld", id);
+    v[0] = inv.plan;
+    v[1] = text;
+    v[2] = n[0];
+    v[3] = n[1];
+    v[4] = n[2];
+    v[5] = n[2];
+    v[6] = n[3];
+
+    r = aw_db_exec_params(db, "UPDATE invoices SET plan = ?, terms = ?, "
+                          "calls = ?, included_calls = ?, subtotal_cents = "
+                          "?, total_cents = ? WHERE id = ?", v, 7);
+
+    if (r != 0 || aw_invoice_seal(db, id, period) != 0) {
         aw_invoice_free(&inv);
         return -1;
     }
@@ -236,12 +289,22 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
     int            bad;
     long long      sum, billed, late;
     size_t         k;
+    time_t         start, end;
     char           a[32], b[32];
     MYSQL_RES     *lres;
     MYSQL_ROW      lrow;
+    aw_terms_t     terms;
     aw_invoice_t   inv;
 
     bad = 0;
+
+    if (aw_period_bounds(p, &start, &end) != 0
+        || aw_terms_of_invoice(db, account, p, &terms) != 0)
+    {
+        printf("MISMATCH invoice %lld (account %lld, %s): its terms "
+               "cannot be read\n", id, account, p);
+        return 1;
+    }
 
     /* 1. the total is the sum of the lines */
 
@@ -258,9 +321,57 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     /* 2. its own lines, recomputed from the events it billed */
 
-    if (aw_invoice_compute(db, account, p, id, &inv) < 0) {
+    if (aw_invoice_compute(db, account, p, id, &terms, &inv) < 0) {
         return bad + 1;
     }
+
+    /* 3. what its header states: plan, calls, allowance, subtotal */
+
+    lres = aw_db_query(db, "SELECT plan, calls, included_calls, "
+                       "subtotal_cents FROM invoices WHERE id = %lld", id);
+
+    if (lres == NULL) {
+        aw_invoice_free(&inv);
+        return bad + 1;
+    }
+
+    lrow = mysql_fetch_row(lres);
+
+    if (lrow != NULL) {
+        if (strcmp(lrow[0], inv.plan) != 0) {
+            printf("MISMATCH invoice %lld (account %lld, %s): plan %s, "
+                   "recomputed %s\n", id, account, p, lrow[0], inv.plan);
+            bad++;
+        }
+
+        if (strtoll(lrow[1], NULL, 10) != inv.calls) {
+            printf("MISMATCH invoice %lld (account %lld, %s): %s calls, "
+                   "recomputed %lld\n", id, account, p, lrow[1],
+                   inv.calls);
+            bad++;
+        }
+
+        if (strtoll(lrow[2], NULL, 10) != inv.included) {
+            printf("MISMATCH invoice %lld (account %lld, %s): %s calls "
+                   "included, recomputed %lld\n", id, account, p, lrow[2],
+                   inv.included);
+            bad++;
+        }
+
+        if (strtoll(lrow[3], NULL, 10) != total) {
+            aw_money_format(strtoll(lrow[3], NULL, 10), a, sizeof(a));
+            aw_money_format(total, b, sizeof(b));
+            printf("MISMATCH invoice %lld (account %lld, %s): subtotal "
+                   "$%s, total $%s\n", id, account, p, a, b);
+            bad++;
+        }
+    }
+
+    mysql_free_result(lres);
+
+    /* 4. what was issued: its digest and status */
+
+    bad += aw_invoice_audit_one(db, id, account, p);
 
     lres = aw_db_query(db, "SELECT kind, model, price_in_micros, "
                        "price_out_micros, prompt_tokens, "
@@ -304,9 +415,11 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
     mysql_free_result(lres);
     aw_invoice_free(&inv);
 
-    /* 3. the period as a whole: all billed usage = all charges */
+    /* 5. the period as a whole: all billed usage = all charges */
 
-    if (aw_invoice_compute(db, account, p, AW_EVENTS_BILLED, &inv) < 0) {
+    if (aw_invoice_compute(db, account, p, AW_EVENTS_BILLED, &terms, &inv)
+        < 0)
+    {
         return bad + 1;
     }
 
@@ -324,7 +437,9 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     late = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM usage_events WHERE "
                         "account = %lld AND invoice IS NULL AND "
-                        "DATE_FORMAT(ts, '%%Y-%%m') = '%s'", account, p);
+                        "ts >= FROM_UNIXTIME(%lld) AND "
+                        "ts < FROM_UNIXTIME(%lld)", account,
+                        (long long) start, (long long) end);
 
     if (late > 0) {
         printf("note: account %lld %s: %lld late events not billed "

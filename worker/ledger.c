@@ -454,10 +454,33 @@ aw_drain_finish(aw_drain_t *d, size_t n)
     }
 
     r = redisCommandArgv(d->rc, (int) acks, argv, NULL);
-    free(argv);
 
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         aw_log(AW_LOG_ERROR, "Redis XACK: %s", r ? r->str : d->rc->errstr);
+        if (r) {
+            freeReplyObject(r);
+        }
+        free(argv);
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    /*
+     * An ACKed entry is stored (or dead-lettered) for good: delete it, or
+     * the stream keeps every event ever sent until Redis refuses XADD.
+     * Only this batch's entries, after their ACK: an entry not yet read,
+     * or pending on any consumer, stays.
+     */
+
+    argv[2] = d->stream;
+    argv[1] = "XDEL";
+    r = redisCommandArgv(d->rc, (int) acks - 1, argv + 1, NULL);
+    free(argv);
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        aw_log(AW_LOG_ERROR, "Redis XDEL: %s", r ? r->str : d->rc->errstr);
         if (r) {
             freeReplyObject(r);
         }

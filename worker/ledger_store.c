@@ -328,14 +328,27 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
 
 failed:
 
+    if (!aw_db_conn_error(d->db)) {
+        /* a data error (e.g. a rollup out of range): not the connection;
+           retrying the batch would fail forever, so row by row finds the
+           event and dead-letters it */
+        aw_log(AW_LOG_WARN, "MySQL refused the batch after the insert "
+               "(%s); storing it event by event", mysql_error(d->db));
+        mysql_query(d->db, "ROLLBACK");
+
+        return 2;
+    }
+
     return aw_drain_rolled_back(d);
 }
 
 
 /*
  * The batch event by event (after MySQL refused the whole): finds the
- * event it refuses.  0: committed; 1: an entry was refused (marked, rolled
- * back: try again without it); -1: the connection failed.
+ * event it refuses, its row or its rollup (each new row's rollup is
+ * applied right after it, so a rollup MySQL refuses names its event).
+ * 0: committed; 1: an entry was refused (marked, rolled back: try again
+ * without it); -1: the connection failed.
  */
 
 int
@@ -387,33 +400,34 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
         aw_buf_sql_str(&q, d->db, en->ev.node);
         aw_buf_puts(&q, ")");
 
-        if (mysql_real_query(d->db, q.data, q.len) != 0) {
-            if (aw_db_conn_error(d->db)) {
-                aw_buf_free(&q);
-                goto failed;
-            }
-
-            snprintf(en->reason_buf, sizeof(en->reason_buf),
-                     "MySQL refused the event: %s", mysql_error(d->db));
-            en->reason = en->reason_buf;
-            aw_buf_free(&q);
-            mysql_query(d->db, "ROLLBACK");
-
-            return 1;
-        }
-
-        if (mysql_affected_rows(d->db) == 1) {
+        if (mysql_real_query(d->db, q.data, q.len) == 0
+            && mysql_affected_rows(d->db) == 1)
+        {
             (*inserted)++;
+            aw_rollup_reset(d, &nroll);
             aw_rollup_add(d, &nroll, &en->ev);
 
-        } else {
-            (*dups)++;
-        }
-    }
+            if (aw_rollup_apply(d, nroll, &q) == 0) {
+                continue;
+            }
 
-    if (aw_rollup_apply(d, nroll, &q) != 0) {
+        } else if (mysql_errno(d->db) == 0) {
+            (*dups)++;
+            continue;
+        }
+
+        if (aw_db_conn_error(d->db)) {
+            aw_buf_free(&q);
+            goto failed;
+        }
+
+        snprintf(en->reason_buf, sizeof(en->reason_buf),
+                 "MySQL refused the event: %s", mysql_error(d->db));
+        en->reason = en->reason_buf;
         aw_buf_free(&q);
-        goto failed;
+        mysql_query(d->db, "ROLLBACK");
+
+        return 1;
     }
 
     aw_buf_free(&q);

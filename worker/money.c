@@ -153,6 +153,11 @@ aw_money_price_per_token(const char *s, long long *micros_per_m)
         v *= 10;
     }
 
+    if (digits == 0) {
+        /* ".": no digit at all */
+        return -1;
+    }
+
     *micros_per_m = v + round_up;
 
     return 0;

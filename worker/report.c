@@ -50,24 +50,53 @@ typedef struct {
 } aw_report_t;
 
 
+/* "-497", "12", "-4.97": a number, which a spreadsheet reads as one */
+
+static int
+aw_csv_number(const char *s)
+{
+    int  digits;
+
+    s += *s == '-';
+
+    for (digits = 0; *s >= '0' && *s <= '9'; s++) {
+        digits++;
+    }
+
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++) {
+            /* void */
+        }
+    }
+
+    return digits > 0 && *s == '\0';
+}
+
+
+/*
+ * One RFC 4180 field.  A field a spreadsheet would evaluate as a formula
+ * (starting with =, +, -, @, a tab or a carriage return, unless it is a
+ * plain number such as "-497") is quoted with a leading ', so
+ * "-2+3+cmd|..." stays text.
+ */
+
 static void
 aw_csv_field(aw_buf_t *b, const char *s)
 {
     const char  *p;
+    int          formula;
 
-    if (strpbrk(s, ",\"\r\n") == NULL && s[0] != '=' && s[0] != '+'
-        && s[0] != '-' && s[0] != '@')
-    {
+    formula = s[0] != '\0' && strchr("=+-@\t\r", s[0]) != NULL
+              && !aw_csv_number(s);
+
+    if (strpbrk(s, ",\"\r\n\t") == NULL && !formula && s[0] != '-') {
         aw_buf_puts(b, s);
         return;
     }
 
     aw_buf_puts(b, "\"");
 
-    /* a leading formula character is neutralized for spreadsheets */
-    if (s[0] == '=' || s[0] == '+' || s[0] == '@'
-        || (s[0] == '-' && !(s[1] >= '0' && s[1] <= '9')))
-    {
+    if (formula) {
         aw_buf_puts(b, "'");
     }
 
@@ -383,11 +412,13 @@ aw_report_load(MYSQL *db, aw_report_t *r)
 
     r->nplan = aw_bars_load(db, &r->plan, "SELECT i.plan, "
                             "SUM(i.total_cents), COUNT(*) FROM invoices i "
-                            "WHERE i.period = '%s' GROUP BY i.plan ORDER BY "
+                            "WHERE i.period = '%s' AND i.status = 'issued' "
+                            "GROUP BY i.plan ORDER BY "
                             "2 DESC, 1", r->period);
     r->nacct = aw_bars_load(db, &r->acct, "SELECT a.name, i.total_cents, "
                             "i.calls FROM invoices i JOIN accounts a ON "
-                            "a.id = i.account WHERE i.period = '%s' ORDER BY "
+                            "a.id = i.account WHERE i.period = '%s' AND "
+                            "i.status = 'issued' ORDER BY "
                             "i.total_cents DESC, a.name LIMIT 10",
                             r->period);
     r->nmodel = aw_bars_load(db, &r->model, "SELECT model, "
@@ -409,8 +440,10 @@ aw_report_load(MYSQL *db, aw_report_t *r)
         r->total += r->plan[i].value;
     }
 
+    /* void invoices are no revenue: listed (with their status), not
+       counted */
     r->ninv = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM invoices WHERE "
-                           "period = '%s'", r->period);
+                           "period = '%s' AND status = 'issued'", r->period);
 
     now = time(NULL);
     strftime(r->stamp, sizeof(r->stamp), "%Y-%m-%dT%H:%M:%SZ",

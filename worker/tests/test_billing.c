@@ -84,5 +84,33 @@ main(void)
               "$12.50");
     aw_billing_free(&b);
 
+    /* thinking tokens: output is total - prompt (the module's rule);
+       gemini-2.5-pro 1.25/10 per M, 1000 in / 100 out / 5100 total:
+       1000 * 1.25 + 4100 * 10 = 1250 + 41000 micro-$ = 4.225c -> 4c */
+    tap_is_ll(aw_billing_output_tokens(1000, 100, 5100), 4100,
+              "output = total - prompt with thinking tokens");
+    tap_is_ll(aw_billing_output_tokens(1000, 100, 1100), 100,
+              "output = completion without");
+    tap_is_ll(aw_billing_output_tokens(1000, 100, 0), 100,
+              "a total below prompt + completion: the completion");
+    aw_billing_init(&b, 0);
+    aw_billing_call(&b, "google/gemini-2.5-pro", 1, 1250000, 10000000, 1000,
+                    aw_billing_output_tokens(1000, 100, 5100));
+    tap_is_ll(aw_billing_finish(&b), 4, "a thinking call is 4 cents");
+    aw_billing_free(&b);
+
+    /* aggregates: the same (model, price) from two plans is one line */
+    aw_billing_init(&b, 0);
+    aw_billing_over(&b, "m1", 1, 150000, 600000, 2, 4000, 1000);
+    aw_billing_over(&b, "m1", 0, 150000, 600000, 5, 100, 100);
+    aw_billing_over(&b, "m1", 1, 150000, 600000, 1, 96000, 0);
+    tap_is_ll((long long) b.nlines, 1, "one line for m1");
+    tap_is_ll(b.lines[0].calls, 3, "its calls");
+    tap_is_ll(b.over_calls, 8, "eight beyond the allowance");
+    tap_is_ll(b.unbilled_calls, 5, "five on a plan without overage");
+    /* 100000 * 0.15 + 1000 * 0.60 = 15000 + 600 micro-$ = 1.56c -> 2c */
+    tap_is_ll(aw_billing_finish(&b), 2, "summed, then rounded once");
+    aw_billing_free(&b);
+
     return tap_done();
 }

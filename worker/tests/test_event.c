@@ -97,6 +97,24 @@ main(void)
             "\"key\":\"ai-hub-AbCdEfGh0123456789012345678901234\"");
     bad(j, "key longer than a prefix column");
 
+    /* every number bounded to what sums in the schema can hold */
+    replace(j, sizeof(j), "\"total_tokens\":15",
+            "\"total_tokens\":9007199254740991");
+    bad(j, "total_tokens 2^53 - 1");
+    replace(j, sizeof(j), "\"total_tokens\":15",
+            "\"total_tokens\":1000000001");
+    bad(j, "total_tokens above 10^9");
+    replace(j, sizeof(j), "\"cost_micros\":4",
+            "\"cost_micros\":9007199254740991");
+    bad(j, "cost_micros 2^53 - 1");
+    replace(j, sizeof(j), "\"cost_micros\":4",
+            "\"cost_micros\":1000000000001");
+    bad(j, "cost_micros above $1,000,000");
+    replace(j, sizeof(j), "\"cost_micros\":4",
+            "\"cost_micros\":1000000000000");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
+           "cost_micros of exactly $1,000,000 is fine");
+
     replace(j, sizeof(j), "\"total_tokens\":15", "\"total_tokens\":40");
     tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
            "total above prompt + completion is fine (thinking tokens)");

@@ -86,6 +86,8 @@ main(void)
     tap_ok(aw_money_price_per_token("2.5e-6", &c) != 0,
            "exponent refused");
     tap_ok(aw_money_price_per_token("", &c) != 0, "empty refused");
+    tap_ok(aw_money_price_per_token(".", &c) != 0, "\".\" refused");
+    tap_ok(aw_money_price_per_token("0.", &c) == 0 && c == 0, "\"0.\"");
 
     return tap_done();
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/perl
+
+# The drain never stalls on an event MySQL refuses after the insert (issue
+# 12): a rollup out of range is a data error, not a lost connection, so
+# the batch is stored row by row and the bad event dead-lettered; with a
+# poisoned event in every 1,000 every good event is stored once and every
+# bad one dead-lettered.  And the stream is trimmed behind the ACKs: after
+# a long drain XLEN is back to 0, not the number of events ever sent.
+
+use strict;
+use warnings;
+
+use Test::More;
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+
+plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1);
+$t->migrate;
+
+my $json = JSON::PP->new->canonical;
+my $now = int(time * 1000);
+my $day = $t->sql_value("SELECT DATE(FROM_UNIXTIME($now / 1000))");
+
+sub event {
+    my (%o) = @_;
+
+    return $json->encode({
+        v => 1, id => $o{id}, ts => $now, node => 'test-node',
+        account => 1, key => 'ai-hub-AbCdEfGh', plan => 'pro',
+        model => $o{model} // 'mock-basic', provider => 'mock',
+        prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
+        cost_micros => 4, status => 200, streamed => JSON::PP::false,
+        aborted => JSON::PP::false, estimated => JSON::PP::false,
+        latency_ms => 12,
+    });
+}
+
+# the poison: poison-model's rollup of the day is 2 micro-dollars below
+# BIGINT's maximum, so the upsert of any call of it (4 micro-dollars) is
+# out of range, after the event's own INSERT succeeded
+
+$t->sql("INSERT INTO usage_daily (account, day, model, requests, calls, "
+        . "cost_micros) VALUES (1, '$day', 'poison-model', 1, 1, "
+        . "9223372036854775805)");
+
+# wave 1: 5,000 events, every 1,000th poisoned (5 poisoned, 4,995 good),
+# one good event sent twice (a replay: stored once)
+
+my @poisoned;
+
+for my $i (1 .. 5000) {
+    my $poison = $i % 1000 == 0;
+    push @poisoned, sprintf('%032x', $i) if $poison;
+    $t->redis('XADD', 'aihub:usage', '*', 'event',
+              event(id => sprintf('%032x', $i),
+                    model => $poison ? 'poison-model' : 'mock-basic'));
+}
+$t->redis('XADD', 'aihub:usage', '*', 'event',
+          event(id => sprintf('%032x', 7)));
+
+is($t->redis('XLEN', 'aihub:usage'), 5001, '5,001 entries in the stream');
+
+$t->start_worker('--consumer', 'w1', '--block-ms', 100);
+
+ok($t->wait_for(sub {
+       $t->redis('XLEN', 'aihub:usage:dead') >= 5
+       && $t->sql_value('SELECT COUNT(*) FROM usage_events') >= 4995
+   }, timeout => 90), 'the drain went past every poisoned event');
+
+ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage') == 0 },
+                timeout => 10),
+   'the stream is empty once everything is ACKed (XDEL after XACK)');
+
+is($t->sql_value("SELECT COUNT(*) FROM usage_events WHERE model = "
+                 . "'mock-basic'"), 4995, 'every good event stored');
+is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
+   4995, 'each once');
+is($t->sql_value("SELECT COUNT(*) FROM usage_events WHERE model = "
+                 . "'poison-model'"), 0, 'no poisoned event stored');
+is($t->sql_value("SELECT requests FROM usage_daily WHERE model = "
+                 . "'mock-basic'"), 4995, 'the rollup counts each once');
+is($t->sql_value("SELECT requests FROM usage_daily WHERE model = "
+                 . "'poison-model'"), 1, 'the poisoned rollup untouched');
+
+my $dead = $t->redis('XRANGE', 'aihub:usage:dead', '-', '+');
+is(scalar @$dead, 5, 'five dead letters');
+my @ids = sort map { my %f = @{ $_->[1] };
+                     $json->decode($f{event})->{id} } @$dead;
+is_deeply(\@ids, \@poisoned, 'exactly the poisoned events');
+my %d0 = @{ $dead->[0][1] };
+like($d0{reason}, qr/MySQL refused the event: .*out of range/i,
+     'the reason is MySQL\'s');
+
+# wave 2: 3 rounds of 2,000 while the worker drains; XLEN stays flat
+
+
+for my $round (1 .. 3) {
+    for my $i (1 .. 2000) {
+        $t->redis('XADD', 'aihub:usage', '*', 'event',
+                  event(id => sprintf('%016x%016x', $round, $i)));
+    }
+    ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage') == 0 },
+                    timeout => 30), "round $round: the stream drained to 0");
+}
+
+is($t->sql_value('SELECT COUNT(*) FROM usage_events'), 4995 + 6000,
+   'every event of the long drain stored');
+is($t->redis('XPENDING', 'aihub:usage', 'aihub-drain')->[0], 0,
+   'nothing pending');
+
+$t->stop_worker;
+unlike($t->worker_log, qr/batch rolled back/,
+       'no batch was taken for a lost connection');
+
+$t->done;
