@@ -7,6 +7,7 @@
  *   LIMIT  the per-key rate limits, before the body is read  (limit.c)
  *   BODY   the JSON body, read without blocking and parsed once (body.c)
  *   MODEL  the model exists and the plan allows it, max_tokens (model.c)
+ *   LANE   a place at the provider, paid plans first; may wait (lane.c)
  *   QUOTA  the monthly call reserved in Redis (one round trip) (quota.c)
  *   PROXY  the provider chosen, the body rewritten for it    (here)
  *   SERVE  a developer endpoint answers instead        (dev.c, dev_keys.c)
@@ -25,6 +26,7 @@
 #include "ngx_http_aihub_limit.h"
 #include "ngx_http_aihub_body.h"
 #include "ngx_http_aihub_model.h"
+#include "ngx_http_aihub_lane.h"
 #include "ngx_http_aihub_quota.h"
 #include "ngx_http_aihub_dev.h"
 #include "ngx_http_aihub_dev_keys.h"
@@ -44,7 +46,8 @@ static ngx_int_t ngx_http_aihub_verdict(ngx_http_request_t *r,
 #if (NGX_DEBUG)
 
 static const char  *ngx_http_aihub_step_names[] = {
-    "key", "check", "limit", "body", "model", "quota", "proxy", "serve"
+    "key", "check", "limit", "body", "model", "lane", "quota", "proxy",
+    "serve"
 };
 
 #endif
@@ -135,6 +138,10 @@ ngx_http_aihub_continue(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
         case NGX_HTTP_AIHUB_STEP_MODEL:
             rc = ngx_http_aihub_model_step(r, ctx);
+            break;
+
+        case NGX_HTTP_AIHUB_STEP_LANE:
+            rc = ngx_http_aihub_lane_step(r, ctx);
             break;
 
         case NGX_HTTP_AIHUB_STEP_QUOTA:

@@ -18,6 +18,7 @@
  *   steps     key                  the key, its record, its status
  *             limit                every per-key rate limit
  *             body, model          the body; model access and max_tokens
+ *             lane                 a place at the provider, paid first
  *             quota                the monthly call (calls limit)
  *             dev, dev_keys        developer endpoints (dev_keys calls dev)
  *   top       access               the phase handler, the verdict, proxy
@@ -64,6 +65,9 @@ typedef struct {
     ngx_str_t                     key_env;
     ngx_str_t                     key_file;
     ngx_str_t                     authorization; /* "Bearer ..." */
+    ngx_uint_t                    capacity;     /* calls in flight, 0: any */
+    ngx_uint_t                    free_share;   /* % of it for free plans */
+    ngx_uint_t                    queue;        /* paid calls that wait */
 } ngx_http_aihub_provider_t;
 
 
@@ -83,6 +87,9 @@ typedef struct {
     ngx_uint_t                    event_buffer; /* events kept while down */
     ngx_uint_t                    max_keys;     /* active keys per account,
                                                    0: no cap */
+    ngx_msec_t                    lane_wait;    /* longest wait in a queue */
+    ngx_msec_t                    lane_backoff; /* a provider's 429 without
+                                                   Retry-After */
 
     ngx_flag_t                    used;         /* "aihub on" somewhere */
 } ngx_http_aihub_main_conf_t;
@@ -109,6 +116,7 @@ typedef struct {
     uint64_t                      included;     /* calls per period */
     uint64_t                      spend_cap;    /* micro-dollars, 0: none */
     uint64_t                      max_tokens;   /* per request, 0: none */
+    uint64_t                      priority;     /* the plan's; 0: free */
     unsigned                      active:1;
     unsigned                      overage:1;    /* calls beyond included */
     unsigned                      admin:1;      /* scope admin */
@@ -166,6 +174,46 @@ typedef struct {
 } ngx_http_aihub_metrics_t;
 
 
+/*
+ * The priority lane of a provider, in the cache zone: the calls in flight,
+ * the paid calls waiting for one of them to end, and until when the
+ * provider said it is saturated (ngx_http_aihub_lane.c).
+ */
+
+#define NGX_HTTP_AIHUB_LANES          16  /* providers with a lane */
+#define NGX_HTTP_AIHUB_LANE_QUEUE     64  /* waiting calls, at most */
+#define NGX_HTTP_AIHUB_LANE_PLANS     8   /* plans counted for metrics */
+#define NGX_HTTP_AIHUB_NAME_LEN       32
+
+typedef struct {
+    uint64_t                      ticket;       /* 0: a free place */
+    uint64_t                      priority;
+    ngx_msec_t                    since;        /* wall clock, ms */
+} ngx_http_aihub_lane_waiter_t;
+
+
+typedef struct {
+    u_char                        name[NGX_HTTP_AIHUB_NAME_LEN];
+    size_t                        name_len;     /* 0: unused */
+    ngx_uint_t                    in_flight;
+    ngx_uint_t                    free_in_flight;
+    ngx_uint_t                    queued;
+    ngx_msec_t                    saturated_until; /* wall clock, ms */
+    uint64_t                      tickets;      /* last ticket given */
+    ngx_http_aihub_lane_waiter_t  waiters[NGX_HTTP_AIHUB_LANE_QUEUE];
+} ngx_http_aihub_lane_sh_t;
+
+
+typedef struct {
+    u_char                        name[NGX_HTTP_AIHUB_PLAN_LEN];
+    size_t                        name_len;     /* 0: unused */
+    ngx_uint_t                    queued;       /* now */
+    ngx_uint_t                    waits;        /* calls that waited */
+    ngx_uint_t                    refusals;     /* 429 at the lane */
+    ngx_uint_t                    timeouts;     /* waited too long */
+} ngx_http_aihub_lane_plan_sh_t;
+
+
 typedef struct ngx_http_aihub_redis_call_s  ngx_http_aihub_redis_call_t;
 
 
@@ -192,6 +240,7 @@ typedef enum {
     NGX_HTTP_AIHUB_STEP_LIMIT,                  /* the per-key rate limits */
     NGX_HTTP_AIHUB_STEP_BODY,                   /* read and parse the body */
     NGX_HTTP_AIHUB_STEP_MODEL,                  /* model access, max_tokens */
+    NGX_HTTP_AIHUB_STEP_LANE,                   /* a place at the provider */
     NGX_HTTP_AIHUB_STEP_QUOTA,                  /* the monthly call */
     NGX_HTTP_AIHUB_STEP_PROXY,                  /* ready for the provider */
     NGX_HTTP_AIHUB_STEP_SERVE                   /* a developer endpoint */
@@ -322,6 +371,20 @@ typedef struct {
 } ngx_http_aihub_forward_t;
 
 
+/* the call's place in its provider's lane (ngx_http_aihub_lane.c) */
+
+typedef struct {
+    ngx_http_aihub_lane_sh_t     *lane;         /* in the zone, or NULL */
+    ngx_http_aihub_lane_plan_sh_t *plan;
+    ngx_event_t                   poll;         /* while queued */
+    ngx_msec_t                    since;        /* queued at */
+    uint64_t                      ticket;       /* while queued */
+    unsigned                      held:1;       /* a call in flight */
+    unsigned                      free:1;       /* counted as free */
+    unsigned                      cleanup_added:1;
+} ngx_http_aihub_lane_t;
+
+
 /* what the call used, settled in the log phase */
 
 typedef struct {
@@ -360,6 +423,7 @@ typedef struct {
     ngx_http_aihub_usage_t        usage;
     ngx_http_aihub_dev_t          dev;
     ngx_http_aihub_redis_wait_t   wait;
+    ngx_http_aihub_lane_t         lane;
 } ngx_http_aihub_ctx_t;
 
 

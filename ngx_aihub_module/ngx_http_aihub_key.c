@@ -317,6 +317,9 @@ ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         } else if (AIHUB_FIELD_IS(AIHUB_KF_MAX_TOKENS)) {
             rec->max_tokens = AIHUB_NUMBER;
 
+        } else if (AIHUB_FIELD_IS(AIHUB_KF_PRIORITY)) {
+            rec->priority = AIHUB_NUMBER;
+
         } else if (AIHUB_FIELD_IS(AIHUB_KF_MODELS)) {
             ctx->caller.key.models.data = ngx_pstrdup(r->pool, &value);
             if (ctx->caller.key.models.data == NULL) {

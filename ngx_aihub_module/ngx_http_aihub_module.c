@@ -115,6 +115,20 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       offsetof(ngx_http_aihub_main_conf_t, event_buffer),
       NULL },
 
+    { ngx_string("aihub_lane_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, lane_wait),
+      NULL },
+
+    { ngx_string("aihub_lane_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, lane_backoff),
+      NULL },
+
     { ngx_string("aihub_max_keys_per_account"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -231,6 +245,8 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->event_buffer = NGX_CONF_UNSET_UINT;
     amcf->max_keys = NGX_CONF_UNSET_UINT;
     amcf->cache_ttl = NGX_CONF_UNSET_MSEC;
+    amcf->lane_wait = NGX_CONF_UNSET_MSEC;
+    amcf->lane_backoff = NGX_CONF_UNSET_MSEC;
     amcf->time_offset = NGX_CONF_UNSET;
 
     if (ngx_array_init(&amcf->providers, cf->pool, 4,
@@ -257,6 +273,8 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->event_buffer, 10000);
     ngx_conf_init_uint_value(amcf->max_keys, 100);
     ngx_conf_init_msec_value(amcf->cache_ttl, 30000);
+    ngx_conf_init_msec_value(amcf->lane_wait, 10000);
+    ngx_conf_init_msec_value(amcf->lane_backoff, 1000);
     ngx_conf_init_value(amcf->time_offset, 0);
 
     if (amcf->node.data == NULL) {

@@ -1,0 +1,22 @@
+/*
+ * ngx_http_aihub_lane.c: the priority lane of each provider: calls in
+ * flight, paid calls waiting by plan priority, free calls refused when
+ * the provider is full or saturated.
+ */
+
+#ifndef NGX_HTTP_AIHUB_LANE_H
+#define NGX_HTTP_AIHUB_LANE_H
+
+
+#include "ngx_http_aihub_common.h"
+
+
+ngx_int_t ngx_http_aihub_lane_step(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+void ngx_http_aihub_lane_saturated(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_int_t sec);
+void ngx_http_aihub_lane_release(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+
+
+#endif /* NGX_HTTP_AIHUB_LANE_H */
