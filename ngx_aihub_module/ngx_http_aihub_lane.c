@@ -1,6 +1,8 @@
 /*
  * The priority lane: a provider declared with "capacity=N" takes at most N
- * calls in flight, counted in the shared zone across worker processes.
+ * calls in flight, counted in the shared zone across worker processes (a
+ * provider without it has no lane: its calls are neither counted nor held
+ * back, and its 429 is passed on as it is).
  * Calls of a free plan (priority 0 in the key record) may use only the
  * provider's "free_share=" of it; paid calls may use all of it.  When the
  * provider is full, a paid call waits in a short queue (at most "queue=",
@@ -68,8 +70,8 @@ ngx_http_aihub_lane_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     mutex = ngx_http_aihub_zone_lanes(amcf->shm_zone, &lanes, &plans);
 
-    if (p == NULL || mutex == NULL || ctx->lane.held) {
-        /* no provider: the proxy step says so */
+    if (p == NULL || p->capacity == 0 || mutex == NULL || ctx->lane.held) {
+        /* no lane; no provider: the proxy step says so */
         return NGX_OK;
     }
 
