@@ -90,6 +90,11 @@ typedef struct {
     ngx_msec_t                    lane_wait;    /* longest wait in a queue */
     ngx_msec_t                    lane_backoff; /* a provider's 429 without
                                                    Retry-After */
+    ngx_uint_t                    fb_attempts;  /* routes tried, at most */
+    ngx_msec_t                    fb_time;      /* no new route after it */
+    ngx_uint_t                    breaker_fails; /* failures in a row that
+                                                   take a route out */
+    ngx_msec_t                    breaker_time; /* for this long */
 
     ngx_flag_t                    used;         /* "aihub on" somewhere */
 } ngx_http_aihub_main_conf_t;
@@ -149,6 +154,7 @@ typedef struct {
     ngx_str_t                     tier;
     uint64_t                      price_in;     /* micro-$ per 1M tokens */
     uint64_t                      price_out;
+    ngx_str_t                     fallbacks;    /* comma list of ids */
 } ngx_http_aihub_model_t;
 
 
@@ -199,6 +205,8 @@ typedef struct {
     ngx_uint_t                    free_in_flight;
     ngx_uint_t                    queued;
     ngx_msec_t                    saturated_until; /* wall clock, ms */
+    ngx_uint_t                    failures;     /* in a row, the breaker */
+    ngx_msec_t                    open_until;   /* the breaker is open */
     uint64_t                      tickets;      /* last ticket given */
     ngx_http_aihub_lane_waiter_t  waiters[NGX_HTTP_AIHUB_LANE_QUEUE];
 } ngx_http_aihub_lane_sh_t;
@@ -327,6 +335,10 @@ typedef struct {
     ngx_http_aihub_model_t       *model;        /* copy, request pool */
     ngx_http_aihub_provider_t    *provider;
     ngx_str_t                     proxy_url;
+    ngx_http_aihub_model_t       *asked;        /* the model asked for */
+    void                         *failed;       /* the upstream that failed */
+    ngx_uint_t                    attempts;     /* routes tried */
+    ngx_uint_t                    next;         /* its next fallback */
 } ngx_http_aihub_route_t;
 
 

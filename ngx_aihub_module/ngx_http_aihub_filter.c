@@ -12,7 +12,7 @@
 #include "ngx_http_aihub_forward.h"
 #include "ngx_http_aihub_scan.h"
 #include "ngx_http_aihub_refusal.h"
-#include "ngx_http_aihub_lane.h"
+#include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_filter.h"
 
 
@@ -159,9 +159,11 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
 
     ctx->reply.status = u->headers_in.status_n;
 
-    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        ngx_http_aihub_lane_saturated(r, ctx, ctx->forward.retry_after);
+    if (ngx_http_aihub_fallback_answer(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
         if (ngx_http_aihub_retry_after(r, ctx->forward.retry_after > 0
                                           ? ctx->forward.retry_after
                                           : NGX_HTTP_AIHUB_PROVIDER_RETRY)

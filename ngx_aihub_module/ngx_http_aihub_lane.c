@@ -386,16 +386,17 @@ ngx_http_aihub_lane_refuse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
 /*
  * A provider's 429: nobody new is sent to it for "sec" seconds (0: the
- * default backoff); free calls are refused meanwhile, paid calls wait.
+ * default backoff); free calls are refused meanwhile, paid calls wait or
+ * take a fallback route.
  */
 
 void
-ngx_http_aihub_lane_saturated(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, ngx_int_t sec)
+ngx_http_aihub_lane_saturate(ngx_http_request_t *r, ngx_str_t *provider,
+    ngx_int_t sec)
 {
     ngx_msec_t                      until;
     ngx_shmtx_t                    *mutex;
-    ngx_http_aihub_lane_sh_t       *lanes;
+    ngx_http_aihub_lane_sh_t       *lanes, *lane;
     ngx_http_aihub_main_conf_t     *amcf;
     ngx_http_aihub_lane_plan_sh_t  *plans;
 
@@ -403,7 +404,7 @@ ngx_http_aihub_lane_saturated(ngx_http_request_t *r,
 
     mutex = ngx_http_aihub_zone_lanes(amcf->shm_zone, &lanes, &plans);
 
-    if (mutex == NULL || ctx->lane.lane == NULL) {
+    if (mutex == NULL) {
         return;
     }
 
@@ -411,13 +412,102 @@ ngx_http_aihub_lane_saturated(ngx_http_request_t *r,
             + (sec > 0 ? (ngx_msec_t) sec * 1000 : amcf->lane_backoff);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "aihub: provider answered 429, saturated for %M ms",
-                  until - ngx_http_aihub_now_ms());
+                  "aihub: provider \"%V\" answered 429, saturated for "
+                  "%M ms", provider, until - ngx_http_aihub_now_ms());
 
     ngx_shmtx_lock(mutex);
 
-    if (ctx->lane.lane->saturated_until < until) {
-        ctx->lane.lane->saturated_until = until;
+    lane = ngx_http_aihub_lane_get(lanes, provider);
+
+    if (lane && lane->saturated_until < until) {
+        lane->saturated_until = until;
+    }
+
+    ngx_shmtx_unlock(mutex);
+}
+
+
+/*
+ * A route (a provider) as the fallback logic sees it: NGX_OK, NGX_BUSY
+ * (saturated by its 429) or NGX_DECLINED (its circuit breaker is open).
+ */
+
+ngx_int_t
+ngx_http_aihub_lane_route_state(ngx_http_request_t *r, ngx_str_t *provider)
+{
+    ngx_int_t                       rc;
+    ngx_msec_t                      now;
+    ngx_shmtx_t                    *mutex;
+    ngx_http_aihub_lane_sh_t       *lanes, *lane;
+    ngx_http_aihub_main_conf_t     *amcf;
+    ngx_http_aihub_lane_plan_sh_t  *plans;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    mutex = ngx_http_aihub_zone_lanes(amcf->shm_zone, &lanes, &plans);
+
+    if (mutex == NULL) {
+        return NGX_OK;
+    }
+
+    now = ngx_http_aihub_now_ms();
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(mutex);
+
+    lane = ngx_http_aihub_lane_get(lanes, provider);
+
+    if (lane && lane->open_until > now) {
+        rc = NGX_DECLINED;
+
+    } else if (lane && lane->saturated_until > now) {
+        rc = NGX_BUSY;
+    }
+
+    ngx_shmtx_unlock(mutex);
+
+    return rc;
+}
+
+
+/*
+ * The circuit breaker: "aihub_fallback breaker=" failures in a row take a
+ * route out for "breaker_time="; after it, one call tries it again, and a
+ * success closes it.
+ */
+
+void
+ngx_http_aihub_lane_route_result(ngx_http_request_t *r, ngx_str_t *provider,
+    ngx_uint_t ok)
+{
+    ngx_shmtx_t                    *mutex;
+    ngx_http_aihub_lane_sh_t       *lanes, *lane;
+    ngx_http_aihub_main_conf_t     *amcf;
+    ngx_http_aihub_lane_plan_sh_t  *plans;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    mutex = ngx_http_aihub_zone_lanes(amcf->shm_zone, &lanes, &plans);
+
+    if (mutex == NULL || amcf->breaker_fails == 0) {
+        return;
+    }
+
+    ngx_shmtx_lock(mutex);
+
+    lane = ngx_http_aihub_lane_get(lanes, provider);
+
+    if (lane && ok) {
+        lane->failures = 0;
+        lane->open_until = 0;
+
+    } else if (lane && ++lane->failures >= amcf->breaker_fails) {
+        lane->open_until = ngx_http_aihub_now_ms() + amcf->breaker_time;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: provider \"%V\" failed %ui times in a row, "
+                      "out of the routes for %M ms", provider,
+                      lane->failures, amcf->breaker_time);
     }
 
     ngx_shmtx_unlock(mutex);

@@ -13,8 +13,12 @@
 
 ngx_int_t ngx_http_aihub_lane_step(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-void ngx_http_aihub_lane_saturated(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, ngx_int_t sec);
+void ngx_http_aihub_lane_saturate(ngx_http_request_t *r,
+    ngx_str_t *provider, ngx_int_t sec);
+ngx_int_t ngx_http_aihub_lane_route_state(ngx_http_request_t *r,
+    ngx_str_t *provider);
+void ngx_http_aihub_lane_route_result(ngx_http_request_t *r,
+    ngx_str_t *provider, ngx_uint_t ok);
 void ngx_http_aihub_lane_release(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 

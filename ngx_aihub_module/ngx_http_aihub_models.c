@@ -267,6 +267,13 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
             } else if (AIHUB_IS(AIHUB_MF_PRICE_OUT)) {
                 n = ngx_atoi((u_char *) v->str, v->len);
                 m->price_out = (n == NGX_ERROR) ? 0 : (uint64_t) n;
+
+            } else if (AIHUB_IS(AIHUB_MF_FALLBACKS)) {
+                if (ngx_http_aihub_models_str(pool, &m->fallbacks, v)
+                    != NGX_OK)
+                {
+                    goto failed;
+                }
             }
 
 #undef AIHUB_IS
@@ -400,7 +407,7 @@ ngx_http_aihub_model_allowed(ngx_http_aihub_key_t *key,
 ngx_int_t
 ngx_http_aihub_copy_model_strings(ngx_pool_t *pool, ngx_http_aihub_model_t *m)
 {
-    ngx_str_t  *s[4];
+    ngx_str_t  *s[5];
     ngx_uint_t  i;
     u_char     *p;
 
@@ -408,8 +415,13 @@ ngx_http_aihub_copy_model_strings(ngx_pool_t *pool, ngx_http_aihub_model_t *m)
     s[1] = &m->provider;
     s[2] = &m->upstream;
     s[3] = &m->tier;
+    s[4] = &m->fallbacks;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
+        if (s[i]->data == NULL) {
+            continue;
+        }
+
         p = ngx_pnalloc(pool, s[i]->len + 1);
         if (p == NULL) {
             return NGX_ERROR;
