@@ -15,8 +15,9 @@
  * A waiting call polls the zone on a timer (no I/O, never blocking); it
  * leaves the queue when it gets its place, when it has waited too long,
  * or when the client goes away (the request's cleanup).  Its place in
- * flight is given back exactly once, by the same cleanup, whatever ended
- * the request.  The step runs before the quota, so a call that never got
+ * flight is given back exactly once: when the answer's last buffer
+ * passes the body filter, or else by the same cleanup, whatever ended the
+ * request.  The step runs before the quota, so a call that never got
  * a place reserved nothing and is never billed.
  */
 
@@ -551,6 +552,31 @@ ngx_http_aihub_lane_release(ngx_http_request_t *r,
     }
 
     ngx_shmtx_unlock(mutex);
+}
+
+
+/*
+ * The answer's last buffer passes the body filter: the provider is done
+ * with the call, its place is free before the client has the last byte
+ * (so a client that calls again at once finds it free).
+ */
+
+void
+ngx_http_aihub_lane_body(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_chain_t  *cl;
+
+    if (!ctx->lane.held) {
+        return;
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        if (cl->buf->last_buf) {
+            ngx_http_aihub_lane_release(r, ctx);
+            return;
+        }
+    }
 }
 
 

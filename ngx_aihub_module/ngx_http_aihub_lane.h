@@ -19,6 +19,8 @@ ngx_int_t ngx_http_aihub_lane_route_state(ngx_http_request_t *r,
     ngx_str_t *provider);
 void ngx_http_aihub_lane_route_result(ngx_http_request_t *r,
     ngx_str_t *provider, ngx_uint_t ok);
+void ngx_http_aihub_lane_body(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 void ngx_http_aihub_lane_release(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 

@@ -13,7 +13,8 @@
 #   - a queued call whose client goes away leaves the queue, never reaches
 #     the provider and is never billed;
 #   - a place is given back on every path (an upstream that refuses
-#     connections included): calls in flight are 0 at the end;
+#     connections, a reload with calls in flight and queued): calls in
+#     flight are 0 at the end;
 #   - a provider's 429 with Retry-After: 2 saturates it: for two seconds
 #     free calls get 429 at once without reaching it, pro calls wait and
 #     are served after;
@@ -340,6 +341,33 @@ sub events_of {
                              . 'lane (its place was given back)');
     is(metric('aihub_lane_in_flight', 'provider="down"'), 0,
        'down: nothing in flight afterwards');
+}
+
+
+# --- a reload while calls are in flight and queued -----------------------------
+
+{
+    my $calls = calls_at_once(map { [ 'pro', 1500, "reload-$_" ] } 1 .. 8);
+
+    ok($t->wait_for(sub {
+           (metric('aihub_lane_queued', 'provider="mock"') // 0) == 4 },
+           timeout => 5), 'reload: 4 calls in flight, 4 queued');
+
+    $t->reload_nginx;    # returns once the old worker processes are gone
+
+    my @r = $calls->();
+    is(scalar(grep { $_->{status} == 200 } @r), 8,
+       'reload: the old worker processes served their calls, queued ones '
+       . 'too');
+    is(metric('aihub_lane_in_flight', 'provider="mock"'), 0,
+       'reload: every place given back once (nothing in flight)');
+    is(metric('aihub_lane_queued', 'provider="mock"'), 0,
+       'reload: nothing left queued');
+
+    my @again = calls_at_once(map { [ 'free', 200, "reload-after-$_" ] }
+                              1 .. 2)->();
+    is(scalar(grep { $_->{status} == 200 } @again), 2,
+       'reload: the free share is whole again');
 }
 
 
