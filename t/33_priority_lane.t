@@ -167,6 +167,31 @@ sub events_of {
 }
 
 
+# --- nginx -t names a bad lane or fallback parameter ---------------------------
+
+my $x = 'aihub_provider x url=%%MOCK_URL%%';
+
+for my $bad ([ 'capacity=0', "$x capacity=0;" ],
+             [ 'capacity=abc', "$x capacity=abc;" ],
+             [ 'free_share=150%', "$x capacity=4 free_share=150%;" ],
+             [ 'queue=65', "$x queue=65;" ],
+             [ 'attempts=0', 'aihub_fallback attempts=0;' ],
+             [ 'time=soon', 'aihub_fallback time=soon;' ]) {
+    my ($param, $line) = @$bad;
+    my $inst = "bad-$param" =~ s/\W/_/gr;
+
+    $t->nginx(<<"END", name => $inst);
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    $line
+END
+    my ($ok, $out) = $t->nginx_test($inst);
+    ok(!$ok && $out =~ /\[emerg\].*invalid parameter "\Q$param\E"/,
+       "nginx -t: \"$param\" refused") or diag $out;
+}
+
+
 # --- 20 pro and 20 free at once ---------------------------------------------
 
 {
@@ -259,7 +284,9 @@ sub events_of {
 # --- plan priority: enterprise passes waiting pro calls ----------------------
 
 {
-    my $pro = calls_at_once(map { [ 'pro', 1200, "prio-pro-$_" ] } 1 .. 12);
+    # a first round long enough for the enterprise calls to be queued
+    # before it ends, even on a loaded machine
+    my $pro = calls_at_once(map { [ 'pro', 2500, "prio-pro-$_" ] } 1 .. 12);
 
     ok($t->wait_for(sub {
            (metric('aihub_lane_queued', 'provider="mock"') // 0) == 8 },
@@ -270,6 +297,11 @@ sub events_of {
 
     my $ent = calls_at_once(map { [ 'enterprise', 1200, "prio-ent-$_" ] }
                             1 .. 4);
+
+    ok($t->wait_for(sub {
+           (metric('aihub_lane_plan_queued', 'plan="enterprise"') // 0)
+           == 4 }, timeout => 5),
+       'priority: the 4 enterprise calls queued too');
 
     my @e = $ent->();
     my @p = $pro->();
