@@ -299,9 +299,9 @@ END
                             1 .. 4);
 
     ok($t->wait_for(sub {
-           (metric('aihub_lane_plan_queued', 'plan="enterprise"') // 0)
+           (metric('aihub_lane_waits_total', 'plan="enterprise"') // 0)
            == 4 }, timeout => 5),
-       'priority: the 4 enterprise calls queued too');
+       'priority: the 4 enterprise calls waited too');
 
     my @e = $ent->();
     my @p = $pro->();
