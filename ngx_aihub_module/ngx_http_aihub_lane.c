@@ -47,7 +47,7 @@ static ngx_int_t ngx_http_aihub_lane_cleanup_add(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_lane_cleanup(void *data);
 static ngx_http_aihub_lane_sh_t *ngx_http_aihub_lane_get(
-    ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name);
+    ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name, ngx_uint_t create);
 static ngx_http_aihub_lane_plan_sh_t *ngx_http_aihub_lane_plan_get(
     ngx_http_aihub_lane_plan_sh_t *plans, ngx_str_t *name);
 
@@ -86,7 +86,7 @@ ngx_http_aihub_lane_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_shmtx_lock(mutex);
 
-    ctx->lane.lane = ngx_http_aihub_lane_get(lanes, &p->name);
+    ctx->lane.lane = ngx_http_aihub_lane_get(lanes, &p->name, 1);
     ctx->lane.plan = ngx_http_aihub_lane_plan_get(plans,
                                                   &ctx->caller.key.plan);
 
@@ -418,7 +418,7 @@ ngx_http_aihub_lane_saturate(ngx_http_request_t *r, ngx_str_t *provider,
 
     ngx_shmtx_lock(mutex);
 
-    lane = ngx_http_aihub_lane_get(lanes, provider);
+    lane = ngx_http_aihub_lane_get(lanes, provider, 1);
 
     if (lane && lane->saturated_until < until) {
         lane->saturated_until = until;
@@ -456,7 +456,7 @@ ngx_http_aihub_lane_route_state(ngx_http_request_t *r, ngx_str_t *provider)
 
     ngx_shmtx_lock(mutex);
 
-    lane = ngx_http_aihub_lane_get(lanes, provider);
+    lane = ngx_http_aihub_lane_get(lanes, provider, 0);
 
     if (lane && lane->open_until > now) {
         rc = NGX_DECLINED;
@@ -496,7 +496,7 @@ ngx_http_aihub_lane_route_result(ngx_http_request_t *r, ngx_str_t *provider,
 
     ngx_shmtx_lock(mutex);
 
-    lane = ngx_http_aihub_lane_get(lanes, provider);
+    lane = ngx_http_aihub_lane_get(lanes, provider, 1);
 
     if (lane && ok) {
         lane->failures = 0;
@@ -626,16 +626,29 @@ ngx_http_aihub_lane_cleanup(void *data)
 }
 
 
-/* under the lock: the provider's lane, made on first use; NULL: full */
+/*
+ * under the lock: the provider's lane, made on first use if "create";
+ * NULL: none (or no room)
+ */
 
 static ngx_http_aihub_lane_sh_t *
-ngx_http_aihub_lane_get(ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name)
+ngx_http_aihub_lane_get(ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name,
+    ngx_uint_t create)
 {
     ngx_uint_t  i;
+
+    if (name->len == 0 || name->len > NGX_HTTP_AIHUB_NAME_LEN) {
+        /* no declared provider has such a name */
+        return NULL;
+    }
 
     for (i = 0; i < NGX_HTTP_AIHUB_LANES; i++) {
 
         if (lanes[i].name_len == 0) {
+            if (!create) {
+                return NULL;
+            }
+
             ngx_memcpy(lanes[i].name, name->data, name->len);
             lanes[i].name_len = name->len;
             return &lanes[i];
