@@ -363,6 +363,30 @@ END
 }
 
 
+# --- a call in flight whose client goes away -----------------------------------
+
+{
+    my $body = $JSON->encode(chat_body());
+    my $s = $t->connect;
+
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+           . "Authorization: Bearer $key{pro}\r\n"
+           . "Content-Type: application/json\r\nx-mock-delay-ms: 3000\r\n"
+           . "Content-Length: " . length($body) . "\r\n\r\n$body";
+
+    ok($t->wait_for(sub {
+           (metric('aihub_lane_in_flight', 'provider="mock"') // 0) == 1 },
+           timeout => 5), 'client abort: the call is in flight');
+
+    close $s;
+
+    ok($t->wait_for(sub {
+           (metric('aihub_lane_in_flight', 'provider="mock"') // 1) == 0 },
+           timeout => 2.5),
+       'client abort: its place given back before the provider answers');
+}
+
+
 # --- a place given back when the provider cannot be reached -------------------
 
 {
