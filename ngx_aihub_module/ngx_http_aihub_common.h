@@ -19,6 +19,8 @@
  *             limit                every per-key rate limit
  *             body, model          the body; model access and max_tokens
  *             lane                 a place at the provider, paid first
+ *             route                a route's saturation and breaker
+ *                                  (calls lane)
  *             quota                the monthly call (calls limit)
  *             dev, dev_keys        developer endpoints (dev_keys calls dev)
  *   top       access               the phase handler, the verdict, proxy

@@ -24,6 +24,7 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_models.h"
 #include "ngx_http_aihub_lane.h"
+#include "ngx_http_aihub_route.h"
 #include "ngx_http_aihub_fallback.h"
 
 
@@ -136,7 +137,7 @@ ngx_http_aihub_fallback_first(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    state = ngx_http_aihub_lane_route_state(r, &ctx->route.model->provider);
+    state = ngx_http_aihub_route_state(r, &ctx->route.model->provider);
 
     if (state == NGX_OK
         || (state == NGX_BUSY && ctx->caller.key.rec.priority == 0))
@@ -200,11 +201,11 @@ ngx_http_aihub_fallback_next(ngx_http_request_t *r,
                   gateway_status);
 
     if (provider_status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        ngx_http_aihub_lane_saturate(r, &ctx->route.provider->name,
+        ngx_http_aihub_route_saturate(r, &ctx->route.provider->name,
                                      retry_after);
 
     } else {
-        ngx_http_aihub_lane_route_result(r, &ctx->route.provider->name, 0);
+        ngx_http_aihub_route_result(r, &ctx->route.provider->name, 0);
     }
 
     /* the failed route's place in its lane is given back now */
@@ -287,7 +288,7 @@ ngx_http_aihub_fallback_find(ngx_http_request_t *r,
             continue;
         }
 
-        state = ngx_http_aihub_lane_route_state(r, &m->provider);
+        state = ngx_http_aihub_route_state(r, &m->provider);
 
         if (state == NGX_DECLINED || (state == NGX_BUSY && avoid_busy)) {
             continue;
@@ -433,14 +434,14 @@ ngx_http_aihub_fallback_answer(ngx_http_request_t *r,
     status = ctx->reply.status;
 
     if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        ngx_http_aihub_lane_saturate(r, &ctx->route.provider->name,
+        ngx_http_aihub_route_saturate(r, &ctx->route.provider->name,
                                      ctx->forward.retry_after);
 
     } else if (status >= 200 && status < 300) {
-        ngx_http_aihub_lane_route_result(r, &ctx->route.provider->name, 1);
+        ngx_http_aihub_route_result(r, &ctx->route.provider->name, 1);
 
     } else if (status >= 500) {
-        ngx_http_aihub_lane_route_result(r, &ctx->route.provider->name, 0);
+        ngx_http_aihub_route_result(r, &ctx->route.provider->name, 0);
     }
 
     len = ctx->route.provider->name.len + ctx->route.model->id.len

@@ -46,8 +46,6 @@ static ngx_int_t ngx_http_aihub_lane_refuse(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_lane_cleanup_add(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_lane_cleanup(void *data);
-static ngx_http_aihub_lane_sh_t *ngx_http_aihub_lane_get(
-    ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name, ngx_uint_t create);
 static ngx_http_aihub_lane_plan_sh_t *ngx_http_aihub_lane_plan_get(
     ngx_http_aihub_lane_plan_sh_t *plans, ngx_str_t *name);
 
@@ -86,7 +84,7 @@ ngx_http_aihub_lane_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_shmtx_lock(mutex);
 
-    ctx->lane.lane = ngx_http_aihub_lane_get(lanes, &p->name, 1);
+    ctx->lane.lane = ngx_http_aihub_lane_find(lanes, &p->name, 1);
     ctx->lane.plan = ngx_http_aihub_lane_plan_get(plans,
                                                   &ctx->caller.key.plan);
 
@@ -385,136 +383,6 @@ ngx_http_aihub_lane_refuse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 }
 
 
-/*
- * A provider's 429: nobody new is sent to it for "sec" seconds (0: the
- * default backoff); free calls are refused meanwhile, paid calls wait or
- * take a fallback route.
- */
-
-void
-ngx_http_aihub_lane_saturate(ngx_http_request_t *r, ngx_str_t *provider,
-    ngx_int_t sec)
-{
-    ngx_msec_t                      until;
-    ngx_shmtx_t                    *mutex;
-    ngx_http_aihub_lane_sh_t       *lanes, *lane;
-    ngx_http_aihub_main_conf_t     *amcf;
-    ngx_http_aihub_lane_plan_sh_t  *plans;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-
-    mutex = ngx_http_aihub_zone_lanes(amcf->shm_zone, &lanes, &plans);
-
-    if (mutex == NULL) {
-        return;
-    }
-
-    until = ngx_http_aihub_now_ms()
-            + (sec > 0 ? (ngx_msec_t) sec * 1000 : amcf->lane_backoff);
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "aihub: provider \"%V\" answered 429, saturated for "
-                  "%M ms", provider, until - ngx_http_aihub_now_ms());
-
-    ngx_shmtx_lock(mutex);
-
-    lane = ngx_http_aihub_lane_get(lanes, provider, 1);
-
-    if (lane && lane->saturated_until < until) {
-        lane->saturated_until = until;
-    }
-
-    ngx_shmtx_unlock(mutex);
-}
-
-
-/*
- * A route (a provider) as the fallback logic sees it: NGX_OK, NGX_BUSY
- * (saturated by its 429) or NGX_DECLINED (its circuit breaker is open).
- */
-
-ngx_int_t
-ngx_http_aihub_lane_route_state(ngx_http_request_t *r, ngx_str_t *provider)
-{
-    ngx_int_t                       rc;
-    ngx_msec_t                      now;
-    ngx_shmtx_t                    *mutex;
-    ngx_http_aihub_lane_sh_t       *lanes, *lane;
-    ngx_http_aihub_main_conf_t     *amcf;
-    ngx_http_aihub_lane_plan_sh_t  *plans;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-
-    mutex = ngx_http_aihub_zone_lanes(amcf->shm_zone, &lanes, &plans);
-
-    if (mutex == NULL) {
-        return NGX_OK;
-    }
-
-    now = ngx_http_aihub_now_ms();
-    rc = NGX_OK;
-
-    ngx_shmtx_lock(mutex);
-
-    lane = ngx_http_aihub_lane_get(lanes, provider, 0);
-
-    if (lane && lane->open_until > now) {
-        rc = NGX_DECLINED;
-
-    } else if (lane && lane->saturated_until > now) {
-        rc = NGX_BUSY;
-    }
-
-    ngx_shmtx_unlock(mutex);
-
-    return rc;
-}
-
-
-/*
- * The circuit breaker: "aihub_fallback breaker=" failures in a row take a
- * route out for "breaker_time="; after it, one call tries it again, and a
- * success closes it.
- */
-
-void
-ngx_http_aihub_lane_route_result(ngx_http_request_t *r, ngx_str_t *provider,
-    ngx_uint_t ok)
-{
-    ngx_shmtx_t                    *mutex;
-    ngx_http_aihub_lane_sh_t       *lanes, *lane;
-    ngx_http_aihub_main_conf_t     *amcf;
-    ngx_http_aihub_lane_plan_sh_t  *plans;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-
-    mutex = ngx_http_aihub_zone_lanes(amcf->shm_zone, &lanes, &plans);
-
-    if (mutex == NULL || amcf->breaker_fails == 0) {
-        return;
-    }
-
-    ngx_shmtx_lock(mutex);
-
-    lane = ngx_http_aihub_lane_get(lanes, provider, 1);
-
-    if (lane && ok) {
-        lane->failures = 0;
-        lane->open_until = 0;
-
-    } else if (lane && ++lane->failures >= amcf->breaker_fails) {
-        lane->open_until = ngx_http_aihub_now_ms() + amcf->breaker_time;
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "aihub: provider \"%V\" failed %ui times in a row, "
-                      "out of the routes for %M ms", provider,
-                      lane->failures, amcf->breaker_time);
-    }
-
-    ngx_shmtx_unlock(mutex);
-}
-
-
 /* the call's place in flight, given back once; safe to call again */
 
 void
@@ -631,8 +499,8 @@ ngx_http_aihub_lane_cleanup(void *data)
  * NULL: none (or no room)
  */
 
-static ngx_http_aihub_lane_sh_t *
-ngx_http_aihub_lane_get(ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name,
+ngx_http_aihub_lane_sh_t *
+ngx_http_aihub_lane_find(ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name,
     ngx_uint_t create)
 {
     ngx_uint_t  i;

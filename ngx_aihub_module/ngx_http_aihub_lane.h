@@ -13,12 +13,8 @@
 
 ngx_int_t ngx_http_aihub_lane_step(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-void ngx_http_aihub_lane_saturate(ngx_http_request_t *r,
-    ngx_str_t *provider, ngx_int_t sec);
-ngx_int_t ngx_http_aihub_lane_route_state(ngx_http_request_t *r,
-    ngx_str_t *provider);
-void ngx_http_aihub_lane_route_result(ngx_http_request_t *r,
-    ngx_str_t *provider, ngx_uint_t ok);
+ngx_http_aihub_lane_sh_t *ngx_http_aihub_lane_find(
+    ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name, ngx_uint_t create);
 void ngx_http_aihub_lane_body(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 void ngx_http_aihub_lane_release(ngx_http_request_t *r,
