@@ -157,6 +157,8 @@
 #define AIHUB_KF_ANCHOR      "anchor"       /* period anchor, unix seconds */
 #define AIHUB_KF_LABEL       "label"
 #define AIHUB_KF_CREATED     "created"      /* unix seconds */
+#define AIHUB_KF_PRIORITY    "priority"     /* the plan's priority: 0 the
+                                               free lane, higher first */
 
 
 /*

@@ -24,6 +24,7 @@ enum {
     AIHUB_KR_OVERAGE,
     AIHUB_KR_SPEND_CAP,
     AIHUB_KR_MAX_TOKENS,
+    AIHUB_KR_PRIORITY,
     AIHUB_KR_MODELS,
     AIHUB_REC_KEY_FIELDS
 };
@@ -100,6 +101,7 @@ aihub_key_record_parse(aihub_key_record_t *rec, const aihub_rstr_t *elts,
         [AIHUB_KR_OVERAGE] = AIHUB_KF_OVERAGE,
         [AIHUB_KR_SPEND_CAP] = AIHUB_KF_SPEND_CAP,
         [AIHUB_KR_MAX_TOKENS] = AIHUB_KF_MAX_TOKENS,
+        [AIHUB_KR_PRIORITY] = AIHUB_KF_PRIORITY,
         [AIHUB_KR_MODELS] = AIHUB_KF_MODELS
     };
 
@@ -190,6 +192,10 @@ aihub_key_record_parse(aihub_key_record_t *rec, const aihub_rstr_t *elts,
 
         case AIHUB_KR_MAX_TOKENS:
             rec->max_tokens = aihub_record_unsigned(v);
+            break;
+
+        case AIHUB_KR_PRIORITY:
+            rec->priority = aihub_record_unsigned(v);
             break;
 
         default: /* AIHUB_KR_MODELS */

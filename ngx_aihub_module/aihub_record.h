@@ -42,6 +42,7 @@ typedef struct {
     uint64_t              included;
     uint64_t              spend_cap;
     uint64_t              max_tokens;
+    uint64_t              priority;     /* the plan's; 0: free */
     aihub_rstr_t          prefix;       /* 1..AIHUB_KEY_PREFIX_LEN bytes */
     aihub_rstr_t          plan;
     aihub_rstr_t          models;

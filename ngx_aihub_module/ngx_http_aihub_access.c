@@ -7,8 +7,11 @@
  *   LIMIT  the per-key rate limits, before the body is read  (limit.c)
  *   BODY   the JSON body, read without blocking and parsed once (body.c)
  *   MODEL  the model exists and the plan allows it, max_tokens (model.c)
+ *   LANE   a place at the provider, paid plans first; may wait (lane.c)
  *   QUOTA  the monthly call reserved in Redis (one round trip) (quota.c)
  *   PROXY  the provider chosen, the body rewritten for it    (here)
+ *          again on a fallback route, when an error_page brings a failed
+ *          call back                                    (fallback.c)
  *   SERVE  a developer endpoint answers instead        (dev.c, dev_keys.c)
  *
  * A step that waits (Redis, the body) suspends the phase; its completion
@@ -25,6 +28,8 @@
 #include "ngx_http_aihub_limit.h"
 #include "ngx_http_aihub_body.h"
 #include "ngx_http_aihub_model.h"
+#include "ngx_http_aihub_lane.h"
+#include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_quota.h"
 #include "ngx_http_aihub_dev.h"
 #include "ngx_http_aihub_dev_keys.h"
@@ -35,6 +40,8 @@ static ngx_int_t ngx_http_aihub_continue(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_proxy_step(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_reroute(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_serve_step(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_verdict(ngx_http_request_t *r,
@@ -44,7 +51,8 @@ static ngx_int_t ngx_http_aihub_verdict(ngx_http_request_t *r,
 #if (NGX_DEBUG)
 
 static const char  *ngx_http_aihub_step_names[] = {
-    "key", "check", "limit", "body", "model", "quota", "proxy", "serve"
+    "key", "check", "limit", "body", "model", "lane", "quota", "proxy",
+    "serve"
 };
 
 #endif
@@ -66,6 +74,13 @@ ngx_http_aihub_access_handler(ngx_http_request_t *r)
 
     if (ctx != NULL) {
 
+        if (ctx->flow.forwarded && r->upstream != NULL
+            && (void *) r->upstream != ctx->route.failed)
+        {
+            /* its route failed, an error_page brought it here */
+            return ngx_http_aihub_reroute(r, ctx);
+        }
+
         if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_WAIT) {
             return NGX_AGAIN;
         }
@@ -83,6 +98,10 @@ ngx_http_aihub_access_handler(ngx_http_request_t *r)
     }
 
     ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
+
+    if (ngx_http_aihub_ctx_anchor(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ctx->start_ms = ngx_http_aihub_now_ms();
     ctx->forward.http_version = r->http_version;
@@ -135,6 +154,15 @@ ngx_http_aihub_continue(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
         case NGX_HTTP_AIHUB_STEP_MODEL:
             rc = ngx_http_aihub_model_step(r, ctx);
+            break;
+
+        case NGX_HTTP_AIHUB_STEP_LANE:
+            rc = ngx_http_aihub_fallback_first(r, ctx);
+
+            if (rc == NGX_OK) {
+                rc = ngx_http_aihub_lane_step(r, ctx);
+            }
+
             break;
 
         case NGX_HTTP_AIHUB_STEP_QUOTA:
@@ -198,6 +226,8 @@ ngx_http_aihub_proxy_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    ngx_http_aihub_fallback_routed(ctx);
+
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aihub proxy: to provider \"%V\", \"%V\"",
                    &ctx->route.provider->name, &ctx->route.proxy_url);
@@ -206,6 +236,32 @@ ngx_http_aihub_proxy_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->flow.state = NGX_HTTP_AIHUB_STATE_DONE;
 
     return NGX_OK;
+}
+
+
+/* the next route of a call whose route failed, or its last answer */
+
+static ngx_int_t
+ngx_http_aihub_reroute(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ctx->flow.forwarded = 0;
+
+    rc = ngx_http_aihub_fallback_next(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_aihub_verdict(r, ctx);
+    }
+
+    ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
+
+    return ngx_http_aihub_continue(r, ctx);
 }
 
 

@@ -18,6 +18,9 @@
  *   steps     key                  the key, its record, its status
  *             limit                every per-key rate limit
  *             body, model          the body; model access and max_tokens
+ *             lane                 a place at the provider, paid first
+ *             route                a route's saturation and breaker
+ *                                  (calls lane)
  *             quota                the monthly call (calls limit)
  *             dev, dev_keys        developer endpoints (dev_keys calls dev)
  *   top       access               the phase handler, the verdict, proxy
@@ -64,6 +67,9 @@ typedef struct {
     ngx_str_t                     key_env;
     ngx_str_t                     key_file;
     ngx_str_t                     authorization; /* "Bearer ..." */
+    ngx_uint_t                    capacity;     /* calls in flight, 0: any */
+    ngx_uint_t                    free_share;   /* % of it for free plans */
+    ngx_uint_t                    queue;        /* paid calls that wait */
 } ngx_http_aihub_provider_t;
 
 
@@ -83,6 +89,14 @@ typedef struct {
     ngx_uint_t                    event_buffer; /* events kept while down */
     ngx_uint_t                    max_keys;     /* active keys per account,
                                                    0: no cap */
+    ngx_msec_t                    lane_wait;    /* longest wait in a queue */
+    ngx_msec_t                    lane_backoff; /* a provider's 429 without
+                                                   Retry-After */
+    ngx_uint_t                    fb_attempts;  /* routes tried, at most */
+    ngx_msec_t                    fb_time;      /* no new route after it */
+    ngx_uint_t                    breaker_fails; /* failures in a row that
+                                                   take a route out */
+    ngx_msec_t                    breaker_time; /* for this long */
 
     ngx_flag_t                    used;         /* "aihub on" somewhere */
 } ngx_http_aihub_main_conf_t;
@@ -109,6 +123,7 @@ typedef struct {
     uint64_t                      included;     /* calls per period */
     uint64_t                      spend_cap;    /* micro-dollars, 0: none */
     uint64_t                      max_tokens;   /* per request, 0: none */
+    uint64_t                      priority;     /* the plan's; 0: free */
     unsigned                      active:1;
     unsigned                      overage:1;    /* calls beyond included */
     unsigned                      admin:1;      /* scope admin */
@@ -141,6 +156,7 @@ typedef struct {
     ngx_str_t                     tier;
     uint64_t                      price_in;     /* micro-$ per 1M tokens */
     uint64_t                      price_out;
+    ngx_str_t                     fallbacks;    /* comma list of ids */
 } ngx_http_aihub_model_t;
 
 
@@ -164,6 +180,48 @@ typedef struct {
     ngx_atomic_t                  events_refused;
     ngx_atomic_t                  events_lost;
 } ngx_http_aihub_metrics_t;
+
+
+/*
+ * The priority lane of a provider, in the cache zone: the calls in flight,
+ * the paid calls waiting for one of them to end, and until when the
+ * provider said it is saturated (ngx_http_aihub_lane.c).
+ */
+
+#define NGX_HTTP_AIHUB_LANES          16  /* providers with a lane */
+#define NGX_HTTP_AIHUB_LANE_QUEUE     64  /* waiting calls, at most */
+#define NGX_HTTP_AIHUB_LANE_PLANS     8   /* plans counted for metrics */
+#define NGX_HTTP_AIHUB_NAME_LEN       32
+
+typedef struct {
+    uint64_t                      ticket;       /* 0: a free place */
+    uint64_t                      priority;
+    ngx_msec_t                    since;        /* wall clock, ms */
+} ngx_http_aihub_lane_waiter_t;
+
+
+typedef struct {
+    u_char                        name[NGX_HTTP_AIHUB_NAME_LEN];
+    size_t                        name_len;     /* 0: unused */
+    ngx_uint_t                    in_flight;
+    ngx_uint_t                    free_in_flight;
+    ngx_uint_t                    queued;
+    ngx_msec_t                    saturated_until; /* wall clock, ms */
+    ngx_uint_t                    failures;     /* in a row, the breaker */
+    ngx_msec_t                    open_until;   /* the breaker is open */
+    uint64_t                      tickets;      /* last ticket given */
+    ngx_http_aihub_lane_waiter_t  waiters[NGX_HTTP_AIHUB_LANE_QUEUE];
+} ngx_http_aihub_lane_sh_t;
+
+
+typedef struct {
+    u_char                        name[NGX_HTTP_AIHUB_PLAN_LEN];
+    size_t                        name_len;     /* 0: unused */
+    ngx_uint_t                    queued;       /* now */
+    ngx_uint_t                    waits;        /* calls that waited */
+    ngx_uint_t                    refusals;     /* 429 at the lane */
+    ngx_uint_t                    timeouts;     /* waited too long */
+} ngx_http_aihub_lane_plan_sh_t;
 
 
 typedef struct ngx_http_aihub_redis_call_s  ngx_http_aihub_redis_call_t;
@@ -192,6 +250,7 @@ typedef enum {
     NGX_HTTP_AIHUB_STEP_LIMIT,                  /* the per-key rate limits */
     NGX_HTTP_AIHUB_STEP_BODY,                   /* read and parse the body */
     NGX_HTTP_AIHUB_STEP_MODEL,                  /* model access, max_tokens */
+    NGX_HTTP_AIHUB_STEP_LANE,                   /* a place at the provider */
     NGX_HTTP_AIHUB_STEP_QUOTA,                  /* the monthly call */
     NGX_HTTP_AIHUB_STEP_PROXY,                  /* ready for the provider */
     NGX_HTTP_AIHUB_STEP_SERVE                   /* a developer endpoint */
@@ -278,6 +337,10 @@ typedef struct {
     ngx_http_aihub_model_t       *model;        /* copy, request pool */
     ngx_http_aihub_provider_t    *provider;
     ngx_str_t                     proxy_url;
+    ngx_http_aihub_model_t       *asked;        /* the model asked for */
+    void                         *failed;       /* the upstream that failed */
+    ngx_uint_t                    attempts;     /* routes tried */
+    ngx_uint_t                    next;         /* its next fallback */
 } ngx_http_aihub_route_t;
 
 
@@ -322,6 +385,20 @@ typedef struct {
 } ngx_http_aihub_forward_t;
 
 
+/* the call's place in its provider's lane (ngx_http_aihub_lane.c) */
+
+typedef struct {
+    ngx_http_aihub_lane_sh_t     *lane;         /* in the zone, or NULL */
+    ngx_http_aihub_lane_plan_sh_t *plan;
+    ngx_event_t                   poll;         /* while queued */
+    ngx_msec_t                    since;        /* queued at */
+    uint64_t                      ticket;       /* while queued */
+    unsigned                      held:1;       /* a call in flight */
+    unsigned                      free:1;       /* counted as free */
+    unsigned                      cleanup_added:1;
+} ngx_http_aihub_lane_t;
+
+
 /* what the call used, settled in the log phase */
 
 typedef struct {
@@ -360,6 +437,7 @@ typedef struct {
     ngx_http_aihub_usage_t        usage;
     ngx_http_aihub_dev_t          dev;
     ngx_http_aihub_redis_wait_t   wait;
+    ngx_http_aihub_lane_t         lane;
 } ngx_http_aihub_ctx_t;
 
 

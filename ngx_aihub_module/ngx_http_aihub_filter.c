@@ -12,6 +12,8 @@
 #include "ngx_http_aihub_forward.h"
 #include "ngx_http_aihub_scan.h"
 #include "ngx_http_aihub_refusal.h"
+#include "ngx_http_aihub_lane.h"
+#include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_filter.h"
 
 
@@ -157,6 +159,10 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     }
 
     ctx->reply.status = u->headers_in.status_n;
+
+    if (ngx_http_aihub_fallback_answer(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
         if (ngx_http_aihub_retry_after(r, ctx->forward.retry_after > 0
@@ -416,6 +422,8 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     if (ctx == NULL || r != r->main) {
         return ngx_http_next_body_filter(r, in);
     }
+
+    ngx_http_aihub_lane_body(r, ctx, in);
 
     if (ctx->reply.replace != NULL) {
         last = 0;

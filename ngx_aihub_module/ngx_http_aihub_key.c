@@ -262,6 +262,7 @@ ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     rec->included = kr.included;
     rec->spend_cap = kr.spend_cap;
     rec->max_tokens = kr.max_tokens;
+    rec->priority = kr.priority;
     rec->active = kr.active;
     rec->overage = kr.overage;
     rec->admin = kr.admin;

@@ -12,6 +12,7 @@
 
 
 static ngx_int_t ngx_http_aihub_metrics_handler(ngx_http_request_t *r);
+static u_char *ngx_http_aihub_metrics_lanes(ngx_shm_zone_t *zone, u_char *p);
 
 
 /* NGX_HTTP_AIHUB_STATUSES - 1 codes, then 0: any other status */
@@ -123,7 +124,9 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
 
     ngx_http_aihub_zone_stats(amcf->shm_zone, &entries, &zone_size);
 
-    len = 2048 + 13 * 96;
+    len = 2048 + 13 * 96 + 1024
+          + NGX_HTTP_AIHUB_LANES * (3 * 48 + NGX_HTTP_AIHUB_NAME_LEN * 3)
+          + NGX_HTTP_AIHUB_LANE_PLANS * (4 * 64 + NGX_HTTP_AIHUB_PLAN_LEN * 4);
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -180,6 +183,8 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
                             - m->events_refused - m->events_lost),
         entries, zone_size);
 
+    p = ngx_http_aihub_metrics_lanes(amcf->shm_zone, p);
+
     b->last = p;
     b->last_buf = 1;
     b->last_in_chain = 1;
@@ -187,4 +192,91 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
     return ngx_http_aihub_send_buf(r, NGX_HTTP_OK,
                                    "text/plain; version=0.0.4; charset=utf-8",
                                    b);
+}
+
+
+/* the priority lanes: per provider now, per plan since the start */
+
+static u_char *
+ngx_http_aihub_metrics_lanes(ngx_shm_zone_t *zone, u_char *p)
+{
+    ngx_uint_t                      i, saturated;
+    ngx_msec_t                      now;
+    ngx_shmtx_t                    *mutex;
+    ngx_http_aihub_lane_sh_t       *lanes, *l;
+    ngx_http_aihub_lane_plan_sh_t  *plans, *pl;
+
+    static ngx_http_aihub_lane_sh_t       lane_copy[NGX_HTTP_AIHUB_LANES];
+    static ngx_http_aihub_lane_plan_sh_t  plan_copy[NGX_HTTP_AIHUB_LANE_PLANS];
+
+    mutex = ngx_http_aihub_zone_lanes(zone, &lanes, &plans);
+
+    if (mutex == NULL) {
+        return p;
+    }
+
+    ngx_shmtx_lock(mutex);
+    ngx_memcpy(lane_copy, lanes, sizeof(lane_copy));
+    ngx_memcpy(plan_copy, plans, sizeof(plan_copy));
+    ngx_shmtx_unlock(mutex);
+
+    now = ngx_http_aihub_now_ms();
+
+    p = ngx_sprintf(p,
+        "# HELP aihub_lane_in_flight Calls in flight, per provider.\n"
+        "# TYPE aihub_lane_in_flight gauge\n"
+        "# HELP aihub_lane_queued Paid calls waiting, per provider.\n"
+        "# TYPE aihub_lane_queued gauge\n"
+        "# HELP aihub_lane_saturated 1 while the provider's 429 holds.\n"
+        "# TYPE aihub_lane_saturated gauge\n");
+
+    for (i = 0; i < NGX_HTTP_AIHUB_LANES; i++) {
+        l = &lane_copy[i];
+
+        if (l->name_len == 0) {
+            break;
+        }
+
+        saturated = (l->saturated_until > now);
+
+        p = ngx_sprintf(p,
+                        "aihub_lane_in_flight{provider=\"%*s\"} %ui\n"
+                        "aihub_lane_queued{provider=\"%*s\"} %ui\n"
+                        "aihub_lane_saturated{provider=\"%*s\"} %ui\n",
+                        l->name_len, l->name, l->in_flight,
+                        l->name_len, l->name, l->queued,
+                        l->name_len, l->name, saturated);
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP aihub_lane_plan_queued Calls waiting, per plan.\n"
+        "# TYPE aihub_lane_plan_queued gauge\n"
+        "# HELP aihub_lane_waits_total Calls that waited, per plan.\n"
+        "# TYPE aihub_lane_waits_total counter\n"
+        "# HELP aihub_lane_refusals_total Calls refused at a full or "
+        "saturated provider, per plan.\n"
+        "# TYPE aihub_lane_refusals_total counter\n"
+        "# HELP aihub_lane_timeouts_total Calls that waited too long, "
+        "per plan.\n"
+        "# TYPE aihub_lane_timeouts_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_AIHUB_LANE_PLANS; i++) {
+        pl = &plan_copy[i];
+
+        if (pl->name_len == 0) {
+            break;
+        }
+
+        p = ngx_sprintf(p,
+                        "aihub_lane_plan_queued{plan=\"%*s\"} %ui\n"
+                        "aihub_lane_waits_total{plan=\"%*s\"} %ui\n"
+                        "aihub_lane_refusals_total{plan=\"%*s\"} %ui\n"
+                        "aihub_lane_timeouts_total{plan=\"%*s\"} %ui\n",
+                        pl->name_len, pl->name, pl->queued,
+                        pl->name_len, pl->name, pl->waits,
+                        pl->name_len, pl->name, pl->refusals,
+                        pl->name_len, pl->name, pl->timeouts);
+    }
+
+    return p;
 }

@@ -101,7 +101,7 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                    "aihub model: \"%V\" allowed, upstream \"%V\"",
                    &ctx->body.model, &copy->upstream);
 
-    ctx->flow.step = NGX_HTTP_AIHUB_STEP_QUOTA;
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_LANE;
 
     return NGX_OK;
 }

@@ -252,7 +252,9 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
                != NGX_OK
             || ngx_http_aihub_models_str(pool, &m->upstream, &mr.upstream)
                != NGX_OK
-            || ngx_http_aihub_models_str(pool, &m->tier, &mr.tier) != NGX_OK)
+            || ngx_http_aihub_models_str(pool, &m->tier, &mr.tier) != NGX_OK
+            || ngx_http_aihub_models_str(pool, &m->fallbacks, &mr.fallbacks)
+               != NGX_OK)
         {
             goto failed;
         }

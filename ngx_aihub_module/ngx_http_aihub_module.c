@@ -14,6 +14,7 @@
 #include "ngx_http_aihub_subscribe.h"
 #include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_quota.h"
+#include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_access.h"
 #include "ngx_http_aihub_log.h"
 #include "ngx_http_aihub_filter.h"
@@ -113,6 +114,27 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_aihub_main_conf_t, event_buffer),
+      NULL },
+
+    { ngx_string("aihub_lane_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, lane_wait),
+      NULL },
+
+    { ngx_string("aihub_lane_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, lane_backoff),
+      NULL },
+
+    { ngx_string("aihub_fallback"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_aihub_fallback_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("aihub_max_keys_per_account"),
@@ -231,6 +253,12 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->event_buffer = NGX_CONF_UNSET_UINT;
     amcf->max_keys = NGX_CONF_UNSET_UINT;
     amcf->cache_ttl = NGX_CONF_UNSET_MSEC;
+    amcf->lane_wait = NGX_CONF_UNSET_MSEC;
+    amcf->lane_backoff = NGX_CONF_UNSET_MSEC;
+    amcf->fb_attempts = NGX_CONF_UNSET_UINT;
+    amcf->fb_time = NGX_CONF_UNSET_MSEC;
+    amcf->breaker_fails = NGX_CONF_UNSET_UINT;
+    amcf->breaker_time = NGX_CONF_UNSET_MSEC;
     amcf->time_offset = NGX_CONF_UNSET;
 
     if (ngx_array_init(&amcf->providers, cf->pool, 4,
@@ -257,6 +285,12 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->event_buffer, 10000);
     ngx_conf_init_uint_value(amcf->max_keys, 100);
     ngx_conf_init_msec_value(amcf->cache_ttl, 30000);
+    ngx_conf_init_msec_value(amcf->lane_wait, 10000);
+    ngx_conf_init_msec_value(amcf->lane_backoff, 1000);
+    ngx_conf_init_uint_value(amcf->fb_attempts, 3);
+    ngx_conf_init_msec_value(amcf->fb_time, 30000);
+    ngx_conf_init_uint_value(amcf->breaker_fails, 3);
+    ngx_conf_init_msec_value(amcf->breaker_time, 30000);
     ngx_conf_init_value(amcf->time_offset, 0);
 
     if (amcf->node.data == NULL) {

@@ -12,13 +12,16 @@
 
 static char *ngx_http_aihub_provider_key_file(ngx_conf_t *cf,
     ngx_http_aihub_provider_t *p);
+static ngx_int_t ngx_http_aihub_provider_lane_param(
+    ngx_http_aihub_provider_t *p, ngx_str_t *v);
 static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 
 
 /*
  * aihub_provider NAME url=URL [kind=openai|gemini] [host=HOST]
- *                [key_env=VAR | key_file=PATH];
+ *                [key_env=VAR | key_file=PATH]
+ *                [capacity=N [free_share=P%] [queue=N]];
  */
 
 char *
@@ -55,6 +58,15 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     p->name = value[1];
     p->kind = NGX_HTTP_AIHUB_KIND_OPENAI;
+    p->free_share = 50;
+    p->queue = 32;
+
+    if (p->name.len > NGX_HTTP_AIHUB_NAME_LEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aihub provider name \"%V\" is longer than %d "
+                           "characters", &p->name, NGX_HTTP_AIHUB_NAME_LEN);
+        return NGX_CONF_ERROR;
+    }
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -128,6 +140,10 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        if (ngx_http_aihub_provider_lane_param(p, &value[i]) == NGX_OK) {
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -157,6 +173,55 @@ invalid:
                        "invalid parameter \"%V\" of aihub provider \"%V\"",
                        &value[i], &value[1]);
     return NGX_CONF_ERROR;
+}
+
+
+/* "capacity=4", "free_share=50%", "queue=32": the provider's lane */
+
+static ngx_int_t
+ngx_http_aihub_provider_lane_param(ngx_http_aihub_provider_t *p,
+    ngx_str_t *v)
+{
+    size_t     len;
+    ngx_int_t  n;
+
+    if (v->len > 9 && ngx_strncmp(v->data, "capacity=", 9) == 0) {
+        n = ngx_atoi(v->data + 9, v->len - 9);
+        if (n <= 0) {
+            return NGX_ERROR;
+        }
+
+        p->capacity = n;
+        return NGX_OK;
+    }
+
+    if (v->len > 11 && ngx_strncmp(v->data, "free_share=", 11) == 0) {
+        len = v->len - 11;
+
+        if (v->data[v->len - 1] == '%') {
+            len--;
+        }
+
+        n = ngx_atoi(v->data + 11, len);
+        if (n == NGX_ERROR || n > 100) {
+            return NGX_ERROR;
+        }
+
+        p->free_share = n;
+        return NGX_OK;
+    }
+
+    if (v->len > 6 && ngx_strncmp(v->data, "queue=", 6) == 0) {
+        n = ngx_atoi(v->data + 6, v->len - 6);
+        if (n == NGX_ERROR || n > NGX_HTTP_AIHUB_LANE_QUEUE) {
+            return NGX_ERROR;
+        }
+
+        p->queue = n;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -287,9 +352,11 @@ ngx_http_aihub_provider_init_process(ngx_cycle_t *cycle,
 }
 
 
-ngx_int_t
-ngx_http_aihub_provider_select(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx)
+/* the model's provider; without one, the first declared; NULL: none */
+
+ngx_http_aihub_provider_t *
+ngx_http_aihub_provider_find(ngx_http_request_t *r,
+    ngx_http_aihub_model_t *model)
 {
     ngx_uint_t                   i;
     ngx_str_t                   *name;
@@ -298,26 +365,31 @@ ngx_http_aihub_provider_select(ngx_http_request_t *r,
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
-    /* the model's provider; without one, the first declared */
-
     p = amcf->providers.elts;
-    ctx->route.provider = NULL;
 
-    if (ctx->route.model == NULL || ctx->route.model->provider.len == 0) {
-        ctx->route.provider = &p[0];
+    if (model == NULL || model->provider.len == 0) {
+        return &p[0];
+    }
 
-    } else {
-        name = &ctx->route.model->provider;
+    name = &model->provider;
 
-        for (i = 0; i < amcf->providers.nelts; i++) {
-            if (p[i].name.len == name->len
-                && ngx_strncmp(p[i].name.data, name->data, name->len) == 0)
-            {
-                ctx->route.provider = &p[i];
-                break;
-            }
+    for (i = 0; i < amcf->providers.nelts; i++) {
+        if (p[i].name.len == name->len
+            && ngx_strncmp(p[i].name.data, name->data, name->len) == 0)
+        {
+            return &p[i];
         }
     }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_aihub_provider_select(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ctx->route.provider = ngx_http_aihub_provider_find(r, ctx->route.model);
 
     if (ctx->route.provider == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

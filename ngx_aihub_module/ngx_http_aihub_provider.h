@@ -14,6 +14,8 @@ char *ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_aihub_provider_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
+ngx_http_aihub_provider_t *ngx_http_aihub_provider_find(
+    ngx_http_request_t *r, ngx_http_aihub_model_t *model);
 ngx_int_t ngx_http_aihub_provider_select(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 

@@ -29,10 +29,74 @@ static size_t        ngx_http_aihub_random_used =
                                           NGX_HTTP_AIHUB_RANDOM_RESERVE;
 
 
+/*
+ * nginx clears every module's context on an internal redirect; a call
+ * that reached a provider keeps its own in another "aihub on" location
+ * (the error_page that sends a failed call to its fallback route), found
+ * again through the pool cleanup that anchors it.
+ */
+
 ngx_http_aihub_ctx_t *
 ngx_http_aihub_get_ctx(ngx_http_request_t *r)
 {
-    return ngx_http_get_module_ctx(r, ngx_http_aihub_module);
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_aihub_ctx_t       *ctx;
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aihub_module);
+
+    if (ctx != NULL || r != r->main) {
+        return ctx;
+    }
+
+    /* only into a location of the gateway ("aihub on") */
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (alcf == NULL || alcf->enable != 1) {
+        return NULL;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != ngx_http_aihub_ctx_anchor_handler) {
+            continue;
+        }
+
+        ctx = cln->data;
+
+        if (!ctx->flow.forwarded) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
+        return ctx;
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_aihub_ctx_anchor(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_aihub_ctx_anchor_handler;
+    cln->data = ctx;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_aihub_ctx_anchor_handler(void *data)
+{
+    /* only a mark */
 }
 
 

@@ -14,6 +14,9 @@ ngx_int_t ngx_http_aihub_util_init_process(ngx_cycle_t *cycle);
 void ngx_http_aihub_util_exit_process(void);
 
 ngx_http_aihub_ctx_t *ngx_http_aihub_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_aihub_ctx_anchor(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+void ngx_http_aihub_ctx_anchor_handler(void *data);
 ngx_msec_t ngx_http_aihub_now_ms(void);
 time_t ngx_http_aihub_time(ngx_http_request_t *r);
 void ngx_http_aihub_resume(ngx_http_request_t *r);

@@ -37,6 +37,8 @@ typedef struct {
     ngx_uint_t                    generation;
     ngx_uint_t                    entries;
     ngx_http_aihub_metrics_t      metrics;
+    ngx_http_aihub_lane_sh_t      lanes[NGX_HTTP_AIHUB_LANES];
+    ngx_http_aihub_lane_plan_sh_t lane_plans[NGX_HTTP_AIHUB_LANE_PLANS];
 } ngx_http_aihub_zone_sh_t;
 
 
@@ -578,4 +580,29 @@ ngx_http_aihub_zone_stats(ngx_shm_zone_t *zone, ngx_uint_t *entries,
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     *size = zone->shm.size;
+}
+
+
+/*
+ * The providers' priority lanes and their per-plan counters, with the lock
+ * that guards them (ngx_http_aihub_lane.c says what they mean).  NULL:
+ * there is no zone.
+ */
+
+ngx_shmtx_t *
+ngx_http_aihub_zone_lanes(ngx_shm_zone_t *zone,
+    ngx_http_aihub_lane_sh_t **lanes, ngx_http_aihub_lane_plan_sh_t **plans)
+{
+    ngx_http_aihub_zone_t  *cache;
+
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    cache = zone->data;
+
+    *lanes = cache->sh->lanes;
+    *plans = cache->sh->lane_plans;
+
+    return &cache->shpool->mutex;
 }

@@ -31,6 +31,8 @@ ngx_int_t ngx_http_aihub_zone_rate(ngx_http_request_t *r, u_char *hash,
 ngx_http_aihub_metrics_t *ngx_http_aihub_zone_metrics(ngx_shm_zone_t *zone);
 void ngx_http_aihub_zone_stats(ngx_shm_zone_t *zone, ngx_uint_t *entries,
     size_t *size);
+ngx_shmtx_t *ngx_http_aihub_zone_lanes(ngx_shm_zone_t *zone,
+    ngx_http_aihub_lane_sh_t **lanes, ngx_http_aihub_lane_plan_sh_t **plans);
 
 
 #endif /* NGX_HTTP_AIHUB_ZONE_H */

@@ -20,14 +20,14 @@
 #include "sync.h"
 
 
-#define AW_KEY_FIELDS  17
+#define AW_KEY_FIELDS  18
 
 static const char  *aw_key_fields[AW_KEY_FIELDS] = {
     AIHUB_KF_PREFIX, AIHUB_KF_SCOPES, AIHUB_KF_STATUS, AIHUB_KF_EXPIRES,
     AIHUB_KF_ACCOUNT, "account_name", AIHUB_KF_PLAN, AIHUB_KF_RPM,
     AIHUB_KF_TPM, AIHUB_KF_INCLUDED, AIHUB_KF_OVERAGE, AIHUB_KF_SPEND_CAP,
     AIHUB_KF_MAX_TOKENS, AIHUB_KF_MODELS, AIHUB_KF_ANCHOR, AIHUB_KF_LABEL,
-    AIHUB_KF_CREATED
+    AIHUB_KF_CREATED, AIHUB_KF_PRIORITY
 };
 
 
@@ -52,7 +52,7 @@ static const char  aw_key_select[] =
     "IFNULL(o.models, IF(p.model_tier = 'all', '*', "
     "CONCAT('tier:', p.model_tier))), "
     "UNIX_TIMESTAMP(DATE_FORMAT(s.started_at, '%Y-%m-01')), "
-    "k.label, UNIX_TIMESTAMP(k.created_at) "
+    "k.label, UNIX_TIMESTAMP(k.created_at), p.priority "
     "FROM api_keys k "
     "JOIN accounts a ON a.id = k.account "
     "JOIN subscriptions s ON s.account = a.id AND s.ended_at IS NULL "

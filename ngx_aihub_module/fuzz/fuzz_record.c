@@ -157,6 +157,7 @@ same_key(const aihub_key_record_t *a, const aihub_key_record_t *b)
            && a->anchor == b->anchor && a->rpm == b->rpm
            && a->tpm == b->tpm && a->included == b->included
            && a->spend_cap == b->spend_cap && a->max_tokens == b->max_tokens
+           && a->priority == b->priority
            && same(a->prefix, b->prefix) && same(a->plan, b->plan)
            && same(a->models, b->models) && a->active == b->active
            && a->overage == b->overage && a->chat == b->chat
@@ -186,7 +187,8 @@ check_key(const aihub_rstr_t *e, size_t n, int rc,
         AIHUB_KF_ACCOUNT, AIHUB_KF_PREFIX, AIHUB_KF_PLAN, AIHUB_KF_SCOPES,
         AIHUB_KF_STATUS, AIHUB_KF_EXPIRES, AIHUB_KF_ANCHOR, AIHUB_KF_RPM,
         AIHUB_KF_TPM, AIHUB_KF_INCLUDED, AIHUB_KF_OVERAGE,
-        AIHUB_KF_SPEND_CAP, AIHUB_KF_MAX_TOKENS, AIHUB_KF_MODELS, NULL
+        AIHUB_KF_SPEND_CAP, AIHUB_KF_MAX_TOKENS, AIHUB_KF_PRIORITY,
+        AIHUB_KF_MODELS, NULL
     };
     const char         **f;
 
@@ -234,6 +236,7 @@ check_key(const aihub_rstr_t *e, size_t n, int rc,
     FUZZ_CHECK(rec->included == ref_unsigned(REF(AIHUB_KF_INCLUDED)));
     FUZZ_CHECK(rec->spend_cap == ref_unsigned(REF(AIHUB_KF_SPEND_CAP)));
     FUZZ_CHECK(rec->max_tokens == ref_unsigned(REF(AIHUB_KF_MAX_TOKENS)));
+    FUZZ_CHECK(rec->priority == ref_unsigned(REF(AIHUB_KF_PRIORITY)));
     FUZZ_CHECK(rec->overage == (ref_unsigned(REF(AIHUB_KF_OVERAGE)) != 0));
     FUZZ_CHECK(rec->chat == ref_has(REF(AIHUB_KF_SCOPES), "chat"));
     FUZZ_CHECK(rec->admin == ref_has(REF(AIHUB_KF_SCOPES), "admin"));
