@@ -583,16 +583,27 @@ cmd_demo() {
                      -e "$STATE/nginx/error.log"
     wait_until nginx 100 port_busy "$DEMO_PORT"
 
+    # the URL and keys for clients, and what every aihub-worker command
+    # reads from its environment (worker/config.c) to reach the demo
     cat > "$STATE/demo.env" <<END
 AIHUB_URL=http://127.0.0.1:$DEMO_PORT
 AIHUB_KEY_FREE=$free
 AIHUB_KEY_PRO=$pro
+AIHUB_REDIS=127.0.0.1:$DEMO_REDIS_PORT
+AIHUB_MYSQL_SOCKET=$STATE/mysql/mysqld.sock
+AIHUB_MYSQL_USER=root
+AIHUB_MYSQL_DB=aihub
+AIHUB_WORKER=$WORKER
 END
 
     cat <<END
 
 aihub demo is running ($SHOWN/, logs in $SHOWN/logs/, stop: ./build.sh stop)
 Keys and URL: $SHOWN/demo.env
+Admin commands against the demo: load its settings, then any command works:
+
+  set -a; . $SHOWN/demo.env; set +a
+  ${WORKER#"$PWD"/} account list
 API reference: http://127.0.0.1:$DEMO_PORT/docs/ (the document:
 http://127.0.0.1:$DEMO_PORT/v1/openapi.json)
 
