@@ -19,7 +19,7 @@
 
 
 static const char  aw_account_usage[] =
-    "usage: " AW_NAME " account create NAME [--plan free|pro|enterprise]\n"
+    "usage: " AW_NAME " account create NAME [--plan PLAN]\n"
     "       " AW_NAME " account show NAME\n"
     "       " AW_NAME " account list\n"
     "       " AW_NAME " account plan NAME --plan PLAN\n"
