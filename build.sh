@@ -604,6 +604,7 @@ Admin commands against the demo: load its settings, then any command works:
 
   set -a; . $SHOWN/demo.env; set +a
   ${WORKER#"$PWD"/} account list
+
 API reference: http://127.0.0.1:$DEMO_PORT/docs/ (the document:
 http://127.0.0.1:$DEMO_PORT/v1/openapi.json)
 
