@@ -14,6 +14,8 @@
 #                       the suite against nginx built with ASan+UBSan
 #   ./build.sh fuzz [SECONDS]
 #                       the libFuzzer targets, SECONDS each (default 30)
+#   ./build.sh deb      build + the Debian packages libnginx-mod-http-aihub
+#                       and aihub-worker into build/deb/
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build the module against that source
@@ -59,7 +61,7 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 
 usage() {
-    sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -1017,6 +1019,16 @@ cmd_fuzz() {
 }
 
 
+# --- deb ---------------------------------------------------------------------
+
+# the Debian packages (packaging/deb/build-deb.sh says how)
+
+cmd_deb() {
+    cmd_build
+    "$REPO/packaging/deb/build-deb.sh" "$REPO" "$BUILD"
+}
+
+
 # --- main --------------------------------------------------------------------
 
 main() {
@@ -1034,6 +1046,7 @@ main() {
         docs)           cmd_docs "$@" ;;
         test-asan)      cmd_test_asan "$@" ;;
         fuzz)           cmd_fuzz "$@" ;;
+        deb)            cmd_deb ;;
         -h|--help|help) usage 0 ;;
         *)              usage 1 >&2 ;;
     esac
