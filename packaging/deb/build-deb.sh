@@ -125,11 +125,13 @@ END
 [ -x "$WORKER" ] || die "no $WORKER: run ./build.sh build first"
 
 for tool in dpkg-deb dpkg-gencontrol dpkg-shlibdeps dpkg-query strip; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install dpkg-dev)"
+    command -v "$tool" >/dev/null \
+        || die "$tool is missing (apt-get install dpkg-dev)"
 done
 
 ABI=$(nginx_abi)
-[ -n "$ABI" ] || die "the installed nginx provides no nginx-abi-* (is nginx installed?)"
+[ -n "$ABI" ] \
+    || die "the installed nginx provides no nginx-abi-* (is nginx installed?)"
 
 VERSION="$(upstream_version)-1"
 DATE=$(git -C "$REPO" log -1 --format=%cD)
@@ -170,7 +172,8 @@ gz "$WORK/debian/changelog" "$MDOC/changelog.Debian.gz"
 awk '/^## Configuration \(operators\)/ { p = 1 }
      /^## / && !/^## Configuration \(operators\)/ { p = 0 }
      p' "$REPO/README.md" > "$WORK/directives.md"
-[ -s "$WORK/directives.md" ] || die "README.md has no \"## Configuration (operators)\""
+[ -s "$WORK/directives.md" ] \
+    || die "README.md has no \"## Configuration (operators)\""
 gz "$WORK/directives.md" "$MDOC/directives.md.gz"
 install -m 0644 "$REPO/conf/nginx.conf" "$MDOC/examples/nginx.conf"
 
@@ -179,7 +182,7 @@ for s in postinst prerm postrm; do
     install -m 0755 "$PKG/$MOD.$s" "$M/DEBIAN/$s"
 done
 
-# --- aihub-worker --------------------------------------------------------------
+# --- aihub-worker ------------------------------------------------------------
 
 W=$WORK/debian/$WRK
 WDOC=$W/usr/share/doc/$WRK
@@ -196,7 +199,8 @@ install -D -m 0644 "$PKG/aihub-worker.service" \
     "$W/lib/systemd/system/aihub-worker.service"
 
 install -d "$W/usr/share/man/man1"
-man_page "$VERSION" "$(git -C "$REPO" log -1 --format=%cd --date=format:%Y-%m-%d)" \
+man_page "$VERSION" \
+    "$(git -C "$REPO" log -1 --format=%cd --date=format:%Y-%m-%d)" \
     > "$WORK/aihub-worker.1"
 gz "$WORK/aihub-worker.1" "$W/usr/share/man/man1/aihub-worker.1.gz"
 
@@ -212,7 +216,7 @@ done
 echo /etc/aihub/worker.conf > "$W/DEBIAN/conffiles"
 chmod 0644 "$W/DEBIAN/conffiles"
 
-# --- control files and packages ------------------------------------------------
+# --- control files and packages ----------------------------------------------
 
 cd "$WORK"
 
@@ -246,5 +250,6 @@ if command -v lintian >/dev/null; then
     # packages explains the ones we keep)
     lintian --tag-display-limit 0 "$OUT"/*.deb || die "lintian found errors"
 else
-    say "lintian is not installed: packages not checked (apt-get install lintian)"
+    say "lintian is not installed: packages not checked" \
+        "(apt-get install lintian)"
 fi
