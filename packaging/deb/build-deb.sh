@@ -122,7 +122,6 @@ END
 
 
 [ -f "$MODULE" ] || die "no $MODULE: run ./build.sh build first"
-[ -x "$WORKER" ] || die "no $WORKER: run ./build.sh build first"
 
 for tool in dpkg-deb dpkg-gencontrol dpkg-shlibdeps dpkg-query strip; do
     command -v "$tool" >/dev/null \
@@ -138,7 +137,7 @@ DATE=$(git -C "$REPO" log -1 --format=%cD)
 
 say "packaging aihub $VERSION for $ABI"
 
-rm -rf "$WORK" "$OUT"/*.deb
+rm -rf "$WORK" "$OUT"/*.deb "$OUT/worker-build"
 mkdir -p "$WORK/debian" "$OUT"
 
 sed "s|@MAINTAINER@|$MAINTAINER|" "$PKG/control" > "$WORK/debian/control"
@@ -153,6 +152,19 @@ aihub ($VERSION) unstable; urgency=medium
 END
 
 umask 022
+
+# the worker again, with Debian's hardening flags (fortify, relro, bindnow,
+# PIE); its own flags follow them (worker/Makefile appends to CFLAGS)
+
+say "building aihub-worker with dpkg-buildflags"
+(
+    eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags \
+                --export=sh)"
+    CFLAGS="$CFLAGS $CPPFLAGS $LDFLAGS" \
+        make -s -C "$REPO/worker" BUILD="$OUT/worker-build" \
+             "$OUT/worker-build/bin/aihub-worker" >&2
+) || die "the worker build with dpkg-buildflags failed"
+WORKER=$OUT/worker-build/bin/aihub-worker
 
 # --- libnginx-mod-http-aihub -------------------------------------------------
 
