@@ -80,12 +80,17 @@ sub invalidations {
 
 sub status_within_a_second {
     my ($model, $want) = @_;
+    return status_within_a_second_for($pro, $model, $want);
+}
+
+sub status_within_a_second_for {
+    my ($key, $model, $want) = @_;
 
     my $deadline = time + 1;
     my $r;
 
     do {
-        $r = $t->chat($pro, model => $model, timeout => 2);
+        $r = $t->chat($key, model => $model, timeout => 2);
         return $r if $r->{status} == $want;
         sleep 0.05;
     } while (time < $deadline);
@@ -432,6 +437,35 @@ is($t->redis('HGET', "aihub:key:$hash", 'rpm'), 2,
    'the key record has the plan\'s rpm');
 is($t->redis('HGET', 'aihub:plan:team', 'base_fee_cents'), 4990,
    'Redis: the plan record');
+is($t->redis('HGET', "aihub:key:$hash", 'models'), '*',
+   'model tier all: every model');
+
+# a plan that names its models
+
+($rc, $out, $err) = $t->worker('plan', 'set', 'team', '--models',
+                               'mock-basic, no-such-model');
+is($rc, 2, 'plan set --models with an unknown model: exit 2');
+like($err, qr/no model "no-such-model" in the catalog/, 'and says so');
+($rc, $out, $err) = $t->worker('plan', 'set', 'team', '--models',
+                               'tier:gold');
+is($rc, 2, 'plan set --models with an unknown tier: exit 2');
+
+($rc, $out, $err) = $t->worker('plan', 'set', 'team', '--models',
+                               'mock-basic, tier:premium');
+is($rc, 0, 'plan set --models: exit 0') or diag($err);
+is($t->redis('HGET', "aihub:key:$hash", 'models'), 'mock-basic,tier:premium',
+   'the key records carry the plan\'s models');
+($rc) = $t->worker('model', 'set', 'acme/chat-2', '--enabled', 'on');
+is($rc, 0, 'acme/chat-2 enabled again');
+is_error(status_within_a_second_for($team, 'acme/chat-2', 403), 403,
+         'model_not_allowed', 'a basic model the plan does not name');
+is($t->sql_value("SELECT models FROM plans WHERE name = 'team'"),
+   'mock-basic,tier:premium', 'MySQL: the list');
+
+($rc, $out, $err) = $t->worker('plan', 'set', 'team', '--models', 'default');
+is($rc, 0, 'plan set --models default: exit 0') or diag($err);
+is($t->redis('HGET', "aihub:key:$hash", 'models'), '*',
+   'back to the model tier');
 invalidations();
 
 ($rc, $out, $err) = $t->worker('plan', 'set', 'team', '--rpm', 1,
@@ -449,7 +483,8 @@ is_deeply(\@st, [ 200, 429 ], 'nginx applies the new rpm at once');
 my ($tp) = grep { $_->{name} eq 'team' } @{ $json->decode($out) };
 is_deeply($tp, { name => 'team', base_fee_cents => 4990,
                  included_calls => 100, rpm => 1, tpm => 50000,
-                 model_tier => 'all', overage => JSON::PP::true,
+                 model_tier => 'all', models => undef,
+                 overage => JSON::PP::true,
                  hard_quota => JSON::PP::true, max_tokens => 0,
                  priority => 1, accounts => 1 },
           'plan list --json: the plan');

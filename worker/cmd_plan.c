@@ -25,6 +25,7 @@ static const char  aw_plan_usage[] =
     "             [--model-tier basic|all] [--overage on|off] "
     "[--max-tokens N]\n"
     "             [--hard-quota on|off] [--priority N]\n"
+    "             [--models LIST|*|default]\n"
     "       " AW_NAME " plan set NAME [the options of add]\n"
     "       " AW_NAME " plan list [--json]\n"
     "       " AW_NAME " plan remove NAME\n"
@@ -35,7 +36,11 @@ static const char  aw_plan_usage[] =
     "--rpm, --tpm  requests and tokens a minute per key; default 60 and\n"
     "              100000\n"
     "--model-tier  basic: basic models only; all: every model; default\n"
-    "              basic (an account's own list: account override --models)\n"
+    "              basic\n"
+    "--models      instead of the tier: model ids and tier:basic,\n"
+    "              tier:premium entries, comma separated, or *; default\n"
+    "              clears (an account's own list: account override\n"
+    "              --models)\n"
     "--overage     on: calls beyond the included ones are billed at the\n"
     "              models' prices; off (default): they are refused\n"
     "--hard-quota  on (default): the included calls are a hard stop\n"
@@ -58,6 +63,7 @@ typedef struct {
     const char  *max_tokens;
     const char  *hard_quota;
     const char  *priority;
+    const char  *models;
 } aw_plan_args_t;
 
 
@@ -156,7 +162,7 @@ aw_plan_set_list(const aw_plan_args_t *a, aw_buf_t *set)
 
 static int
 aw_plan_args(int argc, char **argv, int with_values, const char **name,
-    aw_buf_t *set, int *exit_code)
+    aw_buf_t *set, const char **models, int *exit_code)
 {
     char            *pos[1];
     int              rc, npos;
@@ -171,10 +177,12 @@ aw_plan_args(int argc, char **argv, int with_values, const char **name,
         { "--max-tokens", 1, &a.max_tokens },
         { "--hard-quota", 1, &a.hard_quota },
         { "--priority", 1, &a.priority },
+        { "--models", 1, &a.models },
         { NULL, 0, NULL }
     };
 
     memset(&a, 0, sizeof(a));
+    *models = NULL;
 
     rc = aw_opts_parse(argc, argv, with_values ? opts : NULL, pos, 1, &npos,
                        aw_plan_usage);
@@ -196,7 +204,110 @@ aw_plan_args(int argc, char **argv, int with_values, const char **name,
         return 1;
     }
 
+    *models = a.models;
+
     return 0;
+}
+
+
+/*
+ * --models into the SET list: "default" (NULL: the tier), "*", or model
+ * ids of the catalog and tier:basic / tier:premium entries.  0, or -1
+ * with the usage error printed (AW_EXIT_USAGE) or MySQL's (-2).
+ */
+
+static int
+aw_plan_models(MYSQL *db, const char *models, aw_buf_t *set)
+{
+    int        rc;
+    char       bad[AW_CATALOG_ID_MAX + 2], *item, *save;
+    aw_buf_t   list, q;
+    long long  n;
+
+    if (models == NULL) {
+        return 0;
+    }
+
+    aw_buf_printf(set, "%smodels = ", set->len ? ", " : "");
+
+    if (strcmp(models, "default") == 0) {
+        aw_buf_puts(set, "NULL");
+        return 0;
+    }
+
+    if (strcmp(models, "*") == 0) {
+        aw_buf_puts(set, "'*'");
+        return 0;
+    }
+
+    aw_buf_init(&list);
+    aw_buf_init(&q);
+    rc = 0;
+
+    if (aw_catalog_fallbacks_parse(models, &list, bad, sizeof(bad)) != 0
+        && strncmp(bad, "tier:", 5) != 0)
+    {
+        rc = aw_usage_error(aw_plan_usage, "invalid --models \"%s\"%s%s%s",
+                            models, bad[0] ? ": \"" : " (an empty item)",
+                            bad, bad[0] ? "\" is malformed or repeated" : "");
+        goto done;
+    }
+
+    /* the list again, item by item: tiers are words, models exist */
+
+    aw_buf_reset(&list);
+    aw_buf_puts(&list, models);
+
+    for (item = strtok_r(list.data, ", ", &save); item;
+         item = strtok_r(NULL, ", ", &save))
+    {
+        if (strncmp(item, "tier:", 5) == 0) {
+            if (aw_catalog_word_ok(item + 5, "basic|premium") != 0) {
+                rc = aw_usage_error(aw_plan_usage, "invalid --models entry "
+                                    "\"%s\" (tier:basic or tier:premium)",
+                                    item);
+                goto done;
+            }
+
+            continue;
+        }
+
+        aw_buf_reset(&q);
+        aw_buf_puts(&q, "SELECT COUNT(*) FROM models WHERE public_id = ");
+        aw_buf_sql_str(&q, db, item);
+        n = aw_db_scalar(db, -1, "%s", q.data);
+
+        if (n < 0) {
+            rc = -2;
+            goto done;
+        }
+
+        if (n == 0) {
+            rc = aw_usage_error(aw_plan_usage, "--models: no model \"%s\" "
+                                "in the catalog (see \"" AW_NAME " model "
+                                "list\")", item);
+            goto done;
+        }
+    }
+
+    /* stored as given, without the spaces */
+
+    aw_buf_reset(&q);
+
+    for (item = (char *) models; *item; item++) {
+        if (*item != ' ') {
+            aw_buf_append(&q, item, 1);
+        }
+    }
+
+    aw_buf_sql_str(set, db, q.data);
+
+done:
+
+    aw_buf_free(&list);
+    aw_buf_free(&q);
+
+    return rc;
 }
 
 
@@ -223,12 +334,12 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
     int          rc;
     aw_buf_t     set, q;
     MYSQL       *db;
-    const char  *name;
+    const char  *name, *models;
 
     aw_buf_init(&set);
     aw_buf_init(&q);
 
-    if (aw_plan_args(argc, argv, 1, &name, &set, &rc)) {
+    if (aw_plan_args(argc, argv, 1, &name, &set, &models, &rc)) {
         goto done;
     }
 
@@ -247,6 +358,15 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
                " plan set\"", name);
         goto done;
     }
+
+    rc = aw_plan_models(db, models, &set);
+
+    if (rc != 0) {
+        rc = rc == -2 ? AW_EXIT_FAIL : AW_EXIT_USAGE;
+        goto done;
+    }
+
+    rc = AW_EXIT_FAIL;
 
     aw_buf_puts(&q, "INSERT INTO plans SET name = ");
     aw_buf_sql_str(&q, db, name);
@@ -279,16 +399,16 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
     int          rc;
     aw_buf_t     set, q;
     MYSQL       *db;
-    const char  *name;
+    const char  *name, *models;
 
     aw_buf_init(&set);
     aw_buf_init(&q);
 
-    if (aw_plan_args(argc, argv, 1, &name, &set, &rc)) {
+    if (aw_plan_args(argc, argv, 1, &name, &set, &models, &rc)) {
         goto done;
     }
 
-    if (set.len == 0) {
+    if (set.len == 0 && models == NULL) {
         aw_usage_error(aw_plan_usage, "plan set: nothing to set");
         rc = AW_EXIT_USAGE;
         goto done;
@@ -309,6 +429,15 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
                "list\")", name);
         goto done;
     }
+
+    rc = aw_plan_models(db, models, &set);
+
+    if (rc != 0) {
+        rc = rc == -2 ? AW_EXIT_FAIL : AW_EXIT_USAGE;
+        goto done;
+    }
+
+    rc = AW_EXIT_FAIL;
 
     aw_buf_printf(&q, "UPDATE plans SET %s WHERE name = ", set.data);
     aw_buf_sql_str(&q, db, name);
@@ -338,12 +467,12 @@ aw_plan_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
     long long    now, ever;
     aw_buf_t     set, q;
     MYSQL       *db;
-    const char  *name;
+    const char  *name, *models;
 
     aw_buf_init(&set);
     aw_buf_init(&q);
 
-    if (aw_plan_args(argc, argv, 0, &name, &set, &rc)) {
+    if (aw_plan_args(argc, argv, 0, &name, &set, &models, &rc)) {
         goto done;
     }
 
@@ -444,10 +573,12 @@ aw_plan_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
     }
 
     res = aw_db_query(ctx->db, "SELECT p.name, p.base_fee_cents, "
-                      "p.included_calls, p.rpm, p.tpm, p.model_tier, "
+                      "p.included_calls, p.rpm, p.tpm, "
+                      "IFNULL(p.models, p.model_tier), "
                       "p.overage, p.hard_quota, p.max_tokens, p.priority, "
                       "(SELECT COUNT(*) FROM subscriptions s WHERE s.plan = "
-                      "p.id AND s.ended_at IS NULL) FROM plans p "
+                      "p.id AND s.ended_at IS NULL), p.model_tier, "
+                      "p.models FROM plans p "
                       "ORDER BY p.priority, p.base_fee_cents, p.name");
     if (res == NULL) {
         return AW_EXIT_FAIL;
@@ -476,7 +607,15 @@ aw_plan_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
             }
         }
 
-        cJSON_AddStringToObject(o, "model_tier", row[5]);
+        cJSON_AddStringToObject(o, "model_tier", row[11]);
+
+        if (row[12]) {
+            cJSON_AddStringToObject(o, "models", row[12]);
+
+        } else {
+            cJSON_AddNullToObject(o, "models");
+        }
+
         cJSON_AddBoolToObject(o, "overage", row[6][0] == '1');
         cJSON_AddBoolToObject(o, "hard_quota", row[7][0] == '1');
         cJSON_AddItemToArray(arr, o);
