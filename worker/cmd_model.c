@@ -473,22 +473,21 @@ aw_model_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
         a.pout = cur_out;
     }
 
+    aw_buf_printf(&set, "price_in_micros = %lld, price_out_micros = %lld",
+                  a.pin, a.pout);
     aw_model_set_str(&set, db, "provider", a.provider);
     aw_model_set_str(&set, db, "upstream_id", a.upstream);
     aw_model_set_str(&set, db, "tier", a.tier);
     aw_model_set_str(&set, db, "kind", a.kind);
     aw_model_set_str(&set, db, "api", a.api);
     aw_model_set_str(&set, db, "fallbacks", a.fallbacks ? a.fb.data : NULL);
-    aw_buf_printf(&set, ", price_in_micros = %lld, price_out_micros = %lld",
-                  a.pin, a.pout);
 
     if (a.enabled) {
         aw_buf_printf(&set, ", enabled = %d", a.on);
     }
 
     aw_buf_reset(&q);
-    aw_buf_printf(&q, "UPDATE models SET %s WHERE public_id = ",
-                  set.data[0] == ',' ? set.data + 2 : set.data);
+    aw_buf_printf(&q, "UPDATE models SET %s WHERE public_id = ", set.data);
     aw_buf_sql_str(&q, db, id);
 
     if (aw_db_buf_exec(db, &q) != 0) {
