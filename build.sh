@@ -15,6 +15,8 @@
 #   ./build.sh fuzz [SECONDS [TARGET...]]
 #                       the libFuzzer targets (or only those named),
 #                       SECONDS each (default 30)
+#   ./build.sh deb      build + the Debian packages libnginx-mod-http-aihub
+#                       and aihub-worker into build/deb/
 #
 # Environment:
 #   NGINX_SRC=/path/to/nginx-x.y.z   build the module against that source
@@ -60,7 +62,7 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 
 usage() {
-    sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -584,16 +586,28 @@ cmd_demo() {
                      -e "$STATE/nginx/error.log"
     wait_until nginx 100 port_busy "$DEMO_PORT"
 
+    # the URL and keys for clients, and what every aihub-worker command
+    # reads from its environment (worker/config.c) to reach the demo
     cat > "$STATE/demo.env" <<END
 AIHUB_URL=http://127.0.0.1:$DEMO_PORT
 AIHUB_KEY_FREE=$free
 AIHUB_KEY_PRO=$pro
+AIHUB_REDIS=127.0.0.1:$DEMO_REDIS_PORT
+AIHUB_MYSQL_SOCKET=$STATE/mysql/mysqld.sock
+AIHUB_MYSQL_USER=root
+AIHUB_MYSQL_DB=aihub
+AIHUB_WORKER=$WORKER
 END
 
     cat <<END
 
 aihub demo is running ($SHOWN/, logs in $SHOWN/logs/, stop: ./build.sh stop)
 Keys and URL: $SHOWN/demo.env
+Admin commands against the demo: load its settings, then any command works:
+
+  set -a; . $SHOWN/demo.env; set +a
+  ${WORKER#"$PWD"/} account list
+
 API reference: http://127.0.0.1:$DEMO_PORT/docs/ (the document:
 http://127.0.0.1:$DEMO_PORT/v1/openapi.json)
 
@@ -1017,6 +1031,16 @@ cmd_fuzz() {
 }
 
 
+# --- deb ---------------------------------------------------------------------
+
+# the Debian packages (packaging/deb/build-deb.sh says how)
+
+cmd_deb() {
+    cmd_build
+    "$REPO/packaging/deb/build-deb.sh" "$REPO" "$BUILD"
+}
+
+
 # --- main --------------------------------------------------------------------
 
 main() {
@@ -1034,6 +1058,7 @@ main() {
         docs)           cmd_docs "$@" ;;
         test-asan)      cmd_test_asan "$@" ;;
         fuzz)           cmd_fuzz "$@" ;;
+        deb)            cmd_deb ;;
         -h|--help|help) usage 0 ;;
         *)              usage 1 >&2 ;;
     esac

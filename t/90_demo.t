@@ -80,6 +80,25 @@ is($answer->{object}, 'chat.completion', 'curl: a chat completion')
     or diag($cout);
 ok($answer->{usage}{total_tokens}, 'curl: with usage');
 
+# the admin path: demo.env carries what aihub-worker reads from the
+# environment, so after sourcing it every command reaches the demo
+
+like($out, qr/^\s*set -a; \. \S*demo\.env; set \+a$/m,
+     'demo: says how to load demo.env for aihub-worker');
+
+my @g = gmtime;
+my $period = sprintf '%04d-%02d', $g[5] + 1900, $g[4] + 1;
+my $rdir = $t->dir . '/report';
+my $admin = 'set -a; . "$1"; set +a; '
+          . 'exec "$AIHUB_WORKER" report --period "$2" --out "$3"';
+
+my ($arc, $aout, $aerr) = $t->run_cmd([ '/usr/bin/env', '-i', 'PATH=/usr/bin:/bin',
+    'bash', '-c', $admin, 'admin', "$state/demo.env", $period, $rdir ]);
+is($arc, 0, "demo.env sourced: aihub-worker report --period $period")
+    or diag("$aout\n$aerr");
+ok(-s "$rdir/report.json" && -s "$rdir/invoices.csv",
+   'demo.env sourced: the report is written');
+
 ($rc, $out, $err) = build_sh('demo');
 is($rc, 0, 'demo again: exit 0') or diag("$out\n$err");
 is_deeply(env_file(), $env, 'demo again: same keys');

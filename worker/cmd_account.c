@@ -20,7 +20,7 @@
 
 
 static const char  aw_account_usage[] =
-    "usage: " AW_NAME " account create NAME [--plan free|pro|enterprise]\n"
+    "usage: " AW_NAME " account create NAME [--plan PLAN]\n"
     "       " AW_NAME " account show NAME\n"
     "       " AW_NAME " account list\n"
     "       " AW_NAME " account plan NAME --plan PLAN\n"
@@ -194,8 +194,8 @@ aw_account_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
                       "AS base_fee_cents, IFNULL(o.overage, p.overage) "
                       "AS overage, o.spend_cap_micros, "
                       "IFNULL(o.max_tokens, p.max_tokens) AS max_tokens, "
-                      "IFNULL(o.models, IF(p.model_tier = 'all', '*', "
-                      "'basic')) AS models, "
+                      "IFNULL(o.models, IFNULL(p.models, IF(p.model_tier "
+                      "= 'all', '*', 'basic'))) AS models, "
                       "(SELECT COUNT(*) FROM api_keys k WHERE k.account = "
                       "a.id AND k.status = 'active') AS active_keys "
                       "FROM accounts a JOIN subscriptions s ON s.account = "

@@ -19,8 +19,7 @@
 
 
 static const char  aw_key_usage[] =
-    "usage: " AW_NAME " key create --account NAME [--plan free|pro|"
-    "enterprise]\n"
+    "usage: " AW_NAME " key create --account NAME [--plan PLAN]\n"
     "                            [--scopes chat|chat,admin] [--label TEXT]"
     "\n"
     "                            [--expires UNIX]\n"
@@ -188,13 +187,6 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    if (plan && strcmp(plan, "free") != 0 && strcmp(plan, "pro") != 0
-        && strcmp(plan, "enterprise") != 0)
-    {
-        aw_usage_error(aw_key_usage, "unknown plan \"%s\"", plan);
-        return AW_EXIT_USAGE;
-    }
-
     if (scopes == NULL) {
         scopes = "chat";
 
@@ -222,6 +214,13 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
     }
 
     db = ctx->db;
+
+    /* the plans are rows ("plan list"), not a fixed set */
+
+    if (plan && aw_plan_id(db, plan) <= 0) {
+        aw_usage_error(aw_key_usage, "unknown plan \"%s\"", plan);
+        return AW_EXIT_USAGE;
+    }
 
     rc = AW_EXIT_FAIL;
 

@@ -22,13 +22,18 @@
 #include "sync.h"
 
 
+/* where the aihub-worker Debian package puts the migrations */
+#define AW_SQL_DIR_INSTALLED  "/usr/share/aihub/sql"
+
+
 static const char  aw_migrate_usage[] =
     "usage: " AW_NAME " migrate [--sql-dir DIR]\n"
     "\n"
     "Creates the database if missing and applies pending migrations\n"
     "(files NNN_name.sql, in order, each once, recorded in the\n"
     "schema_migrations table), then syncs models and plans to Redis.\n"
-    "  --sql-dir DIR   default: ../../sql from the binary, then ./sql\n";
+    "  --sql-dir DIR   default: ../../sql from the binary, then\n"
+    "                  " AW_SQL_DIR_INSTALLED ", then ./sql\n";
 
 
 static int
@@ -103,6 +108,13 @@ aw_default_sql_dir(char *out, size_t size)
                 return;
             }
         }
+    }
+
+    /* installed from the aihub-worker package */
+
+    if (access(AW_SQL_DIR_INSTALLED, R_OK) == 0) {
+        snprintf(out, size, "%s", AW_SQL_DIR_INSTALLED);
+        return;
     }
 
     snprintf(out, size, "sql");

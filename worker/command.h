@@ -51,6 +51,8 @@ extern const aw_group_t  aw_key_group;
 extern const aw_group_t  aw_account_group;
 extern const aw_group_t  aw_invoice_group;
 extern const aw_group_t  aw_prices_group;
+extern const aw_group_t  aw_model_group;
+extern const aw_group_t  aw_plan_group;
 
 int aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv);
 int aw_cmd_sync(aw_cmd_ctx_t *ctx, int argc, char **argv);

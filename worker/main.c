@@ -29,6 +29,8 @@ static const char  aw_usage[] =
     "  invoice            close | show | check monthly invoices\n"
     "  report             billing report for a period (CSV, JSON, HTML)\n"
     "  prices             sync model prices from a provider catalog\n"
+    "  model              add | set | list | remove models of the catalog\n"
+    "  plan               add | set | list | remove plans\n"
     "\n"
     "global options (flag > environment > config file > default):\n"
     "  --config FILE            \"name = value\" lines (redis, mysql_host,"
@@ -60,6 +62,10 @@ static const aw_cmd_t  aw_commands[] = {
     { "invoice", NULL, 0, &aw_invoice_group },
     { "report", aw_cmd_report, AW_NEEDS_DB, NULL },
     { "prices", NULL, 0, &aw_prices_group },
+    { "model", NULL, 0, &aw_model_group },
+    { "models", NULL, 0, &aw_model_group },
+    { "plan", NULL, 0, &aw_plan_group },
+    { "plans", NULL, 0, &aw_plan_group },
     { NULL, NULL, 0, NULL }
 };
 

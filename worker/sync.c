@@ -33,8 +33,8 @@ static const char  *aw_key_fields[AW_KEY_FIELDS] = {
 
 /*
  * The effective record of every key: plan values unless overridden.
- * Models: "*", the account's own list, or "tier:basic" so a catalog change
- * needs no key rewrite.  The anchor is the first second of the
+ * Models: "*", the account's own list, the plan's, or "tier:basic" so a
+ * catalog change needs no key rewrite.  The anchor is the first second of the
  * subscription's month (UTC), so the module's anchored quota periods are
  * the calendar months invoices use.
  */
@@ -49,8 +49,8 @@ static const char  aw_key_select[] =
     "IFNULL(o.included_calls, p.included_calls), "
     "IFNULL(o.overage, p.overage), IFNULL(o.spend_cap_micros, 0), "
     "IFNULL(o.max_tokens, p.max_tokens), "
-    "IFNULL(o.models, IF(p.model_tier = 'all', '*', "
-    "CONCAT('tier:', p.model_tier))), "
+    "IFNULL(o.models, IFNULL(p.models, IF(p.model_tier = 'all', '*', "
+    "CONCAT('tier:', p.model_tier)))), "
     "UNIX_TIMESTAMP(DATE_FORMAT(s.started_at, '%Y-%m-01')), "
     "k.label, UNIX_TIMESTAMP(k.created_at), p.priority "
     "FROM api_keys k "
