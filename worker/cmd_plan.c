@@ -228,7 +228,8 @@ aw_plan_models(MYSQL *db, const char *models, aw_buf_t *set)
         return 0;
     }
 
-    aw_buf_printf(set, "%smodels = ", set->len ? ", " : "");
+    aw_buf_puts(set, set->len ? ", " : "");
+    aw_buf_puts(set, "models = ");
 
     if (strcmp(models, "default") == 0) {
         aw_buf_puts(set, "NULL");

@@ -52,6 +52,9 @@ extern const aw_group_t  aw_account_group;
 extern const aw_group_t  aw_invoice_group;
 extern const aw_group_t  aw_prices_group;
 extern const aw_group_t  aw_model_group;
+
+/* "model list", cmd_model_list.c */
+int aw_model_list(aw_cmd_ctx_t *ctx, int argc, char **argv);
 extern const aw_group_t  aw_plan_group;
 
 int aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv);

@@ -276,6 +276,68 @@ aw_line_same(const aw_line_t *a, MYSQL_ROW row)
 
 
 /*
+ * What an issued invoice's header states (plan, calls, included calls,
+ * subtotal) against its recomputation inv; prints each difference and
+ * returns how many, or -1 if the header cannot be read.
+ */
+
+static int
+aw_invoice_check_header(MYSQL *db, long long id, long long account,
+    const char *p, long long total, const aw_invoice_t *inv)
+{
+    int         bad;
+    char        a[32], b[32];
+    MYSQL_RES  *lres;
+    MYSQL_ROW   lrow;
+
+    bad = 0;
+
+    lres = aw_db_query(db, "SELECT plan, calls, included_calls, "
+                       "subtotal_cents FROM invoices WHERE id = %lld", id);
+
+    if (lres == NULL) {
+        return -1;
+    }
+
+    lrow = mysql_fetch_row(lres);
+
+    if (lrow != NULL) {
+        if (strcmp(lrow[0], inv->plan) != 0) {
+            printf("MISMATCH invoice %lld (account %lld, %s): plan %s, "
+                   "recomputed %s\n", id, account, p, lrow[0], inv->plan);
+            bad++;
+        }
+
+        if (strtoll(lrow[1], NULL, 10) != inv->calls) {
+            printf("MISMATCH invoice %lld (account %lld, %s): %s calls, "
+                   "recomputed %lld\n", id, account, p, lrow[1],
+                   inv->calls);
+            bad++;
+        }
+
+        if (strtoll(lrow[2], NULL, 10) != inv->included) {
+            printf("MISMATCH invoice %lld (account %lld, %s): %s calls "
+                   "included, recomputed %lld\n", id, account, p, lrow[2],
+                   inv->included);
+            bad++;
+        }
+
+        if (strtoll(lrow[3], NULL, 10) != total) {
+            aw_money_format(strtoll(lrow[3], NULL, 10), a, sizeof(a));
+            aw_money_format(total, b, sizeof(b));
+            printf("MISMATCH invoice %lld (account %lld, %s): subtotal "
+                   "$%s, total $%s\n", id, account, p, a, b);
+            bad++;
+        }
+    }
+
+    mysql_free_result(lres);
+
+    return bad;
+}
+
+
+/*
  * Recomputes one issued invoice: its total from its lines, its own lines
  * from the events it billed, and its (account, period) from all billed
  * events against invoice + later adjustments.  Prints each difference;
@@ -286,7 +348,7 @@ int
 aw_invoice_check_one(MYSQL *db, long long id, long long account,
     const char *p, long long total)
 {
-    int            bad;
+    int            bad, n;
     long long      sum, billed, late;
     size_t         k;
     time_t         start, end;
@@ -327,47 +389,14 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     /* 3. what its header states: plan, calls, allowance, subtotal */
 
-    lres = aw_db_query(db, "SELECT plan, calls, included_calls, "
-                       "subtotal_cents FROM invoices WHERE id = %lld", id);
+    n = aw_invoice_check_header(db, id, account, p, total, &inv);
 
-    if (lres == NULL) {
+    if (n < 0) {
         aw_invoice_free(&inv);
         return bad + 1;
     }
 
-    lrow = mysql_fetch_row(lres);
-
-    if (lrow != NULL) {
-        if (strcmp(lrow[0], inv.plan) != 0) {
-            printf("MISMATCH invoice %lld (account %lld, %s): plan %s, "
-                   "recomputed %s\n", id, account, p, lrow[0], inv.plan);
-            bad++;
-        }
-
-        if (strtoll(lrow[1], NULL, 10) != inv.calls) {
-            printf("MISMATCH invoice %lld (account %lld, %s): %s calls, "
-                   "recomputed %lld\n", id, account, p, lrow[1],
-                   inv.calls);
-            bad++;
-        }
-
-        if (strtoll(lrow[2], NULL, 10) != inv.included) {
-            printf("MISMATCH invoice %lld (account %lld, %s): %s calls "
-                   "included, recomputed %lld\n", id, account, p, lrow[2],
-                   inv.included);
-            bad++;
-        }
-
-        if (strtoll(lrow[3], NULL, 10) != total) {
-            aw_money_format(strtoll(lrow[3], NULL, 10), a, sizeof(a));
-            aw_money_format(total, b, sizeof(b));
-            printf("MISMATCH invoice %lld (account %lld, %s): subtotal "
-                   "$%s, total $%s\n", id, account, p, a, b);
-            bad++;
-        }
-    }
-
-    mysql_free_result(lres);
+    bad += n;
 
     /* 4. what was issued: its digest and status */
 

@@ -170,6 +170,55 @@ aw_drain_rolled_back(aw_drain_t *d)
 }
 
 
+/* the INSERT of a batch's valid entries into q; returns how many */
+
+static size_t
+aw_batch_insert(aw_drain_t *d, size_t n, unsigned long long tag,
+    aw_buf_t *q)
+{
+    size_t       i, valid;
+    aw_entry_t  *en;
+    char         ts[32];
+
+    aw_buf_puts(q, "INSERT IGNORE INTO usage_events (event_id, ts, "
+                "account, key_prefix, plan, model, provider, prompt_tokens, "
+                "completion_tokens, total_tokens, cost_micros, status, "
+                "streamed, aborted, estimated, latency_ms, node, "
+                "drain_batch) VALUES ");
+    valid = 0;
+
+    for (i = 0; i < n; i++) {
+        en = &d->entries[i];
+
+        if (en->reason) {
+            continue;
+        }
+
+        aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
+
+        aw_buf_printf(q, "%s('%s', '%s', %lld, ", valid ? ", " : "",
+                      en->ev.id, ts, en->ev.account);
+        aw_buf_sql_str(q, d->db, en->ev.key);
+        aw_buf_puts(q, ", ");
+        aw_buf_sql_str(q, d->db, en->ev.plan);
+        aw_buf_puts(q, ", ");
+        aw_buf_sql_str(q, d->db, en->ev.model);
+        aw_buf_puts(q, ", ");
+        aw_buf_sql_str(q, d->db, en->ev.provider);
+        aw_buf_printf(q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
+                      en->ev.prompt_tokens, en->ev.completion_tokens,
+                      en->ev.total_tokens, en->ev.cost_micros,
+                      en->ev.status, en->ev.streamed, en->ev.aborted,
+                      en->ev.estimated, en->ev.latency_ms);
+        aw_buf_sql_str(q, d->db, en->ev.node);
+        aw_buf_printf(q, ", %llu)", tag);
+        valid++;
+    }
+
+    return valid;
+}
+
+
 /*
  * The batch as one multi-row INSERT IGNORE tagged with a random batch id.
  * When MySQL stored every valid event as sent (affected rows == valid
@@ -189,7 +238,6 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     size_t               i, valid, nroll;
     aw_buf_t             q, ids;
     aw_entry_t          *en;
-    char                 ts[32];
     unsigned long long   tag;
 
     *inserted = *dups = 0;
@@ -207,40 +255,7 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     aw_buf_init(&q);
     aw_buf_init(&ids);
     aw_rollup_reset(d, &nroll);
-    aw_buf_puts(&q, "INSERT IGNORE INTO usage_events (event_id, ts, "
-                "account, key_prefix, plan, model, provider, prompt_tokens, "
-                "completion_tokens, total_tokens, cost_micros, status, "
-                "streamed, aborted, estimated, latency_ms, node, "
-                "drain_batch) VALUES ");
-    valid = 0;
-
-    for (i = 0; i < n; i++) {
-        en = &d->entries[i];
-
-        if (en->reason) {
-            continue;
-        }
-
-        aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
-
-        aw_buf_printf(&q, "%s('%s', '%s', %lld, ", valid ? ", " : "",
-                      en->ev.id, ts, en->ev.account);
-        aw_buf_sql_str(&q, d->db, en->ev.key);
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, d->db, en->ev.plan);
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, d->db, en->ev.model);
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, d->db, en->ev.provider);
-        aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
-                      en->ev.prompt_tokens, en->ev.completion_tokens,
-                      en->ev.total_tokens, en->ev.cost_micros,
-                      en->ev.status, en->ev.streamed, en->ev.aborted,
-                      en->ev.estimated, en->ev.latency_ms);
-        aw_buf_sql_str(&q, d->db, en->ev.node);
-        aw_buf_printf(&q, ", %llu)", tag);
-        valid++;
-    }
+    valid = aw_batch_insert(d, n, tag, &q);
 
     if (valid > 0) {
         if (mysql_real_query(d->db, q.data, q.len) != 0) {
