@@ -180,7 +180,8 @@ aihub_body_members(aihub_body_t *b, cJSON *obj)
         return 0;
     }
 
-    name = aihub_json_duplicate_member(obj);
+    name = (obj == b->json) ? aihub_json_duplicate_member_deep(obj)
+                            : aihub_json_duplicate_member(obj);
 
     if (name != NULL) {
         b->verdict = AIHUB_BODY_DUPLICATE;

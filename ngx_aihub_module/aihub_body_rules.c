@@ -69,6 +69,38 @@ aihub_json_duplicate_member(const cJSON *obj)
 }
 
 
+const char *
+aihub_json_duplicate_member_deep(const cJSON *item)
+{
+    const char   *dup;
+    const cJSON  *it;
+
+    /* cJSON refuses documents nested deeper than CJSON_NESTING_LIMIT
+       (1000), so the recursion is bounded by the parse */
+
+    if (cJSON_IsObject(item)) {
+        dup = aihub_json_duplicate_member(item);
+        if (dup != NULL) {
+            return dup;
+        }
+
+    } else if (!cJSON_IsArray(item)) {
+        return NULL;
+    }
+
+    for (it = item->child; it != NULL; it = it->next) {
+        if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
+            dup = aihub_json_duplicate_member_deep(it);
+            if (dup != NULL) {
+                return dup;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
 int
 aihub_json_has_nul_escape(const unsigned char *p, size_t n)
 {

@@ -19,6 +19,13 @@
 /* the first member name that appears twice in an object, or NULL */
 const char *aihub_json_duplicate_member(const cJSON *obj);
 
+/*
+ * The same at any depth: the first member name that appears twice in any
+ * object of the document (a message's "content" twice would let the
+ * prompt estimate read one and the provider the other), or NULL.
+ */
+const char *aihub_json_duplicate_member_deep(const cJSON *item);
+
 /* 1 if a string in the JSON text holds the escape \u0000 */
 int aihub_json_has_nul_escape(const unsigned char *p, size_t n);
 

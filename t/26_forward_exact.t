@@ -110,6 +110,11 @@ for my $case (
     [ 'include_usage twice', '{"model":"test-basic","messages":[{"role":'
       . '"user","content":"hi"}],"stream":true,"stream_options":'
       . '{"include_usage":true,"include_usage":false}}', 'include_usage' ],
+    # below the top level too: the prompt estimate (TPM) would read the
+    # first content, the provider the last
+    [ 'content twice in a message', '{"model":"test-basic","messages":[{'
+      . '"role":"user","content":"hi","c\u006fntent":"' . ('x' x 4000)
+      . '"}]}', 'content' ],
     [ 'a NUL in model', '{"model":"test-basic\u0000premium","messages":'
       . '[{"role":"user","content":"hi"}]}', 'NUL' ],
     [ 'OpenRouter models', '{"model":"test-basic","messages":[{"role":'

@@ -33,6 +33,7 @@ named_by(const char *json, const char *(*rule)(const cJSON *))
 
 
 #define dup_of(json)      named_by(json, aihub_json_duplicate_member)
+#define deep_dup_of(json) named_by(json, aihub_json_duplicate_member_deep)
 #define refused_of(json)  named_by(json, aihub_body_refused_member)
 
 
@@ -64,6 +65,15 @@ main(void)
            "max_tokens", "max_tokens twice");
     IS_STR(dup_of("{\"a\":{\"b\":1,\"b\":2}}"), "(none)",
            "nested objects are the caller's to check");
+    IS_STR(deep_dup_of("{\"a\":{\"b\":1,\"b\":2}}"), "b",
+           "deep: a repeat in a nested object");
+    IS_STR(deep_dup_of("{\"messages\":[{\"role\":\"user\",\"content\":"
+                       "\"x\",\"c\\u006fntent\":\"yyyy\"}]}"), "content",
+           "deep: a message's content twice, the second name escaped");
+    IS_STR(deep_dup_of("{\"a\":[[{\"k\":1}],{\"k\":2}],\"k\":3}"), "(none)",
+           "deep: the same name in different objects is no repeat");
+    IS_STR(deep_dup_of("[{\"x\":1,\"x\":1}]"), "x",
+           "deep: inside a top-level array");
     IS_STR(dup_of("[1,2]"), "(none)", "not an object");
     IS_STR(dup_of("{}"), "(none)", "empty object");
 
