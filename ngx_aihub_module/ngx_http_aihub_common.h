@@ -55,6 +55,13 @@
 #define NGX_HTTP_AIHUB_KIND_OPENAI    0
 #define NGX_HTTP_AIHUB_KIND_GEMINI    1
 
+/* a model's kind, and the API its provider speaks for it (the catalog) */
+#define NGX_HTTP_AIHUB_MODEL_CHAT     0
+#define NGX_HTTP_AIHUB_MODEL_EMBED    1
+
+#define NGX_HTTP_AIHUB_API_CHAT       0   /* chat completions only */
+#define NGX_HTTP_AIHUB_API_RESPONSES  1   /* the Responses API too */
+
 
 typedef struct {
     ngx_str_t                     name;
@@ -141,6 +148,9 @@ typedef struct {
     ngx_str_t                     tier;
     uint64_t                      price_in;     /* micro-$ per 1M tokens */
     uint64_t                      price_out;
+    int64_t                       created;      /* unix seconds */
+    ngx_uint_t                    kind;         /* NGX_HTTP_AIHUB_MODEL_* */
+    ngx_uint_t                    api;          /* NGX_HTTP_AIHUB_API_* */
 } ngx_http_aihub_model_t;
 
 
@@ -200,7 +210,10 @@ typedef enum {
 
 typedef enum {
     NGX_HTTP_AIHUB_EP_CHAT = 0,
+    NGX_HTTP_AIHUB_EP_RESPONSES,
+    NGX_HTTP_AIHUB_EP_EMBEDDINGS,
     NGX_HTTP_AIHUB_EP_MODELS,
+    NGX_HTTP_AIHUB_EP_MODEL,                    /* GET .../models/{id} */
     NGX_HTTP_AIHUB_EP_USAGE,
     NGX_HTTP_AIHUB_EP_KEYS,
     NGX_HTTP_AIHUB_EP_UNKNOWN

@@ -267,6 +267,22 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
             } else if (AIHUB_IS(AIHUB_MF_PRICE_OUT)) {
                 n = ngx_atoi((u_char *) v->str, v->len);
                 m->price_out = (n == NGX_ERROR) ? 0 : (uint64_t) n;
+
+            } else if (AIHUB_IS(AIHUB_MF_CREATED)) {
+                n = ngx_atoi((u_char *) v->str, v->len);
+                m->created = (n == NGX_ERROR) ? 0 : (int64_t) n;
+
+            } else if (AIHUB_IS(AIHUB_MF_KIND)) {
+                m->kind = (v->len == sizeof("embedding") - 1
+                           && ngx_strncmp(v->str, "embedding", v->len) == 0)
+                          ? NGX_HTTP_AIHUB_MODEL_EMBED
+                          : NGX_HTTP_AIHUB_MODEL_CHAT;
+
+            } else if (AIHUB_IS(AIHUB_MF_API)) {
+                m->api = (v->len == sizeof("responses") - 1
+                          && ngx_strncmp(v->str, "responses", v->len) == 0)
+                         ? NGX_HTTP_AIHUB_API_RESPONSES
+                         : NGX_HTTP_AIHUB_API_CHAT;
             }
 
 #undef AIHUB_IS
@@ -391,6 +407,41 @@ ngx_http_aihub_model_allowed(ngx_http_aihub_key_t *key,
         }
 
         p = e + 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A model this node can serve: its provider is declared here and has a
+ * credential (a provider's key_env may be unset on this node).  The lists
+ * and the lookup show only these, so a client never picks a model that
+ * would answer 502.
+ */
+
+ngx_uint_t
+ngx_http_aihub_model_servable(ngx_http_aihub_main_conf_t *amcf,
+    ngx_http_aihub_model_t *m)
+{
+    ngx_uint_t                  i;
+    ngx_http_aihub_provider_t  *p;
+
+    p = amcf->providers.elts;
+
+    for (i = 0; i < amcf->providers.nelts; i++) {
+
+        if (m->provider.len == 0) {
+            /* no provider named: the first declared serves it */
+            return p[i].authorization.len != 0;
+        }
+
+        if (p[i].name.len == m->provider.len
+            && ngx_strncmp(p[i].name.data, m->provider.data, m->provider.len)
+               == 0)
+        {
+            return p[i].authorization.len != 0;
+        }
     }
 
     return 0;

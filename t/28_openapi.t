@@ -273,6 +273,14 @@ for my $path ('/v1/models', '/api/v1/developer/models') {
 }
 is(call('GET /v1/models, no key', GET => '/v1/models')->{status}, 401,
    'GET /v1/models without a key: 401');
+for my $path ('/v1/models/test-basic', '/api/v1/developer/models/test-basic')
+{
+    is(call("GET $path", GET => $path, key => $free)->{status}, 200,
+       "GET $path: 200");
+}
+is(call('GET a model the plan does not allow', GET =>
+        '/v1/models/test-premium', key => $free)->{status}, 404,
+   'GET /v1/models/test-premium on the free plan: 404');
 
 # usage, once the calls above are settled
 ok($t->wait_for(sub {
@@ -320,7 +328,8 @@ is(call('revoke, chat-only key', DELETE => "$keys/"
 
 # the statuses this test covers, per operation: every documented success
 my %seen = map { ("$_->{method} $_->{path}" =~ s{/ai-hub-\w+$}{/{prefix}}r
-                  =~ s{/nonsense$}{/{prefix}}r) => 1 } @exchanges;
+                  =~ s{/nonsense$}{/{prefix}}r
+                  =~ s{/models/.+$}{/models/{model}}r) => 1 } @exchanges;
 for my $path (sort keys %{ $spec->{paths} }) {
     for my $m (sort keys %{ $spec->{paths}{$path} }) {
         ok($seen{ uc($m) . " $path" }, "the test calls " . uc($m) . " $path");
