@@ -9,6 +9,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
+#include "ngx_http_aihub_body_api.h"
 #include "aihub_body_rules.h"
 
 #include <cjson/cJSON.h>
@@ -16,7 +17,6 @@
 
 /* an image or audio part counts as this many characters: 765 tokens, a
    high-detail image at OpenAI */
-#define NGX_HTTP_AIHUB_MEDIA_CHARS  (765 * 4)
 
 
 static void ngx_http_aihub_body_done(ngx_http_request_t *r);
@@ -28,7 +28,6 @@ static ngx_int_t ngx_http_aihub_body_members(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, cJSON *obj);
 static int64_t ngx_http_aihub_body_prompt_chars(cJSON *root,
     cJSON *messages);
-static int64_t ngx_http_aihub_utf8_chars(const char *s);
 static void ngx_http_aihub_body_cleanup(void *data);
 
 
@@ -99,11 +98,6 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
         ngx_http_aihub_resume(r);
     }
 }
-
-
-#define ngx_http_aihub_bad_request(ctx, msg)                                 \
-    ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST, "invalid_request_error", \
-                        "invalid_request_error", msg)
 
 
 /*
@@ -265,6 +259,22 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_memcpy(ctx->body.model.data, model->valuestring, ctx->body.model.len);
 
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_EMBEDDINGS) {
+        if (ngx_http_aihub_body_embeddings(ctx, root) != NGX_OK) {
+            return NGX_OK;
+        }
+
+        goto parsed;
+    }
+
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES) {
+        if (ngx_http_aihub_body_responses(ctx, root) != NGX_OK) {
+            return NGX_OK;
+        }
+
+        goto parsed;
+    }
+
     messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
 
     if (!cJSON_IsArray(messages)) {
@@ -279,6 +289,8 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     if (ngx_http_aihub_body_options(ctx, root) != NGX_OK) {
         return NGX_OK;
     }
+
+parsed:
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aihub body: %uz bytes, model \"%V\", stream %ui, "
@@ -423,7 +435,7 @@ ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
         content = cJSON_GetObjectItemCaseSensitive(msg, "content");
 
         if (cJSON_IsString(content)) {
-            n += ngx_http_aihub_utf8_chars(content->valuestring);
+            n += ngx_http_aihub_body_chars(content->valuestring);
 
         } else if (cJSON_IsArray(content)) {
             cJSON_ArrayForEach(part, content) {
@@ -431,7 +443,7 @@ ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
                 type = cJSON_GetObjectItemCaseSensitive(part, "type");
 
                 if (cJSON_IsString(text)) {
-                    n += ngx_http_aihub_utf8_chars(text->valuestring);
+                    n += ngx_http_aihub_body_chars(text->valuestring);
 
                 } else if (cJSON_IsString(type)
                            && ngx_strcmp(type->valuestring, "text") != 0)
@@ -446,7 +458,7 @@ ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
         extra = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
 
         if (extra != NULL && (printed = cJSON_PrintUnformatted(extra))) {
-            n += ngx_http_aihub_utf8_chars(printed);
+            n += ngx_http_aihub_body_chars(printed);
             cJSON_free(printed);
         }
     }
@@ -459,7 +471,7 @@ ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
         if (extra != NULL && !cJSON_IsNull(extra)
             && (printed = cJSON_PrintUnformatted(extra)))
         {
-            n += ngx_http_aihub_utf8_chars(printed);
+            n += ngx_http_aihub_body_chars(printed);
             cJSON_free(printed);
         }
     }
@@ -470,8 +482,8 @@ ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
 
 /* UTF-8 continuation bytes (10xxxxxx) do not start a character */
 
-static int64_t
-ngx_http_aihub_utf8_chars(const char *s)
+int64_t
+ngx_http_aihub_body_chars(const char *s)
 {
     int64_t        n;
     const u_char  *p;
@@ -508,7 +520,10 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
               || ngx_strncmp(m->upstream.data, ctx->body.model.data,
                              ctx->body.model.len) != 0);
 
-    usage = ctx->body.stream && !ctx->body.include_usage;
+    /* only chat completions take stream_options.include_usage */
+
+    usage = ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+            && ctx->body.stream && !ctx->body.include_usage;
 
     if (!rename && !usage) {
         return NGX_OK;

@@ -209,7 +209,9 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
 
         /* the usage chunk we asked for on the client's behalf goes */
 
-        if (ctx->body.stream && !ctx->body.include_usage) {
+        if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+            && ctx->body.stream && !ctx->body.include_usage)
+        {
             hold = ngx_palloc(r->pool, AIHUB_SSE_HOLD_SIZE);
             if (hold == NULL) {
                 return NGX_ERROR;

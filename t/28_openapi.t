@@ -64,7 +64,10 @@ is($spec->{openapi}, '3.1.0', 'an OpenAPI 3.1 document');
 
 # --- the gateway -----------------------------------------------------------
 
-seed_models($t);
+seed_models($t, %MODELS,
+            'test-embed' => { provider => 'mock', upstream => 'mock-embed',
+                              tier => 'basic', kind => 'embedding',
+                              price_in => 20000, price_out => 0 });
 my $admin = seed_full_key($t, account => 2801, plan => 'pro', models => '*',
                           scopes => 'chat,admin', included => 100,
                           overage => 1, rpm => 600, tpm => 500000);
@@ -265,6 +268,20 @@ $r = call('chat, rate limit', POST => '/v1/chat/completions', key => $slow,
           body => chat_body());
 is($r->{status}, 429, 'chat over the rate limit: 429');
 ok($r->{headers}{'retry-after'}, '... with Retry-After');
+
+# embeddings
+for my $path ('/v1/embeddings', '/api/v1/developer/embeddings') {
+    $r = call("POST $path", POST => $path, key => $free, check_request => 1,
+              body => { model => 'test-embed', input => [ 'a', 'b' ] });
+    is($r->{status}, 200, "POST $path: 200");
+}
+$r = call('embeddings, base64', POST => '/v1/embeddings', key => $free,
+          check_request => 1, body => { model => 'test-embed', input => 'a',
+                                        encoding_format => 'base64' });
+is($r->{status}, 200, 'embeddings, base64: 200');
+$r = call('embeddings, a chat model', POST => '/v1/embeddings', key => $free,
+          body => { model => 'test-basic', input => 'a' });
+is($r->{status}, 400, 'embeddings with a chat model: 400');
 
 # models
 for my $path ('/v1/models', '/api/v1/developer/models') {
