@@ -89,6 +89,24 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    /* the Responses API, for a model whose provider speaks it */
+
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES
+        && m->api != NGX_HTTP_AIHUB_API_RESPONSES)
+    {
+        msg = ngx_pnalloc(r->pool, ctx->body.model.len + 128);
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(msg, "The model \"%V\" is served through chat "
+                    "completions only: call it on /v1/chat/completions.%Z",
+                    &ctx->body.model);
+
+        ngx_http_aihub_bad_request(ctx, (const char *) msg);
+        return NGX_OK;
+    }
+
     /* the catalog may be reloaded while the call runs: keep a copy */
 
     copy = ngx_palloc(r->pool, sizeof(ngx_http_aihub_model_t));
