@@ -67,7 +67,10 @@ is($spec->{openapi}, '3.1.0', 'an OpenAPI 3.1 document');
 seed_models($t, %MODELS,
             'test-embed' => { provider => 'mock', upstream => 'mock-embed',
                               tier => 'basic', kind => 'embedding',
-                              price_in => 20000, price_out => 0 });
+                              price_in => 20000, price_out => 0 },
+            'test-resp' => { provider => 'mock', upstream => 'mock-basic',
+                             tier => 'basic', api => 'responses',
+                             price_in => 1000000, price_out => 2000000 });
 my $admin = seed_full_key($t, account => 2801, plan => 'pro', models => '*',
                           scopes => 'chat,admin', included => 100,
                           overage => 1, rpm => 600, tpm => 500000);
@@ -269,6 +272,31 @@ $r = call('chat, rate limit', POST => '/v1/chat/completions', key => $slow,
 is($r->{status}, 429, 'chat over the rate limit: 429');
 ok($r->{headers}{'retry-after'}, '... with Retry-After');
 
+# responses, JSON and streamed, both paths
+for my $path ('/v1/responses', '/api/v1/developer/responses') {
+    $r = call("POST $path", POST => $path, key => $free, check_request => 1,
+              body => { model => 'test-resp', input => 'hello',
+                        instructions => 'Be brief.' });
+    is($r->{status}, 200, "POST $path: 200");
+}
+$r = call('responses, stream', POST => '/v1/responses', key => $free,
+          check_request => 1,
+          body => { model => 'test-resp', stream => JSON::PP::true,
+                    input => [ { role => 'user', content => 'hello' } ] });
+is($r->{status}, 200, 'responses, stream: 200');
+$r = call('responses, incomplete', POST => '/v1/responses', key => $free,
+          check_request => 1,
+          body => { model => 'test-resp', input => 'hello',
+                    max_output_tokens => 2 });
+is($r->{json}{status}, 'incomplete', 'responses, incomplete: 200');
+$r = call('responses, an embedding model', POST => '/v1/responses',
+          key => $free, body => { model => 'test-embed', input => 'a' });
+is($r->{status}, 400, 'responses with an embedding model: 400');
+$r = call('responses, over the cap', POST => '/v1/responses',
+          key => $free, body => { model => 'test-resp', input => 'a',
+                                  max_output_tokens => 101 });
+is($r->{status}, 400, 'responses over the max_tokens cap: 400');
+
 # embeddings
 for my $path ('/v1/embeddings', '/api/v1/developer/embeddings') {
     $r = call("POST $path", POST => $path, key => $free, check_request => 1,
@@ -393,6 +421,9 @@ my @wrong = (
     [ 'a stream chunk of the wrong shape',
       sub { $_[0]{body} =~ s/"chat\.completion\.chunk"/"chunk"/ },
       'chat, stream', qr/event 0\/object/ ],
+    [ 'a Responses stream ending with [DONE]',
+      sub { $_[0]{body} .= "data: [DONE]\n\n" }, 'responses, stream',
+      qr/must end with an event/ ],
     [ 'a gateway header not documented for the answer',
       sub { $_[0]{headers}{'retry-after'} = '1' }, 'list keys',
       qr/retry-after sent but not documented/ ],
