@@ -6,7 +6,8 @@
 # metering as chat.
 #   - metered on response.usage: input_tokens at the input price,
 #     total - input (output, reasoning included) at the output price;
-#   - streamed: on the usage of response.completed, response.incomplete;
+#   - streamed: on the usage of response.completed, response.incomplete,
+#     response.failed;
 #     the stream passes through byte for byte (no [DONE], nothing taken
 #     out);
 #   - a client that hangs up mid-stream: billed for what was delivered,
@@ -187,6 +188,22 @@ for my $case ([ 'completed', {}, 'response.completed' ],
     ok($e->{streamed}, "stream $what: event streamed");
     ok(!$e->{aborted}, "stream $what: not aborted");
     billed_as($e, $data[-1]{response}{usage}, "stream $what");
+}
+
+
+# response.failed: billed for the usage it reports
+{
+    $r = raw_request($t, key => $key, path => '/v1/responses',
+                     headers => { 'x-mock-failed' => 1 },
+                     body => { model => 'test-resp', input => 'hello',
+                               stream => JSON::PP::true });
+    my @data = sse_data(@{ $r->{events} });
+    is($data[-1]{type}, 'response.failed', 'stream failed: the last event');
+    ok($data[-1]{response}{error}, 'stream failed: with its error');
+
+    $e = next_event();
+    is($e->{status}, 200, 'stream failed: the call was answered (200)');
+    billed_as($e, $data[-1]{response}{usage}, 'stream failed');
 }
 
 

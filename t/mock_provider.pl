@@ -55,6 +55,9 @@
 #                                object (as OpenRouter fails mid-stream)
 #   x-mock-incomplete: 1         Responses API: stop at max_output_tokens,
 #                                status "incomplete" (response.incomplete)
+#   x-mock-failed: 1             Responses API stream: after the text, end
+#                                with response.failed (status "failed", an
+#                                error object, the usage so far)
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
 #                                output_tokens_details.reasoning_tokens;
 #                                chat: total = prompt + completion + N)
@@ -596,9 +599,18 @@ sub responses {
            output_index => 0, content_index => 0,
            part => $item->{content}[0]);
     $add->('response.output_item.done', output_index => 0, item => $item);
-    $add->($status eq 'completed' ? 'response.completed'
-                                  : 'response.incomplete',
-           response => $final);
+
+    if ($ctl->{failed}) {
+        $add->('response.failed', response => {
+            %$final, status => 'failed', incomplete_details => undef,
+            error => { code => 'server_error',
+                       message => 'The model failed to generate a '
+                                  . 'response (mock).' } });
+    } else {
+        $add->($status eq 'completed' ? 'response.completed'
+                                      : 'response.incomplete',
+               response => $final);
+    }
 
     return send_stream($c, $req, $entry, $ctl, \@ev);
 }
