@@ -522,10 +522,11 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     /* only chat completions take stream_options.include_usage */
 
-    usage = ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+    usage = (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+             || ctx->route.translate)
             && ctx->body.stream && !ctx->body.include_usage;
 
-    if (!rename && !usage) {
+    if (!rename && !usage && !ctx->route.translate) {
         return NGX_OK;
     }
 

@@ -291,6 +291,7 @@ typedef struct {
     ngx_http_aihub_model_t       *model;        /* copy, request pool */
     ngx_http_aihub_provider_t    *provider;
     ngx_str_t                     proxy_url;
+    unsigned                      translate:1;  /* responses over chat */
 } ngx_http_aihub_route_t;
 
 
@@ -316,6 +317,11 @@ typedef struct {
     ngx_http_aihub_hold_e         hold;
     ngx_chain_t                  *free;         /* stream copies, reused */
     ngx_chain_t                  *busy;
+    void                         *xlate_stream; /* aihub_rstream_t */
+    ngx_buf_t                    *xlate_json;   /* a chat answer, held */
+    u_char                       *xlate_id;
+    u_char                       *xlate_model;
+    unsigned                      xlate_failed:1;
     unsigned                      replace_sent:1;
     unsigned                      streamed:1;
     unsigned                      scanning:1;

@@ -12,6 +12,7 @@
 #include "ngx_http_aihub_forward.h"
 #include "ngx_http_aihub_scan.h"
 #include "ngx_http_aihub_refusal.h"
+#include "ngx_http_aihub_responses.h"
 #include "ngx_http_aihub_filter.h"
 
 
@@ -226,6 +227,12 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
             aihub_sse_init(ctx->reply.sse, NULL, 0);
         }
 
+        if (ctx->route.translate
+            && ngx_http_aihub_responses_answer(r, ctx, 1) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
     } else {
         if (!ngx_http_aihub_is_json(r)) {
             return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
@@ -240,6 +247,12 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
         }
 
         aihub_usage_json_init(ctx->reply.json);
+
+        if (ctx->route.translate
+            && ngx_http_aihub_responses_answer(r, ctx, 0) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         /* the header waits for the first byte: "{" or our 502 */
         ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_FIRST;
@@ -479,6 +492,20 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     } else if (ngx_http_aihub_scan_json(ctx, in) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (ctx->route.translate) {
+        /* metered above as chat, then translated for the client */
+
+        if (ngx_http_aihub_responses_body(r, ctx, in, &out) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_next_body_filter(r, out);
+
+        ngx_chain_update_chains(r->pool, &ctx->reply.free, &ctx->reply.busy,
+                                &out, (ngx_buf_tag_t) &ngx_http_aihub_module);
+        return rc;
     }
 
     return ngx_http_next_body_filter(r, in);

@@ -8,6 +8,7 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
 #include "ngx_http_aihub_models.h"
+#include "ngx_http_aihub_responses.h"
 #include "ngx_http_aihub_model.h"
 
 
@@ -20,6 +21,7 @@ ngx_int_t
 ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                  *msg, *name;
+    ngx_int_t                rc;
     ngx_http_aihub_model_t  *m, *copy;
 
     m = ngx_http_aihub_model_find(&ctx->body.model);
@@ -89,22 +91,19 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    /* the Responses API, for a model whose provider speaks it */
+    /*
+     * The Responses API for a model whose provider speaks only chat
+     * completions: translated, or refused here, before the quota
+     */
 
     if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES
         && m->api != NGX_HTTP_AIHUB_API_RESPONSES)
     {
-        msg = ngx_pnalloc(r->pool, ctx->body.model.len + 128);
-        if (msg == NULL) {
-            return NGX_ERROR;
+        rc = ngx_http_aihub_responses_request(r, ctx);
+
+        if (rc != NGX_OK) {
+            return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
         }
-
-        ngx_sprintf(msg, "The model \"%V\" is served through chat "
-                    "completions only: call it on /v1/chat/completions.%Z",
-                    &ctx->body.model);
-
-        ngx_http_aihub_bad_request(ctx, (const char *) msg);
-        return NGX_OK;
     }
 
     /* the catalog may be reloaded while the call runs: keep a copy */

@@ -356,10 +356,13 @@ ngx_http_aihub_proxy_url(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     tail = r->uri;
 
-    if (tail.len >= developer_chat.len
-        && ngx_strncmp(tail.data, developer_chat.data, developer_chat.len)
-           == 0)
+    if (ctx->route.translate
+        || (tail.len >= developer_chat.len
+            && ngx_strncmp(tail.data, developer_chat.data,
+                           developer_chat.len)
+               == 0))
     {
+        /* chat, or the Responses API translated into chat */
         ngx_str_set(&tail, "/chat/completions");
 
     } else if (tail.len > developer.len

@@ -33,7 +33,9 @@
 #   prompt_tokens     = ceil(characters of all message contents / 4)
 #                       + 3 per message
 #   completion_tokens = x-mock-completion-tokens, default 7; the answer is
-#                       that many words "tok" joined by spaces
+#                       that many words "tok" joined by spaces; at most
+#                       max_tokens (max_completion_tokens), then
+#                       finish_reason "length"
 #   total_tokens      = prompt + completion (+ x-mock-total-extra)
 #
 # Per-request controls, as request headers or, for clients where headers
@@ -443,6 +445,19 @@ sub chat {
 
     my $model = $in->{model} // 'mock-basic';
     my $usage = chat_usage($in, $ctl);
+    my $finish = 'stop';
+
+    # stopped at max_tokens, as a real model is: finish_reason "length"
+    my $max = $in->{max_completion_tokens} // $in->{max_tokens};
+
+    if (defined $max && $max =~ /^\d+$/ && $max > 0
+        && $max < $usage->{completion_tokens})
+    {
+        $usage->{total_tokens} -= $usage->{completion_tokens} - $max;
+        $usage->{completion_tokens} = $max + 0;
+        $finish = 'length';
+    }
+
     my $completion = $usage->{completion_tokens};
 
     my @words = ('tok') x $completion;
@@ -465,7 +480,7 @@ sub chat {
 
         return stream($c, $req, $entry, $ctl, {
             id => $id, created => $created, model => $model,
-            words => \@words, pad => $pad,
+            words => \@words, pad => $pad, finish => $finish,
             usage => $want_usage ? $usage : undef,
         });
     }
@@ -480,7 +495,7 @@ sub chat {
             message       => { role => 'assistant',
                                content => $content . $pad },
             logprobs      => undef,
-            finish_reason => 'stop',
+            finish_reason => $finish,
         } ],
     };
 
@@ -919,7 +934,8 @@ sub stream {
     }
 
     push @events, { %$base, choices => [ { index => 0, delta => {},
-                                           finish_reason => 'stop' } ] };
+                                           finish_reason => $s->{finish}
+                                                            // 'stop' } ] };
 
     if ($s->{usage}) {
         push @events, { %$base,
