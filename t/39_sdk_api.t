@@ -7,7 +7,9 @@
 # base64 asked for),
 # models.retrieve (an id with a slash too, and a 404) and models.list; the
 # Vercel AI SDK's default provider, createOpenAI({baseURL, apiKey})(model),
-# which speaks the Responses API, runs generateText and streamText.  Each
+# which speaks the Responses API, runs generateText and streamText, on a
+# model whose provider speaks it and on one translated into chat
+# completions (as the openai SDK's responses.create does too).  Each
 # call's usage event (found by its x-request-id) matches the usage the
 # client saw, and every call reached the mock provider once.
 
@@ -144,6 +146,20 @@ is($r->{status}, 'incomplete', 'responses.create incomplete: status');
 matches('responses.create incomplete', $r, @{ $r->{usage} // {} }{
         qw(input_tokens output_tokens total_tokens) });
 
+# translated for a provider that speaks chat completions only
+$r = $res->{responses_translated} // {};
+is($r->{text}, $tokens, 'responses.create, translated: output_text');
+is($r->{status}, 'completed', 'responses.create, translated: completed');
+matches('responses.create, translated', $r, @{ $r->{usage} // {} }{
+        qw(input_tokens output_tokens total_tokens) });
+
+$r = $res->{responses_translated_stream} // {};
+is($r->{text}, $tokens, 'responses.create stream, translated: the deltas');
+is($r->{final_text}, $tokens, '... and the final response\'s text');
+is($r->{last}, 'response.completed', '... response.completed last');
+matches('responses.create stream, translated', $r,
+        @{ $r->{usage} // {} }{qw(input_tokens output_tokens total_tokens)});
+
 $r = $res->{embeddings} // {};
 is($r->{count}, 2, 'embeddings.create: two embeddings');
 ok($r->{dims}, "embeddings.create: $r->{dims} dimensions");
@@ -187,6 +203,16 @@ is($r->{text}, $tokens, 'AI SDK streamText: the text');
 matches('AI SDK streamText', $r, @{ $r->{usage} // {} }{
         qw(inputTokens outputTokens totalTokens) });
 
+$r = $res->{ai_generate_translated} // {};
+is($r->{text}, $tokens, 'AI SDK generateText, translated: the text');
+matches('AI SDK generateText, translated', $r, @{ $r->{usage} // {} }{
+        qw(inputTokens outputTokens totalTokens) });
+
+$r = $res->{ai_stream_translated} // {};
+is($r->{text}, $tokens, 'AI SDK streamText, translated: the text');
+matches('AI SDK streamText, translated', $r, @{ $r->{usage} // {} }{
+        qw(inputTokens outputTokens totalTokens) });
+
 $r = $res->{ai_generate_refused} // {};
 is($r->{status}, 400, 'AI SDK on an embedding model: the gateway\'s 400')
     or diag(encode_json($r));
@@ -198,9 +224,10 @@ like($r->{message} // '', qr/embedding model/, '... with its message');
 my @log = mock_since($t, $n);
 my %paths;
 $paths{ $_->{path} }++ for @log;
-is_deeply(\%paths, { '/v1/responses' => 5, '/v1/embeddings' => 2 },
-          'the provider got 5 responses and 2 embeddings calls, nothing '
-          . 'else (lookups and refusals are the gateway\'s)');
-is(scalar(usage_events($t)), 7, 'seven usage events');
+is_deeply(\%paths, { '/v1/responses' => 5, '/v1/embeddings' => 2,
+                     '/v1/chat/completions' => 4 },
+          'the provider got 5 responses, 4 translated and 2 embeddings '
+          . 'calls, nothing else (lookups and refusals are the gateway\'s)');
+is(scalar(usage_events($t)), 11, 'eleven usage events');
 
 $t->done;

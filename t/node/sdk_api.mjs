@@ -72,6 +72,30 @@ await run('responses_incomplete', async () => {
              request_id: response.headers.get('x-request-id') };
 });
 
+// a model whose provider speaks only chat completions: translated
+
+await run('responses_translated', async () => {
+    const { data, response } = await client.responses.create({
+        model: 'test-basic', instructions: 'Be brief.', input: 'hello',
+    }).withResponse();
+    return { text: data.output_text, status: data.status, usage: data.usage,
+             request_id: response.headers.get('x-request-id') };
+});
+
+await run('responses_translated_stream', async () => {
+    const { data: stream, response } = await client.responses.create({
+        model: 'test-basic', stream: true, input: 'hello',
+    }).withResponse();
+    let text = '', last = null;
+    for await (const ev of stream) {
+        if (ev.type === 'response.output_text.delta') text += ev.delta;
+        last = ev;
+    }
+    return { text, last: last?.type, usage: last?.response?.usage ?? null,
+             final_text: last?.response?.output?.[0]?.content?.[0]?.text,
+             request_id: response.headers.get('x-request-id') };
+});
+
 await run('embeddings', async () => {
     // the SDK asks for base64 itself and decodes it into floats
     const { data, response } = await client.embeddings.create({
@@ -118,6 +142,26 @@ await run('ai_generate', async () => {
 
 await run('ai_stream', async () => {
     const r = streamText({ model: openai('test-resp'), prompt: 'hello',
+                           maxRetries: 0,
+                           onError: ({ error }) => { throw error; } });
+    let text = '';
+    for await (const part of r.textStream) text += part;
+    const usage = await r.usage;
+    const response = await r.response;
+    return { text, usage,
+             request_id: response.headers?.['x-request-id'] ?? null };
+});
+
+await run('ai_generate_translated', async () => {
+    const r = await generateText({ model: openai('test-basic'),
+                                   system: 'Be brief.', prompt: 'hello',
+                                   maxRetries: 0 });
+    return { text: r.text, usage: r.usage,
+             request_id: r.response.headers?.['x-request-id'] ?? null };
+});
+
+await run('ai_stream_translated', async () => {
+    const r = streamText({ model: openai('test-basic'), prompt: 'hello',
                            maxRetries: 0,
                            onError: ({ error }) => { throw error; } });
     let text = '';
