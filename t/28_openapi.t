@@ -289,6 +289,22 @@ $r = call('responses, incomplete', POST => '/v1/responses', key => $free,
           body => { model => 'test-resp', input => 'hello',
                     max_output_tokens => 2 });
 is($r->{json}{status}, 'incomplete', 'responses, incomplete: 200');
+# responses translated into chat completions (test-basic's provider
+# speaks only chat completions), JSON and streamed, and refused
+$r = call('responses, translated', POST => '/v1/responses', key => $free,
+          check_request => 1,
+          body => { model => 'test-basic', input => 'hello',
+                    max_output_tokens => 3 });
+is($r->{json}{status}, 'incomplete', 'responses, translated: 200');
+$r = call('responses, translated stream', POST => '/v1/responses',
+          key => $free, check_request => 1,
+          body => { model => 'test-basic', input => 'hello',
+                    stream => JSON::PP::true });
+is($r->{status}, 200, 'responses, translated stream: 200');
+$r = call('responses, not translatable', POST => '/v1/responses',
+          key => $free, body => { model => 'test-basic', input => 'a',
+                                  previous_response_id => 'resp_1' });
+is($r->{status}, 400, 'responses, not translatable: 400');
 $r = call('responses, an embedding model', POST => '/v1/responses',
           key => $free, body => { model => 'test-embed', input => 'a' });
 is($r->{status}, 400, 'responses with an embedding model: 400');
