@@ -217,6 +217,31 @@ $e = next_event();
 ok($e->{estimated}, 'provider error: billed for what was delivered, '
    . 'estimated (as chat)');
 
+# the limits: a stream's text beyond 1 MiB, a JSON answer beyond 4 MiB
+# end as a failed response (billed for what the provider produced)
+$r = raw_request($t, key => $key, path => '/v1/responses',
+                 headers => { 'x-mock-size' => 1_200_000 },
+                 body => { model => 'test-basic', input => 'hello',
+                           stream => JSON::PP::true }, timeout => 30);
+@data = sse_data(@{ $r->{events} });
+is($data[-1]{type}, 'response.failed', 'text over 1 MiB: response.failed');
+like($data[-1]{response}{error}{message} // '', qr/too long/,
+     '... the answer is too long');
+$e = next_event();
+ok($e && !$e->{estimated} && $e->{completion_tokens} == 7,
+   'text over 1 MiB: billed on the usage the provider reported');
+
+$r = resp({}, headers => { 'x-mock-size' => 4_500_000 });
+is($r->{status}, 200, 'JSON over 4 MiB: 200');
+is($r->{json}{status}, 'failed', '... a failed response');
+$e = next_event();
+ok($e && !$e->{estimated}, '... billed on the provider\'s usage');
+
+$r = resp({}, headers => { 'x-mock-size' => 300_000 });
+is(length($r->{json}{output}[0]{content}[0]{text} // ''), 300_000,
+   'JSON of 300 kB: translated whole');
+next_event();
+
 # the client hangs up
 {
     my $calls = period_calls($t, $ACCOUNT);
