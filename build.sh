@@ -925,7 +925,7 @@ cmd_test_asan() {
 
 FUZZ_SRC=$REPO/ngx_aihub_module/fuzz
 FUZZ_OUT=$BUILD/fuzz
-FUZZ_TARGETS=(sse usage_json key_format period ratelimit)
+FUZZ_TARGETS=(sse usage_json key_format period ratelimit responses)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 
