@@ -480,24 +480,6 @@ ngx_http_aihub_body_prompt_chars(cJSON *root, cJSON *messages)
 }
 
 
-/* UTF-8 continuation bytes (10xxxxxx) do not start a character */
-
-int64_t
-ngx_http_aihub_body_chars(const char *s)
-{
-    int64_t        n;
-    const u_char  *p;
-
-    n = 0;
-
-    for (p = (const u_char *) s; *p; p++) {
-        n += ((*p & 0xc0) != 0x80);
-    }
-
-    return n;
-}
-
-
 /*
  * For the provider: its own model id, and for streams the usage chunk
  * asked for.  The body is left alone when neither changes anything.

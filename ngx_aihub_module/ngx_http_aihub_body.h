@@ -15,7 +15,6 @@ ngx_int_t ngx_http_aihub_body_read(ngx_http_request_t *r,
 ngx_int_t ngx_http_aihub_body_rewrite(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
-int64_t ngx_http_aihub_body_chars(const char *s);
 
 
 /* a malformed request: 400 in OpenAI's shape */

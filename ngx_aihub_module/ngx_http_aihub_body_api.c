@@ -241,3 +241,21 @@ ngx_http_aihub_body_api_json_chars(cJSON *item)
 
     return n;
 }
+
+
+/* UTF-8 continuation bytes (10xxxxxx) do not start a character */
+
+int64_t
+ngx_http_aihub_body_chars(const char *s)
+{
+    int64_t        n;
+    const u_char  *p;
+
+    n = 0;
+
+    for (p = (const u_char *) s; *p; p++) {
+        n += ((*p & 0xc0) != 0x80);
+    }
+
+    return n;
+}

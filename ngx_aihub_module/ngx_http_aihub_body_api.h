@@ -16,6 +16,7 @@ ngx_int_t ngx_http_aihub_body_embeddings(ngx_http_aihub_ctx_t *ctx,
     cJSON *root);
 ngx_int_t ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx,
     cJSON *root);
+int64_t ngx_http_aihub_body_chars(const char *s);
 
 
 #endif /* NGX_HTTP_AIHUB_BODY_API_H */

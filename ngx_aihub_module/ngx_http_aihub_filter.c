@@ -30,6 +30,7 @@ static ngx_int_t ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static ngx_uint_t ngx_http_aihub_is_sse(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_aihub_is_json(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
@@ -196,11 +197,16 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
                                       "the request.");
     }
 
-    if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
-        && ngx_strncasecmp(r->headers_out.content_type.data,
-                           (u_char *) "text/event-stream",
-                           sizeof("text/event-stream") - 1) == 0)
+    /* the Responses API translated: the client gets another answer */
+
+    if (ctx->route.translate
+        && ngx_http_aihub_responses_answer(r, ctx, ngx_http_aihub_is_sse(r))
+           != NGX_OK)
     {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_aihub_is_sse(r)) {
         ctx->reply.streamed = 1;
 
         ctx->reply.sse = ngx_palloc(r->pool, sizeof(aihub_sse_t));
@@ -227,12 +233,6 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
             aihub_sse_init(ctx->reply.sse, NULL, 0);
         }
 
-        if (ctx->route.translate
-            && ngx_http_aihub_responses_answer(r, ctx, 1) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
     } else {
         if (!ngx_http_aihub_is_json(r)) {
             return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
@@ -248,12 +248,6 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
 
         aihub_usage_json_init(ctx->reply.json);
 
-        if (ctx->route.translate
-            && ngx_http_aihub_responses_answer(r, ctx, 0) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
         /* the header waits for the first byte: "{" or our 502 */
         ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_FIRST;
         ctx->reply.scanning = 1;
@@ -264,6 +258,17 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     ctx->reply.scanning = 1;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_uint_t
+ngx_http_aihub_is_sse(ngx_http_request_t *r)
+{
+    ngx_str_t  *ct = &r->headers_out.content_type;
+
+    return ct->len >= sizeof("text/event-stream") - 1
+           && ngx_strncasecmp(ct->data, (u_char *) "text/event-stream",
+                              sizeof("text/event-stream") - 1) == 0;
 }
 
 
@@ -477,12 +482,7 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return NGX_ERROR;
         }
 
-        rc = ngx_http_next_body_filter(r, out);
-
-        /* our copies are reused once sent: memory stays flat */
-        ngx_chain_update_chains(r->pool, &ctx->reply.free, &ctx->reply.busy,
-                                &out, (ngx_buf_tag_t) &ngx_http_aihub_module);
-        return rc;
+        goto ours;
     }
 
     if (ctx->reply.sse) {
@@ -494,21 +494,24 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_ERROR;
     }
 
-    if (ctx->route.translate) {
-        /* metered above as chat, then translated for the client */
-
-        if (ngx_http_aihub_responses_body(r, ctx, in, &out) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        rc = ngx_http_next_body_filter(r, out);
-
-        ngx_chain_update_chains(r->pool, &ctx->reply.free, &ctx->reply.busy,
-                                &out, (ngx_buf_tag_t) &ngx_http_aihub_module);
-        return rc;
+    if (!ctx->route.translate) {
+        return ngx_http_next_body_filter(r, in);
     }
 
-    return ngx_http_next_body_filter(r, in);
+    /* metered above as chat, then translated for the client */
+
+    if (ngx_http_aihub_responses_body(r, ctx, in, &out) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+ours:
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    /* our copies are reused once sent: memory stays flat */
+    ngx_chain_update_chains(r->pool, &ctx->reply.free, &ctx->reply.busy,
+                            &out, (ngx_buf_tag_t) &ngx_http_aihub_module);
+    return rc;
 }
 
 
