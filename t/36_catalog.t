@@ -12,7 +12,8 @@
 #     one this node cannot serve;
 #   - with only the mock provider configured, every listed model answers
 #     200 when called (chat models on chat completions, embedding models on
-#     embeddings).
+#     embeddings), and the worker stores each call's event with the usage
+#     the client saw.
 
 use strict;
 use warnings;
@@ -149,6 +150,7 @@ is($t->http(GET => '/v1/models/', key => $pro)->{status}, 404,
 # --- every listed model answers -----------------------------------------------
 
 my $before = mock_count($t);
+my %usage;      # request id -> the usage the client saw
 @listed = map { $_->{id} }
           @{ $t->http(GET => '/v1/models', key => $pro)->{json}{data} };
 
@@ -160,10 +162,33 @@ for my $id (@listed) {
 
     is($call->{status}, 200, "$id ($catalog{$id}{kind}) answers 200")
         or diag($call->{content});
+    $usage{ $call->{headers}{'x-request-id'} } = $call->{json}{usage};
 }
 
 is(mock_count($t) - $before, scalar @listed,
    'each listed model reached the provider once');
+
+# the worker drains their events into MySQL, as the client saw them
+$t->start_worker('--consumer', 'c36', '--block-ms', '100');
+
+my $ids = join ',', map { "'$_'" } sort keys %usage;
+ok($t->wait_for(sub {
+    ($t->sql_value("SELECT COUNT(*) FROM usage_events WHERE event_id IN "
+                   . "($ids)") // 0) == keys %usage }, timeout => 10),
+   'the worker stored every call\'s event');
+
+for my $row ($t->sql('SELECT event_id, model, prompt_tokens, '
+                     . 'completion_tokens, total_tokens, estimated FROM '
+                     . "usage_events WHERE event_id IN ($ids)"))
+{
+    my ($eid, $model, $p, $c, $tot, $est) = @$row;
+    my $u = $usage{$eid};
+
+    is_deeply([ $p, $c, $tot, $est ],
+              [ $u->{prompt_tokens}, $u->{completion_tokens} // 0,
+                $u->{total_tokens}, 0 ],
+              "$model: the stored event is the usage the client saw");
+}
 
 $t->done;
 
