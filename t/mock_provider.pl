@@ -605,11 +605,12 @@ sub responses {
     for my $w (('tok') x $output) {
         $add->('response.output_text.delta', item_id => $msg_id,
                output_index => 0, content_index => 0,
-               delta => $i++ ? " $w" : $w);
+               delta => $i++ ? " $w" : $w, logprobs => []);
     }
 
     $add->('response.output_text.done', item_id => $msg_id,
-           output_index => 0, content_index => 0, text => $text);
+           output_index => 0, content_index => 0, text => $text,
+           logprobs => []);
     $add->('response.content_part.done', item_id => $msg_id,
            output_index => 0, content_index => 0,
            part => $item->{content}[0]);

@@ -518,6 +518,69 @@ test_limits(void)
 }
 
 
+/* a streamed tool call: its item, its argument deltas, its final item */
+
+static void
+test_stream_tools(void)
+{
+    int          i, calls_added, arg_deltas;
+    char        *out;
+    size_t       len;
+    cJSON       *r, *item;
+    events_t     ev;
+
+    static const char  in[] =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+        "\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_9\","
+        "\"type\":\"function\",\"function\":{\"name\":\"get\","
+        "\"arguments\":\"\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{"
+        "\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]}}]}"
+        "\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{"
+        "\"index\":0,\"function\":{\"arguments\":\":1}\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},"
+        "\"finish_reason\":\"tool_calls\"}]}\n\n"
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,"
+        "\"completion_tokens\":6,\"total_tokens\":10}}\n\n"
+        "data: [DONE]\n\n";
+
+    out = translate(in, sizeof(in) - 1, 0, &len);
+    parse_events(out, &ev);
+
+    calls_added = 0;
+    arg_deltas = 0;
+
+    for (i = 0; i < ev.n && i < 64; i++) {
+        calls_added += strcmp(ev.types[i], "response.output_item.added") == 0;
+        arg_deltas += strcmp(ev.types[i],
+                             "response.function_call_arguments.delta") == 0;
+    }
+
+    ok(calls_added == 1 && arg_deltas == 2,
+       "tools: one function_call item, two argument deltas");
+    ok(ev.seq_ok && ev.names_ok, "tools: events well formed");
+    ok(ev.n > 0 && strcmp(ev.types[ev.n - 1], "response.completed") == 0,
+       "tools: response.completed last");
+
+    r = cJSON_GetObjectItem(ev.last, "response");
+    item = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "output"), 0);
+
+    ok(cJSON_GetArraySize(cJSON_GetObjectItem(r, "output")) == 1
+       && strcmp(cJSON_GetObjectItem(item, "type")->valuestring,
+                 "function_call") == 0
+       && strcmp(cJSON_GetObjectItem(item, "call_id")->valuestring,
+                 "call_9") == 0
+       && strcmp(cJSON_GetObjectItem(item, "name")->valuestring, "get") == 0
+       && strcmp(cJSON_GetObjectItem(item, "arguments")->valuestring,
+                 "{\"a\":1}") == 0,
+       "tools: the final function_call item, arguments joined");
+
+    cJSON_Delete(ev.last);
+    free(out);
+}
+
+
 int
 main(void)
 {
@@ -532,6 +595,7 @@ main(void)
     test_stream("cut", "response.failed", -1, 0, 0, NULL);
     test_stream("crlf", "response.completed", 7, 2, 9, "crlf");
     test_stream("nospace", "response.completed", 3, 2, 5, "no space");
+    test_stream_tools();
     test_limits();
 
     return tap_done();
