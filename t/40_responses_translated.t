@@ -217,19 +217,19 @@ $e = next_event();
 ok($e->{estimated}, 'provider error: billed for what was delivered, '
    . 'estimated (as chat)');
 
-# the limits: a stream's text beyond 1 MiB, a JSON answer beyond 4 MiB
+# the limits: a stream's text beyond 256 KiB, a JSON answer beyond 4 MiB
 # end as a failed response (billed for what the provider produced)
 $r = raw_request($t, key => $key, path => '/v1/responses',
                  headers => { 'x-mock-size' => 1_200_000 },
                  body => { model => 'test-basic', input => 'hello',
                            stream => JSON::PP::true }, timeout => 30);
 @data = sse_data(@{ $r->{events} });
-is($data[-1]{type}, 'response.failed', 'text over 1 MiB: response.failed');
+is($data[-1]{type}, 'response.failed', 'text over 256 KiB: response.failed');
 like($data[-1]{response}{error}{message} // '', qr/too long/,
      '... the answer is too long');
 $e = next_event();
 ok($e && !$e->{estimated} && $e->{completion_tokens} == 7,
-   'text over 1 MiB: billed on the usage the provider reported');
+   'text over 256 KiB: billed on the usage the provider reported');
 
 $r = resp({}, headers => { 'x-mock-size' => 4_500_000 });
 is($r->{status}, 200, 'JSON over 4 MiB: 200');
