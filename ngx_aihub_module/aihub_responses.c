@@ -32,7 +32,7 @@ static int aihub_rs_copy(cJSON *to, const char *name, const cJSON *from);
 
 static const char  *aihub_rq_dropped[] = {
     "store", "metadata", "service_tier", "prompt_cache_key",
-    "safety_identifier", NULL
+    "safety_identifier", "stream_options", NULL
 };
 
 static const char  *aihub_rq_copied[] = {

@@ -22,7 +22,8 @@
  *   reasoning.effort            reasoning_effort
  *   stream                      stream, with stream_options.include_usage
  *   store, metadata, truncation "disabled", include [], service_tier,
- *   prompt_cache_key, safety_identifier
+ *   prompt_cache_key, safety_identifier, stream_options (the Responses
+ *   API's: obfuscation)
  *                               dropped: chat completions have no such thing
  *                               that changes the answer
  *

@@ -121,7 +121,8 @@ test_request(void)
           "completions only." },
 
         { "{\"model\":\"m\",\"input\":\"x\",\"previous_response_id\":null,"
-          "\"include\":[],\"truncation\":\"disabled\"}",
+          "\"include\":[],\"truncation\":\"disabled\",\"stream_options\":"
+          "{\"include_obfuscation\":false}}",
           "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
           "\"model\":\"m\"}" },
 
