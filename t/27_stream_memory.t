@@ -199,9 +199,18 @@ is($e->{completion_tokens}, $usage->{completion_tokens},
        'translated 20 MB stream: ends as failed past 256 KiB of text');
     ok($all > 256 * 1024 && $all < 4 * 1024 * 1024,
        "translated 20 MB stream: the deltas up to the limit ($all bytes)");
-    ok($after - $before < 8 * 1024,
-       sprintf 'translated: worker memory stays flat: %d kB before, '
-               . '%d kB after (+%d kB)', $before, $after, $after - $before);
+    SKIP: {
+        # the translation allocates and frees per event (cJSON); ASan's
+        # quarantine holds freed memory back, so its RSS measures nothing
+        skip 'under ./build.sh test-asan the RSS of a process that frees '
+             . 'memory is no measure (ASan quarantine)', 1
+            if $ENV{AIHUB_ASAN_PRELOAD};
+
+        ok($after - $before < 8 * 1024,
+           sprintf 'translated: worker memory stays flat: %d kB before, '
+                   . '%d kB after (+%d kB)', $before, $after,
+                   $after - $before);
+    }
 
     my @ev = wait_usage($t, $n + 1, timeout => 10);
     ok(!$ev[-1]{estimated}, 'translated: metered on the provider\'s usage');
