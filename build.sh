@@ -261,12 +261,16 @@ cmd_test() {
         done
     fi
 
-    # the official OpenAI SDK for t/24, pinned by t/node/package-lock.json
+    # the official OpenAI SDK for t/24 and t/39, the Vercel AI SDK for
+    # t/39, pinned by t/node/package-lock.json
     if [ -f t/node/package-lock.json ] && command -v npm >/dev/null; then
-        if [ ! -d t/node/node_modules/openai ]; then
-            say "installing the OpenAI SDK for the tests (npm ci)"
+        if [ ! -d t/node/node_modules/openai ] \
+           || [ ! -d t/node/node_modules/ai ] \
+           || [ ! -d t/node/node_modules/@ai-sdk/openai ]
+        then
+            say "installing the SDKs for the tests (npm ci in t/node)"
             npm ci --prefix t/node --no-audit --no-fund --loglevel=error \
-                || warn "npm ci failed: t/24 will skip"
+                || warn "npm ci failed: t/24 and t/39 will skip"
         fi
     fi
 
@@ -937,7 +941,7 @@ cmd_test_asan() {
 FUZZ_SRC=$REPO/ngx_aihub_module/fuzz
 FUZZ_OUT=$BUILD/fuzz
 FUZZ_TARGETS=(sse usage_json key_format period ratelimit usage_event record
-              body)
+              body responses)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 

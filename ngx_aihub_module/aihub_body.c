@@ -89,6 +89,10 @@ aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
     b->model = model->valuestring;
     b->model_len = strlen(model->valuestring);
 
+    if (policy->model_only) {
+        return;
+    }
+
     messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
 
     if (!cJSON_IsArray(messages)) {

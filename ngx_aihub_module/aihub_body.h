@@ -39,6 +39,11 @@ typedef struct {
     int64_t                 max_tokens_max;   /* the largest max_tokens */
     unsigned                stream_usage:1;   /* a stream must ask for its
                                                  usage chunk */
+    unsigned                model_only:1;     /* not chat completions: the
+                                                 check stops after "model",
+                                                 the endpoint reads its own
+                                                 members (embeddings,
+                                                 responses) */
 } aihub_body_policy_t;
 
 

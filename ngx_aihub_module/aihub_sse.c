@@ -354,7 +354,7 @@ aihub_sse_strippable(aihub_sse_t *s)
 
     j = &s->json;
 
-    return s->data && j->complete && j->top_object && j->usage
+    return s->data && j->complete && j->top_object && j->top_usage
            && !j->choices && !j->error && !j->trailing && !j->invalid;
 }
 

@@ -16,8 +16,9 @@
  * ends (its blank line, or aihub_sse_finish()); the last usage object wins.
  *
  * Stripping (hold != NULL): an event whose JSON is complete, has a usage
- * object, has choices null, [] or absent and no error member, is removed
- * with its blank line.  To decide, the bytes of each event are held from its
+ * object as a member of its top-level object (not inside "response"), has
+ * choices null, [] or absent and no error member, is removed with its
+ * blank line.  To decide, the bytes of each event are held from its
  * first byte only until the event can no longer be a usage chunk: at the
  * first element of choices, an error member, a payload that is not a JSON
  * object ("[DONE]"), or the end of the event, whichever comes first; then

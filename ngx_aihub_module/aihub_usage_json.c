@@ -37,7 +37,8 @@ enum {
     C_ERROR,
     C_CHOICES,
     C_CHOICE,
-    C_DELTA
+    C_DELTA,
+    C_RESP              /* "response" of a Responses API stream event */
 };
 
 /* member names */
@@ -51,7 +52,11 @@ enum {
     K_TOTAL,
     K_MESSAGE,
     K_DELTA,
-    K_CONTENT
+    K_CONTENT,
+    K_RESPONSE,
+    K_INPUT,
+    K_OUTPUT,
+    K_TYPE
 };
 
 /* string roles */
@@ -59,7 +64,8 @@ enum {
     S_OTHER = 0,
     S_KEY,
     S_CONTENT,
-    S_MSG
+    S_MSG,
+    S_TYPE              /* a top-level "type": is it "error"? */
 };
 
 /* number phases */
@@ -95,7 +101,11 @@ static const struct {
     { "delta", 5, K_DELTA },
     { "content", 7, K_CONTENT },
     { "reasoning", 9, K_CONTENT },
-    { "reasoning_content", 17, K_CONTENT }
+    { "reasoning_content", 17, K_CONTENT },
+    { "response", 8, K_RESPONSE },
+    { "input_tokens", 12, K_INPUT },
+    { "output_tokens", 13, K_OUTPUT },
+    { "type", 4, K_TYPE }
 };
 
 static const char  *aihub_json_literals[] = { "true", "false", "null" };
@@ -289,6 +299,12 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
 
             if (j->str_role == S_MSG) {
                 aihub_json_msg_trim(j);
+
+            } else if (j->str_role == S_TYPE && !j->type_other
+                       && j->type_pos == sizeof("error") - 1)
+            {
+                /* a Responses API stream's error event */
+                j->error = 1;
             }
 
             aihub_json_value_end(j);
@@ -322,6 +338,18 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
 
         case S_MSG:
             aihub_json_msg_add(j, c < 0x20 ? ' ' : c);
+            break;
+
+        case S_TYPE:
+            if (j->type_pos < sizeof("error") - 1
+                && c == (unsigned) "error"[j->type_pos])
+            {
+                j->type_pos++;
+
+            } else {
+                j->type_other = 1;
+            }
+
             break;
         }
 
@@ -357,6 +385,9 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
         if (j->str_role == S_KEY) {
             j->key_len = 255;          /* escaped names never match */
 
+        } else if (j->str_role == S_TYPE) {
+            j->type_other = 1;
+
         } else if (j->str_role == S_CONTENT) {
             j->chars++;
 
@@ -387,6 +418,9 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
 
         if (j->str_role == S_KEY) {
             j->key_len = 255;
+
+        } else if (j->str_role == S_TYPE) {
+            j->type_other = 1;
 
         } else if (j->str_role == S_CONTENT) {
             /* a low surrogate completes a pair counted at its high half */
@@ -539,6 +573,24 @@ aihub_json_value_start(aihub_json_t *j, unsigned c)
             break;
         }
 
+        if (pkey == K_RESPONSE && c == '{') {
+            role = C_RESP;
+
+        } else if (pkey == K_DELTA && c == '"') {
+            /* response.output_text.delta and the other text deltas */
+            j->str_role = S_CONTENT;
+
+        } else if (pkey == K_TYPE && c == '"') {
+            j->str_role = S_TYPE;
+            j->type_pos = 0;
+            j->type_other = 0;
+        }
+
+        /* usage and error as in a "response" object */
+
+        /* fall through */
+
+    case C_RESP:
         if (pkey == K_USAGE && c == '{') {
             role = C_USAGE;
             j->cur[0] = 0;
@@ -559,17 +611,19 @@ aihub_json_value_start(aihub_json_t *j, unsigned c)
                 j->str_role = S_MSG;
             }
 
-        } else if (pkey == K_CHOICES && c == '[') {
+        } else if (pkey == K_CHOICES && c == '[' && pctx == C_TOP) {
             role = C_CHOICES;
         }
 
         break;
 
     case C_USAGE:
-        if (pkey == K_PROMPT) {
+        /* chat completions' names, and the Responses API's */
+
+        if (pkey == K_PROMPT || pkey == K_INPUT) {
             j->num_role = 1;
 
-        } else if (pkey == K_COMPLETION) {
+        } else if (pkey == K_COMPLETION || pkey == K_OUTPUT) {
             j->num_role = 2;
 
         } else if (pkey == K_TOTAL) {
@@ -710,6 +764,10 @@ aihub_json_pop(aihub_json_t *j, unsigned c)
         j->val_has = j->cur_has;
         j->val_bad = j->cur_bad;
         j->usage = 1;
+
+        if (j->depth == 2) {
+            j->top_usage = 1;   /* a member of the top-level object */
+        }
     }
 
     j->depth--;

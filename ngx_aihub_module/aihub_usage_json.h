@@ -12,12 +12,21 @@
  *                          numbers; taken when the usage object closes, so a
  *                          cut usage object is ignored; "usage": null and
  *                          nested members (prompt_tokens_details, ...) are
- *                          ignored
+ *                          ignored.  The Responses API's input_tokens and
+ *                          output_tokens count as prompt and completion
+ *                          (output_tokens includes reasoning tokens)
+ *   response.usage, response.error
+ *                          the same inside "response" (the Responses API's
+ *                          stream events: response.completed,
+ *                          response.incomplete, response.failed)
  *   error                  any value but null or false marks an error; the
  *                          string itself or error.message is kept (short)
+ *   type                   the string "error" marks an error (a Responses
+ *                          API stream's error event)
  *   choices                null, [] or absent: "no choices"
  *   choices[*].delta.content, choices[*].message.content, and the same
- *   with reasoning or reasoning_content instead of content
+ *   with reasoning or reasoning_content instead of content, and a
+ *   top-level "delta" string (Responses API text deltas)
  *                          strings: their characters (Unicode code points)
  *                          are counted into delivered_chars for estimates
  *                          (tool call arguments are not counted)
@@ -92,6 +101,8 @@ typedef struct {
     uint8_t    lit_pos;
     uint8_t    hex_left;
     uint8_t    key_len;
+    uint8_t    type_pos;            /* "type": characters of "error" seen */
+    uint8_t    type_other;          /* ... and it is something else */
     uint32_t   hex;
     uint32_t   depth;
     uint64_t   is_object[AIHUB_JSON_MAX_DEPTH / 64];
@@ -117,6 +128,7 @@ typedef struct {
     uint8_t    val_has;             /* bit 0 prompt, 1 completion, 2 total */
     uint8_t    val_bad;
     unsigned   usage:1;             /* a usage object closed */
+    unsigned   top_usage:1;         /* ... the top-level object's own */
     unsigned   started:1;           /* the first value began */
     unsigned   top_object:1;        /* the top-level value is an object */
     unsigned   choices:1;           /* choices has at least one element */

@@ -277,6 +277,13 @@ ngx_http_aihub_serve_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
         return ngx_http_aihub_dev_models(r, ctx);
 
+    case NGX_HTTP_AIHUB_EP_MODEL:
+        if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+            break;
+        }
+
+        return ngx_http_aihub_dev_model(r, ctx);
+
     case NGX_HTTP_AIHUB_EP_USAGE:
         if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
             break;

@@ -11,6 +11,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
+#include "ngx_http_aihub_body_api.h"
 #include "aihub_body.h"
 
 
@@ -18,9 +19,20 @@
 #define NGX_HTTP_AIHUB_MAX_TOKENS_MAX  1000000000
 
 
+/* chat completions: the engine checks every member it knows */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0
 };
+
+/* embeddings and responses: the engine checks what every body must hold
+   (one JSON object, each member once, nothing that routes or bills, a
+   model), ngx_http_aihub_body_api.c the rest */
+static const aihub_body_policy_t  ngx_http_aihub_body_policy_api = {
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1
+};
+
+
+#define ngx_http_aihub_body_policy_of(ctx)                                       ((ctx)->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT                               ? &ngx_http_aihub_body_policy : &ngx_http_aihub_body_policy_api)
 
 
 static void ngx_http_aihub_body_done(ngx_http_request_t *r);
@@ -28,6 +40,10 @@ static ngx_int_t ngx_http_aihub_body_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_body_refuse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, aihub_body_t *b);
+static ngx_int_t ngx_http_aihub_body_translated(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_body_replace(ngx_http_request_t *r,
+    u_char *out, size_t len);
 static void ngx_http_aihub_body_cleanup(void *data);
 
 
@@ -100,11 +116,6 @@ ngx_http_aihub_body_done(ngx_http_request_t *r)
 }
 
 
-#define ngx_http_aihub_bad_request(ctx, msg)                                 \
-    ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST, "invalid_request_error", \
-                        "invalid_request_error", msg)
-
-
 static ngx_int_t
 ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
@@ -129,7 +140,8 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    aihub_body_check(&b, body.data, body.len, &ngx_http_aihub_body_policy);
+    aihub_body_check(&b, body.data, body.len,
+                     ngx_http_aihub_body_policy_of(ctx));
 
     if (b.json != NULL) {
         cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -162,6 +174,18 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     if (b.verdict != AIHUB_BODY_OK) {
         return ngx_http_aihub_body_refuse(r, ctx, &b);
+    }
+
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_EMBEDDINGS
+        && ngx_http_aihub_body_embeddings(ctx, b.json) != NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES
+        && ngx_http_aihub_body_responses(ctx, b.json) != NGX_OK)
+    {
+        return NGX_OK;
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -284,11 +308,14 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     int                      rc;
     char                    *out;
     size_t                   len;
+    ngx_int_t                done;
     ngx_str_t                in;
-    ngx_buf_t               *b;
-    ngx_chain_t             *cl;
     aihub_body_t             body;
     ngx_http_aihub_model_t  *m = ctx->route.model;
+
+    if (ctx->route.translate) {
+        return ngx_http_aihub_body_translated(r, ctx);
+    }
 
     /* what the check found, as the context keeps it */
 
@@ -305,9 +332,9 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    rc = aihub_body_rewrite(&body, &ngx_http_aihub_body_policy, in.data,
-                            in.len, (const char *) m->upstream.data, &out,
-                            &len);
+    rc = aihub_body_rewrite(&body, ngx_http_aihub_body_policy_of(ctx),
+                            in.data, in.len, (const char *) m->upstream.data,
+                            &out, &len);
 
     if (rc == 0) {
         return NGX_OK;
@@ -317,16 +344,84 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    done = ngx_http_aihub_body_replace(r, (u_char *) out, len);
+    ngx_free(out);
+
+    return done;
+}
+
+
+/*
+ * A Responses request translated into a chat completion (the model step
+ * put the translation in ctx->body.json): the provider gets it printed
+ * whole, with its own model id, and for a stream the usage chunk asked.
+ */
+
+static ngx_int_t
+ngx_http_aihub_body_translated(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    char                    *out;
+    cJSON                   *root, *opts;
+    ngx_int_t                rc;
+    ngx_http_aihub_model_t  *m = ctx->route.model;
+
+    root = ctx->body.json;
+
+    if (cJSON_ReplaceItemInObjectCaseSensitive(root, "model",
+            cJSON_CreateString((const char *) m->upstream.data))
+        == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ctx->body.stream && !ctx->body.include_usage) {
+        opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+
+        if (!cJSON_IsObject(opts)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "stream_options");
+
+            opts = cJSON_AddObjectToObject(root, "stream_options");
+            if (opts == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
+
+        if (cJSON_AddTrueToObject(opts, "include_usage") == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    out = cJSON_PrintUnformatted(root);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_aihub_body_replace(r, (u_char *) out, ngx_strlen(out));
+    cJSON_free(out);
+
+    return rc;
+}
+
+
+/* the request body the provider is sent: len bytes of out, copied */
+
+static ngx_int_t
+ngx_http_aihub_body_replace(ngx_http_request_t *r, u_char *out, size_t len)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        ngx_free(out);
         return NGX_ERROR;
     }
 
     b->last = ngx_cpymem(b->last, out, len);
     b->last_buf = 1;
     b->last_in_chain = 1;
-    ngx_free(out);
 
     cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {

@@ -17,4 +17,13 @@ ngx_int_t ngx_http_aihub_body_rewrite(ngx_http_request_t *r,
 ngx_int_t ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
 
 
+/* a malformed request: 400 in OpenAI's shape */
+#define ngx_http_aihub_bad_request(ctx, msg)                                 \
+    ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST, "invalid_request_error", \
+                        "invalid_request_error", msg)
+
+/* an image or audio part of a prompt: a flat, high-detail cost */
+#define NGX_HTTP_AIHUB_MEDIA_CHARS  (765 * 4)
+
+
 #endif /* NGX_HTTP_AIHUB_BODY_H */

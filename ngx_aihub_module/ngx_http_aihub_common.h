@@ -58,6 +58,13 @@
 #define NGX_HTTP_AIHUB_KIND_OPENAI    0
 #define NGX_HTTP_AIHUB_KIND_GEMINI    1
 
+/* a model's kind, and the API its provider speaks for it (the catalog) */
+#define NGX_HTTP_AIHUB_MODEL_CHAT     0
+#define NGX_HTTP_AIHUB_MODEL_EMBED    1
+
+#define NGX_HTTP_AIHUB_API_CHAT       0   /* chat completions only */
+#define NGX_HTTP_AIHUB_API_RESPONSES  1   /* the Responses API too */
+
 
 typedef struct {
     ngx_str_t                     name;
@@ -157,6 +164,9 @@ typedef struct {
     uint64_t                      price_in;     /* micro-$ per 1M tokens */
     uint64_t                      price_out;
     ngx_str_t                     fallbacks;    /* comma list of ids */
+    int64_t                       created;      /* unix seconds */
+    ngx_uint_t                    kind;         /* NGX_HTTP_AIHUB_MODEL_* */
+    ngx_uint_t                    api;          /* NGX_HTTP_AIHUB_API_* */
 } ngx_http_aihub_model_t;
 
 
@@ -259,7 +269,10 @@ typedef enum {
 
 typedef enum {
     NGX_HTTP_AIHUB_EP_CHAT = 0,
+    NGX_HTTP_AIHUB_EP_RESPONSES,
+    NGX_HTTP_AIHUB_EP_EMBEDDINGS,
     NGX_HTTP_AIHUB_EP_MODELS,
+    NGX_HTTP_AIHUB_EP_MODEL,                    /* GET .../models/{id} */
     NGX_HTTP_AIHUB_EP_USAGE,
     NGX_HTTP_AIHUB_EP_KEYS,
     NGX_HTTP_AIHUB_EP_UNKNOWN
@@ -341,6 +354,7 @@ typedef struct {
     void                         *failed;       /* the upstream that failed */
     ngx_uint_t                    attempts;     /* routes tried */
     ngx_uint_t                    next;         /* its next fallback */
+    unsigned                      translate:1;  /* responses over chat */
 } ngx_http_aihub_route_t;
 
 
@@ -366,6 +380,11 @@ typedef struct {
     ngx_http_aihub_hold_e         hold;
     ngx_chain_t                  *free;         /* stream copies, reused */
     ngx_chain_t                  *busy;
+    void                         *xlate_stream; /* aihub_rstream_t */
+    ngx_buf_t                    *xlate_json;   /* a chat answer, held */
+    u_char                       *xlate_id;
+    u_char                       *xlate_model;
+    unsigned                      xlate_failed:1;
     unsigned                      replace_sent:1;
     unsigned                      streamed:1;
     unsigned                      scanning:1;

@@ -2,6 +2,7 @@
  * The developer endpoints the module answers itself, after the key check:
  *
  *   GET    /v1/models, /api/v1/developer/models   the models this key may use
+ *   GET    /v1/models/{id} (and the developer twin) one of them
  *   GET    /api/v1/developer/usage                 the current period
  *
  * and what every endpoint shares (dev_keys.c for the api-keys ones): the
@@ -28,10 +29,55 @@ static ngx_int_t ngx_http_aihub_dev_no_store(ngx_http_request_t *r);
 
 
 
+/* a model this key may call on this node: allowed and servable */
+
+static ngx_uint_t
+ngx_http_aihub_dev_model_visible(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_http_aihub_model_t *m)
+{
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    return ngx_http_aihub_model_allowed(&ctx->caller.key, m)
+           && ngx_http_aihub_model_servable(amcf, m);
+}
+
+
+/* OpenAI's model object, with the catalog's tier, kind and prices */
+
+static cJSON *
+ngx_http_aihub_dev_model_object(ngx_http_aihub_model_t *m)
+{
+    cJSON  *o;
+
+    o = cJSON_CreateObject();
+    if (o == NULL) {
+        return NULL;
+    }
+
+    /* the catalog's strings are NUL-terminated copies */
+
+    cJSON_AddStringToObject(o, "id", (char *) m->id.data);
+    cJSON_AddStringToObject(o, "object", "model");
+    cJSON_AddNumberToObject(o, "created", (double) m->created);
+    cJSON_AddStringToObject(o, "owned_by", (char *) m->provider.data);
+    cJSON_AddStringToObject(o, "tier", (char *) m->tier.data);
+    cJSON_AddStringToObject(o, "kind",
+                            m->kind == NGX_HTTP_AIHUB_MODEL_EMBED
+                            ? "embedding" : "chat");
+    cJSON_AddNumberToObject(o, "input_price_per_million_micros",
+                            (double) m->price_in);
+    cJSON_AddNumberToObject(o, "output_price_per_million_micros",
+                            (double) m->price_out);
+
+    return o;
+}
+
+
 ngx_int_t
 ngx_http_aihub_dev_models(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    char                    *id;
     cJSON                   *root, *data, *m;
     ngx_uint_t               i;
     ngx_array_t             *all;
@@ -57,35 +103,79 @@ ngx_http_aihub_dev_models(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     for (i = 0; i < all->nelts; i++) {
 
-        if (!ngx_http_aihub_model_allowed(&ctx->caller.key, &models[i])) {
+        if (!ngx_http_aihub_dev_model_visible(r, ctx, &models[i])) {
             continue;
         }
 
-        m = cJSON_CreateObject();
+        m = ngx_http_aihub_dev_model_object(&models[i]);
         if (m == NULL) {
             cJSON_Delete(root);
             return NGX_ERROR;
         }
 
-        id = (char *) models[i].id.data;   /* NUL-terminated copies */
-
-        cJSON_AddStringToObject(m, "id", id);
-        cJSON_AddStringToObject(m, "object", "model");
-        cJSON_AddNumberToObject(m, "created", 0);
-        cJSON_AddStringToObject(m, "owned_by",
-                                (char *) models[i].provider.data);
-        cJSON_AddStringToObject(m, "tier", (char *) models[i].tier.data);
-        cJSON_AddNumberToObject(m, "input_price_per_million_micros",
-                                (double) models[i].price_in);
-        cJSON_AddNumberToObject(m, "output_price_per_million_micros",
-                                (double) models[i].price_out);
         cJSON_AddItemToArray(data, m);
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "aihub dev: models, %d allowed", cJSON_GetArraySize(data));
+                   "aihub dev: models, %d listed", cJSON_GetArraySize(data));
 
     return ngx_http_aihub_dev_send_json(r, NGX_HTTP_OK, root);
+}
+
+
+/*
+ * GET /v1/models/{id}: the id is the rest of the path, slashes and all
+ * ("openai/gpt-4o"), as nginx decoded it.  A model the key may not use,
+ * or that this node cannot serve, is not found, as OpenAI answers.
+ */
+
+ngx_int_t
+ngx_http_aihub_dev_model(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char                  *p, *msg, *name;
+    cJSON                   *o;
+    ngx_str_t                id;
+    ngx_http_aihub_model_t  *m;
+
+    if (!ngx_http_aihub_models_loaded()) {
+        ngx_http_aihub_dev_unavailable(ctx,
+            "The gateway has not loaded its model catalog yet. Please retry "
+            "shortly.");
+        return NGX_OK;
+    }
+
+    /* the endpoint matched "/v1/models/" or "/api/v1/developer/models/" */
+
+    p = r->uri.data + (r->uri.data[1] == 'v' ? sizeof("/v1/models/") - 1
+                       : sizeof("/api/v1/developer/models/") - 1);
+
+    id.data = p;
+    id.len = r->uri.data + r->uri.len - p;
+
+    m = ngx_http_aihub_model_find(&id);
+
+    if (m == NULL || !ngx_http_aihub_dev_model_visible(r, ctx, m)) {
+        name = ngx_http_aihub_safe_text(r->pool, id.data, id.len, 128);
+        msg = ngx_pnalloc(r->pool, 128 + 64);
+
+        if (name == NULL || msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(msg, "The model \"%s\" does not exist or you do not "
+                    "have access to it.%Z", name);
+
+        ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_FOUND, "invalid_request_error",
+                            "model_not_found", (const char *) msg);
+        return NGX_OK;
+    }
+
+    o = ngx_http_aihub_dev_model_object(m);
+    if (o == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_aihub_dev_send_json(r, NGX_HTTP_OK, o);
 }
 
 

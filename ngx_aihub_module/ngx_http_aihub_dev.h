@@ -12,6 +12,8 @@
 #include <cjson/cJSON.h>
 
 
+ngx_int_t ngx_http_aihub_dev_model(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 ngx_int_t ngx_http_aihub_dev_models(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 ngx_int_t ngx_http_aihub_dev_usage(ngx_http_request_t *r,

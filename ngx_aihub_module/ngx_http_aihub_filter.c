@@ -14,6 +14,7 @@
 #include "ngx_http_aihub_refusal.h"
 #include "ngx_http_aihub_lane.h"
 #include "ngx_http_aihub_fallback.h"
+#include "ngx_http_aihub_responses.h"
 #include "ngx_http_aihub_filter.h"
 
 
@@ -31,7 +32,6 @@ static ngx_int_t ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
-static ngx_uint_t ngx_http_aihub_is_json(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
@@ -201,11 +201,17 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
                                       "the request.");
     }
 
-    if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
-        && ngx_strncasecmp(r->headers_out.content_type.data,
-                           (u_char *) "text/event-stream",
-                           sizeof("text/event-stream") - 1) == 0)
+    /* the Responses API translated: the client gets another answer */
+
+    if (ctx->route.translate
+        && ngx_http_aihub_responses_answer(r, ctx,
+                                           ngx_http_aihub_answer_is_sse(r))
+           != NGX_OK)
     {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_aihub_answer_is_sse(r)) {
         ctx->reply.streamed = 1;
 
         ctx->reply.sse = ngx_palloc(r->pool, sizeof(aihub_sse_t));
@@ -215,7 +221,9 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
 
         /* the usage chunk we asked for on the client's behalf goes */
 
-        if (ctx->body.stream && !ctx->body.include_usage) {
+        if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+            && ctx->body.stream && !ctx->body.include_usage)
+        {
             hold = ngx_palloc(r->pool, AIHUB_SSE_HOLD_SIZE);
             if (hold == NULL) {
                 return NGX_ERROR;
@@ -231,7 +239,7 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
         }
 
     } else {
-        if (!ngx_http_aihub_is_json(r)) {
+        if (!ngx_http_aihub_answer_is_json(r)) {
             return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
                                           "server_error", "upstream_error",
                                           "The model provider sent an "
@@ -255,17 +263,6 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     ctx->reply.scanning = 1;
 
     return ngx_http_next_header_filter(r);
-}
-
-
-static ngx_uint_t
-ngx_http_aihub_is_json(ngx_http_request_t *r)
-{
-    ngx_str_t  *ct = &r->headers_out.content_type;
-
-    return ct->len >= sizeof("application/json") - 1
-           && ngx_strncasecmp(ct->data, (u_char *) "application/json",
-                              sizeof("application/json") - 1) == 0;
 }
 
 
@@ -470,12 +467,7 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return NGX_ERROR;
         }
 
-        rc = ngx_http_next_body_filter(r, out);
-
-        /* our copies are reused once sent: memory stays flat */
-        ngx_chain_update_chains(r->pool, &ctx->reply.free, &ctx->reply.busy,
-                                &out, (ngx_buf_tag_t) &ngx_http_aihub_module);
-        return rc;
+        goto ours;
     }
 
     if (ctx->reply.sse) {
@@ -487,7 +479,24 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_ERROR;
     }
 
-    return ngx_http_next_body_filter(r, in);
+    if (!ctx->route.translate) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* metered above as chat, then translated for the client */
+
+    if (ngx_http_aihub_responses_body(r, ctx, in, &out) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+ours:
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    /* our copies are reused once sent: memory stays flat */
+    ngx_chain_update_chains(r->pool, &ctx->reply.free, &ctx->reply.busy,
+                            &out, (ngx_buf_tag_t) &ngx_http_aihub_module);
+    return rc;
 }
 
 

@@ -374,6 +374,10 @@ ngx_http_aihub_key_check(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     switch (ctx->flow.endpoint) {
 
     case NGX_HTTP_AIHUB_EP_CHAT:
+    case NGX_HTTP_AIHUB_EP_RESPONSES:
+    case NGX_HTTP_AIHUB_EP_EMBEDDINGS:
+
+        /* model calls: the same scope, limits, quota and metering */
 
         if (!rec->chat) {
             ngx_http_aihub_deny(ctx, NGX_HTTP_FORBIDDEN,
@@ -386,7 +390,9 @@ ngx_http_aihub_key_check(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
             ngx_http_aihub_deny(ctx, NGX_HTTP_NOT_ALLOWED,
                                 "invalid_request_error",
                                 "method_not_allowed",
-                                "Chat completions take POST.");
+                                ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+                                ? "Chat completions take POST."
+                                : "This endpoint takes POST.");
             return NGX_OK;
         }
 
@@ -427,9 +433,31 @@ ngx_http_aihub_endpoint(ngx_http_request_t *r)
         return NGX_HTTP_AIHUB_EP_CHAT;
     }
 
+    if (AIHUB_URI_IS("/v1/responses")
+        || AIHUB_URI_IS("/api/v1/developer/responses"))
+    {
+        return NGX_HTTP_AIHUB_EP_RESPONSES;
+    }
+
+    if (AIHUB_URI_IS("/v1/embeddings")
+        || AIHUB_URI_IS("/api/v1/developer/embeddings"))
+    {
+        return NGX_HTTP_AIHUB_EP_EMBEDDINGS;
+    }
+
     if (AIHUB_URI_IS("/v1/models") || AIHUB_URI_IS("/api/v1/developer/models"))
     {
         return NGX_HTTP_AIHUB_EP_MODELS;
+    }
+
+    /* a model id holds slashes ("openai/gpt-4o"): the rest of the path */
+
+    if ((AIHUB_URI_STARTS("/v1/models/")
+         && uri->len > sizeof("/v1/models/") - 1)
+        || (AIHUB_URI_STARTS("/api/v1/developer/models/")
+            && uri->len > sizeof("/api/v1/developer/models/") - 1))
+    {
+        return NGX_HTTP_AIHUB_EP_MODEL;
     }
 
     if (AIHUB_URI_IS("/api/v1/developer/usage")) {

@@ -149,6 +149,14 @@ ngx_http_aihub_tokens_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return;
     }
 
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_EMBEDDINGS
+        && !u->has_completion)
+    {
+        /* an embedding generates nothing: 0 completion tokens, exactly */
+        u->completion = 0;
+        u->has_completion = 1;
+    }
+
     /* an error after content: what was delivered is billed, estimated */
 
     aihub_usage_finalize(u, (ctx->body.prompt_estimate + 3) / 4);

@@ -6,7 +6,9 @@
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_answer.h"
+#include "ngx_http_aihub_body.h"
 #include "ngx_http_aihub_models.h"
+#include "ngx_http_aihub_responses.h"
 #include "ngx_http_aihub_model.h"
 
 
@@ -19,6 +21,7 @@ ngx_int_t
 ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                  *msg, *name;
+    ngx_int_t                rc;
     ngx_http_aihub_model_t  *m, *copy;
 
     m = ngx_http_aihub_model_find(&ctx->body.model);
@@ -64,6 +67,45 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    /* an embedding model on chat or responses, a chat model on embeddings */
+
+    if ((m->kind == NGX_HTTP_AIHUB_MODEL_EMBED)
+        != (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_EMBEDDINGS))
+    {
+        msg = ngx_pnalloc(r->pool, ctx->body.model.len + 128);
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (m->kind == NGX_HTTP_AIHUB_MODEL_EMBED) {
+            ngx_sprintf(msg, "The model \"%V\" is an embedding model: call "
+                        "it on /v1/embeddings.%Z", &ctx->body.model);
+
+        } else {
+            ngx_sprintf(msg, "The model \"%V\" is not an embedding model: "
+                        "call it on /v1/chat/completions or /v1/responses."
+                        "%Z", &ctx->body.model);
+        }
+
+        ngx_http_aihub_bad_request(ctx, (const char *) msg);
+        return NGX_OK;
+    }
+
+    /*
+     * The Responses API for a model whose provider speaks only chat
+     * completions: translated, or refused here, before the quota
+     */
+
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES
+        && m->api != NGX_HTTP_AIHUB_API_RESPONSES)
+    {
+        rc = ngx_http_aihub_responses_request(r, ctx);
+
+        if (rc != NGX_OK) {
+            return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
+        }
+    }
+
     /* the catalog may be reloaded while the call runs: keep a copy */
 
     copy = ngx_palloc(r->pool, sizeof(ngx_http_aihub_model_t));
@@ -87,9 +129,10 @@ ngx_http_aihub_model_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        ngx_sprintf(msg, "max_tokens is limited to %uL on the \"%V\" "
-                    "plan.%Z", ctx->caller.key.rec.max_tokens,
-                    &ctx->caller.key.plan);
+        ngx_sprintf(msg, "%s is limited to %uL on the \"%V\" plan.%Z",
+                    ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES
+                    ? "max_output_tokens" : "max_tokens",
+                    ctx->caller.key.rec.max_tokens, &ctx->caller.key.plan);
 
         ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
                             "invalid_request_error", "max_tokens_exceeded",

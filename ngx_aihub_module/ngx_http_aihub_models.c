@@ -261,6 +261,17 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
 
         m->price_in = mr.price_in;
         m->price_out = mr.price_out;
+        m->created = mr.created;
+
+        m->kind = (mr.kind.len == sizeof("embedding") - 1
+                   && ngx_strncmp(mr.kind.data, "embedding", mr.kind.len) == 0)
+                  ? NGX_HTTP_AIHUB_MODEL_EMBED
+                  : NGX_HTTP_AIHUB_MODEL_CHAT;
+
+        m->api = (mr.api.len == sizeof("responses") - 1
+                  && ngx_strncmp(mr.api.data, "responses", mr.api.len) == 0)
+                 ? NGX_HTTP_AIHUB_API_RESPONSES
+                 : NGX_HTTP_AIHUB_API_CHAT;
 
         if (m->upstream.len == 0) {
             m->upstream = m->id;
@@ -381,6 +392,41 @@ ngx_http_aihub_model_allowed(ngx_http_aihub_key_t *key,
         }
 
         p = e + 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A model this node can serve: its provider is declared here and has a
+ * credential (a provider's key_env may be unset on this node).  The lists
+ * and the lookup show only these, so a client never picks a model that
+ * would answer 502.
+ */
+
+ngx_uint_t
+ngx_http_aihub_model_servable(ngx_http_aihub_main_conf_t *amcf,
+    ngx_http_aihub_model_t *m)
+{
+    ngx_uint_t                  i;
+    ngx_http_aihub_provider_t  *p;
+
+    p = amcf->providers.elts;
+
+    for (i = 0; i < amcf->providers.nelts; i++) {
+
+        if (m->provider.len == 0) {
+            /* no provider named: the first declared serves it */
+            return p[i].authorization.len != 0;
+        }
+
+        if (p[i].name.len == m->provider.len
+            && ngx_strncmp(p[i].name.data, m->provider.data, m->provider.len)
+               == 0)
+        {
+            return p[i].authorization.len != 0;
+        }
     }
 
     return 0;

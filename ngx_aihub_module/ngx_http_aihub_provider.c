@@ -424,14 +424,25 @@ ngx_http_aihub_proxy_url(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_http_aihub_provider_t  *pv = ctx->route.provider;
 
     static ngx_str_t  developer_chat = ngx_string("/api/v1/developer/chat");
+    static ngx_str_t  developer = ngx_string("/api/v1/developer");
 
     tail = r->uri;
 
-    if (tail.len >= developer_chat.len
-        && ngx_strncmp(tail.data, developer_chat.data, developer_chat.len)
-           == 0)
+    if (ctx->route.translate
+        || (tail.len >= developer_chat.len
+            && ngx_strncmp(tail.data, developer_chat.data,
+                           developer_chat.len)
+               == 0))
     {
+        /* chat, or the Responses API translated into chat */
         ngx_str_set(&tail, "/chat/completions");
+
+    } else if (tail.len > developer.len
+               && ngx_strncmp(tail.data, developer.data, developer.len) == 0)
+    {
+        /* /api/v1/developer/responses, .../embeddings */
+        tail.data += developer.len;
+        tail.len -= developer.len;
 
     } else if (tail.len > 3 && ngx_strncmp(tail.data, "/v1/", 4) == 0) {
         tail.data += 3;

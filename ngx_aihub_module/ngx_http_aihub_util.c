@@ -256,3 +256,29 @@ ngx_http_aihub_request_id(u_char *dst)
     ngx_memzero(ngx_http_aihub_random + ngx_http_aihub_random_used, n);
     ngx_http_aihub_random_used += n;
 }
+
+
+/* the answer's Content-Type is text/event-stream (any parameters) */
+
+ngx_uint_t
+ngx_http_aihub_answer_is_sse(ngx_http_request_t *r)
+{
+    ngx_str_t  *ct = &r->headers_out.content_type;
+
+    return ct->len >= sizeof("text/event-stream") - 1
+           && ngx_strncasecmp(ct->data, (u_char *) "text/event-stream",
+                              sizeof("text/event-stream") - 1) == 0;
+}
+
+
+/* the answer's Content-Type is application/json (any parameters) */
+
+ngx_uint_t
+ngx_http_aihub_answer_is_json(ngx_http_request_t *r)
+{
+    ngx_str_t  *ct = &r->headers_out.content_type;
+
+    return ct->len >= sizeof("application/json") - 1
+           && ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                              sizeof("application/json") - 1) == 0;
+}

@@ -27,4 +27,8 @@ ngx_int_t ngx_http_aihub_hex_decode(u_char *dst, u_char *src, size_t len);
 void ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key);
 
 
+ngx_uint_t ngx_http_aihub_answer_is_sse(ngx_http_request_t *r);
+ngx_uint_t ngx_http_aihub_answer_is_json(ngx_http_request_t *r);
+
+
 #endif /* NGX_HTTP_AIHUB_UTIL_H */

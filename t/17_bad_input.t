@@ -285,16 +285,17 @@ is_error($t->http(PUT => '/v1/chat/completions', key => $key, body => '{}'),
          405, 'method_not_allowed', 'PUT /v1/chat/completions');
 is_error($t->http(DELETE => '/api/v1/developer/usage', key => $key), 405,
          'method_not_allowed', 'DELETE /api/v1/developer/usage');
-is_error($t->http(POST => '/v1/embeddings', key => $key,
-                  body => { model => 'test-basic', input => 'x' }),
-         404, 'unknown_url', 'POST /v1/embeddings');
+# (the legacy completions endpoint: /v1/embeddings is served now)
+is_error($t->http(POST => '/v1/completions', key => $key,
+                  body => { model => 'test-basic', prompt => 'x' }),
+         404, 'unknown_url', 'POST /v1/completions');
 is_error($t->http(GET => '/api/v1/developer/nothing', key => $key), 404,
          'unknown_url', 'GET /api/v1/developer/nothing');
 is_error($t->http(GET => '/v1/chat/completions/../../v1/models/x',
                   key => $key), 404, 'unknown_url', 'dot segments');
 
 # without a key the path is not even looked at
-is_error($t->http(POST => '/v1/embeddings', body => '{}'), 401,
+is_error($t->http(POST => '/v1/completions', body => '{}'), 401,
          'invalid_api_key', 'unknown path without a key: 401 first');
 
 

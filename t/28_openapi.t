@@ -64,7 +64,13 @@ is($spec->{openapi}, '3.1.0', 'an OpenAPI 3.1 document');
 
 # --- the gateway -----------------------------------------------------------
 
-seed_models($t);
+seed_models($t, %MODELS,
+            'test-embed' => { provider => 'mock', upstream => 'mock-embed',
+                              tier => 'basic', kind => 'embedding',
+                              price_in => 20000, price_out => 0 },
+            'test-resp' => { provider => 'mock', upstream => 'mock-basic',
+                             tier => 'basic', api => 'responses',
+                             price_in => 1000000, price_out => 2000000 });
 my $admin = seed_full_key($t, account => 2801, plan => 'pro', models => '*',
                           scopes => 'chat,admin', included => 100,
                           overage => 1, rpm => 600, tpm => 500000);
@@ -266,6 +272,61 @@ $r = call('chat, rate limit', POST => '/v1/chat/completions', key => $slow,
 is($r->{status}, 429, 'chat over the rate limit: 429');
 ok($r->{headers}{'retry-after'}, '... with Retry-After');
 
+# responses, JSON and streamed, both paths
+for my $path ('/v1/responses', '/api/v1/developer/responses') {
+    $r = call("POST $path", POST => $path, key => $free, check_request => 1,
+              body => { model => 'test-resp', input => 'hello',
+                        instructions => 'Be brief.' });
+    is($r->{status}, 200, "POST $path: 200");
+}
+$r = call('responses, stream', POST => '/v1/responses', key => $free,
+          check_request => 1,
+          body => { model => 'test-resp', stream => JSON::PP::true,
+                    input => [ { role => 'user', content => 'hello' } ] });
+is($r->{status}, 200, 'responses, stream: 200');
+$r = call('responses, incomplete', POST => '/v1/responses', key => $free,
+          check_request => 1,
+          body => { model => 'test-resp', input => 'hello',
+                    max_output_tokens => 2 });
+is($r->{json}{status}, 'incomplete', 'responses, incomplete: 200');
+# responses translated into chat completions (test-basic's provider
+# speaks only chat completions), JSON and streamed, and refused
+$r = call('responses, translated', POST => '/v1/responses', key => $free,
+          check_request => 1,
+          body => { model => 'test-basic', input => 'hello',
+                    max_output_tokens => 3 });
+is($r->{json}{status}, 'incomplete', 'responses, translated: 200');
+$r = call('responses, translated stream', POST => '/v1/responses',
+          key => $free, check_request => 1,
+          body => { model => 'test-basic', input => 'hello',
+                    stream => JSON::PP::true });
+is($r->{status}, 200, 'responses, translated stream: 200');
+$r = call('responses, not translatable', POST => '/v1/responses',
+          key => $free, body => { model => 'test-basic', input => 'a',
+                                  previous_response_id => 'resp_1' });
+is($r->{status}, 400, 'responses, not translatable: 400');
+$r = call('responses, an embedding model', POST => '/v1/responses',
+          key => $free, body => { model => 'test-embed', input => 'a' });
+is($r->{status}, 400, 'responses with an embedding model: 400');
+$r = call('responses, over the cap', POST => '/v1/responses',
+          key => $free, body => { model => 'test-resp', input => 'a',
+                                  max_output_tokens => 101 });
+is($r->{status}, 400, 'responses over the max_tokens cap: 400');
+
+# embeddings
+for my $path ('/v1/embeddings', '/api/v1/developer/embeddings') {
+    $r = call("POST $path", POST => $path, key => $free, check_request => 1,
+              body => { model => 'test-embed', input => [ 'a', 'b' ] });
+    is($r->{status}, 200, "POST $path: 200");
+}
+$r = call('embeddings, base64', POST => '/v1/embeddings', key => $free,
+          check_request => 1, body => { model => 'test-embed', input => 'a',
+                                        encoding_format => 'base64' });
+is($r->{status}, 200, 'embeddings, base64: 200');
+$r = call('embeddings, a chat model', POST => '/v1/embeddings', key => $free,
+          body => { model => 'test-basic', input => 'a' });
+is($r->{status}, 400, 'embeddings with a chat model: 400');
+
 # models
 for my $path ('/v1/models', '/api/v1/developer/models') {
     is(call("GET $path", GET => $path, key => $free)->{status}, 200,
@@ -273,6 +334,14 @@ for my $path ('/v1/models', '/api/v1/developer/models') {
 }
 is(call('GET /v1/models, no key', GET => '/v1/models')->{status}, 401,
    'GET /v1/models without a key: 401');
+for my $path ('/v1/models/test-basic', '/api/v1/developer/models/test-basic')
+{
+    is(call("GET $path", GET => $path, key => $free)->{status}, 200,
+       "GET $path: 200");
+}
+is(call('GET a model the plan does not allow', GET =>
+        '/v1/models/test-premium', key => $free)->{status}, 404,
+   'GET /v1/models/test-premium on the free plan: 404');
 
 # usage, once the calls above are settled
 ok($t->wait_for(sub {
@@ -320,7 +389,8 @@ is(call('revoke, chat-only key', DELETE => "$keys/"
 
 # the statuses this test covers, per operation: every documented success
 my %seen = map { ("$_->{method} $_->{path}" =~ s{/ai-hub-\w+$}{/{prefix}}r
-                  =~ s{/nonsense$}{/{prefix}}r) => 1 } @exchanges;
+                  =~ s{/nonsense$}{/{prefix}}r
+                  =~ s{/models/.+$}{/models/{model}}r) => 1 } @exchanges;
 for my $path (sort keys %{ $spec->{paths} }) {
     for my $m (sort keys %{ $spec->{paths}{$path} }) {
         ok($seen{ uc($m) . " $path" }, "the test calls " . uc($m) . " $path");
@@ -367,6 +437,9 @@ my @wrong = (
     [ 'a stream chunk of the wrong shape',
       sub { $_[0]{body} =~ s/"chat\.completion\.chunk"/"chunk"/ },
       'chat, stream', qr/event 0\/object/ ],
+    [ 'a Responses stream ending with [DONE]',
+      sub { $_[0]{body} .= "data: [DONE]\n\n" }, 'responses, stream',
+      qr/must end with an event/ ],
     [ 'a gateway header not documented for the answer',
       sub { $_[0]{headers}{'retry-after'} = '1' }, 'list keys',
       qr/retry-after sent but not documented/ ],

@@ -33,7 +33,9 @@
 #   prompt_tokens     = ceil(characters of all message contents / 4)
 #                       + 3 per message
 #   completion_tokens = x-mock-completion-tokens, default 7; the answer is
-#                       that many words "tok" joined by spaces
+#                       that many words "tok" joined by spaces; at most
+#                       max_tokens (max_completion_tokens), then
+#                       finish_reason "length"
 #   total_tokens      = prompt + completion (+ x-mock-total-extra)
 #
 # Per-request controls, as request headers or, for clients where headers
@@ -55,6 +57,9 @@
 #                                object (as OpenRouter fails mid-stream)
 #   x-mock-incomplete: 1         Responses API: stop at max_output_tokens,
 #                                status "incomplete" (response.incomplete)
+#   x-mock-failed: 1             Responses API stream: after the text, end
+#                                with response.failed (status "failed", an
+#                                error object, the usage so far)
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
 #                                output_tokens_details.reasoning_tokens;
 #                                chat: total = prompt + completion + N)
@@ -440,6 +445,19 @@ sub chat {
 
     my $model = $in->{model} // 'mock-basic';
     my $usage = chat_usage($in, $ctl);
+    my $finish = 'stop';
+
+    # stopped at max_tokens, as a real model is: finish_reason "length"
+    my $max = $in->{max_completion_tokens} // $in->{max_tokens};
+
+    if (defined $max && $max =~ /^\d+$/ && $max > 0
+        && $max < $usage->{completion_tokens})
+    {
+        $usage->{total_tokens} -= $usage->{completion_tokens} - $max;
+        $usage->{completion_tokens} = $max + 0;
+        $finish = 'length';
+    }
+
     my $completion = $usage->{completion_tokens};
 
     my @words = ('tok') x $completion;
@@ -462,7 +480,7 @@ sub chat {
 
         return stream($c, $req, $entry, $ctl, {
             id => $id, created => $created, model => $model,
-            words => \@words, pad => $pad,
+            words => \@words, pad => $pad, finish => $finish,
             usage => $want_usage ? $usage : undef,
         });
     }
@@ -477,7 +495,7 @@ sub chat {
             message       => { role => 'assistant',
                                content => $content . $pad },
             logprobs      => undef,
-            finish_reason => 'stop',
+            finish_reason => $finish,
         } ],
     };
 
@@ -587,18 +605,28 @@ sub responses {
     for my $w (('tok') x $output) {
         $add->('response.output_text.delta', item_id => $msg_id,
                output_index => 0, content_index => 0,
-               delta => $i++ ? " $w" : $w);
+               delta => $i++ ? " $w" : $w, logprobs => []);
     }
 
     $add->('response.output_text.done', item_id => $msg_id,
-           output_index => 0, content_index => 0, text => $text);
+           output_index => 0, content_index => 0, text => $text,
+           logprobs => []);
     $add->('response.content_part.done', item_id => $msg_id,
            output_index => 0, content_index => 0,
            part => $item->{content}[0]);
     $add->('response.output_item.done', output_index => 0, item => $item);
-    $add->($status eq 'completed' ? 'response.completed'
-                                  : 'response.incomplete',
-           response => $final);
+
+    if ($ctl->{failed}) {
+        $add->('response.failed', response => {
+            %$final, status => 'failed', incomplete_details => undef,
+            error => { code => 'server_error',
+                       message => 'The model failed to generate a '
+                                  . 'response (mock).' } });
+    } else {
+        $add->($status eq 'completed' ? 'response.completed'
+                                      : 'response.incomplete',
+               response => $final);
+    }
 
     return send_stream($c, $req, $entry, $ctl, \@ev);
 }
@@ -907,7 +935,8 @@ sub stream {
     }
 
     push @events, { %$base, choices => [ { index => 0, delta => {},
-                                           finish_reason => 'stop' } ] };
+                                           finish_reason => $s->{finish}
+                                                            // 'stop' } ] };
 
     if ($s->{usage}) {
         push @events, { %$base,

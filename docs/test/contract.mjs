@@ -12,7 +12,8 @@
 // gateway's own (x-request-id, x-ratelimit-*, retry-after, x-should-retry)
 // is there undocumented, the content type is documented and
 // the body validates against its schema (a text/event-stream body: each
-// data event against the schema's $defs.event, ending with [DONE]); with
+// data event against the schema's $defs.event, ending with [DONE], or with
+// an event when the schema says "x-stream-end": "event"); with
 // check_request, the request body validates against the requestBody's.
 // The validator is Ajv (JSON Schema 2020-12, the dialect of OpenAPI 3.1).
 //
@@ -222,10 +223,17 @@ function checkExchange(x) {
         if (!event) {
             errors.push(`${where}: no $defs.event schema for the stream`);
         }
-        if (data.length < 2 || data[data.length - 1] !== '[DONE]') {
+        // chat completions end with [DONE]; a stream whose schema says
+        // "x-stream-end": "event" (the Responses API) ends with an event
+        const byEvent = media.schema && media.schema['x-stream-end'] === 'event';
+        if (byEvent) {
+            if (data.length < 1 || data.includes('[DONE]')) {
+                errors.push(`${where}: the stream must end with an event, not [DONE]`);
+            }
+        } else if (data.length < 2 || data[data.length - 1] !== '[DONE]') {
             errors.push(`${where}: the stream does not end with [DONE]`);
         }
-        data.slice(0, -1).forEach((d, i) => {
+        (byEvent ? data : data.slice(0, -1)).forEach((d, i) => {
             let json;
             try {
                 json = JSON.parse(d);

@@ -12,7 +12,8 @@
 #include "tap.h"
 
 
-static const aihub_body_policy_t  policy = { 1000000000, 1 };
+static const aihub_body_policy_t  policy = { 1000000000, 1, 0 };
+static const aihub_body_policy_t  model_only = { 1000000000, 0, 1 };
 
 
 static aihub_body_verdict_e
@@ -86,7 +87,7 @@ int
 main(void)
 {
     aihub_body_t         b;
-    aihub_body_policy_t  small = { 100, 1 };
+    aihub_body_policy_t  small = { 100, 1, 0 };
     const char          *json;
 
     /* verdicts, in the order the checks run */
@@ -135,6 +136,21 @@ main(void)
        == AIHUB_BODY_OK, "the policy's cap itself is accepted");
     ok(verdict_of("{\"model\":\"a\"," MSG ",\"max_tokens\":101}", &small)
        == AIHUB_BODY_BAD_MAX_TOKENS, "one over the policy's cap is not");
+
+    /* another endpoint's body: checked up to its model, the rest is the
+       endpoint's; the rules every body keeps still hold */
+
+    ok(verdict_of("{\"model\":\"e\",\"input\":\"hi\"}", &model_only)
+       == AIHUB_BODY_OK, "model_only: no messages needed");
+    ok(verdict_of("{\"model\":\"e\",\"input\":[{\"a\":1,\"a\":2}]}",
+                  &model_only) == AIHUB_BODY_DUPLICATE,
+       "model_only: a member twice at any depth is still refused");
+    ok(verdict_of("{\"model\":\"e\",\"provider\":{}}", &model_only)
+       == AIHUB_BODY_REFUSED, "model_only: routing members still refused");
+    ok(verdict_of("{\"input\":\"hi\"}", &model_only) == AIHUB_BODY_NO_MODEL,
+       "model_only: the model is still required");
+    ok(verdict_of("{\"model\":\"e\",\"input\":\"hi\"}", &policy)
+       == AIHUB_BODY_BAD_MESSAGES, "chat: messages required");
 
     /* what a good body gives */
 

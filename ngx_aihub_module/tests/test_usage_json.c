@@ -53,6 +53,51 @@ static const case_t  cases[] = {
       AIHUB_JSON_DONE, 1, 8, 1, 130, 7, 0, 0, "", 1,
       0, 8, 1, 130, 0 },
 
+    { "responses api: usage with input and output tokens",
+      "{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1,"
+      "\"status\":\"completed\",\"error\":null,\"incomplete_details\":"
+      "null,\"output\":[{\"type\":\"message\",\"content\":[{\"type\":"
+      "\"output_text\",\"text\":\"tok tok\"}]}],\"usage\":{"
+      "\"input_tokens\":11,\"input_tokens_details\":{\"cached_tokens\":4},"
+      "\"output_tokens\":9,\"output_tokens_details\":{"
+      "\"reasoning_tokens\":7},\"total_tokens\":20}}",
+      AIHUB_JSON_DONE, 1, 11, 9, 20, 7, 0, 0, "", 0,
+      0, 11, 9, 20, 0 },
+
+    { "responses api: the usage of a stream's response.completed",
+      "{\"type\":\"response.completed\",\"sequence_number\":9,"
+      "\"response\":{\"id\":\"resp_1\",\"status\":\"completed\","
+      "\"error\":null,\"usage\":{\"input_tokens\":5,"
+      "\"output_tokens\":3,\"total_tokens\":8}}}",
+      AIHUB_JSON_DONE, 1, 5, 3, 8, 7, 0, 0, "", 0,
+      0, 5, 3, 8, 0 },
+
+    { "responses api: response.failed carries an error and usage",
+      "{\"type\":\"response.failed\",\"response\":{\"status\":"
+      "\"failed\",\"error\":{\"code\":\"server_error\",\"message\":"
+      "\"boom\"},\"usage\":{\"input_tokens\":5,\"output_tokens\":1,"
+      "\"total_tokens\":6}}}",
+      AIHUB_JSON_DONE, 1, 5, 1, 6, 7, 0, 1, "boom", 0,
+      0, 5, 1, 6, 0 },
+
+    { "responses api: an error event",
+      "{\"type\":\"error\",\"code\":\"server_error\",\"message\":"
+      "\"x\",\"sequence_number\":2}",
+      AIHUB_JSON_DONE, 0, 0, 0, 0, 0, 0, 1, "", 0,
+      3, 3, 0, 3, 1 },
+
+    { "responses api: another type is no error, a delta is content",
+      "{\"type\":\"errors\",\"delta\":\"h\\u00e9llo\",\"x\":{"
+      "\"type\":\"error\"}}",
+      AIHUB_JSON_DONE, 0, 0, 0, 0, 0, 0, 0, "", 5,
+      0, 0, 2, 2, 1 },
+
+    { "responses api: usage deeper than response is not usage",
+      "{\"response\":{\"output\":[{\"usage\":{\"input_tokens\":9}}]},"
+      "\"item\":{\"usage\":{\"input_tokens\":9}}}",
+      AIHUB_JSON_DONE, 0, 0, 0, 0, 0, 0, 0, "", 0,
+      1, 1, 0, 1, 1 },
+
     { "missing usage: estimated",
       "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"abcdefghij\"}}]}",
       AIHUB_JSON_DONE, 0, 0, 0, 0, 0, 0, 0, "", 10,

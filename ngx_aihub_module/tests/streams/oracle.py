@@ -121,6 +121,33 @@ s += ev(oa('{"content":" here"}'))
 s += 'data: {"id":"chatcmpl-AbC1xyz","choices":[{"index":0,"delta":{"content":"partial tex'
 S['cut'] = s
 
+# 11b. the Responses API: typed events, text deltas, usage in
+#      response.completed (input/output tokens), no [DONE]
+rr = '"id":"resp_1","object":"response","created_at":1732540000,"model":"gpt-4.1-mini"'
+def rev(t, body):
+    return 'event: ' + t + '\ndata: {"type":"' + t + '",' + body + '}\n\n'
+s = ''
+s += rev('response.created', '"sequence_number":0,"response":{' + rr + ',"status":"in_progress","error":null,"output":[],"usage":null}')
+s += rev('response.output_text.delta', '"sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hel"')
+s += rev('response.output_text.delta', '"sequence_number":2,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"lo \\u00e9 \\"q\\""')
+s += rev('response.output_text.done', '"sequence_number":3,"item_id":"msg_1","output_index":0,"content_index":0,"text":"Hello \\u00e9 \\"q\\""')
+s += rev('response.completed', '"sequence_number":4,"response":{' + rr + ',"status":"completed","error":null,"output":[{"type":"message","content":[{"type":"output_text","text":"Hello"}]}],"usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":8},"output_tokens":40,"output_tokens_details":{"reasoning_tokens":32},"total_tokens":52}}')
+S['responses'] = s
+
+# 11c. the Responses API: response.incomplete (max_output_tokens)
+s = ''
+s += rev('response.output_text.delta', '"sequence_number":1,"delta":"tok tok"')
+s += rev('response.incomplete', '"sequence_number":2,"response":{' + rr + ',"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"error":null,"usage":{"input_tokens":5,"output_tokens":3,"total_tokens":8}}')
+S['responses_incomplete'] = s
+
+# 11d. the Responses API: an error event after some text, then
+#      response.failed with its error and usage
+s = ''
+s += rev('response.output_text.delta', '"sequence_number":1,"delta":"partial"')
+s += rev('error', '"sequence_number":2,"code":"server_error","message":"The server had an error","param":null')
+s += rev('response.failed', '"sequence_number":3,"response":{' + rr + ',"status":"failed","error":{"code":"server_error","message":"The server had an error"},"usage":{"input_tokens":5,"output_tokens":2,"total_tokens":7}}')
+S['responses_failed'] = s
+
 # 12. tricky: event/id fields, "usage" in strings and inside choices,
 #     usage null with empty choices, multi-line data, two usage chunks (last wins)
 s = ''
@@ -203,20 +230,31 @@ for name, b in S.items():
                                 for f in ('content', 'reasoning', 'reasoning_content'):
                                     if isinstance(dd.get(f), str):
                                         exp['chars'] += len(dd[f])
-            if 'error' in d and d['error'] not in (None, False):
+            # the Responses API: a top-level text delta, "response"
+            # holding usage and error, an event of type "error"
+            if isinstance(d.get('delta'), str):
+                exp['chars'] += len(d['delta'])
+            rs = d.get('response') if isinstance(d.get('response'), dict) else {}
+            if d.get('type') == 'error':
                 exp['error'] = 1
-                er = d['error']
-                exp['msg'] = er if isinstance(er, str) else (er.get('message', '') if isinstance(er, dict) else '')
+            for er in (d.get('error'), rs.get('error')):
+                if er not in (None, False):
+                    exp['error'] = 1
+                    exp['msg'] = er if isinstance(er, str) else (er.get('message', '') if isinstance(er, dict) else '')
             u = d.get('usage')
+            top = isinstance(u, dict)
+            if not top:
+                u = rs.get('usage')
             if isinstance(u, dict):
                 exp['found'] = 1; exp['has'] = 0; exp['bad'] = 0
-                for i, k in enumerate(('prompt_tokens', 'completion_tokens', 'total_tokens')):
+                for i, ks in enumerate((('prompt_tokens', 'input_tokens'), ('completion_tokens', 'output_tokens'), ('total_tokens',))):
                     kk = ('prompt', 'completion', 'total')[i]
                     exp[kk] = 0
-                    if isinstance(u.get(k), (int, float)) and not isinstance(u.get(k), bool):
-                        v, bad = num(u[k]); exp[kk] = v; exp['has'] |= 1 << i
-                        if bad: exp['bad'] |= 1 << i
-                if (ch is None or ch == []) and d.get('error') in (None, False):
+                    for k in ks:
+                        if isinstance(u.get(k), (int, float)) and not isinstance(u.get(k), bool):
+                            v, bad = num(u[k]); exp[kk] = v; exp['has'] |= 1 << i
+                            if bad: exp['bad'] |= 1 << i
+                if top and (ch is None or ch == []) and d.get('error') in (None, False):
                     strip = True
         if strip:
             exp['stripped'] += 1

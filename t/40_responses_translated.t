@@ -1,0 +1,301 @@
+#!/usr/bin/perl
+
+# POST /v1/responses for models whose provider speaks only chat completions
+# (catalog api "chat", the default): the request is translated into a chat
+# completion (input, instructions, max_output_tokens, temperature, function
+# tools) and sent to the provider's /chat/completions; the answer comes
+# back as the Responses API, JSON or as its stream of events.
+#   - metered exactly as the chat completion the provider answered (its
+#     usage chunk, asked for on the client's behalf), and the client's
+#     usage says the same: input = prompt, total = total, output = total -
+#     input (Gemini's thinking tokens included, as reasoning tokens);
+#   - stopped at max_tokens: status incomplete / response.incomplete;
+#   - what cannot be translated: 400, never forwarded, never billed;
+#   - a client that hangs up mid-stream: billed for what was delivered,
+#     flagged aborted;
+#   - a provider failing mid-stream: response.failed.
+
+use strict;
+use warnings;
+
+use Test::More;
+use JSON::PP;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my $t = Aihub->new(redis => 1, mock => 1);
+
+my %models = (
+    %MODELS,
+    'test-gemini' => { provider => 'gem', upstream => 'gemini-2.0-flash',
+                       tier => 'basic', price_in => 1000000,
+                       price_out => 2000000 },
+);
+seed_models($t, %models);
+my $M = $models{'test-basic'};
+
+my $ACCOUNT = 4001;
+my $key = seed_full_key($t, account => $ACCOUNT, plan => 'free');
+
+$t->nginx(<<'END')->start_nginx;
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider gem url=http://%%MOCK%%/v1beta/openai kind=gemini
+                   key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+END
+
+ok(wait_ready($t, $key), 'gateway ready');
+
+my $seen = 0;
+
+sub next_event {
+    my @ev = wait_usage($t, $seen + 1);
+    return undef if @ev <= $seen;
+    $seen = @ev;
+    return $ev[-1];
+}
+
+sub resp {
+    my ($body, %o) = @_;
+
+    return $t->http(POST => '/v1/responses', key => $key,
+                    headers => $o{headers} // {},
+                    body => { model => 'test-basic', input => 'hello',
+                              %$body });
+}
+
+# the event and the usage the client saw agree
+sub agree {
+    my ($e, $u, $what) = @_;
+
+    ok($e, "$what: an event") or return;
+    is($e->{prompt_tokens}, $u->{input_tokens},
+       "$what: event prompt = input_tokens ($u->{input_tokens})");
+    is($e->{total_tokens}, $u->{total_tokens},
+       "$what: event total = total_tokens ($u->{total_tokens})");
+    is($u->{output_tokens}, $u->{total_tokens} - $u->{input_tokens},
+       "$what: output_tokens = total - input");
+    ok(!$e->{estimated}, "$what: not estimated");
+}
+
+
+# --- JSON ---------------------------------------------------------------------
+
+my $n = mock_count($t);
+my $r = resp({ instructions => 'Be brief.', temperature => 0.2,
+               max_output_tokens => 50,
+               tools => [ { type => 'function', name => 'f',
+                            parameters => { type => 'object' } } ] });
+
+is($r->{status}, 200, 'translated: 200');
+is($r->{json}{object}, 'response', '... a response object');
+is($r->{json}{status}, 'completed', '... completed');
+is($r->{json}{model}, 'test-basic', '... the model as the client named it');
+like($r->{json}{id} // '', qr/^resp_[0-9a-f]{32}$/, '... resp_<request id>');
+is($r->{json}{id}, 'resp_' . $r->{headers}{'x-request-id'},
+   '... the request id');
+my ($item) = @{ $r->{json}{output} // [] };
+is($item->{type}, 'message', 'output: a message');
+is($item->{content}[0]{type}, 'output_text', 'output: output_text');
+is($item->{content}[0]{text}, join(' ', ('tok') x 7), 'output: the text');
+
+my @log = mock_since($t, $n);
+is(scalar @log, 1, 'forwarded once');
+is($log[0]{path}, '/v1/chat/completions', '... to /chat/completions');
+my $sent = decode_json($log[0]{body});
+is_deeply($sent->{messages},
+          [ { role => 'system', content => 'Be brief.' },
+            { role => 'user', content => 'hello' } ],
+          '... instructions and input as messages');
+is($sent->{max_tokens}, 50, '... max_output_tokens as max_tokens');
+is($sent->{temperature}, 0.2, '... temperature');
+is($sent->{model}, 'mock-basic', '... the provider\'s model id');
+is($sent->{tools}[0]{function}{name}, 'f', '... the tool as a function');
+ok(!exists $sent->{input} && !exists $sent->{instructions},
+   '... no Responses member left');
+
+my $e = next_event();
+agree($e, $r->{json}{usage}, 'JSON');
+is($e->{completion_tokens}, 7, 'JSON: the chat completion\'s tokens');
+ok($t->wait_for(sub { period_calls($t, $ACCOUNT) == 1 }), 'a call counted');
+
+# message items, and max_tokens reached
+$r = resp({ input => [ { role => 'developer', content => 'sys' },
+                       { role => 'user', content =>
+                         [ { type => 'input_text', text => 'hi' } ] } ],
+            max_output_tokens => 3 });
+is($r->{json}{status}, 'incomplete', 'max_output_tokens reached: incomplete');
+is($r->{json}{incomplete_details}{reason}, 'max_output_tokens',
+   '... max_output_tokens');
+is($r->{json}{usage}{output_tokens}, 3, '... 3 output tokens');
+agree(next_event(), $r->{json}{usage}, 'incomplete');
+
+# Gemini: thinking tokens in the total only
+$r = resp({ model => 'test-gemini' },
+          headers => { 'x-mock-total-extra' => 20 });
+is($r->{status}, 200, 'gemini: 200');
+is((mock_since($t, $n))[-1]{path}, '/v1beta/openai/chat/completions',
+   'gemini: its chat completions endpoint');
+is($r->{json}{usage}{output_tokens_details}{reasoning_tokens}, 20,
+   'gemini: the 20 thinking tokens are reasoning tokens');
+agree(next_event(), $r->{json}{usage}, 'gemini');
+
+
+# --- streamed -------------------------------------------------------------------
+
+for my $case ([ 'completed', {}, 'response.completed' ],
+              [ 'incomplete', { max_output_tokens => 4 },
+                'response.incomplete' ])
+{
+    my ($what, $extra, $last) = @$case;
+
+    $r = raw_request($t, key => $key, path => '/v1/responses',
+                     body => { model => 'test-basic', input => 'hello',
+                               stream => JSON::PP::true, %$extra });
+    is($r->{status}, 200, "stream $what: 200");
+    like($r->{headers}{'content-type'}, qr{^text/event-stream},
+         "stream $what: an event stream");
+    ok(!$r->{headers}{'content-length'}, "stream $what: no content-length");
+
+    my @data = sse_data(@{ $r->{events} });
+    my @types = map { ref $_ ? $_->{type} : $_ } @data;
+
+    is_deeply([ @types[0 .. 3] ],
+              [ 'response.created', 'response.in_progress',
+                'response.output_item.added', 'response.content_part.added' ],
+              "stream $what: the opening events");
+    is($types[-1], $last, "stream $what: ends with $last");
+    ok(!(grep { $_ eq '[DONE]' } @types), "stream $what: no [DONE]");
+    is_deeply([ map { $_->{sequence_number} } @data ], [ 0 .. $#data ],
+              "stream $what: sequence numbers");
+
+    my $deltas = join '', map { $_->{delta} }
+                 grep { $_->{type} eq 'response.output_text.delta' } @data;
+    my ($done) = grep { $_->{type} eq 'response.output_text.done' } @data;
+    is($deltas, $done->{text}, "stream $what: the deltas make the text");
+    is($data[-1]{response}{output}[0]{content}[0]{text}, $done->{text},
+       "stream $what: the final response holds it");
+    like($r->{body}, qr/^event: response\.created\ndata: /,
+         "stream $what: event lines");
+
+    $e = next_event();
+    ok($e->{streamed}, "stream $what: event streamed");
+    agree($e, $data[-1]{response}{usage}, "stream $what");
+}
+
+# the provider fails mid-stream
+$r = raw_request($t, key => $key, path => '/v1/responses',
+                 headers => { 'x-mock-error-after' => 2 },
+                 body => { model => 'test-basic', input => 'hello',
+                           stream => JSON::PP::true });
+my @data = sse_data(@{ $r->{events} });
+is($data[-1]{type}, 'response.failed', 'provider error: response.failed');
+like($data[-1]{response}{error}{message} // '', qr/mid-stream/,
+     '... with the provider\'s message');
+$e = next_event();
+ok($e->{estimated}, 'provider error: billed for what was delivered, '
+   . 'estimated (as chat)');
+
+# the limits: a stream's text beyond 256 KiB, a JSON answer beyond 4 MiB
+# end as a failed response (billed for what the provider produced)
+$r = raw_request($t, key => $key, path => '/v1/responses',
+                 headers => { 'x-mock-size' => 1_200_000 },
+                 body => { model => 'test-basic', input => 'hello',
+                           stream => JSON::PP::true }, timeout => 30);
+@data = sse_data(@{ $r->{events} });
+is($data[-1]{type}, 'response.failed', 'text over 256 KiB: response.failed');
+like($data[-1]{response}{error}{message} // '', qr/too long/,
+     '... the answer is too long');
+$e = next_event();
+ok($e && !$e->{estimated} && $e->{completion_tokens} == 7,
+   'text over 256 KiB: billed on the usage the provider reported');
+
+$r = resp({}, headers => { 'x-mock-size' => 4_500_000 });
+is($r->{status}, 200, 'JSON over 4 MiB: 200');
+is($r->{json}{status}, 'failed', '... a failed response');
+$e = next_event();
+ok($e && !$e->{estimated}, '... billed on the provider\'s usage');
+
+$r = resp({}, headers => { 'x-mock-size' => 300_000 });
+is(length($r->{json}{output}[0]{content}[0]{text} // ''), 300_000,
+   'JSON of 300 kB: translated whole');
+next_event();
+
+# the client hangs up
+{
+    my $calls = period_calls($t, $ACCOUNT);
+
+    $r = raw_request($t, key => $key, path => '/v1/responses',
+                     headers => { 'x-mock-chunk-delay-ms' => 300,
+                                  'x-mock-completion-tokens' => 20 },
+                     body => { model => 'test-basic', input => 'hello',
+                               stream => JSON::PP::true },
+                     abort_after => 6);
+
+    is(scalar @{ $r->{events} }, 6, 'abort: six events, then hung up');
+
+    $e = next_event();
+    ok($e->{aborted}, 'abort: event aborted');
+    ok($e->{estimated}, 'abort: estimated');
+    ok($e->{completion_tokens} >= 1, 'abort: the text delivered is billed');
+    is($e->{cost_micros}, cost_of($M, $e->{prompt_tokens},
+                                  $e->{total_tokens}), 'abort: cost');
+    ok($t->wait_for(sub { period_calls($t, $ACCOUNT) == $calls + 1 }),
+       'abort: the call counts');
+}
+
+
+# --- what cannot be translated ----------------------------------------------------
+
+$n = mock_count($t);
+my $calls = period_calls($t, $ACCOUNT);
+
+for my $case (
+    [ 'previous_response_id', { previous_response_id => 'resp_1' },
+      qr/"previous_response_id".*cannot be translated/ ],
+    [ 'a built-in tool', { tools => [ { type => 'web_search' } ] },
+      qr/"web_search"/ ],
+    [ 'an item reference', { input => [ { type => 'item_reference',
+                                          id => 'x' } ] },
+      qr/"item_reference"/ ],
+    [ 'a file input', { input => [ { role => 'user', content =>
+                          [ { type => 'input_file', file_id => 'f' } ] } ] },
+      qr/"input_file"/ ],
+    [ 'background', { background => JSON::PP::true }, qr/"background"/ ],
+    [ 'no input', { input => undef }, qr/input parameter is required/ ],
+  )
+{
+    my ($what, $body, $msg) = @$case;
+    $r = resp($body);
+    is_error($r, 400, 'invalid_request_error', "untranslatable: $what");
+    like($r->{json}{error}{message} // '', $msg, "... says what");
+}
+
+is(mock_count($t), $n, 'none of them reached the provider');
+sleep 0.3;
+is(scalar(usage_events($t)), $seen, 'none of them has an event');
+is(period_calls($t, $ACCOUNT), $calls, 'none of them is counted');
+
+$t->allow_log(qr/client prematurely closed|upstream prematurely closed/);
+$t->done;
