@@ -138,7 +138,6 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     }
 
     if (u == NULL || u->headers_in.status_n == 0) {
-
         /* nginx's own answer: the provider could not be reached */
 
         if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
