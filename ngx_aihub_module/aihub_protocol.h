@@ -57,7 +57,8 @@
  *                                the cost of calls beyond the included
  *                                ones) of the billing period starting
  *                                that UTC day
- *   rl:<sha256hex>         STRING Redis-global rate limit state of a key
+ *   rl:<account>           STRING Redis-global rate limit state of an
+ *                                account (all its keys share it)
  *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
  *                                an account
  *   admin                  STREAM key changes made through the developer

@@ -16,7 +16,7 @@
  *             subscribe            invalidations (calls zone, models)
  *             usage                the event buffer and its XADD
  *   steps     key                  the key, its record, its status
- *             limit                every per-key rate limit
+ *             limit                every rate limit (per account)
  *             body, model          the body; model access and max_tokens
  *             quota                the monthly call (calls limit)
  *             dev, dev_keys        developer endpoints (dev_keys calls dev)
@@ -189,7 +189,7 @@ typedef enum {
 typedef enum {
     NGX_HTTP_AIHUB_STEP_KEY = 0,                /* the key and its record */
     NGX_HTTP_AIHUB_STEP_CHECK,                  /* status, scope, endpoint */
-    NGX_HTTP_AIHUB_STEP_LIMIT,                  /* the per-key rate limits */
+    NGX_HTTP_AIHUB_STEP_LIMIT,                  /* the account's rate limits */
     NGX_HTTP_AIHUB_STEP_BODY,                   /* read and parse the body */
     NGX_HTTP_AIHUB_STEP_MODEL,                  /* model access, max_tokens */
     NGX_HTTP_AIHUB_STEP_QUOTA,                  /* the monthly call */
@@ -248,7 +248,7 @@ typedef struct {
 } ngx_http_aihub_caller_t;
 
 
-/* the per-key rate limits (ngx_http_aihub_limit.c) */
+/* the account's rate limits (ngx_http_aihub_limit.c) */
 
 typedef struct {
     aihub_rl_result_t             requests;

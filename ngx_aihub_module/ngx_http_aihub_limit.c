@@ -1,5 +1,8 @@
 /*
- * Every per-key rate limit, in one place: requests and tokens per minute.
+ * Every rate limit, in one place: requests and tokens per minute.  The
+ * limits are the account's (the plan's, or the account's override): all
+ * keys of an account draw on one state, so minting keys never multiplies
+ * them.
  *
  * Local (the default, "aihub_rate_limit local"): exact for this node, the
  * state in the shared zone, the arithmetic in aihub_ratelimit.c.  The limit
@@ -68,7 +71,7 @@ ngx_http_aihub_limit_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     op.ctx = ctx;
     op.now = ngx_http_aihub_now_ms();
 
-    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.key.rec.account_id,
                                     ngx_http_aihub_limit_check, &op);
 
     if (lim->requests.allowed && lim->tokens.allowed) {
@@ -117,7 +120,7 @@ ngx_http_aihub_limit_check(aihub_rl_state_t *sreq, aihub_rl_state_t *stok,
     tok = &op->ctx->limit.tokens;
 
     if (sreq == NULL) {
-        /* evicted meanwhile: limit this request on its own */
+        /* no room in the zone: limit this request on its own */
         ngx_memzero(&local_req, sizeof(aihub_rl_state_t));
         ngx_memzero(&local_tok, sizeof(aihub_rl_state_t));
         sreq = &local_req;
@@ -163,7 +166,7 @@ ngx_http_aihub_limit_refund(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     op.tokens = 0;
     op.refund_request = 1;
 
-    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.key.rec.account_id,
                                     ngx_http_aihub_limit_update, &op);
 }
 
@@ -181,7 +184,7 @@ ngx_http_aihub_limit_charge(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     op.tokens = tokens;
     op.refund_request = 0;
 
-    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.key.rec.account_id,
                                     ngx_http_aihub_limit_update, &op);
 }
 
@@ -226,17 +229,19 @@ ngx_http_aihub_limit_global_args(ngx_http_request_t *r,
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
-    key->len = amcf->redis_prefix.len + sizeof(AIHUB_RK_RATE) - 1
-               + AIHUB_SHA256_HEX_LEN;
-    key->data = ngx_pnalloc(r->pool, key->len);
+    /* the account's: every key of it shares the limit */
+
+    key->data = ngx_pnalloc(r->pool, amcf->redis_prefix.len
+                                     + sizeof(AIHUB_RK_RATE) - 1
+                                     + NGX_INT64_LEN);
     if (key->data == NULL) {
         return NGX_ERROR;
     }
 
     p = ngx_cpymem(key->data, amcf->redis_prefix.data,
                    amcf->redis_prefix.len);
-    p = ngx_cpymem(p, AIHUB_RK_RATE, sizeof(AIHUB_RK_RATE) - 1);
-    ngx_memcpy(p, ctx->caller.hash, AIHUB_SHA256_HEX_LEN);
+    p = ngx_sprintf(p, AIHUB_RK_RATE "%uL", ctx->caller.key.rec.account_id);
+    key->len = p - key->data;
 
     *rpm = (alcf->global_rate_limit == NGX_HTTP_AIHUB_RATE_GLOBAL)
            ? ctx->caller.key.rec.rpm : 0;
