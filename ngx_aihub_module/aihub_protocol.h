@@ -57,6 +57,14 @@
  *                                the cost of calls beyond the included
  *                                ones) of the billing period starting
  *                                that UTC day
+ *   leases:<account>:<YYYYMMDD>  ZSET the period's outstanding leases,
+ *                                lease id by expiry (Redis time, unix ms);
+ *                                each holds one call of "calls" until it
+ *                                is settled, or reclaimed at its expiry
+ *   leases-reclaimed:<account>:<YYYYMMDD>  ZSET leases reclaimed unsettled
+ *                                (their call given back), by the time of
+ *                                the reclaim, kept one day: a late settle
+ *                                of a call that succeeded counts it again
  *   rl:<account>           STRING Redis-global rate limit state of an
  *                                account (all its keys share it)
  *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
@@ -84,6 +92,8 @@
 #define AIHUB_RK_ADMIN               "admin"
 #define AIHUB_RK_PLAN                "plan:"
 #define AIHUB_RK_RATE                "rl:"
+#define AIHUB_RK_LEASES              "leases:"
+#define AIHUB_RK_LEASES_RECLAIMED    "leases-reclaimed:"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
 #define AIHUB_ADMIN_FIELD            "event"        /* of the admin stream */

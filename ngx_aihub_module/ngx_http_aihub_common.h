@@ -75,6 +75,7 @@ typedef struct {
 
     ngx_shm_zone_t               *shm_zone;
     ngx_msec_t                    cache_ttl;
+    ngx_msec_t                    lease_time;   /* a lease's lifetime */
     time_t                        time_offset;  /* tests: move the clock */
 
     ngx_array_t                   providers;    /* ngx_http_aihub_provider_t */
@@ -287,7 +288,11 @@ typedef struct {
     ngx_str_t                     period_key;   /* Redis hash, or empty */
     int64_t                       start;
     int64_t                       end;
+    ngx_str_t                     leases_key;   /* leases:<acct>:<day> */
+    ngx_str_t                     reclaimed_key;
     unsigned                      reserved:1;   /* a quota call is held */
+    unsigned                      pending:1;    /* its reserve in flight */
+    unsigned                      cleanup:1;
     unsigned                      overage_call:1;
 } ngx_http_aihub_quota_t;
 

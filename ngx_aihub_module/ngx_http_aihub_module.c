@@ -94,6 +94,13 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       offsetof(ngx_http_aihub_main_conf_t, cache_ttl),
       NULL },
 
+    { ngx_string("aihub_lease_time"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, lease_time),
+      NULL },
+
     { ngx_string("aihub_time_offset"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
@@ -231,6 +238,7 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->event_buffer = NGX_CONF_UNSET_UINT;
     amcf->max_keys = NGX_CONF_UNSET_UINT;
     amcf->cache_ttl = NGX_CONF_UNSET_MSEC;
+    amcf->lease_time = NGX_CONF_UNSET_MSEC;
     amcf->time_offset = NGX_CONF_UNSET;
 
     if (ngx_array_init(&amcf->providers, cf->pool, 4,
@@ -257,6 +265,7 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->event_buffer, 10000);
     ngx_conf_init_uint_value(amcf->max_keys, 100);
     ngx_conf_init_msec_value(amcf->cache_ttl, 30000);
+    ngx_conf_init_msec_value(amcf->lease_time, 300000);
     ngx_conf_init_value(amcf->time_offset, 0);
 
     if (amcf->node.data == NULL) {

@@ -5,9 +5,19 @@
  * beyond the included ones, which an optional spend cap limits).  A call
  * is reserved by one Lua script that checks and increments in one step, so
  * concurrent requests can never pass a hard quota; the same script applies
- * the Redis-global rate limit when a location asks for one.  The
- * reservation is released when the call fails; the tokens and cost are
- * added when it succeeded.
+ * the Redis-global rate limit when a location asks for one.
+ *
+ * Each reservation is a lease of one call (README, "Leases"): its id is
+ * the request's event id, and it is listed with its expiry in
+ * "<prefix>leases:<account>:<YYYYMMDD>".  The reserve script first
+ * reclaims the account's expired leases (their calls given back), so a
+ * reservation whose request is gone, whose reply was lost, or whose worker
+ * process was killed heals within aihub_lease_time.  The settle (the call
+ * given back on failure; its tokens and cost added on success) names the
+ * lease, goes through the confirmed, resent buffer of the usage events,
+ * and applies once: a resent settle finds its lease gone and does nothing.
+ * A reserve that timed out, or whose request went away before its reply,
+ * is given back the same way at once.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -15,6 +25,7 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_limit.h"
+#include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_quota.h"
 
 #include "aihub_period.h"
@@ -27,18 +38,33 @@ static void ngx_http_aihub_quota_done(ngx_http_request_t *r,
 static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_scripts_check(redisReply *reply);
-static void ngx_http_aihub_settled(redisAsyncContext *ac, void *reply,
-    void *privdata);
+static void ngx_http_aihub_quota_cleanup(void *data);
+static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
+    ngx_http_aihub_ctx_t *ctx, ngx_uint_t success);
 
 
 /*
  * KEYS[1] period hash, KEYS[2] global rate limit state (may be unused;
- * ngx_http_aihub_limit.h has that part)
- * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none)
+ * ngx_http_aihub_limit.h has that part), KEYS[3] the period's leases,
+ * KEYS[4] the leases reclaimed unsettled
+ * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none),
+ * lease id, lease time in ms
  * Returns {allowed, calls, reason, remaining, retry_ms, reset_ms}.
  */
 
 static const char  ngx_http_aihub_reserve_script[] =
+    "local lt = redis.call('TIME') "
+    "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
+    "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', lnow) "
+    "if #old > 0 then "
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', lnow) "
+    "  redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', -#old) "
+    "  for _, id in ipairs(old) do "
+    "    redis.call('ZADD', KEYS[4], lnow, id) "
+    "  end "
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', lnow - 86400000) "
+    "  redis.call('EXPIRE', KEYS[4], ARGV[4]) "
+    "end "
     "local calls = tonumber(redis.call('HGET', KEYS[1], '"
         AIHUB_CF_CALLS "') or '0') "
     "local included = tonumber(ARGV[1]) "
@@ -55,11 +81,29 @@ static const char  ngx_http_aihub_reserve_script[] =
     NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
     "calls = redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) "
     "if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end "
+    "redis.call('ZADD', KEYS[3], lnow + tonumber(ARGV[7]), ARGV[6]) "
+    "redis.call('EXPIRE', KEYS[3], ARGV[4]) "
     "return {1, calls, 'ok', remaining, 0, reset}";
 
 
+/*
+ * KEYS[1] period hash, KEYS[2] the period's leases, KEYS[3] the leases
+ * reclaimed unsettled
+ * ARGV: lease id, success (0|1), then field, increment pairs (success)
+ * A lease still held: a failure gives its call back.  A lease reclaimed
+ * (its call given back already): a success counts the call again.  No
+ * lease: settled already (a resend), nothing to do.  Returns 1 or 0.
+ */
+
 static const char  ngx_http_aihub_settle_script[] =
-    "for i = 1, #ARGV, 2 do "
+    "if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then "
+    "  if ARGV[2] ~= '1' then "
+    "    redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', -1) end "
+    "elseif redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then "
+    "  if ARGV[2] == '1' then "
+    "    redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) end "
+    "else return 0 end "
+    "for i = 3, #ARGV, 2 do "
     "  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) "
     "end "
     "return 1";
@@ -173,6 +217,7 @@ ngx_int_t
 ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                      *p;
+    size_t                       len;
     time_t                       now;
     char                         id[AIHUB_PERIOD_ID_LEN + 1];
     int64_t                      start, end;
@@ -208,6 +253,32 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_sprintf(p, AIHUB_RK_PERIOD "%V:%*s", &ctx->caller.key.account,
                 (size_t) AIHUB_PERIOD_ID_LEN, id);
 
+    /* the period's leases, under the same "<account>:<day>" */
+
+    len = ctx->caller.key.account.len + 1 + AIHUB_PERIOD_ID_LEN;
+
+    ctx->quota.leases_key.data = ngx_pnalloc(r->pool,
+                                      2 * amcf->redis_prefix.len + 2 * len
+                                      + sizeof(AIHUB_RK_LEASES) - 1
+                                      + sizeof(AIHUB_RK_LEASES_RECLAIMED)
+                                      - 1);
+    if (ctx->quota.leases_key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->quota.leases_key.data, amcf->redis_prefix.data,
+                   amcf->redis_prefix.len);
+    p = ngx_sprintf(p, AIHUB_RK_LEASES "%V:%*s", &ctx->caller.key.account,
+                    (size_t) AIHUB_PERIOD_ID_LEN, id);
+    ctx->quota.leases_key.len = p - ctx->quota.leases_key.data;
+
+    ctx->quota.reclaimed_key.data = p;
+    p = ngx_cpymem(p, amcf->redis_prefix.data, amcf->redis_prefix.len);
+    p = ngx_sprintf(p, AIHUB_RK_LEASES_RECLAIMED "%V:%*s",
+                    &ctx->caller.key.account, (size_t) AIHUB_PERIOD_ID_LEN,
+                    id);
+    ctx->quota.reclaimed_key.len = p - ctx->quota.reclaimed_key.data;
+
     return NGX_OK;
 }
 
@@ -217,12 +288,14 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_int_t                    rc;
     ngx_str_t                    rl_key;
-    const char                  *argv[10];
-    size_t                       argvlen[10];
-    u_char                       nums[5][NGX_INT64_LEN];
+    const char                  *argv[14];
+    size_t                       argvlen[14];
+    u_char                       nums[6][NGX_INT64_LEN];
     ngx_uint_t                   i;
-    uint64_t                     v[5];
+    uint64_t                     v[6];
+    ngx_pool_cleanup_t          *cln;
     ngx_http_aihub_loc_conf_t   *alcf;
+    ngx_http_aihub_main_conf_t  *amcf;
 
     if (ctx->quota.reserved) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -236,6 +309,19 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    if (!ctx->quota.cleanup) {
+        /* a reserve whose request goes away is given back */
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_aihub_quota_cleanup;
+        cln->data = r;
+        ctx->quota.cleanup = 1;
+    }
 
     if (ngx_http_aihub_limit_global_args(r, ctx, &rl_key, &v[4]) != NGX_OK) {
         return NGX_ERROR;
@@ -249,30 +335,43 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     v[3] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r))
            + 40 * 86400;
 
+    v[5] = amcf->lease_time;
+
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
     argv[1] = (const char *) ngx_http_aihub_reserve->sha;
     argvlen[1] = sizeof(ngx_http_aihub_reserve->sha);
-    argv[2] = "2";
+    argv[2] = "4";
     argvlen[2] = 1;
     argv[3] = (const char *) ctx->quota.period_key.data;
     argvlen[3] = ctx->quota.period_key.len;
     argv[4] = (const char *) rl_key.data;
     argvlen[4] = rl_key.len;
+    argv[5] = (const char *) ctx->quota.leases_key.data;
+    argvlen[5] = ctx->quota.leases_key.len;
+    argv[6] = (const char *) ctx->quota.reclaimed_key.data;
+    argvlen[6] = ctx->quota.reclaimed_key.len;
 
     for (i = 0; i < 5; i++) {
-        argv[5 + i] = (const char *) nums[i];
-        argvlen[5 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
+        argv[7 + i] = (const char *) nums[i];
+        argvlen[7 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
+    argv[12] = (const char *) ctx->event_id;
+    argvlen[12] = AIHUB_EVENT_ID_LEN;
+    argv[13] = (const char *) nums[5];
+    argvlen[13] = ngx_sprintf(nums[5], "%uL", v[5]) - nums[5];
+
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_quota_done,
-                                   10, argv, argvlen);
+                                   14, argv, argvlen);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     if (rc == NGX_OK) {
+        ctx->quota.pending = 1;
+
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub quota: reserving in \"%V\"",
                        &ctx->quota.period_key);
@@ -308,8 +407,18 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
 
     ctx = ngx_http_aihub_get_ctx(r);
     ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
+    ctx->quota.pending = 0;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (reply == NULL) {
+        /*
+         * no answer in time, or the connection lost: if Redis ran the
+         * script, the lease it granted is given back (after the reserve,
+         * on the same connection, or a no-op on a new one)
+         */
+        ngx_http_aihub_quota_send_settle(r->connection->log, ctx, 0);
+    }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 6
@@ -392,76 +501,108 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
 
 /*
  * After the call: a success adds its tokens and cost to the period, any
- * other outcome gives the reserved call back.  Fire-and-forget; the worker
- * can recompute the counters from the ledger ("aihub-worker rebuild").
+ * other outcome gives the reserved call back.  Through the confirmed
+ * buffer of the usage events: resent until Redis confirms it, applied
+ * once (by lease id).
  */
 
 void
 ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_uint_t success)
 {
-    ngx_uint_t   i, n, last;
-    const char  *argv[16];
-    size_t       argvlen[16];
-    int64_t      v[6];
-    u_char       nums[6][NGX_INT64_LEN + 1];
-
-    static const char  *fields[] = {
-        AIHUB_CF_CALLS, AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION, AIHUB_CF_TOTAL,
-        AIHUB_CF_COST, AIHUB_CF_OVERAGE
-    };
-
     if (!ctx->quota.reserved || ctx->quota.period_key.len == 0) {
         return;
     }
 
     ctx->quota.reserved = 0;
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (const char *) ngx_http_aihub_settle->sha;
-    argvlen[1] = sizeof(ngx_http_aihub_settle->sha);
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (const char *) ctx->quota.period_key.data;
-    argvlen[3] = ctx->quota.period_key.len;
+    ngx_http_aihub_quota_send_settle(r->connection->log, ctx, success);
+}
 
-    v[0] = -1;
-    v[1] = ctx->usage.tokens.prompt;
-    v[2] = ctx->usage.tokens.completion;
-    v[3] = ctx->usage.tokens.total;
-    v[4] = ctx->usage.cost_micros;
-    v[5] = ctx->usage.cost_micros;
 
-    /* success: the sums (overage too for a call beyond the included
-     * ones); failure: the call given back */
+/* the request is gone: a reserve still in flight, or held, goes back */
 
-    n = 4;
-    last = success ? (ctx->quota.overage_call ? 6 : 5) : 1;
+static void
+ngx_http_aihub_quota_cleanup(void *data)
+{
+    ngx_http_request_t *r = data;
 
-    for (i = success ? 1 : 0; i < last; i++) {
-        argv[n] = fields[i];
-        argvlen[n++] = ngx_strlen(fields[i]);
-        argv[n] = (const char *) nums[i];
-        argvlen[n++] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || ctx->quota.period_key.len == 0) {
+        return;
     }
 
-    (void) ngx_http_aihub_redis_send(ngx_http_aihub_settled, NULL, (int) n,
-                                     argv, argvlen);
+    if (ctx->quota.pending || ctx->quota.reserved) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: request gone, lease given back");
+
+        ctx->quota.pending = 0;
+        ctx->quota.reserved = 0;
+
+        ngx_http_aihub_quota_send_settle(ngx_cycle->log, ctx, 0);
+    }
 }
 
 
 static void
-ngx_http_aihub_settled(redisAsyncContext *ac, void *reply, void *privdata)
+ngx_http_aihub_quota_send_settle(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t success)
 {
-    redisReply  *rep = reply;
+    ngx_uint_t   i, n;
+    const char  *argv[18];
+    size_t       argvlen[18];
+    int64_t      v[5];
+    u_char       nums[5][NGX_INT64_LEN + 1];
 
-    if (rep && rep->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "aihub: settling a call in redis failed: %s; "
-                      "\"aihub-worker rebuild\" restores the counters",
-                      rep->str);
-        ngx_http_aihub_scripts_check(rep);
+    static const char  *fields[] = {
+        AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION, AIHUB_CF_TOTAL,
+        AIHUB_CF_COST, AIHUB_CF_OVERAGE
+    };
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *) ngx_http_aihub_settle->sha;
+    argvlen[1] = sizeof(ngx_http_aihub_settle->sha);
+    argv[2] = "3";
+    argvlen[2] = 1;
+    argv[3] = (const char *) ctx->quota.period_key.data;
+    argvlen[3] = ctx->quota.period_key.len;
+    argv[4] = (const char *) ctx->quota.leases_key.data;
+    argvlen[4] = ctx->quota.leases_key.len;
+    argv[5] = (const char *) ctx->quota.reclaimed_key.data;
+    argvlen[5] = ctx->quota.reclaimed_key.len;
+    argv[6] = (const char *) ctx->event_id;
+    argvlen[6] = AIHUB_EVENT_ID_LEN;
+    argv[7] = success ? "1" : "0";
+    argvlen[7] = 1;
+
+    n = 8;
+
+    if (success) {
+        v[0] = ctx->usage.tokens.prompt;
+        v[1] = ctx->usage.tokens.completion;
+        v[2] = ctx->usage.tokens.total;
+        v[3] = ctx->usage.cost_micros;
+        v[4] = ctx->usage.cost_micros;
+
+        /* the overage too for a call beyond the included ones */
+
+        for (i = 0; i < (ctx->quota.overage_call ? 5 : 4); i++) {
+            argv[n] = fields[i];
+            argvlen[n++] = ngx_strlen(fields[i]);
+            argv[n] = (const char *) nums[i];
+            argvlen[n++] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
+        }
+    }
+
+    if (ngx_http_aihub_usage_command(log, (int) n, argv, argvlen) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "aihub: could not queue the settle of lease %*s; "
+                      "it is reclaimed when it expires",
+                      (size_t) AIHUB_EVENT_ID_LEN, ctx->event_id);
     }
 }
-
