@@ -254,6 +254,8 @@ typedef struct {
 typedef struct {
     aihub_rl_result_t             requests;
     aihub_rl_result_t             tokens;
+    uint64_t                      held;         /* worst-case tokens
+                                                   charged, to settle */
     unsigned                      taken:1;      /* a local rpm slot */
 } ngx_http_aihub_limit_t;
 

@@ -304,6 +304,16 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    /* the worst case of tokens held against the TPM limit first */
+
+    if (ngx_http_aihub_limit_hold(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
+        return NGX_OK;
+    }
+
     if (ngx_http_aihub_period_key(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
