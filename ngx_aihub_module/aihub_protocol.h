@@ -58,9 +58,12 @@
  *                                ones) of the billing period starting
  *                                that UTC day
  *   leases:<account>:<YYYYMMDD>  ZSET the period's outstanding leases,
- *                                lease id by expiry (Redis time, unix ms);
- *                                each holds one call of "calls" until it
- *                                is settled, or reclaimed at its expiry
+ *                                "<lease id>:<cost>" by expiry (Redis
+ *                                time, unix ms); each holds one call of
+ *                                "calls" and, for an account with a spend
+ *                                cap, its worst-case cost in the period's
+ *                                "leased_cost", until it is settled, or
+ *                                reclaimed at its expiry
  *   leases-reclaimed:<account>:<YYYYMMDD>  ZSET leases reclaimed unsettled
  *                                (their call given back), by the time of
  *                                the reclaim, kept one day: a late settle
@@ -148,6 +151,8 @@
 #define AIHUB_CF_TOTAL       "total"
 #define AIHUB_CF_COST        "cost"         /* micro-dollars */
 #define AIHUB_CF_OVERAGE     "overage"      /* micro-dollars */
+#define AIHUB_CF_LEASED_COST "leased_cost"  /* micro-dollars held by the
+                                               outstanding leases */
 
 /* fields of the key record HASH */
 #define AIHUB_KF_ACCOUNT     "account"      /* account id (decimal) */

@@ -292,6 +292,7 @@ typedef struct {
     int64_t                       end;
     ngx_str_t                     leases_key;   /* leases:<acct>:<day> */
     ngx_str_t                     reclaimed_key;
+    uint64_t                      held_cost;    /* worst case, micro-$ */
     unsigned                      reserved:1;   /* a quota call is held */
     unsigned                      pending:1;    /* its reserve in flight */
     unsigned                      cleanup:1;

@@ -29,6 +29,7 @@
 #include "ngx_http_aihub_quota.h"
 
 #include "aihub_period.h"
+#include "aihub_money.h"
 
 #include <openssl/sha.h>
 
@@ -39,6 +40,8 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_scripts_check(redisReply *reply);
 static void ngx_http_aihub_quota_cleanup(void *data);
+static void ngx_http_aihub_quota_give_back(ngx_log_t *log,
+    ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t success);
 
@@ -48,7 +51,10 @@ static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
  * ngx_http_aihub_limit.h has that part), KEYS[3] the period's leases,
  * KEYS[4] the leases reclaimed unsettled
  * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none),
- * lease id, lease time in ms
+ * lease id, lease time in ms, the call's worst-case cost
+ * A call beyond the included ones of an account with a spend cap holds its
+ * worst-case cost in "leased_cost" while its lease is outstanding, and is
+ * refused once the overage plus what is held reaches the cap.
  * Returns {allowed, calls, reason, remaining, retry_ms, reset_ms}.
  */
 
@@ -57,11 +63,15 @@ static const char  ngx_http_aihub_reserve_script[] =
     "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
     "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', lnow) "
     "if #old > 0 then "
+    "  local held = 0 "
     "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', lnow) "
     "  redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', -#old) "
     "  for _, id in ipairs(old) do "
     "    redis.call('ZADD', KEYS[4], lnow, id) "
+    "    held = held + tonumber(string.match(id, ':(%d+)$') or '0') "
     "  end "
+    "  if held > 0 then redis.call('HINCRBY', KEYS[1], '"
+        AIHUB_CF_LEASED_COST "', -held) end "
     "  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', lnow - 86400000) "
     "  redis.call('EXPIRE', KEYS[4], ARGV[4]) "
     "end "
@@ -74,14 +84,20 @@ static const char  ngx_http_aihub_reserve_script[] =
     "  return {0, calls, 'quota', 0, 0, 0} end "
     "local cap = tonumber(ARGV[3]) "
     "if cap > 0 and calls >= included then "
-    "  local o = tonumber(redis.call('HGET', KEYS[1], '"
-        AIHUB_CF_OVERAGE "') or '0') "
-    "  if o >= cap then return {0, calls, 'spend', 0, 0, 0} end "
+    "  local o = redis.call('HMGET', KEYS[1], '" AIHUB_CF_OVERAGE "', '"
+        AIHUB_CF_LEASED_COST "') "
+    "  if tonumber(o[1] or '0') + tonumber(o[2] or '0') >= cap then "
+    "    return {0, calls, 'spend', 0, 0, 0} end "
     "end "
     NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
     "calls = redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) "
     "if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end "
-    "redis.call('ZADD', KEYS[3], lnow + tonumber(ARGV[7]), ARGV[6]) "
+    "local lc = 0 "
+    "if cap > 0 and calls > included then lc = tonumber(ARGV[8]) end "
+    "if lc > 0 then redis.call('HINCRBY', KEYS[1], '"
+        AIHUB_CF_LEASED_COST "', lc) end "
+    "redis.call('ZADD', KEYS[3], lnow + tonumber(ARGV[7]), "
+    "           ARGV[6] .. ':' .. lc) "
     "redis.call('EXPIRE', KEYS[3], ARGV[4]) "
     "return {1, calls, 'ok', remaining, 0, reset}";
 
@@ -89,21 +105,25 @@ static const char  ngx_http_aihub_reserve_script[] =
 /*
  * KEYS[1] period hash, KEYS[2] the period's leases, KEYS[3] the leases
  * reclaimed unsettled
- * ARGV: lease id, success (0|1), then field, increment pairs (success)
- * A lease still held: a failure gives its call back.  A lease reclaimed
- * (its call given back already): a success counts the call again.  No
- * lease: settled already (a resend), nothing to do.  Returns 1 or 0.
+ * ARGV: lease ("<id>:<cost held>"), success (0|1), the cost held, then
+ * field, increment pairs (success)
+ * A lease still held: its cost is released, a failure gives its call
+ * back.  A lease reclaimed (both given back already): a success counts the
+ * call again.  No lease: settled already (a resend), nothing to do.
+ * Returns 1 or 0.
  */
 
 static const char  ngx_http_aihub_settle_script[] =
     "if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then "
     "  if ARGV[2] ~= '1' then "
     "    redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', -1) end "
+    "  if ARGV[3] ~= '0' then redis.call('HINCRBY', KEYS[1], '"
+        AIHUB_CF_LEASED_COST "', -tonumber(ARGV[3])) end "
     "elseif redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then "
     "  if ARGV[2] == '1' then "
     "    redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) end "
     "else return 0 end "
-    "for i = 3, #ARGV, 2 do "
+    "for i = 4, #ARGV, 2 do "
     "  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) "
     "end "
     "return 1";
@@ -288,11 +308,11 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_int_t                    rc;
     ngx_str_t                    rl_key;
-    const char                  *argv[14];
-    size_t                       argvlen[14];
-    u_char                       nums[6][NGX_INT64_LEN];
+    const char                  *argv[15];
+    size_t                       argvlen[15];
+    u_char                       nums[7][NGX_INT64_LEN];
     ngx_uint_t                   i;
-    uint64_t                     v[6];
+    uint64_t                     v[7], worst, prompt;
     ngx_pool_cleanup_t          *cln;
     ngx_http_aihub_loc_conf_t   *alcf;
     ngx_http_aihub_main_conf_t  *amcf;
@@ -347,6 +367,19 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     v[5] = amcf->lease_time;
 
+    /* the call's worst-case cost, held against a spend cap */
+
+    v[6] = 0;
+
+    if (ctx->caller.key.rec.spend_cap && ctx->route.model) {
+        worst = ngx_http_aihub_limit_worst_tokens(ctx);
+        prompt = (uint64_t) (ctx->body.prompt_estimate + 3) / 4;
+
+        v[6] = (uint64_t) aihub_money_call_micros(prompt, worst - prompt,
+                                             ctx->route.model->price_in,
+                                             ctx->route.model->price_out);
+    }
+
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
     argv[1] = (const char *) ngx_http_aihub_reserve->sha;
@@ -371,9 +404,13 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argvlen[12] = AIHUB_EVENT_ID_LEN;
     argv[13] = (const char *) nums[5];
     argvlen[13] = ngx_sprintf(nums[5], "%uL", v[5]) - nums[5];
+    argv[14] = (const char *) nums[6];
+    argvlen[14] = ngx_sprintf(nums[6], "%uL", v[6]) - nums[6];
+
+    ctx->quota.held_cost = v[6];
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_quota_done,
-                                   14, argv, argvlen);
+                                   15, argv, argvlen);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -427,7 +464,7 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
          * script, the lease it granted is given back (after the reserve,
          * on the same connection, or a no-op on a new one)
          */
-        ngx_http_aihub_quota_send_settle(r->connection->log, ctx, 0);
+        ngx_http_aihub_quota_give_back(r->connection->log, ctx);
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
@@ -470,6 +507,11 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
             (reply->element[1]->type == REDIS_REPLY_INTEGER
              && (uint64_t) reply->element[1]->integer
                 > ctx->caller.key.rec.included);
+
+        /* as the script decided: held only by a call beyond the included */
+        if (!ctx->quota.overage_call || !ctx->caller.key.rec.spend_cap) {
+            ctx->quota.held_cost = 0;
+        }
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub quota: call %L of %uL included reserved",
@@ -545,14 +587,44 @@ ngx_http_aihub_quota_cleanup(void *data)
         return;
     }
 
-    if (ctx->quota.pending || ctx->quota.reserved) {
+    if (ctx->quota.pending) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: request gone before the reply, "
+                       "lease given back");
+
+        ctx->quota.pending = 0;
+        ngx_http_aihub_quota_give_back(ngx_cycle->log, ctx);
+    }
+
+    if (ctx->quota.reserved) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub quota: request gone, lease given back");
 
-        ctx->quota.pending = 0;
         ctx->quota.reserved = 0;
-
         ngx_http_aihub_quota_send_settle(ngx_cycle->log, ctx, 0);
+    }
+}
+
+
+/*
+ * A reserve whose reply never came: whether the script held a cost for it
+ * (a call beyond the included ones) is unknown, so both forms of its lease
+ * are given back; the one that does not exist is a no-op.
+ */
+
+static void
+ngx_http_aihub_quota_give_back(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx)
+{
+    uint64_t  held;
+
+    held = ctx->quota.held_cost;
+
+    ngx_http_aihub_quota_send_settle(log, ctx, 0);
+
+    if (held) {
+        ctx->quota.held_cost = 0;
+        ngx_http_aihub_quota_send_settle(log, ctx, 0);
+        ctx->quota.held_cost = held;
     }
 }
 
@@ -562,10 +634,12 @@ ngx_http_aihub_quota_send_settle(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx,
     ngx_uint_t success)
 {
     ngx_uint_t   i, n;
-    const char  *argv[18];
-    size_t       argvlen[18];
+    const char  *argv[19];
+    size_t       argvlen[19];
     int64_t      v[5];
     u_char       nums[5][NGX_INT64_LEN + 1];
+    u_char       lease[AIHUB_EVENT_ID_LEN + 1 + NGX_INT64_LEN];
+    u_char       held[NGX_INT64_LEN];
 
     static const char  *fields[] = {
         AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION, AIHUB_CF_TOTAL,
@@ -584,12 +658,16 @@ ngx_http_aihub_quota_send_settle(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx,
     argvlen[4] = ctx->quota.leases_key.len;
     argv[5] = (const char *) ctx->quota.reclaimed_key.data;
     argvlen[5] = ctx->quota.reclaimed_key.len;
-    argv[6] = (const char *) ctx->event_id;
-    argvlen[6] = AIHUB_EVENT_ID_LEN;
+    argv[6] = (const char *) lease;
+    argvlen[6] = ngx_sprintf(lease, "%*s:%uL", (size_t) AIHUB_EVENT_ID_LEN,
+                             ctx->event_id, ctx->quota.held_cost)
+                 - lease;
     argv[7] = success ? "1" : "0";
     argvlen[7] = 1;
+    argv[8] = (const char *) held;
+    argvlen[8] = ngx_sprintf(held, "%uL", ctx->quota.held_cost) - held;
 
-    n = 8;
+    n = 9;
 
     if (success) {
         v[0] = ctx->usage.tokens.prompt;

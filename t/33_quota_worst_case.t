@@ -6,7 +6,8 @@
 # it is forwarded, and settles to the actual usage, so concurrent calls
 # cannot pass the limit together.  Before, the limit only looked at what
 # was already settled: 20 concurrent calls of 1,000 tokens all passed a
-# TPM of 100.
+# TPM of 100.  The same for a spend cap: a call beyond the included ones
+# holds its worst-case cost in Redis with its lease.
 
 use strict;
 use warnings;
@@ -87,6 +88,35 @@ cmp_ok($st{200} // 0, '<=', 10, 'TPM 1,000, bound 100: at most what fits')
 is(($st{200} // 0) + ($st{429} // 0), 20, 'TPM 1,000: the rest 429');
 
 diag("TPM 1,000, bound 100: " . ($st{200} // 0) . " of 20 passed");
+
+
+
+# --- spend cap 1 micro-dollar, 20 concurrent calls -------------------------------
+
+# every call is beyond the included ones (0): the first holds its worst
+# case (2 + 4,096 tokens at the model's prices) against the cap, so the
+# others are refused; before, all 20 passed and the overage was 20 times
+# the cap or more
+for my $round (1 .. 3) {
+    my $account = 3320 + $round;
+    my $key = seed_full_key($t, account => $account, included => 0,
+                            overage => 1, spend_cap => 1);
+    my @res = parallel_chat($t, 20, $key,
+                            headers => { 'x-mock-delay-ms' => 300 });
+    my %st = statuses(@res);
+    is($st{200} // 0, 1, "spend cap round $round: one of 20 passes")
+        or diag(explain(\%st));
+    is(scalar(grep { ($_->{code} // '') eq 'insufficient_quota' } @res),
+       19, "spend cap round $round: 19 insufficient_quota");
+    my $h = "aihub:period:$account:$PERIOD";
+    ok($t->wait_for(sub {
+           ($t->redis('HGET', $h, 'leased_cost') // 0) == 0 }, timeout => 10),
+       "spend cap round $round: nothing held once settled");
+    cmp_ok($t->redis('HGET', $h, 'overage') // 0, '>', 0,
+           "spend cap round $round: the call's cost is the overage");
+    is($t->chat($key, model => 'test-basic')->{status}, 429,
+       "spend cap round $round: the cap is reached, the next call 429");
+}
 
 my $r = $t->chat($probe, model => 'test-basic');
 is($r->{status}, 200, 'an account without TPM is not affected');
