@@ -64,6 +64,10 @@
  *                                cap, its worst-case cost in the period's
  *                                "leased_cost", until it is settled, or
  *                                reclaimed at its expiry
+ *   leases-due             ZSET  "<account>:<YYYYMMDD>" of every period with
+ *                                outstanding leases, by the earliest
+ *                                expiry among them: one nginx worker
+ *                                process per node sweeps the due ones
  *   leases-reclaimed:<account>:<YYYYMMDD>  ZSET leases reclaimed unsettled
  *                                (their call given back), by the time of
  *                                the reclaim, kept one day: a late settle
@@ -97,6 +101,7 @@
 #define AIHUB_RK_RATE                "rl:"
 #define AIHUB_RK_LEASES              "leases:"
 #define AIHUB_RK_LEASES_RECLAIMED    "leases-reclaimed:"
+#define AIHUB_RK_LEASES_DUE          "leases-due"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
 #define AIHUB_ADMIN_FIELD            "event"        /* of the admin stream */

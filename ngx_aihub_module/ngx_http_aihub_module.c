@@ -612,6 +612,10 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_aihub_scripts_init();
+
+    if (ngx_http_aihub_quota_init_process(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
     ngx_http_aihub_subscribe_init_process(amcf);
     ngx_http_aihub_redis_on_connect(ngx_http_aihub_redis_connected);
 

@@ -40,6 +40,8 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_scripts_check(redisReply *reply);
 static void ngx_http_aihub_quota_cleanup(void *data);
+static void ngx_http_aihub_swept(redisAsyncContext *ac, void *reply,
+    void *privdata);
 static void ngx_http_aihub_quota_give_back(ngx_log_t *log,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
@@ -47,11 +49,35 @@ static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
 
 
 /*
+ * Reclaiming a period's expired leases, in Lua: "pk" the period hash, "lk"
+ * its leases, "rk" its reclaimed leases, "lnow" Redis time in ms, "ttl"
+ * the keys' lifetime.  Their calls and held cost go back.
+ */
+
+#define NGX_HTTP_AIHUB_RECLAIM_LUA                                           \
+    "local old = redis.call('ZRANGEBYSCORE', lk, '-inf', lnow) "             \
+    "if #old > 0 then "                                                      \
+    "  local held = 0 "                                                      \
+    "  redis.call('ZREMRANGEBYSCORE', lk, '-inf', lnow) "                    \
+    "  redis.call('HINCRBY', pk, '" AIHUB_CF_CALLS "', -#old) "              \
+    "  for _, id in ipairs(old) do "                                         \
+    "    redis.call('ZADD', rk, lnow, id) "                                  \
+    "    held = held + tonumber(string.match(id, ':(%d+)$') or '0') "        \
+    "  end "                                                                 \
+    "  if held > 0 then redis.call('HINCRBY', pk, '"                         \
+        AIHUB_CF_LEASED_COST "', -held) end "                                \
+    "  redis.call('ZREMRANGEBYSCORE', rk, '-inf', lnow - 86400000) "         \
+    "  redis.call('EXPIRE', rk, ttl) "                                       \
+    "end "
+
+
+/*
  * KEYS[1] period hash, KEYS[2] global rate limit state (may be unused;
  * ngx_http_aihub_limit.h has that part), KEYS[3] the period's leases,
- * KEYS[4] the leases reclaimed unsettled
+ * KEYS[4] the leases reclaimed unsettled, KEYS[5] the periods due a sweep
  * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none),
- * lease id, lease time in ms, the call's worst-case cost
+ * lease id, lease time in ms, the call's worst-case cost, the period's
+ * "<account>:<YYYYMMDD>"
  * A call beyond the included ones of an account with a spend cap holds its
  * worst-case cost in "leased_cost" while its lease is outstanding, and is
  * refused once the overage plus what is held reaches the cap.
@@ -61,20 +87,8 @@ static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
 static const char  ngx_http_aihub_reserve_script[] =
     "local lt = redis.call('TIME') "
     "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
-    "local old = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', lnow) "
-    "if #old > 0 then "
-    "  local held = 0 "
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', lnow) "
-    "  redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', -#old) "
-    "  for _, id in ipairs(old) do "
-    "    redis.call('ZADD', KEYS[4], lnow, id) "
-    "    held = held + tonumber(string.match(id, ':(%d+)$') or '0') "
-    "  end "
-    "  if held > 0 then redis.call('HINCRBY', KEYS[1], '"
-        AIHUB_CF_LEASED_COST "', -held) end "
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', lnow - 86400000) "
-    "  redis.call('EXPIRE', KEYS[4], ARGV[4]) "
-    "end "
+    "local pk, lk, rk, ttl = KEYS[1], KEYS[3], KEYS[4], ARGV[4] "
+    NGX_HTTP_AIHUB_RECLAIM_LUA
     "local calls = tonumber(redis.call('HGET', KEYS[1], '"
         AIHUB_CF_CALLS "') or '0') "
     "local included = tonumber(ARGV[1]) "
@@ -96,9 +110,10 @@ static const char  ngx_http_aihub_reserve_script[] =
     "if cap > 0 and calls > included then lc = tonumber(ARGV[8]) end "
     "if lc > 0 then redis.call('HINCRBY', KEYS[1], '"
         AIHUB_CF_LEASED_COST "', lc) end "
-    "redis.call('ZADD', KEYS[3], lnow + tonumber(ARGV[7]), "
-    "           ARGV[6] .. ':' .. lc) "
+    "local due = lnow + tonumber(ARGV[7]) "
+    "redis.call('ZADD', KEYS[3], due, ARGV[6] .. ':' .. lc) "
     "redis.call('EXPIRE', KEYS[3], ARGV[4]) "
+    "redis.call('ZADD', KEYS[5], 'LT', due, ARGV[9]) "
     "return {1, calls, 'ok', remaining, 0, reset}";
 
 
@@ -130,6 +145,32 @@ static const char  ngx_http_aihub_settle_script[] =
 
 
 /*
+ * The sweep: KEYS[1] the periods due; ARGV: the Redis prefix, ttl seconds.
+ * Reclaims the expired leases of up to 100 due periods (their keys are
+ * named from the prefix: one Redis, no cluster), and files each period
+ * again under its next expiry, or drops it when it has no lease left.
+ * Returns the number of periods swept.
+ */
+
+static const char  ngx_http_aihub_sweep_script[] =
+    "local lt = redis.call('TIME') "
+    "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
+    "local ttl = ARGV[2] "
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', lnow, "
+    "                       'LIMIT', 0, 100) "
+    "for _, m in ipairs(due) do "
+    "  local pk = ARGV[1] .. '" AIHUB_RK_PERIOD "' .. m "
+    "  local lk = ARGV[1] .. '" AIHUB_RK_LEASES "' .. m "
+    "  local rk = ARGV[1] .. '" AIHUB_RK_LEASES_RECLAIMED "' .. m "
+    NGX_HTTP_AIHUB_RECLAIM_LUA
+    "  local nxt = redis.call('ZRANGE', lk, 0, 0, 'WITHSCORES') "
+    "  if #nxt == 0 then redis.call('ZREM', KEYS[1], m) "
+    "  else redis.call('ZADD', KEYS[1], nxt[2], m) end "
+    "end "
+    "return #due";
+
+
+/*
  * The scripts run by their SHA1 (EVALSHA): Redis neither parses nor hashes
  * the text on every call.  They are loaded on every new connection, before
  * anything else is sent on it, so a restarted Redis has them again.
@@ -147,10 +188,115 @@ static ngx_http_aihub_script_t  ngx_http_aihub_scripts[] = {
       sizeof(ngx_http_aihub_reserve_script) - 1, "" },
     { ngx_http_aihub_settle_script,
       sizeof(ngx_http_aihub_settle_script) - 1, "" },
+    { ngx_http_aihub_sweep_script,
+      sizeof(ngx_http_aihub_sweep_script) - 1, "" },
 };
 
 #define ngx_http_aihub_reserve  (&ngx_http_aihub_scripts[0])
 #define ngx_http_aihub_settle   (&ngx_http_aihub_scripts[1])
+#define ngx_http_aihub_sweep    (&ngx_http_aihub_scripts[2])
+
+
+/* "<prefix>leases-due", and the sweep's timer (one worker process) */
+
+static ngx_str_t    ngx_http_aihub_leases_due;
+static ngx_str_t    ngx_http_aihub_sweep_prefix;
+static ngx_msec_t   ngx_http_aihub_sweep_every;
+static ngx_uint_t   ngx_http_aihub_sweep_ttl;
+static ngx_event_t  ngx_http_aihub_sweep_ev;
+
+
+static void ngx_http_aihub_sweep_handler(ngx_event_t *ev);
+
+
+ngx_int_t
+ngx_http_aihub_quota_init_process(ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf)
+{
+    u_char  *p;
+
+    ngx_http_aihub_leases_due.len = amcf->redis_prefix.len
+                                    + sizeof(AIHUB_RK_LEASES_DUE) - 1;
+    ngx_http_aihub_leases_due.data = ngx_pnalloc(cycle->pool,
+                                          ngx_http_aihub_leases_due.len);
+    if (ngx_http_aihub_leases_due.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ngx_http_aihub_leases_due.data, amcf->redis_prefix.data,
+                   amcf->redis_prefix.len);
+    ngx_memcpy(p, AIHUB_RK_LEASES_DUE, sizeof(AIHUB_RK_LEASES_DUE) - 1);
+
+    if (ngx_worker != 0) {
+        return NGX_OK;
+    }
+
+    /* a lease is reclaimed within half a lease time of its expiry */
+
+    ngx_http_aihub_sweep_prefix = amcf->redis_prefix;
+    ngx_http_aihub_sweep_every = ngx_max(amcf->lease_time / 2, 500);
+    ngx_http_aihub_sweep_ttl = 72 * 86400;
+
+    ngx_http_aihub_sweep_ev.handler = ngx_http_aihub_sweep_handler;
+    ngx_http_aihub_sweep_ev.log = cycle->log;
+    ngx_http_aihub_sweep_ev.data = NULL;
+    ngx_http_aihub_sweep_ev.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_aihub_sweep_ev, ngx_http_aihub_sweep_every);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aihub_sweep_handler(ngx_event_t *ev)
+{
+    u_char       ttl[NGX_INT_T_LEN];
+    const char  *argv[6];
+    size_t       argvlen[6];
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *) ngx_http_aihub_sweep->sha;
+    argvlen[1] = sizeof(ngx_http_aihub_sweep->sha);
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) ngx_http_aihub_leases_due.data;
+    argvlen[3] = ngx_http_aihub_leases_due.len;
+    argv[4] = (const char *) ngx_http_aihub_sweep_prefix.data;
+    argvlen[4] = ngx_http_aihub_sweep_prefix.len;
+    argv[5] = (const char *) ttl;
+    argvlen[5] = ngx_sprintf(ttl, "%ui", ngx_http_aihub_sweep_ttl) - ttl;
+
+    /* not connected: the next turn tries again */
+
+    (void) ngx_http_aihub_redis_send(ngx_http_aihub_swept, NULL, 6, argv,
+                                     argvlen);
+
+    ngx_add_timer(ev, ngx_http_aihub_sweep_every);
+}
+
+
+static void
+ngx_http_aihub_swept(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *rep = reply;
+
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "aihub: sweeping expired leases failed: %s", rep->str);
+        ngx_http_aihub_scripts_check(rep);
+
+    } else if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "aihub: swept the expired leases of %L periods",
+                      rep->integer);
+    }
+}
 
 
 void
@@ -308,8 +454,9 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_int_t                    rc;
     ngx_str_t                    rl_key;
-    const char                  *argv[15];
-    size_t                       argvlen[15];
+    size_t                       skip;
+    const char                  *argv[17];
+    size_t                       argvlen[17];
     u_char                       nums[7][NGX_INT64_LEN];
     ngx_uint_t                   i;
     uint64_t                     v[7], worst, prompt;
@@ -384,7 +531,7 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argvlen[0] = sizeof("EVALSHA") - 1;
     argv[1] = (const char *) ngx_http_aihub_reserve->sha;
     argvlen[1] = sizeof(ngx_http_aihub_reserve->sha);
-    argv[2] = "4";
+    argv[2] = "5";
     argvlen[2] = 1;
     argv[3] = (const char *) ctx->quota.period_key.data;
     argvlen[3] = ctx->quota.period_key.len;
@@ -394,23 +541,31 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argvlen[5] = ctx->quota.leases_key.len;
     argv[6] = (const char *) ctx->quota.reclaimed_key.data;
     argvlen[6] = ctx->quota.reclaimed_key.len;
+    argv[7] = (const char *) ngx_http_aihub_leases_due.data;
+    argvlen[7] = ngx_http_aihub_leases_due.len;
 
     for (i = 0; i < 5; i++) {
-        argv[7 + i] = (const char *) nums[i];
-        argvlen[7 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
+        argv[8 + i] = (const char *) nums[i];
+        argvlen[8 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
-    argv[12] = (const char *) ctx->event_id;
-    argvlen[12] = AIHUB_EVENT_ID_LEN;
-    argv[13] = (const char *) nums[5];
-    argvlen[13] = ngx_sprintf(nums[5], "%uL", v[5]) - nums[5];
-    argv[14] = (const char *) nums[6];
-    argvlen[14] = ngx_sprintf(nums[6], "%uL", v[6]) - nums[6];
+    argv[13] = (const char *) ctx->event_id;
+    argvlen[13] = AIHUB_EVENT_ID_LEN;
+    argv[14] = (const char *) nums[5];
+    argvlen[14] = ngx_sprintf(nums[5], "%uL", v[5]) - nums[5];
+    argv[15] = (const char *) nums[6];
+    argvlen[15] = ngx_sprintf(nums[6], "%uL", v[6]) - nums[6];
+
+    /* "<account>:<YYYYMMDD>", the period key after "<prefix>period:" */
+
+    skip = amcf->redis_prefix.len + sizeof(AIHUB_RK_PERIOD) - 1;
+    argv[16] = (const char *) ctx->quota.period_key.data + skip;
+    argvlen[16] = ctx->quota.period_key.len - skip;
 
     ctx->quota.held_cost = v[6];
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_quota_done,
-                                   15, argv, argvlen);
+                                   17, argv, argvlen);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
