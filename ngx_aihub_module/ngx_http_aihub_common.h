@@ -14,7 +14,9 @@
  *             zone                 the shared key cache and rate state
  *             metrics, models, provider, variables
  *             subscribe            invalidations (calls zone, models)
- *             usage                the event buffer and its XADD
+ *             scripts              the quota engine's Lua scripts
+ *             usage                the event buffer and its XADD, and
+ *                                  the quota settles (calls scripts)
  *   steps     key                  the key, its record, its status
  *             limit                every rate limit (per account)
  *             body, model          the body; model access and max_tokens

@@ -13,6 +13,7 @@
 #include "ngx_http_aihub_variables.h"
 #include "ngx_http_aihub_subscribe.h"
 #include "ngx_http_aihub_usage.h"
+#include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_quota.h"
 #include "ngx_http_aihub_access.h"
 #include "ngx_http_aihub_log.h"

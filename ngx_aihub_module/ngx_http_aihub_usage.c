@@ -13,7 +13,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_metrics.h"
-#include "ngx_http_aihub_quota.h"
+#include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_usage.h"
 
 
