@@ -12,7 +12,10 @@
 #     expires (aihub_lease_time 2s here) and the sweep reclaims it;
 #   - Redis (with its AOF) restarted between the reserve and the settle of
 #     a failed call and of a successful one: the settles wait in the
-#     confirmed buffer and are applied once when Redis is back.
+#     confirmed buffer and are applied once when Redis is back;
+#   - period rollover with a lease outstanding: the next month's node
+#     (aihub_time_offset 40d) admits its whole quota, the running call is
+#     counted in its own month.
 #
 # No timed assertion: every wait is a poll with a generous bound.
 
@@ -34,7 +37,7 @@ my $t = Aihub->new(redis => 1, redis_args => \@aof, mock => 1);
 seed_models($t);
 my $probe = seed_full_key($t, account => 6900);
 
-$t->nginx(<<'END');
+my $HTTP = <<'END';
     aihub_redis %%REDIS%%;
     aihub_redis_timeout 300ms;
     aihub_lease_time 2s;
@@ -56,8 +59,13 @@ $t->nginx(<<'END');
         }
     }
 END
+$t->nginx($HTTP);
 worker_processes($t, 2);
 $t->start_nginx;
+# a node living 40 days ahead: the next billing period
+$t->nginx("    aihub_time_offset 40d;\n" . $HTTP, name => 'future');
+$t->start_nginx('future');
+ok(wait_ready($t, $probe, name => 'future'), 'future: catalog loaded');
 ok(wait_ready($t, $probe), 'catalog loaded');
 
 my $PERIOD = period_id();
@@ -182,5 +190,35 @@ ok($t->wait_for(sub { ledger(6904) == 1 }, timeout => 20),
    'settle: the good call\'s event stored once Redis is back');
 healed(6904, 'Redis restarted around the settle');
 is(counted(6904), 1, 'settle: the failed call given back, the good one kept');
+
+
+# --- 5. period rollover with a lease outstanding -----------------------------------
+
+# a call of this month still running (its lease outstanding) takes
+# nothing from next month: the next period's node admits its whole quota,
+# and the running call settles in its own month
+my $k5 = seed_full_key($t, account => 6905, included => 2, overage => 0);
+my $slow = raw_chat($k5, 'x-mock-delay-ms' => 1500);
+ok($t->wait_for(sub { counted(6905) == 1 }, timeout => 10),
+   'rollover: a call of this month in flight');
+my $NEXT = period_id(time + 40 * 86400);
+my @next = map { $t->chat($k5, model => 'test-basic', name => 'future')
+                   ->{status} } 1 .. 3;
+is("@next", '200 200 429', 'rollover: next month admits its own 2 calls');
+is($t->redis('HGET', "aihub:period:6905:$NEXT", 'calls'), 2,
+   'rollover: next month counts 2');
+{
+    local $/;
+    my $a = <$slow> // '';
+    like($a, qr{^HTTP/1\.1 200}, 'rollover: the slow call of this month 200');
+}
+# (settled, or reclaimed at its expiry and counted again by the settle)
+ok($t->wait_for(sub {
+       ($t->redis('ZCARD', "aihub:leases:6905:$PERIOD") // 0) == 0
+       && counted(6905) == 1 }, timeout => 10),
+   'rollover: its lease settled, the call counted in its own month');
+is(ledger(6905), 3, 'rollover: three calls in the ledger, one + two');
+is($t->redis('HGET', "aihub:period:6905:$NEXT", 'calls'), 2,
+   'rollover: next month unchanged');
 
 $t->done;
