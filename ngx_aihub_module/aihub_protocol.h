@@ -57,7 +57,23 @@
  *                                the cost of calls beyond the included
  *                                ones) of the billing period starting
  *                                that UTC day
- *   rl:<sha256hex>         STRING Redis-global rate limit state of a key
+ *   leases:<account>:<YYYYMMDD>  ZSET the period's outstanding leases,
+ *                                "<lease id>:<cost>" by expiry (Redis
+ *                                time, unix ms); each holds one call of
+ *                                "calls" and, for an account with a spend
+ *                                cap, its worst-case cost in the period's
+ *                                "leased_cost", until it is settled, or
+ *                                reclaimed at its expiry
+ *   leases-due             ZSET  "<account>:<YYYYMMDD>" of every period with
+ *                                outstanding leases, by the earliest
+ *                                expiry among them: one nginx worker
+ *                                process per node sweeps the due ones
+ *   leases-reclaimed:<account>:<YYYYMMDD>  ZSET leases reclaimed unsettled
+ *                                (their call given back), by the time of
+ *                                the reclaim, kept one day: a late settle
+ *                                of a call that succeeded counts it again
+ *   rl:<account>           STRING Redis-global rate limit state of an
+ *                                account (all its keys share it)
  *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
  *                                an account
  *   admin                  STREAM key changes made through the developer
@@ -83,6 +99,9 @@
 #define AIHUB_RK_ADMIN               "admin"
 #define AIHUB_RK_PLAN                "plan:"
 #define AIHUB_RK_RATE                "rl:"
+#define AIHUB_RK_LEASES              "leases:"
+#define AIHUB_RK_LEASES_RECLAIMED    "leases-reclaimed:"
+#define AIHUB_RK_LEASES_DUE          "leases-due"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
 #define AIHUB_ADMIN_FIELD            "event"        /* of the admin stream */
@@ -137,6 +156,8 @@
 #define AIHUB_CF_TOTAL       "total"
 #define AIHUB_CF_COST        "cost"         /* micro-dollars */
 #define AIHUB_CF_OVERAGE     "overage"      /* micro-dollars */
+#define AIHUB_CF_LEASED_COST "leased_cost"  /* micro-dollars held by the
+                                               outstanding leases */
 
 /* fields of the key record HASH */
 #define AIHUB_KF_ACCOUNT     "account"      /* account id (decimal) */

@@ -14,9 +14,11 @@
  *             zone                 the shared key cache and rate state
  *             metrics, models, provider, variables
  *             subscribe            invalidations (calls zone, models)
- *             usage                the event buffer and its XADD
+ *             scripts              the quota engine's Lua scripts
+ *             usage                the event buffer and its XADD, and
+ *                                  the quota settles (calls scripts)
  *   steps     key                  the key, its record, its status
- *             limit                every per-key rate limit
+ *             limit                every rate limit (per account)
  *             body, model          the body; model access and max_tokens
  *             lane                 a place at the provider, paid first
  *             route                a route's saturation and breaker
@@ -88,6 +90,7 @@ typedef struct {
 
     ngx_shm_zone_t               *shm_zone;
     ngx_msec_t                    cache_ttl;
+    ngx_msec_t                    lease_time;   /* a lease's lifetime */
     time_t                        time_offset;  /* tests: move the clock */
 
     ngx_array_t                   providers;    /* ngx_http_aihub_provider_t */
@@ -257,7 +260,7 @@ typedef enum {
 typedef enum {
     NGX_HTTP_AIHUB_STEP_KEY = 0,                /* the key and its record */
     NGX_HTTP_AIHUB_STEP_CHECK,                  /* status, scope, endpoint */
-    NGX_HTTP_AIHUB_STEP_LIMIT,                  /* the per-key rate limits */
+    NGX_HTTP_AIHUB_STEP_LIMIT,                  /* the account's rate limits */
     NGX_HTTP_AIHUB_STEP_BODY,                   /* read and parse the body */
     NGX_HTTP_AIHUB_STEP_MODEL,                  /* model access, max_tokens */
     NGX_HTTP_AIHUB_STEP_LANE,                   /* a place at the provider */
@@ -320,11 +323,13 @@ typedef struct {
 } ngx_http_aihub_caller_t;
 
 
-/* the per-key rate limits (ngx_http_aihub_limit.c) */
+/* the account's rate limits (ngx_http_aihub_limit.c) */
 
 typedef struct {
     aihub_rl_result_t             requests;
     aihub_rl_result_t             tokens;
+    uint64_t                      held;         /* worst-case tokens
+                                                   charged, to settle */
     unsigned                      taken:1;      /* a local rpm slot */
 } ngx_http_aihub_limit_t;
 
@@ -364,7 +369,12 @@ typedef struct {
     ngx_str_t                     period_key;   /* Redis hash, or empty */
     int64_t                       start;
     int64_t                       end;
+    ngx_str_t                     leases_key;   /* leases:<acct>:<day> */
+    ngx_str_t                     reclaimed_key;
+    uint64_t                      held_cost;    /* worst case, micro-$ */
     unsigned                      reserved:1;   /* a quota call is held */
+    unsigned                      pending:1;    /* its reserve in flight */
+    unsigned                      cleanup:1;
     unsigned                      overage_call:1;
 } ngx_http_aihub_quota_t;
 

@@ -1,12 +1,18 @@
 /*
- * Every per-key rate limit, in one place: requests and tokens per minute.
+ * Every rate limit, in one place: requests and tokens per minute.  The
+ * limits are the account's (the plan's, or the account's override): all
+ * keys of an account draw on one state, so minting keys never multiplies
+ * them.
  *
  * Local (the default, "aihub_rate_limit local"): exact for this node, the
  * state in the shared zone, the arithmetic in aihub_ratelimit.c.  The limit
  * step takes a request slot before the body is read, so a key over its
  * limit costs no parsing; tokens per minute are only checked there (the
- * bucket must not be overdrawn) and charged when the usage is known (the
- * log phase); a request refused later gives its slot back (the verdict).
+ * bucket must not be overdrawn).  Once the body is known, the call's worst
+ * case of tokens is held (charged) before it is forwarded, so concurrent
+ * calls cannot pass the limit together, and the log phase replaces it by
+ * the actual usage; a request refused later gives its slot and its tokens
+ * back (the verdict).
  *
  * Global ("aihub_rate_limit global"): requests per minute for the whole
  * cluster, in Redis.  The check must be atomic with the quota reservation
@@ -28,13 +34,20 @@ typedef struct {
     ngx_http_aihub_ctx_t         *ctx;
     uint64_t                      now;
     uint64_t                      tokens;
+    uint64_t                      held;
     ngx_uint_t                    refund_request;
 } ngx_http_aihub_limit_op_t;
+
+
+/* a call that names no bound on its answer is held at this many tokens */
+#define NGX_HTTP_AIHUB_WORST_ANSWER   4096
 
 
 static void ngx_http_aihub_limit_check(aihub_rl_state_t *sreq,
     aihub_rl_state_t *stok, void *data);
 static void ngx_http_aihub_limit_update(aihub_rl_state_t *sreq,
+    aihub_rl_state_t *stok, void *data);
+static void ngx_http_aihub_limit_hold_tokens(aihub_rl_state_t *sreq,
     aihub_rl_state_t *stok, void *data);
 
 
@@ -68,7 +81,7 @@ ngx_http_aihub_limit_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     op.ctx = ctx;
     op.now = ngx_http_aihub_now_ms();
 
-    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.key.rec.account_id,
                                     ngx_http_aihub_limit_check, &op);
 
     if (lim->requests.allowed && lim->tokens.allowed) {
@@ -117,7 +130,7 @@ ngx_http_aihub_limit_check(aihub_rl_state_t *sreq, aihub_rl_state_t *stok,
     tok = &op->ctx->limit.tokens;
 
     if (sreq == NULL) {
-        /* evicted meanwhile: limit this request on its own */
+        /* no room in the zone: limit this request on its own */
         ngx_memzero(&local_req, sizeof(aihub_rl_state_t));
         ngx_memzero(&local_tok, sizeof(aihub_rl_state_t));
         sreq = &local_req;
@@ -145,30 +158,133 @@ ngx_http_aihub_limit_check(aihub_rl_state_t *sreq, aihub_rl_state_t *stok,
 }
 
 
-/* a refused request gives its request slot back */
+/*
+ * The most tokens a call can use: the prompt estimate (the rule of
+ * README "Estimates") plus its bound on the answer (max_completion_tokens
+ * or max_tokens, else the plan's max_tokens, else a default).
+ */
+
+uint64_t
+ngx_http_aihub_limit_worst_tokens(ngx_http_aihub_ctx_t *ctx)
+{
+    uint64_t  answer;
+
+    if (ctx->body.max_tokens > 0) {
+        answer = (uint64_t) ctx->body.max_tokens;
+
+    } else if (ctx->caller.key.rec.max_tokens) {
+        answer = ctx->caller.key.rec.max_tokens;
+
+    } else {
+        answer = NGX_HTTP_AIHUB_WORST_ANSWER;
+    }
+
+    return (uint64_t) (ctx->body.prompt_estimate + 3) / 4 + answer;
+}
+
+
+/*
+ * Before the call is forwarded: its worst case of tokens, at most the
+ * whole limit (so a call with no bound can still pass an idle minute), is
+ * charged to the tokens-per-minute limit.  NGX_OK always: over the limit,
+ * the verdict is given.
+ */
+
+ngx_int_t
+ngx_http_aihub_limit_hold(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    uint64_t                    worst;
+    ngx_http_aihub_limit_op_t   op;
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (alcf->global_rate_limit == NGX_HTTP_AIHUB_RATE_GLOBAL
+        || ctx->caller.key.rec.tpm == 0 || ctx->limit.held)
+    {
+        return NGX_OK;
+    }
+
+    worst = ngx_http_aihub_limit_worst_tokens(ctx);
+
+    if (worst > ctx->caller.key.rec.tpm) {
+        worst = ctx->caller.key.rec.tpm;
+    }
+
+    op.ctx = ctx;
+    op.now = ngx_http_aihub_now_ms();
+    op.tokens = worst;
+
+    ngx_memzero(&ctx->limit.tokens, sizeof(aihub_rl_result_t));
+    ctx->limit.tokens.allowed = 1;
+
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.key.rec.account_id,
+                                    ngx_http_aihub_limit_hold_tokens, &op);
+
+    if (ctx->limit.tokens.allowed) {
+        ctx->limit.held = worst;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub limit: %uL tokens held", worst);
+        return NGX_OK;
+    }
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS, "tokens",
+                        "rate_limit_exceeded",
+                        "Rate limit reached for tokens per minute. "
+                        "Please retry after the time in Retry-After.");
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aihub_limit_hold_tokens(aihub_rl_state_t *sreq,
+    aihub_rl_state_t *stok, void *data)
+{
+    ngx_http_aihub_limit_op_t  *op = data;
+
+    aihub_rl_state_t  local;
+
+    if (stok == NULL) {
+        ngx_memzero(&local, sizeof(aihub_rl_state_t));
+        stok = &local;
+    }
+
+    aihub_rl_check(stok, op->now, op->ctx->caller.key.rec.tpm, op->tokens,
+                   &op->ctx->limit.tokens);
+}
+
+
+/* a refused request gives its request slot and its held tokens back */
 
 void
 ngx_http_aihub_limit_refund(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_http_aihub_limit_op_t  op;
 
-    if (!ctx->limit.taken) {
+    if (!ctx->limit.taken && !ctx->limit.held) {
         return;
     }
-
-    ctx->limit.taken = 0;
 
     op.ctx = ctx;
     op.now = ngx_http_aihub_now_ms();
     op.tokens = 0;
-    op.refund_request = 1;
+    op.held = ctx->limit.held;
+    op.refund_request = ctx->limit.taken;
 
-    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+    ctx->limit.taken = 0;
+    ctx->limit.held = 0;
+
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.key.rec.account_id,
                                     ngx_http_aihub_limit_update, &op);
 }
 
 
-/* a settled call charges the tokens it used */
+/*
+ * A settled call charges the tokens it used, in place of those it held
+ * (a failed call: 0, its held tokens go back).
+ */
 
 void
 ngx_http_aihub_limit_charge(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
@@ -179,9 +295,12 @@ ngx_http_aihub_limit_charge(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     op.ctx = ctx;
     op.now = ngx_http_aihub_now_ms();
     op.tokens = tokens;
+    op.held = ctx->limit.held;
     op.refund_request = 0;
 
-    (void) ngx_http_aihub_zone_rate(r, ctx->caller.bin,
+    ctx->limit.held = 0;
+
+    (void) ngx_http_aihub_zone_rate(r, ctx->caller.key.rec.account_id,
                                     ngx_http_aihub_limit_update, &op);
 }
 
@@ -200,8 +319,11 @@ ngx_http_aihub_limit_update(aihub_rl_state_t *sreq, aihub_rl_state_t *stok,
 
     rec = &op->ctx->caller.key.rec;
 
-    if (rec->tpm && op->tokens) {
-        aihub_rl_charge(stok, op->now, rec->tpm, op->tokens);
+    if (rec->tpm && op->tokens > op->held) {
+        aihub_rl_charge(stok, op->now, rec->tpm, op->tokens - op->held);
+
+    } else if (rec->tpm && op->held > op->tokens) {
+        aihub_rl_refund(stok, op->now, rec->tpm, op->held - op->tokens);
     }
 
     if (rec->rpm && op->refund_request) {
@@ -226,17 +348,19 @@ ngx_http_aihub_limit_global_args(ngx_http_request_t *r,
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
-    key->len = amcf->redis_prefix.len + sizeof(AIHUB_RK_RATE) - 1
-               + AIHUB_SHA256_HEX_LEN;
-    key->data = ngx_pnalloc(r->pool, key->len);
+    /* the account's: every key of it shares the limit */
+
+    key->data = ngx_pnalloc(r->pool, amcf->redis_prefix.len
+                                     + sizeof(AIHUB_RK_RATE) - 1
+                                     + NGX_INT64_LEN);
     if (key->data == NULL) {
         return NGX_ERROR;
     }
 
     p = ngx_cpymem(key->data, amcf->redis_prefix.data,
                    amcf->redis_prefix.len);
-    p = ngx_cpymem(p, AIHUB_RK_RATE, sizeof(AIHUB_RK_RATE) - 1);
-    ngx_memcpy(p, ctx->caller.hash, AIHUB_SHA256_HEX_LEN);
+    p = ngx_sprintf(p, AIHUB_RK_RATE "%uL", ctx->caller.key.rec.account_id);
+    key->len = p - key->data;
 
     *rpm = (alcf->global_rate_limit == NGX_HTTP_AIHUB_RATE_GLOBAL)
            ? ctx->caller.key.rec.rpm : 0;

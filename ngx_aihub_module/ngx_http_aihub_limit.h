@@ -40,6 +40,9 @@ ngx_int_t ngx_http_aihub_limit_step(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 void ngx_http_aihub_limit_refund(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+ngx_int_t ngx_http_aihub_limit_hold(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+uint64_t ngx_http_aihub_limit_worst_tokens(ngx_http_aihub_ctx_t *ctx);
 void ngx_http_aihub_limit_charge(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, uint64_t tokens);
 ngx_int_t ngx_http_aihub_limit_global_args(ngx_http_request_t *r,

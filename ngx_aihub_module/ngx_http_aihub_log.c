@@ -76,6 +76,7 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
         ngx_memzero(&ctx->usage.tokens, sizeof(ngx_http_aihub_tokens_t));
         ctx->usage.cost_micros = 0;
         ngx_http_aihub_quota_settle(r, ctx, 0);
+        ngx_http_aihub_limit_charge(r, ctx, 0);
 
         if (ctx->reply.status == 0) {
             /* the provider was never reached: nothing to record */

@@ -13,6 +13,7 @@
 #include "ngx_http_aihub_variables.h"
 #include "ngx_http_aihub_subscribe.h"
 #include "ngx_http_aihub_usage.h"
+#include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_quota.h"
 #include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_access.h"
@@ -93,6 +94,13 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_aihub_main_conf_t, cache_ttl),
+      NULL },
+
+    { ngx_string("aihub_lease_time"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, lease_time),
       NULL },
 
     { ngx_string("aihub_time_offset"),
@@ -259,6 +267,7 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->fb_time = NGX_CONF_UNSET_MSEC;
     amcf->breaker_fails = NGX_CONF_UNSET_UINT;
     amcf->breaker_time = NGX_CONF_UNSET_MSEC;
+    amcf->lease_time = NGX_CONF_UNSET_MSEC;
     amcf->time_offset = NGX_CONF_UNSET;
 
     if (ngx_array_init(&amcf->providers, cf->pool, 4,
@@ -291,6 +300,7 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(amcf->fb_time, 30000);
     ngx_conf_init_uint_value(amcf->breaker_fails, 3);
     ngx_conf_init_msec_value(amcf->breaker_time, 30000);
+    ngx_conf_init_msec_value(amcf->lease_time, 300000);
     ngx_conf_init_value(amcf->time_offset, 0);
 
     if (amcf->node.data == NULL) {
@@ -637,6 +647,10 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_aihub_scripts_init();
+
+    if (ngx_http_aihub_quota_init_process(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
     ngx_http_aihub_subscribe_init_process(amcf);
     ngx_http_aihub_redis_on_connect(ngx_http_aihub_redis_connected);
 

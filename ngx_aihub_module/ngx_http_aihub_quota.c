@@ -5,9 +5,19 @@
  * beyond the included ones, which an optional spend cap limits).  A call
  * is reserved by one Lua script that checks and increments in one step, so
  * concurrent requests can never pass a hard quota; the same script applies
- * the Redis-global rate limit when a location asks for one.  The
- * reservation is released when the call fails; the tokens and cost are
- * added when it succeeded.
+ * the Redis-global rate limit when a location asks for one.
+ *
+ * Each reservation is a lease of one call (README, "Leases"): its id is
+ * the request's event id, and it is listed with its expiry in
+ * "<prefix>leases:<account>:<YYYYMMDD>".  The reserve script first
+ * reclaims the account's expired leases (their calls given back), so a
+ * reservation whose request is gone, whose reply was lost, or whose worker
+ * process was killed heals within aihub_lease_time.  The settle (the call
+ * given back on failure; its tokens and cost added on success) names the
+ * lease, goes through the confirmed, resent buffer of the usage events,
+ * and applies once: a resent settle finds its lease gone and does nothing.
+ * A reserve that timed out, or whose request went away before its reply,
+ * is given back the same way at once.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -15,156 +25,126 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_limit.h"
+#include "ngx_http_aihub_usage.h"
+#include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_quota.h"
 
 #include "aihub_period.h"
-
-#include <openssl/sha.h>
+#include "aihub_money.h"
 
 
 static void ngx_http_aihub_quota_done(ngx_http_request_t *r,
     redisReply *reply);
-static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
+static void ngx_http_aihub_quota_cleanup(void *data);
+static void ngx_http_aihub_swept(redisAsyncContext *ac, void *reply,
     void *privdata);
-static void ngx_http_aihub_scripts_check(redisReply *reply);
-static void ngx_http_aihub_settled(redisAsyncContext *ac, void *reply,
-    void *privdata);
+static void ngx_http_aihub_quota_give_back(ngx_log_t *log,
+    ngx_http_aihub_ctx_t *ctx);
+static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
+    ngx_http_aihub_ctx_t *ctx, ngx_uint_t success);
 
 
-/*
- * KEYS[1] period hash, KEYS[2] global rate limit state (may be unused;
- * ngx_http_aihub_limit.h has that part)
- * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none)
- * Returns {allowed, calls, reason, remaining, retry_ms, reset_ms}.
- */
-
-static const char  ngx_http_aihub_reserve_script[] =
-    "local calls = tonumber(redis.call('HGET', KEYS[1], '"
-        AIHUB_CF_CALLS "') or '0') "
-    "local included = tonumber(ARGV[1]) "
-    "local rpm = tonumber(ARGV[5]) "
-    "local remaining, reset = 0, 0 "
-    "if ARGV[2] == '1' and calls >= included then "
-    "  return {0, calls, 'quota', 0, 0, 0} end "
-    "local cap = tonumber(ARGV[3]) "
-    "if cap > 0 and calls >= included then "
-    "  local o = tonumber(redis.call('HGET', KEYS[1], '"
-        AIHUB_CF_OVERAGE "') or '0') "
-    "  if o >= cap then return {0, calls, 'spend', 0, 0, 0} end "
-    "end "
-    NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
-    "calls = redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) "
-    "if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end "
-    "return {1, calls, 'ok', remaining, 0, reset}";
 
 
-static const char  ngx_http_aihub_settle_script[] =
-    "for i = 1, #ARGV, 2 do "
-    "  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) "
-    "end "
-    "return 1";
+/* "<prefix>leases-due", and the sweep's timer (one worker process) */
+
+static ngx_str_t    ngx_http_aihub_leases_due;
+static ngx_str_t    ngx_http_aihub_sweep_prefix;
+static ngx_msec_t   ngx_http_aihub_sweep_every;
+static ngx_uint_t   ngx_http_aihub_sweep_ttl;
+static ngx_event_t  ngx_http_aihub_sweep_ev;
 
 
-/*
- * The scripts run by their SHA1 (EVALSHA): Redis neither parses nor hashes
- * the text on every call.  They are loaded on every new connection, before
- * anything else is sent on it, so a restarted Redis has them again.
- */
-
-typedef struct {
-    const char                   *text;
-    size_t                        len;
-    u_char                        sha[2 * SHA_DIGEST_LENGTH];
-} ngx_http_aihub_script_t;
+static void ngx_http_aihub_sweep_handler(ngx_event_t *ev);
 
 
-static ngx_http_aihub_script_t  ngx_http_aihub_scripts[] = {
-    { ngx_http_aihub_reserve_script,
-      sizeof(ngx_http_aihub_reserve_script) - 1, "" },
-    { ngx_http_aihub_settle_script,
-      sizeof(ngx_http_aihub_settle_script) - 1, "" },
-};
-
-#define ngx_http_aihub_reserve  (&ngx_http_aihub_scripts[0])
-#define ngx_http_aihub_settle   (&ngx_http_aihub_scripts[1])
-
-
-void
-ngx_http_aihub_scripts_init(void)
+ngx_int_t
+ngx_http_aihub_quota_init_process(ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf)
 {
-    u_char      md[SHA_DIGEST_LENGTH];
-    ngx_uint_t  i;
+    u_char  *p;
 
-    for (i = 0; i < sizeof(ngx_http_aihub_scripts)
-                    / sizeof(ngx_http_aihub_script_t); i++)
-    {
-        SHA1((u_char *) ngx_http_aihub_scripts[i].text,
-             ngx_http_aihub_scripts[i].len, md);
-        ngx_hex_dump(ngx_http_aihub_scripts[i].sha, md, sizeof(md));
+    ngx_http_aihub_leases_due.len = amcf->redis_prefix.len
+                                    + sizeof(AIHUB_RK_LEASES_DUE) - 1;
+    ngx_http_aihub_leases_due.data = ngx_pnalloc(cycle->pool,
+                                          ngx_http_aihub_leases_due.len);
+    if (ngx_http_aihub_leases_due.data == NULL) {
+        return NGX_ERROR;
     }
-}
 
+    p = ngx_cpymem(ngx_http_aihub_leases_due.data, amcf->redis_prefix.data,
+                   amcf->redis_prefix.len);
+    ngx_memcpy(p, AIHUB_RK_LEASES_DUE, sizeof(AIHUB_RK_LEASES_DUE) - 1);
 
-void
-ngx_http_aihub_scripts_load(void)
-{
-    ngx_uint_t   i;
-    const char  *argv[3];
-    size_t       argvlen[3];
-
-    argv[0] = "SCRIPT";
-    argvlen[0] = sizeof("SCRIPT") - 1;
-    argv[1] = "LOAD";
-    argvlen[1] = sizeof("LOAD") - 1;
-
-    for (i = 0; i < sizeof(ngx_http_aihub_scripts)
-                    / sizeof(ngx_http_aihub_script_t); i++)
-    {
-        argv[2] = ngx_http_aihub_scripts[i].text;
-        argvlen[2] = ngx_http_aihub_scripts[i].len;
-
-        (void) ngx_http_aihub_redis_send(ngx_http_aihub_scripts_loaded,
-                                         &ngx_http_aihub_scripts[i],
-                                         3, argv, argvlen);
+    if (ngx_worker != 0) {
+        return NGX_OK;
     }
+
+    /* a lease is reclaimed within half a lease time of its expiry */
+
+    ngx_http_aihub_sweep_prefix = amcf->redis_prefix;
+    ngx_http_aihub_sweep_every = ngx_max(amcf->lease_time / 2, 500);
+    ngx_http_aihub_sweep_ttl = 72 * 86400;
+
+    ngx_http_aihub_sweep_ev.handler = ngx_http_aihub_sweep_handler;
+    ngx_http_aihub_sweep_ev.log = cycle->log;
+    ngx_http_aihub_sweep_ev.data = NULL;
+    ngx_http_aihub_sweep_ev.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_aihub_sweep_ev, ngx_http_aihub_sweep_every);
+
+    return NGX_OK;
 }
 
 
 static void
-ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
-    void *privdata)
+ngx_http_aihub_sweep_handler(ngx_event_t *ev)
 {
-    redisReply               *rep = reply;
-    ngx_http_aihub_script_t  *script = privdata;
+    u_char       ttl[NGX_INT_T_LEN];
+    const char  *argv[6];
+    size_t       argvlen[6];
 
-    if (rep == NULL) {
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
 
-    if (rep->type != REDIS_REPLY_STRING
-        || rep->len != sizeof(script->sha)
-        || ngx_strncmp(rep->str, script->sha, sizeof(script->sha)) != 0)
-    {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "aihub: redis did not load a script: %s",
-                      rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                     : "unexpected reply");
-    }
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *)
+              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_SWEEP);
+    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) ngx_http_aihub_leases_due.data;
+    argvlen[3] = ngx_http_aihub_leases_due.len;
+    argv[4] = (const char *) ngx_http_aihub_sweep_prefix.data;
+    argvlen[4] = ngx_http_aihub_sweep_prefix.len;
+    argv[5] = (const char *) ttl;
+    argvlen[5] = ngx_sprintf(ttl, "%ui", ngx_http_aihub_sweep_ttl) - ttl;
+
+    /* not connected: the next turn tries again */
+
+    (void) ngx_http_aihub_redis_send(ngx_http_aihub_swept, NULL, 6, argv,
+                                     argvlen);
+
+    ngx_add_timer(ev, ngx_http_aihub_sweep_every);
 }
 
 
-/* NOSCRIPT: someone flushed the scripts; load them again */
-
 static void
-ngx_http_aihub_scripts_check(redisReply *reply)
+ngx_http_aihub_swept(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    if (reply && reply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
-    {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "aihub: redis lost the quota scripts, loading them "
-                      "again");
-        ngx_http_aihub_scripts_load();
+    redisReply  *rep = reply;
+
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "aihub: sweeping expired leases failed: %s", rep->str);
+        ngx_http_aihub_scripts_check(rep);
+
+    } else if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "aihub: swept the expired leases of %L periods",
+                      rep->integer);
     }
 }
 
@@ -173,6 +153,7 @@ ngx_int_t
 ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                      *p;
+    size_t                       len;
     time_t                       now;
     char                         id[AIHUB_PERIOD_ID_LEN + 1];
     int64_t                      start, end;
@@ -208,6 +189,32 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_sprintf(p, AIHUB_RK_PERIOD "%V:%*s", &ctx->caller.key.account,
                 (size_t) AIHUB_PERIOD_ID_LEN, id);
 
+    /* the period's leases, under the same "<account>:<day>" */
+
+    len = ctx->caller.key.account.len + 1 + AIHUB_PERIOD_ID_LEN;
+
+    ctx->quota.leases_key.data = ngx_pnalloc(r->pool,
+                                      2 * amcf->redis_prefix.len + 2 * len
+                                      + sizeof(AIHUB_RK_LEASES) - 1
+                                      + sizeof(AIHUB_RK_LEASES_RECLAIMED)
+                                      - 1);
+    if (ctx->quota.leases_key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->quota.leases_key.data, amcf->redis_prefix.data,
+                   amcf->redis_prefix.len);
+    p = ngx_sprintf(p, AIHUB_RK_LEASES "%V:%*s", &ctx->caller.key.account,
+                    (size_t) AIHUB_PERIOD_ID_LEN, id);
+    ctx->quota.leases_key.len = p - ctx->quota.leases_key.data;
+
+    ctx->quota.reclaimed_key.data = p;
+    p = ngx_cpymem(p, amcf->redis_prefix.data, amcf->redis_prefix.len);
+    p = ngx_sprintf(p, AIHUB_RK_LEASES_RECLAIMED "%V:%*s",
+                    &ctx->caller.key.account, (size_t) AIHUB_PERIOD_ID_LEN,
+                    id);
+    ctx->quota.reclaimed_key.len = p - ctx->quota.reclaimed_key.data;
+
     return NGX_OK;
 }
 
@@ -217,12 +224,15 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_int_t                    rc;
     ngx_str_t                    rl_key;
-    const char                  *argv[10];
-    size_t                       argvlen[10];
-    u_char                       nums[5][NGX_INT64_LEN];
+    size_t                       skip;
+    const char                  *argv[17];
+    size_t                       argvlen[17];
+    u_char                       nums[7][NGX_INT64_LEN];
     ngx_uint_t                   i;
-    uint64_t                     v[5];
+    uint64_t                     v[7], worst, prompt;
+    ngx_pool_cleanup_t          *cln;
     ngx_http_aihub_loc_conf_t   *alcf;
+    ngx_http_aihub_main_conf_t  *amcf;
 
     if (ctx->quota.reserved) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -231,11 +241,34 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    /* the worst case of tokens held against the TPM limit first */
+
+    if (ngx_http_aihub_limit_hold(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
+        return NGX_OK;
+    }
+
     if (ngx_http_aihub_period_key(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    if (!ctx->quota.cleanup) {
+        /* a reserve whose request goes away is given back */
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_aihub_quota_cleanup;
+        cln->data = r;
+        ctx->quota.cleanup = 1;
+    }
 
     if (ngx_http_aihub_limit_global_args(r, ctx, &rl_key, &v[4]) != NGX_OK) {
         return NGX_ERROR;
@@ -249,30 +282,69 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     v[3] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r))
            + 40 * 86400;
 
+    v[5] = amcf->lease_time;
+
+    /* the call's worst-case cost, held against a spend cap */
+
+    v[6] = 0;
+
+    if (ctx->caller.key.rec.spend_cap && ctx->route.model) {
+        worst = ngx_http_aihub_limit_worst_tokens(ctx);
+        prompt = (uint64_t) (ctx->body.prompt_estimate + 3) / 4;
+
+        v[6] = (uint64_t) aihub_money_call_micros(prompt, worst - prompt,
+                                             ctx->route.model->price_in,
+                                             ctx->route.model->price_out);
+    }
+
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (const char *) ngx_http_aihub_reserve->sha;
-    argvlen[1] = sizeof(ngx_http_aihub_reserve->sha);
-    argv[2] = "2";
+    argv[1] = (const char *)
+              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_RESERVE);
+    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
+    argv[2] = "5";
     argvlen[2] = 1;
     argv[3] = (const char *) ctx->quota.period_key.data;
     argvlen[3] = ctx->quota.period_key.len;
     argv[4] = (const char *) rl_key.data;
     argvlen[4] = rl_key.len;
+    argv[5] = (const char *) ctx->quota.leases_key.data;
+    argvlen[5] = ctx->quota.leases_key.len;
+    argv[6] = (const char *) ctx->quota.reclaimed_key.data;
+    argvlen[6] = ctx->quota.reclaimed_key.len;
+    argv[7] = (const char *) ngx_http_aihub_leases_due.data;
+    argvlen[7] = ngx_http_aihub_leases_due.len;
 
     for (i = 0; i < 5; i++) {
-        argv[5 + i] = (const char *) nums[i];
-        argvlen[5 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
+        argv[8 + i] = (const char *) nums[i];
+        argvlen[8 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
+    argv[13] = (const char *) ctx->event_id;
+    argvlen[13] = AIHUB_EVENT_ID_LEN;
+    argv[14] = (const char *) nums[5];
+    argvlen[14] = ngx_sprintf(nums[5], "%uL", v[5]) - nums[5];
+    argv[15] = (const char *) nums[6];
+    argvlen[15] = ngx_sprintf(nums[6], "%uL", v[6]) - nums[6];
+
+    /* "<account>:<YYYYMMDD>", the period key after "<prefix>period:" */
+
+    skip = amcf->redis_prefix.len + sizeof(AIHUB_RK_PERIOD) - 1;
+    argv[16] = (const char *) ctx->quota.period_key.data + skip;
+    argvlen[16] = ctx->quota.period_key.len - skip;
+
+    ctx->quota.held_cost = v[6];
+
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_quota_done,
-                                   10, argv, argvlen);
+                                   17, argv, argvlen);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     if (rc == NGX_OK) {
+        ctx->quota.pending = 1;
+
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub quota: reserving in \"%V\"",
                        &ctx->quota.period_key);
@@ -308,8 +380,18 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
 
     ctx = ngx_http_aihub_get_ctx(r);
     ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
+    ctx->quota.pending = 0;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (reply == NULL) {
+        /*
+         * no answer in time, or the connection lost: if Redis ran the
+         * script, the lease it granted is given back (after the reserve,
+         * on the same connection, or a no-op on a new one)
+         */
+        ngx_http_aihub_quota_give_back(r->connection->log, ctx);
+    }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 6
@@ -352,6 +434,11 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
              && (uint64_t) reply->element[1]->integer
                 > ctx->caller.key.rec.included);
 
+        /* as the script decided: held only by a call beyond the included */
+        if (!ctx->quota.overage_call || !ctx->caller.key.rec.spend_cap) {
+            ctx->quota.held_cost = 0;
+        }
+
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub quota: call %L of %uL included reserved",
                        reply->element[1]->integer,
@@ -392,76 +479,145 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
 
 /*
  * After the call: a success adds its tokens and cost to the period, any
- * other outcome gives the reserved call back.  Fire-and-forget; the worker
- * can recompute the counters from the ledger ("aihub-worker rebuild").
+ * other outcome gives the reserved call back.  Through the confirmed
+ * buffer of the usage events: resent until Redis confirms it, applied
+ * once (by lease id).
  */
 
 void
 ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_uint_t success)
 {
-    ngx_uint_t   i, n, last;
-    const char  *argv[16];
-    size_t       argvlen[16];
-    int64_t      v[6];
-    u_char       nums[6][NGX_INT64_LEN + 1];
-
-    static const char  *fields[] = {
-        AIHUB_CF_CALLS, AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION, AIHUB_CF_TOTAL,
-        AIHUB_CF_COST, AIHUB_CF_OVERAGE
-    };
-
     if (!ctx->quota.reserved || ctx->quota.period_key.len == 0) {
         return;
     }
 
     ctx->quota.reserved = 0;
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (const char *) ngx_http_aihub_settle->sha;
-    argvlen[1] = sizeof(ngx_http_aihub_settle->sha);
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (const char *) ctx->quota.period_key.data;
-    argvlen[3] = ctx->quota.period_key.len;
+    ngx_http_aihub_quota_send_settle(r->connection->log, ctx, success);
+}
 
-    v[0] = -1;
-    v[1] = ctx->usage.tokens.prompt;
-    v[2] = ctx->usage.tokens.completion;
-    v[3] = ctx->usage.tokens.total;
-    v[4] = ctx->usage.cost_micros;
-    v[5] = ctx->usage.cost_micros;
 
-    /* success: the sums (overage too for a call beyond the included
-     * ones); failure: the call given back */
+/* the request is gone: a reserve still in flight, or held, goes back */
 
-    n = 4;
-    last = success ? (ctx->quota.overage_call ? 6 : 5) : 1;
+static void
+ngx_http_aihub_quota_cleanup(void *data)
+{
+    ngx_http_request_t *r = data;
 
-    for (i = success ? 1 : 0; i < last; i++) {
-        argv[n] = fields[i];
-        argvlen[n++] = ngx_strlen(fields[i]);
-        argv[n] = (const char *) nums[i];
-        argvlen[n++] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx == NULL || ctx->quota.period_key.len == 0) {
+        return;
     }
 
-    (void) ngx_http_aihub_redis_send(ngx_http_aihub_settled, NULL, (int) n,
-                                     argv, argvlen);
+    if (ctx->quota.pending) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: request gone before the reply, "
+                       "lease given back");
+
+        ctx->quota.pending = 0;
+        ngx_http_aihub_quota_give_back(ngx_cycle->log, ctx);
+    }
+
+    if (ctx->quota.reserved) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: request gone, lease given back");
+
+        ctx->quota.reserved = 0;
+        ngx_http_aihub_quota_send_settle(ngx_cycle->log, ctx, 0);
+    }
+}
+
+
+/*
+ * A reserve whose reply never came: whether the script held a cost for it
+ * (a call beyond the included ones) is unknown, so both forms of its lease
+ * are given back; the one that does not exist is a no-op.
+ */
+
+static void
+ngx_http_aihub_quota_give_back(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx)
+{
+    uint64_t  held;
+
+    held = ctx->quota.held_cost;
+
+    ngx_http_aihub_quota_send_settle(log, ctx, 0);
+
+    if (held) {
+        ctx->quota.held_cost = 0;
+        ngx_http_aihub_quota_send_settle(log, ctx, 0);
+        ctx->quota.held_cost = held;
+    }
 }
 
 
 static void
-ngx_http_aihub_settled(redisAsyncContext *ac, void *reply, void *privdata)
+ngx_http_aihub_quota_send_settle(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t success)
 {
-    redisReply  *rep = reply;
+    ngx_uint_t   i, n;
+    const char  *argv[19];
+    size_t       argvlen[19];
+    int64_t      v[5];
+    u_char       nums[5][NGX_INT64_LEN + 1];
+    u_char       lease[AIHUB_EVENT_ID_LEN + 1 + NGX_INT64_LEN];
+    u_char       held[NGX_INT64_LEN];
 
-    if (rep && rep->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "aihub: settling a call in redis failed: %s; "
-                      "\"aihub-worker rebuild\" restores the counters",
-                      rep->str);
-        ngx_http_aihub_scripts_check(rep);
+    static const char  *fields[] = {
+        AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION, AIHUB_CF_TOTAL,
+        AIHUB_CF_COST, AIHUB_CF_OVERAGE
+    };
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *)
+              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_SETTLE);
+    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
+    argv[2] = "3";
+    argvlen[2] = 1;
+    argv[3] = (const char *) ctx->quota.period_key.data;
+    argvlen[3] = ctx->quota.period_key.len;
+    argv[4] = (const char *) ctx->quota.leases_key.data;
+    argvlen[4] = ctx->quota.leases_key.len;
+    argv[5] = (const char *) ctx->quota.reclaimed_key.data;
+    argvlen[5] = ctx->quota.reclaimed_key.len;
+    argv[6] = (const char *) lease;
+    argvlen[6] = ngx_sprintf(lease, "%*s:%uL", (size_t) AIHUB_EVENT_ID_LEN,
+                             ctx->event_id, ctx->quota.held_cost)
+                 - lease;
+    argv[7] = success ? "1" : "0";
+    argvlen[7] = 1;
+    argv[8] = (const char *) held;
+    argvlen[8] = ngx_sprintf(held, "%uL", ctx->quota.held_cost) - held;
+
+    n = 9;
+
+    if (success) {
+        v[0] = ctx->usage.tokens.prompt;
+        v[1] = ctx->usage.tokens.completion;
+        v[2] = ctx->usage.tokens.total;
+        v[3] = ctx->usage.cost_micros;
+        v[4] = ctx->usage.cost_micros;
+
+        /* the overage too for a call beyond the included ones */
+
+        for (i = 0; i < (ctx->quota.overage_call ? 5 : 4); i++) {
+            argv[n] = fields[i];
+            argvlen[n++] = ngx_strlen(fields[i]);
+            argv[n] = (const char *) nums[i];
+            argvlen[n++] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
+        }
+    }
+
+    if (ngx_http_aihub_usage_command(log, (int) n, argv, argvlen) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "aihub: could not queue the settle of lease %*s; "
+                      "it is reclaimed when it expires",
+                      (size_t) AIHUB_EVENT_ID_LEN, ctx->event_id);
     }
 }
-

@@ -11,6 +11,8 @@
 
 
 void ngx_http_aihub_scripts_init(void);
+ngx_int_t ngx_http_aihub_quota_init_process(ngx_cycle_t *cycle,
+    ngx_http_aihub_main_conf_t *amcf);
 void ngx_http_aihub_scripts_load(void);
 ngx_int_t ngx_http_aihub_quota_step(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);

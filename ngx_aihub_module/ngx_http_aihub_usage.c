@@ -4,22 +4,34 @@
  * pipelined to Redis as soon as it is connected; an event leaves the buffer
  * only when Redis confirmed it, so a lost connection sends it again (the
  * worker stores each event id once).  Overflow is counted and logged.
+ * Quota settles travel in the same buffer, in order with the events, as
+ * commands of their own (ngx_http_aihub_usage_command()); the settle
+ * script applies each lease's settle once, so a resent one is harmless.
  */
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_metrics.h"
+#include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_usage.h"
 #include "aihub_usage_event.h"
 
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
 #define NGX_HTTP_AIHUB_FLUSH_MAX       5000
+#define NGX_HTTP_AIHUB_COMMAND_ARGS    24
 
+
+/*
+ * An entry of the buffer: a usage event (argc 0, data is its JSON), or a
+ * command (data holds argc arguments, each a size_t length, unaligned, and
+ * its bytes).
+ */
 
 typedef struct {
     ngx_queue_t                   queue;
+    ngx_uint_t                    argc;
     size_t                        len;
     u_char                        data[1];
 } ngx_http_aihub_event_t;
@@ -152,6 +164,62 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 }
 
 
+/* a command that must reach Redis: into the buffer, and out when it can */
+
+ngx_int_t
+ngx_http_aihub_usage_command(ngx_log_t *log, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_int_t                       i;
+    ngx_http_aihub_event_t         *ev;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    if (argc <= 0 || argc > NGX_HTTP_AIHUB_COMMAND_ARGS) {
+        return NGX_ERROR;
+    }
+
+    if (us->npending + us->ninflight >= us->limit) {
+        us->dropped++;
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "aihub: usage event buffer full (%ui entries), "
+                      "a \"%*s\" command dropped", us->limit,
+                      argvlen[0], argv[0]);
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (i = 0; i < argc; i++) {
+        len += sizeof(size_t) + argvlen[i];
+    }
+
+    ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data) + len, us->log);
+    if (ev == NULL) {
+        return NGX_ERROR;
+    }
+
+    ev->argc = argc;
+    ev->len = len;
+
+    p = ev->data;
+
+    for (i = 0; i < argc; i++) {
+        p = ngx_cpymem(p, &argvlen[i], sizeof(size_t));
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+    }
+
+    ngx_queue_insert_tail(&us->pending, &ev->queue);
+    us->npending++;
+
+    ngx_http_aihub_usage_send();
+    ngx_http_aihub_usage_arm();
+
+    return NGX_OK;
+}
+
+
 /* the event's contents for the engine, which renders it */
 
 static ngx_http_aihub_event_t *
@@ -203,6 +271,7 @@ ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NULL;
     }
 
+    ev->argc = 0;
     ev->len = aihub_usage_event_render(ev->data, &e);
 
     return ev;
@@ -221,20 +290,14 @@ ngx_http_aihub_usage_flush(void)
 static void
 ngx_http_aihub_usage_send(void)
 {
+    int                      argc;
+    u_char                  *p;
+    ngx_uint_t               i;
     ngx_queue_t             *q;
-    const char              *argv[5];
-    size_t                   argvlen[5];
+    const char              *argv[NGX_HTTP_AIHUB_COMMAND_ARGS];
+    size_t                   argvlen[NGX_HTTP_AIHUB_COMMAND_ARGS];
     ngx_http_aihub_event_t  *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    argv[0] = "XADD";
-    argvlen[0] = sizeof("XADD") - 1;
-    argv[1] = (const char *) us->stream.data;
-    argvlen[1] = us->stream.len;
-    argv[2] = "*";
-    argvlen[2] = 1;
-    argv[3] = AIHUB_USAGE_FIELD;
-    argvlen[3] = sizeof(AIHUB_USAGE_FIELD) - 1;
 
     while (!ngx_queue_empty(&us->pending)) {
 
@@ -245,11 +308,34 @@ ngx_http_aihub_usage_send(void)
         q = ngx_queue_head(&us->pending);
         ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
 
-        argv[4] = (const char *) ev->data;
-        argvlen[4] = ev->len;
+        if (ev->argc == 0) {
+            argv[0] = "XADD";
+            argvlen[0] = sizeof("XADD") - 1;
+            argv[1] = (const char *) us->stream.data;
+            argvlen[1] = us->stream.len;
+            argv[2] = "*";
+            argvlen[2] = 1;
+            argv[3] = AIHUB_USAGE_FIELD;
+            argvlen[3] = sizeof(AIHUB_USAGE_FIELD) - 1;
+            argv[4] = (const char *) ev->data;
+            argvlen[4] = ev->len;
+            argc = 5;
+
+        } else {
+            p = ev->data;
+
+            for (i = 0; i < ev->argc; i++) {
+                ngx_memcpy(&argvlen[i], p, sizeof(size_t));
+                p += sizeof(size_t);
+                argv[i] = (const char *) p;
+                p += argvlen[i];
+            }
+
+            argc = (int) ev->argc;
+        }
 
         if (ngx_http_aihub_redis_send(ngx_http_aihub_usage_sent, ev,
-                                      5, argv, argvlen)
+                                      argc, argv, argvlen)
             != NGX_OK)
         {
             return;
@@ -276,6 +362,28 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
         ngx_queue_insert_head(&us->pending, &ev->queue);
         us->npending++;
         ngx_http_aihub_usage_arm();
+        return;
+    }
+
+    if (ev->argc) {
+        if (rep->type == REDIS_REPLY_ERROR
+            && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0)
+        {
+            /* the scripts are loaded again before it is resent */
+            ngx_http_aihub_scripts_load();
+            ngx_queue_insert_head(&us->pending, &ev->queue);
+            us->npending++;
+            ngx_http_aihub_usage_arm();
+            return;
+        }
+
+        if (rep->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, us->log, 0,
+                          "aihub: redis refused a buffered command: %s",
+                          rep->str);
+        }
+
+        ngx_free(ev);
         return;
     }
 

@@ -1,6 +1,6 @@
 /*
  * ngx_http_aihub_usage.c: the usage event, its per-worker buffer and its
- * XADD to the usage stream.
+ * XADD to the usage stream; quota settles through the same buffer.
  */
 
 #ifndef NGX_HTTP_AIHUB_USAGE_H
@@ -16,6 +16,8 @@ void ngx_http_aihub_usage_exit_process(void);
 void ngx_http_aihub_usage_flush(void);
 ngx_int_t ngx_http_aihub_usage_emit(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+ngx_int_t ngx_http_aihub_usage_command(ngx_log_t *log, int argc,
+    const char **argv, const size_t *argvlen);
 
 
 #endif /* NGX_HTTP_AIHUB_USAGE_H */

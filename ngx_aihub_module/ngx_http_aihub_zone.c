@@ -1,13 +1,16 @@
 /*
  * The key cache: an nginx shared zone ("aihub_cache_zone") shared by all
  * worker processes, an rbtree keyed by the key's SHA-256 with an LRU queue,
- * like limit_req's.  A node holds the key record read from Redis and the
- * key's rate limiter state.  Records go stale after the TTL, or at once on
- * an invalidation from Redis pub/sub; a stale record is read again from
- * Redis, but still serves when Redis is down and the location fails open.
- * The lock is held only around lookups and updates, never across I/O.
- * What the rate state means is ngx_http_aihub_limit.c's business: this
- * file only keeps it and lends it out under the lock.
+ * like limit_req's.  A node holds the key record read from Redis.  Records
+ * go stale after the TTL, or at once on an invalidation from Redis
+ * pub/sub; a stale record is read again from Redis, but still serves when
+ * Redis is down and the location fails open.  A second tree holds one node
+ * per account with the account's rate limiter state: the limits are the
+ * account's, every key of it draws on the same state, so minting keys
+ * never multiplies them.  The lock is held only around lookups and
+ * updates, never across I/O.  What the rate state means is
+ * ngx_http_aihub_limit.c's business: this file only keeps it and lends it
+ * out under the lock.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -22,12 +25,20 @@ typedef struct {
     ngx_msec_t                    fetched;
     ngx_uint_t                    generation;
     ngx_uint_t                    stale;
-    aihub_rl_state_t              rl_requests;
-    aihub_rl_state_t              rl_tokens;
     ngx_http_aihub_record_t       rec;
     size_t                        models_len;
     u_char                        models[1];
 } ngx_http_aihub_zone_node_t;
+
+
+/* an account's rate limiter state; node.key is the account id */
+
+typedef struct {
+    ngx_rbtree_node_t             node;
+    ngx_queue_t                   queue;
+    aihub_rl_state_t              rl_requests;
+    aihub_rl_state_t              rl_tokens;
+} ngx_http_aihub_zone_account_t;
 
 
 typedef struct {
@@ -36,6 +47,9 @@ typedef struct {
     ngx_queue_t                   queue;
     ngx_uint_t                    generation;
     ngx_uint_t                    entries;
+    ngx_rbtree_t                  accounts;
+    ngx_rbtree_node_t             accounts_sentinel;
+    ngx_queue_t                   accounts_queue;
     ngx_http_aihub_metrics_t      metrics;
     ngx_http_aihub_lane_sh_t      lanes[NGX_HTTP_AIHUB_LANES];
     ngx_http_aihub_lane_plan_sh_t lane_plans[NGX_HTTP_AIHUB_LANE_PLANS];
@@ -58,6 +72,8 @@ static void ngx_http_aihub_zone_free(ngx_http_aihub_zone_t *cache,
     ngx_http_aihub_zone_node_t *cn);
 static void ngx_http_aihub_zone_copy_out(ngx_http_request_t *r,
     ngx_http_aihub_zone_node_t *cn, ngx_http_aihub_key_t *key);
+static ngx_http_aihub_zone_account_t *ngx_http_aihub_zone_account(
+    ngx_http_aihub_zone_t *cache, uint64_t account);
 
 
 ngx_int_t
@@ -94,6 +110,10 @@ ngx_http_aihub_zone_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
                     ngx_http_aihub_zone_rbtree_insert);
     ngx_queue_init(&cache->sh->queue);
+
+    ngx_rbtree_init(&cache->sh->accounts, &cache->sh->accounts_sentinel,
+                    ngx_rbtree_insert_value);
+    ngx_queue_init(&cache->sh->accounts_queue);
 
     len = sizeof(" in aihub_cache_zone \"\"") + shm_zone->shm.name.len;
 
@@ -305,14 +325,13 @@ ngx_http_aihub_zone_copy_out(ngx_http_request_t *r,
 }
 
 
-/* stores a record read from Redis; the rate limiter state is kept */
+/* stores a record read from Redis */
 
 ngx_int_t
 ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
     ngx_http_aihub_key_t *key)
 {
     size_t                        size;
-    aihub_rl_state_t              req, tok;
     ngx_http_aihub_zone_t       *cache;
     ngx_http_aihub_zone_node_t  *cn;
     ngx_http_aihub_main_conf_t   *amcf;
@@ -325,9 +344,6 @@ ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
 
     cache = amcf->shm_zone->data;
 
-    ngx_memzero(&req, sizeof(aihub_rl_state_t));
-    ngx_memzero(&tok, sizeof(aihub_rl_state_t));
-
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     cn = ngx_http_aihub_zone_find(cache, hash);
@@ -337,8 +353,6 @@ ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
     }
 
     if (cn != NULL) {
-        req = cn->rl_requests;
-        tok = cn->rl_tokens;
         ngx_http_aihub_zone_free(cache, cn);
     }
 
@@ -357,8 +371,6 @@ ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
 
     ngx_memcpy(cn->hash, hash, NGX_HTTP_AIHUB_SHA256_LEN);
     cn->node.key = ngx_http_aihub_zone_key(hash);
-    cn->rl_requests = req;
-    cn->rl_tokens = tok;
 
     ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
@@ -421,7 +433,7 @@ ngx_http_aihub_zone_free(ngx_http_aihub_zone_t *cache,
 
 /*
  * An invalidation from Redis: "key:<sha256hex>", "account:<id>" or "all".
- * The records go stale; the rate limiter state stays.
+ * The records go stale; the accounts' rate limiter state stays.
  */
 
 void
@@ -505,18 +517,18 @@ ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
 
 
 /*
- * Runs the handler under the zone's lock with the key's rate state, or with
- * NULLs when the key is not in the zone (evicted).  NGX_DECLINED: there is
- * no zone, the handler did not run.
+ * Runs the handler under the zone's lock with the account's rate state,
+ * made on first use; with NULLs when the zone has no room for it.
+ * NGX_DECLINED: there is no zone, the handler did not run.
  */
 
 ngx_int_t
-ngx_http_aihub_zone_rate(ngx_http_request_t *r, u_char *hash,
+ngx_http_aihub_zone_rate(ngx_http_request_t *r, uint64_t account,
     ngx_http_aihub_zone_rate_pt handler, void *data)
 {
-    ngx_http_aihub_zone_t       *cache;
-    ngx_http_aihub_zone_node_t  *cn;
-    ngx_http_aihub_main_conf_t   *amcf;
+    ngx_http_aihub_zone_t          *cache;
+    ngx_http_aihub_zone_account_t  *ca;
+    ngx_http_aihub_main_conf_t     *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
@@ -528,10 +540,10 @@ ngx_http_aihub_zone_rate(ngx_http_request_t *r, u_char *hash,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cn = ngx_http_aihub_zone_find(cache, hash);
+    ca = ngx_http_aihub_zone_account(cache, account);
 
-    if (cn) {
-        handler(&cn->rl_requests, &cn->rl_tokens, data);
+    if (ca) {
+        handler(&ca->rl_requests, &ca->rl_tokens, data);
 
     } else {
         handler(NULL, NULL, data);
@@ -539,7 +551,78 @@ ngx_http_aihub_zone_rate(ngx_http_request_t *r, u_char *hash,
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
+    if (ca == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aihub: no room for the rate state of account %uL "
+                      "in the zone \"%V\"", account,
+                      &amcf->shm_zone->shm.name);
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * Finds the account's node, or makes it (evicting the least recently used
+ * accounts, then keys, when the zone is full).  Under the zone's lock.
+ */
+
+static ngx_http_aihub_zone_account_t *
+ngx_http_aihub_zone_account(ngx_http_aihub_zone_t *cache, uint64_t account)
+{
+    ngx_uint_t                      n;
+    ngx_queue_t                    *q;
+    ngx_rbtree_key_t                key;
+    ngx_rbtree_node_t              *node, *sentinel;
+    ngx_http_aihub_zone_account_t  *ca;
+
+    key = (ngx_rbtree_key_t) account;
+
+    node = cache->sh->accounts.root;
+    sentinel = cache->sh->accounts.sentinel;
+
+    while (node != sentinel) {
+
+        if (key == node->key) {
+            ca = (ngx_http_aihub_zone_account_t *) node;
+            ngx_queue_remove(&ca->queue);
+            ngx_queue_insert_head(&cache->sh->accounts_queue, &ca->queue);
+            return ca;
+        }
+
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    for (n = 0; n < 64; n++) {
+
+        ca = ngx_slab_calloc_locked(cache->shpool,
+                                    sizeof(ngx_http_aihub_zone_account_t));
+        if (ca != NULL) {
+            ca->node.key = key;
+            ngx_rbtree_insert(&cache->sh->accounts, &ca->node);
+            ngx_queue_insert_head(&cache->sh->accounts_queue, &ca->queue);
+            return ca;
+        }
+
+        if (!ngx_queue_empty(&cache->sh->accounts_queue)) {
+            q = ngx_queue_last(&cache->sh->accounts_queue);
+            ca = ngx_queue_data(q, ngx_http_aihub_zone_account_t, queue);
+            ngx_queue_remove(&ca->queue);
+            ngx_rbtree_delete(&cache->sh->accounts, &ca->node);
+            ngx_slab_free_locked(cache->shpool, ca);
+            continue;
+        }
+
+        if (ngx_queue_empty(&cache->sh->queue)) {
+            return NULL;
+        }
+
+        q = ngx_queue_last(&cache->sh->queue);
+        ngx_http_aihub_zone_free(cache,
+            ngx_queue_data(q, ngx_http_aihub_zone_node_t, queue));
+    }
+
+    return NULL;
 }
 
 

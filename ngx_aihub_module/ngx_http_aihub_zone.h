@@ -1,6 +1,6 @@
 /*
  * ngx_http_aihub_zone.c: the shared zone of all worker processes: the key
- * cache, each key's rate limiter state, the shared counters.
+ * cache, each account's rate limiter state, the shared counters.
  */
 
 #ifndef NGX_HTTP_AIHUB_ZONE_H
@@ -10,7 +10,7 @@
 #include "ngx_http_aihub_common.h"
 
 
-/* runs under the zone's lock; NULL states: the key is not in the zone */
+/* runs under the zone's lock; NULL states: no room in the zone */
 
 typedef void (*ngx_http_aihub_zone_rate_pt)(aihub_rl_state_t *requests,
     aihub_rl_state_t *tokens, void *data);
@@ -26,7 +26,7 @@ ngx_int_t ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
 void ngx_http_aihub_zone_trust(ngx_shm_zone_t *zone, ngx_uint_t trusted);
 void ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
     size_t len);
-ngx_int_t ngx_http_aihub_zone_rate(ngx_http_request_t *r, u_char *hash,
+ngx_int_t ngx_http_aihub_zone_rate(ngx_http_request_t *r, uint64_t account,
     ngx_http_aihub_zone_rate_pt handler, void *data);
 ngx_http_aihub_metrics_t *ngx_http_aihub_zone_metrics(ngx_shm_zone_t *zone);
 void ngx_http_aihub_zone_stats(ngx_shm_zone_t *zone, ngx_uint_t *entries,

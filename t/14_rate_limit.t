@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 
-# Per-key rate limits: exact requests per minute in shared memory, the
-# OpenAI headers on every answer, 429 rate_limit_exceeded with
-# Retry-After, nothing forwarded or counted for a 429; "aihub_rate_limit
-# global" shares one limit between nginx nodes through Redis.
+# Rate limits, the account's (all its keys share them): exact requests per
+# minute in shared memory, the OpenAI headers on every answer, 429
+# rate_limit_exceeded with Retry-After, nothing forwarded or counted for a
+# 429; "aihub_rate_limit global" shares one limit between nginx nodes
+# through Redis.
 
 use strict;
 use warnings;
@@ -223,5 +224,40 @@ is_deeply([ map { $_->{headers}{'x-ratelimit-remaining-requests'} }
           'global: remaining 3, 2, 1, 0 across the nodes');
 is($t->redis('HGET', 'aihub:period:1407:' . period_id(), 'calls'), 4,
    'global: the 429s were not counted');
+
+
+# --- the limits are the account's, not each key's (issue 10) --------------------
+
+# An admin key of an account at rpm 2 mints five keys through the developer
+# API; the six keys share the account's 2 requests per minute, on one node
+# (the local limit) and across two nodes (the global one).
+for my $case ([ 'local', 1408, 'nginx', 'nginx' ],
+              [ 'global', 1409, 'g1', 'g2' ]) {
+    my ($mode, $account, @nodes) = @$case;
+
+    my $admin = seed_full_key($t, account => $account, rpm => 2,
+                              scopes => 'chat,admin');
+    my @keys = ($admin);
+    for my $i (1 .. 5) {
+        my $r = $t->http(POST => '/api/v1/developer/api-keys', key => $admin,
+                         name => $nodes[0], body => { label => "k$i" });
+        is($r->{status}, 201, "$mode: key $i minted")
+            or diag($r->{content});
+        push @keys, $r->{json}{key} // '';
+    }
+    is(scalar(grep { length($_) } @keys), 6, "$mode: six keys of one account");
+
+    my @st;
+    for my $i (0 .. 17) {
+        push @st, $t->chat($keys[$i % 6], model => 'test-basic',
+                           name => $nodes[$i % 2])->{status};
+    }
+    is(scalar(grep { $_ == 200 } @st), 2,
+       "$mode, rpm 2, six keys: 2 of 18 calls answered in total")
+        or diag("statuses: @st");
+    is(scalar(grep { $_ == 429 } @st), 16, "$mode: the other 16 are 429");
+    is($t->redis('HGET', "aihub:period:$account:" . period_id(), 'calls'),
+       2, "$mode: 2 calls counted");
+}
 
 $t->done;

@@ -1,0 +1,224 @@
+#!/usr/bin/perl
+
+# Faults around a call's quota lease (issue 10, "Must hold"): each case
+# ends with the account's period counter equal to its ledger, with no
+# manual action.  The ledger here is what the worker would store: the
+# usage events in the stream with a 2xx status (no MariaDB needed).
+#
+#   - the reserve's reply comes after aihub_redis_timeout (Redis frozen):
+#     the 503 gives its lease back;
+#   - the client goes away before the reserve's reply: given back;
+#   - the nginx worker process is killed (SIGKILL) mid-call: its lease
+#     expires (aihub_lease_time 2s here) and the sweep reclaims it;
+#   - Redis (with its AOF) restarted between the reserve and the settle of
+#     a failed call and of a successful one: the settles wait in the
+#     confirmed buffer and are applied once when Redis is back;
+#   - period rollover with a lease outstanding: the next month's node
+#     (aihub_time_offset 40d) admits its whole quota, the running call is
+#     counted in its own month.
+#
+# No timed assertion: every wait is a poll with a generous bound.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my @aof = ('--appendonly', 'yes', '--appendfsync', 'always');
+my $t = Aihub->new(redis => 1, redis_args => \@aof, mock => 1);
+
+seed_models($t);
+my $probe = seed_full_key($t, account => 6900);
+
+my $HTTP = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_lease_time 2s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+END
+$t->nginx($HTTP);
+worker_processes($t, 2);
+$t->start_nginx;
+# a node living 40 days ahead: the next billing period
+$t->nginx("    aihub_time_offset 40d;\n" . $HTTP, name => 'future');
+$t->start_nginx('future');
+ok(wait_ready($t, $probe, name => 'future'), 'future: catalog loaded');
+ok(wait_ready($t, $probe), 'catalog loaded');
+
+my $PERIOD = period_id();
+
+sub counted {
+    my ($account) = @_;
+    return ($t->redis('HGET', "aihub:period:$account:$PERIOD", 'calls')
+            // 0) + 0;
+}
+
+sub ledger {
+    my ($account) = @_;
+    my $n = 0;
+    for my $e (@{ $t->redis('XRANGE', 'aihub:usage', '-', '+') // [] }) {
+        my %f = @{ $e->[1] };
+        my $ev = eval { JSON::PP->new->decode($f{event}) } or next;
+        $n++ if $ev->{account} == $account
+                && $ev->{status} >= 200 && $ev->{status} < 300;
+    }
+    return $n;
+}
+
+sub healed {
+    my ($account, $name) = @_;
+    my $ok = $t->wait_for(sub { counted($account) == ledger($account) },
+                          timeout => 20, interval => 0.1);
+    ok($ok, "$name: the counter equals the ledger")
+        or diag("counted " . counted($account) . ", ledger "
+                . ledger($account));
+}
+
+# a raw request on its own connection, for a client that goes away
+sub raw_chat {
+    my ($key, %h) = @_;
+    my $body = '{"model":"test-basic","messages":[{"role":"user",'
+               . '"content":"hello"}]}';
+    my $s = $t->connect;
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+             . "Authorization: Bearer $key\r\n"
+             . "Content-Type: application/json\r\n"
+             . join('', map { "$_: $h{$_}\r\n" } sort keys %h)
+             . "Content-Length: " . length($body) . "\r\n"
+             . "Connection: close\r\n\r\n$body";
+    return $s;
+}
+
+
+# --- 1. the reserve's reply after the timeout --------------------------------
+
+my $k1 = seed_full_key($t, account => 6901);
+is($t->chat($k1, model => 'test-basic')->{status}, 200, 'timeout: one call');
+
+$t->redis_nowait('DEBUG', 'SLEEP', '1');
+sleep 0.1;
+my $r = $t->chat($k1, model => 'test-basic');
+is($r->{status}, 503, 'timeout: a call while Redis is frozen gets 503');
+healed(6901, 'timeout');
+is(counted(6901), 1, 'timeout: one call counted, the one answered');
+
+
+# --- 2. the client gone before the reply ---------------------------------------
+
+my $k2 = seed_full_key($t, account => 6902);
+is($t->chat($k2, model => 'test-basic')->{status}, 200, 'gone: one call');
+
+$t->redis_nowait('DEBUG', 'SLEEP', '1');
+sleep 0.1;
+my @gone = map { raw_chat($k2) } 1 .. 3;
+sleep 0.1;
+close $_ for @gone;
+sleep 1.2;
+healed(6902, 'client gone');
+is(counted(6902), 1, 'client gone: only the answered call counted');
+
+
+# --- 3. the nginx worker process killed mid-call -------------------------------
+
+my $k3 = seed_full_key($t, account => 6903);
+my @slow = map { raw_chat($k3, 'x-mock-delay-ms' => 3000) } 1 .. 2;
+ok($t->wait_for(sub { counted(6903) == 2 }, timeout => 10),
+   'kill: two calls reserved and in flight');
+$t->allow_log(qr/exited on signal 9/);
+kill 'KILL', $t->nginx_worker_pids;
+close $_ for @slow;
+ok($t->wait_for(sub { scalar(() = $t->nginx_worker_pids) == 2 },
+                timeout => 10), 'kill: the master started new workers');
+is(counted(6903), 2, 'kill: the killed calls are still counted (leased)');
+is(ledger(6903), 0, 'kill: and in no ledger');
+
+# after the lease time the sweep reclaims them, with no call of the
+# account and no manual action
+healed(6903, 'worker killed');
+is(counted(6903), 0, 'kill: nothing counted once the leases expired');
+is($t->redis('ZCARD', "aihub:leases:6903:$PERIOD"), 0,
+   'kill: no lease outstanding');
+ok(wait_ready($t, $probe), 'kill: serving again');
+is($t->chat($k3, model => 'test-basic')->{status}, 200, 'kill: a call');
+healed(6903, 'worker killed, then a call');
+is(counted(6903), 1, 'kill: only that call counted');
+
+
+# --- 4. Redis restarted around the settle --------------------------------------
+
+my $k4 = seed_full_key($t, account => 6904);
+my $fail = raw_chat($k4, 'x-mock-delay-ms' => 1500, 'x-mock-status' => 500);
+my $good = raw_chat($k4, 'x-mock-delay-ms' => 1500);
+ok($t->wait_for(sub { counted(6904) == 2 }, timeout => 10),
+   'settle: two calls reserved');
+$t->stop_redis;
+sleep 2;    # both calls end at the provider while Redis is away
+$t->start_redis(@aof);
+
+my $answers = '';
+for my $s ($fail, $good) {
+    local $/;
+    my $a = <$s> // '';
+    $answers .= (($a =~ m{^HTTP/1\.1 (\d+)}) ? $1 : 'none') . ' ';
+}
+is($answers, '502 200 ',
+   'settle: the provider answered 500 (the client 502) and 200');
+ok($t->wait_for(sub { ledger(6904) == 1 }, timeout => 20),
+   'settle: the good call\'s event stored once Redis is back');
+healed(6904, 'Redis restarted around the settle');
+is(counted(6904), 1, 'settle: the failed call given back, the good one kept');
+
+
+# --- 5. period rollover with a lease outstanding -----------------------------------
+
+# a call of this month still running (its lease outstanding) takes
+# nothing from next month: the next period's node admits its whole quota,
+# and the running call settles in its own month
+my $k5 = seed_full_key($t, account => 6905, included => 2, overage => 0);
+my $slow = raw_chat($k5, 'x-mock-delay-ms' => 1500);
+ok($t->wait_for(sub { counted(6905) == 1 }, timeout => 10),
+   'rollover: a call of this month in flight');
+my $NEXT = period_id(time + 40 * 86400);
+my @next = map { $t->chat($k5, model => 'test-basic', name => 'future')
+                   ->{status} } 1 .. 3;
+is("@next", '200 200 429', 'rollover: next month admits its own 2 calls');
+is($t->redis('HGET', "aihub:period:6905:$NEXT", 'calls'), 2,
+   'rollover: next month counts 2');
+{
+    local $/;
+    my $a = <$slow> // '';
+    like($a, qr{^HTTP/1\.1 200}, 'rollover: the slow call of this month 200');
+}
+# (settled, or reclaimed at its expiry and counted again by the settle)
+ok($t->wait_for(sub {
+       ($t->redis('ZCARD', "aihub:leases:6905:$PERIOD") // 0) == 0
+       && counted(6905) == 1 }, timeout => 10),
+   'rollover: its lease settled, the call counted in its own month');
+is(ledger(6905), 3, 'rollover: three calls in the ledger, one + two');
+is($t->redis('HGET', "aihub:period:6905:$NEXT", 'calls'), 2,
+   'rollover: next month unchanged');
+
+$t->done;
