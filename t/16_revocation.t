@@ -144,17 +144,21 @@ ok($t->wait_for(sub {
     $t->chat($acct, model => 'test-premium')->{status} == 200
 }, timeout => 1), 'account invalidation: the plan change applies within 1 s');
 
-# "all"
-my $all = seed_full_key($t, account => 1603);
-ok(warm($all, 'nginx'), 'key warm');
-$t->redis('HSET', 'aihub:key:' . Aihub::key_hash($all), 'status', 'revoked');
-$t->redis('PUBLISH', 'aihub:invalidate', 'all');
-ok($t->wait_for(sub {
-    $t->chat($all, model => 'test-basic')->{status} == 401
-}, timeout => 1), '"all" invalidation: revoked within 1 s');
-
-
 # --- without a publish: the TTL is the safety net ----------------------------------
+
+# A cached record counts as fresh only once the worker process's
+# subscription has heard its own heartbeat (README, aihub_cache_ttl): wait
+# until both worker processes of "nginx" serve a record changed in Redis
+# without an invalidation from their cache.
+my $round = 0;
+ok($t->wait_for(sub {
+    my $k = seed_full_key($t, account => 1690 + $round++ % 9);
+    my $h = 'aihub:key:' . Aihub::key_hash($k);
+    return 0 unless $t->chat($k, model => $MODEL)->{status} == 200;
+    $t->redis('HSET', $h, 'status', 'suspended');
+    my @st = map { $t->chat($k, model => $MODEL)->{status} } 1 .. 6;
+    return !grep { $_ != 200 } @st;
+}, timeout => 10), 'both worker processes trust their key cache');
 
 my $quiet = seed_full_key($t, account => 1604);
 ok(warm($quiet, qw(nginx ttl)), 'key warm on the default and the TTL node');
@@ -167,6 +171,17 @@ ok(defined $ttl_took && $ttl_took < 1,
            defined $ttl_took ? sprintf('%.3f s', $ttl_took) : 'never'));
 is($t->chat($quiet, model => 'test-basic')->{status}, 200,
    'no publish, default TTL (30 s): still served from the cache');
+
+# "all" (after the TTL case: each worker process applies an "all" to the
+# shared cache when its own subscription hears it, so a key cached just
+# after one may be read again when the other process hears it)
+my $all = seed_full_key($t, account => 1603);
+ok(warm($all, 'nginx'), 'key warm');
+$t->redis('HSET', 'aihub:key:' . Aihub::key_hash($all), 'status', 'revoked');
+$t->redis('PUBLISH', 'aihub:invalidate', 'all');
+ok($t->wait_for(sub {
+    $t->chat($all, model => 'test-basic')->{status} == 401
+}, timeout => 1), '"all" invalidation: revoked within 1 s');
 
 
 # --- through aihub-worker ----------------------------------------------------------

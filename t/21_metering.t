@@ -320,8 +320,8 @@ for my $stream (0, 1) {
                              included => 100000, overage => 1,
                              models => '*');
 
-    $t->start_worker('--consumer', 'm1', '--block-ms', '100');
-
+    # the worker starts after the stream is read: it deletes what it
+    # stored (XDEL after XACK), so the stream only shows what is pending
     my $before = $t->redis('XLEN', 'aihub:usage');
     my $ua = ka_client();
     my $url = 'http://127.0.0.1:' . $t->port . '/v1/chat/completions';
@@ -356,6 +356,7 @@ for my $stream (0, 1) {
        'no event id twice in the stream');
 
     my $total = @ev;
+    $t->start_worker('--consumer', 'm1', '--block-ms', '100');
     my $rows;
     $t->wait_for(sub {
         $rows = $t->sql_value('SELECT COUNT(*) FROM usage_events');
