@@ -44,6 +44,12 @@ enum {
 };
 
 
+#define AIHUB_REC_DONE      -1     /* no more fields */
+#define AIHUB_REC_REPEATED  -2     /* a known field given twice */
+
+static int aihub_record_next(const aihub_rstr_t *elts, size_t n, size_t *i,
+    const char *const *known, int nknown, unsigned char *seen,
+    const aihub_rstr_t **v);
 static int aihub_record_field(const aihub_rstr_t *f, const char *name);
 static int aihub_record_has(const aihub_rstr_t *s, const char *word);
 static uint64_t aihub_record_unsigned(const aihub_rstr_t *s);
@@ -85,7 +91,7 @@ aihub_key_record_parse(aihub_key_record_t *rec, const aihub_rstr_t *elts,
     size_t               i;
     int64_t              num;
     unsigned char        seen[AIHUB_REC_KEY_FIELDS];
-    const aihub_rstr_t  *f, *v;
+    const aihub_rstr_t  *v;
 
     static const char  *known[AIHUB_REC_KEY_FIELDS] = {
         [AIHUB_KR_ACCOUNT] = AIHUB_KF_ACCOUNT,
@@ -107,29 +113,12 @@ aihub_key_record_parse(aihub_key_record_t *rec, const aihub_rstr_t *elts,
 
     memset(rec, 0, sizeof(aihub_key_record_t));
     memset(seen, 0, sizeof(seen));
+    i = 0;
 
-    for (i = 0; i + 1 < n; i += 2) {
-        f = &elts[i];
-        v = &elts[i + 1];
-
-        if (f->data == NULL || v->data == NULL) {
-            continue;
-        }
-
-        for (k = 0; k < AIHUB_REC_KEY_FIELDS; k++) {
-            if (aihub_record_field(f, known[k])) {
-                break;
-            }
-        }
-
-        if (k == AIHUB_REC_KEY_FIELDS) {
-            continue;
-        }
-
-        if (seen[k]++) {
-            return -1;
-        }
-
+    while ((k = aihub_record_next(elts, n, &i, known, AIHUB_REC_KEY_FIELDS,
+                                  seen, &v))
+           >= 0)
+    {
         switch (k) {
 
         case AIHUB_KR_ACCOUNT:
@@ -204,7 +193,7 @@ aihub_key_record_parse(aihub_key_record_t *rec, const aihub_rstr_t *elts,
         }
     }
 
-    if (rec->account_id == 0 || rec->prefix.len == 0) {
+    if (k == AIHUB_REC_REPEATED || rec->account_id == 0 || rec->prefix.len == 0) {
         return -1;
     }
 
@@ -219,7 +208,7 @@ aihub_model_record_parse(aihub_model_record_t *m, const aihub_rstr_t *elts,
     int                  k;
     size_t               i;
     unsigned char        seen[AIHUB_REC_MODEL_FIELDS];
-    const aihub_rstr_t  *f, *v;
+    const aihub_rstr_t  *v;
 
     static const char  *known[AIHUB_REC_MODEL_FIELDS] = {
         [AIHUB_MR_PROVIDER] = AIHUB_MF_PROVIDER,
@@ -235,29 +224,12 @@ aihub_model_record_parse(aihub_model_record_t *m, const aihub_rstr_t *elts,
 
     memset(m, 0, sizeof(aihub_model_record_t));
     memset(seen, 0, sizeof(seen));
+    i = 0;
 
-    for (i = 0; i + 1 < n; i += 2) {
-        f = &elts[i];
-        v = &elts[i + 1];
-
-        if (f->data == NULL || v->data == NULL) {
-            continue;
-        }
-
-        for (k = 0; k < AIHUB_REC_MODEL_FIELDS; k++) {
-            if (aihub_record_field(f, known[k])) {
-                break;
-            }
-        }
-
-        if (k == AIHUB_REC_MODEL_FIELDS) {
-            continue;
-        }
-
-        if (seen[k]++) {
-            return -1;
-        }
-
+    while ((k = aihub_record_next(elts, n, &i, known,
+                                  AIHUB_REC_MODEL_FIELDS, seen, &v))
+           >= 0)
+    {
         switch (k) {
 
         case AIHUB_MR_PROVIDER:
@@ -298,7 +270,49 @@ aihub_model_record_parse(aihub_model_record_t *m, const aihub_rstr_t *elts,
         }
     }
 
-    return 0;
+    return k == AIHUB_REC_REPEATED ? -1 : 0;
+}
+
+
+/*
+ * The next known field from element *i on (pairs of field and value;
+ * pairs that are not strings and unknown fields are passed over): its
+ * index in known, its value in *v; AIHUB_REC_DONE at the end;
+ * AIHUB_REC_REPEATED when a known field comes a second time.
+ */
+
+static int
+aihub_record_next(const aihub_rstr_t *elts, size_t n, size_t *i,
+    const char *const *known, int nknown, unsigned char *seen,
+    const aihub_rstr_t **v)
+{
+    int                  k;
+    const aihub_rstr_t  *f;
+
+    for ( /* void */ ; *i + 1 < n; *i += 2) {
+        f = &elts[*i];
+        *v = &elts[*i + 1];
+
+        if (f->data == NULL || (*v)->data == NULL) {
+            continue;
+        }
+
+        for (k = 0; k < nknown; k++) {
+            if (aihub_record_field(f, known[k])) {
+                break;
+            }
+        }
+
+        if (k == nknown) {
+            continue;
+        }
+
+        *i += 2;
+
+        return seen[k]++ ? AIHUB_REC_REPEATED : k;
+    }
+
+    return AIHUB_REC_DONE;
 }
 
 
