@@ -1021,10 +1021,28 @@ cmd_fuzz() {
     say "building the fuzz targets (clang)"
     make -s -j"$JOBS" -C "$FUZZ_SRC" BUILD="$BUILD"
 
-    say "replaying the corpus and fuzzing each target for ${secs}s"
+    say "replaying the corpus and fuzzing each target for ${secs}s," \
+        "$JOBS at a time"
+
+    # one target per core: each is one process; a failure is remembered
+    # by a file, since the targets run in subshells
+    rm -f "$FUZZ_OUT"/*.failed
+    local running=0
 
     for t in "${targets[@]}"; do
-        fuzz_one "$t" "$secs" || failed+=("$t")
+        (fuzz_one "$t" "$secs" || : > "$FUZZ_OUT/$t.failed") &
+        running=$((running + 1))
+
+        if [ "$running" -ge "$JOBS" ]; then
+            wait -n || true
+            running=$((running - 1))
+        fi
+    done
+
+    wait
+
+    for t in "${targets[@]}"; do
+        [ -e "$FUZZ_OUT/$t.failed" ] && failed+=("$t")
     done
 
     say "fuzz: $(( $(date +%s) - start )) s"
