@@ -46,7 +46,7 @@ aw_account_sync(MYSQL *db, long long id)
     snprintf(where, sizeof(where), "k.account = %lld", id);
     snprintf(msg, sizeof(msg), AIHUB_INV_ACCOUNT "%lld", id);
 
-    return aw_sync_after_change(db, where, msg);
+    return aw_sync_after_change(db, where, NULL, msg);
 }
 
 

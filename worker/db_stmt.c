@@ -15,6 +15,60 @@
 
 
 /*
+ * mysql_stmt_close() clears the connection's error: the error of the last
+ * statement that failed is kept here for aw_db_errno() and aw_db_error().
+ */
+
+static MYSQL         *aw_stmt_err_db;
+static unsigned int   aw_stmt_err_no;
+static char           aw_stmt_err_msg[512];
+
+
+/* the connection's error, else that of its last failed statement */
+
+unsigned int
+aw_db_errno(MYSQL *db)
+{
+    unsigned int  e;
+
+    e = mysql_errno(db);
+
+    return (e == 0 && db == aw_stmt_err_db) ? aw_stmt_err_no : e;
+}
+
+
+const char *
+aw_db_error(MYSQL *db)
+{
+    return (mysql_errno(db) == 0 && db == aw_stmt_err_db)
+           ? aw_stmt_err_msg : mysql_error(db);
+}
+
+
+/* logs and keeps a statement's error, closes the statement */
+
+static void
+aw_stmt_failed(MYSQL *db, MYSQL_STMT *st)
+{
+    aw_stmt_err_db = db;
+    aw_stmt_err_no = mysql_stmt_errno(st);
+
+    if (aw_stmt_err_no == 0) {
+        aw_stmt_err_no = 2034;  /* CR_INVALID_PARAMETER_NO */
+        snprintf(aw_stmt_err_msg, sizeof(aw_stmt_err_msg),
+                 "the statement's parameters do not match");
+
+    } else {
+        snprintf(aw_stmt_err_msg, sizeof(aw_stmt_err_msg), "%s",
+                 mysql_stmt_error(st));
+    }
+
+    aw_log(AW_LOG_ERROR, "MySQL: %s (%u)", aw_stmt_err_msg, aw_stmt_err_no);
+    mysql_stmt_close(st);
+}
+
+
+/*
  * Prepares and executes sql with its n "?" bound to params, each a string
  * (MySQL converts it to the column's type; NULL is SQL NULL).  Returns the
  * executed statement, or NULL logged (errno in *err when err is set).
@@ -65,13 +119,13 @@ aw_stmt_run(MYSQL *db, const char *sql, const char *const *params, size_t n)
         goto failed;
     }
 
+    aw_stmt_err_db = NULL;
+
     return st;
 
 failed:
 
-    aw_log(AW_LOG_ERROR, "MySQL: %s (%u)", mysql_stmt_error(st),
-           mysql_stmt_errno(st));
-    mysql_stmt_close(st);
+    aw_stmt_failed(db, st);
 
     return NULL;
 }
@@ -216,9 +270,7 @@ aw_db_select_params(MYSQL *db, const char *sql, const char *const *params,
 
 failed:
 
-    aw_log(AW_LOG_ERROR, "MySQL: %s (%u)", mysql_stmt_error(st),
-           mysql_stmt_errno(st));
-    mysql_stmt_close(st);
+    aw_stmt_failed(db, st);
     aw_rows_free(rs);
 
     return NULL;

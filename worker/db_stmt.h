@@ -19,6 +19,10 @@
  *     aw_stmt_str(&s, name);
  *     rc = aw_stmt_exec(db, &s);            (frees s; aw_stmt_select too)
  *
+ * A failed statement is logged; aw_db_errno() and aw_db_error() tell its
+ * error (mysql_stmt_close() clears the connection's own), and
+ * aw_db_conn_error() reads them.
+ *
  * or, with the statement written out: aw_db_exec_params(db, "... = ?",
  * (const char *[]) { name }, 1), aw_db_select_params, aw_db_scalar_params.
  */
@@ -56,6 +60,8 @@ aw_rows_t *aw_db_select_params(MYSQL *db, const char *sql,
     const char *const *params, size_t n);
 long long aw_db_scalar_params(MYSQL *db, long long dflt, const char *sql,
     const char *const *params, size_t n);
+unsigned int aw_db_errno(MYSQL *db);
+const char *aw_db_error(MYSQL *db);
 char **aw_rows_next(aw_rows_t *rs);
 void aw_rows_free(aw_rows_t *rs);
 
