@@ -358,6 +358,29 @@ aw_stmt_str(aw_stmt_t *s, const char *v)
 }
 
 
+/* appends src's text and values to s */
+
+void
+aw_stmt_append(aw_stmt_t *s, const aw_stmt_t *src)
+{
+    size_t  i;
+
+    aw_buf_append(&s->sql, src->sql.data ? src->sql.data : "",
+                  src->sql.len);
+
+    for (i = 0; i < src->n; i++) {
+        if (s->n == AW_STMT_PARAMS) {
+            s->overflow = 1;
+            return;
+        }
+
+        s->params[s->n++] = src->params[i];
+    }
+
+    s->overflow |= src->overflow;
+}
+
+
 int
 aw_stmt_exec(MYSQL *db, aw_stmt_t *s)
 {

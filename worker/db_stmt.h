@@ -67,6 +67,7 @@ void aw_rows_free(aw_rows_t *rs);
 
 void aw_stmt_init(aw_stmt_t *s);
 void aw_stmt_str(aw_stmt_t *s, const char *v);
+void aw_stmt_append(aw_stmt_t *s, const aw_stmt_t *src);
 int aw_stmt_exec(MYSQL *db, aw_stmt_t *s);
 aw_rows_t *aw_stmt_select(MYSQL *db, aw_stmt_t *s);
 
