@@ -19,9 +19,10 @@
  * statement that failed is kept here for aw_db_errno() and aw_db_error().
  */
 
-static MYSQL         *aw_stmt_err_db;
-static unsigned int   aw_stmt_err_no;
-static char           aw_stmt_err_msg[512];
+static unsigned long long   aw_stmt_affected;
+static MYSQL               *aw_stmt_err_db;
+static unsigned int         aw_stmt_err_no;
+static char                 aw_stmt_err_msg[512];
 
 
 /* the connection's error, else that of its last failed statement */
@@ -147,9 +148,22 @@ aw_db_exec_params(MYSQL *db, const char *sql, const char *const *params,
         return -1;
     }
 
+    aw_stmt_affected = mysql_stmt_affected_rows(st);
     mysql_stmt_close(st);
 
     return 0;
+}
+
+
+/*
+ * The rows the last aw_db_exec_params changed (mysql_stmt_close() loses
+ * the connection's count; its insert id stays: mysql_insert_id()).
+ */
+
+unsigned long long
+aw_db_affected_rows(void)
+{
+    return aw_stmt_affected;
 }
 
 
@@ -381,6 +395,26 @@ aw_stmt_append(aw_stmt_t *s, const aw_stmt_t *src)
 }
 
 
+/* empties s for a new statement (aw_stmt_exec and the like do it too) */
+
+void
+aw_stmt_reset(aw_stmt_t *s)
+{
+    aw_buf_reset(&s->sql);
+    s->n = 0;
+    s->overflow = 0;
+}
+
+
+void
+aw_stmt_free(aw_stmt_t *s)
+{
+    aw_buf_free(&s->sql);
+    s->n = 0;
+    s->overflow = 0;
+}
+
+
 int
 aw_stmt_exec(MYSQL *db, aw_stmt_t *s)
 {
@@ -388,7 +422,7 @@ aw_stmt_exec(MYSQL *db, aw_stmt_t *s)
 
     rc = s->overflow ? -1
                      : aw_db_exec_params(db, s->sql.data, s->params, s->n);
-    aw_buf_free(&s->sql);
+    aw_stmt_free(s);
 
     return rc;
 }
@@ -401,7 +435,21 @@ aw_stmt_select(MYSQL *db, aw_stmt_t *s)
 
     rs = s->overflow ? NULL
                      : aw_db_select_params(db, s->sql.data, s->params, s->n);
-    aw_buf_free(&s->sql);
+    aw_stmt_free(s);
 
     return rs;
+}
+
+
+long long
+aw_stmt_scalar(MYSQL *db, long long dflt, aw_stmt_t *s)
+{
+    long long  v;
+
+    v = s->overflow ? dflt
+                    : aw_db_scalar_params(db, dflt, s->sql.data, s->params,
+                                          s->n);
+    aw_stmt_free(s);
+
+    return v;
 }

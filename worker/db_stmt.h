@@ -17,7 +17,8 @@
  *     aw_buf_printf(&s.sql, "UPDATE plans SET base_fee_cents = %lld "
  *                   "WHERE name = ", fee);
  *     aw_stmt_str(&s, name);
- *     rc = aw_stmt_exec(db, &s);            (frees s; aw_stmt_select too)
+ *     rc = aw_stmt_exec(db, &s);    (empties s, as aw_stmt_select and
+ *                                    aw_stmt_scalar do)
  *
  * A failed statement is logged; aw_db_errno() and aw_db_error() tell its
  * error (mysql_stmt_close() clears the connection's own), and
@@ -60,6 +61,7 @@ aw_rows_t *aw_db_select_params(MYSQL *db, const char *sql,
     const char *const *params, size_t n);
 long long aw_db_scalar_params(MYSQL *db, long long dflt, const char *sql,
     const char *const *params, size_t n);
+unsigned long long aw_db_affected_rows(void);
 unsigned int aw_db_errno(MYSQL *db);
 const char *aw_db_error(MYSQL *db);
 char **aw_rows_next(aw_rows_t *rs);
@@ -68,8 +70,11 @@ void aw_rows_free(aw_rows_t *rs);
 void aw_stmt_init(aw_stmt_t *s);
 void aw_stmt_str(aw_stmt_t *s, const char *v);
 void aw_stmt_append(aw_stmt_t *s, const aw_stmt_t *src);
+void aw_stmt_reset(aw_stmt_t *s);
+void aw_stmt_free(aw_stmt_t *s);
 int aw_stmt_exec(MYSQL *db, aw_stmt_t *s);
 aw_rows_t *aw_stmt_select(MYSQL *db, aw_stmt_t *s);
+long long aw_stmt_scalar(MYSQL *db, long long dflt, aw_stmt_t *s);
 
 
 #endif /* AW_DB_STMT_H */
