@@ -3,6 +3,16 @@
  * INSERT IGNORE on the UNIQUE event_id, daily rollups for the rows newly
  * inserted only; row by row when MySQL refuses the batch, to find the
  * event it refuses.  ledger.c retries, commits and ACKs around it.
+ *
+ * The batch's multi-row INSERT and the rollups' multi-row upsert carry the
+ * events' strings escaped (mysql_real_escape_string, in quotes), not as
+ * parameters: the exception to db_stmt.h's rule.  They are the drain's
+ * hot path (worker/bench measures it), one statement per batch; a
+ * prepared statement's text would change with every batch's size, so it
+ * would be prepared per batch (a round trip more for the same bytes) with
+ * 17 parameters per event to bind.  event.c checked every string first
+ * (the id is 32 lowercase hex digits, the others bounded in length).  The
+ * event-by-event fallback (aw_row_store) follows the rule.
  */
 
 #include <stdio.h>
@@ -360,45 +370,49 @@ failed:
 
 /*
  * One event's row and, when it is new, its rollup: 1 stored, 0 already
- * stored, -1 MySQL refused it (mysql_errno() tells why).
+ * stored, -1 MySQL refused it (aw_db_errno() tells why).
  */
 
 static int
 aw_row_store(aw_drain_t *d, aw_entry_t *en, aw_buf_t *q)
 {
-    size_t  nroll;
-    char    ts[32];
+    size_t     nroll;
+    char       ts[32];
+    aw_stmt_t  st;
 
     aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
 
-    aw_buf_reset(q);
-    aw_buf_printf(q, "INSERT IGNORE INTO usage_events (event_id, ts, "
-                  "account, key_prefix, plan, model, provider, "
-                  "prompt_tokens, completion_tokens, total_tokens, "
-                  "cost_micros, status, streamed, aborted, estimated, "
-                  "latency_ms, node) VALUES ('%s', '%s', %lld, ",
-                  en->ev.id, ts, en->ev.account);
-    aw_buf_sql_str(q, d->db, en->ev.key);
-    aw_buf_puts(q, ", ");
-    aw_buf_sql_str(q, d->db, en->ev.plan);
-    aw_buf_puts(q, ", ");
-    aw_buf_sql_str(q, d->db, en->ev.model);
-    aw_buf_puts(q, ", ");
-    aw_buf_sql_str(q, d->db, en->ev.provider);
-    aw_buf_printf(q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
-                  en->ev.prompt_tokens, en->ev.completion_tokens,
-                  en->ev.total_tokens, en->ev.cost_micros,
-                  en->ev.status, en->ev.streamed, en->ev.aborted,
-                  en->ev.estimated, en->ev.latency_ms);
-    aw_buf_sql_str(q, d->db, en->ev.node);
-    aw_buf_puts(q, ")");
+    aw_stmt_init(&st);
+    aw_buf_puts(&st.sql, "INSERT IGNORE INTO usage_events (event_id, ts, "
+                "account, key_prefix, plan, model, provider, "
+                "prompt_tokens, completion_tokens, total_tokens, "
+                "cost_micros, status, streamed, aborted, estimated, "
+                "latency_ms, node) VALUES (");
+    aw_stmt_str(&st, en->ev.id);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, ts);
+    aw_buf_printf(&st.sql, ", %lld, ", en->ev.account);
+    aw_stmt_str(&st, en->ev.key);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, en->ev.plan);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, en->ev.model);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, en->ev.provider);
+    aw_buf_printf(&st.sql, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, "
+                  "%lld, ", en->ev.prompt_tokens, en->ev.completion_tokens,
+                  en->ev.total_tokens, en->ev.cost_micros, en->ev.status,
+                  en->ev.streamed, en->ev.aborted, en->ev.estimated,
+                  en->ev.latency_ms);
+    aw_stmt_str(&st, en->ev.node);
+    aw_buf_puts(&st.sql, ")");
 
-    if (mysql_real_query(d->db, q->data, q->len) != 0) {
+    if (aw_stmt_exec(d->db, &st) != 0) {
         return -1;
     }
 
-    if (mysql_affected_rows(d->db) != 1) {
-        return mysql_errno(d->db) == 0 ? 0 : -1;
+    if (aw_db_affected_rows() != 1) {
+        return 0;
     }
 
     aw_rollup_reset(d, &nroll);
@@ -414,7 +428,7 @@ static void
 aw_row_refused(aw_drain_t *d, aw_entry_t *en, const char *what)
 {
     snprintf(en->reason_buf, sizeof(en->reason_buf),
-             "MySQL refused the event%s: %s", what, mysql_error(d->db));
+             "MySQL refused the event%s: %s", what, aw_db_error(d->db));
     en->reason = en->reason_buf;
 }
 
