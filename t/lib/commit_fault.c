@@ -1,5 +1,5 @@
 /*
- * A fault for t/65: preloaded into aihub-worker, it makes MySQL refuse the
+ * A fault for t/70: preloaded into aihub-worker, it makes MySQL refuse the
  * COMMIT of any transaction that wrote the model "commit-poison", with a
  * data error (ER_ERROR_DURING_COMMIT, 1180), as a storage engine or a
  * replication hook may.  The transaction is rolled back for real; every
