@@ -350,6 +350,7 @@ static int
 aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
 {
     const char  *name;
+    char         sql[96];
     int          rc;
     long long    id;
     MYSQL       *db;
@@ -362,8 +363,10 @@ aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
 
     rc = AW_EXIT_FAIL;
 
-    if (aw_db_exec(db, "UPDATE accounts SET status = '%s' WHERE id = %lld",
-                   status, id) == 0
+    snprintf(sql, sizeof(sql), "UPDATE accounts SET status = ? WHERE id = "
+             "%lld", id);
+
+    if (aw_db_exec_params(db, sql, &status, 1) == 0
         && aw_account_sync(db, id) == 0)
     {
         printf("account \"%s\" is %s\n", name, status);
