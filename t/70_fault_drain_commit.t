@@ -33,7 +33,7 @@ my $inc = `mariadb_config --include 2>/dev/null`
 chomp $inc;
 system('cc', '-shared', '-fPIC', split(' ', $inc), '-o', $so,
        't/lib/commit_fault.c', '-ldl') == 0
-    or BAIL_OUT('cannot build t/lib/commit_fault.c');
+    or die "cannot build t/lib/commit_fault.c\n";
 
 my $json = JSON::PP->new->canonical;
 my $now = int(time * 1000);
