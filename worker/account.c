@@ -18,27 +18,19 @@
 long long
 aw_account_id(MYSQL *db, const char *name)
 {
-    aw_buf_t    q;
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
-    long long   id;
+    char       **row;
+    long long    id;
+    aw_rows_t   *rs;
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "SELECT id FROM accounts WHERE name = ");
-    aw_buf_sql_str(&q, db, name);
-
-    if (aw_db_buf_exec(db, &q) != 0
-        || (res = mysql_store_result(db)) == NULL)
-    {
-        aw_buf_free(&q);
+    rs = aw_db_select_params(db, "SELECT id FROM accounts WHERE name = ?",
+                             (const char *[]) { name }, 1);
+    if (rs == NULL) {
         return -1;
     }
 
-    aw_buf_free(&q);
-
-    row = mysql_fetch_row(res);
-    id = row ? strtoll(row[0], NULL, 10) : 0;
-    mysql_free_result(res);
+    row = aw_rows_next(rs);
+    id = (row && row[0]) ? strtoll(row[0], NULL, 10) : 0;
+    aw_rows_free(rs);
 
     return id;
 }
@@ -49,16 +41,8 @@ aw_account_id(MYSQL *db, const char *name)
 long long
 aw_plan_id(MYSQL *db, const char *name)
 {
-    aw_buf_t   q;
-    long long  id;
-
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "SELECT id FROM plans WHERE name = ");
-    aw_buf_sql_str(&q, db, name);
-    id = aw_db_scalar(db, 0, "%s", q.data);
-    aw_buf_free(&q);
-
-    return id;
+    return aw_db_scalar_params(db, 0, "SELECT id FROM plans WHERE name = ?",
+                               (const char *[]) { name }, 1);
 }
 
 
@@ -92,7 +76,6 @@ long long
 aw_account_create(MYSQL *db, const char *name, const char *plan)
 {
     long long  plan_id, id;
-    aw_buf_t   q;
 
     plan_id = aw_plan_id(db, plan);
 
@@ -105,18 +88,13 @@ aw_account_create(MYSQL *db, const char *name, const char *plan)
         return -1;
     }
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "INSERT INTO accounts (name) VALUES (");
-    aw_buf_sql_str(&q, db, name);
-    aw_buf_puts(&q, ")");
-
-    if (aw_db_buf_exec(db, &q) != 0) {
-        aw_buf_free(&q);
+    if (aw_db_exec_params(db, "INSERT INTO accounts (name) VALUES (?)",
+                          (const char *[]) { name }, 1) != 0)
+    {
         aw_db_exec(db, "ROLLBACK");
         return -1;
     }
 
-    aw_buf_free(&q);
     id = (long long) mysql_insert_id(db);
 
     if (aw_db_exec(db, "INSERT INTO subscriptions (account, plan, "

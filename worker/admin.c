@@ -73,8 +73,8 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
     cJSON       *exp;
     const char  *hash, *scopes, *label;
     long long    expires;
-    aw_buf_t     q;
-    char         where[128];
+    aw_stmt_t    q;
+    char         sql[160];
 
     hash = aw_jstr(o, AIHUB_AE_HASH);
     scopes = aw_jstr(o, AIHUB_AE_SCOPES);
@@ -103,48 +103,49 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
         scopes = "chat";
     }
 
-    aw_buf_init(&q);
-    aw_buf_printf(&q, "INSERT IGNORE INTO api_keys (account, key_hash, "
-                  "prefix, label, scopes, expires_at, source, created_at) "
-                  "SELECT id, '%s', '%s', ", hash, prefix);
-    aw_buf_sql_str(&q, db, label ? label : "");
-    aw_buf_puts(&q, ", ");
-    aw_buf_sql_str(&q, db, scopes);
+    aw_stmt_init(&q);
+    aw_buf_puts(&q.sql, "INSERT IGNORE INTO api_keys (account, key_hash, "
+                "prefix, label, scopes, expires_at, source, created_at) "
+                "SELECT id, ");
+    aw_stmt_str(&q, hash);
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, prefix);
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, label ? label : "");
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, scopes);
 
     if (expires > 0) {
-        aw_buf_printf(&q, ", FROM_UNIXTIME(%lld)", expires);
+        aw_buf_printf(&q.sql, ", FROM_UNIXTIME(%lld)", expires);
 
     } else {
-        aw_buf_puts(&q, ", NULL");
+        aw_buf_puts(&q.sql, ", NULL");
     }
 
     if (ms > 0) {
-        aw_buf_printf(&q, ", 'api', FROM_UNIXTIME(%lld / 1000) FROM "
+        aw_buf_printf(&q.sql, ", 'api', FROM_UNIXTIME(%lld / 1000) FROM "
                       "accounts WHERE id = %lld", ms, account);
 
     } else {
-        aw_buf_printf(&q, ", 'api', UTC_TIMESTAMP() FROM accounts "
+        aw_buf_printf(&q.sql, ", 'api', UTC_TIMESTAMP() FROM accounts "
                       "WHERE id = %lld", account);
     }
 
-    if (aw_db_buf_exec(db, &q) != 0) {
-        aw_buf_free(&q);
+    if (aw_stmt_exec(db, &q) != 0) {
         *reason = "admin event: MySQL refused the key";
         return aw_db_conn_error(db) ? -1 : 1;
     }
 
-    aw_buf_free(&q);
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM api_keys WHERE "
+             "key_hash = ? AND account = %lld", account);
 
-    if (aw_db_scalar(db, 0, "SELECT COUNT(*) FROM api_keys WHERE "
-                     "key_hash = '%s' AND account = %lld", hash,
-                     account) != 1)
+    if (aw_db_scalar_params(db, 0, sql, (const char *[]) { hash }, 1) != 1)
     {
         *reason = "admin event: unknown account or prefix taken";
         return 1;
     }
 
-    snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
-    aw_sync_keys(db, rc, where);
+    aw_sync_keys(db, rc, "k.key_hash = ?", hash);
 
     aw_log(AW_LOG_INFO, "key %s of account %lld created through the "
            "developer API stored", prefix, account);
@@ -159,43 +160,35 @@ static int
 aw_admin_key_revoked(MYSQL *db, redisContext *rc, const char *prefix,
     long long account, const char **reason)
 {
-    aw_buf_t    q;
-    char        where[128], msg[128], h[AIHUB_SHA256_HEX_LEN + 1];
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    char        sql[192], msg[128], h[AIHUB_SHA256_HEX_LEN + 1];
+    char      **row;
+    aw_rows_t  *res;
 
-    aw_buf_init(&q);
-    aw_buf_printf(&q, "UPDATE api_keys SET status = 'revoked', "
-                  "revoked_at = IFNULL(revoked_at, UTC_TIMESTAMP()) "
-                  "WHERE prefix = '%s' AND account = %lld", prefix,
-                  account);
+    snprintf(sql, sizeof(sql), "UPDATE api_keys SET status = 'revoked', "
+             "revoked_at = IFNULL(revoked_at, UTC_TIMESTAMP()) "
+             "WHERE prefix = ? AND account = %lld", account);
 
-    if (aw_db_buf_exec(db, &q) != 0) {
-        aw_buf_free(&q);
+    if (aw_db_exec_params(db, sql, (const char *[]) { prefix }, 1) != 0) {
         *reason = "admin event: MySQL refused the revocation";
         return aw_db_conn_error(db) ? -1 : 1;
     }
 
-    aw_buf_free(&q);
+    snprintf(sql, sizeof(sql), "SELECT key_hash FROM api_keys WHERE "
+             "prefix = ? AND account = %lld", account);
+    res = aw_db_select_params(db, sql, (const char *[]) { prefix }, 1);
+    row = res ? aw_rows_next(res) : NULL;
 
-    res = aw_db_query(db, "SELECT key_hash FROM api_keys WHERE prefix "
-                      "= '%s' AND account = %lld", prefix, account);
-    row = res ? mysql_fetch_row(res) : NULL;
-
-    if (row == NULL) {
-        if (res) {
-            mysql_free_result(res);
-        }
+    if (row == NULL || row[0] == NULL) {
+        aw_rows_free(res);
         *reason = "admin event: no such key in this account";
         return 1;
     }
 
     snprintf(h, sizeof(h), "%s", row[0]);
-    mysql_free_result(res);
+    aw_rows_free(res);
 
-    snprintf(where, sizeof(where), "k.key_hash = '%s'", h);
     snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", h);
-    aw_sync_keys(db, rc, where);
+    aw_sync_keys(db, rc, "k.key_hash = ?", h);
     aw_publish(rc, msg);
 
     aw_log(AW_LOG_INFO, "key %s of account %lld revoked through the "

@@ -61,7 +61,6 @@ aw_catalog_publish(MYSQL *db, const char *plan, const char *removed)
     int            rc;
     char           key[256];
     const char    *argv[2];
-    aw_buf_t       where;
     redisContext  *r;
     redisReply    *reply;
 
@@ -93,15 +92,9 @@ aw_catalog_publish(MYSQL *db, const char *plan, const char *removed)
     } else {
         /* the key records carry the plan's numbers: rewrite its keys */
 
-        aw_buf_init(&where);
-        aw_buf_puts(&where, "p.name = ");
-        aw_buf_sql_str(&where, db, plan);
-
         rc = aw_sync_plans(db, r) == 0
-             && aw_sync_keys(db, r, where.data) >= 0
+             && aw_sync_keys(db, r, "p.name = ?", plan) >= 0
              && aw_publish(r, AIHUB_INV_ALL) == 0;
-
-        aw_buf_free(&where);
     }
 
     aw_redis_close(r);

@@ -46,7 +46,7 @@ aw_account_sync(MYSQL *db, long long id)
     snprintf(where, sizeof(where), "k.account = %lld", id);
     snprintf(msg, sizeof(msg), AIHUB_INV_ACCOUNT "%lld", id);
 
-    return aw_sync_after_change(db, where, msg);
+    return aw_sync_after_change(db, where, NULL, msg);
 }
 
 
@@ -350,6 +350,7 @@ static int
 aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
 {
     const char  *name;
+    char         sql[96];
     int          rc;
     long long    id;
     MYSQL       *db;
@@ -362,8 +363,10 @@ aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
 
     rc = AW_EXIT_FAIL;
 
-    if (aw_db_exec(db, "UPDATE accounts SET status = '%s' WHERE id = %lld",
-                   status, id) == 0
+    snprintf(sql, sizeof(sql), "UPDATE accounts SET status = ? WHERE id = "
+             "%lld", id);
+
+    if (aw_db_exec_params(db, sql, &status, 1) == 0
         && aw_account_sync(db, id) == 0)
     {
         printf("account \"%s\" is %s\n", name, status);
@@ -424,7 +427,7 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *name, *included, *rpm, *tpm, *models, *fee, *cap, *maxt;
     const char  *overage;
-    int          rc;
+    int          rc, ok, valued;
     long long    id;
     aw_buf_t     set, q;
     MYSQL       *db;
@@ -472,8 +475,7 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
             aw_buf_puts(&set, "models = NULL");
 
         } else {
-            aw_buf_puts(&set, "models = ");
-            aw_buf_sql_str(&set, db, models);
+            aw_buf_puts(&set, "models = ?");
         }
     }
 
@@ -485,15 +487,21 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
     }
 
     rc = AW_EXIT_FAIL;
+    ok = 0;
 
     aw_buf_init(&q);
     aw_buf_printf(&q, "INSERT INTO account_overrides (account) VALUES "
                   "(%lld) ON DUPLICATE KEY UPDATE account = account", id);
 
-    if (aw_db_buf_exec(db, &q) == 0
-        && aw_db_exec(db, "UPDATE account_overrides SET %s WHERE account "
-                      "= %lld", set.data, id) == 0
-        && aw_account_sync(db, id) == 0)
+    if (aw_db_buf_exec(db, &q) == 0) {
+        aw_buf_reset(&q);
+        aw_buf_printf(&q, "UPDATE account_overrides SET %s WHERE account "
+                      "= %lld", set.data, id);
+        valued = models && strcmp(models, "default") != 0;
+        ok = aw_db_exec_params(db, q.data, &models, valued) == 0;
+    }
+
+    if (ok && aw_account_sync(db, id) == 0)
     {
         printf("account \"%s\" overrides updated\n", name);
         rc = AW_EXIT_OK;

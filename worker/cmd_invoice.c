@@ -183,8 +183,9 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
     rc = AW_EXIT_FAIL;
     accounts = NULL;
 
-    if (aw_db_scalar(db, -1, "SELECT COUNT(*) FROM billing_periods WHERE "
-                     "period = '%s'", period) > 0)
+    if (aw_db_scalar_params(db, -1, "SELECT COUNT(*) FROM billing_periods "
+                            "WHERE period = ?",
+                            (const char *[]) { period }, 1) > 0)
     {
         printf("period %s is already closed\n", period);
         rc = AW_EXIT_OK;
@@ -201,8 +202,8 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     /* the period row first: a concurrent close waits here, then finds it */
 
-    if (aw_db_exec(db, "INSERT INTO billing_periods (period) VALUES ('%s')",
-                   period) != 0)
+    if (aw_db_exec_params(db, "INSERT INTO billing_periods (period) "
+                          "VALUES (?)", (const char *[]) { period }, 1) != 0)
     {
         goto failed;
     }
@@ -268,10 +269,12 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period, *account, *json;
     int          rc, npos;
-    aw_buf_t     q;
+    char       **row;
+    aw_stmt_t    q;
     MYSQL       *db;
-    MYSQL_RES   *res, *lres;
-    MYSQL_ROW    row, lrow;
+    MYSQL_RES   *lres;
+    MYSQL_ROW    lrow;
+    aw_rows_t   *res;
     cJSON       *all, *one;
     char        *text, money[32];
     aw_opt_t     opts[] = {
@@ -300,24 +303,24 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "SELECT i.id, a.name, i.period, i.plan, i.calls, "
+    aw_stmt_init(&q);
+    aw_buf_puts(&q.sql, "SELECT i.id, a.name, i.period, i.plan, i.calls, "
                 "i.included_calls, i.total_cents FROM invoices i JOIN "
                 "accounts a ON a.id = i.account WHERE 1 = 1");
 
     if (period) {
-        aw_buf_printf(&q, " AND i.period = '%s'", period);
+        aw_buf_puts(&q.sql, " AND i.period = ");
+        aw_stmt_str(&q, period);
     }
 
     if (account) {
-        aw_buf_puts(&q, " AND a.name = ");
-        aw_buf_sql_str(&q, db, account);
+        aw_buf_puts(&q.sql, " AND a.name = ");
+        aw_stmt_str(&q, account);
     }
 
-    aw_buf_puts(&q, " ORDER BY i.period, a.name");
+    aw_buf_puts(&q.sql, " ORDER BY i.period, a.name");
 
-    res = aw_db_query(db, "%s", q.data);
-    aw_buf_free(&q);
+    res = aw_stmt_select(db, &q);
 
     if (res == NULL) {
         return AW_EXIT_FAIL;
@@ -325,7 +328,7 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     all = json ? cJSON_CreateArray() : NULL;
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         if (json) {
             one = aw_invoice_json(db, strtoll(row[0], NULL, 10));
             if (one) {
@@ -339,8 +342,8 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
                row[0], row[2], row[1], row[3], row[4], row[5], money);
 
         lres = aw_db_query(db, "SELECT kind, amount_cents, description "
-                           "FROM invoice_lines WHERE invoice = %s "
-                           "ORDER BY id", row[0]);
+                           "FROM invoice_lines WHERE invoice = %lld "
+                           "ORDER BY id", strtoll(row[0], NULL, 10));
         if (lres == NULL) {
             continue;
         }
@@ -354,7 +357,7 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
         mysql_free_result(lres);
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     if (json) {
         text = cJSON_Print(all);
@@ -375,10 +378,10 @@ aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
     const char  *period;
     int          rc, npos, bad, y, m;
     long long    id, account, total, checked;
-    char         where[64], p[8];
+    char         p[8], **row;
+    size_t       n;
     MYSQL       *db;
-    MYSQL_RES   *res;
-    MYSQL_ROW    row;
+    aw_rows_t   *res;
     aw_opt_t     opts[] = {
         { "--period", 1, &period },
         { NULL, 0, NULL }
@@ -402,14 +405,14 @@ aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
-    where[0] = '\0';
-
-    if (period) {
-        snprintf(where, sizeof(where), "WHERE period = '%s'", period);
-    }
-
-    res = aw_db_query(db, "SELECT id, account, period, total_cents FROM "
-                      "invoices %s ORDER BY period, account", where);
+    n = period ? 1 : 0;
+    res = aw_db_select_params(db, period
+                              ? "SELECT id, account, period, total_cents "
+                                "FROM invoices WHERE period = ? ORDER BY "
+                                "period, account"
+                              : "SELECT id, account, period, total_cents "
+                                "FROM invoices ORDER BY period, account",
+                              &period, n);
     if (res == NULL) {
         return AW_EXIT_FAIL;
     }
@@ -417,7 +420,7 @@ aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
     bad = 0;
     checked = 0;
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         id = strtoll(row[0], NULL, 10);
         account = strtoll(row[1], NULL, 10);
         snprintf(p, sizeof(p), "%s", row[2]);
@@ -427,21 +430,24 @@ aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
         bad += aw_invoice_check_one(db, id, account, p, total);
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     /* every closed month's chain: deleted or added invoices */
 
-    res = aw_db_query(db, "SELECT period FROM billing_periods %s ORDER BY "
-                      "period", where);
+    res = aw_db_select_params(db, period
+                              ? "SELECT period FROM billing_periods WHERE "
+                                "period = ? ORDER BY period"
+                              : "SELECT period FROM billing_periods ORDER "
+                                "BY period", &period, n);
     if (res == NULL) {
         return AW_EXIT_FAIL;
     }
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         bad += aw_period_audit(db, row[0]);
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     if (bad) {
         printf("%d difference%s in %lld invoices\n", bad, bad == 1 ? "" : "s",

@@ -106,8 +106,8 @@ static int
 aw_key_insert(MYSQL *db, long long account_id, const char *label,
     const char *scopes, long long exp, char *key, char *hash, char *prefix)
 {
-    int       tries;
-    aw_buf_t  q;
+    int        tries;
+    aw_stmt_t  q;
 
     for (tries = 0; ; tries++) {
         if (aw_key_generate(key) != 0) {
@@ -118,32 +118,32 @@ aw_key_insert(MYSQL *db, long long account_id, const char *label,
         memcpy(prefix, key, AIHUB_KEY_PREFIX_LEN);
         prefix[AIHUB_KEY_PREFIX_LEN] = '\0';
 
-        aw_buf_init(&q);
-        aw_buf_printf(&q, "INSERT INTO api_keys (account, key_hash, prefix, "
-                      "label, scopes, expires_at) VALUES (%lld, '%s', '%s', ",
-                      account_id, hash, prefix);
-        aw_buf_sql_str(&q, db, label ? label : "");
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, db, scopes);
+        aw_stmt_init(&q);
+        aw_buf_printf(&q.sql, "INSERT INTO api_keys (account, key_hash, "
+                      "prefix, label, scopes, expires_at) VALUES (%lld, ",
+                      account_id);
+        aw_stmt_str(&q, hash);
+        aw_buf_puts(&q.sql, ", ");
+        aw_stmt_str(&q, prefix);
+        aw_buf_puts(&q.sql, ", ");
+        aw_stmt_str(&q, label ? label : "");
+        aw_buf_puts(&q.sql, ", ");
+        aw_stmt_str(&q, scopes);
 
         if (exp) {
-            aw_buf_printf(&q, ", FROM_UNIXTIME(%lld))", exp);
+            aw_buf_printf(&q.sql, ", FROM_UNIXTIME(%lld))", exp);
 
         } else {
-            aw_buf_puts(&q, ", NULL)");
+            aw_buf_puts(&q.sql, ", NULL)");
         }
 
-        if (mysql_real_query(db, q.data, q.len) == 0) {
-            aw_buf_free(&q);
+        if (aw_stmt_exec(db, &q) == 0) {
             break;
         }
 
-        aw_buf_free(&q);
-
         /* a prefix collision (1 in 62^8) gets a fresh key */
 
-        if (mysql_errno(db) != 1062 || tries >= 3) {
-            aw_log(AW_LOG_ERROR, "MySQL: %s", mysql_error(db));
+        if (aw_db_errno(db) != 1062 || tries >= 3) {
             return -1;
         }
     }
@@ -157,7 +157,7 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *account, *plan, *scopes, *label, *expires;
     char         key[AIHUB_KEY_LEN + 1], hash[AIHUB_SHA256_HEX_LEN + 1];
-    char         prefix[AIHUB_KEY_PREFIX_LEN + 1], where[128];
+    char         prefix[AIHUB_KEY_PREFIX_LEN + 1];
     int          rc, npos;
     long long    account_id, exp;
     MYSQL       *db;
@@ -235,10 +235,9 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
-
-    if (aw_sync_after_change(db, where, NULL) != 0) {
-        aw_db_exec(db, "DELETE FROM api_keys WHERE key_hash = '%s'", hash);
+    if (aw_sync_after_change(db, "k.key_hash = ?", hash, NULL) != 0) {
+        aw_db_exec_params(db, "DELETE FROM api_keys WHERE key_hash = ?",
+                          (const char *[]) { hash }, 1);
         aw_log(AW_LOG_ERROR, "key not created");
         goto done;
     }
@@ -333,14 +332,12 @@ static int
 aw_key_revoke(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     char          prefix[64], hash[AIHUB_SHA256_HEX_LEN + 1];
-    char          where[128], msg[128];
-    char         *pos[1];
+    char          msg[128];
+    char         *pos[1], **row;
     int           rc, npos;
     size_t        n;
-    aw_buf_t      q;
     MYSQL        *db;
-    MYSQL_RES    *res;
-    MYSQL_ROW     row;
+    aw_rows_t    *res;
 
     rc = aw_opts_parse(argc, argv, NULL, pos, 1, &npos, aw_key_usage);
     if (rc != 0) {
@@ -388,38 +385,36 @@ aw_key_revoke(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    aw_buf_init(&q);
-    aw_buf_printf(&q, "SELECT key_hash, status FROM api_keys "
-                  "WHERE prefix = '%s'", prefix);
-    res = aw_db_query(db, "%s", q.data);
-    aw_buf_free(&q);
+    res = aw_db_select_params(db, "SELECT key_hash, status FROM api_keys "
+                              "WHERE prefix = ?",
+                              (const char *[]) { prefix }, 1);
 
     if (res == NULL) {
         goto done;
     }
 
-    row = mysql_fetch_row(res);
+    row = aw_rows_next(res);
 
-    if (row == NULL) {
-        mysql_free_result(res);
+    if (row == NULL || row[0] == NULL) {
+        aw_rows_free(res);
         aw_log(AW_LOG_ERROR, "no key %s", prefix);
         goto done;
     }
 
     snprintf(hash, sizeof(hash), "%s", row[0]);
-    mysql_free_result(res);
+    aw_rows_free(res);
 
-    if (aw_db_exec(db, "UPDATE api_keys SET status = 'revoked', "
-                   "revoked_at = IFNULL(revoked_at, UTC_TIMESTAMP()) "
-                   "WHERE key_hash = '%s'", hash) != 0)
+    if (aw_db_exec_params(db, "UPDATE api_keys SET status = 'revoked', "
+                          "revoked_at = IFNULL(revoked_at, "
+                          "UTC_TIMESTAMP()) WHERE key_hash = ?",
+                          (const char *[]) { hash }, 1) != 0)
     {
         goto done;
     }
 
-    snprintf(where, sizeof(where), "k.key_hash = '%s'", hash);
     snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", hash);
 
-    if (aw_sync_after_change(db, where, msg) != 0) {
+    if (aw_sync_after_change(db, "k.key_hash = ?", hash, msg) != 0) {
         goto done;
     }
 

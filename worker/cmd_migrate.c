@@ -128,7 +128,6 @@ aw_migrate_apply(MYSQL *db, const char *dir, const char *name)
     char       *sql;
     size_t      len;
     int         status;
-    aw_buf_t    q;
     MYSQL_RES  *res;
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -167,15 +166,8 @@ aw_migrate_apply(MYSQL *db, const char *dir, const char *name)
         }
     }
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "INSERT INTO schema_migrations (version) VALUES (");
-    aw_buf_sql_str(&q, db, name);
-    aw_buf_puts(&q, ")");
-
-    status = aw_db_buf_exec(db, &q);
-    aw_buf_free(&q);
-
-    return status;
+    return aw_db_exec_params(db, "INSERT INTO schema_migrations (version) "
+                             "VALUES (?)", &name, 1);
 }
 
 
@@ -236,7 +228,7 @@ aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
     int            npos, rc, applied;
     size_t         n, i;
     MYSQL         *db;
-    MYSQL_RES     *res;
+    long long      done_before;
     redisContext  *rc_redis;
     aw_buf_t       q;
     aw_opt_t       opts[] = {
@@ -271,6 +263,8 @@ aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
+    /* a name, not a value: it cannot be a parameter; no ` in it */
+
     aw_buf_init(&q);
     aw_buf_printf(&q, "CREATE DATABASE IF NOT EXISTS `%s` "
                   "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
@@ -294,25 +288,18 @@ aw_cmd_migrate(aw_cmd_ctx_t *ctx, int argc, char **argv)
     aw_buf_free(&q);
 
     for (i = 0; i < n; i++) {
-        aw_buf_init(&q);
-        aw_buf_puts(&q, "SELECT 1 FROM schema_migrations WHERE version = ");
-        aw_buf_sql_str(&q, db, names[i]);
+        done_before = aw_db_scalar_params(db, -1, "SELECT COUNT(*) FROM "
+                                          "schema_migrations WHERE "
+                                          "version = ?",
+                                          (const char *[]) { names[i] }, 1);
 
-        if (aw_db_buf_exec(db, &q) != 0
-            || (res = mysql_store_result(db)) == NULL)
-        {
-            aw_buf_free(&q);
+        if (done_before < 0) {
             goto done;
         }
 
-        aw_buf_free(&q);
-
-        if (mysql_num_rows(res) > 0) {
-            mysql_free_result(res);
+        if (done_before > 0) {
             continue;
         }
-
-        mysql_free_result(res);
 
         if (aw_migrate_apply(db, dir, names[i]) != 0) {
             goto done;

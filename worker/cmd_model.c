@@ -229,17 +229,17 @@ aw_model_rules(MYSQL *db, const char *id)
 static void
 aw_model_provider_note(MYSQL *db, const char *id, const char *provider)
 {
-    aw_buf_t   q;
+    aw_stmt_t   q;
     long long  n;
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "SELECT COUNT(*) FROM models WHERE provider = ");
-    aw_buf_sql_str(&q, db, provider);
-    aw_buf_puts(&q, " AND public_id <> ");
-    aw_buf_sql_str(&q, db, id);
+    aw_stmt_init(&q);
+    aw_buf_puts(&q.sql, "SELECT COUNT(*) FROM models WHERE provider = ");
+    aw_stmt_str(&q, provider);
+    aw_buf_puts(&q.sql, " AND public_id <> ");
+    aw_stmt_str(&q, id);
 
-    n = aw_db_scalar(db, -1, "%s", q.data);
-    aw_buf_free(&q);
+    n = aw_stmt_scalar(db, -1, &q);
+    aw_stmt_free(&q);
 
     if (n == 0) {
         aw_log(AW_LOG_WARN, "provider \"%s\" is new to the catalog: every "
@@ -253,16 +253,16 @@ static int
 aw_model_price_row(MYSQL *db, const char *id, long long pin, long long pout)
 {
     int       rc;
-    aw_buf_t  q;
+    aw_stmt_t  q;
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "INSERT INTO model_prices (model, price_in_micros, "
+    aw_stmt_init(&q);
+    aw_buf_puts(&q.sql, "INSERT INTO model_prices (model, price_in_micros, "
                 "price_out_micros, valid_from, source) VALUES (");
-    aw_buf_sql_str(&q, db, id);
-    aw_buf_printf(&q, ", %lld, %lld, UTC_TIMESTAMP(3), 'cli')", pin, pout);
+    aw_stmt_str(&q, id);
+    aw_buf_printf(&q.sql, ", %lld, %lld, UTC_TIMESTAMP(3), 'cli')", pin, pout);
 
-    rc = aw_db_buf_exec(db, &q);
-    aw_buf_free(&q);
+    rc = aw_stmt_exec(db, &q);
+    aw_stmt_free(&q);
 
     return rc;
 }
@@ -273,7 +273,7 @@ aw_model_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int              rc;
     char             in[32], out[32];
-    aw_buf_t         q;
+    aw_stmt_t         q;
     MYSQL           *db;
     const char      *id;
     aw_model_args_t  a;
@@ -309,42 +309,42 @@ aw_model_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "SELECT COUNT(*) FROM models WHERE public_id = ");
-    aw_buf_sql_str(&q, db, id);
+    aw_stmt_init(&q);
+    aw_buf_puts(&q.sql, "SELECT COUNT(*) FROM models WHERE public_id = ");
+    aw_stmt_str(&q, id);
 
-    if (aw_db_scalar(db, -1, "%s", q.data) != 0) {
-        aw_buf_free(&q);
+    if (aw_stmt_scalar(db, -1, &q) != 0) {
+        aw_stmt_free(&q);
         aw_log(AW_LOG_ERROR, "model \"%s\" exists: change it with \""
                AW_NAME " model set\"", id);
         goto rollback;
     }
 
-    aw_buf_reset(&q);
-    aw_buf_puts(&q, "INSERT INTO models (public_id, provider, upstream_id, "
+    aw_stmt_reset(&q);
+    aw_buf_puts(&q.sql, "INSERT INTO models (public_id, provider, upstream_id, "
                 "tier, kind, api, created_at, price_in_micros, "
                 "price_out_micros, fallbacks) VALUES (");
-    aw_buf_sql_str(&q, db, id);
-    aw_buf_puts(&q, ", ");
-    aw_buf_sql_str(&q, db, a.provider);
-    aw_buf_puts(&q, ", ");
-    aw_buf_sql_str(&q, db, a.upstream ? a.upstream : id);
-    aw_buf_puts(&q, ", ");
-    aw_buf_sql_str(&q, db, a.tier ? a.tier : "basic");
-    aw_buf_puts(&q, ", ");
-    aw_buf_sql_str(&q, db, a.kind ? a.kind : "chat");
-    aw_buf_puts(&q, ", ");
-    aw_buf_sql_str(&q, db, a.api ? a.api : "chat");
-    aw_buf_printf(&q, ", UTC_TIMESTAMP(), %lld, %lld, ", a.pin, a.pout);
-    aw_buf_sql_str(&q, db, a.fallbacks ? a.fb.data : "");
-    aw_buf_puts(&q, ")");
+    aw_stmt_str(&q, id);
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, a.provider);
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, a.upstream ? a.upstream : id);
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, a.tier ? a.tier : "basic");
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, a.kind ? a.kind : "chat");
+    aw_buf_puts(&q.sql, ", ");
+    aw_stmt_str(&q, a.api ? a.api : "chat");
+    aw_buf_printf(&q.sql, ", UTC_TIMESTAMP(), %lld, %lld, ", a.pin, a.pout);
+    aw_stmt_str(&q, a.fallbacks ? a.fb.data : "");
+    aw_buf_puts(&q.sql, ")");
 
-    if (aw_db_buf_exec(db, &q) != 0) {
-        aw_buf_free(&q);
+    if (aw_stmt_exec(db, &q) != 0) {
+        aw_stmt_free(&q);
         goto rollback;
     }
 
-    aw_buf_free(&q);
+    aw_stmt_free(&q);
 
     if (aw_model_price_row(db, id, a.pin, a.pout) != 0) {
         goto rollback;
@@ -391,14 +391,14 @@ done:
 /* one "col = 'value'" into the SET list */
 
 static void
-aw_model_set_str(aw_buf_t *set, MYSQL *db, const char *col, const char *v)
+aw_model_set_str(aw_stmt_t *set, const char *col, const char *v)
 {
     if (v == NULL) {
         return;
     }
 
-    aw_buf_printf(set, "%s%s = ", set->len ? ", " : "", col);
-    aw_buf_sql_str(set, db, v);
+    aw_buf_printf(&set->sql, "%s%s = ", set->sql.len ? ", " : "", col);
+    aw_stmt_str(set, v);
 }
 
 
@@ -408,10 +408,10 @@ aw_model_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
     int              rc;
     char             oin[32], oout[32], nin[32], nout[32];
     long long        cur_in, cur_out;
-    aw_buf_t         q, set;
+    aw_stmt_t        q, set;
     MYSQL           *db;
-    MYSQL_RES       *res;
-    MYSQL_ROW        row;
+    aw_rows_t       *res;
+    char           **row;
     const char      *id;
     aw_model_args_t  a;
 
@@ -429,8 +429,8 @@ aw_model_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
     }
 
     rc = AW_EXIT_FAIL;
-    aw_buf_init(&q);
-    aw_buf_init(&set);
+    aw_stmt_init(&q);
+    aw_stmt_init(&set);
 
     if (aw_cmd_connect(ctx) != 0) {
         goto done;
@@ -442,20 +442,20 @@ aw_model_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    aw_buf_puts(&q, "SELECT price_in_micros, price_out_micros FROM models "
+    aw_buf_puts(&q.sql, "SELECT price_in_micros, price_out_micros FROM models "
                 "WHERE public_id = ");
-    aw_buf_sql_str(&q, db, id);
-    aw_buf_puts(&q, " FOR UPDATE");
+    aw_stmt_str(&q, id);
+    aw_buf_puts(&q.sql, " FOR UPDATE");
 
-    res = aw_db_query(db, "%s", q.data);
+    res = aw_stmt_select(db, &q);
     if (res == NULL) {
         goto rollback;
     }
 
-    row = mysql_fetch_row(res);
+    row = aw_rows_next(res);
 
     if (row == NULL) {
-        mysql_free_result(res);
+        aw_rows_free(res);
         aw_log(AW_LOG_ERROR, "no model \"%s\" (see \"" AW_NAME " model "
                "list\")", id);
         goto rollback;
@@ -463,7 +463,7 @@ aw_model_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     cur_in = strtoll(row[0], NULL, 10);
     cur_out = strtoll(row[1], NULL, 10);
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     if (!a.price_in) {
         a.pin = cur_in;
@@ -473,24 +473,26 @@ aw_model_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
         a.pout = cur_out;
     }
 
-    aw_buf_printf(&set, "price_in_micros = %lld, price_out_micros = %lld",
+    aw_buf_printf(&set.sql, "price_in_micros = %lld, price_out_micros = %lld",
                   a.pin, a.pout);
-    aw_model_set_str(&set, db, "provider", a.provider);
-    aw_model_set_str(&set, db, "upstream_id", a.upstream);
-    aw_model_set_str(&set, db, "tier", a.tier);
-    aw_model_set_str(&set, db, "kind", a.kind);
-    aw_model_set_str(&set, db, "api", a.api);
-    aw_model_set_str(&set, db, "fallbacks", a.fallbacks ? a.fb.data : NULL);
+    aw_model_set_str(&set, "provider", a.provider);
+    aw_model_set_str(&set, "upstream_id", a.upstream);
+    aw_model_set_str(&set, "tier", a.tier);
+    aw_model_set_str(&set, "kind", a.kind);
+    aw_model_set_str(&set, "api", a.api);
+    aw_model_set_str(&set, "fallbacks", a.fallbacks ? a.fb.data : NULL);
 
     if (a.enabled) {
-        aw_buf_printf(&set, ", enabled = %d", a.on);
+        aw_buf_printf(&set.sql, ", enabled = %d", a.on);
     }
 
-    aw_buf_reset(&q);
-    aw_buf_printf(&q, "UPDATE models SET %s WHERE public_id = ", set.data);
-    aw_buf_sql_str(&q, db, id);
+    aw_stmt_reset(&q);
+    aw_buf_puts(&q.sql, "UPDATE models SET ");
+    aw_stmt_append(&q, &set);
+    aw_buf_puts(&q.sql, " WHERE public_id = ");
+    aw_stmt_str(&q, id);
 
-    if (aw_db_buf_exec(db, &q) != 0) {
+    if (aw_stmt_exec(db, &q) != 0) {
         goto rollback;
     }
 
@@ -540,8 +542,8 @@ rollback:
 
 done:
 
-    aw_buf_free(&q);
-    aw_buf_free(&set);
+    aw_stmt_free(&q);
+    aw_stmt_free(&set);
     aw_buf_free(&a.fb);
 
     return rc;
@@ -552,7 +554,7 @@ static int
 aw_model_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int              rc;
-    aw_buf_t         q;
+    aw_stmt_t         q;
     MYSQL           *db;
     const char      *id;
     aw_model_args_t  a;
@@ -575,15 +577,15 @@ aw_model_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return AW_EXIT_FAIL;
     }
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "DELETE FROM models WHERE public_id = ");
-    aw_buf_sql_str(&q, db, id);
+    aw_stmt_init(&q);
+    aw_buf_puts(&q.sql, "DELETE FROM models WHERE public_id = ");
+    aw_stmt_str(&q, id);
 
-    if (aw_db_buf_exec(db, &q) != 0) {
+    if (aw_stmt_exec(db, &q) != 0) {
         goto rollback;
     }
 
-    if (mysql_affected_rows(db) != 1) {
+    if (aw_db_affected_rows() != 1) {
         aw_log(AW_LOG_ERROR, "no model \"%s\" (see \"" AW_NAME " model "
                "list\")", id);
         goto rollback;
@@ -614,7 +616,7 @@ rollback:
 
 done:
 
-    aw_buf_free(&q);
+    aw_stmt_free(&q);
 
     return rc;
 }

@@ -113,9 +113,12 @@ aw_plan_flag(aw_buf_t *set, const char *col, const char *opt, const char *v)
 /* the options as a SET list; 0, or -1 with the usage error printed */
 
 static int
-aw_plan_set_list(const aw_plan_args_t *a, aw_buf_t *set)
+aw_plan_set_list(const aw_plan_args_t *a, aw_stmt_t *st)
 {
-    long long  cents;
+    long long   cents;
+    aw_buf_t   *set;
+
+    set = &st->sql;
 
     if (a->base_fee) {
         if (aw_money_cents_parse(a->base_fee, &cents) != 0 || cents < 0) {
@@ -147,8 +150,8 @@ aw_plan_set_list(const aw_plan_args_t *a, aw_buf_t *set)
                                   "\"%s\" (basic or all)", a->model_tier);
         }
 
-        aw_buf_printf(set, "%smodel_tier = '%s'", set->len ? ", " : "",
-                      a->model_tier);
+        aw_buf_printf(set, "%smodel_tier = ", set->len ? ", " : "");
+        aw_stmt_str(st, a->model_tier);
     }
 
     return 0;
@@ -162,7 +165,7 @@ aw_plan_set_list(const aw_plan_args_t *a, aw_buf_t *set)
 
 static int
 aw_plan_args(int argc, char **argv, int with_values, const char **name,
-    aw_buf_t *set, const char **models, int *exit_code)
+    aw_stmt_t *set, const char **models, int *exit_code)
 {
     char            *pos[1];
     int              rc, npos;
@@ -217,32 +220,31 @@ aw_plan_args(int argc, char **argv, int with_values, const char **name,
  */
 
 static int
-aw_plan_models(MYSQL *db, const char *models, aw_buf_t *set)
+aw_plan_models(MYSQL *db, const char *models, aw_stmt_t *st, aw_buf_t *keep)
 {
     int        rc;
     char       bad[AW_CATALOG_ID_MAX + 2], *item, *save;
-    aw_buf_t   list, q;
+    aw_buf_t   list;
     long long  n;
 
     if (models == NULL) {
         return 0;
     }
 
-    aw_buf_puts(set, set->len ? ", " : "");
-    aw_buf_puts(set, "models = ");
+    aw_buf_puts(&st->sql, st->sql.len ? ", " : "");
+    aw_buf_puts(&st->sql, "models = ");
 
     if (strcmp(models, "default") == 0) {
-        aw_buf_puts(set, "NULL");
+        aw_buf_puts(&st->sql, "NULL");
         return 0;
     }
 
     if (strcmp(models, "*") == 0) {
-        aw_buf_puts(set, "'*'");
+        aw_buf_puts(&st->sql, "'*'");
         return 0;
     }
 
     aw_buf_init(&list);
-    aw_buf_init(&q);
     rc = 0;
 
     if (aw_catalog_fallbacks_parse(models, &list, bad, sizeof(bad)) != 0
@@ -273,10 +275,9 @@ aw_plan_models(MYSQL *db, const char *models, aw_buf_t *set)
             continue;
         }
 
-        aw_buf_reset(&q);
-        aw_buf_puts(&q, "SELECT COUNT(*) FROM models WHERE public_id = ");
-        aw_buf_sql_str(&q, db, item);
-        n = aw_db_scalar(db, -1, "%s", q.data);
+        n = aw_db_scalar_params(db, -1, "SELECT COUNT(*) FROM models "
+                                "WHERE public_id = ?",
+                                (const char *[]) { item }, 1);
 
         if (n < 0) {
             rc = -2;
@@ -291,41 +292,33 @@ aw_plan_models(MYSQL *db, const char *models, aw_buf_t *set)
         }
     }
 
-    /* stored as given, without the spaces */
+    /* stored as given, without the spaces (kept until the statement ran) */
 
-    aw_buf_reset(&q);
+    aw_buf_reset(keep);
 
     for (item = (char *) models; *item; item++) {
         if (*item != ' ') {
-            aw_buf_append(&q, item, 1);
+            aw_buf_append(keep, item, 1);
         }
     }
 
-    aw_buf_sql_str(set, db, q.data);
+    aw_buf_puts(keep, "");
+    aw_stmt_str(st, keep->data);
 
 done:
 
     aw_buf_free(&list);
-    aw_buf_free(&q);
 
     return rc;
 }
 
 
+/* sql's one "?" is the plan's name */
+
 static long long
-aw_plan_count(MYSQL *db, const char *fmt, const char *name)
+aw_plan_count(MYSQL *db, const char *sql, const char *name)
 {
-    long long  n;
-    aw_buf_t   q;
-
-    aw_buf_init(&q);
-    aw_buf_puts(&q, fmt);
-    aw_buf_sql_str(&q, db, name);
-
-    n = aw_db_scalar(db, -1, "%s", q.data);
-    aw_buf_free(&q);
-
-    return n;
+    return aw_db_scalar_params(db, -1, sql, &name, 1);
 }
 
 
@@ -333,12 +326,14 @@ static int
 aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int          rc;
-    aw_buf_t     set, q;
+    aw_stmt_t    set, q;
+    aw_buf_t     keep;
     MYSQL       *db;
     const char  *name, *models;
 
-    aw_buf_init(&set);
-    aw_buf_init(&q);
+    aw_stmt_init(&set);
+    aw_stmt_init(&q);
+    aw_buf_init(&keep);
 
     if (aw_plan_args(argc, argv, 1, &name, &set, &models, &rc)) {
         goto done;
@@ -352,7 +347,7 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
-    if (aw_plan_count(db, "SELECT COUNT(*) FROM plans WHERE name = ", name)
+    if (aw_plan_count(db, "SELECT COUNT(*) FROM plans WHERE name = ?", name)
         != 0)
     {
         aw_log(AW_LOG_ERROR, "plan \"%s\" exists: change it with \"" AW_NAME
@@ -360,7 +355,7 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    rc = aw_plan_models(db, models, &set);
+    rc = aw_plan_models(db, models, &set, &keep);
 
     if (rc != 0) {
         rc = rc == -2 ? AW_EXIT_FAIL : AW_EXIT_USAGE;
@@ -369,14 +364,15 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    aw_buf_puts(&q, "INSERT INTO plans SET name = ");
-    aw_buf_sql_str(&q, db, name);
+    aw_buf_puts(&q.sql, "INSERT INTO plans SET name = ");
+    aw_stmt_str(&q, name);
 
-    if (set.len) {
-        aw_buf_printf(&q, ", %s", set.data);
+    if (set.sql.len) {
+        aw_buf_puts(&q.sql, ", ");
+        aw_stmt_append(&q, &set);
     }
 
-    if (aw_db_buf_exec(db, &q) != 0
+    if (aw_stmt_exec(db, &q) != 0
         || aw_catalog_publish(db, name, NULL) != 0)
     {
         goto done;
@@ -387,8 +383,9 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
 done:
 
-    aw_buf_free(&set);
-    aw_buf_free(&q);
+    aw_buf_free(&set.sql);
+    aw_buf_free(&q.sql);
+    aw_buf_free(&keep);
 
     return rc;
 }
@@ -398,18 +395,20 @@ static int
 aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int          rc;
-    aw_buf_t     set, q;
+    aw_stmt_t    set, q;
+    aw_buf_t     keep;
     MYSQL       *db;
     const char  *name, *models;
 
-    aw_buf_init(&set);
-    aw_buf_init(&q);
+    aw_stmt_init(&set);
+    aw_stmt_init(&q);
+    aw_buf_init(&keep);
 
     if (aw_plan_args(argc, argv, 1, &name, &set, &models, &rc)) {
         goto done;
     }
 
-    if (set.len == 0 && models == NULL) {
+    if (set.sql.len == 0 && models == NULL) {
         aw_usage_error(aw_plan_usage, "plan set: nothing to set");
         rc = AW_EXIT_USAGE;
         goto done;
@@ -423,7 +422,7 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
-    if (aw_plan_count(db, "SELECT COUNT(*) FROM plans WHERE name = ", name)
+    if (aw_plan_count(db, "SELECT COUNT(*) FROM plans WHERE name = ?", name)
         != 1)
     {
         aw_log(AW_LOG_ERROR, "no plan \"%s\" (see \"" AW_NAME " plan "
@@ -431,7 +430,7 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    rc = aw_plan_models(db, models, &set);
+    rc = aw_plan_models(db, models, &set, &keep);
 
     if (rc != 0) {
         rc = rc == -2 ? AW_EXIT_FAIL : AW_EXIT_USAGE;
@@ -440,10 +439,12 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    aw_buf_printf(&q, "UPDATE plans SET %s WHERE name = ", set.data);
-    aw_buf_sql_str(&q, db, name);
+    aw_buf_puts(&q.sql, "UPDATE plans SET ");
+    aw_stmt_append(&q, &set);
+    aw_buf_puts(&q.sql, " WHERE name = ");
+    aw_stmt_str(&q, name);
 
-    if (aw_db_buf_exec(db, &q) != 0
+    if (aw_stmt_exec(db, &q) != 0
         || aw_catalog_publish(db, name, NULL) != 0)
     {
         goto done;
@@ -454,8 +455,9 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
 done:
 
-    aw_buf_free(&set);
-    aw_buf_free(&q);
+    aw_buf_free(&set.sql);
+    aw_buf_free(&q.sql);
+    aw_buf_free(&keep);
 
     return rc;
 }
@@ -466,12 +468,14 @@ aw_plan_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int          rc;
     long long    now, ever;
-    aw_buf_t     set, q;
+    aw_stmt_t    set, q;
+    aw_buf_t     keep;
     MYSQL       *db;
     const char  *name, *models;
 
-    aw_buf_init(&set);
-    aw_buf_init(&q);
+    aw_stmt_init(&set);
+    aw_stmt_init(&q);
+    aw_buf_init(&keep);
 
     if (aw_plan_args(argc, argv, 0, &name, &set, &models, &rc)) {
         goto done;
@@ -485,7 +489,7 @@ aw_plan_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
-    if (aw_plan_count(db, "SELECT COUNT(*) FROM plans WHERE name = ", name)
+    if (aw_plan_count(db, "SELECT COUNT(*) FROM plans WHERE name = ?", name)
         != 1)
     {
         aw_log(AW_LOG_ERROR, "no plan \"%s\" (see \"" AW_NAME " plan "
@@ -495,9 +499,9 @@ aw_plan_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     now = aw_plan_count(db, "SELECT COUNT(*) FROM subscriptions s JOIN "
                         "plans p ON p.id = s.plan WHERE s.ended_at IS NULL "
-                        "AND p.name = ", name);
+                        "AND p.name = ?", name);
     ever = aw_plan_count(db, "SELECT COUNT(*) FROM subscriptions s JOIN "
-                         "plans p ON p.id = s.plan WHERE p.name = ", name);
+                         "plans p ON p.id = s.plan WHERE p.name = ?", name);
 
     if (now < 0 || ever < 0) {
         goto done;
@@ -518,10 +522,10 @@ aw_plan_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    aw_buf_puts(&q, "DELETE FROM plans WHERE name = ");
-    aw_buf_sql_str(&q, db, name);
+    aw_buf_puts(&q.sql, "DELETE FROM plans WHERE name = ");
+    aw_stmt_str(&q, name);
 
-    if (aw_db_buf_exec(db, &q) != 0
+    if (aw_stmt_exec(db, &q) != 0
         || aw_catalog_publish(db, name, name) != 0)
     {
         goto done;
@@ -532,8 +536,9 @@ aw_plan_remove(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
 done:
 
-    aw_buf_free(&set);
-    aw_buf_free(&q);
+    aw_buf_free(&set.sql);
+    aw_buf_free(&q.sql);
+    aw_buf_free(&keep);
 
     return rc;
 }

@@ -113,30 +113,24 @@ aw_prices_apply(MYSQL *db, const char *id, const char *provider,
     long long *checked, long long *updated, long long *refused)
 {
     long long    cur_in, cur_out;
-    aw_buf_t     q;
-    MYSQL_RES   *res;
-    MYSQL_ROW    row;
+    char       **row;
+    aw_rows_t   *res;
     char         nin[24], nout[24];
     const char  *v[4];
 
-    aw_buf_init(&q);
-    aw_buf_puts(&q, "SELECT public_id, price_in_micros, "
-                "price_out_micros FROM models WHERE public_id = ");
-    aw_buf_sql_str(&q, db, id);
-    aw_buf_puts(&q, " OR (upstream_id = ");
-    aw_buf_sql_str(&q, db, id);
-    aw_buf_puts(&q, " AND provider = ");
-    aw_buf_sql_str(&q, db, provider);
-    aw_buf_puts(&q, ")");
-
-    res = aw_db_query(db, "%s", q.data);
-    aw_buf_free(&q);
+    v[0] = id;
+    v[1] = id;
+    v[2] = provider;
+    res = aw_db_select_params(db, "SELECT public_id, price_in_micros, "
+                              "price_out_micros FROM models WHERE "
+                              "public_id = ? OR (upstream_id = ? AND "
+                              "provider = ?)", v, 3);
 
     if (res == NULL) {
         return -1;
     }
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         (*checked)++;
         cur_in = strtoll(row[1], NULL, 10);
         cur_out = strtoll(row[2], NULL, 10);
@@ -178,7 +172,7 @@ aw_prices_apply(MYSQL *db, const char *id, const char *provider,
                               "price_out_micros = ? WHERE public_id = ?", v,
                               3) != 0)
         {
-            mysql_free_result(res);
+            aw_rows_free(res);
             return -1;
         }
 
@@ -192,12 +186,12 @@ aw_prices_apply(MYSQL *db, const char *id, const char *provider,
                               "valid_from, source) VALUES (?, ?, ?, "
                               "UTC_TIMESTAMP(3), ?)", v, 4) != 0)
         {
-            mysql_free_result(res);
+            aw_rows_free(res);
             return -1;
         }
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     return 0;
 }

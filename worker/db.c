@@ -82,7 +82,7 @@ aw_db_conn_error(MYSQL *db)
 {
     unsigned int  e;
 
-    e = mysql_errno(db);
+    e = aw_db_errno(db);
 
     return e == CR_SERVER_GONE_ERROR || e == CR_SERVER_LOST
            || e == CR_CONNECTION_ERROR || e == CR_CONN_HOST_ERROR

@@ -6,6 +6,7 @@
 #define AW_DB_H
 
 #include "aihub_worker.h"
+#include "db_stmt.h"
 
 
 /* db.c */
@@ -23,9 +24,6 @@ int aw_db_buf_exec(MYSQL *db, aw_buf_t *q);
 void aw_buf_sql_str(aw_buf_t *b, MYSQL *db, const char *s);
 int aw_db_conn_error(MYSQL *db);
 
-/* db_stmt.c */
-int aw_db_exec_params(MYSQL *db, const char *sql, const char *const *params,
-    size_t n);
 long long aw_db_scalar(MYSQL *db, long long dflt, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -262,8 +262,8 @@ int
 aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
     aw_terms_t *t)
 {
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    char        sql[160], **row;
+    aw_rows_t  *res;
     time_t      start, end;
     int         rc;
 
@@ -271,20 +271,18 @@ aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
         return -1;
     }
 
-    /* period is YYYY-MM: aw_period_bounds accepted it */
-
-    res = aw_db_query(db, "SELECT terms FROM invoices WHERE account = %lld "
-                      "AND terms IS NOT NULL AND period = '%.7s'", account,
-                      period);
+    snprintf(sql, sizeof(sql), "SELECT terms FROM invoices WHERE account = "
+             "%lld AND terms IS NOT NULL AND period = ?", account);
+    res = aw_db_select_params(db, sql, &period, 1);
     if (res == NULL) {
         return -1;
     }
 
-    row = mysql_fetch_row(res);
+    row = aw_rows_next(res);
 
     if (row != NULL) {
         rc = aw_terms_parse(row[0], t);
-        mysql_free_result(res);
+        aw_rows_free(res);
 
         if (rc != 0) {
             aw_log(AW_LOG_ERROR, "invoice of account %lld, %s: unreadable "
@@ -294,7 +292,7 @@ aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
         return rc;
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     return aw_terms_load(db, account, start, end, t);
 }
@@ -368,10 +366,11 @@ static int
 aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
     long long which, time_t start, time_t end, aw_billing_t *b)
 {
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
-    char        filter[64], where[512], from[160];
-    int         rc, allowed;
+    MYSQL_RES   *res;
+    MYSQL_ROW    row;
+    char         filter[64], where[512], sql[2048], ts[32], id[40];
+    int          rc, allowed;
+    aw_rows_t   *rs;
 
     if (which == AW_EVENTS_ALL) {
         filter[0] = '\0';
@@ -419,30 +418,33 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
         return -1;
     }
 
-    /* a DATETIME(3) and 32 hex digits, as MySQL gave them */
-    snprintf(from, sizeof(from), "AND (e.ts > '%.23s' OR (e.ts = '%.23s' "
-             "AND e.event_id >= '%.32s'))", row[0], row[0], row[1]);
+    /* a DATETIME(3) and an event id, as MySQL gave them: parameters */
+    snprintf(ts, sizeof(ts), "%s", row[0] ? row[0] : "");
+    snprintf(id, sizeof(id), "%s", row[1] ? row[1] : "");
     mysql_free_result(res);
 
-    res = aw_db_query(db, "SELECT g.model, g.plan, mp.price_in_micros, "
-                      "mp.price_out_micros, g.n, g.prompt, g.output, "
-                      "g.first FROM (SELECT e.model, e.plan, "
-                      "(SELECT MAX(p.valid_from) FROM model_prices p "
-                      "WHERE p.model = e.model AND p.valid_from <= e.ts) "
-                      "AS vf, COUNT(*) AS n, SUM(e.prompt_tokens) AS prompt, "
-                      "SUM(" AW_SQL_OUTPUT ") AS output, MIN(e.ts) AS first "
-                      "FROM usage_events e WHERE %s %s "
-                      "GROUP BY e.model, e.plan, vf) g "
-                      "LEFT JOIN model_prices mp ON mp.model = g.model AND "
-                      "mp.valid_from = g.vf ORDER BY g.first, g.model, "
-                      "g.plan", where, from);
-    if (res == NULL) {
+    snprintf(sql, sizeof(sql), "SELECT g.model, g.plan, mp.price_in_micros, "
+             "mp.price_out_micros, g.n, g.prompt, g.output, "
+             "g.first FROM (SELECT e.model, e.plan, "
+             "(SELECT MAX(p.valid_from) FROM model_prices p "
+             "WHERE p.model = e.model AND p.valid_from <= e.ts) "
+             "AS vf, COUNT(*) AS n, SUM(e.prompt_tokens) AS prompt, "
+             "SUM(" AW_SQL_OUTPUT ") AS output, MIN(e.ts) AS first "
+             "FROM usage_events e WHERE %s AND (e.ts > ? OR "
+             "(e.ts = ? AND e.event_id >= ?)) "
+             "GROUP BY e.model, e.plan, vf) g "
+             "LEFT JOIN model_prices mp ON mp.model = g.model AND "
+             "mp.valid_from = g.vf ORDER BY g.first, g.model, "
+             "g.plan", where);
+
+    rs = aw_db_select_params(db, sql, (const char *[]) { ts, ts, id }, 3);
+    if (rs == NULL) {
         return -1;
     }
 
     rc = 0;
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(rs)) != NULL) {
         allowed = aw_terms_overage(t, row[1]);
 
         if (allowed && (row[2] == NULL || row[3] == NULL)) {
@@ -461,7 +463,7 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
                         strtoll(row[6], NULL, 10));
     }
 
-    mysql_free_result(res);
+    aw_rows_free(rs);
 
     return rc;
 }

@@ -117,35 +117,37 @@ aw_chain_next(const char *period, const char *prev, long long id,
 int
 aw_invoice_seal(MYSQL *db, long long id, const char *period)
 {
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
-    char        digest[65], chain[65], prev[65];
+    char        digest[65], chain[65], prev[65], sql[160], **row;
+    aw_rows_t  *res;
     int         have;
 
     if (aw_invoice_digest(db, id, digest) != 0) {
         return -1;
     }
 
-    res = aw_db_query(db, "SELECT chain FROM invoices WHERE period = "
-                      "'%.7s' AND id < %lld AND chain IS NOT NULL "
-                      "ORDER BY id DESC LIMIT 1", period, id);
+    snprintf(sql, sizeof(sql), "SELECT chain FROM invoices WHERE period = ? "
+             "AND id < %lld AND chain IS NOT NULL ORDER BY id DESC LIMIT 1",
+             id);
+    res = aw_db_select_params(db, sql, &period, 1);
     if (res == NULL) {
         return -1;
     }
 
-    row = mysql_fetch_row(res);
+    row = aw_rows_next(res);
     have = row != NULL && row[0] != NULL;
 
     if (have) {
         snprintf(prev, sizeof(prev), "%s", row[0]);
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     aw_chain_next(period, have ? prev : NULL, id, digest, chain);
 
-    return aw_db_exec(db, "UPDATE invoices SET digest = '%s', chain = '%s' "
-                      "WHERE id = %lld", digest, chain, id);
+    snprintf(sql, sizeof(sql), "UPDATE invoices SET digest = ?, chain = ? "
+             "WHERE id = %lld", id);
+
+    return aw_db_exec_params(db, sql, (const char *[]) { digest, chain }, 2);
 }
 
 
@@ -154,11 +156,12 @@ aw_invoice_seal(MYSQL *db, long long id, const char *period)
 int
 aw_period_seal(MYSQL *db, const char *period)
 {
-    return aw_db_exec(db, "UPDATE billing_periods SET invoices = (SELECT "
-                      "COUNT(*) FROM invoices WHERE period = '%.7s'), "
-                      "chain = (SELECT chain FROM invoices WHERE period = "
-                      "'%.7s' ORDER BY id DESC LIMIT 1) WHERE period = "
-                      "'%.7s'", period, period, period);
+    return aw_db_exec_params(db, "UPDATE billing_periods SET invoices = "
+                             "(SELECT COUNT(*) FROM invoices WHERE period "
+                             "= ?), chain = (SELECT chain FROM invoices "
+                             "WHERE period = ? ORDER BY id DESC LIMIT 1) "
+                             "WHERE period = ?",
+                             (const char *[]) { period, period, period }, 3);
 }
 
 
@@ -230,19 +233,19 @@ aw_invoice_audit_one(MYSQL *db, long long id, long long account,
 int
 aw_period_audit(MYSQL *db, const char *period)
 {
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    char      **row;
+    aw_rows_t  *res;
     int         bad, sealed;
     long long   count, n;
     char        head[65], chain[65], prev[65];
 
-    res = aw_db_query(db, "SELECT invoices, chain FROM billing_periods "
-                      "WHERE period = '%.7s'", period);
+    res = aw_db_select_params(db, "SELECT invoices, chain FROM "
+                              "billing_periods WHERE period = ?", &period, 1);
     if (res == NULL) {
         return 1;
     }
 
-    row = mysql_fetch_row(res);
+    row = aw_rows_next(res);
     sealed = row != NULL && row[0] != NULL;
 
     if (sealed) {
@@ -250,16 +253,16 @@ aw_period_audit(MYSQL *db, const char *period)
         snprintf(head, sizeof(head), "%s", row[1] ? row[1] : "");
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     if (!sealed) {
         /* not closed, or closed before invoices were sealed */
         return 0;
     }
 
-    res = aw_db_query(db, "SELECT id, IFNULL(digest, ''), IFNULL(chain, '') "
-                      "FROM invoices WHERE period = '%.7s' ORDER BY id",
-                      period);
+    res = aw_db_select_params(db, "SELECT id, IFNULL(digest, ''), "
+                              "IFNULL(chain, '') FROM invoices WHERE "
+                              "period = ? ORDER BY id", &period, 1);
     if (res == NULL) {
         return 1;
     }
@@ -267,7 +270,7 @@ aw_period_audit(MYSQL *db, const char *period)
     bad = 0;
     n = 0;
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         aw_chain_next(period, n ? prev : NULL, strtoll(row[0], NULL, 10),
                       row[1], chain);
 
@@ -283,7 +286,7 @@ aw_period_audit(MYSQL *db, const char *period)
         n++;
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     if (n != count) {
         printf("MISMATCH %s: %lld invoices, %lld issued at the close\n",

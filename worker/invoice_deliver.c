@@ -114,36 +114,32 @@ aw_invoice_json(MYSQL *db, long long id)
 int
 aw_invoice_deliver_all(MYSQL *db, const char *period, long long budget_ms)
 {
-    MYSQL_RES   *res;
-    MYSQL_ROW    row;
+    aw_rows_t   *res;
     long long   *ids, done, deadline;
     size_t       n, i;
     int          failed, left, r;
-    char         filter[64], *body;
+    char         sql[256], *body, **row;
     cJSON       *json;
 
-    filter[0] = '\0';
+    snprintf(sql, sizeof(sql), "SELECT i.id FROM invoices i WHERE "
+             "i.status = 'issued' %s AND NOT EXISTS (SELECT 1 FROM "
+             "webhook_deliveries d WHERE d.invoice = i.id AND "
+             "d.delivered = 1) ORDER BY i.id",
+             period ? "AND i.period = ?" : "");
 
-    if (period) {
-        snprintf(filter, sizeof(filter), "AND i.period = '%.7s'", period);
-    }
-
-    res = aw_db_query(db, "SELECT i.id FROM invoices i WHERE i.status = "
-                      "'issued' %s AND NOT EXISTS (SELECT 1 FROM "
-                      "webhook_deliveries d WHERE d.invoice = i.id AND "
-                      "d.delivered = 1) ORDER BY i.id", filter);
+    res = aw_db_select_params(db, sql, &period, period ? 1 : 0);
     if (res == NULL) {
         return -1;
     }
 
-    n = (size_t) mysql_num_rows(res);
+    n = res->nrows;
     ids = aw_xmalloc((n + 1) * sizeof(long long));
 
-    for (i = 0; (row = mysql_fetch_row(res)) != NULL; i++) {
-        ids[i] = strtoll(row[0], NULL, 10);
+    for (i = 0; (row = aw_rows_next(res)) != NULL; i++) {
+        ids[i] = row[0] ? strtoll(row[0], NULL, 10) : 0;
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     failed = 0;
     left = 0;

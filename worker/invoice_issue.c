@@ -58,11 +58,15 @@ aw_invoice_insert_line(MYSQL *db, long long invoice, const aw_line_t *l)
 static long long
 aw_invoice_billed(MYSQL *db, long long account, const char *period)
 {
-    return aw_db_scalar(db, 0, "SELECT IFNULL(SUM(l.amount_cents), 0) FROM "
-                        "invoice_lines l JOIN invoices i ON i.id = l.invoice "
-                        "WHERE i.account = %lld AND ((i.period = '%s' AND "
-                        "l.ref_period = '') OR l.ref_period = '%s')",
-                        account, period, period);
+    char  sql[256];
+
+    snprintf(sql, sizeof(sql), "SELECT IFNULL(SUM(l.amount_cents), 0) FROM "
+             "invoice_lines l JOIN invoices i ON i.id = l.invoice WHERE "
+             "i.account = %lld AND ((i.period = ? AND l.ref_period = '') OR "
+             "l.ref_period = ?)", account);
+
+    return aw_db_scalar_params(db, 0, sql,
+                               (const char *[]) { period, period }, 2);
 }
 
 
@@ -103,9 +107,9 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
         snprintf(periods[n], 8, "%s", row[0]);
 
         /* only closed months: an open one is billed by its own close */
-        r = (int) aw_db_scalar(db, -1, "SELECT COUNT(*) FROM "
-                               "billing_periods WHERE period = '%.7s'",
-                               periods[n]);
+        r = (int) aw_db_scalar_params(db, -1, "SELECT COUNT(*) FROM "
+                                      "billing_periods WHERE period = ?",
+                                      (const char *[]) { periods[n] }, 1);
         if (r < 0) {
             mysql_free_result(res);
             return -1;
@@ -182,7 +186,7 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     size_t         k;
     aw_terms_t     terms;
     aw_invoice_t   inv;
-    char           text[1024], n[4][24];
+    char           text[1024], n[4][24], sql[128];
     const char    *v[7];
 
     /* is there anything to bill?  the plan in force tells */
@@ -203,8 +207,10 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
         return -1;
     }
 
-    if (aw_db_exec(db, "INSERT INTO invoices (account, period, plan) "
-                   "VALUES (%lld, '%.7s', '')", account, period) != 0)
+    snprintf(sql, sizeof(sql), "INSERT INTO invoices (account, period, "
+             "plan) VALUES (%lld, ?, '')", account);
+
+    if (aw_db_exec_params(db, sql, &period, 1) != 0)
     {
         return -1;
     }

@@ -338,7 +338,12 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
 }
 
 
-/* 0 committed, -1 stopping before it could commit */
+/*
+ * 0 committed, -1 stopping before it could commit.  MySQL refusing the
+ * batch with a data error moves to the events in one transaction, its
+ * COMMIT refused to one transaction per event; a lost connection retries
+ * the batch.
+ */
 
 static int
 aw_drain_store(aw_drain_t *d, size_t n)
@@ -365,7 +370,12 @@ aw_drain_store(aw_drain_t *d, size_t n)
         }
 
         if (by_row) {
-            rc = aw_drain_store_rows(d, n, &inserted, &dups);
+            rc = aw_drain_store_rows(d, n, by_row == 2, &inserted, &dups);
+
+            if (rc == 3) {
+                by_row = 2;
+                continue;
+            }
 
         } else {
             rc = aw_drain_store_batch(d, n, &inserted, &dups);

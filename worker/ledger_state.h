@@ -66,8 +66,8 @@ struct aw_drain_s {
 /* ledger_store.c (each returns as its comment there says) */
 int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups);
-int aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
-    long long *dups);
+int aw_drain_store_rows(aw_drain_t *d, size_t n, int each,
+    long long *inserted, long long *dups);
 void aw_drain_db_lost(aw_drain_t *d);
 
 

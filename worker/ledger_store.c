@@ -3,6 +3,16 @@
  * INSERT IGNORE on the UNIQUE event_id, daily rollups for the rows newly
  * inserted only; row by row when MySQL refuses the batch, to find the
  * event it refuses.  ledger.c retries, commits and ACKs around it.
+ *
+ * The batch's multi-row INSERT and the rollups' multi-row upsert carry the
+ * events' strings escaped (mysql_real_escape_string, in quotes), not as
+ * parameters: the exception to db_stmt.h's rule.  They are the drain's
+ * hot path (worker/bench measures it), one statement per batch; a
+ * prepared statement's text would change with every batch's size, so it
+ * would be prepared per batch (a round trip more for the same bytes) with
+ * 17 parameters per event to bind.  event.c checked every string first
+ * (the id is 32 lowercase hex digits, the others bounded in length).  The
+ * event-by-event fallback (aw_row_store) follows the rule.
  */
 
 #include <stdio.h>
@@ -359,27 +369,99 @@ failed:
 
 
 /*
+ * One event's row and, when it is new, its rollup: 1 stored, 0 already
+ * stored, -1 MySQL refused it (aw_db_errno() tells why).
+ */
+
+static int
+aw_row_store(aw_drain_t *d, aw_entry_t *en, aw_buf_t *q)
+{
+    size_t     nroll;
+    char       ts[32];
+    aw_stmt_t  st;
+
+    aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
+
+    aw_stmt_init(&st);
+    aw_buf_puts(&st.sql, "INSERT IGNORE INTO usage_events (event_id, ts, "
+                "account, key_prefix, plan, model, provider, "
+                "prompt_tokens, completion_tokens, total_tokens, "
+                "cost_micros, status, streamed, aborted, estimated, "
+                "latency_ms, node) VALUES (");
+    aw_stmt_str(&st, en->ev.id);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, ts);
+    aw_buf_printf(&st.sql, ", %lld, ", en->ev.account);
+    aw_stmt_str(&st, en->ev.key);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, en->ev.plan);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, en->ev.model);
+    aw_buf_puts(&st.sql, ", ");
+    aw_stmt_str(&st, en->ev.provider);
+    aw_buf_printf(&st.sql, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, "
+                  "%lld, ", en->ev.prompt_tokens, en->ev.completion_tokens,
+                  en->ev.total_tokens, en->ev.cost_micros, en->ev.status,
+                  en->ev.streamed, en->ev.aborted, en->ev.estimated,
+                  en->ev.latency_ms);
+    aw_stmt_str(&st, en->ev.node);
+    aw_buf_puts(&st.sql, ")");
+
+    if (aw_stmt_exec(d->db, &st) != 0) {
+        return -1;
+    }
+
+    if (aw_db_affected_rows() != 1) {
+        return 0;
+    }
+
+    aw_rollup_reset(d, &nroll);
+    aw_rollup_add(d, &nroll, &en->ev);
+
+    return aw_rollup_apply(d, nroll, q) == 0 ? 1 : -1;
+}
+
+
+/* marks en refused with MySQL's reason */
+
+static void
+aw_row_refused(aw_drain_t *d, aw_entry_t *en, const char *what)
+{
+    snprintf(en->reason_buf, sizeof(en->reason_buf),
+             "MySQL refused the event%s: %s", what, aw_db_error(d->db));
+    en->reason = en->reason_buf;
+}
+
+
+/*
  * The batch event by event (after MySQL refused the whole): finds the
  * event it refuses, its row or its rollup (each new row's rollup is
  * applied right after it, so a rollup MySQL refuses names its event).
- * 0: committed; 1: an entry was refused (marked, rolled back: try again
- * without it); -1: the connection failed.
+ *
+ * With each == 0 the events share one transaction: 0 committed; 1 an
+ * entry was refused (marked, rolled back: try again without it); 3 the
+ * COMMIT was refused with a data error (not the connection: no event is
+ * named, so store again with each == 1); -1 the connection failed.
+ *
+ * With each == 1 every event is a transaction of its own, so a refused
+ * COMMIT names its event too: a refused event is marked and the others
+ * go on; 0 done, -1 the connection failed (the events committed so far
+ * are found already stored on the retry).
  */
 
 int
-aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
+aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
     long long *dups)
 {
-    size_t        i, nroll;
+    size_t        i;
+    int           rc;
     aw_buf_t      q;
     aw_entry_t   *en;
-    char          ts[32];
 
     *inserted = *dups = 0;
-    aw_rollup_reset(d, &nroll);
 
     if (mysql_query(d->db, "START TRANSACTION") != 0) {
-        goto failed;
+        return aw_drain_rolled_back(d);
     }
 
     aw_buf_init(&q);
@@ -391,69 +473,65 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, long long *inserted,
             continue;
         }
 
-        aw_ts_format(en->ev.ts_ms, ts, sizeof(ts));
+        if (each && i > 0 && mysql_query(d->db, "START TRANSACTION") != 0) {
+            goto failed;
+        }
 
-        aw_buf_reset(&q);
-        aw_buf_printf(&q, "INSERT IGNORE INTO usage_events (event_id, ts, "
-                      "account, key_prefix, plan, model, provider, "
-                      "prompt_tokens, completion_tokens, total_tokens, "
-                      "cost_micros, status, streamed, aborted, estimated, "
-                      "latency_ms, node) VALUES ('%s', '%s', %lld, ",
-                      en->ev.id, ts, en->ev.account);
-        aw_buf_sql_str(&q, d->db, en->ev.key);
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, d->db, en->ev.plan);
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, d->db, en->ev.model);
-        aw_buf_puts(&q, ", ");
-        aw_buf_sql_str(&q, d->db, en->ev.provider);
-        aw_buf_printf(&q, ", %lld, %lld, %lld, %lld, %d, %d, %d, %d, %lld, ",
-                      en->ev.prompt_tokens, en->ev.completion_tokens,
-                      en->ev.total_tokens, en->ev.cost_micros,
-                      en->ev.status, en->ev.streamed, en->ev.aborted,
-                      en->ev.estimated, en->ev.latency_ms);
-        aw_buf_sql_str(&q, d->db, en->ev.node);
-        aw_buf_puts(&q, ")");
+        rc = aw_row_store(d, en, &q);
 
-        if (mysql_real_query(d->db, q.data, q.len) == 0
-            && mysql_affected_rows(d->db) == 1)
-        {
-            (*inserted)++;
-            aw_rollup_reset(d, &nroll);
-            aw_rollup_add(d, &nroll, &en->ev);
-
-            if (aw_rollup_apply(d, nroll, &q) == 0) {
-                continue;
+        if (rc >= 0 && each && mysql_query(d->db, "COMMIT") != 0) {
+            if (aw_db_conn_error(d->db)) {
+                goto failed;
             }
 
-        } else if (mysql_errno(d->db) == 0) {
-            (*dups)++;
+            aw_row_refused(d, en, " at COMMIT");
+            mysql_query(d->db, "ROLLBACK");
+            continue;
+        }
+
+        if (rc >= 0) {
+            *inserted += rc;
+            *dups += 1 - rc;
             continue;
         }
 
         if (aw_db_conn_error(d->db)) {
-            aw_buf_free(&q);
             goto failed;
         }
 
-        snprintf(en->reason_buf, sizeof(en->reason_buf),
-                 "MySQL refused the event: %s", mysql_error(d->db));
-        en->reason = en->reason_buf;
-        aw_buf_free(&q);
+        aw_row_refused(d, en, "");
         mysql_query(d->db, "ROLLBACK");
 
-        return 1;
+        if (!each) {
+            aw_buf_free(&q);
+            return 1;
+        }
     }
 
     aw_buf_free(&q);
 
+    if (each) {
+        return 0;
+    }
+
     if (mysql_query(d->db, "COMMIT") != 0) {
-        goto failed;
+        if (aw_db_conn_error(d->db)) {
+            return aw_drain_rolled_back(d);
+        }
+
+        aw_log(AW_LOG_WARN, "MySQL refused the COMMIT of the events (%s); "
+               "storing each in a transaction of its own",
+               mysql_error(d->db));
+        mysql_query(d->db, "ROLLBACK");
+
+        return 3;
     }
 
     return 0;
 
 failed:
+
+    aw_buf_free(&q);
 
     return aw_drain_rolled_back(d);
 }

@@ -159,18 +159,21 @@ aw_write_file(const char *dir, const char *name, const aw_buf_t *b)
 }
 
 
-static size_t
-aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* the SQL fmt makes may hold one "?": value (none when NULL) */
 
 static size_t
-aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *fmt, ...)
+aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *value,
+    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static size_t
+aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *value,
+    const char *fmt, ...)
 {
     va_list     ap;
-    char        q[4096];
+    char        q[4096], **row;
     size_t      n;
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    aw_rows_t  *res;
 
     va_start(ap, fmt);
     vsnprintf(q, sizeof(q), fmt, ap);
@@ -178,15 +181,15 @@ aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *fmt, ...)
 
     *bars = NULL;
 
-    res = aw_db_query(db, "%s", q);
+    res = aw_db_select_params(db, q, &value, value ? 1 : 0);
     if (res == NULL) {
         return 0;
     }
 
-    *bars = aw_xmalloc((mysql_num_rows(res) + 1) * sizeof(aw_bar_t));
+    *bars = aw_xmalloc((res->nrows + 1) * sizeof(aw_bar_t));
     n = 0;
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         snprintf((*bars)[n].label, sizeof((*bars)[0].label), "%s",
                  row[0] ? row[0] : "");
         (*bars)[n].value = row[1] ? strtoll(row[1], NULL, 10) : 0;
@@ -194,7 +197,7 @@ aw_bars_load(MYSQL *db, aw_bar_t **bars, const char *fmt, ...)
         n++;
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     return n;
 }
@@ -361,17 +364,19 @@ aw_report_csv(MYSQL *db, const char *period, aw_buf_t *csv)
 {
     size_t      i;
     char        money[32];
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    char      **row;
+    aw_rows_t  *res;
 
-    res = aw_db_query(db, "SELECT i.id, i.period, a.id, a.name, i.plan, "
-                      "l.kind, l.model, l.price_in_micros, "
-                      "l.price_out_micros, l.calls, l.prompt_tokens, "
-                      "l.completion_tokens, l.amount_cents, l.ref_period, "
-                      "l.description, i.total_cents FROM invoices i JOIN "
-                      "accounts a ON a.id = i.account JOIN invoice_lines l "
-                      "ON l.invoice = i.id WHERE i.period = '%s' "
-                      "ORDER BY i.id, l.id", period);
+    res = aw_db_select_params(db, "SELECT i.id, i.period, a.id, a.name, "
+                              "i.plan, l.kind, l.model, l.price_in_micros, "
+                              "l.price_out_micros, l.calls, "
+                              "l.prompt_tokens, l.completion_tokens, "
+                              "l.amount_cents, l.ref_period, "
+                              "l.description, i.total_cents FROM invoices i "
+                              "JOIN accounts a ON a.id = i.account JOIN "
+                              "invoice_lines l ON l.invoice = i.id WHERE "
+                              "i.period = ? ORDER BY i.id, l.id", &period,
+                              1);
     if (res == NULL) {
         return -1;
     }
@@ -381,7 +386,7 @@ aw_report_csv(MYSQL *db, const char *period, aw_buf_t *csv)
                 "prompt_tokens,completion_tokens,amount_cents,amount_usd,"
                 "ref_period,description,invoice_total_usd\r\n");
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         for (i = 0; i < 13; i++) {
             aw_csv_field(csv, row[i]);
             aw_buf_puts(csv, ",");
@@ -396,7 +401,7 @@ aw_report_csv(MYSQL *db, const char *period, aw_buf_t *csv)
         aw_buf_printf(csv, ",%s\r\n", money);
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     return 0;
 }
@@ -410,24 +415,22 @@ aw_report_load(MYSQL *db, aw_report_t *r)
     size_t  i;
     time_t  now;
 
-    r->nplan = aw_bars_load(db, &r->plan, "SELECT i.plan, "
+    r->nplan = aw_bars_load(db, &r->plan, r->period, "SELECT i.plan, "
                             "SUM(i.total_cents), COUNT(*) FROM invoices i "
-                            "WHERE i.period = '%s' AND i.status = 'issued' "
-                            "GROUP BY i.plan ORDER BY "
-                            "2 DESC, 1", r->period);
-    r->nacct = aw_bars_load(db, &r->acct, "SELECT a.name, i.total_cents, "
-                            "i.calls FROM invoices i JOIN accounts a ON "
-                            "a.id = i.account WHERE i.period = '%s' AND "
-                            "i.status = 'issued' ORDER BY "
-                            "i.total_cents DESC, a.name LIMIT 10",
-                            r->period);
-    r->nmodel = aw_bars_load(db, &r->model, "SELECT model, "
+                            "WHERE i.period = ? AND i.status = 'issued' "
+                            "GROUP BY i.plan ORDER BY 2 DESC, 1");
+    r->nacct = aw_bars_load(db, &r->acct, r->period, "SELECT a.name, "
+                            "i.total_cents, i.calls FROM invoices i JOIN "
+                            "accounts a ON a.id = i.account WHERE "
+                            "i.period = ? AND i.status = 'issued' ORDER BY "
+                            "i.total_cents DESC, a.name LIMIT 10");
+    r->nmodel = aw_bars_load(db, &r->model, NULL, "SELECT model, "
                              "SUM(total_tokens), SUM(calls) FROM usage_daily "
                              "WHERE day >= FROM_UNIXTIME(%lld) AND day < "
                              "FROM_UNIXTIME(%lld) GROUP BY model ORDER BY 2 "
                              "DESC, 1", (long long) r->start,
                              (long long) r->end);
-    r->nday = aw_bars_load(db, &r->day, "SELECT DATE_FORMAT(day, "
+    r->nday = aw_bars_load(db, &r->day, NULL, "SELECT DATE_FORMAT(day, "
                            "'%%Y-%%m-%%d'), SUM(calls), SUM(total_tokens) "
                            "FROM usage_daily WHERE day >= FROM_UNIXTIME(%lld)"
                            " AND day < FROM_UNIXTIME(%lld) GROUP BY day "
@@ -442,8 +445,9 @@ aw_report_load(MYSQL *db, aw_report_t *r)
 
     /* void invoices are no revenue: listed (with their status), not
        counted */
-    r->ninv = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM invoices WHERE "
-                           "period = '%s' AND status = 'issued'", r->period);
+    r->ninv = aw_db_scalar_params(db, 0, "SELECT COUNT(*) FROM invoices "
+                                  "WHERE period = ? AND status = 'issued'",
+                                  (const char *[]) { r->period }, 1);
 
     now = time(NULL);
     strftime(r->stamp, sizeof(r->stamp), "%Y-%m-%dT%H:%M:%SZ",
@@ -457,8 +461,8 @@ static cJSON *
 aw_report_json(MYSQL *db, const aw_report_t *r)
 {
     cJSON      *json, *invs, *one;
-    MYSQL_RES  *res;
-    MYSQL_ROW   row;
+    char      **row;
+    aw_rows_t  *res;
 
     json = cJSON_CreateObject();
 
@@ -477,21 +481,22 @@ aw_report_json(MYSQL *db, const aw_report_t *r)
                  r->nday);
 
     invs = cJSON_AddArrayToObject(json, "invoices");
-    res = aw_db_query(db, "SELECT id FROM invoices WHERE period = '%s' "
-                      "ORDER BY id", r->period);
+    res = aw_db_select_params(db, "SELECT id FROM invoices WHERE period = "
+                              "? ORDER BY id",
+                              (const char *[]) { r->period }, 1);
     if (res == NULL) {
         cJSON_Delete(json);
         return NULL;
     }
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         one = aw_invoice_json(db, strtoll(row[0], NULL, 10));
         if (one) {
             cJSON_AddItemToArray(invs, one);
         }
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     return json;
 }

@@ -98,12 +98,18 @@ aw_append(redisContext *rc, int argc, const char **argv)
 }
 
 
+/*
+ * The key records the WHERE clause where selects (all when NULL): where
+ * may hold one "?", bound to value (db_stmt.h).
+ */
+
 int
-aw_sync_keys(MYSQL *db, redisContext *rc, const char *where)
+aw_sync_keys(MYSQL *db, redisContext *rc, const char *where,
+    const char *value)
 {
     aw_buf_t     q;
-    MYSQL_RES   *res;
-    MYSQL_ROW    row;
+    aw_rows_t   *res;
+    char       **row;
     int          i, queued, argc, rows;
     char         key[128], akeys[128];
     const char  *argv[2 + 2 * AW_KEY_FIELDS];
@@ -115,19 +121,17 @@ aw_sync_keys(MYSQL *db, redisContext *rc, const char *where)
         aw_buf_printf(&q, "WHERE %s", where);
     }
 
-    if (aw_db_buf_exec(db, &q) != 0
-        || (res = mysql_store_result(db)) == NULL)
-    {
-        aw_buf_free(&q);
+    res = aw_db_select_params(db, q.data, &value, value ? 1 : 0);
+    aw_buf_free(&q);
+
+    if (res == NULL) {
         return -1;
     }
-
-    aw_buf_free(&q);
 
     queued = 0;
     rows = 0;
 
-    while ((row = mysql_fetch_row(res)) != NULL) {
+    while ((row = aw_rows_next(res)) != NULL) {
         aw_rkey(key, sizeof(key), AIHUB_RK_KEY, row[0]);
 
         argv[0] = "MULTI";
@@ -164,14 +168,14 @@ aw_sync_keys(MYSQL *db, redisContext *rc, const char *where)
 
         if (queued >= 400) {
             if (aw_redis_drain_replies(rc, queued) != 0) {
-                mysql_free_result(res);
+                aw_rows_free(res);
                 return -1;
             }
             queued = 0;
         }
     }
 
-    mysql_free_result(res);
+    aw_rows_free(res);
 
     if (aw_redis_drain_replies(rc, queued) != 0) {
         return -1;
@@ -327,7 +331,8 @@ aw_publish(redisContext *rc, const char *msg)
  */
 
 int
-aw_sync_after_change(MYSQL *db, const char *where, const char *inval)
+aw_sync_after_change(MYSQL *db, const char *where, const char *value,
+    const char *inval)
 {
     redisContext  *rc;
     int            n;
@@ -340,7 +345,7 @@ aw_sync_after_change(MYSQL *db, const char *where, const char *inval)
         return -1;
     }
 
-    n = aw_sync_keys(db, rc, where);
+    n = aw_sync_keys(db, rc, where, value);
 
     if (n < 0 || (inval && aw_publish(rc, inval) != 0)) {
         aw_redis_close(rc);
@@ -362,7 +367,7 @@ aw_sync_all(MYSQL *db, redisContext *rc)
 {
     int  n;
 
-    n = aw_sync_keys(db, rc, NULL);
+    n = aw_sync_keys(db, rc, NULL, NULL);
 
     if (n < 0 || aw_sync_models(db, rc) != 0 || aw_sync_plans(db, rc) != 0) {
         return -1;

@@ -11,12 +11,14 @@
 
 /* sync.c: MySQL -> Redis */
 
-int aw_sync_keys(MYSQL *db, redisContext *rc, const char *where);
+int aw_sync_keys(MYSQL *db, redisContext *rc, const char *where,
+    const char *value);
 int aw_sync_models(MYSQL *db, redisContext *rc);
 int aw_sync_plans(MYSQL *db, redisContext *rc);
 int aw_sync_all(MYSQL *db, redisContext *rc);
 int aw_publish(redisContext *rc, const char *msg);
-int aw_sync_after_change(MYSQL *db, const char *where, const char *inval);
+int aw_sync_after_change(MYSQL *db, const char *where, const char *value,
+    const char *inval);
 
 
 #endif /* AW_SYNC_H */
