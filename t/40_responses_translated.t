@@ -79,8 +79,9 @@ sub next_event {
 sub resp {
     my ($body, %o) = @_;
 
+    # a 4.5 MB answer from the Perl mock takes seconds on a loaded machine
     return $t->http(POST => '/v1/responses', key => $key,
-                    headers => $o{headers} // {},
+                    headers => $o{headers} // {}, timeout => 60,
                     body => { model => 'test-basic', input => 'hello',
                               %$body });
 }
