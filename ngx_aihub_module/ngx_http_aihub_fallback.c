@@ -349,35 +349,18 @@ static ngx_int_t
 ngx_http_aihub_fallback_retry_after(ngx_http_upstream_t *u)
 {
     ngx_int_t         n;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &u->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("retry-after") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "retry-after",
-                               h[i].key.len) == 0)
-        {
-            n = ngx_atoi(h[i].value.data, h[i].value.len);
-            return n > 0 ? n : 0;
-        }
+    h = ngx_http_aihub_header_find(&u->headers_in.headers,
+                                   (u_char *) "retry-after",
+                                   sizeof("retry-after") - 1);
+    if (h == NULL) {
+        return 0;
     }
 
-    return 0;
+    n = ngx_atoi(h->value.data, h->value.len);
+
+    return n > 0 ? n : 0;
 }
 
 

@@ -29,6 +29,8 @@ void ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key);
 
 ngx_uint_t ngx_http_aihub_answer_is_sse(ngx_http_request_t *r);
 ngx_uint_t ngx_http_aihub_answer_is_json(ngx_http_request_t *r);
+ngx_table_elt_t *ngx_http_aihub_header_find(ngx_list_t *headers,
+    u_char *name, size_t len);
 
 
 #endif /* NGX_HTTP_AIHUB_UTIL_H */
