@@ -52,26 +52,25 @@
  *                                that its subscription hears it
  *   invalidate             CHANNEL "key:<sha256hex>", "account:<id>",
  *                                "models", "all"
- *   period:<account>:<YYYYMMDD>  HASH calls, prompt, completion, total,
- *                                cost and overage (micro-dollars; overage:
- *                                the cost of calls beyond the included
- *                                ones) of the billing period starting
- *                                that UTC day
- *   leases:<account>:<YYYYMMDD>  ZSET the period's outstanding leases,
- *                                "<lease id>:<cost>" by expiry (Redis
- *                                time, unix ms); each holds one call of
- *                                "calls" and, for an account with a spend
- *                                cap, its worst-case cost in the period's
- *                                "leased_cost", until it is settled, or
- *                                reclaimed at its expiry
+ *   period:<account>:<YYYYMMDD>  HASH calls (used), prompt, completion,
+ *                                total, cost and overage (micro-dollars;
+ *                                overage: the cost of calls beyond the
+ *                                included ones) of the billing period
+ *                                starting that UTC day; leased_calls and
+ *                                leased_cost, what the outstanding leases
+ *                                hold; "lease:<id>" = "<calls>:<cost>",
+ *                                what one lease still holds
+ *   leases:<account>:<YYYYMMDD>  ZSET the period's outstanding lease ids
+ *                                by expiry (Redis time, unix ms); an
+ *                                expired lease is reclaimed (what it holds
+ *                                goes back) by the next grant or the sweep
  *   leases-due             ZSET  "<account>:<YYYYMMDD>" of every period with
  *                                outstanding leases, by the earliest
  *                                expiry among them: one nginx worker
  *                                process per node sweeps the due ones
- *   leases-reclaimed:<account>:<YYYYMMDD>  ZSET leases reclaimed unsettled
- *                                (their call given back), by the time of
- *                                the reclaim, kept one day: a late settle
- *                                of a call that succeeded counts it again
+ *   batch:<id>             STRING a batch of usage events and settles
+ *                                applied (kept a day): a resent batch is
+ *                                applied once
  *   rl:<account>           STRING Redis-global rate limit state of an
  *                                account (all its keys share it)
  *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
@@ -100,7 +99,7 @@
 #define AIHUB_RK_PLAN                "plan:"
 #define AIHUB_RK_RATE                "rl:"
 #define AIHUB_RK_LEASES              "leases:"
-#define AIHUB_RK_LEASES_RECLAIMED    "leases-reclaimed:"
+#define AIHUB_RK_BATCH               "batch:"       /* + id: applied once */
 #define AIHUB_RK_LEASES_DUE          "leases-due"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
@@ -156,6 +155,10 @@
 #define AIHUB_CF_TOTAL       "total"
 #define AIHUB_CF_COST        "cost"         /* micro-dollars */
 #define AIHUB_CF_OVERAGE     "overage"      /* micro-dollars */
+#define AIHUB_CF_LEASED_CALLS "leased_calls" /* calls held by the
+                                               outstanding leases */
+#define AIHUB_CF_LEASE       "lease:"       /* + lease id: "calls:cost" the
+                                               lease holds, not settled */
 #define AIHUB_CF_LEASED_COST "leased_cost"  /* micro-dollars held by the
                                                outstanding leases */
 

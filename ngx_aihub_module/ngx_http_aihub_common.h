@@ -91,6 +91,8 @@ typedef struct {
     ngx_shm_zone_t               *shm_zone;
     ngx_msec_t                    cache_ttl;
     ngx_msec_t                    lease_time;   /* a lease's lifetime */
+    ngx_uint_t                    lease_calls;  /* a block lease's size */
+    ngx_shm_zone_t               *lease_zone;
     time_t                        time_offset;  /* tests: move the clock */
 
     ngx_array_t                   providers;    /* ngx_http_aihub_provider_t */
@@ -370,7 +372,8 @@ typedef struct {
     int64_t                       start;
     int64_t                       end;
     ngx_str_t                     leases_key;   /* leases:<acct>:<day> */
-    ngx_str_t                     reclaimed_key;
+    ngx_str_t                     period_m;     /* "<acct>:<day>" */
+    u_char                        lease[AIHUB_EVENT_ID_LEN];
     uint64_t                      held_cost;    /* worst case, micro-$ */
     unsigned                      reserved:1;   /* a quota call is held */
     unsigned                      pending:1;    /* its reserve in flight */

@@ -15,6 +15,7 @@
 #include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_quota.h"
+#include "ngx_http_aihub_lease.h"
 #include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_access.h"
 #include "ngx_http_aihub_log.h"
@@ -101,6 +102,13 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_aihub_main_conf_t, lease_time),
+      NULL },
+
+    { ngx_string("aihub_lease_calls"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, lease_calls),
       NULL },
 
     { ngx_string("aihub_time_offset"),
@@ -268,6 +276,7 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->breaker_fails = NGX_CONF_UNSET_UINT;
     amcf->breaker_time = NGX_CONF_UNSET_MSEC;
     amcf->lease_time = NGX_CONF_UNSET_MSEC;
+    amcf->lease_calls = NGX_CONF_UNSET_UINT;
     amcf->time_offset = NGX_CONF_UNSET;
 
     if (ngx_array_init(&amcf->providers, cf->pool, 4,
@@ -301,6 +310,7 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(amcf->breaker_fails, 3);
     ngx_conf_init_msec_value(amcf->breaker_time, 30000);
     ngx_conf_init_msec_value(amcf->lease_time, 300000);
+    ngx_conf_init_uint_value(amcf->lease_calls, 64);
     ngx_conf_init_value(amcf->time_offset, 0);
 
     if (amcf->node.data == NULL) {
@@ -516,8 +526,9 @@ ngx_http_aihub_zone_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     amcf->shm_zone->init = ngx_http_aihub_zone_init_zone;
     amcf->shm_zone->data = ngx_http_aihub_zone_create(cf);
+    amcf->lease_zone = ngx_http_aihub_lease_zone_add(cf, &name);
 
-    if (amcf->shm_zone->data == NULL) {
+    if (amcf->shm_zone->data == NULL || amcf->lease_zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -648,7 +659,9 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
 
     ngx_http_aihub_scripts_init();
 
-    if (ngx_http_aihub_quota_init_process(cycle, amcf) != NGX_OK) {
+    if (ngx_http_aihub_quota_init_process(cycle, amcf) != NGX_OK
+        || ngx_http_aihub_lease_init_process(cycle, amcf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
     ngx_http_aihub_subscribe_init_process(amcf);

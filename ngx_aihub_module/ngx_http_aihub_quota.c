@@ -1,23 +1,25 @@
 /*
  * Monthly quotas.  One Redis hash per account and billing period,
- * "<prefix>period:<account>:<YYYYMMDD>", holds calls, prompt, completion,
- * total, cost and overage in micro-dollars (overage: the cost of the calls
- * beyond the included ones, which an optional spend cap limits).  A call
- * is reserved by one Lua script that checks and increments in one step, so
- * concurrent requests can never pass a hard quota; the same script applies
- * the Redis-global rate limit when a location asks for one.
+ * "<prefix>period:<account>:<YYYYMMDD>", holds the calls used, prompt,
+ * completion, total, cost and overage in micro-dollars (overage: the cost
+ * of the calls beyond the included ones, which an optional spend cap
+ * limits), and what the outstanding leases hold (leased_calls,
+ * leased_cost).
  *
- * Each reservation is a lease of one call (README, "Leases"): its id is
- * the request's event id, and it is listed with its expiry in
- * "<prefix>leases:<account>:<YYYYMMDD>".  The reserve script first
- * reclaims the account's expired leases (their calls given back), so a
- * reservation whose request is gone, whose reply was lost, or whose worker
- * process was killed heals within aihub_lease_time.  The settle (the call
- * given back on failure; its tokens and cost added on success) names the
- * lease, goes through the confirmed, resent buffer of the usage events,
- * and applies once: a resent settle finds its lease gone and does nothing.
- * A reserve that timed out, or whose request went away before its reply,
- * is given back the same way at once.
+ * Calls are admitted from leases (README, "Leases"): the grant script
+ * gives a lease only out of what is neither used nor leased, so
+ * concurrent requests can never pass a hard quota; the same script
+ * applies the Redis-global rate limit when a location asks for one (then
+ * every call is its own lease).  Far from the edge a node holds a block
+ * lease in its zone (ngx_http_aihub_lease.c) and admits calls with no I/O;
+ * a request waits on Redis only when its node holds no usable lease, and
+ * near the edge every call is its own lease of one call.  The lease's id
+ * names the settle (its call counted on success, given back otherwise,
+ * with its tokens and cost), which travels in the confirmed, resent,
+ * applied-once batches of the usage events.  Every lease expires, and
+ * what an expired lease still holds is reclaimed (by the account's next
+ * grant, or by the sweep), so a request gone, a reply lost or a worker
+ * process killed heals within aihub_lease_time.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -27,6 +29,7 @@
 #include "ngx_http_aihub_limit.h"
 #include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_scripts.h"
+#include "ngx_http_aihub_lease.h"
 #include "ngx_http_aihub_quota.h"
 
 #include "aihub_period.h"
@@ -42,6 +45,10 @@ static void ngx_http_aihub_quota_give_back(ngx_log_t *log,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t success);
+static void ngx_http_aihub_quota_granted(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, redisReply *reply);
+static ngx_uint_t ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 
 
 
@@ -51,7 +58,6 @@ static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
 static ngx_str_t    ngx_http_aihub_leases_due;
 static ngx_str_t    ngx_http_aihub_sweep_prefix;
 static ngx_msec_t   ngx_http_aihub_sweep_every;
-static ngx_uint_t   ngx_http_aihub_sweep_ttl;
 static ngx_event_t  ngx_http_aihub_sweep_ev;
 
 
@@ -84,7 +90,6 @@ ngx_http_aihub_quota_init_process(ngx_cycle_t *cycle,
 
     ngx_http_aihub_sweep_prefix = amcf->redis_prefix;
     ngx_http_aihub_sweep_every = ngx_max(amcf->lease_time / 2, 500);
-    ngx_http_aihub_sweep_ttl = 72 * 86400;
 
     ngx_http_aihub_sweep_ev.handler = ngx_http_aihub_sweep_handler;
     ngx_http_aihub_sweep_ev.log = cycle->log;
@@ -100,9 +105,8 @@ ngx_http_aihub_quota_init_process(ngx_cycle_t *cycle,
 static void
 ngx_http_aihub_sweep_handler(ngx_event_t *ev)
 {
-    u_char       ttl[NGX_INT_T_LEN];
-    const char  *argv[6];
-    size_t       argvlen[6];
+    const char  *argv[5];
+    size_t       argvlen[5];
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
@@ -119,12 +123,10 @@ ngx_http_aihub_sweep_handler(ngx_event_t *ev)
     argvlen[3] = ngx_http_aihub_leases_due.len;
     argv[4] = (const char *) ngx_http_aihub_sweep_prefix.data;
     argvlen[4] = ngx_http_aihub_sweep_prefix.len;
-    argv[5] = (const char *) ttl;
-    argvlen[5] = ngx_sprintf(ttl, "%ui", ngx_http_aihub_sweep_ttl) - ttl;
 
     /* not connected: the next turn tries again */
 
-    (void) ngx_http_aihub_redis_send(ngx_http_aihub_swept, NULL, 6, argv,
+    (void) ngx_http_aihub_redis_send(ngx_http_aihub_swept, NULL, 5, argv,
                                      argvlen);
 
     ngx_add_timer(ev, ngx_http_aihub_sweep_every);
@@ -194,10 +196,8 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     len = ctx->caller.key.account.len + 1 + AIHUB_PERIOD_ID_LEN;
 
     ctx->quota.leases_key.data = ngx_pnalloc(r->pool,
-                                      2 * amcf->redis_prefix.len + 2 * len
-                                      + sizeof(AIHUB_RK_LEASES) - 1
-                                      + sizeof(AIHUB_RK_LEASES_RECLAIMED)
-                                      - 1);
+                                             amcf->redis_prefix.len + len
+                                             + sizeof(AIHUB_RK_LEASES) - 1);
     if (ctx->quota.leases_key.data == NULL) {
         return NGX_ERROR;
     }
@@ -208,12 +208,11 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                     (size_t) AIHUB_PERIOD_ID_LEN, id);
     ctx->quota.leases_key.len = p - ctx->quota.leases_key.data;
 
-    ctx->quota.reclaimed_key.data = p;
-    p = ngx_cpymem(p, amcf->redis_prefix.data, amcf->redis_prefix.len);
-    p = ngx_sprintf(p, AIHUB_RK_LEASES_RECLAIMED "%V:%*s",
-                    &ctx->caller.key.account, (size_t) AIHUB_PERIOD_ID_LEN,
-                    id);
-    ctx->quota.reclaimed_key.len = p - ctx->quota.reclaimed_key.data;
+    /* "<account>:<YYYYMMDD>", the period key after "<prefix>period:" */
+
+    len = amcf->redis_prefix.len + sizeof(AIHUB_RK_PERIOD) - 1;
+    ctx->quota.period_m.data = ctx->quota.period_key.data + len;
+    ctx->quota.period_m.len = ctx->quota.period_key.len - len;
 
     return NGX_OK;
 }
@@ -223,13 +222,7 @@ ngx_int_t
 ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_int_t                    rc;
-    ngx_str_t                    rl_key;
-    size_t                       skip;
-    const char                  *argv[17];
-    size_t                       argvlen[17];
-    u_char                       nums[7][NGX_INT64_LEN];
-    ngx_uint_t                   i;
-    uint64_t                     v[7], worst, prompt;
+    ngx_uint_t                   leasable;
     ngx_pool_cleanup_t          *cln;
     ngx_http_aihub_loc_conf_t   *alcf;
     ngx_http_aihub_main_conf_t  *amcf;
@@ -259,7 +252,7 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
     if (!ctx->quota.cleanup) {
-        /* a reserve whose request goes away is given back */
+        /* a lease whose request goes away is given back */
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
             return NGX_ERROR;
@@ -269,6 +262,103 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         cln->data = r;
         ctx->quota.cleanup = 1;
     }
+
+    /* far from the edge: a call out of the node's lease, with no I/O */
+
+    leasable = ngx_http_aihub_quota_leasable(r, ctx);
+
+    if (leasable && ngx_http_aihub_lease_admit(r, ctx) == NGX_OK) {
+        ctx->quota.reserved = 1;
+        ctx->quota.held_cost = 0;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
+        return NGX_OK;
+    }
+
+    /* else a lease for this request: a block the node keeps, if it may */
+
+    ngx_memcpy(ctx->quota.lease, ctx->event_id, AIHUB_EVENT_ID_LEN);
+
+    rc = ngx_http_aihub_quota_grant(r, ctx, ctx->quota.lease,
+                                    leasable ? amcf->lease_calls : 1, 1,
+                                    NULL, NULL);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ctx->quota.pending = 1;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub quota: asking for a lease in \"%V\"",
+                       &ctx->quota.period_key);
+        return NGX_AGAIN;
+    }
+
+    /* Redis is not connected */
+
+    if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: redis unavailable, call of key %V passed "
+                      "without a quota reservation (failing open)",
+                      &ctx->caller.key.prefix);
+        ctx->caller.from_stale = 1;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
+        return NGX_OK;
+    }
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
+                        "service_unavailable",
+                        "The gateway cannot check quotas right now. "
+                        "Please retry shortly.");
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the node may keep a block lease for the account: not with the
+ * Redis-global rate limit, whose every call must pass Redis.
+ */
+
+static ngx_uint_t
+ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_loc_conf_t   *alcf;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    return amcf->lease_zone != NULL && amcf->lease_calls > 1
+           && (alcf->global_rate_limit != NGX_HTTP_AIHUB_RATE_GLOBAL
+               || ctx->caller.key.rec.rpm == 0);
+}
+
+
+/*
+ * The grant script for a lease "id" of up to "want" calls (README,
+ * "Leases"); "least" 1 for a request that waits for it (fn NULL: the
+ * request is resumed by ngx_http_aihub_quota_done()), more for a refill
+ * ahead (fn gets the reply).  NGX_OK sent, NGX_ERROR, or NGX_DECLINED when
+ * Redis is not connected.
+ */
+
+ngx_int_t
+ngx_http_aihub_quota_grant(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    u_char *id, ngx_uint_t want, ngx_uint_t least, redisCallbackFn *fn,
+    void *data)
+{
+    ngx_int_t                    rc;
+    ngx_str_t                    rl_key;
+    const char                  *argv[19];
+    size_t                       argvlen[19];
+    u_char                       nums[10][NGX_INT64_LEN];
+    ngx_uint_t                   i;
+    uint64_t                     v[10], worst, prompt;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
     if (ngx_http_aihub_limit_global_args(r, ctx, &rl_key, &v[4]) != NGX_OK) {
         return NGX_ERROR;
@@ -297,12 +387,19 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                                              ctx->route.model->price_out);
     }
 
+    v[7] = want;
+    v[8] = least;
+
+    /* the period's end on Redis's clock (this node's may be offset) */
+    v[9] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r)
+                       + ngx_time()) * 1000;
+
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
     argv[1] = (const char *)
-              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_RESERVE);
+              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_GRANT);
     argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "5";
+    argv[2] = "4";
     argvlen[2] = 1;
     argv[3] = (const char *) ctx->quota.period_key.data;
     argvlen[3] = ctx->quota.period_key.len;
@@ -310,64 +407,41 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argvlen[4] = rl_key.len;
     argv[5] = (const char *) ctx->quota.leases_key.data;
     argvlen[5] = ctx->quota.leases_key.len;
-    argv[6] = (const char *) ctx->quota.reclaimed_key.data;
-    argvlen[6] = ctx->quota.reclaimed_key.len;
-    argv[7] = (const char *) ngx_http_aihub_leases_due.data;
-    argvlen[7] = ngx_http_aihub_leases_due.len;
+    argv[6] = (const char *) ngx_http_aihub_leases_due.data;
+    argvlen[6] = ngx_http_aihub_leases_due.len;
 
     for (i = 0; i < 5; i++) {
+        argv[7 + i] = (const char *) nums[i];
+        argvlen[7 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
+    }
+
+    argv[12] = (const char *) id;
+    argvlen[12] = AIHUB_EVENT_ID_LEN;
+
+    for (i = 5; i < 7; i++) {
         argv[8 + i] = (const char *) nums[i];
         argvlen[8 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
-    argv[13] = (const char *) ctx->event_id;
-    argvlen[13] = AIHUB_EVENT_ID_LEN;
-    argv[14] = (const char *) nums[5];
-    argvlen[14] = ngx_sprintf(nums[5], "%uL", v[5]) - nums[5];
-    argv[15] = (const char *) nums[6];
-    argvlen[15] = ngx_sprintf(nums[6], "%uL", v[6]) - nums[6];
+    argv[15] = (const char *) ctx->quota.period_m.data;
+    argvlen[15] = ctx->quota.period_m.len;
 
-    /* "<account>:<YYYYMMDD>", the period key after "<prefix>period:" */
+    for (i = 7; i < 10; i++) {
+        argv[9 + i] = (const char *) nums[i];
+        argvlen[9 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
+    }
 
-    skip = amcf->redis_prefix.len + sizeof(AIHUB_RK_PERIOD) - 1;
-    argv[16] = (const char *) ctx->quota.period_key.data + skip;
-    argvlen[16] = ctx->quota.period_key.len - skip;
+    if (fn) {
+        return ngx_http_aihub_redis_send(fn, data, 19, argv, argvlen)
+               == NGX_OK ? NGX_OK : NGX_DECLINED;
+    }
 
     ctx->quota.held_cost = v[6];
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_quota_done,
-                                   17, argv, argvlen);
+                                   19, argv, argvlen);
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (rc == NGX_OK) {
-        ctx->quota.pending = 1;
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "aihub quota: reserving in \"%V\"",
-                       &ctx->quota.period_key);
-        return NGX_AGAIN;
-    }
-
-    /* Redis is not connected */
-
-    if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "aihub: redis unavailable, call of key %V passed "
-                      "without a quota reservation (failing open)",
-                      &ctx->caller.key.prefix);
-        ctx->caller.from_stale = 1;
-        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
-        return NGX_OK;
-    }
-
-    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
-                        "service_unavailable",
-                        "The gateway cannot check quotas right now. "
-                        "Please retry shortly.");
-    return NGX_OK;
+    return (rc == NGX_OK || rc == NGX_ERROR) ? rc : NGX_DECLINED;
 }
 
 
@@ -387,15 +461,16 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     if (reply == NULL) {
         /*
          * no answer in time, or the connection lost: if Redis ran the
-         * script, the lease it granted is given back (after the reserve,
-         * on the same connection, or a no-op on a new one)
+         * script, the lease it granted is given back (after the grant, on
+         * the same connection, or a no-op on a new one)
          */
         ngx_http_aihub_quota_give_back(r->connection->log, ctx);
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 6
+        || (reply->elements != 6 && reply->elements != 8)
         || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_INTEGER
         || reply->element[2]->type != REDIS_REPLY_STRING)
     {
         if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -425,33 +500,20 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     e = reply->element[2];
 
     if (reply->element[0]->integer == 1) {
-        ctx->quota.reserved = 1;
-        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
-
-        /* a call beyond the included ones: its cost counts as overage */
-        ctx->quota.overage_call =
-            (reply->element[1]->type == REDIS_REPLY_INTEGER
-             && (uint64_t) reply->element[1]->integer
-                > ctx->caller.key.rec.included);
-
-        /* as the script decided: held only by a call beyond the included */
-        if (!ctx->quota.overage_call || !ctx->caller.key.rec.spend_cap) {
-            ctx->quota.held_cost = 0;
-        }
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "aihub quota: call %L of %uL included reserved",
-                       reply->element[1]->integer,
-                       ctx->caller.key.rec.included);
-
-        ngx_http_aihub_limit_global_passed(r, ctx,
-                                           reply->element[3]->integer,
-                                           reply->element[5]->integer);
+        ngx_http_aihub_quota_granted(r, ctx, reply);
 
     } else if (e->len == 4 && ngx_strncmp(e->str, "rate", 4) == 0) {
         ngx_http_aihub_limit_global_refused(r, ctx,
                                             reply->element[4]->integer,
                                             reply->element[5]->integer);
+
+    } else if (ngx_http_aihub_quota_leasable(r, ctx)
+               && ngx_http_aihub_lease_admit(r, ctx) == NGX_OK)
+    {
+        /* what is left of the budget is leased to this node already */
+        ctx->quota.reserved = 1;
+        ctx->quota.held_cost = 0;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
 
     } else if (e->len == 5 && ngx_strncmp(e->str, "spend", 5) == 0) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS,
@@ -477,11 +539,55 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
 }
 
 
+/* the request's lease granted: its first call is this request's */
+
+static void
+ngx_http_aihub_quota_granted(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, redisReply *reply)
+{
+    uint64_t    base;
+    ngx_uint_t  n;
+
+    ctx->quota.reserved = 1;
+    ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
+
+    base = (uint64_t) reply->element[1]->integer;
+    n = (reply->elements == 8
+         && reply->element[6]->type == REDIS_REPLY_INTEGER
+         && reply->element[7]->type == REDIS_REPLY_INTEGER)
+        ? (ngx_uint_t) reply->element[6]->integer : 1;
+
+    /* a call beyond the included ones: its cost counts as overage */
+    ctx->quota.overage_call = (base + 1 > ctx->caller.key.rec.included);
+
+    /* as the script decided: held only by a call beyond the included */
+    if (!ctx->quota.overage_call || !ctx->caller.key.rec.spend_cap) {
+        ctx->quota.held_cost = 0;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "aihub quota: lease of %ui calls after %uL used or "
+                   "leased, of %uL included", n, base,
+                   ctx->caller.key.rec.included);
+
+    if (n > 1) {
+        ngx_http_aihub_lease_keep(r, ctx, n, base,
+                               (ngx_msec_t) reply->element[7]->integer);
+    }
+
+    if (reply->elements == 8) {
+        ngx_http_aihub_limit_global_passed(r, ctx,
+                                           reply->element[3]->integer,
+                                           reply->element[5]->integer);
+    }
+}
+
+
 /*
- * After the call: a success adds its tokens and cost to the period, any
- * other outcome gives the reserved call back.  Through the confirmed
- * buffer of the usage events: resent until Redis confirms it, applied
- * once (by lease id).
+ * After the call: a success counts its call and adds its tokens and cost
+ * to the period, any other outcome gives the call back.  Through the
+ * confirmed batches of the usage events: resent until Redis confirms
+ * them, applied once.
  */
 
 void
@@ -498,7 +604,7 @@ ngx_http_aihub_quota_settle(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 }
 
 
-/* the request is gone: a reserve still in flight, or held, goes back */
+/* the request is gone: a grant still in flight, or a call held, goes back */
 
 static void
 ngx_http_aihub_quota_cleanup(void *data)
@@ -524,7 +630,7 @@ ngx_http_aihub_quota_cleanup(void *data)
 
     if (ctx->quota.reserved) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "aihub quota: request gone, lease given back");
+                       "aihub quota: request gone, its call given back");
 
         ctx->quota.reserved = 0;
         ngx_http_aihub_quota_send_settle(ngx_cycle->log, ctx, 0);
@@ -533,25 +639,17 @@ ngx_http_aihub_quota_cleanup(void *data)
 
 
 /*
- * A reserve whose reply never came: whether the script held a cost for it
- * (a call beyond the included ones) is unknown, so both forms of its lease
- * are given back; the one that does not exist is a no-op.
+ * A grant whose reply never came: whatever it granted (how many calls,
+ * and whether it held a cost, are unknown) goes back; the script gives
+ * back at most what the lease holds, nothing if it does not exist.
  */
 
 static void
 ngx_http_aihub_quota_give_back(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx)
 {
-    uint64_t  held;
-
-    held = ctx->quota.held_cost;
-
-    ngx_http_aihub_quota_send_settle(log, ctx, 0);
-
-    if (held) {
-        ctx->quota.held_cost = 0;
-        ngx_http_aihub_quota_send_settle(log, ctx, 0);
-        ctx->quota.held_cost = held;
-    }
+    ngx_http_aihub_quota_record(log, &ctx->quota.period_m, ctx->quota.lease,
+                                'r', NGX_MAX_INT32_VALUE, NGX_MAX_INT32_VALUE,
+                                NULL);
 }
 
 
@@ -559,65 +657,55 @@ static void
 ngx_http_aihub_quota_send_settle(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx,
     ngx_uint_t success)
 {
-    ngx_uint_t   i, n;
-    const char  *argv[19];
-    size_t       argvlen[19];
-    int64_t      v[5];
-    u_char       nums[5][NGX_INT64_LEN + 1];
-    u_char       lease[AIHUB_EVENT_ID_LEN + 1 + NGX_INT64_LEN];
-    u_char       held[NGX_INT64_LEN];
+    u_char  kind;
 
-    static const char  *fields[] = {
-        AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION, AIHUB_CF_TOTAL,
-        AIHUB_CF_COST, AIHUB_CF_OVERAGE
-    };
+    kind = success ? (ctx->quota.overage_call ? 'o' : 's') : 'f';
 
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (const char *)
-              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_SETTLE);
-    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "3";
+    ngx_http_aihub_quota_record(log, &ctx->quota.period_m, ctx->quota.lease,
+                                kind, 1, ctx->quota.held_cost,
+                                success ? ctx : NULL);
+}
+
+
+/*
+ * A record of the apply script (ngx_http_aihub_scripts.c): "m" the period
+ * "<account>:<YYYYMMDD>", the lease, the kind, what it releases of the
+ * lease, and a success's tokens and cost (ctx, or NULL: none).
+ */
+
+void
+ngx_http_aihub_quota_record(ngx_log_t *log, ngx_str_t *m, u_char *id,
+    u_char kind, uint64_t calls, uint64_t cost, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_uint_t   i;
+    const char  *argv[NGX_HTTP_AIHUB_QUOTA_RECORD];
+    size_t       argvlen[NGX_HTTP_AIHUB_QUOTA_RECORD];
+    int64_t      v[6];
+    u_char       nums[6][NGX_INT64_LEN + 1];
+
+    v[0] = (int64_t) calls;
+    v[1] = (int64_t) cost;
+    v[2] = ctx ? ctx->usage.tokens.prompt : 0;
+    v[3] = ctx ? ctx->usage.tokens.completion : 0;
+    v[4] = ctx ? ctx->usage.tokens.total : 0;
+    v[5] = ctx ? ctx->usage.cost_micros : 0;
+
+    argv[0] = (const char *) m->data;
+    argvlen[0] = m->len;
+    argv[1] = (const char *) id;
+    argvlen[1] = AIHUB_EVENT_ID_LEN;
+    argv[2] = (const char *) &kind;
     argvlen[2] = 1;
-    argv[3] = (const char *) ctx->quota.period_key.data;
-    argvlen[3] = ctx->quota.period_key.len;
-    argv[4] = (const char *) ctx->quota.leases_key.data;
-    argvlen[4] = ctx->quota.leases_key.len;
-    argv[5] = (const char *) ctx->quota.reclaimed_key.data;
-    argvlen[5] = ctx->quota.reclaimed_key.len;
-    argv[6] = (const char *) lease;
-    argvlen[6] = ngx_sprintf(lease, "%*s:%uL", (size_t) AIHUB_EVENT_ID_LEN,
-                             ctx->event_id, ctx->quota.held_cost)
-                 - lease;
-    argv[7] = success ? "1" : "0";
-    argvlen[7] = 1;
-    argv[8] = (const char *) held;
-    argvlen[8] = ngx_sprintf(held, "%uL", ctx->quota.held_cost) - held;
 
-    n = 9;
-
-    if (success) {
-        v[0] = ctx->usage.tokens.prompt;
-        v[1] = ctx->usage.tokens.completion;
-        v[2] = ctx->usage.tokens.total;
-        v[3] = ctx->usage.cost_micros;
-        v[4] = ctx->usage.cost_micros;
-
-        /* the overage too for a call beyond the included ones */
-
-        for (i = 0; i < (ctx->quota.overage_call ? 5 : 4); i++) {
-            argv[n] = fields[i];
-            argvlen[n++] = ngx_strlen(fields[i]);
-            argv[n] = (const char *) nums[i];
-            argvlen[n++] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
-        }
+    for (i = 0; i < 6; i++) {
+        argv[3 + i] = (const char *) nums[i];
+        argvlen[3 + i] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
     }
 
-    if (ngx_http_aihub_usage_command(log, (int) n, argv, argvlen) != NGX_OK)
-    {
+    if (ngx_http_aihub_usage_record(log, argv, argvlen) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "aihub: could not queue the settle of lease %*s; "
                       "it is reclaimed when it expires",
-                      (size_t) AIHUB_EVENT_ID_LEN, ctx->event_id);
+                      (size_t) AIHUB_EVENT_ID_LEN, id);
     }
 }

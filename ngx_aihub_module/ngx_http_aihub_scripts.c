@@ -1,6 +1,7 @@
 /*
- * The quota engine's Lua scripts (the reserve, the settle, the sweep of
- * expired leases), in one table.  They run by their SHA1 (EVALSHA): Redis
+ * The quota engine's Lua scripts (the grant of a lease, the batch that
+ * applies usage events and settles, the sweep of expired leases), in one
+ * table.  They run by their SHA1 (EVALSHA): Redis
  * neither parses nor hashes the text on every call.  They are loaded on
  * every new connection, before anything else is sent on it, so a
  * restarted Redis has them again; a NOSCRIPT answer loads them again.
@@ -19,103 +20,185 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
 
 
 /*
- * Reclaiming a period's expired leases, in Lua: "pk" the period hash, "lk"
- * its leases, "rk" its reclaimed leases, "lnow" Redis time in ms, "ttl"
- * the keys' lifetime.  Their calls and held cost go back.
+ * Reclaiming a period's expired leases, in Lua: "pk" the period hash
+ * (field "lease:<id>": what a lease still holds, "calls:cost"), "lk" its
+ * leases (id by expiry), "lnow" Redis time in ms.  What they hold goes
+ * back.
  */
 
 #define NGX_HTTP_AIHUB_RECLAIM_LUA                                           \
     "local old = redis.call('ZRANGEBYSCORE', lk, '-inf', lnow) "             \
     "if #old > 0 then "                                                      \
-    "  local held = 0 "                                                      \
+    "  local rc, rcost, f = 0, 0, {} "                                       \
     "  redis.call('ZREMRANGEBYSCORE', lk, '-inf', lnow) "                    \
-    "  redis.call('HINCRBY', pk, '" AIHUB_CF_CALLS "', -#old) "              \
-    "  for _, id in ipairs(old) do "                                         \
-    "    redis.call('ZADD', rk, lnow, id) "                                  \
-    "    held = held + tonumber(string.match(id, ':(%d+)$') or '0') "        \
+    "  for i, id in ipairs(old) do f[i] = '" AIHUB_CF_LEASE "' .. id end "   \
+    "  local v = redis.call('HMGET', pk, unpack(f)) "                        \
+    "  for i = 1, #f do "                                                    \
+    "    if v[i] then "                                                      \
+    "      local a, b = string.match(v[i], '^(%d+):(%d+)$') "                \
+    "      rc = rc + tonumber(a) rcost = rcost + tonumber(b) "               \
+    "    end "                                                               \
     "  end "                                                                 \
-    "  if held > 0 then redis.call('HINCRBY', pk, '"                         \
-        AIHUB_CF_LEASED_COST "', -held) end "                                \
-    "  redis.call('ZREMRANGEBYSCORE', rk, '-inf', lnow - 86400000) "         \
-    "  redis.call('EXPIRE', rk, ttl) "                                       \
+    "  redis.call('HDEL', pk, unpack(f)) "                                   \
+    "  if rc > 0 then redis.call('HINCRBY', pk, '"                           \
+        AIHUB_CF_LEASED_CALLS "', -rc) end "                                 \
+    "  if rcost > 0 then redis.call('HINCRBY', pk, '"                        \
+        AIHUB_CF_LEASED_COST "', -rcost) end "                               \
     "end "
 
 
 /*
+ * The grant: a lease of up to "want" calls out of what is neither used
+ * nor leased.
  * KEYS[1] period hash, KEYS[2] global rate limit state (may be unused;
  * ngx_http_aihub_limit.h has that part), KEYS[3] the period's leases,
- * KEYS[4] the leases reclaimed unsettled, KEYS[5] the periods due a sweep
+ * KEYS[4] the periods due a sweep
  * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none),
  * lease id, lease time in ms, the call's worst-case cost, the period's
- * "<account>:<YYYYMMDD>"
- * A call beyond the included ones of an account with a spend cap holds its
- * worst-case cost in "leased_cost" while its lease is outstanding, and is
- * refused once the overage plus what is held reaches the cap.
- * Returns {allowed, calls, reason, remaining, retry_ms, reset_ms}.
+ * "<account>:<YYYYMMDD>", want, least (1: a request waits for it; more: a
+ * refill ahead, refused rather than smaller), the period's end in ms.
+ * With a limit (hard quota, or a spend cap on the included calls), a block
+ * is granted only while at least 4 * want * holders calls are left (the
+ * holders: the outstanding leases, plus one); below that, one call per
+ * request.  A call beyond the included ones of an account with a spend cap
+ * is leased alone and holds its worst-case cost, refused once the overage
+ * plus what is held reaches the cap.
+ * Returns {allowed, base (calls used or leased before), reason, remaining,
+ * retry_ms, reset_ms, calls granted, lifetime in ms}.
  */
 
-static const char  ngx_http_aihub_reserve_script[] =
+static const char  ngx_http_aihub_grant_script[] =
     "local lt = redis.call('TIME') "
     "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
-    "local pk, lk, rk, ttl = KEYS[1], KEYS[3], KEYS[4], ARGV[4] "
+    "local pk, lk = KEYS[1], KEYS[3] "
     NGX_HTTP_AIHUB_RECLAIM_LUA
-    "local calls = tonumber(redis.call('HGET', KEYS[1], '"
-        AIHUB_CF_CALLS "') or '0') "
-    "local included = tonumber(ARGV[1]) "
+    "local h = redis.call('HMGET', pk, '" AIHUB_CF_CALLS "', '"
+        AIHUB_CF_LEASED_CALLS "', '" AIHUB_CF_OVERAGE "', '"
+        AIHUB_CF_LEASED_COST "') "
+    "local used = tonumber(h[1] or '0') + tonumber(h[2] or '0') "
+    "local calls = used "
+    "local included, cap = tonumber(ARGV[1]), tonumber(ARGV[3]) "
+    "local want, least = tonumber(ARGV[10]), tonumber(ARGV[11]) "
     "local rpm = tonumber(ARGV[5]) "
     "local remaining, reset = 0, 0 "
-    "if ARGV[2] == '1' and calls >= included then "
-    "  return {0, calls, 'quota', 0, 0, 0} end "
-    "local cap = tonumber(ARGV[3]) "
-    "if cap > 0 and calls >= included then "
-    "  local o = redis.call('HMGET', KEYS[1], '" AIHUB_CF_OVERAGE "', '"
-        AIHUB_CF_LEASED_COST "') "
-    "  if tonumber(o[1] or '0') + tonumber(o[2] or '0') >= cap then "
-    "    return {0, calls, 'spend', 0, 0, 0} end "
+    "local n, lc, no = want, 0, {0, used, 'edge', 0, 0, 0, 0, 0} "
+    "if ARGV[2] == '1' or cap > 0 then "
+    "  local left = included - used "
+    "  if left < 1 then "
+    "    if ARGV[2] == '1' then no[3] = 'quota' return no end "
+    "    if least > 1 then return no end "
+    "    if tonumber(h[3] or '0') + tonumber(h[4] or '0') >= cap then "
+    "      no[3] = 'spend' return no end "
+    "    n, lc = 1, tonumber(ARGV[8]) "
+    "  elseif left < 4 * want * (redis.call('ZCARD', lk) + 1) then "
+    "    if least > 1 then return no end "
+    "    n = 1 "
+    "  end "
     "end "
     NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
-    "calls = redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) "
-    "if calls == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end "
-    "local lc = 0 "
-    "if cap > 0 and calls > included then lc = tonumber(ARGV[8]) end "
-    "if lc > 0 then redis.call('HINCRBY', KEYS[1], '"
+    "redis.call('HINCRBY', pk, '" AIHUB_CF_LEASED_CALLS "', n) "
+    "if used == 0 then redis.call('EXPIRE', pk, ARGV[4]) end "
+    "if lc > 0 then redis.call('HINCRBY', pk, '"
         AIHUB_CF_LEASED_COST "', lc) end "
     "local due = lnow + tonumber(ARGV[7]) "
-    "redis.call('ZADD', KEYS[3], due, ARGV[6] .. ':' .. lc) "
-    "redis.call('EXPIRE', KEYS[3], ARGV[4]) "
-    "redis.call('ZADD', KEYS[5], 'LT', due, ARGV[9]) "
-    "return {1, calls, 'ok', remaining, 0, reset}";
+    "if due > tonumber(ARGV[12]) then due = tonumber(ARGV[12]) end "
+    "if due <= lnow then due = lnow + 1 end "
+    "redis.call('HSET', pk, '" AIHUB_CF_LEASE "' .. ARGV[6], n .. ':' .. lc) "
+    "redis.call('ZADD', lk, due, ARGV[6]) "
+    "redis.call('EXPIRE', lk, ARGV[4]) "
+    "redis.call('ZADD', KEYS[4], 'LT', due, ARGV[9]) "
+    "return {1, used, 'ok', remaining, 0, reset, n, due - lnow}";
 
 
 /*
- * KEYS[1] period hash, KEYS[2] the period's leases, KEYS[3] the leases
- * reclaimed unsettled
- * ARGV: lease ("<id>:<cost held>"), success (0|1), the cost held, then
- * field, increment pairs (success)
- * A lease still held: its cost is released, a failure gives its call
- * back.  A lease reclaimed (both given back already): a success counts the
- * call again.  No lease: settled already (a resend), nothing to do.
- * Returns 1 or 0.
+ * A batch of one worker process: its usage events and its settles, applied
+ * once.  KEYS[1] the usage stream, KEYS[2] the batch's id key
+ * ARGV: the Redis prefix, ttl seconds, the number of events E, the E
+ * events, then records of 9: "<account>:<YYYYMMDD>", lease id, kind
+ * ('s' success, 'o' success beyond the included calls, 'f' failed, 'r'
+ * returned unused), calls released, cost released, prompt, completion,
+ * total, cost.
+ * The events go into one stream entry.  Each period is read once and
+ * written once: its sums, and what each lease of the batch gives back (a
+ * lease holding nothing more is deleted).  A success whose lease is gone
+ * (reclaimed at its expiry, or lost with Redis's data) still counts its
+ * call.  A batch already applied (a resend after a lost reply) does
+ * nothing.  Returns 1, or 0 for a batch applied before.
  */
 
-static const char  ngx_http_aihub_settle_script[] =
-    "if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then "
-    "  if ARGV[2] ~= '1' then "
-    "    redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', -1) end "
-    "  if ARGV[3] ~= '0' then redis.call('HINCRBY', KEYS[1], '"
-        AIHUB_CF_LEASED_COST "', -tonumber(ARGV[3])) end "
-    "elseif redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then "
-    "  if ARGV[2] == '1' then "
-    "    redis.call('HINCRBY', KEYS[1], '" AIHUB_CF_CALLS "', 1) end "
-    "else return 0 end "
-    "for i = 4, #ARGV, 2 do "
-    "  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) "
+static const char  ngx_http_aihub_apply_script[] =
+    "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then "
+    "  return 0 end "
+    "local pre, ttl, e = ARGV[1], ARGV[2], tonumber(ARGV[3]) "
+    "if e > 0 then "
+    "  local f = {} "
+    "  for i = 4, 3 + e do f[#f + 1] = '" AIHUB_USAGE_FIELD "' "
+    "    f[#f + 1] = ARGV[i] end "
+    "  redis.call('XADD', KEYS[1], '*', unpack(f)) "
+    "end "
+    "local per, order = {}, {} "
+    "for i = 4 + e, #ARGV - 8, 9 do "
+    "  local m, id, k = ARGV[i], ARGV[i + 1], ARGV[i + 2] "
+    "  local p = per[m] "
+    "  if not p then "
+    "    p = {s = {0, 0, 0, 0, 0, 0, 0, 0}, l = {}, ids = {}} "
+    "    per[m] = p order[#order + 1] = m "
+    "  end "
+    "  local l = p.l[id] "
+    "  if not l then l = {0, 0, 0} p.l[id] = l p.ids[#p.ids + 1] = id end "
+    "  l[1] = l[1] + tonumber(ARGV[i + 3]) "
+    "  l[2] = l[2] + tonumber(ARGV[i + 4]) "
+    "  if k == 's' or k == 'o' then "
+    "    l[3] = l[3] + 1 "
+    "    for j = 4, 7 do p.s[j] = p.s[j] + tonumber(ARGV[i + 1 + j]) end "
+    "    if k == 'o' then p.s[8] = p.s[8] + tonumber(ARGV[i + 8]) end "
+    "  end "
+    "end "
+    "local names = {'" AIHUB_CF_CALLS "', '" AIHUB_CF_LEASED_CALLS "', '"
+        AIHUB_CF_LEASED_COST "', '" AIHUB_CF_PROMPT "', '"
+        AIHUB_CF_COMPLETION "', '" AIHUB_CF_TOTAL "', '" AIHUB_CF_COST "', '"
+        AIHUB_CF_OVERAGE "'} "
+    "for _, m in ipairs(order) do "
+    "  local p, pk = per[m], pre .. '" AIHUB_RK_PERIOD "' .. m "
+    "  local f = {unpack(names)} "
+    "  for _, id in ipairs(p.ids) do f[#f + 1] = '" AIHUB_CF_LEASE "' .. id "
+    "  end "
+    "  local old = redis.call('HMGET', pk, unpack(f)) "
+    "  local set, gone, fresh = {}, {}, true "
+    "  for j = 1, 8 do if old[j] then fresh = false end end "
+    "  for i, id in ipairs(p.ids) do "
+    "    local l, v = p.l[id], old[8 + i] "
+    "    p.s[1] = p.s[1] + l[3] "
+    "    if v then "
+    "      local c, oc = string.match(v, '^(%d+):(%d+)$') "
+    "      c, oc = tonumber(c), tonumber(oc) "
+    "      local rc, rcost = math.min(l[1], c), math.min(l[2], oc) "
+    "      p.s[2] = p.s[2] - rc p.s[3] = p.s[3] - rcost "
+    "      if c - rc <= 0 then gone[#gone + 1] = id "
+    "      else set[#set + 1] = f[8 + i] "
+    "        set[#set + 1] = (c - rc) .. ':' .. (oc - rcost) end "
+    "    end "
+    "  end "
+    "  for j = 1, 8 do "
+    "    if p.s[j] ~= 0 then "
+    "      set[#set + 1] = names[j] "
+    "      set[#set + 1] = tostring(tonumber(old[j] or '0') + p.s[j]) "
+    "    end "
+    "  end "
+    "  if #set > 0 then redis.call('HSET', pk, unpack(set)) end "
+    "  if #gone > 0 then "
+    "    local g = {} "
+    "    for i, id in ipairs(gone) do g[i] = '" AIHUB_CF_LEASE "' .. id end "
+    "    redis.call('HDEL', pk, unpack(g)) "
+    "    redis.call('ZREM', pre .. '" AIHUB_RK_LEASES "' .. m, unpack(gone)) "
+    "  end "
+    "  if fresh then redis.call('EXPIRE', pk, ttl) end "
     "end "
     "return 1";
 
 
 /*
- * The sweep: KEYS[1] the periods due; ARGV: the Redis prefix, ttl seconds.
+ * The sweep: KEYS[1] the periods due; ARGV: the Redis prefix.
  * Reclaims the expired leases of up to 100 due periods (their keys are
  * named from the prefix: one Redis, no cluster), and files each period
  * again under its next expiry, or drops it when it has no lease left.
@@ -125,13 +208,11 @@ static const char  ngx_http_aihub_settle_script[] =
 static const char  ngx_http_aihub_sweep_script[] =
     "local lt = redis.call('TIME') "
     "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
-    "local ttl = ARGV[2] "
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', lnow, "
     "                       'LIMIT', 0, 100) "
     "for _, m in ipairs(due) do "
     "  local pk = ARGV[1] .. '" AIHUB_RK_PERIOD "' .. m "
     "  local lk = ARGV[1] .. '" AIHUB_RK_LEASES "' .. m "
-    "  local rk = ARGV[1] .. '" AIHUB_RK_LEASES_RECLAIMED "' .. m "
     NGX_HTTP_AIHUB_RECLAIM_LUA
     "  local nxt = redis.call('ZRANGE', lk, 0, 0, 'WITHSCORES') "
     "  if #nxt == 0 then redis.call('ZREM', KEYS[1], m) "
@@ -154,10 +235,10 @@ typedef struct {
 
 
 static ngx_http_aihub_script_t  ngx_http_aihub_scripts[] = {
-    { ngx_http_aihub_reserve_script,
-      sizeof(ngx_http_aihub_reserve_script) - 1, "" },
-    { ngx_http_aihub_settle_script,
-      sizeof(ngx_http_aihub_settle_script) - 1, "" },
+    { ngx_http_aihub_grant_script,
+      sizeof(ngx_http_aihub_grant_script) - 1, "" },
+    { ngx_http_aihub_apply_script,
+      sizeof(ngx_http_aihub_apply_script) - 1, "" },
     { ngx_http_aihub_sweep_script,
       sizeof(ngx_http_aihub_sweep_script) - 1, "" },
 };

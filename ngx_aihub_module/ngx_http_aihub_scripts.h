@@ -18,8 +18,8 @@
 /* in the order of the table in ngx_http_aihub_scripts.c */
 
 typedef enum {
-    NGX_HTTP_AIHUB_SCRIPT_RESERVE = 0,
-    NGX_HTTP_AIHUB_SCRIPT_SETTLE,
+    NGX_HTTP_AIHUB_SCRIPT_GRANT = 0,
+    NGX_HTTP_AIHUB_SCRIPT_APPLY,
     NGX_HTTP_AIHUB_SCRIPT_SWEEP
 } ngx_http_aihub_script_e;
 

@@ -1,12 +1,16 @@
 /*
- * The usage event: built in the log phase, XADDed to the usage stream.
- * Sending never waits: events go into a bounded per-worker buffer and are
- * pipelined to Redis as soon as it is connected; an event leaves the buffer
- * only when Redis confirmed it, so a lost connection sends it again (the
- * worker stores each event id once).  Overflow is counted and logged.
- * Quota settles travel in the same buffer, in order with the events, as
- * commands of their own (ngx_http_aihub_usage_command()); the settle
- * script applies each lease's settle once, so a resent one is harmless.
+ * The usage event: built in the log phase, sent to the usage stream.
+ * Sending never waits: events, and the quota's settle records
+ * (ngx_http_aihub_usage_record()), go into a bounded per-worker buffer and
+ * leave it in batches: one apply script (ngx_http_aihub_scripts.c) per
+ * batch writes its events as one stream entry and applies its settles, in
+ * one atomic step.  A batch goes out when none is in flight and the last
+ * one left at least NGX_HTTP_AIHUB_BATCH_GAP ms ago, or when
+ * NGX_HTTP_AIHUB_BATCH_MAX entries wait: an idle node sends at once, a
+ * busy one sends fewer, larger batches.  A batch leaves the buffer only
+ * when Redis confirmed it; a lost connection sends the same batch again,
+ * with the same id, and the script applies a batch id once.  Overflow is
+ * counted and logged.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -14,19 +18,23 @@
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_metrics.h"
 #include "ngx_http_aihub_scripts.h"
+#include "ngx_http_aihub_quota.h"
 #include "ngx_http_aihub_usage.h"
 #include "aihub_usage_event.h"
 
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
 #define NGX_HTTP_AIHUB_FLUSH_MAX       5000
-#define NGX_HTTP_AIHUB_COMMAND_ARGS    24
+#define NGX_HTTP_AIHUB_BATCH_MAX       64       /* entries, and events */
+#define NGX_HTTP_AIHUB_BATCH_GAP       4        /* ms between batches */
+#define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
+    (8 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_QUOTA_RECORD)
 
 
 /*
  * An entry of the buffer: a usage event (argc 0, data is its JSON), or a
- * command (data holds argc arguments, each a size_t length, unaligned, and
- * its bytes).
+ * settle record (data holds argc arguments, each a size_t length,
+ * unaligned, and its bytes).
  */
 
 typedef struct {
@@ -37,10 +45,28 @@ typedef struct {
 } ngx_http_aihub_event_t;
 
 
+/* a batch: its entries leave the buffer together, under one id */
+
 typedef struct {
-    ngx_queue_t                   pending;      /* not sent yet */
-    ngx_uint_t                    npending;
+    ngx_queue_t                   queue;
+    ngx_queue_t                   entries;
+    ngx_uint_t                    nentries;
+    ngx_uint_t                    nevents;
+    u_char                        id[AIHUB_EVENT_ID_LEN];
+} ngx_http_aihub_batch_t;
+
+
+typedef struct {
+    ngx_queue_t                   pending;      /* in no batch yet */
+    ngx_queue_t                   sealed;       /* batches not sent */
+    ngx_uint_t                    nloose;       /* entries in pending */
+    ngx_uint_t                    npending;     /* entries not sent */
     ngx_uint_t                    ninflight;    /* sent, not confirmed */
+    ngx_uint_t                    batches;      /* batches in flight */
+    ngx_msec_t                    last_sent;
+    ngx_str_t                     prefix;
+    ngx_str_t                     batch_key;    /* "<prefix>batch:" */
+    ngx_event_t                   gap;          /* the next batch */
     ngx_uint_t                    limit;
     ngx_uint_t                    emitted;
     ngx_uint_t                    dropped;
@@ -54,6 +80,12 @@ typedef struct {
 
 
 static void ngx_http_aihub_usage_send(void);
+static void ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev);
+static ngx_http_aihub_batch_t *ngx_http_aihub_usage_seal(void);
+static ngx_int_t ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b);
+static void ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b);
+static void ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b);
+static void ngx_http_aihub_usage_gap_handler(ngx_event_t *ev);
 static void ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_usage_arm(void);
@@ -73,8 +105,10 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     ngx_queue_init(&us->pending);
+    ngx_queue_init(&us->sealed);
 
     us->log = cycle->log;
+    us->prefix = amcf->redis_prefix;
     us->limit = amcf->event_buffer;
     us->node = amcf->node;
 
@@ -88,9 +122,25 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
                    amcf->redis_prefix.len);
     ngx_memcpy(p, AIHUB_RK_USAGE, sizeof(AIHUB_RK_USAGE) - 1);
 
+    us->batch_key.len = amcf->redis_prefix.len + sizeof(AIHUB_RK_BATCH) - 1
+                        + AIHUB_EVENT_ID_LEN;
+    us->batch_key.data = ngx_pnalloc(cycle->pool, us->batch_key.len);
+    if (us->batch_key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(us->batch_key.data, amcf->redis_prefix.data,
+                   amcf->redis_prefix.len);
+    ngx_memcpy(p, AIHUB_RK_BATCH, sizeof(AIHUB_RK_BATCH) - 1);
+
     us->flush.handler = ngx_http_aihub_usage_flush_handler;
     us->flush.log = cycle->log;
     us->flush.data = us;
+
+    us->gap.handler = ngx_http_aihub_usage_gap_handler;
+    us->gap.log = cycle->log;
+    us->gap.data = us;
+    us->gap.cancelable = 1;
 
     return NGX_OK;
 }
@@ -117,6 +167,13 @@ ngx_http_aihub_usage_exit_process(void)
     (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_lost,
                                 us->npending + us->ninflight);
 
+    while (!ngx_queue_empty(&us->sealed)) {
+        q = ngx_queue_head(&us->sealed);
+        ngx_queue_remove(q);
+        ngx_http_aihub_usage_free(ngx_queue_data(q, ngx_http_aihub_batch_t,
+                                                 queue));
+    }
+
     while (!ngx_queue_empty(&us->pending)) {
         q = ngx_queue_head(&us->pending);
         ngx_queue_remove(q);
@@ -124,6 +181,7 @@ ngx_http_aihub_usage_exit_process(void)
     }
 
     us->npending = 0;
+    us->nloose = 0;
 }
 
 
@@ -152,22 +210,19 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ngx_queue_insert_tail(&us->pending, &ev->queue);
-    us->npending++;
     us->emitted++;
     (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_emitted, 1);
 
-    ngx_http_aihub_usage_send();
-    ngx_http_aihub_usage_arm();
+    ngx_http_aihub_usage_queue(ev);
 
     return NGX_OK;
 }
 
 
-/* a command that must reach Redis: into the buffer, and out when it can */
+/* a settle record that must reach Redis: into the buffer, and out */
 
 ngx_int_t
-ngx_http_aihub_usage_command(ngx_log_t *log, int argc, const char **argv,
+ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
     const size_t *argvlen)
 {
     u_char                         *p;
@@ -176,7 +231,7 @@ ngx_http_aihub_usage_command(ngx_log_t *log, int argc, const char **argv,
     ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    if (argc <= 0 || argc > NGX_HTTP_AIHUB_COMMAND_ARGS) {
+    if (us->log == NULL) {
         return NGX_ERROR;
     }
 
@@ -184,14 +239,14 @@ ngx_http_aihub_usage_command(ngx_log_t *log, int argc, const char **argv,
         us->dropped++;
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "aihub: usage event buffer full (%ui entries), "
-                      "a \"%*s\" command dropped", us->limit,
-                      argvlen[0], argv[0]);
+                      "a settle of lease %*s dropped", us->limit,
+                      argvlen[1], argv[1]);
         return NGX_OK;
     }
 
     len = 0;
 
-    for (i = 0; i < argc; i++) {
+    for (i = 0; i < NGX_HTTP_AIHUB_QUOTA_RECORD; i++) {
         len += sizeof(size_t) + argvlen[i];
     }
 
@@ -200,23 +255,33 @@ ngx_http_aihub_usage_command(ngx_log_t *log, int argc, const char **argv,
         return NGX_ERROR;
     }
 
-    ev->argc = argc;
+    ev->argc = NGX_HTTP_AIHUB_QUOTA_RECORD;
     ev->len = len;
 
     p = ev->data;
 
-    for (i = 0; i < argc; i++) {
+    for (i = 0; i < NGX_HTTP_AIHUB_QUOTA_RECORD; i++) {
         p = ngx_cpymem(p, &argvlen[i], sizeof(size_t));
         p = ngx_cpymem(p, argv[i], argvlen[i]);
     }
 
+    ngx_http_aihub_usage_queue(ev);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev)
+{
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
     ngx_queue_insert_tail(&us->pending, &ev->queue);
     us->npending++;
+    us->nloose++;
 
     ngx_http_aihub_usage_send();
     ngx_http_aihub_usage_arm();
-
-    return NGX_OK;
 }
 
 
@@ -285,123 +350,271 @@ ngx_http_aihub_usage_flush(void)
 }
 
 
-/* pipelines every pending event; replies confirm them one by one */
+/*
+ * Sends what waits: the batches sealed before (resends first), then a new
+ * batch of what is pending, when one is due (see the top of this file).
+ */
 
 static void
 ngx_http_aihub_usage_send(void)
 {
-    int                      argc;
-    u_char                  *p;
-    ngx_uint_t               i;
-    ngx_queue_t             *q;
-    const char              *argv[NGX_HTTP_AIHUB_COMMAND_ARGS];
-    size_t                   argvlen[NGX_HTTP_AIHUB_COMMAND_ARGS];
-    ngx_http_aihub_event_t  *ev;
+    ngx_queue_t                    *q;
+    ngx_msec_t                      now;
+    ngx_http_aihub_batch_t         *b;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    while (!ngx_queue_empty(&us->pending)) {
-
+    for ( ;; ) {
         if (!ngx_http_aihub_redis_ready()) {
             return;
         }
 
-        q = ngx_queue_head(&us->pending);
-        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
-
-        if (ev->argc == 0) {
-            argv[0] = "XADD";
-            argvlen[0] = sizeof("XADD") - 1;
-            argv[1] = (const char *) us->stream.data;
-            argvlen[1] = us->stream.len;
-            argv[2] = "*";
-            argvlen[2] = 1;
-            argv[3] = AIHUB_USAGE_FIELD;
-            argvlen[3] = sizeof(AIHUB_USAGE_FIELD) - 1;
-            argv[4] = (const char *) ev->data;
-            argvlen[4] = ev->len;
-            argc = 5;
-
-        } else {
-            p = ev->data;
-
-            for (i = 0; i < ev->argc; i++) {
-                ngx_memcpy(&argvlen[i], p, sizeof(size_t));
-                p += sizeof(size_t);
-                argv[i] = (const char *) p;
-                p += argvlen[i];
+        if (ngx_queue_empty(&us->sealed)) {
+            if (us->nloose == 0) {
+                return;
             }
 
-            argc = (int) ev->argc;
+            now = ngx_current_msec;
+
+            if (us->nloose < NGX_HTTP_AIHUB_BATCH_MAX
+                && (us->batches
+                    || now - us->last_sent < NGX_HTTP_AIHUB_BATCH_GAP))
+            {
+                /* the next batch when this one is confirmed, or soon */
+
+                if (!us->gap.timer_set && us->batches == 0) {
+                    ngx_add_timer(&us->gap, NGX_HTTP_AIHUB_BATCH_GAP
+                                            - (now - us->last_sent));
+                }
+
+                return;
+            }
+
+            b = ngx_http_aihub_usage_seal();
+            if (b == NULL) {
+                return;
+            }
+
+        } else {
+            q = ngx_queue_head(&us->sealed);
+            b = ngx_queue_data(q, ngx_http_aihub_batch_t, queue);
+            ngx_queue_remove(q);
         }
 
-        if (ngx_http_aihub_redis_send(ngx_http_aihub_usage_sent, ev,
-                                      argc, argv, argvlen)
-            != NGX_OK)
-        {
+        if (ngx_http_aihub_usage_send_batch(b) != NGX_OK) {
+            ngx_queue_insert_head(&us->sealed, &b->queue);
             return;
         }
 
-        ngx_queue_remove(q);
-        us->npending--;
-        us->ninflight++;
+        us->last_sent = ngx_current_msec;
+        us->batches++;
+        us->npending -= b->nentries;
+        us->ninflight += b->nentries;
     }
+}
+
+
+/* up to NGX_HTTP_AIHUB_BATCH_MAX pending entries, under a new id */
+
+static ngx_http_aihub_batch_t *
+ngx_http_aihub_usage_seal(void)
+{
+    ngx_queue_t                    *q;
+    ngx_http_aihub_batch_t         *b;
+    ngx_http_aihub_event_t         *ev;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    b = ngx_alloc(sizeof(ngx_http_aihub_batch_t), us->log);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    ngx_queue_init(&b->entries);
+    b->nentries = 0;
+    b->nevents = 0;
+    ngx_http_aihub_request_id(b->id);
+
+    while (!ngx_queue_empty(&us->pending)
+           && b->nentries < NGX_HTTP_AIHUB_BATCH_MAX)
+    {
+        q = ngx_queue_head(&us->pending);
+        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&b->entries, q);
+
+        b->nentries++;
+        b->nevents += (ev->argc == 0);
+        us->nloose--;
+    }
+
+    return b;
+}
+
+
+/* the apply script with the batch's events, then its records */
+
+static ngx_int_t
+ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
+{
+    int                             argc, pass;
+    u_char                         *p, *key, nums[2][NGX_INT_T_LEN];
+    ngx_uint_t                      i;
+    ngx_int_t                       rc;
+    ngx_queue_t                    *q;
+    ngx_http_aihub_event_t         *ev;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    static const char  *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
+    static size_t       argvlen[NGX_HTTP_AIHUB_BATCH_ARGS];
+
+    key = ngx_alloc(us->batch_key.len, us->log);
+    if (key == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(key, us->batch_key.data,
+               us->batch_key.len - AIHUB_EVENT_ID_LEN);
+    ngx_memcpy(key + us->batch_key.len - AIHUB_EVENT_ID_LEN, b->id,
+               AIHUB_EVENT_ID_LEN);
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *)
+              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_APPLY);
+    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (const char *) us->stream.data;
+    argvlen[3] = us->stream.len;
+    argv[4] = (const char *) key;
+    argvlen[4] = us->batch_key.len;
+    argv[5] = (const char *) us->prefix.data;
+    argvlen[5] = us->prefix.len;
+
+    /* a period hash the batch creates (Redis lost it) lives 72 days */
+    argv[6] = (const char *) nums[0];
+    argvlen[6] = ngx_sprintf(nums[0], "%ui", (ngx_uint_t) 72 * 86400)
+                 - nums[0];
+    argv[7] = (const char *) nums[1];
+    argvlen[7] = ngx_sprintf(nums[1], "%ui", b->nevents) - nums[1];
+
+    argc = 8;
+
+    /* the events first, then the records */
+
+    for (pass = 0; pass < 2; pass++) {
+        for (q = ngx_queue_head(&b->entries);
+             q != ngx_queue_sentinel(&b->entries);
+             q = ngx_queue_next(q))
+        {
+            ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+
+            if ((ev->argc == 0) != (pass == 0)) {
+                continue;
+            }
+
+            if (ev->argc == 0) {
+                argv[argc] = (const char *) ev->data;
+                argvlen[argc++] = ev->len;
+                continue;
+            }
+
+            p = ev->data;
+
+            for (i = 0; i < ev->argc; i++) {
+                ngx_memcpy(&argvlen[argc], p, sizeof(size_t));
+                p += sizeof(size_t);
+                argv[argc++] = (const char *) p;
+                p += argvlen[argc - 1];
+            }
+        }
+    }
+
+    rc = ngx_http_aihub_redis_send(ngx_http_aihub_usage_sent, b, argc, argv,
+                                   argvlen);
+    ngx_free(key);
+
+    return rc;
 }
 
 
 static void
 ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    redisReply              *rep = reply;
-    ngx_http_aihub_event_t  *ev = privdata;
+    redisReply                     *rep = reply;
+    ngx_http_aihub_batch_t         *b = privdata;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    us->ninflight--;
+    us->batches--;
+    us->ninflight -= b->nentries;
 
-    if (rep == NULL) {
-        /* the connection went away: send it again when it is back */
-        ngx_queue_insert_head(&us->pending, &ev->queue);
-        us->npending++;
-        ngx_http_aihub_usage_arm();
-        return;
-    }
-
-    if (ev->argc) {
-        if (rep->type == REDIS_REPLY_ERROR
-            && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0)
-        {
-            /* the scripts are loaded again before it is resent */
+    if (rep == NULL
+        || (rep->type == REDIS_REPLY_ERROR
+            && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0))
+    {
+        /*
+         * the connection went away, or Redis lost the scripts (they are
+         * loaded again first): the same batch again, under its id
+         */
+        if (rep) {
             ngx_http_aihub_scripts_load();
-            ngx_queue_insert_head(&us->pending, &ev->queue);
-            us->npending++;
-            ngx_http_aihub_usage_arm();
-            return;
         }
 
-        if (rep->type == REDIS_REPLY_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                          "aihub: redis refused a buffered command: %s",
-                          rep->str);
-        }
-
-        ngx_free(ev);
+        ngx_http_aihub_usage_requeue(b);
         return;
     }
 
     if (rep->type == REDIS_REPLY_ERROR) {
-        us->failed++;
+        us->failed += b->nevents;
         (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_refused,
-                                    1);
+                                    b->nevents);
         ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                      "aihub: redis refused usage event: %s; event: %*s",
-                      rep->str, ev->len, ev->data);
-    }
+                      "aihub: redis refused a batch of %ui usage events "
+                      "and %ui settles: %s", b->nevents,
+                      b->nentries - b->nevents, rep->str);
 
-    if (rep->type != REDIS_REPLY_ERROR) {
+    } else {
         (void) ngx_atomic_fetch_add(
-                   &ngx_http_aihub_metrics()->events_confirmed, 1);
+                   &ngx_http_aihub_metrics()->events_confirmed, b->nevents);
     }
 
-    ngx_free(ev);
+    ngx_http_aihub_usage_free(b);
+
+    /* what waited for this batch */
+    ngx_http_aihub_usage_send();
+}
+
+
+static void
+ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b)
+{
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    ngx_queue_insert_head(&us->sealed, &b->queue);
+    us->npending += b->nentries;
+    ngx_http_aihub_usage_arm();
+}
+
+
+static void
+ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b)
+{
+    ngx_queue_t  *q;
+
+    while (!ngx_queue_empty(&b->entries)) {
+        q = ngx_queue_head(&b->entries);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_aihub_event_t, queue));
+    }
+
+    ngx_free(b);
+}
+
+
+static void
+ngx_http_aihub_usage_gap_handler(ngx_event_t *ev)
+{
+    ngx_http_aihub_usage_send();
 }
 
 

@@ -1,0 +1,230 @@
+#!/usr/bin/perl
+
+# Block leases (issue 10): far from the edge of its quota an account's
+# calls are admitted from its node's lease in the shared zone, with no
+# Redis round trip, and settles and usage events leave each worker
+# process in batches.  A steady load (wrk, keep-alive, against a canned
+# provider) is measured with Redis's INFO commandstats: the round trips
+# (EVALSHA: batches and leases) and the commands Redis ran in all (the
+# scripts' own included) per call are both far below one.  Afterwards the
+# counters equal the calls answered and the events written, and the
+# unused rest of the leases goes back when the node goes idle; small
+# leases refilled ahead of need stay exact; a graceful reload under load
+# gives the old worker processes' leases back; the global rate limit
+# never leases ahead.  Nothing here is timed.
+
+use strict;
+use warnings;
+
+use Test::More;
+use JSON::PP;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+plan(skip_all => 'wrk not installed') unless -x '/usr/bin/wrk';
+
+my $t = Aihub->new(redis => 1);
+
+seed_models($t);
+my $probe = seed_full_key($t, account => 3500, included => 1000000);
+
+# the provider: canned answers from an nginx of its own (the Perl mock
+# could not keep up with wrk)
+my $canned = Aihub::read_file(Aihub::root() . '/t/bench/canned.json');
+$canned =~ s/\s+\z//;
+$canned =~ s/'/\\'/g;
+
+$t->nginx(<<"END", name => 'stub', no_module => 1);
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        keepalive_requests 100000;
+
+        location / {
+            default_type application/json;
+            return 200 '$canned';
+        }
+    }
+END
+$t->start_nginx('stub');
+my $STUB = $t->port('stub');
+
+sub gateway {
+    my ($name, $extra, $loc) = @_;
+    $loc //= '';
+
+    $t->nginx(<<"END", name => $name);
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 5s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=http://127.0.0.1:$STUB/v1 key_env=AIHUB_MOCK_KEY;
+    $extra
+
+    upstream stub {
+        server 127.0.0.1:$STUB;
+        keepalive 32;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        keepalive_requests 100000;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            $loc
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+END
+    worker_processes($t, 2, $name);
+    $t->start_nginx($name);
+    ok(wait_ready($t, $probe, name => $name), "$name: catalog loaded");
+}
+
+gateway('nginx', '');
+gateway('small', 'aihub_lease_calls 4;');
+gateway('global', '', 'aihub_rate_limit global;');
+
+my $PERIOD = period_id();
+my $JSON = JSON::PP->new;
+
+sub period { $t->redis('HGETALL', "aihub:period:$_[0]:$PERIOD") // [] }
+
+sub field {
+    my ($account, $f) = @_;
+    my %h = @{ period($account) };
+    return ($h{$f} // 0) + 0;
+}
+
+# the usage events of an account in the stream (an entry holds several)
+sub events {
+    my ($account) = @_;
+    my $n = 0;
+    for my $e (@{ $t->redis('XRANGE', 'aihub:usage', '-', '+') // [] }) {
+        my @f = @{ $e->[1] };
+        while (my ($k, $v) = splice @f, 0, 2) {
+            next unless $k eq 'event';
+            my $ev = $JSON->decode($v);
+            $n++ if $ev->{account} == $account && $ev->{status} == 200;
+        }
+    }
+    return $n;
+}
+
+sub wrk {
+    my (%o) = @_;
+    local $ENV{BENCH_KEY} = $o{key};
+    local $ENV{BENCH_MODEL} = 'test-basic';
+    my $port = $t->port($o{name} // 'nginx');
+    my $out = `/usr/bin/wrk -t2 -c$o{c} -d$o{seconds}s --timeout 10s \\
+               -s t/bench/chat.lua http://127.0.0.1:$port/ 2>&1`;
+    my ($n) = $out =~ /BENCH requests=(\d+)/ or diag($out);
+    my ($status) = $out =~ / status=(\d+)/;
+    return ($n // 0, $status // -1);
+}
+
+sub stats {
+    my %s;
+    for (split /\r?\n/, $t->redis('INFO', 'commandstats')) {
+        $s{$1} = $2 if /^cmdstat_([^:]+):calls=(\d+)/;
+    }
+    return \%s;
+}
+
+# every lease back, nothing held, the counter equal to the events; wrk
+# stops counting with up to $c calls still in flight, which nginx answers
+sub settled {
+    my ($account, $calls, $c, $name) = @_;
+    my $ok = $t->wait_for(sub {
+        field($account, 'leased_calls') == 0
+        && ($t->redis('ZCARD', "aihub:leases:$account:$PERIOD") // 0) == 0
+        && field($account, 'calls') >= $calls
+        && field($account, 'calls') == events($account)
+    }, timeout => 20, interval => 0.2);
+    my $n = field($account, 'calls');
+    ok($ok, "$name: every lease back, the counter equal to the events")
+        or diag(join ' ', @{ period($account) });
+    ok($n >= $calls && $n <= $calls + $c,
+       "$name: $n calls counted, for $calls answered and $c in flight");
+}
+
+
+# --- 1. a steady load far from the edge: no round trip per call ----------------
+
+my $k1 = seed_full_key($t, account => 3501, included => 10000000,
+                       overage => 0);
+for (1 .. 4) {
+    my $r = $t->chat($k1, model => 'test-basic');
+    is($r->{status}, 200, 'a first call') or diag($r->{content});
+}
+settled(3501, 4, 0, 'warm-up');
+
+$t->redis('CONFIG', 'RESETSTAT');
+my ($n1, $bad1) = wrk(key => $k1, c => 16, seconds => 3);
+my $s = stats();
+cmp_ok($n1, '>', 500, "load: $n1 calls answered");
+is($bad1, 0, 'load: every answer 200');
+
+# what ran while the load ran: the test itself sent only CONFIG and INFO
+delete $s->{$_} for grep { /^(config|info)/ } keys %$s;
+my $total = 0;
+$total += $_ for values %$s;
+my $trips = $s->{evalsha} // 0;
+diag(sprintf 'load: %d calls; %d round trips (%.3f a call); %d commands '
+             . 'in all, the scripts\' own included (%.3f a call): %s',
+     $n1, $trips, $trips / $n1, $total, $total / $n1,
+     join(' ', map { "$_=$s->{$_}" } sort keys %$s));
+cmp_ok($trips / $n1, '<', 0.25, 'load: round trips per call far below 1');
+cmp_ok($total / $n1, '<', 0.75,
+       'load: Redis commands per call, scripts included, below 1');
+settled(3501, 4 + $n1, 16, 'load');
+
+
+# --- 2. small leases, refilled ahead of need: exact --------------------------------
+
+my $k2 = seed_full_key($t, account => 3502, included => 10000000,
+                       overage => 0);
+my ($n2, $bad2) = wrk(key => $k2, c => 8, seconds => 2,
+                      name => 'small');
+cmp_ok($n2, '>', 100, "small leases: $n2 calls answered");
+is($bad2, 0, 'small leases: every answer 200');
+settled(3502, $n2, 8, 'small leases');
+
+
+# --- 3. a graceful reload with leases held -------------------------------------------
+
+my $k3 = seed_full_key($t, account => 3503, included => 10000000,
+                       overage => 0);
+my $pid = fork // die "fork: $!\n";
+if ($pid == 0) {
+    my ($n) = wrk(key => $k3, c => 8, seconds => 4);
+    Aihub::write_file($t->dir . '/reload.n', $n);
+    POSIX::_exit(0);
+}
+sleep 1.5;
+ok(field(3503, 'leased_calls') > 0, 'reload: a lease held under load');
+$t->reload_nginx;
+waitpid($pid, 0);
+my $n3 = Aihub::read_file($t->dir . '/reload.n') + 0;
+cmp_ok($n3, '>', 100, "reload: $n3 calls answered across the reload");
+settled(3503, $n3, 8, 'reload');
+
+
+# --- 4. the Redis-global rate limit: every call passes Redis -----------------------
+
+my $k4 = seed_full_key($t, account => 3504, included => 10000000,
+                       overage => 0, rpm => 600000);
+$t->redis('CONFIG', 'RESETSTAT');
+my ($n4) = wrk(key => $k4, c => 4, seconds => 1, name => 'global');
+cmp_ok($n4, '>', 20, "global limit: $n4 calls");
+cmp_ok(stats()->{evalsha} // 0, '>=', $n4,
+       'global limit: a lease of one call per call (no block lease)');
+settled(3504, $n4, 4, 'global limit');
+
+$t->done;
