@@ -7,11 +7,11 @@
  * call per request for the others, which is exact, only slower).
  *
  * A lease is admitted from until half its lifetime is gone, so the calls
- * it admitted are settled before Redis reclaims it.  When half of it is
- * used, or a quarter of its lifetime gone, the process that admits the
- * call asks for the next one without holding the request (one ask per
- * slot at a time); the new lease replaces the old one, whose unused calls
- * are returned.  A lease nobody used for NGX_HTTP_AIHUB_LEASE_IDLE ms is
+ * it admitted are settled before Redis reclaims it.  When three quarters
+ * of it are used, or a quarter of its lifetime is gone, the process that
+ * admits the call asks for the next one without holding the request (one
+ * ask per slot at a time); the new lease replaces the old one, whose unused
+ * calls are returned.  A lease nobody used for NGX_HTTP_AIHUB_LEASE_IDLE ms is
  * returned; so is every lease when a worker process exits gracefully (a
  * reload or shutdown: the new processes take fresh ones).
  * Returns travel in the confirmed, resent batches of the usage events.
@@ -274,7 +274,7 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->quota.overage_call = (s->base + s->admitted
                                > ctx->caller.key.rec.included);
 
-    if ((s->granted - s->admitted <= s->granted / 2
+    if ((s->granted - s->admitted <= s->granted / 4
          || (ngx_msec_int_t) (now - s->refill_at) >= 0)
         && (s->asked == 0 || now - s->asked > 10000))
     {

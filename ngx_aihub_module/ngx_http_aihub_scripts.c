@@ -96,16 +96,16 @@ static const char  ngx_http_aihub_grant_script[] =
     "  end "
     "end "
     NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
-    "redis.call('HINCRBY', pk, '" AIHUB_CF_LEASED_CALLS "', n) "
+    "local held = tonumber(h[2] or '0') "
+    "redis.call('HSET', pk, '" AIHUB_CF_LEASED_CALLS "', held + n, '"
+        AIHUB_CF_LEASED_COST "', tonumber(h[4] or '0') + lc, '"
+        AIHUB_CF_LEASE "' .. ARGV[6], n .. ':' .. lc) "
     "if used == 0 then redis.call('EXPIRE', pk, ARGV[4]) end "
-    "if lc > 0 then redis.call('HINCRBY', pk, '"
-        AIHUB_CF_LEASED_COST "', lc) end "
     "local due = lnow + tonumber(ARGV[7]) "
     "if due > tonumber(ARGV[12]) then due = tonumber(ARGV[12]) end "
     "if due <= lnow then due = lnow + 1 end "
-    "redis.call('HSET', pk, '" AIHUB_CF_LEASE "' .. ARGV[6], n .. ':' .. lc) "
     "redis.call('ZADD', lk, due, ARGV[6]) "
-    "redis.call('EXPIRE', lk, ARGV[4]) "
+    "if held == 0 then redis.call('EXPIRE', lk, ARGV[4]) end "
     "redis.call('ZADD', KEYS[4], 'LT', due, ARGV[9]) "
     "return {1, used, 'ok', remaining, 0, reset, n, due - lnow}";
 

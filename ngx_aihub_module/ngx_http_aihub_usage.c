@@ -26,7 +26,7 @@
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
 #define NGX_HTTP_AIHUB_FLUSH_MAX       5000
 #define NGX_HTTP_AIHUB_BATCH_MAX       64       /* entries, and events */
-#define NGX_HTTP_AIHUB_BATCH_GAP       4        /* ms between batches */
+#define NGX_HTTP_AIHUB_BATCH_GAP       5        /* ms between batches */
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
     (8 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_QUOTA_RECORD)
 
@@ -62,6 +62,8 @@ typedef struct {
     ngx_uint_t                    nloose;       /* entries in pending */
     ngx_uint_t                    npending;     /* entries not sent */
     ngx_uint_t                    ninflight;    /* sent, not confirmed */
+    ngx_uint_t                    events;       /* held, not confirmed */
+    ngx_uint_t                    records;      /* held, not confirmed */
     ngx_uint_t                    batches;      /* batches in flight */
     ngx_msec_t                    last_sent;
     ngx_str_t                     prefix;
@@ -156,16 +158,16 @@ ngx_http_aihub_usage_exit_process(void)
         return;
     }
 
-    if (us->npending || us->ninflight) {
+    if (us->events || us->records) {
         ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                      "aihub: exiting with %ui usage events not confirmed "
-                      "by redis (%ui unsent); the ids already sent are "
-                      "stored once by the worker",
-                      us->npending + us->ninflight, us->npending);
+                      "aihub: exiting with %ui usage events and %ui "
+                      "settles not confirmed by redis; the ids already "
+                      "sent are stored once by the worker, the leases "
+                      "expire", us->events, us->records);
     }
 
     (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_lost,
-                                us->npending + us->ninflight);
+                                us->events);
 
     while (!ngx_queue_empty(&us->sealed)) {
         q = ngx_queue_head(&us->sealed);
@@ -182,6 +184,8 @@ ngx_http_aihub_usage_exit_process(void)
 
     us->npending = 0;
     us->nloose = 0;
+    us->events = 0;
+    us->records = 0;
 }
 
 
@@ -193,7 +197,7 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    if (us->npending + us->ninflight >= us->limit) {
+    if (us->events >= us->limit) {
         us->dropped++;
         (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_dropped,
                                     1);
@@ -235,12 +239,11 @@ ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
         return NGX_ERROR;
     }
 
-    if (us->npending + us->ninflight >= us->limit) {
-        us->dropped++;
+    if (us->records >= us->limit) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "aihub: usage event buffer full (%ui entries), "
-                      "a settle of lease %*s dropped", us->limit,
-                      argvlen[1], argv[1]);
+                      "aihub: settle buffer full (%ui settles), a settle "
+                      "of lease %*s dropped; the lease is reclaimed when "
+                      "it expires", us->limit, argvlen[1], argv[1]);
         return NGX_OK;
     }
 
@@ -279,6 +282,13 @@ ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev)
     ngx_queue_insert_tail(&us->pending, &ev->queue);
     us->npending++;
     us->nloose++;
+
+    if (ev->argc == 0) {
+        us->events++;
+
+    } else {
+        us->records++;
+    }
 
     ngx_http_aihub_usage_send();
     ngx_http_aihub_usage_arm();
@@ -599,13 +609,17 @@ ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b)
 static void
 ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t                    *q;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     while (!ngx_queue_empty(&b->entries)) {
         q = ngx_queue_head(&b->entries);
         ngx_queue_remove(q);
         ngx_free(ngx_queue_data(q, ngx_http_aihub_event_t, queue));
     }
+
+    us->events -= b->nevents;
+    us->records -= b->nentries - b->nevents;
 
     ngx_free(b);
 }

@@ -155,7 +155,7 @@ sub settled {
 }
 
 
-# --- 1. a steady load far from the edge: no round trip per call ----------------
+# --- 1. a steady load far from the edge: no round trip per call --------------
 
 my $k1 = seed_full_key($t, account => 3501, included => 10000000,
                        overage => 0);
@@ -186,7 +186,7 @@ cmp_ok($total / $n1, '<', 0.75,
 settled(3501, 4 + $n1, 16, 'load');
 
 
-# --- 2. small leases, refilled ahead of need: exact --------------------------------
+# --- 2. small leases, refilled ahead of need: exact --------------------------
 
 my $k2 = seed_full_key($t, account => 3502, included => 10000000,
                        overage => 0);
@@ -197,7 +197,7 @@ is($bad2, 0, 'small leases: every answer 200');
 settled(3502, $n2, 8, 'small leases');
 
 
-# --- 3. a graceful reload with leases held -------------------------------------------
+# --- 3. a graceful reload with leases held -----------------------------------
 
 my $k3 = seed_full_key($t, account => 3503, included => 10000000,
                        overage => 0);
@@ -216,7 +216,7 @@ cmp_ok($n3, '>', 100, "reload: $n3 calls answered across the reload");
 settled(3503, $n3, 8, 'reload');
 
 
-# --- 4. the Redis-global rate limit: every call passes Redis -----------------------
+# --- 4. the Redis-global rate limit: every call passes Redis -----------------
 
 my $k4 = seed_full_key($t, account => 3504, included => 10000000,
                        overage => 0, rpm => 600000);

@@ -1,15 +1,20 @@
 #!/usr/bin/perl
 
 # Faults around a call's quota lease (issue 10, "Must hold"): each case
-# ends with the account's period counter equal to its ledger, with no
-# manual action.  The ledger here is what the worker would store: the
-# usage events in the stream with a 2xx status (no MariaDB needed).
+# ends with the account's period counter equal to its ledger and no lease
+# outstanding, with no manual action.  The ledger here is what the worker
+# would store: the usage events in the stream with a 2xx status (no
+# MariaDB needed).  The accounts of the first cases have 10 calls: near
+# the edge, where every call waits for its own lease of one call.
 #
-#   - the reserve's reply comes after aihub_redis_timeout (Redis frozen):
+#   - the grant's reply comes after aihub_redis_timeout (Redis frozen):
 #     the 503 gives its lease back;
-#   - the client goes away before the reserve's reply: given back;
-#   - the nginx worker process is killed (SIGKILL) mid-call: its lease
-#     expires (aihub_lease_time 2s here) and the sweep reclaims it;
+#   - the client goes away before the grant's reply: given back;
+#   - the nginx worker processes are killed (SIGKILL) mid-call: their
+#     leases expire (aihub_lease_time 2s here) and the sweep reclaims
+#     them; the same far from the edge, where the calls came out of the
+#     node's block lease (the zone outlives its processes: the unused rest
+#     goes back when the node is idle, the killed calls when it expires);
 #   - Redis (with its AOF) restarted between the reserve and the settle of
 #     a failed call and of a successful one: the settles wait in the
 #     confirmed buffer and are applied once when Redis is back;
@@ -71,30 +76,36 @@ ok(wait_ready($t, $probe), 'catalog loaded');
 my $PERIOD = period_id();
 
 sub counted {
-    my ($account) = @_;
-    return ($t->redis('HGET', "aihub:period:$account:$PERIOD", 'calls')
-            // 0) + 0;
+    my ($account, $f) = @_;
+    return ($t->redis('HGET', "aihub:period:$account:$PERIOD",
+                      $f // 'calls') // 0) + 0;
 }
+
+sub held { counted($_[0], 'leased_calls') }
 
 sub ledger {
     my ($account) = @_;
     my $n = 0;
     for my $e (@{ $t->redis('XRANGE', 'aihub:usage', '-', '+') // [] }) {
-        my %f = @{ $e->[1] };
-        my $ev = eval { JSON::PP->new->decode($f{event}) } or next;
-        $n++ if $ev->{account} == $account
-                && $ev->{status} >= 200 && $ev->{status} < 300;
+        my @f = @{ $e->[1] };
+        while (my ($k, $v) = splice @f, 0, 2) {
+            my $ev = eval { JSON::PP->new->decode($v) } or next;
+            $n++ if $k eq 'event' && $ev->{account} == $account
+                    && $ev->{status} >= 200 && $ev->{status} < 300;
+        }
     }
     return $n;
 }
 
 sub healed {
     my ($account, $name) = @_;
-    my $ok = $t->wait_for(sub { counted($account) == ledger($account) },
-                          timeout => 20, interval => 0.1);
-    ok($ok, "$name: the counter equals the ledger")
+    my $ok = $t->wait_for(sub {
+        counted($account) == ledger($account) && held($account) == 0
+        && ($t->redis('ZCARD', "aihub:leases:$account:$PERIOD") // 0) == 0
+    }, timeout => 20, interval => 0.1);
+    ok($ok, "$name: the counter equals the ledger, no lease left")
         or diag("counted " . counted($account) . ", ledger "
-                . ledger($account));
+                . ledger($account) . ", held " . held($account));
 }
 
 # a raw request on its own connection, for a client that goes away
@@ -115,7 +126,7 @@ sub raw_chat {
 
 # --- 1. the reserve's reply after the timeout --------------------------------
 
-my $k1 = seed_full_key($t, account => 6901);
+my $k1 = seed_full_key($t, account => 6901, included => 10);
 is($t->chat($k1, model => 'test-basic')->{status}, 200, 'timeout: one call');
 
 $t->redis_nowait('DEBUG', 'SLEEP', '1');
@@ -128,7 +139,7 @@ is(counted(6901), 1, 'timeout: one call counted, the one answered');
 
 # --- 2. the client gone before the reply ---------------------------------------
 
-my $k2 = seed_full_key($t, account => 6902);
+my $k2 = seed_full_key($t, account => 6902, included => 10);
 is($t->chat($k2, model => 'test-basic')->{status}, 200, 'gone: one call');
 
 $t->redis_nowait('DEBUG', 'SLEEP', '1');
@@ -143,37 +154,52 @@ is(counted(6902), 1, 'client gone: only the answered call counted');
 
 # --- 3. the nginx worker process killed mid-call -------------------------------
 
-my $k3 = seed_full_key($t, account => 6903);
+my $k3 = seed_full_key($t, account => 6903, included => 10);
 my @slow = map { raw_chat($k3, 'x-mock-delay-ms' => 3000) } 1 .. 2;
-ok($t->wait_for(sub { counted(6903) == 2 }, timeout => 10),
-   'kill: two calls reserved and in flight');
+ok($t->wait_for(sub { held(6903) == 2 }, timeout => 10),
+   'kill: two calls leased and in flight');
 $t->allow_log(qr/exited on signal 9/);
 kill 'KILL', $t->nginx_worker_pids;
 close $_ for @slow;
 ok($t->wait_for(sub { scalar(() = $t->nginx_worker_pids) == 2 },
                 timeout => 10), 'kill: the master started new workers');
-is(counted(6903), 2, 'kill: the killed calls are still counted (leased)');
+is(held(6903), 2, 'kill: the killed calls are still leased');
+is(counted(6903), 0, 'kill: and not counted');
 is(ledger(6903), 0, 'kill: and in no ledger');
 
 # after the lease time the sweep reclaims them, with no call of the
 # account and no manual action
 healed(6903, 'worker killed');
 is(counted(6903), 0, 'kill: nothing counted once the leases expired');
-is($t->redis('ZCARD', "aihub:leases:6903:$PERIOD"), 0,
-   'kill: no lease outstanding');
 ok(wait_ready($t, $probe), 'kill: serving again');
 is($t->chat($k3, model => 'test-basic')->{status}, 200, 'kill: a call');
 healed(6903, 'worker killed, then a call');
 is(counted(6903), 1, 'kill: only that call counted');
 
+# far from the edge: the calls come out of the node's block lease
+my $k3b = seed_full_key($t, account => 6913, included => 100000);
+is($t->chat($k3b, model => 'test-basic')->{status}, 200,
+   'block lease: a call');
+ok(held(6913) > 1, 'block lease: the node holds a block of calls');
+my $m0 = mock_count($t);
+@slow = map { raw_chat($k3b, 'x-mock-delay-ms' => 3000) } 1 .. 2;
+ok($t->wait_for(sub { mock_count($t) >= $m0 + 2 }, timeout => 10),
+   'block lease: two calls at the provider');
+kill 'KILL', $t->nginx_worker_pids;
+close $_ for @slow;
+ok($t->wait_for(sub { scalar(() = $t->nginx_worker_pids) == 2 },
+                timeout => 10), 'block lease: new workers');
+healed(6913, 'block lease, workers killed');
+is(counted(6913), 1, 'block lease: only the answered call counted');
+
 
 # --- 4. Redis restarted around the settle --------------------------------------
 
-my $k4 = seed_full_key($t, account => 6904);
+my $k4 = seed_full_key($t, account => 6904, included => 10);
 my $fail = raw_chat($k4, 'x-mock-delay-ms' => 1500, 'x-mock-status' => 500);
 my $good = raw_chat($k4, 'x-mock-delay-ms' => 1500);
-ok($t->wait_for(sub { counted(6904) == 2 }, timeout => 10),
-   'settle: two calls reserved');
+ok($t->wait_for(sub { held(6904) == 2 }, timeout => 10),
+   'settle: two calls leased');
 $t->stop_redis;
 sleep 2;    # both calls end at the provider while Redis is away
 $t->start_redis(@aof);
@@ -199,7 +225,7 @@ is(counted(6904), 1, 'settle: the failed call given back, the good one kept');
 # and the running call settles in its own month
 my $k5 = seed_full_key($t, account => 6905, included => 2, overage => 0);
 my $slow = raw_chat($k5, 'x-mock-delay-ms' => 1500);
-ok($t->wait_for(sub { counted(6905) == 1 }, timeout => 10),
+ok($t->wait_for(sub { held(6905) == 1 }, timeout => 10),
    'rollover: a call of this month in flight');
 my $NEXT = period_id(time + 40 * 86400);
 my @next = map { $t->chat($k5, model => 'test-basic', name => 'future')
