@@ -22,7 +22,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_scripts.h"
-#include "ngx_http_aihub_quota.h"
+#include "ngx_http_aihub_grant.h"
 #include "ngx_http_aihub_lease.h"
 
 #include "aihub_period.h"
@@ -397,8 +397,8 @@ ngx_http_aihub_lease_refill(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                    "aihub lease: asking for the next lease of \"%V\"",
                    &ctx->quota.period_key);
 
-    if (ngx_http_aihub_quota_grant(r, ctx, ask->id, amcf->lease_calls, 2,
-                                   ngx_http_aihub_lease_granted, ask)
+    if (ngx_http_aihub_grant_send(r, ctx, ask->id, amcf->lease_calls, 2,
+                                  ngx_http_aihub_lease_granted, ask, NULL)
         != NGX_OK)
     {
         /* not connected: a later call asks again */
@@ -552,6 +552,6 @@ ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b)
     m.data = b->m;
     m.len = b->m_len;
 
-    ngx_http_aihub_quota_record(ngx_cycle->log, &m, b->id, 'r', b->calls,
+    ngx_http_aihub_settle_record(ngx_cycle->log, &m, b->id, 'r', b->calls,
                                 0, NULL);
 }

@@ -16,6 +16,7 @@
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_quota.h"
 #include "ngx_http_aihub_lease.h"
+#include "ngx_http_aihub_grant.h"
 #include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_access.h"
 #include "ngx_http_aihub_log.h"
@@ -659,7 +660,7 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
 
     ngx_http_aihub_scripts_init();
 
-    if (ngx_http_aihub_quota_init_process(cycle, amcf) != NGX_OK
+    if (ngx_http_aihub_grant_init_process(cycle, amcf) != NGX_OK
         || ngx_http_aihub_lease_init_process(cycle, amcf) != NGX_OK)
     {
         return NGX_ERROR;

@@ -30,6 +30,7 @@
 #include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_lease.h"
+#include "ngx_http_aihub_grant.h"
 #include "ngx_http_aihub_quota.h"
 
 #include "aihub_period.h"
@@ -39,8 +40,6 @@
 static void ngx_http_aihub_quota_done(ngx_http_request_t *r,
     redisReply *reply);
 static void ngx_http_aihub_quota_cleanup(void *data);
-static void ngx_http_aihub_swept(redisAsyncContext *ac, void *reply,
-    void *privdata);
 static void ngx_http_aihub_quota_give_back(ngx_log_t *log,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
@@ -51,104 +50,6 @@ static ngx_uint_t ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 
 
-
-
-/* "<prefix>leases-due", and the sweep's timer (one worker process) */
-
-static ngx_str_t    ngx_http_aihub_leases_due;
-static ngx_str_t    ngx_http_aihub_sweep_prefix;
-static ngx_msec_t   ngx_http_aihub_sweep_every;
-static ngx_event_t  ngx_http_aihub_sweep_ev;
-
-
-static void ngx_http_aihub_sweep_handler(ngx_event_t *ev);
-
-
-ngx_int_t
-ngx_http_aihub_quota_init_process(ngx_cycle_t *cycle,
-    ngx_http_aihub_main_conf_t *amcf)
-{
-    u_char  *p;
-
-    ngx_http_aihub_leases_due.len = amcf->redis_prefix.len
-                                    + sizeof(AIHUB_RK_LEASES_DUE) - 1;
-    ngx_http_aihub_leases_due.data = ngx_pnalloc(cycle->pool,
-                                          ngx_http_aihub_leases_due.len);
-    if (ngx_http_aihub_leases_due.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(ngx_http_aihub_leases_due.data, amcf->redis_prefix.data,
-                   amcf->redis_prefix.len);
-    ngx_memcpy(p, AIHUB_RK_LEASES_DUE, sizeof(AIHUB_RK_LEASES_DUE) - 1);
-
-    if (ngx_worker != 0) {
-        return NGX_OK;
-    }
-
-    /* a lease is reclaimed within half a lease time of its expiry */
-
-    ngx_http_aihub_sweep_prefix = amcf->redis_prefix;
-    ngx_http_aihub_sweep_every = ngx_max(amcf->lease_time / 2, 500);
-
-    ngx_http_aihub_sweep_ev.handler = ngx_http_aihub_sweep_handler;
-    ngx_http_aihub_sweep_ev.log = cycle->log;
-    ngx_http_aihub_sweep_ev.data = NULL;
-    ngx_http_aihub_sweep_ev.cancelable = 1;
-
-    ngx_add_timer(&ngx_http_aihub_sweep_ev, ngx_http_aihub_sweep_every);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_aihub_sweep_handler(ngx_event_t *ev)
-{
-    const char  *argv[5];
-    size_t       argvlen[5];
-
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-        return;
-    }
-
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (const char *)
-              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_SWEEP);
-    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (const char *) ngx_http_aihub_leases_due.data;
-    argvlen[3] = ngx_http_aihub_leases_due.len;
-    argv[4] = (const char *) ngx_http_aihub_sweep_prefix.data;
-    argvlen[4] = ngx_http_aihub_sweep_prefix.len;
-
-    /* not connected: the next turn tries again */
-
-    (void) ngx_http_aihub_redis_send(ngx_http_aihub_swept, NULL, 5, argv,
-                                     argvlen);
-
-    ngx_add_timer(ev, ngx_http_aihub_sweep_every);
-}
-
-
-static void
-ngx_http_aihub_swept(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    redisReply  *rep = reply;
-
-    if (rep && rep->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "aihub: sweeping expired leases failed: %s", rep->str);
-        ngx_http_aihub_scripts_check(rep);
-
-    } else if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "aihub: swept the expired leases of %L periods",
-                      rep->integer);
-    }
-}
 
 
 ngx_int_t
@@ -278,9 +179,9 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_memcpy(ctx->quota.lease, ctx->event_id, AIHUB_EVENT_ID_LEN);
 
-    rc = ngx_http_aihub_quota_grant(r, ctx, ctx->quota.lease,
-                                    leasable ? amcf->lease_calls : 1, 1,
-                                    NULL, NULL);
+    rc = ngx_http_aihub_grant_send(r, ctx, ctx->quota.lease,
+                                   leasable ? amcf->lease_calls : 1, 1,
+                                   NULL, NULL, ngx_http_aihub_quota_done);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -333,115 +234,6 @@ ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
     return amcf->lease_zone != NULL && amcf->lease_calls > 1
            && (alcf->global_rate_limit != NGX_HTTP_AIHUB_RATE_GLOBAL
                || ctx->caller.key.rec.rpm == 0);
-}
-
-
-/*
- * The grant script for a lease "id" of up to "want" calls (README,
- * "Leases"); "least" 1 for a request that waits for it (fn NULL: the
- * request is resumed by ngx_http_aihub_quota_done()), more for a refill
- * ahead (fn gets the reply).  NGX_OK sent, NGX_ERROR, or NGX_DECLINED when
- * Redis is not connected.
- */
-
-ngx_int_t
-ngx_http_aihub_quota_grant(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    u_char *id, ngx_uint_t want, ngx_uint_t least, redisCallbackFn *fn,
-    void *data)
-{
-    ngx_int_t                    rc;
-    ngx_str_t                    rl_key;
-    const char                  *argv[19];
-    size_t                       argvlen[19];
-    u_char                       nums[10][NGX_INT64_LEN];
-    ngx_uint_t                   i;
-    uint64_t                     v[10], worst, prompt;
-    ngx_http_aihub_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-
-    if (ngx_http_aihub_limit_global_args(r, ctx, &rl_key, &v[4]) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v[0] = ctx->caller.key.rec.included;
-    v[1] = ctx->caller.key.rec.overage ? 0 : 1;
-    v[2] = ctx->caller.key.rec.spend_cap;
-
-    /* the counters outlive the period by 40 days, for the worker */
-    v[3] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r))
-           + 40 * 86400;
-
-    v[5] = amcf->lease_time;
-
-    /* the call's worst-case cost, held against a spend cap */
-
-    v[6] = 0;
-
-    if (ctx->caller.key.rec.spend_cap && ctx->route.model) {
-        worst = ngx_http_aihub_limit_worst_tokens(ctx);
-        prompt = (uint64_t) (ctx->body.prompt_estimate + 3) / 4;
-
-        v[6] = (uint64_t) aihub_money_call_micros(prompt, worst - prompt,
-                                             ctx->route.model->price_in,
-                                             ctx->route.model->price_out);
-    }
-
-    v[7] = want;
-    v[8] = least;
-
-    /* the period's end on Redis's clock (this node's may be offset) */
-    v[9] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r)
-                       + ngx_time()) * 1000;
-
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (const char *)
-              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_GRANT);
-    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "4";
-    argvlen[2] = 1;
-    argv[3] = (const char *) ctx->quota.period_key.data;
-    argvlen[3] = ctx->quota.period_key.len;
-    argv[4] = (const char *) rl_key.data;
-    argvlen[4] = rl_key.len;
-    argv[5] = (const char *) ctx->quota.leases_key.data;
-    argvlen[5] = ctx->quota.leases_key.len;
-    argv[6] = (const char *) ngx_http_aihub_leases_due.data;
-    argvlen[6] = ngx_http_aihub_leases_due.len;
-
-    for (i = 0; i < 5; i++) {
-        argv[7 + i] = (const char *) nums[i];
-        argvlen[7 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
-    }
-
-    argv[12] = (const char *) id;
-    argvlen[12] = AIHUB_EVENT_ID_LEN;
-
-    for (i = 5; i < 7; i++) {
-        argv[8 + i] = (const char *) nums[i];
-        argvlen[8 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
-    }
-
-    argv[15] = (const char *) ctx->quota.period_m.data;
-    argvlen[15] = ctx->quota.period_m.len;
-
-    for (i = 7; i < 10; i++) {
-        argv[9 + i] = (const char *) nums[i];
-        argvlen[9 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
-    }
-
-    if (fn) {
-        return ngx_http_aihub_redis_send(fn, data, 19, argv, argvlen)
-               == NGX_OK ? NGX_OK : NGX_DECLINED;
-    }
-
-    ctx->quota.held_cost = v[6];
-
-    rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_quota_done,
-                                   19, argv, argvlen);
-
-    return (rc == NGX_OK || rc == NGX_ERROR) ? rc : NGX_DECLINED;
 }
 
 
@@ -647,7 +439,7 @@ ngx_http_aihub_quota_cleanup(void *data)
 static void
 ngx_http_aihub_quota_give_back(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_http_aihub_quota_record(log, &ctx->quota.period_m, ctx->quota.lease,
+    ngx_http_aihub_settle_record(log, &ctx->quota.period_m, ctx->quota.lease,
                                 'r', NGX_MAX_INT32_VALUE, NGX_MAX_INT32_VALUE,
                                 NULL);
 }
@@ -661,51 +453,7 @@ ngx_http_aihub_quota_send_settle(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx,
 
     kind = success ? (ctx->quota.overage_call ? 'o' : 's') : 'f';
 
-    ngx_http_aihub_quota_record(log, &ctx->quota.period_m, ctx->quota.lease,
+    ngx_http_aihub_settle_record(log, &ctx->quota.period_m, ctx->quota.lease,
                                 kind, 1, ctx->quota.held_cost,
                                 success ? ctx : NULL);
-}
-
-
-/*
- * A record of the apply script (ngx_http_aihub_scripts.c): "m" the period
- * "<account>:<YYYYMMDD>", the lease, the kind, what it releases of the
- * lease, and a success's tokens and cost (ctx, or NULL: none).
- */
-
-void
-ngx_http_aihub_quota_record(ngx_log_t *log, ngx_str_t *m, u_char *id,
-    u_char kind, uint64_t calls, uint64_t cost, ngx_http_aihub_ctx_t *ctx)
-{
-    ngx_uint_t   i;
-    const char  *argv[NGX_HTTP_AIHUB_QUOTA_RECORD];
-    size_t       argvlen[NGX_HTTP_AIHUB_QUOTA_RECORD];
-    int64_t      v[6];
-    u_char       nums[6][NGX_INT64_LEN + 1];
-
-    v[0] = (int64_t) calls;
-    v[1] = (int64_t) cost;
-    v[2] = ctx ? ctx->usage.tokens.prompt : 0;
-    v[3] = ctx ? ctx->usage.tokens.completion : 0;
-    v[4] = ctx ? ctx->usage.tokens.total : 0;
-    v[5] = ctx ? ctx->usage.cost_micros : 0;
-
-    argv[0] = (const char *) m->data;
-    argvlen[0] = m->len;
-    argv[1] = (const char *) id;
-    argvlen[1] = AIHUB_EVENT_ID_LEN;
-    argv[2] = (const char *) &kind;
-    argvlen[2] = 1;
-
-    for (i = 0; i < 6; i++) {
-        argv[3 + i] = (const char *) nums[i];
-        argvlen[3 + i] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
-    }
-
-    if (ngx_http_aihub_usage_record(log, argv, argvlen) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "aihub: could not queue the settle of lease %*s; "
-                      "it is reclaimed when it expires",
-                      (size_t) AIHUB_EVENT_ID_LEN, id);
-    }
 }

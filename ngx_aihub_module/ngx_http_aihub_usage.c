@@ -18,7 +18,7 @@
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_metrics.h"
 #include "ngx_http_aihub_scripts.h"
-#include "ngx_http_aihub_quota.h"
+#include "ngx_http_aihub_grant.h"
 #include "ngx_http_aihub_usage.h"
 #include "aihub_usage_event.h"
 
@@ -28,7 +28,7 @@
 #define NGX_HTTP_AIHUB_BATCH_MAX       64       /* entries, and events */
 #define NGX_HTTP_AIHUB_BATCH_GAP       5        /* ms between batches */
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (8 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_QUOTA_RECORD)
+    (8 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_RECORD)
 
 
 /*
@@ -249,7 +249,7 @@ ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
 
     len = 0;
 
-    for (i = 0; i < NGX_HTTP_AIHUB_QUOTA_RECORD; i++) {
+    for (i = 0; i < NGX_HTTP_AIHUB_SETTLE_RECORD; i++) {
         len += sizeof(size_t) + argvlen[i];
     }
 
@@ -258,12 +258,12 @@ ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
         return NGX_ERROR;
     }
 
-    ev->argc = NGX_HTTP_AIHUB_QUOTA_RECORD;
+    ev->argc = NGX_HTTP_AIHUB_SETTLE_RECORD;
     ev->len = len;
 
     p = ev->data;
 
-    for (i = 0; i < NGX_HTTP_AIHUB_QUOTA_RECORD; i++) {
+    for (i = 0; i < NGX_HTTP_AIHUB_SETTLE_RECORD; i++) {
         p = ngx_cpymem(p, &argvlen[i], sizeof(size_t));
         p = ngx_cpymem(p, argv[i], argvlen[i]);
     }
