@@ -28,6 +28,7 @@ use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use Aihub;
 use AihubFixtures qw(:all);
+use AihubStream qw(usage_events);
 
 plan(skip_all => 'module not built') unless Aihub::have_module();
 
@@ -78,14 +79,9 @@ sub counted {
 
 sub ledger {
     my ($account) = @_;
-    my $n = 0;
-    for my $e (@{ $t->redis('XRANGE', 'aihub:usage', '-', '+') // [] }) {
-        my %f = @{ $e->[1] };
-        my $ev = eval { JSON::PP->new->decode($f{event}) } or next;
-        $n++ if $ev->{account} == $account
-                && $ev->{status} >= 200 && $ev->{status} < 300;
-    }
-    return $n;
+    return scalar grep { $_->{account} == $account
+                         && $_->{status} >= 200 && $_->{status} < 300 }
+                  usage_events($t);
 }
 
 sub healed {
