@@ -7,6 +7,10 @@
  * At-least-once delivery from Redis plus the idempotent insert stores
  * every event exactly once.
  *
+ *   - a stream entry carries one or more events (AIHUB_USAGE_EVENTS_MAX),
+ *     each an "event" field: each is stored or dead-lettered on its own;
+ *     a round reads about --batch events' worth of entries and stores
+ *     them in batches of at most --batch events, then ACKs the entries
  *   - one multi-row INSERT per batch; row by row only when MySQL refuses
  *     the batch, to find the event it refuses
  *   - invalid events, and events MySQL refuses, go to <prefix>usage:dead
