@@ -172,6 +172,32 @@ like($t->worker_log,
      qr/stopping: stored ${\ rows()} events, 6 duplicates, 3 dead-lettered/,
      'stored each event once, 6 duplicates (3 + 3), 3 dead letters');
 
+# --- entries of several events pending on a dead consumer: claimed whole ---
+
+my $claim_a = add_events(map { event($_) } 701 .. 730);
+my $claim_b = add_events(event(731), '{}', event(732));
+my $ghost = $t->redis('XREADGROUP', 'GROUP', 'aihub-drain', 'ghost',
+                      'COUNT', 10, 'STREAMS', 'aihub:usage', '>');
+is(scalar @{ $ghost->[0][1] }, 2, 'a dead consumer read two entries');
+
+$t->start_worker('--consumer', 'w2', '--block-ms', '100', '--batch', '10',
+                 '--claim-idle-ms', '300');
+ok($t->wait_for(sub { stored(701 .. 732) == 32 && drained() },
+                timeout => 15),
+   'the worker claimed them: all 32 valid events stored, nothing pending')
+    or diag($t->worker_log);
+my ($claimed, $claimed_events) = (0, 0);
+my $log = $t->worker_log;
+while ($log =~ /claimed (\d+) entries \((\d+) events\)/g) {
+    $claimed += $1;
+    $claimed_events += $2;
+}
+is_deeply([ $claimed, $claimed_events ], [ 2, 33 ],
+          'claimed 2 entries carrying 33 events (log)');
+is(scalar(@{ dead_letters()->{$claim_b} // [] }), 1,
+   'the invalid event of a claimed entry dead-lettered with its stream id');
+$t->stop_worker;
+
 $t->done;
 
 
