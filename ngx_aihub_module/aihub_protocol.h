@@ -103,6 +103,9 @@
 #define AIHUB_RK_LEASES_DUE          "leases-due"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"
+/* the most events one usage stream entry carries, each its own "event"
+   field, in order */
+#define AIHUB_USAGE_EVENTS_MAX       64
 #define AIHUB_ADMIN_FIELD            "event"        /* of the admin stream */
 
 /* messages on the invalidation channel: a prefix + id, or a whole word */

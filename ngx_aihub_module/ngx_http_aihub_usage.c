@@ -25,7 +25,7 @@
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
 #define NGX_HTTP_AIHUB_FLUSH_MAX       5000
-#define NGX_HTTP_AIHUB_BATCH_MAX       64       /* entries, and events */
+#define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* entries */
 #define NGX_HTTP_AIHUB_BATCH_GAP       5        /* ms between batches */
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
     (8 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_RECORD)

@@ -12,6 +12,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
+use AihubStream qw(usage_events usage_event_count);
 
 my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
 my $mock = "http://127.0.0.1:" . $t->mock_port;
@@ -246,6 +247,21 @@ is_deeply($t->redis('XRANGE', 's', '-', '+'),
 ok(!eval { $t->redis('NOSUCHCOMMAND'); 1 }, 'redis: error reply dies');
 like($@, qr/^redis: ERR/, 'redis: error message');
 is($t->redis('PING'), 'PONG', 'redis: usable after an error');
+
+# the usage events: an entry carries one or more, each its own "event"
+# field, in order; other fields are not events
+
+$t->redis('XADD', 'aihub:usage', '*', 'event', '{"id":"a"}');
+$t->redis('XADD', 'aihub:usage', '*', 'event', '{"id":"b"}',
+          'event', '{"id":"c"}', 'note', 'x', 'event', '{"id":"d"}');
+is(usage_event_count($t), 4, 'usage_event_count: 4 events in 2 entries');
+is_deeply([ map { $_->{id} } usage_events($t) ], [qw(a b c d)],
+          'usage_events: every event of every entry, in order');
+is_deeply([ usage_events($t, raw => 1) ],
+          [ map { qq({"id":"$_"}) } qw(a b c d) ],
+          'usage_events raw => 1: as written');
+$t->redis('DEL', 'aihub:usage');
+is(usage_event_count($t), 0, 'usage_event_count: no stream, 0');
 
 $t->redis_nowait('DEBUG', 'SLEEP', '0.5');
 sleep 0.1;

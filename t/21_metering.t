@@ -322,7 +322,7 @@ for my $stream (0, 1) {
 
     # the worker starts after the stream is read: it deletes what it
     # stored (XDEL after XACK), so the stream only shows what is pending
-    my $before = $t->redis('XLEN', 'aihub:usage');
+    my $before = usage_event_count($t);
     my $ua = ka_client();
     my $url = 'http://127.0.0.1:' . $t->port . '/v1/chat/completions';
     my $body = encode_json(chat_body(model => $MODEL, content => 'count'));
@@ -343,9 +343,9 @@ for my $stream (0, 1) {
     is($ok, 1000, sprintf '1000 calls answered 200 (%.1f s)', $took);
     is(scalar keys %ids, 1000, '1000 distinct request ids');
 
-    $t->wait_for(sub { $t->redis('XLEN', 'aihub:usage') >= $before + 1000 },
+    $t->wait_for(sub { usage_event_count($t) >= $before + 1000 },
                  timeout => 10);
-    is($t->redis('XLEN', 'aihub:usage') - $before, 1000,
+    is(usage_event_count($t) - $before, 1000,
        'exactly 1000 events in the stream');
 
     my @ev = usage_events($t);

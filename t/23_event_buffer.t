@@ -118,7 +118,7 @@ sub ids_in_stream {
     sleep 0.5;
     $t->start_redis;                       # same port, empty
 
-    $t->wait_for(sub { $t->redis('XLEN', 'aihub:usage') >= 25 },
+    $t->wait_for(sub { usage_event_count($t) >= 25 },
                  timeout => 10);
     sleep 0.5;                             # nothing more must come
 
@@ -127,7 +127,7 @@ sub ids_in_stream {
        'all 20 buffered events arrived after Redis came back');
     is(scalar(grep { $in{$_} } @small), 5,
        'a buffer of 5 delivered 5 of 8');
-    is($t->redis('XLEN', 'aihub:usage'), 25, 'and nothing else, once');
+    is(usage_event_count($t), 25, 'and nothing else, once');
 
     my $log = $t->error_log('small');
     my $full = () = $log =~ /usage event buffer full/g;

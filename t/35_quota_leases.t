@@ -17,11 +17,11 @@ use strict;
 use warnings;
 
 use Test::More;
-use JSON::PP;
 
 use lib 't/lib';
 use Aihub;
 use AihubFixtures qw(:all);
+use AihubStream qw(usage_events);
 
 plan(skip_all => 'module not built') unless Aihub::have_module();
 plan(skip_all => 'wrk not installed') unless -x '/usr/bin/wrk';
@@ -92,7 +92,6 @@ gateway('small', 'aihub_lease_calls 4;');
 gateway('global', '', 'aihub_rate_limit global;');
 
 my $PERIOD = period_id();
-my $JSON = JSON::PP->new;
 
 sub period { $t->redis('HGETALL', "aihub:period:$_[0]:$PERIOD") // [] }
 
@@ -102,19 +101,11 @@ sub field {
     return ($h{$f} // 0) + 0;
 }
 
-# the usage events of an account in the stream (an entry holds several)
+# the answered calls of an account among the usage events in the stream
 sub events {
     my ($account) = @_;
-    my $n = 0;
-    for my $e (@{ $t->redis('XRANGE', 'aihub:usage', '-', '+') // [] }) {
-        my @f = @{ $e->[1] };
-        while (my ($k, $v) = splice @f, 0, 2) {
-            next unless $k eq 'event';
-            my $ev = $JSON->decode($v);
-            $n++ if $ev->{account} == $account && $ev->{status} == 200;
-        }
-    }
-    return $n;
+    return scalar grep { $_->{account} == $account && $_->{status} == 200 }
+                  usage_events($t);
 }
 
 sub wrk {

@@ -33,6 +33,7 @@ use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use Aihub;
 use AihubFixtures qw(:all);
+use AihubStream qw(usage_events);
 
 plan(skip_all => 'module not built') unless Aihub::have_module();
 
@@ -85,16 +86,9 @@ sub held { counted($_[0], 'leased_calls') }
 
 sub ledger {
     my ($account) = @_;
-    my $n = 0;
-    for my $e (@{ $t->redis('XRANGE', 'aihub:usage', '-', '+') // [] }) {
-        my @f = @{ $e->[1] };
-        while (my ($k, $v) = splice @f, 0, 2) {
-            my $ev = eval { JSON::PP->new->decode($v) } or next;
-            $n++ if $k eq 'event' && $ev->{account} == $account
-                    && $ev->{status} >= 200 && $ev->{status} < 300;
-        }
-    }
-    return $n;
+    return scalar grep { $_->{account} == $account
+                         && $_->{status} >= 200 && $_->{status} < 300 }
+                  usage_events($t);
 }
 
 sub healed {

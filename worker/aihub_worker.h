@@ -126,6 +126,9 @@ int aw_event_parse(const char *json, size_t len, aw_event_t *ev,
     const char **reason);
 void aw_ts_format(long long ts_ms, char *out, size_t size);
 void aw_day_format(long long ts_ms, char *out, size_t size);
+/* stream entries the drain asks per read: about batch events a round */
+long long aw_usage_read_count(long long batch, size_t entries,
+    size_t events);
 
 
 /* period.c (pure) */

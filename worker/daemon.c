@@ -29,7 +29,9 @@ static const char  aw_run_usage[] =
     "FILE]\n"
     "\n"
     "Drains the usage stream into MySQL (consumer group " AIHUB_USAGE_GROUP
-    ").\n"
+    "), at\n"
+    "most --batch events per transaction (a stream entry carries one or "
+    "more).\n"
     "Several workers may run at once with different --consumer names\n"
     "(default: the host name).  SIGTERM finishes the batch and exits,\n"
     "SIGHUP reopens the log file.\n";

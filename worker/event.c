@@ -245,3 +245,28 @@ aw_day_format(long long ts_ms, char *out, size_t size)
     gmtime_r(&t, &tm);
     strftime(out, size, "%Y-%m-%d", &tm);
 }
+
+
+/*
+ * The stream entries the drain asks Redis for per read (XREADGROUP and
+ * XAUTOCLAIM COUNT), so that a round carries about batch events while
+ * every entry read is collected in that round: batch over the events per
+ * entry of the last read (entries carried events); before any read
+ * (entries 0), batch / AIHUB_USAGE_EVENTS_MAX, room for entries of the
+ * most events.  Between 1 and batch.
+ */
+
+long long
+aw_usage_read_count(long long batch, size_t entries, size_t events)
+{
+    long long  count;
+
+    if (entries == 0 || events < entries) {
+        count = batch / AIHUB_USAGE_EVENTS_MAX;
+
+    } else {
+        count = (long long) ((unsigned long long) batch * entries / events);
+    }
+
+    return count < 1 ? 1 : count > batch ? batch : count;
+}

@@ -7,6 +7,10 @@
  * At-least-once delivery from Redis plus the idempotent insert stores
  * every event exactly once.
  *
+ *   - a stream entry carries one or more events (AIHUB_USAGE_EVENTS_MAX),
+ *     each an "event" field: each is stored or dead-lettered on its own;
+ *     a round reads about --batch events' worth of entries and stores
+ *     them in batches of at most --batch events, then ACKs the entries
  *   - one multi-row INSERT per batch; row by row only when MySQL refuses
  *     the batch, to find the event it refuses
  *   - invalid events, and events MySQL refuses, go to <prefix>usage:dead
@@ -141,60 +145,171 @@ aw_drain_redis_open(aw_drain_t *d)
 }
 
 
-/* fills d->entries from an array of [id, [field, value, ...]] */
+/* an entry of a stream reply as [id, fields]; fields is nil when deleted */
+
+static int
+aw_drain_entry_ok(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_ARRAY && e->elements >= 2
+           && e->element[0]->type == REDIS_REPLY_STRING;
+}
+
+
+static int
+aw_drain_is_event(const redisReply *f, size_t j)
+{
+    return f->element[j]->type == REDIS_REPLY_STRING
+           && strcmp(f->element[j]->str, AIHUB_USAGE_FIELD) == 0
+           && f->element[j + 1]->type == REDIS_REPLY_STRING;
+}
+
+
+/* the aw_entry_t slots an entry takes: its "event" fields, at least 1 */
 
 static size_t
-aw_drain_collect(aw_drain_t *d, redisReply *list)
+aw_drain_entry_events(const redisReply *e)
 {
-    size_t        i, j, n;
+    size_t             j, k;
+    const redisReply  *f;
+
+    f = e->element[1];
+    k = 0;
+
+    if (f->type == REDIS_REPLY_ARRAY) {
+        for (j = 0; j + 1 < f->elements; j += 2) {
+            k += aw_drain_is_event(f, j);
+        }
+    }
+
+    return k ? k : 1;
+}
+
+
+/* d->all holds at least need events; its contents are not kept */
+
+static void
+aw_drain_reserve(aw_drain_t *d, size_t need)
+{
+    size_t  size;
+
+    size = (size_t) d->batch;
+
+    if (need <= d->all_size && (d->all_size <= 4 * size || need > size)) {
+        return;
+    }
+
+    /* grows to fit; back to batch after a round that needed far more */
+
+    while (size < need) {
+        size *= 2;
+    }
+
+    free(d->all);
+    d->all = aw_xmalloc(size * sizeof(aw_entry_t));
+    d->all_size = size;
+    d->entries = d->all;
+}
+
+
+static aw_entry_t *
+aw_drain_event_add(aw_drain_t *d, size_t *n, const char *stream_id)
+{
+    aw_entry_t  *en;
+
+    en = &d->all[(*n)++];
+    memset(en, 0, sizeof(*en));
+    en->stream_id = stream_id;
+
+    return en;
+}
+
+
+/*
+ * Fills d->all from an array of [id, [field, value, ...]], every entry of
+ * it (an entry read and not collected would stay pending, unACKed): each
+ * "event" field is an event of its own, in order, validated on its own;
+ * those beyond AIHUB_USAGE_EVENTS_MAX in one entry are dead-lettered, as
+ * is an entry without any.  Other fields are ignored.  Returns the events;
+ * *entries the stream entries they came from.
+ */
+
+static size_t
+aw_drain_collect(aw_drain_t *d, redisReply *list, size_t *entries)
+{
+    size_t        i, j, k, n, need, total;
+    const char   *id;
     redisReply   *e, *f;
     aw_entry_t   *en;
 
-    n = 0;
+    need = 0;
 
-    for (i = 0; i < list->elements && n < (size_t) d->batch; i++) {
+    for (i = 0; i < list->elements; i++) {
+        if (aw_drain_entry_ok(list->element[i])) {
+            need += aw_drain_entry_events(list->element[i]);
+        }
+    }
+
+    aw_drain_reserve(d, need);
+
+    n = 0;
+    *entries = 0;
+
+    for (i = 0; i < list->elements; i++) {
         e = list->element[i];
 
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2
-            || e->element[0]->type != REDIS_REPLY_STRING)
-        {
+        if (!aw_drain_entry_ok(e)) {
             continue;
         }
 
-        en = &d->entries[n++];
-        memset(en, 0, sizeof(*en));
-        en->stream_id = e->element[0]->str;
+        (*entries)++;
+        id = e->element[0]->str;
         f = e->element[1];
 
         if (f->type != REDIS_REPLY_ARRAY) {
             /* the entry was deleted from the stream: nothing to store */
+            en = aw_drain_event_add(d, &n, id);
             snprintf(en->reason_buf, sizeof(en->reason_buf),
                      "entry deleted from the stream");
             en->reason = en->reason_buf;
             continue;
         }
 
+        k = 0;
+        total = aw_drain_entry_events(e);
+
         for (j = 0; j + 1 < f->elements; j += 2) {
-            if (f->element[j]->type == REDIS_REPLY_STRING
-                && strcmp(f->element[j]->str, AIHUB_USAGE_FIELD) == 0
-                && f->element[j + 1]->type == REDIS_REPLY_STRING)
+            if (!aw_drain_is_event(f, j)) {
+                continue;
+            }
+
+            en = aw_drain_event_add(d, &n, id);
+            en->raw = f->element[j + 1]->str;
+            en->raw_len = f->element[j + 1]->len;
+
+            if (++k > AIHUB_USAGE_EVENTS_MAX) {
+                snprintf(en->reason_buf, sizeof(en->reason_buf),
+                         "event %zu of %zu in one stream entry: an entry "
+                         "carries at most %d", k, total,
+                         AIHUB_USAGE_EVENTS_MAX);
+                en->reason = en->reason_buf;
+
+            } else if (aw_event_parse(en->raw, en->raw_len, &en->ev,
+                                      &en->reason) != 0)
             {
-                en->raw = f->element[j + 1]->str;
-                en->raw_len = f->element[j + 1]->len;
-                break;
+                snprintf(en->reason_buf, sizeof(en->reason_buf), "%s",
+                         en->reason);
+                en->reason = en->reason_buf;
             }
         }
 
-        if (en->raw == NULL) {
+        if (k == 0) {
+            en = aw_drain_event_add(d, &n, id);
             en->reason = "no \"" AIHUB_USAGE_FIELD "\" field";
-
-        } else if (aw_event_parse(en->raw, en->raw_len, &en->ev,
-                                  &en->reason) != 0)
-        {
-            snprintf(en->reason_buf, sizeof(en->reason_buf), "%s",
-                     en->reason);
-            en->reason = en->reason_buf;
         }
+    }
+
+    if (*entries > 0) {
+        d->count = aw_usage_read_count(d->batch, *entries, n);
     }
 
     return n;
@@ -212,13 +327,17 @@ static redisReply *
 aw_drain_fetch(aw_drain_t *d, size_t *n)
 {
     char          count[32], block[32], idle[32];
+    size_t        entries;
     const char   *argv[12];
     redisReply   *r, *list;
     long long     now;
 
     *n = 0;
 
-    snprintf(count, sizeof(count), "%lld", d->batch);
+    /* every entry read is collected this round: d->count keeps a round
+       near --batch events whether entries carry one event or many */
+
+    snprintf(count, sizeof(count), "%lld", d->count);
     snprintf(block, sizeof(block), "%lld", d->block_ms);
     snprintf(idle, sizeof(idle), "%lld", d->claim_idle_ms);
 
@@ -254,11 +373,12 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
                 d->last_claim_ms = now;
             }
 
-            *n = aw_drain_collect(d, r->element[1]);
+            *n = aw_drain_collect(d, r->element[1], &entries);
 
             if (*n > 0) {
-                aw_log(AW_LOG_INFO, "claimed %zu entries idle for more than "
-                       "%lld ms", *n, d->claim_idle_ms);
+                aw_log(AW_LOG_INFO, "claimed %zu entries (%zu events) idle "
+                       "for more than %lld ms", entries, *n,
+                       d->claim_idle_ms);
                 return r;
             }
 
@@ -321,7 +441,7 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
         list = r->element[0]->element[1];
 
         if (list->type == REDIS_REPLY_ARRAY) {
-            *n = aw_drain_collect(d, list);
+            *n = aw_drain_collect(d, list, &entries);
         }
     }
 
@@ -414,7 +534,38 @@ aw_drain_store(aw_drain_t *d, size_t n)
 }
 
 
-/* dead-letters the refused entries, then ACKs the whole batch */
+/*
+ * The round's events in slices of at most --batch, each slice one
+ * transaction (aw_drain_store), all committed before the round's ACK: a
+ * stop or crash between two slices ACKs nothing, and the slices already
+ * committed come back as counted duplicates.  0 committed, -1 stopping.
+ */
+
+static int
+aw_drain_store_all(aw_drain_t *d, size_t n)
+{
+    int     rc;
+    size_t  off, len;
+
+    rc = 0;
+
+    for (off = 0; off < n && rc == 0; off += len) {
+        len = n - off < (size_t) d->batch ? n - off : (size_t) d->batch;
+        d->entries = d->all + off;
+        rc = aw_drain_store(d, len);
+    }
+
+    d->entries = d->all;
+
+    return rc;
+}
+
+
+/*
+ * Dead-letters the refused events, then ACKs and deletes the round's
+ * entries, each id once (the events of an entry are consecutive and share
+ * its stream_id pointer).
+ */
 
 static int
 aw_drain_finish(aw_drain_t *d, size_t n)
@@ -425,7 +576,7 @@ aw_drain_finish(aw_drain_t *d, size_t n)
     aw_entry_t   *en;
 
     for (i = 0; i < n; i++) {
-        en = &d->entries[i];
+        en = &d->all[i];
 
         if (en->reason == NULL) {
             continue;
@@ -460,7 +611,9 @@ aw_drain_finish(aw_drain_t *d, size_t n)
     acks = 3;
 
     for (i = 0; i < n; i++) {
-        argv[acks++] = d->entries[i].stream_id;
+        if (i == 0 || d->all[i].stream_id != d->all[i - 1].stream_id) {
+            argv[acks++] = d->all[i].stream_id;
+        }
     }
 
     r = redisCommandArgv(d->rc, (int) acks, argv, NULL);
@@ -521,7 +674,8 @@ aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
     aw_rkey(d->stream, sizeof(d->stream), AIHUB_RK_USAGE, NULL);
     aw_rkey(d->dead, sizeof(d->dead), AIHUB_RK_USAGE_DEAD, NULL);
     snprintf(d->claim_cursor, sizeof(d->claim_cursor), "0-0");
-    d->entries = aw_xmalloc((size_t) d->batch * sizeof(aw_entry_t));
+    d->count = aw_usage_read_count(batch, 0, 0);
+    aw_drain_reserve(d, (size_t) d->batch);
     d->rollups = aw_xmalloc((size_t) d->batch * sizeof(aw_rollup_t));
 
     for (d->rollup_hash_size = 16;
@@ -599,7 +753,7 @@ aw_drain_step(aw_drain_t *d)
         return;
     }
 
-    if (aw_drain_store(d, n) == 0) {
+    if (aw_drain_store_all(d, n) == 0) {
         aw_drain_finish(d, n);
     }
 
@@ -623,7 +777,7 @@ aw_drain_destroy(aw_drain_t *d)
 
     aw_redis_close(d->rc);
     aw_drain_db_lost(d);
-    free(d->entries);
+    free(d->all);
     free(d->rollups);
     free(d->rollup_hash);
     free(d);

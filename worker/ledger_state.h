@@ -11,9 +11,16 @@
 #include "redis.h"
 
 
+/*
+ * One event of a usage stream entry.  An entry carries one or more
+ * "event" fields (AIHUB_USAGE_EVENTS_MAX at most): each is an aw_entry_t
+ * of its own, consecutive in d->all and sharing the entry's stream_id
+ * pointer; an entry with none is one aw_entry_t, dead-lettered.
+ */
+
 typedef struct {
     const char  *stream_id;      /* points into the reply */
-    const char  *raw;            /* the "event" field, or NULL */
+    const char  *raw;            /* this "event" field, or NULL */
     size_t       raw_len;
     aw_event_t   ev;
     const char  *reason;         /* NULL: valid and not yet refused */
@@ -55,7 +62,11 @@ struct aw_drain_s {
     long long      stored;
     long long      duplicates;
     long long      dead_count;
-    aw_entry_t    *entries;
+    long long      count;            /* stream entries asked per read */
+    aw_entry_t    *all;              /* the round's events, in order */
+    size_t         all_size;         /* slots in all, >= batch */
+    aw_entry_t    *entries;          /* the slice of all stored now: at
+                                        most batch, one transaction */
     aw_rollup_t   *rollups;
     unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
     size_t         rollup_hash_size; /* a power of two, >= 2 * batch */

@@ -4,8 +4,9 @@ package AihubStream;
 
 AihubStream - helpers for the provider, streaming and metering tests
 (t/2*.t): a raw HTTP client that timestamps every SSE event as it arrives
-(and can hang up mid-stream), the usage events in Redis, a keep-alive
-client, the billing rule written out once for the tests
+(and can hang up mid-stream), the usage events in Redis (for any test
+that reads them), a keep-alive client, the billing rule written out once
+for the tests
 
 =head1 SYNOPSIS
 
@@ -19,6 +20,7 @@ client, the billing rule written out once for the tests
     # $r->{events}[$i]{t}: when event $i was complete at the client
 
     my @ev = usage_events($t);    # decoded events of aihub:usage
+    my $n = usage_event_count($t);
 
 =head1 FUNCTIONS
 
@@ -40,7 +42,14 @@ client, the billing rule written out once for the tests
     chat_body(%o)         a chat request body: model (test-basic),
                           content ('hello'), stream, include_usage,
                           messages, extra {}
-    usage_events($t)      every event of aihub:usage, decoded, oldest first
+    usage_events($t, raw => 0)
+                          every event of aihub:usage, decoded, oldest
+                          first: an entry carries one or more events, each
+                          its own "event" field, in order (all of them
+                          are returned, flattened); with raw => 1 the JSON
+                          strings as written
+    usage_event_count($t) how many events aihub:usage holds (not entries:
+                          XLEN counts entries)
     wait_usage($t, $n, timeout => 5)
                           waits until aihub:usage holds at least $n events;
                           returns the events (possibly fewer)
@@ -74,8 +83,8 @@ use JSON::PP;
 use POSIX qw(ceil);
 use Time::HiRes qw(time sleep);
 
-our @EXPORT_OK = qw(raw_request chat_body usage_events wait_usage cost_of
-                    ceil4 sse_data normalize_stream dechunk ka_client
+our @EXPORT_OK = qw(raw_request chat_body usage_events usage_event_count
+                    wait_usage cost_of ceil4 sse_data normalize_stream dechunk ka_client
                     period_calls);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -259,18 +268,37 @@ sub normalize_stream {
 
 
 sub usage_events {
-    my ($t) = @_;
+    my ($t, %o) = @_;
 
     my $x = $t->redis('XRANGE', 'aihub:usage', '-', '+') // [];
+    my @raw;
 
-    return map { my %f = @{ $_->[1] }; $JSON->decode($f{event}) } @$x;
+    for my $entry (@$x) {
+        my $f = $entry->[1] // [];
+
+        for (my $i = 0; $i + 1 < @$f; $i += 2) {
+            push @raw, $f->[$i + 1] if $f->[$i] eq 'event';
+        }
+    }
+
+    return @raw if $o{raw};
+    return map { $JSON->decode($_) } @raw;
+}
+
+
+sub usage_event_count {
+    my ($t) = @_;
+
+    my @raw = usage_events($t, raw => 1);
+
+    return scalar @raw;
 }
 
 
 sub wait_usage {
     my ($t, $n, %o) = @_;
 
-    $t->wait_for(sub { ($t->redis('XLEN', 'aihub:usage') // 0) >= $n },
+    $t->wait_for(sub { usage_event_count($t) >= $n },
                  timeout => $o{timeout} // 5);
 
     return usage_events($t);

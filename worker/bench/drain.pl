@@ -5,7 +5,11 @@
 # multi-row INSERTs of the same rows (no Redis, no per-event dedup, no
 # rollups).  Not a test: prints numbers.
 #
-#   perl worker/bench/drain.pl [EVENTS] [BATCH]     (default 50000, 500)
+#   perl worker/bench/drain.pl [EVENTS] [BATCH] [PER_ENTRY]
+#                                       (default 50000, 500, 1)
+#
+# PER_ENTRY: events per stream entry (XADD ... event e1 event e2 ...), 1
+# to 64, as the module's batched writes send them.
 
 use strict;
 use warnings;
@@ -19,6 +23,7 @@ use Aihub;
 
 my $N = shift // 50000;
 my $BATCH = shift // 500;
+my $PER = shift // 1;
 
 die "build the worker first\n" unless Aihub::have_worker();
 
@@ -42,12 +47,16 @@ my @events = map {
 
 my $s = $t->redis_connect;
 my ($buf, $out) = ('', '');
-for my $e (@events) {
-    $out .= Aihub::resp_encode('XADD', 'aihub:usage', '*', 'event', $e);
+my $entries = 0;
+for (my $i = 0; $i < $N; $i += $PER) {
+    my @e = @events[$i .. ($i + $PER < $N ? $i + $PER : $N) - 1];
+    $out .= Aihub::resp_encode('XADD', 'aihub:usage', '*',
+                               map { ('event', $_) } @e);
+    $entries++;
     if (length $out > 1 << 20) { print $s $out; $out = '' }
 }
 print $s $out;
-Aihub::resp_read($s, \$buf) for 1 .. $N;
+Aihub::resp_read($s, \$buf) for 1 .. $entries;
 
 my $t0 = time;
 $t->start_worker('--batch', $BATCH, '--block-ms', 50);
@@ -82,8 +91,8 @@ my ($rc, $o, $e) = $t->run_cmd([ 'sh', '-c', "mariadb --no-defaults -uroot "
 die "baseline failed: $e\n" if $rc;
 my $base = time - $t0;
 
-printf "events: %d, batch %d (2 cores: %s)\n", $N, $BATCH,
-       `nproc` =~ s/\s+//r;
+printf "events: %d in %d stream entries, batch %d (2 cores: %s)\n", $N,
+       $entries, $BATCH, `nproc` =~ s/\s+//r;
 printf "aihub-worker drain : %8.0f events/s (%.2f s; stream read, "
        . "validation, INSERT IGNORE, rollups, XACK)\n", $N / $drain, $drain;
 printf "batched INSERT     : %8.0f events/s (%.2f s; plain multi-row INSERT "

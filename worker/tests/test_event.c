@@ -123,5 +123,23 @@ main(void)
     tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
            "empty model is allowed");
 
+    /* stream entries per read: about batch events a round, and room for
+       every entry read even when each carries the most events */
+    tap_is_ll(aw_usage_read_count(500, 0, 0), 500 / AIHUB_USAGE_EVENTS_MAX,
+              "first read: batch / AIHUB_USAGE_EVENTS_MAX entries");
+    tap_is_ll(aw_usage_read_count(500, 7, 7), 500,
+              "one event per entry: batch entries");
+    tap_is_ll(aw_usage_read_count(500, 7, 7 * AIHUB_USAGE_EVENTS_MAX),
+              500 / AIHUB_USAGE_EVENTS_MAX,
+              "the most events per entry: batch / the most entries");
+    tap_is_ll(aw_usage_read_count(500, 10, 40), 125,
+              "four events per entry: batch / 4 entries");
+    tap_is_ll(aw_usage_read_count(500, 1, 1000), 1,
+              "an entry of more events than the batch: one entry");
+    tap_is_ll(aw_usage_read_count(10, 0, 0), 1,
+              "a batch smaller than one entry's most: one entry");
+    tap_is_ll(aw_usage_read_count(100000, 100000, 100000), 100000,
+              "the largest batch, one event per entry");
+
     return tap_done();
 }

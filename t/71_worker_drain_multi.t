@@ -1,0 +1,204 @@
+#!/usr/bin/perl
+
+# aihub-worker run with usage stream entries that carry several events
+# (issue 10's batched writes: XADD ... event <json1> event <json2> ...):
+# every "event" field is an event of its own, stored, counted as a
+# duplicate or dead-lettered on its own with the entry's stream id; at
+# most AIHUB_USAGE_EVENTS_MAX (64) per entry, the rest dead-lettered;
+# nothing stays pending and the stream ends empty.  --batch 10 makes the
+# rounds take several transactions and one entry several slices.
+
+use strict;
+use warnings;
+
+use Test::More;
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+
+plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1);
+$t->migrate;
+
+my $json = JSON::PP->new->canonical;
+my $now = int(time * 1000);
+
+sub id { sprintf '%032x', $_[0] }
+
+sub event {
+    my ($n, %o) = @_;
+
+    return $json->encode({
+        v => 1, id => id($n), ts => $now, node => 'test-node',
+        account => 1, key => 'ai-hub-AbCdEfGh', plan => 'pro',
+        model => $o{model} // 'mock-basic', provider => 'mock',
+        prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
+        cost_micros => 4, status => 200,
+        streamed => JSON::PP::false, aborted => JSON::PP::false,
+        estimated => JSON::PP::false, latency_ms => 12,
+    });
+}
+
+# XADD aihub:usage * event <e1> event <e2> ...: returns the entry's id
+sub add_events {
+    return $t->redis('XADD', 'aihub:usage', '*',
+                     map { ('event', $_) } @_);
+}
+
+sub rows {
+    return $t->sql_value('SELECT COUNT(*) FROM usage_events');
+}
+
+sub stored {
+    my @ids = map { "'" . id($_) . "'" } @_;
+    return $t->sql_value('SELECT COUNT(*) FROM usage_events WHERE event_id '
+                         . 'IN (' . join(', ', @ids) . ')');
+}
+
+sub drained {
+    return $t->redis('XLEN', 'aihub:usage') == 0
+           && $t->redis('XPENDING', 'aihub:usage', 'aihub-drain')->[0] == 0;
+}
+
+sub dead_letters {
+    my %by_id;
+
+    for my $e (@{ $t->redis('XRANGE', 'aihub:usage:dead', '-', '+') }) {
+        my %f = @{ $e->[1] };
+        push @{ $by_id{ $f{stream_id} } }, \%f;
+    }
+
+    return \%by_id;
+}
+
+# --- written before the worker starts --------------------------------------
+
+my $three = add_events(map { event($_) } 101 .. 103);
+
+my $bad = '{"v":1,"id":"' . id(299) . '"}';
+my $mixed = add_events(event(201), $bad, event(202));
+
+my @same = map { event($_) } 301 .. 303;
+my $first = add_events(@same);
+my $again = add_events(@same);
+
+my @many = map { event($_) } 401 .. 465;
+my $over = add_events(@many);
+
+my $none = $t->redis('XADD', 'aihub:usage', '*', 'note', 'no event here');
+
+my $other = $t->redis('XADD', 'aihub:usage', '*', 'node', 'x',
+                      'event', event(501), 'other', 'y');
+
+is($t->redis('XLEN', 'aihub:usage'), 7, 'seven stream entries written');
+
+$t->start_worker('--consumer', 'w1', '--block-ms', '100', '--batch', '10');
+
+ok($t->wait_for(\&drained, timeout => 15),
+   'every entry ACKed and deleted: XLEN 0, nothing pending')
+    or diag($t->worker_log);
+
+is(stored(101 .. 103), 3, 'an entry of 3 valid events: 3 rows');
+is(stored(201, 202), 2, '2 valid events + 1 invalid in one entry: 2 rows');
+is(stored(299), 0, 'the invalid event is not stored');
+is(stored(301 .. 303), 3, 'the same 3-event entry added twice: 3 rows');
+is(stored(401 .. 464), 64, 'an entry of 65 events: the first 64 stored');
+is(stored(465), 0, 'the 65th is not stored');
+is(stored(501), 1, 'fields other than "event" are ignored');
+is(rows(), 3 + 2 + 3 + 64 + 1, 'no other row');
+is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
+   'the rollups count each stored event once');
+
+my $dead = dead_letters();
+is(scalar(keys %$dead), 3, 'dead letters name three stream entries');
+
+is(scalar(@{ $dead->{$mixed} // [] }), 1,
+   'one dead letter for the invalid event of the mixed entry');
+is($dead->{$mixed}[0]{event}, $bad, 'it keeps that event as written');
+like($dead->{$mixed}[0]{reason} // '', qr/missing member "ts"/,
+     'with the reason');
+
+is(scalar(@{ $dead->{$over} // [] }), 1,
+   'one dead letter for the entry of 65 events');
+is($dead->{$over}[0]{event}, $many[64], 'it is the 65th event');
+like($dead->{$over}[0]{reason} // '', qr/event 65 of 65 .*at most 64/,
+     'the reason says an entry carries at most 64');
+
+is(scalar(@{ $dead->{$none} // [] }), 1,
+   'an entry without an "event" field: one dead letter');
+like($dead->{$none}[0]{reason} // '', qr/no "event" field/, 'saying so');
+
+# --- the multi-event entry replayed after it was stored --------------------
+
+my $replay = add_events(@same);
+add_events(event(601), event(602));
+
+ok($t->wait_for(sub { stored(601, 602) == 2 && drained() }, timeout => 10),
+   'a replayed 3-event entry and a new 2-event entry drained');
+is(stored(301 .. 303), 3, 'the replayed events are not stored twice');
+is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
+   'the replay did not touch the rollups');
+
+# --- many entries of 1 to 64 events, written while the worker drains -------
+
+my ($next, $sent) = (10000, 0);
+
+for my $i (0 .. 79) {
+    my $k = 1 + ($i * 37) % AIHUB_EVENTS_MAX();
+    $k = 1 if $i % 5 == 0;      # single-event entries in between
+    add_events(map { event($next + $_) } 0 .. $k - 1);
+    $next += $k;
+    $sent += $k;
+}
+
+ok($t->wait_for(sub { stored(10000 .. $next - 1) == $sent && drained() },
+                timeout => 30),
+   "80 entries of 1 to 64 events: all $sent stored, the stream empty")
+    or diag('stored ' . stored(10000 .. $next - 1) . " of $sent");
+is($t->redis('XLEN', 'aihub:usage'), 0, 'XLEN 0');
+is(rows(), 3 + 2 + 3 + 64 + 1 + 2 + $sent, 'no other row');
+is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
+   'each event counted once in the rollups');
+is(scalar(keys %{ dead_letters() }), 3, 'no new dead letter');
+
+# --- the totals: the second copy and the replay counted as duplicates ------
+
+$t->stop_worker;
+like($t->worker_log, qr/already stored/, 'the drain logged duplicates');
+like($t->worker_log,
+     qr/stopping: stored ${\ rows()} events, 6 duplicates, 3 dead-lettered/,
+     'stored each event once, 6 duplicates (3 + 3), 3 dead letters');
+
+# --- entries of several events pending on a dead consumer: claimed whole ---
+
+my $claim_a = add_events(map { event($_) } 701 .. 730);
+my $claim_b = add_events(event(731), '{}', event(732));
+my $ghost = $t->redis('XREADGROUP', 'GROUP', 'aihub-drain', 'ghost',
+                      'COUNT', 10, 'STREAMS', 'aihub:usage', '>');
+is(scalar @{ $ghost->[0][1] }, 2, 'a dead consumer read two entries');
+
+$t->start_worker('--consumer', 'w2', '--block-ms', '100', '--batch', '10',
+                 '--claim-idle-ms', '300');
+ok($t->wait_for(sub { stored(701 .. 732) == 32 && drained() },
+                timeout => 15),
+   'the worker claimed them: all 32 valid events stored, nothing pending')
+    or diag($t->worker_log);
+my ($claimed, $claimed_events) = (0, 0);
+my $log = $t->worker_log;
+while ($log =~ /claimed (\d+) entries \((\d+) events\)/g) {
+    $claimed += $1;
+    $claimed_events += $2;
+}
+is_deeply([ $claimed, $claimed_events ], [ 2, 33 ],
+          'claimed 2 entries carrying 33 events (log)');
+is(scalar(@{ dead_letters()->{$claim_b} // [] }), 1,
+   'the invalid event of a claimed entry dead-lettered with its stream id');
+$t->stop_worker;
+
+$t->done;
+
+
+sub AIHUB_EVENTS_MAX { 64 }
