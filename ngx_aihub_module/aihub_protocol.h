@@ -71,6 +71,12 @@
  *   batch:<id>             STRING a batch of usage events and settles
  *                                applied (kept a day): a resent batch is
  *                                applied once
+ *   epoch                  STRING set by the worker once Redis holds its
+ *                                copy of MySQL (key records, plans, models,
+ *                                the period counters from the ledger);
+ *                                missing, Redis lost its data: the module
+ *                                reads no missing key or model as unknown,
+ *                                grants no lease and holds its batches
  *   rl:<account>           STRING Redis-global rate limit state of an
  *                                account (all its keys share it)
  *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
@@ -100,6 +106,8 @@
 #define AIHUB_RK_RATE                "rl:"
 #define AIHUB_RK_LEASES              "leases:"
 #define AIHUB_RK_BATCH               "batch:"       /* + id: applied once */
+#define AIHUB_RK_EPOCH               "epoch"        /* Redis holds MySQL's
+                                                  copy (set by the worker) */
 #define AIHUB_RK_LEASES_DUE          "leases-due"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 #define AIHUB_USAGE_FIELD            "event"

@@ -39,25 +39,13 @@
 #include "db.h"
 #include "redis.h"
 #include "sync.h"
+#include "restore.h"
 #include "ledger_state.h"
 
 
 #define AW_BACKOFF_MIN_MS   100
 #define AW_BACKOFF_MAX_MS   5000
 
-
-static long long
-aw_now_ms(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-
-/* sleeps in slices so a signal ends the wait; doubles *backoff */
 
 static void
 aw_backoff(aw_drain_t *d, unsigned *backoff)
@@ -79,391 +67,6 @@ aw_backoff(aw_drain_t *d, unsigned *backoff)
     }
 }
 
-
-static void
-aw_drain_redis_lost(aw_drain_t *d)
-{
-    aw_redis_close(d->rc);
-    d->rc = NULL;
-    d->read_pending = 1;
-}
-
-
-static int
-aw_drain_redis_open(aw_drain_t *d)
-{
-    struct timeval  tv;
-    const char     *argv[7];
-    redisReply     *r;
-
-    d->rc = aw_redis_connect(3000);
-    if (d->rc == NULL) {
-        return -1;
-    }
-
-    /* the blocking read must outlast BLOCK */
-
-    tv.tv_sec = (d->block_ms + 5000) / 1000;
-    tv.tv_usec = ((d->block_ms + 5000) % 1000) * 1000;
-    redisSetTimeout(d->rc, tv);
-
-    argv[0] = "XGROUP";
-    argv[1] = "CREATE";
-    argv[2] = d->stream;
-    argv[3] = AIHUB_USAGE_GROUP;
-    argv[4] = "0";
-    argv[5] = "MKSTREAM";
-
-    r = redisCommandArgv(d->rc, 6, argv, NULL);
-
-    if (r == NULL) {
-        aw_log(AW_LOG_ERROR, "Redis XGROUP: %s", d->rc->errstr);
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
-    {
-        aw_log(AW_LOG_ERROR, "Redis XGROUP CREATE: %s", r->str);
-        freeReplyObject(r);
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    freeReplyObject(r);
-
-    aw_log(AW_LOG_INFO, "draining %s as consumer \"%s\" of group \"%s\" "
-           "(Redis %s)", d->stream, d->consumer, AIHUB_USAGE_GROUP,
-           aw_cfg.redis);
-
-    d->read_pending = 1;
-    d->admin_pending = 1;
-    d->synced = 0;
-    d->redis_backoff = 0;
-
-    return 0;
-}
-
-
-/* an entry of a stream reply as [id, fields]; fields is nil when deleted */
-
-static int
-aw_drain_entry_ok(const redisReply *e)
-{
-    return e->type == REDIS_REPLY_ARRAY && e->elements >= 2
-           && e->element[0]->type == REDIS_REPLY_STRING;
-}
-
-
-static int
-aw_drain_is_event(const redisReply *f, size_t j)
-{
-    return f->element[j]->type == REDIS_REPLY_STRING
-           && strcmp(f->element[j]->str, AIHUB_USAGE_FIELD) == 0
-           && f->element[j + 1]->type == REDIS_REPLY_STRING;
-}
-
-
-/* the aw_entry_t slots an entry takes: its "event" fields, at least 1 */
-
-static size_t
-aw_drain_entry_events(const redisReply *e)
-{
-    size_t             j, k;
-    const redisReply  *f;
-
-    f = e->element[1];
-    k = 0;
-
-    if (f->type == REDIS_REPLY_ARRAY) {
-        for (j = 0; j + 1 < f->elements; j += 2) {
-            k += aw_drain_is_event(f, j);
-        }
-    }
-
-    return k ? k : 1;
-}
-
-
-/* d->all holds at least need events; its contents are not kept */
-
-static void
-aw_drain_reserve(aw_drain_t *d, size_t need)
-{
-    size_t  size;
-
-    size = (size_t) d->batch;
-
-    if (need <= d->all_size && (d->all_size <= 4 * size || need > size)) {
-        return;
-    }
-
-    /* grows to fit; back to batch after a round that needed far more */
-
-    while (size < need) {
-        size *= 2;
-    }
-
-    free(d->all);
-    d->all = aw_xmalloc(size * sizeof(aw_entry_t));
-    d->all_size = size;
-    d->entries = d->all;
-}
-
-
-static aw_entry_t *
-aw_drain_event_add(aw_drain_t *d, size_t *n, const char *stream_id)
-{
-    aw_entry_t  *en;
-
-    en = &d->all[(*n)++];
-    memset(en, 0, sizeof(*en));
-    en->stream_id = stream_id;
-
-    return en;
-}
-
-
-/*
- * Fills d->all from an array of [id, [field, value, ...]], every entry of
- * it (an entry read and not collected would stay pending, unACKed): each
- * "event" field is an event of its own, in order, validated on its own;
- * those beyond AIHUB_USAGE_EVENTS_MAX in one entry are dead-lettered, as
- * is an entry without any.  Other fields are ignored.  Returns the events;
- * *entries the stream entries they came from.
- */
-
-static size_t
-aw_drain_collect(aw_drain_t *d, redisReply *list, size_t *entries)
-{
-    size_t        i, j, k, n, need, total;
-    const char   *id;
-    redisReply   *e, *f;
-    aw_entry_t   *en;
-
-    need = 0;
-
-    for (i = 0; i < list->elements; i++) {
-        if (aw_drain_entry_ok(list->element[i])) {
-            need += aw_drain_entry_events(list->element[i]);
-        }
-    }
-
-    aw_drain_reserve(d, need);
-
-    n = 0;
-    *entries = 0;
-
-    for (i = 0; i < list->elements; i++) {
-        e = list->element[i];
-
-        if (!aw_drain_entry_ok(e)) {
-            continue;
-        }
-
-        (*entries)++;
-        id = e->element[0]->str;
-        f = e->element[1];
-
-        if (f->type != REDIS_REPLY_ARRAY) {
-            /* the entry was deleted from the stream: nothing to store */
-            en = aw_drain_event_add(d, &n, id);
-            snprintf(en->reason_buf, sizeof(en->reason_buf),
-                     "entry deleted from the stream");
-            en->reason = en->reason_buf;
-            continue;
-        }
-
-        k = 0;
-        total = aw_drain_entry_events(e);
-
-        for (j = 0; j + 1 < f->elements; j += 2) {
-            if (!aw_drain_is_event(f, j)) {
-                continue;
-            }
-
-            en = aw_drain_event_add(d, &n, id);
-            en->raw = f->element[j + 1]->str;
-            en->raw_len = f->element[j + 1]->len;
-
-            if (++k > AIHUB_USAGE_EVENTS_MAX) {
-                snprintf(en->reason_buf, sizeof(en->reason_buf),
-                         "event %zu of %zu in one stream entry: an entry "
-                         "carries at most %d", k, total,
-                         AIHUB_USAGE_EVENTS_MAX);
-                en->reason = en->reason_buf;
-
-            } else if (aw_event_parse(en->raw, en->raw_len, &en->ev,
-                                      &en->reason) != 0)
-            {
-                snprintf(en->reason_buf, sizeof(en->reason_buf), "%s",
-                         en->reason);
-                en->reason = en->reason_buf;
-            }
-        }
-
-        if (k == 0) {
-            en = aw_drain_event_add(d, &n, id);
-            en->reason = "no \"" AIHUB_USAGE_FIELD "\" field";
-        }
-    }
-
-    if (*entries > 0) {
-        d->count = aw_usage_read_count(d->batch, *entries, n);
-    }
-
-    return n;
-}
-
-
-/*
- * Next batch: our own pending entries first (after a start or a Redis
- * reconnect), then entries of dead consumers, then new ones.  Returns the
- * reply that owns the entries (the caller frees it), or NULL with
- * *n = 0 when there is nothing or Redis failed (d->rc is then NULL).
- */
-
-static redisReply *
-aw_drain_fetch(aw_drain_t *d, size_t *n)
-{
-    char          count[32], block[32], idle[32];
-    size_t        entries;
-    const char   *argv[12];
-    redisReply   *r, *list;
-    long long     now;
-
-    *n = 0;
-
-    /* every entry read is collected this round: d->count keeps a round
-       near --batch events whether entries carry one event or many */
-
-    snprintf(count, sizeof(count), "%lld", d->count);
-    snprintf(block, sizeof(block), "%lld", d->block_ms);
-    snprintf(idle, sizeof(idle), "%lld", d->claim_idle_ms);
-
-    now = aw_now_ms();
-
-    if (!d->read_pending && now - d->last_claim_ms >= d->claim_idle_ms / 2)
-    {
-        argv[0] = "XAUTOCLAIM";
-        argv[1] = d->stream;
-        argv[2] = AIHUB_USAGE_GROUP;
-        argv[3] = d->consumer;
-        argv[4] = idle;
-        argv[5] = d->claim_cursor;
-        argv[6] = "COUNT";
-        argv[7] = count;
-
-        r = redisCommandArgv(d->rc, 8, argv, NULL);
-
-        if (r == NULL) {
-            aw_log(AW_LOG_ERROR, "Redis XAUTOCLAIM: %s", d->rc->errstr);
-            aw_drain_redis_lost(d);
-            return NULL;
-        }
-
-        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2
-            && r->element[0]->type == REDIS_REPLY_STRING
-            && r->element[1]->type == REDIS_REPLY_ARRAY)
-        {
-            snprintf(d->claim_cursor, sizeof(d->claim_cursor), "%s",
-                     r->element[0]->str);
-
-            if (strcmp(d->claim_cursor, "0-0") == 0) {
-                d->last_claim_ms = now;
-            }
-
-            *n = aw_drain_collect(d, r->element[1], &entries);
-
-            if (*n > 0) {
-                aw_log(AW_LOG_INFO, "claimed %zu entries (%zu events) idle "
-                       "for more than %lld ms", entries, *n,
-                       d->claim_idle_ms);
-                return r;
-            }
-
-        } else {
-            if (r->type == REDIS_REPLY_ERROR) {
-                aw_log(AW_LOG_ERROR, "Redis XAUTOCLAIM: %s", r->str);
-            }
-
-            d->last_claim_ms = now;
-        }
-
-        freeReplyObject(r);
-    }
-
-    argv[0] = "XREADGROUP";
-    argv[1] = "GROUP";
-    argv[2] = AIHUB_USAGE_GROUP;
-    argv[3] = d->consumer;
-    argv[4] = "COUNT";
-    argv[5] = count;
-
-    if (d->read_pending) {
-        argv[6] = "STREAMS";
-        argv[7] = d->stream;
-        argv[8] = "0";
-        r = redisCommandArgv(d->rc, 9, argv, NULL);
-
-    } else {
-        argv[6] = "BLOCK";
-        argv[7] = block;
-        argv[8] = "STREAMS";
-        argv[9] = d->stream;
-        argv[10] = ">";
-        r = redisCommandArgv(d->rc, 11, argv, NULL);
-    }
-
-    if (r == NULL) {
-        if (*d->stop) {
-            return NULL;
-        }
-
-        aw_log(AW_LOG_ERROR, "Redis XREADGROUP: %s", d->rc->errstr);
-        aw_drain_redis_lost(d);
-        return NULL;
-    }
-
-    if (r->type == REDIS_REPLY_ERROR) {
-        aw_log(AW_LOG_ERROR, "Redis XREADGROUP: %s", r->str);
-        freeReplyObject(r);
-
-        /* NOGROUP: the stream was deleted (Redis wiped): create again */
-        aw_drain_redis_lost(d);
-        return NULL;
-    }
-
-    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0
-        && r->element[0]->type == REDIS_REPLY_ARRAY
-        && r->element[0]->elements >= 2)
-    {
-        list = r->element[0]->element[1];
-
-        if (list->type == REDIS_REPLY_ARRAY) {
-            *n = aw_drain_collect(d, list, &entries);
-        }
-    }
-
-    if (d->read_pending && *n == 0) {
-        d->read_pending = 0;
-    }
-
-    if (*n == 0) {
-        freeReplyObject(r);
-        return NULL;
-    }
-
-    return r;
-}
-
-
-/*
- * 0 committed, -1 stopping before it could commit.  MySQL refusing the
- * batch with a data error moves to the events in one transaction, its
- * COMMIT refused to one transaction per event; a lost connection retries
- * the batch.
- */
 
 static int
 aw_drain_store(aw_drain_t *d, size_t n)
@@ -699,8 +302,9 @@ aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
 void
 aw_drain_step(aw_drain_t *d)
 {
-    int          rc;
+    int          rc, wiped, keys;
     size_t       n;
+    long long    counters;
     redisReply  *r;
 
     if (d->rc == NULL && aw_drain_redis_open(d) != 0) {
@@ -713,6 +317,34 @@ aw_drain_step(aw_drain_t *d)
     if (d->db == NULL && aw_now_ms() - d->last_db_try_ms >= 5000) {
         d->last_db_try_ms = aw_now_ms();
         d->db = aw_db_connect(1, 0);
+    }
+
+    /*
+     * Redis lost its data (no epoch marker): key records, plans, models
+     * and counters from MySQL, then the marker (restore.c)
+     */
+
+    if (d->db != NULL) {
+        wiped = aw_restore_needed(d->rc);
+
+        if (wiped < 0) {
+            aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
+            aw_drain_redis_lost(d);
+            return;
+        }
+
+        if (wiped) {
+            if (aw_restore_all(d->db, d->rc, &keys, &counters) == 0) {
+                aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d "
+                       "key records, models, plans and %lld period "
+                       "counters from MySQL", keys, counters);
+                d->synced = 1;
+
+            } else {
+                aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
+                       "trying again");
+            }
+        }
     }
 
     /* Redis in step with MySQL at start (and after Redis came back) */

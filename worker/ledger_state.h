@@ -1,6 +1,6 @@
 /*
- * The ledger's state, shared by ledger.c (the stream side, the rounds)
- * and ledger_store.c (the MySQL side).  Private to those two files.
+ * The ledger's state, shared by ledger.c (the rounds), ledger_read.c (the
+ * stream side) and ledger_store.c (the MySQL side).  Private to those.
  */
 
 #ifndef AW_LEDGER_STATE_H
@@ -73,6 +73,13 @@ struct aw_drain_s {
     long long      last_report;
 };
 
+
+/* ledger_read.c (each returns as its comment there says) */
+long long aw_now_ms(void);
+void aw_drain_redis_lost(aw_drain_t *d);
+int aw_drain_redis_open(aw_drain_t *d);
+void aw_drain_reserve(aw_drain_t *d, size_t need);
+redisReply *aw_drain_fetch(aw_drain_t *d, size_t *n);
 
 /* ledger_store.c (each returns as its comment there says) */
 int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,

@@ -1,0 +1,208 @@
+/*
+ * Redis restored from MySQL after it lost its data (README, "Leases").
+ * The epoch marker ("<prefix>epoch") says that Redis holds a full copy of
+ * what MySQL holds for it: every key record, plan and model, and the
+ * current period's counters recomputed from the ledger.  While the marker
+ * is missing the module reads no missing key or model as unknown, leases
+ * nothing and holds its batches of usage events and settles, so no valid
+ * key gets 401, no listed model 404, and no used-up quota is given again.
+ * The daemon looks for the marker at every round and restores what is
+ * missing; "rebuild" does the same by hand.
+ *
+ * Counters are merged upward (max of Redis and MySQL per field), so a
+ * restore on a Redis that did not lose anything never lowers a live
+ * counter.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+#include <mysql.h>
+
+#include "aihub_period.h"
+#include "aihub_worker.h"
+#include "db.h"
+#include "invoice.h"
+#include "redis.h"
+#include "sync.h"
+#include "restore.h"
+
+
+static const char  aw_max_merge[] =
+    "for i = 1, #ARGV, 2 do "
+    "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') "
+    "if tonumber(ARGV[i + 1]) > cur then "
+    "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end "
+    "end "
+    "return 1";
+
+
+/* 1 the marker is missing, 0 it is there, -1 Redis failed */
+
+int
+aw_restore_needed(redisContext *r)
+{
+    int          rc;
+    char         key[128];
+    const char  *argv[2];
+    redisReply  *reply;
+
+    snprintf(key, sizeof(key), "%s%s", aw_cfg.redis_prefix, AIHUB_RK_EPOCH);
+
+    argv[0] = "EXISTS";
+    argv[1] = key;
+
+    reply = aw_redis_argv(r, 2, argv);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    rc = (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0);
+    freeReplyObject(reply);
+
+    return rc;
+}
+
+
+/*
+ * The current period's counters of every account with calls in it, from
+ * usage_events: calls, tokens, cost, and overage (the cost of the calls
+ * beyond the allowance, in time order, as invoices count them).
+ * Returns the number of counters, or -1.
+ */
+
+long long
+aw_restore_counters(MYSQL *db, redisContext *r)
+{
+    long long     counters, account, calls, included, overage;
+    int64_t       start, end;
+    char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], over[32];
+    MYSQL_RES    *res;
+    MYSQL_ROW     row;
+    redisReply   *reply;
+    const char   *cargv[16];
+
+    /* the current calendar month: key anchors are month starts */
+
+    aihub_period_calendar(time(NULL), &start, &end);
+    aihub_period_id(start, id);
+
+    res = aw_db_query(db, "SELECT account, COUNT(*), SUM(prompt_tokens), "
+                      "SUM(completion_tokens), SUM(total_tokens), "
+                      "SUM(cost_micros) FROM usage_events WHERE ts >= "
+                      "FROM_UNIXTIME(%lld) AND ts < FROM_UNIXTIME(%lld) AND "
+                      "status BETWEEN 200 AND 299 GROUP BY account",
+                      (long long) start, (long long) end);
+    if (res == NULL) {
+        return -1;
+    }
+
+    counters = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        snprintf(key, sizeof(key), "%s%s%s:%s", aw_cfg.redis_prefix,
+                 AIHUB_RK_PERIOD, row[0], id);
+
+        account = strtoll(row[0], NULL, 10);
+        calls = strtoll(row[1], NULL, 10);
+        included = aw_account_allowance(db, account, start, end);
+        overage = 0;
+
+        if (included >= 0 && calls > included) {
+            overage = aw_db_scalar(db, -1, "SELECT IFNULL(SUM(cost_micros), "
+                                   "0) FROM (SELECT cost_micros FROM "
+                                   "usage_events WHERE account = %lld AND "
+                                   "ts >= FROM_UNIXTIME(%lld) AND ts < "
+                                   "FROM_UNIXTIME(%lld) AND status BETWEEN "
+                                   "200 AND 299 ORDER BY ts, id LIMIT %lld, "
+                                   "18446744073709551615) beyond", account,
+                                   (long long) start, (long long) end,
+                                   included);
+        }
+
+        if (included < 0 || overage < 0) {
+            mysql_free_result(res);
+            return -1;
+        }
+
+        snprintf(over, sizeof(over), "%lld", overage);
+
+        cargv[0] = "EVAL";
+        cargv[1] = aw_max_merge;
+        cargv[2] = "1";
+        cargv[3] = key;
+        cargv[4] = AIHUB_CF_CALLS;
+        cargv[5] = row[1];
+        cargv[6] = AIHUB_CF_PROMPT;
+        cargv[7] = row[2];
+        cargv[8] = AIHUB_CF_COMPLETION;
+        cargv[9] = row[3];
+        cargv[10] = AIHUB_CF_TOTAL;
+        cargv[11] = row[4];
+        cargv[12] = AIHUB_CF_COST;
+        cargv[13] = row[5];
+        cargv[14] = AIHUB_CF_OVERAGE;
+        cargv[15] = over;
+
+        reply = aw_redis_argv(r, 16, cargv);
+
+        if (reply == NULL) {
+            mysql_free_result(res);
+            return -1;
+        }
+
+        freeReplyObject(reply);
+        counters++;
+    }
+
+    mysql_free_result(res);
+
+    return counters;
+}
+
+
+/*
+ * Everything: key records, plans, models, the counters, then the marker
+ * and "all" on the invalidation channel.  0, or -1 (*keys and *counters
+ * say how far it got).
+ */
+
+int
+aw_restore_all(MYSQL *db, redisContext *r, int *keys, long long *counters)
+{
+    char          key[128], now[32];
+    const char   *argv[3];
+    redisReply   *reply;
+
+    *counters = 0;
+    *keys = aw_sync_all(db, r);
+
+    if (*keys < 0) {
+        return -1;
+    }
+
+    *counters = aw_restore_counters(db, r);
+
+    if (*counters < 0) {
+        return -1;
+    }
+
+    snprintf(key, sizeof(key), "%s%s", aw_cfg.redis_prefix, AIHUB_RK_EPOCH);
+    snprintf(now, sizeof(now), "%lld", (long long) time(NULL));
+
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = now;
+
+    reply = aw_redis_argv(r, 3, argv);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    freeReplyObject(reply);
+
+    return aw_publish(r, AIHUB_INV_ALL);
+}
