@@ -134,8 +134,8 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 {
     ngx_int_t                    rc;
     ngx_str_t                    rl_key;
-    const char                  *argv[19];
-    size_t                       argvlen[19];
+    const char                  *argv[20];
+    size_t                       argvlen[20];
     u_char                       nums[10][NGX_INT64_LEN];
     ngx_uint_t                   i;
     uint64_t                     v[10], worst, prompt;
@@ -182,7 +182,7 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     argv[1] = (const char *)
               ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_GRANT);
     argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "4";
+    argv[2] = "5";
     argvlen[2] = 1;
     argv[3] = (const char *) ctx->quota.period_key.data;
     argvlen[3] = ctx->quota.period_key.len;
@@ -192,36 +192,38 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     argvlen[5] = ctx->quota.leases_key.len;
     argv[6] = (const char *) ngx_http_aihub_leases_due.data;
     argvlen[6] = ngx_http_aihub_leases_due.len;
+    argv[7] = (const char *) amcf->epoch_key.data;
+    argvlen[7] = amcf->epoch_key.len;
 
     for (i = 0; i < 5; i++) {
-        argv[7 + i] = (const char *) nums[i];
-        argvlen[7 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
-    }
-
-    argv[12] = (const char *) id;
-    argvlen[12] = AIHUB_EVENT_ID_LEN;
-
-    for (i = 5; i < 7; i++) {
         argv[8 + i] = (const char *) nums[i];
         argvlen[8 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
-    argv[15] = (const char *) ctx->quota.period_m.data;
-    argvlen[15] = ctx->quota.period_m.len;
+    argv[13] = (const char *) id;
+    argvlen[13] = AIHUB_EVENT_ID_LEN;
 
-    for (i = 7; i < 10; i++) {
+    for (i = 5; i < 7; i++) {
         argv[9 + i] = (const char *) nums[i];
         argvlen[9 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
+    argv[16] = (const char *) ctx->quota.period_m.data;
+    argvlen[16] = ctx->quota.period_m.len;
+
+    for (i = 7; i < 10; i++) {
+        argv[10 + i] = (const char *) nums[i];
+        argvlen[10 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
+    }
+
     if (fn) {
-        return ngx_http_aihub_redis_send(fn, data, 19, argv, argvlen)
+        return ngx_http_aihub_redis_send(fn, data, 20, argv, argvlen)
                == NGX_OK ? NGX_OK : NGX_DECLINED;
     }
 
     ctx->quota.held_cost = v[6];
 
-    rc = ngx_http_aihub_redis_call(r, &ctx->wait, handler, 19, argv,
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait, handler, 20, argv,
                                    argvlen);
 
     return (rc == NGX_OK || rc == NGX_ERROR) ? rc : NGX_DECLINED;

@@ -9,6 +9,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_resp.h"
 #include "ngx_http_aihub_zone.h"
 #include "ngx_http_aihub_forward.h"
@@ -33,8 +34,8 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     u_char                      *p;
     ngx_int_t                    rc;
     ngx_str_t                    key;
-    const char                  *argv[2];
-    size_t                       argvlen[2];
+    const char                  *argv[5];
+    size_t                       argvlen[5];
     ngx_http_aihub_main_conf_t  *amcf;
 
     rc = ngx_http_aihub_find_key(r, &key);
@@ -103,17 +104,26 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    argv[0] = "HGETALL";
-    argvlen[0] = sizeof("HGETALL") - 1;
-    argv[1] = (const char *) p;
-    argvlen[1] = len;
+    /* the record, or 0 when Redis lost its data (no epoch marker) */
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *)
+              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_LOOKUP);
+    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (const char *) p;
+    argvlen[3] = len;
+    argv[4] = (const char *) amcf->epoch_key.data;
+    argvlen[4] = amcf->epoch_key.len;
 
     p = ngx_cpymem(p, amcf->redis_prefix.data, amcf->redis_prefix.len);
     p = ngx_cpymem(p, AIHUB_RK_KEY, sizeof(AIHUB_RK_KEY) - 1);
     ngx_memcpy(p, ctx->caller.hash, AIHUB_SHA256_HEX_LEN);
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_lookup_done,
-                                   2, argv, argvlen);
+                                   5, argv, argvlen);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -207,7 +217,17 @@ ngx_http_aihub_lookup_done(ngx_http_request_t *r, redisReply *reply)
         if (reply) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "aihub: redis key lookup failed: %s", reply->str);
+            ngx_http_aihub_scripts_check(reply);
         }
+
+        rc = ngx_http_aihub_unavailable(r, ctx);
+
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+        /* no record because Redis lost its data: not an unknown key */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: redis lost its data (no epoch marker), key "
+                      "%V not known until aihub-worker restores it",
+                      &ctx->caller.key.prefix);
 
         rc = ngx_http_aihub_unavailable(r, ctx);
 

@@ -23,6 +23,7 @@
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_grant.h"
+#include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_lease.h"
 
 #include "aihub_period.h"
@@ -248,6 +249,12 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_http_aihub_lease_zone_t  *zone;
 
     if (ngx_http_aihub_lease_shm == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_aihub_usage_wiped()) {
+        /* Redis lost the leases with its data */
+        ngx_http_aihub_lease_forget();
         return NGX_DECLINED;
     }
 
@@ -537,6 +544,35 @@ ngx_http_aihub_lease_tick(ngx_event_t *ev)
     if (!exiting || n == 32) {
         ngx_add_timer(ev, NGX_HTTP_AIHUB_LEASE_TICK);
     }
+}
+
+
+/*
+ * Redis lost its data: the leases it granted are gone with it, so the node
+ * admits nothing more from them (their calls in flight are settled as
+ * calls without a lease).
+ */
+
+void
+ngx_http_aihub_lease_forget(void)
+{
+    ngx_uint_t                    i;
+    ngx_http_aihub_lease_zone_t  *zone;
+
+    if (ngx_http_aihub_lease_shm == NULL) {
+        return;
+    }
+
+    zone = ngx_http_aihub_lease_shm->data;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_AIHUB_LEASE_SLOTS; i++) {
+        zone->sh->slots[i].granted = 0;
+        zone->sh->slots[i].admitted = 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 

@@ -16,6 +16,7 @@ ngx_int_t ngx_http_aihub_lease_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
 ngx_int_t ngx_http_aihub_lease_admit(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+void ngx_http_aihub_lease_forget(void);
 void ngx_http_aihub_lease_keep(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t granted, uint64_t base,
     ngx_msec_t life);

@@ -24,6 +24,7 @@ static void ngx_http_aihub_models_timer(ngx_event_t *ev);
 
 static const char  ngx_http_aihub_models_script[] =
     "local ids = redis.call('SMEMBERS', KEYS[1]) "
+    "if #ids == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end "
     "local out = {} "
     "for _, id in ipairs(ids) do "
     "  out[#out + 1] = id "
@@ -40,6 +41,7 @@ typedef struct {
     ngx_uint_t                    again;    /* asked for while loading */
     ngx_str_t                     set_key;
     ngx_str_t                     record_prefix;
+    ngx_str_t                     epoch_key;
     ngx_event_t                   refresh;
     ngx_log_t                    *log;
 } ngx_http_aihub_catalog_t;
@@ -81,6 +83,8 @@ ngx_http_aihub_models_init_process(ngx_cycle_t *cycle,
     p = ngx_cpymem(p, amcf->redis_prefix.data, amcf->redis_prefix.len);
     ngx_memcpy(p, AIHUB_RK_MODEL, sizeof(AIHUB_RK_MODEL) - 1);
 
+    cat->epoch_key = amcf->epoch_key;
+
     cat->refresh.handler = ngx_http_aihub_models_timer;
     cat->refresh.log = cycle->log;
     ngx_http_aihub_models_ident.fd = (ngx_socket_t) -1;
@@ -98,8 +102,8 @@ ngx_http_aihub_models_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_aihub_models_load(redisAsyncContext *ac)
 {
-    const char                *argv[5];
-    size_t                     argvlen[5];
+    const char                *argv[6];
+    size_t                     argvlen[6];
     ngx_http_aihub_catalog_t  *cat = &ngx_http_aihub_catalog;
 
     if (cat->loading) {
@@ -112,15 +116,17 @@ ngx_http_aihub_models_load(redisAsyncContext *ac)
     argvlen[0] = 4;
     argv[1] = ngx_http_aihub_models_script;
     argvlen[1] = sizeof(ngx_http_aihub_models_script) - 1;
-    argv[2] = "1";
+    argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (const char *) cat->set_key.data;
     argvlen[3] = cat->set_key.len;
-    argv[4] = (const char *) cat->record_prefix.data;
-    argvlen[4] = cat->record_prefix.len;
+    argv[4] = (const char *) cat->epoch_key.data;
+    argvlen[4] = cat->epoch_key.len;
+    argv[5] = (const char *) cat->record_prefix.data;
+    argvlen[5] = cat->record_prefix.len;
 
     if (ngx_http_aihub_redis_send(ngx_http_aihub_models_loaded_cb, cat,
-                                  5, argv, argvlen)
+                                  6, argv, argvlen)
         == NGX_OK)
     {
         cat->loading = 1;
@@ -189,6 +195,14 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
     ngx_http_aihub_model_t    *m;
 
     if (rep == NULL) {
+        return;
+    }
+
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        /* Redis lost its data: the catalog held stays until it is back */
+        ngx_log_error(NGX_LOG_WARN, cat->log, 0,
+                      "aihub: redis lost its data (no epoch marker), the "
+                      "model catalog held is kept");
         return;
     }
 

@@ -300,6 +300,13 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_str_set(&amcf->redis_prefix, AIHUB_REDIS_PREFIX_DEFAULT);
     }
 
+    if (ngx_http_aihub_redis_key(cf->pool, &amcf->redis_prefix,
+                                 AIHUB_RK_EPOCH, 0, &amcf->epoch_key)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     ngx_conf_init_msec_value(amcf->redis_timeout, 300);
     ngx_conf_init_uint_value(amcf->event_buffer, 10000);
     ngx_conf_init_uint_value(amcf->max_keys, 100);
@@ -642,29 +649,18 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
 
     ngx_http_aihub_metrics_init_process(amcf);
 
-    if (ngx_http_aihub_util_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_aihub_provider_init_process(cycle, amcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_aihub_usage_init_process(cycle, amcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_aihub_models_init_process(cycle, amcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     ngx_http_aihub_scripts_init();
 
-    if (ngx_http_aihub_grant_init_process(cycle, amcf) != NGX_OK
+    if (ngx_http_aihub_util_init_process(cycle) != NGX_OK
+        || ngx_http_aihub_provider_init_process(cycle, amcf) != NGX_OK
+        || ngx_http_aihub_usage_init_process(cycle, amcf) != NGX_OK
+        || ngx_http_aihub_models_init_process(cycle, amcf) != NGX_OK
+        || ngx_http_aihub_grant_init_process(cycle, amcf) != NGX_OK
         || ngx_http_aihub_lease_init_process(cycle, amcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
+
     ngx_http_aihub_subscribe_init_process(amcf);
     ngx_http_aihub_redis_on_connect(ngx_http_aihub_redis_connected);
 

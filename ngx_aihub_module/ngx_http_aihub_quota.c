@@ -46,6 +46,8 @@ static void ngx_http_aihub_quota_send_settle(ngx_log_t *log,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t success);
 static void ngx_http_aihub_quota_granted(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, redisReply *reply);
+static void ngx_http_aihub_quota_unavailable(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 static ngx_uint_t ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 
@@ -240,15 +242,12 @@ ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
 static void
 ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
 {
-    redisReply                 *e;
-    ngx_http_aihub_ctx_t       *ctx;
-    ngx_http_aihub_loc_conf_t  *alcf;
+    redisReply            *e;
+    ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
     ctx->flow.state = NGX_HTTP_AIHUB_STATE_NEW;
     ctx->quota.pending = 0;
-
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
     if (reply == NULL) {
         /*
@@ -271,20 +270,7 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
             ngx_http_aihub_scripts_check(reply);
         }
 
-        if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "aihub: no quota answer from redis, call of key "
-                          "%V passed (failing open)", &ctx->caller.key.prefix);
-            ctx->caller.from_stale = 1;
-            ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
-
-        } else {
-            ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                "server_error", "service_unavailable",
-                                "The gateway cannot check quotas right "
-                                "now. Please retry shortly.");
-        }
-
+        ngx_http_aihub_quota_unavailable(r, ctx);
         ngx_http_aihub_resume(r);
         return;
     }
@@ -293,6 +279,14 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
 
     if (reply->element[0]->integer == 1) {
         ngx_http_aihub_quota_granted(r, ctx, reply);
+
+    } else if (e->len == 5 && ngx_strncmp(e->str, "wiped", 5) == 0) {
+        /* Redis lost its data: nothing until the worker restored it */
+        ngx_http_aihub_lease_forget();
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: redis lost its data (no epoch marker), no "
+                      "lease until aihub-worker restores it");
+        ngx_http_aihub_quota_unavailable(r, ctx);
 
     } else if (e->len == 4 && ngx_strncmp(e->str, "rate", 4) == 0) {
         ngx_http_aihub_limit_global_refused(r, ctx,
@@ -328,6 +322,32 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     }
 
     ngx_http_aihub_resume(r);
+}
+
+
+/* no usable answer from Redis: fail open, or 503 */
+
+static void
+ngx_http_aihub_quota_unavailable(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: no quota answer from redis, call of key "
+                      "%V passed (failing open)", &ctx->caller.key.prefix);
+        ctx->caller.from_stale = 1;
+        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
+        return;
+    }
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
+                        "service_unavailable",
+                        "The gateway cannot check quotas right now. Please "
+                        "retry shortly.");
 }
 
 

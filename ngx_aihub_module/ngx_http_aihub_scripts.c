@@ -52,7 +52,7 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
  * nor leased.
  * KEYS[1] period hash, KEYS[2] global rate limit state (may be unused;
  * ngx_http_aihub_limit.h has that part), KEYS[3] the period's leases,
- * KEYS[4] the periods due a sweep
+ * KEYS[4] the periods due a sweep, KEYS[5] the epoch marker
  * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none),
  * lease id, lease time in ms, the call's worst-case cost, the period's
  * "<account>:<YYYYMMDD>", want, least (1: a request waits for it; more: a
@@ -63,6 +63,8 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
  * request.  A call beyond the included ones of an account with a spend cap
  * is leased alone and holds its worst-case cost, refused once the overage
  * plus what is held reaches the cap.
+ * Without the epoch marker (Redis lost its data, and the worker has not
+ * restored the counters yet) nothing is granted: reason "wiped".
  * Returns {allowed, base (calls used or leased before), reason, remaining,
  * retry_ms, reset_ms, calls granted, lifetime in ms}.
  */
@@ -71,6 +73,8 @@ static const char  ngx_http_aihub_grant_script[] =
     "local lt = redis.call('TIME') "
     "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
     "local pk, lk = KEYS[1], KEYS[3] "
+    "if redis.call('EXISTS', KEYS[5]) == 0 then "
+    "  return {0, 0, 'wiped', 0, 0, 0, 0, 0} end "
     NGX_HTTP_AIHUB_RECLAIM_LUA
     "local h = redis.call('HMGET', pk, '" AIHUB_CF_CALLS "', '"
         AIHUB_CF_LEASED_CALLS "', '" AIHUB_CF_OVERAGE "', '"
@@ -112,7 +116,8 @@ static const char  ngx_http_aihub_grant_script[] =
 
 /*
  * A batch of one worker process: its usage events and its settles, applied
- * once.  KEYS[1] the usage stream, KEYS[2] the batch's id key
+ * once.  KEYS[1] the usage stream, KEYS[2] the batch's id key, KEYS[3]
+ * the epoch marker
  * ARGV: the Redis prefix, ttl seconds, the number of events E, the E
  * events, then records of 9: "<account>:<YYYYMMDD>", lease id, kind
  * ('s' success, 'o' success beyond the included calls, 'f' failed, 'r'
@@ -123,10 +128,15 @@ static const char  ngx_http_aihub_grant_script[] =
  * lease holding nothing more is deleted).  A success whose lease is gone
  * (reclaimed at its expiry, or lost with Redis's data) still counts its
  * call.  A batch already applied (a resend after a lost reply) does
- * nothing.  Returns 1, or 0 for a batch applied before.
+ * nothing.  Without the epoch marker (Redis lost its data) nothing is
+ * applied: the error "WIPED" makes the module send it again later.
+ * Returns 1, or 0 for a batch applied before.
  */
 
 static const char  ngx_http_aihub_apply_script[] =
+    "if redis.call('EXISTS', KEYS[3]) == 0 then "
+    "  return redis.error_reply('WIPED redis has no epoch marker: waiting "
+        "for aihub-worker to restore it') end "
     "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then "
     "  return 0 end "
     "local pre, ttl, e = ARGV[1], ARGV[2], tonumber(ARGV[3]) "
@@ -198,6 +208,18 @@ static const char  ngx_http_aihub_apply_script[] =
 
 
 /*
+ * A key record: KEYS[1] the record, KEYS[2] the epoch marker.  Returns
+ * its fields (none: no such key), or 0 when there is none because Redis
+ * lost its data (no marker): that is not an unknown key.
+ */
+
+static const char  ngx_http_aihub_lookup_script[] =
+    "local h = redis.call('HGETALL', KEYS[1]) "
+    "if #h == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end "
+    "return h";
+
+
+/*
  * The sweep: KEYS[1] the periods due; ARGV: the Redis prefix.
  * Reclaims the expired leases of up to 100 due periods (their keys are
  * named from the prefix: one Redis, no cluster), and files each period
@@ -241,6 +263,8 @@ static ngx_http_aihub_script_t  ngx_http_aihub_scripts[] = {
       sizeof(ngx_http_aihub_apply_script) - 1, "" },
     { ngx_http_aihub_sweep_script,
       sizeof(ngx_http_aihub_sweep_script) - 1, "" },
+    { ngx_http_aihub_lookup_script,
+      sizeof(ngx_http_aihub_lookup_script) - 1, "" },
 };
 
 

@@ -26,9 +26,9 @@
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
 #define NGX_HTTP_AIHUB_FLUSH_MAX       5000
 #define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* entries */
-#define NGX_HTTP_AIHUB_BATCH_GAP       5        /* ms between batches */
+#define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (8 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_RECORD)
+    (9 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_RECORD)
 
 
 /*
@@ -65,9 +65,11 @@ typedef struct {
     ngx_uint_t                    events;       /* held, not confirmed */
     ngx_uint_t                    records;      /* held, not confirmed */
     ngx_uint_t                    batches;      /* batches in flight */
+    ngx_uint_t                    wiped;        /* Redis lost its data */
     ngx_msec_t                    last_sent;
     ngx_str_t                     prefix;
     ngx_str_t                     batch_key;    /* "<prefix>batch:" */
+    ngx_str_t                     epoch_key;
     ngx_event_t                   gap;          /* the next batch */
     ngx_uint_t                    limit;
     ngx_uint_t                    emitted;
@@ -103,7 +105,6 @@ ngx_int_t
 ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf)
 {
-    u_char                  *p;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     ngx_queue_init(&us->pending);
@@ -111,29 +112,22 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
 
     us->log = cycle->log;
     us->prefix = amcf->redis_prefix;
+    us->epoch_key = amcf->epoch_key;
     us->limit = amcf->event_buffer;
     us->node = amcf->node;
 
-    us->stream.len = amcf->redis_prefix.len + sizeof(AIHUB_RK_USAGE) - 1;
-    us->stream.data = ngx_pnalloc(cycle->pool, us->stream.len);
-    if (us->stream.data == NULL) {
+    /* the batch key ends in each batch's id, written as it is sent */
+
+    if (ngx_http_aihub_redis_key(cycle->pool, &amcf->redis_prefix,
+                                 AIHUB_RK_USAGE, 0, &us->stream)
+        != NGX_OK
+        || ngx_http_aihub_redis_key(cycle->pool, &amcf->redis_prefix,
+                                    AIHUB_RK_BATCH, AIHUB_EVENT_ID_LEN,
+                                    &us->batch_key)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    p = ngx_cpymem(us->stream.data, amcf->redis_prefix.data,
-                   amcf->redis_prefix.len);
-    ngx_memcpy(p, AIHUB_RK_USAGE, sizeof(AIHUB_RK_USAGE) - 1);
-
-    us->batch_key.len = amcf->redis_prefix.len + sizeof(AIHUB_RK_BATCH) - 1
-                        + AIHUB_EVENT_ID_LEN;
-    us->batch_key.data = ngx_pnalloc(cycle->pool, us->batch_key.len);
-    if (us->batch_key.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(us->batch_key.data, amcf->redis_prefix.data,
-                   amcf->redis_prefix.len);
-    ngx_memcpy(p, AIHUB_RK_BATCH, sizeof(AIHUB_RK_BATCH) - 1);
 
     us->flush.handler = ngx_http_aihub_usage_flush_handler;
     us->flush.log = cycle->log;
@@ -220,6 +214,15 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_http_aihub_usage_queue(ev);
 
     return NGX_OK;
+}
+
+
+/* whether Redis said it lost its data (the last batch was refused) */
+
+ngx_uint_t
+ngx_http_aihub_usage_wiped(void)
+{
+    return ngx_http_aihub_usage.wiped;
 }
 
 
@@ -467,9 +470,8 @@ static ngx_int_t
 ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
 {
     int                             argc, pass;
-    u_char                         *p, *key, nums[2][NGX_INT_T_LEN];
+    u_char                         *p, nums[2][NGX_INT_T_LEN];
     ngx_uint_t                      i;
-    ngx_int_t                       rc;
     ngx_queue_t                    *q;
     ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
@@ -477,38 +479,33 @@ ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
     static const char  *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
     static size_t       argvlen[NGX_HTTP_AIHUB_BATCH_ARGS];
 
-    key = ngx_alloc(us->batch_key.len, us->log);
-    if (key == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(key, us->batch_key.data,
-               us->batch_key.len - AIHUB_EVENT_ID_LEN);
-    ngx_memcpy(key + us->batch_key.len - AIHUB_EVENT_ID_LEN, b->id,
-               AIHUB_EVENT_ID_LEN);
+    ngx_memcpy(us->batch_key.data + us->batch_key.len - AIHUB_EVENT_ID_LEN,
+               b->id, AIHUB_EVENT_ID_LEN);
 
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
     argv[1] = (const char *)
               ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_APPLY);
     argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "2";
+    argv[2] = "3";
     argvlen[2] = 1;
     argv[3] = (const char *) us->stream.data;
     argvlen[3] = us->stream.len;
-    argv[4] = (const char *) key;
+    argv[4] = (const char *) us->batch_key.data;
     argvlen[4] = us->batch_key.len;
-    argv[5] = (const char *) us->prefix.data;
-    argvlen[5] = us->prefix.len;
+    argv[5] = (const char *) us->epoch_key.data;
+    argvlen[5] = us->epoch_key.len;
+    argv[6] = (const char *) us->prefix.data;
+    argvlen[6] = us->prefix.len;
 
     /* a period hash the batch creates (Redis lost it) lives 72 days */
-    argv[6] = (const char *) nums[0];
-    argvlen[6] = ngx_sprintf(nums[0], "%ui", (ngx_uint_t) 72 * 86400)
+    argv[7] = (const char *) nums[0];
+    argvlen[7] = ngx_sprintf(nums[0], "%ui", (ngx_uint_t) 72 * 86400)
                  - nums[0];
-    argv[7] = (const char *) nums[1];
-    argvlen[7] = ngx_sprintf(nums[1], "%ui", b->nevents) - nums[1];
+    argv[8] = (const char *) nums[1];
+    argvlen[8] = ngx_sprintf(nums[1], "%ui", b->nevents) - nums[1];
 
-    argc = 8;
+    argc = 9;
 
     /* the events first, then the records */
 
@@ -540,11 +537,8 @@ ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
         }
     }
 
-    rc = ngx_http_aihub_redis_send(ngx_http_aihub_usage_sent, b, argc, argv,
-                                   argvlen);
-    ngx_free(key);
-
-    return rc;
+    return ngx_http_aihub_redis_send(ngx_http_aihub_usage_sent, b, argc,
+                                     argv, argvlen);
 }
 
 
@@ -557,6 +551,23 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 
     us->batches--;
     us->ninflight -= b->nentries;
+
+    if (rep && rep->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(rep->str, "WIPED", 5) == 0)
+    {
+        /* Redis lost its data: again once the worker restored it */
+        if (!us->wiped) {
+            ngx_log_error(NGX_LOG_WARN, us->log, 0,
+                          "aihub: %s; usage events and settles wait",
+                          rep->str + 6);
+        }
+
+        us->wiped = 1;
+        ngx_http_aihub_usage_requeue(b);
+        return;
+    }
+
+    us->wiped = 0;
 
     if (rep == NULL
         || (rep->type == REDIS_REPLY_ERROR

@@ -16,6 +16,7 @@ void ngx_http_aihub_usage_exit_process(void);
 void ngx_http_aihub_usage_flush(void);
 ngx_int_t ngx_http_aihub_usage_emit(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+ngx_uint_t ngx_http_aihub_usage_wiped(void);
 ngx_int_t ngx_http_aihub_usage_record(ngx_log_t *log,
     const char **argv, const size_t *argvlen);
 

@@ -315,3 +315,25 @@ ngx_http_aihub_header_find(ngx_list_t *headers, u_char *name, size_t len)
         }
     }
 }
+
+
+/* "<prefix><name>", and "extra" bytes after it, from the pool */
+
+ngx_int_t
+ngx_http_aihub_redis_key(ngx_pool_t *pool, ngx_str_t *prefix,
+    const char *name, size_t extra, ngx_str_t *key)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    key->len = prefix->len + len + extra;
+    key->data = ngx_pnalloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(key->data, prefix->data, prefix->len), name, len);
+
+    return NGX_OK;
+}

@@ -459,6 +459,12 @@ sub start_redis {
         if ($self->wait_port('redis', $port, 10)) {
             $self->{redis_port} = $port;
             delete $self->{redis_sock};
+
+            # a new install: the worker's first restore has nothing to
+            # restore (a later restart is a test's own business)
+            $self->redis('SET', 'aihub:epoch', time, 'NX')
+                unless $self->{redis_started}++;
+
             return $self;
         }
 
@@ -1224,6 +1230,9 @@ sub seed_key {
                models => '*', included => 1000, rpm => 0, tpm => 0, %f);
 
     $self->redis('HSET', $prefix . 'key:' . key_hash($key), %rec);
+
+    # seeding by hand stands for the worker's restore: Redis holds its copy
+    $self->redis('SET', $prefix . 'epoch', time, 'NX');
 
     return $key;
 }

@@ -97,6 +97,7 @@ sub seed_models {
         $t->redis('SADD', "${PREFIX}models", $id);
     }
 
+    $t->redis('SET', "${PREFIX}epoch", time, 'NX');
     $t->redis('PUBLISH', "${PREFIX}invalidate", 'models');
 }
 
