@@ -341,11 +341,13 @@ END
 # G: aihub on the full path
 
 sub aihub_conf {
-    my ($name, $zone) = @_;
+    my ($name, $zone, $extra) = @_;
+    $extra //= '';
     nginx_conf($name,
         main => "load_module $MODULE;",
         http => <<"END");
 $UPSTREAM
+    $extra
     aihub_redis ${\ $t->redis_addr };
     aihub_redis_timeout 300ms;
     aihub_cache_zone aihub:$zone;
@@ -368,7 +370,11 @@ END
 
 aihub_conf('G', '16m');
 
-for my $n (qw(B0 B1 L G)) {
+# G-edge: every call waits for its own lease of one call, as an account
+# within a few calls of its hard quota does (what exactness costs there)
+aihub_conf('Gedge', '16m', 'aihub_lease_calls 1;');
+
+for my $n (qw(B0 B1 L G Gedge)) {
     start_ngx($n, $SUT_CPU);
 }
 
@@ -549,7 +555,7 @@ sub wrk {
         fail("$name c=$o{conns}: $r{ok} answers were not $expect");
     }
 
-    if ($sys eq 'G' || $sys eq 'Gmem') {
+    if ($sys eq 'G' || $sys eq 'Gmem' || $sys eq 'Gedge') {
         $o{count_ok} //= ($expect == 200);
         if ($o{count_ok}) {
             $main::G_OK += $r{ok};
@@ -595,6 +601,7 @@ my @SYS = (
     [ 'B0',       sys => 'B0' ],
     [ 'B1',       sys => 'B1' ],
     [ 'G',        sys => 'G', key => $KEY ],
+    [ 'G-edge',   sys => 'Gedge', key => $KEY ],
     [ 'L',        sys => 'L', key => $KEY ],
     ($NG{P} ? [ 'P', sys => 'P',
                 env => { BENCH_PORTKEY => "http://127.0.0.1:$STUB/v1" } ]
@@ -1064,7 +1071,8 @@ push @md, '', '## Ratios (medians; by CPU = CPU/req of the other / CPU/req'
                              @{ $C{conns} }) . ' |',
     '|---|' . join('', map { '---:|---:|' } @{ $C{conns} });
 
-for my $p ([ 'G', 'B1' ], [ 'G', 'B0' ], [ 'G', 'L' ], [ 'G', 'P' ],
+for my $p ([ 'G', 'B1' ], [ 'G-edge', 'B1' ], [ 'G', 'B0' ], [ 'G', 'L' ],
+           [ 'G', 'P' ],
            [ 'G-401', 'B0' ], [ 'G-429', 'B0' ], [ 'G-stream', 'B1-stream' ],
            [ 'L', 'B1' ])
 {
