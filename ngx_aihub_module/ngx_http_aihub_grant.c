@@ -28,6 +28,9 @@ static ngx_str_t    ngx_http_aihub_sweep_prefix;
 static ngx_msec_t   ngx_http_aihub_sweep_every;
 static ngx_event_t  ngx_http_aihub_sweep_ev;
 
+/* what a timer's data names in nginx's debug log */
+static ngx_connection_t  ngx_http_aihub_sweep_ident;
+
 
 static void ngx_http_aihub_sweep_handler(ngx_event_t *ev);
 
@@ -61,7 +64,8 @@ ngx_http_aihub_grant_init_process(ngx_cycle_t *cycle,
 
     ngx_http_aihub_sweep_ev.handler = ngx_http_aihub_sweep_handler;
     ngx_http_aihub_sweep_ev.log = cycle->log;
-    ngx_http_aihub_sweep_ev.data = NULL;
+    ngx_http_aihub_sweep_ident.fd = (ngx_socket_t) -1;
+    ngx_http_aihub_sweep_ev.data = &ngx_http_aihub_sweep_ident;
     ngx_http_aihub_sweep_ev.cancelable = 1;
 
     ngx_add_timer(&ngx_http_aihub_sweep_ev, ngx_http_aihub_sweep_every);

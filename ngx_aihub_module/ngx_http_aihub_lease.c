@@ -100,8 +100,11 @@ static void ngx_http_aihub_lease_tick(ngx_event_t *ev);
 static void ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b);
 
 
-static ngx_shm_zone_t  *ngx_http_aihub_lease_shm;
-static ngx_event_t      ngx_http_aihub_lease_tick_ev;
+static ngx_shm_zone_t    *ngx_http_aihub_lease_shm;
+static ngx_event_t        ngx_http_aihub_lease_tick_ev;
+
+/* what a timer's data names in nginx's debug log */
+static ngx_connection_t   ngx_http_aihub_lease_ident;
 
 
 ngx_shm_zone_t *
@@ -183,6 +186,8 @@ ngx_http_aihub_lease_init_process(ngx_cycle_t *cycle,
 
     ngx_http_aihub_lease_tick_ev.handler = ngx_http_aihub_lease_tick;
     ngx_http_aihub_lease_tick_ev.log = cycle->log;
+    ngx_http_aihub_lease_ident.fd = (ngx_socket_t) -1;
+    ngx_http_aihub_lease_tick_ev.data = &ngx_http_aihub_lease_ident;
 
     ngx_add_timer(&ngx_http_aihub_lease_tick_ev, NGX_HTTP_AIHUB_LEASE_TICK);
 

@@ -35,6 +35,9 @@ static void ngx_http_aihub_subscribe_message(redisAsyncContext *ac,
 
 static ngx_shm_zone_t  *ngx_http_aihub_subscribe_zone;
 static ngx_event_t      ngx_http_aihub_heartbeat;
+
+/* what a timer's data names in nginx's debug log (NULL would crash it) */
+static ngx_connection_t ngx_http_aihub_heartbeat_ident;
 static ngx_str_t        ngx_http_aihub_heartbeat_channel;
 static ngx_msec_t       ngx_http_aihub_heard;       /* last heartbeat */
 static ngx_msec_t       ngx_http_aihub_deaf_reset;  /* last reconnect */
@@ -69,6 +72,8 @@ ngx_http_aihub_subscribe_init_process(ngx_http_aihub_main_conf_t *amcf)
     ngx_http_aihub_heartbeat.handler = ngx_http_aihub_heartbeat_handler;
     ngx_http_aihub_heartbeat.log = ngx_cycle->log;
     ngx_http_aihub_heartbeat.cancelable = 1;
+    ngx_http_aihub_heartbeat_ident.fd = (ngx_socket_t) -1;
+    ngx_http_aihub_heartbeat.data = &ngx_http_aihub_heartbeat_ident;
 
     /* a grace period for the first subscription; until a heartbeat is
        heard, no cached record counts as fresh */

@@ -399,6 +399,10 @@ ngx_http_aihub_usage_send(void)
                                             - (now - us->last_sent));
                 }
 
+                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, us->log, 0,
+                               "aihub usage: %ui entries wait for the next "
+                               "batch (%ui in flight)", us->nloose,
+                               us->batches);
                 return;
             }
 
@@ -417,6 +421,10 @@ ngx_http_aihub_usage_send(void)
             ngx_queue_insert_head(&us->sealed, &b->queue);
             return;
         }
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, us->log, 0,
+                       "aihub usage: batch %*s sent, %ui entries",
+                       (size_t) 8, b->id, b->nentries);
 
         us->last_sent = ngx_current_msec;
         us->batches++;

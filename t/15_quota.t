@@ -126,6 +126,7 @@ is(($by{'ok nginx'} // 0) + ($by{'ok n2'} // 0), 10,
 is($by{'ok nginx'}, 5, 'five on the first node');
 is($by{'ok n2'}, 5, 'five on the second node');
 is($by{429}, 20, 'the other 20: 429');
+$t->wait_for(sub { calls(1502) == 10 }, timeout => 5);
 is(calls(1502), 10, 'two nodes: calls = 10');
 
 # two nodes at once
@@ -134,6 +135,7 @@ my $two_par = seed_full_key($t, account => 1503, included => 20);
                      headers => { 'x-mock-delay-ms' => 100 });
 is(scalar(grep { $_->{status} == 200 } @res), 20,
    'two nodes, 60 at once, 20 left: exactly 20 succeed');
+$t->wait_for(sub { calls(1503) == 20 }, timeout => 5);
 is(calls(1503), 20, 'calls = 20');
 
 
@@ -143,6 +145,7 @@ my $pro = seed_full_key($t, account => 1504, plan => 'pro', models => '*',
                         included => 2, overage => 1);
 my @st = map { $t->chat($pro, model => 'test-basic')->{status} } 1 .. 5;
 is_deeply(\@st, [ (200) x 5 ], 'overage: calls beyond the 2 included go on');
+$t->wait_for(sub { calls(1504) == 5 }, timeout => 5);
 is(calls(1504), 5, 'overage: all 5 counted');
 
 # test-basic: 5 prompt + 7 completion tokens = 5 * 1 + 7 * 2 = 19 micro-$

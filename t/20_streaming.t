@@ -268,6 +268,7 @@ sub last_event {
        'abort: total');
     is($e->{cost_micros}, cost_of($m, $e->{prompt_tokens},
                                   $e->{total_tokens}), 'abort: cost');
+    $t->wait_for(sub { period_calls($t, $ACCOUNT) == $calls + 1 }, timeout => 5);
     is(period_calls($t, $ACCOUNT), $calls + 1,
        'abort: the call counts (delivered tokens billed)');
 }

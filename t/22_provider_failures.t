@@ -97,11 +97,17 @@ my $secret = $t->mock_key;
 my $nev = () = usage_events($t);
 my $period = sub { period_calls($t, $ACCOUNT) };
 
+sub access_lines {
+    my $log = eval { Aihub::read_file($t->nginx_dir . '/access.log') } // '';
+    return scalar(() = $log =~ /\n/g);
+}
+
 sub check_failure {
     my ($name, $status, $code, %o) = @_;
 
     my $calls = $period->();
     my $n0 = mock_count($t);
+    my $logged = access_lines();
     my $r = raw_request($t, key => $key, timeout => 15,
                         body => chat_body(model => $o{model} // 'test-basic',
                                           stream => $o{stream}),
@@ -122,11 +128,14 @@ sub check_failure {
         ok(mock_count($t) > $n0, "$name: the provider was asked");
     }
 
-    # the log phase has run once the answer is complete
-    $t->wait_for(sub { $period->() == $calls }, timeout => 1);
-    is($period->(), $calls, "$name: the quota reservation is given back");
-
-    sleep 0.2;
+    # the log phase (the settle, the event, the access log line) runs
+    # when the connection is done with; the event then leaves in a batch
+    ok($t->wait_for(sub { access_lines() > $logged }, timeout => 10),
+       "$name: the log phase ran");
+    $t->wait_for(sub { usage_event_count($t) > $nev }, timeout => 5)
+        if $o{reached};
+    sleep 0.3;                  # nothing more must come
+    is($period->(), $calls, "$name: the failed call is not counted");
     my @ev = usage_events($t);
     my @new = @ev[$nev .. $#ev];
     $nev = @ev;

@@ -268,6 +268,7 @@ END
        'saturation: each a served call');
     is(scalar(@fe), scalar(@served),
        'saturation: a usage event for each served free call only');
+    $t->wait_for(sub { period_calls($t, $acct{pro}) == 20 }, timeout => 5);
     is(period_calls($t, $acct{pro}), 20, 'saturation: pro period: 20 calls');
     is(period_calls($t, $acct{free}) + 0, scalar(@served),
        'saturation: free period: the served calls only');
@@ -358,6 +359,7 @@ END
     sleep 0.5;
     is(scalar(mock_tagged(qr/^aband-gone/)), 0,
        'abandon: the provider never got it');
+    $t->wait_for(sub { period_calls($t, $acct{pro}) == $calls + 4 }, timeout => 5);
     is(period_calls($t, $acct{pro}), $calls + 4,
        'abandon: only the served calls counted');
     is(metric('aihub_lane_in_flight', 'provider="mock"'), 0,

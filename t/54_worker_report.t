@@ -253,6 +253,7 @@ $t->restart_redis;
 is($t->redis('EXISTS', 'aihub:key:' . sha256_hex($pro)), 0, 'Redis is empty');
 ($rc, $out, $err) = $t->worker('rebuild');
 is($rc, 0, 'rebuild exits 0') or diag($err);
+ok($t->redis('EXISTS', 'aihub:epoch'), 'rebuild sets the epoch marker');
 is($t->redis('HGET', 'aihub:key:' . sha256_hex($pro), 'status'), 'active',
    'key records restored');
 is($t->redis('HGET', 'aihub:key:' . sha256_hex($free), 'plan'), 'free',

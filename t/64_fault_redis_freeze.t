@@ -4,9 +4,10 @@
 # nodes.  nginx's worker processes never block on Redis: a plain location
 # keeps answering on both nodes during the freeze (the issue asks < 100 ms;
 # asserted loosely, < 1 s, so a loaded 2-core machine passes, and the times
-# are printed), aihub calls get 503 service_unavailable after
-# aihub_redis_timeout, and every call that reached the provider is one
-# row, none twice.
+# are printed), aihub calls that need Redis get 503 service_unavailable
+# after aihub_redis_timeout (those a node admits from its block lease with
+# a cached key need no Redis and are answered), and every call that
+# reached the provider is one row, none twice.
 
 use strict;
 use warnings;
@@ -111,8 +112,16 @@ is("@bad", '', '/plain answered 200 throughout');
 
 my @frozen = grep { $_->{start} > $frozen_at + 0.1
                     && $_->{start} < $frozen_at + $FREEZE - 1 } @res;
-ok(@frozen && !grep({ $_->{status} != 503 } @frozen),
-   'calls started during the freeze got 503 (' . @frozen . ')');
+# a call its node can admit from a block lease with a cached key needs no
+# Redis: 200; one that needs Redis (a key to read, a lease to take) gets
+# 503 within the timeout
+my %fst = AihubFixtures::status_counts(@frozen);
+diag('calls started during the freeze: '
+     . join ', ', map { "$_ x $fst{$_}" } sort keys %fst);
+ok(@frozen && !grep({ $_->{status} != 503 && $_->{status} != 200 }
+                    @frozen),
+   'calls started during the freeze got 200 (out of a block lease) or 503 ('
+   . @frozen . ')');
 cmp_ok(max(map { $_->{elapsed} } @frozen), '<', 2,
        'within the 300 ms Redis timeout, not the freeze (loosely: < 2 s)')
     if @frozen;
