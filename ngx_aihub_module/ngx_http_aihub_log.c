@@ -14,6 +14,10 @@
 #include "aihub_money.h"
 
 
+static ngx_int_t ngx_http_aihub_log_call(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
+static ngx_int_t ngx_http_aihub_log_event(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_tokens_settle(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static int64_t ngx_http_aihub_cost(ngx_http_aihub_model_t *m,
@@ -30,7 +34,7 @@ static int64_t ngx_http_aihub_cost(ngx_http_aihub_model_t *m,
 ngx_int_t
 ngx_http_aihub_log_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t             success;
+    ngx_int_t              rc;
     ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
@@ -42,6 +46,24 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
     }
 
     ctx->usage.emitted = 1;
+
+    /*
+     * the call's settle and its event leave in the same batch, applied
+     * at once: the counters and the stream (the ledger) always agree
+     */
+
+    ngx_http_aihub_usage_hold();
+    rc = ngx_http_aihub_log_call(r, ctx);
+    ngx_http_aihub_usage_release();
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_log_call(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_uint_t  success;
 
     if (ctx->reply.status == 0 && r->upstream != NULL
         && r->upstream->request_sent
@@ -111,7 +133,52 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
                    ctx->usage.tokens.total, ctx->usage.cost_micros,
                    ctx->reply.status, success);
 
-    return ngx_http_aihub_usage_emit(r, ctx);
+    return ngx_http_aihub_log_event(r, ctx);
+}
+
+
+/* the event's contents for the engine, which renders it */
+
+static ngx_int_t
+ngx_http_aihub_log_event(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    ngx_msec_int_t       latency;
+    aihub_usage_event_t  e;
+
+    ngx_memzero(&e, sizeof(aihub_usage_event_t));
+
+    if (ctx->route.provider) {
+        e.provider.data = ctx->route.provider->name.data;
+        e.provider.len = ctx->route.provider->name.len;
+    }
+
+    latency = (ngx_msec_int_t) (ngx_http_aihub_now_ms() - ctx->start_ms);
+    if (latency < 0) {
+        latency = 0;
+    }
+
+    e.id.data = ctx->event_id;
+    e.id.len = AIHUB_EVENT_ID_LEN;
+    e.ts_ms = ctx->start_ms;
+    e.account = ctx->caller.key.rec.account_id;
+    e.key.data = ctx->caller.key.prefix.data;
+    e.key.len = ctx->caller.key.prefix.len;
+    e.plan.data = ctx->caller.key.plan.data;
+    e.plan.len = ctx->caller.key.plan.len;
+    e.model.data = ctx->body.model.data;
+    e.model.len = ctx->body.model.len;
+    e.prompt_tokens = ctx->usage.tokens.prompt;
+    e.completion_tokens = ctx->usage.tokens.completion;
+    e.total_tokens = ctx->usage.tokens.total;
+    e.cost_micros = ctx->usage.cost_micros;
+    e.status = r->headers_out.status ? r->headers_out.status
+                                     : ctx->reply.status;
+    e.streamed = ctx->reply.streamed;
+    e.aborted = ctx->usage.aborted;
+    e.estimated = ctx->usage.tokens.estimated;
+    e.latency_ms = (uint64_t) latency;
+
+    return ngx_http_aihub_usage_emit(r->connection->log, &e);
 }
 
 

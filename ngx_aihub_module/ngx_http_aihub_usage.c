@@ -28,7 +28,7 @@
 #define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* entries */
 #define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (9 + NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_RECORD)
+    (9 + (NGX_HTTP_AIHUB_BATCH_MAX + 1) * NGX_HTTP_AIHUB_SETTLE_RECORD)
 
 
 /*
@@ -40,6 +40,7 @@
 typedef struct {
     ngx_queue_t                   queue;
     ngx_uint_t                    argc;
+    ngx_uint_t                    paired;   /* the next entry goes with it */
     size_t                        len;
     u_char                        data[1];
 } ngx_http_aihub_event_t;
@@ -66,6 +67,7 @@ typedef struct {
     ngx_uint_t                    records;      /* held, not confirmed */
     ngx_uint_t                    batches;      /* batches in flight */
     ngx_uint_t                    wiped;        /* Redis lost its data */
+    ngx_uint_t                    held;         /* queued, not sent yet */
     ngx_msec_t                    last_sent;
     ngx_str_t                     prefix;
     ngx_str_t                     batch_key;    /* "<prefix>batch:" */
@@ -94,8 +96,6 @@ static void ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_usage_arm(void);
 static void ngx_http_aihub_usage_flush_handler(ngx_event_t *ev);
-static ngx_http_aihub_event_t *ngx_http_aihub_usage_build(
-    ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx);
 
 
 static ngx_http_aihub_event_buffer_t  ngx_http_aihub_usage;
@@ -183,10 +183,14 @@ ngx_http_aihub_usage_exit_process(void)
 }
 
 
-/* a settled call's event goes into the buffer, and out when it can */
+/*
+ * A settled call's event (its fields filled by ngx_http_aihub_log.c, the
+ * node's name here) goes into the buffer, rendered by the engine, and out
+ * when it can.
+ */
 
 ngx_int_t
-ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e)
 {
     ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
@@ -195,18 +199,26 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         us->dropped++;
         (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_dropped,
                                     1);
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "aihub: usage event buffer full (%ui events), "
-                      "event %*s of key %V dropped, %ui dropped so far",
-                      us->limit, (size_t) AIHUB_EVENT_ID_LEN, ctx->event_id,
-                      &ctx->caller.key.prefix, us->dropped);
+                      "event %*s of key %*s dropped, %ui dropped so far",
+                      us->limit, e->id.len, e->id.data, e->key.len,
+                      e->key.data, us->dropped);
         return NGX_OK;
     }
 
-    ev = ngx_http_aihub_usage_build(r, ctx);
+    e->node.data = us->node.data;
+    e->node.len = us->node.len;
+
+    ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data)
+                   + aihub_usage_event_len(e), us->log);
     if (ev == NULL) {
         return NGX_ERROR;
     }
+
+    ev->argc = 0;
+    ev->paired = 0;
+    ev->len = aihub_usage_event_render(ev->data, e);
 
     us->emitted++;
     (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_emitted, 1);
@@ -214,6 +226,39 @@ ngx_http_aihub_usage_emit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_http_aihub_usage_queue(ev);
 
     return NGX_OK;
+}
+
+
+/*
+ * What is queued between hold and release leaves in one batch (a call's
+ * settle and its event): seal never ends a batch inside such a run.
+ */
+
+void
+ngx_http_aihub_usage_hold(void)
+{
+    ngx_http_aihub_usage.held = 1;
+}
+
+
+void
+ngx_http_aihub_usage_release(void)
+{
+    ngx_queue_t                    *q;
+    ngx_http_aihub_event_t         *ev;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    us->held = 0;
+
+    /* the run's last entry ends it */
+    if (!ngx_queue_empty(&us->pending)) {
+        q = ngx_queue_last(&us->pending);
+        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+        ev->paired = 0;
+    }
+
+    ngx_http_aihub_usage_send();
+    ngx_http_aihub_usage_arm();
 }
 
 
@@ -262,6 +307,7 @@ ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
     }
 
     ev->argc = NGX_HTTP_AIHUB_SETTLE_RECORD;
+    ev->paired = 0;
     ev->len = len;
 
     p = ev->data;
@@ -293,66 +339,13 @@ ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev)
         us->records++;
     }
 
+    if (us->held) {
+        ev->paired = 1;
+        return;
+    }
+
     ngx_http_aihub_usage_send();
     ngx_http_aihub_usage_arm();
-}
-
-
-/* the event's contents for the engine, which renders it */
-
-static ngx_http_aihub_event_t *
-ngx_http_aihub_usage_build(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
-{
-    ngx_msec_int_t                  latency;
-    aihub_usage_event_t             e;
-    ngx_http_aihub_event_t         *ev;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    ngx_memzero(&e, sizeof(aihub_usage_event_t));
-
-    if (ctx->route.provider) {
-        e.provider.data = ctx->route.provider->name.data;
-        e.provider.len = ctx->route.provider->name.len;
-    }
-
-    latency = (ngx_msec_int_t) (ngx_http_aihub_now_ms() - ctx->start_ms);
-    if (latency < 0) {
-        latency = 0;
-    }
-
-    e.id.data = ctx->event_id;
-    e.id.len = AIHUB_EVENT_ID_LEN;
-    e.ts_ms = ctx->start_ms;
-    e.node.data = us->node.data;
-    e.node.len = us->node.len;
-    e.account = ctx->caller.key.rec.account_id;
-    e.key.data = ctx->caller.key.prefix.data;
-    e.key.len = ctx->caller.key.prefix.len;
-    e.plan.data = ctx->caller.key.plan.data;
-    e.plan.len = ctx->caller.key.plan.len;
-    e.model.data = ctx->body.model.data;
-    e.model.len = ctx->body.model.len;
-    e.prompt_tokens = ctx->usage.tokens.prompt;
-    e.completion_tokens = ctx->usage.tokens.completion;
-    e.total_tokens = ctx->usage.tokens.total;
-    e.cost_micros = ctx->usage.cost_micros;
-    e.status = r->headers_out.status ? r->headers_out.status
-                                     : ctx->reply.status;
-    e.streamed = ctx->reply.streamed;
-    e.aborted = ctx->usage.aborted;
-    e.estimated = ctx->usage.tokens.estimated;
-    e.latency_ms = (uint64_t) latency;
-
-    ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data)
-                   + aihub_usage_event_len(&e), us->log);
-    if (ev == NULL) {
-        return NULL;
-    }
-
-    ev->argc = 0;
-    ev->len = aihub_usage_event_render(ev->data, &e);
-
-    return ev;
 }
 
 
@@ -439,6 +432,7 @@ ngx_http_aihub_usage_send(void)
 static ngx_http_aihub_batch_t *
 ngx_http_aihub_usage_seal(void)
 {
+    ngx_uint_t                      paired;
     ngx_queue_t                    *q;
     ngx_http_aihub_batch_t         *b;
     ngx_http_aihub_event_t         *ev;
@@ -454,11 +448,14 @@ ngx_http_aihub_usage_seal(void)
     b->nevents = 0;
     ngx_http_aihub_request_id(b->id);
 
+    paired = 0;
+
     while (!ngx_queue_empty(&us->pending)
-           && b->nentries < NGX_HTTP_AIHUB_BATCH_MAX)
+           && (b->nentries < NGX_HTTP_AIHUB_BATCH_MAX || paired))
     {
         q = ngx_queue_head(&us->pending);
         ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+        paired = ev->paired;
 
         ngx_queue_remove(q);
         ngx_queue_insert_tail(&b->entries, q);

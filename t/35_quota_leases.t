@@ -167,7 +167,7 @@ settled(3501, 4, 0, 'warm-up');
 $t->redis('CONFIG', 'RESETSTAT');
 my ($n1, $bad1) = wrk(key => $k1, c => 16, seconds => 3);
 my $s = stats();
-cmp_ok($n1, '>', 500, "load: $n1 calls answered");
+cmp_ok($n1, '>', 100, "load: $n1 calls answered");
 is($bad1, 0, 'load: every answer 200');
 
 # what ran while the load ran: the test itself sent only CONFIG and INFO
@@ -179,12 +179,19 @@ diag(sprintf 'load: %d calls; %d round trips (%.3f a call); %d commands '
              . 'in all, the scripts\' own included (%.3f a call): %s',
      $n1, $trips, $trips / $n1, $total, $total / $n1,
      join(' ', map { "$_=$s->{$_}" } sort keys %$s));
-# (batches leave a worker process every 10 ms at most: the slower the
-# load, the fewer calls a batch carries; on an idle machine wrk makes
-# about 9,000 calls a second here, 0.07 round trips and 0.47 commands a
-# call; this bound holds at a tenth of that)
-cmp_ok($trips / $n1, '<', 0.4, 'load: round trips per call far below 1');
-cmp_ok($total / $n1, '<', 1.5,
+# On a call's path the only round trip left is a grant (the TIME of the
+# grant script: one per block of 64 calls, refilled at three quarters).
+# The batches (events and settles) leave a worker process at most every
+# 10 ms, so how many calls one carries depends on the load: on an idle
+# machine wrk makes about 9,000 calls a second here, 0.06 round trips and
+# 0.47 commands a call; under the whole suite's load as few as 95 calls
+# a second, 0.26 and 1.8.
+my $grants = $s->{time} // 0;
+cmp_ok($grants / $n1, '<', 0.1,
+       "load: a grant every 10 calls at most ($grants): no round trip on "
+       . 'a call\'s path');
+cmp_ok($trips / $n1, '<', 1, 'load: round trips per call below 1');
+cmp_ok($total / $n1, '<', 2.5,
        'load: Redis commands per call, scripts included');
 settled(3501, 4 + $n1, 16, 'load', 4);
 
