@@ -9,10 +9,7 @@
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_redis.h"
-
-
-/* the arguments of one record of the apply script */
-#define NGX_HTTP_AIHUB_SETTLE_RECORD  9
+#include "ngx_http_aihub_settle.h"
 
 
 ngx_int_t ngx_http_aihub_grant_init_process(ngx_cycle_t *cycle,

@@ -205,25 +205,23 @@ ngx_http_aihub_responses_body(ngx_http_request_t *r,
         } else if (n && !ctx->reply.xlate_failed) {
             j = ctx->reply.xlate_json;
 
-            if ((size_t) (j->end - j->last) < n) {
-                if ((size_t) (j->last - j->pos) + n
-                    > NGX_HTTP_AIHUB_RS_JSON_MAX)
-                {
-                    ctx->reply.xlate_failed = 1;
+            /* the limit on every buffer, not only when the copy grows */
 
-                } else {
-                    size = 2 * ((j->last - j->pos) + n);
+            if ((size_t) (j->last - j->pos) + n > NGX_HTTP_AIHUB_RS_JSON_MAX) {
+                ctx->reply.xlate_failed = 1;
 
-                    p = ngx_pnalloc(r->pool, size);
-                    if (p == NULL) {
-                        return NGX_ERROR;
-                    }
+            } else if ((size_t) (j->end - j->last) < n) {
+                size = 2 * ((j->last - j->pos) + n);
 
-                    j->last = ngx_cpymem(p, j->pos, j->last - j->pos);
-                    j->pos = p;
-                    j->start = p;
-                    j->end = p + size;
+                p = ngx_pnalloc(r->pool, size);
+                if (p == NULL) {
+                    return NGX_ERROR;
                 }
+
+                j->last = ngx_cpymem(p, j->pos, j->last - j->pos);
+                j->pos = p;
+                j->start = p;
+                j->end = p + size;
             }
 
             if (!ctx->reply.xlate_failed) {

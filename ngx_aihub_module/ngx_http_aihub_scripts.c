@@ -119,10 +119,10 @@ static const char  ngx_http_aihub_grant_script[] =
  * once.  KEYS[1] the usage stream, KEYS[2] the batch's id key, KEYS[3]
  * the epoch marker
  * ARGV: the Redis prefix, ttl seconds, the number of events E, the E
- * events, then records of 9: "<account>:<YYYYMMDD>", lease id, kind
- * ('s' success, 'o' success beyond the included calls, 'f' failed, 'r'
- * returned unused), calls released, cost released, prompt, completion,
- * total, cost.
+ * events, then one record of 10 per lease (its settles summed by the
+ * module, ngx_http_aihub_settle.c): "<account>:<YYYYMMDD>", lease id,
+ * calls released, cost released, successes, prompt, completion, total,
+ * cost, overage (the cost of the successes beyond the included calls).
  * The events go into one stream entry.  Each period is read once and
  * written once: its sums, and what each lease of the batch gives back (a
  * lease holding nothing more is deleted).  A success whose lease is gone
@@ -147,8 +147,8 @@ static const char  ngx_http_aihub_apply_script[] =
     "  redis.call('XADD', KEYS[1], '*', unpack(f)) "
     "end "
     "local per, order = {}, {} "
-    "for i = 4 + e, #ARGV - 8, 9 do "
-    "  local m, id, k = ARGV[i], ARGV[i + 1], ARGV[i + 2] "
+    "for i = 4 + e, #ARGV - 9, 10 do "
+    "  local m, id = ARGV[i], ARGV[i + 1] "
     "  local p = per[m] "
     "  if not p then "
     "    p = {s = {0, 0, 0, 0, 0, 0, 0, 0}, l = {}, ids = {}} "
@@ -156,13 +156,8 @@ static const char  ngx_http_aihub_apply_script[] =
     "  end "
     "  local l = p.l[id] "
     "  if not l then l = {0, 0, 0} p.l[id] = l p.ids[#p.ids + 1] = id end "
-    "  l[1] = l[1] + tonumber(ARGV[i + 3]) "
-    "  l[2] = l[2] + tonumber(ARGV[i + 4]) "
-    "  if k == 's' or k == 'o' then "
-    "    l[3] = l[3] + 1 "
-    "    for j = 4, 7 do p.s[j] = p.s[j] + tonumber(ARGV[i + 1 + j]) end "
-    "    if k == 'o' then p.s[8] = p.s[8] + tonumber(ARGV[i + 8]) end "
-    "  end "
+    "  for j = 1, 3 do l[j] = l[j] + tonumber(ARGV[i + 1 + j]) end "
+    "  for j = 4, 8 do p.s[j] = p.s[j] + tonumber(ARGV[i + 1 + j]) end "
     "end "
     "local names = {'" AIHUB_CF_CALLS "', '" AIHUB_CF_LEASED_CALLS "', '"
         AIHUB_CF_LEASED_COST "', '" AIHUB_CF_PROMPT "', '"

@@ -1,16 +1,13 @@
 /*
- * The usage event: built in the log phase, sent to the usage stream.
- * Sending never waits: events, and the quota's settle records
- * (ngx_http_aihub_usage_record()), go into a bounded per-worker buffer and
- * leave it in batches: one apply script (ngx_http_aihub_scripts.c) per
- * batch writes its events as one stream entry and applies its settles, in
- * one atomic step.  A batch goes out when none is in flight and the last
- * one left at least NGX_HTTP_AIHUB_BATCH_GAP ms ago, or when
- * NGX_HTTP_AIHUB_BATCH_MAX entries wait: an idle node sends at once, a
- * busy one sends fewer, larger batches.  A batch leaves the buffer only
- * when Redis confirmed it; a lost connection sends the same batch again,
- * with the same id, and the script applies a batch id once.  Overflow is
- * counted and logged.
+ * Usage events (their fields filled in the log phase) and the quota's
+ * settle records go into a bounded per-worker buffer and leave it in
+ * batches: one apply script per batch (ngx_http_aihub_scripts.c) writes
+ * its events as one stream entry and applies its settles, summed per
+ * lease, at once.  A batch goes out when none is in flight and the last
+ * left NGX_HTTP_AIHUB_BATCH_GAP ms ago, or when NGX_HTTP_AIHUB_BATCH_MAX
+ * entries wait.  It leaves the buffer when Redis confirmed it; after a
+ * lost connection the same batch goes again, under the same id, and the
+ * script applies an id once.  Overflow is counted and logged.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -18,7 +15,7 @@
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_metrics.h"
 #include "ngx_http_aihub_scripts.h"
-#include "ngx_http_aihub_grant.h"
+#include "ngx_http_aihub_settle.h"
 #include "ngx_http_aihub_usage.h"
 #include "aihub_usage_event.h"
 
@@ -28,7 +25,7 @@
 #define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* entries */
 #define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (9 + (NGX_HTTP_AIHUB_BATCH_MAX + 1) * NGX_HTTP_AIHUB_SETTLE_RECORD)
+    (9 + (NGX_HTTP_AIHUB_BATCH_MAX + 1) * NGX_HTTP_AIHUB_SETTLE_SUM)
 
 
 /*
@@ -474,15 +471,18 @@ ngx_http_aihub_usage_seal(void)
 static ngx_int_t
 ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
 {
-    int                             argc, pass;
+    int                             argc;
     u_char                         *p, nums[2][NGX_INT_T_LEN];
-    ngx_uint_t                      i;
+    size_t                          rlen[NGX_HTTP_AIHUB_SETTLE_RECORD];
+    ngx_uint_t                      i, nsums;
     ngx_queue_t                    *q;
+    const char                     *rec[NGX_HTTP_AIHUB_SETTLE_RECORD];
     ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    static const char  *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
-    static size_t       argvlen[NGX_HTTP_AIHUB_BATCH_ARGS];
+    static const char                   *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
+    static size_t                        argvlen[NGX_HTTP_AIHUB_BATCH_ARGS];
+    static ngx_http_aihub_settle_sum_t   sums[NGX_HTTP_AIHUB_BATCH_MAX + 1];
 
     ngx_memcpy(us->batch_key.data + us->batch_key.len - AIHUB_EVENT_ID_LEN,
                b->id, AIHUB_EVENT_ID_LEN);
@@ -512,34 +512,37 @@ ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
 
     argc = 9;
 
-    /* the events first, then the records */
+    /* the events first, then the settles summed per lease */
 
-    for (pass = 0; pass < 2; pass++) {
-        for (q = ngx_queue_head(&b->entries);
-             q != ngx_queue_sentinel(&b->entries);
-             q = ngx_queue_next(q))
-        {
-            ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+    nsums = 0;
 
-            if ((ev->argc == 0) != (pass == 0)) {
-                continue;
-            }
+    for (q = ngx_queue_head(&b->entries);
+         q != ngx_queue_sentinel(&b->entries);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
 
-            if (ev->argc == 0) {
-                argv[argc] = (const char *) ev->data;
-                argvlen[argc++] = ev->len;
-                continue;
-            }
-
-            p = ev->data;
-
-            for (i = 0; i < ev->argc; i++) {
-                ngx_memcpy(&argvlen[argc], p, sizeof(size_t));
-                p += sizeof(size_t);
-                argv[argc++] = (const char *) p;
-                p += argvlen[argc - 1];
-            }
+        if (ev->argc == 0) {
+            argv[argc] = (const char *) ev->data;
+            argvlen[argc++] = ev->len;
+            continue;
         }
+
+        p = ev->data;
+
+        for (i = 0; i < ev->argc; i++) {
+            ngx_memcpy(&rlen[i], p, sizeof(size_t));
+            p += sizeof(size_t);
+            rec[i] = (const char *) p;
+            p += rlen[i];
+        }
+
+        nsums = ngx_http_aihub_settle_add(sums, nsums, rec, rlen);
+    }
+
+    for (i = 0; i < nsums; i++) {
+        ngx_http_aihub_settle_args(&sums[i], &argv[argc], &argvlen[argc]);
+        argc += NGX_HTTP_AIHUB_SETTLE_SUM;
     }
 
     return ngx_http_aihub_redis_send(ngx_http_aihub_usage_sent, b, argc,
