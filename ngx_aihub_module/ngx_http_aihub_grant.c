@@ -39,19 +39,13 @@ ngx_int_t
 ngx_http_aihub_grant_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf)
 {
-    u_char  *p;
-
-    ngx_http_aihub_leases_due.len = amcf->redis_prefix.len
-                                    + sizeof(AIHUB_RK_LEASES_DUE) - 1;
-    ngx_http_aihub_leases_due.data = ngx_pnalloc(cycle->pool,
-                                          ngx_http_aihub_leases_due.len);
-    if (ngx_http_aihub_leases_due.data == NULL) {
+    if (ngx_http_aihub_redis_key(cycle->pool, &amcf->redis_prefix,
+                                 AIHUB_RK_LEASES_DUE, 0,
+                                 &ngx_http_aihub_leases_due)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    p = ngx_cpymem(ngx_http_aihub_leases_due.data, amcf->redis_prefix.data,
-                   amcf->redis_prefix.len);
-    ngx_memcpy(p, AIHUB_RK_LEASES_DUE, sizeof(AIHUB_RK_LEASES_DUE) - 1);
 
     if (ngx_worker != 0) {
         return NGX_OK;

@@ -96,6 +96,8 @@ static void ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
 static void ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s,
     u_char *id, ngx_uint_t granted, ngx_uint_t admitted, uint64_t base,
     ngx_msec_t life, ngx_msec_t now, ngx_http_aihub_lease_back_t *back);
+static void ngx_http_aihub_lease_unused(ngx_http_aihub_lease_slot_t *s,
+    ngx_http_aihub_lease_back_t *back);
 static void ngx_http_aihub_lease_tick(ngx_event_t *ev);
 static void ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b);
 
@@ -365,14 +367,7 @@ ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s, u_char *id,
     ngx_uint_t granted, ngx_uint_t admitted, uint64_t base, ngx_msec_t life,
     ngx_msec_t now, ngx_http_aihub_lease_back_t *back)
 {
-    back->calls = 0;
-
-    if (s->granted > s->admitted) {
-        back->calls = s->granted - s->admitted;
-        ngx_memcpy(back->id, s->id, AIHUB_EVENT_ID_LEN);
-        ngx_memcpy(back->m, s->m, s->m_len);
-        back->m_len = s->m_len;
-    }
+    ngx_http_aihub_lease_unused(s, back);
 
     ngx_memcpy(s->id, id, AIHUB_EVENT_ID_LEN);
     s->granted = granted;
@@ -381,6 +376,23 @@ ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s, u_char *id,
     s->until = now + life / 2;
     s->refill_at = now + life / 4;
     s->used = now;
+}
+
+
+/* what a slot's lease did not admit, to give back (calls 0: nothing) */
+
+static void
+ngx_http_aihub_lease_unused(ngx_http_aihub_lease_slot_t *s,
+    ngx_http_aihub_lease_back_t *back)
+{
+    back->calls = 0;
+
+    if (s->granted > s->admitted) {
+        back->calls = s->granted - s->admitted;
+        ngx_memcpy(back->id, s->id, AIHUB_EVENT_ID_LEN);
+        ngx_memcpy(back->m, s->m, s->m_len);
+        back->m_len = s->m_len;
+    }
 }
 
 
@@ -525,13 +537,8 @@ ngx_http_aihub_lease_tick(ngx_event_t *ev)
             continue;
         }
 
-        if (s->granted > s->admitted) {
-            back[n].calls = s->granted - s->admitted;
-            ngx_memcpy(back[n].id, s->id, AIHUB_EVENT_ID_LEN);
-            ngx_memcpy(back[n].m, s->m, s->m_len);
-            back[n].m_len = s->m_len;
-            n++;
-        }
+        ngx_http_aihub_lease_unused(s, &back[n]);
+        n += (back[n].calls != 0);
 
         s->granted = 0;
         s->admitted = 0;
