@@ -115,12 +115,23 @@ aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
 static int
 aihub_body_bad_escape(const unsigned char *p, size_t n)
 {
-    size_t  i, k;
+    size_t                i, k;
+    const unsigned char  *bs;
 
     for (i = 0; i + 1 < n; i++) {
 
         if (p[i] != '\\') {
-            continue;
+            /* the next backslash, if any */
+            bs = memchr(p + i, '\\', n - i);
+            if (bs == NULL) {
+                return 0;
+            }
+
+            i = (size_t) (bs - p);
+
+            if (i + 1 >= n) {
+                return 0;
+            }
         }
 
         if (p[i + 1] == 'u') {

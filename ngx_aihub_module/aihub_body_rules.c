@@ -20,7 +20,7 @@ aihub_json_duplicate_member(const cJSON *obj)
 {
     size_t        n, i;
     const char   *dup, *small[32], **names;
-    const cJSON  *it;
+    const cJSON  *it, *other;
 
     if (!cJSON_IsObject(obj)) {
         return NULL;
@@ -36,7 +36,23 @@ aihub_json_duplicate_member(const cJSON *obj)
         return NULL;
     }
 
-    /* sorted names side by side: O(n log n) whatever the body holds */
+    /* a few names: each against the others */
+
+    if (n <= 8) {
+        for (it = obj->child; it != NULL; it = it->next) {
+            for (other = it->next; other != NULL; other = other->next) {
+                if (strcmp(it->string ? it->string : "",
+                           other->string ? other->string : "") == 0)
+                {
+                    return other->string ? other->string : "";
+                }
+            }
+        }
+
+        return NULL;
+    }
+
+    /* more: sorted names side by side, O(n log n) whatever the body holds */
 
     names = (n <= sizeof(small) / sizeof(small[0]))
             ? small : malloc(n * sizeof(const char *));
@@ -106,6 +122,11 @@ aihub_json_has_nul_escape(const unsigned char *p, size_t n)
 {
     size_t  i;
     int     in_string;
+
+    /* most bodies have no escape at all */
+    if (memchr(p, '\\', n) == NULL) {
+        return 0;
+    }
 
     in_string = 0;
 

@@ -3,7 +3,6 @@
  */
 
 #include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "aihub_protocol.h"
@@ -18,6 +17,8 @@
 
 
 static unsigned char *aihub_event_text(unsigned char *p, const char *s);
+static unsigned char *aihub_event_uint(unsigned char *p, uint64_t v);
+static unsigned char *aihub_event_int(unsigned char *p, int64_t v);
 static unsigned char *aihub_event_string(unsigned char *p, const char *name,
     const aihub_event_str_t *s);
 
@@ -133,49 +134,83 @@ aihub_usage_event_len(const aihub_usage_event_t *ev)
 size_t
 aihub_usage_event_render(unsigned char *out, const aihub_usage_event_t *ev)
 {
-    char            num[128];
     unsigned char  *p;
 
     p = out;
 
-    snprintf(num, sizeof(num), "{" M(AIHUB_EV_V) "%d,", AIHUB_EVENT_VERSION);
-    p = aihub_event_text(p, num);
-    p = aihub_event_string(p, M(AIHUB_EV_ID), &ev->id);
+    p = aihub_event_text(p, "{" M(AIHUB_EV_V));
+    p = aihub_event_int(p, AIHUB_EVENT_VERSION);
+    p = aihub_event_string(p, "," M(AIHUB_EV_ID), &ev->id);
 
-    snprintf(num, sizeof(num), "," M(AIHUB_EV_TS) "%" PRIu64 ",", ev->ts_ms);
-    p = aihub_event_text(p, num);
-    p = aihub_event_string(p, M(AIHUB_EV_NODE), &ev->node);
+    p = aihub_event_text(p, "," M(AIHUB_EV_TS));
+    p = aihub_event_uint(p, ev->ts_ms);
+    p = aihub_event_string(p, "," M(AIHUB_EV_NODE), &ev->node);
 
-    snprintf(num, sizeof(num), "," M(AIHUB_EV_ACCOUNT) "%" PRIu64 ",",
-             ev->account);
-    p = aihub_event_text(p, num);
-    p = aihub_event_string(p, M(AIHUB_EV_KEY), &ev->key);
+    p = aihub_event_text(p, "," M(AIHUB_EV_ACCOUNT));
+    p = aihub_event_uint(p, ev->account);
+    p = aihub_event_string(p, "," M(AIHUB_EV_KEY), &ev->key);
     p = aihub_event_string(p, "," M(AIHUB_EV_PLAN), &ev->plan);
     p = aihub_event_string(p, "," M(AIHUB_EV_MODEL), &ev->model);
     p = aihub_event_string(p, "," M(AIHUB_EV_PROVIDER), &ev->provider);
 
-    snprintf(num, sizeof(num), "," M(AIHUB_EV_PROMPT_TOKENS) "%" PRId64 ","
-             M(AIHUB_EV_COMPLETION_TOKENS) "%" PRId64 ",",
-             ev->prompt_tokens, ev->completion_tokens);
-    p = aihub_event_text(p, num);
+    p = aihub_event_text(p, "," M(AIHUB_EV_PROMPT_TOKENS));
+    p = aihub_event_int(p, ev->prompt_tokens);
+    p = aihub_event_text(p, "," M(AIHUB_EV_COMPLETION_TOKENS));
+    p = aihub_event_int(p, ev->completion_tokens);
+    p = aihub_event_text(p, "," M(AIHUB_EV_TOTAL_TOKENS));
+    p = aihub_event_int(p, ev->total_tokens);
+    p = aihub_event_text(p, "," M(AIHUB_EV_COST_MICROS));
+    p = aihub_event_int(p, ev->cost_micros);
+    p = aihub_event_text(p, "," M(AIHUB_EV_STATUS));
+    p = aihub_event_uint(p, ev->status);
 
-    snprintf(num, sizeof(num), M(AIHUB_EV_TOTAL_TOKENS) "%" PRId64 ","
-             M(AIHUB_EV_COST_MICROS) "%" PRId64 ",",
-             ev->total_tokens, ev->cost_micros);
-    p = aihub_event_text(p, num);
+    p = aihub_event_text(p, "," M(AIHUB_EV_STREAMED));
+    p = aihub_event_text(p, ev->streamed ? "true" : "false");
+    p = aihub_event_text(p, "," M(AIHUB_EV_ABORTED));
+    p = aihub_event_text(p, ev->aborted ? "true" : "false");
+    p = aihub_event_text(p, "," M(AIHUB_EV_ESTIMATED));
+    p = aihub_event_text(p, ev->estimated ? "true" : "false");
 
-    snprintf(num, sizeof(num), M(AIHUB_EV_STATUS) "%" PRIu64 ","
-             M(AIHUB_EV_STREAMED) "%s," M(AIHUB_EV_ABORTED) "%s,",
-             ev->status, ev->streamed ? "true" : "false",
-             ev->aborted ? "true" : "false");
-    p = aihub_event_text(p, num);
+    p = aihub_event_text(p, "," M(AIHUB_EV_LATENCY_MS));
+    p = aihub_event_uint(p, ev->latency_ms);
 
-    snprintf(num, sizeof(num), M(AIHUB_EV_ESTIMATED) "%s,"
-             M(AIHUB_EV_LATENCY_MS) "%" PRIu64 "}",
-             ev->estimated ? "true" : "false", ev->latency_ms);
-    p = aihub_event_text(p, num);
+    *p++ = '}';
 
     return (size_t) (p - out);
+}
+
+
+/* decimal digits, without printf: this runs once per call */
+
+static unsigned char *
+aihub_event_uint(unsigned char *p, uint64_t v)
+{
+    unsigned char  tmp[AIHUB_EVENT_INT_LEN], *t;
+
+    t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (unsigned char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    memcpy(p, t, (size_t) (tmp + sizeof(tmp) - t));
+
+    return p + (tmp + sizeof(tmp) - t);
+}
+
+
+static unsigned char *
+aihub_event_int(unsigned char *p, int64_t v)
+{
+    if (v >= 0) {
+        return aihub_event_uint(p, (uint64_t) v);
+    }
+
+    *p++ = '-';
+
+    /* the magnitude of INT64_MIN too */
+    return aihub_event_uint(p, (uint64_t) 0 - (uint64_t) v);
 }
 
 

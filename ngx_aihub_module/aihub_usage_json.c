@@ -116,6 +116,8 @@ static void aihub_json_value_start(aihub_json_t *j, unsigned c);
 static void aihub_json_value_end(aihub_json_t *j);
 static void aihub_json_push(aihub_json_t *j, unsigned c, uint8_t role);
 static void aihub_json_pop(aihub_json_t *j, unsigned c);
+static void aihub_json_key_add(aihub_json_t *j, const unsigned char *p,
+    size_t n);
 static void aihub_json_key_end(aihub_json_t *j);
 static void aihub_json_number_end(aihub_json_t *j);
 static void aihub_json_msg_add(aihub_json_t *j, unsigned c);
@@ -175,6 +177,36 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
             if (i == len) {
                 break;
             }
+
+        } else if (j->state == J_STRING && j->str_role == S_KEY) {
+            /* a member name: its bytes up to the quote, without the machine */
+
+            k = i;
+
+            while (i < len && p[i] != '"' && p[i] != '\\') {
+                i++;
+            }
+
+            aihub_json_key_add(j, p + k, i - k);
+
+            if (i == len) {
+                break;
+            }
+
+        } else if (j->state == J_NUMBER && j->num_phase == N_INT) {
+            /* the digits of an integer part, while the mantissa takes them */
+
+            while (i < len && p[i] >= '0' && p[i] <= '9'
+                   && j->mant < AIHUB_JSON_MANT_MAX)
+            {
+                j->mant = j->mant * 10 + (p[i] - '0');
+                j->num_digits = 1;
+                i++;
+            }
+
+            if (i == len) {
+                break;
+            }
         }
 
         /* a number ends on the byte after it, which is then read again */
@@ -206,8 +238,9 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
 static int
 aihub_json_byte(aihub_json_t *j, unsigned c)
 {
-    unsigned  d;
-    int       ws;
+    unsigned       d;
+    int            ws;
+    unsigned char  ch;
 
     ws = (c == ' ' || c == '\t' || c == '\n' || c == '\r');
 
@@ -319,14 +352,8 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
         switch (j->str_role) {
 
         case S_KEY:
-            if (j->key_len < AIHUB_JSON_KEY_LEN) {
-                j->key_buf[j->key_len] = (char) c;
-            }
-
-            if (j->key_len < 255) {
-                j->key_len++;
-            }
-
+            ch = (unsigned char) c;
+            aihub_json_key_add(j, &ch, 1);
             break;
 
         case S_CONTENT:
@@ -773,6 +800,25 @@ aihub_json_pop(aihub_json_t *j, unsigned c)
     j->depth--;
 
     aihub_json_value_end(j);
+}
+
+
+/* bytes of a member name: the first AIHUB_JSON_KEY_LEN kept, all counted
+   (up to 255: too long to match anything) */
+
+static void
+aihub_json_key_add(aihub_json_t *j, const unsigned char *p, size_t n)
+{
+    size_t  have;
+
+    have = j->key_len;
+
+    if (have < AIHUB_JSON_KEY_LEN) {
+        memcpy(j->key_buf + have, p,
+               n < AIHUB_JSON_KEY_LEN - have ? n : AIHUB_JSON_KEY_LEN - have);
+    }
+
+    j->key_len = (uint8_t) (have + n < 255 ? have + n : 255);
 }
 
 

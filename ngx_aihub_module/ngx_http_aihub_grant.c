@@ -132,11 +132,11 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 {
     ngx_int_t                    rc;
     ngx_str_t                    rl_key;
-    const char                  *argv[20];
-    size_t                       argvlen[20];
-    u_char                       nums[10][NGX_INT64_LEN];
+    const char                  *argv[21];
+    size_t                       argvlen[21];
+    u_char                       nums[11][NGX_INT64_LEN];
     ngx_uint_t                   i;
-    uint64_t                     v[10], worst, prompt;
+    uint64_t                     v[11], worst, prompt;
     ngx_http_aihub_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
@@ -175,6 +175,9 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     v[9] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r)
                        + ngx_time()) * 1000;
 
+    /* the smallest block: a larger "want" shrinks to it near the edge */
+    v[10] = ngx_min(want, amcf->lease_calls);
+
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
     argv[1] = (const char *)
@@ -209,19 +212,19 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     argv[16] = (const char *) ctx->quota.period_m.data;
     argvlen[16] = ctx->quota.period_m.len;
 
-    for (i = 7; i < 10; i++) {
+    for (i = 7; i < 11; i++) {
         argv[10 + i] = (const char *) nums[i];
         argvlen[10 + i] = ngx_sprintf(nums[i], "%uL", v[i]) - nums[i];
     }
 
     if (fn) {
-        return ngx_http_aihub_redis_send(fn, data, 20, argv, argvlen)
+        return ngx_http_aihub_redis_send(fn, data, 21, argv, argvlen)
                == NGX_OK ? NGX_OK : NGX_DECLINED;
     }
 
     ctx->quota.held_cost = v[6];
 
-    rc = ngx_http_aihub_redis_call(r, &ctx->wait, handler, 20, argv,
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait, handler, 21, argv,
                                    argvlen);
 
     return (rc == NGX_OK || rc == NGX_ERROR) ? rc : NGX_DECLINED;

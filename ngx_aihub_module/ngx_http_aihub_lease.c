@@ -33,6 +33,14 @@
 #define NGX_HTTP_AIHUB_LEASE_PROBE    8
 #define NGX_HTTP_AIHUB_LEASE_IDLE     2000  /* ms unused: returned */
 #define NGX_HTTP_AIHUB_LEASE_TICK     500
+/*
+ * A refill holds what the node admits in this many ms at the rate the
+ * lease it replaces was used: its last quarter outlasts a Redis round trip
+ * many times over, so a busy account's calls never wait for one.  Up to
+ * NGX_HTTP_AIHUB_LEASE_GROW times aihub_lease_calls.
+ */
+#define NGX_HTTP_AIHUB_LEASE_SPAN     1000
+#define NGX_HTTP_AIHUB_LEASE_GROW     64
 #define NGX_HTTP_AIHUB_LEASE_M_LEN    (NGX_INT64_LEN + 1 + AIHUB_PERIOD_ID_LEN)
 
 
@@ -45,6 +53,7 @@ typedef struct {
     ngx_uint_t                    granted;      /* 0: no lease */
     ngx_uint_t                    admitted;
     uint64_t                      base;         /* calls before the lease */
+    ngx_msec_t                    installed;
     ngx_msec_t                    until;        /* admits until then */
     ngx_msec_t                    refill_at;
     ngx_msec_t                    asked;        /* a refill in flight */
@@ -89,8 +98,10 @@ static ngx_int_t ngx_http_aihub_lease_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_http_aihub_lease_slot_t *ngx_http_aihub_lease_slot(
     ngx_http_aihub_lease_sh_t *sh, uint64_t account, int64_t period,
     ngx_uint_t create, ngx_msec_t now);
+static ngx_uint_t ngx_http_aihub_lease_want(ngx_http_aihub_lease_slot_t *s,
+    ngx_uint_t smallest, ngx_msec_t now);
 static void ngx_http_aihub_lease_refill(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx);
+    ngx_http_aihub_ctx_t *ctx, ngx_uint_t want);
 static void ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s,
@@ -250,10 +261,11 @@ ngx_http_aihub_lease_slot(ngx_http_aihub_lease_sh_t *sh, uint64_t account,
 ngx_int_t
 ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_uint_t                    refill;
+    ngx_uint_t                    want;
     ngx_msec_t                    now;
     ngx_http_aihub_lease_slot_t  *s;
     ngx_http_aihub_lease_zone_t  *zone;
+    ngx_http_aihub_main_conf_t   *amcf;
 
     if (ngx_http_aihub_lease_shm == NULL) {
         return NGX_DECLINED;
@@ -265,9 +277,10 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     zone = ngx_http_aihub_lease_shm->data;
     now = ngx_current_msec;
-    refill = 0;
+    want = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -293,7 +306,7 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         && (s->asked == 0 || now - s->asked > 10000))
     {
         s->asked = now;
-        refill = 1;
+        want = ngx_http_aihub_lease_want(s, amcf->lease_calls, now);
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -302,11 +315,35 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    if (refill) {
-        ngx_http_aihub_lease_refill(r, ctx);
+    if (want) {
+        ngx_http_aihub_lease_refill(r, ctx, want);
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The size of the next block: what the current one admitted per ms since
+ * it came, times NGX_HTTP_AIHUB_LEASE_SPAN, between the smallest block
+ * and NGX_HTTP_AIHUB_LEASE_GROW times it.  Under the lock.
+ */
+
+static ngx_uint_t
+ngx_http_aihub_lease_want(ngx_http_aihub_lease_slot_t *s,
+    ngx_uint_t smallest, ngx_msec_t now)
+{
+    ngx_uint_t  want;
+    ngx_msec_t  age;
+
+    age = now - s->installed;
+
+    want = (age == 0) ? NGX_MAX_UINT32_VALUE
+                      : s->admitted * NGX_HTTP_AIHUB_LEASE_SPAN / age;
+
+    want = ngx_min(want, smallest * NGX_HTTP_AIHUB_LEASE_GROW);
+
+    return ngx_max(want, smallest);
 }
 
 
@@ -373,6 +410,7 @@ ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s, u_char *id,
     s->granted = granted;
     s->admitted = admitted;
     s->base = base;
+    s->installed = now;
     s->until = now + life / 2;
     s->refill_at = now + life / 4;
     s->used = now;
@@ -399,12 +437,10 @@ ngx_http_aihub_lease_unused(ngx_http_aihub_lease_slot_t *s,
 /* the next lease, asked for while the current one still admits */
 
 static void
-ngx_http_aihub_lease_refill(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+ngx_http_aihub_lease_refill(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t want)
 {
     ngx_http_aihub_lease_ask_t  *ask;
-    ngx_http_aihub_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
     ask = ngx_alloc(sizeof(ngx_http_aihub_lease_ask_t), r->connection->log);
     if (ask == NULL) {
@@ -421,7 +457,7 @@ ngx_http_aihub_lease_refill(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                    "aihub lease: asking for the next lease of \"%V\"",
                    &ctx->quota.period_key);
 
-    if (ngx_http_aihub_grant_send(r, ctx, ask->id, amcf->lease_calls, 2,
+    if (ngx_http_aihub_grant_send(r, ctx, ask->id, want, 2,
                                   ngx_http_aihub_lease_granted, ask, NULL)
         != NGX_OK)
     {

@@ -56,11 +56,12 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
  * ARGV: included, hard (0|1), spend cap, ttl seconds, global rpm (0: none),
  * lease id, lease time in ms, the call's worst-case cost, the period's
  * "<account>:<YYYYMMDD>", want, least (1: a request waits for it; more: a
- * refill ahead, refused rather than smaller), the period's end in ms.
+ * refill ahead, refused rather than below the smallest block), the
+ * period's end in ms, the smallest block.
  * With a limit (hard quota, or a spend cap on the included calls), a block
- * is granted only while at least 4 * want * holders calls are left (the
- * holders: the outstanding leases, plus one); below that, one call per
- * request.  A call beyond the included ones of an account with a spend cap
+ * holds at most a quarter of what is left per holder (the holders: the
+ * outstanding leases, plus one): it shrinks as the budget does, and below
+ * the smallest block a request gets one call.  A call beyond the included ones of an account with a spend cap
  * is leased alone and holds its worst-case cost, refused once the overage
  * plus what is held reaches the cap.
  * Without the epoch marker (Redis lost its data, and the worker has not
@@ -94,9 +95,13 @@ static const char  ngx_http_aihub_grant_script[] =
     "    if tonumber(h[3] or '0') + tonumber(h[4] or '0') >= cap then "
     "      no[3] = 'spend' return no end "
     "    n, lc = 1, tonumber(ARGV[8]) "
-    "  elseif left < 4 * want * (redis.call('ZCARD', lk) + 1) then "
-    "    if least > 1 then return no end "
-    "    n = 1 "
+    "  else "
+    "    local fit = math.floor(left / (4 * (redis.call('ZCARD', lk) + 1))) "
+    "    if fit < want then "
+    "      if fit >= tonumber(ARGV[13]) then n = fit "
+    "      elseif least > 1 then return no "
+    "      else n = 1 end "
+    "    end "
     "  end "
     "end "
     NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
@@ -115,39 +120,36 @@ static const char  ngx_http_aihub_grant_script[] =
 
 
 /*
- * A batch of one worker process: its usage events and its settles, applied
- * once.  KEYS[1] the usage stream, KEYS[2] the batch's id key, KEYS[3]
- * the epoch marker
- * ARGV: the Redis prefix, ttl seconds, the number of events E, the E
- * events, then one record of 10 per lease (its settles summed by the
- * module, ngx_http_aihub_settle.c): "<account>:<YYYYMMDD>", lease id,
- * calls released, cost released, successes, prompt, completion, total,
- * cost, overage (the cost of the successes beyond the included calls).
- * The events go into one stream entry.  Each period is read once and
- * written once: its sums, and what each lease of the batch gives back (a
- * lease holding nothing more is deleted).  A success whose lease is gone
- * (reclaimed at its expiry, or lost with Redis's data) still counts its
- * call.  A batch already applied (a resend after a lost reply) does
- * nothing.  Without the epoch marker (Redis lost its data) nothing is
- * applied: the error "WIPED" makes the module send it again later.
+ * The settles of a batch of one worker process, applied once.  KEYS[1] the
+ * batch's id key, KEYS[2] the epoch marker
+ * ARGV: the Redis prefix, ttl seconds, then one record of 10 per lease
+ * (its settles summed by the module, ngx_http_aihub_settle.c):
+ * "<account>:<YYYYMMDD>", lease id, calls released, cost released,
+ * successes, prompt, completion, total, cost, overage (the cost of the
+ * successes beyond the included calls).
+ * The batch's usage events do not pass through here: the module XADDs them
+ * in the same pipeline, just before (ngx_http_aihub_usage.c).  Every byte
+ * handed to a script becomes a Lua string that Redis hashes byte by byte,
+ * which cost more than all the rest of a batch.
+ * Each period is read once and written once: its sums, and what each lease
+ * of the batch gives back (a lease holding nothing more is deleted).  A
+ * success whose lease is gone (reclaimed at its expiry, or lost with
+ * Redis's data) still counts its call.  A batch already applied (a resend
+ * after a lost reply) does nothing.  Without the epoch marker (Redis lost
+ * its data) nothing is applied: the error "WIPED" makes the module send
+ * the batch again later.
  * Returns 1, or 0 for a batch applied before.
  */
 
 static const char  ngx_http_aihub_apply_script[] =
-    "if redis.call('EXISTS', KEYS[3]) == 0 then "
+    "if redis.call('EXISTS', KEYS[2]) == 0 then "
     "  return redis.error_reply('WIPED redis has no epoch marker: waiting "
         "for aihub-worker to restore it') end "
-    "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then "
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then "
     "  return 0 end "
-    "local pre, ttl, e = ARGV[1], ARGV[2], tonumber(ARGV[3]) "
-    "if e > 0 then "
-    "  local f = {} "
-    "  for i = 4, 3 + e do f[#f + 1] = '" AIHUB_USAGE_FIELD "' "
-    "    f[#f + 1] = ARGV[i] end "
-    "  redis.call('XADD', KEYS[1], '*', unpack(f)) "
-    "end "
+    "local pre, ttl = ARGV[1], ARGV[2] "
     "local per, order = {}, {} "
-    "for i = 4 + e, #ARGV - 9, 10 do "
+    "for i = 3, #ARGV - 9, 10 do "
     "  local m, id = ARGV[i], ARGV[i + 1] "
     "  local p = per[m] "
     "  if not p then "

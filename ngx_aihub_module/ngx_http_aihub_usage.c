@@ -1,13 +1,18 @@
 /*
  * Usage events (their fields filled in the log phase) and the quota's
  * settle records go into a bounded per-worker buffer and leave it in
- * batches: one apply script per batch (ngx_http_aihub_scripts.c) writes
- * its events as one stream entry and applies its settles, summed per
- * lease, at once.  A batch goes out when none is in flight and the last
- * left NGX_HTTP_AIHUB_BATCH_GAP ms ago, or when NGX_HTTP_AIHUB_BATCH_MAX
- * entries wait.  It leaves the buffer when Redis confirmed it; after a
- * lost connection the same batch goes again, under the same id, and the
- * script applies an id once.  Overflow is counted and logged.
+ * batches of two pipelined commands: an XADD of its events as one stream
+ * entry, then the apply script (ngx_http_aihub_scripts.c) with its
+ * settles, summed per lease.  A batch goes out when none is in flight and
+ * the last left NGX_HTTP_AIHUB_BATCH_GAP ms ago, or when
+ * NGX_HTTP_AIHUB_BATCH_MAX calls' entries wait.  It leaves the buffer when Redis
+ * confirmed both; after a lost connection the same batch goes again,
+ * under the same id: the script applies an id once, and its events go
+ * again only if their XADD was not confirmed (a confirmation lost with the
+ * connection makes a duplicate entry, which aihub-worker counts and drops
+ * by event id).  When Redis lost its data (the script says WIPED) the
+ * whole batch goes again once the worker restored it, its events too: the
+ * entry may have been lost with the data.  Overflow is counted and logged.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -22,10 +27,10 @@
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
 #define NGX_HTTP_AIHUB_FLUSH_MAX       5000
-#define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* entries */
+#define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* events */
 #define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (9 + (NGX_HTTP_AIHUB_BATCH_MAX + 1) * NGX_HTTP_AIHUB_SETTLE_SUM)
+    (7 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
 
 
 /*
@@ -50,6 +55,8 @@ typedef struct {
     ngx_queue_t                   entries;
     ngx_uint_t                    nentries;
     ngx_uint_t                    nevents;
+    unsigned                      streamed:1;   /* events XADDed */
+    unsigned                      counted:1;    /* in events_confirmed */
     u_char                        id[AIHUB_EVENT_ID_LEN];
 } ngx_http_aihub_batch_t;
 
@@ -86,6 +93,9 @@ static void ngx_http_aihub_usage_send(void);
 static void ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev);
 static ngx_http_aihub_batch_t *ngx_http_aihub_usage_seal(void);
 static ngx_int_t ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b);
+static ngx_int_t ngx_http_aihub_usage_send_events(ngx_http_aihub_batch_t *b);
+static void ngx_http_aihub_usage_streamed(redisAsyncContext *ac, void *reply,
+    void *privdata);
 static void ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b);
 static void ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b);
 static void ngx_http_aihub_usage_gap_handler(ngx_event_t *ev);
@@ -378,7 +388,7 @@ ngx_http_aihub_usage_send(void)
 
             now = ngx_current_msec;
 
-            if (us->nloose < NGX_HTTP_AIHUB_BATCH_MAX
+            if (us->nloose < 2 * NGX_HTTP_AIHUB_BATCH_MAX
                 && (us->batches
                     || now - us->last_sent < NGX_HTTP_AIHUB_BATCH_GAP))
             {
@@ -424,7 +434,10 @@ ngx_http_aihub_usage_send(void)
 }
 
 
-/* up to NGX_HTTP_AIHUB_BATCH_MAX pending entries, under a new id */
+/*
+ * Pending entries, under a new id: up to NGX_HTTP_AIHUB_BATCH_MAX events
+ * and as many settle records (a call makes one of each)
+ */
 
 static ngx_http_aihub_batch_t *
 ngx_http_aihub_usage_seal(void)
@@ -443,12 +456,16 @@ ngx_http_aihub_usage_seal(void)
     ngx_queue_init(&b->entries);
     b->nentries = 0;
     b->nevents = 0;
+    b->streamed = 0;
+    b->counted = 0;
     ngx_http_aihub_request_id(b->id);
 
     paired = 0;
 
     while (!ngx_queue_empty(&us->pending)
-           && (b->nentries < NGX_HTTP_AIHUB_BATCH_MAX || paired))
+           && ((b->nevents < NGX_HTTP_AIHUB_BATCH_MAX
+                && b->nentries - b->nevents < NGX_HTTP_AIHUB_BATCH_MAX)
+               || paired))
     {
         q = ngx_queue_head(&us->pending);
         ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
@@ -466,13 +483,13 @@ ngx_http_aihub_usage_seal(void)
 }
 
 
-/* the apply script with the batch's events, then its records */
+/* the batch's events (unless Redis has them), then its settles */
 
 static ngx_int_t
 ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
 {
     int                             argc;
-    u_char                         *p, nums[2][NGX_INT_T_LEN];
+    u_char                         *p, num[NGX_INT_T_LEN];
     size_t                          rlen[NGX_HTTP_AIHUB_SETTLE_RECORD];
     ngx_uint_t                      i, nsums;
     ngx_queue_t                    *q;
@@ -482,7 +499,15 @@ ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
 
     static const char                   *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
     static size_t                        argvlen[NGX_HTTP_AIHUB_BATCH_ARGS];
-    static ngx_http_aihub_settle_sum_t   sums[NGX_HTTP_AIHUB_BATCH_MAX + 1];
+    /* a batch ends after its BATCH_MAX-th record, or after the run of a
+       call's entries (a few) that this one starts */
+    static ngx_http_aihub_settle_sum_t   sums[2 * NGX_HTTP_AIHUB_BATCH_MAX];
+
+    if (b->nevents && !b->streamed
+        && ngx_http_aihub_usage_send_events(b) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     ngx_memcpy(us->batch_key.data + us->batch_key.len - AIHUB_EVENT_ID_LEN,
                b->id, AIHUB_EVENT_ID_LEN);
@@ -492,27 +517,22 @@ ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
     argv[1] = (const char *)
               ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_APPLY);
     argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "3";
+    argv[2] = "2";
     argvlen[2] = 1;
-    argv[3] = (const char *) us->stream.data;
-    argvlen[3] = us->stream.len;
-    argv[4] = (const char *) us->batch_key.data;
-    argvlen[4] = us->batch_key.len;
-    argv[5] = (const char *) us->epoch_key.data;
-    argvlen[5] = us->epoch_key.len;
-    argv[6] = (const char *) us->prefix.data;
-    argvlen[6] = us->prefix.len;
+    argv[3] = (const char *) us->batch_key.data;
+    argvlen[3] = us->batch_key.len;
+    argv[4] = (const char *) us->epoch_key.data;
+    argvlen[4] = us->epoch_key.len;
+    argv[5] = (const char *) us->prefix.data;
+    argvlen[5] = us->prefix.len;
 
     /* a period hash the batch creates (Redis lost it) lives 72 days */
-    argv[7] = (const char *) nums[0];
-    argvlen[7] = ngx_sprintf(nums[0], "%ui", (ngx_uint_t) 72 * 86400)
-                 - nums[0];
-    argv[8] = (const char *) nums[1];
-    argvlen[8] = ngx_sprintf(nums[1], "%ui", b->nevents) - nums[1];
+    argv[6] = (const char *) num;
+    argvlen[6] = ngx_sprintf(num, "%ui", (ngx_uint_t) 72 * 86400) - num;
 
-    argc = 9;
+    argc = 7;
 
-    /* the events first, then the settles summed per lease */
+    /* the settles summed per lease */
 
     nsums = 0;
 
@@ -523,8 +543,6 @@ ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
         ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
 
         if (ev->argc == 0) {
-            argv[argc] = (const char *) ev->data;
-            argvlen[argc++] = ev->len;
             continue;
         }
 
@@ -550,6 +568,95 @@ ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
 }
 
 
+/* the batch's events: one stream entry, an "event" field each, in order */
+
+static ngx_int_t
+ngx_http_aihub_usage_send_events(ngx_http_aihub_batch_t *b)
+{
+    int                             argc;
+    size_t                         *argvlen;
+    ngx_int_t                       rc;
+    ngx_queue_t                    *q;
+    const char                    **argv;
+    ngx_http_aihub_event_t         *ev;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    argv = ngx_alloc((3 + 2 * b->nevents) * (sizeof(char *) + sizeof(size_t)),
+                     us->log);
+    if (argv == NULL) {
+        return NGX_ERROR;
+    }
+
+    argvlen = (size_t *) &argv[3 + 2 * b->nevents];
+
+    argv[0] = "XADD";
+    argvlen[0] = sizeof("XADD") - 1;
+    argv[1] = (const char *) us->stream.data;
+    argvlen[1] = us->stream.len;
+    argv[2] = "*";
+    argvlen[2] = 1;
+
+    argc = 3;
+
+    for (q = ngx_queue_head(&b->entries);
+         q != ngx_queue_sentinel(&b->entries);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+
+        if (ev->argc == 0) {
+            argv[argc] = AIHUB_USAGE_FIELD;
+            argvlen[argc++] = sizeof(AIHUB_USAGE_FIELD) - 1;
+            argv[argc] = (const char *) ev->data;
+            argvlen[argc++] = ev->len;
+        }
+    }
+
+    rc = ngx_http_aihub_redis_send(ngx_http_aihub_usage_streamed, b, argc,
+                                   argv, argvlen);
+
+    ngx_free(argv);
+
+    return rc;
+}
+
+
+static void
+ngx_http_aihub_usage_streamed(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                     *rep = reply;
+    ngx_http_aihub_batch_t         *b = privdata;
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    if (rep == NULL) {
+        /* the connection went away: the settles' callback sends again */
+        return;
+    }
+
+    b->streamed = 1;
+
+    if (b->counted) {
+        return;
+    }
+
+    b->counted = 1;
+
+    if (rep->type == REDIS_REPLY_ERROR) {
+        us->failed += b->nevents;
+        (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_refused,
+                                    b->nevents);
+        ngx_log_error(NGX_LOG_ERR, us->log, 0,
+                      "aihub: redis refused a batch of %ui usage events: %s",
+                      b->nevents, rep->str);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_confirmed,
+                                b->nevents);
+}
+
+
 static void
 ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -571,6 +678,10 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
         }
 
         us->wiped = 1;
+
+        /* the stream entry may have gone with the data: it goes again */
+        b->streamed = 0;
+
         ngx_http_aihub_usage_requeue(b);
         return;
     }
@@ -594,17 +705,9 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
     }
 
     if (rep->type == REDIS_REPLY_ERROR) {
-        us->failed += b->nevents;
-        (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_refused,
-                                    b->nevents);
         ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                      "aihub: redis refused a batch of %ui usage events "
-                      "and %ui settles: %s", b->nevents,
+                      "aihub: redis refused a batch of %ui settles: %s",
                       b->nentries - b->nevents, rep->str);
-
-    } else {
-        (void) ngx_atomic_fetch_add(
-                   &ngx_http_aihub_metrics()->events_confirmed, b->nevents);
     }
 
     ngx_http_aihub_usage_free(b);
