@@ -21,44 +21,14 @@
 #include "ngx_http_aihub_metrics.h"
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_settle.h"
+#include "ngx_http_aihub_batch.h"
 #include "ngx_http_aihub_usage.h"
 #include "aihub_usage_event.h"
 
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
 #define NGX_HTTP_AIHUB_FLUSH_MAX       5000
-#define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* events */
 #define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
-#define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (7 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
-
-
-/*
- * An entry of the buffer: a usage event (argc 0, data is its JSON), or a
- * settle record (data holds argc arguments, each a size_t length,
- * unaligned, and its bytes).
- */
-
-typedef struct {
-    ngx_queue_t                   queue;
-    ngx_uint_t                    argc;
-    ngx_uint_t                    paired;   /* the next entry goes with it */
-    size_t                        len;
-    u_char                        data[1];
-} ngx_http_aihub_event_t;
-
-
-/* a batch: its entries leave the buffer together, under one id */
-
-typedef struct {
-    ngx_queue_t                   queue;
-    ngx_queue_t                   entries;
-    ngx_uint_t                    nentries;
-    ngx_uint_t                    nevents;
-    unsigned                      streamed:1;   /* events XADDed */
-    unsigned                      counted:1;    /* in events_confirmed */
-    u_char                        id[AIHUB_EVENT_ID_LEN];
-} ngx_http_aihub_batch_t;
 
 
 typedef struct {
@@ -73,15 +43,12 @@ typedef struct {
     ngx_uint_t                    wiped;        /* Redis lost its data */
     ngx_uint_t                    held;         /* queued, not sent yet */
     ngx_msec_t                    last_sent;
-    ngx_str_t                     prefix;
-    ngx_str_t                     batch_key;    /* "<prefix>batch:" */
-    ngx_str_t                     epoch_key;
+    ngx_http_aihub_batch_keys_t   keys;
     ngx_event_t                   gap;          /* the next batch */
     ngx_uint_t                    limit;
     ngx_uint_t                    emitted;
     ngx_uint_t                    dropped;
     ngx_uint_t                    failed;
-    ngx_str_t                     stream;       /* "<prefix>usage" */
     ngx_str_t                     node;
     ngx_event_t                   flush;        /* shutdown: keeps the */
     ngx_msec_t                    flush_until;  /* worker alive a while */
@@ -92,8 +59,6 @@ typedef struct {
 static void ngx_http_aihub_usage_send(void);
 static void ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev);
 static ngx_http_aihub_batch_t *ngx_http_aihub_usage_seal(void);
-static ngx_int_t ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b);
-static ngx_int_t ngx_http_aihub_usage_send_events(ngx_http_aihub_batch_t *b);
 static void ngx_http_aihub_usage_streamed(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b);
@@ -118,19 +83,19 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     ngx_queue_init(&us->sealed);
 
     us->log = cycle->log;
-    us->prefix = amcf->redis_prefix;
-    us->epoch_key = amcf->epoch_key;
+    us->keys.prefix = amcf->redis_prefix;
+    us->keys.epoch_key = amcf->epoch_key;
     us->limit = amcf->event_buffer;
     us->node = amcf->node;
 
     /* the batch key ends in each batch's id, written as it is sent */
 
     if (ngx_http_aihub_redis_key(cycle->pool, &amcf->redis_prefix,
-                                 AIHUB_RK_USAGE, 0, &us->stream)
+                                 AIHUB_RK_USAGE, 0, &us->keys.stream)
         != NGX_OK
         || ngx_http_aihub_redis_key(cycle->pool, &amcf->redis_prefix,
                                     AIHUB_RK_BATCH, AIHUB_EVENT_ID_LEN,
-                                    &us->batch_key)
+                                    &us->keys.batch_key)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -417,7 +382,11 @@ ngx_http_aihub_usage_send(void)
             ngx_queue_remove(q);
         }
 
-        if (ngx_http_aihub_usage_send_batch(b) != NGX_OK) {
+        if (ngx_http_aihub_batch_send(b, &us->keys,
+                                      ngx_http_aihub_usage_streamed,
+                                      ngx_http_aihub_usage_sent)
+            != NGX_OK)
+        {
             ngx_queue_insert_head(&us->sealed, &b->queue);
             return;
         }
@@ -480,144 +449,6 @@ ngx_http_aihub_usage_seal(void)
     }
 
     return b;
-}
-
-
-/* the batch's events (unless Redis has them), then its settles */
-
-static ngx_int_t
-ngx_http_aihub_usage_send_batch(ngx_http_aihub_batch_t *b)
-{
-    int                             argc;
-    u_char                         *p, num[NGX_INT_T_LEN];
-    size_t                          rlen[NGX_HTTP_AIHUB_SETTLE_RECORD];
-    ngx_uint_t                      i, nsums;
-    ngx_queue_t                    *q;
-    const char                     *rec[NGX_HTTP_AIHUB_SETTLE_RECORD];
-    ngx_http_aihub_event_t         *ev;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    static const char                   *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
-    static size_t                        argvlen[NGX_HTTP_AIHUB_BATCH_ARGS];
-    /* a batch ends after its BATCH_MAX-th record, or after the run of a
-       call's entries (a few) that this one starts */
-    static ngx_http_aihub_settle_sum_t   sums[2 * NGX_HTTP_AIHUB_BATCH_MAX];
-
-    if (b->nevents && !b->streamed
-        && ngx_http_aihub_usage_send_events(b) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(us->batch_key.data + us->batch_key.len - AIHUB_EVENT_ID_LEN,
-               b->id, AIHUB_EVENT_ID_LEN);
-
-    argv[0] = "EVALSHA";
-    argvlen[0] = sizeof("EVALSHA") - 1;
-    argv[1] = (const char *)
-              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_APPLY);
-    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (const char *) us->batch_key.data;
-    argvlen[3] = us->batch_key.len;
-    argv[4] = (const char *) us->epoch_key.data;
-    argvlen[4] = us->epoch_key.len;
-    argv[5] = (const char *) us->prefix.data;
-    argvlen[5] = us->prefix.len;
-
-    /* a period hash the batch creates (Redis lost it) lives 72 days */
-    argv[6] = (const char *) num;
-    argvlen[6] = ngx_sprintf(num, "%ui", (ngx_uint_t) 72 * 86400) - num;
-
-    argc = 7;
-
-    /* the settles summed per lease */
-
-    nsums = 0;
-
-    for (q = ngx_queue_head(&b->entries);
-         q != ngx_queue_sentinel(&b->entries);
-         q = ngx_queue_next(q))
-    {
-        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
-
-        if (ev->argc == 0) {
-            continue;
-        }
-
-        p = ev->data;
-
-        for (i = 0; i < ev->argc; i++) {
-            ngx_memcpy(&rlen[i], p, sizeof(size_t));
-            p += sizeof(size_t);
-            rec[i] = (const char *) p;
-            p += rlen[i];
-        }
-
-        nsums = ngx_http_aihub_settle_add(sums, nsums, rec, rlen);
-    }
-
-    for (i = 0; i < nsums; i++) {
-        ngx_http_aihub_settle_args(&sums[i], &argv[argc], &argvlen[argc]);
-        argc += NGX_HTTP_AIHUB_SETTLE_SUM;
-    }
-
-    return ngx_http_aihub_redis_send(ngx_http_aihub_usage_sent, b, argc,
-                                     argv, argvlen);
-}
-
-
-/* the batch's events: one stream entry, an "event" field each, in order */
-
-static ngx_int_t
-ngx_http_aihub_usage_send_events(ngx_http_aihub_batch_t *b)
-{
-    int                             argc;
-    size_t                         *argvlen;
-    ngx_int_t                       rc;
-    ngx_queue_t                    *q;
-    const char                    **argv;
-    ngx_http_aihub_event_t         *ev;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    argv = ngx_alloc((3 + 2 * b->nevents) * (sizeof(char *) + sizeof(size_t)),
-                     us->log);
-    if (argv == NULL) {
-        return NGX_ERROR;
-    }
-
-    argvlen = (size_t *) &argv[3 + 2 * b->nevents];
-
-    argv[0] = "XADD";
-    argvlen[0] = sizeof("XADD") - 1;
-    argv[1] = (const char *) us->stream.data;
-    argvlen[1] = us->stream.len;
-    argv[2] = "*";
-    argvlen[2] = 1;
-
-    argc = 3;
-
-    for (q = ngx_queue_head(&b->entries);
-         q != ngx_queue_sentinel(&b->entries);
-         q = ngx_queue_next(q))
-    {
-        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
-
-        if (ev->argc == 0) {
-            argv[argc] = AIHUB_USAGE_FIELD;
-            argvlen[argc++] = sizeof(AIHUB_USAGE_FIELD) - 1;
-            argv[argc] = (const char *) ev->data;
-            argvlen[argc++] = ev->len;
-        }
-    }
-
-    rc = ngx_http_aihub_redis_send(ngx_http_aihub_usage_streamed, b, argc,
-                                   argv, argvlen);
-
-    ngx_free(argv);
-
-    return rc;
 }
 
 

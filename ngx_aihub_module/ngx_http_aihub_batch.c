@@ -1,0 +1,165 @@
+/*
+ * A batch of the usage buffer on the wire (ngx_http_aihub_batch.h): two
+ * commands, pipelined on the one Redis connection.  The events go by XADD,
+ * as one stream entry with an "event" field each, in order.  The settles
+ * go to the apply script (ngx_http_aihub_scripts.c), summed per lease.
+ * The events do not pass through the script: every byte handed to a
+ * script becomes a Lua string that Redis hashes byte by byte, which cost
+ * more than all the rest of the batch.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_scripts.h"
+#include "ngx_http_aihub_settle.h"
+#include "ngx_http_aihub_batch.h"
+
+
+#define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
+    (7 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
+
+
+static ngx_int_t ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
+    ngx_str_t *stream, redisCallbackFn *streamed);
+
+
+/*
+ * The batch's events (unless Redis has them already), then its settles:
+ * "streamed" hears the XADD's reply, "applied" the script's, both with the
+ * batch as their data.
+ */
+
+ngx_int_t
+ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
+    ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *streamed,
+    redisCallbackFn *applied)
+{
+    int                             argc;
+    u_char                         *p, num[NGX_INT_T_LEN];
+    size_t                          rlen[NGX_HTTP_AIHUB_SETTLE_RECORD];
+    ngx_uint_t                      i, nsums;
+    ngx_queue_t                    *q;
+    const char                     *rec[NGX_HTTP_AIHUB_SETTLE_RECORD];
+    ngx_http_aihub_event_t         *ev;
+
+    static const char                   *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
+    static size_t                        argvlen[NGX_HTTP_AIHUB_BATCH_ARGS];
+    /* a batch ends after its BATCH_MAX-th record, or after the run of a
+       call's entries (a few) that this one starts */
+    static ngx_http_aihub_settle_sum_t   sums[2 * NGX_HTTP_AIHUB_BATCH_MAX];
+
+    if (b->nevents && !b->streamed
+        && ngx_http_aihub_batch_send_events(b, &keys->stream, streamed)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(keys->batch_key.data + keys->batch_key.len - AIHUB_EVENT_ID_LEN,
+               b->id, AIHUB_EVENT_ID_LEN);
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = sizeof("EVALSHA") - 1;
+    argv[1] = (const char *)
+              ngx_http_aihub_script_sha(NGX_HTTP_AIHUB_SCRIPT_APPLY);
+    argvlen[1] = NGX_HTTP_AIHUB_SCRIPT_SHA_LEN;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (const char *) keys->batch_key.data;
+    argvlen[3] = keys->batch_key.len;
+    argv[4] = (const char *) keys->epoch_key.data;
+    argvlen[4] = keys->epoch_key.len;
+    argv[5] = (const char *) keys->prefix.data;
+    argvlen[5] = keys->prefix.len;
+
+    /* a period hash the batch creates (Redis lost it) lives 72 days */
+    argv[6] = (const char *) num;
+    argvlen[6] = ngx_sprintf(num, "%ui", (ngx_uint_t) 72 * 86400) - num;
+
+    argc = 7;
+
+    /* the settles summed per lease */
+
+    nsums = 0;
+
+    for (q = ngx_queue_head(&b->entries);
+         q != ngx_queue_sentinel(&b->entries);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+
+        if (ev->argc == 0) {
+            continue;
+        }
+
+        p = ev->data;
+
+        for (i = 0; i < ev->argc; i++) {
+            ngx_memcpy(&rlen[i], p, sizeof(size_t));
+            p += sizeof(size_t);
+            rec[i] = (const char *) p;
+            p += rlen[i];
+        }
+
+        nsums = ngx_http_aihub_settle_add(sums, nsums, rec, rlen);
+    }
+
+    for (i = 0; i < nsums; i++) {
+        ngx_http_aihub_settle_args(&sums[i], &argv[argc], &argvlen[argc]);
+        argc += NGX_HTTP_AIHUB_SETTLE_SUM;
+    }
+
+    return ngx_http_aihub_redis_send(applied, b, argc, argv, argvlen);
+}
+
+
+/* the batch's events: one stream entry, an "event" field each, in order */
+
+static ngx_int_t
+ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
+    ngx_str_t *stream, redisCallbackFn *streamed)
+{
+    int                             argc;
+    size_t                         *argvlen;
+    ngx_int_t                       rc;
+    ngx_queue_t                    *q;
+    const char                    **argv;
+    ngx_http_aihub_event_t         *ev;
+
+    argv = ngx_alloc((3 + 2 * b->nevents) * (sizeof(char *) + sizeof(size_t)),
+                     ngx_cycle->log);
+    if (argv == NULL) {
+        return NGX_ERROR;
+    }
+
+    argvlen = (size_t *) &argv[3 + 2 * b->nevents];
+
+    argv[0] = "XADD";
+    argvlen[0] = sizeof("XADD") - 1;
+    argv[1] = (const char *) stream->data;
+    argvlen[1] = stream->len;
+    argv[2] = "*";
+    argvlen[2] = 1;
+
+    argc = 3;
+
+    for (q = ngx_queue_head(&b->entries);
+         q != ngx_queue_sentinel(&b->entries);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+
+        if (ev->argc == 0) {
+            argv[argc] = AIHUB_USAGE_FIELD;
+            argvlen[argc++] = sizeof(AIHUB_USAGE_FIELD) - 1;
+            argv[argc] = (const char *) ev->data;
+            argvlen[argc++] = ev->len;
+        }
+    }
+
+    rc = ngx_http_aihub_redis_send(streamed, b, argc, argv, argvlen);
+
+    ngx_free(argv);
+
+    return rc;
+}

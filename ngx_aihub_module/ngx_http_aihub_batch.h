@@ -1,0 +1,63 @@
+/*
+ * ngx_http_aihub_batch.c: what a worker process's usage buffer sends as
+ * one batch (ngx_http_aihub_usage.c), on the wire: an XADD of its usage
+ * events, then the apply script with its settles summed per lease.
+ */
+
+#ifndef NGX_HTTP_AIHUB_BATCH_H
+#define NGX_HTTP_AIHUB_BATCH_H
+
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_redis.h"
+#include "aihub_protocol.h"
+
+
+#define NGX_HTTP_AIHUB_BATCH_MAX       AIHUB_USAGE_EVENTS_MAX  /* events */
+
+
+/*
+ * An entry of the buffer: a usage event (argc 0, data is its JSON), or a
+ * settle record (data holds argc arguments, each a size_t length,
+ * unaligned, and its bytes).
+ */
+
+typedef struct {
+    ngx_queue_t                   queue;
+    ngx_uint_t                    argc;
+    ngx_uint_t                    paired;   /* the next entry goes with it */
+    size_t                        len;
+    u_char                        data[1];
+} ngx_http_aihub_event_t;
+
+
+/* a batch: its entries leave the buffer together, under one id */
+
+typedef struct {
+    ngx_queue_t                   queue;
+    ngx_queue_t                   entries;
+    ngx_uint_t                    nentries;
+    ngx_uint_t                    nevents;
+    unsigned                      streamed:1;   /* events XADDed */
+    unsigned                      counted:1;    /* in events_confirmed */
+    u_char                        id[AIHUB_EVENT_ID_LEN];
+} ngx_http_aihub_batch_t;
+
+
+/* the keys a batch names; batch_key ends in AIHUB_EVENT_ID_LEN bytes that
+   each batch overwrites with its id */
+
+typedef struct {
+    ngx_str_t                     stream;       /* "<prefix>usage" */
+    ngx_str_t                     batch_key;    /* "<prefix>batch:<id>" */
+    ngx_str_t                     epoch_key;
+    ngx_str_t                     prefix;
+} ngx_http_aihub_batch_keys_t;
+
+
+ngx_int_t ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
+    ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *streamed,
+    redisCallbackFn *applied);
+
+
+#endif /* NGX_HTTP_AIHUB_BATCH_H */
