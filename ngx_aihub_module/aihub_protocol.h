@@ -105,7 +105,9 @@
 #define AIHUB_RK_PLAN                "plan:"
 #define AIHUB_RK_RATE                "rl:"
 #define AIHUB_RK_LEASES              "leases:"
-#define AIHUB_RK_BATCH               "batch:"       /* + id: applied once */
+#define AIHUB_RK_BATCH               "batch:"       /* + an nginx worker
+                                                  process's id: the number
+                                                  of its last batch applied */
 #define AIHUB_RK_EPOCH               "epoch"        /* Redis holds MySQL's
                                                   copy (set by the worker) */
 #define AIHUB_RK_LEASES_DUE          "leases-due"

@@ -1,11 +1,13 @@
 /*
- * A batch of the usage buffer on the wire (ngx_http_aihub_batch.h): two
- * commands, pipelined on the one Redis connection.  The events go by XADD,
- * as one stream entry with an "event" field each, in order.  The settles
- * go to the apply script (ngx_http_aihub_scripts.c), summed per lease.
- * The events do not pass through the script: every byte handed to a
- * script becomes a Lua string that Redis hashes byte by byte, which cost
- * more than all the rest of the batch.
+ * A batch of the usage buffer on the wire (ngx_http_aihub_batch.h): one
+ * transaction (MULTI ... EXEC) on the one Redis connection, so Redis
+ * applies all of it or, if the connection breaks before EXEC, none.  The
+ * events go by XADD, as one stream entry with an "event" field each, in
+ * order.  The settles go to the apply script (ngx_http_aihub_scripts.c),
+ * summed per lease, with the batch's sequence number in its process.  The
+ * events do not pass through the script: every byte handed to a script
+ * becomes a Lua string that Redis hashes byte by byte, which cost more
+ * than all the rest of the batch.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -16,26 +18,28 @@
 
 
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (7 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
+    (8 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
 
 
 static ngx_int_t ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
-    ngx_str_t *stream, redisCallbackFn *streamed);
+    ngx_str_t *stream);
+static ngx_int_t ngx_http_aihub_batch_word(const char *word,
+    redisCallbackFn *fn, void *data);
 
 
 /*
- * The batch's events (unless Redis has them already), then its settles:
- * "streamed" hears the XADD's reply, "applied" the script's, both with the
- * batch as their data.
+ * The batch's events (unless Redis has them already), then its settles,
+ * in one transaction: "done" hears EXEC's reply (the XADD's, if b->xadd,
+ * then the script's), with the batch as its data.
  */
 
 ngx_int_t
 ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
-    ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *streamed,
-    redisCallbackFn *applied)
+    ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *done)
 {
     int                             argc;
     u_char                         *p, num[NGX_INT_T_LEN];
+    u_char                          seq[NGX_INT64_LEN];
     size_t                          rlen[NGX_HTTP_AIHUB_SETTLE_RECORD];
     ngx_uint_t                      i, nsums;
     ngx_queue_t                    *q;
@@ -48,15 +52,17 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
        call's entries (a few) that this one starts */
     static ngx_http_aihub_settle_sum_t   sums[2 * NGX_HTTP_AIHUB_BATCH_MAX];
 
-    if (b->nevents && !b->streamed
-        && ngx_http_aihub_batch_send_events(b, &keys->stream, streamed)
-           != NGX_OK)
-    {
+    if (ngx_http_aihub_batch_word("MULTI", NULL, NULL) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(keys->batch_key.data + keys->batch_key.len - AIHUB_EVENT_ID_LEN,
-               b->id, AIHUB_EVENT_ID_LEN);
+    b->xadd = (b->nevents && !b->streamed);
+
+    if (b->xadd && ngx_http_aihub_batch_send_events(b, &keys->stream)
+                   != NGX_OK)
+    {
+        goto discard;
+    }
 
     argv[0] = "EVALSHA";
     argvlen[0] = sizeof("EVALSHA") - 1;
@@ -69,14 +75,16 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
     argvlen[3] = keys->batch_key.len;
     argv[4] = (const char *) keys->epoch_key.data;
     argvlen[4] = keys->epoch_key.len;
-    argv[5] = (const char *) keys->prefix.data;
-    argvlen[5] = keys->prefix.len;
+    argv[5] = (const char *) seq;
+    argvlen[5] = ngx_sprintf(seq, "%uL", b->seq) - seq;
+    argv[6] = (const char *) keys->prefix.data;
+    argvlen[6] = keys->prefix.len;
 
     /* a period hash the batch creates (Redis lost it) lives 72 days */
-    argv[6] = (const char *) num;
-    argvlen[6] = ngx_sprintf(num, "%ui", (ngx_uint_t) 72 * 86400) - num;
+    argv[7] = (const char *) num;
+    argvlen[7] = ngx_sprintf(num, "%ui", (ngx_uint_t) 72 * 86400) - num;
 
-    argc = 7;
+    argc = 8;
 
     /* the settles summed per lease */
 
@@ -109,7 +117,32 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
         argc += NGX_HTTP_AIHUB_SETTLE_SUM;
     }
 
-    return ngx_http_aihub_redis_send(applied, b, argc, argv, argvlen);
+    if (ngx_http_aihub_redis_send(NULL, NULL, argc, argv, argvlen)
+        != NGX_OK
+        || ngx_http_aihub_batch_word("EXEC", done, b) != NGX_OK)
+    {
+        goto discard;
+    }
+
+    return NGX_OK;
+
+discard:
+
+    /* no command of anyone else may join the open transaction */
+    (void) ngx_http_aihub_batch_word("DISCARD", NULL, NULL);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_batch_word(const char *word, redisCallbackFn *fn, void *data)
+{
+    size_t  len;
+
+    len = ngx_strlen(word);
+
+    return ngx_http_aihub_redis_send(fn, data, 1, &word, &len);
 }
 
 
@@ -117,7 +150,7 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
 
 static ngx_int_t
 ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
-    ngx_str_t *stream, redisCallbackFn *streamed)
+    ngx_str_t *stream)
 {
     int                             argc;
     size_t                         *argvlen;
@@ -157,7 +190,7 @@ ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
         }
     }
 
-    rc = ngx_http_aihub_redis_send(streamed, b, argc, argv, argvlen);
+    rc = ngx_http_aihub_redis_send(NULL, NULL, argc, argv, argvlen);
 
     ngx_free(argv);
 

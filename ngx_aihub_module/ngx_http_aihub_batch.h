@@ -1,7 +1,8 @@
 /*
  * ngx_http_aihub_batch.c: what a worker process's usage buffer sends as
- * one batch (ngx_http_aihub_usage.c), on the wire: an XADD of its usage
- * events, then the apply script with its settles summed per lease.
+ * one batch (ngx_http_aihub_usage.c), on the wire: one transaction of an
+ * XADD of its usage events and the apply script with its settles summed
+ * per lease.
  */
 
 #ifndef NGX_HTTP_AIHUB_BATCH_H
@@ -38,26 +39,25 @@ typedef struct {
     ngx_queue_t                   entries;
     ngx_uint_t                    nentries;
     ngx_uint_t                    nevents;
+    uint64_t                      seq;          /* of its process */
     unsigned                      streamed:1;   /* events XADDed */
     unsigned                      counted:1;    /* in events_confirmed */
-    u_char                        id[AIHUB_EVENT_ID_LEN];
+    unsigned                      xadd:1;       /* sent with an XADD */
 } ngx_http_aihub_batch_t;
 
 
-/* the keys a batch names; batch_key ends in AIHUB_EVENT_ID_LEN bytes that
-   each batch overwrites with its id */
+/* the keys a batch names */
 
 typedef struct {
     ngx_str_t                     stream;       /* "<prefix>usage" */
-    ngx_str_t                     batch_key;    /* "<prefix>batch:<id>" */
+    ngx_str_t                     batch_key;    /* "<prefix>batch:<process>" */
     ngx_str_t                     epoch_key;
     ngx_str_t                     prefix;
 } ngx_http_aihub_batch_keys_t;
 
 
 ngx_int_t ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
-    ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *streamed,
-    redisCallbackFn *applied);
+    ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *done);
 
 
 #endif /* NGX_HTTP_AIHUB_BATCH_H */

@@ -121,21 +121,25 @@ static const char  ngx_http_aihub_grant_script[] =
 
 /*
  * The settles of a batch of one worker process, applied once.  KEYS[1] the
- * batch's id key, KEYS[2] the epoch marker
- * ARGV: the Redis prefix, ttl seconds, then one record of 10 per lease
+ * process's batch key (the sequence number of its last batch applied),
+ * KEYS[2] the epoch marker
+ * ARGV: the batch's sequence number, the Redis prefix, ttl seconds, then
+ * one record of 10 per lease
  * (its settles summed by the module, ngx_http_aihub_settle.c):
  * "<account>:<YYYYMMDD>", lease id, calls released, cost released,
  * successes, prompt, completion, total, cost, overage (the cost of the
  * successes beyond the included calls).
  * The batch's usage events do not pass through here: the module XADDs them
- * in the same pipeline, just before (ngx_http_aihub_usage.c).  Every byte
- * handed to a script becomes a Lua string that Redis hashes byte by byte,
- * which cost more than all the rest of a batch.
+ * just before, in the same transaction (ngx_http_aihub_batch.c).  Every
+ * byte handed to a script becomes a Lua string that Redis hashes byte by
+ * byte, which cost more than all the rest of a batch.
  * Each period is read once and written once: its sums, and what each lease
  * of the batch gives back (a lease holding nothing more is deleted).  A
  * success whose lease is gone (reclaimed at its expiry, or lost with
  * Redis's data) still counts its call.  A batch already applied (a resend
- * after a lost reply) does nothing.  Without the epoch marker (Redis lost
+ * after a lost reply) does nothing: a process's batches are applied in the
+ * order of their numbers, so one key per process remembers them all.
+ * Without the epoch marker (Redis lost
  * its data) nothing is applied: the error "WIPED" makes the module send
  * the batch again later.
  * Returns 1, or 0 for a batch applied before.
@@ -145,11 +149,13 @@ static const char  ngx_http_aihub_apply_script[] =
     "if redis.call('EXISTS', KEYS[2]) == 0 then "
     "  return redis.error_reply('WIPED redis has no epoch marker: waiting "
         "for aihub-worker to restore it') end "
-    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) then "
+    "local seq = tonumber(ARGV[1]) "
+    "if seq <= tonumber(redis.call('GET', KEYS[1]) or '0') then "
     "  return 0 end "
-    "local pre, ttl = ARGV[1], ARGV[2] "
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400) "
+    "local pre, ttl = ARGV[2], ARGV[3] "
     "local per, order = {}, {} "
-    "for i = 3, #ARGV - 9, 10 do "
+    "for i = 4, #ARGV - 9, 10 do "
     "  local m, id = ARGV[i], ARGV[i + 1] "
     "  local p = per[m] "
     "  if not p then "

@@ -43,6 +43,7 @@ typedef struct {
     ngx_uint_t                    wiped;        /* Redis lost its data */
     ngx_uint_t                    held;         /* queued, not sent yet */
     ngx_msec_t                    last_sent;
+    uint64_t                      seq;          /* the last batch's */
     ngx_http_aihub_batch_keys_t   keys;
     ngx_event_t                   gap;          /* the next batch */
     ngx_uint_t                    limit;
@@ -59,8 +60,8 @@ typedef struct {
 static void ngx_http_aihub_usage_send(void);
 static void ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev);
 static ngx_http_aihub_batch_t *ngx_http_aihub_usage_seal(void);
-static void ngx_http_aihub_usage_streamed(redisAsyncContext *ac, void *reply,
-    void *privdata);
+static void ngx_http_aihub_usage_streamed(ngx_http_aihub_batch_t *b,
+    redisReply *rep);
 static void ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b);
 static void ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b);
 static void ngx_http_aihub_usage_gap_handler(ngx_event_t *ev);
@@ -88,7 +89,10 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     us->limit = amcf->event_buffer;
     us->node = amcf->node;
 
-    /* the batch key ends in each batch's id, written as it is sent */
+    /*
+     * the batch key ends in an id of this process: the script keeps there
+     * the number of its last batch applied
+     */
 
     if (ngx_http_aihub_redis_key(cycle->pool, &amcf->redis_prefix,
                                  AIHUB_RK_USAGE, 0, &us->keys.stream)
@@ -100,6 +104,9 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     {
         return NGX_ERROR;
     }
+
+    ngx_http_aihub_request_id(us->keys.batch_key.data
+                              + us->keys.batch_key.len - AIHUB_EVENT_ID_LEN);
 
     us->flush.handler = ngx_http_aihub_usage_flush_handler;
     us->flush.log = cycle->log;
@@ -383,7 +390,6 @@ ngx_http_aihub_usage_send(void)
         }
 
         if (ngx_http_aihub_batch_send(b, &us->keys,
-                                      ngx_http_aihub_usage_streamed,
                                       ngx_http_aihub_usage_sent)
             != NGX_OK)
         {
@@ -391,9 +397,9 @@ ngx_http_aihub_usage_send(void)
             return;
         }
 
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, us->log, 0,
-                       "aihub usage: batch %*s sent, %ui entries",
-                       (size_t) 8, b->id, b->nentries);
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, us->log, 0,
+                       "aihub usage: batch %uL sent, %ui entries",
+                       b->seq, b->nentries);
 
         us->last_sent = ngx_current_msec;
         us->batches++;
@@ -427,7 +433,8 @@ ngx_http_aihub_usage_seal(void)
     b->nevents = 0;
     b->streamed = 0;
     b->counted = 0;
-    ngx_http_aihub_request_id(b->id);
+    b->xadd = 0;
+    b->seq = ++us->seq;
 
     paired = 0;
 
@@ -452,18 +459,94 @@ ngx_http_aihub_usage_seal(void)
 }
 
 
+/*
+ * EXEC's reply: the XADD's (if the batch sent its events) and the apply
+ * script's.  A batch refused (WIPED, NOSCRIPT) was not applied and goes
+ * again under a new number; one whose reply was lost goes again under the
+ * same number, which the script applies once.
+ */
+
 static void
-ngx_http_aihub_usage_streamed(redisAsyncContext *ac, void *reply,
-    void *privdata)
+ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    redisReply                     *rep = reply;
+    redisReply                     *rep = reply, *apply;
     ngx_http_aihub_batch_t         *b = privdata;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
+    us->batches--;
+    us->ninflight -= b->nentries;
+
     if (rep == NULL) {
-        /* the connection went away: the settles' callback sends again */
+        /* the connection went away: the same batch again */
+        ngx_http_aihub_usage_requeue(b);
         return;
     }
+
+    apply = rep;
+
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1u + b->xadd) {
+        if (b->xadd) {
+            ngx_http_aihub_usage_streamed(b, rep->element[0]);
+        }
+
+        apply = rep->element[b->xadd];
+    }
+
+    if (apply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(apply->str, "WIPED", 5) == 0)
+    {
+        /* Redis lost its data: again once the worker restored it */
+        if (!us->wiped) {
+            ngx_log_error(NGX_LOG_WARN, us->log, 0,
+                          "aihub: %s; usage events and settles wait",
+                          apply->str + 6);
+        }
+
+        us->wiped = 1;
+
+        /* the stream entry may have gone with the data: it goes again */
+        b->streamed = 0;
+        b->seq = ++us->seq;
+
+        ngx_http_aihub_usage_requeue(b);
+        return;
+    }
+
+    us->wiped = 0;
+
+    if (apply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(apply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* Redis lost the scripts: loaded again first, then the batch */
+        ngx_http_aihub_scripts_load();
+        b->seq = ++us->seq;
+        ngx_http_aihub_usage_requeue(b);
+        return;
+    }
+
+    if (apply->type == REDIS_REPLY_ERROR) {
+        if (!b->counted) {
+            ngx_http_aihub_usage_streamed(b, apply);
+        }
+
+        ngx_log_error(NGX_LOG_ERR, us->log, 0,
+                      "aihub: redis refused a batch of %ui settles: %s",
+                      b->nentries - b->nevents, apply->str);
+    }
+
+    ngx_http_aihub_usage_free(b);
+
+    /* what waited for this batch */
+    ngx_http_aihub_usage_send();
+}
+
+
+/* the XADD's reply: the events are in the stream, or refused for good */
+
+static void
+ngx_http_aihub_usage_streamed(ngx_http_aihub_batch_t *b, redisReply *rep)
+{
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
     b->streamed = 1;
 
@@ -488,72 +571,29 @@ ngx_http_aihub_usage_streamed(redisAsyncContext *ac, void *reply,
 }
 
 
-static void
-ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    redisReply                     *rep = reply;
-    ngx_http_aihub_batch_t         *b = privdata;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    us->batches--;
-    us->ninflight -= b->nentries;
-
-    if (rep && rep->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(rep->str, "WIPED", 5) == 0)
-    {
-        /* Redis lost its data: again once the worker restored it */
-        if (!us->wiped) {
-            ngx_log_error(NGX_LOG_WARN, us->log, 0,
-                          "aihub: %s; usage events and settles wait",
-                          rep->str + 6);
-        }
-
-        us->wiped = 1;
-
-        /* the stream entry may have gone with the data: it goes again */
-        b->streamed = 0;
-
-        ngx_http_aihub_usage_requeue(b);
-        return;
-    }
-
-    us->wiped = 0;
-
-    if (rep == NULL
-        || (rep->type == REDIS_REPLY_ERROR
-            && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0))
-    {
-        /*
-         * the connection went away, or Redis lost the scripts (they are
-         * loaded again first): the same batch again, under its id
-         */
-        if (rep) {
-            ngx_http_aihub_scripts_load();
-        }
-
-        ngx_http_aihub_usage_requeue(b);
-        return;
-    }
-
-    if (rep->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                      "aihub: redis refused a batch of %ui settles: %s",
-                      b->nentries - b->nevents, rep->str);
-    }
-
-    ngx_http_aihub_usage_free(b);
-
-    /* what waited for this batch */
-    ngx_http_aihub_usage_send();
-}
-
+/* back among the batches to send, in the order of their numbers */
 
 static void
 ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b)
 {
+    ngx_queue_t                    *q;
+    ngx_http_aihub_batch_t         *next;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
-    ngx_queue_insert_head(&us->sealed, &b->queue);
+    for (q = ngx_queue_head(&us->sealed);
+         q != ngx_queue_sentinel(&us->sealed);
+         q = ngx_queue_next(q))
+    {
+        next = ngx_queue_data(q, ngx_http_aihub_batch_t, queue);
+
+        if (next->seq > b->seq) {
+            break;
+        }
+    }
+
+    /* before q: the first with a larger number, or the sentinel (the end) */
+    ngx_queue_insert_tail(q, &b->queue);
+
     us->npending += b->nentries;
     ngx_http_aihub_usage_arm();
 }

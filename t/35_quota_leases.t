@@ -195,6 +195,15 @@ cmp_ok($total / $n1, '<', 2.5,
        'load: Redis commands per call, scripts included');
 settled(3501, 4 + $n1, 16, 'load', 4);
 
+# what makes a batch applied once is one key per nginx worker process (the
+# number of its last batch), not one per batch: at 10,000 calls a second a
+# key per batch kept a day was 13 million keys and over a GB of Redis
+my @bkeys = @{ $t->redis('KEYS', 'aihub:batch:*') // [] };
+cmp_ok(scalar @bkeys, '<=', 6,
+       'load: ' . scalar(@bkeys) . ' batch keys after ' . ($s->{exec} // 0)
+       . ' batches (three gateways of two worker processes)');
+cmp_ok($s->{exec} // 0, '>', 6, 'load: more batches than processes');
+
 
 # --- 2. small leases, refilled ahead of need: exact --------------------------
 
