@@ -518,7 +518,7 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
         && ngx_strncmp(apply->str, "NOSCRIPT", 8) == 0)
     {
         /* Redis lost the scripts: loaded again first, then the batch */
-        ngx_http_aihub_scripts_load();
+        ngx_http_aihub_scripts_check(apply);
         b->seq = ++us->seq;
         ngx_http_aihub_usage_requeue(b);
         return;

@@ -11,7 +11,8 @@
 # unused rest of the leases goes back when the node goes idle; small
 # leases refilled ahead of need stay exact; a graceful reload under load
 # gives the old worker processes' leases back; the global rate limit
-# never leases ahead.  Nothing here is timed.
+# never leases ahead; the scripts flushed under load lose nothing.
+# Nothing here is timed.
 
 use strict;
 use warnings;
@@ -247,5 +248,34 @@ cmp_ok($n4, '>', 20, "global limit: $n4 calls");
 cmp_ok(stats()->{evalsha} // 0, '>=', $n4,
        'global limit: a lease of one call per call (no block lease)');
 settled(3504, $n4, 4, 'global limit');
+
+
+
+# --- 5. the scripts flushed under load ---------------------------------------
+# SCRIPT FLUSH (an operator's slip; a Redis restart loads them on the new
+# connection): a batch refused NOSCRIPT goes again once they are loaded,
+# under a new number, and a grant refused gets 503; nothing is lost or
+# counted twice.
+
+my $k5 = seed_full_key($t, account => 3505, included => 10000000,
+                       overage => 0);
+$pid = fork // die "fork: $!\n";
+if ($pid == 0) {
+    my ($n, $bad) = wrk(key => $k5, c => 8, seconds => 3);
+    Aihub::write_file($t->dir . '/flush.n', "$n $bad");
+    POSIX::_exit(0);
+}
+for (1 .. 5) {
+    select(undef, undef, undef, 0.4);
+    $t->redis('SCRIPT', 'FLUSH');
+}
+waitpid($pid, 0);
+my ($n5, $bad5) = split ' ', Aihub::read_file($t->dir . '/flush.n');
+cmp_ok($n5 - $bad5, '>', 100, "script flush: " . ($n5 - $bad5)
+       . " calls answered, $bad5 refused");
+settled(3505, $n5 - $bad5, 8, 'script flush');
+my $reloads = () = $t->error_log =~ /redis lost the quota scripts/g;
+cmp_ok($reloads, '>', 0, "script flush: the module heard NOSCRIPT "
+       . "$reloads times and loaded the scripts again");
 
 $t->done;
