@@ -136,7 +136,7 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     size_t                       argvlen[21];
     u_char                       nums[11][NGX_INT64_LEN];
     ngx_uint_t                   i;
-    uint64_t                     v[11], worst, prompt;
+    uint64_t                     v[11];
     ngx_http_aihub_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
@@ -156,17 +156,7 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     v[5] = amcf->lease_time;
 
     /* the call's worst-case cost, held against a spend cap */
-
-    v[6] = 0;
-
-    if (ctx->caller.key.rec.spend_cap && ctx->route.model) {
-        worst = ngx_http_aihub_limit_worst_tokens(ctx);
-        prompt = (uint64_t) (ctx->body.prompt_estimate + 3) / 4;
-
-        v[6] = (uint64_t) aihub_money_call_micros(prompt, worst - prompt,
-                                             ctx->route.model->price_in,
-                                             ctx->route.model->price_out);
-    }
+    v[6] = ngx_http_aihub_grant_worst_cost(ctx);
 
     v[7] = want;
     v[8] = least;
@@ -228,6 +218,30 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
                                    argvlen);
 
     return (rc == NGX_OK || rc == NGX_ERROR) ? rc : NGX_DECLINED;
+}
+
+
+/*
+ * What a call may cost at most, held against its account's spend cap (0
+ * without a cap): its prompt estimate and the most it may complete, at
+ * its model's prices.
+ */
+
+uint64_t
+ngx_http_aihub_grant_worst_cost(ngx_http_aihub_ctx_t *ctx)
+{
+    uint64_t  worst, prompt;
+
+    if (!ctx->caller.key.rec.spend_cap || ctx->route.model == NULL) {
+        return 0;
+    }
+
+    worst = ngx_http_aihub_limit_worst_tokens(ctx);
+    prompt = (uint64_t) (ctx->body.prompt_estimate + 3) / 4;
+
+    return (uint64_t) aihub_money_call_micros(prompt, worst - prompt,
+                                              ctx->route.model->price_in,
+                                              ctx->route.model->price_out);
 }
 
 

@@ -52,6 +52,8 @@ typedef struct {
     size_t                        m_len;        /* "<account>:<day>" */
     ngx_uint_t                    granted;      /* 0: no lease */
     ngx_uint_t                    admitted;
+    uint64_t                      cost;         /* held against a spend */
+    uint64_t                      cost_admitted;  /* cap: the calls' worst */
     uint64_t                      base;         /* calls before the lease */
     ngx_msec_t                    installed;
     ngx_msec_t                    until;        /* admits until then */
@@ -90,6 +92,7 @@ typedef struct {
     u_char                        m[NGX_HTTP_AIHUB_LEASE_M_LEN];
     size_t                        m_len;
     ngx_uint_t                    calls;
+    uint64_t                      cost;
 } ngx_http_aihub_lease_back_t;
 
 
@@ -98,6 +101,8 @@ static ngx_int_t ngx_http_aihub_lease_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_http_aihub_lease_slot_t *ngx_http_aihub_lease_slot(
     ngx_http_aihub_lease_sh_t *sh, uint64_t account, int64_t period,
     ngx_uint_t create, ngx_msec_t now);
+static ngx_uint_t ngx_http_aihub_lease_admits(ngx_http_aihub_lease_slot_t *s,
+    uint64_t worst, ngx_msec_t now);
 static ngx_uint_t ngx_http_aihub_lease_want(ngx_http_aihub_lease_slot_t *s,
     ngx_uint_t smallest, ngx_msec_t now);
 static void ngx_http_aihub_lease_refill(ngx_http_request_t *r,
@@ -105,7 +110,7 @@ static void ngx_http_aihub_lease_refill(ngx_http_request_t *r,
 static void ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s,
-    u_char *id, ngx_uint_t granted, ngx_uint_t admitted, uint64_t base,
+    u_char *id, ngx_uint_t granted, uint64_t cost, uint64_t base,
     ngx_msec_t life, ngx_msec_t now, ngx_http_aihub_lease_back_t *back);
 static void ngx_http_aihub_lease_unused(ngx_http_aihub_lease_slot_t *s,
     ngx_http_aihub_lease_back_t *back);
@@ -261,6 +266,7 @@ ngx_http_aihub_lease_slot(ngx_http_aihub_lease_sh_t *sh, uint64_t account,
 ngx_int_t
 ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
+    uint64_t                      worst;
     ngx_uint_t                    want;
     ngx_msec_t                    now;
     ngx_http_aihub_lease_slot_t  *s;
@@ -282,14 +288,15 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     now = ngx_current_msec;
     want = 0;
 
+    /* held out of a lease of calls beyond the included ones */
+    worst = ngx_http_aihub_grant_worst_cost(ctx);
+
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     s = ngx_http_aihub_lease_slot(zone->sh, ctx->caller.key.rec.account_id,
                                   ctx->quota.start, 0, now);
 
-    if (s == NULL || s->granted == 0 || s->admitted >= s->granted
-        || (ngx_msec_int_t) (now - s->until) >= 0)
-    {
+    if (s == NULL || !ngx_http_aihub_lease_admits(s, worst, now)) {
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -297,11 +304,17 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     s->admitted++;
     s->used = now;
 
+    if (s->cost) {
+        s->cost_admitted += worst;
+    }
+
     ngx_memcpy(ctx->quota.lease, s->id, AIHUB_EVENT_ID_LEN);
     ctx->quota.overage_call = (s->base + s->admitted
                                > ctx->caller.key.rec.included);
+    ctx->quota.held_cost = s->cost ? worst : 0;
 
     if ((s->granted - s->admitted <= s->granted / 4
+         || (s->cost && s->cost - s->cost_admitted <= s->cost / 4)
          || (ngx_msec_int_t) (now - s->refill_at) >= 0)
         && (s->asked == 0 || now - s->asked > 10000))
     {
@@ -320,6 +333,23 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Whether a slot's lease admits a call (whose worst-case cost is "worst"):
+ * calls left, in the first half of its life, and, for a lease of calls
+ * beyond the included ones of an account with a spend cap, cost left to
+ * hold the call's.  Under the lock.
+ */
+
+static ngx_uint_t
+ngx_http_aihub_lease_admits(ngx_http_aihub_lease_slot_t *s, uint64_t worst,
+    ngx_msec_t now)
+{
+    return s->granted != 0 && s->admitted < s->granted
+           && (ngx_msec_int_t) (now - s->until) < 0
+           && (s->cost == 0 || s->cost_admitted + worst <= s->cost);
 }
 
 
@@ -351,7 +381,7 @@ ngx_http_aihub_lease_want(ngx_http_aihub_lease_slot_t *s,
 
 void
 ngx_http_aihub_lease_keep(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    ngx_uint_t granted, uint64_t base, ngx_msec_t life)
+    ngx_uint_t granted, uint64_t base, ngx_msec_t life, uint64_t cost)
 {
     ngx_msec_t                    now;
     ngx_http_aihub_lease_back_t   back;
@@ -359,6 +389,7 @@ ngx_http_aihub_lease_keep(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_http_aihub_lease_zone_t  *zone;
 
     back.calls = granted - 1;
+    back.cost = cost - ngx_min(cost, ctx->quota.held_cost);
     ngx_memcpy(back.id, ctx->quota.lease, AIHUB_EVENT_ID_LEN);
     back.m_len = ngx_min(ctx->quota.period_m.len, NGX_HTTP_AIHUB_LEASE_M_LEN);
     ngx_memcpy(back.m, ctx->quota.period_m.data, back.m_len);
@@ -376,14 +407,16 @@ ngx_http_aihub_lease_keep(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     s = ngx_http_aihub_lease_slot(zone->sh, ctx->caller.key.rec.account_id,
                                   ctx->quota.start, 1, now);
 
-    if (s && (s->granted == 0 || s->admitted >= s->granted
-              || (ngx_msec_int_t) (now - s->until) >= 0))
-    {
+    if (s && !ngx_http_aihub_lease_admits(s, ctx->quota.held_cost, now)) {
         ngx_memcpy(s->m, back.m, back.m_len);
         s->m_len = back.m_len;
 
-        ngx_http_aihub_lease_install(s, ctx->quota.lease, granted, 1, base,
+        ngx_http_aihub_lease_install(s, ctx->quota.lease, granted, cost, base,
                                      life, now, &back);
+
+        /* this request's call is the new lease's first */
+        s->admitted = 1;
+        s->cost_admitted = cost ? ngx_min(cost, ctx->quota.held_cost) : 0;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -396,19 +429,21 @@ ngx_http_aihub_lease_keep(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
 /*
  * A new lease into its slot (under the lock); what the old one did not
- * admit goes into "back" (calls 0: nothing).
+ * admit goes into "back" (calls and cost 0: nothing).
  */
 
 static void
 ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s, u_char *id,
-    ngx_uint_t granted, ngx_uint_t admitted, uint64_t base, ngx_msec_t life,
+    ngx_uint_t granted, uint64_t cost, uint64_t base, ngx_msec_t life,
     ngx_msec_t now, ngx_http_aihub_lease_back_t *back)
 {
     ngx_http_aihub_lease_unused(s, back);
 
     ngx_memcpy(s->id, id, AIHUB_EVENT_ID_LEN);
     s->granted = granted;
-    s->admitted = admitted;
+    s->admitted = 0;
+    s->cost = cost;
+    s->cost_admitted = 0;
     s->base = base;
     s->installed = now;
     s->until = now + life / 2;
@@ -417,16 +452,21 @@ ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s, u_char *id,
 }
 
 
-/* what a slot's lease did not admit, to give back (calls 0: nothing) */
+/*
+ * what a slot's lease did not admit, to give back (calls and cost 0:
+ * nothing)
+ */
 
 static void
 ngx_http_aihub_lease_unused(ngx_http_aihub_lease_slot_t *s,
     ngx_http_aihub_lease_back_t *back)
 {
     back->calls = 0;
+    back->cost = 0;
 
-    if (s->granted > s->admitted) {
-        back->calls = s->granted - s->admitted;
+    if (s->granted > s->admitted || s->cost > s->cost_admitted) {
+        back->calls = s->granted - ngx_min(s->admitted, s->granted);
+        back->cost = s->cost - ngx_min(s->cost_admitted, s->cost);
         ngx_memcpy(back->id, s->id, AIHUB_EVENT_ID_LEN);
         ngx_memcpy(back->m, s->m, s->m_len);
         back->m_len = s->m_len;
@@ -474,6 +514,7 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     redisReply                   *rep = reply;
     ngx_http_aihub_lease_ask_t   *ask = privdata;
 
+    uint64_t                      cost;
     ngx_msec_t                    now;
     ngx_uint_t                    n;
     ngx_http_aihub_lease_back_t   back;
@@ -481,26 +522,31 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     ngx_http_aihub_lease_zone_t  *zone;
 
     n = 0;
+    cost = 0;
 
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 8
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 9
         && rep->element[0]->type == REDIS_REPLY_INTEGER
         && rep->element[0]->integer == 1
         && rep->element[1]->type == REDIS_REPLY_INTEGER
         && rep->element[6]->type == REDIS_REPLY_INTEGER
         && rep->element[7]->type == REDIS_REPLY_INTEGER
+        && rep->element[8]->type == REDIS_REPLY_INTEGER
         && rep->element[6]->integer > 0)
     {
         n = (ngx_uint_t) rep->element[6]->integer;
+        cost = (uint64_t) rep->element[8]->integer;
     }
 
     back.calls = n;
+    back.cost = cost;
     ngx_memcpy(back.id, ask->id, AIHUB_EVENT_ID_LEN);
     ngx_memcpy(back.m, ask->m, ask->m_len);
     back.m_len = ask->m_len;
 
     if (rep == NULL && n == 0) {
         /* no reply: whatever Redis granted goes back */
-        back.calls = NGX_MAX_INT32_VALUE;
+        back.calls = NGX_HTTP_AIHUB_GRANT_ALL_CALLS;
+        back.cost = NGX_HTTP_AIHUB_GRANT_ALL_COST;
     }
 
     if (rep && rep->type == REDIS_REPLY_ERROR) {
@@ -521,7 +567,7 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
             ngx_memcpy(s->m, ask->m, ask->m_len);
             s->m_len = ask->m_len;
 
-            ngx_http_aihub_lease_install(s, ask->id, n, 0,
+            ngx_http_aihub_lease_install(s, ask->id, n, cost,
                                     (uint64_t) rep->element[1]->integer,
                                     (ngx_msec_t) rep->element[7]->integer,
                                     now, &back);
@@ -574,10 +620,12 @@ ngx_http_aihub_lease_tick(ngx_event_t *ev)
         }
 
         ngx_http_aihub_lease_unused(s, &back[n]);
-        n += (back[n].calls != 0);
+        n += (back[n].calls != 0 || back[n].cost != 0);
 
         s->granted = 0;
         s->admitted = 0;
+        s->cost = 0;
+        s->cost_admitted = 0;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -618,6 +666,8 @@ ngx_http_aihub_lease_forget(void)
     for (i = 0; i < NGX_HTTP_AIHUB_LEASE_SLOTS; i++) {
         zone->sh->slots[i].granted = 0;
         zone->sh->slots[i].admitted = 0;
+        zone->sh->slots[i].cost = 0;
+        zone->sh->slots[i].cost_admitted = 0;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -629,7 +679,7 @@ ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b)
 {
     ngx_str_t  m;
 
-    if (b->calls == 0) {
+    if (b->calls == 0 && b->cost == 0) {
         return;
     }
 
@@ -637,5 +687,5 @@ ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b)
     m.len = b->m_len;
 
     ngx_http_aihub_settle_record(ngx_cycle->log, &m, b->id, 'r', b->calls,
-                                0, NULL);
+                                b->cost, NULL);
 }

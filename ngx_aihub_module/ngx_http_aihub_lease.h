@@ -19,7 +19,7 @@ ngx_int_t ngx_http_aihub_lease_admit(ngx_http_request_t *r,
 void ngx_http_aihub_lease_forget(void);
 void ngx_http_aihub_lease_keep(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t granted, uint64_t base,
-    ngx_msec_t life);
+    ngx_msec_t life, uint64_t cost);
 
 
 #endif /* NGX_HTTP_AIHUB_LEASE_H */

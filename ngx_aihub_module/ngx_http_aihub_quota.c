@@ -172,7 +172,6 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     if (leasable && ngx_http_aihub_lease_admit(r, ctx) == NGX_OK) {
         ctx->quota.reserved = 1;
-        ctx->quota.held_cost = 0;
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
         return NGX_OK;
     }
@@ -259,7 +258,7 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || (reply->elements != 6 && reply->elements != 8)
+        || (reply->elements != 6 && reply->elements != 9)
         || reply->element[0]->type != REDIS_REPLY_INTEGER
         || reply->element[1]->type != REDIS_REPLY_INTEGER
         || reply->element[2]->type != REDIS_REPLY_STRING)
@@ -298,7 +297,6 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     {
         /* what is left of the budget is leased to this node already */
         ctx->quota.reserved = 1;
-        ctx->quota.held_cost = 0;
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
 
     } else if (e->len == 5 && ngx_strncmp(e->str, "spend", 5) == 0) {
@@ -357,17 +355,24 @@ static void
 ngx_http_aihub_quota_granted(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, redisReply *reply)
 {
-    uint64_t    base;
+    uint64_t    base, cost;
     ngx_uint_t  n;
 
     ctx->quota.reserved = 1;
     ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
 
     base = (uint64_t) reply->element[1]->integer;
-    n = (reply->elements == 8
-         && reply->element[6]->type == REDIS_REPLY_INTEGER
-         && reply->element[7]->type == REDIS_REPLY_INTEGER)
-        ? (ngx_uint_t) reply->element[6]->integer : 1;
+    n = 1;
+    cost = 0;
+
+    if (reply->elements == 9
+        && reply->element[6]->type == REDIS_REPLY_INTEGER
+        && reply->element[7]->type == REDIS_REPLY_INTEGER
+        && reply->element[8]->type == REDIS_REPLY_INTEGER)
+    {
+        n = (ngx_uint_t) reply->element[6]->integer;
+        cost = (uint64_t) reply->element[8]->integer;
+    }
 
     /* a call beyond the included ones: its cost counts as overage */
     ctx->quota.overage_call = (base + 1 > ctx->caller.key.rec.included);
@@ -384,10 +389,11 @@ ngx_http_aihub_quota_granted(ngx_http_request_t *r,
 
     if (n > 1) {
         ngx_http_aihub_lease_keep(r, ctx, n, base,
-                               (ngx_msec_t) reply->element[7]->integer);
+                                  (ngx_msec_t) reply->element[7]->integer,
+                                  cost);
     }
 
-    if (reply->elements == 8) {
+    if (reply->elements == 9) {
         ngx_http_aihub_limit_global_passed(r, ctx,
                                            reply->element[3]->integer,
                                            reply->element[5]->integer);
@@ -460,8 +466,8 @@ static void
 ngx_http_aihub_quota_give_back(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_http_aihub_settle_record(log, &ctx->quota.period_m, ctx->quota.lease,
-                                'r', NGX_MAX_INT32_VALUE, NGX_MAX_INT32_VALUE,
-                                NULL);
+                                'r', NGX_HTTP_AIHUB_GRANT_ALL_CALLS,
+                                NGX_HTTP_AIHUB_GRANT_ALL_COST, NULL);
 }
 
 

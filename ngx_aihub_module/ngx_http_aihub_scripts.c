@@ -49,7 +49,8 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
 
 /*
  * The grant: a lease of up to "want" calls out of what is neither used
- * nor leased.
+ * nor leased (and beyond the included calls of an account with a spend
+ * cap, of as many times the asking call's worst-case cost).
  * KEYS[1] period hash, KEYS[2] global rate limit state (may be unused;
  * ngx_http_aihub_limit.h has that part), KEYS[3] the period's leases,
  * KEYS[4] the periods due a sweep, KEYS[5] the epoch marker
@@ -61,13 +62,16 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
  * With a limit (hard quota, or a spend cap on the included calls), a block
  * holds at most a quarter of what is left per holder (the holders: the
  * outstanding leases, plus one): it shrinks as the budget does, and below
- * the smallest block a request gets one call.  A call beyond the included ones of an account with a spend cap
- * is leased alone and holds its worst-case cost, refused once the overage
- * plus what is held reaches the cap.
+ * the smallest block a request gets one call.  Beyond the included calls
+ * of an account with a spend cap, a lease holds n times the asking call's
+ * worst-case cost, n again at most a quarter of what is left of the cap
+ * per holder, and below the smallest block a call is leased alone with
+ * its worst-case cost; a call is refused once the overage plus what is
+ * held reaches the cap.
  * Without the epoch marker (Redis lost its data, and the worker has not
  * restored the counters yet) nothing is granted: reason "wiped".
  * Returns {allowed, base (calls used or leased before), reason, remaining,
- * retry_ms, reset_ms, calls granted, lifetime in ms}.
+ * retry_ms, reset_ms, calls granted, lifetime in ms, cost held}.
  */
 
 static const char  ngx_http_aihub_grant_script[] =
@@ -86,15 +90,25 @@ static const char  ngx_http_aihub_grant_script[] =
     "local want, least = tonumber(ARGV[10]), tonumber(ARGV[11]) "
     "local rpm = tonumber(ARGV[5]) "
     "local remaining, reset = 0, 0 "
-    "local n, lc, no = want, 0, {0, used, 'edge', 0, 0, 0, 0, 0} "
+    "local n, lc, no = want, 0, {0, used, 'edge', 0, 0, 0, 0, 0, 0} "
     "if ARGV[2] == '1' or cap > 0 then "
     "  local left = included - used "
     "  if left < 1 then "
     "    if ARGV[2] == '1' then no[3] = 'quota' return no end "
-    "    if least > 1 then return no end "
-    "    if tonumber(h[3] or '0') + tonumber(h[4] or '0') >= cap then "
+    "    local budget = cap - tonumber(h[3] or '0') - tonumber(h[4] or '0') "
+    "    if budget <= 0 then "
+    "      if least > 1 then return no end "
     "      no[3] = 'spend' return no end "
-    "    n, lc = 1, tonumber(ARGV[8]) "
+    "    local w = tonumber(ARGV[8]) "
+    "    local fit = 0 "
+    "    if w > 0 then "
+    "      fit = math.floor(budget / (4 * (redis.call('ZCARD', lk) + 1)) "
+    "                       / w) end "
+    "    if fit >= want then n = want "
+    "    elseif fit >= tonumber(ARGV[13]) then n = fit "
+    "    elseif least > 1 then return no "
+    "    else n = 1 end "
+    "    lc = n * w "
     "  else "
     "    local fit = math.floor(left / (4 * (redis.call('ZCARD', lk) + 1))) "
     "    if fit < want then "
@@ -116,7 +130,7 @@ static const char  ngx_http_aihub_grant_script[] =
     "redis.call('ZADD', lk, due, ARGV[6]) "
     "if held == 0 then redis.call('EXPIRE', lk, ARGV[4]) end "
     "redis.call('ZADD', KEYS[4], 'LT', due, ARGV[9]) "
-    "return {1, used, 'ok', remaining, 0, reset, n, due - lnow}";
+    "return {1, used, 'ok', remaining, 0, reset, n, due - lnow, lc}";
 
 
 /*

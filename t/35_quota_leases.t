@@ -116,7 +116,7 @@ sub events {
 sub wrk {
     my (%o) = @_;
     local $ENV{BENCH_KEY} = $o{key};
-    local $ENV{BENCH_MODEL} = 'test-basic';
+    local $ENV{BENCH_MODEL} = $o{model} // 'test-basic';
     my $port = $t->port($o{name} // 'nginx');
     my $out = `/usr/bin/wrk -t2 -c$o{c} -d$o{seconds}s --timeout 10s \\
                -s t/bench/chat.lua http://127.0.0.1:$port/ 2>&1`;
@@ -148,10 +148,14 @@ sub settled {
        "$name: $n calls counted, for $calls answered and $c in flight");
 
     # the events last (the batches apply events and counters at once), and
-    # once: the stream is emptied for the next case
+    # once: the stream is emptied for the next case; returns their cost
     is(events($account), $n - ($base // 0),
        "$name: as many usage events (those since the stream was emptied)");
+    my $cost = 0;
+    $cost += $_->{cost_micros} for grep { $_->{account} == $account }
+                                   usage_events($t);
     $t->redis('DEL', 'aihub:usage');
+    return $cost;
 }
 
 
@@ -250,6 +254,57 @@ cmp_ok(stats()->{evalsha} // 0, '>=', $n4,
 settled(3504, $n4, 4, 'global limit');
 
 
+
+# --- 6. calls beyond the included ones of an account with a spend cap -------
+# Far from the cap they come out of block leases too: a block holds its
+# calls' worst-case cost (here about 150 micro-dollars a call: a prompt of
+# some 25 tokens and max_tokens 64, at 1 and 2 micro-dollars a token),
+# each call takes its own worst case out of it, and the settle replaces it
+# by the actual cost.  Before, each such call waited for a lease of its
+# own: a round trip per call.
+
+my $k6 = seed_full_key($t, account => 3506, included => 0, overage => 1,
+                       spend_cap => 1_000_000_000);
+$t->redis('CONFIG', 'RESETSTAT');
+my ($n6, $bad6) = wrk(key => $k6, c => 8, seconds => 2);
+my $g6 = stats()->{time} // 0;
+cmp_ok($n6, '>', 100, "spend cap, far: $n6 calls answered");
+is($bad6, 0, 'spend cap, far: every answer 200');
+cmp_ok($g6 / $n6, '<', 0.05, "spend cap, far: $g6 grants for $n6 calls "
+       . 'beyond the included ones: block leases, no round trip a call');
+my $c6 = settled(3506, $n6, 8, 'spend cap, far');
+is(field(3506, 'leased_cost'), 0, 'spend cap, far: no cost held once idle');
+is(field(3506, 'overage'), $c6,
+   "spend cap, far: the overage is the cost of the calls ($c6)");
+
+# --- 7. ... and at the cap: blocks shrink, the cap holds ---------------------
+# A cap of 40,000 micro-dollars.  One call of test-basic (worst case about
+# 130 micro-dollars, actual 78) takes a block of 64 calls holding 64 such
+# worst cases; then 8 connections call test-premium (worst case about
+# 2,200, actual 1,050) on the same key for 2 s.  Out of that block each
+# takes its own worst case, so it admits three of them, not 63 (which
+# would cost 66,000: without that the overage ends at 66,228); then the
+# blocks shrink to one call each.  The overage
+# ends at most one call's worst case above the cap (a call alone holds its
+# whole worst case while anything is left), and it is the cost of the
+# calls answered.
+
+my $k7 = seed_full_key($t, account => 3507, plan => 'pro', included => 0,
+                       overage => 1, spend_cap => 40_000, models => '*');
+my $r7 = $t->chat($k7, model => 'test-basic', extra => { max_tokens => 64 });
+is($r7->{status}, 200, 'spend cap, edge: a first, cheap call');
+my ($n7, $bad7) = wrk(key => $k7, c => 8, seconds => 2,
+                      model => 'test-premium');
+cmp_ok($bad7, '>', 0, "spend cap, edge: $bad7 calls refused");
+cmp_ok($n7 - $bad7, '>', 10, 'spend cap, edge: ' . ($n7 - $bad7)
+       . ' dear calls answered');
+my $c7 = settled(3507, $n7 - $bad7 + 1, 8, 'spend cap, edge');
+my $o7 = field(3507, 'overage');
+cmp_ok($o7, '<=', 40_000 + 2_500,
+       "spend cap, edge: overage $o7 within one call's worst case of the cap");
+cmp_ok($o7, '>', 40_000 - 2_500, 'spend cap, edge: the cap was used up');
+is($o7, $c7, 'spend cap, edge: the overage is the cost of the calls');
+is(field(3507, 'leased_cost'), 0, 'spend cap, edge: no cost held once idle');
 
 # --- 5. the scripts flushed under load ---------------------------------------
 # SCRIPT FLUSH (an operator's slip; a Redis restart loads them on the new
