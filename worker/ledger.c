@@ -19,7 +19,10 @@
  *   - Redis down: reconnect with backoff, re-read our own pending entries
  *   - entries pending on a dead consumer are claimed after --claim-idle-ms
  *   - a stop request (the daemon's flag) ends every wait; the batch in
- *     hand is finished first
+ *     hand is finished first, and the round read ahead
+ *   - pipelined: while MySQL inserts a round, the round before is ACKed
+ *     and the next one read and parsed (aw_drain_overlap); XACK and XDEL
+ *     travel together
  */
 
 #include <errno.h>
@@ -67,6 +70,13 @@ aw_backoff(aw_drain_t *d, unsigned *backoff)
     }
 }
 
+
+/*
+ * 0 committed, -1 stopping before it could commit.  MySQL refusing the
+ * batch with a data error moves to the events in one transaction, its
+ * COMMIT refused to one transaction per event; a lost connection retries
+ * the batch.
+ */
 
 static int
 aw_drain_store(aw_drain_t *d, size_t n)
@@ -165,98 +175,32 @@ aw_drain_store_all(aw_drain_t *d, size_t n)
 
 
 /*
- * Dead-letters the refused events, then ACKs and deletes the round's
- * entries, each id once (the events of an entry are consecutive and share
- * its stream_id pointer).
+ * Stores the round in d->all (the events of reply r), its first INSERT
+ * overlapping the ACK of the round before and the read of the next
+ * (aw_drain_overlap); once committed, the round is held to be ACKed
+ * while the next is stored.  Not committed (stopping): nothing is ACKed.
  */
 
-static int
-aw_drain_finish(aw_drain_t *d, size_t n)
+static void
+aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
 {
-    size_t        i, acks;
-    const char  **argv;
-    redisReply   *r;
-    aw_entry_t   *en;
+    int  rc;
 
-    for (i = 0; i < n; i++) {
-        en = &d->all[i];
+    d->overlap = 1;
+    rc = aw_drain_store_all(d, n);
+    d->overlap = 0;
 
-        if (en->reason == NULL) {
-            continue;
-        }
+    /* the store did not come to the overlap (MySQL refused or was gone) */
+    aw_drain_ack_done(d);
 
-        aw_log(AW_LOG_WARN, "dead-lettering stream entry %s: %s",
-               en->stream_id, en->reason);
-
-        r = redisCommand(d->rc, "XADD %s * event %b reason %s stream_id %s",
-                         d->dead, en->raw ? en->raw : "",
-                         en->raw ? en->raw_len : (size_t) 0, en->reason,
-                         en->stream_id);
-
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            aw_log(AW_LOG_ERROR, "Redis XADD %s: %s", d->dead,
-                   r ? r->str : d->rc->errstr);
-            if (r) {
-                freeReplyObject(r);
-            }
-            aw_drain_redis_lost(d);
-            return -1;
-        }
-
+    if (rc != 0) {
         freeReplyObject(r);
-        d->dead_count++;
+        return;
     }
 
-    argv = aw_xmalloc((n + 3) * sizeof(char *));
-    argv[0] = "XACK";
-    argv[1] = d->stream;
-    argv[2] = AIHUB_USAGE_GROUP;
-    acks = 3;
-
-    for (i = 0; i < n; i++) {
-        if (i == 0 || d->all[i].stream_id != d->all[i - 1].stream_id) {
-            argv[acks++] = d->all[i].stream_id;
-        }
-    }
-
-    r = redisCommandArgv(d->rc, (int) acks, argv, NULL);
-
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        aw_log(AW_LOG_ERROR, "Redis XACK: %s", r ? r->str : d->rc->errstr);
-        if (r) {
-            freeReplyObject(r);
-        }
-        free(argv);
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    freeReplyObject(r);
-
-    /*
-     * An ACKed entry is stored (or dead-lettered) for good: delete it, or
-     * the stream keeps every event ever sent until Redis refuses XADD.
-     * Only this batch's entries, after their ACK: an entry not yet read,
-     * or pending on any consumer, stays.
-     */
-
-    argv[2] = d->stream;
-    argv[1] = "XDEL";
-    r = redisCommandArgv(d->rc, (int) acks - 1, argv + 1, NULL);
-    free(argv);
-
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        aw_log(AW_LOG_ERROR, "Redis XDEL: %s", r ? r->str : d->rc->errstr);
-        if (r) {
-            freeReplyObject(r);
-        }
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    freeReplyObject(r);
-
-    return 0;
+    aw_drain_swap(d, &d->done);
+    d->done.reply = r;
+    d->done.n = n;
 }
 
 
@@ -376,20 +320,32 @@ aw_drain_step(aw_drain_t *d)
         }
     }
 
-    r = aw_drain_fetch(d, &n);
+    /*
+     * The round read ahead, if any; else the last round's ACK first (the
+     * read may wait, or re-read our pending entries), then the read
+     */
 
-    if (r == NULL) {
-        if (d->rc == NULL && !*d->stop) {
-            aw_backoff(d, &d->redis_backoff);
+    if (d->ahead.reply != NULL) {
+        r = d->ahead.reply;
+        n = d->ahead.n;
+        d->ahead.reply = NULL;
+        d->ahead.n = 0;
+        aw_drain_swap(d, &d->ahead);
+
+    } else {
+        aw_drain_ack_done(d);
+
+        r = aw_drain_fetch(d, &n, 1);
+
+        if (r == NULL) {
+            if (d->rc == NULL && !*d->stop) {
+                aw_backoff(d, &d->redis_backoff);
+            }
+            return;
         }
-        return;
     }
 
-    if (aw_drain_store_all(d, n) == 0) {
-        aw_drain_finish(d, n);
-    }
-
-    freeReplyObject(r);
+    aw_drain_round(d, r, n);
 
     if (aw_now_ms() - d->last_report >= 60000) {
         d->last_report = aw_now_ms();
@@ -404,12 +360,30 @@ aw_drain_step(aw_drain_t *d)
 void
 aw_drain_destroy(aw_drain_t *d)
 {
+    size_t       n;
+    redisReply  *r;
+
+    /* the round read ahead is stored too, then both are ACKed */
+
+    aw_drain_ack_done(d);
+
+    if (d->ahead.reply != NULL) {
+        r = d->ahead.reply;
+        n = d->ahead.n;
+        d->ahead.reply = NULL;
+        aw_drain_swap(d, &d->ahead);
+        aw_drain_round(d, r, n);
+        aw_drain_ack_done(d);
+    }
+
     aw_log(AW_LOG_INFO, "stopping: stored %lld events, %lld duplicates, "
            "%lld dead-lettered", d->stored, d->duplicates, d->dead_count);
 
     aw_redis_close(d->rc);
     aw_drain_db_lost(d);
     free(d->all);
+    free(d->ahead.all);
+    free(d->done.all);
     free(d->rollups);
     free(d->rollup_hash);
     free(d);

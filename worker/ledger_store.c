@@ -245,6 +245,7 @@ int
 aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups)
 {
+    int                  sent;
     size_t               i, valid, nroll;
     aw_buf_t             q, ids;
     aw_entry_t          *en;
@@ -268,7 +269,15 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     valid = aw_batch_insert(d, n, tag, &q);
 
     if (valid > 0) {
-        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+        /* the round before is ACKed, the next read, while MySQL works */
+
+        sent = mysql_send_query(d->db, q.data, q.len) == 0;
+
+        if (sent) {
+            aw_drain_overlap(d);
+        }
+
+        if (!sent || mysql_read_query_result(d->db) != 0) {
             aw_buf_free(&q);
             aw_buf_free(&ids);
 
