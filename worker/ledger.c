@@ -384,6 +384,7 @@ aw_drain_destroy(aw_drain_t *d)
     free(d->all);
     free(d->ahead.all);
     free(d->done.all);
+    aw_buf_free(&d->next_sql);
     free(d->rollups);
     free(d->rollup_hash);
     free(d);

@@ -85,6 +85,13 @@ struct aw_drain_s {
     aw_round_t     done;             /* the last round, to ACK */
     int            overlap;          /* the round's INSERT may overlap the
                                         ACK of done and the read ahead */
+    aw_buf_t       next_sql;         /* the INSERT of the first slice of
+                                        the round read ahead, built while
+                                        MySQL worked; for next_entries */
+    aw_entry_t    *next_entries;     /* NULL: none built */
+    size_t         next_n;
+    size_t         next_valid;
+    unsigned long long  next_tag;
     aw_rollup_t   *rollups;
     unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
     size_t         rollup_hash_size; /* a power of two, >= 2 * batch */
