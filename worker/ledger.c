@@ -49,6 +49,10 @@
 #define AW_BACKOFF_MIN_MS   100
 #define AW_BACKOFF_MAX_MS   5000
 
+/* the chores between rounds read ahead: at most this long apart (an idle
+   drain waits --block-ms between them) */
+#define AW_CHORES_MS        100
+
 
 static void
 aw_backoff(aw_drain_t *d, unsigned *backoff)
@@ -238,17 +242,90 @@ aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
 
 
 /*
- * One round: (re)connect what is missing, keep Redis in step with MySQL,
- * apply the developer API's key changes, store and ACK one batch.  Waits
- * (the stream's BLOCK, backoffs) end early on a stop request.
+ * Keeps Redis in step with MySQL (restored after Redis lost its data,
+ * synced at start and after Redis came back) and applies the developer
+ * API's key changes.  0 done; -1 Redis failed (d->rc is then NULL).
+ */
+
+static int
+aw_drain_chores(aw_drain_t *d)
+{
+    int        rc, wiped, keys;
+    long long  counters;
+
+    if (d->db == NULL) {
+        return 0;
+    }
+
+    /*
+     * Redis lost its data (no epoch marker): key records, plans, models
+     * and counters from MySQL, then the marker (restore.c)
+     */
+
+    wiped = aw_restore_needed(d->rc);
+
+    if (wiped < 0) {
+        aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    if (wiped) {
+        if (aw_restore_all(d->db, d->rc, &keys, &counters) == 0) {
+            aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d "
+                   "key records, models, plans and %lld period "
+                   "counters from MySQL", keys, counters);
+            d->synced = 1;
+
+        } else {
+            aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
+                   "trying again");
+        }
+    }
+
+    /* Redis in step with MySQL at start (and after Redis came back) */
+
+    if (!d->synced) {
+        if (aw_sync_all(d->db, d->rc) >= 0
+            && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
+        {
+            aw_log(AW_LOG_INFO, "key records, models and plans synced "
+                   "to Redis");
+        }
+
+        d->synced = 1;
+    }
+
+    /* key changes from the developer API */
+
+    rc = aw_admin_drain(d->rc, d->db, d->consumer, &d->admin_pending);
+
+    if (rc < 0) {
+        aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    if (rc > 0) {
+        aw_drain_db_lost(d);
+    }
+
+    return 0;
+}
+
+
+/*
+ * One round: (re)connect what is missing, the chores (aw_drain_chores:
+ * before every round, or every AW_CHORES_MS while rounds read ahead
+ * follow each other), store and ACK one batch.  Waits (the stream's
+ * BLOCK, backoffs) end early on a stop request.
  */
 
 void
 aw_drain_step(aw_drain_t *d)
 {
-    int          rc, wiped, keys;
     size_t       n;
-    long long    counters;
+    long long    now;
     redisReply  *r;
 
     if (d->rc == NULL && aw_drain_redis_open(d) != 0) {
@@ -263,60 +340,13 @@ aw_drain_step(aw_drain_t *d)
         d->db = aw_db_connect(1, 0);
     }
 
-    /*
-     * Redis lost its data (no epoch marker): key records, plans, models
-     * and counters from MySQL, then the marker (restore.c)
-     */
+    now = aw_now_ms();
 
-    if (d->db != NULL) {
-        wiped = aw_restore_needed(d->rc);
+    if (d->ahead.reply == NULL || now - d->last_chores_ms >= AW_CHORES_MS) {
+        d->last_chores_ms = now;
 
-        if (wiped < 0) {
-            aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
-            aw_drain_redis_lost(d);
+        if (aw_drain_chores(d) != 0) {
             return;
-        }
-
-        if (wiped) {
-            if (aw_restore_all(d->db, d->rc, &keys, &counters) == 0) {
-                aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d "
-                       "key records, models, plans and %lld period "
-                       "counters from MySQL", keys, counters);
-                d->synced = 1;
-
-            } else {
-                aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
-                       "trying again");
-            }
-        }
-    }
-
-    /* Redis in step with MySQL at start (and after Redis came back) */
-
-    if (!d->synced && d->db != NULL) {
-        if (aw_sync_all(d->db, d->rc) >= 0
-            && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
-        {
-            aw_log(AW_LOG_INFO, "key records, models and plans synced "
-                   "to Redis");
-        }
-
-        d->synced = 1;
-    }
-
-    /* key changes from the developer API, when MySQL is there */
-
-    if (d->db != NULL) {
-        rc = aw_admin_drain(d->rc, d->db, d->consumer, &d->admin_pending);
-
-        if (rc < 0) {
-            aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
-            aw_drain_redis_lost(d);
-            return;
-        }
-
-        if (rc > 0) {
-            aw_drain_db_lost(d);
         }
     }
 

@@ -89,6 +89,7 @@ aw_drain_redis_open(aw_drain_t *d)
     d->read_pending = 1;
     d->admin_pending = 1;
     d->synced = 0;
+    d->last_chores_ms = 0;
     d->redis_backoff = 0;
 
     return 0;

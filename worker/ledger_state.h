@@ -71,6 +71,7 @@ struct aw_drain_s {
     char           claim_cursor[64];
     long long      last_claim_ms;
     long long      last_db_try_ms;
+    long long      last_chores_ms;
     unsigned       redis_backoff;
     unsigned       db_backoff;
     long long      stored;
