@@ -197,6 +197,11 @@ aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
     /* the store did not come to the overlap (MySQL refused or was gone) */
     aw_drain_ack_done(d);
 
+    /* an INSERT built ahead is only ever for the round read ahead */
+    if (d->next_entries != d->ahead.all) {
+        d->next_entries = NULL;
+    }
+
     if (rc != 0) {
         freeReplyObject(r);
         return;
