@@ -418,7 +418,6 @@ aw_drain_fetch(aw_drain_t *d, size_t *n, int may_block)
 }
 
 
-
 /* the round in d->all and the one held in x change places */
 
 void
