@@ -19,7 +19,10 @@
  *   - Redis down: reconnect with backoff, re-read our own pending entries
  *   - entries pending on a dead consumer are claimed after --claim-idle-ms
  *   - a stop request (the daemon's flag) ends every wait; the batch in
- *     hand is finished first
+ *     hand is finished first, and the round read ahead
+ *   - pipelined: while MySQL inserts a round, the round before is ACKed
+ *     and the next one read and parsed (aw_drain_overlap); XACK and XDEL
+ *     travel together
  */
 
 #include <errno.h>
@@ -46,6 +49,10 @@
 #define AW_BACKOFF_MIN_MS   100
 #define AW_BACKOFF_MAX_MS   5000
 
+/* the chores between rounds read ahead: at most this long apart (an idle
+   drain waits --block-ms between them) */
+#define AW_CHORES_MS        100
+
 
 static void
 aw_backoff(aw_drain_t *d, unsigned *backoff)
@@ -67,6 +74,13 @@ aw_backoff(aw_drain_t *d, unsigned *backoff)
     }
 }
 
+
+/*
+ * 0 committed, -1 stopping before it could commit.  MySQL refusing the
+ * batch with a data error moves to the events in one transaction, its
+ * COMMIT refused to one transaction per event; a lost connection retries
+ * the batch.
+ */
 
 static int
 aw_drain_store(aw_drain_t *d, size_t n)
@@ -165,98 +179,37 @@ aw_drain_store_all(aw_drain_t *d, size_t n)
 
 
 /*
- * Dead-letters the refused events, then ACKs and deletes the round's
- * entries, each id once (the events of an entry are consecutive and share
- * its stream_id pointer).
+ * Stores the round in d->all (the events of reply r), its first INSERT
+ * overlapping the ACK of the round before and the read of the next
+ * (aw_drain_overlap); once committed, the round is held to be ACKed
+ * while the next is stored.  Not committed (stopping): nothing is ACKed.
  */
 
-static int
-aw_drain_finish(aw_drain_t *d, size_t n)
+static void
+aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
 {
-    size_t        i, acks;
-    const char  **argv;
-    redisReply   *r;
-    aw_entry_t   *en;
+    int  rc;
 
-    for (i = 0; i < n; i++) {
-        en = &d->all[i];
+    d->overlap = 1;
+    rc = aw_drain_store_all(d, n);
+    d->overlap = 0;
 
-        if (en->reason == NULL) {
-            continue;
-        }
+    /* the store did not come to the overlap (MySQL refused or was gone) */
+    aw_drain_ack_done(d);
 
-        aw_log(AW_LOG_WARN, "dead-lettering stream entry %s: %s",
-               en->stream_id, en->reason);
+    /* an INSERT built ahead is only ever for the round read ahead */
+    if (d->next_entries != d->ahead.all) {
+        d->next_entries = NULL;
+    }
 
-        r = redisCommand(d->rc, "XADD %s * event %b reason %s stream_id %s",
-                         d->dead, en->raw ? en->raw : "",
-                         en->raw ? en->raw_len : (size_t) 0, en->reason,
-                         en->stream_id);
-
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            aw_log(AW_LOG_ERROR, "Redis XADD %s: %s", d->dead,
-                   r ? r->str : d->rc->errstr);
-            if (r) {
-                freeReplyObject(r);
-            }
-            aw_drain_redis_lost(d);
-            return -1;
-        }
-
+    if (rc != 0) {
         freeReplyObject(r);
-        d->dead_count++;
+        return;
     }
 
-    argv = aw_xmalloc((n + 3) * sizeof(char *));
-    argv[0] = "XACK";
-    argv[1] = d->stream;
-    argv[2] = AIHUB_USAGE_GROUP;
-    acks = 3;
-
-    for (i = 0; i < n; i++) {
-        if (i == 0 || d->all[i].stream_id != d->all[i - 1].stream_id) {
-            argv[acks++] = d->all[i].stream_id;
-        }
-    }
-
-    r = redisCommandArgv(d->rc, (int) acks, argv, NULL);
-
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        aw_log(AW_LOG_ERROR, "Redis XACK: %s", r ? r->str : d->rc->errstr);
-        if (r) {
-            freeReplyObject(r);
-        }
-        free(argv);
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    freeReplyObject(r);
-
-    /*
-     * An ACKed entry is stored (or dead-lettered) for good: delete it, or
-     * the stream keeps every event ever sent until Redis refuses XADD.
-     * Only this batch's entries, after their ACK: an entry not yet read,
-     * or pending on any consumer, stays.
-     */
-
-    argv[2] = d->stream;
-    argv[1] = "XDEL";
-    r = redisCommandArgv(d->rc, (int) acks - 1, argv + 1, NULL);
-    free(argv);
-
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        aw_log(AW_LOG_ERROR, "Redis XDEL: %s", r ? r->str : d->rc->errstr);
-        if (r) {
-            freeReplyObject(r);
-        }
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    freeReplyObject(r);
-
-    return 0;
+    aw_drain_swap(d, &d->done);
+    d->done.reply = r;
+    d->done.n = n;
 }
 
 
@@ -294,17 +247,90 @@ aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
 
 
 /*
- * One round: (re)connect what is missing, keep Redis in step with MySQL,
- * apply the developer API's key changes, store and ACK one batch.  Waits
- * (the stream's BLOCK, backoffs) end early on a stop request.
+ * Keeps Redis in step with MySQL (restored after Redis lost its data,
+ * synced at start and after Redis came back) and applies the developer
+ * API's key changes.  0 done; -1 Redis failed (d->rc is then NULL).
+ */
+
+static int
+aw_drain_chores(aw_drain_t *d)
+{
+    int        rc, wiped, keys;
+    long long  counters;
+
+    if (d->db == NULL) {
+        return 0;
+    }
+
+    /*
+     * Redis lost its data (no epoch marker): key records, plans, models
+     * and counters from MySQL, then the marker (restore.c)
+     */
+
+    wiped = aw_restore_needed(d->rc);
+
+    if (wiped < 0) {
+        aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    if (wiped) {
+        if (aw_restore_all(d->db, d->rc, &keys, &counters) == 0) {
+            aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d "
+                   "key records, models, plans and %lld period "
+                   "counters from MySQL", keys, counters);
+            d->synced = 1;
+
+        } else {
+            aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
+                   "trying again");
+        }
+    }
+
+    /* Redis in step with MySQL at start (and after Redis came back) */
+
+    if (!d->synced) {
+        if (aw_sync_all(d->db, d->rc) >= 0
+            && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
+        {
+            aw_log(AW_LOG_INFO, "key records, models and plans synced "
+                   "to Redis");
+        }
+
+        d->synced = 1;
+    }
+
+    /* key changes from the developer API */
+
+    rc = aw_admin_drain(d->rc, d->db, d->consumer, &d->admin_pending);
+
+    if (rc < 0) {
+        aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    if (rc > 0) {
+        aw_drain_db_lost(d);
+    }
+
+    return 0;
+}
+
+
+/*
+ * One round: (re)connect what is missing, the chores (aw_drain_chores:
+ * before every round, or every AW_CHORES_MS while rounds read ahead
+ * follow each other), store and ACK one batch.  Waits (the stream's
+ * BLOCK, backoffs) end early on a stop request.
  */
 
 void
 aw_drain_step(aw_drain_t *d)
 {
-    int          rc, wiped, keys;
     size_t       n;
-    long long    counters;
+    long long    now;
     redisReply  *r;
 
     if (d->rc == NULL && aw_drain_redis_open(d) != 0) {
@@ -319,77 +345,42 @@ aw_drain_step(aw_drain_t *d)
         d->db = aw_db_connect(1, 0);
     }
 
+    now = aw_now_ms();
+
+    if (d->ahead.reply == NULL || now - d->last_chores_ms >= AW_CHORES_MS) {
+        d->last_chores_ms = now;
+
+        if (aw_drain_chores(d) != 0) {
+            return;
+        }
+    }
+
     /*
-     * Redis lost its data (no epoch marker): key records, plans, models
-     * and counters from MySQL, then the marker (restore.c)
+     * The round read ahead, if any; else the last round's ACK first (the
+     * read may wait, or re-read our pending entries), then the read
      */
 
-    if (d->db != NULL) {
-        wiped = aw_restore_needed(d->rc);
+    if (d->ahead.reply != NULL) {
+        r = d->ahead.reply;
+        n = d->ahead.n;
+        d->ahead.reply = NULL;
+        d->ahead.n = 0;
+        aw_drain_swap(d, &d->ahead);
 
-        if (wiped < 0) {
-            aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
-            aw_drain_redis_lost(d);
-            return;
-        }
+    } else {
+        aw_drain_ack_done(d);
 
-        if (wiped) {
-            if (aw_restore_all(d->db, d->rc, &keys, &counters) == 0) {
-                aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d "
-                       "key records, models, plans and %lld period "
-                       "counters from MySQL", keys, counters);
-                d->synced = 1;
+        r = aw_drain_fetch(d, &n, 1);
 
-            } else {
-                aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
-                       "trying again");
+        if (r == NULL) {
+            if (d->rc == NULL && !*d->stop) {
+                aw_backoff(d, &d->redis_backoff);
             }
-        }
-    }
-
-    /* Redis in step with MySQL at start (and after Redis came back) */
-
-    if (!d->synced && d->db != NULL) {
-        if (aw_sync_all(d->db, d->rc) >= 0
-            && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
-        {
-            aw_log(AW_LOG_INFO, "key records, models and plans synced "
-                   "to Redis");
-        }
-
-        d->synced = 1;
-    }
-
-    /* key changes from the developer API, when MySQL is there */
-
-    if (d->db != NULL) {
-        rc = aw_admin_drain(d->rc, d->db, d->consumer, &d->admin_pending);
-
-        if (rc < 0) {
-            aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
-            aw_drain_redis_lost(d);
             return;
         }
-
-        if (rc > 0) {
-            aw_drain_db_lost(d);
-        }
     }
 
-    r = aw_drain_fetch(d, &n);
-
-    if (r == NULL) {
-        if (d->rc == NULL && !*d->stop) {
-            aw_backoff(d, &d->redis_backoff);
-        }
-        return;
-    }
-
-    if (aw_drain_store_all(d, n) == 0) {
-        aw_drain_finish(d, n);
-    }
-
-    freeReplyObject(r);
+    aw_drain_round(d, r, n);
 
     if (aw_now_ms() - d->last_report >= 60000) {
         d->last_report = aw_now_ms();
@@ -404,12 +395,31 @@ aw_drain_step(aw_drain_t *d)
 void
 aw_drain_destroy(aw_drain_t *d)
 {
+    size_t       n;
+    redisReply  *r;
+
+    /* the round read ahead is stored too, then both are ACKed */
+
+    aw_drain_ack_done(d);
+
+    if (d->ahead.reply != NULL) {
+        r = d->ahead.reply;
+        n = d->ahead.n;
+        d->ahead.reply = NULL;
+        aw_drain_swap(d, &d->ahead);
+        aw_drain_round(d, r, n);
+        aw_drain_ack_done(d);
+    }
+
     aw_log(AW_LOG_INFO, "stopping: stored %lld events, %lld duplicates, "
            "%lld dead-lettered", d->stored, d->duplicates, d->dead_count);
 
     aw_redis_close(d->rc);
     aw_drain_db_lost(d);
     free(d->all);
+    free(d->ahead.all);
+    free(d->done.all);
+    aw_buf_free(&d->next_sql);
     free(d->rollups);
     free(d->rollup_hash);
     free(d);

@@ -89,6 +89,7 @@ aw_drain_redis_open(aw_drain_t *d)
     d->read_pending = 1;
     d->admin_pending = 1;
     d->synced = 0;
+    d->last_chores_ms = 0;
     d->redis_backoff = 0;
 
     return 0;
@@ -266,15 +267,25 @@ aw_drain_collect(aw_drain_t *d, redisReply *list, size_t *entries)
 }
 
 
+/* entries pending on dead consumers are due to be looked for */
+
+static int
+aw_drain_claim_due(aw_drain_t *d, long long now)
+{
+    return !d->read_pending && now - d->last_claim_ms >= d->claim_idle_ms / 2;
+}
+
+
 /*
  * Next batch: our own pending entries first (after a start or a Redis
- * reconnect), then entries of dead consumers, then new ones.  Returns the
- * reply that owns the entries (the caller frees it), or NULL with
+ * reconnect), then entries of dead consumers, then new ones; without
+ * may_block, only new ones, and none when the stream has none now.  Returns
+ * the reply that owns the entries (the caller frees it), or NULL with
  * *n = 0 when there is nothing or Redis failed (d->rc is then NULL).
  */
 
 redisReply *
-aw_drain_fetch(aw_drain_t *d, size_t *n)
+aw_drain_fetch(aw_drain_t *d, size_t *n, int may_block)
 {
     char          count[32], block[32], idle[32];
     size_t        entries;
@@ -293,8 +304,7 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
 
     now = aw_now_ms();
 
-    if (!d->read_pending && now - d->last_claim_ms >= d->claim_idle_ms / 2)
-    {
+    if (may_block && aw_drain_claim_due(d, now)) {
         argv[0] = "XAUTOCLAIM";
         argv[1] = d->stream;
         argv[2] = AIHUB_USAGE_GROUP;
@@ -350,10 +360,10 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
     argv[4] = "COUNT";
     argv[5] = count;
 
-    if (d->read_pending) {
+    if (d->read_pending || !may_block) {
         argv[6] = "STREAMS";
         argv[7] = d->stream;
-        argv[8] = "0";
+        argv[8] = d->read_pending ? "0" : ">";
         r = redisCommandArgv(d->rc, 9, argv, NULL);
 
     } else {
@@ -408,9 +418,216 @@ aw_drain_fetch(aw_drain_t *d, size_t *n)
 }
 
 
+/* the round in d->all and the one held in x change places */
+
+void
+aw_drain_swap(aw_drain_t *d, aw_round_t *x)
+{
+    aw_entry_t  *all;
+    size_t       size;
+
+    all = d->all;
+    size = d->all_size;
+    d->all = x->all;
+    d->all_size = x->size;
+    x->all = all;
+    x->size = size;
+    d->entries = d->all;
+}
+
+
+/* hiredis could not take a command (out of memory): as if Redis failed */
+
+static int
+aw_drain_unsent(aw_drain_t *d, const char *what)
+{
+    aw_log(AW_LOG_ERROR, "Redis %s: %s", what,
+           d->rc->errstr[0] ? d->rc->errstr : "cannot format the command");
+    aw_drain_redis_lost(d);
+
+    return -1;
+}
+
+
+/* sends the commands appended to d->rc, reads their n replies; 0 all ok */
+
+static int
+aw_drain_replies(aw_drain_t *d, int n, const char *what)
+{
+    int          i, rc;
+    redisReply  *r;
+
+    rc = 0;
+
+    for (i = 0; i < n; i++) {
+        if (redisGetReply(d->rc, (void **) &r) != REDIS_OK) {
+            aw_log(AW_LOG_ERROR, "Redis %s: %s", what, d->rc->errstr);
+            aw_drain_redis_lost(d);
+            return -1;
+        }
+
+        if (r->type == REDIS_REPLY_ERROR) {
+            aw_log(AW_LOG_ERROR, "Redis %s: %s", what, r->str);
+            rc = -1;
+        }
+
+        freeReplyObject(r);
+    }
+
+    if (rc != 0) {
+        aw_drain_redis_lost(d);
+    }
+
+    return rc;
+}
+
+
 /*
- * 0 committed, -1 stopping before it could commit.  MySQL refusing the
- * batch with a data error moves to the events in one transaction, its
- * COMMIT refused to one transaction per event; a lost connection retries
- * the batch.
+ * A committed round: dead-letters its refused events (all their XADDs in
+ * one round trip), then, only once every one is in the dead letters, ACKs
+ * and deletes its entries, each id once (the events of an entry are
+ * consecutive and share its stream_id pointer), XACK and XDEL in one
+ * round trip.  0 done; -1 Redis failed (d->rc is then NULL: the entries
+ * stay pending and are read again, their events found already stored).
  */
+
+int
+aw_drain_ack(aw_drain_t *d, aw_entry_t *all, size_t n)
+{
+    int           dead;
+    size_t        i, acks;
+    const char  **argv;
+    aw_entry_t   *en;
+
+    dead = 0;
+
+    for (i = 0; i < n; i++) {
+        en = &all[i];
+
+        if (en->reason == NULL) {
+            continue;
+        }
+
+        aw_log(AW_LOG_WARN, "dead-lettering stream entry %s: %s",
+               en->stream_id, en->reason);
+
+        if (redisAppendCommand(d->rc, "XADD %s * event %b reason %s "
+                               "stream_id %s", d->dead,
+                               en->raw ? en->raw : "",
+                               en->raw ? en->raw_len : (size_t) 0,
+                               en->reason, en->stream_id)
+            != REDIS_OK)
+        {
+            return aw_drain_unsent(d, "XADD (dead letter)");
+        }
+
+        dead++;
+    }
+
+    if (dead > 0) {
+        if (aw_drain_replies(d, dead, "XADD (dead letter)") != 0) {
+            return -1;
+        }
+
+        d->dead_count += dead;
+    }
+
+    argv = aw_xmalloc((n + 3) * sizeof(char *));
+    argv[0] = "XACK";
+    argv[1] = d->stream;
+    argv[2] = AIHUB_USAGE_GROUP;
+    acks = 3;
+
+    for (i = 0; i < n; i++) {
+        if (i == 0 || all[i].stream_id != all[i - 1].stream_id) {
+            argv[acks++] = all[i].stream_id;
+        }
+    }
+
+    if (redisAppendCommandArgv(d->rc, (int) acks, argv, NULL) != REDIS_OK) {
+        free(argv);
+        return aw_drain_unsent(d, "XACK");
+    }
+
+    /*
+     * An ACKed entry is stored (or dead-lettered) for good: delete it, or
+     * the stream keeps every event ever sent until Redis refuses XADD.
+     * Only this round's entries, sent after their ACK: an entry not yet
+     * read, or pending on any consumer, stays.
+     */
+
+    argv[2] = d->stream;
+    argv[1] = "XDEL";
+    if (redisAppendCommandArgv(d->rc, (int) acks - 1, argv + 1, NULL)
+        != REDIS_OK)
+    {
+        free(argv);
+        return aw_drain_unsent(d, "XDEL");
+    }
+
+    free(argv);
+
+    return aw_drain_replies(d, 2, "XACK/XDEL");
+}
+
+
+/* ACKs the round committed last, if any (when Redis is there) */
+
+void
+aw_drain_ack_done(aw_drain_t *d)
+{
+    if (d->done.reply == NULL) {
+        return;
+    }
+
+    if (d->rc != NULL) {
+        aw_drain_ack(d, d->done.all, d->done.n);
+    }
+
+    freeReplyObject(d->done.reply);
+    d->done.reply = NULL;
+    d->done.n = 0;
+}
+
+
+/*
+ * While MySQL stores a round (aw_drain_store_batch calls this between
+ * sending its INSERT and reading the answer; once a round): ACK the round
+ * committed before, then read the next round's new entries into d->ahead
+ * without waiting for any.  Never our own pending entries (the round in
+ * MySQL is among them) nor a claim: those wait for the next round's
+ * aw_drain_fetch.  Read ahead, entries are pending on this consumer as
+ * any entry read is: a crash before their round commits leaves them to
+ * be read again.
+ */
+
+void
+aw_drain_overlap(aw_drain_t *d)
+{
+    size_t       n;
+    aw_entry_t  *entries;
+    redisReply  *r;
+
+    if (!d->overlap) {
+        return;
+    }
+
+    d->overlap = 0;
+
+    aw_drain_ack_done(d);
+
+    if (d->rc == NULL || d->read_pending || *d->stop
+        || d->ahead.reply != NULL || aw_drain_claim_due(d, aw_now_ms()))
+    {
+        return;
+    }
+
+    entries = d->entries;
+    aw_drain_swap(d, &d->ahead);
+    r = aw_drain_fetch(d, &n, 0);
+    aw_drain_swap(d, &d->ahead);
+    d->entries = entries;
+
+    d->ahead.reply = r;
+    d->ahead.n = r ? n : 0;
+}

@@ -28,6 +28,20 @@ typedef struct {
 } aw_entry_t;
 
 
+/*
+ * A round's events held beyond its own store: read ahead while MySQL
+ * stored the round before (ahead), or committed and not yet ACKed (done).
+ * The reply owns the strings the entries point to; NULL: nothing held.
+ */
+
+typedef struct {
+    redisReply  *reply;
+    aw_entry_t  *all;
+    size_t       size;           /* slots in all */
+    size_t       n;              /* events in all */
+} aw_round_t;
+
+
 typedef struct {
     long long    account;
     char         day[11];
@@ -57,6 +71,7 @@ struct aw_drain_s {
     char           claim_cursor[64];
     long long      last_claim_ms;
     long long      last_db_try_ms;
+    long long      last_chores_ms;
     unsigned       redis_backoff;
     unsigned       db_backoff;
     long long      stored;
@@ -67,6 +82,17 @@ struct aw_drain_s {
     size_t         all_size;         /* slots in all, >= batch */
     aw_entry_t    *entries;          /* the slice of all stored now: at
                                         most batch, one transaction */
+    aw_round_t     ahead;            /* the next round, read ahead */
+    aw_round_t     done;             /* the last round, to ACK */
+    int            overlap;          /* the round's INSERT may overlap the
+                                        ACK of done and the read ahead */
+    aw_buf_t       next_sql;         /* the INSERT of the first slice of
+                                        the round read ahead, built while
+                                        MySQL worked; for next_entries */
+    aw_entry_t    *next_entries;     /* NULL: none built */
+    size_t         next_n;
+    size_t         next_valid;
+    unsigned long long  next_tag;
     aw_rollup_t   *rollups;
     unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
     size_t         rollup_hash_size; /* a power of two, >= 2 * batch */
@@ -79,7 +105,11 @@ long long aw_now_ms(void);
 void aw_drain_redis_lost(aw_drain_t *d);
 int aw_drain_redis_open(aw_drain_t *d);
 void aw_drain_reserve(aw_drain_t *d, size_t need);
-redisReply *aw_drain_fetch(aw_drain_t *d, size_t *n);
+redisReply *aw_drain_fetch(aw_drain_t *d, size_t *n, int block);
+void aw_drain_swap(aw_drain_t *d, aw_round_t *x);
+int aw_drain_ack(aw_drain_t *d, aw_entry_t *all, size_t n);
+void aw_drain_ack_done(aw_drain_t *d);
+void aw_drain_overlap(aw_drain_t *d);
 
 /* ledger_store.c (each returns as its comment there says) */
 int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,

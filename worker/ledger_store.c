@@ -160,6 +160,8 @@ aw_rollup_apply(aw_drain_t *d, size_t nroll, aw_buf_t *q)
 void
 aw_drain_db_lost(aw_drain_t *d)
 {
+    d->next_entries = NULL;
+
     if (d->db) {
         mysql_query(d->db, "ROLLBACK");
         aw_db_close(d->db);
@@ -183,8 +185,8 @@ aw_drain_rolled_back(aw_drain_t *d)
 /* the INSERT of a batch's valid entries into q; returns how many */
 
 static size_t
-aw_batch_insert(aw_drain_t *d, size_t n, unsigned long long tag,
-    aw_buf_t *q)
+aw_batch_insert(aw_drain_t *d, aw_entry_t *entries, size_t n,
+    unsigned long long tag, aw_buf_t *q)
 {
     size_t       i, valid;
     aw_entry_t  *en;
@@ -198,7 +200,7 @@ aw_batch_insert(aw_drain_t *d, size_t n, unsigned long long tag,
     valid = 0;
 
     for (i = 0; i < n; i++) {
-        en = &d->entries[i];
+        en = &entries[i];
 
         if (en->reason) {
             continue;
@@ -229,6 +231,51 @@ aw_batch_insert(aw_drain_t *d, size_t n, unsigned long long tag,
 }
 
 
+/* a random batch id, never 0 (the column's default); -1 on failure */
+
+static int
+aw_batch_tag(unsigned long long *tag)
+{
+    if (RAND_bytes((unsigned char *) tag, sizeof(*tag)) != 1) {
+        return -1;
+    }
+
+    *tag = (*tag >> 1) | 1;
+
+    return 0;
+}
+
+
+/*
+ * While MySQL inserts this batch, after aw_drain_overlap read the next
+ * round ahead: that round's first INSERT, built now, is sent as soon as
+ * its turn comes (aw_drain_store_batch takes it when the slice is the
+ * same).
+ */
+
+static void
+aw_batch_insert_ahead(aw_drain_t *d)
+{
+    size_t  n;
+
+    d->next_entries = NULL;
+
+    if (d->ahead.reply == NULL || d->ahead.n == 0
+        || aw_batch_tag(&d->next_tag) != 0)
+    {
+        return;
+    }
+
+    n = d->ahead.n < (size_t) d->batch ? d->ahead.n : (size_t) d->batch;
+
+    aw_buf_reset(&d->next_sql);
+    d->next_valid = aw_batch_insert(d, d->ahead.all, n, d->next_tag,
+                                    &d->next_sql);
+    d->next_entries = d->ahead.all;
+    d->next_n = n;
+}
+
+
 /*
  * The batch as one multi-row INSERT IGNORE tagged with a random batch id.
  * When MySQL stored every valid event as sent (affected rows == valid
@@ -245,6 +292,7 @@ int
 aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups)
 {
+    int                  sent;
     size_t               i, valid, nroll;
     aw_buf_t             q, ids;
     aw_entry_t          *en;
@@ -252,23 +300,46 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
 
     *inserted = *dups = 0;
 
-    if (RAND_bytes((unsigned char *) &tag, sizeof(tag)) != 1) {
-        return 2;
-    }
-
-    tag = (tag >> 1) | 1;
-
     if (mysql_query(d->db, "START TRANSACTION") != 0) {
         goto failed;
     }
 
-    aw_buf_init(&q);
     aw_buf_init(&ids);
     aw_rollup_reset(d, &nroll);
-    valid = aw_batch_insert(d, n, tag, &q);
+
+    if (d->next_entries == d->entries && d->next_n == n) {
+        /* built while MySQL stored the round before */
+        q = d->next_sql;
+        tag = d->next_tag;
+        valid = d->next_valid;
+        aw_buf_init(&d->next_sql);
+        d->next_entries = NULL;
+
+    } else {
+        aw_buf_init(&q);
+
+        if (aw_batch_tag(&tag) != 0) {
+            aw_buf_free(&q);
+            aw_buf_free(&ids);
+            mysql_query(d->db, "ROLLBACK");
+            return 2;
+        }
+
+        valid = aw_batch_insert(d, d->entries, n, tag, &q);
+    }
 
     if (valid > 0) {
-        if (mysql_real_query(d->db, q.data, q.len) != 0) {
+        /* the round before is ACKed, the next read and its INSERT built,
+           while MySQL works */
+
+        sent = mysql_send_query(d->db, q.data, q.len) == 0;
+
+        if (sent && d->overlap) {
+            aw_drain_overlap(d);
+            aw_batch_insert_ahead(d);
+        }
+
+        if (!sent || mysql_read_query_result(d->db) != 0) {
             aw_buf_free(&q);
             aw_buf_free(&ids);
 

@@ -50,6 +50,27 @@ mysql_real_query(MYSQL *db, const char *q, unsigned long len)
 }
 
 
+/* the drain's batch INSERT is sent, then its answer read */
+
+int
+mysql_send_query(MYSQL *db, const char *q, unsigned long len)
+{
+    int  (*f)(MYSQL *, const char *, unsigned long);
+
+    f = real("mysql_send_query");
+
+    if (refused == db) {
+        refused = NULL;
+    }
+
+    if (memmem(q, len, POISON, sizeof(POISON) - 1) != NULL) {
+        poisoned = db;
+    }
+
+    return f(db, q, len);
+}
+
+
 int
 mysql_query(MYSQL *db, const char *q)
 {
