@@ -118,20 +118,20 @@ aihub_body_bad_escape(const unsigned char *p, size_t n)
     size_t                i, k;
     const unsigned char  *bs;
 
-    for (i = 0; i + 1 < n; i++) {
+    i = 0;
 
-        if (p[i] != '\\') {
-            /* the next backslash, if any */
-            bs = memchr(p + i, '\\', n - i);
-            if (bs == NULL) {
-                return 0;
-            }
+    /* from one backslash to the next */
 
-            i = (size_t) (bs - p);
+    while (i + 1 < n) {
+        bs = memchr(p + i, '\\', n - i);
+        if (bs == NULL) {
+            return 0;
+        }
 
-            if (i + 1 >= n) {
-                return 0;
-            }
+        i = (size_t) (bs - p);
+
+        if (i + 1 >= n) {
+            return 0;
         }
 
         if (p[i + 1] == 'u') {
@@ -142,7 +142,7 @@ aihub_body_bad_escape(const unsigned char *p, size_t n)
             }
         }
 
-        i++;    /* the escaped character is not an escape itself */
+        i += 2;     /* the escaped character is not an escape itself */
     }
 
     return 0;
