@@ -194,9 +194,10 @@ diag(sprintf 'load: %d calls; %d round trips (%.3f a call); %d commands '
 # call (15 grants in 29,154 calls); under the whole suite's load as few as
 # 95 calls a second, 0.26 and 1.8 (before the blocks grew).
 my $grants = $s->{time} // 0;
-cmp_ok($grants / $n1, '<', 0.03,
-       "load: a grant every 33 calls at most ($grants), blocks growing with "
-       . 'the rate: no round trip on a call\'s path');
+cmp_ok($grants, '<=', 2 + 0.03 * $n1,
+       "load: $grants grants for $n1 calls: the first two, then one every "
+       . '33 calls at most, blocks growing with the rate: no round trip on '
+       . 'a call\'s path');
 cmp_ok($trips / $n1, '<', 1, 'load: round trips per call below 1');
 cmp_ok($total / $n1, '<', 2.5,
        'load: Redis commands per call, scripts included');
@@ -218,7 +219,10 @@ my $k2 = seed_full_key($t, account => 3502, included => 10000000,
                        overage => 0);
 my ($n2, $bad2) = wrk(key => $k2, c => 8, seconds => 2,
                       name => 'small');
-cmp_ok($n2, '>', 100, "small leases: $n2 calls answered");
+# (how many depends on the load of the machine: under the whole suite, with
+# t/34's hundreds of concurrent calls beside it, as few as 84 in 2 s; 20
+# calls are five blocks of 4 and their refills)
+cmp_ok($n2, '>', 20, "small leases: $n2 calls answered");
 is($bad2, 0, 'small leases: every answer 200');
 settled(3502, $n2, 8, 'small leases');
 
@@ -268,10 +272,11 @@ my $k6 = seed_full_key($t, account => 3506, included => 0, overage => 1,
 $t->redis('CONFIG', 'RESETSTAT');
 my ($n6, $bad6) = wrk(key => $k6, c => 8, seconds => 2);
 my $g6 = stats()->{time} // 0;
-cmp_ok($n6, '>', 100, "spend cap, far: $n6 calls answered");
+cmp_ok($n6, '>', 20, "spend cap, far: $n6 calls answered");
 is($bad6, 0, 'spend cap, far: every answer 200');
-cmp_ok($g6 / $n6, '<', 0.05, "spend cap, far: $g6 grants for $n6 calls "
-       . 'beyond the included ones: block leases, no round trip a call');
+cmp_ok($g6, '<=', 2 + 0.05 * $n6, "spend cap, far: $g6 grants for $n6 "
+       . 'calls beyond the included ones: block leases, no round trip a '
+       . 'call');
 my $c6 = settled(3506, $n6, 8, 'spend cap, far');
 is(field(3506, 'leased_cost'), 0, 'spend cap, far: no cost held once idle');
 is(field(3506, 'overage'), $c6,
@@ -326,7 +331,7 @@ for (1 .. 5) {
 }
 waitpid($pid, 0);
 my ($n5, $bad5) = split ' ', Aihub::read_file($t->dir . '/flush.n');
-cmp_ok($n5 - $bad5, '>', 100, "script flush: " . ($n5 - $bad5)
+cmp_ok($n5 - $bad5, '>', 20, "script flush: " . ($n5 - $bad5)
        . " calls answered, $bad5 refused");
 settled(3505, $n5 - $bad5, 8, 'script flush');
 my $reloads = () = $t->error_log =~ /redis lost the quota scripts/g;
