@@ -112,9 +112,12 @@
                                                   copy (set by the worker) */
 #define AIHUB_RK_LEASES_DUE          "leases-due"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
+/* a usage stream entry carries its events as "event" fields, one event
+   each, and/or as "events" fields, one event per line ('\n' between them;
+   the module writes one "events" field per batch); in order, at most
+   AIHUB_USAGE_EVENTS_MAX events in all */
 #define AIHUB_USAGE_FIELD            "event"
-/* the most events one usage stream entry carries, each its own "event"
-   field, in order */
+#define AIHUB_USAGE_LINES_FIELD      "events"
 #define AIHUB_USAGE_EVENTS_MAX       64
 #define AIHUB_ADMIN_FIELD            "event"        /* of the admin stream */
 

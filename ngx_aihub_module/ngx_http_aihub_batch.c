@@ -2,8 +2,8 @@
  * A batch of the usage buffer on the wire (ngx_http_aihub_batch.h): one
  * transaction (MULTI ... EXEC) on the one Redis connection, so Redis
  * applies all of it or, if the connection breaks before EXEC, none.  The
- * events go by XADD, as one stream entry with an "event" field each, in
- * order.  The settles go to the apply script (ngx_http_aihub_scripts.c),
+ * events go by XADD, as one stream entry with one "events" field, one
+ * event per line, in order.  The settles go to the apply script (ngx_http_aihub_scripts.c),
  * summed per lease, with the batch's sequence number in its process.  The
  * events do not pass through the script: every byte handed to a script
  * becomes a Lua string that Redis hashes byte by byte, which cost more
@@ -146,35 +146,39 @@ ngx_http_aihub_batch_word(const char *word, redisCallbackFn *fn, void *data)
 }
 
 
-/* the batch's events: one stream entry, an "event" field each, in order */
+/*
+ * The batch's events: one stream entry, one "events" field, the events in
+ * order, one per line (an event is JSON without a raw line break).  Redis
+ * stores, returns and deletes one value, not a field per event.
+ */
 
 static ngx_int_t
 ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
     ngx_str_t *stream)
 {
-    int                             argc;
-    size_t                         *argvlen;
+    u_char                         *lines, *p;
+    size_t                          len, argvlen[5];
     ngx_int_t                       rc;
     ngx_queue_t                    *q;
-    const char                    **argv;
+    const char                     *argv[5];
     ngx_http_aihub_event_t         *ev;
 
-    argv = ngx_alloc((3 + 2 * b->nevents) * (sizeof(char *) + sizeof(size_t)),
-                     ngx_cycle->log);
-    if (argv == NULL) {
+    len = 0;
+
+    for (q = ngx_queue_head(&b->entries);
+         q != ngx_queue_sentinel(&b->entries);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
+        len += (ev->argc == 0) ? ev->len + 1 : 0;
+    }
+
+    lines = ngx_alloc(len, ngx_cycle->log);
+    if (lines == NULL) {
         return NGX_ERROR;
     }
 
-    argvlen = (size_t *) &argv[3 + 2 * b->nevents];
-
-    argv[0] = "XADD";
-    argvlen[0] = sizeof("XADD") - 1;
-    argv[1] = (const char *) stream->data;
-    argvlen[1] = stream->len;
-    argv[2] = "*";
-    argvlen[2] = 1;
-
-    argc = 3;
+    p = lines;
 
     for (q = ngx_queue_head(&b->entries);
          q != ngx_queue_sentinel(&b->entries);
@@ -183,16 +187,25 @@ ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
         ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
 
         if (ev->argc == 0) {
-            argv[argc] = AIHUB_USAGE_FIELD;
-            argvlen[argc++] = sizeof(AIHUB_USAGE_FIELD) - 1;
-            argv[argc] = (const char *) ev->data;
-            argvlen[argc++] = ev->len;
+            p = ngx_cpymem(p, ev->data, ev->len);
+            *p++ = '\n';
         }
     }
 
-    rc = ngx_http_aihub_redis_send(NULL, NULL, argc, argv, argvlen);
+    argv[0] = "XADD";
+    argvlen[0] = sizeof("XADD") - 1;
+    argv[1] = (const char *) stream->data;
+    argvlen[1] = stream->len;
+    argv[2] = "*";
+    argvlen[2] = 1;
+    argv[3] = AIHUB_USAGE_LINES_FIELD;
+    argvlen[3] = sizeof(AIHUB_USAGE_LINES_FIELD) - 1;
+    argv[4] = (const char *) lines;
+    argvlen[4] = len - 1;               /* no line break after the last */
 
-    ngx_free(argv);
+    rc = ngx_http_aihub_redis_send(NULL, NULL, 5, argv, argvlen);
+
+    ngx_free(lines);
 
     return rc;
 }

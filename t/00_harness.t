@@ -249,16 +249,19 @@ like($@, qr/^redis: ERR/, 'redis: error message');
 is($t->redis('PING'), 'PONG', 'redis: usable after an error');
 
 # the usage events: an entry carries one or more, each its own "event"
-# field, in order; other fields are not events
+# field or a line of an "events" field, in order; other fields are not
+# events
 
 $t->redis('XADD', 'aihub:usage', '*', 'event', '{"id":"a"}');
 $t->redis('XADD', 'aihub:usage', '*', 'event', '{"id":"b"}',
           'event', '{"id":"c"}', 'note', 'x', 'event', '{"id":"d"}');
-is(usage_event_count($t), 4, 'usage_event_count: 4 events in 2 entries');
-is_deeply([ map { $_->{id} } usage_events($t) ], [qw(a b c d)],
+$t->redis('XADD', 'aihub:usage', '*', 'events', qq({"id":"e"}\n{"id":"f"}),
+          'event', '{"id":"g"}');
+is(usage_event_count($t), 7, 'usage_event_count: 7 events in 3 entries');
+is_deeply([ map { $_->{id} } usage_events($t) ], [qw(a b c d e f g)],
           'usage_events: every event of every entry, in order');
 is_deeply([ usage_events($t, raw => 1) ],
-          [ map { qq({"id":"$_"}) } qw(a b c d) ],
+          [ map { qq({"id":"$_"}) } qw(a b c d e f g) ],
           'usage_events raw => 1: as written');
 $t->redis('DEL', 'aihub:usage');
 is(usage_event_count($t), 0, 'usage_event_count: no stream, 0');

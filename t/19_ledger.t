@@ -133,6 +133,8 @@ for my $entry (map { @{ $_->[1] } } @$tapped) {
     my $f = $entry->[1] // [];
     push @written, map { $f->[2 * $_ + 1] } grep { $f->[2 * $_] eq 'event' }
                    0 .. @$f / 2 - 1;
+    push @written, map { split /\n/, $f->[2 * $_ + 1] }
+                   grep { $f->[2 * $_] eq 'events' } 0 .. @$f / 2 - 1;
 }
 my ($event) = grep { /\Q$rid\E/ } @written, usage_events($t, raw => 1);
 

@@ -2,7 +2,9 @@
 
 # aihub-worker run with usage stream entries that carry several events
 # (issue 10's batched writes: XADD ... event <json1> event <json2> ...):
-# every "event" field is an event of its own, stored, counted as a
+# every "event" field, and every line of an "events" field (the module
+# writes one per batch: XADD ... events "<json1>\n<json2>..."), is an event
+# of its own, stored, counted as a
 # duplicate or dead-lettered on its own with the entry's stream id; at
 # most AIHUB_USAGE_EVENTS_MAX (64) per entry, the rest dead-lettered;
 # nothing stays pending and the stream ends empty.  --batch 10 makes the
@@ -46,6 +48,11 @@ sub event {
 sub add_events {
     return $t->redis('XADD', 'aihub:usage', '*',
                      map { ('event', $_) } @_);
+}
+
+# XADD aihub:usage * events "<e1>\n<e2>\n...", as the module writes them
+sub add_lines {
+    return $t->redis('XADD', 'aihub:usage', '*', 'events', join("\n", @_));
 }
 
 sub rows {
@@ -93,7 +100,18 @@ my $none = $t->redis('XADD', 'aihub:usage', '*', 'note', 'no event here');
 my $other = $t->redis('XADD', 'aihub:usage', '*', 'node', 'x',
                       'event', event(501), 'other', 'y');
 
-is($t->redis('XLEN', 'aihub:usage'), 7, 'seven stream entries written');
+# the "events" field: one event per line
+my $bad_line = '{"v":1,"id":"' . id(899) . '","ts":1}';
+my $lines = add_lines(event(801), $bad_line, event(802));
+my $both = $t->redis('XADD', 'aihub:usage', '*', 'event', event(811),
+                     'events', join("\n", event(812), event(813)));
+my @many_lines = map { event($_) } 821 .. 884;
+my $lines_over = $t->redis('XADD', 'aihub:usage', '*',
+                           'events', join("\n", @many_lines[0 .. 62]),
+                           'event', $many_lines[63],
+                           'events', event(885));
+
+is($t->redis('XLEN', 'aihub:usage'), 10, 'ten stream entries written');
 
 $t->start_worker('--consumer', 'w1', '--block-ms', '100', '--batch', '10');
 
@@ -108,12 +126,19 @@ is(stored(301 .. 303), 3, 'the same 3-event entry added twice: 3 rows');
 is(stored(401 .. 464), 64, 'an entry of 65 events: the first 64 stored');
 is(stored(465), 0, 'the 65th is not stored');
 is(stored(501), 1, 'fields other than "event" are ignored');
-is(rows(), 3 + 2 + 3 + 64 + 1, 'no other row');
+is(stored(801, 802), 2,
+   '"events" lines: 2 valid + 1 invalid in one field, 2 rows');
+is(stored(899), 0, 'the invalid line is not stored');
+is(stored(811 .. 813), 3, 'an "event" and an "events" field in one entry');
+is(stored(821 .. 884), 64,
+   '64 events in "events" and "event" fields of one entry: all stored');
+is(stored(885), 0, 'the 65th, in a second "events" field, is not');
+is(rows(), 3 + 2 + 3 + 64 + 1 + 2 + 3 + 64, 'no other row');
 is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
    'the rollups count each stored event once');
 
 my $dead = dead_letters();
-is(scalar(keys %$dead), 3, 'dead letters name three stream entries');
+is(scalar(keys %$dead), 5, 'dead letters name five stream entries');
 
 is(scalar(@{ $dead->{$mixed} // [] }), 1,
    'one dead letter for the invalid event of the mixed entry');
@@ -129,7 +154,17 @@ like($dead->{$over}[0]{reason} // '', qr/event 65 of 65 .*at most 64/,
 
 is(scalar(@{ $dead->{$none} // [] }), 1,
    'an entry without an "event" field: one dead letter');
-like($dead->{$none}[0]{reason} // '', qr/no "event" field/, 'saying so');
+like($dead->{$none}[0]{reason} // '', qr/no "event" or "events" field/,
+     'saying so');
+
+is(scalar(@{ $dead->{$lines} // [] }), 1,
+   'one dead letter for the invalid line of an "events" field');
+is($dead->{$lines}[0]{event}, $bad_line, 'it keeps that line as written');
+is(scalar(@{ $dead->{$lines_over} // [] }), 1,
+   'one dead letter for the entry of 65 events in three fields');
+is($dead->{$lines_over}[0]{event}, event(885), 'it is the 65th event');
+like($dead->{$lines_over}[0]{reason} // '', qr/event 65 of 65 /,
+     'the reason counts the events of every field');
 
 # --- the multi-event entry replayed after it was stored --------------------
 
@@ -149,7 +184,9 @@ my ($next, $sent) = (10000, 0);
 for my $i (0 .. 79) {
     my $k = 1 + ($i * 37) % AIHUB_EVENTS_MAX();
     $k = 1 if $i % 5 == 0;      # single-event entries in between
-    add_events(map { event($next + $_) } 0 .. $k - 1);
+    # half of them as the module writes them, one "events" field
+    ($i % 2 ? \&add_lines : \&add_events)->(map { event($next + $_) }
+                                            0 .. $k - 1);
     $next += $k;
     $sent += $k;
 }
@@ -159,23 +196,23 @@ ok($t->wait_for(sub { stored(10000 .. $next - 1) == $sent && drained() },
    "80 entries of 1 to 64 events: all $sent stored, the stream empty")
     or diag('stored ' . stored(10000 .. $next - 1) . " of $sent");
 is($t->redis('XLEN', 'aihub:usage'), 0, 'XLEN 0');
-is(rows(), 3 + 2 + 3 + 64 + 1 + 2 + $sent, 'no other row');
+is(rows(), 3 + 2 + 3 + 64 + 1 + 2 + 3 + 64 + 2 + $sent, 'no other row');
 is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
    'each event counted once in the rollups');
-is(scalar(keys %{ dead_letters() }), 3, 'no new dead letter');
+is(scalar(keys %{ dead_letters() }), 5, 'no new dead letter');
 
 # --- the totals: the second copy and the replay counted as duplicates ------
 
 $t->stop_worker;
 like($t->worker_log, qr/already stored/, 'the drain logged duplicates');
 like($t->worker_log,
-     qr/stopping: stored ${\ rows()} events, 6 duplicates, 3 dead-lettered/,
-     'stored each event once, 6 duplicates (3 + 3), 3 dead letters');
+     qr/stopping: stored ${\ rows()} events, 6 duplicates, 5 dead-lettered/,
+     'stored each event once, 6 duplicates (3 + 3), 5 dead letters');
 
 # --- entries of several events pending on a dead consumer: claimed whole ---
 
 my $claim_a = add_events(map { event($_) } 701 .. 730);
-my $claim_b = add_events(event(731), '{}', event(732));
+my $claim_b = add_lines(event(731), '{}', event(732));
 my $ghost = $t->redis('XREADGROUP', 'GROUP', 'aihub-drain', 'ghost',
                       'COUNT', 10, 'STREAMS', 'aihub:usage', '>');
 is(scalar @{ $ghost->[0][1] }, 2, 'a dead consumer read two entries');

@@ -106,16 +106,46 @@ aw_drain_entry_ok(const redisReply *e)
 }
 
 
-static int
-aw_drain_is_event(const redisReply *f, size_t j)
+/*
+ * The events field j of an entry's fields carries: 1 for an "event"
+ * field, one per line for an "events" field, 0 for any other field.
+ */
+
+static size_t
+aw_drain_field_events(const redisReply *f, size_t j)
 {
-    return f->element[j]->type == REDIS_REPLY_STRING
-           && strcmp(f->element[j]->str, AIHUB_USAGE_FIELD) == 0
-           && f->element[j + 1]->type == REDIS_REPLY_STRING;
+    size_t             k;
+    const char        *p, *end;
+    const redisReply  *v;
+
+    v = f->element[j + 1];
+
+    if (f->element[j]->type != REDIS_REPLY_STRING
+        || v->type != REDIS_REPLY_STRING)
+    {
+        return 0;
+    }
+
+    if (strcmp(f->element[j]->str, AIHUB_USAGE_FIELD) == 0) {
+        return 1;
+    }
+
+    if (strcmp(f->element[j]->str, AIHUB_USAGE_LINES_FIELD) != 0) {
+        return 0;
+    }
+
+    k = 1;
+    end = v->str + v->len;
+
+    for (p = v->str; (p = memchr(p, '\n', (size_t) (end - p))); p++) {
+        k++;
+    }
+
+    return k;
 }
 
 
-/* the aw_entry_t slots an entry takes: its "event" fields, at least 1 */
+/* the aw_entry_t slots an entry takes: its events, at least 1 */
 
 static size_t
 aw_drain_entry_events(const redisReply *e)
@@ -128,7 +158,7 @@ aw_drain_entry_events(const redisReply *e)
 
     if (f->type == REDIS_REPLY_ARRAY) {
         for (j = 0; j + 1 < f->elements; j += 2) {
-            k += aw_drain_is_event(f, j);
+            k += aw_drain_field_events(f, j);
         }
     }
 
@@ -175,21 +205,46 @@ aw_drain_event_add(aw_drain_t *d, size_t *n, const char *stream_id)
 }
 
 
+/* the k-th event of an entry of total, raw its JSON */
+
+static void
+aw_drain_event_one(aw_drain_t *d, size_t *n, const char *id,
+    const char *raw, size_t len, size_t k, size_t total)
+{
+    aw_entry_t  *en;
+
+    en = aw_drain_event_add(d, n, id);
+    en->raw = raw;
+    en->raw_len = len;
+
+    if (k > AIHUB_USAGE_EVENTS_MAX) {
+        snprintf(en->reason_buf, sizeof(en->reason_buf),
+                 "event %zu of %zu in one stream entry: an entry carries "
+                 "at most %d", k, total, AIHUB_USAGE_EVENTS_MAX);
+        en->reason = en->reason_buf;
+
+    } else if (aw_event_parse(raw, len, &en->ev, &en->reason) != 0) {
+        snprintf(en->reason_buf, sizeof(en->reason_buf), "%s", en->reason);
+        en->reason = en->reason_buf;
+    }
+}
+
+
 /*
  * Fills d->all from an array of [id, [field, value, ...]], every entry of
  * it (an entry read and not collected would stay pending, unACKed): each
- * "event" field is an event of its own, in order, validated on its own;
- * those beyond AIHUB_USAGE_EVENTS_MAX in one entry are dead-lettered, as
- * is an entry without any.  Other fields are ignored.  Returns the events;
+ * "event" field, and each line of an "events" field, is an event of its
+ * own, in order, validated on its own; those beyond AIHUB_USAGE_EVENTS_MAX
+ * in one entry are dead-lettered, as is an entry without any.  Other fields are ignored.  Returns the events;
  * *entries the stream entries they came from.
  */
 
 static size_t
 aw_drain_collect(aw_drain_t *d, redisReply *list, size_t *entries)
 {
-    size_t        i, j, k, n, need, total;
-    const char   *id;
-    redisReply   *e, *f;
+    size_t        i, j, k, m, n, need, total;
+    const char   *id, *p, *end, *line;
+    redisReply   *e, *f, *v;
     aw_entry_t   *en;
 
     need = 0;
@@ -229,33 +284,26 @@ aw_drain_collect(aw_drain_t *d, redisReply *list, size_t *entries)
         total = aw_drain_entry_events(e);
 
         for (j = 0; j + 1 < f->elements; j += 2) {
-            if (!aw_drain_is_event(f, j)) {
-                continue;
-            }
+            m = aw_drain_field_events(f, j);
+            v = f->element[j + 1];
+            p = v->str;
+            end = v->str + v->len;
 
-            en = aw_drain_event_add(d, &n, id);
-            en->raw = f->element[j + 1]->str;
-            en->raw_len = f->element[j + 1]->len;
+            /* an "event" field, or an "events" field line by line */
 
-            if (++k > AIHUB_USAGE_EVENTS_MAX) {
-                snprintf(en->reason_buf, sizeof(en->reason_buf),
-                         "event %zu of %zu in one stream entry: an entry "
-                         "carries at most %d", k, total,
-                         AIHUB_USAGE_EVENTS_MAX);
-                en->reason = en->reason_buf;
-
-            } else if (aw_event_parse(en->raw, en->raw_len, &en->ev,
-                                      &en->reason) != 0)
-            {
-                snprintf(en->reason_buf, sizeof(en->reason_buf), "%s",
-                         en->reason);
-                en->reason = en->reason_buf;
+            while (m-- > 0) {
+                line = (m > 0) ? memchr(p, '\n', (size_t) (end - p)) : NULL;
+                aw_drain_event_one(d, &n, id, p,
+                                   (size_t) ((line ? line : end) - p),
+                                   ++k, total);
+                p = line ? line + 1 : end;
             }
         }
 
         if (k == 0) {
             en = aw_drain_event_add(d, &n, id);
-            en->reason = "no \"" AIHUB_USAGE_FIELD "\" field";
+            en->reason = "no \"" AIHUB_USAGE_FIELD "\" or \""
+                         AIHUB_USAGE_LINES_FIELD "\" field";
         }
     }
 

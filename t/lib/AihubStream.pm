@@ -45,9 +45,10 @@ for the tests
     usage_events($t, raw => 0)
                           every event of aihub:usage, decoded, oldest
                           first: an entry carries one or more events, each
-                          its own "event" field, in order (all of them
-                          are returned, flattened); with raw => 1 the JSON
-                          strings as written
+                          its own "event" field or a line of an "events"
+                          field, in order (all of them are returned,
+                          flattened); with raw => 1 the JSON strings as
+                          written
     usage_event_count($t) how many events aihub:usage holds (not entries:
                           XLEN counts entries)
     wait_usage($t, $n, timeout => 5)
@@ -278,6 +279,8 @@ sub usage_events {
 
         for (my $i = 0; $i + 1 < @$f; $i += 2) {
             push @raw, $f->[$i + 1] if $f->[$i] eq 'event';
+            push @raw, split /\n/, $f->[$i + 1], -1
+                if $f->[$i] eq 'events';
         }
     }
 
