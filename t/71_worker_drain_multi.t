@@ -6,7 +6,7 @@
 # writes one per batch: XADD ... events "<json1>\n<json2>..."), is an event
 # of its own, stored, counted as a
 # duplicate or dead-lettered on its own with the entry's stream id; at
-# most AIHUB_USAGE_EVENTS_MAX (64) per entry, the rest dead-lettered;
+# most AIHUB_USAGE_EVENTS_MAX (128) per entry, the rest dead-lettered;
 # nothing stays pending and the stream ends empty.  --batch 10 makes the
 # rounds take several transactions and one entry several slices.
 
@@ -26,6 +26,11 @@ my $t = Aihub->new(redis => 1, mariadb => 1);
 $t->migrate;
 
 my $json = JSON::PP->new->canonical;
+
+# the most events an entry carries, as the module and the worker read it
+my ($MAX) = Aihub::read_file("$Aihub::ROOT/ngx_aihub_module/aihub_protocol.h")
+            =~ /#define AIHUB_USAGE_EVENTS_MAX\s+(\d+)/
+    or BAIL_OUT('AIHUB_USAGE_EVENTS_MAX not found');
 my $now = int(time * 1000);
 
 sub id { sprintf '%032x', $_[0] }
@@ -65,6 +70,14 @@ sub stored {
                          . 'IN (' . join(', ', @ids) . ')');
 }
 
+# the stored events of ids $lo to $hi (ids are fixed-width hex: BETWEEN)
+sub stored_range {
+    my ($lo, $hi) = @_;
+
+    return $t->sql_value('SELECT COUNT(*) FROM usage_events WHERE event_id '
+                         . "BETWEEN '" . id($lo) . "' AND '" . id($hi) . "'");
+}
+
 sub drained {
     return $t->redis('XLEN', 'aihub:usage') == 0
            && $t->redis('XPENDING', 'aihub:usage', 'aihub-drain')->[0] == 0;
@@ -92,7 +105,7 @@ my @same = map { event($_) } 301 .. 303;
 my $first = add_events(@same);
 my $again = add_events(@same);
 
-my @many = map { event($_) } 401 .. 465;
+my @many = map { event($_) } 1001 .. 1001 + $MAX;
 my $over = add_events(@many);
 
 my $none = $t->redis('XADD', 'aihub:usage', '*', 'note', 'no event here');
@@ -105,11 +118,11 @@ my $bad_line = '{"v":1,"id":"' . id(899) . '","ts":1}';
 my $lines = add_lines(event(801), $bad_line, event(802));
 my $both = $t->redis('XADD', 'aihub:usage', '*', 'event', event(811),
                      'events', join("\n", event(812), event(813)));
-my @many_lines = map { event($_) } 821 .. 884;
+my @many_lines = map { event($_) } 3001 .. 3000 + $MAX;
 my $lines_over = $t->redis('XADD', 'aihub:usage', '*',
-                           'events', join("\n", @many_lines[0 .. 62]),
-                           'event', $many_lines[63],
-                           'events', event(885));
+                           'events', join("\n", @many_lines[0 .. $MAX - 2]),
+                           'event', $many_lines[$MAX - 1],
+                           'events', event(3001 + $MAX));
 
 is($t->redis('XLEN', 'aihub:usage'), 10, 'ten stream entries written');
 
@@ -123,17 +136,18 @@ is(stored(101 .. 103), 3, 'an entry of 3 valid events: 3 rows');
 is(stored(201, 202), 2, '2 valid events + 1 invalid in one entry: 2 rows');
 is(stored(299), 0, 'the invalid event is not stored');
 is(stored(301 .. 303), 3, 'the same 3-event entry added twice: 3 rows');
-is(stored(401 .. 464), 64, 'an entry of 65 events: the first 64 stored');
-is(stored(465), 0, 'the 65th is not stored');
+is(stored(1001 .. 1000 + $MAX), $MAX,
+   "an entry of $MAX + 1 events: the first $MAX stored");
+is(stored(1001 + $MAX), 0, 'the last is not stored');
 is(stored(501), 1, 'fields other than "event" are ignored');
 is(stored(801, 802), 2,
    '"events" lines: 2 valid + 1 invalid in one field, 2 rows');
 is(stored(899), 0, 'the invalid line is not stored');
 is(stored(811 .. 813), 3, 'an "event" and an "events" field in one entry');
-is(stored(821 .. 884), 64,
-   '64 events in "events" and "event" fields of one entry: all stored');
-is(stored(885), 0, 'the 65th, in a second "events" field, is not');
-is(rows(), 3 + 2 + 3 + 64 + 1 + 2 + 3 + 64, 'no other row');
+is(stored(3001 .. 3000 + $MAX), $MAX,
+   "$MAX events in \"events\" and \"event\" fields of one entry: all stored");
+is(stored(3001 + $MAX), 0, 'the one more, in a second "events" field, is not');
+is(rows(), 3 + 2 + 3 + $MAX + 1 + 2 + 3 + $MAX, 'no other row');
 is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
    'the rollups count each stored event once');
 
@@ -147,10 +161,11 @@ like($dead->{$mixed}[0]{reason} // '', qr/missing member "ts"/,
      'with the reason');
 
 is(scalar(@{ $dead->{$over} // [] }), 1,
-   'one dead letter for the entry of 65 events');
-is($dead->{$over}[0]{event}, $many[64], 'it is the 65th event');
-like($dead->{$over}[0]{reason} // '', qr/event 65 of 65 .*at most 64/,
-     'the reason says an entry carries at most 64');
+   "one dead letter for the entry of $MAX + 1 events");
+is($dead->{$over}[0]{event}, $many[$MAX], 'it is the last event');
+like($dead->{$over}[0]{reason} // '',
+     qr/event ${\ ($MAX + 1)} of ${\ ($MAX + 1)} .*at most $MAX/,
+     "the reason says an entry carries at most $MAX");
 
 is(scalar(@{ $dead->{$none} // [] }), 1,
    'an entry without an "event" field: one dead letter');
@@ -161,9 +176,11 @@ is(scalar(@{ $dead->{$lines} // [] }), 1,
    'one dead letter for the invalid line of an "events" field');
 is($dead->{$lines}[0]{event}, $bad_line, 'it keeps that line as written');
 is(scalar(@{ $dead->{$lines_over} // [] }), 1,
-   'one dead letter for the entry of 65 events in three fields');
-is($dead->{$lines_over}[0]{event}, event(885), 'it is the 65th event');
-like($dead->{$lines_over}[0]{reason} // '', qr/event 65 of 65 /,
+   "one dead letter for the entry of $MAX + 1 events in three fields");
+is($dead->{$lines_over}[0]{event}, event(3001 + $MAX),
+   'it is the last event');
+like($dead->{$lines_over}[0]{reason} // '',
+     qr/event ${\ ($MAX + 1)} of ${\ ($MAX + 1)} /,
      'the reason counts the events of every field');
 
 # --- the multi-event entry replayed after it was stored --------------------
@@ -177,12 +194,12 @@ is(stored(301 .. 303), 3, 'the replayed events are not stored twice');
 is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
    'the replay did not touch the rollups');
 
-# --- many entries of 1 to 64 events, written while the worker drains -------
+# --- many entries of 1 to $MAX events, written while the worker drains -----
 
 my ($next, $sent) = (10000, 0);
 
 for my $i (0 .. 79) {
-    my $k = 1 + ($i * 37) % AIHUB_EVENTS_MAX();
+    my $k = 1 + ($i * 37) % $MAX;
     $k = 1 if $i % 5 == 0;      # single-event entries in between
     # half of them as the module writes them, one "events" field
     ($i % 2 ? \&add_lines : \&add_events)->(map { event($next + $_) }
@@ -191,12 +208,12 @@ for my $i (0 .. 79) {
     $sent += $k;
 }
 
-ok($t->wait_for(sub { stored(10000 .. $next - 1) == $sent && drained() },
+ok($t->wait_for(sub { stored_range(10000, $next - 1) == $sent && drained() },
                 timeout => 30),
-   "80 entries of 1 to 64 events: all $sent stored, the stream empty")
-    or diag('stored ' . stored(10000 .. $next - 1) . " of $sent");
+   "80 entries of 1 to $MAX events: all $sent stored, the stream empty")
+    or diag('stored ' . stored_range(10000, $next - 1) . " of $sent");
 is($t->redis('XLEN', 'aihub:usage'), 0, 'XLEN 0');
-is(rows(), 3 + 2 + 3 + 64 + 1 + 2 + 3 + 64 + 2 + $sent, 'no other row');
+is(rows(), 3 + 2 + 3 + $MAX + 1 + 2 + 3 + $MAX + 2 + $sent, 'no other row');
 is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
    'each event counted once in the rollups');
 is(scalar(keys %{ dead_letters() }), 5, 'no new dead letter');
@@ -237,5 +254,3 @@ $t->stop_worker;
 
 $t->done;
 
-
-sub AIHUB_EVENTS_MAX { 64 }
