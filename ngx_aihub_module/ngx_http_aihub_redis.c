@@ -35,6 +35,7 @@ typedef struct {
     ngx_uint_t                        connected;
     ngx_uint_t                        exiting;
     ngx_msec_t                        backoff;
+    ngx_msec_t                        connected_at;
     ngx_msec_t                        last_reply;
     ngx_uint_t                        inflight;
     ngx_event_t                       reconnect;
@@ -189,6 +190,17 @@ ngx_int_t
 ngx_http_aihub_redis_ready(void)
 {
     return ngx_http_aihub_redis.connected && ngx_http_aihub_redis.ac != NULL;
+}
+
+
+/* the subscription's connection is up (whether it hears is the
+   heartbeat's business) */
+
+ngx_int_t
+ngx_http_aihub_redis_sub_ready(void)
+{
+    return ngx_http_aihub_redis_sub.connected
+           && ngx_http_aihub_redis_sub.ac != NULL;
 }
 
 
@@ -372,6 +384,7 @@ ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
     rd->connected = 1;
     rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
     rd->last_reply = ngx_http_aihub_now_ms();
+    rd->connected_at = rd->last_reply;
     rd->inflight = 0;
 
     if (rd->on_connect) {
@@ -390,6 +403,20 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
                       "aihub: %s connection to \"%s\" lost%s%s",
                       rd->name, rd->amcf->redis_host.data,
                       ac->errstr[0] ? ": " : "", ac->errstr);
+    }
+
+    /*
+     * A connection that worked for a while and broke (a reset, an idle
+     * timeout, a proxy or failover in between) is made again at once: the
+     * calls that need Redis meanwhile fail (or fail open).  The backoff
+     * is for a Redis that refuses or keeps dropping new connections.
+     */
+
+    if (rd->connected
+        && ngx_http_aihub_now_ms() - rd->connected_at
+           >= NGX_HTTP_AIHUB_BACKOFF_MIN)
+    {
+        rd->backoff = 1;
     }
 
     rd->ac = NULL;

@@ -97,10 +97,19 @@ ngx_http_aihub_heartbeat_handler(ngx_event_t *ev)
 
     now = ngx_http_aihub_now_ms();
 
-    if (!ngx_http_aihub_redis_ready()) {
-        /* Redis itself is away: nothing is fresh, failing open may serve
-           what is not known to have changed */
+    if (!ngx_http_aihub_redis_sub_ready()) {
+        /* the subscription is down (Redis itself is away, most likely):
+           nothing is fresh, failing open may serve what is not known to
+           have changed */
         ngx_http_aihub_zone_trust(ngx_http_aihub_subscribe_zone, 0);
+
+    } else if (!ngx_http_aihub_redis_ready()) {
+        /* only the other connection is down (reconnecting at once): the
+           subscription still hears what the worker publishes; it counts
+           as deaf once it has heard no heartbeat for DEAF_AFTER */
+        if (now - ngx_http_aihub_heard > NGX_HTTP_AIHUB_DEAF_AFTER) {
+            ngx_http_aihub_zone_trust(ngx_http_aihub_subscribe_zone, 0);
+        }
 
     } else {
         argv[0] = "PUBLISH";
