@@ -888,8 +888,13 @@ sub wait_drain {
         . "%d G 2xx answers counted by wrk (+ <= %d in flight), %d stream "
         . "entries drained in %.1fs", $label, $added, $rows, $dead,
         $G_OK + $G_CURL_OK, $G_INFLIGHT, $len0 - $len, time - $t0);
-    fail("$label: drain not finished: $why (worker "
-         . ($t->alive('worker') ? 'running' : 'gone') . ")") if $why;
+    if ($why) {
+        my $w = $t->{procs}{worker};
+        my $st = $w && $t->alive('worker')
+                 && slurp("/proc/$w->{pid}/stat") =~ /\) (\S)/
+                 ? "state $1 in /proc" : 'gone';
+        fail("$label: drain not finished: $why (aihub-worker $st)");
+    }
     fail("$label: $added events emitted but $rows in MariaDB")
         if $rows != $added;
     fail("$label: $dead events in the dead-letter stream") if $dead;
