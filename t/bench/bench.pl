@@ -59,6 +59,7 @@ $LOG->autoflush(1);
 my $T0 = time;
 my $LOAD0 = (split ' ', Aihub::read_file('/proc/loadavg'))[0];
 my @FAIL;
+our %UNEXPECTED;    # aihub instance -> runs with an unexpected answer
 
 sub say { my $m = join '', @_; printf "[%5.0fs] %s\n", time - $T0, $m;
           printf $LOG "[%5.0fs] %s\n", time - $T0, $m; }
@@ -84,11 +85,16 @@ my $MODULE = $t->dir . '/bin/ngx_http_aihub_module.so';
 $Aihub::WORKER = $t->dir . '/bin/aihub-worker';
 
 $t->start_redis('--save', '', '--appendonly', 'no');
-$t->start_mariadb;
+# the tests' 64M buffer pool is too small for usage_events once it holds
+# millions of rows: the UNIQUE event_id index (random keys) then no longer
+# fits and every INSERT reads pages from disk, so the drain falls behind
+my $POOL = $ENV{BENCH_MARIADB_POOL} // '1G';
+$t->start_mariadb(buffer_pool => $POOL);
 pin($t->{procs}{redis}{pid}, $AUX_CPU);
 pin($t->{procs}{mariadb}{pid}, $AUX_CPU);
 $t->migrate;
-say("Redis ", $t->redis_addr, ", MariaDB ", $t->mysql_socket, ", migrated");
+say("Redis ", $t->redis_addr, ", MariaDB ", $t->mysql_socket,
+    " (InnoDB buffer pool $POOL), migrated");
 
 sub pin {
     my ($pid, $cpu) = @_;
@@ -457,6 +463,20 @@ for my $c (@checks) {
 }
 say("sanity checks passed (", scalar @checks, ")");
 
+# what the aihub instances answered over all their runs, printed at the
+# end when a run had an answer it should not have
+my %MET0 = map { $_ => metrics($_) } qw(G Gedge);
+
+sub status_report {
+    my ($label, $names, $m0) = @_;
+    my $any = grep { $UNEXPECTED{$_} } @$names;
+    for my $name (@$names) {
+        my $d = status_diff($m0->{$name}, metrics($name));
+        $any ? say("$label, $name /metrics: $d")
+             : logf("$label, $name /metrics: $d");
+    }
+}
+
 if ($ENV{BENCH_HOLD}) {
     my %p = map { $_ => $NG{$_}{port} } grep { $NG{$_}{port} } keys %NG;
     spew("$OUT/hold.env", join('', map { "PORT_$_=$p{$_}\n" } sort keys %p)
@@ -507,6 +527,11 @@ sub wrk {
     my $url = "http://127.0.0.1:$n->{port}/v1/chat/completions";
     my %env = (BENCH_KEY => $o{key} // '', %{ $o{env} // {} });
 
+    # an aihub instance's answers by status, to name what it answered
+    # when wrk saw an unexpected status (outside the measured interval)
+    my $aihub = $sys =~ /^G/;
+    my $m0 = $aihub ? metrics($sys) : undef;
+
     my @sut = @{ $n->{workers} };
     my $s0 = sum(map { proc_ticks($_) } @sut);
     my @a0 = aux_ticks();
@@ -542,17 +567,34 @@ sub wrk {
     $r{ok} = $r{requests} - $r{status};
     $r{rate} = $o{rate} if $o{rate};
 
+    # non-2xx answers by status (chat.lua: status_NNN=count); wrk's own
+    # "status" counts those over 399
+    my %codes = map { /^status_(\d+)$/ ? ($1 => $r{$_}) : () } keys %r;
+    $r{codes} = \%codes;
+    $r{codes_str} = codes_str(\%codes);
+
     my $expect = $o{expect} // 200;
+    my @other = grep { $_ != $expect } keys %codes;
+    my $where = "$name c=$o{conns}" . ($o{rate} ? " rate $o{rate}/s" : '');
 
     if ($r{requests} == 0) {
-        fail("$name c=$o{conns}: no requests completed");
-    } elsif ($expect == 200 && ($r{status} || $r{sockerr})) {
-        fail("$name c=$o{conns}: $r{status} non-2xx and $r{sockerr} socket"
-             . " errors in $r{requests} requests");
+        fail("$where: no requests completed");
+    } elsif ($expect == 200 && ($r{status} || $r{sockerr} || @other)) {
+        fail("$where: $r{status} non-2xx ($r{codes_str}) and $r{sockerr} "
+             . "socket errors in $r{requests} requests");
     } elsif ($expect != 200 && $r{sockerr}) {
-        fail("$name c=$o{conns}: $r{sockerr} socket errors");
-    } elsif ($expect != 200 && $r{ok} > 1) {
-        fail("$name c=$o{conns}: $r{ok} answers were not $expect");
+        fail("$where: $r{sockerr} socket errors");
+    } elsif ($expect != 200 && ($r{ok} > 1 || @other)) {
+        fail("$where: $r{ok} answers were 2xx and "
+             . sum(0, map { $codes{$_} } @other) . " neither 2xx nor "
+             . "$expect ($r{codes_str}) in $r{requests} requests");
+    }
+
+    if ($aihub && ($r{sockerr} || @other || ($expect != 200 && $r{ok} > 1)))
+    {
+        my $d = status_diff($m0, metrics($sys));
+        $UNEXPECTED{$sys}++;
+        say("  $sys answered during $name: $d");
     }
 
     if ($sys eq 'G' || $sys eq 'Gmem' || $sys eq 'Gedge') {
@@ -566,8 +608,9 @@ sub wrk {
     }
 
     logf(sprintf "  -> %.0f req/s, %.2f us/req SUT, %.2f us/req core, "
-         . "p50 %d p99 %d p999 %d, err %d/%d", $r{rps}, $r{cpu_us},
-         $r{core_us}, $r{p50}, $r{p99}, $r{p999}, $r{status}, $r{sockerr});
+         . "p50 %d p99 %d p999 %d, err %d/%d (%s)", $r{rps}, $r{cpu_us},
+         $r{core_us}, $r{p50}, $r{p99}, $r{p999}, $r{status}, $r{sockerr},
+         $r{codes_str});
 
     return \%r;
 }
@@ -575,13 +618,38 @@ sub wrk {
 sub metrics {
     my ($name) = @_;
     my ($rc, $out) = $t->run_cmd([ 'curl', '-sS',
-        "http://127.0.0.1:$NG{$name}{port}/metrics" ], timeout => 10);
+        "http://127.0.0.1:$NG{$name}{port}/metrics" ], timeout => 20);
     my %m;
-    for (split /\n/, $out) {
+    for (split /\n/, $out // '') {
         next if /^#/;
         $m{$1} = $2 if /^(\S+)\s+(\S+)$/;
     }
     return \%m;
+}
+
+sub codes_str {
+    my ($c) = @_;
+    return join(', ', map { "$_: $c->{$_}" } sort { $a <=> $b } keys %$c)
+           || 'none';
+}
+
+# the counters of an aihub instance's /metrics that say what it answered
+# and why: requests by status, failed-open, usage events, lane refusals
+# and timeouts; those that changed between two snapshots
+my $STATUS_METRICS = qr/^aihub_(?:requests_total|failed_open_total
+                         |usage_events_total|lane_\w*(?:refusals|timeouts
+                         |waits)_total)/x;
+
+sub status_diff {
+    my ($m0, $m1) = @_;
+    my @d;
+    for my $k (sort keys %$m1) {
+        next unless $k =~ $STATUS_METRICS;
+        my $v0 = $m0->{$k} // 0;
+        push @d, sprintf '%s %s -> %s (+%s)', $k, $v0, $m1->{$k},
+                         $m1->{$k} - $v0 if $m1->{$k} != $v0;
+    }
+    return @d ? join('; ', @d) : 'no counter changed';
 }
 
 sub commandstats {
@@ -693,6 +761,12 @@ sub agg {
         $a{"${f}_max"} = max(@v);
     }
     $a{status} = sum(map { $_->{status} } @$l);
+    my %codes;
+    for my $r (@$l) {
+        $codes{$_} += $r->{codes}{$_} for keys %{ $r->{codes} // {} };
+    }
+    $a{codes_str} = codes_str(\%codes);
+    $a{codes_n} = keys %codes;
     $a{sockerr} = sum(map { $_->{sockerr} } @$l);
     $a{requests} = sum(map { $_->{requests} } @$l);
     return \%a;
@@ -752,39 +826,75 @@ my %EV_STOPPED;
 
 sub ev_confirmed {
     my ($name) = @_;
-    my ($rc, $out) = $t->run_cmd([ 'curl', '-sS',
-        "http://127.0.0.1:$NG{$name}{port}/metrics" ], timeout => 20);
-    return ($out // '') =~ /aihub_usage_events_total\{state="confirmed"\}
-                             \s+(\d+)/x ? $1 : 0;
+    return metrics($name)->{'aihub_usage_events_total{state="confirmed"}'}
+           // 0;
 }
 
-sub xinfo_added {
-    my $n = 0;
+# the running aihub instances: (events Redis confirmed, events still
+# buffered in the instances), with those of the stopped ones added
+sub ev_running {
+    my ($n, $buffered) = (0, 0);
     $n += $_ for values %EV_STOPPED;
     for my $name (grep { /^G/ && $NG{$_}{port} && !$EV_STOPPED{$_} }
                   keys %NG)
     {
-        $n += ev_confirmed($name);
+        my $m = metrics($name);
+        $n += $m->{'aihub_usage_events_total{state="confirmed"}'} // 0;
+        $buffered += $m->{aihub_usage_events_buffered} // 0;
     }
-    return $n;
+    return ($n, $buffered);
 }
 
+# Done when the instances hold no event and the usage stream is empty:
+# aihub-worker deletes an entry only once its batch is committed and
+# ACKed, so an empty stream means every event Redis confirmed is stored
+# (or dead-lettered).  Progress is the stream's length, asked of Redis on
+# the harness's one connection; MariaDB counts its rows once, at the end
+# (a COUNT(*) every 0.5 s took MariaDB CPU from the drain it waited for).
+# Waits as long as the stream keeps shrinking; fails when it has not
+# shrunk for BENCH_DRAIN_STALL s (30), or after BENCH_DRAIN_CAP s (1800).
 sub wait_drain {
     my ($label) = @_;
-    my $added = xinfo_added();
-    my $rows;
+    my $stall = $ENV{BENCH_DRAIN_STALL} // 30;
+    my $cap = $ENV{BENCH_DRAIN_CAP} // 1800;
     my $t0 = time;
+    my ($added, $buffered, $len, $why);
+    my $len0 = $t->redis('XLEN', 'aihub:usage');
+    my ($low, $moved) = ($len0, $t0);
     for (;;) {
-        $rows = $t->sql_value('SELECT COUNT(*) FROM usage_events');
-        last if $rows >= $added || time - $t0 > 180;
-        sleep 0.5;
-        $added = xinfo_added();
+        $len = $t->redis('XLEN', 'aihub:usage');
+        ($low, $moved) = ($len, time) if $len < $low;
+        if ($len == 0) {
+            ($added, $buffered) = ev_running();
+            # confirmed before the stream was seen empty: all drained
+            last if !$buffered && $t->redis('XLEN', 'aihub:usage') == 0;
+        }
+        if (time - $moved > $stall) {
+            $why = sprintf 'the usage stream stuck at %d entries for %d s'
+                   . '%s', $len, $stall, $buffered ? ", $buffered events "
+                   . "still buffered in nginx" : '';
+            last;
+        }
+        if (time - $t0 > $cap) {
+            $why = "the usage stream still has $len entries after $cap s";
+            last;
+        }
+        sleep 0.25;
     }
+    ($added, $buffered) = ev_running() if $why;
+    my $rows = $t->sql_value('SELECT COUNT(*) FROM usage_events');
     my $dead = eval { $t->redis('XLEN', 'aihub:usage:dead') } // 0;
     say(sprintf "%s: %d events emitted, %d rows in usage_events, %d dead, "
-        . "%d G 2xx answers counted by wrk (+ <= %d in flight), drained in "
-        . "%.1fs", $label, $added, $rows, $dead, $G_OK + $G_CURL_OK,
-        $G_INFLIGHT, time - $t0);
+        . "%d G 2xx answers counted by wrk (+ <= %d in flight), %d stream "
+        . "entries drained in %.1fs", $label, $added, $rows, $dead,
+        $G_OK + $G_CURL_OK, $G_INFLIGHT, $len0 - $len, time - $t0);
+    if ($why) {
+        my $w = $t->{procs}{worker};
+        my $st = $w && $t->alive('worker')
+                 && slurp("/proc/$w->{pid}/stat") =~ /\) (\S)/
+                 ? "state $1 in /proc" : 'gone';
+        fail("$label: drain not finished: $why (aihub-worker $st)");
+    }
     fail("$label: $added events emitted but $rows in MariaDB")
         if $rows != $added;
     fail("$label: $dead events in the dead-letter stream") if $dead;
@@ -795,6 +905,7 @@ sub wait_drain {
     return ($added, $rows);
 }
 
+status_report('after the G runs', [ qw(G Gedge) ], \%MET0);
 my ($EV_ADDED, $EV_ROWS) = wait_drain('events after the G runs');
 
 # --- memory: 1M requests over 100k keys, small zone ---------------------
@@ -807,6 +918,7 @@ unless ($ENV{BENCH_NO_MEMORY} || $ENV{BENCH_DRAIN_ONLY}) {
     stop_ngx('G');
     aihub_conf('Gmem', $C{zone});
     start_ngx('Gmem', $SUT_CPU);
+    $MET0{Gmem} = metrics('Gmem');
 
     say("memory: seeding $C{mem_keys} keys into Redis");
     my @keys;
@@ -887,6 +999,7 @@ unless ($ENV{BENCH_NO_MEMORY} || $ENV{BENCH_DRAIN_ONLY}) {
     fail("memory: $MEM{dropped} usage events dropped") if $MEM{dropped};
     fail("memory: zone grew beyond its size") if $m2{zone} > $zone_kb;
 
+    status_report('after the memory run', [ 'Gmem' ], \%MET0);
     ($EV_ADDED, $EV_ROWS) = wait_drain('events after the memory run');
 }
 
@@ -1078,7 +1191,8 @@ my @order = map { $_->[0] } @SYS;
 for my $c (@{ $C{conns} }, $RLABEL, $RDRAIN) {
     for my $name (@order) {
         my $a = agg("$name|$c") or next;
-        my $exp = $name =~ /401|429/ ? ' (expected)' : '';
+        my $exp = $name =~ /401|429/ ? ' (expected)'
+                : $a->{codes_n} ? " ($a->{codes_str})" : '';
         push @md, sprintf '| %s | %s | %s [%s–%s] | %.1f [%.1f–%.1f] | %.1f '
             . '| %.1f (%.1f/%.1f/%.1f) | %d | %d | %d | %d%s | %d |',
             $name, $c eq $RLABEL ? "$rc_ @ ~$RATE/s, drain paused"

@@ -12,7 +12,9 @@
 --                    (fractional; randomised 0..2x): fixed-rate mode
 --
 -- done() prints one line "BENCH k=v ..." that run.sh parses; latencies
--- in microseconds.
+-- in microseconds.  Each answer that is not 2xx is counted by its status
+-- too ("status_429=12 status_503=3": wrk's own "status" counts only those
+-- over 399, in one number).
 
 local key = os.getenv("BENCH_KEY")
 local keys_file = os.getenv("BENCH_KEYS_FILE")
@@ -85,15 +87,50 @@ if delay_ms and delay_ms > 0 then
     end
 end
 
+-- per thread (each has its own Lua state): non-2xx answers by status
+codes = {}
+
+function response(status, headers, body)
+    if status < 200 or status > 299 then
+        codes[status] = (codes[status] or 0) + 1
+    end
+end
+
+local threads = {}
+
+function setup(thread)
+    threads[#threads + 1] = thread
+end
+
 function done(summary, latency, requests)
     local e = summary.errors
+    local all = {}
+    local list = {}
+
+    for _, thread in ipairs(threads) do
+        for status, n in pairs(thread:get("codes") or {}) do
+            if not all[status] then
+                list[#list + 1] = status
+            end
+            all[status] = (all[status] or 0) + n
+        end
+    end
+
+    table.sort(list)
+
+    local by_status = ""
+    for _, status in ipairs(list) do
+        by_status = by_status .. string.format(" status_%d=%d", status,
+                                               all[status])
+    end
+
     io.write(string.format(
         "BENCH requests=%d duration_us=%d bytes=%d connect=%d read=%d "
         .. "write=%d status=%d timeout=%d p50=%d p90=%d p99=%d p999=%d "
-        .. "mean=%.1f max=%d\n",
+        .. "mean=%.1f max=%d%s\n",
         summary.requests, summary.duration, summary.bytes, e.connect,
         e.read, e.write, e.status, e.timeout,
         latency:percentile(50), latency:percentile(90),
         latency:percentile(99), latency:percentile(99.9),
-        latency.mean, latency.max))
+        latency.mean, latency.max, by_status))
 end

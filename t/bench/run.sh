@@ -16,6 +16,11 @@
 #                       with wrk and the stub; 1 puts them on the SUT core)
 #   BENCH_DRAIN_BATCH=N aihub-worker run --batch N in the drain test
 #   BENCH_DRAIN_ONLY=1  only the worker drain test
+#   BENCH_MARIADB_POOL  InnoDB buffer pool of the bench's MariaDB (1G; the
+#                       tests' 64M slows the drain at millions of rows)
+#   BENCH_DRAIN_STALL=S, BENCH_DRAIN_CAP=S   the wait for the G runs' events
+#                       fails when the usage stream has not shrunk for S
+#                       seconds (30), or after S seconds in all (1800)
 #   BENCH_HOLD=1        start everything, write t/bench/out/hold.env (ports,
 #                       keys, pids) and wait: for perf/strace by hand
 #   AIHUB_KEEP=1        keep the scratch directory (logs, configurations)

@@ -96,6 +96,11 @@ Redis and MariaDB helpers work without the module or the worker being built.
 
     $t->start_mariadb        (called by new with mariadb => 1); creates the
                              database "aihub"
+    $t->start_mariadb(buffer_pool => '1G')
+                             InnoDB buffer pool size (default 64M, which
+                             the tests want; the benchmark needs one its
+                             tables of millions of rows fit in); kept for
+                             later starts of the same instance
     $t->mysql_socket, $t->mysql_port, $t->mysql_db
     $t->sql($query)          list of rows, each an array ref (NULL = undef);
                              dies with the client's message on error
@@ -619,7 +624,7 @@ sub resp_read {
 # --- MariaDB ---------------------------------------------------------------
 
 sub start_mariadb {
-    my ($self) = @_;
+    my ($self, %opt) = @_;
 
     my $d = "$self->{dir}/mysql";
     my $data = "$d/data";
@@ -636,6 +641,8 @@ sub start_mariadb {
     die "mariadb-install-db failed:\n$out$err\n" if $rc;
 
     $self->{mysql_socket} = "$d/mysqld.sock";
+    $self->{mysql_buffer_pool} = $opt{buffer_pool}
+        // $self->{mysql_buffer_pool} // '64M';
 
     for my $try (1 .. 3) {
         my $port = free_port();
@@ -644,7 +651,8 @@ sub start_mariadb {
             "--datadir=$data", "--socket=$self->{mysql_socket}",
             "--port=$port", '--bind-address=127.0.0.1', "--tmpdir=$tmp",
             '--skip-name-resolve', '--skip-log-bin',
-            '--innodb-buffer-pool-size=64M', "--log-error=$d/error.log",
+            "--innodb-buffer-pool-size=$self->{mysql_buffer_pool}",
+            "--log-error=$d/error.log",
             "--pid-file=$d/mysqld.pid" ], out => "$d/mysqld.out");
 
         my $up = $self->wait_for(sub {
