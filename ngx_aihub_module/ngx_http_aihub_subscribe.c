@@ -31,6 +31,7 @@ static void ngx_http_aihub_subscribe(redisAsyncContext *ac);
 static void ngx_http_aihub_heartbeat_handler(ngx_event_t *ev);
 static void ngx_http_aihub_subscribe_message(redisAsyncContext *ac,
     void *reply, void *privdata);
+static ngx_uint_t ngx_http_aihub_subscribe_heartbeat(redisReply *chan);
 
 
 static ngx_shm_zone_t  *ngx_http_aihub_subscribe_zone;
@@ -185,6 +186,18 @@ ngx_http_aihub_subscribe(redisAsyncContext *ac)
 }
 
 
+/* a reply's channel is the heartbeat's */
+
+static ngx_uint_t
+ngx_http_aihub_subscribe_heartbeat(redisReply *chan)
+{
+    return chan->type == REDIS_REPLY_STRING
+           && (size_t) chan->len == ngx_http_aihub_heartbeat_channel.len
+           && ngx_strncmp(chan->str, ngx_http_aihub_heartbeat_channel.data,
+                          chan->len) == 0;
+}
+
+
 static void
 ngx_http_aihub_subscribe_message(redisAsyncContext *ac, void *reply,
     void *privdata)
@@ -200,6 +213,23 @@ ngx_http_aihub_subscribe_message(redisAsyncContext *ac, void *reply,
     chan = rep->element[1];
     msg = rep->element[2];
 
+    if (kind->type == REDIS_REPLY_STRING && kind->len == 9
+        && ngx_strncmp(kind->str, "subscribe", 9) == 0
+        && !ngx_http_aihub_subscribe_heartbeat(chan))
+    {
+        /*
+         * The invalidations are heard from now on (Redis confirms a
+         * subscription once it is in place).  Trusting the cache from here
+         * starts it fresh once more: a record read while the SUBSCRIBE was
+         * on its way is read again.  Without this the cache would wait
+         * for the first heartbeat, and every call of the first second
+         * after a start would read its key from Redis.
+         */
+        ngx_http_aihub_heard = ngx_http_aihub_now_ms();
+        ngx_http_aihub_zone_trust(ngx_http_aihub_subscribe_zone, 1);
+        return;
+    }
+
     if (kind->type != REDIS_REPLY_STRING || kind->len != 7
         || ngx_strncmp(kind->str, "message", 7) != 0
         || msg->type != REDIS_REPLY_STRING)
@@ -207,11 +237,7 @@ ngx_http_aihub_subscribe_message(redisAsyncContext *ac, void *reply,
         return;
     }
 
-    if (chan->type == REDIS_REPLY_STRING
-        && (size_t) chan->len == ngx_http_aihub_heartbeat_channel.len
-        && ngx_strncmp(chan->str, ngx_http_aihub_heartbeat_channel.data,
-                       chan->len) == 0)
-    {
+    if (ngx_http_aihub_subscribe_heartbeat(chan)) {
         /* our own heartbeat: the subscription hears */
 
         if (ngx_http_aihub_now_ms() - ngx_http_aihub_heard
