@@ -44,6 +44,7 @@ typedef struct {
     ngx_log_t                        *log;
     ngx_http_aihub_main_conf_t       *amcf;
     void                            (*on_connect)(redisAsyncContext *ac);
+    void                            (*on_lost)(void);
     const char                       *name;
 } ngx_http_aihub_redis_t;
 
@@ -166,6 +167,13 @@ void
 ngx_http_aihub_redis_sub_on_connect(void (*handler)(redisAsyncContext *ac))
 {
     ngx_http_aihub_redis_sub.on_connect = handler;
+}
+
+
+void
+ngx_http_aihub_redis_sub_on_lost(void (*handler)(void))
+{
+    ngx_http_aihub_redis_sub.on_lost = handler;
 }
 
 
@@ -422,6 +430,10 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
     rd->ac = NULL;
     rd->connected = 0;
     rd->inflight = 0;
+
+    if (rd->on_lost) {
+        rd->on_lost();
+    }
 
     ngx_http_aihub_redis_schedule(rd);
 }

@@ -24,6 +24,7 @@ void ngx_http_aihub_redis_on_connect(void (*handler)(redisAsyncContext *ac));
 void ngx_http_aihub_redis_sub_reset(void);
 void ngx_http_aihub_redis_sub_on_connect(
     void (*handler)(redisAsyncContext *ac));
+void ngx_http_aihub_redis_sub_on_lost(void (*handler)(void));
 ngx_int_t ngx_http_aihub_redis_ready(void);
 ngx_int_t ngx_http_aihub_redis_sub_ready(void);
 ngx_int_t ngx_http_aihub_redis_call(ngx_http_request_t *r,

@@ -32,6 +32,7 @@ static void ngx_http_aihub_heartbeat_handler(ngx_event_t *ev);
 static void ngx_http_aihub_subscribe_message(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_uint_t ngx_http_aihub_subscribe_heartbeat(redisReply *chan);
+static void ngx_http_aihub_subscribe_lost(void);
 
 
 static ngx_shm_zone_t  *ngx_http_aihub_subscribe_zone;
@@ -52,6 +53,7 @@ ngx_http_aihub_subscribe_init_process(ngx_http_aihub_main_conf_t *amcf)
 
     ngx_http_aihub_subscribe_zone = amcf->shm_zone;
     ngx_http_aihub_redis_sub_on_connect(ngx_http_aihub_subscribe);
+    ngx_http_aihub_redis_sub_on_lost(ngx_http_aihub_subscribe_lost);
 
     /* <prefix>heartbeat:<node>:<pid> */
 
@@ -183,6 +185,20 @@ ngx_http_aihub_subscribe(redisAsyncContext *ac)
                                    (u_char *) AIHUB_INV_ALL,
                                    sizeof(AIHUB_INV_ALL) - 1);
     ngx_http_aihub_models_load(NULL);
+}
+
+
+/*
+ * The subscription's connection is gone: nothing published from now on is
+ * heard, so no cached record is fresh until a new SUBSCRIBE is confirmed
+ * (a revoked key is read from Redis, and refused, or 503 while Redis is
+ * away).
+ */
+
+static void
+ngx_http_aihub_subscribe_lost(void)
+{
+    ngx_http_aihub_zone_trust(ngx_http_aihub_subscribe_zone, 0);
 }
 
 
