@@ -13,6 +13,7 @@
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_redis_events.h"
 #include "ngx_http_aihub_resp.h"
 
 
@@ -61,13 +62,6 @@ static void ngx_http_aihub_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac,
     int status);
-static void ngx_http_aihub_redis_read_handler(ngx_event_t *ev);
-static void ngx_http_aihub_redis_write_handler(ngx_event_t *ev);
-static void ngx_http_aihub_redis_add_read(void *data);
-static void ngx_http_aihub_redis_del_read(void *data);
-static void ngx_http_aihub_redis_add_write(void *data);
-static void ngx_http_aihub_redis_del_write(void *data);
-static void ngx_http_aihub_redis_cleanup(void *data);
 static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
@@ -177,6 +171,28 @@ ngx_http_aihub_redis_sub_on_lost(void (*handler)(void))
 }
 
 
+/*
+ * Redis answered that it is not ready (LOADING: reading its AOF or RDB
+ * after a restart): the command connection is dropped, so that what was
+ * sent on it (a batch among it) comes back with no reply and goes again,
+ * and made again after the backoff.
+ */
+
+void
+ngx_http_aihub_redis_not_ready(const char *why)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (rd->ac != NULL && rd->connected && !rd->exiting) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "aihub: redis at \"%s\" is not ready (%s), "
+                      "reconnecting", rd->amcf->redis_host.data, why);
+
+        redisAsyncFree(rd->ac);
+    }
+}
+
+
 /* the subscription went deaf: the connection is dropped and made again */
 
 void
@@ -251,19 +267,11 @@ ngx_http_aihub_redis_connect(ngx_http_aihub_redis_t *rd)
         return;
     }
 
-    c->data = ac;
-    c->read->handler = ngx_http_aihub_redis_read_handler;
-    c->write->handler = ngx_http_aihub_redis_write_handler;
     c->read->log = rd->log;
     c->write->log = rd->log;
 
     ac->data = rd;
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_aihub_redis_add_read;
-    ac->ev.delRead = ngx_http_aihub_redis_del_read;
-    ac->ev.addWrite = ngx_http_aihub_redis_add_write;
-    ac->ev.delWrite = ngx_http_aihub_redis_del_write;
-    ac->ev.cleanup = ngx_http_aihub_redis_cleanup;
+    ngx_http_aihub_redis_attach(ac, c);
 
     rd->ac = ac;
     rd->connected = 0;
@@ -436,101 +444,6 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
     }
 
     ngx_http_aihub_redis_schedule(rd);
-}
-
-
-/* the event adapter: the Redis socket is level-triggered */
-
-static void
-ngx_http_aihub_redis_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    /* the context may be gone when this returns: touch nothing after */
-
-    redisAsyncHandleRead(c->data);
-}
-
-
-static void
-ngx_http_aihub_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    redisAsyncHandleWrite(c->data);
-}
-
-
-static void
-ngx_http_aihub_redis_add_read(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (!c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "aihub: cannot watch the redis socket");
-        }
-    }
-}
-
-
-static void
-ngx_http_aihub_redis_del_read(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_aihub_redis_add_write(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (!c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "aihub: cannot watch the redis socket");
-        }
-    }
-}
-
-
-static void
-ngx_http_aihub_redis_del_write(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-/* hiredis closes the socket itself right after this */
-
-static void
-ngx_http_aihub_redis_cleanup(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    ngx_http_aihub_redis_del_read(c);
-    ngx_http_aihub_redis_del_write(c);
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    c->fd = (ngx_socket_t) -1;
-    ngx_free_connection(c);
 }
 
 

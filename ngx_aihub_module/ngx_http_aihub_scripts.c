@@ -344,6 +344,14 @@ ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
         return;
     }
 
+    if (rep->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(rep->str, "LOADING", 7) == 0)
+    {
+        /* a Redis still reading its data after a restart */
+        ngx_http_aihub_redis_not_ready(rep->str);
+        return;
+    }
+
     if (rep->type != REDIS_REPLY_STRING
         || rep->len != sizeof(script->sha)
         || ngx_strncmp(rep->str, script->sha, sizeof(script->sha)) != 0)

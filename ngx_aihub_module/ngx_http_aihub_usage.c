@@ -482,6 +482,17 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
 
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /*
+         * EXEC itself failed (LOADING, EXECABORT: a Redis not ready, out
+         * of memory): nothing of the transaction ran, the same batch again
+         */
+        ngx_log_error(NGX_LOG_WARN, us->log, 0,
+                      "aihub: redis did not run a batch: %s", rep->str);
+        ngx_http_aihub_usage_requeue(b);
+        return;
+    }
+
     apply = rep;
 
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1u + b->xadd) {
