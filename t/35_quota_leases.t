@@ -34,23 +34,7 @@ my $probe = seed_full_key($t, account => 3500, included => 1000000);
 
 # the provider: canned answers from an nginx of its own (the Perl mock
 # could not keep up with wrk)
-my $canned = Aihub::read_file(Aihub::root() . '/t/bench/canned.json');
-$canned =~ s/\s+\z//;
-$canned =~ s/'/\\'/g;
-
-$t->nginx(<<"END", name => 'stub', no_module => 1);
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        keepalive_requests 100000;
-
-        location / {
-            default_type application/json;
-            return 200 '$canned';
-        }
-    }
-END
-$t->start_nginx('stub');
-my $STUB = $t->port('stub');
+my $STUB = canned_stub($t);
 
 sub gateway {
     my ($name, $extra, $loc) = @_;
@@ -113,17 +97,7 @@ sub events {
                   usage_events($t);
 }
 
-sub wrk {
-    my (%o) = @_;
-    local $ENV{BENCH_KEY} = $o{key};
-    local $ENV{BENCH_MODEL} = $o{model} // 'test-basic';
-    my $port = $t->port($o{name} // 'nginx');
-    my $out = `/usr/bin/wrk -t2 -c$o{c} -d$o{seconds}s --timeout 10s \\
-               -s t/bench/chat.lua http://127.0.0.1:$port/ 2>&1`;
-    my ($n) = $out =~ /BENCH requests=(\d+)/ or diag($out);
-    my ($status) = $out =~ / status=(\d+)/;
-    return ($n // 0, $status // -1);
-}
+sub wrk { wrk_chat($t, @_) }
 
 sub stats {
     my %s;

@@ -138,23 +138,7 @@ sub cuts { (Aihub::read_file($CUTS) =~ /(\d+)/)[0] // 0 }
 
 # --- the provider and the gateway -------------------------------------------
 
-my $canned = Aihub::read_file(Aihub::root() . '/t/bench/canned.json');
-$canned =~ s/\s+\z//;
-$canned =~ s/'/\\'/g;
-
-$t->nginx(<<"END", name => 'stub', no_module => 1);
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        keepalive_requests 100000;
-
-        location / {
-            default_type application/json;
-            return 200 '$canned';
-        }
-    }
-END
-$t->start_nginx('stub');
-my $STUB = $t->port('stub');
+my $STUB = canned_stub($t);
 
 $t->nginx(<<"END");
     aihub_redis 127.0.0.1:$PROXY;
@@ -188,17 +172,7 @@ sub field {
     return ($h{$f} // 0) + 0;
 }
 
-sub wrk {
-    my (%o) = @_;
-    local $ENV{BENCH_KEY} = $o{key};
-    local $ENV{BENCH_MODEL} = 'test-basic';
-    my $port = $t->port;
-    my $out = `/usr/bin/wrk -t2 -c$o{c} -d$o{seconds}s --timeout 10s \\
-               -s t/bench/chat.lua http://127.0.0.1:$port/ 2>&1`;
-    my ($n) = $out =~ /BENCH requests=(\d+)/ or diag($out);
-    my ($status) = $out =~ / status=(\d+)/;
-    return ($n // 0, $status // -1);
-}
+sub wrk { wrk_chat($t, @_) }
 
 
 # --- a steady load, its batches cut before EXEC -----------------------------

@@ -51,6 +51,15 @@ error checks, mock-log helpers and concurrent requests
     worker_processes($t, $n, $name)
                               rewrites the instance's nginx.conf (written
                               by $t->nginx) to run $n worker processes
+    canned_stub($t)           starts an nginx instance "stub" (no module)
+                              answering every request with the bench's
+                              canned chat completion (t/bench/canned.json:
+                              the Perl mock cannot keep up with wrk);
+                              returns its port
+    wrk_chat($t, %o)          wrk (t/bench/chat.lua, keep-alive) against
+                              an instance: key, c (connections), seconds,
+                              model (test-basic), name (instance); returns
+                              (requests answered, how many were not 2xx)
 
 =cut
 
@@ -65,7 +74,7 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
-                    worker_processes
+                    worker_processes canned_stub wrk_chat
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -428,5 +437,43 @@ sub ledger_counters {
     return \%c;
 }
 
+
+sub canned_stub {
+    my ($t) = @_;
+
+    my $canned = Aihub::read_file(Aihub::root() . '/t/bench/canned.json');
+    $canned =~ s/\s+\z//;
+    $canned =~ s/'/\\'/g;
+
+    $t->nginx(<<"END", name => 'stub', no_module => 1);
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        keepalive_requests 100000;
+
+        location / {
+            default_type application/json;
+            return 200 '$canned';
+        }
+    }
+END
+    $t->start_nginx('stub');
+
+    return $t->port('stub');
+}
+
+
+sub wrk_chat {
+    my ($t, %o) = @_;
+
+    local $ENV{BENCH_KEY} = $o{key};
+    local $ENV{BENCH_MODEL} = $o{model} // 'test-basic';
+    my $port = $t->port($o{name});
+    my $out = `/usr/bin/wrk -t2 -c$o{c} -d$o{seconds}s --timeout 10s \\
+               -s t/bench/chat.lua http://127.0.0.1:$port/ 2>&1`;
+    my ($n) = $out =~ /BENCH requests=(\d+)/ or diag($out);
+    my ($status) = $out =~ / status=(\d+)/;
+
+    return ($n // 0, $status // -1);
+}
 
 1;
