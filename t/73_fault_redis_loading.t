@@ -1,0 +1,135 @@
+#!/usr/bin/perl
+
+# Fault: Redis restarted under load with a dataset that takes it a while to
+# load.  While it reads its AOF it accepts connections and answers every
+# command with "-LOADING Redis is loading the dataset in memory".  The
+# module reconnects at once after a break, so it meets that Redis: it must
+# drop the connection and come back after its backoff (not log an [alert]
+# and go on without its scripts), and a batch whose EXEC fails as a whole
+# must go again (not be dropped with its events and settles).  Afterwards
+# every answered call is counted once and has exactly one usage event, and
+# every lease is back.  No timed assertion: every wait is a poll.
+
+use strict;
+use warnings;
+
+use Test::More;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(usage_events);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+plan(skip_all => 'wrk not installed') unless -x '/usr/bin/wrk';
+
+my @aof = ('--appendonly', 'yes', '--appendfsync', 'always');
+my $t = Aihub->new(redis => 1, redis_args => \@aof);
+
+seed_models($t);
+my $probe = seed_full_key($t, account => 7300, included => 1000000);
+my $STUB = canned_stub($t);
+
+$t->nginx(<<"END");
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 5s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=http://127.0.0.1:$STUB/v1 key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        keepalive_requests 100000;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+END
+worker_processes($t, 2);
+$t->start_nginx;
+ok(wait_ready($t, $probe), 'catalog loaded');
+
+my $PERIOD = period_id();
+
+sub field {
+    my ($account, $f) = @_;
+    my %h = @{ $t->redis('HGETALL', "aihub:period:$account:$PERIOD") // [] };
+    return ($h{$f} // 0) + 0;
+}
+
+sub loading { ($t->redis('INFO', 'persistence') =~ /^loading:(\d)/m)[0] }
+
+# a dataset Redis takes a while to read back: 2 million keys, written to
+# the AOF's RDB preamble by a rewrite
+$t->redis('DEBUG', 'POPULATE', 2000000, 'filler');
+$t->redis('BGREWRITEAOF');
+ok($t->wait_for(sub {
+    ($t->redis('INFO', 'persistence') =~ /^aof_rewrite_in_progress:0/m)
+    && ($t->redis('INFO', 'persistence')
+        =~ /^aof_rewrite_scheduled:0/m)
+}, timeout => 60, interval => 0.2), 'the AOF holds the 2 million keys');
+
+my $key = seed_full_key($t, account => 7301, included => 10000000,
+                        overage => 0);
+is($t->chat($key, model => 'test-basic')->{status}, 200, 'a first call');
+
+# under load: Redis killed, started again on its AOF, loading meanwhile
+my $wrk = fork // BAIL_OUT("fork: $!");
+if ($wrk == 0) {
+    my ($n, $bad) = wrk_chat($t, key => $key, c => 4, seconds => 8);
+    Aihub::write_file($t->dir . '/wrk.out', "$n $bad\n");
+    POSIX::_exit(0);
+}
+
+sleep 1.5;
+kill 'KILL', $t->{procs}{redis}{pid};
+sleep 0.2;
+$t->restart_redis(@aof);
+my $saw_loading = 0;
+$t->wait_for(sub {
+    my $l = eval { loading() };
+    $saw_loading ||= ($l // 0) == 1;
+    return defined $l && $l == 0;
+}, timeout => 60, interval => 0.05);
+ok($saw_loading, 'Redis was loading its dataset after the restart');
+
+waitpid($wrk, 0);
+my ($n, $bad) = split ' ', Aihub::read_file($t->dir . '/wrk.out');
+cmp_ok($n, '>', 50, "load: $n calls, $bad of them not 2xx");
+diag("load: $n calls, $bad not 2xx (503 while Redis was away or loading)");
+
+like($t->error_log, qr/not ready \(LOADING/,
+     'the module met the loading Redis, dropped the connection and came '
+     . 'back');
+is($t->chat($key, model => 'test-basic')->{status}, 200,
+   'a call once Redis has loaded');
+
+my ($calls, $events, @ids);
+my $ok = $t->wait_for(sub {
+    @ids = map { $_->{id} }
+           grep { $_->{account} == 7301
+                  && ($_->{status} == 200 || $_->{aborted}) }
+           usage_events($t);
+    $events = @ids;
+    $calls = field(7301, 'calls');
+    return field(7301, 'leased_calls') == 0
+           && ($t->redis('ZCARD', "aihub:leases:7301:$PERIOD") // 0) == 0
+           && $calls == $events && $calls >= $n + 2 - $bad;
+}, timeout => 30, interval => 0.2);
+ok($ok, "every lease back, the counter equal to the events: $calls calls "
+        . "counted, $events events, " . ($n + 2 - $bad) . ' answered')
+    or diag('leased ' . field(7301, 'leased_calls'));
+cmp_ok($calls, '<=', $n + 2 + 4,
+       'no call counted beyond those answered and those in flight');
+
+my %seen;
+is(scalar(grep { $seen{$_}++ } @ids), 0, 'no usage event twice');
+
+$t->done;
