@@ -947,7 +947,10 @@ aihub_responses_answer(const char *chat, size_t len, const char *id,
     finish = cJSON_IsString(v) ? v->valuestring : NULL;
 
     v = cJSON_GetObjectItemCaseSensitive(root, "created");
-    if (cJSON_IsNumber(v)) {
+    /* a provider's own "created", if it is a plausible Unix time */
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0
+        && v->valuedouble <= 253402300799.0)
+    {
         created = (int64_t) v->valuedouble;
     }
 

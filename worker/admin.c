@@ -226,14 +226,17 @@ aw_admin_apply(MYSQL *db, redisContext *rc, const char *json, size_t len,
     ts = cJSON_GetObjectItemCaseSensitive(o, AIHUB_AE_TS);
 
     if (type == NULL || prefix == NULL || !aw_prefix_ok(prefix)
-        || !cJSON_IsNumber(acc) || acc->valuedouble < 1)
+        || !cJSON_IsNumber(acc) || acc->valuedouble < 1
+        || acc->valuedouble > 9007199254740991.0)
     {
         *reason = "admin event: bad type, prefix or account";
         rc_ = 1;
 
     } else {
         account = (long long) acc->valuedouble;
-        ms = cJSON_IsNumber(ts) ? (long long) ts->valuedouble : 0;
+        ms = (cJSON_IsNumber(ts) && ts->valuedouble >= 0
+              && ts->valuedouble <= 253402300799999.0)
+             ? (long long) ts->valuedouble : 0;
 
         if (strcmp(type, AIHUB_AE_KEY_CREATED) == 0) {
             rc_ = aw_admin_key_created(db, rc, o, prefix, account, ms,
