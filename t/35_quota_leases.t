@@ -40,33 +40,8 @@ sub gateway {
     my ($name, $extra, $loc) = @_;
     $loc //= '';
 
-    $t->nginx(<<"END", name => $name);
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 5s;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=http://127.0.0.1:$STUB/v1 key_env=AIHUB_MOCK_KEY;
-    $extra
-
-    upstream stub {
-        server 127.0.0.1:$STUB;
-        keepalive 32;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        keepalive_requests 100000;
-
-        location /v1/ {
-            aihub on;
-            aihub_failure_mode closed;
-            $loc
-            proxy_pass \$aihub_proxy_url;
-            proxy_set_header Host \$aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-END
+    $t->nginx(gateway_conf(stub => $STUB, extra => $extra, loc => $loc,
+                           upstream => 1), name => $name);
     worker_processes($t, 2, $name);
     $t->start_nginx($name);
     ok(wait_ready($t, $probe, name => $name), "$name: catalog loaded");
@@ -80,11 +55,7 @@ my $PERIOD = period_id();
 
 sub period { $t->redis('HGETALL', "aihub:period:$_[0]:$PERIOD") // [] }
 
-sub field {
-    my ($account, $f) = @_;
-    my %h = @{ period($account) };
-    return ($h{$f} // 0) + 0;
-}
+sub field { period_field($t, @_) }
 
 # the calls of an account among the usage events in the stream: the
 # answered ones, and those whose client left once the provider had them

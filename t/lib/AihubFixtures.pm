@@ -60,6 +60,23 @@ error checks, mock-log helpers and concurrent requests
                               an instance: key, c (connections), seconds,
                               model (test-basic), name (instance); returns
                               (requests answered, how many were not 2xx)
+    gateway_conf(%o)          the http{} contents of a gateway proxying to
+                              canned_stub's port (stub => PORT): Redis
+                              (redis => ADDR, default %%REDIS%%), key
+                              cache 8m, failure mode closed, keep-alive to
+                              the provider; extra => http{} lines, loc =>
+                              location lines, upstream => 1 for an
+                              "upstream stub" with keepalive
+    period_field($t, $account, $field)
+                              a member of the account's period hash of
+                              this month (0 if absent)
+    wait_counted($t, $account, $answered)
+                              polls until the account's leases are all back
+                              and its calls counter equals its usage events
+                              in the stream (answered calls and those
+                              aborted once the provider had them) and is at
+                              least $answered; returns (ok, calls counted,
+                              [event ids])
 
 =cut
 
@@ -72,9 +89,12 @@ use POSIX qw(strftime);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use AihubStream qw(usage_events);
+
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
-                    worker_processes canned_stub wrk_chat
+                    worker_processes canned_stub wrk_chat gateway_conf
+                    period_field wait_counted
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -474,6 +494,81 @@ sub wrk_chat {
     my ($status) = $out =~ / status=(\d+)/;
 
     return ($n // 0, $status // -1);
+}
+
+
+sub gateway_conf {
+    my (%o) = @_;
+
+    my $redis = $o{redis} // '%%REDIS%%';
+    my $extra = $o{extra} // '';
+    my $loc = $o{loc} // '';
+    my $upstream = $o{upstream} ? <<"END" : '';
+    upstream stub {
+        server 127.0.0.1:$o{stub};
+        keepalive 32;
+    }
+END
+
+    return <<"END";
+    aihub_redis $redis;
+    aihub_redis_timeout 5s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=http://127.0.0.1:$o{stub}/v1 key_env=AIHUB_MOCK_KEY;
+    $extra
+$upstream
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        keepalive_requests 100000;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            $loc
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+END
+}
+
+
+sub period_field {
+    my ($t, $account, $field) = @_;
+
+    my %h = @{ $t->redis('HGETALL', "aihub:period:$account:" . period_id())
+               // [] };
+
+    return ($h{$field} // 0) + 0;
+}
+
+
+sub wait_counted {
+    my ($t, $account, $answered) = @_;
+
+    my ($calls, @ids);
+    my $period = period_id();
+
+    my $ok = $t->wait_for(sub {
+        @ids = map { $_->{id} }
+               grep { $_->{account} == $account
+                      && ($_->{status} == 200 || $_->{aborted}) }
+               usage_events($t);
+        $calls = period_field($t, $account, 'calls');
+
+        return period_field($t, $account, 'leased_calls') == 0
+               && ($t->redis('ZCARD', "aihub:leases:$account:$period")
+                   // 0) == 0
+               && $calls == @ids && $calls >= $answered;
+    }, timeout => 30, interval => 0.2);
+
+    diag("account $account: leased "
+         . period_field($t, $account, 'leased_calls') . ", calls $calls, "
+         . scalar(@ids) . " events, $answered answered") unless $ok;
+
+    return ($ok, $calls, \@ids);
 }
 
 1;
