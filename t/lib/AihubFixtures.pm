@@ -74,9 +74,11 @@ error checks, mock-log helpers and concurrent requests
                               polls until the account's leases are all back
                               and its calls counter equals its usage events
                               in the stream (answered calls and those
-                              aborted once the provider had them) and is at
+                              aborted once the provider had them; distinct
+                              ids, as the worker stores them) and is at
                               least $answered; returns (ok, calls counted,
-                              [event ids])
+                              [event ids, a resent one as often as it is
+                              in the stream])
 
 =cut
 
@@ -557,11 +559,12 @@ sub wait_counted {
                       && ($_->{status} == 200 || $_->{aborted}) }
                usage_events($t);
         $calls = period_field($t, $account, 'calls');
+        my %distinct = map { $_ => 1 } @ids;
 
         return period_field($t, $account, 'leased_calls') == 0
                && ($t->redis('ZCARD', "aihub:leases:$account:$period")
                    // 0) == 0
-               && $calls == @ids && $calls >= $answered;
+               && $calls == keys %distinct && $calls >= $answered;
     }, timeout => 30, interval => 0.2);
 
     diag("account $account: leased "
