@@ -316,8 +316,10 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     if ((s->granted - s->admitted <= s->granted / 4
          || (s->cost && s->cost - s->cost_admitted <= s->cost / 4)
          || (ngx_msec_int_t) (now - s->refill_at) >= 0)
-        && (s->asked == 0 || now - s->asked > 10000))
+        && (s->asked == 0 || now - s->asked > 10000)
+        && ngx_http_aihub_redis_ready())
     {
+        /* (not connected: the next call asks, not one 10 s later) */
         s->asked = now;
         want = ngx_http_aihub_lease_want(s, amcf->lease_calls, now);
     }

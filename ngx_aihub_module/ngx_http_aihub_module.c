@@ -6,6 +6,7 @@
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_redis_call.h"
 #include "ngx_http_aihub_zone.h"
 #include "ngx_http_aihub_metrics.h"
 #include "ngx_http_aihub_models.h"
@@ -662,6 +663,7 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_aihub_subscribe_init_process(amcf);
+    ngx_http_aihub_redis_call_init_process();
     ngx_http_aihub_redis_on_connect(ngx_http_aihub_redis_connected);
 
     return ngx_http_aihub_redis_init_process(cycle, amcf);

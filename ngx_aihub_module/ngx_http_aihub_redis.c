@@ -1,13 +1,8 @@
 /*
  * One asynchronous hiredis connection per nginx worker process, driven by
  * nginx's event loop: connected in init_process, reconnected with backoff,
- * with our own connect and reply timeouts (hiredis 0.14 has none).
- *
- * A request waiting for a reply holds a call; the call, not the request,
- * is what hiredis gets as privdata, so a request finalized while its reply
- * is in flight is simply forgotten by the call (see the pool cleanup).
- * The caller keeps the call in a wait of its own: this file never reads
- * the request context.
+ * with our own connect timeout (hiredis 0.14 has none).  The commands of
+ * requests, with their reply timeouts: ngx_http_aihub_redis_call.c.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -20,15 +15,6 @@
 #define NGX_HTTP_AIHUB_BACKOFF_MIN   100
 #define NGX_HTTP_AIHUB_BACKOFF_MAX   5000
 #define NGX_HTTP_AIHUB_WATCHDOG      1000
-
-
-struct ngx_http_aihub_redis_call_s {
-    ngx_http_request_t               *r;       /* NULL once it is gone */
-    ngx_http_aihub_redis_wait_t      *wait;
-    ngx_http_aihub_redis_handler_pt   handler;
-    ngx_event_t                       timer;
-    unsigned                          answered:1;
-};
 
 
 typedef struct {
@@ -62,16 +48,14 @@ static void ngx_http_aihub_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac,
     int status);
-static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata);
-static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
-static void ngx_http_aihub_redis_request_cleanup(void *data);
 
 
 /* commands, and a second connection in subscribe mode */
 
 static ngx_http_aihub_redis_t  ngx_http_aihub_redis;
 static ngx_http_aihub_redis_t  ngx_http_aihub_redis_sub;
+
+static const ngx_http_aihub_redis_waiters_t  *ngx_http_aihub_redis_waiters;
 
 
 ngx_int_t
@@ -147,6 +131,10 @@ ngx_http_aihub_redis_close(ngx_http_aihub_redis_t *rd)
         redisAsyncFree(rd->ac);
         rd->ac = NULL;
     }
+
+    if (rd == &ngx_http_aihub_redis && ngx_http_aihub_redis_waiters) {
+        ngx_http_aihub_redis_waiters->fail();
+    }
 }
 
 
@@ -154,6 +142,13 @@ void
 ngx_http_aihub_redis_on_connect(void (*handler)(redisAsyncContext *ac))
 {
     ngx_http_aihub_redis.on_connect = handler;
+}
+
+
+void
+ngx_http_aihub_redis_on_waiters(const ngx_http_aihub_redis_waiters_t *waiters)
+{
+    ngx_http_aihub_redis_waiters = waiters;
 }
 
 
@@ -288,6 +283,14 @@ ngx_http_aihub_redis_connect(ngx_http_aihub_redis_t *rd)
 static void
 ngx_http_aihub_redis_schedule(ngx_http_aihub_redis_t *rd)
 {
+    /* the calls held for a reconnect at once: it did not work */
+
+    if (rd == &ngx_http_aihub_redis && (rd->backoff > 1 || rd->exiting)
+        && ngx_http_aihub_redis_waiters)
+    {
+        ngx_http_aihub_redis_waiters->fail();
+    }
+
     if (rd->exiting) {
         return;
     }
@@ -406,6 +409,11 @@ ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
     if (rd->on_connect) {
         rd->on_connect(rd->ac);
     }
+
+    if (rd == &ngx_http_aihub_redis && ngx_http_aihub_redis_waiters) {
+        /* after the scripts, on the same connection */
+        ngx_http_aihub_redis_waiters->resume(rd->ac);
+    }
 }
 
 
@@ -423,9 +431,10 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
 
     /*
      * A connection that worked for a while and broke (a reset, an idle
-     * timeout, a proxy or failover in between) is made again at once: the
-     * calls that need Redis meanwhile fail (or fail open).  The backoff
-     * is for a Redis that refuses or keeps dropping new connections.
+     * timeout, a proxy or failover in between) is made again at once, and
+     * the calls that need Redis meanwhile wait for it; if that reconnect
+     * fails they fail (or fail open).  The backoff is for a Redis that
+     * refuses or keeps dropping new connections.
      */
 
     if (rd->connected
@@ -433,6 +442,14 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
            >= NGX_HTTP_AIHUB_BACKOFF_MIN)
     {
         rd->backoff = 1;
+
+        /* the calls meanwhile wait for it (within their timeouts) */
+
+        if (rd == &ngx_http_aihub_redis && !rd->exiting
+            && ngx_http_aihub_redis_waiters)
+        {
+            ngx_http_aihub_redis_waiters->hold();
+        }
     }
 
     rd->ac = NULL;
@@ -444,72 +461,6 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
     }
 
     ngx_http_aihub_redis_schedule(rd);
-}
-
-
-/*
- * A command for a request: the handler runs exactly once, with the reply,
- * or with NULL when Redis failed or the timeout passed first.  Returns
- * NGX_DECLINED when Redis is not connected (nothing is sent).
- */
-
-ngx_int_t
-ngx_http_aihub_redis_call(ngx_http_request_t *r,
-    ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
-    int argc, const char **argv, const size_t *argvlen)
-{
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_aihub_redis_t       *rd = &ngx_http_aihub_redis;
-    ngx_http_aihub_redis_call_t  *call;
-
-    if (!ngx_http_aihub_redis_ready()) {
-        return NGX_DECLINED;
-    }
-
-    if (wait->call == NULL && !wait->cleanup_added) {
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            return NGX_ERROR;
-        }
-
-        cln->handler = ngx_http_aihub_redis_request_cleanup;
-        cln->data = wait;
-        wait->cleanup_added = 1;
-    }
-
-    call = ngx_calloc(sizeof(ngx_http_aihub_redis_call_t), rd->log);
-    if (call == NULL) {
-        return NGX_ERROR;
-    }
-
-    call->r = r;
-    call->wait = wait;
-    call->handler = handler;
-    call->timer.handler = ngx_http_aihub_redis_call_timeout;
-    call->timer.data = call;
-    call->timer.log = r->connection->log;
-
-    /*
-     * not cancelable: a worker told to quit gracefully (a reload) waits for
-     * the reply or the timeout, so the request ends normally instead of
-     * being left open when the worker exits
-     */
-    call->timer.cancelable = 0;
-
-    if (ngx_http_aihub_redis_command(rd->ac, ngx_http_aihub_redis_reply, call,
-                                     argc, argv, argvlen)
-        != REDIS_OK)
-    {
-        ngx_free(call);
-        return NGX_DECLINED;
-    }
-
-    rd->inflight++;
-    wait->call = call;
-
-    ngx_add_timer(&call->timer, rd->amcf->redis_timeout);
-
-    return NGX_OK;
 }
 
 
@@ -535,13 +486,26 @@ ngx_http_aihub_redis_send(redisCallbackFn *fn, void *data, int argc,
 }
 
 
-static void
-ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
+/* the command connection, for ngx_http_aihub_redis_call.c */
+
+redisAsyncContext *
+ngx_http_aihub_redis_context(void)
 {
-    ngx_http_request_t           *r;
-    ngx_http_aihub_redis_t       *rd = &ngx_http_aihub_redis;
-    ngx_http_aihub_redis_call_t  *call = privdata;
+    return ngx_http_aihub_redis_ready() ? ngx_http_aihub_redis.ac : NULL;
+}
+
+
+void
+ngx_http_aihub_redis_sent(void)
+{
+    ngx_http_aihub_redis.inflight++;
+}
+
+
+void
+ngx_http_aihub_redis_replied(ngx_uint_t reply)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
 
     if (rd->inflight) {
         rd->inflight--;
@@ -550,71 +514,4 @@ ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     if (reply) {
         rd->last_reply = ngx_http_aihub_now_ms();
     }
-
-    if (call->timer.timer_set) {
-        ngx_del_timer(&call->timer);
-    }
-
-    r = call->r;
-
-    if (r != NULL && !call->answered) {
-        call->answered = 1;
-        call->wait->call = NULL;
-
-        call->handler(r, reply);
-    }
-
-    ngx_free(call);
 }
-
-
-static void
-ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
-{
-    ngx_http_request_t           *r;
-    ngx_http_aihub_redis_call_t  *call = ev->data;
-
-    r = call->r;
-
-    /* the call stays allocated until hiredis runs its callback */
-
-    call->answered = 1;
-    call->r = NULL;
-
-    if (r == NULL) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "aihub: redis did not answer within %M ms",
-                  ngx_http_aihub_redis.amcf->redis_timeout);
-
-    call->wait->call = NULL;
-
-    call->handler(r, NULL);
-}
-
-
-static void
-ngx_http_aihub_redis_request_cleanup(void *data)
-{
-    ngx_http_aihub_redis_wait_t  *wait = data;
-
-    if (wait->call) {
-        wait->call->r = NULL;
-
-        if (wait->call->timer.timer_set) {
-            ngx_del_timer(&wait->call->timer);
-        }
-
-        wait->call = NULL;
-    }
-}
-
-
-/*
- * The command in the Redis protocol, written into one buffer that this
- * worker process reuses (hiredis copies it into its output buffer): the
- * hot path then allocates nothing to format a command.
- */
-

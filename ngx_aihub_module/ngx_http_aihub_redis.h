@@ -17,10 +17,21 @@ typedef void (*ngx_http_aihub_redis_handler_pt)(ngx_http_request_t *r,
     redisReply *reply);
 
 
+/* the calls that wait for the command connection while it is made again */
+
+typedef struct {
+    void  (*hold)(void);                        /* it broke: made at once */
+    void  (*resume)(redisAsyncContext *ac);     /* made, scripts sent */
+    void  (*fail)(void);                        /* not made, or exiting */
+} ngx_http_aihub_redis_waiters_t;
+
+
 ngx_int_t ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
 void ngx_http_aihub_redis_exit_process(void);
 void ngx_http_aihub_redis_on_connect(void (*handler)(redisAsyncContext *ac));
+void ngx_http_aihub_redis_on_waiters(
+    const ngx_http_aihub_redis_waiters_t *waiters);
 void ngx_http_aihub_redis_sub_reset(void);
 void ngx_http_aihub_redis_sub_on_connect(
     void (*handler)(redisAsyncContext *ac));
@@ -31,6 +42,9 @@ void ngx_http_aihub_redis_not_ready(const char *why);
 ngx_int_t ngx_http_aihub_redis_call(ngx_http_request_t *r,
     ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
     int argc, const char **argv, const size_t *argvlen);
+redisAsyncContext *ngx_http_aihub_redis_context(void);
+void ngx_http_aihub_redis_sent(void);
+void ngx_http_aihub_redis_replied(ngx_uint_t reply);
 ngx_int_t ngx_http_aihub_redis_send(redisCallbackFn *fn, void *data,
     int argc, const char **argv, const size_t *argvlen);
 

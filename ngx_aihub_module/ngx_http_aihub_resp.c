@@ -8,9 +8,11 @@
 #include "ngx_http_aihub_resp.h"
 
 
-int
-ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
-    void *data, int argc, const char **argv, const size_t *argvlen)
+/* argv in RESP, in the process's buffer (valid until the next command) */
+
+u_char *
+ngx_http_aihub_resp_format(int argc, const char **argv, const size_t *argvlen,
+    size_t *lenp)
 {
     int      i;
     size_t   len;
@@ -28,7 +30,7 @@ ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
     if (len > size) {
         p = ngx_alloc(len, ngx_cycle->log);
         if (p == NULL) {
-            return REDIS_ERR;
+            return NULL;
         }
 
         ngx_free(buf);
@@ -45,7 +47,25 @@ ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
         *p++ = '\n';
     }
 
-    return redisAsyncFormattedCommand(ac, fn, data, (char *) buf, p - buf);
+    *lenp = p - buf;
+
+    return buf;
+}
+
+
+int
+ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
+    void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    size_t   len;
+    u_char  *cmd;
+
+    cmd = ngx_http_aihub_resp_format(argc, argv, argvlen, &len);
+    if (cmd == NULL) {
+        return REDIS_ERR;
+    }
+
+    return redisAsyncFormattedCommand(ac, fn, data, (char *) cmd, len);
 }
 
 

@@ -15,6 +15,8 @@
 #include "aihub_record.h"
 
 
+u_char *ngx_http_aihub_resp_format(int argc, const char **argv,
+    const size_t *argvlen, size_t *lenp);
 int ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,
     void *data, int argc, const char **argv, const size_t *argvlen);
 aihub_rstr_t *ngx_http_aihub_reply_strings(ngx_pool_t *pool,

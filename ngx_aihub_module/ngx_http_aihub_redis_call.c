@@ -1,0 +1,372 @@
+/*
+ * The Redis commands of requests (ngx_http_aihub_redis_call()).
+ *
+ * A request waiting for a reply holds a call; the call, not the request,
+ * is what hiredis gets as privdata, so a request finalized while its reply
+ * is in flight is simply forgotten by the call (see the pool cleanup).
+ * The caller keeps the call in a wait of its own: this file never reads
+ * the request context.
+ *
+ * When a connection that worked breaks, it is made again at once (a
+ * millisecond later), and a call made meanwhile is held, its command
+ * copied, instead of failing: it goes out on the new connection after the
+ * scripts are loaded there, or fails with the rest if that reconnect does
+ * not work, or on its own timeout, whichever comes first.  So a reset
+ * connection (a proxy, an idle timeout, a failover) costs the calls of
+ * that moment a millisecond, not an error.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_redis_call.h"
+#include "ngx_http_aihub_resp.h"
+
+
+struct ngx_http_aihub_redis_call_s {
+    ngx_http_request_t               *r;       /* NULL once it is gone */
+    ngx_http_aihub_redis_wait_t      *wait;
+    ngx_http_aihub_redis_handler_pt   handler;
+    ngx_event_t                       timer;
+    ngx_queue_t                       queue;   /* while held */
+    u_char                           *cmd;     /* while held: in RESP */
+    size_t                            cmd_len;
+    unsigned                          answered:1;
+    unsigned                          held:1;
+};
+
+
+static ngx_int_t ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t
+    **callp, int argc, const char **argv, const size_t *argvlen);
+static void ngx_http_aihub_redis_calls_hold(void);
+static void ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac);
+static void ngx_http_aihub_redis_calls_fail(void);
+static void ngx_http_aihub_redis_call_fail(ngx_http_aihub_redis_call_t *call);
+static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
+static void ngx_http_aihub_redis_request_cleanup(void *data);
+
+
+static ngx_uint_t   ngx_http_aihub_redis_holding;
+static ngx_queue_t  ngx_http_aihub_redis_held;
+
+static const ngx_http_aihub_redis_waiters_t  ngx_http_aihub_redis_waiting = {
+    ngx_http_aihub_redis_calls_hold,
+    ngx_http_aihub_redis_calls_resume,
+    ngx_http_aihub_redis_calls_fail
+};
+
+
+void
+ngx_http_aihub_redis_call_init_process(void)
+{
+    ngx_http_aihub_redis_on_waiters(&ngx_http_aihub_redis_waiting);
+}
+
+
+/*
+ * A command for a request: the handler runs exactly once, with the reply,
+ * or with NULL when Redis failed or the timeout passed first.  Returns
+ * NGX_DECLINED when Redis is not connected and is not being reconnected
+ * at once (nothing is sent).
+ */
+
+ngx_int_t
+ngx_http_aihub_redis_call(ngx_http_request_t *r,
+    ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    ngx_int_t                     rc;
+    redisAsyncContext            *ac;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_aihub_main_conf_t   *amcf;
+    ngx_http_aihub_redis_call_t  *call;
+
+    ac = ngx_http_aihub_redis_context();
+
+    if (ac == NULL && !ngx_http_aihub_redis_holding) {
+        return NGX_DECLINED;
+    }
+
+    if (wait->call == NULL && !wait->cleanup_added) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_aihub_redis_request_cleanup;
+        cln->data = wait;
+        wait->cleanup_added = 1;
+    }
+
+    if (ac == NULL) {
+        rc = ngx_http_aihub_redis_call_hold(&call, argc, argv, argvlen);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else {
+        call = ngx_calloc(sizeof(ngx_http_aihub_redis_call_t),
+                          ngx_cycle->log);
+        if (call == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_aihub_redis_command(ac, ngx_http_aihub_redis_reply,
+                                         call, argc, argv, argvlen)
+            != REDIS_OK)
+        {
+            ngx_free(call);
+            return NGX_DECLINED;
+        }
+
+        ngx_http_aihub_redis_sent();
+    }
+
+    call->r = r;
+    call->wait = wait;
+    call->handler = handler;
+    call->timer.handler = ngx_http_aihub_redis_call_timeout;
+    call->timer.data = call;
+    call->timer.log = r->connection->log;
+
+    /*
+     * not cancelable: a worker told to quit gracefully (a reload) waits for
+     * the reply or the timeout, so the request ends normally instead of
+     * being left open when the worker exits
+     */
+    call->timer.cancelable = 0;
+
+    wait->call = call;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+    ngx_add_timer(&call->timer, amcf->redis_timeout);
+
+    return NGX_OK;
+}
+
+
+/* a call held for the connection being made again: its command copied */
+
+static ngx_int_t
+ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t **callp, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    size_t                        len;
+    u_char                       *cmd;
+    ngx_http_aihub_redis_call_t  *call;
+
+    cmd = ngx_http_aihub_resp_format(argc, argv, argvlen, &len);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    call = ngx_calloc(sizeof(ngx_http_aihub_redis_call_t) + len,
+                      ngx_cycle->log);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    call->cmd = (u_char *) (call + 1);
+    call->cmd_len = len;
+    ngx_memcpy(call->cmd, cmd, len);
+
+    call->held = 1;
+    ngx_queue_insert_tail(&ngx_http_aihub_redis_held, &call->queue);
+
+    *callp = call;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_aihub_redis_calls_hold(void)
+{
+    if (!ngx_http_aihub_redis_holding) {
+        ngx_queue_init(&ngx_http_aihub_redis_held);
+        ngx_http_aihub_redis_holding = 1;
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac)
+{
+    ngx_queue_t                  *q;
+    ngx_http_aihub_redis_call_t  *call;
+
+    if (!ngx_http_aihub_redis_holding) {
+        return;
+    }
+
+    ngx_http_aihub_redis_holding = 0;
+
+    while (!ngx_queue_empty(&ngx_http_aihub_redis_held)) {
+        q = ngx_queue_head(&ngx_http_aihub_redis_held);
+        call = ngx_queue_data(q, ngx_http_aihub_redis_call_t, queue);
+
+        ngx_queue_remove(q);
+        call->held = 0;
+
+        if (redisAsyncFormattedCommand(ac, ngx_http_aihub_redis_reply, call,
+                                       (char *) call->cmd, call->cmd_len)
+            != REDIS_OK)
+        {
+            ngx_http_aihub_redis_call_fail(call);
+            continue;
+        }
+
+        ngx_http_aihub_redis_sent();
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_calls_fail(void)
+{
+    ngx_queue_t                  *q;
+    ngx_http_aihub_redis_call_t  *call;
+
+    if (!ngx_http_aihub_redis_holding) {
+        return;
+    }
+
+    /* a handler that calls again meets no connection and no holding */
+
+    ngx_http_aihub_redis_holding = 0;
+
+    while (!ngx_queue_empty(&ngx_http_aihub_redis_held)) {
+        q = ngx_queue_head(&ngx_http_aihub_redis_held);
+        call = ngx_queue_data(q, ngx_http_aihub_redis_call_t, queue);
+
+        ngx_queue_remove(q);
+        call->held = 0;
+
+        ngx_http_aihub_redis_call_fail(call);
+    }
+}
+
+
+/* a call that hiredis does not have: its handler runs with NULL */
+
+static void
+ngx_http_aihub_redis_call_fail(ngx_http_aihub_redis_call_t *call)
+{
+    ngx_http_request_t  *r;
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+
+    r = call->r;
+
+    if (r != NULL && !call->answered) {
+        call->answered = 1;
+        call->wait->call = NULL;
+
+        call->handler(r, NULL);
+    }
+
+    ngx_free(call);
+}
+
+
+static void
+ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_request_t           *r;
+    ngx_http_aihub_redis_call_t  *call = privdata;
+
+    ngx_http_aihub_redis_replied(reply != NULL);
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+
+    r = call->r;
+
+    if (r != NULL && !call->answered) {
+        call->answered = 1;
+        call->wait->call = NULL;
+
+        call->handler(r, reply);
+    }
+
+    ngx_free(call);
+}
+
+
+static void
+ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
+{
+    ngx_http_request_t           *r;
+    ngx_http_aihub_main_conf_t   *amcf;
+    ngx_http_aihub_redis_call_t  *call = ev->data;
+
+    r = call->r;
+
+    if (call->held) {
+        /* hiredis never had it: it goes now */
+        ngx_queue_remove(&call->queue);
+        call->held = 0;
+
+        if (r != NULL) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aihub: redis was not connected again in time");
+        }
+
+        ngx_http_aihub_redis_call_fail(call);
+        return;
+    }
+
+    /* the call stays allocated until hiredis runs its callback */
+
+    call->answered = 1;
+    call->r = NULL;
+
+    if (r == NULL) {
+        return;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "aihub: redis did not answer within %M ms",
+                  amcf->redis_timeout);
+
+    call->wait->call = NULL;
+
+    call->handler(r, NULL);
+}
+
+
+static void
+ngx_http_aihub_redis_request_cleanup(void *data)
+{
+    ngx_http_aihub_redis_wait_t  *wait = data;
+
+    ngx_http_aihub_redis_call_t  *call;
+
+    call = wait->call;
+
+    if (call == NULL) {
+        return;
+    }
+
+    wait->call = NULL;
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+
+    if (call->held) {
+        /* hiredis never had it */
+        ngx_queue_remove(&call->queue);
+        ngx_free(call);
+        return;
+    }
+
+    call->r = NULL;
+}

@@ -1,0 +1,204 @@
+#!/usr/bin/perl
+
+# Fault: the connections to Redis broken (a proxy, an idle timeout, a
+# failover in between), and the new ones slow to be made.  The module
+# makes a connection that had worked again at once, and a call that needs
+# Redis meanwhile waits for it, within aihub_redis_timeout, instead of
+# failing: here every key lookup needs Redis (the key cache is not trusted
+# while the subscription's connection is down), and every call made while
+# the module had no connection is answered 200 once it has one.  If the
+# connection is not made within the timeout, the waiting calls fail (503,
+# fail closed) and the next calls after it are answered again.
+#
+# Redis is reached through a proxy in this test.  Told to cut, it closes
+# every connection it relays and stops accepting, its accept queue filled:
+# the module's new connections' SYNs are dropped, and TCP sends them again
+# a second later.  No timed assertion: every wait is a poll, and the test
+# checks that its calls were made before the module was connected again.
+
+use strict;
+use warnings;
+
+use Test::More;
+use IO::Select;
+use IO::Socket::IP;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my $t = Aihub->new(redis => 1);
+
+seed_models($t);
+my $probe = seed_full_key($t, account => 7400, included => 1000000);
+
+my $CUT = $t->dir . '/cut';             # exists: cut, hold for its seconds
+my $CUT_DONE = $t->dir . '/cut.done';   # when the cut was made
+my $BACK = $t->dir . '/back';           # when the module was accepted again
+
+
+# --- the proxy ---------------------------------------------------------------
+
+sub proxy {
+    my ($listen, $redis_port) = @_;
+    my $sel = IO::Select->new($listen);
+    my (%peer, %dummy, @dummies);
+    my ($hold_until, $cut_at) = (0, 0);
+
+    for ( ;; ) {
+        if (-e $CUT) {
+            my $hold = (Aihub::read_file($CUT) =~ /([\d.]+)/)[0];
+            unlink $CUT;
+            unlink $BACK;
+
+            my @all = values %peer;
+            %peer = ();
+            for (@all) {
+                $sel->remove($_);
+                close $_;
+            }
+
+            # the listener not read and its queue full of our own
+            # connections: the kernel drops the module's SYNs
+            $sel->remove($listen);
+            for (1 .. 4) {
+                my $d = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                            PeerPort => $listen->sockport,
+                                            Blocking => 0) or next;
+                $dummy{ $d->sockport } = 1;
+                push @dummies, $d;
+            }
+
+            $hold_until = time + $hold;
+            $cut_at = time;
+            Aihub::write_file($CUT_DONE, "$cut_at\n");
+        }
+
+        if ($hold_until && time >= $hold_until) {
+            $hold_until = 0;
+            $sel->add($listen);
+        }
+
+        for my $s ($sel->can_read(0.01)) {
+            if ($s == $listen) {
+                my $c = $listen->accept or next;
+                if ($dummy{ $c->peerport }) {
+                    close $c;
+                    next;
+                }
+                Aihub::write_file($BACK, time . "\n")
+                    if $cut_at && !-e $BACK;
+                my $r = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                            PeerPort => $redis_port)
+                    or do { close $c; next };
+                @peer{ $c, $r } = ($r, $c);
+                $sel->add($c, $r);
+                next;
+            }
+
+            my $n = sysread($s, my $buf, 65536);
+            my $to = $peer{$s};
+
+            if (!$n || !$to || !defined syswrite($to, $buf)) {
+                for ($s, $to) {
+                    next unless $_;
+                    delete $peer{$_};
+                    $sel->remove($_);
+                    close $_;
+                }
+            }
+        }
+    }
+}
+
+my $listen = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
+                                 Listen => 1, ReuseAddr => 1)
+    or BAIL_OUT("proxy listen: $!");
+my $PROXY = $listen->sockport;
+my $proxy_pid = fork // BAIL_OUT("fork: $!");
+if ($proxy_pid == 0) {
+    proxy($listen, $t->redis_port);
+    POSIX::_exit(0);
+}
+close $listen;
+
+# cut every connection, accept none for $hold seconds; returns when cut
+sub cut {
+    my ($hold) = @_;
+    unlink $CUT_DONE;
+    Aihub::write_file($CUT, "$hold\n");
+    $t->wait_for(sub { -e $CUT_DONE }, timeout => 10, interval => 0.01)
+        or BAIL_OUT('the proxy did not cut');
+}
+
+sub back_at { -e $BACK ? (Aihub::read_file($BACK) =~ /([\d.]+)/)[0] : undef }
+
+
+# --- the gateway -------------------------------------------------------------
+
+my $STUB = canned_stub($t);
+
+my $conf = gateway_conf(redis => "127.0.0.1:$PROXY", stub => $STUB);
+$conf =~ s/aihub_redis_timeout 5s;/aihub_redis_timeout 3s;/
+    or BAIL_OUT('no aihub_redis_timeout in gateway_conf');
+$t->nginx($conf);
+worker_processes($t, 1);
+$t->start_nginx;
+ok(wait_ready($t, $probe), 'catalog loaded, through the proxy');
+
+
+# --- connections made again a second later: the calls wait ------------------
+
+my $key = seed_full_key($t, account => 7401, included => 1000000,
+                        overage => 0);
+is($t->chat($key, model => 'test-basic')->{status}, 200, 'a first call');
+
+# a connection cut within 100 ms of being made is made again after the
+# backoff (a Redis that keeps dropping new connections), not at once
+sleep 0.3;
+cut(0.2);
+sleep 0.1;                               # the module saw its connections go
+my $sent = time;
+my @r = parallel_chat($t, 10, $key);
+my $back = back_at();
+
+ok(defined $back && $back > $sent,
+   'the calls were made before the module was connected again')
+    or diag('back ' . ($back // 'never') . ", calls at $sent");
+is(scalar(grep { $_->{status} == 200 } @r), 10,
+   'every call made while the connection was being made again: 200')
+    or diag(join ' ', map { "$_->{status} $_->{code}" } @r);
+
+my ($ok, $calls) = wait_counted($t, 7401, 11);
+ok($ok, "every lease back, the counter equal to the events ($calls)");
+
+
+# --- not made again within aihub_redis_timeout: the calls fail --------------
+
+cut(5);
+sleep 0.1;
+$sent = time;
+my $r = $t->chat($key, model => 'test-basic', timeout => 20);
+$back = back_at();
+ok(!defined $back || $back > $sent,
+   'the call was made before the module was connected again');
+is_error($r, 503, 'service_unavailable',
+         'no connection within aihub_redis_timeout');
+
+ok($t->wait_for(sub { defined back_at() }, timeout => 15, interval => 0.1),
+   'the proxy accepts the module again');
+ok($t->wait_for(sub {
+    $t->chat($key, model => 'test-basic')->{status} == 200
+}, timeout => 15, interval => 0.2), 'a call once it is connected: 200');
+
+like($t->error_log, qr/redis connection to "127\.0\.0\.1" lost/,
+     'the module saw its connection go');
+
+kill 'TERM', $proxy_pid;
+waitpid($proxy_pid, 0);
+
+$t->done;
