@@ -1050,9 +1050,15 @@ unless ($ENV{BENCH_NO_DRAIN}) {
         die "migrate $db: $o$e\n" if $rc;
     }
 
+    # entries as a busy node writes them: one "events" field of up to
+    # AIHUB_USAGE_EVENTS_MAX events, one per line (BENCH_DRAIN_PER: fewer)
+    my ($max) = slurp("$ROOT/ngx_aihub_module/aihub_protocol.h")
+                =~ /#define AIHUB_USAGE_EVENTS_MAX\s+(\d+)/
+        or die "AIHUB_USAGE_EVENTS_MAX not found\n";
+    my $per = min($ENV{BENCH_DRAIN_PER} || $max, $max);
     my $now = int(time * 1000);
     my ($resp, $sql) = ('', '');
-    my @rows;
+    my (@rows, @entry);
     for my $i (1 .. $n) {
         my $id = sprintf '%032x', $i;
         substr($id, 0, 8) = sprintf '%08x', int rand 0xffffffff;
@@ -1063,7 +1069,12 @@ unless ($ENV{BENCH_NO_DRAIN}) {
             . '"status":200,"streamed":false,"aborted":false,'
             . '"estimated":false,"latency_ms":1}', $id, $now + $i,
             $ACCOUNT;
-        $resp .= Aihub::resp_encode('XADD', 'drain:usage', '*', 'event', $ev);
+        push @entry, $ev;
+        if (@entry == $per || $i == $n) {
+            $resp .= Aihub::resp_encode('XADD', 'drain:usage', '*', 'events',
+                                        join("\n", @entry));
+            @entry = ();
+        }
         my $ts = strftime('%Y-%m-%d %H:%M:%S', gmtime(($now + $i) / 1000))
                  . sprintf('.%03d', ($now + $i) % 1000);
         push @rows, "('$id','$ts',$ACCOUNT,'ai-hub-bench000','pro',"
@@ -1128,7 +1139,8 @@ unless ($ENV{BENCH_NO_DRAIN}) {
     my $brows = ($t->sql_in('aihub_base', 'SELECT COUNT(*) FROM usage_events'))[0][0];
     %DRAIN = (n => $n, worker_s => $dt, worker_eps => $rows / $dt,
               base_s => $bt, base_eps => $brows / $bt, cpu => \%cpu_ev,
-              base_cpu => $bcpu, batch => $batch // 'default (500)');
+              base_cpu => $bcpu, batch => $batch // 'default (500)',
+              per => $per);
     say(sprintf "drain: aihub-worker %.0f events/s (%.1f s), batched INSERT"
         . " %.0f rows/s (%.1f s), ratio %.2f; CPU µs/event: worker %.1f, "
         . "MariaDB %.1f, Redis %.1f; baseline MariaDB %.1f",
@@ -1319,9 +1331,11 @@ if (%DRAIN) {
     push @md, '', '## Worker drain', '',
         "| | events | seconds | events/s | CPU µs/event |",
         '|---|---:|---:|---:|---|',
-        sprintf('| aihub-worker run, batch %s (pre-filled stream → MariaDB) '
-                . '| %d | %.2f | %s | worker %.1f, MariaDB %.1f, Redis %.1f |',
-                $DRAIN{batch}, $DRAIN{n}, $DRAIN{worker_s},
+        sprintf('| aihub-worker run, batch %s (pre-filled stream of entries '
+                . 'of %d events, as the module writes them under load → '
+                . 'MariaDB) | %d | %.2f | %s | worker %.1f, MariaDB %.1f, '
+                . 'Redis %.1f |',
+                $DRAIN{batch}, $DRAIN{per}, $DRAIN{n}, $DRAIN{worker_s},
                 fmt_n($DRAIN{worker_eps}), $DRAIN{cpu}{worker},
                 $DRAIN{cpu}{mariadb}, $DRAIN{cpu}{redis}),
         sprintf('| baseline: batched INSERT, 500 rows/statement, autocommit '
