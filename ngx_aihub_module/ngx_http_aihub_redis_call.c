@@ -22,6 +22,10 @@
 #include "ngx_http_aihub_resp.h"
 
 
+/* the most calls held at once (their commands copied): beyond, they fail */
+#define NGX_HTTP_AIHUB_REDIS_HELD_MAX  4096
+
+
 struct ngx_http_aihub_redis_call_s {
     ngx_http_request_t               *r;       /* NULL once it is gone */
     ngx_http_aihub_redis_wait_t      *wait;
@@ -40,7 +44,8 @@ static ngx_int_t ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t
 static void ngx_http_aihub_redis_calls_hold(void);
 static void ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac);
 static void ngx_http_aihub_redis_calls_fail(void);
-static void ngx_http_aihub_redis_call_fail(ngx_http_aihub_redis_call_t *call);
+static void ngx_http_aihub_redis_call_end(ngx_http_aihub_redis_call_t *call,
+    redisReply *reply);
 static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_redis_call_timeout(ngx_event_t *ev);
@@ -48,6 +53,7 @@ static void ngx_http_aihub_redis_request_cleanup(void *data);
 
 
 static ngx_uint_t   ngx_http_aihub_redis_holding;
+static ngx_uint_t   ngx_http_aihub_redis_nheld;
 static ngx_queue_t  ngx_http_aihub_redis_held;
 
 static const ngx_http_aihub_redis_waiters_t  ngx_http_aihub_redis_waiting = {
@@ -84,7 +90,10 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
 
     ac = ngx_http_aihub_redis_context();
 
-    if (ac == NULL && !ngx_http_aihub_redis_holding) {
+    if (ac == NULL
+        && (!ngx_http_aihub_redis_holding
+            || ngx_http_aihub_redis_nheld >= NGX_HTTP_AIHUB_REDIS_HELD_MAX))
+    {
         return NGX_DECLINED;
     }
 
@@ -173,6 +182,7 @@ ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t **callp, int argc,
 
     call->held = 1;
     ngx_queue_insert_tail(&ngx_http_aihub_redis_held, &call->queue);
+    ngx_http_aihub_redis_nheld++;
 
     *callp = call;
 
@@ -207,13 +217,14 @@ ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac)
         call = ngx_queue_data(q, ngx_http_aihub_redis_call_t, queue);
 
         ngx_queue_remove(q);
+        ngx_http_aihub_redis_nheld--;
         call->held = 0;
 
         if (redisAsyncFormattedCommand(ac, ngx_http_aihub_redis_reply, call,
                                        (char *) call->cmd, call->cmd_len)
             != REDIS_OK)
         {
-            ngx_http_aihub_redis_call_fail(call);
+            ngx_http_aihub_redis_call_end(call, NULL);
             continue;
         }
 
@@ -241,45 +252,24 @@ ngx_http_aihub_redis_calls_fail(void)
         call = ngx_queue_data(q, ngx_http_aihub_redis_call_t, queue);
 
         ngx_queue_remove(q);
+        ngx_http_aihub_redis_nheld--;
         call->held = 0;
 
-        ngx_http_aihub_redis_call_fail(call);
+        ngx_http_aihub_redis_call_end(call, NULL);
     }
 }
 
 
-/* a call that hiredis does not have: its handler runs with NULL */
+/*
+ * A call's end: its reply (NULL: none, or hiredis never had it) to the
+ * handler, if the request is still there and not answered by the timeout
+ */
 
 static void
-ngx_http_aihub_redis_call_fail(ngx_http_aihub_redis_call_t *call)
+ngx_http_aihub_redis_call_end(ngx_http_aihub_redis_call_t *call,
+    redisReply *reply)
 {
     ngx_http_request_t  *r;
-
-    if (call->timer.timer_set) {
-        ngx_del_timer(&call->timer);
-    }
-
-    r = call->r;
-
-    if (r != NULL && !call->answered) {
-        call->answered = 1;
-        call->wait->call = NULL;
-
-        call->handler(r, NULL);
-    }
-
-    ngx_free(call);
-}
-
-
-static void
-ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    ngx_http_request_t           *r;
-    ngx_http_aihub_redis_call_t  *call = privdata;
-
-    ngx_http_aihub_redis_replied(reply != NULL);
 
     if (call->timer.timer_set) {
         ngx_del_timer(&call->timer);
@@ -299,6 +289,15 @@ ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
 
 
 static void
+ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_aihub_redis_replied(reply != NULL);
+    ngx_http_aihub_redis_call_end(privdata, reply);
+}
+
+
+static void
 ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
 {
     ngx_http_request_t           *r;
@@ -310,6 +309,7 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
     if (call->held) {
         /* hiredis never had it: it goes now */
         ngx_queue_remove(&call->queue);
+        ngx_http_aihub_redis_nheld--;
         call->held = 0;
 
         if (r != NULL) {
@@ -317,7 +317,7 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
                           "aihub: redis was not connected again in time");
         }
 
-        ngx_http_aihub_redis_call_fail(call);
+        ngx_http_aihub_redis_call_end(call, NULL);
         return;
     }
 
@@ -364,6 +364,7 @@ ngx_http_aihub_redis_request_cleanup(void *data)
     if (call->held) {
         /* hiredis never had it */
         ngx_queue_remove(&call->queue);
+        ngx_http_aihub_redis_nheld--;
         ngx_free(call);
         return;
     }
