@@ -18,7 +18,6 @@ use warnings;
 use Test::More;
 use IO::Select;
 use IO::Socket::IP;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
@@ -122,16 +121,7 @@ sub proxy {
     }
 }
 
-my $listen = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                 Listen => 64, ReuseAddr => 1)
-    or BAIL_OUT("proxy listen: $!");
-my $PROXY = $listen->sockport;
-my $proxy_pid = fork // BAIL_OUT("fork: $!");
-if ($proxy_pid == 0) {
-    proxy($listen, $t->redis_port);
-    POSIX::_exit(0);
-}
-close $listen;
+my ($PROXY, $proxy_pid) = fork_proxy($t, 64, \&proxy);
 
 sub cuts { (Aihub::read_file($CUTS) =~ /(\d+)/)[0] // 0 }
 

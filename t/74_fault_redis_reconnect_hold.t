@@ -22,7 +22,6 @@ use warnings;
 use Test::More;
 use IO::Select;
 use IO::Socket::IP;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
@@ -115,16 +114,7 @@ sub proxy {
     }
 }
 
-my $listen = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                 Listen => 1, ReuseAddr => 1)
-    or BAIL_OUT("proxy listen: $!");
-my $PROXY = $listen->sockport;
-my $proxy_pid = fork // BAIL_OUT("fork: $!");
-if ($proxy_pid == 0) {
-    proxy($listen, $t->redis_port);
-    POSIX::_exit(0);
-}
-close $listen;
+my ($PROXY, $proxy_pid) = fork_proxy($t, 1, \&proxy);
 
 # cut every connection, accept none for $hold seconds; returns when cut
 sub cut {

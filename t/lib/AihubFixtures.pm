@@ -67,6 +67,11 @@ error checks, mock-log helpers and concurrent requests
                               the provider; extra => http{} lines, loc =>
                               location lines, upstream => 1 for an
                               "upstream stub" with keepalive
+    fork_proxy($t, $backlog, \&loop)
+                              a process that listens on a free port (with
+                              that accept backlog) and runs
+                              loop($listen, redis port): a test's own
+                              proxy in front of Redis; returns (port, pid)
     period_field($t, $account, $field)
                               a member of the account's period hash of
                               this month (0 if absent)
@@ -86,6 +91,7 @@ use strict;
 use warnings;
 
 use Exporter qw(import);
+use IO::Socket::IP;
 use JSON::PP;
 use POSIX qw(strftime);
 use Test::More;
@@ -96,7 +102,7 @@ use AihubStream qw(usage_events);
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
-                    period_field wait_counted
+                    period_field wait_counted fork_proxy
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -534,6 +540,27 @@ $upstream
         }
     }
 END
+}
+
+
+sub fork_proxy {
+    my ($t, $backlog, $loop) = @_;
+
+    my $listen = IO::Socket::IP->new(LocalHost => '127.0.0.1',
+                                     LocalPort => 0, Listen => $backlog,
+                                     ReuseAddr => 1)
+        or BAIL_OUT("proxy listen: $!");
+    my $port = $listen->sockport;
+    my $pid = fork // BAIL_OUT("fork: $!");
+
+    if ($pid == 0) {
+        $loop->($listen, $t->redis_port);
+        POSIX::_exit(0);
+    }
+
+    close $listen;
+
+    return ($port, $pid);
 }
 
 
