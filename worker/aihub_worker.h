@@ -76,6 +76,8 @@ void aw_buf_free(aw_buf_t *b);
 void aw_buf_reset(aw_buf_t *b);
 void aw_buf_append(aw_buf_t *b, const char *s, size_t n);
 void aw_buf_puts(aw_buf_t *b, const char *s);
+void aw_buf_put_ull(aw_buf_t *b, unsigned long long v);
+void aw_buf_put_ll(aw_buf_t *b, long long v);
 void aw_buf_printf(aw_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void *aw_xmalloc(size_t n);

@@ -134,3 +134,34 @@ aw_buf_printf(aw_buf_t *b, const char *fmt, ...)
 
     b->len += (size_t) n;
 }
+
+
+/* a number in decimal (the drain's INSERT writes a dozen per event) */
+
+void
+aw_buf_put_ull(aw_buf_t *b, unsigned long long v)
+{
+    char   tmp[24], *p;
+
+    p = tmp + sizeof(tmp);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    aw_buf_append(b, p, (size_t) (tmp + sizeof(tmp) - p));
+}
+
+
+void
+aw_buf_put_ll(aw_buf_t *b, long long v)
+{
+    if (v < 0) {
+        aw_buf_append(b, "-", 1);
+        aw_buf_put_ull(b, 0ULL - (unsigned long long) v);
+        return;
+    }
+
+    aw_buf_put_ull(b, (unsigned long long) v);
+}

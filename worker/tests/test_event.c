@@ -44,6 +44,65 @@ replace(char *out, size_t size, const char *from, const char *to)
 }
 
 
+/*
+ * aw_ts_format and aw_day_format (their own calendar arithmetic) against
+ * gmtime_r + strftime, over every day from 1970 to 2200 at a time of day
+ * that walks through the hours, and the last millisecond of each day
+ */
+
+static void
+time_format_matches_libc(void)
+{
+    char        got[32], want[32], day[16];
+    time_t      t;
+    struct tm   tm;
+    long long   days, ts, bad;
+
+    bad = 0;
+
+    for (days = 0; days < 84000; days++) {
+        ts = days * 86400000LL + (days * 7919 % 86400000LL);
+
+        if (days % 3 == 0) {
+            ts = days * 86400000LL + 86399999LL;
+        }
+
+        t = (time_t) (ts / 1000);
+        gmtime_r(&t, &tm);
+        strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+        strftime(want, sizeof(want), "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), ".%03d",
+                 (int) (ts % 1000));
+
+        aw_ts_format(ts, got, sizeof(got));
+
+        if (strcmp(got, want) != 0) {
+            if (bad++ == 0) {
+                printf("# %lld: %s, libc %s\n", ts, got, want);
+            }
+        }
+
+        aw_day_format(ts, got, sizeof(got));
+
+        if (strcmp(got, day) != 0) {
+            if (bad++ == 0) {
+                printf("# %lld: day %s, libc %s\n", ts, got, day);
+            }
+        }
+    }
+
+    tap_is_ll(bad, 0, "times of 84,000 days (1970-2199) as libc formats "
+              "them");
+
+    aw_ts_format(951782400000LL, got, sizeof(got));
+    tap_is_str(got, "2000-02-29 00:00:00.000", "a leap day");
+    aw_day_format(4107542400000LL, got, sizeof(got));
+    tap_is_str(got, "2100-03-01", "2100 is not a leap year");
+    aw_ts_format(1793491200123LL, got, 11);
+    tap_is_str(got, "2026-11-01", "cut to the buffer's size");
+}
+
+
 int
 main(void)
 {
@@ -65,6 +124,8 @@ main(void)
     tap_is_str(ts, "2026-11-01 00:00:00.123", "DATETIME(3) in UTC");
     aw_day_format(ev.ts_ms, ts, sizeof(ts));
     tap_is_str(ts, "2026-11-01", "day in UTC");
+
+    time_format_matches_libc();
 
     bad("not json", "not JSON");
     bad("[1,2]", "an array");
