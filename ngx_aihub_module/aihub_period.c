@@ -160,7 +160,7 @@ aihub_period_calendar(int64_t now, int64_t *start, int64_t *end)
 }
 
 
-static char *
+char *
 aihub_period_digits(char *p, int64_t v, int n)
 {
     int  i;

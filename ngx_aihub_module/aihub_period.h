@@ -56,5 +56,8 @@ size_t aihub_period_id(int64_t t, char *buf);
 /* writes "YYYY-MM" and a NUL, buf of AIHUB_PERIOD_MONTH_LEN + 1 bytes */
 size_t aihub_period_month(int64_t t, char *buf);
 
+/* the n low decimal digits of v >= 0, zero-padded, at p; returns p + n */
+char *aihub_period_digits(char *p, int64_t v, int n);
+
 
 #endif /* AIHUB_PERIOD_H */

@@ -44,6 +44,7 @@ static ngx_int_t ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t
 static void ngx_http_aihub_redis_calls_hold(void);
 static void ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac);
 static void ngx_http_aihub_redis_calls_fail(void);
+static ngx_http_aihub_redis_call_t *ngx_http_aihub_redis_held_next(void);
 static void ngx_http_aihub_redis_call_end(ngx_http_aihub_redis_call_t *call,
     redisReply *reply);
 static void ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
@@ -66,6 +67,7 @@ static const ngx_http_aihub_redis_waiters_t  ngx_http_aihub_redis_waiting = {
 void
 ngx_http_aihub_redis_call_init_process(void)
 {
+    ngx_queue_init(&ngx_http_aihub_redis_held);
     ngx_http_aihub_redis_on_waiters(&ngx_http_aihub_redis_waiting);
 }
 
@@ -193,17 +195,13 @@ ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t **callp, int argc,
 static void
 ngx_http_aihub_redis_calls_hold(void)
 {
-    if (!ngx_http_aihub_redis_holding) {
-        ngx_queue_init(&ngx_http_aihub_redis_held);
-        ngx_http_aihub_redis_holding = 1;
-    }
+    ngx_http_aihub_redis_holding = 1;
 }
 
 
 static void
 ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac)
 {
-    ngx_queue_t                  *q;
     ngx_http_aihub_redis_call_t  *call;
 
     if (!ngx_http_aihub_redis_holding) {
@@ -212,13 +210,7 @@ ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac)
 
     ngx_http_aihub_redis_holding = 0;
 
-    while (!ngx_queue_empty(&ngx_http_aihub_redis_held)) {
-        q = ngx_queue_head(&ngx_http_aihub_redis_held);
-        call = ngx_queue_data(q, ngx_http_aihub_redis_call_t, queue);
-
-        ngx_queue_remove(q);
-        ngx_http_aihub_redis_nheld--;
-        call->held = 0;
+    while ((call = ngx_http_aihub_redis_held_next()) != NULL) {
 
         if (redisAsyncFormattedCommand(ac, ngx_http_aihub_redis_reply, call,
                                        (char *) call->cmd, call->cmd_len)
@@ -236,7 +228,6 @@ ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac)
 static void
 ngx_http_aihub_redis_calls_fail(void)
 {
-    ngx_queue_t                  *q;
     ngx_http_aihub_redis_call_t  *call;
 
     if (!ngx_http_aihub_redis_holding) {
@@ -247,16 +238,32 @@ ngx_http_aihub_redis_calls_fail(void)
 
     ngx_http_aihub_redis_holding = 0;
 
-    while (!ngx_queue_empty(&ngx_http_aihub_redis_held)) {
-        q = ngx_queue_head(&ngx_http_aihub_redis_held);
-        call = ngx_queue_data(q, ngx_http_aihub_redis_call_t, queue);
-
-        ngx_queue_remove(q);
-        ngx_http_aihub_redis_nheld--;
-        call->held = 0;
-
+    while ((call = ngx_http_aihub_redis_held_next()) != NULL) {
         ngx_http_aihub_redis_call_end(call, NULL);
     }
+}
+
+
+/* the first call held, out of the queue; NULL when none is left */
+
+static ngx_http_aihub_redis_call_t *
+ngx_http_aihub_redis_held_next(void)
+{
+    ngx_queue_t                  *q;
+    ngx_http_aihub_redis_call_t  *call;
+
+    if (ngx_queue_empty(&ngx_http_aihub_redis_held)) {
+        return NULL;
+    }
+
+    q = ngx_queue_head(&ngx_http_aihub_redis_held);
+    call = ngx_queue_data(q, ngx_http_aihub_redis_call_t, queue);
+
+    ngx_queue_remove(q);
+    ngx_http_aihub_redis_nheld--;
+    call->held = 0;
+
+    return call;
 }
 
 

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "aihub_worker.h"
+#include "aihub_period.h"
 
 
 #define AW_MAX_SAFE_INT  9007199254740991LL     /* 2^53 - 1 */
@@ -220,49 +221,11 @@ done:
 
 
 /*
- * The civil date of a day counted from 1970-01-01 (proleptic Gregorian,
- * H. Hinnant's algorithm): the drain formats every event's time, and
- * gmtime_r + strftime + snprintf were a fifth of its CPU.
- */
-
-static void
-aw_civil(long long days, long long *y, unsigned *m, unsigned *d)
-{
-    long long  z, era;
-    unsigned   doe, yoe, doy, mp;
-
-    z = days + 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = (unsigned) (z - era * 146097);
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (long long) yoe + era * 400 + (*m <= 2);
-}
-
-
-/* n digits of v, zero-padded, at p; returns the end */
-
-static char *
-aw_digits(char *p, unsigned v, int n)
-{
-    int  i;
-
-    for (i = n - 1; i >= 0; i--) {
-        p[i] = (char) ('0' + v % 10);
-        v /= 10;
-    }
-
-    return p + n;
-}
-
-
-/*
  * "YYYY-MM-DD" (day only) or "YYYY-MM-DD HH:MM:SS.mmm", UTC, for DATE and
- * DATETIME(3); a year outside 0..9999 (no valid event has one) by
- * snprintf, as it is
+ * DATETIME(3), by the engine's calendar arithmetic (aihub_period.h): the
+ * drain formats every event's time, and gmtime_r + strftime + snprintf
+ * were a fifth of its CPU.  A year outside 0..9999 (no valid event has
+ * one) by snprintf, as it is.
  */
 
 static void
@@ -270,33 +233,34 @@ aw_time_format(long long ts_ms, int day_only, char *out, size_t size)
 {
     char       s[32], *p;
     size_t     n;
+    int64_t    y;
     unsigned   m, d, ms;
-    long long  days, y;
+    long long  days;
 
     days = (ts_ms >= 0 ? ts_ms : ts_ms - 86399999) / 86400000;
     ms = (unsigned) (ts_ms - days * 86400000);
-    aw_civil(days, &y, &m, &d);
+    aihub_civil_from_days(days, &y, &m, &d);
 
     if (y < 0 || y > 9999) {
-        snprintf(out, size, "%lld-%02u-%02u", y, m, d);
+        snprintf(out, size, "%lld-%02u-%02u", (long long) y, m, d);
         return;
     }
 
-    p = aw_digits(s, (unsigned) y, 4);
+    p = aihub_period_digits(s, (unsigned) y, 4);
     *p++ = '-';
-    p = aw_digits(p, m, 2);
+    p = aihub_period_digits(p, m, 2);
     *p++ = '-';
-    p = aw_digits(p, d, 2);
+    p = aihub_period_digits(p, d, 2);
 
     if (!day_only) {
         *p++ = ' ';
-        p = aw_digits(p, ms / 3600000, 2);
+        p = aihub_period_digits(p, ms / 3600000, 2);
         *p++ = ':';
-        p = aw_digits(p, ms / 60000 % 60, 2);
+        p = aihub_period_digits(p, ms / 60000 % 60, 2);
         *p++ = ':';
-        p = aw_digits(p, ms / 1000 % 60, 2);
+        p = aihub_period_digits(p, ms / 1000 % 60, 2);
         *p++ = '.';
-        p = aw_digits(p, ms % 1000, 3);
+        p = aihub_period_digits(p, ms % 1000, 3);
     }
 
     if (size > 0) {
