@@ -196,7 +196,7 @@ settled(3503, $n3, 8, 'reload');
 my $k4 = seed_full_key($t, account => 3504, included => 10000000,
                        overage => 0, rpm => 600000);
 $t->redis('CONFIG', 'RESETSTAT');
-my ($n4) = wrk(key => $k4, c => 4, seconds => 1, name => 'global');
+my ($n4) = wrk(key => $k4, c => 4, seconds => 3, name => 'global');
 cmp_ok($n4, '>', 20, "global limit: $n4 calls");
 cmp_ok(stats()->{evalsha} // 0, '>=', $n4,
        'global limit: a lease of one call per call (no block lease)');
