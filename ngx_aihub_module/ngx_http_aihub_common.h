@@ -195,6 +195,8 @@ typedef struct {
     ngx_atomic_t                  events_dropped;
     ngx_atomic_t                  events_refused;
     ngx_atomic_t                  events_lost;
+    ngx_atomic_t                  quota_from_lease;   /* no I/O */
+    ngx_atomic_t                  quota_from_redis;   /* waited: a grant */
 } ngx_http_aihub_metrics_t;
 
 

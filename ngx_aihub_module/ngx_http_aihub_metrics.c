@@ -124,7 +124,7 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
 
     ngx_http_aihub_zone_stats(amcf->shm_zone, &entries, &zone_size);
 
-    len = 2048 + 13 * 96 + 1024
+    len = 2560 + 13 * 96 + 1024
           + NGX_HTTP_AIHUB_LANES * (3 * 48 + NGX_HTTP_AIHUB_NAME_LEN * 3)
           + NGX_HTTP_AIHUB_LANE_PLANS * (4 * 64 + NGX_HTTP_AIHUB_PLAN_LEN * 4);
 
@@ -167,6 +167,12 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
         "aihub_usage_events_total{state=\"dropped\"} %uA\n"
         "aihub_usage_events_total{state=\"refused\"} %uA\n"
         "aihub_usage_events_total{state=\"lost_at_exit\"} %uA\n"
+        "# HELP aihub_quota_calls_total Calls admitted against their "
+        "account's quota: out of the node's lease, with no I/O, or after "
+        "waiting for a lease from Redis.\n"
+        "# TYPE aihub_quota_calls_total counter\n"
+        "aihub_quota_calls_total{from=\"lease\"} %uA\n"
+        "aihub_quota_calls_total{from=\"redis\"} %uA\n"
         "# HELP aihub_usage_events_buffered Usage events waiting for Redis "
         "in all worker processes.\n"
         "# TYPE aihub_usage_events_buffered gauge\n"
@@ -179,6 +185,7 @@ ngx_http_aihub_metrics_handler(ngx_http_request_t *r)
         "aihub_cache_zone_bytes %uz\n",
         m->failed_open, m->events_emitted, m->events_confirmed,
         m->events_dropped, m->events_refused, m->events_lost,
+        m->quota_from_lease, m->quota_from_redis,
         (ngx_atomic_int_t) (m->events_emitted - m->events_confirmed
                             - m->events_refused - m->events_lost),
         entries, zone_size);

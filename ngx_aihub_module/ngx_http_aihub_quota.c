@@ -31,6 +31,7 @@
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_lease.h"
 #include "ngx_http_aihub_grant.h"
+#include "ngx_http_aihub_metrics.h"
 #include "ngx_http_aihub_quota.h"
 
 #include "aihub_period.h"
@@ -127,6 +128,7 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_int_t                    rc;
     ngx_uint_t                   leasable;
     ngx_pool_cleanup_t          *cln;
+    ngx_http_aihub_metrics_t    *m;
     ngx_http_aihub_loc_conf_t   *alcf;
     ngx_http_aihub_main_conf_t  *amcf;
 
@@ -171,6 +173,8 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     leasable = ngx_http_aihub_quota_leasable(r, ctx);
 
     if (leasable && ngx_http_aihub_lease_admit(r, ctx) == NGX_OK) {
+        m = ngx_http_aihub_metrics();
+        (void) ngx_atomic_fetch_add(&m->quota_from_lease, 1);
         ctx->quota.reserved = 1;
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
         return NGX_OK;
@@ -189,6 +193,8 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     if (rc == NGX_OK) {
+        m = ngx_http_aihub_metrics();
+        (void) ngx_atomic_fetch_add(&m->quota_from_redis, 1);
         ctx->quota.pending = 1;
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

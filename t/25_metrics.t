@@ -86,6 +86,14 @@ is($m->{'aihub_usage_events_total{state="emitted"}'},
    'every emitted event confirmed');
 is($m->{'aihub_usage_events_buffered'}, 0, 'nothing buffered');
 is($m->{'aihub_usage_events_total{state="dropped"}'}, 0, 'nothing dropped');
+# the account's first call waited for a block lease; the next ones came
+# out of it, with no Redis round trip
+my ($lease, $redis) = map { $m->{"aihub_quota_calls_total{from=\"$_\"}"} }
+                      qw(lease redis);
+is($lease + $redis, $m->{'aihub_requests_total{status="2xx"}'},
+   'each answered call admitted against the quota once');
+is($redis, 1, 'the first call waited for a lease from Redis');
+cmp_ok($lease, '>=', 3, 'the others came out of the node\'s lease');
 is($m->{'aihub_cache_keys'}, 1, 'one key cached');
 is($m->{'aihub_cache_zone_bytes'}, 8 * 1024 * 1024, 'zone size');
 

@@ -102,7 +102,7 @@ use AihubStream qw(usage_events);
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
-                    period_field wait_counted fork_proxy
+                    period_field wait_counted fork_proxy gateway_metrics
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -500,8 +500,9 @@ sub wrk_chat {
                -s t/bench/chat.lua http://127.0.0.1:$port/ 2>&1`;
     my ($n) = $out =~ /BENCH requests=(\d+)/ or diag($out);
     my ($status) = $out =~ / status=(\d+)/;
+    my ($us) = $out =~ / duration_us=(\d+)/;
 
-    return ($n // 0, $status // -1);
+    return ($n // 0, $status // -1, ($us // 0) / 1e6);
 }
 
 
@@ -538,8 +539,26 @@ $upstream
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
+
+        location = /metrics { aihub_metrics; }
     }
 END
+}
+
+
+# the module's counters (the "aihub_metrics" location of gateway_conf):
+# a hash of name (labels included) to value
+sub gateway_metrics {
+    my ($t, $name) = @_;
+
+    my $r = $t->http(GET => '/metrics', name => $name);
+    my %m;
+    for (split /\n/, $r->{content} // '') {
+        next if /^#/;
+        my ($k, $v) = /^(\S+) (\S+)$/ or next;
+        $m{$k} = $v;
+    }
+    return \%m;
 }
 
 
