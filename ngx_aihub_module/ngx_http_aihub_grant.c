@@ -248,12 +248,15 @@ ngx_http_aihub_grant_worst_cost(ngx_http_aihub_ctx_t *ctx)
 /*
  * A record of the apply script (ngx_http_aihub_scripts.c): "m" the period
  * "<account>:<YYYYMMDD>", the lease, the kind, what it releases of the
- * lease, and a success's tokens and cost (ctx, or NULL: none).
+ * lease, and a success's tokens and cost (ctx, or NULL: none), or for a
+ * return, its unused tokens of the global rate limit as time in µs (in
+ * the place of the prompt tokens).
  */
 
 void
 ngx_http_aihub_settle_record(ngx_log_t *log, ngx_str_t *m, u_char *id,
-    u_char kind, uint64_t calls, uint64_t cost, ngx_http_aihub_ctx_t *ctx)
+    u_char kind, uint64_t calls, uint64_t cost, uint64_t rate_us,
+    ngx_http_aihub_ctx_t *ctx)
 {
     ngx_uint_t   i;
     const char  *argv[NGX_HTTP_AIHUB_SETTLE_RECORD];
@@ -263,7 +266,7 @@ ngx_http_aihub_settle_record(ngx_log_t *log, ngx_str_t *m, u_char *id,
 
     v[0] = (int64_t) calls;
     v[1] = (int64_t) cost;
-    v[2] = ctx ? ctx->usage.tokens.prompt : 0;
+    v[2] = ctx ? ctx->usage.tokens.prompt : (int64_t) rate_us;
     v[3] = ctx ? ctx->usage.tokens.completion : 0;
     v[4] = ctx ? ctx->usage.tokens.total : 0;
     v[5] = ctx ? ctx->usage.cost_micros : 0;

@@ -26,52 +26,12 @@
 #include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_lease.h"
 
-#include "aihub_period.h"
+#include "ngx_http_aihub_lease_slot.h"
+#include "ngx_http_aihub_limit.h"
 
 
-#define NGX_HTTP_AIHUB_LEASE_SLOTS    1024
-#define NGX_HTTP_AIHUB_LEASE_PROBE    8
 #define NGX_HTTP_AIHUB_LEASE_IDLE     2000  /* ms unused: returned */
 #define NGX_HTTP_AIHUB_LEASE_TICK     500
-/*
- * A refill holds what the node admits in this many ms at the rate the
- * lease it replaces was used: its last quarter outlasts a Redis round trip
- * many times over, so a busy account's calls never wait for one.  Up to
- * NGX_HTTP_AIHUB_LEASE_GROW times aihub_lease_calls.
- */
-#define NGX_HTTP_AIHUB_LEASE_SPAN     1000
-#define NGX_HTTP_AIHUB_LEASE_GROW     64
-#define NGX_HTTP_AIHUB_LEASE_M_LEN    (NGX_INT64_LEN + 1 + AIHUB_PERIOD_ID_LEN)
-
-
-typedef struct {
-    uint64_t                      account;      /* 0: a free slot */
-    int64_t                       period;       /* the period's start */
-    u_char                        id[AIHUB_EVENT_ID_LEN];
-    u_char                        m[NGX_HTTP_AIHUB_LEASE_M_LEN];
-    size_t                        m_len;        /* "<account>:<day>" */
-    ngx_uint_t                    granted;      /* 0: no lease */
-    ngx_uint_t                    admitted;
-    uint64_t                      cost;         /* held against a spend */
-    uint64_t                      cost_admitted;  /* cap: the calls' worst */
-    uint64_t                      base;         /* calls before the lease */
-    ngx_msec_t                    installed;
-    ngx_msec_t                    until;        /* admits until then */
-    ngx_msec_t                    refill_at;
-    ngx_msec_t                    asked;        /* a refill in flight */
-    ngx_msec_t                    used;         /* the last admission */
-} ngx_http_aihub_lease_slot_t;
-
-
-typedef struct {
-    ngx_http_aihub_lease_slot_t   slots[NGX_HTTP_AIHUB_LEASE_SLOTS];
-} ngx_http_aihub_lease_sh_t;
-
-
-typedef struct {
-    ngx_http_aihub_lease_sh_t    *sh;
-    ngx_slab_pool_t              *shpool;
-} ngx_http_aihub_lease_zone_t;
 
 
 /* a refill in flight: what it is for */
@@ -82,123 +42,29 @@ typedef struct {
     u_char                        id[AIHUB_EVENT_ID_LEN];
     u_char                        m[NGX_HTTP_AIHUB_LEASE_M_LEN];
     size_t                        m_len;
+    uint64_t                      rate_us;
 } ngx_http_aihub_lease_ask_t;
 
 
-/* a lease to give back, copied out of the zone before the lock is let go */
-
-typedef struct {
-    u_char                        id[AIHUB_EVENT_ID_LEN];
-    u_char                        m[NGX_HTTP_AIHUB_LEASE_M_LEN];
-    size_t                        m_len;
-    ngx_uint_t                    calls;
-    uint64_t                      cost;
-} ngx_http_aihub_lease_back_t;
-
-
-static ngx_int_t ngx_http_aihub_lease_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
-static ngx_http_aihub_lease_slot_t *ngx_http_aihub_lease_slot(
-    ngx_http_aihub_lease_sh_t *sh, uint64_t account, int64_t period,
-    ngx_uint_t create, ngx_msec_t now);
-static ngx_uint_t ngx_http_aihub_lease_admits(ngx_http_aihub_lease_slot_t *s,
-    uint64_t worst, ngx_msec_t now);
-static ngx_uint_t ngx_http_aihub_lease_want(ngx_http_aihub_lease_slot_t *s,
-    ngx_uint_t smallest, ngx_msec_t now);
 static void ngx_http_aihub_lease_refill(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t want);
 static void ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     void *privdata);
-static void ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s,
-    u_char *id, ngx_uint_t granted, uint64_t cost, uint64_t base,
-    ngx_msec_t life, ngx_msec_t now, ngx_http_aihub_lease_back_t *back);
-static void ngx_http_aihub_lease_unused(ngx_http_aihub_lease_slot_t *s,
-    ngx_http_aihub_lease_back_t *back);
 static void ngx_http_aihub_lease_tick(ngx_event_t *ev);
 static void ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b);
 
 
-static ngx_shm_zone_t    *ngx_http_aihub_lease_shm;
 static ngx_event_t        ngx_http_aihub_lease_tick_ev;
 
 /* what a timer's data names in nginx's debug log */
 static ngx_connection_t   ngx_http_aihub_lease_ident;
 
 
-ngx_shm_zone_t *
-ngx_http_aihub_lease_zone_add(ngx_conf_t *cf, ngx_str_t *cache_zone)
-{
-    size_t           size;
-    ngx_str_t        name;
-    ngx_shm_zone_t  *zone;
-
-    name.len = cache_zone->len + sizeof("_leases") - 1;
-    name.data = ngx_pnalloc(cf->pool, name.len);
-    if (name.data == NULL) {
-        return NULL;
-    }
-
-    ngx_sprintf(name.data, "%V_leases", cache_zone);
-
-    size = ngx_align(sizeof(ngx_http_aihub_lease_sh_t), ngx_pagesize)
-           + 16 * ngx_pagesize;
-
-    zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_aihub_module);
-    if (zone == NULL) {
-        return NULL;
-    }
-
-    zone->init = ngx_http_aihub_lease_init_zone;
-    zone->data = ngx_pcalloc(cf->pool, sizeof(ngx_http_aihub_lease_zone_t));
-    if (zone->data == NULL) {
-        return NULL;
-    }
-
-    ngx_http_aihub_lease_shm = zone;
-
-    return zone;
-}
-
-
-static ngx_int_t
-ngx_http_aihub_lease_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_aihub_lease_zone_t  *ozone = data;
-
-    ngx_http_aihub_lease_zone_t  *zone;
-
-    zone = shm_zone->data;
-
-    if (ozone) {
-        zone->sh = ozone->sh;
-        zone->shpool = ozone->shpool;
-        return NGX_OK;
-    }
-
-    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        zone->sh = zone->shpool->data;
-        return NGX_OK;
-    }
-
-    zone->sh = ngx_slab_calloc(zone->shpool,
-                               sizeof(ngx_http_aihub_lease_sh_t));
-    if (zone->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    zone->shpool->data = zone->sh;
-
-    return NGX_OK;
-}
-
-
 ngx_int_t
 ngx_http_aihub_lease_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf)
 {
-    if (ngx_http_aihub_lease_shm == NULL) {
+    if (ngx_http_aihub_lease_zone() == NULL) {
         return NGX_OK;
     }
 
@@ -214,50 +80,6 @@ ngx_http_aihub_lease_init_process(ngx_cycle_t *cycle,
 
 
 /*
- * The slot of an account and period; with "create", a free one (or one
- * whose lease is over) is taken for it.  Under the lock.
- */
-
-static ngx_http_aihub_lease_slot_t *
-ngx_http_aihub_lease_slot(ngx_http_aihub_lease_sh_t *sh, uint64_t account,
-    int64_t period, ngx_uint_t create, ngx_msec_t now)
-{
-    ngx_uint_t                    i, h;
-    ngx_http_aihub_lease_slot_t  *s, *free;
-
-    h = (ngx_uint_t) ((account * 0x9e3779b97f4a7c15ULL)
-                      ^ (uint64_t) period) % NGX_HTTP_AIHUB_LEASE_SLOTS;
-    free = NULL;
-
-    for (i = 0; i < NGX_HTTP_AIHUB_LEASE_PROBE; i++) {
-        s = &sh->slots[(h + i) % NGX_HTTP_AIHUB_LEASE_SLOTS];
-
-        if (s->account == account && s->period == period) {
-            return s;
-        }
-
-        if (free == NULL
-            && (s->account == 0
-                || (s->granted == 0 && s->asked == 0)))
-        {
-            free = s;
-        }
-    }
-
-    if (!create || free == NULL) {
-        return NULL;
-    }
-
-    ngx_memzero(free, sizeof(ngx_http_aihub_lease_slot_t));
-    free->account = account;
-    free->period = period;
-    free->used = now;
-
-    return free;
-}
-
-
-/*
  * One call out of the node's lease of the account and period, with no
  * I/O: NGX_OK (ctx->quota names the lease), or NGX_DECLINED when the node
  * holds no usable lease.
@@ -266,14 +88,17 @@ ngx_http_aihub_lease_slot(ngx_http_aihub_lease_sh_t *sh, uint64_t account,
 ngx_int_t
 ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    uint64_t                      worst;
+    int64_t                       left;
+    uint64_t                      worst, rate_us;
     ngx_uint_t                    want;
-    ngx_msec_t                    now;
+    ngx_msec_t                    now, reset;
     ngx_http_aihub_lease_slot_t  *s;
     ngx_http_aihub_lease_zone_t  *zone;
     ngx_http_aihub_main_conf_t   *amcf;
 
-    if (ngx_http_aihub_lease_shm == NULL) {
+    zone = ngx_http_aihub_lease_zone();
+
+    if (zone == NULL) {
         return NGX_DECLINED;
     }
 
@@ -284,25 +109,34 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
-    zone = ngx_http_aihub_lease_shm->data;
     now = ngx_current_msec;
     want = 0;
 
     /* held out of a lease of calls beyond the included ones */
     worst = ngx_http_aihub_grant_worst_cost(ctx);
+    rate_us = ngx_http_aihub_lease_rate_us(r, ctx);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     s = ngx_http_aihub_lease_slot(zone->sh, ctx->caller.key.rec.account_id,
                                   ctx->quota.start, 0, now);
 
-    if (s == NULL || !ngx_http_aihub_lease_admits(s, worst, now)) {
+    /* under the global rate limit, a lease that holds its tokens only */
+
+    if (s == NULL || !ngx_http_aihub_lease_admits(s, worst, now)
+        || (rate_us && s->rate_us == 0))
+    {
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
 
     s->admitted++;
     s->used = now;
+
+    /* the limit's tokens left: in Redis, and this lease's not admitted */
+    left = s->rate_left + (int64_t) (s->granted - s->admitted);
+    reset = (ngx_msec_int_t) (s->rate_reset - now) > 0
+            ? s->rate_reset - now : 0;
 
     if (s->cost) {
         s->cost_admitted += worst;
@@ -330,6 +164,10 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    if (rate_us) {
+        ngx_http_aihub_limit_global_passed(r, ctx, left, reset);
+    }
+
     if (want) {
         ngx_http_aihub_lease_refill(r, ctx, want);
     }
@@ -339,43 +177,66 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
 
 /*
- * Whether a slot's lease admits a call (whose worst-case cost is "worst"):
- * calls left, in the first half of its life, and, for a lease of calls
- * beyond the included ones of an account with a spend cap, cost left to
- * hold the call's.  Under the lock.
+ * A lease's tokens of the global rate limit, as the time one stands for
+ * in µs (0: the call is not under the global limit)
  */
 
-static ngx_uint_t
-ngx_http_aihub_lease_admits(ngx_http_aihub_lease_slot_t *s, uint64_t worst,
-    ngx_msec_t now)
+uint64_t
+ngx_http_aihub_lease_rate_us(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    return s->granted != 0 && s->admitted < s->granted
-           && (ngx_msec_int_t) (now - s->until) < 0
-           && (s->cost == 0 || s->cost_admitted + worst <= s->cost);
+    ngx_http_aihub_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    if (alcf->global_rate_limit != NGX_HTTP_AIHUB_RATE_GLOBAL
+        || ctx->caller.key.rec.rpm == 0)
+    {
+        return 0;
+    }
+
+    return ngx_max(60000000 / ctx->caller.key.rec.rpm, 1);
 }
 
 
 /*
- * The size of the next block: what the current one admitted per ms since
- * it came, times NGX_HTTP_AIHUB_LEASE_SPAN, between the smallest block
- * and NGX_HTTP_AIHUB_LEASE_GROW times it.  Under the lock.
+ * The grant script's reply (README, "Leases"): the lease's calls into
+ * "g" (its id and rate_us are the caller's), or 0 when it granted none
  */
 
-static ngx_uint_t
-ngx_http_aihub_lease_want(ngx_http_aihub_lease_slot_t *s,
-    ngx_uint_t smallest, ngx_msec_t now)
+ngx_uint_t
+ngx_http_aihub_lease_reply(redisReply *rep, ngx_http_aihub_lease_grant_t *g)
 {
-    ngx_uint_t  want;
-    ngx_msec_t  age;
+    ngx_uint_t  i;
 
-    age = now - s->installed;
+    g->calls = 0;
+    g->cost = 0;
+    g->base = 0;
+    g->life = 0;
+    g->rate_left = 0;
+    g->rate_reset = 0;
 
-    want = (age == 0) ? NGX_MAX_UINT32_VALUE
-                      : s->admitted * NGX_HTTP_AIHUB_LEASE_SPAN / age;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 9) {
+        return 0;
+    }
 
-    want = ngx_min(want, smallest * NGX_HTTP_AIHUB_LEASE_GROW);
+    for (i = 0; i < 9; i++) {
+        if (i != 2 && rep->element[i]->type != REDIS_REPLY_INTEGER) {
+            return 0;
+        }
+    }
 
-    return ngx_max(want, smallest);
+    if (rep->element[0]->integer != 1 || rep->element[6]->integer <= 0) {
+        return 0;
+    }
+
+    g->calls = (ngx_uint_t) rep->element[6]->integer;
+    g->cost = (uint64_t) rep->element[8]->integer;
+    g->base = (uint64_t) rep->element[1]->integer;
+    g->life = (ngx_msec_t) rep->element[7]->integer;
+    g->rate_left = rep->element[3]->integer;
+    g->rate_reset = (ngx_msec_t) ngx_max(rep->element[5]->integer, 0);
+
+    return g->calls;
 }
 
 
@@ -383,25 +244,27 @@ ngx_http_aihub_lease_want(ngx_http_aihub_lease_slot_t *s,
 
 void
 ngx_http_aihub_lease_keep(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    ngx_uint_t granted, uint64_t base, ngx_msec_t life, uint64_t cost)
+    ngx_http_aihub_lease_grant_t *g)
 {
     ngx_msec_t                    now;
     ngx_http_aihub_lease_back_t   back;
     ngx_http_aihub_lease_slot_t  *s;
     ngx_http_aihub_lease_zone_t  *zone;
 
-    back.calls = granted - 1;
-    back.cost = cost - ngx_min(cost, ctx->quota.held_cost);
+    back.calls = g->calls - 1;
+    back.cost = g->cost - ngx_min(g->cost, ctx->quota.held_cost);
+    back.rate_us = back.calls * g->rate_us;
     ngx_memcpy(back.id, ctx->quota.lease, AIHUB_EVENT_ID_LEN);
     back.m_len = ngx_min(ctx->quota.period_m.len, NGX_HTTP_AIHUB_LEASE_M_LEN);
     ngx_memcpy(back.m, ctx->quota.period_m.data, back.m_len);
 
-    if (ngx_http_aihub_lease_shm == NULL) {
+    zone = ngx_http_aihub_lease_zone();
+
+    if (zone == NULL) {
         ngx_http_aihub_lease_give_back(&back);
         return;
     }
 
-    zone = ngx_http_aihub_lease_shm->data;
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -413,12 +276,13 @@ ngx_http_aihub_lease_keep(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         ngx_memcpy(s->m, back.m, back.m_len);
         s->m_len = back.m_len;
 
-        ngx_http_aihub_lease_install(s, ctx->quota.lease, granted, cost, base,
-                                     life, now, &back);
+        g->id = ctx->quota.lease;
+        ngx_http_aihub_lease_install(s, g, now, &back);
 
         /* this request's call is the new lease's first */
         s->admitted = 1;
-        s->cost_admitted = cost ? ngx_min(cost, ctx->quota.held_cost) : 0;
+        s->cost_admitted = g->cost ? ngx_min(g->cost, ctx->quota.held_cost)
+                                   : 0;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -426,53 +290,6 @@ ngx_http_aihub_lease_keep(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     /* the old lease's rest, or this one's when the slot has a better one */
 
     ngx_http_aihub_lease_give_back(&back);
-}
-
-
-/*
- * A new lease into its slot (under the lock); what the old one did not
- * admit goes into "back" (calls and cost 0: nothing).
- */
-
-static void
-ngx_http_aihub_lease_install(ngx_http_aihub_lease_slot_t *s, u_char *id,
-    ngx_uint_t granted, uint64_t cost, uint64_t base, ngx_msec_t life,
-    ngx_msec_t now, ngx_http_aihub_lease_back_t *back)
-{
-    ngx_http_aihub_lease_unused(s, back);
-
-    ngx_memcpy(s->id, id, AIHUB_EVENT_ID_LEN);
-    s->granted = granted;
-    s->admitted = 0;
-    s->cost = cost;
-    s->cost_admitted = 0;
-    s->base = base;
-    s->installed = now;
-    s->until = now + life / 2;
-    s->refill_at = now + life / 4;
-    s->used = now;
-}
-
-
-/*
- * what a slot's lease did not admit, to give back (calls and cost 0:
- * nothing)
- */
-
-static void
-ngx_http_aihub_lease_unused(ngx_http_aihub_lease_slot_t *s,
-    ngx_http_aihub_lease_back_t *back)
-{
-    back->calls = 0;
-    back->cost = 0;
-
-    if (s->granted > s->admitted || s->cost > s->cost_admitted) {
-        back->calls = s->granted - ngx_min(s->admitted, s->granted);
-        back->cost = s->cost - ngx_min(s->cost_admitted, s->cost);
-        ngx_memcpy(back->id, s->id, AIHUB_EVENT_ID_LEN);
-        ngx_memcpy(back->m, s->m, s->m_len);
-        back->m_len = s->m_len;
-    }
 }
 
 
@@ -494,6 +311,7 @@ ngx_http_aihub_lease_refill(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ask->m_len = ngx_min(ctx->quota.period_m.len, NGX_HTTP_AIHUB_LEASE_M_LEN);
     ngx_memcpy(ask->m, ctx->quota.period_m.data, ask->m_len);
     ngx_http_aihub_request_id(ask->id);
+    ask->rate_us = ngx_http_aihub_lease_rate_us(r, ctx);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aihub lease: asking for the next lease of \"%V\"",
@@ -513,40 +331,32 @@ static void
 ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
-    redisReply                   *rep = reply;
-    ngx_http_aihub_lease_ask_t   *ask = privdata;
+    redisReply                    *rep = reply;
+    ngx_http_aihub_lease_ask_t    *ask = privdata;
 
-    uint64_t                      cost;
-    ngx_msec_t                    now;
-    ngx_uint_t                    n;
-    ngx_http_aihub_lease_back_t   back;
-    ngx_http_aihub_lease_slot_t  *s;
-    ngx_http_aihub_lease_zone_t  *zone;
+    ngx_uint_t                     n;
+    ngx_msec_t                     now;
+    ngx_http_aihub_lease_back_t    back;
+    ngx_http_aihub_lease_slot_t   *s;
+    ngx_http_aihub_lease_zone_t   *zone;
+    ngx_http_aihub_lease_grant_t   g;
 
-    n = 0;
-    cost = 0;
-
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 9
-        && rep->element[0]->type == REDIS_REPLY_INTEGER
-        && rep->element[0]->integer == 1
-        && rep->element[1]->type == REDIS_REPLY_INTEGER
-        && rep->element[6]->type == REDIS_REPLY_INTEGER
-        && rep->element[7]->type == REDIS_REPLY_INTEGER
-        && rep->element[8]->type == REDIS_REPLY_INTEGER
-        && rep->element[6]->integer > 0)
-    {
-        n = (ngx_uint_t) rep->element[6]->integer;
-        cost = (uint64_t) rep->element[8]->integer;
-    }
+    n = ngx_http_aihub_lease_reply(rep, &g);
+    g.id = ask->id;
+    g.rate_us = ask->rate_us;
 
     back.calls = n;
-    back.cost = cost;
+    back.cost = g.cost;
+    back.rate_us = n * g.rate_us;
     ngx_memcpy(back.id, ask->id, AIHUB_EVENT_ID_LEN);
     ngx_memcpy(back.m, ask->m, ask->m_len);
     back.m_len = ask->m_len;
 
     if (rep == NULL && n == 0) {
-        /* no reply: whatever Redis granted goes back */
+        /*
+         * no reply: whatever Redis granted goes back (its tokens of the
+         * global rate limit, unknown here, stay spent)
+         */
         back.calls = NGX_HTTP_AIHUB_GRANT_ALL_CALLS;
         back.cost = NGX_HTTP_AIHUB_GRANT_ALL_COST;
     }
@@ -555,7 +365,7 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
         ngx_http_aihub_scripts_check(rep);
     }
 
-    zone = ngx_http_aihub_lease_shm->data;
+    zone = ngx_http_aihub_lease_zone();
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -569,10 +379,7 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
             ngx_memcpy(s->m, ask->m, ask->m_len);
             s->m_len = ask->m_len;
 
-            ngx_http_aihub_lease_install(s, ask->id, n, cost,
-                                    (uint64_t) rep->element[1]->integer,
-                                    (ngx_msec_t) rep->element[7]->integer,
-                                    now, &back);
+            ngx_http_aihub_lease_install(s, &g, now, &back);
         }
     }
 
@@ -605,7 +412,7 @@ ngx_http_aihub_lease_tick(ngx_event_t *ev)
     ngx_http_aihub_lease_zone_t  *zone;
 
     exiting = (ngx_exiting || ngx_quit || ngx_terminate);
-    zone = ngx_http_aihub_lease_shm->data;
+    zone = ngx_http_aihub_lease_zone();
     now = ngx_current_msec;
     n = 0;
 
@@ -657,11 +464,11 @@ ngx_http_aihub_lease_forget(void)
     ngx_uint_t                    i;
     ngx_http_aihub_lease_zone_t  *zone;
 
-    if (ngx_http_aihub_lease_shm == NULL) {
+    zone = ngx_http_aihub_lease_zone();
+
+    if (zone == NULL) {
         return;
     }
-
-    zone = ngx_http_aihub_lease_shm->data;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -689,5 +496,5 @@ ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b)
     m.len = b->m_len;
 
     ngx_http_aihub_settle_record(ngx_cycle->log, &m, b->id, 'r', b->calls,
-                                b->cost, NULL);
+                                b->cost, b->rate_us, NULL);
 }

@@ -12,27 +12,40 @@
 
 
 /*
- * The global limit in Lua, a GCRA over one minute, run inside the quota
- * script (atomic with the reservation).  It reads the local "rpm" (0: no
- * limit) and KEYS[2], the limit's state; it sets "remaining" and "reset",
- * or refuses with {0, calls, 'rate', 0, retry_ms, reset_ms}.
+ * The global limit in Lua, a GCRA over one minute, run inside the grant
+ * script (atomic with the lease).  It reads the local "rpm" (0: no
+ * limit) and KEYS[2], the limit's state, and takes one token for each
+ * call of the lease "n" (a block takes at most a quarter of the free
+ * tokens per holder of a lease, "lk"; below the smallest block, ARGV[13],
+ * a request gets one call and a refill ahead none); it sets "remaining"
+ * and "reset", or refuses with {0, calls, 'rate', 0, retry_ms, reset_ms}.
+ * A lease's unused tokens come back through the apply script.
  */
 
 #define NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA                                      \
     "if rpm > 0 then "                                                       \
-    "  local t = redis.call('TIME') "                                        \
-    "  local now = t[1] * 1000 + math.floor(t[2] / 1000) "                   \
     "  local interval = 60000 / rpm "                                        \
     "  local tat = tonumber(redis.call('GET', KEYS[2]) or '0') "             \
-    "  if tat < now then tat = now end "                                     \
-    "  if tat + interval - now > 60000 then "                                \
+    "  if tat < lnow then tat = lnow end "                                   \
+    "  local free = math.floor((60000 - (tat - lnow)) / interval) "          \
+    "  if free < 1 then "                                                    \
+    "    if least > 1 then return no end "                                   \
     "    return {0, calls, 'rate', 0, "                                      \
-    "            math.ceil(tat + interval - now - 60000), "                  \
-    "            math.ceil(tat - now)} end "                                 \
-    "  tat = tat + interval "                                                \
+    "            math.ceil(tat + interval - lnow - 60000), "                 \
+    "            math.ceil(tat - lnow)} end "                                \
+    "  if n > 1 then "                                                       \
+    "    local fit = math.floor(free / (4 * (redis.call('ZCARD', lk) + 1))) "\
+    "    if fit < n then "                                                   \
+    "      if fit >= tonumber(ARGV[13]) then n = fit "                       \
+    "      elseif least > 1 then return no "                                 \
+    "      else n = 1 end "                                                  \
+    "      if lc > 0 then lc = n * tonumber(ARGV[8]) end "                   \
+    "    end "                                                               \
+    "  end "                                                                 \
+    "  tat = tat + n * interval "                                            \
     "  redis.call('SET', KEYS[2], tostring(tat), 'PX', 60000) "              \
-    "  remaining = math.floor((60000 - (tat - now)) / interval) "            \
-    "  reset = math.ceil(tat - now) "                                        \
+    "  remaining = math.floor((60000 - (tat - lnow)) / interval) "           \
+    "  reset = math.ceil(tat - lnow) "                                       \
     "end "
 
 

@@ -224,23 +224,20 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
 
 /*
- * Whether the node may keep a block lease for the account: not with the
- * Redis-global rate limit, whose every call must pass Redis.
+ * Whether the node may keep a block lease for the account: with a lease
+ * zone and blocks of more than one call (under the global rate limit,
+ * a block also holds as many of its tokens, ngx_http_aihub_lease.c).
  */
 
 static ngx_uint_t
 ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_http_aihub_loc_conf_t   *alcf;
     ngx_http_aihub_main_conf_t  *amcf;
 
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
-    return amcf->lease_zone != NULL && amcf->lease_calls > 1
-           && (alcf->global_rate_limit != NGX_HTTP_AIHUB_RATE_GLOBAL
-               || ctx->caller.key.rec.rpm == 0);
+    return amcf->lease_zone != NULL && amcf->lease_calls > 1;
 }
 
 
@@ -361,27 +358,24 @@ static void
 ngx_http_aihub_quota_granted(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, redisReply *reply)
 {
-    uint64_t    base, cost;
-    ngx_uint_t  n;
+    ngx_uint_t                    n;
+    ngx_http_aihub_lease_grant_t  g;
 
     ctx->quota.reserved = 1;
     ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
 
-    base = (uint64_t) reply->element[1]->integer;
-    n = 1;
-    cost = 0;
+    n = ngx_http_aihub_lease_reply(reply, &g);
 
-    if (reply->elements == 9
-        && reply->element[6]->type == REDIS_REPLY_INTEGER
-        && reply->element[7]->type == REDIS_REPLY_INTEGER
-        && reply->element[8]->type == REDIS_REPLY_INTEGER)
-    {
-        n = (ngx_uint_t) reply->element[6]->integer;
-        cost = (uint64_t) reply->element[8]->integer;
+    if (n == 0) {
+        /* not a block: the request's call alone */
+        n = 1;
+        g.base = (uint64_t) reply->element[1]->integer;
+        g.rate_left = reply->element[3]->integer;
+        g.rate_reset = (ngx_msec_t) ngx_max(reply->element[5]->integer, 0);
     }
 
     /* a call beyond the included ones: its cost counts as overage */
-    ctx->quota.overage_call = (base + 1 > ctx->caller.key.rec.included);
+    ctx->quota.overage_call = (g.base + 1 > ctx->caller.key.rec.included);
 
     /* as the script decided: held only by a call beyond the included */
     if (!ctx->quota.overage_call || !ctx->caller.key.rec.spend_cap) {
@@ -390,20 +384,18 @@ ngx_http_aihub_quota_granted(ngx_http_request_t *r,
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aihub quota: lease of %ui calls after %uL used or "
-                   "leased, of %uL included", n, base,
+                   "leased, of %uL included", n, g.base,
                    ctx->caller.key.rec.included);
 
+    g.rate_us = ngx_http_aihub_lease_rate_us(r, ctx);
+
     if (n > 1) {
-        ngx_http_aihub_lease_keep(r, ctx, n, base,
-                                  (ngx_msec_t) reply->element[7]->integer,
-                                  cost);
+        ngx_http_aihub_lease_keep(r, ctx, &g);
     }
 
-    if (reply->elements == 9) {
-        ngx_http_aihub_limit_global_passed(r, ctx,
-                                           reply->element[3]->integer,
-                                           reply->element[5]->integer);
-    }
+    /* the limit's tokens left: in Redis, and the rest of this lease */
+    ngx_http_aihub_limit_global_passed(r, ctx, g.rate_left + (n - 1),
+                                       (int64_t) g.rate_reset);
 }
 
 
@@ -473,7 +465,7 @@ ngx_http_aihub_quota_give_back(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_http_aihub_settle_record(log, &ctx->quota.period_m, ctx->quota.lease,
                                 'r', NGX_HTTP_AIHUB_GRANT_ALL_CALLS,
-                                NGX_HTTP_AIHUB_GRANT_ALL_COST, NULL);
+                                NGX_HTTP_AIHUB_GRANT_ALL_COST, 0, NULL);
 }
 
 
@@ -486,6 +478,6 @@ ngx_http_aihub_quota_send_settle(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx,
     kind = success ? (ctx->quota.overage_call ? 'o' : 's') : 'f';
 
     ngx_http_aihub_settle_record(log, &ctx->quota.period_m, ctx->quota.lease,
-                                kind, 1, ctx->quota.held_cost,
+                                kind, 1, ctx->quota.held_cost, 0,
                                 success ? ctx : NULL);
 }

@@ -79,7 +79,7 @@ static const char  ngx_http_aihub_grant_script[] =
     "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
     "local pk, lk = KEYS[1], KEYS[3] "
     "if redis.call('EXISTS', KEYS[5]) == 0 then "
-    "  return {0, 0, 'wiped', 0, 0, 0, 0, 0} end "
+    "  return {0, 0, 'wiped', 0, 0, 0, 0, 0, 0} end "
     NGX_HTTP_AIHUB_RECLAIM_LUA
     "local h = redis.call('HMGET', pk, '" AIHUB_CF_CALLS "', '"
         AIHUB_CF_LEASED_CALLS "', '" AIHUB_CF_OVERAGE "', '"
@@ -138,11 +138,13 @@ static const char  ngx_http_aihub_grant_script[] =
  * process's batch key (the sequence number of its last batch applied),
  * KEYS[2] the epoch marker
  * ARGV: the batch's sequence number, the Redis prefix, ttl seconds, then
- * one record of 10 per lease
+ * one record of 11 per lease
  * (its settles summed by the module, ngx_http_aihub_settle.c):
  * "<account>:<YYYYMMDD>", lease id, calls released, cost released,
  * successes, prompt, completion, total, cost, overage (the cost of the
- * successes beyond the included calls).
+ * successes beyond the included calls), and the unused tokens of the
+ * global rate limit it returns, as time in µs: the account's limit
+ * (RK_RATE) goes back by as much.
  * The batch's usage events do not pass through here: the module XADDs them
  * just before, in the same transaction (ngx_http_aihub_batch.c).  Every
  * byte handed to a script becomes a Lua string that Redis hashes byte by
@@ -168,9 +170,14 @@ static const char  ngx_http_aihub_apply_script[] =
     "  return 0 end "
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400) "
     "local pre, ttl = ARGV[2], ARGV[3] "
-    "local per, order = {}, {} "
-    "for i = 4, #ARGV - 9, 10 do "
+    "local per, order, rate = {}, {}, {} "
+    "for i = 4, #ARGV - 10, 11 do "
     "  local m, id = ARGV[i], ARGV[i + 1] "
+    "  local x = tonumber(ARGV[i + 10]) "
+    "  if x > 0 then "
+    "    local a = string.match(m, '^(%d+):') "
+    "    if a then rate[a] = (rate[a] or 0) + x end "
+    "  end "
     "  local p = per[m] "
     "  if not p then "
     "    p = {s = {0, 0, 0, 0, 0, 0, 0, 0}, l = {}, ids = {}} "
@@ -220,6 +227,13 @@ static const char  ngx_http_aihub_apply_script[] =
     "    redis.call('ZREM', pre .. '" AIHUB_RK_LEASES "' .. m, unpack(gone)) "
     "  end "
     "  if fresh then redis.call('EXPIRE', pk, ttl) end "
+    "end "
+    "for a, x in pairs(rate) do "
+    "  local rk = pre .. '" AIHUB_RK_RATE "' .. a "
+    "  local tat = redis.call('GET', rk) "
+    "  if tat then "
+    "    redis.call('SET', rk, tostring(tonumber(tat) - x / 1000), 'KEEPTTL') "
+    "  end "
     "end "
     "return 1";
 

@@ -4,9 +4,11 @@
  * parses one record per lease, not one per call).  A settle record as the
  * buffer keeps it: "<account>:<YYYYMMDD>", lease id, kind ('s' success,
  * 'o' success beyond the included calls, 'f' failed, 'r' returned), calls
- * released, cost released, prompt, completion, total, cost.  A sum as it
+ * released, cost released, prompt (a return: its tokens of the global
+ * rate limit, as time in µs), completion, total, cost.  A sum as it
  * is sent: "<account>:<YYYYMMDD>", lease id, calls released, cost
- * released, successes, prompt, completion, total, cost, overage.
+ * released, successes, prompt, completion, total, cost, overage, the
+ * global rate limit's time returned.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -64,6 +66,9 @@ ngx_http_aihub_settle_add(ngx_http_aihub_settle_sum_t *sums, ngx_uint_t n,
         if (kind == 'o') {
             s->v[7] += ngx_http_aihub_settle_num(argv[8], argvlen[8]);
         }
+
+    } else if (kind == 'r') {
+        s->v[8] += ngx_http_aihub_settle_num(argv[5], argvlen[5]);
     }
 
     return n;
@@ -83,7 +88,7 @@ ngx_http_aihub_settle_args(ngx_http_aihub_settle_sum_t *s, const char **argv,
     argv[1] = (const char *) s->id.data;
     argvlen[1] = s->id.len;
 
-    for (i = 0; i < 8; i++) {
+    for (i = 0; i < 9; i++) {
         argv[2 + i] = (const char *) s->nums[i];
         argvlen[2 + i] = ngx_sprintf(s->nums[i], "%L", s->v[i]) - s->nums[i];
     }

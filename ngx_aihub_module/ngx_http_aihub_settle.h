@@ -11,14 +11,14 @@
 
 /* the arguments of one settle record in the buffer, and of a sum sent */
 #define NGX_HTTP_AIHUB_SETTLE_RECORD  9
-#define NGX_HTTP_AIHUB_SETTLE_SUM     10
+#define NGX_HTTP_AIHUB_SETTLE_SUM     11
 
 
 typedef struct {
     ngx_str_t                     m;            /* "<account>:<day>" */
     ngx_str_t                     id;           /* the lease */
-    int64_t                       v[8];
-    u_char                        nums[8][NGX_INT64_LEN + 1];
+    int64_t                       v[9];
+    u_char                        nums[9][NGX_INT64_LEN + 1];
 } ngx_http_aihub_settle_sum_t;
 
 
