@@ -53,8 +53,6 @@ static ngx_uint_t ngx_http_aihub_quota_leasable(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 
 
-
-
 ngx_int_t
 ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {

@@ -153,6 +153,12 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     ngx_add_timer(&call->timer, amcf->redis_timeout);
 
+    /*
+     * a client that goes away meanwhile ends its request (499) and so the
+     * call, as limit_req's delay does; held calls are the long ones
+     */
+    r->read_event_handler = ngx_http_test_reading;
+
     return NGX_OK;
 }
 
@@ -288,6 +294,7 @@ ngx_http_aihub_redis_call_end(ngx_http_aihub_redis_call_t *call,
         call->answered = 1;
         call->wait->call = NULL;
 
+        r->read_event_handler = ngx_http_block_reading;
         call->handler(r, reply);
     }
 
@@ -345,6 +352,7 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
 
     call->wait->call = NULL;
 
+    r->read_event_handler = ngx_http_block_reading;
     call->handler(r, NULL);
 }
 

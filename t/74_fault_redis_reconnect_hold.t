@@ -194,6 +194,48 @@ my ($ok, $calls) = wait_counted($t, 7401, 11);
 ok($ok, "every lease back, the counter equal to the events ($calls)");
 
 
+# --- a client gone while its call is held: its request ends then ----------
+# The module watches the client while a request waits for Redis (as
+# limit_req's delay does): one that goes away ends its request at once
+# (499), and its held command is dropped, not sent on the new connection.
+
+my $gone = 5;
+my $other = 'aihub_requests_total{status="other"}';
+my $before = gateway_metrics($t)->{$other} // 0;
+my @pids = $t->nginx_worker_pids;
+cut(1.2);
+my $body = '{"model":"test-basic","messages":[{"role":"user",'
+           . '"content":"hello"}]}';
+my @socks = map {
+    my $s = $t->connect;
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+             . "Authorization: Bearer $key\r\n"
+             . "Content-Type: application/json\r\n"
+             . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    $s;
+} 1 .. $gone;
+sleep 0.3;
+close $_ for @socks;
+my $ended = $t->wait_for(sub {
+    (gateway_metrics($t)->{$other} // 0) >= $before + $gone
+}, timeout => 10, interval => 0.05);
+my $at = time;
+$back = back_at();
+ok($ended, "the $gone requests whose client went away ended (499)");
+ok(!defined $back || $back > $at,
+   'they ended while the module was not connected yet')
+    or diag('back ' . ($back // 'never') . ", ended by $at");
+ok($t->wait_for(sub { defined back_at() }, timeout => 15, interval => 0.1),
+   'the proxy accepts the module again');
+ok($t->wait_for(sub {
+    $t->chat($key, model => 'test-basic')->{status} == 200
+}, timeout => 15, interval => 0.2), 'then a call: 200');
+is_deeply([ $t->nginx_worker_pids ], \@pids,
+          'the worker process lived through it');
+is(gateway_metrics($t)->{$other} // 0, $before + $gone,
+   'no other request ended so');
+
+
 # --- not made again within aihub_redis_timeout: the calls fail --------------
 
 cut(8);
