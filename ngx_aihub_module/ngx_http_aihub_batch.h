@@ -26,7 +26,8 @@
 typedef struct {
     ngx_queue_t                   queue;
     ngx_uint_t                    argc;
-    ngx_uint_t                    paired;   /* the next entry goes with it */
+    unsigned                      paired:1; /* the next entry goes with it */
+    unsigned                      kept:1;   /* of the entries' free list */
     size_t                        len;
     u_char                        data[1];
 } ngx_http_aihub_event_t;
@@ -58,6 +59,9 @@ typedef struct {
 
 ngx_int_t ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
     ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *done);
+ngx_http_aihub_event_t *ngx_http_aihub_entry_alloc(size_t len,
+    ngx_log_t *log);
+void ngx_http_aihub_entry_free(ngx_http_aihub_event_t *ev);
 
 
 #endif /* NGX_HTTP_AIHUB_BATCH_H */

@@ -152,7 +152,8 @@ ngx_http_aihub_usage_exit_process(void)
     while (!ngx_queue_empty(&us->pending)) {
         q = ngx_queue_head(&us->pending);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_http_aihub_event_t, queue));
+        ngx_http_aihub_entry_free(
+            ngx_queue_data(q, ngx_http_aihub_event_t, queue));
     }
 
     us->npending = 0;
@@ -189,8 +190,7 @@ ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e)
     e->node.data = us->node.data;
     e->node.len = us->node.len;
 
-    ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data)
-                   + aihub_usage_event_len(e), us->log);
+    ev = ngx_http_aihub_entry_alloc(aihub_usage_event_len(e), us->log);
     if (ev == NULL) {
         return NGX_ERROR;
     }
@@ -280,7 +280,7 @@ ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
         len += sizeof(size_t) + argvlen[i];
     }
 
-    ev = ngx_alloc(offsetof(ngx_http_aihub_event_t, data) + len, us->log);
+    ev = ngx_http_aihub_entry_alloc(len, us->log);
     if (ev == NULL) {
         return NGX_ERROR;
     }
@@ -619,7 +619,8 @@ ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b)
     while (!ngx_queue_empty(&b->entries)) {
         q = ngx_queue_head(&b->entries);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_http_aihub_event_t, queue));
+        ngx_http_aihub_entry_free(
+            ngx_queue_data(q, ngx_http_aihub_event_t, queue));
     }
 
     us->events -= b->nevents;
