@@ -12,6 +12,7 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
 #include "ngx_http_aihub_body_api.h"
+#include "ngx_http_aihub_json.h"
 #include "aihub_body.h"
 
 
@@ -140,8 +141,14 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    /* the tree lives as long as the request: in its pool */
+
+    ngx_http_aihub_json_pool(r->pool);
+
     aihub_body_check(&b, body.data, body.len,
                      ngx_http_aihub_body_policy_of(ctx));
+
+    ngx_http_aihub_json_pool(NULL);
 
     if (b.json != NULL) {
         cln = ngx_pool_cleanup_add(r->pool, 0);

@@ -17,6 +17,7 @@
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_quota.h"
 #include "ngx_http_aihub_lease.h"
+#include "ngx_http_aihub_json.h"
 #include "ngx_http_aihub_grant.h"
 #include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_access.h"
@@ -649,6 +650,7 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_aihub_metrics_init_process(amcf);
+    ngx_http_aihub_json_init_process();
 
     ngx_http_aihub_scripts_init();
 
