@@ -59,7 +59,9 @@
  *                                starting that UTC day; leased_calls and
  *                                leased_cost, what the outstanding leases
  *                                hold; "lease:<id>" = "<calls>:<cost>",
- *                                what one lease still holds
+ *                                what one lease still holds, then
+ *                                ":<rpm>" if each of its calls took a
+ *                                token of the global rate limit
  *   leases:<account>:<YYYYMMDD>  ZSET the period's outstanding lease ids
  *                                by expiry (Redis time, unix ms); an
  *                                expired lease is reclaimed (what it holds
@@ -174,7 +176,8 @@
 #define AIHUB_CF_LEASED_CALLS "leased_calls" /* calls held by the
                                                outstanding leases */
 #define AIHUB_CF_LEASE       "lease:"       /* + lease id: "calls:cost" the
-                                               lease holds, not settled */
+                                               lease holds, not settled
+                                               (":rpm": it holds tokens) */
 #define AIHUB_CF_LEASED_COST "leased_cost"  /* micro-dollars held by the
                                                outstanding leases */
 

@@ -15,6 +15,8 @@
 /* a return of all a lease holds (the apply script takes the least) */
 #define NGX_HTTP_AIHUB_GRANT_ALL_CALLS  NGX_MAX_INT32_VALUE
 #define NGX_HTTP_AIHUB_GRANT_ALL_COST   ((uint64_t) 1 << 52)
+/* and all its tokens of the global rate limit, as their time in µs */
+#define NGX_HTTP_AIHUB_GRANT_ALL_RATE   ((uint64_t) 1 << 52)
 
 
 ngx_int_t ngx_http_aihub_grant_init_process(ngx_cycle_t *cycle,

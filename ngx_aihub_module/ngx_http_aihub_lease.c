@@ -353,12 +353,10 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     back.m_len = ask->m_len;
 
     if (rep == NULL && n == 0) {
-        /*
-         * no reply: whatever Redis granted goes back (its tokens of the
-         * global rate limit, unknown here, stay spent)
-         */
+        /* no reply: whatever Redis granted goes back */
         back.calls = NGX_HTTP_AIHUB_GRANT_ALL_CALLS;
         back.cost = NGX_HTTP_AIHUB_GRANT_ALL_COST;
+        back.rate_us = NGX_HTTP_AIHUB_GRANT_ALL_RATE;
     }
 
     if (rep && rep->type == REDIS_REPLY_ERROR) {

@@ -454,8 +454,9 @@ ngx_http_aihub_quota_cleanup(void *data)
 
 /*
  * A grant whose reply never came: whatever it granted (how many calls,
- * and whether it held a cost, are unknown) goes back; the script gives
- * back at most what the lease holds, nothing if it does not exist.
+ * whether it held a cost or tokens of the global rate limit, are unknown)
+ * goes back; the script gives back at most what the lease holds, nothing
+ * if it does not exist.
  */
 
 static void
@@ -463,7 +464,8 @@ ngx_http_aihub_quota_give_back(ngx_log_t *log, ngx_http_aihub_ctx_t *ctx)
 {
     ngx_http_aihub_settle_record(log, &ctx->quota.period_m, ctx->quota.lease,
                                 'r', NGX_HTTP_AIHUB_GRANT_ALL_CALLS,
-                                NGX_HTTP_AIHUB_GRANT_ALL_COST, 0, NULL);
+                                NGX_HTTP_AIHUB_GRANT_ALL_COST,
+                                NGX_HTTP_AIHUB_GRANT_ALL_RATE, NULL);
 }
 
 

@@ -21,22 +21,27 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
 
 /*
  * Reclaiming a period's expired leases, in Lua: "pk" the period hash
- * (field "lease:<id>": what a lease still holds, "calls:cost"), "lk" its
- * leases (id by expiry), "lnow" Redis time in ms.  What they hold goes
- * back.
+ * (field "lease:<id>": what a lease still holds, "calls:cost", and
+ * ":rpm" when its calls took the global rate limit's tokens), "lk" its
+ * leases (id by expiry), "rk" the account's global rate limit state,
+ * "lnow" Redis time in ms.  What they hold goes back: calls, cost, and
+ * one token for each call still held (the limit's state goes back by
+ * their time).
  */
 
 #define NGX_HTTP_AIHUB_RECLAIM_LUA                                           \
     "local old = redis.call('ZRANGEBYSCORE', lk, '-inf', lnow) "             \
     "if #old > 0 then "                                                      \
-    "  local rc, rcost, f = 0, 0, {} "                                       \
+    "  local rc, rcost, back, f = 0, 0, 0, {} "                              \
     "  redis.call('ZREMRANGEBYSCORE', lk, '-inf', lnow) "                    \
     "  for i, id in ipairs(old) do f[i] = '" AIHUB_CF_LEASE "' .. id end "   \
     "  local v = redis.call('HMGET', pk, unpack(f)) "                        \
     "  for i = 1, #f do "                                                    \
     "    if v[i] then "                                                      \
-    "      local a, b = string.match(v[i], '^(%d+):(%d+)$') "                \
+    "      local a, b, t = string.match(v[i], '^(%d+):(%d+):?(%d*)$') "      \
     "      rc = rc + tonumber(a) rcost = rcost + tonumber(b) "               \
+    "      t = tonumber(t) "                                                 \
+    "      if t and t > 0 then back = back + tonumber(a) * 60000 / t end "   \
     "    end "                                                               \
     "  end "                                                                 \
     "  redis.call('HDEL', pk, unpack(f)) "                                   \
@@ -44,6 +49,11 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
         AIHUB_CF_LEASED_CALLS "', -rc) end "                                 \
     "  if rcost > 0 then redis.call('HINCRBY', pk, '"                        \
         AIHUB_CF_LEASED_COST "', -rcost) end "                               \
+    "  if back > 0 then "                                                    \
+    "    local tat = redis.call('GET', rk) "                                 \
+    "    if tat then redis.call('SET', rk, tostring(tonumber(tat) - back), " \
+    "                           'KEEPTTL') end "                             \
+    "  end "                                                                 \
     "end "
 
 
@@ -77,7 +87,7 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
 static const char  ngx_http_aihub_grant_script[] =
     "local lt = redis.call('TIME') "
     "local lnow = lt[1] * 1000 + math.floor(lt[2] / 1000) "
-    "local pk, lk = KEYS[1], KEYS[3] "
+    "local pk, lk, rk = KEYS[1], KEYS[3], KEYS[2] "
     "if redis.call('EXISTS', KEYS[5]) == 0 then "
     "  return {0, 0, 'wiped', 0, 0, 0, 0, 0, 0} end "
     NGX_HTTP_AIHUB_RECLAIM_LUA
@@ -119,10 +129,11 @@ static const char  ngx_http_aihub_grant_script[] =
     "  end "
     "end "
     NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
-    "local held = tonumber(h[2] or '0') "
+    "local held, tick = tonumber(h[2] or '0'), '' "
+    "if rpm > 0 then tick = ':' .. rpm end "
     "redis.call('HSET', pk, '" AIHUB_CF_LEASED_CALLS "', held + n, '"
         AIHUB_CF_LEASED_COST "', tonumber(h[4] or '0') + lc, '"
-        AIHUB_CF_LEASE "' .. ARGV[6], n .. ':' .. lc) "
+        AIHUB_CF_LEASE "' .. ARGV[6], n .. ':' .. lc .. tick) "
     "if used == 0 then redis.call('EXPIRE', pk, ARGV[4]) end "
     "local due = lnow + tonumber(ARGV[7]) "
     "if due > tonumber(ARGV[12]) then due = tonumber(ARGV[12]) end "
@@ -144,7 +155,8 @@ static const char  ngx_http_aihub_grant_script[] =
  * successes, prompt, completion, total, cost, overage (the cost of the
  * successes beyond the included calls), and the unused tokens of the
  * global rate limit it returns, as time in µs: the account's limit
- * (RK_RATE) goes back by as much.
+ * (RK_RATE) goes back by as much, if the lease still holds as many (a
+ * lease reclaimed at its expiry gave its tokens back then).
  * The batch's usage events do not pass through here: the module XADDs them
  * just before, in the same transaction (ngx_http_aihub_batch.c).  Every
  * byte handed to a script becomes a Lua string that Redis hashes byte by
@@ -173,19 +185,15 @@ static const char  ngx_http_aihub_apply_script[] =
     "local per, order, rate = {}, {}, {} "
     "for i = 4, #ARGV - 10, 11 do "
     "  local m, id = ARGV[i], ARGV[i + 1] "
-    "  local x = tonumber(ARGV[i + 10]) "
-    "  if x > 0 then "
-    "    local a = string.match(m, '^(%d+):') "
-    "    if a then rate[a] = (rate[a] or 0) + x end "
-    "  end "
     "  local p = per[m] "
     "  if not p then "
     "    p = {s = {0, 0, 0, 0, 0, 0, 0, 0}, l = {}, ids = {}} "
     "    per[m] = p order[#order + 1] = m "
     "  end "
     "  local l = p.l[id] "
-    "  if not l then l = {0, 0, 0} p.l[id] = l p.ids[#p.ids + 1] = id end "
+    "  if not l then l = {0, 0, 0, 0} p.l[id] = l p.ids[#p.ids + 1] = id end "
     "  for j = 1, 3 do l[j] = l[j] + tonumber(ARGV[i + 1 + j]) end "
+    "  l[4] = l[4] + tonumber(ARGV[i + 10]) "
     "  for j = 4, 8 do p.s[j] = p.s[j] + tonumber(ARGV[i + 1 + j]) end "
     "end "
     "local names = {'" AIHUB_CF_CALLS "', '" AIHUB_CF_LEASED_CALLS "', '"
@@ -204,13 +212,18 @@ static const char  ngx_http_aihub_apply_script[] =
     "    local l, v = p.l[id], old[8 + i] "
     "    p.s[1] = p.s[1] + l[3] "
     "    if v then "
-    "      local c, oc = string.match(v, '^(%d+):(%d+)$') "
+    "      local c, oc, t = string.match(v, '^(%d+):(%d+)(.*)$') "
     "      c, oc = tonumber(c), tonumber(oc) "
     "      local rc, rcost = math.min(l[1], c), math.min(l[2], oc) "
     "      p.s[2] = p.s[2] - rc p.s[3] = p.s[3] - rcost "
+    "      local rpm = tonumber(string.match(t, '^:(%d+)$') or '0') "
+    "      if l[4] > 0 and rpm > 0 then "
+    "        local a = string.match(m, '^(%d+):') "
+    "        rate[a] = (rate[a] or 0) + math.min(l[4], c * 6e7 / rpm) "
+    "      end "
     "      if c - rc <= 0 then gone[#gone + 1] = id "
     "      else set[#set + 1] = f[8 + i] "
-    "        set[#set + 1] = (c - rc) .. ':' .. (oc - rcost) end "
+    "        set[#set + 1] = (c - rc) .. ':' .. (oc - rcost) .. t end "
     "    end "
     "  end "
     "  for j = 1, 8 do "
@@ -266,6 +279,8 @@ static const char  ngx_http_aihub_sweep_script[] =
     "for _, m in ipairs(due) do "
     "  local pk = ARGV[1] .. '" AIHUB_RK_PERIOD "' .. m "
     "  local lk = ARGV[1] .. '" AIHUB_RK_LEASES "' .. m "
+    "  local rk = ARGV[1] .. '" AIHUB_RK_RATE "' "
+    "             .. string.match(m, '^(%d+):') "
     NGX_HTTP_AIHUB_RECLAIM_LUA
     "  local nxt = redis.call('ZRANGE', lk, 0, 0, 'WITHSCORES') "
     "  if #nxt == 0 then redis.call('ZREM', KEYS[1], m) "

@@ -1,0 +1,231 @@
+#!/usr/bin/perl
+
+# The global rate limit's leased tokens under faults (issue 10): a lease
+# that holds tokens of "aihub_rate_limit global" records them in Redis
+# ("lease:<id>" = "calls:cost:rpm"), so whatever way the lease ends, its
+# unused tokens go back to the limit, as its unused calls go back to the
+# quota:
+#
+#   - the grant's reply comes after aihub_redis_timeout (Redis frozen):
+#     the request's 503 gives the lease back, tokens included;
+#   - the nginx worker process is killed while it waits for the grant:
+#     nobody gives the lease back; when it expires (aihub_lease_time 2s
+#     here) the sweep reclaims its calls and its tokens;
+#   - Redis frozen twice under a concurrent load: the limit is never
+#     passed, and once every lease is back the limit counts exactly the
+#     calls answered.
+#
+# Nothing here is timed: the figures come from Redis's clock, every wait
+# is a poll with a generous bound.
+
+use strict;
+use warnings;
+
+use Test::More;
+use POSIX ();
+use Time::HiRes qw(sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+plan(skip_all => 'wrk not installed') unless -x '/usr/bin/wrk';
+
+my $t = Aihub->new(redis => 1);
+
+seed_models($t);
+my $probe = seed_full_key($t, account => 7600, included => 1000000);
+my $STUB = canned_stub($t);
+
+$t->nginx(<<"END");
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_lease_time 2s;
+    aihub_lease_calls 8;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=http://127.0.0.1:$STUB/v1 key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        keepalive_requests 100000;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            aihub_rate_limit global;
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+END
+worker_processes($t, 2);
+$t->start_nginx;
+ok(wait_ready($t, $probe), 'catalog loaded');
+
+my $PERIOD = period_id();
+
+sub redis_ms {
+    my ($s, $us) = @{ $t->redis('TIME') };
+    return $s * 1000 + $us / 1000;
+}
+
+sub field {
+    my ($account, $f) = @_;
+    return ($t->redis('HGET', "aihub:period:$account:$PERIOD", $f) // 0)
+           + 0;
+}
+
+# every lease of the account back or reclaimed
+sub settled {
+    my ($account) = @_;
+    return $t->wait_for(sub {
+        field($account, 'leased_calls') == 0
+        && ($t->redis('ZCARD', "aihub:leases:$account:$PERIOD") // 0) == 0
+    }, timeout => 20, interval => 0.1);
+}
+
+# the tokens the limit's state holds as taken since $t0 (Redis ms): one
+# interval per token taken, back one per token returned
+sub tokens_taken {
+    my ($account, $rpm, $t0) = @_;
+    my $tat = $t->redis('GET', "aihub:rl:$account") // $t0;
+    return ($tat - $t0) / (60000 / $rpm);
+}
+
+# the lease fields of an account's period: "calls:cost:rpm" each
+sub lease_fields {
+    my ($account) = @_;
+    my %h = @{ $t->redis('HGETALL', "aihub:period:$account:$PERIOD") // [] };
+    return map { $h{$_} } grep { /^lease:/ } sort keys %h;
+}
+
+# a raw request on its own connection (its worker process may be killed)
+sub raw_chat {
+    my ($key) = @_;
+    my $body = '{"model":"test-basic","messages":[{"role":"user",'
+               . '"content":"hello"}]}';
+    my $s = $t->connect;
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+             . "Authorization: Bearer $key\r\n"
+             . "Content-Type: application/json\r\n"
+             . "Content-Length: " . length($body) . "\r\n"
+             . "Connection: close\r\n\r\n$body";
+    return $s;
+}
+
+
+# --- 1. the grant's reply after the timeout ----------------------------------
+# A limit of 60 a minute.  A first call caches the key and takes a block
+# of 8 calls and 8 tokens, which goes back within a second (the 7 unused
+# tokens with it).  Then, with Redis frozen, the next call waits for a
+# grant of its own block and gets 503; Redis runs the grant when it
+# wakes, and the give-back that follows it returns the calls and the
+# tokens: the limit is whole again.
+
+# the tokens the limit holds as taken now: its state (a theoretical
+# arrival time) ahead of Redis's clock, in intervals
+sub held_now {
+    my ($account, $rpm) = @_;
+    my $tat = $t->redis('GET', "aihub:rl:$account");
+    return 0 unless defined $tat;
+    return ($tat - redis_ms()) / (60000 / $rpm);
+}
+
+my $k1 = seed_full_key($t, account => 7601, included => 1000000, rpm => 60);
+is($t->chat($k1, model => 'test-basic')->{status}, 200, 'reply late: a call');
+ok(settled(7601), 'reply late: its block went back');
+$t->redis_nowait('DEBUG', 'SLEEP', '1');
+sleep 0.1;
+my $r = $t->chat($k1, model => 'test-basic');
+is($r->{status}, 503, 'reply late: the call waiting for its grant got 503');
+ok(settled(7601), 'reply late: the late lease went back');
+is(field(7601, 'calls'), 1, 'reply late: one call counted, the first');
+my $held = held_now(7601, 60);
+ok($held < 0.5,
+   sprintf('reply late: the limit holds %.3f tokens as taken: the late '
+           . 'block\'s 8 went back with its calls', $held));
+my @r = map { $t->chat($k1, model => 'test-basic') } 1 .. 2;
+is_deeply([ map { $_->{status} } @r ], [ 200, 200 ], 'reply late: two calls');
+is_deeply([ map { $_->{headers}{'x-ratelimit-remaining-requests'} } @r ],
+          [ 59, 58 ], 'reply late: they see the whole limit left');
+
+
+# --- 2. the worker processes killed while they wait for grants ---------------
+# Nobody gives these leases back: they expire after 2 s, and the sweep (one
+# worker process per node, every half lease time) reclaims their calls
+# from the quota and their tokens from the limit.
+
+my $k2 = seed_full_key($t, account => 7602, included => 1000000, rpm => 60);
+is($t->chat($k2, model => 'test-basic')->{status}, 200, 'killed: a call');
+ok(settled(7602), 'killed: its block went back');
+$t->redis_nowait('DEBUG', 'SLEEP', '1');
+sleep 0.1;
+my @gone = map { raw_chat($k2) } 1 .. 2;
+sleep 0.1;
+$t->allow_log(qr/exited on signal 9/);
+kill 'KILL', $t->nginx_worker_pids;
+close $_ for @gone;
+ok($t->wait_for(sub { scalar(() = $t->nginx_worker_pids) == 2 },
+                timeout => 10), 'killed: the master started new workers');
+my @f = lease_fields(7602);
+ok(@f && !grep({ !/^\d+:0:60$/ } @f),
+   "killed: Redis ran the grants when it woke; each lease records its "
+   . "tokens (@f)");
+my $leased = 0;
+$leased += (split /:/)[0] for @f;
+$held = held_now(7602, 60);
+ok($held > 0 && $held <= $leased + 0.001,
+   sprintf('killed: the limit holds %.3f tokens as taken, at most the %d '
+           . 'the leases hold', $held, $leased));
+ok(settled(7602), 'killed: the leases expired and were reclaimed');
+is(field(7602, 'calls'), 1, 'killed: one call counted, the first');
+$held = held_now(7602, 60);
+ok($held < 0.5,
+   sprintf('killed: the limit holds %.3f tokens as taken: the leases\' '
+           . '%d went back', $held, $leased));
+ok(wait_ready($t, $probe), 'killed: serving again');
+
+
+# --- 3. Redis frozen under a concurrent load ------------------------------------
+# A limit of 120 a minute, 8 connections for 4 s; Redis frozen for 0.6 s
+# twice meanwhile, so grants time out, requests get 503 and block leases
+# are returned late.  The limit is never passed, and once every lease is
+# back its state counts exactly the calls answered.
+
+my $RPM = 120;
+my $k3 = seed_full_key($t, account => 7603, included => 10000000,
+                       rpm => $RPM);
+my $t3 = redis_ms();
+my $pid = fork // die "fork: $!\n";
+if ($pid == 0) {
+    my ($n, $bad) = wrk_chat($t, key => $k3, c => 8, seconds => 4);
+    Aihub::write_file($t->dir . '/wrk.out', "$n $bad\n");
+    POSIX::_exit(0);
+}
+for (1 .. 2) {
+    sleep 1;
+    $t->redis_nowait('DEBUG', 'SLEEP', '0.6');
+}
+waitpid($pid, 0);
+my $t3b = redis_ms();
+my ($n, $bad) = split ' ', Aihub::read_file($t->dir . '/wrk.out');
+
+ok(settled(7603), 'stalls: every lease back');
+my $calls = field(7603, 'calls');
+my $refill = int(($t3b - $t3) / (60000 / $RPM));
+my $taken = tokens_taken(7603, $RPM, $t3);
+diag(sprintf 'stalls: %d calls made, %d not 2xx; %d answered (limit %d + '
+             . '%d refilled); the limit counts %.2f', $n, $bad, $calls,
+             $RPM, $refill, $taken);
+cmp_ok($bad, '>', 0, 'stalls: some calls were refused');
+cmp_ok($calls, '<=', $RPM + $refill + 1,
+       "stalls: $calls answered: never more than the limit allows");
+cmp_ok($calls, '>', 0, 'stalls: and some were answered');
+ok($taken >= $calls - 0.001 && $taken < $calls + 1,
+   sprintf('stalls: the limit counts %.3f tokens for %d calls: every '
+           . 'unused token went back', $taken, $calls));
+
+$t->done;
