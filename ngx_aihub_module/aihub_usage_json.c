@@ -116,6 +116,8 @@ static void aihub_json_value_start(aihub_json_t *j, unsigned c);
 static void aihub_json_value_end(aihub_json_t *j);
 static void aihub_json_push(aihub_json_t *j, unsigned c, uint8_t role);
 static void aihub_json_pop(aihub_json_t *j, unsigned c);
+static size_t aihub_json_plain_len(const unsigned char *p, size_t len);
+static uint64_t aihub_json_utf8_chars(const unsigned char *p, size_t len);
 static void aihub_json_key_add(aihub_json_t *j, const unsigned char *p,
     size_t n);
 static void aihub_json_key_end(aihub_json_t *j);
@@ -145,7 +147,8 @@ aihub_json_reset(aihub_json_t *j)
 int
 aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
 {
-    size_t  i, k;
+    size_t   i, k;
+    uint8_t  role;
 
     for (i = 0; i < len; i++) {
 
@@ -159,55 +162,118 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
          * backslash without the byte machine.
          */
 
-        if (j->state == J_STRING
-            && (j->str_role == S_OTHER || j->str_role == S_CONTENT))
-        {
-            k = i;
+        /*
+         * (state and str_role are tested apart: the byte machine has just
+         * stored each alone, and one load of both would wait for the
+         * stores to reach the cache instead of taking them as they are)
+         */
 
-            while (i < len && p[i] != '"' && p[i] != '\\') {
-                i++;
-            }
+        if (j->state == J_STRING) {
+            role = j->str_role;
 
-            if (j->str_role == S_CONTENT) {
-                for ( /* void */ ; k < i; k++) {
-                    j->chars += ((p[k] & 0xc0) != 0x80);
+            if (role == S_OTHER || role == S_CONTENT) {
+                k = i;
+                i += aihub_json_plain_len(p + i, len - i);
+
+                if (role == S_CONTENT) {
+                    j->chars += aihub_json_utf8_chars(p + k, i - k);
+                }
+
+                if (i == len) {
+                    break;
+                }
+
+                if (p[i] == '"') {
+                    aihub_json_value_end(j);
+                    continue;
+                }
+
+            } else if (role == S_KEY) {
+                /* a member name: its bytes up to the quote, no machine */
+
+                k = i;
+                i += aihub_json_plain_len(p + i, len - i);
+
+                aihub_json_key_add(j, p + k, i - k);
+
+                if (i == len) {
+                    break;
+                }
+
+                if (p[i] == '"') {
+                    aihub_json_key_end(j);
+                    j->state = J_COLON;
+                    continue;
                 }
             }
 
-            if (i == len) {
-                break;
-            }
-
-        } else if (j->state == J_STRING && j->str_role == S_KEY) {
-            /* a member name: its bytes up to the quote, without the machine */
-
-            k = i;
-
-            while (i < len && p[i] != '"' && p[i] != '\\') {
-                i++;
-            }
-
-            aihub_json_key_add(j, p + k, i - k);
-
-            if (i == len) {
-                break;
-            }
-
-        } else if (j->state == J_NUMBER && j->num_phase == N_INT) {
+        } else if (j->state == J_NUMBER) {
             /* the digits of an integer part, while the mantissa takes them */
 
-            while (i < len && p[i] >= '0' && p[i] <= '9'
-                   && j->mant < AIHUB_JSON_MANT_MAX)
-            {
-                j->mant = j->mant * 10 + (p[i] - '0');
-                j->num_digits = 1;
-                i++;
-            }
+            if (j->num_phase == N_INT) {
+                while (i < len && p[i] >= '0' && p[i] <= '9'
+                       && j->mant < AIHUB_JSON_MANT_MAX)
+                {
+                    j->mant = j->mant * 10 + (p[i] - '0');
+                    j->num_digits = 1;
+                    i++;
+                }
 
-            if (i == len) {
-                break;
+                if (i == len) {
+                    break;
+                }
             }
         }
+
+        /*
+         * the commonest steps between values, and the white space of a
+         * pretty-printed answer, without the byte machine
+         */
+
+        switch (j->state) {
+
+        case J_COLON:
+            if (p[i] == ':') {
+                j->state = J_VALUE;
+                continue;
+            }
+
+            break;
+
+        case J_OBJ_KEY:
+        case J_OBJ_FIRST:
+            if (p[i] == '"') {
+                j->state = J_STRING;
+                j->str_role = S_KEY;
+                j->key_len = 0;
+                continue;
+            }
+
+            break;
+
+        case J_AFTER:
+            if (p[i] == ',' && j->depth <= 64
+                && (j->is_object[0] >> (j->depth - 1)) & 1)
+            {
+                j->state = J_OBJ_KEY;
+                continue;
+            }
+
+            break;
+
+        case J_VALUE:
+        case J_ARR_FIRST:
+            break;
+
+        default:
+            goto machine;
+        }
+
+        if (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t') {
+            continue;
+        }
+
+    machine:
 
         /* a number ends on the byte after it, which is then read again */
 
@@ -803,6 +869,82 @@ aihub_json_pop(aihub_json_t *j, unsigned c)
 }
 
 
+/*
+ * Eight bytes at a time (most of a document is the text of strings): a
+ * word has a byte equal to "b" when (w ^ b...) has a zero byte, which
+ * ((x - 0x01...) & ~x & 0x80...) tells exactly.
+ */
+
+#define AIHUB_JSON_ONES   0x0101010101010101ULL
+#define AIHUB_JSON_HIGHS  0x8080808080808080ULL
+
+#define aihub_json_has_zero(x)                                               \
+    (((x) - AIHUB_JSON_ONES) & ~(x) & AIHUB_JSON_HIGHS)
+
+
+/* the length of a string's text up to its next quote or backslash */
+
+static size_t
+aihub_json_plain_len(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w, q, b, m;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        q = w ^ ('"' * AIHUB_JSON_ONES);
+        b = w ^ ('\\' * AIHUB_JSON_ONES);
+
+        m = aihub_json_has_zero(q) | aihub_json_has_zero(b);
+
+        if (m) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
+    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* the lowest byte flagged is the first (a false flag is only
+               ever above a true one) */
+            return i + (size_t) (__builtin_ctzll(m) >> 3);
+#else
+            break;
+#endif
+        }
+    }
+
+    while (i < len && p[i] != '"' && p[i] != '\\') {
+        i++;
+    }
+
+    return i;
+}
+
+
+/*
+ * The characters (UTF-8 sequences) of a string's text: its bytes less its
+ * continuation bytes (10xxxxxx: bit 7 set, bit 6 clear, which the word
+ * shifted by one puts under bit 7)
+ */
+
+static uint64_t
+aihub_json_utf8_chars(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w, cont, n;
+
+    n = 0;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        cont = (w & ~(w << 1) & AIHUB_JSON_HIGHS) >> 7;
+        n += 8 - ((cont * AIHUB_JSON_ONES) >> 56);
+    }
+
+    for ( /* void */ ; i < len; i++) {
+        n += ((p[i] & 0xc0) != 0x80);
+    }
+
+    return n;
+}
+
+
 /* bytes of a member name: the first AIHUB_JSON_KEY_LEN kept, all counted
    (up to 255: too long to match anything) */
 
@@ -841,6 +983,7 @@ aihub_json_key_end(aihub_json_t *j)
          i++)
     {
         if (aihub_json_keys[i].len == j->key_len
+            && aihub_json_keys[i].name[0] == j->key_buf[0]
             && memcmp(aihub_json_keys[i].name, j->key_buf, j->key_len) == 0)
         {
             j->key[j->depth] = aihub_json_keys[i].id;
