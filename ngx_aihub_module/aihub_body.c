@@ -67,14 +67,14 @@ aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
     }
 
     if (aihub_body_members(b, root) != 0
-        || aihub_body_members(b, cJSON_GetObjectItemCaseSensitive(
+        || aihub_body_members(b, aihub_json_get(
                                      root, "stream_options"))
            != 0)
     {
         return;
     }
 
-    model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    model = aihub_json_get(root, "model");
 
     if (model == NULL) {
         b->verdict = AIHUB_BODY_NO_MODEL;
@@ -93,7 +93,7 @@ aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
         return;
     }
 
-    messages = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    messages = aihub_json_get(root, "messages");
 
     if (!cJSON_IsArray(messages)) {
         b->verdict = AIHUB_BODY_BAD_MESSAGES;
@@ -230,7 +230,7 @@ aihub_body_options(aihub_body_t *b, const aihub_body_policy_t *policy)
 
     root = b->json;
 
-    stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    stream = aihub_json_get(root, "stream");
 
     if (stream != NULL && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
         b->verdict = AIHUB_BODY_BAD_STREAM;
@@ -239,19 +239,19 @@ aihub_body_options(aihub_body_t *b, const aihub_body_policy_t *policy)
 
     b->stream = cJSON_IsTrue(stream);
 
-    opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    opts = aihub_json_get(root, "stream_options");
 
     if (opts != NULL && !cJSON_IsObject(opts) && !cJSON_IsNull(opts)) {
         b->verdict = AIHUB_BODY_BAD_STREAM_OPTIONS;
         return;
     }
 
-    inc = cJSON_GetObjectItemCaseSensitive(opts, "include_usage");
+    inc = aihub_json_get(opts, "include_usage");
     b->include_usage = cJSON_IsTrue(inc);
 
-    max = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
+    max = aihub_json_get(root, "max_completion_tokens");
     if (max == NULL || cJSON_IsNull(max)) {
-        max = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+        max = aihub_json_get(root, "max_tokens");
     }
 
     if (max != NULL && !cJSON_IsNull(max)) {
@@ -284,15 +284,15 @@ aihub_body_prompt_chars(cJSON *root, cJSON *messages)
     n = 0;
 
     cJSON_ArrayForEach(msg, messages) {
-        content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        content = aihub_json_get(msg, "content");
 
         if (cJSON_IsString(content)) {
             n += aihub_body_utf8_chars(content->valuestring);
 
         } else if (cJSON_IsArray(content)) {
             cJSON_ArrayForEach(part, content) {
-                text = cJSON_GetObjectItemCaseSensitive(part, "text");
-                type = cJSON_GetObjectItemCaseSensitive(part, "type");
+                text = aihub_json_get(part, "text");
+                type = aihub_json_get(part, "type");
 
                 if (cJSON_IsString(text)) {
                     n += aihub_body_utf8_chars(text->valuestring);
@@ -307,7 +307,7 @@ aihub_body_prompt_chars(cJSON *root, cJSON *messages)
         }
 
         /* a tool call's arguments are prompt too */
-        extra = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+        extra = aihub_json_get(msg, "tool_calls");
 
         if (extra != NULL && (printed = cJSON_PrintUnformatted(extra))) {
             n += aihub_body_utf8_chars(printed);
@@ -318,7 +318,7 @@ aihub_body_prompt_chars(cJSON *root, cJSON *messages)
     /* tool definitions and schemas reach the model as prompt */
 
     for (name = extras; *name; name++) {
-        extra = cJSON_GetObjectItemCaseSensitive(root, *name);
+        extra = aihub_json_get(root, *name);
 
         if (extra != NULL && !cJSON_IsNull(extra)
             && (printed = cJSON_PrintUnformatted(extra)))

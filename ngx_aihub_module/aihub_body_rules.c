@@ -15,6 +15,27 @@ aihub_name_cmp(const void *a, const void *b)
 }
 
 
+cJSON *
+aihub_json_get(const cJSON *obj, const char *name)
+{
+    cJSON  *it;
+
+    if (obj == NULL || name == NULL) {
+        return NULL;
+    }
+
+    for (it = obj->child; it != NULL; it = it->next) {
+        if (it->string != NULL && it->string[0] == name[0]
+            && strcmp(it->string, name) == 0)
+        {
+            return it;
+        }
+    }
+
+    return NULL;
+}
+
+
 const char *
 aihub_json_duplicate_member(const cJSON *obj)
 {
@@ -174,12 +195,12 @@ aihub_body_refused_member(const cJSON *root)
     const char        **name;
 
     for (name = routing; *name; name++) {
-        if (cJSON_GetObjectItemCaseSensitive(root, *name) != NULL) {
+        if (aihub_json_get(root, *name) != NULL) {
             return *name;
         }
     }
 
-    it = cJSON_GetObjectItemCaseSensitive(root, "service_tier");
+    it = aihub_json_get(root, "service_tier");
 
     if (it != NULL && !cJSON_IsNull(it)
         && !(cJSON_IsString(it) && (strcmp(it->valuestring, "auto") == 0
@@ -189,7 +210,7 @@ aihub_body_refused_member(const cJSON *root)
         return "service_tier";
     }
 
-    it = cJSON_GetObjectItemCaseSensitive(root, "n");
+    it = aihub_json_get(root, "n");
 
     if (it != NULL && !cJSON_IsNull(it)
         && !(cJSON_IsNumber(it) && it->valuedouble == 1))

@@ -16,6 +16,13 @@
 #include <cjson/cJSON.h>
 
 
+/*
+ * The member "name" of an object, or NULL: cJSON_GetObjectItemCaseSensitive()
+ * for the request's path, which compares a member's first byte before the
+ * rest (most names differ there, and most lookups find nothing).
+ */
+cJSON *aihub_json_get(const cJSON *obj, const char *name);
+
 /* the first member name that appears twice in an object, or NULL */
 const char *aihub_json_duplicate_member(const cJSON *obj);
 

@@ -86,28 +86,6 @@ enum {
 #define AIHUB_JSON_EXP_MAX   1000000000000000LL
 
 
-static const struct {
-    const char  *name;
-    size_t       len;
-    uint8_t      id;
-} aihub_json_keys[] = {
-    { "usage", 5, K_USAGE },
-    { "error", 5, K_ERROR },
-    { "choices", 7, K_CHOICES },
-    { "prompt_tokens", 13, K_PROMPT },
-    { "completion_tokens", 17, K_COMPLETION },
-    { "total_tokens", 12, K_TOTAL },
-    { "message", 7, K_MESSAGE },
-    { "delta", 5, K_DELTA },
-    { "content", 7, K_CONTENT },
-    { "reasoning", 9, K_CONTENT },
-    { "reasoning_content", 17, K_CONTENT },
-    { "response", 8, K_RESPONSE },
-    { "input_tokens", 12, K_INPUT },
-    { "output_tokens", 13, K_OUTPUT },
-    { "type", 4, K_TYPE }
-};
-
 static const char  *aihub_json_literals[] = { "true", "false", "null" };
 
 
@@ -967,7 +945,8 @@ aihub_json_key_add(aihub_json_t *j, const unsigned char *p, size_t n)
 static void
 aihub_json_key_end(aihub_json_t *j)
 {
-    size_t  i;
+    uint8_t      id;
+    const char  *k;
 
     if (j->depth > AIHUB_JSON_TRACK) {
         return;
@@ -979,17 +958,64 @@ aihub_json_key_end(aihub_json_t *j)
         return;
     }
 
-    for (i = 0; i < sizeof(aihub_json_keys) / sizeof(aihub_json_keys[0]);
-         i++)
-    {
-        if (aihub_json_keys[i].len == j->key_len
-            && aihub_json_keys[i].name[0] == j->key_buf[0]
-            && memcmp(aihub_json_keys[i].name, j->key_buf, j->key_len) == 0)
-        {
-            j->key[j->depth] = aihub_json_keys[i].id;
-            return;
-        }
+    /* the names known, by length: at most two to compare */
+
+#define aihub_json_key_is(name)                                              \
+    (memcmp(k, name, sizeof(name) - 1) == 0)
+
+    k = j->key_buf;
+    id = K_OTHER;
+
+    switch (j->key_len) {
+
+    case 1:
+    case 2:
+    case 3:
+        return;
+
+    case 4:
+        id = aihub_json_key_is("type") ? K_TYPE : K_OTHER;
+        break;
+
+    case 5:
+        id = aihub_json_key_is("usage") ? K_USAGE
+             : aihub_json_key_is("error") ? K_ERROR
+             : aihub_json_key_is("delta") ? K_DELTA : K_OTHER;
+        break;
+
+    case 7:
+        id = aihub_json_key_is("choices") ? K_CHOICES
+             : aihub_json_key_is("message") ? K_MESSAGE
+             : aihub_json_key_is("content") ? K_CONTENT : K_OTHER;
+        break;
+
+    case 8:
+        id = aihub_json_key_is("response") ? K_RESPONSE : K_OTHER;
+        break;
+
+    case 9:
+        id = aihub_json_key_is("reasoning") ? K_CONTENT : K_OTHER;
+        break;
+
+    case 12:
+        id = aihub_json_key_is("total_tokens") ? K_TOTAL
+             : aihub_json_key_is("input_tokens") ? K_INPUT : K_OTHER;
+        break;
+
+    case 13:
+        id = aihub_json_key_is("prompt_tokens") ? K_PROMPT
+             : aihub_json_key_is("output_tokens") ? K_OUTPUT : K_OTHER;
+        break;
+
+    case 17:
+        id = aihub_json_key_is("completion_tokens") ? K_COMPLETION
+             : aihub_json_key_is("reasoning_content") ? K_CONTENT : K_OTHER;
+        break;
     }
+
+#undef aihub_json_key_is
+
+    j->key[j->depth] = id;
 }
 
 

@@ -14,6 +14,7 @@
 #include "ngx_http_aihub_body_api.h"
 #include "ngx_http_aihub_json.h"
 #include "aihub_body.h"
+#include "aihub_body_rules.h"
 
 
 /* the largest max_tokens (or max_completion_tokens) a request may ask */
@@ -383,7 +384,7 @@ ngx_http_aihub_body_translated(ngx_http_request_t *r,
     }
 
     if (ctx->body.stream && !ctx->body.include_usage) {
-        opts = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+        opts = aihub_json_get(root, "stream_options");
 
         if (!cJSON_IsObject(opts)) {
             cJSON_DeleteItemFromObjectCaseSensitive(root, "stream_options");

@@ -18,6 +18,7 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
 #include "ngx_http_aihub_body_api.h"
+#include "aihub_body_rules.h"
 
 #include <cjson/cJSON.h>
 
@@ -36,7 +37,7 @@ ngx_http_aihub_body_embeddings(ngx_http_aihub_ctx_t *ctx, cJSON *root)
     int64_t   n;
     cJSON    *input, *it, *tok;
 
-    input = cJSON_GetObjectItemCaseSensitive(root, "input");
+    input = aihub_json_get(root, "input");
     n = 0;
 
     if (cJSON_IsString(input)) {
@@ -107,7 +108,7 @@ ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx, cJSON *root)
 
     n = 0;
 
-    input = cJSON_GetObjectItemCaseSensitive(root, "input");
+    input = aihub_json_get(root, "input");
 
     if (cJSON_IsString(input)) {
         n += ngx_http_aihub_body_chars(input->valuestring);
@@ -126,7 +127,7 @@ ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx, cJSON *root)
             /* a message's content, a tool's output, a call's arguments */
 
             for (name = members; *name; name++) {
-                v = cJSON_GetObjectItemCaseSensitive(it, *name);
+                v = aihub_json_get(it, *name);
                 n += ngx_http_aihub_body_api_content_chars(v);
             }
         }
@@ -137,7 +138,7 @@ ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx, cJSON *root)
         return NGX_DECLINED;
     }
 
-    v = cJSON_GetObjectItemCaseSensitive(root, "instructions");
+    v = aihub_json_get(root, "instructions");
 
     if (cJSON_IsString(v)) {
         n += ngx_http_aihub_body_chars(v->valuestring);
@@ -152,10 +153,10 @@ ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx, cJSON *root)
 
     for (name = extras; *name; name++) {
         n += ngx_http_aihub_body_api_json_chars(
-                 cJSON_GetObjectItemCaseSensitive(root, *name));
+                 aihub_json_get(root, *name));
     }
 
-    stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    stream = aihub_json_get(root, "stream");
 
     if (stream != NULL && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
         ngx_http_aihub_bad_request(ctx, "The stream parameter must be a "
@@ -165,7 +166,7 @@ ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx, cJSON *root)
 
     ctx->body.stream = cJSON_IsTrue(stream);
 
-    max = cJSON_GetObjectItemCaseSensitive(root, "max_output_tokens");
+    max = aihub_json_get(root, "max_output_tokens");
 
     if (max != NULL && !cJSON_IsNull(max)) {
         if (!cJSON_IsNumber(max) || max->valuedouble < 1
@@ -205,8 +206,8 @@ ngx_http_aihub_body_api_content_chars(cJSON *content)
     n = 0;
 
     cJSON_ArrayForEach(part, content) {
-        text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        text = aihub_json_get(part, "text");
+        type = aihub_json_get(part, "type");
 
         if (cJSON_IsString(text)) {
             n += ngx_http_aihub_body_chars(text->valuestring);
