@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aihub_bytes.h"
 #include "aihub_body_rules.h"
 #include "aihub_body.h"
 
@@ -337,16 +338,8 @@ aihub_body_prompt_chars(cJSON *root, cJSON *messages)
 static int64_t
 aihub_body_utf8_chars(const char *s)
 {
-    int64_t               n;
-    const unsigned char  *p;
-
-    n = 0;
-
-    for (p = (const unsigned char *) s; *p; p++) {
-        n += ((*p & 0xc0) != 0x80);
-    }
-
-    return n;
+    return (int64_t) aihub_bytes_utf8_chars((const unsigned char *) s,
+                                            strlen(s));
 }
 
 

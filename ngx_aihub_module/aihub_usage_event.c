@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "aihub_bytes.h"
 #include "aihub_protocol.h"
 #include "aihub_usage_event.h"
 
@@ -28,9 +29,11 @@ aihub_event_escaped_len(const unsigned char *s, size_t n)
 {
     size_t  i, len;
 
-    len = 0;
+    /* most of it needs no escape */
+    i = aihub_bytes_plain_len(s, n);
+    len = i;
 
-    for (i = 0; i < n; i++) {
+    for ( /* void */ ; i < n; i++) {
 
         if (s[i] == '\\' || s[i] == '"') {
             len += 2;
@@ -60,7 +63,11 @@ aihub_event_escape(unsigned char *out, const unsigned char *s, size_t n)
 
     static const char  hex[] = "0123456789ABCDEF";
 
-    for (i = 0; i < n; i++) {
+    i = aihub_bytes_plain_len(s, n);
+    memcpy(out, s, i);
+    out += i;
+
+    for ( /* void */ ; i < n; i++) {
         ch = s[i];
 
         if (ch > 0x1f) {

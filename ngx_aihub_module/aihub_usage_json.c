@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "aihub_bytes.h"
 #include "aihub_usage_json.h"
 
 
@@ -94,8 +95,6 @@ static void aihub_json_value_start(aihub_json_t *j, unsigned c);
 static void aihub_json_value_end(aihub_json_t *j);
 static void aihub_json_push(aihub_json_t *j, unsigned c, uint8_t role);
 static void aihub_json_pop(aihub_json_t *j, unsigned c);
-static size_t aihub_json_plain_len(const unsigned char *p, size_t len);
-static uint64_t aihub_json_utf8_chars(const unsigned char *p, size_t len);
 static void aihub_json_key_add(aihub_json_t *j, const unsigned char *p,
     size_t n);
 static void aihub_json_key_end(aihub_json_t *j);
@@ -151,10 +150,10 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
 
             if (role == S_OTHER || role == S_CONTENT) {
                 k = i;
-                i += aihub_json_plain_len(p + i, len - i);
+                i += aihub_bytes_text_len(p + i, len - i);
 
                 if (role == S_CONTENT) {
-                    j->chars += aihub_json_utf8_chars(p + k, i - k);
+                    j->chars += aihub_bytes_utf8_chars(p + k, i - k);
                 }
 
                 if (i == len) {
@@ -170,7 +169,7 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
                 /* a member name: its bytes up to the quote, no machine */
 
                 k = i;
-                i += aihub_json_plain_len(p + i, len - i);
+                i += aihub_bytes_text_len(p + i, len - i);
 
                 aihub_json_key_add(j, p + k, i - k);
 
@@ -844,82 +843,6 @@ aihub_json_pop(aihub_json_t *j, unsigned c)
     j->depth--;
 
     aihub_json_value_end(j);
-}
-
-
-/*
- * Eight bytes at a time (most of a document is the text of strings): a
- * word has a byte equal to "b" when (w ^ b...) has a zero byte, which
- * ((x - 0x01...) & ~x & 0x80...) tells exactly.
- */
-
-#define AIHUB_JSON_ONES   0x0101010101010101ULL
-#define AIHUB_JSON_HIGHS  0x8080808080808080ULL
-
-#define aihub_json_has_zero(x)                                               \
-    (((x) - AIHUB_JSON_ONES) & ~(x) & AIHUB_JSON_HIGHS)
-
-
-/* the length of a string's text up to its next quote or backslash */
-
-static size_t
-aihub_json_plain_len(const unsigned char *p, size_t len)
-{
-    size_t    i;
-    uint64_t  w, q, b, m;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&w, p + i, 8);
-        q = w ^ ('"' * AIHUB_JSON_ONES);
-        b = w ^ ('\\' * AIHUB_JSON_ONES);
-
-        m = aihub_json_has_zero(q) | aihub_json_has_zero(b);
-
-        if (m) {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
-    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            /* the lowest byte flagged is the first (a false flag is only
-               ever above a true one) */
-            return i + (size_t) (__builtin_ctzll(m) >> 3);
-#else
-            break;
-#endif
-        }
-    }
-
-    while (i < len && p[i] != '"' && p[i] != '\\') {
-        i++;
-    }
-
-    return i;
-}
-
-
-/*
- * The characters (UTF-8 sequences) of a string's text: its bytes less its
- * continuation bytes (10xxxxxx: bit 7 set, bit 6 clear, which the word
- * shifted by one puts under bit 7)
- */
-
-static uint64_t
-aihub_json_utf8_chars(const unsigned char *p, size_t len)
-{
-    size_t    i;
-    uint64_t  w, cont, n;
-
-    n = 0;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&w, p + i, 8);
-        cont = (w & ~(w << 1) & AIHUB_JSON_HIGHS) >> 7;
-        n += 8 - ((cont * AIHUB_JSON_ONES) >> 56);
-    }
-
-    for ( /* void */ ; i < len; i++) {
-        n += ((p[i] & 0xc0) != 0x80);
-    }
-
-    return n;
 }
 
 

@@ -1,0 +1,125 @@
+/*
+ * Byte scans eight bytes at a time, for the text of JSON strings (most of
+ * a request, an answer or a usage event is such text).  A word holds a
+ * byte equal to "c" when (w ^ c...) holds a zero byte, and a byte below
+ * "n" (n <= 128) when (w - n...) & ~w & 0x80... is not 0: both tell
+ * exactly whether there is one (a false flag is only ever above a true
+ * one, so on a little-endian machine the lowest flag is the first byte).
+ *
+ * Plain C11, no nginx types.
+ */
+
+#ifndef AIHUB_BYTES_H
+#define AIHUB_BYTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+
+#define AIHUB_BYTES_ONES   0x0101010101010101ULL
+#define AIHUB_BYTES_HIGHS  0x8080808080808080ULL
+
+#define aihub_bytes_below(w, n)                                              \
+    (((w) - (n) * AIHUB_BYTES_ONES) & ~(w) & AIHUB_BYTES_HIGHS)
+
+#define aihub_bytes_equal(w, c)                                              \
+    aihub_bytes_below((w) ^ ((uint64_t) (c) * AIHUB_BYTES_ONES), 1)
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
+    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define AIHUB_BYTES_FIRST(m)  ((size_t) __builtin_ctzll(m) >> 3)
+#endif
+
+
+/* the length of a JSON string's text up to its next quote or backslash */
+
+static inline size_t
+aihub_bytes_text_len(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w, m;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        m = aihub_bytes_equal(w, '"') | aihub_bytes_equal(w, '\\');
+
+        if (m) {
+#ifdef AIHUB_BYTES_FIRST
+            return i + AIHUB_BYTES_FIRST(m);
+#else
+            break;
+#endif
+        }
+    }
+
+    while (i < len && p[i] != '"' && p[i] != '\\') {
+        i++;
+    }
+
+    return i;
+}
+
+
+/*
+ * The length of what JSON writes as it is, up to the first byte it must
+ * escape: a quote, a backslash or a control byte
+ */
+
+static inline size_t
+aihub_bytes_plain_len(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w, m;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        m = aihub_bytes_equal(w, '"') | aihub_bytes_equal(w, '\\')
+            | aihub_bytes_below(w, 0x20);
+
+        if (m) {
+#ifdef AIHUB_BYTES_FIRST
+            return i + AIHUB_BYTES_FIRST(m);
+#else
+            break;
+#endif
+        }
+    }
+
+    while (i < len && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20) {
+        i++;
+    }
+
+    return i;
+}
+
+
+/*
+ * The characters (UTF-8 sequences) of a text: its bytes less its
+ * continuation bytes (10xxxxxx: bit 7 set, bit 6 clear, which the word
+ * shifted by one puts under bit 7)
+ */
+
+static inline uint64_t
+aihub_bytes_utf8_chars(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w, cont, n;
+
+    n = 0;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        cont = (w & ~(w << 1) & AIHUB_BYTES_HIGHS) >> 7;
+        n += 8 - ((cont * AIHUB_BYTES_ONES) >> 56);
+    }
+
+    for ( /* void */ ; i < len; i++) {
+        n += ((p[i] & 0xc0) != 0x80);
+    }
+
+    return n;
+}
+
+
+#endif /* AIHUB_BYTES_H */
