@@ -19,7 +19,6 @@
 
 static unsigned char *aihub_event_text(unsigned char *p, const char *s);
 static unsigned char *aihub_event_uint(unsigned char *p, uint64_t v);
-static unsigned char *aihub_event_int(unsigned char *p, int64_t v);
 static unsigned char *aihub_event_string(unsigned char *p, const char *name,
     const aihub_event_str_t *s);
 
@@ -207,7 +206,7 @@ aihub_event_uint(unsigned char *p, uint64_t v)
 }
 
 
-static unsigned char *
+unsigned char *
 aihub_event_int(unsigned char *p, int64_t v)
 {
     if (v >= 0) {

@@ -48,6 +48,9 @@ size_t aihub_event_escaped_len(const unsigned char *s, size_t n);
 unsigned char *aihub_event_escape(unsigned char *out, const unsigned char *s,
     size_t n);
 
+/* v in decimal (at most 20 bytes) into p, without printf; returns the end */
+unsigned char *aihub_event_int(unsigned char *p, int64_t v);
+
 /* at least the bytes aihub_usage_event_render() writes for ev */
 size_t aihub_usage_event_len(const aihub_usage_event_t *ev);
 

@@ -27,6 +27,8 @@
 #include "ngx_http_aihub_route.h"
 #include "ngx_http_aihub_fallback.h"
 
+#include "aihub_usage_event.h"
+
 
 static ngx_http_aihub_model_t *ngx_http_aihub_fallback_find(
     ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx, ngx_uint_t avoid_busy);
@@ -410,7 +412,7 @@ ngx_int_t
 ngx_http_aihub_fallback_answer(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx)
 {
-    u_char      *p;
+    u_char      *p, *q;
     size_t       len;
     ngx_uint_t   status;
 
@@ -435,10 +437,14 @@ ngx_http_aihub_fallback_answer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    len = ngx_sprintf(p, "%V; model=%V; attempt=%ui",
-                      &ctx->route.provider->name, &ctx->route.model->id,
-                      ctx->route.attempts ? ctx->route.attempts : 1)
-          - p;
+    q = ngx_cpymem(p, ctx->route.provider->name.data,
+                   ctx->route.provider->name.len);
+    q = ngx_cpymem(q, "; model=", sizeof("; model=") - 1);
+    q = ngx_cpymem(q, ctx->route.model->id.data, ctx->route.model->id.len);
+    q = ngx_cpymem(q, "; attempt=", sizeof("; attempt=") - 1);
+    q = aihub_event_int(q, (int64_t) (ctx->route.attempts
+                                      ? ctx->route.attempts : 1));
+    len = q - p;
 
     return ngx_http_aihub_add_header(r, "x-aihub-route", p, len);
 }

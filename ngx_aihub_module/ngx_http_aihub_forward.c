@@ -201,7 +201,9 @@ ngx_http_aihub_mask_key(ngx_http_request_t *r, u_char *key)
         return NGX_ERROR;
     }
 
-    ngx_sprintf(p, "Bearer %*s...", (size_t) AIHUB_KEY_PREFIX_LEN, key);
+    ngx_memcpy(p, "Bearer ", sizeof("Bearer ") - 1);
+    ngx_memcpy(p + sizeof("Bearer ") - 1, key, AIHUB_KEY_PREFIX_LEN);
+    ngx_memcpy(p + len - 3, "...", 3);
 
     part = &r->headers_in.headers.part;
     h = part->elts;

@@ -15,6 +15,7 @@
 #include "ngx_http_aihub_grant.h"
 
 #include "aihub_money.h"
+#include "aihub_usage_event.h"
 
 
 static void ngx_http_aihub_swept(redisAsyncContext *ac, void *reply,
@@ -280,7 +281,7 @@ ngx_http_aihub_settle_record(ngx_log_t *log, ngx_str_t *m, u_char *id,
 
     for (i = 0; i < 6; i++) {
         argv[3 + i] = (const char *) nums[i];
-        argvlen[3 + i] = ngx_sprintf(nums[i], "%L", v[i]) - nums[i];
+        argvlen[3 + i] = aihub_event_int(nums[i], v[i]) - nums[i];
     }
 
     if (ngx_http_aihub_usage_record(log, argv, argvlen) != NGX_OK) {

@@ -60,24 +60,44 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     size_t                       len;
     time_t                       now;
     char                         id[AIHUB_PERIOD_ID_LEN + 1];
-    int64_t                      start, end;
+    int64_t                      start, end, anchor;
     ngx_http_aihub_main_conf_t  *amcf;
+
+    /* the last period worked out, in this worker process: most calls are
+       in the same one as the call before */
+    static int64_t  last_anchor = -1, last_start, last_end;
+    static char     last_id[AIHUB_PERIOD_ID_LEN + 1];
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     now = ngx_http_aihub_time(r);
 
-    if (ctx->caller.key.rec.anchor > 0 && ctx->caller.key.rec.anchor <= now) {
-        (void) aihub_period_current(ctx->caller.key.rec.anchor, now,
-                                    &start, &end);
+    anchor = (ctx->caller.key.rec.anchor > 0
+              && ctx->caller.key.rec.anchor <= now)
+             ? ctx->caller.key.rec.anchor : 0;
+
+    if (anchor == last_anchor && now >= last_start && now < last_end) {
+        start = last_start;
+        end = last_end;
+        ngx_memcpy(id, last_id, sizeof(id));
 
     } else {
-        aihub_period_calendar(now, &start, &end);
+        if (anchor > 0) {
+            (void) aihub_period_current(anchor, now, &start, &end);
+
+        } else {
+            aihub_period_calendar(now, &start, &end);
+        }
+
+        (void) aihub_period_id(start, id);
+
+        last_anchor = anchor;
+        last_start = start;
+        last_end = end;
+        ngx_memcpy(last_id, id, sizeof(id));
     }
 
     ctx->quota.start = start;
     ctx->quota.end = end;
-
-    (void) aihub_period_id(start, id);
 
     ctx->quota.period_key.len = amcf->redis_prefix.len
                                 + sizeof(AIHUB_RK_PERIOD ":") - 1
@@ -90,8 +110,11 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     p = ngx_cpymem(ctx->quota.period_key.data, amcf->redis_prefix.data,
                    amcf->redis_prefix.len);
-    ngx_sprintf(p, AIHUB_RK_PERIOD "%V:%*s", &ctx->caller.key.account,
-                (size_t) AIHUB_PERIOD_ID_LEN, id);
+    p = ngx_cpymem(p, AIHUB_RK_PERIOD, sizeof(AIHUB_RK_PERIOD) - 1);
+    p = ngx_cpymem(p, ctx->caller.key.account.data,
+                   ctx->caller.key.account.len);
+    *p++ = ':';
+    ngx_memcpy(p, id, AIHUB_PERIOD_ID_LEN);
 
     /* the period's leases, under the same "<account>:<day>" */
 
@@ -106,8 +129,11 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     p = ngx_cpymem(ctx->quota.leases_key.data, amcf->redis_prefix.data,
                    amcf->redis_prefix.len);
-    p = ngx_sprintf(p, AIHUB_RK_LEASES "%V:%*s", &ctx->caller.key.account,
-                    (size_t) AIHUB_PERIOD_ID_LEN, id);
+    p = ngx_cpymem(p, AIHUB_RK_LEASES, sizeof(AIHUB_RK_LEASES) - 1);
+    p = ngx_cpymem(p, ctx->caller.key.account.data,
+                   ctx->caller.key.account.len);
+    *p++ = ':';
+    p = ngx_cpymem(p, id, AIHUB_PERIOD_ID_LEN);
     ctx->quota.leases_key.len = p - ctx->quota.leases_key.data;
 
     /* "<account>:<YYYYMMDD>", the period key after "<prefix>period:" */

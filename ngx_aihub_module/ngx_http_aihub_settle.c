@@ -14,6 +14,8 @@
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_settle.h"
 
+#include "aihub_usage_event.h"
+
 
 static int64_t ngx_http_aihub_settle_num(const char *p, size_t len);
 
@@ -90,7 +92,7 @@ ngx_http_aihub_settle_args(ngx_http_aihub_settle_sum_t *s, const char **argv,
 
     for (i = 0; i < 9; i++) {
         argv[2 + i] = (const char *) s->nums[i];
-        argvlen[2 + i] = ngx_sprintf(s->nums[i], "%L", s->v[i]) - s->nums[i];
+        argvlen[2 + i] = aihub_event_int(s->nums[i], s->v[i]) - s->nums[i];
     }
 }
 
