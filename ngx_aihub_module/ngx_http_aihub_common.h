@@ -320,7 +320,8 @@ typedef struct {
 /* who is calling: the key, hashed, and its record */
 
 typedef struct {
-    u_char                        hash[AIHUB_SHA256_HEX_LEN];
+    u_char                        hash[AIHUB_SHA256_HEX_LEN]; /* of bin,
+                                               when Redis is asked */
     u_char                        bin[NGX_HTTP_AIHUB_SHA256_LEN];
     ngx_http_aihub_key_t          key;
     unsigned                      known:1;

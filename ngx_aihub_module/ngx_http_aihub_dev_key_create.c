@@ -352,6 +352,8 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->dev.prefix.data = ctx->dev.key.data;
     ctx->dev.prefix.len = AIHUB_KEY_PREFIX_LEN;
 
+    /* the caller's record in Redis: its hash in hex */
+    ngx_hex_dump(ctx->caller.hash, ctx->caller.bin, sizeof(ctx->caller.bin));
     caller.data = ctx->caller.hash;
     caller.len = AIHUB_SHA256_HEX_LEN;
 

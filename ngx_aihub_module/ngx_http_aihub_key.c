@@ -65,7 +65,6 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     }
 
     ngx_http_aihub_sha256(ctx->caller.bin, key.data, key.len);
-    ngx_hex_dump(ctx->caller.hash, ctx->caller.bin, sizeof(ctx->caller.bin));
 
     if (ngx_http_aihub_mask_key(r, key.data) != NGX_OK) {
         return NGX_ERROR;
@@ -93,6 +92,9 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
      */
 
     ctx->caller.from_stale = (rc == NGX_AGAIN);
+
+    /* the hash in hex names the record in Redis (a cached key needs none) */
+    ngx_hex_dump(ctx->caller.hash, ctx->caller.bin, sizeof(ctx->caller.bin));
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 

@@ -278,9 +278,12 @@ ngx_http_aihub_answer_is_json(ngx_http_request_t *r)
 {
     ngx_str_t  *ct = &r->headers_out.content_type;
 
+    /* (as providers write it, compared as bytes first) */
     return ct->len >= sizeof("application/json") - 1
-           && ngx_strncasecmp(ct->data, (u_char *) "application/json",
-                              sizeof("application/json") - 1) == 0;
+           && (ngx_memcmp(ct->data, "application/json",
+                          sizeof("application/json") - 1) == 0
+               || ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                                  sizeof("application/json") - 1) == 0);
 }
 
 
