@@ -10,6 +10,8 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 
+#include "aihub_usage_event.h"
+
 
 static ngx_int_t
 ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
@@ -35,9 +37,9 @@ ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     mlen = ngx_strlen(message);
-    esc = ngx_escape_json(NULL, (u_char *) message, mlen);
+    esc = aihub_event_escaped_len((u_char *) message, mlen);
 
-    len = sizeof(head) - 1 + mlen + esc + sizeof(mid1) - 1
+    len = sizeof(head) - 1 + esc + sizeof(mid1) - 1
           + ngx_strlen(type) + sizeof(mid2) - 1 + ngx_strlen(code)
           + sizeof(tail) - 1;
 
@@ -47,7 +49,7 @@ ngx_http_aihub_send_error(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     b->last = ngx_cpymem(b->last, head, sizeof(head) - 1);
-    b->last = (u_char *) ngx_escape_json(b->last, (u_char *) message, mlen);
+    b->last = aihub_event_escape(b->last, (u_char *) message, mlen);
     b->last = ngx_cpymem(b->last, mid1, sizeof(mid1) - 1);
     b->last = ngx_cpymem(b->last, type, ngx_strlen(type));
     b->last = ngx_cpymem(b->last, mid2, sizeof(mid2) - 1);

@@ -17,6 +17,8 @@
 #include "ngx_http_aihub_responses.h"
 #include "ngx_http_aihub_filter.h"
 
+#include "aihub_usage_event.h"
+
 
 #define NGX_HTTP_AIHUB_PROVIDER_RETRY  1     /* s, when the provider's 429
                                                 says no Retry-After */
@@ -359,16 +361,16 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_buf_t  *b;
 
     len = ngx_strlen(message);
-    esc = ngx_escape_json(NULL, (u_char *) message, len);
+    esc = aihub_event_escaped_len((u_char *) message, len);
 
-    b = ngx_create_temp_buf(r->pool, len + esc + 128);
+    b = ngx_create_temp_buf(r->pool, esc + 128);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
     b->last = ngx_cpymem(b->last, "{\"error\":{\"message\":\"",
                          sizeof("{\"error\":{\"message\":\"") - 1);
-    b->last = (u_char *) ngx_escape_json(b->last, (u_char *) message, len);
+    b->last = aihub_event_escape(b->last, (u_char *) message, len);
     b->last = ngx_sprintf(b->last,
                           "\",\"type\":\"%s\",\"param\":null,"
                           "\"code\":\"%s\"}}\n", type, code);

@@ -56,23 +56,28 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (!aihub_key_check((const char *) key.data, key.len)) {
-        ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
-                            "invalid_request_error", "invalid_api_key",
-                            "Incorrect API key provided: it is not a "
-                            "valid ai-hub key.");
-        return NGX_OK;
+    /*
+     * A key the node holds is valid (its hash is that of a key Redis
+     * knows): its shape and checksum are checked only when it is not held
+     */
+
+    if (key.len != AIHUB_KEY_LEN) {
+        goto malformed;
     }
 
     ngx_http_aihub_sha256(ctx->caller.bin, key.data, key.len);
 
-    if (ngx_http_aihub_mask_key(r, key.data) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     rc = ngx_http_aihub_zone_get(r, ctx->caller.bin, &ctx->caller.key);
 
     if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK && !aihub_key_check((const char *) key.data, key.len)) {
+        goto malformed;
+    }
+
+    if (ngx_http_aihub_mask_key(r, key.data) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -141,6 +146,14 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                                           : "not in the cache");
 
     return NGX_AGAIN;
+
+malformed:
+
+    ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
+                        "invalid_request_error", "invalid_api_key",
+                        "Incorrect API key provided: it is not a "
+                        "valid ai-hub key.");
+    return NGX_OK;
 }
 
 
