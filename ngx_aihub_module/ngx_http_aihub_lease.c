@@ -133,10 +133,17 @@ ngx_http_aihub_lease_admit(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     s->admitted++;
     s->used = now;
 
-    /* the limit's tokens left: in Redis, and this lease's not admitted */
-    left = s->rate_left + (int64_t) (s->granted - s->admitted);
-    reset = (ngx_msec_int_t) (s->rate_reset - now) > 0
-            ? s->rate_reset - now : 0;
+    /* the global limit's tokens left: in Redis, and this lease's not
+       admitted */
+
+    left = 0;
+    reset = 0;
+
+    if (rate_us) {
+        left = s->rate_left + (int64_t) (s->granted - s->admitted);
+        reset = (ngx_msec_int_t) (s->rate_reset - now) > 0
+                ? s->rate_reset - now : 0;
+    }
 
     if (s->cost) {
         s->cost_admitted += worst;
@@ -200,7 +207,8 @@ ngx_http_aihub_lease_rate_us(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
 /*
  * The grant script's reply (README, "Leases"): the lease's calls into
- * "g" (its id and rate_us are the caller's), or 0 when it granted none
+ * "g" (zeroed first: its id and rate_us are the caller's to set after),
+ * or 0 when it granted none
  */
 
 ngx_uint_t
@@ -208,12 +216,7 @@ ngx_http_aihub_lease_reply(redisReply *rep, ngx_http_aihub_lease_grant_t *g)
 {
     ngx_uint_t  i;
 
-    g->calls = 0;
-    g->cost = 0;
-    g->base = 0;
-    g->life = 0;
-    g->rate_left = 0;
-    g->rate_reset = 0;
+    ngx_memzero(g, sizeof(ngx_http_aihub_lease_grant_t));
 
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 9) {
         return 0;

@@ -102,21 +102,6 @@ sub healed {
                 . ledger($account) . ", held " . held($account));
 }
 
-# a raw request on its own connection, for a client that goes away
-sub raw_chat {
-    my ($key, %h) = @_;
-    my $body = '{"model":"test-basic","messages":[{"role":"user",'
-               . '"content":"hello"}]}';
-    my $s = $t->connect;
-    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
-             . "Authorization: Bearer $key\r\n"
-             . "Content-Type: application/json\r\n"
-             . join('', map { "$_: $h{$_}\r\n" } sort keys %h)
-             . "Content-Length: " . length($body) . "\r\n"
-             . "Connection: close\r\n\r\n$body";
-    return $s;
-}
-
 
 # --- 1. the reserve's reply after the timeout --------------------------------
 
@@ -138,7 +123,7 @@ is($t->chat($k2, model => 'test-basic')->{status}, 200, 'gone: one call');
 
 $t->redis_nowait('DEBUG', 'SLEEP', '1');
 sleep 0.1;
-my @gone = map { raw_chat($k2) } 1 .. 3;
+my @gone = map { raw_chat($t, $k2) } 1 .. 3;
 sleep 0.1;
 close $_ for @gone;
 sleep 1.2;
@@ -149,7 +134,7 @@ is(counted(6902), 1, 'client gone: only the answered call counted');
 # --- 3. the nginx worker process killed mid-call -------------------------------
 
 my $k3 = seed_full_key($t, account => 6903, included => 10);
-my @slow = map { raw_chat($k3, 'x-mock-delay-ms' => 3000) } 1 .. 2;
+my @slow = map { raw_chat($t, $k3, 'x-mock-delay-ms' => 3000) } 1 .. 2;
 ok($t->wait_for(sub { held(6903) == 2 }, timeout => 10),
    'kill: two calls leased and in flight');
 $t->allow_log(qr/exited on signal 9/);
@@ -176,7 +161,7 @@ is($t->chat($k3b, model => 'test-basic')->{status}, 200,
    'block lease: a call');
 ok(held(6913) > 1, 'block lease: the node holds a block of calls');
 my $m0 = mock_count($t);
-@slow = map { raw_chat($k3b, 'x-mock-delay-ms' => 3000) } 1 .. 2;
+@slow = map { raw_chat($t, $k3b, 'x-mock-delay-ms' => 3000) } 1 .. 2;
 ok($t->wait_for(sub { mock_count($t) >= $m0 + 2 }, timeout => 10),
    'block lease: two calls at the provider');
 kill 'KILL', $t->nginx_worker_pids;
@@ -190,8 +175,9 @@ is(counted(6913), 1, 'block lease: only the answered call counted');
 # --- 4. Redis restarted around the settle --------------------------------------
 
 my $k4 = seed_full_key($t, account => 6904, included => 10);
-my $fail = raw_chat($k4, 'x-mock-delay-ms' => 1500, 'x-mock-status' => 500);
-my $good = raw_chat($k4, 'x-mock-delay-ms' => 1500);
+my $fail = raw_chat($t, $k4, 'x-mock-delay-ms' => 1500,
+                    'x-mock-status' => 500);
+my $good = raw_chat($t, $k4, 'x-mock-delay-ms' => 1500);
 ok($t->wait_for(sub { held(6904) == 2 }, timeout => 10),
    'settle: two calls leased');
 $t->stop_redis;
@@ -218,7 +204,7 @@ is(counted(6904), 1, 'settle: the failed call given back, the good one kept');
 # nothing from next month: the next period's node admits its whole quota,
 # and the running call settles in its own month
 my $k5 = seed_full_key($t, account => 6905, included => 2, overage => 0);
-my $slow = raw_chat($k5, 'x-mock-delay-ms' => 1500);
+my $slow = raw_chat($t, $k5, 'x-mock-delay-ms' => 1500);
 ok($t->wait_for(sub { held(6905) == 1 }, timeout => 10),
    'rollover: a call of this month in flight');
 my $NEXT = period_id(time + 40 * 86400);

@@ -102,20 +102,6 @@ sub lease_fields {
     return map { $h{$_} } grep { /^lease:/ } sort keys %h;
 }
 
-# a raw request on its own connection (its worker process may be killed)
-sub raw_chat {
-    my ($key) = @_;
-    my $body = '{"model":"test-basic","messages":[{"role":"user",'
-               . '"content":"hello"}]}';
-    my $s = $t->connect;
-    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
-             . "Authorization: Bearer $key\r\n"
-             . "Content-Type: application/json\r\n"
-             . "Content-Length: " . length($body) . "\r\n"
-             . "Connection: close\r\n\r\n$body";
-    return $s;
-}
-
 
 # --- 1. the grant's reply after the timeout ----------------------------------
 # A limit of 60 a minute.  A first call caches the key and takes a block
@@ -163,7 +149,7 @@ is($t->chat($k2, model => 'test-basic')->{status}, 200, 'killed: a call');
 ok(settled(7602), 'killed: its block went back');
 $t->redis_nowait('DEBUG', 'SLEEP', '1');
 sleep 0.1;
-my @gone = map { raw_chat($k2) } 1 .. 2;
+my @gone = map { raw_chat($t, $k2) } 1 .. 2;
 sleep 0.1;
 $t->allow_log(qr/exited on signal 9/);
 kill 'KILL', $t->nginx_worker_pids;

@@ -103,7 +103,7 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
                     period_field wait_counted fork_proxy gateway_metrics
-                    %MODELS $PREFIX);
+                    raw_chat %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $PREFIX = 'aihub:';
@@ -543,6 +543,25 @@ $upstream
         location = /metrics { aihub_metrics; }
     }
 END
+}
+
+
+# a chat call written by hand on its own connection, left to the caller to
+# read or drop (a client that goes away, a worker process killed under it);
+# %h: more request headers
+sub raw_chat {
+    my ($t, $key, %h) = @_;
+
+    my $body = '{"model":"test-basic","messages":[{"role":"user",'
+               . '"content":"hello"}]}';
+    my $s = $t->connect;
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+             . "Authorization: Bearer $key\r\n"
+             . "Content-Type: application/json\r\n"
+             . join('', map { "$_: $h{$_}\r\n" } sort keys %h)
+             . "Content-Length: " . length($body) . "\r\n"
+             . "Connection: close\r\n\r\n$body";
+    return $s;
 }
 
 
