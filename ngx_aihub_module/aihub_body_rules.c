@@ -40,7 +40,7 @@ const char *
 aihub_json_duplicate_member(const cJSON *obj)
 {
     size_t        n, i;
-    const char   *dup, *small[32], **names;
+    const char   *dup, *a, *o, *small[32], **names;
     const cJSON  *it, *other;
 
     if (!cJSON_IsObject(obj)) {
@@ -61,11 +61,14 @@ aihub_json_duplicate_member(const cJSON *obj)
 
     if (n <= 8) {
         for (it = obj->child; it != NULL; it = it->next) {
+            a = it->string ? it->string : "";
+
             for (other = it->next; other != NULL; other = other->next) {
-                if (strcmp(it->string ? it->string : "",
-                           other->string ? other->string : "") == 0)
-                {
-                    return other->string ? other->string : "";
+                o = other->string ? other->string : "";
+
+                /* (most names differ in their first byte) */
+                if (a[0] == o[0] && strcmp(a, o) == 0) {
+                    return o;
                 }
             }
         }
