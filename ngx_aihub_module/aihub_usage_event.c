@@ -63,8 +63,11 @@ aihub_event_escape(unsigned char *out, const unsigned char *s, size_t n)
     static const char  hex[] = "0123456789ABCDEF";
 
     i = aihub_bytes_plain_len(s, n);
-    memcpy(out, s, i);
-    out += i;
+
+    if (i) {
+        memcpy(out, s, i);
+        out += i;
+    }
 
     for ( /* void */ ; i < n; i++) {
         ch = s[i];

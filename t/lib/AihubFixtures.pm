@@ -500,6 +500,8 @@ sub wrk_chat {
                -s t/bench/chat.lua http://127.0.0.1:$port/ 2>&1`;
     my ($n) = $out =~ /BENCH requests=(\d+)/ or diag($out);
     my ($status) = $out =~ / status=(\d+)/;
+    my @codes = $out =~ / (status_\d+=\d+)/g;
+    diag("wrk on " . ($o{name} // 'the gateway') . ": @codes") if @codes;
     my ($us) = $out =~ / duration_us=(\d+)/;
 
     return ($n // 0, $status // -1, ($us // 0) / 1e6);
