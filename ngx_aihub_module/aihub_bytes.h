@@ -32,10 +32,14 @@
 #endif
 
 
-/* the length of a JSON string's text up to its next quote or backslash */
+/*
+ * The length up to the first quote or backslash, or also control byte
+ * ("controls"): a JSON string's text up to its end or an escape, or what
+ * JSON writes as it is.  (Inlined with a constant "controls".)
+ */
 
 static inline size_t
-aihub_bytes_text_len(const unsigned char *p, size_t len)
+aihub_bytes_scan(const unsigned char *p, size_t len, int controls)
 {
     size_t    i;
     uint64_t  w, m;
@@ -44,38 +48,9 @@ aihub_bytes_text_len(const unsigned char *p, size_t len)
         memcpy(&w, p + i, 8);
         m = aihub_bytes_equal(w, '"') | aihub_bytes_equal(w, '\\');
 
-        if (m) {
-#ifdef AIHUB_BYTES_FIRST
-            return i + AIHUB_BYTES_FIRST(m);
-#else
-            break;
-#endif
+        if (controls) {
+            m |= aihub_bytes_below(w, 0x20);
         }
-    }
-
-    while (i < len && p[i] != '"' && p[i] != '\\') {
-        i++;
-    }
-
-    return i;
-}
-
-
-/*
- * The length of what JSON writes as it is, up to the first byte it must
- * escape: a quote, a backslash or a control byte
- */
-
-static inline size_t
-aihub_bytes_plain_len(const unsigned char *p, size_t len)
-{
-    size_t    i;
-    uint64_t  w, m;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&w, p + i, 8);
-        m = aihub_bytes_equal(w, '"') | aihub_bytes_equal(w, '\\')
-            | aihub_bytes_below(w, 0x20);
 
         if (m) {
 #ifdef AIHUB_BYTES_FIRST
@@ -86,12 +61,17 @@ aihub_bytes_plain_len(const unsigned char *p, size_t len)
         }
     }
 
-    while (i < len && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20) {
+    while (i < len && p[i] != '"' && p[i] != '\\'
+           && !(controls && p[i] < 0x20))
+    {
         i++;
     }
 
     return i;
 }
+
+#define aihub_bytes_text_len(p, len)   aihub_bytes_scan(p, len, 0)
+#define aihub_bytes_plain_len(p, len)  aihub_bytes_scan(p, len, 1)
 
 
 /*

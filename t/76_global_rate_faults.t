@@ -38,29 +38,10 @@ seed_models($t);
 my $probe = seed_full_key($t, account => 7600, included => 1000000);
 my $STUB = canned_stub($t);
 
-$t->nginx(<<"END");
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 300ms;
-    aihub_lease_time 2s;
-    aihub_lease_calls 8;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=http://127.0.0.1:$STUB/v1 key_env=AIHUB_MOCK_KEY;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        keepalive_requests 100000;
-
-        location /v1/ {
-            aihub on;
-            aihub_failure_mode closed;
-            aihub_rate_limit global;
-            proxy_pass \$aihub_proxy_url;
-            proxy_set_header Host \$aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-END
+$t->nginx(gateway_conf(stub => $STUB, redis_timeout => '300ms',
+                       extra => "aihub_lease_time 2s;\n"
+                                . "    aihub_lease_calls 8;",
+                       loc => 'aihub_rate_limit global;'));
 worker_processes($t, 2);
 $t->start_nginx;
 ok(wait_ready($t, $probe), 'catalog loaded');

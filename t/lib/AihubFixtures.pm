@@ -62,11 +62,16 @@ error checks, mock-log helpers and concurrent requests
                               (requests answered, how many were not 2xx)
     gateway_conf(%o)          the http{} contents of a gateway proxying to
                               canned_stub's port (stub => PORT): Redis
-                              (redis => ADDR, default %%REDIS%%), key
+                              (redis => ADDR, default %%REDIS%%;
+                              redis_timeout => TIME, default 5s), key
                               cache 8m, failure mode closed, keep-alive to
                               the provider; extra => http{} lines, loc =>
                               location lines, upstream => 1 for an
                               "upstream stub" with keepalive
+    raw_chat($t, $key, %headers)
+                              a chat call written by hand on a connection
+                              of its own, returned open (a client that
+                              goes away, a worker killed under it)
     fork_proxy($t, $backlog, \&loop)
                               a process that listens on a free port (with
                               that accept backlog) and runs
@@ -512,6 +517,7 @@ sub gateway_conf {
     my (%o) = @_;
 
     my $redis = $o{redis} // '%%REDIS%%';
+    my $timeout = $o{redis_timeout} // '5s';
     my $extra = $o{extra} // '';
     my $loc = $o{loc} // '';
     my $upstream = $o{upstream} ? <<"END" : '';
@@ -523,7 +529,7 @@ END
 
     return <<"END";
     aihub_redis $redis;
-    aihub_redis_timeout 5s;
+    aihub_redis_timeout $timeout;
     aihub_cache_zone aihub:8m;
     aihub_provider mock url=http://127.0.0.1:$o{stub}/v1 key_env=AIHUB_MOCK_KEY;
     $extra
