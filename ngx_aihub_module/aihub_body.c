@@ -30,6 +30,16 @@ void
 aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
     const aihub_body_policy_t *policy)
 {
+    if (aihub_body_fast(b, p, n, policy) != 0) {
+        aihub_body_check_tree(b, p, n, policy);
+    }
+}
+
+
+void
+aihub_body_check_tree(aihub_body_t *b, const unsigned char *p, size_t n,
+    const aihub_body_policy_t *policy)
+{
     cJSON  *root, *model, *messages;
 
     memset(b, 0, sizeof(aihub_body_t));

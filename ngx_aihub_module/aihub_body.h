@@ -56,8 +56,12 @@ typedef struct {
 typedef struct {
     aihub_body_verdict_e    verdict;
     const char             *member;         /* DUPLICATE, REFUSED */
-    cJSON                  *json;           /* the parsed body, or NULL */
-    const char             *model;          /* in json; NULL: none read */
+    cJSON                  *json;           /* the parsed body, or NULL
+                                               (none, or not parsed into
+                                               a tree) */
+    const char             *model;          /* in json, or in the body's
+                                               bytes (not NUL-terminated);
+                                               NULL: none read */
     size_t                  model_len;
     int64_t                 prompt_chars;   /* characters of prompt text */
     int64_t                 max_tokens;     /* 0: none asked */
@@ -66,8 +70,26 @@ typedef struct {
 } aihub_body_t;
 
 
-/* b is filled; free it with aihub_body_free() whatever the verdict */
+/*
+ * b is filled; free it with aihub_body_free() whatever the verdict.  A
+ * plain chat body is read in one pass without a tree (b->json NULL,
+ * aihub_body_fast()); any other body, and every body of a model_only
+ * policy, is parsed into b->json (aihub_body_check_tree()).
+ */
 void aihub_body_check(aihub_body_t *b, const unsigned char *p, size_t n,
+    const aihub_body_policy_t *policy);
+
+/* the same check, always through cJSON's tree */
+void aihub_body_check_tree(aihub_body_t *b, const unsigned char *p, size_t n,
+    const aihub_body_policy_t *policy);
+
+/*
+ * The check in one pass over the bytes (aihub_body_fast.c): 0 and b
+ * filled as aihub_body_check_tree() would fill it, less the tree, for a
+ * chat body it reads exactly as the tree check does and accepts; -1 (b
+ * untouched) for every other body, which only the tree check decides.
+ */
+int aihub_body_fast(aihub_body_t *b, const unsigned char *p, size_t n,
     const aihub_body_policy_t *policy);
 
 /*

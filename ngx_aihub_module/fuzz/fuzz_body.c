@@ -19,6 +19,9 @@
  *     unchanged (member by member, in order) and no other member; and a
  *     second rewrite changes nothing (the checked body is the forwarded
  *     one).
+ *   - the check (which reads a plain chat body in one pass, without a
+ *     tree) gives every body the verdict and figures the tree check
+ *     gives; the properties above are checked on the tree's.
  * The check takes the whole body (nginx reads it first), so there is no
  * split of the input to vary.
  */
@@ -95,6 +98,32 @@ same_tree(const cJSON *a, const cJSON *b)
 }
 
 
+/* b: the tree check's result, which the check agrees with */
+
+static void
+check_both(aihub_body_t *b, const unsigned char *p, size_t n,
+    const aihub_body_policy_t *pol)
+{
+    aihub_body_t  c;
+
+    aihub_body_check(&c, p, n, pol);
+    aihub_body_check_tree(b, p, n, pol);
+
+    FUZZ_CHECK(c.verdict == b->verdict);
+
+    if (c.verdict == AIHUB_BODY_OK) {
+        FUZZ_CHECK(c.model_len == b->model_len
+                   && memcmp(c.model, b->model, b->model_len) == 0);
+        FUZZ_CHECK(c.prompt_chars == b->prompt_chars
+                   && c.max_tokens == b->max_tokens
+                   && c.stream == b->stream
+                   && c.include_usage == b->include_usage);
+    }
+
+    aihub_body_free(&c);
+}
+
+
 static void
 check_accepted(const aihub_body_t *b, const aihub_body_policy_t *pol)
 {
@@ -130,11 +159,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
+    memset(&pol, 0, sizeof(aihub_body_policy_t));
     pol.max_tokens_max = (data[0] & 1) ? 1000000000 : 4096;
     pol.stream_usage = (data[0] >> 1) & 1;
 
-    aihub_body_check(&b, data + 1, size - 1, &pol);
-    aihub_body_check(&again, data + 1, size - 1, &pol);
+    check_both(&b, data + 1, size - 1, &pol);
+    check_both(&again, data + 1, size - 1, &pol);
 
     FUZZ_CHECK(b.verdict == again.verdict);
     FUZZ_CHECK(b.stream == again.stream && b.max_tokens == again.max_tokens
@@ -197,7 +227,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the forwarded body, read again by the same check */
 
-    aihub_body_check(&fwd, (const unsigned char *) out, len, &pol);
+    check_both(&fwd, (const unsigned char *) out, len, &pol);
 
     FUZZ_CHECK(fwd.verdict == AIHUB_BODY_OK);
     check_accepted(&fwd, &pol);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdint.h>
+
 #include "aihub_body.h"
 #include "tap.h"
 
@@ -37,6 +39,88 @@ verdict_n(const char *json, size_t n, const aihub_body_policy_t *pol)
     ok(verdict_of(json, &policy) == want, "%s: verdict %d", json, want)
 
 #define MSG "\"messages\":[]"
+
+
+/*
+ * The one-pass check against the tree check: a body the one pass decides
+ * gets the verdict and every figure the tree gives.  1: it decided.
+ */
+
+static int
+same_as_tree(const unsigned char *p, size_t n, const aihub_body_policy_t *pol,
+    int *agree)
+{
+    aihub_body_t  fast, tree;
+
+    *agree = 1;
+
+    memset(&fast, 0x5a, sizeof(aihub_body_t));
+
+    if (aihub_body_fast(&fast, p, n, pol) != 0) {
+        return 0;
+    }
+
+    aihub_body_check_tree(&tree, p, n, pol);
+
+    *agree = tree.verdict == AIHUB_BODY_OK && fast.verdict == AIHUB_BODY_OK
+             && fast.json == NULL && fast.member == NULL
+             && fast.model_len == tree.model_len
+             && memcmp(fast.model, tree.model, tree.model_len) == 0
+             && fast.prompt_chars == tree.prompt_chars
+             && fast.max_tokens == tree.max_tokens
+             && fast.stream == tree.stream
+             && fast.include_usage == tree.include_usage;
+
+    if (!*agree) {
+        diag("differs: %.*s", (int) n, (const char *) p);
+        diag("  fast %d %.*s chars %lld max %lld stream %d usage %d",
+             fast.verdict, (int) fast.model_len, fast.model,
+             (long long) fast.prompt_chars, (long long) fast.max_tokens,
+             fast.stream, fast.include_usage);
+        diag("  tree %d chars %lld max %lld stream %d usage %d",
+             tree.verdict, (long long) tree.prompt_chars,
+             (long long) tree.max_tokens, tree.stream, tree.include_usage);
+    }
+
+    aihub_body_free(&tree);
+
+    return 1;
+}
+
+
+/* bodies as clients send them, for the comparison and its mutations */
+
+static const char  *plain[] = {
+    "{\"model\":\"mock-basic\",\"messages\":[{\"role\":\"system\","
+    "\"content\":\"You are a helpful assistant.\"},{\"role\":\"user\","
+    "\"content\":\"Say hello.\"}],\"max_tokens\":64}",
+
+    "{\n  \"model\": \"gpt-4o-mini\",\n  \"messages\": [\n    {\n"
+    "      \"role\": \"user\",\n      \"content\": \"h\\u00e9llo \\\"x\\\"\\n"
+    "\xe6\x97\xa5\xf0\x9f\x98\x80\"\n    }\n  ],\n  \"temperature\": 0.7,\n"
+    "  \"stream\": true,\n  \"stream_options\": {\"include_usage\": true}\n}",
+
+    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+    "\"text\":\"What is in this image?\"},{\"type\":\"image_url\","
+    "\"image_url\":{\"url\":\"https://example.com/a.png\",\"detail\":"
+    "\"high\"}},{\"type\":\"input_audio\",\"input_audio\":{\"data\":"
+    "\"AAAA\",\"format\":\"wav\"}},\"loose\",[1],{\"text\":null,"
+    "\"type\":\"text\"}]}],\"model\":\"openai/gpt-4o\","
+    "\"max_completion_tokens\":300,\"max_tokens\":null,\"user\":\"u-1\","
+    "\"metadata\":{\"a\":\"b\",\"c\":[{\"d\":-1.5e-3,\"e\":false}]},"
+    "\"stream\":false,\"stop\":[\"\\n\\n\",\"END\"],\"seed\":0,"
+    "\"logit_bias\":{\"50256\":-100},\"stream_options\":null}",
+
+    "{\"model\":\"m\",\"messages\":[],\"stream\":null,"
+    "\"stream_options\":{\"include_usage\":false,\"x\":{}},"
+    "\"max_tokens\":999999999,\"presence_penalty\":-2,"
+    "\"frequency_penalty\":2.0E+0,\"top_p\":1}",
+
+    "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":"
+    "null},{\"role\":\"user\",\"content\":{\"text\":\"not a list\"}},"
+    "{\"role\":\"user\",\"name\":\"n\",\"content\":\"\\/\\b\\f\\r\\t\"},"
+    "7,[],{}]}"
+};
 
 
 /* the body forwarded for upstream: "=" when it is the body as it came */
@@ -222,6 +306,104 @@ main(void)
            "{\"include_usage\":true}} ",
            "every other byte as it came: white space, an escaped member "
            "name, numbers a double cannot hold, escapes");
+
+    /* the one pass and the tree agree */
+
+    {
+        int            agree, decided, bad, seed;
+        size_t         k, n, len, at;
+        uint32_t       rnd;
+        unsigned char  buf[2048];
+
+        aihub_body_policy_t  cap = { 300, 1, 0 };
+
+        static const unsigned char  bytes[] = "{}[]\",:\\ \t\n0159-.eEtfnu"
+                                              "\"ax\x01\x80\xc3";
+
+        for (k = 0; k < sizeof(plain) / sizeof(plain[0]); k++) {
+            ok(same_as_tree((const unsigned char *) plain[k],
+                            strlen(plain[k]), &policy, &agree) && agree,
+               "plain body %zu: decided in one pass, as the tree does", k);
+        }
+
+        static const char  *tree_only[] = {
+            "{\"model\":\"m\",\"messages\":[],\"tools\":[]}",
+            "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\","
+            "\"tool_calls\":[]}]}",
+            "{\"mod\\u0065l\":\"m\",\"messages\":[]}",
+            "{\"model\":\"m\\u00e9\",\"messages\":[]}",
+            "{\"model\":\"m\",\"messages\":[],\"n\":1}",
+            "{\"model\":\"m\",\"messages\":[],\"x\":01}",
+            "{\"model\":\"m\",\"messages\":[],\"x\":\"\\ud83d\\ude00\"}",
+            "\xef\xbb\xbf{\"model\":\"m\",\"messages\":[]}",
+            "\x0b{\"model\":\"m\",\"messages\":[]}",
+            "{\"model\":\"m\",\"messages\":[],\"max_tokens\":64.0}",
+            "{\"model\":\"m\",\"messages\":[],\"max_tokens\":1000000000}",
+            "{\"model\":\"m\",\"messages\":[],\"x\":"
+            "123456789012345678901234567890123}"
+        };
+
+        for (k = 0; k < sizeof(tree_only) / sizeof(tree_only[0]); k++) {
+            ok(!same_as_tree((const unsigned char *) tree_only[k],
+                             strlen(tree_only[k]), &policy, &agree),
+               "left to the tree: %s", tree_only[k]);
+        }
+
+        /* every plain body mutated: a byte changed, put in, taken out,
+           or a piece repeated; the same deterministic sequence each run */
+
+        rnd = 12345;
+        decided = 0;
+        bad = 0;
+
+#define NEXT()  (rnd = rnd * 1103515245u + 12345u, (rnd >> 8))
+
+        for (seed = 0; seed < 200000; seed++) {
+            k = NEXT() % (sizeof(plain) / sizeof(plain[0]));
+            len = strlen(plain[k]);
+            memcpy(buf, plain[k], len);
+
+            for (n = 1 + NEXT() % 3; n > 0; n--) {
+                at = NEXT() % len;
+
+                switch (NEXT() % 4) {
+                case 0:
+                    buf[at] = bytes[NEXT() % (sizeof(bytes) - 1)];
+                    break;
+                case 1:
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = bytes[NEXT() % (sizeof(bytes) - 1)];
+                    len++;
+                    break;
+                case 2:
+                    memmove(buf + at, buf + at + 1, len - at - 1);
+                    len--;
+                    break;
+                default:
+                    n = NEXT() % 16;
+                    if (at + n <= len && len + n < sizeof(buf)) {
+                        memmove(buf + at + n, buf + at, len - at);
+                        len += n;
+                    }
+                    n = 1;
+                }
+            }
+
+            if (same_as_tree(buf, len, (seed & 1) ? &policy : &cap,
+                             &agree))
+            {
+                decided++;
+            }
+
+            if (!agree && bad++ > 5) {
+                break;
+            }
+        }
+
+        ok(bad == 0, "200,000 mutated bodies: the one pass agrees with the "
+           "tree on every body it decides (%d decided)", decided);
+        ok(decided > 2000, "and it decides many of them (%d)", decided);
+    }
 
     /* the policy may leave streams alone */
 
