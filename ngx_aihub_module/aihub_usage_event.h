@@ -50,6 +50,7 @@ unsigned char *aihub_event_escape(unsigned char *out, const unsigned char *s,
 
 /* v in decimal (at most 20 bytes) into p, without printf; returns the end */
 unsigned char *aihub_event_int(unsigned char *p, int64_t v);
+unsigned char *aihub_event_uint(unsigned char *p, uint64_t v);
 
 /* at least the bytes aihub_usage_event_render() writes for ev */
 size_t aihub_usage_event_len(const aihub_usage_event_t *ev);

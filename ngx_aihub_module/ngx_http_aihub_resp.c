@@ -5,6 +5,7 @@
  */
 
 #include "ngx_http_aihub_common.h"
+#include "aihub_usage_event.h"
 #include "ngx_http_aihub_resp.h"
 
 
@@ -38,10 +39,19 @@ ngx_http_aihub_resp_format(int argc, const char **argv, const size_t *argvlen,
         size = len;
     }
 
-    p = ngx_sprintf(buf, "*%d\r\n", argc);
+    /* no printf: a batch's command has dozens of arguments */
+
+    p = buf;
+    *p++ = '*';
+    p = aihub_event_uint(p, (uint64_t) argc);
+    *p++ = '\r';
+    *p++ = '\n';
 
     for (i = 0; i < argc; i++) {
-        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
+        *p++ = '$';
+        p = aihub_event_uint(p, argvlen[i]);
+        *p++ = '\r';
+        *p++ = '\n';
         p = ngx_cpymem(p, argv[i], argvlen[i]);
         *p++ = '\r';
         *p++ = '\n';

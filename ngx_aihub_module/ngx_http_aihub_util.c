@@ -6,6 +6,7 @@
  */
 
 #include "ngx_http_aihub_common.h"
+#include "aihub_usage_event.h"
 #include "ngx_http_aihub_util.h"
 
 #include <openssl/evp.h>
@@ -158,8 +159,8 @@ void
 ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key)
 {
     key->account.data = key->account_text;
-    key->account.len = ngx_sprintf(key->account_text, "%uL",
-                                   key->rec.account_id)
+    key->account.len = aihub_event_uint(key->account_text,
+                                        key->rec.account_id)
                        - key->account_text;
 
     key->prefix.data = key->rec.prefix;

@@ -3,6 +3,7 @@
  * the worker reads), the escaping rule byte by byte, and the length bound.
  */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -100,6 +101,63 @@ main(void)
        "the largest account id is written whole");
     ok(strstr((char *) out, "\"model\":\"\\u0001\\u0001") != NULL,
        "control bytes of a model are escaped");
+
+    /* numbers without printf: as printf writes them */
+    {
+        int             bad, k, j;
+        char            want[32];
+        int64_t         sv;
+        uint64_t        v, p10;
+        unsigned char   got[32], *e;
+
+        bad = 0;
+        v = 88172645463325252ULL;
+
+        for (k = 0; k < 200000 && bad < 3; k++) {
+            /* every power of ten and its neighbours, then xorshift */
+            if (k < 20 * 3) {
+                for (p10 = 1, j = 0; j < k / 3; j++) {
+                    p10 *= 10;
+                }
+                v = p10 + (uint64_t) (k % 3) - 1;
+
+            } else {
+                v ^= v << 13;
+                v ^= v >> 7;
+                v ^= v << 17;
+            }
+
+            e = aihub_event_uint(got, (k & 1) ? v : v >> (k % 64));
+            snprintf(want, sizeof(want), "%llu",
+                     (unsigned long long) ((k & 1) ? v : v >> (k % 64)));
+
+            if ((size_t) (e - got) != strlen(want)
+                || memcmp(got, want, strlen(want)) != 0)
+            {
+                diag("uint %s: got %.*s", want, (int) (e - got), got);
+                bad++;
+            }
+
+            sv = (int64_t) v;
+            e = aihub_event_int(got, sv);
+            snprintf(want, sizeof(want), "%lld", (long long) sv);
+
+            if ((size_t) (e - got) != strlen(want)
+                || memcmp(got, want, strlen(want)) != 0)
+            {
+                diag("int %s: got %.*s", want, (int) (e - got), got);
+                bad++;
+            }
+        }
+
+        e = aihub_event_uint(got, UINT64_MAX);
+        *e = '\0';
+        IS_STR((char *) got, "18446744073709551615", "UINT64_MAX");
+        e = aihub_event_int(got, INT64_MIN);
+        *e = '\0';
+        IS_STR((char *) got, "-9223372036854775808", "INT64_MIN");
+        ok(bad == 0, "400,000 numbers written as printf writes them");
+    }
 
     return tap_done();
 }
