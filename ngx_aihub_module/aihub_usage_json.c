@@ -199,6 +199,18 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
                 if (i == len) {
                     break;
                 }
+
+                /* an integer ends where a member or an element does: the
+                   byte that ends it is read below in the state after it */
+
+                if (j->num_digits && j->depth > 0
+                    && (p[i] == ',' || p[i] == '}' || p[i] == ']'
+                        || p[i] == ' ' || p[i] == '\n' || p[i] == '\r'
+                        || p[i] == '\t'))
+                {
+                    aihub_json_number_end(j);
+                    aihub_json_value_end(j);
+                }
             }
         }
 
@@ -236,9 +248,33 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
                 continue;
             }
 
+            if (p[i] == '}' || p[i] == ']') {
+                aihub_json_pop(j, p[i]);
+                continue;
+            }
+
             break;
 
         case J_VALUE:
+            if (p[i] > ' ') {
+                aihub_json_value_start(j, p[i]);
+                continue;
+            }
+
+            break;
+
+        case J_LITERAL:
+            if (p[i] == (unsigned char) aihub_json_literals[j->lit][j->lit_pos])
+            {
+                if (aihub_json_literals[j->lit][++j->lit_pos] == '\0') {
+                    aihub_json_value_end(j);
+                }
+
+                continue;
+            }
+
+            goto machine;
+
         case J_ARR_FIRST:
             break;
 
