@@ -98,6 +98,8 @@ static void aihub_json_pop(aihub_json_t *j, unsigned c);
 static void aihub_json_key_add(aihub_json_t *j, const unsigned char *p,
     size_t n);
 static void aihub_json_key_end(aihub_json_t *j);
+static void aihub_json_key_match(aihub_json_t *j, const unsigned char *k,
+    size_t len);
 static void aihub_json_number_end(aihub_json_t *j);
 static void aihub_json_msg_add(aihub_json_t *j, unsigned c);
 static void aihub_json_msg_trim(aihub_json_t *j);
@@ -170,6 +172,13 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
 
                 k = i;
                 i += aihub_bytes_text_len(p + i, len - i);
+
+                if (i < len && p[i] == '"' && j->key_len == 0) {
+                    /* all of it in this buffer: matched where it is */
+                    aihub_json_key_match(j, p + k, i - k);
+                    j->state = J_COLON;
+                    continue;
+                }
 
                 aihub_json_key_add(j, p + k, i - k);
 
@@ -904,8 +913,16 @@ aihub_json_key_add(aihub_json_t *j, const unsigned char *p, size_t n)
 static void
 aihub_json_key_end(aihub_json_t *j)
 {
-    uint8_t      id;
-    const char  *k;
+    aihub_json_key_match(j, (const unsigned char *) j->key_buf, j->key_len);
+}
+
+
+/* the member name k (len bytes, unescaped) is the current level's key */
+
+static void
+aihub_json_key_match(aihub_json_t *j, const unsigned char *k, size_t len)
+{
+    uint8_t  id;
 
     if (j->depth > AIHUB_JSON_TRACK) {
         return;
@@ -913,7 +930,7 @@ aihub_json_key_end(aihub_json_t *j)
 
     j->key[j->depth] = K_OTHER;
 
-    if (j->ctx[j->depth] == C_OTHER || j->key_len > AIHUB_JSON_KEY_LEN) {
+    if (j->ctx[j->depth] == C_OTHER || len > AIHUB_JSON_KEY_LEN) {
         return;
     }
 
@@ -922,10 +939,9 @@ aihub_json_key_end(aihub_json_t *j)
 #define aihub_json_key_is(name)                                              \
     (memcmp(k, name, sizeof(name) - 1) == 0)
 
-    k = j->key_buf;
     id = K_OTHER;
 
-    switch (j->key_len) {
+    switch (len) {
 
     case 1:
     case 2:
