@@ -13,7 +13,10 @@
 #     here) the sweep reclaims its calls and its tokens;
 #   - Redis frozen twice under a concurrent load: the limit is never
 #     passed, and once every lease is back the limit counts exactly the
-#     calls answered.
+#     calls answered;
+#   - a lease given back after Redis reclaimed it (its node's worker
+#     processes stopped meanwhile, another node's sweep reclaiming it):
+#     its tokens do not go back a second time.
 #
 # Nothing here is timed: the figures come from Redis's clock, every wait
 # is a poll with a generous bound.
@@ -194,5 +197,68 @@ cmp_ok($calls, '>', 0, 'stalls: and some were answered');
 ok($taken >= $calls - 0.001 && $taken < $calls + 1,
    sprintf('stalls: the limit counts %.3f tokens for %d calls: every '
            . 'unused token went back', $taken, $calls));
+
+
+# --- 4. a lease given back after it was reclaimed -------------------------------
+# Node A takes a block of 8 calls and 8 tokens for one call, and its worker
+# processes are stopped (SIGSTOP) before they give the 7 unused back.  The
+# lease expires, and node B's sweep reclaims the 7 calls and the 7 tokens.
+# Then A wakes and gives the lease back, late.  The apply script gives
+# tokens back only for a lease it still holds: nothing goes back twice.
+# Redis's slow log (every command, for the while) shows that A's late
+# give-back did reach Redis.
+
+$t->nginx(gateway_conf(stub => $STUB, redis_timeout => '300ms',
+                       extra => "aihub_lease_time 2s;\n"
+                                . "    aihub_lease_calls 8;",
+                       loc => 'aihub_rate_limit global;'), name => 'b');
+$t->start_nginx('b');
+ok(wait_ready($t, $probe, name => 'b'), 'reclaimed: node B serving');
+
+my $k4 = seed_full_key($t, account => 7604, included => 1000000, rpm => 60);
+my $t4 = redis_ms();
+is($t->chat($k4, model => 'test-basic')->{status}, 200,
+   'reclaimed: a call on node A');
+my @a_workers = $t->nginx_worker_pids;
+kill 'STOP', @a_workers;
+
+my %h4 = @{ $t->redis('HGETALL', "aihub:period:7604:$PERIOD") // [] };
+my ($lease) = map { /^lease:(.+)$/ ? $1 : () } keys %h4;
+ok(defined $lease && $h4{"lease:$lease"} =~ /^7:0:60$/,
+   'reclaimed: node A holds a lease of 8 calls and their tokens, 7 of them unused ('
+   . ($lease // 'none') . ')');
+ok(settled(7604), 'reclaimed: the lease expired and node B reclaimed it');
+my $before = tokens_taken(7604, 60, $t4);
+ok(abs($before - 1) < 0.01,
+   sprintf('reclaimed: the limit counts %.3f tokens taken: the one call\'s',
+           $before));
+
+$t->redis('CONFIG', 'SET', 'slowlog-max-len', 100000);
+$t->redis('CONFIG', 'SET', 'slowlog-log-slower-than', 0);
+$t->redis('SLOWLOG', 'RESET');
+kill 'CONT', @a_workers;
+
+# a batch that carries the lease's id: nothing else names it now
+my $late = $t->wait_for(sub {
+    for my $e (@{ $t->redis('SLOWLOG', 'GET', -1) // [] }) {
+        my @args = @{ $e->[3] // [] };
+        return 1 if uc($args[0] // '') eq 'EVALSHA' && grep { $_ eq $lease }
+                                                            @args;
+    }
+    return 0;
+}, timeout => 10, interval => 0.5);
+$t->redis('CONFIG', 'SET', 'slowlog-log-slower-than', 10000);
+$t->redis('CONFIG', 'SET', 'slowlog-max-len', 128);
+$t->redis('SLOWLOG', 'RESET');
+ok($late, 'reclaimed: node A woke and gave the lease back, late');
+ok(settled(7604), 'reclaimed: no lease left');
+my $after = tokens_taken(7604, 60, $t4);
+ok(abs($after - $before) < 0.001,
+   sprintf('reclaimed: the limit still counts %.3f tokens taken (before '
+           . 'the late give-back: %.3f): none went back twice', $after,
+           $before));
+is(field(7604, 'calls'), 1, 'reclaimed: one call counted');
+my @r4 = map { $t->chat($k4, model => 'test-basic') } 1 .. 2;
+is_deeply([ map { $_->{status} } @r4 ], [ 200, 200 ], 'reclaimed: two calls');
 
 $t->done;
