@@ -116,20 +116,34 @@ aihub_event_escape(unsigned char *out, const unsigned char *s, size_t n)
 }
 
 
+#define AIHUB_EVENT_FIXED_LEN                                                 \
+    sizeof("{" M(AIHUB_EV_V) "," M(AIHUB_EV_ID) "\"\","                       \
+           M(AIHUB_EV_TS) "," M(AIHUB_EV_NODE) "\"\","                        \
+           M(AIHUB_EV_ACCOUNT) "," M(AIHUB_EV_KEY) "\"\","                    \
+           M(AIHUB_EV_PLAN) "\"\"," M(AIHUB_EV_MODEL) "\"\","                 \
+           M(AIHUB_EV_PROVIDER) "\"\"," M(AIHUB_EV_PROMPT_TOKENS) ","         \
+           M(AIHUB_EV_COMPLETION_TOKENS) ","                                 \
+           M(AIHUB_EV_TOTAL_TOKENS) "," M(AIHUB_EV_COST_MICROS) ","          \
+           M(AIHUB_EV_STATUS) "," M(AIHUB_EV_STREAMED) "false,"              \
+           M(AIHUB_EV_ABORTED) "false," M(AIHUB_EV_ESTIMATED) "false,"       \
+           M(AIHUB_EV_LATENCY_MS) "}")                                       \
+    + 10 * AIHUB_EVENT_INT_LEN
+
+
+size_t
+aihub_usage_event_bound(const aihub_usage_event_t *ev)
+{
+    /* a byte of text escapes to six at most ("\u001F") */
+    return AIHUB_EVENT_FIXED_LEN
+           + 6 * (ev->id.len + ev->node.len + ev->key.len + ev->plan.len
+                  + ev->model.len + ev->provider.len);
+}
+
+
 size_t
 aihub_usage_event_len(const aihub_usage_event_t *ev)
 {
-    return sizeof("{" M(AIHUB_EV_V) "," M(AIHUB_EV_ID) "\"\","
-                  M(AIHUB_EV_TS) "," M(AIHUB_EV_NODE) "\"\","
-                  M(AIHUB_EV_ACCOUNT) "," M(AIHUB_EV_KEY) "\"\","
-                  M(AIHUB_EV_PLAN) "\"\"," M(AIHUB_EV_MODEL) "\"\","
-                  M(AIHUB_EV_PROVIDER) "\"\"," M(AIHUB_EV_PROMPT_TOKENS) ","
-                  M(AIHUB_EV_COMPLETION_TOKENS) ","
-                  M(AIHUB_EV_TOTAL_TOKENS) "," M(AIHUB_EV_COST_MICROS) ","
-                  M(AIHUB_EV_STATUS) "," M(AIHUB_EV_STREAMED) "false,"
-                  M(AIHUB_EV_ABORTED) "false," M(AIHUB_EV_ESTIMATED) "false,"
-                  M(AIHUB_EV_LATENCY_MS) "}")
-           + 10 * AIHUB_EVENT_INT_LEN
+    return AIHUB_EVENT_FIXED_LEN
            + aihub_event_escaped_len(ev->id.data, ev->id.len)
            + aihub_event_escaped_len(ev->node.data, ev->node.len)
            + aihub_event_escaped_len(ev->key.data, ev->key.len)

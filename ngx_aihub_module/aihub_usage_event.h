@@ -55,6 +55,9 @@ unsigned char *aihub_event_uint(unsigned char *p, uint64_t v);
 /* at least the bytes aihub_usage_event_render() writes for ev */
 size_t aihub_usage_event_len(const aihub_usage_event_t *ev);
 
+/* the same without reading the strings: six bytes for each of their bytes */
+size_t aihub_usage_event_bound(const aihub_usage_event_t *ev);
+
 /* the event into out (aihub_usage_event_len() bytes); returns the length */
 size_t aihub_usage_event_render(unsigned char *out,
     const aihub_usage_event_t *ev);

@@ -172,8 +172,11 @@ ngx_http_aihub_usage_exit_process(void)
 ngx_int_t
 ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e)
 {
+    size_t                          len;
     ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    static u_char  scratch[2048];
 
     if (us->events >= us->limit) {
         us->dropped++;
@@ -190,14 +193,29 @@ ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e)
     e->node.data = us->node.data;
     e->node.len = us->node.len;
 
-    ev = ngx_http_aihub_entry_alloc(aihub_usage_event_len(e), us->log);
-    if (ev == NULL) {
-        return NGX_ERROR;
+    if (aihub_usage_event_bound(e) <= sizeof(scratch)) {
+        /* rendered once and copied: cheaper than measuring the escapes */
+        len = aihub_usage_event_render(scratch, e);
+
+        ev = ngx_http_aihub_entry_alloc(len, us->log);
+        if (ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        ev->len = len;
+        ngx_memcpy(ev->data, scratch, len);
+
+    } else {
+        ev = ngx_http_aihub_entry_alloc(aihub_usage_event_len(e), us->log);
+        if (ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        ev->len = aihub_usage_event_render(ev->data, e);
     }
 
     ev->argc = 0;
     ev->paired = 0;
-    ev->len = aihub_usage_event_render(ev->data, e);
 
     us->emitted++;
     (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_emitted, 1);

@@ -232,6 +232,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     len = aihub_usage_event_render((unsigned char *) text, &ev);
     FUZZ_CHECK(len <= bound);
+    FUZZ_CHECK(bound <= aihub_usage_event_bound(&ev));
     text[len] = '\0';
 
     for (i = 0; i < len; i++) {
