@@ -164,6 +164,19 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
 
                 if (p[i] == '"') {
                     aihub_json_value_end(j);
+
+                    /* and the next member's name begins: ,"  */
+
+                    if (i + 2 < len && p[i + 1] == ',' && p[i + 2] == '"'
+                        && j->state == J_AFTER && j->depth <= 64
+                        && (j->is_object[0] >> (j->depth - 1)) & 1)
+                    {
+                        i += 2;
+                        j->state = J_STRING;
+                        j->str_role = S_KEY;
+                        j->key_len = 0;
+                    }
+
                     continue;
                 }
 
@@ -177,6 +190,15 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
                     /* all of it in this buffer: matched where it is */
                     aihub_json_key_match(j, p + k, i - k);
                     j->state = J_COLON;
+
+                    /* and its value begins: ":v" */
+
+                    if (i + 2 < len && p[i + 1] == ':' && p[i + 2] > ' ') {
+                        i += 2;
+                        j->state = J_VALUE;
+                        aihub_json_value_start(j, p[i]);
+                    }
+
                     continue;
                 }
 
@@ -292,6 +314,14 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
         }
 
         if (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t') {
+            /* the whole run: a pretty-printed answer's indentation */
+            while (i + 1 < len
+                   && (p[i + 1] == ' ' || p[i + 1] == '\n'
+                       || p[i + 1] == '\r' || p[i + 1] == '\t'))
+            {
+                i++;
+            }
+
             continue;
         }
 
