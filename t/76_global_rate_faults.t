@@ -16,7 +16,9 @@
 #     calls answered;
 #   - a lease given back after Redis reclaimed it (its node's worker
 #     processes stopped meanwhile, another node's sweep reclaiming it):
-#     its tokens do not go back a second time.
+#     its tokens do not go back a second time;
+#   - Redis loses its data: the limit's state is not in MySQL, so the
+#     limit starts full again once Redis is restored, and holds from there.
 #
 # Nothing here is timed: the figures come from Redis's clock, every wait
 # is a poll with a generous bound.
@@ -260,5 +262,63 @@ ok(abs($after - $before) < 0.001,
 is(field(7604, 'calls'), 1, 'reclaimed: one call counted');
 my @r4 = map { $t->chat($k4, model => 'test-basic') } 1 .. 2;
 is_deeply([ map { $_->{status} } @r4 ], [ 200, 200 ], 'reclaimed: two calls');
+
+
+# --- 5. Redis loses its data -------------------------------------------------
+# A limit of 60 a minute used up by a burst: the calls after it get 429.
+# Then Redis loses everything (FLUSHALL).  Until it is restored no call is
+# answered (no epoch marker: no lease) and none gets 401.  It is restored
+# here as aihub-worker restores it (key records, models, then the epoch
+# marker); the limit's state lives only in Redis, so the limit starts full
+# again, remembering nothing of the minute before, and a burst is cut at
+# the limit again.
+
+my $k5 = seed_full_key($t, account => 7605, included => 1000000, rpm => 60);
+
+sub burst {
+    my ($key, $n) = @_;
+    my %s;
+    $s{ $t->chat($key, model => 'test-basic')->{status} }++ for 1 .. $n;
+    return \%s;
+}
+
+my $t5 = redis_ms();
+my $b1 = burst($k5, 70);
+my $refill = int((redis_ms() - $t5) / 1000) + 1;
+diag('wiped: before: ' . join ' ', map { "$_ x $b1->{$_}" } sort keys %$b1);
+ok(($b1->{200} // 0) >= 60 && ($b1->{200} // 0) <= 60 + $refill
+   && ($b1->{429} // 0) > 0,
+   "wiped: a burst of 70: the limit's 60 answered (at most $refill more "
+   . 'refilled), the rest 429');
+
+$t->redis('FLUSHALL');
+my @w = map { $t->chat($k5, model => 'test-basic')->{status} } 1 .. 3;
+ok(!grep({ $_ == 200 || $_ == 401 } @w),
+   "wiped: before the restore, no call answered and none 401 (@w)");
+
+seed_models($t);
+seed_full_key($t, key => $probe, account => 7600, included => 1000000);
+seed_full_key($t, key => $k5, account => 7605, included => 1000000,
+              rpm => 60);
+ok(wait_ready($t, $probe), 'wiped: restored, serving again');
+
+my $t6 = redis_ms();
+my $r5 = $t->chat($k5, model => 'test-basic');
+is($r5->{status}, 200, 'wiped: the first call after the restore');
+is($r5->{headers}{'x-ratelimit-remaining-requests'}, 59,
+   'wiped: it sees the whole limit left: the state starts again');
+
+my $b2 = burst($k5, 70);
+$refill = int((redis_ms() - $t6) / 1000) + 1;
+diag('wiped: after: ' . join ' ', map { "$_ x $b2->{$_}" } sort keys %$b2);
+ok(($b2->{200} // 0) >= 59 - 1 && ($b2->{200} // 0) <= 59 + $refill
+   && ($b2->{429} // 0) > 0,
+   "wiped: a burst of 70 after it: the 59 left answered (at most "
+   . "$refill more refilled), the rest 429: the limit holds again");
+ok(settled(7605), 'wiped: every lease back');
+my $taken = tokens_taken(7605, 60, $t6);
+ok(abs($taken - (1 + ($b2->{200} // 0))) < 0.5,
+   sprintf('wiped: the limit counts %.2f tokens for the %d calls answered '
+           . 'since the restore', $taken, 1 + ($b2->{200} // 0)));
 
 $t->done;
