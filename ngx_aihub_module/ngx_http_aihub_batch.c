@@ -17,6 +17,11 @@
 #include "ngx_http_aihub_batch.h"
 
 
+/* a settle record is read in place from an entry's data */
+_Static_assert(offsetof(ngx_http_aihub_event_t, data) % sizeof(int64_t) == 0,
+               "an entry's data is not aligned for a settle record");
+
+
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
     (8 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
 
@@ -107,12 +112,10 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
     ngx_http_aihub_batch_keys_t *keys, redisCallbackFn *done)
 {
     int                             argc;
-    u_char                         *p, num[NGX_INT_T_LEN];
+    u_char                          num[NGX_INT_T_LEN];
     u_char                          seq[NGX_INT64_LEN];
-    size_t                          rlen[NGX_HTTP_AIHUB_SETTLE_RECORD];
     ngx_uint_t                      i, nsums;
     ngx_queue_t                    *q;
-    const char                     *rec[NGX_HTTP_AIHUB_SETTLE_RECORD];
     ngx_http_aihub_event_t         *ev;
 
     static const char                   *argv[NGX_HTTP_AIHUB_BATCH_ARGS];
@@ -169,16 +172,9 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
             continue;
         }
 
-        p = ev->data;
-
-        for (i = 0; i < ev->argc; i++) {
-            ngx_memcpy(&rlen[i], p, sizeof(size_t));
-            p += sizeof(size_t);
-            rec[i] = (const char *) p;
-            p += rlen[i];
-        }
-
-        nsums = ngx_http_aihub_settle_add(sums, nsums, rec, rlen);
+        nsums = ngx_http_aihub_settle_add(sums, nsums,
+                                          (ngx_http_aihub_settle_rec_t *)
+                                          ev->data);
     }
 
     for (i = 0; i < nsums; i++) {

@@ -19,8 +19,9 @@
 
 /*
  * An entry of the buffer: a usage event (argc 0, data is its JSON), or a
- * settle record (data holds argc arguments, each a size_t length,
- * unaligned, and its bytes).
+ * settle record (argc NGX_HTTP_AIHUB_SETTLE_RECORD, data holds an
+ * ngx_http_aihub_settle_rec_t, read in place: data is aligned as malloc
+ * aligns, ngx_http_aihub_batch.c checks it).
  */
 
 typedef struct {

@@ -259,32 +259,28 @@ ngx_http_aihub_settle_record(ngx_log_t *log, ngx_str_t *m, u_char *id,
     u_char kind, uint64_t calls, uint64_t cost, uint64_t rate_us,
     ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_uint_t   i;
-    const char  *argv[NGX_HTTP_AIHUB_SETTLE_RECORD];
-    size_t       argvlen[NGX_HTTP_AIHUB_SETTLE_RECORD];
-    int64_t      v[6];
-    u_char       nums[6][NGX_INT64_LEN + 1];
+    ngx_http_aihub_settle_rec_t  rec;
 
-    v[0] = (int64_t) calls;
-    v[1] = (int64_t) cost;
-    v[2] = ctx ? ctx->usage.tokens.prompt : (int64_t) rate_us;
-    v[3] = ctx ? ctx->usage.tokens.completion : 0;
-    v[4] = ctx ? ctx->usage.tokens.total : 0;
-    v[5] = ctx ? ctx->usage.cost_micros : 0;
-
-    argv[0] = (const char *) m->data;
-    argvlen[0] = m->len;
-    argv[1] = (const char *) id;
-    argvlen[1] = AIHUB_EVENT_ID_LEN;
-    argv[2] = (const char *) &kind;
-    argvlen[2] = 1;
-
-    for (i = 0; i < 6; i++) {
-        argv[3 + i] = (const char *) nums[i];
-        argvlen[3 + i] = aihub_event_int(nums[i], v[i]) - nums[i];
+    if (m->len > sizeof(rec.m)) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "aihub: period \"%V\" too long for a settle record",
+                      m);
+        return;
     }
 
-    if (ngx_http_aihub_usage_record(log, argv, argvlen) != NGX_OK) {
+    ngx_memcpy(rec.m, m->data, m->len);
+    rec.m_len = m->len;
+    ngx_memcpy(rec.id, id, AIHUB_EVENT_ID_LEN);
+    rec.kind = kind;
+
+    rec.v[0] = (int64_t) calls;
+    rec.v[1] = (int64_t) cost;
+    rec.v[2] = ctx ? ctx->usage.tokens.prompt : (int64_t) rate_us;
+    rec.v[3] = ctx ? ctx->usage.tokens.completion : 0;
+    rec.v[4] = ctx ? ctx->usage.tokens.total : 0;
+    rec.v[5] = ctx ? ctx->usage.cost_micros : 0;
+
+    if (ngx_http_aihub_usage_record(log, &rec) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "aihub: could not queue the settle of lease %*s; "
                       "it is reclaimed when it expires",

@@ -2,10 +2,11 @@
  * A batch's settles summed per lease before they leave (the apply script,
  * ngx_http_aihub_scripts.c, then reads and writes each lease once and
  * parses one record per lease, not one per call).  A settle record as the
- * buffer keeps it: "<account>:<YYYYMMDD>", lease id, kind ('s' success,
- * 'o' success beyond the included calls, 'f' failed, 'r' returned), calls
- * released, cost released, prompt (a return: its tokens of the global
- * rate limit, as time in µs), completion, total, cost.  A sum as it
+ * buffer keeps it (ngx_http_aihub_settle_rec_t, numbers as numbers):
+ * "<account>:<YYYYMMDD>", lease id, kind ('s' success, 'o' success beyond
+ * the included calls, 'f' failed, 'r' returned), calls released, cost
+ * released, prompt (a return: its tokens of the global rate limit, as
+ * time in µs), completion, total, cost.  A sum as it
  * is sent: "<account>:<YYYYMMDD>", lease id, calls released, cost
  * released, successes, prompt, completion, total, cost, overage, the
  * global rate limit's time returned.
@@ -17,25 +18,21 @@
 #include "aihub_usage_event.h"
 
 
-static int64_t ngx_http_aihub_settle_num(const char *p, size_t len);
-
-
 /* adds one record to the sums (n of them so far); returns the new n */
 
 ngx_uint_t
 ngx_http_aihub_settle_add(ngx_http_aihub_settle_sum_t *sums, ngx_uint_t n,
-    const char **argv, const size_t *argvlen)
+    ngx_http_aihub_settle_rec_t *rec)
 {
-    u_char                        kind;
     ngx_uint_t                    i;
     ngx_http_aihub_settle_sum_t  *s;
 
     for (i = 0; i < n; i++) {
         s = &sums[i];
 
-        if (s->m.len == argvlen[0] && s->id.len == argvlen[1]
-            && ngx_memcmp(s->m.data, argv[0], argvlen[0]) == 0
-            && ngx_memcmp(s->id.data, argv[1], argvlen[1]) == 0)
+        if (s->m.len == rec->m_len
+            && ngx_memcmp(s->id.data, rec->id, AIHUB_EVENT_ID_LEN) == 0
+            && ngx_memcmp(s->m.data, rec->m, rec->m_len) == 0)
         {
             break;
         }
@@ -45,32 +42,29 @@ ngx_http_aihub_settle_add(ngx_http_aihub_settle_sum_t *sums, ngx_uint_t n,
 
     if (i == n) {
         ngx_memzero(s, sizeof(ngx_http_aihub_settle_sum_t));
-        s->m.data = (u_char *) argv[0];
-        s->m.len = argvlen[0];
-        s->id.data = (u_char *) argv[1];
-        s->id.len = argvlen[1];
+        s->m.data = rec->m;
+        s->m.len = rec->m_len;
+        s->id.data = rec->id;
+        s->id.len = AIHUB_EVENT_ID_LEN;
         n++;
     }
 
-    kind = argvlen[2] ? (u_char) argv[2][0] : 'r';
+    s->v[0] += rec->v[0];
+    s->v[1] += rec->v[1];
 
-    s->v[0] += ngx_http_aihub_settle_num(argv[3], argvlen[3]);
-    s->v[1] += ngx_http_aihub_settle_num(argv[4], argvlen[4]);
-
-    if (kind == 's' || kind == 'o') {
+    if (rec->kind == 's' || rec->kind == 'o') {
         s->v[2]++;
 
         for (i = 0; i < 4; i++) {
-            s->v[3 + i] += ngx_http_aihub_settle_num(argv[5 + i],
-                                                     argvlen[5 + i]);
+            s->v[3 + i] += rec->v[2 + i];
         }
 
-        if (kind == 'o') {
-            s->v[7] += ngx_http_aihub_settle_num(argv[8], argvlen[8]);
+        if (rec->kind == 'o') {
+            s->v[7] += rec->v[5];
         }
 
-    } else if (kind == 'r') {
-        s->v[8] += ngx_http_aihub_settle_num(argv[5], argvlen[5]);
+    } else if (rec->kind == 'r') {
+        s->v[8] += rec->v[2];
     }
 
     return n;
@@ -94,25 +88,4 @@ ngx_http_aihub_settle_args(ngx_http_aihub_settle_sum_t *s, const char **argv,
         argv[2 + i] = (const char *) s->nums[i];
         argvlen[2 + i] = aihub_event_int(s->nums[i], s->v[i]) - s->nums[i];
     }
-}
-
-
-/* a decimal the module wrote itself (an optional '-', digits) */
-
-static int64_t
-ngx_http_aihub_settle_num(const char *p, size_t len)
-{
-    int64_t     v;
-    ngx_uint_t  neg;
-    const char *last;
-
-    last = p + len;
-    neg = (p < last && *p == '-');
-    v = 0;
-
-    for (p += neg; p < last && *p >= '0' && *p <= '9'; p++) {
-        v = v * 10 + (*p - '0');
-    }
-
-    return neg ? -v : v;
 }

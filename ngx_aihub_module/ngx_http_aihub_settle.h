@@ -8,10 +8,27 @@
 
 #include "ngx_http_aihub_common.h"
 
+#include "aihub_period.h"
+#include "aihub_usage_event.h"
 
-/* the arguments of one settle record in the buffer, and of a sum sent */
+
+/* a settle record's entry in the buffer (its argc), and a sum's arguments */
 #define NGX_HTTP_AIHUB_SETTLE_RECORD  9
 #define NGX_HTTP_AIHUB_SETTLE_SUM     11
+
+
+/*
+ * A settle record as the buffer keeps it, its numbers as numbers: they are
+ * summed per lease when the batch leaves and written out once per sum.
+ */
+
+typedef struct {
+    u_char                        m[NGX_INT64_LEN + 1 + AIHUB_PERIOD_ID_LEN];
+    size_t                        m_len;        /* "<account>:<day>" */
+    u_char                        id[AIHUB_EVENT_ID_LEN];   /* the lease */
+    u_char                        kind;
+    int64_t                       v[6];
+} ngx_http_aihub_settle_rec_t;
 
 
 typedef struct {
@@ -23,7 +40,7 @@ typedef struct {
 
 
 ngx_uint_t ngx_http_aihub_settle_add(ngx_http_aihub_settle_sum_t *sums,
-    ngx_uint_t n, const char **argv, const size_t *argvlen);
+    ngx_uint_t n, ngx_http_aihub_settle_rec_t *rec);
 void ngx_http_aihub_settle_args(ngx_http_aihub_settle_sum_t *s,
     const char **argv, size_t *argvlen);
 

@@ -271,12 +271,9 @@ ngx_http_aihub_usage_wiped(void)
 /* a settle record that must reach Redis: into the buffer, and out */
 
 ngx_int_t
-ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
-    const size_t *argvlen)
+ngx_http_aihub_usage_record(ngx_log_t *log,
+    const ngx_http_aihub_settle_rec_t *rec)
 {
-    u_char                         *p;
-    size_t                          len;
-    ngx_int_t                       i;
     ngx_http_aihub_event_t         *ev;
     ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
 
@@ -288,31 +285,22 @@ ngx_http_aihub_usage_record(ngx_log_t *log, const char **argv,
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "aihub: settle buffer full (%ui settles), a settle "
                       "of lease %*s dropped; the lease is reclaimed when "
-                      "it expires", us->limit, argvlen[1], argv[1]);
+                      "it expires", us->limit, (size_t) AIHUB_EVENT_ID_LEN,
+                      rec->id);
         return NGX_OK;
     }
 
-    len = 0;
-
-    for (i = 0; i < NGX_HTTP_AIHUB_SETTLE_RECORD; i++) {
-        len += sizeof(size_t) + argvlen[i];
-    }
-
-    ev = ngx_http_aihub_entry_alloc(len, us->log);
+    ev = ngx_http_aihub_entry_alloc(sizeof(ngx_http_aihub_settle_rec_t),
+                                    us->log);
     if (ev == NULL) {
         return NGX_ERROR;
     }
 
     ev->argc = NGX_HTTP_AIHUB_SETTLE_RECORD;
     ev->paired = 0;
-    ev->len = len;
+    ev->len = sizeof(ngx_http_aihub_settle_rec_t);
 
-    p = ev->data;
-
-    for (i = 0; i < NGX_HTTP_AIHUB_SETTLE_RECORD; i++) {
-        p = ngx_cpymem(p, &argvlen[i], sizeof(size_t));
-        p = ngx_cpymem(p, argv[i], argvlen[i]);
-    }
+    ngx_memcpy(ev->data, rec, sizeof(ngx_http_aihub_settle_rec_t));
 
     ngx_http_aihub_usage_queue(ev);
 

@@ -9,6 +9,7 @@
 
 #include "ngx_http_aihub_common.h"
 #include "aihub_usage_event.h"
+#include "ngx_http_aihub_settle.h"
 
 
 ngx_int_t ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
@@ -20,7 +21,7 @@ ngx_uint_t ngx_http_aihub_usage_wiped(void);
 void ngx_http_aihub_usage_hold(void);
 void ngx_http_aihub_usage_release(void);
 ngx_int_t ngx_http_aihub_usage_record(ngx_log_t *log,
-    const char **argv, const size_t *argvlen);
+    const ngx_http_aihub_settle_rec_t *rec);
 
 
 #endif /* NGX_HTTP_AIHUB_USAGE_H */
