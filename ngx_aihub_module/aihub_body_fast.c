@@ -312,6 +312,38 @@ aihub_fast_value(aihub_fast_t *f)
 
 
 /*
+ * After a member or an element: 1 and past "close" when the container
+ * ends there (one level up), 0 past a comma and the white space after it,
+ * or undecided.
+ */
+
+static int
+aihub_fast_after(aihub_fast_t *f, int close)
+{
+    aihub_fast_ws(f);
+
+    if (f->p == f->end) {
+        return AIHUB_FAST_UNDECIDED;
+    }
+
+    if (*f->p == close) {
+        f->p++;
+        f->depth--;
+        return 1;
+    }
+
+    if (*f->p != ',') {
+        return AIHUB_FAST_UNDECIDED;
+    }
+
+    f->p++;
+    aihub_fast_ws(f);
+
+    return 0;
+}
+
+
+/*
  * An object, f->p at its '{'.  Its member names are compared as they
  * come: a repeated one is undecided (the tree check refuses it).
  */
@@ -320,6 +352,7 @@ static int
 aihub_fast_object(aihub_fast_t *f, aihub_fast_kind_e kind,
     aihub_fast_part_t *part)
 {
+    int                   rc;
     size_t                n, k, len;
     const unsigned char  *name;
     const unsigned char  *names[AIHUB_FAST_MEMBERS];
@@ -374,24 +407,11 @@ aihub_fast_object(aihub_fast_t *f, aihub_fast_kind_e kind,
             return AIHUB_FAST_UNDECIDED;
         }
 
-        aihub_fast_ws(f);
+        rc = aihub_fast_after(f, '}');
 
-        if (f->p == f->end) {
-            return AIHUB_FAST_UNDECIDED;
+        if (rc != 0) {
+            return rc == 1 ? 0 : AIHUB_FAST_UNDECIDED;
         }
-
-        if (*f->p == '}') {
-            f->p++;
-            f->depth--;
-            return 0;
-        }
-
-        if (*f->p != ',') {
-            return AIHUB_FAST_UNDECIDED;
-        }
-
-        f->p++;
-        aihub_fast_ws(f);
     }
 }
 
@@ -442,24 +462,11 @@ aihub_fast_array(aihub_fast_t *f, aihub_fast_kind_e kind)
             return AIHUB_FAST_UNDECIDED;
         }
 
-        aihub_fast_ws(f);
+        rc = aihub_fast_after(f, ']');
 
-        if (f->p == f->end) {
-            return AIHUB_FAST_UNDECIDED;
+        if (rc != 0) {
+            return rc == 1 ? 0 : AIHUB_FAST_UNDECIDED;
         }
-
-        if (*f->p == ']') {
-            f->p++;
-            f->depth--;
-            return 0;
-        }
-
-        if (*f->p != ',') {
-            return AIHUB_FAST_UNDECIDED;
-        }
-
-        f->p++;
-        aihub_fast_ws(f);
     }
 }
 
