@@ -10,11 +10,6 @@
 #include "aihub_body.h"
 
 
-/* an image or audio part counts as this many characters: 765 tokens, a
-   high-detail image at OpenAI */
-#define AIHUB_BODY_MEDIA_CHARS  (765 * 4)
-
-
 static int aihub_body_bad_escape(const unsigned char *p, size_t n);
 static int aihub_json_hex(int c);
 static void aihub_body_parse(aihub_body_t *b, const unsigned char *p,

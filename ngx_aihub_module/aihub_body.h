@@ -16,6 +16,11 @@
 #include <cjson/cJSON.h>
 
 
+/* an image or audio part counts as this many characters of prompt: 765
+   tokens, a high-detail image at OpenAI */
+#define AIHUB_BODY_MEDIA_CHARS  (765 * 4)
+
+
 typedef enum {
     AIHUB_BODY_OK = 0,
     AIHUB_BODY_EMPTY,

@@ -35,9 +35,6 @@
 #define AIHUB_FAST_MEMBERS   32
 #define AIHUB_FAST_NUMBER    32
 
-/* an image or audio part: as aihub_body.c counts it */
-#define AIHUB_FAST_MEDIA_CHARS  (765 * 4)
-
 #define AIHUB_FAST_UNDECIDED  (-1)
 
 
@@ -450,7 +447,7 @@ aihub_fast_array(aihub_fast_t *f, aihub_fast_kind_e kind)
                 f->chars += part.text_chars;
 
             } else if (part.media) {
-                f->chars += AIHUB_FAST_MEDIA_CHARS;
+                f->chars += AIHUB_BODY_MEDIA_CHARS;
             }
 
         } else {
