@@ -90,6 +90,11 @@ enum {
 static const char  *aihub_json_literals[] = { "true", "false", "null" };
 
 
+/* the innermost open container (depth > 0) is an object */
+#define aihub_json_in_object(j)                                              \
+    ((((j)->is_object[((j)->depth - 1) / 64]) >> (((j)->depth - 1) % 64)) & 1)
+
+
 static int aihub_json_byte(aihub_json_t *j, unsigned c);
 static void aihub_json_value_start(aihub_json_t *j, unsigned c);
 static void aihub_json_value_end(aihub_json_t *j);
@@ -168,8 +173,7 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
                     /* and the next member's name begins: ,"  */
 
                     if (i + 2 < len && p[i + 1] == ',' && p[i + 2] == '"'
-                        && j->state == J_AFTER && j->depth <= 64
-                        && (j->is_object[0] >> (j->depth - 1)) & 1)
+                        && j->state == J_AFTER && aihub_json_in_object(j))
                     {
                         i += 2;
                         j->state = J_STRING;
@@ -272,9 +276,7 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
             break;
 
         case J_AFTER:
-            if (p[i] == ',' && j->depth <= 64
-                && (j->is_object[0] >> (j->depth - 1)) & 1)
-            {
+            if (p[i] == ',' && aihub_json_in_object(j)) {
                 j->state = J_OBJ_KEY;
                 continue;
             }
@@ -421,9 +423,7 @@ aihub_json_byte(aihub_json_t *j, unsigned c)
         }
 
         if (c == ',') {
-            if (j->is_object[(j->depth - 1) / 64]
-                & (1ULL << ((j->depth - 1) % 64)))
-            {
+            if (aihub_json_in_object(j)) {
                 j->state = J_OBJ_KEY;
 
             } else {
@@ -892,13 +892,7 @@ aihub_json_push(aihub_json_t *j, unsigned c, uint8_t role)
 static void
 aihub_json_pop(aihub_json_t *j, unsigned c)
 {
-    uint32_t  d;
-    int       obj;
-
-    d = j->depth - 1;
-    obj = (j->is_object[d / 64] >> (d % 64)) & 1;
-
-    if (obj != (c == '}')) {
+    if ((int) aihub_json_in_object(j) != (c == '}')) {
         j->state = J_ERROR;
         j->invalid = 1;
         return;
