@@ -225,15 +225,37 @@ ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len)
 
 
 /*
- * A request id, unique across nodes and restarts: 128 random bits (32 hex
- * digits, the usage event's id).  It says nothing about the worker or how
- * many requests it served.
+ * A request id, unique across nodes and restarts, 32 hex digits (the usage
+ * event's id): the time in milliseconds (48 bits, 12 digits) then 80 random
+ * bits, as UUIDv7 orders them.  The ledger's UNIQUE index on the id then
+ * grows at its end as the clock does: with 128 random bits every insert
+ * landed on a random page of it, and once the index outgrew MariaDB's
+ * buffer pool each row cost a page read (13.8 -> 46 us of MariaDB's CPU a
+ * row over the first million rows with a 64 MB pool; 11 flat in time
+ * order).  It says nothing about the worker or how many requests it
+ * served; its time is the answer's Date.
  */
+
+#define NGX_HTTP_AIHUB_ID_TIME    6      /* bytes of milliseconds */
+#define NGX_HTTP_AIHUB_ID_RANDOM                                              \
+    (AIHUB_EVENT_ID_LEN / 2 - NGX_HTTP_AIHUB_ID_TIME)
 
 void
 ngx_http_aihub_request_id(u_char *dst)
 {
-    size_t  n = AIHUB_EVENT_ID_LEN / 2;
+    u_char       ms[NGX_HTTP_AIHUB_ID_TIME];
+    size_t       i, n = NGX_HTTP_AIHUB_ID_RANDOM;
+    uint64_t     t;
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+    t = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    for (i = NGX_HTTP_AIHUB_ID_TIME; i-- > 0; t >>= 8) {
+        ms[i] = (u_char) t;
+    }
+
+    dst = ngx_hex_dump(dst, ms, NGX_HTTP_AIHUB_ID_TIME);
 
     if (ngx_http_aihub_random_used + n > NGX_HTTP_AIHUB_RANDOM_RESERVE) {
         if (RAND_bytes(ngx_http_aihub_random, NGX_HTTP_AIHUB_RANDOM_RESERVE)
@@ -245,7 +267,7 @@ ngx_http_aihub_request_id(u_char *dst)
                 ngx_http_aihub_random[n] = (u_char) ngx_random();
             }
 
-            n = AIHUB_EVENT_ID_LEN / 2;
+            n = NGX_HTTP_AIHUB_ID_RANDOM;
         }
 
         ngx_http_aihub_random_used = 0;

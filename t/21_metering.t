@@ -327,6 +327,7 @@ for my $stream (0, 1) {
     my $url = 'http://127.0.0.1:' . $t->port . '/v1/chat/completions';
     my $body = encode_json(chat_body(model => $MODEL, content => 'count'));
     my %ids;
+    my @order;
     my $ok = 0;
     my $start = time;
 
@@ -337,11 +338,24 @@ for my $stream (0, 1) {
             content => $body });
         $ok++ if $r->{status} == 200;
         $ids{ $r->{headers}{'x-request-id'} // "none$i" }++;
+        push @order, $r->{headers}{'x-request-id'} // '';
     }
 
     my $took = time - $start;
     is($ok, 1000, sprintf '1000 calls answered 200 (%.1f s)', $took);
     is(scalar keys %ids, 1000, '1000 distinct request ids');
+
+    # an id starts with the time in milliseconds (12 hex digits), so the
+    # ledger's UNIQUE index on it grows at its end; the rest is random
+    my @ms = map { no warnings 'portable';
+                   /^([0-9a-f]{12})[0-9a-f]{20}$/ ? hex($1) : -1 } @order;
+    is(scalar(grep { $_ >= int($start * 1000) - 1000
+                     && $_ <= int(time * 1000) + 1000 } @ms), 1000,
+       'every request id starts with the time of its call, in ms');
+    is(scalar(grep { $ms[$_] < $ms[$_ - 1] } 1 .. $#ms), 0,
+       'request ids of calls made one after another come in time order');
+    my %tails = map { substr($_, 12) => 1 } @order;
+    is(scalar keys %tails, 1000, 'their random parts are all distinct');
 
     $t->wait_for(sub { usage_event_count($t) >= $before + 1000 },
                  timeout => 10);

@@ -16,8 +16,7 @@
 #                       with wrk and the stub; 1 puts them on the SUT core)
 #   BENCH_DRAIN_BATCH=N aihub-worker run --batch N in the drain test
 #   BENCH_DRAIN_ONLY=1  only the worker drain test
-#   BENCH_MARIADB_POOL  InnoDB buffer pool of the bench's MariaDB (1G; the
-#                       tests' 64M slows the drain at millions of rows)
+#   BENCH_MARIADB_POOL  InnoDB buffer pool of the bench's MariaDB (1G)
 #   BENCH_DRAIN_STALL=S, BENCH_DRAIN_CAP=S   the wait for the G runs' events
 #                       fails when the usage stream has not shrunk for S
 #                       seconds (30), or after S seconds in all (1800)
@@ -26,6 +25,8 @@
 #   AIHUB_KEEP=1        keep the scratch directory (logs, configurations)
 #
 # Raw wrk output, logs and perf data go to t/bench/out/ (not committed).
+# By hand: perl t/bench/ledger_ids.pl, MariaDB's CPU a row as the ledger
+# outgrows a 64M buffer pool, with random and with time-ordered event ids.
 
 set -euo pipefail
 
