@@ -25,15 +25,17 @@ static aw_flag_t  aw_reopen;
 static const char  aw_run_usage[] =
     "usage: " AW_NAME " run [--batch 500] [--block-ms 1000] [--consumer "
     "NAME]\n"
-    "                     [--claim-idle-ms 30000] [--log FILE] [--pidfile "
-    "FILE]\n"
+    "                     [--claim-idle-ms 30000] [--insert bulk|text]\n"
+    "                     [--log FILE] [--pidfile FILE]\n"
     "\n"
     "Drains the usage stream into MySQL (consumer group " AIHUB_USAGE_GROUP
     "), at\n"
     "most --batch events per transaction (a stream entry carries one or "
     "more).\n"
     "Several workers may run at once with different --consumer names\n"
-    "(default: the host name).  SIGTERM finishes the batch and exits,\n"
+    "(default: the host name).  A batch is one bulk execution of a prepared\n"
+    "INSERT where the server is MariaDB 10.2.7 or later, else one multi-row\n"
+    "INSERT (--insert text: always).  SIGTERM finishes the batch and exits,\n"
     "SIGHUP reopens the log file.\n";
 
 
@@ -86,7 +88,7 @@ aw_signals_install(void)
 int
 aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
-    const char  *batch, *block, *consumer, *idle, *log, *pidfile;
+    const char  *batch, *block, *consumer, *idle, *insert, *log, *pidfile;
     char         host[256];
     int          rc, npos;
     long long    nbatch, block_ms, idle_ms;
@@ -96,6 +98,7 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
         { "--block-ms", 1, &block },
         { "--consumer", 1, &consumer },
         { "--claim-idle-ms", 1, &idle },
+        { "--insert", 1, &insert },
         { "--log", 1, &log },
         { "--pidfile", 1, &pidfile },
         { NULL, 0, NULL }
@@ -103,7 +106,7 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     (void) ctx;     /* the drain keeps its own connections, reconnecting */
 
-    batch = block = consumer = idle = log = pidfile = NULL;
+    batch = block = consumer = idle = insert = log = pidfile = NULL;
 
     rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_run_usage);
     if (rc != 0) {
@@ -120,6 +123,12 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
     {
         aw_usage_error(aw_run_usage, "invalid number in --batch, --block-ms "
                        "or --claim-idle-ms");
+        return AW_EXIT_USAGE;
+    }
+
+    if (insert && strcmp(insert, "bulk") != 0 && strcmp(insert, "text") != 0)
+    {
+        aw_usage_error(aw_run_usage, "--insert is bulk or text");
         return AW_EXIT_USAGE;
     }
 
@@ -148,10 +157,13 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     aw_signals_install();
 
-    d = aw_drain_create(nbatch, block_ms, idle_ms, consumer, &aw_stop);
+    d = aw_drain_create(nbatch, block_ms, idle_ms, consumer,
+                        insert != NULL && strcmp(insert, "text") == 0,
+                        &aw_stop);
 
     aw_log(AW_LOG_INFO, AW_NAME " started (batch %lld, block %lld ms, "
-           "claim idle %lld ms)", nbatch, block_ms, idle_ms);
+           "claim idle %lld ms, insert %s)", nbatch, block_ms, idle_ms,
+           insert ? insert : "bulk");
 
     while (!aw_stop) {
         if (aw_reopen) {

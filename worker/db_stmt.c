@@ -46,11 +46,19 @@ aw_db_error(MYSQL *db)
 }
 
 
-/* logs and keeps a statement's error, closes the statement */
+/*
+ * Keeps a statement's error for aw_db_errno() and aw_db_error() and logs
+ * it; st NULL: the connection's last statement worked, nothing is kept.
+ */
 
-static void
-aw_stmt_failed(MYSQL *db, MYSQL_STMT *st)
+void
+aw_db_stmt_error(MYSQL *db, MYSQL_STMT *st)
 {
+    if (st == NULL) {
+        aw_stmt_err_db = NULL;
+        return;
+    }
+
     aw_stmt_err_db = db;
     aw_stmt_err_no = mysql_stmt_errno(st);
 
@@ -65,6 +73,15 @@ aw_stmt_failed(MYSQL *db, MYSQL_STMT *st)
     }
 
     aw_log(AW_LOG_ERROR, "MySQL: %s (%u)", aw_stmt_err_msg, aw_stmt_err_no);
+}
+
+
+/* logs and keeps a statement's error, closes the statement */
+
+static void
+aw_stmt_failed(MYSQL *db, MYSQL_STMT *st)
+{
+    aw_db_stmt_error(db, st);
     mysql_stmt_close(st);
 }
 

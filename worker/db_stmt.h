@@ -7,7 +7,8 @@
  * statement's text.  Only numbers already parsed into C integers (and
  * constants of the worker's own) may be formatted into the text, with
  * %lld / %llu.  The one exception is the drain's multi-row INSERT of
- * events (ledger_store.c), see there.
+ * events and upsert of rollups (ledger_store.c), see there; its bulk INSERT
+ * (ledger_bulk.c) follows the rule.
  *
  * Short to write:
  *
@@ -38,6 +39,7 @@
 #define AW_ROWS_COLUMNS  64
 
 typedef struct st_mysql  MYSQL;
+typedef struct st_mysql_stmt  MYSQL_STMT;
 
 /* a SELECT's result, read whole: rows of column strings (NULL: SQL NULL) */
 
@@ -64,6 +66,7 @@ long long aw_db_scalar_params(MYSQL *db, long long dflt, const char *sql,
 unsigned long long aw_db_affected_rows(void);
 unsigned int aw_db_errno(MYSQL *db);
 const char *aw_db_error(MYSQL *db);
+void aw_db_stmt_error(MYSQL *db, MYSQL_STMT *st);
 char **aw_rows_next(aw_rows_t *rs);
 void aw_rows_free(aw_rows_t *rs);
 

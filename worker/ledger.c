@@ -215,7 +215,7 @@ aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
 
 aw_drain_t *
 aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
-    const char *consumer, aw_flag_t *stop)
+    const char *consumer, int text_insert, aw_flag_t *stop)
 {
     aw_drain_t  *d;
 
@@ -227,6 +227,7 @@ aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
     d->block_ms = block_ms;
     d->claim_idle_ms = claim_idle_ms;
     d->consumer = consumer;
+    d->bulk_off = text_insert;
     aw_rkey(d->stream, sizeof(d->stream), AIHUB_RK_USAGE, NULL);
     aw_rkey(d->dead, sizeof(d->dead), AIHUB_RK_USAGE_DEAD, NULL);
     snprintf(d->claim_cursor, sizeof(d->claim_cursor), "0-0");
@@ -416,6 +417,7 @@ aw_drain_destroy(aw_drain_t *d)
 
     aw_redis_close(d->rc);
     aw_drain_db_lost(d);
+    aw_bulk_destroy(d->bulk);
     free(d->all);
     free(d->ahead.all);
     free(d->done.all);

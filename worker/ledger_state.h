@@ -42,6 +42,10 @@ typedef struct {
 } aw_round_t;
 
 
+/* ledger_bulk.c's columns and prepared statement */
+typedef struct aw_bulk_s  aw_bulk_t;
+
+
 typedef struct {
     long long    account;
     char         day[11];
@@ -93,6 +97,8 @@ struct aw_drain_s {
     size_t         next_n;
     size_t         next_valid;
     unsigned long long  next_tag;
+    int            bulk_off;         /* --insert text */
+    aw_bulk_t     *bulk;             /* NULL until a batch needs it */
     aw_rollup_t   *rollups;
     unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
     size_t         rollup_hash_size; /* a power of two, >= 2 * batch */
@@ -117,6 +123,13 @@ int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
 int aw_drain_store_rows(aw_drain_t *d, size_t n, int each,
     long long *inserted, long long *dups);
 void aw_drain_db_lost(aw_drain_t *d);
+
+/* ledger_bulk.c (each returns as its comment there says) */
+int aw_bulk_supported(MYSQL *db);
+int aw_bulk_insert(aw_drain_t *d, aw_entry_t *entries, size_t n,
+    unsigned long long tag, size_t *valid, long long *inserted);
+void aw_bulk_close(aw_bulk_t *b);
+void aw_bulk_destroy(aw_bulk_t *b);
 
 
 #endif /* AW_LEDGER_STATE_H */

@@ -4,15 +4,17 @@
  * inserted only; row by row when MySQL refuses the batch, to find the
  * event it refuses.  ledger.c retries, commits and ACKs around it.
  *
- * The batch's multi-row INSERT and the rollups' multi-row upsert carry the
- * events' strings escaped (mysql_real_escape_string, in quotes), not as
- * parameters: the exception to db_stmt.h's rule.  They are the drain's
- * hot path (worker/bench measures it), one statement per batch; a
- * prepared statement's text would change with every batch's size, so it
- * would be prepared per batch (a round trip more for the same bytes) with
- * 17 parameters per event to bind.  event.c checked every string first
- * (the id is 32 lowercase hex digits, the others bounded in length).  The
- * event-by-event fallback (aw_row_store) follows the rule.
+ * The batch's events go as one bulk execution of a prepared INSERT where
+ * the server has it (ledger_bulk.c).  Else, and with --insert text, the
+ * batch's multi-row INSERT, like the rollups' multi-row upsert always,
+ * carries the events' strings escaped (mysql_real_escape_string, in
+ * quotes), not as parameters: the exception to db_stmt.h's rule.  They are
+ * the drain's hot path (worker/bench measures it), one statement per
+ * batch; a prepared statement's text would change with every batch's size,
+ * so it would be prepared per batch (a round trip more for the same bytes).
+ * event.c checked every string first (the id is 32 lowercase hex digits,
+ * the others bounded in length).  The event-by-event fallback
+ * (aw_row_store) follows the rule.
  */
 
 #include <stdio.h>
@@ -161,6 +163,7 @@ void
 aw_drain_db_lost(aw_drain_t *d)
 {
     d->next_entries = NULL;
+    aw_bulk_close(d->bulk);
 
     if (d->db) {
         mysql_query(d->db, "ROLLBACK");
@@ -299,7 +302,82 @@ aw_batch_insert_ahead(aw_drain_t *d)
 
 
 /*
- * The batch as one multi-row INSERT IGNORE tagged with a random batch id.
+ * The batch's INSERT as text: the one built ahead if it is this batch's
+ * (its tag with it), else built now; sent, and while MySQL works the round
+ * before is ACKed and the next read and its INSERT built.  Reuses q.
+ * 0: executed (*valid rows sent, *inserted stored); 2: no batch id; -1:
+ * MySQL failed.
+ */
+
+static int
+aw_batch_send_text(aw_drain_t *d, size_t n, aw_buf_t *q, size_t *valid,
+    long long *inserted, unsigned long long *tag)
+{
+    int  sent;
+
+    if (d->next_entries == d->entries && d->next_n == n) {
+        /* built while MySQL stored the round before */
+        aw_buf_free(q);
+        *q = d->next_sql;
+        *tag = d->next_tag;
+        *valid = d->next_valid;
+        aw_buf_init(&d->next_sql);
+        d->next_entries = NULL;
+
+    } else {
+        if (aw_batch_tag(tag) != 0) {
+            return 2;
+        }
+
+        *valid = aw_batch_insert(d, d->entries, n, *tag, q);
+    }
+
+    if (*valid == 0) {
+        return 0;
+    }
+
+    sent = mysql_send_query(d->db, q->data, q->len) == 0;
+
+    if (sent && d->overlap) {
+        aw_drain_overlap(d);
+        aw_batch_insert_ahead(d);
+    }
+
+    if (!sent || mysql_read_query_result(d->db) != 0) {
+        return -1;
+    }
+
+    *inserted = (long long) mysql_affected_rows(d->db);
+
+    return 0;
+}
+
+
+/*
+ * The batch's INSERT as one bulk execution (ledger_bulk.c), with a batch
+ * id of its own.  Its answer is waited for: the round before is ACKed and
+ * the next one read first.  Returns as aw_batch_send_text().
+ */
+
+static int
+aw_batch_send_bulk(aw_drain_t *d, size_t n, size_t *valid,
+    long long *inserted, unsigned long long *tag)
+{
+    if (d->overlap) {
+        aw_drain_overlap(d);
+    }
+
+    if (aw_batch_tag(tag) != 0) {
+        return 2;
+    }
+
+    return aw_bulk_insert(d, d->entries, n, *tag, valid, inserted);
+}
+
+
+/*
+ * The batch as one INSERT IGNORE tagged with a random batch id: one bulk
+ * execution where the server has it, else one multi-row statement.
  * When MySQL stored every valid event as sent (affected rows == valid
  * events, no warnings: the normal case) the rollups are summed in C and
  * applied with one multi-row upsert; otherwise (duplicates, or MySQL
@@ -314,7 +392,7 @@ int
 aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups)
 {
-    int                  sent;
+    int                  rc;
     size_t               i, valid, nroll;
     aw_buf_t             q, ids;
     aw_entry_t          *en;
@@ -329,56 +407,35 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     aw_buf_init(&ids);
     aw_rollup_reset(d, &nroll);
 
-    if (d->next_entries == d->entries && d->next_n == n) {
-        /* built while MySQL stored the round before */
-        q = d->next_sql;
-        tag = d->next_tag;
-        valid = d->next_valid;
-        aw_buf_init(&d->next_sql);
-        d->next_entries = NULL;
+    aw_buf_init(&q);
 
-    } else {
-        aw_buf_init(&q);
+    rc = (!d->bulk_off && aw_bulk_supported(d->db))
+         ? aw_batch_send_bulk(d, n, &valid, inserted, &tag)
+         : aw_batch_send_text(d, n, &q, &valid, inserted, &tag);
 
-        if (aw_batch_tag(&tag) != 0) {
-            aw_buf_free(&q);
-            aw_buf_free(&ids);
-            mysql_query(d->db, "ROLLBACK");
-            return 2;
-        }
-
-        valid = aw_batch_insert(d, d->entries, n, tag, &q);
+    if (rc == 2) {
+        aw_buf_free(&q);
+        aw_buf_free(&ids);
+        mysql_query(d->db, "ROLLBACK");
+        return 2;
     }
 
-    if (valid > 0) {
-        /* the round before is ACKed, the next read and its INSERT built,
-           while MySQL works */
+    if (rc != 0) {
+        aw_buf_free(&q);
+        aw_buf_free(&ids);
 
-        sent = mysql_send_query(d->db, q.data, q.len) == 0;
-
-        if (sent && d->overlap) {
-            aw_drain_overlap(d);
-            aw_batch_insert_ahead(d);
+        if (aw_db_conn_error(d->db)) {
+            goto failed;
         }
 
-        if (!sent || mysql_read_query_result(d->db) != 0) {
-            aw_buf_free(&q);
-            aw_buf_free(&ids);
+        aw_log(AW_LOG_WARN, "MySQL refused the batch (%s); storing it "
+               "event by event", aw_db_error(d->db));
+        mysql_query(d->db, "ROLLBACK");
 
-            if (aw_db_conn_error(d->db)) {
-                goto failed;
-            }
-
-            aw_log(AW_LOG_WARN, "MySQL refused the batch (%s); storing it "
-                   "event by event", mysql_error(d->db));
-            mysql_query(d->db, "ROLLBACK");
-
-            return 2;
-        }
-
-        *inserted = (long long) mysql_affected_rows(d->db);
-        *dups = (long long) valid - *inserted;
+        return 2;
     }
+
+    *dups = (long long) valid - *inserted;
 
     if (*inserted > 0 && *inserted == (long long) valid
         && mysql_warning_count(d->db) == 0)

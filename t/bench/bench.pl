@@ -1142,9 +1142,11 @@ unless ($ENV{BENCH_NO_DRAIN}) {
     my $my0 = proc_ticks($t->{procs}{mariadb}{pid});
     my $rd0 = proc_ticks($t->{procs}{redis}{pid});
     my $batch = $ENV{BENCH_DRAIN_BATCH};
+    my $insert = $ENV{BENCH_DRAIN_INSERT};
     $t->spawn('drainer', [ $Aihub::WORKER, @fl,
                            '--mysql-db', 'aihub_drain', 'run',
-                           ($batch ? ('--batch', $batch) : ()) ],
+                           ($batch ? ('--batch', $batch) : ()),
+                           ($insert ? ('--insert', $insert) : ()) ],
               out => $t->dir . '/drainer.log');
     my $wpid = $t->{procs}{drainer}{pid};
     my $wt = 0;

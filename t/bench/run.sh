@@ -15,6 +15,7 @@
 #   BENCH_AUX_CPU=N     CPU of Redis, MariaDB and aihub-worker (default 0,
 #                       with wrk and the stub; 1 puts them on the SUT core)
 #   BENCH_DRAIN_BATCH=N aihub-worker run --batch N in the drain test
+#   BENCH_DRAIN_INSERT=text  aihub-worker run --insert text in the drain test
 #   BENCH_DRAIN_ONLY=1  only the worker drain test
 #   BENCH_MARIADB_POOL  InnoDB buffer pool of the bench's MariaDB (1G)
 #   BENCH_DRAIN_STALL=S, BENCH_DRAIN_CAP=S   the wait for the G runs' events
