@@ -23,15 +23,19 @@ static aw_flag_t  aw_reopen;
 
 
 static const char  aw_run_usage[] =
-    "usage: " AW_NAME " run [--batch 500] [--block-ms 1000] [--consumer "
-    "NAME]\n"
-    "                     [--claim-idle-ms 30000] [--insert bulk|text]\n"
-    "                     [--log FILE] [--pidfile FILE]\n"
+    "usage: " AW_NAME " run [--batch 500] [--block-ms 1000] [--linger-ms "
+    "50]\n"
+    "                     [--consumer NAME] [--claim-idle-ms 30000]\n"
+    "                     [--insert bulk|text] [--log FILE] [--pidfile "
+    "FILE]\n"
     "\n"
     "Drains the usage stream into MySQL (consumer group " AIHUB_USAGE_GROUP
     "), at\n"
     "most --batch events per transaction (a stream entry carries one or "
     "more).\n"
+    "After a round of fewer than --batch / 2 events the next read waits "
+    "until\n"
+    "--linger-ms have passed since it began (0: never).\n"
     "Several workers may run at once with different --consumer names\n"
     "(default: the host name).  A batch is one bulk execution of a prepared\n"
     "INSERT where the server is MariaDB 10.2.7 or later, else one multi-row\n"
@@ -88,14 +92,16 @@ aw_signals_install(void)
 int
 aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
-    const char  *batch, *block, *consumer, *idle, *insert, *log, *pidfile;
+    const char  *batch, *block, *linger, *consumer, *idle, *insert, *log;
+    const char  *pidfile;
     char         host[256];
     int          rc, npos;
-    long long    nbatch, block_ms, idle_ms;
+    long long    nbatch, block_ms, linger_ms, idle_ms;
     aw_drain_t  *d;
     aw_opt_t     opts[] = {
         { "--batch", 1, &batch },
         { "--block-ms", 1, &block },
+        { "--linger-ms", 1, &linger },
         { "--consumer", 1, &consumer },
         { "--claim-idle-ms", 1, &idle },
         { "--insert", 1, &insert },
@@ -106,7 +112,7 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     (void) ctx;     /* the drain keeps its own connections, reconnecting */
 
-    batch = block = consumer = idle = insert = log = pidfile = NULL;
+    batch = block = linger = consumer = idle = insert = log = pidfile = NULL;
 
     rc = aw_opts_parse(argc, argv, opts, NULL, 0, &npos, aw_run_usage);
     if (rc != 0) {
@@ -115,14 +121,16 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     nbatch = 500;
     block_ms = 1000;
+    linger_ms = 50;
     idle_ms = 30000;
 
     if ((batch && aw_parse_int(batch, 1, 100000, &nbatch) != 0)
         || (block && aw_parse_int(block, 1, 600000, &block_ms) != 0)
+        || (linger && aw_parse_int(linger, 0, 10000, &linger_ms) != 0)
         || (idle && aw_parse_int(idle, 1, 86400000, &idle_ms) != 0))
     {
-        aw_usage_error(aw_run_usage, "invalid number in --batch, --block-ms "
-                       "or --claim-idle-ms");
+        aw_usage_error(aw_run_usage, "invalid number in --batch, --block-ms, "
+                       "--linger-ms or --claim-idle-ms");
         return AW_EXIT_USAGE;
     }
 
@@ -157,13 +165,13 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     aw_signals_install();
 
-    d = aw_drain_create(nbatch, block_ms, idle_ms, consumer,
+    d = aw_drain_create(nbatch, block_ms, linger_ms, idle_ms, consumer,
                         insert != NULL && strcmp(insert, "text") == 0,
                         &aw_stop);
 
     aw_log(AW_LOG_INFO, AW_NAME " started (batch %lld, block %lld ms, "
-           "claim idle %lld ms, insert %s)", nbatch, block_ms, idle_ms,
-           insert ? insert : "bulk");
+           "linger %lld ms, claim idle %lld ms, insert %s)", nbatch,
+           block_ms, linger_ms, idle_ms, insert ? insert : "bulk");
 
     while (!aw_stop) {
         if (aw_reopen) {

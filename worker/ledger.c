@@ -152,6 +152,39 @@ aw_drain_store(aw_drain_t *d, size_t n)
 
 
 /*
+ * After a round of fewer than half --batch events, the next read waits
+ * until --linger-ms have passed since that round began: under a steady
+ * load of a few thousand events a second the drain then stores rounds of
+ * hundreds, not dozens.  A transaction's fixed cost (its COMMIT's redo
+ * log flush, the rollups' upsert, the ACK) is shared by more events:
+ * MariaDB spent 15 us of CPU an event in transactions of 50, 8.5-9.7 in
+ * transactions of 500 (the bench's drain, --batch 50 against 500).
+ */
+
+static void
+aw_drain_linger(aw_drain_t *d)
+{
+    long long  left;
+
+    if (d->linger_ms == 0 || d->round_n == 0
+        || d->round_n >= (size_t) d->batch / 2)
+    {
+        return;
+    }
+
+    for ( ;; ) {
+        left = d->round_ms + d->linger_ms - aw_now_ms();
+
+        if (left <= 0 || *d->stop) {
+            return;
+        }
+
+        usleep((useconds_t) (left < 10 ? left : 10) * 1000);
+    }
+}
+
+
+/*
  * The round's events in slices of at most --batch, each slice one
  * transaction (aw_drain_store), all committed before the round's ACK: a
  * stop or crash between two slices ACKs nothing, and the slices already
@@ -190,7 +223,11 @@ aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
 {
     int  rc;
 
-    d->overlap = 1;
+    d->round_ms = aw_now_ms();
+    d->round_n = n;
+
+    /* a short round is not read ahead of: the next one lingers instead */
+    d->overlap = (d->linger_ms == 0 || n >= (size_t) d->batch / 2);
     rc = aw_drain_store_all(d, n);
     d->overlap = 0;
 
@@ -214,8 +251,9 @@ aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
 
 
 aw_drain_t *
-aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
-    const char *consumer, int text_insert, aw_flag_t *stop)
+aw_drain_create(long long batch, long long block_ms, long long linger_ms,
+    long long claim_idle_ms, const char *consumer, int text_insert,
+    aw_flag_t *stop)
 {
     aw_drain_t  *d;
 
@@ -225,6 +263,7 @@ aw_drain_create(long long batch, long long block_ms, long long claim_idle_ms,
     d->stop = stop;
     d->batch = batch;
     d->block_ms = block_ms;
+    d->linger_ms = linger_ms;
     d->claim_idle_ms = claim_idle_ms;
     d->consumer = consumer;
     d->bulk_off = text_insert;
@@ -370,6 +409,7 @@ aw_drain_step(aw_drain_t *d)
 
     } else {
         aw_drain_ack_done(d);
+        aw_drain_linger(d);
 
         r = aw_drain_fetch(d, &n, 1);
 

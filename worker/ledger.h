@@ -19,8 +19,8 @@ typedef struct aw_drain_s  aw_drain_t;
 typedef volatile sig_atomic_t  aw_flag_t;     /* set by a signal handler */
 
 aw_drain_t *aw_drain_create(long long batch, long long block_ms,
-    long long claim_idle_ms, const char *consumer, int text_insert,
-    aw_flag_t *stop);
+    long long linger_ms, long long claim_idle_ms, const char *consumer,
+    int text_insert, aw_flag_t *stop);
 void aw_drain_step(aw_drain_t *d);
 void aw_drain_destroy(aw_drain_t *d);
 

@@ -103,6 +103,9 @@ struct aw_drain_s {
     unsigned      *rollup_hash;      /* index + 1 into rollups, 0: empty */
     size_t         rollup_hash_size; /* a power of two, >= 2 * batch */
     long long      last_report;
+    long long      linger_ms;        /* --linger-ms */
+    long long      round_ms;         /* when the last round began */
+    size_t         round_n;          /* and its events */
 };
 
 

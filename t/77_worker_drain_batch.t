@@ -7,7 +7,9 @@
 # largest numbers, duplicates within a batch and across batches, an event
 # MySQL refuses) go through each into an empty ledger; rows and rollups
 # must be equal, the refused event dead-lettered by both.  MariaDB's
-# general log shows which way each run went.
+# general log shows which way each run went.  And under a steady trickle
+# the drain lingers after a short round, so its transactions carry more
+# events: fewer COMMITs for the same events, none lost or doubled.
 
 use strict;
 use warnings;
@@ -165,5 +167,49 @@ for my $run ([ bulk => $bulk ], [ text => $text ]) {
 
 my $sum = $t->sql_value('SELECT SUM(requests) FROM usage_daily');
 is($sum, 1201, 'rollups count each stored event once');
+
+# --- a steady trickle: 3,000 events, 10 every 10 ms, with --linger-ms 0
+# and the default 50; MariaDB's COMMITs counted while each drains
+
+sub trickle {
+    my ($linger, $base) = @_;
+
+    $t->sql('TRUNCATE usage_events');
+    $t->redis('DEL', 'aihub:usage', 'aihub:usage:dead');
+    $t->start_worker('--consumer', "w-linger-$linger", '--block-ms', '1000',
+                     '--linger-ms', $linger);
+    sleep 0.5;
+    my $c0 = ($t->sql_root("SHOW GLOBAL STATUS LIKE 'Com_commit'"))[0][1];
+    my $t0 = time;
+
+    for my $k (0 .. 299) {
+        $t->redis('XADD', 'aihub:usage', '*', 'events',
+                  join("\n", map { event($base + 10 * $k + $_) } 1 .. 10));
+        my $next = $t0 + ($k + 1) * 0.01;
+        sleep($next - time) if $next > time;
+    }
+
+    my $ok = $t->wait_for(sub {
+        $t->sql_value('SELECT COUNT(*) FROM usage_events') >= 3000
+        && $t->redis('XPENDING', 'aihub:usage', 'aihub-drain')->[0] == 0
+    }, timeout => 30);
+    my $c1 = ($t->sql_root("SHOW GLOBAL STATUS LIKE 'Com_commit'"))[0][1];
+    $t->stop_worker;
+
+    ok($ok, "linger $linger: all 3,000 events stored and ACKed");
+    is($t->sql_value('SELECT COUNT(*) FROM usage_events'), 3000,
+       "linger $linger: each once");
+    return $c1 - $c0;
+}
+
+my $eager = trickle(0, 10_000);
+my $lingering = trickle(50, 20_000);
+note("COMMITs for 3,000 events over 3 s: $eager without linger, "
+     . "$lingering with 50 ms");
+ok($lingering * 2 < $eager,
+   "lingering after short rounds: fewer than half the transactions "
+   . "($lingering against $eager)");
+ok($lingering <= 3000 / 50 * 2,
+   'about one transaction every 50 ms at most');
 
 done_testing;
