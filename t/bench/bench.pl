@@ -535,6 +535,7 @@ sub wrk {
     my $s0 = sum(map { proc_ticks($_) } @sut);
     my @a0 = aux_ticks();
     my ($b0, $t0) = cpu_line($SUT_CPU);
+    my ($lb0, $lt0) = cpu_line($LOAD_CPU);
 
     my ($rc, $out, $err) = $t->run_cmd(
         [ 'taskset', '-c', $LOAD_CPU, 'wrk', '-t1', "-c$o{conns}",
@@ -545,6 +546,7 @@ sub wrk {
     my $s1 = sum(map { proc_ticks($_) } @sut);
     my @a1 = aux_ticks();
     my ($b1, $t1) = cpu_line($SUT_CPU);
+    my ($lb1, $lt1) = cpu_line($LOAD_CPU);
 
     logf("wrk $name c=$o{conns} d=$o{dur}: $out$err");
     my ($line) = $out =~ /^BENCH (.*)$/m
@@ -558,6 +560,7 @@ sub wrk {
     $r{cpu_us} = ($s1 - $s0) / $HZ * 1e6 / $req;
     $r{core_us} = ($b1 - $b0) / $HZ * 1e6 / $req;
     $r{core_busy} = ($t1 - $t0) ? ($b1 - $b0) / ($t1 - $t0) : 0;
+    $r{load_busy} = ($lt1 - $lt0) ? ($lb1 - $lb0) / ($lt1 - $lt0) : 0;
     for my $i (0 .. $#AUX) {
         $r{"aux_$AUX[$i]"} = ($a1[$i] - $a0[$i]) / $HZ * 1e6 / $req;
     }
@@ -607,9 +610,10 @@ sub wrk {
     }
 
     logf(sprintf "  -> %.0f req/s, %.2f us/req SUT, %.2f us/req core, "
-         . "p50 %d p99 %d p999 %d, err %d/%d (%s)", $r{rps}, $r{cpu_us},
-         $r{core_us}, $r{p50}, $r{p99}, $r{p999}, $r{status}, $r{sockerr},
-         $r{codes_str});
+         . "busy %.0f%%/%.0f%%, p50 %d p99 %d p999 %d, err %d/%d (%s)",
+         $r{rps}, $r{cpu_us}, $r{core_us}, 100 * $r{core_busy},
+         100 * $r{load_busy}, $r{p50}, $r{p99}, $r{p999}, $r{status},
+         $r{sockerr}, $r{codes_str});
 
     return \%r;
 }
@@ -753,7 +757,7 @@ sub agg {
     my $l = $RES{$k} or return undef;
     my %a = (n => scalar @$l);
     for my $f (qw(rps cpu_us core_us aux_us aux_redis aux_mariadb aux_worker
-                  p50 p99 p999 core_busy)) {
+                  p50 p99 p999 core_busy load_busy)) {
         my @v = map { $_->{$f} } @$l;
         $a{$f} = med(@v);
         $a{"${f}_min"} = min(@v);
@@ -1235,14 +1239,16 @@ push @md, "# aihub benchmark results", '',
     . "first, so req/s understates the differences); *core* = all busy "
     . "time of CPU $SUT_CPU from /proc/stat (includes softirq/loopback "
     . "work); *aux* = Redis + MariaDB + aihub-worker CPU per request "
-    . "(on CPU $AUX_CPU). Latencies from wrk, µs; wrk's timeout is 5 s "
+    . "(on CPU $AUX_CPU); *busy* = how busy CPU $SUT_CPU and CPU "
+    . "$LOAD_CPU were during the run (a closed loop stops at the first "
+    . "core that saturates). Latencies from wrk, µs; wrk's timeout is 5 s "
     . "(30 s for Portkey, whose p99 at 256 connections is seconds).", '';
 
 push @md, '| system | conns | req/s [min–max] | CPU µs/req [min–max] '
-    . '| core µs/req | aux µs/req (Redis/MariaDB/worker) | p50 | p99 '
-    . '| p99.9 | non-2xx '
+    . '| core µs/req | aux µs/req (Redis/MariaDB/worker) '
+    . "| busy CPU $SUT_CPU / $LOAD_CPU | p50 | p99 | p99.9 | non-2xx "
     . '| socket err |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
 
 my @order = map { $_->[0] } @SYS;
 
@@ -1252,14 +1258,16 @@ for my $c (@{ $C{conns} }, $RLABEL, $RDRAIN) {
         my $exp = $name =~ /401|429/ ? ' (expected)'
                 : $a->{codes_n} ? " ($a->{codes_str})" : '';
         push @md, sprintf '| %s | %s | %s [%s–%s] | %.1f [%.1f–%.1f] | %.1f '
-            . '| %.1f (%.1f/%.1f/%.1f) | %d | %d | %d | %d%s | %d |',
+            . '| %.1f (%.1f/%.1f/%.1f) | %.0f%% / %.0f%% | %d | %d | %d '
+            . '| %d%s | %d |',
             $name, $c eq $RLABEL ? "$rc_ @ ~$RATE/s, drain paused"
                    : $c eq $RDRAIN ? "$rc_ @ ~$RATE/s, drain running" : $c,
             fmt_n($a->{rps}), fmt_n($a->{rps_min}), fmt_n($a->{rps_max}),
             $a->{cpu_us}, $a->{cpu_us_min}, $a->{cpu_us_max},
             $a->{core_us}, $a->{aux_us}, $a->{aux_redis}, $a->{aux_mariadb},
-            $a->{aux_worker}, $a->{p50}, $a->{p99}, $a->{p999},
-            $a->{status}, $exp, $a->{sockerr};
+            $a->{aux_worker}, 100 * $a->{core_busy}, 100 * $a->{load_busy},
+            $a->{p50}, $a->{p99}, $a->{p999}, $a->{status}, $exp,
+            $a->{sockerr};
     }
 }
 
