@@ -230,9 +230,9 @@ ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len)
  * bits, as UUIDv7 orders them.  The ledger's UNIQUE index on the id then
  * grows at its end as the clock does: with 128 random bits every insert
  * landed on a random page of it, and once the index outgrew MariaDB's
- * buffer pool each row cost a page read (13.8 -> 46 us of MariaDB's CPU a
- * row over the first million rows with a 64 MB pool; 11 flat in time
- * order).  It says nothing about the worker or how many requests it
+ * buffer pool each row cost a page read (t/bench/ledger_ids.pl, a million
+ * rows, a 64 MB pool: 14.2 -> 38.4 us of MariaDB's CPU a row; 10.9-12.1
+ * in time order).  It says nothing about the worker or how many requests it
  * served; its time is the answer's Date.
  */
 
