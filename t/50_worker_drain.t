@@ -216,6 +216,14 @@ like(Aihub::read_file($log), qr/stopping/, 'later lines go to the new file');
 is($rc, 2, 'run --batch many exits 2');
 like($err, qr/invalid number/, 'and says why');
 
+($rc, $out, $err) = $t->worker('run', '--linger-ms', '-1');
+is($rc, 2, 'run --linger-ms -1 exits 2');
+like($err, qr/invalid number in .*--linger-ms/, 'and names the options');
+
+($rc, $out, $err) = $t->worker('run', '--insert', 'csv');
+is($rc, 2, 'run --insert csv exits 2');
+like($err, qr/--insert is bulk or text/, 'and says what it takes');
+
 ($rc, $out, $err) = $t->worker('run', '--help');
 is($rc, 0, 'run --help exits 0');
 like($out, qr/usage: aihub-worker run/, 'run --help prints the usage');
