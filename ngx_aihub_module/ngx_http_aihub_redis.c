@@ -495,10 +495,24 @@ ngx_http_aihub_redis_context(void)
 }
 
 
+/*
+ * A command whose reply is awaited (a request's, a batch's).  The silence
+ * the watchdog measures starts at the last reply or, when none was
+ * awaited before, now: after a quiet while (calls admitted from leases
+ * with cached keys need no reply) the last reply may be minutes old, and
+ * the first command after it is not late.
+ */
+
 void
 ngx_http_aihub_redis_sent(void)
 {
-    ngx_http_aihub_redis.inflight++;
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (rd->inflight == 0) {
+        rd->last_reply = ngx_http_aihub_now_ms();
+    }
+
+    rd->inflight++;
 }
 
 

@@ -407,6 +407,9 @@ ngx_http_aihub_usage_send(void)
                        "aihub usage: batch %uL sent, %ui entries",
                        b->seq, b->nentries);
 
+        /* the watchdog waits for its EXEC's reply too */
+        ngx_http_aihub_redis_sent();
+
         us->last_sent = ngx_current_msec;
         us->batches++;
         us->npending -= b->nentries;
@@ -481,6 +484,8 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 
     us->batches--;
     us->ninflight -= b->nentries;
+
+    ngx_http_aihub_redis_replied(rep != NULL);
 
     if (rep == NULL) {
         /* the connection went away: the same batch again */

@@ -1,0 +1,123 @@
+#!/usr/bin/perl
+
+# The watchdog that drops a Redis connection which stopped answering (no
+# reply for 10 x aihub_redis_timeout + 5 s while replies are awaited)
+# counts the silence from the first command awaited, not from the last
+# reply ever: calls admitted from leases with cached keys send nothing, so
+# after a quiet spell the last reply is old, and the next command's reply
+# is not late.  Before, a watchdog tick while that command waited dropped
+# the connection and its callers got 503 (seen in the bench: 4 x 503 at
+# the start of a run after 11 s without a lookup).  Control: a Redis that
+# really stalls past the limit is still dropped and reconnected.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my $t = Aihub->new(redis => 1, mock => 1);
+
+my $HTTP = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout %%TIMEOUT%%;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+END
+
+# "idle": a 1.5 s timeout, so a lookup may wait 1.1 s (across a watchdog
+# tick, every second) and still be answered; its limit is 20 s.
+# "short": a 100 ms timeout, a limit of 6 s, for the control.
+(my $idle = $HTTP) =~ s/%%TIMEOUT%%/1500ms/;
+(my $short = $HTTP) =~ s/%%TIMEOUT%%/100ms/;
+$t->nginx($idle, name => 'idle');
+$t->nginx($short, name => 'short');
+
+# the stalls below make the subscriptions reconnect; a call that waits
+# for the stalled Redis past its timeout is refused with 503
+$t->allow_log(qr/redis|Redis/);
+
+seed_models($t);
+my @keys = map { seed_full_key($t, plan => 'free') } 1 .. 3;
+
+$t->start_nginx($_) for qw(idle short);
+ok(wait_ready($t, $keys[0], name => $_), "$_: ready") for qw(idle short);
+
+my $r = $t->chat($keys[0], model => 'test-basic', name => 'idle');
+is($r->{status}, 200, 'idle: a call (its key looked up, its lease taken)');
+my $last_call = time;
+
+# --- the control: a real stall past the limit is still noticed ----------
+
+$r = $t->chat($keys[0], model => 'test-basic', name => 'short');
+is($r->{status}, 200, 'short: a call before the stall');
+
+my $STALL = 7.5;
+$t->redis_nowait('DEBUG', 'SLEEP', $STALL);
+my $stalled_at = time;
+sleep 0.1;
+
+# an unknown key: its lookup waits for Redis, the call gets 503 after
+# 100 ms, and the lookup stays awaited until Redis answers
+$r = $t->chat($keys[1], model => 'test-basic', name => 'short',
+              timeout => 5);
+is_error($r, 503, 'service_unavailable', 'short: Redis stalled');
+
+sleep 0.2 while time < $stalled_at + $STALL + 0.5;
+
+like($t->error_log('short'),
+     qr/sent nothing for 6000 ms with \d+ commands waiting, reconnecting/,
+     'short: a lookup awaited for 6 s dropped the connection');
+
+ok($t->wait_for(sub {
+        $t->chat($keys[1], model => 'test-basic', name => 'short',
+                 timeout => 5)->{status} == 200
+    }, timeout => 10), 'short: answered again after the stall');
+
+# --- the fault: a slow reply after a quiet spell longer than the limit --
+
+# the idle node has sent nothing awaited since its call: 20 s and more
+# of quiet (the control's stall included)
+my $quiet = 21;
+sleep 0.2 while time < $last_call + $quiet;
+
+$t->redis_nowait('DEBUG', 'SLEEP', '1.3');
+sleep 0.2;
+
+# an unknown key again: its lookup waits some 1.1 s, across a watchdog
+# tick (a shorter wait would show that the stall began too late)
+my $t0 = time;
+$r = $t->chat($keys[2], model => 'test-basic', name => 'idle', timeout => 5);
+my $took = time - $t0;
+is($r->{status}, 200, 'idle: the first call after the quiet spell, its '
+   . 'lookup slow but within aihub_redis_timeout, is answered')
+    or diag($r->{content});
+cmp_ok($took, '>', 0.9, sprintf('idle: it waited for Redis (%.2f s)', $took));
+
+unlike($t->error_log('idle'), qr/sent nothing/,
+       'idle: the watchdog did not drop the connection');
+
+$r = $t->chat($keys[2], model => 'test-basic', name => 'idle');
+is($r->{status}, 200, 'idle: and the next call');
+
+done_testing();
