@@ -24,34 +24,13 @@ plan(skip_all => 'module not built') unless Aihub::have_module();
 
 my $t = Aihub->new(redis => 1, mock => 1);
 
-my $HTTP = <<'END';
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout %%TIMEOUT%%;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            aihub_failure_mode closed;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-END
-
 # "idle": a 1.5 s timeout, so a lookup may wait 1.1 s (across a watchdog
 # tick, every second) and still be answered; its limit is 20 s.
 # "short": a 100 ms timeout, a limit of 6 s, for the control.
-(my $idle = $HTTP) =~ s/%%TIMEOUT%%/1500ms/;
-(my $short = $HTTP) =~ s/%%TIMEOUT%%/100ms/;
-$t->nginx($idle, name => 'idle');
-$t->nginx($short, name => 'short');
+$t->nginx(gateway_conf(url => '%%MOCK_URL%%', redis_timeout => '1500ms'),
+          name => 'idle');
+$t->nginx(gateway_conf(url => '%%MOCK_URL%%', redis_timeout => '100ms'),
+          name => 'short');
 
 # the stalls below make the subscriptions reconnect; a call that waits
 # for the stalled Redis past its timeout is refused with 503

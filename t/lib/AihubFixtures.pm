@@ -61,7 +61,8 @@ error checks, mock-log helpers and concurrent requests
                               model (test-basic), name (instance); returns
                               (requests answered, how many were not 2xx)
     gateway_conf(%o)          the http{} contents of a gateway proxying to
-                              canned_stub's port (stub => PORT): Redis
+                              canned_stub's port (stub => PORT; or url =>
+                              the provider's URL, e.g. %%MOCK_URL%%): Redis
                               (redis => ADDR, default %%REDIS%%;
                               redis_timeout => TIME, default 5s), key
                               cache 8m, failure mode closed, keep-alive to
@@ -518,6 +519,7 @@ sub gateway_conf {
 
     my $redis = $o{redis} // '%%REDIS%%';
     my $timeout = $o{redis_timeout} // '5s';
+    my $url = $o{url} // "http://127.0.0.1:$o{stub}/v1";
     my $extra = $o{extra} // '';
     my $loc = $o{loc} // '';
     my $upstream = $o{upstream} ? <<"END" : '';
@@ -531,7 +533,7 @@ END
     aihub_redis $redis;
     aihub_redis_timeout $timeout;
     aihub_cache_zone aihub:8m;
-    aihub_provider mock url=http://127.0.0.1:$o{stub}/v1 key_env=AIHUB_MOCK_KEY;
+    aihub_provider mock url=$url key_env=AIHUB_MOCK_KEY;
     $extra
 $upstream
     server {
