@@ -19,6 +19,7 @@ use POSIX qw(ceil floor strftime);
 use Time::HiRes qw(time sleep);
 use Compress::Zlib ();
 use Digest::SHA qw(sha256_hex);
+use JSON::PP qw(decode_json);
 
 our $BENCH;
 BEGIN { $BENCH = abs_path(dirname(__FILE__)); }
@@ -345,6 +346,42 @@ $PROXY        }
     }
 END
 
+# LM: the metering a Lua gateway does to bill a call as G does (the body
+# and the answer decoded with cjson, a usage event batched to Redis every
+# 10 ms), on top of L's checks: t/bench/lmeter.lua
+
+nginx_conf('LM',
+    main => "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
+          . "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+    http => <<"END");
+$UPSTREAM
+    lua_package_path "$BENCH/?.lua;;";
+    lua_shared_dict bench_keys 16m;
+    lua_shared_dict bench_quota 16m;
+    lua_shared_dict bench_rate 16m;
+
+    init_by_lua_block {
+        require("lmeter").init({
+            [${\ lua_str($KEY) }] = "$ACCOUNT|pro|0",
+            [${\ lua_str($KEY429) }] = "$ACCOUNT|pro|1",
+        })
+    }
+    init_worker_by_lua_block {
+        require("lmeter").init_worker("127.0.0.1", ${\ $t->redis_port })
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT%% backlog=4096;
+        location /v1/ {
+            access_by_lua_block { require("lmeter").access() }
+            header_filter_by_lua_block { require("lmeter").header() }
+            body_filter_by_lua_block { require("lmeter").body() }
+            log_by_lua_block { require("lmeter").log() }
+            proxy_pass http://stub;
+$PROXY        }
+    }
+END
+
 # G: aihub on the full path
 
 sub aihub_conf {
@@ -381,7 +418,7 @@ aihub_conf('G', '16m');
 # within a few calls of its hard quota does (what exactness costs there)
 aihub_conf('Gedge', '16m', 'aihub_lease_calls 1;');
 
-for my $n (qw(B0 B1 L G Gedge)) {
+for my $n (qw(B0 B1 L LM G Gedge)) {
     start_ngx($n, $SUT_CPU);
 }
 
@@ -433,13 +470,15 @@ sub curl {
     return ($out, slurp($t->dir . '/curl.body'));
 }
 
-my %EXPECT = (B0 => 200, B1 => 200, G => 200, L => 200);
+my %EXPECT = (B0 => 200, B1 => 200, G => 200, L => 200, LM => 200);
 my @checks = (
     [ 'B0', $NG{B0}{port}, {}, 200 ],
     [ 'B1', $NG{B1}{port}, {}, 200 ],
     [ 'B1-stream', $NG{B1}{port}, { stream => 1 }, 200 ],
     [ 'L', $NG{L}{port}, { key => $KEY }, 200 ],
     [ 'L-401', $NG{L}{port}, { key => $BADKEY }, 401 ],
+    [ 'LM', $NG{LM}{port}, { key => $KEY }, 200 ],
+    [ 'LM-401', $NG{LM}{port}, { key => $BADKEY }, 401 ],
     [ 'G', $NG{G}{port}, { key => $KEY }, 200 ],
     [ 'G-stream', $NG{G}{port}, { key => $KEY, stream => 1 }, 200 ],
     [ 'G-401', $NG{G}{port}, { key => $BADKEY }, 401 ],
@@ -462,7 +501,19 @@ for my $c (@checks) {
     }
     $G_CURL_OK++ if $name =~ /^G/ && $code == 200;
 }
-say("sanity checks passed (", scalar @checks, ")");
+# LM does the work it is compared for: its call's event, with the answer's
+# usage, reached Redis
+my $lm_event;
+$t->wait_for(sub {
+    my $r = $t->redis('XREVRANGE', 'aihub:bench:lm', '+', '-', 'COUNT', 1);
+    $lm_event = ref $r eq 'ARRAY' && @$r ? $r->[0][1][1] : undef;
+}, timeout => 5);
+die "sanity check LM: no usage event in aihub:bench:lm\n" unless $lm_event;
+my $lm = decode_json($lm_event);
+die "sanity check LM: the event has not the answer's usage: $lm_event\n"
+    unless $lm->{prompt_tokens} == 24 && $lm->{completion_tokens} == 27
+           && !$lm->{estimated} && $lm->{status} == 200;
+say("sanity checks passed (", scalar @checks, ", and LM's usage event)");
 
 # what the aihub instances answered over all their runs, printed at the
 # end when a run had an answer it should not have
@@ -676,6 +727,7 @@ my @SYS = (
     [ 'G',        sys => 'G', key => $KEY ],
     [ 'G-edge',   sys => 'Gedge', key => $KEY ],
     [ 'L',        sys => 'L', key => $KEY ],
+    [ 'LM',       sys => 'LM', key => $KEY ],
     ($NG{P} ? [ 'P', sys => 'P',
                 env => { BENCH_PORTKEY => "http://127.0.0.1:$STUB/v1" } ]
             : ()),
@@ -1299,7 +1351,7 @@ push @md, '', '## Ratios (medians; by CPU = CPU/req of the other / CPU/req'
     '|---|' . join('', map { '---:|---:|' } @{ $C{conns} });
 
 for my $p ([ 'G', 'B1' ], [ 'G-edge', 'B1' ], [ 'G', 'B0' ], [ 'G', 'L' ],
-           [ 'G', 'P' ],
+           [ 'G', 'LM' ], [ 'G', 'P' ],
            [ 'G-401', 'B0' ], [ 'G-429', 'B0' ], [ 'G-stream', 'B1-stream' ],
            [ 'L', 'B1' ])
 {

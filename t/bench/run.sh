@@ -47,8 +47,8 @@ installed() {
 
 # what the benchmark needs beyond ./build.sh deps
 missing=()
-for p in wrk libnginx-mod-http-lua redis-tools mariadb-client curl \
-         linux-perf util-linux; do
+for p in wrk libnginx-mod-http-lua lua-cjson redis-tools mariadb-client \
+         curl linux-perf util-linux; do
     installed "$p" || missing+=("$p")
 done
 # Node may come from elsewhere (NodeSource ships npm inside nodejs)
