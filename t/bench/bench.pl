@@ -1364,6 +1364,26 @@ for my $p ([ 'G', 'B1' ], [ 'G-edge', 'B1' ], [ 'G', 'B0' ], [ 'G', 'L' ],
     push @md, "| $p->[0] / $p->[1] | " . join(' | ', @cells) . ' |';
 }
 
+# the same CPU ratios round by round at the headline connection count:
+# each run against the other system's run of the same round (the machine's
+# speed drifts between rounds; a pair within one round shares it)
+
+sub round_ratios {
+    my ($num, $den, $c) = @_;
+    my ($xl, $yl) = ($RES{"$num|$c"}, $RES{"$den|$c"});
+    return () unless $xl && $yl && @$xl && @$xl == @$yl;
+    return map { $yl->[$_]{cpu_us} / $xl->[$_]{cpu_us} } 0 .. $#$xl;
+}
+
+my @RR;
+for my $p ([ 'G', 'B1' ], [ 'G', 'L' ], [ 'G', 'LM' ], [ 'L', 'B1' ]) {
+    my @r = round_ratios(@$p, $HEAD);
+    push @RR, "$p->[0] / $p->[1] " . join(', ', map { sprintf '%.3f', $_ } @r)
+        if @r;
+}
+push @md, '', "By CPU at c=$HEAD, round by round: " . join('; ', @RR) . '.'
+    if @RR;
+
 # added latency at the fixed rate: the median of the rounds' differences
 # (each run of the first against the run of the second in its round)
 
@@ -1429,6 +1449,12 @@ tgt('G/B1 ≥ 0.85 by req/s', @rG ? $rG[0] >= 0.85 : undef,
     @rG ? sprintf('%.3f', $rG[0]) : '–');
 tgt('G/B1 ≥ 0.85 by CPU/req', @rG ? $rG[1] >= 0.85 : undef,
     @rG ? sprintf('%.3f', $rG[1]) : '–');
+my @rL = ratio_row('G', 'L', $H);
+my @rLM = ratio_row('G', 'LM', $H);
+tgt('G/L ≥ 1 by CPU/req (issue 10)', @rL ? $rL[1] >= 1 : undef,
+    @rL ? sprintf('%.3f', $rL[1])
+          . (@rLM ? sprintf(' (G/LM, the same metering in Lua: %.3f)',
+                            $rLM[1]) : '') : '–');
 tgt('added p50 ≤ 100 µs at half load', $ga ? $ga->{p50} <= 100 : undef,
     $ga ? "$ga->{p50} µs" : '–');
 tgt('added p99 ≤ 500 µs at half load', $ga ? $ga->{p99} <= 500 : undef,
