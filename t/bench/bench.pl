@@ -796,6 +796,16 @@ my $RDRAIN = "rate+drain";
 # the systems back to back, and the added latency is the median of the
 # rounds' differences: G's run against the B1 run just before it.
 my ($GSPEC) = grep { $_->[0] eq 'G' } @RSYS;
+
+# What an event waiting in the stream costs Redis in memory (what bounds
+# how long the ledger may be away): the growth of used_memory over a G run
+# with the drain paused, divided by the events Redis confirmed in it.
+our @EVENT_BYTES;
+
+sub stream_memory {
+    my ($mem) = $t->redis('INFO', 'memory') =~ /^used_memory:(\d+)/m;
+    return ($mem // 0, ev_confirmed('G'));
+}
 for my $round (1 .. $C{rate_rounds}) {
     say("fixed rate round $round/$C{rate_rounds}");
     for my $s (@RSYS, $GSPEC ? ([ @$GSPEC, drain => 1 ]) : ()) {
@@ -803,9 +813,16 @@ for my $round (1 .. $C{rate_rounds}) {
         my $drain = delete $o{drain};
         my %env = (%{ $o{env} // {} }, BENCH_DELAY_MS => $delay);
         kill 'STOP', $WPID unless $drain;
+        my @m0 = $drain ? () : stream_memory();
         push @{ $RES{"$name|" . ($drain ? $RDRAIN : $RLABEL)} },
              wrk(sys => $name, %o, name => $name . ($drain ? '+drain' : ''),
                  env => \%env, conns => $rc_, dur => $C{dur}, rate => $RATE);
+        if (@m0 && $o{sys} eq 'G') {
+            sleep 0.1;    # the last batches confirmed
+            my @m1 = stream_memory();
+            push @EVENT_BYTES, ($m1[0] - $m0[0]) / ($m1[1] - $m0[1])
+                if $m1[1] > $m0[1];
+        }
         kill 'CONT', $WPID unless $drain;
     }
 }
@@ -1484,6 +1501,14 @@ push @md, '', "## Targets (issues 6 and 10; closed loop at c=$H)", '',
     '| target | value | |', '|---|---:|---|', @TG;
 
 push @md, '', '## Usage events', '',
+    (@EVENT_BYTES
+     ? (sprintf('Redis memory an event waiting in the stream: %.0f bytes '
+                . '(median of %d G runs at the fixed rate with the drain '
+                . 'paused: used_memory\'s growth over the run / the events '
+                . 'Redis confirmed in it; %s).', med(@EVENT_BYTES),
+                scalar @EVENT_BYTES,
+                join(', ', map { sprintf '%.0f', $_ } @EVENT_BYTES)), '')
+     : ()),
     "$EV_ADDED usage events emitted by the G runs (confirmed by Redis, "
     . "from the instances' /metrics), "
     . "$EV_ROWS rows in usage_events after the drain; " . ($G_OK + $G_CURL_OK)
