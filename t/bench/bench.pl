@@ -813,11 +813,11 @@ for my $round (1 .. $C{rate_rounds}) {
         my $drain = delete $o{drain};
         my %env = (%{ $o{env} // {} }, BENCH_DELAY_MS => $delay);
         kill 'STOP', $WPID unless $drain;
-        my @m0 = $drain ? () : stream_memory();
+        my @m0 = !$drain && $o{sys} eq 'G' ? stream_memory() : ();
         push @{ $RES{"$name|" . ($drain ? $RDRAIN : $RLABEL)} },
              wrk(sys => $name, %o, name => $name . ($drain ? '+drain' : ''),
                  env => \%env, conns => $rc_, dur => $C{dur}, rate => $RATE);
-        if (@m0 && $o{sys} eq 'G') {
+        if (@m0) {
             sleep 0.1;    # the last batches confirmed
             my @m1 = stream_memory();
             push @EVENT_BYTES, ($m1[0] - $m0[0]) / ($m1[1] - $m0[1])
