@@ -292,69 +292,12 @@ $PROXY        }
 END
 
 # L: B1 + the OpenResty way (key lookup in a shared dict by SHA-1 of the
-# key, a quota counter, a per-key per-minute rate check)
-
-my $lua_keys = join '', map {
-    sprintf "        keys:set(ngx.sha1_bin(%s), '%s')\n", lua_str($_->[0]),
-            $_->[1]
-} ([ $KEY, "$ACCOUNT|pro|0" ], [ $KEY429, "$ACCOUNT|pro|1" ]);
+# key, a quota counter, a per-key per-minute rate check): lmeter.lua's
+# check()
 
 sub lua_str { my $s = shift; return "'$s'"; }
 
-nginx_conf('L',
-    main => "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
-          . "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
-    http => <<"END");
-$UPSTREAM
-    lua_shared_dict bench_keys 16m;
-    lua_shared_dict bench_quota 16m;
-    lua_shared_dict bench_rate 16m;
-
-    init_by_lua_block {
-        local keys = ngx.shared.bench_keys
-$lua_keys    }
-
-    server {
-        listen 127.0.0.1:%%PORT%% backlog=4096;
-        location /v1/ {
-            access_by_lua_block {
-                local auth = ngx.var.http_authorization
-                if not auth or #auth < 8 then
-                    return ngx.exit(401)
-                end
-                local rec = ngx.shared.bench_keys:get(
-                                ngx.sha1_bin(auth:sub(8)))
-                if not rec then
-                    return ngx.exit(401)
-                end
-                local account, plan, rpm = rec:match("^(%d+)|(%w+)|(%d+)\$")
-                rpm = tonumber(rpm)
-                local q = ngx.shared.bench_quota:incr("q:" .. account, 1, 0)
-                if q > 2000000000 then
-                    return ngx.exit(429)
-                end
-                if rpm > 0 then
-                    local w = "r:" .. auth .. ":" .. math.floor(ngx.now() / 60)
-                    local n = ngx.shared.bench_rate:incr(w, 1, 0, 120)
-                    if n > rpm then
-                        return ngx.exit(429)
-                    end
-                end
-            }
-            proxy_pass http://stub;
-$PROXY        }
-    }
-END
-
-# LM: the metering a Lua gateway does to bill a call as G does (the body
-# and the answer decoded with cjson, a usage event batched to Redis every
-# 10 ms), on top of L's checks: t/bench/lmeter.lua
-
-nginx_conf('LM',
-    main => "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
-          . "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
-    http => <<"END");
-$UPSTREAM
+my $LUA_INIT = <<"END";
     lua_package_path "$BENCH/?.lua;;";
     lua_shared_dict bench_keys 16m;
     lua_shared_dict bench_quota 16m;
@@ -366,6 +309,30 @@ $UPSTREAM
             [${\ lua_str($KEY429) }] = "$ACCOUNT|pro|1",
         })
     }
+END
+
+my $LUA_MAIN = "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
+             . "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;";
+
+nginx_conf('L', main => $LUA_MAIN, http => <<"END");
+$UPSTREAM
+$LUA_INIT
+    server {
+        listen 127.0.0.1:%%PORT%% backlog=4096;
+        location /v1/ {
+            access_by_lua_block { require("lmeter").check() }
+            proxy_pass http://stub;
+$PROXY        }
+    }
+END
+
+# LM: the metering a Lua gateway does to bill a call as G does (the body
+# and the answer decoded with cjson, a usage event batched to Redis every
+# 10 ms), on top of L's checks: t/bench/lmeter.lua
+
+nginx_conf('LM', main => $LUA_MAIN, http => <<"END");
+$UPSTREAM
+$LUA_INIT
     init_worker_by_lua_block {
         require("lmeter").init_worker("127.0.0.1", ${\ $t->redis_port })
     }

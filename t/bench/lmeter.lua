@@ -1,11 +1,13 @@
--- LM, the bench's Lua metering gateway (t/bench/bench.pl): what an
--- OpenResty gateway does to bill a call as G does, written the way such a
--- gateway is (lua-nginx-module, lua-cjson, cosockets):
+-- The bench's Lua gateways (t/bench/bench.pl), written the way an
+-- OpenResty gateway is (lua-nginx-module, lua-cjson, cosockets).
 --
---   access     the key looked up by SHA-1 in a shared dict, a quota
---              counter and a per-key rate check (as L does), the body
---              decoded with cjson, the model checked against the plan's
---              list, the provider's key put in place of the caller's
+-- L runs check() alone: the key looked up by SHA-1 in a shared dict, a
+-- quota counter and a per-key rate check.  LM is L plus what G does to
+-- bill a call:
+--
+--   access     check(), then the body decoded with cjson, the model
+--              checked against the plan's list, the provider's key put in
+--              place of the caller's
 --   body       the answer's chunks kept until its end
 --   log        the answer decoded, its usage read, the cost worked out,
 --              a usage event (the fields of G's) encoded and buffered
@@ -44,7 +46,8 @@ local function refuse(status, msg)
     return ngx.exit(status)
 end
 
-function _M.access()
+-- L's checks; returns the caller's key, account and plan
+function _M.check()
     local auth = ngx.var.http_authorization
     if not auth or #auth < 8 then
         return refuse(401, "missing key")
@@ -66,6 +69,11 @@ function _M.access()
             return refuse(429, "rate")
         end
     end
+    return auth, account, plan
+end
+
+function _M.access()
+    local auth, account, plan = _M.check()
 
     ngx.req.read_body()
     local body = ngx.req.get_body_data()
