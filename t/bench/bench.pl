@@ -479,6 +479,7 @@ die "sanity check LM: no usage event in aihub:bench:lm\n" unless $lm_event;
 my $lm = decode_json($lm_event);
 die "sanity check LM: the event has not the answer's usage: $lm_event\n"
     unless $lm->{prompt_tokens} == 24 && $lm->{completion_tokens} == 27
+           && $lm->{cost_micros} == 20
            && !$lm->{estimated} && $lm->{status} == 200;
 say("sanity checks passed (", scalar @checks, ", and LM's usage event)");
 

@@ -29,8 +29,8 @@ local node = "lm"
 -- the plans' models (G's bench account is on "pro": every model)
 local models = { ["mock-basic"] = true, ["mock-premium"] = true }
 
--- µ$ per million tokens, as the bench's catalog prices mock-basic
-local price_in, price_out = 500000, 300000
+-- µ$ per million tokens, as the catalog prices mock-basic (sql/001_schema.sql)
+local price_in, price_out = 150000, 600000
 
 function _M.init(keys)
     local dict = ngx.shared.bench_keys
@@ -135,7 +135,8 @@ function _M.log()
         model = ctx.model, provider = "mock",
         prompt_tokens = p, completion_tokens = c,
         total_tokens = tonumber(u.total_tokens) or p + c,
-        cost_micros = math.floor((p * price_in + c * price_out) / 1000000),
+        cost_micros = math.floor((p * price_in + c * price_out + 500000)
+                                 / 1000000),
         status = ngx.status, streamed = false, aborted = false,
         estimated = u.prompt_tokens == nil,
         latency_ms = math.floor((ngx.now() - ctx.start) * 1000),
