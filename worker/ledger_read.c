@@ -1,99 +1,19 @@
 /*
- * The ledger's reading side: the connection to Redis and the consumer
- * group, and the next round of usage stream entries (our own pending ones
- * first, then those of dead consumers, then new ones), every event of an
- * entry its own aw_entry_t.  ledger.c stores and ACKs them.
+ * The ledger's reading side: the next round of usage stream entries (our
+ * own pending ones first, then those of dead consumers, then new ones),
+ * every event of an entry its own aw_entry_t, over the connection of
+ * ledger_connect.c.  ledger.c stores and ACKs them.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "aihub_worker.h"
 #include "redis.h"
 #include "ledger_state.h"
-
-
-long long
-aw_now_ms(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-
-/* sleeps in slices so a signal ends the wait; doubles *backoff */
-
-void
-aw_drain_redis_lost(aw_drain_t *d)
-{
-    aw_redis_close(d->rc);
-    d->rc = NULL;
-    d->read_pending = 1;
-}
-
-
-int
-aw_drain_redis_open(aw_drain_t *d)
-{
-    struct timeval  tv;
-    const char     *argv[7];
-    redisReply     *r;
-
-    d->rc = aw_redis_connect(3000);
-    if (d->rc == NULL) {
-        return -1;
-    }
-
-    /* the blocking read must outlast BLOCK */
-
-    tv.tv_sec = (d->block_ms + 5000) / 1000;
-    tv.tv_usec = ((d->block_ms + 5000) % 1000) * 1000;
-    redisSetTimeout(d->rc, tv);
-
-    argv[0] = "XGROUP";
-    argv[1] = "CREATE";
-    argv[2] = d->stream;
-    argv[3] = AIHUB_USAGE_GROUP;
-    argv[4] = "0";
-    argv[5] = "MKSTREAM";
-
-    r = redisCommandArgv(d->rc, 6, argv, NULL);
-
-    if (r == NULL) {
-        aw_log(AW_LOG_ERROR, "Redis XGROUP: %s", d->rc->errstr);
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
-    {
-        aw_log(AW_LOG_ERROR, "Redis XGROUP CREATE: %s", r->str);
-        freeReplyObject(r);
-        aw_drain_redis_lost(d);
-        return -1;
-    }
-
-    freeReplyObject(r);
-
-    aw_log(AW_LOG_INFO, "draining %s as consumer \"%s\" of group \"%s\" "
-           "(Redis %s)", d->stream, d->consumer, AIHUB_USAGE_GROUP,
-           aw_cfg.redis);
-
-    d->read_pending = 1;
-    d->admin_pending = 1;
-    d->synced = 0;
-    d->last_chores_ms = 0;
-    d->redis_backoff = 0;
-
-    return 0;
-}
 
 
 /* an entry of a stream reply as [id, fields]; fields is nil when deleted */

@@ -1,0 +1,154 @@
+/*
+ * The ledger's connection to Redis: made, with the consumer group found
+ * (or made), and dropped when it fails.  ledger_read.c reads through it.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "aihub_worker.h"
+#include "redis.h"
+#include "ledger_state.h"
+
+
+long long
+aw_now_ms(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+/* the connection failed: dropped, made again by the next round */
+
+void
+aw_drain_redis_lost(aw_drain_t *d)
+{
+    aw_redis_close(d->rc);
+    d->rc = NULL;
+    d->read_pending = 1;
+}
+
+
+/*
+ * Whether the stream has our consumer group: 1 yes, 0 no, -1 the
+ * connection failed.  XINFO only reads, so a Redis at its maxmemory
+ * answers it, where it refuses XGROUP CREATE even for a group that
+ * exists: the drain that frees its memory must start without creating.
+ */
+
+static int
+aw_drain_group_exists(aw_drain_t *d)
+{
+    size_t       i;
+    int          found;
+    const char  *argv[3];
+    redisReply  *r, *g;
+
+    argv[0] = "XINFO";
+    argv[1] = "GROUPS";
+    argv[2] = d->stream;
+
+    r = redisCommandArgv(d->rc, 3, argv, NULL);
+    if (r == NULL) {
+        aw_log(AW_LOG_ERROR, "Redis XINFO GROUPS: %s", d->rc->errstr);
+        return -1;
+    }
+
+    found = 0;
+
+    /* an error: no stream yet */
+
+    for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && !found;
+         i++)
+    {
+        g = r->element[i];
+
+        /* each group: a flat list of name, value pairs, "name" first */
+
+        found = g->type == REDIS_REPLY_ARRAY && g->elements >= 2
+                && g->element[1]->type == REDIS_REPLY_STRING
+                && strcmp(g->element[1]->str, AIHUB_USAGE_GROUP) == 0;
+    }
+
+    freeReplyObject(r);
+
+    return found;
+}
+
+
+int
+aw_drain_redis_open(aw_drain_t *d)
+{
+    int             exists;
+    struct timeval  tv;
+    const char     *argv[7];
+    redisReply     *r;
+
+    d->rc = aw_redis_connect(3000);
+    if (d->rc == NULL) {
+        return -1;
+    }
+
+    /* the blocking read must outlast BLOCK */
+
+    tv.tv_sec = (d->block_ms + 5000) / 1000;
+    tv.tv_usec = ((d->block_ms + 5000) % 1000) * 1000;
+    redisSetTimeout(d->rc, tv);
+
+    exists = aw_drain_group_exists(d);
+
+    if (exists < 0) {
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    if (!exists) {
+        argv[0] = "XGROUP";
+        argv[1] = "CREATE";
+        argv[2] = d->stream;
+        argv[3] = AIHUB_USAGE_GROUP;
+        argv[4] = "0";
+        argv[5] = "MKSTREAM";
+
+        r = redisCommandArgv(d->rc, 6, argv, NULL);
+
+        if (r == NULL) {
+            aw_log(AW_LOG_ERROR, "Redis XGROUP: %s", d->rc->errstr);
+            aw_drain_redis_lost(d);
+            return -1;
+        }
+
+        /* BUSYGROUP: another worker made it meanwhile */
+
+        if (r->type == REDIS_REPLY_ERROR
+            && strncmp(r->str, "BUSYGROUP", 9) != 0)
+        {
+            aw_log(AW_LOG_ERROR, "Redis XGROUP CREATE: %s", r->str);
+            freeReplyObject(r);
+            aw_drain_redis_lost(d);
+            return -1;
+        }
+
+        freeReplyObject(r);
+    }
+
+    aw_log(AW_LOG_INFO, "draining %s as consumer \"%s\" of group \"%s\" "
+           "(Redis %s)", d->stream, d->consumer, AIHUB_USAGE_GROUP,
+           aw_cfg.redis);
+
+    d->read_pending = 1;
+    d->admin_pending = 1;
+    d->synced = 0;
+    d->last_chores_ms = 0;
+    d->redis_backoff = 0;
+
+    return 0;
+}
