@@ -88,6 +88,7 @@ sub events {
     $tag++;
     my $plan = $o{plan} // 'pro';
     my $status = $o{status} // 200;
+    my $aborted = $o{aborted} // 0;
 
     $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
         . "plan, model, provider, prompt_tokens, completion_tokens, "
@@ -95,7 +96,7 @@ sub events {
         . "latency_ms, node) SELECT MD5(CONCAT('$tag-', seq)), "
         . "TIMESTAMP('$o{ts}') + INTERVAL seq SECOND, $id{$o{account}}, "
         . "'ai-hub-AbCdEfGh', '$plan', '$o{model}', 'mock', $o{in}, "
-        . "$o{out}, $o{in} + $o{out}, 0, $status, 0, 0, 0, 5, 'n' "
+        . "$o{out}, $o{in} + $o{out}, 0, $status, 0, $aborted, 0, 5, 'n' "
         . "FROM seq_1_to_$o{n}");
 }
 
@@ -106,10 +107,14 @@ events(account => 'free_under', n => 10, plan => 'free',
 events(account => 'free_at', n => 1000, plan => 'free',
        model => 'mock-basic', in => 1000, out => 500, ts => "$P-02");
 
-# pro under quota: 500 premium calls
+# pro under quota: 500 premium calls, and one whose client went away
+# after it reached the provider (499, aborted: counted as the module
+# counts it, billed its prompt)
 
 events(account => 'pro_under', n => 500, model => 'mock-premium',
        in => 100000, out => 100000, ts => "$P-03");
+events(account => 'pro_under', n => 1, model => 'mock-premium',
+       in => 1000, out => 0, ts => "$P-04", status => 499, aborted => 1);
 
 # pro over quota: 10,000 included calls, then 3 overage calls:
 #   mock-premium at the old price (2.50/10.00 per M): 1000 in, 2000 out
@@ -213,6 +218,8 @@ is_deeply(\@lines, [
 
 is($t->sql_value("SELECT calls FROM invoices WHERE account = $id{pro_over}"),
    10003, 'failed call not counted');
+is($t->sql_value("SELECT calls FROM invoices WHERE account = $id{pro_under}"),
+   501, 'an aborted call (499) counted');
 my ($usage) = $t->sql("SELECT l.calls, l.amount_cents FROM invoice_lines l "
     . "JOIN invoices i ON i.id = l.invoice WHERE i.account = "
     . "$id{free_at} AND l.kind = 'usage'");

@@ -123,6 +123,18 @@ typedef struct {
     long long  latency_ms;
 } aw_event_t;
 
+/*
+ * A call that counts, in the period counters and on the invoice: the
+ * provider answered it (2xx), or the client went away after it reached
+ * the provider (aborted, status 499: the provider works and bills on;
+ * README "Calls that end badly"), as the module settles it.  In C, and
+ * in SQL over usage_events ("t" its alias and a dot, or "").
+ */
+#define AW_EVENT_COUNTED(ev)                                                 \
+    (((ev)->status >= 200 && (ev)->status < 300) || (ev)->aborted)
+#define AW_SQL_COUNTED(t)                                                    \
+    "(" t "status BETWEEN 200 AND 299 OR " t "aborted = 1)"
+
 /* 0 if valid; else -1 and *reason names the problem */
 int aw_event_parse(const char *json, size_t len, aw_event_t *ev,
     const char **reason);

@@ -211,8 +211,8 @@ aw_account_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     res = aw_db_query(db, "SELECT COUNT(*), IFNULL(SUM(total_tokens), 0), "
                       "IFNULL(SUM(cost_micros), 0) FROM usage_events "
-                      "WHERE account = %lld AND status BETWEEN 200 AND 299 "
-                      "AND ts >= DATE_FORMAT(UTC_TIMESTAMP(), "
+                      "WHERE account = %lld AND " AW_SQL_COUNTED("")
+                      " AND ts >= DATE_FORMAT(UTC_TIMESTAMP(), "
                       "'%%Y-%%m-01')", id);
     if (res == NULL) {
         goto done;

@@ -384,7 +384,7 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
 
     snprintf(where, sizeof(where), "e.account = %lld AND e.ts >= "
              "FROM_UNIXTIME(%lld) AND e.ts < FROM_UNIXTIME(%lld) AND "
-             "e.status BETWEEN 200 AND 299 %s", inv->account,
+             AW_SQL_COUNTED("e.") " %s", inv->account,
              (long long) start, (long long) end, filter);
 
     res = aw_db_query(db, "SELECT COUNT(*), IFNULL(SUM(e.prompt_tokens), 0), "

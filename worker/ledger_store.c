@@ -88,7 +88,7 @@ aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev)
     }
 
     ro->requests++;
-    ro->calls += (ev->status >= 200 && ev->status < 300);
+    ro->calls += AW_EVENT_COUNTED(ev);
     ro->prompt_tokens += ev->prompt_tokens;
     ro->completion_tokens += ev->completion_tokens;
     ro->total_tokens += ev->total_tokens;
@@ -470,7 +470,7 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
         aw_buf_printf(&q, "INSERT INTO usage_daily (account, day, model, "
                       "requests, calls, prompt_tokens, completion_tokens, "
                       "total_tokens, cost_micros) SELECT account, DATE(ts), "
-                      "model, COUNT(*), SUM(status BETWEEN 200 AND 299), "
+                      "model, COUNT(*), SUM(" AW_SQL_COUNTED("") "), "
                       "SUM(prompt_tokens), SUM(completion_tokens), "
                       "SUM(total_tokens), SUM(cost_micros) FROM usage_events "
                       "WHERE event_id IN (%s) AND drain_batch = %llu "

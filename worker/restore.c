@@ -94,7 +94,7 @@ aw_restore_counters(MYSQL *db, redisContext *r)
                       "SUM(completion_tokens), SUM(total_tokens), "
                       "SUM(cost_micros) FROM usage_events WHERE ts >= "
                       "FROM_UNIXTIME(%lld) AND ts < FROM_UNIXTIME(%lld) AND "
-                      "status BETWEEN 200 AND 299 GROUP BY account",
+                      AW_SQL_COUNTED("") " GROUP BY account",
                       (long long) start, (long long) end);
     if (res == NULL) {
         return -1;
@@ -116,8 +116,9 @@ aw_restore_counters(MYSQL *db, redisContext *r)
                                    "0) FROM (SELECT cost_micros FROM "
                                    "usage_events WHERE account = %lld AND "
                                    "ts >= FROM_UNIXTIME(%lld) AND ts < "
-                                   "FROM_UNIXTIME(%lld) AND status BETWEEN "
-                                   "200 AND 299 ORDER BY ts, id LIMIT %lld, "
+                                   "FROM_UNIXTIME(%lld) AND "
+                                   AW_SQL_COUNTED("") " ORDER BY ts, id "
+                                   "LIMIT %lld, "
                                    "18446744073709551615) beyond", account,
                                    (long long) start, (long long) end,
                                    included);

@@ -327,7 +327,7 @@ sub parallel_chat {
 #       until every chat call the provider received is a row and nothing
 #       is pending in the stream; true when it got there
 #   ledger_counters($t)
-#       { account id => [ calls in the Redis period hash(es), 2xx rows in
+#       { account id => [ calls in the Redis period hash(es), counted rows in
 #       usage_events ] } for every account with rows or a period hash
 
 sub load_start {
@@ -456,8 +456,9 @@ sub ledger_counters {
 
     my %c;
 
+    # the calls that count (the worker's AW_SQL_COUNTED): 2xx, or aborted
     for my $row ($t->sql('SELECT account, COUNT(*) FROM usage_events'
-                         . ' WHERE status BETWEEN 200 AND 299'
+                         . ' WHERE status BETWEEN 200 AND 299 OR aborted = 1'
                          . ' GROUP BY account')) {
         $c{ $row->[0] } = [ 0, $row->[1] + 0 ];
     }
