@@ -23,7 +23,7 @@ _Static_assert(offsetof(ngx_http_aihub_event_t, data) % sizeof(int64_t) == 0,
 
 
 #define NGX_HTTP_AIHUB_BATCH_ARGS                                            \
-    (8 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
+    (9 + 2 * NGX_HTTP_AIHUB_BATCH_MAX * NGX_HTTP_AIHUB_SETTLE_SUM)
 
 /*
  * The buffer's entries (an event some 330 bytes, a settle record some 150,
@@ -114,6 +114,7 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
     int                             argc;
     u_char                          num[NGX_INT_T_LEN];
     u_char                          seq[NGX_INT64_LEN];
+    u_char                          floor[NGX_INT64_LEN];
     ngx_uint_t                      i, nsums;
     ngx_queue_t                    *q;
     ngx_http_aihub_event_t         *ev;
@@ -155,8 +156,10 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
     /* a period hash the batch creates (Redis lost it) lives 72 days */
     argv[7] = (const char *) num;
     argvlen[7] = ngx_sprintf(num, "%ui", (ngx_uint_t) 72 * 86400) - num;
+    argv[8] = (const char *) floor;
+    argvlen[8] = ngx_sprintf(floor, "%uL", keys->floor) - floor;
 
-    argc = 8;
+    argc = 9;
 
     /* the settles summed per lease */
 

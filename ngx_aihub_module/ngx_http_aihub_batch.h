@@ -48,13 +48,15 @@ typedef struct {
 } ngx_http_aihub_batch_t;
 
 
-/* the keys a batch names */
+/* the keys a batch names, and its process's floor (the apply script) */
 
 typedef struct {
     ngx_str_t                     stream;       /* "<prefix>usage" */
     ngx_str_t                     batch_key;    /* "<prefix>batch:<process>" */
     ngx_str_t                     epoch_key;
     ngx_str_t                     prefix;
+    uint64_t                      floor;        /* the lowest number of
+                                                   the batches not done */
 } ngx_http_aihub_batch_keys_t;
 
 

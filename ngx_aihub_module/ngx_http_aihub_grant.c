@@ -9,6 +9,7 @@
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_redis_refused.h"
 #include "ngx_http_aihub_limit.h"
 #include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_scripts.h"
@@ -105,7 +106,10 @@ ngx_http_aihub_swept(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply  *rep = reply;
 
-    if (rep && rep->type == REDIS_REPLY_ERROR) {
+    if (ngx_http_aihub_redis_oom(rep)) {
+        ngx_http_aihub_redis_refused(ngx_cycle->log, "a sweep", rep->str);
+
+    } else if (rep && rep->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "aihub: sweeping expired leases failed: %s", rep->str);
         ngx_http_aihub_scripts_check(rep);

@@ -142,8 +142,9 @@ ngx_http_aihub_log_call(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 static ngx_int_t
 ngx_http_aihub_log_event(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_msec_int_t       latency;
-    aihub_usage_event_t  e;
+    ngx_msec_int_t              latency;
+    aihub_usage_event_t         e;
+    ngx_http_aihub_loc_conf_t  *alcf;
 
     ngx_memzero(&e, sizeof(aihub_usage_event_t));
 
@@ -178,7 +179,12 @@ ngx_http_aihub_log_event(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     e.estimated = ctx->usage.tokens.estimated;
     e.latency_ms = (uint64_t) latency;
 
-    return ngx_http_aihub_usage_emit(r->connection->log, &e);
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    /* failing closed, the call was admitted only if the buffer had room */
+    return ngx_http_aihub_usage_emit(r->connection->log, &e,
+                                     alcf->failure_mode
+                                     != NGX_HTTP_AIHUB_FAIL_OPEN);
 }
 
 

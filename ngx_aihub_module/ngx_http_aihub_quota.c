@@ -26,6 +26,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_redis_refused.h"
 #include "ngx_http_aihub_limit.h"
 #include "ngx_http_aihub_usage.h"
 #include "ngx_http_aihub_scripts.h"
@@ -163,6 +164,11 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
+    if (ngx_http_aihub_usage_full(r->connection->log)) {
+        ngx_http_aihub_quota_unavailable(r, ctx);
+        return NGX_OK;
+    }
+
     /* the worst case of tokens held against the TPM limit first */
 
     if (ngx_http_aihub_limit_hold(r, ctx) != NGX_OK) {
@@ -290,7 +296,11 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
         || reply->element[1]->type != REDIS_REPLY_INTEGER
         || reply->element[2]->type != REDIS_REPLY_STRING)
     {
-        if (reply && reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_http_aihub_redis_oom(reply)) {
+            ngx_http_aihub_redis_refused(r->connection->log, "a lease",
+                                         reply->str);
+
+        } else if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "aihub: quota script failed: %s", reply->str);
             ngx_http_aihub_scripts_check(reply);

@@ -148,8 +148,10 @@ static const char  ngx_http_aihub_grant_script[] =
  * The settles of a batch of one worker process, applied once.  KEYS[1] the
  * process's batch key (the sequence number of its last batch applied),
  * KEYS[2] the epoch marker
- * ARGV: the batch's sequence number, the Redis prefix, ttl seconds, then
- * one record of 11 per lease
+ * ARGV: the batch's sequence number, the Redis prefix, ttl seconds, the
+ * process's floor (the lowest number of its batches not yet known
+ * applied: what may come first when Redis remembers none, or remembers
+ * one the process knows it lost), then one record of 11 per lease
  * (its settles summed by the module, ngx_http_aihub_settle.c):
  * "<account>:<YYYYMMDD>", lease id, calls released, cost released,
  * successes, prompt, completion, total, cost, overage (the cost of the
@@ -166,10 +168,16 @@ static const char  ngx_http_aihub_grant_script[] =
  * success whose lease is gone (reclaimed at its expiry, or lost with
  * Redis's data) still counts its call.  A batch already applied (a resend
  * after a lost reply) does nothing: a process's batches are applied in the
- * order of their numbers, so one key per process remembers them all.
- * Without the epoch marker (Redis lost
+ * order of their numbers, so one key per process remembers them all:
+ * a batch applies only right after the one before it (or at the
+ * process's floor), and the error "GAP" refuses one that overtook an
+ * earlier batch Redis did not run (a transaction aborted while the next
+ * went through, as when Redis is at its maxmemory): the module sends both
+ * again, in order.  Without the epoch marker (Redis lost
  * its data) nothing is applied: the error "WIPED" makes the module send
- * the batch again later.
+ * the batch again later.  The first write is the SET of the batch key, a
+ * command Redis refuses at its maxmemory: a script it refuses there
+ * ("OOM") has written nothing, and one past it may not be stopped.
  * Returns 1, or 0 for a batch applied before.
  */
 
@@ -178,12 +186,15 @@ static const char  ngx_http_aihub_apply_script[] =
     "  return redis.error_reply('WIPED redis has no epoch marker: waiting "
         "for aihub-worker to restore it') end "
     "local seq = tonumber(ARGV[1]) "
-    "if seq <= tonumber(redis.call('GET', KEYS[1]) or '0') then "
-    "  return 0 end "
+    "local last = tonumber(redis.call('GET', KEYS[1]) or '0') "
+    "if seq <= last then return 0 end "
+    "if seq ~= math.max(last + 1, tonumber(ARGV[4])) then "
+    "  return redis.error_reply('GAP batch ' .. seq .. ' before ' .. "
+    "                           last + 1 .. ' was applied') end "
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400) "
     "local pre, ttl = ARGV[2], ARGV[3] "
     "local per, order, rate = {}, {}, {} "
-    "for i = 4, #ARGV - 10, 11 do "
+    "for i = 5, #ARGV - 10, 11 do "
     "  local m, id = ARGV[i], ARGV[i + 1] "
     "  local p = per[m] "
     "  if not p then "

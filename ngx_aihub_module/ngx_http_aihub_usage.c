@@ -1,77 +1,22 @@
 /*
  * Usage events (their fields filled in the log phase) and the quota's
- * settle records go into a bounded per-worker buffer and leave it in
- * batches of two pipelined commands: an XADD of its events as one stream
- * entry, then the apply script (ngx_http_aihub_scripts.c) with its
- * settles, summed per lease.  A batch goes out when none is in flight and
- * the last left NGX_HTTP_AIHUB_BATCH_GAP ms ago, or when
- * NGX_HTTP_AIHUB_BATCH_MAX calls' entries wait.  It leaves the buffer when Redis
- * confirmed both; after a lost connection the same batch goes again,
- * under the same id: the script applies an id once, and its events go
- * again only if their XADD was not confirmed (a confirmation lost with the
- * connection makes a duplicate entry, which aihub-worker counts and drops
- * by event id).  When Redis lost its data (the script says WIPED) the
- * whole batch goes again once the worker restored it, its events too: the
- * entry may have been lost with the data.  Overflow is counted and logged.
+ * settle records go into a bounded per-worker buffer, which leaves in
+ * batches (ngx_http_aihub_usage_batches.c).  A call is admitted only while
+ * the buffer has room (failing closed); overflow is counted and logged.
  */
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_metrics.h"
-#include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_settle.h"
 #include "ngx_http_aihub_batch.h"
 #include "ngx_http_aihub_usage.h"
+#include "ngx_http_aihub_usage_buffer.h"
 #include "aihub_usage_event.h"
 
 
-#define NGX_HTTP_AIHUB_FLUSH_STEP      100
-#define NGX_HTTP_AIHUB_FLUSH_MAX       5000
-#define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
-
-
-typedef struct {
-    ngx_queue_t                   pending;      /* in no batch yet */
-    ngx_queue_t                   sealed;       /* batches not sent */
-    ngx_uint_t                    nloose;       /* entries in pending */
-    ngx_uint_t                    npending;     /* entries not sent */
-    ngx_uint_t                    ninflight;    /* sent, not confirmed */
-    ngx_uint_t                    events;       /* held, not confirmed */
-    ngx_uint_t                    records;      /* held, not confirmed */
-    ngx_uint_t                    batches;      /* batches in flight */
-    ngx_uint_t                    wiped;        /* Redis lost its data */
-    ngx_uint_t                    held;         /* queued, not sent yet */
-    ngx_msec_t                    last_sent;
-    uint64_t                      seq;          /* the last batch's */
-    ngx_http_aihub_batch_keys_t   keys;
-    ngx_event_t                   gap;          /* the next batch */
-    ngx_uint_t                    limit;
-    ngx_uint_t                    emitted;
-    ngx_uint_t                    dropped;
-    ngx_uint_t                    failed;
-    ngx_str_t                     node;
-    ngx_event_t                   flush;        /* shutdown: keeps the */
-    ngx_msec_t                    flush_until;  /* worker alive a while */
-    ngx_log_t                    *log;
-} ngx_http_aihub_event_buffer_t;
-
-
-static void ngx_http_aihub_usage_send(void);
 static void ngx_http_aihub_usage_queue(ngx_http_aihub_event_t *ev);
-static ngx_http_aihub_batch_t *ngx_http_aihub_usage_seal(void);
-static void ngx_http_aihub_usage_streamed(ngx_http_aihub_batch_t *b,
-    redisReply *rep);
-static void ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b);
-static void ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b);
-static void ngx_http_aihub_usage_gap_handler(ngx_event_t *ev);
-static void ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply,
-    void *privdata);
-static void ngx_http_aihub_usage_arm(void);
-static void ngx_http_aihub_usage_flush_handler(ngx_event_t *ev);
-
-
-static ngx_http_aihub_event_buffer_t  ngx_http_aihub_usage;
 
 
 ngx_int_t
@@ -82,11 +27,15 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
 
     ngx_queue_init(&us->pending);
     ngx_queue_init(&us->sealed);
+    ngx_queue_init(&us->flying);
 
     us->log = cycle->log;
     us->keys.prefix = amcf->redis_prefix;
     us->keys.epoch_key = amcf->epoch_key;
     us->limit = amcf->event_buffer;
+
+    /* the calls admitted before it filled are in flight: their events */
+    us->hard = us->limit + cycle->connection_n;
     us->node = amcf->node;
 
     /*
@@ -166,11 +115,15 @@ ngx_http_aihub_usage_exit_process(void)
 /*
  * A settled call's event (its fields filled by ngx_http_aihub_log.c, the
  * node's name here) goes into the buffer, rendered by the engine, and out
- * when it can.
+ * when it can.  Failing closed ("kept"), a call was admitted only while
+ * the buffer had room (ngx_http_aihub_usage_full()), and its event is
+ * kept up to one a connection beyond aihub_event_buffer; failing open,
+ * calls pass anyway, and the buffer keeps aihub_event_buffer events.
  */
 
 ngx_int_t
-ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e)
+ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e,
+    ngx_uint_t kept)
 {
     size_t                          len;
     ngx_http_aihub_event_t         *ev;
@@ -178,14 +131,14 @@ ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e)
 
     static u_char  scratch[2048];
 
-    if (us->events >= us->limit) {
+    if (us->events >= (kept ? us->hard : us->limit)) {
         us->dropped++;
         (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_dropped,
                                     1);
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "aihub: usage event buffer full (%ui events), "
                       "event %*s of key %*s dropped, %ui dropped so far",
-                      us->limit, e->id.len, e->id.data, e->key.len,
+                      us->events, e->id.len, e->id.data, e->key.len,
                       e->key.data, us->dropped);
         return NGX_OK;
     }
@@ -268,6 +221,35 @@ ngx_http_aihub_usage_wiped(void)
 }
 
 
+/*
+ * Whether the buffer holds aihub_event_buffer events (Redis away or
+ * refusing them a long while): a call admitted now could not be billed,
+ * so none is (ngx_http_aihub_quota.c).  The events of the calls admitted
+ * before are kept: up to one a connection more.  Said once a spell.
+ */
+
+ngx_uint_t
+ngx_http_aihub_usage_full(ngx_log_t *log)
+{
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    if (us->events < us->limit) {
+        return 0;
+    }
+
+    if (!us->full) {
+        us->full = 1;
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "aihub: %ui usage events wait for redis, as many as "
+                      "aihub_event_buffer: new calls get 503 (failing "
+                      "open: pass, and their events are dropped) until it "
+                      "takes them", us->events);
+    }
+
+    return 1;
+}
+
+
 /* a settle record that must reach Redis: into the buffer, and out */
 
 ngx_int_t
@@ -338,359 +320,4 @@ void
 ngx_http_aihub_usage_flush(void)
 {
     ngx_http_aihub_usage_send();
-}
-
-
-/*
- * Sends what waits: the batches sealed before (resends first), then a new
- * batch of what is pending, when one is due (see the top of this file).
- */
-
-static void
-ngx_http_aihub_usage_send(void)
-{
-    ngx_queue_t                    *q;
-    ngx_msec_t                      now;
-    ngx_http_aihub_batch_t         *b;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    for ( ;; ) {
-        if (!ngx_http_aihub_redis_ready()) {
-            return;
-        }
-
-        if (ngx_queue_empty(&us->sealed)) {
-            if (us->nloose == 0) {
-                return;
-            }
-
-            now = ngx_current_msec;
-
-            if (us->nloose < 2 * NGX_HTTP_AIHUB_BATCH_MAX
-                && (us->batches
-                    || now - us->last_sent < NGX_HTTP_AIHUB_BATCH_GAP))
-            {
-                /* the next batch when this one is confirmed, or soon */
-
-                if (!us->gap.timer_set && us->batches == 0) {
-                    ngx_add_timer(&us->gap, NGX_HTTP_AIHUB_BATCH_GAP
-                                            - (now - us->last_sent));
-                }
-
-                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, us->log, 0,
-                               "aihub usage: %ui entries wait for the next "
-                               "batch (%ui in flight)", us->nloose,
-                               us->batches);
-                return;
-            }
-
-            b = ngx_http_aihub_usage_seal();
-            if (b == NULL) {
-                return;
-            }
-
-        } else {
-            q = ngx_queue_head(&us->sealed);
-            b = ngx_queue_data(q, ngx_http_aihub_batch_t, queue);
-            ngx_queue_remove(q);
-        }
-
-        if (ngx_http_aihub_batch_send(b, &us->keys,
-                                      ngx_http_aihub_usage_sent)
-            != NGX_OK)
-        {
-            ngx_queue_insert_head(&us->sealed, &b->queue);
-            return;
-        }
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, us->log, 0,
-                       "aihub usage: batch %uL sent, %ui entries",
-                       b->seq, b->nentries);
-
-        /* the watchdog waits for its EXEC's reply too */
-        ngx_http_aihub_redis_sent();
-
-        us->last_sent = ngx_current_msec;
-        us->batches++;
-        us->npending -= b->nentries;
-        us->ninflight += b->nentries;
-    }
-}
-
-
-/*
- * Pending entries, under a new id: up to NGX_HTTP_AIHUB_BATCH_MAX events
- * and as many settle records (a call makes one of each)
- */
-
-static ngx_http_aihub_batch_t *
-ngx_http_aihub_usage_seal(void)
-{
-    ngx_uint_t                      paired;
-    ngx_queue_t                    *q;
-    ngx_http_aihub_batch_t         *b;
-    ngx_http_aihub_event_t         *ev;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    b = ngx_alloc(sizeof(ngx_http_aihub_batch_t), us->log);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    ngx_queue_init(&b->entries);
-    b->nentries = 0;
-    b->nevents = 0;
-    b->streamed = 0;
-    b->counted = 0;
-    b->xadd = 0;
-    b->seq = ++us->seq;
-
-    paired = 0;
-
-    while (!ngx_queue_empty(&us->pending)
-           && ((b->nevents < NGX_HTTP_AIHUB_BATCH_MAX
-                && b->nentries - b->nevents < NGX_HTTP_AIHUB_BATCH_MAX)
-               || paired))
-    {
-        q = ngx_queue_head(&us->pending);
-        ev = ngx_queue_data(q, ngx_http_aihub_event_t, queue);
-        paired = ev->paired;
-
-        ngx_queue_remove(q);
-        ngx_queue_insert_tail(&b->entries, q);
-
-        b->nentries++;
-        b->nevents += (ev->argc == 0);
-        us->nloose--;
-    }
-
-    return b;
-}
-
-
-/*
- * EXEC's reply: the XADD's (if the batch sent its events) and the apply
- * script's.  A batch refused (WIPED, NOSCRIPT) was not applied and goes
- * again under a new number; one whose reply was lost goes again under the
- * same number, which the script applies once.
- */
-
-static void
-ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    redisReply                     *rep = reply, *apply;
-    ngx_http_aihub_batch_t         *b = privdata;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    us->batches--;
-    us->ninflight -= b->nentries;
-
-    ngx_http_aihub_redis_replied(rep != NULL);
-
-    if (rep == NULL) {
-        /* the connection went away: the same batch again */
-        ngx_http_aihub_usage_requeue(b);
-        return;
-    }
-
-    if (rep->type == REDIS_REPLY_ERROR) {
-        /*
-         * EXEC itself failed (LOADING, EXECABORT: a Redis not ready, out
-         * of memory): nothing of the transaction ran, the same batch again
-         */
-        ngx_log_error(NGX_LOG_WARN, us->log, 0,
-                      "aihub: redis did not run a batch: %s", rep->str);
-        ngx_http_aihub_usage_requeue(b);
-        return;
-    }
-
-    apply = rep;
-
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1u + b->xadd) {
-        if (b->xadd) {
-            ngx_http_aihub_usage_streamed(b, rep->element[0]);
-        }
-
-        apply = rep->element[b->xadd];
-    }
-
-    if (apply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(apply->str, "WIPED", 5) == 0)
-    {
-        /* Redis lost its data: again once the worker restored it */
-        if (!us->wiped) {
-            ngx_log_error(NGX_LOG_WARN, us->log, 0,
-                          "aihub: %s; usage events and settles wait",
-                          apply->str + 6);
-        }
-
-        us->wiped = 1;
-
-        /* the stream entry may have gone with the data: it goes again */
-        b->streamed = 0;
-        b->seq = ++us->seq;
-
-        ngx_http_aihub_usage_requeue(b);
-        return;
-    }
-
-    us->wiped = 0;
-
-    if (apply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(apply->str, "NOSCRIPT", 8) == 0)
-    {
-        /* Redis lost the scripts: loaded again first, then the batch */
-        ngx_http_aihub_scripts_check(apply);
-        b->seq = ++us->seq;
-        ngx_http_aihub_usage_requeue(b);
-        return;
-    }
-
-    if (apply->type == REDIS_REPLY_ERROR) {
-        if (!b->counted) {
-            ngx_http_aihub_usage_streamed(b, apply);
-        }
-
-        ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                      "aihub: redis refused a batch of %ui settles: %s",
-                      b->nentries - b->nevents, apply->str);
-    }
-
-    ngx_http_aihub_usage_free(b);
-
-    /* what waited for this batch */
-    ngx_http_aihub_usage_send();
-}
-
-
-/* the XADD's reply: the events are in the stream, or refused for good */
-
-static void
-ngx_http_aihub_usage_streamed(ngx_http_aihub_batch_t *b, redisReply *rep)
-{
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    b->streamed = 1;
-
-    if (b->counted) {
-        return;
-    }
-
-    b->counted = 1;
-
-    if (rep->type == REDIS_REPLY_ERROR) {
-        us->failed += b->nevents;
-        (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_refused,
-                                    b->nevents);
-        ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                      "aihub: redis refused a batch of %ui usage events: %s",
-                      b->nevents, rep->str);
-        return;
-    }
-
-    (void) ngx_atomic_fetch_add(&ngx_http_aihub_metrics()->events_confirmed,
-                                b->nevents);
-}
-
-
-/* back among the batches to send, in the order of their numbers */
-
-static void
-ngx_http_aihub_usage_requeue(ngx_http_aihub_batch_t *b)
-{
-    ngx_queue_t                    *q;
-    ngx_http_aihub_batch_t         *next;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    for (q = ngx_queue_head(&us->sealed);
-         q != ngx_queue_sentinel(&us->sealed);
-         q = ngx_queue_next(q))
-    {
-        next = ngx_queue_data(q, ngx_http_aihub_batch_t, queue);
-
-        if (next->seq > b->seq) {
-            break;
-        }
-    }
-
-    /* before q: the first with a larger number, or the sentinel (the end) */
-    ngx_queue_insert_tail(q, &b->queue);
-
-    us->npending += b->nentries;
-    ngx_http_aihub_usage_arm();
-}
-
-
-static void
-ngx_http_aihub_usage_free(ngx_http_aihub_batch_t *b)
-{
-    ngx_queue_t                    *q;
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    while (!ngx_queue_empty(&b->entries)) {
-        q = ngx_queue_head(&b->entries);
-        ngx_queue_remove(q);
-        ngx_http_aihub_entry_free(
-            ngx_queue_data(q, ngx_http_aihub_event_t, queue));
-    }
-
-    us->events -= b->nevents;
-    us->records -= b->nentries - b->nevents;
-
-    ngx_free(b);
-}
-
-
-static void
-ngx_http_aihub_usage_gap_handler(ngx_event_t *ev)
-{
-    ngx_http_aihub_usage_send();
-}
-
-
-/*
- * While the buffer holds events a non-cancelable timer is armed: it retries
- * sending, and it keeps the worker process alive through a graceful
- * shutdown or reload until Redis confirmed every event, for
- * NGX_HTTP_AIHUB_FLUSH_MAX ms at the most.
- */
-
-static void
-ngx_http_aihub_usage_arm(void)
-{
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    if (!us->flush.timer_set && (us->npending || us->ninflight)) {
-        ngx_add_timer(&us->flush, NGX_HTTP_AIHUB_FLUSH_STEP);
-    }
-}
-
-
-static void
-ngx_http_aihub_usage_flush_handler(ngx_event_t *ev)
-{
-    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
-
-    ngx_http_aihub_usage_send();
-
-    if (us->npending == 0 && us->ninflight == 0) {
-        return;
-    }
-
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-
-        if (us->flush_until == 0) {
-            us->flush_until = ngx_http_aihub_now_ms()
-                              + NGX_HTTP_AIHUB_FLUSH_MAX;
-        }
-
-        if (ngx_http_aihub_now_ms() >= us->flush_until) {
-            ngx_log_error(NGX_LOG_ERR, us->log, 0,
-                          "aihub: gave up flushing %ui usage events "
-                          "at exit", us->npending + us->ninflight);
-            return;
-        }
-    }
-
-    ngx_add_timer(&us->flush, NGX_HTTP_AIHUB_FLUSH_STEP);
 }

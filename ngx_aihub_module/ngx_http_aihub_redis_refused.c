@@ -1,0 +1,55 @@
+/*
+ * Redis refusing writes: at its maxmemory (noeviction) it answers "OOM"
+ * to every command that adds data, and aborts a transaction that queued
+ * one (EXECABORT); while it loads its dataset it answers "LOADING".
+ * Every call that needs a lease and every batch retry meets it, hundreds
+ * a second: the worker process says so once when the spell starts, with
+ * Redis's words, and once when a batch goes through again, with the
+ * number of refusals between.  A spell is this process's own; each
+ * worker process says it once.
+ */
+
+#include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_redis_refused.h"
+
+
+static ngx_uint_t  ngx_http_aihub_redis_refusals;
+
+
+/* whether the reply is Redis's refusal at its maxmemory */
+
+ngx_uint_t
+ngx_http_aihub_redis_oom(redisReply *rep)
+{
+    return rep != NULL && rep->type == REDIS_REPLY_ERROR
+           && ngx_strncmp(rep->str, "OOM ", 4) == 0;
+}
+
+
+void
+ngx_http_aihub_redis_refused(ngx_log_t *log, const char *what,
+    const char *err)
+{
+    if (ngx_http_aihub_redis_refusals++ == 0) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "aihub: redis refused %s: %s; calls that need a new "
+                      "lease get 503 (or pass without one, failing open), "
+                      "usage events and settles wait in this process's "
+                      "buffer until redis takes them (said once until "
+                      "then)", what, err);
+    }
+}
+
+
+/* a batch went through: a spell of refusals, if any, is over */
+
+void
+ngx_http_aihub_redis_accepted(ngx_log_t *log)
+{
+    if (ngx_http_aihub_redis_refusals) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "aihub: redis takes writes again, after %ui refusals",
+                      ngx_http_aihub_redis_refusals);
+        ngx_http_aihub_redis_refusals = 0;
+    }
+}
