@@ -263,12 +263,18 @@ ngx_http_aihub_usage_record(ngx_log_t *log,
         return NGX_ERROR;
     }
 
-    if (us->records >= us->limit) {
+    /*
+     * a call's settle is kept while its event is (up to "hard" of them),
+     * and as many more: the give-backs of the blocks besides; a success
+     * dropped here would never be counted, its event stored
+     */
+
+    if (us->records >= 2 * us->hard) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "aihub: settle buffer full (%ui settles), a settle "
                       "of lease %*s dropped; the lease is reclaimed when "
-                      "it expires", us->limit, (size_t) AIHUB_EVENT_ID_LEN,
-                      rec->id);
+                      "it expires", us->records,
+                      (size_t) AIHUB_EVENT_ID_LEN, rec->id);
         return NGX_OK;
     }
 

@@ -146,11 +146,28 @@ like($t->error_log('small'), qr/20 usage events wait for redis/,
      'small: the full buffer said once');
 $answered += 20;
 
-$t->redis('CONFIG', 'SET', 'maxmemory', $max);
-ok($t->wait_for(sub { gateway_metrics($t, 'small')
-                      ->{aihub_usage_events_buffered} == 0 },
-                timeout => 30, interval => 0.2),
-   'small: its 20 events went in once Redis took writes again');
+sub small_emptied {
+    $t->redis('CONFIG', 'SET', 'maxmemory', $max);
+    return $t->wait_for(sub { gateway_metrics($t, 'small')
+                              ->{aihub_usage_events_buffered} == 0 },
+                        timeout => 30, interval => 0.2);
+}
+
+ok(small_emptied(), 'small: its 20 events went in once Redis took writes '
+                    . 'again');
+
+# 30 connections at once: the calls admitted before the buffer filled are
+# still in flight when it does, and their events and settles are kept
+# (a settle dropped there is a call stored and never counted)
+$t->redis('CONFIG', 'SET', 'maxmemory', 1);
+($n, $bad) = wrk_chat($t, key => $keys[2], model => 'mock-basic', c => 30,
+                      seconds => 1, name => 'small');
+$answered += $n - $bad;
+$inflight += 30;
+my $kept = gateway_metrics($t, 'small')->{aihub_usage_events_buffered};
+diag("small, 30 connections: $n calls, $bad not 2xx, $kept events kept");
+cmp_ok($kept, '>=', 20, 'small: the buffer filled');
+ok(small_emptied(), 'small: they went in');
 is(gateway_metrics($t, 'small')->{'aihub_usage_events_total{state="dropped"}'},
    0, 'small: none dropped');
 
@@ -169,6 +186,9 @@ is($t->redis('XLEN', 'aihub:usage:dead'), 0, 'no dead letters');
 $m = gateway_metrics($t);
 is($m->{'aihub_usage_events_total{state="dropped"}'}, 0, 'none dropped');
 is($m->{'aihub_usage_events_total{state="refused"}'}, 0, 'none refused');
+is(join("\n", grep { /dropped so far|dropped; the lease/ }
+              split /\n/, $t->error_log),
+   '', 'no event or settle dropped (error log)');
 
 my $c = AihubFixtures::ledger_counters($t);
 ok($t->wait_for(sub {
