@@ -41,6 +41,8 @@ static ngx_int_t ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
     ngx_str_t *stream);
 static ngx_int_t ngx_http_aihub_batch_word(const char *word,
     redisCallbackFn *fn, void *data);
+static void ngx_http_aihub_batch_queued(redisAsyncContext *ac, void *reply,
+    void *privdata);
 
 
 /* the entries kept for reuse, linked through their queue's next */
@@ -129,6 +131,8 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
         return NGX_ERROR;
     }
 
+    b->why[0] = '\0';
+
     b->xadd = (b->nevents && !b->streamed);
 
     if (b->xadd && ngx_http_aihub_batch_send_events(b, &keys->stream)
@@ -185,7 +189,8 @@ ngx_http_aihub_batch_send(ngx_http_aihub_batch_t *b,
         argc += NGX_HTTP_AIHUB_SETTLE_SUM;
     }
 
-    if (ngx_http_aihub_redis_send(NULL, NULL, argc, argv, argvlen)
+    if (ngx_http_aihub_redis_send(ngx_http_aihub_batch_queued, b, argc,
+                                  argv, argvlen)
         != NGX_OK
         || ngx_http_aihub_batch_word("EXEC", done, b) != NGX_OK)
     {
@@ -211,6 +216,25 @@ ngx_http_aihub_batch_word(const char *word, redisCallbackFn *fn, void *data)
     len = ngx_strlen(word);
 
     return ngx_http_aihub_redis_send(fn, data, 1, &word, &len);
+}
+
+
+/*
+ * A command's reply as Redis queues it ("+QUEUED"): an error there (at its
+ * maxmemory, "OOM ...") makes its EXEC abort with "EXECABORT ... previous
+ * errors"; the batch keeps the first, to say why.
+ */
+
+static void
+ngx_http_aihub_batch_queued(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply              *rep = reply;
+    ngx_http_aihub_batch_t  *b = privdata;
+
+    if (rep && rep->type == REDIS_REPLY_ERROR && b->why[0] == '\0') {
+        ngx_cpystrn(b->why, (u_char *) rep->str, sizeof(b->why));
+    }
 }
 
 
@@ -271,7 +295,8 @@ ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
     argv[4] = (const char *) lines;
     argvlen[4] = len - 1;               /* no line break after the last */
 
-    rc = ngx_http_aihub_redis_send(NULL, NULL, 5, argv, argvlen);
+    rc = ngx_http_aihub_redis_send(ngx_http_aihub_batch_queued, b, 5, argv,
+                                   argvlen);
 
     ngx_free(lines);
 

@@ -42,6 +42,8 @@ typedef struct {
     ngx_uint_t                    nentries;
     ngx_uint_t                    nevents;
     uint64_t                      seq;          /* of its process */
+    u_char                        why[96];      /* a command Redis did
+                                                   not queue: its error */
     unsigned                      streamed:1;   /* events XADDed */
     unsigned                      counted:1;    /* in events_confirmed */
     unsigned                      xadd:1;       /* sent with an XADD */

@@ -236,7 +236,8 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (rep->type == REDIS_REPLY_ERROR) {
         /* EXEC itself failed: nothing of the transaction ran */
-        ngx_http_aihub_redis_refused(us->log, "a batch", rep->str);
+        ngx_http_aihub_redis_refused(us->log, "a batch",
+                                     b->why[0] ? (char *) b->why : rep->str);
         ngx_http_aihub_usage_requeue(b);
         return;
     }
