@@ -9,6 +9,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_redis_refused.h"
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_resp.h"
 #include "ngx_http_aihub_zone.h"
@@ -235,10 +236,10 @@ ngx_http_aihub_lookup_done(ngx_http_request_t *r, redisReply *reply)
 
     } else if (reply->type == REDIS_REPLY_INTEGER) {
         /* no record because Redis lost its data: not an unknown key */
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "aihub: redis lost its data (no epoch marker), key "
-                      "%V not known until aihub-worker restores it",
-                      &ctx->caller.key.prefix);
+        ngx_http_aihub_redis_refused(r->connection->log, "a key lookup",
+                                     "it lost its data (no epoch marker), "
+                                     "keys not cached are not known until "
+                                     "aihub-worker restores it");
 
         rc = ngx_http_aihub_unavailable(r, ctx);
 

@@ -319,9 +319,10 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
     } else if (e->len == 5 && ngx_strncmp(e->str, "wiped", 5) == 0) {
         /* Redis lost its data: nothing until the worker restored it */
         ngx_http_aihub_lease_forget();
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "aihub: redis lost its data (no epoch marker), no "
-                      "lease until aihub-worker restores it");
+        ngx_http_aihub_redis_refused(r->connection->log, "a lease",
+                                     "it lost its data (no epoch marker), "
+                                     "no lease until aihub-worker restores "
+                                     "it");
         ngx_http_aihub_quota_unavailable(r, ctx);
 
     } else if (e->len == 4 && ngx_strncmp(e->str, "rate", 4) == 0) {

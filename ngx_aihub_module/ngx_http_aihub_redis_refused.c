@@ -1,12 +1,13 @@
 /*
- * Redis refusing writes: at its maxmemory (noeviction) it answers "OOM"
- * to every command that adds data, and aborts a transaction that queued
- * one (EXECABORT); while it loads its dataset it answers "LOADING".
- * Every call that needs a lease and every batch retry meets it, hundreds
- * a second: the worker process says so once when the spell starts, with
- * Redis's words, and once when a batch goes through again, with the
- * number of refusals between.  A spell is this process's own; each
- * worker process says it once.
+ * Redis refusing what calls need: at its maxmemory (noeviction) it
+ * answers "OOM" to every command that adds data, and aborts a transaction
+ * that queued one (EXECABORT); without its data (no epoch marker) it has
+ * no lease and no key record to give until aihub-worker restores it.
+ * Every call that needs Redis and every batch retry meets it, hundreds a
+ * second: the worker process says so once when the spell starts, with
+ * the reason, and once when a batch goes through again, with the number
+ * of refusals between.  A spell is this process's own; each worker
+ * process says it once.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -32,11 +33,10 @@ ngx_http_aihub_redis_refused(ngx_log_t *log, const char *what,
 {
     if (ngx_http_aihub_redis_refusals++ == 0) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "aihub: redis refused %s: %s; calls that need a new "
-                      "lease get 503 (or pass without one, failing open), "
-                      "usage events and settles wait in this process's "
-                      "buffer until redis takes them (said once until "
-                      "then)", what, err);
+                      "aihub: redis refused %s: %s; calls that need it get "
+                      "503 (or pass, failing open), usage events and "
+                      "settles wait in this process's buffer until redis "
+                      "takes them (said once until then)", what, err);
     }
 }
 
