@@ -34,8 +34,8 @@ plan(skip_all => 'wrk not installed') unless -x '/usr/bin/wrk';
 my $t = Aihub->new(redis => 1, mariadb => 1);
 $t->migrate;
 
-my @keys = map { $t->create_key(account => "full$_", plan => 'pro') } 1 .. 3;
-$t->worker('account', 'override', "full$_", '--rpm', 0, '--tpm', 0) for 1 .. 3;
+my @keys = map { $t->create_key(account => "full$_", plan => 'pro') } 1 .. 4;
+$t->worker('account', 'override', "full$_", '--rpm', 0, '--tpm', 0) for 1 .. 4;
 
 my $STUB = canned_stub($t);
 $t->nginx(gateway_conf(stub => $STUB, extra => 'aihub_event_buffer 3000;'));
@@ -72,6 +72,10 @@ sub stored {
 
 my ($n, $bad) = wrk($keys[0], seconds => 1);
 is($bad, 0, "warm-up: $n calls, all 200");
+# the key revoked below: cached on the node, its account with a block lease
+is($t->chat($keys[3], model => 'mock-basic')->{status}, 200,
+   'a call with the key to revoke');
+$answered++;
 ok(stored($answered), 'drained');
 
 # --- the ledger away, Redis filling ------------------------------------------
@@ -98,6 +102,20 @@ is($r->{json}{error}{code}, 'service_unavailable',
    '... service_unavailable (its lookup only reads; no lease to take)');
 $r = $t->chat(Aihub::make_key(), model => 'mock-basic');
 is($r->{status}, 401, 'an unknown key: 401 (Redis still answers reads)');
+
+# a revocation on a full Redis: the record's rewrite is refused, its
+# deletion is not, and every node hears the invalidation
+my ($rc, undef, $err) = $t->worker('key', 'revoke',
+                                   Aihub::key_prefix($keys[3]));
+is($rc, 0, 'a key revoked while Redis is full') or diag($err);
+my $revoked_status;
+ok($t->wait_for(sub {
+    $r = $t->chat($keys[3], model => 'mock-basic');
+    $answered++ if $r->{status} == 200;
+    $revoked_status = $r->{status};
+    return $r->{status} == 401;
+}, timeout => 5, interval => 0.1), 'the revoked key is refused: 401')
+    or diag("last status $revoked_status");
 
 my $m = gateway_metrics($t);
 my $waiting = $m->{aihub_usage_events_buffered};

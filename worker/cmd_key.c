@@ -414,7 +414,7 @@ aw_key_revoke(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", hash);
 
-    if (aw_sync_after_change(db, "k.key_hash = ?", hash, msg) != 0) {
+    if (aw_sync_after_revoke(db, hash, msg) != 0) {
         goto done;
     }
 

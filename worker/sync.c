@@ -324,6 +324,32 @@ aw_publish(redisContext *rc, const char *msg)
 }
 
 
+/* the connection of an admin change, or NULL (said) */
+
+static redisContext *
+aw_sync_connect(void)
+{
+    redisContext  *rc;
+
+    rc = aw_redis_connect(3000);
+
+    if (rc == NULL) {
+        aw_log(AW_LOG_ERROR, "MySQL is updated but Redis is not: run \""
+               AW_NAME " sync\" when Redis is back");
+    }
+
+    return rc;
+}
+
+
+static void
+aw_sync_stale(void)
+{
+    aw_log(AW_LOG_ERROR, "MySQL is updated but Redis is not: run \""
+           AW_NAME " sync\"");
+}
+
+
 /*
  * After an admin change in MySQL: rewrite the affected key records and
  * publish the invalidation.  Failure leaves MySQL right and Redis stale:
@@ -337,11 +363,8 @@ aw_sync_after_change(MYSQL *db, const char *where, const char *value,
     redisContext  *rc;
     int            n;
 
-    rc = aw_redis_connect(3000);
-
+    rc = aw_sync_connect();
     if (rc == NULL) {
-        aw_log(AW_LOG_ERROR, "MySQL is updated but Redis is not: run \""
-               AW_NAME " sync\" when Redis is back");
         return -1;
     }
 
@@ -349,9 +372,64 @@ aw_sync_after_change(MYSQL *db, const char *where, const char *value,
 
     if (n < 0 || (inval && aw_publish(rc, inval) != 0)) {
         aw_redis_close(rc);
-        aw_log(AW_LOG_ERROR, "MySQL is updated but Redis is not: run \""
-               AW_NAME " sync\"");
+        aw_sync_stale();
         return -1;
+    }
+
+    aw_redis_close(rc);
+
+    return 0;
+}
+
+
+/*
+ * After a key's revocation in MySQL.  Its record goes from Redis first, on
+ * its own, and the invalidation goes out: a DEL frees memory, so a Redis
+ * at its maxmemory takes it where it refuses the rewrite (MULTI, DEL,
+ * HSET, EXEC aborts there as a whole), and every node refuses a key
+ * without a record (unknown: 401).  Then the record is written as
+ * revoked (a node that read it meanwhile found none: refused all the
+ * same); if Redis refuses that, the key stays refused as unknown until
+ * a sync writes it.
+ */
+
+int
+aw_sync_after_revoke(MYSQL *db, const char *hash, const char *inval)
+{
+    int            n;
+    char           key[128];
+    const char    *argv[2];
+    redisContext  *rc;
+    redisReply    *r;
+
+    rc = aw_sync_connect();
+    if (rc == NULL) {
+        return -1;
+    }
+
+    argv[0] = "DEL";
+    argv[1] = aw_rkey(key, sizeof(key), AIHUB_RK_KEY, hash);
+
+    r = aw_redis_argv(rc, 2, argv);
+
+    if (r == NULL || aw_publish(rc, inval) != 0) {
+        if (r) {
+            freeReplyObject(r);
+        }
+
+        aw_redis_close(rc);
+        aw_sync_stale();
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    n = aw_sync_keys(db, rc, "k.key_hash = ?", hash);
+
+    if (n < 0) {
+        aw_log(AW_LOG_WARN, "the key's record is gone from Redis, so every "
+               "node refuses the key; Redis did not take it back as "
+               "revoked: run \"" AW_NAME " sync\" when it has room");
     }
 
     aw_redis_close(rc);

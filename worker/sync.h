@@ -19,6 +19,7 @@ int aw_sync_all(MYSQL *db, redisContext *rc);
 int aw_publish(redisContext *rc, const char *msg);
 int aw_sync_after_change(MYSQL *db, const char *where, const char *value,
     const char *inval);
+int aw_sync_after_revoke(MYSQL *db, const char *hash, const char *inval);
 
 
 #endif /* AW_SYNC_H */
