@@ -42,12 +42,16 @@ static const char  ngx_http_aihub_key_list_script[] =
 
 /*
  * KEYS: account index, admin stream; ARGV: display prefix, key record
- * prefix, invalidation channel, event JSON
+ * prefix, invalidation channel, event JSON.  The first write deletes the
+ * status, then it is set: Redis at its maxmemory refuses a script whose
+ * first write adds data, and lets one that has written finish, so a key
+ * is revoked even then (a few bytes over the limit).
  */
 
 static const char  ngx_http_aihub_key_revoke_script[] =
     "local h = redis.call('HGET', KEYS[1], ARGV[1]) "
     "if not h then return 0 end "
+    "redis.call('HDEL', ARGV[2] .. h, '" AIHUB_KF_STATUS "') "
     "redis.call('HSET', ARGV[2] .. h, '" AIHUB_KF_STATUS "', 'revoked') "
     "redis.call('PUBLISH', ARGV[3], '" AIHUB_INV_KEY "' .. h) "
     "redis.call('XADD', KEYS[2], '*', '" AIHUB_ADMIN_FIELD "', ARGV[4]) "

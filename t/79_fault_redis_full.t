@@ -37,8 +37,22 @@ $t->migrate;
 my @keys = map { $t->create_key(account => "full$_", plan => 'pro') } 1 .. 4;
 $t->worker('account', 'override', "full$_", '--rpm', 0, '--tpm', 0) for 1 .. 4;
 
+# a developer's admin key, and a key of the same account it revokes
+my $admin = $t->create_key(account => 'full5', plan => 'pro',
+                           scopes => 'chat,admin');
+my $victim = $t->create_key(account => 'full5', plan => 'pro');
+
+my $DEV = <<'END';
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+        }
+END
+
 my $STUB = canned_stub($t);
-$t->nginx(gateway_conf(stub => $STUB, extra => 'aihub_event_buffer 3000;'));
+$t->nginx(gateway_conf(stub => $STUB, extra => 'aihub_event_buffer 3000;',
+                       server => $DEV));
 worker_processes($t, 2);
 
 my @worker = ('--consumer', 'w1', '--batch', 200, '--block-ms', 100);
@@ -72,10 +86,13 @@ sub stored {
 
 my ($n, $bad) = wrk($keys[0], seconds => 1);
 is($bad, 0, "warm-up: $n calls, all 200");
-# the key revoked below: cached on the node, its account with a block lease
-is($t->chat($keys[3], model => 'mock-basic')->{status}, 200,
-   'a call with the key to revoke');
-$answered++;
+# the keys revoked below: cached on the node, their accounts with a block
+# lease
+for ($keys[3], $victim) {
+    is($t->chat($_, model => 'mock-basic')->{status}, 200,
+       'a call with a key to revoke');
+    $answered++;
+}
 ok(stored($answered), 'drained');
 
 # --- the ledger away, Redis filling ------------------------------------------
@@ -116,6 +133,15 @@ ok($t->wait_for(sub {
     return $r->{status} == 401;
 }, timeout => 5, interval => 0.1), 'the revoked key is refused: 401')
     or diag("last status $revoked_status");
+
+# and through the developer API: its script's first write deletes
+my $vp = Aihub::key_prefix($victim);
+$r = $t->http(DELETE => "/api/v1/developer/api-keys/$vp", key => $admin);
+is($r->{status}, 200, 'a key revoked through the developer API while Redis '
+                      . 'is full')
+    or diag($r->{content});
+is($t->chat($victim, model => 'mock-basic')->{status}, 401,
+   'that key is refused: 401');
 
 my $m = gateway_metrics($t);
 my $waiting = $m->{aihub_usage_events_buffered};
@@ -204,6 +230,9 @@ is($t->redis('XLEN', 'aihub:usage:dead'), 0, 'no dead letters');
 $m = gateway_metrics($t);
 is($m->{'aihub_usage_events_total{state="dropped"}'}, 0, 'none dropped');
 is($m->{'aihub_usage_events_total{state="refused"}'}, 0, 'none refused');
+is($t->sql_value('SELECT status FROM api_keys WHERE prefix = '
+                 . "'$vp'"), 'revoked',
+   'the developer\'s revocation reached MySQL');
 is(join("\n", grep { /dropped so far|dropped; the lease/ }
               split /\n/, $t->error_log),
    '', 'no event or settle dropped (error log)');

@@ -67,8 +67,9 @@ error checks, mock-log helpers and concurrent requests
                               redis_timeout => TIME, default 5s), key
                               cache 8m, failure mode closed, keep-alive to
                               the provider; extra => http{} lines, loc =>
-                              location lines, upstream => 1 for an
-                              "upstream stub" with keepalive
+                              location lines, server => server{} lines,
+                              upstream => 1 for an "upstream stub" with
+                              keepalive
     raw_chat($t, $key, %headers)
                               a chat call written by hand on a connection
                               of its own, returned open (a client that
@@ -523,6 +524,7 @@ sub gateway_conf {
     my $url = $o{url} // "http://127.0.0.1:$o{stub}/v1";
     my $extra = $o{extra} // '';
     my $loc = $o{loc} // '';
+    my $server = $o{server} // '';
     my $upstream = $o{upstream} ? <<"END" : '';
     upstream stub {
         server 127.0.0.1:$o{stub};
@@ -552,6 +554,7 @@ $upstream
         }
 
         location = /metrics { aihub_metrics; }
+        $server
     }
 END
 }
