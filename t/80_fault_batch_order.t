@@ -62,13 +62,8 @@ sub proxy {
     for ( ;; ) {
         for my $s ($sel->can_read(1)) {
             if ($s == $listen) {
-                my $c = $listen->accept or next;
-                my $r = IO::Socket::IP->new(PeerHost => '127.0.0.1',
-                                            PeerPort => $redis_port)
-                    or do { close $c; next };
-                @peer{ $c, $r } = ($r, $c);
-                $is_client{$c} = 1;
-                $sel->add($c, $r);
+                relay_accept($listen, $redis_port, $sel, \%peer,
+                             \%is_client);
                 next;
             }
 

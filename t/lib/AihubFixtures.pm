@@ -79,6 +79,9 @@ error checks, mock-log helpers and concurrent requests
                               that accept backlog) and runs
                               loop($listen, redis port): a test's own
                               proxy in front of Redis; returns (port, pid)
+    relay_accept($listen, $redis_port, $sel, \%peer, \%is_client)
+                              in such a loop: a new client and its own
+                              connection to Redis, paired and selected
     period_field($t, $account, $field)
                               a member of the account's period hash of
                               this month (0 if absent)
@@ -109,8 +112,8 @@ use AihubStream qw(usage_events);
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
-                    period_field wait_counted fork_proxy gateway_metrics
-                    raw_chat %MODELS $PREFIX);
+                    period_field wait_counted fork_proxy relay_accept
+                    gateway_metrics raw_chat %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $PREFIX = 'aihub:';
@@ -613,6 +616,23 @@ sub fork_proxy {
     close $listen;
 
     return ($port, $pid);
+}
+
+
+# a relaying proxy's new client (fork_proxy's loop): its own connection to
+# Redis made, the two paired in %$peer and both in the select set, the
+# client's end marked in %$is_client; false when none was made
+sub relay_accept {
+    my ($listen, $redis_port, $sel, $peer, $is_client) = @_;
+
+    my $c = $listen->accept or return;
+    my $r = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                PeerPort => $redis_port)
+        or do { close $c; return };
+    @$peer{ $c, $r } = ($r, $c);
+    $is_client->{$c} = 1;
+    $sel->add($c, $r);
+    return 1;
 }
 
 
