@@ -144,13 +144,9 @@ sub back_at { -e $BACK ? (Aihub::read_file($BACK) =~ /([\d.]+)/)[0] : undef }
 
 # --- the gateway -------------------------------------------------------------
 
-my $STUB = canned_stub($t);
-
 # aihub_redis_timeout 5s
-$t->nginx(gateway_conf(redis => "127.0.0.1:$PROXY", stub => $STUB));
-worker_processes($t, 1);
-$t->start_nginx;
-ok(wait_ready($t, $probe), 'catalog loaded, through the proxy');
+ok(proxied_gateway($t, $PROXY, 1, $probe),
+   'catalog loaded, through the proxy');
 
 
 # --- connections made again a second later: the calls wait ------------------

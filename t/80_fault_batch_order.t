@@ -117,12 +117,8 @@ sub aborts { (Aihub::read_file($ABORTS) =~ /(\d+)/)[0] // 0 }
 
 # --- the gateway, under load -------------------------------------------------
 
-my $STUB = canned_stub($t);
-
-$t->nginx(gateway_conf(redis => "127.0.0.1:$PROXY", stub => $STUB));
-worker_processes($t, 2);
-$t->start_nginx;
-ok(wait_ready($t, $probe), 'catalog loaded, through the proxy');
+ok(proxied_gateway($t, $PROXY, 2, $probe),
+   'catalog loaded, through the proxy');
 
 my $key = seed_full_key($t, account => 8001, included => 10000000,
                         overage => 0);
@@ -144,15 +140,7 @@ like($t->error_log, qr/redis refused a batch: ERR unknown command .XADX./,
 is($t->chat($key, model => 'test-basic')->{status}, 200,
    'a call after the aborts');
 
-my ($ok, $calls, $ids) = wait_counted($t, 8001, $n + 2 - $bad);
-ok($ok, "every lease back, the counter equal to the events: $calls calls "
-        . 'counted, ' . ($n + 2 - $bad) . ' answered');
-cmp_ok($calls, '<=', $n + 2 + 16,
-       'no call counted beyond those answered and those in flight');
-
-my %seen;
-my @twice = grep { $seen{$_}++ } @$ids;
-is(scalar @twice, 0, 'no usage event in the stream twice');
+counted_once($t, 8001, $n + 2 - $bad, $bad + 16);
 
 kill 'TERM', $proxy_pid;
 waitpid($proxy_pid, 0);

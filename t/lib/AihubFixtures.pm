@@ -82,6 +82,13 @@ error checks, mock-log helpers and concurrent requests
     relay_accept($listen, $redis_port, $sel, \%peer, \%is_client)
                               in such a loop: a new client and its own
                               connection to Redis, paired and selected
+    counted_once($t, $account, $answered, $inflight, $why)
+                              after a load: wait_counted, then asserts
+                              each call counted once, none beyond those
+                              in flight, no event twice
+    proxied_gateway($t, $proxy_port, $workers, $probe_key)
+                              a gateway on canned_stub whose Redis is the
+                              proxy, started; true once its catalog loaded
     period_field($t, $account, $field)
                               a member of the account's period hash of
                               this month (0 if absent)
@@ -113,7 +120,8 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
                     period_field wait_counted fork_proxy relay_accept
-                    gateway_metrics raw_chat %MODELS $PREFIX);
+                    proxied_gateway counted_once gateway_metrics raw_chat
+                    %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $PREFIX = 'aihub:';
@@ -616,6 +624,42 @@ sub fork_proxy {
     close $listen;
 
     return ($port, $pid);
+}
+
+
+# after a load on one account: the calls counted once (wait_counted), none
+# beyond those answered and those in flight when the client stopped, and
+# no usage event in the stream twice ($why says why none would be); the
+# tests' own (Test::More) assertions; returns the calls counted
+sub counted_once {
+    my ($t, $account, $answered, $inflight, $why) = @_;
+
+    my ($ok, $calls, $ids) = wait_counted($t, $account, $answered);
+    Test::More::ok($ok, "every lease back, the counter equal to the events: "
+                        . "$calls calls counted, $answered answered");
+    Test::More::cmp_ok($calls, '<=', $answered + $inflight,
+                       'no call counted beyond those answered and those '
+                       . 'in flight');
+
+    my %seen;
+    my @twice = grep { $seen{$_}++ } @$ids;
+    Test::More::is(scalar @twice, 0, 'no usage event in the stream twice'
+                                     . ($why ? " ($why)" : ''));
+    return $calls;
+}
+
+
+# a gateway that reaches Redis through a test's proxy (fork_proxy's port),
+# with "workers" worker processes, started, its catalog loaded (probe: a
+# key to ask with); returns true when ready
+sub proxied_gateway {
+    my ($t, $proxy, $workers, $probe) = @_;
+
+    my $stub = canned_stub($t);
+    $t->nginx(gateway_conf(redis => "127.0.0.1:$proxy", stub => $stub));
+    worker_processes($t, $workers);
+    $t->start_nginx;
+    return wait_ready($t, $probe);
 }
 
 
