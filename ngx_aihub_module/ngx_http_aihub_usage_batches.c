@@ -256,12 +256,7 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
         && ngx_strncmp(apply->str, "WIPED", 5) == 0)
     {
         /* Redis lost its data: again once the worker restored it */
-        if (!us->wiped) {
-            ngx_log_error(NGX_LOG_WARN, us->log, 0,
-                          "aihub: %s; usage events and settles wait",
-                          apply->str + 6);
-        }
-
+        ngx_http_aihub_redis_refused(us->log, "a batch", apply->str + 6);
         us->wiped = 1;
 
         /* the stream entry may have gone with the data: it goes again */
