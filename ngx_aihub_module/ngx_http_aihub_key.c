@@ -354,16 +354,22 @@ invalid:
 static ngx_int_t
 ngx_http_aihub_unavailable(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
+    ngx_uint_t                  more;
     ngx_http_aihub_loc_conf_t  *alcf;
+
+    static ngx_http_aihub_redis_said_t  said;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
     if (ctx->caller.from_stale
         && alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN)
     {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "aihub: redis unavailable, key %V served from the "
-                      "cache (failing open)", &ctx->caller.key.prefix);
+        if (ngx_http_aihub_redis_say(&said, &more)) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aihub: redis unavailable, key %V served from the "
+                          "cache (failing open), and %ui keys more since the "
+                          "last such line", &ctx->caller.key.prefix, more);
+        }
 
         ctx->caller.known = 1;
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_CHECK;

@@ -154,7 +154,6 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_uint_t                   leasable;
     ngx_pool_cleanup_t          *cln;
     ngx_http_aihub_metrics_t    *m;
-    ngx_http_aihub_loc_conf_t   *alcf;
     ngx_http_aihub_main_conf_t  *amcf;
 
     if (ctx->quota.reserved) {
@@ -183,7 +182,6 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
     if (!ctx->quota.cleanup) {
@@ -235,20 +233,7 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     /* Redis is not connected */
 
-    if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "aihub: redis unavailable, call of key %V passed "
-                      "without a quota reservation (failing open)",
-                      &ctx->caller.key.prefix);
-        ctx->caller.from_stale = 1;
-        ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
-        return NGX_OK;
-    }
-
-    ngx_http_aihub_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
-                        "service_unavailable",
-                        "The gateway cannot check quotas right now. "
-                        "Please retry shortly.");
+    ngx_http_aihub_quota_unavailable(r, ctx);
     return NGX_OK;
 }
 
@@ -367,14 +352,22 @@ static void
 ngx_http_aihub_quota_unavailable(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx)
 {
+    ngx_uint_t                  more;
     ngx_http_aihub_loc_conf_t  *alcf;
+
+    static ngx_http_aihub_redis_said_t  said;
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
     if (alcf->failure_mode == NGX_HTTP_AIHUB_FAIL_OPEN) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "aihub: no quota answer from redis, call of key "
-                      "%V passed (failing open)", &ctx->caller.key.prefix);
+        if (ngx_http_aihub_redis_say(&said, &more)) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "aihub: no quota answer from redis, call of key "
+                          "%V passed (failing open), and %ui calls more "
+                          "since the last such line", &ctx->caller.key.prefix,
+                          more);
+        }
+
         ctx->caller.from_stale = 1;
         ctx->flow.step = NGX_HTTP_AIHUB_STEP_PROXY;
         return;

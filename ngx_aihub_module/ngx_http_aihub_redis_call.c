@@ -19,6 +19,7 @@
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_redis_call.h"
+#include "ngx_http_aihub_redis_refused.h"
 #include "ngx_http_aihub_resp.h"
 
 
@@ -316,7 +317,10 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
 {
     ngx_http_request_t           *r;
     ngx_http_aihub_main_conf_t   *amcf;
+    ngx_uint_t                    more;
     ngx_http_aihub_redis_call_t  *call = ev->data;
+
+    static ngx_http_aihub_redis_said_t  late, not_again;
 
     r = call->r;
 
@@ -326,9 +330,11 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
         ngx_http_aihub_redis_nheld--;
         call->held = 0;
 
-        if (r != NULL) {
+        if (r != NULL && ngx_http_aihub_redis_say(&not_again, &more)) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "aihub: redis was not connected again in time");
+                          "aihub: redis was not connected again in time, "
+                          "and %ui calls more since the last such line",
+                          more);
         }
 
         ngx_http_aihub_redis_call_end(call, NULL);
@@ -346,9 +352,12 @@ ngx_http_aihub_redis_call_timeout(ngx_event_t *ev)
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "aihub: redis did not answer within %M ms",
-                  amcf->redis_timeout);
+    if (ngx_http_aihub_redis_say(&late, &more)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "aihub: redis did not answer within %M ms, and %ui "
+                      "calls more since the last such line",
+                      amcf->redis_timeout, more);
+    }
 
     call->wait->call = NULL;
 

@@ -8,6 +8,10 @@
  * the reason, and once when a batch goes through again, with the number
  * of refusals between.  A spell is this process's own; each worker
  * process says it once.
+ *
+ * What a call meets alone (Redis not answering in time, a call passed
+ * failing open) is said for the first call and then at most every 10 s,
+ * with the number of calls the line stands for.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -52,4 +56,30 @@ ngx_http_aihub_redis_accepted(ngx_log_t *log)
                       ngx_http_aihub_redis_refusals);
         ngx_http_aihub_redis_refusals = 0;
     }
+}
+
+
+/*
+ * Whether this call's line is written (1) or counted (0); *more: the calls
+ * counted since the last line written.
+ */
+
+ngx_uint_t
+ngx_http_aihub_redis_say(ngx_http_aihub_redis_said_t *said, ngx_uint_t *more)
+{
+    ngx_msec_t  now;
+
+    now = ngx_current_msec;
+
+    if (said->said && now - said->at < NGX_HTTP_AIHUB_SAY_EVERY) {
+        said->more++;
+        return 0;
+    }
+
+    *more = said->more;
+    said->said = 1;
+    said->at = now;
+    said->more = 0;
+
+    return 1;
 }

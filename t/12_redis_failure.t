@@ -171,6 +171,19 @@ is(mock_count($t), $forwarded + 2,
    'frozen: only the block-lease and the fail-open requests reached the '
    . 'provider');
 
+# a burst of calls that each wait for the frozen Redis: each gets its 503,
+# and the node says so once, not once a call (it said it for b above, so
+# within 10 s this burst adds no line, or one when that line is older)
+{
+    my $late = sub { scalar(() = $t->error_log =~ /did not answer within/g) };
+    my $before = $late->();
+    my @res = parallel_chat($t, 20, $keys{b});
+    is(scalar(grep { $_->{status} == 503 } @res), 20,
+       'frozen: 20 concurrent calls of the uncached key, 20 x 503');
+    cmp_ok($late->() - $before, '<=', 1,
+           'frozen: the timeouts of those 20 calls written at most once');
+}
+
 # once Redis wakes up, everything works again
 sleep(4.2 - (time - $frozen_at)) if time - $frozen_at < 4.2;
 
@@ -212,6 +225,23 @@ is($t->http(GET => '/plain')->{status}, 200, 'stopped: plain still fine');
 
 like($t->error_log('open'), qr/failing open/,
      'the open node recorded that it failed open');
+
+# said once, not once a call: 30 more calls within 10 s add no line (or one
+# of each kind when the first lines are older)
+{
+    my $open = sub { scalar(() = $t->error_log('open') =~ /failing open/g) };
+    my $before = $open->();
+    my $ok = grep {
+        $t->chat($keys{c}, model => 'test-basic', name => 'open')->{status}
+            == 200
+    } 1 .. 30;
+    is($ok, 30, 'stopped, open: 30 more calls of the cached key served');
+    cmp_ok($open->() - $before, '<=', 2,
+           'stopped, open: those 30 calls written at most once of each kind');
+    like($t->error_log('open'),
+         qr/passed \(failing open\), and \d+ calls more since the last/,
+         'the line says how many calls it stands for');
+}
 
 
 # --- Redis back (same port, empty: seeded again) ------------------------------
