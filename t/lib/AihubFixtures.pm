@@ -536,6 +536,7 @@ sub gateway_conf {
     my $extra = $o{extra} // '';
     my $loc = $o{loc} // '';
     my $server = $o{server} // '';
+    my $failure = $o{failure_mode} // 'closed';
     my $upstream = $o{upstream} ? <<"END" : '';
     upstream stub {
         server 127.0.0.1:$o{stub};
@@ -556,7 +557,7 @@ $upstream
 
         location /v1/ {
             aihub on;
-            aihub_failure_mode closed;
+            aihub_failure_mode $failure;
             $loc
             proxy_pass \$aihub_proxy_url;
             proxy_set_header Host \$aihub_provider_host;
