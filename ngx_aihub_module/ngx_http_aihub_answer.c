@@ -3,7 +3,8 @@
  * SDKs parse,
  *   {"error":{"message":"...","type":"...","param":null,"code":"..."}}
  * the verdict a step gives when it refuses (deny), the one function that
- * sends any such answer, and response headers.
+ * sends any such answer, response headers, and the words of the errors
+ * nginx answers itself.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -239,4 +240,62 @@ ngx_http_aihub_retry_after(ngx_http_request_t *r, ngx_int_t sec)
     len = ngx_sprintf(p, "%i", sec) - p;
 
     return ngx_http_aihub_add_header(r, "Retry-After", p, len);
+}
+
+
+/*
+ * What an error nginx answered itself (a body over client_max_body_size, a
+ * malformed request, ...) says in the OpenAI shape.
+ */
+
+void
+ngx_http_aihub_nginx_error_words(ngx_uint_t status, const char **type,
+    const char **code, const char **msg)
+{
+    *type = "invalid_request_error";
+
+    switch (status) {
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        *code = "request_too_large";
+        *msg = "The request body is too large.";
+        break;
+
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+    case NGX_HTTP_REQUEST_HEADER_TOO_LARGE:
+        *code = "request_too_large";
+        *msg = "The request line or its headers are too large.";
+        break;
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        *code = "request_timeout";
+        *msg = "The request was not received in time.";
+        break;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        *code = "method_not_allowed";
+        *msg = "This method is not allowed here.";
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        *code = "unknown_url";
+        *msg = "Unknown request URL.";
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        *code = "forbidden";
+        *msg = "The gateway's configuration does not allow this request.";
+        break;
+
+    default:
+        if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            *type = "server_error";
+            *code = "internal_error";
+            *msg = "The gateway failed to process the request.";
+
+        } else {
+            *code = "invalid_request_error";
+            *msg = "The request could not be read.";
+        }
+    }
 }

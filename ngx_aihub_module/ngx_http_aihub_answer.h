@@ -27,5 +27,8 @@ ngx_int_t ngx_http_aihub_retry_after(ngx_http_request_t *r, ngx_int_t sec);
 ngx_int_t ngx_http_aihub_quota_headers(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 
+void ngx_http_aihub_nginx_error_words(ngx_uint_t status, const char **type,
+    const char **code, const char **msg);
+
 
 #endif /* NGX_HTTP_AIHUB_ANSWER_H */

@@ -388,8 +388,11 @@ typedef struct {
 
 /* the provider's answer, as the filters see it pass */
 
+typedef struct ngx_http_aihub_inflate_s  ngx_http_aihub_inflate_t;
+
 typedef struct {
     ngx_uint_t                    status;
+    ngx_http_aihub_inflate_t     *inflate;      /* a gzip/deflate answer */
     aihub_sse_t                  *sse;          /* streamed answer */
     aihub_usage_json_t           *json;         /* JSON answer */
     ngx_buf_t                    *replace;      /* our error instead */

@@ -13,6 +13,7 @@
 #include "ngx_http_aihub_scan.h"
 #include "ngx_http_aihub_refusal.h"
 #include "ngx_http_aihub_lane.h"
+#include "ngx_http_aihub_inflate.h"
 #include "ngx_http_aihub_fallback.h"
 #include "ngx_http_aihub_responses.h"
 #include "ngx_http_aihub_filter.h"
@@ -27,6 +28,8 @@
 static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_int_t ngx_http_aihub_body_pass(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_replace(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
     const char *code, const char *message);
@@ -118,7 +121,7 @@ static ngx_int_t
 ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx)
 {
-    u_char               *hold;
+    ngx_int_t             rc;
     ngx_uint_t            status;
     ngx_http_upstream_t  *u;
 
@@ -160,6 +163,24 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     }
 
     ctx->reply.status = u->headers_in.status_n;
+
+    /* compressed unasked: read plain, or refused when it cannot be */
+
+    rc = ngx_http_aihub_inflate_start(r, &ctx->reply.inflate);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED
+        && (status == NGX_HTTP_OK || status == NGX_HTTP_CREATED))
+    {
+        return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "server_error", "upstream_error",
+                                      "The model provider sent an answer "
+                                      "in a coding the gateway cannot "
+                                      "read.");
+    }
 
     if (ngx_http_aihub_fallback_answer(r, ctx) != NGX_OK) {
         return NGX_ERROR;
@@ -212,56 +233,23 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_aihub_answer_is_sse(r)) {
-        ctx->reply.streamed = 1;
+    rc = ngx_http_aihub_scan_start(r, ctx);
 
-        ctx->reply.sse = ngx_palloc(r->pool, sizeof(aihub_sse_t));
-        if (ctx->reply.sse == NULL) {
-            return NGX_ERROR;
-        }
-
-        /* the usage chunk we asked for on the client's behalf goes */
-
-        if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
-            && ctx->body.stream && !ctx->body.include_usage)
-        {
-            hold = ngx_palloc(r->pool, AIHUB_SSE_HOLD_SIZE);
-            if (hold == NULL) {
-                return NGX_ERROR;
-            }
-
-            aihub_sse_init(ctx->reply.sse, hold, AIHUB_SSE_HOLD_SIZE);
-
-            /* the length changes: the answer goes out chunked */
-            ngx_http_clear_content_length(r);
-
-        } else {
-            aihub_sse_init(ctx->reply.sse, NULL, 0);
-        }
-
-    } else {
-        if (!ngx_http_aihub_answer_is_json(r)) {
-            return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
-                                          "server_error", "upstream_error",
-                                          "The model provider sent an "
-                                          "answer that is not JSON.");
-        }
-
-        ctx->reply.json = ngx_palloc(r->pool, sizeof(aihub_usage_json_t));
-        if (ctx->reply.json == NULL) {
-            return NGX_ERROR;
-        }
-
-        aihub_usage_json_init(ctx->reply.json);
-
-        /* the header waits for the first byte: "{" or our 502 */
-        ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_FIRST;
-        ctx->reply.scanning = 1;
-
-        return NGX_OK;
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
     }
 
-    ctx->reply.scanning = 1;
+    if (rc == NGX_DECLINED) {
+        return ngx_http_aihub_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "server_error", "upstream_error",
+                                      "The model provider sent an answer "
+                                      "that is not JSON.");
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* the header waits for the first byte: "{" or our 502 */
+        return NGX_OK;
+    }
 
     return ngx_http_next_header_filter(r);
 }
@@ -296,52 +284,7 @@ ngx_http_aihub_nginx_error(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
     }
 
-    type = "invalid_request_error";
-
-    switch (status) {
-
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        code = "request_too_large";
-        msg = "The request body is too large.";
-        break;
-
-    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
-    case NGX_HTTP_REQUEST_HEADER_TOO_LARGE:
-        code = "request_too_large";
-        msg = "The request line or its headers are too large.";
-        break;
-
-    case NGX_HTTP_REQUEST_TIME_OUT:
-        code = "request_timeout";
-        msg = "The request was not received in time.";
-        break;
-
-    case NGX_HTTP_NOT_ALLOWED:
-        code = "method_not_allowed";
-        msg = "This method is not allowed here.";
-        break;
-
-    case NGX_HTTP_NOT_FOUND:
-        code = "unknown_url";
-        msg = "Unknown request URL.";
-        break;
-
-    case NGX_HTTP_FORBIDDEN:
-        code = "forbidden";
-        msg = "The gateway's configuration does not allow this request.";
-        break;
-
-    default:
-        if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
-            type = "server_error";
-            code = "internal_error";
-            msg = "The gateway failed to process the request.";
-
-        } else {
-            code = "invalid_request_error";
-            msg = "The request could not be read.";
-        }
-    }
+    ngx_http_aihub_nginx_error_words(status, &type, &code, &msg);
 
     return ngx_http_aihub_replace(r, ctx, status, type, code, msg);
 }
@@ -411,8 +354,7 @@ static ngx_int_t
 ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_int_t              rc;
-    ngx_uint_t             last;
-    ngx_chain_t           *cl, *out, one;
+    ngx_chain_t           *plain;
     ngx_http_aihub_ctx_t  *ctx;
 
     ctx = ngx_http_aihub_get_ctx(r);
@@ -420,6 +362,34 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     if (ctx == NULL || r != r->main) {
         return ngx_http_next_body_filter(r, in);
     }
+
+    if (ctx->reply.inflate == NULL) {
+        return ngx_http_aihub_body_pass(r, ctx, in);
+    }
+
+    /* a compressed answer: everything below sees it plain */
+
+    if (ngx_http_aihub_inflate_body(r, ctx->reply.inflate, in, &plain)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_aihub_body_pass(r, ctx, plain);
+
+    ngx_http_aihub_inflate_sent(r, ctx->reply.inflate, plain);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_aihub_body_pass(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_int_t     rc;
+    ngx_uint_t    last;
+    ngx_chain_t  *cl, *out, one;
 
     ngx_http_aihub_lane_body(r, ctx, in);
 
@@ -513,10 +483,11 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 {
     u_char       *p;
     ngx_int_t     rc;
-    ngx_uint_t    last;
+    ngx_uint_t    last, bytes;
     ngx_chain_t  *cl;
 
     last = 0;
+    bytes = 0;
 
     for (cl = in; cl; cl = cl->next) {
 
@@ -527,6 +498,8 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         if (!ngx_buf_in_memory(cl->buf)) {
             continue;
         }
+
+        bytes += cl->buf->last - cl->buf->pos;
 
         for (p = cl->buf->pos; p < cl->buf->last; p++) {
 
@@ -551,8 +524,9 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     }
 
     if (!last) {
-        /* nothing but white space yet: it waits with the header */
-        if (in == NULL) {
+        /* nothing yet (an inflated answer's first read may give none):
+           it waits with the header; white space only: it goes on */
+        if (bytes == 0) {
             return NGX_OK;
         }
 

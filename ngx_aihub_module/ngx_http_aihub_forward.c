@@ -9,7 +9,9 @@
  *     while the proxy module builds the upstream request, so no variable,
  *     log, mirror or other module ever sees it in the request's headers;
  *     the client's own key is shown to them as its display prefix only.
- *     Accept-Encoding is not passed: the gateway must read the answer.
+ *     The client's Accept-Encoding is not passed: the gateway must read
+ *     the answer, so it asks for "identity" (an answer compressed all
+ *     the same is inflated, ngx_http_aihub_inflate.c).
  *     The answer is never buffered to disk (proxy_buffering is off for
  *     the call, whatever the location says).
  *
@@ -113,6 +115,21 @@ ngx_http_aihub_forward_prepare(ngx_http_request_t *r,
     ngx_str_set(&nh->key, "Authorization");
     nh->value = ctx->route.provider->authorization;
     nh->lowcase_key = (u_char *) "authorization";
+#if (nginx_version >= 1023000)
+    nh->next = NULL;
+#endif
+
+    /* the answer plain: without this header any coding would do */
+
+    nh = ngx_list_push(&ctx->forward.upstream_headers);
+    if (nh == NULL) {
+        return NGX_ERROR;
+    }
+
+    nh->hash = 1;
+    ngx_str_set(&nh->key, "Accept-Encoding");
+    ngx_str_set(&nh->value, "identity");
+    nh->lowcase_key = (u_char *) "accept-encoding";
 #if (nginx_version >= 1023000)
     nh->next = NULL;
 #endif

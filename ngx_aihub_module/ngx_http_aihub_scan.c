@@ -5,10 +5,73 @@
  */
 
 #include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_scan.h"
 
 
 #define NGX_HTTP_AIHUB_STREAM_BUF  16384   /* our copies of a stream */
+
+
+/*
+ * A provider's answer that goes on to the client is read from here: an SSE
+ * stream (NGX_OK: its header may go), or a JSON answer (NGX_AGAIN: its
+ * header waits for the first byte).  NGX_DECLINED: neither, not ours to
+ * pass on.
+ */
+
+ngx_int_t
+ngx_http_aihub_scan_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
+{
+    u_char  *hold;
+
+    if (!ngx_http_aihub_answer_is_sse(r)) {
+        if (!ngx_http_aihub_answer_is_json(r)) {
+            return NGX_DECLINED;
+        }
+
+        ctx->reply.json = ngx_palloc(r->pool, sizeof(aihub_usage_json_t));
+        if (ctx->reply.json == NULL) {
+            return NGX_ERROR;
+        }
+
+        aihub_usage_json_init(ctx->reply.json);
+
+        ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_FIRST;
+        ctx->reply.scanning = 1;
+
+        return NGX_AGAIN;
+    }
+
+    ctx->reply.streamed = 1;
+
+    ctx->reply.sse = ngx_palloc(r->pool, sizeof(aihub_sse_t));
+    if (ctx->reply.sse == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the usage chunk we asked for on the client's behalf goes */
+
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+        && ctx->body.stream && !ctx->body.include_usage)
+    {
+        hold = ngx_palloc(r->pool, AIHUB_SSE_HOLD_SIZE);
+        if (hold == NULL) {
+            return NGX_ERROR;
+        }
+
+        aihub_sse_init(ctx->reply.sse, hold, AIHUB_SSE_HOLD_SIZE);
+
+        /* the length changes: the answer goes out chunked */
+        ngx_http_clear_content_length(r);
+
+    } else {
+        aihub_sse_init(ctx->reply.sse, NULL, 0);
+    }
+
+    ctx->reply.scanning = 1;
+
+    return NGX_OK;
+}
 
 
 /*

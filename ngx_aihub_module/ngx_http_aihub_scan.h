@@ -11,6 +11,8 @@
 #include "ngx_http_aihub_common.h"
 
 
+ngx_int_t ngx_http_aihub_scan_start(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx);
 ngx_int_t ngx_http_aihub_scan_stream(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
 ngx_int_t ngx_http_aihub_scan_json(ngx_http_aihub_ctx_t *ctx,

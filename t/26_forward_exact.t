@@ -12,7 +12,10 @@
 #   what is forwarded holds each top-level member once and equals what
 #   was checked;
 # - the client's Accept-Encoding (every Node SDK sends gzip, deflate) does
-#   not reach the provider, so usage is read exactly;
+#   not reach the provider, which is asked for "identity", so usage is read
+#   exactly; a provider that compresses all the same (gzip, deflate) is
+#   inflated and metered exactly, and one in a coding the gateway cannot
+#   read (br) refused;
 # - only allow-listed headers cross, either way; the provider's
 #   credential reaches the provider and nothing else (not the request's
 #   headers: not a log, not a mirror); the client's key is logged as its
@@ -180,8 +183,9 @@ for my $stream (0, 1) {
                         headers => { 'accept-encoding' => 'gzip, deflate' });
 
     is($r->{status}, 200, "$what, client asks for gzip: 200");
-    is($t->mock_log && last_mock()->{headers}{'accept-encoding'}, undef,
-       "$what: Accept-Encoding does not reach the provider");
+    is($t->mock_log && last_mock()->{headers}{'accept-encoding'},
+       'identity', "$what: the client's Accept-Encoding does not reach the "
+                   . 'provider: the gateway asks for the answer plain');
 
     # this call's event, by its id (an earlier call's may come later:
     # a log phase runs when its connection is done with)
@@ -198,8 +202,110 @@ for my $stream (0, 1) {
        "$what: completion tokens as the provider counted");
 }
 
-# a provider that compresses without being asked still reaches the client
-# intact: its Content-Encoding goes with it
+# A provider that compresses unasked (the gateway sends "Accept-Encoding:
+# identity"; without it RFC 9110 lets a server pick any coding, and some
+# front ends ignore it): gzip and deflate (zlib's or the raw format) are
+# inflated, metered exactly and sent plain; a coding the gateway cannot
+# read (br) is refused, 502, and billed nothing.
+
+for my $coding (qw(gzip deflate raw-deflate)) {
+    for my $case ('JSON', 'stream', 'stream, usage chunk held',
+                  'JSON of 300 KB') {
+        my $stream = $case =~ /^stream/ ? 1 : 0;
+        my $what = "$coding, $case";
+        my $r = raw_request($t, key => $key,
+                            body => chat_body(stream => $stream,
+                                              include_usage =>
+                                                  $case eq 'stream',
+                                              content => 'y' x 40),
+                            headers => {
+                                'x-mock-encoding' => $coding,
+                                ($case =~ /KB/
+                                 ? ('x-mock-size' => 300_000) : ()),
+                            });
+
+        is($r->{status}, 200, "$what, compressed unasked: 200");
+        is(last_mock()->{headers}{'accept-encoding'}, 'identity',
+           "$what: the gateway asked for identity");
+        ok(!exists $r->{headers}{'content-encoding'},
+           "$what: the client gets it plain");
+
+        if ($stream) {
+            is($r->{events}[-1]{data}, '[DONE]', "$what: the stream ends");
+            my $text = join '', map {
+                my $c = eval { decode_json($_->{data}) };
+                $c && $c->{choices} && @{ $c->{choices} }
+                    ? $c->{choices}[0]{delta}{content} // '' : '';
+            } @{ $r->{events} };
+            is($text, 'tok tok tok tok tok tok tok',
+               "$what: every event arrived plain");
+            is(scalar(grep { $_->{data} =~ /"usage":\{/ }
+                      @{ $r->{events} }), $case eq 'stream' ? 1 : 0,
+               "$what: the usage chunk " . ($case eq 'stream'
+                                            ? 'passed on, as asked'
+                                            : 'held back, as not asked'));
+        } else {
+            my $j = eval { decode_json($r->{body}) } // {};
+            is($j->{object}, 'chat.completion', "$what: the JSON answer");
+            is(length($j->{choices}[0]{message}{content} // ''),
+               $case =~ /KB/ ? 300_000 : length('tok tok tok tok tok tok tok'),
+               "$what: all of its content");
+        }
+
+        my $id = $r->{headers}{'x-request-id'} // '-';
+        my $mine = sub { (grep { $_->{id} eq $id } usage_events($t))[0] };
+        $t->wait_for($mine, timeout => 5);
+        my $e = $mine->() // {};
+        my $usage = last_mock()->{usage};
+
+        ok(!$e->{estimated}, "$what: the usage was read, not estimated");
+        is($e->{prompt_tokens}, $usage->{prompt_tokens},
+           "$what: prompt tokens as the provider counted");
+        is($e->{completion_tokens}, $usage->{completion_tokens},
+           "$what: completion tokens as the provider counted");
+    }
+}
+
+# the stream inflated event by event: the first event is not held until
+# the last (each is flushed compressed by the provider, 300 ms apart)
+{
+    my $r = raw_request($t, key => $key, body => chat_body(stream => 1),
+                        headers => { 'x-mock-encoding' => 'gzip',
+                                     'x-mock-chunk-delay-ms' => 300 });
+    my @ev = @{ $r->{events} };
+    cmp_ok(@ev, '>=', 8, 'gzip stream, 300 ms between events: all came');
+    cmp_ok($ev[-1]{t} - $ev[0]{t}, '>', 1.5,
+           'gzip stream: the events came as they were sent, not at once');
+}
+
+# a provider's refusal of the request itself, compressed: judged as plain
+{
+    my @r = map {
+        raw_request($t, key => $key, body => chat_body(),
+                    headers => { 'x-mock-status' => 400, %$_ })
+    } {}, { 'x-mock-encoding' => 'gzip' };
+    is($r[1]{status}, $r[0]{status}, 'a provider 400, gzip: the status of '
+                                     . "the plain one ($r[0]{status})");
+    is((eval { decode_json($r[1]{body}) } // {})->{error}{message},
+       (eval { decode_json($r[0]{body}) } // {})->{error}{message},
+       'a provider 400, gzip: the same message for the developer');
+}
+
+for my $stream (0, 1) {
+    my $what = 'br, ' . ($stream ? 'stream' : 'JSON');
+    my $r = raw_request($t, key => $key, body => chat_body(stream => $stream),
+                        headers => { 'x-mock-encoding' => 'br' });
+    is($r->{status}, 502, "$what: a coding the gateway cannot read: 502");
+    my $j = eval { decode_json($r->{body}) } // {};
+    is($j->{error}{code}, 'upstream_error', "$what: upstream_error");
+    my $id = $r->{headers}{'x-request-id'} // '-';
+    my $mine = sub { (grep { $_->{id} eq $id } usage_events($t))[0] };
+    $t->wait_for($mine, timeout => 5);
+    my $e = $mine->() // {};
+    is($e->{cost_micros} // 0, 0, "$what: billed nothing");
+    is($e->{status}, 502, "$what: its event says 502");
+}
+$t->allow_log(qr/cannot read/);
 
 
 # --- headers: an allow-list each way -----------------------------------------

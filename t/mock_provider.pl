@@ -60,6 +60,9 @@
 #   x-mock-failed: 1             Responses API stream: after the text, end
 #                                with response.failed (status "failed", an
 #                                error object, the usage so far)
+#   x-mock-encoding: CODING      compress unasked: gzip, deflate,
+#                                raw-deflate (labelled deflate), br (bytes
+#                                labelled br that are not brotli)
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
 #                                output_tokens_details.reasoning_tokens;
 #                                chat: total = prompt + completion + N)
@@ -832,6 +835,14 @@ sub provider_headers {
 sub encoding {
     my ($req) = @_;
 
+    # a provider that compresses unasked, as RFC 9110 lets a server do when
+    # the request has no Accept-Encoding: x-mock-encoding gzip, deflate,
+    # raw-deflate (labelled deflate, without zlib's header, as some servers
+    # send it), or br (bytes this mock cannot make: labelled br, not
+    # brotli)
+    my $forced = lc($req->{headers}{'x-mock-encoding'} // '');
+    return $forced if $forced =~ /^(gzip|deflate|raw-deflate|br)$/;
+
     my $ae = lc($req->{headers}{'accept-encoding'} // '');
     my %q;
 
@@ -850,8 +861,11 @@ sub encoding {
 sub deflater {
     my ($enc) = @_;
 
+    return undef if $enc eq 'br';
+
     my ($d, $st) = Compress::Raw::Zlib::Deflate->new(
-        -WindowBits => $enc eq 'gzip' ? WANT_GZIP : MAX_WBITS,
+        -WindowBits => $enc eq 'gzip' ? WANT_GZIP
+                       : $enc eq 'raw-deflate' ? -MAX_WBITS : MAX_WBITS,
         -AppendOutput => 0);
 
     die "mock: deflate: $st\n" unless $st == Z_OK;
@@ -860,8 +874,17 @@ sub deflater {
 }
 
 
+# the Content-Encoding an answer in that coding is labelled with
+sub coding_label { $_[0] eq 'raw-deflate' ? 'deflate' : $_[0] }
+
+# what an unreadable coding's bytes look like here: not the text
+sub unreadable { join '', map { chr(0x80 | (ord($_) ^ 0x2a)) } split //, $_[0] }
+
+
 sub compress_all {
     my ($enc, $data) = @_;
+
+    return unreadable($data) if $enc eq 'br';
 
     my $d = deflater($enc);
     my ($out, $tail);
@@ -886,7 +909,8 @@ sub respond {
     my $head = "HTTP/1.1 $status " . reason($status) . "\r\n"
              . "Content-Type: application/json\r\n"
              . "Content-Length: " . length($body) . "\r\n"
-             . ($enc ? "Content-Encoding: $enc\r\nVary: Accept-Encoding\r\n"
+             . ($enc ? "Content-Encoding: " . coding_label($enc)
+                       . "\r\nVary: Accept-Encoding\r\n"
                      : '')
              . provider_headers()
              . join('', @extra)
@@ -962,6 +986,7 @@ sub send_stream {
     my $chunked = $req->{version} eq 'HTTP/1.1';
     my $enc = encoding($req);
     my $d = $enc ? deflater($enc) : undef;
+    my $br = ($enc // '') eq 'br';
 
     $entry->{status} = 200;
     write_log($entry);
@@ -969,7 +994,8 @@ sub send_stream {
     put($c, "HTTP/1.1 200 OK\r\n"
             . "Content-Type: text/event-stream; charset=utf-8\r\n"
             . "Cache-Control: no-cache\r\n"
-            . ($enc ? "Content-Encoding: $enc\r\n" : '')
+            . ($enc ? "Content-Encoding: " . coding_label($enc) . "\r\n"
+                    : '')
             . provider_headers()
             . ($chunked ? "Transfer-Encoding: chunked\r\n"
                         : "Connection: close\r\n")
@@ -994,6 +1020,9 @@ sub send_stream {
             $d->deflate($ev, $a);
             $d->flush($b, Z_SYNC_FLUSH);
             $ev = $a . $b;
+
+        } elsif ($br) {
+            $ev = unreadable($ev);
         }
 
         put($c, $chunked ? sprintf("%x\r\n%s\r\n", length $ev, $ev) : $ev)
