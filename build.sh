@@ -678,12 +678,8 @@ cmd_stop() {
 # --- bench -------------------------------------------------------------------
 
 cmd_bench() {
-    if [ -f "$REPO/t/bench/run.sh" ]; then
-        exec bash "$REPO/t/bench/run.sh" "$@"
-    fi
-
-    echo "bench: see issue 6, not implemented yet" >&2
-    exit 2
+    [ -f "$REPO/t/bench/run.sh" ] || die "bench: t/bench/run.sh is missing"
+    exec bash "$REPO/t/bench/run.sh" "$@"
 }
 
 
