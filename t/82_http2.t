@@ -218,8 +218,8 @@ is($j->{error}{type}, 'invalid_request_error', '... in the OpenAI shape');
     my $calls = period_calls($t, $ACCOUNT);
     $n = events_of();
     my $sent = mock_count($t);
-    @r = h2(call(headers => { 'x-mock-delay-ms' => 600 },
-                 reset_after_ms => 300));
+    @r = h2(call(headers => { 'x-mock-delay-ms' => 2000 },
+                 reset_after_ms => 1000));
     ok($r[0]{reset} && !$r[0]{status},
        'reset before the answer: the client cancelled, no answer began');
     # (the mock logs a request as it answers, after its delay)
@@ -239,12 +239,12 @@ is($j->{error}{type}, 'invalid_request_error', '... in the OpenAI shape');
 {
     my $calls = period_calls($t, $ACCOUNT);
     $n = events_of();
-    $t->redis_nowait('DEBUG', 'SLEEP', 1);
+    $t->redis_nowait('DEBUG', 'SLEEP', 2);
     my $at = time;
     @r = h2(call(reset_after_ms => 300));
     ok($r[0]{reset} && !$r[0]{status},
        'reset while waiting for the lease: no answer began');
-    ok($t->wait_for(sub { time - $at > 1.2 && eval { $t->redis('PING') } },
+    ok($t->wait_for(sub { time - $at > 2.2 && eval { $t->redis('PING') } },
                     timeout => 10), 'Redis answers again');
     # the grant ran once Redis woke; its reply found the request gone
     is((h2(call()))[0]{status}, 200, 'the next call: 200');
