@@ -2,8 +2,9 @@
  * A provider's answer in a content coding.  The gateway asks for none
  * ("Accept-Encoding: identity", ngx_http_aihub_forward.c), but a server may
  * compress all the same (RFC 9110, 12.5.3: without that header any coding
- * is acceptable, and some front ends ignore it).  An answer in gzip or
- * deflate (zlib's format, or the raw one some servers label deflate) is
+ * is acceptable, and some front ends ignore it).  An answer in gzip (one
+ * member or several) or deflate (zlib's format, or the raw one some
+ * servers label deflate) is
  * inflated as it passes, before anything reads it: its usage is read
  * exactly, and the client gets the plain answer, as it would had the
  * provider not compressed it.  Any other coding cannot be read: the
@@ -32,7 +33,7 @@ struct ngx_http_aihub_inflate_s {
     ngx_chain_t                  *busy;
     unsigned                      deflate:1;    /* labelled deflate */
     unsigned                      started:1;    /* zlib initialised */
-    unsigned                      ended:1;      /* the coded data ended */
+    unsigned                      ended:1;      /* a gzip member ended */
     unsigned                      broken:1;     /* not gzip/deflate data */
 };
 
@@ -165,7 +166,20 @@ ngx_http_aihub_inflate_body(ngx_http_request_t *r,
         st->zs.next_in = b->pos;
         st->zs.avail_in = b->last - b->pos;
 
-        while (!st->ended && !st->broken) {
+        while (!st->broken) {
+
+            if (st->ended) {
+                /* another gzip member (RFC 1952 allows several), or the
+                   end: what follows the last one is not read */
+
+                if (st->zs.avail_in == 0 || st->zs.next_in[0] != 0x1f
+                    || inflateReset(&st->zs) != Z_OK)
+                {
+                    break;
+                }
+
+                st->ended = 0;
+            }
 
             if (ob == NULL || ob->last == ob->end) {
                 ob = ngx_http_aihub_inflate_buf(r, st, &ll, 1);
@@ -183,7 +197,7 @@ ngx_http_aihub_inflate_body(ngx_http_request_t *r,
 
             if (rc == Z_STREAM_END) {
                 st->ended = 1;
-                break;
+                continue;
             }
 
             if (rc != Z_OK && rc != Z_BUF_ERROR) {

@@ -208,7 +208,7 @@ for my $stream (0, 1) {
 # inflated, metered exactly and sent plain; a coding the gateway cannot
 # read (br) is refused, 502, and billed nothing.
 
-for my $coding (qw(gzip deflate raw-deflate)) {
+for my $coding (qw(gzip gzip-members deflate raw-deflate)) {
     for my $case ('JSON', 'stream', 'stream, usage chunk held',
                   'JSON of 300 KB') {
         my $stream = $case =~ /^stream/ ? 1 : 0;

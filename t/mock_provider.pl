@@ -60,7 +60,8 @@
 #   x-mock-failed: 1             Responses API stream: after the text, end
 #                                with response.failed (status "failed", an
 #                                error object, the usage so far)
-#   x-mock-encoding: CODING      compress unasked: gzip, deflate,
+#   x-mock-encoding: CODING      compress unasked: gzip, gzip-members (a
+#                                gzip member an event, or a half), deflate,
 #                                raw-deflate (labelled deflate), br (bytes
 #                                labelled br that are not brotli)
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
@@ -841,7 +842,7 @@ sub encoding {
     # send it), or br (bytes this mock cannot make: labelled br, not
     # brotli)
     my $forced = lc($req->{headers}{'x-mock-encoding'} // '');
-    return $forced if $forced =~ /^(gzip|deflate|raw-deflate|br)$/;
+    return $forced if $forced =~ /^(gzip|gzip-members|deflate|raw-deflate|br)$/;
 
     my $ae = lc($req->{headers}{'accept-encoding'} // '');
     my %q;
@@ -861,7 +862,7 @@ sub encoding {
 sub deflater {
     my ($enc) = @_;
 
-    return undef if $enc eq 'br';
+    return undef if $enc eq 'br' || $enc eq 'gzip-members';
 
     my ($d, $st) = Compress::Raw::Zlib::Deflate->new(
         -WindowBits => $enc eq 'gzip' ? WANT_GZIP
@@ -875,7 +876,10 @@ sub deflater {
 
 
 # the Content-Encoding an answer in that coding is labelled with
-sub coding_label { $_[0] eq 'raw-deflate' ? 'deflate' : $_[0] }
+sub coding_label {
+    return { 'raw-deflate' => 'deflate', 'gzip-members' => 'gzip' }->{$_[0]}
+           // $_[0];
+}
 
 # what an unreadable coding's bytes look like here: not the text
 sub unreadable { join '', map { chr(0x80 | (ord($_) ^ 0x2a)) } split //, $_[0] }
@@ -885,6 +889,13 @@ sub compress_all {
     my ($enc, $data) = @_;
 
     return unreadable($data) if $enc eq 'br';
+
+    # one gzip member a half, as a concatenation of gzip files is
+    if ($enc eq 'gzip-members') {
+        my $h = int(length($data) / 2);
+        return compress_all('gzip', substr($data, 0, $h))
+               . compress_all('gzip', substr($data, $h));
+    }
 
     my $d = deflater($enc);
     my ($out, $tail);
@@ -987,6 +998,7 @@ sub send_stream {
     my $enc = encoding($req);
     my $d = $enc ? deflater($enc) : undef;
     my $br = ($enc // '') eq 'br';
+    my $members = ($enc // '') eq 'gzip-members';
 
     $entry->{status} = 200;
     write_log($entry);
@@ -1023,6 +1035,9 @@ sub send_stream {
 
         } elsif ($br) {
             $ev = unreadable($ev);
+
+        } elsif ($members) {
+            $ev = compress_all('gzip', $ev);    # a gzip member an event
         }
 
         put($c, $chunked ? sprintf("%x\r\n%s\r\n", length $ev, $ev) : $ev)
