@@ -86,6 +86,28 @@ my $JSON = JSON::PP->new->utf8->canonical;
 
 sub last_mock { my @l = $t->mock_log; $l[-1] }
 
+# the call's event, by its id (an earlier call's may come later: a log phase
+# runs when its connection is done with), against the provider's usage
+sub call_event {
+    my ($r) = @_;
+    my $id = $r->{headers}{'x-request-id'} // '-';
+    my $mine = sub { (grep { $_->{id} eq $id } usage_events($t))[0] };
+    $t->wait_for($mine, timeout => 5);
+    return $mine->() // {};
+}
+
+sub metered_as_counted {
+    my ($r, $what) = @_;
+    my $e = call_event($r);
+    my $usage = last_mock()->{usage};
+
+    ok(!$e->{estimated}, "$what: the usage was read, not estimated");
+    is($e->{prompt_tokens}, $usage->{prompt_tokens},
+       "$what: prompt tokens as the provider counted");
+    is($e->{completion_tokens}, $usage->{completion_tokens},
+       "$what: completion tokens as the provider counted");
+}
+
 sub send_raw_body {
     my ($body, %h) = @_;
 
@@ -187,19 +209,7 @@ for my $stream (0, 1) {
        'identity', "$what: the client's Accept-Encoding does not reach the "
                    . 'provider: the gateway asks for the answer plain');
 
-    # this call's event, by its id (an earlier call's may come later:
-    # a log phase runs when its connection is done with)
-    my $id = $r->{headers}{'x-request-id'} // '-';
-    my $mine = sub { (grep { $_->{id} eq $id } usage_events($t))[0] };
-    $t->wait_for($mine, timeout => 5);
-    my $e = $mine->() // {};
-    my $usage = last_mock()->{usage};
-
-    ok(!$e->{estimated}, "$what: the usage was read, not estimated");
-    is($e->{prompt_tokens}, $usage->{prompt_tokens},
-       "$what: prompt tokens as the provider counted");
-    is($e->{completion_tokens}, $usage->{completion_tokens},
-       "$what: completion tokens as the provider counted");
+    metered_as_counted($r, $what);
 }
 
 # A provider that compresses unasked (the gateway sends "Accept-Encoding:
@@ -252,17 +262,7 @@ for my $coding (qw(gzip gzip-members deflate raw-deflate)) {
                "$what: all of its content");
         }
 
-        my $id = $r->{headers}{'x-request-id'} // '-';
-        my $mine = sub { (grep { $_->{id} eq $id } usage_events($t))[0] };
-        $t->wait_for($mine, timeout => 5);
-        my $e = $mine->() // {};
-        my $usage = last_mock()->{usage};
-
-        ok(!$e->{estimated}, "$what: the usage was read, not estimated");
-        is($e->{prompt_tokens}, $usage->{prompt_tokens},
-           "$what: prompt tokens as the provider counted");
-        is($e->{completion_tokens}, $usage->{completion_tokens},
-           "$what: completion tokens as the provider counted");
+        metered_as_counted($r, $what);
     }
 }
 
@@ -298,10 +298,7 @@ for my $stream (0, 1) {
     is($r->{status}, 502, "$what: a coding the gateway cannot read: 502");
     my $j = eval { decode_json($r->{body}) } // {};
     is($j->{error}{code}, 'upstream_error', "$what: upstream_error");
-    my $id = $r->{headers}{'x-request-id'} // '-';
-    my $mine = sub { (grep { $_->{id} eq $id } usage_events($t))[0] };
-    $t->wait_for($mine, timeout => 5);
-    my $e = $mine->() // {};
+    my $e = call_event($r);
     is($e->{cost_micros} // 0, 0, "$what: billed nothing");
     is($e->{status}, 502, "$what: its event says 502");
 }
