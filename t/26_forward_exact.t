@@ -278,6 +278,24 @@ for my $coding (qw(gzip gzip-members deflate raw-deflate)) {
            'gzip stream: the events came as they were sent, not at once');
 }
 
+# a gzip stream the provider cuts after three events (its coded data never
+# ends): the three arrive plain, and the call is billed on what they
+# delivered, as a plain stream cut there is (t/20)
+{
+    my $r = raw_request($t, key => $key, body => chat_body(stream => 1),
+                        headers => { 'x-mock-encoding' => 'gzip',
+                                     'x-mock-cut-after' => 3 });
+    is(scalar @{ $r->{events} }, 3, 'gzip stream cut: the three events '
+                                    . 'sent arrive, plain');
+    ok(!$r->{complete}, 'gzip stream cut: unterminated, as sent');
+    my $e = call_event($r);
+    ok($e->{estimated} && !$e->{aborted},
+       'gzip stream cut: estimated, not a client abort');
+    is($e->{completion_tokens}, ceil4(length 'tok tok tok'),
+       'gzip stream cut: completion = ceil(delivered chars / 4)');
+}
+$t->allow_log(qr/upstream prematurely closed/);
+
 # a provider's refusal of the request itself, compressed: judged as plain
 {
     my @r = map {
