@@ -50,9 +50,9 @@ DEMO_REDIS_PORT=${AIHUB_DEMO_REDIS_PORT:-16379}
 DEMO_MOCK_PORT=${AIHUB_DEMO_MOCK_PORT:-18080}
 DEMO_MOCK_KEY='mock-provider-secret'
 
-PACKAGES=(nginx-core nginx-dev libhiredis-dev libcjson-dev zlib1g-dev
+PACKAGES=(nginx-core nginx-dev libhiredis-dev libcjson-dev zlib1g-dev libzstd-dev
           libcurl4-openssl-dev libmariadb-dev libssl-dev mariadb-server
-          redis-server perl wrk curl ca-certificates gcc make pkg-config
+          redis-server perl wrk curl ca-certificates gcc make pkg-config zstd
           chromium)
 
 

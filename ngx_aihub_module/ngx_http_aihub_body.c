@@ -11,6 +11,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body.h"
+#include "ngx_http_aihub_body_decode.h"
 #include "ngx_http_aihub_body_api.h"
 #include "ngx_http_aihub_json.h"
 #include "aihub_body.h"
@@ -140,6 +141,27 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                             "invalid_request_error", "request_too_large",
                             "The request body is too large.");
         return NGX_OK;
+    }
+
+    /* a body in a content coding: decoded, checked and sent plain */
+
+    rc = ngx_http_aihub_body_decode(r, ctx, &body, alcf->body_max);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (ctx->body.decoded) {
+        if (ngx_http_aihub_body_replace(r, body.data, body.len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_pfree(r->pool, body.data);
+        body.data = r->request_body->buf->pos;
     }
 
     /* the tree lives as long as the request: in its pool */

@@ -352,6 +352,7 @@ typedef struct {
     unsigned                      sync:1;
     unsigned                      stream:1;     /* the client asked */
     unsigned                      include_usage:1; /* the client asked */
+    unsigned                      decoded:1;    /* it came in a coding */
 } ngx_http_aihub_body_t;
 
 

@@ -86,9 +86,15 @@ ngx_http_aihub_forward_prepare(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (!ngx_http_aihub_header_listed(&h[i].key,
-                                          ngx_http_aihub_request_allowed,
-                                          alcf->pass_request_headers))
+        /* the body goes plain whatever its coding was (its length is the
+           proxy module's): even a listed Content-Encoding stays behind */
+
+        if ((h[i].key.len == sizeof("content-encoding") - 1
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "content-encoding",
+                                h[i].key.len) == 0)
+            || !ngx_http_aihub_header_listed(&h[i].key,
+                                             ngx_http_aihub_request_allowed,
+                                             alcf->pass_request_headers))
         {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "aihub forward: not passing \"%V\"", &h[i].key);
