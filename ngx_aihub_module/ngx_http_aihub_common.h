@@ -412,6 +412,9 @@ typedef struct {
     unsigned                      unscanned:1;
     unsigned                      last_seen:1;
     unsigned                      failed:1;
+    unsigned                      broken:1;     /* its coded data broke:
+                                                   ended by us, not the
+                                                   client */
 } ngx_http_aihub_reply_t;
 
 

@@ -353,7 +353,7 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 static ngx_int_t
 ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_int_t              rc;
+    ngx_int_t              rc, broken;
     ngx_chain_t           *plain;
     ngx_http_aihub_ctx_t  *ctx;
 
@@ -369,15 +369,25 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     /* a compressed answer: everything below sees it plain */
 
-    if (ngx_http_aihub_inflate_body(r, ctx->reply.inflate, in, &plain)
-        != NGX_OK)
-    {
+    broken = ngx_http_aihub_inflate_body(r, ctx->reply.inflate, in, &plain);
+
+    if (broken == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     rc = ngx_http_aihub_body_pass(r, ctx, plain);
 
     ngx_http_aihub_inflate_sent(r, ctx->reply.inflate, plain);
+
+    if (broken == NGX_ABORT) {
+        /*
+         * the coded data broke: what came plain before went on, and the
+         * answer ends without its end (no last chunk), as when a provider
+         * cuts it, so that the client knows it is not whole
+         */
+        ctx->reply.broken = 1;
+        return NGX_ERROR;
+    }
 
     return rc;
 }

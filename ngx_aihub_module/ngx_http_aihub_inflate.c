@@ -125,9 +125,11 @@ ngx_http_aihub_inflate_start(ngx_http_request_t *r,
 /*
  * The answer's next buffers, inflated: *out the plain bytes (in buffers
  * reused once sent, ngx_http_aihub_inflate_sent()), with the flush and
- * last flags of what came; what came is consumed.  Coded data that is not
- * gzip/deflate ends the plain bytes there (the usage scanner then sees a
- * cut answer, which it bills as estimated).
+ * last flags of what came; what came is consumed.  NGX_ABORT: the coded
+ * data stopped being gzip/deflate in these buffers; *out holds the plain
+ * bytes before that, and the caller ends the answer there as a provider
+ * that cut it would (the usage scanner sees a cut answer, which it bills
+ * as estimated).
  */
 
 ngx_int_t
@@ -136,12 +138,13 @@ ngx_http_aihub_inflate_body(ngx_http_request_t *r,
 {
     int            rc;
     ngx_buf_t     *b, *ob;
-    ngx_uint_t     last_buf, last_in_chain, flush;
+    ngx_uint_t     last_buf, last_in_chain, flush, was_broken;
     ngx_chain_t   *cl, **ll;
 
     *out = NULL;
     ll = out;
     ob = NULL;
+    was_broken = st->broken;
     last_buf = 0;
     last_in_chain = 0;
     flush = 0;
@@ -241,7 +244,7 @@ ngx_http_aihub_inflate_body(ngx_http_request_t *r,
         }
     }
 
-    return NGX_OK;
+    return (st->broken && !was_broken) ? NGX_ABORT : NGX_OK;
 }
 
 

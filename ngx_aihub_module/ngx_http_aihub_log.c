@@ -112,10 +112,11 @@ ngx_http_aihub_log_call(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         /*
          * the client went away: its connection failed (a write error, or
          * the upstream module saw it close); a stream the provider cut
-         * short is estimated but not aborted
+         * short, or whose coded data broke (the connection ended by the
+         * body filter), is estimated but not aborted
          */
 
-        if (r->connection->error) {
+        if (r->connection->error && !ctx->reply.broken) {
             ctx->usage.aborted = 1;
         }
 

@@ -296,6 +296,39 @@ for my $coding (qw(gzip gzip-members deflate raw-deflate)) {
 }
 $t->allow_log(qr/upstream prematurely closed/);
 
+# gzip data that goes bad mid-answer (the provider's front end, or the
+# network): what came plain before it arrives, the answer ends without its
+# end, as a cut one does, and the call is billed on what was delivered
+{
+    my $r = raw_request($t, key => $key, body => chat_body(stream => 1),
+                        headers => { 'x-mock-encoding' => 'gzip-corrupt' });
+    is(scalar @{ $r->{events} }, 3, 'gzip stream gone bad after three '
+                                    . 'events: the three arrive, plain');
+    ok(!$r->{complete}, 'gzip stream gone bad: the answer ends unfinished');
+    my $e = call_event($r);
+    ok($e->{estimated} && !$e->{aborted},
+       'gzip stream gone bad: estimated, not a client abort');
+    is($e->{completion_tokens}, ceil4(length 'tok tok tok'),
+       'gzip stream gone bad: completion = ceil(delivered chars / 4)');
+
+    my $plain = raw_request($t, key => $key, body => chat_body());
+    my $j = raw_request($t, key => $key, body => chat_body(),
+                        headers => { 'x-mock-encoding' => 'gzip-corrupt' });
+    is($j->{status}, 200, 'gzip JSON gone bad halfway: 200, as it began');
+    ok(!$j->{complete}, 'gzip JSON gone bad: the answer ends unfinished');
+    my $half = substr($plain->{body}, 0, 40);
+    $half =~ s/chatcmpl-\w+//;
+    ok(length($j->{body}) > 40 && length($j->{body}) < length($plain->{body})
+       && index($j->{body} =~ s/chatcmpl-\w+//r, $half) == 0,
+       'gzip JSON gone bad: the plain half came, nothing after it')
+        or diag($j->{body});
+    my $je = call_event($j);
+    ok($je->{estimated} && !$je->{aborted},
+       'gzip JSON gone bad: estimated, not a client abort');
+    is($je->{status}, 200, 'gzip JSON gone bad: its event says 200');
+}
+$t->allow_log(qr/could not be inflated/);
+
 # a provider's refusal of the request itself, compressed: judged as plain
 {
     my @r = map {

@@ -63,7 +63,10 @@
 #   x-mock-encoding: CODING      compress unasked: gzip, gzip-members (a
 #                                gzip member an event, or a half), deflate,
 #                                raw-deflate (labelled deflate), br (bytes
-#                                labelled br that are not brotli)
+#                                labelled br that are not brotli),
+#                                gzip-corrupt (gzip whose data goes bad: a
+#                                stream's from the fourth event, a JSON
+#                                answer's from its middle)
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
 #                                output_tokens_details.reasoning_tokens;
 #                                chat: total = prompt + completion + N)
@@ -842,7 +845,8 @@ sub encoding {
     # send it), or br (bytes this mock cannot make: labelled br, not
     # brotli)
     my $forced = lc($req->{headers}{'x-mock-encoding'} // '');
-    return $forced if $forced =~ /^(gzip|gzip-members|deflate|raw-deflate|br)$/;
+    return $forced
+        if $forced =~ /^(gzip|gzip-members|gzip-corrupt|deflate|raw-deflate|br)$/;
 
     my $ae = lc($req->{headers}{'accept-encoding'} // '');
     my %q;
@@ -865,7 +869,7 @@ sub deflater {
     return undef if $enc eq 'br' || $enc eq 'gzip-members';
 
     my ($d, $st) = Compress::Raw::Zlib::Deflate->new(
-        -WindowBits => $enc eq 'gzip' ? WANT_GZIP
+        -WindowBits => $enc =~ /^gzip/ ? WANT_GZIP
                        : $enc eq 'raw-deflate' ? -MAX_WBITS : MAX_WBITS,
         -AppendOutput => 0);
 
@@ -877,7 +881,8 @@ sub deflater {
 
 # the Content-Encoding an answer in that coding is labelled with
 sub coding_label {
-    return { 'raw-deflate' => 'deflate', 'gzip-members' => 'gzip' }->{$_[0]}
+    return { 'raw-deflate' => 'deflate', 'gzip-members' => 'gzip',
+             'gzip-corrupt' => 'gzip' }->{$_[0]}
            // $_[0];
 }
 
@@ -895,6 +900,16 @@ sub compress_all {
         my $h = int(length($data) / 2);
         return compress_all('gzip', substr($data, 0, $h))
                . compress_all('gzip', substr($data, $h));
+    }
+
+    # the first half good, then bytes that are not deflate data (0xff
+    # starts a block of the reserved type 3, RFC 1951, 3.2.3)
+    if ($enc eq 'gzip-corrupt') {
+        my $d = deflater($enc);
+        my ($a, $b);
+        $d->deflate(substr($data, 0, int(length($data) / 2)), $a);
+        $d->flush($b, Z_SYNC_FLUSH);
+        return $a . $b . ("\xff" x 16);
     }
 
     my $d = deflater($enc);
@@ -999,6 +1014,7 @@ sub send_stream {
     my $d = $enc ? deflater($enc) : undef;
     my $br = ($enc // '') eq 'br';
     my $members = ($enc // '') eq 'gzip-members';
+    my $corrupt = ($enc // '') eq 'gzip-corrupt';
 
     $entry->{status} = 200;
     write_log($entry);
@@ -1032,6 +1048,9 @@ sub send_stream {
             $d->deflate($ev, $a);
             $d->flush($b, Z_SYNC_FLUSH);
             $ev = $a . $b;
+
+            # from the fourth event, bytes that are not deflate data
+            $ev = "\xff" x length $ev if $corrupt && $n >= 3;
 
         } elsif ($br) {
             $ev = unreadable($ev);
