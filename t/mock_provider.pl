@@ -71,6 +71,18 @@
 #                                output_tokens_details.reasoning_tokens;
 #                                chat: total = prompt + completion + N)
 #
+# Each provider's own dialect of the answer, as on the wire:
+#   OpenRouter  "provider" and "native_finish_reason" beside the choices;
+#               usage with "cost" (dollars, a float: 1.5e-05), "is_byok"
+#               and token details; streams open with, and every third
+#               event is preceded by, an SSE comment
+#               ": OPENROUTER PROCESSING" (its keep-alive)
+#   Gemini      a stream carries its usage in every chunk, cumulative
+#               (completion_tokens counts the words so far), the last
+#               content chunk with finish_reason and the full usage: no
+#               separate usage chunk
+# (the log's "usage" is the final figure, without the dialect's extras)
+#
 # Every request is appended to the log as one JSON line, written with a
 # single write() on an O_APPEND descriptor before the response is sent:
 #   {ts, method, path, authorization, headers, body, status, usage, streamed}
@@ -447,6 +459,21 @@ sub chat_usage {
 }
 
 
+# the usage object as each provider writes it
+sub dialect_usage {
+    my ($req, $usage) = @_;
+
+    return $usage unless $req->{kind} eq 'openrouter';
+
+    return { %$usage,
+             cost => ($usage->{prompt_tokens} + 2 * $usage->{completion_tokens})
+                     * 0.0000005,
+             is_byok => JSON::PP::false,
+             prompt_tokens_details => { cached_tokens => 0 },
+             completion_tokens_details => { reasoning_tokens => 0 } };
+}
+
+
 sub chat {
     my ($c, $req, $entry, $in, $ctl) = @_;
 
@@ -488,6 +515,7 @@ sub chat {
         return stream($c, $req, $entry, $ctl, {
             id => $id, created => $created, model => $model,
             words => \@words, pad => $pad, finish => $finish,
+            completion => $completion,
             usage => $want_usage ? $usage : undef,
         });
     }
@@ -507,8 +535,13 @@ sub chat {
     };
 
     unless ($ctl->{'no-usage'}) {
-        $answer->{usage} = $usage;
+        $answer->{usage} = dialect_usage($req, $usage);
         $entry->{usage} = $usage;
+    }
+
+    if ($req->{kind} eq 'openrouter') {
+        $answer->{provider} = 'MockUpstream';
+        $_->{native_finish_reason} = $finish for @{ $answer->{choices} };
     }
 
     return respond($c, $req, $entry, 200, $JSON->encode($answer));
@@ -984,15 +1017,34 @@ sub stream {
         return send_stream($c, $req, $entry, $ctl, \@events);
     }
 
-    push @events, { %$base, choices => [ { index => 0, delta => {},
-                                           finish_reason => $s->{finish}
-                                                            // 'stop' } ] };
+    if ($req->{kind} eq 'gemini') {
+        # usage in every chunk, cumulative; the last content chunk ends it
+        my $u = $s->{usage};
+        my $k = 0;
 
-    if ($s->{usage}) {
-        push @events, { %$base,
-                        choices => $ctl->{'choices-null'} ? undef : [],
-                        usage => $s->{usage} };
-        $entry->{usage} = $s->{usage};
+        for my $ev (@events) {
+            $k++ if $k < $s->{completion};
+            $ev->{usage} = { prompt_tokens => $u->{prompt_tokens},
+                             completion_tokens => $k,
+                             total_tokens => $u->{prompt_tokens} + $k }
+                if $u;
+        }
+
+        $events[-1]{choices}[0]{finish_reason} = $s->{finish} // 'stop';
+        $events[-1]{usage} = $u if $u && @events;
+        $entry->{usage} = $u if $u;
+
+    } else {
+        push @events, { %$base, choices => [ { index => 0, delta => {},
+                                               finish_reason => $s->{finish}
+                                                                // 'stop' } ] };
+
+        if ($s->{usage}) {
+            push @events, { %$base,
+                            choices => $ctl->{'choices-null'} ? undef : [],
+                            usage => dialect_usage($req, $s->{usage}) };
+            $entry->{usage} = $s->{usage};
+        }
     }
 
     @events = map { 'data: ' . $JSON->encode($_) . "\n\n" } @events;
@@ -1042,6 +1094,10 @@ sub send_stream {
         }
 
         sleep $delay if $delay && $n;
+
+        # OpenRouter's keep-alive comment, first and every third event
+        $ev = ": OPENROUTER PROCESSING\n\n" . $ev
+            if $req->{kind} eq 'openrouter' && $n % 3 == 0;
 
         if ($d) {
             my ($a, $b);

@@ -1,0 +1,219 @@
+#!/usr/bin/perl
+
+# Each provider's own dialect of an answer, metered exactly.  The mock
+# speaks them as the real ones do on the wire:
+#
+# - OpenRouter opens its streams, and keeps them alive, with SSE comments
+#   (": OPENROUTER PROCESSING"), and writes "cost" (a float), "is_byok" and
+#   token details into its usage, "provider" beside the choices;
+# - Gemini's OpenAI-compatible endpoint puts the usage in every chunk of a
+#   stream, cumulative, the full figure in the last content chunk, and no
+#   separate usage chunk: a gateway that added the chunks' usage up would
+#   bill several times over (a known trap of that endpoint);
+# - OpenAI: the usage chunk with "choices": [] after the finish chunk.
+#
+# For each: a JSON answer, a stream the client asked usage for, one it did
+# not (the usage chunk we asked for goes; Gemini's usage rides on content
+# chunks, which go on untouched), a stream the provider cuts, and the
+# Responses API translated over the provider's chat stream.  Every call is
+# billed the provider's final figure, once, and the client gets the whole
+# text.
+
+use strict;
+use warnings;
+
+use Test::More;
+use JSON::PP;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my $t = Aihub->new(redis => 1, mock => 1);
+
+my %price = (price_in => 1000000, price_out => 2000000, tier => 'basic');
+
+seed_models($t,
+    'test-oai' => { provider => 'oai', upstream => 'mock-basic', %price },
+    'test-or'  => { provider => 'orouter', upstream => 'mock-basic', %price },
+    'test-gem' => { provider => 'gem', upstream => 'gemini-2.0-flash',
+                    %price });
+
+my $key = seed_full_key($t, account => 8401, models => '*');
+
+$t->nginx(<<'END')->start_nginx;
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider oai url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider orouter url=http://%%MOCK%%/api/v1 key_env=AIHUB_MOCK_KEY;
+    aihub_provider gem url=http://%%MOCK%%/v1beta/openai kind=gemini key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+END
+ok(wait_ready($t, $key), 'gateway ready');
+
+my $JSON = JSON::PP->new->utf8->canonical;
+my $TEXT = join ' ', ('tok') x 7;              # the mock's answer
+
+my %name = ('test-oai' => 'OpenAI', 'test-or' => 'OpenRouter',
+            'test-gem' => 'Gemini');
+
+# the call's event, by its id
+sub event_of {
+    my ($r) = @_;
+
+    my $id = $r->{headers}{'x-request-id'} // '-';
+    my $mine = sub { (grep { $_->{id} eq $id } usage_events($t))[0] };
+    $t->wait_for($mine, timeout => 5);
+    return $mine->() // {};
+}
+
+sub last_mock { my @l = $t->mock_log; $l[-1] }
+
+# the text a chat stream delivered
+sub stream_text {
+    my ($r) = @_;
+
+    return join '', map { ref $_ eq 'HASH'
+                          ? map { $_->{delta}{content} // '' }
+                                @{ $_->{choices} // [] }
+                          : '' } sse_data(@{ $r->{events} });
+}
+
+# billed exactly what the provider counted last, once
+sub billed_as_counted {
+    my ($r, $what) = @_;
+
+    my $e = event_of($r);
+    my $u = last_mock()->{usage} // {};
+
+    ok(!$e->{estimated}, "$what: read, not estimated");
+    is($e->{prompt_tokens}, $u->{prompt_tokens}, "$what: prompt tokens");
+    is($e->{completion_tokens}, $u->{completion_tokens},
+       "$what: completion tokens, the final figure");
+    is($e->{total_tokens}, $u->{total_tokens}, "$what: total tokens");
+    is($e->{cost_micros},
+       cost_of(\%price, $u->{prompt_tokens} // 0, $u->{total_tokens} // 0),
+       "$what: cost at the catalog's prices");
+}
+
+for my $model (sort keys %name) {
+    my $p = $name{$model};
+
+    # --- JSON ---------------------------------------------------------------
+    {
+        my $r = raw_request($t, key => $key, body => chat_body(model => $model));
+        is($r->{status}, 200, "$p JSON: 200");
+        my $j = eval { decode_json($r->{body}) } // {};
+        is($j->{choices}[0]{message}{content}, $TEXT, "$p JSON: the text");
+        billed_as_counted($r, "$p JSON");
+    }
+
+    # --- a stream the client asked usage for ------------------------------------
+    {
+        my $r = raw_request($t, key => $key,
+                            body => chat_body(model => $model, stream => 1,
+                                              include_usage => 1));
+        is($r->{status}, 200, "$p stream with usage: 200");
+        ok($r->{complete}, "$p stream with usage: to its end");
+        is(stream_text($r), $TEXT, "$p stream with usage: the whole text");
+        my @usage = grep { ref $_ eq 'HASH' && $_->{usage} }
+                    sse_data(@{ $r->{events} });
+        ok(@usage, "$p stream with usage: the client sees the usage");
+        is($usage[-1]{usage}{completion_tokens}, 7,
+           "$p stream with usage: its last figure is the whole call");
+        billed_as_counted($r, "$p stream with usage");
+
+        if ($p eq 'OpenRouter') {
+            like($r->{body}, qr/^: OPENROUTER PROCESSING$/m,
+                 "$p stream: its keep-alive comments reach the client");
+        }
+        if ($p eq 'Gemini') {
+            cmp_ok(scalar @usage, '>', 2,
+                   "$p stream: usage in every chunk, as Gemini sends it");
+        }
+    }
+
+    # --- a stream the client did not ask usage for ------------------------------
+    {
+        my $r = raw_request($t, key => $key,
+                            body => chat_body(model => $model, stream => 1));
+        is($r->{status}, 200, "$p stream without usage: 200");
+        ok($r->{complete}, "$p stream without usage: to its end");
+        is(stream_text($r), $TEXT, "$p stream without usage: the whole text");
+        my @chunks = grep { ref $_ eq 'HASH' } sse_data(@{ $r->{events} });
+        my @usage_only = grep { $_->{usage} && !@{ $_->{choices} // [] } }
+                         @chunks;
+        is(scalar @usage_only, 0,
+           "$p stream without usage: no usage chunk of ours reaches it");
+        billed_as_counted($r, "$p stream without usage");
+    }
+
+    # --- a stream the provider cuts after three events ---------------------------
+    {
+        my $r = raw_request($t, key => $key,
+                            body => chat_body(model => $model, stream => 1),
+                            headers => { 'x-mock-cut-after' => 3 });
+        is(stream_text($r), 'tok tok tok', "$p stream cut: three words came");
+        my $e = event_of($r);
+
+        if ($p eq 'Gemini') {
+            # its usage so far came with the words: billed as it counted
+            ok(!$e->{estimated}, "$p stream cut: the usage it sent so far");
+            is($e->{completion_tokens}, 3,
+               "$p stream cut: completion = the three words it counted");
+        } else {
+            ok($e->{estimated}, "$p stream cut: no usage, estimated");
+            is($e->{completion_tokens}, ceil4(length 'tok tok tok'),
+               "$p stream cut: completion = ceil(delivered chars / 4)");
+        }
+        ok(!$e->{aborted}, "$p stream cut: not a client abort");
+    }
+
+    # --- the Responses API over the provider's chat stream ----------------------
+    {
+        my $r = raw_request($t, key => $key, path => '/v1/responses',
+                            body => { model => $model, input => 'hello',
+                                      stream => JSON::PP::true });
+        is($r->{status}, 200, "$p Responses stream: 200");
+        my @ev = grep { ref $_ eq 'HASH' } sse_data(@{ $r->{events} });
+        my @types = map { $_->{type} // '?' } @ev;
+        is(scalar(grep { $_ eq 'response.completed' } @types), 1,
+           "$p Responses stream: one response.completed")
+            or diag("@types");
+        is($types[-1], 'response.completed',
+           "$p Responses stream: and it is the last event");
+        my $text = join '', map { $_->{delta} // '' }
+                   grep { ($_->{type} // '') eq 'response.output_text.delta' }
+                   @ev;
+        is($text, $TEXT, "$p Responses stream: the whole text");
+        my ($done) = grep { ($_->{type} // '') eq 'response.completed' } @ev;
+        my $u = last_mock()->{usage} // {};
+        is($done->{response}{usage}{output_tokens}, $u->{completion_tokens},
+           "$p Responses stream: its usage is the provider's final figure");
+        is($done->{response}{usage}{input_tokens}, $u->{prompt_tokens},
+           "$p Responses stream: input tokens");
+        billed_as_counted($r, "$p Responses stream");
+    }
+}
+
+is_deeply([ $t->bad_log_lines ], [], 'no alert, crash or error in the log');
+
+done_testing();
