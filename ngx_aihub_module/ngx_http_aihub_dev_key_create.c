@@ -17,6 +17,7 @@
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_body.h"
+#include "ngx_http_aihub_body_decode.h"
 #include "ngx_http_aihub_dev.h"
 #include "ngx_http_aihub_dev_keys.h"
 
@@ -177,9 +178,10 @@ static ngx_int_t
 ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx)
 {
-    ngx_int_t   rc;
-    ngx_str_t   body;
-    ngx_uint_t  chat, admin;
+    ngx_int_t                   rc;
+    ngx_str_t                   body;
+    ngx_uint_t                  chat, admin;
+    ngx_http_aihub_loc_conf_t  *alcf;
 
     chat = 1;
     admin = 0;
@@ -198,6 +200,16 @@ ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
                             "invalid_request_error", "request_too_large",
                             "The request body is too large.");
         return NGX_DECLINED;
+    }
+
+    /* in a content coding, as a chat body may be */
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    rc = ngx_http_aihub_body_decode(r, ctx, &body, alcf->body_max);
+
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     if (body.len) {

@@ -59,6 +59,13 @@ $t->nginx(<<"END")->start_nginx;
     server {
         listen 127.0.0.1:%%PORT%%;
 
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+        }
+
         location /v1/ {
             aihub on;
             aihub_failure_mode closed;
@@ -73,6 +80,7 @@ $t->nginx(<<"END")->start_nginx;
     }
 END
 ok(wait_ready($t, $key), 'gateway ready');
+my $admin = seed_full_key($t, account => 8302, scopes => 'chat,admin');
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $answered = 0;
@@ -385,6 +393,32 @@ my $plain = body_of(content => 'tell me about compression ' x 20);
     like($answer, qr{^HTTP/1\.1 415 .*unsupported_content_encoding}s,
          'two Content-Encoding lines: 415');
     is(mock_count($t) - $n0, 0, 'nothing forwarded');
+}
+
+# --- the developer API's key creation reads its body the same way ---------------
+
+{
+    my $path = '/api/v1/developer/api-keys';
+    my $post = sub {
+        my ($coded, $enc) = @_;
+        return $t->http(POST => $path, key => $admin,
+                        headers => { 'content-type' => 'application/json',
+                                     'content-encoding' => $enc },
+                        body => $coded);
+    };
+
+    my $r = $post->(gz('{"label":"made in gzip"}'), 'gzip');
+    is($r->{status}, 201, 'a key created from a gzip body: 201')
+        or diag($r->{content});
+    is(($r->{json} // {})->{label}, 'made in gzip', 'with the label it held');
+
+    $r = $post->(zstd_of('{"label":"made in zstd"}'), 'zstd');
+    is(($r->{json} // {})->{label}, 'made in zstd', 'and from a zstd body');
+
+    is_error($post->(gz('{"label":"x"}'), 'br'), 415,
+             'unsupported_content_encoding', 'key creation in br');
+    is_error($post->('not gzip', 'gzip'), 400, 'invalid_request_error',
+             'key creation from bad gzip data');
 }
 
 # one usage event a call answered, none for the refused
