@@ -249,6 +249,10 @@ my %errors = (
     'body over client_max_body_size'
                          => [ 413, { key => $free,
                                      body => chat_body(pad => 'x' x 70000) } ],
+    'body in a coding not read'
+                         => [ 415, { key => $free, body => chat_body(),
+                                     headers => { 'content-encoding' =>
+                                                  'br' } } ],
     'quota used up'      => [ 429, { key => $spent, body => chat_body() } ],
     'provider 429'       => [ 429, { key => $free, body => chat_body(),
                                      headers => { 'x-mock-status' => 429 } } ],
