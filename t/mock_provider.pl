@@ -77,6 +77,9 @@
 #               and token details; streams open with, and every third
 #               event is preceded by, an SSE comment
 #               ": OPENROUTER PROCESSING" (its keep-alive)
+#   OpenAI      every stream chunk has "service_tier", "system_fingerprint"
+#               and "obfuscation" (random padding that hides the length
+#               of the text, on by default since 2025), the usage chunk too
 #   Gemini      a stream carries its usage in every chunk, cumulative
 #               (completion_tokens counts the words so far), the last
 #               content chunk with finish_reason and the full usage: no
@@ -1044,6 +1047,15 @@ sub stream {
                             choices => $ctl->{'choices-null'} ? undef : [],
                             usage => dialect_usage($req, $s->{usage}) };
             $entry->{usage} = $s->{usage};
+        }
+    }
+
+    if ($req->{kind} eq 'openai') {
+        for my $ev (@events) {
+            $ev->{service_tier} = 'default';
+            $ev->{system_fingerprint} = 'fp_mock0001';
+            $ev->{obfuscation} = join '', map { ('a' .. 'z', 'A' .. 'Z')
+                                                [int rand 52] } 1 .. 1 + int rand 12;
         }
     }
 

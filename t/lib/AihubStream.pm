@@ -264,6 +264,7 @@ sub normalize_stream {
 
     $s =~ s/"id":"chatcmpl-[^"]*"/"id":"X"/g;
     $s =~ s/"created":\d+/"created":0/g;
+    $s =~ s/"obfuscation":"[^"]*"/"obfuscation":"X"/g;   # random padding
     return $s;
 }
 
