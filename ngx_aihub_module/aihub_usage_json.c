@@ -39,7 +39,10 @@ enum {
     C_CHOICES,
     C_CHOICE,
     C_DELTA,
-    C_RESP              /* "response" of a Responses API stream event */
+    C_RESP,             /* "response" of a Responses API stream event */
+    C_TOOLS,            /* a delta's or message's "tool_calls" */
+    C_TOOL,             /* one tool call */
+    C_FUNC              /* its "function", or a legacy "function_call" */
 };
 
 /* member names */
@@ -57,7 +60,13 @@ enum {
     K_RESPONSE,
     K_INPUT,
     K_OUTPUT,
-    K_TYPE
+    K_TYPE,
+    K_REFUSAL,
+    K_TOOL_CALLS,
+    K_FUNCTION,
+    K_FUNCTION_CALL,
+    K_ARGUMENTS,
+    K_NAME
 };
 
 /* string roles */
@@ -801,7 +810,37 @@ aihub_json_value_start(aihub_json_t *j, unsigned c)
         break;
 
     case C_DELTA:
-        if (pkey == K_CONTENT && c == '"') {
+        /* what the model wrote: its text, a refusal, its tool calls (the
+           function's name and arguments) */
+
+        if ((pkey == K_CONTENT || pkey == K_REFUSAL) && c == '"') {
+            j->str_role = S_CONTENT;
+
+        } else if (pkey == K_TOOL_CALLS && c == '[') {
+            role = C_TOOLS;
+
+        } else if (pkey == K_FUNCTION_CALL && c == '{') {
+            role = C_FUNC;
+        }
+
+        break;
+
+    case C_TOOLS:
+        if (c == '{') {
+            role = C_TOOL;
+        }
+
+        break;
+
+    case C_TOOL:
+        if (pkey == K_FUNCTION && c == '{') {
+            role = C_FUNC;
+        }
+
+        break;
+
+    case C_FUNC:
+        if ((pkey == K_ARGUMENTS || pkey == K_NAME) && c == '"') {
             j->str_role = S_CONTENT;
         }
 
@@ -973,7 +1012,8 @@ aihub_json_key_match(aihub_json_t *j, const unsigned char *k, size_t len)
         return;
 
     case 4:
-        id = aihub_json_key_is("type") ? K_TYPE : K_OTHER;
+        id = aihub_json_key_is("type") ? K_TYPE
+             : aihub_json_key_is("name") ? K_NAME : K_OTHER;
         break;
 
     case 5:
@@ -983,17 +1023,29 @@ aihub_json_key_match(aihub_json_t *j, const unsigned char *k, size_t len)
         break;
 
     case 7:
-        id = aihub_json_key_is("choices") ? K_CHOICES
-             : aihub_json_key_is("message") ? K_MESSAGE
-             : aihub_json_key_is("content") ? K_CONTENT : K_OTHER;
+        if (k[0] == 'c') {
+            id = aihub_json_key_is("choices") ? K_CHOICES
+                 : aihub_json_key_is("content") ? K_CONTENT : K_OTHER;
+
+        } else {
+            id = aihub_json_key_is("message") ? K_MESSAGE
+                 : aihub_json_key_is("refusal") ? K_REFUSAL : K_OTHER;
+        }
+
         break;
 
     case 8:
-        id = aihub_json_key_is("response") ? K_RESPONSE : K_OTHER;
+        id = aihub_json_key_is("response") ? K_RESPONSE
+             : aihub_json_key_is("function") ? K_FUNCTION : K_OTHER;
         break;
 
     case 9:
-        id = aihub_json_key_is("reasoning") ? K_CONTENT : K_OTHER;
+        id = aihub_json_key_is("reasoning") ? K_CONTENT
+             : aihub_json_key_is("arguments") ? K_ARGUMENTS : K_OTHER;
+        break;
+
+    case 10:
+        id = aihub_json_key_is("tool_calls") ? K_TOOL_CALLS : K_OTHER;
         break;
 
     case 12:
@@ -1002,8 +1054,15 @@ aihub_json_key_match(aihub_json_t *j, const unsigned char *k, size_t len)
         break;
 
     case 13:
-        id = aihub_json_key_is("prompt_tokens") ? K_PROMPT
-             : aihub_json_key_is("output_tokens") ? K_OUTPUT : K_OTHER;
+        if (k[0] == 'f') {
+            id = aihub_json_key_is("function_call") ? K_FUNCTION_CALL
+                                                    : K_OTHER;
+
+        } else {
+            id = aihub_json_key_is("prompt_tokens") ? K_PROMPT
+                 : aihub_json_key_is("output_tokens") ? K_OUTPUT : K_OTHER;
+        }
+
         break;
 
     case 17:

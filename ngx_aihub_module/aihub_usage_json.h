@@ -45,7 +45,10 @@
 #define AIHUB_USAGE_MAX        1000000000  /* above 10^9 tokens is absurd */
 #define AIHUB_USAGE_MSG_LEN    128         /* error message copy, with NUL */
 #define AIHUB_JSON_MAX_DEPTH   256         /* deeper documents are refused */
-#define AIHUB_JSON_TRACK       4           /* nesting levels given roles */
+#define AIHUB_JSON_TRACK       7           /* nesting levels given roles:
+                                              as deep as a tool call's
+                                              choices[].delta.tool_calls[]
+                                              .function.arguments */
 #define AIHUB_JSON_KEY_LEN     20          /* longest member name matched */
 
 /* aihub_json_feed() and aihub_usage_json_feed() return values */

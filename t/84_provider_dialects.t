@@ -17,7 +17,8 @@
 # chunks, which go on untouched), a stream the provider cuts, and the
 # Responses API translated over the provider's chat stream.  Every call is
 # billed the provider's final figure, once, and the client gets the whole
-# text.
+# text.  Then tool calls, whose name and arguments are what the model wrote:
+# estimated on them when cut or without usage, never as 0.
 
 use strict;
 use warnings;
@@ -211,6 +212,66 @@ for my $model (sort keys %name) {
         is($done->{response}{usage}{input_tokens}, $u->{prompt_tokens},
            "$p Responses stream: input tokens");
         billed_as_counted($r, "$p Responses stream");
+    }
+}
+
+
+# --- tool calls: what the model wrote is the function's name and arguments ---
+#
+# An agent's answer is often nothing but a tool call.  Cut, or without a
+# usage, it is estimated on what it delivered: the name and the arguments
+# (counted as content once, as a refusal and reasoning text are).
+
+my $NAME = 'get_weather';
+my $ARGS = '{"location":"Paris","unit":"celsius"}';
+
+for my $model ('test-oai', 'test-or', 'test-gem') {
+    my $p = $name{$model};
+    my %tool = ('x-mock-tool-call' => 1);
+    my %tools = (tools => [ { type => 'function', function => {
+        name => $NAME, parameters => { type => 'object' } } } ]);
+
+    my $r = raw_request($t, key => $key, headers => {%tool},
+                        body => chat_body(model => $model, extra => \%tools));
+    my $j = eval { decode_json($r->{body}) } // {};
+    is($j->{choices}[0]{message}{tool_calls}[0]{function}{arguments}, $ARGS,
+       "$p tool call, JSON: the arguments reach the client");
+    billed_as_counted($r, "$p tool call, JSON");
+
+    $r = raw_request($t, key => $key,
+                     headers => { %tool, 'x-mock-no-usage' => 1 },
+                     body => chat_body(model => $model, extra => \%tools));
+    my $e = event_of($r);
+    ok($e->{estimated}, "$p tool call, JSON without usage: estimated");
+    is($e->{completion_tokens}, ceil4(length($NAME . $ARGS)),
+       "$p tool call, JSON without usage: completion = ceil((name + "
+       . 'arguments) / 4)');
+
+    $r = raw_request($t, key => $key, headers => {%tool},
+                     body => chat_body(model => $model, stream => 1,
+                                       extra => \%tools));
+    my $args = join '', map { ref $_ eq 'HASH'
+                              ? map { map { $_->{function}{arguments} // '' }
+                                      @{ $_->{delta}{tool_calls} // [] } }
+                                    @{ $_->{choices} // [] }
+                              : '' } sse_data(@{ $r->{events} });
+    is($args, $ARGS, "$p tool call, stream: the arguments arrive whole");
+    billed_as_counted($r, "$p tool call, stream");
+
+    # cut after the name and two pieces of the arguments (8 characters each)
+    $r = raw_request($t, key => $key,
+                     headers => { %tool, 'x-mock-cut-after' => 3 },
+                     body => chat_body(model => $model, stream => 1,
+                                       extra => \%tools));
+    $e = event_of($r);
+
+    if ($p eq 'Gemini') {
+        ok(!$e->{estimated}, "$p tool call cut: the usage it sent so far");
+    } else {
+        ok($e->{estimated}, "$p tool call cut: estimated");
+        is($e->{completion_tokens}, ceil4(length($NAME) + 16),
+           "$p tool call cut: completion = ceil((name + the 16 characters "
+           . 'of arguments delivered) / 4), not 0');
     }
 }
 

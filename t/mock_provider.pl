@@ -67,6 +67,12 @@
 #                                gzip-corrupt (gzip whose data goes bad: a
 #                                stream's from the fourth event, a JSON
 #                                answer's from its middle)
+#   x-mock-tool-call: 1          chat: the model calls a tool instead of
+#                                writing text: get_weather with
+#                                {"location":"Paris","unit":"celsius"};
+#                                streamed as OpenAI does, the name first,
+#                                then the arguments 8 characters a chunk;
+#                                finish_reason "tool_calls"
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
 #                                output_tokens_details.reasoning_tokens;
 #                                chat: total = prompt + completion + N)
@@ -507,6 +513,13 @@ sub chat {
 
     my $id = sprintf 'chatcmpl-mock%08x%04x', int(time), $$ & 0xffff;
     my $created = int time;
+    my $tool = $ctl->{'tool-call'}
+               ? { id => 'call_mock' . ($$ & 0xffff), type => 'function',
+                   function => { name => 'get_weather',
+                                 arguments => '{"location":"Paris",'
+                                              . '"unit":"celsius"}' } }
+               : undef;
+    $finish = 'tool_calls' if $tool;
 
     if ($in->{stream} && $in->{stream} ne 'false') {
         my $want_usage = ref $in->{stream_options} eq 'HASH'
@@ -518,7 +531,7 @@ sub chat {
         return stream($c, $req, $entry, $ctl, {
             id => $id, created => $created, model => $model,
             words => \@words, pad => $pad, finish => $finish,
-            completion => $completion,
+            completion => $completion, tool => $tool,
             usage => $want_usage ? $usage : undef,
         });
     }
@@ -530,8 +543,11 @@ sub chat {
         model   => $model,
         choices => [ {
             index         => 0,
-            message       => { role => 'assistant',
-                               content => $content . $pad },
+            message       => $tool
+                             ? { role => 'assistant', content => undef,
+                                 tool_calls => [ $tool ], refusal => undef }
+                             : { role => 'assistant',
+                                 content => $content . $pad },
             logprobs      => undef,
             finish_reason => $finish,
         } ],
@@ -994,7 +1010,25 @@ sub stream {
 
     my $i = 0;
 
-    for my $w (@{ $s->{words} }) {
+    if (my $tool = $s->{tool}) {
+        # the call's name first, then its arguments in pieces
+        my $args = $tool->{function}{arguments};
+        push @events, { %$base, choices => [ { index => 0, delta => {
+            role => 'assistant', content => undef, refusal => undef,
+            tool_calls => [ { index => 0, id => $tool->{id},
+                              type => 'function',
+                              function => { name => $tool->{function}{name},
+                                            arguments => '' } } ] },
+            finish_reason => undef } ] };
+        for (my $p = 0; $p < length $args; $p += 8) {
+            push @events, { %$base, choices => [ { index => 0, delta => {
+                tool_calls => [ { index => 0, function => {
+                    arguments => substr($args, $p, 8) } } ] },
+                finish_reason => undef } ] };
+        }
+    }
+
+    for my $w ($s->{tool} ? () : @{ $s->{words} }) {
         my $delta = { content => $i++ ? " $w" : $w };
         $delta->{role} = 'assistant' if $i == 1;
         push @events, { %$base, choices => [ { index => 0, delta => $delta,

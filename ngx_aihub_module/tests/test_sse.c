@@ -43,6 +43,7 @@ typedef struct {
 static const char  *stream_names[] = {
     "openai", "openrouter", "deepseek", "gemini", "nospace", "choices_null",
     "crlf", "cr", "error_mid", "error_only", "no_usage", "cut", "tricky",
+    "tools",
     "bad_numbers", "responses", "responses_incomplete", "responses_failed"
 };
 

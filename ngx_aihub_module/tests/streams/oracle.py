@@ -161,6 +161,21 @@ s += '\n\n'
 s += 'data: [DONE]  \n\n'
 S['tricky'] = s
 
+# 12b. tool calls: OpenAI streams a call's name, then its arguments in
+#      pieces, a second call; a refusal; the legacy function_call; all of
+#      it is what the model wrote, counted as delivered
+s = ''
+s += ev(oa('{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_Ab1","type":"function","function":{"name":"get_weather","arguments":""}}],"refusal":null}'))
+s += ev(oa('{"tool_calls":[{"index":0,"function":{"arguments":"{\\"loc"}}]}'))
+s += ev(oa('{"tool_calls":[{"index":0,"function":{"arguments":"ation\\":\\"Paris \u00e9\\"}"}}]}'))
+s += ev(oa('{"tool_calls":[{"index":1,"id":"call_Cd2","type":"function","function":{"name":"get_time","arguments":"{}"}}]}'))
+s += ev(oa('{}', '"tool_calls"'))
+s += ev(oa('{"refusal":"I can\u2019t help with that."}'))
+s += ev(oa('{"function_call":{"name":"legacy","arguments":"{\\"x\\":1}"}}'))
+s += ev('{' + base + ',"choices":[],"usage":{"prompt_tokens":30,"completion_tokens":22,"total_tokens":52}}')
+s += ev('[DONE]')
+S['tools'] = s
+
 # 13. bad numbers: negative, absurd, fractional
 s = ''
 s += ev('{"choices":[{"delta":{"content":"0123456789"}}]}')
@@ -227,9 +242,19 @@ for name, b in S.items():
                         for k in ('delta', 'message'):
                             dd = c.get(k)
                             if isinstance(dd, dict):
-                                for f in ('content', 'reasoning', 'reasoning_content'):
+                                for f in ('content', 'reasoning', 'reasoning_content', 'refusal'):
                                     if isinstance(dd.get(f), str):
                                         exp['chars'] += len(dd[f])
+                                # what the model wrote as tool calls: the
+                                # function's name and arguments
+                                fns = [tc.get('function') for tc in dd.get('tool_calls') or []
+                                       if isinstance(dd.get('tool_calls'), list) and isinstance(tc, dict)]
+                                fns.append(dd.get('function_call'))
+                                for fn in fns:
+                                    if isinstance(fn, dict):
+                                        for f in ('name', 'arguments'):
+                                            if isinstance(fn.get(f), str):
+                                                exp['chars'] += len(fn[f])
             # the Responses API: a top-level text delta, "response"
             # holding usage and error, an event of type "error"
             if isinstance(d.get('delta'), str):
