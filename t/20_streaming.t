@@ -170,7 +170,9 @@ sub last_event {
     like($r->{headers}{'transfer-encoding'} // '', qr/chunked/,
          'strip: the changed length goes out chunked');
     ok(!exists $r->{headers}{'content-length'}, 'strip: no content-length');
-    unlike($r->{body}, qr/"usage"/, 'strip: no usage chunk at the client');
+    # (OpenAI writes "usage": null into every chunk once usage is asked
+    # for, as the gateway asked: that stays, the figures go)
+    unlike($r->{body}, qr/"usage":\{/, 'strip: no usage chunk at the client');
 
     my $want = $d->{body};
     my $n = ($want =~ s/^data: \{"choices":\[\],[^\n]*"usage":\{[^\n]*\n\n//m);
@@ -221,7 +223,7 @@ sub last_event {
 
     like($d->{body}, qr/"choices":null/,
          'choices null: the mock sends choices null');
-    unlike($r->{body}, qr/"usage"|"choices":null/,
+    unlike($r->{body}, qr/"usage":\{|"choices":null/,
            'choices null: the usage chunk is stripped');
     is(scalar @{ $r->{events} }, 9, 'choices null: 9 events');
 

@@ -98,7 +98,8 @@ sub big_stream {
 
         $n += length $buf;
         $tail = substr($tail . $buf, -4096);
-        $usage++ if $buf =~ /"usage"/;
+        # the usage figures (OpenAI's "usage": null in each chunk stays)
+        $usage++ if $buf =~ /"usage":\{/;
     }
 
     my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};

@@ -258,6 +258,40 @@ for my $model ('test-oai', 'test-or', 'test-gem') {
     is($args, $ARGS, "$p tool call, stream: the arguments arrive whole");
     billed_as_counted($r, "$p tool call, stream");
 
+    # the Responses API over the provider's chat: the call comes back as a
+    # function_call item, JSON and streamed
+    my %rtools = (tools => [ { type => 'function', name => $NAME,
+                               parameters => { type => 'object' } } ]);
+    $r = raw_request($t, key => $key, path => '/v1/responses',
+                     headers => {%tool},
+                     body => { model => $model, input => 'weather?',
+                               %rtools });
+    $j = eval { decode_json($r->{body}) } // {};
+    my ($call) = grep { ($_->{type} // '') eq 'function_call' }
+                 @{ $j->{output} // [] };
+    is(($call // {})->{name}, $NAME,
+       "$p tool call, Responses JSON: a function_call item")
+        or diag($r->{body});
+    is(($call // {})->{arguments}, $ARGS,
+       "$p tool call, Responses JSON: its arguments");
+    billed_as_counted($r, "$p tool call, Responses JSON");
+
+    $r = raw_request($t, key => $key, path => '/v1/responses',
+                     headers => {%tool},
+                     body => { model => $model, input => 'weather?',
+                               stream => JSON::PP::true, %rtools });
+    my @rev = grep { ref $_ eq 'HASH' } sse_data(@{ $r->{events} });
+    is(join('', map { $_->{delta} // '' }
+                grep { ($_->{type} // '') eq
+                       'response.function_call_arguments.delta' } @rev),
+       $ARGS, "$p tool call, Responses stream: the arguments' deltas");
+    my ($rdone) = grep { ($_->{type} // '') eq 'response.completed' } @rev;
+    my ($ritem) = grep { ($_->{type} // '') eq 'function_call' }
+                  @{ (($rdone // {})->{response} // {})->{output} // [] };
+    is(($ritem // {})->{arguments}, $ARGS,
+       "$p tool call, Responses stream: response.completed holds the call");
+    billed_as_counted($r, "$p tool call, Responses stream");
+
     # cut after the name and two pieces of the arguments (8 characters each)
     $r = raw_request($t, key => $key,
                      headers => { %tool, 'x-mock-cut-after' => 3 },

@@ -85,7 +85,8 @@
 #               ": OPENROUTER PROCESSING" (its keep-alive)
 #   OpenAI      every stream chunk has "service_tier", "system_fingerprint"
 #               and "obfuscation" (random padding that hides the length
-#               of the text, on by default since 2025), the usage chunk too
+#               of the text, on by default since 2025), the usage chunk too;
+#               with include_usage every chunk before it "usage": null
 #   Gemini      a stream carries its usage in every chunk, cumulative
 #               (completion_tokens counts the words so far), the last
 #               content chunk with finish_reason and the full usage: no
@@ -1086,6 +1087,8 @@ sub stream {
 
     if ($req->{kind} eq 'openai') {
         for my $ev (@events) {
+            # with include_usage, every chunk but the last says "usage": null
+            $ev->{usage} = undef if $s->{usage} && !exists $ev->{usage};
             $ev->{service_tier} = 'default';
             $ev->{system_fingerprint} = 'fp_mock0001';
             $ev->{obfuscation} = join '', map { ('a' .. 'z', 'A' .. 'Z')
