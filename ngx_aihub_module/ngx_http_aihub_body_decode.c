@@ -21,6 +21,7 @@
  */
 
 #include "ngx_http_aihub_common.h"
+#include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body_decode.h"
 
@@ -48,6 +49,8 @@ typedef enum {
 
 static ngx_http_aihub_coding_e ngx_http_aihub_body_coding(
     ngx_http_request_t *r, ngx_str_t *name);
+static ngx_http_aihub_coding_e ngx_http_aihub_body_coding_named(
+    ngx_str_t *name);
 static ngx_int_t ngx_http_aihub_body_refuse_coding(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_http_aihub_coding_e coding,
     ngx_str_t *name);
@@ -139,40 +142,24 @@ ngx_http_aihub_body_decode(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 static ngx_http_aihub_coding_e
 ngx_http_aihub_body_coding(ngx_http_request_t *r, ngx_str_t *name)
 {
-    u_char                   *p, *last, *start;
-    ngx_uint_t                i, n;
-    ngx_list_part_t          *part;
-    ngx_table_elt_t          *h;
-    ngx_http_aihub_coding_e   coding;
+    u_char                        *p, *last, *start;
+    ngx_uint_t                     n;
+    ngx_table_elt_t               *h;
+    ngx_http_aihub_coding_e        coding;
+    ngx_http_aihub_header_iter_t   it;
 
     coding = NGX_HTTP_AIHUB_CODING_NONE;
     ngx_str_null(name);
     n = 0;
+    it.part = NULL;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != sizeof("content-encoding") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "content-encoding",
-                               sizeof("content-encoding") - 1) != 0)
-        {
-            continue;
-        }
-
-        p = h[i].value.data;
-        last = p + h[i].value.len;
+    while ((h = ngx_http_aihub_header_next(&r->headers_in.headers, &it,
+                                           (u_char *) "content-encoding",
+                                           sizeof("content-encoding") - 1))
+           != NULL)
+    {
+        p = h->value.data;
+        last = p + h->value.len;
 
         while (p < last) {
 
@@ -200,32 +187,40 @@ ngx_http_aihub_body_coding(ngx_http_request_t *r, ngx_str_t *name)
 
             name->data = start;
             name->len = p - start;
-
-            if ((name->len == 4
-                 && ngx_strncasecmp(start, (u_char *) "gzip", 4) == 0)
-                || (name->len == 6
-                    && ngx_strncasecmp(start, (u_char *) "x-gzip", 6) == 0))
-            {
-                coding = NGX_HTTP_AIHUB_CODING_GZIP;
-
-            } else if (name->len == 7
-                       && ngx_strncasecmp(start, (u_char *) "deflate", 7)
-                          == 0)
-            {
-                coding = NGX_HTTP_AIHUB_CODING_DEFLATE;
-
-            } else if (name->len == 4
-                       && ngx_strncasecmp(start, (u_char *) "zstd", 4) == 0)
-            {
-                coding = NGX_HTTP_AIHUB_CODING_ZSTD;
-
-            } else {
-                coding = NGX_HTTP_AIHUB_CODING_OTHER;
-            }
+            coding = ngx_http_aihub_body_coding_named(name);
         }
     }
 
     return coding;
+}
+
+
+/* one coding's name (any case) */
+
+static ngx_http_aihub_coding_e
+ngx_http_aihub_body_coding_named(ngx_str_t *name)
+{
+    if ((name->len == 4
+         && ngx_strncasecmp(name->data, (u_char *) "gzip", 4) == 0)
+        || (name->len == 6
+            && ngx_strncasecmp(name->data, (u_char *) "x-gzip", 6) == 0))
+    {
+        return NGX_HTTP_AIHUB_CODING_GZIP;
+    }
+
+    if (name->len == 7
+        && ngx_strncasecmp(name->data, (u_char *) "deflate", 7) == 0)
+    {
+        return NGX_HTTP_AIHUB_CODING_DEFLATE;
+    }
+
+    if (name->len == 4
+        && ngx_strncasecmp(name->data, (u_char *) "zstd", 4) == 0)
+    {
+        return NGX_HTTP_AIHUB_CODING_ZSTD;
+    }
+
+    return NGX_HTTP_AIHUB_CODING_OTHER;
 }
 
 

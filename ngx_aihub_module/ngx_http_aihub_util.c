@@ -315,29 +315,51 @@ ngx_http_aihub_answer_is_json(ngx_http_request_t *r)
 ngx_table_elt_t *
 ngx_http_aihub_header_find(ngx_list_t *headers, u_char *name, size_t len)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
+    ngx_http_aihub_header_iter_t  it;
+
+    it.part = NULL;
+
+    return ngx_http_aihub_header_next(headers, &it, name, len);
+}
+
+
+/*
+ * The next header named name after the one the iterator stands on (the
+ * first, with it.part NULL), or NULL: every line of a repeated header
+ */
+
+ngx_table_elt_t *
+ngx_http_aihub_header_next(ngx_list_t *headers,
+    ngx_http_aihub_header_iter_t *it, u_char *name, size_t len)
+{
     ngx_table_elt_t  *h;
 
-    part = &headers->part;
-    h = part->elts;
+    if (it->part == NULL) {
+        it->part = &headers->part;
+        it->i = 0;
 
-    for (i = 0; /* void */; i++) {
+    } else {
+        it->i++;
+    }
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
+    h = it->part->elts;
+
+    for ( /* void */ ; /* void */ ; it->i++) {
+
+        if (it->i >= it->part->nelts) {
+            if (it->part->next == NULL) {
                 return NULL;
             }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
+            it->part = it->part->next;
+            h = it->part->elts;
+            it->i = 0;
         }
 
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, name, len) == 0)
+        if (h[it->i].key.len == len
+            && ngx_strncasecmp(h[it->i].key.data, name, len) == 0)
         {
-            return &h[i];
+            return &h[it->i];
         }
     }
 }

@@ -10,6 +10,13 @@
 #include "ngx_http_aihub_common.h"
 
 
+/* where ngx_http_aihub_header_next() stands in a header list */
+typedef struct {
+    ngx_list_part_t              *part;         /* NULL: not started */
+    ngx_uint_t                    i;
+} ngx_http_aihub_header_iter_t;
+
+
 ngx_int_t ngx_http_aihub_util_init_process(ngx_cycle_t *cycle);
 void ngx_http_aihub_util_exit_process(void);
 
@@ -31,8 +38,11 @@ void ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key);
 
 ngx_uint_t ngx_http_aihub_answer_is_sse(ngx_http_request_t *r);
 ngx_uint_t ngx_http_aihub_answer_is_json(ngx_http_request_t *r);
+
 ngx_table_elt_t *ngx_http_aihub_header_find(ngx_list_t *headers,
     u_char *name, size_t len);
+ngx_table_elt_t *ngx_http_aihub_header_next(ngx_list_t *headers,
+    ngx_http_aihub_header_iter_t *it, u_char *name, size_t len);
 
 
 #endif /* NGX_HTTP_AIHUB_UTIL_H */
