@@ -336,6 +336,15 @@ my $plain = body_of(content => 'tell me about compression ' x 20);
     cmp_ok(length $gbomb, '<', $MAX, 'a gzip bomb under aihub_body_max');
     cmp_ok(length $zbomb, '<', $MAX, 'a zstd bomb under aihub_body_max');
 
+    # nothing is decoded before the key is checked: a made-up key with a
+    # bomb is a 401, not a 413
+    my $r = $t->http(POST => '/v1/chat/completions',
+                     key => 'ai-hub-' . ('A' x 38),
+                     headers => { 'content-type' => 'application/json',
+                                  'content-encoding' => 'gzip' },
+                     body => $gbomb);
+    is_error($r, 401, 'invalid_api_key', 'a made-up key with a gzip bomb');
+
     my @pids = $t->nginx_worker_pids;
     my $peak = sub {
         (sort { $b <=> $a }
