@@ -379,11 +379,13 @@ ngx_http_aihub_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ngx_http_aihub_inflate_sent(r, ctx->reply.inflate, plain);
 
-    if (broken == NGX_ABORT) {
+    if (broken == NGX_ABORT && r->header_sent) {
         /*
-         * the coded data broke: what came plain before went on, and the
-         * answer ends without its end (no last chunk), as when a provider
-         * cuts it, so that the client knows it is not whole
+         * the coded data broke once the answer had begun: what came plain
+         * before went on, and the answer ends without its end (no last
+         * chunk), as when a provider cuts it, so that the client knows it
+         * is not whole.  (Broken before its first byte, it is an answer
+         * that is not JSON: 502, as the scan decides at its end.)
          */
         ctx->reply.broken = 1;
         return NGX_ERROR;

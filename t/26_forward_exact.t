@@ -327,6 +327,33 @@ $t->allow_log(qr/upstream prematurely closed/);
        'gzip JSON gone bad: estimated, not a client abort');
     is($je->{status}, 200, 'gzip JSON gone bad: its event says 200');
 }
+
+# labelled gzip but not gzip from its first byte.  JSON waits for its
+# first byte, so nothing reaches the client but our 502, billed nothing; a
+# stream's head has gone already, so it ends unfinished with no event, as a
+# plain stream the provider cuts before its first event does (t/20): its
+# prompt estimated, no completion, not a client abort
+{
+    my $r = raw_request($t, key => $key, body => chat_body(),
+                        headers => { 'x-mock-encoding' => 'gzip-garbage' });
+    is($r->{status}, 502, 'not gzip from its first byte, JSON: 502');
+    my $j = eval { decode_json($r->{body}) } // {};
+    is($j->{error}{code}, 'upstream_error',
+       'not gzip from its first byte, JSON: upstream_error');
+    is(call_event($r)->{cost_micros} // 0, 0,
+       'not gzip from its first byte, JSON: billed nothing');
+
+    $r = raw_request($t, key => $key, body => chat_body(stream => 1),
+                     headers => { 'x-mock-encoding' => 'gzip-garbage' });
+    is(scalar @{ $r->{events} }, 0,
+       'not gzip from its first byte, stream: no event reaches the client');
+    ok(!$r->{complete}, 'not gzip from its first byte, stream: unfinished');
+    my $e = call_event($r);
+    ok($e->{estimated} && !$e->{aborted} && !$e->{completion_tokens},
+       'not gzip from its first byte, stream: estimated, no completion, '
+       . 'not a client abort')
+        or diag(explain($e));
+}
 $t->allow_log(qr/could not be inflated/);
 
 # a provider's refusal of the request itself, compressed: judged as plain

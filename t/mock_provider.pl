@@ -66,7 +66,9 @@
 #                                labelled br that are not brotli),
 #                                gzip-corrupt (gzip whose data goes bad: a
 #                                stream's from the fourth event, a JSON
-#                                answer's from its middle)
+#                                answer's from its middle), gzip-garbage
+#                                (labelled gzip, not gzip from its first
+#                                byte)
 #   x-mock-tool-call: 1          chat: the model calls a tool instead of
 #                                writing text: get_weather with
 #                                {"location":"Paris","unit":"celsius"};
@@ -899,7 +901,8 @@ sub encoding {
     # brotli)
     my $forced = lc($req->{headers}{'x-mock-encoding'} // '');
     return $forced
-        if $forced =~ /^(gzip|gzip-members|gzip-corrupt|deflate|raw-deflate|br)$/;
+        if $forced =~ /^(gzip|gzip-members|gzip-corrupt|gzip-garbage|deflate
+                         |raw-deflate|br)$/x;
 
     my $ae = lc($req->{headers}{'accept-encoding'} // '');
     my %q;
@@ -919,7 +922,8 @@ sub encoding {
 sub deflater {
     my ($enc) = @_;
 
-    return undef if $enc eq 'br' || $enc eq 'gzip-members';
+    return undef
+        if $enc eq 'br' || $enc eq 'gzip-members' || $enc eq 'gzip-garbage';
 
     my ($d, $st) = Compress::Raw::Zlib::Deflate->new(
         -WindowBits => $enc =~ /^gzip/ ? WANT_GZIP
@@ -935,7 +939,7 @@ sub deflater {
 # the Content-Encoding an answer in that coding is labelled with
 sub coding_label {
     return { 'raw-deflate' => 'deflate', 'gzip-members' => 'gzip',
-             'gzip-corrupt' => 'gzip' }->{$_[0]}
+             'gzip-corrupt' => 'gzip', 'gzip-garbage' => 'gzip' }->{$_[0]}
            // $_[0];
 }
 
@@ -947,6 +951,7 @@ sub compress_all {
     my ($enc, $data) = @_;
 
     return unreadable($data) if $enc eq 'br';
+    return "\xff" x length $data if $enc eq 'gzip-garbage';
 
     # one gzip member a half, as a concatenation of gzip files is
     if ($enc eq 'gzip-members') {
@@ -1116,6 +1121,7 @@ sub send_stream {
     my $br = ($enc // '') eq 'br';
     my $members = ($enc // '') eq 'gzip-members';
     my $corrupt = ($enc // '') eq 'gzip-corrupt';
+    my $garbage = ($enc // '') eq 'gzip-garbage';
 
     $entry->{status} = 200;
     write_log($entry);
@@ -1162,6 +1168,9 @@ sub send_stream {
 
         } elsif ($members) {
             $ev = compress_all('gzip', $ev);    # a gzip member an event
+
+        } elsif ($garbage) {
+            $ev = "\xff" x length $ev;
         }
 
         put($c, $chunked ? sprintf("%x\r\n%s\r\n", length $ev, $ev) : $ev)
