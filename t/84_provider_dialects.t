@@ -10,7 +10,9 @@
 #   stream, cumulative, the full figure in the last content chunk, and no
 #   separate usage chunk: a gateway that added the chunks' usage up would
 #   bill several times over (a known trap of that endpoint);
-# - OpenAI: the usage chunk with "choices": [] after the finish chunk.
+# - OpenAI: the usage chunk with "choices": [] after the finish chunk;
+# - DeepSeek, while its server is busy: empty lines before a JSON answer,
+#   ": keep-alive" comments before a stream's first event.
 #
 # For each: a JSON answer, a stream the client asked usage for, one it did
 # not (the usage chunk we asked for goes; Gemini's usage rides on content
@@ -215,6 +217,30 @@ for my $model (sort keys %name) {
     }
 }
 
+
+# --- DeepSeek keeps the connection alive while its server is busy -------------
+#
+# empty lines before a JSON answer, ": keep-alive" comments before a
+# stream's first event (its API documentation): the answer is not taken
+# for one that is not JSON, and is metered as counted
+
+{
+    my $r = raw_request($t, key => $key, body => chat_body(model => 'test-oai'),
+                        headers => { 'x-mock-keepalive' => 3 });
+    is($r->{status}, 200, 'empty lines before the JSON: 200');
+    my $j = eval { decode_json($r->{body}) } // {};
+    is($j->{choices}[0]{message}{content}, $TEXT,
+       'empty lines before the JSON: the answer');
+    billed_as_counted($r, 'empty lines before the JSON');
+
+    $r = raw_request($t, key => $key,
+                     body => chat_body(model => 'test-oai', stream => 1),
+                     headers => { 'x-mock-keepalive' => 3 });
+    is(stream_text($r), $TEXT, 'keep-alive comments before a stream: the text');
+    like($r->{body}, qr/^: keep-alive$/m,
+         'keep-alive comments before a stream: passed to the client');
+    billed_as_counted($r, 'keep-alive comments before a stream');
+}
 
 # --- tool calls: what the model wrote is the function's name and arguments ---
 #

@@ -69,6 +69,11 @@
 #                                answer's from its middle), gzip-garbage
 #                                (labelled gzip, not gzip from its first
 #                                byte)
+#   x-mock-keepalive: N          keep the connection alive before the answer
+#                                as DeepSeek does while its server is busy:
+#                                N empty lines before a JSON answer, N
+#                                ": keep-alive" comments before a stream's
+#                                first event, 100 ms apart
 #   x-mock-tool-call: 1          chat: the model calls a tool instead of
 #                                writing text: get_weather with
 #                                {"location":"Paris","unit":"celsius"};
@@ -990,9 +995,12 @@ sub respond {
 
     $body = compress_all($enc, $body) if $enc;
 
+    my $ka = $status == 200 && !$enc
+             ? ($req->{headers}{'x-mock-keepalive'} // 0) : 0;
+
     my $head = "HTTP/1.1 $status " . reason($status) . "\r\n"
              . "Content-Type: application/json\r\n"
-             . "Content-Length: " . length($body) . "\r\n"
+             . "Content-Length: " . (length($body) + $ka) . "\r\n"
              . ($enc ? "Content-Encoding: " . coding_label($enc)
                        . "\r\nVary: Accept-Encoding\r\n"
                      : '')
@@ -1000,6 +1008,12 @@ sub respond {
              . join('', @extra)
              . ($req->{keepalive} ? '' : "Connection: close\r\n")
              . "\r\n";
+
+    if ($ka) {
+        put($c, $head) or return 0;
+        for (1 .. $ka) { sleep 0.1; put($c, "\n") or return 0; }
+        $head = '';
+    }
 
     put($c, $head . $body) or return 0;
 
@@ -1139,6 +1153,14 @@ sub send_stream {
     my $cut = $ctl->{'cut-after'};
     my $delay = ($ctl->{'chunk-delay-ms'} // 0) / 1000;
     my $n = 0;
+
+    for (1 .. ($d || $br || $members || $garbage ? 0
+               : $ctl->{keepalive} // 0)) {
+        sleep 0.1;
+        my $ping = ": keep-alive\n\n";
+        put($c, $chunked ? sprintf("%x\r\n%s\r\n", length $ping, $ping)
+                         : $ping) or return 0;
+    }
 
     for my $ev (@$events) {
         if (defined $cut && $n == $cut) {
