@@ -41,6 +41,8 @@ static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_aihub_throttled(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_buf_t *held);
 static ngx_int_t ngx_http_aihub_send_replace(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
     const char *code, const char *message);
@@ -186,25 +188,12 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        if (ngx_http_aihub_retry_after(r, ctx->forward.retry_after > 0
-                                          ? ctx->forward.retry_after
-                                          : NGX_HTTP_AIHUB_PROVIDER_RETRY)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        return ngx_http_aihub_replace(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
-                                      "requests", "rate_limit_exceeded",
-                                      "The model provider is rate limiting "
-                                      "requests. Please retry shortly.");
-    }
-
     if (status == NGX_HTTP_BAD_REQUEST || status == NGX_HTTP_CONFLICT
+        || status == NGX_HTTP_TOO_MANY_REQUESTS
         || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || status == 422)
     {
-        /* the developer's mistake, or the operator's: its body tells */
+        /* the developer's mistake (or a rate limit), or the operator's:
+           its body tells */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub filter: provider %ui held to be judged",
                        status);
@@ -622,6 +611,10 @@ ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
 
+    if (ctx->reply.status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        return ngx_http_aihub_throttled(r, ctx, held);
+    }
+
     rc = ngx_http_aihub_refusal_message(r, held, &msg);
 
     if (rc == NGX_ERROR) {
@@ -644,6 +637,40 @@ ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
                                        "invalid_request_error",
                                        "provider_rejected_request",
                                        (const char *) msg);
+}
+
+
+/* a provider's 429: a rate limit (429, its Retry-After or 1 s), or the
+   operator's account out of credit (502, logged: no retry mends it) */
+
+static ngx_int_t
+ngx_http_aihub_throttled(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_buf_t *held)
+{
+    if (ngx_http_aihub_refusal_no_credit(held)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "aihub: provider \"%V\" says the operator's account "
+                      "has no credit left (insufficient_quota)",
+                      &ctx->route.provider->name);
+
+        return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                           "server_error", "upstream_error",
+                                           "The model provider failed to "
+                                           "answer the request.");
+    }
+
+    if (ngx_http_aihub_retry_after(r, ctx->forward.retry_after > 0
+                                      ? ctx->forward.retry_after
+                                      : NGX_HTTP_AIHUB_PROVIDER_RETRY)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
+                                       "requests", "rate_limit_exceeded",
+                                       "The model provider is rate limiting "
+                                       "requests. Please retry shortly.");
 }
 
 

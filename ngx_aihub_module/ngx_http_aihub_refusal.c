@@ -6,6 +6,11 @@
  * projects, organizations, billing, payment, credit or quota, and any
  * other shape (Gemini answers a bad credential with a 400 and a JSON
  * array), is the operator's problem, never shown.
+ *
+ * A provider's 429 is judged too: a rate limit is the developer's to see
+ * (429, retry), but OpenAI also answers 429 when the operator's account
+ * has no credit left, "insufficient_quota" in its error's type and code:
+ * that is the operator's problem, and no retry will mend it.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -83,4 +88,38 @@ ngx_http_aihub_refusal_message(ngx_http_request_t *r, ngx_buf_t *held,
     *message = msg;
 
     return NGX_OK;
+}
+
+
+/* 1 if a held 429 is OpenAI's "insufficient_quota": the account's credit */
+
+ngx_uint_t
+ngx_http_aihub_refusal_no_credit(ngx_buf_t *held)
+{
+    cJSON       *root, *err, *v;
+    ngx_uint_t   i, found;
+
+    static const char  *fields[] = { "type", "code", NULL };
+
+    root = cJSON_ParseWithLength((const char *) held->pos,
+                                 held->last - held->pos);
+
+    err = cJSON_IsObject(root)
+          ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
+
+    found = 0;
+
+    for (i = 0; fields[i] && cJSON_IsObject(err); i++) {
+        v = cJSON_GetObjectItemCaseSensitive(err, fields[i]);
+
+        if (cJSON_IsString(v)
+            && ngx_strcmp(v->valuestring, "insufficient_quota") == 0)
+        {
+            found = 1;
+        }
+    }
+
+    cJSON_Delete(root);
+
+    return found;
 }

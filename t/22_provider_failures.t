@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 
-# A provider that fails: 500/503 -> 502 upstream_error, 429 -> 429
+# A provider that fails: 500/503 -> 502 upstream_error, 429 -> 429 (but
+# OpenAI's insufficient_quota, the operator's account out of credit: 502)
 # rate_limit_exceeded, connection refused -> 502, too slow -> 504
 # upstream_timeout, a provider refusing our credential -> 502; each in the
 # OpenAI error shape, the quota reservation given back and nothing billed.
@@ -239,6 +240,22 @@ like($r429->{head}, qr/^retry-after: 1\r?$/mi,
     like($r->{head}, qr/^retry-after: 7\r?$/mi,
          "provider 429: the provider's Retry-After passed on");
     is(() = $r->{head} =~ /^retry-after:/mgi, 1, 'one Retry-After');
+}
+
+# OpenAI's 429 for the operator's account out of credit: the operator's
+# problem, which no retry mends: 502, no Retry-After, logged
+{
+    my $r = check_failure('429 insufficient_quota', 502, 'upstream_error',
+                          reached => 1,
+                          headers => { 'x-mock-status' => 429,
+                                       'x-mock-no-credit' => 1,
+                                       'x-mock-retry-after' => 7 });
+    unlike($r->{head}, qr/^retry-after:/mi,
+           '429 insufficient_quota: no Retry-After for the developer');
+    unlike($r->{body}, qr/quota|billing/i,
+           "429 insufficient_quota: the operator's billing is not shown");
+    like($t->error_log, qr/says the operator's account has no credit left/,
+         '429 insufficient_quota: logged for the operator');
 }
 
 

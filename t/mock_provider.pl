@@ -52,6 +52,9 @@
 #   x-mock-size: BYTES           pad the answer's content to BYTES characters
 #   x-mock-completion-tokens: N  completion tokens (and words) to answer
 #   x-mock-retry-after: N        Retry-After on an error answer
+#   x-mock-no-credit: 1          with status 429: OpenAI's answer for an
+#                                account with no credit left
+#                                (insufficient_quota)
 #   x-mock-raw-status: 1         a status line no HTTP parser accepts
 #   x-mock-error-after: N        a stream: N content chunks, then an error
 #                                object (as OpenRouter fails mid-stream)
@@ -410,6 +413,14 @@ sub handle_request {
                     503 => ['server_error', 'service_unavailable',
                             'The engine is currently overloaded.']);
         my $t = $type{$status} // ['server_error', undef, "mock $status"];
+
+        # OpenAI's 429 for an account with no credit left
+        $t = ['insufficient_quota', 'insufficient_quota',
+              'You exceeded your current quota, please check your plan '
+              . 'and billing details. For more information on this error, '
+              . 'read the docs: https://platform.openai.com/docs/guides/'
+              . 'error-codes/api-errors.']
+            if $status == 429 && $ctl->{'no-credit'};
 
         return error($c, $req, \%entry, $status, @$t,
                      $ctl->{'retry-after'});
