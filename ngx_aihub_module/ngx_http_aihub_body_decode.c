@@ -24,6 +24,7 @@
 #include "ngx_http_aihub_util.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_body_decode.h"
+#include "ngx_http_aihub_inflate.h"
 
 #include <zlib.h>
 #include <zstd.h>
@@ -294,9 +295,7 @@ ngx_http_aihub_body_inflate(ngx_http_request_t *r,
     if (coding == NGX_HTTP_AIHUB_CODING_GZIP) {
         bits = MAX_WBITS + 16;
 
-    } else if (in->len >= 2 && (in->data[0] & 0x0f) == Z_DEFLATED
-               && ((in->data[0] << 8) | in->data[1]) % 31 == 0)
-    {
+    } else if (in->len >= 2 && ngx_http_aihub_inflate_zlib_head(in->data)) {
         bits = MAX_WBITS;           /* zlib's format, as RFC 9110 says */
 
     } else {

@@ -270,8 +270,7 @@ ngx_http_aihub_inflate_init(ngx_http_request_t *r,
     bits = MAX_WBITS + 32;
 
     if (st->deflate && b->last - b->pos >= 2
-        && ((b->pos[0] & 0x0f) != Z_DEFLATED
-            || ((b->pos[0] << 8) | b->pos[1]) % 31 != 0))
+        && !ngx_http_aihub_inflate_zlib_head(b->pos))
     {
         bits = -MAX_WBITS;
     }
