@@ -626,6 +626,13 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
 
             break;
 
+        case 18:
+            if (aihub_fast_name(name, len, "web_search_options")) {
+                return AIHUB_FAST_UNDECIDED;
+            }
+
+            break;
+
         case 21:
             if (aihub_fast_name(name, len, "max_completion_tokens")) {
                 return aihub_fast_count(f, &f->max_completion_tokens);

@@ -194,7 +194,8 @@ aihub_body_refused_member(const cJSON *root)
     const cJSON  *it;
 
     static const char  *routing[] = { "models", "route", "provider",
-                                      "plugins", NULL };
+                                      "plugins", "web_search_options",
+                                      NULL };
     const char        **name;
 
     for (name = routing; *name; name++) {

@@ -39,7 +39,9 @@ int aihub_json_has_nul_escape(const unsigned char *p, size_t n);
 /*
  * The first top-level member that changes routing or cost at the provider
  * and is refused: OpenRouter's "models", "route", "provider" and
- * "plugins", "service_tier" other than "auto"/"default", "n" other than 1.
+ * "plugins", OpenAI's "web_search_options" (a search model's searches are
+ * billed per call, beyond tokens), "service_tier" other than
+ * "auto"/"default", "n" other than 1.
  * NULL when there is none.
  */
 const char *aihub_body_refused_member(const cJSON *root);

@@ -192,6 +192,10 @@ aihub_responses_request(const cJSON *req, char *err, size_t err_len)
             continue;
         }
 
+        if (strcmp(it->string, "background") == 0 && cJSON_IsFalse(it)) {
+            continue;           /* the default: answered in the call */
+        }
+
         aihub_rs_err(err, err_len, "The member", it->string);
         goto failed;
     }

@@ -212,10 +212,12 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES
-        && ngx_http_aihub_body_responses(ctx, b.json) != NGX_OK)
-    {
-        return NGX_OK;
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES) {
+        rc = ngx_http_aihub_body_responses(r, ctx, b.json);
+
+        if (rc != NGX_OK) {
+            return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+        }
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

@@ -13,7 +13,11 @@
 #   /v1beta/openai/...    Gemini (OpenAI-compatible endpoint)
 # Endpoints under each prefix:
 #   POST chat/completions   JSON, or SSE when "stream": true
-#   POST responses          the Responses API, JSON or SSE (typed events)
+#   POST responses          the Responses API, JSON or SSE (typed events);
+#                           "background": true answers "queued" with no
+#                           usage, as OpenAI does (the model runs after);
+#                           a hosted tool (web_search, ...) adds its call
+#                           item, and the log its fee ("tool_fees")
 #   POST embeddings         float arrays, or base64 ("encoding_format")
 #   GET  models, GET models/{id}
 # All require "Authorization: Bearer SECRET".  A bad credential is answered
@@ -652,7 +656,31 @@ sub responses {
                   incomplete_details => $incomplete,
                   output => [ $item ], usage => $usage };
 
+    # the tools OpenAI runs itself, billed per call beyond the tokens
+    my @hosted = grep { ref $_ eq 'HASH' && ($_->{type} // '') !~ /^(?:function|custom)$/ }
+                      @{ ref $in->{tools} eq 'ARRAY' ? $in->{tools} : [] };
+
+    if (@hosted) {
+        $entry->{tool_fees} = [ map { $_->{type} // '?' } @hosted ];
+        unshift @{ $final->{output} },
+            map { { id => sprintf('ws_mock%08x', int time),
+                    type => ($_->{type} // '') =~ /^web_search/
+                            ? 'web_search_call' : ($_->{type} // '?') . '_call',
+                    status => 'completed',
+                    action => { type => 'search', query => 'mock' } } } @hosted;
+    }
+
     $entry->{usage} = $usage;
+
+    # background: "queued" at once, with no usage; the model runs after
+    # (and is billed then), the result fetched from GET responses/{id}
+    if ($in->{background} && $in->{background} ne 'false'
+        && !($in->{stream} && $in->{stream} ne 'false'))
+    {
+        $entry->{background} = JSON::PP::true;
+        return respond($c, $req, $entry, 200, $JSON->encode(
+            { %$base, status => 'queued', background => JSON::PP::true }));
+    }
 
     unless ($in->{stream} && $in->{stream} ne 'false') {
         return respond($c, $req, $entry, 200, $JSON->encode($final));

@@ -1,0 +1,283 @@
+#!/usr/bin/perl
+
+# What a provider does, and bills the operator for, beyond the answer the
+# gateway meters a call by, is refused before it reaches the provider:
+#
+# - "background": true on the Responses API: OpenAI answers at once with
+#   "status": "queued" and no usage, runs the model afterwards and keeps
+#   the result for GET /v1/responses/{id}, which the gateway does not
+#   serve; the call would be billed the prompt and no output;
+# - a tool the provider runs itself ("web_search", "file_search",
+#   "code_interpreter", "image_generation", ...): priced per call or per
+#   container, beyond the tokens in "usage".  "function" and "custom"
+#   tools are the client's own (the model only writes their calls) and
+#   pass;
+# - "web_search_options" on chat completions (OpenAI's search models bill
+#   each search).
+#
+# Each is tried the ways a body can slip past a check: streamed, on the
+# developer path, on a provider the gateway translates for, with the name
+# escaped, gzip-compressed, next to an allowed tool.  A refused call
+# reaches no provider, makes no usage event and counts no call.
+
+use strict;
+use warnings;
+
+use Test::More;
+use JSON::PP;
+use IO::Compress::Gzip qw(gzip $GzipError);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(:all);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+
+my $t = Aihub->new(redis => 1, mock => 1);
+
+my %models = (
+    %MODELS,
+    'test-resp' => { provider => 'mock', upstream => 'mock-basic',
+                     tier => 'basic', api => 'responses',
+                     price_in => 1000000, price_out => 2000000 },
+);
+seed_models($t, %models);
+
+my $ACCOUNT = 8501;
+my $key = seed_full_key($t, account => $ACCOUNT, models => '*');
+
+$t->nginx(<<'END')->start_nginx;
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+        }
+    }
+END
+ok(wait_ready($t, $key), 'gateway ready');
+
+my $JSON = JSON::PP->new->utf8->canonical;
+my $FN = { type => 'function', name => 'get_weather',
+           parameters => { type => 'object', properties => {} } };
+
+sub gz { my ($in) = @_; my $out; gzip(\$in => \$out) or die $GzipError; $out }
+
+# one call: its answer, and how many requests the provider got
+sub call {
+    my ($path, $body, %o) = @_;
+
+    my $n0 = mock_count($t);
+    my $r = $t->http(POST => $path, key => $key,
+                     headers => $o{headers} // {},
+                     body => $body);
+    $r->{sent} = mock_count($t) - $n0;
+    return $r;
+}
+
+sub resp_body { +{ model => 'test-resp', input => 'hello there', @_ } }
+
+sub refused {
+    my ($r, $what, $name) = @_;
+
+    is_error($r, 400, 'invalid_request_error', $what);
+    like($r->{json}{error}{message} // '', qr/"\Q$name\E"/,
+         "$what: the message names \"$name\"");
+    is($r->{sent}, 0, "$what: nothing reached the provider");
+}
+
+my $used0 = period_field($t, $ACCOUNT, 'calls') // 0;
+my $events0 = usage_event_count($t);
+my $answered = 0;
+
+
+# --- what passes: the client's own tools, background off ---------------------
+
+{
+    my $r = call('/v1/responses', resp_body(tools => [ $FN ]));
+    is($r->{status}, 200, 'a function tool: 200') or diag($r->{content});
+    is($r->{sent}, 1, 'a function tool: forwarded');
+    $answered++ if $r->{status} == 200;
+
+    $r = call('/v1/responses', resp_body(
+        tools => [ { type => 'custom', name => 'run_sql',
+                     description => 'runs a query' } ]));
+    is($r->{status}, 200, 'a custom tool: 200') or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+
+    for my $v ([ 'false', JSON::PP::false ], [ 'null', undef ]) {
+        $r = call('/v1/responses', resp_body(background => $v->[1]));
+        is($r->{status}, 200, "background $v->[0]: 200")
+            or diag($r->{content});
+        is($r->{json}{status}, 'completed',
+           "background $v->[0]: the provider answered the response");
+        $answered++ if $r->{status} == 200;
+    }
+
+    $r = call('/v1/responses', { model => 'test-basic', input => 'hi',
+                                 background => JSON::PP::false });
+    is($r->{status}, 200, 'background false, translated for a chat-only '
+                          . 'provider: 200') or diag("$r->{status} $r->{content}");
+    $answered++ if $r->{status} == 200;
+
+    # the name written with an escape is still "function" to the provider
+    $r = call('/v1/responses',
+              '{"model":"test-resp","input":"hi","tools":[{"type":'
+              . '"functio\u006e","name":"f","parameters":{}}]}',
+              headers => { 'content-type' => 'application/json' });
+    is($r->{status}, 200, 'a function tool, its type escaped: 200')
+        or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+}
+
+
+# --- background ----------------------------------------------------------------
+
+{
+    # the provider's side of it, asked directly: queued, no usage to bill
+    my $ua = HTTP::Tiny->new(timeout => 10);
+    my $d = $ua->post($t->mock_url . '/responses', {
+        headers => { authorization => 'Bearer ' . $t->mock_key,
+                     'content-type' => 'application/json' },
+        content => $JSON->encode({ model => 'mock-basic', input => 'hi',
+                                   background => JSON::PP::true }) });
+    my $q = eval { $JSON->decode($d->{content}) } // {};
+    is($q->{status}, 'queued', 'the provider answers a background request '
+                               . '"queued"');
+    ok(!defined $q->{usage}, '... with no usage: nothing a gateway could '
+                             . 'bill the output on');
+
+    refused(call('/v1/responses', resp_body(background => JSON::PP::true)),
+            'background', 'background');
+    refused(call('/v1/responses', resp_body(background => JSON::PP::true,
+                                            stream => JSON::PP::true)),
+            'background, streamed', 'background');
+    refused(call('/api/v1/developer/responses',
+                 resp_body(background => JSON::PP::true)),
+            'background, developer path', 'background');
+    refused(call('/v1/responses', resp_body(background => 'true')),
+            'background "true" (a string)', 'background');
+    refused(call('/v1/responses', { model => 'test-basic', input => 'hi',
+                                    background => JSON::PP::true }),
+            'background, translated for a chat-only provider',
+            'background');
+    refused(call('/v1/responses',
+                 gz($JSON->encode(resp_body(background => JSON::PP::true))),
+                 headers => { 'content-type' => 'application/json',
+                              'content-encoding' => 'gzip' }),
+            'background, gzip-compressed', 'background');
+}
+
+
+# --- hosted tools ----------------------------------------------------------------
+
+{
+    for my $type (qw(web_search web_search_preview file_search
+                     code_interpreter image_generation computer_use_preview
+                     mcp))
+    {
+        refused(call('/v1/responses', resp_body(tools => [ { type => $type } ])),
+                "a $type tool", $type);
+    }
+
+    refused(call('/v1/responses', resp_body(
+                tools => [ $FN, { type => 'web_search' } ])),
+            'a web_search tool after a function tool', 'web_search');
+    refused(call('/v1/responses', resp_body(
+                tools => [ $FN, { type => 'file_search' } ],
+                stream => JSON::PP::true)),
+            'a file_search tool, streamed', 'file_search');
+    refused(call('/api/v1/developer/responses', resp_body(
+                tools => [ { type => 'web_search' } ])),
+            'a web_search tool, developer path', 'web_search');
+    refused(call('/v1/responses',
+                 '{"model":"test-resp","input":"hi","tools":[{"type":'
+                 . '"web\u005fsearch"}]}',
+                 headers => { 'content-type' => 'application/json' }),
+            'a web_search tool, its type escaped', 'web_search');
+    refused(call('/v1/responses', resp_body(
+                tools => [ { type => 'Function', name => 'f' } ])),
+            'a tool type that is not exactly "function"', 'Function');
+    refused(call('/v1/responses', resp_body(tools => [ { name => 'f' } ])),
+            'a tool without a type', '?');
+    refused(call('/v1/responses',
+                 gz($JSON->encode(resp_body(
+                     tools => [ { type => 'code_interpreter',
+                                  container => { type => 'auto' } } ]))),
+                 headers => { 'content-type' => 'application/json',
+                              'content-encoding' => 'gzip' }),
+            'a code_interpreter tool, gzip-compressed', 'code_interpreter');
+
+    # a member twice cannot hide one type behind the other
+    my $r = call('/v1/responses',
+                 '{"model":"test-resp","input":"hi","tools":[{"type":'
+                 . '"function","type":"web_search","name":"f"}]}',
+                 headers => { 'content-type' => 'application/json' });
+    is_error($r, 400, 'invalid_request_error', 'a tool\'s type twice');
+    is($r->{sent}, 0, 'a tool\'s type twice: nothing reached the provider');
+}
+
+
+# --- chat completions' web search --------------------------------------------
+
+{
+    my $chat = { model => 'test-basic',
+                 messages => [ { role => 'user', content => 'news?' } ] };
+
+    refused(call('/v1/chat/completions',
+                 { %$chat, web_search_options => {} }),
+            'web_search_options', 'web_search_options');
+    refused(call('/v1/chat/completions',
+                 { %$chat, web_search_options => { search_context_size =>
+                                                   'high' },
+                   stream => JSON::PP::true }),
+            'web_search_options, streamed', 'web_search_options');
+    refused(call('/api/v1/developer/chat',
+                 { %$chat, web_search_options => {} }),
+            'web_search_options, developer path', 'web_search_options');
+    refused(call('/v1/chat/completions',
+                 '{"model":"test-basic","messages":[{"role":"user",'
+                 . '"content":"news?"}],"web_search_options":{}}',
+                 headers => { 'content-type' => 'application/json' }),
+            'web_search_options in a plain body (the one-pass check)',
+            'web_search_options');
+
+    my $r = call('/v1/chat/completions', $chat);
+    is($r->{status}, 200, 'the same chat without it: 200');
+    $answered++ if $r->{status} == 200;
+}
+
+
+# --- nothing refused was counted or billed -------------------------------------
+
+{
+    wait_usage($t, $events0 + $answered);
+    sleep 1;
+    is(usage_event_count($t) - $events0, $answered,
+       "one usage event per answered call ($answered), none for the refused");
+
+    $t->wait_for(sub { (period_field($t, $ACCOUNT, 'calls') // 0) - $used0
+                       >= $answered }, timeout => 5);
+    is((period_field($t, $ACCOUNT, 'calls') // 0) - $used0, $answered,
+       'the account\'s calls: the answered ones only');
+}
+
+$t->done;
