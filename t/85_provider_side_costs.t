@@ -135,7 +135,8 @@ my $answered = 0;
     $r = call('/v1/responses', { model => 'test-basic', input => 'hi',
                                  background => JSON::PP::false });
     is($r->{status}, 200, 'background false, translated for a chat-only '
-                          . 'provider: 200') or diag("$r->{status} $r->{content}");
+                          . 'provider: 200')
+        or diag("$r->{status} $r->{content}");
     $answered++ if $r->{status} == 200;
 
     # the name written with an escape is still "function" to the provider
@@ -149,7 +150,7 @@ my $answered = 0;
 }
 
 
-# --- background ----------------------------------------------------------------
+# --- background --------------------------------------------------------------
 
 {
     # the provider's side of it, asked directly: queued, no usage to bill
@@ -187,14 +188,15 @@ my $answered = 0;
 }
 
 
-# --- hosted tools ----------------------------------------------------------------
+# --- hosted tools ------------------------------------------------------------
 
 {
     for my $type (qw(web_search web_search_preview file_search
                      code_interpreter image_generation computer_use_preview
                      mcp))
     {
-        refused(call('/v1/responses', resp_body(tools => [ { type => $type } ])),
+        refused(call('/v1/responses',
+                     resp_body(tools => [ { type => $type } ])),
                 "a $type tool", $type);
     }
 
@@ -266,7 +268,7 @@ my $answered = 0;
 }
 
 
-# --- nothing refused was counted or billed -------------------------------------
+# --- nothing refused was counted or billed -----------------------------------
 
 {
     wait_usage($t, $events0 + $answered);

@@ -657,7 +657,8 @@ sub responses {
                   output => [ $item ], usage => $usage };
 
     # the tools OpenAI runs itself, billed per call beyond the tokens
-    my @hosted = grep { ref $_ eq 'HASH' && ($_->{type} // '') !~ /^(?:function|custom)$/ }
+    my @hosted = grep { ref $_ eq 'HASH'
+                        && ($_->{type} // '') !~ /^(?:function|custom)$/ }
                       @{ ref $in->{tools} eq 'ARRAY' ? $in->{tools} : [] };
 
     if (@hosted) {
