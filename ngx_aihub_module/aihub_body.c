@@ -80,6 +80,15 @@ aihub_body_check_tree(aihub_body_t *b, const unsigned char *p, size_t n,
         return;
     }
 
+    if (!policy->stored_objects) {
+        b->member = aihub_body_stored_member(root);
+
+        if (b->member != NULL) {
+            b->verdict = AIHUB_BODY_STORED;
+            return;
+        }
+    }
+
     model = aihub_json_get(root, "model");
 
     if (model == NULL) {
@@ -707,6 +716,11 @@ aihub_body_message(aihub_body_verdict_e verdict)
     case AIHUB_BODY_REFUSED:
         return "is not accepted by this gateway (it would change how the "
                "provider routes or bills the call)";
+
+    case AIHUB_BODY_STORED:
+        return "names an object stored in the provider account this "
+               "gateway calls with, which every developer of the gateway "
+               "shares: it is not accepted here";
 
     case AIHUB_BODY_NO_MODEL:
         return "You must provide a model parameter.";

@@ -31,6 +31,8 @@ typedef enum {
     AIHUB_BODY_NOT_OBJECT,
     AIHUB_BODY_DUPLICATE,           /* member: the name given twice */
     AIHUB_BODY_REFUSED,             /* member: routes or bills */
+    AIHUB_BODY_STORED,              /* member: names an object stored in
+                                       the provider account */
     AIHUB_BODY_NO_MODEL,
     AIHUB_BODY_BAD_MODEL,
     AIHUB_BODY_BAD_MESSAGES,
@@ -49,6 +51,9 @@ typedef struct {
                                                  the endpoint reads its own
                                                  members (embeddings,
                                                  responses) */
+    unsigned                stored_objects:1; /* members that name the
+                                                 provider account's stored
+                                                 objects pass */
 } aihub_body_policy_t;
 
 
@@ -60,7 +65,8 @@ typedef struct {
 
 typedef struct {
     aihub_body_verdict_e    verdict;
-    const char             *member;         /* DUPLICATE, REFUSED */
+    const char             *member;         /* DUPLICATE, REFUSED,
+                                               STORED */
     cJSON                  *json;           /* the parsed body, or NULL
                                                (none, or not parsed into
                                                a tree) */
@@ -110,8 +116,8 @@ int aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     const unsigned char *p, size_t n, const char *upstream, char **out,
     size_t *len);
 
-/* the client's message for a verdict; for DUPLICATE and REFUSED, what
-   follows "The member "<name>"" */
+/* the client's message for a verdict; for DUPLICATE, REFUSED and STORED,
+   what follows "The member "<name>"" */
 const char *aihub_body_message(aihub_body_verdict_e verdict);
 
 void aihub_body_free(aihub_body_t *b);

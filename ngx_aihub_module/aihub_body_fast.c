@@ -12,7 +12,8 @@
  * It never refuses a body.  Whatever it does not handle exactly as the
  * tree check does, it leaves to the tree check ("undecided", -1):
  *   - anything the tree check refuses (bad JSON, a repeated member, a
- *     member that routes or bills, a bad model, stream or max_tokens);
+ *     member that routes or bills, a file's id, a bad model, stream or
+ *     max_tokens);
  *   - anything where cJSON is laxer than JSON or reads differently: a
  *     control byte or white space other than JSON's four, a byte order
  *     mark, an escape in a member name or the model, \u0000 or a UTF-16
@@ -516,6 +517,12 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
     const unsigned char *name, size_t len, aihub_fast_part_t *part)
 {
     const unsigned char  *s;
+
+    /* an uploaded file's id, at any depth: the tree check decides */
+
+    if (aihub_fast_name(name, len, "file_id")) {
+        return AIHUB_FAST_UNDECIDED;
+    }
 
     switch (kind) {
 

@@ -224,3 +224,52 @@ aihub_body_refused_member(const cJSON *root)
 
     return NULL;
 }
+
+
+/* the first member "name" with a value other than null at any depth */
+
+static const cJSON *
+aihub_json_member_deep(const cJSON *item, const char *name)
+{
+    const cJSON  *it, *found;
+
+    for (it = item->child; it != NULL; it = it->next) {
+        if (cJSON_IsObject(item) && it->string != NULL
+            && strcmp(it->string, name) == 0 && !cJSON_IsNull(it))
+        {
+            return it;
+        }
+
+        if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
+            found = aihub_json_member_deep(it, name);
+            if (found != NULL) {
+                return found;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+const char *
+aihub_body_stored_member(const cJSON *root)
+{
+    const cJSON  *it;
+
+    static const char  *top[] = { "previous_response_id", "conversation",
+                                  "prompt", NULL };
+    const char        **name;
+
+    for (name = top; *name; name++) {
+        it = aihub_json_get(root, *name);
+
+        if (it != NULL && !cJSON_IsNull(it)) {
+            return *name;
+        }
+    }
+
+    /* cJSON refuses documents nested deeper than CJSON_NESTING_LIMIT */
+
+    return aihub_json_member_deep(root, "file_id") ? "file_id" : NULL;
+}

@@ -46,5 +46,15 @@ int aihub_json_has_nul_escape(const unsigned char *p, size_t n);
  */
 const char *aihub_body_refused_member(const cJSON *root);
 
+/*
+ * The first member that names an object stored in the provider account
+ * the gateway calls with, which every developer of the gateway shares, so
+ * that one developer could read what another stored: at the top level
+ * "previous_response_id", "conversation" and "prompt" (a stored prompt),
+ * and at any depth "file_id" (an uploaded file).  Values null name
+ * nothing.  NULL when there is none.
+ */
+const char *aihub_body_stored_member(const cJSON *root);
+
 
 #endif /* AIHUB_BODY_RULES_H */

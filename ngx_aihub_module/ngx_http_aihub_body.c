@@ -24,14 +24,14 @@
 
 /* chat completions: the engine checks every member it knows */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0, 0
 };
 
 /* embeddings and responses: the engine checks what every body must hold
    (one JSON object, each member once, nothing that routes or bills, a
    model), ngx_http_aihub_body_api.c the rest */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy_api = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1, 0
 };
 
 
@@ -125,6 +125,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_str_t                    body;
     ngx_int_t                    rc;
     aihub_body_t                 b;
+    aihub_body_policy_t          policy;
     ngx_pool_cleanup_t          *cln;
     ngx_http_aihub_loc_conf_t   *alcf;
 
@@ -168,8 +169,10 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_http_aihub_json_pool(r->pool);
 
-    aihub_body_check(&b, body.data, body.len,
-                     ngx_http_aihub_body_policy_of(ctx));
+    policy = *ngx_http_aihub_body_policy_of(ctx);
+    policy.stored_objects = alcf->stored_objects ? 1 : 0;
+
+    aihub_body_check(&b, body.data, body.len, &policy);
 
     ngx_http_aihub_json_pool(NULL);
 
@@ -243,7 +246,8 @@ ngx_http_aihub_body_refuse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     what = aihub_body_message(b->verdict);
 
     if (b->verdict != AIHUB_BODY_DUPLICATE
-        && b->verdict != AIHUB_BODY_REFUSED)
+        && b->verdict != AIHUB_BODY_REFUSED
+        && b->verdict != AIHUB_BODY_STORED)
     {
         ngx_http_aihub_bad_request(ctx, what);
         return NGX_OK;

@@ -119,6 +119,8 @@ typedef struct {
     ngx_flag_t                    enable;
     ngx_uint_t                    failure_mode;
     size_t                        body_max;
+    ngx_flag_t                    stored_objects; /* names of the provider
+                                                   account's objects pass */
     ngx_uint_t                    global_rate_limit;
     ngx_array_t                  *pass_request_headers; /* ngx_str_t */
     ngx_array_t                  *pass_answer_headers;

@@ -31,8 +31,6 @@ static char *ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_aihub_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-static char *ngx_http_aihub_redis(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_aihub_zone_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_aihub_enable(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -60,7 +58,7 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
 
     { ngx_string("aihub_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_aihub_redis,
+      ngx_http_aihub_redis_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -189,6 +187,13 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aihub_loc_conf_t, body_max),
+      NULL },
+
+    { ngx_string("aihub_stored_objects"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_aihub_loc_conf_t, stored_objects),
       NULL },
 
     { ngx_string("aihub_rate_limit"),
@@ -348,6 +353,7 @@ ngx_http_aihub_create_loc_conf(ngx_conf_t *cf)
     alcf->enable = NGX_CONF_UNSET;
     alcf->failure_mode = NGX_CONF_UNSET_UINT;
     alcf->body_max = NGX_CONF_UNSET_SIZE;
+    alcf->stored_objects = NGX_CONF_UNSET;
     alcf->global_rate_limit = NGX_CONF_UNSET_UINT;
     alcf->pass_request_headers = NGX_CONF_UNSET_PTR;
     alcf->pass_answer_headers = NGX_CONF_UNSET_PTR;
@@ -368,6 +374,7 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->failure_mode, prev->failure_mode,
                               NGX_HTTP_AIHUB_FAIL_CLOSED);
     ngx_conf_merge_size_value(conf->body_max, prev->body_max, 1024 * 1024);
+    ngx_conf_merge_value(conf->stored_objects, prev->stored_objects, 0);
     ngx_conf_merge_uint_value(conf->global_rate_limit,
                               prev->global_rate_limit,
                               NGX_HTTP_AIHUB_RATE_LOCAL);
@@ -390,87 +397,6 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             clcf->client_body_buffer_size = conf->body_max;
         }
     }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * "aihub_redis 127.0.0.1:6379", "aihub_redis unix:/run/redis.sock".  A host
- * name is resolved here, at configuration time, because hiredis would
- * resolve it with a blocking resolver call inside a worker process.
- */
-
-static char *
-ngx_http_aihub_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_aihub_main_conf_t *amcf = conf;
-
-    u_char     *p;
-    ngx_str_t  *value;
-    ngx_url_t   u;
-
-    if (amcf->redis_host.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
-
-        if (value[1].len <= 5) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid Redis address \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-
-        amcf->redis_host.len = value[1].len - 5;
-        amcf->redis_host.data = ngx_pnalloc(cf->pool, value[1].len - 4);
-        if (amcf->redis_host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        p = ngx_cpymem(amcf->redis_host.data, value[1].data + 5,
-                       amcf->redis_host.len);
-        *p = '\0';
-        amcf->redis_port = 0;
-
-        return NGX_CONF_OK;
-    }
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = value[1];
-    u.default_port = 6379;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in Redis address \"%V\"", u.err, &value[1]);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.naddrs == 0 || u.uri.len != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid Redis address \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    /* the text form of the first address, without its port */
-
-    amcf->redis_host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (amcf->redis_host.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    amcf->redis_host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
-                                         u.addrs[0].socklen,
-                                         amcf->redis_host.data,
-                                         NGX_SOCKADDR_STRLEN, 0);
-    amcf->redis_host.data[amcf->redis_host.len] = '\0';
-    amcf->redis_port = u.port;
 
     return NGX_CONF_OK;
 }

@@ -26,6 +26,10 @@ typedef struct {
 } ngx_http_aihub_redis_waiters_t;
 
 
+/* the "aihub_redis" directive */
+char *ngx_http_aihub_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
 ngx_int_t ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
 void ngx_http_aihub_redis_exit_process(void);

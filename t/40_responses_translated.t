@@ -274,14 +274,16 @@ my $calls = period_calls($t, $ACCOUNT);
 
 for my $case (
     [ 'previous_response_id', { previous_response_id => 'resp_1' },
-      qr/"previous_response_id".*cannot be translated/ ],
+      qr/"previous_response_id"/ ],
     [ 'a built-in tool', { tools => [ { type => 'web_search' } ] },
       qr/"web_search"/ ],
     [ 'an item reference', { input => [ { type => 'item_reference',
                                           id => 'x' } ] },
       qr/"item_reference"/ ],
     [ 'a file input', { input => [ { role => 'user', content =>
-                          [ { type => 'input_file', file_id => 'f' } ] } ] },
+                          [ { type => 'input_file', filename => 'a.txt',
+                              file_data => 'data:text/plain;base64,aGk=' } ]
+                        } ] },
       qr/"input_file"/ ],
     [ 'background', { background => JSON::PP::true }, qr/"background"/ ],
     [ 'no input', { input => undef }, qr/input parameter is required/ ],

@@ -47,7 +47,7 @@ seed_models($t, %models);
 my $ACCOUNT = 8501;
 my $key = seed_full_key($t, account => $ACCOUNT, models => '*');
 
-$t->nginx(<<'END')->start_nginx;
+my $conf = <<'END';
     aihub_redis %%REDIS%%;
     aihub_redis_timeout 300ms;
     aihub_cache_zone aihub:8m;
@@ -55,6 +55,8 @@ $t->nginx(<<'END')->start_nginx;
 
     server {
         listen 127.0.0.1:%%PORT%%;
+
+        %%STORED%%
 
         location /v1/ {
             aihub on;
@@ -73,7 +75,13 @@ $t->nginx(<<'END')->start_nginx;
         }
     }
 END
+(my $closed = $conf) =~ s/%%STORED%%//;
+(my $open = $conf) =~ s/%%STORED%%/aihub_stored_objects on;/;
+$t->nginx($closed)->start_nginx;
+$t->nginx($open, name => 'open')->start_nginx('open');
 ok(wait_ready($t, $key), 'gateway ready');
+ok(wait_ready($t, $key, name => 'open'), 'gateway with aihub_stored_objects '
+                                         . 'on ready');
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $FN = { type => 'function', name => 'get_weather',
@@ -88,7 +96,7 @@ sub call {
     my $n0 = mock_count($t);
     my $r = $t->http(POST => $path, key => $key,
                      headers => $o{headers} // {},
-                     body => $body);
+                     body => $body, name => $o{name});
     $r->{sent} = mock_count($t) - $n0;
     return $r;
 }
@@ -265,6 +273,93 @@ my $answered = 0;
     my $r = call('/v1/chat/completions', $chat);
     is($r->{status}, 200, 'the same chat without it: 200');
     $answered++ if $r->{status} == 200;
+}
+
+
+# --- objects stored in the provider account --------------------------------
+#
+# Every developer's calls reach the provider under the operator's one
+# account: a response stored there (previous_response_id), a conversation,
+# a stored prompt, an uploaded file (file_id) is the account's, and naming
+# it would read what another developer, or the operator, stored.  Refused
+# unless the operator says otherwise (aihub_stored_objects on).
+
+{
+    my $ref = 'resp_68af4030592c81938ec0a5fbab4a3e9f05438e46b5f69a3b';
+    my $file = { role => 'user', content => [
+                   { type => 'input_text', text => 'summarise it' },
+                   { type => 'input_file',
+                     file_id => 'file-6F2ksmvXxt4VdoqmHRw6kL' } ] };
+    my %stored = (
+        'previous_response_id' => { previous_response_id => $ref },
+        'conversation'         => { conversation => 'conv_68966790'
+                                                     . '5b048191b474050162' },
+        'prompt'               => { prompt => { id => 'pmpt_abc123',
+                                                version => '2' } },
+        'file_id'              => { input => [ $file ] },
+    );
+
+    for my $name (sort keys %stored) {
+        refused(call('/v1/responses', resp_body(%{ $stored{$name} })),
+                "$name (Responses API)", $name);
+        refused(call('/v1/responses', resp_body(%{ $stored{$name} },
+                                                stream => JSON::PP::true)),
+                "$name, streamed", $name);
+    }
+
+    refused(call('/api/v1/developer/responses',
+                 resp_body(previous_response_id => $ref)),
+            'previous_response_id, developer path', 'previous_response_id');
+    refused(call('/v1/responses',
+                 '{"model":"test-resp","input":"hi","previous_respons'
+                 . 'e\u005fid":"' . $ref . '"}',
+                 headers => { 'content-type' => 'application/json' }),
+            'previous_response_id, its name escaped', 'previous_response_id');
+    refused(call('/v1/responses',
+                 gz($JSON->encode(resp_body(previous_response_id => $ref))),
+                 headers => { 'content-type' => 'application/json',
+                              'content-encoding' => 'gzip' }),
+            'previous_response_id, gzip-compressed', 'previous_response_id');
+
+    # chat completions' file parts, in the shape the one-pass check reads
+    my $part = '{"type":"file","file":{"file_id":"file-6F2ksmvXxt4Vdoqm"}}';
+    refused(call('/v1/chat/completions',
+                 '{"model":"test-basic","messages":[{"role":"user",'
+                 . '"content":[{"type":"text","text":"read"},' . $part
+                 . ']}]}',
+                 headers => { 'content-type' => 'application/json' }),
+            'a chat file part with a file_id', 'file_id');
+
+    # null names nothing; a file sent inline is the developer's own
+    my $r = call('/v1/responses', resp_body(previous_response_id => undef,
+                                            conversation => undef));
+    is($r->{status}, 200, 'previous_response_id and conversation null: 200')
+        or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+
+    $r = call('/v1/chat/completions',
+              '{"model":"test-basic","messages":[{"role":"user","content":'
+              . '[{"type":"text","text":"read"},{"type":"file","file":'
+              . '{"filename":"a.txt","file_data":"data:text/plain;base64,'
+              . 'aGk="}}]}]}',
+              headers => { 'content-type' => 'application/json' });
+    is($r->{status}, 200, 'a chat file part sent inline: 200')
+        or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+
+    # the operator's choice: passed, and the provider answers
+    for my $name (sort keys %stored) {
+        $r = call('/v1/responses', resp_body(%{ $stored{$name} }),
+                  name => 'open');
+        is($r->{status}, 200, "$name, aihub_stored_objects on: 200")
+            or diag($r->{content});
+        is($r->{sent}, 1, "$name, aihub_stored_objects on: forwarded");
+        $answered++ if $r->{status} == 200;
+    }
+
+    my $seen = (grep { ($_->{body} // '') =~ /"resp_/ } $t->mock_log)[-1];
+    like($seen ? $seen->{body} : '', qr/"previous_response_id":\s*"\Q$ref\E"/,
+         'aihub_stored_objects on: the provider got previous_response_id');
 }
 
 

@@ -14,8 +14,8 @@
 #include "tap.h"
 
 
-static const aihub_body_policy_t  policy = { 1000000000, 1, 0 };
-static const aihub_body_policy_t  model_only = { 1000000000, 0, 1 };
+static const aihub_body_policy_t  policy = { 1000000000, 1, 0, 0 };
+static const aihub_body_policy_t  model_only = { 1000000000, 0, 1, 0 };
 
 
 static aihub_body_verdict_e
@@ -171,7 +171,7 @@ int
 main(void)
 {
     aihub_body_t         b;
-    aihub_body_policy_t  small = { 100, 1, 0 };
+    aihub_body_policy_t  small = { 100, 1, 0, 0 };
     const char          *json;
 
     /* verdicts, in the order the checks run */
@@ -233,6 +233,39 @@ main(void)
        == AIHUB_BODY_REFUSED, "model_only: routing members still refused");
     ok(verdict_of("{\"input\":\"hi\"}", &model_only) == AIHUB_BODY_NO_MODEL,
        "model_only: the model is still required");
+
+    /* names of the provider account's stored objects: refused unless the
+       policy lets them pass; null names nothing */
+
+    ok(verdict_of("{\"model\":\"e\",\"previous_response_id\":\"resp_1\"}",
+                  &model_only) == AIHUB_BODY_STORED,
+       "previous_response_id: refused");
+    ok(verdict_of("{\"model\":\"e\",\"previous_response_id\":null}",
+                  &model_only) == AIHUB_BODY_OK,
+       "previous_response_id null: accepted");
+    ok(verdict_of("{\"model\":\"e\",\"conversation\":\"conv_1\"}",
+                  &model_only) == AIHUB_BODY_STORED, "conversation: refused");
+    ok(verdict_of("{\"model\":\"e\",\"prompt\":{\"id\":\"pmpt_1\"}}",
+                  &model_only) == AIHUB_BODY_STORED, "prompt: refused");
+    ok(verdict_of("{\"model\":\"e\",\"input\":[{\"role\":\"user\","
+                  "\"content\":[{\"type\":\"input_file\","
+                  "\"file_id\":\"file-1\"}]}]}", &model_only)
+       == AIHUB_BODY_STORED, "a file_id deep in the input: refused");
+    VERDICT("{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":"
+            "[{\"type\":\"file\",\"file\":{\"file_id\":\"file-1\"}}]}]}",
+            AIHUB_BODY_STORED);
+    VERDICT("{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":"
+            "[{\"type\":\"file\",\"file\":{\"file_id\":null,"
+            "\"file_data\":\"x\"}}]}]}", AIHUB_BODY_OK);
+    {
+        aihub_body_policy_t  open = model_only;
+
+        open.stored_objects = 1;
+        ok(verdict_of("{\"model\":\"e\",\"previous_response_id\":"
+                      "\"resp_1\",\"input\":[{\"content\":[{\"file_id\":"
+                      "\"f\"}]}]}", &open) == AIHUB_BODY_OK,
+           "stored_objects: both pass");
+    }
     ok(verdict_of("{\"model\":\"e\",\"input\":\"hi\"}", &policy)
        == AIHUB_BODY_BAD_MESSAGES, "chat: messages required");
 
@@ -315,7 +348,7 @@ main(void)
         uint32_t       rnd;
         unsigned char  buf[2048];
 
-        aihub_body_policy_t  cap = { 300, 1, 0 };
+        aihub_body_policy_t  cap = { 300, 1, 0, 0 };
 
         static const unsigned char  bytes[] = "{}[]\",:\\ \t\n0159-.eEtfnu"
                                               "\"ax\x01\x80\xc3";
