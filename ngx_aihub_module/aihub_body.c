@@ -80,6 +80,13 @@ aihub_body_check_tree(aihub_body_t *b, const unsigned char *p, size_t n,
         return;
     }
 
+    b->member = aihub_body_provider_tool(root);
+
+    if (b->member != NULL) {
+        b->verdict = AIHUB_BODY_TOOL;
+        return;
+    }
+
     if (!policy->stored_objects) {
         b->member = aihub_body_stored_member(root);
 
@@ -721,6 +728,11 @@ aihub_body_message(aihub_body_verdict_e verdict)
         return "names an object stored in the provider account this "
                "gateway calls with, which every developer of the gateway "
                "shares: it is not accepted here";
+
+    case AIHUB_BODY_TOOL:
+        return "is not accepted by this gateway: the provider runs it and "
+               "bills it per use, beyond the tokens the gateway meters "
+               "(\"function\" and \"custom\" tools are the client's own)";
 
     case AIHUB_BODY_NO_MODEL:
         return "You must provide a model parameter.";

@@ -33,6 +33,8 @@ typedef enum {
     AIHUB_BODY_REFUSED,             /* member: routes or bills */
     AIHUB_BODY_STORED,              /* member: names an object stored in
                                        the provider account */
+    AIHUB_BODY_TOOL,                /* member: the type of a tool the
+                                       provider runs itself */
     AIHUB_BODY_NO_MODEL,
     AIHUB_BODY_BAD_MODEL,
     AIHUB_BODY_BAD_MESSAGES,
@@ -66,7 +68,7 @@ typedef struct {
 typedef struct {
     aihub_body_verdict_e    verdict;
     const char             *member;         /* DUPLICATE, REFUSED,
-                                               STORED */
+                                               STORED, TOOL */
     cJSON                  *json;           /* the parsed body, or NULL
                                                (none, or not parsed into
                                                a tree) */
@@ -117,7 +119,7 @@ int aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     size_t *len);
 
 /* the client's message for a verdict; for DUPLICATE, REFUSED and STORED,
-   what follows "The member "<name>"" */
+   what follows "The member "<name>"", for TOOL "The tool type "<type>"" */
 const char *aihub_body_message(aihub_body_verdict_e verdict);
 
 void aihub_body_free(aihub_body_t *b);

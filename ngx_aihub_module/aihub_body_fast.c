@@ -633,6 +633,13 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
 
             break;
 
+        case 17:
+            if (aihub_fast_name(name, len, "search_parameters")) {
+                return AIHUB_FAST_UNDECIDED;
+            }
+
+            break;
+
         case 18:
             if (aihub_fast_name(name, len, "web_search_options")) {
                 return AIHUB_FAST_UNDECIDED;

@@ -195,7 +195,7 @@ aihub_body_refused_member(const cJSON *root)
 
     static const char  *routing[] = { "models", "route", "provider",
                                       "plugins", "web_search_options",
-                                      NULL };
+                                      "search_parameters", NULL };
     const char        **name;
 
     for (name = routing; *name; name++) {
@@ -272,4 +272,33 @@ aihub_body_stored_member(const cJSON *root)
     /* cJSON refuses documents nested deeper than CJSON_NESTING_LIMIT */
 
     return aihub_json_member_deep(root, "file_id") ? "file_id" : NULL;
+}
+
+
+const char *
+aihub_body_provider_tool(const cJSON *root)
+{
+    const cJSON  *tools, *tool, *type;
+
+    tools = aihub_json_get(root, "tools");
+
+    if (!cJSON_IsArray(tools)) {
+        return NULL;
+    }
+
+    cJSON_ArrayForEach(tool, tools) {
+        type = cJSON_IsObject(tool) ? aihub_json_get(tool, "type") : NULL;
+
+        if (!cJSON_IsString(type)) {
+            return "?";
+        }
+
+        if (strcmp(type->valuestring, "function") != 0
+            && strcmp(type->valuestring, "custom") != 0)
+        {
+            return type->valuestring;
+        }
+    }
+
+    return NULL;
 }

@@ -39,12 +39,21 @@ int aihub_json_has_nul_escape(const unsigned char *p, size_t n);
 /*
  * The first top-level member that changes routing or cost at the provider
  * and is refused: OpenRouter's "models", "route", "provider" and
- * "plugins", OpenAI's "web_search_options" (a search model's searches are
- * billed per call, beyond tokens), "service_tier" other than
- * "auto"/"default", "n" other than 1.
+ * "plugins", OpenAI's "web_search_options" and xAI's "search_parameters"
+ * (searches billed per call or per source, beyond tokens), "service_tier"
+ * other than "auto"/"default", "n" other than 1.
  * NULL when there is none.
  */
 const char *aihub_body_refused_member(const cJSON *root);
+
+/*
+ * The type of the first tool in "tools" that the provider runs itself
+ * (web search, file search, code interpreter, xAI's live_search, ...: each
+ * billed per use, beyond the tokens in "usage"), "?" for one without a
+ * type; NULL when every tool is a "function" or "custom" one, the
+ * client's own (the model only writes its calls).
+ */
+const char *aihub_body_provider_tool(const cJSON *root);
 
 /*
  * The first member that names an object stored in the provider account

@@ -215,12 +215,10 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES) {
-        rc = ngx_http_aihub_body_responses(r, ctx, b.json);
-
-        if (rc != NGX_OK) {
-            return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
-        }
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES
+        && ngx_http_aihub_body_responses(ctx, b.json) != NGX_OK)
+    {
+        return NGX_OK;
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -247,7 +245,8 @@ ngx_http_aihub_body_refuse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     if (b->verdict != AIHUB_BODY_DUPLICATE
         && b->verdict != AIHUB_BODY_REFUSED
-        && b->verdict != AIHUB_BODY_STORED)
+        && b->verdict != AIHUB_BODY_STORED
+        && b->verdict != AIHUB_BODY_TOOL)
     {
         ngx_http_aihub_bad_request(ctx, what);
         return NGX_OK;
@@ -261,7 +260,12 @@ ngx_http_aihub_body_refuse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    ngx_sprintf(msg, "The member \"%s\" %s.%Z", name, what);
+    if (b->verdict == AIHUB_BODY_TOOL) {
+        ngx_sprintf(msg, "The tool type \"%s\" %s.%Z", name, what);
+
+    } else {
+        ngx_sprintf(msg, "The member \"%s\" %s.%Z", name, what);
+    }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "aihub body: refused: %s", msg);

@@ -8,8 +8,7 @@
  *   POST /v1/responses    "input" (a string or an array of items, or
  *                         absent), "instructions", "stream",
  *                         "max_output_tokens" (the plan's max_tokens cap);
- *                         no "background", and no tool the provider runs
- *                         itself (ngx_http_aihub_body_unmetered())
+ *                         no "background"
  *
  * Each records what the later steps need (stream, max_tokens, the prompt
  * estimate in characters) as chat does.  NGX_DECLINED: refused, the
@@ -29,8 +28,8 @@
 #define NGX_HTTP_AIHUB_TOKEN_CHARS  4
 
 
-static ngx_int_t ngx_http_aihub_body_unmetered(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, cJSON *root);
+static ngx_int_t ngx_http_aihub_body_background(ngx_http_aihub_ctx_t *ctx,
+    cJSON *root);
 static int64_t ngx_http_aihub_body_api_json_chars(cJSON *item);
 static int64_t ngx_http_aihub_body_api_content_chars(cJSON *content);
 
@@ -100,8 +99,7 @@ invalid:
 
 
 ngx_int_t
-ngx_http_aihub_body_responses(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, cJSON *root)
+ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx, cJSON *root)
 {
     int64_t   n;
     cJSON    *input, *it, *v, *stream, *max;
@@ -188,31 +186,22 @@ ngx_http_aihub_body_responses(ngx_http_request_t *r,
 
     ctx->body.prompt_estimate = n;
 
-    return ngx_http_aihub_body_unmetered(r, ctx, root);
+    return ngx_http_aihub_body_background(ctx, root);
 }
 
 
 /*
- * What the provider would do, and bill the operator for, beyond the answer
- * the gateway meters a call by, is refused whichever API the provider
- * speaks:
- *   - "background": the response is generated after the answer (which
- *     says "queued", with no usage) and fetched later from
- *     GET /v1/responses/{id}, which the gateway does not serve; nor would
- *     a stream the client leaves stop it;
- *   - a tool the provider runs itself (web search, file search, code
- *     interpreter, image generation, ...): priced per use or per
- *     container, beyond the tokens in "usage".  A "function" or "custom"
- *     tool is the client's own: the model only writes its call.
+ * "background": the response is generated after the answer (which says
+ * "queued", with no usage), and fetched later from GET /v1/responses/{id},
+ * which the gateway does not serve; nor would a stream the client leaves
+ * stop it: the provider would bill the operator output the gateway never
+ * meters.  Whichever API the provider speaks.
  */
 
 static ngx_int_t
-ngx_http_aihub_body_unmetered(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, cJSON *root)
+ngx_http_aihub_body_background(ngx_http_aihub_ctx_t *ctx, cJSON *root)
 {
-    u_char      *msg, *name;
-    size_t       len;
-    cJSON       *v, *tool, *type;
+    cJSON  *v;
 
     v = aihub_json_get(root, "background");
 
@@ -221,42 +210,6 @@ ngx_http_aihub_body_unmetered(ngx_http_request_t *r,
                                    "accepted by this gateway: it meters a "
                                    "call by its answer, and a background "
                                    "response is generated after it.");
-        return NGX_DECLINED;
-    }
-
-    v = aihub_json_get(root, "tools");
-
-    if (!cJSON_IsArray(v)) {
-        return NGX_OK;
-    }
-
-    cJSON_ArrayForEach(tool, v) {
-        type = aihub_json_get(tool, "type");
-
-        if (cJSON_IsString(type)
-            && (ngx_strcmp(type->valuestring, "function") == 0
-                || ngx_strcmp(type->valuestring, "custom") == 0))
-        {
-            continue;
-        }
-
-        len = cJSON_IsString(type) ? ngx_strlen(type->valuestring) : 0;
-        name = ngx_http_aihub_safe_text(r->pool,
-                                        (u_char *) (len ? type->valuestring
-                                                        : "?"),
-                                        len ? len : 1, 64);
-        msg = ngx_pnalloc(r->pool, 256);
-
-        if (name == NULL || msg == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_sprintf(msg, "The tool type \"%s\" is not accepted by this "
-                    "gateway: the provider runs it and bills it per use, "
-                    "beyond the tokens the gateway meters. Only \"function\" "
-                    "and \"custom\" tools are.%Z", name);
-
-        ngx_http_aihub_bad_request(ctx, (const char *) msg);
         return NGX_DECLINED;
     }
 

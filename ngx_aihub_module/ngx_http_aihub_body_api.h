@@ -14,8 +14,8 @@
 
 ngx_int_t ngx_http_aihub_body_embeddings(ngx_http_aihub_ctx_t *ctx,
     cJSON *root);
-ngx_int_t ngx_http_aihub_body_responses(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, cJSON *root);
+ngx_int_t ngx_http_aihub_body_responses(ngx_http_aihub_ctx_t *ctx,
+    cJSON *root);
 int64_t ngx_http_aihub_body_chars(const char *s);
 
 

@@ -13,7 +13,9 @@
 #   tools are the client's own (the model only writes their calls) and
 #   pass;
 # - "web_search_options" on chat completions (OpenAI's search models bill
-#   each search).
+#   each search), xAI's "search_parameters" (Live Search, billed per
+#   source), and on chat too any tool but a function or custom one (xAI's
+#   live_search, Groq's browser_search).
 #
 # Each is tried the ways a body can slip past a check: streamed, on the
 # developer path, on a provider the gateway translates for, with the name
@@ -270,7 +272,32 @@ my $answered = 0;
             'web_search_options in a plain body (the one-pass check)',
             'web_search_options');
 
-    my $r = call('/v1/chat/completions', $chat);
+    # xAI's Live Search, as a member and as a tool; Groq's browser search
+    refused(call('/v1/chat/completions',
+                 { %$chat, search_parameters => { mode => 'auto' } }),
+            'search_parameters', 'search_parameters');
+    refused(call('/v1/chat/completions',
+                 '{"model":"test-basic","messages":[{"role":"user",'
+                 . '"content":"news?"}],"search_parameters":{"mode":"on"}}',
+                 headers => { 'content-type' => 'application/json' }),
+            'search_parameters in a plain body (the one-pass check)',
+            'search_parameters');
+    for my $type (qw(live_search browser_search)) {
+        refused(call('/v1/chat/completions',
+                     { %$chat, tools => [ { type => 'function',
+                                            function => { name => 'f' } },
+                                          { type => $type } ] }),
+                "a chat $type tool", $type);
+    }
+
+    my $r = call('/v1/chat/completions',
+                 { %$chat, tools => [ { type => 'function',
+                                        function => { name => 'f',
+                                                      parameters => {} } } ] });
+    is($r->{status}, 200, 'a chat function tool: 200') or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+
+    $r = call('/v1/chat/completions', $chat);
     is($r->{status}, 200, 'the same chat without it: 200');
     $answered++ if $r->{status} == 200;
 }

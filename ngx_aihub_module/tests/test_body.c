@@ -257,6 +257,26 @@ main(void)
     VERDICT("{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":"
             "[{\"type\":\"file\",\"file\":{\"file_id\":null,"
             "\"file_data\":\"x\"}}]}]}", AIHUB_BODY_OK);
+    /* tools the provider runs itself: refused on every endpoint */
+
+    VERDICT("{\"model\":\"a\"," MSG ",\"tools\":[{\"type\":\"function\","
+            "\"function\":{\"name\":\"f\"}},{\"type\":\"custom\"}]}",
+            AIHUB_BODY_OK);
+    VERDICT("{\"model\":\"a\"," MSG ",\"tools\":[{\"type\":\"function\"},"
+            "{\"type\":\"live_search\"}]}", AIHUB_BODY_TOOL);
+    VERDICT("{\"model\":\"a\"," MSG ",\"tools\":[{\"name\":\"f\"}]}",
+            AIHUB_BODY_TOOL);
+    VERDICT("{\"model\":\"a\"," MSG ",\"tools\":[\"function\"]}",
+            AIHUB_BODY_TOOL);
+    VERDICT("{\"model\":\"a\"," MSG ",\"search_parameters\":{}}",
+            AIHUB_BODY_REFUSED);
+    ok(verdict_of("{\"model\":\"e\",\"tools\":[{\"type\":\"web_search\"}]}",
+                  &model_only) == AIHUB_BODY_TOOL,
+       "model_only: a web_search tool refused");
+    ok(verdict_of("{\"model\":\"e\",\"tools\":[{\"type\":"
+                  "\"functio\\u006e\"}]}", &model_only) == AIHUB_BODY_OK,
+       "model_only: \"function\" written with an escape is a function");
+
     {
         aihub_body_policy_t  open = model_only;
 
