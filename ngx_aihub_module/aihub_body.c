@@ -732,7 +732,8 @@ aihub_body_message(aihub_body_verdict_e verdict)
     case AIHUB_BODY_TOOL:
         return "is not accepted by this gateway: the provider runs it and "
                "bills it per use, beyond the tokens the gateway meters "
-               "(\"function\" and \"custom\" tools are the client's own)";
+               "(\"function\", \"custom\", \"local_shell\" and "
+               "\"apply_patch\" tools are the client's own)";
 
     case AIHUB_BODY_NO_MODEL:
         return "You must provide a model parameter.";

@@ -280,6 +280,11 @@ aihub_body_provider_tool(const cJSON *root)
 {
     const cJSON  *tools, *tool, *type;
 
+    /* the tools the client runs: the model only writes their calls */
+    static const char  *client[] = { "function", "custom", "local_shell",
+                                     "apply_patch", NULL };
+    const char        **name;
+
     tools = aihub_json_get(root, "tools");
 
     if (!cJSON_IsArray(tools)) {
@@ -293,9 +298,13 @@ aihub_body_provider_tool(const cJSON *root)
             return "?";
         }
 
-        if (strcmp(type->valuestring, "function") != 0
-            && strcmp(type->valuestring, "custom") != 0)
-        {
+        for (name = client; *name; name++) {
+            if (strcmp(type->valuestring, *name) == 0) {
+                break;
+            }
+        }
+
+        if (*name == NULL) {
             return type->valuestring;
         }
     }

@@ -50,8 +50,9 @@ const char *aihub_body_refused_member(const cJSON *root);
  * The type of the first tool in "tools" that the provider runs itself
  * (web search, file search, code interpreter, xAI's live_search, ...: each
  * billed per use, beyond the tokens in "usage"), "?" for one without a
- * type; NULL when every tool is a "function" or "custom" one, the
- * client's own (the model only writes its calls).
+ * type; NULL when every tool is one the client runs, the model only
+ * writing its calls: "function", "custom", and the Responses API's
+ * "local_shell" and "apply_patch" (Codex CLI's).
  */
 const char *aihub_body_provider_tool(const cJSON *root);
 

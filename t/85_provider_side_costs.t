@@ -133,6 +133,13 @@ my $answered = 0;
     is($r->{status}, 200, 'a custom tool: 200') or diag($r->{content});
     $answered++ if $r->{status} == 200;
 
+    # Codex CLI's: the client runs the command, applies the patch
+    $r = call('/v1/responses', resp_body(
+        tools => [ { type => 'local_shell' }, { type => 'apply_patch' } ]));
+    is($r->{status}, 200, 'local_shell and apply_patch tools: 200')
+        or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+
     for my $v ([ 'false', JSON::PP::false ], [ 'null', undef ]) {
         $r = call('/v1/responses', resp_body(background => $v->[1]));
         is($r->{status}, 200, "background $v->[0]: 200")
@@ -203,7 +210,7 @@ my $answered = 0;
 {
     for my $type (qw(web_search web_search_preview file_search
                      code_interpreter image_generation computer_use_preview
-                     mcp))
+                     mcp shell))
     {
         refused(call('/v1/responses',
                      resp_body(tools => [ { type => $type } ])),
