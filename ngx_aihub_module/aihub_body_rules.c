@@ -226,29 +226,66 @@ aihub_body_refused_member(const cJSON *root)
 }
 
 
-/* the first member "name" with a value other than null at any depth */
+/* a member "file_id" other than null in obj, or in its member "file" */
 
-static const cJSON *
-aihub_json_member_deep(const cJSON *item, const char *name)
+static int
+aihub_json_file_id(const cJSON *obj)
 {
-    const cJSON  *it, *found;
+    const cJSON  *v;
 
-    for (it = item->child; it != NULL; it = it->next) {
-        if (cJSON_IsObject(item) && it->string != NULL
-            && strcmp(it->string, name) == 0 && !cJSON_IsNull(it))
-        {
-            return it;
+    if (!cJSON_IsObject(obj)) {
+        return 0;
+    }
+
+    v = aihub_json_get(obj, "file_id");
+
+    if (v != NULL && !cJSON_IsNull(v)) {
+        return 1;
+    }
+
+    v = aihub_json_get(obj, "file");
+
+    return cJSON_IsObject(v) && aihub_json_file_id(v);
+}
+
+
+/*
+ * An uploaded file named in a list of messages (chat's "messages") or
+ * items (the Responses API's "input"): by an item, or by a part of its
+ * content ({"type":"input_file","file_id":...} in the Responses API,
+ * {"type":"file","file":{"file_id":...}} in chat).  Nowhere else: a
+ * function's parameters may well be called "file_id".
+ */
+
+static int
+aihub_json_names_file(const cJSON *list)
+{
+    const cJSON  *item, *content, *part;
+
+    if (!cJSON_IsArray(list)) {
+        return 0;
+    }
+
+    cJSON_ArrayForEach(item, list) {
+        if (aihub_json_file_id(item)) {
+            return 1;
         }
 
-        if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
-            found = aihub_json_member_deep(it, name);
-            if (found != NULL) {
-                return found;
+        content = cJSON_IsObject(item) ? aihub_json_get(item, "content")
+                                       : NULL;
+
+        if (!cJSON_IsArray(content)) {
+            continue;
+        }
+
+        cJSON_ArrayForEach(part, content) {
+            if (aihub_json_file_id(part)) {
+                return 1;
             }
         }
     }
 
-    return NULL;
+    return 0;
 }
 
 
@@ -269,9 +306,13 @@ aihub_body_stored_member(const cJSON *root)
         }
     }
 
-    /* cJSON refuses documents nested deeper than CJSON_NESTING_LIMIT */
+    if (aihub_json_names_file(aihub_json_get(root, "messages"))
+        || aihub_json_names_file(aihub_json_get(root, "input")))
+    {
+        return "file_id";
+    }
 
-    return aihub_json_member_deep(root, "file_id") ? "file_id" : NULL;
+    return NULL;
 }
 
 

@@ -381,6 +381,15 @@ my $answered = 0;
         or diag($r->{content});
     $answered++ if $r->{status} == 200;
 
+    # a function may well take a parameter called file_id
+    $r = call('/v1/responses', resp_body(tools => [
+        { type => 'function', name => 'get_file',
+          parameters => { type => 'object', properties => {
+                            file_id => { type => 'string' } } } } ]));
+    is($r->{status}, 200, 'a function parameter called file_id: 200')
+        or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+
     # the operator's choice: passed, and the provider answers
     for my $name (sort keys %stored) {
         $r = call('/v1/responses', resp_body(%{ $stored{$name} }),

@@ -277,6 +277,15 @@ main(void)
                   "\"functio\\u006e\"}]}", &model_only) == AIHUB_BODY_OK,
        "model_only: \"function\" written with an escape is a function");
 
+    ok(verdict_of("{\"model\":\"e\",\"input\":\"hi\",\"tools\":[{\"type\":"
+                  "\"function\",\"name\":\"get_file\",\"parameters\":{"
+                  "\"properties\":{\"file_id\":{\"type\":\"string\"}}}}]}",
+                  &model_only) == AIHUB_BODY_OK,
+       "a function's parameter called file_id is no file");
+    ok(verdict_of("{\"model\":\"e\",\"input\":[{\"type\":\"input_file\","
+                  "\"file_id\":\"file-1\"}]}", &model_only)
+       == AIHUB_BODY_STORED, "a file_id as an input item: refused");
+
     {
         aihub_body_policy_t  open = model_only;
 
