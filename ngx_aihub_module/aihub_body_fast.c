@@ -577,7 +577,9 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
                        : aihub_fast_literal(f, "null", 4);
             }
 
-            if (aihub_fast_name(name, len, "models")) {
+            if (aihub_fast_name(name, len, "models")
+                || aihub_fast_name(name, len, "preset"))
+            {
                 return AIHUB_FAST_UNDECIDED;
             }
 

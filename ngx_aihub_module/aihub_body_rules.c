@@ -194,7 +194,8 @@ aihub_body_refused_member(const cJSON *root)
     const cJSON  *it;
 
     static const char  *routing[] = { "models", "route", "provider",
-                                      "plugins", "web_search_options",
+                                      "plugins", "preset",
+                                      "web_search_options",
                                       "search_parameters", NULL };
     const char        **name;
 

@@ -38,8 +38,9 @@ int aihub_json_has_nul_escape(const unsigned char *p, size_t n);
 
 /*
  * The first top-level member that changes routing or cost at the provider
- * and is refused: OpenRouter's "models", "route", "provider" and
- * "plugins", OpenAI's "web_search_options" and xAI's "search_parameters"
+ * and is refused: OpenRouter's "models", "route", "provider", "plugins"
+ * and "preset" (a stored configuration: models, providers, server
+ * tools), OpenAI's "web_search_options" and xAI's "search_parameters"
  * (searches billed per call or per source, beyond tokens), "service_tier"
  * other than "auto"/"default", "n" other than 1.
  * NULL when there is none.

@@ -279,6 +279,10 @@ my $answered = 0;
             'web_search_options in a plain body (the one-pass check)',
             'web_search_options');
 
+    # an OpenRouter preset: stored models, providers and server tools
+    refused(call('/v1/chat/completions', { %$chat, preset => 'research' }),
+            'an OpenRouter preset', 'preset');
+
     # xAI's Live Search, as a member and as a tool; Groq's browser search
     refused(call('/v1/chat/completions',
                  { %$chat, search_parameters => { mode => 'auto' } }),

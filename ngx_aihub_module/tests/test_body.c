@@ -270,6 +270,7 @@ main(void)
             AIHUB_BODY_TOOL);
     VERDICT("{\"model\":\"a\"," MSG ",\"search_parameters\":{}}",
             AIHUB_BODY_REFUSED);
+    VERDICT("{\"model\":\"a\"," MSG ",\"preset\":\"p\"}", AIHUB_BODY_REFUSED);
     ok(verdict_of("{\"model\":\"e\",\"tools\":[{\"type\":\"web_search\"}]}",
                   &model_only) == AIHUB_BODY_TOOL,
        "model_only: a web_search tool refused");
