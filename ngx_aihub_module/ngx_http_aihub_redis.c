@@ -24,6 +24,8 @@ typedef struct {
     ngx_msec_t                        backoff;
     ngx_msec_t                        connected_at;
     ngx_msec_t                        last_reply;
+    ngx_msec_t                        not_ready_said; /* 0: not since */
+    ngx_uint_t                        not_ready;      /* times since */
     ngx_uint_t                        inflight;
     ngx_event_t                       reconnect;
     ngx_event_t                       connect_timeout;
@@ -170,18 +172,36 @@ ngx_http_aihub_redis_sub_on_lost(void (*handler)(void))
  * Redis answered that it is not ready (LOADING: reading its AOF or RDB
  * after a restart): the command connection is dropped, so that what was
  * sent on it (a batch among it) comes back with no reply and goes again,
- * and made again after the backoff.
+ * and made again every NGX_HTTP_AIHUB_BACKOFF_MIN ms, not after a backoff
+ * that grows: this Redis is up and serves again the moment its data is
+ * read, which may take minutes, and a backoff grown to its 5 s would keep
+ * every call refused for up to 5 s after that.
  */
 
 void
 ngx_http_aihub_redis_not_ready(const char *why)
 {
+    ngx_msec_t               now;
     ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
 
     if (rd->ac != NULL && rd->connected && !rd->exiting) {
-        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "aihub: redis at \"%s\" is not ready (%s), "
-                      "reconnecting", rd->amcf->redis_host.data, why);
+        now = ngx_http_aihub_now_ms();
+        rd->not_ready++;
+
+        /* said at most every 10 s: a long load is tried 100 times as often */
+
+        if (rd->not_ready_said == 0 || now - rd->not_ready_said >= 10000) {
+            ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                          "aihub: redis at \"%s\" is not ready (%s), "
+                          "reconnecting every %M ms (%ui times since the "
+                          "last such line)", rd->amcf->redis_host.data, why,
+                          (ngx_msec_t) NGX_HTTP_AIHUB_BACKOFF_MIN,
+                          rd->not_ready);
+            rd->not_ready_said = now;
+            rd->not_ready = 0;
+        }
+
+        rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
 
         redisAsyncFree(rd->ac);
     }

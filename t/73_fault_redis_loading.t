@@ -9,8 +9,8 @@
 # must go again (not be dropped with its events and settles).  Afterwards
 # every answered call is counted once and has exactly one usage event id
 # (twice in the stream if its batch's reply died with Redis: resent, and
-# stored once by the worker), and every lease is back.  No timed
-# assertion: every wait is a poll.
+# stored once by the worker), and every lease is back.  Every wait is a
+# poll; one bound: served again within 1.5 s of the load's end.
 
 use strict;
 use warnings;
@@ -82,8 +82,23 @@ diag("load: $n calls, $bad not 2xx (503 while Redis was away or loading)");
 like($t->error_log, qr/not ready \(LOADING/,
      'the module met the loading Redis, dropped the connection and came '
      . 'back');
-is($t->chat($key, model => 'test-basic')->{status}, 200,
-   'a call once Redis has loaded');
+
+# While Redis loads, each worker process tries it again every 100 ms (a
+# backoff that grew to its 5 s kept calls refused for seconds after the
+# load ended): calls get 503 until the next try finds it loaded.
+my $loaded = time;
+my $first;
+$t->wait_for(sub {
+    $first = $t->chat($key, model => 'test-basic')->{status};
+    return $first == 200;
+}, timeout => 10, interval => 0.05);
+my $after = time - $loaded;
+is($first, 200, 'a call once Redis has loaded');
+diag(sprintf 'the first call answered %.0f ms after Redis had loaded',
+     $after * 1000);
+cmp_ok($after, '<', 1.5, 'served again within 1.5 s of the load\'s end '
+                         . '(15 tries of each worker process), not after '
+                         . 'a grown backoff');
 
 my ($ok, $calls, $ids) = wait_counted($t, 7301, $n + 2 - $bad);
 ok($ok, "every lease back, the counter equal to the events: $calls calls "
