@@ -12,8 +12,8 @@
  * It never refuses a body.  Whatever it does not handle exactly as the
  * tree check does, it leaves to the tree check ("undecided", -1):
  *   - anything the tree check refuses (bad JSON, a repeated member, a
- *     member that routes or bills, a file's id, a bad model, stream or
- *     max_tokens);
+ *     member that routes or bills, the name of a stored object, a bad
+ *     model, stream or max_tokens);
  *   - anything where cJSON is laxer than JSON or reads differently: a
  *     control byte or white space other than JSON's four, a byte order
  *     mark, an escape in a member name or the model, \u0000 or a UTF-16
@@ -578,7 +578,8 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
             }
 
             if (aihub_fast_name(name, len, "models")
-                || aihub_fast_name(name, len, "preset"))
+                || aihub_fast_name(name, len, "preset")
+                || aihub_fast_name(name, len, "prompt"))
             {
                 return AIHUB_FAST_UNDECIDED;
             }
@@ -602,6 +603,7 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
 
             if (aihub_fast_name(name, len, "plugins")
                 || aihub_fast_name(name, len, "provider")
+                || aihub_fast_name(name, len, "conversation")
                 || aihub_fast_name(name, len, "functions")
                 || aihub_fast_name(name, len, "tool_choice")
                 || aihub_fast_name(name, len, "service_tier")
@@ -644,6 +646,13 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
 
         case 18:
             if (aihub_fast_name(name, len, "web_search_options")) {
+                return AIHUB_FAST_UNDECIDED;
+            }
+
+            break;
+
+        case 20:
+            if (aihub_fast_name(name, len, "previous_response_id")) {
                 return AIHUB_FAST_UNDECIDED;
             }
 

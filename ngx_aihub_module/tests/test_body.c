@@ -271,6 +271,12 @@ main(void)
     VERDICT("{\"model\":\"a\"," MSG ",\"search_parameters\":{}}",
             AIHUB_BODY_REFUSED);
     VERDICT("{\"model\":\"a\"," MSG ",\"preset\":\"p\"}", AIHUB_BODY_REFUSED);
+    VERDICT("{\"model\":\"a\"," MSG ",\"prompt\":{\"id\":\"p\"}}",
+            AIHUB_BODY_STORED);
+    VERDICT("{\"model\":\"a\"," MSG ",\"conversation\":\"c\"}",
+            AIHUB_BODY_STORED);
+    VERDICT("{\"model\":\"a\"," MSG ",\"previous_response_id\":\"r\"}",
+            AIHUB_BODY_STORED);
     ok(verdict_of("{\"model\":\"e\",\"tools\":[{\"type\":\"web_search\"}]}",
                   &model_only) == AIHUB_BODY_TOOL,
        "model_only: a web_search tool refused");
