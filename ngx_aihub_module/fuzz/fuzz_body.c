@@ -174,7 +174,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (b.verdict != AIHUB_BODY_OK) {
         FUZZ_CHECK(aihub_body_message(b.verdict)[0] != '\0');
         FUZZ_CHECK((b.verdict != AIHUB_BODY_DUPLICATE
-                    && b.verdict != AIHUB_BODY_REFUSED)
+                    && b.verdict != AIHUB_BODY_REFUSED
+                    && b.verdict != AIHUB_BODY_STORED
+                    && b.verdict != AIHUB_BODY_TOOL)
                    || b.member != NULL);
         aihub_body_free(&b);
         return 0;
