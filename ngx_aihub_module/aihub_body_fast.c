@@ -579,7 +579,8 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
 
             if (aihub_fast_name(name, len, "models")
                 || aihub_fast_name(name, len, "preset")
-                || aihub_fast_name(name, len, "prompt"))
+                || aihub_fast_name(name, len, "prompt")
+                || aihub_fast_name(name, len, "google"))
             {
                 return AIHUB_FAST_UNDECIDED;
             }
@@ -617,6 +618,10 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
         case 10:
             if (aihub_fast_name(name, len, "max_tokens")) {
                 return aihub_fast_count(f, &f->max_tokens);
+            }
+
+            if (aihub_fast_name(name, len, "extra_body")) {
+                return AIHUB_FAST_UNDECIDED;
             }
 
             break;

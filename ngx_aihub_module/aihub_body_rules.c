@@ -250,6 +250,19 @@ aihub_json_file_id(const cJSON *obj)
 }
 
 
+/* a member "cached_content" other than null in obj */
+
+static int
+aihub_json_cached_content(const cJSON *obj)
+{
+    const cJSON  *v;
+
+    v = cJSON_IsObject(obj) ? aihub_json_get(obj, "cached_content") : NULL;
+
+    return v != NULL && !cJSON_IsNull(v);
+}
+
+
 /*
  * An uploaded file named in a list of messages (chat's "messages") or
  * items (the Responses API's "input"): by an item, or by a part of its
@@ -305,6 +318,16 @@ aihub_body_stored_member(const cJSON *root)
         if (it != NULL && !cJSON_IsNull(it)) {
             return *name;
         }
+    }
+
+    /* a Gemini context cache: "google", or within "extra_body" as the
+       OpenAI SDKs send it through Gemini's OpenAI-compatible endpoint */
+
+    if (aihub_json_cached_content(aihub_json_get(root, "google"))
+        || aihub_json_cached_content(aihub_json_get(
+               aihub_json_get(root, "extra_body"), "google")))
+    {
+        return "cached_content";
     }
 
     if (aihub_json_names_file(aihub_json_get(root, "messages"))

@@ -359,6 +359,22 @@ my $answered = 0;
                               'content-encoding' => 'gzip' }),
             'previous_response_id, gzip-compressed', 'previous_response_id');
 
+    # a Gemini context cache, as the OpenAI SDKs send it (extra_body)
+    refused(call('/v1/chat/completions',
+                 { model => 'test-basic',
+                   messages => [ { role => 'user', content => 'hi' } ],
+                   extra_body => { google => {
+                       cached_content => 'cachedContents/abc123' } } }),
+            'a Gemini cached_content', 'cached_content');
+    my $r = call('/v1/chat/completions',
+                 { model => 'test-basic',
+                   messages => [ { role => 'user', content => 'hi' } ],
+                   extra_body => { google => { thinking_config => {
+                       thinking_budget => 0 } } } });
+    is($r->{status}, 200, 'Gemini\'s extra_body without a cache: 200')
+        or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+
     # chat completions' file parts, in the shape the one-pass check reads
     my $part = '{"type":"file","file":{"file_id":"file-6F2ksmvXxt4Vdoqm"}}';
     refused(call('/v1/chat/completions',
@@ -369,7 +385,7 @@ my $answered = 0;
             'a chat file part with a file_id', 'file_id');
 
     # null names nothing; a file sent inline is the developer's own
-    my $r = call('/v1/responses', resp_body(previous_response_id => undef,
+    $r = call('/v1/responses', resp_body(previous_response_id => undef,
                                             conversation => undef));
     is($r->{status}, 200, 'previous_response_id and conversation null: 200')
         or diag($r->{content});

@@ -277,6 +277,12 @@ main(void)
             AIHUB_BODY_STORED);
     VERDICT("{\"model\":\"a\"," MSG ",\"previous_response_id\":\"r\"}",
             AIHUB_BODY_STORED);
+    VERDICT("{\"model\":\"a\"," MSG ",\"extra_body\":{\"google\":{"
+            "\"cached_content\":\"cachedContents/x\"}}}", AIHUB_BODY_STORED);
+    VERDICT("{\"model\":\"a\"," MSG ",\"google\":{\"cached_content\":"
+            "\"c\"}}", AIHUB_BODY_STORED);
+    VERDICT("{\"model\":\"a\"," MSG ",\"extra_body\":{\"google\":{"
+            "\"thinking_config\":{\"thinking_budget\":0}}}}", AIHUB_BODY_OK);
     ok(verdict_of("{\"model\":\"e\",\"tools\":[{\"type\":\"web_search\"}]}",
                   &model_only) == AIHUB_BODY_TOOL,
        "model_only: a web_search tool refused");
