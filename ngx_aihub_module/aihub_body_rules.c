@@ -306,7 +306,7 @@ aihub_json_names_file(const cJSON *list)
 const char *
 aihub_body_stored_member(const cJSON *root)
 {
-    const cJSON  *it;
+    const cJSON  *it, *items, *type;
 
     static const char  *top[] = { "previous_response_id", "conversation",
                                   "prompt", NULL };
@@ -334,6 +334,22 @@ aihub_body_stored_member(const cJSON *root)
         || aihub_json_names_file(aihub_json_get(root, "input")))
     {
         return "file_id";
+    }
+
+    /* an item of a response stored before, by its id */
+
+    items = aihub_json_get(root, "input");
+
+    if (cJSON_IsArray(items)) {
+        cJSON_ArrayForEach(it, items) {
+            type = cJSON_IsObject(it) ? aihub_json_get(it, "type") : NULL;
+
+            if (cJSON_IsString(type)
+                && strcmp(type->valuestring, "item_reference") == 0)
+            {
+                return "item_reference";
+            }
+        }
     }
 
     return NULL;

@@ -63,9 +63,10 @@ const char *aihub_body_provider_tool(const cJSON *root);
  * that one developer could read what another stored: at the top level
  * "previous_response_id", "conversation" and "prompt" (a stored prompt),
  * Gemini's "cached_content" (a context cache, in "google" or in
- * "extra_body"'s), and "file_id" (an uploaded file) in a message or input
- * item or a part of its content.  Values null name nothing.  NULL when
- * there is none.
+ * "extra_body"'s), "file_id" (an uploaded file) in a message or input
+ * item or a part of its content, and an input item of type
+ * "item_reference" (an item of a stored response).  Values null name
+ * nothing.  NULL when there is none.
  */
 const char *aihub_body_stored_member(const cJSON *root);
 

@@ -335,6 +335,8 @@ my $answered = 0;
         'prompt'               => { prompt => { id => 'pmpt_abc123',
                                                 version => '2' } },
         'file_id'              => { input => [ $file ] },
+        'item_reference'       => { input => [ { type => 'item_reference',
+                                                 id => 'msg_68af40c1' } ] },
     );
 
     for my $name (sort keys %stored) {

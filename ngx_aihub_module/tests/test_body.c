@@ -298,6 +298,9 @@ main(void)
     ok(verdict_of("{\"model\":\"e\",\"input\":[{\"type\":\"input_file\","
                   "\"file_id\":\"file-1\"}]}", &model_only)
        == AIHUB_BODY_STORED, "a file_id as an input item: refused");
+    ok(verdict_of("{\"model\":\"e\",\"input\":[{\"type\":"
+                  "\"item_reference\",\"id\":\"msg_1\"}]}", &model_only)
+       == AIHUB_BODY_STORED, "an item_reference: refused");
 
     {
         aihub_body_policy_t  open = model_only;
