@@ -507,7 +507,7 @@ cmd_demo() {
     start_bg redis "$STATE/logs/redis.log" \
         redis-server --bind 127.0.0.1 --port "$DEMO_REDIS_PORT" \
                      --dir "$STATE/redis" --save '' --appendonly yes \
-                     --appendfsync everysec --daemonize no
+                     --appendfsync always --daemonize no
     wait_until Redis 100 port_busy "$DEMO_REDIS_PORT"
 
     say "starting MariaDB (socket $SHOWN/mysql/mysqld.sock)"
