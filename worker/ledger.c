@@ -310,7 +310,7 @@ aw_drain_chores(aw_drain_t *d)
     wiped = aw_restore_needed(d->rc);
 
     if (wiped < 0) {
-        aw_log(AW_LOG_ERROR, "Redis: %s", d->rc->errstr);
+        /* logged by aw_redis_argv(), an error reply too */
         aw_drain_redis_lost(d);
         return -1;
     }

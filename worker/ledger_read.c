@@ -249,7 +249,8 @@ aw_drain_claim_due(aw_drain_t *d, long long now)
  * reconnect), then entries of dead consumers, then new ones; without
  * may_block, only new ones, and none when the stream has none now.  Returns
  * the reply that owns the entries (the caller frees it), or NULL with
- * *n = 0 when there is nothing or Redis failed (d->rc is then NULL).
+ * *n = 0 when there is nothing or Redis failed (d->rc is then NULL, as it
+ * may be already when called).
  */
 
 redisReply *
@@ -262,6 +263,12 @@ aw_drain_fetch(aw_drain_t *d, size_t *n, int may_block)
     long long     now;
 
     *n = 0;
+
+    /* the ACK just before may have found the connection gone */
+
+    if (d->rc == NULL) {
+        return NULL;
+    }
 
     /* every entry read is collected this round: d->count keeps a round
        near --batch events whether entries carry one event or many */

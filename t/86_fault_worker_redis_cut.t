@@ -1,0 +1,194 @@
+#!/usr/bin/perl
+
+# The drain's connection to Redis breaks at each of its commands in turn
+# (README, "Failure rules": "Redis down: the worker reconnects with
+# backoff, re-reads its own pending entries").  The worker talks to Redis
+# through a proxy that, while told to, closes both ends instead of
+# forwarding one of the worker's commands: the XACK that follows a stored
+# round, the XREADGROUP that reads the next, the XAUTOCLAIM that looks for
+# a dead consumer's entries, the EXISTS of the chores (is Redis's data
+# there?).  Each time the worker must
+# see the broken connection, make it again and go on: the process stays up,
+# every event is stored exactly once, nothing is left pending, nothing is
+# dead-lettered.  Before, a connection that broke under the XACK of the
+# round before a read left the read a closed connection, and the worker
+# died of it (SIGSEGV): a Redis killed at that moment (t/63 in CI) stopped
+# the ledger until someone started the worker again.
+
+use strict;
+use warnings;
+
+use Test::More;
+use IO::Select;
+use IO::Socket::IP;
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(fork_proxy relay_accept);
+
+plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1);
+$t->migrate;
+
+my $CUT = $t->dir . '/cut';           # holds the command to cut at, if any
+my $CUTS = $t->dir . '/cuts';         # "COMMAND n" for each cut made
+
+
+# --- the proxy ---------------------------------------------------------------
+
+# every connection relayed to Redis; while $CUT holds a command's words
+# (its name and, say, a key), the first write of a client that carries each
+# of them as a RESP bulk string ("$<len>\r\n<word>\r\n"; the command may
+# be a later one of a pipeline) is not forwarded: both ends are closed
+# instead, once a half second at most
+sub proxy {
+    my ($listen, $redis_port) = @_;
+    my $sel = IO::Select->new($listen);
+    my (%peer, %is_client, %cuts);
+    my $last_cut = 0;
+
+    my $drop = sub {
+        for my $s (@_) {
+            next unless $s;
+            my $p = delete $peer{$s};
+            delete $peer{$p} if $p;
+            for ($s, $p) {
+                next unless $_;
+                delete $is_client{$_};
+                $sel->remove($_);
+                close $_;
+            }
+        }
+    };
+
+    for ( ;; ) {
+        for my $s ($sel->can_read(1)) {
+            if ($s == $listen) {
+                relay_accept($listen, $redis_port, $sel, \%peer,
+                             \%is_client);
+                next;
+            }
+
+            my $n = sysread($s, my $buf, 65536);
+            if (!$n) {
+                $drop->($s);
+                next;
+            }
+
+            my $to = $peer{$s} or next;
+
+            if ($is_client{$s} && -e $CUT && time - $last_cut >= 0.5) {
+                my $name = Aihub::read_file($CUT);
+                $name =~ s/^\s+|\s+$//g;
+                my @words = split ' ', $name;
+
+                if (@words && !grep {
+                        index($buf, '$' . length($_) . "\r\n$_\r\n") < 0
+                    } @words)
+                {
+                    $cuts{$name}++;
+                    $last_cut = time;
+                    $drop->($s);
+                    Aihub::write_file($CUTS, join '', map { "$_ $cuts{$_}\n" }
+                                                      sort keys %cuts);
+                    next;
+                }
+            }
+
+            syswrite($to, $buf) // $drop->($s);
+        }
+    }
+}
+
+my ($PROXY, $proxy_pid) = fork_proxy($t, 16, \&proxy);
+
+sub cuts {
+    my ($name) = @_;
+    my $text = -e $CUTS ? Aihub::read_file($CUTS) : '';
+    return ($text =~ /^\Q$name\E (\d+)$/m)[0] // 0;
+}
+
+
+# --- the events --------------------------------------------------------------
+
+my $json = JSON::PP->new->canonical;
+my $now = int(time * 1000);
+my $sent = 0;
+
+sub send_events {
+    my ($n) = @_;
+
+    for (1 .. $n) {
+        $sent++;
+        $t->redis('XADD', 'aihub:usage', '*', 'event', $json->encode({
+            v => 1, id => sprintf('%032x', $sent), ts => $now,
+            node => 'test-node', account => 1, key => 'ai-hub-AbCdEfGh',
+            plan => 'pro', model => 'mock-basic', provider => 'mock',
+            prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
+            cost_micros => 4, status => 200, streamed => JSON::PP::false,
+            aborted => JSON::PP::false, estimated => JSON::PP::false,
+            latency_ms => 12,
+        }));
+    }
+}
+
+sub stored { $t->sql_value('SELECT COUNT(*) FROM usage_events') }
+
+sub drained {
+    my $p = eval { $t->redis('XPENDING', 'aihub:usage', 'aihub-drain')->[0] }
+            // -1;
+    return $p == 0 && stored() == $sent;
+}
+
+{
+    # the worker's Redis is the proxy
+    local $t->{redis_port} = $PROXY;
+    $t->start_worker('--consumer', 'w1', '--batch', 20, '--block-ms', 100,
+                     '--claim-idle-ms', 400);
+}
+
+send_events(50);
+ok($t->wait_for(\&drained, timeout => 30), 'drained through the proxy');
+
+
+# --- the cuts ----------------------------------------------------------------
+
+# each command cut three times while events keep coming, 20 at a time:
+# the drain's ACK, its read, its claim, and the chores' epoch check and
+# read of the developer API's key changes
+for my $cmd ('XACK', 'XREADGROUP aihub:usage', 'XAUTOCLAIM', 'EXISTS',
+             'XREADGROUP aihub:admin') {
+    Aihub::write_file($CUT, "$cmd\n");
+
+    my $until = time + 20;
+    while (cuts($cmd) < 3 && time < $until && $t->alive('worker')) {
+        send_events(20);
+        sleep 0.1;
+    }
+
+    unlink $CUT;
+    send_events(20);
+
+    is(cuts($cmd), 3, "the proxy cut the worker's connection at $cmd "
+                      . '3 times');
+    ok($t->alive('worker'), "the worker lived through the cuts at $cmd")
+        or diag(Aihub::tail($t->dir . '/worker.log', 20));
+    ok($t->wait_for(\&drained, timeout => 30),
+       "every event stored after the cuts at $cmd");
+}
+
+is(stored(), $sent, "$sent events sent, $sent stored");
+is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
+   $sent, 'none twice');
+is($t->redis('XLEN', 'aihub:usage:dead'), 0, 'none dead-lettered');
+my @lost = grep { /Redis (XACK|XREADGROUP|XAUTOCLAIM|EXISTS)|Redis: / }
+           split /\n/, $t->worker_log;
+cmp_ok(scalar @lost, '>=', 15, 'the worker logged each broken connection');
+
+kill 'TERM', $proxy_pid;
+waitpid($proxy_pid, 0);
+
+$t->done;
