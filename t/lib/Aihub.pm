@@ -347,12 +347,25 @@ sub alive {
     return 0 if $p->{exited};
 
     if (waitpid($p->{pid}, WNOHANG) == $p->{pid}) {
-        $p->{exited} = 1;
-        $p->{status} = $?;
+        $self->exited($name, $p, $?);
         return 0;
     }
 
     return 1;
+}
+
+
+# a process reaped: its status kept, and a crash (a signal no test sends to
+# stop a process: SEGV, ABRT, BUS, FPE, ILL) noted for check_logs
+sub exited {
+    my ($self, $name, $p, $status) = @_;
+
+    $p->{exited} = 1;
+    $p->{status} = $status;
+
+    my $sig = $status & 127;
+    push @{ $self->{crashes} }, "$name (pid $p->{pid}) died of signal $sig"
+        if grep { $sig == $_ } 4, 6, 7, 8, 11;
 }
 
 
@@ -366,12 +379,19 @@ sub stop_proc {
 
     return if $p->{exited};
 
+    # died before it was told to stop
+    if (waitpid($p->{pid}, WNOHANG) == $p->{pid}) {
+        $self->exited($name, $p, $?);
+        return;
+    }
+
     kill $opt{signal} // 'TERM', $p->{pid};
 
     my $deadline = time + $grace;
 
     while (time < $deadline) {
         my $r = waitpid($p->{pid}, WNOHANG);
+        $self->exited($name, $p, $?) if $r == $p->{pid};
         if ($r == $p->{pid} || $r == -1) {
             kill 'KILL', -$p->{pid};    # leftovers in its group, if any
             return;
@@ -1288,6 +1308,15 @@ sub check_logs {
     my ($self, $as_tests) = @_;
 
     return if $self->{checked}++;
+
+    my @crashes = @{ $self->{crashes} // [] };
+
+    if ($as_tests) {
+        ok(!@crashes, 'no process of the test crashed')
+            or diag(join "\n", @crashes);
+    } elsif (@crashes) {
+        diag(join "\n", @crashes);
+    }
 
     for my $name (sort keys %{ $self->{nginx} }) {
         next unless $self->{nginx}{$name}{started};
