@@ -19,97 +19,28 @@ use strict;
 use warnings;
 
 use Test::More;
-use IO::Select;
-use IO::Socket::IP;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(fork_proxy relay_accept);
+use AihubFixtures qw(fork_proxy cut_proxy proxy_cuts);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
 my $t = Aihub->new(redis => 1, mariadb => 1);
 $t->migrate;
 
-my $CUT = $t->dir . '/cut';           # holds the command to cut at, if any
-my $CUTS = $t->dir . '/cuts';         # "COMMAND n" for each cut made
+my $CUT = $t->dir . '/cut';
+my $CUTS = $t->dir . '/cuts';
 
+# the proxy closes both ends instead of forwarding a write of the worker
+# that carries the command (RESP: "$<len>\r\n<word>\r\n" for each word;
+# the command may be a later one of a pipeline)
+my ($PROXY, $proxy_pid) = fork_proxy($t, 16,
+                                     cut_proxy(cut => $CUT, cuts => $CUTS));
 
-# --- the proxy ---------------------------------------------------------------
-
-# every connection relayed to Redis; while $CUT holds a command's words
-# (its name and, say, a key), the first write of a client that carries each
-# of them as a RESP bulk string ("$<len>\r\n<word>\r\n"; the command may
-# be a later one of a pipeline) is not forwarded: both ends are closed
-# instead, once a half second at most
-sub proxy {
-    my ($listen, $redis_port) = @_;
-    my $sel = IO::Select->new($listen);
-    my (%peer, %is_client, %cuts);
-    my $last_cut = 0;
-
-    my $drop = sub {
-        for my $s (@_) {
-            next unless $s;
-            my $p = delete $peer{$s};
-            delete $peer{$p} if $p;
-            for ($s, $p) {
-                next unless $_;
-                delete $is_client{$_};
-                $sel->remove($_);
-                close $_;
-            }
-        }
-    };
-
-    for ( ;; ) {
-        for my $s ($sel->can_read(1)) {
-            if ($s == $listen) {
-                relay_accept($listen, $redis_port, $sel, \%peer,
-                             \%is_client);
-                next;
-            }
-
-            my $n = sysread($s, my $buf, 65536);
-            if (!$n) {
-                $drop->($s);
-                next;
-            }
-
-            my $to = $peer{$s} or next;
-
-            if ($is_client{$s} && -e $CUT && time - $last_cut >= 0.5) {
-                my $name = Aihub::read_file($CUT);
-                $name =~ s/^\s+|\s+$//g;
-                my @words = split ' ', $name;
-
-                if (@words && !grep {
-                        index($buf, '$' . length($_) . "\r\n$_\r\n") < 0
-                    } @words)
-                {
-                    $cuts{$name}++;
-                    $last_cut = time;
-                    $drop->($s);
-                    Aihub::write_file($CUTS, join '', map { "$_ $cuts{$_}\n" }
-                                                      sort keys %cuts);
-                    next;
-                }
-            }
-
-            syswrite($to, $buf) // $drop->($s);
-        }
-    }
-}
-
-my ($PROXY, $proxy_pid) = fork_proxy($t, 16, \&proxy);
-
-sub cuts {
-    my ($name) = @_;
-    my $text = -e $CUTS ? Aihub::read_file($CUTS) : '';
-    return ($text =~ /^\Q$name\E (\d+)$/m)[0] // 0;
-}
+sub resp { join '.*', map { '\$' . length($_) . "\\r\\n\Q$_\E\\r\\n" } @_ }
 
 
 # --- the events --------------------------------------------------------------
@@ -159,12 +90,22 @@ ok($t->wait_for(\&drained, timeout => 30), 'drained through the proxy');
 # each command cut three times while events keep coming, 20 at a time:
 # the drain's ACK, its read, its claim, and the chores' epoch check and
 # read of the developer API's key changes
-for my $cmd ('XACK', 'XREADGROUP aihub:usage', 'XAUTOCLAIM', 'EXISTS',
-             'XREADGROUP aihub:admin') {
-    Aihub::write_file($CUT, "$cmd\n");
+my @cuts = (
+    [ 'XACK',                   resp('XACK') ],
+    [ 'XREADGROUP aihub:usage', resp('XREADGROUP', 'aihub:usage') ],
+    [ 'XAUTOCLAIM',             resp('XAUTOCLAIM') ],
+    [ 'EXISTS',                 resp('EXISTS') ],
+    [ 'XREADGROUP aihub:admin', resp('XREADGROUP', 'aihub:admin') ],
+);
+
+for (@cuts) {
+    my ($cmd, $re) = @$_;
+    Aihub::write_file($CUT, "before $re\n");
 
     my $until = time + 20;
-    while (cuts($cmd) < 3 && time < $until && $t->alive('worker')) {
+    while (proxy_cuts($CUTS, "before $re") < 3 && time < $until
+           && $t->alive('worker'))
+    {
         send_events(20);
         sleep 0.1;
     }
@@ -172,8 +113,8 @@ for my $cmd ('XACK', 'XREADGROUP aihub:usage', 'XAUTOCLAIM', 'EXISTS',
     unlink $CUT;
     send_events(20);
 
-    is(cuts($cmd), 3, "the proxy cut the worker's connection at $cmd "
-                      . '3 times');
+    is(proxy_cuts($CUTS, "before $re"), 3,
+       "the proxy cut the worker's connection at $cmd 3 times");
     ok($t->alive('worker'), "the worker lived through the cuts at $cmd")
         or diag(Aihub::tail($t->dir . '/worker.log', 20));
     ok($t->wait_for(\&drained, timeout => 30),

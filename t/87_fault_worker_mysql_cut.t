@@ -16,129 +16,30 @@ use strict;
 use warnings;
 
 use Test::More;
-use IO::Select;
-use IO::Socket::IP;
 use IO::Socket::UNIX;
 use JSON::PP;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(fork_proxy cut_proxy proxy_cuts);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
 my $t = Aihub->new(redis => 1, mariadb => 1);
 $t->migrate;
 
-my $CUT = $t->dir . '/cut';           # "before|after <statement start>"
-my $CUTS = $t->dir . '/cuts';         # "<the cut's line> n" for each
+my $CUT = $t->dir . '/cut';
+my $CUTS = $t->dir . '/cuts';
 
+# every TCP connection relayed to MariaDB's socket, and cut on demand at a
+# COM_QUERY (a packet: 3 bytes of length, 1 of sequence, the command 3,
+# the text) whose text starts with the statement's
+my ($PROXY, $proxy_pid) = fork_proxy($t, 16, cut_proxy(
+    cut => $CUT, cuts => $CUTS,
+    connect => sub { IO::Socket::UNIX->new(Peer => $t->mysql_socket) }));
 
-# --- the proxy ---------------------------------------------------------------
-
-# every TCP connection relayed to MariaDB's socket.  While $CUT holds
-# "before TEXT", a client write carrying a COM_QUERY (byte 3) whose text
-# starts with TEXT is not forwarded: both ends are closed.  "after TEXT"
-# forwards it and closes both ends when the server's answer comes, instead
-# of forwarding the answer.  One cut every half second at most.
-sub proxy {
-    my ($listen, $socket) = @_;
-    my $sel = IO::Select->new($listen);
-    my (%peer, %is_client, %cut_answer, %cuts);
-    my $last_cut = 0;
-
-    my $drop = sub {
-        my ($s) = @_;
-        my $p = delete $peer{$s};
-        delete $peer{$p} if $p;
-        for ($s, $p) {
-            next unless $_;
-            delete $is_client{$_};
-            delete $cut_answer{$_};
-            $sel->remove($_);
-            close $_;
-        }
-    };
-
-    my $count = sub {
-        my ($line) = @_;
-        $cuts{$line}++;
-        $last_cut = time;
-        Aihub::write_file($CUTS, join '', map { "$_ $cuts{$_}\n" }
-                                          sort keys %cuts);
-    };
-
-    for ( ;; ) {
-        for my $s ($sel->can_read(1)) {
-            if ($s == $listen) {
-                my $c = $listen->accept or next;
-                my $m = IO::Socket::UNIX->new(Peer => $socket)
-                    or do { close $c; next };
-                @peer{ $c, $m } = ($m, $c);
-                $is_client{$c} = 1;
-                $sel->add($c, $m);
-                next;
-            }
-
-            my $n = sysread($s, my $buf, 65536);
-            if (!$n) {
-                $drop->($s);
-                next;
-            }
-
-            my $to = $peer{$s} or next;
-
-            if ($cut_answer{$s}) {
-                # the server's answer to the statement: dropped
-                $count->($cut_answer{$s});
-                $drop->($s);
-                next;
-            }
-
-            if ($is_client{$s} && -e $CUT && time - $last_cut >= 0.5) {
-                my $line = Aihub::read_file($CUT);
-                $line =~ s/^\s+|\s+$//g;
-                my ($when, $text) = $line =~ /^(before|after) (.+)$/;
-
-                # a packet: 3 bytes of length, 1 of sequence, the command
-                if ($when && length($buf) > 5 && ord(substr $buf, 4, 1) == 3
-                    && substr($buf, 5, length $text) eq $text)
-                {
-                    if ($when eq 'before') {
-                        $count->($line);
-                        $drop->($s);
-                        next;
-                    }
-
-                    $cut_answer{$to} = $line;
-                    $last_cut = time;
-                }
-            }
-
-            syswrite($to, $buf) // $drop->($s);
-        }
-    }
-}
-
-my $listen = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                 Listen => 16, ReuseAddr => 1)
-    or BAIL_OUT("proxy listen: $!");
-my $PROXY = $listen->sockport;
-my $proxy_pid = fork // BAIL_OUT("fork: $!");
-
-if ($proxy_pid == 0) {
-    proxy($listen, $t->mysql_socket);
-    POSIX::_exit(0);
-}
-
-close $listen;
-
-sub cuts {
-    my ($line) = @_;
-    my $text = -e $CUTS ? Aihub::read_file($CUTS) : '';
-    return ($text =~ /^\Q$line\E (\d+)$/m)[0] // 0;
-}
+sub query { '^.{4}\\x03' . quotemeta $_[0] }
 
 
 # --- the events --------------------------------------------------------------
@@ -189,13 +90,17 @@ ok($t->wait_for(\&drained, timeout => 30), 'drained through the proxy');
 
 # --- the cuts ----------------------------------------------------------------
 
-for my $cut ('before START TRANSACTION', 'before INSERT INTO usage_daily',
-             'before COMMIT', 'after COMMIT')
+for (['before', 'START TRANSACTION'], ['before', 'INSERT INTO usage_daily'],
+     ['before', 'COMMIT'], ['after', 'COMMIT'])
 {
-    Aihub::write_file($CUT, "$cut\n");
+    my ($when, $stmt) = @$_;
+    my $line = "$when " . query($stmt);
+    Aihub::write_file($CUT, "$line\n");
 
     my $until = time + 40;
-    while (cuts($cut) < 3 && time < $until && $t->alive('worker')) {
+    while (proxy_cuts($CUTS, $line) < 3 && time < $until
+           && $t->alive('worker'))
+    {
         send_events(20);
         sleep 0.2;
     }
@@ -203,11 +108,12 @@ for my $cut ('before START TRANSACTION', 'before INSERT INTO usage_daily',
     unlink $CUT;
     send_events(20);
 
-    is(cuts($cut), 3, "the proxy cut the worker's connection $cut 3 times");
-    ok($t->alive('worker'), "the worker lived through the cuts $cut")
+    is(proxy_cuts($CUTS, $line), 3,
+       "the proxy cut the worker's connection $when $stmt 3 times");
+    ok($t->alive('worker'), "the worker lived through the cuts $when $stmt")
         or diag(Aihub::tail($t->dir . '/worker.log', 20));
     ok($t->wait_for(\&drained, timeout => 60),
-       "every event stored after the cuts $cut");
+       "every event stored after the cuts $when $stmt");
 }
 
 is(stored(), $sent, "$sent events sent, $sent stored");

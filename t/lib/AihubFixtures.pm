@@ -82,6 +82,19 @@ error checks, mock-log helpers and concurrent requests
     relay_accept($listen, $redis_port, $sel, \%peer, \%is_client)
                               in such a loop: a new client and its own
                               connection to Redis, paired and selected
+    cut_proxy(%o)             a loop for fork_proxy that relays every
+                              connection (to the port it is given, or
+                              connect => sub returning the server's
+                              socket) and breaks them on demand: while
+                              the file cut => PATH holds "before REGEX" or
+                              "after REGEX", a client's write the regex
+                              matches is dropped with both ends closed
+                              (before), or forwarded and the server's
+                              answer to it dropped with both ends closed
+                              (after); one cut every half second at most;
+                              the file cuts => PATH counts the cuts by
+                              the line that made them
+    proxy_cuts($path, $line)  how many cuts that line made so far
     counted_once($t, $account, $answered, $inflight, $why)
                               after a load: wait_counted, then asserts
                               each call counted once, none beyond those
@@ -108,6 +121,7 @@ use strict;
 use warnings;
 
 use Exporter qw(import);
+use IO::Select;
 use IO::Socket::IP;
 use JSON::PP;
 use POSIX qw(strftime);
@@ -120,7 +134,7 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
                     period_field wait_counted fork_proxy relay_accept
-                    proxied_gateway counted_once gateway_metrics raw_chat
+                    cut_proxy proxy_cuts proxied_gateway counted_once gateway_metrics raw_chat
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -661,6 +675,97 @@ sub proxied_gateway {
     worker_processes($t, $workers);
     $t->start_nginx;
     return wait_ready($t, $probe);
+}
+
+
+sub cut_proxy {
+    my (%o) = @_;
+
+    return sub {
+        my ($listen, $port) = @_;
+        my $sel = IO::Select->new($listen);
+        my (%peer, %is_client, %cut_answer, %cuts);
+        my $last_cut = 0;
+
+        my $connect = $o{connect} // sub {
+            IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port);
+        };
+
+        my $drop = sub {
+            my ($s) = @_;
+            my $p = delete $peer{$s};
+            delete $peer{$p} if $p;
+            for ($s, $p) {
+                next unless $_;
+                delete $is_client{$_};
+                delete $cut_answer{$_};
+                $sel->remove($_);
+                close $_;
+            }
+        };
+
+        my $count = sub {
+            my ($line) = @_;
+            $cuts{$line}++;
+            $last_cut = time;
+            Aihub::write_file($o{cuts}, join '', map { "$_ $cuts{$_}\n" }
+                                                sort keys %cuts);
+        };
+
+        for ( ;; ) {
+            for my $s ($sel->can_read(1)) {
+                if ($s == $listen) {
+                    my $c = $listen->accept or next;
+                    my $server = $connect->() or do { close $c; next };
+                    @peer{ $c, $server } = ($server, $c);
+                    $is_client{$c} = 1;
+                    $sel->add($c, $server);
+                    next;
+                }
+
+                my $n = sysread($s, my $buf, 65536);
+                if (!$n) {
+                    $drop->($s);
+                    next;
+                }
+
+                my $to = $peer{$s} or next;
+
+                if ($cut_answer{$s}) {
+                    $count->($cut_answer{$s});
+                    $drop->($s);
+                    next;
+                }
+
+                if ($is_client{$s} && -e $o{cut} && time - $last_cut >= 0.5) {
+                    my $line = Aihub::read_file($o{cut});
+                    $line =~ s/^\s+|\s+$//g;
+                    my ($when, $re) = $line =~ /^(before|after) (.+)$/s;
+
+                    if ($when && $buf =~ /$re/s) {
+                        if ($when eq 'before') {
+                            $count->($line);
+                            $drop->($s);
+                            next;
+                        }
+
+                        $cut_answer{$to} = $line;
+                        $last_cut = time;
+                    }
+                }
+
+                syswrite($to, $buf) // $drop->($s);
+            }
+        }
+    };
+}
+
+
+sub proxy_cuts {
+    my ($path, $line) = @_;
+
+    my $text = -e $path ? Aihub::read_file($path) : '';
+    return ($text =~ /^\Q$line\E (\d+)$/m)[0] // 0;
 }
 
 
