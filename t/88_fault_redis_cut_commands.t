@@ -1,0 +1,124 @@
+#!/usr/bin/perl
+
+# The module's command connection to Redis breaks at each kind of command
+# it sends, under a steady load: before and after a lease's grant (after:
+# Redis granted it and the answer is lost), before a batch's MULTI and
+# after its EXEC (the batch applied, its confirmation lost), before a
+# sweep of expired leases, before a key's lookup.  The module talks to
+# Redis through a proxy that closes both ends at that command, three times
+# each.  Each time the calls go on once the connection is made again, no
+# nginx process dies or logs an alert, and once the load stops every lease
+# comes back and the account's counter equals its usage events (a batch
+# whose confirmation was lost is sent again: its settles apply once, its
+# events are in the stream twice and the worker stores them once, by id).
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(usage_events);
+
+plan(skip_all => 'module not built') unless Aihub::have_module();
+plan(skip_all => 'wrk not installed') unless -x '/usr/bin/wrk';
+
+my $t = Aihub->new(redis => 1);
+
+seed_models($t);
+my $probe = seed_full_key($t, account => 8800, included => 1000000);
+
+my $CUT = $t->dir . '/cut';
+my $CUTS = $t->dir . '/cuts';
+my ($PROXY, $proxy_pid) = fork_proxy($t, 64,
+                                     cut_proxy(cut => $CUT, cuts => $CUTS));
+
+# a command's words as RESP writes them, for a regex: "$<len>\r\n<word>\r\n"
+sub resp { join '', map { '\$' . length($_) . "\\r\\n\Q$_\E\\r\\n" } @_ }
+
+# a script call: EVALSHA, its 40 hex digits, its number of keys, the first
+# key's prefix
+sub evalsha {
+    my ($nkeys, $key) = @_;
+    return resp('EVALSHA') . '\$40\r\n[0-9a-f]{40}\r\n' . resp($nkeys)
+           . '\$\d+\r\n' . quotemeta($key);
+}
+
+my $stub = canned_stub($t);
+$t->nginx(gateway_conf(redis => "127.0.0.1:$PROXY", stub => $stub,
+                       redis_timeout => '1s',
+                       extra => 'aihub_lease_time 2s;'));
+worker_processes($t, 2);
+$t->start_nginx;
+ok(wait_ready($t, $probe), 'catalog loaded, through the proxy');
+
+my @cuts = (
+    [ 'before a grant',      "before " . evalsha(5, "${PREFIX}period:") ],
+    [ 'after a grant',       "after " . evalsha(5, "${PREFIX}period:") ],
+    [ 'before a batch',      'before ' . resp('MULTI') ],
+    [ 'after a batch',       'after ' . resp('EXEC') ],
+    [ 'before a sweep',      "before " . evalsha(1, "${PREFIX}leases-due") ],
+    [ 'before a key lookup', "before " . evalsha(2, "${PREFIX}key:") ],
+);
+
+my $account = 8810;
+
+for (@cuts) {
+    my ($what, $line) = @$_;
+    $account++;
+
+    my $key = seed_full_key($t, account => $account, included => 10000000);
+    my @fresh = map { seed_full_key($t, account => $account,
+                                    included => 10000000) } 1 .. 12;
+
+    is($t->chat($key, model => 'test-basic')->{status}, 200,
+       "$what: a first call");
+
+    Aihub::write_file($CUT, "$line\n");
+
+    my ($answered, $bad, $runs, %status) = (0, 0, 0);
+    my $until = time + 20;
+
+    while (proxy_cuts($CUTS, $line) < 3 && time < $until) {
+        my ($n, $nbad) = wrk_chat($t, key => $key, c => 2, seconds => 1);
+        $answered += $n - $nbad;
+        $bad += $nbad;
+        $runs++;
+
+        # keys not cached yet: each one a lookup
+        for my $k (splice @fresh, 0, 4) {
+            my $r = $t->chat($k, model => 'test-basic');
+            $status{ $r->{status} }++;
+            $answered++ if $r->{status} == 200;
+        }
+    }
+
+    unlink $CUT;
+
+    # (a cut every half second at most: one wrk run may make two)
+    cmp_ok(proxy_cuts($CUTS, $line), '>=', 3,
+           "$what: the proxy cut the connection 3 times or more");
+    my @other = grep { $_ != 200 && $_ != 503 } keys %status;
+    is("@other", '', "$what: the fresh keys got 200 or 503 only")
+        or diag(join ', ', map { "$_ x $status{$_}" } sort keys %status);
+    is($t->chat($key, model => 'test-basic')->{status}, 200,
+       "$what: a call after the cuts");
+    $answered += 2;
+
+    # the leases back, the counter equal to the distinct usage events
+    my ($ok, $calls) = wait_counted($t, $account, $answered);
+    ok($ok, "$what: every lease back, the counter equal to the events "
+            . "($calls calls counted, $answered answered)");
+    # wrk stops counting with up to 2 calls in flight, which nginx answers
+    cmp_ok($calls, '<=', $answered + $bad + 2 * $runs,
+           "$what: no call counted beyond those answered and in flight");
+    diag("$what: $answered answered, $bad not 2xx, $calls counted");
+}
+
+kill 'TERM', $proxy_pid;
+waitpid($proxy_pid, 0);
+
+$t->done;
