@@ -6,7 +6,9 @@
 # after its EXEC (the batch applied, its confirmation lost), before a
 # sweep of expired leases, before a key's lookup.  The module talks to
 # Redis through a proxy that closes both ends at that command, three times
-# each.  Each time the calls go on once the connection is made again, no
+# each.  Each time the calls go on once the connection is made again (at
+# once, the calls meanwhile waiting for it: only those whose commands were
+# cut may fail), no
 # nginx process dies or logs an alert, and once the load stops every lease
 # comes back and the account's counter equals its usage events (a batch
 # whose confirmation was lost is sent again: its settles apply once, its
@@ -52,8 +54,25 @@ $t->nginx(gateway_conf(redis => "127.0.0.1:$PROXY", stub => $stub,
                        redis_timeout => '1s',
                        extra => 'aihub_lease_time 2s;'));
 worker_processes($t, 2);
+
+# a cut soon after the connection was made: the first grant after nginx
+# started.  The connection is made again at once, and the calls meanwhile
+# wait for it; before, a connection cut within 100 ms of being made was
+# made again only after 100 ms, and the calls of those 100 ms failed
+# (2,722 of wrk's here)
+my $young_key = seed_full_key($t, account => 8801, included => 10000000);
+my $young = 'before ' . evalsha(5, "${PREFIX}period:8801:");
+Aihub::write_file($CUT, "$young\n");
 $t->start_nginx;
 ok(wait_ready($t, $probe), 'catalog loaded, through the proxy');
+my ($young_n, $young_bad) = wrk_chat($t, key => $young_key, c => 2,
+                                     seconds => 1);
+unlink $CUT;
+cmp_ok(proxy_cuts($CUTS, $young), '>=', 1,
+       'the first grant after the start was cut');
+cmp_ok($young_bad, '<=', 2 * proxy_cuts($CUTS, $young),
+       "only the calls in flight at that cut failed ($young_bad of "
+       . "$young_n)");
 
 my @cuts = (
     [ 'before a grant',      "before " . evalsha(5, "${PREFIX}period:") ],
@@ -101,6 +120,9 @@ for (@cuts) {
     # (a cut every half second at most: one wrk run may make two)
     cmp_ok(proxy_cuts($CUTS, $line), '>=', 3,
            "$what: the proxy cut the connection 3 times or more");
+    # a cut fails at most the calls whose commands it cut (2 connections)
+    cmp_ok($bad, '<=', 2 * proxy_cuts($CUTS, $line),
+           "$what: only the calls in flight at a cut failed ($bad)");
     my @other = grep { $_ != 200 && $_ != 503 } keys %status;
     is("@other", '', "$what: the fresh keys got 200 or 503 only")
         or diag(join ', ', map { "$_ x $status{$_}" } sort keys %status);
