@@ -24,7 +24,6 @@ use warnings;
 
 use Test::More;
 use Compress::Zlib ();
-use IO::Compress::Gzip qw(gzip $GzipError);
 use IO::Compress::RawDeflate qw(rawdeflate $RawDeflateError);
 use IPC::Open3 qw(open3);
 use JSON::PP;
@@ -87,8 +86,6 @@ my $answered = 0;
 
 
 # --- codings -----------------------------------------------------------------
-
-sub gz { my ($in) = @_; my $out; gzip(\$in => \$out) or die $GzipError; $out }
 
 sub raw_deflate {
     my $out;

@@ -27,7 +27,6 @@ use warnings;
 
 use Test::More;
 use JSON::PP;
-use IO::Compress::Gzip qw(gzip $GzipError);
 
 use lib 't/lib';
 use Aihub;
@@ -88,8 +87,6 @@ ok(wait_ready($t, $key, name => 'open'), 'gateway with aihub_stored_objects '
 my $JSON = JSON::PP->new->utf8->canonical;
 my $FN = { type => 'function', name => 'get_weather',
            parameters => { type => 'object', properties => {} } };
-
-sub gz { my ($in) = @_; my $out; gzip(\$in => \$out) or die $GzipError; $out }
 
 # one call: its answer, and how many requests the provider got
 sub call {

@@ -95,6 +95,7 @@ error checks, mock-log helpers and concurrent requests
                               the file cuts => PATH counts the cuts by
                               the line that made them
     proxy_cuts($path, $line)  how many cuts that line made so far
+    gz($bytes)                those bytes gzip-compressed
     counted_once($t, $account, $answered, $inflight, $why)
                               after a load: wait_counted, then asserts
                               each call counted once, none beyond those
@@ -121,6 +122,7 @@ use strict;
 use warnings;
 
 use Exporter qw(import);
+use IO::Compress::Gzip qw(gzip $GzipError);
 use IO::Select;
 use IO::Socket::IP;
 use JSON::PP;
@@ -134,7 +136,7 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
                     period_field wait_counted fork_proxy relay_accept
-                    cut_proxy proxy_cuts proxied_gateway counted_once gateway_metrics raw_chat
+                    cut_proxy proxy_cuts gz proxied_gateway counted_once gateway_metrics raw_chat
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -766,6 +768,15 @@ sub proxy_cuts {
 
     my $text = -e $path ? Aihub::read_file($path) : '';
     return ($text =~ /^\Q$line\E (\d+)$/m)[0] // 0;
+}
+
+
+sub gz {
+    my ($in) = @_;
+
+    my $out;
+    gzip(\$in => \$out) or die $GzipError;
+    return $out;
 }
 
 
