@@ -8,11 +8,11 @@ use strict;
 use warnings;
 
 use Test::More;
-use JSON::PP;
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(usage_event_json);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -45,23 +45,17 @@ ok($t->redis('SISMEMBER', 'aihub:models', 'mock-basic'),
 
 # --- events ----------------------------------------------------------------
 
-my $json = JSON::PP->new->canonical;
 my $now = int(time * 1000);
 
 sub event {
     my (%o) = @_;
 
-    return $json->encode({
-        v => 1, id => $o{id}, ts => $o{ts} // $now, node => 'test-node',
-        account => $o{account} // 1, key => 'ai-hub-AbCdEfGh',
-        plan => 'pro', model => $o{model} // 'mock-basic',
-        provider => 'mock', prompt_tokens => $o{prompt} // 10,
+    return usage_event_json(
+        0, id => $o{id}, ts => $o{ts} // $now, account => $o{account} // 1,
+        model => $o{model} // 'mock-basic', prompt_tokens => $o{prompt} // 10,
         completion_tokens => $o{completion} // 5,
         total_tokens => ($o{prompt} // 10) + ($o{completion} // 5),
-        cost_micros => 4, status => $o{status} // 200,
-        streamed => JSON::PP::false, aborted => JSON::PP::false,
-        estimated => JSON::PP::false, latency_ms => 12,
-    });
+        status => $o{status} // 200);
 }
 
 sub id { sprintf '%032x', $_[0] }

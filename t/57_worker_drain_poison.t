@@ -16,6 +16,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(usage_event_json);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -29,15 +30,8 @@ my $day = $t->sql_value("SELECT DATE(FROM_UNIXTIME($now / 1000))");
 sub event {
     my (%o) = @_;
 
-    return $json->encode({
-        v => 1, id => $o{id}, ts => $now, node => 'test-node',
-        account => 1, key => 'ai-hub-AbCdEfGh', plan => 'pro',
-        model => $o{model} // 'mock-basic', provider => 'mock',
-        prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
-        cost_micros => 4, status => 200, streamed => JSON::PP::false,
-        aborted => JSON::PP::false, estimated => JSON::PP::false,
-        latency_ms => 12,
-    });
+    return usage_event_json(0, id => $o{id}, ts => $now,
+                            model => $o{model} // 'mock-basic');
 }
 
 # the poison: poison-model's rollup of the day is 2 micro-dollars below

@@ -21,6 +21,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(usage_event_json);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -41,15 +42,8 @@ my $now = int(time * 1000);
 sub event {
     my (%o) = @_;
 
-    return $json->encode({
-        v => 1, id => $o{id}, ts => $now, node => 'test-node',
-        account => 1, key => 'ai-hub-AbCdEfGh', plan => 'pro',
-        model => $o{model} // 'mock-basic', provider => 'mock',
-        prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
-        cost_micros => 4, status => 200, streamed => JSON::PP::false,
-        aborted => JSON::PP::false, estimated => JSON::PP::false,
-        latency_ms => 12,
-    });
+    return usage_event_json(0, id => $o{id}, ts => $now,
+                            model => $o{model} // 'mock-basic');
 }
 
 # 3,000 events, every 1,000th one of "commit-poison" (3 poisoned, 2,997

@@ -14,18 +14,17 @@ use strict;
 use warnings;
 
 use Test::More;
-use JSON::PP;
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(usage_event_json);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
 my $t = Aihub->new(redis => 1, mariadb => 1);
 $t->migrate;
 
-my $json = JSON::PP->new->canonical;
 
 # the most events an entry carries, as the module and the worker read it
 my ($MAX) = Aihub::read_file("$Aihub::ROOT/ngx_aihub_module/aihub_protocol.h")
@@ -38,15 +37,8 @@ sub id { sprintf '%032x', $_[0] }
 sub event {
     my ($n, %o) = @_;
 
-    return $json->encode({
-        v => 1, id => id($n), ts => $now, node => 'test-node',
-        account => 1, key => 'ai-hub-AbCdEfGh', plan => 'pro',
-        model => $o{model} // 'mock-basic', provider => 'mock',
-        prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
-        cost_micros => 4, status => 200,
-        streamed => JSON::PP::false, aborted => JSON::PP::false,
-        estimated => JSON::PP::false, latency_ms => 12,
-    });
+    return usage_event_json($n, ts => $now,
+                            model => $o{model} // 'mock-basic');
 }
 
 # XADD aihub:usage * event <e1> event <e2> ...: returns the entry's id

@@ -16,8 +16,6 @@ use strict;
 use warnings;
 
 use Test::More;
-use IO::Select;
-use IO::Socket::IP;
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
@@ -33,92 +31,18 @@ my $t = Aihub->new(redis => 1);
 seed_models($t);
 my $probe = seed_full_key($t, account => 7200, included => 1000000);
 
-my $CUT_ON = $t->dir . '/cut.on';       # exists: cut the next EXECs
+my $CUT = $t->dir . '/cut';             # holds the cut while cutting
 my $CUTS = $t->dir . '/cuts';           # the cuts made so far
-my $EXEC = "*1\r\n\$4\r\nEXEC\r\n";
 
+# every connection relayed to Redis; while $CUT holds it, a write carrying
+# an EXEC (an event is JSON on one line: no CR LF inside) is forwarded up
+# to the EXEC, and then the connection is closed (at most once every half
+# second: a connection that breaks)
+my $LINE = 'before \*1\r\n\$4\r\nEXEC\r\n';
+my ($PROXY, $proxy_pid) = fork_proxy($t, 64,
+                                     cut_proxy(cut => $CUT, cuts => $CUTS));
 
-# --- the proxy ---------------------------------------------------------------
-
-# one select loop relaying every connection to Redis; a client's bytes are
-# scanned for EXEC (an event is JSON on one line: no CR LF inside); while
-# $CUT_ON exists, an EXEC (at most one every half second: a connection
-# that breaks) is not forwarded: what came before it is, then both ends
-# are closed
-sub proxy {
-    my ($listen, $redis_port) = @_;
-    my $sel = IO::Select->new($listen);
-    my (%peer, %is_client);
-    my ($execs, $cuts, $last_cut) = (0, 0, 0);
-
-    my $drop = sub {
-        my ($s) = @_;
-        my $p = delete $peer{$s};
-        delete $peer{$p} if $p;
-        for ($s, $p) {
-            next unless $_;
-            delete $is_client{$_};
-            $sel->remove($_);
-            close $_;
-        }
-    };
-
-    for ( ;; ) {
-        for my $s ($sel->can_read(1)) {
-            if ($s == $listen) {
-                relay_accept($listen, $redis_port, $sel, \%peer,
-                             \%is_client);
-                next;
-            }
-
-            my $n = sysread($s, my $buf, 65536);
-            if (!$n) {
-                $drop->($s);
-                next;
-            }
-
-            # a Redis end being closed: what it still sends is dropped
-            my $to = $peer{$s} or next;
-            my $at = -1;
-
-            if ($is_client{$s}) {
-                my $from = 0;
-                while ((my $i = index($buf, $EXEC, $from)) >= 0) {
-                    $execs++;
-                    if (-e $CUT_ON && time - $last_cut >= 0.5) {
-                        $at = $i;
-                        last;
-                    }
-                    $from = $i + length $EXEC;
-                }
-            }
-
-            if ($at < 0) {
-                syswrite($to, $buf) // $drop->($s);
-                next;
-            }
-
-            syswrite($to, substr($buf, 0, $at)) if $at > 0;
-            # the client's end goes at once; Redis's end gets what came
-            # before the EXEC, then the end of the stream (a close with
-            # replies unread would reset it and lose the bytes), and is
-            # read until Redis closes it
-            delete $peer{$to};
-            delete $peer{$s};
-            delete $is_client{$s};
-            $sel->remove($s);
-            close $s;
-            shutdown($to, 1);
-            $cuts++;
-            $last_cut = time;
-            Aihub::write_file($CUTS, "$cuts\n");
-        }
-    }
-}
-
-my ($PROXY, $proxy_pid) = fork_proxy($t, 64, \&proxy);
-
-sub cuts { (Aihub::read_file($CUTS) =~ /(\d+)/)[0] // 0 }
+sub cuts { proxy_cuts($CUTS, $LINE) }
 
 
 # --- the provider and the gateway -------------------------------------------
@@ -137,9 +61,9 @@ my $key = seed_full_key($t, account => 7201, included => 10000000,
                         overage => 0);
 is($t->chat($key, model => 'test-basic')->{status}, 200, 'a first call');
 
-Aihub::write_file($CUT_ON, "1\n");
+Aihub::write_file($CUT, "$LINE\n");
 my ($n, $bad) = wrk(key => $key, c => 8, seconds => 4);
-unlink $CUT_ON;
+unlink $CUT;
 
 cmp_ok($n, '>', 50, "load: $n calls answered");
 my $cuts = cuts();

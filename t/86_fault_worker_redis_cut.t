@@ -19,12 +19,11 @@ use strict;
 use warnings;
 
 use Test::More;
-use JSON::PP;
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(fork_proxy cut_proxy proxy_cuts);
+use AihubFixtures qw(fork_proxy cut_proxy proxy_cuts usage_event_json);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -45,25 +44,13 @@ sub resp { join '.*', map { '\$' . length($_) . "\\r\\n\Q$_\E\\r\\n" } @_ }
 
 # --- the events --------------------------------------------------------------
 
-my $json = JSON::PP->new->canonical;
-my $now = int(time * 1000);
 my $sent = 0;
 
 sub send_events {
     my ($n) = @_;
 
-    for (1 .. $n) {
-        $sent++;
-        $t->redis('XADD', 'aihub:usage', '*', 'event', $json->encode({
-            v => 1, id => sprintf('%032x', $sent), ts => $now,
-            node => 'test-node', account => 1, key => 'ai-hub-AbCdEfGh',
-            plan => 'pro', model => 'mock-basic', provider => 'mock',
-            prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
-            cost_micros => 4, status => 200, streamed => JSON::PP::false,
-            aborted => JSON::PP::false, estimated => JSON::PP::false,
-            latency_ms => 12,
-        }));
-    }
+    $t->redis('XADD', 'aihub:usage', '*', 'event',
+              usage_event_json(++$sent)) for 1 .. $n;
 }
 
 sub stored { $t->sql_value('SELECT COUNT(*) FROM usage_events') }

@@ -17,12 +17,11 @@ use warnings;
 
 use Test::More;
 use IO::Socket::UNIX;
-use JSON::PP;
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(fork_proxy cut_proxy proxy_cuts);
+use AihubFixtures qw(fork_proxy cut_proxy proxy_cuts usage_event_json);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -44,26 +43,20 @@ sub query { '^.{4}\\x03' . quotemeta $_[0] }
 
 # --- the events --------------------------------------------------------------
 
-my $json = JSON::PP->new->canonical;
-my $now = int(time * 1000);
 my $sent = 0;
 
+# three accounts, two models, varied tokens and costs: the rollups have
+# something to sum
 sub send_events {
     my ($n) = @_;
 
     for (1 .. $n) {
         $sent++;
-        $t->redis('XADD', 'aihub:usage', '*', 'event', $json->encode({
-            v => 1, id => sprintf('%032x', $sent), ts => $now,
-            node => 'test-node', account => 1 + $sent % 3,
-            key => 'ai-hub-AbCdEfGh', plan => 'pro',
+        $t->redis('XADD', 'aihub:usage', '*', 'event', usage_event_json(
+            $sent, account => 1 + $sent % 3,
             model => $sent % 2 ? 'mock-basic' : 'mock-pro',
-            provider => 'mock', prompt_tokens => 10 + $sent % 7,
-            completion_tokens => 5, total_tokens => 15 + $sent % 7,
-            cost_micros => 4 + $sent % 5, status => 200,
-            streamed => JSON::PP::false, aborted => JSON::PP::false,
-            estimated => JSON::PP::false, latency_ms => 12,
-        }));
+            prompt_tokens => 10 + $sent % 7, total_tokens => 15 + $sent % 7,
+            cost_micros => 4 + $sent % 5));
     }
 }
 

@@ -88,14 +88,20 @@ error checks, mock-log helpers and concurrent requests
                               socket) and breaks them on demand: while
                               the file cut => PATH holds "before REGEX" or
                               "after REGEX", a client's write the regex
-                              matches is dropped with both ends closed
-                              (before), or forwarded and the server's
-                              answer to it dropped with both ends closed
-                              (after); one cut every half second at most;
+                              matches is forwarded up to the match and the
+                              connection closed (before), or forwarded and
+                              the server's answer to it dropped with both
+                              ends closed (after); one cut every half
+                              second at most;
                               the file cuts => PATH counts the cuts by
                               the line that made them
     proxy_cuts($path, $line)  how many cuts that line made so far
     gz($bytes)                those bytes gzip-compressed
+    usage_event_json($n, %fields)
+                              a valid usage event as the module writes it,
+                              for a test to XADD: its id $n in 32 hex
+                              digits, %fields over the defaults (account
+                              1, mock-basic, 10 + 5 tokens, 4 µ\$, 200)
     counted_once($t, $account, $answered, $inflight, $why)
                               after a load: wait_counted, then asserts
                               each call counted once, none beyond those
@@ -136,7 +142,8 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
                     period_field wait_counted fork_proxy relay_accept
-                    cut_proxy proxy_cuts gz proxied_gateway counted_once gateway_metrics raw_chat
+                    cut_proxy proxy_cuts gz usage_event_json
+                    proxied_gateway counted_once gateway_metrics raw_chat
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -746,8 +753,19 @@ sub cut_proxy {
 
                     if ($when && $buf =~ /$re/s) {
                         if ($when eq 'before') {
+                            # what came before the match goes on; the
+                            # client's end is closed at once, the server's
+                            # gets the end of the stream (a close with
+                            # answers unread would reset it and lose the
+                            # bytes) and is read until the server closes it
+                            my $at = $-[0];
+                            syswrite($to, substr($buf, 0, $at)) if $at > 0;
                             $count->($line);
-                            $drop->($s);
+                            delete @peer{ $s, $to };
+                            delete $is_client{$s};
+                            $sel->remove($s);
+                            close $s;
+                            shutdown($to, 1);
                             next;
                         }
 
@@ -768,6 +786,22 @@ sub proxy_cuts {
 
     my $text = -e $path ? Aihub::read_file($path) : '';
     return ($text =~ /^\Q$line\E (\d+)$/m)[0] // 0;
+}
+
+
+sub usage_event_json {
+    my ($n, %f) = @_;
+
+    return JSON::PP->new->canonical->encode({
+        v => 1, id => sprintf('%032x', $n), ts => int(time * 1000),
+        node => 'test-node', account => 1, key => 'ai-hub-AbCdEfGh',
+        plan => 'pro', model => 'mock-basic', provider => 'mock',
+        prompt_tokens => 10, completion_tokens => 5, total_tokens => 15,
+        cost_micros => 4, status => 200, streamed => JSON::PP::false,
+        aborted => JSON::PP::false, estimated => JSON::PP::false,
+        latency_ms => 12,
+        %f,
+    });
 }
 
 
