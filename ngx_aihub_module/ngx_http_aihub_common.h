@@ -100,6 +100,8 @@ typedef struct {
     ngx_str_t                     node;
 
     ngx_uint_t                    event_buffer; /* events kept while down */
+    ngx_msec_t                    exit_flush;   /* a quitting process hands
+                                                   them over so long */
     ngx_uint_t                    max_keys;     /* active keys per account,
                                                    0: no cap */
     ngx_msec_t                    lane_wait;    /* longest wait in a queue */

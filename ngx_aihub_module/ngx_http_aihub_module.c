@@ -133,6 +133,13 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       offsetof(ngx_http_aihub_main_conf_t, event_buffer),
       NULL },
 
+    { ngx_string("aihub_exit_flush_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_aihub_main_conf_t, exit_flush),
+      NULL },
+
     { ngx_string("aihub_lane_wait"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -275,6 +282,7 @@ ngx_http_aihub_create_main_conf(ngx_conf_t *cf)
     amcf->redis_port = NGX_CONF_UNSET;
     amcf->redis_timeout = NGX_CONF_UNSET_MSEC;
     amcf->event_buffer = NGX_CONF_UNSET_UINT;
+    amcf->exit_flush = NGX_CONF_UNSET_MSEC;
     amcf->max_keys = NGX_CONF_UNSET_UINT;
     amcf->cache_ttl = NGX_CONF_UNSET_MSEC;
     amcf->lane_wait = NGX_CONF_UNSET_MSEC;
@@ -316,6 +324,7 @@ ngx_http_aihub_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(amcf->redis_timeout, 300);
     ngx_conf_init_uint_value(amcf->event_buffer, 10000);
+    ngx_conf_init_msec_value(amcf->exit_flush, 60000);
     ngx_conf_init_uint_value(amcf->max_keys, 100);
     ngx_conf_init_msec_value(amcf->cache_ttl, 30000);
     ngx_conf_init_msec_value(amcf->lane_wait, 10000);

@@ -33,6 +33,7 @@ ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     us->keys.prefix = amcf->redis_prefix;
     us->keys.epoch_key = amcf->epoch_key;
     us->limit = amcf->event_buffer;
+    us->flush_max = amcf->exit_flush;
 
     /* the calls admitted before it filled are in flight: their events */
     us->hard = us->limit + cycle->connection_n;

@@ -28,7 +28,6 @@
 
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
-#define NGX_HTTP_AIHUB_FLUSH_MAX       5000
 #define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
 
 
@@ -410,7 +409,8 @@ ngx_http_aihub_usage_gap_handler(ngx_event_t *ev)
  * While the buffer holds events a non-cancelable timer is armed: it retries
  * sending, and it keeps the worker process alive through a graceful
  * shutdown or reload until Redis confirmed every event, for
- * NGX_HTTP_AIHUB_FLUSH_MAX ms at the most.
+ * aihub_exit_flush_timeout at the most (Redis away during a reload: the
+ * old processes wait for it, as they would for a long call).
  */
 
 void
@@ -438,8 +438,7 @@ ngx_http_aihub_usage_flush_handler(ngx_event_t *ev)
     if (ngx_exiting || ngx_quit || ngx_terminate) {
 
         if (us->flush_until == 0) {
-            us->flush_until = ngx_http_aihub_now_ms()
-                              + NGX_HTTP_AIHUB_FLUSH_MAX;
+            us->flush_until = ngx_http_aihub_now_ms() + us->flush_max;
         }
 
         if (ngx_http_aihub_now_ms() >= us->flush_until) {

@@ -36,6 +36,7 @@ typedef struct {
     ngx_str_t                     node;
     ngx_event_t                   flush;        /* shutdown: keeps the */
     ngx_msec_t                    flush_until;  /* worker alive a while */
+    ngx_msec_t                    flush_max;    /* aihub_exit_flush_timeout */
     ngx_log_t                    *log;
 } ngx_http_aihub_event_buffer_t;
 

@@ -311,6 +311,14 @@ conf_fails(<<'END' . $LOC, qr/"aihub_redis_timeout" directive invalid value/,
 END
     'bad aihub_redis_timeout');
 
+conf_fails(<<'END' . $LOC, qr/"aihub_exit_flush_timeout" directive invalid/,
+    aihub_redis %%REDIS%%;
+    aihub_exit_flush_timeout forever;   #BAD
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+END
+    'bad aihub_exit_flush_timeout');
+
 conf_fails(<<'END', qr/"aihub_redis" directive is not allowed here/,
     server {
         listen 127.0.0.1:%%PORT%%;
