@@ -276,6 +276,22 @@ ngx_http_aihub_redis_connect(ngx_http_aihub_redis_t *rd)
         return;
     }
 
+    /*
+     * TCP keepalive, probes after 15 s idle: a connection a NAT or a
+     * firewall dropped silently, or whose host went away, is found while
+     * it is idle (calls admitted from leases with cached keys send
+     * nothing), not by the calls that next need it; the probes also keep
+     * such a mapping alive
+     */
+
+    if (amcf->redis_port != 0 && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "aihub: %s connection to \"%s\": no TCP keepalive: %s",
+                      rd->name, amcf->redis_host.data, ac->c.errstr);
+        ac->c.err = 0;
+        ac->c.errstr[0] = '\0';
+    }
+
     c = ngx_get_connection(ac->c.fd, rd->log);
     if (c == NULL) {
         redisAsyncFree(ac);

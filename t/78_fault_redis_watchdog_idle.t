@@ -99,4 +99,22 @@ unlike($t->error_log('idle'), qr/sent nothing/,
 $r = $t->chat($keys[2], model => 'test-basic', name => 'idle');
 is($r->{status}, 200, 'idle: and the next call');
 
+# --- idle connections: TCP keepalive ------------------------------------
+
+# every connection of the nodes to Redis (commands and the subscription)
+# sends TCP keepalive probes after 15 s idle: one that a NAT or a firewall
+# dropped silently is found while the node is quiet, not by its next
+# calls, and the probes keep such a mapping alive
+SKIP: {
+    my $port = $t->redis_port;
+    my $ss = `ss -tnopH state established '( dport = :$port )' 2>/dev/null`;
+    skip('ss (iproute2) not installed', 2) if $?;
+
+    my @conns = grep { /"nginx"/ } split /\n/, $ss;
+    cmp_ok(scalar @conns, '>=', 4, scalar(@conns) . ' connections of the '
+                                   . 'two nodes to Redis');
+    is(scalar(grep { !/timer:\(keepalive,/ } @conns), 0,
+       'each with TCP keepalive on') or diag($ss);
+}
+
 done_testing();
