@@ -22,8 +22,8 @@ typedef struct {
     ngx_uint_t                        connected;
     ngx_uint_t                        exiting;
     ngx_msec_t                        backoff;
-    ngx_msec_t                        at_once;     /* last made again at
-                                                        once */
+    ngx_msec_t                        at_once;        /* reconnected at
+                                                         once, last */
     ngx_msec_t                        last_reply;
     ngx_msec_t                        not_ready_said; /* 0: not since */
     ngx_uint_t                        not_ready;      /* times since */
