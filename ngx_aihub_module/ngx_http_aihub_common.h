@@ -85,6 +85,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                     redis_host;   /* IP, or unix socket path */
     ngx_int_t                     redis_port;   /* 0 for a unix socket */
+    ngx_str_t                     redis_user;   /* AUTH: an ACL user */
+    ngx_str_t                     redis_password_env; /* AUTH: its name */
     ngx_str_t                     redis_prefix;
     ngx_str_t                     epoch_key;    /* "<prefix>epoch" */
     ngx_msec_t                    redis_timeout;

@@ -57,7 +57,7 @@ static ngx_conf_enum_t  ngx_http_aihub_rate_limit_modes[] = {
 static ngx_command_t  ngx_http_aihub_commands[] = {
 
     { ngx_string("aihub_redis"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_http_aihub_redis_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,

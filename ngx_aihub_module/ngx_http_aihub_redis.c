@@ -10,6 +10,7 @@
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_redis_events.h"
 #include "ngx_http_aihub_resp.h"
+#include "ngx_http_aihub_redis_auth.h"
 
 
 #define NGX_HTTP_AIHUB_BACKOFF_MIN   100
@@ -51,6 +52,9 @@ static void ngx_http_aihub_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac,
     int status);
+static void ngx_http_aihub_redis_authed(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_aihub_redis_usable(ngx_http_aihub_redis_t *rd);
 
 
 /* commands, and a second connection in subscribe mode */
@@ -65,6 +69,10 @@ ngx_int_t
 ngx_http_aihub_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf)
 {
+    if (ngx_http_aihub_redis_auth_init_process(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_aihub_redis_init_conn(&ngx_http_aihub_redis, cycle, amcf,
                                    "redis");
     ngx_http_aihub_redis_init_conn(&ngx_http_aihub_redis_sub, cycle, amcf,
@@ -276,13 +284,8 @@ ngx_http_aihub_redis_connect(ngx_http_aihub_redis_t *rd)
         return;
     }
 
-    /*
-     * TCP keepalive, probes after 15 s idle: a connection a NAT or a
-     * firewall dropped silently, or whose host went away, is found while
-     * it is idle (calls admitted from leases with cached keys send
-     * nothing), not by the calls that next need it; the probes also keep
-     * such a mapping alive
-     */
+    /* TCP keepalive, probes after 15 s idle: a connection dropped
+       silently is found while idle, not by the calls that next need it */
 
     if (amcf->redis_port != 0 && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
         ngx_log_error(NGX_LOG_WARN, rd->log, 0,
@@ -440,9 +443,45 @@ ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
                   rd->name, rd->amcf->redis_host.data);
 
     rd->connected = 1;
-    rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
     rd->last_reply = ngx_http_aihub_now_ms();
     rd->inflight = 0;
+
+    /* the credentials first, if any: the rest once Redis took them */
+
+    if (ngx_http_aihub_redis_auth_send(rd->ac, ngx_http_aihub_redis_authed,
+                                       rd)
+        == NGX_DECLINED)
+    {
+        ngx_http_aihub_redis_usable(rd);
+    }
+}
+
+
+static void
+ngx_http_aihub_redis_authed(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_aihub_redis_t  *rd = privdata;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (ngx_http_aihub_redis_auth_refused(reply, rd->name)) {
+        /* not made again at once: the backoff, as for a refused connect */
+        rd->connected = 0;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    ngx_http_aihub_redis_usable(rd);
+}
+
+
+static void
+ngx_http_aihub_redis_usable(ngx_http_aihub_redis_t *rd)
+{
+    rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
 
     if (rd->on_connect) {
         rd->on_connect(rd->ac);
@@ -591,6 +630,10 @@ ngx_http_aihub_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (amcf->redis_host.data != NULL) {
         return "is duplicate";
+    }
+
+    if (ngx_http_aihub_redis_auth_args(cf, amcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     value = cf->args->elts;

@@ -311,6 +311,14 @@ conf_fails(<<'END' . $LOC, qr/"aihub_redis_timeout" directive invalid value/,
 END
     'bad aihub_redis_timeout');
 
+# the password is never written in nginx.conf: password_env= names it
+conf_fails(<<'END' . $LOC, qr/invalid parameter "password=hunter2"/,
+    aihub_redis %%REDIS%% password=hunter2;   #BAD
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+END
+    'aihub_redis with an inline password');
+
 conf_fails(<<'END' . $LOC, qr/"aihub_exit_flush_timeout" directive invalid/,
     aihub_redis %%REDIS%%;
     aihub_exit_flush_timeout forever;   #BAD

@@ -31,6 +31,8 @@
 
 typedef struct {
     char  *redis;            /* host:port or unix:/path */
+    char  *redis_user;       /* AUTH: an ACL user, "" the default */
+    char  *redis_password;   /* AUTH, "" none */
     char  *redis_prefix;
     char  *mysql_host;
     int    mysql_port;

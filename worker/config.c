@@ -36,6 +36,10 @@ static char  *aw_cfg_port;
 static aw_setting_t  aw_settings[] = {
     { "--redis", "redis", "AIHUB_REDIS", "127.0.0.1:6379",
       &aw_cfg.redis, NULL, NULL },
+    { "--redis-user", "redis_user", "AIHUB_REDIS_USER", "",
+      &aw_cfg.redis_user, NULL, NULL },
+    { "--redis-password", "redis_password", "AIHUB_REDIS_PASSWORD", "",
+      &aw_cfg.redis_password, NULL, NULL },
     { "--redis-prefix", "redis_prefix", "AIHUB_REDIS_PREFIX",
       AIHUB_REDIS_PREFIX_DEFAULT, &aw_cfg.redis_prefix, NULL, NULL },
     { "--mysql-host", "mysql_host", "AIHUB_MYSQL_HOST", "127.0.0.1",

@@ -37,6 +37,8 @@ static const char  aw_usage[] =
     " ...)\n"
     "  --redis HOST:PORT        or unix:/path (AIHUB_REDIS,"
     " 127.0.0.1:6379)\n"
+    "  --redis-user U           Redis ACL user (AIHUB_REDIS_USER)\n"
+    "  --redis-password W       AUTH (AIHUB_REDIS_PASSWORD)\n"
     "  --redis-prefix P         key prefix (AIHUB_REDIS_PREFIX, aihub:)\n"
     "  --mysql-host H           (AIHUB_MYSQL_HOST, 127.0.0.1)\n"
     "  --mysql-port P           (AIHUB_MYSQL_PORT, 3306)\n"

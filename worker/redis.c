@@ -14,6 +14,9 @@
 #include "redis.h"
 
 
+static int aw_redis_auth(redisContext *c);
+
+
 redisContext *
 aw_redis_connect(int timeout_ms)
 {
@@ -57,7 +60,49 @@ aw_redis_connect(int timeout_ms)
 
     redisSetTimeout(c, tv);
 
+    if (aw_cfg.redis_password[0] && aw_redis_auth(c) != 0) {
+        redisFree(c);
+        return NULL;
+    }
+
     return c;
+}
+
+
+/* AUTH [user] password; the password is never logged */
+
+static int
+aw_redis_auth(redisContext *c)
+{
+    int          argc;
+    const char  *argv[3];
+    redisReply  *r;
+
+    argc = 0;
+    argv[argc++] = "AUTH";
+
+    if (aw_cfg.redis_user[0]) {
+        argv[argc++] = aw_cfg.redis_user;
+    }
+
+    argv[argc++] = aw_cfg.redis_password;
+
+    r = redisCommandArgv(c, argc, argv, NULL);
+
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        aw_log(AW_LOG_ERROR, "Redis at %s refused the credentials%s%s%s: %s",
+               aw_cfg.redis, aw_cfg.redis_user[0] ? " of user \"" : "",
+               aw_cfg.redis_user, aw_cfg.redis_user[0] ? "\"" : "",
+               r ? r->str : c->errstr);
+        if (r) {
+            freeReplyObject(r);
+        }
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
 }
 
 

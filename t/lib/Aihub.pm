@@ -252,6 +252,7 @@ sub new {
         allow    => [],
         mock_key => $opt{mock_key} // 'mock-provider-secret',
         mysql_db => 'aihub',
+        redis_password => $opt{redis_password},
     }, $class;
 
     push @INSTANCES, $self;
@@ -478,7 +479,10 @@ sub start_redis {
                                 '--port', $port, '--save', '',
                                 '--appendonly', 'no', '--dir', $d,
                                 '--daemonize', 'no',
-                                '--enable-debug-command', 'local', @extra ],
+                                '--enable-debug-command', 'local',
+                                ('--requirepass', $self->{redis_password})
+                                    x!! $self->{redis_password},
+                                @extra ],
                      out => "$d/redis.log");
 
         if ($self->wait_port('redis', $port, 10)) {
@@ -544,6 +548,14 @@ sub redis_connect {
                                 Timeout => 5)
         or die "redis connect: $@\n";
     $s->autoflush(1);
+
+    if (defined $self->{redis_password}) {
+        my $buf = '';
+        print $s resp_encode('AUTH', $self->{redis_password});
+        my $r = resp_read($s, \$buf);
+        die "redis AUTH: $$r\n" if ref $r eq 'Aihub::RedisError';
+    }
+
     return $s;
 }
 
@@ -849,6 +861,8 @@ sub worker_flags {
     my @f;
 
     push @f, '--redis', $self->redis_addr if $self->{redis_port};
+    push @f, '--redis-password', $self->{redis_password}
+        if defined $self->{redis_password};
 
     if ($self->{mysql_socket}) {
         push @f, '--mysql-socket', $self->{mysql_socket},
@@ -948,6 +962,7 @@ sub nginx {
 
     my $conf = <<"END";
 ${module}env AIHUB_MOCK_KEY;
+env AIHUB_REDIS_PASSWORD;
 user root;
 daemon off;
 master_process on;
@@ -1002,7 +1017,9 @@ sub nginx_argv {
 
 sub nginx_env {
     my ($self) = @_;
-    return { AIHUB_MOCK_KEY => $self->{mock_key} };
+    return { AIHUB_MOCK_KEY => $self->{mock_key},
+             (AIHUB_REDIS_PASSWORD => $self->{redis_password})
+                 x!! defined $self->{redis_password} };
 }
 
 

@@ -1,0 +1,121 @@
+#!/usr/bin/perl
+
+# Redis that requires credentials (README, "aihub_redis"): "requirepass",
+# and a Redis 7 ACL user.  nginx reads the password from its environment
+# (password_env=VAR, passed with nginx's "env" directive; nginx.conf never
+# holds it) and sends AUTH first on every connection, the command one and
+# the subscription; aihub-worker takes --redis-password (or
+# AIHUB_REDIS_PASSWORD) and --redis-user.  Calls are answered and metered,
+# revocation reaches the node, the drain stores the events.  Without the
+# password, or with a wrong one, calls get 503 service_unavailable (never
+# 401: the key is not at fault) and the error log says Redis refused the
+# credentials; the password is never logged.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(:all);
+
+plan(skip_all => 'module or worker not built')
+    unless Aihub::have_module() && Aihub::have_worker();
+
+my $PW = 'pw-7f3c9e1d5b';
+my $t = Aihub->new(redis => 1, redis_password => $PW, mariadb => 1,
+                   mock => 1);
+$t->migrate;
+
+my $key = $t->create_key(account => 'auth1', plan => 'pro');
+my $key2 = $t->create_key(account => 'auth1', plan => 'pro');
+
+$t->redis('ACL', 'SETUSER', 'gateway', 'on', '>acl-pw-41b2', '~*', '&*',
+          '+@all');
+
+sub node {
+    my ($name, $auth, $main) = @_;
+
+    $t->nginx(<<"END", name => $name, main => $main // '');
+    aihub_redis %%REDIS%% $auth;
+    aihub_redis_timeout 300ms;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+END
+    $t->start_nginx($name);
+}
+
+node('pass', 'password_env=AIHUB_REDIS_PASSWORD');
+node('acl', 'user=gateway password_env=AIHUB_ACL_PW',
+     'env AIHUB_ACL_PW=acl-pw-41b2;');
+node('none', '');
+node('wrong', 'password_env=AIHUB_WRONG_PW', 'env AIHUB_WRONG_PW=nope;');
+
+$t->start_worker('--consumer', 'w1', '--block-ms', 100);
+
+for my $n (qw(pass acl)) {
+    ok(wait_ready($t, $key, name => $n), "$n: ready");
+    my $r = $t->chat($key, model => 'mock-basic', name => $n);
+    is($r->{status}, 200, "$n: a call answered") or diag($r->{content});
+}
+
+for my $n (qw(none wrong)) {
+    my $r = $t->chat($key, model => 'mock-basic', name => $n);
+    is_error($r, 503, 'service_unavailable', "$n: Redis refuses the node");
+}
+
+like($t->error_log('none'), qr/NOAUTH/, 'none: the error log has Redis\'s '
+     . 'NOAUTH');
+like($t->error_log('wrong'), qr/redis refused the credentials: WRONGPASS/,
+     'wrong: the error log says Redis refused the credentials');
+
+# the subscription is authenticated too: a revoked key is refused on the
+# node that had it cached
+is($t->chat($key2, model => 'mock-basic', name => 'pass')->{status}, 200,
+   'pass: the second key answered (cached)');
+my ($prefix) = $key2 =~ /^(ai-hub-[A-Za-z0-9]{8})/;
+my ($rc, $out, $err) = $t->worker('key', 'revoke', $prefix);
+is($rc, 0, 'the worker revokes it through Redis with the password')
+    or diag($err);
+ok($t->wait_for(sub {
+       $t->chat($key2, model => 'mock-basic', name => 'pass')->{status} == 401
+   }, timeout => 5), 'pass: the revoked key is refused 401');
+
+for my $n (qw(pass acl)) {
+    unlike($t->error_log($n), qr/NOAUTH|refused the credentials|hears nothing/,
+           "$n: both connections authenticated (the subscription heard)");
+}
+
+# the drain stores the calls' events
+ok($t->wait_for(sub {
+       $t->sql_value('SELECT COUNT(*) FROM usage_events') >= 3
+   }, timeout => 10), 'the worker drained the events through AUTH');
+
+# a worker with a wrong password says so and fails
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER, '--redis', $t->redis_addr,
+                                  '--redis-password', 'nope',
+                                  '--mysql-socket', $t->mysql_socket,
+                                  '--mysql-user', 'root',
+                                  '--mysql-db', $t->mysql_db, 'sync' ]);
+isnt($rc, 0, 'a worker with a wrong password fails');
+like($err, qr/refused the credentials: WRONGPASS/, 'and says why');
+
+my $logs = join '', map { $t->error_log($_) } qw(pass acl none wrong);
+$logs .= $t->worker_log . $err;
+unlike($logs, qr/\Q$PW\E|acl-pw-41b2|nope/, 'no password in any log');
+
+$t->allow_log(qr/NOAUTH|WRONGPASS|refused the credentials/);
+$t->done;
