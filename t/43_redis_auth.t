@@ -37,24 +37,9 @@ $t->redis('ACL', 'SETUSER', 'gateway', 'on', '>acl-pw-41b2', '~*', '&*',
 sub node {
     my ($name, $auth, $main) = @_;
 
-    $t->nginx(<<"END", name => $name, main => $main // '');
-    aihub_redis %%REDIS%% $auth;
-    aihub_redis_timeout 300ms;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            proxy_pass \$aihub_proxy_url;
-            proxy_set_header Host \$aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-END
+    $t->nginx(gateway_conf(redis => "%%REDIS%% $auth", url => '%%MOCK_URL%%',
+                           redis_timeout => '300ms'),
+              name => $name, main => $main // '');
     $t->start_nginx($name);
 }
 
