@@ -199,7 +199,7 @@ ngx_http_aihub_dev_usage(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
                    "aihub dev: usage of \"%V\"", &ctx->quota.period_key);
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait,
-                                   ngx_http_aihub_dev_usage_done,
+                                   ngx_http_aihub_dev_usage_done, 1,
                                    2, argv, argvlen);
 
     return ngx_http_aihub_dev_sent(ctx, rc, "Usage is not available right "

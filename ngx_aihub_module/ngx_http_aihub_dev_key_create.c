@@ -434,7 +434,7 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait,
-                                   ngx_http_aihub_dev_key_created,
+                                   ngx_http_aihub_dev_key_created, 0,
                                    16, argv, argvlen);
 
     if (rc == NGX_DECLINED) {

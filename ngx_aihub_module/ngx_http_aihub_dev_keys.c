@@ -124,7 +124,7 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_LIST;
 
         rc = ngx_http_aihub_redis_call(r, &ctx->wait,
-                                       ngx_http_aihub_dev_keys_done,
+                                       ngx_http_aihub_dev_keys_done, 1,
                                        5, argv, argvlen);
         goto sent;
     }
@@ -191,7 +191,7 @@ ngx_http_aihub_dev_keys(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_REVOKE;
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_dev_keys_done,
-                                   9, argv, argvlen);
+                                   0, 9, argv, argvlen);
 
 sent:
 

@@ -219,7 +219,9 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     ctx->quota.held_cost = v[6];
 
-    rc = ngx_http_aihub_redis_call(r, &ctx->wait, handler, 21, argv,
+    /* sent again if the connection breaks: a second run cancels the
+       first one's lease and grants anew */
+    rc = ngx_http_aihub_redis_call(r, &ctx->wait, handler, 1, 21, argv,
                                    argvlen);
 
     return (rc == NGX_OK || rc == NGX_ERROR) ? rc : NGX_DECLINED;

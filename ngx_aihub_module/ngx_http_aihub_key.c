@@ -127,7 +127,7 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ngx_memcpy(p, ctx->caller.hash, AIHUB_SHA256_HEX_LEN);
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait, ngx_http_aihub_lookup_done,
-                                   5, argv, argvlen);
+                                   1, 5, argv, argvlen);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;

@@ -45,7 +45,7 @@ ngx_int_t ngx_http_aihub_redis_sub_ready(void);
 void ngx_http_aihub_redis_not_ready(const char *why);
 ngx_int_t ngx_http_aihub_redis_call(ngx_http_request_t *r,
     ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
-    int argc, const char **argv, const size_t *argvlen);
+    ngx_uint_t again, int argc, const char **argv, const size_t *argvlen);
 redisAsyncContext *ngx_http_aihub_redis_context(void);
 void ngx_http_aihub_redis_sent(void);
 void ngx_http_aihub_redis_replied(ngx_uint_t reply);

@@ -11,9 +11,13 @@
  * millisecond later), and a call made meanwhile is held, its command
  * copied, instead of failing: it goes out on the new connection after the
  * scripts are loaded there, or fails with the rest if that reconnect does
- * not work, or on its own timeout, whichever comes first.  So a reset
- * connection (a proxy, an idle timeout, a failover) costs the calls of
- * that moment a millisecond, not an error.
+ * not work, or on its own timeout, whichever comes first.  A call whose
+ * command may run twice ("again": a read, or the grant of a lease, which
+ * a second run cancels and grants anew) keeps its command too while
+ * hiredis has it: when the connection breaks before its reply, it is held
+ * like the others and sent again.  So a reset connection (a proxy, an
+ * idle timeout, a failover) costs the calls of that moment a millisecond,
+ * not an error.
  */
 
 #include "ngx_http_aihub_common.h"
@@ -40,8 +44,9 @@ struct ngx_http_aihub_redis_call_s {
 };
 
 
-static ngx_int_t ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t
-    **callp, int argc, const char **argv, const size_t *argvlen);
+static ngx_http_aihub_redis_call_t *ngx_http_aihub_redis_call_copy(int argc,
+    const char **argv, const size_t *argvlen);
+static void ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t *call);
 static void ngx_http_aihub_redis_calls_hold(void);
 static void ngx_http_aihub_redis_calls_resume(redisAsyncContext *ac);
 static void ngx_http_aihub_redis_calls_fail(void);
@@ -75,17 +80,17 @@ ngx_http_aihub_redis_call_init_process(void)
 
 /*
  * A command for a request: the handler runs exactly once, with the reply,
- * or with NULL when Redis failed or the timeout passed first.  Returns
- * NGX_DECLINED when Redis is not connected and is not being reconnected
- * at once (nothing is sent).
+ * or with NULL when Redis failed or the timeout passed first.  "again":
+ * the command may run twice, and is sent again when the connection breaks
+ * before its reply.  Returns NGX_DECLINED when Redis is not connected and
+ * is not being reconnected at once (nothing is sent).
  */
 
 ngx_int_t
 ngx_http_aihub_redis_call(ngx_http_request_t *r,
     ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
-    int argc, const char **argv, const size_t *argvlen)
+    ngx_uint_t again, int argc, const char **argv, const size_t *argvlen)
 {
-    ngx_int_t                     rc;
     redisAsyncContext            *ac;
     ngx_pool_cleanup_t           *cln;
     ngx_http_aihub_main_conf_t   *amcf;
@@ -112,10 +117,28 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
     }
 
     if (ac == NULL) {
-        rc = ngx_http_aihub_redis_call_hold(&call, argc, argv, argvlen);
-        if (rc != NGX_OK) {
-            return rc;
+        call = ngx_http_aihub_redis_call_copy(argc, argv, argvlen);
+        if (call == NULL) {
+            return NGX_ERROR;
         }
+
+        ngx_http_aihub_redis_call_hold(call);
+
+    } else if (again) {
+        call = ngx_http_aihub_redis_call_copy(argc, argv, argvlen);
+        if (call == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (redisAsyncFormattedCommand(ac, ngx_http_aihub_redis_reply, call,
+                                       (char *) call->cmd, call->cmd_len)
+            != REDIS_OK)
+        {
+            ngx_free(call);
+            return NGX_DECLINED;
+        }
+
+        ngx_http_aihub_redis_sent();
 
     } else {
         call = ngx_calloc(sizeof(ngx_http_aihub_redis_call_t),
@@ -164,11 +187,11 @@ ngx_http_aihub_redis_call(ngx_http_request_t *r,
 }
 
 
-/* a call held for the connection being made again: its command copied */
+/* a call with its command copied, to be held or sent again */
 
-static ngx_int_t
-ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t **callp, int argc,
-    const char **argv, const size_t *argvlen)
+static ngx_http_aihub_redis_call_t *
+ngx_http_aihub_redis_call_copy(int argc, const char **argv,
+    const size_t *argvlen)
 {
     size_t                        len;
     u_char                       *cmd;
@@ -176,26 +199,31 @@ ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t **callp, int argc,
 
     cmd = ngx_http_aihub_resp_format(argc, argv, argvlen, &len);
     if (cmd == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     call = ngx_calloc(sizeof(ngx_http_aihub_redis_call_t) + len,
                       ngx_cycle->log);
     if (call == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     call->cmd = (u_char *) (call + 1);
     call->cmd_len = len;
     ngx_memcpy(call->cmd, cmd, len);
 
+    return call;
+}
+
+
+/* a call held for the connection being made again */
+
+static void
+ngx_http_aihub_redis_call_hold(ngx_http_aihub_redis_call_t *call)
+{
     call->held = 1;
     ngx_queue_insert_tail(&ngx_http_aihub_redis_held, &call->queue);
     ngx_http_aihub_redis_nheld++;
-
-    *callp = call;
-
-    return NGX_OK;
 }
 
 
@@ -237,11 +265,11 @@ ngx_http_aihub_redis_calls_fail(void)
 {
     ngx_http_aihub_redis_call_t  *call;
 
-    if (!ngx_http_aihub_redis_holding) {
-        return;
-    }
-
-    /* a handler that calls again meets no connection and no holding */
+    /*
+     * the calls held, and those to be sent again that the broken
+     * connection left; a handler that calls again meets no connection and
+     * no holding
+     */
 
     ngx_http_aihub_redis_holding = 0;
 
@@ -307,8 +335,26 @@ static void
 ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
+    ngx_http_aihub_redis_call_t  *call = privdata;
+
     ngx_http_aihub_redis_replied(reply != NULL);
-    ngx_http_aihub_redis_call_end(privdata, reply);
+
+    /*
+     * No reply: the connection is going away (hiredis runs the callbacks
+     * before its disconnect callback).  A call that may run twice is held:
+     * the disconnect callback then either makes the connection again at
+     * once, and it goes out there, or fails it with the calls held.
+     */
+
+    if (reply == NULL && call->cmd != NULL && call->r != NULL
+        && !call->answered
+        && ngx_http_aihub_redis_nheld < NGX_HTTP_AIHUB_REDIS_HELD_MAX)
+    {
+        ngx_http_aihub_redis_call_hold(call);
+        return;
+    }
+
+    ngx_http_aihub_redis_call_end(call, reply);
 }
 
 

@@ -80,6 +80,11 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
  * held reaches the cap.
  * Without the epoch marker (Redis lost its data, and the worker has not
  * restored the counters yet) nothing is granted: reason "wiped".
+ * A lease "id" that is there already was granted by this script sent
+ * before, whose reply the node lost with its connection, and is sent
+ * again (ngx_http_aihub_redis_call.c): the node never saw that lease, so
+ * it is cancelled (what it holds goes back, as when it is reclaimed) and
+ * the grant decided again, as if the first had not run.
  * Returns {allowed, base (calls used or leased before), reason, remaining,
  * retry_ms, reset_ms, calls granted, lifetime in ms, cost held}.
  */
@@ -93,8 +98,23 @@ static const char  ngx_http_aihub_grant_script[] =
     NGX_HTTP_AIHUB_RECLAIM_LUA
     "local h = redis.call('HMGET', pk, '" AIHUB_CF_CALLS "', '"
         AIHUB_CF_LEASED_CALLS "', '" AIHUB_CF_OVERAGE "', '"
-        AIHUB_CF_LEASED_COST "') "
-    "local used = tonumber(h[1] or '0') + tonumber(h[2] or '0') "
+        AIHUB_CF_LEASED_COST "', '" AIHUB_CF_LEASE "' .. ARGV[6]) "
+    "local held, heldc = tonumber(h[2] or '0'), tonumber(h[4] or '0') "
+    "if h[5] then "
+    "  local a, b, t = string.match(h[5], '^(%d+):(%d+):?(%d*)$') "
+    "  held, heldc = held - tonumber(a), heldc - tonumber(b) "
+    "  redis.call('HDEL', pk, '" AIHUB_CF_LEASE "' .. ARGV[6]) "
+    "  redis.call('HSET', pk, '" AIHUB_CF_LEASED_CALLS "', held, '"
+        AIHUB_CF_LEASED_COST "', heldc) "
+    "  redis.call('ZREM', lk, ARGV[6]) "
+    "  t = tonumber(t) "
+    "  if t and t > 0 then "
+    "    local tat = redis.call('GET', rk) "
+    "    if tat then redis.call('SET', rk, "
+    "      tostring(tonumber(tat) - tonumber(a) * 60000 / t), 'KEEPTTL') end "
+    "  end "
+    "end "
+    "local used = tonumber(h[1] or '0') + held "
     "local calls = used "
     "local included, cap = tonumber(ARGV[1]), tonumber(ARGV[3]) "
     "local want, least = tonumber(ARGV[10]), tonumber(ARGV[11]) "
@@ -105,7 +125,7 @@ static const char  ngx_http_aihub_grant_script[] =
     "  local left = included - used "
     "  if left < 1 then "
     "    if ARGV[2] == '1' then no[3] = 'quota' return no end "
-    "    local budget = cap - tonumber(h[3] or '0') - tonumber(h[4] or '0') "
+    "    local budget = cap - tonumber(h[3] or '0') - heldc "
     "    if budget <= 0 then "
     "      if least > 1 then return no end "
     "      no[3] = 'spend' return no end "
@@ -129,10 +149,10 @@ static const char  ngx_http_aihub_grant_script[] =
     "  end "
     "end "
     NGX_HTTP_AIHUB_LIMIT_GLOBAL_LUA
-    "local held, tick = tonumber(h[2] or '0'), '' "
+    "local tick = '' "
     "if rpm > 0 then tick = ':' .. rpm end "
     "redis.call('HSET', pk, '" AIHUB_CF_LEASED_CALLS "', held + n, '"
-        AIHUB_CF_LEASED_COST "', tonumber(h[4] or '0') + lc, '"
+        AIHUB_CF_LEASED_COST "', heldc + lc, '"
         AIHUB_CF_LEASE "' .. ARGV[6], n .. ':' .. lc .. tick) "
     "if used == 0 then redis.call('EXPIRE', pk, ARGV[4]) end "
     "local due = lnow + tonumber(ARGV[7]) "
