@@ -29,6 +29,7 @@ typedef struct {
     ngx_msec_t                        not_ready_said; /* 0: not since */
     ngx_uint_t                        not_ready;      /* times since */
     ngx_uint_t                        inflight;
+    ngx_uint_t                        refused;        /* the credentials */
     ngx_event_t                       reconnect;
     ngx_event_t                       connect_timeout;
     ngx_event_t                       watchdog;
@@ -470,10 +471,12 @@ ngx_http_aihub_redis_authed(redisAsyncContext *ac, void *reply,
     if (ngx_http_aihub_redis_auth_refused(reply, rd->name)) {
         /* not made again at once: the backoff, as for a refused connect */
         rd->connected = 0;
+        rd->refused = 1;
         redisAsyncDisconnect(ac);
         return;
     }
 
+    rd->refused = 0;
     ngx_http_aihub_redis_usable(rd);
 }
 
@@ -481,7 +484,11 @@ ngx_http_aihub_redis_authed(redisAsyncContext *ac, void *reply,
 static void
 ngx_http_aihub_redis_usable(ngx_http_aihub_redis_t *rd)
 {
-    rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
+    /* the backoff keeps growing while Redis refuses the credentials */
+
+    if (!rd->refused) {
+        rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
+    }
 
     if (rd->on_connect) {
         rd->on_connect(rd->ac);
@@ -515,12 +522,23 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
      * ms: a Redis that keeps dropping new connections meets the backoff.
      * (Not the connection's age: one cut 50 ms after it was made, as the
      * first after a start or a reload may be, failed the calls of the next
-     * 100 ms, thousands under load, t/88.)
+     * 100 ms, thousands under load, t/88.)  Not one lost for want of
+     * credentials (NOAUTH: a subscriber's error closes it): that meets the
+     * backoff, grown from one connection to the next.
      */
 
     now = ngx_http_aihub_now_ms();
 
-    if (rd->connected && now - rd->at_once >= NGX_HTTP_AIHUB_BACKOFF_MIN) {
+    if (ngx_http_aihub_redis_auth_lost(ac, rd->name)) {
+        rd->refused = 1;
+
+    } else if (rd->connected) {
+        rd->refused = 0;
+    }
+
+    if (rd->connected && !rd->refused
+        && now - rd->at_once >= NGX_HTTP_AIHUB_BACKOFF_MIN)
+    {
         rd->at_once = now;
         rd->backoff = 1;
 
@@ -609,90 +627,4 @@ ngx_http_aihub_redis_replied(ngx_uint_t reply)
     if (reply) {
         rd->last_reply = ngx_http_aihub_now_ms();
     }
-}
-
-
-/*
- * "aihub_redis 127.0.0.1:6379", "aihub_redis unix:/run/redis.sock".  A host
- * name is resolved here, at configuration time, because hiredis would
- * resolve it with a blocking resolver call inside a worker process.
- */
-
-char *
-ngx_http_aihub_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_aihub_main_conf_t *amcf = conf;
-
-    u_char     *p;
-    ngx_str_t  *value;
-    ngx_url_t   u;
-
-    if (amcf->redis_host.data != NULL) {
-        return "is duplicate";
-    }
-
-    if (ngx_http_aihub_redis_auth_args(cf, amcf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
-
-        if (value[1].len <= 5) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid Redis address \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-
-        amcf->redis_host.len = value[1].len - 5;
-        amcf->redis_host.data = ngx_pnalloc(cf->pool, value[1].len - 4);
-        if (amcf->redis_host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        p = ngx_cpymem(amcf->redis_host.data, value[1].data + 5,
-                       amcf->redis_host.len);
-        *p = '\0';
-        amcf->redis_port = 0;
-
-        return NGX_CONF_OK;
-    }
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = value[1];
-    u.default_port = 6379;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in Redis address \"%V\"", u.err, &value[1]);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.naddrs == 0 || u.uri.len != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid Redis address \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    /* the text form of the first address, without its port */
-
-    amcf->redis_host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (amcf->redis_host.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    amcf->redis_host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
-                                         u.addrs[0].socklen,
-                                         amcf->redis_host.data,
-                                         NGX_SOCKADDR_STRLEN, 0);
-    amcf->redis_host.data[amcf->redis_host.len] = '\0';
-    amcf->redis_port = u.port;
-
-    return NGX_CONF_OK;
 }

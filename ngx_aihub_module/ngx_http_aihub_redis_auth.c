@@ -152,3 +152,36 @@ ngx_http_aihub_redis_auth_refused(redisReply *rep, const char *name)
 
     return 1;
 }
+
+
+/*
+ * Whether a connection was lost for want of credentials: hiredis closes a
+ * subscriber's connection on an error reply, NOAUTH when Redis requires
+ * credentials and none were given (said with a hint, at most every 60 s)
+ */
+
+ngx_uint_t
+ngx_http_aihub_redis_auth_lost(const redisAsyncContext *ac, const char *name)
+{
+    ngx_msec_t  now;
+
+    static ngx_msec_t  said;
+
+    if (ngx_strncmp(ac->errstr, "NOAUTH", 6) != 0) {
+        return 0;
+    }
+
+    now = ngx_current_msec;
+
+    if (ngx_http_aihub_redis_password.len == 0
+        && (said == 0 || now - said >= 60000))
+    {
+        said = now;
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "aihub: %s: redis requires credentials, and "
+                      "\"aihub_redis\" gives none (user= and password_env=)",
+                      name);
+    }
+
+    return 1;
+}

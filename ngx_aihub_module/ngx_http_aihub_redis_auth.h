@@ -20,6 +20,8 @@ ngx_int_t ngx_http_aihub_redis_auth_send(redisAsyncContext *ac,
     redisCallbackFn *done, void *data);
 ngx_uint_t ngx_http_aihub_redis_auth_refused(redisReply *rep,
     const char *name);
+ngx_uint_t ngx_http_aihub_redis_auth_lost(const redisAsyncContext *ac,
+    const char *name);
 
 
 #endif /* NGX_HTTP_AIHUB_REDIS_AUTH_H */

@@ -15,6 +15,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
@@ -47,6 +48,7 @@ node('pass', 'password_env=AIHUB_REDIS_PASSWORD');
 node('acl', 'user=gateway password_env=AIHUB_ACL_PW',
      'env AIHUB_ACL_PW=acl-pw-41b2;');
 node('none', '');
+my $none_started = time;
 node('wrong', 'password_env=AIHUB_WRONG_PW', 'env AIHUB_WRONG_PW=nope;');
 
 $t->start_worker('--consumer', 'w1', '--block-ms', 100);
@@ -98,6 +100,16 @@ ok($t->wait_for(sub {
 isnt($rc, 0, 'a worker with a wrong password fails');
 like($err, qr/refused the credentials: WRONGPASS/, 'and says why');
 
+# the node without credentials tries its subscription again with the
+# backoff (0.1, 0.2, 0.4 ... s), not at once: before, its connection closed
+# on NOAUTH was made again every 100-200 ms, each time logging it and
+# loading the catalog (25 times in 4 s)
+sleep(4 - (time - $none_started)) if time - $none_started < 4;
+my $subs = () = $t->error_log('none') =~ /redis subscriber connected/g;
+cmp_ok($subs, '<=', 8, "none: its subscription tried $subs times in 4 s");
+like($t->error_log('none'),
+     qr/redis requires credentials, and "aihub_redis" gives none/,
+     'none: the error log says the node gives no credentials');
 my $logs = join '', map { $t->error_log($_) } qw(pass acl none wrong);
 $logs .= $t->worker_log . $err;
 unlike($logs, qr/\Q$PW\E|acl-pw-41b2|nope/, 'no password in any log');
