@@ -218,6 +218,27 @@ ngx_http_aihub_redis_not_ready(const char *why)
 }
 
 
+/*
+ * Redis answered a command that it requires credentials, and the node
+ * gave none: the command connection is dropped, and made again with the
+ * growing backoff
+ */
+
+void
+ngx_http_aihub_redis_no_credentials(const char *err)
+{
+    ngx_http_aihub_redis_t  *rd = &ngx_http_aihub_redis;
+
+    if (rd->ac != NULL && rd->connected && !rd->exiting
+        && ngx_http_aihub_redis_auth_missing(err, rd->name))
+    {
+        rd->connected = 0;
+        rd->refused = 1;
+        redisAsyncDisconnect(rd->ac);
+    }
+}
+
+
 /* the subscription went deaf: the connection is dropped and made again */
 
 void
@@ -529,7 +550,7 @@ ngx_http_aihub_redis_disconnected(const redisAsyncContext *ac, int status)
 
     now = ngx_http_aihub_now_ms();
 
-    if (ngx_http_aihub_redis_auth_lost(ac, rd->name)) {
+    if (ngx_http_aihub_redis_auth_missing(ac->errstr, rd->name)) {
         rd->refused = 1;
 
     } else if (rd->connected) {

@@ -43,6 +43,7 @@ void ngx_http_aihub_redis_sub_on_lost(void (*handler)(void));
 ngx_int_t ngx_http_aihub_redis_ready(void);
 ngx_int_t ngx_http_aihub_redis_sub_ready(void);
 void ngx_http_aihub_redis_not_ready(const char *why);
+void ngx_http_aihub_redis_no_credentials(const char *err);
 ngx_int_t ngx_http_aihub_redis_call(ngx_http_request_t *r,
     ngx_http_aihub_redis_wait_t *wait, ngx_http_aihub_redis_handler_pt handler,
     ngx_uint_t again, int argc, const char **argv, const size_t *argvlen);

@@ -155,19 +155,19 @@ ngx_http_aihub_redis_auth_refused(redisReply *rep, const char *name)
 
 
 /*
- * Whether a connection was lost for want of credentials: hiredis closes a
- * subscriber's connection on an error reply, NOAUTH when Redis requires
- * credentials and none were given (said with a hint, at most every 60 s)
+ * Whether Redis's error "err" says it requires credentials (NOAUTH) and
+ * none were given (said with a hint, at most every 60 s).  hiredis closes
+ * a subscriber's connection on it, and puts it in the context's errstr.
  */
 
 ngx_uint_t
-ngx_http_aihub_redis_auth_lost(const redisAsyncContext *ac, const char *name)
+ngx_http_aihub_redis_auth_missing(const char *err, const char *name)
 {
     ngx_msec_t  now;
 
     static ngx_msec_t  said;
 
-    if (ngx_strncmp(ac->errstr, "NOAUTH", 6) != 0) {
+    if (ngx_strncmp(err, "NOAUTH", 6) != 0) {
         return 0;
     }
 

@@ -20,7 +20,7 @@ ngx_int_t ngx_http_aihub_redis_auth_send(redisAsyncContext *ac,
     redisCallbackFn *done, void *data);
 ngx_uint_t ngx_http_aihub_redis_auth_refused(redisReply *rep,
     const char *name);
-ngx_uint_t ngx_http_aihub_redis_auth_lost(const redisAsyncContext *ac,
+ngx_uint_t ngx_http_aihub_redis_auth_missing(const char *err,
     const char *name);
 
 

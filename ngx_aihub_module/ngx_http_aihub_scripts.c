@@ -412,6 +412,14 @@ ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
         return;
     }
 
+    if (rep->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(rep->str, "NOAUTH", 6) == 0)
+    {
+        /* said once, by the connection, with what is missing */
+        ngx_http_aihub_redis_no_credentials(rep->str);
+        return;
+    }
+
     if (rep->type != REDIS_REPLY_STRING
         || rep->len != sizeof(script->sha)
         || ngx_strncmp(rep->str, script->sha, sizeof(script->sha)) != 0)

@@ -107,6 +107,12 @@ like($err, qr/refused the credentials: WRONGPASS/, 'and says why');
 sleep(4 - (time - $none_started)) if time - $none_started < 4;
 my $subs = () = $t->error_log('none') =~ /redis subscriber connected/g;
 cmp_ok($subs, '<=', 8, "none: its subscription tried $subs times in 4 s");
+# the command connection, answered NOAUTH when it loads its scripts, is
+# dropped and made again with the backoff too (before: it stayed, with an
+# [alert] line for each script)
+my $cmds = () = $t->error_log('none') =~ /redis connected/g;
+cmp_ok($cmds, '<=', 8, "none: its command connection tried $cmds times");
+unlike($t->error_log('none'), qr/\[alert\]/, 'none: no alert logged');
 like($t->error_log('none'),
      qr/redis requires credentials, and "aihub_redis" gives none/,
      'none: the error log says the node gives no credentials');
