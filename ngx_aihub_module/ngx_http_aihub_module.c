@@ -627,6 +627,5 @@ ngx_http_aihub_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_aihub_redis_exit_process();
     ngx_http_aihub_usage_exit_process();
-    ngx_http_aihub_util_exit_process();
 }
 

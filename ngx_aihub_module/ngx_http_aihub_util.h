@@ -18,7 +18,6 @@ typedef struct {
 
 
 ngx_int_t ngx_http_aihub_util_init_process(ngx_cycle_t *cycle);
-void ngx_http_aihub_util_exit_process(void);
 
 ngx_http_aihub_ctx_t *ngx_http_aihub_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_aihub_ctx_anchor(ngx_http_request_t *r,
