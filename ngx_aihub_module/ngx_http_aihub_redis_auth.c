@@ -144,11 +144,18 @@ ngx_http_aihub_redis_auth_refused(redisReply *rep, const char *name)
         return 0;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "aihub: %s: redis refused the credentials%s%V%s: %s",
-                  name, ngx_http_aihub_redis_user.len ? " of user \"" : "",
-                  &ngx_http_aihub_redis_user,
-                  ngx_http_aihub_redis_user.len ? "\"" : "", rep->str);
+    if (ngx_http_aihub_redis_user.len == 0) {
+        /* (no %V of an empty name: its data is NULL) */
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "aihub: %s: redis refused the credentials: %s",
+                      name, rep->str);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "aihub: %s: redis refused the credentials of user "
+                      "\"%V\": %s", name, &ngx_http_aihub_redis_user,
+                      rep->str);
+    }
 
     return 1;
 }
