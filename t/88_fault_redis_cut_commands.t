@@ -145,7 +145,7 @@ for (@cuts) {
 # its token of the global rate limit) and grants anew.  Exactly the
 # included calls are answered, and the limit counts one token each: a
 # grant sent again without the cancel leaves a call leased to nobody, and
-# a token taken, for each cut (4 or 5 calls fewer answered in our runs);
+# a token taken, for each cut (3 to 5 calls fewer answered in our runs);
 # without being sent again, the call fails (8 x 503)
 $t->nginx(gateway_conf(redis => "127.0.0.1:$PROXY", stub => $stub,
                        redis_timeout => '1s',
