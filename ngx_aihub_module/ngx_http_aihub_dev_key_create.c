@@ -52,9 +52,17 @@ static void ngx_http_aihub_dev_key_created(ngx_http_request_t *r,
  * key record prefix.
  * Returns the new key's expiry (0: never), or -1 (the caller may not
  * create keys) or -2 (the account has its cap of active keys).
+ *
+ * The new record's name is the hash of a key drawn at random for this
+ * request, so a record of that name is this request's own, written by an
+ * earlier run of the script whose reply a broken connection lost: the
+ * script, sent again (aihub_redis_call's "again"), answers that key's
+ * expiry and writes, indexes and counts nothing twice.
  */
 
 static const char  ngx_http_aihub_key_create_script[] =
+    "local made = redis.call('HGET', KEYS[2], '" AIHUB_KF_EXPIRES "') "
+    "if made then return tonumber(made) end "
     "local rec = redis.call('HGETALL', KEYS[1]) "
     "if #rec == 0 then return -1 end "
     "local f = {} "
@@ -434,7 +442,7 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait,
-                                   ngx_http_aihub_dev_key_created, 0,
+                                   ngx_http_aihub_dev_key_created, 1,
                                    16, argv, argvlen);
 
     if (rc == NGX_DECLINED) {

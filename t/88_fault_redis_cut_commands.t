@@ -4,12 +4,13 @@
 # it sends, under a steady load: before and after a lease's grant (after:
 # Redis granted it and the answer is lost), before a batch's MULTI and
 # after its EXEC (the batch applied, its confirmation lost), before a
-# sweep of expired leases, before a key's lookup.  The module talks to
-# Redis through a proxy that closes both ends at that command, three times
-# each.  Each time the calls go on once the connection is made again (at
-# once, the calls meanwhile waiting for it, and a lookup or a grant that
-# the cut left without its reply sent again there: no call fails), no
-# nginx process dies or logs an alert, and once the load stops every lease
+# sweep of expired leases, before a key's lookup, after a developer's key
+# creation.  The module talks to Redis through a proxy that closes both
+# ends at that command, three times each.  Each time the calls go on once
+# the connection is made again (at once, the calls meanwhile waiting for
+# it, and a lookup, a grant or a key's creation that the cut left without
+# its reply sent again there: no call fails), no nginx process dies or
+# logs an alert, and once the load stops every lease
 # comes back and the account's counter equals its usage events (a batch
 # whose confirmation was lost is sent again: its settles apply once, its
 # events are in the stream twice and the worker stores them once, by id).
@@ -50,8 +51,16 @@ sub evalsha {
 }
 
 my $stub = canned_stub($t);
+my $DEV = <<'END';
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+        }
+END
+
 $t->nginx(gateway_conf(redis => "127.0.0.1:$PROXY", stub => $stub,
-                       redis_timeout => '1s',
+                       redis_timeout => '1s', server => $DEV,
                        extra => 'aihub_lease_time 2s;'));
 worker_processes($t, 2);
 
@@ -137,6 +146,46 @@ for (@cuts) {
     cmp_ok($calls, '<=', $answered + $bad + 2 * $runs,
            "$what: no call counted beyond those answered and in flight");
     diag("$what: $answered answered, $bad not 2xx, $calls counted");
+}
+
+# A key's creation through the developer API whose reply a cut lost is
+# sent again: the script finds the record its first run wrote (named by
+# the hash of the key drawn for this request) and answers that key's
+# expiry, so the developer gets the key, and the account holds it once,
+# with one "key.created" for the worker.  Before, the developer got 503
+# and the key existed unseen, counted against the account's cap
+{
+    my $line = 'after ' . resp('EVAL') . '\$\d+\r\n'
+               . quotemeta("local made = redis.call('HGET'");
+    my $admin = seed_full_key($t, account => 8850, scopes => 'chat,admin');
+    my $stream = "${PREFIX}admin";
+    my $events = scalar @{ $t->redis('XRANGE', $stream, '-', '+') };
+    my (%status, @keys);
+
+    Aihub::write_file($CUT, "$line\n");
+
+    for my $i (1 .. 3) {
+        sleep 0.6;    # the proxy cuts once a half second at most
+        my $r = $t->http(POST => '/api/v1/developer/api-keys', key => $admin,
+                         body => qq({"label":"cut $i"}));
+        $status{ $r->{status} . ($r->{json} && $r->{json}{error}
+                                 ? " $r->{json}{error}{code}" : '') }++;
+        push @keys, $r->{json}{key} if $r->{status} == 201;
+    }
+
+    unlink $CUT;
+
+    is(proxy_cuts($CUTS, $line), 3,
+       'key creation: the proxy cut each reply of the script');
+    is(join(', ', map { "$_ x $status{$_}" } sort keys %status), '201 x 3',
+       'key creation: each creation answered with its key');
+    is(scalar @{ $t->redis('HKEYS', "${PREFIX}account-keys:8850") }, 4,
+       'key creation: the account holds the 3 new keys once each, and '
+       . 'its admin key');
+    is(scalar @{ $t->redis('XRANGE', $stream, '-', '+') } - $events, 3,
+       'key creation: one key.created event each');
+    is(join(' ', map { $t->chat($_, model => 'test-basic')->{status} }
+                 @keys), '200 200 200', 'key creation: the new keys work');
 }
 
 # At a hard quota's edge every call takes a lease of its own (here: all
