@@ -50,6 +50,25 @@ static ngx_queue_t  *ngx_http_aihub_entries_kept;
 static ngx_uint_t    ngx_http_aihub_entries_nkept;
 
 
+/*
+ * The entry the next call will take, brought into the cache now: freed
+ * when Redis confirmed its batch, it has left the cache since, and the
+ * next event is copied into it (a usage event fills most of it).
+ */
+
+static ngx_inline void
+ngx_http_aihub_entry_prefetch(void *p)
+{
+#if defined(__GNUC__)
+    size_t  i;
+
+    for (i = 0; i < NGX_HTTP_AIHUB_ENTRY_SIZE; i += 64) {
+        __builtin_prefetch((u_char *) p + i, 1);
+    }
+#endif
+}
+
+
 /* an entry of "len" bytes of data, not initialised but for "kept" */
 
 ngx_http_aihub_event_t *
@@ -75,6 +94,11 @@ ngx_http_aihub_entry_alloc(size_t len, ngx_log_t *log)
     if (q) {
         ngx_http_aihub_entries_kept = q->next;
         ngx_http_aihub_entries_nkept--;
+
+        if (q->next) {
+            ngx_http_aihub_entry_prefetch(q->next);
+        }
+
         return ngx_queue_data(q, ngx_http_aihub_event_t, queue);
     }
 
