@@ -29,6 +29,16 @@
 #if defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
     && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define AIHUB_BYTES_FIRST(m)  ((size_t) __builtin_ctzll(m) >> 3)
+
+#if defined(__SSE2__)
+/*
+ * Sixteen bytes at a time where the CPU has SSE2 (every x86-64): a member
+ * name or a short value then ends within the first step, and the loop's
+ * exit no longer depends on the text's length
+ */
+#include <emmintrin.h>
+#define AIHUB_BYTES_SSE2  1
+#endif
 #endif
 
 
@@ -44,7 +54,35 @@ aihub_bytes_scan(const unsigned char *p, size_t len, int controls)
     size_t    i;
     uint64_t  w, m;
 
-    for (i = 0; i + 8 <= len; i += 8) {
+    i = 0;
+
+#ifdef AIHUB_BYTES_SSE2
+    {
+        unsigned  bits;
+        __m128i   v, hit;
+
+        for ( /* void */ ; i + 16 <= len; i += 16) {
+            v = _mm_loadu_si128((const __m128i *) (p + i));
+            hit = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+
+            if (controls) {
+                /* below 0x20: the unsigned minimum with 0x1f is itself */
+                hit = _mm_or_si128(hit,
+                          _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)),
+                                         v));
+            }
+
+            bits = (unsigned) _mm_movemask_epi8(hit);
+
+            if (bits) {
+                return i + (size_t) __builtin_ctz(bits);
+            }
+        }
+    }
+#endif
+
+    for ( /* void */ ; i + 8 <= len; i += 8) {
         memcpy(&w, p + i, 8);
         m = aihub_bytes_equal(w, '"') | aihub_bytes_equal(w, '\\');
 

@@ -286,6 +286,17 @@ aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len)
 
         case J_AFTER:
             if (p[i] == ',' && aihub_json_in_object(j)) {
+
+                /* and the next member's name begins: ,"  */
+
+                if (i + 1 < len && p[i + 1] == '"') {
+                    i++;
+                    j->state = J_STRING;
+                    j->str_role = S_KEY;
+                    j->key_len = 0;
+                    continue;
+                }
+
                 j->state = J_OBJ_KEY;
                 continue;
             }
