@@ -184,6 +184,20 @@ main(void)
     tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
            "empty model is allowed");
 
+    /* a repeated member: its first occurrence counts, valid or not */
+    replace(j, sizeof(j), "\"account\":7", "\"account\":7,\"account\":9");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0 && ev.account == 7,
+           "a repeated account: the first one");
+    replace(j, sizeof(j), "\"latency_ms\":12",
+            "\"latency_ms\":12,\"cost_micros\":999");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0
+           && ev.cost_micros == 4, "a repeated cost at the end: the first one");
+    replace(j, sizeof(j), "\"account\":7", "\"account\":\"x\",\"account\":7");
+    bad(j, "a repeated account whose first is not a number");
+    replace(j, sizeof(j), "\"v\":1,", "\"v\":1,\"accounts\":3,\"p\":1,");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0 && ev.account == 7,
+           "members of names near the known ones are ignored");
+
     /* stream entries per read: about batch events a round, and room for
        every entry read even when each carries the most events */
     tap_is_ll(aw_usage_read_count(500, 0, 0), 500 / AIHUB_USAGE_EVENTS_MAX,
