@@ -71,13 +71,7 @@ sub proxy {
             my $to = $peer{$s};
 
             if (!$n || !$to) {
-                for ($s, $to) {
-                    next unless $_;
-                    delete $peer{$_};
-                    delete $is_client{$_};
-                    $sel->remove($_);
-                    close $_;
-                }
+                relay_drop($sel, $s, \%peer, \%is_client);
                 next;
             }
 

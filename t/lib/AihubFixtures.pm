@@ -82,6 +82,9 @@ error checks, mock-log helpers and concurrent requests
     relay_accept($listen, $redis_port, $sel, \%peer, \%is_client)
                               in such a loop: a new client and its own
                               connection to Redis, paired and selected
+    relay_drop($sel, $s, \%peer, @more)
+                              in such a loop: $s and its peer closed and
+                              forgotten (in %peer and each hash of @more)
     cut_proxy(%o)             a loop for fork_proxy that relays every
                               connection (to the port it is given, or
                               connect => sub returning the server's
@@ -142,7 +145,7 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
                     period_field wait_counted fork_proxy relay_accept
-                    cut_proxy proxy_cuts gz usage_event_json
+                    relay_drop cut_proxy proxy_cuts gz usage_event_json
                     proxied_gateway counted_once gateway_metrics raw_chat
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -701,16 +704,7 @@ sub cut_proxy {
         };
 
         my $drop = sub {
-            my ($s) = @_;
-            my $p = delete $peer{$s};
-            delete $peer{$p} if $p;
-            for ($s, $p) {
-                next unless $_;
-                delete $is_client{$_};
-                delete $cut_answer{$_};
-                $sel->remove($_);
-                close $_;
-            }
+            relay_drop($sel, $_[0], \%peer, \%is_client, \%cut_answer);
         };
 
         my $count = sub {
@@ -828,6 +822,21 @@ sub relay_accept {
     $is_client->{$c} = 1;
     $sel->add($c, $r);
     return 1;
+}
+
+
+sub relay_drop {
+    my ($sel, $s, $peer, @more) = @_;
+
+    my $p = delete $peer->{$s};
+    delete $peer->{$p} if $p;
+
+    for my $h ($s, $p) {
+        next unless $h;
+        delete $_->{$h} for @more;
+        $sel->remove($h);
+        close $h;
+    }
 }
 
 
