@@ -140,6 +140,9 @@ typedef struct {
 /* 0 if valid; else -1 and *reason names the problem */
 int aw_event_parse(const char *json, size_t len, aw_event_t *ev,
     const char **reason);
+/* the same; plain 0: every event through cJSON (the unit test compares) */
+int aw_event_parse_with(const char *json, size_t len, int plain,
+    aw_event_t *ev, const char **reason);
 void aw_ts_format(long long ts_ms, char *out, size_t size);
 void aw_day_format(long long ts_ms, char *out, size_t size);
 /* stream entries the drain asks per read: about batch events a round */

@@ -13,6 +13,7 @@
 
 #include "aihub_worker.h"
 #include "aihub_period.h"
+#include "event_read.h"
 
 
 #define AW_MAX_SAFE_INT  9007199254740991LL     /* 2^53 - 1 */
@@ -28,76 +29,21 @@
 #define AW_EV_MAX_MICROS  1000000000000LL
 
 
-/* the members of an event, and where each is found */
-
-enum {
-    AW_M_V = 0, AW_M_ID, AW_M_TS, AW_M_NODE, AW_M_ACCOUNT, AW_M_KEY,
-    AW_M_PLAN, AW_M_MODEL, AW_M_PROVIDER, AW_M_PROMPT, AW_M_COMPLETION,
-    AW_M_TOTAL, AW_M_COST, AW_M_STATUS, AW_M_STREAMED, AW_M_ABORTED,
-    AW_M_ESTIMATED, AW_M_LATENCY, AW_M_N
-};
-
-static const char  *aw_event_names[AW_M_N] = {
-    AIHUB_EV_V, AIHUB_EV_ID, AIHUB_EV_TS, AIHUB_EV_NODE, AIHUB_EV_ACCOUNT,
-    AIHUB_EV_KEY, AIHUB_EV_PLAN, AIHUB_EV_MODEL, AIHUB_EV_PROVIDER,
-    AIHUB_EV_PROMPT_TOKENS, AIHUB_EV_COMPLETION_TOKENS, AIHUB_EV_TOTAL_TOKENS,
-    AIHUB_EV_COST_MICROS, AIHUB_EV_STATUS, AIHUB_EV_STREAMED,
-    AIHUB_EV_ABORTED, AIHUB_EV_ESTIMATED, AIHUB_EV_LATENCY_MS
-};
-
-
-/*
- * Each known member's first occurrence (as cJSON's lookup by name finds
- * it), in one walk over the object: a lookup by name per member compared
- * the names before it each time, and those compares were a sixth of the
- * drain's CPU.
- */
-
-static void
-aw_event_members(const cJSON *o, const cJSON **m)
-{
-    size_t        k;
-    const cJSON  *c;
-
-    for (k = 0; k < AW_M_N; k++) {
-        m[k] = NULL;
-    }
-
-    for (c = o->child; c != NULL; c = c->next) {
-        if (c->string == NULL) {
-            continue;
-        }
-
-        for (k = 0; k < AW_M_N; k++) {
-            if (c->string[0] == aw_event_names[k][0]
-                && strcmp(c->string, aw_event_names[k]) == 0)
-            {
-                if (m[k] == NULL) {
-                    m[k] = c;
-                }
-
-                break;
-            }
-        }
-    }
-}
-
-
 static int
-aw_event_int(const cJSON *v, const char *name, long long min, long long max,
-    long long *out, const char **reason)
+aw_event_int(const aw_value_t *v, const char *name, long long min,
+    long long max, long long *out, const char **reason)
 {
     static char  msg[96];
 
-    if (v == NULL) {
+    if (v->type == AW_V_NONE) {
         snprintf(msg, sizeof(msg), "missing member \"%s\"", name);
         *reason = msg;
         return -1;
     }
 
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble)
-        || fabs(v->valuedouble) > (double) AW_MAX_SAFE_INT
-        || v->valuedouble < (double) min || v->valuedouble > (double) max)
+    if (v->type != AW_V_NUM || v->num != floor(v->num)
+        || fabs(v->num) > (double) AW_MAX_SAFE_INT
+        || v->num < (double) min || v->num > (double) max)
     {
         snprintf(msg, sizeof(msg), "member \"%s\" is not an integer in "
                  "range", name);
@@ -105,32 +51,32 @@ aw_event_int(const cJSON *v, const char *name, long long min, long long max,
         return -1;
     }
 
-    *out = (long long) v->valuedouble;
+    *out = (long long) v->num;
 
     return 0;
 }
 
 
 static int
-aw_event_str(const cJSON *v, const char *name, int may_be_empty,
+aw_event_str(const aw_value_t *v, const char *name, int may_be_empty,
     char *out, size_t size, const char **reason)
 {
     size_t       n;
     static char  msg[96];
 
-    if (v == NULL) {
+    if (v->type == AW_V_NONE) {
         snprintf(msg, sizeof(msg), "missing member \"%s\"", name);
         *reason = msg;
         return -1;
     }
 
-    if (!cJSON_IsString(v) || v->valuestring == NULL) {
+    if (v->type != AW_V_STR) {
         snprintf(msg, sizeof(msg), "member \"%s\" is not a string", name);
         *reason = msg;
         return -1;
     }
 
-    n = strlen(v->valuestring);
+    n = v->len;
 
     if (n >= size || (n == 0 && !may_be_empty)) {
         snprintf(msg, sizeof(msg), "member \"%s\" has a bad length", name);
@@ -138,42 +84,57 @@ aw_event_str(const cJSON *v, const char *name, int may_be_empty,
         return -1;
     }
 
-    memcpy(out, v->valuestring, n + 1);
+    memcpy(out, v->str, n);
+    out[n] = '\0';
 
     return 0;
 }
 
 
 static int
-aw_event_bool(const cJSON *v, const char *name, int *out,
+aw_event_bool(const aw_value_t *v, const char *name, int *out,
     const char **reason)
 {
     static char  msg[96];
 
-    if (v == NULL || !cJSON_IsBool(v)) {
+    if (v->type != AW_V_BOOL) {
         snprintf(msg, sizeof(msg), "member \"%s\" is %s", name,
-                 v ? "not a boolean" : "missing");
+                 v->type != AW_V_NONE ? "not a boolean" : "missing");
         *reason = msg;
         return -1;
     }
 
-    *out = cJSON_IsTrue(v) ? 1 : 0;
+    *out = v->num != 0;
 
     return 0;
 }
+
+
+static int aw_event_check(const aw_value_t *m, aw_event_t *ev,
+    const char **reason);
 
 
 int
 aw_event_parse(const char *json, size_t len, aw_event_t *ev,
     const char **reason)
 {
-    cJSON        *o;
-    long long     v, status;
-    size_t        i;
-    int           rc;
-    const cJSON  *m[AW_M_N];
+    return aw_event_parse_with(json, len, 1, ev, reason);
+}
+
+
+int
+aw_event_parse_with(const char *json, size_t len, int plain, aw_event_t *ev,
+    const char **reason)
+{
+    int          rc;
+    cJSON       *o;
+    aw_value_t   m[AW_M_N];
 
     memset(ev, 0, sizeof(*ev));
+
+    if (plain && aw_event_read_plain(json, len, m) == 0) {
+        return aw_event_check(m, ev, reason);
+    }
 
     o = cJSON_ParseWithLength(json, len);
 
@@ -182,29 +143,42 @@ aw_event_parse(const char *json, size_t len, aw_event_t *ev,
         return -1;
     }
 
-    rc = -1;
-
     if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
         *reason = "not a JSON object";
-        goto done;
+        return -1;
     }
 
-    aw_event_members(o, m);
+    aw_event_read_cjson(o, m);
+    rc = aw_event_check(m, ev, reason);    /* m points into the tree */
+    cJSON_Delete(o);
 
-    if (aw_event_int(m[AW_M_V], AIHUB_EV_V, 0, 1000, &v, reason) != 0) {
-        goto done;
+    return rc;
+}
+
+
+/* the members read, validated into ev */
+
+static int
+aw_event_check(const aw_value_t *m, aw_event_t *ev, const char **reason)
+{
+    long long  v, status;
+    size_t     i;
+
+    if (aw_event_int(&m[AW_M_V], AIHUB_EV_V, 0, 1000, &v, reason) != 0) {
+        return -1;
     }
 
     if (v != AIHUB_EVENT_VERSION) {
         *reason = "unsupported event version";
-        goto done;
+        return -1;
     }
 
-    if (aw_event_str(m[AW_M_ID], AIHUB_EV_ID, 0, ev->id, sizeof(ev->id),
+    if (aw_event_str(&m[AW_M_ID], AIHUB_EV_ID, 0, ev->id, sizeof(ev->id),
                      reason)
         != 0)
     {
-        goto done;
+        return -1;
     }
 
     for (i = 0; ev->id[i]; i++) {
@@ -218,62 +192,56 @@ aw_event_parse(const char *json, size_t len, aw_event_t *ev,
     if (i != AIHUB_EVENT_ID_LEN || ev->id[i] != '\0') {
         *reason = "member \"" AIHUB_EV_ID "\" is not 32 lowercase hex "
                   "characters";
-        goto done;
+        return -1;
     }
 
     /* 2000-01-01 .. 2200-01-01 in unix milliseconds */
 
-    if (aw_event_int(m[AW_M_TS], AIHUB_EV_TS, 946684800000LL,
+    if (aw_event_int(&m[AW_M_TS], AIHUB_EV_TS, 946684800000LL,
                      7258118400000LL, &ev->ts_ms, reason) != 0
-        || aw_event_str(m[AW_M_NODE], AIHUB_EV_NODE, 1, ev->node,
+        || aw_event_str(&m[AW_M_NODE], AIHUB_EV_NODE, 1, ev->node,
                         sizeof(ev->node), reason) != 0
-        || aw_event_int(m[AW_M_ACCOUNT], AIHUB_EV_ACCOUNT, 1,
+        || aw_event_int(&m[AW_M_ACCOUNT], AIHUB_EV_ACCOUNT, 1,
                         AW_MAX_SAFE_INT, &ev->account, reason) != 0
-        || aw_event_str(m[AW_M_KEY], AIHUB_EV_KEY, 0, ev->key,
+        || aw_event_str(&m[AW_M_KEY], AIHUB_EV_KEY, 0, ev->key,
                         sizeof(ev->key), reason) != 0
-        || aw_event_str(m[AW_M_PLAN], AIHUB_EV_PLAN, 1, ev->plan,
+        || aw_event_str(&m[AW_M_PLAN], AIHUB_EV_PLAN, 1, ev->plan,
                         sizeof(ev->plan), reason) != 0
-        || aw_event_str(m[AW_M_MODEL], AIHUB_EV_MODEL, 1, ev->model,
+        || aw_event_str(&m[AW_M_MODEL], AIHUB_EV_MODEL, 1, ev->model,
                         sizeof(ev->model), reason) != 0
-        || aw_event_str(m[AW_M_PROVIDER], AIHUB_EV_PROVIDER, 1,
+        || aw_event_str(&m[AW_M_PROVIDER], AIHUB_EV_PROVIDER, 1,
                         ev->provider, sizeof(ev->provider), reason) != 0
-        || aw_event_int(m[AW_M_PROMPT], AIHUB_EV_PROMPT_TOKENS, 0,
+        || aw_event_int(&m[AW_M_PROMPT], AIHUB_EV_PROMPT_TOKENS, 0,
                         AW_EV_MAX_TOKENS, &ev->prompt_tokens, reason) != 0
-        || aw_event_int(m[AW_M_COMPLETION], AIHUB_EV_COMPLETION_TOKENS, 0,
+        || aw_event_int(&m[AW_M_COMPLETION], AIHUB_EV_COMPLETION_TOKENS, 0,
                         AW_EV_MAX_TOKENS, &ev->completion_tokens, reason)
            != 0
-        || aw_event_int(m[AW_M_TOTAL], AIHUB_EV_TOTAL_TOKENS, 0,
+        || aw_event_int(&m[AW_M_TOTAL], AIHUB_EV_TOTAL_TOKENS, 0,
                         AW_EV_MAX_TOKENS, &ev->total_tokens, reason) != 0
-        || aw_event_int(m[AW_M_COST], AIHUB_EV_COST_MICROS, 0,
+        || aw_event_int(&m[AW_M_COST], AIHUB_EV_COST_MICROS, 0,
                         AW_EV_MAX_MICROS, &ev->cost_micros, reason) != 0
-        || aw_event_int(m[AW_M_STATUS], AIHUB_EV_STATUS, 100, 599, &status,
+        || aw_event_int(&m[AW_M_STATUS], AIHUB_EV_STATUS, 100, 599, &status,
                         reason) != 0
-        || aw_event_bool(m[AW_M_STREAMED], AIHUB_EV_STREAMED, &ev->streamed,
+        || aw_event_bool(&m[AW_M_STREAMED], AIHUB_EV_STREAMED, &ev->streamed,
                          reason) != 0
-        || aw_event_bool(m[AW_M_ABORTED], AIHUB_EV_ABORTED, &ev->aborted,
+        || aw_event_bool(&m[AW_M_ABORTED], AIHUB_EV_ABORTED, &ev->aborted,
                          reason) != 0
-        || aw_event_bool(m[AW_M_ESTIMATED], AIHUB_EV_ESTIMATED,
+        || aw_event_bool(&m[AW_M_ESTIMATED], AIHUB_EV_ESTIMATED,
                          &ev->estimated, reason) != 0
-        || aw_event_int(m[AW_M_LATENCY], AIHUB_EV_LATENCY_MS, 0,
+        || aw_event_int(&m[AW_M_LATENCY], AIHUB_EV_LATENCY_MS, 0,
                         4294967295LL, &ev->latency_ms, reason) != 0)
     {
-        goto done;
+        return -1;
     }
 
     ev->status = (int) status;
 
     if (ev->total_tokens < ev->prompt_tokens + ev->completion_tokens) {
         *reason = AIHUB_EV_TOTAL_TOKENS " is less than prompt + completion";
-        goto done;
+        return -1;
     }
 
-    rc = 0;
-
-done:
-
-    cJSON_Delete(o);
-
-    return rc;
+    return 0;
 }
 
 

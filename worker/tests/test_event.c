@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "aihub_worker.h"
+#include "event_read.h"
 #include "tap.h"
 
 
@@ -41,6 +42,109 @@ replace(char *out, size_t size, const char *from, const char *to)
     p = strstr(src, from);
     snprintf(out, size, "%.*s%s%s", (int) (p - src), src, to,
              p + strlen(from));
+}
+
+
+/*
+ * The event as the module writes it is read without cJSON, anything else
+ * through it: both readers must give the same verdict, reason and event.
+ * The events: GOOD and mutations of it (bytes replaced, inserted or
+ * removed, JSON tokens spliced in: escapes, white space, fractions,
+ * literals, repeated members), every one read both ways.
+ */
+
+static unsigned long  lcg = 1;
+
+static unsigned
+next_rand(void)
+{
+    lcg = lcg * 6364136223846793005UL + 1442695040888963407UL;
+    return (unsigned) (lcg >> 33);
+}
+
+
+static void
+readers_agree(void)
+{
+    int          i, m, muts, r1, r2, plain;
+    char         j[1024], why[128];
+    size_t       len, at, n;
+    aw_event_t   e1, e2;
+    const char  *reason, *tok;
+    long         differ, plain_read;
+
+    static const char  *toks[] = {
+        "\"", "\\", ",", ":", "{", "}", " ", "\n", "0", "1", "-", ".",
+        "e5", "null", "true", "false", "[]", "\\u0041", "\x01",
+        "\"account\":8,", "\"v\":1,", "\"status\":\"200\",",
+        "\"streamed\":true,", "\"model\":\"m\\u00e9\",", "0000000000000000",
+        "\"a\":{\"b\":[1,2]},", "1.0", "-0", "9007199254740993"
+    };
+
+    differ = 0;
+    plain_read = 0;
+
+    for (i = 0; i < 300000; i++) {
+        len = sizeof(GOOD) - 1;
+        memcpy(j, GOOD, len);
+        muts = next_rand() % 4;
+
+        for (m = 0; m < muts && len > 0; m++) {
+            at = next_rand() % len;
+
+            switch (next_rand() % 3) {
+            case 0:
+                tok = toks[next_rand() % (sizeof(toks) / sizeof(toks[0]))];
+                j[at] = tok[0];
+                break;
+            case 1:
+                tok = toks[next_rand() % (sizeof(toks) / sizeof(toks[0]))];
+                n = strlen(tok);
+                if (len + n < sizeof(j)) {
+                    memmove(j + at + n, j + at, len - at);
+                    memcpy(j + at, tok, n);
+                    len += n;
+                }
+                break;
+            default:
+                memmove(j + at, j + at + 1, len - at - 1);
+                len--;
+            }
+        }
+
+        plain = 0;
+        reason = NULL;
+        r1 = aw_event_parse_with(j, len, 1, &e1, &reason);
+        snprintf(why, sizeof(why), "%s", r1 ? reason : "");
+        reason = NULL;
+        r2 = aw_event_parse_with(j, len, 0, &e2, &reason);
+
+        {
+            aw_value_t  vals[AW_M_N];
+            plain = aw_event_read_plain(j, len, vals) == 0;
+        }
+
+        plain_read += plain;
+
+        if (r1 != r2 || (r1 && strcmp(why, reason) != 0)
+            || memcmp(&e1, &e2, sizeof(e1)) != 0)
+        {
+            if (differ++ == 0) {
+                for (at = 0; at < len; at++) {
+                    j[at] = ((unsigned char) j[at] < 0x20) ? '?' : j[at];
+                }
+
+                printf("# readers differ on: %.*s (%d %s / %d %s)\n",
+                       (int) len, j, r1, why, r2, r2 ? reason : "");
+            }
+        }
+    }
+
+    tap_ok(differ == 0, "the plain reader and cJSON agree on 300,000 "
+           "events, GOOD mutated (%ld differ; %ld read plainly)", differ,
+           plain_read);
+    tap_ok(plain_read > 30000 && plain_read < 270000,
+           "both readers had their share (%ld plainly)", plain_read);
 }
 
 
@@ -191,12 +295,16 @@ main(void)
     replace(j, sizeof(j), "\"latency_ms\":12",
             "\"latency_ms\":12,\"cost_micros\":999");
     tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0
-           && ev.cost_micros == 4, "a repeated cost at the end: the first one");
-    replace(j, sizeof(j), "\"account\":7", "\"account\":\"x\",\"account\":7");
+           && ev.cost_micros == 4,
+           "a repeated cost at the end: the first one");
+    replace(j, sizeof(j), "\"account\":7",
+            "\"account\":\"x\",\"account\":7");
     bad(j, "a repeated account whose first is not a number");
     replace(j, sizeof(j), "\"v\":1,", "\"v\":1,\"accounts\":3,\"p\":1,");
     tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0 && ev.account == 7,
            "members of names near the known ones are ignored");
+
+    readers_agree();
 
     /* stream entries per read: about batch events a round, and room for
        every entry read even when each carries the most events */
