@@ -264,9 +264,8 @@ ok($t->wait_for(sub {
 }, timeout => 10, interval => 0.1), 'restarted: the open node serves a '
                                      . 'new key from Redis again');
 
-is($t->redis('HGET', "aihub:period:" . (1200 + ord 'b') . ':'
-             . period_id(), 'calls'), 1,
-   'restarted: the quota is counted in the new Redis again');
+calls_settle($t, 1200 + ord 'b', 1,
+             'restarted: the quota is counted in the new Redis again');
 
 my @pids = $t->nginx_worker_pids;
 is(scalar @pids, 1, 'the closed node still has its one worker');

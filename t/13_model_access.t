@@ -129,8 +129,7 @@ my $b2 = JSON::PP->new->decode($log[2]{body});
 is($b2->{messages}[0]{content}, "\x{e9}" x 10,
    'non-ASCII content survives the rewrite');
 
-is($t->redis('HGET', $period_free, 'calls'), 1,
-   'the one free call was counted');
+calls_settle($t, 1301, 1, 'the one free call was counted');
 
 
 # --- model lists --------------------------------------------------------------

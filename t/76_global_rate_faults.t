@@ -316,10 +316,14 @@ is($r5->{headers}{'x-ratelimit-remaining-requests'}, 59,
 my $b2 = burst($k5, 70);
 $refill = int((redis_ms() - $t6) / 1000) + 1;
 diag('wiped: after: ' . join ' ', map { "$_ x $b2->{$_}" } sort keys %$b2);
-ok(($b2->{200} // 0) >= 59 - 1 && ($b2->{200} // 0) <= 59 + $refill
+# (its calls spread over two worker processes: at the limit one may hold
+# up to a block of 8 tokens it has not used yet, for a second at most,
+# which the other cannot have: README "Leases")
+ok(($b2->{200} // 0) >= 59 - 8 && ($b2->{200} // 0) <= 59 + $refill
    && ($b2->{429} // 0) > 0,
-   "wiped: a burst of 70 after it: the 59 left answered (at most "
-   . "$refill more refilled), the rest 429: the limit holds again");
+   "wiped: a burst of 70 after it: the 59 left answered (less what the "
+   . "other process's block held, at most $refill more refilled), the "
+   . "rest 429: the limit holds again");
 ok(settled(7605), 'wiped: every lease back');
 my $taken = tokens_taken(7605, 60, $t6);
 ok(abs($taken - (1 + ($b2->{200} // 0))) < 0.5,

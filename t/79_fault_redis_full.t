@@ -42,17 +42,9 @@ my $admin = $t->create_key(account => 'full5', plan => 'pro',
                            scopes => 'chat,admin');
 my $victim = $t->create_key(account => 'full5', plan => 'pro');
 
-my $DEV = <<'END';
-        location /api/v1/developer/ {
-            aihub on;
-            aihub_failure_mode closed;
-            proxy_pass $aihub_proxy_url;
-        }
-END
-
 my $STUB = canned_stub($t);
 $t->nginx(gateway_conf(stub => $STUB, extra => 'aihub_event_buffer 3000;',
-                       server => $DEV));
+                       dev => 1));
 worker_processes($t, 2);
 
 my @worker = ('--consumer', 'w1', '--batch', 200, '--block-ms', 100);

@@ -51,16 +51,8 @@ sub evalsha {
 }
 
 my $stub = canned_stub($t);
-my $DEV = <<'END';
-        location /api/v1/developer/ {
-            aihub on;
-            aihub_failure_mode closed;
-            proxy_pass $aihub_proxy_url;
-        }
-END
-
 $t->nginx(gateway_conf(redis => "127.0.0.1:$PROXY", stub => $stub,
-                       redis_timeout => '1s', server => $DEV,
+                       redis_timeout => '1s', dev => 1,
                        extra => 'aihub_lease_time 2s;'));
 worker_processes($t, 2);
 

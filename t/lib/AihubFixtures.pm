@@ -69,7 +69,8 @@ error checks, mock-log helpers and concurrent requests
                               the provider; extra => http{} lines, loc =>
                               location lines, server => server{} lines,
                               upstream => 1 for an "upstream stub" with
-                              keepalive
+                              keepalive, dev => 1 for the developer API
+                              (/api/v1/developer/)
     raw_chat($t, $key, %headers)
                               a chat call written by hand on a connection
                               of its own, returned open (a client that
@@ -115,6 +116,11 @@ error checks, mock-log helpers and concurrent requests
     period_field($t, $account, $field)
                               a member of the account's period hash of
                               this month (0 if absent)
+    calls_settle($t, $account, $want, $name)
+                              asserts the account's calls counter of this
+                              month reaches $want (a call's settle goes in
+                              the next batch, 10 ms on at the earliest)
+                              and is still $want 0.2 s later
     wait_counted($t, $account, $answered)
                               polls until the account's leases are all back
                               and its calls counter equals its usage events
@@ -144,7 +150,8 @@ use AihubStream qw(usage_events);
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
                     worker_processes canned_stub wrk_chat gateway_conf
-                    period_field wait_counted fork_proxy relay_accept
+                    period_field calls_settle wait_counted fork_proxy
+                    relay_accept
                     relay_drop cut_proxy proxy_cuts gz usage_event_json
                     proxied_gateway counted_once gateway_metrics raw_chat
                     %MODELS $PREFIX);
@@ -562,6 +569,13 @@ sub gateway_conf {
     my $extra = $o{extra} // '';
     my $loc = $o{loc} // '';
     my $server = $o{server} // '';
+    $server .= <<'END' if $o{dev};
+        location /api/v1/developer/ {
+            aihub on;
+            aihub_failure_mode closed;
+            proxy_pass $aihub_proxy_url;
+        }
+END
     my $failure = $o{failure_mode} // 'closed';
     my $upstream = $o{upstream} ? <<"END" : '';
     upstream stub {
@@ -847,6 +861,17 @@ sub period_field {
                // [] };
 
     return ($h{$field} // 0) + 0;
+}
+
+
+sub calls_settle {
+    my ($t, $account, $want, $name) = @_;
+
+    $t->wait_for(sub { period_field($t, $account, 'calls') == $want },
+                 timeout => 5);
+    Time::HiRes::sleep(0.2);
+
+    return Test::More::is(period_field($t, $account, 'calls'), $want, $name);
 }
 
 
