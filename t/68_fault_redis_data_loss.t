@@ -88,6 +88,7 @@ my $probe = AihubFixtures::load_start($t, keys => [ $capped ],
 sleep 3;
 
 my $calls_before = AihubFixtures::chat_calls($t);
+my $wipe_from = time;
 $t->restart_redis;
 my $wiped_at = time;
 
@@ -154,11 +155,25 @@ my $calls = AihubFixtures::chat_calls($t);
 my $rows = AihubFixtures::usage_rows($t);
 diag("calls that reached the provider: $calls, rows: $rows");
 # events the worker had not read yet when Redis lost them are gone with
-# it: at most one per client in flight (the worker reads within
-# milliseconds); none in our runs
+# it: those of the calls that ended just before the wipe (the worker reads
+# what came, stores it, then reads again: a round of milliseconds, more on
+# a busy machine; none lost here, 6 once in CI), and one per client in
+# flight.  Two of the worker's longest waits for a read (--block-ms 100)
+# before the wipe is far beyond a round: losing events older than that (a
+# batch confirmed and left unread) fails
+sub ended_within {
+    my ($from, $to, @r) = @_;
+    return scalar grep { $_->{status} == 200
+                         && $_->{start} + $_->{elapsed} >= $from
+                         && $_->{start} + $_->{elapsed} <= $to } @r;
+}
+
+my $recent = ended_within($wipe_from - 0.2, $wiped_at, @res, @cres);
 cmp_ok($rows, '<=', $calls, 'no row without a call');
-cmp_ok($calls - $rows, '<=', 4, 'at most the events in flight at the wipe '
-                                . 'were lost (' . ($calls - $rows) . ')');
+cmp_ok($calls - $rows, '<=', $recent + 4,
+       'at most the events of the calls that ended in the 0.2 s before '
+       . 'the wipe, and those in flight, were lost ('
+       . ($calls - $rows) . " of at most $recent + 4)");
 is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
    $rows, 'no event stored twice');
 is($t->sql_value('SELECT COUNT(*) FROM usage_events WHERE status = 200')
@@ -184,6 +199,7 @@ $load = AihubFixtures::load_start($t, keys => \@keys, names => [qw(n1 n2)],
                                   clients => 3, seconds => 40, max => 400,
                                   pause => 0.02);
 sleep 1;
+my $stop_from = time;
 $t->stop_worker;
 my $calls_at_stop = AihubFixtures::chat_calls($t);
 $t->restart_redis;
@@ -218,7 +234,9 @@ is(scalar @bad, 0, 'worker down: valid keys never got anything but 200 '
     or diag(join ', ', map { "$_->{status} $_->{code}" } @bad);
 
 # the events of the calls between the worker's stop and the wipe were
-# still in the stream, and are gone with it: that is the bound
+# still in the stream, and are gone with it, as are those it had not read
+# when it stopped (the calls that ended in the 0.2 s before): that is
+# the bound
 my $window = $calls_at_wipe - $calls_at_stop;
 $calls = AihubFixtures::chat_calls($t);
 ok(stream_drained(),
@@ -228,9 +246,11 @@ my $lost2 = $calls - $rows - $lost1;    # this wipe's
 diag("worker down: $calls calls reached the provider, $rows rows; $window "
      . 'calls between the worker stop and the wipe');
 cmp_ok($rows, '<=', $calls, 'worker down: no row without a call');
-cmp_ok($lost2, '<=', $window + 3,
+my $unread = ended_within($stop_from - 0.2, $stop_from, @res);
+cmp_ok($lost2, '<=', $window + $unread + 3,
        'worker down: at most the events of the calls between the worker '
-       . "stop and the wipe were lost ($lost2)");
+       . "stop and the wipe, and those it had not read, were lost ($lost2 "
+       . "of at most $window + $unread + 3)");
 is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
    $rows, 'worker down: no event stored twice');
 is($t->sql_value('SELECT COUNT(*) FROM usage_events WHERE status = 200')
