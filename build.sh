@@ -937,7 +937,7 @@ cmd_test_asan() {
 FUZZ_SRC=$REPO/ngx_aihub_module/fuzz
 FUZZ_OUT=$BUILD/fuzz
 FUZZ_TARGETS=(sse usage_json key_format period ratelimit usage_event record
-              body responses)
+              body responses event_read)
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 

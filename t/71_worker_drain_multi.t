@@ -110,13 +110,18 @@ my $bad_line = '{"v":1,"id":"' . id(899) . '","ts":1}';
 my $lines = add_lines(event(801), $bad_line, event(802));
 my $both = $t->redis('XADD', 'aihub:usage', '*', 'event', event(811),
                      'events', join("\n", event(812), event(813)));
+# lines that cJSON alone would read in part: two events run together (it
+# stops after the first) and a model holding an escaped NUL (stored cut)
+my $run_on = event(821) . event(822);
+my $nul = event(824, model => "mock\0x");
+my $partial = add_lines($run_on, event(823), $nul);
 my @many_lines = map { event($_) } 3001 .. 3000 + $MAX;
 my $lines_over = $t->redis('XADD', 'aihub:usage', '*',
                            'events', join("\n", @many_lines[0 .. $MAX - 2]),
                            'event', $many_lines[$MAX - 1],
                            'events', event(3001 + $MAX));
 
-is($t->redis('XLEN', 'aihub:usage'), 10, 'ten stream entries written');
+is($t->redis('XLEN', 'aihub:usage'), 11, 'eleven stream entries written');
 
 $t->start_worker('--consumer', 'w1', '--block-ms', '100', '--batch', '10');
 
@@ -136,15 +141,18 @@ is(stored(801, 802), 2,
    '"events" lines: 2 valid + 1 invalid in one field, 2 rows');
 is(stored(899), 0, 'the invalid line is not stored');
 is(stored(811 .. 813), 3, 'an "event" and an "events" field in one entry');
+is(stored(823), 1, 'the valid line beside two lines cJSON would read in part');
+is(stored(821, 822, 824), 0,
+   'neither event of the run-together line, nor the one with a NUL');
 is(stored(3001 .. 3000 + $MAX), $MAX,
    "$MAX events in \"events\" and \"event\" fields of one entry: all stored");
 is(stored(3001 + $MAX), 0, 'the one more, in a second "events" field, is not');
-is(rows(), 3 + 2 + 3 + $MAX + 1 + 2 + 3 + $MAX, 'no other row');
+is(rows(), 3 + 2 + 3 + $MAX + 1 + 2 + 3 + 1 + $MAX, 'no other row');
 is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
    'the rollups count each stored event once');
 
 my $dead = dead_letters();
-is(scalar(keys %$dead), 5, 'dead letters name five stream entries');
+is(scalar(keys %$dead), 6, 'dead letters name six stream entries');
 
 is(scalar(@{ $dead->{$mixed} // [] }), 1,
    'one dead letter for the invalid event of the mixed entry');
@@ -167,6 +175,13 @@ like($dead->{$none}[0]{reason} // '', qr/no "event" or "events" field/,
 is(scalar(@{ $dead->{$lines} // [] }), 1,
    'one dead letter for the invalid line of an "events" field');
 is($dead->{$lines}[0]{event}, $bad_line, 'it keeps that line as written');
+is(scalar(@{ $dead->{$partial} // [] }), 2,
+   'two dead letters for the lines cJSON would read in part');
+is($dead->{$partial}[0]{event}, $run_on, 'the run-together line as written');
+like($dead->{$partial}[0]{reason} // '', qr/text after the object/,
+     'with the reason');
+is($dead->{$partial}[1]{event}, $nul, 'the line with the NUL as written');
+like($dead->{$partial}[1]{reason} // '', qr/\\u0000/, 'with the reason');
 is(scalar(@{ $dead->{$lines_over} // [] }), 1,
    "one dead letter for the entry of $MAX + 1 events in three fields");
 is($dead->{$lines_over}[0]{event}, event(3001 + $MAX),
@@ -205,18 +220,19 @@ ok($t->wait_for(sub { stored_range(10000, $next - 1) == $sent && drained() },
    "80 entries of 1 to $MAX events: all $sent stored, the stream empty")
     or diag('stored ' . stored_range(10000, $next - 1) . " of $sent");
 is($t->redis('XLEN', 'aihub:usage'), 0, 'XLEN 0');
-is(rows(), 3 + 2 + 3 + $MAX + 1 + 2 + 3 + $MAX + 2 + $sent, 'no other row');
+is(rows(), 3 + 2 + 3 + $MAX + 1 + 2 + 3 + 1 + $MAX + 2 + $sent,
+   'no other row');
 is($t->sql_value('SELECT SUM(requests) FROM usage_daily'), rows(),
    'each event counted once in the rollups');
-is(scalar(keys %{ dead_letters() }), 5, 'no new dead letter');
+is(scalar(keys %{ dead_letters() }), 6, 'no new dead letter');
 
 # --- the totals: the second copy and the replay counted as duplicates ------
 
 $t->stop_worker;
 like($t->worker_log, qr/already stored/, 'the drain logged duplicates');
 like($t->worker_log,
-     qr/stopping: stored ${\ rows()} events, 6 duplicates, 5 dead-lettered/,
-     'stored each event once, 6 duplicates (3 + 3), 5 dead letters');
+     qr/stopping: stored ${\ rows()} events, 6 duplicates, 7 dead-lettered/,
+     'stored each event once, 6 duplicates (3 + 3), 7 dead letters');
 
 # --- entries of several events pending on a dead consumer: claimed whole ---
 

@@ -207,3 +207,46 @@ aw_event_read_cjson(const cJSON *o, aw_value_t *m)
         m[k] = v;
     }
 }
+
+
+/*
+ * What cJSON lets through and an event must not hold, for the text that
+ * goes to cJSON: a control byte (cJSON skips any byte up to a space as
+ * white space, and keeps one inside a string, where RFC 8259 wants it
+ * escaped), an escaped NUL (a C string cannot keep it: the member would
+ * be stored cut at it) and anything after the object (cJSON stops at its
+ * end: a line of two events run together would store the first and drop
+ * the second).  NULL: none of them; else the reason.
+ */
+
+const char *
+aw_event_text_check(const char *json, size_t len)
+{
+    int          in;
+    const char  *p, *end;
+
+    in = 0;
+    end = json + len;
+
+    for (p = json; p < end; p++) {
+
+        if ((unsigned char) *p < 0x20
+            && (in || (*p != '\t' && *p != '\n' && *p != '\r')))
+        {
+            return "not valid JSON (a control character)";
+        }
+
+        if (*p == '"') {
+            in = !in;
+
+        } else if (in && *p == '\\') {
+            if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0) {
+                return "a string holds \\u0000 (NUL)";
+            }
+
+            p++;        /* the escaped character: not a closing quote */
+        }
+    }
+
+    return NULL;
+}

@@ -48,6 +48,12 @@ extern const char  *aw_event_names[AW_M_N];
  */
 int aw_event_read_plain(const char *json, size_t len, aw_value_t *m);
 
+/*
+ * The text cJSON would read more loosely than JSON: NULL when it holds no
+ * control byte, no escaped NUL; else why it is refused
+ */
+const char *aw_event_text_check(const char *json, size_t len);
+
 /* m[] from a parsed object; the values point into its tree */
 void aw_event_read_cjson(const cJSON *o, aw_value_t *m);
 

@@ -288,6 +288,28 @@ main(void)
     tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
            "empty model is allowed");
 
+    /* what cJSON alone lets through: refused, not stored altered */
+    replace(j, sizeof(j), "\"model\":\"mock-basic\"",
+            "\"model\":\"mock\\u0000-basic\"");
+    bad(j, "an escaped NUL in the model (it would be stored cut at it)");
+    replace(j, sizeof(j), "\"model\":\"mock-basic\"",
+            "\"model\":\"mock\x01-basic\"");
+    bad(j, "a raw control byte in a string");
+    replace(j, sizeof(j), "\"account\":7", "\"account\":\x01" "7");
+    bad(j, "a control byte between tokens");
+    snprintf(j, sizeof(j), "%s%s", GOOD, GOOD);
+    bad(j, "two events run together on one line (the second not dropped)");
+    snprintf(j, sizeof(j), "%s x", GOOD);
+    bad(j, "text after the object");
+    snprintf(j, sizeof(j), "%s \t\r\n", GOOD);
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0,
+           "white space after the object is fine");
+    replace(j, sizeof(j), "\"model\":\"mock-basic\"",
+            "\"model\":\"a\\\\u0000\"");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0
+           && strcmp(ev.model, "a\\u0000") == 0,
+           "an escaped backslash before u0000 is text: %s", ev.model);
+
     /* a repeated member: its first occurrence counts, valid or not */
     replace(j, sizeof(j), "\"account\":7", "\"account\":7,\"account\":9");
     tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0 && ev.account == 7,
