@@ -145,9 +145,10 @@ ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
 
 
 /*
- * Text from outside (a model name, a provider's message) for our own
- * messages: at most max bytes, cut on a character boundary, each byte
- * that is not valid UTF-8 shown as '?'.  NUL-terminated; the JSON
+ * Text from outside (a model name, a provider's message, a key's label)
+ * for our own messages: at most max bytes, cut on a character boundary,
+ * each byte that is not valid UTF-8 (a surrogate's included) shown as
+ * '?'.  NUL-terminated; the JSON
  * escaping is the error writer's.
  */
 
@@ -180,6 +181,12 @@ ngx_http_aihub_safe_text(ngx_pool_t *pool, u_char *src, size_t len,
 
         next = p;
         c = ngx_utf8_decode(&next, end - p);
+
+        if (c >= 0xd800 && c <= 0xdfff) {
+            /* a UTF-16 surrogate: ngx_utf8_decode() takes it, UTF-8 and
+               MySQL's utf8mb4 do not */
+            c = 0xffffffff;
+        }
 
         if (c > 0x10ffff) {
             if (c == 0xfffffffe) {

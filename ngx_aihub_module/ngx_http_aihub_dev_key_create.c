@@ -281,17 +281,20 @@ ngx_http_aihub_dev_key_parse(ngx_http_request_t *r,
     }
 
     if (label) {
-        len = ngx_min(ngx_strlen(label->valuestring), 200);
+        /* 200 bytes, cut on a character boundary, and UTF-8 only (a
+           byte that is not is kept as '?'): the label goes back to
+           clients in JSON and into MySQL's utf8mb4 column as it is */
+
+        p = ngx_http_aihub_safe_text(r->pool, (u_char *) label->valuestring,
+                                     ngx_strlen(label->valuestring), 200);
+        if (p == NULL) {
+            cJSON_Delete(root);
+            return NGX_ERROR;
+        }
+
+        len = ngx_strlen(p);
 
         if (len) {
-            p = ngx_pnalloc(r->pool, len);
-            if (p == NULL) {
-                cJSON_Delete(root);
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(p, label->valuestring, len);
-
             ctx->dev.label.data = p;
             ctx->dev.label.len = len;
         }

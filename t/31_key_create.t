@@ -11,7 +11,8 @@
 # - an account holds at most aihub_max_keys_per_account active keys:
 #   beyond, 409 key_limit_reached, nothing created;
 # - a body that arrives in several pieces (chunked) is read whole: its
-#   label and scopes are honoured; one in a temporary file is refused
+#   label and scopes are honoured (the label cut to 200 bytes on a
+#   character boundary, UTF-8 only); one in a temporary file is refused
 #   (413), not ignored.
 
 use strict;
@@ -278,6 +279,29 @@ is($r->{json}{scopes}, 'chat', 'empty chunked body: a chat key');
 $r = create($multi, { scopes => [ 'chat' ] });
 is($r->{status}, 201, 'no label: 201');
 is($r->{json}{label}, '', 'no label: an empty label');
+
+# the label: at most 200 bytes, cut on a character boundary, and UTF-8
+# only: it goes back to clients in JSON and into MySQL's utf8mb4 column
+my $labels = seed_full_key($t, account => 3135, scopes => 'chat,admin');
+$r = create($labels, { label => ('a' x 199) . "\x{e9}t\x{e9}" });
+is($r->{status}, 201, 'a long label: 201');
+is($r->{json}{label}, 'a' x 199,
+   'cut before the character that byte 200 would split')
+    or diag($r->{content});
+$r = create($labels, { label => ('a' x 198) . "\x{e9}t" });
+is($r->{json}{label}, ('a' x 198) . "\x{e9}",
+   'a character that ends at byte 200 is kept') or diag($r->{content});
+# (another account: each holds at most 4 keys here)
+$labels = seed_full_key($t, account => 3136, scopes => 'chat,admin');
+$r = create($labels, qq({"label":"ab\xffcd\xc3"}));
+is($r->{status}, 201, 'a label that is not UTF-8: 201');
+is($r->{json}{label}, 'ab?cd',
+   'a byte that is not UTF-8 shown as "?", a character cut short dropped')
+    or diag($r->{content});
+is(last_admin_event()->{label}, 'ab?cd', 'and so in the key.created event');
+$r = create($labels, qq({"label":"x\xed\xa0\x80y"}));
+is($r->{json}{label}, 'x???y', 'a UTF-16 surrogate is not UTF-8 either')
+    or diag($r->{content});
 
 # a body nginx wrote to a temporary file (beyond client_body_buffer_size,
 # within client_max_body_size) is not read: refused, not created with
