@@ -289,7 +289,7 @@ sub burst {
 
 my $t5 = redis_ms();
 my $b1 = burst($k5, 70);
-my $refill = int((redis_ms() - $t5) / 1000) + 1;
+$refill = int((redis_ms() - $t5) / 1000) + 1;
 diag('wiped: before: ' . join ' ', map { "$_ x $b1->{$_}" } sort keys %$b1);
 ok(($b1->{200} // 0) >= 60 && ($b1->{200} // 0) <= 60 + $refill
    && ($b1->{429} // 0) > 0,
@@ -325,7 +325,7 @@ ok(($b2->{200} // 0) >= 59 - 8 && ($b2->{200} // 0) <= 59 + $refill
    . "other process's block held, at most $refill more refilled), the "
    . "rest 429: the limit holds again");
 ok(settled(7605), 'wiped: every lease back');
-my $taken = tokens_taken(7605, 60, $t6);
+$taken = tokens_taken(7605, 60, $t6);
 ok(abs($taken - (1 + ($b2->{200} // 0))) < 0.5,
    sprintf('wiped: the limit counts %.2f tokens for the %d calls answered '
            . 'since the restore', $taken, 1 + ($b2->{200} // 0)));
