@@ -35,7 +35,7 @@ void
 aihub_body_check_tree(aihub_body_t *b, const unsigned char *p, size_t n,
     const aihub_body_policy_t *policy)
 {
-    cJSON  *root, *model, *messages;
+    cJSON  *root, *model, *messages, *store;
 
     memset(b, 0, sizeof(aihub_body_t));
 
@@ -79,6 +79,11 @@ aihub_body_check_tree(aihub_body_t *b, const unsigned char *p, size_t n,
     {
         return;
     }
+
+    store = aihub_json_get(root, "store");
+    b->store = (store == NULL) ? AIHUB_BODY_STORE_NONE
+               : cJSON_IsFalse(store) ? AIHUB_BODY_STORE_FALSE
+               : AIHUB_BODY_STORE_OTHER;
 
     b->member = aihub_body_provider_tool(root);
 
@@ -375,6 +380,7 @@ aihub_body_utf8_chars(const char *s)
 
 /* what a stream is made to ask for; the comma goes when nothing precedes */
 #define AIHUB_BODY_USAGE_MEMBER    "\"include_usage\":true"
+#define AIHUB_BODY_STORE_MEMBER    "\"store\":false"
 #define AIHUB_BODY_OPTIONS         "{" AIHUB_BODY_USAGE_MEMBER "}"
 #define AIHUB_BODY_OPTIONS_MEMBER  "\"stream_options\":" AIHUB_BODY_OPTIONS
 
@@ -574,26 +580,43 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     const unsigned char *p, size_t n, const char *upstream, char **out,
     size_t *len)
 {
-    int                 rename, usage, empty, k, nedits;
+    int                 rename, usage, store, empty, closed, k, j, nedits;
     char               *id, *o;
     size_t              root, close, at, total;
     const char         *text;
     cJSON              *item;
-    aihub_body_edit_t   edits[2], t;
-    aihub_json_span_t   span, inc;
+    aihub_body_edit_t   edits[3], t;
+    aihub_json_span_t   span, inc, kept;
 
     rename = (strlen(upstream) != b->model_len
               || memcmp(upstream, b->model, b->model_len) != 0);
 
     usage = policy->stream_usage && b->stream && !b->include_usage;
 
-    if (!rename && !usage) {
+    root = aihub_json_ws(p, n, 0);
+
+    /* store: 1 to add, 2 to put false in place of the value given */
+
+    store = 0;
+
+    if (policy->no_store != AIHUB_STORE_AS_SENT
+        && b->store == AIHUB_BODY_STORE_OTHER)
+    {
+        store = 2;
+
+    } else if (policy->no_store == AIHUB_STORE_FALSE
+               && b->store == AIHUB_BODY_STORE_NONE)
+    {
+        store = 1;
+    }
+
+    if (!rename && !usage && !store) {
         return 0;
     }
 
     nedits = 0;
     id = NULL;
-    root = aihub_json_ws(p, n, 0);
+    closed = 0;     /* something added before the root's '}' */
 
     if (rename) {
         /* the provider's id as a JSON string, as cJSON escapes it */
@@ -621,6 +644,7 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
             text = "," AIHUB_BODY_OPTIONS_MEMBER;
             edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
                                                     strlen(text + empty) };
+            closed = 1;
 
         } else if (p[span.value] != '{') {
             /* null */
@@ -643,10 +667,34 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
         }
     }
 
-    if (nedits == 2 && edits[1].at < edits[0].at) {
-        t = edits[0];
-        edits[0] = edits[1];
-        edits[1] = t;
+    if (store) {
+        /* (a name written with escapes is found too: the check refused a
+           second "store", and the provider reads names decoded) */
+
+        if (aihub_json_member(p, n, root, "store", &kept, &close, &empty))
+        {
+            edits[nedits++] = (aihub_body_edit_t) { kept.value,
+                                                    kept.end - kept.value,
+                                                    "false", 5 };
+
+        } else {
+            text = "," AIHUB_BODY_STORE_MEMBER;
+            empty = empty && !closed;
+            edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
+                                                    strlen(text + empty) };
+        }
+    }
+
+    /* in the order of the bytes; two added at the root's end keep theirs */
+
+    for (k = 1; k < nedits; k++) {
+        t = edits[k];
+
+        for (j = k; j > 0 && edits[j - 1].at > t.at; j--) {
+            edits[j] = edits[j - 1];
+        }
+
+        edits[j] = t;
     }
 
     total = n;
@@ -686,6 +734,10 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
 
     if (usage) {
         b->include_usage = 1;
+    }
+
+    if (store) {
+        b->store = AIHUB_BODY_STORE_FALSE;
     }
 
     return 1;

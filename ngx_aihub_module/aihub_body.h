@@ -56,7 +56,23 @@ typedef struct {
     unsigned                stored_objects:1; /* members that name the
                                                  provider account's stored
                                                  objects pass */
+    unsigned                no_store:2;       /* AIHUB_STORE_*: what the
+                                                 rewrite does with
+                                                 "store" */
 } aihub_body_policy_t;
+
+/* the policy's no_store: nothing kept in the provider account */
+#define AIHUB_STORE_AS_SENT     0   /* "store" forwarded as it came */
+#define AIHUB_STORE_NOT_TRUE    1   /* one that is not false becomes
+                                       false (chat completions: absent
+                                       is false at the provider) */
+#define AIHUB_STORE_FALSE       2   /* and one is added when absent (the
+                                       Responses API: absent is true) */
+
+/* the body's store */
+#define AIHUB_BODY_STORE_NONE   0   /* absent */
+#define AIHUB_BODY_STORE_FALSE  1
+#define AIHUB_BODY_STORE_OTHER  2   /* true, null or anything else */
 
 
 /*
@@ -80,6 +96,7 @@ typedef struct {
     int64_t                 max_tokens;     /* 0: none asked */
     unsigned                stream:1;
     unsigned                include_usage:1;
+    unsigned                store:2;        /* AIHUB_BODY_STORE_* */
 } aihub_body_t;
 
 
@@ -106,8 +123,10 @@ int aihub_body_fast(aihub_body_t *b, const unsigned char *p, size_t n,
     const aihub_body_policy_t *policy);
 
 /*
- * The body for the provider: its own model id (a C string), and for a
- * stream stream_options.include_usage when the policy wants it.  p and n
+ * The body for the provider: its own model id (a C string), for a stream
+ * stream_options.include_usage when the policy wants it, and "store":
+ * false as the policy's no_store says (put in place of the value the body
+ * gave, or added).  p and n
  * are the bytes b was checked from; only the bytes of what changes are
  * edited, every other byte is forwarded as it came.
  * 0: nothing changes, forward p as it is; 1: *out holds the body to

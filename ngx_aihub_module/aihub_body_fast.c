@@ -63,6 +63,7 @@ typedef struct {
     unsigned                messages:1;
     unsigned                stream:1;
     unsigned                include_usage:1;
+    unsigned                store_false:1;  /* "store": false */
 } aihub_fast_t;
 
 
@@ -556,6 +557,17 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
                 return 0;
             }
 
+            if (aihub_fast_name(name, len, "store")) {
+                /* false; any other value is the tree check's to read */
+
+                if (!aihub_fast_is(f, "false")) {
+                    return AIHUB_FAST_UNDECIDED;
+                }
+
+                f->store_false = 1;
+                return aihub_fast_literal(f, "false", 5);
+            }
+
             if (aihub_fast_name(name, len, "route")
                 || aihub_fast_name(name, len, "tools"))
             {
@@ -781,6 +793,7 @@ aihub_body_fast(aihub_body_t *b, const unsigned char *p, size_t n,
     b->max_tokens = max;
     b->stream = f.stream;
     b->include_usage = f.include_usage;
+    b->store = f.store_false ? AIHUB_BODY_STORE_FALSE : AIHUB_BODY_STORE_NONE;
 
     return 0;
 }

@@ -24,14 +24,14 @@
 
 /* chat completions: the engine checks every member it knows */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0, 0
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0, 0, AIHUB_STORE_AS_SENT
 };
 
 /* embeddings and responses: the engine checks what every body must hold
    (one JSON object, each member once, nothing that routes or bills, a
    model), ngx_http_aihub_body_api.c the rest */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy_api = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1, 0
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1, 0, AIHUB_STORE_AS_SENT
 };
 
 
@@ -203,6 +203,7 @@ ngx_http_aihub_body_parse(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     ctx->body.prompt_estimate = b.prompt_chars;
     ctx->body.stream = b.stream;
     ctx->body.include_usage = b.include_usage;
+    ctx->body.store = b.store;
     ctx->body.max_tokens = b.max_tokens;
 
     if (b.verdict != AIHUB_BODY_OK) {
@@ -337,9 +338,10 @@ ngx_http_aihub_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 
 
 /*
- * For the provider: its own model id, and for streams the usage chunk
- * asked for.  The body is left alone when neither changes anything, and
- * otherwise edited only where it changes (aihub_body_rewrite()).
+ * For the provider: its own model id, for streams the usage chunk asked
+ * for, and "store": false on the Responses API (below).  The body is left
+ * alone when none of them changes anything, and otherwise edited only
+ * where it changes (aihub_body_rewrite()).
  */
 
 ngx_int_t
@@ -348,13 +350,36 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     int                      rc;
     char                    *out;
     size_t                   len;
-    ngx_int_t                done;
-    ngx_str_t                in;
-    aihub_body_t             body;
-    ngx_http_aihub_model_t  *m = ctx->route.model;
+    ngx_int_t                   done;
+    ngx_str_t                   in;
+    aihub_body_t                body;
+    aihub_body_policy_t         policy;
+    ngx_http_aihub_model_t     *m = ctx->route.model;
+    ngx_http_aihub_loc_conf_t  *alcf;
 
     if (ctx->route.translate) {
         return ngx_http_aihub_body_translated(r, ctx);
+    }
+
+    /*
+     * With aihub_stored_objects off nothing is kept in the provider
+     * account on a developer's behalf: every developer's calls go to that
+     * one account, and none could name what was kept there again through
+     * the gateway.  A chat completion asks for it with "store": true; the
+     * Responses API stores unless told "store": false.
+     */
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
+
+    policy = *ngx_http_aihub_body_policy_of(ctx);
+
+    if (!alcf->stored_objects) {
+        if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES) {
+            policy.no_store = AIHUB_STORE_FALSE;
+
+        } else if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT) {
+            policy.no_store = AIHUB_STORE_NOT_TRUE;
+        }
     }
 
     /* what the check found, as the context keeps it */
@@ -365,6 +390,7 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     body.model_len = ctx->body.model.len;
     body.stream = ctx->body.stream;
     body.include_usage = ctx->body.include_usage;
+    body.store = ctx->body.store;
 
     /* the bytes that were checked, to be edited */
 
@@ -372,9 +398,8 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    rc = aihub_body_rewrite(&body, ngx_http_aihub_body_policy_of(ctx),
-                            in.data, in.len, (const char *) m->upstream.data,
-                            &out, &len);
+    rc = aihub_body_rewrite(&body, &policy, in.data, in.len,
+                            (const char *) m->upstream.data, &out, &len);
 
     if (rc == 0) {
         return NGX_OK;

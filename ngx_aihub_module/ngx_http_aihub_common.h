@@ -359,6 +359,7 @@ typedef struct {
     unsigned                      stream:1;     /* the client asked */
     unsigned                      include_usage:1; /* the client asked */
     unsigned                      decoded:1;    /* it came in a coding */
+    unsigned                      store:2;      /* AIHUB_BODY_STORE_* */
 } ngx_http_aihub_body_t;
 
 

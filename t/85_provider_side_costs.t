@@ -17,6 +17,9 @@
 #   source), and on chat too any tool but a function or custom one (xAI's
 #   live_search, Groq's browser_search).
 #
+# And "store": with aihub_stored_objects off the provider is told to keep
+# nothing ("store": false), however the request spelled or sent it.
+#
 # Each is tried the ways a body can slip past a check: streamed, on the
 # developer path, on a provider the gateway translates for, with the name
 # escaped, gzip-compressed, next to an allowed tool.  A refused call
@@ -422,6 +425,95 @@ my $answered = 0;
     my $seen = (grep { ($_->{body} // '') =~ /"resp_/ } $t->mock_log)[-1];
     like($seen ? $seen->{body} : '', qr/"previous_response_id":\s*"\Q$ref\E"/,
          'aihub_stored_objects on: the provider got previous_response_id');
+}
+
+
+# --- "store": nothing kept at the provider unless the operator says so -----
+
+# The Responses API keeps a response unless told "store": false (OpenAI:
+# 30 days), and a chat completion is kept when asked ("store": true): in
+# the one account every developer's calls reach, where none could name it
+# again through the gateway.  With aihub_stored_objects off the provider
+# gets "store": false, however the request spelled or sent it.
+
+{
+    # what the provider got last, and whether it kept a response
+    my $sent = sub {
+        my $e = ($t->mock_log)[-1];
+        return ($JSON->decode($e->{body}), $e->{stored}, $e->{body});
+    };
+    my $chat = { model => 'test-basic',
+                 messages => [ { role => 'user', content => 'hi' } ] };
+
+    my %ways = (
+        'no store'           => [ '/v1/responses', resp_body() ],
+        'store true'         => [ '/v1/responses',
+                                  resp_body(store => JSON::PP::true) ],
+        'store null'         => [ '/v1/responses', resp_body(store => undef) ],
+        'streamed'           => [ '/v1/responses',
+                                  resp_body(stream => JSON::PP::true,
+                                            store => JSON::PP::true) ],
+        'the developer path' => [ '/api/v1/developer/responses',
+                                  resp_body() ],
+        'gzip-compressed'    => [ '/v1/responses',
+                                  gz($JSON->encode(resp_body(
+                                      store => JSON::PP::true))),
+                                  'content-encoding' => 'gzip' ],
+    );
+
+    for my $way (sort keys %ways) {
+        my ($path, $body, @h) = @{ $ways{$way} };
+        my $r = call($path, $body, headers => {
+                         'content-type' => 'application/json', @h });
+        is($r->{status}, 200, "responses, $way: 200") or diag($r->{content});
+        $answered++ if $r->{status} == 200;
+        my ($got, $stored) = $sent->();
+        ok(exists $got->{store} && !$got->{store},
+           "responses, $way: the provider got \"store\": false");
+        ok(!$stored, "responses, $way: and kept nothing");
+    }
+
+    my $r = call('/v1/responses', resp_body());
+    is(ref $r->{json}{store} && !$r->{json}{store} ? 'false' : 'not false',
+       'false', 'the response says "store": false to the client');
+    $answered++ if $r->{status} == 200;
+
+    # a name written with escapes: the provider reads it decoded
+    $r = call('/v1/responses',
+              '{"model":"test-resp","input":"hi","st\u006fre":true}',
+              headers => { 'content-type' => 'application/json' });
+    is($r->{status}, 200, 'responses, "store" escaped: 200');
+    $answered++ if $r->{status} == 200;
+    my ($got, $stored, $raw) = $sent->();
+    like($raw, qr/"st\\u006fre":false/,
+         'responses, "store" escaped: its value made false in place');
+    unlike($raw, qr/"store"/, '... and no second "store" added');
+    ok(!$stored, '... the provider kept nothing');
+
+    # chat completions: false when asked to store, else as sent
+    $r = call('/v1/chat/completions', { %$chat, store => JSON::PP::true });
+    is($r->{status}, 200, 'chat, store true: 200');
+    $answered++ if $r->{status} == 200;
+    ($got) = $sent->();
+    ok(exists $got->{store} && !$got->{store},
+       'chat, store true: the provider got "store": false');
+    $r = call('/v1/chat/completions', $chat);
+    $answered++ if $r->{status} == 200;
+    ($got) = $sent->();
+    ok(!exists $got->{store}, 'chat without store: none added (its default '
+                              . 'keeps nothing)');
+
+    # the operator's choice: as sent
+    $r = call('/v1/responses', resp_body(), name => 'open');
+    $answered++ if $r->{status} == 200;
+    ($got, $stored) = $sent->();
+    ok(!exists $got->{store} && $stored,
+       'aihub_stored_objects on: no store added, the provider keeps it');
+    $r = call('/v1/chat/completions', { %$chat, store => JSON::PP::true },
+              name => 'open');
+    $answered++ if $r->{status} == 200;
+    ($got) = $sent->();
+    ok($got->{store}, 'aihub_stored_objects on: chat\'s store true passed');
 }
 
 

@@ -638,12 +638,17 @@ sub responses {
     my $text = join ' ', ('tok') x $output;
     my $id = sprintf 'resp_mock%08x%04x', int(time), $$ & 0xffff;
     my $msg_id = sprintf 'msg_mock%08x%04x', int(time), $$ & 0xffff;
+    # OpenAI keeps a response (30 days) unless told "store": false, and
+    # says which in the response object
+    my $store = defined $in->{store} ? !!$in->{store} : 1;
+    $entry->{stored} = $store ? JSON::PP::true : JSON::PP::false;
     my $base = {
         id => $id, object => 'response', created_at => int time,
         model => $in->{model} // 'mock-basic', status => 'in_progress',
         error => undef, incomplete_details => undef,
         instructions => $in->{instructions},
         max_output_tokens => $in->{max_output_tokens},
+        store => $store ? JSON::PP::true : JSON::PP::false,
         output => [], usage => undef,
     };
     my $item = {

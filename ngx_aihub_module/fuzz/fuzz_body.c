@@ -3,19 +3,22 @@
  *
  * The first input byte picks the provider's model id (the body's own, or
  * another, with a quote) and the policy (a small max_tokens cap or the
- * gateway's; streams asked for usage or not); the rest is the body.
+ * gateway's; streams asked for usage or not; "store": false forwarded or
+ * not); the rest is the body.
  * Properties:
  *   - the same bytes always get the same verdict (checked twice);
  *   - an accepted body parses, holds each top-level member once (and each
  *     member of stream_options once), as a separate quadratic walk finds,
  *     has a non-empty model, max_tokens in 1..cap or none;
  *   - nothing rewritten => the provider gets the bytes as they came, and
- *     that is right: the model is the provider's id and no stream lacks
- *     the usage the policy wants;
+ *     that is right: the model is the provider's id, no stream lacks
+ *     the usage the policy wants, and "store" is false where it must be;
  *   - rewritten (by editing the input's bytes) => the output is accepted
  *     by the same check, holds each member once, has the provider's id,
  *     the same stream, max_tokens and prompt estimate, include_usage
- *     where the policy wants it, every other member of the input
+ *     where the policy wants it, "store": false where it must be (one
+ *     "store", however the input spelled its name), every other member of
+ *     the input
  *     unchanged (member by member, in order) and no other member; and a
  *     second rewrite changes nothing (the checked body is the forwarded
  *     one).
@@ -100,6 +103,35 @@ same_tree(const cJSON *a, const cJSON *b)
 
 /* b: the tree check's result, which the check agrees with */
 
+/*
+ * "store" as the policy wants it in what the provider gets: not true (a
+ * chat completion: absent, or false) or false (the Responses API); and
+ * absent where the input had none, unless it must be false.
+ */
+
+static int
+store_right(const cJSON *sent, const aihub_body_policy_t *pol,
+    const cJSON *input)
+{
+    const cJSON  *st;
+
+    st = cJSON_GetObjectItemCaseSensitive(sent, "store");
+
+    if (pol->no_store == AIHUB_STORE_FALSE) {
+        return cJSON_IsFalse(st);
+    }
+
+    if (pol->no_store == AIHUB_STORE_NOT_TRUE) {
+        return st == NULL
+               ? (input == NULL
+                  || cJSON_GetObjectItemCaseSensitive(input, "store") == NULL)
+               : cJSON_IsFalse(st);
+    }
+
+    return 1;
+}
+
+
 static void
 check_both(aihub_body_t *b, const unsigned char *p, size_t n,
     const aihub_body_policy_t *pol)
@@ -117,7 +149,8 @@ check_both(aihub_body_t *b, const unsigned char *p, size_t n,
         FUZZ_CHECK(c.prompt_chars == b->prompt_chars
                    && c.max_tokens == b->max_tokens
                    && c.stream == b->stream
-                   && c.include_usage == b->include_usage);
+                   && c.include_usage == b->include_usage
+                   && c.store == b->store);
     }
 
     aihub_body_free(&c);
@@ -162,6 +195,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&pol, 0, sizeof(aihub_body_policy_t));
     pol.max_tokens_max = (data[0] & 1) ? 1000000000 : 4096;
     pol.stream_usage = (data[0] >> 1) & 1;
+    pol.no_store = ((data[0] >> 4) & 3) % 3;
 
     check_both(&b, data + 1, size - 1, &pol);
     check_both(&again, data + 1, size - 1, &pol);
@@ -223,6 +257,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    && memcmp(upstream, b.model, b.model_len) == 0);
         FUZZ_CHECK(b.model == was_b.model && b.json == was_b.json);
         FUZZ_CHECK(!pol.stream_usage || !b.stream || b.include_usage);
+        FUZZ_CHECK(store_right(b.json, &pol, NULL));
         aihub_body_free(&b);
         return 0;
     }
@@ -244,11 +279,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(b.model_len == fwd.model_len
                && memcmp(b.model, fwd.model, b.model_len) == 0);
 
-    /* every member but model and stream_options as it was, no other */
+    FUZZ_CHECK(store_right(fwd.json, &pol, b.json));
+    FUZZ_CHECK(fwd.store == b.store);
+
+    /* every member but model, stream_options (and store) as it was, no
+       other */
 
     for (it = fwd.json->child; it != NULL; it = it->next) {
         if (strcmp(it->string, "model") == 0
-            || strcmp(it->string, "stream_options") == 0)
+            || strcmp(it->string, "stream_options") == 0
+            || (pol.no_store && strcmp(it->string, "store") == 0))
         {
             continue;
         }

@@ -14,8 +14,12 @@
 #include "tap.h"
 
 
-static const aihub_body_policy_t  policy = { 1000000000, 1, 0, 0 };
-static const aihub_body_policy_t  model_only = { 1000000000, 0, 1, 0 };
+static const aihub_body_policy_t  policy = {
+    1000000000, 1, 0, 0, AIHUB_STORE_AS_SENT
+};
+static const aihub_body_policy_t  model_only = {
+    1000000000, 0, 1, 0, AIHUB_STORE_AS_SENT
+};
 
 
 static aihub_body_verdict_e
@@ -126,7 +130,8 @@ static const char  *plain[] = {
 /* the body forwarded for upstream: "=" when it is the body as it came */
 
 static const char *
-forwarded(const char *json, const char *upstream)
+forwarded_with(const char *json, const char *upstream,
+    const aihub_body_policy_t *pol)
 {
     int           rc;
     char         *out;
@@ -135,15 +140,14 @@ forwarded(const char *json, const char *upstream)
 
     static char   buf[512];
 
-    aihub_body_check(&b, (const unsigned char *) json, strlen(json),
-                     &policy);
+    aihub_body_check(&b, (const unsigned char *) json, strlen(json), pol);
 
     if (b.verdict != AIHUB_BODY_OK) {
         aihub_body_free(&b);
         return "(refused)";
     }
 
-    rc = aihub_body_rewrite(&b, &policy, (const unsigned char *) json,
+    rc = aihub_body_rewrite(&b, pol, (const unsigned char *) json,
                             strlen(json), upstream, &out, &len);
 
     if (rc == 0) {
@@ -163,6 +167,13 @@ forwarded(const char *json, const char *upstream)
 }
 
 
+static const char *
+forwarded(const char *json, const char *upstream)
+{
+    return forwarded_with(json, upstream, &policy);
+}
+
+
 #define IS_STR(got, want, what)                                              \
     ok(strcmp(got, want) == 0, "%s: got %s, want %s", what, got, want)
 
@@ -171,7 +182,7 @@ int
 main(void)
 {
     aihub_body_t         b;
-    aihub_body_policy_t  small = { 100, 1, 0, 0 };
+    aihub_body_policy_t  small = { 100, 1, 0, 0, AIHUB_STORE_AS_SENT };
     const char          *json;
 
     /* verdicts, in the order the checks run */
@@ -385,6 +396,46 @@ main(void)
            "every other byte as it came: white space, an escaped member "
            "name, numbers a double cannot hold, escapes");
 
+    /* "store" with aihub_stored_objects off: nothing kept at the provider */
+
+    {
+        aihub_body_policy_t  chat = policy, resp = model_only;
+
+        chat.no_store = AIHUB_STORE_NOT_TRUE;
+        resp.no_store = AIHUB_STORE_FALSE;
+
+        IS_STR(forwarded_with("{\"model\":\"a\"," MSG "}", "a", &chat), "=",
+               "chat, no store: as it came (the provider keeps nothing)");
+        IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"store\":false}",
+                              "a", &chat), "=", "chat, store false: as it came");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"store\": true ," MSG "}",
+                              "a", &chat),
+               "{\"model\":\"a\",\"store\": false ,\"messages\":[]}",
+               "chat, store true: false in its place");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"st\\u006fre\":null,"
+                              MSG "}", "b", &chat),
+               "{\"model\":\"b\",\"st\\u006fre\":false,\"messages\":[]}",
+               "chat, an escaped name: found, its value replaced");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"input\":\"x\"}", "a",
+                              &resp),
+               "{\"model\":\"a\",\"input\":\"x\",\"store\":false}",
+               "responses, no store: false added (absent is true there)");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"store\":{\"x\":[1]}}",
+                              "a", &resp),
+               "{\"model\":\"a\",\"store\":false}",
+               "responses, store of another type: false in its place");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"store\":false}", "a",
+                              &resp), "=", "responses, store false: as it came");
+
+        chat.no_store = AIHUB_STORE_FALSE;
+        IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"stream\":true}",
+                              "a", &chat),
+               "{\"model\":\"a\",\"messages\":[],\"stream\":true,"
+               "\"stream_options\":{\"include_usage\":true},"
+               "\"store\":false}",
+               "two members added at the end, each with its comma");
+    }
+
     /* the one pass and the tree agree */
 
     {
@@ -393,7 +444,7 @@ main(void)
         uint32_t       rnd;
         unsigned char  buf[2048];
 
-        aihub_body_policy_t  cap = { 300, 1, 0, 0 };
+        aihub_body_policy_t  cap = { 300, 1, 0, 0, AIHUB_STORE_AS_SENT };
 
         static const unsigned char  bytes[] = "{}[]\",:\\ \t\n0159-.eEtfnu"
                                               "\"ax\x01\x80\xc3";
