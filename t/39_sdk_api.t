@@ -2,7 +2,8 @@
 
 # Real clients on the new endpoints, pinned in t/node/package-lock.json
 # (installed with "npm ci" in t/node): the official OpenAI Node SDK 6.x
-# runs responses.create (streamed and not, and an incomplete response),
+# runs responses.create (streamed and not, and an incomplete response; the
+# first asks to store, and the provider is told to keep nothing),
 # embeddings.create (the SDK's default, base64 it decodes into floats, and
 # base64 asked for),
 # models.retrieve (an id with a slash too, and a 404) and models.list; the
@@ -131,6 +132,9 @@ sub matches {
 my $r = $res->{responses} // {};
 is($r->{text}, $tokens, 'responses.create: output_text');
 is($r->{status}, 'completed', 'responses.create: completed');
+ok(defined $r->{store} && !$r->{store},
+   'responses.create with store: true: the response says store false (the '
+   . 'provider kept nothing)');
 matches('responses.create', $r, @{ $r->{usage} // {} }{
         qw(input_tokens output_tokens total_tokens) });
 

@@ -40,11 +40,15 @@ const client = new OpenAI({ baseURL: env.AIHUB_BASE_URL,
 
 // --- the official SDK ------------------------------------------------------
 
+// store: true asked; the gateway (aihub_stored_objects off) has the
+// provider keep nothing, and the response says so
 await run('responses', async () => {
     const { data, response } = await client.responses.create({
         model: 'test-resp', instructions: 'Be brief.', input: 'hello',
+        store: true,
     }).withResponse();
     return { text: data.output_text, status: data.status, usage: data.usage,
+             store: data.store,
              request_id: response.headers.get('x-request-id') };
 });
 
