@@ -92,10 +92,18 @@ ngx_http_aihub_sweep_handler(ngx_event_t *ev)
     argv[4] = (const char *) ngx_http_aihub_sweep_prefix.data;
     argvlen[4] = ngx_http_aihub_sweep_prefix.len;
 
-    /* not connected: the next turn tries again */
+    /*
+     * not connected: the next turn tries again; sent, its reply is awaited
+     * like a request's, so a connection that went silent while this node
+     * is idle is found by the watchdog, not by the next call
+     */
 
-    (void) ngx_http_aihub_redis_send(ngx_http_aihub_swept, NULL, 5, argv,
-                                     argvlen);
+    if (ngx_http_aihub_redis_send(ngx_http_aihub_swept, NULL, 5, argv,
+                                  argvlen)
+        == NGX_OK)
+    {
+        ngx_http_aihub_redis_sent();
+    }
 
     ngx_add_timer(ev, ngx_http_aihub_sweep_every);
 }
@@ -105,6 +113,8 @@ static void
 ngx_http_aihub_swept(redisAsyncContext *ac, void *reply, void *privdata)
 {
     redisReply  *rep = reply;
+
+    ngx_http_aihub_redis_replied(rep != NULL);
 
     if (ngx_http_aihub_redis_oom(rep)) {
         ngx_http_aihub_redis_refused(ngx_cycle->log, "a sweep", rep->str);

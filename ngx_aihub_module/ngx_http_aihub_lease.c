@@ -326,7 +326,13 @@ ngx_http_aihub_lease_refill(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     {
         /* not connected: a later call asks again */
         ngx_free(ask);
+        return;
     }
+
+    /* awaited: the watchdog counts it (a refill alone may be all a node
+       waits for while it admits calls from the lease it holds) */
+
+    ngx_http_aihub_redis_sent();
 }
 
 
@@ -343,6 +349,8 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     ngx_http_aihub_lease_slot_t   *s;
     ngx_http_aihub_lease_zone_t   *zone;
     ngx_http_aihub_lease_grant_t   g;
+
+    ngx_http_aihub_redis_replied(rep != NULL);
 
     n = ngx_http_aihub_lease_reply(rep, &g);
     g.id = ask->id;

@@ -407,8 +407,8 @@ ngx_http_aihub_redis_connect_timeout_handler(ngx_event_t *ev)
  * for far longer than our timeout) is dropped and made again, so that
  * buffered events find a working connection; their callbacks run with a
  * NULL reply and put them back in the buffer.  What it waits for are the
- * commands counted by ngx_http_aihub_redis_sent(): requests' commands
- * and batches; a lease refill or sweep alone is not watched.
+ * commands counted by ngx_http_aihub_redis_sent(): requests' commands,
+ * batches, lease refills and sweeps.
  */
 
 static void

@@ -99,6 +99,88 @@ unlike($t->error_log('idle'), qr/sent nothing/,
 $r = $t->chat($keys[2], model => 'test-basic', name => 'idle');
 is($r->{status}, 200, 'idle: and the next call');
 
+# --- an idle node's connection gone silent: the sweep is watched --------
+
+# A connection can go silent without closing (a proxy or a NAT that stops
+# passing replies while its TCP still answers, so keepalive sees nothing).
+# A node with nothing to do still sweeps expired leases (worker 0, every
+# half lease time), and that command's reply is awaited like a request's:
+# the watchdog drops the silent connection and makes it again before a
+# call needs it.  Before, a sweep (or a lease refill) alone was not
+# watched: the node noticed at its next call, which then waited out the
+# limit.  The proxy mutes the connections it has when $mute appears (it
+# reads Redis's replies and passes none on); those made after pass.
+
+my $mute = $t->dir . '/mute';
+my ($mproxy, $mpid) = fork_proxy($t, 16, sub {
+    my ($listen, $redis_port) = @_;
+    my $sel = IO::Select->new($listen);
+    my (%peer, %is_client, %muted, %fresh);
+    my $muting = 0;
+
+    for ( ;; ) {
+        if (!$muting && -e $mute) {
+            $muting = 1;
+            $muted{$_} = 1 for grep { !$is_client{$_} } values %peer;
+        }
+
+        for my $s ($sel->can_read(0.2)) {
+            if ($s == $listen) {
+                relay_accept($listen, $redis_port, $sel, \%peer, \%is_client);
+                next;
+            }
+
+            my $n = sysread($s, my $buf, 65536);
+            if (!$n) {
+                relay_drop($sel, $s, \%peer, \%is_client, \%muted);
+                next;
+            }
+
+            next if $muted{$s};
+            my $to = $peer{$s} or next;
+            syswrite($to, $buf)
+                // relay_drop($sel, $s, \%peer, \%is_client, \%muted);
+        }
+    }
+});
+
+$t->nginx(gateway_conf(url => '%%MOCK_URL%%', redis => "127.0.0.1:$mproxy",
+                       redis_timeout => '100ms',
+                       extra => 'aihub_lease_time 2s;'),
+          name => 'muted');
+$t->start_nginx('muted');
+my @mkeys = map { seed_full_key($t, account => 7800 + $_, plan => 'free') }
+            1 .. 2;
+ok(wait_ready($t, $mkeys[0], name => 'muted'), 'muted: ready');
+is($t->chat($mkeys[0], model => 'test-basic', name => 'muted')->{status},
+   200, 'muted: a call through the proxy');
+
+# idle: its lease given back and settled (that batch would be awaited
+# too), so the node's only commands from here on are its sweeps
+my ($settled) = wait_counted($t, 7801, 1);
+ok($settled, 'muted: the call settled, its lease back');
+
+Aihub::write_file($mute, '1');
+my $muted_at = time;
+
+ok($t->wait_for(sub {
+        $t->error_log('muted')
+            =~ /sent nothing for 6000 ms with \d+ commands waiting/
+    }, timeout => 20),
+   'muted: with no call made, the sweep awaited alone made the watchdog '
+   . 'drop the silent connection')
+    or diag($t->error_log('muted'));
+diag(sprintf 'muted: dropped %.1f s after the mute', time - $muted_at);
+
+# the connection made again passes; a key not cached yet needs Redis
+ok($t->wait_for(sub {
+        $t->chat($mkeys[1], model => 'test-basic', name => 'muted',
+                 timeout => 5)->{status} == 200
+    }, timeout => 10), 'muted: a key looked up on the connection made again');
+kill 'KILL', $mpid;
+waitpid($mpid, 0);
+
+
 # --- idle connections: TCP keepalive ------------------------------------
 
 # every connection of the nodes to Redis (commands and the subscription)
