@@ -8,7 +8,9 @@
 # is not late.  Before, a watchdog tick while that command waited dropped
 # the connection and its callers got 503 (seen in the bench: 4 x 503 at
 # the start of a run after 11 s without a lookup).  Control: a Redis that
-# really stalls past the limit is still dropped and reconnected.
+# really stalls past the limit is still dropped and reconnected.  And an
+# idle node whose connection goes silent (muted by a proxy) is dropped and
+# reconnected by the watchdog with no call: its sweeps are awaited too.
 
 use strict;
 use warnings;
