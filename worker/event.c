@@ -151,7 +151,8 @@ aw_event_parse_with(const char *json, size_t len, int plain, aw_event_t *ev,
     }
 
     while (rest < json + len
-           && (*rest == ' ' || *rest == '\t' || *rest == '\n' || *rest == '\r'))
+           && (*rest == ' ' || *rest == '\t' || *rest == '\n'
+               || *rest == '\r'))
     {
         rest++;
     }

@@ -407,7 +407,8 @@ main(void)
         IS_STR(forwarded_with("{\"model\":\"a\"," MSG "}", "a", &chat), "=",
                "chat, no store: as it came (the provider keeps nothing)");
         IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"store\":false}",
-                              "a", &chat), "=", "chat, store false: as it came");
+                              "a", &chat),
+               "=", "chat, store false: as it came");
         IS_STR(forwarded_with("{\"model\":\"a\",\"store\": true ," MSG "}",
                               "a", &chat),
                "{\"model\":\"a\",\"store\": false ,\"messages\":[]}",
@@ -425,7 +426,8 @@ main(void)
                "{\"model\":\"a\",\"store\":false}",
                "responses, store of another type: false in its place");
         IS_STR(forwarded_with("{\"model\":\"a\",\"store\":false}", "a",
-                              &resp), "=", "responses, store false: as it came");
+                              &resp),
+               "=", "responses, store false: as it came");
 
         chat.no_store = AIHUB_STORE_FALSE;
         IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"stream\":true}",
