@@ -104,6 +104,29 @@ sub pin {
         or die "taskset $pid: failed\n";
 }
 
+# The ledger (MariaDB and aihub-worker) shares CPU $AUX_CPU with wrk and the
+# stub upstream.  At its normal priority it drains while G runs and takes
+# that CPU from the load generator: G then runs starved of requests, its
+# core two-thirds busy, and pays more CPU a request than with its core
+# full (the wake-ups of a crowded core's tasks; README, "Performance").
+# So it runs at SCHED_IDLE (BENCH_LEDGER=normal: not), on whatever that
+# core leaves, and each run starts once the events of the runs before it
+# are in MariaDB (catch_up): no run shares the load core with a drain
+# catching up, B1's no more than G's.  A G run's aux column counts the
+# ledger's CPU until its events are stored.  The row G+ledger runs G with
+# the ledger at its normal priority, as the runs before 2026-12-02 did.
+my $LEDGER_IDLE = ($ENV{BENCH_LEDGER} // 'idle') ne 'normal';
+
+sub ledger_prio {
+    my ($policy) = @_;    # idle or other
+    for my $p (qw(mariadb worker)) {
+        my $pr = $t->{procs}{$p};
+        next unless $pr && !$pr->{exited};
+        system("chrt -a --$policy -p 0 $pr->{pid} > /dev/null") == 0
+            or die "chrt --$policy $p ($pr->{pid}): failed\n";
+    }
+}
+
 sub worker_ok {
     my (@args) = @_;
     my ($rc, $out, $err) = $t->worker(@args);
@@ -392,6 +415,7 @@ for my $n (qw(B0 B1 L LM G Gedge)) {
 # aihub-worker drains while G runs
 $t->start_worker;
 pin($t->{procs}{worker}{pid}, $AUX_CPU);
+ledger_prio('idle') if $LEDGER_IDLE;
 
 # Portkey, pinned to the SUT core, loopback only (preload.mjs)
 
@@ -537,6 +561,26 @@ sub aux_ticks {
                  $p && !$p->{exited} ? proc_ticks($p->{pid}) : 0 } @AUX;
 }
 
+# until the usage stream is empty and the aihub instances hold no event:
+# every event of the runs so far stored (wait_drain's test, without its
+# checks); fails when the stream has not shrunk for BENCH_DRAIN_STALL s
+sub catch_up {
+    my ($label) = @_;
+    my $stall = $ENV{BENCH_DRAIN_STALL} // 30;
+    my ($low, $moved) = (undef, time);
+    for (;;) {
+        my $len = $t->redis('XLEN', 'aihub:usage');
+        if ($len == 0) {
+            my (undef, $buffered) = ev_running();
+            return if !$buffered && $t->redis('XLEN', 'aihub:usage') == 0;
+        }
+        ($low, $moved) = ($len, time) if !defined $low || $len < $low;
+        die "$label: the usage stream stuck at $len entries for $stall s\n"
+            if time - $moved > $stall;
+        sleep 0.05;
+    }
+}
+
 # one wrk run; returns a result hash
 sub wrk {
     my (%o) = @_;
@@ -552,6 +596,10 @@ sub wrk {
     my $aihub = $sys =~ /^G/;
     my $m0 = $aihub ? metrics($sys) : undef;
 
+    my $cu = !$o{no_catch_up};    # the fixed-rate runs pause the drain
+    catch_up("before $name") if $cu;
+    ledger_prio('other') if $o{ledger} && $LEDGER_IDLE;
+
     my @sut = @{ $n->{workers} };
     my $s0 = sum(map { proc_ticks($_) } @sut);
     my @a0 = aux_ticks();
@@ -565,9 +613,11 @@ sub wrk {
         env => \%env, timeout => $o{dur} + 60);
 
     my $s1 = sum(map { proc_ticks($_) } @sut);
-    my @a1 = aux_ticks();
     my ($b1, $t1) = cpu_line($SUT_CPU);
     my ($lb1, $lt1) = cpu_line($LOAD_CPU);
+    ledger_prio('idle') if $o{ledger} && $LEDGER_IDLE;
+    catch_up("after $name") if $cu && $aihub;
+    my @a1 = aux_ticks();
 
     logf("wrk $name c=$o{conns} d=$o{dur}: $out$err");
     my ($line) = $out =~ /^BENCH (.*)$/m
@@ -693,6 +743,8 @@ my @SYS = (
     [ 'B0',       sys => 'B0' ],
     [ 'B1',       sys => 'B1' ],
     [ 'G',        sys => 'G', key => $KEY ],
+    ($LEDGER_IDLE ? [ 'G+ledger', sys => 'G', key => $KEY, ledger => 1 ]
+                  : ()),
     [ 'G-edge',   sys => 'Gedge', key => $KEY ],
     [ 'L',        sys => 'L', key => $KEY ],
     [ 'LM',       sys => 'LM', key => $KEY ],
@@ -784,6 +836,7 @@ for my $round (1 .. $C{rate_rounds}) {
         my @m0 = !$drain && $o{sys} eq 'G' ? stream_memory() : ();
         push @{ $RES{"$name|" . ($drain ? $RDRAIN : $RLABEL)} },
              wrk(sys => $name, %o, name => $name . ($drain ? '+drain' : ''),
+                 no_catch_up => 1,
                  env => \%env, conns => $rc_, dur => $C{dur}, rate => $RATE);
         if (@m0) {
             sleep 0.1;    # the last batches confirmed
@@ -1124,6 +1177,7 @@ sub mariadb_quiet {
 my %DRAIN;
 
 unless ($ENV{BENCH_NO_DRAIN}) {
+    ledger_prio('other');    # MariaDB as the baseline finds it
     $t->stop_worker;
     my $n = $C{drain_events};
     say("drain: pre-filling $n events");
@@ -1275,7 +1329,12 @@ push @md, "# aihub benchmark results", '',
     "Each system under test has one nginx worker (Portkey: one node "
     . "process) pinned to CPU $SUT_CPU; wrk and the stub upstream run on "
     . "CPU $LOAD_CPU, Redis, MariaDB and aihub-worker on CPU $AUX_CPU "
-    . "(BENCH_AUX_CPU). Closed loop: "
+    . "(BENCH_AUX_CPU)"
+    . ($LEDGER_IDLE ? ", MariaDB and aihub-worker at SCHED_IDLE: they "
+       . "drain on what CPU $AUX_CPU leaves, and each run starts once the "
+       . "events of the runs before it are stored (G+ledger: G with the "
+       . "ledger at its normal priority, draining during the run)" : '')
+    . ". Closed loop: "
     . "$C{rounds} interleaved rounds of $C{dur} s per connection count "
     . "after a $C{warm} s warm-up; figures are medians over rounds, "
     . "[min–max] where shown. **CPU µs/req** = utime+stime of the SUT "
@@ -1284,7 +1343,8 @@ push @md, "# aihub benchmark results", '',
     . "first, so req/s understates the differences); *core* = all busy "
     . "time of CPU $SUT_CPU from /proc/stat (includes softirq/loopback "
     . "work); *aux* = Redis + MariaDB + aihub-worker CPU per request "
-    . "(on CPU $AUX_CPU); *busy* = how busy CPU $SUT_CPU and CPU "
+    . "(on CPU $AUX_CPU; a G run's until its events are stored); "
+    . "*busy* = how busy CPU $SUT_CPU and CPU "
     . "$LOAD_CPU were during the run (a closed loop stops at the first "
     . "core that saturates). Latencies from wrk, µs; wrk's timeout is 5 s "
     . "(30 s for Portkey, whose p99 at 256 connections is seconds).", '';
@@ -1335,7 +1395,8 @@ push @md, '', '## Ratios (medians; by CPU = CPU/req of the other / CPU/req'
                              @{ $C{conns} }) . ' |',
     '|---|' . join('', map { '---:|---:|' } @{ $C{conns} });
 
-for my $p ([ 'G', 'B1' ], [ 'G-edge', 'B1' ], [ 'G', 'B0' ], [ 'G', 'L' ],
+for my $p ([ 'G', 'B1' ], [ 'G+ledger', 'B1' ], [ 'G-edge', 'B1' ],
+           [ 'G', 'B0' ], [ 'G', 'L' ], [ 'G+ledger', 'L' ],
            [ 'G', 'LM' ], [ 'G', 'P' ],
            [ 'G-401', 'B0' ], [ 'G-429', 'B0' ], [ 'G-stream', 'B1-stream' ],
            [ 'L', 'B1' ])
@@ -1361,7 +1422,8 @@ sub round_ratios {
 }
 
 my @RR;
-for my $p ([ 'G', 'B1' ], [ 'G', 'L' ], [ 'G', 'LM' ], [ 'L', 'B1' ]) {
+for my $p ([ 'G', 'B1' ], [ 'G', 'L' ], [ 'G', 'LM' ], [ 'L', 'B1' ],
+          [ 'G+ledger', 'B1' ], [ 'G+ledger', 'L' ]) {
     my @r = round_ratios(@$p, $HEAD);
     push @RR, "$p->[0] / $p->[1] " . join(', ', map { sprintf '%.3f', $_ } @r)
         if @r;

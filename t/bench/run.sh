@@ -14,6 +14,9 @@
 #   BENCH_NO_RESULTS=1  do not overwrite t/bench/RESULTS.md
 #   BENCH_AUX_CPU=N     CPU of Redis, MariaDB and aihub-worker (default 0,
 #                       with wrk and the stub; 1 puts them on the SUT core)
+#   BENCH_LEDGER=normal MariaDB and aihub-worker at their normal priority
+#                       (default: SCHED_IDLE, each run after the drain of
+#                       the runs before it; bench.pl says why)
 #   BENCH_DRAIN_BATCH=N aihub-worker run --batch N in the drain test
 #   BENCH_DRAIN_INSERT=text  aihub-worker run --insert text in the drain test
 #   BENCH_DRAIN_ONLY=1  only the worker drain test
