@@ -231,8 +231,22 @@ $t->redis('XADD', 'aihub:admin', '*', 'event', $json->encode({
     prefix => Aihub::key_prefix($bad), scopes => 'chat', label => 'bad',
     ts => int(time * 1000), expires => 'tomorrow' }));
 
+# what cJSON alone would take: a label with an escaped NUL (stored cut at
+# it), and two events run together on one line (the second dropped)
+my ($nul, $first, $second) = map { Aihub::make_key() } 1 .. 3;
+my $created = sub {
+    my ($k, $label) = @_;
+    return $json->encode({ type => 'key.created', account => $tiny,
+        hash => sha256_hex($k), prefix => Aihub::key_prefix($k),
+        scopes => 'chat', label => $label, ts => int(time * 1000) });
+};
+$t->redis('XADD', 'aihub:admin', '*', 'event',
+          $created->($nul, "ci\0runner"));
+my $together = $created->($first, 'one') . $created->($second, 'two');
+$t->redis('XADD', 'aihub:admin', '*', 'event', $together);
+
 $t->start_worker('--consumer', 'w', '--block-ms', 100);
-ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage:dead') == 1 },
+ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage:dead') == 3 },
                 timeout => 5), 'admin events drained');
 
 is($t->sql_value("SELECT UNIX_TIMESTAMP(expires_at) FROM api_keys WHERE "
@@ -254,6 +268,17 @@ is($t->sql_value("SELECT COUNT(*) FROM api_keys WHERE key_hash = '"
 my $dead = $t->redis('XRANGE', 'aihub:usage:dead', '-', '+');
 like({ @{ $dead->[0][1] // [] } }->{reason} // '', qr/expires/,
      'dead-lettered, the reason names the expiry');
+for my $case ([ 'a label holding \\u0000', $nul, 1, qr/NUL/ ],
+              [ 'two events run together', $first, 2, qr/after the object/ ],
+              [ 'the second of them', $second, 2, qr/after the object/ ]) {
+    my ($name, $k, $i, $why) = @$case;
+    is($t->sql_value("SELECT COUNT(*) FROM api_keys WHERE key_hash = '"
+                     . sha256_hex($k) . "'"), 0, "$name: not stored");
+    like({ @{ $dead->[$i][1] // [] } }->{reason} // '', $why,
+         "$name: dead-lettered with its reason");
+}
+is({ @{ $dead->[2][1] // [] } }->{event}, $together,
+   'the dead letter keeps the line as it came');
 $t->stop_worker;
 
 # --- config file and environment precedence --------------------------------

@@ -18,6 +18,7 @@
 #include "aihub_worker.h"
 #include "admin.h"
 #include "db.h"
+#include "event_read.h"
 #include "redis.h"
 #include "sync.h"
 
@@ -212,9 +213,13 @@ aw_admin_apply(MYSQL *db, redisContext *rc, const char *json, size_t len,
     long long    account, ms;
     int          rc_;
 
-    o = cJSON_ParseWithLength(json, len);
+    o = aw_json_parse_strict(json, len, reason);
 
-    if (o == NULL || !cJSON_IsObject(o)) {
+    if (o == NULL) {
+        return 1;
+    }
+
+    if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         *reason = "admin event: not a JSON object";
         return 1;

@@ -129,7 +129,6 @@ aw_event_parse_with(const char *json, size_t len, int plain, aw_event_t *ev,
     int          rc;
     cJSON       *o;
     aw_value_t   m[AW_M_N];
-    const char  *rest;
 
     memset(ev, 0, sizeof(*ev));
 
@@ -137,29 +136,9 @@ aw_event_parse_with(const char *json, size_t len, int plain, aw_event_t *ev,
         return aw_event_check(m, ev, reason);
     }
 
-    *reason = aw_event_text_check(json, len);
-
-    if (*reason != NULL) {
-        return -1;
-    }
-
-    o = cJSON_ParseWithLengthOpts(json, len, &rest, 0);
+    o = aw_json_parse_strict(json, len, reason);
 
     if (o == NULL) {
-        *reason = "not valid JSON";
-        return -1;
-    }
-
-    while (rest < json + len
-           && (*rest == ' ' || *rest == '\t' || *rest == '\n'
-               || *rest == '\r'))
-    {
-        rest++;
-    }
-
-    if (rest != json + len) {
-        cJSON_Delete(o);
-        *reason = "not valid JSON (text after the object)";
         return -1;
     }
 

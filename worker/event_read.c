@@ -216,10 +216,11 @@ aw_event_read_cjson(const cJSON *o, aw_value_t *m)
  * escaped), an escaped NUL (a C string cannot keep it: the member would
  * be stored cut at it) and anything after the object (cJSON stops at its
  * end: a line of two events run together would store the first and drop
- * the second).  NULL: none of them; else the reason.
+ * the second).  This checks the first two (NULL: neither; else the
+ * reason), aw_json_parse_strict the third.
  */
 
-const char *
+static const char *
 aw_event_text_check(const char *json, size_t len)
 {
     int          in;
@@ -249,4 +250,40 @@ aw_event_text_check(const char *json, size_t len)
     }
 
     return NULL;
+}
+
+
+cJSON *
+aw_json_parse_strict(const char *json, size_t len, const char **reason)
+{
+    cJSON       *o;
+    const char  *rest;
+
+    *reason = aw_event_text_check(json, len);
+
+    if (*reason != NULL) {
+        return NULL;
+    }
+
+    o = cJSON_ParseWithLengthOpts(json, len, &rest, 0);
+
+    if (o == NULL) {
+        *reason = "not valid JSON";
+        return NULL;
+    }
+
+    while (rest < json + len
+           && (*rest == ' ' || *rest == '\t' || *rest == '\n'
+               || *rest == '\r'))
+    {
+        rest++;
+    }
+
+    if (rest != json + len) {
+        cJSON_Delete(o);
+        *reason = "not valid JSON (text after the object)";
+        return NULL;
+    }
+
+    return o;
 }

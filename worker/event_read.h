@@ -49,10 +49,15 @@ extern const char  *aw_event_names[AW_M_N];
 int aw_event_read_plain(const char *json, size_t len, aw_value_t *m);
 
 /*
- * The text cJSON would read more loosely than JSON: NULL when it holds no
- * control byte, no escaped NUL; else why it is refused
+ * One JSON text parsed by cJSON as strictly as JSON reads it: refused
+ * (NULL, *reason set) when it holds a control byte or an escaped NUL
+ * (cJSON keeps both in a string, which C then cuts at the NUL), or text
+ * after its value but white space (cJSON stops after the first of two
+ * values run together).  The tree otherwise, any JSON value; the caller
+ * frees it with cJSON_Delete.
  */
-const char *aw_event_text_check(const char *json, size_t len);
+cJSON *aw_json_parse_strict(const char *json, size_t len,
+    const char **reason);
 
 /* m[] from a parsed object; the values point into its tree */
 void aw_event_read_cjson(const cJSON *o, aw_value_t *m);
