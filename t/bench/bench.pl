@@ -106,15 +106,15 @@ sub pin {
 
 # The ledger (MariaDB and aihub-worker) shares CPU $AUX_CPU with wrk and the
 # stub upstream.  At its normal priority it drains while G runs and takes
-# that CPU from the load generator: G then runs starved of requests, its
-# core two-thirds busy, and pays more CPU a request than with its core
-# full (the wake-ups of a crowded core's tasks; README, "Performance").
-# So it runs at SCHED_IDLE (BENCH_LEDGER=normal: not), on whatever that
-# core leaves, and each run starts once the events of the runs before it
-# are in MariaDB (catch_up): no run shares the load core with a drain
-# catching up, B1's no more than G's.  A G run's aux column counts the
-# ledger's CPU until its events are stored.  The row G+ledger runs G with
-# the ledger at its normal priority, as the runs before 2026-12-02 did.
+# that CPU from the load generator, so G runs starved of requests (its
+# core two-thirds busy), and a drain catching up on earlier runs' events
+# slows whichever run it overlaps, B1's as much as G's (README,
+# "Performance").  So it runs at SCHED_IDLE (BENCH_LEDGER=normal: not),
+# on whatever that core leaves, and each run starts once the events of
+# the runs before it are in MariaDB (catch_up).  A G run's aux column
+# counts the ledger's CPU until its events are stored.  The row G+ledger
+# runs G with the ledger at its normal priority, as the runs before
+# 2026-12-02 17:52 did.
 my $LEDGER_IDLE = ($ENV{BENCH_LEDGER} // 'idle') ne 'normal';
 
 sub ledger_prio {
