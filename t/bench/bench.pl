@@ -42,13 +42,14 @@ my %C = $QUICK
        rate_rounds => 2,
        drain_events => 50_000, mem_requests => 100_000, mem_keys => 10_000,
        zone => '1m', mem_sample => 1000)
-    : (conns => [16, 64, 256], rounds => 3, dur => 5, warm => 3,
-       rate_conns => 64, rate_rounds => 5, drain_events => 200_000,
+    : (conns => [16, 64, 256], rounds => 3, head_rounds => 5, dur => 5,
+       warm => 3, rate_conns => 64, rate_rounds => 5,
+       drain_events => 200_000,
        mem_requests => 1_000_000, mem_keys => 100_000, zone => '1m',
        mem_sample => 1000);
 
-for my $k (qw(rounds rate_rounds dur warm drain_events mem_requests
-            mem_keys)) {
+for my $k (qw(rounds head_rounds rate_rounds dur warm drain_events
+            mem_requests mem_keys)) {
     my $e = 'BENCH_' . uc $k;
     $C{$k} = $ENV{$e} if defined $ENV{$e};
 }
@@ -543,6 +544,14 @@ sub proc_ticks {
     return $f[11] + $f[12];    # utime + stime (fields 14, 15)
 }
 
+# utime alone: the CPU a process spent in its own code, not the kernel's
+sub proc_user_ticks {
+    my ($pid) = @_;
+    my $s = slurp("/proc/$pid/stat") or return 0;
+    $s =~ s/^.*\) //s;
+    return (split / /, $s)[11];
+}
+
 sub cpu_line {
     my ($cpu) = @_;
     for (split /\n/, slurp('/proc/stat')) {
@@ -602,6 +611,7 @@ sub wrk {
 
     my @sut = @{ $n->{workers} };
     my $s0 = sum(map { proc_ticks($_) } @sut);
+    my $u0 = sum(map { proc_user_ticks($_) } @sut);
     my @a0 = aux_ticks();
     my ($b0, $t0) = cpu_line($SUT_CPU);
     my ($lb0, $lt0) = cpu_line($LOAD_CPU);
@@ -613,6 +623,7 @@ sub wrk {
         env => \%env, timeout => $o{dur} + 60);
 
     my $s1 = sum(map { proc_ticks($_) } @sut);
+    my $u1 = sum(map { proc_user_ticks($_) } @sut);
     my ($b1, $t1) = cpu_line($SUT_CPU);
     my ($lb1, $lt1) = cpu_line($LOAD_CPU);
     ledger_prio('idle') if $o{ledger} && $LEDGER_IDLE;
@@ -629,6 +640,7 @@ sub wrk {
     $r{conns} = $o{conns};
     $r{rps} = $r{requests} / ($r{duration_us} / 1e6);
     $r{cpu_us} = ($s1 - $s0) / $HZ * 1e6 / $req;
+    $r{user_us} = ($u1 - $u0) / $HZ * 1e6 / $req;
     $r{core_us} = ($b1 - $b0) / $HZ * 1e6 / $req;
     $r{core_busy} = ($t1 - $t0) ? ($b1 - $b0) / ($t1 - $t0) : 0;
     $r{load_busy} = ($lt1 - $lt0) ? ($lb1 - $lb0) / ($lt1 - $lt0) : 0;
@@ -680,9 +692,9 @@ sub wrk {
         $main::G_INFLIGHT += $o{conns};
     }
 
-    logf(sprintf "  -> %.0f req/s, %.2f us/req SUT, %.2f us/req core, "
-         . "busy %.0f%%/%.0f%%, p50 %d p99 %d p999 %d, err %d/%d (%s)",
-         $r{rps}, $r{cpu_us}, $r{core_us}, 100 * $r{core_busy},
+    logf(sprintf "  -> %.0f req/s, %.2f us/req SUT (user %.2f), %.2f us/req "
+         . "core, busy %.0f%%/%.0f%%, p50 %d p99 %d p999 %d, err %d/%d (%s)",
+         $r{rps}, $r{cpu_us}, $r{user_us}, $r{core_us}, 100 * $r{core_busy},
          100 * $r{load_busy}, $r{p50}, $r{p99}, $r{p999}, $r{status},
          $r{sockerr}, $r{codes_str});
 
@@ -738,20 +750,23 @@ sub commandstats {
 our $G_OK = 0;
 our $G_INFLIGHT = 0;
 
-# the closed-loop systems, in the order of each round
+# the closed-loop systems, in the order of each round.  Every system gets
+# the same request, the caller's key in it (B0 and B1 read the header and
+# B1 passes it on, as a bare proxy in front of a provider would): until
+# 2026-12-02 B0 and B1 got it without, 69 bytes shorter
 my @SYS = (
-    [ 'B0',       sys => 'B0' ],
-    [ 'B1',       sys => 'B1' ],
+    [ 'B0',       sys => 'B0', key => $KEY ],
+    [ 'B1',       sys => 'B1', key => $KEY ],
     [ 'G',        sys => 'G', key => $KEY ],
+    [ 'L',        sys => 'L', key => $KEY ],
     ($LEDGER_IDLE ? [ 'G+ledger', sys => 'G', key => $KEY, ledger => 1 ]
                   : ()),
     [ 'G-edge',   sys => 'Gedge', key => $KEY ],
-    [ 'L',        sys => 'L', key => $KEY ],
     [ 'LM',       sys => 'LM', key => $KEY ],
     ($NG{P} ? [ 'P', sys => 'P',
                 env => { BENCH_PORTKEY => "http://127.0.0.1:$STUB/v1" } ]
             : ()),
-    [ 'B1-stream', sys => 'B1', env => { BENCH_STREAM => 1 } ],
+    [ 'B1-stream', sys => 'B1', key => $KEY, env => { BENCH_STREAM => 1 } ],
     [ 'G-stream', sys => 'G', key => $KEY, env => { BENCH_STREAM => 1 } ],
     [ 'G-401',    sys => 'G', key => $BADKEY, expect => 401 ],
     [ 'G-429',    sys => 'G', key => $KEY429, expect => 429 ],
@@ -767,9 +782,19 @@ for my $s (@SYS) {
     wrk(name => $name, %o, conns => $C{conns}[0], dur => $C{warm});
 }
 
+# The targets are read at the headline connection count (64; 32 quick),
+# which gets more rounds: this machine has phases of a minute or two in
+# which the systems running the most code of their own (G, LM) take up to
+# half as much again a request while B1 and L barely change (README,
+# "Performance", the run of 20:17), and with 3 rounds two could fall in
+# one.  B1, G and L run back to back in each round.
+my $HEAD = $C{conns}[ @{ $C{conns} } > 1 ? 1 : 0 ];
+$C{head_rounds} //= $C{rounds};
+
 for my $c (@{ $C{conns} }) {
-    for my $round (1 .. $C{rounds}) {
-        say("closed loop c=$c round $round/$C{rounds}");
+    my $rounds = $c == $HEAD ? $C{head_rounds} : $C{rounds};
+    for my $round (1 .. $rounds) {
+        say("closed loop c=$c round $round/$rounds");
         for my $s (@SYS) {
             my ($name, %o) = @$s;
             push @{ $RES{"$name|$c"} },
@@ -854,8 +879,8 @@ sub agg {
     my ($k) = @_;
     my $l = $RES{$k} or return undef;
     my %a = (n => scalar @$l);
-    for my $f (qw(rps cpu_us core_us aux_us aux_redis aux_mariadb aux_worker
-                  p50 p99 p999 core_busy load_busy)) {
+    for my $f (qw(rps cpu_us user_us core_us aux_us aux_redis aux_mariadb
+                  aux_worker p50 p99 p999 core_busy load_busy)) {
         my @v = map { $_->{$f} } @$l;
         $a{$f} = med(@v);
         $a{"${f}_min"} = min(@v);
@@ -873,7 +898,6 @@ sub agg {
     return \%a;
 }
 
-my $HEAD = $C{conns}[ @{ $C{conns} } > 1 ? 1 : 0 ];    # 64, or 32 quick
 my ($gA, $b1A) = (agg("G|$HEAD"), agg("B1|$HEAD"));
 my $PROFILE = '';
 
@@ -1336,11 +1360,15 @@ push @md, "# aihub benchmark results", '',
        . "ledger at its normal priority, draining during the run)" : '')
     . ". Closed loop: "
     . "$C{rounds} interleaved rounds of $C{dur} s per connection count "
-    . "after a $C{warm} s warm-up; figures are medians over rounds, "
+    . "($C{head_rounds} at c=$HEAD, where the targets are read; B1, G and "
+    . "L back to back in each) after a $C{warm} s warm-up; figures are "
+    . "medians over rounds, "
     . "[min–max] where shown. **CPU µs/req** = utime+stime of the SUT "
     . "process(es) from /proc/PID/stat over the run, divided by the "
     . "requests wrk counted (the primary figure: CPU $LOAD_CPU saturates "
-    . "first, so req/s understates the differences); *core* = all busy "
+    . "first, so req/s understates the differences); *user* = its utime "
+    . "part (the SUT's own code; the rest is the kernel's work for its "
+    . "system calls); *core* = all busy "
     . "time of CPU $SUT_CPU from /proc/stat (includes softirq/loopback "
     . "work); *aux* = Redis + MariaDB + aihub-worker CPU per request "
     . "(on CPU $AUX_CPU; a G run's until its events are stored); "
@@ -1350,10 +1378,10 @@ push @md, "# aihub benchmark results", '',
     . "(30 s for Portkey, whose p99 at 256 connections is seconds).", '';
 
 push @md, '| system | conns | req/s [min–max] | CPU µs/req [min–max] '
-    . '| core µs/req | aux µs/req (Redis/MariaDB/worker) '
+    . '| user µs/req | core µs/req | aux µs/req (Redis/MariaDB/worker) '
     . "| busy CPU $SUT_CPU / $LOAD_CPU | p50 | p99 | p99.9 | non-2xx "
     . '| socket err |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
 
 my @order = map { $_->[0] } @SYS;
 
@@ -1363,12 +1391,12 @@ for my $c (@{ $C{conns} }, $RLABEL, $RDRAIN) {
         my $exp = $name =~ /401|429/ ? ' (expected)'
                 : $a->{codes_n} ? " ($a->{codes_str})" : '';
         push @md, sprintf '| %s | %s | %s [%s–%s] | %.1f [%.1f–%.1f] | %.1f '
-            . '| %.1f (%.1f/%.1f/%.1f) | %.0f%% / %.0f%% | %d | %d | %d '
-            . '| %d%s | %d |',
+            . '| %.1f | %.1f (%.1f/%.1f/%.1f) | %.0f%% / %.0f%% | %d | %d '
+            . '| %d | %d%s | %d |',
             $name, $c eq $RLABEL ? "$rc_ @ ~$RATE/s, drain paused"
                    : $c eq $RDRAIN ? "$rc_ @ ~$RATE/s, drain running" : $c,
             fmt_n($a->{rps}), fmt_n($a->{rps_min}), fmt_n($a->{rps_max}),
-            $a->{cpu_us}, $a->{cpu_us_min}, $a->{cpu_us_max},
+            $a->{cpu_us}, $a->{cpu_us_min}, $a->{cpu_us_max}, $a->{user_us},
             $a->{core_us}, $a->{aux_us}, $a->{aux_redis}, $a->{aux_mariadb},
             $a->{aux_worker}, 100 * $a->{core_busy}, 100 * $a->{load_busy},
             $a->{p50}, $a->{p99}, $a->{p999}, $a->{status}, $exp,
