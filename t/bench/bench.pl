@@ -536,21 +536,18 @@ if ($ENV{BENCH_HOLD}) {
 
 # --- measuring ----------------------------------------------------------
 
-sub proc_ticks {
+# utime and stime of a process, in ticks (fields 14 and 15 of its stat)
+sub proc_cpu_ticks {
     my ($pid) = @_;
-    my $s = slurp("/proc/$pid/stat") or return 0;
+    my $s = slurp("/proc/$pid/stat") or return (0, 0);
     $s =~ s/^.*\) //s;
-    my @f = split / /, $s;
-    return $f[11] + $f[12];    # utime + stime (fields 14, 15)
+    return (split / /, $s)[11, 12];
 }
 
+sub proc_ticks { my ($u, $k) = proc_cpu_ticks($_[0]); return $u + $k }
+
 # utime alone: the CPU a process spent in its own code, not the kernel's
-sub proc_user_ticks {
-    my ($pid) = @_;
-    my $s = slurp("/proc/$pid/stat") or return 0;
-    $s =~ s/^.*\) //s;
-    return (split / /, $s)[11];
-}
+sub proc_user_ticks { return (proc_cpu_ticks($_[0]))[0] }
 
 sub cpu_line {
     my ($cpu) = @_;
