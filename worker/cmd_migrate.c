@@ -130,7 +130,13 @@ aw_migrate_apply(MYSQL *db, const char *dir, const char *name)
     int         status;
     MYSQL_RES  *res;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, name)
+        >= sizeof(path))
+    {
+        aw_log(AW_LOG_ERROR, "migration path too long: \"%s/%s\"", dir,
+               name);
+        return -1;
+    }
 
     sql = aw_read_file(path, &len);
     if (sql == NULL) {
