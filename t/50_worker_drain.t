@@ -174,7 +174,7 @@ for my $i (1 .. $nterm) {
 print $s $obuf;
 Aihub::resp_read($s, \$rbuf) for 1 .. $nterm;
 
-$t->spawn('term', [ $t->build . '/bin/aihub-worker', $t->worker_flags, 'run',
+$t->spawn('term', [ $Aihub::WORKER, $t->worker_flags, 'run',
                     '--consumer', 'term', '--batch', 100, '--block-ms', 100 ]);
 ok($t->wait_for(sub {
        $t->sql_value('SELECT COUNT(*) FROM usage_events') > 1005
@@ -194,7 +194,7 @@ is($t->sql_value('SELECT COUNT(*) FROM usage_events') - 5 + $left, $nterm,
 # --- SIGHUP reopens the log file --------------------------------------------
 
 my $log = $t->dir . '/drain.log';
-$t->spawn('hup', [ $t->build . '/bin/aihub-worker', $t->worker_flags, 'run',
+$t->spawn('hup', [ $Aihub::WORKER, $t->worker_flags, 'run',
                    '--consumer', 'h', '--block-ms', 100, '--log', $log ]);
 ok($t->wait_for(sub { -s $log }, timeout => 5), '--log file written');
 rename $log, "$log.1";

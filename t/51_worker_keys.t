@@ -285,16 +285,16 @@ $t->stop_worker;
 
 Aihub::write_file($t->dir . '/w.conf', "# test\nredis = 127.0.0.1:1\n"
                   . "mysql_db = nosuchdb\n");
-($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER,
     '--config', $t->dir . '/w.conf', '--mysql-socket', $t->mysql_socket,
     'account', 'list' ]);
 is($rc, 1, 'config file value used (unknown database)');
 like($err, qr/nosuchdb/, 'names the database from the file');
-($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER,
     '--config', $t->dir . '/w.conf', '--mysql-socket', $t->mysql_socket,
     'account', 'list' ], env => { AIHUB_MYSQL_DB => 'aihub' });
 is($rc, 0, 'environment beats the config file');
-($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER,
     '--config', $t->dir . '/w.conf', '--mysql-socket', $t->mysql_socket,
     'account', 'list', '--mysql-db', 'aihub' ],
     env => { AIHUB_MYSQL_DB => 'nosuchdb' });

@@ -123,7 +123,7 @@ like(Aihub::read_file($t->dir . '/worker.log'), qr/nothing ACKed/,
 # --- two workers in one group ------------------------------------------------
 
 $t->start_worker('--consumer', 'one', '--batch', 50, '--block-ms', 100);
-$t->spawn('worker2', [ $t->build . '/bin/aihub-worker', $t->worker_flags,
+$t->spawn('worker2', [ $Aihub::WORKER, $t->worker_flags,
                        'run', '--consumer', 'two', '--batch', 50,
                        '--block-ms', 100 ],
           out => $t->dir . '/worker2.log');

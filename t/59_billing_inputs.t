@@ -109,7 +109,7 @@ Aihub::write_file($cfg, "# the ledger\n"
     . "mysql_socket = $sock   # local\n"
     . "mysql_user = root\n"
     . "mysql_db = $db # a trailing comment\n");
-($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER,
     '--config', $cfg, 'invoice', 'show', '--period', $P ], timeout => 30);
 is($rc, 0, 'a trailing "# comment" is not part of the value') or diag($err);
 
@@ -117,12 +117,12 @@ Aihub::write_file($cfg, "mysql_socket = \"$sock\" # quoted\n"
     . "mysql_user = root\nmysql_db = \"$db\"\n"
     . "webhook_url = http://127.0.0.1:9/hook#frag\n"
     . "webhook_secret = \"s#cret \\\" x\" # a quoted secret keeps its #\n");
-($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER,
     '--config', $cfg, 'invoice', 'show', '--period', $P ], timeout => 30);
 is($rc, 0, 'quoted values are taken as written') or diag($err);
 
 Aihub::write_file($cfg, "mysql_db = \"$db\n");
-($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER,
     '--config', $cfg, 'invoice', 'show' ], timeout => 30);
 is($rc, 2, 'an unclosed quote is refused');
 like($err, qr/:1: a quoted value must end/, 'with the line');
@@ -196,7 +196,7 @@ $t->sql_in('half', "CREATE TABLE plans (id INT UNSIGNED NOT NULL "
     . "TINYINT NOT NULL DEFAULT 0, PRIMARY KEY (id), UNIQUE KEY plans_name "
     . "(name))");
 $t->sql_in('half', "INSERT INTO plans (name) VALUES ('free')");
-($rc, $out, $err) = $t->run_cmd([ $t->build . '/bin/aihub-worker',
+($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER,
     '--mysql-socket', $t->mysql_socket, '--mysql-user', 'root',
     '--mysql-db', 'half', '--redis', $t->redis_addr, 'migrate',
     '--sql-dir', $t->root . '/sql' ], timeout => 60);

@@ -77,7 +77,7 @@ sleep 3;
 # right after)
 my $record = 'aihub:key:' . Aihub::key_hash($victim);
 my $t0 = time;
-$t->spawn('revoke', [ $t->build . '/bin/aihub-worker', $t->worker_flags,
+$t->spawn('revoke', [ $Aihub::WORKER, $t->worker_flags,
                       'key', 'revoke', Aihub::key_prefix($victim) ]);
 ok($t->wait_for(sub {
     ($t->redis('HGET', $record, 'status') // '') ne 'active'

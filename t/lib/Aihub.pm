@@ -52,7 +52,9 @@ test, C<die>, a signal), every process started is stopped in C<END>.
 At the end (C<< $t->done >>, or C<END> if the file never got there) each
 nginx error log is checked: any C<[alert]>, C<[emerg]>, C<[crit]> line, or
 C<AddressSanitizer>, C<LeakSanitizer>, C<runtime error> line, is a failed
-test unless whitelisted with C<< $t->allow_log(qr/.../) >>.
+test unless whitelisted with C<< $t->allow_log(qr/.../) >>; so is a
+sanitizer's report in the output of any other process the test ran
+(C<< $t->spawn >>, C<< $t->run_cmd >>: test-asan's aihub-worker).
 
 Services a test did not ask for are never started, so the mock provider,
 Redis and MariaDB helpers work without the module or the worker being built.
@@ -117,7 +119,8 @@ Redis and MariaDB helpers work without the module or the worker being built.
 
 =head2 aihub-worker
 
-    $t->worker(@args)            runs build/bin/aihub-worker with the
+    $t->worker(@args)            runs $Aihub::WORKER (build/bin/aihub-worker,
+                                 or $AIHUB_WORKER: test-asan's) with the
                                  --redis/--mysql-* flags of this test;
                                  returns (exit code, stdout, stderr)
     $t->migrate                  worker migrate --sql-dir <repo>/sql; dies
@@ -231,7 +234,7 @@ our $BUILD = $ENV{AIHUB_BUILD} // "$ROOT/build";
 our $NGINX = $ENV{AIHUB_NGINX} // '/usr/sbin/nginx';
 our $MODULE = $ENV{AIHUB_MODULE}
              // "$BUILD/modules/ngx_http_aihub_module.so";
-our $WORKER = "$BUILD/bin/aihub-worker";
+our $WORKER = $ENV{AIHUB_WORKER} // "$BUILD/bin/aihub-worker";
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 my @INSTANCES;
@@ -335,8 +338,22 @@ sub spawn {
     }
 
     $self->{procs}{$name} = { pid => $pid, out => $out };
+    $self->{outs}{$out} = $name;
 
     return $pid;
+}
+
+
+# a sanitizer's report in a process's output (test-asan's aihub-worker:
+# its UBSan reports go to stderr, whatever log_path says) is a crash
+
+my $SANITIZER_REPORT = qr/: runtime error: |ERROR: (?:Address|Leak)Sanitizer/;
+
+sub sanitizer_reports {
+    my ($self, $what, $text) = @_;
+
+    push @{ $self->{crashes} }, map { "$what: $_" }
+        grep { $_ =~ $SANITIZER_REPORT } split /\n/, $text // '';
 }
 
 
@@ -801,6 +818,7 @@ sub run_cmd {
 
     my @r = ($status & 127 ? 128 + ($status & 127) : $status >> 8,
              read_file($o), read_file($e));
+    $self->sanitizer_reports("@$argv", $r[2]);
     unlink $o, $e, $i;
     return @r;
 }
@@ -1325,6 +1343,12 @@ sub check_logs {
     my ($self, $as_tests) = @_;
 
     return if $self->{checked}++;
+
+    # (nginx's own output is read with its error log, below)
+    for my $out (sort keys %{ $self->{outs} // {} }) {
+        next if $self->{outs}{$out} =~ /^nginx:/;
+        $self->sanitizer_reports($self->{outs}{$out}, read_file($out));
+    }
 
     my @crashes = @{ $self->{crashes} // [] };
 
