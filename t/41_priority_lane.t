@@ -321,6 +321,12 @@ END
 
     is($pro_before, 4, 'priority: enterprise calls went before the 8 '
                        . 'waiting pro calls');
+
+    # each counted once; and the next section's count starts from all of
+    # them (settles travel in batches: a count read at once may lack some)
+    $t->wait_for(sub { period_calls($t, $acct{pro}) == 32 }, timeout => 5);
+    is(period_calls($t, $acct{pro}), 32,
+       'priority: pro period: the 20 calls before and these 12');
 }
 
 
