@@ -30,41 +30,9 @@ my $t = Aihub->new(redis => 1, redis_args => \@aof, mariadb => 1,
 $t->migrate;
 is($t->redis('CONFIG', 'GET', 'appendonly')->[1], 'yes', 'Redis runs an AOF');
 
-my @keys = map { $t->create_key(account => "aof$_", plan => 'pro') } 1 .. 3;
-$t->worker('account', 'override', "aof$_", '--rpm', 0, '--tpm', 0) for 1 .. 3;
+my @keys = fault_keys($t, 'aof');
 
-for my $n (qw(n1 n2)) {
-    $t->nginx(<<'END', name => $n);
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 1s;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-
-        location = /plain {
-            return 200 "plain\n";
-        }
-    }
-END
-    worker_processes($t, 2, $n);
-}
-
-$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
-$t->start_nginx($_) for qw(n1 n2);
-for my $n (qw(n1 n2)) {
-    ok(wait_ready($t, $keys[0], name => $n, timeout => 10), "$n: ready");
-}
+fault_nodes($t, $keys[0]);
 
 # --- the fault ----------------------------------------------------------------
 

@@ -51,6 +51,15 @@ error checks, mock-log helpers and concurrent requests
     worker_processes($t, $n, $name)
                               rewrites the instance's nginx.conf (written
                               by $t->nginx) to run $n worker processes
+    fault_keys($t, $prefix)   the fault tests' three pro accounts
+                              "${prefix}1".."${prefix}3", RPM and TPM
+                              unlimited; returns a key of each
+    fault_nodes($t, $key, %o) the fault tests' gateway: nodes n1 and n2
+                              (two worker processes each, the mock as
+                              provider, a /plain location), aihub-worker
+                              draining (consumer w1), both started and
+                              checked ready with $key; opt: redis_timeout
+                              (default 1s), extra (http{} directives)
     canned_stub($t)           starts an nginx instance "stub" (no module)
                               answering every request with the bench's
                               canned chat completion (t/bench/canned.json:
@@ -149,7 +158,8 @@ use AihubStream qw(usage_events);
 
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id
-                    worker_processes canned_stub wrk_chat gateway_conf
+                    worker_processes fault_keys fault_nodes
+                    canned_stub wrk_chat gateway_conf
                     period_field calls_settle wait_counted fork_proxy
                     relay_accept
                     relay_drop cut_proxy proxy_cuts gz usage_event_json
@@ -284,6 +294,60 @@ sub worker_processes {
 }
 
 
+
+sub fault_keys {
+    my ($t, $prefix) = @_;
+
+    my @keys = map { $t->create_key(account => "$prefix$_", plan => 'pro') }
+               1 .. 3;
+    $t->worker('account', 'override', "$prefix$_", '--rpm', 0, '--tpm', 0)
+        for 1 .. 3;
+
+    return @keys;
+}
+
+
+sub fault_nodes {
+    my ($t, $key, %o) = @_;
+
+    my $timeout = $o{redis_timeout} // '1s';
+    my $extra = $o{extra} // '';
+
+    for my $n (qw(n1 n2)) {
+        $t->nginx(<<"END", name => $n);
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout $timeout;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    $extra
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+
+        location = /plain {
+            return 200 "plain\\n";
+        }
+    }
+END
+        worker_processes($t, 2, $n);
+    }
+
+    $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+    $t->start_nginx($_) for qw(n1 n2);
+
+    for my $n (qw(n1 n2)) {
+        ok(wait_ready($t, $key, name => $n, timeout => 10), "$n: ready");
+    }
+}
 # $n children, each blocked on a pipe until all are forked, then one
 # request each; results come back as one JSON line per child
 
