@@ -173,10 +173,9 @@ malformed:
 static ngx_int_t
 ngx_http_aihub_find_key(ngx_http_request_t *r, ngx_str_t *key)
 {
-    u_char           *p, *last;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    u_char                        *p, *last;
+    ngx_table_elt_t               *h;
+    ngx_http_aihub_header_iter_t   it;
 
     if (r->headers_in.authorization != NULL) {
         p = r->headers_in.authorization->value.data;
@@ -196,32 +195,23 @@ ngx_http_aihub_find_key(ngx_http_request_t *r, ngx_str_t *key)
         return key->len ? NGX_OK : NGX_DECLINED;
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    /* the first x-api-key with a value */
 
-    for (i = 0; /* void */; i++) {
+    it.part = NULL;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
+    for ( ;; ) {
+        h = ngx_http_aihub_header_next(&r->headers_in.headers, &it,
+                                       (u_char *) "x-api-key",
+                                       sizeof("x-api-key") - 1);
+        if (h == NULL) {
+            return NGX_DECLINED;
         }
 
-        if (h[i].key.len == sizeof("x-api-key") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key",
-                               sizeof("x-api-key") - 1) == 0
-            && h[i].value.len)
-        {
-            *key = h[i].value;
+        if (h->value.len) {
+            *key = h->value;
             return NGX_OK;
         }
     }
-
-    return NGX_DECLINED;
 }
 
 
