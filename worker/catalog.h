@@ -74,6 +74,10 @@ void aw_table_add(aw_table_t *t, const char *const *cells);
 void aw_table_print(const aw_table_t *t);
 void aw_table_free(aw_table_t *t);
 
+/* a list command's output: arr as JSON if json, else the table; frees both */
+struct cJSON;
+void aw_table_emit(aw_table_t *t, struct cJSON *arr, int json);
+
 
 /*
  * catalog_sync.c: the rules against the catalog in MySQL (inside the

@@ -103,17 +103,7 @@ aw_model_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     mysql_free_result(res);
 
-    if (json) {
-        s = cJSON_Print(arr);
-        printf("%s\n", s);
-        free(s);
-
-    } else {
-        aw_table_print(&t);
-    }
-
-    aw_table_free(&t);
-    cJSON_Delete(arr);
+    aw_table_emit(&t, arr, json != NULL);
 
     return AW_EXIT_OK;
 }

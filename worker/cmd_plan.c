@@ -548,7 +548,7 @@ static int
 aw_plan_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     int          rc, npos, i;
-    char        *s, fee[32];
+    char         fee[32];
     const char  *json, *cells[11];
     MYSQL_RES   *res;
     MYSQL_ROW    row;
@@ -629,17 +629,7 @@ aw_plan_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     mysql_free_result(res);
 
-    if (json) {
-        s = cJSON_Print(arr);
-        printf("%s\n", s);
-        free(s);
-
-    } else {
-        aw_table_print(&t);
-    }
-
-    aw_table_free(&t);
-    cJSON_Delete(arr);
+    aw_table_emit(&t, arr, json != NULL);
 
     return AW_EXIT_OK;
 }

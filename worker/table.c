@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "aihub_worker.h"
 #include "catalog.h"
 
@@ -90,4 +92,23 @@ aw_table_free(aw_table_t *t)
     free(t->cells);
     t->cells = NULL;
     t->nrows = 0;
+}
+
+
+void
+aw_table_emit(aw_table_t *t, cJSON *arr, int json)
+{
+    char  *s;
+
+    if (json) {
+        s = cJSON_Print(arr);
+        printf("%s\n", s ? s : "[]");
+        free(s);
+
+    } else {
+        aw_table_print(t);
+    }
+
+    aw_table_free(t);
+    cJSON_Delete(arr);
 }
