@@ -368,4 +368,14 @@ is($rc, 2, 'bad period exits 2');
 ($rc) = $t->worker('invoice', 'close', '--period', month_back($y, $m, 0));
 is($rc, 1, 'the current month cannot be closed');
 
+# show, check and deliver take an optional --period, checked the same way
+for my $cmd (qw(show check deliver)) {
+    for my $bad ('2026-13', '2026-1', 'x') {
+        ($rc, $out, $err) = $t->worker('invoice', $cmd, '--period', $bad);
+        is($rc, 2, "invoice $cmd --period $bad: exits 2");
+        like($err, qr/invalid --period "\Q$bad\E"/,
+             "invoice $cmd --period $bad: says so");
+    }
+}
+
 $t->done;

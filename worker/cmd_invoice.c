@@ -43,6 +43,22 @@ static const char  aw_invoice_usage[] =
     "         the invoice itself does not change, reports leave it out)\n";
 
 
+/* an optional --period is YYYY-MM; the usage error said if not */
+
+static int
+aw_invoice_period_ok(const char *period)
+{
+    int  y, m;
+
+    if (period && aw_period_parse(period, &y, &m) != 0) {
+        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+        return 0;
+    }
+
+    return 1;
+}
+
+
 /*
  * The drain has passed the end of the period: nothing at or before the
  * period's end is pending or still unread in the usage stream.
@@ -283,7 +299,6 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
         { "--json", 0, &json },
         { NULL, 0, NULL }
     };
-    int          y, m;
 
     period = account = json = NULL;
 
@@ -292,8 +307,7 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    if (period && aw_period_parse(period, &y, &m) != 0) {
-        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+    if (!aw_invoice_period_ok(period)) {
         return AW_EXIT_USAGE;
     }
 
@@ -376,7 +390,7 @@ static int
 aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period;
-    int          rc, npos, bad, y, m;
+    int          rc, npos, bad;
     long long    id, account, total, checked;
     char         p[8], **row;
     size_t       n;
@@ -394,8 +408,7 @@ aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    if (period && aw_period_parse(period, &y, &m) != 0) {
-        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+    if (!aw_invoice_period_ok(period)) {
         return AW_EXIT_USAGE;
     }
 
@@ -465,7 +478,7 @@ static int
 aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *period;
-    int          rc, npos, y, m;
+    int          rc, npos;
     MYSQL       *db;
     aw_opt_t     opts[] = {
         { "--period", 1, &period },
@@ -479,8 +492,7 @@ aw_invoice_deliver(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    if (period && aw_period_parse(period, &y, &m) != 0) {
-        aw_usage_error(aw_invoice_usage, "invalid --period \"%s\"", period);
+    if (!aw_invoice_period_ok(period)) {
         return AW_EXIT_USAGE;
     }
 
