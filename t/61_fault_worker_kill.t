@@ -21,44 +21,11 @@ plan(skip_all => 'module or worker not built')
 my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
 $t->migrate;
 
-my @keys = map { $t->create_key(account => "kill$_", plan => 'pro') } 1 .. 3;
-$t->worker('account', 'override', "kill$_", '--rpm', 0, '--tpm', 0)
-    for 1 .. 3;
-
-for my $n (qw(n1 n2)) {
-    $t->nginx(<<'END', name => $n);
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 1s;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-
-        location = /plain {
-            return 200 "plain\n";
-        }
-    }
-END
-    worker_processes($t, 2, $n);
-}
+my @keys = fault_keys($t, 'kill');
 
 my @worker = ('--consumer', 'w1', '--batch', 20, '--block-ms', 100,
               '--claim-idle-ms', 1000);
-$t->start_worker(@worker);
-$t->start_nginx($_) for qw(n1 n2);
-for my $n (qw(n1 n2)) {
-    ok(wait_ready($t, $keys[0], name => $n, timeout => 10), "$n: ready");
-}
+fault_nodes($t, $keys[0], worker => \@worker);
 
 # --- the fault ----------------------------------------------------------------
 

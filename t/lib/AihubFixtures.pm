@@ -59,7 +59,8 @@ error checks, mock-log helpers and concurrent requests
                               provider, a /plain location), aihub-worker
                               draining (consumer w1), both started and
                               checked ready with $key; opt: redis_timeout
-                              (default 1s), extra (http{} directives)
+                              (default 1s), extra (http{} directives),
+                              worker (aihub-worker's arguments)
     canned_stub($t)           starts an nginx instance "stub" (no module)
                               answering every request with the bench's
                               canned chat completion (t/bench/canned.json:
@@ -341,7 +342,9 @@ END
         worker_processes($t, 2, $n);
     }
 
-    $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+    $t->start_worker(@{ $o{worker}
+                        // [ '--consumer', 'w1', '--batch', 50,
+                             '--block-ms', 100 ] });
     $t->start_nginx($_) for qw(n1 n2);
 
     for my $n (qw(n1 n2)) {
