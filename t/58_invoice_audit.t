@@ -110,6 +110,24 @@ is_deeply([ sort map { $_->{name} } @{ $rep->{top_accounts} } ],
    'the void account is not a top account');
 like(Aihub::read_file("$dir/report.html"),
      qr/id="kpi-revenue">\$64\.50</, 'report.html: revenue $64.50');
+is_deeply([ sort map { $_->{account}{name} } @{ $rep->{invoices} } ],
+          [qw(a2 a3 a4)], 'report.json: the void invoice is not listed');
+my @csv = grep { !/^invoice_id,/ } split /\r\n/,
+          Aihub::read_file("$dir/invoices.csv");
+my $void_id = inv('a1');
+is(scalar(grep { /^$void_id,/ } @csv), 0,
+   'invoices.csv: no line of the void invoice');
+my $csv_cents = 0;
+$csv_cents += (split /,/)[12] for @csv;
+is($csv_cents, 6450, 'invoices.csv: its lines add up to the revenue');
+
+# a query that fails makes no report, not a report of $0
+$t->sql('RENAME TABLE usage_daily TO usage_daily_away');
+my $dir2 = $t->dir . '/report-failed';
+($rc, $out, $err) = $t->worker('report', '--period', $P, '--out', $dir2);
+$t->sql('RENAME TABLE usage_daily_away TO usage_daily');
+is($rc, 1, 'report: a failed query exits 1');
+ok(!-e "$dir2/report.json", '... and writes no report');
 
 # --- tampering past the triggers ----------------------------------------------
 

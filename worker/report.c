@@ -357,7 +357,7 @@ aw_html_table(aw_buf_t *b, const char *title, const char *h1,
 }
 
 
-/* invoices.csv: one row per invoice line */
+/* invoices.csv: one row per line of the month's issued invoices */
 
 static int
 aw_report_csv(MYSQL *db, const char *period, aw_buf_t *csv)
@@ -375,8 +375,8 @@ aw_report_csv(MYSQL *db, const char *period, aw_buf_t *csv)
                               "l.description, i.total_cents FROM invoices i "
                               "JOIN accounts a ON a.id = i.account JOIN "
                               "invoice_lines l ON l.invoice = i.id WHERE "
-                              "i.period = ? ORDER BY i.id, l.id", &period,
-                              1);
+                              "i.period = ? AND i.status = 'issued' "
+                              "ORDER BY i.id, l.id", &period, 1);
     if (res == NULL) {
         return -1;
     }
@@ -407,9 +407,12 @@ aw_report_csv(MYSQL *db, const char *period, aw_buf_t *csv)
 }
 
 
-/* the summaries: revenue by plan, top accounts, models, days */
+/*
+ * The summaries: revenue by plan, top accounts, models, days.  -1 if a
+ * query failed (a report of $0 would be written otherwise).
+ */
 
-static void
+static int
 aw_report_load(MYSQL *db, aw_report_t *r)
 {
     size_t  i;
@@ -437,21 +440,32 @@ aw_report_load(MYSQL *db, aw_report_t *r)
                            "ORDER BY day", (long long) r->start,
                            (long long) r->end);
 
+    /* aw_bars_load() leaves no array only when its query failed */
+    if (r->plan == NULL || r->acct == NULL || r->model == NULL
+        || r->day == NULL)
+    {
+        return -1;
+    }
+
     r->total = 0;
 
     for (i = 0; i < r->nplan; i++) {
         r->total += r->plan[i].value;
     }
 
-    /* void invoices are no revenue: listed (with their status), not
-       counted */
-    r->ninv = aw_db_scalar_params(db, 0, "SELECT COUNT(*) FROM invoices "
+    /* void invoices are no revenue: neither listed nor counted */
+    r->ninv = aw_db_scalar_params(db, -1, "SELECT COUNT(*) FROM invoices "
                                   "WHERE period = ? AND status = 'issued'",
                                   (const char *[]) { r->period }, 1);
+    if (r->ninv < 0) {
+        return -1;
+    }
 
     now = time(NULL);
     strftime(r->stamp, sizeof(r->stamp), "%Y-%m-%dT%H:%M:%SZ",
              gmtime(&now));
+
+    return 0;
 }
 
 
@@ -482,7 +496,7 @@ aw_report_json(MYSQL *db, const aw_report_t *r)
 
     invs = cJSON_AddArrayToObject(json, "invoices");
     res = aw_db_select_params(db, "SELECT id FROM invoices WHERE period = "
-                              "? ORDER BY id",
+                              "? AND status = 'issued' ORDER BY id",
                               (const char *[]) { r->period }, 1);
     if (res == NULL) {
         cJSON_Delete(json);
@@ -610,7 +624,9 @@ aw_report_write(MYSQL *db, const char *period, time_t start, time_t end,
         goto done;
     }
 
-    aw_report_load(db, &r);
+    if (aw_report_load(db, &r) != 0) {
+        goto done;
+    }
 
     json = aw_report_json(db, &r);
     if (json == NULL) {
