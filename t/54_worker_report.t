@@ -303,4 +303,30 @@ is_deeply(\%c, { calls => 4, prompt => 4, completion => 4, total => 8,
 is($t->redis('HGET', "aihub:period:$acct{globex}:$pid_", 'overage'), undef,
    'no overage within the allowance');
 
+# two calls in the same millisecond at the allowance's edge: the one beyond
+# it is the one invoices take as beyond it, the later event id (the earlier
+# id stored second, so storage order says the opposite)
+
+$t->create_key(account => 'umbrella', plan => 'pro');
+my $umbrella = $t->sql_value("SELECT id FROM accounts WHERE name = "
+                             . "'umbrella'");
+($rc, $out, $err) = $t->worker('account', 'override', 'umbrella',
+                               '--included', 1);
+is($rc, 0, 'override --included 1') or diag($err);
+for my $s ([ 'b' x 32, 50 ], [ 'a' x 32, 900 ]) {
+    my ($id, $cost) = @$s;
+    $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
+            . "plan, model, provider, prompt_tokens, completion_tokens, "
+            . "total_tokens, cost_micros, status, streamed, aborted, "
+            . "estimated, latency_ms, node) VALUES ('$id', "
+            . "FROM_UNIXTIME(($now_ms - 1000) / 1000), $umbrella, 'p', "
+            . "'pro', 'mock-basic', 'mock', 1, 1, 2, $cost, 200, 0, 0, 0, 1, "
+            . "'n')");
+}
+$t->restart_redis;
+($rc, $out, $err) = $t->worker('rebuild');
+is($rc, 0, 'rebuild exits 0 (a tie)') or diag($err);
+is($t->redis('HGET', "aihub:period:$umbrella:$pid_", 'overage'), 50,
+   'a tie in time: the later event id is the one beyond the allowance');
+
 $t->done;

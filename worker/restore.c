@@ -117,7 +117,7 @@ aw_restore_counters(MYSQL *db, redisContext *r)
                                    "usage_events WHERE account = %lld AND "
                                    "ts >= FROM_UNIXTIME(%lld) AND ts < "
                                    "FROM_UNIXTIME(%lld) AND "
-                                   AW_SQL_COUNTED("") " ORDER BY ts, id "
+                                   AW_SQL_COUNTED("") " ORDER BY ts, event_id "
                                    "LIMIT %lld, "
                                    "18446744073709551615) beyond", account,
                                    (long long) start, (long long) end,
