@@ -4,6 +4,7 @@
  * billed in the next close as an adjustment line naming that period.
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,11 +53,14 @@ aw_invoice_insert_line(MYSQL *db, long long invoice, const aw_line_t *l)
 
 /*
  * What was billed so far for (account, period): the period's own invoice
- * lines plus adjustments naming the period in later invoices.
+ * lines plus adjustments naming the period in later invoices.  -1 if the
+ * query failed (never taken as nothing billed: the adjustment would bill
+ * the whole month again).
  */
 
-static long long
-aw_invoice_billed(MYSQL *db, long long account, const char *period)
+static int
+aw_invoice_billed(MYSQL *db, long long account, const char *period,
+    long long *billed)
 {
     char  sql[256];
 
@@ -65,8 +69,10 @@ aw_invoice_billed(MYSQL *db, long long account, const char *period)
              "i.account = %lld AND ((i.period = ? AND l.ref_period = '') OR "
              "l.ref_period = ?)", account);
 
-    return aw_db_scalar_params(db, 0, sql,
-                               (const char *[]) { period, period }, 2);
+    *billed = aw_db_scalar_params(db, LLONG_MIN, sql,
+                                  (const char *[]) { period, period }, 2);
+
+    return *billed == LLONG_MIN ? -1 : 0;
 }
 
 
@@ -133,7 +139,10 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
         }
 
         late = (long long) mysql_affected_rows(db);
-        billed = aw_invoice_billed(db, account, periods[i]);
+
+        if (aw_invoice_billed(db, account, periods[i], &billed) != 0) {
+            return -1;
+        }
 
         /* the month recomputed on the terms its invoice was issued with */
 
@@ -458,7 +467,10 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
         return bad + 1;
     }
 
-    billed = aw_invoice_billed(db, account, p);
+    if (aw_invoice_billed(db, account, p, &billed) != 0) {
+        aw_invoice_free(&inv);
+        return bad + 1;
+    }
 
     if (inv.total_cents != billed) {
         aw_money_format(billed, a, sizeof(a));
