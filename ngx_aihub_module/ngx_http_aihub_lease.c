@@ -32,6 +32,7 @@
 
 #define NGX_HTTP_AIHUB_LEASE_IDLE     2000  /* ms unused: returned */
 #define NGX_HTTP_AIHUB_LEASE_TICK     500
+#define NGX_HTTP_AIHUB_LEASE_BACK     32    /* slots emptied a lock */
 
 
 /* a refill in flight: what it is for */
@@ -51,6 +52,8 @@ static void ngx_http_aihub_lease_refill(ngx_http_request_t *r,
 static void ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_aihub_lease_tick(ngx_event_t *ev);
+static ngx_uint_t ngx_http_aihub_lease_take_back(ngx_uint_t all,
+    ngx_log_t *log);
 static void ngx_http_aihub_lease_give_back(ngx_http_aihub_lease_back_t *b);
 
 
@@ -414,24 +417,72 @@ ngx_http_aihub_lease_granted(redisAsyncContext *ac, void *reply,
 static void
 ngx_http_aihub_lease_tick(ngx_event_t *ev)
 {
-    ngx_uint_t                    i, n, exiting;
+    ngx_uint_t  n, exiting;
+
+    exiting = (ngx_exiting || ngx_quit || ngx_terminate);
+
+    n = ngx_http_aihub_lease_take_back(exiting, ev->log);
+
+    if (!exiting || n == NGX_HTTP_AIHUB_LEASE_BACK) {
+        ngx_add_timer(ev, NGX_HTTP_AIHUB_LEASE_TICK);
+    }
+}
+
+
+/*
+ * Every block of the node goes back now, used or not: the command
+ * connection was made again, after which Redis may hold a copy restored
+ * from the ledger that knows nothing of them (README "Leases"), or the
+ * worker said it restored Redis ("all").  A block Redis still knows gives
+ * its unused calls back; one it lost gives nothing back, and the node
+ * admits no more from it.  The next calls take fresh blocks.
+ */
+
+void
+ngx_http_aihub_lease_return_all(ngx_log_t *log)
+{
+    while (ngx_http_aihub_lease_take_back(1, log)
+           == NGX_HTTP_AIHUB_LEASE_BACK)
+    {
+        /* void */
+    }
+}
+
+
+/*
+ * Takes up to NGX_HTTP_AIHUB_LEASE_BACK leases out of their slots, all of
+ * them or those idle or past their admitting time, and gives back what
+ * they did not admit.  Returns how many slots it emptied.
+ */
+
+static ngx_uint_t
+ngx_http_aihub_lease_take_back(ngx_uint_t all, ngx_log_t *log)
+{
+    ngx_uint_t                    i, n, taken;
     ngx_msec_t                    now;
-    ngx_http_aihub_lease_back_t   back[32];
+    ngx_http_aihub_lease_back_t   back[NGX_HTTP_AIHUB_LEASE_BACK];
     ngx_http_aihub_lease_slot_t  *s;
     ngx_http_aihub_lease_zone_t  *zone;
 
-    exiting = (ngx_exiting || ngx_quit || ngx_terminate);
     zone = ngx_http_aihub_lease_zone();
+
+    if (zone == NULL) {
+        return 0;
+    }
+
     now = ngx_current_msec;
     n = 0;
+    taken = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    for (i = 0; i < NGX_HTTP_AIHUB_LEASE_SLOTS && n < 32; i++) {
+    for (i = 0; i < NGX_HTTP_AIHUB_LEASE_SLOTS
+                && taken < NGX_HTTP_AIHUB_LEASE_BACK; i++)
+    {
         s = &zone->sh->slots[i];
 
         if (s->account == 0 || s->granted == 0
-            || (!exiting && now - s->used < NGX_HTTP_AIHUB_LEASE_IDLE
+            || (!all && now - s->used < NGX_HTTP_AIHUB_LEASE_IDLE
                 && (ngx_msec_int_t) (now - s->until) < 0))
         {
             continue;
@@ -439,6 +490,7 @@ ngx_http_aihub_lease_tick(ngx_event_t *ev)
 
         ngx_http_aihub_lease_unused(s, &back[n]);
         n += (back[n].calls != 0 || back[n].cost != 0);
+        taken++;
 
         s->granted = 0;
         s->admitted = 0;
@@ -449,15 +501,13 @@ ngx_http_aihub_lease_tick(ngx_event_t *ev)
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     for (i = 0; i < n; i++) {
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                        "aihub lease: %ui unused calls of lease %*s given "
                        "back", back[i].calls, (size_t) 8, back[i].id);
         ngx_http_aihub_lease_give_back(&back[i]);
     }
 
-    if (!exiting || n == 32) {
-        ngx_add_timer(ev, NGX_HTTP_AIHUB_LEASE_TICK);
-    }
+    return taken;
 }
 
 

@@ -17,6 +17,7 @@ ngx_int_t ngx_http_aihub_lease_init_process(ngx_cycle_t *cycle,
 ngx_int_t ngx_http_aihub_lease_admit(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 void ngx_http_aihub_lease_forget(void);
+void ngx_http_aihub_lease_return_all(ngx_log_t *log);
 void ngx_http_aihub_lease_keep(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_http_aihub_lease_grant_t *g);
 uint64_t ngx_http_aihub_lease_rate_us(ngx_http_request_t *r,

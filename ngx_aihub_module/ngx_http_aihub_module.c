@@ -615,6 +615,13 @@ ngx_http_aihub_redis_connected(redisAsyncContext *ac)
     /* first on the connection: every EVALSHA after it finds its script */
     ngx_http_aihub_scripts_load();
 
+    /*
+     * Redis may have restarted without its data, and the worker restored
+     * it before this connection was made: it would know nothing of the
+     * node's blocks, so they go back (first in the flush below)
+     */
+    ngx_http_aihub_lease_return_all(ngx_cycle->log);
+
     ngx_http_aihub_usage_flush();
     ngx_http_aihub_models_load(ac);
 }

@@ -20,6 +20,7 @@
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_zone.h"
 #include "ngx_http_aihub_models.h"
+#include "ngx_http_aihub_lease.h"
 #include "ngx_http_aihub_subscribe.h"
 
 
@@ -218,6 +219,7 @@ static void
 ngx_http_aihub_subscribe_message(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
+    ngx_uint_t   all;
     redisReply  *rep = reply, *kind, *chan, *msg;
 
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
@@ -271,14 +273,25 @@ ngx_http_aihub_subscribe_message(redisAsyncContext *ac, void *reply,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "aihub: invalidation \"%s\"", msg->str);
 
-    if ((msg->len == sizeof(AIHUB_INV_MODELS) - 1
-         && ngx_strncmp(msg->str, AIHUB_INV_MODELS,
-                        sizeof(AIHUB_INV_MODELS) - 1) == 0)
-        || (msg->len == sizeof(AIHUB_INV_ALL) - 1
-            && ngx_strncmp(msg->str, AIHUB_INV_ALL,
-                           sizeof(AIHUB_INV_ALL) - 1) == 0))
+    all = (msg->len == sizeof(AIHUB_INV_ALL) - 1
+           && ngx_strncmp(msg->str, AIHUB_INV_ALL,
+                          sizeof(AIHUB_INV_ALL) - 1) == 0);
+
+    if (all
+        || (msg->len == sizeof(AIHUB_INV_MODELS) - 1
+            && ngx_strncmp(msg->str, AIHUB_INV_MODELS,
+                           sizeof(AIHUB_INV_MODELS) - 1) == 0))
     {
         ngx_http_aihub_models_load(NULL);
+    }
+
+    if (all) {
+        /*
+         * everything may have changed, the period counters too: the worker
+         * says so once it has restored Redis from the ledger, which knows
+         * nothing of the node's blocks
+         */
+        ngx_http_aihub_lease_return_all(ngx_cycle->log);
     }
 
     ngx_http_aihub_zone_invalidate(ngx_http_aihub_subscribe_zone,
