@@ -102,6 +102,10 @@
 #define AIHUB_RK_INVALIDATE          "invalidate"
 #define AIHUB_RK_HEARTBEAT           "heartbeat:"   /* + node:pid, CHANNEL */
 #define AIHUB_RK_PERIOD              "period:"
+#define AIHUB_PERIOD_KEEP_SEC        (40 * 86400)   /* a period hash lives
+                                                  this long past the
+                                                  period's end, for the
+                                                  worker */
 #define AIHUB_RK_ACCOUNT_KEYS        "account-keys:"
 #define AIHUB_RK_ADMIN               "admin"
 #define AIHUB_RK_PLAN                "plan:"

@@ -164,9 +164,9 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     v[1] = ctx->caller.key.rec.overage ? 0 : 1;
     v[2] = ctx->caller.key.rec.spend_cap;
 
-    /* the counters outlive the period by 40 days, for the worker */
+    /* the counters outlive the period, for the worker */
     v[3] = (uint64_t) (ctx->quota.end - ngx_http_aihub_time(r))
-           + 40 * 86400;
+           + AIHUB_PERIOD_KEEP_SEC;
 
     v[5] = amcf->lease_time;
 

@@ -263,6 +263,10 @@ my $pid_ = sprintf '%04d%02d01', $g[5] + 1900, $g[4] + 1;
 my %c = @{ $t->redis('HGETALL', "aihub:period:$acct{globex}:$pid_") };
 is_deeply(\%c, { calls => 4, prompt => 40, completion => 20, total => 60,
                  cost => 28 }, 'period counters recomputed (2xx only)');
+my $ttl = $t->redis('TTL', "aihub:period:$acct{globex}:$pid_");
+ok($ttl > 40 * 86400 && $ttl <= 71 * 86400,
+   'the rebuilt period expires 40 days after its month, as grants make it')
+    or diag("TTL $ttl");
 
 # a live counter above MySQL's figure is not lowered
 

@@ -31,12 +31,21 @@
 #include "restore.h"
 
 
+/*
+ * KEYS[1] a period hash; ARGV[1] its time to live in seconds, then pairs
+ * of a field and its figure from MySQL: each field raised to the figure,
+ * never lowered; and the hash expires as the module's grants make it,
+ * unless it has a lifetime already
+ */
+
 static const char  aw_max_merge[] =
-    "for i = 1, #ARGV, 2 do "
+    "for i = 2, #ARGV, 2 do "
     "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') "
     "if tonumber(ARGV[i + 1]) > cur then "
     "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end "
     "end "
+    "if redis.call('TTL', KEYS[1]) == -1 then "
+    "redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
     "return 1";
 
 
@@ -79,16 +88,18 @@ aw_restore_counters(MYSQL *db, redisContext *r)
 {
     long long     counters, account, calls, included, overage;
     int64_t       start, end;
-    char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], over[32];
+    char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], over[32], ttl[32];
     MYSQL_RES    *res;
     MYSQL_ROW     row;
     redisReply   *reply;
-    const char   *cargv[16];
+    const char   *cargv[17];
 
     /* the current calendar month: key anchors are month starts */
 
     aihub_period_calendar(time(NULL), &start, &end);
     aihub_period_id(start, id);
+    snprintf(ttl, sizeof(ttl), "%lld",
+             (long long) (end - time(NULL)) + AIHUB_PERIOD_KEEP_SEC);
 
     res = aw_db_query(db, "SELECT account, COUNT(*), SUM(prompt_tokens), "
                       "SUM(completion_tokens), SUM(total_tokens), "
@@ -135,20 +146,21 @@ aw_restore_counters(MYSQL *db, redisContext *r)
         cargv[1] = aw_max_merge;
         cargv[2] = "1";
         cargv[3] = key;
-        cargv[4] = AIHUB_CF_CALLS;
-        cargv[5] = row[1];
-        cargv[6] = AIHUB_CF_PROMPT;
-        cargv[7] = row[2];
-        cargv[8] = AIHUB_CF_COMPLETION;
-        cargv[9] = row[3];
-        cargv[10] = AIHUB_CF_TOTAL;
-        cargv[11] = row[4];
-        cargv[12] = AIHUB_CF_COST;
-        cargv[13] = row[5];
-        cargv[14] = AIHUB_CF_OVERAGE;
-        cargv[15] = over;
+        cargv[4] = ttl;
+        cargv[5] = AIHUB_CF_CALLS;
+        cargv[6] = row[1];
+        cargv[7] = AIHUB_CF_PROMPT;
+        cargv[8] = row[2];
+        cargv[9] = AIHUB_CF_COMPLETION;
+        cargv[10] = row[3];
+        cargv[11] = AIHUB_CF_TOTAL;
+        cargv[12] = row[4];
+        cargv[13] = AIHUB_CF_COST;
+        cargv[14] = row[5];
+        cargv[15] = AIHUB_CF_OVERAGE;
+        cargv[16] = over;
 
-        reply = aw_redis_argv(r, 16, cargv);
+        reply = aw_redis_argv(r, 17, cargv);
 
         if (reply == NULL) {
             mysql_free_result(res);
