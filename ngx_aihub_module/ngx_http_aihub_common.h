@@ -383,6 +383,8 @@ typedef struct {
     ngx_str_t                     period_key;   /* Redis hash, or empty */
     int64_t                       start;
     int64_t                       end;
+    ngx_msec_t                    at_ms;        /* when the period was
+                                                   chosen: the event's ts */
     ngx_str_t                     leases_key;   /* leases:<acct>:<day> */
     ngx_str_t                     period_m;     /* "<acct>:<day>" */
     u_char                        lease[AIHUB_EVENT_ID_LEN];

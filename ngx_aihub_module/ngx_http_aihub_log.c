@@ -161,7 +161,7 @@ ngx_http_aihub_log_event(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     e.id.data = ctx->event_id;
     e.id.len = AIHUB_EVENT_ID_LEN;
-    e.ts_ms = ctx->start_ms;
+    e.ts_ms = ctx->quota.at_ms ? ctx->quota.at_ms : ctx->start_ms;
     e.account = ctx->caller.key.rec.account_id;
     e.key.data = ctx->caller.key.prefix.data;
     e.key.len = ctx->caller.key.prefix.len;

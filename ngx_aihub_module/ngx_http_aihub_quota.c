@@ -72,6 +72,13 @@ ngx_http_aihub_period_key(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     amcf = ngx_http_get_module_main_conf(r, ngx_http_aihub_module);
     now = ngx_http_aihub_time(r);
 
+    /*
+     * the call belongs to the period of this moment (after its body was
+     * read, and any wait in a priority lane), and so does its usage
+     * event: the month that counts it is the month that bills it
+     */
+    ctx->quota.at_ms = ngx_http_aihub_now_ms();
+
     anchor = (ctx->caller.key.rec.anchor > 0
               && ctx->caller.key.rec.anchor <= now)
              ? ctx->caller.key.rec.anchor : 0;

@@ -175,4 +175,42 @@ my $nev = () = usage_events($t);
        'an error in place of any content bills nothing');
 }
 
+# --- a call's time is when its quota counts it --------------------------------
+
+{
+    # a body that arrives 1.5 s after the request's headers: the call is
+    # counted in the period of the moment its quota is checked, and its
+    # event says that moment, not when the request began (at a month's
+    # end the two can be in different months: the quota's month must be
+    # the one that bills the call)
+    my $body = JSON::PP->new->encode(chat_body(content => 'slow body'));
+    my $s = IO::Socket::IP->new(PeerHost => '127.0.0.1',
+                                PeerPort => $t->port)
+        or die "connect: $!";
+    my $began = Time::HiRes::time();
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+           . "Authorization: Bearer $key\r\n"
+           . "Content-Type: application/json\r\n"
+           . "Content-Length: " . length($body) . "\r\n"
+           . "Connection: close\r\n\r\n";
+    $s->flush;
+    sleep 1.5;
+    my $sent = Time::HiRes::time();
+    print $s $body;
+    $s->flush;
+    my $answer = do { local $/; <$s> } // '';
+    like($answer, qr{^HTTP/1\.1 200}, 'a slow body: 200');
+
+    my @ev = wait_usage($t, $nev + 1);
+    my $e = $ev[-1];
+    $nev = @ev;
+
+    cmp_ok($e->{ts}, '>=', int($sent * 1000) - 50,
+           'its ts is when the quota counted it (after the body came)')
+        or diag(sprintf 'ts %d, request began %d, body sent %d', $e->{ts},
+                $began * 1000, $sent * 1000);
+    cmp_ok($e->{latency_ms}, '>=', 1400,
+           'its latency still counts from the request\'s start');
+}
+
 $t->done;
