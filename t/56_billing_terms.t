@@ -102,6 +102,21 @@ is($t->sql_value("SELECT spend_cap_micros FROM account_overrides WHERE "
    'stored exactly');
 $t->worker('account', 'override', 'think', '--spend-cap', 'default');
 
+# --- base fee: the same bound -------------------------------------------------
+
+($rc, $out, $err) = $t->worker('account', 'override', 'think',
+                               '--base-fee', '10000000000000');
+is($rc, 2, 'a base fee beyond 64 bits of micro-dollars is refused');
+is($t->sql_value("SELECT IFNULL(base_fee_cents, 'none') FROM "
+                 . "account_overrides WHERE account = $id{think}"), 'none',
+   'and nothing was stored');
+($rc) = $t->worker('account', 'override', 'think', '--base-fee',
+                   '9223372036854.77');
+is($rc, 0, 'the largest base fee that fits is taken');
+is($t->sql_value("SELECT base_fee_cents FROM account_overrides WHERE "
+                 . "account = $id{think}"), 922337203685477, 'stored exactly');
+$t->worker('account', 'override', 'think', '--base-fee', 'default');
+
 # --- thinking tokens ---------------------------------------------------------
 
 # gemini-2.5-pro ($1.25 / $10 per M), 1,000 in / 100 out / 5,100 total:

@@ -399,7 +399,10 @@ aw_override_num(aw_buf_t *b, const char *col, const char *v, long long max,
     }
 
     if (money == 1) {
-        if (aw_money_cents_parse(v, &n) != 0 || n < 0) {
+        /* cents whose micro-dollars fit 64 bits, as a spend cap's */
+        if (aw_money_cents_parse(v, &n) != 0 || n < 0
+            || n > LLONG_MAX / 10000)
+        {
             return -1;
         }
 
