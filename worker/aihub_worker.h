@@ -181,6 +181,7 @@ aw_money_micros_to_cents(long long micros)
 
 void aw_money_format(long long cents, char *out, size_t size);
 int aw_money_cents_parse(const char *s, long long *cents);
+int aw_money_fee_parse(const char *s, long long *cents);
 int aw_money_price_per_token(const char *s, long long *micros_per_m);
 
 

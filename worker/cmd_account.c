@@ -399,18 +399,13 @@ aw_override_num(aw_buf_t *b, const char *col, const char *v, long long max,
     }
 
     if (money == 1) {
-        /* cents whose micro-dollars fit 64 bits, as a spend cap's */
-        if (aw_money_cents_parse(v, &n) != 0 || n < 0
-            || n > LLONG_MAX / 10000)
-        {
+        if (aw_money_fee_parse(v, &n) != 0) {
             return -1;
         }
 
     } else if (money == 2) {
         /* dollars to micros via cents */
-        if (aw_money_cents_parse(v, &n) != 0 || n < 0
-            || n > LLONG_MAX / 10000)
-        {
+        if (aw_money_fee_parse(v, &n) != 0) {
             return -1;
         }
         n *= 10000;

@@ -121,7 +121,7 @@ aw_plan_set_list(const aw_plan_args_t *a, aw_stmt_t *st)
     set = &st->sql;
 
     if (a->base_fee) {
-        if (aw_money_cents_parse(a->base_fee, &cents) != 0 || cents < 0) {
+        if (aw_money_fee_parse(a->base_fee, &cents) != 0) {
             return aw_usage_error(aw_plan_usage, "invalid --base-fee \"%s\""
                                   ": US dollars, not negative, at most two "
                                   "decimals", a->base_fee);

@@ -5,6 +5,7 @@
  * shared with the module.
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,6 +83,24 @@ aw_money_cents_parse(const char *s, long long *cents)
     }
 
     *cents = neg ? -v : v;
+
+    return 0;
+}
+
+
+/*
+ * An amount an operator sets (a base fee, a spend cap) to cents: not
+ * negative, and its micro-dollars fit 64 bits; -1 if not
+ */
+
+int
+aw_money_fee_parse(const char *s, long long *cents)
+{
+    if (aw_money_cents_parse(s, cents) != 0 || *cents < 0
+        || *cents > LLONG_MAX / 10000)
+    {
+        return -1;
+    }
 
     return 0;
 }
