@@ -32,25 +32,9 @@ $t->worker('account', 'override', 'edge', '--included', $INCLUDED,
            '--rpm', 0, '--tpm', 0);
 my $acct = $t->sql_value("SELECT id FROM accounts WHERE name = 'edge'");
 
-$t->nginx(<<'END', name => 'n1');
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 1s;
-    aihub_cache_zone aihub:8m;
-    aihub_lease_calls 4;                # blocks of 4 calls from 16 left
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-END
+# blocks of 4 calls from 16 left
+$t->nginx(gateway_conf(url => '%%MOCK_URL%%', redis_timeout => '1s',
+                       extra => 'aihub_lease_calls 4;'), name => 'n1');
 
 $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
 $t->start_nginx('n1');
