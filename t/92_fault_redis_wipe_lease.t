@@ -9,6 +9,8 @@
 # connection to Redis is made again (a restart), and drop them when a
 # reply shows Redis was restored since they were granted (a FLUSHALL with
 # the connection kept), so a burst afterwards gets exactly what is left.
+# And a call made while Redis is without its data is counted once, even
+# when the worker's first restores fail.
 
 use strict;
 use warnings;
@@ -134,6 +136,46 @@ $t->worker('account', 'override', 'edge', '--included', $INCLUDED,
 $used = calls_with_a_block('flushall', $used);
 $t->redis('FLUSHALL');
 ok(restored($used), 'flushall: the worker restored Redis');
-burst('flushall', $used);
+$used = burst('flushall', $used);
+
+# --- a restore that fails at first ---------------------------------------------
+#
+# With the worker stopped, Redis loses its data and the node admits a call
+# from its block.  Redis refuses the batch's settle (WIPED, no marker) but
+# takes the XADD beside it, so the call's event is in the stream before any
+# restore.  The worker's first restores fail (a table it reads is away).
+# Stored meanwhile, the event would be in the ledger the restore reads, and
+# the node's resent settle would count the call a second time.
+
+$INCLUDED = $used + 40;
+$t->worker('account', 'override', 'edge', '--included', $INCLUDED,
+           '--rpm', 0, '--tpm', 0);
+$used = calls_with_a_block('failed restore', $used);
+$t->stop_worker;
+$t->redis('FLUSHALL');
+is($t->chat($key, name => 'n1')->{status}, 200,
+   'failed restore: a call from the block while Redis is without its data');
+$used++;
+ok($t->wait_for(sub { (eval { $t->redis('XLEN', 'aihub:usage') } // 0) > 0 },
+                timeout => 5),
+   'failed restore: its event is in the stream, its settle refused');
+
+$t->sql('RENAME TABLE models TO models_away');
+$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+ok($t->wait_for(sub { $t->worker_log =~ /restoring Redis from MySQL failed/ },
+                timeout => 10), 'failed restore: the restore fails');
+sleep 1.5;
+is(AihubFixtures::usage_rows($t), $used - 1,
+   'failed restore: no event stored while Redis is not restored');
+$t->sql('RENAME TABLE models_away TO models');
+
+ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
+                timeout => 15), 'failed restore: then the worker restored Redis');
+ok($t->wait_for(sub { AihubFixtures::usage_rows($t) == $used
+                      && hget('calls') == $used }, timeout => 15),
+   'failed restore: the call in the ledger and counted');
+sleep 1;
+is(hget('calls'), $used, 'failed restore: counted once')
+    or diag('ledger ' . AihubFixtures::usage_rows($t));
 
 $t->done;

@@ -289,7 +289,9 @@ aw_drain_create(long long batch, long long block_ms, long long linger_ms,
 /*
  * Keeps Redis in step with MySQL (restored after Redis lost its data,
  * synced at start and after Redis came back) and applies the developer
- * API's key changes.  0 done; -1 Redis failed (d->rc is then NULL).
+ * API's key changes.  0 done; 1 nothing may be drained yet (Redis is
+ * without its epoch marker and was not restored); -1 Redis failed (d->rc
+ * is then NULL).
  */
 
 static int
@@ -298,13 +300,13 @@ aw_drain_chores(aw_drain_t *d)
     int        rc, wiped, keys;
     long long  counters;
 
-    if (d->db == NULL) {
-        return 0;
-    }
-
     /*
      * Redis lost its data (no epoch marker): key records, plans, models
-     * and counters from MySQL, then the marker (restore.c)
+     * and counters from MySQL, then the marker (restore.c).  No event is
+     * stored before: the restore reads the ledger, and the module sends
+     * again, settles and all, the batches Redis refused meanwhile, whose
+     * events it may have taken into the stream (WIPED); stored first, a
+     * call would be counted twice.
      */
 
     wiped = aw_restore_needed(d->rc);
@@ -316,16 +318,38 @@ aw_drain_chores(aw_drain_t *d)
     }
 
     if (wiped) {
-        if (aw_restore_all(d->db, d->rc, &keys, &counters) == 0) {
-            aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d "
-                   "key records, models, plans and %lld period "
-                   "counters from MySQL", keys, counters);
-            d->synced = 1;
-
-        } else {
-            aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
-                   "trying again");
+        if (d->db == NULL) {
+            return 1;
         }
+
+        if (aw_restore_all(d->db, d->rc, &keys, &counters) != 0) {
+            aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
+                   "nothing is drained until it is done; trying again");
+            return 1;
+        }
+
+        aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d key "
+               "records, models, plans and %lld period counters from "
+               "MySQL", keys, counters);
+        d->synced = 1;
+    }
+
+    /* the consumer group, made again once Redis has the marker */
+
+    if (!d->grouped) {
+        rc = aw_drain_group_make(d);
+
+        if (rc <= 0) {
+            if (rc < 0) {
+                aw_drain_redis_lost(d);
+            }
+
+            return rc < 0 ? -1 : 1;
+        }
+    }
+
+    if (d->db == NULL) {
+        return 0;
     }
 
     /* Redis in step with MySQL at start (and after Redis came back) */
@@ -369,6 +393,7 @@ aw_drain_chores(aw_drain_t *d)
 void
 aw_drain_step(aw_drain_t *d)
 {
+    int          rc;
     size_t       n;
     long long    now;
     redisReply  *r;
@@ -390,9 +415,22 @@ aw_drain_step(aw_drain_t *d)
     if (d->ahead.reply == NULL || now - d->last_chores_ms >= AW_CHORES_MS) {
         d->last_chores_ms = now;
 
-        if (aw_drain_chores(d) != 0) {
+        rc = aw_drain_chores(d);
+
+        if (rc != 0) {
+            if (rc > 0) {
+                /* tried again within a second of MySQL's return */
+                if (d->restore_backoff > 500) {
+                    d->restore_backoff = 500;
+                }
+
+                aw_backoff(d, &d->restore_backoff);
+            }
+
             return;
         }
+
+        d->restore_backoff = 0;
     }
 
     /*

@@ -84,13 +84,78 @@ aw_drain_group_exists(aw_drain_t *d)
 }
 
 
+/*
+ * Makes our consumer group (and the stream, if missing), but only while
+ * Redis has its epoch marker, in one script: after Redis lost its data
+ * the stream may hold events of batches the module sent before the
+ * restore (Redis refused their settles, WIPED, but took the XADD beside
+ * them); stored before the restore read the ledger, the restored counters
+ * would count them, and the module's resent settles again.  The group
+ * comes back only once Redis is restored.  1 made or there, 0 no marker
+ * yet, -1 Redis failed.
+ */
+
+static void aw_drain_grouped(aw_drain_t *d);
+
+
+static const char  aw_group_make[] =
+    "if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end "
+    "local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', "
+    "'MKSTREAM') "
+    "if type(r) == 'table' and r.err and not string.find(r.err, "
+    "'BUSYGROUP', 1, true) then return r end "
+    "return 1";
+
+
+int
+aw_drain_group_make(aw_drain_t *d)
+{
+    int          made;
+    char         epoch[128];
+    const char  *argv[6];
+    redisReply  *r;
+
+    aw_rkey(epoch, sizeof(epoch), AIHUB_RK_EPOCH, NULL);
+
+    argv[0] = "EVAL";
+    argv[1] = aw_group_make;
+    argv[2] = "2";
+    argv[3] = d->stream;
+    argv[4] = epoch;
+    argv[5] = AIHUB_USAGE_GROUP;
+
+    r = aw_redis_argv(d->rc, 6, argv);
+    if (r == NULL) {
+        return -1;
+    }
+
+    made = (r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+
+    if (made) {
+        aw_drain_grouped(d);
+    }
+
+    return made;
+}
+
+
+static void
+aw_drain_grouped(aw_drain_t *d)
+{
+    d->grouped = 1;
+
+    aw_log(AW_LOG_INFO, "draining %s as consumer \"%s\" of group \"%s\" "
+           "(Redis %s)", d->stream, d->consumer, AIHUB_USAGE_GROUP,
+           aw_cfg.redis);
+}
+
+
 int
 aw_drain_redis_open(aw_drain_t *d)
 {
     int             exists;
     struct timeval  tv;
-    const char     *argv[7];
-    redisReply     *r;
 
     d->rc = aw_redis_connect(3000);
     if (d->rc == NULL) {
@@ -110,39 +175,15 @@ aw_drain_redis_open(aw_drain_t *d)
         return -1;
     }
 
-    if (!exists) {
-        argv[0] = "XGROUP";
-        argv[1] = "CREATE";
-        argv[2] = d->stream;
-        argv[3] = AIHUB_USAGE_GROUP;
-        argv[4] = "0";
-        argv[5] = "MKSTREAM";
+    d->grouped = 0;
 
-        r = redisCommandArgv(d->rc, 6, argv, NULL);
+    if (exists) {
+        aw_drain_grouped(d);
 
-        if (r == NULL) {
-            aw_log(AW_LOG_ERROR, "Redis XGROUP: %s", d->rc->errstr);
-            aw_drain_redis_lost(d);
-            return -1;
-        }
-
-        /* BUSYGROUP: another worker made it meanwhile */
-
-        if (r->type == REDIS_REPLY_ERROR
-            && strncmp(r->str, "BUSYGROUP", 9) != 0)
-        {
-            aw_log(AW_LOG_ERROR, "Redis XGROUP CREATE: %s", r->str);
-            freeReplyObject(r);
-            aw_drain_redis_lost(d);
-            return -1;
-        }
-
-        freeReplyObject(r);
+    } else if (aw_drain_group_make(d) < 0) {
+        aw_drain_redis_lost(d);
+        return -1;
     }
-
-    aw_log(AW_LOG_INFO, "draining %s as consumer \"%s\" of group \"%s\" "
-           "(Redis %s)", d->stream, d->consumer, AIHUB_USAGE_GROUP,
-           aw_cfg.redis);
 
     d->read_pending = 1;
     d->admin_pending = 1;

@@ -72,11 +72,13 @@ struct aw_drain_s {
     int            read_pending;
     int            admin_pending;
     int            synced;
+    int            grouped;          /* our consumer group is there */
     char           claim_cursor[64];
     long long      last_claim_ms;
     long long      last_db_try_ms;
     long long      last_chores_ms;
     unsigned       redis_backoff;
+    unsigned       restore_backoff;  /* Redis without its marker */
     unsigned       db_backoff;
     long long      stored;
     long long      duplicates;
@@ -113,6 +115,7 @@ struct aw_drain_s {
 long long aw_now_ms(void);
 void aw_drain_redis_lost(aw_drain_t *d);
 int aw_drain_redis_open(aw_drain_t *d);
+int aw_drain_group_make(aw_drain_t *d);
 void aw_drain_reserve(aw_drain_t *d, size_t need);
 redisReply *aw_drain_fetch(aw_drain_t *d, size_t *n, int block);
 void aw_drain_swap(aw_drain_t *d, aw_round_t *x);

@@ -32,14 +32,23 @@
 
 
 /*
- * KEYS[1] a period hash; ARGV[1] its time to live in seconds, then pairs
- * of a field and its figure from MySQL: each field raised to the figure,
- * never lowered; and the hash expires as the module's grants make it,
- * unless it has a lifetime already
+ * KEYS[1] a period hash, KEYS[2] the epoch marker; ARGV[1] the hash's time
+ * to live in seconds, ARGV[2] "1" when the restore began without the
+ * marker, then pairs of a field and its figure from MySQL: each field
+ * raised to the figure, never lowered; and the hash expires as the
+ * module's grants make it, unless it has a lifetime already.
+ *
+ * A restore that began without the marker writes nothing once the marker
+ * is back: another worker restored Redis meanwhile, and its drain may
+ * have stored since then events whose settles the module sends again
+ * (a batch Redis refused while it was without its data), so figures read
+ * from MySQL after that would count those calls twice.
  */
 
 static const char  aw_max_merge[] =
-    "for i = 2, #ARGV, 2 do "
+    "if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then "
+    "return 0 end "
+    "for i = 3, #ARGV, 2 do "
     "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') "
     "if tonumber(ARGV[i + 1]) > cur then "
     "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end "
@@ -84,15 +93,16 @@ aw_restore_needed(redisContext *r)
  */
 
 long long
-aw_restore_counters(MYSQL *db, redisContext *r)
+aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
 {
     long long     counters, account, calls, included, overage;
     int64_t       start, end;
     char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], over[32], ttl[32];
+    char          epoch[128];
     MYSQL_RES    *res;
     MYSQL_ROW     row;
     redisReply   *reply;
-    const char   *cargv[17];
+    const char   *cargv[19];
 
     /* the current calendar month: key anchors are month starts */
 
@@ -100,6 +110,7 @@ aw_restore_counters(MYSQL *db, redisContext *r)
     aihub_period_id(start, id);
     snprintf(ttl, sizeof(ttl), "%lld",
              (long long) (end - time(NULL)) + AIHUB_PERIOD_KEEP_SEC);
+    aw_rkey(epoch, sizeof(epoch), AIHUB_RK_EPOCH, NULL);
 
     res = aw_db_query(db, "SELECT account, COUNT(*), SUM(prompt_tokens), "
                       "SUM(completion_tokens), SUM(total_tokens), "
@@ -144,31 +155,35 @@ aw_restore_counters(MYSQL *db, redisContext *r)
 
         cargv[0] = "EVAL";
         cargv[1] = aw_max_merge;
-        cargv[2] = "1";
+        cargv[2] = "2";
         cargv[3] = key;
-        cargv[4] = ttl;
-        cargv[5] = AIHUB_CF_CALLS;
-        cargv[6] = row[1];
-        cargv[7] = AIHUB_CF_PROMPT;
-        cargv[8] = row[2];
-        cargv[9] = AIHUB_CF_COMPLETION;
-        cargv[10] = row[3];
-        cargv[11] = AIHUB_CF_TOTAL;
-        cargv[12] = row[4];
-        cargv[13] = AIHUB_CF_COST;
-        cargv[14] = row[5];
-        cargv[15] = AIHUB_CF_OVERAGE;
-        cargv[16] = over;
+        cargv[4] = epoch;
+        cargv[5] = ttl;
+        cargv[6] = wiped ? "1" : "0";
+        cargv[7] = AIHUB_CF_CALLS;
+        cargv[8] = row[1];
+        cargv[9] = AIHUB_CF_PROMPT;
+        cargv[10] = row[2];
+        cargv[11] = AIHUB_CF_COMPLETION;
+        cargv[12] = row[3];
+        cargv[13] = AIHUB_CF_TOTAL;
+        cargv[14] = row[4];
+        cargv[15] = AIHUB_CF_COST;
+        cargv[16] = row[5];
+        cargv[17] = AIHUB_CF_OVERAGE;
+        cargv[18] = over;
 
-        reply = aw_redis_argv(r, 17, cargv);
+        reply = aw_redis_argv(r, 19, cargv);
 
         if (reply == NULL) {
             mysql_free_result(res);
             return -1;
         }
 
+        /* 0: another worker restored Redis meanwhile, nothing written */
+        counters += (reply->type == REDIS_REPLY_INTEGER
+                     && reply->integer == 1);
         freeReplyObject(reply);
-        counters++;
     }
 
     mysql_free_result(res);
@@ -186,18 +201,27 @@ aw_restore_counters(MYSQL *db, redisContext *r)
 int
 aw_restore_all(MYSQL *db, redisContext *r, int *keys, long long *counters)
 {
+    int           wiped;
     char          key[128], now[32];
     const char   *argv[3];
     redisReply   *reply;
 
     *counters = 0;
+    *keys = 0;
+
+    wiped = aw_restore_needed(r);
+
+    if (wiped < 0) {
+        return -1;
+    }
+
     *keys = aw_sync_all(db, r);
 
     if (*keys < 0) {
         return -1;
     }
 
-    *counters = aw_restore_counters(db, r);
+    *counters = aw_restore_counters(db, r, wiped);
 
     if (*counters < 0) {
         return -1;

@@ -11,7 +11,7 @@
 
 
 int aw_restore_needed(redisContext *r);
-long long aw_restore_counters(MYSQL *db, redisContext *r);
+long long aw_restore_counters(MYSQL *db, redisContext *r, int wiped);
 int aw_restore_all(MYSQL *db, redisContext *r, int *keys,
     long long *counters);
 
