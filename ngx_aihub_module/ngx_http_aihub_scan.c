@@ -100,6 +100,8 @@ ngx_http_aihub_scan_stream(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
             }
 
             if (b->last_buf) {
+                /* an event the stream ended without a blank line after */
+                (void) aihub_sse_finish(ctx->reply.sse, NULL);
                 ctx->reply.last_seen = 1;
             }
         }

@@ -175,6 +175,37 @@ my $nev = () = usage_events($t);
        'an error in place of any content bills nothing');
 }
 
+# --- a stream that ends without a blank line after its last event -------------
+
+# no "[DONE]", and the last event's line break is the last byte: the event
+# still counts, whether the gateway passes the stream on as it is (the
+# client asked for the usage chunk) or takes the usage chunk out
+
+for my $iu (1, 0) {
+    my $how = $iu ? 'passed on' : 'usage chunk taken out';
+    my $r = raw_request($t, key => $key,
+                        body => chat_body(stream => 1, include_usage => $iu),
+                        headers => { 'x-mock-open-end' => 1,
+                                     'x-mock-total-extra' => 5 });
+    is($r->{status}, 200, "open end ($how): 200");
+    my @ev = wait_usage($t, $nev + 1);
+    my $e = $ev[-1];
+    $nev = @ev;
+    is($e->{total_tokens}, $e->{prompt_tokens} + $e->{completion_tokens} + 5,
+       "open end ($how): the provider's usage is billed (its total)");
+    ok(!$e->{estimated}, "open end ($how): not an estimate");
+
+    $r = raw_request($t, key => $key,
+                     body => chat_body(stream => 1, include_usage => $iu),
+                     headers => { 'x-mock-open-end' => 1,
+                                  'x-mock-error-after' => 0 });
+    @ev = wait_usage($t, $nev + 1);
+    $e = $ev[-1];
+    $nev = @ev;
+    is($e->{total_tokens} + $e->{cost_micros}, 0,
+       "open end ($how): an error in place of any content bills nothing");
+}
+
 # --- a call's time is when its quota counts it --------------------------------
 
 {

@@ -62,6 +62,9 @@
 #   x-mock-raw-status: 1         a status line no HTTP parser accepts
 #   x-mock-error-after: N        a stream: N content chunks, then an error
 #                                object (as OpenRouter fails mid-stream)
+#   x-mock-open-end: 1           a stream ends without "[DONE]" and without
+#                                the blank line after its last event (the
+#                                last line's break and then the end)
 #   x-mock-incomplete: 1         Responses API: stop at max_output_tokens,
 #                                status "incomplete" (response.incomplete)
 #   x-mock-failed: 1             Responses API stream: after the text, end
@@ -1173,6 +1176,11 @@ sub stream {
 
 sub send_stream {
     my ($c, $req, $entry, $ctl, $events) = @_;
+
+    if ($ctl->{'open-end'}) {
+        $events = [ grep { !/^data: \[DONE\]/ } @$events ];
+        $events->[-1] =~ s/\n\n\z/\n/ if @$events;
+    }
 
     my $chunked = $req->{version} eq 'HTTP/1.1';
     my $enc = encoding($req);
