@@ -111,4 +111,33 @@ $t->stop_worker;
 unlike($t->worker_log, qr/batch rolled back/,
        'no batch was taken for a lost connection');
 
+# --- Redis at its maxmemory: a dead letter it refuses goes to the log ----------
+#
+# Redis refuses the dead letter's XADD (OOM) but takes XACK and XDEL: the
+# event is written to the worker's log and the drain goes on, trimming the
+# stream that keeps Redis full (before: the round was read again and
+# refused again, and nothing behind it was ever deleted)
+
+my $stored = $t->sql_value('SELECT COUNT(*) FROM usage_events');
+$t->redis('XADD', 'aihub:usage', '*', 'event',
+          event(id => sprintf('%032x', 900001)));
+$t->redis('XADD', 'aihub:usage', '*', 'event', 'not an event 900002');
+$t->redis('XADD', 'aihub:usage', '*', 'event',
+          event(id => sprintf('%032x', 900003)));
+$t->redis('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+$t->redis('CONFIG', 'SET', 'maxmemory', 1);
+ok(!eval { $t->redis('XADD', 'aihub:usage:dead', '*', 'x', 'y'); 1 },
+   'Redis refuses XADD at its maxmemory');
+
+$t->start_worker('--consumer', 'w1', '--block-ms', 100);
+ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage') == 0 },
+                timeout => 15), 'at maxmemory: the stream drained to 0');
+is($t->sql_value('SELECT COUNT(*) FROM usage_events'), $stored + 2,
+   'at maxmemory: both good events stored');
+like($t->worker_log,
+     qr/refused the dead letter of stream entry \S+ .*OOM.*the event: not an event 900002/,
+     'at maxmemory: the refused event is in the log, whole');
+$t->redis('CONFIG', 'SET', 'maxmemory', 0);
+$t->stop_worker;
+
 $t->done;

@@ -458,8 +458,52 @@ aw_drain_replies(aw_drain_t *d, int n, const char *what)
 
 
 /*
+ * The replies to a round's dead-letter XADDs, in the order of its refused
+ * events.  One Redis refuses (at its maxmemory, OOM) is written to the log
+ * instead, the event whole, and the round goes on: kept pending, the
+ * entry would be read again and refused again, and the stream, never
+ * trimmed behind it, would keep Redis full.  0, or -1 the connection
+ * failed (d->rc is then NULL).
+ */
+
+static int
+aw_drain_dead_replies(aw_drain_t *d, aw_entry_t *all, size_t n)
+{
+    size_t       i;
+    redisReply  *r;
+
+    for (i = 0; i < n; i++) {
+        if (all[i].reason == NULL) {
+            continue;
+        }
+
+        if (redisGetReply(d->rc, (void **) &r) != REDIS_OK) {
+            aw_log(AW_LOG_ERROR, "Redis XADD (dead letter): %s",
+                   d->rc->errstr);
+            aw_drain_redis_lost(d);
+            return -1;
+        }
+
+        if (r->type == REDIS_REPLY_ERROR) {
+            aw_log(AW_LOG_ERROR, "Redis refused the dead letter of stream "
+                   "entry %s (%s): %s; the event: %.*s", all[i].stream_id,
+                   all[i].reason, r->str,
+                   all[i].raw ? (int) all[i].raw_len : 0,
+                   all[i].raw ? all[i].raw : "");
+        }
+
+        freeReplyObject(r);
+        d->dead_count++;
+    }
+
+    return 0;
+}
+
+
+/*
  * A committed round: dead-letters its refused events (all their XADDs in
- * one round trip), then, only once every one is in the dead letters, ACKs
+ * one round trip), then, only once every one is in the dead letters (or,
+ * refused there, in the log: aw_drain_dead_replies), ACKs
  * and deletes its entries, each id once (the events of an entry are
  * consecutive and share its stream_id pointer), XACK and XDEL in one
  * round trip.  0 done; -1 Redis failed (d->rc is then NULL: the entries
@@ -499,12 +543,8 @@ aw_drain_ack(aw_drain_t *d, aw_entry_t *all, size_t n)
         dead++;
     }
 
-    if (dead > 0) {
-        if (aw_drain_replies(d, dead, "XADD (dead letter)") != 0) {
-            return -1;
-        }
-
-        d->dead_count += dead;
+    if (dead > 0 && aw_drain_dead_replies(d, all, n) != 0) {
+        return -1;
     }
 
     argv = aw_xmalloc((n + 3) * sizeof(char *));
