@@ -250,6 +250,27 @@ aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
 }
 
 
+/* stores the round read ahead, if any (it becomes the round to ACK) */
+
+static void
+aw_drain_round_ahead(aw_drain_t *d)
+{
+    size_t       n;
+    redisReply  *r;
+
+    if (d->ahead.reply == NULL) {
+        return;
+    }
+
+    r = d->ahead.reply;
+    n = d->ahead.n;
+    d->ahead.reply = NULL;
+    d->ahead.n = 0;
+    aw_drain_swap(d, &d->ahead);
+    aw_drain_round(d, r, n);
+}
+
+
 aw_drain_t *
 aw_drain_create(long long batch, long long block_ms, long long linger_ms,
     long long claim_idle_ms, const char *consumer, int text_insert,
@@ -320,6 +341,22 @@ aw_drain_chores(aw_drain_t *d)
     if (wiped) {
         if (d->db == NULL) {
             return 1;
+        }
+
+        /*
+         * A round read ahead before the loss: its calls were in the
+         * counters Redis lost, and the module does not send them again,
+         * so they go into the ledger before the restore reads it.  (Its
+         * ACK, and the one of the round before, find no group: the
+         * connection is made again, and the restore follows.)
+         */
+
+        if (d->ahead.reply != NULL) {
+            aw_drain_round_ahead(d);
+
+            if (d->rc == NULL) {
+                return -1;
+            }
         }
 
         if (aw_restore_all(d->db, d->rc, &keys, &counters) != 0) {
@@ -439,11 +476,7 @@ aw_drain_step(aw_drain_t *d)
      */
 
     if (d->ahead.reply != NULL) {
-        r = d->ahead.reply;
-        n = d->ahead.n;
-        d->ahead.reply = NULL;
-        d->ahead.n = 0;
-        aw_drain_swap(d, &d->ahead);
+        aw_drain_round_ahead(d);
 
     } else {
         aw_drain_ack_done(d);
@@ -457,9 +490,9 @@ aw_drain_step(aw_drain_t *d)
             }
             return;
         }
-    }
 
-    aw_drain_round(d, r, n);
+        aw_drain_round(d, r, n);
+    }
 
     if (aw_now_ms() - d->last_report >= 60000) {
         d->last_report = aw_now_ms();
@@ -474,21 +507,11 @@ aw_drain_step(aw_drain_t *d)
 void
 aw_drain_destroy(aw_drain_t *d)
 {
-    size_t       n;
-    redisReply  *r;
-
     /* the round read ahead is stored too, then both are ACKed */
 
     aw_drain_ack_done(d);
-
-    if (d->ahead.reply != NULL) {
-        r = d->ahead.reply;
-        n = d->ahead.n;
-        d->ahead.reply = NULL;
-        aw_drain_swap(d, &d->ahead);
-        aw_drain_round(d, r, n);
-        aw_drain_ack_done(d);
-    }
+    aw_drain_round_ahead(d);
+    aw_drain_ack_done(d);
 
     aw_log(AW_LOG_INFO, "stopping: stored %lld events, %lld duplicates, "
            "%lld dead-lettered", d->stored, d->duplicates, d->dead_count);
