@@ -54,7 +54,14 @@ aihub_body_check_tree(aihub_body_t *b, const unsigned char *p, size_t n,
         return;
     }
 
-    if (aihub_body_bad_escape(p, n)) {
+    /*
+     * a UTF-8 byte order mark: cJSON skips it, the rewrite and the
+     * provider would not (RFC 8259: JSON text is not sent with one)
+     */
+
+    if (aihub_body_bad_escape(p, n)
+        || (n >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf))
+    {
         b->verdict = AIHUB_BODY_SYNTAX;
         return;
     }
@@ -247,13 +254,16 @@ aihub_body_members(aihub_body_t *b, cJSON *obj)
 }
 
 
-/* stream, stream_options.include_usage, max_tokens (or
-   max_completion_tokens) */
+/* stream, stream_options.include_usage, max_tokens and
+   max_completion_tokens */
 
 static void
 aihub_body_options(aihub_body_t *b, const aihub_body_policy_t *policy)
 {
+    int     i;
     cJSON  *root, *stream, *max, *opts, *inc;
+
+    static const char  *names[] = { "max_completion_tokens", "max_tokens" };
 
     root = b->json;
 
@@ -276,12 +286,19 @@ aihub_body_options(aihub_body_t *b, const aihub_body_policy_t *policy)
     inc = aihub_json_get(opts, "include_usage");
     b->include_usage = cJSON_IsTrue(inc);
 
-    max = aihub_json_get(root, "max_completion_tokens");
-    if (max == NULL || cJSON_IsNull(max)) {
-        max = aihub_json_get(root, "max_tokens");
-    }
+    /*
+     * Both are checked, and the larger is the call's bound: a provider
+     * may read either (DeepSeek and some OpenAI-compatible servers know
+     * only max_tokens, OpenAI prefers max_completion_tokens)
+     */
 
-    if (max != NULL && !cJSON_IsNull(max)) {
+    for (i = 0; i < 2; i++) {
+        max = aihub_json_get(root, names[i]);
+
+        if (max == NULL || cJSON_IsNull(max)) {
+            continue;
+        }
+
         if (!cJSON_IsNumber(max) || max->valuedouble < 1
             || max->valuedouble > (double) policy->max_tokens_max
             || max->valuedouble != (double) (int64_t) max->valuedouble)
@@ -290,7 +307,9 @@ aihub_body_options(aihub_body_t *b, const aihub_body_policy_t *policy)
             return;
         }
 
-        b->max_tokens = (int64_t) max->valuedouble;
+        if ((int64_t) max->valuedouble > b->max_tokens) {
+            b->max_tokens = (int64_t) max->valuedouble;
+        }
     }
 }
 

@@ -778,7 +778,9 @@ aihub_body_fast(aihub_body_t *b, const unsigned char *p, size_t n,
         return AIHUB_FAST_UNDECIDED;
     }
 
-    max = f.max_completion_tokens ? f.max_completion_tokens : f.max_tokens;
+    /* both checked, the larger the bound (aihub_body_options) */
+    max = f.max_completion_tokens > f.max_tokens ? f.max_completion_tokens
+                                                 : f.max_tokens;
 
     if (max > policy->max_tokens_max) {
         return AIHUB_FAST_UNDECIDED;

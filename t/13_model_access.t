@@ -87,6 +87,12 @@ is_error($t->chat($free, model => 'test-basic', extra => { max_tokens => 101 }),
 is_error($t->chat($free, model => 'test-basic',
                   extra => { max_completion_tokens => 5000 }),
          400, 'max_tokens_exceeded', 'max_completion_tokens above the cap');
+is_error($t->chat($free, model => 'test-basic',
+                  extra => { max_completion_tokens => 50,
+                             max_tokens => 5000 }),
+         400, 'max_tokens_exceeded',
+         'max_tokens above the cap beside max_completion_tokens within it '
+         . '(a provider may read max_tokens only)');
 
 is(mock_count($t), 0, 'no rejected request reached the provider');
 is($t->redis('HGET', $period_free, 'calls'), undef,

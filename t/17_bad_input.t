@@ -157,6 +157,11 @@ my @bodies = (
       '{"model":"test-basic","messages":[],"max_tokens":1.5}' ],
     [ 'max_tokens huge',
       '{"model":"test-basic","messages":[],"max_tokens":1e300}' ],
+    [ 'max_tokens bad beside a good max_completion_tokens',
+      '{"model":"test-basic","messages":[],"max_completion_tokens":16,'
+      . '"max_tokens":-7}' ],
+    [ 'a UTF-8 byte order mark before the object',
+      "\xef\xbb\xbf" . '{"model":"test-basic","messages":[]}' ],
     [ 'trailing garbage',      '{"model":"test-basic","messages":[]} x' ],
     [ 'deep nesting',          '{"model":"test-basic","messages":'
                                . ('[' x 5000) . (']' x 5000) . '}' ],

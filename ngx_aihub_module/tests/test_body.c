@@ -339,11 +339,37 @@ main(void)
     ok(b.model_len == 3 && memcmp(b.model, "m\xc3\xa9", 3) == 0,
        "its model, unescaped");
     ok(b.stream && b.include_usage, "stream and include_usage");
-    ok(b.max_tokens == 12, "max_completion_tokens before max_tokens");
+    ok(b.max_tokens == 12, "max_tokens and max_completion_tokens: the "
+       "larger is the bound");
     ok(b.prompt_chars == 5 + 3 + 765 * 4,
        "prompt characters: text in characters, an image at a flat rate "
        "(got %lld)", (long long) b.prompt_chars);
     aihub_body_free(&b);
+
+    /* both bounds: each checked, the larger the bound, whichever the
+       provider reads */
+
+    json = "{\"model\":\"m\"," MSG ",\"max_completion_tokens\":16,"
+           "\"max_tokens\":900}";
+    aihub_body_check(&b, (const unsigned char *) json, strlen(json), &policy);
+    ok(b.verdict == AIHUB_BODY_OK && b.max_tokens == 900,
+       "max_tokens above max_completion_tokens is the bound (got %lld)",
+       (long long) b.max_tokens);
+    aihub_body_free(&b);
+
+    ok(verdict_of("{\"model\":\"m\"," MSG ",\"max_completion_tokens\":16,"
+                  "\"max_tokens\":-7}", &policy)
+       == AIHUB_BODY_BAD_MAX_TOKENS,
+       "max_tokens checked beside max_completion_tokens");
+    ok(verdict_of("{\"model\":\"m\"," MSG ",\"max_completion_tokens\":16,"
+                  "\"max_tokens\":5e12}", &policy)
+       == AIHUB_BODY_BAD_MAX_TOKENS,
+       "max_tokens past the largest, beside max_completion_tokens");
+
+    /* a byte order mark: cJSON skips it, the rewrite would not */
+
+    ok(verdict_of("\xef\xbb\xbf{\"model\":\"m\"," MSG "}", &policy)
+       == AIHUB_BODY_SYNTAX, "a UTF-8 byte order mark is refused");
 
     json = "{\"model\":\"a\"," MSG ",\"messages\":7}";
     aihub_body_check(&b, (const unsigned char *) json, strlen(json), &policy);
