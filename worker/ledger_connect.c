@@ -15,6 +15,9 @@
 #include "ledger_state.h"
 
 
+static void aw_drain_grouped(aw_drain_t *d);
+
+
 long long
 aw_now_ms(void)
 {
@@ -94,9 +97,6 @@ aw_drain_group_exists(aw_drain_t *d)
  * comes back only once Redis is restored.  1 made or there, 0 no marker
  * yet, -1 Redis failed.
  */
-
-static void aw_drain_grouped(aw_drain_t *d);
-
 
 static const char  aw_group_make[] =
     "if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end "
