@@ -28,10 +28,17 @@ plan(skip_all => 'module or worker not built')
 my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
 $t->migrate;
 
-my $INCLUDED = 40;
+my $INCLUDED;
 my $key = $t->create_key(account => 'edge', plan => 'free');
-$t->worker('account', 'override', 'edge', '--included', $INCLUDED,
-           '--rpm', 0, '--tpm', 0);
+
+# the account's allowance set to 40 calls beyond those used
+sub allow_40_more {
+    $INCLUDED = $_[0] + 40;
+    $t->worker('account', 'override', 'edge', '--included', $INCLUDED,
+               '--rpm', 0, '--tpm', 0);
+}
+
+allow_40_more(0);
 my $acct = $t->sql_value("SELECT id FROM accounts WHERE name = 'edge'");
 
 # blocks of 4 calls from 16 left
@@ -130,9 +137,7 @@ $used = burst('restart', $used);
 
 # --- a new month's worth: the override raised, then FLUSHALL ----------------------
 
-$INCLUDED = $used + 40;
-$t->worker('account', 'override', 'edge', '--included', $INCLUDED,
-           '--rpm', 0, '--tpm', 0);
+allow_40_more($used);
 $used = calls_with_a_block('flushall', $used);
 $t->redis('FLUSHALL');
 ok(restored($used), 'flushall: the worker restored Redis');
@@ -147,9 +152,7 @@ $used = burst('flushall', $used);
 # Stored meanwhile, the event would be in the ledger the restore reads, and
 # the node's resent settle would count the call a second time.
 
-$INCLUDED = $used + 40;
-$t->worker('account', 'override', 'edge', '--included', $INCLUDED,
-           '--rpm', 0, '--tpm', 0);
+allow_40_more($used);
 $used = calls_with_a_block('failed restore', $used);
 $t->stop_worker;
 $t->redis('FLUSHALL');
