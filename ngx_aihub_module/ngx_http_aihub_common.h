@@ -330,6 +330,8 @@ typedef struct {
                                                when Redis is asked */
     u_char                        bin[NGX_HTTP_AIHUB_SHA256_LEN];
     ngx_http_aihub_key_t          key;
+    ngx_uint_t                    heard;        /* invalidations heard
+                                               before Redis was asked */
     unsigned                      known:1;
     unsigned                      from_stale:1; /* served failing open */
 } ngx_http_aihub_caller_t;

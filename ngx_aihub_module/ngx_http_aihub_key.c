@@ -72,7 +72,8 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ngx_http_aihub_sha256(ctx->caller.bin, key.data, key.len);
 
-    rc = ngx_http_aihub_zone_get(r, ctx->caller.bin, &ctx->caller.key);
+    rc = ngx_http_aihub_zone_get(r, ctx->caller.bin, &ctx->caller.key,
+                                 &ctx->caller.heard);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -321,7 +322,8 @@ ngx_http_aihub_read_record(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     ngx_http_aihub_key_strings(&ctx->caller.key);
 
-    if (ngx_http_aihub_zone_put(r, ctx->caller.bin, &ctx->caller.key)
+    if (ngx_http_aihub_zone_put(r, ctx->caller.bin, &ctx->caller.key,
+                                ctx->caller.heard)
         != NGX_OK)
     {
         return NGX_ERROR;

@@ -46,6 +46,7 @@ typedef struct {
     ngx_rbtree_node_t             sentinel;
     ngx_queue_t                   queue;
     ngx_uint_t                    generation;
+    ngx_uint_t                    invalidations; /* heard, of any kind */
     ngx_uint_t                    entries;
     ngx_rbtree_t                  accounts;
     ngx_rbtree_node_t             accounts_sentinel;
@@ -255,12 +256,13 @@ ngx_http_aihub_zone_trust(ngx_shm_zone_t *zone, ngx_uint_t trusted)
  * Looks a key up.  NGX_OK: a fresh record; NGX_AGAIN: a stale one (the key
  * is filled in all the same, for fail-open); NGX_BUSY: one invalidated at
  * the source (revoked, changed), never to be served without Redis;
- * NGX_DECLINED: none.
+ * NGX_DECLINED: none.  "heard" gets the count of invalidations heard so
+ * far, for ngx_http_aihub_zone_put() of the record read from Redis next.
  */
 
 ngx_int_t
 ngx_http_aihub_zone_get(ngx_http_request_t *r, u_char *hash,
-    ngx_http_aihub_key_t *key)
+    ngx_http_aihub_key_t *key, ngx_uint_t *heard)
 {
     ngx_int_t                     rc;
     ngx_http_aihub_zone_t       *cache;
@@ -276,6 +278,8 @@ ngx_http_aihub_zone_get(ngx_http_request_t *r, u_char *hash,
     cache = amcf->shm_zone->data;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
+
+    *heard = cache->sh->invalidations;
 
     cn = ngx_http_aihub_zone_find(cache, hash);
 
@@ -325,11 +329,18 @@ ngx_http_aihub_zone_copy_out(ngx_http_request_t *r,
 }
 
 
-/* stores a record read from Redis */
+/*
+ * Stores a record read from Redis, asked for when "heard" invalidations had
+ * been heard.  One heard since may be about this key, and the reply may
+ * predate it: Redis answered the lookup on the command connection before
+ * the change, and its message on the subscription connection was handled
+ * first.  Such a record is stored stale, read again when next asked for;
+ * stored fresh it would serve a revoked key until the TTL.
+ */
 
 ngx_int_t
 ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
-    ngx_http_aihub_key_t *key)
+    ngx_http_aihub_key_t *key, ngx_uint_t heard)
 {
     size_t                        size;
     ngx_http_aihub_zone_t       *cache;
@@ -383,7 +394,7 @@ fill:
     ngx_memcpy(cn->models, key->models.data, key->models.len);
     cn->fetched = ngx_current_msec;
     cn->generation = cache->sh->generation;
-    cn->stale = 0;
+    cn->stale = (cache->sh->invalidations != heard);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
@@ -461,6 +472,7 @@ ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
     if (AIHUB_MSG_IS(AIHUB_INV_ALL)) {
         ngx_shmtx_lock(&cache->shpool->mutex);
         cache->sh->generation++;
+        cache->sh->invalidations++;
         ngx_shmtx_unlock(&cache->shpool->mutex);
         return;
     }
@@ -476,6 +488,8 @@ ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
         }
 
         ngx_shmtx_lock(&cache->shpool->mutex);
+
+        cache->sh->invalidations++;
 
         cn = ngx_http_aihub_zone_find(cache, hash);
         if (cn) {
@@ -496,6 +510,8 @@ ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
         account = (uint64_t) n;
 
         ngx_shmtx_lock(&cache->shpool->mutex);
+
+        cache->sh->invalidations++;
 
         for (q = ngx_queue_head(&cache->sh->queue);
              q != ngx_queue_sentinel(&cache->sh->queue);

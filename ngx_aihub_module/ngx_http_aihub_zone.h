@@ -20,9 +20,9 @@ void *ngx_http_aihub_zone_create(ngx_conf_t *cf);
 ngx_int_t ngx_http_aihub_zone_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_aihub_zone_get(ngx_http_request_t *r, u_char *hash,
-    ngx_http_aihub_key_t *key);
+    ngx_http_aihub_key_t *key, ngx_uint_t *heard);
 ngx_int_t ngx_http_aihub_zone_put(ngx_http_request_t *r, u_char *hash,
-    ngx_http_aihub_key_t *key);
+    ngx_http_aihub_key_t *key, ngx_uint_t heard);
 void ngx_http_aihub_zone_trust(ngx_shm_zone_t *zone, ngx_uint_t trusted);
 void ngx_http_aihub_zone_invalidate(ngx_shm_zone_t *zone, u_char *msg,
     size_t len);

@@ -6,9 +6,13 @@
 # - a subscription that goes deaf without its connection closing (a
 #   half-open socket) is noticed within seconds by the heartbeat: until it
 #   hears again no cached key counts as fresh, so a revocation takes effect
-#   at once instead of after the cache TTL.
+#   at once instead of after the cache TTL;
+# - a key lookup answered before a revocation whose message arrives first
+#   (the two come on different connections) does not cache the key as
+#   fresh: the next call reads it again and is refused.
 # Redis is reached through a small proxy in this test that can stop
-# passing what Redis sends to subscribers, as a half-open socket would.
+# passing what Redis sends to subscribers, as a half-open socket would, or
+# hold back what it sends on the other connections for a while.
 
 use strict;
 use warnings;
@@ -31,12 +35,14 @@ $t->start_mock;
 seed_models($t);
 
 my $deaf_flag = $t->dir . '/deaf';
+my $hold_flag = $t->dir . '/hold';          # replies held while it exists
+my $held_flag = $t->dir . '/held';          # made once one is held
 my $proxy_port = Aihub::free_port();
 my $proxy_pid = start_proxy($proxy_port, $t->redis_port);
 
 $t->nginx(<<"END");
     aihub_redis 127.0.0.1:$proxy_port;
-    aihub_redis_timeout 300ms;
+    aihub_redis_timeout 2s;
     aihub_cache_zone aihub:8m;
     aihub_cache_ttl 60s;
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
@@ -140,6 +146,41 @@ is(models_status($kept), 200, 'subscription back: keys served');
 like($t->error_log, qr/hears nothing, reconnecting/,
      'the deaf subscriber connection was made again');
 
+# --- a lookup's reply overtaken by the revocation's message ------------------
+
+ok($t->wait_for(sub { ($t->redis('PUBLISH', 'aihub:invalidate', 'none')
+                       // 0) >= 1 }, timeout => 10),
+   'the subscription hears again');
+
+my $raced = seed_full_key($t, account => 3104, models => '*');
+my $status_file = $t->dir . '/raced.status';
+
+Aihub::write_file($hold_flag, "1\n");
+my $caller = fork // die "fork: $!";
+
+if ($caller == 0) {
+    Aihub::write_file($status_file, chat_status($raced) . "\n");
+    _exit(0);
+}
+
+# Redis has answered the lookup (the key is active) and the proxy holds the
+# answer; the revocation's message reaches the gateway first
+my $prefix = Aihub::key_prefix($raced);
+ok($t->wait_for(sub { -e $held_flag
+                      && index(Aihub::read_file($held_flag), $prefix) >= 0 },
+                timeout => 5),
+   'the key lookup is answered and its answer held');
+revoke($raced);
+sleep 0.2;
+unlink $hold_flag;
+waitpid($caller, 0);
+
+like(Aihub::read_file($status_file), qr/^200$/m,
+     'the call in flight when the key was revoked is served');
+is(chat_status($raced), 401,
+   'the next call is refused: the answer older than the revocation was '
+   . 'not cached as fresh');
+
 kill 'TERM', $proxy_pid;
 waitpid($proxy_pid, 0);
 
@@ -148,7 +189,9 @@ $t->done;
 
 
 # A TCP proxy to Redis; while $deaf_flag exists, what Redis sends on a
-# connection that subscribed is read and dropped.
+# connection that subscribed is read and dropped; while $hold_flag exists,
+# what it sends on the other connections is held (and written to
+# $held_flag) and passed on once the flag is gone.
 sub start_proxy {
     my ($port, $redis_port) = @_;
 
@@ -191,10 +234,16 @@ sub relay {
         or return;
     my $sel = IO::Select->new($c, $r);
     my $subscriber = 0;
+    my $held = '';
     my $end = time + 120;                   # bounded
 
     while (time < $end) {
-        for my $fh ($sel->can_read(0.5)) {
+        if ($held ne '' && !-e $hold_flag) {
+            syswrite($c, $held);
+            $held = '';
+        }
+
+        for my $fh ($sel->can_read($held ne '' ? 0.01 : 0.5)) {
             my $n = sysread($fh, my $buf, 65536);
             return unless $n;
 
@@ -202,7 +251,14 @@ sub relay {
                 $subscriber = 1 if $buf =~ /SUBSCRIBE/i;
                 syswrite($r, $buf);
 
-            } elsif (!($subscriber && -e $deaf_flag)) {
+            } elsif ($subscriber) {
+                syswrite($c, $buf) unless -e $deaf_flag;
+
+            } elsif ($held ne '' || -e $hold_flag) {
+                $held .= $buf;
+                Aihub::write_file($held_flag, $held);
+
+            } else {
                 syswrite($c, $buf);
             }
         }
