@@ -84,6 +84,19 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                 goto invalid;
             }
 
+            /* the request's path (and query string) is appended to it */
+
+            if (ngx_strlchr(s, v.data + v.len, '?') != NULL
+                || ngx_strlchr(s, v.data + v.len, '#') != NULL)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "aihub provider \"%V\": \"%V\" has a "
+                                   "query string or fragment: the request's "
+                                   "path is appended to the url",
+                                   &value[1], &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
             /* no trailing slash: the request path is appended */
 
             while (v.len && v.data[v.len - 1] == '/') {

@@ -230,6 +230,13 @@ conf_fails(<<"END" . $LOC, qr/invalid parameter "url=ftp:\/\/example.com\/v1"/,
 END
     'aihub_provider with a url that is not http(s)');
 
+conf_fails(<<"END" . $LOC, qr/"url=https:\/\/example.com\/openai\?api-version=1" has a query string/,
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=https://example.com/openai?api-version=1 key_env=AIHUB_MOCK_KEY; #BAD
+END
+    'aihub_provider with a query string in its url');
+
 Aihub::write_file($t->dir . '/provider.key', "secret\n");
 
 conf_fails(<<"END" . $LOC, qr/has both "key_env=" and "key_file="/,
