@@ -4,8 +4,10 @@
  * developer's to see, as our 400 quoting the provider's message; anything
  * that speaks of keys, credentials, authentication, permissions, accounts,
  * projects, organizations, billing, payment, credit or quota, and any
- * other shape (Gemini answers a bad credential with a 400 and a JSON
- * array), is the operator's problem, never shown.
+ * other shape, is the operator's problem, never shown.  Gemini wraps its
+ * errors in a JSON array of one ([{"error": {...}}]), a bad credential
+ * ("API key not valid", reason API_KEY_INVALID) and a bad request alike:
+ * the error is read inside it.
  *
  * A provider's 429 is judged too: a rate limit is the developer's to see
  * (429, retry), but OpenAI also answers 429 when the operator's account
@@ -21,6 +23,9 @@
 
 
 #define NGX_HTTP_AIHUB_REFUSAL_TEXT  256     /* of its message passed on */
+
+
+static cJSON *ngx_http_aihub_refusal_error(cJSON *root);
 
 
 static const char  *ngx_http_aihub_operator_words[] = {
@@ -48,8 +53,7 @@ ngx_http_aihub_refusal_message(ngx_http_request_t *r, ngx_buf_t *held,
     root = cJSON_ParseWithLength((const char *) held->pos,
                                  held->last - held->pos);
 
-    err = cJSON_IsObject(root)
-          ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
+    err = ngx_http_aihub_refusal_error(root);
     m = cJSON_IsObject(err)
         ? cJSON_GetObjectItemCaseSensitive(err, "message") : NULL;
 
@@ -104,8 +108,7 @@ ngx_http_aihub_refusal_no_credit(ngx_buf_t *held)
     root = cJSON_ParseWithLength((const char *) held->pos,
                                  held->last - held->pos);
 
-    err = cJSON_IsObject(root)
-          ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
+    err = ngx_http_aihub_refusal_error(root);
 
     found = 0;
 
@@ -122,4 +125,18 @@ ngx_http_aihub_refusal_no_credit(ngx_buf_t *held)
     cJSON_Delete(root);
 
     return found;
+}
+
+
+/* the "error" member of {"error": ...} or of Gemini's [{"error": ...}] */
+
+static cJSON *
+ngx_http_aihub_refusal_error(cJSON *root)
+{
+    if (cJSON_IsArray(root) && cJSON_GetArraySize(root) == 1) {
+        root = cJSON_GetArrayItem(root, 0);
+    }
+
+    return cJSON_IsObject(root)
+           ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
 }

@@ -38,6 +38,9 @@ seed_models($t, %MODELS,
     'test-gembad' => { provider => 'gembad', upstream => 'mock-basic',
                        tier => 'basic', price_in => 1000000,
                        price_out => 2000000 },
+    'test-gem'    => { provider => 'gem', upstream => 'mock-basic',
+                       tier => 'basic', price_in => 1000000,
+                       price_out => 2000000 },
     'test-orbad'  => { provider => 'orbad', upstream => 'mock-basic',
                        tier => 'basic', price_in => 1000000,
                        price_out => 2000000 });
@@ -56,6 +59,7 @@ $t->nginx(<<'END' =~ s/%%CLOSED%%/$closed/r);
     aihub_provider down url=http://127.0.0.1:%%CLOSED%%/v1 key_env=AIHUB_MOCK_KEY;
     aihub_provider badkey url=%%MOCK_URL%% key_file=%%DIR%%/bad.key;
     aihub_provider gembad url=http://%%MOCK%%/v1beta/openai kind=gemini key_file=%%DIR%%/bad.key;
+    aihub_provider gem url=http://%%MOCK%%/v1beta/openai kind=gemini key_env=AIHUB_MOCK_KEY;
     aihub_provider orbad url=http://%%MOCK%%/api/v1 key_file=%%DIR%%/bad.key;
     aihub_pass_request_header x-mock-*;    # the mock's test controls
 
@@ -222,6 +226,24 @@ check_failure('OpenRouter refuses the credential', 502, 'upstream_error',
          "provider 400: the provider's message, in our words");
     $t->wait_for(sub { $period->() == $calls }, timeout => 1);
     is($period->(), $calls, 'provider 400: not counted as a call');
+
+    my @ev = wait_usage($t, $nev + 1);
+    $nev = @ev;
+}
+
+# Gemini answers every error in a JSON array of one: a request it refuses
+# is the developer's to see all the same, not a 502 the SDK retries
+{
+    my $r = raw_request($t, key => $key,
+                        body => chat_body(model => 'test-gem'),
+                        headers => { 'x-mock-status' => 400 });
+
+    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+    is_error($r, 400, 'provider_rejected_request',
+             "Gemini's 400 about the request ([{\"error\": ...}])");
+    like($r->{json}{error}{message},
+         qr/^The model provider rejected the request: Invalid request/,
+         "Gemini's 400: the provider's message, in our words");
 
     my @ev = wait_usage($t, $nev + 1);
     $nev = @ev;
