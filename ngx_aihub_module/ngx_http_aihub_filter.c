@@ -39,6 +39,7 @@ static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
+static ngx_uint_t ngx_http_aihub_error_first(u_char *p, u_char *last);
 static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_throttled(ngx_http_request_t *r,
@@ -419,6 +420,13 @@ ngx_http_aihub_body_pass(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     }
 
     if (ctx->reply.hold == NGX_HTTP_AIHUB_HOLD_REFUSAL) {
+
+        if (ctx->reply.scanning
+            && ngx_http_aihub_scan_json(ctx, in) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_aihub_hold_refusal(r, ctx, in);
     }
 
@@ -475,7 +483,11 @@ ours:
 /*
  * A JSON answer's header waits for its first byte: an object goes on as
  * it came, anything else (an HTML page, nothing at all) becomes our 502
- * and is never billed.  NGX_DECLINED: the header went on, go on.
+ * and is never billed.  An object whose first member is "error" is
+ * OpenRouter's failure once the model has begun (a 200 whose body is the
+ * error, naming the upstream and the operator's account): it is held to
+ * its end and judged as a 400 would be.  NGX_DECLINED: the header went
+ * on, go on.
  */
 
 static ngx_int_t
@@ -512,6 +524,16 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
             if (*p != '{') {
                 goto refuse;
+            }
+
+            if (ngx_http_aihub_error_first(p, cl->buf->last)) {
+                ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_REFUSAL;
+
+                if (ngx_http_aihub_scan_json(ctx, in) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                return ngx_http_aihub_hold_refusal(r, ctx, in);
             }
 
             rc = ngx_http_next_header_filter(r);
@@ -565,7 +587,29 @@ refuse:
 }
 
 
-/* a provider's 400-class answer, read to its end, then judged */
+/*
+ * Whether an object's first member is "error", as far as the bytes from
+ * its "{" tell (a name cut by the end of the buffer is taken for another).
+ */
+
+static ngx_uint_t
+ngx_http_aihub_error_first(u_char *p, u_char *last)
+{
+    static u_char  name[] = "\"error\"";
+
+    for (p++; p < last; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            break;
+        }
+    }
+
+    return (size_t) (last - p) >= sizeof(name) - 1
+           && ngx_strncmp(p, name, sizeof(name) - 1) == 0;
+}
+
+
+/* a provider's 400-class answer (or a 200 that is an error), read to its
+   end, then judged */
 
 static ngx_int_t
 ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
@@ -575,7 +619,7 @@ ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     size_t        n;
     ngx_int_t     rc;
     ngx_buf_t    *held;
-    ngx_uint_t    last;
+    ngx_uint_t    last, status;
     ngx_chain_t  *cl;
 
     if (ctx->reply.held == NULL) {
@@ -611,19 +655,32 @@ ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
 
-    if (ctx->reply.status == NGX_HTTP_TOO_MANY_REQUESTS) {
+    /* a 200 that is an error: the status its error gives (OpenRouter's
+       "code"), a failure when it gives none */
+    status = (ctx->reply.status < 300) ? ngx_http_aihub_refusal_code(held)
+                                       : ctx->reply.status;
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
         return ngx_http_aihub_throttled(r, ctx, held);
     }
 
-    rc = ngx_http_aihub_refusal_message(r, held, &msg);
+    if (status == NGX_HTTP_BAD_REQUEST || status == NGX_HTTP_CONFLICT
+        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || status == 422)
+    {
+        rc = ngx_http_aihub_refusal_message(r, held, &msg);
+
+    } else {
+        rc = NGX_DECLINED;
+    }
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "aihub: provider \"%V\" refused the request with %ui%s",
+                  "aihub: provider \"%V\" refused the request with %ui%s%s",
                   &ctx->route.provider->name, ctx->reply.status,
+                  ctx->reply.status < 300 ? " and an error for its body" : "",
                   rc == NGX_OK ? "" : ", a problem of the gateway's own");
 
     if (rc == NGX_DECLINED) {

@@ -140,3 +140,28 @@ ngx_http_aihub_refusal_error(cJSON *root)
     return cJSON_IsObject(root)
            ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
 }
+
+
+/* the number in a held error's "code" (OpenRouter's status), or 0 */
+
+ngx_uint_t
+ngx_http_aihub_refusal_code(ngx_buf_t *held)
+{
+    cJSON       *root, *err, *code;
+    ngx_uint_t   n;
+
+    root = cJSON_ParseWithLength((const char *) held->pos,
+                                 held->last - held->pos);
+
+    err = ngx_http_aihub_refusal_error(root);
+    code = cJSON_IsObject(err)
+           ? cJSON_GetObjectItemCaseSensitive(err, "code") : NULL;
+
+    n = (cJSON_IsNumber(code) && code->valuedouble >= 100
+         && code->valuedouble < 600)
+        ? (ngx_uint_t) code->valuedouble : 0;
+
+    cJSON_Delete(root);
+
+    return n;
+}

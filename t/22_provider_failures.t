@@ -192,6 +192,34 @@ check_failure('connection refused', 502, 'upstream_error',
 
 check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
               headers => { 'x-mock-garbage' => 1 });
+{
+    my $r = check_failure('200 whose body is an error (OpenRouter)', 502,
+                          'upstream_error', reached => 1,
+                          headers => { 'x-mock-error-200' => 1 });
+    unlike($r->{body}, qr/user_id|user_2dHFtVWx2n56w6HkOperator0|Provider returned/,
+           "200 with an error: the operator's account and the provider's "
+           . 'error are not passed on');
+}
+{
+    # the error in the body says the request was at fault: a 400 would
+    my $r = raw_request($t, key => $key, body => chat_body(),
+                        headers => { 'x-mock-error-200' => 400 });
+
+    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+    is_error($r, 400, 'provider_rejected_request',
+             '200 whose body is an error about the request');
+    like($r->{json}{error}{message},
+         qr/^The model provider rejected the request: This endpoint's maximum context length/,
+         "200 with an error about the request: its message, in our words");
+    unlike($r->{body}, qr/user_id|user_2dHFtVWx2n56w6HkOperator0/,
+           "200 with an error about the request: the operator's account "
+           . 'is not passed on');
+
+    my @ev = wait_usage($t, $nev + 1);
+    $nev = @ev;
+    is($ev[-1]{total_tokens} // 0, 0,
+       '200 with an error about the request: nothing billed');
+}
 check_failure('a status line that is not HTTP', 502, 'upstream_error',
               reached => 1, headers => { 'x-mock-raw-status' => 1 });
 check_failure('204', 502, 'upstream_error', reached => 1,

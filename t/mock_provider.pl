@@ -51,6 +51,10 @@
 #   x-mock-cut-after: N          send N SSE events, then drop the connection
 #   x-mock-no-usage: 1           no usage in the JSON nor the usage chunk
 #   x-mock-garbage: 1            200 with a body that is not JSON
+#   x-mock-error-200: 1|CODE     200 with OpenRouter's error object as
+#                                the body (an error once the model began),
+#                                its "code" 502, or CODE (400: about the
+#                                request)
 #   x-mock-total-extra: N        total_tokens = prompt + completion + N
 #   x-mock-choices-null: 1       usage chunk carries "choices": null
 #   x-mock-size: BYTES           pad the answer's content to BYTES characters
@@ -431,6 +435,23 @@ sub handle_request {
 
         return error($c, $req, \%entry, $status, @$t,
                      $ctl->{'retry-after'});
+    }
+
+    if ($ctl->{'error-200'}) {
+        # OpenRouter once the model has begun: "the returned HTTP response
+        # status will be 200 and any error ... emitted in the response
+        # body" (its errors page); its envelope names the upstream and the
+        # operator's account
+        my $code = $ctl->{'error-200'} > 1 ? $ctl->{'error-200'} + 0 : 502;
+        return respond($c, $req, \%entry, 200, $JSON->encode({
+            error   => { code => $code,
+                         message => $code == 400
+                             ? 'This endpoint\'s maximum context length is '
+                               . '8192 tokens.'
+                             : 'Provider returned error',
+                         metadata => { provider_name => 'MockUpstream',
+                                       raw => 'upstream said: overloaded' } },
+            user_id => 'user_2dHFtVWx2n56w6HkOperator0' }));
     }
 
     if ($ctl->{garbage}) {
