@@ -15,6 +15,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use POSIX ();
 
 use lib 't/lib';
 use Aihub;
@@ -290,6 +291,19 @@ like($r429->{head}, qr/^retry-after: 1\r?$/mi,
     like($r->{head}, qr/^retry-after: 7\r?$/mi,
          "provider 429: the provider's Retry-After passed on");
     is(() = $r->{head} =~ /^retry-after:/mgi, 1, 'one Retry-After');
+}
+{
+    # Retry-After may be an HTTP-date (RFC 9110): the seconds until it
+    my $date = POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT',
+                               gmtime(time + 30));
+    my $r = check_failure('429 with Retry-After as a date', 429,
+                          'rate_limit_exceeded', reached => 1,
+                          headers => { 'x-mock-status' => 429,
+                                       'x-mock-retry-after' => $date });
+    my ($s) = $r->{head} =~ /^retry-after: (\d+)\r?$/mi;
+    ok(defined $s && $s >= 25 && $s <= 31,
+       "provider 429: an HTTP-date Retry-After becomes its seconds ("
+       . ($s // 'none') . ')');
 }
 
 # OpenAI's 429 for the operator's account out of credit: the operator's

@@ -59,7 +59,7 @@
 #   x-mock-choices-null: 1       usage chunk carries "choices": null
 #   x-mock-size: BYTES           pad the answer's content to BYTES characters
 #   x-mock-completion-tokens: N  completion tokens (and words) to answer
-#   x-mock-retry-after: N        Retry-After on an error answer
+#   x-mock-retry-after: N|DATE   Retry-After on an error answer
 #   x-mock-no-credit: 1          with status 429: OpenAI's answer for an
 #                                account with no credit left
 #                                (insufficient_quota)
@@ -831,9 +831,14 @@ sub controls {
     }
 
     for (qw(status delay-ms chunk-delay-ms cut-after total-extra size
-            completion-tokens retry-after reasoning-tokens error-after)) {
+            completion-tokens reasoning-tokens error-after)) {
         delete $ctl{$_} if defined $ctl{$_} && $ctl{$_} !~ /^\d+$/;
     }
+
+    # seconds, or an HTTP-date, as RFC 9110 allows
+    delete $ctl{'retry-after'}
+        if defined $ctl{'retry-after'}
+           && $ctl{'retry-after'} !~ /^(\d+|\w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT)$/;
 
     return \%ctl;
 }
