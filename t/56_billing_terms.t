@@ -39,8 +39,19 @@ my $B = month_back($y, $m, 3);
 
 my %id;
 
+# 40 plans more, with names of 32 characters: an invoice's terms hold the
+# overage rule of every plan (before: the first 32, and 1,024 bytes)
+my @many = map { sprintf 'team-plan-with-a-long-name-%05d', $_ } 1 .. 40;
+
+for my $plan (@many) {
+    my ($prc, undef, $perr) = $t->worker('plan', 'add', $plan, '--base-fee',
+                                         1, '--overage', 'on',
+                                         '--model-tier', 'all');
+    is($prc, 0, "plan $plan added") or diag($perr);
+}
+
 for ([ think => 'pro' ], [ switch => 'pro' ], [ late => 'enterprise' ],
-     [ ghost => 'pro' ], [ capped => 'pro' ])
+     [ ghost => 'pro' ], [ capped => 'pro' ], [ many => $many[-1] ])
 {
     my ($name, $plan) = @$_;
     $t->create_key(account => $name, plan => $plan);
@@ -55,7 +66,7 @@ my ($rc, $out, $err);
 
 # no call included: every call is overage
 
-for my $name (qw(think switch late ghost capped)) {
+for my $name (qw(think switch late ghost capped many)) {
     ($rc, $out, $err) = $t->worker('account', 'override', $name,
                                    '--included', 0);
     is($rc, 0, "$name: nothing included") or diag($err);
@@ -152,6 +163,11 @@ is($rc, 0, 'late: contract price $2,500');
 events(account => 'late', n => 1, model => 'mock-premium', plan =>
        'enterprise', in => 2000, out => 7500, ts => "$P-05");
 
+# many: the 43rd plan, $1.00, overage on; the call of late's, 8 c beyond
+# the allowance: $1.08
+events(account => 'many', n => 1, model => 'mock-premium', plan =>
+       $many[-1], in => 2000, out => 7500, ts => "$P-05");
+
 # --- a price change mid-month and a spend cap ---------------------------------
 
 # mock-basic goes from $0.15 / $0.60 to $0.30 / $1.20 per M on P-15;
@@ -217,6 +233,8 @@ is($t->sql_value("SELECT plan FROM invoices WHERE account = $id{switch}"),
 is(total('late', $P), 250008, 'late: $2,500.08 in P');
 is(total('ghost', $P), 1902, 'ghost-model at its price: $19.02');
 is(total('capped', $P), 1910, 'capped: $19.00 + $0.14 capped at $0.10');
+is(total('many', $P), 108,
+   'the 43rd plan: its overage billed by its own rule: $1.08');
 is_deeply([ $t->sql("SELECT l.kind, l.price_in_micros, l.amount_cents FROM "
                     . "invoice_lines l JOIN invoices i ON i.id = l.invoice "
                     . "WHERE i.account = $id{capped} AND l.kind IN "
@@ -256,17 +274,17 @@ is($rc, 0, 'check passes after the adjustment') or diag($out);
 
 # --- the same figures everywhere ----------------------------------------------
 
-# P: 1904 + 250000 + 250008 + 1902 + 1910 = 505724
+# P: 1904 + 250000 + 250008 + 1902 + 1910 + 108 = 505832
 # N: think 1900 + switch 250000 (enterprise at the contract price) + late
-#    300008 + ghost 1900 + capped 1900 = 555708
+#    300008 + ghost 1900 + capped 1900 + many 100 = 555808
 
 my %want = (
     $P => { think => 1904, switch => 250000, late => 250008, ghost => 1902,
-            capped => 1910 },
+            capped => 1910, many => 108 },
     $N => { think => 1900, switch => 250000, late => 300008, ghost => 1900,
-            capped => 1900 },
+            capped => 1900, many => 100 },
 );
-my %sum = ($P => 505724, $N => 555708);
+my %sum = ($P => 505832, $N => 555808);
 
 sub usd { my $c = shift; sprintf '%d.%02d', int($c / 100), $c % 100 }
 

@@ -17,6 +17,7 @@
 #include "catalog.h"
 #include "command.h"
 #include "db.h"
+#include "invoice.h"
 
 
 static const char  aw_plan_usage[] =
@@ -352,6 +353,15 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
     {
         aw_log(AW_LOG_ERROR, "plan \"%s\" exists: change it with \"" AW_NAME
                " plan set\"", name);
+        goto done;
+    }
+
+    if (aw_db_scalar(db, -1, "SELECT COUNT(*) FROM plans")
+        >= AW_TERMS_PLANS)
+    {
+        /* an invoice stores the overage rule of every plan */
+        aw_log(AW_LOG_ERROR, "there are %d plans, as many as there may be",
+               AW_TERMS_PLANS);
         goto done;
     }
 

@@ -144,9 +144,17 @@ aw_terms_load(MYSQL *db, long long account, time_t start, time_t end,
         return -1;
     }
 
-    while ((row = mysql_fetch_row(res)) != NULL
-           && t->nplans < AW_TERMS_PLANS)
-    {
+    while ((row = mysql_fetch_row(res)) != NULL) {
+
+        if (t->nplans == AW_TERMS_PLANS) {
+            /* a plan left out would bill its calls no overage */
+            aw_log(AW_LOG_ERROR, "more than %d plans: the terms of an "
+                   "invoice hold at most %d", AW_TERMS_PLANS,
+                   AW_TERMS_PLANS);
+            mysql_free_result(res);
+            return -1;
+        }
+
         snprintf(t->plans[t->nplans].name, sizeof(t->plans[0].name), "%s",
                  row[0]);
         t->plans[t->nplans++].overage = row[1][0] == '1';

@@ -38,7 +38,8 @@ typedef struct {
  * names may go beyond the allowance.
  */
 
-#define AW_TERMS_PLANS  32
+#define AW_TERMS_PLANS  256                 /* plans there may be */
+#define AW_TERMS_TEXT   (AW_TERMS_PLANS * 36 + 128)   /* stored form */
 
 typedef struct {
     char        plan[33];

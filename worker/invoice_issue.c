@@ -195,7 +195,7 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     size_t         k;
     aw_terms_t     terms;
     aw_invoice_t   inv;
-    char           text[1024], n[4][24], sql[128];
+    char           text[AW_TERMS_TEXT], n[4][24], sql[128];
     const char    *v[7];
 
     /* is there anything to bill?  the plan in force tells */
