@@ -18,6 +18,7 @@
  * cluster, in Redis.  The check must be atomic with the quota reservation
  * (a call refused by its quota takes no slot), so its Lua text below runs
  * inside the quota script, and the quota step hands its answer here.
+ * Tokens per minute stay local, checked, held and charged as above.
  *
  * Either way the answer carries the x-ratelimit-* headers, and Retry-After
  * on our own 429.
@@ -36,6 +37,7 @@ typedef struct {
     uint64_t                      tokens;
     uint64_t                      held;
     ngx_uint_t                    refund_request;
+    ngx_uint_t                    requests;     /* checked here (local) */
 } ngx_http_aihub_limit_op_t;
 
 
@@ -53,7 +55,8 @@ static void ngx_http_aihub_limit_hold_tokens(aihub_rl_state_t *sreq,
 
 /*
  * The limit step.  NGX_OK always: over a limit, the verdict is given.  With
- * "aihub_rate_limit global" the quota step applies the limit instead.
+ * "aihub_rate_limit global" the quota step applies the requests' limit
+ * instead, and only the tokens' is checked here.
  */
 
 ngx_int_t
@@ -67,7 +70,9 @@ ngx_http_aihub_limit_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     ctx->flow.step = NGX_HTTP_AIHUB_STEP_BODY;
 
-    if (alcf->global_rate_limit == NGX_HTTP_AIHUB_RATE_GLOBAL) {
+    op.requests = (alcf->global_rate_limit != NGX_HTTP_AIHUB_RATE_GLOBAL);
+
+    if (!op.requests && ctx->caller.key.rec.tpm == 0) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub limit: global, left to the quota step");
         return NGX_OK;
@@ -86,7 +91,7 @@ ngx_http_aihub_limit_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     if (lim->requests.allowed && lim->tokens.allowed) {
         /* given back if the request is refused later (verdict) */
-        lim->taken = (ctx->caller.key.rec.rpm != 0);
+        lim->taken = (op.requests && ctx->caller.key.rec.rpm != 0);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub limit: passed, %uL requests and %uL tokens "
@@ -152,7 +157,7 @@ ngx_http_aihub_limit_check(aihub_rl_state_t *sreq, aihub_rl_state_t *stok,
         }
     }
 
-    if (rec->rpm && tok->allowed) {
+    if (rec->rpm && op->requests && tok->allowed) {
         aihub_rl_check(sreq, now, rec->rpm, 1, req);
     }
 }
@@ -195,13 +200,8 @@ ngx_http_aihub_limit_hold(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     uint64_t                    worst;
     ngx_http_aihub_limit_op_t   op;
-    ngx_http_aihub_loc_conf_t  *alcf;
 
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
-
-    if (alcf->global_rate_limit == NGX_HTTP_AIHUB_RATE_GLOBAL
-        || ctx->caller.key.rec.tpm == 0 || ctx->limit.held)
-    {
+    if (ctx->caller.key.rec.tpm == 0 || ctx->limit.held) {
         return NGX_OK;
     }
 

@@ -49,6 +49,33 @@ worker_processes($t, 2);
 $t->start_nginx;
 ok(wait_ready($t, $probe), 'catalog loaded');
 
+# the same with the requests' limit global (in Redis): the tokens' stays
+# the node's, held and charged the same way (before: not applied at all)
+$t->nginx(<<'END', name => 'global');
+    aihub_redis %%REDIS%%;
+    aihub_redis_timeout 2s;
+    aihub_cache_zone aihub:8m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_pass_request_header x-mock-*;    # the mock's test controls
+    aihub_rate_limit global;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/ {
+            aihub on;
+            proxy_pass $aihub_proxy_url;
+            proxy_set_header Host $aihub_provider_host;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+END
+worker_processes($t, 2, 'global');
+$t->start_nginx('global');
+ok(wait_ready($t, $probe, name => 'global'), 'global node: catalog loaded');
+
 my $PERIOD = period_id();
 
 sub statuses { my %n; $n{ $_->{status} }++ for @_; %n }
@@ -71,6 +98,21 @@ for my $round (1 .. 3) {
        $st{429} // 0, "round $round: 429 rate_limit_exceeded");
     calls_settle($t, $account, $st{200} // 0,
                  "round $round: only the answered call counted");
+}
+
+{
+    my $account = 3320;
+    my $key = seed_full_key($t, account => $account, tpm => 100);
+    my @res = parallel_chat($t, 20, $key, names => [ 'global' ], headers => {
+        'x-mock-completion-tokens' => 1000, 'x-mock-delay-ms' => 300 });
+    my %st = statuses(@res);
+    is($st{200} // 0, 1, 'aihub_rate_limit global: TPM 100, 20 concurrent '
+                         . '1,000-token calls: one passes')
+        or diag(explain(\%st));
+    is(($st{200} // 0) + ($st{429} // 0), 20,
+       'aihub_rate_limit global: the rest 429');
+    calls_settle($t, $account, $st{200} // 0,
+                 'aihub_rate_limit global: only the answered call counted');
 }
 
 
