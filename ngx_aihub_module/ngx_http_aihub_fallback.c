@@ -25,6 +25,7 @@
 #include "ngx_http_aihub_models.h"
 #include "ngx_http_aihub_lane.h"
 #include "ngx_http_aihub_route.h"
+#include "ngx_http_aihub_grant.h"
 #include "ngx_http_aihub_fallback.h"
 
 #include "aihub_usage_event.h"
@@ -286,6 +287,24 @@ ngx_http_aihub_fallback_find(ngx_http_request_t *r,
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "aihub: fallback \"%V\" of model \"%V\" is not "
                           "in the catalog or not on the plan", &id,
+                          &ctx->route.asked->id);
+            continue;
+        }
+
+        /*
+         * a call beyond the included ones holds its worst case against the
+         * spend cap at the first route's prices: a dearer route could
+         * pass the cap by what it holds too little
+         */
+
+        if (ctx->quota.overage_call
+            && ngx_http_aihub_grant_worst_cost_at(ctx, m)
+               > ctx->quota.held_cost)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "aihub: fallback \"%V\" of model \"%V\" left "
+                          "out: its worst case is above what the call holds "
+                          "against the spend cap", &id,
                           &ctx->route.asked->id);
             continue;
         }

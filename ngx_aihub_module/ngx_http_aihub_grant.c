@@ -241,15 +241,23 @@ ngx_http_aihub_grant_send(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 /*
  * What a call may cost at most, held against its account's spend cap (0
  * without a cap): its prompt estimate and the most it may complete, at
- * its model's prices.
+ * its model's prices, or at those of model "m" (a fallback route).
  */
 
 uint64_t
 ngx_http_aihub_grant_worst_cost(ngx_http_aihub_ctx_t *ctx)
 {
+    return ngx_http_aihub_grant_worst_cost_at(ctx, ctx->route.model);
+}
+
+
+uint64_t
+ngx_http_aihub_grant_worst_cost_at(ngx_http_aihub_ctx_t *ctx,
+    ngx_http_aihub_model_t *m)
+{
     uint64_t  worst, prompt;
 
-    if (!ctx->caller.key.rec.spend_cap || ctx->route.model == NULL) {
+    if (!ctx->caller.key.rec.spend_cap || m == NULL) {
         return 0;
     }
 
@@ -257,8 +265,7 @@ ngx_http_aihub_grant_worst_cost(ngx_http_aihub_ctx_t *ctx)
     prompt = (uint64_t) (ctx->body.prompt_estimate + 3) / 4;
 
     return (uint64_t) aihub_money_call_micros(prompt, worst - prompt,
-                                              ctx->route.model->price_in,
-                                              ctx->route.model->price_out);
+                                              m->price_in, m->price_out);
 }
 
 

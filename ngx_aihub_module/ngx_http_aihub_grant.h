@@ -26,6 +26,8 @@ ngx_int_t ngx_http_aihub_grant_send(ngx_http_request_t *r,
     ngx_uint_t least, redisCallbackFn *fn, void *data,
     ngx_http_aihub_redis_handler_pt handler);
 uint64_t ngx_http_aihub_grant_worst_cost(ngx_http_aihub_ctx_t *ctx);
+uint64_t ngx_http_aihub_grant_worst_cost_at(ngx_http_aihub_ctx_t *ctx,
+    ngx_http_aihub_model_t *m);
 void ngx_http_aihub_settle_record(ngx_log_t *log, ngx_str_t *m, u_char *id,
     u_char kind, uint64_t calls, uint64_t cost, uint64_t rate_us,
     ngx_http_aihub_ctx_t *ctx);

@@ -215,6 +215,25 @@ served_by_backup('primary times out',
                  call(headers => { 'x-mock-primary-delay' => 2500 }), 1);
 primary_ok('primary times out');
 
+# a call beyond the included ones of an account with a spend cap holds its
+# worst case at the primary's prices: the fallback, dearer, is left out
+# (before: served, past the cap by what it held too little)
+{
+    my $capped = seed_full_key($t, account => 36, plan => 'pro',
+                               models => '*', included => 0, overage => 1,
+                               spend_cap => 1000000);
+    my $r = call(key => $capped, account => 36,
+                 headers => { 'x-mock-primary-status' => 500 });
+    is($r->{status}, 502, 'spend cap, beyond the included calls: the '
+                          . 'dearer fallback is left out (502)');
+    is(scalar(grep { $_->{body} =~ /mock-premium/ } @{ $r->{mock} }), 0,
+       'spend cap: the fallback was not asked');
+    is($r->{calls}, 0, 'spend cap: nothing counted');
+    like($t->error_log, qr/fallback "fb-backup" of model "fb-main" left out/,
+         'spend cap: the error log says why');
+}
+primary_ok('spend cap');
+
 served_by_backup('primary refuses connections',
                  call(model => 'fb-refused'), 0);
 
