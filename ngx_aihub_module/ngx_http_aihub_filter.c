@@ -21,10 +21,6 @@
 #include "aihub_usage_event.h"
 
 
-#define NGX_HTTP_AIHUB_PROVIDER_RETRY  1     /* s, when the provider's 429
-                                                says no Retry-After */
-
-
 static ngx_int_t ngx_http_aihub_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -39,11 +35,8 @@ static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
-static ngx_uint_t ngx_http_aihub_error_first(u_char *p, u_char *last);
 static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
-static ngx_int_t ngx_http_aihub_throttled(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, ngx_buf_t *held);
 static ngx_int_t ngx_http_aihub_send_replace(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_uint_t status, const char *type,
     const char *code, const char *message);
@@ -526,7 +519,7 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
                 goto refuse;
             }
 
-            if (ngx_http_aihub_error_first(p, cl->buf->last)) {
+            if (ngx_http_aihub_refusal_error_first(p, cl->buf->last)) {
                 ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_REFUSAL;
 
                 if (ngx_http_aihub_scan_json(ctx, in) != NGX_OK) {
@@ -587,27 +580,6 @@ refuse:
 }
 
 
-/*
- * Whether an object's first member is "error", as far as the bytes from
- * its "{" tell (a name cut by the end of the buffer is taken for another).
- */
-
-static ngx_uint_t
-ngx_http_aihub_error_first(u_char *p, u_char *last)
-{
-    static u_char  name[] = "\"error\"";
-
-    for (p++; p < last; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            break;
-        }
-    }
-
-    return (size_t) (last - p) >= sizeof(name) - 1
-           && ngx_strncmp(p, name, sizeof(name) - 1) == 0;
-}
-
-
 /* a provider's 400-class answer (or a 200 that is an error), read to its
    end, then judged */
 
@@ -615,12 +587,11 @@ static ngx_int_t
 ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     ngx_chain_t *in)
 {
-    u_char       *msg;
-    size_t        n;
-    ngx_int_t     rc;
-    ngx_buf_t    *held;
-    ngx_uint_t    last, status;
-    ngx_chain_t  *cl;
+    size_t                     n;
+    ngx_buf_t                 *held;
+    ngx_uint_t                 last;
+    ngx_chain_t               *cl;
+    ngx_http_aihub_refusal_t   v;
 
     if (ctx->reply.held == NULL) {
         ctx->reply.held = ngx_create_temp_buf(r->pool,
@@ -655,79 +626,12 @@ ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
 
-    /* a 200 that is an error: the status its error gives (OpenRouter's
-       "code"), a failure when it gives none */
-    status = (ctx->reply.status < 300) ? ngx_http_aihub_refusal_code(held)
-                                       : ctx->reply.status;
-
-    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        return ngx_http_aihub_throttled(r, ctx, held);
-    }
-
-    if (status == NGX_HTTP_BAD_REQUEST || status == NGX_HTTP_CONFLICT
-        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || status == 422)
-    {
-        rc = ngx_http_aihub_refusal_message(r, held, &msg);
-
-    } else {
-        rc = NGX_DECLINED;
-    }
-
-    if (rc == NGX_ERROR) {
+    if (ngx_http_aihub_refusal_judge(r, ctx, held, &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "aihub: provider \"%V\" refused the request with %ui%s%s",
-                  &ctx->route.provider->name, ctx->reply.status,
-                  ctx->reply.status < 300 ? " and an error for its body" : "",
-                  rc == NGX_OK ? "" : ", a problem of the gateway's own");
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
-                                           "server_error", "upstream_error",
-                                           "The model provider failed to "
-                                           "answer the request.");
-    }
-
-    return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                       "invalid_request_error",
-                                       "provider_rejected_request",
-                                       (const char *) msg);
-}
-
-
-/* a provider's 429: a rate limit (429, its Retry-After or 1 s), or the
-   operator's account out of credit (502, logged: no retry mends it) */
-
-static ngx_int_t
-ngx_http_aihub_throttled(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    ngx_buf_t *held)
-{
-    if (ngx_http_aihub_refusal_no_credit(held)) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "aihub: provider \"%V\" says the operator's account "
-                      "has no credit left (insufficient_quota)",
-                      &ctx->route.provider->name);
-
-        return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_BAD_GATEWAY,
-                                           "server_error", "upstream_error",
-                                           "The model provider failed to "
-                                           "answer the request.");
-    }
-
-    if (ngx_http_aihub_retry_after(r, ctx->forward.retry_after > 0
-                                      ? ctx->forward.retry_after
-                                      : NGX_HTTP_AIHUB_PROVIDER_RETRY)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_aihub_send_replace(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
-                                       "requests", "rate_limit_exceeded",
-                                       "The model provider is rate limiting "
-                                       "requests. Please retry shortly.");
+    return ngx_http_aihub_send_replace(r, ctx, v.status, v.type, v.code,
+                                       v.message);
 }
 
 

@@ -10,12 +10,80 @@
 #include "ngx_http_aihub_forward.h"
 
 
+static ngx_int_t ngx_http_aihub_provider_url(ngx_conf_t *cf,
+    ngx_http_aihub_provider_t *p, ngx_str_t *arg);
 static char *ngx_http_aihub_provider_key_file(ngx_conf_t *cf,
     ngx_http_aihub_provider_t *p);
 static ngx_int_t ngx_http_aihub_provider_lane_param(
     ngx_http_aihub_provider_t *p, ngx_str_t *v);
 static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+
+
+/* "url=URL": the base the request's path is appended to, and its host */
+
+static ngx_int_t
+ngx_http_aihub_provider_url(ngx_conf_t *cf, ngx_http_aihub_provider_t *p,
+    ngx_str_t *arg)
+{
+    u_char     *s, *e;
+    ngx_str_t   v;
+
+    v.data = arg->data + 4;
+    v.len = arg->len - 4;
+
+    if (v.len > 8 && ngx_strncmp(v.data, "https://", 8) == 0) {
+        s = v.data + 8;
+
+    } else if (v.len > 7 && ngx_strncmp(v.data, "http://", 7) == 0) {
+        s = v.data + 7;
+
+    } else {
+        goto invalid;
+    }
+
+    /* the request's path (and query string) is appended to it */
+
+    if (ngx_strlchr(s, v.data + v.len, '?') != NULL
+        || ngx_strlchr(s, v.data + v.len, '#') != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aihub provider \"%V\": \"%V\" has a query "
+                           "string or fragment: the request's path is "
+                           "appended to the url", &p->name, arg);
+        return NGX_ERROR;
+    }
+
+    /* no trailing slash: the request path is appended */
+
+    while (v.len && v.data[v.len - 1] == '/') {
+        v.len--;
+    }
+
+    p->url = v;
+
+    if (p->host.len == 0) {
+        for (e = s; e < v.data + v.len && *e != '/'; e++) {
+            /* void */
+        }
+
+        p->host.data = s;
+        p->host.len = e - s;
+
+        if (p->host.len == 0) {
+            goto invalid;
+        }
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" of aihub provider \"%V\"",
+                       arg, &p->name);
+    return NGX_ERROR;
+}
 
 
 /*
@@ -30,8 +98,7 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_aihub_main_conf_t *amcf = conf;
 
-    u_char                     *s, *e;
-    ngx_str_t                  *value, v;
+    ngx_str_t                  *value;
     ngx_uint_t                  i;
     ngx_http_aihub_provider_t  *p;
 
@@ -71,51 +138,8 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "url=", 4) == 0) {
-            v.data = value[i].data + 4;
-            v.len = value[i].len - 4;
-
-            if (v.len > 8 && ngx_strncmp(v.data, "https://", 8) == 0) {
-                s = v.data + 8;
-
-            } else if (v.len > 7 && ngx_strncmp(v.data, "http://", 7) == 0) {
-                s = v.data + 7;
-
-            } else {
-                goto invalid;
-            }
-
-            /* the request's path (and query string) is appended to it */
-
-            if (ngx_strlchr(s, v.data + v.len, '?') != NULL
-                || ngx_strlchr(s, v.data + v.len, '#') != NULL)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "aihub provider \"%V\": \"%V\" has a "
-                                   "query string or fragment: the request's "
-                                   "path is appended to the url",
-                                   &value[1], &value[i]);
+            if (ngx_http_aihub_provider_url(cf, p, &value[i]) != NGX_OK) {
                 return NGX_CONF_ERROR;
-            }
-
-            /* no trailing slash: the request path is appended */
-
-            while (v.len && v.data[v.len - 1] == '/') {
-                v.len--;
-            }
-
-            p->url = v;
-
-            if (p->host.len == 0) {
-                for (e = s; e < v.data + v.len && *e != '/'; e++) {
-                    /* void */
-                }
-
-                p->host.data = s;
-                p->host.len = e - s;
-
-                if (p->host.len == 0) {
-                    goto invalid;
-                }
             }
 
             continue;

@@ -22,10 +22,16 @@
 #include <cjson/cJSON.h>
 
 
-#define NGX_HTTP_AIHUB_REFUSAL_TEXT  256     /* of its message passed on */
+#define NGX_HTTP_AIHUB_REFUSAL_TEXT    256   /* of its message passed on */
+#define NGX_HTTP_AIHUB_PROVIDER_RETRY  1     /* s, when the provider's 429
+                                                says no Retry-After */
 
 
 static cJSON *ngx_http_aihub_refusal_error(cJSON *root);
+static ngx_int_t ngx_http_aihub_refusal_message(ngx_http_request_t *r,
+    ngx_buf_t *held, u_char **message);
+static ngx_uint_t ngx_http_aihub_refusal_no_credit(ngx_buf_t *held);
+static ngx_uint_t ngx_http_aihub_refusal_code(ngx_buf_t *held);
 
 
 static const char  *ngx_http_aihub_operator_words[] = {
@@ -35,11 +41,116 @@ static const char  *ngx_http_aihub_operator_words[] = {
 
 
 /*
+ * The verdict on a held answer (a 400-class one, a 429, or a 200 whose body
+ * is an error), read to its end: what the developer gets instead.  A 429's
+ * Retry-After is set here.
+ */
+
+ngx_int_t
+ngx_http_aihub_refusal_judge(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_buf_t *held, ngx_http_aihub_refusal_t *v)
+{
+    u_char      *msg;
+    ngx_int_t    rc;
+    ngx_uint_t   status;
+
+    v->status = NGX_HTTP_BAD_GATEWAY;
+    v->type = "server_error";
+    v->code = "upstream_error";
+    v->message = "The model provider failed to answer the request.";
+
+    /* a 200 that is an error: the status its error gives (OpenRouter's
+       "code"), a failure when it gives none */
+    status = (ctx->reply.status < 300) ? ngx_http_aihub_refusal_code(held)
+                                       : ctx->reply.status;
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+
+        /* the operator's account out of credit: no retry mends it */
+
+        if (ngx_http_aihub_refusal_no_credit(held)) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "aihub: provider \"%V\" says the operator's "
+                          "account has no credit left (insufficient_quota)",
+                          &ctx->route.provider->name);
+            return NGX_OK;
+        }
+
+        /* a rate limit: its Retry-After, or 1 s */
+
+        if (ngx_http_aihub_retry_after(r, ctx->forward.retry_after > 0
+                                          ? ctx->forward.retry_after
+                                          : NGX_HTTP_AIHUB_PROVIDER_RETRY)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        v->status = NGX_HTTP_TOO_MANY_REQUESTS;
+        v->type = "requests";
+        v->code = "rate_limit_exceeded";
+        v->message = "The model provider is rate limiting requests. "
+                     "Please retry shortly.";
+        return NGX_OK;
+    }
+
+    if (status == NGX_HTTP_BAD_REQUEST || status == NGX_HTTP_CONFLICT
+        || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || status == 422)
+    {
+        rc = ngx_http_aihub_refusal_message(r, held, &msg);
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "aihub: provider \"%V\" refused the request with %ui%s%s",
+                  &ctx->route.provider->name, ctx->reply.status,
+                  ctx->reply.status < 300 ? " and an error for its body" : "",
+                  rc == NGX_OK ? "" : ", a problem of the gateway's own");
+
+    if (rc == NGX_OK) {
+        v->status = NGX_HTTP_BAD_REQUEST;
+        v->type = "invalid_request_error";
+        v->code = "provider_rejected_request";
+        v->message = (const char *) msg;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether an object's first member is "error", as far as the bytes from
+ * its "{" tell (a name cut by the end of the buffer is taken for another).
+ */
+
+ngx_uint_t
+ngx_http_aihub_refusal_error_first(u_char *p, u_char *last)
+{
+    static u_char  name[] = "\"error\"";
+
+    for (p++; p < last; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            break;
+        }
+    }
+
+    return (size_t) (last - p) >= sizeof(name) - 1
+           && ngx_strncmp(p, name, sizeof(name) - 1) == 0;
+}
+
+
+/*
  * NGX_OK: *message is ours to send in a 400; NGX_DECLINED: a 502 that says
  * no more.  held must have a byte free after its data.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_aihub_refusal_message(ngx_http_request_t *r, ngx_buf_t *held,
     u_char **message)
 {
@@ -97,7 +208,7 @@ ngx_http_aihub_refusal_message(ngx_http_request_t *r, ngx_buf_t *held,
 
 /* 1 if a held 429 is OpenAI's "insufficient_quota": the account's credit */
 
-ngx_uint_t
+static ngx_uint_t
 ngx_http_aihub_refusal_no_credit(ngx_buf_t *held)
 {
     cJSON       *root, *err, *v;
@@ -144,7 +255,7 @@ ngx_http_aihub_refusal_error(cJSON *root)
 
 /* the number in a held error's "code" (OpenRouter's status), or 0 */
 
-ngx_uint_t
+static ngx_uint_t
 ngx_http_aihub_refusal_code(ngx_buf_t *held)
 {
     cJSON       *root, *err, *code;

@@ -14,10 +14,19 @@
 #define NGX_HTTP_AIHUB_REFUSAL_MAX   8192    /* bytes of a 4xx body read */
 
 
-ngx_int_t ngx_http_aihub_refusal_message(ngx_http_request_t *r,
-    ngx_buf_t *held, u_char **message);
-ngx_uint_t ngx_http_aihub_refusal_no_credit(ngx_buf_t *held);
-ngx_uint_t ngx_http_aihub_refusal_code(ngx_buf_t *held);
+/* what the developer gets instead of a held answer */
+
+typedef struct {
+    ngx_uint_t                    status;
+    const char                   *type;
+    const char                   *code;
+    const char                   *message;
+} ngx_http_aihub_refusal_t;
+
+
+ngx_int_t ngx_http_aihub_refusal_judge(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_buf_t *held, ngx_http_aihub_refusal_t *v);
+ngx_uint_t ngx_http_aihub_refusal_error_first(u_char *p, u_char *last);
 
 
 #endif /* NGX_HTTP_AIHUB_REFUSAL_H */
