@@ -389,14 +389,20 @@ aw_drain_chores(aw_drain_t *d)
         return 0;
     }
 
-    /* Redis in step with MySQL at start (and after Redis came back) */
+    /*
+     * Redis in step with MySQL at start (and after Redis came back).  A
+     * Redis that restarted from an older snapshot (RDB) has its marker but
+     * older counters: they are raised to the ledger (never lowered, so a
+     * Redis that lost nothing is left as it is).
+     */
 
     if (!d->synced) {
         if (aw_sync_all(d->db, d->rc) >= 0
+            && aw_restore_counters(d->db, d->rc, 0) >= 0
             && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
         {
             aw_log(AW_LOG_INFO, "key records, models and plans synced "
-                   "to Redis");
+                   "to Redis, period counters at least the ledger's");
         }
 
         d->synced = 1;
