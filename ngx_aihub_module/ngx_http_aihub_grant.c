@@ -116,7 +116,7 @@ ngx_http_aihub_swept(redisAsyncContext *ac, void *reply, void *privdata)
 
     ngx_http_aihub_redis_replied(rep != NULL);
 
-    if (ngx_http_aihub_redis_oom(rep)) {
+    if (ngx_http_aihub_redis_for_now(rep)) {
         ngx_http_aihub_redis_refused(ngx_cycle->log, "a sweep", rep->str);
 
     } else if (rep && rep->type == REDIS_REPLY_ERROR) {

@@ -288,7 +288,7 @@ ngx_http_aihub_quota_done(ngx_http_request_t *r, redisReply *reply)
         || reply->element[1]->type != REDIS_REPLY_INTEGER
         || reply->element[2]->type != REDIS_REPLY_STRING)
     {
-        if (ngx_http_aihub_redis_oom(reply)) {
+        if (ngx_http_aihub_redis_for_now(reply)) {
             ngx_http_aihub_redis_refused(r->connection->log, "a lease",
                                          reply->str);
 

@@ -21,13 +21,39 @@
 static ngx_uint_t  ngx_http_aihub_redis_refusals;
 
 
-/* whether the reply is Redis's refusal at its maxmemory */
+/*
+ * Whether the reply is a refusal Redis lifts by itself, so that what it
+ * refused goes again: at its maxmemory (OOM), a replica after a failover
+ * (READONLY), snapshots failing to disk (MISCONF), too few replicas
+ * (NOREPLICAS), a script running long (BUSY), loading its data (LOADING),
+ * a replica cut from its master (MASTERDOWN).  Without a shebang a script
+ * meets these at its first write, as its own error.
+ */
 
 ngx_uint_t
-ngx_http_aihub_redis_oom(redisReply *rep)
+ngx_http_aihub_redis_for_now(redisReply *rep)
 {
-    return rep != NULL && rep->type == REDIS_REPLY_ERROR
-           && ngx_strncmp(rep->str, "OOM ", 4) == 0;
+    ngx_uint_t   i;
+    size_t       n;
+
+    static const char  *words[] = {
+        "OOM ", "READONLY ", "MISCONF ", "NOREPLICAS ", "BUSY ",
+        "LOADING ", "MASTERDOWN ", NULL
+    };
+
+    if (rep == NULL || rep->type != REDIS_REPLY_ERROR) {
+        return 0;
+    }
+
+    for (i = 0; words[i]; i++) {
+        n = ngx_strlen(words[i]);
+
+        if (rep->len >= n && ngx_strncmp(rep->str, words[i], n) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -25,7 +25,7 @@ typedef struct {
 } ngx_http_aihub_redis_said_t;
 
 
-ngx_uint_t ngx_http_aihub_redis_oom(redisReply *rep);
+ngx_uint_t ngx_http_aihub_redis_for_now(redisReply *rep);
 void ngx_http_aihub_redis_refused(ngx_log_t *log, const char *what,
     const char *err);
 void ngx_http_aihub_redis_accepted(ngx_log_t *log);

@@ -287,7 +287,7 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
 
-    if (ngx_http_aihub_redis_oom(apply)) {
+    if (ngx_http_aihub_redis_for_now(apply)) {
         ngx_http_aihub_redis_refused(us->log, "a batch", apply->str);
         ngx_http_aihub_usage_requeue(b);
         return;
