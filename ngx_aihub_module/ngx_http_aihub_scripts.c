@@ -26,25 +26,32 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
  * leases (id by expiry), "rk" the account's global rate limit state,
  * "lnow" Redis time in ms.  What they hold goes back: calls, cost, and
  * one token for each call still held (the limit's state goes back by
- * their time).
+ * their time).  A thousand at a time: Lua's unpack() takes some 8,000
+ * values at most, and nodes that died under a burst of one-call leases
+ * leave more.
  */
 
 #define NGX_HTTP_AIHUB_RECLAIM_LUA                                           \
     "local old = redis.call('ZRANGEBYSCORE', lk, '-inf', lnow) "             \
     "if #old > 0 then "                                                      \
-    "  local rc, rcost, back, f = 0, 0, 0, {} "                              \
+    "  local rc, rcost, back = 0, 0, 0 "                                     \
     "  redis.call('ZREMRANGEBYSCORE', lk, '-inf', lnow) "                    \
-    "  for i, id in ipairs(old) do f[i] = '" AIHUB_CF_LEASE "' .. id end "   \
-    "  local v = redis.call('HMGET', pk, unpack(f)) "                        \
-    "  for i = 1, #f do "                                                    \
-    "    if v[i] then "                                                      \
-    "      local a, b, t = string.match(v[i], '^(%d+):(%d+):?(%d*)$') "      \
-    "      rc = rc + tonumber(a) rcost = rcost + tonumber(b) "               \
-    "      t = tonumber(t) "                                                 \
-    "      if t and t > 0 then back = back + tonumber(a) * 60000 / t end "   \
+    "  for s = 1, #old, 1000 do "                                            \
+    "    local f = {} "                                                      \
+    "    for i = s, s + 999 do "                                             \
+    "      if old[i] then f[#f + 1] = '" AIHUB_CF_LEASE "' .. old[i] end "   \
     "    end "                                                               \
+    "    local v = redis.call('HMGET', pk, unpack(f)) "                      \
+    "    for i = 1, #f do "                                                  \
+    "      if v[i] then "                                                    \
+    "        local a, b, t = string.match(v[i], '^(%d+):(%d+):?(%d*)$') "    \
+    "        rc = rc + tonumber(a) rcost = rcost + tonumber(b) "             \
+    "        t = tonumber(t) "                                               \
+    "        if t and t > 0 then back = back + tonumber(a) * 60000 / t end " \
+    "      end "                                                             \
+    "    end "                                                               \
+    "    redis.call('HDEL', pk, unpack(f)) "                                 \
     "  end "                                                                 \
-    "  redis.call('HDEL', pk, unpack(f)) "                                   \
     "  if rc > 0 then redis.call('HINCRBY', pk, '"                           \
         AIHUB_CF_LEASED_CALLS "', -rc) end "                                 \
     "  if rcost > 0 then redis.call('HINCRBY', pk, '"                        \

@@ -338,4 +338,28 @@ my $reloads = () = $t->error_log =~ /redis lost the quota scripts/g;
 cmp_ok($reloads, '>', 0, "script flush: the module heard NOSCRIPT "
        . "$reloads times and loaded the scripts again");
 
+# --- 6. thousands of expired leases ------------------------------------------
+# Nodes that died under a burst at one-call leases leave a lease a call;
+# the next grant reclaims every expired one at once (Redis's Lua unpacks
+# at most some 8,000 values in one call: the reclaim failed past that, and
+# the period's leased calls were never given back).
+
+{
+    my $acct = 3590;
+    my $k6 = seed_full_key($t, account => $acct, included => 1000000);
+    my $pk = "aihub:period:$acct:$PERIOD";
+    my @ids = map { sprintf 'dead%028d', $_ } 1 .. 10000;
+
+    $t->redis('HSET', $pk, (map { ("lease:$_", '1:0') } @ids),
+              'leased_calls', scalar @ids);
+    $t->redis('ZADD', "aihub:leases:$acct:$PERIOD", map { (1, $_) } @ids);
+
+    is($t->chat($k6, name => 'nginx', model => 'test-basic')->{status}, 200,
+       '10,000 expired leases: a call is answered');
+    cmp_ok(field($acct, 'leased_calls'), '<', 100,
+           '10,000 expired leases: their calls given back');
+    cmp_ok($t->redis('ZCARD', "aihub:leases:$acct:$PERIOD") // 0, '<', 10,
+           '10,000 expired leases: gone from the period\'s leases');
+}
+
 $t->done;
