@@ -221,6 +221,14 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
     if (aw_db_exec_params(db, "INSERT INTO billing_periods (period) "
                           "VALUES (?)", (const char *[]) { period }, 1) != 0)
     {
+        if (aw_db_errno(db) == 1062) {      /* duplicate entry */
+            /* closed by the other meanwhile: as if it had been before */
+            aw_db_exec(db, "ROLLBACK");
+            printf("period %s is already closed\n", period);
+            rc = AW_EXIT_OK;
+            goto done;
+        }
+
         goto failed;
     }
 

@@ -505,9 +505,15 @@ aw_report_json(MYSQL *db, const aw_report_t *r)
 
     while ((row = aw_rows_next(res)) != NULL) {
         one = aw_invoice_json(db, strtoll(row[0], NULL, 10));
-        if (one) {
-            cJSON_AddItemToArray(invs, one);
+
+        if (one == NULL) {
+            /* an invoice left out would not add up to the revenue */
+            aw_rows_free(res);
+            cJSON_Delete(json);
+            return NULL;
         }
+
+        cJSON_AddItemToArray(invs, one);
     }
 
     aw_rows_free(res);
@@ -620,6 +626,17 @@ aw_report_write(MYSQL *db, const char *period, time_t start, time_t end,
     aw_buf_init(&html);
     aw_buf_init(&j);
 
+    /*
+     * one snapshot for all three files: a close or a void committing
+     * meanwhile is in all of them or in none
+     */
+
+    if (aw_db_exec(db, "START TRANSACTION WITH CONSISTENT SNAPSHOT, "
+                   "READ ONLY") != 0)
+    {
+        goto done;
+    }
+
     if (aw_report_csv(db, period, &csv) != 0) {
         goto done;
     }
@@ -648,6 +665,8 @@ aw_report_write(MYSQL *db, const char *period, time_t start, time_t end,
     }
 
 done:
+
+    (void) aw_db_exec(db, "COMMIT");
 
     cJSON_Delete(json);
     aw_buf_free(&csv);

@@ -781,8 +781,9 @@ sub sql_value {
 sub run_cmd {
     my ($self, $argv, %opt) = @_;
 
+    # named by the process too: forked callers run commands at once
     my $n = ++$self->{cmd_seq};
-    my ($o, $e, $i) = map { "$self->{dir}/cmd$n.$_" } qw(out err in);
+    my ($o, $e, $i) = map { "$self->{dir}/cmd$$-$n.$_" } qw(out err in);
 
     write_file($i, $opt{stdin} // '');
 
