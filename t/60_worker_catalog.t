@@ -204,6 +204,11 @@ is($rc, 0, 'model add: exit 0') or diag($err);
 like($out, qr{^model acme/chat-1 added: provider mock, tier basic, \$1\.00/\$2\.00}m,
      'model add: says what it added');
 is_deeply([ invalidations() ], [ 'models' ], 'model add: "models" published');
+is($t->sql_value("SELECT COUNT(*) FROM model_prices WHERE model = "
+                 . "'acme/chat-1' AND valid_from <= UTC_TIMESTAMP() - "
+                 . "INTERVAL 5 SECOND"), 1,
+   'model add: a call stamped 5 s before (a node whose clock is behind '
+   . "MySQL's) has a price");
 
 $r = status_within_a_second('acme/chat-1', 200);
 is($r->{status}, 200, 'the added model is served within a second')

@@ -249,17 +249,35 @@ aw_model_provider_note(MYSQL *db, const char *id, const char *provider)
 }
 
 
+/*
+ * A price from now on; a model's first is in force from 2000 on, as the
+ * seeded ones are: a call is stamped by its nginx node's clock, which may
+ * be behind MySQL's, and a call of a model just added must have a price.
+ */
+
 static int
 aw_model_price_row(MYSQL *db, const char *id, long long pin, long long pout)
 {
-    int       rc;
+    int        rc;
+    long long  rows;
     aw_stmt_t  q;
+
+    aw_stmt_init(&q);
+    aw_buf_puts(&q.sql, "SELECT COUNT(*) FROM model_prices WHERE model = ");
+    aw_stmt_str(&q, id);
+    rows = aw_stmt_scalar(db, -1, &q);
+    aw_stmt_free(&q);
+
+    if (rows < 0) {
+        return -1;
+    }
 
     aw_stmt_init(&q);
     aw_buf_puts(&q.sql, "INSERT INTO model_prices (model, price_in_micros, "
                 "price_out_micros, valid_from, source) VALUES (");
     aw_stmt_str(&q, id);
-    aw_buf_printf(&q.sql, ", %lld, %lld, UTC_TIMESTAMP(3), 'cli')", pin, pout);
+    aw_buf_printf(&q.sql, ", %lld, %lld, %s, 'cli')", pin, pout,
+                  rows ? "UTC_TIMESTAMP(3)" : "'2000-01-01 00:00:00'");
 
     rc = aw_stmt_exec(db, &q);
     aw_stmt_free(&q);
