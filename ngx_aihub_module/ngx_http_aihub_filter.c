@@ -183,11 +183,11 @@ ngx_http_aihub_provider_answer(ngx_http_request_t *r,
     }
 
     if (status == NGX_HTTP_BAD_REQUEST || status == NGX_HTTP_CONFLICT
-        || status == NGX_HTTP_TOO_MANY_REQUESTS
+        || status == NGX_HTTP_TOO_MANY_REQUESTS || status == NGX_HTTP_FORBIDDEN
         || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || status == 422)
     {
-        /* the developer's mistake (or a rate limit), or the operator's:
-           its body tells */
+        /* the developer's mistake (or a rate limit, or input a provider's
+           moderation flagged), or the operator's: its body tells */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub filter: provider %ui held to be judged",
                        status);

@@ -32,6 +32,8 @@ static ngx_int_t ngx_http_aihub_refusal_message(ngx_http_request_t *r,
     ngx_buf_t *held, u_char **message);
 static ngx_uint_t ngx_http_aihub_refusal_no_credit(ngx_buf_t *held);
 static ngx_uint_t ngx_http_aihub_refusal_code(ngx_buf_t *held);
+static ngx_int_t ngx_http_aihub_refusal_flagged(ngx_http_request_t *r,
+    ngx_buf_t *held, u_char **message);
 
 
 static const char  *ngx_http_aihub_operator_words[] = {
@@ -98,6 +100,9 @@ ngx_http_aihub_refusal_judge(ngx_http_request_t *r,
         || status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE || status == 422)
     {
         rc = ngx_http_aihub_refusal_message(r, held, &msg);
+
+    } else if (status == NGX_HTTP_FORBIDDEN) {
+        rc = ngx_http_aihub_refusal_flagged(r, held, &msg);
 
     } else {
         rc = NGX_DECLINED;
@@ -275,4 +280,83 @@ ngx_http_aihub_refusal_code(ngx_buf_t *held)
     cJSON_Delete(root);
 
     return n;
+}
+
+
+/*
+ * A 403 of OpenRouter's moderation: the input was flagged, its reasons in
+ * the error's metadata ({"error": {"code": 403, "metadata": {"reasons":
+ * ["violence"], "flagged_input": ...}}}).  NGX_OK: *message names the
+ * reasons (the flagged text is not repeated); NGX_DECLINED: another 403,
+ * the operator's (a key, a region, a model not allowed).
+ */
+
+static ngx_int_t
+ngx_http_aihub_refusal_flagged(ngx_http_request_t *r, ngx_buf_t *held,
+    u_char **message)
+{
+    u_char      *p, *last, *text;
+    cJSON       *root, *err, *meta, *reasons, *reason;
+    ngx_int_t    rc;
+    ngx_uint_t   n;
+
+    *message = NULL;
+
+    root = cJSON_ParseWithLength((const char *) held->pos,
+                                 held->last - held->pos);
+
+    err = ngx_http_aihub_refusal_error(root);
+    meta = cJSON_IsObject(err)
+           ? cJSON_GetObjectItemCaseSensitive(err, "metadata") : NULL;
+    reasons = cJSON_IsObject(meta)
+              ? cJSON_GetObjectItemCaseSensitive(meta, "reasons") : NULL;
+
+    if (!cJSON_IsArray(reasons) || cJSON_GetArraySize(reasons) == 0) {
+        cJSON_Delete(root);
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_AIHUB_REFUSAL_TEXT + 64);
+    if (p == NULL) {
+        cJSON_Delete(root);
+        return NGX_ERROR;
+    }
+
+    *message = p;
+    last = p + NGX_HTTP_AIHUB_REFUSAL_TEXT;
+    p = ngx_cpymem(p, "The model provider's moderation flagged the input: ",
+                   sizeof("The model provider's moderation flagged the "
+                          "input: ") - 1);
+    rc = NGX_OK;
+    n = 0;
+
+    cJSON_ArrayForEach(reason, reasons) {
+        if (!cJSON_IsString(reason)) {
+            continue;
+        }
+
+        text = ngx_http_aihub_safe_text(r->pool, (u_char *) reason->valuestring,
+                                        ngx_strlen(reason->valuestring), 64);
+        if (text == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        if (p + ngx_strlen(text) + 3 > last) {
+            break;
+        }
+
+        if (n++) {
+            p = ngx_cpymem(p, ", ", 2);
+        }
+
+        p = ngx_cpymem(p, text, ngx_strlen(text));
+    }
+
+    *p++ = '.';
+    *p = '\0';
+
+    cJSON_Delete(root);
+
+    return rc;
 }

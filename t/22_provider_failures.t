@@ -42,6 +42,9 @@ seed_models($t, %MODELS,
     'test-gem'    => { provider => 'gem', upstream => 'mock-basic',
                        tier => 'basic', price_in => 1000000,
                        price_out => 2000000 },
+    'test-or'     => { provider => 'or', upstream => 'mock-basic',
+                       tier => 'basic', price_in => 1000000,
+                       price_out => 2000000 },
     'test-orbad'  => { provider => 'orbad', upstream => 'mock-basic',
                        tier => 'basic', price_in => 1000000,
                        price_out => 2000000 });
@@ -61,6 +64,7 @@ $t->nginx(<<'END' =~ s/%%CLOSED%%/$closed/r);
     aihub_provider badkey url=%%MOCK_URL%% key_file=%%DIR%%/bad.key;
     aihub_provider gembad url=http://%%MOCK%%/v1beta/openai kind=gemini key_file=%%DIR%%/bad.key;
     aihub_provider gem url=http://%%MOCK%%/v1beta/openai kind=gemini key_env=AIHUB_MOCK_KEY;
+    aihub_provider or url=http://%%MOCK%%/api/v1 key_env=AIHUB_MOCK_KEY;
     aihub_provider orbad url=http://%%MOCK%%/api/v1 key_file=%%DIR%%/bad.key;
     aihub_pass_request_header x-mock-*;    # the mock's test controls
 
@@ -277,6 +281,30 @@ check_failure('OpenRouter refuses the credential', 502, 'upstream_error',
     my @ev = wait_usage($t, $nev + 1);
     $nev = @ev;
 }
+
+
+# OpenRouter's moderation flagged the input (403 with its reasons): the
+# developer's to know, not a failure the SDK retries; the flagged text and
+# the upstream are not repeated
+{
+    my $r = raw_request($t, key => $key,
+                        body => chat_body(model => 'test-or'),
+                        headers => { 'x-mock-flagged' => 1 });
+
+    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+    is_error($r, 400, 'provider_rejected_request',
+             "OpenRouter's moderation 403");
+    is($r->{json}{error}{message},
+       "The model provider's moderation flagged the input: violence.",
+       "OpenRouter's moderation 403: the reasons, in our words");
+    unlike($r->{body}, qr/flagged text|MockUpstream|credits/,
+           "OpenRouter's moderation 403: no more of the provider's body");
+
+    my @ev = wait_usage($t, $nev + 1);
+    $nev = @ev;
+}
+check_failure('403 of another kind', 502, 'upstream_error', reached => 1,
+              headers => { 'x-mock-status' => 403 });
 
 
 # --- 429: Retry-After always ---------------------------------------------------

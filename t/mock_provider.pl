@@ -51,6 +51,8 @@
 #   x-mock-cut-after: N          send N SSE events, then drop the connection
 #   x-mock-no-usage: 1           no usage in the JSON nor the usage chunk
 #   x-mock-garbage: 1            200 with a body that is not JSON
+#   x-mock-flagged: 1            403: OpenRouter's moderation flagged the
+#                                input (its error's metadata.reasons)
 #   x-mock-error-200: 1|CODE     200 with OpenRouter's error object as
 #                                the body (an error once the model began),
 #                                its "code" 502, or CODE (400: about the
@@ -435,6 +437,20 @@ sub handle_request {
 
         return error($c, $req, \%entry, $status, @$t,
                      $ctl->{'retry-after'});
+    }
+
+    if ($ctl->{flagged}) {
+        # OpenRouter's moderation (its errors page: 403, "your chosen
+        # model requires moderation and your input was flagged")
+        return respond($c, $req, \%entry, 403, $JSON->encode({
+            error => { code => 403,
+                       message => 'openai/gpt-4o requires moderation on '
+                                  . 'OpenRouter. Your input was flagged for '
+                                  . '"violence". No credits were charged.',
+                       metadata => { reasons => [ 'violence' ],
+                                     flagged_input => 'the flagged text',
+                                     provider_name => 'MockUpstream',
+                                     model_slug => 'openai/gpt-4o' } } }));
     }
 
     if ($ctl->{'error-200'}) {
