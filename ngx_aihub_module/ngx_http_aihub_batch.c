@@ -12,6 +12,7 @@
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_redis.h"
+#include "ngx_http_aihub_resp.h"
 #include "ngx_http_aihub_scripts.h"
 #include "ngx_http_aihub_settle.h"
 #include "ngx_http_aihub_batch.h"
@@ -266,23 +267,20 @@ ngx_http_aihub_batch_queued(redisAsyncContext *ac, void *reply,
  * The batch's events: one stream entry, one "events" field, the events in
  * order, one per line (an event is JSON without a raw line break).  Redis
  * stores, returns and deletes one value, not a field per event.  The lines
- * are joined in a buffer the worker process keeps: allocated and freed a
- * batch at a time (some 40 kB), it was at the top of the heap, which malloc
- * gave back to the kernel and took again, a page fault a few calls.
+ * are joined in a buffer the worker process keeps.
  */
 
 static ngx_int_t
 ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
     ngx_str_t *stream)
 {
-    u_char                         *p;
+    u_char                         *p, *lines;
     size_t                          len, argvlen[5];
     ngx_queue_t                    *q;
     const char                     *argv[5];
     ngx_http_aihub_event_t         *ev;
 
-    static u_char  *lines;
-    static size_t   size;
+    static ngx_http_aihub_kept_t    kept;
 
     len = 0;
 
@@ -294,15 +292,9 @@ ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
         len += (ev->argc == 0) ? ev->len + 1 : 0;
     }
 
-    if (len > size) {
-        p = ngx_alloc(len, ngx_cycle->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_free(lines);
-        lines = p;
-        size = len;
+    lines = ngx_http_aihub_kept(&kept, len);
+    if (lines == NULL) {
+        return NGX_ERROR;
     }
 
     p = lines;

@@ -27,7 +27,7 @@
                                                 says no Retry-After */
 
 
-static cJSON *ngx_http_aihub_refusal_error(cJSON *root);
+static cJSON *ngx_http_aihub_refusal_error(ngx_buf_t *held, cJSON **root);
 static ngx_int_t ngx_http_aihub_refusal_message(ngx_http_request_t *r,
     ngx_buf_t *held, u_char **message);
 static ngx_uint_t ngx_http_aihub_refusal_no_credit(ngx_buf_t *held);
@@ -166,10 +166,7 @@ ngx_http_aihub_refusal_message(ngx_http_request_t *r, ngx_buf_t *held,
     *held->last = '\0';
     *message = NULL;
 
-    root = cJSON_ParseWithLength((const char *) held->pos,
-                                 held->last - held->pos);
-
-    err = ngx_http_aihub_refusal_error(root);
+    err = ngx_http_aihub_refusal_error(held, &root);
     m = cJSON_IsObject(err)
         ? cJSON_GetObjectItemCaseSensitive(err, "message") : NULL;
 
@@ -221,10 +218,7 @@ ngx_http_aihub_refusal_no_credit(ngx_buf_t *held)
 
     static const char  *fields[] = { "type", "code", NULL };
 
-    root = cJSON_ParseWithLength((const char *) held->pos,
-                                 held->last - held->pos);
-
-    err = ngx_http_aihub_refusal_error(root);
+    err = ngx_http_aihub_refusal_error(held, &root);
 
     found = 0;
 
@@ -244,17 +238,26 @@ ngx_http_aihub_refusal_no_credit(ngx_buf_t *held)
 }
 
 
-/* the "error" member of {"error": ...} or of Gemini's [{"error": ...}] */
+/*
+ * The held answer parsed (*root, for cJSON_Delete()), and the "error"
+ * member of its {"error": ...} or of Gemini's [{"error": ...}], or NULL.
+ */
 
 static cJSON *
-ngx_http_aihub_refusal_error(cJSON *root)
+ngx_http_aihub_refusal_error(ngx_buf_t *held, cJSON **root)
 {
-    if (cJSON_IsArray(root) && cJSON_GetArraySize(root) == 1) {
-        root = cJSON_GetArrayItem(root, 0);
+    cJSON  *top;
+
+    *root = cJSON_ParseWithLength((const char *) held->pos,
+                                  held->last - held->pos);
+    top = *root;
+
+    if (cJSON_IsArray(top) && cJSON_GetArraySize(top) == 1) {
+        top = cJSON_GetArrayItem(top, 0);
     }
 
-    return cJSON_IsObject(root)
-           ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
+    return cJSON_IsObject(top)
+           ? cJSON_GetObjectItemCaseSensitive(top, "error") : NULL;
 }
 
 
@@ -266,10 +269,7 @@ ngx_http_aihub_refusal_code(ngx_buf_t *held)
     cJSON       *root, *err, *code;
     ngx_uint_t   n;
 
-    root = cJSON_ParseWithLength((const char *) held->pos,
-                                 held->last - held->pos);
-
-    err = ngx_http_aihub_refusal_error(root);
+    err = ngx_http_aihub_refusal_error(held, &root);
     code = cJSON_IsObject(err)
            ? cJSON_GetObjectItemCaseSensitive(err, "code") : NULL;
 
@@ -302,10 +302,7 @@ ngx_http_aihub_refusal_flagged(ngx_http_request_t *r, ngx_buf_t *held,
 
     *message = NULL;
 
-    root = cJSON_ParseWithLength((const char *) held->pos,
-                                 held->last - held->pos);
-
-    err = ngx_http_aihub_refusal_error(root);
+    err = ngx_http_aihub_refusal_error(held, &root);
     meta = cJSON_IsObject(err)
            ? cJSON_GetObjectItemCaseSensitive(err, "metadata") : NULL;
     reasons = cJSON_IsObject(meta)

@@ -9,6 +9,33 @@
 #include "ngx_http_aihub_resp.h"
 
 
+/*
+ * The kept buffer with room for len bytes, its old data not kept.  Kept:
+ * allocated and freed a batch at a time (tens of kB), such a buffer is at
+ * the top of the heap, which malloc gives back to the kernel and takes
+ * again, a page fault every few calls.
+ */
+
+u_char *
+ngx_http_aihub_kept(ngx_http_aihub_kept_t *k, size_t len)
+{
+    u_char  *p;
+
+    if (len > k->size) {
+        p = ngx_alloc(len, ngx_cycle->log);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        ngx_free(k->data);
+        k->data = p;
+        k->size = len;
+    }
+
+    return k->data;
+}
+
+
 /* argv in RESP, in the process's buffer (valid until the next command) */
 
 u_char *
@@ -17,10 +44,9 @@ ngx_http_aihub_resp_format(int argc, const char **argv, const size_t *argvlen,
 {
     int      i;
     size_t   len;
-    u_char  *p;
+    u_char  *p, *buf;
 
-    static u_char  *buf;
-    static size_t   size;
+    static ngx_http_aihub_kept_t  kept;
 
     len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN;
 
@@ -28,15 +54,9 @@ ngx_http_aihub_resp_format(int argc, const char **argv, const size_t *argvlen,
         len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
     }
 
-    if (len > size) {
-        p = ngx_alloc(len, ngx_cycle->log);
-        if (p == NULL) {
-            return NULL;
-        }
-
-        ngx_free(buf);
-        buf = p;
-        size = len;
+    buf = ngx_http_aihub_kept(&kept, len);
+    if (buf == NULL) {
+        return NULL;
     }
 
     /* no printf: a batch's command has dozens of arguments */

@@ -15,6 +15,15 @@
 #include "aihub_record.h"
 
 
+/* a buffer a worker process keeps for its commands, grown, never freed */
+
+typedef struct {
+    u_char                       *data;
+    size_t                        size;
+} ngx_http_aihub_kept_t;
+
+
+u_char *ngx_http_aihub_kept(ngx_http_aihub_kept_t *k, size_t len);
 u_char *ngx_http_aihub_resp_format(int argc, const char **argv,
     const size_t *argvlen, size_t *lenp);
 int ngx_http_aihub_redis_command(redisAsyncContext *ac, redisCallbackFn *fn,

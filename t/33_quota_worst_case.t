@@ -25,56 +25,37 @@ my $t = Aihub->new(redis => 1, mock => 1);
 seed_models($t);
 my $probe = seed_full_key($t, account => 3300);
 
-$t->nginx(<<'END');
+# a node; and one with the requests' limit global (in Redis): the tokens'
+# stays the node's, held and charged the same way (before: not applied at
+# all)
+for my $node ([ 'nginx', '' ], [ 'global', 'aihub_rate_limit global;' ]) {
+    my ($name, $extra) = @$node;
+
+    $t->nginx(<<"END", name => $name);
     aihub_redis %%REDIS%%;
     aihub_redis_timeout 2s;
     aihub_cache_zone aihub:8m;
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
     aihub_pass_request_header x-mock-*;    # the mock's test controls
+    $extra
 
     server {
         listen 127.0.0.1:%%PORT%%;
 
         location /v1/ {
             aihub on;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
+            proxy_pass \$aihub_proxy_url;
+            proxy_set_header Host \$aihub_provider_host;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
         }
     }
 END
-worker_processes($t, 2);
-$t->start_nginx;
-ok(wait_ready($t, $probe), 'catalog loaded');
-
-# the same with the requests' limit global (in Redis): the tokens' stays
-# the node's, held and charged the same way (before: not applied at all)
-$t->nginx(<<'END', name => 'global');
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 2s;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-    aihub_pass_request_header x-mock-*;    # the mock's test controls
-    aihub_rate_limit global;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-END
-worker_processes($t, 2, 'global');
-$t->start_nginx('global');
-ok(wait_ready($t, $probe, name => 'global'), 'global node: catalog loaded');
+    worker_processes($t, 2, $name);
+    $t->start_nginx($name);
+    ok(wait_ready($t, $probe, name => $name), "$name: catalog loaded");
+}
 
 my $PERIOD = period_id();
 
