@@ -29,25 +29,12 @@ $t->start_mock;
 
 my $closed = Aihub::free_port();               # nothing listens there
 
+# a model "test-<provider>" on each provider below, mock-basic upstream
 seed_models($t, %MODELS,
-    'test-down'   => { provider => 'down', upstream => 'mock-basic',
-                       tier => 'basic', price_in => 1000000,
-                       price_out => 2000000 },
-    'test-badkey' => { provider => 'badkey', upstream => 'mock-basic',
-                       tier => 'basic', price_in => 1000000,
-                       price_out => 2000000 },
-    'test-gembad' => { provider => 'gembad', upstream => 'mock-basic',
-                       tier => 'basic', price_in => 1000000,
-                       price_out => 2000000 },
-    'test-gem'    => { provider => 'gem', upstream => 'mock-basic',
-                       tier => 'basic', price_in => 1000000,
-                       price_out => 2000000 },
-    'test-or'     => { provider => 'or', upstream => 'mock-basic',
-                       tier => 'basic', price_in => 1000000,
-                       price_out => 2000000 },
-    'test-orbad'  => { provider => 'orbad', upstream => 'mock-basic',
-                       tier => 'basic', price_in => 1000000,
-                       price_out => 2000000 });
+    map { ("test-$_" => { provider => $_, upstream => 'mock-basic',
+                          tier => 'basic', price_in => 1000000,
+                          price_out => 2000000 }) }
+        qw(down badkey gembad gem or orbad));
 
 my $ACCOUNT = 22;
 my $key = seed_full_key($t, account => $ACCOUNT, models => '*');
@@ -168,6 +155,28 @@ sub check_failure {
 }
 
 
+# a provider's refusal the developer is told of: 400, the provider's
+# message in our words; the event of the call, not billed
+sub check_rejected {
+    my ($name, $message, %o) = @_;
+
+    my $r = raw_request($t, key => $key,
+                        body => chat_body(model => $o{model} // 'test-basic'),
+                        headers => $o{headers});
+
+    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
+    is_error($r, 400, 'provider_rejected_request', $name);
+    like($r->{json}{error}{message} // '', $message,
+         "$name: its message, in our words");
+
+    my @ev = wait_usage($t, $nev + 1);
+    $nev = @ev;
+    is($ev[-1]{total_tokens} // 0, 0, "$name: nothing billed");
+
+    return $r;
+}
+
+
 check_failure('500', 502, 'upstream_error', reached => 1,
               headers => { 'x-mock-status' => 500 });
 check_failure('503', 502, 'upstream_error', reached => 1,
@@ -207,23 +216,12 @@ check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
 }
 {
     # the error in the body says the request was at fault: a 400 would
-    my $r = raw_request($t, key => $key, body => chat_body(),
-                        headers => { 'x-mock-error-200' => 400 });
-
-    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
-    is_error($r, 400, 'provider_rejected_request',
-             '200 whose body is an error about the request');
-    like($r->{json}{error}{message},
-         qr/^The model provider rejected the request: This endpoint's maximum context length/,
-         "200 with an error about the request: its message, in our words");
+    my $r = check_rejected('200 whose body is an error about the request',
+        qr/^The model provider rejected the request: This endpoint's maximum context length/,
+        headers => { 'x-mock-error-200' => 400 });
     unlike($r->{body}, qr/user_id|user_2dHFtVWx2n56w6HkOperator0/,
            "200 with an error about the request: the operator's account "
            . 'is not passed on');
-
-    my @ev = wait_usage($t, $nev + 1);
-    $nev = @ev;
-    is($ev[-1]{total_tokens} // 0, 0,
-       '200 with an error about the request: nothing billed');
 }
 check_failure('a status line that is not HTTP', 502, 'upstream_error',
               reached => 1, headers => { 'x-mock-raw-status' => 1 });
@@ -248,60 +246,29 @@ check_failure('OpenRouter refuses the credential', 502, 'upstream_error',
 
 {
     my $calls = $period->();
-    my $r = raw_request($t, key => $key, body => chat_body(),
-                        headers => { 'x-mock-status' => 400 });
-
-    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
-    is_error($r, 400, 'provider_rejected_request',
-             "provider 400 about the request");
-    like($r->{json}{error}{message},
-         qr/^The model provider rejected the request: Invalid request/,
-         "provider 400: the provider's message, in our words");
+    check_rejected('provider 400 about the request',
+                   qr/^The model provider rejected the request: Invalid request/,
+                   headers => { 'x-mock-status' => 400 });
     $t->wait_for(sub { $period->() == $calls }, timeout => 1);
     is($period->(), $calls, 'provider 400: not counted as a call');
-
-    my @ev = wait_usage($t, $nev + 1);
-    $nev = @ev;
 }
 
 # Gemini answers every error in a JSON array of one: a request it refuses
 # is the developer's to see all the same, not a 502 the SDK retries
-{
-    my $r = raw_request($t, key => $key,
-                        body => chat_body(model => 'test-gem'),
-                        headers => { 'x-mock-status' => 400 });
-
-    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
-    is_error($r, 400, 'provider_rejected_request',
-             "Gemini's 400 about the request ([{\"error\": ...}])");
-    like($r->{json}{error}{message},
-         qr/^The model provider rejected the request: Invalid request/,
-         "Gemini's 400: the provider's message, in our words");
-
-    my @ev = wait_usage($t, $nev + 1);
-    $nev = @ev;
-}
+check_rejected("Gemini's 400 about the request ([{\"error\": ...}])",
+               qr/^The model provider rejected the request: Invalid request/,
+               model => 'test-gem', headers => { 'x-mock-status' => 400 });
 
 
 # OpenRouter's moderation flagged the input (403 with its reasons): the
 # developer's to know, not a failure the SDK retries; the flagged text and
 # the upstream are not repeated
 {
-    my $r = raw_request($t, key => $key,
-                        body => chat_body(model => 'test-or'),
-                        headers => { 'x-mock-flagged' => 1 });
-
-    $r->{json} = eval { JSON::PP->new->decode($r->{body}) };
-    is_error($r, 400, 'provider_rejected_request',
-             "OpenRouter's moderation 403");
-    is($r->{json}{error}{message},
-       "The model provider's moderation flagged the input: violence.",
-       "OpenRouter's moderation 403: the reasons, in our words");
+    my $r = check_rejected("OpenRouter's moderation 403",
+        qr/^The model provider's moderation flagged the input: violence\.$/,
+        model => 'test-or', headers => { 'x-mock-flagged' => 1 });
     unlike($r->{body}, qr/flagged text|MockUpstream|credits/,
            "OpenRouter's moderation 403: no more of the provider's body");
-
-    my @ev = wait_usage($t, $nev + 1);
-    $nev = @ev;
 }
 check_failure('403 of another kind', 502, 'upstream_error', reached => 1,
               headers => { 'x-mock-status' => 403 });
