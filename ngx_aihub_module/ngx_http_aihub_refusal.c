@@ -28,6 +28,7 @@
 
 
 static cJSON *ngx_http_aihub_refusal_error(ngx_buf_t *held, cJSON **root);
+static u_char *ngx_http_aihub_refusal_space(u_char *p, u_char *last);
 static ngx_int_t ngx_http_aihub_refusal_message(ngx_http_request_t *r,
     ngx_buf_t *held, u_char **message);
 static ngx_uint_t ngx_http_aihub_refusal_no_credit(ngx_buf_t *held);
@@ -130,8 +131,10 @@ ngx_http_aihub_refusal_judge(ngx_http_request_t *r,
 
 
 /*
- * Whether an object's first member is "error", as far as the bytes from
- * its "{" tell (a name cut by the end of the buffer is taken for another).
+ * Whether an object's first member is "error" with an object for its value,
+ * as far as the bytes from its "{" tell (cut by the end of the buffer, it
+ * is taken for another: the answer goes on).  An answer that begins with
+ * "error": null goes on too.
  */
 
 ngx_uint_t
@@ -139,14 +142,35 @@ ngx_http_aihub_refusal_error_first(u_char *p, u_char *last)
 {
     static u_char  name[] = "\"error\"";
 
-    for (p++; p < last; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            break;
-        }
+    p = ngx_http_aihub_refusal_space(p + 1, last);
+
+    if ((size_t) (last - p) < sizeof(name) - 1
+        || ngx_strncmp(p, name, sizeof(name) - 1) != 0)
+    {
+        return 0;
     }
 
-    return (size_t) (last - p) >= sizeof(name) - 1
-           && ngx_strncmp(p, name, sizeof(name) - 1) == 0;
+    p = ngx_http_aihub_refusal_space(p + sizeof(name) - 1, last);
+
+    if (p == last || *p != ':') {
+        return 0;
+    }
+
+    p = ngx_http_aihub_refusal_space(p + 1, last);
+
+    return p < last && *p == '{';
+}
+
+
+static u_char *
+ngx_http_aihub_refusal_space(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    {
+        p++;
+    }
+
+    return p;
 }
 
 
