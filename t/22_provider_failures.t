@@ -215,6 +215,18 @@ check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
            . 'error are not passed on');
 }
 {
+    # "error": null first is an answer like any other
+    my $r = raw_request($t, key => $key, body => chat_body(),
+                        headers => { 'x-mock-error-null' => 1 });
+    is($r->{status}, 200, 'an answer that begins with "error": null: 200');
+    like($r->{body}, qr/^\{"error":null,.*"choices"/s,
+         'an answer that begins with "error": null: passed on');
+    my @ev = wait_usage($t, $nev + 1);
+    $nev = @ev;
+    ok(($ev[-1]{total_tokens} // 0) > 0,
+       'an answer that begins with "error": null: billed');
+}
+{
     # the error in the body says the request was at fault: a 400 would
     my $r = check_rejected('200 whose body is an error about the request',
         qr/^The model provider rejected the request: This endpoint's maximum context length/,

@@ -53,6 +53,7 @@
 #   x-mock-garbage: 1            200 with a body that is not JSON
 #   x-mock-flagged: 1            403: OpenRouter's moderation flagged the
 #                                input (its error's metadata.reasons)
+#   x-mock-error-null: 1         a chat answer that begins "error": null
 #   x-mock-error-200: 1|CODE     200 with OpenRouter's error object as
 #                                the body (an error once the model began),
 #                                its "code" 502, or CODE (400: about the
@@ -626,7 +627,13 @@ sub chat {
         $_->{native_finish_reason} = $finish for @{ $answer->{choices} };
     }
 
-    return respond($c, $req, $entry, 200, $JSON->encode($answer));
+    my $body = $JSON->encode($answer);
+
+    # an answer whose first member is "error": null (as some
+    # OpenAI-compatible servers write it)
+    $body =~ s/^\{/{"error":null,/ if $ctl->{'error-null'};
+
+    return respond($c, $req, $entry, 200, $body);
 }
 
 
