@@ -476,10 +476,10 @@ ours:
 /*
  * A JSON answer's header waits for its first byte: an object goes on as
  * it came, anything else (an HTML page, nothing at all) becomes our 502
- * and is never billed.  An object whose first member is "error" is
- * OpenRouter's failure once the model has begun (a 200 whose body is the
- * error, naming the upstream and the operator's account): it is held to
- * its end and judged as a 400 would be.  NGX_DECLINED: the header went
+ * and is never billed.  An object whose first member is "error" with an
+ * object for its value is OpenRouter's failure once the model has begun (a
+ * 200 whose body is the error, naming the upstream and the operator's
+ * account): it is held to its end and judged by the error's code.  NGX_DECLINED: the header went
  * on, go on.
  */
 
