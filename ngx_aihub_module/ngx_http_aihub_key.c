@@ -7,6 +7,7 @@
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_key_hash.h"
 #include "ngx_http_aihub_answer.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_redis_refused.h"
@@ -70,7 +71,7 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         goto malformed;
     }
 
-    ngx_http_aihub_sha256(ctx->caller.bin, key.data, key.len);
+    ngx_http_aihub_key_hash(ctx->caller.bin, key.data, key.len);
 
     rc = ngx_http_aihub_zone_get(r, ctx->caller.bin, &ctx->caller.key,
                                  &ctx->caller.heard);

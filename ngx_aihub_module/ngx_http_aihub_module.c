@@ -5,6 +5,7 @@
 
 #include "ngx_http_aihub_common.h"
 #include "ngx_http_aihub_util.h"
+#include "ngx_http_aihub_key_hash.h"
 #include "ngx_http_aihub_redis.h"
 #include "ngx_http_aihub_redis_call.h"
 #include "ngx_http_aihub_zone.h"
@@ -590,6 +591,7 @@ ngx_http_aihub_init_process(ngx_cycle_t *cycle)
     ngx_http_aihub_scripts_init();
 
     if (ngx_http_aihub_util_init_process(cycle) != NGX_OK
+        || ngx_http_aihub_key_hash_init_process(cycle) != NGX_OK
         || ngx_http_aihub_provider_init_process(cycle, amcf) != NGX_OK
         || ngx_http_aihub_usage_init_process(cycle, amcf) != NGX_OK
         || ngx_http_aihub_models_init_process(cycle, amcf) != NGX_OK

@@ -13,6 +13,7 @@ use Test::More;
 use lib 't/lib';
 use Aihub;
 use AihubFixtures qw(:all);
+use AihubStream ();
 
 plan(skip_all => 'module not built') unless Aihub::have_module();
 
@@ -229,6 +230,46 @@ $r = $t->http(POST => '/v1/chat/completions',
 is($r->{status}, 200, 'lowercase "bearer" with extra spaces: 200');
 
 is(mock_count($t), 3, 'three requests forwarded in all');
+
+# Each worker process keeps the hashes of the keys it served (under a
+# keyed hash of the key): a key one character away from one just served,
+# with a valid checksum, is its own key, unknown here; and keys served in
+# turns are each billed to their own account, call after call: 150 keys
+# in turns share slots of the table (some ten pairs of them).
+my $near = substr($key, 7, 32);
+substr($near, 20, 1) = substr($near, 20, 1) eq 'a' ? 'b' : 'a';
+$near = Aihub::make_key($near);
+isnt($near, $key, 'a look-alike key (one character changed, valid checksum)');
+
+for my $round (1 .. 3) {
+    is($t->http(POST => '/v1/chat/completions', key => $key,
+                body => $chat)->{status}, 200, "round $round: the key: 200");
+    is_error($t->http(POST => '/v1/chat/completions', key => $near,
+                      body => $chat), 401, 'invalid_api_key',
+             "round $round: its look-alike, right after it: 401");
+}
+
+my %account_of = ($key => 11);
+$account_of{ seed_full_key($t, account => 100 + $_) } = 100 + $_ for 1 .. 149;
+my @turns = ((sort keys %account_of) x 2);
+my %want;
+
+for my $k (@turns) {
+    my $r = $t->http(POST => '/v1/chat/completions', key => $k,
+                     body => $chat);
+    $want{ $r->{headers}{'x-request-id'} } = $account_of{$k}
+        if $r->{status} == 200;
+}
+
+is(scalar keys %want, scalar @turns, 'keys in turns: every call 200');
+
+my %got;
+$t->wait_for(sub {
+    %got = map { $_->{id} => $_->{account} } AihubStream::usage_events($t);
+    !grep { !exists $got{$_} } keys %want;
+});
+is(scalar(grep { ($got{$_} // -1) == $want{$_} } keys %want),
+   scalar @turns, 'keys in turns: every call billed to its own account');
 
 # the full key is never written to nginx's logs
 for my $f (qw(error.log access.log)) {
