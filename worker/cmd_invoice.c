@@ -212,7 +212,20 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    if (aw_db_exec(db, "START TRANSACTION") != 0) {
+    /*
+     * READ COMMITTED: the close locks the events it marks and nothing
+     * else.  Under REPEATABLE READ each account's UPDATE also locked the
+     * gap after its events, where that account's next calls are stored,
+     * so the drain waited for the whole close (minutes on a large ledger,
+     * a lock wait timeout beyond innodb_lock_wait_timeout).  What the
+     * close bills is what it marked; an event of the month stored
+     * meanwhile stays unmarked and is billed as late usage by the next
+     * close, as one drained after it would be.
+     */
+
+    if (aw_db_exec(db, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED") != 0
+        || aw_db_exec(db, "START TRANSACTION") != 0)
+    {
         goto done;
     }
 
