@@ -325,6 +325,25 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.charset.len = 0;
 
+    /*
+     * A provider's refusal made a 502 (its 401, 403, 404, a 400 about the
+     * operator's credential or account, a 429 "insufficient_quota"): asked
+     * again, it answers the same.  The SDKs retry a 502 twice, after a
+     * backoff, unless told not to.  A 408, a 5xx, a timeout or a provider
+     * not reached may well pass on a retry.
+     */
+
+    if (status == NGX_HTTP_BAD_GATEWAY
+        && ctx->reply.status >= NGX_HTTP_BAD_REQUEST
+        && ctx->reply.status < NGX_HTTP_INTERNAL_SERVER_ERROR
+        && ctx->reply.status != NGX_HTTP_REQUEST_TIME_OUT
+        && ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
+                                     sizeof("false") - 1)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_http_clear_accept_ranges(r);
     ngx_http_clear_last_modified(r);
     ngx_http_clear_etag(r);

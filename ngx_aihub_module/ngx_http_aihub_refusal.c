@@ -2,9 +2,10 @@
  * A provider's 400, 409, 413 or 422, read to its end (8 KB kept), is
  * judged: an OpenAI-shaped error about the request itself is the
  * developer's to see, as our 400 quoting the provider's message; anything
- * that speaks of keys, credentials, authentication, permissions, accounts,
- * projects, organizations, billing, payment, credit or quota, and any
- * other shape, is the operator's problem, never shown.  Gemini wraps its
+ * that speaks of API keys, credentials, authentication, permissions,
+ * accounts, projects, organizations, billing, payment, credit or quota,
+ * and any other shape, is the operator's problem, never shown (a 502 the
+ * SDKs are told not to retry: see ngx_http_aihub_replace()).  Gemini wraps its
  * errors in a JSON array of one ([{"error": {...}}]), a bad credential
  * ("API key not valid", reason API_KEY_INVALID) and a bad request alike:
  * the error is read inside it.
@@ -37,9 +38,17 @@ static ngx_int_t ngx_http_aihub_refusal_flagged(ngx_http_request_t *r,
     ngx_buf_t *held, u_char **message);
 
 
+/*
+ * Words of the operator's problems, looked for anywhere in the answer, any
+ * case.  Not "key" or "auth" alone: a developer's JSON schema error says
+ * "every key in properties" and names fields such as "author".
+ */
+
 static const char  *ngx_http_aihub_operator_words[] = {
-    "key", "credential", "auth", "permission", "billing", "quota",
-    "organization", "project", "account", "payment", "credit", NULL
+    "api key", "api_key", "api-key", "apikey", "secret key",
+    "subscription key", "access key", "credential", "authenticat",
+    "unauthori", "permission", "billing", "quota", "organization",
+    "project", "account", "payment", "credit", NULL
 };
 
 

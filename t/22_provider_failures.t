@@ -177,25 +177,31 @@ sub check_rejected {
 }
 
 
-check_failure('500', 502, 'upstream_error', reached => 1,
-              headers => { 'x-mock-status' => 500 });
-check_failure('503', 502, 'upstream_error', reached => 1,
-              headers => { 'x-mock-status' => 503 });
+# a failure may pass on a retry: the SDKs' own retries are left alone;
+# a refusal will not: they are told not to retry (x-should-retry: false)
+my %retry;
+$retry{'500'} = check_failure('500', 502, 'upstream_error', reached => 1,
+                              headers => { 'x-mock-status' => 500 });
+$retry{'503'} = check_failure('503', 502, 'upstream_error', reached => 1,
+                              headers => { 'x-mock-status' => 503 });
 check_failure('500 streamed', 502, 'upstream_error', reached => 1,
               stream => 1, headers => { 'x-mock-status' => 500 });
 my $r429 = check_failure('429', 429, 'rate_limit_exceeded', reached => 1,
                          headers => { 'x-mock-status' => 429 });
-check_failure('credential refused', 502, 'upstream_error', reached => 1,
-              model => 'test-badkey');
-check_failure('connection refused', 502, 'upstream_error',
-              model => 'test-down');
+my %no_retry;
+$no_retry{'credential refused (401)'} =
+    check_failure('credential refused', 502, 'upstream_error', reached => 1,
+                  model => 'test-badkey');
+$retry{'connection refused'} =
+    check_failure('connection refused', 502, 'upstream_error',
+                  model => 'test-down');
 
 {
     my $start = Time::HiRes::time();
     # the provider never answered: like a refused connection, no event
     # (the module records calls the provider answered)
-    check_failure('timeout', 504, 'upstream_timeout',
-                  headers => { 'x-mock-delay-ms' => 2500 });
+    $retry{timeout} = check_failure('timeout', 504, 'upstream_timeout',
+                                    headers => { 'x-mock-delay-ms' => 2500 });
     my $took = Time::HiRes::time() - $start;
     ok($took < 2.4, sprintf 'timeout: answered after proxy_read_timeout '
                             . '(%.1f s), not after the provider', $took);
@@ -210,6 +216,7 @@ check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
     my $r = check_failure('200 whose body is an error (OpenRouter)', 502,
                           'upstream_error', reached => 1,
                           headers => { 'x-mock-error-200' => 1 });
+    $retry{'200 whose body is an error (its code 502)'} = $r;
     unlike($r->{body}, qr/user_id|user_2dHFtVWx2n56w6HkOperator0|Provider returned/,
            "200 with an error: the operator's account and the provider's "
            . 'error are not passed on');
@@ -248,10 +255,25 @@ check_failure('204', 502, 'upstream_error', reached => 1,
 
 # the operator's credential refused, in each provider's own shape: Gemini
 # says 400 with a JSON array, OpenRouter 401 with a numeric code
-check_failure('Gemini refuses the credential (400, array)', 502,
-              'upstream_error', reached => 1, model => 'test-gembad');
-check_failure('OpenRouter refuses the credential', 502, 'upstream_error',
-              reached => 1, model => 'test-orbad');
+$no_retry{'Gemini refuses the credential'} =
+    check_failure('Gemini refuses the credential (400, array)', 502,
+                  'upstream_error', reached => 1, model => 'test-gembad');
+$no_retry{'OpenRouter refuses the credential'} =
+    check_failure('OpenRouter refuses the credential', 502, 'upstream_error',
+                  reached => 1, model => 'test-orbad');
+{
+    # OpenAI's 400 naming the operator's key: never shown, never retried
+    my $r = check_failure("provider 400 about the operator's API key", 502,
+        'upstream_error', reached => 1,
+        headers => { 'x-mock-status' => 400,
+                     'x-mock-message' => 'Incorrect API key provided: '
+                         . 'sk-proj-ab************xyz. You can find your API '
+                         . 'key at https://platform.openai.com/account/'
+                         . 'api-keys.' });
+    unlike($r->{body}, qr/sk-proj|Incorrect/,
+           "provider 400 about the operator's API key: not shown");
+    $no_retry{"provider 400 about the operator's API key"} = $r;
+}
 
 
 # --- the developer's own mistake, as the provider saw it ---------------------
@@ -261,6 +283,18 @@ check_failure('OpenRouter refuses the credential', 502, 'upstream_error',
     check_rejected('provider 400 about the request',
                    qr/^The model provider rejected the request: Invalid request/,
                    headers => { 'x-mock-status' => 400 });
+
+    # a structured output schema OpenAI refuses: its message speaks of a
+    # "key" and names a field "author", and is the developer's all the same
+    my $r = check_rejected('provider 400 about a JSON schema',
+        qr/^The model provider rejected the request: Invalid schema .*every key in properties\. Missing 'author'\.$/,
+        headers => { 'x-mock-status' => 400,
+                     'x-mock-message' => "Invalid schema for response_format "
+                         . "'answer': In context=(), 'required' is required "
+                         . "to be supplied and to be an array including "
+                         . "every key in properties. Missing 'author'." });
+    unlike($r->{head}, qr/^x-should-retry:/mi,
+           'provider 400 about a JSON schema: a 400, which no SDK retries');
     $t->wait_for(sub { $period->() == $calls }, timeout => 1);
     is($period->(), $calls, 'provider 400: not counted as a call');
 }
@@ -282,8 +316,9 @@ check_rejected("Gemini's 400 about the request ([{\"error\": ...}])",
     unlike($r->{body}, qr/flagged text|MockUpstream|credits/,
            "OpenRouter's moderation 403: no more of the provider's body");
 }
-check_failure('403 of another kind', 502, 'upstream_error', reached => 1,
-              headers => { 'x-mock-status' => 403 });
+$no_retry{'403 of another kind'} =
+    check_failure('403 of another kind', 502, 'upstream_error', reached => 1,
+                  headers => { 'x-mock-status' => 403 });
 
 
 # --- 429: Retry-After always ---------------------------------------------------
@@ -327,6 +362,16 @@ like($r429->{head}, qr/^retry-after: 1\r?$/mi,
            "429 insufficient_quota: the operator's billing is not shown");
     like($t->error_log, qr/says the operator's account has no credit left/,
          '429 insufficient_quota: logged for the operator');
+    $no_retry{'429 insufficient_quota'} = $r;
+}
+
+for my $name (sort keys %no_retry) {
+    like($no_retry{$name}{head}, qr/^x-should-retry: false\r?$/mi,
+         "$name: x-should-retry: false (asked again, it refuses again)");
+}
+for my $name (sort keys %retry) {
+    unlike($retry{$name}{head}, qr/^x-should-retry:/mi,
+           "$name: no x-should-retry (a retry may pass)");
 }
 
 

@@ -46,6 +46,7 @@
 # are awkward, in the last user message as "mock:status=500;delay-ms=100"
 # (same names without the "x-mock-" prefix):
 #   x-mock-status: N             answer N with an OpenAI error JSON
+#   x-mock-message: TEXT         ... whose message is TEXT
 #   x-mock-delay-ms: N           sleep before the response headers
 #   x-mock-chunk-delay-ms: N     sleep between SSE events
 #   x-mock-cut-after: N          send N SSE events, then drop the connection
@@ -427,6 +428,7 @@ sub handle_request {
                     503 => ['server_error', 'service_unavailable',
                             'The engine is currently overloaded.']);
         my $t = $type{$status} // ['server_error', undef, "mock $status"];
+        $t = [ @$t[0, 1], $ctl->{message} ] if defined $ctl->{message};
 
         # OpenAI's 429 for an account with no credit left
         $t = ['insufficient_quota', 'insufficient_quota',
