@@ -98,6 +98,17 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    /* the SDKs retry a 409 (a lock timeout, to them): a key limit stays */
+
+    if (ctx->flow.own_answer && ctx->flow.err_code != NULL
+        && ngx_strcmp(ctx->flow.err_code, "key_limit_reached") == 0
+        && ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
+                                     sizeof("false") - 1)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (!ctx->flow.forwarded || ctx->reply.replace != NULL) {
         return ngx_http_next_header_filter(r);
     }

@@ -195,6 +195,9 @@ my $events = admin_events();
 $r = create($capped, { label => 'one too many' });
 is_error($r, 409, 'key_limit_reached', 'the fifth active key: refused');
 like($r->{json}{error}{message} // '', qr/\b4\b/, 'the message names the cap');
+is($r->{headers}{'x-should-retry'}, 'false',
+   'x-should-retry: false (the SDKs retry a 409 otherwise, as a lock '
+   . 'timeout)');
 is(account_keys(3120), 6, 'nothing added to the account index');
 is(admin_events(), $events, 'nothing on the admin stream');
 
