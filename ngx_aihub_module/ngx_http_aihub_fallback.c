@@ -369,19 +369,13 @@ ngx_http_aihub_fallback_routed(ngx_http_aihub_ctx_t *ctx)
 static ngx_int_t
 ngx_http_aihub_fallback_retry_after(ngx_http_upstream_t *u)
 {
-    ngx_int_t         n;
     ngx_table_elt_t  *h;
 
     h = ngx_http_aihub_header_find(&u->headers_in.headers,
                                    (u_char *) "retry-after",
                                    sizeof("retry-after") - 1);
-    if (h == NULL) {
-        return 0;
-    }
 
-    n = ngx_atoi(h->value.data, h->value.len);
-
-    return n > 0 ? n : 0;
+    return h ? ngx_http_aihub_retry_after_value(&h->value) : 0;
 }
 
 

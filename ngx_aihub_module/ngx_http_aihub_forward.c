@@ -303,14 +303,7 @@ ngx_http_aihub_forward_answer_headers(ngx_http_request_t *r,
             && ngx_strncasecmp(h[i].key.data, (u_char *) "retry-after",
                                h[i].key.len) == 0)
         {
-            /* seconds, or an HTTP-date (RFC 9110) */
-
-            n = ngx_atoi(h[i].value.data, h[i].value.len);
-
-            if (n == NGX_ERROR) {
-                n = ngx_parse_http_time(h[i].value.data, h[i].value.len);
-                n = (n == NGX_ERROR) ? 0 : n - ngx_time();
-            }
+            n = ngx_http_aihub_retry_after_value(&h[i].value);
 
             if (n > 0) {
                 ctx->forward.retry_after = n;

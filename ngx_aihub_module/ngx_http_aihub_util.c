@@ -191,6 +191,25 @@ ngx_http_aihub_util_init_process(ngx_cycle_t *cycle)
 }
 
 
+/* Retry-After's seconds, or its HTTP-date (RFC 9110) as the seconds until
+   it; 0 if neither, or already past */
+
+ngx_int_t
+ngx_http_aihub_retry_after_value(ngx_str_t *value)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(value->data, value->len);
+
+    if (n == NGX_ERROR) {
+        n = ngx_parse_http_time(value->data, value->len);
+        n = (n == NGX_ERROR) ? 0 : n - ngx_time();
+    }
+
+    return n > 0 ? n : 0;
+}
+
+
 /*
  * SHA-256 with OpenSSL's low-level calls: the same code (its CPU's SHA
  * instructions) with no allocation and no lookup, where EVP_DigestInit

@@ -27,6 +27,7 @@ ngx_msec_t ngx_http_aihub_now_ms(void);
 time_t ngx_http_aihub_time(ngx_http_request_t *r);
 void ngx_http_aihub_resume(ngx_http_request_t *r);
 
+ngx_int_t ngx_http_aihub_retry_after_value(ngx_str_t *value);
 void ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len);
 void ngx_http_aihub_request_id(u_char *dst);
 ngx_int_t ngx_http_aihub_redis_key(ngx_pool_t *pool, ngx_str_t *prefix,

@@ -26,6 +26,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
@@ -332,6 +333,25 @@ served_by_backup('primary refuses connections',
        'after two seconds: the primary serves again');
     my $g = call(key => $free, account => 35);
     is($g->{status}, 200, 'after two seconds: free served again');
+}
+
+
+# --- the same with Retry-After as an HTTP-date (RFC 9110) ---------------------
+
+{
+    my $date = POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT',
+                               gmtime(int(time) + 5));
+    my $r = call(headers => { 'x-mock-primary-status' => 429,
+                              'x-mock-primary-retry' => $date });
+    is($r->{route}, 'backup; model=fb-backup; attempt=2',
+       'provider 429 with an HTTP-date: the call falls back');
+
+    my $f = call(key => $free, account => 35);
+    is_error($f, 429, 'rate_limit_exceeded',
+             'saturated until the date: free refused');
+    my $s = $f->{headers}{'retry-after'} // 0;
+    ok($s >= 3 && $s <= 5, 'saturated until the date: free told the seconds '
+                           . "until it ($s), not aihub_lane_backoff's 1");
 }
 
 $t->done;
