@@ -46,6 +46,8 @@ static ngx_int_t ngx_http_aihub_lane_refuse(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_lane_cleanup_add(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static void ngx_http_aihub_lane_cleanup(void *data);
+static ngx_uint_t ngx_http_aihub_lane_declared(
+    ngx_http_aihub_lane_sh_t *lane);
 static ngx_http_aihub_lane_plan_sh_t *ngx_http_aihub_lane_plan_get(
     ngx_http_aihub_lane_plan_sh_t *plans, ngx_str_t *name);
 
@@ -529,7 +531,53 @@ ngx_http_aihub_lane_find(ngx_http_aihub_lane_sh_t *lanes, ngx_str_t *name,
         }
     }
 
+    if (!create) {
+        return NULL;
+    }
+
+    /*
+     * All taken: the zone outlives reloads, and a provider renamed or
+     * removed by one keeps its lane.  One that this configuration does not
+     * declare and that has no call in flight or waiting is taken over.
+     */
+
+    for (i = 0; i < NGX_HTTP_AIHUB_LANES; i++) {
+        if (lanes[i].in_flight == 0 && lanes[i].queued == 0
+            && !ngx_http_aihub_lane_declared(&lanes[i]))
+        {
+            ngx_memzero(&lanes[i], sizeof(ngx_http_aihub_lane_sh_t));
+            ngx_memcpy(lanes[i].name, name->data, name->len);
+            lanes[i].name_len = name->len;
+            return &lanes[i];
+        }
+    }
+
     return NULL;
+}
+
+
+/* whether this configuration declares the lane's provider */
+
+static ngx_uint_t
+ngx_http_aihub_lane_declared(ngx_http_aihub_lane_sh_t *lane)
+{
+    ngx_uint_t                   i;
+    ngx_http_aihub_provider_t   *p;
+    ngx_http_aihub_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_aihub_module);
+    p = amcf->providers.elts;
+
+    for (i = 0; i < amcf->providers.nelts; i++) {
+        if (p[i].name.len == lane->name_len
+            && ngx_strncmp(p[i].name.data, lane->name, lane->name_len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

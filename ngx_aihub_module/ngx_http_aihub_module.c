@@ -39,6 +39,31 @@ static char *ngx_http_aihub_enable(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_aihub_init_process(ngx_cycle_t *cycle);
 static void ngx_http_aihub_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_aihub_redis_connected(redisAsyncContext *ac);
+static char *ngx_http_aihub_msec_min(ngx_conf_t *cf, void *post, void *data);
+
+
+/* a time below which a directive cannot work, and what nginx -t says */
+
+typedef struct {
+    ngx_conf_post_handler_pt      post_handler;
+    ngx_msec_t                    min;
+    char                         *error;
+} ngx_http_aihub_msec_min_t;
+
+
+static ngx_http_aihub_msec_min_t  ngx_http_aihub_redis_timeout_min = {
+    ngx_http_aihub_msec_min, 1, "must be at least 1ms"
+};
+
+/* a lease reclaimed before its calls end lets a hard quota be passed */
+static ngx_http_aihub_msec_min_t  ngx_http_aihub_lease_time_min = {
+    ngx_http_aihub_msec_min, 1000, "must be at least 1s"
+};
+
+/* 0 would refuse every call (503), or answer every body 413 */
+static ngx_conf_num_bounds_t  ngx_http_aihub_at_least_one = {
+    ngx_conf_check_num_bounds, 1, -1          /* no upper bound */
+};
 
 
 static ngx_conf_enum_t  ngx_http_aihub_failure_modes[] = {
@@ -76,7 +101,7 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_aihub_main_conf_t, redis_timeout),
-      NULL },
+      &ngx_http_aihub_redis_timeout_min },
 
     { ngx_string("aihub_cache_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -104,14 +129,14 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_aihub_main_conf_t, lease_time),
-      NULL },
+      &ngx_http_aihub_lease_time_min },
 
     { ngx_string("aihub_lease_calls"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_aihub_main_conf_t, lease_calls),
-      NULL },
+      &ngx_http_aihub_at_least_one },
 
     { ngx_string("aihub_time_offset"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -132,7 +157,7 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_aihub_main_conf_t, event_buffer),
-      NULL },
+      &ngx_http_aihub_at_least_one },
 
     { ngx_string("aihub_exit_flush_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -195,7 +220,7 @@ static ngx_command_t  ngx_http_aihub_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_aihub_loc_conf_t, body_max),
-      NULL },
+      &ngx_http_aihub_at_least_one },
 
     { ngx_string("aihub_stored_objects"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -638,3 +663,12 @@ ngx_http_aihub_exit_process(ngx_cycle_t *cycle)
     ngx_http_aihub_usage_exit_process();
 }
 
+
+static char *
+ngx_http_aihub_msec_min(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_http_aihub_msec_min_t  *m = post;
+    ngx_msec_t                 *ms = data;
+
+    return *ms < m->min ? m->error : NGX_CONF_OK;
+}

@@ -116,6 +116,38 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
+    /* each provider has its state (lane, breaker) in the shared zone */
+
+    if (amcf->providers.nelts == NGX_HTTP_AIHUB_LANES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many aihub providers: at most %d",
+                           NGX_HTTP_AIHUB_LANES);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the catalog names providers as [a-z0-9_-] (README "Models") */
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!((value[1].data[i] >= 'a' && value[1].data[i] <= 'z')
+              || (value[1].data[i] >= '0' && value[1].data[i] <= '9')
+              || value[1].data[i] == '_' || value[1].data[i] == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "aihub provider name \"%V\": only a-z, 0-9, "
+                               "\"_\" and \"-\", as the catalog names "
+                               "providers", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_AIHUB_NAME_LEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aihub provider name \"%V\" is empty or longer "
+                           "than %d characters", &value[1],
+                           NGX_HTTP_AIHUB_NAME_LEN);
+        return NGX_CONF_ERROR;
+    }
+
     p = ngx_array_push(&amcf->providers);
     if (p == NULL) {
         return NGX_CONF_ERROR;
@@ -127,13 +159,6 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     p->kind = NGX_HTTP_AIHUB_KIND_OPENAI;
     p->free_share = 50;
     p->queue = 32;
-
-    if (p->name.len > NGX_HTTP_AIHUB_NAME_LEN) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "aihub provider name \"%V\" is longer than %d "
-                           "characters", &p->name, NGX_HTTP_AIHUB_NAME_LEN);
-        return NGX_CONF_ERROR;
-    }
 
     for (i = 2; i < cf->args->nelts; i++) {
 

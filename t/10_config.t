@@ -237,6 +237,63 @@ conf_fails(<<"END" . $LOC, qr/"url=https:\/\/example.com\/openai\?api-version=1"
 END
     'aihub_provider with a query string in its url');
 
+conf_fails(<<"END" . $LOC, qr/aihub provider name "OpenAI": only a-z, 0-9, "_" and "-"/,
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider OpenAI url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY; #BAD
+END
+    'aihub_provider named with a capital (no catalog model can name it)');
+
+# each provider's lane and breaker live in the shared zone's 16 places
+conf_fails(<<"END" . $LOC, qr/too many aihub providers: at most 16/,
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider p1 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p2 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p3 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p4 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p5 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p6 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p7 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p8 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p9 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p10 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p11 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p12 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p13 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p14 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p15 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p16 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider p17 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY; #BAD
+END
+    'a 17th aihub_provider');
+
+
+# --- values with which nothing works ------------------------------------------
+
+for my $case (
+    [ 'aihub_event_buffer 0;', qr/value must be equal to or greater than 1/,
+      'aihub_event_buffer 0 (every call 503)' ],
+    [ 'aihub_lease_calls 0;', qr/value must be equal to or greater than 1/,
+      'aihub_lease_calls 0' ],
+    [ 'aihub_redis_timeout 0;',
+      qr/"aihub_redis_timeout" directive must be at least 1ms/,
+      'aihub_redis_timeout 0 (no reply in time, ever)' ],
+    [ 'aihub_lease_time 500ms;',
+      qr/"aihub_lease_time" directive must be at least 1s/,
+      'aihub_lease_time 500ms (leases reclaimed under their calls)' ],
+    [ 'aihub_body_max 0;', qr/value must be equal to or greater than 1/,
+      'aihub_body_max 0 (every body 413)' ],
+) {
+    my ($line, $re, $name) = @$case;
+    conf_fails(<<"END" . $LOC, $re, $name);
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    $line   #BAD
+END
+}
+
 Aihub::write_file($t->dir . '/provider.key', "secret\n");
 
 conf_fails(<<"END" . $LOC, qr/has both "key_env=" and "key_file="/,
