@@ -98,6 +98,14 @@
 #                                streamed as OpenAI does, the name first,
 #                                then the arguments 8 characters a chunk;
 #                                finish_reason "tool_calls"
+#   x-mock-tool-call: 2          two parallel calls: that one, then
+#                                get_time with {"timezone":"Europe/Paris"};
+#                                streamed as OpenAI does (index 0, then
+#                                index 1), but by Gemini as its endpoint
+#                                does: no "index", each call whole with its
+#                                own id, both in one delta, finish_reason
+#                                "stop" (its stream says "stop" for tool
+#                                calls; its JSON says "tool_calls")
 #   x-mock-reasoning-tokens: N   output tokens spent thinking (Responses:
 #                                output_tokens_details.reasoning_tokens;
 #                                chat: total = prompt + completion + N)
@@ -579,13 +587,19 @@ sub chat {
 
     my $id = sprintf 'chatcmpl-mock%08x%04x', int(time), $$ & 0xffff;
     my $created = int time;
-    my $tool = $ctl->{'tool-call'}
-               ? { id => 'call_mock' . ($$ & 0xffff), type => 'function',
-                   function => { name => 'get_weather',
-                                 arguments => '{"location":"Paris",'
-                                              . '"unit":"celsius"}' } }
-               : undef;
-    $finish = 'tool_calls' if $tool;
+    my @tools = $ctl->{'tool-call'}
+                ? { id => 'call_mock' . ($$ & 0xffff), type => 'function',
+                    function => { name => 'get_weather',
+                                  arguments => '{"location":"Paris",'
+                                               . '"unit":"celsius"}' } }
+                : ();
+    push @tools, { id => 'call_mock' . ($$ & 0xffff) . 'b',
+                   type => 'function',
+                   function => { name => 'get_time',
+                                 arguments => '{"timezone":'
+                                              . '"Europe/Paris"}' } }
+        if ($ctl->{'tool-call'} // '') eq '2';
+    $finish = 'tool_calls' if @tools;
 
     if ($in->{stream} && $in->{stream} ne 'false') {
         my $want_usage = ref $in->{stream_options} eq 'HASH'
@@ -597,7 +611,7 @@ sub chat {
         return stream($c, $req, $entry, $ctl, {
             id => $id, created => $created, model => $model,
             words => \@words, pad => $pad, finish => $finish,
-            completion => $completion, tool => $tool,
+            completion => $completion, tools => \@tools,
             usage => $want_usage ? $usage : undef,
         });
     }
@@ -609,9 +623,9 @@ sub chat {
         model   => $model,
         choices => [ {
             index         => 0,
-            message       => $tool
+            message       => @tools
                              ? { role => 'assistant', content => undef,
-                                 tool_calls => [ $tool ], refusal => undef }
+                                 tool_calls => \@tools, refusal => undef }
                              : { role => 'assistant',
                                  content => $content . $pad },
             logprobs      => undef,
@@ -1129,25 +1143,45 @@ sub stream {
 
     my $i = 0;
 
-    if (my $tool = $s->{tool}) {
-        # the call's name first, then its arguments in pieces
+    my @tools = @{ $s->{tools} // [] };
+
+    if (@tools > 1 && $req->{kind} eq 'gemini') {
+        # parallel calls as Gemini streams them: no index, each call whole
+        # with its id (the first with its thought signature), all in one
+        # delta; its stream's finish_reason is "stop"
+        push @events, { %$base, choices => [ { index => 0, delta => {
+            role => 'assistant',
+            tool_calls => [ map { { id => $_->{id}, type => 'function',
+                                    function => { %{ $_->{function} } } } }
+                            @tools ] },
+            finish_reason => undef } ] };
+        $events[0]{choices}[0]{delta}{tool_calls}[0]{extra_content} =
+            { google => { thought_signature => 'EjQKMgEMOdbHmock' } };
+        $s->{finish} = 'stop';
+        @tools = ();
+    }
+
+    for my $k (0 .. $#tools) {
+        # each call's name first, then its arguments in pieces
+        my $tool = $tools[$k];
         my $args = $tool->{function}{arguments};
         push @events, { %$base, choices => [ { index => 0, delta => {
-            role => 'assistant', content => undef, refusal => undef,
-            tool_calls => [ { index => 0, id => $tool->{id},
+            ($k == 0 ? (role => 'assistant', content => undef,
+                        refusal => undef) : ()),
+            tool_calls => [ { index => $k, id => $tool->{id},
                               type => 'function',
                               function => { name => $tool->{function}{name},
                                             arguments => '' } } ] },
             finish_reason => undef } ] };
         for (my $p = 0; $p < length $args; $p += 8) {
             push @events, { %$base, choices => [ { index => 0, delta => {
-                tool_calls => [ { index => 0, function => {
+                tool_calls => [ { index => $k, function => {
                     arguments => substr($args, $p, 8) } } ] },
                 finish_reason => undef } ] };
         }
     }
 
-    for my $w ($s->{tool} ? () : @{ $s->{words} }) {
+    for my $w (@{ $s->{tools} // [] } ? () : @{ $s->{words} }) {
         my $delta = { content => $i++ ? " $w" : $w };
         $delta->{role} = 'assistant' if $i == 1;
         push @events, { %$base, choices => [ { index => 0, delta => $delta,
