@@ -2,6 +2,7 @@
  * The Responses API over chat completions (aihub_responses.h).
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1027,7 +1028,8 @@ aihub_responses_answer(const char *chat, size_t len, const char *id,
 /* --- the stream -------------------------------------------------------- */
 
 typedef struct {
-    int      index;                  /* the chat tool call's index */
+    int      index;                  /* the chat tool call's index (none:
+                                        the next one not used) */
     int      output_index;
     char     item_id[AIHUB_RS_ID_LEN + 16];
     char    *call_id;
@@ -1399,26 +1401,65 @@ aihub_rs_text(aihub_rstream_t *s, const char *delta)
 }
 
 
+/*
+ * A tool call delta's call.  With "index" (OpenAI, and most providers),
+ * the call of that index.  Without (Gemini's OpenAI-compatible endpoint
+ * sends each call whole, with its id, several in one delta or one a
+ * chunk), the call of that id, or a new one for a new id; a delta with
+ * neither (an empty id is none) goes on with the last call.  A new call
+ * without index is given the next index not used.
+ */
+
 static void
 aihub_rs_tool(aihub_rstream_t *s, const cJSON *tc)
 {
     int               i, index;
     char              buf[AIHUB_RS_ID_LEN + 16];
     cJSON            *e;
-    const cJSON      *v, *fn, *name, *args;
+    const cJSON      *v, *id, *fn, *name, *args;
     aihub_rs_call_t  *c;
 
     v = cJSON_GetObjectItemCaseSensitive(tc, "index");
-    index = cJSON_IsNumber(v) ? v->valueint : 0;
+    id = cJSON_GetObjectItemCaseSensitive(tc, "id");
     fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
     name = cJSON_GetObjectItemCaseSensitive(fn, "name");
     args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
 
     c = NULL;
 
-    for (i = 0; i < s->ncalls; i++) {
-        if (s->calls[i].index == index) {
-            c = &s->calls[i];
+    if (cJSON_IsNumber(v)) {
+        index = v->valueint;
+
+        for (i = 0; i < s->ncalls; i++) {
+            if (s->calls[i].index == index) {
+                c = &s->calls[i];
+            }
+        }
+
+    } else {
+        index = 0;
+
+        for (i = 0; i < s->ncalls; i++) {
+            if (s->calls[i].index >= index && s->calls[i].index < INT_MAX) {
+                index = s->calls[i].index + 1;
+            }
+        }
+
+        if (!cJSON_IsString(id) || id->valuestring[0] == '\0') {
+            id = NULL;
+
+            if (s->ncalls > 0) {
+                c = &s->calls[s->ncalls - 1];
+            }
+
+        } else {
+            for (i = 0; i < s->ncalls; i++) {
+                if (s->calls[i].call_id != NULL
+                    && strcmp(s->calls[i].call_id, id->valuestring) == 0)
+                {
+                    c = &s->calls[i];
+                }
+            }
         }
     }
 
@@ -1435,9 +1476,8 @@ aihub_rs_tool(aihub_rstream_t *s, const cJSON *tc)
         snprintf(buf, sizeof(buf), "fc_%s_%d", s->id, index);
         memcpy(c->item_id, buf, sizeof(c->item_id));
 
-        v = cJSON_GetObjectItemCaseSensitive(tc, "id");
-        c->call_id = aihub_rs_strdup(cJSON_IsString(v) ? v->valuestring
-                                                       : c->item_id);
+        c->call_id = aihub_rs_strdup(cJSON_IsString(id) ? id->valuestring
+                                                        : c->item_id);
         c->name = aihub_rs_strdup(cJSON_IsString(name) ? name->valuestring
                                                        : "");
         if (c->call_id == NULL || c->name == NULL) {

@@ -267,6 +267,119 @@ next_event();
 }
 
 
+# --- parallel tool calls ---------------------------------------------------------
+#
+# Two calls in one answer become two function_call items, each with its own
+# call_id, name and arguments.  OpenAI streams them by "index" (0, then 1);
+# Gemini's OpenAI-compatible endpoint streams them without "index", each
+# call whole with its own id, both in one delta, and says "stop".
+
+my %WANT = (get_weather => { location => 'Paris', unit => 'celsius' },
+            get_time => { timezone => 'Europe/Paris' });
+my @TOOLS = map { { type => 'function', name => $_,
+                    parameters => { type => 'object' } } } sort keys %WANT;
+
+# the function_call items: each with a call_id of its own, its name, and
+# its arguments as JSON text that parses to what the model wrote
+sub two_calls {
+    my ($items, $what) = @_;
+
+    my @calls = grep { ($_->{type} // '') eq 'function_call' } @$items;
+    is(scalar @calls, 2, "$what: two function_call items")
+        or diag(explain($items));
+    is_deeply([ map { $_->{name} } @calls ], [ 'get_weather', 'get_time' ],
+              "$what: their names");
+    ok($calls[0]{call_id} && $calls[1]{call_id}
+       && $calls[0]{call_id} ne $calls[1]{call_id},
+       "$what: a call_id each");
+    is_deeply([ map { eval { decode_json($_->{arguments} // '') }
+                      // $_->{arguments} } @calls ],
+              [ @WANT{qw(get_weather get_time)} ],
+              "$what: their arguments, JSON each");
+
+    return @calls;
+}
+
+for my $case ([ 'OpenAI', 'test-basic' ], [ 'Gemini', 'test-gemini' ]) {
+    my ($p, $model) = @$case;
+    my %two = ('x-mock-tool-call' => 2);
+
+    $r = resp({ model => $model, input => 'weather and time?',
+                tools => \@TOOLS }, headers => {%two});
+    is($r->{status}, 200, "$p two tool calls, JSON: 200");
+    is($r->{json}{status}, 'completed', "$p two tool calls, JSON: completed");
+    two_calls($r->{json}{output} // [], "$p two tool calls, JSON");
+    next_event();
+
+    $r = raw_request($t, key => $key, path => '/v1/responses',
+                     headers => {%two},
+                     body => { model => $model, input => 'weather and time?',
+                               stream => JSON::PP::true, tools => \@TOOLS });
+    @data = grep { ref $_ } sse_data(@{ $r->{events} });
+
+    my @added = grep { $_->{type} eq 'response.output_item.added'
+                       && $_->{item}{type} eq 'function_call' } @data;
+    is_deeply([ map { $_->{output_index} } @added ], [ 0, 1 ],
+              "$p two tool calls, stream: two function_call items added, "
+              . 'output_index 0 and 1');
+    my @done = grep { $_->{type} eq 'response.output_item.done' } @data;
+    my @calls = two_calls([ map { $_->{item} } @done ],
+                          "$p two tool calls, stream: their items done");
+    is_deeply([ map { $_->{item}{call_id} } @added ],
+              [ map { $_->{call_id} } @calls ],
+              "$p two tool calls, stream: added with the call_ids they end "
+              . 'with');
+
+    for my $k (0, 1) {
+        my $id = ($added[$k] // {})->{item}{id} // '?';
+        is(join('', map { $_->{delta} }
+                    grep { $_->{type} eq
+                           'response.function_call_arguments.delta'
+                           && $_->{item_id} eq $id } @data),
+           ($calls[$k] // {})->{arguments},
+           "$p two tool calls, stream: call $k, its argument deltas make its "
+           . 'arguments');
+    }
+
+    is($data[-1]{type}, 'response.completed',
+       "$p two tool calls, stream: response.completed");
+    two_calls($data[-1]{response}{output} // [],
+              "$p two tool calls, stream: response.completed");
+    ok(next_event()->{streamed}, "$p two tool calls, stream: billed");
+}
+
+# chat completions pass through as the provider sent them: OpenAI's calls
+# with their index (0, 1) on every delta, Gemini's with none added
+for my $case ([ 'OpenAI', 'test-basic', 1 ], [ 'Gemini', 'test-gemini', 0 ])
+{
+    my ($p, $model, $indexed) = @$case;
+
+    $r = raw_request($t, key => $key, headers => { 'x-mock-tool-call' => 2 },
+                     body => { model => $model, stream => JSON::PP::true,
+                               messages => [ { role => 'user',
+                                               content => 'weather?' } ],
+                               tools => [ map { { type => 'function',
+                                                  function => {
+                                                      name => $_->{name} } } }
+                                          @TOOLS ] });
+    my @tc = map { @{ $_->{delta}{tool_calls} // [] } }
+             map { @{ $_->{choices} // [] } }
+             grep { ref $_ } sse_data(@{ $r->{events} });
+    my @opened = grep { defined $_->{id} } @tc;
+
+    is(scalar @opened, 2, "$p two tool calls, chat stream passed through: "
+                          . 'two calls opened');
+    is_deeply([ map { $_->{index} } grep { exists $_->{index} } @tc ],
+              $indexed ? [ map { $_->{index} } @tc ] : [],
+              "$p two tool calls, chat stream passed through: "
+              . ($indexed ? 'an index on every delta' : 'no index added'));
+    is_deeply([ map { $_->{index} } @opened ], $indexed ? [ 0, 1 ]
+                                                        : [ undef, undef ],
+              "$p two tool calls, chat stream passed through: "
+              . ($indexed ? 'index 0, then 1' : 'as Gemini sent them'));
+    next_event();
+}
+
 # --- what cannot be translated ----------------------------------------------------
 
 $n = mock_count($t);

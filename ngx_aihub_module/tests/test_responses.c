@@ -192,6 +192,14 @@ test_answer(void)
         "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]},"
         "\"finish_reason\":\"length\"}]}";
 
+    static const char  two[] =
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\","
+        "\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"a\\\":1}\","
+        "\"name\":\"f\"},\"id\":\"function-call-1\",\"type\":"
+        "\"function\"},{\"function\":{\"arguments\":\"{\\\"b\\\":2}\","
+        "\"name\":\"g\"},\"id\":\"function-call-2\",\"type\":"
+        "\"function\"}]},\"finish_reason\":\"tool_calls\",\"index\":0}]}";
+
     out = aihub_responses_answer(chat, sizeof(chat) - 1, "abc", "pub/m", 1,
                                  &len);
     ok(out != NULL && len == strlen(out), "answer: translated");
@@ -246,6 +254,30 @@ test_answer(void)
        "answer: finish_reason length: incomplete, max_output_tokens");
     ok(cJSON_IsNull(cJSON_GetObjectItem(r, "usage")),
        "answer: no usage reported: null");
+
+    cJSON_Delete(r);
+    free(out);
+
+    /* Gemini: parallel calls, no index (a message's calls have none) */
+    out = aihub_responses_answer(two, sizeof(two) - 1, "x", "m", 7, &len);
+    r = cJSON_Parse(out);
+    o = cJSON_GetObjectItem(r, "output");
+
+    ok(cJSON_GetArraySize(o) == 2
+       && strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(o, 0), "call_id")
+                 ->valuestring, "function-call-1") == 0
+       && strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(o, 0), "arguments")
+                 ->valuestring, "{\"a\":1}") == 0
+       && strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(o, 1), "call_id")
+                 ->valuestring, "function-call-2") == 0
+       && strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(o, 1), "name")
+                 ->valuestring, "g") == 0
+       && strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(o, 1), "arguments")
+                 ->valuestring, "{\"b\":2}") == 0
+       && strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(o, 0), "id")
+                 ->valuestring, cJSON_GetObjectItem(cJSON_GetArrayItem(o, 1),
+                                                    "id")->valuestring) != 0,
+       "answer: two calls without index, an item each");
 
     cJSON_Delete(r);
     free(out);
@@ -519,6 +551,210 @@ test_limits(void)
 }
 
 
+/*
+ * The function_call items of a translated stream: those its
+ * response.output_item.added events opened ("output_index call_id name"
+ * lines) and those its last event's response holds ("call_id name
+ * arguments" lines).
+ */
+
+static void
+stream_calls(const char *in, char *added, size_t added_len, char *final,
+    size_t final_len)
+{
+    char         *out, *line, *save;
+    size_t        len, n;
+    cJSON        *e, *last;
+    const cJSON  *item;
+
+    out = translate(in, strlen(in), 0, &len);
+    last = NULL;
+    added[0] = '\0';
+    final[0] = '\0';
+
+    for (line = strtok_r(out, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save))
+    {
+        if (strncmp(line, "data: ", 6) != 0) {
+            continue;
+        }
+
+        e = cJSON_Parse(line + 6);
+        item = cJSON_GetObjectItem(e, "item");
+
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "type")),
+                   "response.output_item.added") == 0
+            && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(item,
+                                                               "type")),
+                      "function_call") == 0)
+        {
+            n = strlen(added);
+            snprintf(added + n, added_len - n, "%d %s %s\n",
+                     cJSON_GetObjectItem(e, "output_index")->valueint,
+                     cJSON_GetStringValue(cJSON_GetObjectItem(item,
+                                                              "call_id")),
+                     cJSON_GetStringValue(cJSON_GetObjectItem(item,
+                                                              "name")));
+        }
+
+        cJSON_Delete(last);
+        last = e;
+    }
+
+    cJSON_ArrayForEach(item, cJSON_GetObjectItem(
+                                 cJSON_GetObjectItem(last, "response"),
+                                 "output"))
+    {
+        n = strlen(final);
+        snprintf(final + n, final_len - n, "%s %s %s\n",
+                 cJSON_GetStringValue(cJSON_GetObjectItem(item, "call_id")),
+                 cJSON_GetStringValue(cJSON_GetObjectItem(item, "name")),
+                 cJSON_GetStringValue(cJSON_GetObjectItem(item,
+                                                          "arguments")));
+    }
+
+    cJSON_Delete(last);
+    free(out);
+}
+
+
+/*
+ * Tool calls without "index": Gemini's OpenAI-compatible endpoint sends
+ * each call whole in one delta, with its own id and no index, several in
+ * one delta's tool_calls or one a chunk; a delta with neither index nor id
+ * goes on with the last call.  With index, calls are told apart by it
+ * alone, as before.
+ */
+
+static void
+test_stream_tools_unindexed(void)
+{
+    char  added[512], final[512];
+
+    /* Gemini: two calls in one delta, finish_reason "stop" */
+    static const char  one_delta[] =
+        "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\","
+        "\"tool_calls\":[{\"extra_content\":{\"google\":{"
+        "\"thought_signature\":\"EjQKMg\"}},\"function\":{\"arguments\":"
+        "\"{\\\"city\\\":\\\"Paris\\\"}\",\"name\":\"get_weather\"},"
+        "\"id\":\"function-call-1\",\"type\":\"function\"},"
+        "{\"function\":{\"arguments\":\"{\\\"tz\\\":\\\"UTC\\\"}\","
+        "\"name\":\"get_time\"},\"id\":\"function-call-2\","
+        "\"type\":\"function\"}]},\"finish_reason\":\"stop\","
+        "\"index\":0}],\"created\":1732540002,\"id\":\"Zm9v\","
+        "\"model\":\"gemini-2.5-flash\",\"object\":"
+        "\"chat.completion.chunk\",\"usage\":{\"completion_tokens\":20,"
+        "\"prompt_tokens\":12,\"total_tokens\":32}}\n\n"
+        "data: [DONE]\n\n";
+
+    /* Gemini: the same two calls, one a chunk */
+    static const char  two_chunks[] =
+        "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\","
+        "\"tool_calls\":[{\"function\":{\"arguments\":"
+        "\"{\\\"city\\\":\\\"Paris\\\"}\",\"name\":\"get_weather\"},"
+        "\"id\":\"function-call-1\",\"type\":\"function\"}]},"
+        "\"index\":0}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\","
+        "\"tool_calls\":[{\"function\":{\"arguments\":"
+        "\"{\\\"tz\\\":\\\"UTC\\\"}\",\"name\":\"get_time\"},"
+        "\"id\":\"function-call-2\",\"type\":\"function\"}]},"
+        "\"finish_reason\":\"stop\",\"index\":0}]}\n\n"
+        "data: [DONE]\n\n";
+
+    /*
+     * the arguments in pieces: the first delta with the id, the others
+     * without index and without id (or with an empty id, or the same id)
+     */
+    static const char  pieces[] =
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":"
+        "\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+        "\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":"
+        "{\"arguments\":\":1\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"\","
+        "\"type\":\"\",\"function\":{\"arguments\":\",\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"c1\","
+        "\"function\":{\"arguments\":\"\\\"b\\\":2}\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"c2\","
+        "\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":"
+        "\"tool_calls\"}]}\n\n"
+        "data: [DONE]\n\n";
+
+    /* with index: told apart by it, whatever the ids say */
+    static const char  indexed[] =
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,"
+        "\"id\":\"c1\",\"function\":{\"name\":\"f\",\"arguments\":"
+        "\"{\\\"a\\\"\"}},{\"index\":1,\"id\":\"c2\",\"function\":"
+        "{\"name\":\"g\",\"arguments\":\"{\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,"
+        "\"id\":\"c9\",\"function\":{\"arguments\":\"}\"}},"
+        "{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]}}]}\n\n"
+        "data: [DONE]\n\n";
+
+    stream_calls(one_delta, added, sizeof(added), final, sizeof(final));
+
+    if (!ok(strcmp(added, "0 function-call-1 get_weather\n"
+                          "1 function-call-2 get_time\n") == 0,
+            "tools without index, one delta: two items, output_index 0 "
+            "and 1"))
+    {
+        diag("%s", added);
+    }
+
+    if (!ok(strcmp(final, "function-call-1 get_weather "
+                          "{\"city\":\"Paris\"}\n"
+                          "function-call-2 get_time {\"tz\":\"UTC\"}\n")
+            == 0, "tools without index, one delta: the response holds "
+                  "both, each with its arguments"))
+    {
+        diag("%s", final);
+    }
+
+    stream_calls(two_chunks, added, sizeof(added), final, sizeof(final));
+
+    if (!ok(strcmp(added, "0 function-call-1 get_weather\n"
+                          "1 function-call-2 get_time\n") == 0,
+            "tools without index, a chunk each: two items"))
+    {
+        diag("%s", added);
+    }
+
+    if (!ok(strcmp(final, "function-call-1 get_weather "
+                          "{\"city\":\"Paris\"}\n"
+                          "function-call-2 get_time {\"tz\":\"UTC\"}\n")
+            == 0, "tools without index, a chunk each: the response holds "
+                  "both"))
+    {
+        diag("%s", final);
+    }
+
+    stream_calls(pieces, added, sizeof(added), final, sizeof(final));
+
+    if (!ok(strcmp(added, "0 c1 f\n1 c2 g\n") == 0,
+            "tools without index, in pieces: a new id opens a call; no id, "
+            "an empty one or the same goes on"))
+    {
+        diag("%s", added);
+    }
+
+    if (!ok(strcmp(final, "c1 f {\"a\":1,\"b\":2}\nc2 g {}\n") == 0,
+            "tools without index, in pieces: the arguments joined"))
+    {
+        diag("%s", final);
+    }
+
+    stream_calls(indexed, added, sizeof(added), final, sizeof(final));
+
+    if (!ok(strcmp(added, "0 c1 f\n1 c2 g\n") == 0
+            && strcmp(final, "c1 f {\"a\":1}\nc2 g {}\n") == 0,
+            "tools with index: by index, as before"))
+    {
+        diag("%s%s", added, final);
+    }
+}
+
+
 /* a streamed tool call: its item, its argument deltas, its final item */
 
 static void
@@ -597,6 +833,7 @@ main(void)
     test_stream("crlf", "response.completed", 7, 2, 9, "crlf");
     test_stream("nospace", "response.completed", 3, 2, 5, "no space");
     test_stream_tools();
+    test_stream_tools_unindexed();
     test_limits();
 
     return tap_done();
