@@ -7,7 +7,8 @@
 # the closed invoice was computed with, a price change mid-month and a
 # spend cap, a model without a price refuses the close, a spend cap that
 # does not fit is refused.  Every total matches to the cent in show
-# --json, the CSV, the JSON and the HTML report.
+# --json, the CSV, the JSON and the HTML report.  A spend cap of $0 (no
+# cap to the module) is refused.
 
 use strict;
 use warnings;
@@ -112,6 +113,20 @@ is($t->sql_value("SELECT spend_cap_micros FROM account_overrides WHERE "
                  . "account = $id{think}"), 9223372036854770000,
    'stored exactly');
 $t->worker('account', 'override', 'think', '--spend-cap', 'default');
+
+# a cap of $0 would be stored as 0, which the module and invoices read as
+# no cap at all: refused, naming what stops the overage or clears the cap
+
+for my $v ('0', '0.00', '-1') {
+    ($rc, $out, $err) = $t->worker('account', 'override', 'think',
+                                   '--spend-cap', $v);
+    is($rc, 2, "--spend-cap $v is refused");
+    like($err, qr/--overage 0.*--spend-cap default/s,
+         '  and names --overage 0 and --spend-cap default');
+}
+is($t->sql_value("SELECT IFNULL(spend_cap_micros, 'none') FROM "
+                 . "account_overrides WHERE account = $id{think}"), 'none',
+   'no cap of 0 was stored');
 
 # --- base fee: the same bound -------------------------------------------------
 

@@ -426,7 +426,7 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
     const char  *name, *included, *rpm, *tpm, *models, *fee, *cap, *maxt;
     const char  *overage;
     int          rc, ok, valued;
-    long long    id;
+    long long    id, n;
     aw_buf_t     set, q;
     MYSQL       *db;
     aw_opt_t     opts[] = {
@@ -447,6 +447,23 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     if (id <= 0) {
         return rc;
+    }
+
+    /*
+     * A spend cap is above $0: the module and invoices read 0 as no cap
+     * at all, so a cap of 0 would leave the overage unlimited.
+     */
+
+    if (cap && strcmp(cap, "default") != 0
+        && (aw_money_fee_parse(cap, &n) != 0 || n == 0))
+    {
+        aw_usage_error(aw_account_usage, "account override: invalid "
+                       "--spend-cap \"%s\": US dollars above 0, at most "
+                       "9223372036854.77, two decimals at most (a cap of 0 "
+                       "would be no cap: --overage 0 refuses the calls "
+                       "beyond the included ones, --spend-cap default "
+                       "clears the cap)", cap);
+        return AW_EXIT_USAGE;
     }
 
     aw_buf_init(&set);
