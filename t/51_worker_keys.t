@@ -154,6 +154,38 @@ next_invalidation();
 is($t->redis('HGET', "aihub:key:$hash", 'rpm'), 3000,
    '"default" restores the plan value');
 
+# --models takes what "plan --models" takes: catalog ids, tier:basic,
+# tier:premium, *, and default; nothing else is stored
+
+for ([ 'mock-basic, no-such-model', qr/no model "no-such-model" in the catalog/,
+       'an unknown model' ],
+     [ 'tier:gold', qr/tier:basic or tier:premium/, 'an unknown tier' ],
+     [ 'mock-basic,,mock-premium', qr/invalid --models/, 'an empty item' ],
+     [ 'mock-basic,mock-basic', qr/repeated/, 'a repeated model' ])
+{
+    my ($list, $says, $what) = @$_;
+    ($rc, $out, $err) = $t->worker('account', 'override', 'acme', '--models',
+                                   $list);
+    is($rc, 2, "override --models with $what: exit 2");
+    like($err, $says, '  and says so');
+}
+is($t->sql_value("SELECT models FROM account_overrides WHERE account = "
+                 . "$acct"), 'mock-basic,mock-premium',
+   'the refused lists were not stored');
+
+($rc, $out, $err) = $t->worker('account', 'override', 'acme', '--models',
+                               'mock-basic, tier:premium');
+is($rc, 0, 'override --models with a tier: exit 0') or diag($err);
+is($t->redis('HGET', "aihub:key:$hash", 'models'), 'mock-basic,tier:premium',
+   'the key record has the list, without the spaces');
+($rc, $out, $err) = $t->worker('account', 'override', 'acme', '--models',
+                               '*');
+is($rc, 0, 'override --models "*": exit 0') or diag($err);
+is($t->redis('HGET', "aihub:key:$hash", 'models'), '*', 'every model');
+$t->worker('account', 'override', 'acme', '--models',
+           'mock-basic,mock-premium');
+while (defined next_invalidation()) { }
+
 # --- suspend / resume -------------------------------------------------------
 
 ($rc) = $t->worker('account', 'suspend', 'acme');
@@ -170,6 +202,11 @@ is($t->redis('HGET', "aihub:key:$hash", 'status'), 'active', 'resumed');
 ($rc, $out) = $t->worker('account', 'show', 'acme');
 is($rc, 0, 'account show exits 0');
 like($out, qr/^plan\s+enterprise$/m, 'show names the plan');
+like($out, qr/^models\s+mock-basic,mock-premium$/m,
+   'show: the account\'s own models');
+($rc, $out) = $t->worker('account', 'show', 'tiny');
+like($out, qr/^models\s+tier:basic$/m,
+   'show: a plan\'s tier as --models writes it');
 ($rc, $out) = $t->worker('account', 'list');
 like($out, qr/acme.*enterprise/, 'list shows acme');
 like($out, qr/tiny.*free/, 'list shows tiny');

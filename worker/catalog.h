@@ -93,5 +93,16 @@ int aw_catalog_check_db(MYSQL *db, const char *about, aw_buf_t *err,
    removed: the model or plan deleted from MySQL */
 int aw_catalog_publish(MYSQL *db, const char *plan, const char *removed);
 
+/*
+ * A --models option ("plan", "account override") into the SET list of st
+ * as "models = ...": "default" (NULL: the plan's, or its tier), "*", or
+ * model ids of the catalog and tier:basic / tier:premium entries, stored
+ * without spaces (in keep, which must outlive the statement).  NULL adds
+ * nothing.  0, or -1 with the usage error printed (after usage), or -2
+ * when MySQL failed.
+ */
+int aw_catalog_models_set(MYSQL *db, const char *models, const char *usage,
+    aw_stmt_t *st, aw_buf_t *keep);
+
 
 #endif /* AW_CATALOG_H */

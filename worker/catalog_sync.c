@@ -1,8 +1,9 @@
 /*
  * The catalog commands' link to the servers: the fallback rules checked
- * against the models in MySQL, and a committed change published the way
+ * against the models in MySQL, a committed change published the way
  * key changes are (sync.c writes Redis, the invalidate channel tells
- * every nginx node).
+ * every nginx node), and the --models lists of plans and accounts
+ * checked against the catalog.
  */
 
 #include <stdio.h>
@@ -106,4 +107,99 @@ aw_catalog_publish(MYSQL *db, const char *plan, const char *removed)
     }
 
     return 0;
+}
+
+
+int
+aw_catalog_models_set(MYSQL *db, const char *models, const char *usage,
+    aw_stmt_t *st, aw_buf_t *keep)
+{
+    int        rc;
+    char       bad[AW_CATALOG_ID_MAX + 2], *item, *save;
+    aw_buf_t   list;
+    long long  n;
+
+    if (models == NULL) {
+        return 0;
+    }
+
+    aw_buf_puts(&st->sql, st->sql.len ? ", " : "");
+    aw_buf_puts(&st->sql, "models = ");
+
+    if (strcmp(models, "default") == 0) {
+        aw_buf_puts(&st->sql, "NULL");
+        return 0;
+    }
+
+    if (strcmp(models, "*") == 0) {
+        aw_buf_puts(&st->sql, "'*'");
+        return 0;
+    }
+
+    aw_buf_init(&list);
+    rc = 0;
+
+    if (aw_catalog_fallbacks_parse(models, &list, bad, sizeof(bad)) != 0
+        && strncmp(bad, "tier:", 5) != 0)
+    {
+        rc = aw_usage_error(usage, "invalid --models \"%s\"%s%s%s",
+                            models, bad[0] ? ": \"" : " (an empty item)",
+                            bad, bad[0] ? "\" is malformed or repeated" : "");
+        goto done;
+    }
+
+    /* the list again, item by item: tiers are words, models exist */
+
+    aw_buf_reset(&list);
+    aw_buf_puts(&list, models);
+
+    for (item = strtok_r(list.data, ", ", &save); item;
+         item = strtok_r(NULL, ", ", &save))
+    {
+        if (strncmp(item, "tier:", 5) == 0) {
+            if (aw_catalog_word_ok(item + 5, "basic|premium") != 0) {
+                rc = aw_usage_error(usage, "invalid --models entry "
+                                    "\"%s\" (tier:basic or tier:premium)",
+                                    item);
+                goto done;
+            }
+
+            continue;
+        }
+
+        n = aw_db_scalar_params(db, -1, "SELECT COUNT(*) FROM models "
+                                "WHERE public_id = ?",
+                                (const char *[]) { item }, 1);
+
+        if (n < 0) {
+            rc = -2;
+            goto done;
+        }
+
+        if (n == 0) {
+            rc = aw_usage_error(usage, "--models: no model \"%s\" "
+                                "in the catalog (see \"" AW_NAME " model "
+                                "list\")", item);
+            goto done;
+        }
+    }
+
+    /* stored as given, without the spaces (kept until the statement ran) */
+
+    aw_buf_reset(keep);
+
+    for (item = (char *) models; *item; item++) {
+        if (*item != ' ') {
+            aw_buf_append(keep, item, 1);
+        }
+    }
+
+    aw_buf_puts(keep, "");
+    aw_stmt_str(st, keep->data);
+
+done:
+
+    aw_buf_free(&list);
+
+    return rc;
 }

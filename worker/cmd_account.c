@@ -14,6 +14,7 @@
 
 #include "aihub_worker.h"
 #include "account.h"
+#include "catalog.h"
 #include "command.h"
 #include "db.h"
 #include "sync.h"
@@ -35,7 +36,11 @@ static const char  aw_account_usage[] =
     "\n"
     "plan     changes the plan now: the old subscription ends, a new one\n"
     "         starts; every key of the account follows at once\n"
-    "override sets enterprise contract values; unset ones follow the plan\n";
+    "override sets enterprise contract values; unset ones follow the plan\n"
+    "         --models: model ids of the catalog and tier:basic,\n"
+    "         tier:premium entries, comma separated, or * (as plan --models)\n"
+    "         --spend-cap: above 0 (--overage 0 refuses the calls beyond\n"
+    "         the included ones)\n";
 
 
 static int
@@ -195,7 +200,8 @@ aw_account_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
                       "AS overage, o.spend_cap_micros, "
                       "IFNULL(o.max_tokens, p.max_tokens) AS max_tokens, "
                       "IFNULL(o.models, IFNULL(p.models, IF(p.model_tier "
-                      "= 'all', '*', 'basic'))) AS models, "
+                      "= 'all', '*', CONCAT('tier:', p.model_tier)))) "
+                      "AS models, "
                       "(SELECT COUNT(*) FROM api_keys k WHERE k.account = "
                       "a.id AND k.status = 'active') AS active_keys "
                       "FROM accounts a JOIN subscriptions s ON s.account = "
@@ -425,9 +431,10 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
     const char  *name, *included, *rpm, *tpm, *models, *fee, *cap, *maxt;
     const char  *overage;
-    int          rc, ok, valued;
+    int          rc;
     long long    id, n;
-    aw_buf_t     set, q;
+    aw_buf_t     keep, q;
+    aw_stmt_t    set, u;
     MYSQL       *db;
     aw_opt_t     opts[] = {
         { "--included", 1, &included },
@@ -466,64 +473,64 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    aw_buf_init(&set);
+    aw_stmt_init(&set);
+    aw_stmt_init(&u);
+    aw_buf_init(&keep);
+    aw_buf_init(&q);
 
-    if (aw_override_num(&set, "included_calls", included, 1LL << 50, 0)
-        || aw_override_num(&set, "rpm", rpm, 4294967295LL, 0)
-        || aw_override_num(&set, "tpm", tpm, 4294967295LL, 0)
-        || aw_override_num(&set, "base_fee_cents", fee, 0, 1)
-        || aw_override_num(&set, "spend_cap_micros", cap, 0, 2)
-        || aw_override_num(&set, "max_tokens", maxt, 4294967295LL, 0)
-        || aw_override_num(&set, "overage", overage, 1, 0))
+    if (aw_override_num(&set.sql, "included_calls", included, 1LL << 50, 0)
+        || aw_override_num(&set.sql, "rpm", rpm, 4294967295LL, 0)
+        || aw_override_num(&set.sql, "tpm", tpm, 4294967295LL, 0)
+        || aw_override_num(&set.sql, "base_fee_cents", fee, 0, 1)
+        || aw_override_num(&set.sql, "spend_cap_micros", cap, 0, 2)
+        || aw_override_num(&set.sql, "max_tokens", maxt, 4294967295LL, 0)
+        || aw_override_num(&set.sql, "overage", overage, 1, 0))
     {
-        aw_buf_free(&set);
         aw_usage_error(aw_account_usage, "account override: invalid value");
-        return AW_EXIT_USAGE;
+        rc = AW_EXIT_USAGE;
+        goto done;
     }
 
-    if (models) {
-        if (set.len) {
-            aw_buf_puts(&set, ", ");
-        }
-
-        if (strcmp(models, "default") == 0) {
-            aw_buf_puts(&set, "models = NULL");
-
-        } else {
-            aw_buf_puts(&set, "models = ?");
-        }
-    }
-
-    if (set.len == 0) {
-        aw_buf_free(&set);
+    if (set.sql.len == 0 && models == NULL) {
         aw_usage_error(aw_account_usage, "account override: nothing to "
                        "set");
-        return AW_EXIT_USAGE;
+        rc = AW_EXIT_USAGE;
+        goto done;
+    }
+
+    /* the list as "plan --models" takes it: catalog ids, tiers, "*" */
+
+    rc = aw_catalog_models_set(db, models, aw_account_usage, &set, &keep);
+
+    if (rc != 0) {
+        rc = rc == -2 ? AW_EXIT_FAIL : AW_EXIT_USAGE;
+        goto done;
     }
 
     rc = AW_EXIT_FAIL;
-    ok = 0;
 
-    aw_buf_init(&q);
     aw_buf_printf(&q, "INSERT INTO account_overrides (account) VALUES "
                   "(%lld) ON DUPLICATE KEY UPDATE account = account", id);
 
-    if (aw_db_buf_exec(db, &q) == 0) {
-        aw_buf_reset(&q);
-        aw_buf_printf(&q, "UPDATE account_overrides SET %s WHERE account "
-                      "= %lld", set.data, id);
-        valued = models && strcmp(models, "default") != 0;
-        ok = aw_db_exec_params(db, q.data, &models, valued) == 0;
+    if (aw_db_buf_exec(db, &q) != 0) {
+        goto done;
     }
 
-    if (ok && aw_account_sync(db, id) == 0)
-    {
+    aw_buf_puts(&u.sql, "UPDATE account_overrides SET ");
+    aw_stmt_append(&u, &set);
+    aw_buf_printf(&u.sql, " WHERE account = %lld", id);
+
+    if (aw_stmt_exec(db, &u) == 0 && aw_account_sync(db, id) == 0) {
         printf("account \"%s\" overrides updated\n", name);
         rc = AW_EXIT_OK;
     }
 
+done:
+
+    aw_stmt_free(&set);
+    aw_stmt_free(&u);
+    aw_buf_free(&keep);
     aw_buf_free(&q);
-    aw_buf_free(&set);
 
     return rc;
 }

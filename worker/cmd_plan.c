@@ -214,106 +214,6 @@ aw_plan_args(int argc, char **argv, int with_values, const char **name,
 }
 
 
-/*
- * --models into the SET list: "default" (NULL: the tier), "*", or model
- * ids of the catalog and tier:basic / tier:premium entries.  0, or -1
- * with the usage error printed (AW_EXIT_USAGE) or MySQL's (-2).
- */
-
-static int
-aw_plan_models(MYSQL *db, const char *models, aw_stmt_t *st, aw_buf_t *keep)
-{
-    int        rc;
-    char       bad[AW_CATALOG_ID_MAX + 2], *item, *save;
-    aw_buf_t   list;
-    long long  n;
-
-    if (models == NULL) {
-        return 0;
-    }
-
-    aw_buf_puts(&st->sql, st->sql.len ? ", " : "");
-    aw_buf_puts(&st->sql, "models = ");
-
-    if (strcmp(models, "default") == 0) {
-        aw_buf_puts(&st->sql, "NULL");
-        return 0;
-    }
-
-    if (strcmp(models, "*") == 0) {
-        aw_buf_puts(&st->sql, "'*'");
-        return 0;
-    }
-
-    aw_buf_init(&list);
-    rc = 0;
-
-    if (aw_catalog_fallbacks_parse(models, &list, bad, sizeof(bad)) != 0
-        && strncmp(bad, "tier:", 5) != 0)
-    {
-        rc = aw_usage_error(aw_plan_usage, "invalid --models \"%s\"%s%s%s",
-                            models, bad[0] ? ": \"" : " (an empty item)",
-                            bad, bad[0] ? "\" is malformed or repeated" : "");
-        goto done;
-    }
-
-    /* the list again, item by item: tiers are words, models exist */
-
-    aw_buf_reset(&list);
-    aw_buf_puts(&list, models);
-
-    for (item = strtok_r(list.data, ", ", &save); item;
-         item = strtok_r(NULL, ", ", &save))
-    {
-        if (strncmp(item, "tier:", 5) == 0) {
-            if (aw_catalog_word_ok(item + 5, "basic|premium") != 0) {
-                rc = aw_usage_error(aw_plan_usage, "invalid --models entry "
-                                    "\"%s\" (tier:basic or tier:premium)",
-                                    item);
-                goto done;
-            }
-
-            continue;
-        }
-
-        n = aw_db_scalar_params(db, -1, "SELECT COUNT(*) FROM models "
-                                "WHERE public_id = ?",
-                                (const char *[]) { item }, 1);
-
-        if (n < 0) {
-            rc = -2;
-            goto done;
-        }
-
-        if (n == 0) {
-            rc = aw_usage_error(aw_plan_usage, "--models: no model \"%s\" "
-                                "in the catalog (see \"" AW_NAME " model "
-                                "list\")", item);
-            goto done;
-        }
-    }
-
-    /* stored as given, without the spaces (kept until the statement ran) */
-
-    aw_buf_reset(keep);
-
-    for (item = (char *) models; *item; item++) {
-        if (*item != ' ') {
-            aw_buf_append(keep, item, 1);
-        }
-    }
-
-    aw_buf_puts(keep, "");
-    aw_stmt_str(st, keep->data);
-
-done:
-
-    aw_buf_free(&list);
-
-    return rc;
-}
-
-
 /* sql's one "?" is the plan's name */
 
 static long long
@@ -365,7 +265,7 @@ aw_plan_add(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    rc = aw_plan_models(db, models, &set, &keep);
+    rc = aw_catalog_models_set(db, models, aw_plan_usage, &set, &keep);
 
     if (rc != 0) {
         rc = rc == -2 ? AW_EXIT_FAIL : AW_EXIT_USAGE;
@@ -440,7 +340,7 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    rc = aw_plan_models(db, models, &set, &keep);
+    rc = aw_catalog_models_set(db, models, aw_plan_usage, &set, &keep);
 
     if (rc != 0) {
         rc = rc == -2 ? AW_EXIT_FAIL : AW_EXIT_USAGE;
