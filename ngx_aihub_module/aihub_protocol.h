@@ -190,7 +190,8 @@
 #define AIHUB_KF_PREFIX      "prefix"       /* display prefix */
 #define AIHUB_KF_PLAN        "plan"         /* plan name */
 #define AIHUB_KF_STATUS      "status"       /* active | revoked | suspended */
-#define AIHUB_KF_SCOPES      "scopes"       /* "chat" or "chat,admin" */
+#define AIHUB_KF_SCOPES      "scopes"       /* "chat", "admin" or
+                                               "chat,admin" */
 #define AIHUB_KF_EXPIRES     "expires"      /* unix seconds, 0 = never */
 #define AIHUB_KF_RPM         "rpm"          /* requests/minute, 0 = none */
 #define AIHUB_KF_TPM         "tpm"          /* tokens/minute, 0 = none */

@@ -1,5 +1,6 @@
 /*
- * "aihub-worker invoice close | show | check | deliver": the commands.
+ * "aihub-worker invoice close | show | check | deliver | void": the
+ * commands.
  * The rules and the arithmetic are invoice.c's; this file reads the
  * arguments, holds the transaction of a close and prints.
  */
@@ -24,7 +25,7 @@
 
 static const char  aw_invoice_usage[] =
     "usage: " AW_NAME " invoice close --period YYYY-MM [--force]\n"
-    "       " AW_NAME " invoice show --period YYYY-MM [--account NAME] "
+    "       " AW_NAME " invoice show [--period YYYY-MM] [--account NAME] "
     "[--json]\n"
     "       " AW_NAME " invoice check [--period YYYY-MM]\n"
     "       " AW_NAME " invoice deliver [--period YYYY-MM]\n"
@@ -35,7 +36,8 @@ static const char  aw_invoice_usage[] =
     "         late usage of earlier closed months; idempotent.  Refuses\n"
     "         while usage of the month is still in the stream (--force\n"
     "         skips that check).  Delivers to the webhook if configured.\n"
-    "show     prints issued invoices (or their JSON)\n"
+    "show     prints issued invoices (or their JSON), of every period\n"
+    "         without --period\n"
     "check    recomputes every issued invoice from usage_events; exit 1\n"
     "         and a report of each difference if any\n"
     "deliver  retries webhook deliveries that have not succeeded\n"

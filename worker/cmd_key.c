@@ -20,14 +20,15 @@
 
 static const char  aw_key_usage[] =
     "usage: " AW_NAME " key create --account NAME [--plan PLAN]\n"
-    "                            [--scopes chat|chat,admin] [--label TEXT]"
-    "\n"
-    "                            [--expires UNIX]\n"
+    "                            [--scopes chat|admin|chat,admin]\n"
+    "                            [--label TEXT] [--expires UNIX]\n"
     "       " AW_NAME " key list --account NAME\n"
     "       " AW_NAME " key revoke PREFIX\n"
     "\n"
     "create  makes the account (on --plan, default free) if missing and\n"
-    "        prints the new key once, alone on the first line of stdout\n"
+    "        prints the new key once, alone on the first line of stdout;\n"
+    "        --scopes: chat (default) calls the models, admin manages the\n"
+    "        account's keys through the developer API\n"
     "list    shows the account's keys, masked\n"
     "revoke  revokes a key by its display prefix (ai-hub-XXXXXXXX), at\n"
     "        once on every nginx node\n";
@@ -191,8 +192,8 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
         scopes = "chat";
 
     } else if (!aw_scopes_ok(scopes)) {
-        aw_usage_error(aw_key_usage, "invalid scopes \"%s\" (chat or "
-                       "chat,admin)", scopes);
+        aw_usage_error(aw_key_usage, "invalid scopes \"%s\" (chat, admin "
+                       "or chat,admin)", scopes);
         return AW_EXIT_USAGE;
     }
 
