@@ -594,17 +594,99 @@ aihub_json_member(const unsigned char *p, size_t n, size_t obj,
 }
 
 
+/*
+ * A Responses input item the provider cannot read once told "store": false:
+ * a reasoning item without its encrypted_content stands for the one the
+ * provider kept by its id, and it kept none.  OpenAI answers 404 "Item with
+ * id 'rs_...' not found. Items are not persisted when `store` is set to
+ * false", and the SDKs' pattern of passing a response's output back as the
+ * next input carries such items whenever the model reasoned.
+ */
+
+static int
+aihub_body_unkept(const cJSON *item)
+{
+    const cJSON  *type, *enc;
+
+    if (!cJSON_IsObject(item)) {
+        return 0;
+    }
+
+    type = cJSON_GetObjectItemCaseSensitive(item, "type");
+    enc = cJSON_GetObjectItemCaseSensitive(item, "encrypted_content");
+
+    return cJSON_IsString(type) && strcmp(type->valuestring, "reasoning") == 0
+           && !(cJSON_IsString(enc) && enc->valuestring[0] != '\0');
+}
+
+
+/*
+ * The input array at p[arr] (a '['), less its unkept items, each other
+ * element's bytes as they came: a malloc()ed string, or NULL (no memory).
+ * items: the same array in the body's tree (the check refused a repeated
+ * member, so the tree's "input" is the bytes' one, element for element).
+ */
+
+static char *
+aihub_body_input_kept(const unsigned char *p, size_t n, size_t arr,
+    const cJSON *items, size_t *len)
+{
+    char          *o, *q;
+    size_t         i, end;
+    const cJSON   *it;
+
+    o = malloc(aihub_json_skip(p, n, arr) - arr + 1);
+    if (o == NULL) {
+        return NULL;
+    }
+
+    q = o;
+    *q++ = '[';
+
+    i = aihub_json_ws(p, n, arr + 1);
+    it = items->child;
+
+    while (i < n && p[i] != ']' && it != NULL) {
+        end = aihub_json_skip(p, n, i);
+
+        if (!aihub_body_unkept(it)) {
+            if (q > o + 1) {
+                *q++ = ',';
+            }
+
+            memcpy(q, p + i, end - i);
+            q += end - i;
+        }
+
+        it = it->next;
+
+        i = aihub_json_ws(p, n, end);
+
+        if (i < n && p[i] == ',') {
+            i = aihub_json_ws(p, n, i + 1);
+        }
+    }
+
+    *q++ = ']';
+    *len = q - o;
+
+    return o;
+}
+
+
 int
 aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     const unsigned char *p, size_t n, const char *upstream, char **out,
     size_t *len)
 {
     int                 rename, usage, store, empty, closed, k, j, nedits;
-    char               *id, *o;
-    size_t              root, close, at, total;
+    int                 unkept;
+    char               *id, *o, *input;
+    size_t              root, close, at, total, input_len;
     const char         *text;
     cJSON              *item;
-    aihub_body_edit_t   edits[3], t;
+    const cJSON        *items, *it;
+    aihub_body_edit_t   edits[4], t;
     aihub_json_span_t   span, inc, kept;
 
     rename = (strlen(upstream) != b->model_len
@@ -629,13 +711,46 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
         store = 1;
     }
 
-    if (!rename && !usage && !store) {
+    /* the Responses API told "store": false: its unkept items go */
+
+    unkept = 0;
+    items = NULL;
+
+    if (policy->no_store == AIHUB_STORE_FALSE && b->json != NULL) {
+        items = cJSON_GetObjectItemCaseSensitive(b->json, "input");
+
+        if (cJSON_IsArray(items)) {
+            cJSON_ArrayForEach(it, items) {
+                unkept += aihub_body_unkept(it);
+            }
+        }
+    }
+
+    if (!rename && !usage && !store && !unkept) {
         return 0;
     }
 
     nedits = 0;
     id = NULL;
+    input = NULL;
     closed = 0;     /* something added before the root's '}' */
+
+    if (unkept) {
+        if (!aihub_json_member(p, n, root, "input", &span, &close, &empty)
+            || p[span.value] != '[')
+        {
+            return -1;
+        }
+
+        input = aihub_body_input_kept(p, n, span.value, items, &input_len);
+        if (input == NULL) {
+            return -1;
+        }
+
+        edits[nedits++] = (aihub_body_edit_t) { span.value,
+                                                span.end - span.value,
+                                                input, input_len };
+    }
 
     if (rename) {
         /* the provider's id as a JSON string, as cJSON escapes it */
@@ -648,6 +763,7 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
             || !aihub_json_member(p, n, root, "model", &span, &close, &empty))
         {
             cJSON_free(id);
+            free(input);
             return -1;
         }
 
@@ -725,6 +841,7 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     o = malloc(total + 1);
     if (o == NULL) {
         cJSON_free(id);
+        free(input);
         return -1;
     }
 
@@ -745,6 +862,7 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     *len = total;
 
     cJSON_free(id);
+    free(input);
 
     if (rename) {
         b->model = upstream;

@@ -126,7 +126,9 @@ int aihub_body_fast(aihub_body_t *b, const unsigned char *p, size_t n,
  * The body for the provider: its own model id (a C string), for a stream
  * stream_options.include_usage when the policy wants it, and "store":
  * false as the policy's no_store says (put in place of the value the body
- * gave, or added).  p and n
+ * gave, or added; with AIHUB_STORE_FALSE, a Responses input's reasoning
+ * items without encrypted_content are left out: the provider kept none of
+ * them).  p and n
  * are the bytes b was checked from; only the bytes of what changes are
  * edited, every other byte is forwarded as it came.
  * 0: nothing changes, forward p as it is; 1: *out holds the body to

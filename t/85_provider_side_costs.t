@@ -503,6 +503,31 @@ my $answered = 0;
     ok(!exists $got->{store}, 'chat without store: none added (its default '
                               . 'keeps nothing)');
 
+    # the SDKs' multi-turn pattern: the last response's output passed back
+    # as input.  A reasoning item without its encrypted_content names what
+    # the provider kept, and it kept nothing (OpenAI: 404 "Item with id
+    # 'rs_...' not found"): left out; one with its content goes on
+    my @turn = (
+        { role => 'user', content => 'What is 2 + 2?' },
+        { type => 'reasoning', id => 'rs_0a1b2c', summary => [] },
+        { type => 'reasoning', id => 'rs_3d4e5f', summary => [],
+          encrypted_content => 'gAAAAABo-encrypted' },
+        { type => 'message', id => 'msg_0a1b2c', role => 'assistant',
+          status => 'completed',
+          content => [ { type => 'output_text', text => '4',
+                         annotations => [] } ] },
+        { role => 'user', content => 'And times 3?' },
+    );
+    $r = call('/v1/responses', resp_body(input => \@turn));
+    is($r->{status}, 200, 'responses, the last output passed back: 200')
+        or diag($r->{content});
+    $answered++ if $r->{status} == 200;
+    ($got) = $sent->();
+    is_deeply([ map { $_->{id} // $_->{role} } @{ $got->{input} // [] } ],
+              [ 'user', 'rs_3d4e5f', 'msg_0a1b2c', 'user' ],
+              'the provider got every item but the reasoning item without '
+              . 'its encrypted_content');
+
     # the operator's choice: as sent
     $r = call('/v1/responses', resp_body(), name => 'open');
     $answered++ if $r->{status} == 200;

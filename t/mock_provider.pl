@@ -659,6 +659,22 @@ sub chat {
 sub responses {
     my ($c, $req, $entry, $in, $ctl) = @_;
 
+    # OpenAI keeps nothing when told "store": false, so a reasoning item
+    # passed back by its id alone (no encrypted_content) names nothing
+    if (defined $in->{store} && !$in->{store}
+        && ref $in->{input} eq 'ARRAY')
+    {
+        for my $it (@{ $in->{input} }) {
+            next unless ref $it eq 'HASH' && ($it->{type} // '') eq 'reasoning'
+                        && !length($it->{encrypted_content} // '');
+            return error($c, $req, $entry, 404, 'invalid_request_error', undef,
+                         "Item with id '" . ($it->{id} // '') . "' not "
+                         . 'found. Items are not persisted when `store` is '
+                         . 'set to false. Try again with `store` set to '
+                         . 'true, or remove this item from your input.');
+        }
+    }
+
     my $chars = length($in->{instructions} // '');
     my $items = 0;
 

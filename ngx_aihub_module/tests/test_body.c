@@ -455,6 +455,43 @@ main(void)
                               &resp),
                "=", "responses, store false: as it came");
 
+        /* a response's output passed back as input: its reasoning items
+           without encrypted_content name what the provider did not keep */
+
+        IS_STR(forwarded_with("{\"model\":\"a\",\"input\":[{\"role\":"
+                              "\"user\",\"content\":\"q\"}, {\"type\":"
+                              "\"reasoning\",\"id\":\"rs_1\",\"summary\":"
+                              "[]} , {\"type\":\"message\",\"id\":\"msg_1\","
+                              "\"role\":\"assistant\",\"content\":[]},"
+                              "{\"type\":\"reasoning\",\"id\":\"rs_2\","
+                              "\"encrypted_content\":\"gAAA\",\"summary\":[]},"
+                              "{\"type\":\"reasoning\",\"id\":\"rs_3\","
+                              "\"encrypted_content\":null},{\"role\":\"user\","
+                              "\"content\":\"again\"}],\"store\":false}",
+                              "a", &resp),
+               "{\"model\":\"a\",\"input\":[{\"role\":\"user\",\"content\":"
+               "\"q\"},{\"type\":\"message\",\"id\":\"msg_1\",\"role\":"
+               "\"assistant\",\"content\":[]},{\"type\":\"reasoning\",\"id\":"
+               "\"rs_2\",\"encrypted_content\":\"gAAA\",\"summary\":[]},"
+               "{\"role\":\"user\",\"content\":\"again\"}],\"store\":false}",
+               "responses, store false: reasoning items without their "
+               "encrypted_content left out, the rest as it came");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"input\":[{\"type\":"
+                              "\"reasoning\",\"id\":\"rs_1\"}],\"store\":"
+                              "true}", "b", &resp),
+               "{\"model\":\"b\",\"input\":[],\"store\":false}",
+               "responses, store true made false, a new model id and "
+               "the only item left out: three edits");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"input\":[{\"type\":"
+                              "\"reasoning\",\"id\":\"rs_1\"}]}", "a",
+                              &model_only),
+               "=", "stored objects on: every item as it came");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"input\":[{\"type\":"
+                              "\"reasoning\",\"encrypted_content\":\"x\"}],"
+                              "\"store\":false}", "a", &resp),
+               "=", "responses, a reasoning item with its content: as it "
+               "came");
+
         chat.no_store = AIHUB_STORE_FALSE;
         IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"stream\":true}",
                               "a", &chat),
