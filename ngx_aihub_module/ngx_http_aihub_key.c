@@ -468,8 +468,12 @@ ngx_http_aihub_endpoint(ngx_http_request_t *r)
     (uri->len >= sizeof(s) - 1                                               \
      && ngx_strncmp(uri->data, s, sizeof(s) - 1) == 0)
 
+    /* .../chat/completions too: what an SDK whose base URL is
+       /api/v1/developer asks for */
+
     if (AIHUB_URI_IS("/v1/chat/completions")
-        || AIHUB_URI_IS("/api/v1/developer/chat"))
+        || AIHUB_URI_IS("/api/v1/developer/chat")
+        || AIHUB_URI_IS("/api/v1/developer/chat/completions"))
     {
         return NGX_HTTP_AIHUB_EP_CHAT;
     }

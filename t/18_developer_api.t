@@ -156,6 +156,16 @@ is_error($t->chat($chat_only, model => 'no-such',
                   path => '/api/v1/developer/chat'),
          404, 'model_not_found', 'developer/chat: same checks');
 
+# an SDK whose base URL is /api/v1/developer asks for .../chat/completions
+$n = mock_count($t);
+$r = $t->chat($admin, model => 'test-basic',
+              path => '/api/v1/developer/chat/completions');
+is($r->{status}, 200, 'developer/chat/completions (an SDK\'s base URL '
+                      . '/api/v1/developer): 200');
+($seen) = mock_since($t, $n);
+is($seen->{path}, '/v1/chat/completions',
+   'developer/chat/completions: the provider got /v1/chat/completions');
+
 
 # --- api-keys: scope --------------------------------------------------------------
 
