@@ -99,10 +99,11 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_aihub_main_conf_t *amcf = conf;
 
     ngx_str_t                  *value;
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, lane_opts;
     ngx_http_aihub_provider_t  *p;
 
     value = cf->args->elts;
+    lane_opts = 0;
 
     p = amcf->providers.elts;
 
@@ -203,10 +204,19 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         if (ngx_http_aihub_provider_lane_param(p, &value[i]) == NGX_OK) {
+            lane_opts |= (ngx_strncmp(value[i].data, "capacity=", 9) != 0);
             continue;
         }
 
         goto invalid;
+    }
+
+    if (lane_opts && p->capacity == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aihub provider \"%V\": \"free_share=\" and "
+                           "\"queue=\" shape a lane, which only "
+                           "\"capacity=\" gives", &p->name);
+        return NGX_CONF_ERROR;
     }
 
     if (p->url.len == 0) {

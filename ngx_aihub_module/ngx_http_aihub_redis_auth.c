@@ -48,6 +48,15 @@ ngx_http_aihub_redis_auth_args(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
+    /* AUTH is sent only with a password: a user alone would go unused */
+
+    if (amcf->redis_user.len && amcf->redis_password_env.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user=%V\" needs \"password_env=\"",
+                           &amcf->redis_user);
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 

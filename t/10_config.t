@@ -269,6 +269,20 @@ END
     'a 17th aihub_provider');
 
 
+conf_fails(<<"END" . $LOC, qr/aihub provider "mock": "free_share=" and "queue=" shape a lane, which only "capacity=" gives/,
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY queue=8; #BAD
+END
+    'aihub_provider with queue= but no capacity= (no lane: ignored)');
+
+conf_fails(<<"END" . $LOC, qr/"user=worker" needs "password_env="/,
+    aihub_redis %%REDIS%% user=worker; #BAD
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+END
+    'aihub_redis with a user and no password (no AUTH would be sent)');
+
 # --- values with which nothing works ------------------------------------------
 
 for my $case (
