@@ -37,31 +37,13 @@ my $free = seed_full_key($t, account => 961, plan => 'free', priority => 0,
 sub conf {
     my ($set, $first) = @_;
 
-    my $providers = join '', map {
-        "    aihub_provider p$set$_ url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY"
-        . ($_ == 1 ? " $first" : '') . ";\n"
-    } 1 .. 16;
-
-    return <<"END";
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 2s;
-    aihub_cache_zone aihub:8m;
-$providers
-    aihub_pass_request_header x-mock-*;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            proxy_pass \$aihub_proxy_url;
-            proxy_set_header Host \$aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-END
+    return gateway_conf(
+        url => '%%MOCK_URL%%', redis_timeout => '2s',
+        extra => 'aihub_pass_request_header x-mock-*;',
+        providers => join "\n    ", map {
+            "aihub_provider p$set$_ url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY"
+            . ($_ == 1 ? " $first" : '') . ';'
+        } 1 .. 16);
 }
 
 $t->nginx(conf('a', ''));

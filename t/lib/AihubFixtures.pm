@@ -79,7 +79,9 @@ error checks, mock-log helpers and concurrent requests
                               the provider; extra => http{} lines, loc =>
                               location lines, server => server{} lines,
                               upstream => 1 for an "upstream stub" with
-                              keepalive, dev => 1 for the developer API
+                              keepalive, dev => 1 for the developer API,
+                              providers => the aihub_provider lines in
+                              place of the one "mock" at url
                               (/api/v1/developer/)
     raw_chat($t, $key, %headers)
                               a chat call written by hand on a connection
@@ -633,6 +635,8 @@ sub gateway_conf {
     my $redis = $o{redis} // '%%REDIS%%';
     my $timeout = $o{redis_timeout} // '5s';
     my $url = $o{url} // "http://127.0.0.1:$o{stub}/v1";
+    my $providers = $o{providers}
+                    // "aihub_provider mock url=$url key_env=AIHUB_MOCK_KEY;";
     my $extra = $o{extra} // '';
     my $loc = $o{loc} // '';
     my $server = $o{server} // '';
@@ -655,7 +659,7 @@ END
     aihub_redis $redis;
     aihub_redis_timeout $timeout;
     aihub_cache_zone aihub:8m;
-    aihub_provider mock url=$url key_env=AIHUB_MOCK_KEY;
+    $providers
     $extra
 $upstream
     server {
