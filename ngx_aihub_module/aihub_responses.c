@@ -389,6 +389,16 @@ aihub_rq_input(cJSON *messages, const cJSON *input, char *err,
             cJSON_AddStringToObject(fn, "arguments",
                                     cJSON_IsString(v) ? v->valuestring
                                                       : "{}");
+
+            /* what the answer's translation kept of the call: Gemini's
+               thought signature, which Gemini 3 wants back */
+
+            v = cJSON_GetObjectItemCaseSensitive(item, "extra_content");
+            if (cJSON_IsObject(v)) {
+                cJSON_AddItemToObject(call, "extra_content",
+                                      cJSON_Duplicate(v, 1));
+            }
+
             continue;
         }
 
@@ -837,9 +847,19 @@ aihub_rs_message_item(const char *id, const char *text, const char *status)
 }
 
 
+/*
+ * extra: the chat tool call's "extra_content", or NULL.  Gemini puts there
+ * the call's thought signature (extra_content.google.thought_signature),
+ * which Gemini 3 wants back with the call in the next request (400
+ * "Function call is missing a thought_signature" otherwise): the item
+ * carries it as its own "extra_content", which the SDKs keep when a
+ * response's output is passed back as input, and the request's
+ * translation hands it back to the tool call.
+ */
+
 static cJSON *
 aihub_rs_call_item(const char *id, const char *call_id, const char *name,
-    const char *arguments, const char *status)
+    const char *arguments, const char *status, const cJSON *extra)
 {
     cJSON  *item;
 
@@ -854,6 +874,11 @@ aihub_rs_call_item(const char *id, const char *call_id, const char *name,
     cJSON_AddStringToObject(item, "call_id", call_id);
     cJSON_AddStringToObject(item, "name", name);
     cJSON_AddStringToObject(item, "arguments", arguments);
+
+    if (cJSON_IsObject(extra)) {
+        cJSON_AddItemToObject(item, "extra_content",
+                              cJSON_Duplicate(extra, 1));
+    }
 
     return item;
 }
@@ -1000,7 +1025,9 @@ aihub_responses_answer(const char *chat, size_t len, const char *id,
                                                        : "",
                                   cJSON_IsString(args) ? args->valuestring
                                                        : "",
-                                  "completed");
+                                  "completed",
+                                  cJSON_GetObjectItemCaseSensitive(
+                                      call, "extra_content"));
 
         if (item != NULL && output != NULL) {
             cJSON_AddItemToArray(output, item);
@@ -1036,6 +1063,7 @@ typedef struct {
     char    *name;
     char    *args;
     size_t   args_len;
+    cJSON   *extra;                  /* its "extra_content", or NULL */
 } aihub_rs_call_t;
 
 
@@ -1143,6 +1171,7 @@ aihub_rstream_destroy(aihub_rstream_t *s)
         free(s->calls[i].call_id);
         free(s->calls[i].name);
         free(s->calls[i].args);
+        cJSON_Delete(s->calls[i].extra);
     }
 
     cJSON_Delete(s->usage);
@@ -1267,7 +1296,7 @@ aihub_rs_snapshot(aihub_rstream_t *s, const char *status, const char *error,
                                           s->calls[i].name,
                                           s->calls[i].args
                                           ? s->calls[i].args : "",
-                                          "completed");
+                                          "completed", s->calls[i].extra);
             }
         }
 
@@ -1401,6 +1430,27 @@ aihub_rs_text(aihub_rstream_t *s, const char *delta)
 }
 
 
+/* a tool call delta's "extra_content" (Gemini's thought signature) kept */
+
+static void
+aihub_rs_tool_extra(aihub_rstream_t *s, aihub_rs_call_t *c, const cJSON *tc)
+{
+    const cJSON  *extra;
+
+    extra = cJSON_GetObjectItemCaseSensitive(tc, "extra_content");
+
+    if (!cJSON_IsObject(extra) || c->extra != NULL) {
+        return;
+    }
+
+    c->extra = cJSON_Duplicate(extra, 1);
+
+    if (c->extra == NULL) {
+        s->nomem = 1;
+    }
+}
+
+
 /*
  * A tool call delta's call.  With "index" (OpenAI, and most providers),
  * the call of that index.  Without (Gemini's OpenAI-compatible endpoint
@@ -1485,16 +1535,21 @@ aihub_rs_tool(aihub_rstream_t *s, const cJSON *tc)
             return;
         }
 
+        aihub_rs_tool_extra(s, c, tc);
+
         e = aihub_rs_event(s, "response.output_item.added");
         if (e != NULL) {
             cJSON_AddNumberToObject(e, "output_index", c->output_index);
             cJSON_AddItemToObject(e, "item",
                                   aihub_rs_call_item(c->item_id, c->call_id,
                                                      c->name, "",
-                                                     "in_progress"));
+                                                     "in_progress",
+                                                     c->extra));
             aihub_rs_emit(s, e);
         }
     }
+
+    aihub_rs_tool_extra(s, c, tc);
 
     if (!cJSON_IsString(args) || args->valuestring[0] == '\0') {
         return;
@@ -1591,7 +1646,7 @@ aihub_rs_close(aihub_rstream_t *s, const char *error)
                                   aihub_rs_call_item(c->item_id, c->call_id,
                                                      c->name,
                                                      c->args ? c->args : "",
-                                                     "completed"));
+                                                     "completed", c->extra));
             aihub_rs_emit(s, e);
         }
     }

@@ -380,6 +380,82 @@ for my $case ([ 'OpenAI', 'test-basic', 1 ], [ 'Gemini', 'test-gemini', 0 ])
     next_event();
 }
 
+# --- Gemini's thought signature, there and back -----------------------------
+#
+# Gemini signs its function calls (extra_content.google.thought_signature)
+# and Gemini 3 refuses a request whose earlier calls come back without
+# their signature (400 "Function call is missing a thought_signature").
+# The function_call item carries the call's extra_content; the SDKs keep
+# it when a response's output is passed back as input; the request's
+# translation hands it back to the tool call.
+
+for my $stream (0, 1) {
+    my $how = $stream ? 'stream' : 'JSON';
+    my %sign = ('x-mock-tool-call' => 2);
+    my $first = { model => 'test-gemini', input => 'weather and time?',
+                  tools => \@TOOLS };
+    my @output;
+
+    if ($stream) {
+        $r = raw_request($t, key => $key, path => '/v1/responses',
+                         headers => {%sign},
+                         body => { %$first, stream => JSON::PP::true });
+        @data = grep { ref $_ } sse_data(@{ $r->{events} });
+        @output = @{ $data[-1]{response}{output} // [] };
+        my ($added) = grep { $_->{type} eq 'response.output_item.added'
+                             && $_->{item}{type} eq 'function_call' } @data;
+        is($added->{item}{extra_content}{google}{thought_signature},
+           'EjQKMgEMOdbHmock',
+           "signature, $how: the first call's item carries it when added");
+    } else {
+        $r = resp($first, headers => {%sign});
+        @output = @{ $r->{json}{output} // [] };
+    }
+    next_event();
+
+    my @fc = grep { $_->{type} eq 'function_call' } @output;
+    is(scalar @fc, 2, "signature, $how: two calls");
+    is(($fc[0] // {})->{extra_content}{google}{thought_signature},
+       'EjQKMgEMOdbHmock', "signature, $how: the first call's item carries "
+       . 'its extra_content');
+
+    # the next turn: the output passed back, the calls answered
+    my @input = ({ role => 'user', content => 'weather and time?' },
+                 @output,
+                 map { { type => 'function_call_output',
+                         call_id => $_->{call_id}, output => '{"ok":1}' } }
+                 @fc);
+    my $n0 = mock_count($t);
+    $r = resp({ model => 'test-gemini', input => \@input, tools => \@TOOLS },
+              headers => { 'x-mock-signatures' => 1 });
+    is($r->{status}, 200, "signature, $how: the next turn, to a Gemini that "
+                          . 'checks signatures: 200') or diag($r->{content});
+    my ($sent) = mock_since($t, $n0);
+    my ($asst) = grep { $_->{tool_calls} }
+                 @{ (eval { decode_json($sent->{body} // '') } // {})
+                        ->{messages} // [] };
+    is(($asst // {})->{tool_calls}[0]{extra_content}{google}
+           {thought_signature}, 'EjQKMgEMOdbHmock',
+       "signature, $how: the provider got it back on the tool call");
+    next_event() if $r->{status} == 200;
+}
+
+# and without it, Gemini 3 refuses: the developer is told why, in a 400
+{
+    my @input = ({ role => 'user', content => 'weather?' },
+                 { type => 'function_call', call_id => 'call_1',
+                   name => 'get_weather', arguments => '{}' },
+                 { type => 'function_call_output', call_id => 'call_1',
+                   output => '{"ok":1}' });
+    $r = resp({ model => 'test-gemini', input => \@input, tools => \@TOOLS },
+              headers => { 'x-mock-signatures' => 1 });
+    is_error($r, 400, 'provider_rejected_request',
+             'signature: a call passed back without it');
+    like($r->{json}{error}{message} // '', qr/missing a thought_signature/,
+         'signature: the message says so');
+    next_event();
+}
+
 # --- what cannot be translated ----------------------------------------------------
 
 $n = mock_count($t);

@@ -98,6 +98,11 @@
 #                                streamed as OpenAI does, the name first,
 #                                then the arguments 8 characters a chunk;
 #                                finish_reason "tool_calls"
+#   x-mock-signatures: 1         Gemini 3: a request whose assistant tool
+#                                calls have no thought signature (Gemini:
+#                                extra_content.google.thought_signature on
+#                                the first call of each message) is refused
+#                                with Gemini's 400
 #   x-mock-tool-call: 2          two parallel calls: that one, then
 #                                get_time with {"timezone":"Europe/Paris"};
 #                                streamed as OpenAI does (index 0, then
@@ -157,6 +162,9 @@ GetOptions(\%opt, 'port=i', 'key=s', 'log=s', 'pidfile=s', 'host=s')
     or die "usage: $0 --port P --key SECRET --log FILE [--pidfile F]\n";
 
 my $JSON = JSON::PP->new->utf8->canonical;
+
+# Gemini's thought signature on a call (opaque bytes, base64)
+my $THOUGHT_SIGNATURE = 'EjQKMgEMOdbHmock';
 my $IDLE_TIMEOUT = 60;
 my @MODELS = qw(mock-basic mock-premium gpt-4o-mini gemini-2.0-flash
                 grok-beta mock-embed text-embedding-3-small);
@@ -560,6 +568,24 @@ sub dialect_usage {
 sub chat {
     my ($c, $req, $entry, $in, $ctl) = @_;
 
+    if ($ctl->{signatures} && $req->{kind} eq 'gemini') {
+        for my $m (ref $in->{messages} eq 'ARRAY' ? @{ $in->{messages} } : ()) {
+            my $calls = ref $m eq 'HASH' ? $m->{tool_calls} : undef;
+            next unless ref $calls eq 'ARRAY' && @$calls;
+            my $sig = eval { $calls->[0]{extra_content}{google}
+                                 {thought_signature} } // '';
+            next if $sig eq $THOUGHT_SIGNATURE;
+            return error($c, $req, $entry, 400, 'invalid_request_error',
+                undef, 'Function call is missing a thought_signature in '
+                . 'functionCall parts. This is required for tools to work '
+                . 'correctly, and missing thought_signature may lead to '
+                . 'degraded model performance. Additional data, function '
+                . 'call `default_api:' . ($calls->[0]{function}{name} // '')
+                . '` , position 2. Please refer to https://ai.google.dev/'
+                . 'gemini-api/docs/thought-signatures for more details.');
+        }
+    }
+
     my $model = $in->{model} // 'mock-basic';
     my $usage = chat_usage($in, $ctl);
     my $finish = 'stop';
@@ -600,6 +626,11 @@ sub chat {
                                               . '"Europe/Paris"}' } }
         if ($ctl->{'tool-call'} // '') eq '2';
     $finish = 'tool_calls' if @tools;
+
+    # Gemini signs the first call of its answer (its thought signature)
+    $tools[0]{extra_content} = { google => {
+        thought_signature => $THOUGHT_SIGNATURE } }
+        if @tools && $req->{kind} eq 'gemini';
 
     if ($in->{stream} && $in->{stream} ne 'false') {
         my $want_usage = ref $in->{stream_options} eq 'HASH'
@@ -1168,11 +1199,13 @@ sub stream {
         push @events, { %$base, choices => [ { index => 0, delta => {
             role => 'assistant',
             tool_calls => [ map { { id => $_->{id}, type => 'function',
-                                    function => { %{ $_->{function} } } } }
+                                    function => { %{ $_->{function} } },
+                                    ($_->{extra_content}
+                                     ? (extra_content => $_->{extra_content})
+                                     : ()) } }
                             @tools ] },
             finish_reason => undef } ] };
-        $events[0]{choices}[0]{delta}{tool_calls}[0]{extra_content} =
-            { google => { thought_signature => 'EjQKMgEMOdbHmock' } };
+        # (the signature is on the first call already, as in an answer)
         $s->{finish} = 'stop';
         @tools = ();
     }
@@ -1187,7 +1220,10 @@ sub stream {
             tool_calls => [ { index => $k, id => $tool->{id},
                               type => 'function',
                               function => { name => $tool->{function}{name},
-                                            arguments => '' } } ] },
+                                            arguments => '' },
+                              ($tool->{extra_content}
+                               ? (extra_content => $tool->{extra_content})
+                               : ()) } ] },
             finish_reason => undef } ] };
         for (my $p = 0; $p < length $args; $p += 8) {
             push @events, { %$base, choices => [ { index => 0, delta => {
