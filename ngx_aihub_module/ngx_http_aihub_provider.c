@@ -14,6 +14,8 @@ static ngx_int_t ngx_http_aihub_provider_url(ngx_conf_t *cf,
     ngx_http_aihub_provider_t *p, ngx_str_t *arg);
 static char *ngx_http_aihub_provider_key_file(ngx_conf_t *cf,
     ngx_http_aihub_provider_t *p);
+static ngx_int_t ngx_http_aihub_provider_name(ngx_conf_t *cf,
+    ngx_str_t *name);
 static ngx_int_t ngx_http_aihub_provider_lane_param(
     ngx_http_aihub_provider_t *p, ngx_str_t *v);
 static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
@@ -86,6 +88,40 @@ invalid:
 }
 
 
+/* the catalog names providers as [a-z0-9_-] (README "Models") */
+
+static ngx_int_t
+ngx_http_aihub_provider_name(ngx_conf_t *cf, ngx_str_t *name)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < name->len; i++) {
+        c = name->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
+              || c == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "aihub provider name \"%V\": only a-z, 0-9, "
+                               "\"_\" and \"-\", as the catalog names "
+                               "providers", name);
+            return NGX_ERROR;
+        }
+    }
+
+    if (name->len == 0 || name->len > NGX_HTTP_AIHUB_NAME_LEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "aihub provider name \"%V\" is empty or longer "
+                           "than %d characters", name,
+                           NGX_HTTP_AIHUB_NAME_LEN);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * aihub_provider NAME url=URL [kind=openai|gemini] [host=HOST]
  *                [key_env=VAR | key_file=PATH]
@@ -126,26 +162,7 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    /* the catalog names providers as [a-z0-9_-] (README "Models") */
-
-    for (i = 0; i < value[1].len; i++) {
-        if (!((value[1].data[i] >= 'a' && value[1].data[i] <= 'z')
-              || (value[1].data[i] >= '0' && value[1].data[i] <= '9')
-              || value[1].data[i] == '_' || value[1].data[i] == '-'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "aihub provider name \"%V\": only a-z, 0-9, "
-                               "\"_\" and \"-\", as the catalog names "
-                               "providers", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (value[1].len == 0 || value[1].len > NGX_HTTP_AIHUB_NAME_LEN) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "aihub provider name \"%V\" is empty or longer "
-                           "than %d characters", &value[1],
-                           NGX_HTTP_AIHUB_NAME_LEN);
+    if (ngx_http_aihub_provider_name(cf, &value[1]) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
