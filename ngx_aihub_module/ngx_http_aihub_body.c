@@ -382,6 +382,14 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         }
     }
 
+    /* a provider that refuses stream_options is not sent one */
+
+    if (ctx->route.provider != NULL
+        && ctx->route.provider->no_stream_options)
+    {
+        policy.stream_usage = 0;
+    }
+
     /* what the check found, as the context keeps it */
 
     ngx_memzero(&body, sizeof(aihub_body_t));
@@ -440,7 +448,10 @@ ngx_http_aihub_body_translated(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ctx->body.stream && !ctx->body.include_usage) {
+    if (ctx->body.stream && !ctx->body.include_usage
+        && !(ctx->route.provider != NULL
+             && ctx->route.provider->no_stream_options))
+    {
         opts = aihub_json_get(root, "stream_options");
 
         if (!cJSON_IsObject(opts)) {

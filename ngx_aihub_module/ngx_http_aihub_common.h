@@ -79,6 +79,10 @@ typedef struct {
     ngx_uint_t                    capacity;     /* calls in flight, 0: any */
     ngx_uint_t                    free_share;   /* % of it for free plans */
     ngx_uint_t                    queue;        /* paid calls that wait */
+    unsigned                      no_stream_options:1; /* it refuses the
+                                                   member (Mistral): a
+                                                   stream's usage is not
+                                                   asked for */
 } ngx_http_aihub_provider_t;
 
 

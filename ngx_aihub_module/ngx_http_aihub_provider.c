@@ -124,7 +124,7 @@ ngx_http_aihub_provider_name(ngx_conf_t *cf, ngx_str_t *name)
 
 /*
  * aihub_provider NAME url=URL [kind=openai|gemini] [host=HOST]
- *                [key_env=VAR | key_file=PATH]
+ *                [key_env=VAR | key_file=PATH] [stream_options=off]
  *                [capacity=N [free_share=P%] [queue=N]];
  */
 
@@ -201,6 +201,11 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
         if (ngx_strcmp(value[i].data, "kind=gemini") == 0) {
             p->kind = NGX_HTTP_AIHUB_KIND_GEMINI;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "stream_options=off") == 0) {
+            p->no_stream_options = 1;
             continue;
         }
 

@@ -43,7 +43,11 @@ seed_models($t,
     'test-oai' => { provider => 'oai', upstream => 'mock-basic', %price },
     'test-or'  => { provider => 'orouter', upstream => 'mock-basic', %price },
     'test-gem' => { provider => 'gem', upstream => 'gemini-2.0-flash',
-                    %price });
+                    %price },
+    'test-mis' => { provider => 'mis', upstream => 'mistral-small-latest',
+                    %price },
+    'test-mis-asked' => { provider => 'misasked',
+                          upstream => 'mistral-small-latest', %price });
 
 my $key = seed_full_key($t, account => 8401, models => '*');
 
@@ -54,6 +58,8 @@ $t->nginx(<<'END')->start_nginx;
     aihub_provider oai url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
     aihub_provider orouter url=http://%%MOCK%%/api/v1 key_env=AIHUB_MOCK_KEY;
     aihub_provider gem url=http://%%MOCK%%/v1beta/openai kind=gemini key_env=AIHUB_MOCK_KEY;
+    aihub_provider mis url=http://%%MOCK%%/mistral/v1 key_env=AIHUB_MOCK_KEY stream_options=off;
+    aihub_provider misasked url=http://%%MOCK%%/mistral/v1 key_env=AIHUB_MOCK_KEY;
     aihub_pass_request_header x-mock-*;
 
     server {
@@ -335,6 +341,34 @@ for my $model ('test-oai', 'test-or', 'test-gem') {
     }
 }
 
+# --- a provider that refuses stream_options (Mistral) --------------------------
+#
+# Mistral's API refuses a member it does not know (422 extra_forbidden) and
+# puts a stream's usage in its last chunk unasked: declared with
+# stream_options=off, the gateway sends none and meters what comes
+
+{
+    my $r = raw_request($t, key => $key,
+                        body => chat_body(model => 'test-mis-asked',
+                                          stream => 1));
+    is($r->{status}, 502, 'Mistral, stream_options added: its 422 (what '
+                          . 'stream_options=off is for)');
+
+    $r = raw_request($t, key => $key,
+                     body => chat_body(model => 'test-mis', stream => 1));
+    is($r->{status}, 200, 'Mistral with stream_options=off, stream: 200');
+    is(stream_text($r), $TEXT, 'Mistral, stream: the text');
+    ok(!exists((decode_json(last_mock()->{body}) // {})->{stream_options}),
+       'Mistral, stream: no stream_options sent');
+    billed_as_counted($r, 'Mistral, stream: its usage, unasked,');
+
+    $r = raw_request($t, key => $key,
+                     body => chat_body(model => 'test-mis'));
+    is($r->{status}, 200, 'Mistral, JSON: 200');
+    billed_as_counted($r, 'Mistral, JSON');
+}
+
+$t->allow_log(qr/provider "misasked" refused the request with 422/);
 is_deeply([ $t->bad_log_lines ], [], 'no alert, crash or error in the log');
 
 done_testing();

@@ -11,6 +11,11 @@
 #   /v1/...               OpenAI
 #   /api/v1/...           OpenRouter
 #   /v1beta/openai/...    Gemini (OpenAI-compatible endpoint)
+#   /mistral/v1/...       Mistral (its base URL is /v1 as OpenAI's: the
+#                         prefix is the mock's way to play it): a member
+#                         it does not know, such as stream_options, is a
+#                         422 in its own shape; a stream's usage comes in
+#                         its last chunk, unasked
 # Endpoints under each prefix:
 #   POST chat/completions   JSON, or SSE when "stream": true
 #   POST responses          the Responses API, JSON or SSE (typed events);
@@ -377,6 +382,8 @@ sub handle_request {
 
     if ($req->{path} =~ m{^/v1beta/openai/(.+)$}) {
         ($kind, $ep) = ('gemini', $1);
+    } elsif ($req->{path} =~ m{^/mistral/v1/(.+)$}) {
+        ($kind, $ep) = ('mistral', $1);
     } elsif ($req->{path} =~ m{^/api/v1/(.+)$}) {
         ($kind, $ep) = ('openrouter', $1);
     } elsif ($req->{path} =~ m{^/v1/(.+)$}) {
@@ -568,6 +575,20 @@ sub dialect_usage {
 sub chat {
     my ($c, $req, $entry, $in, $ctl) = @_;
 
+    if ($req->{kind} eq 'mistral' && exists $in->{stream_options}) {
+        # its API refuses what it does not know (extra_forbidden)
+        return respond($c, $req, $entry, 422, $JSON->encode({
+            object  => 'error',
+            message => { detail => [ {
+                type  => 'extra_forbidden',
+                loc   => [ 'body', 'stream_options' ],
+                msg   => 'Extra inputs are not permitted',
+                input => $in->{stream_options} } ] },
+            type    => 'invalid_request_error',
+            param   => undef,
+            code    => undef }));
+    }
+
     if ($ctl->{signatures} && $req->{kind} eq 'gemini') {
         for my $m (ref $in->{messages} eq 'ARRAY' ? @{ $in->{messages} } : ()) {
             my $calls = ref $m eq 'HASH' ? $m->{tool_calls} : undef;
@@ -633,8 +654,9 @@ sub chat {
         if @tools && $req->{kind} eq 'gemini';
 
     if ($in->{stream} && $in->{stream} ne 'false') {
-        my $want_usage = ref $in->{stream_options} eq 'HASH'
-                         && $in->{stream_options}{include_usage}
+        my $want_usage = (ref $in->{stream_options} eq 'HASH'
+                          && $in->{stream_options}{include_usage}
+                          || $req->{kind} eq 'mistral')
                          && !$ctl->{'no-usage'};
 
         $entry->{streamed} = JSON::PP::true;
@@ -1259,7 +1281,13 @@ sub stream {
         return send_stream($c, $req, $entry, $ctl, \@events);
     }
 
-    if ($req->{kind} eq 'gemini') {
+    if ($req->{kind} eq 'mistral') {
+        # the last content chunk ends it, with the usage
+        $events[-1]{choices}[0]{finish_reason} = $s->{finish} // 'stop';
+        $events[-1]{usage} = $s->{usage} if $s->{usage} && @events;
+        $entry->{usage} = $s->{usage} if $s->{usage};
+
+    } elsif ($req->{kind} eq 'gemini') {
         # usage in every chunk, cumulative; the last content chunk ends it
         my $u = $s->{usage};
         my $k = 0;
