@@ -511,6 +511,23 @@ aihub_fast_count(aihub_fast_t *f, int64_t *v)
     ((len) == sizeof(word) - 1 && memcmp(name, word, sizeof(word) - 1) == 0)
 
 
+/* a capital in a name: no member of the OpenAI APIs has one */
+
+static int
+aihub_fast_capital(const unsigned char *name, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (name[i] >= 'A' && name[i] <= 'Z') {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* one member's value, f->p at it: what it means in an object of "kind" */
 
 static int
@@ -528,6 +545,16 @@ aihub_fast_member(aihub_fast_t *f, aihub_fast_kind_e kind,
     switch (kind) {
 
     case AIHUB_FAST_ROOT:
+
+        /*
+         * "maxTokens": a provider that reads camelCase names too (Gemini's
+         * endpoint parses proto JSON, which takes both spellings) would
+         * take it for one the check reads; the tree check decides
+         */
+
+        if (aihub_fast_capital(name, len)) {
+            return AIHUB_FAST_UNDECIDED;
+        }
 
         switch (len) {
 

@@ -197,9 +197,27 @@ aihub_body_refused_member(const cJSON *root)
                                       "plugins", "preset",
                                       "web_search_options",
                                       "search_parameters", NULL };
+
+    /*
+     * The camelCase spellings of the members the check reads: Gemini's
+     * endpoint parses proto JSON, which takes "maxTokens" for
+     * "max_tokens", so a limit could be passed under the other name.  No
+     * OpenAI API has a member spelled so (OpenAI refuses them).
+     */
+    static const char  *camel[] = { "maxTokens", "maxCompletionTokens",
+                                    "maxOutputTokens", "streamOptions",
+                                    "serviceTier", "webSearchOptions",
+                                    "searchParameters", "extraBody",
+                                    "toolChoice", "responseFormat", NULL };
     const char        **name;
 
     for (name = routing; *name; name++) {
+        if (aihub_json_get(root, *name) != NULL) {
+            return *name;
+        }
+    }
+
+    for (name = camel; *name; name++) {
         if (aihub_json_get(root, *name) != NULL) {
             return *name;
         }
@@ -259,6 +277,11 @@ aihub_json_cached_content(const cJSON *obj)
 
     v = cJSON_IsObject(obj) ? aihub_json_get(obj, "cached_content") : NULL;
 
+    if (v == NULL && cJSON_IsObject(obj)) {
+        /* as proto JSON spells it too */
+        v = aihub_json_get(obj, "cachedContent");
+    }
+
     return v != NULL && !cJSON_IsNull(v);
 }
 
@@ -309,7 +332,7 @@ aihub_body_stored_member(const cJSON *root)
     const cJSON  *it, *items, *type;
 
     static const char  *top[] = { "previous_response_id", "conversation",
-                                  "prompt", NULL };
+                                  "prompt", "previousResponseId", NULL };
     const char        **name;
 
     for (name = top; *name; name++) {

@@ -63,8 +63,9 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
      * looked up, so the check (its letters, its checksum) is made only of
      * a key the zone does not hold, before Redis is asked: a made-up key
      * of the right length costs a hash and a lookup in the zone, never a
-     * Redis command, and a known key no check (a CRC-32 through a table
-     * that a request's other work has pushed out of the caches)
+     * Redis command (unless its maker computed its checksum, which is no
+     * secret: then one read), and a known key no check (a CRC-32 through
+     * a table that a request's other work has pushed out of the caches)
      */
 
     if (key.len != AIHUB_KEY_LEN) {

@@ -368,6 +368,31 @@ my $answered = 0;
                    extra_body => { google => {
                        cached_content => 'cachedContents/abc123' } } }),
             'a Gemini cached_content', 'cached_content');
+
+    # Gemini's endpoint parses proto JSON, which takes a camelCase name
+    # for its snake_case one: the same objects and limits under the other
+    # spelling are refused as well
+    refused(call('/v1/chat/completions',
+                 { model => 'test-basic',
+                   messages => [ { role => 'user', content => 'hi' } ],
+                   google => { cachedContent => 'cachedContents/abc123' } }),
+            'a Gemini cachedContent (camelCase)', 'cached_content');
+    refused(call('/v1/responses', resp_body(previousResponseId => $ref)),
+            'previousResponseId (camelCase)', 'previousResponseId');
+    for my $camel (qw(maxTokens maxCompletionTokens streamOptions
+                      serviceTier)) {
+        refused(call('/v1/chat/completions',
+                     { model => 'test-basic',
+                       messages => [ { role => 'user', content => 'hi' } ],
+                       $camel => $camel =~ /Tokens/ ? 100000
+                               : $camel eq 'streamOptions'
+                               ? { includeUsage => JSON::PP::false }
+                               : 'flex' }),
+                "$camel (camelCase of a member the check reads)", $camel);
+    }
+    refused(call('/v1/responses', resp_body(maxOutputTokens => 100000)),
+            'maxOutputTokens (Responses API)', 'maxOutputTokens');
+
     my $r = call('/v1/chat/completions',
                  { model => 'test-basic',
                    messages => [ { role => 'user', content => 'hi' } ],
