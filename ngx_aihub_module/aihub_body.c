@@ -711,12 +711,15 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
         store = 1;
     }
 
-    /* the Responses API told "store": false: its unkept items go */
+    /* the Responses API (a model_only policy) told "store": false: its
+       unkept items go */
 
     unkept = 0;
     items = NULL;
 
-    if (policy->no_store == AIHUB_STORE_FALSE && b->json != NULL) {
+    if (policy->no_store == AIHUB_STORE_FALSE && policy->model_only
+        && b->json != NULL)
+    {
         items = cJSON_GetObjectItemCaseSensitive(b->json, "input");
 
         if (cJSON_IsArray(items)) {
