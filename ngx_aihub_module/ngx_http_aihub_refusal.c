@@ -1,5 +1,5 @@
 /*
- * A provider's 400, 409, 413 or 422, read to its end (8 KB kept), is
+ * A provider's 400, 409, 413 or 422, read to its end (64 KB kept), is
  * judged: an OpenAI-shaped error about the request itself is the
  * developer's to see, as our 400 quoting the provider's message; anything
  * that speaks of API keys, credentials, authentication, permissions,

@@ -11,7 +11,9 @@
 #include "ngx_http_aihub_common.h"
 
 
-#define NGX_HTTP_AIHUB_REFUSAL_MAX   8192    /* bytes of a 4xx body read */
+#define NGX_HTTP_AIHUB_REFUSAL_MAX   65536   /* bytes of a 4xx body read:
+                                                Google lists each field at
+                                                fault (200 bytes each) */
 
 
 /* what the developer gets instead of a held answer */

@@ -305,6 +305,14 @@ check_rejected("Gemini's 400 about the request ([{\"error\": ...}])",
                qr/^The model provider rejected the request: Invalid request/,
                model => 'test-gem', headers => { 'x-mock-status' => 400 });
 
+# ... and one that lists 100 fields at fault in its details (some 20 KB,
+# as Google's answers to a schema with many unknown names are): read whole
+check_rejected("Gemini's 400 with 100 fieldViolations (20 KB)",
+               qr/^The model provider rejected the request: Invalid request/,
+               model => 'test-gem',
+               headers => { 'x-mock-status' => 400,
+                            'x-mock-violations' => 100 });
+
 
 # OpenRouter's moderation flagged the input (403 with its reasons): the
 # developer's to know, not a failure the SDK retries; the flagged text and

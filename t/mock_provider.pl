@@ -52,6 +52,8 @@
 # (same names without the "x-mock-" prefix):
 #   x-mock-status: N             answer N with an OpenAI error JSON
 #   x-mock-message: TEXT         ... whose message is TEXT
+#   x-mock-violations: N         ... Gemini's: with N fieldViolations in
+#                                its details (some 200 bytes each)
 #   x-mock-delay-ms: N           sleep before the response headers
 #   x-mock-chunk-delay-ms: N     sleep between SSE events
 #   x-mock-cut-after: N          send N SSE events, then drop the connection
@@ -462,7 +464,7 @@ sub handle_request {
             if $status == 429 && $ctl->{'no-credit'};
 
         return error($c, $req, \%entry, $status, @$t,
-                     $ctl->{'retry-after'});
+                     $ctl->{'retry-after'}, $ctl->{violations});
     }
 
     if ($ctl->{flagged}) {
@@ -969,7 +971,8 @@ sub content_text {
 # an error in the shape of the provider this path plays
 
 sub error {
-    my ($c, $req, $entry, $status, $type, $code, $message, $retry) = @_;
+    my ($c, $req, $entry, $status, $type, $code, $message, $retry,
+        $violations) = @_;
 
     my $body;
 
@@ -978,10 +981,20 @@ sub error {
                   403 => 'PERMISSION_DENIED', 404 => 'NOT_FOUND',
                   429 => 'RESOURCE_EXHAUSTED', 500 => 'INTERNAL',
                   503 => 'UNAVAILABLE');
+        # Google's errors may list each field at fault in their details
+        my @details = $violations ? ({
+            '@type' => 'type.googleapis.com/google.rpc.BadRequest',
+            fieldViolations => [ map { {
+                field => "tools[0].function_declarations[$_].parameters",
+                description => 'Invalid JSON payload received. Unknown '
+                    . "name \"additionalProperties\" at 'tools[0].function_"
+                    . "declarations[$_].parameters': Cannot find field." } }
+                0 .. $violations - 1 ] }) : ();
         $body = $JSON->encode([ { error => {
             code    => $status + 0,
             message => $message,
             status  => $gs{$status} // 'UNKNOWN',
+            (@details ? (details => \@details) : ()),
         } } ]);
 
     } elsif ($req->{kind} eq 'openrouter') {
