@@ -220,16 +220,23 @@ ngx_http_aihub_quota_headers(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     time_t  sec;
 
-    if (ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
-                                  sizeof("false") - 1)
-        != NGX_OK)
-    {
+    if (ngx_http_aihub_no_retry(r) != NGX_OK) {
         return NGX_ERROR;
     }
 
     sec = ctx->quota.end - ngx_http_aihub_time(r);
 
     return ngx_http_aihub_retry_after(r, sec > 0 ? (ngx_int_t) sec : 1);
+}
+
+
+/* an answer that asked again will be the same: the SDKs retry unless told */
+
+ngx_int_t
+ngx_http_aihub_no_retry(ngx_http_request_t *r)
+{
+    return ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
+                                     sizeof("false") - 1);
 }
 
 

@@ -23,6 +23,7 @@ ngx_int_t ngx_http_aihub_add_header(ngx_http_request_t *r, const char *name,
 u_char *ngx_http_aihub_safe_text(ngx_pool_t *pool, u_char *src, size_t len,
     size_t max);
 
+ngx_int_t ngx_http_aihub_no_retry(ngx_http_request_t *r);
 ngx_int_t ngx_http_aihub_retry_after(ngx_http_request_t *r, ngx_int_t sec);
 ngx_int_t ngx_http_aihub_quota_headers(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);

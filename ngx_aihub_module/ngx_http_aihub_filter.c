@@ -102,9 +102,7 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
 
     if (ctx->flow.own_answer && ctx->flow.err_code != NULL
         && ngx_strcmp(ctx->flow.err_code, "key_limit_reached") == 0
-        && ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
-                                     sizeof("false") - 1)
-           != NGX_OK)
+        && ngx_http_aihub_no_retry(r) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -348,9 +346,7 @@ ngx_http_aihub_replace(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         && ctx->reply.status >= NGX_HTTP_BAD_REQUEST
         && ctx->reply.status < NGX_HTTP_INTERNAL_SERVER_ERROR
         && ctx->reply.status != NGX_HTTP_REQUEST_TIME_OUT
-        && ngx_http_aihub_add_header(r, "x-should-retry", (u_char *) "false",
-                                     sizeof("false") - 1)
-           != NGX_OK)
+        && ngx_http_aihub_no_retry(r) != NGX_OK)
     {
         return NGX_ERROR;
     }
