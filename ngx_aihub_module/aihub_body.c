@@ -2,6 +2,7 @@
  * The chat request body, checked and rewritten (see aihub_body.h).
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -674,19 +675,73 @@ aihub_body_input_kept(const unsigned char *p, size_t n, size_t arr,
 }
 
 
+/*
+ * The policy's cap on the output tokens of a body that asked none: put in
+ * place of the member's null, or added at the root's end (the text in buf,
+ * its comma dropped when nothing precedes it); the other name's number,
+ * which only a rewrite before can have put there (the check read none),
+ * becomes null.  Returns the number of edits written, -1 if buf is short.
+ */
+
+static int
+aihub_body_cap_edits(const unsigned char *p, size_t n, size_t root,
+    const aihub_body_policy_t *policy, int closed, char *buf, size_t size,
+    aihub_body_edit_t *edits)
+{
+    int                 k, w, empty;
+    size_t              close;
+    const char         *num;
+    aihub_json_span_t   span;
+
+    w = snprintf(buf, size, ",\"%s\":%lld", policy->cap_name,
+                 (long long) policy->cap);
+
+    if (w < 0 || (size_t) w >= size) {
+        return -1;
+    }
+
+    k = 0;
+
+    if (aihub_json_member(p, n, root, policy->cap_name, &span, &close,
+                          &empty))
+    {
+        num = strchr(buf + 2, ':') + 1;
+        edits[k++] = (aihub_body_edit_t) { span.value, span.end - span.value,
+                                           num, strlen(num) };
+
+    } else {
+        empty = empty && !closed;
+        edits[k++] = (aihub_body_edit_t) { close, 0, buf + empty,
+                                           (size_t) w - empty };
+    }
+
+    if (policy->cap_other != NULL
+        && aihub_json_member(p, n, root, policy->cap_other, &span, &close,
+                             &empty)
+        && p[span.value] != 'n')
+    {
+        edits[k++] = (aihub_body_edit_t) { span.value, span.end - span.value,
+                                           "null", 4 };
+    }
+
+    return k;
+}
+
+
 int
 aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     const unsigned char *p, size_t n, const char *upstream, char **out,
     size_t *len)
 {
     int                 rename, usage, store, empty, closed, k, j, nedits;
-    int                 unkept;
+    int                 unkept, cap;
     char               *id, *o, *input;
+    char                capbuf[64];
     size_t              root, close, at, total, input_len;
     const char         *text;
     cJSON              *item;
     const cJSON        *items, *it;
-    aihub_body_edit_t   edits[4], t;
+    aihub_body_edit_t   edits[6], t;
     aihub_json_span_t   span, inc, kept;
 
     rename = (strlen(upstream) != b->model_len
@@ -729,7 +784,12 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
         }
     }
 
-    if (!rename && !usage && !store && !unkept) {
+    /* the plan's cap, for a body that asked none */
+
+    cap = (policy->cap > 0 && policy->cap_name != NULL
+           && b->max_tokens == 0);
+
+    if (!rename && !usage && !store && !unkept && !cap) {
         return 0;
     }
 
@@ -820,7 +880,20 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
             empty = empty && !closed;
             edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
                                                     strlen(text + empty) };
+            closed = 1;
         }
+    }
+
+    if (cap) {
+        k = aihub_body_cap_edits(p, n, root, policy, closed, capbuf,
+                                 sizeof(capbuf), edits + nedits);
+        if (k < 0) {
+            cJSON_free(id);
+            free(input);
+            return -1;
+        }
+
+        nedits += k;
     }
 
     /* in the order of the bytes; two added at the root's end keep theirs */
@@ -878,6 +951,10 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
 
     if (store) {
         b->store = AIHUB_BODY_STORE_FALSE;
+    }
+
+    if (cap) {
+        b->max_tokens = policy->cap;
     }
 
     return 1;

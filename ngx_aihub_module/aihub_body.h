@@ -59,6 +59,17 @@ typedef struct {
     unsigned                no_store:2;       /* AIHUB_STORE_*: what the
                                                  rewrite does with
                                                  "store" */
+    int64_t                 cap;              /* > 0: the rewrite sends
+                                                 this cap on the output
+                                                 tokens of a body that
+                                                 asked none (its
+                                                 max_tokens 0) */
+    const char             *cap_name;         /* ... as this member */
+    const char             *cap_other;        /* NULL, or a member the
+                                                 provider reads the same
+                                                 way: if a rewrite before
+                                                 put the cap there, it
+                                                 becomes null */
 } aihub_body_policy_t;
 
 /* the policy's no_store: nothing kept in the provider account */
@@ -124,11 +135,12 @@ int aihub_body_fast(aihub_body_t *b, const unsigned char *p, size_t n,
 
 /*
  * The body for the provider: its own model id (a C string), for a stream
- * stream_options.include_usage when the policy wants it, and "store":
- * false as the policy's no_store says (put in place of the value the body
- * gave, or added; with AIHUB_STORE_FALSE, a Responses input's reasoning
- * items without encrypted_content are left out: the provider kept none of
- * them).  p and n
+ * stream_options.include_usage when the policy wants it, "store": false
+ * as the policy's no_store says (put in place of the value the body gave,
+ * or added; with AIHUB_STORE_FALSE, a Responses input's reasoning items
+ * without encrypted_content are left out: the provider kept none of
+ * them), and the policy's cap when b->max_tokens is 0 (in place of a
+ * null, or added).  p and n
  * are the bytes b was checked from; only the bytes of what changes are
  * edited, every other byte is forwarded as it came.
  * 0: nothing changes, forward p as it is; 1: *out holds the body to

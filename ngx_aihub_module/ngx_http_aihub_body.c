@@ -24,14 +24,14 @@
 
 /* chat completions: the engine checks every member it knows */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0, 0, AIHUB_STORE_AS_SENT
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL
 };
 
 /* embeddings and responses: the engine checks what every body must hold
    (one JSON object, each member once, nothing that routes or bills, a
    model), ngx_http_aihub_body_api.c the rest */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy_api = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1, 0, AIHUB_STORE_AS_SENT
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL
 };
 
 
@@ -48,6 +48,8 @@ static ngx_int_t ngx_http_aihub_body_translated(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_body_replace(ngx_http_request_t *r,
     u_char *out, size_t len);
 static void ngx_http_aihub_body_cleanup(void *data);
+static void ngx_http_aihub_body_cap(ngx_http_aihub_ctx_t *ctx,
+    ngx_uint_t chat, aihub_body_policy_t *policy);
 
 
 ngx_int_t
@@ -390,6 +392,14 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         policy.stream_usage = 0;
     }
 
+    if (ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT
+        || ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_RESPONSES)
+    {
+        ngx_http_aihub_body_cap(ctx,
+                                ctx->flow.endpoint == NGX_HTTP_AIHUB_EP_CHAT,
+                                &policy);
+    }
+
     /* what the check found, as the context keeps it */
 
     ngx_memzero(&body, sizeof(aihub_body_t));
@@ -399,6 +409,7 @@ ngx_http_aihub_body_rewrite(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     body.stream = ctx->body.stream;
     body.include_usage = ctx->body.include_usage;
     body.store = ctx->body.store;
+    body.max_tokens = ctx->body.max_tokens;
 
     /* the bytes that were checked, to be edited */
 
@@ -437,6 +448,7 @@ ngx_http_aihub_body_translated(ngx_http_request_t *r,
     char                    *out;
     cJSON                   *root, *opts;
     ngx_int_t                rc;
+    aihub_body_policy_t      policy;
     ngx_http_aihub_model_t  *m = ctx->route.model;
 
     root = ctx->body.json;
@@ -470,6 +482,24 @@ ngx_http_aihub_body_translated(ngx_http_request_t *r,
         }
     }
 
+    /* a chat completion now: the plan's cap by a chat member's name */
+
+    ngx_memzero(&policy, sizeof(aihub_body_policy_t));
+    ngx_http_aihub_body_cap(ctx, 1, &policy);
+
+    if (policy.cap > 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "max_tokens");
+        cJSON_DeleteItemFromObjectCaseSensitive(root,
+                                                "max_completion_tokens");
+
+        if (cJSON_AddNumberToObject(root, policy.cap_name,
+                                    (double) policy.cap)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     out = cJSON_PrintUnformatted(root);
     if (out == NULL) {
         return NGX_ERROR;
@@ -479,6 +509,49 @@ ngx_http_aihub_body_translated(ngx_http_request_t *r,
     cJSON_free(out);
 
     return rc;
+}
+
+
+/*
+ * The plan's (or the account's) max_tokens cap, sent with a body that
+ * asked no limit: without it the provider's default, up to the model's
+ * whole output, would be the limit, and not the plan's.  A chat
+ * completion names it max_tokens, as every OpenAI-compatible API reads
+ * it, or max_completion_tokens for a provider that says so (OpenAI's
+ * reasoning models refuse max_tokens); the Responses API
+ * max_output_tokens.
+ */
+
+static void
+ngx_http_aihub_body_cap(ngx_http_aihub_ctx_t *ctx, ngx_uint_t chat,
+    aihub_body_policy_t *policy)
+{
+    uint64_t    cap;
+    ngx_uint_t  completion;
+
+    cap = ctx->caller.key.rec.max_tokens;
+
+    if (cap == 0 || cap > NGX_HTTP_AIHUB_MAX_TOKENS_MAX
+        || ctx->body.max_tokens != 0)
+    {
+        return;
+    }
+
+    if (chat) {
+        completion = (ctx->route.provider != NULL
+                      && ctx->route.provider->cap_completion);
+
+        policy->cap_name = completion ? "max_completion_tokens"
+                                      : "max_tokens";
+        policy->cap_other = completion ? "max_tokens"
+                                       : "max_completion_tokens";
+
+    } else {
+        policy->cap_name = "max_output_tokens";
+        policy->cap_other = NULL;
+    }
+
+    policy->cap = (int64_t) cap;
 }
 
 

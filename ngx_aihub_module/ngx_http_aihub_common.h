@@ -83,6 +83,11 @@ typedef struct {
                                                    member (Mistral): a
                                                    stream's usage is not
                                                    asked for */
+    unsigned                      cap_completion:1; /* a plan's cap goes
+                                                   as max_completion_tokens
+                                                   (OpenAI's reasoning
+                                                   models refuse
+                                                   max_tokens) */
 } ngx_http_aihub_provider_t;
 
 

@@ -18,6 +18,8 @@ static ngx_int_t ngx_http_aihub_provider_name(ngx_conf_t *cf,
     ngx_str_t *name);
 static ngx_int_t ngx_http_aihub_provider_lane_param(
     ngx_http_aihub_provider_t *p, ngx_str_t *v);
+static ngx_int_t ngx_http_aihub_provider_dialect_param(
+    ngx_http_aihub_provider_t *p, ngx_str_t *v);
 static ngx_int_t ngx_http_aihub_proxy_url(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 
@@ -125,6 +127,7 @@ ngx_http_aihub_provider_name(ngx_conf_t *cf, ngx_str_t *name)
 /*
  * aihub_provider NAME url=URL [kind=openai|gemini] [host=HOST]
  *                [key_env=VAR | key_file=PATH] [stream_options=off]
+ *                [max_tokens_as=max_tokens|max_completion_tokens]
  *                [capacity=N [free_share=P%] [queue=N]];
  */
 
@@ -194,18 +197,7 @@ ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        if (ngx_strcmp(value[i].data, "kind=openai") == 0) {
-            p->kind = NGX_HTTP_AIHUB_KIND_OPENAI;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "kind=gemini") == 0) {
-            p->kind = NGX_HTTP_AIHUB_KIND_GEMINI;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "stream_options=off") == 0) {
-            p->no_stream_options = 1;
+        if (ngx_http_aihub_provider_dialect_param(p, &value[i]) == NGX_OK) {
             continue;
         }
 
@@ -267,6 +259,46 @@ invalid:
                        "invalid parameter \"%V\" of aihub provider \"%V\"",
                        &value[i], &value[1]);
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * What the provider's API speaks: kind=openai|gemini, stream_options=off
+ * (it refuses the member), max_tokens_as=max_tokens|max_completion_tokens
+ * (the name under which a plan's cap goes to it).  NGX_DECLINED: not one
+ * of these.
+ */
+
+static ngx_int_t
+ngx_http_aihub_provider_dialect_param(ngx_http_aihub_provider_t *p,
+    ngx_str_t *v)
+{
+    if (ngx_strcmp(v->data, "kind=openai") == 0) {
+        p->kind = NGX_HTTP_AIHUB_KIND_OPENAI;
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(v->data, "kind=gemini") == 0) {
+        p->kind = NGX_HTTP_AIHUB_KIND_GEMINI;
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(v->data, "stream_options=off") == 0) {
+        p->no_stream_options = 1;
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(v->data, "max_tokens_as=max_tokens") == 0) {
+        p->cap_completion = 0;
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(v->data, "max_tokens_as=max_completion_tokens") == 0) {
+        p->cap_completion = 1;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 

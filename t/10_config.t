@@ -223,6 +223,13 @@ conf_fails(<<"END" . $LOC, qr/invalid parameter "colour=blue" of aihub provider 
 END
     'aihub_provider with an unknown parameter');
 
+conf_fails(<<"END" . $LOC, qr/invalid parameter "max_tokens_as=max_outpu/,
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% max_tokens_as=max_output_tokens; #BAD
+END
+    'aihub_provider with max_tokens_as= neither chat name');
+
 conf_fails(<<"END" . $LOC, qr/invalid parameter "url=ftp:\/\/example.com\/v1"/,
     aihub_redis %%REDIS%%;
     aihub_cache_zone aihub:1m;

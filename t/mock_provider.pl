@@ -8,7 +8,9 @@
 #       [--host 127.0.0.1]
 #
 # The path prefix says which provider it plays, as the real base URLs do:
-#   /v1/...               OpenAI
+#   /v1/...               OpenAI (a model whose id begins o<digit> or
+#                         gpt-5 plays a reasoning model: max_tokens is a
+#                         400, max_completion_tokens is read)
 #   /api/v1/...           OpenRouter
 #   /v1beta/openai/...    Gemini (OpenAI-compatible endpoint)
 #   /mistral/v1/...       Mistral (its base URL is /v1 as OpenAI's: the
@@ -589,6 +591,20 @@ sub chat {
             type    => 'invalid_request_error',
             param   => undef,
             code    => undef }));
+    }
+
+    if ($req->{kind} eq 'openai' && defined $in->{max_tokens}
+        && ($in->{model} // '') =~ /^(?:o\d|gpt-5)/)
+    {
+        # OpenAI's reasoning models (o1, o3, gpt-5...) refuse the older
+        # name of the output cap, null aside
+        return respond($c, $req, $entry, 400, $JSON->encode({ error => {
+            message => "Unsupported parameter: 'max_tokens' is not "
+                     . "supported with this model. Use "
+                     . "'max_completion_tokens' instead.",
+            type    => 'invalid_request_error',
+            param   => 'max_tokens',
+            code    => 'unsupported_parameter' } }));
     }
 
     if ($ctl->{signatures} && $req->{kind} eq 'gemini') {

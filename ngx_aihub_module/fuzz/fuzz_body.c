@@ -4,7 +4,8 @@
  * The first input byte picks the provider's model id (the body's own, or
  * another, with a quote) and the policy (a small max_tokens cap or the
  * gateway's; streams asked for usage or not; "store": false forwarded or
- * not); the rest is the body.
+ * not; a plan's cap of 50 sent as max_tokens or max_completion_tokens, or
+ * none); the rest is the body.
  * Properties:
  *   - the same bytes always get the same verdict (checked twice);
  *   - an accepted body parses, holds each top-level member once (and each
@@ -12,16 +13,18 @@
  *     has a non-empty model, max_tokens in 1..cap or none;
  *   - nothing rewritten => the provider gets the bytes as they came, and
  *     that is right: the model is the provider's id, no stream lacks
- *     the usage the policy wants, and "store" is false where it must be;
+ *     the usage the policy wants, "store" is false where it must be, and
+ *     the body asked a max_tokens or the policy has no cap;
  *   - rewritten (by editing the input's bytes) => the output is accepted
  *     by the same check, holds each member once, has the provider's id,
  *     the same stream, max_tokens and prompt estimate, include_usage
  *     where the policy wants it, "store": false where it must be (one
- *     "store", however the input spelled its name), every other member of
- *     the input
- *     unchanged (member by member, in order) and no other member; and a
- *     second rewrite changes nothing (the checked body is the forwarded
- *     one).
+ *     "store", however the input spelled its name), the plan's cap under
+ *     its name where the input asked none, every other member of the
+ *     input unchanged (member by member, in order) and no other member;
+ *     a second rewrite changes nothing (the checked body is the forwarded
+ *     one), and one that does not know the cap is in (a fallback's)
+ *     writes the same bytes.
  *   - the check (which reads a plain chat body in one pass, without a
  *     tree) gives every body the verdict and figures the tree check
  *     gives; the properties above are checked on the tree's.
@@ -197,6 +200,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pol.stream_usage = (data[0] >> 1) & 1;
     pol.no_store = ((data[0] >> 4) & 3) % 3;
 
+    if ((data[0] >> 6) & 1) {
+        pol.cap = 50;
+        pol.cap_name = (data[0] >> 7) ? "max_completion_tokens"
+                                      : "max_tokens";
+        pol.cap_other = (data[0] >> 7) ? "max_tokens"
+                                       : "max_completion_tokens";
+    }
+
     check_both(&b, data + 1, size - 1, &pol);
     check_both(&again, data + 1, size - 1, &pol);
 
@@ -258,6 +269,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(b.model == was_b.model && b.json == was_b.json);
         FUZZ_CHECK(!pol.stream_usage || !b.stream || b.include_usage);
         FUZZ_CHECK(store_right(b.json, &pol, NULL));
+        FUZZ_CHECK(pol.cap == 0 || b.max_tokens != 0);
         aihub_body_free(&b);
         return 0;
     }
@@ -273,6 +285,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                && memcmp(fwd.model, upstream, fwd.model_len) == 0);
     FUZZ_CHECK(fwd.stream == b.stream);
     FUZZ_CHECK(fwd.max_tokens == b.max_tokens);
+    FUZZ_CHECK(fwd.max_tokens
+               == (was_b.max_tokens != 0 ? was_b.max_tokens : pol.cap));
+
+    if (pol.cap && was_b.max_tokens == 0) {
+        it = cJSON_GetObjectItemCaseSensitive(fwd.json, pol.cap_name);
+        FUZZ_CHECK(cJSON_IsNumber(it) && it->valuedouble == 50);
+    }
     FUZZ_CHECK(fwd.include_usage
                == (was_b.include_usage || (pol.stream_usage && b.stream)));
     FUZZ_CHECK(b.include_usage == fwd.include_usage);
@@ -288,7 +307,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (it = fwd.json->child; it != NULL; it = it->next) {
         if (strcmp(it->string, "model") == 0
             || strcmp(it->string, "stream_options") == 0
-            || (pol.no_store && strcmp(it->string, "store") == 0))
+            || (pol.no_store && strcmp(it->string, "store") == 0)
+            || (pol.cap && was_b.max_tokens == 0
+                && (strcmp(it->string, pol.cap_name) == 0
+                    || strcmp(it->string, pol.cap_other) == 0)))
         {
             continue;
         }
@@ -313,6 +335,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(aihub_body_rewrite(&fwd, &pol, (const unsigned char *) out,
                                       len, upstream, &out2, &len2)
                    == 0);
+
+        if (pol.cap && was_b.max_tokens == 0) {
+            fwd.max_tokens = 0;
+            FUZZ_CHECK(aihub_body_rewrite(&fwd, &pol,
+                                          (const unsigned char *) out, len,
+                                          upstream, &out2, &len2)
+                       == 1);
+            FUZZ_CHECK(len2 == len && memcmp(out2, out, len) == 0);
+            free(out2);
+        }
     }
 
     free(out);

@@ -15,10 +15,10 @@
 
 
 static const aihub_body_policy_t  policy = {
-    1000000000, 1, 0, 0, AIHUB_STORE_AS_SENT
+    1000000000, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL
 };
 static const aihub_body_policy_t  model_only = {
-    1000000000, 0, 1, 0, AIHUB_STORE_AS_SENT
+    1000000000, 0, 1, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL
 };
 
 
@@ -182,7 +182,7 @@ int
 main(void)
 {
     aihub_body_t         b;
-    aihub_body_policy_t  small = { 100, 1, 0, 0, AIHUB_STORE_AS_SENT };
+    aihub_body_policy_t  small = { 100, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL };
     const char          *json;
 
     /* verdicts, in the order the checks run */
@@ -501,6 +501,87 @@ main(void)
                "two members added at the end, each with its comma");
     }
 
+    /* a plan's cap on a body that asked no max_tokens */
+
+    {
+        int                  rc;
+        char                *out;
+        size_t               len;
+        const char          *again;
+        aihub_body_t         b;
+        aihub_body_policy_t  cap = policy, resp = model_only;
+
+        cap.cap = 100;
+        cap.cap_name = "max_tokens";
+        cap.cap_other = "max_completion_tokens";
+        resp.cap = 100;
+        resp.cap_name = "max_output_tokens";
+
+        IS_STR(forwarded_with("{\"model\":\"a\"," MSG "}", "a", &cap),
+               "{\"model\":\"a\",\"messages\":[],\"max_tokens\":100}",
+               "cap: added when the body asked none");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"max_tokens\": null ,"
+                              MSG "}", "a", &cap),
+               "{\"model\":\"a\",\"max_tokens\": 100 ,\"messages\":[]}",
+               "cap: in place of a null");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"max_completion_tokens\":"
+                              "null," MSG "}", "a", &cap),
+               "{\"model\":\"a\",\"max_completion_tokens\":null,"
+               "\"messages\":[],\"max_tokens\":100}",
+               "cap: the other name's null stays, the cap is added");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"max_tokens\":7," MSG "}",
+                              "a", &cap),
+               "=", "cap: a body's own max_tokens as it came");
+        IS_STR(forwarded_with("{\"model\":\"a\",\"input\":\"x\"}", "a",
+                              &resp),
+               "{\"model\":\"a\",\"input\":\"x\",\"max_output_tokens\":"
+               "100}", "cap: the Responses API's name");
+
+        cap.no_store = AIHUB_STORE_FALSE;
+        IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"stream\":true}",
+                              "a", &cap),
+               "{\"model\":\"a\",\"messages\":[],\"stream\":true,"
+               "\"stream_options\":{\"include_usage\":true},"
+               "\"store\":false,\"max_tokens\":100}",
+               "cap: three members added at the end, each with its comma");
+        cap.no_store = AIHUB_STORE_AS_SENT;
+
+        /* a fallback rewrites the body it forwarded before: the cap's
+           member is found, not added twice; a provider that reads it
+           under the other name gets it there, and the first becomes null */
+
+        again = "{\"model\":\"a\",\"messages\":[],\"max_tokens\":100}";
+
+        aihub_body_check(&b, (const unsigned char *) again, strlen(again),
+                         &cap);
+        b.max_tokens = 0;
+        rc = aihub_body_rewrite(&b, &cap, (const unsigned char *) again,
+                                strlen(again), "a", &out, &len);
+        ok(rc == 1 && len == strlen(again) && memcmp(out, again, len) == 0,
+           "cap: a second rewrite writes the same bytes");
+        if (rc == 1) {
+            free(out);
+        }
+        aihub_body_free(&b);
+
+        cap.cap_name = "max_completion_tokens";
+        cap.cap_other = "max_tokens";
+
+        aihub_body_check(&b, (const unsigned char *) again, strlen(again),
+                         &cap);
+        b.max_tokens = 0;
+        rc = aihub_body_rewrite(&b, &cap, (const unsigned char *) again,
+                                strlen(again), "a", &out, &len);
+        IS_STR(rc == 1 ? out : "(not rewritten)",
+               "{\"model\":\"a\",\"messages\":[],\"max_tokens\":null,"
+               "\"max_completion_tokens\":100}",
+               "cap: under the other name, the first made null");
+        if (rc == 1) {
+            free(out);
+        }
+        aihub_body_free(&b);
+    }
+
     /* the one pass and the tree agree */
 
     {
@@ -509,7 +590,8 @@ main(void)
         uint32_t       rnd;
         unsigned char  buf[2048];
 
-        aihub_body_policy_t  cap = { 300, 1, 0, 0, AIHUB_STORE_AS_SENT };
+        aihub_body_policy_t  cap = { 300, 1, 0, 0, AIHUB_STORE_AS_SENT,
+                                     0, NULL, NULL };
 
         static const unsigned char  bytes[] = "{}[]\",:\\ \t\n0159-.eEtfnu"
                                               "\"ax\x01\x80\xc3";
