@@ -48,7 +48,9 @@ installed() {
         | grep -q '^install ok installed$'
 }
 
-# what the benchmark needs beyond ./build.sh deps
+# what the product needs (nginx-dev's source tree, hiredis, ...), then
+# what the benchmark needs beyond it
+"$REPO/build.sh" deps
 missing=()
 for p in wrk libnginx-mod-http-lua lua-cjson redis-tools mariadb-client \
          curl linux-perf util-linux; do
