@@ -81,8 +81,11 @@
  *                                grants no lease and holds its batches
  *   rl:<account>           STRING Redis-global rate limit state of an
  *                                account (all its keys share it)
- *   account-keys:<id>      HASH  display prefix -> sha256hex, every key of
- *                                an account
+ *   account-keys:<id>      HASH  display prefix -> sha256hex, the keys of
+ *                                an account that may be used, and those
+ *                                revoked or expired since the index was
+ *                                last pruned (a create prunes it at twice
+ *                                the cap; a restore writes live keys only)
  *   admin                  STREAM key changes made through the developer
  *                                API, field "event" = JSON
  *                                {"type":"key.created","account":N,

@@ -316,6 +316,75 @@ is_error($r, 413, 'request_too_large', 'a body in a temporary file');
 is(admin_events(), $events_before, 'nothing created');
 
 
+# --- the account index stays bounded ---------------------------------------
+
+# Keys created and revoked in a loop: the account's index (what GET lists,
+# and what each create counts its active keys in) holds at most twice the
+# cap (4 here); the create that finds it full drops the revoked and expired
+# keys from it, their records expire in 30 days, and they stay refused.
+# Before, it grew without end, and each create held Redis longer (368 ms
+# at 100,000 revoked keys).
+
+{
+    my $loop = seed_full_key($t, account => 3150, scopes => 'chat,admin');
+    my $kept = create($loop, { label => 'kept' })->{json}{key};
+    my ($expired, @revoked);
+
+    for my $i (1 .. 12) {
+        my $made = create($loop, { label => "loop $i" })->{json}{key};
+        push @revoked, $made;
+        $t->http(DELETE => "$PATH/" . Aihub::key_prefix($made), key => $loop);
+        ok(account_keys(3150) <= 8,
+           "loop $i: the index holds at most twice the cap");
+    }
+
+    $expired = create($loop, { label => 'soon' })->{json}{key};
+    $t->redis('HSET', 'aihub:key:' . Aihub::key_hash($expired),
+              'expires', int(time) - 1);
+
+    # 20,000 revoked keys left by the module before this change (or by a
+    # worker's restore before it): one create drops them all
+    my $port = $t->redis_port;
+    open(my $pipe, '|-', "redis-cli -p $port --pipe > /dev/null")
+        or die "redis-cli: $!";
+    for my $i (1 .. 20000) {
+        my $h = sprintf '%064x', $i;
+        my $pre = sprintf 'ai-hub-old%05d', $i;
+        for my $cmd ([ 'HSET', "aihub:key:$h", 'account', 3150,
+                       'prefix', $pre, 'status', 'revoked', 'expires', 0 ],
+                     [ 'HSET', 'aihub:account-keys:3150', $pre, $h ]) {
+            print $pipe '*' . @$cmd . "\r\n"
+                . join('', map { '$' . length($_) . "\r\n$_\r\n" } @$cmd);
+        }
+    }
+    close $pipe;
+    is(account_keys(3150) > 20000, 1, '20,000 revoked keys in the index');
+
+    my $r = create($loop, { label => 'after' });
+    is($r->{status}, 201, 'a create with them there: 201');
+    ok(account_keys(3150) <= 8, '... which dropped them from the index')
+        or diag(account_keys(3150));
+    my $ttl = $t->redis('TTL', 'aihub:key:' . sprintf('%064x', 7));
+    ok($ttl > 29 * 86400 && $ttl <= 30 * 86400,
+       '... their records expire in 30 days') or diag($ttl);
+
+    my $list = $t->http(GET => $PATH, key => $loop);
+    my %listed = map { $_->{prefix} => $_->{status} }
+                 @{ $list->{json}{data} // [] };
+    is($listed{ Aihub::key_prefix($kept) }, 'active',
+       'the active keys are listed');
+    ok(!exists $listed{ Aihub::key_prefix($expired) },
+       'an expired key was dropped from the list');
+    is($t->chat($kept, model => 'test-basic')->{status}, 200,
+       'an active key still works');
+    is_error($t->chat($_, model => 'test-basic'), 401, 'invalid_api_key',
+             'a dropped revoked key is still refused')
+        for @revoked[0, 11];
+    is_error($t->chat($expired, model => 'test-basic'), 401,
+             'invalid_api_key', 'a dropped expired key is still refused');
+}
+
+
 # --- the directive -------------------------------------------------------------
 
 $t->nginx(<<'END', name => 'bad');

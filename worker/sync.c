@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 #include <mysql.h>
@@ -58,6 +59,23 @@ static const char  aw_key_select[] =
     "JOIN subscriptions s ON s.account = a.id AND s.ended_at IS NULL "
     "JOIN plans p ON p.id = s.plan "
     "LEFT JOIN account_overrides o ON o.account = a.id ";
+
+
+/* a key not revoked whose expiry (unix seconds, 0: never) is ahead */
+
+static int
+aw_sync_key_live(const char *status, const char *expires, time_t now)
+{
+    long long  e;
+
+    if (strcmp(status, "revoked") == 0) {
+        return 0;
+    }
+
+    e = strtoll(expires, NULL, 10);
+
+    return e == 0 || e > (long long) now;
+}
 
 
 /* reads n queued replies; -1 if any failed */
@@ -112,7 +130,10 @@ aw_sync_keys(MYSQL *db, redisContext *rc, const char *where,
     char       **row;
     int          i, queued, argc, rows;
     char         key[128], akeys[128];
+    time_t       now;
     const char  *argv[2 + 2 * AW_KEY_FIELDS];
+
+    now = time(NULL);
 
     aw_buf_init(&q);
     aw_buf_puts(&q, aw_key_select);
@@ -155,14 +176,21 @@ aw_sync_keys(MYSQL *db, redisContext *rc, const char *where,
         argv[0] = "EXEC";
         queued += aw_append(rc, 1, argv);
 
-        /* account-keys:<id>: display prefix -> hash, for the developer API */
+        /*
+         * account-keys:<id>: display prefix -> hash, for the developer
+         * API, of the keys that may still be used: a revoked or expired
+         * key is refused by its record, and an index that kept every key
+         * ever revoked grew without end (ngx_http_aihub_dev_key_create.c)
+         */
 
-        argv[0] = "HSET";
-        argv[1] = aw_rkey(akeys, sizeof(akeys), AIHUB_RK_ACCOUNT_KEYS,
-                          row[5]);
-        argv[2] = row[1];
-        argv[3] = row[0];
-        queued += aw_append(rc, 4, argv);
+        if (aw_sync_key_live(row[3], row[4], now)) {
+            argv[0] = "HSET";
+            argv[1] = aw_rkey(akeys, sizeof(akeys), AIHUB_RK_ACCOUNT_KEYS,
+                              row[5]);
+            argv[2] = row[1];
+            argv[3] = row[0];
+            queued += aw_append(rc, 4, argv);
+        }
 
         rows++;
 
