@@ -239,8 +239,8 @@ is($t->redis('HGET', 'aihub:key:' . sha256_hex($free), 'plan'), 'free',
 is($t->redis('HGET', "aihub:account-keys:$acct", $prefix), undef,
    'sync leaves the revoked key out of its account\'s index (what the '
    . 'developer API lists and counts: it grew with every key revoked)');
-my $tiny = $t->sql_value("SELECT id FROM accounts WHERE name = 'tiny'");
-is($t->redis('HGET', "aihub:account-keys:$tiny",
+my $tiny_id = $t->sql_value("SELECT id FROM accounts WHERE name = 'tiny'");
+is($t->redis('HGET', "aihub:account-keys:$tiny_id",
              substr($free, 0, length $prefix)), sha256_hex($free),
    'and indexes a live key');
 is($t->redis('HGET', 'aihub:model:openai/gpt-4o', 'price_out'), 10000000,

@@ -50,11 +50,6 @@ for ([ free_under => 'free' ], [ free_at => 'free' ], [ pro_under => 'pro' ],
                                . "'$name'");
 }
 
-# everyone existed since the middle of B
-
-$t->sql("UPDATE accounts SET created_at = '$B-15 00:00:00'");
-$t->sql("UPDATE subscriptions SET started_at = '$B-15 00:00:00'");
-
 # enterprise contract: $500.00 a month, 100 calls included
 
 my ($rc, $out, $err) = $t->worker('account', 'override', 'ent',
@@ -65,6 +60,12 @@ is($rc, 0, 'enterprise override set') or diag($err);
 
 ($rc) = $t->worker('account', 'override', 'capped', '--spend-cap', '0.03');
 is($rc, 0, 'spend cap set');
+
+# everyone existed since the middle of B, with these contracts (a change
+# made after a month's end is not billed to that month: t/56)
+
+$t->sql("UPDATE accounts SET created_at = '$B-15 00:00:00'");
+$t->sql("UPDATE subscriptions SET started_at = '$B-15 00:00:00'");
 
 # changer: free until P-10, then pro
 

@@ -204,6 +204,15 @@ events(account => 'capped', n => 1, model => 'mock-basic', in => 100000,
 events(account => 'capped', n => 1, model => 'mock-basic', in => 100000,
        out => 50000, ts => "$P-20");
 
+# The terms set up above stand for the terms in force since B: a test can
+# only enter them now, after those months ended, so the terms each change
+# held for the ended months (worker/terms_held.c) are let go here.  Below,
+# a change entered after a month's end is not billed to that month.
+
+ok($t->sql_value('SELECT COUNT(*) FROM terms_held') > 0,
+   'the changes above held the terms of the ended months first');
+$t->sql('DELETE FROM terms_held');
+
 # --- a model without a price --------------------------------------------------
 
 # ghost-model has no price row: the close refuses, names it, issues nothing
@@ -258,10 +267,21 @@ is_deeply([ $t->sql("SELECT l.kind, l.price_in_micros, l.amount_cents FROM "
             [ 'adjustment', 0, -4 ] ],
           'one line per price, each rounded once, then the cap');
 
-# --- the contract changes after the close -------------------------------------
+# --- the contract and the plan change after the close of P ----------------
+
+# N has ended, and is not closed: a new contract price for "late" and a new
+# base fee for pro, entered now (as on the 1st, for the month that has just
+# begun), are not N's terms.  Before, N was billed on them.
 
 ($rc) = $t->worker('account', 'override', 'late', '--base-fee', '3000');
 is($rc, 0, 'late: contract price now $3,000');
+($rc, undef, $err) = $t->worker('plan', 'set', 'pro', '--base-fee', '25');
+is($rc, 0, 'pro: base fee now $25') or diag($err);
+is($t->sql_value("SELECT terms FROM terms_held WHERE account = $id{late} "
+                 . "AND period = '$N'") =~ /base_cents=250000 /, 1,
+   "late: N's terms held at its end, at the contract price then");
+is($t->sql_value("SELECT COUNT(*) FROM terms_held WHERE period = '$P'"), 0,
+   'none held for P, closed');
 
 ($rc, $out) = $t->worker('invoice', 'check');
 is($rc, 0, 'check: untouched invoices still match after the change')
@@ -276,9 +296,11 @@ events(account => 'late', n => 1, model => 'mock-premium', plan =>
                                '--force');
 is($rc, 0, "close $N") or diag($err);
 
-# N: $3,000.00 contract + the P adjustment $0.08 = $3,000.08
+# N: $2,500.00, the contract price at N's end, + the P adjustment $0.08
 
-is(total('late', $N), 300008, 'N: $3,000 + $0.08 late, not + $500.08');
+is(total('late', $N), 250008,
+   'N: $2,500 (the contract at its end) + $0.08 late, not $3,000');
+is(total('think', $N), 1900, 'N, pro: $19.00, the fee at its end, not $25');
 my ($adj) = $t->sql("SELECT l.ref_period, l.calls, l.amount_cents FROM "
     . "invoice_lines l JOIN invoices i ON i.id = l.invoice WHERE i.account "
     . "= $id{late} AND i.period = '$N' AND l.kind = 'adjustment'");
@@ -291,15 +313,15 @@ is($rc, 0, 'check passes after the adjustment') or diag($out);
 
 # P: 1904 + 250000 + 250008 + 1902 + 1910 + 108 = 505832
 # N: think 1900 + switch 250000 (enterprise at the contract price) + late
-#    300008 + ghost 1900 + capped 1900 + many 100 = 555808
+#    250008 + ghost 1900 + capped 1900 + many 100 = 505808
 
 my %want = (
     $P => { think => 1904, switch => 250000, late => 250008, ghost => 1902,
             capped => 1910, many => 108 },
-    $N => { think => 1900, switch => 250000, late => 300008, ghost => 1900,
+    $N => { think => 1900, switch => 250000, late => 250008, ghost => 1900,
             capped => 1900, many => 100 },
 );
-my %sum = ($P => 505832, $N => 555808);
+my %sum = ($P => 505832, $N => 505808);
 
 sub usd { my $c = shift; sprintf '%d.%02d', int($c / 100), $c % 100 }
 

@@ -37,6 +37,10 @@ for my $name (qw(a1 a2 a3 a4)) {
     $t->create_key(account => $name, plan => 'pro');
     $id{$name} = $t->sql_value("SELECT id FROM accounts WHERE name = "
                                . "'$name'");
+
+    # the contract as it was from the start (a change made after a month's
+    # end is not billed to that month: t/56)
+    $t->worker('account', 'override', $name, '--included', 0);
 }
 
 $t->sql("UPDATE accounts SET created_at = '$B-15 00:00:00'");
@@ -48,7 +52,6 @@ $t->sql("UPDATE subscriptions SET started_at = '$B-15 00:00:00'");
 my $tag = 0;
 
 for my $name (qw(a1 a2 a3 a4)) {
-    $t->worker('account', 'override', $name, '--included', 0);
     $tag++;
     $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
         . "plan, model, provider, prompt_tokens, completion_tokens, "

@@ -17,6 +17,7 @@
 #include "catalog.h"
 #include "command.h"
 #include "db.h"
+#include "invoice.h"
 #include "sync.h"
 
 
@@ -436,6 +437,7 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
     aw_buf_t     keep, q;
     aw_stmt_t    set, u;
     MYSQL       *db;
+    char         idtext[24];
     aw_opt_t     opts[] = {
         { "--included", 1, &included },
         { "--rpm", 1, &rpm },
@@ -508,6 +510,16 @@ aw_account_override(aw_cmd_ctx_t *ctx, int argc, char **argv)
     }
 
     rc = AW_EXIT_FAIL;
+
+    /* an ended month not closed yet is billed on the contract as it was */
+
+    snprintf(idtext, sizeof(idtext), "%lld", id);
+
+    if (aw_terms_hold(db, "s.account = ?", idtext) != 0) {
+        aw_log(AW_LOG_ERROR, "account \"%s\" not changed: the terms of the "
+               "ended months not closed yet could not be held", name);
+        goto done;
+    }
 
     aw_buf_printf(&q, "INSERT INTO account_overrides (account) VALUES "
                   "(%lld) ON DUPLICATE KEY UPDATE account = account", id);

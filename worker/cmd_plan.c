@@ -349,6 +349,14 @@ aw_plan_set(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
+    /* an ended month not closed yet is billed on the plan as it was */
+
+    if (aw_terms_hold(db, "p.name = ?", name) != 0) {
+        aw_log(AW_LOG_ERROR, "plan \"%s\" not changed: the terms of the "
+               "ended months not closed yet could not be held", name);
+        goto done;
+    }
+
     aw_buf_puts(&q.sql, "UPDATE plans SET ");
     aw_stmt_append(&q, &set);
     aw_buf_puts(&q.sql, " WHERE name = ");

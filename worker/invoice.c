@@ -263,7 +263,8 @@ aw_terms_parse(const char *s, aw_terms_t *t)
 /*
  * The terms the issued invoice of (account, period) was computed with; an
  * invoice issued before they were stored (NULL), or no invoice at all,
- * falls back to today's tables.  Returns 0, 1 (no subscription), -1.
+ * falls back to the terms at the month's end (aw_terms_at_end).  Returns
+ * 0, 1 (no subscription), -1.
  */
 
 int
@@ -302,7 +303,48 @@ aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
 
     aw_rows_free(res);
 
-    return aw_terms_load(db, account, start, end, t);
+    return aw_terms_at_end(db, account, period, start, end, t);
+}
+
+
+/*
+ * The terms of an account for the month [start, end) as they were at its
+ * end: held by a change made since, or today's tables.  Returns 0, 1 if no
+ * subscription was in force, or -1.
+ */
+
+int
+aw_terms_at_end(MYSQL *db, long long account, const char *period,
+    time_t start, time_t end, aw_terms_t *t)
+{
+    int          rc;
+    char         sql[128], **row;
+    aw_rows_t   *res;
+
+    snprintf(sql, sizeof(sql), "SELECT terms FROM terms_held WHERE "
+             "account = %lld AND period = ?", account);
+
+    res = aw_db_select_params(db, sql, &period, 1);
+    if (res == NULL) {
+        return -1;
+    }
+
+    row = aw_rows_next(res);
+
+    if (row == NULL) {
+        aw_rows_free(res);
+        return aw_terms_load(db, account, start, end, t);
+    }
+
+    rc = aw_terms_parse(row[0], t);
+    aw_rows_free(res);
+
+    if (rc != 0) {
+        aw_log(AW_LOG_ERROR, "account %lld, %s: unreadable held terms",
+               account, period);
+    }
+
+    return rc;
 }
 
 

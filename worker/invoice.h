@@ -82,6 +82,14 @@ int aw_terms_parse(const char *s, aw_terms_t *t);
 int aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
     aw_terms_t *t);
 
+/* the terms at a month's end: held (terms_held.c), or today's tables */
+int aw_terms_at_end(MYSQL *db, long long account, const char *period,
+    time_t start, time_t end, aw_terms_t *t);
+
+/* terms_held.c: the terms of the ended months not closed yet, held before
+   a change (plan set, account override) for the accounts it touches */
+int aw_terms_hold(MYSQL *db, const char *where, const char *value);
+
 aw_line_t *aw_invoice_add(aw_invoice_t *inv, const char *kind);
 void aw_invoice_free(aw_invoice_t *inv);
 int aw_invoice_compute(MYSQL *db, long long account, const char *period,

@@ -200,7 +200,7 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
 
     /* is there anything to bill?  the plan in force tells */
 
-    r = aw_terms_load(db, account, start, end, &terms);
+    r = aw_terms_at_end(db, account, period, start, end, &terms);
     if (r < 0) {
         return -1;
     }
