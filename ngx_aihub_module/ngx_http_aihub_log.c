@@ -175,6 +175,18 @@ ngx_http_aihub_log_event(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     e.cost_micros = ctx->usage.cost_micros;
     e.status = r->headers_out.status ? r->headers_out.status
                                      : ctx->reply.status;
+
+    /*
+     * a 200 whose stream held an error in place of any content (its head
+     * was sent before the error came): failed, given back to the quota,
+     * and so not a call in the ledger either, which counts 2xx
+     */
+
+    if (ctx->reply.failed && !ctx->usage.aborted
+        && e.status >= NGX_HTTP_OK && e.status < NGX_HTTP_SPECIAL_RESPONSE)
+    {
+        e.status = NGX_HTTP_BAD_GATEWAY;
+    }
     e.streamed = ctx->reply.streamed;
     e.aborted = ctx->usage.aborted;
     e.estimated = ctx->usage.tokens.estimated;

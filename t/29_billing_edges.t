@@ -173,6 +173,11 @@ my $nev = () = usage_events($t);
 
     is($e->{total_tokens} + $e->{cost_micros}, 0,
        'an error in place of any content bills nothing');
+    is($r->{status}, 200, '(its head went out as 200 before the error)');
+    is($e->{status}, 502,
+       'its event says 502, not 200: the ledger counts no call for it, as '
+       . 'the quota gave it back (before: a call in the ledger and on the '
+       . 'invoice, none in the counter)');
 }
 
 # --- a stream that ends without a blank line after its last event -------------
@@ -204,6 +209,7 @@ for my $iu (1, 0) {
     $nev = @ev;
     is($e->{total_tokens} + $e->{cost_micros}, 0,
        "open end ($how): an error in place of any content bills nothing");
+    is($e->{status}, 502, "open end ($how): and its event says 502");
 }
 
 # --- a call's time is when its quota counts it --------------------------------
