@@ -144,4 +144,35 @@ for my $round (1 .. 3) {
 my $r = $t->chat($probe, model => 'test-basic');
 is($r->{status}, 200, 'an account without TPM is not affected');
 
+
+# --- a client gone while its call waits for its grant -------------------------
+
+# TPM 100: a call holds the whole limit.  The key is cached (a model list
+# takes no tokens) and Redis paused, so the call waits for its grant
+# holding the tokens; its client hangs up.  The tokens go back, as a
+# refused call's do; before, they stayed held for the minute and the
+# account's next call got 429.
+{
+    my $account = 3330;
+    my $key = seed_full_key($t, account => $account, tpm => 100);
+    is($t->http(GET => '/v1/models', key => $key)->{status}, 200,
+       'gone: the key is cached');
+
+    $t->redis('CLIENT', 'PAUSE', 1500, 'WRITE');
+    my $body = JSON::PP->new->encode({ model => 'test-basic',
+        messages => [ { role => 'user', content => 'hello' } ] });
+    my $s = $t->connect;
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+        . "Authorization: Bearer $key\r\nContent-Type: application/json\r\n"
+        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    select(undef, undef, undef, 0.4);
+    close $s;
+    select(undef, undef, undef, 1.5);    # the pause ends
+
+    $r = $t->chat($key, model => 'test-basic');
+    is($r->{status}, 200, 'gone while waiting for its grant: its held '
+                          . 'tokens went back, the next call passes')
+        or diag($r->{content});
+}
+
 $t->done;
