@@ -170,18 +170,22 @@ ngx_http_aihub_quota_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ngx_http_aihub_usage_full(r->connection->log)) {
-        ngx_http_aihub_quota_unavailable(r, ctx);
-        return NGX_OK;
-    }
-
-    /* the worst case of tokens held against the TPM limit first */
+    /*
+     * the worst case of tokens held against the TPM limit first, before a
+     * full event buffer can let the call through failing open (it held
+     * nothing then, and concurrent calls passed the limit together)
+     */
 
     if (ngx_http_aihub_limit_hold(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
     if (ctx->flow.state == NGX_HTTP_AIHUB_STATE_DONE) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_aihub_usage_full(r->connection->log)) {
+        ngx_http_aihub_quota_unavailable(r, ctx);
         return NGX_OK;
     }
 

@@ -144,6 +144,33 @@ sub ids_in_stream {
 }
 
 
+# --- a full buffer, failing open: the TPM limit still holds ---------------
+
+# TPM 100, each call holds the whole limit: with the buffer full and Redis
+# down, 10 concurrent calls still pass one at a time (one passes); before,
+# a call taken past the full buffer held no tokens, and all 10 passed
+{
+    reseed();
+    my $tpm = seed_full_key($t, account => 2301, tpm => 100);
+    is($t->http(GET => '/v1/models', key => $tpm, name => 'small')->{status},
+       200, 'full buffer: the TPM key is cached');
+
+    $t->stop_redis;
+    calls_while_down(5, name => 'small');     # the buffer is full now
+
+    my @res = parallel_chat($t, 10, $tpm, names => [ 'small' ],
+                            headers => { 'x-mock-delay-ms' => 300 });
+    my %st;
+    $st{ $_->{status} }++ for @res;
+    is($st{200} // 0, 1, 'full buffer, failing open: TPM 100, 10 '
+                         . 'concurrent calls: one passes')
+        or diag(explain(\%st));
+
+    $t->start_redis;
+    restored();
+}
+
+
 # --- graceful reload with events waiting -----------------------------------
 
 {
