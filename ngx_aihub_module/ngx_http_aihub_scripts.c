@@ -85,6 +85,12 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
  * per holder, and below the smallest block a call is leased alone with
  * its worst-case cost; a call is refused once the overage plus what is
  * held reaches the cap.
+ * The node admits from a lease until the period's end at the latest (the
+ * lifetime it is told), but Redis holds it its whole time: a lease that
+ * Redis let go at the period's end was reclaimed by the first grant of
+ * that period to come after it (a request checked at 23:59:59.99, a
+ * grant sent again, a node whose clock is behind Redis's), and the calls
+ * still running on it were then granted again to others.
  * Without the epoch marker (Redis lost its data, and the worker has not
  * restored the counters yet) nothing is granted: reason "wiped".
  * A lease "id" that is there already was granted by this script sent
@@ -163,12 +169,13 @@ static const char  ngx_http_aihub_grant_script[] =
         AIHUB_CF_LEASE "' .. ARGV[6], n .. ':' .. lc .. tick) "
     "if used == 0 then redis.call('EXPIRE', pk, ARGV[4]) end "
     "local due = lnow + tonumber(ARGV[7]) "
-    "if due > tonumber(ARGV[12]) then due = tonumber(ARGV[12]) end "
-    "if due <= lnow then due = lnow + 1 end "
+    "local life = due "
+    "if life > tonumber(ARGV[12]) then life = tonumber(ARGV[12]) end "
+    "if life <= lnow then life = lnow + 1 end "
     "redis.call('ZADD', lk, due, ARGV[6]) "
     "if held == 0 then redis.call('EXPIRE', lk, ARGV[4]) end "
     "redis.call('ZADD', KEYS[4], 'LT', due, ARGV[9]) "
-    "return {1, used, 'ok', remaining, 0, reset, n, due - lnow, lc}";
+    "return {1, used, 'ok', remaining, 0, reset, n, life - lnow, lc}";
 
 
 /*
