@@ -159,12 +159,7 @@ is($r->{status}, 200, 'an account without TPM is not affected');
        'gone: the key is cached');
 
     $t->redis('CLIENT', 'PAUSE', 1500, 'WRITE');
-    my $body = JSON::PP->new->encode({ model => 'test-basic',
-        messages => [ { role => 'user', content => 'hello' } ] });
-    my $s = $t->connect;
-    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
-        . "Authorization: Bearer $key\r\nContent-Type: application/json\r\n"
-        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    my $s = raw_chat($t, $key);
     select(undef, undef, undef, 0.4);
     close $s;
     select(undef, undef, undef, 1.5);    # the pause ends

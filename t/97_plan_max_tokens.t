@@ -46,29 +46,11 @@ my $capped = seed_full_key($t, account => 9701, plan => 'free',
                            max_tokens => $CAP, scopes => 'chat,embeddings');
 my $open = seed_full_key($t, account => 9702, plan => 'pro', models => '*');
 
-$t->nginx(<<'END')->start_nginx;
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 300ms;
-    aihub_cache_zone aihub:8m;
-    aihub_pass_request_header x-mock-*;    # the mock's test controls
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-    aihub_provider openai url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY
-                   max_tokens_as=max_completion_tokens;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            aihub_failure_mode closed;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-END
+$t->nginx(gateway_conf(url => '%%MOCK_URL%%',
+    providers => "aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;\n"
+                 . "    aihub_provider openai url=%%MOCK_URL%% "
+                 . 'key_env=AIHUB_MOCK_KEY max_tokens_as=max_completion_tokens;',
+    extra => 'aihub_pass_request_header x-mock-*;'))->start_nginx;
 
 ok(wait_ready($t, $capped), 'catalog loaded');
 

@@ -20,7 +20,6 @@ use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
-use JSON::PP;
 
 use lib 't/lib';
 use Aihub;
@@ -47,27 +46,8 @@ my $offB = int($END - time) - 40;
 my $offA = $offB - 10;
 my $TB = $END - $offB;
 
-my $HTTP = <<'END';
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 2s;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-    aihub_pass_request_header x-mock-*;    # the mock's test controls
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-
-        location /v1/ {
-            aihub on;
-            aihub_failure_mode closed;
-            proxy_pass $aihub_proxy_url;
-            proxy_set_header Host $aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-END
+my $HTTP = gateway_conf(url => '%%MOCK_URL%%', redis_timeout => '2s',
+                        extra => 'aihub_pass_request_header x-mock-*;');
 
 $t->nginx("    aihub_time_offset $offB;\n" . $HTTP, name => 'b');
 $t->start_nginx('b');
@@ -84,18 +64,8 @@ sub wait_until { my $at = shift; my $d = $at - time; sleep $d if $d > 0 }
 ok(time < $TB - 6, 'the nodes started in time') or diag($TB - time);
 wait_until($TB - 4);
 
-my $body = JSON::PP->new->encode({ model => 'test-basic',
-    messages => [ { role => 'user', content => 'hello' } ] });
-my @long;
-
-for (1 .. 8) {
-    my $s = $t->connect(name => 'b');
-    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
-        . "Authorization: Bearer $key\r\nContent-Type: application/json\r\n"
-        . "x-mock-delay-ms: 9000\r\nConnection: close\r\n"
-        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-    push @long, $s;
-}
+my @long = map { raw_chat($t, $key, -name => 'b', 'x-mock-delay-ms' => 9000) }
+            1 .. 8;
 
 # B's month has ended; A is 8 s from the end of the same month
 wait_until($TB + 2);

@@ -86,7 +86,8 @@ error checks, mock-log helpers and concurrent requests
     raw_chat($t, $key, %headers)
                               a chat call written by hand on a connection
                               of its own, returned open (a client that
-                              goes away, a worker killed under it)
+                              goes away, a worker killed under it);
+                              -name => the instance to call
     fork_proxy($t, $backlog, \&loop)
                               a process that listens on a free port (with
                               that accept backlog) and runs
@@ -685,13 +686,14 @@ END
 
 # a chat call written by hand on its own connection, left to the caller to
 # read or drop (a client that goes away, a worker process killed under it);
-# %h: more request headers
+# %h: more request headers, and -name => the instance (default: the first)
 sub raw_chat {
     my ($t, $key, %h) = @_;
 
+    my $name = delete $h{-name};
     my $body = '{"model":"test-basic","messages":[{"role":"user",'
                . '"content":"hello"}]}';
-    my $s = $t->connect;
+    my $s = $t->connect(name => $name);
     print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
              . "Authorization: Bearer $key\r\n"
              . "Content-Type: application/json\r\n"
