@@ -261,68 +261,20 @@ aw_terms_parse(const char *s, aw_terms_t *t)
 
 
 /*
- * The terms the issued invoice of (account, period) was computed with; an
- * invoice issued before they were stored (NULL), or no invoice at all,
- * falls back to the terms at the month's end (aw_terms_at_end).  Returns
- * 0, 1 (no subscription), -1.
+ * The terms stored in table (invoices, terms_held) for (account, period):
+ * 0, 2 if none are stored, or -1.
  */
 
-int
-aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
-    aw_terms_t *t)
-{
-    char        sql[160], **row;
-    aw_rows_t  *res;
-    time_t      start, end;
-    int         rc;
-
-    if (aw_period_bounds(period, &start, &end) != 0) {
-        return -1;
-    }
-
-    snprintf(sql, sizeof(sql), "SELECT terms FROM invoices WHERE account = "
-             "%lld AND terms IS NOT NULL AND period = ?", account);
-    res = aw_db_select_params(db, sql, &period, 1);
-    if (res == NULL) {
-        return -1;
-    }
-
-    row = aw_rows_next(res);
-
-    if (row != NULL) {
-        rc = aw_terms_parse(row[0], t);
-        aw_rows_free(res);
-
-        if (rc != 0) {
-            aw_log(AW_LOG_ERROR, "invoice of account %lld, %s: unreadable "
-                   "terms", account, period);
-        }
-
-        return rc;
-    }
-
-    aw_rows_free(res);
-
-    return aw_terms_at_end(db, account, period, start, end, t);
-}
-
-
-/*
- * The terms of an account for the month [start, end) as they were at its
- * end: held by a change made since, or today's tables.  Returns 0, 1 if no
- * subscription was in force, or -1.
- */
-
-int
-aw_terms_at_end(MYSQL *db, long long account, const char *period,
-    time_t start, time_t end, aw_terms_t *t)
+static int
+aw_terms_stored(MYSQL *db, const char *table, long long account,
+    const char *period, aw_terms_t *t)
 {
     int          rc;
-    char         sql[128], **row;
+    char         sql[160], **row;
     aw_rows_t   *res;
 
-    snprintf(sql, sizeof(sql), "SELECT terms FROM terms_held WHERE "
-             "account = %lld AND period = ?", account);
+    snprintf(sql, sizeof(sql), "SELECT terms FROM %s WHERE account = %lld "
+             "AND terms IS NOT NULL AND period = ?", table, account);
 
     res = aw_db_select_params(db, sql, &period, 1);
     if (res == NULL) {
@@ -333,18 +285,60 @@ aw_terms_at_end(MYSQL *db, long long account, const char *period,
 
     if (row == NULL) {
         aw_rows_free(res);
-        return aw_terms_load(db, account, start, end, t);
+        return 2;
     }
 
     rc = aw_terms_parse(row[0], t);
     aw_rows_free(res);
 
     if (rc != 0) {
-        aw_log(AW_LOG_ERROR, "account %lld, %s: unreadable held terms",
-               account, period);
+        aw_log(AW_LOG_ERROR, "account %lld, %s: unreadable terms in %s",
+               account, period, table);
     }
 
     return rc;
+}
+
+
+/*
+ * The terms the issued invoice of (account, period) was computed with; an
+ * invoice issued before they were stored (NULL), or no invoice at all,
+ * falls back to the terms at the month's end (aw_terms_at_end).  Returns
+ * 0, 1 (no subscription), -1.
+ */
+
+int
+aw_terms_of_invoice(MYSQL *db, long long account, const char *period,
+    aw_terms_t *t)
+{
+    int     rc;
+    time_t  start, end;
+
+    if (aw_period_bounds(period, &start, &end) != 0) {
+        return -1;
+    }
+
+    rc = aw_terms_stored(db, "invoices", account, period, t);
+
+    return rc != 2 ? rc : aw_terms_at_end(db, account, period, start, end, t);
+}
+
+
+/*
+ * The terms of an account for the month [start, end) as they were at its
+ * end: held by a change made since (terms_held.c), or today's tables.
+ * Returns 0, 1 if no subscription was in force, or -1.
+ */
+
+int
+aw_terms_at_end(MYSQL *db, long long account, const char *period,
+    time_t start, time_t end, aw_terms_t *t)
+{
+    int  rc;
+
+    rc = aw_terms_stored(db, "terms_held", account, period, t);
+
+    return rc != 2 ? rc : aw_terms_load(db, account, start, end, t);
 }
 
 
