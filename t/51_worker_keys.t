@@ -101,6 +101,20 @@ like($err, qr/--account is required/, 'and says so');
 is($rc, 2, 'unknown plan exits 2');
 ($rc) = $t->worker('key', 'create', '--account', 'x', '--expires', 'soon');
 is($rc, 2, 'bad --expires exits 2');
+
+# past 2038-01-19: MariaDB before 11.5 reads FROM_UNIXTIME() and
+# UNIX_TIMESTAMP() of such a time as NULL (the insert failed: "Truncated
+# incorrect unixtime value"), and a month of 2038 would close with nothing
+my $Y2040 = 2208988800;    # 2040-01-01 00:00:00 UTC
+($rc, $out, $err) = $t->worker('key', 'create', '--account', 'far',
+                               '--plan', 'pro', '--expires', $Y2040);
+is($rc, 0, 'a key expiring in 2040 is created') or diag($err);
+my ($far) = $out =~ /(ai-hub-[A-Za-z0-9]+)/;
+is($t->sql_value("SELECT expires_at FROM api_keys WHERE key_hash = '"
+                 . sha256_hex($far // '') . "'"), '2040-01-01 00:00:00',
+   'MySQL holds its expiry');
+is($t->redis('HGET', 'aihub:key:' . sha256_hex($far // ''), 'expires'),
+   $Y2040, 'and Redis');
 ($rc) = $t->worker('key', 'revoke', 'nope');
 is($rc, 2, 'malformed prefix exits 2');
 ($rc) = $t->worker('key', 'revoke', 'ai-hub-zzzzzzzz');
@@ -236,6 +250,8 @@ is($t->redis('HGET', "aihub:key:$hash", 'status'), 'revoked',
    'sync restores the revoked record');
 is($t->redis('HGET', 'aihub:key:' . sha256_hex($free), 'plan'), 'free',
    'sync restores the free key');
+is($t->redis('HGET', 'aihub:key:' . sha256_hex($far // ''), 'expires'),
+   $Y2040, 'and an expiry past 2038 (before: 0, never)');
 is($t->redis('HGET', "aihub:account-keys:$acct", $prefix), undef,
    'sync leaves the revoked key out of its account\'s index (what the '
    . 'developer API lists and counts: it grew with every key revoked)');
@@ -259,7 +275,8 @@ my $tiny = 0 + $t->sql_value("SELECT id FROM accounts WHERE name = "
 my $until = int(time) + 7200;
 my %api;
 
-for my $case ([ 'expiring', $until ], [ 'never', 0 ], [ 'older nginx' ]) {
+for my $case ([ 'expiring', $until ], [ 'never', 0 ], [ 'older nginx' ],
+             [ 2040, 2208988800 ]) {
     my ($name, $exp) = @$case;
     my $k = Aihub::make_key();
     $api{$name} = sha256_hex($k);
@@ -301,6 +318,11 @@ is($t->redis('HGET', "aihub:key:$api{expiring}", 'expires'), $until,
 is($t->sql_value("SELECT expires_at IS NULL FROM api_keys WHERE "
                  . "key_hash = '$api{never}'"), 1,
    'expires 0: never expires in MySQL');
+is($t->sql_value("SELECT expires_at FROM api_keys WHERE key_hash = "
+                 . "'$api{2040}'"), '2040-01-01 00:00:00',
+   'an API key expiring in 2040: MySQL keeps it');
+is($t->redis('HGET', "aihub:key:$api{2040}", 'expires'), 2208988800,
+   'and Redis');
 is($t->redis('HGET', "aihub:key:$api{never}", 'expires'), 0,
    'nor in Redis');
 is($t->sql_value("SELECT expires_at IS NULL FROM api_keys WHERE "

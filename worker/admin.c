@@ -75,7 +75,7 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
     const char  *hash, *scopes, *label;
     long long    expires;
     aw_stmt_t    q;
-    char         sql[160];
+    char         sql[160], te[AW_SQL_TIME_LEN];
 
     hash = aw_jstr(o, AIHUB_AE_HASH);
     scopes = aw_jstr(o, AIHUB_AE_SCOPES);
@@ -117,15 +117,15 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
     aw_stmt_str(&q, scopes);
 
     if (expires > 0) {
-        aw_buf_printf(&q.sql, ", FROM_UNIXTIME(%lld)", expires);
+        aw_buf_printf(&q.sql, ", %s", aw_sql_time(expires, te));
 
     } else {
         aw_buf_puts(&q.sql, ", NULL");
     }
 
     if (ms > 0) {
-        aw_buf_printf(&q.sql, ", 'api', FROM_UNIXTIME(%lld / 1000) FROM "
-                      "accounts WHERE id = %lld", ms, account);
+        aw_buf_printf(&q.sql, ", 'api', %s FROM accounts WHERE id = %lld",
+                      aw_sql_time(ms / 1000, te), account);
 
     } else {
         aw_buf_printf(&q.sql, ", 'api', UTC_TIMESTAMP() FROM accounts "

@@ -145,6 +145,18 @@ int aw_event_parse_with(const char *json, size_t len, int plain,
     aw_event_t *ev, const char **reason);
 void aw_ts_format(long long ts_ms, char *out, size_t size);
 void aw_day_format(long long ts_ms, char *out, size_t size);
+
+/*
+ * Unix seconds as a quoted DATETIME literal, for SQL, and a DATETIME
+ * column as unix seconds: MariaDB before 11.5 (Debian 12's is 10.11)
+ * reads FROM_UNIXTIME() and UNIX_TIMESTAMP() of a time past 2038-01-19
+ * as NULL, so a month of 2038 closed with nothing billed and a key could
+ * not expire past it.  The session runs in UTC (db.c).
+ */
+#define AW_SQL_TIME_LEN  32
+char *aw_sql_time(long long sec, char *buf);
+#define AW_SQL_UNIX(col)  "TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', " \
+                          col ")"
 /* stream entries the drain asks per read: about batch events a round */
 long long aw_usage_read_count(long long batch, size_t entries,
     size_t events);

@@ -164,7 +164,7 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
     long long    total, count;
     size_t       i, nacc;
     long long   *accounts;
-    char         money[32];
+    char         money[32], te[AW_SQL_TIME_LEN];
     MYSQL       *db;
     MYSQL_RES   *res;
     MYSQL_ROW    row;
@@ -247,8 +247,8 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto failed;
     }
 
-    res = aw_db_query(db, "SELECT id FROM accounts WHERE created_at < "
-                      "FROM_UNIXTIME(%lld) ORDER BY id", (long long) end);
+    res = aw_db_query(db, "SELECT id FROM accounts WHERE created_at < %s "
+                      "ORDER BY id", aw_sql_time(end, te));
     if (res == NULL) {
         goto failed;
     }

@@ -108,6 +108,7 @@ aw_key_insert(MYSQL *db, long long account_id, const char *label,
     const char *scopes, long long exp, char *key, char *hash, char *prefix)
 {
     int        tries;
+    char       te[AW_SQL_TIME_LEN];
     aw_stmt_t  q;
 
     for (tries = 0; ; tries++) {
@@ -132,7 +133,7 @@ aw_key_insert(MYSQL *db, long long account_id, const char *label,
         aw_stmt_str(&q, scopes);
 
         if (exp) {
-            aw_buf_printf(&q.sql, ", FROM_UNIXTIME(%lld))", exp);
+            aw_buf_printf(&q.sql, ", %s)", aw_sql_time(exp, te));
 
         } else {
             aw_buf_puts(&q.sql, ", NULL)");

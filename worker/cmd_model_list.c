@@ -57,7 +57,7 @@ aw_model_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     res = aw_db_query(ctx->db, "SELECT public_id, provider, upstream_id, "
                       "tier, kind, api, price_in_micros, price_out_micros, "
-                      "enabled, fallbacks, UNIX_TIMESTAMP(created_at) "
+                      "enabled, fallbacks, " AW_SQL_UNIX("created_at") " "
                       "FROM models ORDER BY public_id");
     if (res == NULL) {
         return AW_EXIT_FAIL;

@@ -1,6 +1,7 @@
 /*
  * MySQL/MariaDB helpers (libmariadb, synchronous: the worker may block).
- * Every session runs in UTC so DATETIME columns and FROM_UNIXTIME agree.
+ * Every session runs in UTC, so DATETIME columns and the literals of
+ * aw_sql_time() agree.
  */
 
 #include <stdio.h>

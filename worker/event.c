@@ -309,6 +309,17 @@ aw_day_format(long long ts_ms, char *out, size_t size)
 }
 
 
+char *
+aw_sql_time(long long sec, char *buf)
+{
+    buf[0] = '\'';
+    aw_time_format(sec * 1000, 0, buf + 1, AW_SQL_TIME_LEN - 2);
+    strcat(buf, "'");
+
+    return buf;
+}
+
+
 /*
  * The stream entries the drain asks Redis for per read (XREADGROUP and
  * XAUTOCLAIM COUNT), so that a round carries about batch events while

@@ -79,14 +79,16 @@ aw_invoice_free(aw_invoice_t *inv)
 long long
 aw_account_allowance(MYSQL *db, long long account, time_t start, time_t end)
 {
+    char  te[AW_SQL_TIME_LEN], ts[AW_SQL_TIME_LEN];
+
     return aw_db_scalar(db, -1, "SELECT IFNULL(MAX(IFNULL(o.included_calls, "
                         "p.included_calls)), 0) "
                         "FROM subscriptions s JOIN plans p ON p.id = s.plan "
                         "LEFT JOIN account_overrides o ON o.account = "
                         "s.account WHERE s.account = %lld AND s.started_at < "
-                        "FROM_UNIXTIME(%lld) AND (s.ended_at IS NULL OR "
-                        "s.ended_at > FROM_UNIXTIME(%lld))", account,
-                        (long long) end, (long long) start);
+                        "%s AND (s.ended_at IS NULL OR s.ended_at > %s)",
+                        account, aw_sql_time(end, te),
+                        aw_sql_time(start, ts));
 }
 
 
@@ -104,6 +106,7 @@ aw_terms_load(MYSQL *db, long long account, time_t start, time_t end,
 {
     MYSQL_RES  *res;
     MYSQL_ROW   row;
+    char        te[AW_SQL_TIME_LEN], ts[AW_SQL_TIME_LEN];
 
     memset(t, 0, sizeof(*t));
 
@@ -112,10 +115,9 @@ aw_terms_load(MYSQL *db, long long account, time_t start, time_t end,
                       "FROM subscriptions s JOIN plans p ON p.id = s.plan "
                       "LEFT JOIN account_overrides o ON o.account = "
                       "s.account WHERE s.account = %lld AND s.started_at < "
-                      "FROM_UNIXTIME(%lld) AND (s.ended_at IS NULL OR "
-                      "s.ended_at > FROM_UNIXTIME(%lld)) "
+                      "%s AND (s.ended_at IS NULL OR s.ended_at > %s) "
                       "ORDER BY s.started_at DESC, s.id DESC LIMIT 1",
-                      account, (long long) end, (long long) start);
+                      account, aw_sql_time(end, te), aw_sql_time(start, ts));
     if (res == NULL) {
         return -1;
     }
@@ -413,6 +415,7 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
     MYSQL_RES   *res;
     MYSQL_ROW    row;
     char         filter[64], where[512], sql[2048], ts[32], id[40];
+    char         t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
     int          rc, allowed;
     aw_rows_t   *rs;
 
@@ -426,10 +429,9 @@ aw_invoice_events(MYSQL *db, const aw_invoice_t *inv, const aw_terms_t *t,
         snprintf(filter, sizeof(filter), "AND e.invoice = %lld", which);
     }
 
-    snprintf(where, sizeof(where), "e.account = %lld AND e.ts >= "
-             "FROM_UNIXTIME(%lld) AND e.ts < FROM_UNIXTIME(%lld) AND "
-             AW_SQL_COUNTED("e.") " %s", inv->account,
-             (long long) start, (long long) end, filter);
+    snprintf(where, sizeof(where), "e.account = %lld AND e.ts >= %s AND "
+             "e.ts < %s AND " AW_SQL_COUNTED("e.") " %s", inv->account,
+             aw_sql_time(start, t0), aw_sql_time(end, t1), filter);
 
     res = aw_db_query(db, "SELECT COUNT(*), IFNULL(SUM(e.prompt_tokens), 0), "
                       "IFNULL(SUM(" AW_SQL_OUTPUT "), 0) FROM usage_events e "

@@ -92,6 +92,7 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
     int            r;
     long long      late, billed;
     time_t         qs, qe;
+    char           t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
     aw_terms_t     terms;
     aw_invoice_t   q;
     aw_line_t     *l;
@@ -101,8 +102,8 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
 
     res = aw_db_query(db, "SELECT DISTINCT DATE_FORMAT(e.ts, '%%Y-%%m') "
                       "FROM usage_events e WHERE e.account = %lld AND "
-                      "e.invoice IS NULL AND e.ts < FROM_UNIXTIME(%lld) "
-                      "ORDER BY 1", account, (long long) start);
+                      "e.invoice IS NULL AND e.ts < %s ORDER BY 1", account,
+                      aw_sql_time(start, t0));
     if (res == NULL) {
         return -1;
     }
@@ -130,9 +131,9 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
         aw_period_bounds(periods[i], &qs, &qe);
 
         if (aw_db_exec(db, "UPDATE usage_events SET invoice = %lld WHERE "
-                       "account = %lld AND ts >= FROM_UNIXTIME(%lld) AND "
-                       "ts < FROM_UNIXTIME(%lld) AND invoice IS NULL",
-                       invoice, account, (long long) qs, (long long) qe)
+                       "account = %lld AND ts >= %s AND ts < %s AND "
+                       "invoice IS NULL", invoice, account,
+                       aw_sql_time(qs, t0), aw_sql_time(qe, t1))
             != 0)
         {
             return -1;
@@ -196,6 +197,7 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     aw_terms_t     terms;
     aw_invoice_t   inv;
     char           text[AW_TERMS_TEXT], n[4][24], sql[128];
+    char           t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
     const char    *v[7];
 
     /* is there anything to bill?  the plan in force tells */
@@ -229,9 +231,9 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
     /* mark what this invoice bills, then compute from exactly that */
 
     if (aw_db_exec(db, "UPDATE usage_events SET invoice = %lld WHERE "
-                   "account = %lld AND ts >= FROM_UNIXTIME(%lld) AND "
-                   "ts < FROM_UNIXTIME(%lld) AND invoice IS NULL", id,
-                   account, (long long) start, (long long) end) != 0
+                   "account = %lld AND ts >= %s AND ts < %s AND invoice IS "
+                   "NULL", id, account, aw_sql_time(start, t0),
+                   aw_sql_time(end, t1)) != 0
         || aw_invoice_compute(db, account, period, id, &terms, &inv) != 0)
     {
         return -1;
@@ -368,6 +370,7 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
     size_t         k;
     time_t         start, end;
     char           a[32], b[32];
+    char           t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
     MYSQL_RES     *lres;
     MYSQL_ROW      lrow;
     aw_terms_t     terms;
@@ -483,10 +486,9 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
     aw_invoice_free(&inv);
 
     late = aw_db_scalar(db, 0, "SELECT COUNT(*) FROM usage_events WHERE "
-                        "account = %lld AND invoice IS NULL AND "
-                        "ts >= FROM_UNIXTIME(%lld) AND "
-                        "ts < FROM_UNIXTIME(%lld)", account,
-                        (long long) start, (long long) end);
+                        "account = %lld AND invoice IS NULL AND ts >= %s "
+                        "AND ts < %s", account, aw_sql_time(start, t0),
+                        aw_sql_time(end, t1));
 
     if (late > 0) {
         printf("note: account %lld %s: %lld late events not billed "

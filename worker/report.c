@@ -417,6 +417,7 @@ aw_report_load(MYSQL *db, aw_report_t *r)
 {
     size_t  i;
     time_t  now;
+    char    t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
 
     r->nplan = aw_bars_load(db, &r->plan, r->period, "SELECT i.plan, "
                             "SUM(i.total_cents), COUNT(*) FROM invoices i "
@@ -429,16 +430,14 @@ aw_report_load(MYSQL *db, aw_report_t *r)
                             "i.total_cents DESC, a.name LIMIT 10");
     r->nmodel = aw_bars_load(db, &r->model, NULL, "SELECT model, "
                              "SUM(total_tokens), SUM(calls) FROM usage_daily "
-                             "WHERE day >= FROM_UNIXTIME(%lld) AND day < "
-                             "FROM_UNIXTIME(%lld) GROUP BY model ORDER BY 2 "
-                             "DESC, 1", (long long) r->start,
-                             (long long) r->end);
+                             "WHERE day >= %s AND day < %s GROUP BY model "
+                             "ORDER BY 2 DESC, 1", aw_sql_time(r->start, t0),
+                             aw_sql_time(r->end, t1));
     r->nday = aw_bars_load(db, &r->day, NULL, "SELECT DATE_FORMAT(day, "
                            "'%%Y-%%m-%%d'), SUM(calls), SUM(total_tokens) "
-                           "FROM usage_daily WHERE day >= FROM_UNIXTIME(%lld)"
-                           " AND day < FROM_UNIXTIME(%lld) GROUP BY day "
-                           "ORDER BY day", (long long) r->start,
-                           (long long) r->end);
+                           "FROM usage_daily WHERE day >= %s AND day < %s "
+                           "GROUP BY day ORDER BY day",
+                           aw_sql_time(r->start, t0), aw_sql_time(r->end, t1));
 
     /* aw_bars_load() leaves no array only when its query failed */
     if (r->plan == NULL || r->acct == NULL || r->model == NULL

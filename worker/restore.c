@@ -98,7 +98,7 @@ aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
     long long     counters, account, calls, included, overage;
     int64_t       start, end;
     char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], over[32], ttl[32];
-    char          epoch[128];
+    char          epoch[128], t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
     MYSQL_RES    *res;
     MYSQL_ROW     row;
     redisReply   *reply;
@@ -114,10 +114,9 @@ aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
 
     res = aw_db_query(db, "SELECT account, COUNT(*), SUM(prompt_tokens), "
                       "SUM(completion_tokens), SUM(total_tokens), "
-                      "SUM(cost_micros) FROM usage_events WHERE ts >= "
-                      "FROM_UNIXTIME(%lld) AND ts < FROM_UNIXTIME(%lld) AND "
-                      AW_SQL_COUNTED("") " GROUP BY account",
-                      (long long) start, (long long) end);
+                      "SUM(cost_micros) FROM usage_events WHERE ts >= %s "
+                      "AND ts < %s AND " AW_SQL_COUNTED("") " GROUP BY "
+                      "account", aw_sql_time(start, t0), aw_sql_time(end, t1));
     if (res == NULL) {
         return -1;
     }
@@ -137,13 +136,12 @@ aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
             overage = aw_db_scalar(db, -1, "SELECT IFNULL(SUM(cost_micros), "
                                    "0) FROM (SELECT cost_micros FROM "
                                    "usage_events WHERE account = %lld AND "
-                                   "ts >= FROM_UNIXTIME(%lld) AND ts < "
-                                   "FROM_UNIXTIME(%lld) AND "
+                                   "ts >= %s AND ts < %s AND "
                                    AW_SQL_COUNTED("") " ORDER BY ts, event_id "
                                    "LIMIT %lld, "
                                    "18446744073709551615) beyond", account,
-                                   (long long) start, (long long) end,
-                                   included);
+                                   aw_sql_time(start, t0),
+                                   aw_sql_time(end, t1), included);
         }
 
         if (included < 0 || overage < 0) {

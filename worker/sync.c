@@ -44,7 +44,7 @@ static const char  aw_key_select[] =
     "SELECT k.key_hash, k.prefix, k.scopes, "
     "IF(k.status = 'revoked', 'revoked', "
     "IF(a.status = 'suspended', 'suspended', 'active')), "
-    "IFNULL(UNIX_TIMESTAMP(k.expires_at), 0), "
+    "IFNULL(" AW_SQL_UNIX("k.expires_at") ", 0), "
     "a.id, a.name, p.name, "
     "IFNULL(o.rpm, p.rpm), IFNULL(o.tpm, p.tpm), "
     "IFNULL(o.included_calls, p.included_calls), "
@@ -52,8 +52,8 @@ static const char  aw_key_select[] =
     "IFNULL(o.max_tokens, p.max_tokens), "
     "IFNULL(o.models, IFNULL(p.models, IF(p.model_tier = 'all', '*', "
     "CONCAT('tier:', p.model_tier)))), "
-    "UNIX_TIMESTAMP(DATE_FORMAT(s.started_at, '%Y-%m-01')), "
-    "k.label, UNIX_TIMESTAMP(k.created_at), p.priority "
+    AW_SQL_UNIX("DATE_FORMAT(s.started_at, '%Y-%m-01')") ", "
+    "k.label, " AW_SQL_UNIX("k.created_at") ", p.priority "
     "FROM api_keys k "
     "JOIN accounts a ON a.id = k.account "
     "JOIN subscriptions s ON s.account = a.id AND s.ended_at IS NULL "
@@ -224,7 +224,7 @@ aw_sync_models(MYSQL *db, redisContext *rc)
 
     res = aw_db_query(db, "SELECT public_id, provider, upstream_id, tier, "
                       "price_in_micros, price_out_micros, enabled, kind, "
-                      "api, UNIX_TIMESTAMP(created_at), fallbacks "
+                      "api, " AW_SQL_UNIX("created_at") ", fallbacks "
                       "FROM models ORDER BY public_id");
     if (res == NULL) {
         return -1;

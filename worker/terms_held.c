@@ -82,6 +82,7 @@ aw_terms_hold_month(MYSQL *db, const char *period, const char *where,
 {
     int          r;
     char         sql[512], text[AW_TERMS_TEXT], id[24], **row;
+    char         te[AW_SQL_TIME_LEN], ts[AW_SQL_TIME_LEN];
     time_t       start, end;
     long long    account;
     aw_rows_t   *res;
@@ -94,9 +95,9 @@ aw_terms_hold_month(MYSQL *db, const char *period, const char *where,
 
     snprintf(sql, sizeof(sql), "SELECT DISTINCT s.account FROM "
              "subscriptions s JOIN plans p ON p.id = s.plan WHERE "
-             "s.started_at < FROM_UNIXTIME(%lld) AND (s.ended_at IS NULL "
-             "OR s.ended_at > FROM_UNIXTIME(%lld)) AND %s ORDER BY "
-             "s.account", (long long) end, (long long) start, where);
+             "s.started_at < %s AND (s.ended_at IS NULL OR s.ended_at > %s) "
+             "AND %s ORDER BY s.account", aw_sql_time(end, te),
+             aw_sql_time(start, ts), where);
 
     res = aw_db_select_params(db, sql, &value, 1);
     if (res == NULL) {
