@@ -79,4 +79,35 @@ is_deeply({ map { $_ => $c->{$_}[0] } keys %$c },
           { map { $_ => $c->{$_}[1] } keys %$c },
           'period counters equal the ledger');
 
+
+# --- MariaDB up, but refusing what is no event's fault ------------------------
+
+# the ledger's table gone for 6 s (a migration gone wrong; the same path as
+# a read-only server in a failover, a privilege taken away, a full disk):
+# the events wait and are stored once it is back, none dead-lettered.
+# Before, only a lost connection was retried: every event of those 6 s was
+# refused one by one and dead-lettered.
+
+$t->sql('RENAME TABLE usage_events TO usage_events_away');
+my $away_from = AihubFixtures::chat_calls($t);
+my $answered = 0;
+for my $i (1 .. 30) {
+    my $r = $t->chat($keys[$i % 3], model => 'mock-basic',
+                     name => $i % 2 ? 'n1' : 'n2');
+    $answered++ if $r->{status} == 200;
+    sleep 0.2;
+}
+is($answered, 30, 'the 30 calls while the table is away were answered');
+like($t->worker_log, qr/usage_events' doesn't exist/,
+     'the worker logged the missing table');
+$t->sql('RENAME TABLE usage_events_away TO usage_events');
+
+ok(AihubFixtures::wait_drained($t, timeout => 40),
+   'the events of those 6 s drained once the table was back');
+$calls = AihubFixtures::chat_calls($t);
+is($calls - $away_from, 30, 'they reached the provider');
+is(AihubFixtures::usage_rows($t), $calls,
+   "one row per call, those of the 6 s too ($calls)");
+is($t->redis('XLEN', 'aihub:usage:dead'), 0, 'no dead letters');
+
 $t->done;

@@ -134,7 +134,7 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
 
     if (aw_stmt_exec(db, &q) != 0) {
         *reason = "admin event: MySQL refused the key";
-        return aw_db_conn_error(db) ? -1 : 1;
+        return aw_db_data_error(db) ? 1 : -1;
     }
 
     snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM api_keys WHERE "
@@ -171,7 +171,7 @@ aw_admin_key_revoked(MYSQL *db, redisContext *rc, const char *prefix,
 
     if (aw_db_exec_params(db, sql, (const char *[]) { prefix }, 1) != 0) {
         *reason = "admin event: MySQL refused the revocation";
-        return aw_db_conn_error(db) ? -1 : 1;
+        return aw_db_data_error(db) ? 1 : -1;
     }
 
     snprintf(sql, sizeof(sql), "SELECT key_hash FROM api_keys WHERE "

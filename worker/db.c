@@ -93,6 +93,44 @@ aw_db_conn_error(MYSQL *db)
 }
 
 
+/*
+ * 1 if the last error is about a value of the statement (a number out of
+ * range, a string too long or not UTF-8, a bad time, a NULL, a missing
+ * account): the event that holds it is refused, dead-lettered.  Any other
+ * error (the connection, a read-only server in a failover, a privilege
+ * taken away, a table missing, a full disk, a killed query) is no event's
+ * fault: the batch is retried as it is, later.  Before, only a lost
+ * connection was retried, and a read-only MariaDB dead-lettered every
+ * event of the stream.
+ */
+
+int
+aw_db_data_error(MYSQL *db)
+{
+    switch (aw_db_errno(db)) {
+
+    case 1048:      /* column cannot be null */
+    case 1180:      /* COMMIT refused (an engine or a hook: t/70) */
+    case 1264:      /* out of range value for column */
+    case 1265:      /* data truncated */
+    case 1292:      /* truncated incorrect value */
+    case 1365:      /* division by 0 */
+    case 1366:      /* incorrect string or integer value */
+    case 1367:      /* illegal value */
+    case 1406:      /* data too long */
+    case 1411:      /* incorrect datetime value */
+    case 1451:      /* a foreign key: a row refers to it */
+    case 1452:      /* a foreign key: the account does not exist */
+    case 1690:      /* BIGINT value out of range (a rollup's sum) */
+    case 4025:      /* a CHECK constraint */
+        return 1;
+
+    default:
+        return 0;
+    }
+}
+
+
 int
 aw_db_buf_exec(MYSQL *db, aw_buf_t *q)
 {

@@ -23,6 +23,7 @@ MYSQL_RES *aw_db_query(MYSQL *db, const char *fmt, ...)
 int aw_db_buf_exec(MYSQL *db, aw_buf_t *q);
 void aw_buf_sql_str(aw_buf_t *b, MYSQL *db, const char *s);
 int aw_db_conn_error(MYSQL *db);
+int aw_db_data_error(MYSQL *db);
 
 long long aw_db_scalar(MYSQL *db, long long dflt, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

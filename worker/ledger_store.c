@@ -424,7 +424,7 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
         aw_buf_free(&q);
         aw_buf_free(&ids);
 
-        if (aw_db_conn_error(d->db)) {
+        if (!aw_db_data_error(d->db)) {
             goto failed;
         }
 
@@ -503,10 +503,10 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
 
 failed:
 
-    if (!aw_db_conn_error(d->db)) {
-        /* a data error (e.g. a rollup out of range): not the connection;
-           retrying the batch would fail forever, so row by row finds the
-           event and dead-letters it */
+    if (aw_db_data_error(d->db)) {
+        /* a data error (e.g. a rollup out of range): retrying the batch
+           would fail forever, so row by row finds the event and
+           dead-letters it */
         aw_log(AW_LOG_WARN, "MySQL refused the batch after the insert "
                "(%s); storing it event by event", mysql_error(d->db));
         mysql_query(d->db, "ROLLBACK");
@@ -630,7 +630,7 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
         rc = aw_row_store(d, en, &q);
 
         if (rc >= 0 && each && mysql_query(d->db, "COMMIT") != 0) {
-            if (aw_db_conn_error(d->db)) {
+            if (!aw_db_data_error(d->db)) {
                 goto failed;
             }
 
@@ -645,7 +645,7 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
             continue;
         }
 
-        if (aw_db_conn_error(d->db)) {
+        if (!aw_db_data_error(d->db)) {
             goto failed;
         }
 
@@ -665,7 +665,7 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
     }
 
     if (mysql_query(d->db, "COMMIT") != 0) {
-        if (aw_db_conn_error(d->db)) {
+        if (!aw_db_data_error(d->db)) {
             return aw_drain_rolled_back(d);
         }
 
