@@ -28,6 +28,9 @@
 
 
 #define NGX_HTTP_AIHUB_FLUSH_STEP      100
+/* while Redis is without its data, batches go again after a wait that
+   doubles from the flush step up to this (ms) */
+#define NGX_HTTP_AIHUB_WIPED_WAIT_MAX  2000
 #define NGX_HTTP_AIHUB_BATCH_GAP       10       /* ms between batches */
 
 
@@ -58,6 +61,14 @@ ngx_http_aihub_usage_send(void)
 
     for ( ;; ) {
         if (!ngx_http_aihub_redis_ready()) {
+            return;
+        }
+
+        if (us->wiped && (ngx_msec_int_t) (ngx_current_msec - us->wiped_next)
+                         < 0)
+        {
+            /* Redis still without its data: the flush timer comes back */
+            ngx_http_aihub_usage_arm();
             return;
         }
 
@@ -256,10 +267,30 @@ ngx_http_aihub_usage_sent(redisAsyncContext *ac, void *reply, void *privdata)
     {
         /* Redis lost its data: again once the worker restored it */
         ngx_http_aihub_redis_refused(us->log, "a batch", apply->str + 6);
+
+        /*
+         * not again at once: each time, a batch whose events went to the
+         * stream before goes with them again (every 100 ms, Redis grew
+         * by the whole buffer ten times a second until the worker
+         * restored it)
+         */
+
+        us->wiped_wait = us->wiped ? ngx_min(2 * us->wiped_wait,
+                                             NGX_HTTP_AIHUB_WIPED_WAIT_MAX)
+                                   : NGX_HTTP_AIHUB_FLUSH_STEP;
+        us->wiped_next = ngx_current_msec + us->wiped_wait;
         us->wiped = 1;
 
-        /* the stream entry may have gone with the data: it goes again */
-        b->streamed = 0;
+        /*
+         * a stream entry sent before may have gone with the data: it goes
+         * again; one this transaction added is in the stream Redis has
+         * now (sent again with each retry, every 100 ms, it was added
+         * once more each time until the worker restored Redis)
+         */
+
+        if (!b->xadd) {
+            b->streamed = 0;
+        }
 
         ngx_http_aihub_usage_requeue(b);
         return;

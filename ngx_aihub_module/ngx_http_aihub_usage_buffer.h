@@ -22,6 +22,8 @@ typedef struct {
     ngx_uint_t                    records;      /* held, not confirmed */
     ngx_uint_t                    batches;      /* batches in flight */
     ngx_uint_t                    wiped;        /* Redis lost its data */
+    ngx_msec_t                    wiped_wait;   /* ... batches wait that */
+    ngx_msec_t                    wiped_next;   /* ... until then */
     ngx_uint_t                    held;         /* queued, not sent yet */
     ngx_msec_t                    last_sent;
     uint64_t                      seq;          /* the last batch's */

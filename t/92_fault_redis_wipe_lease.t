@@ -170,6 +170,14 @@ ok($t->wait_for(sub { $t->worker_log =~ /restoring Redis from MySQL failed/ },
 sleep 1.5;
 is(AihubFixtures::usage_rows($t), $used - 1,
    'failed restore: no event stored while Redis is not restored');
+# its batch is sent again until Redis is restored, its event with it (the
+# entry may have gone with a wipe): after a wait that doubles up to 2 s,
+# not every 100 ms, when Redis grew by the whole buffer 10 times a second
+my $entries = $t->redis('XLEN', 'aihub:usage');
+sleep 4;
+cmp_ok($t->redis('XLEN', 'aihub:usage') - $entries, '<=', 2,
+       'failed restore: its event was sent again at most twice in 4 s '
+       . '(before: 41 times)');
 $t->sql('RENAME TABLE models_away TO models');
 
 ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
