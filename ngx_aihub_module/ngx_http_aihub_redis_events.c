@@ -123,6 +123,13 @@ ngx_http_aihub_redis_cleanup(void *data)
         ngx_delete_posted_event(c->write);
     }
 
-    c->fd = (ngx_socket_t) -1;
+    /*
+     * freed first, as ngx_close_connection() does: ngx_free_connection()
+     * clears the cycle's files[c->fd] (poll, select), which with the fd
+     * already -1 was a read before the array and left files[fd] pointing
+     * at the freed connection
+     */
+
     ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }
