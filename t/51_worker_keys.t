@@ -347,6 +347,40 @@ is({ @{ $dead->[2][1] // [] } }->{event}, $together,
    'the dead letter keeps the line as it came');
 $t->stop_worker;
 
+# --- a revocation through the developer API, not in MySQL yet --------------
+
+# the module revokes the record in Redis at once and queues key.revoked on
+# the admin stream for the worker (as here, by hand).  A sync before the
+# worker drains it (an operator's "sync" or "account plan", the daemon
+# reconnecting, the service's ExecStartPre) wrote MySQL's "active" back,
+# and the revoked key worked again until the drain.
+{
+    my $k = $t->create_key(account => 'revoker', plan => 'pro');
+    my $rec = 'aihub:key:' . sha256_hex($k);
+    my $acct = 0 + $t->sql_value("SELECT id FROM accounts WHERE name = "
+                                 . "'revoker'");
+    $t->redis('HSET', $rec, 'status', 'revoked');
+    $t->redis('XADD', 'aihub:admin', '*', 'event', $json->encode({
+        type => 'key.revoked', account => $acct,
+        prefix => Aihub::key_prefix($k), ts => int(time * 1000) }));
+
+    ($rc, undef, $err) = $t->worker('sync');
+    is($rc, 0, 'revoked, not drained yet: sync exits 0') or diag($err);
+    is($t->redis('HGET', $rec, 'status'), 'revoked',
+       'a sync before the drain leaves the revocation (before: active)');
+    ($rc) = $t->worker('account', 'plan', 'revoker', '--plan', 'free');
+    is($t->redis('HGET', $rec, 'status'), 'revoked',
+       'so does an account change, which rewrites its keys');
+    is($t->redis('HGET', $rec, 'plan'), 'free', 'the rest of it is written');
+
+    $t->start_worker('--consumer', 'w', '--block-ms', 100);
+    ok($t->wait_for(sub { $t->sql_value("SELECT status FROM api_keys WHERE "
+                              . "key_hash = '" . sha256_hex($k) . "'")
+                          eq 'revoked' }, timeout => 10),
+       'then the worker drains it into MySQL');
+    $t->stop_worker;
+}
+
 # --- config file and environment precedence --------------------------------
 
 Aihub::write_file($t->dir . '/w.conf', "# test\nredis = 127.0.0.1:1\n"

@@ -40,6 +40,27 @@ static const char  *aw_key_fields[AW_KEY_FIELDS] = {
  * the calendar months invoices use.
  */
 
+/*
+ * A key record written from MySQL: in place of the one Redis has, but a
+ * key Redis says is revoked stays revoked.  A revocation through the
+ * developer API changes Redis at once and reaches MySQL when the worker
+ * drains the admin stream; a sync in between (the daemon reconnecting
+ * before its drain, "sync", an operator's "account plan", the service's
+ * ExecStartPre) wrote MySQL's "active" back, and the revoked key worked
+ * again until the drain.  Nothing makes a revoked key active again.
+ * KEYS[1] the record; ARGV its fields and values.
+ */
+
+static const char  aw_key_write_script[] =
+    "local st = redis.call('HGET', KEYS[1], '" AIHUB_KF_STATUS "') "
+    "redis.call('DEL', KEYS[1]) "
+    "redis.call('HSET', KEYS[1], unpack(ARGV)) "
+    "if st == 'revoked' then "
+    "  redis.call('HSET', KEYS[1], '" AIHUB_KF_STATUS "', 'revoked') "
+    "end "
+    "return 0";
+
+
 static const char  aw_key_select[] =
     "SELECT k.key_hash, k.prefix, k.scopes, "
     "IF(k.status = 'revoked', 'revoked', "
@@ -131,7 +152,7 @@ aw_sync_keys(MYSQL *db, redisContext *rc, const char *where,
     int          i, queued, argc, rows;
     char         key[128], akeys[128];
     time_t       now;
-    const char  *argv[2 + 2 * AW_KEY_FIELDS];
+    const char  *argv[4 + 2 * AW_KEY_FIELDS];
 
     now = time(NULL);
 
@@ -155,16 +176,11 @@ aw_sync_keys(MYSQL *db, redisContext *rc, const char *where,
     while ((row = aw_rows_next(res)) != NULL) {
         aw_rkey(key, sizeof(key), AIHUB_RK_KEY, row[0]);
 
-        argv[0] = "MULTI";
-        queued += aw_append(rc, 1, argv);
-
-        argv[0] = "DEL";
-        argv[1] = key;
-        queued += aw_append(rc, 2, argv);
-
-        argv[0] = "HSET";
-        argv[1] = key;
-        argc = 2;
+        argv[0] = "EVAL";
+        argv[1] = aw_key_write_script;
+        argv[2] = "1";
+        argv[3] = key;
+        argc = 4;
 
         for (i = 0; i < AW_KEY_FIELDS; i++) {
             argv[argc++] = aw_key_fields[i];
@@ -172,9 +188,6 @@ aw_sync_keys(MYSQL *db, redisContext *rc, const char *where,
         }
 
         queued += aw_append(rc, argc, argv);
-
-        argv[0] = "EXEC";
-        queued += aw_append(rc, 1, argv);
 
         /*
          * account-keys:<id>: display prefix -> hash, for the developer
