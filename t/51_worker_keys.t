@@ -381,6 +381,39 @@ $t->stop_worker;
     $t->stop_worker;
 }
 
+# --- a key's revocation drained before its creation -------------------------
+
+# key.created taken by a worker that stopped (or behind), key.revoked by
+# another: the revocation waits, and the key is stored revoked.  Before,
+# "no such key" dead-lettered the revocation and the key was then stored
+# active, and written so to Redis.
+{
+    my $k = Aihub::make_key();
+    my $hash = sha256_hex($k);
+    my $acct = 0 + $t->sql_value("SELECT id FROM accounts WHERE name = "
+                                 . "'revoker'");
+    my $dead0 = $t->redis('XLEN', 'aihub:usage:dead');
+    $t->redis('XADD', 'aihub:admin', '*', 'event', $json->encode({
+        type => 'key.revoked', account => $acct,
+        prefix => Aihub::key_prefix($k), ts => int(time * 1000) }));
+    $t->redis('XADD', 'aihub:admin', '*', 'event', $json->encode({
+        type => 'key.created', account => $acct, hash => $hash,
+        prefix => Aihub::key_prefix($k), scopes => 'chat', label => 'late',
+        ts => int(time * 1000) }));
+
+    $t->start_worker('--consumer', 'w', '--block-ms', 100);
+    ok($t->wait_for(sub { $t->sql_value("SELECT COUNT(*) FROM api_keys WHERE "
+                                        . "key_hash = '$hash'") == 1 },
+                    timeout => 10), 'revoked before created: the key stored');
+    $t->stop_worker;
+    is($t->sql_value("SELECT status FROM api_keys WHERE key_hash = '$hash'"),
+       'revoked', '... revoked in MySQL');
+    is($t->redis('HGET', "aihub:key:$hash", 'status'), 'revoked',
+       '... and in Redis');
+    is($t->redis('XLEN', 'aihub:usage:dead'), $dead0,
+       '... the revocation not dead-lettered');
+}
+
 # --- config file and environment precedence --------------------------------
 
 Aihub::write_file($t->dir . '/w.conf', "# test\nredis = 127.0.0.1:1\n"

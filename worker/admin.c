@@ -146,6 +146,19 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
         return 1;
     }
 
+    /* revoked before it got here: stored revoked */
+
+    if (aw_db_exec_params(db, "UPDATE api_keys k JOIN key_revocations r ON "
+                          "r.account = k.account AND r.prefix = k.prefix "
+                          "SET k.status = 'revoked', k.revoked_at = "
+                          "IFNULL(k.revoked_at, r.revoked_at) WHERE "
+                          "k.key_hash = ?", (const char *[]) { hash }, 1)
+        != 0)
+    {
+        *reason = "admin event: MySQL refused the key's revocation";
+        return aw_db_data_error(db) ? 1 : -1;
+    }
+
     aw_sync_keys(db, rc, "k.key_hash = ?", hash);
 
     aw_log(AW_LOG_INFO, "key %s of account %lld created through the "
@@ -177,12 +190,37 @@ aw_admin_key_revoked(MYSQL *db, redisContext *rc, const char *prefix,
     snprintf(sql, sizeof(sql), "SELECT key_hash FROM api_keys WHERE "
              "prefix = ? AND account = %lld", account);
     res = aw_db_select_params(db, sql, (const char *[]) { prefix }, 1);
-    row = res ? aw_rows_next(res) : NULL;
+    if (res == NULL) {
+        *reason = "admin event: MySQL refused the revocation";
+        return aw_db_data_error(db) ? 1 : -1;
+    }
+
+    row = aw_rows_next(res);
 
     if (row == NULL || row[0] == NULL) {
+        /*
+         * its key.created is not stored yet (another worker holds it, or
+         * it waits its turn): the revocation waits for it, and the key is
+         * stored revoked.  Before, this was dead-lettered, and the key
+         * then stored active, for good.
+         */
+
         aw_rows_free(res);
-        *reason = "admin event: no such key in this account";
-        return 1;
+
+        snprintf(sql, sizeof(sql), "INSERT IGNORE INTO key_revocations "
+                 "(account, prefix) VALUES (%lld, ?)", account);
+
+        if (aw_db_exec_params(db, sql, (const char *[]) { prefix }, 1) != 0)
+        {
+            *reason = "admin event: no such account";
+            return aw_db_data_error(db) ? 1 : -1;
+        }
+
+        aw_log(AW_LOG_INFO, "key %s of account %lld revoked before its "
+               "creation was stored: stored revoked when it is", prefix,
+               account);
+
+        return 0;
     }
 
     snprintf(h, sizeof(h), "%s", row[0]);
