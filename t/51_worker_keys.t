@@ -412,6 +412,9 @@ $t->stop_worker;
        '... and in Redis');
     is($t->redis('XLEN', 'aihub:usage:dead'), $dead0,
        '... the revocation not dead-lettered');
+    is($t->redis('XLEN', 'aihub:admin'), 0,
+       'the admin stream holds none of the changes stored (before: every '
+       . 'key change of the developer API, for good)');
 }
 
 # --- config file and environment precedence --------------------------------

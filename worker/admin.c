@@ -406,6 +406,15 @@ aw_admin_drain(redisContext *rc, MYSQL *db, const char *consumer,
             return -1;
         }
         freeReplyObject(x);
+
+        /* and gone: acknowledged only, every key change stayed for good */
+
+        x = redisCommand(rc, "XDEL %s %s", stream, e->element[0]->str);
+        if (x == NULL) {
+            freeReplyObject(reply);
+            return -1;
+        }
+        freeReplyObject(x);
     }
 
     freeReplyObject(reply);
