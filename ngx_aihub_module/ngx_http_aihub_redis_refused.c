@@ -27,14 +27,18 @@ static ngx_uint_t  ngx_http_aihub_redis_refusals;
  * (READONLY), snapshots failing to disk (MISCONF), too few replicas
  * (NOREPLICAS), a script running long (BUSY), loading its data (LOADING),
  * a replica cut from its master (MASTERDOWN).  Without a shebang a script
- * meets these at its first write, as its own error.
+ * meets these at its first write, as its own error: Redis 7 answers that
+ * error as it is, Redis 6.2 inside its own ("ERR Error running script
+ * (call to f_...): @user_script:1: -OOM command not allowed ..."), which
+ * was taken for a refusal for good, and a batch of settles alone dropped.
  */
 
 ngx_uint_t
 ngx_http_aihub_redis_for_now(redisReply *rep)
 {
-    ngx_uint_t   i;
+    u_char      *p;
     size_t       n;
+    ngx_uint_t   i;
 
     static const char  *words[] = {
         "OOM ", "READONLY ", "MISCONF ", "NOREPLICAS ", "BUSY ",
@@ -50,6 +54,26 @@ ngx_http_aihub_redis_for_now(redisReply *rep)
 
         if (rep->len >= n && ngx_strncmp(rep->str, words[i], n) == 0) {
             return 1;
+        }
+    }
+
+    if (ngx_strncmp(rep->str, "ERR Error running script",
+                    sizeof("ERR Error running script") - 1) != 0)
+    {
+        return 0;
+    }
+
+    /* Redis 6.2: the script's error inside, after a '-' */
+
+    for (p = (u_char *) rep->str; (p = (u_char *) ngx_strchr(p, '-'));
+         p++)
+    {
+        for (i = 0; words[i]; i++) {
+            n = ngx_strlen(words[i]);
+
+            if (ngx_strncmp(p + 1, words[i], n) == 0) {
+                return 1;
+            }
         }
     }
 
