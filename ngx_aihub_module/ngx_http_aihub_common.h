@@ -354,6 +354,8 @@ typedef struct {
     uint64_t                      held;         /* worst-case tokens
                                                    charged, to settle */
     unsigned                      taken:1;      /* a local rpm slot */
+    unsigned                      cleanup:1;    /* given back if the
+                                                   request goes away */
 } ngx_http_aihub_limit_t;
 
 

@@ -45,6 +45,7 @@ typedef struct {
 #define NGX_HTTP_AIHUB_WORST_ANSWER   4096
 
 
+static void ngx_http_aihub_limit_cleanup(void *data);
 static void ngx_http_aihub_limit_check(aihub_rl_state_t *sreq,
     aihub_rl_state_t *stok, void *data);
 static void ngx_http_aihub_limit_update(aihub_rl_state_t *sreq,
@@ -62,6 +63,7 @@ static void ngx_http_aihub_limit_hold_tokens(aihub_rl_state_t *sreq,
 ngx_int_t
 ngx_http_aihub_limit_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
+    ngx_pool_cleanup_t         *cln;
     ngx_http_aihub_limit_t     *lim = &ctx->limit;
     ngx_http_aihub_limit_op_t   op;
     ngx_http_aihub_loc_conf_t  *alcf;
@@ -92,6 +94,19 @@ ngx_http_aihub_limit_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     if (lim->requests.allowed && lim->tokens.allowed) {
         /* given back if the request is refused later (verdict) */
         lim->taken = (op.requests && ctx->caller.key.rec.rpm != 0);
+
+        if (!lim->cleanup
+            && (lim->taken || ctx->caller.key.rec.tpm != 0))
+        {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            cln->handler = ngx_http_aihub_limit_cleanup;
+            cln->data = r;
+            lim->cleanup = 1;
+        }
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "aihub limit: passed, %uL requests and %uL tokens "
@@ -253,6 +268,28 @@ ngx_http_aihub_limit_hold_tokens(aihub_rl_state_t *sreq,
 
     aihub_rl_check(stok, op->now, op->ctx->caller.key.rec.tpm, op->tokens,
                    &op->ctx->limit.tokens);
+}
+
+
+/*
+ * A request gone before it reached the provider (its client left while
+ * its body came, while it waited in a priority lane or for its grant):
+ * its request slot and held tokens go back, as a refused call's do.
+ * Before, they stayed taken for the minute.
+ */
+
+static void
+ngx_http_aihub_limit_cleanup(void *data)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_aihub_get_ctx(r);
+
+    if (ctx != NULL && !ctx->flow.forwarded) {
+        ngx_http_aihub_limit_refund(r, ctx);
+    }
 }
 
 

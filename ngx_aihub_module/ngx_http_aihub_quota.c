@@ -490,16 +490,6 @@ ngx_http_aihub_quota_cleanup(void *data)
         ctx->quota.reserved = 0;
         ngx_http_aihub_quota_send_settle(ngx_cycle->log, ctx, 0);
     }
-
-    /*
-     * a call that never reached the provider (its client went away while
-     * it waited for its grant): its request slot and the tokens it held
-     * go back, as a refused call's do; they stayed held for the minute
-     */
-
-    if (!ctx->flow.forwarded) {
-        ngx_http_aihub_limit_refund(r, ctx);
-    }
 }
 
 

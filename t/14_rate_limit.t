@@ -257,4 +257,26 @@ for my $case ([ 'local', 1408, 'nginx', 'nginx' ],
     calls_settle($t, $account, 2, "$mode: 2 calls counted");
 }
 
+
+# --- a client gone before its call reached the provider ---------------------
+
+# rpm 2: a request takes its slot, then its client hangs up half way
+# through the body.  The slot goes back, as a refused call's does: both of
+# the next two calls are answered.  Before, it stayed taken for the
+# minute, and the second was 429.
+{
+    my $kgone = seed_full_key($t, account => 1409, rpm => 2);
+    my $s = $t->connect;
+    print $s "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+        . "Authorization: Bearer $kgone\r\n"
+        . "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+        . '{"model":"test-basic","messages":[';
+    select(undef, undef, undef, 0.5);
+    close $s;
+    select(undef, undef, undef, 0.3);
+    my @st = map { $t->chat($kgone, model => 'test-basic')->{status} } 1 .. 2;
+    is("@st", '200 200', 'rpm 2, a client gone half way through its body: '
+                         . 'its slot went back, the next 2 calls answered');
+}
+
 $t->done;
