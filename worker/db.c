@@ -121,8 +121,11 @@ aw_db_data_error(MYSQL *db)
     case 1411:      /* incorrect datetime value */
     case 1451:      /* a foreign key: a row refers to it */
     case 1452:      /* a foreign key: the account does not exist */
+    case 1369:      /* CHECK OPTION failed (a view) */
+    case 1644:      /* SIGNAL: a trigger refused the row (t/77) */
     case 1690:      /* BIGINT value out of range (a rollup's sum) */
-    case 4025:      /* a CHECK constraint */
+    case 3819:      /* a CHECK constraint (MySQL) */
+    case 4025:      /* a CHECK constraint (MariaDB) */
         return 1;
 
     default:
