@@ -206,6 +206,14 @@ ngx_http_aihub_models_apply(ngx_http_aihub_catalog_t *cat, void *reply)
         return;
     }
 
+    if (rep->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(rep->str, "NOAUTH", 6) == 0)
+    {
+        /* sent behind AUTH, which Redis refused: said by the connection */
+        ngx_http_aihub_redis_no_credentials(rep->str);
+        return;
+    }
+
     if (rep->type != REDIS_REPLY_ARRAY) {
         ngx_log_error(NGX_LOG_ERR, cat->log, 0,
                       "aihub: loading the model catalog failed: %s",

@@ -468,14 +468,20 @@ ngx_http_aihub_redis_connected(const redisAsyncContext *ac, int status)
     rd->last_reply = ngx_http_aihub_now_ms();
     rd->inflight = 0;
 
-    /* the credentials first, if any: the rest once Redis took them */
+    /*
+     * the credentials first, if any, and at once behind them what a new
+     * connection sends first (the scripts): Redis runs a connection's
+     * commands in order, so a call's grant sent in AUTH's round trip
+     * finds them.  Before, they waited for AUTH's reply, and a grant sent
+     * meanwhile to a restarted Redis went ahead of them: NOSCRIPT, 503.
+     * Credentials refused: everything behind fails too (NOAUTH), and the
+     * connection goes.
+     */
 
-    if (ngx_http_aihub_redis_auth_send(rd->ac, ngx_http_aihub_redis_authed,
-                                       rd)
-        == NGX_DECLINED)
-    {
-        ngx_http_aihub_redis_usable(rd);
-    }
+    (void) ngx_http_aihub_redis_auth_send(rd->ac, ngx_http_aihub_redis_authed,
+                                          rd);
+
+    ngx_http_aihub_redis_usable(rd);
 }
 
 
@@ -498,7 +504,7 @@ ngx_http_aihub_redis_authed(redisAsyncContext *ac, void *reply,
     }
 
     rd->refused = 0;
-    ngx_http_aihub_redis_usable(rd);
+    rd->backoff = NGX_HTTP_AIHUB_BACKOFF_MIN;
 }
 
 

@@ -36,10 +36,10 @@ $t->redis('ACL', 'SETUSER', 'gateway', 'on', '>acl-pw-41b2', '~*', '&*',
           '+@all');
 
 sub node {
-    my ($name, $auth, $main) = @_;
+    my ($name, $auth, $main, $timeout) = @_;
 
     $t->nginx(gateway_conf(redis => "%%REDIS%% $auth", url => '%%MOCK_URL%%',
-                           redis_timeout => '300ms'),
+                           redis_timeout => $timeout // '300ms'),
               name => $name, main => $main // '');
     $t->start_nginx($name);
 }
@@ -50,6 +50,7 @@ node('acl', 'user=gateway password_env=AIHUB_ACL_PW',
 node('none', '');
 my $none_started = time;
 node('wrong', 'password_env=AIHUB_WRONG_PW', 'env AIHUB_WRONG_PW=nope;');
+node('late', 'password_env=AIHUB_REDIS_PASSWORD', '', '3s');
 
 $t->start_worker('--consumer', 'w1', '--block-ms', 100);
 
@@ -90,6 +91,34 @@ for my $n (qw(pass acl)) {
 ok($t->wait_for(sub {
        $t->sql_value('SELECT COUNT(*) FROM usage_events') >= 3
    }, timeout => 10), 'the worker drained the events through AUTH');
+
+# a new connection whose AUTH Redis answers late (a restarted Redis
+# loading, a failover; here CLIENT PAUSE): calls meanwhile send their
+# grants behind AUTH, and they must find the scripts, which a restarted
+# Redis lost.  Before, SCRIPT LOAD waited for AUTH's reply, those grants
+# went ahead of it and got NOSCRIPT: 503 for the calls of that round trip.
+my $key3 = $t->create_key(account => 'auth2', plan => 'pro');
+ok(wait_ready($t, $key3, name => 'late'), 'late: ready');
+
+for my $round (1 .. 3) {
+    my $load = AihubFixtures::load_start($t, keys => [ $key3 ],
+                                         names => [ 'late' ], clients => 4,
+                                         seconds => 1.5, pause => 0.02);
+    select(undef, undef, undef, 0.3);
+    $t->redis('MULTI');
+    $t->redis('SCRIPT', 'FLUSH');
+    $t->redis('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    $t->redis('CLIENT', 'PAUSE', 400, 'ALL');
+    $t->redis('EXEC');
+    my @res = AihubFixtures::load_stop($t, $load);
+    my %n = AihubFixtures::status_counts(@res);
+    my @bad = grep { $_->{status} != 200 } @res;
+    is(scalar @bad, 0, "late, round $round: every call answered while AUTH "
+       . "waited (" . join(', ', map { "$_ x $n{$_}" } sort keys %n) . ')')
+        or diag(join "\n", map { "$_->{status} $_->{code}" } @bad);
+}
+
+like($t->error_log('late'), qr/redis connected/, 'late: it reconnected');
 
 # a worker with a wrong password says so and fails
 ($rc, $out, $err) = $t->run_cmd([ $Aihub::WORKER, '--redis', $t->redis_addr,
