@@ -85,7 +85,7 @@ my $DAILY = 'SELECT account, day, model, requests, calls, prompt_tokens, '
           . 'ORDER BY account, day, model';
 
 sub drain {
-    my ($mode) = @_;
+    my ($mode, @extra) = @_;
 
     $t->sql('TRUNCATE usage_events');
     $t->sql('TRUNCATE usage_daily');
@@ -96,7 +96,7 @@ sub drain {
     $t->sql_root('SET GLOBAL general_log = 1');
 
     $t->start_worker('--consumer', "w-$mode", '--block-ms', '100',
-                     '--insert', $mode);
+                     '--insert', $mode, @extra);
     my $ok = $t->wait_for(sub {
         $t->redis('XLEN', 'aihub:usage:dead') >= 1
         && $t->sql_value('SELECT COUNT(*) FROM usage_events') >= 1201
@@ -167,6 +167,27 @@ for my $run ([ bulk => $bulk ], [ text => $text ]) {
 
 my $sum = $t->sql_value('SELECT SUM(requests) FROM usage_daily');
 is($sum, 1201, 'rollups count each stored event once');
+
+# --- a round larger than one statement MySQL takes (max_allowed_packet,
+# 16 MB by default: --batch 100000 of 250-byte rows passes it; here 64 KB
+# against the 1,203 events' 400 KB).  Before, the INSERT was refused
+# whole, the connection dropped, and the same batch went again for ever:
+# nothing stored.  Now a transaction's rows fit the server's limit.
+$t->sql_root('SET GLOBAL max_allowed_packet = 65536');
+
+for my $mode (qw(bulk text)) {
+    my $small = drain($mode, '--batch', 2000);
+    is_deeply($small->{rows}, $bulk->{rows},
+              "$mode, 64 KB packets: the same 1,201 rows");
+    is_deeply($small->{daily}, $bulk->{daily},
+              "$mode, 64 KB packets: the same daily rollups");
+    is(scalar @{ $small->{dead} }, 1, "$mode, 64 KB packets: one dead letter");
+    cmp_ok($small->{log}{$mode} // 0, '>=', 12,
+           "$mode, 64 KB packets: in transactions that fit "
+           . "(" . ($small->{log}{$mode} // 0) . " INSERTs)");
+}
+
+$t->sql_root('SET GLOBAL max_allowed_packet = 16777216');
 
 # --- a steady trickle: 3,000 events, 10 every 10 ms, with --linger-ms 0
 # and the default 50; MariaDB's COMMITs counted while each drains

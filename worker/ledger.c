@@ -76,19 +76,22 @@ aw_backoff(aw_drain_t *d, unsigned *backoff)
 
 
 /*
- * 0 committed, -1 stopping before it could commit.  MySQL refusing the
- * batch with a data error moves to the events in one transaction, its
- * COMMIT refused to one transaction per event; a lost connection retries
- * the batch.
+ * Stores the first *n of the n events in d->entries (aw_drain_slice: as
+ * many as one transaction may carry on this connection).  0 committed,
+ * -1 stopping before it could commit.  MySQL refusing the batch with a
+ * data error moves to the events in one transaction, its COMMIT refused
+ * to one transaction per event; a lost connection retries the batch.
  */
 
 static int
-aw_drain_store(aw_drain_t *d, size_t n)
+aw_drain_store(aw_drain_t *d, size_t *n)
 {
     int        rc, by_row;
+    size_t     max;
     long long  inserted, dups;
 
     by_row = 0;
+    max = *n;
 
     for ( ;; ) {
         if (d->db == NULL) {
@@ -106,8 +109,18 @@ aw_drain_store(aw_drain_t *d, size_t n)
             aw_log(AW_LOG_INFO, "connected to MySQL");
         }
 
+        if (d->packet_max == 0) {
+            d->packet_max = (size_t) aw_db_scalar(d->db, AW_PACKET_GUESS,
+                                                  "SELECT "
+                                                  "@@max_allowed_packet");
+        }
+
+        if (!by_row) {
+            *n = aw_drain_slice(d, d->entries, max);
+        }
+
         if (by_row) {
-            rc = aw_drain_store_rows(d, n, by_row == 2, &inserted, &dups);
+            rc = aw_drain_store_rows(d, *n, by_row == 2, &inserted, &dups);
 
             if (rc == 3) {
                 by_row = 2;
@@ -115,7 +128,7 @@ aw_drain_store(aw_drain_t *d, size_t n)
             }
 
         } else {
-            rc = aw_drain_store_batch(d, n, &inserted, &dups);
+            rc = aw_drain_store_batch(d, *n, &inserted, &dups);
 
             if (rc == 2) {
                 by_row = 1;
@@ -185,8 +198,9 @@ aw_drain_linger(aw_drain_t *d)
 
 
 /*
- * The round's events in slices of at most --batch, each slice one
- * transaction (aw_drain_store), all committed before the round's ACK: a
+ * The round's events in slices of at most --batch (and what one
+ * transaction may carry, aw_drain_slice), each slice one transaction
+ * (aw_drain_store), all committed before the round's ACK: a
  * stop or crash between two slices ACKs nothing, and the slices already
  * committed come back as counted duplicates.  0 committed, -1 stopping.
  */
@@ -200,9 +214,9 @@ aw_drain_store_all(aw_drain_t *d, size_t n)
     rc = 0;
 
     for (off = 0; off < n && rc == 0; off += len) {
-        len = n - off < (size_t) d->batch ? n - off : (size_t) d->batch;
+        len = n - off;
         d->entries = d->all + off;
-        rc = aw_drain_store(d, len);
+        rc = aw_drain_store(d, &len);
     }
 
     d->entries = d->all;

@@ -42,6 +42,17 @@ typedef struct {
 } aw_round_t;
 
 
+/*
+ * A transaction's rows fit half the server's max_allowed_packet
+ * (aw_drain_slice): read on each connection, this until it is.  A row's
+ * bytes are its strings, escaped at their worst, and AW_INSERT_ROW for
+ * the rest (numbers, time, quotes and commas).
+ */
+#define AW_PACKET_GUESS  1048576
+#define AW_INSERT_HEAD   512
+#define AW_INSERT_ROW    320
+
+
 /* ledger_bulk.c's columns and prepared statement */
 typedef struct aw_bulk_s  aw_bulk_t;
 
@@ -64,6 +75,8 @@ struct aw_drain_s {
     redisContext  *rc;
     MYSQL         *db;
     long long      batch;
+    size_t         packet_max;       /* the server's max_allowed_packet,
+                                        0: not read on this connection */
     long long      block_ms;
     long long      claim_idle_ms;
     const char    *consumer;
@@ -124,6 +137,7 @@ void aw_drain_ack_done(aw_drain_t *d);
 void aw_drain_overlap(aw_drain_t *d);
 
 /* ledger_store.c (each returns as its comment there says) */
+size_t aw_drain_slice(aw_drain_t *d, const aw_entry_t *en, size_t n);
 int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups);
 int aw_drain_store_rows(aw_drain_t *d, size_t n, int each,
