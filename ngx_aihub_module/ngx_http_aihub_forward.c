@@ -26,7 +26,13 @@
 #include "ngx_http_aihub_forward.h"
 
 
+/* the longest word taken for an Authorization scheme ("Bearer", "Basic") */
+#define NGX_HTTP_AIHUB_SCHEME_MAX  16
+
+
 static ngx_int_t ngx_http_aihub_forward_content(ngx_http_request_t *r);
+static ngx_int_t ngx_http_aihub_mask_value(ngx_http_request_t *r,
+    ngx_str_t *v, ngx_uint_t schemed);
 static ngx_uint_t ngx_http_aihub_header_listed(ngx_str_t *name,
     ngx_str_t *fixed, ngx_array_t *more);
 
@@ -204,29 +210,21 @@ ngx_http_aihub_forward_content(ngx_http_request_t *r)
 
 
 /*
- * A well-formed key, once hashed, is shown by the request's headers as its
- * display prefix only, so no log format or other module sees a secret.
+ * The credentials a request shows (Authorization, x-api-key) are masked
+ * in its own headers as soon as the key step has read them, whatever
+ * becomes of the request, so no log format or other module sees a
+ * secret: one of ours keeps its display prefix (no secret), anything
+ * else its scheme only.  Before, only a key that passed the format check
+ * was masked: one refused (in quotes, a character too many, behind a
+ * Basic credential) was logged whole.
  */
 
 ngx_int_t
-ngx_http_aihub_mask_key(ngx_http_request_t *r, u_char *key)
+ngx_http_aihub_mask_credentials(ngx_http_request_t *r)
 {
-    u_char           *p;
-    size_t            len;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
-
-    len = sizeof("Bearer ...") - 1 + AIHUB_KEY_PREFIX_LEN;
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, "Bearer ", sizeof("Bearer ") - 1);
-    ngx_memcpy(p + sizeof("Bearer ") - 1, key, AIHUB_KEY_PREFIX_LEN);
-    ngx_memcpy(p + len - 3, "...", 3);
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -247,17 +245,71 @@ ngx_http_aihub_mask_key(ngx_http_request_t *r, u_char *key)
             && ngx_strncasecmp(h[i].key.data, (u_char *) "authorization",
                                h[i].key.len) == 0)
         {
-            h[i].value.data = p;
-            h[i].value.len = len;
+            if (ngx_http_aihub_mask_value(r, &h[i].value, 1) != NGX_OK) {
+                return NGX_ERROR;
+            }
 
         } else if (h[i].key.len == sizeof("x-api-key") - 1
                    && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key",
                                       h[i].key.len) == 0)
         {
-            h[i].value.data = p + sizeof("Bearer ") - 1;
-            h[i].value.len = len - (sizeof("Bearer ") - 1);
+            if (ngx_http_aihub_mask_value(r, &h[i].value, 0) != NGX_OK) {
+                return NGX_ERROR;
+            }
         }
     }
+
+    return NGX_OK;
+}
+
+
+/* "Bearer ai-hub-AbCdEfGh...", "Basic ...", "..." */
+
+static ngx_int_t
+ngx_http_aihub_mask_value(ngx_http_request_t *r, ngx_str_t *v,
+    ngx_uint_t schemed)
+{
+    u_char  *p, *last, *sp, *out, *o;
+    size_t   scheme;
+
+    p = v->data;
+    last = p + v->len;
+    scheme = 0;
+
+    if (schemed) {
+        sp = ngx_strlchr(p, last, ' ');
+
+        /* a scheme is a short word; a long one is a credential alone */
+
+        if (sp != NULL && sp - p <= NGX_HTTP_AIHUB_SCHEME_MAX) {
+            scheme = sp - p;
+
+            for (p = sp; p < last && *p == ' '; p++) { /* void */ }
+        }
+    }
+
+    out = ngx_pnalloc(r->pool, NGX_HTTP_AIHUB_SCHEME_MAX + 1
+                               + AIHUB_KEY_PREFIX_LEN + 3);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    o = ngx_cpymem(out, v->data, scheme);
+
+    if (scheme) {
+        *o++ = ' ';
+    }
+
+    if ((size_t) (last - p) >= AIHUB_KEY_PREFIX_LEN
+        && ngx_strncmp(p, AIHUB_KEY_TAG, AIHUB_KEY_TAG_LEN) == 0)
+    {
+        o = ngx_cpymem(o, p, AIHUB_KEY_PREFIX_LEN);
+    }
+
+    o = ngx_cpymem(o, "...", 3);
+
+    v->data = out;
+    v->len = o - out;
 
     return NGX_OK;
 }

@@ -42,6 +42,12 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 
     rc = ngx_http_aihub_find_key(r, &key);
 
+    /* "key" still points to what the client sent */
+
+    if (ngx_http_aihub_mask_credentials(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (rc == NGX_DECLINED) {
         ngx_http_aihub_deny(ctx, NGX_HTTP_UNAUTHORIZED,
                             "invalid_request_error", "invalid_api_key",
@@ -85,10 +91,6 @@ ngx_http_aihub_key_step(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         && !aihub_key_check((const char *) key.data, key.len))
     {
         goto malformed;
-    }
-
-    if (ngx_http_aihub_mask_key(r, key.data) != NGX_OK) {
-        return NGX_ERROR;
     }
 
     if (rc == NGX_OK) {
@@ -168,17 +170,22 @@ malformed:
 
 
 /*
- * The key from "Authorization: Bearer <key>" or "x-api-key: <key>".
- * NGX_DECLINED: no key at all; NGX_ABORT: an Authorization header that is
- * not a Bearer credential.
+ * The key from "Authorization: Bearer <key>", else from "x-api-key: <key>"
+ * (the first with a value).  NGX_DECLINED: no key at all; NGX_ABORT: an
+ * Authorization header that is not a Bearer credential, and no x-api-key.
+ * Before, any Authorization header hid the x-api-key beside it (a proxy's
+ * Basic credential: 401).
  */
 
 static ngx_int_t
 ngx_http_aihub_find_key(ngx_http_request_t *r, ngx_str_t *key)
 {
     u_char                        *p, *last;
+    ngx_int_t                      none;
     ngx_table_elt_t               *h;
     ngx_http_aihub_header_iter_t   it;
+
+    none = NGX_DECLINED;
 
     if (r->headers_in.authorization != NULL) {
         p = r->headers_in.authorization->value.data;
@@ -186,19 +193,19 @@ ngx_http_aihub_find_key(ngx_http_request_t *r, ngx_str_t *key)
 
         if (last - p < 7 || ngx_strncasecmp(p, (u_char *) "Bearer ", 7) != 0)
         {
-            return NGX_ABORT;
+            none = NGX_ABORT;
+
+        } else {
+            for (p += 7; p < last && *p == ' '; p++) { /* void */ }
+            while (last > p && last[-1] == ' ') { last--; }
+
+            if (last > p) {
+                key->data = p;
+                key->len = last - p;
+                return NGX_OK;
+            }
         }
-
-        for (p += 7; p < last && *p == ' '; p++) { /* void */ }
-        while (last > p && last[-1] == ' ') { last--; }
-
-        key->data = p;
-        key->len = last - p;
-
-        return key->len ? NGX_OK : NGX_DECLINED;
     }
-
-    /* the first x-api-key with a value */
 
     it.part = NULL;
 
@@ -207,7 +214,7 @@ ngx_http_aihub_find_key(ngx_http_request_t *r, ngx_str_t *key)
                                        (u_char *) "x-api-key",
                                        sizeof("x-api-key") - 1);
         if (h == NULL) {
-            return NGX_DECLINED;
+            return none;
         }
 
         if (h->value.len) {

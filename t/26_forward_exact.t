@@ -463,6 +463,30 @@ $t->allow_log(qr/cannot read/);
     ok(utf8::decode(my $copy = $r->{content}), 'the answer is valid UTF-8');
 }
 
+# credentials refused (or passed over) are masked in the logs too: before,
+# only a key that passed the format check was, and a valid key in quotes,
+# with a character too many, or beside a Basic credential was logged whole
+my $basic = 'Basic ' . 'dXNlcjpzM2NyZXQtcGFzc3dvcmQ=';
+my @refused = (
+    [ { Authorization => qq{Bearer "$key"} }, 401, 'in quotes' ],
+    [ { Authorization => "Bearer ${key}x" }, 401, 'a character too many' ],
+    [ { 'x-api-key' => "${key}x" }, 401, 'x-api-key, a character too many' ],
+    [ { Authorization => $basic }, 401, 'a Basic credential alone' ],
+    [ { Authorization => $basic, 'x-api-key' => $key }, 200,
+      'a Basic credential beside x-api-key: the key is read' ],
+    [ { Authorization => 'Bearer', 'x-api-key' => $key }, 200,
+      'an empty Bearer beside x-api-key: the key is read' ],
+);
+
+for my $c (@refused) {
+    my ($h, $status, $what) = @$c;
+    my $r = $t->http(POST => '/v1/chat/completions', headers => $h,
+                     body => { model => 'test-basic',
+                               messages => [ { role => 'user',
+                                               content => 'hi' } ] });
+    is($r->{status}, $status, "$what: $status") or diag($r->{content});
+}
+
 {
     $t->stop_nginx;                       # the logs are complete
 
@@ -477,6 +501,14 @@ $t->allow_log(qr/cannot read/);
     is(index($auth, $key), -1, "the client's full key is not in the log");
     like($auth, qr/"Bearer \Q${\ Aihub::key_prefix($key)}\E\.\.\."/,
          "the client's key shows as its display prefix");
+    is(index($auth, substr($key, 15)), -1,
+       "no part of the client's key past its display prefix is in the log");
+    is(index($auth, 'dXNlcjpzM2NyZXQt'), -1,
+       'the Basic credential is not in the log');
+    like($auth, qr/^401 "Basic \.\.\." "-"$/m,
+         'a Basic credential shows as its scheme');
+    like($auth, qr/^200 "Basic \.\.\." "\Q${\ Aihub::key_prefix($key)}\E\.\.\."$/m,
+         'x-api-key beside it shows as the display prefix');
 }
 
 $t->done;
