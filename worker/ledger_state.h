@@ -124,6 +124,9 @@ struct aw_drain_s {
 };
 
 
+/* ledger_slice.c */
+size_t aw_drain_slice(aw_drain_t *d, const aw_entry_t *en, size_t n);
+
 /* ledger_read.c (each returns as its comment there says) */
 long long aw_now_ms(void);
 void aw_drain_redis_lost(aw_drain_t *d);
@@ -137,7 +140,6 @@ void aw_drain_ack_done(aw_drain_t *d);
 void aw_drain_overlap(aw_drain_t *d);
 
 /* ledger_store.c (each returns as its comment there says) */
-size_t aw_drain_slice(aw_drain_t *d, const aw_entry_t *en, size_t n);
 int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups);
 int aw_drain_store_rows(aw_drain_t *d, size_t n, int each,
