@@ -231,11 +231,23 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    /* the period row first: a concurrent close waits here, then finds it */
+    /*
+     * the period row first: a concurrent close waits here, then finds it.
+     * Waiting longer than innodb_lock_wait_timeout (50 s; a close of a
+     * million events takes longer) it waits again: before, it failed
+     * (exit 1) while the other close issued every invoice.
+     */
 
-    if (aw_db_exec_params(db, "INSERT INTO billing_periods (period) "
-                          "VALUES (?)", (const char *[]) { period }, 1) != 0)
+    while (aw_db_exec_params(db, "INSERT INTO billing_periods (period) "
+                             "VALUES (?)", (const char *[]) { period }, 1)
+           != 0)
     {
+        if (aw_db_errno(db) == 1205) {      /* lock wait timeout */
+            aw_log(AW_LOG_INFO, "another close of %s is running; waiting "
+                   "for it", period);
+            continue;
+        }
+
         if (aw_db_errno(db) == 1062) {      /* duplicate entry */
             /* closed by the other meanwhile: as if it had been before */
             aw_db_exec(db, "ROLLBACK");

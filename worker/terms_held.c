@@ -8,7 +8,7 @@
  * ended: a "plan set" or "account override" made in between (a new price
  * from the 1st, entered on the 1st) was billed to the month before it.  So
  * each of them, before it changes anything, holds the terms of every ended
- * month not yet closed for the accounts it touches, computed from the
+ * month not yet closed (of the last 24) for the accounts it touches, computed from the
  * tables as they still are; the first change after a month's end holds
  * them (later ones find them held), and the close bills on them.
  */
@@ -25,7 +25,13 @@
 #include "invoice.h"
 
 
-/* the ended months looked back over, newest first, until a closed one */
+/*
+ * the ended months looked back over, newest first; a closed one is
+ * passed over, not the end of the walk: months may be closed out of
+ * order (one whose close was refused, for a model without a price, stays
+ * open behind a later one), and the walk stopped at the later one: the
+ * open month was billed on the new terms
+ */
 #define AW_TERMS_HELD_MONTHS  24
 
 
@@ -64,7 +70,7 @@ aw_terms_hold(MYSQL *db, const char *where, const char *value)
         }
 
         if (closed > 0) {
-            return 0;
+            continue;
         }
 
         if (aw_terms_hold_month(db, period, where, value) != 0) {
