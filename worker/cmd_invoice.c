@@ -155,6 +155,34 @@ aw_invoice_drained(time_t end, const char *period)
 }
 
 
+/*
+ * The period row, first in the close's transaction: a concurrent close
+ * waits here, then finds it.  Waiting longer than innodb_lock_wait_timeout
+ * (50 s; a close of a million events takes longer) it waits again:
+ * before, it failed (exit 1) while the other close issued every invoice.
+ * 0: the month is this close's; 1: closed by another; -1: MySQL failed.
+ */
+
+static int
+aw_invoice_claim(MYSQL *db, const char *period)
+{
+    while (aw_db_exec_params(db, "INSERT INTO billing_periods (period) "
+                             "VALUES (?)", (const char *[]) { period }, 1)
+           != 0)
+    {
+        if (aw_db_errno(db) == 1205) {      /* lock wait timeout */
+            aw_log(AW_LOG_INFO, "another close of %s is running; waiting "
+                   "for it", period);
+            continue;
+        }
+
+        return aw_db_errno(db) == 1062 ? 1 : -1;    /* duplicate entry */
+    }
+
+    return 0;
+}
+
+
 static int
 aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
@@ -231,31 +259,17 @@ aw_invoice_close(aw_cmd_ctx_t *ctx, int argc, char **argv)
         goto done;
     }
 
-    /*
-     * the period row first: a concurrent close waits here, then finds it.
-     * Waiting longer than innodb_lock_wait_timeout (50 s; a close of a
-     * million events takes longer) it waits again: before, it failed
-     * (exit 1) while the other close issued every invoice.
-     */
+    r = aw_invoice_claim(db, period);
 
-    while (aw_db_exec_params(db, "INSERT INTO billing_periods (period) "
-                             "VALUES (?)", (const char *[]) { period }, 1)
-           != 0)
-    {
-        if (aw_db_errno(db) == 1205) {      /* lock wait timeout */
-            aw_log(AW_LOG_INFO, "another close of %s is running; waiting "
-                   "for it", period);
-            continue;
-        }
+    if (r == 1) {
+        /* closed by the other meanwhile: as if it had been before */
+        aw_db_exec(db, "ROLLBACK");
+        printf("period %s is already closed\n", period);
+        rc = AW_EXIT_OK;
+        goto done;
+    }
 
-        if (aw_db_errno(db) == 1062) {      /* duplicate entry */
-            /* closed by the other meanwhile: as if it had been before */
-            aw_db_exec(db, "ROLLBACK");
-            printf("period %s is already closed\n", period);
-            rc = AW_EXIT_OK;
-            goto done;
-        }
-
+    if (r != 0) {
         goto failed;
     }
 
