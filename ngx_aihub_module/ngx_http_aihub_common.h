@@ -311,6 +311,17 @@ typedef enum {
 } ngx_http_aihub_hold_e;
 
 
+/* where a JSON answer's first bytes are (ngx_http_aihub_refusal_first) */
+
+typedef enum {
+    NGX_HTTP_AIHUB_FIRST_OBJECT = 0,            /* white space, then "{" */
+    NGX_HTTP_AIHUB_FIRST_MEMBER,                /* white space, then '"' */
+    NGX_HTTP_AIHUB_FIRST_NAME,                  /* "error", first_at in */
+    NGX_HTTP_AIHUB_FIRST_COLON,
+    NGX_HTTP_AIHUB_FIRST_VALUE                  /* "{" */
+} ngx_http_aihub_first_e;
+
+
 typedef enum {
     NGX_HTTP_AIHUB_DEV_NONE = 0,
     NGX_HTTP_AIHUB_DEV_KEY_LIST,
@@ -421,12 +432,15 @@ typedef struct {
     ngx_buf_t                    *replace;      /* our error instead */
     ngx_buf_t                    *held;         /* a provider's refusal */
     ngx_http_aihub_hold_e         hold;
+    ngx_buf_t                    *head;         /* first bytes, gathered */
     ngx_chain_t                  *free;         /* stream copies, reused */
     ngx_chain_t                  *busy;
     void                         *xlate_stream; /* aihub_rstream_t */
     ngx_buf_t                    *xlate_json;   /* a chat answer, held */
     u_char                       *xlate_id;
     u_char                       *xlate_model;
+    unsigned                      first:3;      /* ngx_http_aihub_first_e */
+    unsigned                      first_at:3;
     unsigned                      xlate_failed:1;
     unsigned                      replace_sent:1;
     unsigned                      streamed:1;

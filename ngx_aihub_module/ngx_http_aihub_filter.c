@@ -34,7 +34,7 @@ static ngx_int_t ngx_http_aihub_provider_answer(ngx_http_request_t *r,
 static ngx_int_t ngx_http_aihub_nginx_error(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 static ngx_int_t ngx_http_aihub_hold_first(ngx_http_request_t *r,
-    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t **in);
 static ngx_int_t ngx_http_aihub_hold_refusal(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_aihub_send_replace(ngx_http_request_t *r,
@@ -450,7 +450,7 @@ ngx_http_aihub_body_pass(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
     }
 
     if (ctx->reply.hold == NGX_HTTP_AIHUB_HOLD_FIRST) {
-        rc = ngx_http_aihub_hold_first(r, ctx, in);
+        rc = ngx_http_aihub_hold_first(r, ctx, &in);
 
         if (rc != NGX_DECLINED) {
             return rc;
@@ -500,78 +500,41 @@ ours:
 
 
 /*
- * A JSON answer's header waits for its first byte: an object goes on as
- * it came, anything else (an HTML page, nothing at all) becomes our 502
- * and is never billed.  An object whose first member is "error" with an
- * object for its value is OpenRouter's failure once the model has begun (a
- * 200 whose body is the error, naming the upstream and the operator's
- * account): it is held to its end and judged by the error's code.  NGX_DECLINED: the header went
- * on, go on.
+ * A JSON answer's header waits for its first bytes: an object goes on as
+ * it came, anything else (an HTML page, white space alone, nothing at
+ * all) becomes our 502 and is never billed.  An object whose first member
+ * is "error" with an object for its value is OpenRouter's failure once
+ * the model has begun (a 200 whose body is the error, naming the upstream
+ * and the operator's account): it is held to its end and judged by the
+ * error's code.  White space before it (OpenRouter's keep-alives) waits
+ * with the header (ngx_http_aihub_refusal_first).  NGX_DECLINED: the
+ * header went on, go on with *in.
  */
 
 static ngx_int_t
 ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
-    ngx_chain_t *in)
+    ngx_chain_t **in)
 {
-    u_char       *p;
     ngx_int_t     rc;
-    ngx_uint_t    last, bytes;
-    ngx_chain_t  *cl;
+    ngx_chain_t  *cl, *out;
 
-    last = 0;
-    bytes = 0;
+    rc = ngx_http_aihub_refusal_first(r, ctx, *in, &out);
 
-    for (cl = in; cl; cl = cl->next) {
+    switch (rc) {
 
-        if (cl->buf->last_buf) {
-            last = 1;
+    case NGX_AGAIN:
+        return NGX_OK;
+
+    case NGX_OK:
+        ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_REFUSAL;
+
+        if (ngx_http_aihub_scan_json(ctx, out) != NGX_OK) {
+            return NGX_ERROR;
         }
 
-        if (!ngx_buf_in_memory(cl->buf)) {
-            continue;
-        }
+        return ngx_http_aihub_hold_refusal(r, ctx, out);
 
-        bytes += cl->buf->last - cl->buf->pos;
-
-        for (p = cl->buf->pos; p < cl->buf->last; p++) {
-
-            if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
-                continue;
-            }
-
-            ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
-
-            if (*p != '{') {
-                goto refuse;
-            }
-
-            if (ngx_http_aihub_refusal_error_first(p, cl->buf->last)) {
-                ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_REFUSAL;
-
-                if (ngx_http_aihub_scan_json(ctx, in) != NGX_OK) {
-                    return NGX_ERROR;
-                }
-
-                return ngx_http_aihub_hold_refusal(r, ctx, in);
-            }
-
-            rc = ngx_http_next_header_filter(r);
-
-            if (rc == NGX_ERROR || rc > NGX_OK) {
-                return rc;
-            }
-
-            return NGX_DECLINED;
-        }
-    }
-
-    if (!last) {
-        /* nothing yet (an inflated answer's first read may give none):
-           it waits with the header; white space only: it goes on */
-        if (bytes == 0) {
-            return NGX_OK;
-        }
-
+    case NGX_DECLINED:
         ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
 
         rc = ngx_http_next_header_filter(r);
@@ -580,12 +543,17 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
             return rc;
         }
 
+        *in = out;
         return NGX_DECLINED;
+
+    case NGX_ABORT:
+        break;
+
+    default:
+        return NGX_ERROR;
     }
 
     ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
-
-refuse:
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "aihub: provider \"%V\" answered %ui with a body that is "
@@ -594,7 +562,7 @@ refuse:
 
     ctx->reply.scanning = 0;
 
-    for (cl = in; cl; cl = cl->next) {
+    for (cl = *in; cl; cl = cl->next) {
         cl->buf->pos = cl->buf->last;
         cl->buf->file_pos = cl->buf->file_last;
     }

@@ -29,7 +29,8 @@
 
 
 static cJSON *ngx_http_aihub_refusal_error(ngx_buf_t *held, cJSON **root);
-static u_char *ngx_http_aihub_refusal_space(u_char *p, u_char *last);
+static ngx_int_t ngx_http_aihub_refusal_first_byte(
+    ngx_http_aihub_reply_t *reply, u_char c);
 static ngx_int_t ngx_http_aihub_refusal_message(ngx_http_request_t *r,
     ngx_buf_t *held, u_char **message);
 static ngx_uint_t ngx_http_aihub_refusal_no_credit(ngx_buf_t *held);
@@ -140,46 +141,169 @@ ngx_http_aihub_refusal_judge(ngx_http_request_t *r,
 
 
 /*
- * Whether an object's first member is "error" with an object for its value,
- * as far as the bytes from its "{" tell (cut by the end of the buffer, it
- * is taken for another: the answer goes on).  An answer that begins with
- * "error": null goes on too.
+ * The first bytes of a JSON answer, which tell whether it is OpenRouter's
+ * failure once the model has begun (a 200 whose body is {"error": {...}}),
+ * read across buffers: white space first (OpenRouter's keep-alives while
+ * a slow model works), the member cut at a buffer's end.  Until they
+ * tell, they are gathered (NGX_HTTP_AIHUB_FIRST_MAX bytes at most: past
+ * it, the answer goes on as another) and consumed from "in"; once they
+ * do, *out is the answer from its first byte.  NGX_OK: the error first;
+ * NGX_DECLINED: another object; NGX_ABORT: not an object (nothing but
+ * white space, a cut object, HTML); NGX_AGAIN: not yet told.  Before,
+ * only the first buffer was looked at: one of white space alone sent the
+ * header on, and the error reached the client raw, with a 200, naming
+ * the operator's account.
  */
 
-ngx_uint_t
-ngx_http_aihub_refusal_error_first(u_char *p, u_char *last)
+ngx_int_t
+ngx_http_aihub_refusal_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
+    ngx_chain_t *in, ngx_chain_t **out)
 {
-    static u_char  name[] = "\"error\"";
+    u_char       *p;
+    size_t        bytes;
+    ngx_buf_t    *head;
+    ngx_int_t     rc;
+    ngx_uint_t    last;
+    ngx_chain_t  *cl;
 
-    p = ngx_http_aihub_refusal_space(p + 1, last);
+    rc = NGX_AGAIN;
+    last = 0;
+    bytes = 0;
 
-    if ((size_t) (last - p) < sizeof(name) - 1
-        || ngx_strncmp(p, name, sizeof(name) - 1) != 0)
-    {
-        return 0;
+    for (cl = in; cl && rc == NGX_AGAIN; cl = cl->next) {
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+
+        if (!ngx_buf_in_memory(cl->buf)) {
+            continue;
+        }
+
+        bytes += cl->buf->last - cl->buf->pos;
+
+        for (p = cl->buf->pos; p < cl->buf->last && rc == NGX_AGAIN; p++) {
+            rc = ngx_http_aihub_refusal_first_byte(&ctx->reply, *p);
+        }
     }
 
-    p = ngx_http_aihub_refusal_space(p + sizeof(name) - 1, last);
+    head = ctx->reply.head;
 
-    if (p == last || *p != ':') {
-        return 0;
+    if (rc == NGX_AGAIN && last) {
+        return NGX_ABORT;
     }
 
-    p = ngx_http_aihub_refusal_space(p + 1, last);
+    if (rc == NGX_AGAIN) {
+        if (head == NULL) {
+            head = ngx_create_temp_buf(r->pool, NGX_HTTP_AIHUB_FIRST_MAX);
+            if (head == NULL) {
+                return NGX_ERROR;
+            }
 
-    return p < last && *p == '{';
+            ctx->reply.head = head;
+        }
+
+        if (bytes <= (size_t) (head->end - head->last)) {
+            for (cl = in; cl; cl = cl->next) {
+                if (ngx_buf_in_memory(cl->buf)) {
+                    head->last = ngx_cpymem(head->last, cl->buf->pos,
+                                            cl->buf->last - cl->buf->pos);
+                }
+
+                cl->buf->pos = cl->buf->last;
+            }
+
+            return NGX_AGAIN;
+        }
+
+        /* white space without end: it goes on, as another object */
+        rc = NGX_DECLINED;
+    }
+
+    *out = in;
+
+    if (head != NULL && head->last > head->pos) {
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = head;
+        cl->next = in;
+        *out = cl;
+    }
+
+    ctx->reply.head = NULL;
+
+    return rc;
 }
 
 
-static u_char *
-ngx_http_aihub_refusal_space(u_char *p, u_char *last)
-{
-    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-    {
-        p++;
-    }
+/* one byte of the answer's first ones, as ngx_http_aihub_refusal_first() */
 
-    return p;
+static ngx_int_t
+ngx_http_aihub_refusal_first_byte(ngx_http_aihub_reply_t *reply, u_char c)
+{
+    ngx_uint_t  space;
+
+    static u_char  name[] = "\"error\"";
+
+    space = (c == ' ' || c == '\t' || c == '\r' || c == '\n');
+
+    switch (reply->first) {
+
+    case NGX_HTTP_AIHUB_FIRST_OBJECT:
+        if (space) {
+            return NGX_AGAIN;
+        }
+
+        if (c != '{') {
+            return NGX_ABORT;
+        }
+
+        reply->first = NGX_HTTP_AIHUB_FIRST_MEMBER;
+        return NGX_AGAIN;
+
+    case NGX_HTTP_AIHUB_FIRST_MEMBER:
+        if (space) {
+            return NGX_AGAIN;
+        }
+
+        reply->first = NGX_HTTP_AIHUB_FIRST_NAME;
+        reply->first_at = 0;
+
+        /* fall through */
+
+    case NGX_HTTP_AIHUB_FIRST_NAME:
+        if (c != name[reply->first_at]) {
+            return NGX_DECLINED;
+        }
+
+        if (++reply->first_at == sizeof(name) - 1) {
+            reply->first = NGX_HTTP_AIHUB_FIRST_COLON;
+        }
+
+        return NGX_AGAIN;
+
+    case NGX_HTTP_AIHUB_FIRST_COLON:
+        if (space) {
+            return NGX_AGAIN;
+        }
+
+        if (c != ':') {
+            return NGX_DECLINED;
+        }
+
+        reply->first = NGX_HTTP_AIHUB_FIRST_VALUE;
+        return NGX_AGAIN;
+
+    default: /* NGX_HTTP_AIHUB_FIRST_VALUE */
+        if (space) {
+            return NGX_AGAIN;
+        }
+
+        return c == '{' ? NGX_OK : NGX_DECLINED;
+    }
 }
 
 

@@ -16,6 +16,11 @@
                                                 fault (200 bytes each) */
 
 
+#define NGX_HTTP_AIHUB_FIRST_MAX     4096    /* bytes gathered before a JSON
+                                                answer tells what it is:
+                                                keep-alive white space */
+
+
 /* what the developer gets instead of a held answer */
 
 typedef struct {
@@ -28,7 +33,8 @@ typedef struct {
 
 ngx_int_t ngx_http_aihub_refusal_judge(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_buf_t *held, ngx_http_aihub_refusal_t *v);
-ngx_uint_t ngx_http_aihub_refusal_error_first(u_char *p, u_char *last);
+ngx_int_t ngx_http_aihub_refusal_first(ngx_http_request_t *r,
+    ngx_http_aihub_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t **out);
 
 
 #endif /* NGX_HTTP_AIHUB_REFUSAL_H */

@@ -37,6 +37,8 @@ ngx_http_aihub_scan_start(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         aihub_usage_json_init(ctx->reply.json);
 
         ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_FIRST;
+        ctx->reply.first = NGX_HTTP_AIHUB_FIRST_OBJECT;
+        ctx->reply.head = NULL;
         ctx->reply.scanning = 1;
 
         return NGX_AGAIN;

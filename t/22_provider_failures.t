@@ -222,6 +222,19 @@ check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
            . 'error are not passed on');
 }
 {
+    # the same after keep-alive white space (OpenRouter sends some while a
+    # slow model works, which is when this failure comes): before, a first
+    # buffer of white space alone sent the 200 on, and the error reached
+    # the client raw, naming the operator's account
+    my $r = check_failure('200 whose body is an error after keep-alives', 502,
+                          'upstream_error', reached => 1,
+                          headers => { 'x-mock-error-200' => 1,
+                                       'x-mock-keepalive' => 3 });
+    unlike($r->{body}, qr/user_id|user_2dHFtVWx2n56w6HkOperator0|Provider returned/,
+           "200 with an error after keep-alives: the operator's account "
+           . 'and the provider\'s error are not passed on');
+}
+{
     # "error": null first is an answer like any other
     my $r = raw_request($t, key => $key, body => chat_body(),
                         headers => { 'x-mock-error-null' => 1 });
@@ -241,6 +254,9 @@ check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
     unlike($r->{body}, qr/user_id|user_2dHFtVWx2n56w6HkOperator0/,
            "200 with an error about the request: the operator's account "
            . 'is not passed on');
+    check_rejected('the same after keep-alives',
+        qr/^The model provider rejected the request: This endpoint's maximum context length/,
+        headers => { 'x-mock-error-200' => 400, 'x-mock-keepalive' => 2 });
 }
 check_failure('a status line that is not HTTP', 502, 'upstream_error',
               reached => 1, headers => { 'x-mock-raw-status' => 1 });

@@ -237,6 +237,9 @@ for my $model (sort keys %name) {
     my $j = eval { decode_json($r->{body}) } // {};
     is($j->{choices}[0]{message}{content}, $TEXT,
        'empty lines before the JSON: the answer');
+    like($r->{body}, qr/\A\n\n\n\{/,
+         'empty lines before the JSON: passed on, each (held with the '
+         . 'header until the object began)');
     billed_as_counted($r, 'empty lines before the JSON');
 
     $r = raw_request($t, key => $key,
