@@ -596,6 +596,55 @@ aihub_json_member(const unsigned char *p, size_t n, size_t obj,
 
 
 /*
+ * The bytes that take the member "name" out of the object at "obj": from
+ * its name to the next member's, or, the last, from the end of the member
+ * before it (the object's "{" when none) to its value's end.  0: none.
+ */
+
+static int
+aihub_json_member_cut(const unsigned char *p, size_t n, size_t obj,
+    const char *name, size_t *from, size_t *to)
+{
+    size_t  i, key, end, prev;
+
+    prev = obj + 1;
+    i = aihub_json_ws(p, n, obj + 1);
+
+    while (i < n && p[i] == '"') {
+        key = i;
+
+        i = aihub_json_skip(p, n, i);
+        i = aihub_json_ws(p, n, i) + 1;         /* the ':' */
+        i = aihub_json_ws(p, n, i);
+
+        end = aihub_json_skip(p, n, i);
+        i = aihub_json_ws(p, n, end);
+
+        if (aihub_json_key_is(p, n, key, name)) {
+            if (i < n && p[i] == ',') {
+                *from = key;
+                *to = aihub_json_ws(p, n, i + 1);
+
+            } else {
+                *from = prev;
+                *to = end;
+            }
+
+            return 1;
+        }
+
+        prev = end;
+
+        if (i < n && p[i] == ',') {
+            i = aihub_json_ws(p, n, i + 1);
+        }
+    }
+
+    return 0;
+}
+
+
+/*
  * A Responses input item the provider cannot read once told "store": false:
  * a reasoning item without its encrypted_content stands for the one the
  * provider kept by its id, and it kept none.  OpenAI answers 404 "Item with
@@ -734,14 +783,14 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     size_t *len)
 {
     int                 rename, usage, store, empty, closed, k, j, nedits;
-    int                 unkept, cap;
+    int                 unkept, cap, drop;
     char               *id, *o, *input;
     char                capbuf[64];
-    size_t              root, close, at, total, input_len;
+    size_t              root, close, at, total, input_len, from, to;
     const char         *text;
     cJSON              *item;
     const cJSON        *items, *it;
-    aihub_body_edit_t   edits[6], t;
+    aihub_body_edit_t   edits[7], t;
     aihub_json_span_t   span, inc, kept;
 
     rename = (strlen(upstream) != b->model_len
@@ -789,7 +838,18 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     cap = (policy->cap > 0 && policy->cap_name != NULL
            && b->max_tokens == 0);
 
-    if (!rename && !usage && !store && !unkept && !cap) {
+    /*
+     * a provider that refuses stream_options (Mistral: 422) is sent none,
+     * the client's own left out too (LangChain's stream_usage, the AI
+     * SDK's provider and SDK users asking for the usage chunk send it):
+     * before, it went on, and the client got 502
+     */
+
+    drop = (policy->no_stream_options
+            && aihub_json_member_cut(p, n, root, "stream_options", &from,
+                                     &to));
+
+    if (!rename && !usage && !store && !unkept && !cap && !drop) {
         return 0;
     }
 
@@ -863,6 +923,10 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
             edits[nedits++] = (aihub_body_edit_t) { close, 0, text + empty,
                                                     strlen(text + empty) };
         }
+    }
+
+    if (drop) {
+        edits[nedits++] = (aihub_body_edit_t) { from, to - from, "", 0 };
     }
 
     if (store) {

@@ -70,6 +70,9 @@ typedef struct {
                                                  way: if a rewrite before
                                                  put the cap there, it
                                                  becomes null */
+    unsigned                no_stream_options:1;  /* the provider refuses
+                                                 the member: the client's
+                                                 goes */
 } aihub_body_policy_t;
 
 /* the policy's no_store: nothing kept in the provider account */
@@ -137,7 +140,8 @@ int aihub_body_fast(aihub_body_t *b, const unsigned char *p, size_t n,
  * The body for the provider: its own model id (a C string), for a stream
  * stream_options.include_usage when the policy wants it, "store": false
  * as the policy's no_store says (put in place of the value the body gave,
- * or added; with AIHUB_STORE_FALSE, a Responses input's reasoning items
+ * or added; the client's stream_options left out with
+ * no_stream_options; with AIHUB_STORE_FALSE, a Responses input's reasoning items
  * without encrypted_content are left out: the provider kept none of
  * them), and the policy's cap when b->max_tokens is 0 (in place of a
  * null, or added).  p and n

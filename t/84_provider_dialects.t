@@ -365,6 +365,23 @@ for my $model ('test-oai', 'test-or', 'test-gem') {
        'Mistral, stream: no stream_options sent');
     billed_as_counted($r, 'Mistral, stream: its usage, unasked,');
 
+    # the client's own stream_options (LangChain's stream_usage, the AI
+    # SDK's provider, SDK users asking for the usage chunk) goes too:
+    # before, it went on, Mistral answered 422, the client 502
+    $r = raw_request($t, key => $key,
+                     body => chat_body(model => 'test-mis', stream => 1,
+                                       include_usage => 1));
+    is($r->{status}, 200, 'Mistral, stream asking its usage chunk: 200');
+    is(stream_text($r), $TEXT, 'Mistral, stream asking its usage: the text');
+    ok(!exists((decode_json(last_mock()->{body}) // {})->{stream_options}),
+       "Mistral, stream asking its usage: the client's stream_options not "
+       . 'sent');
+    my ($u) = grep { ref $_ eq 'HASH' && $_->{usage} }
+              Aihub::sse_events($r->{body});
+    ok($u && $u->{usage}{total_tokens},
+       'Mistral, stream asking its usage: the usage reaches the client');
+    billed_as_counted($r, 'Mistral, stream asking its usage,');
+
     $r = raw_request($t, key => $key,
                      body => chat_body(model => 'test-mis'));
     is($r->{status}, 200, 'Mistral, JSON: 200');

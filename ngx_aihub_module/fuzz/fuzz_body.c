@@ -178,6 +178,32 @@ check_accepted(const aihub_body_t *b, const aihub_body_policy_t *pol)
 }
 
 
+/* whether the body's object has a member named stream_options, however
+   its name is written */
+
+static int
+has_stream_options(const unsigned char *p, size_t n)
+{
+    int           has;
+    cJSON        *root;
+    const cJSON  *it;
+
+    root = cJSON_ParseWithLength((const char *) p, n);
+    has = 0;
+
+    if (cJSON_IsObject(root)) {
+        for (it = root->child; it != NULL; it = it->next) {
+            has |= (it->string != NULL
+                    && strcmp(it->string, "stream_options") == 0);
+        }
+    }
+
+    cJSON_Delete(root);
+
+    return has;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -199,6 +225,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pol.max_tokens_max = (data[0] & 1) ? 1000000000 : 4096;
     pol.stream_usage = (data[0] >> 1) & 1;
     pol.no_store = ((data[0] >> 4) & 3) % 3;
+
+    /* a provider that refuses stream_options is asked for no usage */
+    pol.no_stream_options = !pol.stream_usage && (size & 1);
 
     if ((data[0] >> 6) & 1) {
         pol.cap = 50;
@@ -270,6 +299,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(!pol.stream_usage || !b.stream || b.include_usage);
         FUZZ_CHECK(store_right(b.json, &pol, NULL));
         FUZZ_CHECK(pol.cap == 0 || b.max_tokens != 0);
+        FUZZ_CHECK(!pol.no_stream_options || !has_stream_options(data + 1,
+                                                                 size - 1));
         aihub_body_free(&b);
         return 0;
     }
@@ -292,9 +323,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         it = cJSON_GetObjectItemCaseSensitive(fwd.json, pol.cap_name);
         FUZZ_CHECK(cJSON_IsNumber(it) && it->valuedouble == 50);
     }
-    FUZZ_CHECK(fwd.include_usage
-               == (was_b.include_usage || (pol.stream_usage && b.stream)));
-    FUZZ_CHECK(b.include_usage == fwd.include_usage);
+    if (pol.no_stream_options) {
+        /* none sent; the client's wish kept, for the answer */
+        FUZZ_CHECK(!has_stream_options((const unsigned char *) out, len));
+        FUZZ_CHECK(!fwd.include_usage);
+        FUZZ_CHECK(b.include_usage == was_b.include_usage);
+
+    } else {
+        FUZZ_CHECK(fwd.include_usage
+                   == (was_b.include_usage || (pol.stream_usage && b.stream)));
+        FUZZ_CHECK(b.include_usage == fwd.include_usage);
+    }
     FUZZ_CHECK(b.model_len == fwd.model_len
                && memcmp(b.model, fwd.model, b.model_len) == 0);
 
@@ -321,7 +360,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (it = b.json->child; it != NULL; it = it->next) {
         FUZZ_CHECK(cJSON_GetObjectItemCaseSensitive(fwd.json, it->string)
-                   != NULL);
+                   != NULL
+                   || (pol.no_stream_options
+                       && strcmp(it->string, "stream_options") == 0));
     }
 
     FUZZ_CHECK(fwd.prompt_chars == b.prompt_chars);

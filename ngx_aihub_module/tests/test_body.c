@@ -15,10 +15,10 @@
 
 
 static const aihub_body_policy_t  policy = {
-    1000000000, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL
+    1000000000, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL, 0
 };
 static const aihub_body_policy_t  model_only = {
-    1000000000, 0, 1, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL
+    1000000000, 0, 1, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL, 0
 };
 
 
@@ -182,7 +182,7 @@ int
 main(void)
 {
     aihub_body_t         b;
-    aihub_body_policy_t  small = { 100, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL };
+    aihub_body_policy_t  small = { 100, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL, 0 };
     const char          *json;
 
     /* verdicts, in the order the checks run */
@@ -591,7 +591,7 @@ main(void)
         unsigned char  buf[2048];
 
         aihub_body_policy_t  cap = { 300, 1, 0, 0, AIHUB_STORE_AS_SENT,
-                                     0, NULL, NULL };
+                                     0, NULL, NULL, 0 };
 
         static const unsigned char  bytes[] = "{}[]\",:\\ \t\n0159-.eEtfnu"
                                               "\"ax\x01\x80\xc3";
@@ -695,6 +695,32 @@ main(void)
            "a policy without stream_usage forwards a stream as it came");
     }
     aihub_body_free(&b);
+
+    /* a provider that refuses stream_options: the client's goes, wherever
+       it is, however written (Mistral answers 422 extra_forbidden) */
+
+    small.no_stream_options = 1;
+
+    IS_STR(forwarded_with("{\"model\":\"a\",\"stream\":true,"
+                          "\"stream_options\":{\"include_usage\":true},"
+                          MSG "}", "a", &small),
+           "{\"model\":\"a\",\"stream\":true," MSG "}",
+           "no stream_options: a member between two");
+    IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"stream\":true,"
+                          "\"stream_options\":{\"include_usage\":true}}",
+                          "a", &small),
+           "{\"model\":\"a\"," MSG ",\"stream\":true}",
+           "no stream_options: the last member");
+    IS_STR(forwarded_with("{ \"stream_options\" : null , \"model\" : \"a\" ,"
+                          " " MSG " }", "a", &small),
+           "{ \"model\" : \"a\" , " MSG " }",
+           "no stream_options: the first, in white space");
+    IS_STR(forwarded_with("{\"model\":\"a\"," MSG ",\"stream\":true,"
+                          "\"stream\\u005foptions\":{}}", "b", &small),
+           "{\"model\":\"b\"," MSG ",\"stream\":true}",
+           "no stream_options: its name escaped, and the model renamed");
+    IS_STR(forwarded_with("{\"model\":\"a\"," MSG "}", "a", &small), "=",
+           "no stream_options: a body without one goes as it came");
 
     return tap_done();
 }
