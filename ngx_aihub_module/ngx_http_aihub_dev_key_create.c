@@ -36,6 +36,8 @@
 static void ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
+static cJSON *ngx_http_aihub_dev_key_json(ngx_str_t *body);
+static ngx_uint_t ngx_http_aihub_dev_key_controls(const char *label);
 static ngx_int_t ngx_http_aihub_dev_key_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *chat,
     ngx_uint_t *admin);
@@ -276,6 +278,66 @@ ngx_http_aihub_dev_key_options(ngx_http_request_t *r,
 }
 
 
+/* the body's object, or NULL: not one object alone, a member twice, a BOM */
+
+static cJSON *
+ngx_http_aihub_dev_key_json(ngx_str_t *body)
+{
+    u_char       *p, *last;
+    cJSON        *root;
+    const char   *end;
+    const cJSON  *a, *b;
+
+    p = body->data;
+    last = p + body->len;
+
+    if (body->len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+        return NULL;
+    }
+
+    root = cJSON_ParseWithLengthOpts((const char *) p, body->len, &end, 0);
+    if (root == NULL) {
+        return NULL;
+    }
+
+    for (p = (u_char *) end; p < last; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(root);
+            return NULL;
+        }
+    }
+
+    for (a = root->child; a; a = a->next) {
+        for (b = a->next; b; b = b->next) {
+            if (a->string && b->string && ngx_strcmp(a->string, b->string) == 0)
+            {
+                cJSON_Delete(root);
+                return NULL;
+            }
+        }
+    }
+
+    return root;
+}
+
+
+/* whether a label holds a control character (C0 or DEL) */
+
+static ngx_uint_t
+ngx_http_aihub_dev_key_controls(const char *label)
+{
+    const u_char  *p;
+
+    for (p = (const u_char *) label; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static ngx_int_t
 ngx_http_aihub_dev_key_parse(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx, ngx_str_t *body, ngx_uint_t *chat,
@@ -285,7 +347,14 @@ ngx_http_aihub_dev_key_parse(ngx_http_request_t *r,
     size_t   len;
     cJSON   *root, *label, *scopes, *s;
 
-    root = cJSON_ParseWithLength((const char *) body->data, body->len);
+    /*
+     * one JSON object and nothing after it, each member once, no byte
+     * order mark (cJSON skips one): before, {"scopes":["chat"],
+     * "scopes":["admin"]} was read as its first, and bytes after the
+     * object were let go; the chat endpoints refuse both
+     */
+
+    root = ngx_http_aihub_dev_key_json(body);
 
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -307,6 +376,20 @@ ngx_http_aihub_dev_key_parse(ngx_http_request_t *r,
                             "invalid_request_error", "invalid_request_error",
                             "\"label\" must be a string and \"scopes\" "
                             "an array of \"chat\" and \"admin\".");
+        return NGX_DECLINED;
+    }
+
+    if (label && ngx_http_aihub_dev_key_controls(label->valuestring)) {
+        /*
+         * a control character (a line feed, ESC...) in a label printed by
+         * "aihub-worker key list" forged rows or cleared the operator's
+         * terminal
+         */
+        cJSON_Delete(root);
+        ngx_http_aihub_deny(ctx, NGX_HTTP_BAD_REQUEST,
+                            "invalid_request_error", "invalid_request_error",
+                            "\"label\" must be printable text, without "
+                            "control characters.");
         return NGX_DECLINED;
     }
 

@@ -220,12 +220,28 @@ unlike($f{event}, qr/\Q$new\E/, 'admin event: never the key');
 for my $case ([ 'not JSON', 'nope' ], [ 'array', '[]' ],
               [ 'label a number', '{"label": 5}' ],
               [ 'unknown scope', '{"scopes": ["root"]}' ],
-              [ 'scopes a string', '{"scopes": "chat"}' ]) {
+              [ 'scopes a string', '{"scopes": "chat"}' ],
+              # read as the chat endpoints read bodies: before, each of
+              # these was 201 (the first "scopes" won, the rest let go)
+              [ 'scopes twice', '{"scopes":["chat"],"scopes":["admin"]}' ],
+              [ 'label twice, escaped', '{"label":"a","l\u0061bel":"b"}' ],
+              [ 'bytes after the object', '{"label":"a"} trailing {' ],
+              [ 'a byte order mark', "\xef\xbb\xbf" . '{"label":"a"}' ],
+              # a label with control characters, printed by the
+              # operator's "key list", forged rows or cleared the screen
+              [ 'a label with a line feed', '{"label":"ci\r\nai-hub-FAKE"}' ],
+              [ 'a label with ESC', '{"label":"ci\u001b[2J"}' ],
+              [ 'a label with DEL', '{"label":"ci\u007f"}' ]) {
     is_error($t->http(POST => '/api/v1/developer/api-keys', key => $admin,
                       headers => { 'content-type' => 'application/json' },
                       body => $case->[1]),
              400, 'invalid_request_error', "create, $case->[0]");
 }
+$r = $t->http(POST => '/api/v1/developer/api-keys', key => $admin,
+              headers => { 'content-type' => 'application/json' },
+              body => '{"label":"ci\u001b[2J"}');
+like($r->{json}{error}{message} // '', qr/"label" must be printable text/,
+     'create, a control character: the message says what is wrong');
 is($t->redis('XLEN', 'aihub:admin'), 1, 'refused creates wrote nothing');
 
 # an admin key with no body: a chat key

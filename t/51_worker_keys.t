@@ -132,6 +132,19 @@ like($out, qr/\Q$prefix\E\x{e2}\x{80}\x{a6}/, 'listed masked');
 unlike($out, qr/\Q$key\E/, 'the key itself is not listed');
 like($out, qr/ci key/, 'label listed');
 
+# a label with control characters: refused by key create; one stored
+# before (by an older node) is shown with '?', never obeyed by the terminal
+($rc, undef, $err) = $t->worker('key', 'create', '--account', 'acme',
+                                '--label', "ci\e[2J");
+is($rc, 2, 'key create --label with ESC: refused (exit 2)');
+like($err, qr/control characters/, 'and says why');
+$t->sql("UPDATE api_keys SET label = CONCAT('old', CHAR(27), '[2J', "
+        . "CHAR(13), CHAR(10), 'row') WHERE prefix = '$prefix'");
+($rc, $out) = $t->worker('key', 'list', '--account', 'acme');
+like($out, qr/old\?\[2J\?\?row/, 'a stored label\'s controls listed as ?');
+unlike($out, qr/\e|\r/, 'no ESC or CR printed');
+$t->sql("UPDATE api_keys SET label = 'ci key' WHERE prefix = '$prefix'");
+
 # --- plan change: record rewritten, account invalidated ---------------------
 
 ($rc, $out, $err) = $t->worker('account', 'plan', 'acme', '--plan', 'free');

@@ -49,21 +49,26 @@ aw_plan_id(MYSQL *db, const char *name)
 int
 aw_account_name_ok(const char *name)
 {
-    size_t  i, n;
+    size_t  n;
 
     n = strlen(name);
 
-    if (n == 0 || n > 64) {
-        return 0;
-    }
+    return n > 0 && n <= 64 && !aw_has_control(name);
+}
 
-    for (i = 0; i < n; i++) {
-        if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f) {
-            return 0;
+
+/* whether s holds a control character (C0 or DEL): a terminal obeys it */
+
+int
+aw_has_control(const char *s)
+{
+    for ( /* void */ ; *s; s++) {
+        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
+            return 1;
         }
     }
 
-    return 1;
+    return 0;
 }
 
 

@@ -13,6 +13,7 @@
 long long aw_account_id(MYSQL *db, const char *name);
 long long aw_plan_id(MYSQL *db, const char *name);
 int aw_account_name_ok(const char *name);
+int aw_has_control(const char *s);
 long long aw_account_create(MYSQL *db, const char *name, const char *plan);
 
 

@@ -198,8 +198,9 @@ aw_key_create(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return AW_EXIT_USAGE;
     }
 
-    if (label && strlen(label) > 255) {
-        aw_usage_error(aw_key_usage, "label longer than 255 bytes");
+    if (label && (strlen(label) > 255 || aw_has_control(label))) {
+        aw_usage_error(aw_key_usage, "label longer than 255 bytes, or with "
+                       "control characters");
         return AW_EXIT_USAGE;
     }
 
@@ -262,6 +263,7 @@ done:
 static int
 aw_key_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
 {
+    char        *p;
     const char  *account;
     int          rc, npos;
     long long    account_id;
@@ -316,6 +318,15 @@ aw_key_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
            "SCOPES", "CREATED", "EXPIRES", "REVOKED", "SOURCE", "LABEL");
 
     while ((row = mysql_fetch_row(res)) != NULL) {
+        /* a label stored before control characters were refused: shown
+           as '?', not obeyed by the terminal */
+
+        for (p = row[7]; p && *p; p++) {
+            if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+                *p = '?';
+            }
+        }
+
         printf("%s\xe2\x80\xa6%-4s %-8s %-11s %-19s %-19s %-19s %-6s %s\n",
                row[0], "", row[1], row[2], row[3], row[4], row[5], row[6],
                row[7]);
