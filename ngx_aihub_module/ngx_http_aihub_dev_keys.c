@@ -35,7 +35,8 @@ static const char  ngx_http_aihub_key_list_script[] =
     "for i = 1, #idx, 2 do "
     "  local f = redis.call('HMGET', ARGV[1] .. idx[i + 1], '"
         AIHUB_KF_PREFIX "', '" AIHUB_KF_SCOPES "', '" AIHUB_KF_STATUS "', '"
-        AIHUB_KF_LABEL "', '" AIHUB_KF_CREATED "') "
+        AIHUB_KF_LABEL "', '" AIHUB_KF_CREATED "', '" AIHUB_KF_EXPIRES
+        "') "
     "  if f[1] then out[#out + 1] = f end "
     "end "
     "return out";
@@ -236,7 +237,7 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
         {
             f = reply->element[i];
 
-            if (f->type != REDIS_REPLY_ARRAY || f->elements != 5
+            if (f->type != REDIS_REPLY_ARRAY || f->elements != 6
                 || f->element[0]->type != REDIS_REPLY_STRING)
             {
                 continue;
@@ -259,8 +260,27 @@ ngx_http_aihub_dev_keys_done(ngx_http_request_t *r, redisReply *reply)
                 cJSON_AddStringToObject(k, "scopes", f->element[1]->str);
             }
 
+            /*
+             * its expiry, 0 never; an active key past it says "expired"
+             * (its record keeps "active": before, the list said so of a
+             * key that got 401)
+             */
+
+            n = 0;
+
+            if (f->element[5]->type == REDIS_REPLY_STRING) {
+                n = ngx_atoi((u_char *) f->element[5]->str,
+                             f->element[5]->len);
+                n = (n == NGX_ERROR) ? 0 : n;
+            }
+
+            cJSON_AddNumberToObject(k, "expires", (double) n);
+
             if (f->element[2]->type == REDIS_REPLY_STRING) {
-                cJSON_AddStringToObject(k, "status", f->element[2]->str);
+                cJSON_AddStringToObject(k, "status",
+                    (n > 0 && n <= ngx_http_aihub_time(r)
+                     && ngx_strcmp(f->element[2]->str, "active") == 0)
+                    ? "expired" : f->element[2]->str);
             }
 
             if (f->element[3]->type == REDIS_REPLY_STRING) {

@@ -252,6 +252,12 @@ my $second = $r->{json}{key};
 
 # --- list --------------------------------------------------------------------------
 
+# the chat-only key expired a minute ago: its record still says "active"
+# (before, so did the list, of a key that gets 401)
+my $expired_at = int(time) - 60;
+$t->redis('HSET', 'aihub:key:' . Aihub::key_hash($chat_only), 'expires',
+          $expired_at);
+
 $r = $t->http(GET => '/api/v1/developer/api-keys', key => $admin);
 is($r->{status}, 200, 'list: 200');
 is($r->{json}{object}, 'list', 'list: list shape');
@@ -270,6 +276,14 @@ like($listed{ Aihub::key_prefix($new) }{masked}, qr/^ai-hub-\w{8}\.\.\.$/,
 is($listed{ Aihub::key_prefix($new) }{label}, 'ci "runner"', 'list: label');
 is($listed{ Aihub::key_prefix($admin) }{scopes}, 'chat,admin',
    'list: scopes');
+is($listed{ Aihub::key_prefix($chat_only) }{status}, 'expired',
+   'list: a key past its expiry says "expired"');
+is($listed{ Aihub::key_prefix($chat_only) }{expires}, $expired_at,
+   'list: and when');
+is($listed{ Aihub::key_prefix($admin) }{status}, 'active',
+   'list: a key without expiry is active');
+is($listed{ Aihub::key_prefix($admin) }{expires}, 0, 'list: expires 0, never');
+$t->redis('HSET', 'aihub:key:' . Aihub::key_hash($chat_only), 'expires', 0);
 
 
 # --- revoke -------------------------------------------------------------------------
