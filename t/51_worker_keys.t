@@ -430,6 +430,47 @@ $t->stop_worker;
        . 'key change of the developer API, for good)');
 }
 
+# --- a key created through the developer API of an account suspended
+# before the worker stored it ----------------------------------------------
+
+# the suspension rewrote the account's keys from MySQL, which did not have
+# this one yet: a node that served it held it "active".  Storing it now
+# writes its record from MySQL (suspended) and tells the nodes, which read
+# it again (before: nothing was published, and the node served the key for
+# its whole cache lifetime after the drain)
+{
+    ($rc, undef, $err) = $t->worker('account', 'create', 'latesusp',
+                                    '--plan', 'pro');
+    is($rc, 0, 'account latesusp created') or diag($err);
+    my $acct = 0 + $t->sql_value("SELECT id FROM accounts WHERE name = "
+                                 . "'latesusp'");
+    my $k = Aihub::make_key();
+    my $hash = sha256_hex($k);
+    $t->seed_key(key => $k, account => $acct, plan => 'pro');
+    $t->redis('XADD', 'aihub:admin', '*', 'event', $json->encode({
+        type => 'key.created', account => $acct, hash => $hash,
+        prefix => Aihub::key_prefix($k), scopes => 'chat', label => 'susp',
+        ts => int(time * 1000) }));
+    ($rc) = $t->worker('account', 'suspend', 'latesusp');
+    is($rc, 0, 'suspended before its API key is stored');
+    is($t->redis('HGET', "aihub:key:$hash", 'status'), 'active',
+       'the key\'s record, not in MySQL yet, still says active');
+    while (defined next_invalidation()) { }
+
+    $t->start_worker('--consumer', 'w', '--block-ms', 100);
+    ok($t->wait_for(sub { $t->sql_value("SELECT COUNT(*) FROM api_keys WHERE "
+                                        . "key_hash = '$hash'") == 1 },
+                    timeout => 10), 'the worker stores the key');
+    $t->stop_worker;
+    is($t->redis('HGET', "aihub:key:$hash", 'status'), 'suspended',
+       'its record rewritten from MySQL: suspended');
+    my @inv;
+    while (defined(my $m = next_invalidation())) { push @inv, $m }
+    ok((grep { $_ eq "key:$hash" } @inv),
+       'and the nodes told to read it again (key:<hash> published)')
+        or diag("published: @inv");
+}
+
 # --- config file and environment precedence --------------------------------
 
 Aihub::write_file($t->dir . '/w.conf', "# test\nredis = 127.0.0.1:1\n"

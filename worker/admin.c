@@ -75,7 +75,7 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
     const char  *hash, *scopes, *label;
     long long    expires;
     aw_stmt_t    q;
-    char         sql[160], te[AW_SQL_TIME_LEN];
+    char         sql[160], te[AW_SQL_TIME_LEN], msg[128];
 
     hash = aw_jstr(o, AIHUB_AE_HASH);
     scopes = aw_jstr(o, AIHUB_AE_SCOPES);
@@ -159,7 +159,17 @@ aw_admin_key_created(MYSQL *db, redisContext *rc, cJSON *o,
         return aw_db_data_error(db) ? 1 : -1;
     }
 
+    /*
+     * the record as MySQL has it, and the nodes told: the account may
+     * have been suspended (or its plan changed, or the key revoked)
+     * while the key was only in Redis, and a node that served it holds
+     * it "active" (before: for the whole cache lifetime after this)
+     */
+
     aw_sync_keys(db, rc, "k.key_hash = ?", hash);
+
+    snprintf(msg, sizeof(msg), AIHUB_INV_KEY "%s", hash);
+    aw_publish(rc, msg);
 
     aw_log(AW_LOG_INFO, "key %s of account %lld created through the "
            "developer API stored", prefix, account);
