@@ -427,7 +427,7 @@ ngx_http_aihub_fallback_answer(ngx_http_request_t *r,
 {
     u_char      *p, *q;
     size_t       len;
-    ngx_uint_t   status;
+    ngx_uint_t   status, used;
 
     status = ctx->reply.status;
 
@@ -436,7 +436,20 @@ ngx_http_aihub_fallback_answer(ngx_http_request_t *r,
                                      ctx->forward.retry_after);
 
     } else if (status >= 200 && status < 300) {
-        ngx_http_aihub_route_result(r, &ctx->route.provider->name, 1);
+        /*
+         * a stream is a success; a JSON answer's result is told by its
+         * first bytes (filter.c): a 200 whose body is an error is a
+         * failure, as is an answer no client can use (HTML, a 204).
+         * Before, each was counted a success, and a provider failing
+         * every call so never tripped the breaker.
+         */
+        used = (status == NGX_HTTP_OK || status == NGX_HTTP_CREATED);
+
+        if (!used || !ngx_http_aihub_answer_is_json(r)) {
+            ngx_http_aihub_route_result(r, &ctx->route.provider->name,
+                                        used
+                                        && ngx_http_aihub_answer_is_sse(r));
+        }
 
     } else if (status >= 500) {
         ngx_http_aihub_route_result(r, &ctx->route.provider->name, 0);

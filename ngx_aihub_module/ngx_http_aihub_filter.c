@@ -15,6 +15,7 @@
 #include "ngx_http_aihub_lane.h"
 #include "ngx_http_aihub_inflate.h"
 #include "ngx_http_aihub_fallback.h"
+#include "ngx_http_aihub_route.h"
 #include "ngx_http_aihub_responses.h"
 #include "ngx_http_aihub_filter.h"
 
@@ -536,6 +537,7 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     case NGX_DECLINED:
         ctx->reply.hold = NGX_HTTP_AIHUB_HOLD_NONE;
+        ngx_http_aihub_route_result(r, &ctx->route.provider->name, 1);
 
         rc = ngx_http_next_header_filter(r);
 
@@ -547,6 +549,7 @@ ngx_http_aihub_hold_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
         return NGX_DECLINED;
 
     case NGX_ABORT:
+        ngx_http_aihub_route_result(r, &ctx->route.provider->name, 0);
         break;
 
     default:
@@ -622,6 +625,13 @@ ngx_http_aihub_hold_refusal(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     if (ngx_http_aihub_refusal_judge(r, ctx, held, &v) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (ctx->reply.status < 300) {
+        /* a 200 whose body is an error: the provider's failure, or the
+           request's (then the provider is up) */
+        ngx_http_aihub_route_result(r, &ctx->route.provider->name,
+                                    v.status < 500);
     }
 
     return ngx_http_aihub_send_replace(r, ctx, v.status, v.type, v.code,

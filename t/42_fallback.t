@@ -61,6 +61,9 @@ my %m = (
     'fb-down-d' => { provider => 'down-d', upstream => 'mock-basic',
                      tier => 'basic', price_in => 1000000,
                      price_out => 2000000 },
+    'fb-err200' => { provider => 'err200', upstream => 'mock-basic',
+                     tier => 'basic', price_in => 1000000,
+                     price_out => 2000000 },
     'fb-flaky'  => { provider => 'flaky', upstream => 'mock-basic',
                      tier => 'basic', price_in => 1000000,
                      price_out => 2000000, fallbacks => 'fb-backup' },
@@ -97,6 +100,7 @@ $t->nginx(<<"END");
     aihub_provider down-c $down;
     aihub_provider down-d $down;
     aihub_provider flaky $down;
+    aihub_provider err200 url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
     aihub_pass_request_header x-mock-*;    # the mock's test controls
     aihub_fallback attempts=3 time=20s breaker=3 breaker_time=30s;
 
@@ -297,6 +301,21 @@ served_by_backup('primary refuses connections',
     is($err, $err0, 'breaker open: the primary was not tried');
     like($t->error_log, qr/provider "flaky" failed 3 times in a row/,
          'breaker: logged');
+}
+
+
+# a provider that answers 200 with an error for a body (OpenRouter once the
+# model has begun): each a failure for the breaker.  Before, each counted
+# a success (at the 200), and it never tripped.
+{
+    for my $i (1 .. 3) {
+        my $r = call(model => 'fb-err200',
+                     headers => { 'x-mock-error-200' => 1 });
+        is($r->{status}, 502, "breaker: 200 with an error $i, 502");
+    }
+
+    like($t->error_log, qr/provider "err200" failed 3 times in a row/,
+         'breaker: three 200s with an error in a row open it');
 }
 
 
