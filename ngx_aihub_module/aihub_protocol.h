@@ -86,6 +86,9 @@
  *                                revoked or expired since the index was
  *                                last pruned (a create prunes it at twice
  *                                the cap; a restore writes live keys only)
+ *   keys-made:<id>         STRING keys an account created through the
+ *                                developer API in the current minute
+ *                                (expires with it)
  *   admin                  STREAM key changes made through the developer
  *                                API, field "event" = JSON
  *                                {"type":"key.created","account":N,
@@ -111,6 +114,7 @@
                                                   worker */
 #define AIHUB_RK_ACCOUNT_KEYS        "account-keys:"
 #define AIHUB_RK_ADMIN               "admin"
+#define AIHUB_RK_KEYS_MADE           "keys-made:"
 #define AIHUB_RK_PLAN                "plan:"
 #define AIHUB_RK_RATE                "rl:"
 #define AIHUB_RK_LEASES              "leases:"

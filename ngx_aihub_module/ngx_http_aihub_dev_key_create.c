@@ -31,6 +31,16 @@
 /* what the script answers instead of the new key's expiry */
 #define NGX_HTTP_AIHUB_KEY_CALLER_INVALID  -1
 #define NGX_HTTP_AIHUB_KEY_LIMIT_REACHED   -2
+#define NGX_HTTP_AIHUB_KEY_TOO_MANY        -100    /* minus the seconds to
+                                                      wait */
+
+/*
+ * Keys an account may create through the API a minute.  Each is a row in
+ * MySQL for good and a script over its index on the Redis every node
+ * shares: before, one admin key could create and revoke in a loop without
+ * bound (the cap counts active keys only).
+ */
+#define NGX_HTTP_AIHUB_KEY_CREATES_MAX     "30"
 
 
 static void ngx_http_aihub_dev_key_create_body(ngx_http_request_t *r);
@@ -66,9 +76,10 @@ static void ngx_http_aihub_dev_key_created(ngx_http_request_t *r,
  * KEYS: caller's record, new record, account index, admin stream.
  * ARGV: prefix, scopes, label, hash, created, the event JSON without its
  * closing brace (the script adds the expiry), now, the cap (0: none), the
- * key record prefix.
+ * key record prefix, the account's count of keys made this minute.
  * Returns the new key's expiry (0: never), or -1 (the caller may not
- * create keys) or -2 (the account has its cap of active keys).
+ * create keys), -2 (the account has its cap of active keys), or -100 - s
+ * (it made NGX_HTTP_AIHUB_KEY_CREATES_MAX this minute: s seconds to wait).
  *
  * The new record's name is the hash of a key drawn at random for this
  * request, so a record of that name is this request's own, written by an
@@ -90,6 +101,10 @@ static const char  ngx_http_aihub_key_create_script[] =
     "   or (exp > 0 and exp <= now) "
     "   or not string.find(f['" AIHUB_KF_SCOPES "'] or '', 'admin', 1, true) "
     "then return -1 end "
+    "local made_n = redis.call('INCR', ARGV[10]) "
+    "if made_n == 1 then redis.call('EXPIRE', ARGV[10], 60) end "
+    "if made_n > " NGX_HTTP_AIHUB_KEY_CREATES_MAX " then "
+    "  return -100 - math.max(redis.call('TTL', ARGV[10]), 1) end "
     "local cap = tonumber(ARGV[8]) "
     "local bound = cap > 0 and 2 * cap or "
         NGX_HTTP_AIHUB_KEY_INDEX_MAX " "
@@ -450,10 +465,11 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {
     u_char                      *p;
     ngx_int_t                    rc;
-    ngx_str_t                   *rec, *index, *stream, *recs, event, hstr;
+    ngx_str_t                   *rec, *index, *stream, *recs, *made, event;
+    ngx_str_t                    hstr;
     ngx_str_t                    caller;
-    const char                  *argv[16];
-    size_t                       argvlen[16];
+    const char                  *argv[17];
+    size_t                       argvlen[17];
     u_char                       entropy[64], md[32];
     u_char                       created[NGX_INT64_LEN], now[NGX_INT64_LEN];
     u_char                       cap[NGX_INT64_LEN];
@@ -500,12 +516,14 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     index = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ACCOUNT_KEYS,
                                         &ctx->caller.key.account);
     stream = ngx_http_aihub_dev_key_name(r, AIHUB_RK_ADMIN, NULL);
+    made = ngx_http_aihub_dev_key_name(r, AIHUB_RK_KEYS_MADE,
+                                       &ctx->caller.key.account);
 
     /* the closing brace is the script's, after the expiry it decides */
 
     event.data = ngx_pnalloc(r->pool, 256 + 2 * ctx->dev.label.len * 6);
     if (rec == NULL || ctx->dev.rec == NULL || recs == NULL || index == NULL
-        || stream == NULL || event.data == NULL)
+        || stream == NULL || made == NULL || event.data == NULL)
     {
         return NGX_ERROR;
     }
@@ -554,12 +572,14 @@ ngx_http_aihub_dev_key_store(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
     argvlen[14] = ngx_sprintf(cap, "%ui", amcf->max_keys) - cap;
     argv[15] = (const char *) recs->data;
     argvlen[15] = recs->len;
+    argv[16] = (const char *) made->data;
+    argvlen[16] = made->len;
 
     ctx->dev.op = NGX_HTTP_AIHUB_DEV_KEY_CREATE;
 
     rc = ngx_http_aihub_redis_call(r, &ctx->wait,
                                    ngx_http_aihub_dev_key_created, 1,
-                                   16, argv, argvlen);
+                                   17, argv, argvlen);
 
     if (rc == NGX_DECLINED) {
         ngx_http_aihub_dev_unavailable(ctx,
@@ -594,6 +614,25 @@ ngx_http_aihub_dev_key_created(ngx_http_request_t *r, redisReply *reply)
                             "This API key may not create keys: it is "
                             "revoked, suspended or expired, or no longer "
                             "has the \"admin\" scope.");
+        ngx_http_aihub_resume(r);
+        return;
+    }
+
+    if (reply->integer <= NGX_HTTP_AIHUB_KEY_TOO_MANY) {
+        if (ngx_http_aihub_retry_after(r, (ngx_int_t)
+                                 (NGX_HTTP_AIHUB_KEY_TOO_MANY - reply->integer))
+            != NGX_OK)
+        {
+            ngx_http_aihub_dev_failed(r, ctx);
+            return;
+        }
+
+        ngx_http_aihub_deny(ctx, NGX_HTTP_TOO_MANY_REQUESTS, "requests",
+                            "rate_limit_exceeded",
+                            "This account created "
+                            NGX_HTTP_AIHUB_KEY_CREATES_MAX " API keys this "
+                            "minute, the most it may. Retry after the time "
+                            "in Retry-After.");
         ngx_http_aihub_resume(r);
         return;
     }

@@ -385,6 +385,34 @@ is(admin_events(), $events_before, 'nothing created');
 }
 
 
+# --- at most 30 keys created a minute by an account --------------------------
+
+# each create is a row in MySQL for good and a script over the account's
+# index on the Redis every node shares: before, one admin key created (and
+# revoked, so the cap of active keys never stopped it) without bound
+{
+    my $fast = seed_full_key($t, account => 3160, scopes => 'chat,admin');
+    my @made;
+
+    for my $i (1 .. 31) {
+        my $r = create($fast, { label => "fast $i" });
+        push @made, $r;
+        $t->http(DELETE => "$PATH/" . Aihub::key_prefix($r->{json}{key}),
+                 key => $fast) if $r->{status} == 201;
+    }
+
+    is(scalar(grep { $_->{status} == 201 } @made[0 .. 29]), 30,
+       'thirty keys created (and revoked) in a minute');
+    is_error($made[30], 429, 'rate_limit_exceeded',
+             'the thirty-first in the minute');
+    like($made[30]{headers}{'retry-after'} // '', qr/^(?:[1-9]|[1-5]\d|60)$/,
+         'with the seconds left of the minute in Retry-After');
+    my $other = seed_full_key($t, account => 3161, scopes => 'chat,admin');
+    is(create($other, { label => 'other' })->{status}, 201,
+       'another account creates meanwhile');
+}
+
+
 # --- the directive -------------------------------------------------------------
 
 $t->nginx(<<'END', name => 'bad');
