@@ -71,6 +71,17 @@ my $dir = $t->dir . '/report';
 ($rc, $out, $err) = $t->worker('report', '--period', $P, '--out', $dir);
 is($rc, 0, 'report exits 0') or diag($err);
 ok(-s "$dir/$_", "$_ written") for qw(invoices.csv report.json report.html);
+unlike($err, qr/not closed/, 'a closed month: no warning');
+
+# a month not closed has no invoice: the report says so (before, a silent
+# report of $0)
+my @now = gmtime;
+my $open = sprintf '%04d-%02d', $now[5] + 1900, $now[4] + 1;
+my ($orc, undef, $oerr) = $t->worker('report', '--period', $open, '--out',
+                                     $t->dir . '/open-report');
+is($orc, 0, 'a report of the month not closed yet exits 0 (a preview)');
+like($oerr, qr/period \Q$open\E is not closed, so no invoice was issued/,
+     'and warns that it holds no invoice');
 
 # CSV: RFC 4180, parsed by hand (quotes, doubled quotes, commas)
 

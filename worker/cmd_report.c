@@ -15,6 +15,7 @@
 
 #include "aihub_worker.h"
 #include "command.h"
+#include "db_stmt.h"
 #include "report.h"
 
 
@@ -32,6 +33,7 @@ aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv)
     const char  *period, *out;
     int          rc, npos;
     time_t       start, end;
+    long long    closed;
     aw_opt_t     opts[] = {
         { "--period", 1, &period },
         { "--out", 1, &out },
@@ -63,6 +65,21 @@ aw_cmd_report(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     if (aw_cmd_connect(ctx) != 0) {
         return AW_EXIT_FAIL;
+    }
+
+    /* a month not closed has issued nothing: said, not a silent $0 */
+
+    closed = aw_db_scalar_params(ctx->db, -1, "SELECT COUNT(*) FROM "
+                                 "billing_periods WHERE period = ?",
+                                 (const char *[]) { period }, 1);
+    if (closed < 0) {
+        return AW_EXIT_FAIL;
+    }
+
+    if (closed == 0) {
+        aw_log(AW_LOG_WARN, "period %s is not closed, so no invoice was "
+               "issued for it: the report shows none (\"invoice close "
+               "--period %s\" once the month has ended)", period, period);
     }
 
     if (aw_report_write(ctx->db, period, start, end, out) != 0) {
