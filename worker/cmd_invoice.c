@@ -467,6 +467,18 @@ aw_invoice_check(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     db = ctx->db;
 
+    /*
+     * one snapshot for every query: a close committing between two of
+     * them (its invoices read, then its chain) was reported a MISMATCH
+     */
+
+    if (aw_db_exec(db, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ") != 0
+        || aw_db_exec(db, "START TRANSACTION WITH CONSISTENT SNAPSHOT, "
+                      "READ ONLY") != 0)
+    {
+        return AW_EXIT_FAIL;
+    }
+
     n = period ? 1 : 0;
     res = aw_db_select_params(db, period
                               ? "SELECT id, account, period, total_cents "
