@@ -149,7 +149,8 @@ ngx_http_aihub_refusal_judge(ngx_http_request_t *r,
  * it, the answer goes on as another) and consumed from "in"; once they
  * do, *out is the answer from its first byte.  NGX_OK: the error first;
  * NGX_DECLINED: another object; NGX_ABORT: not an object (nothing but
- * white space, a cut object, HTML); NGX_AGAIN: not yet told.  Before,
+ * white space, a cut object, HTML, nothing before the provider went);
+ * NGX_AGAIN: not yet told.  Before,
  * only the first buffer was looked at: one of white space alone sent the
  * header on, and the error reached the client raw, with a 200, naming
  * the operator's account.
@@ -189,7 +190,17 @@ ngx_http_aihub_refusal_first(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx,
 
     head = ctx->reply.head;
 
-    if (rc == NGX_AGAIN && last) {
+    /*
+     * the end, or the provider gone before its body told (a connection
+     * cut after the header: nginx flushes, then ends the request with an
+     * error): our 502.  Before, the header held was never sent, the
+     * client got no answer at all, and the call was billed as a 200.
+     */
+
+    if (rc == NGX_AGAIN
+        && (last || r->upstream == NULL
+            || r->upstream->peer.connection == NULL))
+    {
         return NGX_ABORT;
     }
 

@@ -258,6 +258,15 @@ check_failure('200 that is not JSON', 502, 'upstream_error', reached => 1,
         qr/^The model provider rejected the request: This endpoint's maximum context length/,
         headers => { 'x-mock-error-200' => 400, 'x-mock-keepalive' => 2 });
 }
+# a JSON answer cut after its header, before any of its body: our 502,
+# not billed.  Before, the header held for the first bytes was never sent
+# (nginx flushes and ends the request when the provider goes): the client
+# got no answer at all, and the call was billed as a 200 on an estimate.
+check_failure('200 cut before its first byte', 502, 'upstream_error',
+              reached => 1, headers => { 'x-mock-json-cut' => 0 });
+check_failure('200 cut after keep-alive white space', 502, 'upstream_error',
+              reached => 1, headers => { 'x-mock-json-cut' => 0,
+                                         'x-mock-keepalive' => 2 });
 check_failure('a status line that is not HTTP', 502, 'upstream_error',
               reached => 1, headers => { 'x-mock-raw-status' => 1 });
 check_failure('204', 502, 'upstream_error', reached => 1,

@@ -61,6 +61,9 @@
 #   x-mock-cut-after: N          send N SSE events, then drop the connection
 #   x-mock-no-usage: 1           no usage in the JSON nor the usage chunk
 #   x-mock-garbage: 1            200 with a body that is not JSON
+#   x-mock-json-cut: N           a JSON answer: its header (Content-Length
+#                                of the whole body), its first N bytes,
+#                                then the connection dropped
 #   x-mock-flagged: 1            403: OpenRouter's moderation flagged the
 #                                input (its error's metadata.reasons)
 #   x-mock-error-null: 1         a chat answer that begins "error": null
@@ -1224,6 +1227,13 @@ sub respond {
         put($c, $head) or return 0;
         for (1 .. $ka) { sleep 0.1; put($c, "\n") or return 0; }
         $head = '';
+    }
+
+    my $cut = $req->{headers}{'x-mock-json-cut'};
+
+    if (defined $cut && $cut =~ /^\d+$/) {
+        put($c, $head . substr($body, 0, $cut));
+        return 0;
     }
 
     put($c, $head . $body) or return 0;
