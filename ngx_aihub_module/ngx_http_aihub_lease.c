@@ -67,6 +67,8 @@ ngx_int_t
 ngx_http_aihub_lease_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf)
 {
+    ngx_http_aihub_lease_zone_use(amcf->lease_zone);
+
     if (ngx_http_aihub_lease_zone() == NULL) {
         return NGX_OK;
     }

@@ -50,9 +50,22 @@ ngx_http_aihub_lease_zone_add(ngx_conf_t *cf, ngx_str_t *cache_zone)
         return NULL;
     }
 
-    ngx_http_aihub_lease_shm = zone;
-
     return zone;
+}
+
+
+/*
+ * The zone of the running configuration, set by each worker process when
+ * it starts.  Not while the configuration is read: a reload that failed
+ * after "aihub_cache_zone" left the pointer in the failed cycle's freed
+ * memory, and every worker process forked after it (one that died, for
+ * any reason) crashed at its first lease, over and over.
+ */
+
+void
+ngx_http_aihub_lease_zone_use(ngx_shm_zone_t *zone)
+{
+    ngx_http_aihub_lease_shm = zone;
 }
 
 

@@ -92,6 +92,7 @@ typedef struct {
 
 ngx_shm_zone_t *ngx_http_aihub_lease_zone_add(ngx_conf_t *cf,
     ngx_str_t *cache_zone);
+void ngx_http_aihub_lease_zone_use(ngx_shm_zone_t *zone);
 ngx_http_aihub_lease_zone_t *ngx_http_aihub_lease_zone(void);
 ngx_http_aihub_lease_slot_t *ngx_http_aihub_lease_slot(
     ngx_http_aihub_lease_sh_t *sh, uint64_t account, int64_t period,

@@ -74,4 +74,44 @@ is_deeply({ map { $_ => $c->{$_}[0] } keys %$c },
           { map { $_ => $c->{$_}[1] } keys %$c },
           'period counters equal the ledger');
 
+# --- a reload that fails, then a worker process that dies -----------------
+#
+# A configuration with an error after "aihub_cache_zone": the reload fails
+# and the old configuration serves on.  Then a worker process dies (an OOM
+# kill, a crash): the master forks another with the old configuration.
+# Before, the lease zone's pointer was left in the failed configuration's
+# freed memory, and every worker process forked after it crashed at its
+# first lease (1,300 respawns in 2 s, every call failed).
+{
+    my $d = $t->nginx_dir('n1');
+    my $conf = Aihub::read_file("$d/nginx.conf");
+    (my $bad = $conf) =~ s/(server \{)/bogus_directive on;\n    $1/;
+    Aihub::write_file("$d/nginx.conf", $bad);
+    my @before = $t->nginx_worker_pids('n1');
+
+    kill 'HUP', $t->{procs}{'nginx:n1'}{pid};
+    ok($t->wait_for(sub {
+           $t->error_log('n1') =~ /unknown directive "bogus_directive"/
+       }, timeout => 5), 'the reload failed');
+    Aihub::write_file("$d/nginx.conf", $conf);
+    is_deeply([ $t->nginx_worker_pids('n1') ], \@before,
+              'the old worker processes serve on');
+
+    kill 'KILL', @before;
+    my %gone = map { $_ => 1 } @before;
+    ok($t->wait_for(sub {
+           my @now = $t->nginx_worker_pids('n1');
+           @now && !grep { $gone{$_} } @now
+       }, timeout => 5), 'the master forked new worker processes');
+    select(undef, undef, undef, 0.5);
+
+    my @st = map { $t->chat($keys[0], model => 'mock-basic', name => 'n1',
+                            timeout => 5)->{status} } 1 .. 5;
+    is_deeply(\@st, [ (200) x 5 ],
+              'they answer calls (the old configuration)');
+    unlike($t->error_log('n1'), qr/exited on signal 11/,
+           'no worker process crashed');
+    $t->allow_log(qr/bogus_directive|exited on signal 9/);
+}
+
 $t->done;
