@@ -301,6 +301,26 @@ ngx_http_aihub_nginx_error_words(ngx_uint_t status, const char **type,
         *msg = "The gateway's configuration does not allow this request.";
         break;
 
+    case NGX_HTTP_UNAUTHORIZED:
+        /* auth_basic, auth_request: the server's own credentials */
+        *code = "unauthorized";
+        *msg = "The server requires its own credentials for this request.";
+        break;
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        /* limit_req, limit_conn with their status set to 429 */
+        *type = "requests";
+        *code = "rate_limit_exceeded";
+        *msg = "Too many requests to the server. Please retry later.";
+        break;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        /* limit_req, limit_conn by default */
+        *type = "server_error";
+        *code = "service_unavailable";
+        *msg = "The server is busy. Please retry later.";
+        break;
+
     default:
         if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
             *type = "server_error";

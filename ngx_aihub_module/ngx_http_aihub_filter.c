@@ -71,6 +71,16 @@ ngx_http_aihub_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_aihub_get_ctx(r);
 
+    if (ctx != NULL && ctx->flow.forwarded && r->upstream == NULL) {
+        /*
+         * refused after our phase by another module of the access phase
+         * (auth_basic, allow/deny, auth_request): it never reached the
+         * provider, and its rate limit slot, lane place and call go
+         * back.  Before, a 502 "the provider could not be reached".
+         */
+        ctx->flow.forwarded = 0;
+    }
+
     if (ctx == NULL || (!ctx->flow.forwarded && !ctx->flow.own_answer)) {
         return ngx_http_aihub_nginx_error(r, ctx);
     }
@@ -275,6 +285,17 @@ ngx_http_aihub_nginx_error(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         }
 
         ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
+
+        /* refused before our phase (limit_req...): an id of its own, not
+           32 NULs in the access log */
+        ngx_http_aihub_request_id(ctx->event_id);
+    }
+
+    if (ngx_http_aihub_add_header(r, "x-request-id", ctx->event_id,
+                                  AIHUB_EVENT_ID_LEN)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     ngx_http_aihub_nginx_error_words(status, &type, &code, &msg);

@@ -33,6 +33,7 @@
 static ngx_int_t ngx_http_aihub_forward_content(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_mask_value(ngx_http_request_t *r,
     ngx_str_t *v, ngx_uint_t schemed);
+static ngx_uint_t ngx_http_aihub_masked_scheme(ngx_str_t *v);
 static ngx_uint_t ngx_http_aihub_header_listed(ngx_str_t *name,
     ngx_str_t *fixed, ngx_array_t *more);
 
@@ -213,10 +214,11 @@ ngx_http_aihub_forward_content(ngx_http_request_t *r)
  * The credentials a request shows (Authorization, x-api-key) are masked
  * in its own headers as soon as the key step has read them, whatever
  * becomes of the request, so no log format or other module sees a
- * secret: one of ours keeps its display prefix (no secret), anything
- * else its scheme only.  Before, only a key that passed the format check
- * was masked: one refused (in quotes, a character too many, behind a
- * Basic credential) was logged whole.
+ * secret: one of ours keeps its display prefix (no secret), any other
+ * Bearer token its scheme only.  Before, only a key that passed the
+ * format check was masked: one refused (in quotes, a character too many,
+ * in x-api-key behind a Basic credential) was logged whole.  Another
+ * scheme's credential (Basic) is left to the module that reads it.
  */
 
 ngx_int_t
@@ -243,7 +245,8 @@ ngx_http_aihub_mask_credentials(ngx_http_request_t *r)
 
         if (h[i].key.len == sizeof("authorization") - 1
             && ngx_strncasecmp(h[i].key.data, (u_char *) "authorization",
-                               h[i].key.len) == 0)
+                               h[i].key.len) == 0
+            && ngx_http_aihub_masked_scheme(&h[i].value))
         {
             if (ngx_http_aihub_mask_value(r, &h[i].value, 1) != NGX_OK) {
                 return NGX_ERROR;
@@ -263,7 +266,28 @@ ngx_http_aihub_mask_credentials(ngx_http_request_t *r)
 }
 
 
-/* "Bearer ai-hub-AbCdEfGh...", "Basic ...", "..." */
+/*
+ * Whether an Authorization header is ours to mask: a Bearer credential,
+ * or one without a scheme.  Another scheme (Basic, Digest) is the
+ * credential of another module of the location (auth_basic reads it
+ * after us): masked, it could never pass.
+ */
+
+static ngx_uint_t
+ngx_http_aihub_masked_scheme(ngx_str_t *v)
+{
+    u_char  *sp;
+
+    sp = ngx_strlchr(v->data, v->data + v->len, ' ');
+
+    return sp == NULL || sp - v->data > NGX_HTTP_AIHUB_SCHEME_MAX
+           || (sp - v->data == sizeof("Bearer") - 1
+               && ngx_strncasecmp(v->data, (u_char *) "Bearer",
+                                  sizeof("Bearer") - 1) == 0);
+}
+
+
+/* "Bearer ai-hub-AbCdEfGh...", "..." */
 
 static ngx_int_t
 ngx_http_aihub_mask_value(ngx_http_request_t *r, ngx_str_t *v,

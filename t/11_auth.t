@@ -9,6 +9,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use MIME::Base64 ();
 
 use lib 't/lib';
 use Aihub;
@@ -283,6 +284,47 @@ is(scalar(grep { ($got{$_} // -1) == $want{$_} } keys %want),
 for my $f (qw(error.log access.log)) {
     my $text = Aihub::read_file($t->nginx_dir . "/$f");
     unlike($text, qr/\Q$key\E/, "$f does not contain the key");
+}
+
+# --- behind nginx's auth_basic ----------------------------------------------
+#
+# The operator gates the gateway with its own credential: the client sends
+# it (Authorization: Basic) and its key in x-api-key.  auth_basic reads
+# Authorization after our phase: left as it came, it passes.  Its refusal
+# is nginx's 401 in the OpenAI shape, with WWW-Authenticate, and gives the
+# key's rate limit slot back.  Before, the 401 came out as 502 "the
+# provider could not be reached", and each took a slot.
+{
+    Aihub::write_file($t->dir . '/htpasswd', "ops:{PLAIN}s3cret\n");
+    my $gated = seed_full_key($t, account => 12, rpm => 2);
+    $t->nginx(gateway_conf(url => '%%MOCK_URL%%', loc =>
+                  'auth_basic "gateway"; auth_basic_user_file '
+                  . $t->dir . '/htpasswd;'), name => 'gated');
+    $t->start_nginx('gated');
+    my $basic = 'Basic ' . MIME::Base64::encode_base64('ops:s3cret', '');
+    my %both = (authorization => $basic, 'x-api-key' => $gated);
+
+    my $r = $t->http(POST => '/v1/chat/completions', name => 'gated',
+                     headers => \%both, body => $chat);
+    is($r->{status}, 200, 'behind auth_basic: its credential, the key in '
+       . 'x-api-key: 200') or diag($r->{content});
+
+    for my $i (1 .. 3) {
+        $r = $t->http(POST => '/v1/chat/completions', name => 'gated',
+                      headers => { 'x-api-key' => $gated }, body => $chat);
+        is_error($r, 401, 'unauthorized',
+                 "behind auth_basic, without its credential ($i)");
+    }
+    like($r->{headers}{'www-authenticate'} // '', qr/^Basic realm="gateway"/,
+         "auth_basic's refusal keeps its WWW-Authenticate");
+    like($r->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+         'and has a request id');
+
+    $r = $t->http(POST => '/v1/chat/completions', name => 'gated',
+                  headers => \%both, body => $chat);
+    is($r->{status}, 200, 'the refusals took no slot of the key\'s 2 a '
+       . 'minute');
+    $t->allow_log(qr/no user\/password was provided for basic/);
 }
 
 $t->done;

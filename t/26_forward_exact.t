@@ -465,13 +465,16 @@ $t->allow_log(qr/cannot read/);
 
 # credentials refused (or passed over) are masked in the logs too: before,
 # only a key that passed the format check was, and a valid key in quotes,
-# with a character too many, or beside a Basic credential was logged whole
+# with a character too many, or in x-api-key beside a Basic credential was
+# logged whole
 my $basic = 'Basic ' . 'dXNlcjpzM2NyZXQtcGFzc3dvcmQ=';
 my @refused = (
     [ { Authorization => qq{Bearer "$key"} }, 401, 'in quotes' ],
     [ { Authorization => "Bearer ${key}x" }, 401, 'a character too many' ],
     [ { 'x-api-key' => "${key}x" }, 401, 'x-api-key, a character too many' ],
     [ { Authorization => $basic }, 401, 'a Basic credential alone' ],
+    [ { Authorization => 'Bearer sk-proj-0123456789abcdefghij' }, 401,
+      "another vendor's key" ],
     [ { Authorization => $basic, 'x-api-key' => $key }, 200,
       'a Basic credential beside x-api-key: the key is read' ],
     [ { Authorization => 'Bearer', 'x-api-key' => $key }, 200,
@@ -503,12 +506,14 @@ for my $c (@refused) {
          "the client's key shows as its display prefix");
     is(index($auth, substr($key, 15)), -1,
        "no part of the client's key past its display prefix is in the log");
-    is(index($auth, 'dXNlcjpzM2NyZXQt'), -1,
-       'the Basic credential is not in the log');
-    like($auth, qr/^401 "Basic \.\.\." "-"$/m,
-         'a Basic credential shows as its scheme');
-    like($auth, qr/^200 "Basic \.\.\." "\Q${\ Aihub::key_prefix($key)}\E\.\.\."$/m,
+    like($auth, qr/^401 "\Q$basic\E" "-"$/m,
+         'a Basic credential is left as it came (auth_basic reads it after '
+         . 'us; t/11)');
+    like($auth, qr/^200 "\Q$basic\E" "\Q${\ Aihub::key_prefix($key)}\E\.\.\."$/m,
          'x-api-key beside it shows as the display prefix');
+    like($auth, qr/^401 "Bearer \.\.\." "-"$/m,
+         'a refused Bearer token that is not ours shows as its scheme');
+    is(index($auth, 'sk-proj-0123'), -1, "and no part of it is logged");
 }
 
 $t->done;
