@@ -34,6 +34,7 @@ static ngx_int_t ngx_http_aihub_forward_content(ngx_http_request_t *r);
 static ngx_int_t ngx_http_aihub_mask_value(ngx_http_request_t *r,
     ngx_str_t *v, ngx_uint_t schemed);
 static ngx_uint_t ngx_http_aihub_masked_scheme(ngx_str_t *v);
+static ngx_int_t ngx_http_aihub_forward_no_accel(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_aihub_header_listed(ngx_str_t *name,
     ngx_str_t *fixed, ngx_array_t *more);
 
@@ -194,6 +195,10 @@ ngx_http_aihub_forward_content(ngx_http_request_t *r)
          * the usage scanner in memory, none waits in a temporary file.
          */
         r->upstream->buffering = 0;
+
+        if (ngx_http_aihub_forward_no_accel(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (r->upstream && r->upstream->request_bufs == NULL
@@ -207,6 +212,43 @@ ngx_http_aihub_forward_content(ngx_http_request_t *r)
     }
 
     return rc;
+}
+
+
+/*
+ * A provider's X-Accel-* headers are not obeyed (the request's own copy of
+ * the proxy's settings ignores them): X-Accel-Redirect served the client
+ * an internal location of the operator's, unmetered, and held the
+ * provider's lane place for good; X-Accel-Buffering: yes would put the
+ * answer in temporary files, past the usage scanner; -Limit-Rate and
+ * -Expires are the provider's say over the operator's server.
+ */
+
+static ngx_int_t
+ngx_http_aihub_forward_no_accel(ngx_http_request_t *r)
+{
+    ngx_http_upstream_conf_t  *conf;
+
+    if (r->upstream->conf == NULL) {
+        return NGX_OK;
+    }
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    if (conf == NULL) {
+        return NGX_ERROR;
+    }
+
+    *conf = *r->upstream->conf;
+
+    conf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
+                            | NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
+                            | NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
+                            | NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
+                            | NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
+
+    r->upstream->conf = conf;
+
+    return NGX_OK;
 }
 
 

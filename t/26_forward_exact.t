@@ -77,6 +77,11 @@ $t->nginx(<<'END');
             return 204;
             access_log %%DIR%%/mirror.log auth;
         }
+
+        location = /internal-secret {
+            internal;
+            return 200 "the operator's internal page\n";
+        }
     }
 END
 $t->start_nginx;
@@ -461,6 +466,23 @@ $t->allow_log(qr/cannot read/);
     ok(length($r->{content}) < 1024, 'the answer does not echo it whole ('
                                      . length($r->{content}) . ' bytes)');
     ok(utf8::decode(my $copy = $r->{content}), 'the answer is valid UTF-8');
+}
+
+# a provider's X-Accel-Redirect (and X-Accel-Buffering: yes) is not
+# obeyed: before, the client was served the operator's internal location,
+# unmetered
+{
+    my $r = $t->http(POST => '/v1/chat/completions', key => $key,
+                     headers => { 'x-mock-accel' => '/internal-secret' },
+                     body => { model => 'test-basic',
+                               messages => [ { role => 'user',
+                                               content => 'hi' } ] });
+    is($r->{status}, 200, 'X-Accel-Redirect from the provider: 200');
+    unlike($r->{content}, qr/internal page/,
+           "X-Accel-Redirect: not the operator's internal location");
+    like($r->{content}, qr/"choices"/, "X-Accel-Redirect: the provider's "
+         . 'answer');
+    ok(call_event($r)->{total_tokens}, 'X-Accel-Redirect: metered');
 }
 
 # credentials refused (or passed over) are masked in the logs too: before,

@@ -61,6 +61,9 @@
 #   x-mock-cut-after: N          send N SSE events, then drop the connection
 #   x-mock-no-usage: 1           no usage in the JSON nor the usage chunk
 #   x-mock-garbage: 1            200 with a body that is not JSON
+#   x-mock-accel: PATH           a JSON answer with X-Accel-Redirect: PATH
+#                                (and X-Accel-Buffering: yes), as a
+#                                provider behind nginx might leave them
 #   x-mock-json-cut: N           a JSON answer: its header (Content-Length
 #                                of the whole body), its first N bytes,
 #                                then the connection dropped
@@ -1220,6 +1223,9 @@ sub respond {
                      : '')
              . provider_headers()
              . join('', @extra)
+             . (defined $req->{headers}{'x-mock-accel'}
+                ? "X-Accel-Redirect: $req->{headers}{'x-mock-accel'}\r\n"
+                  . "X-Accel-Buffering: yes\r\n" : '')
              . ($req->{keepalive} ? '' : "Connection: close\r\n")
              . "\r\n";
 
