@@ -482,7 +482,7 @@ ngx_http_aihub_lane_cleanup(void *data)
 
     ngx_http_aihub_ctx_t  *ctx;
 
-    ctx = ngx_http_aihub_get_ctx(r);
+    ctx = ngx_http_aihub_get_ctx_anchored(r);
 
     if (ctx == NULL) {
         return;

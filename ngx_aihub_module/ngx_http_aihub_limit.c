@@ -285,7 +285,7 @@ ngx_http_aihub_limit_cleanup(void *data)
 
     ngx_http_aihub_ctx_t  *ctx;
 
-    ctx = ngx_http_aihub_get_ctx(r);
+    ctx = ngx_http_aihub_get_ctx_anchored(r);
 
     if (ctx != NULL && !ctx->flow.forwarded) {
         ngx_http_aihub_limit_refund(r, ctx);

@@ -37,7 +37,7 @@ ngx_http_aihub_log_handler(ngx_http_request_t *r)
     ngx_int_t              rc;
     ngx_http_aihub_ctx_t  *ctx;
 
-    ctx = ngx_http_aihub_get_ctx(r);
+    ctx = ngx_http_aihub_get_ctx_anchored(r);
 
     if (ctx == NULL || r != r->main || !ctx->flow.forwarded
         || ctx->usage.emitted)

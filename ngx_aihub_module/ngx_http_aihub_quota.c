@@ -468,7 +468,7 @@ ngx_http_aihub_quota_cleanup(void *data)
 
     ngx_http_aihub_ctx_t  *ctx;
 
-    ctx = ngx_http_aihub_get_ctx(r);
+    ctx = ngx_http_aihub_get_ctx_anchored(r);
 
     if (ctx == NULL || ctx->quota.period_key.len == 0) {
         return;

@@ -79,6 +79,40 @@ ngx_http_aihub_get_ctx(ngx_http_request_t *r)
 }
 
 
+/*
+ * The request's state wherever an internal redirect took it, for what
+ * must be given back or written when it ends: the log phase finds it
+ * again and sets it back, so the cleanups that run as the request's pool
+ * goes (r->pool is NULL then) find it too.  Before, an error_page into a
+ * location without "aihub on" (nginx's own "error_page 502 /50x.html")
+ * left the call's lane place, its call of the quota and its rate limit
+ * slot held for good, the lane refusing every call at capacity.
+ */
+
+ngx_http_aihub_ctx_t *
+ngx_http_aihub_get_ctx_anchored(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_aihub_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_aihub_module);
+
+    if (ctx != NULL || r != r->main || r->pool == NULL) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_aihub_ctx_anchor_handler) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_aihub_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
 ngx_int_t
 ngx_http_aihub_ctx_anchor(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
 {

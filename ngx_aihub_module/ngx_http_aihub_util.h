@@ -20,6 +20,7 @@ typedef struct {
 ngx_int_t ngx_http_aihub_util_init_process(ngx_cycle_t *cycle);
 
 ngx_http_aihub_ctx_t *ngx_http_aihub_get_ctx(ngx_http_request_t *r);
+ngx_http_aihub_ctx_t *ngx_http_aihub_get_ctx_anchored(ngx_http_request_t *r);
 ngx_int_t ngx_http_aihub_ctx_anchor(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx);
 void ngx_http_aihub_ctx_anchor_handler(void *data);
