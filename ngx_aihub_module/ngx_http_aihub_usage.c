@@ -223,6 +223,21 @@ ngx_http_aihub_usage_wiped(void)
 
 
 /*
+ * Whether the event of a call that ends now will be kept (as
+ * ngx_http_aihub_usage_emit() decides): failing open past a full buffer
+ * it is dropped, and the call must go back with it.
+ */
+
+ngx_uint_t
+ngx_http_aihub_usage_room(ngx_uint_t kept)
+{
+    ngx_http_aihub_event_buffer_t  *us = &ngx_http_aihub_usage;
+
+    return us->events < (kept ? us->hard : us->limit);
+}
+
+
+/*
  * Whether the buffer holds aihub_event_buffer events (Redis away or
  * refusing them a long while): a call admitted now could not be billed,
  * so none is (ngx_http_aihub_quota.c).  The events of the calls admitted

@@ -16,6 +16,7 @@ ngx_int_t ngx_http_aihub_usage_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
 void ngx_http_aihub_usage_exit_process(void);
 void ngx_http_aihub_usage_flush(void);
+ngx_uint_t ngx_http_aihub_usage_room(ngx_uint_t kept);
 ngx_int_t ngx_http_aihub_usage_emit(ngx_log_t *log, aihub_usage_event_t *e,
     ngx_uint_t kept);
 ngx_uint_t ngx_http_aihub_usage_wiped(void);

@@ -180,5 +180,25 @@ is($t->sql_value('SELECT COUNT(DISTINCT event_id) FROM usage_events'),
 # the 10 dropped calls are in neither: what is counted is what is billed
 counters_equal('open');
 
+# calls admitted while the buffer had room that end after it filled: their
+# events are dropped, and so are their calls (before: counted, never
+# billed).  15 events held, then 30 calls at once on the node's lease.
+full();
+for (1 .. 15) { $t->chat($open, model => 'mock-basic', name => 'open') }
+my @burst = parallel_chat($t, 30, $open, model => 'mock-basic',
+                          names => [ 'open' ]);
+diag('open, 15 held then 30 at once: '
+     . tally(statuses(map { { status => $_->{status} } } @burst)));
+my $dropped = gateway_metrics($t, 'open')
+              ->{'aihub_usage_events_total{state="dropped"}'};
+room();
+ok($t->wait_for(sub { gateway_metrics($t, 'open')
+                      ->{aihub_usage_events_buffered} == 0 },
+                timeout => 30, interval => 0.2),
+   'open, Redis back: the kept events went in');
+ok(stored('open', 22), 'open: stored');
+diag("dropped in all: $dropped");
+counters_equal('open');
+
 $t->allow_log(qr/redis|failing open|usage event buffer full/i);
 $t->done;
