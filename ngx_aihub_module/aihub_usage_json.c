@@ -1203,17 +1203,33 @@ aihub_json_commit(const aihub_json_t *j, aihub_usage_t *u)
         u->invalid = 1;
     }
 
+    /*
+     * each figure the document gives replaces the one before (a stream's
+     * running usage is billed at its last), one it leaves out is kept: a
+     * later usage object with the prompt alone (or "usage": {}) threw the
+     * provider's completion away for an estimate
+     */
+
     if (j->usage && !j->invalid) {
         u->found = 1;
-        u->prompt = j->val[0];
-        u->completion = j->val[1];
-        u->total = j->val[2];
-        u->has_prompt = (j->val_has >> 0) & 1;
-        u->has_completion = (j->val_has >> 1) & 1;
-        u->has_total = (j->val_has >> 2) & 1;
-        u->bad_prompt = (j->val_bad >> 0) & 1;
-        u->bad_completion = (j->val_bad >> 1) & 1;
-        u->bad_total = (j->val_bad >> 2) & 1;
+
+        if ((j->val_has | j->val_bad) & 1) {
+            u->prompt = j->val[0];
+            u->has_prompt = (j->val_has >> 0) & 1;
+            u->bad_prompt = (j->val_bad >> 0) & 1;
+        }
+
+        if ((j->val_has | j->val_bad) & 2) {
+            u->completion = j->val[1];
+            u->has_completion = (j->val_has >> 1) & 1;
+            u->bad_completion = (j->val_bad >> 1) & 1;
+        }
+
+        if ((j->val_has | j->val_bad) & 4) {
+            u->total = j->val[2];
+            u->has_total = (j->val_has >> 2) & 1;
+            u->bad_total = (j->val_bad >> 2) & 1;
+        }
 
         if (j->val_bad) {
             u->clamped = 1;

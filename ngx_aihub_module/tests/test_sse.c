@@ -410,6 +410,21 @@ test_latency(void)
        && s.usage.found && s.usage.total == 3 && s.stripped == 1
        && s.usage.done,
        "strip: the usage chunk and its blank line are removed");
+
+    /* a later usage object with fewer figures keeps the others */
+
+    aihub_sse_init(&s, NULL, 0);
+    (void) feed_str(&s, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\""
+                    ":100,\"completion_tokens\":50,\"total_tokens\":150}}"
+                    "\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\""
+                    ":101}}\n\ndata: {\"choices\":[],\"usage\":{}}\n\n",
+                    NULL);
+    ok(s.usage.found && s.usage.prompt == 101 && s.usage.has_completion
+       && s.usage.completion == 50 && s.usage.total == 150,
+       "running usage: a figure left out is kept, one given replaces "
+       "(prompt %lld, completion %lld, total %lld)",
+       (long long) s.usage.prompt, (long long) s.usage.completion,
+       (long long) s.usage.total);
 }
 
 
