@@ -17,6 +17,7 @@ use Time::Local qw(timegm);
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures ();
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -75,8 +76,7 @@ unlike($err, qr/not closed/, 'a closed month: no warning');
 
 # a month not closed has no invoice: the report says so (before, a silent
 # report of $0)
-my @now = gmtime;
-my $open = sprintf '%04d-%02d', $now[5] + 1900, $now[4] + 1;
+my $open = AihubFixtures::months_back(0);
 my ($orc, undef, $oerr) = $t->worker('report', '--period', $open, '--out',
                                      $t->dir . '/open-report');
 is($orc, 0, 'a report of the month not closed yet exits 0 (a preview)');

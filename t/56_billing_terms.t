@@ -18,6 +18,7 @@ use JSON::PP;
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(months_back);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -26,17 +27,9 @@ $t->migrate;
 
 # P: the month before last (ended), N: last month (ended), B: before P
 
-my @now = gmtime;
-my ($y, $m) = ($now[5] + 1900, $now[4] + 1);
-sub month_back {
-    my ($yy, $mm, $k) = @_;
-    $mm -= $k;
-    while ($mm < 1) { $mm += 12; $yy-- }
-    return sprintf '%04d-%02d', $yy, $mm;
-}
-my $P = month_back($y, $m, 2);
-my $N = month_back($y, $m, 1);
-my $B = month_back($y, $m, 3);
+my $P = months_back(2);
+my $N = months_back(1);
+my $B = months_back(3);
 
 my %id;
 

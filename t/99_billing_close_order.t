@@ -22,6 +22,7 @@ use Time::HiRes qw(time);
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(months_back);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -30,17 +31,9 @@ $t->migrate;
 
 # P: the month before last, N: last month, B: the month before P
 
-my @now = gmtime;
-my ($y, $m) = ($now[5] + 1900, $now[4] + 1);
-sub month_back {
-    my ($yy, $mm, $k) = @_;
-    $mm -= $k;
-    while ($mm < 1) { $mm += 12; $yy-- }
-    return sprintf '%04d-%02d', $yy, $mm;
-}
-my $P = month_back($y, $m, 2);
-my $N = month_back($y, $m, 1);
-my $B = month_back($y, $m, 3);
+my $P = months_back(2);
+my $N = months_back(1);
+my $B = months_back(3);
 
 for ([ ent => 'enterprise' ], [ small => 'pro' ]) {
     my ($rc, undef, $err) = $t->worker('account', 'create', $_->[0],
@@ -85,7 +78,7 @@ is($t->sql_value("SELECT total_cents FROM invoices WHERE account = $ent "
 # The other close is played by a session that inserted the month's row in
 # a transaction it holds 5 s, then rolls back; the lock wait is 1 s.
 
-my $B2 = month_back($y, $m, 4);
+my $B2 = months_back(4);
 $t->sql_root('SET GLOBAL innodb_lock_wait_timeout = 1');
 
 my $holder = $t->spawn('holder', [

@@ -161,7 +161,7 @@ use Time::HiRes qw(time sleep);
 use AihubStream qw(usage_events);
 
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
-                    mock_count mock_since parallel_chat period_id
+                    mock_count mock_since parallel_chat period_id months_back
                     worker_processes fault_keys fault_nodes
                     canned_stub wrk_chat gateway_conf
                     period_field calls_settle wait_counted fork_proxy
@@ -284,6 +284,19 @@ sub period_id {
     my ($time) = @_;
 
     return strftime('%Y%m01', gmtime($time // time));
+}
+
+
+# the calendar month (UTC) k months before this one, "YYYY-MM"
+sub months_back {
+    my ($k) = @_;
+
+    my @now = gmtime;
+    my ($y, $m) = ($now[5] + 1900, $now[4] + 1 - $k);
+
+    while ($m < 1) { $m += 12; $y-- }
+
+    return sprintf '%04d-%02d', $y, $m;
 }
 
 
