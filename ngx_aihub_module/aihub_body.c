@@ -416,6 +416,10 @@ typedef struct {
 typedef struct {
     size_t                  value;      /* the value's first byte */
     size_t                  end;        /* one past its last */
+    size_t                  cut;        /* the member taken out: from cut */
+    size_t                  cut_end;    /* to cut_end (its name to the
+                                           next member's, or, the last,
+                                           from the member before it) */
 } aihub_json_span_t;
 
 
@@ -560,10 +564,11 @@ aihub_json_member(const unsigned char *p, size_t n, size_t obj,
     const char *name, aihub_json_span_t *span, size_t *close, int *empty)
 {
     int     found;
-    size_t  i, key;
+    size_t  i, key, val, end, prev;
 
     found = 0;
     *empty = 1;
+    prev = obj + 1;
 
     i = aihub_json_ws(p, n, obj + 1);
 
@@ -573,64 +578,18 @@ aihub_json_member(const unsigned char *p, size_t n, size_t obj,
 
         i = aihub_json_skip(p, n, i);
         i = aihub_json_ws(p, n, i) + 1;         /* the ':' */
-        i = aihub_json_ws(p, n, i);
+        val = aihub_json_ws(p, n, i);
 
-        if (!found && aihub_json_key_is(p, n, key, name)) {
-            span->value = i;
-            span->end = aihub_json_skip(p, n, i);
-            found = 1;
-        }
-
-        i = aihub_json_skip(p, n, i);
-        i = aihub_json_ws(p, n, i);
-
-        if (i < n && p[i] == ',') {
-            i = aihub_json_ws(p, n, i + 1);
-        }
-    }
-
-    *close = i;
-
-    return found;
-}
-
-
-/*
- * The bytes that take the member "name" out of the object at "obj": from
- * its name to the next member's, or, the last, from the end of the member
- * before it (the object's "{" when none) to its value's end.  0: none.
- */
-
-static int
-aihub_json_member_cut(const unsigned char *p, size_t n, size_t obj,
-    const char *name, size_t *from, size_t *to)
-{
-    size_t  i, key, end, prev;
-
-    prev = obj + 1;
-    i = aihub_json_ws(p, n, obj + 1);
-
-    while (i < n && p[i] == '"') {
-        key = i;
-
-        i = aihub_json_skip(p, n, i);
-        i = aihub_json_ws(p, n, i) + 1;         /* the ':' */
-        i = aihub_json_ws(p, n, i);
-
-        end = aihub_json_skip(p, n, i);
+        end = aihub_json_skip(p, n, val);
         i = aihub_json_ws(p, n, end);
 
-        if (aihub_json_key_is(p, n, key, name)) {
-            if (i < n && p[i] == ',') {
-                *from = key;
-                *to = aihub_json_ws(p, n, i + 1);
-
-            } else {
-                *from = prev;
-                *to = end;
-            }
-
-            return 1;
+        if (!found && aihub_json_key_is(p, n, key, name)) {
+            span->value = val;
+            span->end = end;
+            span->cut = (i < n && p[i] == ',') ? key : prev;
+            span->cut_end = (i < n && p[i] == ',') ? aihub_json_ws(p, n, i + 1)
+                                                   : end;
+            found = 1;
         }
 
         prev = end;
@@ -640,7 +599,9 @@ aihub_json_member_cut(const unsigned char *p, size_t n, size_t obj,
         }
     }
 
-    return 0;
+    *close = i;
+
+    return found;
 }
 
 
@@ -786,12 +747,12 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     int                 unkept, cap, drop;
     char               *id, *o, *input;
     char                capbuf[64];
-    size_t              root, close, at, total, input_len, from, to;
+    size_t              root, close, at, total, input_len;
     const char         *text;
     cJSON              *item;
     const cJSON        *items, *it;
     aihub_body_edit_t   edits[7], t;
-    aihub_json_span_t   span, inc, kept;
+    aihub_json_span_t   span, inc, kept, cut;
 
     rename = (strlen(upstream) != b->model_len
               || memcmp(upstream, b->model, b->model_len) != 0);
@@ -846,8 +807,8 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
      */
 
     drop = (policy->no_stream_options
-            && aihub_json_member_cut(p, n, root, "stream_options", &from,
-                                     &to));
+            && aihub_json_member(p, n, root, "stream_options", &cut, &close,
+                                 &empty));
 
     if (!rename && !usage && !store && !unkept && !cap && !drop) {
         return 0;
@@ -926,7 +887,8 @@ aihub_body_rewrite(aihub_body_t *b, const aihub_body_policy_t *policy,
     }
 
     if (drop) {
-        edits[nedits++] = (aihub_body_edit_t) { from, to - from, "", 0 };
+        edits[nedits++] = (aihub_body_edit_t) { cut.cut, cut.cut_end - cut.cut,
+                                                "", 0 };
     }
 
     if (store) {

@@ -24,14 +24,16 @@
 
 /* chat completions: the engine checks every member it knows */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL, 0
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 1, 0, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL,
+    0
 };
 
 /* embeddings and responses: the engine checks what every body must hold
    (one JSON object, each member once, nothing that routes or bills, a
    model), ngx_http_aihub_body_api.c the rest */
 static const aihub_body_policy_t  ngx_http_aihub_body_policy_api = {
-    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL, 0
+    NGX_HTTP_AIHUB_MAX_TOKENS_MAX, 0, 1, 0, AIHUB_STORE_AS_SENT, 0, NULL, NULL,
+    0
 };
 
 

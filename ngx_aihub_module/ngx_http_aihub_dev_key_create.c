@@ -324,7 +324,8 @@ ngx_http_aihub_dev_key_json(ngx_str_t *body)
 
     for (a = root->child; a; a = a->next) {
         for (b = a->next; b; b = b->next) {
-            if (a->string && b->string && ngx_strcmp(a->string, b->string) == 0)
+            if (a->string && b->string
+                && ngx_strcmp(a->string, b->string) == 0)
             {
                 cJSON_Delete(root);
                 return NULL;
@@ -595,6 +596,7 @@ ngx_http_aihub_dev_key_created(ngx_http_request_t *r, redisReply *reply)
 {
     cJSON                       *root;
     u_char                       buf[256], *msg;
+    ngx_int_t                    wait;
     ngx_http_aihub_ctx_t        *ctx;
     ngx_http_aihub_main_conf_t  *amcf;
 
@@ -619,9 +621,9 @@ ngx_http_aihub_dev_key_created(ngx_http_request_t *r, redisReply *reply)
     }
 
     if (reply->integer <= NGX_HTTP_AIHUB_KEY_TOO_MANY) {
-        if (ngx_http_aihub_retry_after(r, (ngx_int_t)
-                                 (NGX_HTTP_AIHUB_KEY_TOO_MANY - reply->integer))
-            != NGX_OK)
+        wait = (ngx_int_t) (NGX_HTTP_AIHUB_KEY_TOO_MANY - reply->integer);
+
+        if (ngx_http_aihub_retry_after(r, wait) != NGX_OK)
         {
             ngx_http_aihub_dev_failed(r, ctx);
             return;
