@@ -29,33 +29,20 @@ seed_models($t, 'test-down' => { provider => 'down', upstream => 'mock-basic',
 my $key = seed_full_key($t, account => 4401, plan => 'pro', priority => 1,
                         models => '*', rpm => 8);
 
-$t->nginx(<<"END");
-    aihub_redis %%REDIS%%;
-    aihub_redis_timeout 3s;
-    aihub_cache_zone aihub:8m;
-    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
-    aihub_provider down url=http://127.0.0.1:$closed/v1 key_env=AIHUB_MOCK_KEY capacity=2 queue=4;
-    aihub_lane_wait 1s;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
+$t->nginx(gateway_conf(
+    redis_timeout => '3s',
+    providers => 'aihub_provider mock url=%%MOCK_URL%% '
+                 . 'key_env=AIHUB_MOCK_KEY; aihub_provider down '
+                 . "url=http://127.0.0.1:$closed/v1 key_env=AIHUB_MOCK_KEY "
+                 . 'capacity=2 queue=4;',
+    extra => 'aihub_lane_wait 1s;',
+    server => <<'END'));
         error_page 500 502 503 504 /50x.html;
 
         location = /50x.html {
             default_type text/plain;
-            return 200 "sorry\\n";
+            return 200 "sorry\n";
         }
-
-        location /v1/ {
-            aihub on;
-            proxy_pass \$aihub_proxy_url;
-            proxy_set_header Host \$aihub_provider_host;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-
-        location = /metrics { aihub_metrics; }
-    }
 END
 $t->allow_log(qr/Connection refused|connect\(\) failed/);
 $t->start_nginx;
