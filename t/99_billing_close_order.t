@@ -76,7 +76,7 @@ is($t->sql_value("SELECT total_cents FROM invoices WHERE account = $ent "
 
 # --- a close that waits on another's period row past the lock wait -------
 # The other close is played by a session that inserted the month's row in
-# a transaction it holds 5 s, then rolls back; the lock wait is 1 s.
+# a transaction it holds 8 s, then rolls back; the lock wait is 1 s.
 
 my $B2 = months_back(4);
 $t->sql_root('SET GLOBAL innodb_lock_wait_timeout = 1');
@@ -85,11 +85,14 @@ my $holder = $t->spawn('holder', [
     'mariadb', '--no-defaults', '-uroot', '--socket=' . $t->mysql_socket,
     $t->mysql_db, '-e',
     "START TRANSACTION; INSERT INTO billing_periods (period) VALUES ('$B2'); "
-    . 'SELECT SLEEP(5); ROLLBACK;' ]);
+    . 'SELECT SLEEP(8); ROLLBACK;' ]);
 
 ok($t->wait_for(sub {
-       $t->sql_value("SELECT COUNT(*) FROM information_schema.innodb_trx") > 0
-   }, timeout => 5), 'the other session holds the row');
+       $t->sql_value('SET SESSION TRANSACTION ISOLATION LEVEL READ '
+                     . 'UNCOMMITTED; SELECT COUNT(*) FROM billing_periods '
+                     . "WHERE period = '$B2'") > 0
+   }, timeout => 20), 'the other session holds the row')
+    or diag(Aihub::read_file($t->dir . '/holder.out'));
 
 my $t0 = time;
 ($rc, $out, $err) = $t->worker('invoice', 'close', '--period', $B2,
