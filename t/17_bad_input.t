@@ -203,6 +203,8 @@ my $t0 = time;
 my $r = raw(post_head(length => $ten_mb), '');
 is_error($r, 413, 'request_too_large',
          '10 MB announced in Content-Length, body not sent');
+like($r->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+     'nginx\'s own 413 carries a request id too');
 cmp_ok(time - $t0, '<', 2, 'answered without waiting for the body');
 
 # announced and sent
