@@ -124,25 +124,23 @@ ngx_http_aihub_log_call(ngx_http_request_t *r, ngx_http_aihub_ctx_t *ctx)
         ctx->usage.cost_micros = ngx_http_aihub_cost(ctx->route.model,
                                                      &ctx->usage.tokens);
 
+        /*
+         * failing open past a full buffer its event is dropped: the call
+         * goes back to the quota too, in neither the counters nor the
+         * ledger (README).  Before, a call admitted while the buffer had
+         * room and ended after it filled was counted, never billed.  Its
+         * tokens still count against the rate limit: the provider used
+         * them.
+         */
+
         alcf = ngx_http_get_module_loc_conf(r, ngx_http_aihub_module);
 
-        if (!ngx_http_aihub_usage_room(alcf->failure_mode
-                                       != NGX_HTTP_AIHUB_FAIL_OPEN))
-        {
-            /*
-             * failing open past a full buffer its event is dropped: the
-             * call goes back too, in neither the counters nor the ledger
-             * (README).  Before, a call admitted while the buffer had
-             * room and ended after it filled was counted, never billed.
-             */
-            ngx_http_aihub_quota_settle(r, ctx, 0);
-            ngx_http_aihub_limit_charge(r, ctx, 0);
-
-        } else {
-            ngx_http_aihub_quota_settle(r, ctx, 1);
-            ngx_http_aihub_limit_charge(r, ctx,
-                                        (uint64_t) ctx->usage.tokens.total);
-        }
+        ngx_http_aihub_quota_settle(r, ctx,
+                                    ngx_http_aihub_usage_room(
+                                        alcf->failure_mode
+                                        != NGX_HTTP_AIHUB_FAIL_OPEN));
+        ngx_http_aihub_limit_charge(r, ctx,
+                                    (uint64_t) ctx->usage.tokens.total);
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
