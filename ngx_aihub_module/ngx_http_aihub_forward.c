@@ -35,7 +35,7 @@ static ngx_int_t ngx_http_aihub_mask_value(ngx_http_request_t *r,
     ngx_str_t *v, ngx_uint_t schemed);
 static ngx_uint_t ngx_http_aihub_masked_scheme(ngx_str_t *v);
 static ngx_int_t ngx_http_aihub_forward_no_accel(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_aihub_header_listed(ngx_str_t *name,
+static ngx_uint_t ngx_http_aihub_header_listed(ngx_table_elt_t *h,
     ngx_str_t *fixed, ngx_array_t *more);
 
 
@@ -97,10 +97,9 @@ ngx_http_aihub_forward_prepare(ngx_http_request_t *r,
         /* the body goes plain whatever its coding was (its length is the
            proxy module's): even a listed Content-Encoding stays behind */
 
-        if ((h[i].key.len == sizeof("content-encoding") - 1
-             && ngx_strncasecmp(h[i].key.data, (u_char *) "content-encoding",
-                                h[i].key.len) == 0)
-            || !ngx_http_aihub_header_listed(&h[i].key,
+        if (ngx_http_aihub_header_is(&h[i], "content-encoding",
+                                     sizeof("content-encoding") - 1)
+            || !ngx_http_aihub_header_listed(&h[i],
                                              ngx_http_aihub_request_allowed,
                                              alcf->pass_request_headers))
         {
@@ -224,27 +223,65 @@ ngx_http_aihub_forward_content(ngx_http_request_t *r)
  * -Expires are the provider's say over the operator's server.
  */
 
+/*
+ * The copies are made once per location in each worker process and kept
+ * for its life: a location's settings never change while the cycle runs,
+ * and a worker process serves one cycle.  Each forwarded call used to copy
+ * the structure into its own pool, which pushed a plain call's pool past
+ * its first block.
+ */
+
+#define NGX_HTTP_AIHUB_NO_ACCEL_MAX  32
+
+static ngx_http_upstream_conf_t  *ngx_http_aihub_no_accel_from[
+                                      NGX_HTTP_AIHUB_NO_ACCEL_MAX];
+static ngx_http_upstream_conf_t  *ngx_http_aihub_no_accel_to[
+                                      NGX_HTTP_AIHUB_NO_ACCEL_MAX];
+static ngx_uint_t                 ngx_http_aihub_no_accel_n;
+
+
 static ngx_int_t
 ngx_http_aihub_forward_no_accel(ngx_http_request_t *r)
 {
-    ngx_http_upstream_conf_t  *conf;
+    ngx_uint_t                 i;
+    ngx_pool_t                *pool;
+    ngx_http_upstream_conf_t  *conf, *from;
 
-    if (r->upstream->conf == NULL) {
+    from = r->upstream->conf;
+
+    if (from == NULL) {
         return NGX_OK;
     }
 
-    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    for (i = 0; i < ngx_http_aihub_no_accel_n; i++) {
+        if (ngx_http_aihub_no_accel_from[i] == from) {
+            r->upstream->conf = ngx_http_aihub_no_accel_to[i];
+            return NGX_OK;
+        }
+    }
+
+    /* past the cache's size (that many proxied aihub locations): per call */
+
+    pool = (ngx_http_aihub_no_accel_n < NGX_HTTP_AIHUB_NO_ACCEL_MAX)
+           ? ngx_cycle->pool : r->pool;
+
+    conf = ngx_palloc(pool, sizeof(ngx_http_upstream_conf_t));
     if (conf == NULL) {
         return NGX_ERROR;
     }
 
-    *conf = *r->upstream->conf;
+    *conf = *from;
 
     conf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
                             | NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
                             | NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
                             | NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
                             | NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
+
+    if (pool == ngx_cycle->pool) {
+        ngx_http_aihub_no_accel_from[ngx_http_aihub_no_accel_n] = from;
+        ngx_http_aihub_no_accel_to[ngx_http_aihub_no_accel_n++] = conf;
+    }
 
     r->upstream->conf = conf;
 
@@ -285,18 +322,16 @@ ngx_http_aihub_mask_credentials(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len == sizeof("authorization") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "authorization",
-                               h[i].key.len) == 0
+        if (ngx_http_aihub_header_is(&h[i], "authorization",
+                                     sizeof("authorization") - 1)
             && ngx_http_aihub_masked_scheme(&h[i].value))
         {
             if (ngx_http_aihub_mask_value(r, &h[i].value, 1) != NGX_OK) {
                 return NGX_ERROR;
             }
 
-        } else if (h[i].key.len == sizeof("x-api-key") - 1
-                   && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key",
-                                      h[i].key.len) == 0)
+        } else if (ngx_http_aihub_header_is(&h[i], "x-api-key",
+                                            sizeof("x-api-key") - 1))
         {
             if (ngx_http_aihub_mask_value(r, &h[i].value, 0) != NGX_OK) {
                 return NGX_ERROR;
@@ -417,9 +452,8 @@ ngx_http_aihub_forward_answer_headers(ngx_http_request_t *r,
             continue;
         }
 
-        if (h[i].key.len == sizeof("retry-after") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "retry-after",
-                               h[i].key.len) == 0)
+        if (ngx_http_aihub_header_is(&h[i], "retry-after",
+                                     sizeof("retry-after") - 1))
         {
             n = ngx_http_aihub_retry_after_value(&h[i].value);
 
@@ -428,7 +462,7 @@ ngx_http_aihub_forward_answer_headers(ngx_http_request_t *r,
             }
         }
 
-        if (ngx_http_aihub_header_listed(&h[i].key,
+        if (ngx_http_aihub_header_listed(&h[i],
                                          ngx_http_aihub_answer_allowed,
                                          alcf->pass_answer_headers))
         {
@@ -467,20 +501,20 @@ ngx_http_aihub_forward_answer_headers(ngx_http_request_t *r,
 /* a name on a fixed list or the directive's; "x-foo-*" matches a prefix */
 
 static ngx_uint_t
-ngx_http_aihub_header_listed(ngx_str_t *name, ngx_str_t *fixed,
+ngx_http_aihub_header_listed(ngx_table_elt_t *h, ngx_str_t *fixed,
     ngx_array_t *more)
 {
     size_t      len;
-    ngx_str_t  *s;
+    ngx_str_t  *s, *name;
     ngx_uint_t  i;
 
     for (s = fixed; s->len; s++) {
-        if (s->len == name->len
-            && ngx_strncasecmp(s->data, name->data, name->len) == 0)
-        {
+        if (ngx_http_aihub_header_is(h, (char *) s->data, s->len)) {
             return 1;
         }
     }
+
+    name = &h->key;
 
     if (more == NULL) {
         return 0;

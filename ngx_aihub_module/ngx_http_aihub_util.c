@@ -394,9 +394,7 @@ ngx_http_aihub_header_next(ngx_list_t *headers,
             it->i = 0;
         }
 
-        if (h[it->i].key.len == len
-            && ngx_strncasecmp(h[it->i].key.data, name, len) == 0)
-        {
+        if (ngx_http_aihub_header_is(&h[it->i], (char *) name, len)) {
             return &h[it->i];
         }
     }

@@ -40,6 +40,27 @@ void ngx_http_aihub_key_strings(ngx_http_aihub_key_t *key);
 ngx_uint_t ngx_http_aihub_answer_is_sse(ngx_http_request_t *r);
 ngx_uint_t ngx_http_aihub_answer_is_json(ngx_http_request_t *r);
 
+/*
+ * A header's name is lower (lowercase, len bytes), in any case: by its
+ * lowercase copy, which nginx makes of every header it parses (request
+ * headers, whatever the HTTP version, and an upstream's), else by its name.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_aihub_header_is(ngx_table_elt_t *h, const char *lower, size_t len)
+{
+    if (h->key.len != len) {
+        return 0;
+    }
+
+    if (h->lowcase_key != NULL) {
+        return ngx_memcmp(h->lowcase_key, lower, len) == 0;
+    }
+
+    return ngx_strncasecmp(h->key.data, (u_char *) lower, len) == 0;
+}
+
+
 ngx_table_elt_t *ngx_http_aihub_header_find(ngx_list_t *headers,
     u_char *name, size_t len);
 ngx_table_elt_t *ngx_http_aihub_header_next(ngx_list_t *headers,
