@@ -397,6 +397,11 @@ ngx_http_aihub_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+/* nginx's default request_pool_size, and the one an aihub server gets */
+#define NGX_HTTP_AIHUB_NGINX_REQUEST_POOL  4096
+#define NGX_HTTP_AIHUB_REQUEST_POOL        16384
+
+
 static char *
 ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -404,6 +409,7 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_aihub_loc_conf_t *conf = child;
 
     ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_srv_conf_t  *cscf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->failure_mode, prev->failure_mode,
@@ -430,6 +436,22 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (clcf->client_body_buffer_size < conf->body_max) {
             clcf->client_body_buffer_size = conf->body_max;
+        }
+
+        /*
+         * A metered call takes about 12 KB of its request's pool (nginx's
+         * request, the proxy's upstream, ours): with nginx's default of
+         * 4 KB that is the pool and two more blocks, each a malloc() and
+         * a free().  Left at its default, the server's request_pool_size
+         * becomes NGX_HTTP_AIHUB_REQUEST_POOL; one the operator set is
+         * kept.  (nginx sizes a request's pool by the default server of
+         * its address, before the Host header picks the server.)
+         */
+
+        cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+        if (cscf->request_pool_size == NGX_HTTP_AIHUB_NGINX_REQUEST_POOL) {
+            cscf->request_pool_size = NGX_HTTP_AIHUB_REQUEST_POOL;
         }
     }
 
