@@ -606,6 +606,23 @@ sub wrk {
     catch_up("before $name") if $cu;
     ledger_prio('other') if $o{ledger} && $LEDGER_IDLE;
 
+    # The drain waits (SIGSTOP) while an aihub instance is measured, and
+    # stores the run's events right after it (catch_up; the aux column
+    # counts that CPU); G+ledger drains during its run.  Draining on CPU 0,
+    # even at SCHED_IDLE, slowed the gateway on CPU 1: in paired runs of
+    # the held bench, G took 21.0, 22.3 and 25.3 µs a request with the
+    # drain stopped and 24.8, 35.6 and 33.5 with it running (its user time
+    # up by a quarter too: MariaDB's working set against the gateway's in
+    # the cache the two cores share), and CPU 0 took 3 to 5 times the
+    # rescheduling interrupts a request (0.12-0.27 against 0.035), a VM
+    # exit each on CPU 1, which wakes wrk and the stub while the drain
+    # runs there.  Such a drain stands for the ledger's host, which is
+    # not the gateway's in production; B1 and L have none.
+    my $wpid = $t->{procs}{worker} && !$t->{procs}{worker}{exited}
+               ? $t->{procs}{worker}{pid} : undef;
+    my $pause = $aihub && $cu && !$o{ledger} && $wpid;
+    kill 'STOP', $wpid if $pause;
+
     my @sut = @{ $n->{workers} };
     my $s0 = sum(map { proc_ticks($_) } @sut);
     my $u0 = sum(map { proc_user_ticks($_) } @sut);
@@ -624,6 +641,7 @@ sub wrk {
     my ($b1, $t1) = cpu_line($SUT_CPU);
     my ($lb1, $lt1) = cpu_line($LOAD_CPU);
     ledger_prio('idle') if $o{ledger} && $LEDGER_IDLE;
+    kill 'CONT', $wpid if $pause;
     catch_up("after $name") if $cu && $aihub;
     my @a1 = aux_ticks();
 
