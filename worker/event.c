@@ -20,12 +20,15 @@
 
 /*
  * What one call may carry, so that sums stay far inside the schema's
- * signed 64-bit columns: 10^9 tokens of each kind (no model has such a
- * context) and $1,000,000 (10^12 micro-dollars).  9.2 million calls at
+ * signed 64-bit columns: 10^9 prompt and 10^9 completion tokens (no
+ * model has such a context), a total of up to their sum (a node bills
+ * prompt + completion when they pass the total reported: an event of
+ * 10^9 of each was dead-lettered), and $1,000,000 (10^12 micro-dollars).  9.2 million calls at
  * these bounds still sum without overflow; anything larger is a broken
  * or hostile event and goes to the dead letters.
  */
 #define AW_EV_MAX_TOKENS  1000000000LL
+#define AW_EV_MAX_TOTAL   (2 * AW_EV_MAX_TOKENS)
 #define AW_EV_MAX_MICROS  1000000000000LL
 
 
@@ -216,7 +219,7 @@ aw_event_check(const aw_value_t *m, aw_event_t *ev, const char **reason)
                         AW_EV_MAX_TOKENS, &ev->completion_tokens, reason)
            != 0
         || aw_event_int(&m[AW_M_TOTAL], AIHUB_EV_TOTAL_TOKENS, 0,
-                        AW_EV_MAX_TOKENS, &ev->total_tokens, reason) != 0
+                        AW_EV_MAX_TOTAL, &ev->total_tokens, reason) != 0
         || aw_event_int(&m[AW_M_COST], AIHUB_EV_COST_MICROS, 0,
                         AW_EV_MAX_MICROS, &ev->cost_micros, reason) != 0
         || aw_event_int(&m[AW_M_STATUS], AIHUB_EV_STATUS, 100, 599, &status,

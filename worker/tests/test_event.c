@@ -267,8 +267,19 @@ main(void)
             "\"total_tokens\":9007199254740991");
     bad(j, "total_tokens 2^53 - 1");
     replace(j, sizeof(j), "\"total_tokens\":15",
-            "\"total_tokens\":1000000001");
-    bad(j, "total_tokens above 10^9");
+            "\"total_tokens\":2000000001");
+    bad(j, "total_tokens above 2 x 10^9");
+    replace(j, sizeof(j), "\"prompt_tokens\":10",
+            "\"prompt_tokens\":1000000001");
+    bad(j, "prompt_tokens above 10^9");
+
+    /* what a node bills at the bounds: 10^9 of each, their sum as total */
+    replace(j, sizeof(j), "\"prompt_tokens\":10,\"completion_tokens\":5,"
+            "\"total_tokens\":15", "\"prompt_tokens\":1000000000,"
+            "\"completion_tokens\":1000000000,\"total_tokens\":2000000000");
+    tap_ok(aw_event_parse(j, strlen(j), &ev, &reason) == 0
+           && ev.total_tokens == 2000000000LL,
+           "10^9 prompt and 10^9 completion tokens, their sum the total");
     replace(j, sizeof(j), "\"cost_micros\":4",
             "\"cost_micros\":9007199254740991");
     bad(j, "cost_micros 2^53 - 1");
