@@ -42,7 +42,11 @@ enum {
     C_RESP,             /* "response" of a Responses API stream event */
     C_TOOLS,            /* a delta's or message's "tool_calls" */
     C_TOOL,             /* one tool call */
-    C_FUNC              /* its "function", or a legacy "function_call" */
+    C_FUNC,             /* its "function", or a legacy "function_call" */
+    C_OUTPUT,           /* a Responses API answer's top-level "output" */
+    C_ITEM,             /* one output item */
+    C_PARTS,            /* its "content" */
+    C_PART              /* one content part */
 };
 
 /* member names */
@@ -66,7 +70,9 @@ enum {
     K_FUNCTION,
     K_FUNCTION_CALL,
     K_ARGUMENTS,
-    K_NAME
+    K_NAME,
+    K_OUTPUT_LIST,      /* "output" */
+    K_TEXT
 };
 
 /* string roles */
@@ -749,6 +755,12 @@ aihub_json_value_start(aihub_json_t *j, unsigned c)
             j->str_role = S_TYPE;
             j->type_pos = 0;
             j->type_other = 0;
+
+        } else if (pkey == K_OUTPUT_LIST && c == '[') {
+            /* a Responses API answer's own (a stream's events carry their
+               text as deltas, and "response.completed" all of it again
+               inside "response": not counted twice) */
+            role = C_OUTPUT;
         }
 
         /* usage and error as in a "response" object */
@@ -852,6 +864,41 @@ aihub_json_value_start(aihub_json_t *j, unsigned c)
 
     case C_FUNC:
         if ((pkey == K_ARGUMENTS || pkey == K_NAME) && c == '"') {
+            j->str_role = S_CONTENT;
+        }
+
+        break;
+
+    case C_OUTPUT:
+        if (c == '{') {
+            role = C_ITEM;
+        }
+
+        break;
+
+    case C_ITEM:
+        /* a message's parts; a function_call item's name and arguments */
+
+        if (pkey == K_CONTENT && c == '[') {
+            role = C_PARTS;
+
+        } else if ((pkey == K_ARGUMENTS || pkey == K_NAME) && c == '"') {
+            j->str_role = S_CONTENT;
+        }
+
+        break;
+
+    case C_PARTS:
+        if (c == '{') {
+            role = C_PART;
+        }
+
+        break;
+
+    case C_PART:
+        /* output_text's text, a refusal's refusal */
+
+        if ((pkey == K_TEXT || pkey == K_REFUSAL) && c == '"') {
             j->str_role = S_CONTENT;
         }
 
@@ -1024,13 +1071,18 @@ aihub_json_key_match(aihub_json_t *j, const unsigned char *k, size_t len)
 
     case 4:
         id = aihub_json_key_is("type") ? K_TYPE
-             : aihub_json_key_is("name") ? K_NAME : K_OTHER;
+             : aihub_json_key_is("name") ? K_NAME
+             : aihub_json_key_is("text") ? K_TEXT : K_OTHER;
         break;
 
     case 5:
         id = aihub_json_key_is("usage") ? K_USAGE
              : aihub_json_key_is("error") ? K_ERROR
              : aihub_json_key_is("delta") ? K_DELTA : K_OTHER;
+        break;
+
+    case 6:
+        id = aihub_json_key_is("output") ? K_OUTPUT_LIST : K_OTHER;
         break;
 
     case 7:

@@ -28,8 +28,12 @@
  *   with reasoning or reasoning_content instead of content, and a
  *   top-level "delta" string (Responses API text deltas)
  *                          strings: their characters (Unicode code points)
- *                          are counted into delivered_chars for estimates
- *                          (tool call arguments are not counted)
+ *                          are counted into delivered_chars for estimates,
+ *                          and so are a tool call's function name and
+ *                          arguments
+ *   output[*].content[*].text (or .refusal), output[*].name and .arguments
+ *                          the same, of a Responses API answer (a stream's
+ *                          "response" is not counted: its deltas were)
  *
  * "usage" anywhere else (inside choices, inside a string) never counts.
  * Member names written with escapes ("us\u0061ge") are not recognised.

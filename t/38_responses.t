@@ -154,6 +154,26 @@ is((mock_since($t, $n))[0]{path}, '/v1/responses',
    '... the provider called at its /responses');
 billed_as(next_event(), $r->{json}{usage}, 'developer path');
 
+# An answer cut before its usage is billed on an estimate: its completion
+# from the characters of the output's text.  Before, a passed-through
+# Responses API answer's output was not read (only chat's choices were),
+# and the estimate was 0 completion tokens.
+{
+    my $full = resp($key, {});
+    next_event();
+    my $text = $full->{json}{output}[0]{content}[0]{text} // '';
+    my $at = index($full->{content}, '"usage"');
+    ok(length $text && $at > index($full->{content}, $text),
+       'cut: the answer gives its text before its usage');
+
+    resp($key, {}, headers => { 'x-mock-json-cut' => $at });
+    my $e = next_event();
+    ok($e && $e->{estimated}, 'cut before its usage: estimated');
+    is($e && $e->{completion_tokens}, int((length($text) + 3) / 4),
+       '... its completion from the output text ('
+       . length($text) . ' characters)');
+}
+
 
 # --- streamed -----------------------------------------------------------------
 

@@ -61,8 +61,26 @@ static const case_t  cases[] = {
       "\"input_tokens\":11,\"input_tokens_details\":{\"cached_tokens\":4},"
       "\"output_tokens\":9,\"output_tokens_details\":{"
       "\"reasoning_tokens\":7},\"total_tokens\":20}}",
-      AIHUB_JSON_DONE, 1, 11, 9, 20, 7, 0, 0, "", 0,
+      AIHUB_JSON_DONE, 1, 11, 9, 20, 7, 0, 0, "", 7,
       0, 11, 9, 20, 0 },
+
+    { "responses api without usage: what the output says is counted",
+      "{\"id\":\"resp_2\",\"object\":\"response\",\"output\":[{\"type\":"
+      "\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":"
+      "\"thinking\"}]},{\"type\":\"message\",\"content\":[{\"type\":"
+      "\"output_text\",\"text\":\"abcd\\u00e9fgh\"},{\"type\":\"refusal\","
+      "\"refusal\":\"no\"}]},{\"type\":\"function_call\",\"name\":\"f\","
+      "\"arguments\":\"{\\\"a\\\":1}\"}],\"usage\":null}",
+      AIHUB_JSON_DONE, 0, 0, 0, 0, 0, 0, 0, "", 18,
+      3, 3, 5, 8, 1 },
+
+    { "responses api stream: response.completed's output is not counted",
+      "{\"type\":\"response.completed\",\"response\":{\"output\":[{"
+      "\"type\":\"message\",\"content\":[{\"type\":\"output_text\","
+      "\"text\":\"abc\"}]}],\"usage\":{\"input_tokens\":2,"
+      "\"output_tokens\":1,\"total_tokens\":3}}}",
+      AIHUB_JSON_DONE, 1, 2, 1, 3, 7, 0, 0, "", 0,
+      0, 2, 1, 3, 0 },
 
     { "responses api: the usage of a stream's response.completed",
       "{\"type\":\"response.completed\",\"sequence_number\":9,"
