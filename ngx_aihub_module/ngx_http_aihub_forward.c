@@ -238,6 +238,7 @@ static ngx_http_upstream_conf_t  *ngx_http_aihub_no_accel_from[
 static ngx_http_upstream_conf_t  *ngx_http_aihub_no_accel_to[
                                       NGX_HTTP_AIHUB_NO_ACCEL_MAX];
 static ngx_uint_t                 ngx_http_aihub_no_accel_n;
+static ngx_cycle_t               *ngx_http_aihub_no_accel_cycle;
 
 
 static ngx_int_t
@@ -251,6 +252,14 @@ ngx_http_aihub_forward_no_accel(ngx_http_request_t *r)
 
     if (from == NULL) {
         return NGX_OK;
+    }
+
+    /* a process that read its configuration again (single process mode)
+       has new settings, and the copies went with the old cycle's pool */
+
+    if (ngx_http_aihub_no_accel_cycle != (ngx_cycle_t *) ngx_cycle) {
+        ngx_http_aihub_no_accel_cycle = (ngx_cycle_t *) ngx_cycle;
+        ngx_http_aihub_no_accel_n = 0;
     }
 
     for (i = 0; i < ngx_http_aihub_no_accel_n; i++) {
