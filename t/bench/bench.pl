@@ -1371,8 +1371,12 @@ push @md, "# aihub benchmark results", '',
     . "(BENCH_AUX_CPU)"
     . ($LEDGER_IDLE ? ", MariaDB and aihub-worker at SCHED_IDLE: they "
        . "drain on what CPU $AUX_CPU leaves, and each run starts once the "
-       . "events of the runs before it are stored (G+ledger: G with the "
-       . "ledger at its normal priority, draining during the run)" : '')
+       . "events of the runs before it are stored" : '')
+    . "; the drain waits (SIGSTOP) while an aihub instance is measured "
+    . "and stores its events right after the run (its CPU in the aux "
+    . "column)"
+    . ($LEDGER_IDLE ? " (G+ledger: G with the ledger at its normal "
+       . "priority, draining during the run)" : '')
     . ". Closed loop: "
     . "$C{rounds} interleaved rounds of $C{dur} s per connection count "
     . "($C{head_rounds} at c=$HEAD, where the targets are read; B1, G and "
