@@ -86,7 +86,9 @@ static int aihub_fast_array(aihub_fast_t *f, aihub_fast_kind_e kind);
 static inline void
 aihub_fast_ws(aihub_fast_t *f)
 {
-    while (f->p < f->end
+    /* most tokens follow one another with none: one test tells */
+
+    while (f->p < f->end && *f->p <= ' '
            && (*f->p == ' ' || *f->p == '\n' || *f->p == '\r'
                || *f->p == '\t'))
     {
