@@ -31,6 +31,7 @@ void ngx_http_aihub_resume(ngx_http_request_t *r);
 ngx_int_t ngx_http_aihub_retry_after_value(ngx_str_t *value);
 void ngx_http_aihub_sha256(u_char *dst, u_char *src, size_t len);
 void ngx_http_aihub_request_id(u_char *dst);
+u_char *ngx_http_aihub_hex(u_char *dst, const u_char *src, size_t len);
 ngx_int_t ngx_http_aihub_redis_key(ngx_pool_t *pool, ngx_str_t *prefix,
     const char *name, size_t extra, ngx_str_t *key);
 ngx_int_t ngx_http_aihub_hex_decode(u_char *dst, u_char *src, size_t len);
