@@ -368,8 +368,7 @@ ngx_http_aihub_masked_scheme(ngx_str_t *v)
 
     return sp == NULL || sp - v->data > NGX_HTTP_AIHUB_SCHEME_MAX
            || (sp - v->data == sizeof("Bearer") - 1
-               && ngx_strncasecmp(v->data, (u_char *) "Bearer",
-                                  sizeof("Bearer") - 1) == 0);
+               && ngx_http_aihub_bearer(v->data));
 }
 
 

@@ -191,8 +191,7 @@ ngx_http_aihub_find_key(ngx_http_request_t *r, ngx_str_t *key)
         p = r->headers_in.authorization->value.data;
         last = p + r->headers_in.authorization->value.len;
 
-        if (last - p < 7 || ngx_strncasecmp(p, (u_char *) "Bearer ", 7) != 0)
-        {
+        if (last - p < 7 || !ngx_http_aihub_bearer(p) || p[6] != ' ') {
             none = NGX_ABORT;
 
         } else {

@@ -62,6 +62,20 @@ ngx_http_aihub_header_is(ngx_table_elt_t *h, const char *lower, size_t len)
 }
 
 
+/*
+ * "Bearer" in any case at p (6 bytes there): each byte with bit 5 set is
+ * the lowercase letter, which only the letter in either case gives
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_aihub_bearer(const u_char *p)
+{
+    return (p[0] | 0x20) == 'b' && (p[1] | 0x20) == 'e'
+           && (p[2] | 0x20) == 'a' && (p[3] | 0x20) == 'r'
+           && (p[4] | 0x20) == 'e' && (p[5] | 0x20) == 'r';
+}
+
+
 ngx_table_elt_t *ngx_http_aihub_header_find(ngx_list_t *headers,
     u_char *name, size_t len);
 ngx_table_elt_t *ngx_http_aihub_header_next(ngx_list_t *headers,
