@@ -131,7 +131,7 @@
    AIHUB_USAGE_EVENTS_MAX events in all */
 #define AIHUB_USAGE_FIELD            "event"
 #define AIHUB_USAGE_LINES_FIELD      "events"
-#define AIHUB_USAGE_EVENTS_MAX       128
+#define AIHUB_USAGE_EVENTS_MAX       256
 #define AIHUB_ADMIN_FIELD            "event"        /* of the admin stream */
 
 /* messages on the invalidation channel: a prefix + id, or a whole word */

@@ -6,7 +6,7 @@
 # writes one per batch: XADD ... events "<json1>\n<json2>..."), is an event
 # of its own, stored, counted as a
 # duplicate or dead-lettered on its own with the entry's stream id; at
-# most AIHUB_USAGE_EVENTS_MAX (128) per entry, the rest dead-lettered;
+# most AIHUB_USAGE_EVENTS_MAX (256) per entry, the rest dead-lettered;
 # nothing stays pending and the stream ends empty.  --batch 10 makes the
 # rounds take several transactions and one entry several slices.
 
