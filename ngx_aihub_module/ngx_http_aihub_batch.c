@@ -28,14 +28,14 @@ _Static_assert(offsetof(ngx_http_aihub_event_t, data) % sizeof(int64_t) == 0,
 
 /*
  * The buffer's entries (an event some 330 bytes, a settle record some 150,
- * thousands a second, freed a batch of up to 256 at a time) are kept for
- * reuse when they are this small, up to NGX_HTTP_AIHUB_ENTRY_KEEP of them:
- * freed in batches they went through malloc's slow bins and made it merge
- * them (5 % of the gateway's CPU was malloc and free).  Larger ones come
- * from malloc.
+ * thousands a second, freed a batch at a time) are kept for reuse when
+ * they are this small, up to NGX_HTTP_AIHUB_ENTRY_KEEP of them (two full
+ * batches' events and settles): freed in batches they went through
+ * malloc's slow bins and made it merge them (5 % of the gateway's CPU was
+ * malloc and free).  Larger ones come from malloc.
  */
 #define NGX_HTTP_AIHUB_ENTRY_SIZE     768
-#define NGX_HTTP_AIHUB_ENTRY_KEEP     512
+#define NGX_HTTP_AIHUB_ENTRY_KEEP     (4 * NGX_HTTP_AIHUB_BATCH_MAX)
 
 
 static ngx_int_t ngx_http_aihub_batch_send_events(ngx_http_aihub_batch_t *b,
