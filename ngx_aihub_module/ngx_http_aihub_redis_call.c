@@ -25,6 +25,7 @@
 #include "ngx_http_aihub_redis_call.h"
 #include "ngx_http_aihub_redis_refused.h"
 #include "ngx_http_aihub_resp.h"
+#include "ngx_http_aihub_scripts.h"
 
 
 /* the most calls held at once (their commands copied): beyond, they fail */
@@ -41,6 +42,7 @@ struct ngx_http_aihub_redis_call_s {
     size_t                            cmd_len;
     unsigned                          answered:1;
     unsigned                          held:1;
+    unsigned                          resent:1;  /* after NOSCRIPT */
 };
 
 
@@ -352,6 +354,27 @@ ngx_http_aihub_redis_reply(redisAsyncContext *ac, void *reply,
     {
         ngx_http_aihub_redis_call_hold(call);
         return;
+    }
+
+    /*
+     * NOSCRIPT (the scripts flushed live): the script did not run, so a
+     * call that kept its command sends it again, once, behind the scripts
+     * loaded again, instead of failing
+     */
+
+    if (reply != NULL && call->cmd != NULL && call->r != NULL
+        && !call->answered && !call->resent
+        && ngx_http_aihub_scripts_check(reply))
+    {
+        call->resent = 1;
+
+        if (redisAsyncFormattedCommand(ac, ngx_http_aihub_redis_reply, call,
+                                       (char *) call->cmd, call->cmd_len)
+            == REDIS_OK)
+        {
+            ngx_http_aihub_redis_sent();
+            return;
+        }
     }
 
     ngx_http_aihub_redis_call_end(call, reply);

@@ -19,6 +19,10 @@ static void ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
     void *privdata);
 
 
+/* the SCRIPT LOADs sent and not yet answered */
+static ngx_uint_t  ngx_http_aihub_scripts_loading;
+
+
 /*
  * Reclaiming a period's expired leases, in Lua: "pk" the period hash
  * (field "lease:<id>": what a lease still holds, "calls:cost", and
@@ -400,9 +404,13 @@ ngx_http_aihub_scripts_load(void)
         argv[2] = ngx_http_aihub_scripts[i].text;
         argvlen[2] = ngx_http_aihub_scripts[i].len;
 
-        (void) ngx_http_aihub_redis_send(ngx_http_aihub_scripts_loaded,
-                                         &ngx_http_aihub_scripts[i],
-                                         3, argv, argvlen);
+        if (ngx_http_aihub_redis_send(ngx_http_aihub_scripts_loaded,
+                                      &ngx_http_aihub_scripts[i],
+                                      3, argv, argvlen)
+            == NGX_OK)
+        {
+            ngx_http_aihub_scripts_loading++;
+        }
     }
 }
 
@@ -413,6 +421,9 @@ ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
 {
     redisReply               *rep = reply;
     ngx_http_aihub_script_t  *script = privdata;
+
+    /* a reply, or NULL: the connection went away with it */
+    ngx_http_aihub_scripts_loading--;
 
     if (rep == NULL) {
         return;
@@ -446,17 +457,28 @@ ngx_http_aihub_scripts_loaded(redisAsyncContext *ac, void *reply,
 }
 
 
-/* NOSCRIPT: someone flushed the scripts; load them again */
+/*
+ * NOSCRIPT: someone flushed the scripts (SCRIPT FLUSH), and the script did
+ * not run; they are loaded again, unless loads are on their way already:
+ * Redis runs a connection's commands in order, so an EVALSHA sent after
+ * this one finds them.  Returns 1 for NOSCRIPT.
+ */
 
-void
+ngx_uint_t
 ngx_http_aihub_scripts_check(redisReply *reply)
 {
-    if (reply && reply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR
+        || ngx_strncmp(reply->str, "NOSCRIPT", 8) != 0)
     {
+        return 0;
+    }
+
+    if (ngx_http_aihub_scripts_loading == 0) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "aihub: redis lost the quota scripts, loading them "
                       "again");
         ngx_http_aihub_scripts_load();
     }
+
+    return 1;
 }

@@ -27,7 +27,7 @@ typedef enum {
 
 void ngx_http_aihub_scripts_init(void);
 void ngx_http_aihub_scripts_load(void);
-void ngx_http_aihub_scripts_check(redisReply *reply);
+ngx_uint_t ngx_http_aihub_scripts_check(redisReply *reply);
 u_char *ngx_http_aihub_script_sha(ngx_http_aihub_script_e which);
 
 
