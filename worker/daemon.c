@@ -23,7 +23,7 @@ static aw_flag_t  aw_reopen;
 
 
 static const char  aw_run_usage[] =
-    "usage: " AW_NAME " run [--batch 500] [--block-ms 1000] [--linger-ms "
+    "usage: " AW_NAME " run [--batch 512] [--block-ms 1000] [--linger-ms "
     "50]\n"
     "                     [--consumer NAME] [--claim-idle-ms 30000]\n"
     "                     [--insert bulk|text] [--log FILE] [--pidfile "
@@ -119,7 +119,9 @@ aw_cmd_run(aw_cmd_ctx_t *ctx, int argc, char **argv)
         return rc > 0 ? AW_EXIT_OK : AW_EXIT_USAGE;
     }
 
-    nbatch = 500;
+    /* two stream entries of the module's fullest batches: a round of
+       whole entries fills one transaction */
+    nbatch = 2 * AIHUB_USAGE_EVENTS_MAX;
     block_ms = 1000;
     linger_ms = 50;
     idle_ms = 30000;

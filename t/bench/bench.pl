@@ -1327,7 +1327,7 @@ unless ($ENV{BENCH_NO_DRAIN}) {
     my $brows = ($t->sql_in('aihub_base', 'SELECT COUNT(*) FROM usage_events'))[0][0];
     %DRAIN = (n => $n, worker_s => $dt, worker_eps => $rows / $dt,
               base_s => $bt, base_eps => $brows / $bt, cpu => \%cpu_ev,
-              base_cpu => $bcpu, batch => $batch // 'default (500)',
+              base_cpu => $bcpu, batch => $batch // 'default (512)',
               per => $per);
     say(sprintf "drain: aihub-worker %.0f events/s (%.1f s), batched INSERT"
         . " %.0f rows/s (%.1f s), ratio %.2f; CPU µs/event: worker %.1f, "
