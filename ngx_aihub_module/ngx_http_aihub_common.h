@@ -88,6 +88,8 @@ typedef struct {
                                                    (OpenAI's reasoning
                                                    models refuse
                                                    max_tokens) */
+    unsigned                      resolver_said:1; /* "needs a resolver"
+                                                   logged for it */
 } ngx_http_aihub_provider_t;
 
 

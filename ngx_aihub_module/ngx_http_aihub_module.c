@@ -453,6 +453,8 @@ ngx_http_aihub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         if (cscf->request_pool_size == NGX_HTTP_AIHUB_NGINX_REQUEST_POOL) {
             cscf->request_pool_size = NGX_HTTP_AIHUB_REQUEST_POOL;
         }
+
+        ngx_http_aihub_provider_resolver_check(cf, clcf);
     }
 
     return NGX_CONF_OK;

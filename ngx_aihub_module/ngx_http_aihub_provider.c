@@ -90,6 +90,111 @@ invalid:
 }
 
 
+/*
+ * A provider whose url's host is neither an upstream block nor an IP
+ * address is resolved on each call, by the resolver of the location that
+ * proxies it ("proxy_pass $aihub_proxy_url" takes a variable).  A location
+ * with "aihub on" and no "resolver" would fail each call given to such a
+ * provider with 502 ("no resolver defined to resolve ..."): said once a
+ * provider when nginx reads its configuration, a warning (the provider may
+ * serve no model of the catalog yet).  The URL is read as
+ * ngx_http_proxy_eval() reads it and matched against the upstream blocks
+ * as ngx_http_upstream_init_request() matches it.
+ */
+
+void
+ngx_http_aihub_provider_resolver_check(ngx_conf_t *cf,
+    ngx_http_core_loc_conf_t *clcf)
+{
+    size_t                           skip;
+    in_port_t                        port;
+    ngx_url_t                        u;
+    ngx_uint_t                       i, k, named;
+    ngx_http_aihub_provider_t       *p;
+    ngx_http_aihub_main_conf_t      *amcf;
+    ngx_http_upstream_srv_conf_t   **uscfp, *uscf;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    /* a location (not a server's or http's defaults) with no resolver */
+
+    if (clcf->name.len == 0 || clcf->resolver == NULL
+        || clcf->resolver->connections.nelts)
+    {
+        return;
+    }
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_aihub_module);
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    p = amcf->providers.elts;
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < amcf->providers.nelts; i++) {
+
+        if (p[i].resolver_said) {
+            continue;
+        }
+
+        skip = (p[i].url.data[4] == 's') ? sizeof("https://") - 1
+                                         : sizeof("http://") - 1;
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url.data = p[i].url.data + skip;
+        u.url.len = p[i].url.len - skip;
+        u.default_port = (skip == sizeof("https://") - 1) ? 443 : 80;
+        u.uri_part = 1;
+        u.no_resolve = 1;
+
+        /* an address needs no resolver; a URL nginx refuses is refused
+           on each call, with its own message */
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.addrs != NULL) {
+            continue;
+        }
+
+        port = u.no_port ? u.default_port : u.port;
+        named = 0;
+
+        for (k = 0; k < umcf->upstreams.nelts; k++) {
+            uscf = uscfp[k];
+
+            if (uscf->host.len != u.host.len
+                || ngx_strncasecmp(uscf->host.data, u.host.data, u.host.len)
+                   != 0)
+            {
+                continue;
+            }
+
+            if ((uscf->port == 0 && u.no_port) || uscf->port == port) {
+                break;
+            }
+
+            /* an upstream block, which a url with a port does not name */
+            named = 1;
+        }
+
+        if (k < umcf->upstreams.nelts) {
+            continue;
+        }
+
+        p[i].resolver_said = 1;
+
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "aihub provider \"%V\": its host \"%V\" is neither "
+                      "an \"upstream\" block nor an IP address%s, and "
+                      "location \"%V\" has \"aihub on\" and no "
+                      "\"resolver\": each call given to it would fail with "
+                      "502 (\"no resolver defined\"); add an upstream "
+                      "block named \"%V\" or a \"resolver\"",
+                      &p[i].name, &u.host,
+                      named ? " (an upstream block is named by a url "
+                              "without a port)" : "",
+                      &clcf->name, &u.host);
+    }
+}
+
+
 /* the catalog names providers as [a-z0-9_-] (README "Models") */
 
 static ngx_int_t

@@ -12,6 +12,8 @@
 
 char *ngx_http_aihub_provider_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+void ngx_http_aihub_provider_resolver_check(ngx_conf_t *cf,
+    ngx_http_core_loc_conf_t *clcf);
 ngx_int_t ngx_http_aihub_provider_init_process(ngx_cycle_t *cycle,
     ngx_http_aihub_main_conf_t *amcf);
 ngx_http_aihub_provider_t *ngx_http_aihub_provider_find(

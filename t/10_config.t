@@ -10,6 +10,8 @@ use Test::More;
 
 use lib 't/lib';
 use Aihub;
+use AihubFixtures qw(:all);
+use AihubStream qw(:all);
 
 plan(skip_all => 'module not built') unless Aihub::have_module();
 
@@ -97,6 +99,7 @@ END
 my ($ok, $out) = $t->nginx_test;
 ok($ok, 'the standard aihub configuration passes nginx -t') or diag($out);
 like($out, qr/syntax is ok/, 'nginx -t: syntax is ok');
+unlike($out, qr/\[warn\]/, 'nginx -t: no warning (the provider is an IP address)');
 
 $t->start_nginx;
 my $r = $t->http(GET => '/plain');
@@ -289,6 +292,129 @@ conf_fails(<<"END" . $LOC, qr/"user=worker" needs "password_env="/,
     aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
 END
     'aihub_redis with a user and no password (no AUTH would be sent)');
+
+# --- a provider resolved on each call, and no resolver -----------------------
+
+# "proxy_pass $aihub_proxy_url" resolves a host that is neither an upstream
+# block nor an IP address on each call, with the location's resolver; with
+# none, each such call would get 502 ("no resolver defined"): nginx -t
+# says so once a provider (a warning: it may serve no model yet)
+
+my $TWO_LOCS = <<'END';
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v1/ {
+            aihub on;
+            proxy_pass $aihub_proxy_url;
+        }
+        location /api/v1/developer/ {
+            aihub on;
+            proxy_pass $aihub_proxy_url;
+        }
+    }
+END
+
+my $RESOLVER_WARN = qr/\[warn\] aihub provider "(\w+)": its host "([^"]+)" is neither an "upstream" block nor an IP address( \(an upstream block is named by a url without a port\))?, and location "([^"]+)" has "aihub on" and no "resolver": each call given to it would fail with 502/;
+
+sub resolver_warnings {
+    my ($http, $name) = @_;
+
+    my $inst = 'r' . ++$seq;
+    $t->nginx($http, name => $inst);
+    my ($ok, $out) = $t->nginx_test($inst);
+    ok($ok, "$name: nginx -t passes") or diag($out);
+
+    my @w;
+    while ($out =~ /$RESOLVER_WARN/g) {
+        push @w, "$1 $2 $4" . ($3 ? ' (port)' : '');
+    }
+    return \@w;
+}
+
+my $TOP = <<'END';
+    aihub_redis %%REDIS%%;
+    aihub_cache_zone aihub:1m;
+    aihub_provider mock url=%%MOCK_URL%% key_env=AIHUB_MOCK_KEY;
+    aihub_provider ext url=https://API.example.com/v1 key_env=AIHUB_MOCK_KEY;
+    aihub_provider portly url=http://stub:8080/v1 key_env=AIHUB_MOCK_KEY;
+    aihub_provider named url=http://stub/v1 key_env=AIHUB_MOCK_KEY;
+    aihub_provider six url=http://[::1]:9/v1 key_env=AIHUB_MOCK_KEY;
+    upstream stub {
+        server 127.0.0.1:9;
+    }
+END
+
+is_deeply(resolver_warnings($TOP . $TWO_LOCS, 'no resolver'),
+          [ 'ext API.example.com /v1/', 'portly stub /v1/ (port)' ],
+          'no resolver: a warning for each host that needs one, once a '
+          . 'provider (not for an IP, nor for an upstream block by name; '
+          . 'an upstream named without a port is no match for a url with '
+          . 'one, as nginx matches it)');
+
+is_deeply(resolver_warnings($TOP . "    resolver 127.0.0.1;\n" . $TWO_LOCS,
+                            'a resolver in http{}'),
+          [], 'a resolver in http{}: no warning');
+
+my $ONE_WITH = $TWO_LOCS;
+$ONE_WITH =~ s{(location /v1/ \{\n)}{$1            resolver 127.0.0.1;\n};
+is_deeply(resolver_warnings($TOP . $ONE_WITH, 'a resolver in one location'),
+          [ 'ext API.example.com /api/v1/developer/',
+            'portly stub /api/v1/developer/ (port)' ],
+          'a resolver in one location: the other one is named');
+
+is_deeply(resolver_warnings($TOP . <<'END' . $TWO_LOCS, 'an upstream block'),
+    upstream api.example.com {
+        server 127.0.0.1:9;
+    }
+END
+          [ 'portly stub /v1/ (port)' ],
+          'an upstream block named as the host (in another case): no '
+          . 'warning for it');
+
+
+# what the warning says: the provider whose url names the upstream block
+# with a port is resolved, and without a resolver its calls get 502; the
+# one that names it without a port is served
+
+{
+    my $mp = $t->{mock_port};
+
+    seed_models($t,
+        'test-port' => { provider => 'portly', upstream => 'mock-basic',
+                         tier => 'basic', price_in => 1, price_out => 1 },
+        'test-named' => { provider => 'named', upstream => 'mock-basic',
+                          tier => 'basic', price_in => 1, price_out => 1 });
+    my $key = seed_full_key($t, account => 1001, plan => 'pro',
+                            models => '*');
+
+    $t->nginx(gateway_conf(
+        url => '%%MOCK_URL%%',
+        providers => 'aihub_provider named url=http://mockup/v1 '
+                     . 'key_env=AIHUB_MOCK_KEY; aihub_provider portly '
+                     . "url=http://mockup:$mp/v1 key_env=AIHUB_MOCK_KEY;",
+        extra => "upstream mockup { server 127.0.0.1:$mp; }"),
+        name => 'resolved');
+    my ($ok, $out) = $t->nginx_test('resolved');
+    like($out, qr/aihub provider "portly": its host "mockup"/,
+         'the gateway: nginx -t warns of the provider with a port');
+    unlike($out, qr/aihub provider "named"/, 'and not of the other');
+
+    $t->allow_log(qr/no resolver defined to resolve mockup/);
+    $t->start_nginx('resolved');
+    ok(wait_ready($t, $key, name => 'resolved'), 'the gateway is ready');
+
+    my $r = raw_request($t, name => 'resolved', key => $key, timeout => 5,
+                        body => chat_body(model => 'test-named'));
+    is($r->{status}, 200, 'the upstream block named without a port: 200');
+    $r = raw_request($t, name => 'resolved', key => $key, timeout => 5,
+                     body => chat_body(model => 'test-port'));
+    is($r->{status}, 502, 'named with a port: 502, as the warning said');
+    like(Aihub::read_file($t->nginx_dir('resolved') . '/error.log'),
+         qr/no resolver defined to resolve mockup/,
+         'nginx: "no resolver defined to resolve mockup"');
+    $t->stop_nginx('resolved');
+}
+
 
 # --- values with which nothing works ------------------------------------------
 
