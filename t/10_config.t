@@ -300,19 +300,13 @@ END
 # none, each such call would get 502 ("no resolver defined"): nginx -t
 # says so once a provider (a warning: it may serve no model yet)
 
-my $TWO_LOCS = <<'END';
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ {
-            aihub on;
-            proxy_pass $aihub_proxy_url;
-        }
+# $LOC and the developer API's location
+my $TWO_LOCS = $LOC;
+$TWO_LOCS =~ s{(\n    \}\n)\z}{
         location /api/v1/developer/ {
             aihub on;
-            proxy_pass $aihub_proxy_url;
-        }
-    }
-END
+            proxy_pass \$aihub_proxy_url;
+        }$1} or die 'no server block in $LOC';
 
 my $RESOLVER_WARN = qr/\[warn\] aihub provider "(\w+)": its host "([^"]+)" is neither an "upstream" block nor an IP address( \(an upstream block is named by a url without a port\))?, and location "([^"]+)" has "aihub on" and no "resolver": each call given to it would fail with 502/;
 
