@@ -402,7 +402,9 @@ aw_invoice_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
         aw_money_format(strtoll(row[6], NULL, 10), money, sizeof(money));
         printf("invoice %s  %s  %s  plan %s  calls %s/%s  total $%s\n",
-               row[0], row[2], row[1], row[3], row[4], row[5], money);
+               row[0], row[2], row[1],
+               row[3][0] ? row[3] : AW_INVOICE_NO_PLAN, row[4], row[5],
+               money);
 
         lres = aw_db_query(db, "SELECT kind, amount_cents, description "
                            "FROM invoice_lines WHERE invoice = %lld "

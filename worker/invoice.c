@@ -264,7 +264,8 @@ aw_terms_parse(const char *s, aw_terms_t *t)
 
 /*
  * The terms stored in table (invoices, terms_held) for (account, period):
- * 0, 2 if none are stored, or -1.
+ * 0, 1 if the invoice was issued without a subscription (AW_TERMS_NONE),
+ * 2 if none are stored, or -1.
  */
 
 static int
@@ -288,6 +289,13 @@ aw_terms_stored(MYSQL *db, const char *table, long long account,
     if (row == NULL) {
         aw_rows_free(res);
         return 2;
+    }
+
+    if (strcmp(row[0], AW_TERMS_NONE) == 0) {
+        /* issued for late usage alone, in a month without a subscription */
+        aw_rows_free(res);
+        memset(t, 0, sizeof(*t));
+        return 1;
     }
 
     rc = aw_terms_parse(row[0], t);

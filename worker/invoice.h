@@ -75,6 +75,15 @@ typedef struct {
 long long aw_account_allowance(MYSQL *db, long long account, time_t start,
     time_t end);
 
+/*
+ * The stored terms of an invoice issued for a month without a
+ * subscription: it bills only late usage of earlier closed months.
+ */
+#define AW_TERMS_NONE  "v1 none"
+
+/* how the plan of such an invoice (stored as '') is shown */
+#define AW_INVOICE_NO_PLAN  "(no subscription)"
+
 int aw_terms_load(MYSQL *db, long long account, time_t start, time_t end,
     aw_terms_t *t);
 int aw_terms_format(const aw_terms_t *t, char *out, size_t size);

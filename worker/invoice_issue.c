@@ -77,6 +77,43 @@ aw_invoice_billed(MYSQL *db, long long account, const char *period,
 
 
 /*
+ * (account, period) computed from the events "which" on terms; a month
+ * without a subscription in force (nosub) charges nothing: no lines.
+ */
+
+static int
+aw_invoice_recompute(MYSQL *db, long long account, const char *period,
+    long long which, int nosub, const aw_terms_t *terms, aw_invoice_t *inv)
+{
+    if (nosub) {
+        memset(inv, 0, sizeof(*inv));
+        inv->account = account;
+        return 0;
+    }
+
+    return aw_invoice_compute(db, account, period, which, terms, inv);
+}
+
+
+/*
+ * How many events of the account's closed months before start no invoice
+ * billed yet (late usage, which aw_invoice_adjustments() bills), or -1.
+ */
+
+static long long
+aw_invoice_late_waiting(MYSQL *db, long long account, time_t start)
+{
+    char  t0[AW_SQL_TIME_LEN];
+
+    return aw_db_scalar(db, -1, "SELECT COUNT(*) FROM usage_events e JOIN "
+                        "billing_periods b ON b.period = "
+                        "DATE_FORMAT(e.ts, '%%Y-%%m') WHERE e.account = "
+                        "%lld AND e.invoice IS NULL AND e.ts < %s", account,
+                        aw_sql_time(start, t0));
+}
+
+
+/*
  * Late usage: events of earlier closed periods that no invoice billed yet
  * become adjustment lines on this invoice, one per period.
  */
@@ -153,12 +190,10 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
             return -1;
         }
 
-        if (r == 1) {
-            /* no subscription in that month: nothing to charge */
-            memset(&q, 0, sizeof(q));
+        /* no subscription in that month (r == 1): nothing to charge */
 
-        } else if (aw_invoice_compute(db, account, periods[i],
-                                      AW_EVENTS_BILLED, &terms, &q) != 0)
+        if (aw_invoice_recompute(db, account, periods[i], AW_EVENTS_BILLED,
+                                 r == 1, &terms, &q) != 0)
         {
             return -1;
         }
@@ -183,16 +218,19 @@ aw_invoice_adjustments(MYSQL *db, long long account, long long invoice,
  * Issues the invoice of one account for an ended period, inside the
  * caller's transaction: marks the events it bills, computes it from
  * exactly those, adds the adjustments for late usage of earlier closed
- * periods, writes it.  Returns 1 and adds to *total when issued, 0 when
- * the account had no subscription in the period, -1 on error.
+ * periods, writes it.  A month without a subscription in force gets an
+ * invoice only if late usage waits (of the month its subscription ended,
+ * say): then one of adjustments alone, as no later close would bill that
+ * usage either.  Returns 1 and adds to *total when issued, 0 when nothing
+ * is to be billed, -1 on error.
  */
 
 int
 aw_invoice_issue(MYSQL *db, long long account, const char *period,
     time_t start, time_t end, long long *total)
 {
-    int            r;
-    long long      id;
+    int            r, nosub;
+    long long      id, late;
     size_t         k;
     aw_terms_t     terms;
     aw_invoice_t   inv;
@@ -207,11 +245,18 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
         return -1;
     }
 
-    if (r == 1) {
-        return 0;
-    }
+    nosub = (r == 1);
 
-    if (aw_terms_format(&terms, text, sizeof(text)) != 0) {
+    if (nosub) {
+        late = aw_invoice_late_waiting(db, account, start);
+
+        if (late <= 0) {
+            return late < 0 ? -1 : 0;
+        }
+
+        snprintf(text, sizeof(text), "%s", AW_TERMS_NONE);
+
+    } else if (aw_terms_format(&terms, text, sizeof(text)) != 0) {
         aw_log(AW_LOG_ERROR, "account %lld, %s: the terms cannot be stored "
                "(a plan name with a space, '=', ',' or ':')", account,
                period);
@@ -228,13 +273,16 @@ aw_invoice_issue(MYSQL *db, long long account, const char *period,
 
     id = (long long) mysql_insert_id(db);
 
-    /* mark what this invoice bills, then compute from exactly that */
+    /* mark what this invoice bills, then compute from exactly that (a
+       month without a subscription marks nothing: it charges nothing) */
 
-    if (aw_db_exec(db, "UPDATE usage_events SET invoice = %lld WHERE "
-                   "account = %lld AND ts >= %s AND ts < %s AND invoice IS "
-                   "NULL", id, account, aw_sql_time(start, t0),
-                   aw_sql_time(end, t1)) != 0
-        || aw_invoice_compute(db, account, period, id, &terms, &inv) != 0)
+    if ((!nosub
+         && aw_db_exec(db, "UPDATE usage_events SET invoice = %lld WHERE "
+                       "account = %lld AND ts >= %s AND ts < %s AND "
+                       "invoice IS NULL", id, account,
+                       aw_sql_time(start, t0), aw_sql_time(end, t1)) != 0)
+        || aw_invoice_recompute(db, account, period, id, nosub, &terms, &inv)
+           != 0)
     {
         return -1;
     }
@@ -365,7 +413,7 @@ int
 aw_invoice_check_one(MYSQL *db, long long id, long long account,
     const char *p, long long total)
 {
-    int            bad, n;
+    int            bad, n, r;
     long long      sum, billed, late;
     size_t         k;
     time_t         start, end;
@@ -378,9 +426,12 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     bad = 0;
 
-    if (aw_period_bounds(p, &start, &end) != 0
-        || aw_terms_of_invoice(db, account, p, &terms) != 0)
-    {
+    r = aw_period_bounds(p, &start, &end) != 0
+        ? -1 : aw_terms_of_invoice(db, account, p, &terms);
+
+    /* r == 1: issued for late usage alone, without a subscription */
+
+    if (r < 0) {
         printf("MISMATCH invoice %lld (account %lld, %s): its terms "
                "cannot be read\n", id, account, p);
         return 1;
@@ -401,7 +452,7 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     /* 2. its own lines, recomputed from the events it billed */
 
-    if (aw_invoice_compute(db, account, p, id, &terms, &inv) < 0) {
+    if (aw_invoice_recompute(db, account, p, id, r == 1, &terms, &inv) < 0) {
         return bad + 1;
     }
 
@@ -464,7 +515,8 @@ aw_invoice_check_one(MYSQL *db, long long id, long long account,
 
     /* 5. the period as a whole: all billed usage = all charges */
 
-    if (aw_invoice_compute(db, account, p, AW_EVENTS_BILLED, &terms, &inv)
+    if (aw_invoice_recompute(db, account, p, AW_EVENTS_BILLED, r == 1,
+                             &terms, &inv)
         < 0)
     {
         return bad + 1;

@@ -419,10 +419,13 @@ aw_report_load(MYSQL *db, aw_report_t *r)
     time_t  now;
     char    t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
 
-    r->nplan = aw_bars_load(db, &r->plan, r->period, "SELECT i.plan, "
+    /* an invoice of late usage alone has no plan (invoice_issue.c) */
+
+    r->nplan = aw_bars_load(db, &r->plan, r->period, "SELECT IF(i.plan = "
+                            "'', '" AW_INVOICE_NO_PLAN "', i.plan), "
                             "SUM(i.total_cents), COUNT(*) FROM invoices i "
                             "WHERE i.period = ? AND i.status = 'issued' "
-                            "GROUP BY i.plan ORDER BY 2 DESC, 1");
+                            "GROUP BY 1 ORDER BY 2 DESC, 1");
     r->nacct = aw_bars_load(db, &r->acct, r->period, "SELECT a.name, "
                             "i.total_cents, i.calls FROM invoices i JOIN "
                             "accounts a ON a.id = i.account WHERE "

@@ -1,0 +1,162 @@
+#!/usr/bin/perl
+
+# Late usage of an account whose subscription has ended (README, "Invoices
+# and reports"): a month in which the account has no subscription gets no
+# invoice, unless usage of an earlier closed month arrived late; then it
+# gets an invoice of those adjustment lines alone.  Before, the close
+# returned at "no subscription" before the adjustments: the late usage was
+# never billed, by that close or any later one, and "invoice check" kept
+# saying "next close adjusts".
+#
+# P: the subscription's last month; N: the month after, without one;
+# M: the month after that.  The CLI ends a subscription only by starting
+# another ("account plan"); an operator's billing system ends one by
+# setting subscriptions.ended_at, as this test does.
+
+use strict;
+use warnings;
+
+use Test::More;
+use JSON::PP;
+
+use lib 't/lib';
+use Aihub;
+use AihubFixtures qw(months_back);
+
+plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
+
+my $t = Aihub->new(redis => 1, mariadb => 1);
+$t->migrate;
+
+my $B = months_back(4);
+my $P = months_back(3);
+my $N = months_back(2);
+my $M = months_back(1);
+
+my %id;
+
+for my $name (qw(leaver stayer gone)) {
+    my ($rc, undef, $err) = $t->worker('account', 'create', $name,
+                                       '--plan', 'pro');
+    is($rc, 0, "account $name created") or diag($err);
+    ($rc, undef, $err) = $t->worker('account', 'override', $name,
+                                    '--included', 1);
+    is($rc, 0, "$name: one call included") or diag($err);
+    $id{$name} = $t->sql_value("SELECT id FROM accounts WHERE name = "
+                               . "'$name'");
+}
+
+$t->sql("UPDATE accounts SET created_at = '$B-15 00:00:00'");
+$t->sql("UPDATE subscriptions SET started_at = '$B-15 00:00:00'");
+$t->sql('DELETE FROM terms_held');
+
+# leaver's subscription ends within P, gone's within B
+
+$t->sql("UPDATE subscriptions SET ended_at = '$P-25 00:00:00' WHERE "
+        . "account = $id{leaver}");
+$t->sql("UPDATE subscriptions SET ended_at = '$B-20 00:00:00' WHERE "
+        . "account = $id{gone}");
+
+my $tag = 0;
+
+sub event {
+    my ($account, $ts, $in, $out) = @_;
+
+    $tag++;
+    $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
+        . "plan, model, provider, prompt_tokens, completion_tokens, "
+        . "total_tokens, cost_micros, status, streamed, aborted, estimated, "
+        . "latency_ms, node) VALUES (MD5('$tag'), '$ts', $id{$account}, "
+        . "'ai-hub-AbCdEfGh', 'pro', 'mock-basic', 'mock', $in, $out, "
+        . "$in + $out, 0, 200, 0, 0, 0, 5, 'n')");
+}
+
+sub total {
+    my ($name, $period) = @_;
+    return $t->sql_value("SELECT total_cents FROM invoices WHERE account = "
+                         . "$id{$name} AND period = '$period'");
+}
+
+sub close_month {
+    my ($period) = @_;
+    my ($rc, $out, $err) = $t->worker('invoice', 'close', '--period',
+                                      $period, '--force');
+    is($rc, 0, "close $period") or diag($err);
+    return $out;
+}
+
+# --- P: both billed their plan; the included call each -------------------------
+
+event('leaver', "$P-02 10:00:00", 10, 10);
+event('stayer', "$P-02 10:00:00", 10, 10);
+
+like(close_month($P), qr/closed \Q$P\E: 2 invoices, total \$38\.00/,
+     "$P: leaver and stayer, \$19.00 each; gone (ended in $B) nothing");
+
+# --- late usage of P, after its close -----------------------------------------
+
+# the second call of the month, beyond the one included: mock-basic at
+# 0.15/0.60 per M, 100000 in and 50000 out = 4.5 cents -> 5 (half up)
+
+event('leaver', "$P-20 10:00:00", 100000, 50000);
+event('stayer', "$P-20 10:00:00", 100000, 50000);
+
+my ($rc, $out) = $t->worker('invoice', 'check');
+is($rc, 0, 'check passes with late usage waiting') or diag($out);
+like($out, qr/account $id{leaver} \Q$P\E: 1 late events not billed yet/,
+     "check notes leaver's late event");
+
+# --- N: leaver has no subscription; its late usage is billed still -------------
+
+like(close_month($N), qr/closed \Q$N\E: 2 invoices, total \$19\.10/,
+     "$N: stayer \$19.00 + \$0.05, leaver \$0.05 of late usage");
+
+is(total('stayer', $N), 1905, 'stayer: its plan and the adjustment');
+is(total('leaver', $N), 5, 'leaver: the adjustment alone');
+is(total('gone', $N), undef, 'gone: no invoice');
+
+is_deeply([ $t->sql("SELECT l.kind, l.ref_period, l.calls, l.amount_cents "
+                    . "FROM invoice_lines l JOIN invoices i ON i.id = "
+                    . "l.invoice WHERE i.account = $id{leaver} AND "
+                    . "i.period = '$N' ORDER BY l.id") ],
+          [ [ 'adjustment', $P, 1, 5 ] ],
+          "leaver's $N invoice: one adjustment line naming $P, no base fee");
+is_deeply([ $t->sql("SELECT plan, terms, calls, included_calls, "
+                    . "subtotal_cents FROM invoices WHERE account = "
+                    . "$id{leaver} AND period = '$N'") ],
+          [ [ '', 'v1 none', 0, 0, 5 ] ],
+          'its header: no plan, the terms of no subscription, no calls');
+is($t->sql_value("SELECT COUNT(*) FROM usage_events WHERE invoice IS "
+                 . "NULL"), 0, 'every event is billed');
+
+($rc, $out) = $t->worker('invoice', 'check');
+is($rc, 0, 'check passes') or diag($out);
+like($out, qr/ok: 4 invoices/, 'check: four invoices');
+unlike($out, qr/late events not billed/, 'no late event left');
+
+($rc, $out) = $t->worker('invoice', 'show', '--period', $N, '--account',
+                         'leaver');
+is($rc, 0, 'show exits 0');
+like($out, qr/plan \(no subscription\)  calls 0\/0  total \$0\.05/,
+     'show: "(no subscription)" and the total');
+
+my $dir = $t->dir . '/report';
+($rc, undef, my $err) = $t->worker('report', '--period', $N, '--out', $dir);
+is($rc, 0, 'report exits 0') or diag($err);
+my $report = JSON::PP->new->decode(Aihub::read_file("$dir/report.json"));
+my %by_plan = map { $_->{name} => $_->{total_cents} }
+              @{ $report->{revenue_by_plan} };
+is_deeply(\%by_plan, { pro => 1905, '(no subscription)' => 5 },
+          'report: revenue by plan names it "(no subscription)"')
+    or diag(explain($report->{revenue_by_plan}));
+
+# --- M: nothing waits any more --------------------------------------------------
+
+like(close_month($M), qr/closed \Q$M\E: 1 invoices, total \$19\.00/,
+     "$M: stayer alone; leaver has nothing to bill");
+is(total('leaver', $M), undef, 'leaver: no invoice');
+
+($rc, $out) = $t->worker('invoice', 'check');
+is($rc, 0, 'check passes') or diag($out);
+
+$t->done;
