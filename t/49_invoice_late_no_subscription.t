@@ -21,7 +21,7 @@ use JSON::PP;
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(months_back);
+use AihubFixtures qw(months_back ledger_events);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -57,18 +57,11 @@ $t->sql("UPDATE subscriptions SET ended_at = '$P-25 00:00:00' WHERE "
 $t->sql("UPDATE subscriptions SET ended_at = '$B-20 00:00:00' WHERE "
         . "account = $id{gone}");
 
-my $tag = 0;
-
 sub event {
     my ($account, $ts, $in, $out) = @_;
 
-    $tag++;
-    $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
-        . "plan, model, provider, prompt_tokens, completion_tokens, "
-        . "total_tokens, cost_micros, status, streamed, aborted, estimated, "
-        . "latency_ms, node) VALUES (MD5('$tag'), '$ts', $id{$account}, "
-        . "'ai-hub-AbCdEfGh', 'pro', 'mock-basic', 'mock', $in, $out, "
-        . "$in + $out, 0, 200, 0, 0, 0, 5, 'n')");
+    ledger_events($t, account => $id{$account}, n => 1, ts => $ts,
+                  model => 'mock-basic', in => $in, out => $out);
 }
 
 sub total {

@@ -18,7 +18,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(months_back);
+use AihubFixtures qw(months_back ledger_events);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -74,24 +74,10 @@ $t->sql("INSERT INTO model_prices (model, price_in_micros, price_out_micros,"
         . " valid_from, source) VALUES ('mock-premium', 5000000, 20000000, "
         . "'$P-20 00:00:00', 'test')");
 
-my $tag = 0;
-
 sub events {
     my (%o) = @_;
 
-    $tag++;
-    my $plan = $o{plan} // 'pro';
-    my $status = $o{status} // 200;
-    my $aborted = $o{aborted} // 0;
-
-    $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
-        . "plan, model, provider, prompt_tokens, completion_tokens, "
-        . "total_tokens, cost_micros, status, streamed, aborted, estimated, "
-        . "latency_ms, node) SELECT MD5(CONCAT('$tag-', seq)), "
-        . "TIMESTAMP('$o{ts}') + INTERVAL seq SECOND, $id{$o{account}}, "
-        . "'ai-hub-AbCdEfGh', '$plan', '$o{model}', 'mock', $o{in}, "
-        . "$o{out}, $o{in} + $o{out}, 0, $status, 0, $aborted, 0, 5, 'n' "
-        . "FROM seq_1_to_$o{n}");
+    ledger_events($t, %o, account => $id{$o{account}});
 }
 
 # free under quota: 10 calls; free at quota: exactly 1000

@@ -18,7 +18,7 @@ use JSON::PP;
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(months_back);
+use AihubFixtures qw(months_back ledger_events);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -66,23 +66,10 @@ for my $name (qw(think switch late ghost capped many)) {
     is($rc, 0, "$name: nothing included") or diag($err);
 }
 
-my $tag = 0;
-
 sub events {
     my (%o) = @_;
 
-    $tag++;
-    my $plan = $o{plan} // 'pro';
-    my $total = $o{total} // "$o{in} + $o{out}";
-
-    $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
-        . "plan, model, provider, prompt_tokens, completion_tokens, "
-        . "total_tokens, cost_micros, status, streamed, aborted, estimated, "
-        . "latency_ms, node) SELECT MD5(CONCAT('$tag-', seq)), "
-        . "TIMESTAMP('$o{ts}') + INTERVAL seq SECOND, $id{$o{account}}, "
-        . "'ai-hub-AbCdEfGh', '$plan', '$o{model}', 'mock', $o{in}, "
-        . "$o{out}, $total, 0, 200, 0, 0, 0, 5, 'n' "
-        . "FROM seq_1_to_$o{n}");
+    ledger_events($t, %o, account => $id{$o{account}});
 }
 
 sub total {

@@ -162,6 +162,7 @@ use AihubStream qw(usage_events);
 
 our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     mock_count mock_since parallel_chat period_id months_back
+                    ledger_events
                     worker_processes fault_keys fault_nodes
                     canned_stub wrk_chat gateway_conf
                     period_field calls_settle wait_counted fork_proxy
@@ -284,6 +285,32 @@ sub period_id {
     my ($time) = @_;
 
     return strftime('%Y%m01', gmtime($time // time));
+}
+
+
+# n usage events straight into MariaDB, as the drain stores them: the
+# account's id, the first at ts + 1 s and a second apart, the model, in
+# and out tokens each; plan (pro), total (in + out, SQL), status (200),
+# aborted (0) as given.  The billing tests write their months this way.
+my $ledger_tag = 0;
+
+sub ledger_events {
+    my ($t, %o) = @_;
+
+    $ledger_tag++;
+    my $plan = $o{plan} // 'pro';
+    my $total = $o{total} // "$o{in} + $o{out}";
+    my $status = $o{status} // 200;
+    my $aborted = $o{aborted} // 0;
+
+    $t->sql("INSERT INTO usage_events (event_id, ts, account, key_prefix, "
+        . "plan, model, provider, prompt_tokens, completion_tokens, "
+        . "total_tokens, cost_micros, status, streamed, aborted, estimated, "
+        . "latency_ms, node) SELECT MD5(CONCAT('$ledger_tag-', seq)), "
+        . "TIMESTAMP('$o{ts}') + INTERVAL seq SECOND, $o{account}, "
+        . "'ai-hub-AbCdEfGh', '$plan', '$o{model}', 'mock', $o{in}, "
+        . "$o{out}, $total, 0, $status, 0, $aborted, 0, 5, 'n' "
+        . "FROM seq_1_to_$o{n}");
 }
 
 
