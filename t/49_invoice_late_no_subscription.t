@@ -57,6 +57,18 @@ $t->sql("UPDATE subscriptions SET ended_at = '$P-25 00:00:00' WHERE "
 $t->sql("UPDATE subscriptions SET ended_at = '$B-20 00:00:00' WHERE "
         . "account = $id{gone}");
 
+# an account without a subscription is still listed and shown, plan "-"
+# (before, both joined the current subscription and left it out)
+
+my ($lrc, $list) = $t->worker('account', 'list');
+is($lrc, 0, 'account list exits 0');
+like($list, qr/^\d+\s+gone\s+active\s+-\s/m, 'list: gone, plan "-"');
+like($list, qr/^\d+\s+stayer\s+active\s+pro\s/m, 'list: stayer, pro');
+my ($src, $show) = $t->worker('account', 'show', 'gone');
+is($src, 0, 'account show exits 0');
+like($show, qr/^plan\s+-$/m, 'show: plan "-"');
+like($show, qr/^name\s+gone$/m, 'show: its name');
+
 sub event {
     my ($account, $ts, $in, $out) = @_;
 

@@ -205,10 +205,10 @@ aw_account_show(aw_cmd_ctx_t *ctx, int argc, char **argv)
                       "AS models, "
                       "(SELECT COUNT(*) FROM api_keys k WHERE k.account = "
                       "a.id AND k.status = 'active') AS active_keys "
-                      "FROM accounts a JOIN subscriptions s ON s.account = "
-                      "a.id AND s.ended_at IS NULL JOIN plans p ON p.id = "
-                      "s.plan LEFT JOIN account_overrides o ON o.account = "
-                      "a.id WHERE a.id = %lld", id);
+                      "FROM accounts a LEFT JOIN subscriptions s ON "
+                      "s.account = a.id AND s.ended_at IS NULL LEFT JOIN "
+                      "plans p ON p.id = s.plan LEFT JOIN account_overrides "
+                      "o ON o.account = a.id WHERE a.id = %lld", id);
     if (res == NULL) {
         goto done;
     }
@@ -263,9 +263,9 @@ aw_account_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
     res = aw_db_query(db, "SELECT a.id, a.name, a.status, p.name, "
                       "a.created_at, (SELECT COUNT(*) FROM api_keys k "
                       "WHERE k.account = a.id AND k.status = 'active') "
-                      "FROM accounts a JOIN subscriptions s ON s.account = "
-                      "a.id AND s.ended_at IS NULL JOIN plans p ON p.id = "
-                      "s.plan ORDER BY a.id");
+                      "FROM accounts a LEFT JOIN subscriptions s ON "
+                      "s.account = a.id AND s.ended_at IS NULL LEFT JOIN "
+                      "plans p ON p.id = s.plan ORDER BY a.id");
     if (res == NULL) {
         return AW_EXIT_FAIL;
     }
@@ -274,8 +274,9 @@ aw_account_list(aw_cmd_ctx_t *ctx, int argc, char **argv)
            "PLAN", "CREATED", "KEYS");
 
     while ((row = mysql_fetch_row(res)) != NULL) {
+        /* no plan: its subscription was ended ("-") */
         printf("%-6s %-24s %-10s %-11s %-19s %s\n", row[0], row[1], row[2],
-               row[3], row[4], row[5]);
+               row[3] ? row[3] : "-", row[4], row[5]);
     }
 
     mysql_free_result(res);
