@@ -1,17 +1,21 @@
 #!/usr/bin/perl
 
-# Late usage of an account whose subscription has ended (README, "Invoices
-# and reports"): a month in which the account has no subscription gets no
+# Accounts whose subscription has ended (README, "Accounts" and "Invoices
+# and reports").
+#
+# Late usage: a month in which the account has no subscription gets no
 # invoice, unless usage of an earlier closed month arrived late; then it
 # gets an invoice of those adjustment lines alone.  Before, the close
 # returned at "no subscription" before the adjustments: the late usage was
 # never billed, by that close or any later one, and "invoice check" kept
-# saying "next close adjusts".
+# saying "next close adjusts".  P: the subscription's last month; N: the
+# month after, without one; M: the month after that.  The subscriptions
+# of past months are ended in MySQL ("account cancel" ends one now).
 #
-# P: the subscription's last month; N: the month after, without one;
-# M: the month after that.  The CLI ends a subscription only by starting
-# another ("account plan"); an operator's billing system ends one by
-# setting subscriptions.ended_at, as this test does.
+# The CLI: such an account is listed and shown (before, both left it
+# out), gets no new key and is not resumed until it has a plan again;
+# "account cancel" suspends an account and ends its subscription (before,
+# no command ended one: "suspend" kept billing the plan).
 
 use strict;
 use warnings;
@@ -68,6 +72,37 @@ my ($src, $show) = $t->worker('account', 'show', 'gone');
 is($src, 0, 'account show exits 0');
 like($show, qr/^plan\s+-$/m, 'show: plan "-"');
 like($show, qr/^name\s+gone$/m, 'show: its name');
+
+# an account without a subscription gets no new key and is not made active
+# (its keys would not be served: the sync writes a key with its plan);
+# given a plan, it gets both
+
+my ($krc, $kout, $kerr) = $t->worker('key', 'create', '--account', 'gone');
+is($krc, 1, 'key create for an account without a subscription: exit 1');
+like($kerr, qr/account "gone" has no subscription, so no key of it would be served/,
+     'and says why');
+is($kout, '', 'no key printed');
+is($t->sql_value("SELECT COUNT(*) FROM api_keys WHERE account = $id{gone}"),
+   0, 'no key stored');
+$t->worker('account', 'suspend', 'gone');
+($krc, undef, $kerr) = $t->worker('account', 'resume', 'gone');
+is($krc, 1, 'resume of an account without a subscription: exit 1');
+like($kerr, qr/account "gone" has no subscription: give it a plan first/,
+     'and says why');
+is($t->sql_value("SELECT status FROM accounts WHERE id = $id{gone}"),
+   'suspended', 'it stays suspended');
+($krc) = $t->worker('account', 'plan', 'gone', '--plan', 'free');
+is($krc, 0, 'gone gets a plan again');
+($krc) = $t->worker('account', 'resume', 'gone');
+is($krc, 0, 'then resume works');
+($krc, $kout) = $t->worker('key', 'create', '--account', 'gone');
+is($krc, 0, 'and key create');
+like($kout, qr/^ai-hub-/, 'which prints the key');
+
+# back to the subscription that ended in B, for the months below
+$t->sql("DELETE FROM api_keys WHERE account = $id{gone}");
+$t->sql("DELETE FROM subscriptions WHERE account = $id{gone} AND "
+        . "ended_at IS NULL");
 
 sub event {
     my ($account, $ts, $in, $out) = @_;
@@ -163,5 +198,48 @@ is(total('leaver', $M), undef, 'leaver: no invoice');
 
 ($rc, $out) = $t->worker('invoice', 'check');
 is($rc, 0, 'check passes') or diag($out);
+
+# --- cancel: a customer who leaves ---------------------------------------------
+
+# its keys are refused at once and stay refused; its subscription ends now
+# (this month is billed on it, later months are not: the months above)
+
+my ($crc, $cout) = $t->worker('key', 'create', '--account', 'quitter',
+                              '--plan', 'pro');
+is($crc, 0, 'quitter: account and key created');
+my ($key) = split /\n/, $cout;
+my $rk = 'aihub:key:' . Aihub::key_hash($key);
+is($t->redis('HGET', $rk, 'status'), 'active', 'its key record: active');
+my $qid = $t->sql_value("SELECT id FROM accounts WHERE name = 'quitter'");
+
+($crc, $cout) = $t->worker('account', 'cancel', 'quitter');
+is($crc, 0, 'cancel exits 0');
+like($cout, qr/account "quitter" is cancelled: its keys are refused, its subscription ended now/,
+     'and says so');
+is($t->redis('HGET', $rk, 'status'), 'suspended',
+   'its key record: suspended, at once');
+is($t->sql_value("SELECT status FROM accounts WHERE id = $qid"),
+   'suspended', 'the account: suspended');
+is($t->sql_value("SELECT COUNT(*) FROM subscriptions WHERE account = $qid "
+                 . "AND ended_at IS NULL"), 0, 'no subscription in force');
+is($t->sql_value("SELECT COUNT(*) FROM subscriptions WHERE account = $qid "
+                 . "AND ended_at IS NOT NULL"), 1, 'the one it had, ended');
+
+($crc) = $t->worker('sync');
+is($crc, 0, 'sync');
+is($t->redis('HGET', $rk, 'status'), 'suspended',
+   'after a sync: still suspended');
+
+($crc, $cout) = $t->worker('account', 'cancel', 'quitter');
+is($crc, 0, 'cancel again: exit 0');
+like($cout, qr/account "quitter" has no subscription; it is suspended/,
+     'and says so');
+
+($crc) = $t->worker('account', 'plan', 'quitter', '--plan', 'pro');
+is($crc, 0, 'a plan again');
+is($t->redis('HGET', $rk, 'status'), 'suspended', 'still suspended');
+($crc) = $t->worker('account', 'resume', 'quitter');
+is($crc, 0, 'then resume');
+is($t->redis('HGET', $rk, 'status'), 'active', 'its key record: active again');
 
 $t->done;

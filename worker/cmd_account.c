@@ -1,8 +1,8 @@
 /*
  * "aihub-worker account create | show | list | plan | override | suspend
- * | resume".  Every change is made in MySQL first, then the account's key
- * records are rewritten in Redis and "account:<id>" is published so the
- * change takes effect at once on every nginx node.
+ * | resume | cancel".  Every change is made in MySQL first, then the
+ * account's key records are rewritten in Redis and "account:<id>" is
+ * published so the change takes effect at once on every nginx node.
  */
 
 #include <limits.h>
@@ -34,9 +34,13 @@ static const char  aw_account_usage[] =
     "clears)\n"
     "       " AW_NAME " account suspend NAME\n"
     "       " AW_NAME " account resume NAME\n"
+    "       " AW_NAME " account cancel NAME\n"
     "\n"
     "plan     changes the plan now: the old subscription ends, a new one\n"
-    "         starts; every key of the account follows at once\n"
+    "         starts; every key of the account follows at once\n"    "cancel   ends the subscription now and suspends the account: its keys\n"
+    "         are refused at once; this month is billed on the plan it\n"
+    "         ended on, later months are not (\"plan\", then \"resume\",\n"
+    "         starts it again)\n"
     "override sets enterprise contract values; unset ones follow the plan\n"
     "         --models: model ids of the catalog and tier:basic,\n"
     "         tier:premium entries, comma separated, or * (as plan --models)\n"
@@ -360,7 +364,7 @@ aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
     const char  *name;
     char         sql[96];
     int          rc;
-    long long    id;
+    long long    id, subs;
     MYSQL       *db;
 
     id = aw_account_open(ctx, argc, argv, NULL, &db, &name, &rc);
@@ -370,6 +374,23 @@ aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
     }
 
     rc = AW_EXIT_FAIL;
+
+    /* active without a subscription: its keys would not be served */
+
+    if (strcmp(status, "active") == 0) {
+        subs = aw_db_scalar(db, -1, "SELECT COUNT(*) FROM subscriptions "
+                            "WHERE account = %lld AND ended_at IS NULL", id);
+
+        if (subs == 0) {
+            aw_log(AW_LOG_ERROR, "account \"%s\" has no subscription: give "
+                   "it a plan first (\"" AW_NAME " account plan %s --plan "
+                   "PLAN\")", name, name);
+        }
+
+        if (subs <= 0) {
+            return rc;
+        }
+    }
 
     snprintf(sql, sizeof(sql), "UPDATE accounts SET status = ? WHERE id = "
              "%lld", id);
@@ -563,6 +584,55 @@ aw_account_resume(aw_cmd_ctx_t *ctx, int argc, char **argv)
 }
 
 
+/*
+ * The customer leaves: the account is suspended first, while the key sync
+ * still writes its keys (it writes only the keys of accounts with a
+ * subscription), so every node refuses them at once and their records
+ * stay refused; then the subscription ends.  Idempotent.
+ */
+
+static int
+aw_account_cancel(aw_cmd_ctx_t *ctx, int argc, char **argv)
+{
+    const char  *name;
+    int          rc;
+    long long    id;
+    MYSQL       *db;
+
+    id = aw_account_open(ctx, argc, argv, NULL, &db, &name, &rc);
+
+    if (id <= 0) {
+        return rc;
+    }
+
+    rc = AW_EXIT_FAIL;
+
+    if (aw_db_exec(db, "UPDATE accounts SET status = 'suspended' WHERE id "
+                   "= %lld", id) != 0
+        || aw_account_sync(db, id) != 0)
+    {
+        return rc;
+    }
+
+    if (aw_db_exec(db, "UPDATE subscriptions SET ended_at = UTC_TIMESTAMP() "
+                   "WHERE account = %lld AND ended_at IS NULL", id) != 0)
+    {
+        return rc;
+    }
+
+    if (mysql_affected_rows(db) == 0) {
+        printf("account \"%s\" has no subscription; it is suspended\n",
+               name);
+
+    } else {
+        printf("account \"%s\" is cancelled: its keys are refused, its "
+               "subscription ended now\n", name);
+    }
+
+    return AW_EXIT_OK;
+}
+
+
 static const aw_cmd_t  aw_account_cmds[] = {
     { "create", aw_account_create_cmd, AW_NEEDS_DB, NULL },
     { "show", aw_account_show, AW_NEEDS_DB, NULL },
@@ -571,6 +641,7 @@ static const aw_cmd_t  aw_account_cmds[] = {
     { "override", aw_account_override, AW_NEEDS_DB, NULL },
     { "suspend", aw_account_suspend, AW_NEEDS_DB, NULL },
     { "resume", aw_account_resume, AW_NEEDS_DB, NULL },
+    { "cancel", aw_account_cancel, AW_NEEDS_DB, NULL },
     { NULL, NULL, 0, NULL }
 };
 

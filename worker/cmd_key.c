@@ -44,15 +44,17 @@ aw_scopes_ok(const char *s)
 
 /*
  * The account a new key goes to, created on plan (default free) if
- * missing; an existing account keeps its plan.  Its id, or -1.
+ * missing; an existing account keeps its plan, and one without a
+ * subscription is refused.  Its id, or -1.
  */
 
 static long long
 aw_key_account(MYSQL *db, const char *account, const char *plan)
 {
-    long long  account_id;
-    char       cur[33];
-    aw_buf_t   q;
+    long long   account_id;
+    char        cur[33];
+    MYSQL_RES  *res;
+    MYSQL_ROW   row;
 
     account_id = aw_account_id(db, account);
     if (account_id < 0) {
@@ -68,29 +70,29 @@ aw_key_account(MYSQL *db, const char *account, const char *plan)
         aw_log(AW_LOG_INFO, "created account \"%s\" (id %lld) on plan %s",
                account, account_id, plan ? plan : "free");
 
-    } else if (plan) {
-        aw_buf_init(&q);
-        aw_buf_printf(&q, "SELECT p.name FROM subscriptions s JOIN plans p "
-                      "ON p.id = s.plan WHERE s.account = %lld "
-                      "AND s.ended_at IS NULL", account_id);
-        cur[0] = '\0';
+    } else {
+        /* its plan now: none once its subscription was ended */
 
-        if (aw_db_buf_exec(db, &q) == 0) {
-            MYSQL_RES  *res;
-            MYSQL_ROW   row;
-
-            res = mysql_store_result(db);
-            if (res && (row = mysql_fetch_row(res)) && row[0]) {
-                snprintf(cur, sizeof(cur), "%s", row[0]);
-            }
-            if (res) {
-                mysql_free_result(res);
-            }
+        res = aw_db_query(db, "SELECT p.name FROM subscriptions s JOIN "
+                          "plans p ON p.id = s.plan WHERE s.account = %lld "
+                          "AND s.ended_at IS NULL", account_id);
+        if (res == NULL) {
+            return -1;
         }
 
-        aw_buf_free(&q);
+        row = mysql_fetch_row(res);
+        snprintf(cur, sizeof(cur), "%s", row && row[0] ? row[0] : "");
+        mysql_free_result(res);
 
-        if (strcmp(cur, plan) != 0) {
+        if (cur[0] == '\0') {
+            aw_log(AW_LOG_ERROR, "account \"%s\" has no subscription, so "
+                   "no key of it would be served: give it a plan first "
+                   "(\"" AW_NAME " account plan %s --plan PLAN\")", account,
+                   account);
+            return -1;
+        }
+
+        if (plan && strcmp(cur, plan) != 0) {
             aw_log(AW_LOG_WARN, "account \"%s\" exists on plan %s; --plan "
                    "%s ignored (use \"" AW_NAME " account plan\")", account,
                    cur, plan);

@@ -23,6 +23,7 @@ static const char  aw_usage[] =
     "  key                create | list | revoke API keys\n"
     "  account            create | show | list | plan | override | suspend"
     " | resume\n"
+    "                     | cancel\n"
     "  sync               write keys, plans and models from MySQL to Redis\n"
     "  rebuild            restore Redis from MySQL after a data loss\n"
     "  run                drain the usage stream into MySQL (the daemon)\n"
