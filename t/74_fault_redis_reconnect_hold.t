@@ -42,6 +42,17 @@ my $BACK = $t->dir . '/back';           # when the module was accepted again
 
 # --- the proxy ---------------------------------------------------------------
 
+# a file the other process acts on as soon as it exists: whole or not at
+# all (written in place, a loaded machine let the proxy read the cut's
+# file empty, and it held nothing)
+sub publish {
+    my ($file, $text) = @_;
+
+    Aihub::write_file("$file.tmp", $text);
+    rename "$file.tmp", $file or die "$file: $!\n";
+}
+
+
 sub proxy {
     my ($listen, $redis_port) = @_;
     my $sel = IO::Select->new($listen);
@@ -74,7 +85,7 @@ sub proxy {
 
             $hold_until = time + $hold;
             $cut_at = time;
-            Aihub::write_file($CUT_DONE, "$cut_at\n");
+            publish($CUT_DONE, "$cut_at\n");
         }
 
         if ($hold_until && time >= $hold_until) {
@@ -89,7 +100,7 @@ sub proxy {
                     close $c;
                     next;
                 }
-                Aihub::write_file($BACK, time . "\n")
+                publish($BACK, time . "\n")
                     if $cut_at && !-e $BACK;
                 my $r = IO::Socket::IP->new(PeerHost => '127.0.0.1',
                                             PeerPort => $redis_port)
@@ -132,7 +143,7 @@ sub cut {
     my ($hold) = @_;
     my $lost = losses();
     unlink $CUT_DONE;
-    Aihub::write_file($CUT, "$hold\n");
+    publish($CUT, "$hold\n");
     $t->wait_for(sub { -e $CUT_DONE }, timeout => 10, interval => 0.01)
         or BAIL_OUT('the proxy did not cut');
     $t->wait_for(sub { losses() > $lost }, timeout => 10, interval => 0.01)
