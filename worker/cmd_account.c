@@ -37,7 +37,8 @@ static const char  aw_account_usage[] =
     "       " AW_NAME " account cancel NAME\n"
     "\n"
     "plan     changes the plan now: the old subscription ends, a new one\n"
-    "         starts; every key of the account follows at once\n"    "cancel   ends the subscription now and suspends the account: its keys\n"
+    "         starts; every key of the account follows at once\n"
+    "cancel   ends the subscription now and suspends the account: its keys\n"
     "         are refused at once; this month is billed on the plan it\n"
     "         ended on, later months are not (\"plan\", then \"resume\",\n"
     "         starts it again)\n"
@@ -358,11 +359,28 @@ done:
 }
 
 
+/* the account's status in MySQL, then its key records in Redis: 0 or -1 */
+
+static int
+aw_account_set_status(MYSQL *db, long long id, const char *status)
+{
+    char  sql[96];
+
+    snprintf(sql, sizeof(sql), "UPDATE accounts SET status = ? WHERE id = "
+             "%lld", id);
+
+    if (aw_db_exec_params(db, sql, &status, 1) != 0) {
+        return -1;
+    }
+
+    return aw_account_sync(db, id);
+}
+
+
 static int
 aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
 {
     const char  *name;
-    char         sql[96];
     int          rc;
     long long    id, subs;
     MYSQL       *db;
@@ -392,12 +410,7 @@ aw_account_status(aw_cmd_ctx_t *ctx, int argc, char **argv, const char *status)
         }
     }
 
-    snprintf(sql, sizeof(sql), "UPDATE accounts SET status = ? WHERE id = "
-             "%lld", id);
-
-    if (aw_db_exec_params(db, sql, &status, 1) == 0
-        && aw_account_sync(db, id) == 0)
-    {
+    if (aw_account_set_status(db, id, status) == 0) {
         printf("account \"%s\" is %s\n", name, status);
         rc = AW_EXIT_OK;
     }
@@ -607,10 +620,7 @@ aw_account_cancel(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    if (aw_db_exec(db, "UPDATE accounts SET status = 'suspended' WHERE id "
-                   "= %lld", id) != 0
-        || aw_account_sync(db, id) != 0)
-    {
+    if (aw_account_set_status(db, id, "suspended") != 0) {
         return rc;
     }
 
