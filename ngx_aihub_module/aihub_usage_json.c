@@ -11,6 +11,7 @@
 
 #include "aihub_bytes.h"
 #include "aihub_usage_json.h"
+#include "aihub_usage_fast.h"
 
 
 /* scanner states */
@@ -1309,9 +1310,40 @@ int
 aihub_usage_json_feed(aihub_usage_json_t *uj, const unsigned char *p,
     size_t len)
 {
-    int  rc;
+    int                  rc;
+    aihub_json_t        *j;
+    aihub_usage_fast_t   fast;
 
-    rc = aihub_json_feed(&uj->json, p, len);
+    j = &uj->json;
+
+    /*
+     * an answer's first piece is often all of it: read in one pass if it
+     * is, and plain (aihub_usage_fast.c), else by the byte machine
+     */
+
+    if (j->state == J_VALUE && !j->started
+        && aihub_usage_fast(p, len, &fast) == AIHUB_USAGE_FAST_DECIDED)
+    {
+        j->started = 1;
+        j->top_object = 1;
+        j->complete = 1;
+        j->state = J_END;
+        j->chars += fast.chars;
+        j->choices = fast.choices;
+
+        if (fast.usage) {
+            j->usage = 1;
+            j->top_usage = 1;
+            memcpy(j->val, fast.val, sizeof(j->val));
+            j->val_has = fast.val_has;
+            j->val_bad = 0;
+        }
+
+        rc = AIHUB_JSON_DONE;
+
+    } else {
+        rc = aihub_json_feed(j, p, len);
+    }
 
     /* the usage is a function of the one document read so far */
 

@@ -7,7 +7,10 @@
  * {"usage":{"prompt_tokens":TEXT,"completion_tokens":7}}, checked against
  * an exact decimal reading.  Properties:
  *   - the return value and the findings do not depend on how the text is
- *     cut, and a finished document stays finished;
+ *     cut, and a finished document stays finished: the text whole through
+ *     aihub_usage_json_feed() (the one-pass reader of aihub_usage_fast.c
+ *     when it decides) against the byte machine alone, in pieces;
+ *   - what the one-pass reader decides is what the machine found;
  *   - the numbers stay in [0, AIHUB_USAGE_MAX];
  *   - a number is taken (not bad) exactly when it is an integer in
  *     [0, AIHUB_USAGE_MAX], and then with its exact value;
@@ -18,6 +21,7 @@
 #include <string.h>
 
 #include "aihub_usage_json.h"
+#include "aihub_usage_fast.h"
 #include "fuzz.h"
 
 
@@ -31,8 +35,17 @@ feed(aihub_usage_json_t *uj, const uint8_t *p, size_t len, fuzz_split_t *sp)
     last = AIHUB_JSON_AGAIN;
 
     do {
-        n = sp ? fuzz_split_next(sp, len) : len;
-        rc = aihub_usage_json_feed(uj, p, n);
+        if (sp) {
+            /* the byte machine alone */
+            n = fuzz_split_next(sp, len);
+            rc = aihub_json_feed(&uj->json, p, n);
+            memset(&uj->usage, 0, sizeof(aihub_usage_t));
+            aihub_json_commit(&uj->json, &uj->usage);
+
+        } else {
+            n = len;
+            rc = aihub_usage_json_feed(uj, p, n);
+        }
 
         /* an error or a closed document is for good */
         if (last != AIHUB_JSON_AGAIN) {
@@ -189,6 +202,29 @@ exact_number(const uint8_t *p, size_t len, int64_t *v)
 }
 
 
+/* what the one-pass reader decides is what the byte machine found */
+
+static void
+check_fast(const uint8_t *p, size_t len, const aihub_json_t *j)
+{
+    aihub_usage_fast_t  f;
+
+    if (aihub_usage_fast(p, len, &f) != AIHUB_USAGE_FAST_DECIDED) {
+        return;
+    }
+
+    FUZZ_CHECK(j->complete && !j->invalid && !j->trailing && !j->error);
+    FUZZ_CHECK(j->top_object && j->chars == f.chars);
+    FUZZ_CHECK(j->choices == f.choices && j->usage == f.usage);
+
+    if (f.usage) {
+        FUZZ_CHECK(j->top_usage && j->val_bad == 0);
+        FUZZ_CHECK(j->val_has == f.val_has);
+        FUZZ_CHECK(memcmp(j->val, f.val, sizeof(f.val)) == 0);
+    }
+}
+
+
 static void
 check_numbers(const aihub_usage_t *u)
 {
@@ -274,6 +310,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     FUZZ_CHECK(rc1 == rc2);
     FUZZ_CHECK(same_usage(&whole.usage, &pieces.usage));
+    check_fast(in, len, &pieces.json);
 
     check_numbers(&whole.usage);
     check_finalize(&whole.usage);

@@ -1,6 +1,8 @@
 /*
  * aihub_usage_json: usage from non-streaming answers, each body fed whole,
- * split in two at every byte and byte by byte; then the billing rule.
+ * split in two at every byte and byte by byte; then the billing rule; then
+ * the one-pass reader of whole answers (aihub_usage_fast.c) against the
+ * byte machine.
  */
 
 #include <stdint.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "aihub_usage_json.h"
+#include "aihub_usage_fast.h"
 #include "tap.h"
 
 
@@ -527,6 +530,218 @@ test_random(void)
 }
 
 
+/*
+ * The one-pass reader of whole answers: the plain answers it must decide,
+ * with what the byte machine finds in them, and those it must leave to the
+ * machine.  Either way aihub_usage_json_feed() on the whole answer gives
+ * what the machine alone gives.
+ */
+
+typedef struct {
+    const char  *name;
+    const char  *body;
+    int          decided;
+} fast_case_t;
+
+
+static const fast_case_t  fast_cases[] = {
+
+    { "openrouter's shape",
+      "{\"id\":\"gen-1\",\"provider\":\"OpenAI\",\"model\":"
+      "\"openai/gpt-4o-mini\",\"object\":\"chat.completion\",\"created\":"
+      "1732540000,\"choices\":[{\"logprobs\":null,\"finish_reason\":"
+      "\"stop\",\"native_finish_reason\":\"stop\",\"index\":0,\"message\":"
+      "{\"role\":\"assistant\",\"content\":\"Hi! \\ud83d\\ude00\\n\\\"q\\\""
+      " \\/ \xc3\xa9\",\"refusal\":null,\"reasoning\":null}}],\"usage\":{"
+      "\"prompt_tokens\":14,\"completion_tokens\":4,\"total_tokens\":18,"
+      "\"cost\":0.0000045,\"is_byok\":false,\"prompt_tokens_details\":{"
+      "\"cached_tokens\":0},\"cost_details\":{\"upstream_inference_cost\":"
+      "null},\"completion_tokens_details\":{\"reasoning_tokens\":0}}}", 1 },
+
+    { "pretty-printed with CRLF",
+      "\r\n{\r\n  \"choices\" : [ {\r\n    \"message\" : { \"content\" : "
+      "\"caf\xc3\xa9\" }\r\n  } ],\r\n  \"usage\" : { \"prompt_tokens\" : 3 "
+      ", \"completion_tokens\" : 0 }\r\n}\r\n", 1 },
+
+    { "reasoning_content, refusal, a delta object",
+      "{\"choices\":[{\"message\":{\"reasoning_content\":\"abc\","
+      "\"content\":\"de\",\"refusal\":\"no\"}},{\"delta\":{\"reasoning\":"
+      "\"x\"}}],\"usage\":{\"input_tokens\":5,\"output_tokens\":6}}", 1 },
+
+    { "two usage members: the last counts",
+      "{\"usage\":{\"prompt_tokens\":1,\"total_tokens\":9},\"usage\":{"
+      "\"completion_tokens\":2}}", 1 },
+
+    { "a member repeated in a usage object",
+      "{\"usage\":{\"prompt_tokens\":1,\"prompt_tokens\":7}}", 1 },
+
+    { "empty choices, empty usage", "{\"choices\":[],\"usage\":{}}", 1 },
+
+    { "choices that are not all objects",
+      "{\"choices\":[1,null,\"s\",{\"message\":{\"content\":\"ab\"}}]}", 1 },
+
+    { "usage: null, and numbers as strings",
+      "{\"usage\":null,\"x\":{\"usage\":{\"prompt_tokens\":5}},\"usage\":"
+      "{\"prompt_tokens\":\"5\",\"completion_tokens\":{\"a\":1}}}", 1 },
+
+    { "usage numbers at the limit",
+      "{\"usage\":{\"prompt_tokens\":1000000000,\"completion_tokens\":0}}",
+      1 },
+
+    { "other numbers and literals",
+      "{\"a\":[-0,0.5,-1.25e+3,7E-2,true,false,null,{},[[]]],\"b\":\"\\u00e9\"}",
+      1 },
+
+    { "content that is not a string",
+      "{\"choices\":[{\"message\":{\"content\":[{\"text\":\"abc\"}]}}]}", 1 },
+
+    { "a control byte in a string", "{\"choices\":[{\"message\":{\"content\":"
+      "\"a\tb\x01\"}}]}", 1 },
+
+    { "cut short", "{\"usage\":{\"prompt_tokens\":12}", 0 },
+    { "cut in a number", "{\"a\":1", 0 },
+    { "cut in an escape", "{\"a\":\"\\u00", 0 },
+    { "error", "{\"error\":null,\"usage\":{\"prompt_tokens\":1}}", 0 },
+    { "type", "{\"type\":\"message\"}", 0 },
+    { "response", "{\"response\":{\"usage\":{\"input_tokens\":1}}}", 0 },
+    { "delta at the top", "{\"delta\":\"abc\"}", 0 },
+    { "output", "{\"output\":[]}", 0 },
+    { "tool calls",
+      "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{"
+      "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}", 0 },
+    { "function_call",
+      "{\"choices\":[{\"message\":{\"function_call\":{\"name\":\"f\"}}}]}",
+      0 },
+    { "an escaped member name",
+      "{\"us\\u0061ge\":{\"prompt_tokens\":1}}", 0 },
+    { "a negative usage number", "{\"usage\":{\"prompt_tokens\":-1}}", 0 },
+    { "minus zero", "{\"usage\":{\"prompt_tokens\":-0}}", 0 },
+    { "a fraction", "{\"usage\":{\"prompt_tokens\":1.0}}", 0 },
+    { "an exponent", "{\"usage\":{\"completion_tokens\":1e2}}", 0 },
+    { "above the limit", "{\"usage\":{\"total_tokens\":1000000001}}", 0 },
+    { "eleven digits", "{\"usage\":{\"prompt_tokens\":10000000000}}", 0 },
+    { "a leading zero", "{\"a\":01}", 0 },
+    { "bytes after it", "{\"usage\":{}} x", 0 },
+    { "two documents", "{} {}", 0 },
+    { "a top-level array", "[{\"usage\":{}}]", 0 },
+    { "a byte order mark", "\xef\xbb\xbf{}", 0 },
+    { "a bad escape", "{\"a\":\"\\x\"}", 0 },
+    { "a bad \\u", "{\"a\":\"\\u12g4\"}", 0 },
+    { "a trailing comma", "{\"a\":1,}", 0 },
+    { "no colon", "{\"a\" 1}", 0 },
+    { "a bad literal", "{\"a\":nul}", 0 },
+    { "a member name that is not a string", "{a:1}", 0 },
+    { "empty", "", 0 },
+};
+
+
+/* the byte machine alone, byte by byte */
+
+static int
+machine(aihub_usage_json_t *uj, const unsigned char *p, size_t len)
+{
+    size_t  i;
+    int     rc;
+
+    aihub_usage_json_init(uj);
+    rc = AIHUB_JSON_AGAIN;
+
+    for (i = 0; i < len; i++) {
+        rc = aihub_json_feed(&uj->json, p + i, 1);
+    }
+
+    aihub_json_commit(&uj->json, &uj->usage);
+
+    return rc;
+}
+
+
+static int
+same_as_machine(const unsigned char *p, size_t len, int *decided)
+{
+    int                  rc, mrc;
+    aihub_json_t        *j;
+    aihub_usage_fast_t   f;
+    aihub_usage_json_t   uj, m;
+
+    mrc = machine(&m, p, len);
+
+    aihub_usage_json_init(&uj);
+    rc = aihub_usage_json_feed(&uj, p, len);
+
+    if (rc != mrc || memcmp(&uj.usage, &m.usage, sizeof(uj.usage)) != 0) {
+        return 0;
+    }
+
+    *decided = (aihub_usage_fast(p, len, &f) == AIHUB_USAGE_FAST_DECIDED);
+
+    if (!*decided) {
+        return 1;
+    }
+
+    j = &m.json;
+
+    return rc == AIHUB_JSON_DONE && !j->invalid && !j->trailing && !j->error
+           && j->chars == f.chars && j->choices == f.choices
+           && j->usage == f.usage && (!f.usage || j->val_has == f.val_has)
+           && (!f.usage || memcmp(j->val, f.val, sizeof(f.val)) == 0);
+}
+
+
+static void
+test_fast(void)
+{
+    size_t                i, k, len;
+    int                   decided, fails;
+    unsigned char         deep[128];
+    aihub_usage_fast_t    f;
+    const fast_case_t    *c;
+
+    for (i = 0; i < sizeof(fast_cases) / sizeof(fast_cases[0]); i++) {
+        c = &fast_cases[i];
+        len = strlen(c->body);
+        decided = -1;
+
+        ok(same_as_machine((const unsigned char *) c->body, len, &decided)
+           && decided == c->decided,
+           "one pass: %s: %s, as the machine reads it", c->name,
+           c->decided ? "decided" : "left to the machine");
+    }
+
+    /* every part of a whole answer is left to the machine */
+
+    c = &fast_cases[0];
+    len = strlen(c->body);
+    fails = 0;
+
+    for (k = 0; k < len; k++) {
+        if (aihub_usage_fast((const unsigned char *) c->body, k, &f)
+            != AIHUB_USAGE_FAST_UNDECIDED)
+        {
+            fails++;
+        }
+    }
+
+    ok(fails == 0, "one pass: none of the %zu parts of an answer decided",
+       len);
+
+    /* nesting: 32 levels are read, 33 left to the machine */
+
+    for (k = 31; k <= 32; k++) {
+        deep[0] = '{';
+        memcpy(deep + 1, "\"a\":", 4);
+        memset(deep + 5, '[', k);
+        memset(deep + 5 + k, ']', k);
+        deep[5 + 2 * k] = '}';
+
+        ok(same_as_machine(deep, 6 + 2 * k, &decided)
+           && decided == (k == 31),
+           "one pass: %zu levels %s", k + 1,
+           k == 31 ? "decided" : "left to the machine");
+    }
+}
+
+
 int
 main(void)
 {
@@ -538,6 +753,7 @@ main(void)
 
     test_limits();
     test_random();
+    test_fast();
 
     return tap_done();
 }
