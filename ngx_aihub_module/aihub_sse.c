@@ -29,6 +29,7 @@ enum {
 };
 
 #define AIHUB_SSE_DONE_FAIL  0xff
+#define AIHUB_SSE_BOM_PAST   0xff
 
 
 static void aihub_sse_data_start(aihub_sse_t *s);
@@ -45,6 +46,7 @@ static size_t aihub_sse_event_end(aihub_sse_t *s, const unsigned char *p,
 
 
 static const char  aihub_sse_done[] = "[DONE]";
+static const char  aihub_sse_bom[] = "\xef\xbb\xbf";
 
 
 void
@@ -71,6 +73,26 @@ aihub_sse_feed(aihub_sse_t *s, const unsigned char *in, size_t len,
 
     while (i < len) {
         c = in[i];
+
+        if (s->bom != AIHUB_SSE_BOM_PAST) {
+            /* the stream's first bytes: a byte order mark passes, unread */
+
+            if (c == (unsigned char) aihub_sse_bom[s->bom]) {
+                s->bom = (s->bom == 2) ? AIHUB_SSE_BOM_PAST : s->bom + 1;
+                o = aihub_sse_emit(s, &in[i++], 1, out, o);
+                continue;
+            }
+
+            if (s->bom > 0 && s->line == L_START && c != '\n' && c != '\r') {
+                /* a part of one begins the first field's name: not "data" */
+                s->event = 1;
+                s->event_len = 0;
+                s->mode = s->hold ? M_HOLD : M_PASS;
+                s->line = L_SKIP;
+            }
+
+            s->bom = AIHUB_SSE_BOM_PAST;
+        }
 
         if (s->line == L_COLON) {
             s->line = L_DATA;

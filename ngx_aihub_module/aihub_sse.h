@@ -14,6 +14,8 @@
  * "id:", "retry:" and unknown fields pass through untouched.  "data: [DONE]"
  * sets done.  An event's usage, error and content count are taken when it
  * ends (its blank line, or aihub_sse_finish()); the last usage object wins.
+ * A byte order mark (EF BB BF) at the start of the stream is not part of
+ * the first field's name (the SSE spec ignores it); it passes through.
  *
  * Stripping (hold != NULL): an event whose JSON is complete, has a usage
  * object as a member of its top-level object (not inside "response"), has
@@ -61,6 +63,8 @@ typedef struct {
     uint8_t         mode;            /* pass, hold, between events */
     uint8_t         field_pos;
     uint8_t         done_pos;
+    uint8_t         bom;             /* bytes of a leading byte order mark
+                                        read; AIHUB_SSE_BOM_PAST: past it */
     unsigned        cr:1;            /* the last line ended in CR */
     unsigned        skip_lf:1;       /* ... and its LF is removed */
     unsigned        event:1;         /* the current event has a line */

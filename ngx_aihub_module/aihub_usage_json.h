@@ -161,7 +161,11 @@ void aihub_json_reset(aihub_json_t *j);   /* next document; keeps chars */
 int aihub_json_feed(aihub_json_t *j, const unsigned char *p, size_t len);
 void aihub_json_commit(const aihub_json_t *j, aihub_usage_t *u);
 
-/* a non-streaming answer: the body in as many pieces as it arrives */
+/*
+ * a non-streaming answer: the body in as many pieces as it arrives (a
+ * first piece that is all of a plain answer is read in one pass,
+ * aihub_usage_fast.h, with the same findings)
+ */
 void aihub_usage_json_init(aihub_usage_json_t *uj);
 int aihub_usage_json_feed(aihub_usage_json_t *uj, const unsigned char *p,
     size_t len);

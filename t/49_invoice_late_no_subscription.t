@@ -230,6 +230,15 @@ is($crc, 0, 'sync');
 is($t->redis('HGET', $rk, 'status'), 'suspended',
    'after a sync: still suspended');
 
+# Redis loses its data: the sync writes the key again, suspended (it left
+# out the keys of an account without a subscription: unknown, 401)
+$t->redis('DEL', $rk);
+($crc) = $t->worker('sync');
+is($crc, 0, 'its record lost, then a sync');
+is($t->redis('HGET', $rk, 'status'), 'suspended',
+   'the record is written again: suspended');
+is($t->redis('HGET', $rk, 'account'), $qid, '... of its account');
+
 ($crc, $cout) = $t->worker('account', 'cancel', 'quitter');
 is($crc, 0, 'cancel again: exit 0');
 like($cout, qr/account "quitter" has no subscription; it is suspended/,

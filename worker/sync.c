@@ -33,7 +33,11 @@ static const char  *aw_key_fields[AW_KEY_FIELDS] = {
 
 
 /*
- * The effective record of every key: plan values unless overridden.
+ * The effective record of every key: plan values unless overridden.  A key
+ * of an account without a subscription in force (cancelled, or ended in
+ * MySQL) is written suspended, its plan values empty: refused (403) like
+ * the key of a suspended account, by every node, after a loss of Redis's
+ * data too (left out, it was unknown then: 401).
  * Models: "*", the account's own list, the plan's, or "tier:basic" so a
  * catalog change needs no key rewrite.  The anchor is the first second of the
  * subscription's month (UTC), so the module's anchored quota periods are
@@ -64,7 +68,8 @@ static const char  aw_key_write_script[] =
 static const char  aw_key_select[] =
     "SELECT k.key_hash, k.prefix, k.scopes, "
     "IF(k.status = 'revoked', 'revoked', "
-    "IF(a.status = 'suspended', 'suspended', 'active')), "
+    "IF(a.status = 'suspended' OR s.account IS NULL, 'suspended', "
+    "'active')), "
     "IFNULL(" AW_SQL_UNIX("k.expires_at") ", 0), "
     "a.id, a.name, p.name, "
     "IFNULL(o.rpm, p.rpm), IFNULL(o.tpm, p.tpm), "
@@ -77,8 +82,8 @@ static const char  aw_key_select[] =
     "k.label, " AW_SQL_UNIX("k.created_at") ", p.priority "
     "FROM api_keys k "
     "JOIN accounts a ON a.id = k.account "
-    "JOIN subscriptions s ON s.account = a.id AND s.ended_at IS NULL "
-    "JOIN plans p ON p.id = s.plan "
+    "LEFT JOIN subscriptions s ON s.account = a.id AND s.ended_at IS NULL "
+    "LEFT JOIN plans p ON p.id = s.plan "
     "LEFT JOIN account_overrides o ON o.account = a.id ";
 
 

@@ -44,7 +44,8 @@ static const char  *stream_names[] = {
     "openai", "openrouter", "deepseek", "gemini", "nospace", "choices_null",
     "crlf", "cr", "error_mid", "error_only", "no_usage", "cut", "tricky",
     "tools",
-    "bad_numbers", "responses", "responses_incomplete", "responses_failed"
+    "bad_numbers", "responses", "responses_incomplete", "responses_failed",
+    "bom"
 };
 
 
@@ -591,6 +592,59 @@ test_finish(void)
 
 
 /*
+ * A byte order mark at the stream's start passes and is not read (the
+ * recorded stream "bom" has one); a part of one begins the first field's
+ * name, which is then not "data"; one later in the stream is text.
+ */
+
+static void
+test_bom(void)
+{
+    static unsigned char  hold[AIHUB_SSE_HOLD_SIZE];
+    unsigned char         out[256];
+    aihub_sse_t           s;
+    size_t                n, i;
+    const char           *in;
+
+    static const char  usage[] = "data: {\"choices\":[],\"usage\":{"
+                                 "\"prompt_tokens\":3,\"total_tokens\":4}}"
+                                 "\n\n";
+
+    /* stripping, a byte at a time: the mark passes, the chunk goes */
+
+    aihub_sse_init(&s, hold, sizeof(hold));
+    n = 0;
+    in = "\xef\xbb\xbf" "data: {\"choices\":[],\"usage\":{"
+         "\"prompt_tokens\":3,\"total_tokens\":4}}\n\n";
+
+    for (i = 0; in[i]; i++) {
+        n += aihub_sse_feed(&s, (const unsigned char *) in + i, 1, out + n);
+    }
+
+    ok(n == 3 && memcmp(out, "\xef\xbb\xbf", 3) == 0 && s.stripped == 1
+       && s.usage.found && s.usage.prompt == 3 && s.usage.total == 4,
+       "a byte order mark: not read, passed; the usage chunk after it "
+       "read and stripped");
+
+    aihub_sse_init(&s, NULL, 0);
+    feed_str(&s, "\xef\xbb", NULL);
+    feed_str(&s, usage, NULL);
+    ok(!s.usage.found, "a part of a mark begins the field name: not data");
+
+    aihub_sse_init(&s, NULL, 0);
+    feed_str(&s, "\xef\xbb\xbf\xef\xbb\xbf", NULL);
+    feed_str(&s, usage, NULL);
+    ok(!s.usage.found, "a second mark is the field name's");
+
+    aihub_sse_init(&s, NULL, 0);
+    feed_str(&s, "\xef\xbb\n", NULL);
+    feed_str(&s, usage, NULL);
+    ok(s.usage.found && s.usage.total == 4,
+       "a line of a part of a mark is no data; the event after it is");
+}
+
+
+/*
  * Random streams built from SSE and JSON fragments: fed whole and in random
  * pieces, the results must agree; without a stripped event the output is
  * the input; with stripping the output is the input minus whole events.
@@ -713,6 +767,7 @@ main(void)
     test_latency();
     test_overlong();
     test_finish();
+    test_bom();
     test_random();
 
     return tap_done();

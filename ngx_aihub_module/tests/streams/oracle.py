@@ -183,6 +183,13 @@ s += ev('{"choices":[],"usage":{"prompt_tokens":-5,"completion_tokens":200000000
 s += ev('[DONE]')
 S['bad_numbers'] = s
 
+# 14. a byte order mark at the start (the SSE spec ignores one), and a
+#     first event that holds the usage: read as any other
+s = '\ufeff'
+s += ev('{"choices":[{"delta":{"content":"One chunk","role":"assistant"},"finish_reason":"stop","index":0}],' + gb + ',"usage":{"completion_tokens":2,"prompt_tokens":5,"total_tokens":7}}')
+s += ev('[DONE]')
+S['bom'] = s
+
 # ---- independent oracle ----
 def lines(b):
     out = []
@@ -217,8 +224,13 @@ def num(v):
 
 for name, b in S.items():
     out = ''
+    body = b
+    if body.startswith('\ufeff'):
+        # not the first field's: it passes
+        out = '\ufeff'
+        body = body[1:]
     exp = dict(found=0, prompt=0, completion=0, total=0, has=0, bad=0, done=0, error=0, msg='', chars=0, stripped=0)
-    for evl, complete in events(b):
+    for evl, complete in events(body):
         raw = ''.join(t + e for t, e in evl)
         if complete is None:
             out += raw; continue
