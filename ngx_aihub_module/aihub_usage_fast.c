@@ -99,6 +99,35 @@ static const aihub_ufast_member_t  aihub_ufast_plain = {
     }
 
 
+/*
+ * After a member or an element: 1 past "close" when its container ends
+ * there, 0 past a comma and the white space after it, or undecided
+ */
+
+static inline int
+aihub_ufast_after(aihub_ufast_t *f, int close)
+{
+    aihub_ufast_space(f);
+
+    if (f->p == f->end) {
+        return AIHUB_UFAST_UNDECIDED;
+    }
+
+    if (*f->p == ',') {
+        f->p++;
+        aihub_ufast_space(f);
+        return 0;
+    }
+
+    if (*f->p == close) {
+        f->p++;
+        return 1;
+    }
+
+    return AIHUB_UFAST_UNDECIDED;
+}
+
+
 int
 aihub_usage_fast(const unsigned char *p, size_t len, aihub_usage_fast_t *out)
 {
@@ -164,6 +193,7 @@ aihub_ufast_value(aihub_ufast_t *f, const aihub_ufast_member_t *m)
 static int
 aihub_ufast_object(aihub_ufast_t *f, aihub_ufast_kind_e kind)
 {
+    int                    rc;
     size_t                 n;
     const unsigned char   *k;
     aihub_ufast_member_t   m;
@@ -231,24 +261,15 @@ aihub_ufast_object(aihub_ufast_t *f, aihub_ufast_kind_e kind)
             return AIHUB_UFAST_UNDECIDED;
         }
 
-        aihub_ufast_space(f);
+        rc = aihub_ufast_after(f, '}');
 
-        if (f->p == f->end) {
-            return AIHUB_UFAST_UNDECIDED;
-        }
+        if (rc != 0) {
+            if (rc < 0) {
+                return AIHUB_UFAST_UNDECIDED;
+            }
 
-        if (*f->p == ',') {
-            f->p++;
-            aihub_ufast_space(f);
-            continue;
-        }
-
-        if (*f->p == '}') {
-            f->p++;
             break;
         }
-
-        return AIHUB_UFAST_UNDECIDED;
     }
 
 closed:
@@ -271,6 +292,7 @@ closed:
 static int
 aihub_ufast_array(aihub_ufast_t *f, aihub_ufast_kind_e kind)
 {
+    int                   rc;
     aihub_ufast_member_t  m;
 
     if (kind == AIHUB_UFAST_MACHINE || ++f->depth > AIHUB_USAGE_FAST_DEPTH) {
@@ -298,24 +320,15 @@ aihub_ufast_array(aihub_ufast_t *f, aihub_ufast_kind_e kind)
             return AIHUB_UFAST_UNDECIDED;
         }
 
-        aihub_ufast_space(f);
+        rc = aihub_ufast_after(f, ']');
 
-        if (f->p == f->end) {
-            return AIHUB_UFAST_UNDECIDED;
-        }
+        if (rc != 0) {
+            if (rc < 0) {
+                return AIHUB_UFAST_UNDECIDED;
+            }
 
-        if (*f->p == ',') {
-            f->p++;
-            aihub_ufast_space(f);
-            continue;
-        }
-
-        if (*f->p == ']') {
-            f->p++;
             break;
         }
-
-        return AIHUB_UFAST_UNDECIDED;
     }
 
     f->depth--;
