@@ -97,32 +97,6 @@ aihub_fast_ws(aihub_fast_t *f)
 }
 
 
-static int
-aihub_fast_hex4(const unsigned char *p)
-{
-    int  k, c, v;
-
-    v = 0;
-
-    for (k = 0; k < 4; k++) {
-        c = p[k];
-        v <<= 4;
-
-        if (c >= '0' && c <= '9') {
-            v |= c - '0';
-
-        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-            v |= (c | 0x20) - 'a' + 10;
-
-        } else {
-            return -1;
-        }
-    }
-
-    return v;
-}
-
-
 /*
  * A string, f->p at its quote: past it.  "chars", if not NULL, gains the
  * characters of its decoded text (an escape is one character, as cJSON
@@ -173,7 +147,7 @@ aihub_fast_string(aihub_fast_t *f, int64_t *chars, int escapes)
                 return AIHUB_FAST_UNDECIDED;
             }
 
-            c = aihub_fast_hex4(f->p + 2);
+            c = aihub_bytes_hex4(f->p + 2);
 
             if (c <= 0 || (c >= 0xd800 && c <= 0xdfff)) {
                 return AIHUB_FAST_UNDECIDED;

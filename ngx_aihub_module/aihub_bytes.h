@@ -140,4 +140,32 @@ aihub_bytes_utf8_chars(const unsigned char *p, size_t len)
 }
 
 
+/* the value of four hex digits (a \u escape's), or -1 */
+
+static inline int
+aihub_bytes_hex4(const unsigned char *p)
+{
+    int  k, c, v;
+
+    v = 0;
+
+    for (k = 0; k < 4; k++) {
+        c = p[k];
+        v <<= 4;
+
+        if (c >= '0' && c <= '9') {
+            v |= c - '0';
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            v |= (c | 0x20) - 'a' + 10;
+
+        } else {
+            return -1;
+        }
+    }
+
+    return v;
+}
+
+
 #endif /* AIHUB_BYTES_H */

@@ -429,8 +429,8 @@ aihub_ufast_member(aihub_ufast_kind_e kind, const unsigned char *k, size_t n,
 static int
 aihub_ufast_string(aihub_ufast_t *f, int counted)
 {
-    size_t    n, i;
-    unsigned  c, u;
+    int     u;
+    size_t  n;
 
     f->p++;
 
@@ -477,20 +477,10 @@ aihub_ufast_string(aihub_ufast_t *f, int counted)
                 return AIHUB_UFAST_UNDECIDED;
             }
 
-            u = 0;
+            u = aihub_bytes_hex4(f->p + 2);
 
-            for (i = 2; i < 6; i++) {
-                c = f->p[i];
-
-                if (c >= '0' && c <= '9') {
-                    u = u * 16 + (c - '0');
-
-                } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-                    u = u * 16 + ((c | 0x20) - 'a' + 10);
-
-                } else {
-                    return AIHUB_UFAST_UNDECIDED;
-                }
+            if (u < 0) {
+                return AIHUB_UFAST_UNDECIDED;
             }
 
             f->p += 6;
