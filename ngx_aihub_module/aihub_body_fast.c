@@ -172,56 +172,11 @@ aihub_fast_string(aihub_fast_t *f, int64_t *chars, int escapes)
 static int
 aihub_fast_number(aihub_fast_t *f)
 {
-    const unsigned char  *p, *start;
+    const unsigned char  *p;
 
-    p = f->p;
-    start = p;
+    p = aihub_bytes_json_number(f->p, f->end);
 
-    if (p < f->end && *p == '-') {
-        p++;
-    }
-
-    if (p < f->end && *p == '0') {
-        p++;
-
-    } else if (p < f->end && *p >= '1' && *p <= '9') {
-        while (p < f->end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-
-    } else {
-        return AIHUB_FAST_UNDECIDED;
-    }
-
-    if (p < f->end && *p == '.') {
-        p++;
-
-        if (p == f->end || *p < '0' || *p > '9') {
-            return AIHUB_FAST_UNDECIDED;
-        }
-
-        while (p < f->end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
-    if (p < f->end && (*p == 'e' || *p == 'E')) {
-        p++;
-
-        if (p < f->end && (*p == '+' || *p == '-')) {
-            p++;
-        }
-
-        if (p == f->end || *p < '0' || *p > '9') {
-            return AIHUB_FAST_UNDECIDED;
-        }
-
-        while (p < f->end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
-    if (p - start > AIHUB_FAST_NUMBER) {
+    if (p == NULL || p - f->p > AIHUB_FAST_NUMBER) {
         return AIHUB_FAST_UNDECIDED;
     }
 

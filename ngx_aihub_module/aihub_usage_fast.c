@@ -508,88 +508,34 @@ aihub_ufast_string(aihub_ufast_t *f, int counted)
 static int
 aihub_ufast_number(aihub_ufast_t *f, int slot)
 {
-    int                   plain;
     int64_t               v;
-    const unsigned char  *p, *digits, *end;
+    const unsigned char  *p, *q;
 
-    p = f->p;
-    end = f->end;
-    plain = 1;
-    v = 0;
+    p = aihub_bytes_json_number(f->p, f->end);
 
-    if (p < end && *p == '-') {
-        plain = 0;
-        p++;
-    }
+    /* a number at the end may go on in the next piece */
 
-    if (p == end || *p < '0' || *p > '9') {
+    if (p == NULL || p == f->end) {
         return AIHUB_UFAST_UNDECIDED;
     }
 
-    digits = p;
-
-    if (*p == '0') {
-        p++;
-
-    } else {
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
     if (slot >= 0) {
-        if (!plain || p - digits > 10) {
+        /* digits alone, at most ten of them */
+
+        if (p - f->p > 10) {
             return AIHUB_UFAST_UNDECIDED;
         }
 
         v = 0;
 
-        while (digits < p) {
-            v = v * 10 + (*digits++ - '0');
+        for (q = f->p; q < p && *q >= '0' && *q <= '9'; q++) {
+            v = v * 10 + (*q - '0');
         }
 
-        if (v > AIHUB_USAGE_MAX) {
-            return AIHUB_UFAST_UNDECIDED;
-        }
-    }
-
-    if (p < end && *p == '.') {
-        plain = 0;
-        p++;
-
-        if (p == end || *p < '0' || *p > '9') {
+        if (q != p || v > AIHUB_USAGE_MAX) {
             return AIHUB_UFAST_UNDECIDED;
         }
 
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        plain = 0;
-        p++;
-
-        if (p < end && (*p == '+' || *p == '-')) {
-            p++;
-        }
-
-        if (p == end || *p < '0' || *p > '9') {
-            return AIHUB_UFAST_UNDECIDED;
-        }
-
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
-    /* a number at the end may go on in the next piece */
-
-    if (p == end || (slot >= 0 && !plain)) {
-        return AIHUB_UFAST_UNDECIDED;
-    }
-
-    if (slot >= 0) {
         f->cur[slot] = v;
         f->cur_has |= (uint8_t) (1 << slot);
     }
