@@ -598,6 +598,12 @@ static const fast_case_t  fast_cases[] = {
     { "a control byte in a string", "{\"choices\":[{\"message\":{\"content\":"
       "\"a\tb\x01\"}}]}", 1 },
 
+    { "usage spelled in the text, and inside a choice: not counted",
+      "{\"choices\":[{\"message\":{\"content\":\"{\\\"usage\\\":{"
+      "\\\"prompt_tokens\\\":999}}\"},\"usage\":{\"prompt_tokens\":"
+      "1000}}],\"x\":\"\\\"usage\\\":{\\\"total_tokens\\\":7}\","
+      "\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}", 1 },
+
     { "cut short", "{\"usage\":{\"prompt_tokens\":12}", 0 },
     { "cut in a number", "{\"a\":1", 0 },
     { "cut in an escape", "{\"a\":\"\\u00", 0 },
@@ -707,6 +713,14 @@ test_fast(void)
            "one pass: %s: %s, as the machine reads it", c->name,
            c->decided ? "decided" : "left to the machine");
     }
+
+    /* the top-level usage alone counts, however the text spells it */
+
+    c = &fast_cases[12];
+    ok(aihub_usage_fast((const unsigned char *) c->body, strlen(c->body), &f)
+       == AIHUB_USAGE_FAST_DECIDED && f.usage && f.val[0] == 2
+       && f.val[1] == 3 && f.val_has == 3 && f.chars == 31,
+       "one pass: %s: 2/3, 31 characters", c->name);
 
     /* every part of a whole answer is left to the machine */
 
