@@ -11,7 +11,10 @@
  *     .incomplete or .failed) after which nothing is written;
  *   - a translated chat completion is a JSON object, "object":"response";
  *   - a translated request is a JSON object with a "messages" array, or a
- *     refusal with a NUL-terminated reason.
+ *     refusal with a NUL-terminated reason;
+ *   - Gemini 3's thought signatures given to it (and to the document
+ *     itself, as if it were a chat request) leave nothing to give on a
+ *     second pass.
  */
 
 #include <string.h>
@@ -19,7 +22,19 @@
 #include <cjson/cJSON.h>
 
 #include "aihub_responses.h"
+#include "aihub_thought_sign.h"
 #include "fuzz.h"
+
+
+/* Gemini 3's signatures (aihub_thought_sign.c): once given, every call
+   that needs one has one, so a second pass signs nothing */
+
+static void
+signed_twice(cJSON *chat)
+{
+    FUZZ_CHECK(aihub_thought_sign_calls(chat) >= 0);
+    FUZZ_CHECK(aihub_thought_sign_calls(chat) == 0);
+}
 
 
 typedef struct {
@@ -186,11 +201,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (chat != NULL) {
             FUZZ_CHECK(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(
                                          chat, "messages")));
+            signed_twice(chat);
             cJSON_Delete(chat);
 
         } else {
             FUZZ_CHECK(memchr(err, '\0', sizeof(err)) != NULL
                        && err[0] != '\0');
+        }
+
+        /* any JSON as a chat request, for the signatures */
+        if (req != NULL) {
+            chat = cJSON_Duplicate(req, 1);
+            FUZZ_CHECK(chat != NULL);
+            signed_twice(chat);
+            cJSON_Delete(chat);
         }
 
         cJSON_Delete(req);
