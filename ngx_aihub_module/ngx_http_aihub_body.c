@@ -16,6 +16,7 @@
 #include "ngx_http_aihub_json.h"
 #include "aihub_body.h"
 #include "aihub_body_rules.h"
+#include "aihub_thought_sign.h"
 
 
 /* the largest max_tokens (or max_completion_tokens) a request may ask */
@@ -448,6 +449,7 @@ static ngx_int_t
 ngx_http_aihub_body_translated(ngx_http_request_t *r,
     ngx_http_aihub_ctx_t *ctx)
 {
+    int                      signed_calls;
     char                    *out;
     cJSON                   *root, *opts;
     ngx_int_t                rc;
@@ -461,6 +463,23 @@ ngx_http_aihub_body_translated(ngx_http_request_t *r,
         == 0)
     {
         return NGX_ERROR;
+    }
+
+    /* Gemini 3: a call passed back without its thought signature */
+
+    if (ctx->route.provider != NULL
+        && ctx->route.provider->kind == NGX_HTTP_AIHUB_KIND_GEMINI
+        && aihub_thought_sign_checked((const char *) m->upstream.data))
+    {
+        signed_calls = aihub_thought_sign_calls(root);
+
+        if (signed_calls < 0) {
+            return NGX_ERROR;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "aihub responses: %d calls signed for Gemini 3",
+                       signed_calls);
     }
 
     if (ctx->body.stream && !ctx->body.include_usage

@@ -35,6 +35,11 @@ my %models = (
     'test-gemini' => { provider => 'gem', upstream => 'gemini-2.0-flash',
                        tier => 'basic', price_in => 1000000,
                        price_out => 2000000 },
+    # Gemini 3 checks the thought signatures of the calls passed back
+    'test-gemini3' => { provider => 'gem',
+                        upstream => 'gemini-3-flash-preview',
+                        tier => 'basic', price_in => 1000000,
+                        price_out => 2000000 },
 );
 seed_models($t, %models);
 my $M = $models{'test-basic'};
@@ -383,16 +388,34 @@ for my $case ([ 'OpenAI', 'test-basic', 1 ], [ 'Gemini', 'test-gemini', 0 ])
 # --- Gemini's thought signature, there and back -----------------------------
 #
 # Gemini signs its function calls (extra_content.google.thought_signature)
-# and Gemini 3 refuses a request whose earlier calls come back without
-# their signature (400 "Function call is missing a thought_signature").
-# The function_call item carries the call's extra_content; the SDKs keep
-# it when a response's output is passed back as input; the request's
-# translation hands it back to the tool call.
+# and Gemini 3 refuses a request whose calls of the current turn come back
+# without their signature (400 "Function call is missing a
+# thought_signature").  The function_call item carries the call's
+# extra_content; the SDKs keep it when a response's output is passed back
+# as input; the request's translation hands it back to the tool call.  A
+# call passed back without one (a history the client rebuilt) gets the
+# value Google documents for that, "skip_thought_signature_validator".
+
+my $SKIP = 'skip_thought_signature_validator';
+
+# the provider's copy of the next request: its assistant messages' calls
+sub sent_calls {
+    my ($n0) = @_;
+    my ($sent) = mock_since($t, $n0);
+    my $chat = eval { decode_json($sent->{body} // '') } // {};
+    return map { $_->{tool_calls} } grep { $_->{tool_calls} }
+           @{ $chat->{messages} // [] };
+}
+
+sub signature_of {
+    my ($call) = @_;
+    return eval { $call->{extra_content}{google}{thought_signature} };
+}
 
 for my $stream (0, 1) {
     my $how = $stream ? 'stream' : 'JSON';
     my %sign = ('x-mock-tool-call' => 2);
-    my $first = { model => 'test-gemini', input => 'weather and time?',
+    my $first = { model => 'test-gemini3', input => 'weather and time?',
                   tools => \@TOOLS };
     my @output;
 
@@ -426,33 +449,107 @@ for my $stream (0, 1) {
                          call_id => $_->{call_id}, output => '{"ok":1}' } }
                  @fc);
     my $n0 = mock_count($t);
-    $r = resp({ model => 'test-gemini', input => \@input, tools => \@TOOLS },
-              headers => { 'x-mock-signatures' => 1 });
-    is($r->{status}, 200, "signature, $how: the next turn, to a Gemini that "
-                          . 'checks signatures: 200') or diag($r->{content});
-    my ($sent) = mock_since($t, $n0);
-    my ($asst) = grep { $_->{tool_calls} }
-                 @{ (eval { decode_json($sent->{body} // '') } // {})
-                        ->{messages} // [] };
-    is(($asst // {})->{tool_calls}[0]{extra_content}{google}
-           {thought_signature}, 'EjQKMgEMOdbHmock',
-       "signature, $how: the provider got it back on the tool call");
+    $r = resp({ model => 'test-gemini3', input => \@input,
+                tools => \@TOOLS });
+    is($r->{status}, 200, "signature, $how: the next turn, to Gemini 3, "
+                          . 'which checks signatures: 200')
+        or diag($r->{content});
+    my ($calls) = sent_calls($n0);
+    is(signature_of(($calls // [])->[0]), 'EjQKMgEMOdbHmock',
+       "signature, $how: the provider got its own back on the tool call");
     next_event() if $r->{status} == 200;
 }
 
-# and without it, Gemini 3 refuses: the developer is told why, in a 400
+# Without it: the first call of each step of the current turn gets
+# Google's value, and Gemini 3 answers.  Earlier turns, the other calls of
+# a step, and a Gemini that does not check are left as the client sent them.
 {
     my @input = ({ role => 'user', content => 'weather?' },
                  { type => 'function_call', call_id => 'call_1',
                    name => 'get_weather', arguments => '{}' },
+                 { type => 'function_call', call_id => 'call_2',
+                   name => 'get_time', arguments => '{}' },
                  { type => 'function_call_output', call_id => 'call_1',
+                   output => '{"ok":1}' },
+                 { type => 'function_call_output', call_id => 'call_2',
+                   output => '{"ok":1}' },
+                 { type => 'function_call', call_id => 'call_3',
+                   name => 'get_weather', arguments => '{}' },
+                 { type => 'function_call_output', call_id => 'call_3',
                    output => '{"ok":1}' });
-    $r = resp({ model => 'test-gemini', input => \@input, tools => \@TOOLS },
-              headers => { 'x-mock-signatures' => 1 });
+    my $n0 = mock_count($t);
+    $r = resp({ model => 'test-gemini3', input => \@input,
+                tools => \@TOOLS });
+    is($r->{status}, 200, 'signature: calls passed back without one, to '
+                          . 'Gemini 3: 200') or diag($r->{content});
+    my @calls = sent_calls($n0);
+    is(scalar @calls, 2, 'signature: two steps, an assistant message each');
+    is(signature_of($calls[0][0]), $SKIP,
+       "signature: the first step's first call got Google's value");
+    ok(!exists $calls[0][1]{extra_content},
+       '... its parallel call nothing (Gemini signs only the first)');
+    is(signature_of($calls[1][0]), $SKIP,
+       "... the second step's call got it too");
+    next_event() if $r->{status} == 200;
+
+    # an earlier turn without signatures, the current one signed: as sent
+    my @turns = ({ role => 'user', content => 'weather?' },
+                 { type => 'function_call', call_id => 'call_1',
+                   name => 'get_weather', arguments => '{}' },
+                 { type => 'function_call_output', call_id => 'call_1',
+                   output => '{"ok":1}' },
+                 { role => 'assistant', content => '15 C' },
+                 { role => 'user', content => 'and the time?' },
+                 { type => 'function_call', call_id => 'call_2',
+                   name => 'get_time', arguments => '{}',
+                   extra_content => { google => {
+                       thought_signature => 'EjQKMgEMOdbHmock' } } },
+                 { type => 'function_call_output', call_id => 'call_2',
+                   output => '{"ok":1}' });
+    $n0 = mock_count($t);
+    $r = resp({ model => 'test-gemini3', input => \@turns,
+                tools => \@TOOLS });
+    is($r->{status}, 200, 'signature: an earlier turn without them: 200')
+        or diag($r->{content});
+    @calls = sent_calls($n0);
+    ok(!exists $calls[0][0]{extra_content},
+       '... the earlier turn\'s call went as it was (Gemini checks only '
+       . 'the current turn)');
+    is(signature_of($calls[1][0]), 'EjQKMgEMOdbHmock',
+       '... the current turn\'s call kept its own signature');
+    next_event() if $r->{status} == 200;
+
+    # Gemini 2: nothing added
+    $n0 = mock_count($t);
+    $r = resp({ model => 'test-gemini', input => \@input, tools => \@TOOLS });
+    is($r->{status}, 200, 'signature: to Gemini 2, without them: 200');
+    @calls = sent_calls($n0);
+    ok(!exists $calls[0][0]{extra_content},
+       '... and the call went as it was');
+    next_event() if $r->{status} == 200;
+}
+
+# A chat completion passed through is the client's own: a call without its
+# signature reaches Gemini 3 as sent, and the developer is told why in a 400
+{
+    my $n0 = mock_count($t);
+    $r = $t->http(POST => '/v1/chat/completions', key => $key,
+                  body => { model => 'test-gemini3', messages => [
+                      { role => 'user', content => 'weather?' },
+                      { role => 'assistant', content => undef,
+                        tool_calls => [ { id => 'call_1', type => 'function',
+                                          function => {
+                                              name => 'get_weather',
+                                              arguments => '{}' } } ] },
+                      { role => 'tool', tool_call_id => 'call_1',
+                        content => '{"ok":1}' } ] });
     is_error($r, 400, 'provider_rejected_request',
-             'signature: a call passed back without it');
+             'signature: a chat completion passed back without it');
     like($r->{json}{error}{message} // '', qr/missing a thought_signature/,
          'signature: the message says so');
+    my @calls = sent_calls($n0);
+    ok(!exists $calls[0][0]{extra_content},
+       '... the gateway sent the call as the client did');
     next_event();
 }
 

@@ -113,11 +113,6 @@
 #                                streamed as OpenAI does, the name first,
 #                                then the arguments 8 characters a chunk;
 #                                finish_reason "tool_calls"
-#   x-mock-signatures: 1         Gemini 3: a request whose assistant tool
-#                                calls have no thought signature (Gemini:
-#                                extra_content.google.thought_signature on
-#                                the first call of each message) is refused
-#                                with Gemini's 400
 #   x-mock-tool-call: 2          two parallel calls: that one, then
 #                                get_time with {"timezone":"Europe/Paris"};
 #                                streamed as OpenAI does (index 0, then
@@ -180,6 +175,11 @@ my $JSON = JSON::PP->new->utf8->canonical;
 
 # Gemini's thought signature on a call (opaque bytes, base64)
 my $THOUGHT_SIGNATURE = 'EjQKMgEMOdbHmock';
+# what Gemini 3 takes on a call: its own signature, or one of the values
+# Google documents for a call the model did not make ("Thought signatures",
+# ai.google.dev)
+my %SIGNATURE_OK = map { $_ => 1 } $THOUGHT_SIGNATURE,
+    'skip_thought_signature_validator', 'context_engineering_is_the_way_to_go';
 my $IDLE_TIMEOUT = 60;
 my @MODELS = qw(mock-basic mock-premium gpt-4o-mini gemini-2.0-flash
                 grok-beta mock-embed text-embedding-3-small);
@@ -613,13 +613,28 @@ sub chat {
             code    => 'unsupported_parameter' } }));
     }
 
-    if ($ctl->{signatures} && $req->{kind} eq 'gemini') {
-        for my $m (ref $in->{messages} eq 'ARRAY' ? @{ $in->{messages} } : ()) {
+    # Gemini 3 (a "gemini-3..." model id, or later) checks the thought
+    # signatures of the calls passed back: the first tool call of each
+    # assistant message of the current turn (after the last user message;
+    # a tool's result is not one) must carry
+    # extra_content.google.thought_signature, the mock's own or one of the
+    # values Google documents for calls the model did not make, or its 400
+    # refuses the request.  Earlier turns are not checked.
+    if ($req->{kind} eq 'gemini'
+        && ($in->{model} // '') =~ /^(?:models\/)?gemini-([0-9]+)/
+        && $1 >= 3)
+    {
+        my @msgs = ref $in->{messages} eq 'ARRAY' ? @{ $in->{messages} } : ();
+        my ($last_user) = grep { ref $msgs[$_] eq 'HASH'
+                                 && ($msgs[$_]{role} // '') eq 'user' }
+                          reverse 0 .. $#msgs;
+        for my $m (@msgs[(defined $last_user ? $last_user + 1 : 0)
+                         .. $#msgs]) {
             my $calls = ref $m eq 'HASH' ? $m->{tool_calls} : undef;
             next unless ref $calls eq 'ARRAY' && @$calls;
             my $sig = eval { $calls->[0]{extra_content}{google}
                                  {thought_signature} } // '';
-            next if $sig eq $THOUGHT_SIGNATURE;
+            next if $SIGNATURE_OK{$sig};
             return error($c, $req, $entry, 400, 'invalid_request_error',
                 undef, 'Function call is missing a thought_signature in '
                 . 'functionCall parts. This is required for tools to work '
