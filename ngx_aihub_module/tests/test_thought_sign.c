@@ -93,6 +93,21 @@ sign(const char *in, const char *want, int want_n, const char *what)
 static void
 test_calls(void)
 {
+    size_t  i;
+    char    in[512];
+
+    static const struct {
+        const char  *extra;
+        const char  *what;
+    } unsigned_extra[] = {
+        { "{\"google\":{\"thought_signature\":\"\"}}", "an empty signature" },
+        { "{\"google\":{\"thought_signature\":7}}", "a number as signature" },
+        { "\"x\"", "extra_content not an object" },
+        { "{\"google\":{\"thought_signature\":\"\","
+          "\"thought_signature\":\"EjQKMg\"}}",
+          "a repeated signature member" },
+    };
+
     /* two parallel calls without signatures: the first gets the value */
     sign("{\"messages\":[" USER "," ASK(CALL("c1") "}," CALL("c2") "}")
          "," TOOL "," TOOL "]}",
@@ -144,33 +159,16 @@ test_calls(void)
          AIHUB_THOUGHT_SIGN_SKIP "\"}}}") "]}",
          1, "other members kept");
 
-    /* not a signature: an empty one, a number, a string extra_content */
-    sign("{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         "{\"google\":{\"thought_signature\":\"\"}}}") "]}",
-         "{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         SKIP "}") "]}",
-         1, "an empty signature");
-
-    sign("{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         "{\"google\":{\"thought_signature\":7}}}") "]}",
-         "{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         SKIP "}") "]}",
-         1, "a number as signature");
-
-    sign("{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         "\"x\"}") "]}",
-         "{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         SKIP "}") "]}",
-         1, "extra_content not an object");
-
-    /* a repeated member: the first read is empty, so no second one goes
-       on beside the value */
-    sign("{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         "{\"google\":{\"thought_signature\":\"\","
-         "\"thought_signature\":\"EjQKMg\"}}}") "]}",
-         "{\"messages\":[" USER "," ASK(CALL("c1") ",\"extra_content\":"
-         SKIP "}") "]}",
-         1, "a repeated signature member");
+    /* not a signature: each replaced by the value, and only one goes on
+       (a repeated member: the first read is empty) */
+    for (i = 0; i < sizeof(unsigned_extra) / sizeof(unsigned_extra[0]); i++)
+    {
+        snprintf(in, sizeof(in), "{\"messages\":[" USER ","
+                 ASK(CALL("c1") ",\"extra_content\":%s}") "]}",
+                 unsigned_extra[i].extra);
+        sign(in, "{\"messages\":[" USER "," ASK(CALL("c1")
+             ",\"extra_content\":" SKIP "}") "]}", 1, unsigned_extra[i].what);
+    }
 
     /* no calls, or shapes that are not calls: untouched */
     sign("{\"messages\":[" USER ",{\"role\":\"assistant\",\"content\":"
