@@ -53,7 +53,7 @@ DEMO_MOCK_KEY='mock-provider-secret'
 PACKAGES=(nginx-core nginx-dev libhiredis-dev libcjson-dev zlib1g-dev libzstd-dev
           libcurl4-openssl-dev libmariadb-dev libssl-dev mariadb-server
           redis-server perl wrk curl ca-certificates gcc make pkg-config zstd
-          iproute2 chromium)
+          iproute2 chromium libjson-xs-perl)
 
 
 say() { printf '==> %s\n' "$*" >&2; }

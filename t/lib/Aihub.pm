@@ -229,6 +229,8 @@ use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use AihubJSON qw(json_codec);
+
 our $ROOT  = abs_path(dirname(__FILE__) . '/../..');
 our $BUILD = $ENV{AIHUB_BUILD} // "$ROOT/build";
 our $NGINX = $ENV{AIHUB_NGINX} // '/usr/sbin/nginx';
@@ -236,7 +238,7 @@ our $MODULE = $ENV{AIHUB_MODULE}
              // "$BUILD/modules/ngx_http_aihub_module.so";
 our $WORKER = $ENV{AIHUB_WORKER} // "$BUILD/bin/aihub-worker";
 
-my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+my $JSON = json_codec()->allow_nonref;
 my @INSTANCES;
 my %PORTS_USED;
 

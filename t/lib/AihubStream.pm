@@ -84,12 +84,14 @@ use JSON::PP;
 use POSIX qw(ceil);
 use Time::HiRes qw(time sleep);
 
+use AihubJSON qw(json_codec);
+
 our @EXPORT_OK = qw(raw_request chat_body usage_events usage_event_count
                     wait_usage cost_of ceil4 sse_data normalize_stream dechunk ka_client
                     period_calls);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
-my $JSON = JSON::PP->new->utf8->canonical;
+my $JSON = json_codec();
 
 
 sub chat_body {
