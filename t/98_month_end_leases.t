@@ -41,8 +41,9 @@ my $t = Aihub->new(redis => 1, mock => 1);
 seed_models($t);
 my $probe = seed_full_key($t, account => 9800);
 
-# B's month ends 40 s from now, A's 10 s after
-my $offB = int($END - time) - 40;
+# B's month ends 20 s from now (its two nodes start in a second or two),
+# A's 10 s after
+my $offB = int($END - time) - 20;
 my $offA = $offB - 10;
 my $TB = $END - $offB;
 
