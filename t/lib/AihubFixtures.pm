@@ -396,8 +396,9 @@ END
     }
 }
 # $n chat requests at once, each on a connection of its own: all of them
-# connected and sent, then every answer read as it comes (one process, no
-# fork: a fork of this process cost each request about 15 ms of CPU).
+# connected, then all sent, then every answer read as it comes (one
+# process, no fork: a fork of this process cost each request about 15 ms
+# of CPU).
 # Each result is {status, code}: the status (599 when the connection
 # failed or no answer came within "timeout" seconds, as HTTP::Tiny says)
 # and the error code of a JSON error answer.
@@ -425,12 +426,18 @@ sub parallel_chat {
     my (@res, %pending);
     my $sel = IO::Select->new;
 
-    for my $i (0 .. $n - 1) {
-        my $name = $names[$i % @names];
-        my $s = eval { $t->connect(name => $name) };
+    # every connection made first, then every request sent: they reach
+    # nginx within a few milliseconds of each other
+    my @conn = map {
+        my $s = eval { $t->connect(name => $names[$_ % @names]) };
+        [ $_, $s, $@ ];
+    } 0 .. $n - 1;
+
+    for (@conn) {
+        my ($i, $s, $err) = @$_;
 
         unless ($s && print $s $head . $body) {
-            $res[$i] = { status => 599, code => "connect: $@" };
+            $res[$i] = { status => 599, code => "connect: " . ($err || $!) };
             next;
         }
 
