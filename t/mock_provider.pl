@@ -162,7 +162,7 @@ use Getopt::Long;
 use IO::Select;
 use IO::Socket::IP;
 use JSON::PP;
-use POSIX qw(ceil WNOHANG);
+use POSIX qw(ceil WNOHANG SIGCHLD SIG_BLOCK SIG_UNBLOCK sigprocmask);
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
@@ -219,6 +219,7 @@ my %kids;
 # from its first request to its end.
 my $LINGER = 10;
 my $LINGER_MAX = 16;
+my $SIGCHLD_SET = POSIX::SigSet->new(SIGCHLD);
 
 $listen->blocking(0);
 
@@ -236,7 +237,13 @@ while (!$stop) {
     my $c = $listen->accept or next;
 
     my $linger = keys(%kids) < $LINGER_MAX;
+
+    # SIGCHLD held until the child is in %kids (one that ended at once
+    # would stay there for ever)
+    sigprocmask(SIG_BLOCK, $SIGCHLD_SET);
     my $pid = fork;
+    $kids{$pid} = 1 if $pid;
+    sigprocmask(SIG_UNBLOCK, $SIGCHLD_SET);
 
     if (!defined $pid) {
         warn "mock: fork: $!\n";
@@ -264,7 +271,6 @@ while (!$stop) {
         POSIX::_exit(0);
     }
 
-    $kids{$pid} = 1;
     close $c;
 }
 
