@@ -78,7 +78,13 @@
  *                                the period counters from the ledger);
  *                                missing, Redis lost its data: the module
  *                                reads no missing key or model as unknown,
- *                                grants no lease and holds its batches
+ *                                grants no lease and holds its batches.
+ *                                Its value is the epoch of the restore
+ *                                that set it (MySQL's ledger_gate), a
+ *                                number that only grows
+ *   added:<tag>:<account>  STRING the worker added a round it stored after
+ *                                a restore to the account's counters (kept
+ *                                a day): added once
  *   rl:<account>           STRING Redis-global rate limit state of an
  *                                account (all its keys share it)
  *   account-keys:<id>      HASH  display prefix -> sha256hex, the keys of
@@ -123,6 +129,7 @@
                                                   of its last batch applied */
 #define AIHUB_RK_EPOCH               "epoch"        /* Redis holds MySQL's
                                                   copy (set by the worker) */
+#define AIHUB_RK_ADDED               "added:"       /* + tag:account */
 #define AIHUB_RK_LEASES_DUE          "leases-due"
 #define AIHUB_USAGE_GROUP            "aihub-drain"
 /* a usage stream entry carries its events as "event" fields, one event

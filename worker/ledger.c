@@ -233,9 +233,12 @@ aw_drain_store_all(aw_drain_t *d, size_t n)
  */
 
 static void
-aw_drain_round(aw_drain_t *d, redisReply *r, size_t n)
+aw_drain_round(aw_drain_t *d, redisReply *r, size_t n, const char *marker)
 {
     int  rc;
+
+    /* the overlap may read the next round (and its marker) meanwhile */
+    snprintf(d->store_marker, sizeof(d->store_marker), "%s", marker);
 
     d->round_ms = aw_now_ms();
     d->round_n = n;
@@ -281,7 +284,7 @@ aw_drain_round_ahead(aw_drain_t *d)
     d->ahead.reply = NULL;
     d->ahead.n = 0;
     aw_drain_swap(d, &d->ahead);
-    aw_drain_round(d, r, n);
+    aw_drain_round(d, r, n, d->ahead.marker);
 }
 
 
@@ -333,7 +336,7 @@ static int
 aw_drain_chores(aw_drain_t *d)
 {
     int        rc, wiped, keys;
-    long long  counters;
+    long long  counters, epoch;
 
     /*
      * Redis lost its data (no epoch marker): key records, plans, models
@@ -344,7 +347,8 @@ aw_drain_chores(aw_drain_t *d)
      * call would be counted twice.
      */
 
-    wiped = aw_restore_needed(d->rc);
+    wiped = aw_restore_marker(d->rc, d->marker, sizeof(d->marker));
+    wiped = wiped < 0 ? -1 : !wiped;
 
     if (wiped < 0) {
         /* logged by aw_redis_argv(), an error reply too */
@@ -383,6 +387,24 @@ aw_drain_chores(aw_drain_t *d)
                "records, models, plans and %lld period counters from "
                "MySQL", keys, counters);
         d->synced = 1;
+
+        if (aw_restore_marker(d->rc, d->marker, sizeof(d->marker)) < 0) {
+            aw_drain_redis_lost(d);
+            return -1;
+        }
+    }
+
+    /* events stored without Redis after a restore that missed them */
+
+    if (d->add.len) {
+        if (!wiped && d->db != NULL) {
+            aw_drain_add_now(d, d->add_epoch, d->add.data, d->add_tag);
+        }
+
+        /* wiped: the next restore reads them in the ledger */
+        if (d->db != NULL || wiped) {
+            aw_buf_reset(&d->add);
+        }
     }
 
     /* the consumer group, made again once Redis has the marker */
@@ -417,6 +439,27 @@ aw_drain_chores(aw_drain_t *d)
         {
             aw_log(AW_LOG_INFO, "key records, models and plans synced "
                    "to Redis, period counters at least the ledger's");
+        }
+
+        /*
+         * The marker up to the gate's epoch (never down), before the
+         * first round is read: a Redis restarted from an older snapshot
+         * has an older one, and rounds read under it would be taken for
+         * rounds read before a loss (aw_drain_tag, ledger_store.c).
+         */
+
+        epoch = aw_restore_epoch(d->db, "");
+
+        if (epoch == -1) {
+            aw_drain_db_lost(d);
+            return 1;
+        }
+
+        if ((epoch >= 0 && aw_restore_marker_raise(d->rc, epoch, 0) != 0)
+            || aw_restore_marker(d->rc, d->marker, sizeof(d->marker)) < 0)
+        {
+            aw_drain_redis_lost(d);
+            return -1;
         }
 
         d->synced = 1;
@@ -511,7 +554,7 @@ aw_drain_step(aw_drain_t *d)
             return;
         }
 
-        aw_drain_round(d, r, n);
+        aw_drain_round(d, r, n, d->read_marker);
     }
 
     if (aw_now_ms() - d->last_report >= 60000) {
@@ -543,6 +586,7 @@ aw_drain_destroy(aw_drain_t *d)
     free(d->ahead.all);
     free(d->done.all);
     aw_buf_free(&d->next_sql);
+    aw_buf_free(&d->add);
     free(d->rollups);
     free(d->rollup_hash);
     free(d);

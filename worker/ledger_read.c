@@ -245,6 +245,36 @@ aw_drain_claim_due(aw_drain_t *d, long long now)
 
 
 /*
+ * The epoch marker of the round just read (d->read_marker), asked right
+ * after the read: its value if the marker had it before the read as well
+ * (d->marker: no restore between the two) and the drain has brought the
+ * marker up to the gate's epoch since it connected (the chores' sync);
+ * else "" (not known: the round's store adds nothing to the counters,
+ * ledger_store.c).
+ */
+
+static void
+aw_drain_tag(aw_drain_t *d)
+{
+    int   rc;
+    char  now[AW_MARKER_LEN];
+
+    rc = aw_restore_marker(d->rc, now, sizeof(now));
+
+    if (rc == 1 && d->synced && strcmp(now, d->marker) == 0) {
+        memcpy(d->read_marker, now, sizeof(now));
+
+    } else {
+        d->read_marker[0] = '\0';
+    }
+
+    if (rc >= 0) {
+        memcpy(d->marker, now, sizeof(now));
+    }
+}
+
+
+/*
  * Next batch: our own pending entries first (after a start or a Redis
  * reconnect), then entries of dead consumers, then new ones; without
  * may_block, only new ones, and none when the stream has none now.  Returns
@@ -314,6 +344,7 @@ aw_drain_fetch(aw_drain_t *d, size_t *n, int may_block)
                 aw_log(AW_LOG_INFO, "claimed %zu entries (%zu events) idle "
                        "for more than %lld ms", entries, *n,
                        d->claim_idle_ms);
+                aw_drain_tag(d);
                 return r;
             }
 
@@ -388,6 +419,8 @@ aw_drain_fetch(aw_drain_t *d, size_t *n, int may_block)
         freeReplyObject(r);
         return NULL;
     }
+
+    aw_drain_tag(d);
 
     return r;
 }
@@ -645,4 +678,5 @@ aw_drain_overlap(aw_drain_t *d)
 
     d->ahead.reply = r;
     d->ahead.n = r ? n : 0;
+    memcpy(d->ahead.marker, d->read_marker, sizeof(d->read_marker));
 }

@@ -9,6 +9,7 @@
 #include "db.h"
 #include "ledger.h"
 #include "redis.h"
+#include "restore.h"
 
 
 /*
@@ -39,6 +40,8 @@ typedef struct {
     aw_entry_t  *all;
     size_t       size;           /* slots in all */
     size_t       n;              /* events in all */
+    char         marker[AW_MARKER_LEN];  /* the epoch marker's value when
+                                            it was read */
 } aw_round_t;
 
 
@@ -121,6 +124,17 @@ struct aw_drain_s {
     long long      linger_ms;        /* --linger-ms */
     long long      round_ms;         /* when the last round began */
     size_t         round_n;          /* and its events */
+    char           marker[AW_MARKER_LEN];  /* the epoch marker's value as
+                                              last read, "": missing */
+    char           read_marker[AW_MARKER_LEN];  /* the marker of the round
+                                                   read last, "": not known
+                                                   (aw_drain_fetch) */
+    char           store_marker[AW_MARKER_LEN]; /* of the round stored */
+    int            gate_warned;      /* no ledger_gate table: said once */
+    aw_buf_t       add;              /* events to add to the counters once
+                                        Redis is back (aw_drain_add) */
+    long long      add_epoch;
+    unsigned long long  add_tag;
 };
 
 
@@ -138,6 +152,19 @@ void aw_drain_swap(aw_drain_t *d, aw_round_t *x);
 int aw_drain_ack(aw_drain_t *d, aw_entry_t *all, size_t n);
 void aw_drain_ack_done(aw_drain_t *d);
 void aw_drain_overlap(aw_drain_t *d);
+
+/* ledger_rollup.c */
+void aw_rollup_reset(aw_drain_t *d, size_t *nroll);
+void aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev);
+int aw_rollup_apply(aw_drain_t *d, size_t nroll, aw_buf_t *q);
+
+/* ledger_gate.c */
+long long aw_drain_gate(aw_drain_t *d);
+int aw_drain_add_due(aw_drain_t *d, long long epoch);
+void aw_drain_add(aw_drain_t *d, long long epoch, const char *where,
+    unsigned long long tag);
+void aw_drain_add_now(aw_drain_t *d, long long epoch, const char *where,
+    unsigned long long tag);
 
 /* ledger_store.c (each returns as its comment there says) */
 int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,

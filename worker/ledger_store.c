@@ -30,135 +30,6 @@
 #include "ledger_state.h"
 
 
-static void
-aw_rollup_reset(aw_drain_t *d, size_t *nroll)
-{
-    *nroll = 0;
-    memset(d->rollup_hash, 0, d->rollup_hash_size * sizeof(unsigned));
-}
-
-
-/* adds the event to its (account, day, model) rollup; FNV-1a hashed */
-
-static void
-aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev)
-{
-    size_t          h, mask;
-    unsigned        idx;
-    aw_rollup_t    *ro;
-    char            day[11];
-    const char     *p;
-    unsigned long   fnv;
-
-    aw_day_format(ev->ts_ms, day, sizeof(day));
-
-    fnv = 2166136261UL;
-    fnv = (fnv ^ (unsigned long) (ev->account & 0xffffffff)) * 16777619UL;
-    fnv = (fnv ^ (unsigned long) ((unsigned long long) ev->account >> 32))
-          * 16777619UL;
-
-    for (p = day; *p; p++) {
-        fnv = (fnv ^ (unsigned char) *p) * 16777619UL;
-    }
-
-    for (p = ev->model; *p; p++) {
-        fnv = (fnv ^ (unsigned char) *p) * 16777619UL;
-    }
-
-    mask = d->rollup_hash_size - 1;
-
-    for (h = fnv & mask; (idx = d->rollup_hash[h]) != 0; h = (h + 1) & mask)
-    {
-        ro = &d->rollups[idx - 1];
-
-        if (ro->account == ev->account && strcmp(ro->day, day) == 0
-            && strcmp(ro->model, ev->model) == 0)
-        {
-            break;
-        }
-    }
-
-    if (idx == 0) {
-        ro = &d->rollups[(*nroll)++];
-        memset(ro, 0, sizeof(*ro));
-        ro->account = ev->account;
-        memcpy(ro->day, day, sizeof(day));
-        ro->model = ev->model;
-        d->rollup_hash[h] = (unsigned) *nroll;
-    }
-
-    ro->requests++;
-    ro->calls += AW_EVENT_COUNTED(ev);
-    ro->prompt_tokens += ev->prompt_tokens;
-    ro->completion_tokens += ev->completion_tokens;
-    ro->total_tokens += ev->total_tokens;
-    ro->cost_micros += ev->cost_micros;
-}
-
-
-static int
-aw_rollup_cmp(const void *a, const void *b)
-{
-    const aw_rollup_t  *x = a, *y = b;
-    int                 c;
-
-    if (x->account != y->account) {
-        return x->account < y->account ? -1 : 1;
-    }
-
-    c = strcmp(x->day, y->day);
-
-    return c ? c : strcmp(x->model, y->model);
-}
-
-
-/*
- * The rollups summed in C as one multi-row INSERT ... ON DUPLICATE KEY
- * UPDATE, in key order (the same lock order in every worker).  Reuses q.
- * 0: done; -1: MySQL failed (the caller rolls back).
- */
-
-static int
-aw_rollup_apply(aw_drain_t *d, size_t nroll, aw_buf_t *q)
-{
-    size_t        i;
-    aw_rollup_t  *ro;
-
-    if (nroll == 0) {
-        return 0;
-    }
-
-    qsort(d->rollups, nroll, sizeof(aw_rollup_t), aw_rollup_cmp);
-
-    aw_buf_reset(q);
-    aw_buf_puts(q, "INSERT INTO usage_daily (account, day, model, "
-                "requests, calls, prompt_tokens, completion_tokens, "
-                "total_tokens, cost_micros) VALUES ");
-
-    for (i = 0; i < nroll; i++) {
-        ro = &d->rollups[i];
-        aw_buf_printf(q, "%s(%lld, '%s', ", i ? ", " : "", ro->account,
-                      ro->day);
-        aw_buf_sql_str(q, d->db, ro->model);
-        aw_buf_printf(q, ", %lld, %lld, %lld, %lld, %lld, %lld)",
-                      ro->requests, ro->calls, ro->prompt_tokens,
-                      ro->completion_tokens, ro->total_tokens,
-                      ro->cost_micros);
-    }
-
-    aw_buf_puts(q, " ON DUPLICATE KEY UPDATE "
-                "requests = requests + VALUES(requests), "
-                "calls = calls + VALUES(calls), "
-                "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
-                "completion_tokens = completion_tokens + "
-                "VALUES(completion_tokens), "
-                "total_tokens = total_tokens + VALUES(total_tokens), "
-                "cost_micros = cost_micros + VALUES(cost_micros)");
-
-    return mysql_real_query(d->db, q->data, q->len) == 0 ? 0 : -1;
-}
-
-
 void
 aw_drain_db_lost(aw_drain_t *d)
 {
@@ -394,8 +265,10 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups)
 {
     int                  rc;
+    char                 where[64];
     size_t               i, valid, nroll;
     aw_buf_t             q, ids;
+    long long            epoch;
     aw_entry_t          *en;
     unsigned long long   tag;
 
@@ -496,8 +369,17 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     aw_buf_free(&q);
     aw_buf_free(&ids);
 
-    if (mysql_query(d->db, "COMMIT") != 0) {
+    /* the gate just before the COMMIT, held through it (aw_drain_gate) */
+
+    epoch = aw_drain_gate(d);
+
+    if (epoch == -1 || mysql_query(d->db, "COMMIT") != 0) {
         goto failed;
+    }
+
+    if (*inserted > 0 && aw_drain_add_due(d, epoch)) {
+        snprintf(where, sizeof(where), "drain_batch = %llu", tag);
+        aw_drain_add(d, epoch, where, tag);
     }
 
     return 0;
@@ -604,15 +486,27 @@ int
 aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
     long long *dups)
 {
-    size_t        i;
-    int           rc;
-    aw_buf_t      q;
-    aw_entry_t   *en;
+    size_t               i;
+    int                  rc, started;
+    aw_buf_t             q, add;
+    long long            epoch, add_epoch;
+    aw_entry_t          *en;
+    unsigned long long   tag;
 
     *inserted = *dups = 0;
+    started = 0;
+    add_epoch = -2;
 
-    if (mysql_query(d->db, "START TRANSACTION") != 0) {
-        return aw_drain_rolled_back(d);
+    /*
+     * The events stored after a restore that missed them (aw_drain_add):
+     * with each == 0, every new row, added if the COMMIT comes after such
+     * a restore; with each == 1, those whose own COMMIT did, at one epoch
+     * (a restore more meanwhile read the ones before).
+     */
+    aw_buf_init(&add);
+
+    if (aw_batch_tag(&tag) != 0) {
+        tag = (unsigned long long) aw_now_ms();
     }
 
     aw_buf_init(&q);
@@ -624,25 +518,51 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
             continue;
         }
 
-        if (each && i > 0 && mysql_query(d->db, "START TRANSACTION") != 0) {
-            goto failed;
+        if (!started || each) {
+            if (mysql_query(d->db, "START TRANSACTION") != 0) {
+                goto failed;
+            }
+
+            started = 1;
         }
 
         rc = aw_row_store(d, en, &q);
 
-        if (rc >= 0 && each && mysql_query(d->db, "COMMIT") != 0) {
-            if (!aw_db_data_error(d->db)) {
+        if (rc >= 0 && each) {
+            epoch = aw_drain_gate(d);
+
+            if (epoch == -1) {
                 goto failed;
             }
 
-            aw_row_refused(d, en, " at COMMIT");
-            mysql_query(d->db, "ROLLBACK");
-            continue;
+            if (mysql_query(d->db, "COMMIT") != 0) {
+                if (!aw_db_data_error(d->db)) {
+                    goto failed;
+                }
+
+                aw_row_refused(d, en, " at COMMIT");
+                mysql_query(d->db, "ROLLBACK");
+                continue;
+            }
+
+            if (rc == 1 && aw_drain_add_due(d, epoch)
+                && (add.len == 0 || epoch == add_epoch))
+            {
+                add_epoch = epoch;
+                aw_buf_printf(&add, "%s'%s'",
+                              add.len ? ", " : "event_id IN (", en->ev.id);
+            }
         }
 
         if (rc >= 0) {
             *inserted += rc;
             *dups += 1 - rc;
+
+            if (rc == 1 && !each) {
+                aw_buf_printf(&add, "%s'%s'",
+                              add.len ? ", " : "event_id IN (", en->ev.id);
+            }
+
             continue;
         }
 
@@ -655,34 +575,54 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
 
         if (!each) {
             aw_buf_free(&q);
+            aw_buf_free(&add);
             return 1;
         }
     }
 
     aw_buf_free(&q);
 
-    if (each) {
-        return 0;
-    }
+    if (!each && started) {
+        add_epoch = aw_drain_gate(d);
 
-    if (mysql_query(d->db, "COMMIT") != 0) {
-        if (!aw_db_data_error(d->db)) {
+        if (add_epoch == -1) {
+            aw_buf_free(&add);
             return aw_drain_rolled_back(d);
         }
 
-        aw_log(AW_LOG_WARN, "MySQL refused the COMMIT of the events (%s); "
-               "storing each in a transaction of its own",
-               mysql_error(d->db));
-        mysql_query(d->db, "ROLLBACK");
+        if (mysql_query(d->db, "COMMIT") != 0) {
+            aw_buf_free(&add);
 
-        return 3;
+            if (!aw_db_data_error(d->db)) {
+                return aw_drain_rolled_back(d);
+            }
+
+            aw_log(AW_LOG_WARN, "MySQL refused the COMMIT of the events "
+                   "(%s); storing each in a transaction of its own",
+                   mysql_error(d->db));
+            mysql_query(d->db, "ROLLBACK");
+
+            return 3;
+        }
+
+        if (!aw_drain_add_due(d, add_epoch)) {
+            aw_buf_reset(&add);
+        }
     }
+
+    if (add.len) {
+        aw_buf_printf(&add, ")");
+        aw_drain_add(d, add_epoch, add.data, tag);
+    }
+
+    aw_buf_free(&add);
 
     return 0;
 
 failed:
 
     aw_buf_free(&q);
+    aw_buf_free(&add);
 
     return aw_drain_rolled_back(d);
 }

@@ -21,6 +21,7 @@
 
 #include <hiredis/hiredis.h>
 #include <mysql.h>
+#include <mysqld_error.h>
 
 #include "aihub_period.h"
 #include "aihub_worker.h"
@@ -58,10 +59,15 @@ static const char  aw_max_merge[] =
     "return 1";
 
 
-/* 1 the marker is missing, 0 it is there, -1 Redis failed */
+/*
+ * The marker's value into buf (size bytes): 1 it is there, 0 it is
+ * missing, -1 Redis failed.  Each restore writes a value of its own
+ * (aw_restore_all), so a value that changed means a restore between the
+ * two reads.
+ */
 
 int
-aw_restore_needed(redisContext *r)
+aw_restore_marker(redisContext *r, char *buf, size_t size)
 {
     int          rc;
     char         key[128];
@@ -70,7 +76,7 @@ aw_restore_needed(redisContext *r)
 
     snprintf(key, sizeof(key), "%s%s", aw_cfg.redis_prefix, AIHUB_RK_EPOCH);
 
-    argv[0] = "EXISTS";
+    argv[0] = "GET";
     argv[1] = key;
 
     reply = aw_redis_argv(r, 2, argv);
@@ -78,10 +84,25 @@ aw_restore_needed(redisContext *r)
         return -1;
     }
 
-    rc = (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0);
+    rc = (reply->type == REDIS_REPLY_STRING);
+    snprintf(buf, size, "%s", rc ? reply->str : "");
     freeReplyObject(reply);
 
     return rc;
+}
+
+
+/* 1 the marker is missing, 0 it is there, -1 Redis failed */
+
+int
+aw_restore_needed(redisContext *r)
+{
+    int   rc;
+    char  value[AW_MARKER_LEN];
+
+    rc = aw_restore_marker(r, value, sizeof(value));
+
+    return rc < 0 ? -1 : !rc;
 }
 
 
@@ -191,53 +212,258 @@ aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
 
 
 /*
- * Everything: key records, plans, models, the counters, then the marker
- * and "all" on the invalidation channel.  0, or -1 (*keys and *counters
- * say how far it got).
+ * The marker set to "epoch" unless it holds a later one: KEYS[1] the
+ * marker, ARGV[1] the epoch, ARGV[2] "1": set it even when missing (a
+ * restore).  Never lowered: a restore that set a later epoch meanwhile
+ * wins.  A value that is not a number (none is written now) is replaced.
  */
 
+static const char  aw_marker_raise[] =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "if not cur and ARGV[2] ~= '1' then return 0 end "
+    "local n = tonumber(cur or '') "
+    "if n and n >= tonumber(ARGV[1]) then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1]) "
+    "return 1";
+
+
 int
-aw_restore_all(MYSQL *db, redisContext *r, int *keys, long long *counters)
+aw_restore_marker_raise(redisContext *r, long long epoch, int restore)
 {
-    int           wiped;
-    char          key[128], now[32];
-    const char   *argv[3];
-    redisReply   *reply;
-
-    *counters = 0;
-    *keys = 0;
-
-    wiped = aw_restore_needed(r);
-
-    if (wiped < 0) {
-        return -1;
-    }
-
-    *keys = aw_sync_all(db, r);
-
-    if (*keys < 0) {
-        return -1;
-    }
-
-    *counters = aw_restore_counters(db, r, wiped);
-
-    if (*counters < 0) {
-        return -1;
-    }
+    char         key[128], e[32];
+    const char  *argv[6];
+    redisReply  *reply;
 
     snprintf(key, sizeof(key), "%s%s", aw_cfg.redis_prefix, AIHUB_RK_EPOCH);
-    snprintf(now, sizeof(now), "%lld", (long long) time(NULL));
+    snprintf(e, sizeof(e), "%lld", epoch);
 
-    argv[0] = "SET";
-    argv[1] = key;
-    argv[2] = now;
+    argv[0] = "EVAL";
+    argv[1] = aw_marker_raise;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = e;
+    argv[5] = restore ? "1" : "0";
 
-    reply = aw_redis_argv(r, 3, argv);
+    reply = aw_redis_argv(r, 6, argv);
     if (reply == NULL) {
         return -1;
     }
 
     freeReplyObject(reply);
 
+    return 0;
+}
+
+
+/*
+ * The gate's epoch (sql/008_ledger_gate.sql), read with "lock" ("", " FOR
+ * UPDATE", " LOCK IN SHARE MODE"); -1 MySQL failed, -2 the table or its
+ * row is missing (not migrated: no gate).
+ */
+
+long long
+aw_restore_epoch(MYSQL *db, const char *lock)
+{
+    long long  epoch;
+
+    epoch = aw_db_scalar(db, -1, "SELECT epoch FROM ledger_gate WHERE id = 1"
+                         "%s", lock);
+
+    if (epoch < 0 && mysql_errno(db) == ER_NO_SUCH_TABLE) {
+        return -2;
+    }
+
+    if (epoch < 0 && mysql_errno(db) == 0) {
+        aw_log(AW_LOG_ERROR, "the table ledger_gate has no row: run "
+               "\"" AW_NAME " migrate\"");
+        return -2;
+    }
+
+    return epoch;
+}
+
+
+/*
+ * KEYS[1] the marker, KEYS[2] a guard, KEYS[3] a period hash; ARGV[1] the
+ * epoch, ARGV[2] the hash's time to live, then pairs of a field and what
+ * it gains.  Only while the marker holds that epoch (a later restore read
+ * the ledger with the events in it; a missing one will), and once.
+ */
+
+static const char  aw_add_script[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then "
+    "return 0 end "
+    "for i = 3, #ARGV, 2 do "
+    "redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
+    "if redis.call('TTL', KEYS[3]) == -1 then "
+    "redis.call('EXPIRE', KEYS[3], ARGV[2]) end "
+    "return 1";
+
+
+/*
+ * The events the drain just committed (those of usage_events matching
+ * "where") added to the current period's counters, for a round read while
+ * the marker held an older epoch than "epoch", the one its transaction
+ * saw (ledger_store.c): Redis lost their calls with its data, and the
+ * restore of "epoch" read the ledger before they were in it.  The
+ * overage counter is not raised (README, "Leases").  "tag" makes each
+ * addition happen once.  Returns the accounts added to, or -1.
+ */
+
+long long
+aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
+    unsigned long long tag)
+{
+    long long     n;
+    int64_t       start, end;
+    char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], guard[128];
+    char          marker[128], ttl[32], e[32];
+    char          t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
+    MYSQL_RES    *res;
+    MYSQL_ROW     row;
+    redisReply   *reply;
+    const char   *argv[18];
+
+    aihub_period_calendar(time(NULL), &start, &end);
+    aihub_period_id(start, id);
+    snprintf(ttl, sizeof(ttl), "%lld",
+             (long long) (end - time(NULL)) + AIHUB_PERIOD_KEEP_SEC);
+    snprintf(e, sizeof(e), "%lld", epoch);
+    aw_rkey(marker, sizeof(marker), AIHUB_RK_EPOCH, NULL);
+
+    res = aw_db_query(db, "SELECT account, COUNT(*), SUM(prompt_tokens), "
+                      "SUM(completion_tokens), SUM(total_tokens), "
+                      "SUM(cost_micros) FROM usage_events WHERE (%s) AND "
+                      "ts >= %s AND ts < %s AND " AW_SQL_COUNTED("")
+                      " GROUP BY account", where, aw_sql_time(start, t0),
+                      aw_sql_time(end, t1));
+    if (res == NULL) {
+        return -1;
+    }
+
+    n = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        snprintf(key, sizeof(key), "%s%s%s:%s", aw_cfg.redis_prefix,
+                 AIHUB_RK_PERIOD, row[0], id);
+        snprintf(guard, sizeof(guard), "%s" AIHUB_RK_ADDED "%llx:%s",
+                 aw_cfg.redis_prefix, tag, row[0]);
+
+        argv[0] = "EVAL";
+        argv[1] = aw_add_script;
+        argv[2] = "3";
+        argv[3] = marker;
+        argv[4] = guard;
+        argv[5] = key;
+        argv[6] = e;
+        argv[7] = ttl;
+        argv[8] = AIHUB_CF_CALLS;
+        argv[9] = row[1];
+        argv[10] = AIHUB_CF_PROMPT;
+        argv[11] = row[2];
+        argv[12] = AIHUB_CF_COMPLETION;
+        argv[13] = row[3];
+        argv[14] = AIHUB_CF_TOTAL;
+        argv[15] = row[4];
+        argv[16] = AIHUB_CF_COST;
+        argv[17] = row[5];
+
+        reply = aw_redis_argv(r, 18, argv);
+
+        if (reply == NULL) {
+            mysql_free_result(res);
+            return -1;
+        }
+
+        n += (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
+        freeReplyObject(reply);
+    }
+
+    mysql_free_result(res);
+
+    return n;
+}
+
+
+/*
+ * Everything: key records, plans, models, the counters, then the marker
+ * and "all" on the invalidation channel.  0, or -1 (*keys and *counters
+ * say how far it got).
+ *
+ * All of it with the gate's row held exclusively (sql/008_ledger_gate.sql):
+ * the ledger read here has every drain transaction committed before, and
+ * every one after sees the new epoch.  A restore of a Redis that lost its
+ * data raises the epoch and writes it as the marker, so a drain that read
+ * its events before the loss (marker: an older epoch) and stores them
+ * after finds that out and adds them to the counters itself
+ * (ledger_store.c): their calls were in the counters Redis lost, and they
+ * are not in the ledger read here.
+ */
+
+int
+aw_restore_all(MYSQL *db, redisContext *r, int *keys, long long *counters)
+{
+    int        wiped, gate;
+    long long  epoch;
+
+    *counters = 0;
+    *keys = 0;
+
+    if (mysql_query(db, "START TRANSACTION") != 0) {
+        aw_log(AW_LOG_ERROR, "MySQL: %s", mysql_error(db));
+        return -1;
+    }
+
+    epoch = aw_restore_epoch(db, " FOR UPDATE");
+
+    if (epoch == -1) {
+        goto failed;
+    }
+
+    /* asked under the gate: another restore may have ended meanwhile */
+
+    wiped = aw_restore_needed(r);
+
+    if (wiped < 0) {
+        goto failed;
+    }
+
+    if (wiped) {
+        /* -2: not migrated, no gate (a marker all the same) */
+        gate = (epoch != -2);
+        epoch = epoch + 1 > (long long) time(NULL) ? epoch + 1
+                                                   : (long long) time(NULL);
+
+        if (gate && aw_db_exec(db, "UPDATE ledger_gate SET epoch = %lld "
+                               "WHERE id = 1", epoch) != 0)
+        {
+            goto failed;
+        }
+    }
+
+    *keys = aw_sync_all(db, r);
+
+    if (*keys < 0) {
+        goto failed;
+    }
+
+    *counters = aw_restore_counters(db, r, wiped);
+
+    if (*counters < 0 || aw_restore_marker_raise(r, epoch, 1) != 0) {
+        goto failed;
+    }
+
+    if (mysql_query(db, "COMMIT") != 0) {
+        aw_log(AW_LOG_ERROR, "MySQL: %s", mysql_error(db));
+        return -1;
+    }
+
     return aw_publish(r, AIHUB_INV_ALL);
+
+failed:
+
+    mysql_query(db, "ROLLBACK");
+
+    return -1;
 }
