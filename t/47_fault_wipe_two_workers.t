@@ -108,5 +108,39 @@ is(calls(), 101, 'and counts them once');
 like(logs(), qr/stored after its restore: added to the period counters/,
      'the worker says what it added');
 
+# --- both workers find Redis without its data at once -----------------------
+# The gate's row held by the test: each worker's restore waits for it, and
+# the one that gets it second finds the marker back and writes nothing.
+
+open(my $gate, '|-', 'mariadb', '--no-defaults', '-uroot',
+     '--socket=' . $t->mysql_socket, $t->mysql_db)
+    or die "mariadb: $!";
+$gate->autoflush(1);
+print $gate "START TRANSACTION;\n"
+    . "SELECT epoch FROM ledger_gate WHERE id = 1 FOR UPDATE;\n";
+sleep 0.5;
+my @log0 = map { length Aihub::read_file($t->dir . "/$_") }
+           qw(worker.log worker2.log);
+$t->redis('FLUSHALL');
+ok($t->wait_for(sub {
+    $t->sql_value("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                  . "WHERE INFO LIKE 'SELECT epoch FROM ledger_gate%FOR "
+                  . "UPDATE'") == 2
+}, timeout => 10), 'both restores wait for the gate');
+print $gate "COMMIT;\n";
+close $gate;
+
+ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') }
+                      && logs() =~ /another worker restored it meanwhile/ },
+                timeout => 10),
+   'one worker restores Redis, the other finds it restored');
+my $after = join '', map {
+    substr(Aihub::read_file($t->dir . '/' . (qw(worker.log worker2.log))[$_]),
+           $log0[$_])
+} 0, 1;
+is(() = $after =~ /Redis had lost its data: restored/g, 1,
+   'restored once');
+is(calls(), 101, 'the counter equals the ledger');
+
 $t->stop_proc('worker2');
 $t->done;

@@ -62,7 +62,7 @@ aw_cmd_rebuild(aw_cmd_ctx_t *ctx, int argc, char **argv)
 
     rc = AW_EXIT_FAIL;
 
-    if (aw_restore_all(db, r, &keys, &counters) != 0) {
+    if (aw_restore_all(db, r, 0, &keys, &counters) != 0) {
         goto done;
     }
 

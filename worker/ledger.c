@@ -325,6 +325,112 @@ aw_drain_create(long long batch, long long block_ms, long long linger_ms,
 
 
 /*
+ * Redis lost its data (no epoch marker): key records, plans, models and
+ * counters from MySQL, then the marker (restore.c).  0 restored (by us or
+ * by another worker meanwhile); 1 not yet; -1 Redis failed.
+ */
+
+static int
+aw_drain_restore(aw_drain_t *d)
+{
+    int        rc, keys;
+    long long  counters;
+
+    if (d->db == NULL) {
+        return 1;
+    }
+
+    /*
+     * A round read ahead before the loss: its calls were in the
+     * counters Redis lost, and the module does not send them again,
+     * so they go into the ledger before the restore reads it.  (Its
+     * ACK, and the one of the round before, find no group: the
+     * connection is made again, and the restore follows.)
+     */
+
+    if (d->ahead.reply != NULL) {
+        aw_drain_round_ahead(d);
+
+        if (d->rc == NULL) {
+            return -1;
+        }
+    }
+
+    rc = aw_restore_all(d->db, d->rc, 1, &keys, &counters);
+
+    if (rc < 0) {
+        aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
+               "nothing is drained until it is done; trying again");
+        return 1;
+    }
+
+    if (rc == 0) {
+        aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d key "
+               "records, models, plans and %lld period counters from "
+               "MySQL", keys, counters);
+
+    } else {
+        aw_log(AW_LOG_INFO, "Redis had lost its data: another worker "
+               "restored it meanwhile");
+    }
+
+    d->synced = 1;
+
+    if (aw_restore_marker(d->rc, d->marker, sizeof(d->marker)) < 0) {
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Redis in step with MySQL at start and after Redis came back: 0 done, 1
+ * MySQL failed, -1 Redis failed.
+ */
+
+static int
+aw_drain_sync(aw_drain_t *d)
+{
+    long long  epoch;
+
+    if (aw_sync_all(d->db, d->rc) >= 0
+        && aw_restore_counters(d->db, d->rc, 0) >= 0
+        && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
+    {
+        aw_log(AW_LOG_INFO, "key records, models and plans synced "
+               "to Redis, period counters at least the ledger's");
+    }
+
+    /*
+     * The marker up to the gate's epoch (never down), before the
+     * first round is read: a Redis restarted from an older snapshot
+     * has an older one, and rounds read under it would be taken for
+     * rounds read before a loss (aw_drain_tag, ledger_store.c).
+     */
+
+    epoch = aw_restore_epoch(d->db, "");
+
+    if (epoch == -1) {
+        aw_drain_db_lost(d);
+        return 1;
+    }
+
+    if ((epoch >= 0 && aw_restore_marker_raise(d->rc, epoch, 0) != 0)
+        || aw_restore_marker(d->rc, d->marker, sizeof(d->marker)) < 0)
+    {
+        aw_drain_redis_lost(d);
+        return -1;
+    }
+
+    d->synced = 1;
+
+    return 0;
+}
+
+
+/*
  * Keeps Redis in step with MySQL (restored after Redis lost its data,
  * synced at start and after Redis came back) and applies the developer
  * API's key changes.  0 done; 1 nothing may be drained yet (Redis is
@@ -335,8 +441,7 @@ aw_drain_create(long long batch, long long block_ms, long long linger_ms,
 static int
 aw_drain_chores(aw_drain_t *d)
 {
-    int        rc, wiped, keys;
-    long long  counters, epoch;
+    int  rc, wiped;
 
     /*
      * Redis lost its data (no epoch marker): key records, plans, models
@@ -357,40 +462,10 @@ aw_drain_chores(aw_drain_t *d)
     }
 
     if (wiped) {
-        if (d->db == NULL) {
-            return 1;
-        }
+        rc = aw_drain_restore(d);
 
-        /*
-         * A round read ahead before the loss: its calls were in the
-         * counters Redis lost, and the module does not send them again,
-         * so they go into the ledger before the restore reads it.  (Its
-         * ACK, and the one of the round before, find no group: the
-         * connection is made again, and the restore follows.)
-         */
-
-        if (d->ahead.reply != NULL) {
-            aw_drain_round_ahead(d);
-
-            if (d->rc == NULL) {
-                return -1;
-            }
-        }
-
-        if (aw_restore_all(d->db, d->rc, &keys, &counters) != 0) {
-            aw_log(AW_LOG_ERROR, "restoring Redis from MySQL failed; "
-                   "nothing is drained until it is done; trying again");
-            return 1;
-        }
-
-        aw_log(AW_LOG_WARN, "Redis had lost its data: restored %d key "
-               "records, models, plans and %lld period counters from "
-               "MySQL", keys, counters);
-        d->synced = 1;
-
-        if (aw_restore_marker(d->rc, d->marker, sizeof(d->marker)) < 0) {
-            aw_drain_redis_lost(d);
-            return -1;
+        if (rc != 0) {
+            return rc;
         }
     }
 
@@ -433,36 +508,11 @@ aw_drain_chores(aw_drain_t *d)
      */
 
     if (!d->synced) {
-        if (aw_sync_all(d->db, d->rc) >= 0
-            && aw_restore_counters(d->db, d->rc, 0) >= 0
-            && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
-        {
-            aw_log(AW_LOG_INFO, "key records, models and plans synced "
-                   "to Redis, period counters at least the ledger's");
+        rc = aw_drain_sync(d);
+
+        if (rc != 0) {
+            return rc;
         }
-
-        /*
-         * The marker up to the gate's epoch (never down), before the
-         * first round is read: a Redis restarted from an older snapshot
-         * has an older one, and rounds read under it would be taken for
-         * rounds read before a loss (aw_drain_tag, ledger_store.c).
-         */
-
-        epoch = aw_restore_epoch(d->db, "");
-
-        if (epoch == -1) {
-            aw_drain_db_lost(d);
-            return 1;
-        }
-
-        if ((epoch >= 0 && aw_restore_marker_raise(d->rc, epoch, 0) != 0)
-            || aw_restore_marker(d->rc, d->marker, sizeof(d->marker)) < 0)
-        {
-            aw_drain_redis_lost(d);
-            return -1;
-        }
-
-        d->synced = 1;
     }
 
     /* key changes from the developer API */

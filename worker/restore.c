@@ -389,7 +389,8 @@ aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
 /*
  * Everything: key records, plans, models, the counters, then the marker
  * and "all" on the invalidation channel.  0, or -1 (*keys and *counters
- * say how far it got).
+ * say how far it got); with wiped_only, 1 and nothing done if the marker
+ * is there (another worker restored Redis meanwhile).
  *
  * All of it with the gate's row held exclusively (sql/008_ledger_gate.sql):
  * the ledger read here has every drain transaction committed before, and
@@ -402,7 +403,8 @@ aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
  */
 
 int
-aw_restore_all(MYSQL *db, redisContext *r, int *keys, long long *counters)
+aw_restore_all(MYSQL *db, redisContext *r, int wiped_only, int *keys,
+    long long *counters)
 {
     int        wiped, gate;
     long long  epoch;
@@ -421,12 +423,23 @@ aw_restore_all(MYSQL *db, redisContext *r, int *keys, long long *counters)
         goto failed;
     }
 
-    /* asked under the gate: another restore may have ended meanwhile */
+    /*
+     * Asked under the gate: another restore may have ended meanwhile.  Then
+     * the drain's restore writes nothing (its figures from MySQL could count
+     * twice the events of batches Redis refused without its data, stored
+     * since and sent again by the module: the max_merge script's rule);
+     * "rebuild" (wiped_only 0) raises the counters to the ledger as asked.
+     */
 
     wiped = aw_restore_needed(r);
 
     if (wiped < 0) {
         goto failed;
+    }
+
+    if (!wiped && wiped_only) {
+        mysql_query(db, "ROLLBACK");
+        return 1;
     }
 
     if (wiped) {

@@ -16,7 +16,7 @@
 int aw_restore_marker(redisContext *r, char *buf, size_t size);
 int aw_restore_needed(redisContext *r);
 long long aw_restore_counters(MYSQL *db, redisContext *r, int wiped);
-int aw_restore_all(MYSQL *db, redisContext *r, int *keys,
+int aw_restore_all(MYSQL *db, redisContext *r, int wiped_only, int *keys,
     long long *counters);
 int aw_restore_marker_raise(redisContext *r, long long epoch, int restore);
 long long aw_restore_epoch(MYSQL *db, const char *lock);
