@@ -32,6 +32,10 @@ $t->create_key(account => 'two', plan => 'pro');
 my $acct = $t->sql_value("SELECT id FROM accounts WHERE name = 'two'");
 my $pk = "aihub:period:$acct:" . period_id();
 
+# 50 calls included: the 51 beyond them are overage, 4 µ$ each
+$t->sql("INSERT INTO account_overrides (account, included_calls) "
+        . "VALUES ($acct, 50)");
+
 sub event { usage_event_json($_[0], account => $acct + 0) }
 sub calls { $t->redis('HGET', $pk, 'calls') // 0 }
 sub logs {
@@ -105,6 +109,9 @@ ok($t->wait_for(sub { calls() == 101 }, timeout => 10),
     or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
 sleep 1;
 is(calls(), 101, 'and counts them once');
+is($t->redis('HGET', $pk, 'overage') // 0, 51 * 4,
+   'the overage is the ledger\'s: the cost of the 51 calls beyond the 50 '
+   . 'included');
 like(logs(), qr/stored after its restore: added to the period counters/,
      'the worker says what it added');
 

@@ -107,6 +107,39 @@ aw_restore_needed(redisContext *r)
 
 
 /*
+ * An account's overage in the ledger for the period [start, end) in which
+ * it has "calls" counted calls: the cost of those beyond its allowance, in
+ * time order, as invoices count them.  Returns it, or -1.
+ */
+
+static long long
+aw_restore_overage(MYSQL *db, long long account, long long calls,
+    int64_t start, int64_t end)
+{
+    long long  included;
+    char       t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
+
+    included = aw_account_allowance(db, account, start, end);
+
+    if (included < 0) {
+        return -1;
+    }
+
+    if (calls <= included) {
+        return 0;
+    }
+
+    return aw_db_scalar(db, -1, "SELECT IFNULL(SUM(cost_micros), 0) FROM "
+                        "(SELECT cost_micros FROM usage_events WHERE "
+                        "account = %lld AND ts >= %s AND ts < %s AND "
+                        AW_SQL_COUNTED("") " ORDER BY ts, event_id "
+                        "LIMIT %lld, 18446744073709551615) beyond", account,
+                        aw_sql_time(start, t0), aw_sql_time(end, t1),
+                        included);
+}
+
+
+/*
  * The current period's counters of every account with calls in it, from
  * usage_events: calls, tokens, cost, and overage (the cost of the calls
  * beyond the allowance, in time order, as invoices count them).
@@ -116,7 +149,7 @@ aw_restore_needed(redisContext *r)
 long long
 aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
 {
-    long long     counters, account, calls, included, overage;
+    long long     counters, account, calls, overage;
     int64_t       start, end;
     char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], over[32], ttl[32];
     char          epoch[128], t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
@@ -150,22 +183,9 @@ aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
 
         account = strtoll(row[0], NULL, 10);
         calls = strtoll(row[1], NULL, 10);
-        included = aw_account_allowance(db, account, start, end);
-        overage = 0;
+        overage = aw_restore_overage(db, account, calls, start, end);
 
-        if (included >= 0 && calls > included) {
-            overage = aw_db_scalar(db, -1, "SELECT IFNULL(SUM(cost_micros), "
-                                   "0) FROM (SELECT cost_micros FROM "
-                                   "usage_events WHERE account = %lld AND "
-                                   "ts >= %s AND ts < %s AND "
-                                   AW_SQL_COUNTED("") " ORDER BY ts, event_id "
-                                   "LIMIT %lld, "
-                                   "18446744073709551615) beyond", account,
-                                   aw_sql_time(start, t0),
-                                   aw_sql_time(end, t1), included);
-        }
-
-        if (included < 0 || overage < 0) {
+        if (overage < 0) {
             mysql_free_result(res);
             return -1;
         }
@@ -285,17 +305,23 @@ aw_restore_epoch(MYSQL *db, const char *lock)
 
 /*
  * KEYS[1] the marker, KEYS[2] a guard, KEYS[3] a period hash; ARGV[1] the
- * epoch, ARGV[2] the hash's time to live, then pairs of a field and what
- * it gains.  Only while the marker holds that epoch (a later restore read
- * the ledger with the events in it; a missing one will), and once.
+ * epoch, ARGV[2] the hash's time to live, ARGV[3] the overage the ledger
+ * gives the account now (the overage is raised to it, never lowered),
+ * then pairs of a field and what it gains.  Only while the marker holds
+ * that epoch (a later restore read the ledger with the events in it; a
+ * missing one will), and once.
  */
 
 static const char  aw_add_script[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then "
     "return 0 end "
-    "for i = 3, #ARGV, 2 do "
+    "for i = 4, #ARGV, 2 do "
     "redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
+    "local o = tonumber(redis.call('HGET', KEYS[3], '" AIHUB_CF_OVERAGE "') "
+    "or '0') "
+    "if tonumber(ARGV[3]) > o then "
+    "redis.call('HSET', KEYS[3], '" AIHUB_CF_OVERAGE "', ARGV[3]) end "
     "if redis.call('TTL', KEYS[3]) == -1 then "
     "redis.call('EXPIRE', KEYS[3], ARGV[2]) end "
     "return 1";
@@ -307,23 +333,23 @@ static const char  aw_add_script[] =
  * the marker held an older epoch than "epoch", the one its transaction
  * saw (ledger_store.c): Redis lost their calls with its data, and the
  * restore of "epoch" read the ledger before they were in it.  The
- * overage counter is not raised (README, "Leases").  "tag" makes each
- * addition happen once.  Returns the accounts added to, or -1.
+ * overage is raised to the ledger's (what the restore does).  "tag" makes
+ * each addition happen once.  Returns the accounts added to, or -1.
  */
 
 long long
 aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
     unsigned long long tag)
 {
-    long long     n;
+    long long     n, account, calls, overage;
     int64_t       start, end;
     char          id[AIHUB_PERIOD_ID_LEN + 1], key[128], guard[128];
-    char          marker[128], ttl[32], e[32];
+    char          marker[128], ttl[32], e[32], over[32];
     char          t0[AW_SQL_TIME_LEN], t1[AW_SQL_TIME_LEN];
     MYSQL_RES    *res;
     MYSQL_ROW     row;
     redisReply   *reply;
-    const char   *argv[18];
+    const char   *argv[19];
 
     aihub_period_calendar(time(NULL), &start, &end);
     aihub_period_id(start, id);
@@ -350,6 +376,23 @@ aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
         snprintf(guard, sizeof(guard), "%s" AIHUB_RK_ADDED "%llx:%s",
                  aw_cfg.redis_prefix, tag, row[0]);
 
+        /* the account's overage in the ledger, these events in it */
+
+        account = strtoll(row[0], NULL, 10);
+        calls = aw_db_scalar(db, -1, "SELECT COUNT(*) FROM usage_events "
+                             "WHERE account = %lld AND ts >= %s AND ts < %s "
+                             "AND " AW_SQL_COUNTED(""), account, t0, t1);
+        overage = calls < 0 ? -1
+                            : aw_restore_overage(db, account, calls, start,
+                                                 end);
+
+        if (overage < 0) {
+            mysql_free_result(res);
+            return -1;
+        }
+
+        snprintf(over, sizeof(over), "%lld", overage);
+
         argv[0] = "EVAL";
         argv[1] = aw_add_script;
         argv[2] = "3";
@@ -358,18 +401,19 @@ aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
         argv[5] = key;
         argv[6] = e;
         argv[7] = ttl;
-        argv[8] = AIHUB_CF_CALLS;
-        argv[9] = row[1];
-        argv[10] = AIHUB_CF_PROMPT;
-        argv[11] = row[2];
-        argv[12] = AIHUB_CF_COMPLETION;
-        argv[13] = row[3];
-        argv[14] = AIHUB_CF_TOTAL;
-        argv[15] = row[4];
-        argv[16] = AIHUB_CF_COST;
-        argv[17] = row[5];
+        argv[8] = over;
+        argv[9] = AIHUB_CF_CALLS;
+        argv[10] = row[1];
+        argv[11] = AIHUB_CF_PROMPT;
+        argv[12] = row[2];
+        argv[13] = AIHUB_CF_COMPLETION;
+        argv[14] = row[3];
+        argv[15] = AIHUB_CF_TOTAL;
+        argv[16] = row[4];
+        argv[17] = AIHUB_CF_COST;
+        argv[18] = row[5];
 
-        reply = aw_redis_argv(r, 18, argv);
+        reply = aw_redis_argv(r, 19, argv);
 
         if (reply == NULL) {
             mysql_free_result(res);
