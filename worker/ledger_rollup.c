@@ -132,14 +132,7 @@ aw_rollup_apply(aw_drain_t *d, size_t nroll, aw_buf_t *q)
                       ro->cost_micros);
     }
 
-    aw_buf_puts(q, " ON DUPLICATE KEY UPDATE "
-                "requests = requests + VALUES(requests), "
-                "calls = calls + VALUES(calls), "
-                "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
-                "completion_tokens = completion_tokens + "
-                "VALUES(completion_tokens), "
-                "total_tokens = total_tokens + VALUES(total_tokens), "
-                "cost_micros = cost_micros + VALUES(cost_micros)");
+    aw_buf_puts(q, AW_ROLLUP_UPSERT);
 
     return mysql_real_query(d->db, q->data, q->len) == 0 ? 0 : -1;
 }

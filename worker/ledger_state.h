@@ -153,6 +153,16 @@ int aw_drain_ack(aw_drain_t *d, aw_entry_t *all, size_t n);
 void aw_drain_ack_done(aw_drain_t *d);
 void aw_drain_overlap(aw_drain_t *d);
 
+/* the rollups' upsert: each sum added to the day's row */
+#define AW_ROLLUP_UPSERT                                                     \
+    " ON DUPLICATE KEY UPDATE "                                              \
+    "requests = requests + VALUES(requests), "                               \
+    "calls = calls + VALUES(calls), "                                        \
+    "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "                \
+    "completion_tokens = completion_tokens + VALUES(completion_tokens), "    \
+    "total_tokens = total_tokens + VALUES(total_tokens), "                   \
+    "cost_micros = cost_micros + VALUES(cost_micros)"
+
 /* ledger_rollup.c */
 void aw_rollup_reset(aw_drain_t *d, size_t *nroll);
 void aw_rollup_add(aw_drain_t *d, size_t *nroll, const aw_event_t *ev);

@@ -348,15 +348,7 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
                       "SUM(prompt_tokens), SUM(completion_tokens), "
                       "SUM(total_tokens), SUM(cost_micros) FROM usage_events "
                       "WHERE event_id IN (%s) AND drain_batch = %llu "
-                      "GROUP BY account, DATE(ts), model "
-                      "ON DUPLICATE KEY UPDATE "
-                      "requests = requests + VALUES(requests), "
-                      "calls = calls + VALUES(calls), "
-                      "prompt_tokens = prompt_tokens + VALUES(prompt_tokens), "
-                      "completion_tokens = completion_tokens + "
-                      "VALUES(completion_tokens), "
-                      "total_tokens = total_tokens + VALUES(total_tokens), "
-                      "cost_micros = cost_micros + VALUES(cost_micros)",
+                      "GROUP BY account, DATE(ts), model" AW_ROLLUP_UPSERT,
                       ids.data, tag);
 
         if (mysql_real_query(d->db, q.data, q.len) != 0) {

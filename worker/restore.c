@@ -107,6 +107,28 @@ aw_restore_needed(redisContext *r)
 
 
 /*
+ * A script's ten arguments: each counter's field and its figure from a row
+ * of (account, calls, prompt, completion, total, cost)
+ */
+
+static void
+aw_restore_sums(const char **argv, MYSQL_ROW row)
+{
+    static const char  *fields[] = {
+        AIHUB_CF_CALLS, AIHUB_CF_PROMPT, AIHUB_CF_COMPLETION,
+        AIHUB_CF_TOTAL, AIHUB_CF_COST
+    };
+
+    size_t  i;
+
+    for (i = 0; i < 5; i++) {
+        argv[2 * i] = fields[i];
+        argv[2 * i + 1] = row[i + 1];
+    }
+}
+
+
+/*
  * An account's overage in the ledger for the period [start, end) in which
  * it has "calls" counted calls: the cost of those beyond its allowance, in
  * time order, as invoices count them.  Returns it, or -1.
@@ -199,16 +221,7 @@ aw_restore_counters(MYSQL *db, redisContext *r, int wiped)
         cargv[4] = epoch;
         cargv[5] = ttl;
         cargv[6] = wiped ? "1" : "0";
-        cargv[7] = AIHUB_CF_CALLS;
-        cargv[8] = row[1];
-        cargv[9] = AIHUB_CF_PROMPT;
-        cargv[10] = row[2];
-        cargv[11] = AIHUB_CF_COMPLETION;
-        cargv[12] = row[3];
-        cargv[13] = AIHUB_CF_TOTAL;
-        cargv[14] = row[4];
-        cargv[15] = AIHUB_CF_COST;
-        cargv[16] = row[5];
+        aw_restore_sums(&cargv[7], row);
         cargv[17] = AIHUB_CF_OVERAGE;
         cargv[18] = over;
 
@@ -402,16 +415,7 @@ aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
         argv[6] = e;
         argv[7] = ttl;
         argv[8] = over;
-        argv[9] = AIHUB_CF_CALLS;
-        argv[10] = row[1];
-        argv[11] = AIHUB_CF_PROMPT;
-        argv[12] = row[2];
-        argv[13] = AIHUB_CF_COMPLETION;
-        argv[14] = row[3];
-        argv[15] = AIHUB_CF_TOTAL;
-        argv[16] = row[4];
-        argv[17] = AIHUB_CF_COST;
-        argv[18] = row[5];
+        aw_restore_sums(&argv[9], row);
 
         reply = aw_redis_argv(r, 19, argv);
 
