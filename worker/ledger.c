@@ -469,16 +469,23 @@ aw_drain_chores(aw_drain_t *d)
         }
     }
 
-    /* events stored without Redis after a restore that missed them */
+    /*
+     * Events stored after a restore that missed them, not yet added (no
+     * Redis then, or a failure): before the sync below raises counters to
+     * the ledger, or it waits.  Wiped again, the next restore reads them
+     * in the ledger.
+     */
 
     if (d->add.len) {
-        if (!wiped && d->db != NULL) {
-            aw_drain_add_now(d, d->add_epoch, d->add.data, d->add_tag);
-        }
-
-        /* wiped: the next restore reads them in the ledger */
-        if (d->db != NULL || wiped) {
+        if (wiped
+            || (d->db != NULL
+                && aw_drain_add_now(d, d->add_epoch, d->add.data,
+                                    d->add_tag) == 0))
+        {
             aw_buf_reset(&d->add);
+
+        } else if (!d->synced) {
+            return 1;
         }
     }
 

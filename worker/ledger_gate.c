@@ -70,38 +70,48 @@ aw_drain_add_due(aw_drain_t *d, long long epoch)
 }
 
 
+/* kept for the chores (ledger.c) to add once Redis is there again */
+
+static void
+aw_drain_add_keep(aw_drain_t *d, long long epoch, const char *where,
+    unsigned long long tag)
+{
+    if (d->add.len && d->add_epoch != epoch) {
+        /* a restore more meanwhile: it read the events kept before */
+        aw_buf_reset(&d->add);
+    }
+
+    if (d->add.len == 0) {
+        d->add_tag = tag;
+    }
+
+    d->add_epoch = epoch;
+    aw_buf_printf(&d->add, "%s(%s)", d->add.len ? " OR " : "", where);
+}
+
+
 /*
  * After the COMMIT: the committed events of "where" into the counters.
- * Without Redis now, kept (d->add) for the chores to add once the
- * connection is made again, before anything else raises a counter
- * (aw_drain_add_kept): added after the sync raised the counters to the
- * ledger, they would count twice.
+ * Without Redis now, or if Redis or MySQL fails, kept (d->add) for the
+ * chores to add once the connection is made again, before anything else
+ * raises a counter: added after the sync raised the counters to the
+ * ledger, they would count twice.  (The accounts added to already are
+ * not added to again: the guard of restore.c's script.)
  */
 
 void
 aw_drain_add(aw_drain_t *d, long long epoch, const char *where,
     unsigned long long tag)
 {
-    if (d->rc == NULL) {
-        if (d->add.len && d->add_epoch != epoch) {
-            /* a restore more meanwhile: it read the events kept before */
-            aw_buf_reset(&d->add);
-        }
-
-        if (d->add.len == 0) {
-            d->add_tag = tag;
-        }
-
-        d->add_epoch = epoch;
-        aw_buf_printf(&d->add, "%s(%s)", d->add.len ? " OR " : "", where);
-        return;
+    if (d->rc == NULL || aw_drain_add_now(d, epoch, where, tag) != 0) {
+        aw_drain_add_keep(d, epoch, where, tag);
     }
-
-    aw_drain_add_now(d, epoch, where, tag);
 }
 
 
-void
+/* 0 added (or nothing to add any more), -1 failed */
+
+int
 aw_drain_add_now(aw_drain_t *d, long long epoch, const char *where,
     unsigned long long tag)
 {
@@ -111,12 +121,14 @@ aw_drain_add_now(aw_drain_t *d, long long epoch, const char *where,
 
     if (n < 0) {
         aw_log(AW_LOG_ERROR, "adding events stored after a restore of "
-               "Redis to the period counters failed: they lack their "
-               "calls until \"" AW_NAME " rebuild\"");
-        return;
+               "Redis to the period counters failed; trying again once "
+               "Redis and MySQL are there");
+        return -1;
     }
 
     aw_log(AW_LOG_WARN, "events read before Redis lost its data, stored "
            "after its restore: added to the period counters of %lld "
            "accounts", n);
+
+    return 0;
 }

@@ -173,7 +173,7 @@ long long aw_drain_gate(aw_drain_t *d);
 int aw_drain_add_due(aw_drain_t *d, long long epoch);
 void aw_drain_add(aw_drain_t *d, long long epoch, const char *where,
     unsigned long long tag);
-void aw_drain_add_now(aw_drain_t *d, long long epoch, const char *where,
+int aw_drain_add_now(aw_drain_t *d, long long epoch, const char *where,
     unsigned long long tag);
 
 /* ledger_store.c (each returns as its comment there says) */
