@@ -36,6 +36,10 @@ aw_drain_gate(aw_drain_t *d)
 
     epoch = aw_restore_epoch(d->db, " LOCK IN SHARE MODE");
 
+    if (epoch > d->gate_epoch) {
+        d->gate_epoch = epoch;
+    }
+
     if (epoch == -2 && !d->gate_warned) {
         d->gate_warned = 1;
         aw_log(AW_LOG_WARN, "no table ledger_gate (run \"" AW_NAME

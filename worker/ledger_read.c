@@ -256,10 +256,25 @@ aw_drain_claim_due(aw_drain_t *d, long long now)
 static void
 aw_drain_tag(aw_drain_t *d)
 {
-    int   rc;
-    char  now[AW_MARKER_LEN];
+    int    rc;
+    char   now[AW_MARKER_LEN], *end;
 
     rc = aw_restore_marker(d->rc, now, sizeof(now));
+
+    if (rc == 1 && strtoll(now, &end, 10) < d->gate_epoch && *end == '\0') {
+        /*
+         * A marker below an epoch the gate has had: Redis went back to an
+         * older snapshot without the connection breaking (DEBUG RELOAD).
+         * Synced again, as after a restart: the counters raised to the
+         * ledger, the marker to the gate's epoch.  (Its rounds add nothing
+         * meanwhile: restore.c's script adds only while the marker holds
+         * the epoch the store saw.)
+         */
+        aw_log(AW_LOG_WARN, "Redis's epoch marker went back (%s): an older "
+               "snapshot; syncing again", now);
+        d->synced = 0;
+        d->last_chores_ms = 0;
+    }
 
     if (rc == 1 && d->synced && strcmp(now, d->marker) == 0) {
         memcpy(d->read_marker, now, sizeof(now));

@@ -131,6 +131,7 @@ struct aw_drain_s {
                                                    (aw_drain_fetch) */
     char           store_marker[AW_MARKER_LEN]; /* of the round stored */
     int            gate_warned;      /* no ledger_gate table: said once */
+    long long      gate_epoch;       /* the gate's epoch as last read */
     aw_buf_t       add;              /* events to add to the counters once
                                         Redis is back (aw_drain_add) */
     long long      add_epoch;
