@@ -176,5 +176,33 @@ $after = join '', map {
 } 0, 1;
 unlike($after, qr/added to the period counters/, 'nothing added');
 
+# --- w1 comes back after w2's restore: the counters left as it wrote them ---
+# Redis loses its data and every connection (a restart) while w1 is
+# stopped; w2 restores Redis and then stores 10 events whose settles Redis
+# refused (the module's batches between the loss and the restore: it sends
+# those settles again).  When w1 connects again, raising the counters to
+# the ledger would count those 10 calls, and the module's settles again.
+
+my $rows = usage_rows($t);
+kill 'STOP', $w1;
+$t->redis('FLUSHALL');
+$t->redis('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
+                timeout => 10), 'w2 restores Redis');
+my $restored_calls = calls();
+is($restored_calls, $rows, 'the restored counter is the ledger\'s');
+$t->redis('XADD', 'aihub:usage', '*', 'event', event($_)) for 112 .. 121;
+ok($t->wait_for(sub { usage_rows($t) == $rows + 10 }, timeout => 10),
+   'w2 stores the 10 events of the refused batches');
+kill 'CONT', $w1;
+ok($t->wait_for(sub {
+    Aihub::read_file($t->dir . '/worker.log')
+        =~ /restored since the connection was lost/
+}, timeout => 10), 'w1 connects again and leaves the counters as they are');
+sleep 0.5;
+$t->redis('HINCRBY', $pk, 'calls', 10);    # the module's settles, again
+is(calls(), usage_rows($t), 'the counter equals the ledger: the 10 calls '
+   . 'counted once');
+
 $t->stop_proc('worker2');
 $t->done;

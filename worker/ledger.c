@@ -387,20 +387,40 @@ aw_drain_restore(aw_drain_t *d)
 
 /*
  * Redis in step with MySQL at start and after Redis came back: 0 done, 1
- * MySQL failed, -1 Redis failed.
+ * MySQL failed, -1 Redis failed.  "prev" is the marker as last read
+ * before (the connection lost): a later epoch now means a restore since,
+ * which wrote the counters from the ledger, and they are left as it wrote
+ * them.  Raised to the ledger again, they could count twice the calls of
+ * batches Redis refused without its data, stored since and sent again by
+ * the module (the max_merge script's rule, restore.c); the rounds this
+ * worker stored after that restore are added on their own (ledger_gate.c).
  */
 
 static int
-aw_drain_sync(aw_drain_t *d)
+aw_drain_sync(aw_drain_t *d, const char *prev)
 {
-    long long  epoch;
+    int         merge;
+    char       *end1, *end2;
+    long long   epoch, was, now;
+
+    was = strtoll(prev, &end1, 10);
+    now = strtoll(d->marker, &end2, 10);
+    merge = !(prev[0] != '\0' && *end1 == '\0' && d->marker[0] != '\0'
+              && *end2 == '\0' && now > was);
+
+    if (!merge) {
+        aw_log(AW_LOG_INFO, "Redis was restored since the connection was "
+               "lost: its period counters are left as the restore wrote "
+               "them");
+    }
 
     if (aw_sync_all(d->db, d->rc) >= 0
-        && aw_restore_counters(d->db, d->rc, 0) >= 0
+        && (!merge || aw_restore_counters(d->db, d->rc, 0) >= 0)
         && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
     {
         aw_log(AW_LOG_INFO, "key records, models and plans synced "
-               "to Redis, period counters at least the ledger's");
+               "to Redis%s", merge ? ", period counters at least the "
+                             "ledger's" : "");
     }
 
     /*
@@ -441,7 +461,8 @@ aw_drain_sync(aw_drain_t *d)
 static int
 aw_drain_chores(aw_drain_t *d)
 {
-    int  rc, wiped;
+    int   rc, wiped;
+    char  prev[AW_MARKER_LEN];
 
     /*
      * Redis lost its data (no epoch marker): key records, plans, models
@@ -452,6 +473,7 @@ aw_drain_chores(aw_drain_t *d)
      * call would be counted twice.
      */
 
+    memcpy(prev, d->marker, sizeof(prev));
     wiped = aw_restore_marker(d->rc, d->marker, sizeof(d->marker));
     wiped = wiped < 0 ? -1 : !wiped;
 
@@ -515,7 +537,7 @@ aw_drain_chores(aw_drain_t *d)
      */
 
     if (!d->synced) {
-        rc = aw_drain_sync(d);
+        rc = aw_drain_sync(d, prev);
 
         if (rc != 0) {
             return rc;
