@@ -19,7 +19,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(period_id usage_event_json);
+use AihubFixtures qw(period_id usage_event_json lock_table sql_session);
 
 sub usage_rows { AihubFixtures::usage_rows(@_) }
 
@@ -58,16 +58,8 @@ is(calls(), 0, 'nothing added to the counters while Redis keeps its data');
 # MariaDB held up: w1's next round waits for the lock, the one after is
 # read ahead meanwhile
 
-open(my $lock, '|-', 'mariadb', '--no-defaults', '-uroot',
-     '--socket=' . $t->mysql_socket, $t->mysql_db)
-    or die "mariadb: $!";
-$lock->autoflush(1);
-print $lock "LOCK TABLES usage_events WRITE;\n";
-ok($t->wait_for(sub {
-    my @r = $t->sql("SHOW OPEN TABLES WHERE `Table` = 'usage_events' "
-                    . "AND In_use > 0");
-    return scalar @r;
-}, timeout => 10), 'usage_events locked');
+my ($lock, $locked) = lock_table($t, 'usage_events');
+ok($locked, 'usage_events locked');
 
 $t->redis('EVAL', "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', "
                   . "'event', ARGV[i]) end return #ARGV", 1, 'aihub:usage',
@@ -119,10 +111,7 @@ like(logs(), qr/stored after its restore: added to the period counters/,
 # The gate's row held by the test: each worker's restore waits for it, and
 # the one that gets it second finds the marker back and writes nothing.
 
-open(my $gate, '|-', 'mariadb', '--no-defaults', '-uroot',
-     '--socket=' . $t->mysql_socket, $t->mysql_db)
-    or die "mariadb: $!";
-$gate->autoflush(1);
+my $gate = sql_session($t);
 print $gate "START TRANSACTION;\n"
     . "SELECT epoch FROM ledger_gate WHERE id = 1 FOR UPDATE;\n";
 sleep 0.5;

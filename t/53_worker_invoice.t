@@ -18,7 +18,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(months_back ledger_events);
+use AihubFixtures qw(months_back ledger_events lock_table);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
@@ -161,15 +161,7 @@ $t->stop_worker;
 
 # both wait at the period's table, then race to its row: one closes, the
 # other finds it closed (exit 0, as a close of a closed month)
-open(my $lock, '|-', 'mariadb', '--no-defaults', '-uroot',
-     '--socket=' . $t->mysql_socket, $t->mysql_db)
-    or die "mariadb: $!";
-$lock->autoflush(1);
-print $lock "LOCK TABLES billing_periods WRITE;\n";
-$t->wait_for(sub {
-    scalar $t->sql("SHOW OPEN TABLES WHERE `Table` = 'billing_periods' "
-                   . "AND In_use > 0")
-}, timeout => 5);
+my ($lock) = lock_table($t, 'billing_periods');
 
 my @closers;
 for my $n (1, 2) {

@@ -17,7 +17,7 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(period_id usage_event_json);
+use AihubFixtures qw(period_id usage_event_json lock_table);
 
 sub usage_rows { AihubFixtures::usage_rows(@_) }
 
@@ -39,16 +39,8 @@ ok($t->wait_for(sub { usage_rows($t) == 1 }, timeout => 10),
 
 # MariaDB held up: the next round's INSERT waits for the lock
 
-open(my $lock, '|-', 'mariadb', '--no-defaults', '-uroot',
-     '--socket=' . $t->mysql_socket, $t->mysql_db)
-    or die "mariadb: $!";
-$lock->autoflush(1);
-print $lock "LOCK TABLES usage_events WRITE;\n";
-ok($t->wait_for(sub {
-    my @r = $t->sql("SHOW OPEN TABLES WHERE `Table` = 'usage_events' "
-                    . "AND In_use > 0");
-    return scalar @r;
-}, timeout => 10), 'usage_events locked');
+my ($lock, $locked) = lock_table($t, 'usage_events');
+ok($locked, 'usage_events locked');
 
 # 100 events at once: a round of 50 waits for MariaDB, the next 50 are
 # read ahead meanwhile

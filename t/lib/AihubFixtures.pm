@@ -169,6 +169,7 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     period_field calls_settle wait_counted fork_proxy
                     relay_accept
                     relay_drop cut_proxy proxy_cuts gz usage_event_json
+                    sql_session lock_table
                     proxied_gateway counted_once gateway_metrics raw_chat
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -948,6 +949,34 @@ sub proxy_cuts {
 
     my $text = -e $path ? Aihub::read_file($path) : '';
     return ($text =~ /^\Q$line\E (\d+)$/m)[0] // 0;
+}
+
+
+# a MariaDB session of its own, SQL written to it line by line (a lock it
+# takes is held until the handle is closed or told otherwise)
+sub sql_session {
+    my ($t) = @_;
+
+    open(my $s, '|-', 'mariadb', '--no-defaults', '-uroot',
+         '--socket=' . $t->mysql_socket, $t->mysql_db)
+        or die "mariadb: $!";
+    $s->autoflush(1);
+    return $s;
+}
+
+
+# "table" locked for writing by a session of its own: (the session, whether
+# the lock was seen taken within 10 s); "UNLOCK TABLES;\n" to it releases it
+sub lock_table {
+    my ($t, $table) = @_;
+
+    my $s = sql_session($t);
+    print $s "LOCK TABLES $table WRITE;\n";
+    my $ok = $t->wait_for(sub {
+        scalar $t->sql("SHOW OPEN TABLES WHERE `Table` = '$table' "
+                       . "AND In_use > 0")
+    }, timeout => 10);
+    return ($s, $ok);
 }
 
 
