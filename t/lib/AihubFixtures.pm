@@ -717,9 +717,10 @@ sub gateway_conf {
 
     my $redis = $o{redis} // '%%REDIS%%';
     my $timeout = $o{redis_timeout} // '5s';
-    my $url = $o{url} // "http://127.0.0.1:$o{stub}/v1";
     my $providers = $o{providers}
-                    // "aihub_provider mock url=$url key_env=AIHUB_MOCK_KEY;";
+                    // "aihub_provider mock url="
+                       . ($o{url} // "http://127.0.0.1:$o{stub}/v1")
+                       . " key_env=AIHUB_MOCK_KEY;";
     my $extra = $o{extra} // '';
     my $loc = $o{loc} // '';
     my $server = $o{server} // '';
