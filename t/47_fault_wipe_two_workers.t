@@ -193,5 +193,30 @@ $t->redis('HINCRBY', $pk, 'calls', 10);    # the module's settles, again
 is(calls(), usage_rows($t), 'the counter equals the ledger: the 10 calls '
    . 'counted once');
 
+# --- a worker that starts right after another's restore -------------------
+# The same, but w1 was not running and starts after w2's restore: it has
+# no marker of its own to compare, and raising the counters to the ledger
+# would count the 10 calls twice as well.  A restore less than a minute
+# old wrote them from the ledger: they are left as it wrote them.
+
+$t->stop_worker;
+$rows = usage_rows($t);
+$t->redis('FLUSHALL');
+$t->redis('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
+                timeout => 10), 'w2 restores Redis');
+is(calls(), $rows, 'the restored counter is the ledger\'s');
+$t->redis('XADD', 'aihub:usage', '*', 'event', event($_)) for 122 .. 131;
+ok($t->wait_for(sub { usage_rows($t) == $rows + 10 }, timeout => 10),
+   'w2 stores the 10 events of the refused batches');
+$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+ok($t->wait_for(sub { $t->worker_log =~ /key records, models and plans /
+                }, timeout => 10), 'w1 starts and syncs');
+like($t->worker_log, qr/restored less than a minute ago: its period /,
+     'w1 leaves the counters as the restore wrote them');
+$t->redis('HINCRBY', $pk, 'calls', 10);    # the module's settles, again
+is(calls(), usage_rows($t), 'the counter equals the ledger: the 10 calls '
+   . 'counted once');
+
 $t->stop_proc('worker2');
 $t->done;

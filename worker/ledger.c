@@ -388,12 +388,15 @@ aw_drain_restore(aw_drain_t *d)
 /*
  * Redis in step with MySQL at start and after Redis came back: 0 done, 1
  * MySQL failed, -1 Redis failed.  "prev" is the marker as last read
- * before (the connection lost): a later epoch now means a restore since,
- * which wrote the counters from the ledger, and they are left as it wrote
- * them.  Raised to the ledger again, they could count twice the calls of
- * batches Redis refused without its data, stored since and sent again by
- * the module (the max_merge script's rule, restore.c); the rounds this
- * worker stored after that restore are added on their own (ledger_gate.c).
+ * before (the connection lost; "" at start).  The period counters are
+ * raised to the ledger, unless a restore wrote them from it since: the
+ * marker's epoch went up since "prev", or, at start, the marker is the
+ * gate's epoch and that restore is less than AW_RESENT_WITHIN seconds
+ * old.  Raised to the ledger again then, they could count twice the calls
+ * of batches Redis refused without its data, stored since and sent again
+ * by the module within seconds (the max_merge script's rule, restore.c);
+ * the rounds this worker stored after that restore are added on their own
+ * (ledger_gate.c).
  */
 
 static int
@@ -403,15 +406,32 @@ aw_drain_sync(aw_drain_t *d, const char *prev)
     char       *end1, *end2;
     long long   epoch, was, now;
 
+    epoch = aw_restore_epoch(d->db, "");
+
+    if (epoch == -1) {
+        aw_drain_db_lost(d);
+        return 1;
+    }
+
     was = strtoll(prev, &end1, 10);
     now = strtoll(d->marker, &end2, 10);
-    merge = !(prev[0] != '\0' && *end1 == '\0' && d->marker[0] != '\0'
-              && *end2 == '\0' && now > was);
+
+    if (d->marker[0] == '\0' || *end2 != '\0') {
+        merge = 1;
+
+    } else if (prev[0] != '\0') {
+        merge = !(*end1 == '\0' && now > was);
+
+    } else {
+        merge = !(now == epoch
+                  && epoch + AW_RESENT_WITHIN > (long long) time(NULL));
+    }
 
     if (!merge) {
-        aw_log(AW_LOG_INFO, "Redis was restored since the connection was "
-               "lost: its period counters are left as the restore wrote "
-               "them");
+        aw_log(AW_LOG_INFO, "Redis was restored %s: its period counters "
+               "are left as the restore wrote them",
+               prev[0] != '\0' ? "since the connection was lost"
+                                : "less than a minute ago");
     }
 
     if (aw_sync_all(d->db, d->rc) >= 0
@@ -429,13 +449,6 @@ aw_drain_sync(aw_drain_t *d, const char *prev)
      * has an older one, and rounds read under it would be taken for
      * rounds read before a loss (aw_drain_tag, ledger_store.c).
      */
-
-    epoch = aw_restore_epoch(d->db, "");
-
-    if (epoch == -1) {
-        aw_drain_db_lost(d);
-        return 1;
-    }
 
     if ((epoch >= 0 && aw_restore_marker_raise(d->rc, epoch, 0) != 0)
         || aw_restore_marker(d->rc, d->marker, sizeof(d->marker)) < 0)

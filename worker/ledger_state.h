@@ -56,6 +56,14 @@ typedef struct {
 #define AW_INSERT_ROW    320
 
 
+/*
+ * After a restore, the module sends again within seconds the batches Redis
+ * refused without its data (NGX_HTTP_AIHUB_WIPED_WAIT_MAX, 2 s between
+ * tries): a worker that starts less than this many seconds after a
+ * restore leaves the counters as it wrote them (aw_drain_sync, ledger.c).
+ */
+#define AW_RESENT_WITHIN  60
+
 /* ledger_bulk.c's columns and prepared statement */
 typedef struct aw_bulk_s  aw_bulk_t;
 
