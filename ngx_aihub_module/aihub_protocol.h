@@ -84,7 +84,7 @@
  *                                number that only grows
  *   added:<tag>:<account>  STRING the worker added a round it stored after
  *                                a restore to the account's counters (kept
- *                                a day): added once
+ *                                as long as the period hash): added once
  *   rl:<account>           STRING Redis-global rate limit state of an
  *                                account (all its keys share it)
  *   account-keys:<id>      HASH  display prefix -> sha256hex, the keys of

@@ -218,5 +218,73 @@ $t->redis('HINCRBY', $pk, 'calls', 10);    # the module's settles, again
 is(calls(), usage_rows($t), 'the counter equals the ledger: the 10 calls '
    . 'counted once');
 
+# --- a worker that dies before it adds what it stored ----------------------
+# As in the first phase, w1 stores a round read before the loss after w2's
+# restore; but it dies (SIGKILL) before it adds it, held up by a table
+# lock.  The addition was kept in the ledger with the round
+# (ledger_additions): w2 finds it and makes it.  Before, it was in w1's
+# memory only, and the counter stayed 50 calls below the ledger.
+
+$t->stop_proc('worker2');
+
+# one event first: a fresh worker reads one stream entry, then as many as
+# a round holds (the module's entries carry many events)
+$rows = usage_rows($t) + 1;
+$t->redis('XADD', 'aihub:usage', '*', 'event', event(132));
+ok($t->wait_for(sub { usage_rows($t) == $rows }, timeout => 10),
+   'w1 drains');
+$t->redis('HINCRBY', $pk, 'calls', 1);    # its settle
+($lock, $locked) = lock_table($t, 'usage_events');
+ok($locked, 'usage_events locked');
+$t->redis('EVAL', "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', "
+                  . "'event', ARGV[i]) end return #ARGV", 1, 'aihub:usage',
+          map { event($_) } 133 .. 182);
+ok($t->wait_for(sub {
+    my $p = $t->redis('XPENDING', 'aihub:usage', 'aihub-drain');
+    grep { $_->[0] eq 'w1' && $_->[1] == 50 } @{ $p->[3] // [] }
+}, timeout => 10), 'w1 holds a round of 50, waiting for MariaDB')
+    or diag(explain($t->redis('XPENDING', 'aihub:usage', 'aihub-drain')));
+$w1 = $t->{procs}{worker}{pid};
+kill 'STOP', $w1;
+$t->spawn('worker2', [ $Aihub::WORKER, $t->worker_flags, 'run',
+                       '--consumer', 'w2', '--batch', 50, '--block-ms', 100 ],
+          out => $t->dir . '/worker2.log');
+$t->redis('FLUSHALL');
+print $lock "UNLOCK TABLES;\n";
+close $lock;
+ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
+                timeout => 10), 'w2 restores Redis while w1 is stopped');
+is(calls(), $rows, 'the restore read the ledger without w1\'s round');
+
+# the addition reads the account's allowance: held there, after the COMMIT
+my $terms;
+($terms, $locked) = lock_table($t, 'account_overrides');
+ok($locked, 'account_overrides locked');
+kill 'CONT', $w1;
+ok($t->wait_for(sub { usage_rows($t) == $rows + 50 }, timeout => 10),
+   'w1 commits its round');
+ok($t->wait_for(sub {
+    $t->sql_value("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                  . "WHERE INFO LIKE '%account_overrides%' AND STATE LIKE "
+                  . "'%lock%'") > 0
+}, timeout => 10), 'and waits to add it');
+is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 50,
+   'the addition is kept in the ledger with the round');
+$t->stop_proc('worker', signal => 'KILL');
+print $terms "UNLOCK TABLES;\n";
+close $terms;
+is(calls(), $rows, 'w1 died before it added the round');
+
+ok($t->wait_for(sub { calls() == $rows + 50 }, timeout => 20),
+   'w2 adds the round w1 left')
+    or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
+is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 0,
+   'and deletes what was kept');
+like(Aihub::read_file($t->dir . '/worker2.log'),
+     qr/stored after its restore: added to the period counters of 1 /,
+     'w2 says what it added');
+sleep 1;
+is(calls(), usage_rows($t), 'the counter equals the ledger');
+
 $t->stop_proc('worker2');
 $t->done;

@@ -52,6 +52,8 @@
 /* the chores between rounds read ahead: at most this long apart (an idle
    drain waits --block-ms between them) */
 #define AW_CHORES_MS        100
+#define AW_ADD_POLL_MS      10000   /* ledger_additions another worker
+                                       left, looked for this often */
 
 
 static void
@@ -402,9 +404,9 @@ aw_drain_restore(aw_drain_t *d)
 static int
 aw_drain_sync(aw_drain_t *d, const char *prev)
 {
-    int         merge;
+    int         merge, keys;
     char       *end1, *end2;
-    long long   epoch, was, now;
+    long long   epoch, was, now, counters;
 
     epoch = aw_restore_epoch(d->db, "");
 
@@ -434,9 +436,15 @@ aw_drain_sync(aw_drain_t *d, const char *prev)
                                 : "less than a minute ago");
     }
 
-    if (aw_sync_all(d->db, d->rc) >= 0
-        && (!merge || aw_restore_counters(d->db, d->rc, 0) >= 0)
-        && aw_publish(d->rc, AIHUB_INV_ALL) == 0)
+    /*
+     * Raised as "rebuild" does, with the gate held (restore.c): the
+     * additions kept in the ledger made first, and no drain COMMIT
+     * between them and the ledger read, so none is counted twice
+     */
+
+    if ((merge ? aw_restore_all(d->db, d->rc, 0, &keys, &counters)
+               : (aw_sync_all(d->db, d->rc) < 0
+                  || aw_publish(d->rc, AIHUB_INV_ALL) != 0) ? -1 : 0) == 0)
     {
         aw_log(AW_LOG_INFO, "key records, models and plans synced "
                "to Redis%s", merge ? ", period counters at least the "
@@ -474,8 +482,9 @@ aw_drain_sync(aw_drain_t *d, const char *prev)
 static int
 aw_drain_chores(aw_drain_t *d)
 {
-    int   rc, wiped;
-    char  prev[AW_MARKER_LEN];
+    int        rc, wiped;
+    char       prev[AW_MARKER_LEN];
+    long long  now_ms;
 
     /*
      * Redis lost its data (no epoch marker): key records, plans, models
@@ -502,24 +511,28 @@ aw_drain_chores(aw_drain_t *d)
         if (rc != 0) {
             return rc;
         }
+
+        d->add_pending = 0;
     }
 
     /*
      * Events stored after a restore that missed them, not yet added (no
-     * Redis then, or a failure): before the sync below raises counters to
-     * the ledger, or it waits.  Wiped again, the next restore reads them
-     * in the ledger.
+     * Redis or MySQL then, a failure, or a worker that died first: kept
+     * in ledger_additions, aw_drain_add_keep): before the sync below
+     * raises counters to the ledger, or it waits; and every
+     * AW_ADD_POLL_MS for those another worker left.  A restore just now
+     * deleted them: it read them in the ledger.
      */
 
-    if (d->add.len) {
-        if (wiped
-            || (d->db != NULL
-                && aw_drain_add_now(d, d->add_epoch, d->add.data,
-                                    d->add_tag) == 0))
-        {
-            aw_buf_reset(&d->add);
+    now_ms = aw_now_ms();
 
-        } else if (!d->synced) {
+    if (!wiped && d->db != NULL && !d->add_missing
+        && (d->add_pending || !d->synced
+            || now_ms - d->add_polled_ms >= AW_ADD_POLL_MS))
+    {
+        d->add_polled_ms = now_ms;
+
+        if (aw_drain_add_made(d, 0) != 0 && !d->synced) {
             return 1;
         }
     }
@@ -678,7 +691,6 @@ aw_drain_destroy(aw_drain_t *d)
     free(d->ahead.all);
     free(d->done.all);
     aw_buf_free(&d->next_sql);
-    aw_buf_free(&d->add);
     free(d->rollups);
     free(d->rollup_hash);
     free(d);

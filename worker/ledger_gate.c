@@ -11,6 +11,7 @@
 
 #include <hiredis/hiredis.h>
 #include <mysql.h>
+#include <mysqld_error.h>
 
 #include "aihub_worker.h"
 #include "db.h"
@@ -74,65 +75,92 @@ aw_drain_add_due(aw_drain_t *d, long long epoch)
 }
 
 
-/* kept for the chores (ledger.c) to add once Redis is there again */
+/* no table ledger_additions: said once, and nothing is kept */
 
 static void
-aw_drain_add_keep(aw_drain_t *d, long long epoch, const char *where,
-    unsigned long long tag)
+aw_drain_add_missing(aw_drain_t *d)
 {
-    if (d->add.len && d->add_epoch != epoch) {
-        /* a restore more meanwhile: it read the events kept before */
-        aw_buf_reset(&d->add);
+    if (!d->add_missing) {
+        d->add_missing = 1;
+        aw_log(AW_LOG_WARN, "no table ledger_additions (run \"" AW_NAME
+               " migrate\"): events stored after a restore of Redis that "
+               "missed them are not added to the period counters");
     }
-
-    if (d->add.len == 0) {
-        d->add_tag = tag;
-    }
-
-    d->add_epoch = epoch;
-    aw_buf_printf(&d->add, "%s(%s)", d->add.len ? " OR " : "", where);
 }
 
 
 /*
- * After the COMMIT: the committed events of "where" into the counters.
- * Without Redis now, or if Redis or MySQL fails, kept (d->add) for the
- * chores to add once the connection is made again, before anything else
- * raises a counter: added after the sync raised the counters to the
- * ledger, they would count twice.  (The accounts added to already are
- * not added to again: the guard of restore.c's script.)
+ * Before the COMMIT of a transaction whose events a restore could not
+ * count (aw_drain_add_due): those of "where" kept in ledger_additions
+ * (sql/009_ledger_additions.sql) with the epoch, in the same transaction,
+ * to be added once committed (aw_drain_add_made).  Kept in the ledger, an
+ * addition outlives this process.  0 kept (or the table missing: said
+ * once, and not added), -1 MySQL failed.
  */
 
-void
-aw_drain_add(aw_drain_t *d, long long epoch, const char *where,
-    unsigned long long tag)
-{
-    if (d->rc == NULL || aw_drain_add_now(d, epoch, where, tag) != 0) {
-        aw_drain_add_keep(d, epoch, where, tag);
-    }
-}
-
-
-/* 0 added (or nothing to add any more), -1 failed */
-
 int
-aw_drain_add_now(aw_drain_t *d, long long epoch, const char *where,
+aw_drain_add_keep(aw_drain_t *d, long long epoch, const char *where,
     unsigned long long tag)
 {
-    long long  n;
+    if (aw_db_exec(d->db, "INSERT IGNORE INTO ledger_additions (batch, "
+                   "epoch, event_id) SELECT %llu, %lld, event_id FROM "
+                   "usage_events WHERE %s", tag, epoch, where) == 0)
+    {
+        return 0;
+    }
 
-    n = aw_restore_add(d->db, d->rc, epoch, where, tag);
-
-    if (n < 0) {
-        aw_log(AW_LOG_ERROR, "adding events stored after a restore of "
-               "Redis to the period counters failed; trying again once "
-               "Redis and MySQL are there");
+    if (mysql_errno(d->db) != ER_NO_SUCH_TABLE) {
         return -1;
     }
 
-    aw_log(AW_LOG_WARN, "events read before Redis lost its data, stored "
-           "after its restore: added to the period counters of %lld "
-           "accounts", n);
+    aw_drain_add_missing(d);
+
+    return 0;
+}
+
+
+/*
+ * The kept additions made: of "tag" after its COMMIT, of every batch (0)
+ * at the chores (those of a worker that died or lost Redis before it made
+ * them, this one's too).  0 done, -1 some left (no Redis or MySQL now, or
+ * a failure): the chores try again, before anything raises a counter to
+ * the ledger.
+ */
+
+int
+aw_drain_add_made(aw_drain_t *d, unsigned long long tag)
+{
+    long long  n;
+
+    n = (d->rc == NULL || d->db == NULL) ? -1
+        : aw_restore_additions(d->db, d->rc, tag);
+
+    if (n == -2) {
+        aw_drain_add_missing(d);
+        d->add_pending = 0;
+        return 0;
+    }
+
+    if (n < 0) {
+        if (!d->add_pending) {
+            aw_log(AW_LOG_ERROR, "adding events stored after a restore of "
+                   "Redis to the period counters failed; trying again once "
+                   "Redis and MySQL are there");
+        }
+
+        d->add_pending = 1;
+        return -1;
+    }
+
+    if (tag == 0) {
+        d->add_pending = 0;
+    }
+
+    if (n > 0) {
+        aw_log(AW_LOG_WARN, "events read before Redis lost its data, stored "
+               "after its restore: added to the period counters of %lld "
+               "accounts", n);
+    }
 
     return 0;
 }

@@ -140,10 +140,10 @@ struct aw_drain_s {
     char           store_marker[AW_MARKER_LEN]; /* of the round stored */
     int            gate_warned;      /* no ledger_gate table: said once */
     long long      gate_epoch;       /* the gate's epoch as last read */
-    aw_buf_t       add;              /* events to add to the counters once
-                                        Redis is back (aw_drain_add) */
-    long long      add_epoch;
-    unsigned long long  add_tag;
+    int            add_pending;      /* kept additions may be left
+                                        (aw_drain_add_made) */
+    int            add_missing;      /* no table ledger_additions */
+    long long      add_polled_ms;    /* when the chores last made them */
 };
 
 
@@ -180,10 +180,9 @@ int aw_rollup_apply(aw_drain_t *d, size_t nroll, aw_buf_t *q);
 /* ledger_gate.c */
 long long aw_drain_gate(aw_drain_t *d);
 int aw_drain_add_due(aw_drain_t *d, long long epoch);
-void aw_drain_add(aw_drain_t *d, long long epoch, const char *where,
+int aw_drain_add_keep(aw_drain_t *d, long long epoch, const char *where,
     unsigned long long tag);
-int aw_drain_add_now(aw_drain_t *d, long long epoch, const char *where,
-    unsigned long long tag);
+int aw_drain_add_made(aw_drain_t *d, unsigned long long tag);
 
 /* ledger_store.c (each returns as its comment there says) */
 int aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,

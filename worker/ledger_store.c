@@ -264,7 +264,7 @@ int
 aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups)
 {
-    int                  rc;
+    int                  rc, due;
     char                 where[64];
     size_t               i, valid, nroll;
     aw_buf_t             q, ids;
@@ -361,17 +361,25 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     aw_buf_free(&q);
     aw_buf_free(&ids);
 
-    /* the gate just before the COMMIT, held through it (aw_drain_gate) */
+    /*
+     * The gate just before the COMMIT, held through it (aw_drain_gate);
+     * events a restore could not count kept with them, and added once
+     * committed
+     */
 
     epoch = aw_drain_gate(d);
+    due = (*inserted > 0 && aw_drain_add_due(d, epoch));
+    snprintf(where, sizeof(where), "drain_batch = %llu", tag);
 
-    if (epoch == -1 || mysql_query(d->db, "COMMIT") != 0) {
+    if (epoch == -1
+        || (due && aw_drain_add_keep(d, epoch, where, tag) != 0)
+        || mysql_query(d->db, "COMMIT") != 0)
+    {
         goto failed;
     }
 
-    if (*inserted > 0 && aw_drain_add_due(d, epoch)) {
-        snprintf(where, sizeof(where), "drain_batch = %llu", tag);
-        aw_drain_add(d, epoch, where, tag);
+    if (due) {
+        (void) aw_drain_add_made(d, tag);
     }
 
     return 0;
@@ -459,6 +467,55 @@ aw_row_refused(aw_drain_t *d, aw_entry_t *en, const char *what)
 
 
 /*
+ * The COMMIT of aw_drain_store_rows' events with each == 0: the gate just
+ * before it, and the new rows ("add": "event_id IN (...") kept for an
+ * addition if a restore missed them (*kept then).  0 committed; 3 the
+ * COMMIT was refused with a data error (rolled back); -1 the connection
+ * failed.
+ */
+
+static int
+aw_rows_commit(aw_drain_t *d, aw_buf_t *add, unsigned long long tag,
+    int *kept)
+{
+    long long  epoch;
+
+    epoch = aw_drain_gate(d);
+
+    if (epoch == -1) {
+        return -1;
+    }
+
+    if (add->len && aw_drain_add_due(d, epoch)) {
+        aw_buf_printf(add, ")");
+
+        if (aw_drain_add_keep(d, epoch, add->data, tag) != 0) {
+            return -1;
+        }
+
+        *kept = 1;
+    }
+
+    if (mysql_query(d->db, "COMMIT") != 0) {
+        *kept = 0;
+
+        if (!aw_db_data_error(d->db)) {
+            return -1;
+        }
+
+        aw_log(AW_LOG_WARN, "MySQL refused the COMMIT of the events (%s); "
+               "storing each in a transaction of its own",
+               mysql_error(d->db));
+        mysql_query(d->db, "ROLLBACK");
+
+        return 3;
+    }
+
+    return 0;
+}
+
+
+/*
  * The batch event by event (after MySQL refused the whole): finds the
  * event it refuses, its row or its rollup (each new row's rollup is
  * applied right after it, so a rollup MySQL refuses names its event).
@@ -479,21 +536,22 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
     long long *dups)
 {
     size_t               i;
-    int                  rc, started;
+    int                  rc, started, kept;
+    char                 one[64];
     aw_buf_t             q, add;
-    long long            epoch, add_epoch;
+    long long            epoch;
     aw_entry_t          *en;
     unsigned long long   tag;
 
     *inserted = *dups = 0;
     started = 0;
-    add_epoch = -2;
+    kept = 0;
 
     /*
-     * The events stored after a restore that missed them (aw_drain_add):
-     * with each == 0, every new row, added if the COMMIT comes after such
-     * a restore; with each == 1, those whose own COMMIT did, at one epoch
-     * (a restore more meanwhile read the ones before).
+     * The events stored after a restore that missed them, kept with them
+     * before the COMMIT (aw_drain_add_keep): with each == 0, every new row
+     * (add), if the COMMIT comes after such a restore; with each == 1,
+     * each row whose own COMMIT does, at the epoch it saw.
      */
     aw_buf_init(&add);
 
@@ -527,6 +585,16 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
                 goto failed;
             }
 
+            snprintf(one, sizeof(one), "event_id = '%s'", en->ev.id);
+
+            if (rc == 1 && aw_drain_add_due(d, epoch)) {
+                if (aw_drain_add_keep(d, epoch, one, tag) != 0) {
+                    goto failed;
+                }
+
+                kept = 1;
+            }
+
             if (mysql_query(d->db, "COMMIT") != 0) {
                 if (!aw_db_data_error(d->db)) {
                     goto failed;
@@ -535,14 +603,6 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
                 aw_row_refused(d, en, " at COMMIT");
                 mysql_query(d->db, "ROLLBACK");
                 continue;
-            }
-
-            if (rc == 1 && aw_drain_add_due(d, epoch)
-                && (add.len == 0 || epoch == add_epoch))
-            {
-                add_epoch = epoch;
-                aw_buf_printf(&add, "%s'%s'",
-                              add.len ? ", " : "event_id IN (", en->ev.id);
             }
         }
 
@@ -575,39 +635,19 @@ aw_drain_store_rows(aw_drain_t *d, size_t n, int each, long long *inserted,
     aw_buf_free(&q);
 
     if (!each && started) {
-        add_epoch = aw_drain_gate(d);
+        rc = aw_rows_commit(d, &add, tag, &kept);
 
-        if (add_epoch == -1) {
+        if (rc != 0) {
             aw_buf_free(&add);
-            return aw_drain_rolled_back(d);
+            return rc == 3 ? 3 : aw_drain_rolled_back(d);
         }
-
-        if (mysql_query(d->db, "COMMIT") != 0) {
-            aw_buf_free(&add);
-
-            if (!aw_db_data_error(d->db)) {
-                return aw_drain_rolled_back(d);
-            }
-
-            aw_log(AW_LOG_WARN, "MySQL refused the COMMIT of the events "
-                   "(%s); storing each in a transaction of its own",
-                   mysql_error(d->db));
-            mysql_query(d->db, "ROLLBACK");
-
-            return 3;
-        }
-
-        if (!aw_drain_add_due(d, add_epoch)) {
-            aw_buf_reset(&add);
-        }
-    }
-
-    if (add.len) {
-        aw_buf_printf(&add, ")");
-        aw_drain_add(d, add_epoch, add.data, tag);
     }
 
     aw_buf_free(&add);
+
+    if (kept) {
+        (void) aw_drain_add_made(d, tag);
+    }
 
     return 0;
 
@@ -615,6 +655,11 @@ failed:
 
     aw_buf_free(&q);
     aw_buf_free(&add);
+
+    if (kept) {
+        /* committed before: made at the chores */
+        d->add_pending = 1;
+    }
 
     return aw_drain_rolled_back(d);
 }

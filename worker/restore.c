@@ -322,12 +322,12 @@ aw_restore_epoch(MYSQL *db, const char *lock)
  * gives the account now (the overage is raised to it, never lowered),
  * then pairs of a field and what it gains.  Only while the marker holds
  * that epoch (a later restore read the ledger with the events in it; a
- * missing one will), and once.
+ * missing one will), and once: the guard lives as long as the hash.
  */
 
 static const char  aw_add_script[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-    "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then "
+    "if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then "
     "return 0 end "
     "for i = 4, #ARGV, 2 do "
     "redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1]) end "
@@ -435,6 +435,65 @@ aw_restore_add(MYSQL *db, redisContext *r, long long epoch, const char *where,
 
 
 /*
+ * The additions the drain committed with its events (ledger_additions,
+ * sql/009_ledger_additions.sql), of "batch" or, with 0, of every batch:
+ * each batch's events added to the period counters (aw_restore_add: once
+ * per batch and account, and only while the marker holds the epoch its
+ * COMMIT saw), then its rows deleted.  A batch left by a failure is added
+ * by the next call, of this worker or another.  Returns the accounts added
+ * to, -1 failed, or -2 no table (not migrated).
+ */
+
+long long
+aw_restore_additions(MYSQL *db, redisContext *r, unsigned long long batch)
+{
+    long long            n, total, epoch;
+    unsigned long long   b;
+    char                 only[64], where[192];
+    MYSQL_RES           *res;
+    MYSQL_ROW            row;
+
+    only[0] = '\0';
+
+    if (batch) {
+        snprintf(only, sizeof(only), " WHERE batch = %llu", batch);
+    }
+
+    res = aw_db_query(db, "SELECT batch, epoch FROM ledger_additions%s "
+                      "GROUP BY batch, epoch", only);
+    if (res == NULL) {
+        return mysql_errno(db) == ER_NO_SUCH_TABLE ? -2 : -1;
+    }
+
+    total = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        b = strtoull(row[0], NULL, 10);
+        epoch = strtoll(row[1], NULL, 10);
+        snprintf(where, sizeof(where), "event_id IN (SELECT event_id FROM "
+                 "ledger_additions WHERE batch = %llu AND epoch = %lld)", b,
+                 epoch);
+
+        n = aw_restore_add(db, r, epoch, where, b);
+
+        if (n < 0
+            || aw_db_exec(db, "DELETE FROM ledger_additions WHERE batch = "
+                          "%llu AND epoch = %lld", b, epoch) != 0)
+        {
+            mysql_free_result(res);
+            return -1;
+        }
+
+        total += n;
+    }
+
+    mysql_free_result(res);
+
+    return total;
+}
+
+
+/*
  * Everything: key records, plans, models, the counters, then the marker
  * and "all" on the invalidation channel.  0, or -1 (*keys and *counters
  * say how far it got); with wiped_only, 1 and nothing done if the marker
@@ -501,6 +560,19 @@ aw_restore_all(MYSQL *db, redisContext *r, int wiped_only, int *keys,
         {
             goto failed;
         }
+
+        /* the additions kept before: this restore reads their events */
+
+        if (gate && aw_db_exec(db, "DELETE FROM ledger_additions WHERE "
+                               "epoch < %lld", epoch) != 0
+            && mysql_errno(db) != ER_NO_SUCH_TABLE)
+        {
+            goto failed;
+        }
+
+    } else if (epoch != -2 && aw_restore_additions(db, r, 0) == -1) {
+        /* made before the counters are raised to the ledger */
+        goto failed;
     }
 
     *keys = aw_sync_all(db, r);

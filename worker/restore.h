@@ -22,6 +22,8 @@ int aw_restore_marker_raise(redisContext *r, long long epoch, int restore);
 long long aw_restore_epoch(MYSQL *db, const char *lock);
 long long aw_restore_add(MYSQL *db, redisContext *r, long long epoch,
     const char *where, unsigned long long tag);
+long long aw_restore_additions(MYSQL *db, redisContext *r,
+    unsigned long long batch);
 
 
 #endif /* AW_RESTORE_H */
