@@ -286,5 +286,58 @@ like(Aihub::read_file($t->dir . '/worker2.log'),
 sleep 1;
 is(calls(), usage_rows($t), 'the counter equals the ledger');
 
+# --- the same round stored row by row ---------------------------------------
+# One event of the round is one MySQL refuses after its INSERT (its rollup
+# out of range, as in t/57): the round is stored row by row, without it,
+# and the addition is kept and made for the 49 others.
+
+my $day = $t->sql_value('SELECT CURDATE()');
+$t->sql("INSERT INTO usage_daily (account, day, model, requests, calls, "
+        . "cost_micros) VALUES ($acct, '$day', 'poison-model', 1, 1, "
+        . "9223372036854775805)");
+$t->stop_proc('worker2');
+$t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+$rows = usage_rows($t) + 1;
+$t->redis('XADD', 'aihub:usage', '*', 'event', event(183));
+ok($t->wait_for(sub { usage_rows($t) == $rows }, timeout => 10),
+   'w1 drains');
+$t->redis('HINCRBY', $pk, 'calls', 1);
+($lock, $locked) = lock_table($t, 'usage_events');
+ok($locked, 'usage_events locked');
+$t->redis('EVAL', "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', "
+                  . "'event', ARGV[i]) end return #ARGV", 1, 'aihub:usage',
+          (map { event($_) } 184 .. 232),
+          usage_event_json(233, account => $acct + 0,
+                           model => 'poison-model'));
+ok($t->wait_for(sub {
+    my $p = $t->redis('XPENDING', 'aihub:usage', 'aihub-drain');
+    grep { $_->[0] eq 'w1' && $_->[1] == 50 } @{ $p->[3] // [] }
+}, timeout => 10), 'w1 holds a round of 50 with the poisoned event');
+$w1 = $t->{procs}{worker}{pid};
+kill 'STOP', $w1;
+$t->spawn('worker2', [ $Aihub::WORKER, $t->worker_flags, 'run',
+                       '--consumer', 'w2', '--batch', 50, '--block-ms', 100 ],
+          out => $t->dir . '/worker2.log');
+$t->redis('FLUSHALL');
+print $lock "UNLOCK TABLES;\n";
+close $lock;
+ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
+                timeout => 10), 'w2 restores Redis while w1 is stopped');
+is(calls(), $rows, 'the restore read the ledger without w1\'s round');
+kill 'CONT', $w1;
+ok($t->wait_for(sub { usage_rows($t) == $rows + 49 }, timeout => 10),
+   'w1 stores the 49 good events row by row');
+ok($t->wait_for(sub { calls() == $rows + 49 }, timeout => 10),
+   'and adds them')
+    or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
+ok($t->wait_for(sub {
+    $t->worker_log =~ /MySQL refused the batch after the insert .*; storing /
+}, timeout => 5), 'the round went row by row');
+is($t->redis('XLEN', 'aihub:usage:dead'), 1, 'the poisoned one dead-lettered');
+is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 0,
+   'nothing left kept');
+sleep 1;
+is(calls(), usage_rows($t), 'the counter equals the ledger');
+
 $t->stop_proc('worker2');
 $t->done;
