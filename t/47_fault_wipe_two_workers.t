@@ -225,36 +225,49 @@ is(calls(), usage_rows($t), 'the counter equals the ledger: the 10 calls '
 # (ledger_additions): w2 finds it and makes it.  Before, it was in w1's
 # memory only, and the counter stayed 50 calls below the ledger.
 
-$t->stop_proc('worker2');
+# w1 (the only worker) reads a round of the events given, held up by a
+# table lock, and is stopped; Redis loses its data and w2 restores it.
+# Returns the calls in the ledger (and the counters) before the round.
+sub round_over_restore {
+    my ($first, @round) = @_;
 
-# one event first: a fresh worker reads one stream entry, then as many as
-# a round holds (the module's entries carry many events)
-$rows = usage_rows($t) + 1;
-$t->redis('XADD', 'aihub:usage', '*', 'event', event(132));
-ok($t->wait_for(sub { usage_rows($t) == $rows }, timeout => 10),
-   'w1 drains');
-$t->redis('HINCRBY', $pk, 'calls', 1);    # its settle
-($lock, $locked) = lock_table($t, 'usage_events');
-ok($locked, 'usage_events locked');
-$t->redis('EVAL', "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', "
-                  . "'event', ARGV[i]) end return #ARGV", 1, 'aihub:usage',
-          map { event($_) } 133 .. 182);
-ok($t->wait_for(sub {
-    my $p = $t->redis('XPENDING', 'aihub:usage', 'aihub-drain');
-    grep { $_->[0] eq 'w1' && $_->[1] == 50 } @{ $p->[3] // [] }
-}, timeout => 10), 'w1 holds a round of 50, waiting for MariaDB')
-    or diag(explain($t->redis('XPENDING', 'aihub:usage', 'aihub-drain')));
-$w1 = $t->{procs}{worker}{pid};
-kill 'STOP', $w1;
-$t->spawn('worker2', [ $Aihub::WORKER, $t->worker_flags, 'run',
-                       '--consumer', 'w2', '--batch', 50, '--block-ms', 100 ],
-          out => $t->dir . '/worker2.log');
-$t->redis('FLUSHALL');
-print $lock "UNLOCK TABLES;\n";
-close $lock;
-ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
-                timeout => 10), 'w2 restores Redis while w1 is stopped');
-is(calls(), $rows, 'the restore read the ledger without w1\'s round');
+    # one event first: a fresh worker reads one stream entry, then as
+    # many as a round holds (the module's entries carry many events)
+    my $rows = usage_rows($t) + 1;
+    $t->redis('XADD', 'aihub:usage', '*', 'event', event($first));
+    ok($t->wait_for(sub { usage_rows($t) == $rows }, timeout => 10),
+       'w1 drains');
+    $t->redis('HINCRBY', $pk, 'calls', 1);    # its settle
+
+    my ($lock, $locked) = lock_table($t, 'usage_events');
+    ok($locked, 'usage_events locked');
+    $t->redis('EVAL', "for i = 1, #ARGV do redis.call('XADD', KEYS[1], "
+                      . "'*', 'event', ARGV[i]) end return #ARGV", 1,
+              'aihub:usage', @round);
+    ok($t->wait_for(sub {
+        my $p = $t->redis('XPENDING', 'aihub:usage', 'aihub-drain');
+        grep { $_->[0] eq 'w1' && $_->[1] == @round } @{ $p->[3] // [] }
+    }, timeout => 10), 'w1 holds a round of ' . @round . ', waiting for '
+       . 'MariaDB');
+
+    $w1 = $t->{procs}{worker}{pid};
+    kill 'STOP', $w1;
+    $t->spawn('worker2', [ $Aihub::WORKER, $t->worker_flags, 'run',
+                           '--consumer', 'w2', '--batch', 50,
+                           '--block-ms', 100 ],
+              out => $t->dir . '/worker2.log');
+    $t->redis('FLUSHALL');
+    print $lock "UNLOCK TABLES;\n";
+    close $lock;
+    ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
+                    timeout => 10), 'w2 restores Redis while w1 is stopped');
+    is(calls(), $rows, 'the restore read the ledger without w1\'s round');
+
+    return $rows;
+}
+
+$t->stop_proc('worker2');
+$rows = round_over_restore(132, map { event($_) } 133 .. 182);
 
 # the addition reads the account's allowance: held there, after the COMMIT
 my $terms;
@@ -297,33 +310,9 @@ $t->sql("INSERT INTO usage_daily (account, day, model, requests, calls, "
         . "9223372036854775805)");
 $t->stop_proc('worker2');
 $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
-$rows = usage_rows($t) + 1;
-$t->redis('XADD', 'aihub:usage', '*', 'event', event(183));
-ok($t->wait_for(sub { usage_rows($t) == $rows }, timeout => 10),
-   'w1 drains');
-$t->redis('HINCRBY', $pk, 'calls', 1);
-($lock, $locked) = lock_table($t, 'usage_events');
-ok($locked, 'usage_events locked');
-$t->redis('EVAL', "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', "
-                  . "'event', ARGV[i]) end return #ARGV", 1, 'aihub:usage',
-          (map { event($_) } 184 .. 232),
-          usage_event_json(233, account => $acct + 0,
-                           model => 'poison-model'));
-ok($t->wait_for(sub {
-    my $p = $t->redis('XPENDING', 'aihub:usage', 'aihub-drain');
-    grep { $_->[0] eq 'w1' && $_->[1] == 50 } @{ $p->[3] // [] }
-}, timeout => 10), 'w1 holds a round of 50 with the poisoned event');
-$w1 = $t->{procs}{worker}{pid};
-kill 'STOP', $w1;
-$t->spawn('worker2', [ $Aihub::WORKER, $t->worker_flags, 'run',
-                       '--consumer', 'w2', '--batch', 50, '--block-ms', 100 ],
-          out => $t->dir . '/worker2.log');
-$t->redis('FLUSHALL');
-print $lock "UNLOCK TABLES;\n";
-close $lock;
-ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') } },
-                timeout => 10), 'w2 restores Redis while w1 is stopped');
-is(calls(), $rows, 'the restore read the ledger without w1\'s round');
+$rows = round_over_restore(183, (map { event($_) } 184 .. 232),
+                           usage_event_json(233, account => $acct + 0,
+                                            model => 'poison-model'));
 kill 'CONT', $w1;
 ok($t->wait_for(sub { usage_rows($t) == $rows + 49 }, timeout => 10),
    'w1 stores the 49 good events row by row');
