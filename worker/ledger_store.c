@@ -247,6 +247,25 @@ aw_batch_send_bulk(aw_drain_t *d, size_t n, size_t *valid,
 }
 
 
+/* the ids of the valid events of d->entries[0 .. n), quoted, to "ids" */
+
+static void
+aw_batch_ids(aw_drain_t *d, size_t n, aw_buf_t *ids)
+{
+    size_t       i;
+    const char  *sep;
+
+    sep = "";
+
+    for (i = 0; i < n; i++) {
+        if (d->entries[i].reason == NULL) {
+            aw_buf_printf(ids, "%s'%s'", sep, d->entries[i].ev.id);
+            sep = ", ";
+        }
+    }
+}
+
+
 /*
  * The batch as one INSERT IGNORE tagged with a random batch id: one bulk
  * execution where the server has it, else one multi-row statement.
@@ -265,11 +284,9 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     long long *dups)
 {
     int                  rc, due;
-    char                 where[64];
     size_t               i, valid, nroll;
     aw_buf_t             q, ids;
     long long            epoch;
-    aw_entry_t          *en;
     unsigned long long   tag;
 
     *inserted = *dups = 0;
@@ -329,16 +346,7 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
         }
 
     } else if (*inserted > 0) {
-        valid = 0;
-
-        for (i = 0; i < n; i++) {
-            en = &d->entries[i];
-
-            if (en->reason == NULL) {
-                aw_buf_printf(&ids, "%s'%s'", valid++ ? ", " : "",
-                              en->ev.id);
-            }
-        }
+        aw_batch_ids(d, n, &ids);
 
         aw_buf_reset(&q);
         aw_buf_printf(&q, "INSERT INTO usage_daily (account, day, model, "
@@ -359,24 +367,32 @@ aw_drain_store_batch(aw_drain_t *d, size_t n, long long *inserted,
     }
 
     aw_buf_free(&q);
-    aw_buf_free(&ids);
 
     /*
      * The gate just before the COMMIT, held through it (aw_drain_gate);
-     * events a restore could not count kept with them, and added once
-     * committed
+     * events a restore could not count kept with them (found by their ids,
+     * not by a scan of the ledger), and added once committed
      */
 
     epoch = aw_drain_gate(d);
     due = (*inserted > 0 && aw_drain_add_due(d, epoch));
-    snprintf(where, sizeof(where), "drain_batch = %llu", tag);
+
+    if (due) {
+        aw_buf_reset(&ids);
+        aw_buf_printf(&ids, "drain_batch = %llu AND event_id IN (", tag);
+        aw_batch_ids(d, n, &ids);
+        aw_buf_printf(&ids, ")");
+    }
 
     if (epoch == -1
-        || (due && aw_drain_add_keep(d, epoch, where, tag) != 0)
+        || (due && aw_drain_add_keep(d, epoch, ids.data, tag) != 0)
         || mysql_query(d->db, "COMMIT") != 0)
     {
+        aw_buf_free(&ids);
         goto failed;
     }
+
+    aw_buf_free(&ids);
 
     if (due) {
         (void) aw_drain_add_made(d, tag);
