@@ -404,7 +404,7 @@ aw_drain_restore(aw_drain_t *d)
 static int
 aw_drain_sync(aw_drain_t *d, const char *prev)
 {
-    int         merge, keys;
+    int         merge, keys, rc;
     char       *end1, *end2;
     long long   epoch, was, now, counters;
 
@@ -442,10 +442,11 @@ aw_drain_sync(aw_drain_t *d, const char *prev)
      * between them and the ledger read, so none is counted twice
      */
 
-    if ((merge ? aw_restore_all(d->db, d->rc, 0, &keys, &counters)
-               : (aw_sync_all(d->db, d->rc) < 0
-                  || aw_publish(d->rc, AIHUB_INV_ALL) != 0) ? -1 : 0) == 0)
-    {
+    rc = merge ? aw_restore_all(d->db, d->rc, 0, &keys, &counters)
+         : aw_sync_all(d->db, d->rc) < 0 ? -1
+         : aw_publish(d->rc, AIHUB_INV_ALL);
+
+    if (rc == 0) {
         aw_log(AW_LOG_INFO, "key records, models and plans synced "
                "to Redis%s", merge ? ", period counters at least the "
                              "ledger's" : "");
