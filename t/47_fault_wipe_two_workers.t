@@ -19,7 +19,8 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(period_id usage_event_json lock_table sql_session);
+use AihubFixtures qw(period_id usage_event_json lock_table sql_session
+                     commit_fault_so);
 
 sub usage_rows { AihubFixtures::usage_rows(@_) }
 
@@ -327,6 +328,39 @@ ok($t->wait_for(sub {
     $t->worker_log =~ /MySQL refused the batch after the insert .*; storing /
 }, timeout => 5), 'the round went row by row');
 is($t->redis('XLEN', 'aihub:usage:dead'), 1, 'the poisoned one dead-lettered');
+is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 0,
+   'nothing left kept');
+sleep 1;
+is(calls(), usage_rows($t), 'the counter equals the ledger');
+
+# --- the same round, one transaction an event -------------------------------
+# One event of the round is one whose COMMIT MySQL refuses (t/lib/
+# commit_fault.c, as in t/70): the round's COMMIT refused, then the events'
+# in one transaction, they are stored one transaction each, and each new
+# row is kept for the addition at its own COMMIT.
+
+$t->stop_proc('worker2');
+$t->stop_worker;
+{
+    my $so = commit_fault_so($t);
+    local $ENV{LD_PRELOAD} = $ENV{LD_PRELOAD} ? "$ENV{LD_PRELOAD}:$so" : $so;
+    $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
+}
+$rows = round_over_restore(234, (map { event($_) } 235 .. 283),
+                           usage_event_json(284, account => $acct + 0,
+                                            model => 'commit-poison'));
+kill 'CONT', $w1;
+ok($t->wait_for(sub { usage_rows($t) == $rows + 49 }, timeout => 20),
+   'w1 stores the 49 good events, one transaction each');
+ok($t->wait_for(sub { calls() == $rows + 49 }, timeout => 10),
+   'and adds them')
+    or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
+ok($t->wait_for(sub {
+    $t->worker_log =~ /refused the COMMIT of the events .*; storing each /
+}, timeout => 5), 'the round went one transaction an event');
+# (Redis lost the dead letter of the last phase with its data)
+ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage:dead') == 1 },
+                timeout => 5), 'the poisoned one dead-lettered');
 is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 0,
    'nothing left kept');
 sleep 1;

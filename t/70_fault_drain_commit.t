@@ -21,20 +21,14 @@ use Time::HiRes qw(time sleep);
 
 use lib 't/lib';
 use Aihub;
-use AihubFixtures qw(usage_event_json);
+use AihubFixtures qw(usage_event_json commit_fault_so);
 
 plan skip_all => 'aihub-worker not built' unless Aihub::have_worker();
 
 my $t = Aihub->new(redis => 1, mariadb => 1);
 $t->migrate;
 
-my $so = "$t->{dir}/commit_fault.so";
-my $inc = `mariadb_config --include 2>/dev/null`
-          || `mysql_config --include 2>/dev/null` || '';
-chomp $inc;
-system('cc', '-shared', '-fPIC', split(' ', $inc), '-o', $so,
-       't/lib/commit_fault.c', '-ldl') == 0
-    or die "cannot build t/lib/commit_fault.c\n";
+my $so = commit_fault_so($t);
 
 my $json = JSON::PP->new->canonical;
 my $now = int(time * 1000);

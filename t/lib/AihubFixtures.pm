@@ -169,7 +169,7 @@ our @EXPORT_OK = qw(seed_models seed_full_key wait_ready is_error
                     period_field calls_settle wait_counted fork_proxy
                     relay_accept
                     relay_drop cut_proxy proxy_cuts gz usage_event_json
-                    sql_session lock_table
+                    sql_session lock_table commit_fault_so
                     proxied_gateway counted_once gateway_metrics raw_chat
                     %MODELS $PREFIX);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -978,6 +978,23 @@ sub lock_table {
                        . "AND In_use > 0")
     }, timeout => 10);
     return ($s, $ok);
+}
+
+
+# t/lib/commit_fault.c built into the test's directory: preloaded into a
+# worker (LD_PRELOAD), MySQL refuses the COMMIT of any transaction that
+# wrote the model "commit-poison" (error 1180, after a real ROLLBACK)
+sub commit_fault_so {
+    my ($t) = @_;
+
+    my $so = "$t->{dir}/commit_fault.so";
+    my $inc = `mariadb_config --include 2>/dev/null`
+              || `mysql_config --include 2>/dev/null` || '';
+    chomp $inc;
+    system('cc', '-shared', '-fPIC', split(' ', $inc), '-o', $so,
+           't/lib/commit_fault.c', '-ldl') == 0
+        or die "cannot build t/lib/commit_fault.c\n";
+    return $so;
 }
 
 
