@@ -304,6 +304,28 @@ like(Aihub::read_file($t->dir . '/worker2.log'),
 sleep 1;
 is(calls(), usage_rows($t), 'the counter equals the ledger');
 
+# w1 let go on with the round of round_over_restore, one of its 50 events
+# poisoned: the 49 others are stored ("how") and added, the poisoned one
+# dead-lettered (the only dead letter: Redis lost the others with its data)
+sub round_stored_without_poison {
+    my ($rows, $how, $logged) = @_;
+
+    kill 'CONT', $w1;
+    ok($t->wait_for(sub { usage_rows($t) == $rows + 49 }, timeout => 20),
+       "w1 stores the 49 good events $how");
+    ok($t->wait_for(sub { calls() == $rows + 49 }, timeout => 10),
+       'and adds them')
+        or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
+    ok($t->wait_for(sub { $t->worker_log =~ $logged }, timeout => 5),
+       "the round went $how");
+    ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage:dead') == 1 },
+                    timeout => 5), 'the poisoned one dead-lettered');
+    is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 0,
+       'nothing left kept');
+    sleep 1;
+    is(calls(), usage_rows($t), 'the counter equals the ledger');
+}
+
 # --- the same round stored row by row ---------------------------------------
 # One event of the round is one MySQL refuses after its INSERT (its rollup
 # out of range, as in t/57): the round is stored row by row, without it,
@@ -318,20 +340,9 @@ $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
 $rows = round_over_restore(183, (map { event($_) } 184 .. 232),
                            usage_event_json(233, account => $acct + 0,
                                             model => 'poison-model'));
-kill 'CONT', $w1;
-ok($t->wait_for(sub { usage_rows($t) == $rows + 49 }, timeout => 10),
-   'w1 stores the 49 good events row by row');
-ok($t->wait_for(sub { calls() == $rows + 49 }, timeout => 10),
-   'and adds them')
-    or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
-ok($t->wait_for(sub {
-    $t->worker_log =~ /MySQL refused the batch after the insert .*; storing /
-}, timeout => 5), 'the round went row by row');
-is($t->redis('XLEN', 'aihub:usage:dead'), 1, 'the poisoned one dead-lettered');
-is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 0,
-   'nothing left kept');
-sleep 1;
-is(calls(), usage_rows($t), 'the counter equals the ledger');
+round_stored_without_poison(
+    $rows, 'row by row',
+    qr/MySQL refused the batch after the insert .*; storing /);
 
 # --- the same round, one transaction an event -------------------------------
 # One event of the round is one whose COMMIT MySQL refuses (t/lib/
@@ -349,22 +360,9 @@ $t->stop_worker;
 $rows = round_over_restore(234, (map { event($_) } 235 .. 283),
                            usage_event_json(284, account => $acct + 0,
                                             model => 'commit-poison'));
-kill 'CONT', $w1;
-ok($t->wait_for(sub { usage_rows($t) == $rows + 49 }, timeout => 20),
-   'w1 stores the 49 good events, one transaction each');
-ok($t->wait_for(sub { calls() == $rows + 49 }, timeout => 10),
-   'and adds them')
-    or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
-ok($t->wait_for(sub {
-    $t->worker_log =~ /refused the COMMIT of the events .*; storing each /
-}, timeout => 5), 'the round went one transaction an event');
-# (Redis lost the dead letter of the last phase with its data)
-ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage:dead') == 1 },
-                timeout => 5), 'the poisoned one dead-lettered');
-is($t->sql_value('SELECT COUNT(*) FROM ledger_additions'), 0,
-   'nothing left kept');
-sleep 1;
-is(calls(), usage_rows($t), 'the counter equals the ledger');
+round_stored_without_poison(
+    $rows, 'one transaction an event',
+    qr/refused the COMMIT of the events .*; storing each /);
 
 $t->stop_proc('worker2');
 $t->done;
