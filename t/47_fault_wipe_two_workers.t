@@ -137,6 +137,9 @@ sub logged_since {
     } 0, 1;
 }
 
+# what w1 logged since an offset in its log
+sub w1_logged_since { substr($t->worker_log, $_[0]) }
+
 ok($t->wait_for(sub { eval { $t->redis('EXISTS', 'aihub:epoch') }
                       && logged_since() =~ /another worker restored it /
                       && logged_since() =~ /Redis had lost its data: rest/ },
@@ -188,10 +191,10 @@ is($restored_calls, $rows, 'the restored counter is the ledger\'s');
 $t->redis('XADD', 'aihub:usage', '*', 'event', event($_)) for 112 .. 121;
 ok($t->wait_for(sub { usage_rows($t) == $rows + 10 }, timeout => 10),
    'w2 stores the 10 events of the refused batches');
+my $w1_log = length $t->worker_log;
 kill 'CONT', $w1;
 ok($t->wait_for(sub {
-    Aihub::read_file($t->dir . '/worker.log')
-        =~ /restored since the connection was lost/
+    w1_logged_since($w1_log) =~ /restored since the connection was lost/
 }, timeout => 10), 'w1 connects again and leaves the counters as they are');
 sleep 0.5;
 $t->redis('HINCRBY', $pk, 'calls', 10);    # the module's settles, again
@@ -214,10 +217,11 @@ is(calls(), $rows, 'the restored counter is the ledger\'s');
 $t->redis('XADD', 'aihub:usage', '*', 'event', event($_)) for 122 .. 131;
 ok($t->wait_for(sub { usage_rows($t) == $rows + 10 }, timeout => 10),
    'w2 stores the 10 events of the refused batches');
+my $off = length $t->worker_log;    # w1's log goes on after its last run
 $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
-ok($t->wait_for(sub { $t->worker_log =~ /key records, models and plans /
+ok($t->wait_for(sub { w1_logged_since($off) =~ /key records, models and /
                 }, timeout => 10), 'w1 starts and syncs');
-like($t->worker_log, qr/restored less than a minute ago: its period /,
+like(w1_logged_since($off), qr/restored less than a minute ago: its period /,
      'w1 leaves the counters as the restore wrote them');
 $t->redis('HINCRBY', $pk, 'calls', 10);    # the module's settles, again
 is(calls(), usage_rows($t), 'the counter equals the ledger: the 10 calls '
@@ -309,6 +313,7 @@ is(calls(), usage_rows($t), 'the counter equals the ledger');
 # dead-lettered (the only dead letter: Redis lost the others with its data)
 sub round_stored_without_poison {
     my ($rows, $how, $logged) = @_;
+    my $off = length $t->worker_log;
 
     kill 'CONT', $w1;
     ok($t->wait_for(sub { usage_rows($t) == $rows + 49 }, timeout => 20),
@@ -316,7 +321,7 @@ sub round_stored_without_poison {
     ok($t->wait_for(sub { calls() == $rows + 49 }, timeout => 10),
        'and adds them')
         or diag('calls ' . calls() . ', ledger ' . usage_rows($t));
-    ok($t->wait_for(sub { $t->worker_log =~ $logged }, timeout => 5),
+    ok($t->wait_for(sub { w1_logged_since($off) =~ $logged }, timeout => 5),
        "the round went $how");
     ok($t->wait_for(sub { $t->redis('XLEN', 'aihub:usage:dead') == 1 },
                     timeout => 5), 'the poisoned one dead-lettered');
