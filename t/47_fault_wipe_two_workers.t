@@ -308,11 +308,17 @@ like(Aihub::read_file($t->dir . '/worker2.log'),
 sleep 1;
 is(calls(), usage_rows($t), 'the counter equals the ledger');
 
-# w1 let go on with the round of round_over_restore, one of its 50 events
-# poisoned: the 49 others are stored ("how") and added, the poisoned one
-# dead-lettered (the only dead letter: Redis lost the others with its data)
-sub round_stored_without_poison {
-    my ($rows, $how, $logged) = @_;
+# round_over_restore with a round of 50 from event $first + 1, the last of
+# model $poison; w1 let go on: the 49 others are stored ("how") and added,
+# the poisoned one dead-lettered (the only dead letter: Redis lost the
+# others with its data)
+sub poisoned_round {
+    my ($first, $poison, $how, $logged) = @_;
+
+    my $rows = round_over_restore(
+        $first, (map { event($_) } $first + 1 .. $first + 49),
+        usage_event_json($first + 50, account => $acct + 0,
+                         model => $poison));
     my $off = length $t->worker_log;
 
     kill 'CONT', $w1;
@@ -342,12 +348,8 @@ $t->sql("INSERT INTO usage_daily (account, day, model, requests, calls, "
         . "9223372036854775805)");
 $t->stop_proc('worker2');
 $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
-$rows = round_over_restore(183, (map { event($_) } 184 .. 232),
-                           usage_event_json(233, account => $acct + 0,
-                                            model => 'poison-model'));
-round_stored_without_poison(
-    $rows, 'row by row',
-    qr/MySQL refused the batch after the insert .*; storing /);
+poisoned_round(183, 'poison-model', 'row by row',
+               qr/MySQL refused the batch after the insert .*; storing /);
 
 # --- the same round, one transaction an event -------------------------------
 # One event of the round is one whose COMMIT MySQL refuses (t/lib/
@@ -362,12 +364,8 @@ $t->stop_worker;
     local $ENV{LD_PRELOAD} = $ENV{LD_PRELOAD} ? "$ENV{LD_PRELOAD}:$so" : $so;
     $t->start_worker('--consumer', 'w1', '--batch', 50, '--block-ms', 100);
 }
-$rows = round_over_restore(234, (map { event($_) } 235 .. 283),
-                           usage_event_json(284, account => $acct + 0,
-                                            model => 'commit-poison'));
-round_stored_without_poison(
-    $rows, 'one transaction an event',
-    qr/refused the COMMIT of the events .*; storing each /);
+poisoned_round(234, 'commit-poison', 'one transaction an event',
+               qr/refused the COMMIT of the events .*; storing each /);
 
 $t->stop_proc('worker2');
 $t->done;
