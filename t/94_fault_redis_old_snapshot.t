@@ -25,6 +25,10 @@ my $t = Aihub->new(redis => 1, mariadb => 1, mock => 1);
 $t->migrate;
 
 my $key = $t->create_key(account => 'snap', plan => 'free');
+# a key of another account, first used after the restart: its lookup needs
+# the node's connection to Redis made again (which meets the backoff while
+# Redis is away: the node serves 503 until then, README "Failure")
+my $probe = $t->create_key(account => 'probe', plan => 'free');
 
 # 20 calls a month: 5 before the snapshot, 10 after it, 5 left
 $t->worker('account', 'override', 'snap', '--included', 20, '--rpm', 0,
@@ -74,6 +78,8 @@ like($t->worker_log, qr/period counters at least the ledger's/,
 # 5 calls left in all: exactly 5 answered (15 with the snapshot's counter)
 ok($t->wait_for(sub { hget('leased_calls') == 0 }, timeout => 10),
    'no lease held');
+ok(wait_ready($t, $probe, name => 'n1', timeout => 10),
+   'the node has its connection to Redis again');
 
 my $ok = 0;
 my $last;
